@@ -1,0 +1,84 @@
+import { z } from 'zod';
+import { LabelsSchema, NameSchema } from './manifest.js';
+import { isValidClientId } from './topics.js';
+import type { ErrorBody } from './errors.js';
+
+/**
+ * Operations shared by the web API and MQTT topic commands. One operations layer in the hub
+ * serves both, so validation and errors are identical whichever way a user comes in.
+ */
+
+export const MAX_APPLY_DOCUMENTS = 100;
+export const MAX_BODY_BYTES = 1024 * 1024;
+
+export const KindArgSchema = z.string().min(1).max(32);
+
+export const ApplyArgsSchema = z.strictObject({
+  /** YAML or JSON text with one or more documents, or already-parsed documents. */
+  manifests: z.union([z.string().max(MAX_BODY_BYTES), z.array(z.unknown()).max(MAX_APPLY_DOCUMENTS)]),
+});
+export const GetArgsSchema = z.strictObject({ kind: KindArgSchema, name: z.string().max(253).optional() });
+export const DeleteArgsSchema = z.strictObject({ kind: KindArgSchema, name: z.string().min(1).max(253) });
+export const ScaleArgsSchema = z.strictObject({ name: NameSchema, replicas: z.number().int('must be an integer').min(0, 'must be 0 or more').max(10000) });
+
+export const CommandRequestSchema = z.discriminatedUnion('op', [
+  z.strictObject({ id: z.string().min(1).max(128), op: z.literal('apply'), args: ApplyArgsSchema, replyTo: z.string().max(256).optional() }),
+  z.strictObject({ id: z.string().min(1).max(128), op: z.literal('get'), args: GetArgsSchema, replyTo: z.string().max(256).optional() }),
+  z.strictObject({ id: z.string().min(1).max(128), op: z.literal('delete'), args: DeleteArgsSchema, replyTo: z.string().max(256).optional() }),
+  z.strictObject({ id: z.string().min(1).max(128), op: z.literal('scale'), args: ScaleArgsSchema, replyTo: z.string().max(256).optional() }),
+]);
+export type CommandRequest = z.infer<typeof CommandRequestSchema>;
+export type CommandOp = CommandRequest['op'];
+
+export type CommandReply =
+  | { id: string; ok: true; result: unknown }
+  | { id: string; ok: false; error: ErrorBody };
+
+export type ApplyAction = 'created' | 'configured' | 'unchanged';
+export interface ApplyResultItem {
+  kind: string;
+  name: string;
+  action: ApplyAction;
+}
+export interface ApplyResult {
+  results: ApplyResultItem[];
+}
+
+export interface ListResult<T> {
+  items: T[];
+}
+
+// ---- Security: join and tokens (see hub/security) ----
+
+/** `K10<sha256 hex of the CA certificate DER>::<id>.<secret>`, as K3s formats its tokens. */
+export const JOIN_TOKEN_RE = /^K10([0-9a-f]{64})::([a-z0-9]{6,32})\.([A-Za-z0-9_-]{16,128})$/;
+
+export function parseJoinToken(token: string): { caFingerprint: string; id: string; secret: string } | undefined {
+  const m = JOIN_TOKEN_RE.exec(token.trim());
+  if (!m || m[1] === undefined || m[2] === undefined || m[3] === undefined) return undefined;
+  return { caFingerprint: m[1], id: m[2], secret: m[3] };
+}
+
+export const JoinRequestSchema = z.strictObject({
+  token: z.string().min(1).max(512),
+  node: NameSchema,
+  labels: LabelsSchema.default({}),
+});
+export type JoinRequest = z.infer<typeof JoinRequestSchema>;
+
+export const JoinResponseSchema = z.object({
+  node: NameSchema,
+  /** The node's own MQTT password; the MQTT username is the node name. */
+  credential: z.string().min(16),
+  caPem: z.string(),
+  mqttPort: z.number().int().min(1).max(65535),
+  labels: LabelsSchema.default({}),
+});
+export type JoinResponse = z.infer<typeof JoinResponseSchema>;
+
+export const RoleSchema = z.enum(['admin', 'operator', 'viewer']);
+export type Role = z.infer<typeof RoleSchema>;
+
+export function commandClientIdOk(id: string): boolean {
+  return isValidClientId(id);
+}

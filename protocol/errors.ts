@@ -1,0 +1,105 @@
+import type { z } from 'zod';
+
+/**
+ * The one catalogue of Orchard error codes. Every code maps to exactly one HTTP status so the
+ * web API and the MQTT command replies agree. docs/errors.md lists the same codes; a unit test
+ * keeps the two in step.
+ */
+export const ERROR_CATALOGUE = {
+  ERR_VALIDATION: { status: 400, summary: 'The input failed validation; details name each field path and rule.' },
+  ERR_BAD_YAML: { status: 400, summary: 'The body is not valid YAML or JSON.' },
+  ERR_UNKNOWN_KIND: { status: 400, summary: 'apiVersion/kind is not one Orchard serves.' },
+  ERR_TOO_MANY_OBJECTS: { status: 400, summary: 'An apply carried more documents than allowed.' },
+  ERR_PAYLOAD_TOO_LARGE: { status: 413, summary: 'The request body or message is larger than allowed.' },
+  ERR_UNSUPPORTED_MEDIA: { status: 415, summary: 'The content type is not accepted.' },
+  ERR_UNAUTHENTICATED: { status: 401, summary: 'No credential, or an unknown, expired or revoked one.' },
+  ERR_FORBIDDEN: { status: 403, summary: 'The credential is valid but its role does not allow this.' },
+  ERR_RATE_LIMITED: { status: 429, summary: 'Too many failed attempts from this source; wait and retry.' },
+  ERR_NOT_FOUND: { status: 404, summary: 'No object of that kind and name.' },
+  ERR_ALREADY_EXISTS: { status: 409, summary: 'An object of that kind and name already exists.' },
+  ERR_CONFLICT: { status: 409, summary: 'The object changed since it was read (resourceVersion mismatch); re-read and retry.' },
+  ERR_TOKEN_INVALID: { status: 401, summary: 'The join token is malformed, unknown, expired or used up.' },
+  ERR_CA_MISMATCH: { status: 400, summary: "The hub's CA does not match the fingerprint in the join token." },
+  ERR_TIMEOUT: { status: 504, summary: 'An operation did not finish in time.' },
+  ERR_RUNTIME: { status: 502, summary: 'The container engine refused or failed an operation.' },
+  ERR_IMAGE_PULL: { status: 502, summary: 'The image could not be pulled.' },
+  ERR_STORE: { status: 500, summary: 'The store failed to read or write.' },
+  ERR_INTERNAL: { status: 500, summary: 'An unexpected fault; the log has the cause.' },
+} as const satisfies Record<string, { status: number; summary: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CATALOGUE;
+
+export interface FieldIssue {
+  /** Dotted path to the field, e.g. `spec.template.spec.containers[0].image`. */
+  path: string;
+  /** The rule that failed, in words. */
+  message: string;
+}
+
+export interface ErrorBody {
+  code: ErrorCode;
+  message: string;
+  details?: { issues?: FieldIssue[]; [k: string]: unknown };
+}
+
+export class OrchardError extends Error {
+  readonly code: ErrorCode;
+  readonly details: ErrorBody['details'];
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; details?: ErrorBody['details'] } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'OrchardError';
+    this.code = code;
+    this.details = options.details;
+  }
+
+  get status(): number {
+    return ERROR_CATALOGUE[this.code].status;
+  }
+
+  toJSON(): ErrorBody {
+    return this.details === undefined
+      ? { code: this.code, message: this.message }
+      : { code: this.code, message: this.message, details: this.details };
+  }
+
+  static is(err: unknown, code?: ErrorCode): err is OrchardError {
+    return err instanceof OrchardError && (code === undefined || err.code === code);
+  }
+
+  /** Wraps anything thrown into an OrchardError, keeping OrchardErrors as they are. */
+  static from(err: unknown, fallback: ErrorCode = 'ERR_INTERNAL'): OrchardError {
+    if (err instanceof OrchardError) return err;
+    const message = err instanceof Error ? err.message : String(err);
+    return new OrchardError(fallback, message, { cause: err });
+  }
+}
+
+/** Formats a zod path as `a.b[0].c`, prefixed with `prefix` when given. */
+export function formatPath(path: ReadonlyArray<PropertyKey>, prefix = ''): string {
+  let out = prefix;
+  for (const seg of path) {
+    if (typeof seg === 'number') out += `[${seg}]`;
+    else out += out === '' ? String(seg) : `.${String(seg)}`;
+  }
+  return out === '' ? '(root)' : out;
+}
+
+export function issuesFromZod(error: z.ZodError, prefix = ''): FieldIssue[] {
+  return error.issues.map((i) => ({ path: formatPath(i.path, prefix), message: i.message }));
+}
+
+/** A validation error whose message names every failing field path and its rule. */
+export function validationError(error: z.ZodError, what: string, prefix = ''): OrchardError {
+  const issues = issuesFromZod(error, prefix);
+  const summary = issues.slice(0, 5).map((i) => `${i.path}: ${i.message}`).join('; ');
+  const more = issues.length > 5 ? ` (and ${issues.length - 5} more)` : '';
+  return new OrchardError('ERR_VALIDATION', `invalid ${what}: ${summary}${more}`, { details: { issues } });
+}
+
+/** Parses with a schema, throwing a validation OrchardError that names the field paths. */
+export function parseOrThrow<S extends z.ZodType>(schema: S, input: unknown, what: string, prefix = ''): z.infer<S> {
+  const r = schema.safeParse(input);
+  if (!r.success) throw validationError(r.error, what, prefix);
+  return r.data;
+}

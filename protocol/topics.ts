@@ -1,0 +1,71 @@
+import { NameSchema } from './manifest.js';
+
+/**
+ * Every MQTT topic Orchard uses, built and parsed only here. All live under `orchard/v1/`.
+ *
+ * Up (agent → hub):      orchard/v1/nodes/{node}/status    NodeStatusMessage, on connect and on change (retained)
+ *                         orchard/v1/nodes/{node}/usage     NodeUsageMessage, periodic heartbeat
+ *                         orchard/v1/nodes/{node}/observed  ObservedSetMessage, on change and periodic
+ *                         orchard/v1/nodes/{node}/presence  PresenceMessage; the last-will says offline
+ * Down (hub → agent):    orchard/v1/nodes/{node}/desired   DesiredSetMessage, retained, QoS 1
+ * Commands:              orchard/v1/commands/{clientId}    CommandRequest (client → hub)
+ *                         orchard/v1/replies/{clientId}     CommandReply  (hub → client)
+ */
+
+export const TOPIC_ROOT = 'orchard/v1';
+
+export const NODE_UP_CHANNELS = ['status', 'usage', 'observed', 'presence'] as const;
+export const NODE_DOWN_CHANNELS = ['desired'] as const;
+export type NodeUpChannel = (typeof NODE_UP_CHANNELS)[number];
+export type NodeDownChannel = (typeof NODE_DOWN_CHANNELS)[number];
+export type NodeChannel = NodeUpChannel | NodeDownChannel;
+
+/** Limits the broker enforces on any topic (aedes < 1.1.1 could be crashed by deep topics). */
+export const TOPIC_LIMITS = { maxLength: 256, maxLevels: 8 } as const;
+
+/** MQTT client ids and command client ids: what a name may safely be in a topic level. */
+const CLIENT_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+export const topics = {
+  node: (node: string, channel: NodeChannel): string => `${TOPIC_ROOT}/nodes/${node}/${channel}`,
+  nodeStatus: (node: string): string => topics.node(node, 'status'),
+  nodeUsage: (node: string): string => topics.node(node, 'usage'),
+  nodeObserved: (node: string): string => topics.node(node, 'observed'),
+  nodePresence: (node: string): string => topics.node(node, 'presence'),
+  nodeDesired: (node: string): string => topics.node(node, 'desired'),
+  /** Subscription filter for every node's up-channel `channel`. */
+  allNodes: (channel: NodeChannel): string => `${TOPIC_ROOT}/nodes/+/${channel}`,
+  command: (clientId: string): string => `${TOPIC_ROOT}/commands/${clientId}`,
+  reply: (clientId: string): string => `${TOPIC_ROOT}/replies/${clientId}`,
+  allCommands: (): string => `${TOPIC_ROOT}/commands/+`,
+} as const;
+
+export type ParsedTopic =
+  | { type: 'node'; node: string; channel: NodeChannel }
+  | { type: 'command'; clientId: string }
+  | { type: 'reply'; clientId: string };
+
+export function isValidClientId(id: string): boolean {
+  return CLIENT_ID_RE.test(id);
+}
+
+/** Parses an Orchard topic; undefined for anything that is not exactly one of ours. */
+export function parseTopic(topic: string): ParsedTopic | undefined {
+  if (topic.length > TOPIC_LIMITS.maxLength) return undefined;
+  const parts = topic.split('/');
+  if (parts.length > TOPIC_LIMITS.maxLevels) return undefined;
+  if (parts[0] !== 'orchard' || parts[1] !== 'v1') return undefined;
+  if (parts[2] === 'nodes' && parts.length === 5) {
+    const node = parts[3] ?? '';
+    const channel = parts[4] as NodeChannel;
+    if (!NameSchema.safeParse(node).success) return undefined;
+    if (!(NODE_UP_CHANNELS as readonly string[]).includes(channel) && !(NODE_DOWN_CHANNELS as readonly string[]).includes(channel)) return undefined;
+    return { type: 'node', node, channel };
+  }
+  if ((parts[2] === 'commands' || parts[2] === 'replies') && parts.length === 4) {
+    const clientId = parts[3] ?? '';
+    if (!isValidClientId(clientId)) return undefined;
+    return parts[2] === 'commands' ? { type: 'command', clientId } : { type: 'reply', clientId };
+  }
+  return undefined;
+}
