@@ -86,7 +86,11 @@ export function formatPath(path: ReadonlyArray<PropertyKey>, prefix = ''): strin
 }
 
 export function issuesFromZod(error: z.ZodError, prefix = ''): FieldIssue[] {
-  return error.issues.map((i) => ({ path: formatPath(i.path, prefix), message: i.message }));
+  return error.issues.map((i) => {
+    // A bad record key (e.g. a label key) carries the key's own rule in nested issues: say that.
+    const inner = i.code === 'invalid_key' ? i.issues[0]?.message : undefined;
+    return { path: formatPath(i.path, prefix), message: inner ? `invalid key: ${inner}` : i.message };
+  });
 }
 
 /** A validation error whose message names every failing field path and its rule. */

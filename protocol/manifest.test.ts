@@ -1,0 +1,93 @@
+import { describe, expect, it } from 'vitest';
+import { DeploymentManifestSchema, podRequests } from './manifest.js';
+import { issuesFromZod } from './errors.js';
+
+const valid = {
+  apiVersion: 'orchard/v1',
+  kind: 'Deployment',
+  metadata: { name: 'web', labels: { app: 'web', 'example.com/tier': 'front' } },
+  spec: {
+    replicas: 3,
+    template: {
+      spec: {
+        containers: [
+          {
+            name: 'web',
+            image: 'nginx:1.27',
+            command: ['nginx'],
+            args: ['-g', 'daemon off;'],
+            env: [{ name: 'MODE', value: 'prod' }],
+            ports: [{ containerPort: 80, hostPort: 8080, hostIP: '127.0.0.1' }],
+            resources: { requests: { cpu: '250m', memory: '64Mi' }, limits: { cpu: 0.5, memory: '1G' } },
+          },
+        ],
+        nodeSelector: { zone: 'north' },
+        arch: ['arm64', 'amd64'],
+        restartPolicy: 'OnFailure',
+        network: 'host',
+      },
+    },
+  },
+};
+
+function firstIssue(input: unknown): { path: string; message: string } | undefined {
+  const r = DeploymentManifestSchema.safeParse(input);
+  return r.success ? undefined : issuesFromZod(r.error)[0];
+}
+
+function mutate(f: (m: typeof valid & Record<string, unknown>) => void): unknown {
+  const m = structuredClone(valid) as typeof valid & Record<string, unknown>;
+  f(m);
+  return m;
+}
+
+describe('Deployment manifest schema', () => {
+  it('accepts a full manifest and fills defaults', () => {
+    const r = DeploymentManifestSchema.parse(valid);
+    expect(r.spec.template.spec.containers[0]?.ports[0]?.protocol).toBe('TCP');
+    expect(r.spec.mode).toBe('replicated');
+    const minimal = DeploymentManifestSchema.parse({ apiVersion: 'orchard/v1', kind: 'Deployment', metadata: { name: 'a' }, spec: { template: { spec: { containers: [{ name: 'c', image: 'x' }] } } } });
+    expect(minimal.spec.replicas).toBe(1);
+    expect(minimal.spec.template.spec.restartPolicy).toBe('Always');
+    expect(minimal.spec.template.spec.network).toBe('bridge');
+    expect(minimal.spec.template.spec.containers[0]?.imagePullPolicy).toBe('IfNotPresent');
+  });
+
+  it.each([
+    ['uppercase name', (m: Record<string, any>) => { m['metadata'].name = 'Web'; }, 'metadata.name', /DNS-1123/],
+    ['name too long', (m: Record<string, any>) => { m['metadata'].name = 'a'.repeat(64); }, 'metadata.name', /63/],
+    ['negative replicas', (m: Record<string, any>) => { m['spec'].replicas = -1; }, 'spec.replicas', /0 or more/],
+    ['fractional replicas', (m: Record<string, any>) => { m['spec'].replicas = 1.5; }, 'spec.replicas', /integer/],
+    ['missing image', (m: Record<string, any>) => { delete m['spec'].template.spec.containers[0].image; }, 'spec.template.spec.containers[0].image', /.+/],
+    ['empty image', (m: Record<string, any>) => { m['spec'].template.spec.containers[0].image = ''; }, 'spec.template.spec.containers[0].image', /required/],
+    ['bad cpu', (m: Record<string, any>) => { m['spec'].template.spec.containers[0].resources.requests.cpu = 'abc'; }, 'spec.template.spec.containers[0].resources.requests.cpu', /CPU quantity/],
+    ['bad memory', (m: Record<string, any>) => { m['spec'].template.spec.containers[0].resources.limits.memory = '1 gig'; }, 'spec.template.spec.containers[0].resources.limits.memory', /memory quantity/],
+    ['no containers', (m: Record<string, any>) => { m['spec'].template.spec.containers = []; }, 'spec.template.spec.containers', /at least one/],
+    ['bad arch', (m: Record<string, any>) => { m['spec'].template.spec.arch = ['riscv']; }, 'spec.template.spec.arch[0]', /.+/],
+    ['bad network', (m: Record<string, any>) => { m['spec'].template.spec.network = 'overlay'; }, 'spec.template.spec.network', /.+/],
+    ['port out of range', (m: Record<string, any>) => { m['spec'].template.spec.containers[0].ports[0].containerPort = 70000; }, 'spec.template.spec.containers[0].ports[0].containerPort', /.+/],
+    ['bad host IP', (m: Record<string, any>) => { m['spec'].template.spec.containers[0].ports[0].hostIP = '300.1.1.1'; }, 'spec.template.spec.containers[0].ports[0].hostIP', /.+/],
+    ['bad label', (m: Record<string, any>) => { m['metadata'].labels = { 'bad key!': 'x' }; }, 'metadata.labels.bad key!', /label key/],
+    ['unknown field', (m: Record<string, any>) => { m['spec'].replicaz = 2; }, 'spec', /replicaz/],
+    ['wrong apiVersion', (m: Record<string, any>) => { m['apiVersion'] = 'apps/v1'; }, 'apiVersion', /orchard\/v1/],
+  ])('%s → names %s', (_n, f, path, msg) => {
+    const issue = firstIssue(mutate(f as (m: Record<string, unknown>) => void));
+    expect(issue?.path).toBe(path);
+    expect(issue?.message).toMatch(msg);
+  });
+
+  it('rejects duplicate container names', () => {
+    const m = mutate((x) => {
+      const c = x.spec.template.spec.containers[0];
+      if (c) x.spec.template.spec.containers.push({ ...c });
+    });
+    expect(firstIssue(m)).toEqual({ path: 'spec.template.spec.containers[1].name', message: 'duplicate container name "web"' });
+  });
+
+  it('sums requests (falling back to limits)', () => {
+    const d = DeploymentManifestSchema.parse(valid);
+    expect(podRequests(d.spec.template.spec)).toEqual({ cpuMillis: 250, memoryBytes: 64 * 1024 * 1024 });
+    const onlyLimits = DeploymentManifestSchema.parse(mutate((x) => { delete (x.spec.template.spec.containers[0]?.resources as Record<string, unknown>)['requests']; }));
+    expect(podRequests(onlyLimits.spec.template.spec)).toEqual({ cpuMillis: 500, memoryBytes: 1e9 });
+  });
+});
