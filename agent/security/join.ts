@@ -1,0 +1,280 @@
+import { X509Certificate, randomBytes } from 'node:crypto';
+import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import { isIP } from 'node:net';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { ERROR_CATALOGUE, OrchardError, validationError } from '../../protocol/errors.js';
+import type { ErrorCode } from '../../protocol/errors.js';
+import { NameSchema } from '../../protocol/manifest.js';
+import { JoinRequestSchema, JoinResponseSchema, parseJoinToken } from '../../protocol/api.js';
+
+/**
+ * The agent's one-time join, K3s style. The join token carries the SHA-256 fingerprint of the
+ * hub's CA, so a fresh device can trust the hub without any file copied onto it:
+ *   1. GET  <api>/api/v1/ca   over TLS *without* verification (nothing secret is sent),
+ *   2. compare the fingerprint of what came back with the token's — refuse on mismatch,
+ *   3. POST <api>/api/v1/join over TLS pinned to that CA (the token is sent only now),
+ *   4. save { node, credential, caPem, mqttUrl } to <dataDir>/identity.json (0600).
+ * Later starts load identity.json and touch no network.
+ */
+
+export interface JoinedIdentity {
+  node: string;
+  credential: string;
+  caPem?: string;
+  mqttUrl: string;
+}
+
+export interface LoadOrJoinOptions {
+  dataDir: string;
+  hub: string;
+  token?: string;
+  node: string;
+  labels: Record<string, string>;
+  insecure: boolean;
+  log: (msg: string) => void;
+  /** Per-request limit (default 15 s). */
+  timeoutMs?: number;
+}
+
+export const IDENTITY_FILE = 'identity.json';
+export const DEFAULT_API_PORT = { https: 8443, http: 8080 } as const;
+const MAX_RESPONSE_BYTES = 256 * 1024;
+
+export const JoinedIdentitySchema = z.strictObject({
+  node: NameSchema,
+  credential: z.string().min(16),
+  caPem: z.string().optional(),
+  mqttUrl: z.string().regex(/^mqtts?:\/\//, 'must be an mqtt:// or mqtts:// URL'),
+});
+
+/** Same computation as the hub: SHA-256 of the certificate DER, lowercase hex, no colons. */
+export function fingerprintOf(pem: string): string {
+  return new X509Certificate(pem).fingerprint256.replace(/:/g, '').toLowerCase();
+}
+
+export interface HubAddress {
+  protocol: 'https:' | 'http:';
+  /** Host as it goes in a URL (IPv6 in brackets). */
+  host: string;
+  /** Host as it goes to a socket (IPv6 bare). */
+  hostname: string;
+  port: number;
+}
+
+/** Accepts `HOST`, `HOST:PORT`, `https://HOST:PORT`, `http://HOST:PORT` (IPv6 as `[::1]`). */
+export function parseHubAddress(hub: string, insecure: boolean): HubAddress {
+  const raw = hub.trim();
+  const hasScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(raw);
+  const bareIp6 = !hasScheme && isIP(raw) === 6; // "fd00::1" without brackets
+  const text = hasScheme ? raw : `${insecure ? 'http' : 'https'}://${bareIp6 ? `[${raw}]` : raw}`;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new OrchardError('ERR_VALIDATION', `hub address ${JSON.stringify(hub)} is not HOST, HOST:PORT or http(s)://HOST:PORT`);
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw new OrchardError('ERR_VALIDATION', `hub address ${JSON.stringify(hub)}: scheme must be https:// or http://`);
+  }
+  if (url.hostname === '' || (url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.username !== '') {
+    throw new OrchardError('ERR_VALIDATION', `hub address ${JSON.stringify(hub)} must be just a host and optional port`);
+  }
+  const protocol = url.protocol;
+  const port = url.port === '' ? (protocol === 'https:' ? DEFAULT_API_PORT.https : DEFAULT_API_PORT.http) : Number(url.port);
+  return { protocol, host: url.hostname, hostname: url.hostname.replace(/^\[(.*)\]$/, '$1'), port };
+}
+
+export async function loadOrJoin(opts: LoadOrJoinOptions): Promise<JoinedIdentity> {
+  const file = join(opts.dataDir, IDENTITY_FILE);
+  const saved = readIdentity(file, opts.log);
+  if (saved?.node === opts.node) return saved;
+  if (saved && opts.token === undefined) {
+    throw new OrchardError(
+      'ERR_VALIDATION',
+      `${file} belongs to node ${saved.node}, not ${opts.node}; start with --node ${saved.node}, or give a join token to join as ${opts.node}`,
+    );
+  }
+  if (opts.token === undefined || opts.token.trim() === '') {
+    throw new OrchardError('ERR_TOKEN_INVALID', `not joined yet (no ${file}) and no join token given; create one on the hub with "orchard token create"`);
+  }
+  const token = opts.token.trim();
+  const parsed = parseJoinToken(token);
+  if (!parsed) throw new OrchardError('ERR_TOKEN_INVALID', 'malformed join token (expected K10<fingerprint>::<id>.<secret>)');
+  const req = JoinRequestSchema.safeParse({ token, node: opts.node, labels: opts.labels });
+  if (!req.success) throw validationError(req.error, 'join request');
+
+  const addr = parseHubAddress(opts.hub, opts.insecure);
+  const base = `${addr.protocol}//${addr.host}:${addr.port}`;
+  const timeoutMs = opts.timeoutMs ?? 15_000;
+
+  let caPem: string | undefined;
+  if (addr.protocol === 'http:') {
+    if (!opts.insecure) {
+      throw new OrchardError('ERR_VALIDATION', `refusing to join over plain http:// (the token would travel in clear); use https:// or --insecure`);
+    }
+    opts.log(`WARNING: joining ${base} over plain HTTP with no CA check; the MQTT link will not be encrypted either`);
+  } else {
+    const got = await request(addr, 'GET', '/api/v1/ca', { tls: { rejectUnauthorized: false }, timeoutMs });
+    if (got.status !== 200) throw hubError(got, `GET ${base}/api/v1/ca`);
+    const pem = got.body.trim();
+    let fp: string;
+    try {
+      fp = fingerprintOf(pem);
+    } catch (err) {
+      throw new OrchardError('ERR_CA_MISMATCH', `${base}/api/v1/ca did not return a PEM certificate`, { cause: err });
+    }
+    if (fp !== parsed.caFingerprint) {
+      if (!opts.insecure) {
+        throw new OrchardError(
+          'ERR_CA_MISMATCH',
+          `the hub at ${base} presents CA ${fp}, but the join token pins CA ${parsed.caFingerprint}; check the hub address and the token (or someone is intercepting)`,
+          { details: { expected: parsed.caFingerprint, actual: fp } },
+        );
+      }
+      opts.log(`WARNING: --insecure: hub CA ${fp} does not match the token's ${parsed.caFingerprint}; trusting it anyway`);
+    }
+    caPem = `${pem}\n`;
+  }
+
+  const body = JSON.stringify(req.data);
+  const res = await request(addr, 'POST', '/api/v1/join', {
+    ...(caPem !== undefined ? { tls: { ca: caPem, rejectUnauthorized: true } } : {}),
+    body,
+    timeoutMs,
+  });
+  if (res.status !== 200 && res.status !== 201) throw hubError(res, 'the hub refused the join');
+  let json: unknown;
+  try {
+    json = JSON.parse(res.body);
+  } catch (err) {
+    throw new OrchardError('ERR_VALIDATION', `the hub's join response is not JSON`, { cause: err });
+  }
+  const jr = JoinResponseSchema.safeParse(json);
+  if (!jr.success) throw validationError(jr.error, 'join response');
+  if (jr.data.node !== opts.node) throw new OrchardError('ERR_VALIDATION', `the hub answered for node ${jr.data.node}, not ${opts.node}`);
+
+  const identity: JoinedIdentity =
+    caPem !== undefined
+      ? { node: opts.node, credential: jr.data.credential, caPem, mqttUrl: `mqtts://${addr.host}:${jr.data.mqttPort}` }
+      : { node: opts.node, credential: jr.data.credential, mqttUrl: `mqtt://${addr.host}:${jr.data.mqttPort}` };
+  mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+  writeFileAtomic(file, `${JSON.stringify(identity, null, 2)}\n`);
+  opts.log(`joined ${base} as node ${opts.node}; identity saved in ${file}`);
+  return identity;
+}
+
+function readIdentity(file: string, log: (msg: string) => void): JoinedIdentity | undefined {
+  if (!existsSync(file)) return undefined;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new OrchardError('ERR_STORE', `cannot read ${file}: ${(err as Error).message}; delete it and join again`, { cause: err });
+  }
+  const r = JoinedIdentitySchema.safeParse(raw);
+  if (!r.success) throw new OrchardError('ERR_STORE', `${validationError(r.error, file).message}; delete it and join again`);
+  try {
+    chmodSync(file, 0o600); // in case someone copied it around with looser permissions
+  } catch {
+    log(`WARNING: could not restrict ${file} to 0600`);
+  }
+  return r.data;
+}
+
+interface HttpResult {
+  status: number;
+  body: string;
+}
+
+function request(
+  addr: HubAddress,
+  method: 'GET' | 'POST',
+  path: string,
+  o: { tls?: { ca?: string; rejectUnauthorized: boolean }; body?: string; timeoutMs: number },
+): Promise<HttpResult> {
+  const where = `${method} ${addr.protocol}//${addr.host}:${addr.port}${path}`;
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string> = { accept: 'application/json, text/plain' };
+    if (o.body !== undefined) {
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = String(Buffer.byteLength(o.body));
+    }
+    const common = { hostname: addr.hostname, port: addr.port, path, method, headers, agent: false as const, signal: AbortSignal.timeout(o.timeoutMs) };
+    const onResponse = (res: http.IncomingMessage): void => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > MAX_RESPONSE_BYTES) {
+          res.destroy();
+          reject(new OrchardError('ERR_PAYLOAD_TOO_LARGE', `${where}: response larger than ${MAX_RESPONSE_BYTES} bytes`));
+          return;
+        }
+        chunks.push(c);
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', (err) => reject(netError(err, where, addr)));
+    };
+    const req =
+      addr.protocol === 'https:'
+        ? https.request({ ...common, ca: o.tls?.ca, rejectUnauthorized: o.tls?.rejectUnauthorized ?? true }, onResponse)
+        : http.request(common, onResponse);
+    req.on('error', (err) => reject(netError(err, where, addr)));
+    req.end(o.body);
+  });
+}
+
+function netError(err: Error & { code?: string }, where: string, addr: HubAddress): OrchardError {
+  if (err.name === 'AbortError' || err.name === 'TimeoutError' || err.code === 'ABORT_ERR') {
+    return new OrchardError('ERR_TIMEOUT', `${where}: no answer in time`, { cause: err });
+  }
+  if (err.code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    return new OrchardError(
+      'ERR_CA_MISMATCH',
+      `${where}: the hub's certificate does not name ${addr.hostname}; add it to the hub's certificate names or join by a name it has`,
+      { cause: err },
+    );
+  }
+  if (err.code !== undefined && /CERT|SELF_SIGNED|SIGNATURE|UNABLE_TO_VERIFY/.test(err.code)) {
+    return new OrchardError('ERR_CA_MISMATCH', `${where}: the hub's certificate is not signed by the pinned CA (${err.code})`, { cause: err });
+  }
+  return new OrchardError('ERR_INTERNAL', `${where}: ${err.message}`, { cause: err });
+}
+
+function hubError(res: HttpResult, what: string): OrchardError {
+  let body: unknown;
+  try {
+    body = JSON.parse(res.body);
+  } catch {
+    body = undefined;
+  }
+  const b = body as { code?: unknown; message?: unknown } | undefined;
+  if (b && typeof b.code === 'string' && b.code in ERROR_CATALOGUE && typeof b.message === 'string') {
+    return new OrchardError(b.code as ErrorCode, `${what}: ${b.message}`);
+  }
+  return new OrchardError('ERR_INTERNAL', `${what}: HTTP ${res.status} ${res.body.slice(0, 200)}`);
+}
+
+/** tmp (0600) + fsync + rename: a crash leaves the old identity or the new one, never half of one. */
+function writeFileAtomic(path: string, data: string): void {
+  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
+  let fd: number | undefined;
+  try {
+    fd = openSync(tmp, 'wx', 0o600);
+    const buf = Buffer.from(data, 'utf8');
+    let off = 0;
+    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+    fsyncSync(fd);
+    closeSync(fd);
+    fd = undefined;
+    chmodSync(tmp, 0o600);
+    renameSync(tmp, path);
+  } catch (err) {
+    if (fd !== undefined) closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw new OrchardError('ERR_STORE', `cannot write ${path}: ${(err as Error).message}`, { cause: err });
+  }
+}

@@ -1,0 +1,78 @@
+import { CommandRequestSchema, type CommandReply, type CommandRequest, type Role } from '../../protocol/api.js';
+import { OrchardError, validationError } from '../../protocol/errors.js';
+import { encodeMessage, MAX_MESSAGE_BYTES } from '../../protocol/messages.js';
+import { parseTopic, topics } from '../../protocol/topics.js';
+import type { Publisher } from '../broker/broker.js';
+import type { Logger } from '../log.js';
+import type { Operations } from '../operations.js';
+
+const NEEDS: Record<CommandRequest['op'], Role> = { get: 'viewer', apply: 'operator', delete: 'operator', scale: 'operator' };
+const RANK: Record<Role, number> = { viewer: 0, operator: 1, admin: 2 };
+
+/**
+ * MQTT topic commands: a client publishes a CommandRequest on `orchard/v1/commands/{clientId}`
+ * and gets a CommandReply on `orchard/v1/replies/{clientId}` (or its `replyTo`, which must be
+ * that same reply topic: aedes speaks MQTT 3.1.1, so correlation is carried in the payload).
+ * The same Operations as the web API run, so results and errors are identical.
+ */
+export class MqttCommands {
+  handled = 0;
+
+  constructor(private readonly deps: { ops: Operations; publisher: Publisher; log: Logger }) {}
+
+  /** `role` is the authenticated publisher's role (undefined: refuse). Never throws. */
+  async handle(topic: string, payload: Buffer, role: Role | undefined): Promise<void> {
+    const t = parseTopic(topic);
+    if (!t || t.type !== 'command') return;
+    const replyTopic = topics.reply(t.clientId);
+    let id = 'unknown';
+    let reply: CommandReply;
+    try {
+      const json = decodeJson(payload);
+      if (json && typeof json === 'object' && typeof (json as { id?: unknown }).id === 'string') id = (json as { id: string }).id.slice(0, 128);
+      const r = CommandRequestSchema.safeParse(json);
+      if (!r.success) throw validationError(r.error, 'command');
+      const req = r.data;
+      id = req.id;
+      if (req.replyTo !== undefined && req.replyTo !== replyTopic) {
+        throw new OrchardError('ERR_FORBIDDEN', `replyTo must be ${replyTopic} (your own reply topic)`);
+      }
+      if (!role) throw new OrchardError('ERR_UNAUTHENTICATED', 'command clients must connect with an API token (username "token")');
+      if (RANK[role] < RANK[NEEDS[req.op]]) throw new OrchardError('ERR_FORBIDDEN', `role "${role}" may not ${req.op} (needs ${NEEDS[req.op]})`);
+      reply = { id, ok: true, result: this.run(req) };
+    } catch (err) {
+      const oe = OrchardError.from(err);
+      if (oe.code === 'ERR_INTERNAL') this.deps.log.error('mqtt command failed', { topic, err });
+      reply = { id, ok: false, error: oe.toJSON() };
+    }
+    this.handled++;
+    try {
+      await this.deps.publisher.publish(replyTopic, encodeMessage(reply), { qos: 1, retain: false });
+    } catch (err) {
+      this.deps.log.warn('could not publish command reply', { topic: replyTopic, err });
+    }
+  }
+
+  private run(req: CommandRequest): unknown {
+    const { ops } = this.deps;
+    switch (req.op) {
+      case 'apply':
+        return ops.apply(req.args.manifests);
+      case 'get':
+        return req.args.name === undefined ? ops.list(req.args.kind) : ops.get(req.args.kind, req.args.name);
+      case 'delete':
+        return ops.delete(req.args.kind, req.args.name);
+      case 'scale':
+        return ops.scale(req.args.name, req.args.replicas);
+    }
+  }
+}
+
+function decodeJson(payload: Buffer): unknown {
+  if (payload.byteLength > MAX_MESSAGE_BYTES) throw new OrchardError('ERR_PAYLOAD_TOO_LARGE', `command of ${payload.byteLength} bytes exceeds ${MAX_MESSAGE_BYTES}`);
+  try {
+    return JSON.parse(payload.toString('utf8')) as unknown;
+  } catch (e) {
+    throw new OrchardError('ERR_VALIDATION', `command payload is not JSON: ${(e as Error).message}`, { details: { issues: [{ path: '(root)', message: 'must be a JSON object' }] } });
+  }
+}

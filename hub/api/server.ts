@@ -1,0 +1,226 @@
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import {
+  GetArgsSchema,
+  JoinRequestSchema,
+  MAX_BODY_BYTES,
+  RoleSchema,
+  ScaleArgsSchema,
+  type JoinResponse,
+  type Role,
+} from '../../protocol/api.js';
+import { OrchardError, parseOrThrow } from '../../protocol/errors.js';
+import { LabelsSchema } from '../../protocol/manifest.js';
+import { OBJECT_KINDS, type ObjectKind } from '../../protocol/objects.js';
+import type { Logger } from '../log.js';
+import type { Operations } from '../operations.js';
+import type { Store } from '../store/store.js';
+import { toOrchardError } from './errors.js';
+import { renderDashboard } from './dashboard.js';
+
+export interface ApiPrincipal {
+  name: string;
+  role: Role;
+}
+
+/** What the API needs from the security layer; hub.ts adapts the AuthStore to it. */
+export interface ApiAuth {
+  authenticate(token: string): ApiPrincipal | undefined;
+  /** True when this source has failed too often and must wait. */
+  limited(source: string): boolean;
+  failed(source: string): void;
+  caPem(): string | undefined;
+  join(token: string, node: string, labels: Record<string, string>): { credential: string; labels: Record<string, string> };
+  createJoinToken(opts: { ttlSeconds?: number; uses?: number; labels?: Record<string, string> }): { token: string; id: string; expiresAt?: string };
+  createApiToken(opts: { name: string; role: Role; ttlSeconds?: number }): { token: string; id: string };
+  listTokens(): unknown;
+  revokeNode(node: string): void;
+}
+
+export interface ApiDeps {
+  store: Store;
+  ops: Operations;
+  auth: ApiAuth;
+  log: Logger;
+  mqttPort: () => number;
+  /** Deletes a node: revoke, disconnect, forget its object (its pods are rescheduled). */
+  deleteNode: (name: string) => Promise<void>;
+  tls?: { cert: string; key: string };
+}
+
+const ROLE_RANK: Record<Role, number> = { viewer: 0, operator: 1, admin: 2 };
+
+const TokenCreateSchema = z.strictObject({
+  type: z.enum(['join', 'api']).default('join'),
+  ttlSeconds: z.number().int().min(1).max(10 * 365 * 24 * 3600).optional(),
+  uses: z.number().int().min(1).max(1_000_000).optional(),
+  labels: LabelsSchema.optional(),
+  role: RoleSchema.optional(),
+  name: z.string().min(1).max(128).optional(),
+});
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal?: ApiPrincipal;
+  }
+}
+
+/** Builds the web API (not yet listening). Every route validates its input with zod. */
+export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    bodyLimit: MAX_BODY_BYTES,
+    logger: false,
+    // A slow or half-open client cannot hold the hub.
+    connectionTimeout: 30_000,
+    requestTimeout: 30_000,
+    keepAliveTimeout: 5_000,
+    ...(deps.tls ? { https: { cert: deps.tls.cert, key: deps.tls.key, minVersion: 'TLSv1.2' as const } } : {}),
+  });
+
+  // Bodies arrive as text; each route parses YAML/JSON itself so errors come out in our format.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string', bodyLimit: MAX_BODY_BYTES }, (_req, body, done) => done(null, body));
+
+  app.setErrorHandler((err, req, reply) => {
+    const oe = toOrchardError(err);
+    if (oe.status >= 500) deps.log.error('request failed', { method: req.method, url: req.url, err: oe.cause ?? oe });
+    void reply.status(oe.status).send(oe.toJSON());
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply.status(404).send(new OrchardError('ERR_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`).toJSON());
+  });
+
+  const need = (role: Role) => async (req: FastifyRequest): Promise<void> => {
+    const source = req.ip;
+    if (deps.auth.limited(source)) throw new OrchardError('ERR_RATE_LIMITED', 'too many failed logins from this address; try again later');
+    const header = req.headers.authorization ?? '';
+    const m = /^Bearer\s+(\S+)$/i.exec(header);
+    const principal = m?.[1] ? deps.auth.authenticate(m[1]) : undefined;
+    if (!principal) {
+      if (m) deps.auth.failed(source);
+      throw new OrchardError('ERR_UNAUTHENTICATED', m ? 'the API token is unknown, expired or revoked' : 'missing "Authorization: Bearer <token>" header');
+    }
+    if (ROLE_RANK[principal.role] < ROLE_RANK[role]) {
+      throw new OrchardError('ERR_FORBIDDEN', `role "${principal.role}" may not do this (needs ${role})`);
+    }
+    req.principal = principal;
+  };
+
+  app.get('/healthz', async () => ({ ok: true }));
+  app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').send(renderDashboard()));
+
+  // ---- join (no API token: the join token is the credential) ----
+  app.get('/api/v1/ca', async (_req, reply) => {
+    const pem = deps.auth.caPem();
+    if (!pem) throw new OrchardError('ERR_NOT_FOUND', 'this hub runs without TLS (--insecure) and has no CA');
+    return reply.type('application/x-pem-file').send(pem);
+  });
+  app.post('/api/v1/join', async (req) => {
+    if (deps.auth.limited(req.ip)) throw new OrchardError('ERR_RATE_LIMITED', 'too many failed joins from this address; try again later');
+    const body = parseOrThrow(JoinRequestSchema, jsonBody(req), 'join request');
+    try {
+      const r = deps.auth.join(body.token, body.node, body.labels);
+      const res: JoinResponse = { node: body.node, credential: r.credential, caPem: deps.auth.caPem() ?? '', mqttPort: deps.mqttPort(), labels: { ...r.labels, ...body.labels } };
+      deps.log.info('node joined', { node: body.node });
+      return res;
+    } catch (err) {
+      if (OrchardError.is(err, 'ERR_TOKEN_INVALID')) deps.auth.failed(req.ip);
+      throw err;
+    }
+  });
+
+  // ---- workloads ----
+  app.post('/api/v1/apply', { preHandler: need('operator') }, async (req) => {
+    const body = typeof req.body === 'string' ? req.body : '';
+    return deps.ops.apply(body);
+  });
+  app.post('/api/v1/deployments/:name/scale', { preHandler: need('operator') }, async (req) => {
+    const { name } = req.params as { name: string };
+    const body = parseOrThrow(ScaleArgsSchema.omit({ name: true }), jsonBody(req), 'scale request');
+    return deps.ops.scale(name, body.replicas);
+  });
+  app.delete('/api/v1/nodes/:name', { preHandler: need('admin') }, async (req) => {
+    const { name } = req.params as { name: string };
+    if (!deps.store.get('Node', name)) throw new OrchardError('ERR_NOT_FOUND', `node "${name}" not found`);
+    await deps.deleteNode(name);
+    return { kind: 'Node', name, deleted: true };
+  });
+  app.delete('/api/v1/:plural/:name', { preHandler: need('operator') }, async (req) => {
+    const { plural, name } = req.params as { plural: string; name: string };
+    return deps.ops.delete(plural, name);
+  });
+
+  // ---- reads ----
+  app.get('/api/v1/:plural', { preHandler: need('viewer') }, async (req) => {
+    const { plural } = req.params as { plural: string };
+    const q = z
+      .object({ labelSelector: z.string().max(1024).optional(), involvedObject: z.string().max(300).optional(), node: z.string().max(253).optional() })
+      .parse(req.query);
+    return deps.ops.list(plural, {
+      ...(q.labelSelector ? { labelSelector: parseSelector(q.labelSelector) } : {}),
+      ...(q.involvedObject ? { involvedObject: q.involvedObject } : {}),
+      ...(q.node ? { nodeName: q.node } : {}),
+    });
+  });
+  app.get('/api/v1/:plural/:name', { preHandler: need('viewer') }, async (req) => {
+    const { plural, name } = parseOrThrow(GetArgsSchema.extend({ plural: z.string() }).omit({ kind: true }), req.params, 'path') as { plural: string; name: string };
+    return deps.ops.get(plural, name);
+  });
+
+  // ---- watch (SSE): one line per store event, for dashboards and `rollout status` ----
+  app.get('/api/v1/watch', { preHandler: need('viewer') }, (req, reply) => {
+    const q = z.object({ kinds: z.string().max(200).optional() }).parse(req.query);
+    const kinds = (q.kinds ? q.kinds.split(',') : [...OBJECT_KINDS]).map((k) => deps.ops.resolveKind(k)) as ObjectKind[];
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+    res.write(': watching\n\n');
+    const stop = deps.store.watch((ev) => res.write(`event: ${ev.type}\ndata: ${JSON.stringify(ev.object)}\n\n`), kinds);
+    const ping = setInterval(() => res.write(': ping\n\n'), 15_000);
+    req.raw.on('close', () => {
+      stop();
+      clearInterval(ping);
+    });
+  });
+
+  // ---- tokens (admin) ----
+  app.post('/api/v1/tokens', { preHandler: need('admin') }, async (req) => {
+    const body = parseOrThrow(TokenCreateSchema, jsonBody(req), 'token request');
+    if (body.type === 'api' || body.role) {
+      const role = body.role ?? 'viewer';
+      return { type: 'api', role, ...deps.auth.createApiToken({ name: body.name ?? `${role}-token`, role, ...(body.ttlSeconds ? { ttlSeconds: body.ttlSeconds } : {}) }) };
+    }
+    const opts: { ttlSeconds?: number; uses?: number; labels?: Record<string, string> } = {};
+    if (body.ttlSeconds) opts.ttlSeconds = body.ttlSeconds;
+    if (body.uses) opts.uses = body.uses;
+    if (body.labels) opts.labels = body.labels;
+    return { type: 'join', ...deps.auth.createJoinToken(opts) };
+  });
+  app.get('/api/v1/tokens', { preHandler: need('admin') }, async () => deps.auth.listTokens());
+
+  return app;
+}
+
+/** Parses a JSON request body (sent as text); an empty body is `{}`. */
+export function jsonBody(req: FastifyRequest): unknown {
+  const text = typeof req.body === 'string' ? req.body.trim() : '';
+  if (text === '') return {};
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (e) {
+    throw new OrchardError('ERR_VALIDATION', `request body is not valid JSON: ${(e as Error).message}`, { details: { issues: [{ path: '(root)', message: 'must be valid JSON' }] } });
+  }
+}
+
+/** `a=b,c=d` → {a:'b', c:'d'}. */
+export function parseSelector(s: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of s.split(',')) {
+    const [k, v] = part.split('=');
+    if (!k || v === undefined) throw new OrchardError('ERR_VALIDATION', `labelSelector "${s}" must look like key=value,key2=value2`, { details: { issues: [{ path: 'labelSelector', message: 'must be key=value pairs separated by commas' }] } });
+    out[k.trim()] = v.trim();
+  }
+  return out;
+}
+
+export type { FastifyReply };

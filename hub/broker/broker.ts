@@ -1,0 +1,120 @@
+import net from 'node:net';
+import tls from 'node:tls';
+import { Duplex } from 'node:stream';
+import { Aedes, type AedesOptions, type AedesPublishPacket } from 'aedes';
+import type { Logger } from '../log.js';
+import { MqttFrameGuard } from './frame-guard.js';
+import { TOPIC_LIMITS } from '../../protocol/topics.js';
+import { MAX_MESSAGE_BYTES } from '../../protocol/messages.js';
+
+/** What controllers need of the broker: publish in-process (no loopback client). */
+export interface Publisher {
+  publish(topic: string, payload: Buffer, opts?: { retain?: boolean; qos?: 0 | 1 }): Promise<void>;
+}
+
+export type MessageHandler = (topic: string, payload: Buffer) => void;
+
+export interface BrokerOptions {
+  host: string;
+  port: number;
+  /** TLS key pair; without it the listener is plain TCP (only with --insecure). */
+  tls?: { cert: string; key: string };
+  log: Logger;
+  /** Installs authenticate/authorize hooks on the aedes instance before it listens. */
+  secure?: (aedes: Aedes) => void;
+  maxPacketBytes?: number;
+}
+
+/** The embedded aedes broker plus its listener. The hub's own logic talks to it in-process. */
+export class HubBroker implements Publisher {
+  private constructor(
+    readonly aedes: Aedes,
+    private readonly server: net.Server,
+    readonly port: number,
+    private readonly log: Logger,
+  ) {}
+
+  static async start(opts: BrokerOptions): Promise<HubBroker> {
+    const aedesOpts: AedesOptions = {
+      // Node names are DNS labels (≤ 63), command client ids ≤ 128.
+      maxClientsIdLength: 128,
+      maxTopicLevels: TOPIC_LIMITS.maxLevels,
+      // A client that opens a socket and says nothing is dropped quickly.
+      connectTimeout: 10_000,
+      // Retained desired sets for thousands of nodes queue up on reconnect storms.
+      queueLimit: 1000,
+      concurrency: 1000,
+    };
+    const aedes = await Aedes.createBroker(aedesOpts);
+    opts.secure?.(aedes);
+    const maxPacket = opts.maxPacketBytes ?? MAX_MESSAGE_BYTES + 1024;
+    const log = opts.log;
+    aedes.on('clientError', (client, err) => log.debug('mqtt client error', { client: client.id, err }));
+    aedes.on('connectionError', (client, err) => log.debug('mqtt connection error', { client: client?.id, err }));
+
+    const onSocket = (socket: net.Socket): void => {
+      socket.on('error', () => socket.destroy());
+      const guard = new MqttFrameGuard(maxPacket);
+      guard.on('error', (err) => {
+        log.warn('mqtt connection dropped', { remote: socket.remoteAddress, err });
+        socket.destroy();
+      });
+      socket.pipe(guard);
+      // aedes reads from `guard` and writes to the socket. remoteAddress is kept for rate limits.
+      const duplex = Duplex.from({ readable: guard, writable: socket });
+      Object.defineProperty(duplex, 'remoteAddress', { value: socket.remoteAddress });
+      duplex.on('error', () => socket.destroy());
+      socket.on('close', () => duplex.destroy());
+      duplex.on('close', () => socket.destroy());
+      aedes.handle(duplex);
+    };
+
+    const server = opts.tls
+      ? tls.createServer({ cert: opts.tls.cert, key: opts.tls.key, handshakeTimeout: 10_000, minVersion: 'TLSv1.2' }, onSocket)
+      : net.createServer(onSocket);
+    server.on('tlsClientError', (err: Error) => log.debug('mqtt tls handshake failed', { err }));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(opts.port, opts.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    const addr = server.address();
+    const port = typeof addr === 'object' && addr ? addr.port : opts.port;
+    log.info(`mqtt broker listening`, { addr: `${opts.tls ? 'mqtts' : 'mqtt'}://${opts.host}:${port}` });
+    return new HubBroker(aedes, server, port, log);
+  }
+
+  publish(topic: string, payload: Buffer, opts: { retain?: boolean; qos?: 0 | 1 } = {}): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.aedes.publish(
+        { cmd: 'publish', topic, payload, qos: opts.qos ?? 1, retain: opts.retain ?? false, dup: false },
+        (err) => (err ? reject(err) : resolve()),
+      );
+    });
+  }
+
+  /** Subscribes the hub itself, in-process. Handler faults are logged, never thrown into aedes. */
+  subscribe(filter: string, handler: MessageHandler): Promise<() => Promise<void>> {
+    const deliver = (packet: AedesPublishPacket, cb: () => void): void => {
+      try {
+        const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+        handler(packet.topic, payload);
+      } catch (err) {
+        this.log.error('message handler failed', { topic: packet.topic, err });
+      }
+      cb();
+    };
+    return new Promise((resolve) => {
+      this.aedes.subscribe(filter, deliver, () =>
+        resolve(() => new Promise<void>((r) => this.aedes.unsubscribe(filter, deliver, () => r()))),
+      );
+    });
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((r) => this.aedes.close(() => r()));
+    await new Promise<void>((r) => this.server.close(() => r()));
+  }
+}

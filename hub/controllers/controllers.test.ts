@@ -1,0 +1,174 @@
+import { describe, expect, it } from 'vitest';
+import type { NodeStatusMessage } from '../../protocol/messages.js';
+import { topics } from '../../protocol/topics.js';
+import type { Publisher } from '../broker/broker.js';
+import { silentLogger } from '../log.js';
+import { Operations } from '../operations.js';
+import { MemoryStore } from '../store/memory-store.js';
+import { DeploymentController } from './deployment-controller.js';
+import { DesiredPublisher } from './desired-publisher.js';
+import { NodeController, isReady } from './node-controller.js';
+import { SchedulingController } from './scheduling-controller.js';
+
+const manifest = (replicas: number, cpu = '100m'): string => `apiVersion: orchard/v1
+kind: Deployment
+metadata: { name: web }
+spec:
+  replicas: ${replicas}
+  template:
+    spec:
+      containers: [{ name: c, image: img, resources: { requests: { cpu: ${cpu}, memory: 16Mi } } }]
+`;
+
+function status(node: string, cores = 4, arch: 'amd64' | 'arm64' | 'arm' = 'arm64'): NodeStatusMessage {
+  return {
+    node,
+    labels: {},
+    bootId: 'b1',
+    at: new Date().toISOString(),
+    info: { arch, os: 'linux', cpu: { cores }, memoryBytes: 4 * 1024 ** 3, engine: { name: 'docker', version: '20.10', memoryLimit: true, cpuLimit: true }, agentVersion: '0.1.0', addresses: ['127.0.0.1'] },
+  };
+}
+
+function world() {
+  let clock = Date.parse('2026-01-01T00:00:00Z');
+  const now = (): Date => new Date(clock);
+  const store = new MemoryStore({ now });
+  const published: Array<{ topic: string; payload: string; retain: boolean | undefined }> = [];
+  const publisher: Publisher = {
+    publish: async (topic, payload, opts) => {
+      published.push({ topic, payload: payload.toString(), retain: opts?.retain });
+    },
+  };
+  const log = silentLogger;
+  const ops = new Operations({ store, log, now });
+  const deployments = new DeploymentController({ store, log, now });
+  const scheduling = new SchedulingController({ store, log, now });
+  const desired = new DesiredPublisher({ store, publisher, log, now });
+  const nodes = new NodeController({ store, log, now, heartbeatGraceMs: 40_000 });
+  deployments.start();
+  scheduling.start();
+  desired.start();
+  const settle = async (): Promise<void> => {
+    for (let i = 0; i < 4; i++) {
+      await deployments.queue.idle();
+      await scheduling.queue.idle();
+      await desired.queue.idle();
+    }
+  };
+  const report = (m: NodeStatusMessage): void => nodes.handle(topics.nodeStatus(m.node), Buffer.from(JSON.stringify(m)));
+  return { store, ops, nodes, desired, published, settle, report, advance: (ms: number) => (clock += ms), stop: () => [deployments, scheduling, desired].forEach((c) => c.stop()) };
+}
+
+describe('controllers (memory store, fake publisher)', () => {
+  it('keeps replicas, spreads them over nodes and publishes each node its whole set', async () => {
+    const w = world();
+    w.report(status('n1'));
+    w.report(status('n2'));
+    w.ops.apply(manifest(3));
+    await w.settle();
+    const pods = w.store.list('Pod');
+    expect(pods).toHaveLength(3);
+    const perNode = pods.reduce<Record<string, number>>((a, p) => ({ ...a, [p.spec.nodeName ?? '-']: (a[p.spec.nodeName ?? '-'] ?? 0) + 1 }), {});
+    expect(Object.values(perNode).sort()).toEqual([1, 2]);
+    const last = (node: string) => JSON.parse([...w.published].reverse().find((p) => p.topic === topics.nodeDesired(node))?.payload ?? '{}') as { pods: unknown[]; generation: number };
+    expect(last('n1').pods.length + last('n2').pods.length).toBe(3);
+    expect(w.published.every((p) => p.retain === true)).toBe(true);
+
+    w.ops.scale('web', 1);
+    await w.settle();
+    expect(w.store.list('Pod')).toHaveLength(1);
+    expect(last('n1').pods.length + last('n2').pods.length).toBe(1);
+
+    w.ops.delete('deployments', 'web');
+    await w.settle();
+    expect(last('n1').pods).toEqual([]);
+    expect(last('n2').pods).toEqual([]);
+    w.stop();
+  });
+
+  it('does not republish a node whose set did not change (status writes are not spec)', async () => {
+    const w = world();
+    w.report(status('n1'));
+    w.ops.apply(manifest(1));
+    await w.settle();
+    const count = w.published.length;
+    const pod = w.store.list('Pod')[0];
+    if (!pod) throw new Error('no pod');
+    w.nodes.handle(topics.nodeObserved('n1'), Buffer.from(JSON.stringify({ node: 'n1', generation: 1, at: 'now', pods: [{ name: pod.metadata.name, uid: pod.metadata.uid, phase: 'Running', ready: true, containers: [{ name: 'c', image: 'img', state: 'running', restartCount: 0, ready: true }] }] })));
+    await w.settle();
+    expect(w.store.get('Pod', pod.metadata.name)?.status.phase).toBe('Running');
+    expect(w.published.length).toBe(count);
+    w.stop();
+  });
+
+  it('explains why a pod cannot be placed, then places it when a fitting node joins', async () => {
+    const w = world();
+    w.report(status('small', 1));
+    w.ops.apply(manifest(1, '2'));
+    await w.settle();
+    const pending = w.store.list('Pod')[0];
+    expect(pending?.spec.nodeName).toBeUndefined();
+    expect(pending?.status.unschedulable?.summary).toMatch(/^0\/1 nodes fit: 1 insufficient cpu/);
+    expect(pending?.status.unschedulable?.nodes['small']?.[0]).toMatch(/insufficient cpu/);
+    w.report(status('big', 8));
+    await w.settle();
+    expect(w.store.list('Pod')[0]?.spec.nodeName).toBe('big');
+    expect(w.store.list('Pod')[0]?.status.unschedulable).toBeUndefined();
+    w.stop();
+  });
+
+  it('ignores observed pods with a stale uid or from another node', async () => {
+    const w = world();
+    w.report(status('n1'));
+    w.report(status('n2'));
+    w.ops.apply(manifest(1));
+    await w.settle();
+    const pod = w.store.list('Pod')[0];
+    if (!pod?.spec.nodeName) throw new Error('unbound');
+    const other = pod.spec.nodeName === 'n1' ? 'n2' : 'n1';
+    const obs = (node: string, uid: string) => Buffer.from(JSON.stringify({ node, generation: 1, at: 'now', pods: [{ name: pod.metadata.name, uid, phase: 'Failed', containers: [] }] }));
+    w.nodes.handle(topics.nodeObserved(other), obs(other, pod.metadata.uid));
+    w.nodes.handle(topics.nodeObserved(pod.spec.nodeName), obs(pod.spec.nodeName, 'old-uid'));
+    expect(w.store.get('Pod', pod.metadata.name)?.status.phase).toBe('Pending');
+    w.stop();
+  });
+
+  it('marks a node NotReady on last-will and after a silent grace, Ready again on report', async () => {
+    const w = world();
+    w.report(status('n1'));
+    expect(isReady(w.store.get('Node', 'n1')!)).toBe(true);
+    w.nodes.handle(topics.nodePresence('n1'), Buffer.from(JSON.stringify({ node: 'n1', online: false })));
+    expect(isReady(w.store.get('Node', 'n1')!)).toBe(false);
+    w.nodes.handle(topics.nodeUsage('n1'), Buffer.from(JSON.stringify({ node: 'n1', usage: { cpuPercent: 3, memoryUsedBytes: 1, at: 'now' } })));
+    expect(isReady(w.store.get('Node', 'n1')!)).toBe(true);
+    w.advance(41_000);
+    w.nodes.sweep();
+    const n = w.store.get('Node', 'n1')!;
+    expect(isReady(n)).toBe(false);
+    expect(n.status.conditions.find((c) => c.type === 'Ready')?.message).toMatch(/no heartbeat for 41s/);
+    expect(w.store.list('Event').map((e) => e.reason)).toEqual(expect.arrayContaining(['Registered', 'NodeNotReady', 'NodeReady']));
+    w.stop();
+  });
+
+  it('drops malformed or mismatched node messages without throwing', () => {
+    const w = world();
+    const bad = ['', '{', '[]', JSON.stringify({ node: 'n1' }), JSON.stringify(status('n2'))];
+    for (const p of bad) expect(() => w.nodes.handle(topics.nodeStatus('n1'), Buffer.from(p))).not.toThrow();
+    for (const ch of ['usage', 'observed', 'presence'] as const) expect(() => w.nodes.handle(topics.node('n1', ch), Buffer.from('{"x":1}'))).not.toThrow();
+    expect(w.nodes.rejected).toBe(bad.length + 3);
+    expect(w.store.list('Node')).toHaveLength(0);
+    w.stop();
+  });
+
+  it('warns when the engine cannot enforce memory limits', () => {
+    const w = world();
+    const m = status('pi');
+    m.info.engine.memoryLimit = false;
+    w.report(m);
+    const cond = w.store.get('Node', 'pi')?.status.conditions.find((c) => c.type === 'MemoryLimitUnsupported');
+    expect(cond?.status).toBe('True');
+    expect(cond?.message).toMatch(/cgroup_enable=memory/);
+    w.stop();
+  });
+});

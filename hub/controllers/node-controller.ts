@@ -1,0 +1,264 @@
+import { API_VERSION } from '../../protocol/manifest.js';
+import {
+  decodeMessage,
+  NodeStatusMessageSchema,
+  NodeUsageMessageSchema,
+  ObservedSetMessageSchema,
+  PresenceMessageSchema,
+  type NodeStatusMessage,
+  type ObservedPod,
+  type ObservedSetMessage,
+} from '../../protocol/messages.js';
+import type { NodeCondition, NodeObject, Pod, PodStatus } from '../../protocol/objects.js';
+import { parseTopic } from '../../protocol/topics.js';
+import { recordEvent } from '../events.js';
+import { deepEqual } from '../hash.js';
+import type { Logger } from '../log.js';
+import type { Store } from '../store/store.js';
+
+export interface NodeControllerOptions {
+  store: Store;
+  log: Logger;
+  now: () => Date;
+  /** A node silent for this long is NotReady (default 40 s: four missed 10 s heartbeats). */
+  heartbeatGraceMs?: number;
+  /** Heartbeats are kept in memory; the store gets them at most this often per node (SQLite/SD wear). */
+  persistHeartbeatEveryMs?: number;
+  maxPodsPerNode?: number;
+}
+
+/**
+ * Ingests what agents report (status, usage, observed pods, presence) into the store and
+ * runs node lifecycle: Ready on report, NotReady at once on last-will or after a silent grace.
+ * Every message is validated; a bad one is logged and dropped — it never throws into the broker.
+ */
+export class NodeController {
+  private readonly lastSeen = new Map<string, number>();
+  private readonly lastPersisted = new Map<string, number>();
+  private sweepTimer: NodeJS.Timeout | undefined;
+  /** Messages dropped as invalid (for tests and metrics). */
+  rejected = 0;
+
+  constructor(private readonly o: NodeControllerOptions) {}
+
+  start(): void {
+    const every = Math.max(250, Math.floor((this.o.heartbeatGraceMs ?? 40_000) / 4));
+    this.sweepTimer = setInterval(() => this.sweep(), every);
+    this.sweepTimer.unref();
+  }
+
+  stop(): void {
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+  }
+
+  /** Entry point for every message on `orchard/v1/nodes/+/{status,usage,observed,presence}`. */
+  handle(topic: string, payload: Buffer): void {
+    const t = parseTopic(topic);
+    if (!t || t.type !== 'node') return;
+    const drop = (error: string): void => {
+      this.rejected++;
+      this.o.log.warn('dropped invalid node message', { topic, error });
+    };
+    try {
+      switch (t.channel) {
+        case 'status': {
+          const r = decodeMessage(NodeStatusMessageSchema, payload);
+          if (!r.ok) return drop(r.error);
+          if (r.value.node !== t.node) return drop(`node "${r.value.node}" does not match topic`);
+          return this.onStatus(r.value);
+        }
+        case 'usage': {
+          const r = decodeMessage(NodeUsageMessageSchema, payload);
+          if (!r.ok) return drop(r.error);
+          if (r.value.node !== t.node) return drop(`node "${r.value.node}" does not match topic`);
+          return this.onHeartbeat(t.node, r.value.usage);
+        }
+        case 'observed': {
+          const r = decodeMessage(ObservedSetMessageSchema, payload);
+          if (!r.ok) return drop(r.error);
+          if (r.value.node !== t.node) return drop(`node "${r.value.node}" does not match topic`);
+          return this.onObserved(r.value);
+        }
+        case 'presence': {
+          if (payload.length === 0) return; // a cleared retained message
+          const r = decodeMessage(PresenceMessageSchema, payload);
+          if (!r.ok) return drop(r.error);
+          if (r.value.node !== t.node) return drop(`node "${r.value.node}" does not match topic`);
+          if (!r.value.online) this.setReady(t.node, false, 'AgentDisconnected', 'the agent disconnected (MQTT last will)');
+          else this.onHeartbeat(t.node);
+          return;
+        }
+        default:
+          return;
+      }
+    } catch (err) {
+      // A store conflict or fault must not take the broker down; the next report retries.
+      this.o.log.error('failed to ingest node message', { topic, err });
+    }
+  }
+
+  private onStatus(m: NodeStatusMessage): void {
+    const { store, now } = this.o;
+    const ts = now().toISOString();
+    const capacity = { cpuMillis: m.info.cpu.cores * 1000, memoryBytes: m.info.memoryBytes, pods: this.o.maxPodsPerNode ?? 110 };
+    const labels = { ...m.labels, 'orchard.dev/arch': m.info.arch, 'orchard.dev/hostname': (m.node) };
+    const memCond: NodeCondition = m.info.engine.memoryLimit
+      ? { type: 'MemoryLimitUnsupported', status: 'False', lastTransitionTime: ts }
+      : { type: 'MemoryLimitUnsupported', status: 'True', reason: 'NoMemoryCgroup', message: 'the engine cannot enforce memory limits (memory cgroup disabled; add cgroup_enable=memory to the kernel command line)', lastTransitionTime: ts };
+    store.transaction(() => {
+      const existing = store.get('Node', m.node);
+      if (!existing) {
+        store.create({
+          apiVersion: API_VERSION,
+          kind: 'Node',
+          metadata: { name: m.node, labels, annotations: {} },
+          spec: { unschedulable: false, taints: [] },
+          status: { info: m.info, capacity, conditions: [readyCondition(true, ts), memCond], lastHeartbeatTime: ts },
+        });
+        recordEvent(store, now(), { kind: 'Node', name: m.node, type: 'Normal', reason: 'Registered', message: `node registered (${m.info.arch}, ${m.info.cpu.cores} cpu, engine ${m.info.engine.name} ${m.info.engine.version})` });
+      } else {
+        const next = structuredClone(existing) as NodeObject;
+        next.metadata.labels = { ...existing.metadata.labels, ...labels };
+        next.status.info = m.info;
+        next.status.capacity = capacity;
+        next.status.conditions = mergeCondition(next.status.conditions, memCond);
+        next.status.lastHeartbeatTime = ts;
+        const wasReady = isReady(existing);
+        next.status.conditions = mergeCondition(next.status.conditions, readyCondition(true, ts));
+        if (!deepEqual(stripTimes(existing), stripTimes(next))) store.update(next);
+        if (!wasReady) recordEvent(store, now(), { kind: 'Node', name: m.node, type: 'Normal', reason: 'NodeReady', message: 'node is Ready (agent reported status)' });
+      }
+    });
+    this.lastSeen.set(m.node, now().getTime());
+    this.lastPersisted.set(m.node, now().getTime());
+  }
+
+  private onHeartbeat(node: string, usage?: NodeObject['status']['usage']): void {
+    const { store, now } = this.o;
+    const t = now().getTime();
+    this.lastSeen.set(node, t);
+    const existing = store.get('Node', node);
+    if (!existing) return; // status (with facts) registers a node; a heartbeat alone does not
+    const ready = isReady(existing);
+    const due = t - (this.lastPersisted.get(node) ?? 0) >= (this.o.persistHeartbeatEveryMs ?? 30_000);
+    if (ready && !due) return;
+    const next = structuredClone(existing) as NodeObject;
+    const ts = now().toISOString();
+    if (usage) next.status.usage = usage;
+    next.status.lastHeartbeatTime = ts;
+    if (!ready) next.status.conditions = mergeCondition(next.status.conditions, readyCondition(true, ts));
+    store.transaction(() => {
+      store.update(next);
+      if (!ready) recordEvent(store, now(), { kind: 'Node', name: node, type: 'Normal', reason: 'NodeReady', message: 'node is Ready again' });
+    });
+    this.lastPersisted.set(node, t);
+  }
+
+  private onObserved(m: ObservedSetMessage): void {
+    const { store } = this.o;
+    this.lastSeen.set(m.node, this.o.now().getTime());
+    store.transaction(() => {
+      const node = store.get('Node', m.node);
+      if (node && node.status.observedGeneration !== m.generation) {
+        const next = structuredClone(node) as NodeObject;
+        next.status.observedGeneration = m.generation;
+        store.update(next);
+      }
+      for (const op of m.pods) {
+        const pod = store.get('Pod', op.name);
+        // Only the pod this node was given: same uid, bound here. Anything else is stale news.
+        if (!pod || pod.metadata.uid !== op.uid || pod.spec.nodeName !== m.node) continue;
+        const status = toPodStatus(pod, op, node);
+        if (deepEqual(pod.status, status)) continue;
+        const next = structuredClone(pod) as Pod;
+        next.status = status;
+        store.update(next);
+        const prev = pod.status.containerStatuses;
+        for (const c of status.containerStatuses) {
+          const before = prev.find((x) => x.name === c.name);
+          if (before && c.restartCount > before.restartCount) {
+            recordEvent(store, this.o.now(), { kind: 'Pod', name: pod.metadata.name, type: 'Warning', reason: 'Restarted', message: `container ${c.name} restarted (exit code ${c.exitCode ?? 'unknown'}${c.reason ? `, ${c.reason}` : ''})` });
+          }
+          if (c.reason === 'ErrImagePull' && before?.reason !== 'ErrImagePull') {
+            recordEvent(store, this.o.now(), { kind: 'Pod', name: pod.metadata.name, type: 'Warning', reason: 'ErrImagePull', message: c.message ?? `cannot pull ${c.image}` });
+          }
+        }
+        if (pod.status.phase !== status.phase && (status.phase === 'Running' || status.phase === 'Failed' || status.phase === 'Succeeded')) {
+          recordEvent(store, this.o.now(), { kind: 'Pod', name: pod.metadata.name, type: status.phase === 'Failed' ? 'Warning' : 'Normal', reason: status.phase, message: `pod is ${status.phase} on ${m.node}` });
+        }
+      }
+    });
+  }
+
+  /** Marks nodes NotReady whose heartbeats stopped. Also exported for tests with fake clocks. */
+  sweep(): void {
+    const { store, now } = this.o;
+    const t = now().getTime();
+    const grace = this.o.heartbeatGraceMs ?? 40_000;
+    for (const n of store.list('Node')) {
+      if (!isReady(n)) continue;
+      const seen = this.lastSeen.get(n.metadata.name);
+      if (seen === undefined) {
+        // Hub restarted: give every node one grace period to report in.
+        this.lastSeen.set(n.metadata.name, t);
+        continue;
+      }
+      if (t - seen > grace) this.setReady(n.metadata.name, false, 'NodeStatusUnknown', `no heartbeat for ${Math.round((t - seen) / 1000)}s`);
+    }
+  }
+
+  private setReady(node: string, ready: boolean, reason: string, message: string): void {
+    const { store, now } = this.o;
+    const existing = store.get('Node', node);
+    if (!existing || isReady(existing) === ready) return;
+    const ts = now().toISOString();
+    const next = structuredClone(existing) as NodeObject;
+    next.status.conditions = mergeCondition(next.status.conditions, { ...readyCondition(ready, ts), reason, message });
+    store.transaction(() => {
+      store.update(next);
+      recordEvent(store, now(), { kind: 'Node', name: node, type: ready ? 'Normal' : 'Warning', reason: ready ? 'NodeReady' : 'NodeNotReady', message });
+    });
+    this.o.log.info(`node ${node} is ${ready ? 'Ready' : 'NotReady'}`, { reason });
+  }
+}
+
+export function isReady(n: NodeObject): boolean {
+  return n.status.conditions.some((c) => c.type === 'Ready' && c.status === 'True');
+}
+
+function readyCondition(ready: boolean, ts: string): NodeCondition {
+  return ready
+    ? { type: 'Ready', status: 'True', reason: 'AgentReporting', message: 'the agent is connected and reporting', lastTransitionTime: ts }
+    : { type: 'Ready', status: 'False', lastTransitionTime: ts };
+}
+
+/** Replaces the condition of the same type, keeping lastTransitionTime when status did not change. */
+function mergeCondition(list: readonly NodeCondition[], c: NodeCondition): NodeCondition[] {
+  const prev = list.find((x) => x.type === c.type);
+  const merged = prev && prev.status === c.status ? { ...c, lastTransitionTime: prev.lastTransitionTime } : c;
+  return [...list.filter((x) => x.type !== c.type), merged].sort((a, b) => (a.type < b.type ? -1 : 1));
+}
+
+function stripTimes(n: NodeObject): unknown {
+  return { labels: n.metadata.labels, info: n.status.info, capacity: n.status.capacity, conditions: n.status.conditions.map((c) => ({ ...c, lastTransitionTime: undefined })) };
+}
+
+function toPodStatus(pod: Pod, op: ObservedPod, node: NodeObject | undefined): PodStatus {
+  const status: PodStatus = {
+    phase: op.phase,
+    conditions: [
+      ...pod.status.conditions.filter((c) => c.type === 'PodScheduled'),
+      ...op.conditions.filter((c) => c.type !== 'PodScheduled'),
+    ],
+    containerStatuses: op.containers,
+  };
+  if (!op.conditions.some((c) => c.type === 'Ready')) {
+    status.conditions.push({ type: 'Ready', status: op.ready ? 'True' : 'False' });
+  }
+  if (op.reason !== undefined) status.reason = op.reason;
+  if (op.message !== undefined) status.message = op.message;
+  if (op.startTime !== undefined) status.startTime = op.startTime;
+  const ip = node?.status.info?.addresses[0];
+  if (ip !== undefined) status.hostIP = ip;
+  return status;
+}

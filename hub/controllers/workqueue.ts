@@ -1,0 +1,91 @@
+import type { Logger } from '../log.js';
+
+/**
+ * A keyed work queue in the manner of client-go's: events only enqueue a key; duplicate keys
+ * waiting in the queue merge; one key is never processed twice at once; a failing key is
+ * retried with exponential backoff; a handler may ask to be called again after a delay.
+ *
+ * Processing is serial (one worker) — the store is synchronous and in-process, so parallel
+ * workers would only interleave writes.
+ */
+export type Reconcile = (key: string) => Promise<{ requeueAfterMs?: number } | void> | { requeueAfterMs?: number } | void;
+
+export class WorkQueue {
+  private readonly pending = new Set<string>();
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly failures = new Map<string, number>();
+  private running = false;
+  private stopped = false;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(
+    private readonly name: string,
+    private readonly reconcile: Reconcile,
+    private readonly log: Logger,
+    private readonly opts: { baseBackoffMs?: number; maxBackoffMs?: number } = {},
+  ) {}
+
+  add(key: string): void {
+    if (this.stopped) return;
+    this.pending.add(key);
+    this.kick();
+  }
+
+  addAfter(key: string, ms: number): void {
+    if (this.stopped) return;
+    const existing = this.timers.get(key);
+    if (existing) clearTimeout(existing);
+    const t = setTimeout(() => {
+      this.timers.delete(key);
+      this.add(key);
+    }, ms);
+    t.unref();
+    this.timers.set(key, t);
+  }
+
+  get length(): number {
+    return this.pending.size;
+  }
+
+  /** Resolves when nothing is pending or running (for tests and orderly shutdown). */
+  idle(): Promise<void> {
+    if (!this.running && this.pending.size === 0) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
+    this.pending.clear();
+  }
+
+  private kick(): void {
+    if (this.running) return;
+    this.running = true;
+    // Let a burst of events (e.g. one transaction binding 20 pods) merge before we run.
+    setImmediate(() => void this.drain());
+  }
+
+  private async drain(): Promise<void> {
+    while (this.pending.size > 0 && !this.stopped) {
+      const key = this.pending.values().next().value as string;
+      this.pending.delete(key);
+      try {
+        const r = await this.reconcile(key);
+        this.failures.delete(key);
+        if (r && r.requeueAfterMs !== undefined) this.addAfter(key, r.requeueAfterMs);
+      } catch (err) {
+        const n = (this.failures.get(key) ?? 0) + 1;
+        this.failures.set(key, n);
+        const delay = Math.min((this.opts.baseBackoffMs ?? 50) * 2 ** (n - 1), this.opts.maxBackoffMs ?? 30_000);
+        this.log.warn(`${this.name}: reconcile failed, retrying`, { key, attempt: n, delayMs: delay, err });
+        this.addAfter(key, delay);
+      }
+    }
+    this.running = false;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
+  }
+}

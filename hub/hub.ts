@@ -1,0 +1,201 @@
+import { mkdirSync } from 'node:fs';
+import type { FastifyInstance } from 'fastify';
+import type { Aedes, Client } from 'aedes';
+import type { Role } from '../protocol/api.js';
+import { topics } from '../protocol/topics.js';
+import { buildApi, type ApiAuth } from './api/server.js';
+import { MqttCommands } from './api/mqtt-commands.js';
+import { HubBroker } from './broker/broker.js';
+import { DeploymentController } from './controllers/deployment-controller.js';
+import { DesiredPublisher } from './controllers/desired-publisher.js';
+import { NodeController } from './controllers/node-controller.js';
+import { SchedulingController } from './controllers/scheduling-controller.js';
+import { recordEvent } from './events.js';
+import type { Logger } from './log.js';
+import { Operations } from './operations.js';
+import { AuthStore } from './security/auth-store.js';
+import { disconnectNode, installBrokerAuth, principalOf } from './security/broker-auth.js';
+import { loadOrCreatePki, type Pki } from './security/pki.js';
+import { RateLimiter, sourceKey } from './security/rate-limit.js';
+import { SqliteStore } from './store/sqlite-store.js';
+import type { Store } from './store/store.js';
+
+export interface HubOptions {
+  dataDir: string;
+  host: string;
+  mqttPort: number;
+  httpPort: number;
+  /** Plain TCP/HTTP instead of TLS. Authentication stays on. */
+  insecure: boolean;
+  log: Logger;
+  now?: () => Date;
+  /** Extra DNS names / IPs for the server certificate. */
+  hostnames?: string[];
+  ips?: string[];
+  heartbeatGraceMs?: number;
+  /** Injected store (tests, fleet simulation); default SQLite in dataDir. */
+  store?: Store;
+}
+
+/**
+ * The hub: one process with the embedded broker, store, controllers and web API. This is the
+ * composition root — everything is built here and passed down; nothing is a module singleton.
+ */
+export class Hub {
+  private constructor(
+    readonly opts: HubOptions,
+    readonly store: Store,
+    readonly broker: HubBroker,
+    readonly api: FastifyInstance,
+    readonly auth: AuthStore,
+    readonly pki: Pki | undefined,
+    readonly ops: Operations,
+    readonly controllers: { deployments: DeploymentController; scheduling: SchedulingController; desired: DesiredPublisher; nodes: NodeController },
+    readonly commands: MqttCommands,
+    readonly httpPort: number,
+    /** The admin token, only when it was created by this start. */
+    readonly newAdminToken: string | undefined,
+    private readonly unsubscribe: Array<() => Promise<void>>,
+  ) {}
+
+  get mqttPort(): number {
+    return this.broker.port;
+  }
+
+  get apiUrl(): string {
+    return `${this.opts.insecure ? 'http' : 'https'}://${urlHost(this.opts.host)}:${this.httpPort}`;
+  }
+
+  get mqttUrl(): string {
+    return `${this.opts.insecure ? 'mqtt' : 'mqtts'}://${urlHost(this.opts.host)}:${this.mqttPort}`;
+  }
+
+  static async start(opts: HubOptions): Promise<Hub> {
+    const log = opts.log;
+    const now = opts.now ?? (() => new Date());
+    mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+    const pki = opts.insecure
+      ? undefined
+      : await loadOrCreatePki(opts.dataDir, { hostnames: opts.hostnames ?? [], ips: [...(opts.ips ?? []), ...(isIpLiteral(opts.host) && opts.host !== '0.0.0.0' && opts.host !== '::' ? [opts.host] : [])], now });
+    const auth = AuthStore.open(opts.dataDir, { caFingerprint: pki?.caFingerprint ?? '0'.repeat(64), now });
+    const admin = auth.ensureAdminToken();
+    const limiter = new RateLimiter({ now });
+    const store = opts.store ?? SqliteStore.open(opts.dataDir, { now });
+
+    const broker = await HubBroker.start({
+      host: opts.host,
+      port: opts.mqttPort,
+      ...(pki ? { tls: { cert: pki.certPem, key: pki.keyPem } } : {}),
+      log: log.child('mqtt'),
+      secure: (aedes: Aedes) => {
+        const authLog = log.child('mqtt-auth');
+        installBrokerAuth(aedes, { auth, limiter, log: (msg) => authLog.info(msg) });
+      },
+    });
+    if (opts.insecure) log.warn('running WITHOUT TLS (--insecure): MQTT and HTTP traffic, tokens and secrets travel in clear text');
+
+    const ops = new Operations({ store, log: log.child('ops'), now });
+    const deployments = new DeploymentController({ store, log: log.child('deployments'), now });
+    const scheduling = new SchedulingController({ store, log: log.child('scheduler'), now });
+    const desired = new DesiredPublisher({ store, publisher: broker, log: log.child('desired'), now });
+    const nodes = new NodeController({ store, log: log.child('nodes'), now, ...(opts.heartbeatGraceMs ? { heartbeatGraceMs: opts.heartbeatGraceMs } : {}) });
+    const commands = new MqttCommands({ ops, publisher: broker, log: log.child('commands') });
+
+    const unsubscribe: Array<() => Promise<void>> = [];
+    for (const ch of ['status', 'usage', 'observed', 'presence'] as const) {
+      unsubscribe.push(await broker.subscribe(topics.allNodes(ch), (topic, payload) => nodes.handle(topic, payload)));
+    }
+    // Commands need the publisher's identity, which an in-process subscription does not carry.
+    broker.aedes.on('publish', (packet, client: Client | null) => {
+      if (!client || !packet.topic.startsWith('orchard/v1/commands/')) return;
+      const p = principalOf(client);
+      const role: Role | undefined = p?.kind === 'user' ? p.role : undefined;
+      const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+      void commands.handle(packet.topic, payload, role);
+    });
+
+    let hub: Hub | undefined;
+    const apiAuth: ApiAuth = {
+      authenticate: (token) => auth.authenticateApiToken(token),
+      limited: (source) => !limiter.check(sourceKey(source)).allowed,
+      failed: (source) => void limiter.recordFailure(sourceKey(source)),
+      caPem: () => pki?.caPem,
+      join: (token, node, labels) => {
+        const r = auth.joinNode(token, node);
+        return { credential: r.credential, labels: { ...r.labels, ...labels } };
+      },
+      createJoinToken: (o) => auth.createJoinToken(o),
+      createApiToken: (o) => auth.createApiToken(o),
+      listTokens: () => auth.listTokens(),
+      revokeNode: (node) => void auth.revokeNode(node),
+    };
+    const api = await buildApi({
+      store,
+      ops,
+      auth: apiAuth,
+      log: log.child('api'),
+      mqttPort: () => broker.port,
+      deleteNode: async (name) => {
+        if (!hub) return;
+        await hub.deleteNode(name);
+      },
+      ...(pki ? { tls: { cert: pki.certPem, key: pki.keyPem } } : {}),
+    });
+    await api.listen({ host: opts.host, port: opts.httpPort });
+    const addr = api.server.address();
+    const httpPort = typeof addr === 'object' && addr ? addr.port : opts.httpPort;
+
+    deployments.start();
+    scheduling.start();
+    desired.start();
+    nodes.start();
+
+    hub = new Hub(opts, store, broker, api, auth, pki, ops, { deployments, scheduling, desired, nodes }, commands, httpPort, admin.created ? admin.token : undefined, unsubscribe);
+    log.info('hub started', { api: hub.apiUrl, mqtt: hub.mqttUrl, dataDir: opts.dataDir });
+    return hub;
+  }
+
+  /** Revokes the node's credential, disconnects it at once, and forgets it; its pods are replaced elsewhere. */
+  async deleteNode(name: string): Promise<void> {
+    const { store } = this;
+    this.auth.revokeNode(name);
+    disconnectNode(this.broker.aedes, name);
+    store.transaction(() => {
+      store.delete('Node', name);
+      for (const p of store.list('Pod', { nodeName: name })) store.delete('Pod', p.metadata.name);
+      recordEvent(store, (this.opts.now ?? (() => new Date()))(), { kind: 'Node', name, type: 'Normal', reason: 'NodeDeleted', message: 'node deleted; its credential was revoked' });
+    });
+    this.controllers.desired.invalidate(name);
+    this.opts.log.info('node deleted and revoked', { node: name });
+  }
+
+  /** Waits until every controller queue is empty (tests). */
+  async settle(): Promise<void> {
+    for (let i = 0; i < 3; i++) {
+      await this.controllers.deployments.queue.idle();
+      await this.controllers.scheduling.queue.idle();
+      await this.controllers.desired.queue.idle();
+    }
+  }
+
+  async stop(): Promise<void> {
+    const c = this.controllers;
+    c.deployments.stop();
+    c.scheduling.stop();
+    c.desired.stop();
+    c.nodes.stop();
+    for (const u of this.unsubscribe) await u().catch(() => undefined);
+    await this.api.close();
+    await this.broker.close();
+    this.store.close();
+  }
+}
+
+function isIpLiteral(h: string): boolean {
+  return /^[\d.]+$/.test(h) || h.includes(':');
+}
+
+function urlHost(h: string): string {
+  const host = h === '0.0.0.0' || h === '::' ? '127.0.0.1' : h;
+  return host.includes(':') ? `[${host}]` : host;
+}

@@ -1,0 +1,107 @@
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import { OrchardError, parseOrThrow } from '../protocol/errors.js';
+import { Hub } from './hub.js';
+import { createLogger } from './log.js';
+import { writeFileAtomicSync } from './security/atomic-file.js';
+
+const USAGE = `usage: orchard hub [--data-dir D] [--host A] [--mqtt-port P] [--http-port H] [--san NAME]... [--insecure] [--no-cli-config]
+
+  --data-dir D     where the store, CA and credentials live (default /var/lib/orchard, or ~/.orchard/hub when not root)
+  --host A         address to listen on (default 0.0.0.0)
+  --mqtt-port P    MQTT over TLS port (default 8883; 1883 with --insecure)
+  --http-port H    HTTPS API and dashboard port (default 8443; 8080 with --insecure)
+  --san NAME       extra DNS name or IP for the server certificate (repeatable)
+  --insecure       plain TCP/HTTP instead of TLS (logs a warning; tokens still required)
+  --no-cli-config  do not write ~/.orchard/config for the CLI on first start`;
+
+const FlagsSchema = z.object({
+  'data-dir': z.string().min(1).optional(),
+  host: z.string().min(1).max(253).default('0.0.0.0'),
+  'mqtt-port': z.coerce.number().int().min(0).max(65535).optional(),
+  'http-port': z.coerce.number().int().min(0).max(65535).optional(),
+  san: z.array(z.string().min(1).max(253)).default([]),
+  insecure: z.boolean().default(false),
+  'no-cli-config': z.boolean().default(false),
+  help: z.boolean().default(false),
+});
+
+export async function runHub(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      'data-dir': { type: 'string' },
+      host: { type: 'string' },
+      'mqtt-port': { type: 'string' },
+      'http-port': { type: 'string' },
+      san: { type: 'string', multiple: true },
+      insecure: { type: 'boolean' },
+      'no-cli-config': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  const flags = parseOrThrow(FlagsSchema, values, 'flags', '--');
+  if (flags.help) {
+    process.stdout.write(USAGE + '\n');
+    return;
+  }
+  const isRoot = process.getuid?.() === 0;
+  const dataDir = flags['data-dir'] ?? (isRoot ? '/var/lib/orchard' : join(homedir(), '.orchard', 'hub'));
+  const log = createLogger('hub');
+  const sans = flags.san;
+  const hub = await Hub.start({
+    dataDir,
+    host: flags.host,
+    mqttPort: flags['mqtt-port'] ?? (flags.insecure ? 1883 : 8883),
+    httpPort: flags['http-port'] ?? (flags.insecure ? 8080 : 8443),
+    insecure: flags.insecure,
+    log,
+    hostnames: sans.filter((s) => !/^[\d.:]+$/.test(s)),
+    ips: sans.filter((s) => /^[\d.:]+$/.test(s)),
+  });
+
+  if (hub.newAdminToken) {
+    process.stdout.write(`\nAdmin token (shown once; also in ${join(dataDir, 'admin.token')}):\n  ${hub.newAdminToken}\n\n`);
+  }
+  if (!flags['no-cli-config']) writeCliConfig(hub, dataDir, log);
+
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info(`received ${signal}, stopping`);
+    hub.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error('stop failed', { err });
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  // The hub never crashes on one bad request or payload; log anything that escapes.
+  process.on('unhandledRejection', (err) => log.error('unhandled rejection', { err }));
+}
+
+/** Writes ~/.orchard/config for the CLI when it is missing or points at this hub's admin token file. */
+function writeCliConfig(hub: Hub, dataDir: string, log: ReturnType<typeof createLogger>): void {
+  const path = process.env['ORCHARD_CONFIG'] ?? join(homedir(), '.orchard', 'config');
+  const tokenFile = join(dataDir, 'admin.token');
+  const token = hub.newAdminToken ?? (existsSync(tokenFile) ? readFileSync(tokenFile, 'utf8').trim() : undefined);
+  if (!token) return;
+  const server = hub.apiUrl;
+  try {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    const config: Record<string, string> = { server, token };
+    if (hub.pki) config['caPem'] = hub.pki.caPem;
+    writeFileAtomicSync(path, JSON.stringify(config, null, 2) + '\n', 0o600);
+    log.info('wrote CLI config', { path, server });
+  } catch (err) {
+    log.warn('could not write CLI config', { path, err: OrchardError.from(err) });
+  }
+}

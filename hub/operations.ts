@@ -1,0 +1,121 @@
+import { randomBytes } from 'node:crypto';
+import type { ApplyResult, ApplyResultItem } from '../protocol/api.js';
+import { OrchardError } from '../protocol/errors.js';
+import { API_VERSION, type DeploymentManifest, type Manifest } from '../protocol/manifest.js';
+import { kindFromPlural, type AnyObject, type Deployment, type ObjectKind } from '../protocol/objects.js';
+import { deepEqual } from './hash.js';
+import type { Logger } from './log.js';
+import { parseManifests } from './manifest-parse.js';
+import type { ListOptions, Store } from './store/store.js';
+
+export const TEMPLATE_HASH_ANNOTATION = 'orchard.dev/template-hash';
+
+/**
+ * The operations users can perform, shared by the web API and MQTT topic commands so that
+ * validation, authorisation checks and errors are written once. Every method either fully
+ * succeeds or throws an OrchardError having changed nothing.
+ */
+export class Operations {
+  constructor(private readonly deps: { store: Store; log: Logger; now: () => Date }) {}
+
+  apply(input: string | readonly unknown[]): ApplyResult {
+    const manifests = parseManifests(input);
+    const { store } = this.deps;
+    const results = store.transaction(() => manifests.map((m) => this.applyOne(m)));
+    for (const r of results) if (r.action !== 'unchanged') this.deps.log.info(`${r.kind.toLowerCase()}/${r.name} ${r.action}`);
+    return { results };
+  }
+
+  private applyOne(m: Manifest): ApplyResultItem {
+    const { store } = this.deps;
+    switch (m.kind) {
+      case 'Deployment':
+        return this.applyDeployment(store, m);
+    }
+  }
+
+  private applyDeployment(store: Store, m: DeploymentManifest): ApplyResultItem {
+    const existing = store.get('Deployment', m.metadata.name);
+    const meta = { name: m.metadata.name, labels: m.metadata.labels, annotations: m.metadata.annotations };
+    if (!existing) {
+      store.create({
+        apiVersion: API_VERSION,
+        kind: 'Deployment',
+        metadata: meta,
+        spec: m.spec,
+        status: { observedGeneration: 0, replicas: 0, readyReplicas: 0, availableReplicas: 0, unscheduledReplicas: 0 },
+      });
+      return { kind: 'Deployment', name: m.metadata.name, action: 'created' };
+    }
+    if (deepEqual(existing.spec, m.spec) && deepEqual(existing.metadata.labels, meta.labels) && deepEqual(existing.metadata.annotations, meta.annotations)) {
+      return { kind: 'Deployment', name: m.metadata.name, action: 'unchanged' };
+    }
+    const next = structuredClone(existing) as Deployment;
+    next.spec = m.spec;
+    next.metadata.labels = meta.labels;
+    next.metadata.annotations = meta.annotations;
+    store.update(next);
+    return { kind: 'Deployment', name: m.metadata.name, action: 'configured' };
+  }
+
+  resolveKind(kindArg: string): ObjectKind {
+    const kind = kindFromPlural(kindArg.toLowerCase());
+    if (!kind) {
+      throw new OrchardError('ERR_UNKNOWN_KIND', `unknown resource type "${kindArg}"; known: deployments, pods, nodes, events`, {
+        details: { issues: [{ path: 'kind', message: 'must be one of deployments, pods, nodes, events' }] },
+      });
+    }
+    return kind;
+  }
+
+  get(kindArg: string, name: string): AnyObject {
+    const kind = this.resolveKind(kindArg);
+    const obj = this.deps.store.get(kind, name);
+    if (!obj) throw new OrchardError('ERR_NOT_FOUND', `${kind.toLowerCase()} "${name}" not found`);
+    return obj;
+  }
+
+  list(kindArg: string, opts: ListOptions & { involvedObject?: string } = {}): { items: AnyObject[] } {
+    const kind = this.resolveKind(kindArg);
+    const { involvedObject, ...listOpts } = opts;
+    if (kind === 'Event' && involvedObject) listOpts.ownerName = involvedObject;
+    let items: AnyObject[] = this.deps.store.list(kind, listOpts);
+    if (kind === 'Event') {
+      items = [...items].sort((a, b) => ((a as { lastTimestamp: string }).lastTimestamp < (b as { lastTimestamp: string }).lastTimestamp ? -1 : 1));
+    }
+    return { items };
+  }
+
+  /** Deletes a deployment with its pods (in one transaction), or one pod (its deployment replaces it). */
+  delete(kindArg: string, name: string): { kind: ObjectKind; name: string; deleted: true } {
+    const kind = this.resolveKind(kindArg);
+    const { store } = this.deps;
+    if (kind !== 'Deployment' && kind !== 'Pod') {
+      throw new OrchardError('ERR_FORBIDDEN', `${kind.toLowerCase()}s cannot be deleted this way${kind === 'Node' ? '; use `orchard node delete NAME` (DELETE /api/v1/nodes/NAME)' : ''}`);
+    }
+    store.transaction(() => {
+      const gone = store.delete(kind, name);
+      if (!gone) throw new OrchardError('ERR_NOT_FOUND', `${kind.toLowerCase()} "${name}" not found`);
+      if (kind === 'Deployment') for (const p of store.list('Pod', { ownerName: name })) store.delete('Pod', p.metadata.name);
+    });
+    this.deps.log.info(`${kind.toLowerCase()}/${name} deleted`);
+    return { kind, name, deleted: true };
+  }
+
+  scale(name: string, replicas: number): Deployment {
+    const { store } = this.deps;
+    const d = store.get('Deployment', name);
+    if (!d) throw new OrchardError('ERR_NOT_FOUND', `deployment "${name}" not found`);
+    if (d.spec.mode === 'global') throw new OrchardError('ERR_VALIDATION', `deployment "${name}" runs in global mode (one pod per node) and cannot be scaled`, { details: { issues: [{ path: 'spec.mode', message: 'must be "replicated" to scale' }] } });
+    if (d.spec.replicas === replicas) return d;
+    const next = structuredClone(d) as Deployment;
+    next.spec.replicas = replicas;
+    return store.update(next);
+  }
+}
+
+/** A pod name: `<deployment>-<5 random base36 chars>`, kept within 63 characters. */
+export function newPodName(deployment: string): string {
+  const suffix = randomBytes(8).readBigUInt64BE().toString(36).slice(-5).padStart(5, '0');
+  return `${deployment.slice(0, 57)}-${suffix}`;
+}

@@ -1,0 +1,117 @@
+import { formatBytes, formatCpu } from '../../protocol/quantity.js';
+import type { Taint } from '../../protocol/objects.js';
+import { hostPortConflicts } from './host-ports.js';
+import type { FilterPlugin, PodContext, SchedNode, SchedPod, Toleration } from './types.js';
+
+/**
+ * Feasibility plugins. Each answers "can this pod run on this node?" with a reason when not.
+ * They run for many nodes per pod, so each has an allocation-free `fits` for placing and builds
+ * its reason string only when asked to explain. `defaultFilters` orders them cheapest first.
+ */
+
+type Check = (pod: SchedPod, node: SchedNode, ctx: PodContext) => boolean;
+type Reason = (pod: SchedPod, node: SchedNode, ctx: PodContext) => string;
+
+/** Builds a plugin whose `filter` is `fits` plus a reason, so the two can never disagree. */
+export function filterPlugin(name: string, fits: Check, reason: Reason): FilterPlugin {
+  return { name, fits, filter: (pod, node, ctx) => (fits(pod, node, ctx) ? undefined : reason(pod, node, ctx)) };
+}
+
+export const nodeReady = filterPlugin('node-ready', (_p, node) => node.ready, () => 'not ready');
+
+export const nodeSchedulable = filterPlugin('node-schedulable', (_p, node) => !node.unschedulable, () => 'cordoned');
+
+export const nodeArch = filterPlugin(
+  'node-arch',
+  (_p, node, ctx) => ctx.arch === undefined || (node.arch !== undefined && ctx.arch.includes(node.arch)),
+  (_p, node, ctx) => `arch ${node.arch ?? 'unknown'} (needs ${(ctx.arch ?? []).join(' or ')})`,
+);
+
+export const nodeSelector = filterPlugin(
+  'node-selector',
+  (_p, node, ctx) => {
+    for (const [k, v] of ctx.nodeSelector) if (node.labels[k] !== v) return false;
+    return true;
+  },
+  (_p, node, ctx) => {
+    const missing = ctx.nodeSelector.filter(([k, v]) => node.labels[k] !== v).map(([k, v]) => `${k}=${v}`);
+    return `node selector ${missing.join(', ')} not matched`;
+  },
+);
+
+/** Kubernetes toleration semantics (v1.Toleration.ToleratesTaint). */
+export function tolerates(t: Toleration, taint: Taint): boolean {
+  if (t.effect !== undefined && t.effect !== taint.effect) return false;
+  if (t.operator === 'Exists') return t.key === undefined || t.key === '' || t.key === taint.key;
+  return t.key === taint.key && (t.value ?? '') === (taint.value ?? '');
+}
+
+export function isTolerated(tolerations: readonly Toleration[], taint: Taint): boolean {
+  for (const t of tolerations) if (tolerates(t, taint)) return true;
+  return false;
+}
+
+export function formatTaint(taint: Taint): string {
+  return `${taint.key}${taint.value ? `=${taint.value}` : ''}:${taint.effect}`;
+}
+
+function firstUntoleratedHardTaint(node: SchedNode, ctx: PodContext): Taint | undefined {
+  for (const taint of node.taints) {
+    if (taint.effect === 'PreferNoSchedule') continue;
+    if (!isTolerated(ctx.tolerations, taint)) return taint;
+  }
+  return undefined;
+}
+
+/** NoSchedule and NoExecute taints repel pods that do not tolerate them; PreferNoSchedule only scores. */
+export const taintToleration = filterPlugin(
+  'taint-toleration',
+  (_p, node, ctx) => node.taints.length === 0 || firstUntoleratedHardTaint(node, ctx) === undefined,
+  (_p, node, ctx) => `untolerated taint ${formatTaint(firstUntoleratedHardTaint(node, ctx)!)}`,
+);
+
+export const podCount = filterPlugin(
+  'pod-count',
+  (_p, node) => node.requested.pods + 1 <= node.allocatable.pods,
+  (_p, node) => `too many pods: ${node.requested.pods} of ${node.allocatable.pods}`,
+);
+
+// A pod that requests nothing always fits, even on an overcommitted node (as in Kubernetes).
+export const cpuFit = filterPlugin(
+  'cpu-fit',
+  (_p, node, ctx) => ctx.requests.cpuMillis === 0 || ctx.requests.cpuMillis <= node.allocatable.cpuMillis - node.requested.cpuMillis,
+  (_p, node, ctx) =>
+    `insufficient cpu: ${formatCpu(Math.max(0, node.allocatable.cpuMillis - node.requested.cpuMillis))} free (needs ${formatCpu(ctx.requests.cpuMillis)})`,
+);
+
+export const memoryFit = filterPlugin(
+  'memory-fit',
+  (_p, node, ctx) =>
+    ctx.requests.memoryBytes === 0 || ctx.requests.memoryBytes <= node.allocatable.memoryBytes - node.requested.memoryBytes,
+  (_p, node, ctx) =>
+    `insufficient memory: ${formatBytes(Math.max(0, node.allocatable.memoryBytes - node.requested.memoryBytes))} free (needs ${formatBytes(ctx.requests.memoryBytes)})`,
+);
+
+function firstHostPortConflict(node: SchedNode, ctx: PodContext): string | undefined {
+  for (const w of ctx.hostPorts) if (hostPortConflicts(node.usedHostPorts, w)) return w.key;
+  return undefined;
+}
+
+export const hostPortsFree = filterPlugin(
+  'host-ports',
+  (_p, node, ctx) => ctx.hostPorts.length === 0 || firstHostPortConflict(node, ctx) === undefined,
+  (_p, node, ctx) => `host port in use: ${firstHostPortConflict(node, ctx)}`,
+);
+
+/** Cheapest and most often decisive first: flags, then small arrays, then arithmetic, then set lookups. */
+export const defaultFilters: readonly FilterPlugin[] = [
+  nodeReady,
+  nodeSchedulable,
+  nodeArch,
+  nodeSelector,
+  taintToleration,
+  podCount,
+  cpuFit,
+  memoryFit,
+  hostPortsFree,
+];

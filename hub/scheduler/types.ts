@@ -1,0 +1,137 @@
+import type { Arch, PodSpec } from '../../protocol/manifest.js';
+import type { Taint } from '../../protocol/objects.js';
+
+/**
+ * The scheduler's narrow view of the world (Nomad style: state in, decision out). Everything
+ * here is plain data so the scheduler stays a pure function of its inputs and its plugins can
+ * be tested table-driven with `mockNode()` / `mockPod()`.
+ */
+
+export interface SchedNode {
+  name: string;
+  labels: Record<string, string>;
+  /** Undefined when the agent has not reported yet; fails any arch-constrained pod. */
+  arch: Arch | undefined;
+  os?: string;
+  ready: boolean;
+  /** Cordoned by an operator: existing pods stay, new ones do not land. */
+  unschedulable: boolean;
+  taints: Taint[];
+  allocatable: { cpuMillis: number; memoryBytes: number; pods: number };
+  /** Sum over pods bound to the node. `scheduleBatch` adds to it in place as it binds. */
+  requested: { cpuMillis: number; memoryBytes: number; pods: number };
+  /** Keys from `hostPortKey()`. */
+  usedHostPorts: Set<string>;
+  /** Deployment name → pods of it on this node. */
+  podsByOwner: Map<string, number>;
+}
+
+/** Kubernetes-shaped toleration. PodSpec has none yet; callers may pass them on SchedPod. */
+export interface Toleration {
+  /** Empty/undefined with operator Exists matches every taint key. */
+  key?: string;
+  operator?: 'Equal' | 'Exists';
+  value?: string;
+  /** Undefined matches every effect. */
+  effect?: Taint['effect'];
+}
+
+export type PlacementStrategy = 'spread' | 'binpack';
+
+export interface SchedPod {
+  name: string;
+  /** Owning Deployment, used to spread its replicas. */
+  owner?: string;
+  spec: PodSpec;
+  /** Default `spread` (least-allocated + replica spread); `binpack` fills nodes up (most-allocated). */
+  strategy?: PlacementStrategy;
+  tolerations?: readonly Toleration[];
+}
+
+/** One host port a pod wants, pre-parsed once per pod so filters do no string work per node. */
+export interface HostPortWant {
+  /** `${protocol}/${hostIP}/${hostPort}`, hostIP defaulting to 0.0.0.0. */
+  key: string;
+  protocol: string;
+  hostIP: string;
+  port: number;
+  /** hostIP is 0.0.0.0 or :: — conflicts with any IP on the same protocol and port. */
+  wildcard: boolean;
+}
+
+/** Values computed once per pod, shared by every plugin call for that pod. */
+export interface PodContext {
+  requests: { cpuMillis: number; memoryBytes: number };
+  hostPorts: readonly HostPortWant[];
+  /** Allowed arches, or undefined when the pod runs anywhere. */
+  arch: readonly Arch[] | undefined;
+  nodeSelector: ReadonlyArray<readonly [string, string]>;
+  tolerations: readonly Toleration[];
+  strategy: PlacementStrategy;
+  owner: string | undefined;
+}
+
+export interface Explanation {
+  /**
+   * Feasible nodes found. For a bound pod in a large cluster this counts only the nodes
+   * examined (see `examined`), because the scheduler stops once it has enough to score.
+   */
+  feasible: number;
+  total: number;
+  /** Nodes whose filters ran for this pod (≤ total). */
+  examined: number;
+  /**
+   * Node → every reason it was rejected. Filled for unschedulable pods (all nodes, all
+   * reasons); empty for bound pods to keep the hot path allocation-free.
+   */
+  filtered: Record<string, string[]>;
+  /**
+   * Unschedulable pods: reason category → nodes rejected for it (every reason of every node
+   * counts, so a node can count under several). Bound pods: filter plugin name → examined
+   * nodes it rejected (the first failing filter per node; no reason text on the hot path).
+   */
+  counts: Record<string, number>;
+  /** For bound pods: the best few candidates, plugin → normalised 0..100 score, plus `total`. */
+  scores?: Record<string, Record<string, number>>;
+}
+
+export type Decision =
+  | { kind: 'bound'; nodeName: string; explanation: Explanation }
+  | { kind: 'unschedulable'; summary: string; explanation: Explanation };
+
+/**
+ * Feasibility check (kube-scheduler Filter). Returns undefined when the pod fits, else a
+ * human reason `category` or `category: detail` — summaries group nodes by the text before
+ * the first ": " so per-node numbers collapse ("insufficient cpu: 120m free (needs 250m)" →
+ * "insufficient cpu"). Must be pure and cheap; it runs for many nodes per pod.
+ */
+export interface FilterPlugin {
+  name: string;
+  filter(pod: SchedPod, node: SchedNode, ctx: PodContext): string | undefined;
+  /**
+   * Optional fast path: the same verdict as `filter() === undefined`, without building a
+   * reason. Placing a pod only needs yes/no for most nodes; reasons are built when explaining.
+   */
+  fits?(pod: SchedPod, node: SchedNode, ctx: PodContext): boolean;
+}
+
+/**
+ * Ranking (kube-scheduler Score + NormalizeScore). `score` returns 0..100, higher is better.
+ * With `normalize` (default true) raw scores are min-max rescaled to 0..100 across the
+ * candidates of one pod (all equal → all 100), so a plugin's weight, not its raw range,
+ * decides how much it counts. `enabled` lets a plugin step aside for a pod (checked once
+ * per pod), e.g. replica spread for a pod with no owner.
+ */
+export interface ScorePlugin {
+  name: string;
+  weight: number;
+  score(pod: SchedPod, node: SchedNode, ctx: PodContext): number;
+  normalize?: boolean;
+  enabled?(pod: SchedPod, ctx: PodContext): boolean;
+}
+
+/** Reason category: the text before the first ": " (see FilterPlugin). */
+export function reasonCategory(reason: string): string {
+  const i = reason.indexOf(': ');
+  return i < 0 ? reason : reason.slice(0, i);
+}

@@ -1,0 +1,70 @@
+import { describe, it, expect } from 'vitest';
+import { RateLimiter, sourceKey } from './rate-limit.js';
+
+function clock(start = 0): { now: () => Date; advance: (ms: number) => void } {
+  let t = start;
+  return { now: () => new Date(t), advance: (ms) => void (t += ms) };
+}
+
+describe('RateLimiter', () => {
+  it('locks a source after 10 failures in a minute, for 60 s', () => {
+    const c = clock();
+    const rl = new RateLimiter({ now: c.now });
+    for (let i = 0; i < 9; i++) {
+      expect(rl.recordFailure('10.0.0.1').allowed).toBe(true);
+      c.advance(1000);
+    }
+    expect(rl.recordFailure('10.0.0.1')).toEqual({ allowed: false, retryAfterMs: 60_000 });
+    c.advance(59_999);
+    expect(rl.check('10.0.0.1')).toEqual({ allowed: false, retryAfterMs: 1 });
+    c.advance(1);
+    expect(rl.check('10.0.0.1')).toEqual({ allowed: true });
+    // the count starts afresh after a lock
+    expect(rl.recordFailure('10.0.0.1').allowed).toBe(true);
+  });
+
+  it('forgets failures older than the window', () => {
+    const c = clock();
+    const rl = new RateLimiter({ now: c.now });
+    for (let i = 0; i < 9; i++) rl.recordFailure('a');
+    c.advance(60_001);
+    expect(rl.recordFailure('a').allowed).toBe(true);
+    for (let i = 0; i < 8; i++) rl.recordFailure('a');
+    expect(rl.recordFailure('a').allowed).toBe(false);
+  });
+
+  it('keeps sources apart, and a success resets nothing', () => {
+    const c = clock();
+    const rl = new RateLimiter({ now: c.now, maxFailures: 3 });
+    rl.recordFailure('a');
+    rl.recordFailure('a');
+    rl.recordSuccess('a');
+    rl.recordSuccess('b');
+    expect(rl.check('b').allowed).toBe(true);
+    expect(rl.recordFailure('a').allowed).toBe(false);
+    expect(rl.check('b').allowed).toBe(true);
+  });
+
+  it('tracks a bounded number of sources, keeping locked ones over stale ones', () => {
+    const c = clock();
+    const rl = new RateLimiter({ now: c.now, maxFailures: 2, maxSources: 3 });
+    rl.recordFailure('locked');
+    rl.recordFailure('locked');
+    c.advance(1_000); // still locked
+    for (let i = 0; i < 50; i++) rl.recordFailure(`s${i}`);
+    expect(rl.size).toBeLessThanOrEqual(3);
+    expect(rl.check('locked').allowed).toBe(false);
+  });
+
+  it.each([
+    ['192.0.2.7', '192.0.2.7'],
+    ['::ffff:192.0.2.7', '192.0.2.7'],
+    ['2001:db8:1:2:aaaa::1', '2001:db8:1:2::/64'],
+    ['2001:db8:1:2:bbbb:cccc:dddd:eeee', '2001:db8:1:2::/64'],
+    ['2001:0db8::5', '2001:db8:0:0::/64'],
+    ['fe80::1%eth0', 'fe80:0:0:0::/64'],
+    [undefined, 'unknown'],
+  ])('keys %s as %s', (addr, key) => {
+    expect(sourceKey(addr)).toBe(key);
+  });
+});

@@ -1,0 +1,110 @@
+/**
+ * Per-source failed-login limiter shared by the HTTP API and the MQTT broker. A source (usually a
+ * remote IP) that fails `maxFailures` times within `windowMs` is locked out for `lockMs`; while
+ * locked, its attempts are refused before any credential is checked, so guessing stops there.
+ *
+ * A success never clears failures — neither another source's nor its own — so an attacker who
+ * holds one valid (say, viewer) token cannot interleave successes to keep guessing node passwords.
+ * Memory is bounded: at most `maxSources` sources are tracked, the stalest dropped first.
+ * Not thread-safe by design; Node runs it on one thread.
+ */
+
+export interface RateLimiterOptions {
+  maxFailures?: number;
+  windowMs?: number;
+  lockMs?: number;
+  maxSources?: number;
+  now?: () => Date;
+}
+
+export type LimitCheck = { allowed: true } | { allowed: false; retryAfterMs: number };
+
+interface SourceState {
+  /** Times (ms) of failures inside the window, oldest first. */
+  failures: number[];
+  lockedUntil: number;
+}
+
+export class RateLimiter {
+  readonly maxFailures: number;
+  readonly windowMs: number;
+  readonly lockMs: number;
+  private readonly maxSources: number;
+  private readonly now: () => Date;
+  private readonly sources = new Map<string, SourceState>();
+
+  constructor(opts: RateLimiterOptions = {}) {
+    this.maxFailures = opts.maxFailures ?? 10;
+    this.windowMs = opts.windowMs ?? 60_000;
+    this.lockMs = opts.lockMs ?? 60_000;
+    this.maxSources = opts.maxSources ?? 10_000;
+    this.now = opts.now ?? (() => new Date());
+  }
+
+  /** Whether `source` may try to authenticate now. */
+  check(source: string): LimitCheck {
+    const s = this.sources.get(source);
+    const t = this.now().getTime();
+    if (s && s.lockedUntil > t) return { allowed: false, retryAfterMs: s.lockedUntil - t };
+    return { allowed: true };
+  }
+
+  /** Counts a failed attempt; returns the state after it (locked once the limit is reached). */
+  recordFailure(source: string): LimitCheck {
+    const t = this.now().getTime();
+    let s = this.sources.get(source);
+    if (s) this.sources.delete(source); // re-insert below: Map order doubles as recency for eviction
+    else s = { failures: [], lockedUntil: 0 };
+    s.failures = s.failures.filter((f) => f > t - this.windowMs);
+    s.failures.push(t);
+    if (s.failures.length >= this.maxFailures) {
+      s.lockedUntil = t + this.lockMs;
+      s.failures = [];
+    }
+    this.sources.set(source, s);
+    this.evict(t);
+    return this.check(source);
+  }
+
+  /** A success is not counted; kept so call sites read symmetrically and a future policy can use it. */
+  recordSuccess(_source: string): void {}
+
+  /** Number of sources currently tracked (for tests and metrics). */
+  get size(): number {
+    return this.sources.size;
+  }
+
+  private evict(t: number): void {
+    if (this.sources.size <= this.maxSources) return;
+    for (const [k, s] of this.sources) {
+      if (s.lockedUntil <= t && s.failures.every((f) => f <= t - this.windowMs)) this.sources.delete(k);
+    }
+    // Still too many: drop the least recently failing unlocked sources, then (only if the table is
+    // all locks) the oldest locks.
+    for (const [k, s] of this.sources) {
+      if (this.sources.size <= this.maxSources) return;
+      if (s.lockedUntil <= t) this.sources.delete(k);
+    }
+    for (const k of this.sources.keys()) {
+      if (this.sources.size <= this.maxSources) return;
+      this.sources.delete(k);
+    }
+  }
+}
+
+/**
+ * The limiter key for a remote address: IPv4-mapped IPv6 folds to IPv4, and other IPv6 addresses
+ * to their /64, since one host usually owns a whole /64 and could otherwise rotate through it.
+ */
+export function sourceKey(address: string | undefined): string {
+  if (address === undefined || address === '') return 'unknown';
+  const a = address.toLowerCase().replace(/%.*$/, '');
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(a);
+  if (mapped?.[1] !== undefined) return mapped[1];
+  if (!a.includes(':')) return a;
+  const [head = '', tail = ''] = a.split('::');
+  const h = head === '' ? [] : head.split(':');
+  const tl = tail === '' ? [] : tail.split(':');
+  const groups = a.includes('::') ? [...h, ...Array<string>(Math.max(0, 8 - h.length - tl.length)).fill('0'), ...tl] : h;
+  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
+}

@@ -1,0 +1,115 @@
+import { randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request, waitFor, type HttpResult } from './http.js';
+import { REPO, ensureBuilt, freePort, orchard, orchardRun, readToken, removeContainersOf, type Proc } from './procs.js';
+
+export const TEST_IMAGE = 'orchard-test/busybox:1';
+
+export function ensureTestImage(): void {
+  try {
+    execFileSync('docker', ['image', 'inspect', TEST_IMAGE], { stdio: 'ignore' });
+  } catch {
+    execFileSync('bash', [join(REPO, 'scripts', 'build-test-image.sh')], { stdio: 'inherit' });
+  }
+}
+
+/**
+ * A real cluster for e2e tests: a hub process and agent processes (real binaries from dist/),
+ * all on loopback, all agents on this machine's Docker Engine under distinct node names.
+ */
+export class Cluster {
+  readonly runId = randomBytes(3).toString('hex');
+  readonly dir = mkdtempSync(join(tmpdir(), 'orchard-e2e-'));
+  hub: Proc | undefined;
+  httpPort = 0;
+  mqttPort = 0;
+  adminToken = '';
+  ca = '';
+  readonly agents = new Map<string, Proc>();
+
+  get server(): string {
+    return `https://127.0.0.1:${this.httpPort}`;
+  }
+
+  nodeName(short: string): string {
+    return `e2e-${this.runId}-${short}`;
+  }
+
+  async startHub(): Promise<void> {
+    ensureBuilt();
+    ensureTestImage();
+    if (!this.httpPort) this.httpPort = await freePort();
+    if (!this.mqttPort) this.mqttPort = await freePort();
+    this.hub = orchard(['hub', '--data-dir', join(this.dir, 'hub'), '--host', '127.0.0.1', '--http-port', String(this.httpPort), '--mqtt-port', String(this.mqttPort), '--no-cli-config']);
+    await waitFor('hub healthz', async () => {
+      const r = await request(this.server, 'GET', '/healthz', { ca: this.caPem() });
+      return r.status === 200;
+    }, 30_000, 200);
+    this.adminToken = readToken(join(this.dir, 'hub'));
+  }
+
+  caPem(): string {
+    if (!this.ca) {
+      try {
+        this.ca = readFileSync(join(this.dir, 'hub', 'ca.crt'), 'utf8');
+      } catch {
+        return '';
+      }
+    }
+    return this.ca;
+  }
+
+  api(method: string, path: string, body?: string | object): Promise<HttpResult> {
+    return request(this.server, method, path, { token: this.adminToken, ca: this.caPem(), ...(body !== undefined ? { body } : {}) });
+  }
+
+  async joinToken(uses = 10): Promise<string> {
+    const r = await this.api('POST', '/api/v1/tokens', { type: 'join', ttlSeconds: 3600, uses });
+    if (r.status !== 200) throw new Error(`token create failed: ${r.text}`);
+    return (r.body as { token: string }).token;
+  }
+
+  /** Starts (or restarts, keeping its data dir) the agent for node `short`. */
+  async startAgent(short: string, opts: { token?: string; labels?: string; extra?: string[] } = {}): Promise<Proc> {
+    const token = opts.token ?? (await this.joinToken(1));
+    const name = this.nodeName(short);
+    const args = ['agent', '--hub', `127.0.0.1:${this.httpPort}`, '--token', token, '--name', name, '--data-dir', join(this.dir, 'agents', short)];
+    if (opts.labels) args.push('--labels', opts.labels);
+    const p = orchard([...args, ...(opts.extra ?? [])]);
+    this.agents.set(short, p);
+    return p;
+  }
+
+  async waitNodeReady(short: string, timeoutMs = 30_000): Promise<void> {
+    const name = this.nodeName(short);
+    await waitFor(`node ${name} Ready`, async () => {
+      const r = await this.api('GET', `/api/v1/nodes/${name}`);
+      const n = r.body as { status?: { conditions?: Array<{ type: string; status: string }> } };
+      return r.status === 200 && n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
+    }, timeoutMs, 200);
+  }
+
+  cli(args: string[]): { code: number; stdout: string; stderr: string } {
+    return orchardRun([...args, '--server', this.server, '--token', this.adminToken, '--ca', join(this.dir, 'hub', 'ca.crt')], { ORCHARD_CONFIG: join(this.dir, 'no-config') });
+  }
+
+  async pods(deployment?: string): Promise<Array<{ metadata: { name: string; uid: string; ownerName?: string }; spec: { nodeName?: string }; status: { phase: string; containerStatuses: Array<{ containerId?: string; restartCount: number; state: string; reason?: string }>; conditions: Array<{ type: string; status: string }> } }>> {
+    const r = await this.api('GET', '/api/v1/pods');
+    const items = (r.body as { items: Awaited<ReturnType<Cluster['pods']>> }).items ?? [];
+    return deployment ? items.filter((p) => p.metadata.ownerName === deployment) : items;
+  }
+
+  async cleanup(): Promise<void> {
+    for (const a of this.agents.values()) await a.kill9();
+    await this.hub?.kill9();
+    for (const short of this.agents.keys()) removeContainersOf(this.nodeName(short));
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  logs(): string {
+    return [`--- hub ---\n${this.hub?.output().slice(-4000) ?? ''}`, ...[...this.agents].map(([k, p]) => `--- agent ${k} ---\n${p.output().slice(-4000)}`)].join('\n');
+  }
+}

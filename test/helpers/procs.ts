@@ -1,0 +1,79 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import net from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const CLI = join(REPO, 'dist', 'cli', 'main.js');
+
+/** Builds dist/ once if it is missing (scripts/test.sh builds before the e2e tier). */
+export function ensureBuilt(): void {
+  if (!existsSync(CLI)) execFileSync('npm', ['run', 'build'], { cwd: REPO, stdio: 'inherit' });
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const addr = s.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface Proc {
+  child: ChildProcess;
+  output(): string;
+  /** SIGKILL (like a crash or power loss) and wait for exit. */
+  kill9(): Promise<void>;
+  /** SIGTERM and wait for exit. */
+  stop(): Promise<void>;
+}
+
+/** Spawns `node dist/cli/main.js ...args`, capturing output; killed at the latest by cleanup. */
+export function orchard(args: string[], env: Record<string, string> = {}): Proc {
+  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ORCHARD_LOG: 'debug', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout?.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr?.on('data', (c: Buffer) => (out += c.toString()));
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const signal = async (sig: NodeJS.Signals): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(sig);
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+  };
+  return { child, output: () => out, kill9: () => signal('SIGKILL'), stop: () => signal('SIGTERM') };
+}
+
+/** Runs the CLI to completion and returns its exit code and output. */
+export function orchardRun(args: string[], env: Record<string, string> = {}): { code: number; stdout: string; stderr: string } {
+  try {
+    const stdout = execFileSync(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
+    return { code: 0, stdout, stderr: '' };
+  } catch (e) {
+    const err = e as { status?: number; stdout?: string; stderr?: string };
+    return { code: err.status ?? 1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
+  }
+}
+
+export function docker(args: string[]): string {
+  return execFileSync('docker', args, { encoding: 'utf8', timeout: 60_000 }).trim();
+}
+
+/** Containers (running or not) of one Orchard node, as docker inspect JSON. */
+export function containersOf(node: string): Array<{ Id: string; Name: string; State: { Running: boolean; Pid: number; StartedAt: string }; Config: { Labels: Record<string, string> }; HostConfig: { Memory: number; NanoCpus: number; NetworkMode: string } }> {
+  const ids = docker(['ps', '-aq', '--filter', `label=orchard.node=${node}`]).split('\n').filter(Boolean);
+  if (ids.length === 0) return [];
+  return JSON.parse(docker(['inspect', ...ids])) as ReturnType<typeof containersOf>;
+}
+
+export function removeContainersOf(node: string): void {
+  const ids = docker(['ps', '-aq', '--filter', `label=orchard.node=${node}`]).split('\n').filter(Boolean);
+  if (ids.length > 0) docker(['rm', '-f', ...ids]);
+}
+
+export function readToken(dataDir: string): string {
+  return readFileSync(join(dataDir, 'admin.token'), 'utf8').trim();
+}

@@ -1,0 +1,277 @@
+import { describe, it, expect, beforeAll, afterAll, afterEach } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import tls from 'node:tls';
+import type { AddressInfo } from 'node:net';
+import { Aedes } from 'aedes';
+import type { AedesPublishPacket } from 'aedes';
+import mqtt from 'mqtt';
+import type { IClientOptions, MqttClient } from 'mqtt';
+import { topics } from '../../protocol/topics.js';
+import { loadOrCreatePki } from '../../hub/security/pki.js';
+import type { Pki } from '../../hub/security/pki.js';
+import { AuthStore } from '../../hub/security/auth-store.js';
+import { RateLimiter } from '../../hub/security/rate-limit.js';
+import type { RateLimiterOptions } from '../../hub/security/rate-limit.js';
+import { installBrokerAuth, disconnectNode, principalOf, roleOfClient } from '../../hub/security/broker-auth.js';
+
+/**
+ * The broker's security as a device or a user would meet it: a real aedes broker behind a real
+ * TLS server on loopback, real mqtt.js clients over mqtts pinned to the hub CA.
+ */
+
+interface RunningBroker {
+  broker: Aedes;
+  url: string;
+  port: number;
+  logs: string[];
+  close: () => Promise<void>;
+}
+
+let dir: string;
+let pki: Pki;
+let auth: AuthStore;
+const clients: MqttClient[] = [];
+const brokers: RunningBroker[] = [];
+
+async function startBroker(limiterOpts: RateLimiterOptions = { maxFailures: 1000 }): Promise<RunningBroker> {
+  const broker = await Aedes.createBroker();
+  const logs: string[] = [];
+  installBrokerAuth(broker, { auth, limiter: new RateLimiter(limiterOpts), log: (m) => logs.push(m) });
+  const server = tls.createServer({ cert: pki.certPem, key: pki.keyPem }, (socket) => broker.handle(socket));
+  // A plain-TCP client makes the TLS handshake fail; that is expected, not a test failure.
+  server.on('tlsClientError', () => {});
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  const rb: RunningBroker = {
+    broker,
+    port,
+    url: `mqtts://127.0.0.1:${port}`,
+    logs,
+    close: async () => {
+      await new Promise<void>((resolve) => broker.close(() => resolve()));
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+  brokers.push(rb);
+  return rb;
+}
+
+function connect(rb: RunningBroker, opts: IClientOptions): Promise<MqttClient> {
+  return new Promise((resolve, reject) => {
+    const c = mqtt.connect(rb.url, { ca: pki.caPem, reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, ...opts });
+    clients.push(c);
+    c.once('connect', () => resolve(c));
+    c.once('error', (err) => {
+      c.end(true);
+      reject(err);
+    });
+    c.once('close', () => reject(new Error('closed before CONNACK')));
+  });
+}
+
+async function refusal(p: Promise<MqttClient>): Promise<{ code: unknown; message: string }> {
+  try {
+    await p;
+  } catch (e) {
+    const err = e as Error & { code?: unknown };
+    return { code: err.code, message: err.message };
+  }
+  throw new Error('expected the connection to be refused');
+}
+
+function closed(c: MqttClient): Promise<void> {
+  return new Promise((resolve) => (c.connected ? c.once('close', () => resolve()) : resolve()));
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function hubPublish(broker: Aedes, topic: string, payload: string, retain = false): Promise<void> {
+  return new Promise((resolve, reject) =>
+    broker.publish({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain, dup: false }, (err) => (err ? reject(err) : resolve())),
+  );
+}
+
+function hubSubscribe(broker: Aedes, filter: string): Promise<AedesPublishPacket[]> {
+  const seen: AedesPublishPacket[] = [];
+  return new Promise((resolve) =>
+    broker.subscribe(
+      filter,
+      (packet, cb) => {
+        seen.push(packet);
+        cb();
+      },
+      () => resolve(seen),
+    ),
+  );
+}
+
+/** Granted QoS per filter from the SUBACK (0x80 = refused); mqtt.js rejects on any 0x80. */
+async function grants(c: MqttClient, filter: string | string[], qos: 0 | 1 = 1): Promise<number[]> {
+  try {
+    return (await c.subscribeAsync(filter, { qos })).map((g) => g.qos);
+  } catch (e) {
+    const granted = (e as { packet?: { granted?: number[] } }).packet?.granted;
+    if (granted === undefined) throw e;
+    return granted;
+  }
+}
+
+function collect(c: MqttClient): Array<{ topic: string; payload: string }> {
+  const got: Array<{ topic: string; payload: string }> = [];
+  c.on('message', (topic, payload) => got.push({ topic, payload: payload.toString() }));
+  return got;
+}
+
+async function until(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+let credA: string;
+let credB: string;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'orchard-broker-sec-'));
+  pki = await loadOrCreatePki(dir, { hostnames: [], ips: [], includeInterfaceAddresses: false });
+  auth = AuthStore.open(dir, { caFingerprint: pki.caFingerprint });
+  credA = auth.issueNodeCredential('node-a');
+  credB = auth.issueNodeCredential('node-b');
+});
+
+afterEach(() => {
+  for (const c of clients.splice(0)) c.end(true);
+});
+
+afterAll(async () => {
+  for (const b of brokers.splice(0)) await b.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('broker security over mqtts', () => {
+  it('refuses an anonymous client with CONNACK 4', async () => {
+    const rb = await startBroker();
+    const r = await refusal(connect(rb, { clientId: 'anon-1' }));
+    expect(r.code).toBe(4);
+  });
+
+  it('refuses a wrong node password and a wrong API token', async () => {
+    const rb = await startBroker();
+    expect((await refusal(connect(rb, { clientId: 'node-a', username: 'node-a', password: credB }))).code).toBe(4);
+    expect((await refusal(connect(rb, { clientId: 'node-x', username: 'node-x', password: credA }))).code).toBe(4);
+    expect((await refusal(connect(rb, { clientId: 'cli', username: 'token', password: 'orc_000000000000.' + 'a'.repeat(32) }))).code).toBe(4);
+    expect(rb.logs.some((l) => l.includes('bad credential for node "node-a"'))).toBe(true);
+  });
+
+  it('requires a node to use its own name as clientId, and keeps users off node clientIds', async () => {
+    const rb = await startBroker();
+    expect((await refusal(connect(rb, { clientId: 'node-b', username: 'node-a', password: credA }))).code).toBe(2);
+    const { token } = auth.createApiToken({ name: 't', role: 'admin' });
+    expect((await refusal(connect(rb, { clientId: 'node-a', username: 'token', password: token }))).code).toBe(2);
+  });
+
+  it('refuses a last-will on a topic the node may not publish', async () => {
+    const rb = await startBroker();
+    const will = { topic: topics.nodePresence('node-b'), payload: Buffer.from('offline'), qos: 1 as const, retain: true };
+    expect((await refusal(connect(rb, { clientId: 'node-a', username: 'node-a', password: credA, will }))).code).toBe(5);
+    const own = { ...will, topic: topics.nodePresence('node-a') };
+    const a = await connect(rb, { clientId: 'node-a', username: 'node-a', password: credA, will: own });
+    expect(principalOf(null)).toEqual({ kind: 'hub' });
+    a.end(true);
+  });
+
+  it("keeps node A from reading node B's desired set, live or retained", async () => {
+    const rb = await startBroker();
+    await hubPublish(rb.broker, topics.nodeDesired('node-b'), 'secret-for-b', true);
+    const a = await connect(rb, { clientId: 'node-a', username: 'node-a', password: credA });
+    const b = await connect(rb, { clientId: 'node-b', username: 'node-b', password: credB });
+    const gotA = collect(a);
+    const gotB = collect(b);
+
+    expect(await grants(a, topics.nodeDesired('node-b'))).toEqual([128]);
+    expect(await grants(a, ['#', 'orchard/v1/nodes/+/desired'])).toEqual([128, 128]);
+    expect(await grants(a, topics.nodeDesired('node-a'))).toEqual([1]);
+    await b.subscribeAsync(topics.nodeDesired('node-b'), { qos: 1 });
+
+    await hubPublish(rb.broker, topics.nodeDesired('node-b'), 'more-for-b');
+    await hubPublish(rb.broker, topics.nodeDesired('node-a'), 'for-a');
+    // B (the positive control) got its retained and live messages; A got only its own.
+    await until(() => gotB.length === 2 && gotA.length === 1, 'deliveries');
+    await sleep(200);
+    expect(gotB.map((m) => m.payload)).toEqual(['secret-for-b', 'more-for-b']);
+    expect(gotA).toEqual([{ topic: topics.nodeDesired('node-a'), payload: 'for-a' }]);
+    expect(a.connected).toBe(true); // a refused subscribe does not end the session
+  });
+
+  it("drops node A's publish to node B's status and closes A", async () => {
+    const rb = await startBroker();
+    const seen = await hubSubscribe(rb.broker, topics.allNodes('status'));
+    const a = await connect(rb, { clientId: 'node-a', username: 'node-a', password: credA });
+    const b = await connect(rb, { clientId: 'node-b', username: 'node-b', password: credB });
+    const aClosed = closed(a);
+    a.publish(topics.nodeStatus('node-b'), 'forged-by-a', { qos: 0 });
+    await aClosed;
+    b.publish(topics.nodeStatus('node-b'), 'real-b', { qos: 1 });
+    await until(() => seen.length >= 1, 'hub to see the status');
+    await sleep(200);
+    expect(seen.map((p) => p.payload.toString())).toEqual(['real-b']);
+    expect(rb.logs.some((l) => l.includes('refused publish') && l.includes('node node-a'))).toBe(true);
+  });
+
+  it('lets a token user command and read its replies only, with its role', async () => {
+    const rb = await startBroker();
+    const commands = await hubSubscribe(rb.broker, topics.allCommands());
+    const { token } = auth.createApiToken({ name: 'ops', role: 'operator' });
+    const u = await connect(rb, { clientId: 'cli-1', username: 'token', password: token });
+    expect(roleOfClient(rb.broker, 'cli-1')).toBe('operator');
+    const got = collect(u);
+    expect(await grants(u, topics.reply('cli-2'))).toEqual([128]);
+    expect(await grants(u, '#')).toEqual([128]);
+    expect(await grants(u, topics.reply('cli-1'), 0)).toEqual([0]);
+    await u.publishAsync(topics.command('cli-1'), '{"id":"1"}', { qos: 1 });
+    await until(() => commands.length === 1, 'the command');
+    await hubPublish(rb.broker, topics.reply('cli-2'), 'not-yours');
+    await hubPublish(rb.broker, topics.reply('cli-1'), 'yours');
+    await until(() => got.length === 1, 'the reply');
+    await sleep(100);
+    expect(got.map((m) => m.payload)).toEqual(['yours']);
+  });
+
+  it('disconnects a revoked node at once and refuses its reconnect', async () => {
+    const rb = await startBroker();
+    const cred = auth.issueNodeCredential('node-r');
+    const r = await connect(rb, { clientId: 'node-r', username: 'node-r', password: cred });
+    const rClosed = closed(r);
+    expect(auth.revokeNode('node-r')).toBe(true);
+    expect(disconnectNode(rb.broker, 'node-r')).toBe(1);
+    await rClosed;
+    expect((await refusal(connect(rb, { clientId: 'node-r', username: 'node-r', password: cred }))).code).toBe(4);
+  });
+
+  it('locks out a source after too many failures, even with the right password', async () => {
+    const rb = await startBroker({ maxFailures: 3, lockMs: 60_000 });
+    for (let i = 0; i < 3; i++) {
+      expect((await refusal(connect(rb, { clientId: 'node-a', username: 'node-a', password: 'wrong-password-123' }))).code).toBe(4);
+    }
+    expect((await refusal(connect(rb, { clientId: 'node-a', username: 'node-a', password: credA }))).code).toBe(5);
+    expect(rb.logs.some((l) => l.includes('too many failed logins'))).toBe(true);
+  });
+
+  it('fails for a plain-TCP client and for a TLS client that does not trust the hub CA', async () => {
+    const rb = await startBroker();
+    const plain = new Promise<MqttClient>((resolve, reject) => {
+      const c = mqtt.connect(`mqtt://127.0.0.1:${rb.port}`, { reconnectPeriod: 0, connectTimeout: 3000, username: 'node-a', password: credA, clientId: 'node-a' });
+      clients.push(c);
+      c.once('connect', () => resolve(c));
+      c.once('error', reject);
+      c.once('close', () => reject(new Error('closed')));
+    });
+    await expect(plain).rejects.toThrow();
+    const untrusted = connect(rb, { ca: undefined, clientId: 'node-a', username: 'node-a', password: credA });
+    await expect(untrusted).rejects.toThrow(/self[- ]signed|unable to verify|certificate/i);
+  });
+});

@@ -1,0 +1,107 @@
+import { randomUUID } from 'node:crypto';
+import mqtt, { type MqttClient } from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CommandReply } from '../../protocol/api.js';
+import { topics } from '../../protocol/topics.js';
+import { startTestHub, type TestHub } from '../helpers/hub-harness.js';
+
+const manifest = `apiVersion: orchard/v1
+kind: Deployment
+metadata: { name: via-mqtt }
+spec:
+  replicas: 2
+  template:
+    spec:
+      containers: [{ name: c, image: orchard-test/busybox:1, command: [sleep, "3600"] }]
+`;
+
+async function connect(t: TestHub, clientId: string, password: string): Promise<MqttClient> {
+  const c = mqtt.connect(t.hub.mqttUrl, { clientId, username: 'token', password, ca: t.hub.pki?.caPem, reconnectPeriod: 0, connectTimeout: 5000 });
+  await new Promise<void>((resolve, reject) => {
+    c.once('connect', () => resolve());
+    c.once('error', reject);
+  });
+  await c.subscribeAsync(topics.reply(clientId), { qos: 1 });
+  return c;
+}
+
+/** Publishes a command and waits for the reply with the same correlation id. */
+function call(c: MqttClient, clientId: string, body: object | string): Promise<CommandReply> {
+  const id = typeof body === 'string' ? 'raw' : ((body as { id?: string }).id ?? 'x');
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no reply within 5 s')), 5000);
+    const onMessage = (topic: string, payload: Buffer): void => {
+      if (topic !== topics.reply(clientId)) return;
+      const reply = JSON.parse(payload.toString()) as CommandReply;
+      if (reply.id !== id && !(id === 'raw' && reply.id === 'unknown')) return;
+      clearTimeout(timer);
+      c.off('message', onMessage);
+      resolve(reply);
+    };
+    c.on('message', onMessage);
+    c.publish(topics.command(clientId), typeof body === 'string' ? body : JSON.stringify(body), { qos: 1 });
+  });
+}
+
+describe('MQTT topic commands (same operations and errors as the web API)', () => {
+  let t: TestHub;
+  let admin: MqttClient;
+  beforeAll(async () => {
+    t = await startTestHub();
+    admin = await connect(t, 'cli-admin', t.adminToken);
+  });
+  afterAll(async () => {
+    await admin.endAsync();
+    await t.cleanup();
+  });
+
+  it('apply, get, scale and delete round-trip', async () => {
+    const applied = await call(admin, 'cli-admin', { id: randomUUID(), op: 'apply', args: { manifests: manifest } });
+    expect(applied).toMatchObject({ ok: true, result: { results: [{ kind: 'Deployment', name: 'via-mqtt', action: 'created' }] } });
+    const got = await call(admin, 'cli-admin', { id: 'g1', op: 'get', args: { kind: 'deployments', name: 'via-mqtt' } });
+    expect(got).toMatchObject({ id: 'g1', ok: true, result: { kind: 'Deployment', spec: { replicas: 2 } } });
+    const scaled = await call(admin, 'cli-admin', { id: 's1', op: 'scale', args: { name: 'via-mqtt', replicas: 1 } });
+    expect(scaled).toMatchObject({ ok: true, result: { spec: { replicas: 1 } } });
+    // The same object is visible through the web API.
+    const web = await t.api('GET', '/api/v1/deployments/via-mqtt');
+    expect((web.body as { spec: { replicas: number } }).spec.replicas).toBe(1);
+    const del = await call(admin, 'cli-admin', { id: 'd1', op: 'delete', args: { kind: 'deployment', name: 'via-mqtt' } });
+    expect(del).toMatchObject({ ok: true });
+    expect((await t.api('GET', '/api/v1/deployments/via-mqtt')).status).toBe(404);
+  });
+
+  it('gives the web API error for a bad manifest, and stores nothing', async () => {
+    const bad = manifest.replace('replicas: 2', 'replicas: -1');
+    const reply = await call(admin, 'cli-admin', { id: 'bad1', op: 'apply', args: { manifests: bad } });
+    expect(reply.ok).toBe(false);
+    if (reply.ok) return;
+    const web = await t.api('POST', '/api/v1/apply', bad);
+    expect(reply.error).toEqual(web.body);
+    expect(reply.error.code).toBe('ERR_VALIDATION');
+    expect(reply.error.details?.issues?.[0]?.path).toBe('spec.replicas');
+    expect((await t.api('GET', '/api/v1/deployments/via-mqtt')).status).toBe(404);
+  });
+
+  it('answers malformed payloads with an error reply and keeps running', async () => {
+    const notJson = await call(admin, 'cli-admin', '{{{ nope');
+    expect(notJson).toMatchObject({ ok: false, error: { code: 'ERR_VALIDATION' } });
+    const noOp = await call(admin, 'cli-admin', { id: 'n1', op: 'explode', args: {} });
+    expect(noOp).toMatchObject({ id: 'n1', ok: false, error: { code: 'ERR_VALIDATION' } });
+    const badArgs = await call(admin, 'cli-admin', { id: 'n2', op: 'scale', args: { name: 'x', replicas: 'many' } });
+    expect(badArgs).toMatchObject({ ok: false, error: { code: 'ERR_VALIDATION' } });
+    expect((await t.api('GET', '/healthz')).status).toBe(200);
+  });
+
+  it('checks the role of the connecting token', async () => {
+    const v = await t.api('POST', '/api/v1/tokens', { role: 'viewer', name: 'mqtt-viewer' });
+    const viewer = await connect(t, 'cli-viewer', (v.body as { token: string }).token);
+    try {
+      const denied = await call(viewer, 'cli-viewer', { id: 'v1', op: 'apply', args: { manifests: manifest } });
+      expect(denied).toMatchObject({ ok: false, error: { code: 'ERR_FORBIDDEN' } });
+      const listed = await call(viewer, 'cli-viewer', { id: 'v2', op: 'get', args: { kind: 'deployments' } });
+      expect(listed).toMatchObject({ ok: true, result: { items: [] } });
+    } finally {
+      await viewer.endAsync();
+    }
+  });
+});
