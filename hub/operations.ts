@@ -31,6 +31,10 @@ export class Operations {
     switch (m.kind) {
       case 'Deployment':
         return this.applyDeployment(store, m);
+      case 'ConfigMap':
+      case 'Secret':
+        // Served once config/secret support lands (issue 7); refused cleanly until then.
+        throw new OrchardError('ERR_UNKNOWN_KIND', `kind ${m.kind} is not served by this hub yet`, { details: { issues: [{ path: 'kind', message: `${m.kind} is not served yet` }] } });
     }
   }
 

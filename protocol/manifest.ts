@@ -51,9 +51,54 @@ export const ResourcesSchema = z.strictObject({
   limits: ResourceListSchema.optional(),
 });
 
-export const EnvVarSchema = z.strictObject({
-  name: z.string().min(1, 'must not be empty').max(256).regex(/^[-._a-zA-Z][-._a-zA-Z0-9]*$/, 'must be a valid environment variable name'),
-  value: z.string().max(65536).default(''),
+const ENV_NAME_RE = /^[-._a-zA-Z][-._a-zA-Z0-9]*$/;
+/** Keys of ConfigMap/Secret data: what may be a file name and an env var source. */
+export const ConfigKeySchema = z.string().min(1).max(253).regex(/^[-._a-zA-Z0-9]+$/, 'must be a config key: letters, digits, "-", "_", "."');
+
+export const KeyRefSchema = z.strictObject({ name: NameSchema, key: ConfigKeySchema, optional: z.boolean().default(false) });
+
+export const EnvVarSchema = z
+  .strictObject({
+    name: z.string().min(1, 'must not be empty').max(256).regex(ENV_NAME_RE, 'must be a valid environment variable name'),
+    value: z.string().max(65536).optional(),
+    valueFrom: z
+      .strictObject({ configMapKeyRef: KeyRefSchema.optional(), secretKeyRef: KeyRefSchema.optional() })
+      .refine((v) => (v.configMapKeyRef ? 1 : 0) + (v.secretKeyRef ? 1 : 0) === 1, 'must set exactly one of configMapKeyRef, secretKeyRef')
+      .optional(),
+  })
+  .refine((e) => !(e.value !== undefined && e.valueFrom !== undefined), { message: 'must set value or valueFrom, not both', path: ['valueFrom'] });
+export type EnvVar = z.infer<typeof EnvVarSchema>;
+
+export const EnvFromSchema = z
+  .strictObject({
+    prefix: z.string().max(64).regex(/^([-._a-zA-Z][-._a-zA-Z0-9]*)?$/, 'must be a valid environment variable prefix').optional(),
+    configMapRef: z.strictObject({ name: NameSchema, optional: z.boolean().default(false) }).optional(),
+    secretRef: z.strictObject({ name: NameSchema, optional: z.boolean().default(false) }).optional(),
+  })
+  .refine((v) => (v.configMapRef ? 1 : 0) + (v.secretRef ? 1 : 0) === 1, 'must set exactly one of configMapRef, secretRef');
+
+const SECONDS = (min: number, max: number) => z.number().int('must be an integer').min(min).max(max);
+
+export const ProbeSchema = z
+  .strictObject({
+    exec: z.strictObject({ command: z.array(z.string().max(4096)).min(1, 'must have at least one element').max(64) }).optional(),
+    /** GET on the pod's network: a host port, or a container port with network: host. */
+    httpGet: z.strictObject({ path: z.string().max(1024).default('/'), port: z.number().int().min(1).max(65535), host: z.string().max(253).default('127.0.0.1'), scheme: z.enum(['HTTP']).default('HTTP') }).optional(),
+    tcpSocket: z.strictObject({ port: z.number().int().min(1).max(65535), host: z.string().max(253).default('127.0.0.1') }).optional(),
+    initialDelaySeconds: SECONDS(0, 3600).default(0),
+    periodSeconds: SECONDS(1, 3600).default(10),
+    timeoutSeconds: SECONDS(1, 600).default(1),
+    failureThreshold: SECONDS(1, 1000).default(3),
+    successThreshold: SECONDS(1, 1000).default(1),
+  })
+  .refine((p) => (p.exec ? 1 : 0) + (p.httpGet ? 1 : 0) + (p.tcpSocket ? 1 : 0) === 1, 'must set exactly one of exec, httpGet, tcpSocket');
+export type Probe = z.infer<typeof ProbeSchema>;
+
+export const VolumeMountSchema = z.strictObject({
+  name: NameSchema,
+  mountPath: z.string().min(1).max(1024).regex(/^\//, 'must be an absolute path'),
+  readOnly: z.boolean().default(false),
+  subPath: z.string().max(253).regex(/^[^/]/, 'must be a relative path').optional(),
 });
 
 export const PortSchema = z.strictObject({
@@ -75,20 +120,74 @@ export const ContainerSchema = z.strictObject({
   command: z.array(z.string().max(4096)).max(256).optional(),
   args: z.array(z.string().max(4096)).max(256).optional(),
   env: z.array(EnvVarSchema).max(256).default([]),
+  envFrom: z.array(EnvFromSchema).max(32).default([]),
   ports: z.array(PortSchema).max(64).default([]),
   resources: ResourcesSchema.default({}),
   workingDir: z.string().max(1024).optional(),
+  livenessProbe: ProbeSchema.optional(),
+  readinessProbe: ProbeSchema.optional(),
+  startupProbe: ProbeSchema.optional(),
+  volumeMounts: z.array(VolumeMountSchema).max(64).default([]),
 });
 export type Container = z.infer<typeof ContainerSchema>;
+
+export const TolerationSchema = z.strictObject({
+  key: z.string().max(253).optional(),
+  operator: z.enum(['Equal', 'Exists']).default('Equal'),
+  value: z.string().max(63).optional(),
+  effect: z.enum(['NoSchedule', 'PreferNoSchedule', 'NoExecute']).optional(),
+});
+export type TolerationSpec = z.infer<typeof TolerationSchema>;
+
+export const NodeSelectorRequirementSchema = z
+  .strictObject({
+    key: LabelKeySchema,
+    operator: z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist']),
+    values: z.array(LabelValueSchema).max(64).default([]),
+  })
+  .refine((r) => (r.operator === 'In' || r.operator === 'NotIn' ? r.values.length > 0 : r.values.length === 0), {
+    message: 'In/NotIn need values; Exists/DoesNotExist take none',
+    path: ['values'],
+  });
+export type NodeSelectorRequirement = z.infer<typeof NodeSelectorRequirementSchema>;
+
+/** Node affinity: `required` terms are ANDed; `preferred` terms add their weight to a node's score. */
+export const AffinitySchema = z.strictObject({
+  nodeAffinity: z
+    .strictObject({
+      required: z.array(NodeSelectorRequirementSchema).max(32).default([]),
+      preferred: z.array(z.strictObject({ weight: z.number().int().min(1).max(100), requirement: NodeSelectorRequirementSchema })).max(32).default([]),
+    })
+    .optional(),
+});
+export type Affinity = z.infer<typeof AffinitySchema>;
+
+export const VolumeSchema = z
+  .strictObject({
+    name: NameSchema,
+    emptyDir: z.strictObject({ medium: z.enum(['', 'Memory']).default(''), sizeLimit: BytesQuantitySchema.optional() }).optional(),
+    /** A host directory; the agent allows only prefixes on its --host-path-allow list. */
+    hostPath: z.strictObject({ path: z.string().min(1).max(1024).regex(/^\//, 'must be an absolute path'), type: z.enum(['', 'Directory', 'DirectoryOrCreate', 'File']).default('') }).optional(),
+    /** A named engine volume that outlives the pod; the pod is pinned to the node holding it. */
+    persistent: z.strictObject({ claimName: NameSchema.optional(), size: BytesQuantitySchema.optional() }).optional(),
+    configMap: z.strictObject({ name: NameSchema, optional: z.boolean().default(false) }).optional(),
+    secret: z.strictObject({ secretName: NameSchema, optional: z.boolean().default(false) }).optional(),
+  })
+  .refine((v) => [v.emptyDir, v.hostPath, v.persistent, v.configMap, v.secret].filter((x) => x !== undefined).length === 1, 'must set exactly one of emptyDir, hostPath, persistent, configMap, secret');
+export type Volume = z.infer<typeof VolumeSchema>;
 
 export const PodSpecSchema = z
   .strictObject({
     containers: z.array(ContainerSchema).min(1, 'must have at least one container').max(16),
     nodeSelector: LabelsSchema.optional(),
     arch: z.array(ArchSchema).min(1).optional(),
+    affinity: AffinitySchema.optional(),
+    tolerations: z.array(TolerationSchema).max(32).default([]),
     restartPolicy: z.enum(['Always', 'OnFailure', 'Never']).default('Always'),
     network: z.enum(['bridge', 'host', 'none']).default('bridge'),
     terminationGracePeriodSeconds: z.number().int().min(0).max(3600).default(10),
+    volumes: z.array(VolumeSchema).max(64).default([]),
+    imagePullSecrets: z.array(z.strictObject({ name: NameSchema })).max(8).default([]),
   })
   .superRefine((spec, ctx) => {
     const seen = new Set<string>();
@@ -96,6 +195,16 @@ export const PodSpecSchema = z
       if (seen.has(c.name)) ctx.addIssue({ code: 'custom', path: ['containers', i, 'name'], message: `duplicate container name "${c.name}"` });
       seen.add(c.name);
     });
+    const volumes = new Set<string>();
+    spec.volumes.forEach((v, i) => {
+      if (volumes.has(v.name)) ctx.addIssue({ code: 'custom', path: ['volumes', i, 'name'], message: `duplicate volume name "${v.name}"` });
+      volumes.add(v.name);
+    });
+    spec.containers.forEach((c, i) =>
+      c.volumeMounts.forEach((m, j) => {
+        if (!volumes.has(m.name)) ctx.addIssue({ code: 'custom', path: ['containers', i, 'volumeMounts', j, 'name'], message: `no volume named "${m.name}" in spec.volumes` });
+      }),
+    );
   });
 export type PodSpec = z.infer<typeof PodSpecSchema>;
 
@@ -116,10 +225,45 @@ export const PodTemplateSchema = z.strictObject({
 });
 export type PodTemplate = z.infer<typeof PodTemplateSchema>;
 
+/** An absolute count or a percentage of replicas, as Kubernetes' IntOrString. */
+export const IntOrPercentSchema = z.union([
+  z.number().int('must be an integer').min(0, 'must be 0 or more'),
+  z.string().regex(/^\d{1,3}%$/, 'must be a number or a percentage like 25%'),
+]);
+
+export const DeploymentStrategySchema = z.strictObject({
+  type: z.enum(['RollingUpdate', 'Recreate']).default('RollingUpdate'),
+  rollingUpdate: z.strictObject({ maxSurge: IntOrPercentSchema.default(1), maxUnavailable: IntOrPercentSchema.default(0) }).default({ maxSurge: 1, maxUnavailable: 0 }),
+  /** Roll only this many pods to the new revision, then pause until `orchard rollout promote`. */
+  canary: z.strictObject({ replicas: z.number().int().min(1).max(10000) }).optional(),
+});
+
 export const DeploymentSpecSchema = z.strictObject({
   replicas: z.number().int('must be an integer').min(0, 'must be 0 or more').max(10000, 'must be at most 10000').default(1),
   mode: z.enum(['replicated', 'global']).default('replicated'),
   template: PodTemplateSchema,
+  placement: z
+    .strictObject({
+      strategy: z.enum(['spread', 'binpack']).default('spread'),
+      /** Spread replicas across the values of this node label too (e.g. zone, site). */
+      spreadBy: LabelKeySchema.optional(),
+    })
+    .optional(),
+  /** What to do with this deployment's pods when their node is lost (NotReady). Default: replicated → reschedule after 60 s; global → keep. */
+  onNodeLost: z
+    .strictObject({
+      action: z.enum(['keep', 'reschedule']),
+      afterSeconds: z.number().int().min(0).max(86400).default(60),
+      /** Pods with persistent volumes stay pinned to their node unless this is true (start fresh elsewhere). */
+      startFresh: z.boolean().default(false),
+    })
+    .optional(),
+  strategy: DeploymentStrategySchema.optional(),
+  minReadySeconds: z.number().int().min(0).max(3600).default(0),
+  progressDeadlineSeconds: z.number().int().min(1).max(86400).default(600),
+  autoRollback: z.boolean().default(true),
+  revisionHistoryLimit: z.number().int().min(0).max(100).default(10),
+  paused: z.boolean().default(false),
 });
 export type DeploymentSpec = z.infer<typeof DeploymentSpecSchema>;
 
@@ -132,14 +276,45 @@ export const DeploymentManifestSchema = z.strictObject({
 });
 export type DeploymentManifest = z.infer<typeof DeploymentManifestSchema>;
 
-/** Kinds a user may apply, keyed by kind. New kinds (ConfigMap, Secret, Service) join here. */
+const MAX_CONFIG_BYTES = 1024 * 1024;
+const dataSize = (d: Record<string, string> | undefined): number => Object.values(d ?? {}).reduce((a, v) => a + v.length, 0);
+const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
+
+export const ConfigMapManifestSchema = z
+  .strictObject({
+    apiVersion: z.literal(API_VERSION, { message: `must be "${API_VERSION}"` }),
+    kind: z.literal('ConfigMap'),
+    metadata: ObjectMetaInputSchema,
+    data: z.record(ConfigKeySchema, z.string()).default({}),
+    binaryData: z.record(ConfigKeySchema, z.string().regex(BASE64_RE, 'must be base64')).default({}),
+  })
+  .refine((c) => dataSize(c.data) + dataSize(c.binaryData) <= MAX_CONFIG_BYTES, { message: 'data must total at most 1 MiB', path: ['data'] });
+export type ConfigMapManifest = z.infer<typeof ConfigMapManifestSchema>;
+
+export const SecretManifestSchema = z
+  .strictObject({
+    apiVersion: z.literal(API_VERSION, { message: `must be "${API_VERSION}"` }),
+    kind: z.literal('Secret'),
+    metadata: ObjectMetaInputSchema,
+    type: z.string().max(253).default('Opaque'),
+    /** Values base64-encoded, as in Kubernetes. */
+    data: z.record(ConfigKeySchema, z.string().regex(BASE64_RE, 'must be base64')).default({}),
+    /** Values as plain strings; merged into data on apply. */
+    stringData: z.record(ConfigKeySchema, z.string()).default({}),
+  })
+  .refine((c) => dataSize(c.data) + dataSize(c.stringData) <= MAX_CONFIG_BYTES, { message: 'data must total at most 1 MiB', path: ['data'] });
+export type SecretManifest = z.infer<typeof SecretManifestSchema>;
+
+/** Kinds a user may apply, keyed by kind. */
 export const MANIFEST_SCHEMAS = {
   Deployment: DeploymentManifestSchema,
+  ConfigMap: ConfigMapManifestSchema,
+  Secret: SecretManifestSchema,
 } as const;
 export type ManifestKind = keyof typeof MANIFEST_SCHEMAS;
-export type Manifest = DeploymentManifest;
+export type Manifest = DeploymentManifest | ConfigMapManifest | SecretManifest;
 
-export const ManifestSchema = z.discriminatedUnion('kind', [DeploymentManifestSchema]);
+export const ManifestSchema = z.union([DeploymentManifestSchema, ConfigMapManifestSchema, SecretManifestSchema]);
 
 /** Total CPU millicores and memory bytes a pod requests (requests, else limits, else 0). */
 export function podRequests(spec: Pick<PodSpec, 'containers'>): { cpuMillis: number; memoryBytes: number } {

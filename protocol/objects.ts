@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { AnnotationsSchema, API_VERSION, ArchSchema, DeploymentSpecSchema, LabelsSchema, PodSpecSchema } from './manifest.js';
+import { AnnotationsSchema, API_VERSION, ArchSchema, DeploymentSpecSchema, LabelsSchema, PodSpecSchema, PodTemplateSchema } from './manifest.js';
 
 /**
  * Objects as the hub stores and serves them: `{apiVersion, kind, metadata, spec, status}`.
@@ -175,15 +175,53 @@ export const EventSchema = z.object({
 });
 export type EventObject = z.infer<typeof EventSchema>;
 
-export type AnyObject = Deployment | Pod | NodeObject | EventObject;
+// ---- ConfigMap / Secret ----
+export const ConfigMapSchema = z.object({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal('ConfigMap'),
+  metadata: ObjectMetaSchema,
+  data: z.record(z.string(), z.string()).default({}),
+  binaryData: z.record(z.string(), z.string()).default({}),
+});
+export type ConfigMapObject = z.infer<typeof ConfigMapSchema>;
+
+/** `data` values are base64. The hub store encrypts them at rest; viewers see keys only. */
+export const SecretSchema = z.object({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal('Secret'),
+  metadata: ObjectMetaSchema,
+  type: z.string().default('Opaque'),
+  data: z.record(z.string(), z.string()).default({}),
+});
+export type SecretObject = z.infer<typeof SecretSchema>;
+
+// ---- Revision (a Deployment's template history, like a ReplicaSet/ControllerRevision) ----
+export const RevisionSchema = z.object({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal('Revision'),
+  /** name: `<deployment>-<templateHash>`; ownerName: the deployment. */
+  metadata: ObjectMetaSchema,
+  revision: z.number().int().min(1),
+  templateHash: z.string(),
+  template: PodTemplateSchema,
+  changeCause: z.string().optional(),
+  /** The images of this revision, which image GC on devices must keep. */
+  images: z.array(z.string()).default([]),
+});
+export type RevisionObject = z.infer<typeof RevisionSchema>;
+
+export type AnyObject = Deployment | Pod | NodeObject | EventObject | ConfigMapObject | SecretObject | RevisionObject;
 export type ObjectKind = AnyObject['kind'];
-export const OBJECT_KINDS = ['Deployment', 'Pod', 'Node', 'Event'] as const satisfies readonly ObjectKind[];
+export const OBJECT_KINDS = ['Deployment', 'Pod', 'Node', 'Event', 'ConfigMap', 'Secret', 'Revision'] as const satisfies readonly ObjectKind[];
 
 /** URL plural ↔ kind. */
-export const KIND_BY_PLURAL = { deployments: 'Deployment', pods: 'Pod', nodes: 'Node', events: 'Event' } as const;
+export const KIND_BY_PLURAL = { deployments: 'Deployment', pods: 'Pod', nodes: 'Node', events: 'Event', configmaps: 'ConfigMap', secrets: 'Secret', revisions: 'Revision' } as const;
 export type Plural = keyof typeof KIND_BY_PLURAL;
 export function kindFromPlural(s: string): ObjectKind | undefined {
-  const singular: Record<string, ObjectKind> = { deployment: 'Deployment', pod: 'Pod', node: 'Node', event: 'Event', deploy: 'Deployment', po: 'Pod', no: 'Node', ev: 'Event' };
+  const singular: Record<string, ObjectKind> = {
+    deployment: 'Deployment', pod: 'Pod', node: 'Node', event: 'Event', deploy: 'Deployment', po: 'Pod', no: 'Node', ev: 'Event',
+    configmap: 'ConfigMap', cm: 'ConfigMap', secret: 'Secret', revision: 'Revision', rev: 'Revision',
+  };
   return (KIND_BY_PLURAL as Record<string, ObjectKind>)[s] ?? singular[s];
 }
 export function pluralOf(kind: ObjectKind): Plural {
