@@ -1,0 +1,67 @@
+import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { DesiredSetMessage } from '../protocol/messages.js';
+import { DESIRED_FILE, DesiredCache } from './cache.js';
+import { mockPod } from './test-fixtures.js';
+
+const set = (generation: number, at = '2024-01-01T00:00:00Z'): DesiredSetMessage => ({ node: 'node-1', generation, pods: [mockPod()], at });
+
+describe('DesiredCache', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'orchard-cache-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('round-trips a desired set through disk, leaving no temp file', async () => {
+    const c = new DesiredCache(dir);
+    expect(await c.load()).toBeUndefined();
+    expect(await c.save(set(3))).toBe(true);
+    expect(await readdir(dir)).toEqual([DESIRED_FILE]);
+    const loaded = await new DesiredCache(dir).load();
+    expect(loaded).toEqual(set(3));
+  });
+
+  it('does not write when the content is unchanged (only the send time differs)', async () => {
+    const c = new DesiredCache(dir);
+    await c.save(set(3));
+    const m1 = (await stat(join(dir, DESIRED_FILE))).mtimeMs;
+    expect(await c.save(set(3, '2024-01-01T00:05:00Z'))).toBe(false);
+    expect(c.writes).toBe(1);
+    expect((await stat(join(dir, DESIRED_FILE))).mtimeMs).toBe(m1);
+    expect(await c.save(set(4))).toBe(true);
+    expect(c.writes).toBe(2);
+  });
+
+  it('does not rewrite a set it loaded at start', async () => {
+    await new DesiredCache(dir).save(set(5));
+    const c = new DesiredCache(dir);
+    await c.load();
+    expect(await c.save(set(5, 'later'))).toBe(false);
+    expect(c.writes).toBe(0);
+  });
+
+  it('ignores a corrupt file instead of failing', async () => {
+    await writeFile(join(dir, DESIRED_FILE), '{"node": "node-1", "generation": "x"');
+    expect(await new DesiredCache(dir).load()).toBeUndefined();
+    await writeFile(join(dir, DESIRED_FILE), JSON.stringify({ node: 'node-1', generation: -1, pods: [], at: 'x' }));
+    expect(await new DesiredCache(dir).load()).toBeUndefined();
+  });
+
+  it('serializes concurrent saves: the last one wins', async () => {
+    const c = new DesiredCache(dir);
+    await Promise.all([c.save(set(1)), c.save(set(2)), c.save(set(3))]);
+    const onDisk = JSON.parse(await readFile(join(dir, DESIRED_FILE), 'utf8')) as DesiredSetMessage;
+    expect(onDisk.generation).toBe(3);
+  });
+
+  it('creates the data directory when missing', async () => {
+    const nested = join(dir, 'a', 'b');
+    expect(await new DesiredCache(nested).save(set(1))).toBe(true);
+    expect(await readdir(nested)).toEqual([DESIRED_FILE]);
+  });
+});

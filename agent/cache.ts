@@ -1,0 +1,83 @@
+import { promises as fsp } from 'node:fs';
+import { join } from 'node:path';
+import type { DesiredSetMessage } from '../protocol/messages.js';
+import { DesiredSetMessageSchema, decodeMessage } from '../protocol/messages.js';
+import type { Logger } from './clock.js';
+import { silentLogger } from './clock.js';
+
+/**
+ * The last desired set, persisted so the agent keeps enforcing it with no hub (hub outage,
+ * link outage, agent crash, cold boot with no network).
+ *
+ * SD cards wear out: save() writes only when the set's content changed (a retained message
+ * redelivered on every reconnect costs no write). Writes are atomic — tmp file, fsync,
+ * rename, fsync of the directory — so a power cut leaves either the old or the new file.
+ */
+
+export const DESIRED_FILE = 'desired.json';
+
+/** The content that matters; `at` is a send time and changes nothing on the node. */
+function contentOf(set: DesiredSetMessage): string {
+  return JSON.stringify({ node: set.node, generation: set.generation, pods: set.pods });
+}
+
+export class DesiredCache {
+  private readonly file: string;
+  private lastContent: string | undefined;
+  private chain: Promise<unknown> = Promise.resolve();
+  /** Writes done by this instance (tests, metrics). */
+  writes = 0;
+
+  constructor(private readonly dataDir: string, private readonly log: Logger = silentLogger) {
+    this.file = join(dataDir, DESIRED_FILE);
+  }
+
+  /** The persisted set, or undefined when there is none or it is unreadable (logged). */
+  async load(): Promise<DesiredSetMessage | undefined> {
+    let raw: Buffer;
+    try {
+      raw = await fsp.readFile(this.file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn('cannot read desired cache', { file: this.file, error: String(err) });
+      return undefined;
+    }
+    const r = decodeMessage(DesiredSetMessageSchema, raw);
+    if (!r.ok) {
+      this.log.warn('ignoring invalid desired cache', { file: this.file, error: r.error });
+      return undefined;
+    }
+    this.lastContent = contentOf(r.value);
+    return r.value;
+  }
+
+  /** Persists `set` if its content changed; resolves true when it wrote. Calls are serialized. */
+  save(set: DesiredSetMessage): Promise<boolean> {
+    const next = this.chain.then(() => this.write(set));
+    this.chain = next.catch(() => {});
+    return next;
+  }
+
+  private async write(set: DesiredSetMessage): Promise<boolean> {
+    const content = contentOf(set);
+    if (content === this.lastContent) return false;
+    await fsp.mkdir(this.dataDir, { recursive: true, mode: 0o700 });
+    const tmp = `${this.file}.tmp-${process.pid}`;
+    const fh = await fsp.open(tmp, 'w', 0o600);
+    try {
+      await fh.writeFile(JSON.stringify(set));
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fsp.rename(tmp, this.file);
+    const dir = await fsp.open(this.dataDir, 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
+    this.lastContent = content;
+    this.writes++;
+    return true;
+  }
+}

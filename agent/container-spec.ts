@@ -1,0 +1,102 @@
+import { createHash } from 'node:crypto';
+import type { DesiredPod } from '../protocol/messages.js';
+import { parseBytes, parseCpuMillis } from '../protocol/quantity.js';
+import type { CreateSpec, PortBinding } from './runtime/runtime.js';
+import { LABELS } from './runtime/runtime.js';
+
+/**
+ * Pure mapping from a desired pod's container to the engine's CreateSpec, plus the spec hash
+ * that tells the planner when a running container no longer matches what is desired.
+ *
+ * Pod networking: the first container owns the pod's network namespace; the others join it
+ * (`container:<first id>`) unless the pod uses host networking. An engine cannot publish ports
+ * on a joined container, so every container's ports are published on the first one, as a
+ * Kubernetes pod sandbox would.
+ */
+
+export function containerKey(podUid: string, container: string): string {
+  return `${podUid}/${container}`;
+}
+
+export function containerName(pod: DesiredPod, container: string): string {
+  return `orchard_${pod.name}_${container}_${pod.uid.replace(/[^A-Za-z0-9]/g, '').slice(0, 8)}`;
+}
+
+/** Whether container `index` joins the first container's network namespace. */
+export function joinsPodNetwork(pod: DesiredPod, index: number): boolean {
+  return index > 0 && pod.spec.network !== 'host';
+}
+
+function podPorts(pod: DesiredPod): PortBinding[] {
+  const out: PortBinding[] = [];
+  for (const c of pod.spec.containers) {
+    for (const p of c.ports) {
+      const b: PortBinding = { containerPort: p.containerPort, protocol: p.protocol };
+      if (p.hostPort !== undefined) b.hostPort = p.hostPort;
+      if (p.hostIP !== undefined) b.hostIP = p.hostIP;
+      out.push(b);
+    }
+  }
+  return out;
+}
+
+/** JSON with sorted keys, so the hash does not depend on property order. */
+function stableJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(stableJson).join(',')}]`;
+  if (v !== null && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o).sort().filter((k) => o[k] !== undefined).map((k) => `${JSON.stringify(k)}:${stableJson(o[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
+
+/**
+ * Hash of everything that is baked into the engine container. Pull policy and restart
+ * policy are enforced by the agent, so changing them does not replace a container.
+ */
+export function specHash(pod: DesiredPod, index: number): string {
+  const c = pod.spec.containers[index];
+  if (c === undefined) throw new RangeError(`pod ${pod.name} has no container ${index}`);
+  const { imagePullPolicy: _pull, ...baked } = c;
+  const material = { c: baked, network: pod.spec.network, index, ports: index === 0 ? podPorts(pod) : [] };
+  return createHash('sha256').update(stableJson(material)).digest('hex').slice(0, 16);
+}
+
+/** Builds the CreateSpec for container `index`; `ownerId` is the first container's id when it joins. */
+export function buildCreateSpec(pod: DesiredPod, index: number, node: string, ownerId: string | undefined): CreateSpec {
+  const c = pod.spec.containers[index];
+  if (c === undefined) throw new RangeError(`pod ${pod.name} has no container ${index}`);
+  const labels: Record<string, string> = {
+    [LABELS.node]: node,
+    [LABELS.pod]: pod.name,
+    [LABELS.podUid]: pod.uid,
+    [LABELS.container]: c.name,
+    [LABELS.specHash]: specHash(pod, index),
+    [LABELS.grace]: String(pod.spec.terminationGracePeriodSeconds),
+  };
+  if (pod.deployment !== undefined) labels[LABELS.deployment] = pod.deployment;
+  let network: CreateSpec['network'] = pod.spec.network;
+  if (joinsPodNetwork(pod, index)) {
+    if (ownerId === undefined) throw new RangeError(`container ${c.name} joins the pod network but the first container has no id`);
+    network = { container: ownerId };
+  }
+  const spec: CreateSpec = {
+    name: containerName(pod, c.name),
+    image: c.image,
+    // valueFrom (ConfigMap/Secret refs) is resolved by the config delivery layer, not here.
+    env: c.env.filter((e) => e.valueFrom === undefined).map((e) => ({ name: e.name, value: e.value ?? '' })),
+    labels,
+    ports: index === 0 ? podPorts(pod) : [],
+    network,
+  };
+  if (c.command !== undefined) spec.command = c.command;
+  if (c.args !== undefined) spec.args = c.args;
+  if (c.workingDir !== undefined) spec.workingDir = c.workingDir;
+  const cpu = c.resources.limits?.cpu;
+  const mem = c.resources.limits?.memory;
+  const cpuMillis = cpu === undefined ? undefined : parseCpuMillis(cpu);
+  const memoryBytes = mem === undefined ? undefined : parseBytes(mem);
+  if (cpuMillis !== undefined && cpuMillis > 0) spec.cpuMillis = cpuMillis;
+  if (memoryBytes !== undefined && memoryBytes > 0) spec.memoryBytes = memoryBytes;
+  return spec;
+}

@@ -1,0 +1,145 @@
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { DesiredSetMessage, NodeStatusMessage } from '../protocol/messages.js';
+import { topics } from '../protocol/topics.js';
+import { Link } from './link.js';
+import type { TestBroker } from './test-broker.js';
+import { startBroker, waitUntil } from './test-broker.js';
+import { FakeClock, mockPod } from './test-fixtures.js';
+
+const NODE = 'node-1';
+const desired = (generation: number): DesiredSetMessage => ({ node: NODE, generation, pods: [mockPod()], at: new Date().toISOString() });
+
+describe('Link (real aedes broker)', () => {
+  let b: TestBroker;
+  const links: Link[] = [];
+  const make = (handlers: Partial<ConstructorParameters<typeof Link>[2]> = {}, opts: Partial<ConstructorParameters<typeof Link>[1]> = {}): Link => {
+    const l = new Link(NODE, { url: b.url, random: () => 0, ...opts }, { onDesired: () => {}, ...handlers });
+    links.push(l);
+    return l;
+  };
+  beforeEach(async () => {
+    b = await startBroker();
+  });
+  afterEach(async () => {
+    await Promise.all(links.splice(0).map((l) => l.stop()));
+    await b.close();
+  });
+
+  it('announces presence, status and observed on connect', async () => {
+    const l = make();
+    const status = { node: NODE, labels: {}, bootId: 'b1', at: 'now' } as unknown as NodeStatusMessage;
+    l.setStatus(status); // before connect: remembered and sent on connect
+    l.setObserved({ node: NODE, generation: 0, pods: [], at: 'now' });
+    l.start();
+    await waitUntil(() => b.seen.some((s) => s.topic === topics.nodeObserved(NODE)));
+    expect(b.seen.find((s) => s.topic === topics.nodePresence(NODE))).toMatchObject({ payload: { node: NODE, online: true }, retain: true });
+    expect(b.seen.find((s) => s.topic === topics.nodeStatus(NODE))).toMatchObject({ payload: { bootId: 'b1' }, retain: true });
+  });
+
+  it('fires the last-will (offline, retained) when the socket dies', async () => {
+    const l = make();
+    l.start();
+    await waitUntil(() => b.clients.has(NODE) && l.connected);
+    b.clients.get(NODE)?.conn.destroy();
+    await waitUntil(() => b.seen.some((s) => s.topic === topics.nodePresence(NODE) && (s.payload as { online: boolean }).online === false));
+    const will = b.seen.find((s) => s.topic === topics.nodePresence(NODE) && (s.payload as { online: boolean }).online === false);
+    expect(will).toMatchObject({ payload: { node: NODE, online: false }, retain: true });
+    // …and it comes back by itself (back-off with random() = 0 → immediate).
+    await waitUntil(() => l.connected && b.seen.filter((s) => s.topic === topics.nodePresence(NODE) && (s.payload as { online: boolean }).online).length >= 2);
+  });
+
+  it('delivers a valid desired set and ignores bad payloads without dropping the link', async () => {
+    const got: DesiredSetMessage[] = [];
+    const l = make({ onDesired: (m) => got.push(m) });
+    l.start();
+    await waitUntil(() => b.subscribed.includes(topics.nodeDesired(NODE)));
+    await b.publish(topics.nodeDesired(NODE), 'not json');
+    await b.publish(topics.nodeDesired(NODE), JSON.stringify({ node: NODE, generation: 'x', pods: [], at: 'now' }));
+    await b.publish(topics.nodeDesired(NODE), JSON.stringify({ ...desired(1), node: 'node-2' }));
+    await b.publish(topics.nodeDesired(NODE), JSON.stringify({ ...desired(1), extra: true }));
+    await b.publish(topics.nodeDesired(NODE), JSON.stringify(desired(7)));
+    await waitUntil(() => got.length > 0);
+    expect(got.map((m) => m.generation)).toEqual([7]);
+    expect(l.connected).toBe(true);
+  });
+
+  it('receives the retained desired set on (re)subscribe', async () => {
+    await b.publish(topics.nodeDesired(NODE), JSON.stringify(desired(3)), { retain: true });
+    const got: DesiredSetMessage[] = [];
+    const l = make({ onDesired: (m) => got.push(m) });
+    l.start();
+    await waitUntil(() => got.length === 1);
+    expect(got[0]?.generation).toBe(3);
+  });
+
+  it('publishes a clean offline presence on stop', async () => {
+    const l = make();
+    l.start();
+    await waitUntil(() => l.connected);
+    await l.stop();
+    const last = b.seen.filter((s) => s.topic === topics.nodePresence(NODE)).at(-1);
+    expect(last).toMatchObject({ payload: { online: false }, retain: true });
+  });
+});
+
+describe('Link back-off and watchdog', () => {
+  it('uses full jitter within min(cap, base·2^attempt)', () => {
+    const l = new Link(NODE, { url: 'mqtt://127.0.0.1:1', random: () => 0.999 }, { onDesired: () => {} });
+    expect(l.nextDelayMs()).toBe(999); // attempt 0: [0, 1000)
+    const half = new Link(NODE, { url: 'mqtt://127.0.0.1:1', random: () => 0.5, backoffCapMs: 30_000 }, { onDesired: () => {} });
+    expect(half.nextDelayMs()).toBe(500);
+  });
+
+  it('rebuilds a client stalled in connect (server accepts TCP but never answers)', async () => {
+    let accepted = 0;
+    const sockets: net.Socket[] = [];
+    const silent = net.createServer((s) => {
+      accepted++;
+      sockets.push(s);
+    });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const port = (silent.address() as AddressInfo).port;
+    const clock = new FakeClock(Date.now());
+    const l = new Link(NODE, { url: `mqtt://127.0.0.1:${port}`, keepaliveSec: 15, connectTimeoutMs: 600_000, random: () => 0 }, { onDesired: () => {} }, { clock });
+    try {
+      l.start();
+      await waitUntil(() => accepted === 1);
+      clock.advance(30_000); // 2 × keepalive: not yet
+      await new Promise((r) => setTimeout(r, 50));
+      expect(accepted).toBe(1);
+      clock.advance(15_000); // 3 × keepalive: rebuild
+      await waitUntil(() => accepted === 2);
+      expect(l.connects).toBe(2);
+    } finally {
+      await l.stop();
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => silent.close(() => r()));
+    }
+  });
+
+  it('reconnects with growing delays while the broker is down', async () => {
+    const clock = new FakeClock(Date.now());
+    // Port 1 on loopback refuses at once.
+    const l = new Link(NODE, { url: 'mqtt://127.0.0.1:1', random: () => 0.999 }, { onDesired: () => {} }, { clock });
+    try {
+      l.start();
+      await waitUntil(() => clock.pending >= 2); // watchdog + reconnect timer
+      expect(l.connects).toBe(1);
+      clock.advance(998);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(l.connects).toBe(1);
+      clock.advance(1); // attempt 0 waited 999 ms
+      await waitUntil(() => l.connects === 2);
+      await waitUntil(() => clock.pending >= 2);
+      clock.advance(1500); // attempt 1 waits 1998 ms
+      await new Promise((r) => setTimeout(r, 50));
+      expect(l.connects).toBe(2);
+      clock.advance(498);
+      await waitUntil(() => l.connects === 3);
+    } finally {
+      await l.stop();
+    }
+  });
+});

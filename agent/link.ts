@@ -1,0 +1,251 @@
+import { connect } from 'mqtt';
+import type { IClientOptions, MqttClient } from 'mqtt';
+import type { DesiredSetMessage, NodeStatusMessage, NodeUsageMessage, ObservedSetMessage, PresenceMessage } from '../protocol/messages.js';
+import { DesiredSetMessageSchema, decodeMessage, encodeMessage } from '../protocol/messages.js';
+import { topics } from '../protocol/topics.js';
+import type { Clock, Logger, TimerHandle } from './clock.js';
+import { silentLogger, systemClock } from './clock.js';
+
+/**
+ * The agent's MQTT link to the hub (mqtt.js 5, MQTT 3.1.1 for aedes).
+ *
+ * - Last-will: `{node, online:false}` on the presence topic, QoS 1, retained.
+ * - On every connect: presence online (retained), status (retained), observed; subscribe to
+ *   the node's desired topic (QoS 1, retained by the hub, so a reconnect redelivers it).
+ * - Every incoming payload is validated with decodeMessage; a bad one is logged and ignored.
+ * - Reconnects are ours, not mqtt.js's: exponential back-off with full jitter (base 1 s,
+ *   cap 30 s) so a thousand devices returning at once do not stampede the hub, plus a
+ *   watchdog that rebuilds a client with no successful connect or packet for 3 × keepalive.
+ */
+
+export interface LinkOptions {
+  url: string;
+  username?: string;
+  password?: string;
+  /** PEM CA bundle for mqtts:// */
+  ca?: string;
+  /** Defaults to the node name. */
+  clientId?: string;
+  keepaliveSec?: number;
+  backoffBaseMs?: number;
+  backoffCapMs?: number;
+  connectTimeoutMs?: number;
+  /** Injected for tests (full jitter uses it). */
+  random?: () => number;
+}
+
+export interface LinkHandlers {
+  onDesired(msg: DesiredSetMessage): void;
+  onConnect?(): void;
+  onDisconnect?(): void;
+}
+
+export class Link {
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private readonly keepaliveMs: number;
+  private readonly random: () => number;
+  private client: MqttClient | undefined;
+  private stopped = true;
+  private attempt = 0;
+  private reconnectTimer: TimerHandle | undefined;
+  private watchdogTimer: TimerHandle | undefined;
+  private lastActivity = 0;
+  private status: NodeStatusMessage | undefined;
+  private observed: ObservedSetMessage | undefined;
+  /** Clients built so far (tests, metrics). */
+  connects = 0;
+
+  constructor(
+    private readonly node: string,
+    private readonly opts: LinkOptions,
+    private readonly handlers: LinkHandlers,
+    deps: { clock?: Clock; logger?: Logger } = {},
+  ) {
+    this.clock = deps.clock ?? systemClock;
+    this.log = deps.logger ?? silentLogger;
+    this.keepaliveMs = (opts.keepaliveSec ?? 15) * 1000;
+    this.random = opts.random ?? Math.random;
+  }
+
+  get connected(): boolean {
+    return this.client?.connected === true;
+  }
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.build();
+    this.armWatchdog();
+  }
+
+  /** Says goodbye (presence offline, retained) and closes; safe to call twice. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.reconnectTimer !== undefined) this.clock.clearTimeout(this.reconnectTimer);
+    if (this.watchdogTimer !== undefined) this.clock.clearTimeout(this.watchdogTimer);
+    this.reconnectTimer = this.watchdogTimer = undefined;
+    const c = this.client;
+    this.client = undefined;
+    if (c === undefined) return;
+    if (c.connected) {
+      const bye: PresenceMessage = { node: this.node, online: false, at: this.iso() };
+      await new Promise<void>((resolve) => {
+        c.publish(topics.nodePresence(this.node), encodeMessage(bye), { qos: 1, retain: true }, () => resolve());
+        setTimeout(resolve, 2000).unref();
+      });
+    }
+    await new Promise<void>((resolve) => {
+      c.end(false, {}, () => resolve());
+      setTimeout(() => { c.end(true); resolve(); }, 2000).unref();
+    });
+  }
+
+  /** Latest status: published retained now if connected, and again on every connect. */
+  setStatus(msg: NodeStatusMessage): void {
+    this.status = msg;
+    this.publish(topics.nodeStatus(this.node), msg, 1, true);
+  }
+
+  /** Latest observed set: published now if connected, and again on every connect. */
+  setObserved(msg: ObservedSetMessage): void {
+    this.observed = msg;
+    this.publish(topics.nodeObserved(this.node), msg, 1, false);
+  }
+
+  /** Usage heartbeats are fire-and-forget: a lost one is replaced by the next. */
+  publishUsage(msg: NodeUsageMessage): void {
+    this.publish(topics.nodeUsage(this.node), msg, 0, false);
+  }
+
+  private publish(topic: string, msg: unknown, qos: 0 | 1, retain: boolean): void {
+    const c = this.client;
+    if (c === undefined || !c.connected) return;
+    c.publish(topic, encodeMessage(msg), { qos, retain }, (err) => {
+      if (err !== undefined && err !== null) this.log.warn('publish failed', { topic, error: err.message });
+    });
+  }
+
+  private build(): void {
+    if (this.stopped) return;
+    this.connects++;
+    this.lastActivity = this.clock.now();
+    const will: PresenceMessage = { node: this.node, online: false };
+    const options: IClientOptions = {
+      clientId: this.opts.clientId ?? this.node,
+      protocolVersion: 4,
+      clean: true,
+      keepalive: this.keepaliveMs / 1000,
+      reconnectPeriod: 0, // reconnects are ours (jittered back-off)
+      connectTimeout: this.opts.connectTimeoutMs ?? 10_000,
+      will: { topic: topics.nodePresence(this.node), payload: encodeMessage(will), qos: 1, retain: true },
+    };
+    if (this.opts.username !== undefined) options.username = this.opts.username;
+    if (this.opts.password !== undefined) options.password = this.opts.password;
+    if (this.opts.ca !== undefined) {
+      options.ca = this.opts.ca;
+      options.rejectUnauthorized = true;
+    }
+    const c = connect(this.opts.url, options);
+    this.client = c;
+    c.on('connect', () => {
+      if (this.client !== c) return;
+      this.attempt = 0;
+      this.lastActivity = this.clock.now();
+      this.log.info('link connected', { url: this.opts.url });
+      c.subscribe(topics.nodeDesired(this.node), { qos: 1 }, (err) => {
+        if (err !== null && err !== undefined) this.log.warn('subscribe failed', { error: err.message });
+      });
+      const hello: PresenceMessage = { node: this.node, online: true, at: this.iso() };
+      this.publish(topics.nodePresence(this.node), hello, 1, true);
+      if (this.status !== undefined) this.publish(topics.nodeStatus(this.node), this.status, 1, true);
+      if (this.observed !== undefined) this.publish(topics.nodeObserved(this.node), this.observed, 1, false);
+      this.safe(() => this.handlers.onConnect?.());
+    });
+    c.on('packetreceive', () => {
+      if (this.client === c) this.lastActivity = this.clock.now();
+    });
+    c.on('message', (topic, payload) => {
+      if (this.client !== c) return;
+      this.onMessage(topic, payload);
+    });
+    // mqtt.js emits 'error' for refused connections and TLS failures; without a listener it would throw.
+    c.on('error', (err) => {
+      this.log.warn('link error', { error: err.message });
+    });
+    c.on('close', () => {
+      if (this.client !== c) return;
+      this.safe(() => this.handlers.onDisconnect?.());
+      this.scheduleReconnect();
+    });
+  }
+
+  private onMessage(topic: string, payload: Buffer): void {
+    if (topic !== topics.nodeDesired(this.node)) {
+      this.log.warn('ignoring message on unexpected topic', { topic });
+      return;
+    }
+    const r = decodeMessage(DesiredSetMessageSchema, payload);
+    if (!r.ok) {
+      this.log.warn('ignoring invalid desired set', { error: r.error.slice(0, 500) });
+      return;
+    }
+    if (r.value.node !== this.node) {
+      this.log.warn('ignoring desired set addressed to another node', { node: r.value.node });
+      return;
+    }
+    this.safe(() => this.handlers.onDesired(r.value));
+  }
+
+  /** Full jitter: uniform in [0, min(cap, base × 2^attempt)). */
+  nextDelayMs(): number {
+    const base = this.opts.backoffBaseMs ?? 1000;
+    const cap = this.opts.backoffCapMs ?? 30_000;
+    return Math.floor(this.random() * Math.min(cap, base * 2 ** Math.min(this.attempt, 20)));
+  }
+
+  private scheduleReconnect(): void {
+    if (this.stopped || this.reconnectTimer !== undefined) return;
+    const delay = this.nextDelayMs();
+    this.attempt++;
+    this.log.info('link down; reconnecting', { inMs: delay, attempt: this.attempt });
+    this.reconnectTimer = this.clock.setTimeout(() => {
+      this.reconnectTimer = undefined;
+      this.rebuild();
+    }, delay);
+  }
+
+  private rebuild(): void {
+    const old = this.client;
+    this.client = undefined;
+    old?.end(true);
+    this.build();
+  }
+
+  private armWatchdog(): void {
+    if (this.stopped) return;
+    this.watchdogTimer = this.clock.setTimeout(() => {
+      this.watchdogTimer = undefined;
+      const silentFor = this.clock.now() - this.lastActivity;
+      if (this.reconnectTimer === undefined && silentFor >= 3 * this.keepaliveMs) {
+        this.log.warn('link stalled; rebuilding the client', { silentForMs: silentFor });
+        this.attempt++;
+        this.rebuild();
+      }
+      this.armWatchdog();
+    }, this.keepaliveMs);
+  }
+
+  private safe(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.log.error('link handler failed', { error: err instanceof Error ? err.message : String(err) });
+    }
+  }
+
+  private iso(): string {
+    return new Date(this.clock.now()).toISOString();
+  }
+}

@@ -1,0 +1,42 @@
+import { describe, expect, it } from 'vitest';
+import { OrchardError } from '../protocol/errors.js';
+import { defaultNodeName, parseAgentArgs } from './main.js';
+
+describe('parseAgentArgs', () => {
+  it('parses every flag, both spellings', () => {
+    const a = parseAgentArgs(['--hub', 'https://hub.lan:8443', '--name=pi-1', '--labels', 'zone=a,disk=ssd', '--data-dir', '/tmp/x', '--token', 'T', '--insecure', '--docker-socket', '/run/podman.sock'], {});
+    expect(a).toEqual({ hub: 'https://hub.lan:8443', name: 'pi-1', labels: { zone: 'a', disk: 'ssd' }, dataDir: '/tmp/x', token: 'T', insecure: true, verbose: false, dockerSocket: '/run/podman.sock' });
+  });
+
+  it('applies defaults and reads the token from the environment', () => {
+    const a = parseAgentArgs(['--hub', '10.0.0.2'], { ORCHARD_TOKEN: 'E' });
+    expect(a.dataDir).toBe('/var/lib/orchard-agent');
+    expect(a.token).toBe('E');
+    expect(a.labels).toEqual({});
+    expect(a.name).toBe(defaultNodeName());
+  });
+
+  it.each([
+    [[], /--hub is required/],
+    [['--hub'], /--hub needs a value/],
+    [['--hub', 'h', '--bogus'], /unknown flag/],
+    [['--hub', 'h', '--name', 'Not_OK'], /--name/],
+    [['--hub', 'h', '--labels', 'novalue'], /key=value/],
+    [['--hub', 'h', '--labels', 'k=bad value'], /--labels/],
+    [['--hub', 'ftp://x'], /--hub/],
+  ])('rejects %j', (argv, message) => {
+    let err: unknown;
+    try {
+      parseAgentArgs(argv as string[], {});
+    } catch (e) {
+      err = e;
+    }
+    expect(OrchardError.is(err, 'ERR_VALIDATION')).toBe(true);
+    expect((err as Error).message).toMatch(message);
+  });
+
+  it('derives a DNS-1123 node name from the host name', () => {
+    expect(defaultNodeName('Pi_Kitchen.local')).toBe('pi-kitchen');
+    expect(defaultNodeName('---')).toBe('node');
+  });
+});

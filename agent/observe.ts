@@ -1,0 +1,105 @@
+import type { DesiredPod, ObservedPod } from '../protocol/messages.js';
+import type { ContainerStatus, PodCondition, PodPhase } from '../protocol/objects.js';
+import { containerKey } from './container-spec.js';
+import type { Plan, RestartState } from './plan.js';
+import { parseTime } from './plan.js';
+
+/**
+ * Pure: turns the planner's view of each desired pod into the ObservedPod set the hub sees.
+ * Kubernetes vocabulary: waiting (ContainerCreating, ErrImagePull, CrashLoopBackOff…),
+ * running, terminated (Completed, Error, OOMKilled).
+ */
+
+export function observePods(desired: readonly DesiredPod[], p: Pick<Plan, 'backoff' | 'current'>, state: RestartState): ObservedPod[] {
+  const seen = new Set<string>();
+  const out: ObservedPod[] = [];
+  for (const pod of desired) {
+    if (seen.has(pod.uid)) continue;
+    seen.add(pod.uid);
+    out.push(observePod(pod, p, state));
+  }
+  return out;
+}
+
+function observePod(pod: DesiredPod, p: Pick<Plan, 'backoff' | 'current'>, state: RestartState): ObservedPod {
+  const statuses: ContainerStatus[] = [];
+  let notStarted = false;
+  let allTerminated = true;
+  let allSucceeded = true;
+  let firstWaiting: ContainerStatus | undefined;
+  let startTime: number | undefined;
+
+  for (const spec of pod.spec.containers) {
+    const key = containerKey(pod.uid, spec.name);
+    const c = p.current.get(key);
+    const failure = state.failures.get(key);
+    const s: ContainerStatus = { name: spec.name, image: spec.image, state: 'waiting', restartCount: 0, ready: false };
+    if (c === undefined || c.state === 'created') {
+      notStarted = true;
+      allTerminated = false;
+      s.reason = failure?.reason ?? 'ContainerCreating';
+      const message = failure?.message ?? c?.error;
+      if (message !== undefined && message !== '') s.message = message.slice(0, 4096);
+      if (c !== undefined) s.containerId = c.id;
+    } else {
+      s.containerId = c.id;
+      s.restartCount = state.containers.get(c.id)?.restarts ?? 0;
+      if (c.startedAt !== undefined) s.startedAt = c.startedAt;
+      const created = parseTime(c.createdAt);
+      if (created !== undefined) startTime = startTime === undefined ? created : Math.min(startTime, created);
+      if (c.state === 'running' || c.state === 'paused' || c.state === 'restarting') {
+        allTerminated = false;
+        allSucceeded = false;
+        s.state = 'running';
+        s.ready = c.state === 'running';
+      } else {
+        const exitCode = c.exitCode ?? -1;
+        const lastReason = c.oomKilled === true ? 'OOMKilled' : exitCode === 0 ? 'Completed' : 'Error';
+        s.exitCode = exitCode;
+        if (c.finishedAt !== undefined) s.finishedAt = c.finishedAt;
+        const retryAt = p.backoff.get(c.id);
+        if (retryAt !== undefined) {
+          allTerminated = false;
+          allSucceeded = false;
+          s.state = 'waiting';
+          s.reason = 'CrashLoopBackOff';
+          // A fixed deadline, not a countdown: the observed set must not change on every pass.
+          s.message = `back-off until ${new Date(retryAt).toISOString()} restarting failed container ${spec.name} (last exit ${exitCode}: ${lastReason})`;
+        } else if (failure !== undefined) {
+          allTerminated = false;
+          allSucceeded = false;
+          s.reason = failure.reason;
+          s.message = failure.message.slice(0, 4096);
+        } else {
+          s.state = 'terminated';
+          s.reason = lastReason;
+          if (exitCode !== 0) allSucceeded = false;
+        }
+      }
+    }
+    if (s.state === 'waiting' && firstWaiting === undefined) firstWaiting = s;
+    statuses.push(s);
+  }
+
+  let phase: PodPhase;
+  if (notStarted) phase = 'Pending';
+  else if (allTerminated) phase = allSucceeded ? 'Succeeded' : 'Failed';
+  else phase = 'Running';
+  const ready = statuses.every((s) => s.ready);
+  const cond = (type: PodCondition['type']): PodCondition => ({ type, status: ready ? 'True' : 'False' });
+  const o: ObservedPod = {
+    name: pod.name,
+    uid: pod.uid,
+    phase,
+    ready,
+    conditions: [cond('ContainersReady'), cond('Ready')],
+    containers: statuses,
+  };
+  if (pod.deployment !== undefined) o.deployment = pod.deployment;
+  if (firstWaiting?.reason !== undefined && firstWaiting.reason !== 'ContainerCreating') {
+    o.reason = firstWaiting.reason;
+    if (firstWaiting.message !== undefined) o.message = firstWaiting.message;
+  }
+  if (startTime !== undefined) o.startTime = new Date(startTime).toISOString();
+  return o;
+}

@@ -1,0 +1,229 @@
+import { describe, expect, it } from 'vitest';
+import type { DesiredPod, ObservedPod } from '../protocol/messages.js';
+import { Reconciler } from './reconciler.js';
+import { MemoryRuntime } from './runtime/memory-runtime.js';
+import type { ContainerRuntime, RuntimeContainer } from './runtime/runtime.js';
+import { LABELS } from './runtime/runtime.js';
+import { FakeClock, TEST_IMAGE, flush, mockPod } from './test-fixtures.js';
+
+const NODE = 'node-1';
+
+function setup(opts: { runtime?: MemoryRuntime; clock?: FakeClock } = {}) {
+  const clock = opts.clock ?? new FakeClock();
+  const runtime = opts.runtime ?? new MemoryRuntime({ images: [TEST_IMAGE], now: clock.now });
+  const observed: ObservedPod[][] = [];
+  const rec = new Reconciler({ node: NODE, runtime, clock, onObserved: (pods) => observed.push(pods) });
+  const settle = async (): Promise<void> => {
+    for (let i = 0; i < 5; i++) {
+      await flush();
+      await rec.idle();
+    }
+  };
+  const containers = (): Promise<RuntimeContainer[]> => runtime.listContainers(NODE);
+  const last = (): ObservedPod[] => observed[observed.length - 1] ?? [];
+  return { clock, runtime, rec, observed, settle, containers, last };
+}
+
+async function run(t: ReturnType<typeof setup>, pods: DesiredPod[], generation = 1): Promise<void> {
+  t.rec.setDesired(pods, generation);
+  await t.rec.start();
+  await t.settle();
+}
+
+describe('Reconciler (memory runtime)', () => {
+  it('creates and starts the desired containers and reports them Running', async () => {
+    const t = setup();
+    await run(t, [mockPod({ name: 'web-1' }), mockPod({ name: 'web-2' })]);
+    const cs = await t.containers();
+    expect(cs.map((c) => [c.labels[LABELS.pod], c.state]).sort()).toEqual([['web-1', 'running'], ['web-2', 'running']]);
+    expect(t.last().map((p) => [p.name, p.phase, p.ready])).toEqual([['web-1', 'Running', true], ['web-2', 'Running', true]]);
+    await t.rec.stop();
+  });
+
+  it('restarts a crashed container at once on the die event, then backs off', async () => {
+    const t = setup();
+    await run(t, [mockPod()]);
+    const [c] = await t.containers();
+    const id = c?.id ?? '';
+    const passes = t.rec.passCount;
+
+    t.runtime.crash(id, 1);
+    await t.settle(); // no clock advance: the die event alone drives the restart
+    expect(t.rec.passCount).toBeGreaterThan(passes);
+    expect((await t.containers())[0]).toMatchObject({ id, state: 'running' });
+    expect(t.last()[0]?.containers[0]?.restartCount).toBe(1);
+
+    t.runtime.crash(id, 1);
+    await t.settle();
+    expect((await t.containers())[0]?.state).toBe('exited');
+    expect(t.last()[0]?.containers[0]).toMatchObject({ state: 'waiting', reason: 'CrashLoopBackOff', exitCode: 1 });
+
+    t.clock.advance(999);
+    await t.settle();
+    expect((await t.containers())[0]?.state).toBe('exited');
+    t.clock.advance(1);
+    await t.settle();
+    expect((await t.containers())[0]).toMatchObject({ id, state: 'running' });
+    expect(t.last()[0]?.containers[0]?.restartCount).toBe(2);
+
+    // Third crash: 2 s back-off.
+    t.runtime.crash(id, 1);
+    await t.settle();
+    t.clock.advance(1500);
+    await t.settle();
+    expect((await t.containers())[0]?.state).toBe('exited');
+    t.clock.advance(500);
+    await t.settle();
+    expect((await t.containers())[0]?.state).toBe('running');
+    await t.rec.stop();
+  });
+
+  it('removes a container whose pod left the desired set', async () => {
+    const t = setup();
+    await run(t, [mockPod({ name: 'a-1' }), mockPod({ name: 'b-1' })]);
+    t.rec.setDesired([mockPod({ name: 'a-1' })], 2);
+    await t.settle();
+    expect((await t.containers()).map((c) => c.labels[LABELS.pod])).toEqual(['a-1']);
+    expect(t.last().map((p) => p.name)).toEqual(['a-1']);
+    await t.rec.stop();
+  });
+
+  it('removes stray containers of its node and never touches other nodes', async () => {
+    const t = setup();
+    const mk = async (node: string, name: string): Promise<string> => {
+      const id = await t.runtime.createContainer({ name, image: TEST_IMAGE, env: [], labels: { [LABELS.node]: node }, ports: [], network: 'bridge' });
+      await t.runtime.start(id);
+      return id;
+    };
+    const stray = await mk(NODE, 'stray');
+    const other = await mk('node-2', 'other');
+    const otherPod = await t.runtime.createContainer({
+      name: 'other-pod', image: TEST_IMAGE, env: [], network: 'bridge', ports: [],
+      labels: { [LABELS.node]: 'node-2', [LABELS.podUid]: 'uid-x', [LABELS.pod]: 'x', [LABELS.container]: 'main' },
+    });
+    await run(t, [mockPod()]);
+    const all = t.runtime.all().map((c) => c.id);
+    expect(all).not.toContain(stray);
+    expect(all).toContain(other);
+    expect(all).toContain(otherPod);
+    expect(t.runtime.all().find((c) => c.id === other)?.state).toBe('running');
+    await t.rec.stop();
+  });
+
+  it('does nothing to existing containers until a desired set is known', async () => {
+    const t = setup();
+    await run(t, [mockPod()]);
+    await t.rec.stop();
+    const before = await t.containers();
+    const fresh = new Reconciler({ node: NODE, runtime: t.runtime, clock: t.clock });
+    await fresh.start();
+    await flush();
+    await fresh.idle();
+    expect(await t.containers()).toEqual(before);
+    await fresh.stop();
+  });
+
+  it('adopts containers it finds: a new reconciler keeps their ids', async () => {
+    const t = setup();
+    await run(t, [mockPod({ name: 'a-1' }), mockPod({ name: 'b-1', containers: ['app', 'side'] })]);
+    await t.rec.stop();
+    const before = (await t.containers()).map((c) => c.id).sort();
+    const creates = t.runtime.calls.create;
+    const t2 = setup({ runtime: t.runtime, clock: t.clock });
+    await run(t2, [mockPod({ name: 'a-1' }), mockPod({ name: 'b-1', containers: ['app', 'side'] })]);
+    expect((await t2.containers()).map((c) => c.id).sort()).toEqual(before);
+    expect(t.runtime.calls.create).toBe(creates);
+    expect(t2.last().every((p) => p.phase === 'Running')).toBe(true);
+    await t2.rec.stop();
+  });
+
+  it('replaces a container whose spec changed', async () => {
+    const t = setup();
+    await run(t, [mockPod()]);
+    const [before] = await t.containers();
+    const changed = mockPod();
+    changed.spec.containers[0]!.env = [{ name: 'V', value: '2' }];
+    t.rec.setDesired([changed], 2);
+    await t.settle();
+    const after = await t.containers();
+    expect(after).toHaveLength(1);
+    expect(after[0]?.id).not.toBe(before?.id);
+    expect(after[0]?.state).toBe('running');
+    await t.rec.stop();
+  });
+
+  it('reports ErrImagePull with the engine message, then recovers after the back-off', async () => {
+    const t = setup();
+    const image = '127.0.0.1:5000/app:1';
+    t.runtime.failPull(image, 'manifest for 127.0.0.1:5000/app:1 not found');
+    await run(t, [mockPod({ image })]);
+    expect(await t.containers()).toHaveLength(0);
+    expect(t.last()[0]).toMatchObject({ phase: 'Pending', reason: 'ErrImagePull' });
+    expect(t.last()[0]?.containers[0]).toMatchObject({ state: 'waiting', reason: 'ErrImagePull', message: 'manifest for 127.0.0.1:5000/app:1 not found' });
+    const pulls = t.runtime.calls.pull;
+    await t.settle();
+    expect(t.runtime.calls.pull).toBe(pulls); // backing off, not hammering the registry
+    t.runtime.failPull(image, undefined);
+    t.clock.advance(5000);
+    await t.settle();
+    expect((await t.containers())[0]?.state).toBe('running');
+    expect(t.last()[0]?.phase).toBe('Running');
+    await t.rec.stop();
+  });
+
+  it('honours restartPolicy: Never → Failed, OnFailure with exit 0 → Succeeded', async () => {
+    const t = setup();
+    await run(t, [mockPod({ name: 'n-1', restartPolicy: 'Never' }), mockPod({ name: 'o-1', restartPolicy: 'OnFailure' })]);
+    const cs = await t.containers();
+    t.runtime.crash(cs.find((c) => c.labels[LABELS.pod] === 'n-1')?.id ?? '', 2);
+    t.runtime.crash(cs.find((c) => c.labels[LABELS.pod] === 'o-1')?.id ?? '', 0);
+    await t.settle();
+    expect(t.last().map((p) => [p.name, p.phase, p.containers[0]?.reason])).toEqual([['n-1', 'Failed', 'Error'], ['o-1', 'Succeeded', 'Completed']]);
+    expect((await t.containers()).every((c) => c.state === 'exited')).toBe(true);
+    await t.rec.stop();
+  });
+
+  it('runs a multi-container pod in one network namespace and restarts the sidecar after its owner restarts', async () => {
+    const t = setup();
+    await run(t, [mockPod({ name: 'p-1', containers: ['app', 'side'] })]);
+    const cs = await t.containers();
+    const app = cs.find((c) => c.labels[LABELS.container] === 'app');
+    const side = cs.find((c) => c.labels[LABELS.container] === 'side');
+    expect(side?.networkMode).toBe(`container:${app?.id}`);
+    const sideStarts = side?.startedAt;
+    t.clock.advance(1000);
+    t.runtime.crash(app?.id ?? '', 1);
+    await t.settle();
+    const after = await t.containers();
+    expect(after.every((c) => c.state === 'running')).toBe(true);
+    expect(after.find((c) => c.id === side?.id)?.startedAt).not.toBe(sideStarts);
+    await t.rec.stop();
+  });
+
+  it('never runs two passes at once, and a trigger during a pass causes exactly one more', async () => {
+    const clock = new FakeClock();
+    const mem = new MemoryRuntime({ images: [TEST_IMAGE], now: clock.now });
+    let inFlight = 0;
+    let maxInFlight = 0;
+    let lists = 0;
+    const slow: ContainerRuntime = Object.assign(Object.create(mem) as MemoryRuntime, {
+      listContainers: async (node: string) => {
+        inFlight++;
+        lists++;
+        maxInFlight = Math.max(maxInFlight, inFlight);
+        await new Promise((r) => setTimeout(r, 20));
+        inFlight--;
+        return mem.listContainers(node);
+      },
+    });
+    const rec = new Reconciler({ node: NODE, runtime: slow, clock });
+    rec.setDesired([], 1);
+    await rec.start();
+    for (let i = 0; i < 10; i++) rec.trigger();
+    await rec.idle();
+    expect(maxInFlight).toBe(1);
+    expect(rec.passCount).toBe(2);
+    expect(lists).toBe(2);
+    await rec.stop();
+  });
+});

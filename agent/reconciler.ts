@@ -1,0 +1,318 @@
+import type { DesiredPod, ObservedPod } from '../protocol/messages.js';
+import { OrchardError } from '../protocol/errors.js';
+import type { Clock, Logger, TimerHandle } from './clock.js';
+import { silentLogger, systemClock } from './clock.js';
+import { buildCreateSpec, containerKey, joinsPodNetwork } from './container-spec.js';
+import { observePods } from './observe.js';
+import type { Action, ContainerFailure, FailureReason, Plan, RestartEntry } from './plan.js';
+import { plan } from './plan.js';
+import type { ContainerRuntime, RuntimeContainer } from './runtime/runtime.js';
+
+/**
+ * Drives plan() against the engine. Concurrency contract: passes never overlap (single
+ * flight); a trigger during a pass schedules exactly one more pass. Triggers: a new desired
+ * set, engine events (a `die` restarts at once, not on a tick), the planner's own wake-up
+ * time (back-off deadlines) and a periodic resync.
+ *
+ * Until a desired set is known (from the cache or the hub) the reconciler only watches: an
+ * agent that lost its cache must not remove workloads it cannot yet account for.
+ */
+
+export interface ReconcilerOptions {
+  node: string;
+  runtime: ContainerRuntime;
+  clock?: Clock;
+  logger?: Logger;
+  /** Called with the whole observed set whenever it changes. */
+  onObserved?: (pods: ObservedPod[], generation: number) => void;
+  resyncMs?: number;
+  /** Pods acted on in parallel within one pass. */
+  concurrency?: number;
+}
+
+/** Image pull / create / start failures back off from 5 s to 300 s. */
+const FAILURE_BASE_MS = 5000;
+const FAILURE_CAP_MS = 300_000;
+/** list → plan → apply rounds per pass, so e.g. a sidecar is created right after its owner. */
+const MAX_ROUNDS = 4;
+
+export class Reconciler {
+  private readonly node: string;
+  private readonly runtime: ContainerRuntime;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private readonly onObserved: ReconcilerOptions['onObserved'];
+  private readonly resyncMs: number;
+  private readonly concurrency: number;
+
+  private desired: readonly DesiredPod[] | undefined;
+  private generation = 0;
+  private readonly restarts = new Map<string, RestartEntry>();
+  private readonly failures = new Map<string, ContainerFailure>();
+  private lastObservedJson = '';
+  private lastObserved: ObservedPod[] = [];
+
+  private running: Promise<void> | undefined;
+  private again = false;
+  private stopped = true;
+  private timer: TimerHandle | undefined;
+  private abort = new AbortController();
+  private passes = 0;
+
+  constructor(opts: ReconcilerOptions) {
+    this.node = opts.node;
+    this.runtime = opts.runtime;
+    this.clock = opts.clock ?? systemClock;
+    this.log = opts.logger ?? silentLogger;
+    this.onObserved = opts.onObserved;
+    this.resyncMs = opts.resyncMs ?? 10_000;
+    this.concurrency = Math.max(1, opts.concurrency ?? 4);
+  }
+
+  get observed(): ObservedPod[] {
+    return this.lastObserved;
+  }
+
+  /** Number of completed passes (tests, metrics). */
+  get passCount(): number {
+    return this.passes;
+  }
+
+  setDesired(pods: readonly DesiredPod[], generation: number): void {
+    this.desired = pods;
+    this.generation = generation;
+    this.trigger();
+  }
+
+  async start(): Promise<void> {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.abort = new AbortController();
+    try {
+      await this.runtime.events(this.node, (e) => {
+        // Our own starts also emit `start`; only exits and removals can need action.
+        if (e.type === 'die' || e.type === 'destroy' || e.type === 'oom') this.trigger();
+      }, this.abort.signal);
+    } catch (err) {
+      // The periodic resync still converges; events only make it fast.
+      this.log.warn('engine events unavailable; relying on resync', { error: String(err) });
+    }
+    this.trigger();
+  }
+
+  /** Stops passes and timers; containers keep running (the agent never stops workloads on exit). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.abort.abort();
+    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.running?.catch(() => {});
+  }
+
+  /** Requests a pass: now if idle, else exactly one more after the current one. */
+  trigger(): void {
+    if (this.stopped) return;
+    if (this.running !== undefined) {
+      this.again = true;
+      return;
+    }
+    this.running = this.loop().finally(() => {
+      this.running = undefined;
+    });
+  }
+
+  /** Resolves once no pass is running or pending (tests). */
+  async idle(): Promise<void> {
+    while (this.running !== undefined) await this.running;
+  }
+
+  private async loop(): Promise<void> {
+    do {
+      this.again = false;
+      let wakeAt: number | undefined;
+      try {
+        wakeAt = await this.pass();
+      } catch (err) {
+        if (this.stopped) return;
+        this.log.warn('reconcile pass failed', { error: err instanceof Error ? err.message : String(err) });
+      }
+      this.passes++;
+      this.schedule(wakeAt);
+    } while (this.again && !this.stopped);
+  }
+
+  private schedule(wakeAt: number | undefined): void {
+    if (this.stopped) return;
+    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
+    const now = this.clock.now();
+    const delay = Math.max(0, Math.min(this.resyncMs, wakeAt === undefined ? Infinity : wakeAt - now));
+    this.timer = this.clock.setTimeout(() => {
+      this.timer = undefined;
+      this.trigger();
+    }, delay);
+  }
+
+  /** One pass; returns when the planner wants to run again. */
+  private async pass(): Promise<number | undefined> {
+    const signal = this.abort.signal;
+    let last: Plan | undefined;
+    for (let round = 0; round < MAX_ROUNDS && !this.stopped; round++) {
+      const desired = this.desired;
+      const generation = this.generation;
+      const observed = await this.runtime.listContainers(this.node, signal);
+      if (desired === undefined) return undefined;
+      this.prune(desired, observed);
+      last = plan(desired, observed, this.clock.now(), { containers: this.restarts, failures: this.failures });
+      // Report every round, not only at the end: a slow action (a graceful stop) must not hide a restart.
+      this.report(desired, last, generation);
+      if (last.actions.length === 0) break;
+      if (round === MAX_ROUNDS - 1) {
+        // Still work after several rounds: come back shortly rather than spin.
+        last.wakeAt = Math.min(last.wakeAt ?? Infinity, this.clock.now() + 1000);
+        break;
+      }
+      await this.apply(last);
+    }
+    if (last === undefined || this.stopped) return undefined;
+    return last.wakeAt;
+  }
+
+  /** Computes the observed set and hands it on when it changed. */
+  private report(desired: readonly DesiredPod[], p: Plan, generation: number): void {
+    const pods = observePods(desired, p, { containers: this.restarts, failures: this.failures });
+    const json = JSON.stringify([generation, pods]);
+    if (json === this.lastObservedJson) return;
+    this.lastObservedJson = json;
+    this.lastObserved = pods;
+    try {
+      this.onObserved?.(pods, generation);
+    } catch (err) {
+      this.log.error('onObserved failed', { error: String(err) });
+    }
+  }
+
+  /** Forgets restart and failure records of containers and pods that are gone. */
+  private prune(desired: readonly DesiredPod[], observed: readonly RuntimeContainer[]): void {
+    const ids = new Set(observed.map((c) => c.id));
+    for (const id of this.restarts.keys()) if (!ids.has(id)) this.restarts.delete(id);
+    const keys = new Set(desired.flatMap((p) => p.spec.containers.map((c) => containerKey(p.uid, c.name))));
+    for (const k of this.failures.keys()) if (!keys.has(k)) this.failures.delete(k);
+  }
+
+  private async apply(p: Plan): Promise<void> {
+    const removals = p.actions.filter((a) => a.type === 'remove');
+    await this.each(removals.map((a) => [a]), p);
+    const byPod = new Map<string, Action[]>();
+    for (const a of p.actions) {
+      if (a.type === 'remove') continue;
+      const list = byPod.get(a.pod.uid);
+      if (list === undefined) byPod.set(a.pod.uid, [a]);
+      else list.push(a);
+    }
+    await this.each([...byPod.values()], p);
+  }
+
+  /** Runs groups with bounded parallelism; actions within a group run in order and stop at the first failure. */
+  private async each(groups: Action[][], p: Plan): Promise<void> {
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < groups.length && !this.stopped) {
+        const group = groups[next++] ?? [];
+        const created = new Map<string, string>();
+        for (const a of group) {
+          if (this.stopped) return;
+          if (!(await this.applyOne(a, p, created))) break;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.concurrency, groups.length) }, worker));
+  }
+
+  /** Applies one action; false when it failed (recorded for back-off and status). Never throws. */
+  private async applyOne(a: Action, p: Plan, created: Map<string, string>): Promise<boolean> {
+    const signal = this.abort.signal;
+    const now = this.clock.now();
+    try {
+      switch (a.type) {
+        case 'remove':
+          this.log.info('removing container', { id: a.id.slice(0, 12), reason: a.reason });
+          await this.runtime.stop(a.id, a.graceSeconds, signal);
+          await this.runtime.remove(a.id, signal);
+          this.restarts.delete(a.id);
+          return true;
+        case 'create': {
+          const key = containerKey(a.pod.uid, a.container);
+          const spec = a.pod.spec.containers[a.index];
+          if (spec === undefined) return false;
+          try {
+            await this.runtime.ensureImage(spec.image, spec.imagePullPolicy, signal);
+          } catch (err) {
+            return this.fail(key, 'ErrImagePull', err, now);
+          }
+          let ownerId: string | undefined;
+          if (joinsPodNetwork(a.pod, a.index)) {
+            const first = a.pod.spec.containers[0]?.name ?? '';
+            ownerId = created.get(first) ?? p.current.get(containerKey(a.pod.uid, first))?.id;
+            if (ownerId === undefined) return false;
+          }
+          let id: string;
+          try {
+            id = await this.runtime.createContainer(buildCreateSpec(a.pod, a.index, this.node, ownerId), signal);
+          } catch (err) {
+            return this.fail(key, 'CreateContainerError', err, now);
+          }
+          created.set(a.container, id);
+          this.log.info('created container', { pod: a.pod.name, container: a.container, id: id.slice(0, 12) });
+          try {
+            await this.runtime.start(id, signal);
+          } catch (err) {
+            return this.fail(key, 'RunContainerError', err, now);
+          }
+          this.failures.delete(key);
+          return true;
+        }
+        case 'start': {
+          const key = containerKey(a.pod.uid, a.container);
+          if (a.crashRestart) {
+            // Recorded before the attempt, so a start that keeps failing still backs off.
+            const prev = this.restarts.get(a.id);
+            this.restarts.set(a.id, {
+              restarts: (prev?.restarts ?? 0) + 1,
+              backoffStep: (a.resetBackoff ? 0 : prev?.backoffStep ?? 0) + 1,
+              lastRestartAt: now,
+            });
+            this.log.info('restarting exited container', { pod: a.pod.name, container: a.container, id: a.id.slice(0, 12) });
+          }
+          try {
+            await this.runtime.start(a.id, signal);
+          } catch (err) {
+            return this.fail(key, 'RunContainerError', err, now);
+          }
+          this.failures.delete(key);
+          return true;
+        }
+        case 'restart': {
+          this.log.info('restarting container', { pod: a.pod.name, container: a.container, reason: a.reason });
+          await this.runtime.stop(a.id, a.pod.spec.terminationGracePeriodSeconds, signal);
+          const prev = this.restarts.get(a.id);
+          this.restarts.set(a.id, { restarts: (prev?.restarts ?? 0) + 1, backoffStep: prev?.backoffStep ?? 0, lastRestartAt: now });
+          await this.runtime.start(a.id, signal);
+          return true;
+        }
+      }
+    } catch (err) {
+      if (!this.stopped) this.log.warn('action failed', { action: a.type, error: err instanceof Error ? err.message : String(err) });
+      return false;
+    }
+  }
+
+  private fail(key: string, reason: FailureReason, err: unknown, now: number): false {
+    if (this.stopped) return false;
+    const e = OrchardError.from(err, 'ERR_RUNTIME');
+    const failures = (this.failures.get(key)?.failures ?? 0) + 1;
+    const retryAt = now + Math.min(FAILURE_CAP_MS, FAILURE_BASE_MS * 2 ** Math.min(failures - 1, 20));
+    this.failures.set(key, { reason, message: e.message, failures, retryAt });
+    this.log.warn('container action failed', { key, reason, error: e.message, retryInMs: retryAt - now });
+    return false;
+  }
+}

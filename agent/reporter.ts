@@ -1,0 +1,150 @@
+import { statfs } from 'node:fs/promises';
+import os from 'node:os';
+import { dirname } from 'node:path';
+import * as si from 'systeminformation';
+import type { NodeInfo, NodeUsage } from '../protocol/objects.js';
+import type { Clock } from './clock.js';
+import { systemClock } from './clock.js';
+import type { ContainerRuntime, EngineInfo } from './runtime/runtime.js';
+
+/**
+ * What the node tells the hub about itself: static facts once at start (NodeInfo) and a
+ * cheap periodic usage sample (NodeUsage).
+ *
+ * Cost matters on a Pi: si.osInfo() is slow, so it runs once; usage uses si.mem() (≈ 2 ms)
+ * and os.cpus() deltas — never si.currentLoad(), which blocks ≈ 0.5 s per call.
+ * CPU percent is summed over cores: 100 = one core busy (the NodeUsage schema allows
+ * up to 100 × cores).
+ */
+
+export const AGENT_VERSION = '0.1.0';
+
+export interface HostProbe {
+  staticInfo(): Promise<NodeInfo>;
+  usage(): Promise<NodeUsage>;
+}
+
+export interface SystemProbeOptions {
+  runtime: ContainerRuntime;
+  dataDir: string;
+  clock?: Clock;
+  agentVersion?: string;
+}
+
+interface CpuSample {
+  busy: number;
+  total: number;
+}
+
+function sampleCpus(): { sample: CpuSample; cores: number } {
+  let busy = 0;
+  let total = 0;
+  const cpus = os.cpus();
+  for (const c of cpus) {
+    const t = c.times;
+    const all = t.user + t.nice + t.sys + t.idle + t.irq;
+    total += all;
+    busy += all - t.idle;
+  }
+  return { sample: { busy, total }, cores: Math.max(1, cpus.length) };
+}
+
+/** CPU percent (100 = one core) between two samples. */
+export function cpuPercentBetween(prev: CpuSample, next: CpuSample, cores: number): number {
+  const dt = next.total - prev.total;
+  if (dt <= 0) return 0;
+  const pct = ((next.busy - prev.busy) / dt) * 100 * cores;
+  return Math.min(100 * cores, Math.max(0, Math.round(pct * 10) / 10));
+}
+
+function addresses(): string[] {
+  const out: string[] = [];
+  for (const list of Object.values(os.networkInterfaces())) {
+    for (const a of list ?? []) if (!a.internal && a.family === 'IPv4') out.push(a.address);
+  }
+  return out.slice(0, 64);
+}
+
+async function diskOf(path: string): Promise<NodeInfo['disk']> {
+  // The data dir may not exist yet on first start: measure the nearest existing parent.
+  for (let p = path; ; p = dirname(p)) {
+    try {
+      const s = await statfs(p);
+      return { totalBytes: s.blocks * s.bsize, freeBytes: s.bavail * s.bsize, path };
+    } catch {
+      if (dirname(p) === p) return undefined;
+    }
+  }
+}
+
+function engineFacts(e: EngineInfo): NodeInfo['engine'] {
+  const out: NodeInfo['engine'] = { name: e.name, version: e.version, memoryLimit: e.memoryLimit, cpuLimit: e.cpuLimit };
+  if (e.apiVersion !== undefined && e.apiVersion !== '') out.apiVersion = e.apiVersion;
+  return out;
+}
+
+/** The real probe: systeminformation + os + the engine's own view (whose arch wins). */
+export class SystemProbe implements HostProbe {
+  private readonly clock: Clock;
+  private prev: CpuSample | undefined;
+
+  constructor(private readonly opts: SystemProbeOptions) {
+    this.clock = opts.clock ?? systemClock;
+  }
+
+  async staticInfo(): Promise<NodeInfo> {
+    const [engine, osInfo, cpu, mem, disk] = await Promise.all([
+      this.opts.runtime.info(),
+      si.osInfo(),
+      si.cpu(),
+      si.mem(),
+      diskOf(this.opts.dataDir),
+    ]);
+    const info: NodeInfo = {
+      arch: engine.arch,
+      rawArch: engine.rawArch.slice(0, 64),
+      os: `${osInfo.distro} ${osInfo.release}`.trim().slice(0, 128) || engine.os.slice(0, 128),
+      kernel: osInfo.kernel.slice(0, 128),
+      hostname: os.hostname().slice(0, 253),
+      cpu: { cores: Math.max(1, engine.ncpu || cpu.cores), model: `${cpu.manufacturer} ${cpu.brand}`.trim().slice(0, 256) },
+      memoryBytes: mem.total,
+      engine: engineFacts(engine),
+      agentVersion: this.opts.agentVersion ?? AGENT_VERSION,
+      addresses: addresses(),
+    };
+    if (disk !== undefined) info.disk = disk;
+    this.prev = sampleCpus().sample;
+    return info;
+  }
+
+  async usage(): Promise<NodeUsage> {
+    const mem = await si.mem();
+    const { sample, cores } = sampleCpus();
+    const cpuPercent = this.prev === undefined ? 0 : cpuPercentBetween(this.prev, sample, cores);
+    this.prev = sample;
+    return { cpuPercent, memoryUsedBytes: Math.max(0, mem.total - mem.available), at: new Date(this.clock.now()).toISOString() };
+  }
+}
+
+/** A probe that asks only the engine: for hollow nodes in the fleet simulator (no host calls). */
+export class EngineOnlyProbe implements HostProbe {
+  constructor(private readonly runtime: ContainerRuntime, private readonly clock: Clock = systemClock, private readonly agentVersion = AGENT_VERSION) {}
+
+  async staticInfo(): Promise<NodeInfo> {
+    const e = await this.runtime.info();
+    return {
+      arch: e.arch,
+      rawArch: e.rawArch.slice(0, 64),
+      os: e.os.slice(0, 128),
+      cpu: { cores: Math.max(1, e.ncpu) },
+      memoryBytes: e.memTotal,
+      engine: engineFacts(e),
+      agentVersion: this.agentVersion,
+      addresses: [],
+    };
+  }
+
+  async usage(): Promise<NodeUsage> {
+    return { cpuPercent: 0, memoryUsedBytes: 0, at: new Date(this.clock.now()).toISOString() };
+  }
+}

@@ -1,0 +1,366 @@
+import Docker from 'dockerode';
+import { OrchardError } from '../../protocol/errors.js';
+import type {
+  ContainerRuntime, CreateSpec, EngineInfo, PullPolicy, RuntimeContainer, RuntimeContainerState, RuntimeEvent, RuntimeEventType,
+} from './runtime.js';
+import { LABELS, boundedSignal, normalizeArch } from './runtime.js';
+
+/**
+ * ContainerRuntime over the Docker Engine API (dockerode). The only file that imports
+ * dockerode. Podman's Docker-compatible socket works too. Every call is bounded by an
+ * AbortSignal (the caller's, else `timeoutMs`).
+ */
+
+export interface DockerRuntimeOptions {
+  socketPath?: string;
+  /** Default bound for one engine call (pulls get `pullTimeoutMs`). */
+  timeoutMs?: number;
+  pullTimeoutMs?: number;
+  /** Injected for tests; otherwise built from socketPath. */
+  docker?: Docker;
+  log?: (msg: string) => void;
+}
+
+/** The shape of errors docker-modem produces. */
+interface ModemError {
+  statusCode?: number;
+  reason?: string;
+  json?: { message?: string } | null;
+  message?: string;
+  name?: string;
+}
+
+const ZERO_TIME = '0001-01-01T00:00:00Z';
+const EVENT_TYPES: readonly RuntimeEventType[] = ['start', 'die', 'destroy', 'oom'];
+
+function engineMessage(err: unknown): string {
+  const e = err as ModemError;
+  const m = e.json?.message ?? e.message ?? String(err);
+  return m.replace(/^\(HTTP code \d+\) [a-z ]+ - /, '').trim();
+}
+
+function isStatus(err: unknown, ...codes: number[]): boolean {
+  const s = (err as ModemError).statusCode;
+  return s !== undefined && codes.includes(s);
+}
+
+function isAbort(err: unknown): boolean {
+  const n = (err as ModemError).name;
+  return n === 'AbortError' || n === 'TimeoutError';
+}
+
+function wrap(err: unknown, what: string, code: 'ERR_RUNTIME' | 'ERR_IMAGE_PULL' = 'ERR_RUNTIME'): OrchardError {
+  if (err instanceof OrchardError) return err;
+  if (isAbort(err)) return new OrchardError('ERR_TIMEOUT', `${what}: timed out or aborted`, { cause: err });
+  if (isStatus(err, 404) && code === 'ERR_RUNTIME') return new OrchardError('ERR_NOT_FOUND', `${what}: ${engineMessage(err)}`, { cause: err });
+  return new OrchardError(code, code === 'ERR_IMAGE_PULL' ? engineMessage(err) : `${what}: ${engineMessage(err)}`, { cause: err });
+}
+
+/** For the few dockerode calls that take no abortSignal: stop waiting when the signal fires. */
+function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => { signal.removeEventListener('abort', onAbort); resolve(v); },
+      (e: unknown) => { signal.removeEventListener('abort', onAbort); reject(e); },
+    );
+  });
+}
+
+function isoOrUndefined(t: string | undefined): string | undefined {
+  return t === undefined || t === '' || t.startsWith(ZERO_TIME.slice(0, 4)) ? undefined : t;
+}
+
+/** `busybox` → `busybox:latest`; leaves tags and digests alone (an untagged pull would fetch every tag). */
+export function withDefaultTag(image: string): string {
+  if (image.includes('@')) return image;
+  const lastSegment = image.slice(image.lastIndexOf('/') + 1);
+  return lastSegment.includes(':') ? image : `${image}:latest`;
+}
+
+export class DockerRuntime implements ContainerRuntime {
+  private readonly docker: Docker;
+  private readonly timeoutMs: number;
+  private readonly pullTimeoutMs: number;
+  private readonly log: (msg: string) => void;
+  /** Inspect results per container id, valid while the listed State is unchanged. */
+  private readonly inspectCache = new Map<string, { state: string; view: RuntimeContainer }>();
+
+  constructor(opts: DockerRuntimeOptions = {}) {
+    this.docker = opts.docker ?? new Docker(opts.socketPath === undefined ? {} : { socketPath: opts.socketPath });
+    this.timeoutMs = opts.timeoutMs ?? 30_000;
+    this.pullTimeoutMs = opts.pullTimeoutMs ?? 10 * 60_000;
+    this.log = opts.log ?? (() => {});
+  }
+
+  async info(signal?: AbortSignal): Promise<EngineInfo> {
+    const abortSignal = boundedSignal(signal, this.timeoutMs);
+    try {
+      const [info, version] = await raceAbort(Promise.all([this.docker.info() as Promise<Record<string, unknown>>, this.docker.version()]), abortSignal);
+      const components = (version as { Components?: Array<{ Name?: string }> }).Components ?? [];
+      const name = components.some((c) => /podman/i.test(c.Name ?? '')) ? 'podman' : 'docker';
+      const rawArch = String(info.Architecture ?? version.Arch ?? '');
+      // The engine's own arch string (version().Arch is Go's GOARCH) wins over the kernel's.
+      const arch = normalizeArch(String(version.Arch ?? '')) ?? normalizeArch(rawArch);
+      if (arch === undefined) throw new OrchardError('ERR_RUNTIME', `unsupported engine architecture ${version.Arch}/${rawArch}`);
+      return {
+        name,
+        version: String(version.Version ?? info.ServerVersion ?? ''),
+        apiVersion: String(version.ApiVersion ?? ''),
+        arch,
+        rawArch,
+        os: String(info.OperatingSystem ?? info.OSType ?? version.Os ?? ''),
+        memoryLimit: info.MemoryLimit === true,
+        cpuLimit: info.CpuCfsQuota === true && info.CpuCfsPeriod === true,
+        ncpu: Number(info.NCPU ?? 1),
+        memTotal: Number(info.MemTotal ?? 0),
+      };
+    } catch (err) {
+      throw wrap(err, 'engine info');
+    }
+  }
+
+  async listContainers(node: string, signal?: AbortSignal): Promise<RuntimeContainer[]> {
+    const abortSignal = boundedSignal(signal, this.timeoutMs);
+    let list: Docker.ContainerInfo[];
+    try {
+      list = await this.docker.listContainers({ all: true, filters: { label: [`${LABELS.node}=${node}`] }, abortSignal });
+    } catch (err) {
+      throw wrap(err, 'list containers');
+    }
+    const seen = new Set<string>();
+    const out: RuntimeContainer[] = [];
+    for (const c of list) {
+      // The engine filtered by label already; this guards a Podman that ignores filters.
+      if (c.Labels?.[LABELS.node] !== node) continue;
+      seen.add(c.Id);
+      const cached = this.inspectCache.get(c.Id);
+      if (cached !== undefined && cached.state === c.State) {
+        out.push(cached.view);
+        continue;
+      }
+      const view = await this.inspect(c.Id, abortSignal);
+      if (view === undefined) continue; // removed between list and inspect
+      this.inspectCache.set(c.Id, { state: c.State, view });
+      out.push(view);
+    }
+    for (const id of this.inspectCache.keys()) {
+      const v = this.inspectCache.get(id);
+      if (v !== undefined && v.view.labels[LABELS.node] === node && !seen.has(id)) this.inspectCache.delete(id);
+    }
+    return out;
+  }
+
+  private async inspect(id: string, abortSignal: AbortSignal): Promise<RuntimeContainer | undefined> {
+    let i: Docker.ContainerInspectInfo;
+    try {
+      i = await this.docker.getContainer(id).inspect({ abortSignal });
+    } catch (err) {
+      if (isStatus(err, 404)) return undefined;
+      throw wrap(err, `inspect ${id.slice(0, 12)}`);
+    }
+    const view: RuntimeContainer = {
+      id: i.Id,
+      name: i.Name.replace(/^\//, ''),
+      image: i.Config.Image,
+      labels: i.Config.Labels ?? {},
+      state: i.State.Status as RuntimeContainerState,
+      createdAt: i.Created,
+      networkMode: i.HostConfig.NetworkMode ?? 'default',
+    };
+    if (i.State.Status !== 'created' && i.State.Status !== 'running') view.exitCode = i.State.ExitCode;
+    if (i.State.OOMKilled) view.oomKilled = true;
+    if (i.State.Error !== '') view.error = i.State.Error;
+    const startedAt = isoOrUndefined(i.State.StartedAt);
+    const finishedAt = isoOrUndefined(i.State.FinishedAt);
+    if (startedAt !== undefined) view.startedAt = startedAt;
+    if (finishedAt !== undefined && i.State.Status !== 'running') view.finishedAt = finishedAt;
+    return view;
+  }
+
+  async ensureImage(image: string, policy: PullPolicy, signal?: AbortSignal): Promise<void> {
+    const ref = withDefaultTag(image);
+    if (policy !== 'Always') {
+      try {
+        await raceAbort(this.docker.getImage(ref).inspect(), boundedSignal(signal, this.timeoutMs));
+        return;
+      } catch (err) {
+        if (!isStatus(err, 404)) throw wrap(err, `inspect image ${ref}`);
+      }
+      if (policy === 'Never') throw new OrchardError('ERR_IMAGE_PULL', `image ${image} is not present and imagePullPolicy is Never`);
+    }
+    const abortSignal = boundedSignal(signal, this.pullTimeoutMs);
+    try {
+      const stream = await this.docker.pull(ref, { abortSignal });
+      await new Promise<void>((resolve, reject) => {
+        this.docker.modem.followProgress(stream, (err: Error | null) => (err === null ? resolve() : reject(err)));
+      });
+    } catch (err) {
+      throw wrap(err, `pull ${ref}`, 'ERR_IMAGE_PULL');
+    }
+  }
+
+  async createContainer(spec: CreateSpec, signal?: AbortSignal): Promise<string> {
+    const exposed: Record<string, object> = {};
+    const bindings: Record<string, Array<{ HostIp: string; HostPort: string }>> = {};
+    const joined = typeof spec.network === 'object';
+    if (!joined) {
+      for (const p of spec.ports) {
+        const key = `${p.containerPort}/${p.protocol.toLowerCase()}`;
+        exposed[key] = {};
+        // Host networking publishes nothing: the process binds the host's ports itself.
+        if (p.hostPort !== undefined && spec.network === 'bridge') {
+          (bindings[key] ??= []).push({ HostIp: p.hostIP ?? '', HostPort: String(p.hostPort) });
+        }
+      }
+    }
+    const hostConfig: Docker.HostConfig = {
+      NetworkMode: typeof spec.network === 'object' ? `container:${spec.network.container}` : spec.network,
+      RestartPolicy: { Name: 'no' },
+      PortBindings: bindings,
+    };
+    if (spec.cpuMillis !== undefined && spec.cpuMillis > 0) hostConfig.NanoCpus = spec.cpuMillis * 1_000_000;
+    if (spec.memoryBytes !== undefined && spec.memoryBytes > 0) hostConfig.Memory = spec.memoryBytes;
+    const opts: Docker.ContainerCreateOptions = {
+      name: spec.name,
+      Image: spec.image,
+      Env: spec.env.map((e) => `${e.name}=${e.value}`),
+      Labels: spec.labels,
+      ExposedPorts: exposed,
+      HostConfig: hostConfig,
+      abortSignal: boundedSignal(signal, this.timeoutMs),
+    };
+    if (spec.command !== undefined) opts.Entrypoint = spec.command;
+    if (spec.args !== undefined) opts.Cmd = spec.args;
+    if (spec.workingDir !== undefined) opts.WorkingDir = spec.workingDir;
+    try {
+      const c = await this.docker.createContainer(opts);
+      return c.id;
+    } catch (err) {
+      throw wrap(err, `create ${spec.name}`);
+    }
+  }
+
+  async start(id: string, signal?: AbortSignal): Promise<void> {
+    this.inspectCache.delete(id);
+    try {
+      await this.docker.getContainer(id).start({ abortSignal: boundedSignal(signal, this.timeoutMs) });
+    } catch (err) {
+      if (isStatus(err, 304)) return; // already running
+      throw wrap(err, `start ${id.slice(0, 12)}`);
+    }
+  }
+
+  async stop(id: string, graceSeconds: number, signal?: AbortSignal): Promise<void> {
+    this.inspectCache.delete(id);
+    try {
+      await this.docker.getContainer(id).stop({ t: graceSeconds, abortSignal: boundedSignal(signal, graceSeconds * 1000 + this.timeoutMs) });
+    } catch (err) {
+      if (isStatus(err, 304, 404)) return; // already stopped / gone
+      throw wrap(err, `stop ${id.slice(0, 12)}`);
+    }
+  }
+
+  async remove(id: string, signal?: AbortSignal): Promise<void> {
+    this.inspectCache.delete(id);
+    try {
+      await this.docker.getContainer(id).remove({ force: true, v: true, abortSignal: boundedSignal(signal, this.timeoutMs) });
+    } catch (err) {
+      if (isStatus(err, 404)) return;
+      if (isStatus(err, 409) && /already in progress/.test(engineMessage(err))) return;
+      throw wrap(err, `remove ${id.slice(0, 12)}`);
+    }
+  }
+
+  async events(node: string, onEvent: (e: RuntimeEvent) => void, signal: AbortSignal): Promise<void> {
+    let since: number | undefined;
+    let failures = 0;
+    const subscribe = async (): Promise<NodeJS.ReadableStream> => {
+      const opts: Docker.GetEventsOptions = {
+        filters: { type: ['container'], event: [...EVENT_TYPES], label: [`${LABELS.node}=${node}`] },
+        abortSignal: signal,
+      };
+      // After a broken stream, replay from the last event seen so none are missed (duplicates are harmless).
+      if (since !== undefined) opts.since = since;
+      return this.docker.getEvents(opts);
+    };
+    const consume = (stream: NodeJS.ReadableStream): Promise<void> =>
+      new Promise((resolve) => {
+        let buf = '';
+        stream.on('data', (chunk: Buffer | string) => {
+          buf += chunk.toString();
+          let nl: number;
+          while ((nl = buf.indexOf('\n')) >= 0) {
+            const line = buf.slice(0, nl).trim();
+            buf = buf.slice(nl + 1);
+            if (line === '') continue;
+            const e = this.parseEvent(line);
+            if (e === undefined) continue;
+            since = Math.floor(e.at / 1000);
+            failures = 0;
+            this.inspectCache.delete(e.id);
+            try {
+              onEvent(e);
+            } catch (err) {
+              this.log(`event handler failed: ${String(err)}`);
+            }
+          }
+        });
+        stream.on('error', () => resolve());
+        stream.on('end', () => resolve());
+        stream.on('close', () => resolve());
+      });
+    const loop = async (first: NodeJS.ReadableStream | undefined): Promise<void> => {
+      let stream: NodeJS.ReadableStream | undefined = first;
+      while (!signal.aborted) {
+        if (stream !== undefined) await consume(stream);
+        stream = undefined;
+        if (signal.aborted) return;
+        failures++;
+        const delay = Math.min(30_000, 1000 * 2 ** Math.min(failures - 1, 5));
+        this.log(`engine event stream ended; resubscribing in ${delay} ms`);
+        await new Promise<void>((r) => {
+          const t = setTimeout(r, delay);
+          signal.addEventListener('abort', () => { clearTimeout(t); r(); }, { once: true });
+        });
+        if (signal.aborted) return;
+        try {
+          stream = await subscribe();
+        } catch (err) {
+          this.log(`engine event subscribe failed: ${engineMessage(err)}`);
+        }
+      }
+    };
+    let first: NodeJS.ReadableStream | undefined;
+    try {
+      first = await subscribe();
+    } catch (err) {
+      if (signal.aborted) return;
+      // An engine still starting at boot: keep trying in the background rather than never hear events.
+      this.log(`engine event subscribe failed: ${engineMessage(err)}; retrying`);
+    }
+    void loop(first);
+  }
+
+  private parseEvent(line: string): RuntimeEvent | undefined {
+    let raw: { Action?: string; status?: string; id?: string; Actor?: { ID?: string; Attributes?: Record<string, string> }; time?: number; timeNano?: number };
+    try {
+      raw = JSON.parse(line) as typeof raw;
+    } catch {
+      return undefined;
+    }
+    const action = (raw.Action ?? raw.status ?? '') as RuntimeEventType;
+    if (!EVENT_TYPES.includes(action)) return undefined;
+    const id = raw.Actor?.ID ?? raw.id;
+    if (id === undefined) return undefined;
+    const attrs = raw.Actor?.Attributes ?? {};
+    const labels: Record<string, string> = {};
+    for (const [k, v] of Object.entries(attrs)) if (k.startsWith('orchard.')) labels[k] = v;
+    const at = raw.timeNano !== undefined ? Math.floor(raw.timeNano / 1e6) : (raw.time ?? 0) * 1000;
+    const e: RuntimeEvent = { type: action, id, labels, at };
+    if (action === 'die' && attrs.exitCode !== undefined) e.exitCode = Number(attrs.exitCode);
+    return e;
+  }
+}
