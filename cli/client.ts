@@ -1,0 +1,181 @@
+import * as http from 'node:http';
+import * as https from 'node:https';
+import { z } from 'zod';
+import { ERROR_CATALOGUE, OrchardError, validationError, type ErrorCode } from '../protocol/errors.js';
+import type { Connection } from './config.js';
+
+/**
+ * The CLI's only way to the hub: JSON over HTTP(S) with a bearer token. Every request has a
+ * timeout. Hub errors (`{code, message, details}`) become OrchardErrors with the same code
+ * and details, so the entry point prints the hub's own words and field paths.
+ */
+
+const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+
+const ErrorBodySchema = z.object({
+  code: z.string().optional(),
+  message: z.string(),
+  details: z
+    .object({ issues: z.array(z.object({ path: z.string(), message: z.string() })).optional() })
+    .catchall(z.unknown())
+    .optional(),
+});
+
+// Messages that mean the TLS handshake failed because the hub's certificate is not trusted.
+const TLS_TRUST_CODES = new Set([
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_UNTRUSTED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+export interface RequestOptions {
+  body?: string | object;
+  contentType?: string;
+}
+
+export class HubClient {
+  readonly server: string;
+  private readonly base: URL;
+
+  constructor(private readonly conn: Connection) {
+    this.server = conn.server;
+    this.base = new URL(conn.server);
+  }
+
+  get hasToken(): boolean {
+    return this.conn.token !== undefined;
+  }
+
+  get(path: string): Promise<unknown> {
+    return this.request('GET', path);
+  }
+
+  post(path: string, body: string | object, contentType?: string): Promise<unknown> {
+    return this.request('POST', path, contentType === undefined ? { body } : { body, contentType });
+  }
+
+  delete(path: string): Promise<unknown> {
+    return this.request('DELETE', path);
+  }
+
+  /** GETs and parses the answer, reporting a schema mismatch with its field path. */
+  async getParsed<S extends z.ZodType>(path: string, schema: S): Promise<{ parsed: z.infer<S>; raw: unknown }> {
+    const raw = await this.get(path);
+    const r = schema.safeParse(raw);
+    if (!r.success) throw validationError(r.error, `response from hub for GET ${path}`);
+    return { parsed: r.data, raw };
+  }
+
+  /** Resolves with the parsed JSON body (undefined when empty); rejects with an OrchardError. */
+  request(method: string, path: string, opts: RequestOptions = {}): Promise<unknown> {
+    const url = new URL(this.base.href);
+    const [pathname = '', query] = path.split('?', 2);
+    url.pathname = `${this.base.pathname.replace(/\/+$/, '')}${pathname}`;
+    url.search = query === undefined ? '' : `?${query}`;
+
+    const body = opts.body === undefined ? undefined : typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (this.conn.token !== undefined) headers['authorization'] = `Bearer ${this.conn.token}`;
+    if (body !== undefined) {
+      headers['content-type'] = opts.contentType ?? 'application/json';
+      headers['content-length'] = String(Buffer.byteLength(body));
+    }
+
+    const isHttps = url.protocol === 'https:';
+    const signal = AbortSignal.timeout(this.conn.timeoutMs);
+    const options: https.RequestOptions = { method, headers, signal };
+    if (isHttps && this.conn.caPem !== undefined) options.ca = this.conn.caPem;
+
+    return new Promise<unknown>((resolve, reject) => {
+      const onResponse = (res: http.IncomingMessage): void => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > MAX_RESPONSE_BYTES) {
+            res.destroy();
+            reject(new OrchardError('ERR_PAYLOAD_TOO_LARGE', `response from hub for ${method} ${path} is larger than ${MAX_RESPONSE_BYTES} bytes`));
+            return;
+          }
+          chunks.push(chunk);
+        });
+        res.on('error', (err) => reject(this.networkError(err)));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          const status = res.statusCode ?? 0;
+          if (status >= 400) {
+            reject(hubError(status, text));
+            return;
+          }
+          if (text.trim() === '') {
+            resolve(undefined);
+            return;
+          }
+          try {
+            resolve(JSON.parse(text));
+          } catch {
+            reject(new OrchardError('ERR_INTERNAL', `hub answered ${method} ${path} with a body that is not JSON: ${firstLine(text)}`));
+          }
+        });
+      };
+      const req = isHttps ? https.request(url, options, onResponse) : http.request(url, options, onResponse);
+      req.on('error', (err) => reject(this.networkError(err)));
+      if (body !== undefined) req.write(body);
+      req.end();
+    });
+  }
+
+  private networkError(err: Error): OrchardError {
+    if (err.name === 'AbortError' || err.name === 'TimeoutError') {
+      return new OrchardError('ERR_TIMEOUT', `hub at ${this.server} did not answer within ${this.conn.timeoutMs / 1000}s`, { cause: err, details: { transport: true } });
+    }
+    const code = (err as NodeJS.ErrnoException).code;
+    const hint = code !== undefined && TLS_TRUST_CODES.has(code)
+      ? " (the hub's certificate is not trusted: pass --ca FILE or run 'orchard login --ca FILE')"
+      : '';
+    return new OrchardError('ERR_INTERNAL', `cannot reach hub at ${this.server}: ${err.message}${hint}`, { cause: err, details: { transport: true } });
+  }
+}
+
+/** True when the request never got an HTTP answer (unreachable, TLS failure, timeout). */
+export function isTransportError(err: unknown): boolean {
+  return OrchardError.is(err) && err.details?.['transport'] === true;
+}
+
+function hubError(status: number, text: string): OrchardError {
+  let parsed: z.infer<typeof ErrorBodySchema> | undefined;
+  try {
+    const r = ErrorBodySchema.safeParse(JSON.parse(text));
+    if (r.success) parsed = r.data;
+  } catch {
+    // Not JSON (a proxy's HTML page, say): fall through to a message with the status.
+  }
+  const code: ErrorCode = parsed?.code !== undefined && parsed.code in ERROR_CATALOGUE ? (parsed.code as ErrorCode) : codeForStatus(status);
+  if (parsed === undefined) {
+    const snippet = firstLine(text);
+    return new OrchardError(code, `hub answered HTTP ${status}${snippet === '' ? '' : `: ${snippet}`}`);
+  }
+  return parsed.details === undefined
+    ? new OrchardError(code, parsed.message)
+    : new OrchardError(code, parsed.message, { details: parsed.details });
+}
+
+function codeForStatus(status: number): ErrorCode {
+  if (status === 401) return 'ERR_UNAUTHENTICATED';
+  if (status === 403) return 'ERR_FORBIDDEN';
+  if (status === 404) return 'ERR_NOT_FOUND';
+  if (status === 409) return 'ERR_CONFLICT';
+  if (status === 413) return 'ERR_PAYLOAD_TOO_LARGE';
+  if (status === 429) return 'ERR_RATE_LIMITED';
+  if (status === 504) return 'ERR_TIMEOUT';
+  if (status >= 400 && status < 500) return 'ERR_VALIDATION';
+  return 'ERR_INTERNAL';
+}
+
+function firstLine(text: string): string {
+  const line = text.trim().split('\n')[0] ?? '';
+  return line.length > 200 ? `${line.slice(0, 200)}…` : line;
+}

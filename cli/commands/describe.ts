@@ -1,0 +1,195 @@
+import { formatBytes, formatCpu, parseBytes, parseCpuMillis } from '../../protocol/quantity.js';
+import type { Container, ResourceList } from '../../protocol/manifest.js';
+import type { ContainerStatus, Deployment, EventObject, NodeObject, Pod } from '../../protocol/objects.js';
+import { resolveResource, usageError } from '../args.js';
+import { ageSince, fields, table } from '../format.js';
+import { eventsFor, getObject, listObjects } from '../resources.js';
+import { describeEventsTable, desiredReplicas, nodeStatus, podReady, podStatusText, podsOnNode, podsTable } from '../tables.js';
+import type { CommandDef } from './command.js';
+
+/** Human-readable reports in kubectl's layout: key/value header, nested sections, events last. */
+
+function labelLines(labels: Readonly<Record<string, string>>): string[] {
+  return Object.entries(labels).map(([k, v]) => `${k}=${v}`);
+}
+
+function when(iso: string | undefined, now: number): string {
+  return iso === undefined ? '<unknown>' : `${iso} (${ageSince(iso, now)} ago)`;
+}
+
+function resourceText(list: ResourceList | undefined): string {
+  if (list === undefined) return '<none>';
+  const parts: string[] = [];
+  if (list.cpu !== undefined) parts.push(`cpu ${formatCpu(parseCpuMillis(list.cpu) ?? 0)}`);
+  if (list.memory !== undefined) parts.push(`memory ${formatBytes(parseBytes(list.memory) ?? 0)}`);
+  if (list['ephemeral-storage'] !== undefined) parts.push(`ephemeral-storage ${formatBytes(parseBytes(list['ephemeral-storage']) ?? 0)}`);
+  return parts.length === 0 ? '<none>' : parts.join(', ');
+}
+
+function containerSpecLines(c: Container): string {
+  const ports = c.ports.map((p) => `${p.containerPort}/${p.protocol}${p.hostPort !== undefined ? ` (host ${p.hostIP ?? ''}${p.hostIP !== undefined ? ':' : ''}${p.hostPort})` : ''}`);
+  const pairs: Array<[string, string | string[]]> = [['Image', c.image]];
+  if (c.command !== undefined) pairs.push(['Command', c.command.join(' ')]);
+  if (c.args !== undefined) pairs.push(['Args', c.args.join(' ')]);
+  pairs.push(['Ports', ports.length === 0 ? '<none>' : ports.join(', ')]);
+  pairs.push(['Requests', resourceText(c.resources.requests)]);
+  pairs.push(['Limits', resourceText(c.resources.limits)]);
+  pairs.push(['Environment', c.env.map((e) => `${e.name}=${e.value}`)]);
+  return `   ${c.name}:\n${fields(pairs, '    ')}`;
+}
+
+function stateLines(s: ContainerStatus | undefined, now: number): Array<[string, string | string[]]> {
+  if (s === undefined) return [['State', 'Waiting'], ['Reason', 'not yet reported']];
+  const pairs: Array<[string, string | string[]]> = [['State', s.state.charAt(0).toUpperCase() + s.state.slice(1)]];
+  if (s.reason !== undefined) pairs.push(['Reason', s.reason]);
+  if (s.message !== undefined) pairs.push(['Message', s.message]);
+  if (s.exitCode !== undefined) pairs.push(['Exit Code', String(s.exitCode)]);
+  if (s.state === 'running' && s.startedAt !== undefined) pairs.push(['Started', when(s.startedAt, now)]);
+  if (s.state === 'terminated' && s.finishedAt !== undefined) pairs.push(['Finished', when(s.finishedAt, now)]);
+  pairs.push(['Ready', String(s.ready)], ['Restart Count', String(s.restartCount)]);
+  return pairs;
+}
+
+export function describePod(pod: Pod, events: readonly EventObject[], now: number): string {
+  let out = fields([
+    ['Name', pod.metadata.name],
+    ['Deployment', pod.metadata.ownerName ?? '<none>'],
+    ['Node', pod.spec.nodeName ?? '<none>'],
+    ['Host IP', pod.status.hostIP ?? '<none>'],
+    ['Labels', labelLines(pod.metadata.labels)],
+    ['Created', when(pod.metadata.creationTimestamp, now)],
+    ['Start Time', pod.status.startTime ?? '<none>'],
+    ['Status', podStatusText(pod)],
+    ['Phase', pod.status.phase],
+    ...(pod.status.reason !== undefined ? ([['Reason', pod.status.reason]] as Array<[string, string]>) : []),
+    ...(pod.status.message !== undefined ? ([['Message', pod.status.message]] as Array<[string, string]>) : []),
+    ['Ready', podReady(pod)],
+  ]);
+  out += 'Containers:\n';
+  for (const c of pod.spec.containers) {
+    const s = pod.status.containerStatuses.find((x) => x.name === c.name);
+    out += `  ${c.name}:\n`;
+    const pairs: Array<[string, string | string[]]> = [];
+    if (s?.containerId !== undefined) pairs.push(['Container ID', s.containerId]);
+    pairs.push(['Image', c.image], ...stateLines(s, now));
+    pairs.push(['Requests', resourceText(c.resources.requests)], ['Limits', resourceText(c.resources.limits)]);
+    out += fields(pairs, '    ');
+  }
+  if (pod.status.conditions.length > 0) {
+    out += `Conditions:\n${table(['TYPE', 'STATUS', 'REASON'], pod.status.conditions.map((c) => [c.type, c.status, c.reason ?? '']), '  ')}`;
+  } else out += 'Conditions:  <none>\n';
+  const unsched = pod.status.unschedulable;
+  if (unsched !== undefined) {
+    // Principle 4: a pending pod says why, per node and per reason.
+    out += `Scheduling:\n  ${unsched.summary}\n`;
+    for (const [node, reasons] of Object.entries(unsched.nodes).sort(([a], [b]) => a.localeCompare(b))) {
+      out += `    ${node}: ${reasons.join('; ')}\n`;
+    }
+  }
+  return out + describeEventsTable(events, now);
+}
+
+export function describeDeployment(d: Deployment, pods: readonly Pod[], events: readonly EventObject[], now: number): string {
+  const st = d.status;
+  let out = fields([
+    ['Name', d.metadata.name],
+    ['Labels', labelLines(d.metadata.labels)],
+    ['Created', when(d.metadata.creationTimestamp, now)],
+    ['Mode', d.spec.mode],
+    ['Replicas', `${desiredReplicas(d)} desired | ${st.replicas} updated | ${st.readyReplicas} ready | ${st.availableReplicas} available | ${st.unscheduledReplicas} unscheduled`],
+    ['Generation', `${d.metadata.generation} (observed ${st.observedGeneration})`],
+  ]);
+  const t = d.spec.template;
+  out += 'Pod Template:\n';
+  out += fields([
+    ['Labels', labelLines(t.metadata.labels)],
+    ['Arch', t.spec.arch?.join(', ') ?? '<any>'],
+    ['Node Selector', labelLines(t.spec.nodeSelector ?? {})],
+    ['Restart Policy', t.spec.restartPolicy],
+    ['Network', t.spec.network],
+  ], '  ');
+  out += '  Containers:\n';
+  for (const c of t.spec.containers) out += containerSpecLines(c);
+  out += pods.length === 0 ? 'Pods:  <none>\n' : `Pods:\n${podsTable(pods, now, false, '  ')}`;
+  return out + describeEventsTable(events, now);
+}
+
+export function describeNode(n: NodeObject, pods: readonly Pod[], events: readonly EventObject[], now: number): string {
+  const info = n.status.info;
+  const cap = n.status.capacity;
+  const usage = n.status.usage;
+  let out = fields([
+    ['Name', n.metadata.name],
+    ['Status', nodeStatus(n)],
+    ['Labels', labelLines(n.metadata.labels)],
+    ['Created', when(n.metadata.creationTimestamp, now)],
+    ['Taints', n.spec.taints.map((t) => `${t.key}${t.value !== undefined ? `=${t.value}` : ''}:${t.effect}`)],
+    ['Unschedulable', String(n.spec.unschedulable)],
+    ['Last Heartbeat', n.status.lastHeartbeatTime === undefined ? '<never>' : when(n.status.lastHeartbeatTime, now)],
+  ]);
+  if (n.status.conditions.length > 0) {
+    const rows = n.status.conditions.map((c) => [c.type, c.status, c.reason ?? '', c.message ?? '']);
+    out += `Conditions:\n${table(['TYPE', 'STATUS', 'REASON', 'MESSAGE'], rows, '  ')}`;
+  } else out += 'Conditions:  <none>\n';
+  if (info !== undefined) {
+    out += 'System Info:\n';
+    out += fields([
+      ['Architecture', info.rawArch !== undefined ? `${info.arch} (${info.rawArch})` : info.arch],
+      ['OS', info.os],
+      ['Kernel', info.kernel ?? '<unknown>'],
+      ['Hostname', info.hostname ?? '<unknown>'],
+      ['CPU', `${info.cpu.cores} cores${info.cpu.model !== undefined ? ` (${info.cpu.model})` : ''}`],
+      ['Memory', formatBytes(info.memoryBytes)],
+      ['Engine', `${info.engine.name} ${info.engine.version}${info.engine.memoryLimit ? '' : ' (no memory limits)'}`],
+      ['Agent', info.agentVersion],
+      ['Addresses', info.addresses],
+    ], '  ');
+  }
+  if (cap !== undefined) {
+    out += 'Capacity:\n' + fields([['CPU', formatCpu(cap.cpuMillis)], ['Memory', formatBytes(cap.memoryBytes)], ['Pods', String(cap.pods)]], '  ');
+  }
+  if (usage !== undefined) {
+    const memPct = cap !== undefined && cap.memoryBytes > 0 ? ` (${Math.round((usage.memoryUsedBytes / cap.memoryBytes) * 100)}%)` : '';
+    out += 'Usage:\n' + fields([['CPU', `${usage.cpuPercent.toFixed(1)}%`], ['Memory', `${formatBytes(usage.memoryUsedBytes)}${memPct}`], ['Reported', when(usage.at, now)]], '  ');
+  }
+  const here = podsOnNode(pods, n.metadata.name);
+  out += here.length === 0 ? 'Pods:  <none>\n' : `Pods: (${here.length} in total)\n${podsTable(here, now, true, '  ')}`;
+  return out + describeEventsTable(events, now);
+}
+
+export const describeCommand: CommandDef = {
+  name: 'describe',
+  summary: 'Show details and events of a node, deployment or pod',
+  usage: `orchard describe node|deployment|pod NAME
+
+For a pending pod, shows why it cannot be placed, per node and per reason.`,
+  options: {},
+  async run(ctx) {
+    const [typeArg, nameArg, extra] = ctx.positionals;
+    if (extra !== undefined) throw usageError(`unexpected argument "${extra}"`);
+    const ref = resolveResource(typeArg, ['Node', 'Deployment', 'Pod']);
+    const name = ref.name ?? nameArg;
+    if (name === undefined) throw usageError(`missing ${ref.kind.toLowerCase()} name`);
+    const client = await ctx.client();
+    const now = ctx.io.now();
+    switch (ref.kind) {
+      case 'Pod': {
+        const { item } = await getObject(client, 'Pod', 'pods', name);
+        ctx.io.stdout.write(describePod(item, await eventsFor(client, 'Pod', name), now));
+        break;
+      }
+      case 'Deployment': {
+        const { item } = await getObject(client, 'Deployment', 'deployments', name);
+        const pods = (await listObjects(client, 'Pod', 'pods')).items.filter((p) => p.metadata.ownerName === name);
+        ctx.io.stdout.write(describeDeployment(item, pods, await eventsFor(client, 'Deployment', name), now));
+        break;
+      }
+      default: {
+        const { item } = await getObject(client, 'Node', 'nodes', name);
+        const pods = (await listObjects(client, 'Pod', 'pods')).items;
+        ctx.io.stdout.write(describeNode(item, pods, await eventsFor(client, 'Node', name), now));
+      }
+    }
+    return 0;
+  },
+};
