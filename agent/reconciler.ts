@@ -4,8 +4,12 @@ import type { Clock, Logger, TimerHandle } from './clock.js';
 import { silentLogger, systemClock } from './clock.js';
 import { buildCreateSpec, containerKey, joinsPodNetwork } from './container-spec.js';
 import { observePods } from './observe.js';
-import type { Action, ContainerFailure, FailureReason, Plan, RestartEntry } from './plan.js';
+import type { Action, ContainerFailure, FailureReason, Plan, RestartEntry, UnhealthyRun } from './plan.js';
 import { plan } from './plan.js';
+import type { ProbeChecker } from './probes/probe-check.js';
+import { RuntimeProbeChecker } from './probes/probe-check.js';
+import type { ProbedContainer } from './probes/probe-manager.js';
+import { ProbeManager } from './probes/probe-manager.js';
 import type { ContainerRuntime, RuntimeContainer } from './runtime/runtime.js';
 
 /**
@@ -28,6 +32,8 @@ export interface ReconcilerOptions {
   resyncMs?: number;
   /** Pods acted on in parallel within one pass. */
   concurrency?: number;
+  /** Runs liveness/readiness/startup probes; default: exec through `runtime`, HTTP/TCP from this host. */
+  probeChecker?: ProbeChecker;
 }
 
 /** Image pull / create / start failures back off from 5 s to 300 s. */
@@ -49,6 +55,9 @@ export class Reconciler {
   private generation = 0;
   private readonly restarts = new Map<string, RestartEntry>();
   private readonly failures = new Map<string, ContainerFailure>();
+  /** Container id → the probe failure that made the agent stop that run (status messages). */
+  private readonly terminations = new Map<string, UnhealthyRun>();
+  private readonly probes: ProbeManager;
   private lastObservedJson = '';
   private lastObserved: ObservedPod[] = [];
 
@@ -67,6 +76,14 @@ export class Reconciler {
     this.onObserved = opts.onObserved;
     this.resyncMs = opts.resyncMs ?? 10_000;
     this.concurrency = Math.max(1, opts.concurrency ?? 4);
+    // A readiness change or a liveness verdict only requests a pass: the pass re-reads the
+    // engine, restarts through plan() and republishes the observed set if it changed.
+    this.probes = new ProbeManager({
+      checker: opts.probeChecker ?? new RuntimeProbeChecker(this.runtime),
+      clock: this.clock,
+      logger: this.log,
+      onChange: () => this.trigger(),
+    });
   }
 
   get observed(): ObservedPod[] {
@@ -88,6 +105,7 @@ export class Reconciler {
     if (!this.stopped) return;
     this.stopped = false;
     this.abort = new AbortController();
+    this.probes.resume();
     try {
       await this.runtime.events(this.node, (e) => {
         // Our own starts also emit `start`; only exits and removals can need action.
@@ -104,6 +122,7 @@ export class Reconciler {
   async stop(): Promise<void> {
     this.stopped = true;
     this.abort.abort();
+    this.probes.stop();
     if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
     this.timer = undefined;
     await this.running?.catch(() => {});
@@ -162,7 +181,8 @@ export class Reconciler {
       const observed = await this.runtime.listContainers(this.node, signal);
       if (desired === undefined) return undefined;
       this.prune(desired, observed);
-      last = plan(desired, observed, this.clock.now(), { containers: this.restarts, failures: this.failures });
+      last = plan(desired, observed, this.clock.now(), { containers: this.restarts, failures: this.failures, unhealthy: this.probes.unhealthy() });
+      this.syncProbes(desired, last);
       // Report every round, not only at the end: a slow action (a graceful stop) must not hide a restart.
       this.report(desired, last, generation);
       if (last.actions.length === 0) break;
@@ -177,9 +197,18 @@ export class Reconciler {
     return last.wakeAt;
   }
 
+  /** Lists, plans (without applying) and reports: a read-only look at where things stand. */
+  private async reportSnapshot(): Promise<void> {
+    const desired = this.desired;
+    if (desired === undefined) return;
+    const observed = await this.runtime.listContainers(this.node, this.abort.signal);
+    const snapshot = plan(desired, observed, this.clock.now(), { containers: this.restarts, failures: this.failures, unhealthy: this.probes.unhealthy() });
+    this.report(desired, snapshot, this.generation);
+  }
+
   /** Computes the observed set and hands it on when it changed. */
   private report(desired: readonly DesiredPod[], p: Plan, generation: number): void {
-    const pods = observePods(desired, p, { containers: this.restarts, failures: this.failures });
+    const pods = observePods(desired, p, { containers: this.restarts, failures: this.failures }, { readiness: this.probes.readiness(), terminations: this.terminations });
     const json = JSON.stringify([generation, pods]);
     if (json === this.lastObservedJson) return;
     this.lastObservedJson = json;
@@ -195,13 +224,31 @@ export class Reconciler {
   private prune(desired: readonly DesiredPod[], observed: readonly RuntimeContainer[]): void {
     const ids = new Set(observed.map((c) => c.id));
     for (const id of this.restarts.keys()) if (!ids.has(id)) this.restarts.delete(id);
+    for (const id of this.terminations.keys()) if (!ids.has(id)) this.terminations.delete(id);
     const keys = new Set(desired.flatMap((p) => p.spec.containers.map((c) => containerKey(p.uid, c.name))));
     for (const k of this.failures.keys()) if (!keys.has(k)) this.failures.delete(k);
   }
 
+  /** Probe runners follow the running container chosen for each desired pod container. */
+  private syncProbes(desired: readonly DesiredPod[], p: Plan): void {
+    const running: ProbedContainer[] = [];
+    for (const pod of desired) {
+      for (const spec of pod.spec.containers) {
+        const c = p.current.get(containerKey(pod.uid, spec.name));
+        if (c === undefined || c.state !== 'running') continue;
+        running.push({
+          id: c.id,
+          startedAt: c.startedAt,
+          label: `${pod.name}/${spec.name}`,
+          probes: { startupProbe: spec.startupProbe, livenessProbe: spec.livenessProbe, readinessProbe: spec.readinessProbe },
+        });
+      }
+    }
+    this.probes.sync(running);
+  }
+
   private async apply(p: Plan): Promise<void> {
     const removals = p.actions.filter((a) => a.type === 'remove');
-    await this.each(removals.map((a) => [a]), p);
     const byPod = new Map<string, Action[]>();
     for (const a of p.actions) {
       if (a.type === 'remove') continue;
@@ -209,7 +256,19 @@ export class Reconciler {
       if (list === undefined) byPod.set(a.pod.uid, [a]);
       else list.push(a);
     }
-    await this.each([...byPod.values()], p);
+    // A graceful stop can take terminationGracePeriodSeconds; new pods should not wait for it
+    // unless they may need what the old container holds (a host port, or the host network).
+    const needsHost = [...byPod.values()].some((group) => group.some((a) => a.type !== 'remove' && podUsesHostResources(a.pod)));
+    if (needsHost) {
+      await this.each(removals.map((a) => [a]), p);
+      await this.each([...byPod.values()], p);
+    } else {
+      const removing = this.each(removals.map((a) => [a]), p);
+      await this.each([...byPod.values()], p);
+      // Report the new pods now rather than after the slowest stop finishes.
+      if (removals.length > 0 && byPod.size > 0) await this.reportSnapshot().catch(() => undefined);
+      await removing;
+    }
   }
 
   /** Runs groups with bounded parallelism; actions within a group run in order and stop at the first failure. */
@@ -281,7 +340,12 @@ export class Reconciler {
               backoffStep: (a.resetBackoff ? 0 : prev?.backoffStep ?? 0) + 1,
               lastRestartAt: now,
             });
-            this.log.info('restarting exited container', { pod: a.pod.name, container: a.container, id: a.id.slice(0, 12) });
+            const note = this.terminations.get(a.id);
+            const exitedRun = p.current.get(key)?.startedAt;
+            // The note explains the run the agent stopped; a later crash of its own replaces it.
+            if (note !== undefined && note.startedAt !== exitedRun) this.terminations.delete(a.id);
+            const why = note !== undefined && note.startedAt === exitedRun ? note.reason : 'exited';
+            this.log.info('restarting exited container', { pod: a.pod.name, container: a.container, id: a.id.slice(0, 12), reason: why });
           }
           try {
             await this.runtime.start(a.id, signal);
@@ -289,6 +353,15 @@ export class Reconciler {
             return this.fail(key, 'RunContainerError', err, now);
           }
           this.failures.delete(key);
+          return true;
+        }
+        case 'kill': {
+          // Liveness/startup gave up on this run: stop it; the next round sees an exited
+          // container and restarts it per restartPolicy, counted and backed off like a crash.
+          this.log.warn('stopping unhealthy container', { pod: a.pod.name, container: a.container, id: a.id.slice(0, 12), reason: a.reason });
+          const run = p.current.get(containerKey(a.pod.uid, a.container));
+          this.terminations.set(a.id, { startedAt: run?.startedAt, reason: a.reason });
+          await this.runtime.stop(a.id, a.graceSeconds, signal);
           return true;
         }
         case 'restart': {
@@ -315,4 +388,9 @@ export class Reconciler {
     this.log.warn('container action failed', { key, reason, error: e.message, retryInMs: retryAt - now });
     return false;
   }
+}
+
+/** True when a pod binds host ports or shares the host network, so it may collide with a container being removed. */
+function podUsesHostResources(pod: DesiredPod): boolean {
+  return pod.spec.network === 'host' || pod.spec.containers.some((c) => c.ports.some((port) => port.hostPort !== undefined));
 }
