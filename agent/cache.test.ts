@@ -33,8 +33,20 @@ describe('DesiredCache', () => {
     expect(await c.save(set(3, '2024-01-01T00:05:00Z'))).toBe(false);
     expect(c.writes).toBe(1);
     expect((await stat(join(dir, DESIRED_FILE))).mtimeMs).toBe(m1);
-    expect(await c.save(set(4))).toBe(true);
+    expect(c.writes).toBe(1);
+  });
+
+  it('does not write for a new generation with the same pods, but does when the pods change', async () => {
+    const c = new DesiredCache(dir);
+    await c.save(set(3));
+    const before = await stat(join(dir, DESIRED_FILE));
+    for (let g = 4; g < 20; g++) expect(await c.save(set(g, `2024-01-01T00:${String(g).padStart(2, '0')}:00Z`))).toBe(false);
+    const after = await stat(join(dir, DESIRED_FILE));
+    expect([after.mtimeMs, after.ino, after.size]).toEqual([before.mtimeMs, before.ino, before.size]);
+    expect(c.writes).toBe(1);
+    expect(await c.save({ ...set(20), pods: [mockPod({ name: 'web-2' })] })).toBe(true);
     expect(c.writes).toBe(2);
+    expect((await new DesiredCache(dir).load())?.generation).toBe(20);
   });
 
   it('does not rewrite a set it loaded at start', async () => {
@@ -54,7 +66,8 @@ describe('DesiredCache', () => {
 
   it('serializes concurrent saves: the last one wins', async () => {
     const c = new DesiredCache(dir);
-    await Promise.all([c.save(set(1)), c.save(set(2)), c.save(set(3))]);
+    const named = (g: number): DesiredSetMessage => ({ ...set(g), pods: [mockPod({ name: `web-${g}` })] });
+    await Promise.all([c.save(named(1)), c.save(named(2)), c.save(named(3))]);
     const onDisk = JSON.parse(await readFile(join(dir, DESIRED_FILE), 'utf8')) as DesiredSetMessage;
     expect(onDisk.generation).toBe(3);
   });

@@ -10,15 +10,19 @@ import { silentLogger } from './clock.js';
  * link outage, agent crash, cold boot with no network).
  *
  * SD cards wear out: save() writes only when the set's content changed (a retained message
- * redelivered on every reconnect costs no write). Writes are atomic — tmp file, fsync,
- * rename, fsync of the directory — so a power cut leaves either the old or the new file.
+ * redelivered on every reconnect costs no write). The generation is not content: the hub bumps
+ * it for changes on other nodes or in fields this node does not get, and a new generation with
+ * the same pods costs no write either. So the generation on disk may be older than the one
+ * enforced; after a restart the agent reports that older generation until the hub's retained
+ * set arrives, which is harmless (same pods). Writes are atomic — tmp file, fsync, rename,
+ * fsync of the directory — so a power cut leaves either the old or the new file.
  */
 
 export const DESIRED_FILE = 'desired.json';
 
-/** The content that matters; `at` is a send time and changes nothing on the node. */
+/** The content that matters on the node: `at` is a send time, `generation` a version stamp. */
 function contentOf(set: DesiredSetMessage): string {
-  return JSON.stringify({ node: set.node, generation: set.generation, pods: set.pods });
+  return JSON.stringify({ node: set.node, pods: set.pods });
 }
 
 export class DesiredCache {

@@ -1,7 +1,7 @@
 import type { DesiredPod, ObservedPod } from '../protocol/messages.js';
 import type { ContainerStatus, PodCondition, PodPhase } from '../protocol/objects.js';
 import { containerKey } from './container-spec.js';
-import type { Plan, RestartState } from './plan.js';
+import type { Plan, RestartState, UnhealthyRun } from './plan.js';
 import { parseTime } from './plan.js';
 
 /**
@@ -10,18 +10,26 @@ import { parseTime } from './plan.js';
  * running, terminated (Completed, Error, OOMKilled).
  */
 
-export function observePods(desired: readonly DesiredPod[], p: Pick<Plan, 'backoff' | 'current'>, state: RestartState): ObservedPod[] {
+/** What the probes add to the picture (see probes/). */
+export interface ProbeView {
+  /** container id → ready, for running containers that have probes; others are ready when running. */
+  readiness?: ReadonlyMap<string, boolean>;
+  /** container id → why the agent stopped that run (liveness/startup), keyed to the stopped run. */
+  terminations?: ReadonlyMap<string, UnhealthyRun>;
+}
+
+export function observePods(desired: readonly DesiredPod[], p: Pick<Plan, 'backoff' | 'current'>, state: RestartState, probes: ProbeView = {}): ObservedPod[] {
   const seen = new Set<string>();
   const out: ObservedPod[] = [];
   for (const pod of desired) {
     if (seen.has(pod.uid)) continue;
     seen.add(pod.uid);
-    out.push(observePod(pod, p, state));
+    out.push(observePod(pod, p, state, probes));
   }
   return out;
 }
 
-function observePod(pod: DesiredPod, p: Pick<Plan, 'backoff' | 'current'>, state: RestartState): ObservedPod {
+function observePod(pod: DesiredPod, p: Pick<Plan, 'backoff' | 'current'>, state: RestartState, probes: ProbeView): ObservedPod {
   const statuses: ContainerStatus[] = [];
   let notStarted = false;
   let allTerminated = true;
@@ -45,16 +53,20 @@ function observePod(pod: DesiredPod, p: Pick<Plan, 'backoff' | 'current'>, state
       s.containerId = c.id;
       s.restartCount = state.containers.get(c.id)?.restarts ?? 0;
       if (c.startedAt !== undefined) s.startedAt = c.startedAt;
+      const killed = probes.terminations?.get(c.id);
       const created = parseTime(c.createdAt);
       if (created !== undefined) startTime = startTime === undefined ? created : Math.min(startTime, created);
       if (c.state === 'running' || c.state === 'paused' || c.state === 'restarting') {
         allTerminated = false;
         allSucceeded = false;
         s.state = 'running';
-        s.ready = c.state === 'running';
+        s.ready = c.state === 'running' && (probes.readiness?.get(c.id) ?? true);
+        // A fixed text about the previous run (not a countdown), so the set stays stable.
+        if (killed !== undefined && killed.startedAt !== c.startedAt) s.message = `last termination: ${killed.reason}`.slice(0, 4096);
       } else {
         const exitCode = c.exitCode ?? -1;
-        const lastReason = c.oomKilled === true ? 'OOMKilled' : exitCode === 0 ? 'Completed' : 'Error';
+        const byProbe = killed !== undefined && killed.startedAt === c.startedAt;
+        const lastReason = byProbe ? killed.reason : c.oomKilled === true ? 'OOMKilled' : exitCode === 0 ? 'Completed' : 'Error';
         s.exitCode = exitCode;
         if (c.finishedAt !== undefined) s.finishedAt = c.finishedAt;
         const retryAt = p.backoff.get(c.id);
@@ -72,8 +84,9 @@ function observePod(pod: DesiredPod, p: Pick<Plan, 'backoff' | 'current'>, state
           s.message = failure.message.slice(0, 4096);
         } else {
           s.state = 'terminated';
-          s.reason = lastReason;
-          if (exitCode !== 0) allSucceeded = false;
+          s.reason = byProbe ? 'Error' : lastReason;
+          if (byProbe) s.message = lastReason.slice(0, 4096);
+          if (exitCode !== 0 || byProbe) allSucceeded = false;
         }
       }
     }
@@ -81,12 +94,19 @@ function observePod(pod: DesiredPod, p: Pick<Plan, 'backoff' | 'current'>, state
     statuses.push(s);
   }
 
+  // Terminal phases only where the restart policy lets the pod end (as Kubernetes): with
+  // Always, or OnFailure after a failure, the agent is about to restart the container, and a
+  // Failed phase seen in that instant would make the hub replace a pod that is healing in place.
+  const policy = pod.spec.restartPolicy;
+  const willRestart = policy === 'Always' || (policy === 'OnFailure' && !allSucceeded);
   let phase: PodPhase;
   if (notStarted) phase = 'Pending';
-  else if (allTerminated) phase = allSucceeded ? 'Succeeded' : 'Failed';
+  else if (allTerminated && !willRestart) phase = allSucceeded ? 'Succeeded' : 'Failed';
   else phase = 'Running';
   const ready = statuses.every((s) => s.ready);
-  const cond = (type: PodCondition['type']): PodCondition => ({ type, status: ready ? 'True' : 'False' });
+  const unready = statuses.filter((s) => !s.ready).map((s) => s.name);
+  const cond = (type: PodCondition['type']): PodCondition =>
+    ready ? { type, status: 'True' } : { type, status: 'False', reason: 'ContainersNotReady', message: `containers with unready status: [${unready.join(' ')}]` };
   const o: ObservedPod = {
     name: pod.name,
     uid: pod.uid,

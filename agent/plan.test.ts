@@ -20,6 +20,7 @@ function brief(a: Action): string {
     case 'create': return `create ${a.pod.name}/${a.container}`;
     case 'start': return `start ${a.id}${a.crashRestart ? ' (crash)' : ''}${a.resetBackoff ? ' (reset)' : ''}`;
     case 'restart': return `restart ${a.id}`;
+    case 'kill': return `kill ${a.id}: ${a.reason}`;
     case 'remove': return `remove ${a.id}: ${a.reason}`;
   }
 }

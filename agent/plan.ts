@@ -17,6 +17,8 @@ import { LABELS } from './runtime/runtime.js';
  *   then 1 s, 2 s, 4 s … capped at 300 s; a container that ran ≥ 10 min starts over at once.
  * - A joined container that started before its namespace owner's current run is restarted
  *   (its network namespace went away with the owner's previous run).
+ * - A running container whose liveness/startup probe gave up (state.unhealthy, same run) is
+ *   stopped; from then on it is an exited container like any other (restart, back-off, count).
  */
 
 export const BACKOFF_BASE_MS = 1000;
@@ -43,15 +45,27 @@ export interface ContainerFailure {
   retryAt: number;
 }
 
+/** A container run the probes gave up on (see probes/probe-manager.ts): stopped, then restarted per policy. */
+export interface UnhealthyRun {
+  /** Start time of the run that failed; a later run of the same container is not affected. */
+  startedAt: string | undefined;
+  /** "Unhealthy: liveness probe failed: …" */
+  reason: string;
+}
+
 export interface RestartState {
   containers: ReadonlyMap<string, RestartEntry>;
   failures: ReadonlyMap<string, ContainerFailure>;
+  /** Running containers (by id) whose liveness or startup probe failed. */
+  unhealthy?: ReadonlyMap<string, UnhealthyRun>;
 }
 
 export type Action =
   | { type: 'create'; pod: DesiredPod; container: string; index: number }
   | { type: 'start'; id: string; pod: DesiredPod; container: string; index: number; crashRestart: boolean; resetBackoff: boolean }
   | { type: 'restart'; id: string; pod: DesiredPod; container: string; index: number; reason: string }
+  /** Stop an unhealthy container; the exited-container rules then restart it (policy, back-off, count). */
+  | { type: 'kill'; id: string; pod: DesiredPod; container: string; index: number; reason: string; graceSeconds: number }
   | { type: 'remove'; id: string; reason: string; graceSeconds: number };
 
 export interface Plan {
@@ -170,6 +184,11 @@ export function plan(desired: readonly DesiredPod[], observed: readonly RuntimeC
 
       switch (chosen.state) {
         case 'running': {
+          const sick = state.unhealthy?.get(chosen.id);
+          if (sick !== undefined && sick.startedAt === chosen.startedAt) {
+            work.push({ type: 'kill', id: chosen.id, pod, container: spec.name, index, reason: sick.reason, graceSeconds: pod.spec.terminationGracePeriodSeconds });
+            return;
+          }
           if (index === 0) ownerReady = true;
           const started = parseTime(chosen.startedAt);
           if (joins && ownerReady && ownerStartedAt !== undefined && started !== undefined && started < ownerStartedAt) {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { OrchardError } from '../../protocol/errors.js';
 import type {
-  ContainerRuntime, CreateSpec, EngineInfo, PullPolicy, RuntimeContainer, RuntimeEvent, RuntimeEventType,
+  ContainerRuntime, CreateSpec, EngineInfo, ExecResult, PullPolicy, RuntimeContainer, RuntimeEvent, RuntimeEventType, RuntimeVolume,
 } from './runtime.js';
 import { LABELS } from './runtime.js';
 
@@ -32,6 +32,9 @@ export interface MemoryRuntimeOptions {
   now?: () => number;
 }
 
+/** Scripted exec for tests: what a command run in container `id` returns (or throws). */
+export type ExecScript = (id: string, command: string[], signal: AbortSignal | undefined) => ExecResult | Promise<ExecResult>;
+
 export class MemoryRuntime implements ContainerRuntime {
   private readonly containers = new Map<string, Record_>();
   private readonly byNode = new Map<string, Set<string>>();
@@ -42,7 +45,9 @@ export class MemoryRuntime implements ContainerRuntime {
   private readonly engineInfo: EngineInfo;
   private readonly now: () => number;
   /** Counts of calls by method, so tests can assert what the agent asked the engine to do. */
-  readonly calls = { create: 0, start: 0, stop: 0, remove: 0, pull: 0, list: 0 };
+  readonly calls = { create: 0, start: 0, stop: 0, remove: 0, pull: 0, list: 0, exec: 0 };
+  /** Nothing executes here: exec answers from this script (default: exit 0, no output). */
+  private execScript: ExecScript = () => ({ exitCode: 0, output: '' });
 
   constructor(opts: MemoryRuntimeOptions = {}) {
     this.images = new Set(opts.images ?? []);
@@ -67,6 +72,11 @@ export class MemoryRuntime implements ContainerRuntime {
   failPull(image: string, message: string | undefined): void {
     if (message === undefined) this.pullFailures.delete(image);
     else this.pullFailures.set(image, message);
+  }
+
+  /** Scripts what exec returns from now on (exec probes in tests); undefined restores "exit 0". */
+  scriptExec(script: ExecScript | undefined): void {
+    this.execScript = script ?? (() => ({ exitCode: 0, output: '' }));
   }
 
   hasImage(image: string): boolean {
@@ -181,6 +191,24 @@ export class MemoryRuntime implements ContainerRuntime {
     signal.addEventListener('abort', () => set.delete(listener), { once: true });
   }
 
+  async exec(id: string, command: string[], signal?: AbortSignal): Promise<ExecResult> {
+    this.calls.exec++;
+    const c = this.mustGet(id);
+    if (c.state !== 'running') throw new OrchardError('ERR_RUNTIME', `container ${id} is not running`);
+    if (signal?.aborted === true) throw new OrchardError('ERR_TIMEOUT', `exec in ${id.slice(0, 12)}: timed out or aborted`);
+    const run = Promise.resolve(this.execScript(id, [...command], signal));
+    if (signal === undefined) return run;
+    // A script that never settles still ends at the caller's deadline, as a real engine call would.
+    return new Promise<ExecResult>((resolve, reject) => {
+      const onAbort = (): void => reject(new OrchardError('ERR_TIMEOUT', `exec in ${id.slice(0, 12)}: timed out or aborted`));
+      signal.addEventListener('abort', onAbort, { once: true });
+      run.then(
+        (v) => { signal.removeEventListener('abort', onAbort); resolve(v); },
+        (e: unknown) => { signal.removeEventListener('abort', onAbort); reject(e); },
+      );
+    });
+  }
+
   // ---- internals ----
 
   private exit(c: Record_, exitCode: number, oom: boolean): void {
@@ -206,6 +234,17 @@ export class MemoryRuntime implements ContainerRuntime {
     const c = this.containers.get(id);
     if (c === undefined) throw new OrchardError('ERR_NOT_FOUND', `No such container: ${id}`);
     return c;
+  }
+
+  /** Engine volumes (persistent volumes): name → labels. */
+  readonly volumes = new Map<string, Record<string, string>>();
+
+  async ensureVolume(name: string, labels: Record<string, string>): Promise<void> {
+    if (!this.volumes.has(name)) this.volumes.set(name, { ...labels });
+  }
+
+  async listVolumes(node: string): Promise<RuntimeVolume[]> {
+    return [...this.volumes].filter(([, l]) => l[LABELS.node] === node).map(([name, labels]) => ({ name, labels: { ...labels } }));
   }
 
   private iso(): string {

@@ -78,6 +78,28 @@ export interface CreateSpec {
   memoryBytes?: number;
   network: NetworkSpec;
   workingDir?: string;
+  /** Volumes (issue 7): host directories, engine volumes, tmpfs. */
+  mounts?: MountSpec[];
+}
+
+export interface MountSpec {
+  type: 'bind' | 'volume' | 'tmpfs';
+  /** Host path (bind) or engine volume name (volume); unused for tmpfs. */
+  source?: string;
+  target: string;
+  readOnly: boolean;
+  /** tmpfs only: size limit in bytes. */
+  sizeBytes?: number;
+}
+
+/** An engine volume the agent created (labelled `orchard.node=<node>`). */
+export interface RuntimeVolume {
+  name: string;
+  labels: Record<string, string>;
+  /** Host path of the volume's data, when the engine says. */
+  mountpoint?: string;
+  /** Bytes used, when the engine knows (Docker `system df` UsageData); -1/absent = unknown. */
+  usedBytes?: number;
 }
 
 export type RuntimeEventType = 'start' | 'die' | 'destroy' | 'oom';
@@ -90,6 +112,16 @@ export interface RuntimeEvent {
   /** ms since epoch */
   at: number;
 }
+
+/** Outcome of a command run inside a container (exec probes). */
+export interface ExecResult {
+  exitCode: number;
+  /** stdout and stderr interleaved, at most EXEC_OUTPUT_LIMIT bytes (the rest is dropped). */
+  output: string;
+}
+
+/** Exec output kept per run: enough for a probe's failure message, bounded for a Pi's memory. */
+export const EXEC_OUTPUT_LIMIT = 4096;
 
 export interface ContainerRuntime {
   info(signal?: AbortSignal): Promise<EngineInfo>;
@@ -111,6 +143,16 @@ export interface ContainerRuntime {
    * subscription attempt finished, so events after that are not missed.
    */
   events(node: string, onEvent: (e: RuntimeEvent) => void, signal: AbortSignal): Promise<void>;
+  /**
+   * Runs `command` in the running container `id` and waits for it to exit (exec probes).
+   * Throws ERR_TIMEOUT when `signal` fires first (the process may linger in the container, as
+   * with any engine exec), ERR_NOT_FOUND / ERR_RUNTIME when the container is gone or not running.
+   */
+  exec(id: string, command: string[], signal?: AbortSignal): Promise<ExecResult>;
+  /** Creates the named engine volume with `labels` unless it exists (persistent volumes). Idempotent. */
+  ensureVolume?(name: string, labels: Record<string, string>, signal?: AbortSignal): Promise<void>;
+  /** Engine volumes labelled `orchard.node=<node>`; with `usage`, also bytes used when the engine can tell cheaply. */
+  listVolumes?(node: string, opts: { usage: boolean }, signal?: AbortSignal): Promise<RuntimeVolume[]>;
 }
 
 /** Label keys on every container the agent creates. */
@@ -123,6 +165,8 @@ export const LABELS = {
   specHash: 'orchard.spec-hash',
   /** Grace period to use when removing the container after its pod left the desired set. */
   grace: 'orchard.grace-seconds',
+  /** On engine volumes: the pod volume name (persistent volumes). */
+  volume: 'orchard.volume',
 } as const;
 
 /** Maps an engine's architecture string to Orchard's; undefined for ones Orchard does not schedule. */
