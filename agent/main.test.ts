@@ -35,6 +35,14 @@ describe('parseAgentArgs', () => {
     expect((err as Error).message).toMatch(message);
   });
 
+  it('--mqtt-url overrides the broker endpoint; plain mqtt:// needs --insecure', () => {
+    expect(parseAgentArgs(['--hub', 'h', '--mqtt-url', 'mqtts://127.0.0.1:9883'], {}).mqttUrl).toBe('mqtts://127.0.0.1:9883');
+    expect(parseAgentArgs(['--hub', 'h', '--insecure', '--mqtt-url=mqtt://relay.lan:1883'], {}).mqttUrl).toBe('mqtt://relay.lan:1883');
+    expect(() => parseAgentArgs(['--hub', 'h', '--mqtt-url', 'mqtt://relay.lan:1883'], {})).toThrow(/needs --insecure/);
+    expect(() => parseAgentArgs(['--hub', 'h', '--mqtt-url', 'https://x:1'], {})).toThrow(/--mqtt-url/);
+    expect(() => parseAgentArgs(['--hub', 'h', '--mqtt-url', 'mqtts://x'], {})).toThrow(/--mqtt-url/);
+  });
+
   it('derives a DNS-1123 node name from the host name', () => {
     expect(defaultNodeName('Pi_Kitchen.local')).toBe('pi-kitchen');
     expect(defaultNodeName('---')).toBe('node');

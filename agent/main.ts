@@ -5,6 +5,7 @@ import { Agent } from './agent.js';
 import { consoleLogger } from './clock.js';
 import { DockerRuntime } from './runtime/docker-runtime.js';
 import { loadOrJoin } from './security/join.js';
+import { parseAllowList } from './storage/host-path.js';
 
 /**
  * Composition root of `orchard agent`: parse flags, load or obtain the node's identity,
@@ -19,7 +20,13 @@ export interface AgentArgs {
   token?: string;
   insecure: boolean;
   dockerSocket?: string;
+  /** Overrides the MQTT endpoint the join response gave (relays, NAT, chaos tests); same CA pinning. */
+  mqttUrl?: string;
   verbose: boolean;
+  /** hostPath prefixes pods may mount (default none). */
+  hostPathAllow?: string[];
+  /** Where secret/config files live; must be tmpfs (default /run/orchard-agent/<node>). */
+  secretsDir?: string;
 }
 
 export const AGENT_USAGE = `usage: orchard agent --hub HOST[:PORT]|https://HOST:PORT|http://HOST:PORT [options]
@@ -29,9 +36,14 @@ export const AGENT_USAGE = `usage: orchard agent --hub HOST[:PORT]|https://HOST:
   --token TOKEN         join token (first start only; or env ORCHARD_TOKEN)
   --insecure            allow a plain-HTTP hub / skip CA pinning (labs only)
   --docker-socket PATH  container engine socket (default: DOCKER_HOST or /var/run/docker.sock)
+  --mqtt-url URL        mqtts://HOST:PORT (or mqtt://) to dial instead of the hub's join answer
+                        (a relay or TCP proxy in front of the broker; TLS still verifies the hub CA)
+  --host-path-allow P,… host path prefixes pods may mount as hostPath volumes (default: none)
+  --secrets-dir DIR     tmpfs directory for secret/config files (default /run/orchard-agent/<name>;
+                        a tmpfs is mounted there when it is not on one and the agent is root)
   --verbose             debug logging`;
 
-const VALUE_FLAGS = new Set(['--hub', '--name', '--node', '--labels', '--data-dir', '--token', '--docker-socket']);
+const VALUE_FLAGS = new Set(['--hub', '--name', '--node', '--labels', '--data-dir', '--token', '--docker-socket', '--mqtt-url', '--host-path-allow', '--secrets-dir']);
 const BOOL_FLAGS = new Set(['--insecure', '--verbose']);
 
 /** A DNS-1123 label from the host name, so a bare `orchard agent --hub …` just works. */
@@ -86,6 +98,24 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
   if (token !== undefined && token !== '') args.token = token;
   const socket = values.get('--docker-socket');
   if (socket !== undefined) args.dockerSocket = socket;
+  try {
+    const allow = values.get('--host-path-allow');
+    if (allow !== undefined) args.hostPathAllow = parseAllowList(allow);
+  } catch (err) {
+    throw new OrchardError('ERR_VALIDATION', (err as Error).message);
+  }
+  const secretsDir = values.get('--secrets-dir');
+  if (secretsDir !== undefined) {
+    if (!secretsDir.startsWith('/')) throw new OrchardError('ERR_VALIDATION', `--secrets-dir: "${secretsDir}" must be an absolute path`);
+    args.secretsDir = secretsDir;
+  }
+  const mqttUrl = values.get('--mqtt-url');
+  if (mqttUrl !== undefined) {
+    if (!/^mqtts?:\/\/[A-Za-z0-9.\-[\]:]+:\d{1,5}\/?$/.test(mqttUrl)) throw new OrchardError('ERR_VALIDATION', `--mqtt-url: "${mqttUrl}" must be mqtts://HOST:PORT or mqtt://HOST:PORT`);
+    // The node credential must not cross the wire in clear text unless the operator said so.
+    if (mqttUrl.startsWith('mqtt://') && !args.insecure) throw new OrchardError('ERR_VALIDATION', '--mqtt-url: mqtt:// (no TLS) needs --insecure; use mqtts://');
+    args.mqttUrl = mqttUrl;
+  }
   return args;
 }
 
@@ -103,9 +133,10 @@ export async function runAgent(argv: string[]): Promise<void> {
   if (args.token !== undefined) joinOpts.token = args.token;
   const identity = await loadOrJoin(joinOpts);
   const runtime = new DockerRuntime({ ...(args.dockerSocket === undefined ? {} : { socketPath: args.dockerSocket }), log: (m) => logger.warn(m) });
-  const link: ConstructorParameters<typeof Agent>[0]['link'] = { url: identity.mqttUrl, username: identity.node, password: identity.credential };
+  const link: ConstructorParameters<typeof Agent>[0]['link'] = { url: args.mqttUrl ?? identity.mqttUrl, username: identity.node, password: identity.credential };
   if (identity.caPem !== undefined) link.ca = identity.caPem;
-  const agent = new Agent({ node: identity.node, labels: args.labels, dataDir: args.dataDir, runtime, link, logger });
+  const storage = { secretsDir: args.secretsDir ?? `/run/orchard-agent/${identity.node}`, hostPathAllow: args.hostPathAllow ?? [] };
+  const agent = new Agent({ node: identity.node, labels: args.labels, dataDir: args.dataDir, runtime, link, logger, storage });
 
   let onSignal: (() => void) | undefined;
   const stopped = new Promise<void>((resolve) => {

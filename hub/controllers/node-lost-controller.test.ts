@@ -1,0 +1,320 @@
+import { describe, expect, it } from 'vitest';
+import type { NodeStatusMessage } from '../../protocol/messages.js';
+import type { Pod } from '../../protocol/objects.js';
+import { topics } from '../../protocol/topics.js';
+import type { Publisher } from '../broker/broker.js';
+import { silentLogger } from '../log.js';
+import { Operations } from '../operations.js';
+import { MemoryStore } from '../store/memory-store.js';
+import { DeploymentController } from './deployment-controller.js';
+import { DesiredPublisher } from './desired-publisher.js';
+import { NodeController, isReady } from './node-controller.js';
+import { NodeLostController, nodeLostPolicy } from './node-lost-controller.js';
+import { SchedulingController } from './scheduling-controller.js';
+
+const T0 = Date.parse('2026-01-01T00:00:00Z');
+
+function manifest(name: string, replicas: number, extra = '', podExtra = ''): string {
+  return `apiVersion: orchard/v1
+kind: Deployment
+metadata: { name: ${name} }
+spec:
+  replicas: ${replicas}
+${extra}
+  template:
+    spec:
+${podExtra}
+      containers: [{ name: c, image: img, resources: { requests: { cpu: 100m, memory: 16Mi } }${podExtra ? ', volumeMounts: [{ name: data, mountPath: /data }]' : ''} }]
+`;
+}
+const persistent = '      volumes: [{ name: data, persistent: {} }]';
+
+function status(node: string): NodeStatusMessage {
+  return {
+    node,
+    labels: {},
+    bootId: 'b1',
+    at: new Date(T0).toISOString(),
+    info: { arch: 'arm64', os: 'linux', cpu: { cores: 4 }, memoryBytes: 4 * 1024 ** 3, engine: { name: 'docker', version: '20.10', memoryLimit: true, cpuLimit: true }, agentVersion: '0.1.0', addresses: ['127.0.0.1'] },
+  };
+}
+
+/** The hub's controllers over one MemoryStore with a fake clock; `restartHub` rebuilds them on the same store. */
+function world(startupGraceMs = 40_000) {
+  let clock = T0;
+  const now = (): Date => new Date(clock);
+  const store = new MemoryStore({ now });
+  const published: Array<{ topic: string; payload: string }> = [];
+  const publisher: Publisher = { publish: async (topic, payload) => void published.push({ topic, payload: payload.toString() }) };
+  const log = silentLogger;
+  const ops = new Operations({ store, log, now });
+  const build = () => {
+    const c = {
+      deployments: new DeploymentController({ store, log, now }),
+      scheduling: new SchedulingController({ store, log, now }),
+      desired: new DesiredPublisher({ store, publisher, log, now }),
+      nodes: new NodeController({ store, log, now, heartbeatGraceMs: 40_000 }),
+      lost: new NodeLostController({ store, log, now, startupGraceMs }),
+    };
+    c.deployments.start();
+    c.scheduling.start();
+    c.desired.start();
+    c.lost.start();
+    return c;
+  };
+  let c = build();
+  const stopAll = (): void => {
+    c.deployments.stop();
+    c.scheduling.stop();
+    c.desired.stop();
+    c.lost.stop();
+    c.nodes.stop();
+  };
+  const w = {
+    store,
+    ops,
+    published,
+    get c() {
+      return c;
+    },
+    advance: (ms: number) => (clock += ms),
+    async settle(): Promise<void> {
+      for (let i = 0; i < 4; i++) {
+        await c.deployments.queue.idle();
+        await c.scheduling.queue.idle();
+        await c.desired.queue.idle();
+        await c.lost.queue.idle();
+      }
+    },
+    report: (node: string) => c.nodes.handle(topics.nodeStatus(node), Buffer.from(JSON.stringify(status(node)))),
+    will: (node: string) => c.nodes.handle(topics.nodePresence(node), Buffer.from(JSON.stringify({ node, online: false }))),
+    online: (node: string) => c.nodes.handle(topics.nodePresence(node), Buffer.from(JSON.stringify({ node, online: true }))),
+    observe(node: string, pods: Pod[]): void {
+      const msg = { node, generation: store.revision(), at: now().toISOString(), pods: pods.map((p) => ({ name: p.metadata.name, uid: p.metadata.uid, phase: 'Running', ready: true, containers: [{ name: 'c', image: 'img', state: 'running', restartCount: 0, ready: true, containerId: `ctr-${p.metadata.name}` }] })) };
+      c.nodes.handle(topics.nodeObserved(node), Buffer.from(JSON.stringify(msg)));
+    },
+    desiredOf(node: string): string[] {
+      const last = [...published].reverse().find((p) => p.topic === topics.nodeDesired(node));
+      return last ? (JSON.parse(last.payload) as { pods: Array<{ name: string }> }).pods.map((p) => p.name).sort() : [];
+    },
+    pods: (dep: string) => store.list('Pod', { ownerName: dep }),
+    on: (dep: string, node: string) => store.list('Pod', { ownerName: dep }).filter((p) => p.spec.nodeName === node),
+    async restartHub(): Promise<void> {
+      stopAll();
+      c = build();
+      await w.settle();
+    },
+    stop: stopAll,
+  };
+  return w;
+}
+
+/** Two Ready nodes, deployment `name` with 2 replicas (one per node, spread), all Running. */
+async function twoNodes(name: string, extra = '', podExtra = '', startupGraceMs?: number) {
+  const w = world(startupGraceMs);
+  w.report('n1');
+  w.report('n2');
+  w.ops.apply(manifest(name, 2, extra, podExtra));
+  await w.settle();
+  expect(w.on(name, 'n1')).toHaveLength(1);
+  expect(w.on(name, 'n2')).toHaveLength(1);
+  w.observe('n1', w.on(name, 'n1'));
+  w.observe('n2', w.on(name, 'n2'));
+  await w.settle();
+  expect(w.pods(name).every((p) => p.status.phase === 'Running')).toBe(true);
+  return w;
+}
+
+describe('nodeLostPolicy', () => {
+  it.each([
+    [{ mode: 'replicated' as const }, { action: 'reschedule', afterSeconds: 60, startFresh: false }],
+    [{ mode: 'global' as const }, { action: 'keep', afterSeconds: 60, startFresh: false }],
+    [{ mode: 'replicated' as const, onNodeLost: { action: 'keep' as const, afterSeconds: 5, startFresh: false } }, { action: 'keep', afterSeconds: 5, startFresh: false }],
+    [{ mode: 'replicated' as const, onNodeLost: { action: 'reschedule' as const, afterSeconds: 0, startFresh: true } }, { action: 'reschedule', afterSeconds: 0, startFresh: true }],
+    // One pod per node: a global pod has nowhere else to go, whatever the manifest says.
+    [{ mode: 'global' as const, onNodeLost: { action: 'reschedule' as const, afterSeconds: 1, startFresh: false } }, { action: 'keep', afterSeconds: 1, startFresh: false }],
+  ])('%o → %o', (spec, want) => {
+    expect(nodeLostPolicy(spec)).toEqual(want);
+  });
+});
+
+describe('NodeLostController (memory store, fake clock)', () => {
+  it('marks pods of a lost node Unknown / not Ready, and the next observed set restores them', async () => {
+    const w = await twoNodes('web', '  onNodeLost: { action: keep }');
+    w.will('n1');
+    const [p] = w.on('web', 'n1');
+    expect(p?.status.phase).toBe('Unknown');
+    expect(p?.status.reason).toBe('NodeLost');
+    expect(p?.status.conditions.find((c) => c.type === 'Ready')).toMatchObject({ status: 'False', reason: 'NodeLost' });
+    expect(p?.status.containerStatuses.every((c) => !c.ready)).toBe(true);
+    expect(w.on('web', 'n2')[0]?.status.phase).toBe('Running'); // the other node's pods are untouched
+    await w.settle();
+    expect(w.store.get('Deployment', 'web')?.status.readyReplicas).toBe(1);
+
+    w.online('n1');
+    w.observe('n1', w.on('web', 'n1'));
+    await w.settle();
+    const back = w.on('web', 'n1')[0];
+    expect(back?.status.phase).toBe('Running');
+    expect(back?.status.reason).toBeUndefined();
+    expect(back?.status.conditions.find((c) => c.type === 'Ready')?.status).toBe('True');
+    expect(w.store.get('Deployment', 'web')?.status.readyReplicas).toBe(2);
+    w.stop();
+  });
+
+  it('keep: nothing moves however long the node is lost, and its desired set is never touched', async () => {
+    const w = await twoNodes('web', '  onNodeLost: { action: keep, afterSeconds: 1 }');
+    const before = w.pods('web').map((p) => `${p.metadata.name}@${p.spec.nodeName}/${p.metadata.generation}`).sort();
+    const publishes = w.published.length;
+    w.will('n1');
+    w.advance(3600_000);
+    expect(w.c.lost.reconcile('n1')).toBeUndefined(); // no wake-up needed either
+    await w.settle();
+    expect(w.pods('web').map((p) => `${p.metadata.name}@${p.spec.nodeName}/${p.metadata.generation}`).sort()).toEqual(before);
+    expect(w.published.length).toBe(publishes); // status writes are not spec: no new desired set, no restart
+    expect(w.c.lost.replaced).toBe(0);
+    w.stop();
+  });
+
+  it('reschedule: waits afterSeconds from the transition, replaces on the Ready node, fences the returning node', async () => {
+    const w = await twoNodes('web', '  onNodeLost: { action: reschedule, afterSeconds: 30 }');
+    const [old] = w.on('web', 'n1');
+    if (!old) throw new Error('no pod on n1');
+    w.will('n1');
+    await w.settle();
+    w.advance(10_000);
+    expect(w.c.lost.reconcile('n1')).toEqual({ requeueAfterMs: 20_000 });
+    expect(w.store.get('Pod', old.metadata.name)).toBeDefined();
+
+    w.advance(20_000);
+    w.c.lost.reconcile('n1');
+    await w.settle();
+    expect(w.store.get('Pod', old.metadata.name)).toBeUndefined();
+    expect(w.pods('web')).toHaveLength(2);
+    expect(w.on('web', 'n2')).toHaveLength(2); // never the NotReady node
+    expect(w.on('web', 'n1')).toHaveLength(0);
+    expect(w.desiredOf('n1')).toEqual([]); // the retained set the agent gets on reconnect
+    expect(w.store.list('Event').map((e) => e.reason)).toEqual(expect.arrayContaining(['NodeLost', 'Rescheduling']));
+
+    // The node returns still running the old pod: its report is stale news, nothing duplicates.
+    w.report('n1');
+    w.observe('n1', [old]);
+    await w.settle();
+    expect(isReady(w.store.get('Node', 'n1')!)).toBe(true);
+    expect(w.pods('web')).toHaveLength(2);
+    expect(w.store.get('Pod', old.metadata.name)).toBeUndefined();
+    expect(w.desiredOf('n1')).toEqual([]);
+    w.stop();
+  });
+
+  it('the default for a replicated deployment is reschedule after 60 s', async () => {
+    const w = await twoNodes('web');
+    w.will('n1');
+    w.advance(59_000);
+    expect(w.c.lost.reconcile('n1')).toEqual({ requeueAfterMs: 1000 });
+    w.advance(1000);
+    w.c.lost.reconcile('n1');
+    await w.settle();
+    expect(w.on('web', 'n2')).toHaveLength(2);
+    w.stop();
+  });
+
+  it('a node that comes back before the deadline keeps its pods', async () => {
+    const w = await twoNodes('web', '  onNodeLost: { action: reschedule, afterSeconds: 30 }');
+    const names = w.pods('web').map((p) => p.metadata.name).sort();
+    w.will('n1');
+    w.advance(20_000);
+    w.online('n1');
+    w.advance(60_000);
+    w.c.lost.reconcile('n1');
+    await w.settle();
+    expect(w.pods('web').map((p) => p.metadata.name).sort()).toEqual(names);
+    w.stop();
+  });
+
+  it('pods with a persistent volume stay pinned unless startFresh', async () => {
+    // One replica, wherever the scheduler (and any volume pinning) puts it; that node is lost.
+    const oneDb = async (policy: string) => {
+      const w = world();
+      w.report('n1');
+      w.report('n2');
+      w.ops.apply(manifest('db', 1, policy, persistent));
+      await w.settle();
+      const pod = w.pods('db')[0];
+      if (!pod?.spec.nodeName) throw new Error('db pod not bound');
+      return { w, pod, node: pod.spec.nodeName };
+    };
+    const pinned = await oneDb('  onNodeLost: { action: reschedule, afterSeconds: 0 }');
+    pinned.w.will(pinned.node);
+    pinned.w.advance(1000);
+    pinned.w.c.lost.reconcile(pinned.node);
+    pinned.w.c.lost.reconcile(pinned.node);
+    await pinned.w.settle();
+    expect(pinned.w.pods('db').map((p) => p.metadata.name)).toEqual([pinned.pod.metadata.name]);
+    expect(pinned.w.store.list('Event').filter((e) => e.reason === 'NodeLostPinned').map((e) => e.count)).toEqual([1]);
+    pinned.w.stop();
+
+    const fresh = await oneDb('  onNodeLost: { action: reschedule, afterSeconds: 0, startFresh: true }');
+    fresh.w.will(fresh.node);
+    await fresh.w.settle(); // afterSeconds 0: the watch-driven pass deletes it at once
+    expect(fresh.w.store.get('Pod', fresh.pod.metadata.name)).toBeUndefined();
+    const replacement = fresh.w.pods('db');
+    expect(replacement).toHaveLength(1);
+    // Where a fresh copy may go is the volume code's business; never back onto the lost node.
+    expect(replacement[0]?.spec.nodeName).not.toBe(fresh.node);
+    fresh.w.stop();
+  });
+
+  it('the per-workload timer survives a hub restart (derived from the stored transition time)', async () => {
+    const w = await twoNodes('web', '  onNodeLost: { action: reschedule, afterSeconds: 120 }', '', 10_000);
+    w.will('n1');
+    w.advance(60_000);
+    await w.restartHub(); // a new controller process; the node is still lost (stored)
+    expect(w.c.lost.reconcile('n1')).toEqual({ requeueAfterMs: 60_000 }); // not 120 s from the restart
+    w.advance(60_000);
+    w.c.lost.reconcile('n1');
+    await w.settle();
+    expect(w.on('web', 'n2')).toHaveLength(2);
+    w.stop();
+  });
+
+  it('a node lost before a long hub outage gets a startup grace to reconnect before anything moves', async () => {
+    const w = await twoNodes('web', '  onNodeLost: { action: reschedule, afterSeconds: 30 }', '', 40_000);
+    w.will('n1');
+    w.advance(600_000); // hub down for 10 minutes
+    await w.restartHub();
+    expect(w.c.lost.reconcile('n1')).toEqual({ requeueAfterMs: 40_000 });
+    expect(w.on('web', 'n1')).toHaveLength(1);
+    w.advance(40_000);
+    w.c.lost.reconcile('n1');
+    await w.settle();
+    expect(w.on('web', 'n1')).toHaveLength(0);
+    expect(w.on('web', 'n2')).toHaveLength(2);
+    w.stop();
+  });
+
+  it('a hub restart alone moves nothing: Ready nodes get a grace period to report in', async () => {
+    const w = await twoNodes('web', '  onNodeLost: { action: reschedule, afterSeconds: 0 }');
+    const before = w.pods('web').map((p) => `${p.metadata.name}@${p.spec.nodeName}/${p.metadata.resourceVersion}`).sort();
+    w.advance(35_000); // silent for almost a grace while the hub was down
+    await w.restartHub();
+    w.c.nodes.sweep(); // first sweep after start: nobody seen yet → grace, not NotReady
+    w.advance(30_000);
+    w.report('n1'); // agents reconnect
+    w.online('n2');
+    w.c.nodes.sweep();
+    await w.settle();
+    expect(w.store.list('Node').every(isReady)).toBe(true);
+    expect(w.pods('web').map((p) => `${p.metadata.name}@${p.spec.nodeName}/${p.metadata.resourceVersion}`).sort()).toEqual(before);
+    expect(w.c.lost.replaced).toBe(0);
+
+    // …but one that never comes back is lost one grace after the restart, and then replaced.
+    w.advance(41_000);
+    w.online('n1');
+    w.c.nodes.sweep();
+    await w.settle();
+    expect(isReady(w.store.get('Node', 'n2')!)).toBe(false);
+    expect(w.on('web', 'n1')).toHaveLength(2);
+    w.stop();
+  });
+});

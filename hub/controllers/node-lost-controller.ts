@@ -1,0 +1,166 @@
+import type { DeploymentSpec } from '../../protocol/manifest.js';
+import type { Deployment, NodeObject, Pod } from '../../protocol/objects.js';
+import { recordEvent } from '../events.js';
+import type { Logger } from '../log.js';
+import type { Store, WatchEvent } from '../store/store.js';
+import { isTerminal } from './deployment-controller.js';
+import { isReady } from './node-controller.js';
+import { NODE_LOST_REASON } from './node-lost-status.js';
+import { WorkQueue } from './workqueue.js';
+
+/**
+ * "Partition is not death": what happens to the pods of a node that is NotReady.
+ *
+ * Per deployment, `spec.onNodeLost` decides: `keep` leaves the pods bound to the lost node
+ * (its agent keeps running them; nothing is restarted), `reschedule` deletes the pod objects
+ * bound to the lost node once it has been NotReady for `afterSeconds`. The DeploymentController
+ * then creates replacements and the scheduler places them on Ready nodes only (the node-ready
+ * filter). Fencing is the desired set: the lost node's retained set no longer lists the deleted
+ * pods, so when its agent reconnects it removes them — no duplicate replicas.
+ *
+ * Level-triggered: the clock that decides is the node's Ready condition `lastTransitionTime`
+ * (stored, so it survives a hub restart), never an in-memory timer; the queue only asks to be
+ * woken when the next pod falls due.
+ */
+
+export type NodeLostPolicy = Required<NonNullable<DeploymentSpec['onNodeLost']>>;
+
+export interface NodeLostControllerOptions {
+  store: Store;
+  log: Logger;
+  now: () => Date;
+  /**
+   * A node that was already NotReady when this hub process started could not be watched while
+   * the hub was down (its agent may be waiting out a reconnect back-off): it gets this long after
+   * start before its pods are moved. Nodes lost after start are timed from the transition alone.
+   * Default 40 s, the heartbeat grace.
+   */
+  startupGraceMs?: number;
+}
+
+/** The effective policy: the deployment's, else replicated → reschedule after 60 s, global → keep. */
+export function nodeLostPolicy(spec: Pick<DeploymentSpec, 'mode' | 'onNodeLost'>): NodeLostPolicy {
+  // A global pod belongs to its node (one per node): there is nowhere else for it to go.
+  if (spec.mode === 'global') return { action: 'keep', afterSeconds: spec.onNodeLost?.afterSeconds ?? 60, startFresh: false };
+  const o = spec.onNodeLost;
+  if (!o) return { action: 'reschedule', afterSeconds: 60, startFresh: false };
+  return { action: o.action, afterSeconds: o.afterSeconds ?? 60, startFresh: o.startFresh ?? false };
+}
+
+/** When the node's Ready condition last turned False (ms), or undefined while it is Ready. */
+export function lostSinceMs(n: NodeObject): number | undefined {
+  if (isReady(n)) return undefined;
+  const c = n.status.conditions.find((x) => x.type === 'Ready');
+  const t = c?.lastTransitionTime === undefined ? NaN : Date.parse(c.lastTransitionTime);
+  return Number.isNaN(t) ? undefined : t;
+}
+
+export function hasPersistentVolume(p: Pod): boolean {
+  return (p.spec.volumes ?? []).some((v) => v.persistent !== undefined);
+}
+
+export class NodeLostController {
+  readonly queue: WorkQueue;
+  private unwatch: (() => void) | undefined;
+  private startedAt = 0;
+  /** Pinned pods already explained (pod uid @ lost-since), so repeated passes record one event. */
+  private readonly explained = new Set<string>();
+  /** Pod objects deleted for replacement (tests, metrics). */
+  replaced = 0;
+
+  constructor(private readonly o: NodeLostControllerOptions) {
+    this.queue = new WorkQueue('node-lost', (node) => this.reconcile(node), o.log);
+  }
+
+  start(): void {
+    const { store } = this.o;
+    this.startedAt = this.o.now().getTime();
+    this.unwatch = store.watch((ev: WatchEvent) => {
+      const obj = ev.object;
+      if (obj.kind === 'Node') {
+        // Every node write (cheap: a Ready node is a no-op pass that also forgets old notes).
+        this.queue.add(obj.metadata.name);
+      } else if (obj.kind === 'Deployment' && ev.type !== 'DELETED') {
+        // A changed policy may make pods on an already-lost node due now.
+        this.enqueueLost();
+      }
+    }, ['Node', 'Deployment']);
+    this.enqueueLost();
+  }
+
+  stop(): void {
+    this.unwatch?.();
+    this.queue.stop();
+  }
+
+  private enqueueLost(): void {
+    for (const n of this.o.store.list('Node')) if (!isReady(n)) this.queue.add(n.metadata.name);
+  }
+
+  /**
+   * Deletes the due `reschedule` pods on `node` and asks to be called again when the next one
+   * falls due. Idempotent: re-reads the node, its pods and their deployments on every call.
+   */
+  reconcile(node: string): { requeueAfterMs?: number } | void {
+    const { store, now, log } = this.o;
+    const n = store.get('Node', node);
+    const since = n === undefined ? undefined : lostSinceMs(n);
+    if (since === undefined) {
+      // Ready (or gone, or no transition time yet): nothing is lost; forget what was explained.
+      for (const k of this.explained) if (k.startsWith(`${node}/`)) this.explained.delete(k);
+      return;
+    }
+    const t = now().getTime();
+    // Lost before this hub started: nobody watched it meanwhile, so give it one grace to report.
+    const floor = since < this.startedAt ? this.startedAt + (this.o.startupGraceMs ?? 40_000) : 0;
+    let nextDue = Infinity;
+    const due: Array<{ pod: Pod; policy: NodeLostPolicy }> = [];
+    const pinned: Pod[] = [];
+    const deployments = new Map<string, Deployment | undefined>();
+    for (const pod of store.list('Pod', { nodeName: node })) {
+      if (isTerminal(pod) || pod.metadata.deletionTimestamp !== undefined || pod.metadata.ownerName === undefined) continue;
+      const owner = pod.metadata.ownerName;
+      if (!deployments.has(owner)) deployments.set(owner, store.get('Deployment', owner));
+      const d = deployments.get(owner);
+      if (!d) continue; // the DeploymentController removes orphans
+      const policy = nodeLostPolicy(d.spec);
+      if (policy.action === 'keep') continue;
+      if (hasPersistentVolume(pod) && !policy.startFresh) {
+        pinned.push(pod);
+        continue;
+      }
+      const at = Math.max(since + policy.afterSeconds * 1000, floor);
+      if (at <= t) due.push({ pod, policy });
+      else nextDue = Math.min(nextDue, at - t);
+    }
+    if (due.length > 0) {
+      const lostFor = Math.round((t - since) / 1000);
+      store.transaction(() => {
+        for (const { pod } of due) {
+          store.delete('Pod', pod.metadata.name);
+          this.replaced++;
+          recordEvent(store, now(), {
+            kind: 'Pod',
+            name: pod.metadata.name,
+            type: 'Warning',
+            reason: NODE_LOST_REASON,
+            message: `node ${node} lost for ${lostFor}s: pod deleted so ${pod.metadata.ownerName ?? 'its deployment'} replaces it on a Ready node`,
+          });
+        }
+        const byOwner = new Map<string, number>();
+        for (const { pod } of due) byOwner.set(pod.metadata.ownerName ?? '', (byOwner.get(pod.metadata.ownerName ?? '') ?? 0) + 1);
+        for (const [owner, count] of byOwner) {
+          recordEvent(store, now(), { kind: 'Deployment', name: owner, type: 'Warning', reason: 'Rescheduling', message: `node ${node} lost: replacing ${count} pod(s) on other nodes (onNodeLost: reschedule)` });
+        }
+      });
+      log.info('replacing pods of a lost node', { node, pods: due.map((d) => d.pod.metadata.name), lostForS: lostFor });
+    }
+    for (const pod of pinned) {
+      const key = `${node}/${pod.metadata.uid}@${since}`;
+      if (this.explained.has(key)) continue;
+      this.explained.add(key);
+      recordEvent(store, now(), { kind: 'Pod', name: pod.metadata.name, type: 'Warning', reason: 'NodeLostPinned', message: `node ${node} lost; pod kept there because it has a persistent volume (set onNodeLost.startFresh: true to start it fresh elsewhere)` });
+    }
+    return Number.isFinite(nextDue) ? { requeueAfterMs: Math.max(1, nextDue) } : undefined;
+  }
+}
