@@ -12,6 +12,10 @@ import { Reconciler } from './reconciler.js';
 import type { HostProbe } from './reporter.js';
 import { SystemProbe } from './reporter.js';
 import type { ContainerRuntime } from './runtime/runtime.js';
+import { probeStorage } from './storage/storage-probe.js';
+import { VolumeManager } from './storage/volume-manager.js';
+import { VolumeReporter } from './storage/volume-report.js';
+import { ImageGc } from './images/image-gc.js';
 
 /**
  * One device agent: cache + reconciler + reporter + link around a ContainerRuntime.
@@ -38,6 +42,13 @@ export interface AgentOptions {
   observedRepublishMs?: number;
   /** Host facts; default SystemProbe (systeminformation). Hollow nodes pass EngineOnlyProbe. */
   probe?: HostProbe;
+  /**
+   * Config, secrets and volumes (issue 7). Without it (hollow nodes, unit tests) pods get only
+   * literal env and no volumes. `secretsDir` must be on tmpfs (mounted when not, if root).
+   */
+  storage?: { secretsDir: string; hostPathAllow: readonly string[]; mountTmpfs?: boolean };
+  /** Image GC: percent of the disk that must stay free (default 0 = off; `orchard agent` defaults to 10). */
+  imageGcThresholdPercent?: number;
 }
 
 export class Agent {
@@ -59,6 +70,12 @@ export class Agent {
   private lastObservedGeneration = 0;
   private pendingSave: Promise<unknown> = Promise.resolve();
   private started = false;
+  private readonly volumes: VolumeManager | undefined;
+  private readonly volumeReport: VolumeReporter;
+  private desiredPods: DesiredSetMessage['pods'] = [];
+  private readonly dataDir: string;
+  /** Removes unused images under disk pressure; reports DiskPressure (images/image-gc.ts). */
+  readonly imageGc: ImageGc;
 
   constructor(opts: AgentOptions) {
     this.node = parseOrThrow(NameSchema, opts.node, 'node name');
@@ -78,7 +95,16 @@ export class Agent {
       onObserved: (pods, generation) => this.publishObserved(pods, generation),
     };
     if (opts.resyncMs !== undefined) reconcilerOpts.resyncMs = opts.resyncMs;
+    this.dataDir = opts.dataDir;
+    if (opts.storage !== undefined) {
+      const vm: ConstructorParameters<typeof VolumeManager>[0] = { node: this.node, dataDir: opts.dataDir, secretsDir: opts.storage.secretsDir, hostPathAllow: opts.storage.hostPathAllow, runtime: opts.runtime, logger: this.log };
+      if (opts.storage.mountTmpfs !== undefined) vm.mountTmpfs = opts.storage.mountTmpfs;
+      this.volumes = new VolumeManager(vm);
+      reconcilerOpts.volumes = this.volumes;
+    }
+    this.volumeReport = new VolumeReporter({ runtime: opts.runtime, node: this.node });
     this.reconciler = new Reconciler(reconcilerOpts);
+    this.imageGc = new ImageGc({ runtime: opts.runtime, dataDir: opts.dataDir, thresholdPercent: opts.imageGcThresholdPercent ?? 0, clock: this.clock, logger: this.log, onPressureChange: () => void this.refreshInfo() });
     if (!('connect' in opts.link)) {
       this.link = new Link(this.node, { clientId: this.node, ...opts.link }, { onDesired: (m) => this.onDesired(m) }, { clock: this.clock, logger: this.log });
     }
@@ -97,13 +123,18 @@ export class Agent {
     if (this.started) return;
     this.started = true;
     // The cached set is enforced before (and without) any hub contact.
+    await this.volumes?.init();
     const cached = await this.cache.load();
     if (cached !== undefined && cached.node === this.node) {
       this.log.info('enforcing cached desired set', { generation: cached.generation, pods: cached.pods.length });
       this.generation = cached.generation;
+      this.volumes?.setConfigs(cached);
+      this.desiredPods = cached.pods;
+      this.setImages(cached);
       this.reconciler.setDesired(cached.pods, cached.generation);
     }
     await this.reconciler.start();
+    this.imageGc.start();
     this.link?.start();
     await this.refreshInfo();
     this.tick();
@@ -116,6 +147,7 @@ export class Agent {
     if (this.usageTimer !== undefined) this.clock.clearTimeout(this.usageTimer);
     this.usageTimer = undefined;
     await this.link?.stop();
+    await this.imageGc.stop();
     await this.reconciler.stop();
     await this.pendingSave.catch(() => {});
   }
@@ -134,26 +166,43 @@ export class Agent {
       this.log.warn('desired generation went backwards', { from: this.generation, to: msg.generation });
     }
     this.generation = msg.generation;
+    // Configs first: the pass setDesired triggers resolves env and files from them.
+    this.volumes?.setConfigs(msg);
+    this.desiredPods = msg.pods;
+    this.setImages(msg);
+    this.volumeReport.due();
     this.reconciler.setDesired(msg.pods, msg.generation);
     this.pendingSave = this.pendingSave
       .then(() => this.cache.save(msg))
       .catch((err: unknown) => this.log.error('cannot persist desired set', { error: String(err) }));
   }
 
+  /** Registry logins and the images GC must keep come with the desired set. */
+  private setImages(msg: DesiredSetMessage): void {
+    this.reconciler.setPullSecrets(msg.secrets);
+    this.imageGc.setDesired(msg.pods.flatMap((p) => p.spec.containers.map((c) => c.image)), msg.keepImages);
+  }
+
   private publishObserved(pods: ObservedPod[], generation: number): void {
     this.lastObservedPublish = this.clock.now();
     this.lastObservedGeneration = generation;
-    this.link?.setObserved({ node: this.node, generation, pods, at: this.iso() });
+    const volumes = this.volumeReport.current;
+    this.link?.setObserved({ node: this.node, generation, pods, at: this.iso(), ...(volumes !== undefined ? { volumes } : {}) });
   }
 
   private async refreshInfo(): Promise<void> {
     try {
       this.info = await this.probe.staticInfo();
+      if (this.volumes !== undefined) {
+        this.info.storage = { hostPathAllow: [...this.volumes.hostPathAllow], secretsOnTmpfs: this.volumes.secretsOnTmpfs, devices: await probeStorage([this.dataDir]) };
+      }
     } catch (err) {
       this.log.warn('cannot read node facts yet; will retry', { error: err instanceof Error ? err.message : String(err) });
       return;
     }
     const status: NodeStatusMessage = { node: this.node, info: this.info, labels: this.labels, bootId: this.bootId, at: this.iso() };
+    const conditions = this.imageGc.conditions();
+    if (conditions.length > 0) status.conditions = conditions;
     this.link?.setStatus(status);
   }
 
@@ -172,7 +221,13 @@ export class Agent {
     } catch (err) {
       this.log.warn('usage sample failed', { error: String(err) });
     }
-    if (this.clock.now() - this.lastObservedPublish >= this.observedRepublishMs) {
+    let volumesChanged = false;
+    try {
+      volumesChanged = await this.volumeReport.refresh(this.desiredPods, this.clock.now());
+    } catch (err) {
+      this.log.warn('cannot list volumes', { error: err instanceof Error ? err.message : String(err) });
+    }
+    if (volumesChanged || this.clock.now() - this.lastObservedPublish >= this.observedRepublishMs) {
       this.publishObserved(this.reconciler.observed, this.lastObservedGeneration);
     }
   }

@@ -49,6 +49,24 @@ describe('DesiredCache', () => {
     expect((await new DesiredCache(dir).load())?.generation).toBe(20);
   });
 
+  it('writes when only keepImages changes (image GC after an offline reboot needs it), but not for a new generation alone', async () => {
+    const c = new DesiredCache(dir);
+    await c.save({ ...set(3), keepImages: ['app:v1'] });
+    // The hub's next revision: same pods on this node, but v2 must now be kept as well.
+    expect(await c.save({ ...set(4), keepImages: ['app:v1', 'app:v2'] })).toBe(true);
+    expect(c.writes).toBe(2);
+    // Same list, new generation and send time: no write.
+    expect(await c.save({ ...set(5, '2024-01-01T00:09:00Z'), keepImages: ['app:v1', 'app:v2'] })).toBe(false);
+    expect(c.writes).toBe(2);
+    // What a cold boot with no network reads back.
+    const loaded = await new DesiredCache(dir).load();
+    expect(loaded?.keepImages).toEqual(['app:v1', 'app:v2']);
+    expect(loaded?.generation).toBe(4);
+    // Dropping the list is a change too.
+    expect(await c.save(set(6))).toBe(true);
+    expect((await new DesiredCache(dir).load())?.keepImages).toBeUndefined();
+  });
+
   it('does not rewrite a set it loaded at start', async () => {
     await new DesiredCache(dir).save(set(5));
     const c = new DesiredCache(dir);

@@ -4,6 +4,7 @@ import type { DesiredSetMessage } from '../protocol/messages.js';
 import { DesiredSetMessageSchema, decodeMessage } from '../protocol/messages.js';
 import type { Logger } from './clock.js';
 import { silentLogger } from './clock.js';
+import { SecretCache } from './storage/secret-cache.js';
 
 /**
  * The last desired set, persisted so the agent keeps enforcing it with no hub (hub outage,
@@ -14,26 +15,33 @@ import { silentLogger } from './clock.js';
  * it for changes on other nodes or in fields this node does not get, and a new generation with
  * the same pods costs no write either. So the generation on disk may be older than the one
  * enforced; after a restart the agent reports that older generation until the hub's retained
- * set arrives, which is harmless (same pods). Writes are atomic — tmp file, fsync, rename,
- * fsync of the directory — so a power cut leaves either the old or the new file.
+ * set arrives, which is harmless (same pods). `keepImages` is content: a changed list alone is
+ * written, or image GC after an offline reboot could remove an image a rollback needs. Writes
+ * are atomic — tmp file, fsync, rename, fsync of the directory — so a power cut leaves either
+ * the old or the new file.
  */
 
 export const DESIRED_FILE = 'desired.json';
 
 /** The content that matters on the node: `at` is a send time, `generation` a version stamp. */
 function contentOf(set: DesiredSetMessage): string {
-  return JSON.stringify({ node: set.node, pods: set.pods });
+  // Configs are content too (kept in memory only; secrets go to an encrypted file, never desired.json).
+  // keepImages too: after an offline reboot image GC must still spare the images `rollout undo` needs.
+  return JSON.stringify({ node: set.node, pods: set.pods, configMaps: set.configMaps, secrets: set.secrets, keepImages: set.keepImages });
 }
 
 export class DesiredCache {
   private readonly file: string;
   private lastContent: string | undefined;
+  private lastSecrets: string | undefined;
+  private readonly secretCache: SecretCache;
   private chain: Promise<unknown> = Promise.resolve();
   /** Writes done by this instance (tests, metrics). */
   writes = 0;
 
   constructor(private readonly dataDir: string, private readonly log: Logger = silentLogger) {
     this.file = join(dataDir, DESIRED_FILE);
+    this.secretCache = new SecretCache(dataDir);
   }
 
   /** The persisted set, or undefined when there is none or it is unreadable (logged). */
@@ -50,6 +58,9 @@ export class DesiredCache {
       this.log.warn('ignoring invalid desired cache', { file: this.file, error: r.error });
       return undefined;
     }
+    const secrets = await this.secretCache.load();
+    if (secrets !== undefined) r.value.secrets = secrets;
+    this.lastSecrets = JSON.stringify(secrets ?? {});
     this.lastContent = contentOf(r.value);
     return r.value;
   }
@@ -65,10 +76,18 @@ export class DesiredCache {
     const content = contentOf(set);
     if (content === this.lastContent) return false;
     await fsp.mkdir(this.dataDir, { recursive: true, mode: 0o700 });
+    const secretsJson = JSON.stringify(set.secrets ?? {});
+    if (secretsJson !== this.lastSecrets) {
+      // Encrypted with the per-node cache key (storage/secret-cache.ts) before the set itself, so a
+      // crash between the two never leaves a desired.json whose pods lack their secrets for long.
+      await this.secretCache.save(set.secrets);
+      this.lastSecrets = secretsJson;
+    }
+    const { secrets: _secrets, ...onDisk } = set;
     const tmp = `${this.file}.tmp-${process.pid}`;
     const fh = await fsp.open(tmp, 'w', 0o600);
     try {
-      await fh.writeFile(JSON.stringify(set));
+      await fh.writeFile(JSON.stringify(onDisk));
       await fh.sync();
     } finally {
       await fh.close();

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { DesiredPod } from '../protocol/messages.js';
 import { parseBytes, parseCpuMillis } from '../protocol/quantity.js';
-import type { CreateSpec, PortBinding } from './runtime/runtime.js';
+import type { CreateSpec, MountSpec, PortBinding } from './runtime/runtime.js';
 import { LABELS } from './runtime/runtime.js';
 
 /**
@@ -63,7 +63,7 @@ export function specHash(pod: DesiredPod, index: number): string {
 }
 
 /** Builds the CreateSpec for container `index`; `ownerId` is the first container's id when it joins. */
-export function buildCreateSpec(pod: DesiredPod, index: number, node: string, ownerId: string | undefined): CreateSpec {
+export function buildCreateSpec(pod: DesiredPod, index: number, node: string, ownerId: string | undefined, resolved?: { env: Array<{ name: string; value: string }>; mounts: MountSpec[] }): CreateSpec {
   const c = pod.spec.containers[index];
   if (c === undefined) throw new RangeError(`pod ${pod.name} has no container ${index}`);
   const labels: Record<string, string> = {
@@ -83,8 +83,8 @@ export function buildCreateSpec(pod: DesiredPod, index: number, node: string, ow
   const spec: CreateSpec = {
     name: containerName(pod, c.name),
     image: c.image,
-    // valueFrom (ConfigMap/Secret refs) is resolved by the config delivery layer, not here.
-    env: c.env.filter((e) => e.valueFrom === undefined).map((e) => ({ name: e.name, value: e.value ?? '' })),
+    // valueFrom/envFrom (ConfigMap/Secret refs) are resolved by storage/volume-manager.ts and passed in `resolved`.
+    env: resolved?.env ?? c.env.filter((e) => e.valueFrom === undefined).map((e) => ({ name: e.name, value: e.value ?? '' })),
     labels,
     ports: index === 0 ? podPorts(pod) : [],
     network,
@@ -92,6 +92,7 @@ export function buildCreateSpec(pod: DesiredPod, index: number, node: string, ow
   if (c.command !== undefined) spec.command = c.command;
   if (c.args !== undefined) spec.args = c.args;
   if (c.workingDir !== undefined) spec.workingDir = c.workingDir;
+  if (resolved !== undefined && resolved.mounts.length > 0) spec.mounts = resolved.mounts;
   const cpu = c.resources.limits?.cpu;
   const mem = c.resources.limits?.memory;
   const cpuMillis = cpu === undefined ? undefined : parseCpuMillis(cpu);

@@ -27,6 +27,8 @@ export interface AgentArgs {
   hostPathAllow?: string[];
   /** Where secret/config files live; must be tmpfs (default /run/orchard-agent/<node>). */
   secretsDir?: string;
+  /** Image GC threshold, percent of free disk (default 10; 0 = off). */
+  imageGcThresholdPercent?: number;
 }
 
 export const AGENT_USAGE = `usage: orchard agent --hub HOST[:PORT]|https://HOST:PORT|http://HOST:PORT [options]
@@ -41,9 +43,11 @@ export const AGENT_USAGE = `usage: orchard agent --hub HOST[:PORT]|https://HOST:
   --host-path-allow P,… host path prefixes pods may mount as hostPath volumes (default: none)
   --secrets-dir DIR     tmpfs directory for secret/config files (default /run/orchard-agent/<name>;
                         a tmpfs is mounted there when it is not on one and the agent is root)
+  --image-gc-threshold P  remove unused images (never the current or previous revision's) when free
+                        disk drops below P percent, and report DiskPressure (default 10%; 0 = off)
   --verbose             debug logging`;
 
-const VALUE_FLAGS = new Set(['--hub', '--name', '--node', '--labels', '--data-dir', '--token', '--docker-socket', '--mqtt-url', '--host-path-allow', '--secrets-dir']);
+const VALUE_FLAGS = new Set(['--hub', '--name', '--node', '--labels', '--data-dir', '--token', '--docker-socket', '--mqtt-url', '--host-path-allow', '--secrets-dir', '--image-gc-threshold']);
 const BOOL_FLAGS = new Set(['--insecure', '--verbose']);
 
 /** A DNS-1123 label from the host name, so a bare `orchard agent --hub …` just works. */
@@ -109,6 +113,12 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     if (!secretsDir.startsWith('/')) throw new OrchardError('ERR_VALIDATION', `--secrets-dir: "${secretsDir}" must be an absolute path`);
     args.secretsDir = secretsDir;
   }
+  const gc = values.get('--image-gc-threshold');
+  if (gc !== undefined) {
+    const m = /^(\d{1,2}(?:\.\d+)?)%?$/.exec(gc.trim());
+    if (!m) throw new OrchardError('ERR_VALIDATION', `--image-gc-threshold: "${gc}" must be a percentage like 10% (0 turns image GC off)`);
+    args.imageGcThresholdPercent = Number(m[1]);
+  }
   const mqttUrl = values.get('--mqtt-url');
   if (mqttUrl !== undefined) {
     if (!/^mqtts?:\/\/[A-Za-z0-9.\-[\]:]+:\d{1,5}\/?$/.test(mqttUrl)) throw new OrchardError('ERR_VALIDATION', `--mqtt-url: "${mqttUrl}" must be mqtts://HOST:PORT or mqtt://HOST:PORT`);
@@ -136,7 +146,7 @@ export async function runAgent(argv: string[]): Promise<void> {
   const link: ConstructorParameters<typeof Agent>[0]['link'] = { url: args.mqttUrl ?? identity.mqttUrl, username: identity.node, password: identity.credential };
   if (identity.caPem !== undefined) link.ca = identity.caPem;
   const storage = { secretsDir: args.secretsDir ?? `/run/orchard-agent/${identity.node}`, hostPathAllow: args.hostPathAllow ?? [] };
-  const agent = new Agent({ node: identity.node, labels: args.labels, dataDir: args.dataDir, runtime, link, logger, storage });
+  const agent = new Agent({ node: identity.node, labels: args.labels, dataDir: args.dataDir, runtime, link, logger, storage, imageGcThresholdPercent: args.imageGcThresholdPercent ?? 10 });
 
   let onSignal: (() => void) | undefined;
   const stopped = new Promise<void>((resolve) => {

@@ -35,7 +35,7 @@ export interface RestartEntry {
   lastRestartAt: number;
 }
 
-export type FailureReason = 'ErrImagePull' | 'CreateContainerError' | 'RunContainerError';
+export type FailureReason = 'ErrImagePull' | 'CreateContainerError' | 'RunContainerError' | 'CreateContainerConfigError';
 
 /** A failed create/pull/start per pod container (key from containerKey), retried after retryAt. */
 export interface ContainerFailure {

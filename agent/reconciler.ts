@@ -11,6 +11,9 @@ import { RuntimeProbeChecker } from './probes/probe-check.js';
 import type { ProbedContainer } from './probes/probe-manager.js';
 import { ProbeManager } from './probes/probe-manager.js';
 import type { ContainerRuntime, RuntimeContainer } from './runtime/runtime.js';
+import type { PodVolumes } from './storage/volume-manager.js';
+import { ImagePuller } from './images/image-puller.js';
+import { pullAuth, withPullProgress, type DesiredSecrets } from './images/pull-auth.js';
 
 /**
  * Drives plan() against the engine. Concurrency contract: passes never overlap (single
@@ -34,6 +37,8 @@ export interface ReconcilerOptions {
   concurrency?: number;
   /** Runs liveness/readiness/startup probes; default: exec through `runtime`, HTTP/TCP from this host. */
   probeChecker?: ProbeChecker;
+  /** Resolves env from ConfigMaps/Secrets and prepares volumes (storage/volume-manager.ts); without it, only literal env and no mounts. */
+  volumes?: PodVolumes;
 }
 
 /** Image pull / create / start failures back off from 5 s to 300 s. */
@@ -50,6 +55,11 @@ export class Reconciler {
   private readonly onObserved: ReconcilerOptions['onObserved'];
   private readonly resyncMs: number;
   private readonly concurrency: number;
+  private readonly volumes: PodVolumes | undefined;
+  /** Background image pulls with progress (images/image-puller.ts). */
+  readonly images: ImagePuller;
+  /** Secrets of the desired set, for registry logins named in imagePullSecrets. */
+  private pullSecrets: DesiredSecrets | undefined;
 
   private desired: readonly DesiredPod[] | undefined;
   private generation = 0;
@@ -76,6 +86,10 @@ export class Reconciler {
     this.onObserved = opts.onObserved;
     this.resyncMs = opts.resyncMs ?? 10_000;
     this.concurrency = Math.max(1, opts.concurrency ?? 4);
+    this.volumes = opts.volumes;
+    // Pulls run in the background (a slow link must not stall other pods): a finished pull
+    // requests a pass; progress republishes the observed set, throttled.
+    this.images = new ImagePuller({ runtime: this.runtime, clock: this.clock, logger: this.log, onSettled: () => this.trigger(), onProgress: () => this.trigger() });
     // A readiness change or a liveness verdict only requests a pass: the pass re-reads the
     // engine, restarts through plan() and republishes the observed set if it changed.
     this.probes = new ProbeManager({
@@ -98,7 +112,14 @@ export class Reconciler {
   setDesired(pods: readonly DesiredPod[], generation: number): void {
     this.desired = pods;
     this.generation = generation;
+    // A new set may bring the ConfigMap/Secret a waiting container lacked: retry those at once.
+    for (const [k, f] of this.failures) if (f.reason === 'CreateContainerConfigError') this.failures.set(k, { ...f, retryAt: 0 });
     this.trigger();
+  }
+
+  /** Registry credentials come from the desired set's Secrets (keys username, password, optional server). */
+  setPullSecrets(secrets: DesiredSecrets | undefined): void {
+    this.pullSecrets = secrets;
   }
 
   async start(): Promise<void> {
@@ -180,8 +201,14 @@ export class Reconciler {
       const generation = this.generation;
       const observed = await this.runtime.listContainers(this.node, signal);
       if (desired === undefined) return undefined;
+      if (round === 0 && this.volumes !== undefined) {
+        // Config files of desired pods back in place (a reboot empties tmpfs), those of departed pods gone.
+        await this.volumes.sync(desired).catch((err: unknown) => this.log.warn('volume sync failed', { error: err instanceof Error ? err.message : String(err) }));
+      }
       this.prune(desired, observed);
       last = plan(desired, observed, this.clock.now(), { containers: this.restarts, failures: this.failures, unhealthy: this.probes.unhealthy() });
+      // A container whose image is still downloading waits for the pull (it requests a pass when done).
+      last.actions = last.actions.filter((a) => a.type !== 'create' || !this.images.isPulling(a.pod.spec.containers[a.index]?.image ?? ''));
       this.syncProbes(desired, last);
       // Report every round, not only at the end: a slow action (a graceful stop) must not hide a restart.
       this.report(desired, last, generation);
@@ -208,7 +235,8 @@ export class Reconciler {
 
   /** Computes the observed set and hands it on when it changed. */
   private report(desired: readonly DesiredPod[], p: Plan, generation: number): void {
-    const pods = observePods(desired, p, { containers: this.restarts, failures: this.failures }, { readiness: this.probes.readiness(), terminations: this.terminations });
+    const observed = observePods(desired, p, { containers: this.restarts, failures: this.failures }, { readiness: this.probes.readiness(), terminations: this.terminations });
+    const pods = withPullProgress(desired, observed, this.images.progress());
     const json = JSON.stringify([generation, pods]);
     if (json === this.lastObservedJson) return;
     this.lastObservedJson = json;
@@ -303,11 +331,10 @@ export class Reconciler {
           const key = containerKey(a.pod.uid, a.container);
           const spec = a.pod.spec.containers[a.index];
           if (spec === undefined) return false;
-          try {
-            await this.runtime.ensureImage(spec.image, spec.imagePullPolicy, signal);
-          } catch (err) {
-            return this.fail(key, 'ErrImagePull', err, now);
-          }
+          // Never waits out a slow pull: the container is created on a later pass, once the image is here.
+          const image = await this.images.ensure(spec.image, spec.imagePullPolicy, pullAuth(spec.image, a.pod.spec.imagePullSecrets, this.pullSecrets));
+          if (image.state === 'pulling') return false;
+          if (image.state === 'failed') return this.fail(key, 'ErrImagePull', image.error, now);
           let ownerId: string | undefined;
           if (joinsPodNetwork(a.pod, a.index)) {
             const first = a.pod.spec.containers[0]?.name ?? '';
@@ -316,7 +343,15 @@ export class Reconciler {
           }
           let id: string;
           try {
-            id = await this.runtime.createContainer(buildCreateSpec(a.pod, a.index, this.node, ownerId), signal);
+            let resolved: Awaited<ReturnType<PodVolumes['prepare']>> | undefined;
+            if (this.volumes !== undefined) {
+              try {
+                resolved = await this.volumes.prepare(a.pod, a.index, signal);
+              } catch (err) {
+                return this.fail(key, 'CreateContainerConfigError', err, now);
+              }
+            }
+            id = await this.runtime.createContainer(buildCreateSpec(a.pod, a.index, this.node, ownerId, resolved), signal);
           } catch (err) {
             return this.fail(key, 'CreateContainerError', err, now);
           }

@@ -122,7 +122,9 @@ export class SystemProbe implements HostProbe {
     const { sample, cores } = sampleCpus();
     const cpuPercent = this.prev === undefined ? 0 : cpuPercentBetween(this.prev, sample, cores);
     this.prev = sample;
-    return { cpuPercent, memoryUsedBytes: Math.max(0, mem.total - mem.available), at: new Date(this.clock.now()).toISOString() };
+    // One statfs (microseconds): free disk for ephemeral-storage scheduling stays current.
+    const disk = await diskOf(this.opts.dataDir);
+    return { cpuPercent, memoryUsedBytes: Math.max(0, mem.total - mem.available), ...(disk !== undefined ? { diskFreeBytes: disk.freeBytes } : {}), at: new Date(this.clock.now()).toISOString() };
   }
 }
 

@@ -4,6 +4,7 @@ import {
   DeploymentSchema,
   EventSchema,
   NodeSchema,
+  PersistentVolumeSchema,
   PodSchema,
   RevisionSchema,
   SecretSchema,
@@ -23,6 +24,7 @@ export const SCHEMA_BY_KIND = {
   ConfigMap: ConfigMapSchema,
   Secret: SecretSchema,
   Revision: RevisionSchema,
+  Volume: PersistentVolumeSchema,
 } as const satisfies Record<ObjectKind, z.ZodType>;
 
 export type KindMap = { [K in ObjectKind]: ObjectOf<K> };

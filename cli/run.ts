@@ -10,9 +10,13 @@ import { describeCommand } from './commands/describe.js';
 import { getCommand } from './commands/get.js';
 import { loginCommand } from './commands/login.js';
 import { nodeDeleteCommand } from './commands/node.js';
+import { cordonCommand, drainCommand, labelCommand, taintCommand, uncordonCommand } from './commands/node-admin.js';
 import { scaleCommand } from './commands/scale.js';
 import { tokenCreateCommand, tokenListCommand } from './commands/token.js';
+import { tokenRevokeCommand } from './commands/token-revoke.js';
 import { versionCommand } from './commands/version.js';
+import { ROLLOUT_COMMANDS } from './commands/rollout.js';
+import { CONFIG_COMMANDS } from './commands/create-config.js';
 
 /**
  * Dispatch for the `orchard` command. Exit codes: 0 success, 1 failure (the hub refused, the
@@ -27,16 +31,24 @@ export const COMMANDS: readonly CommandDef[] = [
   scaleCommand,
   tokenCreateCommand,
   tokenListCommand,
+  tokenRevokeCommand,
   nodeDeleteCommand,
+  cordonCommand,
+  uncordonCommand,
+  drainCommand,
+  labelCommand,
+  taintCommand,
   loginCommand,
   versionCommand,
+  ...ROLLOUT_COMMANDS,
+  ...CONFIG_COMMANDS,
 ];
 
 /** Commands that start long-running processes instead of talking to a hub. */
 export type ProcessKind = 'hub' | 'agent';
 export type Launcher = (kind: ProcessKind, argv: string[]) => Promise<void>;
 
-const GROUPS = new Set(['token', 'node']);
+const GROUPS = new Set(['token', 'node', 'rollout', 'create', 'secret']);
 const GLOBAL_VALUE_FLAGS = new Set(Object.entries(GLOBAL_OPTIONS).filter(([, o]) => o.type === 'string').map(([k]) => `--${k}`));
 
 const GLOBAL_HELP = `Global flags:

@@ -1,6 +1,7 @@
 import { formatBytes, formatCpu } from '../protocol/quantity.js';
-import type { ConfigMapObject, Deployment, EventObject, NodeObject, Pod, RevisionObject, SecretObject } from '../protocol/objects.js';
+import type { ConfigMapObject, Deployment, EventObject, NodeObject, PersistentVolumeObject, Pod, RevisionObject, SecretObject } from '../protocol/objects.js';
 import { ageSince, formatLabels, objectRef, table } from './format.js';
+import { nodeWarningsShort } from './node-warnings.js';
 
 /** The `orchard get` tables, one per kind, as kubectl lays them out. */
 
@@ -27,7 +28,7 @@ export function nodesTable(nodes: readonly NodeObject[], pods: readonly Pod[], n
     if (wide) {
       row.push(
         info?.os ?? '<unknown>',
-        info !== undefined ? `${info.engine.name}://${info.engine.version}` : '<unknown>',
+        (info !== undefined ? `${info.engine.name}://${info.engine.version}` : '<unknown>') + (nodeWarningsShort(n) !== undefined ? ` (${nodeWarningsShort(n)})` : ''),
         info?.agentVersion ?? '<unknown>',
         formatLabels(n.metadata.labels),
       );
@@ -49,7 +50,8 @@ export function deploymentsTable(deps: readonly Deployment[], now: number, wide:
     const row = [
       d.metadata.name,
       `${d.status.readyReplicas}/${desiredReplicas(d)}`,
-      String(d.status.replicas),
+      // Pods of the current template (hubs before rollouts did not report it: all pods then).
+      String(d.status.updatedReplicas ?? d.status.replicas),
       String(d.status.availableReplicas),
       ageSince(d.metadata.creationTimestamp, now),
     ];
@@ -127,4 +129,17 @@ export function revisionsTable(items: readonly RevisionObject[], now: number): s
   const sorted = [...items].sort((a, b) => (a.metadata.ownerName ?? '').localeCompare(b.metadata.ownerName ?? '') || a.revision - b.revision);
   const rows = sorted.map((r) => [r.metadata.name, r.metadata.ownerName ?? '<none>', String(r.revision), r.images.join(',') || '<none>', r.changeCause ?? '<none>', ageSince(r.metadata.creationTimestamp, now)]);
   return table(['NAME', 'DEPLOYMENT', 'REVISION', 'IMAGES', 'CHANGE-CAUSE', 'AGE'], rows);
+}
+
+/** `orchard get volumes`: persistent volumes, the node holding each, size used and the pods using it. */
+export function volumesTable(items: readonly PersistentVolumeObject[], now: number): string {
+  const rows = items.map((v) => [
+    v.metadata.name,
+    v.spec.nodeName,
+    v.status.usedBytes !== undefined ? formatBytes(v.status.usedBytes) : v.status.present === false ? '<missing>' : '<unknown>',
+    v.metadata.ownerName ?? '<none>',
+    v.status.pods.join(',') || '<none>',
+    ageSince(v.metadata.creationTimestamp, now),
+  ]);
+  return table(['NAME', 'NODE', 'USED', 'DEPLOYMENT', 'PODS', 'AGE'], rows);
 }

@@ -9,15 +9,26 @@ import { HubBroker } from './broker/broker.js';
 import { DeploymentController } from './controllers/deployment-controller.js';
 import { DesiredPublisher } from './controllers/desired-publisher.js';
 import { NodeController } from './controllers/node-controller.js';
+import { NodeLostController } from './controllers/node-lost-controller.js';
 import { SchedulingController } from './controllers/scheduling-controller.js';
+import { GlobalController } from './controllers/global-controller.js';
+import { TaintEvictionController } from './controllers/taint-eviction-controller.js';
+import { ImagePlatformResolver, type ImagePlatformSource } from './registry/image-platform-resolver.js';
+import type { SnapshotOptions } from './scheduler/snapshot.js';
 import { recordEvent } from './events.js';
 import type { Logger } from './log.js';
 import { Operations } from './operations.js';
+import { RolloutOperations } from './rollout/rollout-ops.js';
 import { AuthStore } from './security/auth-store.js';
-import { disconnectNode, installBrokerAuth, principalOf } from './security/broker-auth.js';
+import { disconnectApiToken, disconnectNode, installBrokerAuth, principalOf } from './security/broker-auth.js';
 import { loadOrCreatePki, type Pki } from './security/pki.js';
-import { RateLimiter, sourceKey } from './security/rate-limit.js';
+import { RateLimiter, sourceKey, type RateLimiterOptions } from './security/rate-limit.js';
+import { resolveTimeouts, type HubTimeouts } from './security/limits.js';
 import { SqliteStore } from './store/sqlite-store.js';
+import { handleObservedVolumes } from './controllers/volume-records.js';
+import { SecretKeyring } from './secrets/keyring.js';
+import { rotateSecretsKey } from './secrets/rotate-key.js';
+import { AesGcmSecretCodec } from './secrets/secret-codec.js';
 import type { Store } from './store/store.js';
 
 export interface HubOptions {
@@ -35,6 +46,17 @@ export interface HubOptions {
   heartbeatGraceMs?: number;
   /** Injected store (tests, fleet simulation); default SQLite in dataDir. */
   store?: Store;
+  /** Slow-client limits; defaults in hub/security/limits.ts (tests shrink them). */
+  timeouts?: Partial<HubTimeouts>;
+  /** Failed-login limiter; default 10 failures/min per source, then a 60 s lock. */
+  rateLimit?: Omit<RateLimiterOptions, 'now'>;
+  /** Scheduling knobs (docs/scheduling.md): per-node system reserve, image platform lookups. */
+  scheduling?: SnapshotOptions & {
+    /** Registries (`host:port`) asked over plain HTTP for image platforms (loopback ones always are). */
+    insecureRegistries?: string[];
+    /** Replaces the registry-backed resolver (tests). */
+    imagePlatforms?: ImagePlatformSource;
+  };
 }
 
 /**
@@ -50,7 +72,7 @@ export class Hub {
     readonly auth: AuthStore,
     readonly pki: Pki | undefined,
     readonly ops: Operations,
-    readonly controllers: { deployments: DeploymentController; scheduling: SchedulingController; desired: DesiredPublisher; nodes: NodeController },
+    readonly controllers: { deployments: DeploymentController; scheduling: SchedulingController; desired: DesiredPublisher; nodes: NodeController; nodeLost: NodeLostController; global: GlobalController; taintEviction: TaintEvictionController },
     readonly commands: MqttCommands,
     readonly httpPort: number,
     /** The admin token, only when it was created by this start. */
@@ -79,7 +101,8 @@ export class Hub {
       : await loadOrCreatePki(opts.dataDir, { hostnames: opts.hostnames ?? [], ips: [...(opts.ips ?? []), ...(isIpLiteral(opts.host) && opts.host !== '0.0.0.0' && opts.host !== '::' ? [opts.host] : [])], now });
     const auth = AuthStore.open(opts.dataDir, { caFingerprint: pki?.caFingerprint ?? '0'.repeat(64), now });
     const admin = auth.ensureAdminToken();
-    const limiter = new RateLimiter({ now });
+    const limiter = new RateLimiter({ ...opts.rateLimit, now });
+    const timeouts = resolveTimeouts(opts.timeouts);
     const store = opts.store ?? SqliteStore.open(opts.dataDir, { now });
 
     const broker = await HubBroker.start({
@@ -87,6 +110,8 @@ export class Hub {
       port: opts.mqttPort,
       ...(pki ? { tls: { cert: pki.certPem, key: pki.keyPem } } : {}),
       log: log.child('mqtt'),
+      handshakeTimeoutMs: timeouts.tlsHandshakeMs,
+      connectTimeoutMs: timeouts.mqttConnectMs,
       secure: (aedes: Aedes) => {
         const authLog = log.child('mqtt-auth');
         installBrokerAuth(aedes, { auth, limiter, log: (msg) => authLog.info(msg) });
@@ -94,17 +119,29 @@ export class Hub {
     });
     if (opts.insecure) log.warn('running WITHOUT TLS (--insecure): MQTT and HTTP traffic, tokens and secrets travel in clear text');
 
-    const ops = new Operations({ store, log: log.child('ops'), now });
+    // Secrets are encrypted with <dataDir>/secrets.key before they reach the store (hub/secrets).
+    const keyring = SecretKeyring.open(opts.dataDir);
+    const secrets = new AesGcmSecretCodec(keyring);
+    const ops = new Operations({ store, log: log.child('ops'), now, secrets });
     const deployments = new DeploymentController({ store, log: log.child('deployments'), now });
-    const scheduling = new SchedulingController({ store, log: log.child('scheduler'), now });
-    const desired = new DesiredPublisher({ store, publisher: broker, log: log.child('desired'), now });
+    const sched = opts.scheduling ?? {};
+    const snapshot: SnapshotOptions = { ...(sched.systemReserved ? { systemReserved: sched.systemReserved } : {}), ...(sched.maxPodsPerNode ? { maxPodsPerNode: sched.maxPodsPerNode } : {}) };
+    const platforms = sched.imagePlatforms ?? new ImagePlatformResolver({ log: log.child('image-platforms'), ...(sched.insecureRegistries ? { insecureRegistries: sched.insecureRegistries } : {}) });
+    const scheduling = new SchedulingController({ store, log: log.child('scheduler'), now, platforms, snapshot });
+    const global = new GlobalController({ store, log: log.child('global'), now, platforms, snapshot });
+    const taintEviction = new TaintEvictionController({ store, log: log.child('taint-eviction'), now });
+    const desired = new DesiredPublisher({ store, publisher: broker, log: log.child('desired'), now, secrets });
     const nodes = new NodeController({ store, log: log.child('nodes'), now, ...(opts.heartbeatGraceMs ? { heartbeatGraceMs: opts.heartbeatGraceMs } : {}) });
-    const commands = new MqttCommands({ ops, publisher: broker, log: log.child('commands') });
+    const nodeLost = new NodeLostController({ store, log: log.child('node-lost'), now, ...(opts.heartbeatGraceMs ? { startupGraceMs: opts.heartbeatGraceMs } : {}) });
+    const rollout = new RolloutOperations({ store, log: log.child('rollout'), now });
+    const commands = new MqttCommands({ ops, rollout, publisher: broker, log: log.child('commands') });
 
     const unsubscribe: Array<() => Promise<void>> = [];
     for (const ch of ['status', 'usage', 'observed', 'presence'] as const) {
       unsubscribe.push(await broker.subscribe(topics.allNodes(ch), (topic, payload) => nodes.handle(topic, payload)));
     }
+    const volumeLog = log.child('volumes');
+    unsubscribe.push(await broker.subscribe(topics.allNodes('observed'), (topic, payload) => handleObservedVolumes(store, topic, payload, now(), (m, f) => volumeLog.warn(m, f))));
     // Commands need the publisher's identity, which an in-process subscription does not carry.
     broker.aedes.on('publish', (packet, client: Client | null) => {
       if (!client || !packet.topic.startsWith('orchard/v1/commands/')) return;
@@ -130,16 +167,24 @@ export class Hub {
       revokeNode: (node) => void auth.revokeNode(node),
     };
     const api = await buildApi({
+      rollout,
       store,
       ops,
       auth: apiAuth,
       log: log.child('api'),
       mqttPort: () => broker.port,
+      rotateSecretsKey: () => rotateSecretsKey({ store, keyring, codec: secrets, log: log.child('secrets') }),
       deleteNode: async (name) => {
         if (!hub) return;
         await hub.deleteNode(name);
       },
       ...(pki ? { tls: { cert: pki.certPem, key: pki.keyPem } } : {}),
+      timeouts,
+      revokeToken: (id) => {
+        if (auth.revokeApiToken(id)) return { revoked: true, kind: 'api', disconnected: disconnectApiToken(broker.aedes, id) };
+        if (auth.revokeJoinToken(id)) return { revoked: true, kind: 'join', disconnected: 0 };
+        return { revoked: false, disconnected: 0 };
+      },
     });
     await api.listen({ host: opts.host, port: opts.httpPort });
     const addr = api.server.address();
@@ -149,8 +194,11 @@ export class Hub {
     scheduling.start();
     desired.start();
     nodes.start();
+    nodeLost.start();
+    global.start();
+    taintEviction.start();
 
-    hub = new Hub(opts, store, broker, api, auth, pki, ops, { deployments, scheduling, desired, nodes }, commands, httpPort, admin.created ? admin.token : undefined, unsubscribe);
+    hub = new Hub(opts, store, broker, api, auth, pki, ops, { deployments, scheduling, desired, nodes, nodeLost, global, taintEviction }, commands, httpPort, admin.created ? admin.token : undefined, unsubscribe);
     log.info('hub started', { api: hub.apiUrl, mqtt: hub.mqttUrl, dataDir: opts.dataDir });
     return hub;
   }
@@ -175,6 +223,9 @@ export class Hub {
       await this.controllers.deployments.queue.idle();
       await this.controllers.scheduling.queue.idle();
       await this.controllers.desired.queue.idle();
+      await this.controllers.nodeLost.queue.idle();
+      await this.controllers.global.queue.idle();
+      await this.controllers.taintEviction.queue.idle();
     }
   }
 
@@ -184,6 +235,9 @@ export class Hub {
     c.scheduling.stop();
     c.desired.stop();
     c.nodes.stop();
+    c.nodeLost.stop();
+    c.global.stop();
+    c.taintEviction.stop();
     for (const u of this.unsubscribe) await u().catch(() => undefined);
     await this.api.close();
     await this.broker.close();

@@ -2,6 +2,7 @@ import { parseAllDocuments } from 'yaml';
 import { MAX_APPLY_DOCUMENTS } from '../protocol/api.js';
 import { OrchardError, issuesFromZod, type FieldIssue } from '../protocol/errors.js';
 import { API_VERSION, MANIFEST_SCHEMAS, type Manifest, type ManifestKind } from '../protocol/manifest.js';
+import { assertUniqueKeys, assertYamlShape } from './security/yaml-guard.js';
 
 /**
  * Turns apply input (YAML/JSON text with one or more documents, or parsed documents) into
@@ -30,7 +31,8 @@ export function parseManifests(input: string | readonly unknown[]): Manifest[] {
       return;
     }
     const kind = rec['kind'];
-    if (typeof kind !== 'string' || !(kind in MANIFEST_SCHEMAS)) {
+    // hasOwn, not `in`: `kind: constructor` or `__proto__` must not reach Object.prototype (was a 500).
+    if (typeof kind !== 'string' || !Object.hasOwn(MANIFEST_SCHEMAS, kind)) {
       issues.push({ path: `${prefix}kind`, message: `unknown kind ${JSON.stringify(kind ?? null)}; known kinds: ${Object.keys(MANIFEST_SCHEMAS).join(', ')}` });
       return;
     }
@@ -68,7 +70,9 @@ function parseYamlDocuments(text: string): unknown[] {
       // fall through to the YAML parser for its error message
     }
   }
-  const docs = parseAllDocuments(text, { prettyErrors: true });
+  assertYamlShape(text); // before the parser: deep nesting is slow there (see yaml-guard.ts)
+  // uniqueKeys: yaml's own check is quadratic; assertUniqueKeys below does it in linear time.
+  const docs = parseAllDocuments(text, { prettyErrors: true, uniqueKeys: false });
   if (!Array.isArray(docs)) return [];
   const out: unknown[] = [];
   docs.forEach((d, i) => {
@@ -78,7 +82,15 @@ function parseYamlDocuments(text: string): unknown[] {
         details: { issues: [{ path: `documents[${i}]`, message: e?.message.split('\n')[0] ?? 'invalid YAML' }] },
       });
     }
-    const value: unknown = d.toJS({ maxAliasCount: 100 });
+    assertUniqueKeys(d, i);
+    let value: unknown;
+    try {
+      // maxAliasCount bounds alias expansion ("billion laughs"); yaml throws a plain Error past it.
+      value = d.toJS({ maxAliasCount: 100 });
+    } catch (err) {
+      const message = (err as Error).message.split('\n')[0] ?? 'cannot convert YAML';
+      throw new OrchardError('ERR_BAD_YAML', `document ${i}: ${message}`, { details: { issues: [{ path: `documents[${i}]`, message }] } });
+    }
     if (value !== null && value !== undefined) out.push(value);
   });
   return out;

@@ -2,11 +2,13 @@ import { randomBytes } from 'node:crypto';
 import type { ApplyResult, ApplyResultItem } from '../protocol/api.js';
 import { OrchardError } from '../protocol/errors.js';
 import { API_VERSION, type DeploymentManifest, type Manifest } from '../protocol/manifest.js';
-import { kindFromPlural, type AnyObject, type Deployment, type ObjectKind } from '../protocol/objects.js';
+import { OBJECT_KINDS, kindFromPlural, type AnyObject, type Deployment, type ObjectKind } from '../protocol/objects.js';
 import { deepEqual } from './hash.js';
 import type { Logger } from './log.js';
 import { parseManifests } from './manifest-parse.js';
 import type { ListOptions, Store } from './store/store.js';
+import { applyConfigMap, applySecret } from './secrets/config-apply.js';
+import { redactSecret, type SecretCodec } from './secrets/secret-codec.js';
 
 export const TEMPLATE_HASH_ANNOTATION = 'orchard.dev/template-hash';
 
@@ -16,7 +18,7 @@ export const TEMPLATE_HASH_ANNOTATION = 'orchard.dev/template-hash';
  * succeeds or throws an OrchardError having changed nothing.
  */
 export class Operations {
-  constructor(private readonly deps: { store: Store; log: Logger; now: () => Date }) {}
+  constructor(private readonly deps: { store: Store; log: Logger; now: () => Date; secrets?: SecretCodec }) {}
 
   apply(input: string | readonly unknown[]): ApplyResult {
     const manifests = parseManifests(input);
@@ -32,9 +34,10 @@ export class Operations {
       case 'Deployment':
         return this.applyDeployment(store, m);
       case 'ConfigMap':
+        return applyConfigMap(store, m);
       case 'Secret':
-        // Served once config/secret support lands (issue 7); refused cleanly until then.
-        throw new OrchardError('ERR_UNKNOWN_KIND', `kind ${m.kind} is not served by this hub yet`, { details: { issues: [{ path: 'kind', message: `${m.kind} is not served yet` }] } });
+        // Encrypted before the store sees it (hub/secrets); never logged.
+        return applySecret(store, m, this.deps.secrets);
     }
   }
 
@@ -64,7 +67,8 @@ export class Operations {
 
   resolveKind(kindArg: string): ObjectKind {
     const kind = kindFromPlural(kindArg.toLowerCase());
-    if (!kind) {
+    // kindFromPlural indexes plain objects: "constructor" would come back as a function (was a 500).
+    if (!kind || !(OBJECT_KINDS as readonly string[]).includes(kind)) {
       throw new OrchardError('ERR_UNKNOWN_KIND', `unknown resource type "${kindArg}"; known: deployments, pods, nodes, events`, {
         details: { issues: [{ path: 'kind', message: 'must be one of deployments, pods, nodes, events' }] },
       });
@@ -76,7 +80,8 @@ export class Operations {
     const kind = this.resolveKind(kindArg);
     const obj = this.deps.store.get(kind, name);
     if (!obj) throw new OrchardError('ERR_NOT_FOUND', `${kind.toLowerCase()} "${name}" not found`);
-    return obj;
+    // Secrets: keys only, values redacted, whoever asks (the store holds only ciphertext anyway).
+    return obj.kind === 'Secret' ? redactSecret(obj) : obj;
   }
 
   list(kindArg: string, opts: ListOptions & { involvedObject?: string } = {}): { items: AnyObject[] } {
@@ -87,6 +92,7 @@ export class Operations {
     if (kind === 'Event') {
       items = [...items].sort((a, b) => ((a as { lastTimestamp: string }).lastTimestamp < (b as { lastTimestamp: string }).lastTimestamp ? -1 : 1));
     }
+    if (kind === 'Secret') items = items.map((o) => (o.kind === 'Secret' ? redactSecret(o) : o));
     return { items };
   }
 
@@ -94,7 +100,7 @@ export class Operations {
   delete(kindArg: string, name: string): { kind: ObjectKind; name: string; deleted: true } {
     const kind = this.resolveKind(kindArg);
     const { store } = this.deps;
-    if (kind !== 'Deployment' && kind !== 'Pod') {
+    if (kind !== 'Deployment' && kind !== 'Pod' && kind !== 'ConfigMap' && kind !== 'Secret' && kind !== 'Volume') {
       throw new OrchardError('ERR_FORBIDDEN', `${kind.toLowerCase()}s cannot be deleted this way${kind === 'Node' ? '; use `orchard node delete NAME` (DELETE /api/v1/nodes/NAME)' : ''}`);
     }
     store.transaction(() => {

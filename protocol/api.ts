@@ -21,11 +21,22 @@ export const GetArgsSchema = z.strictObject({ kind: KindArgSchema, name: z.strin
 export const DeleteArgsSchema = z.strictObject({ kind: KindArgSchema, name: z.string().min(1).max(253) });
 export const ScaleArgsSchema = z.strictObject({ name: NameSchema, replicas: z.number().int('must be an integer').min(0, 'must be 0 or more').max(10000) });
 
+export const RolloutActionSchema = z.enum(['status', 'history', 'undo', 'pause', 'resume', 'restart', 'promote']);
+export type RolloutAction = z.infer<typeof RolloutActionSchema>;
+export const RolloutArgsSchema = z.strictObject({
+  action: RolloutActionSchema,
+  name: NameSchema,
+  /** undo only: the revision number to return to (default: the previous one). */
+  toRevision: z.number().int('must be an integer').min(1).optional(),
+});
+export type RolloutArgs = z.infer<typeof RolloutArgsSchema>;
+
 export const CommandRequestSchema = z.discriminatedUnion('op', [
   z.strictObject({ id: z.string().min(1).max(128), op: z.literal('apply'), args: ApplyArgsSchema, replyTo: z.string().max(256).optional() }),
   z.strictObject({ id: z.string().min(1).max(128), op: z.literal('get'), args: GetArgsSchema, replyTo: z.string().max(256).optional() }),
   z.strictObject({ id: z.string().min(1).max(128), op: z.literal('delete'), args: DeleteArgsSchema, replyTo: z.string().max(256).optional() }),
   z.strictObject({ id: z.string().min(1).max(128), op: z.literal('scale'), args: ScaleArgsSchema, replyTo: z.string().max(256).optional() }),
+  z.strictObject({ id: z.string().min(1).max(128), op: z.literal('rollout'), args: RolloutArgsSchema, replyTo: z.string().max(256).optional() }),
 ]);
 export type CommandRequest = z.infer<typeof CommandRequestSchema>;
 export type CommandOp = CommandRequest['op'];

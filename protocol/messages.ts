@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { LabelsSchema, NameSchema, PodSpecSchema } from './manifest.js';
-import { ContainerStatusSchema, NodeInfoSchema, NodeUsageSchema, PodConditionSchema, PodPhaseSchema } from './objects.js';
+import { ContainerStatusSchema, ImagePullProgressSchema, NodeConditionSchema, NodeInfoSchema, NodeUsageSchema, PodConditionSchema, PodPhaseSchema } from './objects.js';
 
 /**
  * MQTT message payloads (JSON). Level-triggered: desired and observed are always *whole sets*,
@@ -17,6 +17,8 @@ export const NodeStatusMessageSchema = z.strictObject({
   /** Monotonic per agent process start, so the hub can tell a restarted agent. */
   bootId: z.string().max(64),
   at: z.string(),
+  /** Conditions the agent detects itself (DiskPressure from image GC); the hub merges them into the Node. */
+  conditions: z.array(NodeConditionSchema).max(8).optional(),
 });
 export type NodeStatusMessage = z.infer<typeof NodeStatusMessageSchema>;
 
@@ -48,6 +50,12 @@ export const DesiredSetMessageSchema = z.strictObject({
   generation: z.number().int().min(0),
   pods: z.array(DesiredPodSchema).max(10000),
   at: z.string(),
+  /** ConfigMaps referenced by this node's pods (need to know: only these). */
+  configMaps: z.record(NameSchema, z.strictObject({ data: z.record(z.string(), z.string()).default({}), binaryData: z.record(z.string(), z.string()).default({}) })).optional(),
+  /** Secrets referenced by this node's pods, values base64. Only ever on this node's ACL-protected topic. */
+  secrets: z.record(NameSchema, z.strictObject({ data: z.record(z.string(), z.string()).default({}) })).optional(),
+  /** Images image GC must keep (current and previous revisions of this node's deployments), so an undo needs no network. */
+  keepImages: z.array(z.string().max(512)).max(1000).optional(),
 });
 export type DesiredSetMessage = z.infer<typeof DesiredSetMessageSchema>;
 
@@ -62,8 +70,20 @@ export const ObservedPodSchema = z.strictObject({
   conditions: z.array(PodConditionSchema).max(8).default([]),
   containers: z.array(ContainerStatusSchema).max(16),
   startTime: z.string().optional(),
+  /** Image pull in progress for this pod (pull before kill: the old pod keeps serving meanwhile). */
+  pull: ImagePullProgressSchema.optional(),
 });
 export type ObservedPod = z.infer<typeof ObservedPodSchema>;
+
+/** A persistent engine volume on the node (issue 7), reported with the observed set. */
+export const ObservedVolumeSchema = z.strictObject({
+  /** Engine volume name, `orchard-…`. */
+  name: z.string().max(253),
+  usedBytes: z.number().min(0).optional(),
+  /** Names of desired pods that mount it. */
+  pods: z.array(z.string().max(253)).max(1000).default([]),
+});
+export type ObservedVolume = z.infer<typeof ObservedVolumeSchema>;
 
 export const ObservedSetMessageSchema = z.strictObject({
   node: NameSchema,
@@ -71,6 +91,8 @@ export const ObservedSetMessageSchema = z.strictObject({
   generation: z.number().int().min(0),
   pods: z.array(ObservedPodSchema).max(10000),
   at: z.string(),
+  /** Persistent volumes present on the node; absent when the agent has not looked yet. */
+  volumes: z.array(ObservedVolumeSchema).max(1000).optional(),
 });
 export type ObservedSetMessage = z.infer<typeof ObservedSetMessageSchema>;
 

@@ -24,12 +24,51 @@ export const ObjectMetaSchema = z.object({
 export type ObjectMeta = z.infer<typeof ObjectMetaSchema>;
 
 // ---- Deployment ----
+/** As Kubernetes: Progressing (reasons NewReplicaSetAvailable, ReplicaSetUpdated, ProgressDeadlineExceeded, DeploymentPaused, CanaryPaused, RolledBack) and Available (MinimumReplicasAvailable / MinimumReplicasUnavailable). */
+export const DeploymentConditionSchema = z.object({
+  type: z.enum(['Progressing', 'Available']),
+  status: z.enum(['True', 'False', 'Unknown']),
+  reason: z.string().optional(),
+  message: z.string().optional(),
+  lastUpdateTime: z.string().optional(),
+  lastTransitionTime: z.string().optional(),
+});
+export type DeploymentCondition = z.infer<typeof DeploymentConditionSchema>;
+
+export const RolloutPhaseSchema = z.enum(['Progressing', 'Complete', 'Paused', 'CanaryPaused', 'Failed', 'RolledBack']);
+export type RolloutPhase = z.infer<typeof RolloutPhaseSchema>;
+
+export const RolloutStatusSchema = z.object({
+  phase: RolloutPhaseSchema,
+  /** Revision number of the update revision. */
+  revision: z.number().int().optional(),
+  message: z.string().optional(),
+  /** When the update revision started rolling out. */
+  startedAt: z.string().optional(),
+  /** Last time the rollout made progress (pods created, became available, or old ones removed). */
+  lastProgressAt: z.string().optional(),
+  /** Fingerprint of the counts that define progress; a change means progress. */
+  progressKey: z.string().optional(),
+  /** Set when the controller rolled back a failed revision (cleared by the next template change). */
+  rolledBackFrom: z.object({ revision: z.number().int(), hash: z.string(), reason: z.string() }).optional(),
+});
+export type RolloutStatus = z.infer<typeof RolloutStatusSchema>;
+
 export const DeploymentStatusSchema = z.object({
   observedGeneration: z.number().int().default(0),
   replicas: z.number().int().default(0),
   readyReplicas: z.number().int().default(0),
   availableReplicas: z.number().int().default(0),
   unscheduledReplicas: z.number().int().default(0),
+  // ---- rollout state (issue 5); optional so older stored objects stay valid ----
+  /** Pods of the update revision (the deployment's current template). */
+  updatedReplicas: z.number().int().optional(),
+  /** Template hash of the last revision that was fully available (the rollback target). */
+  currentRevision: z.string().optional(),
+  /** Template hash of the revision being rolled out (= the spec's template). */
+  updateRevision: z.string().optional(),
+  conditions: z.array(DeploymentConditionSchema).optional(),
+  rollout: RolloutStatusSchema.optional(),
 });
 export type DeploymentStatus = z.infer<typeof DeploymentStatusSchema>;
 
@@ -43,6 +82,16 @@ export const DeploymentSchema = z.object({
 export type Deployment = z.infer<typeof DeploymentSchema>;
 
 // ---- Pod ----
+/** An image pull in progress for a pod, as the agent reports it (rollout status shows it). */
+export const ImagePullProgressSchema = z.object({
+  image: z.string().max(512),
+  layersDone: z.number().int().min(0),
+  layersTotal: z.number().int().min(0),
+  bytesDone: z.number().min(0),
+  bytesTotal: z.number().min(0),
+});
+export type ImagePullProgress = z.infer<typeof ImagePullProgressSchema>;
+
 export const PodPhaseSchema = z.enum(['Pending', 'Running', 'Succeeded', 'Failed', 'Unknown']);
 export type PodPhase = z.infer<typeof PodPhaseSchema>;
 
@@ -83,6 +132,8 @@ export const PodStatusSchema = z.object({
   startTime: z.string().optional(),
   /** Per-node reasons when unschedulable, e.g. {"node-3": "arch arm (needs arm64)"}. */
   unschedulable: z.object({ summary: z.string(), nodes: z.record(z.string(), z.array(z.string())) }).optional(),
+  /** Image pull in progress on the node (absent once the image is present). */
+  pull: ImagePullProgressSchema.optional(),
 });
 export type PodStatus = z.infer<typeof PodStatusSchema>;
 
@@ -117,12 +168,25 @@ export const NodeInfoSchema = z.object({
   }),
   agentVersion: z.string().max(64),
   addresses: z.array(z.string().max(64)).max(64).default([]),
+  /** Storage facts (issue 7): the agent's hostPath allow-list, whether secrets sit on tmpfs, and its disks. */
+  storage: z
+    .object({
+      hostPathAllow: z.array(z.string().max(1024)).max(64).default([]),
+      secretsOnTmpfs: z.boolean().optional(),
+      devices: z
+        .array(z.object({ path: z.string().max(1024), totalBytes: z.number().min(0), freeBytes: z.number().min(0), device: z.string().max(256).optional(), media: z.enum(['sd', 'ssd', 'hdd', 'unknown']) }))
+        .max(16)
+        .default([]),
+    })
+    .optional(),
 });
 export type NodeInfo = z.infer<typeof NodeInfoSchema>;
 
 export const NodeUsageSchema = z.object({
   cpuPercent: z.number().min(0).max(100 * 4096),
   memoryUsedBytes: z.number().min(0),
+  /** Free bytes on the agent's data path, refreshed with each heartbeat (ephemeral-storage scheduling). */
+  diskFreeBytes: z.number().min(0).optional(),
   at: z.string(),
 });
 export type NodeUsage = z.infer<typeof NodeUsageSchema>;
@@ -210,17 +274,55 @@ export const RevisionSchema = z.object({
 });
 export type RevisionObject = z.infer<typeof RevisionSchema>;
 
-export type AnyObject = Deployment | Pod | NodeObject | EventObject | ConfigMapObject | SecretObject | RevisionObject;
+// ---- Volume (a persistent engine volume and the node holding its data; written by the hub) ----
+export const PersistentVolumeSchema = z.object({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal('Volume'),
+  /** name: the engine volume name (see persistentVolumeName); ownerName: the deployment. */
+  metadata: ObjectMetaSchema,
+  spec: z.object({
+    /** The node where the data lives; pods using the volume are scheduled only there. */
+    nodeName: z.string(),
+    /** The pod volume name in the template. */
+    volume: z.string(),
+    size: z.union([z.string(), z.number()]).optional(),
+  }),
+  status: z
+    .object({
+      /** Bytes used, as the node last reported (engine UsageData, else du); absent when unknown. */
+      usedBytes: z.number().min(0).optional(),
+      /** Pods (names) the node reported using the volume. */
+      pods: z.array(z.string()).default([]),
+      /** Whether the node last reported the volume present. */
+      present: z.boolean().optional(),
+      observedAt: z.string().optional(),
+    })
+    .default({ pods: [] }),
+});
+export type PersistentVolumeObject = z.infer<typeof PersistentVolumeSchema>;
+
+/**
+ * The engine volume a pod's `persistent` volume maps to: `orchard-<claimName>` when the volume
+ * names a claim (shared by every deployment naming it), else `orchard-<deployment>-<volume>`.
+ * Shared by the hub (binding records) and the agent (engine volumes), so both agree.
+ */
+export function persistentVolumeName(owner: string, volume: { name: string; persistent?: { claimName?: string | undefined } | undefined }): string {
+  const claim = volume.persistent?.claimName;
+  return claim !== undefined ? `orchard-${claim}` : `orchard-${owner}-${volume.name}`;
+}
+
+export type AnyObject = Deployment | Pod | NodeObject | EventObject | ConfigMapObject | SecretObject | RevisionObject | PersistentVolumeObject;
 export type ObjectKind = AnyObject['kind'];
-export const OBJECT_KINDS = ['Deployment', 'Pod', 'Node', 'Event', 'ConfigMap', 'Secret', 'Revision'] as const satisfies readonly ObjectKind[];
+export const OBJECT_KINDS = ['Deployment', 'Pod', 'Node', 'Event', 'ConfigMap', 'Secret', 'Revision', 'Volume'] as const satisfies readonly ObjectKind[];
 
 /** URL plural ↔ kind. */
-export const KIND_BY_PLURAL = { deployments: 'Deployment', pods: 'Pod', nodes: 'Node', events: 'Event', configmaps: 'ConfigMap', secrets: 'Secret', revisions: 'Revision' } as const;
+export const KIND_BY_PLURAL = { deployments: 'Deployment', pods: 'Pod', nodes: 'Node', events: 'Event', configmaps: 'ConfigMap', secrets: 'Secret', revisions: 'Revision', volumes: 'Volume' } as const;
 export type Plural = keyof typeof KIND_BY_PLURAL;
 export function kindFromPlural(s: string): ObjectKind | undefined {
   const singular: Record<string, ObjectKind> = {
     deployment: 'Deployment', pod: 'Pod', node: 'Node', event: 'Event', deploy: 'Deployment', po: 'Pod', no: 'Node', ev: 'Event',
     configmap: 'ConfigMap', cm: 'ConfigMap', secret: 'Secret', revision: 'Revision', rev: 'Revision',
+    volume: 'Volume', vol: 'Volume', pv: 'Volume',
   };
   return (KIND_BY_PLURAL as Record<string, ObjectKind>)[s] ?? singular[s];
 }

@@ -1,9 +1,12 @@
+import { Writable } from 'node:stream';
 import Docker from 'dockerode';
 import { OrchardError } from '../../protocol/errors.js';
 import type {
-  ContainerRuntime, CreateSpec, EngineInfo, PullPolicy, RuntimeContainer, RuntimeContainerState, RuntimeEvent, RuntimeEventType,
+  ContainerRuntime, CreateSpec, EngineInfo, ExecResult, PullEvent, PullOptions, PullPolicy, RuntimeContainer, RuntimeContainerState, RuntimeEvent, RuntimeEventType, RuntimeImage, RuntimeVolume,
 } from './runtime.js';
-import { LABELS, boundedSignal, normalizeArch } from './runtime.js';
+import { duBytes, engineMounts } from './docker-volumes.js';
+import { registryHost } from '../images/pull-auth.js';
+import { EXEC_OUTPUT_LIMIT, LABELS, boundedSignal, normalizeArch } from './runtime.js';
 
 /**
  * ContainerRuntime over the Docker Engine API (dockerode). The only file that imports
@@ -81,6 +84,7 @@ export function withDefaultTag(image: string): string {
 }
 
 export class DockerRuntime implements ContainerRuntime {
+  private platformOnce: Promise<string | undefined> | undefined;
   private readonly docker: Docker;
   private readonly timeoutMs: number;
   private readonly pullTimeoutMs: number;
@@ -180,7 +184,7 @@ export class DockerRuntime implements ContainerRuntime {
     return view;
   }
 
-  async ensureImage(image: string, policy: PullPolicy, signal?: AbortSignal): Promise<void> {
+  async ensureImage(image: string, policy: PullPolicy, signal?: AbortSignal, opts: PullOptions = {}): Promise<void> {
     const ref = withDefaultTag(image);
     if (policy !== 'Always') {
       try {
@@ -193,12 +197,86 @@ export class DockerRuntime implements ContainerRuntime {
     }
     const abortSignal = boundedSignal(signal, this.pullTimeoutMs);
     try {
-      const stream = await this.docker.pull(ref, { abortSignal });
+      // The node's own platform, so a multi-arch image resolves to what this device runs.
+      const pullOpts: { abortSignal: AbortSignal; platform?: string; authconfig?: Docker.AuthConfig } = { abortSignal };
+      const platform = await this.platform(abortSignal);
+      if (platform !== undefined) pullOpts.platform = platform;
+      if (opts.auth !== undefined) pullOpts.authconfig = { username: opts.auth.username, password: opts.auth.password, serveraddress: opts.auth.server ?? registryHost(ref) };
+      const stream = await this.docker.pull(ref, pullOpts);
       await new Promise<void>((resolve, reject) => {
-        this.docker.modem.followProgress(stream, (err: Error | null) => (err === null ? resolve() : reject(err)));
+        this.docker.modem.followProgress(
+          stream,
+          (err: Error | null) => (err === null ? resolve() : reject(err)),
+          (e: { id?: string; status?: string; progressDetail?: { current?: number; total?: number } }) => {
+            if (opts.onProgress === undefined || typeof e.status !== 'string') return;
+            const ev: PullEvent = { status: e.status };
+            if (typeof e.id === 'string') ev.id = e.id;
+            if (typeof e.progressDetail?.current === 'number') ev.current = e.progressDetail.current;
+            if (typeof e.progressDetail?.total === 'number') ev.total = e.progressDetail.total;
+            try {
+              opts.onProgress(ev);
+            } catch (err) {
+              this.log(`pull progress handler failed: ${String(err)}`);
+            }
+          },
+        );
       });
     } catch (err) {
       throw wrap(err, `pull ${ref}`, 'ERR_IMAGE_PULL');
+    }
+  }
+
+  /** `linux/arm64`, `linux/arm/v7` … from the engine, once; undefined when the engine will not say. */
+  private platform(signal: AbortSignal): Promise<string | undefined> {
+    this.platformOnce ??= raceAbort(Promise.all([this.docker.version(), this.docker.info() as Promise<Record<string, unknown>>]), signal).then(
+      ([v, i]) => {
+        const arch = normalizeArch(String(v.Arch ?? ''));
+        if (arch === undefined) return undefined;
+        const raw = String(i.Architecture ?? '');
+        const variant = arch === 'arm' ? (raw.startsWith('armv6') ? '/v6' : '/v7') : '';
+        return `${String(v.Os ?? 'linux')}/${arch}${variant}`;
+      },
+      () => {
+        this.platformOnce = undefined; // ask again next time
+        return undefined;
+      },
+    );
+    return this.platformOnce;
+  }
+
+  async listImages(signal?: AbortSignal): Promise<RuntimeImage[]> {
+    try {
+      const list = await raceAbort(this.docker.listImages({ all: false }), boundedSignal(signal, this.timeoutMs));
+      return list.map((i) => ({ id: i.Id, tags: (i.RepoTags ?? []).filter((t) => t !== '<none>:<none>'), createdAt: i.Created * 1000, sizeBytes: i.Size }));
+    } catch (err) {
+      throw wrap(err, 'list images');
+    }
+  }
+
+  async removeImage(ref: string, signal?: AbortSignal): Promise<void> {
+    try {
+      await raceAbort(this.docker.getImage(ref).remove({ force: false }), boundedSignal(signal, this.timeoutMs));
+    } catch (err) {
+      if (isStatus(err, 404)) return;
+      throw wrap(err, `remove image ${ref}`);
+    }
+  }
+
+  async dataRoot(signal?: AbortSignal): Promise<string | undefined> {
+    try {
+      const i = (await raceAbort(this.docker.info() as Promise<Record<string, unknown>>, boundedSignal(signal, this.timeoutMs))) as { DockerRootDir?: string };
+      return i.DockerRootDir;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async imagesInUse(signal?: AbortSignal): Promise<Set<string>> {
+    try {
+      const list = await this.docker.listContainers({ all: true, abortSignal: boundedSignal(signal, this.timeoutMs) });
+      return new Set(list.flatMap((c) => [c.Image, c.ImageID, withDefaultTag(c.Image)]));
+    } catch (err) {
+      throw wrap(err, 'list containers');
     }
   }
 
@@ -223,6 +301,7 @@ export class DockerRuntime implements ContainerRuntime {
     };
     if (spec.cpuMillis !== undefined && spec.cpuMillis > 0) hostConfig.NanoCpus = spec.cpuMillis * 1_000_000;
     if (spec.memoryBytes !== undefined && spec.memoryBytes > 0) hostConfig.Memory = spec.memoryBytes;
+    if (spec.mounts !== undefined && spec.mounts.length > 0) hostConfig.Mounts = engineMounts(spec.mounts);
     const opts: Docker.ContainerCreateOptions = {
       name: spec.name,
       Image: spec.image,
@@ -342,6 +421,94 @@ export class DockerRuntime implements ContainerRuntime {
       this.log(`engine event subscribe failed: ${engineMessage(err)}; retrying`);
     }
     void loop(first);
+  }
+
+  async exec(id: string, command: string[], signal?: AbortSignal): Promise<ExecResult> {
+    const abortSignal = boundedSignal(signal, this.timeoutMs);
+    let stream: NodeJS.ReadWriteStream & { destroy?: () => void } | undefined;
+    try {
+      const exec = await this.docker.getContainer(id).exec({ Cmd: command, AttachStdout: true, AttachStderr: true, abortSignal });
+      stream = await raceAbort(exec.start({ hijack: true, stdin: false, abortSignal }), abortSignal);
+      const output = await raceAbort(this.drain(stream), abortSignal);
+      // The stream ends when the process exits; the engine may need a moment to record the code.
+      for (let i = 0; ; i++) {
+        const info = await exec.inspect({ abortSignal });
+        if (!info.Running && info.ExitCode !== null) return { exitCode: info.ExitCode, output };
+        if (i >= 20) throw new OrchardError('ERR_RUNTIME', `exec in ${id.slice(0, 12)}: no exit code after the output ended`);
+        await raceAbort(new Promise((r) => setTimeout(r, 25)), abortSignal);
+      }
+    } catch (err) {
+      stream?.destroy?.();
+      throw wrap(err, `exec in ${id.slice(0, 12)}`);
+    }
+  }
+
+  async ensureVolume(name: string, labels: Record<string, string>, signal?: AbortSignal): Promise<void> {
+    const abortSignal = boundedSignal(signal, this.timeoutMs);
+    try {
+      await raceAbort(this.docker.getVolume(name).inspect(), abortSignal);
+      return;
+    } catch (err) {
+      if (!isStatus(err, 404)) throw wrap(err, `inspect volume ${name}`);
+    }
+    try {
+      await raceAbort(this.docker.createVolume({ Name: name, Labels: labels }), abortSignal);
+    } catch (err) {
+      throw wrap(err, `create volume ${name}`);
+    }
+  }
+
+  async listVolumes(node: string, opts: { usage: boolean }, signal?: AbortSignal): Promise<RuntimeVolume[]> {
+    const abortSignal = boundedSignal(signal, this.timeoutMs);
+    let list: Array<{ Name: string; Labels?: Record<string, string> | null; Mountpoint?: string }>;
+    try {
+      const r = (await raceAbort(this.docker.listVolumes({ filters: { label: [`${LABELS.node}=${node}`] } }), abortSignal)) as { Volumes?: typeof list | null };
+      list = (r.Volumes ?? []).filter((v) => v.Labels?.[LABELS.node] === node);
+    } catch (err) {
+      throw wrap(err, 'list volumes');
+    }
+    const out: RuntimeVolume[] = list.map((v) => ({ name: v.Name, labels: v.Labels ?? {}, ...(v.Mountpoint ? { mountpoint: v.Mountpoint } : {}) }));
+    if (!opts.usage || out.length === 0) return out;
+    // `docker system df -v` knows volume sizes (UsageData); it walks every volume, so callers ask rarely.
+    try {
+      const df = (await raceAbort(this.docker.df(), abortSignal)) as { Volumes?: Array<{ Name: string; UsageData?: { Size?: number } | null }> | null };
+      const size = new Map((df.Volumes ?? []).map((v) => [v.Name, v.UsageData?.Size ?? -1]));
+      for (const v of out) {
+        const s = size.get(v.name);
+        if (s !== undefined && s >= 0) v.usedBytes = s;
+      }
+    } catch (err) {
+      this.log(`docker df failed: ${engineMessage(err)}; falling back to du`);
+    }
+    for (const v of out) {
+      if (v.usedBytes !== undefined || v.mountpoint === undefined) continue;
+      const b = await duBytes(v.mountpoint, abortSignal);
+      if (b !== undefined) v.usedBytes = b;
+    }
+    return out;
+  }
+
+  /** Demuxes a hijacked exec stream into one bounded string; resolves when the stream ends. */
+  private drain(stream: NodeJS.ReadableStream): Promise<string> {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done): void {
+        if (size < EXEC_OUTPUT_LIMIT) {
+          const part = chunk.subarray(0, EXEC_OUTPUT_LIMIT - size);
+          chunks.push(part);
+          size += part.length;
+        }
+        done();
+      },
+    });
+    return new Promise((resolve, reject) => {
+      this.docker.modem.demuxStream(stream, sink, sink);
+      const finish = (): void => resolve(Buffer.concat(chunks).toString('utf8'));
+      stream.on('end', finish);
+      stream.on('close', finish);
+      stream.on('error', reject);
+    });
   }
 
   private parseEvent(line: string): RuntimeEvent | undefined {

@@ -123,12 +123,43 @@ export interface ExecResult {
 /** Exec output kept per run: enough for a probe's failure message, bounded for a Pi's memory. */
 export const EXEC_OUTPUT_LIMIT = 4096;
 
+/** One engine pull progress step (a `docker pull` line): layer `id`, status text, bytes when downloading. */
+export interface PullEvent {
+  id?: string;
+  status: string;
+  current?: number;
+  total?: number;
+}
+
+/** Registry login for a pull (from a Secret named in imagePullSecrets). */
+export interface RegistryAuth {
+  username: string;
+  password: string;
+  /** host[:port]; absent = the image's own registry. */
+  server?: string;
+}
+
+export interface PullOptions {
+  /** Called for each progress step of an actual pull (not when the image was already present). */
+  onProgress?: (e: PullEvent) => void;
+  auth?: RegistryAuth;
+}
+
+/** A local image, for image GC. */
+export interface RuntimeImage {
+  id: string;
+  tags: string[];
+  /** ms since epoch. */
+  createdAt: number;
+  sizeBytes: number;
+}
+
 export interface ContainerRuntime {
   info(signal?: AbortSignal): Promise<EngineInfo>;
   /** Every container of `node` (running or not), and nothing else. */
   listContainers(node: string, signal?: AbortSignal): Promise<RuntimeContainer[]>;
   /** Makes sure `image` is present per policy; a failed pull throws ERR_IMAGE_PULL with the engine's message. */
-  ensureImage(image: string, policy: PullPolicy, signal?: AbortSignal): Promise<void>;
+  ensureImage(image: string, policy: PullPolicy, signal?: AbortSignal, opts?: PullOptions): Promise<void>;
   /** Creates (does not start) a container; returns its id. */
   createContainer(spec: CreateSpec, signal?: AbortSignal): Promise<string>;
   /** Starts a created or exited container. Idempotent for a running one. */
@@ -153,6 +184,14 @@ export interface ContainerRuntime {
   ensureVolume?(name: string, labels: Record<string, string>, signal?: AbortSignal): Promise<void>;
   /** Engine volumes labelled `orchard.node=<node>`; with `usage`, also bytes used when the engine can tell cheaply. */
   listVolumes?(node: string, opts: { usage: boolean }, signal?: AbortSignal): Promise<RuntimeVolume[]>;
+  /** Every local image (image GC). */
+  listImages?(signal?: AbortSignal): Promise<RuntimeImage[]>;
+  /** Removes an image by id or tag, never by force: the engine refuses one a container uses. */
+  removeImage?(ref: string, signal?: AbortSignal): Promise<void>;
+  /** The engine's data directory (image GC measures free disk there when the agent can see it). */
+  dataRoot?(signal?: AbortSignal): Promise<string | undefined>;
+  /** Image refs of every container on the engine, any node or none (image GC keeps them). */
+  imagesInUse?(signal?: AbortSignal): Promise<Set<string>>;
 }
 
 /** Label keys on every container the agent creates. */

@@ -5,6 +5,7 @@ import { resolveResource, usageError } from '../args.js';
 import { ageSince, fields, table } from '../format.js';
 import { eventsFor, getObject, listObjects } from '../resources.js';
 import { describeEventsTable, desiredReplicas, nodeStatus, podReady, podStatusText, podsOnNode, podsTable } from '../tables.js';
+import { nodeWarnings } from '../node-warnings.js';
 import type { CommandDef } from './command.js';
 
 /** Human-readable reports in kubectl's layout: key/value header, nested sections, events last. */
@@ -127,6 +128,8 @@ export function describeNode(n: NodeObject, pods: readonly Pod[], events: readon
     ['Unschedulable', String(n.spec.unschedulable)],
     ['Last Heartbeat', n.status.lastHeartbeatTime === undefined ? '<never>' : when(n.status.lastHeartbeatTime, now)],
   ]);
+  const warnings = nodeWarnings(n);
+  if (warnings.length > 0) out += `Warnings:\n${warnings.map((w) => `  WARNING: ${w}\n`).join('')}`;
   if (n.status.conditions.length > 0) {
     const rows = n.status.conditions.map((c) => [c.type, c.status, c.reason ?? '', c.message ?? '']);
     out += `Conditions:\n${table(['TYPE', 'STATUS', 'REASON', 'MESSAGE'], rows, '  ')}`;

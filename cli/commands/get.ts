@@ -1,9 +1,9 @@
 import { stringify } from 'yaml';
-import { OBJECT_KINDS, type AnyObject, type ConfigMapObject, type Deployment, type EventObject, type NodeObject, type Pod, type RevisionObject, type SecretObject } from '../../protocol/objects.js';
+import { OBJECT_KINDS, type AnyObject, type ConfigMapObject, type Deployment, type EventObject, type NodeObject, type Pod, type PersistentVolumeObject, type RevisionObject, type SecretObject } from '../../protocol/objects.js';
 import { flagString, resolveResource, usageError } from '../args.js';
 import { objectRef } from '../format.js';
 import { getObject, listObjects, sortEvents } from '../resources.js';
-import { configMapsTable, deploymentsTable, eventsTable, nodesTable, podsTable, revisionsTable, secretsTable } from '../tables.js';
+import { configMapsTable, deploymentsTable, eventsTable, nodesTable, podsTable, revisionsTable, secretsTable, volumesTable } from '../tables.js';
 import type { CommandDef } from './command.js';
 
 export const OUTPUT_FORMATS = ['wide', 'json', 'yaml', 'name'] as const;
@@ -18,7 +18,7 @@ function outputFormat(text: string | undefined): OutputFormat {
 export const getCommand: CommandDef = {
   name: 'get',
   summary: 'List nodes, deployments, pods or events',
-  usage: `orchard get nodes|deployments|pods|events|configmaps|secrets|revisions [NAME] [-o wide|json|yaml|name]
+  usage: `orchard get nodes|deployments|pods|events|configmaps|secrets|revisions|volumes [NAME] [-o wide|json|yaml|name]
 
 Types also accept singular and short forms: node/no, deployment/deploy, pod/po, event/ev, configmap/cm, revision/rev,
 and TYPE/NAME (e.g. deploy/web).
@@ -90,6 +90,9 @@ Flags:
         break;
       case 'Revision':
         out.write(revisionsTable(items as RevisionObject[], now));
+        break;
+      case 'Volume':
+        out.write(volumesTable(items as PersistentVolumeObject[], now));
         break;
     }
     return 0;

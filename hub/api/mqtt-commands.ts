@@ -5,8 +5,9 @@ import { parseTopic, topics } from '../../protocol/topics.js';
 import type { Publisher } from '../broker/broker.js';
 import type { Logger } from '../log.js';
 import type { Operations } from '../operations.js';
+import type { RolloutOperations } from '../rollout/rollout-ops.js';
 
-const NEEDS: Record<CommandRequest['op'], Role> = { get: 'viewer', apply: 'operator', delete: 'operator', scale: 'operator' };
+const NEEDS: Record<CommandRequest['op'], Role> = { get: 'viewer', apply: 'operator', delete: 'operator', scale: 'operator', rollout: 'operator' };
 const RANK: Record<Role, number> = { viewer: 0, operator: 1, admin: 2 };
 
 /**
@@ -18,7 +19,7 @@ const RANK: Record<Role, number> = { viewer: 0, operator: 1, admin: 2 };
 export class MqttCommands {
   handled = 0;
 
-  constructor(private readonly deps: { ops: Operations; publisher: Publisher; log: Logger }) {}
+  constructor(private readonly deps: { ops: Operations; publisher: Publisher; log: Logger; rollout?: RolloutOperations }) {}
 
   /** `role` is the authenticated publisher's role (undefined: refuse). Never throws. */
   async handle(topic: string, payload: Buffer, role: Role | undefined): Promise<void> {
@@ -38,7 +39,9 @@ export class MqttCommands {
         throw new OrchardError('ERR_FORBIDDEN', `replyTo must be ${replyTopic} (your own reply topic)`);
       }
       if (!role) throw new OrchardError('ERR_UNAUTHENTICATED', 'command clients must connect with an API token (username "token")');
-      if (RANK[role] < RANK[NEEDS[req.op]]) throw new OrchardError('ERR_FORBIDDEN', `role "${role}" may not ${req.op} (needs ${NEEDS[req.op]})`);
+      // Reading a rollout (status, history) is a viewer's right, as GET is.
+      const needs = req.op === 'rollout' && (req.args.action === 'status' || req.args.action === 'history') ? 'viewer' : NEEDS[req.op];
+      if (RANK[role] < RANK[needs]) throw new OrchardError('ERR_FORBIDDEN', `role "${role}" may not ${req.op} (needs ${needs})`);
       reply = { id, ok: true, result: this.run(req) };
     } catch (err) {
       const oe = OrchardError.from(err);
@@ -64,6 +67,9 @@ export class MqttCommands {
         return ops.delete(req.args.kind, req.args.name);
       case 'scale':
         return ops.scale(req.args.name, req.args.replicas);
+      case 'rollout':
+        if (!this.deps.rollout) throw new OrchardError('ERR_INTERNAL', 'rollout commands are not wired on this hub');
+        return this.deps.rollout.run(req.args);
     }
   }
 }

@@ -17,6 +17,13 @@ import type { Operations } from '../operations.js';
 import type { Store } from '../store/store.js';
 import { toOrchardError } from './errors.js';
 import { renderDashboard } from './dashboard.js';
+import { resolveTimeouts, type HubTimeouts } from '../security/limits.js';
+import { registerTokenRoutes, type TokenRevocation } from './routes-tokens.js';
+import { registerConfigRoutes } from './routes-config.js';
+import { registerNodeRoutes } from './routes-nodes.js';
+import { registerRolloutRoutes } from './routes-rollout.js';
+import { RolloutOperations } from '../rollout/rollout-ops.js';
+import { redactSecret } from '../secrets/secret-codec.js';
 
 export interface ApiPrincipal {
   name: string;
@@ -46,6 +53,14 @@ export interface ApiDeps {
   /** Deletes a node: revoke, disconnect, forget its object (its pods are rescheduled). */
   deleteNode: (name: string) => Promise<void>;
   tls?: { cert: string; key: string };
+  /** `orchard rollout …` operations (routes-rollout.ts); built from store and log when absent. */
+  rollout?: RolloutOperations;
+  /** Admin: rotate the secrets encryption key (routes-config.ts). */
+  rotateSecretsKey?: () => { keyId: string; reencrypted: number; retired: string[] };
+  /** Slow-client limits (hub/security/limits.ts); defaults when absent. */
+  timeouts?: Partial<HubTimeouts>;
+  /** Admin: revoke a join or API token (routes-tokens.ts); the route is absent without it. */
+  revokeToken?: (id: string) => TokenRevocation;
 }
 
 const ROLE_RANK: Record<Role, number> = { viewer: 0, operator: 1, admin: 2 };
@@ -67,14 +82,23 @@ declare module 'fastify' {
 
 /** Builds the web API (not yet listening). Every route validates its input with zod. */
 export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
+  const to = resolveTimeouts(deps.timeouts);
+  // headersTimeout and requestTimeout are only enforced every connectionsCheckingInterval.
+  const serverOpts = { headersTimeout: to.httpHeadersMs, connectionsCheckingInterval: to.httpCheckIntervalMs };
   const app = Fastify({
     bodyLimit: MAX_BODY_BYTES,
     logger: false,
     // A slow or half-open client cannot hold the hub.
-    connectionTimeout: 30_000,
-    requestTimeout: 30_000,
+    connectionTimeout: to.httpIdleMs,
+    requestTimeout: to.httpRequestMs,
     keepAliveTimeout: 5_000,
-    ...(deps.tls ? { https: { cert: deps.tls.cert, key: deps.tls.key, minVersion: 'TLSv1.2' as const } } : {}),
+    ...(deps.tls
+      ? { https: { cert: deps.tls.cert, key: deps.tls.key, minVersion: 'TLSv1.2' as const, handshakeTimeout: to.tlsHandshakeMs, ...serverOpts } }
+      : { http: serverOpts }),
+  });
+  // Access log at debug level (never the Authorization header): shows who called what, and when.
+  app.addHook('onResponse', async (req, reply) => {
+    deps.log.debug('request', { method: req.method, url: req.url.split('?')[0], status: reply.statusCode, ip: req.ip });
   });
 
   // Bodies arrive as text; each route parses YAML/JSON itself so errors come out in our format.
@@ -106,6 +130,10 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     req.principal = principal;
   };
 
+  registerConfigRoutes(app, { need, ...(deps.rotateSecretsKey ? { rotateSecretsKey: deps.rotateSecretsKey } : {}) });
+  registerNodeRoutes(app, { need, store: deps.store, log: deps.log });
+  if (deps.revokeToken) registerTokenRoutes(app, { need, revokeToken: deps.revokeToken });
+  registerRolloutRoutes(app, { need, rollout: deps.rollout ?? new RolloutOperations({ store: deps.store, log: deps.log, now: () => new Date() }) });
   app.get('/healthz', async () => ({ ok: true }));
   app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').send(renderDashboard()));
 
@@ -175,7 +203,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     const res = reply.raw;
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
     res.write(': watching\n\n');
-    const stop = deps.store.watch((ev) => res.write(`event: ${ev.type}\ndata: ${JSON.stringify(ev.object)}\n\n`), kinds);
+    const stop = deps.store.watch((ev) => res.write(`event: ${ev.type}\ndata: ${JSON.stringify(ev.object.kind === 'Secret' ? redactSecret(ev.object) : ev.object)}\n\n`), kinds);
     const ping = setInterval(() => res.write(': ping\n\n'), 15_000);
     req.raw.on('close', () => {
       stop();

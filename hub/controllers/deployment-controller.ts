@@ -1,16 +1,23 @@
 import { API_VERSION } from '../../protocol/manifest.js';
-import type { Deployment, DeploymentStatus, Pod } from '../../protocol/objects.js';
-import { recordEvent } from '../events.js';
-import { deepEqual, shortHash } from '../hash.js';
+import type { Deployment, Pod } from '../../protocol/objects.js';
+import { shortHash } from '../hash.js';
 import type { Logger } from '../log.js';
 import { newPodName, TEMPLATE_HASH_ANNOTATION } from '../operations.js';
+import { deleteRevisions } from '../rollout/revisions.js';
+import { reconcileRollout } from '../rollout/rollout-reconciler.js';
 import type { Store, WatchEvent } from '../store/store.js';
+import { configHash, referencesConfig } from '../secrets/config-refs.js';
 import { WorkQueue } from './workqueue.js';
 
 export const DEPLOYMENT_LABEL = 'orchard.dev/deployment';
 
-export function templateHash(d: Deployment): string {
-  return shortHash(d.spec.template);
+/**
+ * `config` is the hash of the ConfigMaps/Secrets the template references (configHash() in
+ * hub/secrets/config-refs.ts): a changed config is a new revision. Without references the hash
+ * is the template's alone, as before.
+ */
+export function templateHash(d: Deployment, config?: string): string {
+  return config === undefined ? shortHash(d.spec.template) : shortHash({ template: d.spec.template, config });
 }
 
 export function isTerminal(p: Pod): boolean {
@@ -23,7 +30,8 @@ export function isPodReady(p: Pod): boolean {
 
 /**
  * Keeps each replicated Deployment's pod count at `spec.replicas` (level-triggered: every run
- * re-reads the deployment and its pods). Pods whose template hash is stale are replaced.
+ * re-reads the deployment and its pods). Pods whose template hash is stale are replaced per the
+ * deployment's strategy (hub/rollout/: RollingUpdate, Recreate, canary; deadline and rollback).
  * Global-mode deployments are kept by the GlobalController.
  */
 export class DeploymentController {
@@ -38,7 +46,12 @@ export class DeploymentController {
     this.unwatch = this.deps.store.watch((ev: WatchEvent) => {
       if (ev.object.kind === 'Deployment') this.queue.add(ev.object.metadata.name);
       else if (ev.object.kind === 'Pod' && ev.object.metadata.ownerName) this.queue.add(ev.object.metadata.ownerName);
-    }, ['Deployment', 'Pod']);
+      else if (ev.object.kind === 'ConfigMap' || ev.object.kind === 'Secret') {
+        // A changed config rolls every deployment that references it (its template hash changes).
+        const { kind, metadata } = ev.object;
+        for (const d of this.deps.store.list('Deployment')) if (referencesConfig(d.spec.template.spec, kind, metadata.name)) this.queue.add(d.metadata.name);
+      }
+    }, ['Deployment', 'Pod', 'ConfigMap', 'Secret']);
     for (const d of this.deps.store.list('Deployment')) this.queue.add(d.metadata.name);
   }
 
@@ -48,64 +61,21 @@ export class DeploymentController {
   }
 
   /** Idempotent; never runs concurrently for one key (WorkQueue contract). */
-  reconcile(name: string): void {
-    const { store, now } = this.deps;
+  reconcile(name: string): { requeueAfterMs?: number } | void {
+    const { store } = this.deps;
     const d = store.get('Deployment', name);
     const pods = store.list('Pod', { ownerName: name });
     if (!d) {
       // Deleted: its pods go too (Operations.delete removes them at once; this catches leftovers).
       if (pods.length > 0) store.transaction(() => pods.forEach((p) => store.delete('Pod', p.metadata.name)));
+      store.transaction(() => deleteRevisions(store, name));
       return;
     }
     if (d.spec.mode === 'global') return;
-    const hash = templateHash(d);
-    store.transaction(() => {
-      const active = pods.filter((p) => !isTerminal(p));
-      const stale = active.filter((p) => p.metadata.annotations[TEMPLATE_HASH_ANNOTATION] !== hash);
-      // Template changed: replace stale pods (Recreate). Rolling strategies build on this.
-      for (const p of stale) store.delete('Pod', p.metadata.name);
-      // Failed/Succeeded pods of a replicated deployment are replaced, as a ReplicaSet does.
-      for (const p of pods.filter(isTerminal)) store.delete('Pod', p.metadata.name);
-      const current = active.filter((p) => !stale.includes(p));
-      const want = d.spec.replicas;
-      if (current.length > want) {
-        const victims = [...current].sort(deletionOrder).slice(0, current.length - want);
-        for (const p of victims) store.delete('Pod', p.metadata.name);
-        recordEvent(store, now(), { kind: 'Deployment', name, type: 'Normal', reason: 'ScaledDown', message: `removed ${victims.length} pod(s) to reach ${want} replicas` });
-      } else if (current.length < want) {
-        const n = want - current.length;
-        for (let i = 0; i < n; i++) store.create(newPod(d, hash));
-        recordEvent(store, now(), { kind: 'Deployment', name, type: 'Normal', reason: 'ScaledUp', message: `created ${n} pod(s) to reach ${want} replicas` });
-      }
-      this.writeStatus(d);
-    });
+    const hash = templateHash(d, configHash(store, d.spec.template.spec));
+    // Revisions, RollingUpdate / Recreate / canary, progress deadline and rollback: hub/rollout/.
+    return reconcileRollout(this.deps, d, pods, hash);
   }
-
-  private writeStatus(d: Deployment): void {
-    const { store } = this.deps;
-    const pods = store.list('Pod', { ownerName: d.metadata.name }).filter((p) => !isTerminal(p));
-    const ready = pods.filter(isPodReady).length;
-    const status: DeploymentStatus = {
-      observedGeneration: d.metadata.generation,
-      replicas: pods.length,
-      readyReplicas: ready,
-      availableReplicas: ready,
-      unscheduledReplicas: pods.filter((p) => !p.spec.nodeName).length,
-    };
-    const fresh = store.get('Deployment', d.metadata.name);
-    if (!fresh || deepEqual(fresh.status, status)) return;
-    const next = structuredClone(fresh) as Deployment;
-    next.status = status;
-    store.update(next);
-  }
-}
-
-/** Unscheduled first, then not ready, then newest — the cheapest pods to lose. */
-function deletionOrder(a: Pod, b: Pod): number {
-  const rank = (p: Pod): number => (!p.spec.nodeName ? 0 : !isPodReady(p) ? 1 : 2);
-  const r = rank(a) - rank(b);
-  if (r !== 0) return r;
-  return a.metadata.creationTimestamp < b.metadata.creationTimestamp ? 1 : -1;
 }
 
 export function newPod(d: Deployment, hash: string, nodeName?: string): Parameters<Store['create']>[0] & { kind: 'Pod' } {

@@ -13,8 +13,10 @@ import type { NodeCondition, NodeObject, Pod, PodStatus } from '../../protocol/o
 import { parseTopic } from '../../protocol/topics.js';
 import { recordEvent } from '../events.js';
 import { deepEqual } from '../hash.js';
+import { applyUserLabels } from '../node-labels.js';
 import type { Logger } from '../log.js';
 import type { Store } from '../store/store.js';
+import { markPodsNodeLost } from './node-lost-status.js';
 
 export interface NodeControllerOptions {
   store: Store;
@@ -113,15 +115,16 @@ export class NodeController {
           kind: 'Node',
           metadata: { name: m.node, labels, annotations: {} },
           spec: { unschedulable: false, taints: [] },
-          status: { info: m.info, capacity, conditions: [readyCondition(true, ts), memCond], lastHeartbeatTime: ts },
+          status: { info: m.info, capacity, conditions: agentConditions(m, [readyCondition(true, ts), memCond], ts), lastHeartbeatTime: ts },
         });
         recordEvent(store, now(), { kind: 'Node', name: m.node, type: 'Normal', reason: 'Registered', message: `node registered (${m.info.arch}, ${m.info.cpu.cores} cpu, engine ${m.info.engine.name} ${m.info.engine.version})` });
       } else {
         const next = structuredClone(existing) as NodeObject;
-        next.metadata.labels = { ...existing.metadata.labels, ...labels };
+        // Users' label edits (API/CLI) win over what the agent reports: see hub/node-labels.ts.
+        next.metadata.labels = applyUserLabels({ ...existing.metadata.labels, ...labels }, existing.metadata.annotations);
         next.status.info = m.info;
         next.status.capacity = capacity;
-        next.status.conditions = mergeCondition(next.status.conditions, memCond);
+        next.status.conditions = agentConditions(m, mergeCondition(next.status.conditions, memCond), ts);
         next.status.lastHeartbeatTime = ts;
         const wasReady = isReady(existing);
         next.status.conditions = mergeCondition(next.status.conditions, readyCondition(true, ts));
@@ -168,7 +171,7 @@ export class NodeController {
         const pod = store.get('Pod', op.name);
         // Only the pod this node was given: same uid, bound here. Anything else is stale news.
         if (!pod || pod.metadata.uid !== op.uid || pod.spec.nodeName !== m.node) continue;
-        const status = toPodStatus(pod, op, node);
+        const status = toPodStatus(pod, op, node, this.o.now().toISOString());
         if (deepEqual(pod.status, status)) continue;
         const next = structuredClone(pod) as Pod;
         next.status = status;
@@ -217,6 +220,8 @@ export class NodeController {
     store.transaction(() => {
       store.update(next);
       recordEvent(store, now(), { kind: 'Node', name: node, type: ready ? 'Normal' : 'Warning', reason: ready ? 'NodeReady' : 'NodeNotReady', message });
+      // Pods there are Unknown / not Ready until the agent's next observed set says otherwise.
+      if (!ready) markPodsNodeLost(store, node, now(), message);
     });
     this.o.log.info(`node ${node} is ${ready ? 'Ready' : 'NotReady'}`, { reason });
   }
@@ -232,6 +237,13 @@ function readyCondition(ready: boolean, ts: string): NodeCondition {
     : { type: 'Ready', status: 'False', lastTransitionTime: ts };
 }
 
+/** Merges the conditions the agent detects itself (DiskPressure from image GC) into the node's. */
+function agentConditions(m: NodeStatusMessage, list: NodeCondition[], ts: string): NodeCondition[] {
+  let out = list;
+  for (const c of m.conditions ?? []) if (c.type === 'DiskPressure') out = mergeCondition(out, { ...c, lastTransitionTime: ts });
+  return out;
+}
+
 /** Replaces the condition of the same type, keeping lastTransitionTime when status did not change. */
 function mergeCondition(list: readonly NodeCondition[], c: NodeCondition): NodeCondition[] {
   const prev = list.find((x) => x.type === c.type);
@@ -243,7 +255,7 @@ function stripTimes(n: NodeObject): unknown {
   return { labels: n.metadata.labels, info: n.status.info, capacity: n.status.capacity, conditions: n.status.conditions.map((c) => ({ ...c, lastTransitionTime: undefined })) };
 }
 
-function toPodStatus(pod: Pod, op: ObservedPod, node: NodeObject | undefined): PodStatus {
+function toPodStatus(pod: Pod, op: ObservedPod, node: NodeObject | undefined, ts: string): PodStatus {
   const status: PodStatus = {
     phase: op.phase,
     conditions: [
@@ -255,6 +267,13 @@ function toPodStatus(pod: Pod, op: ObservedPod, node: NodeObject | undefined): P
   if (!op.conditions.some((c) => c.type === 'Ready')) {
     status.conditions.push({ type: 'Ready', status: op.ready ? 'True' : 'False' });
   }
+  // When each condition last changed status (rollouts count minReadySeconds from Ready's).
+  status.conditions = status.conditions.map((c) => {
+    if (c.type === 'PodScheduled' || c.lastTransitionTime !== undefined) return c;
+    const prev = pod.status.conditions.find((x) => x.type === c.type);
+    return { ...c, lastTransitionTime: prev !== undefined && prev.status === c.status && prev.lastTransitionTime !== undefined ? prev.lastTransitionTime : ts };
+  });
+  if (op.pull !== undefined) status.pull = op.pull;
   if (op.reason !== undefined) status.reason = op.reason;
   if (op.message !== undefined) status.message = op.message;
   if (op.startTime !== undefined) status.startTime = op.startTime;

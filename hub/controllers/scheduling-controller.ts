@@ -1,8 +1,12 @@
+import type { DeploymentSpec } from '../../protocol/manifest.js';
 import type { Pod } from '../../protocol/objects.js';
 import { recordEvent } from '../events.js';
 import type { Logger } from '../log.js';
-import { scheduleBatch } from '../scheduler/scheduler.js';
-import { buildSchedNodes, podToSchedPod } from '../scheduler/snapshot.js';
+import type { ImagePlatformSource } from '../registry/image-platform-resolver.js';
+import { scheduleWithVolumes } from '../scheduler/volume-pins.js';
+import { bindPodVolumes, volumeBindings } from './volume-records.js';
+import { buildSchedNodes, podToSchedPod, type SnapshotOptions } from '../scheduler/snapshot.js';
+import type { ImagePlatforms, SchedPod } from '../scheduler/types.js';
 import type { Store, WatchEvent } from '../store/store.js';
 import { isTerminal } from './deployment-controller.js';
 import { WorkQueue } from './workqueue.js';
@@ -15,13 +19,19 @@ const KEY = 'pending';
  * in one transaction, so the node sync publishes each node's set once per batch.
  * Unschedulable pods keep their per-node reasons in status and get a FailedScheduling event
  * whenever the explanation changes.
+ *
+ * Placement (strategy, spreadBy) is read from the owning Deployment at scheduling time rather
+ * than copied onto pods: the Pod object has no place for it, a lookup costs one cached store
+ * read per owner per batch, and an edited placement applies to pods still pending without
+ * re-stamping them. Image platforms come from `platforms` (registry lookups, cached); a batch
+ * with unresolved images first awaits their resolution, then schedules synchronously.
  */
 export class SchedulingController {
   readonly queue: WorkQueue;
   private readonly pending = new Set<string>();
   private unwatch: (() => void) | undefined;
 
-  constructor(private readonly deps: { store: Store; log: Logger; now: () => Date; retryMs?: number }) {
+  constructor(private readonly deps: { store: Store; log: Logger; now: () => Date; retryMs?: number; platforms?: ImagePlatformSource; snapshot?: SnapshotOptions }) {
     this.queue = new WorkQueue('scheduler', () => this.reconcile(), deps.log);
   }
 
@@ -53,7 +63,57 @@ export class SchedulingController {
     }
   }
 
-  reconcile(): { requeueAfterMs?: number } | void {
+  reconcile(): Promise<{ requeueAfterMs?: number } | void> | { requeueAfterMs?: number } | void {
+    if (this.pending.size === 0) return;
+    const platforms = this.deps.platforms;
+    if (platforms !== undefined) {
+      const images = this.pendingImages();
+      // Resolve first, then schedule against a fresh read: the await may let the world move.
+      if (platforms.needsResolve(images)) return platforms.resolve(images).then(() => this.scheduleNow());
+    }
+    return this.scheduleNow();
+  }
+
+  private pendingImages(): Set<string> {
+    const images = new Set<string>();
+    for (const name of this.pending) {
+      const p = this.deps.store.get('Pod', name);
+      if (p) for (const c of p.spec.containers) images.add(c.image);
+    }
+    return images;
+  }
+
+  /** Pending pods in the scheduler's view, with their owner's placement and known image platforms. */
+  private schedPods(pods: readonly Pod[]): SchedPod[] {
+    const { store, platforms } = this.deps;
+    const placements = new Map<string, DeploymentSpec['placement']>();
+    const byImages = new Map<string, readonly ImagePlatforms[]>();
+    return pods.map((p) => {
+      const owner = p.metadata.ownerName;
+      let placement: DeploymentSpec['placement'];
+      if (owner !== undefined) {
+        if (!placements.has(owner)) placements.set(owner, store.get('Deployment', owner)?.spec.placement);
+        placement = placements.get(owner);
+      }
+      let imagePlatforms: readonly ImagePlatforms[] | undefined;
+      if (platforms !== undefined) {
+        const key = p.spec.containers.map((c) => c.image).join('\n');
+        imagePlatforms = byImages.get(key);
+        if (imagePlatforms === undefined) {
+          const list: ImagePlatforms[] = [];
+          for (const c of p.spec.containers) {
+            const known = platforms.known(c.image);
+            if (known !== undefined && !list.some((x) => x.image === c.image)) list.push({ image: c.image, platforms: known });
+          }
+          imagePlatforms = list;
+          byImages.set(key, list);
+        }
+      }
+      return podToSchedPod(p, { ...(placement !== undefined ? { placement } : {}), ...(imagePlatforms !== undefined ? { imagePlatforms } : {}) });
+    });
+  }
+
+  private scheduleNow(): { requeueAfterMs?: number } | void {
     if (this.pending.size === 0) return;
     const { store, now, log } = this.deps;
     const pods: Pod[] = [];
@@ -64,8 +124,9 @@ export class SchedulingController {
     }
     if (pods.length === 0) return;
     pods.sort((a, b) => (a.metadata.creationTimestamp < b.metadata.creationTimestamp ? -1 : a.metadata.creationTimestamp > b.metadata.creationTimestamp ? 1 : a.metadata.name < b.metadata.name ? -1 : 1));
-    const nodes = buildSchedNodes(store.list('Node'), store.list('Pod').filter((p) => p.spec.nodeName));
-    const decisions = scheduleBatch(pods.map(podToSchedPod), nodes);
+    const nodes = buildSchedNodes(store.list('Node'), store.list('Pod').filter((p) => p.spec.nodeName), this.deps.snapshot);
+    // scheduleBatch plus persistent-volume pins (volume-pins.ts): pods go where their data lives.
+    const decisions = scheduleWithVolumes(this.schedPods(pods), nodes, volumeBindings(store));
     let bound = 0;
     let waiting = 0;
     const ts = now();
@@ -76,6 +137,7 @@ export class SchedulingController {
         const next = structuredClone(pod) as Pod;
         if (d.kind === 'bound') {
           next.spec.nodeName = d.nodeName;
+          bindPodVolumes(store, next, d.nodeName, ts);
           delete next.status.unschedulable;
           if (next.status.reason === 'Unschedulable') {
             delete next.status.reason;

@@ -13,6 +13,7 @@ import {
   tolerates,
 } from './filters.js';
 import { hostPortKey } from './host-ports.js';
+import { storageFilters } from './storage-filters.js';
 import { podContext } from './pod-context.js';
 import { Gi, Mi, mockNode, mockPod } from './testing.js';
 import type { FilterPlugin, SchedNode, SchedPod } from './types.js';
@@ -100,7 +101,8 @@ describe('filter plugins', () => {
 
   it('default order puts the cheap flag checks first and the set lookups last', () => {
     expect(defaultFilters.map((f) => f.name)).toEqual([
-      'node-ready', 'node-schedulable', 'node-arch', 'node-selector', 'taint-toleration', 'pod-count', 'cpu-fit', 'memory-fit', 'host-ports',
+      'node-ready', 'node-schedulable', 'node-arch', 'image-platform', 'node-selector', 'node-affinity', 'taint-toleration', 'pod-count', 'cpu-fit', 'memory-fit', 'host-ports',
+      ...storageFilters.map((f) => f.name),
     ]);
   });
 });

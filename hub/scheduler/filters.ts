@@ -1,21 +1,19 @@
 import { formatBytes, formatCpu } from '../../protocol/quantity.js';
 import type { Taint } from '../../protocol/objects.js';
+import { filterPlugin } from './filter-plugin.js';
 import { hostPortConflicts } from './host-ports.js';
-import type { FilterPlugin, PodContext, SchedNode, SchedPod, Toleration } from './types.js';
+import { imagePlatform } from './image-platforms.js';
+import { nodeAffinity } from './node-affinity.js';
+import { storageFilters } from './storage-filters.js';
+import type { FilterPlugin, PodContext, SchedNode, Toleration } from './types.js';
+
+export { filterPlugin };
 
 /**
  * Feasibility plugins. Each answers "can this pod run on this node?" with a reason when not.
  * They run for many nodes per pod, so each has an allocation-free `fits` for placing and builds
  * its reason string only when asked to explain. `defaultFilters` orders them cheapest first.
  */
-
-type Check = (pod: SchedPod, node: SchedNode, ctx: PodContext) => boolean;
-type Reason = (pod: SchedPod, node: SchedNode, ctx: PodContext) => string;
-
-/** Builds a plugin whose `filter` is `fits` plus a reason, so the two can never disagree. */
-export function filterPlugin(name: string, fits: Check, reason: Reason): FilterPlugin {
-  return { name, fits, filter: (pod, node, ctx) => (fits(pod, node, ctx) ? undefined : reason(pod, node, ctx)) };
-}
 
 export const nodeReady = filterPlugin('node-ready', (_p, node) => node.ready, () => 'not ready');
 
@@ -103,15 +101,22 @@ export const hostPortsFree = filterPlugin(
   (_p, node, ctx) => `host port in use: ${firstHostPortConflict(node, ctx)}`,
 );
 
-/** Cheapest and most often decisive first: flags, then small arrays, then arithmetic, then set lookups. */
+/**
+ * Cheapest and most often decisive first: flags, then small arrays, then arithmetic, then set
+ * lookups. Node affinity and image platforms are no-ops (one length check) for pods without them.
+ */
 export const defaultFilters: readonly FilterPlugin[] = [
   nodeReady,
   nodeSchedulable,
   nodeArch,
+  imagePlatform,
   nodeSelector,
+  nodeAffinity,
   taintToleration,
   podCount,
   cpuFit,
   memoryFit,
   hostPortsFree,
+  // Persistent-volume pins, hostPath allow-lists, ephemeral-storage (issue 7): no-ops for pods without volumes/requests.
+  ...storageFilters,
 ];

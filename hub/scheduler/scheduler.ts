@@ -87,7 +87,7 @@ export function scheduleBatch(pods: readonly SchedPod[], nodes: SchedNode[], opt
   // Replicas of one Deployment share a spec object. If one is unschedulable and nothing has been
   // bound since, the next identical one is too, with the same explanation: skip the full
   // explain pass (which is O(nodes × filters)) for it. Assumes filters see the pod only through
-  // spec, owner and tolerations, as every filter here does.
+  // spec, owner, tolerations and imagePlatforms, as every filter here does.
   let lastFail: { pod: SchedPod; decision: Extract<Decision, { kind: 'unschedulable' }> } | undefined;
   for (const pod of pods) {
     if (lastFail !== undefined && sameShape(lastFail.pod, pod)) {
@@ -108,7 +108,14 @@ export function scheduleBatch(pods: readonly SchedPod[], nodes: SchedNode[], opt
 }
 
 function sameShape(a: SchedPod, b: SchedPod): boolean {
-  return a.spec === b.spec && a.owner === b.owner && a.strategy === b.strategy && a.tolerations === b.tolerations;
+  return (
+    a.spec === b.spec &&
+    a.owner === b.owner &&
+    a.strategy === b.strategy &&
+    a.tolerations === b.tolerations &&
+    a.spreadBy === b.spreadBy &&
+    a.imagePlatforms === b.imagePlatforms
+  );
 }
 
 function scheduleOne(pod: SchedPod, ctx: PodContext, nodes: readonly SchedNode[], run: Run): Decision {

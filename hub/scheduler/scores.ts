@@ -1,10 +1,13 @@
 import { isTolerated } from './filters.js';
+import { nodeAffinityPreferred } from './node-affinity.js';
+import { topologySpread } from './topology.js';
 import type { PodContext, SchedNode, ScorePlugin } from './types.js';
 
 /**
  * Ranking plugins (0..100, higher is better). The scheduler min-max normalises the ones that
  * ask for it and sums `weight × score`. Weights follow kube-scheduler's defaults in spirit:
- * avoiding a PreferNoSchedule taint (3) beats spreading replicas (2) beats resource balance (1).
+ * avoiding a PreferNoSchedule taint (3) and balancing topology domains (3) beat spreading
+ * replicas over nodes (2) and preferred node affinity (2), which beat resource balance (1).
  */
 
 /**
@@ -83,4 +86,7 @@ export const preferNoScheduleTaints: ScorePlugin = {
   },
 };
 
-export const defaultScores: readonly ScorePlugin[] = [nodeResources, ownerSpread, preferNoScheduleTaints];
+export { nodeAffinityPreferred, topologySpread };
+
+/** nodeAffinityPreferred and topologySpread step aside (enabled) for pods that ask for neither. */
+export const defaultScores: readonly ScorePlugin[] = [nodeResources, ownerSpread, preferNoScheduleTaints, nodeAffinityPreferred, topologySpread];

@@ -1,6 +1,9 @@
 import type { NodeObject, Pod } from '../../protocol/objects.js';
+import type { DeploymentSpec } from '../../protocol/manifest.js';
 import { accountPod, podContext } from './pod-context.js';
-import type { SchedNode, SchedPod } from './types.js';
+import { TopologyCounts } from './topology.js';
+import { bookEphemeral, schedStorage } from './storage-filters.js';
+import type { ImagePlatforms, SchedNode, SchedPod } from './types.js';
 
 /**
  * Builds the scheduler's view from stored objects. Pure: the inputs are read, never modified
@@ -27,6 +30,7 @@ export function buildSchedNodes(nodes: readonly NodeObject[], pods: readonly Pod
   const maxPods = opts.maxPodsPerNode ?? DEFAULT_MAX_PODS;
   const out: SchedNode[] = [];
   const byName = new Map<string, SchedNode>();
+  const topology = new TopologyCounts(out);
   for (const n of nodes) {
     // A node being deleted takes no new pods; its bound pods are ignored with it.
     if (n.metadata.deletionTimestamp !== undefined) continue;
@@ -51,8 +55,10 @@ export function buildSchedNodes(nodes: readonly NodeObject[], pods: readonly Pod
       requested: { cpuMillis: 0, memoryBytes: 0, pods: 0 },
       usedHostPorts: new Set(),
       podsByOwner: new Map(),
+      topology,
     };
     if (info?.os !== undefined) sn.os = info.os;
+    sn.storage = schedStorage(n);
     out.push(sn);
     byName.set(sn.name, sn);
   }
@@ -62,13 +68,30 @@ export function buildSchedNodes(nodes: readonly NodeObject[], pods: readonly Pod
     const node = byName.get(nodeName);
     if (node === undefined) continue;
     accountPod(node, podContext(podToSchedPod(p)));
+    bookEphemeral(node, p.spec);
   }
   return out;
 }
 
-/** The scheduler's view of a stored pod. The contract has no placement strategy yet; callers may set one. */
-export function podToSchedPod(pod: Pod): SchedPod {
+/** What the scheduling controller knows about a pod beyond the Pod object itself. */
+export interface SchedPodExtras {
+  /** The owning Deployment's placement (the Pod object does not carry it). */
+  placement?: DeploymentSpec['placement'];
+  imagePlatforms?: readonly ImagePlatforms[];
+}
+
+/**
+ * The scheduler's view of a stored pod. Tolerations and node affinity come with the spec;
+ * placement and image platforms are looked up by the caller and passed in `extras`.
+ */
+export function podToSchedPod(pod: Pod, extras: SchedPodExtras = {}): SchedPod {
   const sp: SchedPod = { name: pod.metadata.name, spec: pod.spec };
   if (pod.metadata.ownerName !== undefined) sp.owner = pod.metadata.ownerName;
+  const placement = extras.placement;
+  if (placement !== undefined) {
+    sp.strategy = placement.strategy;
+    if (placement.spreadBy !== undefined) sp.spreadBy = placement.spreadBy;
+  }
+  if (extras.imagePlatforms !== undefined && extras.imagePlatforms.length > 0) sp.imagePlatforms = extras.imagePlatforms;
   return sp;
 }

@@ -1,5 +1,7 @@
-import type { Arch, PodSpec } from '../../protocol/manifest.js';
+import type { Arch, NodeSelectorRequirement, PodSpec } from '../../protocol/manifest.js';
 import type { Taint } from '../../protocol/objects.js';
+import type { TopologyCounts } from './topology.js';
+import type { SchedStorage, VolumePin } from './storage-filters.js';
 
 /**
  * The scheduler's narrow view of the world (Nomad style: state in, decision out). Everything
@@ -24,9 +26,17 @@ export interface SchedNode {
   usedHostPorts: Set<string>;
   /** Deployment name → pods of it on this node. */
   podsByOwner: Map<string, number>;
+  /** Disk and hostPath facts (storage-filters.ts); absent in hand-built nodes (storage filters pass). */
+  storage?: SchedStorage;
+  /**
+   * Replica counts per topology domain (label value), shared by every node of one snapshot so
+   * `spreadBy` can see beyond one node. Absent in hand-built nodes: spreading by topology then
+   * falls back to this node's own count.
+   */
+  topology?: TopologyCounts;
 }
 
-/** Kubernetes-shaped toleration. PodSpec has none yet; callers may pass them on SchedPod. */
+/** Kubernetes-shaped toleration (PodSpec.tolerations); SchedPod.tolerations adds to the spec's. */
 export interface Toleration {
   /** Empty/undefined with operator Exists matches every taint key. */
   key?: string;
@@ -45,7 +55,22 @@ export interface SchedPod {
   spec: PodSpec;
   /** Default `spread` (least-allocated + replica spread); `binpack` fills nodes up (most-allocated). */
   strategy?: PlacementStrategy;
+  /** Extra tolerations on top of `spec.tolerations`. */
   tolerations?: readonly Toleration[];
+  /** Node label whose values the owner's replicas spread across (Deployment placement.spreadBy). */
+  spreadBy?: string;
+  /**
+   * Platforms (`linux/arm64`, `linux/arm/v7` …) of each container image whose platform list is
+   * known; images missing here are unknown and do not filter (fail open).
+   */
+  imagePlatforms?: readonly ImagePlatforms[];
+  /** Nodes holding this pod's persistent volumes (set by scheduleWithVolumes in volume-pins.ts). */
+  volumePins?: readonly VolumePin[];
+}
+
+export interface ImagePlatforms {
+  image: string;
+  platforms: readonly string[];
 }
 
 /** One host port a pod wants, pre-parsed once per pod so filters do no string work per node. */
@@ -69,6 +94,12 @@ export interface PodContext {
   tolerations: readonly Toleration[];
   strategy: PlacementStrategy;
   owner: string | undefined;
+  /** nodeAffinity.required, ANDed; empty when none. */
+  affinityRequired: readonly NodeSelectorRequirement[];
+  /** nodeAffinity.preferred; empty when none. */
+  affinityPreferred: ReadonlyArray<{ weight: number; requirement: NodeSelectorRequirement }>;
+  spreadBy: string | undefined;
+  imagePlatforms: readonly ImagePlatforms[];
 }
 
 export interface Explanation {

@@ -1,0 +1,52 @@
+import type { DesiredPod, DesiredSetMessage, ObservedPod } from '../../protocol/messages.js';
+import type { ImagePullProgress } from '../../protocol/objects.js';
+import type { RegistryAuth } from '../runtime/runtime.js';
+
+/**
+ * Pure helpers between the desired set and image pulls: registry logins from the Secrets a
+ * pod names in `imagePullSecrets` (keys `username`, `password`, optional `server`, base64 as
+ * Secret data always is), and pull progress attached to the observed pods waiting for it.
+ */
+
+export type DesiredSecrets = NonNullable<DesiredSetMessage['secrets']>;
+
+/** The registry host of an image reference (`docker.io` when none is named). */
+export function registryHost(image: string): string {
+  const first = image.split('/')[0] ?? '';
+  return image.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost') ? first : 'docker.io';
+}
+
+function decode(v: string | undefined): string | undefined {
+  return v === undefined ? undefined : Buffer.from(v, 'base64').toString('utf8');
+}
+
+/** The first named Secret whose `server` matches the image's registry (or that names none). */
+export function pullAuth(image: string, names: ReadonlyArray<{ name: string }>, secrets: DesiredSecrets | undefined): RegistryAuth | undefined {
+  if (secrets === undefined) return undefined;
+  const host = registryHost(image);
+  for (const { name } of names) {
+    const data = secrets[name]?.data;
+    if (data === undefined) continue;
+    const username = decode(data['username']);
+    const password = decode(data['password']);
+    const server = decode(data['server'])?.replace(/^https?:\/\//, '').replace(/\/.*$/, '');
+    if (username === undefined || password === undefined) continue;
+    if (server !== undefined && server !== '' && server !== host) continue;
+    return server !== undefined && server !== '' ? { username, password, server } : { username, password };
+  }
+  return undefined;
+}
+
+/** Adds `pull` to each pod whose containers wait for an image being pulled (first such image). */
+export function withPullProgress(desired: readonly DesiredPod[], pods: ObservedPod[], pulls: ReadonlyMap<string, ImagePullProgress>): ObservedPod[] {
+  if (pulls.size === 0) return pods;
+  const byUid = new Map(desired.map((p) => [p.uid, p]));
+  return pods.map((o) => {
+    const d = byUid.get(o.uid);
+    if (d === undefined) return o;
+    const waiting = new Set(o.containers.filter((c) => c.state === 'waiting' && c.containerId === undefined).map((c) => c.name));
+    const image = d.spec.containers.find((c) => waiting.has(c.name) && pulls.has(c.image))?.image;
+    const p = image === undefined ? undefined : pulls.get(image);
+    return p === undefined ? o : { ...o, pull: p };
+  });
+}

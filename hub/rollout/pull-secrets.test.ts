@@ -1,0 +1,108 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { DesiredSetMessage, NodeStatusMessage } from '../../protocol/messages.js';
+import { topics } from '../../protocol/topics.js';
+import type { Publisher } from '../broker/broker.js';
+import { DeploymentController } from '../controllers/deployment-controller.js';
+import { DesiredPublisher } from '../controllers/desired-publisher.js';
+import { NodeController } from '../controllers/node-controller.js';
+import { SchedulingController } from '../controllers/scheduling-controller.js';
+import { silentLogger } from '../log.js';
+import { Operations } from '../operations.js';
+import { SecretKeyring } from '../secrets/keyring.js';
+import { AesGcmSecretCodec, type SecretCodec } from '../secrets/secret-codec.js';
+import { MemoryStore } from '../store/memory-store.js';
+import { addPullSecrets, referencesPullSecret } from './pull-secrets.js';
+
+const b64 = (s: string): string => Buffer.from(s).toString('base64');
+const dir = mkdtempSync(join(tmpdir(), 'orchard-pull-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('addPullSecrets', () => {
+  it('puts the (decrypted) Secrets named in imagePullSecrets into the desired set and versions them', () => {
+    const store = new MemoryStore();
+    store.create({ apiVersion: 'orchard/v1', kind: 'Secret', metadata: { name: 'regcred', labels: {}, annotations: { 'orchard.dev/data-version': 'v7' } }, type: 'Opaque', data: { username: 'sealed:me', password: 'sealed:pw' } });
+    const codec: SecretCodec = {
+      sealData: (_n, d) => d,
+      openData: (_n, d) => Object.fromEntries(Object.entries(d).map(([k, v]) => [k, b64(v.replace(/^sealed:/, ''))])),
+      keyIdOf: () => undefined,
+      activeKeyId: 'k1',
+    };
+    const into = { secrets: {}, version: {} } as { secrets: Record<string, { data: Record<string, string> }>; version: Record<string, string> };
+    addPullSecrets(store, [{ imagePullSecrets: [{ name: 'regcred' }, { name: 'missing' }] }, { imagePullSecrets: [] }], codec, into);
+    expect(into.secrets).toEqual({ regcred: { data: { username: b64('me'), password: b64('pw') } } });
+    expect(into.version).toEqual({ 'pull/regcred': 'v7', 'pull/missing': 'missing' });
+  });
+
+  it('referencesPullSecret looks only at imagePullSecrets', () => {
+    expect(referencesPullSecret({ imagePullSecrets: [{ name: 'a' }, { name: 'regcred' }] }, 'regcred')).toBe(true);
+    expect(referencesPullSecret({ imagePullSecrets: [{ name: 'a' }] }, 'regcred')).toBe(false);
+    expect(referencesPullSecret({}, 'regcred')).toBe(false);
+  });
+});
+
+function status(node: string): NodeStatusMessage {
+  return {
+    node, labels: { name: node }, bootId: 'b', at: new Date().toISOString(),
+    info: { arch: 'arm64', os: 'linux', cpu: { cores: 4 }, memoryBytes: 4 * 1024 ** 3, engine: { name: 'docker', version: '20.10', memoryLimit: true, cpuLimit: true }, agentVersion: '0.1.0', addresses: [] },
+  };
+}
+
+const regcred = (password: string): string => `apiVersion: orchard/v1
+kind: Secret
+metadata: { name: regcred }
+stringData: { username: me, password: ${password}, server: "127.0.0.1:5000" }
+`;
+
+const app = (name: string, node: string, pullSecret: boolean): string => `apiVersion: orchard/v1
+kind: Deployment
+metadata: { name: ${name} }
+spec:
+  replicas: 1
+  template:
+    spec:
+      nodeSelector: { name: ${node} }
+      containers: [{ name: c, image: "127.0.0.1:5000/app:v1" }]
+${pullSecret ? '      imagePullSecrets: [{ name: regcred }]\n' : ''}`;
+
+describe('a changed registry login reaches the nodes that pull with it', () => {
+  it('re-publishes the desired set of nodes whose pods name the Secret in imagePullSecrets, without replacing any pod', async () => {
+    const store = new MemoryStore();
+    const now = (): Date => new Date();
+    const secrets = new AesGcmSecretCodec(SecretKeyring.open(join(dir, 'keys')));
+    const sent: Array<{ topic: string; set: DesiredSetMessage }> = [];
+    const publisher: Publisher = { publish: async (topic, payload) => void (payload.length > 0 && sent.push({ topic, set: JSON.parse(payload.toString()) as DesiredSetMessage })) };
+    const ops = new Operations({ store, log: silentLogger, now, secrets });
+    const ctrl = [new DeploymentController({ store, log: silentLogger, now }), new SchedulingController({ store, log: silentLogger, now }), new DesiredPublisher({ store, publisher, log: silentLogger, now, secrets })] as const;
+    ctrl.forEach((c) => c.start());
+    const nodes = new NodeController({ store, log: silentLogger, now });
+    for (const n of ['a', 'b']) nodes.handle(topics.nodeStatus(n), Buffer.from(JSON.stringify(status(n))));
+    const settle = async (): Promise<void> => {
+      for (let i = 0; i < 4; i++) for (const c of ctrl) await c.queue.idle();
+    };
+    const last = (node: string): DesiredSetMessage | undefined => sent.filter((s) => s.topic === topics.nodeDesired(node)).at(-1)?.set;
+    const count = (node: string): number => sent.filter((s) => s.topic === topics.nodeDesired(node)).length;
+
+    ops.apply(regcred('pw-1'));
+    ops.apply(app('private', 'a', true) + '---\n' + app('public', 'b', false));
+    await settle();
+    expect(last('a')?.secrets?.['regcred']?.data['password']).toBe(b64('pw-1'));
+    expect(last('b')?.secrets).toBeUndefined();
+    const pods = store.list('Pod').map((p) => p.metadata.uid).sort();
+    const revision = store.get('Deployment', 'private')?.status.updateRevision;
+    const sentToB = count('b');
+
+    ops.apply(regcred('pw-2'));
+    await settle();
+    expect(last('a')?.secrets?.['regcred']?.data['password']).toBe(b64('pw-2'));
+    expect(last('a')?.pods.map((p) => p.deployment)).toEqual(['private']);
+    // Not a new revision: the same pods keep running (a registry password is not part of the template).
+    expect(store.list('Pod').map((p) => p.metadata.uid).sort()).toEqual(pods);
+    expect(store.get('Deployment', 'private')?.status.updateRevision).toBe(revision);
+    // A node whose pods do not pull with it hears nothing.
+    expect(count('b')).toBe(sentToB);
+    ctrl.forEach((c) => c.stop());
+  });
+});

@@ -1,0 +1,221 @@
+import type { Deployment, DeploymentCondition, DeploymentStatus, Pod, RevisionObject, RolloutStatus } from '../../protocol/objects.js';
+import { isPodReady, isTerminal, newPod } from '../controllers/deployment-controller.js';
+import { isReady as isNodeReady } from '../controllers/node-controller.js';
+import { recordEvent } from '../events.js';
+import { deepEqual } from '../hash.js';
+import type { Logger } from '../log.js';
+import { TEMPLATE_HASH_ANNOTATION } from '../operations.js';
+import type { Store } from '../store/store.js';
+import { budgets, planRollout, type PlannerPod, type RolloutPlan } from './planner.js';
+import { ensureRevision, PROMOTED_ANNOTATION, pruneRevisions, revisionName } from './revisions.js';
+
+/**
+ * One pass of a replicated Deployment's rollout, called by the DeploymentController inside its
+ * reconcile (level-triggered: everything is re-read; idempotent; never concurrent for one
+ * deployment — the WorkQueue contract). Revisions are recorded, planRollout() decides, this
+ * applies its plan in one store transaction, writes status apart from spec, and rolls a
+ * failed rollout back to the stable revision when autoRollback is on.
+ */
+
+export interface RolloutContext {
+  store: Store;
+  now: () => Date;
+  log: Logger;
+}
+
+/** `updateHash` is the deployment's template hash as the controller computes it (template + referenced config). */
+export function reconcileRollout(ctx: RolloutContext, d: Deployment, allPods: readonly Pod[], updateHash: string): { requeueAfterMs?: number } {
+  const { store, now } = ctx;
+  return store.transaction(() => {
+    const name = d.metadata.name;
+    const t = now();
+    // Failed/Succeeded pods of a replicated deployment are replaced, as a ReplicaSet does.
+    for (const p of allPods.filter(isTerminal)) store.delete('Pod', p.metadata.name);
+    const pods = allPods.filter((p) => !isTerminal(p));
+
+    const updateRev = ensureRevision(store, d, updateHash);
+    const prev = d.status;
+    let stableHash = prev.currentRevision;
+    if (stableHash !== undefined && stableHash !== updateHash && !store.get('Revision', revisionName(name, stableHash))) stableHash = undefined;
+    const newRollout = prev.updateRevision !== updateHash;
+    const rollout: RolloutStatus = newRollout ? { phase: 'Progressing', revision: updateRev.revision, startedAt: t.toISOString() } : { ...(prev.rollout ?? { phase: 'Progressing' }) };
+    // The rollback marker belongs to the rollout it ended; a later user change clears it.
+    if (newRollout && prev.rollout?.rolledBackFrom !== undefined && prev.rollout.rolledBackFrom.hash !== prev.updateRevision) delete rollout.rolledBackFrom;
+    if (newRollout && prev.rollout?.rolledBackFrom !== undefined && prev.rollout.rolledBackFrom.hash === prev.updateRevision) rollout.rolledBackFrom = prev.rollout.rolledBackFrom;
+    if (newRollout && prev.updateRevision !== undefined) {
+      const from = store.get('Revision', revisionName(name, prev.updateRevision));
+      recordEvent(store, t, { kind: 'Deployment', name, type: 'Normal', reason: 'RolloutStarted', message: `rolling out revision ${updateRev.revision}${from ? ` (from revision ${from.revision})` : ''}: ${imageChange(from, updateRev)}` });
+    }
+
+    const nodeReady = new Map(store.list('Node').map((n) => [n.metadata.name, isNodeReady(n)]));
+    const strategy = d.spec.strategy;
+    const input = {
+      mode: 'replicated' as const,
+      replicas: d.spec.replicas,
+      updateHash,
+      strategy: {
+        type: strategy?.type ?? 'RollingUpdate',
+        maxSurge: strategy?.rollingUpdate.maxSurge ?? 1,
+        maxUnavailable: strategy?.rollingUpdate.maxUnavailable ?? 0,
+        ...(strategy?.canary ? { canary: strategy.canary.replicas } : {}),
+      },
+      minReadySeconds: d.spec.minReadySeconds,
+      progressDeadlineSeconds: d.spec.progressDeadlineSeconds,
+      paused: d.spec.paused,
+      promoted: d.metadata.annotations[PROMOTED_ANNOTATION] === updateHash,
+      now: t.getTime(),
+      pods: pods.map((p) => plannerPod(p, nodeReady)),
+      ...(stableHash !== undefined ? { stableHash } : {}),
+      ...(!newRollout && rollout.progressKey !== undefined ? { progressKey: rollout.progressKey } : {}),
+      ...(!newRollout && rollout.lastProgressAt !== undefined ? { lastProgressAt: Date.parse(rollout.lastProgressAt) } : {}),
+    };
+    const plan = planRollout(input);
+
+    // A failed rollout with a stable revision to go back to: roll back instead of pressing on.
+    if (plan.deadlineExceeded && d.spec.autoRollback && stableHash !== undefined && stableHash !== updateHash) {
+      const target = store.get('Revision', revisionName(name, stableHash));
+      if (target) {
+        rollBack(ctx, d, target, updateRev, plan.message);
+        return { requeueAfterMs: 0 };
+      }
+    }
+
+    for (const del of plan.delete) store.delete('Pod', del.name);
+    const created = new Map<string, number>();
+    for (const c of plan.create) {
+      const template = c.hash === updateHash ? d : withTemplate(d, store.get('Revision', revisionName(name, c.hash))?.template);
+      store.create(newPod(template, c.hash, c.node));
+      created.set(c.hash, (created.get(c.hash) ?? 0) + 1);
+    }
+    if (plan.delete.length > 0 || created.size > 0) {
+      const parts = [...created].map(([h, n]) => `created ${n} pod(s) of revision ${h === updateHash ? updateRev.revision : h}`);
+      if (plan.delete.length > 0) parts.push(`deleted ${plan.delete.length} (${[...new Set(plan.delete.map((x) => x.reason))].join('; ')})`);
+      recordEvent(store, t, { kind: 'Deployment', name, type: 'Normal', reason: 'ScalingPods', message: parts.join(', ') });
+    }
+
+    if (plan.progressed) {
+      rollout.progressKey = plan.progressKey;
+      rollout.lastProgressAt = t.toISOString();
+    }
+    const wasPhase = prev.rollout?.phase;
+    rollout.phase = prev.rollout?.rolledBackFrom !== undefined && rollout.rolledBackFrom !== undefined && plan.phase === 'Complete' ? 'RolledBack' : plan.phase;
+    rollout.message = rollout.phase === 'RolledBack' ? `rolled back to revision ${updateRev.revision}: ${rollout.rolledBackFrom?.reason ?? ''}` : plan.message;
+    rollout.revision = updateRev.revision;
+    if (rollout.phase !== wasPhase || newRollout) {
+      if (plan.phase === 'Complete' && plan.inRollout) recordEvent(store, t, { kind: 'Deployment', name, type: 'Normal', reason: 'RolloutComplete', message: `revision ${updateRev.revision} is fully available (${plan.counts.updatedAvailable}/${plan.counts.desired})` });
+      if (plan.phase === 'Failed') recordEvent(store, t, { kind: 'Deployment', name, type: 'Warning', reason: 'ProgressDeadlineExceeded', message: `revision ${updateRev.revision}: ${plan.message}${d.spec.autoRollback ? ' (no fully available revision to roll back to)' : ' (autoRollback is off)'}` });
+      if (plan.phase === 'CanaryPaused') recordEvent(store, t, { kind: 'Deployment', name, type: 'Normal', reason: 'CanaryPaused', message: plan.message });
+    }
+
+    const stable = plan.complete ? updateHash : stableHash;
+    writeStatus(store, d, plan, rollout, { updateHash, stableHash: stable, t });
+    const protect = new Set<string>([updateHash, ...(stable !== undefined ? [stable] : []), ...pods.map((p) => p.metadata.annotations[TEMPLATE_HASH_ANNOTATION] ?? '')]);
+    pruneRevisions(store, d, protect);
+    return plan.requeueAfterMs !== undefined ? { requeueAfterMs: plan.requeueAfterMs } : {};
+  });
+}
+
+function plannerPod(p: Pod, nodeReady: ReadonlyMap<string, boolean>): PlannerPod {
+  // A pod on a node that stopped reporting cannot be counted on.
+  const nodeOk = p.spec.nodeName === undefined || nodeReady.get(p.spec.nodeName) !== false;
+  const ready = nodeOk && isPodReady(p);
+  const out: PlannerPod = { name: p.metadata.name, hash: p.metadata.annotations[TEMPLATE_HASH_ANNOTATION] ?? '', ready, createdAt: Date.parse(p.metadata.creationTimestamp) || 0 };
+  if (p.spec.nodeName !== undefined) out.node = p.spec.nodeName;
+  const since = p.status.conditions.find((c) => c.type === 'Ready' && c.status === 'True')?.lastTransitionTime;
+  if (ready && since !== undefined && Number.isFinite(Date.parse(since))) out.readySince = Date.parse(since);
+  if (!ready) out.problem = podProblem(p, nodeOk);
+  return out;
+}
+
+/** The most telling reason a pod is not Ready, for rollout failure messages. */
+export function podProblem(p: Pod, nodeOk = true): string {
+  if (!nodeOk) return `node ${p.spec.nodeName ?? ''} is not ready`;
+  if (p.spec.nodeName === undefined) return p.status.unschedulable?.summary ?? 'not scheduled yet';
+  const waiting = p.status.containerStatuses.find((c) => c.state === 'waiting' && c.reason !== undefined && c.reason !== 'ContainerCreating');
+  if (waiting) return `${waiting.reason ?? ''}${waiting.message ? `: ${waiting.message.slice(0, 200)}` : ''}`;
+  if (p.status.pull) return `pulling ${p.status.pull.image}`;
+  if (p.status.phase === 'Running') {
+    const unready = p.status.containerStatuses.filter((c) => !c.ready).map((c) => c.name);
+    return `readiness probe not passing${unready.length ? ` (${unready.join(', ')})` : ''}`;
+  }
+  if (p.status.containerStatuses.some((c) => c.reason === 'ContainerCreating')) return 'ContainerCreating';
+  return p.status.reason ?? `phase ${p.status.phase}`;
+}
+
+function withTemplate(d: Deployment, template: RevisionObject['template'] | undefined): Deployment {
+  if (template === undefined) return d;
+  const copy = structuredClone(d) as Deployment;
+  copy.spec.template = template;
+  return copy;
+}
+
+function imageChange(from: RevisionObject | undefined, to: RevisionObject): string {
+  const before = from?.images.join(',') ?? '';
+  const after = to.images.join(',');
+  return before === '' || before === after ? `images ${after}` : `${before} → ${after}`;
+}
+
+/** Puts the stable revision's template back into the spec; the next pass rolls it out. */
+function rollBack(ctx: RolloutContext, d: Deployment, target: RevisionObject, failed: RevisionObject, why: string): void {
+  const { store, now, log } = ctx;
+  const fresh = store.get('Deployment', d.metadata.name);
+  if (!fresh) return;
+  const next = structuredClone(fresh) as Deployment;
+  next.spec.template = structuredClone(target.template) as Deployment['spec']['template'];
+  const reason = why.length > 1500 ? `${why.slice(0, 1500)}…` : why;
+  next.status.rollout = { ...(next.status.rollout ?? { phase: 'Failed' }), phase: 'Failed', message: reason, rolledBackFrom: { revision: failed.revision, hash: failed.templateHash, reason } };
+  store.update(next);
+  const message = `rollout of revision ${failed.revision} failed (${reason}); rolled back to revision ${target.revision} (${target.images.join(',')})`;
+  recordEvent(store, now(), { kind: 'Deployment', name: d.metadata.name, type: 'Warning', reason: 'RolledBack', message });
+  log.warn(`deployment ${d.metadata.name}: ${message}`);
+}
+
+function writeStatus(store: Store, d: Deployment, plan: RolloutPlan, rollout: RolloutStatus, o: { updateHash: string; stableHash: string | undefined; t: Date }): void {
+  const fresh = store.get('Deployment', d.metadata.name);
+  if (!fresh) return;
+  const c = plan.counts;
+  const pods = store.list('Pod', { ownerName: d.metadata.name }).filter((p) => !isTerminal(p));
+  const { unavailable } = budgets({ type: 'RollingUpdate', maxSurge: d.spec.strategy?.rollingUpdate.maxSurge ?? 1, maxUnavailable: d.spec.strategy?.rollingUpdate.maxUnavailable ?? 0 }, d.spec.replicas);
+  const ts = o.t.toISOString();
+  const progressing: DeploymentCondition =
+    rollout.phase === 'Failed'
+      ? { type: 'Progressing', status: 'False', reason: 'ProgressDeadlineExceeded', message: rollout.message ?? '' }
+      : rollout.phase === 'Paused'
+        ? { type: 'Progressing', status: 'Unknown', reason: 'DeploymentPaused', message: 'deployment is paused' }
+        : rollout.phase === 'CanaryPaused'
+          ? { type: 'Progressing', status: 'Unknown', reason: 'CanaryPaused', message: rollout.message ?? '' }
+          : rollout.phase === 'RolledBack'
+            ? { type: 'Progressing', status: 'True', reason: 'RolledBack', message: rollout.message ?? '' }
+            : rollout.phase === 'Complete'
+              ? { type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable', message: `revision ${rollout.revision ?? ''} is available` }
+              : { type: 'Progressing', status: 'True', reason: 'ReplicaSetUpdated', message: rollout.message ?? '' };
+  const availableOk = c.available >= d.spec.replicas - unavailable;
+  const available: DeploymentCondition = availableOk
+    ? { type: 'Available', status: 'True', reason: 'MinimumReplicasAvailable', message: 'Deployment has minimum availability.' }
+    : { type: 'Available', status: 'False', reason: 'MinimumReplicasUnavailable', message: `${c.available} of ${d.spec.replicas} pods available (needs ${d.spec.replicas - unavailable})` };
+  const status: DeploymentStatus = {
+    observedGeneration: fresh.metadata.generation,
+    replicas: pods.length,
+    readyReplicas: pods.filter(isPodReady).length,
+    availableReplicas: c.available,
+    unscheduledReplicas: pods.filter((p) => !p.spec.nodeName).length,
+    updatedReplicas: pods.filter((p) => p.metadata.annotations[TEMPLATE_HASH_ANNOTATION] === o.updateHash).length,
+    updateRevision: o.updateHash,
+    conditions: [mergeCondition(fresh.status.conditions, available, ts), mergeCondition(fresh.status.conditions, progressing, ts)],
+    rollout,
+  };
+  if (o.stableHash !== undefined) status.currentRevision = o.stableHash;
+  if (deepEqual(fresh.status, status)) return;
+  const next = structuredClone(fresh) as Deployment;
+  next.status = status;
+  store.update(next);
+}
+
+/** Keeps lastTransitionTime while status is unchanged, and lastUpdateTime while reason/message are. */
+function mergeCondition(list: readonly DeploymentCondition[] | undefined, c: DeploymentCondition, ts: string): DeploymentCondition {
+  const prev = list?.find((x) => x.type === c.type);
+  const lastTransitionTime = prev && prev.status === c.status ? prev.lastTransitionTime ?? ts : ts;
+  const lastUpdateTime = prev && prev.status === c.status && prev.reason === c.reason && prev.message === c.message ? prev.lastUpdateTime ?? ts : ts;
+  return { ...c, lastUpdateTime, lastTransitionTime };
+}
+

@@ -1,0 +1,128 @@
+/**
+ * Fleet-scale benchmark: a real hub process against thousands of hollow nodes (the real Agent
+ * over a MemoryRuntime, real MQTT over TLS), plus the pure scheduler micro-benchmark.
+ *
+ * Run: npx tsx scripts/bench/fleet.ts --nodes 1000,5000,10000 [--pods-per-node 10] [--procs 2]
+ *   [--replicas-per-deployment 100] [--usage-interval-ms 30000] [--steady-ms <usage interval + 2 s>]
+ *   [--max-minutes 20] [--scheduler-pods 20000 | --no-scheduler] [--json out.json] [--md out.md]
+ *   [--hub-cpu-prof DIR]   (hub .cpuprofile of register+deploy and of the recovery, per size)
+ *
+ * Every phase has a deadline; the whole run stops itself after --max-minutes, and every child
+ * process is killed on any exit. Results: a Markdown table on stdout (and --md / --json).
+ */
+import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { killAll, REPO } from './lib/processes.js';
+import { fleetTable, parseSchedulerTable, schedulerTable, targetsTable, type SchedulerRow } from './lib/report.js';
+import { runScenario, type ScenarioResult } from './lib/scenario.js';
+
+const { values } = parseArgs({
+  options: {
+    nodes: { type: 'string', default: '1000,5000,10000' },
+    'pods-per-node': { type: 'string', default: '10' },
+    procs: { type: 'string', default: '2' },
+    'replicas-per-deployment': { type: 'string', default: '100' },
+    'usage-interval-ms': { type: 'string', default: '30000' },
+    'steady-ms': { type: 'string' },
+    'max-minutes': { type: 'string', default: '20' },
+    'scheduler-pods': { type: 'string', default: '20000' },
+    'no-scheduler': { type: 'boolean', default: false },
+    'hub-cpu-prof': { type: 'string' },
+    json: { type: 'string' },
+    md: { type: 'string' },
+  },
+  strict: true,
+});
+
+const int = (name: string, v: string | undefined): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) {
+    process.stderr.write(`--${name} must be a whole number (got ${JSON.stringify(v)})\n`);
+    process.exit(2);
+  }
+  return n;
+};
+const sizes = (values.nodes ?? '').split(',').map((s) => int('nodes', s.trim()));
+const podsPerNode = int('pods-per-node', values['pods-per-node']);
+const procs = int('procs', values.procs);
+const log = (m: string): void => void process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${m}\n`);
+
+const results: ScenarioResult[] = [];
+let sched: SchedulerRow[] = [];
+let schedRaw = '';
+
+function report(partial: boolean): string {
+  const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, Node ${process.version}, ${os.type()} ${os.release()}`;
+  const cmd = `npx tsx scripts/bench/fleet.ts ${process.argv.slice(2).join(' ')}`.trim();
+  return [
+    `Machine: ${machine}`,
+    `Command: \`${cmd}\`${partial ? ' (STOPPED EARLY: partial results)' : ''}`,
+    '',
+    '### Targets',
+    targetsTable(results, sched),
+    '',
+    '### Fleet',
+    fleetTable(results),
+    '',
+    '### Pure scheduler (scripts/bench/scheduler.ts)',
+    sched.length > 0 ? schedulerTable(sched) : '(not run)',
+    '',
+  ].join('\n');
+}
+
+function finish(partial: boolean, code: number): never {
+  killAll();
+  const md = report(partial);
+  process.stdout.write(`${md}\n`);
+  if (values.md) writeFileSync(values.md, md);
+  if (values.json) writeFileSync(values.json, JSON.stringify({ results, scheduler: sched, schedulerRaw: schedRaw }, null, 2));
+  process.exit(code);
+}
+
+const maxMs = int('max-minutes', values['max-minutes']) * 60_000;
+setTimeout(() => {
+  log(`time limit of ${values['max-minutes']} min reached: stopping`);
+  finish(true, 3);
+}, maxMs).unref();
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => finish(true, 130));
+process.on('exit', () => killAll());
+
+function runSchedulerBench(pods: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, ['--import', 'tsx', join(REPO, 'scripts', 'bench', 'scheduler.ts'), String(pods)], { cwd: REPO, timeout: 300_000, maxBuffer: 1 << 20 }, (err, stdout) => (err ? reject(err) : resolve(stdout)));
+  });
+}
+
+async function main(): Promise<void> {
+  if (!values['no-scheduler']) {
+    log('pure scheduler micro-benchmark…');
+    schedRaw = await runSchedulerBench(int('scheduler-pods', values['scheduler-pods']));
+    sched = parseSchedulerTable(schedRaw);
+    log(`scheduler: ${sched.map((r) => `${r.nodes} nodes ${r.mode}: ${r.podsPerSec} pods/s`).join('; ')}`);
+  }
+  const prof = values['hub-cpu-prof'];
+  for (const n of sizes) {
+    log(`=== ${n} nodes, ${n * podsPerNode} pods, ${procs} worker process(es) ===`);
+    const r = await runScenario({
+      nodes: n,
+      podsPerNode,
+      procs,
+      replicasPerDeployment: int('replicas-per-deployment', values['replicas-per-deployment']),
+      usageIntervalMs: int('usage-interval-ms', values['usage-interval-ms']),
+      ...(values['steady-ms'] !== undefined ? { steadyMs: int('steady-ms', values['steady-ms']) } : {}),
+      log,
+      ...(prof ? { profileDir: prof } : {}),
+    });
+    results.push(r);
+    process.stderr.write(`${fleetTable([r])}\n`);
+  }
+  finish(false, 0);
+}
+
+main().catch((err: unknown) => {
+  log(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  finish(true, 1);
+});

@@ -1,0 +1,111 @@
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { Agent } from '../../../agent/agent.js';
+import type { Logger } from '../../../agent/clock.js';
+import { EngineOnlyProbe } from '../../../agent/reporter.js';
+import { MemoryRuntime } from '../../../agent/runtime/memory-runtime.js';
+import type { DesiredSetMessage } from '../../../protocol/messages.js';
+
+/**
+ * Many hollow nodes in one process: the real Agent class (reconciler, cache, reporter, MQTT
+ * link over TLS with its jittered back-off) over ONE shared MemoryRuntime, so nothing runs
+ * but the agent's own logic. Kept light for a 2-core box: long usage and resync periods, and
+ * EngineOnlyProbe (no host calls).
+ */
+
+export const HOLLOW_IMAGE = 'bench.local/pause:1';
+
+export interface HollowNode {
+  name: string;
+  credential: string;
+}
+
+export interface HollowFleetOptions {
+  mqttUrl: string;
+  caPem: string;
+  nodes: readonly HollowNode[];
+  /** Each agent gets `<dataRoot>/<node>` for its desired-set cache (use tmpfs for big fleets). */
+  dataRoot: string;
+  usageIntervalMs?: number;
+  resyncMs?: number;
+  observedRepublishMs?: number;
+  /** Agents started per event-loop turn, so a worker answers IPC while it ramps up. */
+  startBatch?: number;
+  logger?: Logger;
+}
+
+export interface FleetStats {
+  agents: number;
+  connected: number;
+  /** MQTT clients built so far (1 per agent + every reconnect attempt). */
+  linkBuilds: number;
+  /** Agents that received a desired set at or after `since`. */
+  desiredSince: number;
+  podsObserved: number;
+  podsRunning: number;
+  containers: number;
+}
+
+export class HollowFleet {
+  readonly runtime = new MemoryRuntime({ images: [HOLLOW_IMAGE], info: { ncpu: 4, memTotal: 4 * 1024 ** 3 } });
+  readonly agents: Agent[] = [];
+  private readonly lastDesiredAt = new Map<string, number>();
+
+  constructor(private readonly opts: HollowFleetOptions) {}
+
+  async start(): Promise<void> {
+    const batch = this.opts.startBatch ?? 100;
+    for (let i = 0; i < this.opts.nodes.length; i += batch) {
+      await Promise.all(this.opts.nodes.slice(i, i + batch).map((n) => this.startOne(n)));
+      await new Promise((r) => setImmediate(r));
+    }
+  }
+
+  stats(since = 0): FleetStats {
+    let connected = 0;
+    let linkBuilds = 0;
+    let desiredSince = 0;
+    let podsObserved = 0;
+    let podsRunning = 0;
+    for (const a of this.agents) {
+      if (a.link?.connected) connected++;
+      linkBuilds += a.link?.connects ?? 0;
+      if ((this.lastDesiredAt.get(a.node) ?? -1) >= since) desiredSince++;
+      for (const p of a.observed) {
+        podsObserved++;
+        if (p.phase === 'Running') podsRunning++;
+      }
+    }
+    return { agents: this.agents.length, connected, linkBuilds, desiredSince, podsObserved, podsRunning, containers: this.runtime.all().length };
+  }
+
+  /** Stops every agent (workloads stay, as with a real agent) and removes the agents' data dirs. */
+  async stop(): Promise<void> {
+    await Promise.all(this.agents.map((a) => a.stop().catch(() => undefined)));
+    rmSync(this.opts.dataRoot, { recursive: true, force: true });
+  }
+
+  private async startOne(n: HollowNode): Promise<void> {
+    const agent = new Agent({
+      node: n.name,
+      labels: { 'bench.orchard.dev/hollow': 'true', 'bench.orchard.dev/node': n.name },
+      dataDir: join(this.opts.dataRoot, n.name),
+      runtime: this.runtime,
+      probe: new EngineOnlyProbe(this.runtime),
+      link: { url: this.opts.mqttUrl, username: n.name, password: n.credential, ca: this.opts.caPem },
+      usageIntervalMs: this.opts.usageIntervalMs ?? 30_000,
+      resyncMs: this.opts.resyncMs ?? 60_000,
+      observedRepublishMs: this.opts.observedRepublishMs ?? 120_000,
+      ...(this.opts.logger ? { logger: this.opts.logger } : {}),
+    });
+    // The link calls agent.onDesired through a closure, so wrapping the instance method sees
+    // every desired set (used to tell "got its set from the restarted hub").
+    const onDesired = agent.onDesired.bind(agent);
+    agent.onDesired = (m: DesiredSetMessage): void => {
+      this.lastDesiredAt.set(n.name, Date.now());
+      onDesired(m);
+    };
+    this.agents.push(agent);
+    await agent.start();
+  }
+}

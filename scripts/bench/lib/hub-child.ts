@@ -1,0 +1,105 @@
+/**
+ * Entry of the bench's hub process: a real Hub (SQLite in `dataDir`, TLS broker and HTTPS API
+ * on loopback) plus the FleetTracker, driven by the bench over IPC. Run as
+ * `node --import tsx hub-child.ts` with FLEET_HUB_CONFIG set (see HubChildConfig); it emits
+ * "ready" once listening. Kept in its own process so its RSS and CPU are measured alone.
+ */
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import { Hub } from '../../../hub/hub.js';
+import { createLogger, type LogLevel } from '../../../hub/log.js';
+import { FleetTracker } from './fleet-tracker.js';
+import { emitEvent, serveRpc } from './ipc.js';
+
+export interface HubChildConfig {
+  dataDir: string;
+  mqttPort: number;
+  httpPort: number;
+  logLevel?: LogLevel;
+  /** Keep the design's ratio: NotReady after 4 missed heartbeats of the fleet's usage period. */
+  heartbeatGraceMs?: number;
+}
+
+export interface HubReady {
+  pid: number;
+  mqttPort: number;
+  httpPort: number;
+  apiUrl: string;
+  mqttUrl: string;
+  caPem: string;
+  /** Only on the first start of a data dir. */
+  adminToken?: string;
+  startMs: number;
+}
+
+async function main(): Promise<void> {
+  const cfg = JSON.parse(process.env['FLEET_HUB_CONFIG'] ?? '{}') as HubChildConfig;
+  const t0 = Date.now();
+  const hub = await Hub.start({
+    dataDir: cfg.dataDir,
+    host: '127.0.0.1',
+    mqttPort: cfg.mqttPort,
+    httpPort: cfg.httpPort,
+    insecure: false,
+    ...(cfg.heartbeatGraceMs !== undefined ? { heartbeatGraceMs: cfg.heartbeatGraceMs } : {}),
+    log: createLogger('hub', cfg.logLevel ?? (process.env['FLEET_HUB_LOG'] as LogLevel | undefined) ?? 'error'),
+  });
+  const tracker = await FleetTracker.attach(hub);
+  if (!hub.pki) throw new Error('the bench hub must run with TLS');
+  let profiler: Session | undefined;
+
+  serveRpc({
+    /** Issues credentials for `<prefix>0 … <prefix>(count-1)`; returns [name, credential] pairs. */
+    issue: (p) => {
+      const { prefix, count } = p as { prefix: string; count: number };
+      const out: Array<[string, string]> = [];
+      for (let i = 0; i < count; i++) {
+        const name = `${prefix}${i}`;
+        out.push([name, hub.auth.issueNodeCredential(name)]);
+      }
+      return out;
+    },
+    snapshot: () => tracker.snapshot(),
+    digest: () => tracker.podDigest(),
+    resetLag: () => tracker.resetLag(),
+    /** CPU profile of a phase (the bench's --hub-cpu-prof): start, then stop writes a .cpuprofile. */
+    profileStart: async () => {
+      profiler ??= new Session();
+      profiler.connect();
+      await profiler.post('Profiler.enable');
+      await profiler.post('Profiler.setSamplingInterval', { interval: 1000 });
+      await profiler.post('Profiler.start');
+      return true;
+    },
+    profileStop: async (p) => {
+      if (!profiler) return false;
+      const { profile } = await profiler.post('Profiler.stop');
+      writeFileSync((p as { file: string }).file, JSON.stringify(profile));
+      profiler.disconnect();
+      profiler = undefined;
+      return true;
+    },
+    stop: async () => {
+      await tracker.detach();
+      await hub.stop();
+      setImmediate(() => process.exit(0));
+      return true;
+    },
+  });
+  const ready: HubReady = {
+    pid: process.pid,
+    mqttPort: hub.mqttPort,
+    httpPort: hub.httpPort,
+    apiUrl: hub.apiUrl,
+    mqttUrl: hub.mqttUrl,
+    caPem: hub.pki.caPem,
+    ...(hub.newAdminToken !== undefined ? { adminToken: hub.newAdminToken } : {}),
+    startMs: Date.now() - t0,
+  };
+  emitEvent('ready', ready);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`hub-child: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

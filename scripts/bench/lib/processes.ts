@@ -1,0 +1,123 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { RpcClient } from './ipc.js';
+import type { HubChildConfig, HubReady } from './hub-child.js';
+import type { FleetStats, HollowFleetOptions } from './hollow-fleet.js';
+import type { HubSnapshot } from './fleet-tracker.js';
+import { readProcStats, type ProcStats } from './proc-stats.js';
+
+/**
+ * Spawning and controlling the bench's child processes (TypeScript run through tsx's loader in
+ * the same process, so a pid is the hub itself and `kill -9` kills exactly it). Every child
+ * is tracked in `live` and killed by killAll() on any exit path.
+ */
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+export const REPO = join(HERE, '..', '..', '..');
+
+const live = new Set<ChildProcess>();
+
+export function killAll(): void {
+  for (const c of live) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  live.clear();
+}
+
+function spawnTs(file: string, env: Record<string, string>, nodeArgs: string[] = []): ChildProcess {
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', join(HERE, file)], {
+    cwd: REPO,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  live.add(child);
+  child.on('exit', () => live.delete(child));
+  return child;
+}
+
+export class HubProcess {
+  private constructor(readonly child: ChildProcess, readonly rpc: RpcClient, readonly ready: HubReady) {}
+
+  static async start(cfg: HubChildConfig, timeoutMs = 120_000, nodeArgs: string[] = []): Promise<HubProcess> {
+    const child = spawnTs('hub-child.ts', { FLEET_HUB_CONFIG: JSON.stringify(cfg) }, nodeArgs);
+    const rpc = new RpcClient(child, 'hub');
+    const ready = await rpc.event<HubReady>('ready', timeoutMs);
+    return new HubProcess(child, rpc, ready);
+  }
+
+  get pid(): number {
+    return this.ready.pid;
+  }
+
+  snapshot(timeoutMs = 30_000): Promise<HubSnapshot> {
+    return this.rpc.call<HubSnapshot>('snapshot', {}, timeoutMs);
+  }
+
+  /** Reads /proc for the hub process (works while its event loop is busy). */
+  procStats(): ProcStats | undefined {
+    return readProcStats(this.pid);
+  }
+
+  /** SIGKILL, like a crash or a power cut; resolves once the process is gone. */
+  async kill9(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const gone = new Promise<void>((r) => this.child.once('exit', () => r()));
+    this.child.kill('SIGKILL');
+    await gone;
+  }
+
+  async stop(timeoutMs = 30_000): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const gone = new Promise<void>((r) => this.child.once('exit', () => r()));
+    await this.rpc.call('stop', {}, timeoutMs).catch(() => this.child.kill('SIGKILL'));
+    const t = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
+    await gone;
+    clearTimeout(t);
+  }
+}
+
+export interface WorkerStats extends FleetStats {
+  proc?: ProcStats;
+}
+
+/** A hollow fleet spread over `procs` worker processes (procs = 0: in this process). */
+export interface FleetHandle {
+  pids: number[];
+  stats(since?: number): Promise<FleetStats & { peakRssBytes: number; cpuSeconds: number }>;
+  stop(): Promise<void>;
+}
+
+export async function startWorkerFleet(procs: number, opts: HollowFleetOptions): Promise<FleetHandle> {
+  const rpcs: RpcClient[] = [];
+  for (let i = 0; i < procs; i++) {
+    // Thousands of TLS clients per process: give the heap room so GC is not what we measure.
+    const child = spawnTs('fleet-worker.ts', {}, ['--max-old-space-size=8192']);
+    rpcs.push(new RpcClient(child, `worker-${i}`));
+  }
+  await Promise.all(
+    rpcs.map((rpc, i) =>
+      rpc.call('start', { ...opts, nodes: opts.nodes.filter((_, k) => k % procs === i), dataRoot: join(opts.dataRoot, `w${i}`) } satisfies HollowFleetOptions, 60_000),
+    ),
+  );
+  return {
+    pids: rpcs.map((r) => r.child.pid ?? 0),
+    async stats(since = 0) {
+      const all = await Promise.all(rpcs.map((r) => r.call<WorkerStats>('stats', { since }, 30_000)));
+      const sum = (k: keyof FleetStats): number => all.reduce((a, s) => a + s[k], 0);
+      return {
+        agents: sum('agents'),
+        connected: sum('connected'),
+        linkBuilds: sum('linkBuilds'),
+        desiredSince: sum('desiredSince'),
+        podsObserved: sum('podsObserved'),
+        podsRunning: sum('podsRunning'),
+        containers: sum('containers'),
+        peakRssBytes: all.reduce((a, s) => a + (s.proc?.peakRssBytes ?? 0), 0),
+        cpuSeconds: all.reduce((a, s) => a + (s.proc?.cpuSeconds ?? 0), 0),
+      };
+    },
+    async stop() {
+      // Hollow agents have nothing worth a graceful goodbye; the hub is measured, not them.
+      for (const r of rpcs) r.child.kill('SIGKILL');
+    },
+  };
+}

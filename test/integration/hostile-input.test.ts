@@ -1,0 +1,315 @@
+import https from 'node:https';
+import net from 'node:net';
+import tls from 'node:tls';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MAX_APPLY_DOCUMENTS } from '../../protocol/api.js';
+import { topics } from '../../protocol/topics.js';
+import { startTestHub, type TestHub } from '../helpers/hub-harness.js';
+
+/**
+ * Hostile input and load against a real hub over real TLS sockets on loopback: oversized MQTT
+ * packets, deep topics, too many objects, oversized labels, silent and slow clients, and password
+ * guessing. Timeouts are shrunk through HubOptions so the slow-client cases take about a second.
+ * Distinct loopback source addresses (127.0.0.x) stand in for distinct attackers, so the per-source
+ * rate limiter can be shown to lock out one source and not another.
+ */
+
+const TIMEOUTS = { tlsHandshakeMs: 600, mqttConnectMs: 600, httpIdleMs: 800, httpHeadersMs: 700, httpRequestMs: 1_000, httpCheckIntervalMs: 100 };
+
+const deployment = (name: string, extraMeta = ''): string => `apiVersion: orchard/v1
+kind: Deployment
+metadata:
+  name: ${name}${extraMeta}
+spec:
+  replicas: 0
+  template:
+    spec:
+      containers: [{ name: c, image: orchard-test/busybox:1 }]
+`;
+
+interface Res {
+  status: number;
+  body: { code?: string; message?: string; details?: { issues?: Array<{ path: string; message: string }> } };
+}
+
+let t: TestHub;
+const clients: MqttClient[] = [];
+
+/** HTTPS request from a chosen loopback source address. */
+function req(method: string, path: string, opts: { token?: string; body?: string; from?: string } = {}): Promise<Res> {
+  const url = new URL(path, t.hub.apiUrl);
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string> = {};
+    if (opts.token !== undefined) headers['authorization'] = `Bearer ${opts.token}`;
+    if (opts.body !== undefined) {
+      headers['content-type'] = 'application/yaml';
+      headers['content-length'] = String(Buffer.byteLength(opts.body));
+    }
+    const r = https.request(url, { method, headers, ca: t.hub.pki?.caPem, localAddress: opts.from ?? '127.0.0.1', agent: false, timeout: 10_000 }, (res) => {
+      let text = '';
+      res.on('data', (c: Buffer) => (text += c.toString()));
+      res.on('end', () => {
+        let body: Res['body'] = {};
+        try {
+          body = JSON.parse(text) as Res['body'];
+        } catch {
+          // not JSON
+        }
+        resolve({ status: res.statusCode ?? 0, body });
+      });
+    });
+    r.on('error', reject);
+    r.end(opts.body);
+  });
+}
+
+/** mqtt.js hands its options to tls.connect, so `localAddress` picks the source address (its types omit it). */
+type ClientOpts = IClientOptions & { localAddress?: string };
+
+function connect(opts: ClientOpts): Promise<MqttClient> {
+  return new Promise((resolve, reject) => {
+    const c = mqtt.connect(t.hub.mqttUrl, { ca: t.hub.pki?.caPem, reconnectPeriod: 0, connectTimeout: 5_000, protocolVersion: 4, ...opts });
+    clients.push(c);
+    c.once('connect', () => resolve(c));
+    c.once('error', (err) => {
+      c.end(true);
+      reject(err);
+    });
+    c.once('close', () => reject(new Error('closed before CONNACK')));
+  });
+}
+
+async function refusedCode(p: Promise<MqttClient>): Promise<unknown> {
+  try {
+    await p;
+  } catch (e) {
+    return (e as { code?: unknown }).code;
+  }
+  throw new Error('expected the MQTT connection to be refused');
+}
+
+function closed(c: MqttClient): Promise<number> {
+  const t0 = Date.now();
+  return new Promise((resolve) => (c.connected ? c.once('close', () => resolve(Date.now() - t0)) : resolve(0)));
+}
+
+/** Resolves with how long until the server closed `socket`, or rejects after `limitMs`. */
+function closedWithin(socket: net.Socket, limitMs: number): Promise<number> {
+  const t0 = Date.now();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`the hub kept a silent/slow connection open for more than ${limitMs} ms`));
+    }, limitMs);
+    socket.on('error', () => undefined);
+    socket.resume(); // a paused socket holding the hub's 408 would never see 'end', so never 'close'
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(Date.now() - t0);
+    });
+  });
+}
+
+function tlsSocket(port: number): Promise<tls.TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port, ca: t.hub.pki?.caPem, servername: 'localhost' }, () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
+/** A command round trip: proves the broker and the operations behind it still serve. */
+async function commandRoundTrip(clientId: string): Promise<unknown> {
+  const c = await connect({ clientId, username: 'token', password: t.adminToken });
+  await c.subscribeAsync(topics.reply(clientId), { qos: 1 });
+  const reply = new Promise<unknown>((resolve) => c.once('message', (_t, p) => resolve(JSON.parse(p.toString()))));
+  await c.publishAsync(topics.command(clientId), JSON.stringify({ id: 'rt', op: 'get', args: { kind: 'nodes' } }), { qos: 1 });
+  const r = await reply;
+  c.end(true);
+  return r;
+}
+
+const deploymentCount = async (): Promise<number> => t.hub.store.list('Deployment').length;
+
+beforeAll(async () => {
+  t = await startTestHub({ timeouts: TIMEOUTS });
+});
+
+afterAll(async () => {
+  for (const c of clients.splice(0)) c.end(true);
+  await t.cleanup();
+});
+
+describe('oversized and deep MQTT traffic', () => {
+  it('drops an authenticated client that publishes 5 MB, and keeps serving everyone else', async () => {
+    const big = await connect({ clientId: 'cli-big', username: 'token', password: t.adminToken });
+    const gone = closed(big);
+    big.publish(topics.command('cli-big'), Buffer.alloc(5 * 1024 * 1024, 0x61), { qos: 0 });
+    expect(await gone).toBeLessThan(5_000);
+    expect(await commandRoundTrip('cli-after-big')).toMatchObject({ id: 'rt', ok: true });
+    expect((await req('GET', '/healthz')).status).toBe(200);
+  });
+
+  it('drops a client whose packet header announces 5 MB before it has even sent CONNECT', async () => {
+    const s = await tlsSocket(t.hub.mqttPort);
+    const len = 5 * 1024 * 1024;
+    // PUBLISH fixed header with a 4-byte remaining-length varint; the body never follows.
+    s.write(Buffer.from([0x30, (len & 0x7f) | 0x80, ((len >> 7) & 0x7f) | 0x80, ((len >> 14) & 0x7f) | 0x80, (len >> 21) & 0x7f]));
+    expect(await closedWithin(s, 3_000)).toBeLessThan(3_000);
+  });
+
+  it.each([
+    ['too many levels', `${topics.command('cli-deep')}/a/b/c/d/e/f/g/h`],
+    ['too long', `${topics.command('cli-deep')}${'x'.repeat(300)}`],
+  ])('closes a client that publishes to a topic that is %s', async (_n, topic) => {
+    const c = await connect({ clientId: 'cli-deep', username: 'token', password: t.adminToken });
+    const gone = closed(c);
+    c.publish(topic, '{}', { qos: 0 });
+    expect(await gone).toBeLessThan(5_000);
+  });
+
+  it.each([
+    ['too deep', `${topics.reply('cli-sub')}/a/b/c/d/e/f/g/h/i/j`],
+    ['too long', `${topics.reply('cli-sub')}${'y'.repeat(300)}`],
+  ])('refuses a subscription to a filter that is %s (SUBACK 0x80 or the session closed)', async (_n, filter) => {
+    const c = await connect({ clientId: 'cli-sub', username: 'token', password: t.adminToken });
+    const outcome = await Promise.race([
+      c.subscribeAsync(filter, { qos: 1 }).then(
+        (g) => (g.every((x) => x.qos === 128) ? 'refused' : 'granted'),
+        () => 'refused',
+      ),
+      closed(c).then(() => 'closed'),
+    ]);
+    expect(outcome).not.toBe('granted');
+    expect(await commandRoundTrip('cli-after-sub')).toMatchObject({ ok: true });
+  });
+});
+
+describe('oversized API input', () => {
+  it(`refuses an apply of ${MAX_APPLY_DOCUMENTS + 1} documents and stores none of them`, async () => {
+    const before = await deploymentCount();
+    const docs = Array.from({ length: MAX_APPLY_DOCUMENTS + 1 }, (_, i) => deployment(`many-${i}`)).join('---\n');
+    const r = await req('POST', '/api/v1/apply', { token: t.adminToken, body: docs });
+    expect(r.status).toBe(400);
+    expect(r.body.code).toBe('ERR_TOO_MANY_OBJECTS');
+    expect(await deploymentCount()).toBe(before);
+  });
+
+  it(`accepts exactly ${MAX_APPLY_DOCUMENTS}`, async () => {
+    const docs = Array.from({ length: MAX_APPLY_DOCUMENTS }, (_, i) => deployment(`many-${i}`)).join('---\n');
+    const r = await req('POST', '/api/v1/apply', { token: t.adminToken, body: docs });
+    expect(r.status).toBe(200);
+    expect(await deploymentCount()).toBeGreaterThanOrEqual(MAX_APPLY_DOCUMENTS);
+  });
+
+  it.each([
+    ['a label value over 63 characters', `\n  labels: { app: ${'v'.repeat(64)} }`, 'metadata.labels.app'],
+    ['a label key over 253 characters', `\n  labels: { ${'k'.repeat(254)}: v }`, 'metadata.labels'],
+    ['65 labels', `\n  labels: { ${Array.from({ length: 65 }, (_, i) => `l${i}: v`).join(', ')} }`, 'metadata.labels'],
+    ['an annotation over 4096 characters', `\n  annotations: { note: ${'n'.repeat(4097)} }`, 'metadata.annotations.note'],
+  ])('refuses %s, naming the field', async (_n, meta, path) => {
+    const before = t.hub.store.revision();
+    const r = await req('POST', '/api/v1/apply', { token: t.adminToken, body: deployment('labelled', meta) });
+    expect(r.status).toBe(400);
+    expect(r.body.code).toBe('ERR_VALIDATION');
+    expect((r.body.details?.issues ?? []).map((i) => i.path).join(' ')).toContain(path);
+    expect(t.hub.store.revision()).toBe(before);
+  });
+});
+
+describe('slow and silent clients cannot hold the hub', () => {
+  it('drops a TCP client that connects to the MQTTS port and sends nothing (TLS handshake timeout)', async () => {
+    const s = net.connect(t.hub.mqttPort, '127.0.0.1');
+    expect(await closedWithin(s, TIMEOUTS.tlsHandshakeMs + 2_500)).toBeGreaterThanOrEqual(TIMEOUTS.tlsHandshakeMs - 100);
+  });
+
+  it('drops an MQTT client that completes TLS but never sends CONNECT', async () => {
+    const s = await tlsSocket(t.hub.mqttPort);
+    expect(await closedWithin(s, TIMEOUTS.mqttConnectMs + 2_500)).toBeGreaterThanOrEqual(TIMEOUTS.mqttConnectMs - 100);
+  });
+
+  it('drops a TCP client that connects to the HTTPS port and sends nothing', async () => {
+    const s = net.connect(t.hub.httpPort, '127.0.0.1');
+    expect(await closedWithin(s, TIMEOUTS.tlsHandshakeMs + 2_500)).toBeGreaterThanOrEqual(TIMEOUTS.tlsHandshakeMs - 100);
+  });
+
+  it('drops an HTTPS client that sends its headers one line at a time, forever', async () => {
+    const s = await tlsSocket(t.hub.httpPort);
+    let answer = '';
+    s.on('data', (c: Buffer) => (answer += c.toString()));
+    s.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\n');
+    const drip = setInterval(() => s.writable && s.write(`X-Slow-${Date.now()}: 1\r\n`), 100);
+    try {
+      expect(await closedWithin(s, TIMEOUTS.httpHeadersMs + 3_000)).toBeGreaterThanOrEqual(TIMEOUTS.httpHeadersMs - 100);
+    } finally {
+      clearInterval(drip);
+    }
+    expect(answer === '' || answer.startsWith('HTTP/1.1 408')).toBe(true);
+  });
+
+  it('drops an HTTPS client that sends a body slower than the request timeout', async () => {
+    const s = await tlsSocket(t.hub.httpPort);
+    s.write(`POST /api/v1/apply HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${t.adminToken}\r\nContent-Type: application/yaml\r\nContent-Length: 100000\r\n\r\n`);
+    const drip = setInterval(() => s.writable && s.write('#'), 50);
+    try {
+      expect(await closedWithin(s, TIMEOUTS.httpRequestMs + 3_000)).toBeGreaterThanOrEqual(TIMEOUTS.httpRequestMs - 100);
+    } finally {
+      clearInterval(drip);
+    }
+  });
+
+  it('drops an idle HTTPS connection after the idle timeout', async () => {
+    const s = await tlsSocket(t.hub.httpPort);
+    expect(await closedWithin(s, TIMEOUTS.httpIdleMs + 2_500)).toBeGreaterThanOrEqual(TIMEOUTS.httpIdleMs - 100);
+  });
+
+  it('still serves after all of that', async () => {
+    expect((await req('GET', '/api/v1/nodes', { token: t.adminToken })).status).toBe(200);
+    expect(await commandRoundTrip('cli-after-slow')).toMatchObject({ ok: true });
+  });
+});
+
+describe('password guessing is rate limited per source', () => {
+  it('answers 429 ERR_RATE_LIMITED after 10 bad API tokens from one address, even for a good token; other addresses are unaffected', async () => {
+    const from = '127.0.0.21';
+    for (let i = 0; i < 10; i++) {
+      const r = await req('GET', '/api/v1/pods', { token: `orc_${'0'.repeat(12)}.${'x'.repeat(32)}`, from });
+      expect(r.status).toBe(401);
+    }
+    const locked = await req('GET', '/api/v1/pods', { token: t.adminToken, from });
+    expect(locked.status).toBe(429);
+    expect(locked.body.code).toBe('ERR_RATE_LIMITED');
+    expect((await req('GET', '/api/v1/pods', { token: t.adminToken, from: '127.0.0.22' })).status).toBe(200);
+  });
+
+  it('locks the join endpoint after 10 bad join tokens from one address', async () => {
+    const from = '127.0.0.23';
+    const fp = t.hub.pki?.caFingerprint ?? '';
+    for (let i = 0; i < 10; i++) {
+      const r = await req('POST', '/api/v1/join', { from, body: JSON.stringify({ token: `K10${fp}::abcdef.${'s'.repeat(32)}`, node: 'guess' }) });
+      expect(r.status).toBe(401);
+      expect(r.body.code).toBe('ERR_TOKEN_INVALID');
+    }
+    const locked = await req('POST', '/api/v1/join', { from, body: JSON.stringify({ token: `K10${fp}::abcdef.${'s'.repeat(32)}`, node: 'guess' }) });
+    expect(locked.status).toBe(429);
+    expect(locked.body.code).toBe('ERR_RATE_LIMITED');
+  });
+
+  it('refuses MQTT CONNECT with CONNACK 5 after 10 bad passwords from one address, even with the right one', async () => {
+    const cred = t.hub.auth.issueNodeCredential('guessed-node');
+    const from = '127.0.0.24';
+    for (let i = 0; i < 10; i++) {
+      expect(await refusedCode(connect({ clientId: 'guessed-node', username: 'guessed-node', password: `wrong-${i}`, localAddress: from }))).toBe(4);
+    }
+    expect(await refusedCode(connect({ clientId: 'guessed-node', username: 'guessed-node', password: cred, localAddress: from }))).toBe(5);
+    // The same credential from another address still works: the lock is per source, not per account.
+    const ok = await connect({ clientId: 'guessed-node', username: 'guessed-node', password: cred, localAddress: '127.0.0.25' });
+    expect(ok.connected).toBe(true);
+    ok.end(true);
+  });
+
+  it('shares one limiter between HTTP and MQTT: a source locked on MQTT gets 429 on HTTP', async () => {
+    const r = await req('GET', '/api/v1/pods', { token: t.adminToken, from: '127.0.0.24' });
+    expect(r.status).toBe(429);
+  });
+});
