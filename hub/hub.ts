@@ -123,7 +123,8 @@ export class Hub {
     const keyring = SecretKeyring.open(opts.dataDir);
     const secrets = new AesGcmSecretCodec(keyring);
     const ops = new Operations({ store, log: log.child('ops'), now, secrets });
-    const deployments = new DeploymentController({ store, log: log.child('deployments'), now });
+    // Counts-only deployment status writes at most once a second each (fleet scale: docs/benchmarks-fleet.md).
+    const deployments = new DeploymentController({ store, log: log.child('deployments'), now, statusMinIntervalMs: 1000 });
     const sched = opts.scheduling ?? {};
     const snapshot: SnapshotOptions = { ...(sched.systemReserved ? { systemReserved: sched.systemReserved } : {}), ...(sched.maxPodsPerNode ? { maxPodsPerNode: sched.maxPodsPerNode } : {}) };
     const platforms = sched.imagePlatforms ?? new ImagePlatformResolver({ log: log.child('image-platforms'), ...(sched.insecureRegistries ? { insecureRegistries: sched.insecureRegistries } : {}) });
@@ -131,7 +132,8 @@ export class Hub {
     const global = new GlobalController({ store, log: log.child('global'), now, platforms, snapshot });
     const taintEviction = new TaintEvictionController({ store, log: log.child('taint-eviction'), now });
     const desired = new DesiredPublisher({ store, publisher: broker, log: log.child('desired'), now, secrets });
-    const nodes = new NodeController({ store, log: log.child('nodes'), now, ...(opts.heartbeatGraceMs ? { heartbeatGraceMs: opts.heartbeatGraceMs } : {}) });
+    // Agent messages arriving within 50 ms share one store transaction (one fsync).
+    const nodes = new NodeController({ store, log: log.child('nodes'), now, batchMs: 50, ...(opts.heartbeatGraceMs ? { heartbeatGraceMs: opts.heartbeatGraceMs } : {}) });
     const nodeLost = new NodeLostController({ store, log: log.child('node-lost'), now, ...(opts.heartbeatGraceMs ? { startupGraceMs: opts.heartbeatGraceMs } : {}) });
     const rollout = new RolloutOperations({ store, log: log.child('rollout'), now });
     const commands = new MqttCommands({ ops, rollout, publisher: broker, log: log.child('commands') });
@@ -220,6 +222,7 @@ export class Hub {
   /** Waits until every controller queue is empty (tests). */
   async settle(): Promise<void> {
     for (let i = 0; i < 3; i++) {
+      this.controllers.nodes.flush();
       await this.controllers.deployments.queue.idle();
       await this.controllers.scheduling.queue.idle();
       await this.controllers.desired.queue.idle();

@@ -37,8 +37,11 @@ export function isPodReady(p: Pod): boolean {
 export class DeploymentController {
   readonly queue: WorkQueue;
   private unwatch: (() => void) | undefined;
+  /** Last status write per deployment, for RolloutContext.statusThrottle. */
+  private readonly statusWrites = new Map<string, number>();
 
-  constructor(private readonly deps: { store: Store; log: Logger; now: () => Date }) {
+  /** `statusMinIntervalMs`: space counts-only status writes per deployment (see RolloutContext.statusThrottle); unset = write every change. */
+  constructor(private readonly deps: { store: Store; log: Logger; now: () => Date; statusMinIntervalMs?: number }) {
     this.queue = new WorkQueue('deployments', (key) => this.reconcile(key), deps.log);
   }
 
@@ -66,6 +69,7 @@ export class DeploymentController {
     const d = store.get('Deployment', name);
     const pods = store.list('Pod', { ownerName: name });
     if (!d) {
+      this.statusWrites.delete(name);
       // Deleted: its pods go too (Operations.delete removes them at once; this catches leftovers).
       if (pods.length > 0) store.transaction(() => pods.forEach((p) => store.delete('Pod', p.metadata.name)));
       store.transaction(() => deleteRevisions(store, name));
@@ -74,7 +78,9 @@ export class DeploymentController {
     if (d.spec.mode === 'global') return;
     const hash = templateHash(d, configHash(store, d.spec.template.spec));
     // Revisions, RollingUpdate / Recreate / canary, progress deadline and rollback: hub/rollout/.
-    return reconcileRollout(this.deps, d, pods, hash);
+    const { statusMinIntervalMs } = this.deps;
+    const ctx = statusMinIntervalMs === undefined ? this.deps : { ...this.deps, statusThrottle: { minIntervalMs: statusMinIntervalMs, lastWrite: this.statusWrites } };
+    return reconcileRollout(ctx, d, pods, hash);
   }
 }
 

@@ -1,6 +1,5 @@
-import type { Deployment, DeploymentStatus, NodeObject, Pod } from '../../protocol/objects.js';
+import type { Deployment, NodeObject, Pod } from '../../protocol/objects.js';
 import { recordEvent } from '../events.js';
-import { deepEqual } from '../hash.js';
 import type { Logger } from '../log.js';
 import type { ImagePlatformSource } from '../registry/image-platform-resolver.js';
 import { cpuFit, hostPortsFree, memoryFit, nodeArch, nodeSelector, podCount, taintToleration } from '../scheduler/filters.js';
@@ -10,10 +9,11 @@ import { podContext } from '../scheduler/pod-context.js';
 import { buildSchedNodes, type SnapshotOptions } from '../scheduler/snapshot.js';
 import type { FilterPlugin, ImagePlatforms, PodContext, SchedNode, SchedPod } from '../scheduler/types.js';
 import type { Store, WatchEvent } from '../store/store.js';
-import { isPodReady, isTerminal, newPod, templateHash } from './deployment-controller.js';
-import { TEMPLATE_HASH_ANNOTATION } from '../operations.js';
+import { isTerminal, templateHash } from './deployment-controller.js';
+import { isReady as isNodeReady } from './node-controller.js';
+import { reconcileRollout } from '../rollout/rollout-reconciler.js';
 import { WorkQueue } from './workqueue.js';
-import { configHash } from '../secrets/config-refs.js';
+import { configHash, referencesConfig } from '../secrets/config-refs.js';
 
 /**
  * `mode: global` deployments (Kubernetes' DaemonSet): one pod on every matching node. A node
@@ -27,7 +27,12 @@ import { configHash } from '../secrets/config-refs.js';
  * but only when the node has room (pod slots, CPU, memory, host ports, same checks as the
  * scheduler). A matching node without room gets no pod yet: it counts in
  * `status.unscheduledReplicas`, gets a FailedPlacement event, and is retried on a timer.
- * A changed template replaces each node's pod (delete + create in one transaction).
+ *
+ * A changed template (or referenced ConfigMap/Secret) is rolled out node by node as in
+ * replicated mode: hub/rollout's reconcileRollout() with planRollout({mode: 'global'}) —
+ * revisions, maxSurge/maxUnavailable over the online nodes, canary, pause, progress deadline
+ * and rollback, the same status fields. Offline (NotReady) nodes are skipped: their pod keeps
+ * its revision until the node is back, then it is updated under the same budget.
  */
 
 /** Node facts a global deployment's match depends on; other node writes (heartbeats) are ignored. */
@@ -56,7 +61,7 @@ export class GlobalController {
 
   start(): void {
     const { store } = this.deps;
-    this.unwatch = store.watch((ev) => this.onEvent(ev), ['Deployment', 'Node', 'Pod']);
+    this.unwatch = store.watch((ev) => this.onEvent(ev), ['Deployment', 'Node', 'Pod', 'ConfigMap', 'Secret']);
     for (const n of store.list('Node')) this.nodeFacts.set(n.metadata.name, nodeFacts(n));
     this.enqueueAll();
   }
@@ -83,6 +88,9 @@ export class GlobalController {
     } else if (o.kind === 'Pod' && o.metadata.ownerName !== undefined) {
       const d = this.deps.store.get('Deployment', o.metadata.ownerName);
       if (d?.spec.mode === 'global') this.queue.add(d.metadata.name);
+    } else if (o.kind === 'ConfigMap' || o.kind === 'Secret') {
+      // A changed config is a new revision of every global deployment referencing it.
+      for (const d of this.deps.store.list('Deployment')) if (d.spec.mode === 'global' && referencesConfig(d.spec.template.spec, o.kind, o.metadata.name)) this.queue.add(d.metadata.name);
     }
   }
 
@@ -106,52 +114,50 @@ export class GlobalController {
     const template = this.templatePod(d);
     const ctx = podContext(template);
     const ts = now();
-    let unscheduled = 0;
-    const noRoom: string[] = [];
-    store.transaction(() => {
+    return store.transaction(() => {
       const nodes = store.list('Node').filter((n) => n.metadata.deletionTimestamp === undefined);
-      const nodeNames = new Set(nodes.map((n) => n.metadata.name));
+      const byName = new Map(nodes.map((n) => [n.metadata.name, n]));
       const mine = store.list('Pod', { ownerName: name });
-      const doomed = new Set<string>();
-      const keep = new Map<string, Pod>();
+      const live = mine.filter((p) => !isTerminal(p));
       // Identity first (no capacity): which nodes should have a pod at all.
       const identity = buildSchedNodes(nodes, []);
       const matching = new Set(identity.filter((sn) => passes(MATCH_FILTERS, template, sn, ctx)).map((sn) => sn.name));
-      for (const p of mine) {
-        const node = p.spec.nodeName;
-        const current = p.metadata.annotations[TEMPLATE_HASH_ANNOTATION] === hash && !isTerminal(p);
-        if (node === undefined || !nodeNames.has(node) || !matching.has(node) || !current || keep.has(node)) doomed.add(p.metadata.name);
-        else keep.set(node, p);
-      }
-      for (const pod of doomed) store.delete('Pod', pod);
-      const lost = mine.filter((p) => doomed.has(p.metadata.name) && p.spec.nodeName !== undefined && !matching.has(p.spec.nodeName)).length;
+      const lost = live.filter((p) => p.spec.nodeName !== undefined && !matching.has(p.spec.nodeName)).length;
 
-      const missing = [...matching].filter((n) => !keep.has(n)).sort();
-      let created = 0;
-      if (missing.length > 0) {
-        // Room is judged against every pod still bound, after the deletions above.
-        const bound = store.list('Pod').filter((p) => p.spec.nodeName !== undefined && missing.includes(p.spec.nodeName));
-        const withPods = new Map(buildSchedNodes(nodes.filter((n) => missing.includes(n.metadata.name)), bound, this.deps.snapshot).map((sn) => [sn.name, sn]));
-        for (const nodeName of missing) {
+      // Room is judged against every pod bound there now (the rollout calls this again after its deletions).
+      const noRoom = (targets: readonly string[]): Map<string, string> => {
+        const want = new Set(targets);
+        const bound = store.list('Pod').filter((p) => p.spec.nodeName !== undefined && want.has(p.spec.nodeName));
+        const withPods = new Map(buildSchedNodes(nodes.filter((n) => want.has(n.metadata.name)), bound, this.deps.snapshot).map((sn) => [sn.name, sn]));
+        const out = new Map<string, string>();
+        for (const nodeName of targets) {
           const sn = withPods.get(nodeName);
           const why = sn === undefined ? 'node not found' : firstReason(ROOM_FILTERS, template, sn, ctx);
-          if (why !== undefined) {
-            unscheduled++;
-            noRoom.push(`${nodeName}: ${why}`);
-            continue;
-          }
-          const pod = newPod(d, hash, nodeName);
-          pod.status.conditions = [{ type: 'PodScheduled', status: 'True', lastTransitionTime: ts.toISOString() }];
-          store.create(pod);
-          created++;
+          if (why !== undefined) out.set(nodeName, why);
         }
-      }
-      if (created > 0) recordEvent(store, ts, { kind: 'Deployment', name, type: 'Normal', reason: 'SuccessfulCreate', message: `created ${created} pod(s) on matching nodes` });
+        return out;
+      };
+      // A matching node with no pod yet and no room for one waits (retried on a timer); it is not
+      // counted as a node that should run the pod, so it neither blocks nor fails a rollout elsewhere.
+      const hasPod = new Set(live.flatMap((p) => (p.spec.nodeName !== undefined ? [p.spec.nodeName] : [])));
+      const full = noRoom([...matching].filter((n) => !hasPod.has(n)).sort());
+      const eligible = [...matching].filter((n) => !full.has(n)).sort();
+      const result = reconcileRollout(this.deps, d, mine, hash, {
+        nodes: eligible.map((n) => {
+          const node = byName.get(n);
+          return { name: n, online: node !== undefined && isNodeReady(node) };
+        }),
+        waiting: [...full].map(([n, why]) => `${n}: ${why}`),
+        noRoom,
+      });
+
+      const noRoomNow = result.unplaced ?? [];
       if (lost > 0) recordEvent(store, ts, { kind: 'Deployment', name, type: 'Normal', reason: 'SuccessfulDelete', message: `removed ${lost} pod(s) from nodes that no longer match` });
-      if (noRoom.length > 0) recordEvent(store, ts, { kind: 'Deployment', name, type: 'Warning', reason: 'FailedPlacement', message: `no room on ${noRoom.length} matching node(s): ${noRoom.slice(0, 5).join('; ')}${noRoom.length > 5 ? '; …' : ''}` });
-      this.writeStatus(d, unscheduled);
+      if (noRoomNow.length > 0) recordEvent(store, ts, { kind: 'Deployment', name, type: 'Warning', reason: 'FailedPlacement', message: `no room on ${noRoomNow.length} matching node(s): ${noRoomNow.slice(0, 5).join('; ')}${noRoomNow.length > 5 ? '; …' : ''}` });
+      const retry = noRoomNow.length > 0 ? this.deps.retryMs ?? 30_000 : undefined;
+      const after = Math.min(retry ?? Infinity, result.requeueAfterMs ?? Infinity);
+      return Number.isFinite(after) ? { requeueAfterMs: after } : undefined;
     });
-    return unscheduled > 0 ? { requeueAfterMs: this.deps.retryMs ?? 30_000 } : undefined;
   }
 
   /** The deployment's pod as the scheduler sees it, with known image platforms. */
@@ -164,24 +170,6 @@ export class GlobalController {
     const pod: SchedPod = { name: d.metadata.name, owner: d.metadata.name, spec: d.spec.template.spec };
     if (imagePlatforms.length > 0) pod.imagePlatforms = imagePlatforms;
     return pod;
-  }
-
-  private writeStatus(d: Deployment, unscheduled: number): void {
-    const { store } = this.deps;
-    const pods = store.list('Pod', { ownerName: d.metadata.name }).filter((p) => !isTerminal(p));
-    const ready = pods.filter(isPodReady).length;
-    const status: DeploymentStatus = {
-      observedGeneration: d.metadata.generation,
-      replicas: pods.length,
-      readyReplicas: ready,
-      availableReplicas: ready,
-      unscheduledReplicas: unscheduled,
-    };
-    const fresh = store.get('Deployment', d.metadata.name);
-    if (!fresh || deepEqual(fresh.status, status)) return;
-    const next = structuredClone(fresh) as Deployment;
-    next.status = status;
-    store.update(next);
   }
 }
 
@@ -197,9 +185,9 @@ function firstReason(filters: readonly FilterPlugin[], pod: SchedPod, node: Sche
   return undefined;
 }
 
-/** Does global placement on `node` depend on anything that changed? (labels, taints, arch, deletion, capacity) */
+/** Does global placement on `node` depend on anything that changed? (labels, taints, arch, deletion, capacity, readiness: a node back online is updated) */
 function nodeFacts(n: NodeObject): string {
-  return JSON.stringify([n.metadata.labels, n.spec.taints, n.status.info?.arch, n.metadata.deletionTimestamp, n.status.capacity]);
+  return JSON.stringify([n.metadata.labels, n.spec.taints, n.status.info?.arch, n.metadata.deletionTimestamp, n.status.capacity, isNodeReady(n)]);
 }
 
 /** Whether the pod belongs to a global deployment (drain leaves these, as kubectl drain leaves DaemonSet pods). */

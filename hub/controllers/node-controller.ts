@@ -27,6 +27,13 @@ export interface NodeControllerOptions {
   /** Heartbeats are kept in memory; the store gets them at most this often per node (SQLite/SD wear). */
   persistHeartbeatEveryMs?: number;
   maxPodsPerNode?: number;
+  /**
+   * Coalesce the messages arriving within this window into ONE store transaction (one fsync
+   * instead of one per message: at 10,000 nodes the commits were a third of the hub's CPU).
+   * Each message still runs in its own nested transaction, so a bad one is dropped alone.
+   * Unset or 0: every message is ingested at once, synchronously (tests assert right after).
+   */
+  batchMs?: number;
 }
 
 /**
@@ -38,6 +45,8 @@ export class NodeController {
   private readonly lastSeen = new Map<string, number>();
   private readonly lastPersisted = new Map<string, number>();
   private sweepTimer: NodeJS.Timeout | undefined;
+  private batch: Array<{ topic: string; payload: Buffer }> = [];
+  private batchTimer: NodeJS.Timeout | undefined;
   /** Messages dropped as invalid (for tests and metrics). */
   rejected = 0;
 
@@ -51,10 +60,42 @@ export class NodeController {
 
   stop(): void {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.flush();
   }
 
-  /** Entry point for every message on `orchard/v1/nodes/+/{status,usage,observed,presence}`. */
+  /**
+   * Entry point for every message on `orchard/v1/nodes/+/{status,usage,observed,presence}`.
+   * With `batchMs` the message is queued and ingested by the next flush(); without, at once.
+   */
   handle(topic: string, payload: Buffer): void {
+    const batchMs = this.o.batchMs ?? 0;
+    if (batchMs <= 0) return this.ingest(topic, payload);
+    this.batch.push({ topic, payload });
+    this.batchTimer ??= setTimeout(() => this.flush(), batchMs);
+  }
+
+  /** Ingests every queued message in one store transaction, in arrival order. Never throws. */
+  flush(): void {
+    if (this.batchTimer) clearTimeout(this.batchTimer);
+    this.batchTimer = undefined;
+    const batch = this.batch;
+    this.batch = [];
+    if (batch.length === 0) return;
+    const { store } = this.o;
+    try {
+      store.transaction(() => {
+        // Each handler writes inside its own (here: nested, a savepoint) transaction and ingest()
+        // catches what it throws, so a message that fails undoes only its own writes.
+        for (const m of batch) this.ingest(m.topic, m.payload);
+      });
+    } catch (err) {
+      // The commit itself failed (disk full, I/O): nothing of the batch was stored. Agents
+      // report again (heartbeats, observed republish), so the next batch repairs it.
+      this.o.log.error('failed to commit a batch of node messages', { messages: batch.length, err });
+    }
+  }
+
+  private ingest(topic: string, payload: Buffer): void {
     const t = parseTopic(topic);
     if (!t || t.type !== 'node') return;
     const drop = (error: string): void => {

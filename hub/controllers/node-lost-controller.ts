@@ -67,6 +67,10 @@ export class NodeLostController {
   private readonly explained = new Set<string>();
   /** Pod objects deleted for replacement (tests, metrics). */
   replaced = 0;
+  /** Nodes last seen NotReady, kept from Node events so a policy change does not list the fleet. */
+  private readonly notReady = new Set<string>();
+  /** Deployment → metadata.generation last seen: only a spec (policy) change re-checks lost nodes. */
+  private readonly generations = new Map<string, number>();
 
   constructor(private readonly o: NodeLostControllerOptions) {
     this.queue = new WorkQueue('node-lost', (node) => this.reconcile(node), o.log);
@@ -78,13 +82,24 @@ export class NodeLostController {
     this.unwatch = store.watch((ev: WatchEvent) => {
       const obj = ev.object;
       if (obj.kind === 'Node') {
+        if (ev.type !== 'DELETED' && !isReady(obj)) this.notReady.add(obj.metadata.name);
+        else this.notReady.delete(obj.metadata.name);
         // Every node write (cheap: a Ready node is a no-op pass that also forgets old notes).
         this.queue.add(obj.metadata.name);
-      } else if (obj.kind === 'Deployment' && ev.type !== 'DELETED') {
-        // A changed policy may make pods on an already-lost node due now.
+      } else if (obj.kind === 'Deployment') {
+        if (ev.type === 'DELETED') {
+          this.generations.delete(obj.metadata.name);
+          return;
+        }
+        // A changed policy may make pods on an already-lost node due now. Status-only writes
+        // (thousands during a deploy) cannot change it, and do not bump the generation.
+        if (this.generations.get(obj.metadata.name) === obj.metadata.generation) return;
+        this.generations.set(obj.metadata.name, obj.metadata.generation);
         this.enqueueLost();
       }
     }, ['Node', 'Deployment']);
+    for (const d of store.list('Deployment')) this.generations.set(d.metadata.name, d.metadata.generation);
+    for (const n of store.list('Node')) if (!isReady(n)) this.notReady.add(n.metadata.name);
     this.enqueueLost();
   }
 
@@ -94,7 +109,7 @@ export class NodeLostController {
   }
 
   private enqueueLost(): void {
-    for (const n of this.o.store.list('Node')) if (!isReady(n)) this.queue.add(n.metadata.name);
+    for (const n of this.notReady) this.queue.add(n);
   }
 
   /**

@@ -188,12 +188,19 @@ describe('planRollout — global mode', () => {
     expect(done.delete).toEqual([]);
   });
 
+  it('an offline node with no pod gets one bound at once; its old pod would be left alone', () => {
+    const p = planRollout(g({ pods: [pod('a', 'new'), pod('b', 'new')] }));
+    expect(p.create).toEqual([{ hash: 'new', node: 'c' }]);
+    expect(p.delete).toEqual([]);
+    expect(p.complete).toBe(true); // offline nodes never hold the rollout
+  });
+
   it('surge: the new pod starts beside the old one, which goes once the new one is available', () => {
     const s = { type: 'RollingUpdate' as const, maxSurge: 1, maxUnavailable: 0 };
-    const p = planRollout(g({ strategy: s, pods: [pod('a', 'old'), pod('b', 'old')] }));
+    const p = planRollout(g({ strategy: s, pods: [pod('a', 'old'), pod('b', 'old'), pod('c', 'old')] }));
     expect(p.create).toEqual([{ hash: 'new', node: 'a' }]);
     expect(p.delete).toEqual([]);
-    const q = planRollout(g({ strategy: s, pods: [pod('a', 'old'), pod('a', 'new'), pod('b', 'old')] }));
+    const q = planRollout(g({ strategy: s, pods: [pod('a', 'old'), pod('a', 'new'), pod('b', 'old'), pod('c', 'old')] }));
     expect(q.delete.map((d) => d.name)).toEqual(['old-a']);
   });
 

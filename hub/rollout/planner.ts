@@ -18,7 +18,8 @@ import type { RolloutPhase } from '../../protocol/objects.js';
  * - Paused: a rollout neither creates update pods nor deletes old ones; missing pods are
  *   refilled from the stable revision (self-healing keeps working while paused).
  * - Global mode: one pod per node; offline nodes are skipped (their pods are left alone and
- *   they do not hold the rollout back); maxSurge/maxUnavailable count online nodes.
+ *   they do not hold the rollout back; one with no pod at all gets its pod bound at once);
+ *   maxSurge/maxUnavailable count online nodes.
  */
 
 export interface PlannerPod {
@@ -227,6 +228,9 @@ function planGlobal(input: RolloutInput): RolloutPlan {
     list.push(p);
     byNode.set(p.node, list);
   }
+  // An offline node with no pod at all gets one bound now: nothing to disrupt, and its agent
+  // starts it when it comes back (its old pod, if any, is left alone until then).
+  for (const n of nodes) if (!n.online && !byNode.has(n.name)) create.push({ hash: updateHash, node: n.name });
   const { surge, unavailable } = budgets(strategy, online.length);
   const canaryCap = strategy.type === 'RollingUpdate' && strategy.canary !== undefined && !input.promoted && fresh ? Math.min(strategy.canary, online.length) : Infinity;
 

@@ -39,7 +39,7 @@ describe('addPullSecrets', () => {
   it('referencesPullSecret looks only at imagePullSecrets', () => {
     expect(referencesPullSecret({ imagePullSecrets: [{ name: 'a' }, { name: 'regcred' }] }, 'regcred')).toBe(true);
     expect(referencesPullSecret({ imagePullSecrets: [{ name: 'a' }] }, 'regcred')).toBe(false);
-    expect(referencesPullSecret({}, 'regcred')).toBe(false);
+    expect(referencesPullSecret({ imagePullSecrets: [] }, 'regcred')).toBe(false);
   });
 });
 

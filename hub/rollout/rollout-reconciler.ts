@@ -6,30 +6,73 @@ import { deepEqual } from '../hash.js';
 import type { Logger } from '../log.js';
 import { TEMPLATE_HASH_ANNOTATION } from '../operations.js';
 import type { Store } from '../store/store.js';
-import { budgets, planRollout, type PlannerPod, type RolloutPlan } from './planner.js';
+import { budgets, planRollout, type PlannerPod, type PlannerStrategy, type RolloutInput, type RolloutPlan } from './planner.js';
 import { ensureRevision, PROMOTED_ANNOTATION, pruneRevisions, revisionName } from './revisions.js';
 
 /**
- * One pass of a replicated Deployment's rollout, called by the DeploymentController inside its
- * reconcile (level-triggered: everything is re-read; idempotent; never concurrent for one
- * deployment — the WorkQueue contract). Revisions are recorded, planRollout() decides, this
- * applies its plan in one store transaction, writes status apart from spec, and rolls a
- * failed rollout back to the stable revision when autoRollback is on.
+ * One pass of a Deployment's rollout, called by the DeploymentController (replicated mode) or
+ * the GlobalController (global mode, with `global`) inside its reconcile (level-triggered:
+ * everything is re-read; idempotent; never concurrent for one deployment — the WorkQueue
+ * contract). Revisions are recorded, planRollout() decides, this applies its plan in one store
+ * transaction, writes status apart from spec, and rolls a failed rollout back to the stable
+ * revision when autoRollback is on. Both modes write the same status fields and Revisions, so
+ * `orchard rollout status/history/undo` work the same for both.
  */
 
 export interface RolloutContext {
   store: Store;
   now: () => Date;
   log: Logger;
+  /**
+   * Status writes that change only counts (ready/available/updated replicas, messages) are spaced
+   * at least this far apart per deployment; the pass asks to be requeued, so the final counts are
+   * always written. Phase, revision, generation and condition-status changes are written at once.
+   * Unset (tests): every change is written. At fleet scale a deploy turns thousands of pods
+   * Running per second, and each status write is an fsync'd transaction.
+   */
+  statusThrottle?: { minIntervalMs: number; lastWrite: Map<string, number> };
+}
+
+/** Global mode: which nodes should run a pod, and where there is room. Placement stays the GlobalController's. */
+export interface GlobalRollout {
+  /** Nodes that should run one pod each, and whether each is online (Ready). */
+  nodes: ReadonlyArray<{ name: string; online: boolean }>;
+  /** `node: reason` for matching nodes left out of `nodes` for lack of room (counted as unscheduled). */
+  waiting: readonly string[];
+  /**
+   * Why each of `nodes` has no room for one more pod (absent = room). Called inside the
+   * transaction after the plan's deletions, so a pod replaced in place frees its room first.
+   */
+  noRoom(nodes: readonly string[]): ReadonlyMap<string, string>;
+}
+
+export interface RolloutResult {
+  requeueAfterMs?: number;
+  /** Global mode: `node: reason` for every node that should run a pod but has no room (waiting + planned creates that did not fit). */
+  unplaced?: string[];
+}
+
+/** The deployment's strategy for the planner, with defaults per mode. */
+export function strategyOf(d: Deployment): PlannerStrategy {
+  const s = d.spec.strategy;
+  // Without a strategy a global deployment updates one node at a time with no surge (a
+  // DaemonSet's default): a second pod beside the old one would often clash on host ports.
+  const global = d.spec.mode === 'global' && s === undefined;
+  return {
+    type: s?.type ?? 'RollingUpdate',
+    maxSurge: s?.rollingUpdate.maxSurge ?? (global ? 0 : 1),
+    maxUnavailable: s?.rollingUpdate.maxUnavailable ?? (global ? 1 : 0),
+    ...(s?.canary ? { canary: s.canary.replicas } : {}),
+  };
 }
 
 /** `updateHash` is the deployment's template hash as the controller computes it (template + referenced config). */
-export function reconcileRollout(ctx: RolloutContext, d: Deployment, allPods: readonly Pod[], updateHash: string): { requeueAfterMs?: number } {
+export function reconcileRollout(ctx: RolloutContext, d: Deployment, allPods: readonly Pod[], updateHash: string, global?: GlobalRollout): RolloutResult {
   const { store, now } = ctx;
   return store.transaction(() => {
     const name = d.metadata.name;
     const t = now();
-    // Failed/Succeeded pods of a replicated deployment are replaced, as a ReplicaSet does.
+    // Failed/Succeeded pods are replaced, as a ReplicaSet (or DaemonSet) does.
     for (const p of allPods.filter(isTerminal)) store.delete('Pod', p.metadata.name);
     const pods = allPods.filter((p) => !isTerminal(p));
 
@@ -47,18 +90,22 @@ export function reconcileRollout(ctx: RolloutContext, d: Deployment, allPods: re
       recordEvent(store, t, { kind: 'Deployment', name, type: 'Normal', reason: 'RolloutStarted', message: `rolling out revision ${updateRev.revision}${from ? ` (from revision ${from.revision})` : ''}: ${imageChange(from, updateRev)}` });
     }
 
-    const nodeReady = new Map(store.list('Node').map((n) => [n.metadata.name, isNodeReady(n)]));
-    const strategy = d.spec.strategy;
-    const input = {
-      mode: 'replicated' as const,
+    // Only the nodes this deployment's pods are on (a full node list per reconcile was O(fleet)
+    // on every pod status change: most of the hub's CPU at 5,000 nodes).
+    const nodeReady = new Map<string, boolean>();
+    for (const p of pods) {
+      const nn = p.spec.nodeName;
+      if (nn === undefined || nodeReady.has(nn)) continue;
+      const n = store.get('Node', nn);
+      if (n !== undefined) nodeReady.set(nn, isNodeReady(n));
+    }
+    const strategy = strategyOf(d);
+    const input: RolloutInput = {
+      mode: global === undefined ? 'replicated' : 'global',
       replicas: d.spec.replicas,
+      ...(global !== undefined ? { nodes: global.nodes } : {}),
       updateHash,
-      strategy: {
-        type: strategy?.type ?? 'RollingUpdate',
-        maxSurge: strategy?.rollingUpdate.maxSurge ?? 1,
-        maxUnavailable: strategy?.rollingUpdate.maxUnavailable ?? 0,
-        ...(strategy?.canary ? { canary: strategy.canary.replicas } : {}),
-      },
+      strategy,
       minReadySeconds: d.spec.minReadySeconds,
       progressDeadlineSeconds: d.spec.progressDeadlineSeconds,
       paused: d.spec.paused,
@@ -82,9 +129,20 @@ export function reconcileRollout(ctx: RolloutContext, d: Deployment, allPods: re
 
     for (const del of plan.delete) store.delete('Pod', del.name);
     const created = new Map<string, number>();
+    // Global mode: pods are created bound to their node, only where there is room.
+    const unplaced = [...(global?.waiting ?? [])];
+    const bound = plan.create.flatMap((c) => (c.node !== undefined ? [c.node] : []));
+    const noRoom = global !== undefined && bound.length > 0 ? global.noRoom(bound) : new Map<string, string>();
     for (const c of plan.create) {
+      const why = c.node === undefined ? undefined : noRoom.get(c.node);
+      if (why !== undefined) {
+        unplaced.push(`${c.node ?? ''}: ${why}`);
+        continue;
+      }
       const template = c.hash === updateHash ? d : withTemplate(d, store.get('Revision', revisionName(name, c.hash))?.template);
-      store.create(newPod(template, c.hash, c.node));
+      const pod = newPod(template, c.hash, c.node);
+      if (c.node !== undefined) pod.status.conditions = [{ type: 'PodScheduled', status: 'True', lastTransitionTime: t.toISOString() }];
+      store.create(pod);
       created.set(c.hash, (created.get(c.hash) ?? 0) + 1);
     }
     if (plan.delete.length > 0 || created.size > 0) {
@@ -108,10 +166,13 @@ export function reconcileRollout(ctx: RolloutContext, d: Deployment, allPods: re
     }
 
     const stable = plan.complete ? updateHash : stableHash;
-    writeStatus(store, d, plan, rollout, { updateHash, stableHash: stable, t });
+    const deferredMs = writeStatus(store, d, plan, rollout, { updateHash, stableHash: stable, t, strategy, ...(global !== undefined ? { unscheduled: unplaced.length } : {}), ...(ctx.statusThrottle ? { throttle: ctx.statusThrottle } : {}) });
     const protect = new Set<string>([updateHash, ...(stable !== undefined ? [stable] : []), ...pods.map((p) => p.metadata.annotations[TEMPLATE_HASH_ANNOTATION] ?? '')]);
     pruneRevisions(store, d, protect);
-    return plan.requeueAfterMs !== undefined ? { requeueAfterMs: plan.requeueAfterMs } : {};
+    const requeue = Math.min(plan.requeueAfterMs ?? Infinity, deferredMs ?? Infinity);
+    const out: RolloutResult = Number.isFinite(requeue) ? { requeueAfterMs: requeue } : {};
+    if (global !== undefined) out.unplaced = unplaced;
+    return out;
   });
 }
 
@@ -170,12 +231,18 @@ function rollBack(ctx: RolloutContext, d: Deployment, target: RevisionObject, fa
   log.warn(`deployment ${d.metadata.name}: ${message}`);
 }
 
-function writeStatus(store: Store, d: Deployment, plan: RolloutPlan, rollout: RolloutStatus, o: { updateHash: string; stableHash: string | undefined; t: Date }): void {
+/**
+ * `unscheduled` (global mode): nodes without room; replicated mode counts pods not yet bound.
+ * Returns the ms after which to pass again when the throttle deferred a counts-only change.
+ */
+function writeStatus(store: Store, d: Deployment, plan: RolloutPlan, rollout: RolloutStatus, o: { updateHash: string; stableHash: string | undefined; t: Date; strategy: PlannerStrategy; unscheduled?: number; throttle?: NonNullable<RolloutContext['statusThrottle']> }): number | undefined {
   const fresh = store.get('Deployment', d.metadata.name);
-  if (!fresh) return;
+  if (!fresh) return undefined;
   const c = plan.counts;
+  // Replicas, or (global mode) the online nodes that should run a pod.
+  const desired = c.desired;
   const pods = store.list('Pod', { ownerName: d.metadata.name }).filter((p) => !isTerminal(p));
-  const { unavailable } = budgets({ type: 'RollingUpdate', maxSurge: d.spec.strategy?.rollingUpdate.maxSurge ?? 1, maxUnavailable: d.spec.strategy?.rollingUpdate.maxUnavailable ?? 0 }, d.spec.replicas);
+  const { unavailable } = budgets(o.strategy, desired);
   const ts = o.t.toISOString();
   const progressing: DeploymentCondition =
     rollout.phase === 'Failed'
@@ -189,26 +256,46 @@ function writeStatus(store: Store, d: Deployment, plan: RolloutPlan, rollout: Ro
             : rollout.phase === 'Complete'
               ? { type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable', message: `revision ${rollout.revision ?? ''} is available` }
               : { type: 'Progressing', status: 'True', reason: 'ReplicaSetUpdated', message: rollout.message ?? '' };
-  const availableOk = c.available >= d.spec.replicas - unavailable;
+  const availableOk = c.available >= desired - unavailable;
   const available: DeploymentCondition = availableOk
     ? { type: 'Available', status: 'True', reason: 'MinimumReplicasAvailable', message: 'Deployment has minimum availability.' }
-    : { type: 'Available', status: 'False', reason: 'MinimumReplicasUnavailable', message: `${c.available} of ${d.spec.replicas} pods available (needs ${d.spec.replicas - unavailable})` };
+    : { type: 'Available', status: 'False', reason: 'MinimumReplicasUnavailable', message: `${c.available} of ${desired} pods available (needs ${desired - unavailable})` };
   const status: DeploymentStatus = {
     observedGeneration: fresh.metadata.generation,
     replicas: pods.length,
     readyReplicas: pods.filter(isPodReady).length,
     availableReplicas: c.available,
-    unscheduledReplicas: pods.filter((p) => !p.spec.nodeName).length,
+    unscheduledReplicas: o.unscheduled ?? pods.filter((p) => !p.spec.nodeName).length,
     updatedReplicas: pods.filter((p) => p.metadata.annotations[TEMPLATE_HASH_ANNOTATION] === o.updateHash).length,
     updateRevision: o.updateHash,
     conditions: [mergeCondition(fresh.status.conditions, available, ts), mergeCondition(fresh.status.conditions, progressing, ts)],
     rollout,
   };
   if (o.stableHash !== undefined) status.currentRevision = o.stableHash;
-  if (deepEqual(fresh.status, status)) return;
+  if (deepEqual(fresh.status, status)) return undefined;
+  if (o.throttle !== undefined) {
+    const last = o.throttle.lastWrite.get(d.metadata.name);
+    const wait = last === undefined ? 0 : last + o.throttle.minIntervalMs - o.t.getTime();
+    if (wait > 0 && deepEqual(statusShape(fresh.status), statusShape(status))) return wait;
+    o.throttle.lastWrite.set(d.metadata.name, o.t.getTime());
+  }
   const next = structuredClone(fresh) as Deployment;
   next.status = status;
   store.update(next);
+  return undefined;
+}
+
+/** What a status says apart from its counts and messages: a change here is never deferred. */
+function statusShape(s: DeploymentStatus): unknown {
+  return {
+    observedGeneration: s.observedGeneration,
+    updateRevision: s.updateRevision,
+    currentRevision: s.currentRevision,
+    phase: s.rollout?.phase,
+    revision: s.rollout?.revision,
+    rolledBackFrom: s.rollout?.rolledBackFrom,
+    conditions: (s.conditions ?? []).map((c) => [c.type, c.status, c.reason]),
+  };
 }
 
 /** Keeps lastTransitionTime while status is unchanged, and lastUpdateTime while reason/message are. */

@@ -59,6 +59,7 @@ const AuthFileSchema = z.strictObject({
 type AuthFile = z.infer<typeof AuthFileSchema>;
 type JoinTokenRecord = z.infer<typeof JoinTokenRecordSchema>;
 type ApiTokenRecord = z.infer<typeof ApiTokenRecordSchema>;
+type NodeRecord = z.infer<typeof NodeRecordSchema>;
 
 export const CreateJoinTokenOptsSchema = z.strictObject({
   ttlSeconds: z.number().int().min(1).max(10 * 365 * 24 * 3600).optional(),
@@ -113,6 +114,12 @@ export interface AuthStoreOptions {
 
 export class AuthStore {
   private state: AuthFile;
+  /**
+   * Lookups by key beside the persisted arrays, rebuilt whenever the state is swapped: hasNode
+   * runs on every MQTT publish and subscribe, so a linear scan was O(fleet) per message.
+   */
+  private nodesByName = new Map<string, NodeRecord>();
+  private apiTokensById = new Map<string, ApiTokenRecord>();
   private readonly file: string;
   private readonly now: () => Date;
 
@@ -140,7 +147,7 @@ export class AuthStore {
       }
       const r = AuthFileSchema.safeParse(raw);
       if (!r.success) throw new OrchardError('ERR_STORE', validationError(r.error, store.file).message);
-      store.state = r.data;
+      store.swap(r.data);
     } else {
       store.commit(store.state);
     }
@@ -237,7 +244,7 @@ export class AuthStore {
   /** The token's principal, or undefined for a malformed, unknown, wrong, expired or revoked token. */
   authenticateApiToken(token: string): ApiPrincipal | undefined {
     const m = API_TOKEN_RE.exec(token.trim());
-    const rec = m ? this.state.apiTokens.find((t) => t.id === m[1]) : undefined;
+    const rec = m?.[1] !== undefined ? this.apiTokensById.get(m[1]) : undefined;
     const secretOk = hashEquals(m?.[2] ?? '', rec?.secretHash ?? DUMMY_HASH);
     if (!rec || !secretOk || !this.apiTokenUsable(rec)) return undefined;
     return { id: rec.id, name: rec.name, role: rec.role };
@@ -245,7 +252,7 @@ export class AuthStore {
 
   /** Whether an API token id still exists and has not expired (sessions re-check this). */
   isApiTokenActive(id: string): boolean {
-    const rec = this.state.apiTokens.find((t) => t.id === id);
+    const rec = this.apiTokensById.get(id);
     return rec !== undefined && this.apiTokenUsable(rec);
   }
 
@@ -282,14 +289,31 @@ export class AuthStore {
     return credential;
   }
 
+  /**
+   * Issues each of `nodes` a new credential in ONE write of auth.json (issuing one by one
+   * rewrites and fsyncs the whole file per node: minutes for 10,000). A name given twice gets the
+   * credential of its last occurrence. Validates every name before writing anything.
+   */
+  issueNodeCredentials(nodes: readonly string[]): Map<string, string> {
+    const issued = new Map<string, NodeRecord>();
+    const out = new Map<string, string>();
+    for (const node of nodes) {
+      const { rec, credential } = this.newNodeCredential(node);
+      issued.set(node, rec);
+      out.set(node, credential);
+    }
+    this.commit({ ...this.state, nodes: [...this.state.nodes.filter((n) => !issued.has(n.node)), ...issued.values()] });
+    return out;
+  }
+
   authenticateNode(node: string, password: string): boolean {
-    const rec = this.state.nodes.find((n) => n.node === node);
+    const rec = this.nodesByName.get(node);
     const ok = hashEquals(password, rec?.secretHash ?? DUMMY_HASH);
     return rec !== undefined && ok;
   }
 
   hasNode(node: string): boolean {
-    return this.state.nodes.some((n) => n.node === node);
+    return this.nodesByName.has(node);
   }
 
   /** Forgets the node's credential; true if it had one. Close its live MQTT session too (broker-auth disconnectNode). */
@@ -301,6 +325,11 @@ export class AuthStore {
   }
 
   private withNodeCredential(base: AuthFile, node: string): { next: AuthFile; credential: string } {
+    const { rec, credential } = this.newNodeCredential(node);
+    return { next: { ...base, nodes: [...base.nodes.filter((n) => n.node !== node), rec] }, credential };
+  }
+
+  private newNodeCredential(node: string): { rec: NodeRecord; credential: string } {
     const r = NameSchema.safeParse(node);
     if (!r.success) throw validationError(r.error, 'node name', 'node');
     if (node === TOKEN_USERNAME) {
@@ -309,8 +338,7 @@ export class AuthStore {
       });
     }
     const credential = randomBytes(32).toString('base64url');
-    const rec = { node, secretHash: sha256Hex(credential), issuedAt: this.now().toISOString() };
-    return { next: { ...base, nodes: [...base.nodes.filter((n) => n.node !== node), rec] }, credential };
+    return { rec: { node, secretHash: sha256Hex(credential), issuedAt: this.now().toISOString() }, credential };
   }
 
   // ---- listing ----
@@ -347,6 +375,12 @@ export class AuthStore {
     } catch (err) {
       throw new OrchardError('ERR_STORE', `cannot write ${this.file}: ${(err as Error).message}`, { cause: err });
     }
+    this.swap(next);
+  }
+
+  private swap(next: AuthFile): void {
     this.state = next;
+    this.nodesByName = new Map(next.nodes.map((n) => [n.node, n]));
+    this.apiTokensById = new Map(next.apiTokens.map((t) => [t.id, t]));
   }
 }

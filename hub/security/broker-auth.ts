@@ -37,7 +37,12 @@ interface Session {
 }
 
 const sessions = new WeakMap<Client, Session>();
-const registries = new WeakMap<Aedes, Set<Client>>();
+/** Authenticated clients per broker, also by client id (a CONNECT checks only its own id's). */
+interface Registry {
+  all: Set<Client>;
+  byId: Map<string, Set<Client>>;
+}
+const registries = new WeakMap<Aedes, Registry>();
 /** Last-will topics seen at preConnect, checked once the principal is known. */
 const pendingWills = new WeakMap<Client, string>();
 
@@ -62,9 +67,9 @@ export function roleOfClient(broker: Aedes, clientId: string): Role | undefined 
 
 export function installBrokerAuth(broker: Aedes, deps: BrokerAuthDeps): void {
   const { auth, limiter, log } = deps;
-  const registry = new Set<Client>();
+  const registry: Registry = { all: new Set(), byId: new Map() };
   registries.set(broker, registry);
-  broker.on('clientDisconnect', (client) => registry.delete(client));
+  broker.on('clientDisconnect', (client) => unregister(registry, client));
 
   broker.preConnect = (client, packet, callback) => {
     if (packet.will?.topic !== undefined) pendingWills.set(client, packet.will.topic);
@@ -102,8 +107,8 @@ export function installBrokerAuth(broker: Aedes, deps: BrokerAuthDeps): void {
     }
 
     // Only the same identity may take over a live session with this clientId.
-    for (const other of liveClients(broker)) {
-      if (other !== client && other.id === client.id && identity(sessions.get(other)) !== identity(session)) {
+    for (const other of liveClients(broker, client.id)) {
+      if (other !== client && identity(sessions.get(other)) !== identity(session)) {
         return refuse(2, `clientId ${client.id} is in use by another identity`, false);
       }
     }
@@ -115,7 +120,10 @@ export function installBrokerAuth(broker: Aedes, deps: BrokerAuthDeps): void {
 
     limiter.recordSuccess(source);
     sessions.set(client, session);
-    registry.add(client);
+    registry.all.add(client);
+    let same = registry.byId.get(client.id);
+    if (same === undefined) registry.byId.set(client.id, (same = new Set()));
+    same.add(client);
     done(null, true);
   };
 
@@ -178,15 +186,25 @@ function closeWhere(broker: Aedes, pred: (s: Session) => boolean): number {
   return n;
 }
 
-function liveClients(broker: Aedes): Client[] {
+/** Live authenticated clients, all or only those with client id `id`; forgets closed ones on the way. */
+function liveClients(broker: Aedes, id?: string): Client[] {
   const registry = registries.get(broker);
   if (!registry) return [];
   const out: Client[] = [];
-  for (const c of registry) {
-    if (c.closed) registry.delete(c);
+  const from = id === undefined ? registry.all : registry.byId.get(id);
+  for (const c of [...(from ?? [])]) {
+    if (c.closed) unregister(registry, c);
     else out.push(c);
   }
   return out;
+}
+
+function unregister(registry: Registry, client: Client): void {
+  registry.all.delete(client);
+  const same = registry.byId.get(client.id);
+  if (same === undefined) return;
+  same.delete(client);
+  if (same.size === 0) registry.byId.delete(client.id);
 }
 
 function identity(s: Session | undefined): string {

@@ -52,12 +52,9 @@ async function main(): Promise<void> {
     /** Issues credentials for `<prefix>0 … <prefix>(count-1)`; returns [name, credential] pairs. */
     issue: (p) => {
       const { prefix, count } = p as { prefix: string; count: number };
-      const out: Array<[string, string]> = [];
-      for (let i = 0; i < count; i++) {
-        const name = `${prefix}${i}`;
-        out.push([name, hub.auth.issueNodeCredential(name)]);
-      }
-      return out;
+      // One write of auth.json for the whole fleet (one by one was 39–70 s at 10,000).
+      const names = Array.from({ length: count }, (_, i) => `${prefix}${i}`);
+      return [...hub.auth.issueNodeCredentials(names)];
     },
     snapshot: () => tracker.snapshot(),
     digest: () => tracker.podDigest(),
