@@ -226,4 +226,28 @@ describe('Reconciler (memory runtime)', () => {
     expect(lists).toBe(2);
     await rec.stop();
   });
+
+  it('starts a new pod while a deleted pod is still stopping gracefully', async () => {
+    const clock = new FakeClock();
+    let release: () => void = () => undefined;
+    const stopGate = new Promise<void>((r) => (release = r));
+    class SlowStopRuntime extends MemoryRuntime {
+      override async stop(id: string, grace: number): Promise<void> {
+        await stopGate; // a process that ignores SIGTERM until the grace period ends
+        return super.stop(id, grace);
+      }
+    }
+    const t = setup({ clock, runtime: new SlowStopRuntime({ images: [TEST_IMAGE], now: clock.now }) });
+    await run(t, [mockPod({ name: 'old' })]);
+    t.rec.setDesired([mockPod({ name: 'new' })], 2);
+    await t.settle();
+    const cs = await t.containers();
+    // The old container is still there (its stop has not returned), the new one already runs.
+    expect(cs.map((c) => [c.labels[LABELS.pod], c.state]).sort()).toEqual([['new', 'running'], ['old', 'running']]);
+    expect(t.last().map((p) => [p.name, p.phase])).toEqual([['new', 'Running']]);
+    release();
+    await t.settle();
+    expect((await t.containers()).map((c) => c.labels[LABELS.pod])).toEqual(['new']);
+    await t.rec.stop();
+  });
 });

@@ -10,7 +10,7 @@ import type { ProbeChecker } from './probes/probe-check.js';
 import { RuntimeProbeChecker } from './probes/probe-check.js';
 import type { ProbedContainer } from './probes/probe-manager.js';
 import { ProbeManager } from './probes/probe-manager.js';
-import type { ContainerRuntime, RuntimeContainer } from './runtime/runtime.js';
+import { LABELS, type ContainerRuntime, type RuntimeContainer } from './runtime/runtime.js';
 import type { PodVolumes } from './storage/volume-manager.js';
 import { ImagePuller } from './images/image-puller.js';
 import { pullAuth, withPullProgress, type DesiredSecrets } from './images/pull-auth.js';
@@ -54,6 +54,8 @@ export class Reconciler {
   private readonly log: Logger;
   private readonly onObserved: ReconcilerOptions['onObserved'];
   private readonly resyncMs: number;
+  /** Ids of containers being stopped and removed in the background. */
+  private readonly removing = new Set<string>();
   private readonly concurrency: number;
   private readonly volumes: PodVolumes | undefined;
   /** Background image pulls with progress (images/image-puller.ts). */
@@ -199,7 +201,7 @@ export class Reconciler {
     for (let round = 0; round < MAX_ROUNDS && !this.stopped; round++) {
       const desired = this.desired;
       const generation = this.generation;
-      const observed = await this.runtime.listContainers(this.node, signal);
+      const observed = this.notBeingRemoved(await this.runtime.listContainers(this.node, signal));
       if (desired === undefined) return undefined;
       if (round === 0 && this.volumes !== undefined) {
         // Config files of desired pods back in place (a reboot empties tmpfs), those of departed pods gone.
@@ -218,7 +220,7 @@ export class Reconciler {
         last.wakeAt = Math.min(last.wakeAt ?? Infinity, this.clock.now() + 1000);
         break;
       }
-      await this.apply(last);
+      await this.apply(last, observed, desired);
     }
     if (last === undefined || this.stopped) return undefined;
     return last.wakeAt;
@@ -228,7 +230,7 @@ export class Reconciler {
   private async reportSnapshot(): Promise<void> {
     const desired = this.desired;
     if (desired === undefined) return;
-    const observed = await this.runtime.listContainers(this.node, this.abort.signal);
+    const observed = this.notBeingRemoved(await this.runtime.listContainers(this.node, this.abort.signal));
     const snapshot = plan(desired, observed, this.clock.now(), { containers: this.restarts, failures: this.failures, unhealthy: this.probes.unhealthy() });
     this.report(desired, snapshot, this.generation);
   }
@@ -275,8 +277,13 @@ export class Reconciler {
     this.probes.sync(running);
   }
 
-  private async apply(p: Plan): Promise<void> {
-    const removals = p.actions.filter((a) => a.type === 'remove');
+  /** Containers a background removal owns are invisible to plan(): neither removed twice nor counted. */
+  private notBeingRemoved(list: RuntimeContainer[]): RuntimeContainer[] {
+    return this.removing.size === 0 ? list : list.filter((c) => !this.removing.has(c.id));
+  }
+
+  private async apply(p: Plan, observed: readonly RuntimeContainer[], desired: readonly DesiredPod[]): Promise<void> {
+    let removals = p.actions.filter((a) => a.type === 'remove');
     const byPod = new Map<string, Action[]>();
     for (const a of p.actions) {
       if (a.type === 'remove') continue;
@@ -287,6 +294,24 @@ export class Reconciler {
     // A graceful stop can take terminationGracePeriodSeconds; new pods should not wait for it
     // unless they may need what the old container holds (a host port, or the host network).
     const needsHost = [...byPod.values()].some((group) => group.some((a) => a.type !== 'remove' && podUsesHostResources(a.pod)));
+    if (!needsHost) {
+      // Containers of pods that are no longer desired at all stop in the background, so a slow
+      // graceful stop never holds up the next pass (a pod applied right after a delete starts at
+      // once). Containers being replaced within a desired pod keep the ordered path: the new one
+      // reuses the name.
+      const desiredUids = new Set(desired.map((d) => d.uid));
+      const podOf = new Map(observed.map((c) => [c.id, c.labels[LABELS.podUid]]));
+      const background = removals.filter((a) => a.type === 'remove' && !desiredUids.has(podOf.get(a.id) ?? ''));
+      for (const a of background) {
+        if (a.type !== 'remove') continue;
+        this.removing.add(a.id);
+        void this.each([[a]], p).finally(() => {
+          this.removing.delete(a.id);
+          this.trigger();
+        });
+      }
+      removals = removals.filter((a) => !background.includes(a));
+    }
     if (needsHost) {
       await this.each(removals.map((a) => [a]), p);
       await this.each([...byPod.values()], p);

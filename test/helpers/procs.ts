@@ -64,9 +64,16 @@ export function docker(args: string[]): string {
 
 /** Containers (running or not) of one Orchard node, as docker inspect JSON. */
 export function containersOf(node: string): Array<{ Id: string; Name: string; State: { Running: boolean; Pid: number; StartedAt: string }; Config: { Labels: Record<string, string> }; HostConfig: { Memory: number; NanoCpus: number; NetworkMode: string } }> {
-  const ids = docker(['ps', '-aq', '--filter', `label=orchard.node=${node}`]).split('\n').filter(Boolean);
-  if (ids.length === 0) return [];
-  return JSON.parse(docker(['inspect', ...ids])) as ReturnType<typeof containersOf>;
+  // A container can vanish between `ps` and `inspect` (the agent is removing it): list again.
+  for (let attempt = 0; ; attempt++) {
+    const ids = docker(['ps', '-aq', '--filter', `label=orchard.node=${node}`]).split('\n').filter(Boolean);
+    if (ids.length === 0) return [];
+    try {
+      return JSON.parse(execFileSync('docker', ['inspect', ...ids], { encoding: 'utf8', timeout: 60_000, stdio: ['ignore', 'pipe', 'pipe'] })) as ReturnType<typeof containersOf>;
+    } catch (err) {
+      if (attempt >= 4) throw err;
+    }
+  }
 }
 
 export function removeContainersOf(node: string): void {
