@@ -87,7 +87,7 @@ export class Reconciler {
     this.log = opts.logger ?? silentLogger;
     this.onObserved = opts.onObserved;
     this.resyncMs = opts.resyncMs ?? 10_000;
-    this.concurrency = Math.max(1, opts.concurrency ?? 4);
+    this.concurrency = Math.max(1, opts.concurrency ?? 16);
     this.volumes = opts.volumes;
     // Pulls run in the background (a slow link must not stall other pods): a finished pull
     // requests a pass; progress republishes the observed set, throttled.
