@@ -16,6 +16,7 @@ import { TaintEvictionController } from './controllers/taint-eviction-controller
 import { ImagePlatformResolver, type ImagePlatformSource } from './registry/image-platform-resolver.js';
 import type { SnapshotOptions } from './scheduler/snapshot.js';
 import { recordEvent } from './events.js';
+import { EventRetention } from './event-retention.js';
 import type { Logger } from './log.js';
 import { Operations } from './operations.js';
 import { RolloutOperations } from './rollout/rollout-ops.js';
@@ -199,6 +200,10 @@ export class Hub {
     nodeLost.start();
     global.start();
     taintEviction.start();
+    // Events are capped (oldest pruned) so they cannot grow the store's memory without bound.
+    const retention = new EventRetention({ store, log: log.child('events') });
+    retention.start();
+    unsubscribe.push(async () => retention.stop());
 
     hub = new Hub(opts, store, broker, api, auth, pki, ops, { deployments, scheduling, desired, nodes, nodeLost, global, taintEviction }, commands, httpPort, admin.created ? admin.token : undefined, unsubscribe);
     log.info('hub started', { api: hub.apiUrl, mqtt: hub.mqttUrl, dataDir: opts.dataDir });

@@ -1,9 +1,9 @@
 import net from 'node:net';
 import tls from 'node:tls';
-import { Duplex, Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { Aedes, type AedesOptions, type AedesPublishPacket } from 'aedes';
 import type { Logger } from '../log.js';
-import { MqttFrameGuard } from './frame-guard.js';
+import { guardReads } from './frame-guard.js';
 import { TOPIC_LIMITS } from '../../protocol/topics.js';
 import { MAX_MESSAGE_BYTES } from '../../protocol/messages.js';
 
@@ -60,19 +60,12 @@ export class HubBroker implements Publisher {
       // MQTT packets are small and each waits for an ack: without this, Nagle + delayed ACK add ≈ 40 ms per QoS 1 PUBACK.
       socket.setNoDelay(true);
       socket.on('error', () => socket.destroy());
-      const guard = new MqttFrameGuard(maxPacket);
-      guard.on('error', (err) => {
+      // Oversized packets are refused at their header, in place (no extra streams per connection).
+      guardReads(socket, maxPacket, (err) => {
         log.warn('mqtt connection dropped', { remote: socket.remoteAddress, err });
         socket.destroy();
       });
-      socket.pipe(guard);
-      // aedes reads from `guard` and writes to the socket. remoteAddress is kept for rate limits.
-      const duplex = Duplex.from({ readable: guard, writable: socket });
-      Object.defineProperty(duplex, 'remoteAddress', { value: socket.remoteAddress });
-      duplex.on('error', () => socket.destroy());
-      socket.on('close', () => duplex.destroy());
-      duplex.on('close', () => socket.destroy());
-      aedes.handle(duplex);
+      aedes.handle(socket);
     };
 
     const server = opts.tls
@@ -86,7 +79,11 @@ export class HubBroker implements Publisher {
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(opts.port, opts.host, () => {
+      // A fleet reconnecting after a hub restart sends thousands of SYNs at once: node's default
+      // accept backlog (511) overflowed, and each dropped SYN cost its agent a 1–7 s TCP retry, so
+      // its 10 s CONNACK timer fired (docs/benchmarks-fleet.md; 1024 measured worse than 4096).
+      // The kernel caps it at net.core.somaxconn.
+      server.listen({ port: opts.port, host: opts.host, backlog: 4096 }, () => {
         server.off('error', reject);
         resolve();
       });

@@ -41,7 +41,12 @@ export class DesiredPublisher {
   start(): void {
     const { store } = this.deps;
     this.unwatch = store.watch((ev: WatchEvent) => {
-      if (ev.object.kind === 'Pod' && ev.object.spec.nodeName) this.queue.add(ev.object.spec.nodeName);
+      if (ev.object.kind === 'Pod' && ev.object.spec.nodeName) {
+        // Most pod writes are status reports, which do not change what the node should run: at
+        // fleet scale they kept this queue at ≈ one pass per node per report.
+        if (ev.type === 'MODIFIED' && ev.old?.kind === 'Pod' && !desiredChanged(ev.old, ev.object)) return;
+        this.queue.add(ev.object.spec.nodeName);
+      }
       else if (ev.object.kind === 'Node' && ev.type === 'ADDED') this.queue.add(ev.object.metadata.name);
       else if (ev.object.kind === 'ConfigMap' || ev.object.kind === 'Secret') {
         // Republish the sets of nodes running a pod that references the changed config (or names
@@ -116,6 +121,18 @@ export class DesiredPublisher {
     void sent.finally(() => this.inFlight.delete(sent));
     if (this.inFlight.size >= MAX_IN_FLIGHT || this.queue.length === 0) await Promise.all([...this.inFlight]);
   }
+}
+
+/** Whether a pod write changes its node's desired set (see desiredSet: membership, uid, spec, owner). */
+function desiredChanged(a: Pod, b: Pod): boolean {
+  return (
+    a.metadata.uid !== b.metadata.uid ||
+    a.metadata.generation !== b.metadata.generation || // every spec change (binding included) bumps it
+    a.spec.nodeName !== b.spec.nodeName ||
+    a.metadata.deletionTimestamp !== b.metadata.deletionTimestamp ||
+    a.metadata.ownerName !== b.metadata.ownerName ||
+    isTerminal(a) !== isTerminal(b)
+  );
 }
 
 function toDesired(p: Pod): DesiredPod {

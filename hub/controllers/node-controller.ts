@@ -41,6 +41,9 @@ export interface NodeControllerOptions {
  * runs node lifecycle: Ready on report, NotReady at once on last-will or after a silent grace.
  * Every message is validated; a bad one is logged and dropped — it never throws into the broker.
  */
+/** Most messages one batched transaction takes (≈ 0.1–1 ms each). */
+const MAX_BATCH = 200;
+
 export class NodeController {
   private readonly lastSeen = new Map<string, number>();
   private readonly lastPersisted = new Map<string, number>();
@@ -71,15 +74,25 @@ export class NodeController {
     const batchMs = this.o.batchMs ?? 0;
     if (batchMs <= 0) return this.ingest(topic, payload);
     this.batch.push({ topic, payload });
-    this.batchTimer ??= setTimeout(() => this.flush(), batchMs);
+    this.batchTimer ??= setTimeout(() => this.flush(false), batchMs);
   }
 
-  /** Ingests every queued message in one store transaction, in arrival order. Never throws. */
-  flush(): void {
+  /**
+   * Ingests the queued messages in arrival order, one store transaction per MAX_BATCH of them;
+   * `all` (the default: tests, stop) takes every chunk at once, the timer only one, leaving the
+   * event loop a turn between chunks (a reconnect storm queues thousands). Never throws.
+   */
+  flush(all = true): void {
     if (this.batchTimer) clearTimeout(this.batchTimer);
     this.batchTimer = undefined;
-    const batch = this.batch;
-    this.batch = [];
+    do this.flushChunk();
+    while (all && this.batch.length > 0);
+    if (this.batch.length > 0) this.batchTimer = setTimeout(() => this.flush(false), 0);
+  }
+
+  private flushChunk(): void {
+    const batch = this.batch.length <= MAX_BATCH ? this.batch : this.batch.slice(0, MAX_BATCH);
+    this.batch = this.batch.length <= MAX_BATCH ? [] : this.batch.slice(MAX_BATCH);
     if (batch.length === 0) return;
     const { store } = this.o;
     try {
@@ -227,7 +240,9 @@ export class NodeController {
             recordEvent(store, this.o.now(), { kind: 'Pod', name: pod.metadata.name, type: 'Warning', reason: 'ErrImagePull', message: c.message ?? `cannot pull ${c.image}` });
           }
         }
-        if (pod.status.phase !== status.phase && (status.phase === 'Running' || status.phase === 'Failed' || status.phase === 'Succeeded')) {
+        // No Event for a pod turning Running: the pod's own status says it (with startTime), and at
+        // fleet scale one Event per pod doubled the writes of a deploy and held 100,000 objects.
+        if (pod.status.phase !== status.phase && (status.phase === 'Failed' || status.phase === 'Succeeded')) {
           recordEvent(store, this.o.now(), { kind: 'Pod', name: pod.metadata.name, type: status.phase === 'Failed' ? 'Warning' : 'Normal', reason: status.phase, message: `pod is ${status.phase} on ${m.node}` });
         }
       }

@@ -83,6 +83,9 @@ export function ingestObservedVolumes(store: Store, m: ObservedSetMessage, now: 
 export function handleObservedVolumes(store: Store, topic: string, payload: Buffer, now: Date, warn: (msg: string, fields: Record<string, unknown>) => void): void {
   const t = parseTopic(topic);
   if (!t || t.type !== 'node' || t.channel !== 'observed') return;
+  // Most nodes report no volumes: skip a second full decode of their set (the NodeController
+  // decodes and validates it too). A payload naming "volumes" anywhere is decoded as before.
+  if (!payload.includes('"volumes"')) return;
   const r = decodeMessage(ObservedSetMessageSchema, payload);
   // The NodeController logs invalid messages; a mismatched node is dropped here too.
   if (!r.ok || r.value.node !== t.node || r.value.volumes === undefined) return;

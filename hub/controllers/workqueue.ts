@@ -10,6 +10,9 @@ import type { Logger } from '../log.js';
  */
 export type Reconcile = (key: string) => Promise<{ requeueAfterMs?: number } | void> | { requeueAfterMs?: number } | void;
 
+/** Longest stretch of reconciles before the queue yields to the event loop. */
+const SLICE_MS = 20;
+
 export class WorkQueue {
   private readonly pending = new Set<string>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
@@ -68,7 +71,16 @@ export class WorkQueue {
   }
 
   private async drain(): Promise<void> {
+    let sliceStart = Date.now();
     while (this.pending.size > 0 && !this.stopped) {
+      // Synchronous reconciles only yield a microtask per key, so a long queue (10,000 nodes'
+      // desired sets after a restart) would hold the event loop for seconds: sockets starve and
+      // agents time out. Give I/O a turn every SLICE_MS of work.
+      if (Date.now() - sliceStart >= SLICE_MS) {
+        await new Promise<void>((r) => setImmediate(r));
+        sliceStart = Date.now();
+        if (this.pending.size === 0 || this.stopped) break;
+      }
       const key = this.pending.values().next().value as string;
       this.pending.delete(key);
       try {

@@ -168,6 +168,28 @@ describe('node credentials', () => {
     expect(() => s.issueNodeCredential('Bad_Name')).toThrow(/node/);
     expect(() => s.issueNodeCredential('token')).toThrow(/reserved/);
   });
+
+  it('are issued in bulk with one write, replacing earlier ones, and survive reopening', () => {
+    const s = open();
+    const old = s.issueNodeCredential('pi-1');
+    const creds = s.issueNodeCredentials(['pi-1', 'pi-2', 'pi-3']);
+    expect([...creds.keys()]).toEqual(['pi-1', 'pi-2', 'pi-3']);
+    expect(s.authenticateNode('pi-1', old)).toBe(false);
+    for (const [node, cred] of creds) {
+      expect(s.hasNode(node)).toBe(true);
+      expect(s.authenticateNode(node, cred)).toBe(true);
+      expect(open().authenticateNode(node, cred)).toBe(true);
+    }
+    expect(s.authenticateNode('pi-2', creds.get('pi-3') ?? '')).toBe(false);
+    expect(s.listTokens().nodes.map((n) => n.node).sort()).toEqual(['pi-1', 'pi-2', 'pi-3']);
+  });
+
+  it('in bulk, validate every name before writing anything', () => {
+    const s = open();
+    expect(() => s.issueNodeCredentials(['pi-1', 'Bad_Name'])).toThrow(/node/);
+    expect(s.hasNode('pi-1')).toBe(false);
+    expect(open().hasNode('pi-1')).toBe(false);
+  });
 });
 
 describe('persistence', () => {

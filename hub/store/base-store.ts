@@ -234,7 +234,7 @@ export abstract class BaseStore implements Store {
     const prev = this.cache.put(stored);
     this.undo.push({ kind, name, prev });
     this.rev = stored.metadata.resourceVersion;
-    this.pending.push(deepFreeze({ type, object: stored }));
+    this.pending.push(deepFreeze({ type, object: stored, ...(type === 'MODIFIED' && prev !== undefined ? { old: prev } : {}) }));
     return stored;
   }
 

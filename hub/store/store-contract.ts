@@ -433,6 +433,10 @@ export function storeContract(name: string, make: (opts?: StoreOptions) => Store
         expect(events[2]?.object).toEqual(gone);
         expect(events.map((e) => e.object.metadata.resourceVersion)).toEqual([1, 2, 3]);
         expect(Object.isFrozen(events[0])).toBe(true);
+        // MODIFIED carries the state it replaced; ADDED and DELETED do not.
+        expect(events[1]?.old).toEqual(p);
+        expect(events[0]?.old).toBeUndefined();
+        expect(events[2]?.old).toBeUndefined();
       });
 
       it('filters by kind and stops after unsubscribe', () => {

@@ -15,6 +15,11 @@ export interface WatchEvent {
   type: WatchEventType;
   /** For DELETED: the last stored state, with the resourceVersion of the delete. */
   object: AnyObject;
+  /**
+   * For MODIFIED: the state this write replaced, so a listener can skip changes it does not
+   * care about (e.g. status-only pod writes) without keeping its own copy of every object.
+   */
+  old?: AnyObject;
 }
 export type WatchListener = (ev: WatchEvent) => void;
 

@@ -6,6 +6,8 @@
  *   [--replicas-per-deployment 100] [--usage-interval-ms 30000] [--steady-ms <usage interval + 2 s>]
  *   [--max-minutes 20] [--scheduler-pods 20000 | --no-scheduler] [--json out.json] [--md out.md]
  *   [--hub-cpu-prof DIR]   (hub .cpuprofile of register+deploy and of the recovery, per size)
+ *   [--hub-node-args=--max-old-space-size=768]   (extra node flags for the hub process; note the =)
+ *   `kill -USR2 <hub pid>` writes a hub heap snapshot (FLEET_HEAP_DIR, default the temp dir)
  *
  * Every phase has a deadline; the whole run stops itself after --max-minutes, and every child
  * process is killed on any exit. Results: a Markdown table on stdout (and --md / --json).
@@ -31,6 +33,7 @@ const { values } = parseArgs({
     'scheduler-pods': { type: 'string', default: '20000' },
     'no-scheduler': { type: 'boolean', default: false },
     'hub-cpu-prof': { type: 'string' },
+    'hub-node-args': { type: 'string' },
     json: { type: 'string' },
     md: { type: 'string' },
   },
@@ -115,6 +118,7 @@ async function main(): Promise<void> {
       ...(values['steady-ms'] !== undefined ? { steadyMs: int('steady-ms', values['steady-ms']) } : {}),
       log,
       ...(prof ? { profileDir: prof } : {}),
+      ...(values['hub-node-args'] ? { hubNodeArgs: values['hub-node-args'].split(' ').filter((a) => a !== '') } : {}),
     });
     results.push(r);
     process.stderr.write(`${fleetTable([r])}\n`);

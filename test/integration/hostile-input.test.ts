@@ -208,6 +208,8 @@ describe('oversized API input', () => {
     ['65 labels', `\n  labels: { ${Array.from({ length: 65 }, (_, i) => `l${i}: v`).join(', ')} }`, 'metadata.labels'],
     ['an annotation over 4096 characters', `\n  annotations: { note: ${'n'.repeat(4097)} }`, 'metadata.annotations.note'],
   ])('refuses %s, naming the field', async (_n, meta, path) => {
+    // The controllers work in time slices, so the previous test's apply may still be writing.
+    await t.hub.settle();
     const before = t.hub.store.revision();
     const r = await req('POST', '/api/v1/apply', { token: t.adminToken, body: deployment('labelled', meta) });
     expect(r.status).toBe(400);

@@ -45,6 +45,9 @@ export interface HubSnapshot {
   queues: { deployments: number; scheduling: number; desired: number };
   desiredPublished: number;
   heapUsedBytes: number;
+  heapTotalBytes: number;
+  /** Memory outside the JS heap that V8 knows of (Buffers); TLS state is in neither. */
+  externalBytes: number;
   rssBytes: number;
 }
 
@@ -53,14 +56,17 @@ const MAX_LAG_SAMPLES = 20_000;
 export class FleetTracker {
   readonly startedAt = Date.now();
   private readonly heard = new Set<string>();
-  /** node → uids its latest observed set reports Running. */
-  private readonly running = new Map<string, Set<string>>();
+  /**
+   * node → how many pods its latest observed set reports Running that the store has bound to
+   * it with the same uid (checked when the report arrives; pods do not move in this bench).
+   */
+  private readonly running = new Map<string, number>();
   private lag: number[] = [];
   private lagSeen = 0;
   private readonly loop: IntervalHistogram;
   private readonly unsubscribe: Array<() => Promise<void>> = [];
-  /** Pod uid → the node it is bound to ('' = unbound), and whether the store says Running. */
-  private readonly pods = new Map<string, { uid: string; node: string; running: boolean }>();
+  /** Pod counts kept from watch events (their `old` state), so a snapshot is O(nodes) and holds no per-pod state. */
+  private podCount = { pods: 0, bound: 0, running: 0 };
   private readonly nodeReady = new Map<string, boolean>();
   private unwatch: (() => void) | undefined;
 
@@ -72,8 +78,17 @@ export class FleetTracker {
   private onWatch(ev: WatchEvent): void {
     const o = ev.object;
     if (o.kind === 'Pod') {
-      if (ev.type === 'DELETED') this.pods.delete(o.metadata.name);
-      else this.pods.set(o.metadata.name, { uid: o.metadata.uid, node: o.spec.nodeName ?? '', running: o.status.phase === 'Running' });
+      const c = this.podCount;
+      const count = (p: typeof o, sign: 1 | -1): void => {
+        c.pods += sign;
+        if (p.spec.nodeName) c.bound += sign;
+        if (p.spec.nodeName && p.status.phase === 'Running') c.running += sign;
+      };
+      if (ev.type === 'DELETED') count(o, -1);
+      else {
+        if (ev.type === 'MODIFIED' && ev.old?.kind === 'Pod') count(ev.old, -1);
+        count(o, 1);
+      }
     } else if (o.kind === 'Node') {
       if (ev.type === 'DELETED') this.nodeReady.delete(o.metadata.name);
       else this.nodeReady.set(o.metadata.name, isReady(o));
@@ -105,17 +120,8 @@ export class FleetTracker {
   }
 
   snapshot(): HubSnapshot {
-    let podsBound = 0;
-    let podsRunning = 0;
-    const uidNode = new Map<string, string>();
-    for (const p of this.pods.values()) {
-      if (p.node === '') continue;
-      podsBound++;
-      if (p.running) podsRunning++;
-      uidNode.set(p.uid, p.node);
-    }
     let podsReportedRunning = 0;
-    for (const [node, uids] of this.running) for (const uid of uids) if (uidNode.get(uid) === node) podsReportedRunning++;
+    for (const n of this.running.values()) podsReportedRunning += n;
     let nodesReady = 0;
     let nodesHeard = 0;
     for (const [name, ready] of this.nodeReady) {
@@ -130,9 +136,9 @@ export class FleetTracker {
       nodes: this.nodeReady.size,
       nodesReady,
       nodesHeard,
-      pods: this.pods.size,
-      podsBound,
-      podsRunning,
+      pods: this.podCount.pods,
+      podsBound: this.podCount.bound,
+      podsRunning: this.podCount.running,
       podsReportedRunning,
       deployments: this.hub.store.count('Deployment'),
       heartbeatLag: percentiles(this.lag),
@@ -146,6 +152,8 @@ export class FleetTracker {
       queues: { deployments: c.deployments.queue.length, scheduling: c.scheduling.queue.length, desired: c.desired.queue.length },
       desiredPublished: c.desired.published,
       heapUsedBytes: mem.heapUsed,
+      heapTotalBytes: mem.heapTotal,
+      externalBytes: mem.external,
       rssBytes: mem.rss,
     };
   }
@@ -169,10 +177,14 @@ export class FleetTracker {
         const at = Date.parse(m.usage?.at ?? '');
         if (Number.isFinite(at)) this.addLag(Date.now() - at);
       } else if (t.channel === 'observed') {
-        const m = JSON.parse(payload.toString('utf8')) as { pods?: Array<{ uid?: string; phase?: string }> };
-        const set = new Set<string>();
-        for (const p of m.pods ?? []) if (p.phase === 'Running' && typeof p.uid === 'string') set.add(p.uid);
-        this.running.set(t.node, set);
+        const m = JSON.parse(payload.toString('utf8')) as { pods?: Array<{ name?: string; uid?: string; phase?: string }> };
+        let n = 0;
+        for (const p of m.pods ?? []) {
+          if (p.phase !== 'Running' || typeof p.name !== 'string') continue;
+          const stored = this.hub.store.get('Pod', p.name);
+          if (stored !== undefined && stored.metadata.uid === p.uid && stored.spec.nodeName === t.node) n++;
+        }
+        this.running.set(t.node, n);
       }
     } catch {
       // The controller logs and counts invalid messages; the tracker just ignores them.

@@ -44,12 +44,22 @@ export interface FleetStats {
   podsObserved: number;
   podsRunning: number;
   containers: number;
+  /** Agents' warnings (link errors, publish failures) by message, to tell why connects fail. */
+  warnings: Record<string, number>;
 }
 
 export class HollowFleet {
   readonly runtime = new MemoryRuntime({ images: [HOLLOW_IMAGE], info: { ncpu: 4, memTotal: 4 * 1024 ** 3 } });
   readonly agents: Agent[] = [];
   private readonly lastDesiredAt = new Map<string, number>();
+  private readonly warnings = new Map<string, number>();
+  /** Counts warnings instead of printing 10,000 agents' logs. */
+  private readonly countingLogger: Logger = {
+    debug: () => undefined,
+    info: () => undefined,
+    warn: (msg, fields) => this.count(msg, fields),
+    error: (msg, fields) => this.count(msg, fields),
+  };
 
   constructor(private readonly opts: HollowFleetOptions) {}
 
@@ -76,7 +86,13 @@ export class HollowFleet {
         if (p.phase === 'Running') podsRunning++;
       }
     }
-    return { agents: this.agents.length, connected, linkBuilds, desiredSince, podsObserved, podsRunning, containers: this.runtime.all().length };
+    return { agents: this.agents.length, connected, linkBuilds, desiredSince, podsObserved, podsRunning, containers: this.runtime.all().length, warnings: Object.fromEntries(this.warnings) };
+  }
+
+  private count(msg: string, fields?: Record<string, unknown>): void {
+    const detail = typeof fields?.['error'] === 'string' ? `: ${fields['error'].replace(/\d+/g, 'N').slice(0, 80)}` : '';
+    const key = `${msg}${detail}`;
+    this.warnings.set(key, (this.warnings.get(key) ?? 0) + 1);
   }
 
   /** Stops every agent (workloads stay, as with a real agent) and removes the agents' data dirs. */
@@ -96,7 +112,7 @@ export class HollowFleet {
       usageIntervalMs: this.opts.usageIntervalMs ?? 30_000,
       resyncMs: this.opts.resyncMs ?? 60_000,
       observedRepublishMs: this.opts.observedRepublishMs ?? 120_000,
-      ...(this.opts.logger ? { logger: this.opts.logger } : {}),
+      logger: this.opts.logger ?? this.countingLogger,
     });
     // The link calls agent.onDesired through a closure, so wrapping the instance method sees
     // every desired set (used to tell "got its set from the restarted hub").

@@ -6,6 +6,9 @@
  */
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { writeHeapSnapshot } from 'node:v8';
 import { Hub } from '../../../hub/hub.js';
 import { createLogger, type LogLevel } from '../../../hub/log.js';
 import { FleetTracker } from './fleet-tracker.js';
@@ -45,6 +48,11 @@ async function main(): Promise<void> {
     log: createLogger('hub', cfg.logLevel ?? (process.env['FLEET_HUB_LOG'] as LogLevel | undefined) ?? 'error'),
   });
   const tracker = await FleetTracker.attach(hub);
+  // `kill -USR2 <hub pid>` writes a heap snapshot (to FLEET_HEAP_DIR or the temp dir) to see what holds memory.
+  process.on('SIGUSR2', () => {
+    const file = writeHeapSnapshot(join(process.env['FLEET_HEAP_DIR'] ?? tmpdir(), `hub-${process.pid}-${Date.now()}.heapsnapshot`));
+    process.stderr.write(`hub-child: heap snapshot written to ${file}\n`);
+  });
   if (!hub.pki) throw new Error('the bench hub must run with TLS');
   let profiler: Session | undefined;
 

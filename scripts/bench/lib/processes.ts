@@ -102,7 +102,9 @@ export async function startWorkerFleet(procs: number, opts: HollowFleetOptions):
     pids: rpcs.map((r) => r.child.pid ?? 0),
     async stats(since = 0) {
       const all = await Promise.all(rpcs.map((r) => r.call<WorkerStats>('stats', { since }, 30_000)));
-      const sum = (k: keyof FleetStats): number => all.reduce((a, s) => a + s[k], 0);
+      const sum = (k: Exclude<keyof FleetStats, 'warnings'>): number => all.reduce((a, s) => a + s[k], 0);
+      const warnings: Record<string, number> = {};
+      for (const s of all) for (const [k, v] of Object.entries(s.warnings ?? {})) warnings[k] = (warnings[k] ?? 0) + v;
       return {
         agents: sum('agents'),
         connected: sum('connected'),
@@ -111,6 +113,7 @@ export async function startWorkerFleet(procs: number, opts: HollowFleetOptions):
         podsObserved: sum('podsObserved'),
         podsRunning: sum('podsRunning'),
         containers: sum('containers'),
+        warnings,
         peakRssBytes: all.reduce((a, s) => a + (s.proc?.peakRssBytes ?? 0), 0),
         cpuSeconds: all.reduce((a, s) => a + (s.proc?.cpuSeconds ?? 0), 0),
       };

@@ -36,6 +36,8 @@ export interface ScenarioOptions {
   keepData?: boolean;
   /** Writes hub CPU profiles of register+deploy and of the recovery here (.cpuprofile). */
   profileDir?: string;
+  /** Extra node flags for the hub process (e.g. `--max-old-space-size=768`), both starts. */
+  hubNodeArgs?: string[];
 }
 
 export interface PhaseResult {
@@ -136,7 +138,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
   };
   const progress = (phase: string) => (s: HubSnapshot): void => {
     sampleHub();
-    log(`[${N}] ${phase}: ready ${s.nodesReady}/${N} heard ${s.nodesHeard} pods ${s.pods} bound ${s.podsBound} running ${s.podsRunning} reported ${s.podsReportedRunning} queues ${JSON.stringify(s.queues)} rss ${Math.round(s.rssBytes / 2 ** 20)}MiB loop p99 ${s.eventLoopDelay.p99Ms.toFixed(0)}ms`);
+    log(`[${N}] ${phase}: ready ${s.nodesReady}/${N} heard ${s.nodesHeard} pods ${s.pods} bound ${s.podsBound} running ${s.podsRunning} reported ${s.podsReportedRunning} queues ${JSON.stringify(s.queues)} rss ${Math.round(s.rssBytes / 2 ** 20)}MiB heap ${Math.round(s.heapUsedBytes / 2 ** 20)}/${Math.round(s.heapTotalBytes / 2 ** 20)}MiB ext ${Math.round(s.externalBytes / 2 ** 20)}MiB loop p99 ${s.eventLoopDelay.p99Ms.toFixed(0)}ms`);
   };
 
   // /proc is read on a timer too: polls stall while the hub is saturated, and a hub that dies
@@ -147,7 +149,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     // The hub's default grace (40 s) is 4 × the agent's default 10 s heartbeat; hollow nodes beat
     // slower to stay light, so the grace follows (else a busy hub marks live nodes NotReady).
     const cfg = { dataDir: hubDir, mqttPort: 0, httpPort: 0, heartbeatGraceMs: 4 * (o.usageIntervalMs ?? 30_000) };
-    hub = await HubProcess.start(cfg, to.hubStartMs);
+    hub = await HubProcess.start(cfg, to.hubStartMs, o.hubNodeArgs ?? []);
     result.hubStartMs = hub.ready.startMs;
     const token = hub.ready.adminToken;
     if (token === undefined) throw new Error('fresh hub did not create an admin token');
@@ -178,7 +180,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     const reg = await pollUntil(t0, t0 + to.registerMs, every, () => h1.snapshot(), (s) => s.nodesReady >= N, progress('register'));
     result.register = { ok: reg.ok, ms: reg.ms, ...(reg.ok ? {} : { detail: `${reg.last?.nodesReady ?? 0}/${N} Ready at the deadline` }) };
     const fr = await fleet.stats().catch(() => undefined);
-    log(`[${N}] register: ${reg.ok ? 'all Ready' : 'MISSED'} in ${reg.ms} ms; agents connected ${fr?.connected}, link builds ${fr?.linkBuilds}`);
+    log(`[${N}] register: ${reg.ok ? 'all Ready' : 'MISSED'} in ${reg.ms} ms; agents connected ${fr?.connected}, link builds ${fr?.linkBuilds}, warnings ${JSON.stringify(fr?.warnings ?? {})}`);
 
     // 3. deploy
     const docs = benchDeployments(M, o.replicasPerDeployment ?? 100);
@@ -215,7 +217,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     const tKill = Date.now();
     await h1.kill9();
     hub = undefined;
-    const h2 = await HubProcess.start({ ...cfg, mqttPort: h1.ready.mqttPort, httpPort: h1.ready.httpPort }, to.hubStartMs);
+    const h2 = await HubProcess.start({ ...cfg, mqttPort: h1.ready.mqttPort, httpPort: h1.ready.httpPort }, to.hubStartMs, o.hubNodeArgs ?? []);
     if (o.profileDir) await h2.rpc.call('profileStart');
     hub = h2;
     result.recover.hubUpMs = Date.now() - tKill;
@@ -228,7 +230,8 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
       return nodesOk && s.pods >= M && s.podsReportedRunning >= M;
     }, ({ s, a }) => {
       progress('recover')(s);
-      log(`[${N}] recover: agents connected ${a.connected}/${N} with new set ${a.desiredSince} link builds ${a.linkBuilds}`);
+      const top = Object.entries(a.warnings).sort((x, y) => y[1] - x[1]).slice(0, 3).map(([k, v]) => `${v}× ${k}`).join('; ');
+      log(`[${N}] recover: agents connected ${a.connected}/${N} with new set ${a.desiredSince} link builds ${a.linkBuilds}${top ? ` warnings: ${top}` : ''}`);
     });
     const after = await h2.rpc.call<{ count: number; digest: string }>('digest').catch(() => undefined);
     if (o.profileDir) await h2.rpc.call('profileStop', { file: join(o.profileDir, `hub-${N}-recover.cpuprofile`) }, 120_000);

@@ -1,0 +1,104 @@
+import { describe, expect, it } from 'vitest';
+import type { NodeStatusMessage } from '../../protocol/messages.js';
+import type { Pod } from '../../protocol/objects.js';
+import { topics } from '../../protocol/topics.js';
+import { silentLogger } from '../log.js';
+import { MemoryStore } from '../store/memory-store.js';
+import { isReady, NodeController } from './node-controller.js';
+
+function status(node: string): NodeStatusMessage {
+  return {
+    node,
+    labels: {},
+    bootId: 'b1',
+    at: new Date().toISOString(),
+    info: { arch: 'arm64', os: 'linux', cpu: { cores: 4 }, memoryBytes: 4 * 1024 ** 3, engine: { name: 'docker', version: '20.10', memoryLimit: true, cpuLimit: true }, agentVersion: '0.1.0', addresses: ['127.0.0.1'] },
+  };
+}
+
+/** A store that counts its outermost transactions (each one is one commit, one fsync on SQLite). */
+function countingStore(): { store: MemoryStore; commits: () => number } {
+  const store = new MemoryStore();
+  const inner = store.transaction.bind(store);
+  let depth = 0;
+  let commits = 0;
+  store.transaction = <T>(fn: () => T): T => {
+    if (depth === 0) commits++;
+    depth++;
+    try {
+      return inner(fn);
+    } finally {
+      depth--;
+    }
+  };
+  return { store, commits: () => commits };
+}
+
+const msg = (m: unknown): Buffer => Buffer.from(JSON.stringify(m));
+
+function boundPod(store: MemoryStore, name: string, node: string): Pod {
+  return store.create({
+    apiVersion: 'orchard/v1',
+    kind: 'Pod',
+    metadata: { name, labels: {}, annotations: {} },
+    spec: { containers: [{ name: 'c', image: 'img' }], nodeName: node },
+    status: { phase: 'Pending', conditions: [], containerStatuses: [] },
+  } as unknown as Parameters<MemoryStore['create']>[0]) as Pod;
+}
+
+function observed(node: string, pod: Pod): Buffer {
+  return msg({ node, generation: 1, at: 'now', pods: [{ name: pod.metadata.name, uid: pod.metadata.uid, phase: 'Running', ready: true, containers: [{ name: 'c', image: 'img', state: 'running', restartCount: 0, ready: true }] }] });
+}
+
+describe('NodeController batching (batchMs)', () => {
+  it('ingests the messages of one window in a single store transaction, in arrival order', async () => {
+    const { store, commits } = countingStore();
+    const nodes = new NodeController({ store, log: silentLogger, now: () => new Date(), batchMs: 10 });
+    for (const n of ['a', 'b', 'c']) nodes.handle(topics.nodeStatus(n), msg(status(n)));
+    nodes.handle(topics.nodePresence('b'), msg({ node: 'b', online: false }));
+    expect(store.list('Node')).toHaveLength(0); // queued, not yet ingested
+    await new Promise((r) => setTimeout(r, 40));
+    expect(store.list('Node').map((n) => n.metadata.name)).toEqual(['a', 'b', 'c']);
+    expect(isReady(store.get('Node', 'b')!)).toBe(false); // the will came after b's status
+    expect(commits()).toBe(1);
+    nodes.stop();
+  });
+
+  it('a message that fails undoes only its own writes; the rest of the batch commits', () => {
+    const { store } = countingStore();
+    const nodes = new NodeController({ store, log: silentLogger, now: () => new Date(), batchMs: 60_000 });
+    nodes.handle(topics.nodeStatus('a'), msg(status('a')));
+    nodes.handle(topics.nodeStatus('b'), msg(status('b')));
+    nodes.flush();
+    const good = boundPod(store, 'good', 'a');
+    const bad = boundPod(store, 'bad', 'b');
+    // Fail the write of pod "bad" after node b's observedGeneration was written in the same message.
+    const update = store.update.bind(store);
+    store.update = ((o: Parameters<MemoryStore['update']>[0]) => {
+      if (o.kind === 'Pod' && o.metadata.name === 'bad') throw new Error('disk on fire');
+      return update(o);
+    }) as MemoryStore['update'];
+    nodes.handle(topics.nodeObserved('a'), observed('a', good));
+    nodes.handle(topics.nodeObserved('b'), observed('b', bad));
+    nodes.handle(topics.nodeStatus('c'), Buffer.from('{not json'));
+    nodes.flush();
+    expect(store.get('Pod', 'good')?.status.phase).toBe('Running');
+    expect(store.get('Node', 'a')?.status.observedGeneration).toBe(1);
+    expect(store.get('Pod', 'bad')?.status.phase).toBe('Pending');
+    expect(store.get('Node', 'b')?.status.observedGeneration).toBeUndefined();
+    expect(nodes.rejected).toBe(1);
+    nodes.stop();
+  });
+
+  it('stop() ingests what is still queued; without batchMs messages are ingested at once', () => {
+    const store = new MemoryStore();
+    const batched = new NodeController({ store, log: silentLogger, now: () => new Date(), batchMs: 60_000 });
+    batched.handle(topics.nodeStatus('a'), msg(status('a')));
+    expect(store.get('Node', 'a')).toBeUndefined();
+    batched.stop();
+    expect(store.get('Node', 'a')).toBeDefined();
+    const direct = new NodeController({ store, log: silentLogger, now: () => new Date() });
+    direct.handle(topics.nodeStatus('b'), msg(status('b')));
+    expect(store.get('Node', 'b')).toBeDefined();
+  });
+});
