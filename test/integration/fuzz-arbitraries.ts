@@ -97,7 +97,10 @@ const KNOWN_KEYS = new Set(['apiVersion', 'kind', 'metadata', 'spec', 'status', 
 /** Sets obj[key] as an own data property, even for "__proto__" (plain assignment would set the prototype). */
 function withOwnKey(obj: Record<string, unknown>, key: string, value: unknown): Json {
   // An earlier mutation may have replaced this parent with a scalar; then the document is invalid already.
-  if (typeof obj === 'object' && obj !== null) Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+  // The value is copied: fast-check hands out shared instances (fc.constant), and two mutations
+  // writing the same instance at nested paths would build a cycle no JSON or YAML body can carry.
+  const own = typeof value === 'object' && value !== null ? structuredClone(value) : value;
+  if (typeof obj === 'object' && obj !== null) Object.defineProperty(obj, key, { value: own, enumerable: true, writable: true, configurable: true });
   return obj as Json;
 }
 
