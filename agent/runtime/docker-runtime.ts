@@ -135,21 +135,33 @@ export class DockerRuntime implements ContainerRuntime {
       throw wrap(err, 'list containers');
     }
     const seen = new Set<string>();
-    const out: RuntimeContainer[] = [];
+    const slots: Array<RuntimeContainer | undefined> = [];
+    const stale: Array<{ index: number; id: string; state: string }> = [];
     for (const c of list) {
       // The engine filtered by label already; this guards a Podman that ignores filters.
       if (c.Labels?.[LABELS.node] !== node) continue;
       seen.add(c.Id);
       const cached = this.inspectCache.get(c.Id);
       if (cached !== undefined && cached.state === c.State) {
-        out.push(cached.view);
+        slots.push(cached.view);
         continue;
       }
-      const view = await this.inspect(c.Id, abortSignal);
-      if (view === undefined) continue; // removed between list and inspect
-      this.inspectCache.set(c.Id, { state: c.State, view });
-      out.push(view);
+      stale.push({ index: slots.length, id: c.Id, state: c.State });
+      slots.push(undefined);
     }
+    // Inspect changed containers a few at a time: after a burst of starts, one by one would
+    // delay the observed report by a round trip per container.
+    for (let i = 0; i < stale.length; i += 8) {
+      await Promise.all(
+        stale.slice(i, i + 8).map(async ({ index, id, state }) => {
+          const view = await this.inspect(id, abortSignal);
+          if (view === undefined) return; // removed between list and inspect
+          this.inspectCache.set(id, { state, view });
+          slots[index] = view;
+        }),
+      );
+    }
+    const out = slots.filter((v): v is RuntimeContainer => v !== undefined);
     for (const id of this.inspectCache.keys()) {
       const v = this.inspectCache.get(id);
       if (v !== undefined && v.view.labels[LABELS.node] === node && !seen.has(id)) this.inspectCache.delete(id);
