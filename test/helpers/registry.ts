@@ -1,19 +1,13 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
-import { freePort } from './procs.js';
+import { LocalRegistry } from './rollout-registry.js';
 
 /**
  * A throwaway Debian docker-registry on a free 127.0.0.1 port (own config and storage in a
  * temp dir), for tests that need a real registry: image platform lookups (manifest lists)
  * and pulls. Loopback registries speak plain HTTP, which Docker and Orchard both allow.
- *
- * NOTE (reconstructed): this file was accidentally overwritten during the rollout work
- * (issue 5) and rebuilt from its one caller (test/integration/scheduling-features.test.ts);
- * the API — startTestRegistry(), host, pushMultiArch(), stop() — is the one that test uses.
+ * The registry process itself is a LocalRegistry (rollout-registry.ts); this adds pushing
+ * hand-built manifest lists over the registry HTTP API, with no docker CLI.
  */
 
 export interface Platform {
@@ -39,44 +33,10 @@ const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).d
 const EMPTY_TAR = Buffer.alloc(1024);
 
 export async function startTestRegistry(): Promise<TestRegistry> {
-  const dir = mkdtempSync(join(tmpdir(), 'orchard-test-registry-'));
-  mkdirSync(join(dir, 'data'));
-  const port = await freePort();
-  const host = `127.0.0.1:${port}`;
-  writeFileSync(
-    join(dir, 'config.yml'),
-    `version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: ${join(dir, 'data')}
-  delete:
-    enabled: true
-http:
-  addr: ${host}
-  secret: orchard-test-${randomBytes(4).toString('hex')}
-`,
-  );
-  const child: ChildProcess = spawn('/usr/bin/docker-registry', ['serve', join(dir, 'config.yml')], { stdio: 'ignore' });
+  // One way to run a test registry: LocalRegistry owns the process, config and temp dir.
+  const registry = await LocalRegistry.start();
+  const host = registry.pushHost;
   const base = `http://${host}/v2`;
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    try {
-      const r = await fetch(`${base}/`, { signal: AbortSignal.timeout(1000) });
-      if (r.status === 200) break;
-    } catch {
-      // not up yet
-    }
-    if (Date.now() > deadline || child.exitCode !== null) {
-      child.kill('SIGKILL');
-      rmSync(dir, { recursive: true, force: true });
-      throw new Error(`docker-registry did not come up on ${host}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
 
   const putBlob = async (repo: string, data: Buffer): Promise<string> => {
     const digest = sha256(data);
@@ -116,13 +76,7 @@ http:
       await putManifest(repo, tag, MANIFEST_LIST, Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MANIFEST_LIST, manifests: entries })));
     },
     async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        const exited = new Promise<void>((r) => child.once('exit', () => r()));
-        child.kill('SIGTERM');
-        await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      }
-      rmSync(dir, { recursive: true, force: true });
+      await registry.close();
     },
   };
 }
