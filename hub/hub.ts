@@ -45,6 +45,12 @@ export interface HubOptions {
   hostnames?: string[];
   ips?: string[];
   heartbeatGraceMs?: number;
+  /**
+   * Node startup grace (`orchard hub --node-startup-grace`): a node that turns NotReady before
+   * start + this (lost while the hub was down, or in the reconnect storm after a restart) has its
+   * `onNodeLost.afterSeconds` counted from start + this. Default 60 s; 0 turns it off.
+   */
+  nodeStartupGraceMs?: number;
   /** Injected store (tests, fleet simulation); default SQLite in dataDir. */
   store?: Store;
   /** Slow-client limits; defaults in hub/security/limits.ts (tests shrink them). */
@@ -135,7 +141,7 @@ export class Hub {
     const desired = new DesiredPublisher({ store, publisher: broker, log: log.child('desired'), now, secrets });
     // Agent messages arriving within 50 ms share one store transaction (one fsync).
     const nodes = new NodeController({ store, log: log.child('nodes'), now, batchMs: 50, ...(opts.heartbeatGraceMs ? { heartbeatGraceMs: opts.heartbeatGraceMs } : {}) });
-    const nodeLost = new NodeLostController({ store, log: log.child('node-lost'), now, ...(opts.heartbeatGraceMs ? { startupGraceMs: opts.heartbeatGraceMs } : {}) });
+    const nodeLost = new NodeLostController({ store, log: log.child('node-lost'), now, ...(opts.nodeStartupGraceMs !== undefined ? { startupGraceMs: opts.nodeStartupGraceMs } : {}) });
     const rollout = new RolloutOperations({ store, log: log.child('rollout'), now });
     const commands = new MqttCommands({ ops, rollout, publisher: broker, log: log.child('commands') });
 

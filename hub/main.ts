@@ -3,12 +3,13 @@ import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
-import { OrchardError, parseOrThrow } from '../protocol/errors.js';
+import { OrchardError } from '../protocol/errors.js';
 import { Hub } from './hub.js';
 import { createLogger } from './log.js';
 import { writeFileAtomicSync } from './security/atomic-file.js';
 
 const USAGE = `usage: orchard hub [--data-dir D] [--host A] [--mqtt-port P] [--http-port H] [--san NAME]... [--insecure] [--no-cli-config]
+                   [--node-startup-grace DURATION]
 
   --data-dir D     where the store, CA and credentials live (default /var/lib/orchard, or ~/.orchard/hub when not root)
   --host A         address to listen on (default 0.0.0.0)
@@ -16,7 +17,33 @@ const USAGE = `usage: orchard hub [--data-dir D] [--host A] [--mqtt-port P] [--h
   --http-port H    HTTPS API and dashboard port (default 8443; 8080 with --insecure)
   --san NAME       extra DNS name or IP for the server certificate (repeatable)
   --insecure       plain TCP/HTTP instead of TLS (logs a warning; tokens still required)
-  --no-cli-config  do not write ~/.orchard/config for the CLI on first start`;
+  --no-cli-config  do not write ~/.orchard/config for the CLI on first start
+  --node-startup-grace DURATION
+                   a node that goes NotReady before start + DURATION (lost while the hub was down,
+                   or during the agents' reconnect storm after a restart) has its onNodeLost
+                   afterSeconds counted from start + DURATION, so a slow restart does not move
+                   pods of healthy devices (e.g. 90s, 2m, 0 = off; default 60s)`;
+
+const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** `90s`, `2m`, `1m30s`, `500ms`, `0` → milliseconds; undefined when malformed (a bare non-zero number is ambiguous). */
+export function parseDurationMs(text: string): number | undefined {
+  const s = text.trim();
+  if (/^0+$/.test(s)) return 0;
+  if (!/^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$/.test(s)) return undefined;
+  let total = 0;
+  for (const m of s.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) total += Number(m[1]) * (DURATION_UNITS_MS[m[2] ?? ''] ?? NaN);
+  return Number.isFinite(total) ? Math.round(total) : undefined;
+}
+
+const DurationMsSchema = z.string().transform((text, ctx) => {
+  const ms = parseDurationMs(text);
+  if (ms === undefined || ms > 86_400_000) {
+    ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration like 90s, 2m or 0 (at most 24h)` });
+    return z.NEVER;
+  }
+  return ms;
+});
 
 const FlagsSchema = z.object({
   'data-dir': z.string().min(1).optional(),
@@ -26,10 +53,14 @@ const FlagsSchema = z.object({
   san: z.array(z.string().min(1).max(253)).default([]),
   insecure: z.boolean().default(false),
   'no-cli-config': z.boolean().default(false),
+  'node-startup-grace': DurationMsSchema.optional(),
   help: z.boolean().default(false),
 });
 
-export async function runHub(argv: string[]): Promise<void> {
+export type HubFlags = z.infer<typeof FlagsSchema>;
+
+/** `orchard hub` flags, validated; an OrchardError (ERR_VALIDATION) names the bad flag. */
+export function parseHubArgs(argv: string[]): HubFlags {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -40,11 +71,20 @@ export async function runHub(argv: string[]): Promise<void> {
       san: { type: 'string', multiple: true },
       insecure: { type: 'boolean' },
       'no-cli-config': { type: 'boolean' },
+      'node-startup-grace': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
   });
-  const flags = parseOrThrow(FlagsSchema, values, 'flags', '--');
+  const r = FlagsSchema.safeParse(values);
+  if (r.success) return r.data;
+  // Name the flag as typed (`--http-port`), not as a field path.
+  const issues = r.error.issues.map((i) => ({ path: `--${i.path.map(String).join('.')}`, message: i.message }));
+  throw new OrchardError('ERR_VALIDATION', `invalid flags: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`, { details: { issues } });
+}
+
+export async function runHub(argv: string[]): Promise<void> {
+  const flags = parseHubArgs(argv);
   if (flags.help) {
     process.stdout.write(USAGE + '\n');
     return;
@@ -62,6 +102,7 @@ export async function runHub(argv: string[]): Promise<void> {
     log,
     hostnames: sans.filter((s) => !/^[\d.:]+$/.test(s)),
     ips: sans.filter((s) => /^[\d.:]+$/.test(s)),
+    ...(flags['node-startup-grace'] !== undefined ? { nodeStartupGraceMs: flags['node-startup-grace'] } : {}),
   });
 
   if (hub.newAdminToken) {

@@ -39,8 +39,11 @@ function status(node: string): NodeStatusMessage {
   };
 }
 
-/** The hub's controllers over one MemoryStore with a fake clock; `restartHub` rebuilds them on the same store. */
-function world(startupGraceMs = 40_000) {
+/**
+ * The hub's controllers over one MemoryStore with a fake clock; `restartHub` rebuilds them on the
+ * same store. The node startup grace is 0 unless a test is about it ('default': the controller's own).
+ */
+function world(startupGraceMs: number | 'default' = 0) {
   let clock = T0;
   const now = (): Date => new Date(clock);
   const store = new MemoryStore({ now });
@@ -54,7 +57,7 @@ function world(startupGraceMs = 40_000) {
       scheduling: new SchedulingController({ store, log, now }),
       desired: new DesiredPublisher({ store, publisher, log, now }),
       nodes: new NodeController({ store, log, now, heartbeatGraceMs: 40_000 }),
-      lost: new NodeLostController({ store, log, now, startupGraceMs }),
+      lost: new NodeLostController({ store, log, now, ...(startupGraceMs === 'default' ? {} : { startupGraceMs }) }),
     };
     c.deployments.start();
     c.scheduling.start();
@@ -110,7 +113,7 @@ function world(startupGraceMs = 40_000) {
 }
 
 /** Two Ready nodes, deployment `name` with 2 replicas (one per node, spread), all Running. */
-async function twoNodes(name: string, extra = '', podExtra = '', startupGraceMs?: number) {
+async function twoNodes(name: string, extra = '', podExtra = '', startupGraceMs?: number | 'default') {
   const w = world(startupGraceMs);
   w.report('n1');
   w.report('n2');
@@ -265,31 +268,75 @@ describe('NodeLostController (memory store, fake clock)', () => {
     fresh.w.stop();
   });
 
-  it('the per-workload timer survives a hub restart (derived from the stored transition time)', async () => {
-    const w = await twoNodes('web', '  onNodeLost: { action: reschedule, afterSeconds: 120 }', '', 10_000);
-    w.will('n1');
-    w.advance(60_000);
-    await w.restartHub(); // a new controller process; the node is still lost (stored)
-    expect(w.c.lost.reconcile('n1')).toEqual({ requeueAfterMs: 60_000 }); // not 120 s from the restart
-    w.advance(60_000);
-    w.c.lost.reconcile('n1');
-    await w.settle();
-    expect(w.on('web', 'n2')).toHaveLength(2);
-    w.stop();
-  });
-
-  it('a node lost before a long hub outage gets a startup grace to reconnect before anything moves', async () => {
-    const w = await twoNodes('web', '  onNodeLost: { action: reschedule, afterSeconds: 30 }', '', 40_000);
+  it('a node lost before the hub started is timed from the end of the startup grace, not from its transition', async () => {
+    const w = await twoNodes('web', '', '', 60_000); // default policy: reschedule after 60 s
     w.will('n1');
     w.advance(600_000); // hub down for 10 minutes
     await w.restartHub();
-    expect(w.c.lost.reconcile('n1')).toEqual({ requeueAfterMs: 40_000 });
+    expect(w.c.lost.reconcile('n1')).toEqual({ requeueAfterMs: 120_000 }); // start + grace + afterSeconds
+    w.advance(119_000);
+    expect(w.c.lost.reconcile('n1')).toEqual({ requeueAfterMs: 1000 });
+    await w.settle();
     expect(w.on('web', 'n1')).toHaveLength(1);
-    w.advance(40_000);
+    w.advance(1000);
     w.c.lost.reconcile('n1');
     await w.settle();
     expect(w.on('web', 'n1')).toHaveLength(0);
     expect(w.on('web', 'n2')).toHaveLength(2);
+    w.stop();
+  });
+
+  it('reconnect storm: a node lost 10 s after a hub restart keeps its pods at start + 70 s, loses them at start + 120 s', async () => {
+    const w = await twoNodes('web', '  onNodeLost: { action: reschedule, afterSeconds: 60 }', '', 60_000);
+    const names = w.pods('web').map((p) => p.metadata.name).sort();
+    w.advance(300_000); // long after the first start: the grace of the first process is over
+    await w.restartHub(); // kill -9 and restart: start = now
+    w.advance(10_000);
+    w.will('n1'); // its CONNECT timed out on the busy hub: last will, then a long back-off
+    await w.settle();
+    expect(w.c.lost.reconcile('n1')).toEqual({ requeueAfterMs: 110_000 }); // woken at start + 120 s
+    w.advance(60_000); // start + 70 s: since + afterSeconds has passed, the grace still holds
+    expect(w.c.lost.reconcile('n1')).toEqual({ requeueAfterMs: 50_000 });
+    await w.settle();
+    expect(w.pods('web').map((p) => p.metadata.name).sort()).toEqual(names);
+    expect(w.c.lost.replaced).toBe(0);
+    w.advance(50_000); // start + 120 s
+    w.c.lost.reconcile('n1');
+    await w.settle();
+    expect(w.c.lost.replaced).toBe(1);
+    expect(w.on('web', 'n1')).toHaveLength(0);
+    expect(w.on('web', 'n2')).toHaveLength(2);
+    w.stop();
+  });
+
+  it('a node lost after the startup grace is timed from its transition alone', async () => {
+    const w = await twoNodes('web', '  onNodeLost: { action: reschedule, afterSeconds: 60 }', '', 60_000);
+    w.advance(90_000); // start + 90 s: past the grace
+    w.will('n1');
+    await w.settle();
+    expect(w.c.lost.reconcile('n1')).toEqual({ requeueAfterMs: 60_000 });
+    w.advance(59_000);
+    expect(w.c.lost.reconcile('n1')).toEqual({ requeueAfterMs: 1000 });
+    expect(w.on('web', 'n1')).toHaveLength(1);
+    w.advance(1000);
+    w.c.lost.reconcile('n1');
+    await w.settle();
+    expect(w.on('web', 'n1')).toHaveLength(0);
+    expect(w.on('web', 'n2')).toHaveLength(2);
+    w.stop();
+  });
+
+  it('the startup grace defaults to 60 s', async () => {
+    const w = await twoNodes('web', '  onNodeLost: { action: reschedule, afterSeconds: 0 }', '', 'default');
+    w.advance(10_000);
+    w.will('n1');
+    await w.settle();
+    expect(w.c.lost.reconcile('n1')).toEqual({ requeueAfterMs: 50_000 });
+    expect(w.on('web', 'n1')).toHaveLength(1);
+    w.advance(50_000);
+    w.c.lost.reconcile('n1');
+    await w.settle();
+    expect(w.on('web', 'n1')).toHaveLength(0);
     w.stop();
   });
 

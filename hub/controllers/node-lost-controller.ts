@@ -21,6 +21,13 @@ import { WorkQueue } from './workqueue.js';
  * Level-triggered: the clock that decides is the node's Ready condition `lastTransitionTime`
  * (stored, so it survives a hub restart), never an in-memory timer; the queue only asks to be
  * woken when the next pod falls due.
+ *
+ * Startup grace (Kubernetes' node-lifecycle controller restarts its clocks when it starts, for
+ * the same reason): after a hub restart thousands of agents reconnect at once, and one whose
+ * CONNECT timed out on the overloaded hub fires its last will and backs off — NotReady *after*
+ * the hub started, though the device is fine. So a transition before `startedAt + startupGraceMs`
+ * is timed from `startedAt + startupGraceMs`: due = max(since, startedAt + grace) + afterSeconds.
+ * A node lost after the grace is timed from its transition alone.
  */
 
 export type NodeLostPolicy = Required<NonNullable<DeploymentSpec['onNodeLost']>>;
@@ -30,10 +37,11 @@ export interface NodeLostControllerOptions {
   log: Logger;
   now: () => Date;
   /**
-   * A node that was already NotReady when this hub process started could not be watched while
-   * the hub was down (its agent may be waiting out a reconnect back-off): it gets this long after
-   * start before its pods are moved. Nodes lost after start are timed from the transition alone.
-   * Default 40 s, the heartbeat grace.
+   * Node startup grace: a NotReady transition before `start + startupGraceMs` (the node was lost
+   * while the hub was down, or during the reconnect storm after its start, when a CONNECT that
+   * timed out on a busy hub fires the agent's last will) counts as if it happened at
+   * `start + startupGraceMs`; `afterSeconds` runs from there. Nodes lost later are timed from
+   * the transition alone. Default 60 s (`orchard hub --node-startup-grace`).
    */
   startupGraceMs?: number;
 }
@@ -46,6 +54,8 @@ export function nodeLostPolicy(spec: Pick<DeploymentSpec, 'mode' | 'onNodeLost'>
   if (!o) return { action: 'reschedule', afterSeconds: 60, startFresh: false };
   return { action: o.action, afterSeconds: o.afterSeconds ?? 60, startFresh: o.startFresh ?? false };
 }
+
+export const DEFAULT_NODE_STARTUP_GRACE_MS = 60_000;
 
 /** When the node's Ready condition last turned False (ms), or undefined while it is Ready. */
 export function lostSinceMs(n: NodeObject): number | undefined {
@@ -126,8 +136,9 @@ export class NodeLostController {
       return;
     }
     const t = now().getTime();
-    // Lost before this hub started: nobody watched it meanwhile, so give it one grace to report.
-    const floor = since < this.startedAt ? this.startedAt + (this.o.startupGraceMs ?? 40_000) : 0;
+    // Lost before or during the startup grace (hub down, or its reconnect storm): the clock starts
+    // when the grace ends, as if the node had been lost then.
+    const lostFrom = Math.max(since, this.startedAt + (this.o.startupGraceMs ?? DEFAULT_NODE_STARTUP_GRACE_MS));
     let nextDue = Infinity;
     const due: Array<{ pod: Pod; policy: NodeLostPolicy }> = [];
     const pinned: Pod[] = [];
@@ -144,7 +155,7 @@ export class NodeLostController {
         pinned.push(pod);
         continue;
       }
-      const at = Math.max(since + policy.afterSeconds * 1000, floor);
+      const at = lostFrom + policy.afterSeconds * 1000;
       if (at <= t) due.push({ pod, policy });
       else nextDue = Math.min(nextDue, at - t);
     }

@@ -263,7 +263,8 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   let swarm: number[] | string = 'skipped (--no-swarm)';
   try {
-    await c.startHub();
+    // The node-lost scenario measures afterSeconds 0, not the node startup grace (60 s) of a fresh hub.
+    await c.startHub({ extra: ['--node-startup-grace', '0'] });
     process.stderr.write('orchard: container kills\n');
     const kills = await orchardKills(c);
     rows.push({ what: 'Orchard: `docker kill` → container running again (agent restarts it in place)', samples: kills, target: 'p50 ≤ 1.0 s' });

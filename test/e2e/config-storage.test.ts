@@ -98,7 +98,8 @@ spec:
 describe('config, secrets and storage on the real engine', () => {
   beforeAll(async () => {
     mkdirSync(allowedDir, { recursive: true });
-    await c.startHub();
+    // No node startup grace: the pinned-volume test below must not pass merely because the grace holds.
+    await c.startHub({ extra: ['--node-startup-grace', '0'] });
     for (const short of ['a', 'b']) {
       await c.startAgent(short, { labels: `site=${short}`, extra: ['--secrets-dir', secretsDir(short), '--host-path-allow', allowedDir] });
     }

@@ -38,12 +38,13 @@ export class Cluster {
     return `e2e-${this.runId}-${short}`;
   }
 
-  async startHub(): Promise<void> {
+  /** Starts (or restarts, keeping its data dir and ports) the hub; `extra` flags are appended (e.g. `--node-startup-grace 0`). */
+  async startHub(opts: { extra?: string[] } = {}): Promise<void> {
     ensureBuilt();
     ensureTestImage();
     if (!this.httpPort) this.httpPort = await freePort();
     if (!this.mqttPort) this.mqttPort = await freePort();
-    this.hub = orchard(['hub', '--data-dir', join(this.dir, 'hub'), '--host', '127.0.0.1', '--http-port', String(this.httpPort), '--mqtt-port', String(this.mqttPort), '--no-cli-config']);
+    this.hub = orchard(['hub', '--data-dir', join(this.dir, 'hub'), '--host', '127.0.0.1', '--http-port', String(this.httpPort), '--mqtt-port', String(this.mqttPort), '--no-cli-config', ...(opts.extra ?? [])]);
     await waitFor('hub healthz', async () => {
       const r = await request(this.server, 'GET', '/healthz', { ca: this.caPem() });
       return r.status === 200;

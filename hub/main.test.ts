@@ -1,0 +1,55 @@
+import { describe, expect, it } from 'vitest';
+import { OrchardError } from '../protocol/errors.js';
+import { parseDurationMs, parseHubArgs } from './main.js';
+
+describe('parseHubArgs', () => {
+  it('applies defaults; the node startup grace is left to the hub (60 s) unless given', () => {
+    const f = parseHubArgs([]);
+    expect(f.host).toBe('0.0.0.0');
+    expect(f.insecure).toBe(false);
+    expect(f['node-startup-grace']).toBeUndefined();
+  });
+
+  it.each([
+    ['90s', 90_000],
+    ['2s', 2000],
+    ['0', 0],
+    ['2m', 120_000],
+    ['1m30s', 90_000],
+    ['500ms', 500],
+    ['1.5s', 1500],
+  ])('--node-startup-grace %s → %d ms (both spellings)', (text, ms) => {
+    expect(parseHubArgs(['--node-startup-grace', text])['node-startup-grace']).toBe(ms);
+    expect(parseHubArgs([`--node-startup-grace=${text}`, '--insecure'])['node-startup-grace']).toBe(ms);
+  });
+
+  it.each(['90', 'soon', '-5s', '10 s', '', '25h'])('rejects --node-startup-grace %j with an error naming the flag', (text) => {
+    let err: unknown;
+    try {
+      parseHubArgs([`--node-startup-grace=${text}`]);
+    } catch (e) {
+      err = e;
+    }
+    expect(OrchardError.is(err, 'ERR_VALIDATION')).toBe(true);
+    expect((err as Error).message).toMatch(/--node-startup-grace/);
+  });
+
+  it('other bad values name their flag as typed too', () => {
+    expect(() => parseHubArgs(['--http-port', 'abc'])).toThrow(/invalid flags: --http-port: /);
+  });
+
+  it('a missing value or an unknown flag is a parse error (the CLI exits 2)', () => {
+    expect(() => parseHubArgs(['--node-startup-grace'])).toThrow(expect.objectContaining({ code: 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' }));
+    expect(() => parseHubArgs(['--node-grace', '1s'])).toThrow(expect.objectContaining({ code: 'ERR_PARSE_ARGS_UNKNOWN_OPTION' }));
+  });
+});
+
+describe('parseDurationMs', () => {
+  it('parses unit sums and zero, refuses bare numbers', () => {
+    expect(parseDurationMs('1h2m3s4ms')).toBe(3_723_004);
+    expect(parseDurationMs('00')).toBe(0);
+    expect(parseDurationMs('0s')).toBe(0);
+    expect(parseDurationMs('60')).toBeUndefined();
+    expect(parseDurationMs('1d')).toBeUndefined();
+  });
+});
