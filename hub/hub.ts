@@ -130,8 +130,8 @@ export class Hub {
     const keyring = SecretKeyring.open(opts.dataDir);
     const secrets = new AesGcmSecretCodec(keyring);
     const ops = new Operations({ store, log: log.child('ops'), now, secrets });
-    // Counts-only deployment status writes at most once a second each (fleet scale: docs/benchmarks-fleet.md).
-    const deployments = new DeploymentController({ store, log: log.child('deployments'), now, statusMinIntervalMs: 1000 });
+    // Counts-only deployment status writes at most once a second each, pod-status-driven reconciles at most 4/s each (fleet scale: docs/benchmarks-fleet.md).
+    const deployments = new DeploymentController({ store, log: log.child('deployments'), now, statusMinIntervalMs: 1000, statusReconcileIntervalMs: 250 });
     const sched = opts.scheduling ?? {};
     const snapshot: SnapshotOptions = { ...(sched.systemReserved ? { systemReserved: sched.systemReserved } : {}), ...(sched.maxPodsPerNode ? { maxPodsPerNode: sched.maxPodsPerNode } : {}) };
     const platforms = sched.imagePlatforms ?? new ImagePlatformResolver({ log: log.child('image-platforms'), ...(sched.insecureRegistries ? { insecureRegistries: sched.insecureRegistries } : {}) });

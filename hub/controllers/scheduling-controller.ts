@@ -5,7 +5,8 @@ import type { Logger } from '../log.js';
 import type { ImagePlatformSource } from '../registry/image-platform-resolver.js';
 import { scheduleWithVolumes } from '../scheduler/volume-pins.js';
 import { bindPodVolumes, volumeBindings } from './volume-records.js';
-import { buildSchedNodes, podToSchedPod, type SnapshotOptions } from '../scheduler/snapshot.js';
+import { LiveSnapshot } from '../scheduler/live-snapshot.js';
+import { podToSchedPod, type SnapshotOptions } from '../scheduler/snapshot.js';
 import type { ImagePlatforms, SchedPod } from '../scheduler/types.js';
 import type { Store, WatchEvent } from '../store/store.js';
 import { isTerminal } from './deployment-controller.js';
@@ -14,9 +15,10 @@ import { WorkQueue } from './workqueue.js';
 const KEY = 'pending';
 
 /**
- * Binds pending pods to nodes. Keeps the set of unbound pods from watch events (no full scan
- * per pass), schedules them in one batch against a fresh snapshot, and writes every binding
- * in one transaction, so the node sync publishes each node's set once per batch.
+ * Binds pending pods to nodes. Keeps the set of unbound pods and the scheduler's node view
+ * (LiveSnapshot: per-node totals of bound pods) from watch events, so a pass costs
+ * O(pending × sampled nodes), not O(all pods); schedules the pending pods in one batch and
+ * writes every binding in one transaction, so the node sync publishes each node's set once.
  * Unschedulable pods keep their per-node reasons in status and get a FailedScheduling event
  * whenever the explanation changes.
  *
@@ -29,18 +31,22 @@ const KEY = 'pending';
 export class SchedulingController {
   readonly queue: WorkQueue;
   private readonly pending = new Set<string>();
+  private readonly live: LiveSnapshot;
   private unwatch: (() => void) | undefined;
   /** Duration and end (performance clock, ms) of the last pass, to space expensive passes. */
   private lastPass = { ms: 0, end: 0 };
 
   constructor(private readonly deps: { store: Store; log: Logger; now: () => Date; retryMs?: number; platforms?: ImagePlatformSource; snapshot?: SnapshotOptions }) {
     this.queue = new WorkQueue('scheduler', () => this.reconcile(), deps.log);
+    this.live = new LiveSnapshot(deps.snapshot);
   }
 
   start(): void {
     const { store } = this.deps;
     this.unwatch = store.watch((ev: WatchEvent) => this.onEvent(ev), ['Pod', 'Node']);
-    for (const p of store.list('Pod')) if (!p.spec.nodeName && !isTerminal(p)) this.pending.add(p.metadata.name);
+    const pods = store.list('Pod');
+    this.live.reset(store.list('Node'), pods);
+    for (const p of pods) if (!p.spec.nodeName && !isTerminal(p)) this.pending.add(p.metadata.name);
     this.queue.add(KEY);
   }
 
@@ -50,6 +56,12 @@ export class SchedulingController {
   }
 
   private onEvent(ev: WatchEvent): void {
+    try {
+      this.live.apply(ev);
+    } catch (err) {
+      // The live view marked itself stale and is rebuilt from full lists before the next pass.
+      this.deps.log.warn('scheduler snapshot: event not applied, rebuilding', { err });
+    }
     const o = ev.object;
     if (o.kind === 'Pod') {
       if (ev.type === 'DELETED' || o.spec.nodeName || isTerminal(o)) {
@@ -66,10 +78,10 @@ export class SchedulingController {
   }
 
   /**
-   * Asks for a pass. A pass snapshots every node and bound pod, so at fleet scale (a pass of
-   * ≥ 50 ms) the next one waits as long as the last took: pods created meanwhile join one
-   * bigger batch (a 100,000-pod deploy otherwise ran hundreds of full snapshots), and node
-   * heartbeats cannot keep the scheduler busy while unschedulable pods wait.
+   * Asks for a pass. After a slow pass (≥ 50 ms: a big batch, or explaining unschedulable pods
+   * across a large fleet) the next one waits as long as the last took: pods created meanwhile
+   * join one bigger batch, and node heartbeats cannot keep the scheduler busy while
+   * unschedulable pods wait.
    */
   private request(): void {
     const wait = this.lastPass.end + this.lastPass.ms - performance.now();
@@ -139,9 +151,17 @@ export class SchedulingController {
     if (pods.length === 0) return;
     const t0 = performance.now();
     pods.sort((a, b) => (a.metadata.creationTimestamp < b.metadata.creationTimestamp ? -1 : a.metadata.creationTimestamp > b.metadata.creationTimestamp ? 1 : a.metadata.name < b.metadata.name ? -1 : 1));
-    const nodes = buildSchedNodes(store.list('Node'), store.list('Pod').filter((p) => p.spec.nodeName), this.deps.snapshot);
+    if (this.live.stale) this.live.reset(store.list('Node'), store.list('Pod'));
     // scheduleBatch plus persistent-volume pins (volume-pins.ts): pods go where their data lives.
-    const decisions = scheduleWithVolumes(this.schedPods(pods), nodes, volumeBindings(store));
+    // It books the pods it binds onto the live nodes; release() takes them back out before the
+    // bindings are written, and their watch events book them for good.
+    const nodes = this.live.acquire();
+    let decisions: ReturnType<typeof scheduleWithVolumes>;
+    try {
+      decisions = scheduleWithVolumes(this.schedPods(pods), nodes, volumeBindings(store));
+    } finally {
+      this.live.release();
+    }
     let bound = 0;
     let waiting = 0;
     const ts = now();

@@ -21,44 +21,65 @@ const DEFAULT_RESERVED = { cpuMillis: 100, memoryBytes: 64 * 1024 * 1024 };
 const DEFAULT_MAX_PODS = 110;
 
 /** Pods in these phases hold no resources any more. */
-function holdsResources(pod: Pod): boolean {
+export function holdsResources(pod: Pod): boolean {
   return pod.status.phase !== 'Succeeded' && pod.status.phase !== 'Failed';
 }
 
+/** Options with defaults applied. */
+export function snapshotDefaults(opts: SnapshotOptions = {}): Required<SnapshotOptions> {
+  return { systemReserved: opts.systemReserved ?? DEFAULT_RESERVED, maxPodsPerNode: opts.maxPodsPerNode ?? DEFAULT_MAX_PODS };
+}
+
+/**
+ * A node as the scheduler sees it, with empty pod bookkeeping. Undefined for a node being
+ * deleted: it takes no new pods and its bound pods are ignored with it. Shared by the full
+ * rebuild below and the incrementally kept LiveSnapshot (live-snapshot.ts), so both give one view.
+ */
+export function nodeView(n: NodeObject, opts: Required<SnapshotOptions>, topology: TopologyCounts): SchedNode | undefined {
+  if (n.metadata.deletionTimestamp !== undefined) return undefined;
+  const reserved = opts.systemReserved;
+  const info = n.status.info;
+  const cap = n.status.capacity ?? {
+    cpuMillis: info === undefined ? 0 : info.cpu.cores * 1000,
+    memoryBytes: info?.memoryBytes ?? 0,
+    pods: opts.maxPodsPerNode,
+  };
+  const sn: SchedNode = {
+    name: n.metadata.name,
+    labels: { ...n.metadata.labels },
+    arch: info?.arch,
+    ready: n.status.conditions.some((c) => c.type === 'Ready' && c.status === 'True'),
+    unschedulable: n.spec.unschedulable,
+    taints: n.spec.taints.map((t) => ({ ...t })),
+    allocatable: {
+      cpuMillis: Math.max(0, cap.cpuMillis - reserved.cpuMillis),
+      memoryBytes: Math.max(0, cap.memoryBytes - reserved.memoryBytes),
+      pods: Math.max(0, cap.pods),
+    },
+    requested: { cpuMillis: 0, memoryBytes: 0, pods: 0 },
+    usedHostPorts: new Set(),
+    podsByOwner: new Map(),
+    topology,
+  };
+  if (info?.os !== undefined) sn.os = info.os;
+  sn.storage = schedStorage(n);
+  return sn;
+}
+
+/**
+ * The reference snapshot: every node and every bound pod, O(nodes + pods). The scheduling
+ * controller keeps a LiveSnapshot instead (same result, updated from watch events); this stays
+ * as its specification (live-snapshot.test.ts checks one against the other) and for callers
+ * that need a view of a few nodes (GlobalController).
+ */
 export function buildSchedNodes(nodes: readonly NodeObject[], pods: readonly Pod[], opts: SnapshotOptions = {}): SchedNode[] {
-  const reserved = opts.systemReserved ?? DEFAULT_RESERVED;
-  const maxPods = opts.maxPodsPerNode ?? DEFAULT_MAX_PODS;
+  const o = snapshotDefaults(opts);
   const out: SchedNode[] = [];
   const byName = new Map<string, SchedNode>();
   const topology = new TopologyCounts(out);
   for (const n of nodes) {
-    // A node being deleted takes no new pods; its bound pods are ignored with it.
-    if (n.metadata.deletionTimestamp !== undefined) continue;
-    const info = n.status.info;
-    const cap = n.status.capacity ?? {
-      cpuMillis: info === undefined ? 0 : info.cpu.cores * 1000,
-      memoryBytes: info?.memoryBytes ?? 0,
-      pods: maxPods,
-    };
-    const sn: SchedNode = {
-      name: n.metadata.name,
-      labels: { ...n.metadata.labels },
-      arch: info?.arch,
-      ready: n.status.conditions.some((c) => c.type === 'Ready' && c.status === 'True'),
-      unschedulable: n.spec.unschedulable,
-      taints: n.spec.taints.map((t) => ({ ...t })),
-      allocatable: {
-        cpuMillis: Math.max(0, cap.cpuMillis - reserved.cpuMillis),
-        memoryBytes: Math.max(0, cap.memoryBytes - reserved.memoryBytes),
-        pods: Math.max(0, cap.pods),
-      },
-      requested: { cpuMillis: 0, memoryBytes: 0, pods: 0 },
-      usedHostPorts: new Set(),
-      podsByOwner: new Map(),
-      topology,
-    };
-    if (info?.os !== undefined) sn.os = info.os;
-    sn.storage = schedStorage(n);
+    const sn = nodeView(n, o, topology);
+    if (sn === undefined) continue;
     out.push(sn);
     byName.set(sn.name, sn);
   }
