@@ -22,7 +22,7 @@ interface UndoEntry {
  * Invariant: outside a transaction the cache equals what the backend has committed.
  */
 export abstract class BaseStore implements Store {
-  protected readonly cache = new ObjectCache();
+  protected readonly cache: ObjectCache;
   private readonly now: () => Date;
   private readonly dispatcher: WatchDispatcher;
   private rev = 0;
@@ -34,6 +34,7 @@ export abstract class BaseStore implements Store {
 
   protected constructor(opts: StoreOptions = {}) {
     this.now = opts.now ?? (() => new Date());
+    this.cache = new ObjectCache(opts.structuralSharing ?? true);
     this.dispatcher = new WatchDispatcher(
       opts.onError ??
         ((err, ev) => console.error(`orchard store: watch listener failed on ${ev.type} ${ev.object.kind}/${ev.object.metadata.name}:`, err)),
@@ -226,8 +227,9 @@ export abstract class BaseStore implements Store {
     } catch (err) {
       throw new OrchardError('ERR_VALIDATION', `${draft.kind} "${draft.metadata.name}" is not JSON-serialisable: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
-    // Parse back: the stored copy shares nothing with the caller and is exactly what a reload gives.
-    const stored = deepFreeze(JSON.parse(json) as AnyObject);
+    // Parse back: the stored copy shares nothing with the caller and is exactly what a reload
+    // gives; admit() then swaps its unchanged/repeated subtrees for ones already cached.
+    const stored = this.cache.admit(JSON.parse(json) as AnyObject);
     const kind = stored.kind;
     const name = stored.metadata.name;
     this.guard(kind, name, () => this.persistPut(stored, json));

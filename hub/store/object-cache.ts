@@ -1,12 +1,17 @@
 import type { AnyObject } from '../../protocol/objects.js';
 import type { ListOptions } from './store.js';
-import { compareNames } from './json-value.js';
+import { compareNames, deepFreeze } from './json-value.js';
+import { shareWith } from './structural-share.js';
 
 /**
  * The in-memory copy of every stored object plus the secondary indexes that make the hot
  * queries O(result): pods by spec.nodeName and objects by metadata.ownerName (per kind).
  * It holds frozen objects and knows nothing about revisions, persistence or transactions;
  * `put`/`remove` are the only mutators so the indexes cannot drift from the data.
+ *
+ * `admit` freezes a freshly parsed object for `put`, sharing its unchanged and repeated
+ * subtrees with objects already cached (see structural-share.ts): replicas of a Deployment
+ * hold one copy of their template, and a status write keeps the old version's spec.
  */
 export class ObjectCache {
   private readonly byKind = new Map<string, Map<string, AnyObject>>();
@@ -14,6 +19,13 @@ export class ObjectCache {
   private readonly sortedNames = new Map<string, string[]>();
   private readonly podsByNode = new Map<string, Set<string>>();
   private readonly byOwner = new Map<string, Map<string, Set<string>>>();
+  /**
+   * The last object put per kind and per kind+owner: what a created object is shared against.
+   * Entries leave with their object (unindex), so this is bounded by the live kinds and owners.
+   */
+  private readonly lastPut = new Map<string, AnyObject>();
+
+  constructor(private readonly sharing = true) {}
 
   get(kind: string, name: string): AnyObject | undefined {
     return this.byKind.get(kind)?.get(name);
@@ -53,6 +65,23 @@ export class ObjectCache {
         (opts.nodeName === undefined || nodeNameOf(o) === opts.nodeName) &&
         (opts.ownerName === undefined || o.metadata.ownerName === opts.ownerName),
     );
+  }
+
+  /**
+   * Deep-freezes `fresh` (a private, unfrozen value, e.g. straight from JSON.parse) and returns
+   * the object to put: fresh itself, with every subtree equal to the one at the same path in
+   * the object it replaces (same kind/name) or, for a new name, in the last object of the same
+   * kind and owner replaced by that (already frozen) subtree. Equal to fresh in JSON terms.
+   */
+  admit(fresh: AnyObject): AnyObject {
+    if (!this.sharing) return deepFreeze(fresh);
+    const ref = this.get(fresh.kind, fresh.metadata.name) ?? this.lastPut.get(ownerKey(fresh)) ?? this.lastPut.get(fresh.kind);
+    return deepFreeze(ref === undefined ? fresh : (shareWith(fresh, ref) as AnyObject));
+  }
+
+  /** How many objects are kept as sharing references (for tests: bounded by live kinds + owners). */
+  sharingReferences(): number {
+    return this.lastPut.size;
   }
 
   /** Inserts or replaces; returns the object it replaced. */
@@ -95,6 +124,7 @@ export class ObjectCache {
     this.sortedNames.clear();
     this.podsByNode.clear();
     this.byOwner.clear();
+    this.lastPut.clear();
   }
 
   private sorted(kind: string): string[] {
@@ -119,6 +149,10 @@ export class ObjectCache {
       }
       addTo(owners, owner, name);
     }
+    if (this.sharing) {
+      this.lastPut.set(obj.kind, obj);
+      if (owner !== undefined) this.lastPut.set(ownerKey(obj), obj);
+    }
   }
 
   private unindex(obj: AnyObject): void {
@@ -128,10 +162,19 @@ export class ObjectCache {
     const owner = obj.metadata.ownerName;
     const owners = this.byOwner.get(obj.kind);
     if (owner !== undefined && owners !== undefined) removeFrom(owners, owner, name);
+    // Never keep a replaced or removed object alive just as a sharing reference.
+    if (this.lastPut.get(obj.kind) === obj) this.lastPut.delete(obj.kind);
+    if (owner !== undefined && this.lastPut.get(ownerKey(obj)) === obj) this.lastPut.delete(ownerKey(obj));
   }
 }
 
 const EMPTY: ReadonlySet<string> = new Set<string>();
+
+/** lastPut key of an object's kind and owner ("Pod" alone when it has no owner). */
+function ownerKey(obj: AnyObject): string {
+  const owner = obj.metadata.ownerName;
+  return owner === undefined ? obj.kind : `${obj.kind}\u0000${owner}`;
+}
 
 function nodeNameOf(obj: AnyObject): string | undefined {
   return obj.kind === 'Pod' ? obj.spec.nodeName : undefined;

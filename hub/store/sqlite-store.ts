@@ -5,7 +5,6 @@ import { OrchardError } from '../../protocol/errors.js';
 import type { AnyObject } from '../../protocol/objects.js';
 import type { StoreOptions } from './store.js';
 import { BaseStore } from './base-store.js';
-import { deepFreeze } from './json-value.js';
 
 export interface SqliteStoreOptions extends StoreOptions {
   /** How long a write waits for a lock held by another connection (e.g. a backup). Default 5000. */
@@ -114,7 +113,8 @@ export class SqliteStore extends BaseStore {
       if (obj?.kind !== row.kind || obj.metadata?.name !== row.name) {
         throw new OrchardError('ERR_STORE', `stored ${row.kind} "${row.name}" holds an object named ${String(obj?.kind)}/${String(obj?.metadata?.name)}`);
       }
-      this.cache.put(deepFreeze(obj));
+      // Rows come ordered by name, so a Deployment's replicas arrive together and share.
+      this.cache.put(this.cache.admit(obj));
       if (row.rv > maxRv) maxRv = row.rv;
     }
     const meta = this.db.prepare("SELECT value FROM meta WHERE key = 'revision'").get() as { value: number } | undefined;

@@ -49,6 +49,12 @@ export interface StoreOptions {
   now?: () => Date;
   /** Receives what a throwing watch listener threw; the write and other listeners carry on. */
   onError?: (err: unknown, ev: WatchEvent) => void;
+  /**
+   * Share equal subtrees between cached objects (a pod's unchanged spec with its previous
+   * version, a Deployment's replicas' template with each other). Default true; false only to
+   * measure what it saves (scripts/bench/store-memory.ts).
+   */
+  structuralSharing?: boolean;
 }
 
 export interface Store {
