@@ -138,7 +138,9 @@ export class Link {
       clean: true,
       keepalive: this.keepaliveMs / 1000,
       reconnectPeriod: 0, // reconnects are ours (jittered back-off)
-      connectTimeout: this.opts.connectTimeoutMs ?? 10_000,
+      // 30 s (mqtt.js' own default): after a hub restart thousands of devices queue for it, and a
+      // CONNECT given up at 10 s wasted the hub's TLS work and came back later (fleet bench).
+      connectTimeout: this.opts.connectTimeoutMs ?? 30_000,
       will: { topic: topics.nodePresence(this.node), payload: encodeMessage(will), qos: 1, retain: true },
     };
     if (this.opts.username !== undefined) options.username = this.opts.username;

@@ -1,3 +1,4 @@
+import type { ConnectGateStats } from '../../../hub/broker/connect-gate.js';
 import { createHash } from 'node:crypto';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import type { Hub } from '../../../hub/hub.js';
@@ -49,6 +50,8 @@ export interface HubSnapshot {
   /** Memory outside the JS heap that V8 knows of (Buffers); TLS state is in neither. */
   externalBytes: number;
   rssBytes: number;
+  /** The broker's connection admission (hub/broker/connect-gate.ts). */
+  admission: ConnectGateStats;
 }
 
 const MAX_LAG_SAMPLES = 20_000;
@@ -155,6 +158,7 @@ export class FleetTracker {
       heapTotalBytes: mem.heapTotal,
       externalBytes: mem.external,
       rssBytes: mem.rss,
+      admission: this.hub.broker.admission(),
     };
   }
 

@@ -1,0 +1,67 @@
+import net from 'node:net';
+import type { Readable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { HubBroker } from '../../hub/broker/broker.js';
+import { silentLogger } from '../../hub/log.js';
+
+/** MQTT 3.1.1 remaining-length varint. */
+function varint(n: number): Buffer {
+  const out: number[] = [];
+  do {
+    let b = n % 128;
+    n = Math.floor(n / 128);
+    if (n > 0) b |= 0x80;
+    out.push(b);
+  } while (n > 0);
+  return Buffer.from(out);
+}
+
+function str(s: string): Buffer {
+  const b = Buffer.from(s, 'utf8');
+  return Buffer.concat([Buffer.from([b.length >> 8, b.length & 0xff]), b]);
+}
+
+function connectPacket(clientId: string): Buffer {
+  const body = Buffer.concat([str('MQTT'), Buffer.from([4, 0x02, 0, 60]), str(clientId)]);
+  return Buffer.concat([Buffer.from([0x10]), varint(body.length), body]);
+}
+
+function publishPacket(topic: string, payload: Buffer, retain: boolean): Buffer {
+  const body = Buffer.concat([str(topic), payload]);
+  return Buffer.concat([Buffer.from([0x30 | (retain ? 1 : 0)]), varint(body.length), body]);
+}
+
+/**
+ * A retained message is kept until it is replaced — for an agent's status, for the life of the
+ * fleet. Parsed off the socket it is a slice of the chunk it arrived in, and an agent sends
+ * its retained status in the same burst as its (larger) observed set, so keeping the slice
+ * kept the whole chunk alive (≈ 8 KiB per node measured). The broker stores a right-sized copy.
+ */
+describe('retained messages own their memory (real aedes)', () => {
+  it('stores a retained payload that arrived in one chunk with a bigger message as its own buffer', async () => {
+    const broker = await HubBroker.start({ host: '127.0.0.1', port: 0, log: silentLogger });
+    const sock = net.connect(broker.port, '127.0.0.1');
+    try {
+      await new Promise<void>((r) => sock.once('connect', () => r()));
+      sock.write(connectPacket('node-a'));
+      await new Promise<void>((r) => sock.once('data', () => r())); // CONNACK
+      const topic = 'orchard/v1/node/node-a/status';
+      const retained = Buffer.alloc(6000, 'a');
+      // One write → one chunk on the broker's side: the retained status, then a 20 kB message.
+      sock.write(Buffer.concat([publishPacket(topic, retained, true), publishPacket('orchard/v1/node/node-a/observed', Buffer.alloc(20_000, 'b'), false)]));
+
+      const persistence = (broker.aedes as unknown as { persistence: { createRetainedStreamCombi(p: string[]): Readable } }).persistence;
+      let stored: Buffer | undefined;
+      for (let i = 0; i < 100 && stored === undefined; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        for await (const p of persistence.createRetainedStreamCombi([topic])) stored = (p as { payload: Buffer }).payload;
+      }
+      expect(stored?.equals(retained)).toBe(true);
+      // Its own allocation (6000 bytes is above node's pool size), not a window on a 26 kB chunk.
+      expect(stored?.buffer.byteLength).toBe(6000);
+    } finally {
+      sock.destroy();
+      await broker.close();
+    }
+  });
+});
