@@ -102,3 +102,31 @@ describe('NodeController batching (batchMs)', () => {
     expect(store.get('Node', 'b')).toBeDefined();
   });
 });
+
+describe('NodeController liveness under an ingest backlog', () => {
+  it('counts a node as heard when its message arrives, not when the batch gets to it', () => {
+    let t = Date.parse('2026-01-01T00:00:00Z');
+    const now = (): Date => new Date(t);
+    const store = new MemoryStore({ now });
+    const nodes = new NodeController({ store, log: silentLogger, now, batchMs: 50, heartbeatGraceMs: 40_000 });
+    nodes.handle(topics.nodeStatus('a'), msg(status('a')));
+    nodes.handle(topics.nodeStatus('b'), msg(status('b')));
+    nodes.flush();
+    nodes.sweep(); // first sweep after registration notes both
+    expect(store.list('Node').every(isReady)).toBe(true);
+
+    // 30 s later both report, but the hub is busy: the messages wait in the batch.
+    t += 30_000;
+    nodes.handle(topics.nodeUsage('a'), msg({ node: 'a', usage: { cpuPercent: 1, memoryUsedBytes: 1, at: now().toISOString() } }));
+    // An offline presence is the broker publishing b's last will: no proof of life.
+    nodes.handle(topics.nodePresence('b'), msg({ node: 'b', online: false }));
+    t += 20_000; // 50 s after the last ingest, 20 s after a's heartbeat arrived
+    nodes.sweep();
+    expect(isReady(store.get('Node', 'a') as never)).toBe(true);
+    expect(store.get('Node', 'b')?.status.conditions.find((c) => c.type === 'Ready')?.reason).toBe('NodeStatusUnknown');
+    expect(nodes.backlog()).toEqual({ queued: 2, maxLagMs: 0 });
+    nodes.flush();
+    expect(nodes.backlog()).toEqual({ queued: 0, maxLagMs: 20_000 }); // a's heartbeat waited 20 s
+    expect(nodes.backlog()).toEqual({ queued: 0, maxLagMs: 0 }); // read-and-reset
+  });
+});

@@ -52,6 +52,8 @@ export interface HubSnapshot {
   rssBytes: number;
   /** The broker's connection admission (hub/broker/connect-gate.ts). */
   admission: ConnectGateStats;
+  /** Agent messages waiting for the NodeController, and the longest wait since the last snapshot. */
+  ingest: { queued: number; maxLagMs: number };
 }
 
 const MAX_LAG_SAMPLES = 20_000;
@@ -159,6 +161,7 @@ export class FleetTracker {
       externalBytes: mem.external,
       rssBytes: mem.rss,
       admission: this.hub.broker.admission(),
+      ingest: c.nodes.backlog(),
     };
   }
 
