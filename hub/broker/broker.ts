@@ -28,7 +28,7 @@ export interface BrokerOptions {
   handshakeTimeoutMs?: number;
   connectTimeoutMs?: number;
   /** First-come-first-served connection admission (hub/broker/connect-gate.ts); defaults below. */
-  admission?: Partial<Pick<ConnectGateOptions, 'maxInFlight' | 'maxQueued' | 'maxWaitMs'>>;
+  admission?: Partial<Pick<ConnectGateOptions, 'maxInFlight' | 'maxQueued' | 'maxWaitMs' | 'handshakeSlotMs' | 'maxPerSource'>>;
 }
 
 /**
@@ -37,8 +37,10 @@ export interface BrokerOptions {
  * loopback with busy clients (fleet bench), far less over real links. 512 keeps a 0.5–2 s
  * round-trip fleet flowing while bounding how many handshakes share the CPU (≈ 512 × 1–4 ms,
  * well inside the agent's 30 s CONNACK timeout). A socket that waited 25 s is dropped unread.
+ * A setup whose TLS handshake is not done after 3 s gives up its slot (not its socket), so
+ * sockets that never speak cannot keep devices waiting (a handshake here takes milliseconds).
  */
-export const ADMISSION_DEFAULTS = { maxInFlight: 512, maxQueued: 20_000, maxWaitMs: 25_000 } as const;
+export const ADMISSION_DEFAULTS = { maxInFlight: 512, maxQueued: 20_000, maxWaitMs: 25_000, handshakeSlotMs: 3000 } as const;
 
 /** The embedded aedes broker plus its listener. The hub's own logic talks to it in-process. */
 export class HubBroker implements Publisher {
@@ -75,6 +77,8 @@ export class HubBroker implements Publisher {
     aedes.on('connectionError', (client, err) => log.debug('mqtt connection error', { client: client?.id, err }));
 
     const onSocket = (socket: net.Socket): void => {
+      // Handshake done (or plain TCP): the setup keeps its admission slot until CONNACK.
+      gate.progressed(socket.remoteAddress, socket.remotePort);
       // MQTT packets are small and each waits for an ack: without this, Nagle + delayed ACK add ≈ 40 ms per QoS 1 PUBACK.
       socket.setNoDelay(true);
       socket.on('error', () => socket.destroy());
@@ -156,9 +160,11 @@ export class HubBroker implements Publisher {
   }
 
   async close(): Promise<void> {
+    // Stop accepting first, so nothing new reaches the gate or a closing aedes.
+    const closed = new Promise<void>((r) => this.server.close(() => r()));
     this.gate.close();
     await new Promise<void>((r) => this.aedes.close(() => r()));
-    await new Promise<void>((r) => this.server.close(() => r()));
+    await closed;
   }
 }
 
@@ -191,7 +197,10 @@ function indexExactRetained(aedes: Aedes): void {
     // ≈ 8 KiB per node alive (bench: 7.7 KiB `external` per connection → 0.4 with the copy).
     // Retained messages live until replaced, so they get a right-sized copy.
     if (Buffer.isBuffer(packet.payload) && packet.payload.length > 0 && packet.payload.buffer.byteLength > packet.payload.length) {
-      packet.payload = Buffer.from(packet.payload);
+      // allocUnsafeSlow: its own memory even below 4 KiB (Buffer.from would slice node's shared pool).
+      const own = Buffer.allocUnsafeSlow(packet.payload.length);
+      packet.payload.copy(own);
+      packet.payload = own;
     }
     // Same rule as the memory store: an empty retained payload clears the topic.
     if (packet.payload.length === 0) byTopic.delete(packet.topic);

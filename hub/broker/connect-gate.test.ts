@@ -96,4 +96,39 @@ describe('ConnectGate', () => {
     await h.until(() => h.admitted.length === 2);
     expect(h.gate.snapshot().maxWaitedMs).toBeGreaterThanOrEqual(40);
   });
+
+  it('frees a slot whose handshake is not done after handshakeSlotMs, keeps it up to holdMs once it is', async () => {
+    const h = await harness({ maxInFlight: 1, handshakeSlotMs: 50, holdMs: 60_000 });
+    cleanup = h.close;
+    await h.connect(); // never "handshakes": loses its slot after 50 ms
+    await h.connect();
+    await h.until(() => h.admitted.length === 2);
+    // The second one progresses: it now holds its slot, so a third waits.
+    const second = h.admitted[1] as net.Socket;
+    h.gate.progressed(second.remoteAddress, second.remotePort);
+    await h.connect();
+    await new Promise((r) => setTimeout(r, 150));
+    expect(h.admitted).toHaveLength(2);
+    expect(h.gate.snapshot()).toMatchObject({ inFlightNow: 1, queuedNow: 1 });
+    h.gate.established(second.remoteAddress, second.remotePort);
+    expect(h.admitted).toHaveLength(3);
+  });
+
+  it('refuses a source that already has maxPerSource sockets in the gate, and counts only sockets still in it', async () => {
+    const h = await harness({ maxInFlight: 1, maxPerSource: 2 });
+    cleanup = h.close;
+    await h.connect();
+    await h.connect();
+    await h.until(() => h.gate.snapshot().queuedNow === 1);
+    const third = await h.connect();
+    await new Promise<void>((r) => third.once('close', () => r()));
+    expect(h.gate.snapshot().refused).toBe(1);
+    // The first one's setup completes: it leaves the gate (an established connection does not count).
+    const first = h.admitted[0] as net.Socket;
+    h.gate.established(first.remoteAddress, first.remotePort);
+    await h.connect();
+    await h.until(() => h.gate.snapshot().queuedNow === 1);
+    expect(h.gate.snapshot()).toMatchObject({ refused: 1, admitted: 2, inFlightNow: 1 });
+  });
 });
+

@@ -12,9 +12,13 @@ import type net from 'node:net';
  * The gate accepts every socket (the kernel backlog stays empty) but starts at most
  * `maxInFlight` connection setups (TLS handshake → CONNECT → CONNACK) at a time; the rest
  * wait paused, unread, in arrival order. A socket that waited longer than `maxWaitMs` is
- * closed without any TLS work — its device has given up on it already. A setup frees its
- * slot when the client is ready (`established`), when its socket closes, or after `holdMs`
- * at the latest, so a client that stalls mid-handshake cannot hold a slot for long.
+ * closed without any TLS work — its device has given up on it already.
+ *
+ * A slot is freed when the client is ready (`established`), when its socket closes, or when
+ * its time runs out: `handshakeSlotMs` until the handshake is done (`progressed`), then
+ * `holdMs`. The socket itself lives on (node's handshake and aedes' CONNECT timeouts close it);
+ * it just stops holding a slot, so a socket that never speaks holds one for `handshakeSlotMs`
+ * at most. `maxPerSource` optionally caps what one address may have in the gate.
  */
 export interface ConnectGateOptions {
   /** Connection setups in progress at once. */
@@ -25,6 +29,13 @@ export interface ConnectGateOptions {
   maxWaitMs: number;
   /** A slot is freed after this long even if the setup has not finished. */
   holdMs: number;
+  /** …and after this long if the TLS handshake has not finished (default holdMs). */
+  handshakeSlotMs?: number;
+  /**
+   * Sockets one remote address may have in the gate, waiting or holding a slot (default no
+   * limit: devices behind one NAT, and every test on loopback, share an address).
+   */
+  maxPerSource?: number;
   now?: () => number;
 }
 
@@ -32,7 +43,7 @@ export interface ConnectGateStats {
   admitted: number;
   queuedNow: number;
   inFlightNow: number;
-  /** Closed on arrival: the queue was full. */
+  /** Closed on arrival: the queue, or the source's share of it, was full. */
   refused: number;
   /** Closed unread: waited longer than maxWaitMs. */
   expired: number;
@@ -40,17 +51,25 @@ export interface ConnectGateStats {
   maxWaitedMs: number;
 }
 
-interface Waiting {
+interface Entry {
   raw: net.Socket;
+  /** remoteAddress:remotePort, read on arrival (a reset socket no longer knows its peer). */
+  key: string;
+  source: string;
   at: number;
 }
 
+let unknownPeers = 0;
+
 export class ConnectGate {
-  private readonly queue: Waiting[] = [];
-  /** Head of `queue` (a ring would be tidier; shifting 10,000 entries is the cost avoided). */
+  private readonly queue: Array<Entry | undefined> = [];
+  /** Head of `queue` (shifting 10,000 entries one by one is the cost avoided). */
   private head = 0;
-  /** In-flight setups by remote address:port, each with its hold timer. */
-  private readonly inFlight = new Map<string, NodeJS.Timeout>();
+  private queued = 0;
+  /** In-flight setups by key, each with the timer that frees its slot at the latest. */
+  private readonly inFlight = new Map<string, { entry: Entry; timer: NodeJS.Timeout }>();
+  /** Sockets in the gate (waiting or holding a slot) per source address; established ones do not count. */
+  private readonly perSource = new Map<string, number>();
   private readonly now: () => number;
   private readonly stats = { admitted: 0, refused: 0, expired: 0, maxWaitedMs: 0 };
 
@@ -63,24 +82,37 @@ export class ConnectGate {
 
   /** A freshly accepted socket (created paused). */
   offer(raw: net.Socket): void {
-    if (this.queue.length - this.head >= this.o.maxQueued) {
+    const source = raw.remoteAddress ?? '?';
+    const key = raw.remoteAddress === undefined || raw.remotePort === undefined ? `?:${++unknownPeers}` : keyOf(raw.remoteAddress, raw.remotePort);
+    const fromSource = this.perSource.get(source) ?? 0;
+    if (this.queued >= this.o.maxQueued || (this.o.maxPerSource !== undefined && fromSource >= this.o.maxPerSource)) {
       this.stats.refused++;
       raw.destroy();
       return;
     }
+    this.perSource.set(source, fromSource + 1);
     // Errors on a waiting socket (a reset) must not be unhandled; the socket is skipped later.
     raw.on('error', () => raw.destroy());
-    this.queue.push({ raw, at: this.now() });
+    this.queue.push({ raw, key, source, at: this.now() });
+    this.queued++;
     this.pump();
   }
 
-  /** The client behind this remote address finished its setup (CONNACK sent). */
+  /** The socket behind this peer finished its TLS handshake: it keeps its slot up to holdMs. */
+  progressed(remoteAddress: string | undefined, remotePort: number | undefined): void {
+    const slot = this.inFlight.get(keyOf(remoteAddress, remotePort));
+    if (slot === undefined || this.o.handshakeSlotMs === undefined) return;
+    clearTimeout(slot.timer);
+    slot.timer = this.timer(slot.entry.key, this.o.holdMs);
+  }
+
+  /** The client behind this peer finished its setup (CONNACK sent). */
   established(remoteAddress: string | undefined, remotePort: number | undefined): void {
     this.release(keyOf(remoteAddress, remotePort));
   }
 
   snapshot(): ConnectGateStats {
-    return { ...this.stats, queuedNow: this.queue.length - this.head, inFlightNow: this.inFlight.size };
+    return { ...this.stats, queuedNow: this.queued, inFlightNow: this.inFlight.size };
   }
 
   /** Closes every waiting socket and forgets the in-flight ones (broker shutdown). */
@@ -88,44 +120,58 @@ export class ConnectGate {
     for (let i = this.head; i < this.queue.length; i++) this.queue[i]?.raw.destroy();
     this.queue.length = 0;
     this.head = 0;
-    for (const t of this.inFlight.values()) clearTimeout(t);
+    this.queued = 0;
+    for (const { timer } of this.inFlight.values()) clearTimeout(timer);
     this.inFlight.clear();
+    this.perSource.clear();
+  }
+
+  private timer(key: string, ms: number): NodeJS.Timeout {
+    const t = setTimeout(() => this.release(key), ms);
+    t.unref();
+    return t;
   }
 
   private release(key: string): void {
-    const t = this.inFlight.get(key);
-    if (t === undefined) return;
-    clearTimeout(t);
+    const slot = this.inFlight.get(key);
+    if (slot === undefined) return;
+    clearTimeout(slot.timer);
     this.inFlight.delete(key);
+    this.leave(slot.entry);
     this.pump();
+  }
+
+  /** The socket left the gate (its slot freed, expired, or found closed while waiting). */
+  private leave(entry: Entry): void {
+    const n = (this.perSource.get(entry.source) ?? 1) - 1;
+    if (n <= 0) this.perSource.delete(entry.source);
+    else this.perSource.set(entry.source, n);
   }
 
   private pump(): void {
     while (this.inFlight.size < this.o.maxInFlight && this.head < this.queue.length) {
-      const w = this.queue[this.head] as Waiting;
-      this.queue[this.head] = undefined as unknown as Waiting; // let it be collected
+      const entry = this.queue[this.head] as Entry;
+      this.queue[this.head] = undefined; // let it be collected
       this.head++;
+      this.queued--;
       if (this.head > 1024 && this.head * 2 > this.queue.length) {
         this.queue.splice(0, this.head);
         this.head = 0;
       }
-      const { raw } = w;
-      if (raw.destroyed) continue;
-      const waited = this.now() - w.at;
+      const { raw } = entry;
+      if (raw.destroyed) {
+        this.leave(entry);
+        continue;
+      }
+      const waited = this.now() - entry.at;
       if (waited > this.o.maxWaitMs) {
         this.stats.expired++;
+        this.leave(entry);
         raw.destroy();
         continue;
       }
-      const key = keyOf(raw.remoteAddress, raw.remotePort);
-      if (this.inFlight.has(key)) {
-        // Cannot happen for two live sockets; a stale entry is replaced rather than leaked.
-        clearTimeout(this.inFlight.get(key));
-      }
-      const timer = setTimeout(() => this.release(key), this.o.holdMs);
-      timer.unref();
-      this.inFlight.set(key, timer);
-      raw.once('close', () => this.release(key));
+      this.inFlight.set(entry.key, { entry, timer: this.timer(entry.key, this.o.handshakeSlotMs ?? this.o.holdMs) });
+      raw.once('close', () => this.release(entry.key));
       this.stats.admitted++;
       if (waited > this.stats.maxWaitedMs) this.stats.maxWaitedMs = waited;
       this.admit(raw);

@@ -129,4 +129,25 @@ describe('NodeController liveness under an ingest backlog', () => {
     expect(nodes.backlog()).toEqual({ queued: 0, maxLagMs: 20_000 }); // a's heartbeat waited 20 s
     expect(nodes.backlog()).toEqual({ queued: 0, maxLagMs: 0 }); // read-and-reset
   });
+
+  it('stops counting a message as proof of life once it is ingested and found invalid', () => {
+    let t = Date.parse('2026-01-01T00:00:00Z');
+    const now = (): Date => new Date(t);
+    const store = new MemoryStore({ now });
+    const nodes = new NodeController({ store, log: silentLogger, now, batchMs: 50, heartbeatGraceMs: 40_000 });
+    nodes.handle(topics.nodeStatus('a'), msg(status('a')));
+    nodes.flush();
+    nodes.sweep();
+    t += 30_000;
+    // A report a can no longer get right (say, after an incompatible upgrade): heard while it waits…
+    nodes.handle(topics.nodeUsage('a'), msg({ node: 'a', usage: { cpuPercent: 'high' } }));
+    t += 20_000;
+    nodes.sweep();
+    expect(isReady(store.get('Node', 'a') as never)).toBe(true);
+    // …but once ingested and dropped, only the last valid report (50 s ago) counts.
+    nodes.flush();
+    expect(nodes.rejected).toBe(1);
+    nodes.sweep();
+    expect(store.get('Node', 'a')?.status.conditions.find((c) => c.type === 'Ready')?.reason).toBe('NodeStatusUnknown');
+  });
 });

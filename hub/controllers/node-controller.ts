@@ -50,7 +50,13 @@ export class NodeController {
   private readonly lastSeen = new Map<string, number>();
   private readonly lastPersisted = new Map<string, number>();
   private sweepTimer: NodeJS.Timeout | undefined;
-  private batch: Array<{ topic: string; payload: Buffer; at: number }> = [];
+  private batch: Array<{ topic: string; payload: Buffer; at: number; node: string | undefined }> = [];
+  /**
+   * Nodes with messages waiting in the batch: how many, and when the latest arrived. Until they
+   * are ingested the node counts as heard at that time; once ingested, only what was valid
+   * counts (lastSeen), so an agent whose every report is rejected is still declared lost.
+   */
+  private readonly waiting = new Map<string, { count: number; at: number }>();
   /** Longest wait of a message between arrival and ingest since the last read (bench, metrics). */
   private maxIngestLag = 0;
   private batchTimer: NodeJS.Timeout | undefined;
@@ -83,8 +89,16 @@ export class NodeController {
     // bench: 3,400 of 10,000 nodes went NotReady mid-deploy while they kept reporting). Not for
     // presence: an offline presence is the broker publishing the node's last will.
     const t = parseTopic(topic);
-    if (t?.type === 'node' && t.channel !== 'presence' && this.lastSeen.has(t.node)) this.lastSeen.set(t.node, at);
-    this.batch.push({ topic, payload, at });
+    const node = t?.type === 'node' && t.channel !== 'presence' ? t.node : undefined;
+    if (node !== undefined) {
+      const w = this.waiting.get(node);
+      if (w === undefined) this.waiting.set(node, { count: 1, at });
+      else {
+        w.count++;
+        w.at = at;
+      }
+    }
+    this.batch.push({ topic, payload, at, node });
     this.batchTimer ??= setTimeout(() => this.flush(false), batchMs);
   }
 
@@ -128,6 +142,10 @@ export class NodeController {
       // The commit itself failed (disk full, I/O): nothing of the batch was stored. Agents
       // report again (heartbeats, observed republish), so the next batch repairs it.
       this.o.log.error('failed to commit a batch of node messages', { messages: batch.length, err });
+    } finally {
+      // Processed (stored, dropped as invalid, or lost with a failed commit): from now on only
+      // what was valid counts as heard.
+      for (const m of batch) if (m.node !== undefined) this.ingested(m.node);
     }
   }
 
@@ -272,6 +290,12 @@ export class NodeController {
     });
   }
 
+  private ingested(node: string): void {
+    const w = this.waiting.get(node);
+    if (w === undefined) return;
+    if (--w.count <= 0) this.waiting.delete(node);
+  }
+
   /** Marks nodes NotReady whose heartbeats stopped. Also exported for tests with fake clocks. */
   sweep(): void {
     const { store, now } = this.o;
@@ -285,7 +309,8 @@ export class NodeController {
         this.lastSeen.set(n.metadata.name, t);
         continue;
       }
-      if (t - seen > grace) this.setReady(n.metadata.name, false, 'NodeStatusUnknown', `no heartbeat for ${Math.round((t - seen) / 1000)}s`);
+      const heard = Math.max(seen, this.waiting.get(n.metadata.name)?.at ?? seen);
+      if (t - heard > grace) this.setReady(n.metadata.name, false, 'NodeStatusUnknown', `no heartbeat for ${Math.round((t - heard) / 1000)}s`);
     }
   }
 

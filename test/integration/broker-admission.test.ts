@@ -66,4 +66,30 @@ describe('broker connection admission (real aedes over TLS)', () => {
       await broker.close();
     }
   });
+
+  it('does not let sockets that never speak keep a device out: an unfinished handshake loses its slot', async () => {
+    const broker = await HubBroker.start({ host: '127.0.0.1', port: 0, tls: { cert: pki.certPem, key: pki.keyPem }, log: silentLogger, handshakeTimeoutMs: 10_000, admission: { maxInFlight: 2, handshakeSlotMs: 300 } });
+    const net = await import('node:net');
+    const squatters = Array.from({ length: 4 }, () => {
+      const s = net.connect(broker.port, '127.0.0.1');
+      s.on('error', () => {});
+      return s;
+    });
+    try {
+      await Promise.all(squatters.map((s) => new Promise<void>((r) => s.once('connect', () => r()))));
+      await new Promise((r) => setTimeout(r, 50));
+      // Every slot is held by a silent socket (for 10 s, their handshake timeout, without the
+      // handshake slot limit): a device still gets in well before that.
+      const t0 = Date.now();
+      const device = await connectAsync(`mqtts://127.0.0.1:${broker.port}`, { clientId: 'device', protocolVersion: 4, ca: pki.caPem, reconnectPeriod: 0, connectTimeout: 5000 });
+      expect(device.connected).toBe(true);
+      expect(Date.now() - t0).toBeLessThan(3000);
+      expect(squatters.every((s) => !s.destroyed)).toBe(true); // still open: only their slots were taken back
+      await device.endAsync(true);
+    } finally {
+      for (const s of squatters) s.destroy();
+      await broker.close();
+    }
+  });
 });
+

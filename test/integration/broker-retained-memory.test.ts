@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { HubBroker } from '../../hub/broker/broker.js';
 import { silentLogger } from '../../hub/log.js';
+import { topics } from '../../protocol/topics.js';
 
 /** MQTT 3.1.1 remaining-length varint. */
 function varint(n: number): Buffer {
@@ -38,17 +39,20 @@ function publishPacket(topic: string, payload: Buffer, retain: boolean): Buffer 
  * kept the whole chunk alive (≈ 8 KiB per node measured). The broker stores a right-sized copy.
  */
 describe('retained messages own their memory (real aedes)', () => {
-  it('stores a retained payload that arrived in one chunk with a bigger message as its own buffer', async () => {
+  it.each([
+    ['6,000 bytes (above node’s pool size)', 6000],
+    ['500 bytes (would come from node’s shared 8 KiB pool)', 500],
+  ])('stores a retained payload of %s that arrived in one chunk with a bigger message as its own buffer', async (_what, size) => {
     const broker = await HubBroker.start({ host: '127.0.0.1', port: 0, log: silentLogger });
     const sock = net.connect(broker.port, '127.0.0.1');
     try {
       await new Promise<void>((r) => sock.once('connect', () => r()));
       sock.write(connectPacket('node-a'));
       await new Promise<void>((r) => sock.once('data', () => r())); // CONNACK
-      const topic = 'orchard/v1/node/node-a/status';
-      const retained = Buffer.alloc(6000, 'a');
-      // One write → one chunk on the broker's side: the retained status, then a 20 kB message.
-      sock.write(Buffer.concat([publishPacket(topic, retained, true), publishPacket('orchard/v1/node/node-a/observed', Buffer.alloc(20_000, 'b'), false)]));
+      const topic = topics.nodeStatus('node-a');
+      const retained = Buffer.alloc(size, 'a');
+      // One write → one chunk on the broker's side: the retained status, then a 20 kB observed set.
+      sock.write(Buffer.concat([publishPacket(topic, retained, true), publishPacket(topics.nodeObserved('node-a'), Buffer.alloc(20_000, 'b'), false)]));
 
       const persistence = (broker.aedes as unknown as { persistence: { createRetainedStreamCombi(p: string[]): Readable } }).persistence;
       let stored: Buffer | undefined;
@@ -57,8 +61,8 @@ describe('retained messages own their memory (real aedes)', () => {
         for await (const p of persistence.createRetainedStreamCombi([topic])) stored = (p as { payload: Buffer }).payload;
       }
       expect(stored?.equals(retained)).toBe(true);
-      // Its own allocation (6000 bytes is above node's pool size), not a window on a 26 kB chunk.
-      expect(stored?.buffer.byteLength).toBe(6000);
+      // Its own allocation of exactly its size, not a window on the 20 kB chunk or a pool slab.
+      expect(stored?.buffer.byteLength).toBe(size);
     } finally {
       sock.destroy();
       await broker.close();
