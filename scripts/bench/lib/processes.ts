@@ -38,7 +38,9 @@ export class HubProcess {
   private constructor(readonly child: ChildProcess, readonly rpc: RpcClient, readonly ready: HubReady) {}
 
   static async start(cfg: HubChildConfig, timeoutMs = 120_000, nodeArgs: string[] = []): Promise<HubProcess> {
-    const child = spawnTs('hub-child.ts', { FLEET_HUB_CONFIG: JSON.stringify(cfg) }, nodeArgs);
+    // FLEET_HUB_LD_PRELOAD: an allocator for the hub process alone (e.g. jemalloc), not the agents.
+    const preload = process.env['FLEET_HUB_LD_PRELOAD'];
+    const child = spawnTs('hub-child.ts', { FLEET_HUB_CONFIG: JSON.stringify(cfg), ...(preload ? { LD_PRELOAD: preload } : {}) }, nodeArgs);
     const rpc = new RpcClient(child, 'hub');
     const ready = await rpc.event<HubReady>('ready', timeoutMs);
     return new HubProcess(child, rpc, ready);
