@@ -17,7 +17,7 @@ export interface SchedulerRow {
 export function fleetTable(rows: readonly ScenarioResult[]): string {
   const head = [
     'nodes', 'pods', 'all nodes Ready', 'apply (HTTP)', 'all bound', 'all Running', 'pods/s (apply→Running)',
-    'hub peak RSS', 'hub CPU', 'heartbeat lag p50 / p99 (deploying)', 'heartbeat lag p50 / p99 (steady)', 'hub loop delay p99 (steady)',
+    'hub peak RSS', 'hub CPU', 'heartbeat lag p50 / p99 (deploying)', 'heartbeat lag p50 / p99 (steady)', 'agent message → ingested, max (deploying / recovering)', 'hub loop delay p99 (steady)',
     'kill -9 → hub listening', '→ all nodes back', '→ all pods reported Running', 'pods unchanged', 'restarted hub peak RSS', 'agent link builds', 'load avg start → end',
   ];
   const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
@@ -34,6 +34,7 @@ export function fleetTable(rows: readonly ScenarioResult[]): string {
       `${r.hub.cpuSeconds.toFixed(1)} s`,
       `${r.lagUnderLoad.p50Ms.toFixed(0)} / ${r.lagUnderLoad.p99Ms.toFixed(0)} ms (n=${r.lagUnderLoad.samples})`,
       `${r.lagSteady.p50Ms.toFixed(0)} / ${r.lagSteady.p99Ms.toFixed(0)} ms (n=${r.lagSteady.samples})`,
+      `${sec(r.ingestLagMaxMs.deploy)} / ${sec(r.ingestLagMaxMs.recover)}`,
       `${r.loopDelaySteady.p99Ms.toFixed(0)} ms`,
       sec(r.recover.hubUpMs),
       r.recover.ok ? sec(r.recover.nodesMs) : '—',

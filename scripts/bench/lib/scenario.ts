@@ -54,6 +54,8 @@ export interface ScenarioResult {
   deploy: PhaseResult & { applyMs: number; applyRetries: number; boundMs: number; podsPerSec: number };
   lagUnderLoad: LagStats;
   lagSteady: LagStats;
+  /** Longest wait of an agent message for the NodeController (arrival → ingest) while deploying / recovering. */
+  ingestLagMaxMs: { deploy: number; recover: number };
   loopDelaySteady: LagStats;
   hub: { peakRssBytes: number; cpuSeconds: number };
   recover: PhaseResult & { hubUpMs: number; nodesMs: number; podsUnchanged: boolean; hubPeakRssBytes: number; hubCpuSeconds: number };
@@ -123,6 +125,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     deploy: { ok: false, ms: 0, applyMs: 0, applyRetries: 0, boundMs: 0, podsPerSec: 0 },
     lagUnderLoad: { samples: 0, p50Ms: 0, p95Ms: 0, p99Ms: 0, maxMs: 0 },
     lagSteady: { samples: 0, p50Ms: 0, p95Ms: 0, p99Ms: 0, maxMs: 0 },
+    ingestLagMaxMs: { deploy: 0, recover: 0 },
     loopDelaySteady: { samples: 0, p50Ms: 0, p95Ms: 0, p99Ms: 0, maxMs: 0 },
     hub: { peakRssBytes: 0, cpuSeconds: 0 },
     recover: { ok: false, ms: 0, hubUpMs: 0, nodesMs: 0, podsUnchanged: false, hubPeakRssBytes: 0, hubCpuSeconds: 0 },
@@ -189,7 +192,11 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     const applyMs = Date.now() - t1;
     result.deploy.applyRetries = applyRetries;
     let boundMs = 0;
-    const dep = await pollUntil(t1, t1 + to.deployMs, every, () => h1.snapshot(), (s) => {
+    const dep = await pollUntil(t1, t1 + to.deployMs, every, async () => {
+      const snap = await h1.snapshot();
+      result.ingestLagMaxMs.deploy = Math.max(result.ingestLagMaxMs.deploy, snap.ingest.maxLagMs);
+      return snap;
+    }, (s) => {
       if (boundMs === 0 && s.pods >= M && s.podsBound >= M) boundMs = Date.now() - t1;
       return s.pods >= M && s.podsBound >= M && s.podsRunning >= M;
     }, progress('deploy'));
@@ -224,7 +231,11 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     log(`[${N}] recover: hub killed and back in ${result.recover.hubUpMs} ms (store load + listen ${h2.ready.startMs} ms)`);
     const f = fleet;
     let nodesMs = 0;
-    const rec = await pollUntil(tKill, tKill + to.recoverMs, every, async () => ({ s: await h2.snapshot(), a: await f.stats(tKill) }), ({ s, a }) => {
+    const rec = await pollUntil(tKill, tKill + to.recoverMs, every, async () => {
+      const snap = await h2.snapshot();
+      result.ingestLagMaxMs.recover = Math.max(result.ingestLagMaxMs.recover, snap.ingest.maxLagMs);
+      return { s: snap, a: await f.stats(tKill) };
+    }, ({ s, a }) => {
       const nodesOk = s.nodes >= N && s.nodesHeard >= N && s.nodesReady >= N && a.desiredSince >= N;
       if (nodesOk && nodesMs === 0) nodesMs = Date.now() - tKill;
       return nodesOk && s.pods >= M && s.podsReportedRunning >= M;
