@@ -3,7 +3,8 @@ import { OrchardError } from '../../protocol/errors.js';
 import { OBJECT_KINDS, type AnyObject, type ObjectKind, type ObjectOf } from '../../protocol/objects.js';
 import type { ListOptions, NewObject, Store, StoreOptions, WatchEvent, WatchListener } from './store.js';
 import { ObjectCache } from './object-cache.js';
-import { deepFreeze, jsonEqual } from './json-value.js';
+import { deepEqual } from '../hash.js';
+import { deepFreeze } from './json-value.js';
 import { WatchDispatcher } from './watch-dispatcher.js';
 
 /** One cache change made inside the open transaction, with what to put back on rollback. */
@@ -129,9 +130,9 @@ export abstract class BaseStore implements Store {
           generation: old.metadata.generation,
         },
       } as AnyObject;
-      if (jsonEqual(draft, old)) return old as ObjectOf<K>;
+      if (deepEqual(draft, old)) return old as ObjectOf<K>;
       // Events have no spec: undefined on both sides, so they never bump generation.
-      const specChanged = !jsonEqual((draft as { spec?: unknown }).spec, (old as { spec?: unknown }).spec);
+      const specChanged = !deepEqual((draft as { spec?: unknown }).spec, (old as { spec?: unknown }).spec);
       draft.metadata.resourceVersion = this.rev + 1;
       if (specChanged) draft.metadata.generation = old.metadata.generation + 1;
       return this.write('MODIFIED', draft) as ObjectOf<K>;

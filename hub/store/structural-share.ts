@@ -15,7 +15,7 @@
  * what the cache already holds needs no intern pool, so there is no key memory and nothing
  * to bound: a shared subtree lives exactly as long as some stored object uses it.
  *
- * Equality is jsonEqual's: key order is not compared (the store already treats a reordered
+ * Equality is deepEqual's (hub/hash.ts): key order is not compared (the store already treats a reordered
  * but equal object as unchanged), and JSON values have no undefined, Dates or cycles.
  */
 export function shareWith(fresh: unknown, ref: unknown): unknown {
