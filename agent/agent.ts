@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { parseOrThrow } from '../protocol/errors.js';
 import { LabelsSchema, NameSchema } from '../protocol/manifest.js';
-import type { DesiredSetMessage, NodeStatusMessage, ObservedPod } from '../protocol/messages.js';
+import { PAYLOAD_ENCODINGS, type DesiredSetMessage, type NodeStatusMessage, type ObservedPod } from '../protocol/messages.js';
 import type { NodeInfo } from '../protocol/objects.js';
 import { DesiredCache } from './cache.js';
 import type { Clock, Logger, TimerHandle } from './clock.js';
@@ -193,6 +193,8 @@ export class Agent {
   private async refreshInfo(): Promise<void> {
     try {
       this.info = await this.probe.staticInfo();
+      // What this agent reads besides JSON: the hub deflates its desired sets only when listed.
+      this.info.encodings = [...PAYLOAD_ENCODINGS];
       if (this.volumes !== undefined) {
         this.info.storage = { hostPathAllow: [...this.volumes.hostPathAllow], secretsOnTmpfs: this.volumes.secretsOnTmpfs, devices: await probeStorage([this.dataDir]) };
       }

@@ -1,7 +1,7 @@
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { DesiredSetMessage, NodeStatusMessage } from '../protocol/messages.js';
+import { COMPRESS_MIN_BYTES, encodeMessage, isDeflated, type DesiredSetMessage, type NodeStatusMessage } from '../protocol/messages.js';
 import { topics } from '../protocol/topics.js';
 import { Link } from './link.js';
 import type { TestBroker } from './test-broker.js';
@@ -72,6 +72,39 @@ describe('Link (real aedes broker)', () => {
     l.start();
     await waitUntil(() => got.length === 1);
     expect(got[0]?.generation).toBe(3);
+  });
+
+  it('deflates large reports only after the hub sent a deflated set, and stops when it sends a large one plain', async () => {
+    const got: DesiredSetMessage[] = [];
+    const l = make({ onDesired: (m) => got.push(m) });
+    const pods = Array.from({ length: 10 }, (_, i) => ({ name: `web-${i}`, uid: `uid-${i}`, phase: 'Running' as const, ready: true, conditions: [], containers: [] }));
+    const observed = (generation: number) => ({ node: NODE, generation, pods, at: 'now' });
+    const lastObserved = () => b.seen.filter((s) => s.topic === topics.nodeObserved(NODE)).at(-1);
+    l.setObserved(observed(0));
+    l.start();
+    await waitUntil(() => lastObserved() !== undefined && b.subscribed.includes(topics.nodeDesired(NODE)));
+    // An older hub: plain JSON, even though the set is large.
+    expect(isDeflated(lastObserved()?.raw ?? Buffer.alloc(0))).toBe(false);
+    expect(lastObserved()?.raw.length).toBeGreaterThan(COMPRESS_MIN_BYTES);
+
+    const big: DesiredSetMessage = { ...desired(2), pods: Array.from({ length: 10 }, () => mockPod()) };
+    await b.publish(topics.nodeDesired(NODE), encodeMessage(big, 'deflate'));
+    await waitUntil(() => got.length === 1);
+    l.setObserved(observed(2));
+    await waitUntil(() => (lastObserved()?.payload as { generation: number }).generation === 2);
+    const sent = lastObserved();
+    expect(isDeflated(sent?.raw ?? Buffer.alloc(0))).toBe(true);
+    expect(sent?.raw.length).toBeLessThan(encodeMessage(observed(2)).length / 2);
+    expect(sent?.payload).toEqual(observed(2)); // decodes to the same report
+    // Presence stays plain JSON whatever the hub reads.
+    expect(isDeflated(b.seen.filter((s) => s.topic === topics.nodePresence(NODE)).at(-1)?.raw ?? Buffer.alloc(0))).toBe(false);
+
+    // A large set sent plain (a downgraded hub): back to JSON.
+    await b.publish(topics.nodeDesired(NODE), encodeMessage({ ...big, generation: 3 }));
+    await waitUntil(() => got.length === 2);
+    l.setObserved(observed(3));
+    await waitUntil(() => (lastObserved()?.payload as { generation: number }).generation === 3);
+    expect(isDeflated(lastObserved()?.raw ?? Buffer.alloc(0))).toBe(false);
   });
 
   it('publishes a clean offline presence on stop', async () => {

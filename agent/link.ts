@@ -1,7 +1,7 @@
 import { connect } from 'mqtt';
 import type { IClientOptions, MqttClient } from 'mqtt';
 import type { DesiredSetMessage, NodeStatusMessage, NodeUsageMessage, ObservedSetMessage, PresenceMessage } from '../protocol/messages.js';
-import { DesiredSetMessageSchema, decodeMessage, encodeMessage } from '../protocol/messages.js';
+import { COMPRESS_MIN_BYTES, DesiredSetMessageSchema, decodeMessage, encodeMessage, isDeflated } from '../protocol/messages.js';
 import { topics } from '../protocol/topics.js';
 import type { Clock, Logger, TimerHandle } from './clock.js';
 import { silentLogger, systemClock } from './clock.js';
@@ -53,6 +53,8 @@ export class Link {
   private lastActivity = 0;
   private status: NodeStatusMessage | undefined;
   private observed: ObservedSetMessage | undefined;
+  /** The hub sent a deflated desired set, so it reads deflated reports (kept across reconnects; see publish). */
+  private hubDeflates = false;
   /** Clients built so far (tests, metrics). */
   connects = 0;
 
@@ -122,7 +124,10 @@ export class Link {
   private publish(topic: string, msg: unknown, qos: 0 | 1, retain: boolean): void {
     const c = this.client;
     if (c === undefined || !c.connected) return;
-    c.publish(topic, encodeMessage(msg), { qos, retain }, (err) => {
+    // Large reports go deflated once this hub has shown it reads deflate (it sent a deflated set),
+    // so a new agent still talks JSON to an older hub. Presence stays plain: tiny, and the will.
+    const encoding = this.hubDeflates && topic !== topics.nodePresence(this.node) ? 'deflate' : undefined;
+    c.publish(topic, encodeMessage(msg, encoding), { qos, retain }, (err) => {
       if (err !== undefined && err !== null) this.log.warn('publish failed', { topic, error: err.message });
     });
   }
@@ -188,6 +193,9 @@ export class Link {
       this.log.warn('ignoring message on unexpected topic', { topic });
       return;
     }
+    // A hub that deflates large sets reads deflated reports too; one that sent a large set plain does not (an older hub).
+    if (isDeflated(payload)) this.hubDeflates = true;
+    else if (payload.length >= COMPRESS_MIN_BYTES) this.hubDeflates = false;
     const r = decodeMessage(DesiredSetMessageSchema, payload);
     if (!r.ok) {
       this.log.warn('ignoring invalid desired set', { error: r.error.slice(0, 500) });

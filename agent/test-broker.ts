@@ -2,14 +2,15 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Aedes } from 'aedes';
 import type { Client } from 'aedes';
+import { payloadText } from '../protocol/messages.js';
 
 /** An in-process aedes broker on a loopback port, for link and agent tests. */
 export interface TestBroker {
   broker: Aedes;
   url: string;
   clients: Map<string, Client>;
-  /** Every publish the broker saw: topic → payloads (parsed JSON when possible). */
-  seen: Array<{ topic: string; payload: unknown; retain: boolean }>;
+  /** Every publish the broker saw: topic → payloads (parsed JSON, inflated first, when possible; `raw` as sent). */
+  seen: Array<{ topic: string; payload: unknown; retain: boolean; raw: Buffer }>;
   /** Topic filters clients subscribed to. */
   subscribed: string[];
   publish(topic: string, payload: string | Buffer, opts?: { retain?: boolean }): Promise<void>;
@@ -31,13 +32,15 @@ export async function startBroker(): Promise<TestBroker> {
   broker.on('subscribe', (subs) => subscribed.push(...subs.map((x) => x.topic)));
   broker.on('publish', (packet) => {
     if (packet.topic.startsWith('$SYS')) return;
-    let payload: unknown = packet.payload.toString();
+    const raw = Buffer.from(packet.payload);
+    const text = payloadText(raw);
+    let payload: unknown = text.ok ? text.text : raw.toString();
     try {
       payload = JSON.parse(String(payload));
     } catch {
       // keep raw text
     }
-    seen.push({ topic: packet.topic, payload, retain: packet.retain });
+    seen.push({ topic: packet.topic, payload, retain: packet.retain, raw });
   });
   return {
     broker,

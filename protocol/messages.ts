@@ -1,14 +1,30 @@
+import { deflateSync, inflateSync } from 'node:zlib';
 import { z } from 'zod';
 import { LabelsSchema, NameSchema, PodSpecSchema } from './manifest.js';
 import { ContainerStatusSchema, ImagePullProgressSchema, NodeConditionSchema, NodeInfoSchema, NodeUsageSchema, PodConditionSchema, PodPhaseSchema } from './objects.js';
 
 /**
- * MQTT message payloads (JSON). Level-triggered: desired and observed are always *whole sets*,
- * never deltas, so a lost or duplicated message cannot leave a node wrong for long.
+ * MQTT message payloads (JSON, optionally deflated). Level-triggered: desired and observed are
+ * always *whole sets*, never deltas, so a lost or duplicated message cannot leave a node wrong for long.
  */
 
-/** Hard cap on any MQTT payload Orchard parses (the broker also limits packet size). */
+/** Hard cap on any MQTT payload Orchard parses (the broker also limits packet size), inflated or not. */
 export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Payload encodings besides plain JSON. `deflate` is a zlib stream (RFC 1950) of the JSON text.
+ * MQTT 3.1.1 has no content type, so the first two bytes tell them apart: a zlib header (method 8,
+ * header checksum a multiple of 31), which an Orchard JSON payload, starting with '{', never is. Whole sets of similar pods compress 6-9×
+ * (10 pods: 4.4 kB → 0.7 kB), which matters twice on a fleet: Pi links are slow and metered, and
+ * node's TLS keeps per-connection buffers sized by the largest record a connection ever carried
+ * (docs/benchmarks-fleet.md), so the hub's memory per node follows its largest message.
+ */
+export const PAYLOAD_ENCODINGS = ['deflate'] as const;
+export type PayloadEncoding = (typeof PAYLOAD_ENCODINGS)[number];
+/** Smaller JSON is sent as is: deflate gains little there and the text stays readable with mosquitto_sub. */
+export const COMPRESS_MIN_BYTES = 512;
+// An 8 KiB window holds a 10-pod set whole; zlib's default 32 KiB window + 256 KiB state per call bought 0.1 % here.
+const DEFLATE_OPTIONS = { windowBits: 13, memLevel: 6 } as const;
 
 export const NodeStatusMessageSchema = z.strictObject({
   node: NameSchema,
@@ -96,16 +112,38 @@ export const ObservedSetMessageSchema = z.strictObject({
 });
 export type ObservedSetMessage = z.infer<typeof ObservedSetMessageSchema>;
 
-/** Parses a raw MQTT payload as JSON then with the schema; returns a value, never throws. */
+/**
+ * The JSON text of a raw payload, inflating a deflated one (never beyond MAX_MESSAGE_BYTES, so a
+ * small compressed payload cannot make the reader allocate gigabytes). Never throws.
+ */
+export function payloadText(payload: Buffer | Uint8Array | string): { ok: true; text: string } | { ok: false; error: string } {
+  if (typeof payload === 'string') {
+    const size = Buffer.byteLength(payload);
+    return size > MAX_MESSAGE_BYTES ? { ok: false, error: `payload of ${size} bytes exceeds ${MAX_MESSAGE_BYTES}` } : { ok: true, text: payload };
+  }
+  const size = payload.byteLength;
+  if (size > MAX_MESSAGE_BYTES) return { ok: false, error: `payload of ${size} bytes exceeds ${MAX_MESSAGE_BYTES}` };
+  const buf = Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+  if (!isDeflated(buf)) return { ok: true, text: buf.toString('utf8') };
+  try {
+    return { ok: true, text: inflateSync(buf, { maxOutputLength: MAX_MESSAGE_BYTES }).toString('utf8') };
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'ERR_BUFFER_TOO_LARGE') return { ok: false, error: `deflated payload inflates beyond ${MAX_MESSAGE_BYTES} bytes` };
+    return { ok: false, error: `payload is not valid deflate data: ${err.message}` };
+  }
+}
+
+/** Parses a raw MQTT payload (JSON, or deflated JSON) then with the schema; returns a value, never throws. */
 export function decodeMessage<S extends z.ZodType>(
   schema: S,
   payload: Buffer | Uint8Array | string,
 ): { ok: true; value: z.infer<S> } | { ok: false; error: string } {
-  const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.byteLength;
-  if (size > MAX_MESSAGE_BYTES) return { ok: false, error: `payload of ${size} bytes exceeds ${MAX_MESSAGE_BYTES}` };
+  const text = payloadText(payload);
+  if (!text.ok) return text;
   let json: unknown;
   try {
-    json = JSON.parse(typeof payload === 'string' ? payload : Buffer.from(payload).toString('utf8'));
+    json = JSON.parse(text.text);
   } catch (e) {
     return { ok: false, error: `payload is not JSON: ${(e as Error).message}` };
   }
@@ -116,6 +154,20 @@ export function decodeMessage<S extends z.ZodType>(
   return { ok: true, value: r.data };
 }
 
-export function encodeMessage(value: unknown): Buffer {
-  return Buffer.from(JSON.stringify(value));
+/** Whether a raw payload is deflated: it starts with a zlib header (RFC 1950 §2.2; see PAYLOAD_ENCODINGS). */
+export function isDeflated(payload: Uint8Array): boolean {
+  const cmf = payload[0];
+  const flg = payload[1];
+  return cmf !== undefined && flg !== undefined && (cmf & 0x0f) === 8 && ((cmf << 8) | flg) % 31 === 0;
+}
+
+/**
+ * The payload for `value`: JSON, deflated when the receiver reads `encoding` and the text is at
+ * least COMPRESS_MIN_BYTES (and deflate made it smaller).
+ */
+export function encodeMessage(value: unknown, encoding?: PayloadEncoding): Buffer {
+  const json = Buffer.from(JSON.stringify(value));
+  if (encoding !== 'deflate' || json.length < COMPRESS_MIN_BYTES) return json;
+  const deflated = deflateSync(json, DEFLATE_OPTIONS);
+  return deflated.length < json.length ? deflated : json;
 }

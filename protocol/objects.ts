@@ -167,6 +167,12 @@ export const NodeInfoSchema = z.object({
     cpuLimit: z.boolean().default(true),
   }),
   agentVersion: z.string().max(64),
+  /**
+   * Payload encodings the agent reads besides JSON (protocol/messages.ts PAYLOAD_ENCODINGS): the
+   * hub deflates this node's desired sets only when it lists `deflate`, so an older agent keeps
+   * getting JSON. Unknown names are kept and ignored (a newer agent may list more).
+   */
+  encodings: z.array(z.string().max(32)).max(8).optional(),
   addresses: z.array(z.string().max(64)).max(64).default([]),
   /** Storage facts (issue 7): the agent's hostPath allow-list, whether secrets sit on tmpfs, and its disks. */
   storage: z

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { NodeStatusMessage } from '../../protocol/messages.js';
+import { decodeMessage, DesiredSetMessageSchema, isDeflated, type NodeStatusMessage } from '../../protocol/messages.js';
 import { topics } from '../../protocol/topics.js';
 import type { Publisher } from '../broker/broker.js';
 import { silentLogger } from '../log.js';
@@ -34,10 +34,10 @@ function world() {
   let clock = Date.parse('2026-01-01T00:00:00Z');
   const now = (): Date => new Date(clock);
   const store = new MemoryStore({ now });
-  const published: Array<{ topic: string; payload: string; retain: boolean | undefined }> = [];
+  const published: Array<{ topic: string; payload: string; retain: boolean | undefined; raw: Buffer }> = [];
   const publisher: Publisher = {
     publish: async (topic, payload, opts) => {
-      published.push({ topic, payload: payload.toString(), retain: opts?.retain });
+      published.push({ topic, payload: payload.toString(), retain: opts?.retain, raw: payload });
     },
   };
   const log = silentLogger;
@@ -98,6 +98,38 @@ describe('controllers (memory store, fake publisher)', () => {
     w.nodes.handle(topics.nodeObserved('n1'), Buffer.from(JSON.stringify({ node: 'n1', generation: 1, at: 'now', pods: [{ name: pod.metadata.name, uid: pod.metadata.uid, phase: 'Running', ready: true, containers: [{ name: 'c', image: 'img', state: 'running', restartCount: 0, ready: true }] }] })));
     await w.settle();
     expect(w.store.get('Pod', pod.metadata.name)?.status.phase).toBe('Running');
+    expect(w.published.length).toBe(count);
+    w.stop();
+  });
+
+  it('deflates a node desired set only when its agent reads deflate, and republishes when that changes', async () => {
+    const w = world();
+    const reads = (m: NodeStatusMessage, encodings?: string[]): NodeStatusMessage => ({ ...m, info: { ...m.info, ...(encodings ? { encodings } : {}) } });
+    w.report(reads(status('new'), ['deflate', 'zstd-someday']));
+    w.report(status('old'));
+    w.ops.apply(manifest(20));
+    await w.settle();
+    const last = (node: string) => [...w.published].reverse().find((p) => p.topic === topics.nodeDesired(node));
+    const newest = last('new');
+    const oldest = last('old');
+    expect(newest !== undefined && isDeflated(newest.raw)).toBe(true);
+    expect(oldest !== undefined && isDeflated(oldest.raw)).toBe(false);
+    const decoded = decodeMessage(DesiredSetMessageSchema, newest?.raw ?? Buffer.alloc(0));
+    expect(decoded.ok && decoded.value.pods.length).toBe(10);
+    expect(JSON.parse(oldest?.payload ?? '{}')).toMatchObject({ node: 'old' });
+
+    // The old agent is upgraded (it now lists deflate): same pods, republished deflated; and back.
+    w.report(reads(status('old'), ['deflate']));
+    await w.settle();
+    const upgraded = last('old');
+    expect(upgraded !== oldest && upgraded !== undefined && isDeflated(upgraded.raw)).toBe(true);
+    w.report(status('old'));
+    await w.settle();
+    const downgraded = last('old');
+    expect(downgraded !== upgraded && downgraded !== undefined && isDeflated(downgraded.raw)).toBe(false);
+    const count = w.published.length;
+    w.report(status('old')); // nothing changed: no republish
+    await w.settle();
     expect(w.published.length).toBe(count);
     w.stop();
   });

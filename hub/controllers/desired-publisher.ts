@@ -1,5 +1,5 @@
-import { encodeMessage, type DesiredPod, type DesiredSetMessage } from '../../protocol/messages.js';
-import type { Pod } from '../../protocol/objects.js';
+import { encodeMessage, type DesiredPod, type DesiredSetMessage, type PayloadEncoding } from '../../protocol/messages.js';
+import type { NodeObject, Pod } from '../../protocol/objects.js';
 import { topics } from '../../protocol/topics.js';
 import type { Publisher } from '../broker/broker.js';
 import { shortHash } from '../hash.js';
@@ -48,6 +48,8 @@ export class DesiredPublisher {
         this.queue.add(ev.object.spec.nodeName);
       }
       else if (ev.object.kind === 'Node' && ev.type === 'ADDED') this.queue.add(ev.object.metadata.name);
+      // An agent that starts or stops reading deflate (upgraded, downgraded) gets its set again in its encoding.
+      else if (ev.object.kind === 'Node' && ev.type === 'MODIFIED' && ev.old?.kind === 'Node' && encodingOf(ev.old) !== encodingOf(ev.object)) this.queue.add(ev.object.metadata.name);
       else if (ev.object.kind === 'ConfigMap' || ev.object.kind === 'Secret') {
         // Republish the sets of nodes running a pod that references the changed config (or names
         // the Secret in imagePullSecrets: a new registry login must reach the device too).
@@ -94,8 +96,10 @@ export class DesiredPublisher {
     const { store, publisher } = this.deps;
     const set = this.desiredSet(node);
     const version = this.configVersion.get(node) ?? {};
+    const encoding = encodingOf(store.get('Node', node));
     const base = Object.keys(version).length === 0 ? set.pods : { pods: set.pods, configs: version };
-    const hash = shortHash(set.keepImages === undefined ? base : { base, keep: set.keepImages }, 16);
+    const content = set.keepImages === undefined ? base : { base, keep: set.keepImages };
+    const hash = shortHash(encoding === undefined ? content : { content, encoding }, 16);
     if (this.lastHash.get(node) === hash) return;
     // A node that was deleted (revoked) gets its retained set cleared instead.
     if (!store.get('Node', node) && set.pods.length === 0) {
@@ -109,7 +113,7 @@ export class DesiredPublisher {
     // the last key of a burst waits for all of them, so queue.idle() still means "published".
     this.lastHash.set(node, hash);
     this.published++;
-    const sent = publisher.publish(topics.nodeDesired(node), encodeMessage(set), { retain: true, qos: 1 }).then(
+    const sent = publisher.publish(topics.nodeDesired(node), encodeMessage(set, encoding), { retain: true, qos: 1 }).then(
       () => undefined,
       (err: unknown) => {
         if (this.lastHash.get(node) === hash) this.lastHash.delete(node);
@@ -121,6 +125,11 @@ export class DesiredPublisher {
     void sent.finally(() => this.inFlight.delete(sent));
     if (this.inFlight.size >= MAX_IN_FLIGHT || this.queue.length === 0) await Promise.all([...this.inFlight]);
   }
+}
+
+/** The encoding this node's agent reads its desired set in: deflate when it says it reads it (NodeInfo.encodings). */
+function encodingOf(node: NodeObject | undefined): PayloadEncoding | undefined {
+  return node?.status.info?.encodings?.includes('deflate') === true ? 'deflate' : undefined;
 }
 
 /** Whether a pod write changes its node's desired set (see desiredSet: membership, uid, spec, owner). */

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DesiredSetMessage } from '../../protocol/messages.js';
+import { decodeMessage, DesiredSetMessageSchema, type DesiredSetMessage } from '../../protocol/messages.js';
 import { topics } from '../../protocol/topics.js';
 import { Cluster, TEST_IMAGE } from '../helpers/cluster.js';
 import { waitFor } from '../helpers/http.js';
@@ -182,7 +182,10 @@ describe('config, secrets and storage on the real engine', () => {
     const client = await mqtt.connectAsync(`mqtts://127.0.0.1:${c.mqttPort}`, { username: idB.node, password: idB.credential, ca: c.caPem(), clientId: idB.node, reconnectPeriod: 0, connectTimeout: 10_000 });
     try {
       const got = new Promise<DesiredSetMessage>((resolve) => client.on('message', (t, payload) => {
-        if (t === topics.nodeDesired(idB.node) && payload.length > 0) resolve(JSON.parse(payload.toString()) as DesiredSetMessage);
+        if (t !== topics.nodeDesired(idB.node) || payload.length === 0) return;
+        // Agent B's node lists deflate, so its set may arrive deflated: decode as an agent does.
+        const r = decodeMessage(DesiredSetMessageSchema, payload);
+        if (r.ok) resolve(r.value);
       }));
       await client.subscribeAsync(topics.nodeDesired(idB.node), { qos: 1 });
       const set = await Promise.race([got, new Promise<undefined>((r) => setTimeout(() => r(undefined), 10_000))]);

@@ -5,6 +5,7 @@ import type { Hub } from '../../../hub/hub.js';
 import type { WatchEvent } from '../../../hub/store/store.js';
 import { isReady } from '../../../hub/controllers/node-controller.js';
 import { topics, parseTopic } from '../../../protocol/topics.js';
+import { payloadText } from '../../../protocol/messages.js';
 
 /**
  * Hub-side instrumentation for the fleet bench, attached in-process to a running Hub.
@@ -180,11 +181,11 @@ export class FleetTracker {
       if (t.channel === 'status') {
         this.heard.add(t.node);
       } else if (t.channel === 'usage') {
-        const m = JSON.parse(payload.toString('utf8')) as { usage?: { at?: string } };
+        const m = JSON.parse(jsonText(payload)) as { usage?: { at?: string } };
         const at = Date.parse(m.usage?.at ?? '');
         if (Number.isFinite(at)) this.addLag(Date.now() - at);
       } else if (t.channel === 'observed') {
-        const m = JSON.parse(payload.toString('utf8')) as { pods?: Array<{ name?: string; uid?: string; phase?: string }> };
+        const m = JSON.parse(jsonText(payload)) as { pods?: Array<{ name?: string; uid?: string; phase?: string }> };
         let n = 0;
         for (const p of m.pods ?? []) {
           if (p.phase !== 'Running' || typeof p.name !== 'string') continue;
@@ -214,4 +215,11 @@ export function percentiles(xs: readonly number[]): LagStats {
   const s = [...xs].sort((a, b) => a - b);
   const at = (q: number): number => s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? 0;
   return { samples: s.length, p50Ms: at(0.5), p95Ms: at(0.95), p99Ms: at(0.99), maxMs: s[s.length - 1] ?? 0 };
+}
+
+/** A report's JSON text (agents deflate large ones); throws on a bad payload, which onMessage ignores. */
+function jsonText(payload: Buffer): string {
+  const t = payloadText(payload);
+  if (!t.ok) throw new Error(t.error);
+  return t.text;
 }
