@@ -1,5 +1,7 @@
+import { deflateSync } from 'node:zlib';
 import fc from 'fast-check';
 import { stringify } from 'yaml';
+import { MAX_MESSAGE_BYTES } from '../../protocol/messages.js';
 
 /**
  * Generators of hostile input for fuzz.test.ts. Every value they produce is INVALID by
@@ -243,8 +245,22 @@ export const invalidNodePayload: fc.Arbitrary<['status' | 'usage' | 'observed' |
     fc.jsonValue({ maxDepth: 4 }).map((v) => JSON.stringify(v)),
   );
   const raw = fc.oneof(fc.uint8Array({ minLength: 1, maxLength: 300 }).map((b) => Buffer.from(b)), fc.string({ minLength: 1, maxLength: 200, unit: 'binary' }).map((s) => Buffer.from(s, 'utf8')));
-  return fc.oneof({ weight: 4, arbitrary: mutated.map((s) => Buffer.from(s, 'utf8')) }, { weight: 1, arbitrary: raw }).map((p): ['status' | 'usage' | 'observed' | 'presence', Buffer] => [channel, p]);
+  // The same invalid messages deflated as agents send large reports; a zlib header over garbage; a deflate bomb.
+  const deflated = mutated.map((s) => deflateSync(Buffer.from(s, 'utf8'), { windowBits: 13 }));
+  const corruptDeflate = fc.uint8Array({ minLength: 1, maxLength: 200 }).map((b) => Buffer.concat([ZLIB_HEADER, Buffer.from(b)]));
+  return fc
+    .oneof({ weight: 4, arbitrary: mutated.map((s) => Buffer.from(s, 'utf8')) }, { weight: 2, arbitrary: deflated }, { weight: 1, arbitrary: raw }, { weight: 1, arbitrary: corruptDeflate }, { weight: 1, arbitrary: fc.constant(deflateBomb()) })
+    .map((p): ['status' | 'usage' | 'observed' | 'presence', Buffer] => [channel, p]);
 });
+
+/** A zlib header (8 KiB window) as agents' deflated reports start. */
+const ZLIB_HEADER = Buffer.from([0x58, 0x85]);
+let bomb: Buffer | undefined;
+/** 4 MiB + 1 of spaces deflated to ≈ 4 kB: inflating it whole would pass MAX_MESSAGE_BYTES. Made once. */
+function deflateBomb(): Buffer {
+  bomb ??= deflateSync(Buffer.alloc(MAX_MESSAGE_BYTES + 1, 0x20));
+  return bomb;
+}
 
 /** Command payloads that must each get an error reply (never ok:true, never a write). */
 export const invalidCommandPayload: fc.Arbitrary<Buffer> = fc
