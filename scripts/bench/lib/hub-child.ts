@@ -1,7 +1,7 @@
 /**
  * Entry of the bench's hub process: a real Hub (SQLite in `dataDir`, TLS broker and HTTPS API
- * on loopback) plus the FleetTracker, driven by the bench over IPC. Run as
- * `node --import tsx hub-child.ts` with FLEET_HUB_CONFIG set (see HubChildConfig); it emits
+ * on loopback) plus the FleetTracker, driven by the bench over IPC. Run compiled on plain node
+ * (processes.ts; FLEET_HUB_TSX=1: through tsx) with FLEET_HUB_CONFIG set (see HubChildConfig); it emits
  * "ready" once listening. Kept in its own process so its RSS and CPU are measured alone.
  */
 import { writeFileSync } from 'node:fs';

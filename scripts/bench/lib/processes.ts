@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RpcClient } from './ipc.js';
@@ -8,9 +8,13 @@ import type { HubSnapshot } from './fleet-tracker.js';
 import { readProcStats, type ProcStats } from './proc-stats.js';
 
 /**
- * Spawning and controlling the bench's child processes (TypeScript run through tsx's loader in
- * the same process, so a pid is the hub itself and `kill -9` kills exactly it). Every child
- * is tracked in `live` and killed by killAll() on any exit path.
+ * Spawning and controlling the bench's child processes. The workers are TypeScript run through
+ * tsx's loader in the same process; the hub child is compiled first (tsc, 1–4 s) and runs on
+ * plain node, as a user's hub does (`node dist/cli/main.js hub`): tsx's loader alone added
+ * ≈ 50 MiB to an idle hub's RSS (76 → 128 MiB measured), which is not the hub's memory.
+ * FLEET_HUB_TSX=1 runs the hub child through tsx as before. Either way a pid is the hub itself,
+ * so `kill -9` kills exactly it. Every child is tracked in `live` and killed by killAll() on any
+ * exit path.
  */
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -23,8 +27,23 @@ export function killAll(): void {
   live.clear();
 }
 
+let hubChildJs: string | undefined;
+
+/** Compiles the hub child (and what it imports) to dist-bench/ once per bench process; returns its entry. */
+function compiledHubChild(): string {
+  if (hubChildJs === undefined) {
+    execFileSync(process.execPath, [join(REPO, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(REPO, 'scripts', 'bench', 'tsconfig.hub-child.json')], { cwd: REPO, stdio: 'inherit' });
+    hubChildJs = join(REPO, 'dist-bench', 'scripts', 'bench', 'lib', 'hub-child.js');
+  }
+  return hubChildJs;
+}
+
 function spawnTs(file: string, env: Record<string, string>, nodeArgs: string[] = []): ChildProcess {
-  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', join(HERE, file)], {
+  return spawnNode([...nodeArgs, '--import', 'tsx', join(HERE, file)], env);
+}
+
+function spawnNode(args: string[], env: Record<string, string>): ChildProcess {
+  const child = spawn(process.execPath, args, {
     cwd: REPO,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -40,7 +59,8 @@ export class HubProcess {
   static async start(cfg: HubChildConfig, timeoutMs = 120_000, nodeArgs: string[] = []): Promise<HubProcess> {
     // FLEET_HUB_LD_PRELOAD: an allocator for the hub process alone (e.g. jemalloc), not the agents.
     const preload = process.env['FLEET_HUB_LD_PRELOAD'];
-    const child = spawnTs('hub-child.ts', { FLEET_HUB_CONFIG: JSON.stringify(cfg), ...(preload ? { LD_PRELOAD: preload } : {}) }, nodeArgs);
+    const env = { FLEET_HUB_CONFIG: JSON.stringify(cfg), ...(preload ? { LD_PRELOAD: preload } : {}) };
+    const child = process.env['FLEET_HUB_TSX'] === '1' ? spawnTs('hub-child.ts', env, nodeArgs) : spawnNode([...nodeArgs, compiledHubChild()], env);
     const rpc = new RpcClient(child, 'hub');
     const ready = await rpc.event<HubReady>('ready', timeoutMs);
     return new HubProcess(child, rpc, ready);
