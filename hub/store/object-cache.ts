@@ -71,16 +71,12 @@ export class ObjectCache {
    * Deep-freezes `fresh` (a private, unfrozen value, e.g. straight from JSON.parse) and returns
    * the object to put: fresh itself, with every subtree equal to the one at the same path in
    * the object it replaces (same kind/name) or, for a new name, in the last object of the same
-   * kind and owner replaced by that (already frozen) subtree; where the replaced object differs,
-   * that sibling is tried too. Equal to fresh in JSON terms.
+   * kind and owner replaced by that (already frozen) subtree. Equal to fresh in JSON terms.
    */
   admit(fresh: AnyObject): AnyObject {
     if (!this.sharing) return deepFreeze(fresh);
-    const prev = this.get(fresh.kind, fresh.metadata.name);
-    const sibling = this.lastPut.get(ownerKey(fresh)) ?? this.lastPut.get(fresh.kind);
-    const ref = prev ?? sibling;
-    if (ref === undefined) return deepFreeze(fresh);
-    return deepFreeze(shareWith(fresh, ref, prev !== undefined && sibling !== prev ? sibling : undefined) as AnyObject);
+    const ref = this.get(fresh.kind, fresh.metadata.name) ?? this.lastPut.get(ownerKey(fresh)) ?? this.lastPut.get(fresh.kind);
+    return deepFreeze(ref === undefined ? fresh : (shareWith(fresh, ref) as AnyObject));
   }
 
   /** How many objects are kept as sharing references (for tests: bounded by live kinds + owners). */
