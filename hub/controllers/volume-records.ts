@@ -1,5 +1,5 @@
 import { API_VERSION } from '../../protocol/manifest.js';
-import { decodeMessage, ObservedSetMessageSchema, type ObservedSetMessage } from '../../protocol/messages.js';
+import { decodeMessage, ObservedSetMessageSchema, payloadText, type ObservedSetMessage } from '../../protocol/messages.js';
 import { parseTopic } from '../../protocol/topics.js';
 import { persistentVolumeName, type PersistentVolumeObject, type Pod } from '../../protocol/objects.js';
 import { recordEvent } from '../events.js';
@@ -83,10 +83,12 @@ export function ingestObservedVolumes(store: Store, m: ObservedSetMessage, now: 
 export function handleObservedVolumes(store: Store, topic: string, payload: Buffer, now: Date, warn: (msg: string, fields: Record<string, unknown>) => void): void {
   const t = parseTopic(topic);
   if (!t || t.type !== 'node' || t.channel !== 'observed') return;
-  // Most nodes report no volumes: skip a second full decode of their set (the NodeController
-  // decodes and validates it too). A payload naming "volumes" anywhere is decoded as before.
-  if (!payload.includes('"volumes"')) return;
-  const r = decodeMessage(ObservedSetMessageSchema, payload);
+  // Most nodes report no volumes: skip a second parse and validation of their set (the
+  // NodeController does both too). The text is looked at, not the raw bytes: an agent deflates a
+  // large set, and a deflated payload never contains "volumes" literally.
+  const text = payloadText(payload);
+  if (!text.ok || !text.text.includes('"volumes"')) return;
+  const r = decodeMessage(ObservedSetMessageSchema, text.text);
   // The NodeController logs invalid messages; a mismatched node is dropped here too.
   if (!r.ok || r.value.node !== t.node || r.value.volumes === undefined) return;
   try {
