@@ -26,7 +26,7 @@ import { loadOrCreatePki, type Pki } from './security/pki.js';
 import { RateLimiter, sourceKey, type RateLimiterOptions } from './security/rate-limit.js';
 import { resolveTimeouts, type HubTimeouts } from './security/limits.js';
 import { SqliteStore } from './store/sqlite-store.js';
-import { handleObservedVolumes } from './controllers/volume-records.js';
+import { ingestObservedVolumes } from './controllers/volume-records.js';
 import { SecretKeyring } from './secrets/keyring.js';
 import { rotateSecretsKey } from './secrets/rotate-key.js';
 import { AesGcmSecretCodec } from './secrets/secret-codec.js';
@@ -140,7 +140,11 @@ export class Hub {
     const taintEviction = new TaintEvictionController({ store, log: log.child('taint-eviction'), now });
     const desired = new DesiredPublisher({ store, publisher: broker, log: log.child('desired'), now, secrets });
     // Agent messages arriving within 50 ms share one store transaction (one fsync).
-    const nodes = new NodeController({ store, log: log.child('nodes'), now, batchMs: 50, ...(opts.heartbeatGraceMs ? { heartbeatGraceMs: opts.heartbeatGraceMs } : {}) });
+    const nodes = new NodeController({
+      store, log: log.child('nodes'), now, batchMs: 50,
+      onObservedSet: (m) => ingestObservedVolumes(store, m, now()),
+      ...(opts.heartbeatGraceMs ? { heartbeatGraceMs: opts.heartbeatGraceMs } : {}),
+    });
     const nodeLost = new NodeLostController({ store, log: log.child('node-lost'), now, ...(opts.nodeStartupGraceMs !== undefined ? { startupGraceMs: opts.nodeStartupGraceMs } : {}) });
     const rollout = new RolloutOperations({ store, log: log.child('rollout'), now });
     const commands = new MqttCommands({ ops, rollout, publisher: broker, log: log.child('commands') });
@@ -149,8 +153,6 @@ export class Hub {
     for (const ch of ['status', 'usage', 'observed', 'presence'] as const) {
       unsubscribe.push(await broker.subscribe(topics.allNodes(ch), (topic, payload) => nodes.handle(topic, payload)));
     }
-    const volumeLog = log.child('volumes');
-    unsubscribe.push(await broker.subscribe(topics.allNodes('observed'), (topic, payload) => handleObservedVolumes(store, topic, payload, now(), (m, f) => volumeLog.warn(m, f))));
     // Commands need the publisher's identity, which an in-process subscription does not carry.
     broker.aedes.on('publish', (packet, client: Client | null) => {
       if (!client || !packet.topic.startsWith('orchard/v1/commands/')) return;

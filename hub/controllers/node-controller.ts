@@ -34,6 +34,12 @@ export interface NodeControllerOptions {
    * Unset or 0: every message is ingested at once, synchronously (tests assert right after).
    */
   batchMs?: number;
+  /**
+   * Also handed every valid observed set, after the controller's own ingest and in the same
+   * transaction (the hub records volume status with it). One decode serves both: a second
+   * broker subscriber had to parse, and inflate, every set again. An error it throws is logged.
+   */
+  onObservedSet?: (m: ObservedSetMessage) => void;
 }
 
 /**
@@ -174,7 +180,13 @@ export class NodeController {
           const r = decodeMessage(ObservedSetMessageSchema, payload);
           if (!r.ok) return drop(r.error);
           if (r.value.node !== t.node) return drop(`node "${r.value.node}" does not match topic`);
-          return this.onObserved(r.value);
+          this.onObserved(r.value);
+          try {
+            this.o.onObservedSet?.(r.value);
+          } catch (err) {
+            this.o.log.warn('observed-set hook failed', { node: t.node, err });
+          }
+          return;
         }
         case 'presence': {
           if (payload.length === 0) return; // a cleared retained message

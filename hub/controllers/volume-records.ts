@@ -1,6 +1,5 @@
 import { API_VERSION } from '../../protocol/manifest.js';
-import { decodeMessage, ObservedSetMessageSchema, payloadText, type ObservedSetMessage } from '../../protocol/messages.js';
-import { parseTopic } from '../../protocol/topics.js';
+import type { ObservedSetMessage } from '../../protocol/messages.js';
 import { persistentVolumeName, type PersistentVolumeObject, type Pod } from '../../protocol/objects.js';
 import { recordEvent } from '../events.js';
 import { deepEqual } from '../hash.js';
@@ -59,7 +58,7 @@ export function bindPodVolumes(store: Store, pod: Pod, node: string, now: Date):
   }
 }
 
-/** Updates Volume status from one node's observed set (usage, pods, presence). Writes only on change. */
+/** Updates Volume status from one node's observed set (usage, pods, presence). Writes only on change. The NodeController hands it every valid set (its onObservedSet). */
 export function ingestObservedVolumes(store: Store, m: ObservedSetMessage, now: Date): void {
   if (m.volumes === undefined) return;
   const reported = new Map(m.volumes.map((v) => [v.name, v]));
@@ -77,23 +76,4 @@ export function ingestObservedVolumes(store: Store, m: ObservedSetMessage, now: 
       store.update(next);
     }
   });
-}
-
-/** Broker entry point for `orchard/v1/nodes/+/observed` (a second subscriber beside the NodeController). Never throws. */
-export function handleObservedVolumes(store: Store, topic: string, payload: Buffer, now: Date, warn: (msg: string, fields: Record<string, unknown>) => void): void {
-  const t = parseTopic(topic);
-  if (!t || t.type !== 'node' || t.channel !== 'observed') return;
-  // Most nodes report no volumes: skip a second parse and validation of their set (the
-  // NodeController does both too). The text is looked at, not the raw bytes: an agent deflates a
-  // large set, and a deflated payload never contains "volumes" literally.
-  const text = payloadText(payload);
-  if (!text.ok || !text.text.includes('"volumes"')) return;
-  const r = decodeMessage(ObservedSetMessageSchema, text.text);
-  // The NodeController logs invalid messages; a mismatched node is dropped here too.
-  if (!r.ok || r.value.node !== t.node || r.value.volumes === undefined) return;
-  try {
-    ingestObservedVolumes(store, r.value, now);
-  } catch (err) {
-    warn('failed to ingest observed volumes', { node: t.node, err });
-  }
 }
