@@ -34,6 +34,13 @@ describe('parseHubArgs', () => {
     expect((err as Error).message).toMatch(/--node-startup-grace/);
   });
 
+  it('--heap-growth defaults to 40 (%), takes 0 (V8 decides) to 1000, and names itself when wrong', () => {
+    expect(parseHubArgs([])['heap-growth']).toBe(40);
+    expect(parseHubArgs(['--heap-growth', '0'])['heap-growth']).toBe(0);
+    expect(parseHubArgs(['--heap-growth=100'])['heap-growth']).toBe(100);
+    for (const bad of ['-1', '12.5', 'lots', '1001']) expect(() => parseHubArgs([`--heap-growth=${bad}`])).toThrow(/--heap-growth/);
+  });
+
   it('other bad values name their flag as typed too', () => {
     expect(() => parseHubArgs(['--http-port', 'abc'])).toThrow(/invalid flags: --http-port: /);
   });

@@ -4,12 +4,13 @@ import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { OrchardError } from '../protocol/errors.js';
+import { applyHeapGrowth, DEFAULT_HEAP_GROWING_PERCENT } from './heap-growth.js';
 import { Hub } from './hub.js';
 import { createLogger } from './log.js';
 import { writeFileAtomicSync } from './security/atomic-file.js';
 
 const USAGE = `usage: orchard hub [--data-dir D] [--host A] [--mqtt-port P] [--http-port H] [--san NAME]... [--insecure] [--no-cli-config]
-                   [--node-startup-grace DURATION]
+                   [--node-startup-grace DURATION] [--heap-growth PERCENT]
 
   --data-dir D     where the store, CA and credentials live (default /var/lib/orchard, or ~/.orchard/hub when not root)
   --host A         address to listen on (default 0.0.0.0)
@@ -22,7 +23,10 @@ const USAGE = `usage: orchard hub [--data-dir D] [--host A] [--mqtt-port P] [--h
                    a node that goes NotReady before start + DURATION (lost while the hub was down,
                    or during the agents' reconnect storm after a restart) has its onNodeLost
                    afterSeconds counted from start + DURATION, so a slow restart does not move
-                   pods of healthy devices (e.g. 90s, 2m, 0 = off; default 60s)`;
+                   pods of healthy devices (e.g. 90s, 2m, 0 = off; default 60s)
+  --heap-growth PERCENT
+                   how far V8 may grow the heap past what survived the last full GC (default
+                   ${DEFAULT_HEAP_GROWING_PERCENT}; 0 = V8's own heuristic, which grows up to 4× on a large machine)`;
 
 const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
@@ -54,6 +58,7 @@ const FlagsSchema = z.object({
   insecure: z.boolean().default(false),
   'no-cli-config': z.boolean().default(false),
   'node-startup-grace': DurationMsSchema.optional(),
+  'heap-growth': z.coerce.number().int().min(0).max(1000).default(DEFAULT_HEAP_GROWING_PERCENT),
   help: z.boolean().default(false),
 });
 
@@ -72,6 +77,7 @@ export function parseHubArgs(argv: string[]): HubFlags {
       insecure: { type: 'boolean' },
       'no-cli-config': { type: 'boolean' },
       'node-startup-grace': { type: 'string' },
+      'heap-growth': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -89,6 +95,7 @@ export async function runHub(argv: string[]): Promise<void> {
     process.stdout.write(USAGE + '\n');
     return;
   }
+  applyHeapGrowth(flags['heap-growth']);
   const isRoot = process.getuid?.() === 0;
   const dataDir = flags['data-dir'] ?? (isRoot ? '/var/lib/orchard' : join(homedir(), '.orchard', 'hub'));
   const log = createLogger('hub');

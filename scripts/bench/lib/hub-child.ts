@@ -9,6 +9,7 @@ import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeHeapSnapshot } from 'node:v8';
+import { applyHeapGrowth, DEFAULT_HEAP_GROWING_PERCENT } from '../../../hub/heap-growth.js';
 import { Hub } from '../../../hub/hub.js';
 import { createLogger, type LogLevel } from '../../../hub/log.js';
 import { FleetTracker } from './fleet-tracker.js';
@@ -39,6 +40,8 @@ export interface HubReady {
 
 async function main(): Promise<void> {
   const cfg = JSON.parse(process.env['FLEET_HUB_CONFIG'] ?? '{}') as HubChildConfig;
+  // As `orchard hub` does (its --heap-growth default); FLEET_HUB_HEAP_GROWTH=0 leaves V8's heuristic.
+  applyHeapGrowth(Number(process.env['FLEET_HUB_HEAP_GROWTH'] ?? DEFAULT_HEAP_GROWING_PERCENT));
   const t0 = Date.now();
   const hub = await Hub.start({
     dataDir: cfg.dataDir,
