@@ -30,7 +30,18 @@ async function harness(o: Partial<ConnectGateOptions> & { now?: () => number }) 
     for (const c of clients) c.destroy();
     await new Promise<void>((r) => server.close(() => r()));
   };
-  return { gate, admitted, connect, until, close };
+  /** One socket admitted, one queued behind it (maxInFlight 1): the next offer meets a full gate. */
+  const fillOneSlotOneQueued = async (): Promise<void> => {
+    await connect();
+    await connect();
+    await until(() => gate.snapshot().queuedNow === 1);
+  };
+  /** Connects a socket the gate is expected to refuse; resolves once the gate has closed it. */
+  const refusedConnect = async (): Promise<void> => {
+    const c = await connect();
+    await new Promise<void>((r) => c.once('close', () => r()));
+  };
+  return { gate, admitted, connect, until, close, fillOneSlotOneQueued, refusedConnect };
 }
 
 let cleanup: (() => Promise<void>) | undefined;
@@ -79,11 +90,8 @@ describe('ConnectGate', () => {
   it('refuses at once when the queue is full', async () => {
     const h = await harness({ maxInFlight: 1, maxQueued: 1 });
     cleanup = h.close;
-    await h.connect();
-    await h.connect();
-    await h.until(() => h.gate.snapshot().queuedNow === 1);
-    const c = await h.connect();
-    await new Promise<void>((r) => c.once('close', () => r()));
+    await h.fillOneSlotOneQueued();
+    await h.refusedConnect();
     expect(h.gate.snapshot()).toMatchObject({ refused: 1, queuedNow: 1, inFlightNow: 1 });
   });
 
@@ -117,11 +125,8 @@ describe('ConnectGate', () => {
   it('refuses a source that already has maxPerSource sockets in the gate, and counts only sockets still in it', async () => {
     const h = await harness({ maxInFlight: 1, maxPerSource: 2 });
     cleanup = h.close;
-    await h.connect();
-    await h.connect();
-    await h.until(() => h.gate.snapshot().queuedNow === 1);
-    const third = await h.connect();
-    await new Promise<void>((r) => third.once('close', () => r()));
+    await h.fillOneSlotOneQueued();
+    await h.refusedConnect();
     expect(h.gate.snapshot().refused).toBe(1);
     // The first one's setup completes: it leaves the gate (an established connection does not count).
     const first = h.admitted[0] as net.Socket;

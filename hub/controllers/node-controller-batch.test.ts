@@ -104,11 +104,17 @@ describe('NodeController batching (batchMs)', () => {
 });
 
 describe('NodeController liveness under an ingest backlog', () => {
-  it('counts a node as heard when its message arrives, not when the batch gets to it', () => {
+  /** A batching controller (50 ms, 40 s grace) on a clock the test moves with advance(). */
+  function batched() {
     let t = Date.parse('2026-01-01T00:00:00Z');
     const now = (): Date => new Date(t);
     const store = new MemoryStore({ now });
     const nodes = new NodeController({ store, log: silentLogger, now, batchMs: 50, heartbeatGraceMs: 40_000 });
+    return { store, nodes, now, advance: (ms: number) => void (t += ms) };
+  }
+
+  it('counts a node as heard when its message arrives, not when the batch gets to it', () => {
+    const { store, nodes, now, advance } = batched();
     nodes.handle(topics.nodeStatus('a'), msg(status('a')));
     nodes.handle(topics.nodeStatus('b'), msg(status('b')));
     nodes.flush();
@@ -116,11 +122,11 @@ describe('NodeController liveness under an ingest backlog', () => {
     expect(store.list('Node').every(isReady)).toBe(true);
 
     // 30 s later both report, but the hub is busy: the messages wait in the batch.
-    t += 30_000;
+    advance(30_000);
     nodes.handle(topics.nodeUsage('a'), msg({ node: 'a', usage: { cpuPercent: 1, memoryUsedBytes: 1, at: now().toISOString() } }));
     // An offline presence is the broker publishing b's last will: no proof of life.
     nodes.handle(topics.nodePresence('b'), msg({ node: 'b', online: false }));
-    t += 20_000; // 50 s after the last ingest, 20 s after a's heartbeat arrived
+    advance(20_000); // 50 s after the last ingest, 20 s after a's heartbeat arrived
     nodes.sweep();
     expect(isReady(store.get('Node', 'a') as never)).toBe(true);
     expect(store.get('Node', 'b')?.status.conditions.find((c) => c.type === 'Ready')?.reason).toBe('NodeStatusUnknown');
@@ -131,17 +137,14 @@ describe('NodeController liveness under an ingest backlog', () => {
   });
 
   it('stops counting a message as proof of life once it is ingested and found invalid', () => {
-    let t = Date.parse('2026-01-01T00:00:00Z');
-    const now = (): Date => new Date(t);
-    const store = new MemoryStore({ now });
-    const nodes = new NodeController({ store, log: silentLogger, now, batchMs: 50, heartbeatGraceMs: 40_000 });
+    const { store, nodes, advance } = batched();
     nodes.handle(topics.nodeStatus('a'), msg(status('a')));
     nodes.flush();
     nodes.sweep();
-    t += 30_000;
+    advance(30_000);
     // A report a can no longer get right (say, after an incompatible upgrade): heard while it waits…
     nodes.handle(topics.nodeUsage('a'), msg({ node: 'a', usage: { cpuPercent: 'high' } }));
-    t += 20_000;
+    advance(20_000);
     nodes.sweep();
     expect(isReady(store.get('Node', 'a') as never)).toBe(true);
     // …but once ingested and dropped, only the last valid report (50 s ago) counts.

@@ -37,7 +37,8 @@ export interface NodeControllerOptions {
   /**
    * Also handed every valid observed set, after the controller's own ingest and in the same
    * transaction (the hub records volume status with it). One decode serves both: a second
-   * broker subscriber had to parse, and inflate, every set again. An error it throws is logged.
+   * broker subscriber had to parse, and inflate, every set again. An error it throws is logged
+   * (the controller's own writes for the set stay).
    */
   onObservedSet?: (m: ObservedSetMessage) => void;
 }
@@ -181,12 +182,8 @@ export class NodeController {
           if (!r.ok) return drop(r.error);
           if (r.value.node !== t.node) return drop(`node "${r.value.node}" does not match topic`);
           this.onObserved(r.value);
-          try {
-            this.o.onObservedSet?.(r.value);
-          } catch (err) {
-            this.o.log.warn('observed-set hook failed', { node: t.node, err });
-          }
-          return;
+          // What it throws is caught and logged below, like any failed ingest.
+          return this.o.onObservedSet?.(r.value);
         }
         case 'presence': {
           if (payload.length === 0) return; // a cleared retained message
