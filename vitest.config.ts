@@ -6,7 +6,7 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
-          include: ['protocol/**/*.test.ts', 'hub/**/*.test.ts', 'agent/**/*.test.ts', 'cli/**/*.test.ts'],
+          include: ['protocol/**/*.test.ts', 'hub/**/*.test.ts', 'agent/**/*.test.ts', 'cli/**/*.test.ts', 'scripts/**/*.test.ts'],
           testTimeout: 10_000,
         },
       },

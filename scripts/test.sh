@@ -94,8 +94,9 @@ run_tier() {
   [[ $rc -eq 0 ]] || die "$tier tests failed"
 }
 
-header "setup: node_modules, Docker Engine, test images"
+header "setup: node_modules, system packages, Docker Engine, test images"
 ensure_node_deps
+ensure_system_packages
 ensure_docker
 ensure_test_image
 log "test run id: $ORCHARD_TEST_RUN"

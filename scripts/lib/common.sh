@@ -65,6 +65,39 @@ ensure_apt_packages() {
   apt-get "${apt_opts[@]}" install -y -qq "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
 }
 
+# system_packages_missing [LIST] — print (space-separated) the Debian packages whose binaries on
+# LIST (default scripts/lib/system-packages.txt) are missing. A binary already on PATH from another
+# source counts as there unless its check column says `dpkg`.
+ORCHARD_SYSTEM_PACKAGES_LIST="$ORCHARD_ROOT/scripts/lib/system-packages.txt"
+system_packages_missing() {
+  local list="${1:-$ORCHARD_SYSTEM_PACKAGES_LIST}" want=() bin pkg check _rest
+  [[ -r "$list" ]] || die "cannot read $list"
+  while read -r bin pkg check _rest; do
+    [[ -z "$bin" || "$bin" == \#* ]] && continue
+    case "$check" in
+      dpkg) apt_installed "$pkg" && continue ;;
+      path)
+        if [[ "$bin" == /* ]]; then [[ -x "$bin" ]] && continue; else have "$bin" && continue; fi
+        ;;
+      *) die "$list: bad check '$check' for $bin (want path or dpkg)" ;;
+    esac
+    [[ " ${want[*]} " == *" $pkg "* ]] || want+=("$pkg")
+  done <"$list"
+  echo "${want[*]}"
+}
+
+# ensure_system_packages — install (one `apt-get install`) every package system_packages_missing
+# names. The test runner calls this before any tier, so no tier finds a binary missing on a fresh
+# machine (issue: a green CI once hid a missing docker-registry install).
+ensure_system_packages() {
+  local missing
+  missing="$(system_packages_missing)" || exit 1
+  [[ -z "$missing" ]] && return 0
+  log "system packages missing for the tests: $missing"
+  # shellcheck disable=SC2086 # one package per word
+  ensure_apt_packages $missing
+}
+
 # ---------------------------------------------------------------------------------------------
 # node
 
