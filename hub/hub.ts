@@ -61,6 +61,12 @@ export interface HubOptions {
   scheduling?: SnapshotOptions & {
     /** Registries (`host:port`) asked over plain HTTP for image platforms (loopback ones always are). */
     insecureRegistries?: string[];
+    /**
+     * Registries (`host[:port]` as images name them) the platform lookup may ask although they
+     * resolve to loopback/link-local/unspecified addresses or the hub's own ports
+     * (`orchard hub --registry-allow`; docs/security.md). Read at every lookup.
+     */
+    registryAllow?: readonly string[];
     /** Replaces the registry-backed resolver (tests). */
     imagePlatforms?: ImagePlatformSource;
   };
@@ -134,7 +140,14 @@ export class Hub {
     const deployments = new DeploymentController({ store, log: log.child('deployments'), now, statusMinIntervalMs: 1000, statusReconcileIntervalMs: 250 });
     const sched = opts.scheduling ?? {};
     const snapshot: SnapshotOptions = { ...(sched.systemReserved ? { systemReserved: sched.systemReserved } : {}), ...(sched.maxPodsPerNode ? { maxPodsPerNode: sched.maxPodsPerNode } : {}) };
-    const platforms = sched.imagePlatforms ?? new ImagePlatformResolver({ log: log.child('image-platforms'), ...(sched.insecureRegistries ? { insecureRegistries: sched.insecureRegistries } : {}) });
+    // The hub's own ports, once it listens: the platform lookup never asks them (SSRF guard).
+    const ownPorts: number[] = [];
+    const platforms = sched.imagePlatforms ?? new ImagePlatformResolver({
+      log: log.child('image-platforms'),
+      ownPorts: () => ownPorts,
+      ...(sched.insecureRegistries ? { insecureRegistries: sched.insecureRegistries } : {}),
+      ...(sched.registryAllow ? { allowRegistries: sched.registryAllow } : {}),
+    });
     const scheduling = new SchedulingController({ store, log: log.child('scheduler'), now, platforms, snapshot });
     const global = new GlobalController({ store, log: log.child('global'), now, platforms, snapshot });
     const taintEviction = new TaintEvictionController({ store, log: log.child('taint-eviction'), now });
@@ -200,6 +213,7 @@ export class Hub {
     await api.listen({ host: opts.host, port: opts.httpPort });
     const addr = api.server.address();
     const httpPort = typeof addr === 'object' && addr ? addr.port : opts.httpPort;
+    ownPorts.push(httpPort, broker.port);
 
     deployments.start();
     scheduling.start();

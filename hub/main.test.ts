@@ -41,6 +41,12 @@ describe('parseHubArgs', () => {
     for (const bad of ['-1', '12.5', 'lots', '1001']) expect(() => parseHubArgs([`--heap-growth=${bad}`])).toThrow(/--heap-growth/);
   });
 
+  it('--registry-allow takes HOST[:PORT] lists, repeatable, and refuses URLs', () => {
+    expect(parseHubArgs([])['registry-allow']).toEqual([]);
+    expect(parseHubArgs(['--registry-allow', '127.0.0.1:5000,reg.lan', '--registry-allow=[::1]:5000'])['registry-allow']).toEqual(['127.0.0.1:5000', 'reg.lan', '[::1]:5000']);
+    for (const bad of ['http://127.0.0.1:5000', '127.0.0.1:5000/v2', 'a b']) expect(() => parseHubArgs(['--registry-allow', bad])).toThrow(/--registry-allow/);
+  });
+
   it('other bad values name their flag as typed too', () => {
     expect(() => parseHubArgs(['--http-port', 'abc'])).toThrow(/invalid flags: --http-port: /);
   });
