@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Aedes, Client } from 'aedes';
 import type { Role } from '../protocol/api.js';
 import { topics } from '../protocol/topics.js';
-import { buildApi, type ApiAuth } from './api/server.js';
+import { buildApi, type ApiAuth, type ApiDeps } from './api/server.js';
 import { MqttCommands } from './api/mqtt-commands.js';
 import { HubBroker } from './broker/broker.js';
 import { DeploymentController } from './controllers/deployment-controller.js';
@@ -55,6 +55,8 @@ export interface HubOptions {
   store?: Store;
   /** Slow-client limits; defaults in hub/security/limits.ts (tests shrink them). */
   timeouts?: Partial<HubTimeouts>;
+  /** Watch stream limits (hub/api/watch-streams.ts: 8 per token, 1 MiB queued per stream, 1 s expiry sweep). */
+  watch?: ApiDeps['watch'];
   /** Failed-login limiter; default 10 failures/min per source, then a 60 s lock. */
   rateLimit?: Omit<RateLimiterOptions, 'now'>;
   /** Scheduling knobs (docs/scheduling.md): per-node system reserve, image platform lookups. */
@@ -178,6 +180,7 @@ export class Hub {
     let hub: Hub | undefined;
     const apiAuth: ApiAuth = {
       authenticate: (token) => auth.authenticateApiToken(token),
+      isTokenActive: (id) => auth.isApiTokenActive(id),
       limited: (source) => !limiter.check(sourceKey(source)).allowed,
       failed: (source) => void limiter.recordFailure(sourceKey(source)),
       caPem: () => pki?.caPem,
@@ -204,6 +207,7 @@ export class Hub {
       },
       ...(pki ? { tls: { cert: pki.certPem, key: pki.keyPem } } : {}),
       timeouts,
+      ...(opts.watch ? { watch: opts.watch } : {}),
       revokeToken: (id) => {
         if (auth.revokeApiToken(id)) return { revoked: true, kind: 'api', disconnected: disconnectApiToken(broker.aedes, id) };
         if (auth.revokeJoinToken(id)) return { revoked: true, kind: 'join', disconnected: 0 };
