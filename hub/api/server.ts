@@ -16,7 +16,8 @@ import type { Logger } from '../log.js';
 import type { Operations } from '../operations.js';
 import type { Store } from '../store/store.js';
 import { toOrchardError } from './errors.js';
-import { renderDashboard } from './dashboard.js';
+import { DASHBOARD_CSS, DASHBOARD_JS, renderDashboard } from './dashboard.js';
+import { SECURITY_HEADERS } from './security-headers.js';
 import { resolveTimeouts, type HubTimeouts } from '../security/limits.js';
 import { registerTokenRoutes, type TokenRevocation } from './routes-tokens.js';
 import { registerConfigRoutes } from './routes-config.js';
@@ -103,6 +104,10 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       ? { https: { cert: deps.tls.cert, key: deps.tls.key, minVersion: 'TLSv1.2' as const, handshakeTimeout: to.tlsHandshakeMs, ...serverOpts } }
       : { http: serverOpts }),
   });
+  // CSP, framing, sniffing and referrer headers on every answer, errors and 404s included.
+  app.addHook('onRequest', async (_req, reply) => {
+    void reply.headers(SECURITY_HEADERS);
+  });
   // Access log at debug level (never the Authorization header): shows who called what, and when.
   app.addHook('onResponse', async (req, reply) => {
     deps.log.debug('request', { method: req.method, url: req.url.split('?')[0], status: reply.statusCode, ip: req.ip });
@@ -160,6 +165,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   registerRolloutRoutes(app, { need, rollout: deps.rollout ?? new RolloutOperations({ store: deps.store, log: deps.log, now: () => new Date() }) });
   app.get('/healthz', async () => ({ ok: true }));
   app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').send(renderDashboard()));
+  app.get('/dashboard.js', async (_req, reply) => reply.type('text/javascript; charset=utf-8').send(DASHBOARD_JS));
+  app.get('/dashboard.css', async (_req, reply) => reply.type('text/css; charset=utf-8').send(DASHBOARD_CSS));
 
   // ---- join (no API token: the join token is the credential) ----
   app.get('/api/v1/ca', async (_req, reply) => {
@@ -234,7 +241,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       stop();
       clearInterval(ping);
     });
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+    res.writeHead(200, { ...SECURITY_HEADERS, 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
     stream.write(': watching\n\n');
     stop = deps.store.watch((ev) => stream.write(`event: ${ev.type}\ndata: ${JSON.stringify(ev.object.kind === 'Secret' ? redactSecret(ev.object) : ev.object)}\n\n`), kinds);
     ping = setInterval(() => stream.write(': ping\n\n'), 15_000);
