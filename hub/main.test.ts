@@ -1,6 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { OrchardError } from '../protocol/errors.js';
-import { parseDurationMs, parseHubArgs } from './main.js';
+import { adminTokenNotice, parseDurationMs, parseHubArgs } from './main.js';
+
+describe('adminTokenNotice', () => {
+  it('shows the admin token on a terminal only; otherwise names the 0600 file', () => {
+    expect(adminTokenNotice('orc_abc.secret', '/d/admin.token', true)).toContain('orc_abc.secret');
+    const piped = adminTokenNotice('orc_abc.secret', '/d/admin.token', false);
+    expect(piped).not.toContain('orc_abc.secret');
+    expect(piped).toContain('/d/admin.token (mode 0600)');
+  });
+});
 
 describe('parseHubArgs', () => {
   it('applies defaults; the node startup grace is left to the hub (60 s) unless given', () => {

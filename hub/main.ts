@@ -99,12 +99,26 @@ export function parseHubArgs(argv: string[]): HubFlags {
   throw new OrchardError('ERR_VALIDATION', `invalid flags: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`, { details: { issues } });
 }
 
+/**
+ * What `orchard hub` says about a newly created admin token. The token itself only goes to a
+ * terminal: stdout piped into a log (the quickstart, systemd, `nohup … >> hub.log`) would keep a
+ * copy of the admin credential in a file that is usually world-readable.
+ */
+export function adminTokenNotice(token: string, tokenFile: string, stdoutIsTty: boolean): string {
+  return stdoutIsTty
+    ? `\nAdmin token (shown once; also in ${tokenFile}, mode 0600):\n  ${token}\n\n`
+    : `\nAdmin token created in ${tokenFile} (mode 0600); not printed because stdout is not a terminal.\n\n`;
+}
+
 export async function runHub(argv: string[]): Promise<void> {
   const flags = parseHubArgs(argv);
   if (flags.help) {
     process.stdout.write(USAGE + '\n');
     return;
   }
+  // Everything the hub creates (SQLite files, keys, tokens, CLI config) is private to its user,
+  // whatever mode a library would pick: set before anything is written.
+  process.umask(0o077);
   applyHeapGrowth(flags['heap-growth']);
   const isRoot = process.getuid?.() === 0;
   const dataDir = flags['data-dir'] ?? (isRoot ? '/var/lib/orchard' : join(homedir(), '.orchard', 'hub'));
@@ -123,9 +137,7 @@ export async function runHub(argv: string[]): Promise<void> {
     ...(flags['registry-allow'].length > 0 ? { scheduling: { registryAllow: flags['registry-allow'] } } : {}),
   });
 
-  if (hub.newAdminToken) {
-    process.stdout.write(`\nAdmin token (shown once; also in ${join(dataDir, 'admin.token')}):\n  ${hub.newAdminToken}\n\n`);
-  }
+  if (hub.newAdminToken) process.stdout.write(adminTokenNotice(hub.newAdminToken, join(dataDir, 'admin.token'), process.stdout.isTTY === true));
   if (!flags['no-cli-config']) writeCliConfig(hub, dataDir, log);
 
   let stopping = false;
