@@ -33,6 +33,7 @@ const DNS: Record<string, string[]> = {
   'reg.lan': ['192.168.1.10'],
   'rebind.example': ['93.184.216.36', '127.0.0.1'],
   'meta.example': ['169.254.169.254'],
+  'empty.example': [],
   'mapped.example': ['::ffff:127.0.0.1'],
   '::1': ['::1'],
   '10.1.2.3': ['10.1.2.3'],
@@ -106,9 +107,10 @@ describe('fetchImagePlatforms address policy (SSRF guard)', () => {
     ['a name that resolves to the metadata service (link-local)', 'meta.example/app:1', /link-local address 169\.254\.169\.254/],
     ['an IPv4-mapped IPv6 loopback', 'mapped.example/app:1', /loopback address ::ffff:127\.0\.0\.1/],
     ['a name that does not resolve', 'nowhere.example/app:1', /cannot resolve nowhere\.example/],
+    ['a name that resolves to no address (even allow-listed)', 'empty.example/app:1', /resolved to no address/],
   ])('refuses %s without sending any request', async (_n, image, reason) => {
     const { transport, asked } = fakeTransport({});
-    const r = await fetchImagePlatforms(ref(image), { resolveHost, transport });
+    const r = await fetchImagePlatforms(ref(image), { resolveHost, transport, allowRegistries: ['empty.example'] });
     expect(asked).toEqual([]);
     expect(r).toMatchObject({ kind: 'unknown', refused: true });
     expect(r.kind === 'unknown' && r.reason).toMatch(reason);

@@ -82,8 +82,9 @@ export async function fetchImagePlatforms(ref: ImageReference, opts: RegistryCli
     } catch (err) {
       return { refused: `cannot resolve ${host}: ${err instanceof Error ? err.message : String(err)}` };
     }
-    const why = registryRefusal({ registry, port, addresses, allow: opts.allowRegistries ?? [], ownPorts: opts.ownPorts?.() ?? [] });
-    checked = why === undefined ? { address: addresses[0]! } : { refused: why };
+    const first = addresses[0];
+    const why = first === undefined ? `${host} resolved to no address` : registryRefusal({ registry, port, addresses, allow: opts.allowRegistries ?? [], ownPorts: opts.ownPorts?.() ?? [] });
+    checked = why === undefined && first !== undefined ? { address: first } : { refused: why ?? 'no address' };
     return checked;
   };
 
