@@ -1,11 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { OrchardError } from '../protocol/errors.js';
-import { defaultNodeName, parseAgentArgs } from './main.js';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { defaultNodeName, parseAgentArgs, readTokenFile } from './main.js';
 
 describe('parseAgentArgs', () => {
   it('parses every flag, both spellings', () => {
     const a = parseAgentArgs(['--hub', 'https://hub.lan:8443', '--name=pi-1', '--labels', 'zone=a,disk=ssd', '--data-dir', '/tmp/x', '--token', 'T', '--insecure', '--docker-socket', '/run/podman.sock'], {});
-    expect(a).toEqual({ hub: 'https://hub.lan:8443', name: 'pi-1', labels: { zone: 'a', disk: 'ssd' }, dataDir: '/tmp/x', token: 'T', insecure: true, verbose: false, dockerSocket: '/run/podman.sock' });
+    expect(a).toEqual({ hub: 'https://hub.lan:8443', name: 'pi-1', labels: { zone: 'a', disk: 'ssd' }, dataDir: '/tmp/x', token: 'T', tokenOnCommandLine: true, insecure: true, verbose: false, dockerSocket: '/run/podman.sock' });
   });
 
   it('applies defaults and reads the token from the environment', () => {
@@ -14,6 +17,32 @@ describe('parseAgentArgs', () => {
     expect(a.token).toBe('E');
     expect(a.labels).toEqual({});
     expect(a.name).toBe(defaultNodeName());
+  });
+
+  it('reads the join token from --token-file (ahead of the environment), flags --token as visible in ps', () => {
+    expect(parseAgentArgs(['--hub', 'h', '--token-file', '/etc/orchard/join.token'], { ORCHARD_TOKEN: 'E' })).toMatchObject({ tokenFile: '/etc/orchard/join.token' });
+    expect(parseAgentArgs(['--hub', 'h', '--token-file', '/x'], { ORCHARD_TOKEN: 'E' }).token).toBeUndefined();
+    expect(parseAgentArgs(['--hub', 'h'], { ORCHARD_TOKEN: 'E' }).tokenOnCommandLine).toBeUndefined();
+    expect(() => parseAgentArgs(['--hub', 'h', '--token-file', '/x', '--token', 'T'], {})).toThrow(/not both/);
+  });
+
+  it('readTokenFile trims, refuses an empty or missing file, and warns when others may read it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'orchard-tokfile-'));
+    try {
+      const f = join(dir, 'join.token');
+      writeFileSync(f, 'K10abc::id.secret\n', { mode: 0o600 });
+      const warnings: string[] = [];
+      expect(readTokenFile(f, (m) => warnings.push(m))).toBe('K10abc::id.secret');
+      expect(warnings).toEqual([]);
+      chmodSync(f, 0o644);
+      readTokenFile(f, (m) => warnings.push(m));
+      expect(warnings[0]).toMatch(/readable by other users; chmod 600/);
+      writeFileSync(f, '  \n');
+      expect(() => readTokenFile(f, () => undefined)).toThrow(/is empty/);
+      expect(() => readTokenFile(join(dir, 'nope'), () => undefined)).toThrow(/--token-file: cannot read/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it.each([

@@ -1,3 +1,4 @@
+import { readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import { OrchardError, parseOrThrow } from '../protocol/errors.js';
 import { LabelsSchema, NameSchema } from '../protocol/manifest.js';
@@ -18,6 +19,10 @@ export interface AgentArgs {
   labels: Record<string, string>;
   dataDir: string;
   token?: string;
+  /** `--token-file PATH`: the join token is read from this file (first start only). */
+  tokenFile?: string;
+  /** The token came from `--token`, where every local user can read it in `ps`. */
+  tokenOnCommandLine?: true;
   insecure: boolean;
   dockerSocket?: string;
   /** Overrides the MQTT endpoint the join response gave (relays, NAT, chaos tests); same CA pinning. */
@@ -35,7 +40,9 @@ export const AGENT_USAGE = `usage: orchard agent --hub HOST[:PORT]|https://HOST:
   --name NAME           node name (default: this host's name)
   --labels k=v,k=v      node labels for placement
   --data-dir DIR        state directory (default /var/lib/orchard-agent)
-  --token TOKEN         join token (first start only; or env ORCHARD_TOKEN)
+  --token-file PATH     file holding the join token (first start only; keep it 0600)
+  --token TOKEN         join token on the command line: visible to every local user in ps;
+                        prefer --token-file or env ORCHARD_TOKEN
   --insecure            allow a plain-HTTP hub / skip CA pinning (labs only)
   --docker-socket PATH  container engine socket (default: DOCKER_HOST or /var/run/docker.sock)
   --mqtt-url URL        mqtts://HOST:PORT (or mqtt://) to dial instead of the hub's join answer
@@ -47,7 +54,7 @@ export const AGENT_USAGE = `usage: orchard agent --hub HOST[:PORT]|https://HOST:
                         disk drops below P percent, and report DiskPressure (default 10%; 0 = off)
   --verbose             debug logging`;
 
-const VALUE_FLAGS = new Set(['--hub', '--name', '--node', '--labels', '--data-dir', '--token', '--docker-socket', '--mqtt-url', '--host-path-allow', '--secrets-dir', '--image-gc-threshold']);
+const VALUE_FLAGS = new Set(['--hub', '--name', '--node', '--labels', '--data-dir', '--token', '--token-file', '--docker-socket', '--mqtt-url', '--host-path-allow', '--secrets-dir', '--image-gc-threshold']);
 const BOOL_FLAGS = new Set(['--insecure', '--verbose']);
 
 /** A DNS-1123 label from the host name, so a bare `orchard agent --hub …` just works. */
@@ -97,9 +104,14 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     insecure: bools.has('--insecure'),
     verbose: bools.has('--verbose'),
   };
-  // A token in the environment keeps it out of `ps` output.
-  const token = values.get('--token') ?? env.ORCHARD_TOKEN;
-  if (token !== undefined && token !== '') args.token = token;
+  // A token in a file or the environment keeps it out of `ps` output.
+  const tokenFile = values.get('--token-file');
+  if (tokenFile !== undefined && values.has('--token')) throw new OrchardError('ERR_VALIDATION', 'give the join token once: --token-file or --token, not both');
+  if (tokenFile !== undefined) args.tokenFile = tokenFile;
+  else if (values.has('--token')) {
+    args.token = values.get('--token')!;
+    args.tokenOnCommandLine = true;
+  } else if (env.ORCHARD_TOKEN !== undefined && env.ORCHARD_TOKEN !== '') args.token = env.ORCHARD_TOKEN;
   const socket = values.get('--docker-socket');
   if (socket !== undefined) args.dockerSocket = socket;
   try {
@@ -129,6 +141,19 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
   return args;
 }
 
+/** The join token from `--token-file` (trimmed); warns when others may read the file. */
+export function readTokenFile(path: string, warn: (msg: string) => void): string {
+  let text: string;
+  try {
+    if ((statSync(path).mode & 0o077) !== 0) warn(`--token-file ${path} is readable by other users; chmod 600 it`);
+    text = readFileSync(path, 'utf8').trim();
+  } catch (err) {
+    throw new OrchardError('ERR_VALIDATION', `--token-file: cannot read ${path}: ${(err as Error).message}`);
+  }
+  if (text === '') throw new OrchardError('ERR_VALIDATION', `--token-file: ${path} is empty`);
+  return text;
+}
+
 export async function runAgent(argv: string[]): Promise<void> {
   const args = parseAgentArgs(argv);
   const logger = consoleLogger({ node: args.name }, args.verbose ? 'debug' : 'info');
@@ -140,7 +165,9 @@ export async function runAgent(argv: string[]): Promise<void> {
     insecure: args.insecure,
     log: (msg) => logger.info(msg),
   };
-  if (args.token !== undefined) joinOpts.token = args.token;
+  if (args.tokenOnCommandLine) logger.warn('--token is visible to every local user (ps, /proc); use --token-file PATH (mode 0600) or the ORCHARD_TOKEN environment variable');
+  const token = args.tokenFile !== undefined ? readTokenFile(args.tokenFile, (m) => logger.warn(m)) : args.token;
+  if (token !== undefined) joinOpts.token = token;
   const identity = await loadOrJoin(joinOpts);
   const runtime = new DockerRuntime({ ...(args.dockerSocket === undefined ? {} : { socketPath: args.dockerSocket }), log: (m) => logger.warn(m) });
   const link: ConstructorParameters<typeof Agent>[0]['link'] = { url: args.mqttUrl ?? identity.mqttUrl, username: identity.node, password: identity.credential };

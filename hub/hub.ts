@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Aedes, Client } from 'aedes';
 import type { Role } from '../protocol/api.js';
 import { topics } from '../protocol/topics.js';
-import { buildApi, type ApiAuth } from './api/server.js';
+import { buildApi, type ApiAuth, type ApiDeps } from './api/server.js';
 import { MqttCommands } from './api/mqtt-commands.js';
 import { HubBroker } from './broker/broker.js';
 import { DeploymentController } from './controllers/deployment-controller.js';
@@ -55,12 +55,20 @@ export interface HubOptions {
   store?: Store;
   /** Slow-client limits; defaults in hub/security/limits.ts (tests shrink them). */
   timeouts?: Partial<HubTimeouts>;
+  /** Watch stream limits (hub/api/watch-streams.ts: 8 per token, 1 MiB queued per stream, 1 s expiry sweep). */
+  watch?: ApiDeps['watch'];
   /** Failed-login limiter; default 10 failures/min per (source, identity) and 100/min per source, then a 60 s lock. */
   rateLimit?: Omit<LoginLimiterOptions, 'now'>;
   /** Scheduling knobs (docs/scheduling.md): per-node system reserve, image platform lookups. */
   scheduling?: SnapshotOptions & {
     /** Registries (`host:port`) asked over plain HTTP for image platforms (loopback ones always are). */
     insecureRegistries?: string[];
+    /**
+     * Registries (`host[:port]` as images name them) the platform lookup may ask although they
+     * resolve to loopback/link-local/unspecified addresses or the hub's own ports
+     * (`orchard hub --registry-allow`; docs/security.md). Read at every lookup.
+     */
+    registryAllow?: readonly string[];
     /** Replaces the registry-backed resolver (tests). */
     imagePlatforms?: ImagePlatformSource;
   };
@@ -134,7 +142,14 @@ export class Hub {
     const deployments = new DeploymentController({ store, log: log.child('deployments'), now, statusMinIntervalMs: 1000, statusReconcileIntervalMs: 250 });
     const sched = opts.scheduling ?? {};
     const snapshot: SnapshotOptions = { ...(sched.systemReserved ? { systemReserved: sched.systemReserved } : {}), ...(sched.maxPodsPerNode ? { maxPodsPerNode: sched.maxPodsPerNode } : {}) };
-    const platforms = sched.imagePlatforms ?? new ImagePlatformResolver({ log: log.child('image-platforms'), ...(sched.insecureRegistries ? { insecureRegistries: sched.insecureRegistries } : {}) });
+    // The hub's own ports, once it listens: the platform lookup never asks them (SSRF guard).
+    const ownPorts: number[] = [];
+    const platforms = sched.imagePlatforms ?? new ImagePlatformResolver({
+      log: log.child('image-platforms'),
+      ownPorts: () => ownPorts,
+      ...(sched.insecureRegistries ? { insecureRegistries: sched.insecureRegistries } : {}),
+      ...(sched.registryAllow ? { allowRegistries: sched.registryAllow } : {}),
+    });
     const scheduling = new SchedulingController({ store, log: log.child('scheduler'), now, platforms, snapshot });
     const global = new GlobalController({ store, log: log.child('global'), now, platforms, snapshot });
     const taintEviction = new TaintEvictionController({ store, log: log.child('taint-eviction'), now });
@@ -165,6 +180,7 @@ export class Hub {
     let hub: Hub | undefined;
     const apiAuth: ApiAuth = {
       authenticate: (token) => auth.authenticateApiToken(token),
+      isTokenActive: (id) => auth.isApiTokenActive(id),
       limited: (source, identity) => !limiter.check(sourceKey(source), identity).allowed,
       failed: (source, identity) => void limiter.recordFailure(sourceKey(source), identity),
       caPem: () => pki?.caPem,
@@ -191,6 +207,7 @@ export class Hub {
       },
       ...(pki ? { tls: { cert: pki.certPem, key: pki.keyPem } } : {}),
       timeouts,
+      ...(opts.watch ? { watch: opts.watch } : {}),
       revokeToken: (id) => {
         if (auth.revokeApiToken(id)) return { revoked: true, kind: 'api', disconnected: disconnectApiToken(broker.aedes, id) };
         if (auth.revokeJoinToken(id)) return { revoked: true, kind: 'join', disconnected: 0 };
@@ -200,6 +217,7 @@ export class Hub {
     await api.listen({ host: opts.host, port: opts.httpPort });
     const addr = api.server.address();
     const httpPort = typeof addr === 'object' && addr ? addr.port : opts.httpPort;
+    ownPorts.push(httpPort, broker.port);
 
     deployments.start();
     scheduling.start();

@@ -1,6 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { OrchardError } from '../protocol/errors.js';
-import { parseDurationMs, parseHubArgs } from './main.js';
+import { adminTokenNotice, parseDurationMs, parseHubArgs } from './main.js';
+
+describe('adminTokenNotice', () => {
+  it('shows the admin token on a terminal only; otherwise names the 0600 file', () => {
+    expect(adminTokenNotice('orc_abc.secret', '/d/admin.token', true)).toContain('orc_abc.secret');
+    const piped = adminTokenNotice('orc_abc.secret', '/d/admin.token', false);
+    expect(piped).not.toContain('orc_abc.secret');
+    expect(piped).toContain('/d/admin.token (mode 0600)');
+  });
+});
 
 describe('parseHubArgs', () => {
   it('applies defaults; the node startup grace is left to the hub (60 s) unless given', () => {
@@ -39,6 +48,12 @@ describe('parseHubArgs', () => {
     expect(parseHubArgs(['--heap-growth', '0'])['heap-growth']).toBe(0);
     expect(parseHubArgs(['--heap-growth=100'])['heap-growth']).toBe(100);
     for (const bad of ['-1', '12.5', 'lots', '1001']) expect(() => parseHubArgs([`--heap-growth=${bad}`])).toThrow(/--heap-growth/);
+  });
+
+  it('--registry-allow takes HOST[:PORT] lists, repeatable, and refuses URLs', () => {
+    expect(parseHubArgs([])['registry-allow']).toEqual([]);
+    expect(parseHubArgs(['--registry-allow', '127.0.0.1:5000,reg.lan', '--registry-allow=[::1]:5000'])['registry-allow']).toEqual(['127.0.0.1:5000', 'reg.lan', '[::1]:5000']);
+    for (const bad of ['http://127.0.0.1:5000', '127.0.0.1:5000/v2', 'a b']) expect(() => parseHubArgs(['--registry-allow', bad])).toThrow(/--registry-allow/);
   });
 
   it('other bad values name their flag as typed too', () => {

@@ -10,7 +10,7 @@ import { createLogger } from './log.js';
 import { writeFileAtomicSync } from './security/atomic-file.js';
 
 const USAGE = `usage: orchard hub [--data-dir D] [--host A] [--mqtt-port P] [--http-port H] [--san NAME]... [--insecure] [--no-cli-config]
-                   [--node-startup-grace DURATION] [--heap-growth PERCENT]
+                   [--node-startup-grace DURATION] [--heap-growth PERCENT] [--registry-allow HOST:PORT,...]
 
   --data-dir D     where the store, CA and credentials live (default /var/lib/orchard, or ~/.orchard/hub when not root)
   --host A         address to listen on (default 0.0.0.0)
@@ -26,7 +26,11 @@ const USAGE = `usage: orchard hub [--data-dir D] [--host A] [--mqtt-port P] [--h
                    pods of healthy devices (e.g. 90s, 2m, 0 = off; default 60s)
   --heap-growth PERCENT
                    how far V8 may grow the heap past what survived the last full GC (default
-                   ${DEFAULT_HEAP_GROWING_PERCENT}; 0 = V8's own heuristic, which grows up to 4× on a large machine)`;
+                   ${DEFAULT_HEAP_GROWING_PERCENT}; 0 = V8's own heuristic, which grows up to 4× on a large machine)
+  --registry-allow HOST:PORT,...
+                   registries (as images name them, e.g. 127.0.0.1:5000) the image platform lookup may
+                   ask although they resolve to loopback, link-local or unspecified addresses or to the
+                   hub's own ports; all others such are refused (SSRF guard; repeatable)`;
 
 const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
@@ -59,6 +63,11 @@ const FlagsSchema = z.object({
   'no-cli-config': z.boolean().default(false),
   'node-startup-grace': DurationMsSchema.optional(),
   'heap-growth': z.coerce.number().int().min(0).max(1000).default(DEFAULT_HEAP_GROWING_PERCENT),
+  'registry-allow': z
+    .array(z.string())
+    .default([])
+    .transform((v) => v.flatMap((s) => s.split(',')).map((s) => s.trim()).filter((s) => s !== ''))
+    .pipe(z.array(z.string().max(300).regex(/^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::\d{1,5})?$/, 'must be HOST or HOST:PORT, e.g. 127.0.0.1:5000')).max(100)),
   help: z.boolean().default(false),
 });
 
@@ -78,6 +87,7 @@ export function parseHubArgs(argv: string[]): HubFlags {
       'no-cli-config': { type: 'boolean' },
       'node-startup-grace': { type: 'string' },
       'heap-growth': { type: 'string' },
+      'registry-allow': { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -89,12 +99,26 @@ export function parseHubArgs(argv: string[]): HubFlags {
   throw new OrchardError('ERR_VALIDATION', `invalid flags: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`, { details: { issues } });
 }
 
+/**
+ * What `orchard hub` says about a newly created admin token. The token itself only goes to a
+ * terminal: stdout piped into a log (the quickstart, systemd, `nohup … >> hub.log`) would keep a
+ * copy of the admin credential in a file that is usually world-readable.
+ */
+export function adminTokenNotice(token: string, tokenFile: string, stdoutIsTty: boolean): string {
+  return stdoutIsTty
+    ? `\nAdmin token (shown once; also in ${tokenFile}, mode 0600):\n  ${token}\n\n`
+    : `\nAdmin token created in ${tokenFile} (mode 0600); not printed because stdout is not a terminal.\n\n`;
+}
+
 export async function runHub(argv: string[]): Promise<void> {
   const flags = parseHubArgs(argv);
   if (flags.help) {
     process.stdout.write(USAGE + '\n');
     return;
   }
+  // Everything the hub creates (SQLite files, keys, tokens, CLI config) is private to its user,
+  // whatever mode a library would pick: set before anything is written.
+  process.umask(0o077);
   applyHeapGrowth(flags['heap-growth']);
   const isRoot = process.getuid?.() === 0;
   const dataDir = flags['data-dir'] ?? (isRoot ? '/var/lib/orchard' : join(homedir(), '.orchard', 'hub'));
@@ -110,11 +134,10 @@ export async function runHub(argv: string[]): Promise<void> {
     hostnames: sans.filter((s) => !/^[\d.:]+$/.test(s)),
     ips: sans.filter((s) => /^[\d.:]+$/.test(s)),
     ...(flags['node-startup-grace'] !== undefined ? { nodeStartupGraceMs: flags['node-startup-grace'] } : {}),
+    ...(flags['registry-allow'].length > 0 ? { scheduling: { registryAllow: flags['registry-allow'] } } : {}),
   });
 
-  if (hub.newAdminToken) {
-    process.stdout.write(`\nAdmin token (shown once; also in ${join(dataDir, 'admin.token')}):\n  ${hub.newAdminToken}\n\n`);
-  }
+  if (hub.newAdminToken) process.stdout.write(adminTokenNotice(hub.newAdminToken, join(dataDir, 'admin.token'), process.stdout.isTTY === true));
   if (!flags['no-cli-config']) writeCliConfig(hub, dataDir, log);
 
   let stopping = false;

@@ -8,6 +8,7 @@ import type { Logger } from './log.js';
 import { parseManifests } from './manifest-parse.js';
 import type { ListOptions, Store } from './store/store.js';
 import { applyConfigMap, applySecret } from './secrets/config-apply.js';
+import { checkPullSecrets } from './rollout/pull-secrets.js';
 import { redactSecret, type SecretCodec } from './secrets/secret-codec.js';
 
 export const TEMPLATE_HASH_ANNOTATION = 'orchard.dev/template-hash';
@@ -23,7 +24,10 @@ export class Operations {
   apply(input: string | readonly unknown[]): ApplyResult {
     const manifests = parseManifests(input);
     const { store } = this.deps;
-    const results = store.transaction(() => manifests.map((m) => this.applyOne(m)));
+    const results = store.transaction(() => {
+      checkPullSecrets(manifests, store, this.deps.secrets);
+      return manifests.map((m) => this.applyOne(m));
+    });
     for (const r of results) if (r.action !== 'unchanged') this.deps.log.info(`${r.kind.toLowerCase()}/${r.name} ${r.action}`);
     return { results };
   }

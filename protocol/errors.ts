@@ -25,6 +25,7 @@ export const ERROR_CATALOGUE = {
   ERR_IMAGE_PULL: { status: 502, summary: 'The image could not be pulled.' },
   ERR_STORE: { status: 500, summary: 'The store failed to read or write.' },
   ERR_INTERNAL: { status: 500, summary: 'An unexpected fault; the log has the cause.' },
+  ERR_WATCH_LIMIT: { status: 429, summary: 'This API token already holds the maximum of open watch streams; close one first.' },
 } as const satisfies Record<string, { status: number; summary: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

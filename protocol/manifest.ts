@@ -328,3 +328,18 @@ export function podRequests(spec: Pick<PodSpec, 'containers'>): { cpuMillis: num
   }
   return { cpuMillis, memoryBytes };
 }
+
+/**
+ * A registry login: the decoded (plain) values of a Secret that a pod names in
+ * `imagePullSecrets`. `server` is required: a login without it would be sent to whatever
+ * registry an image names, so the agent sends a login only to the registry it names.
+ */
+export const PULL_SECRET_SERVER_MESSAGE = 'required: the registry this login is for (host[:port], e.g. registry.example.com or 10.0.0.5:5000); it is sent to no other registry';
+export const PullSecretLoginSchema = z.object({
+  server: z
+    .string({ message: PULL_SECRET_SERVER_MESSAGE })
+    .trim()
+    .min(1, PULL_SECRET_SERVER_MESSAGE)
+    .max(300)
+    .regex(/^(?:https?:\/\/)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::\d{1,5})?(?:\/\S*)?$/, 'must be a registry host[:port] (an https:// prefix and a path are ignored)'),
+});

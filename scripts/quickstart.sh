@@ -35,6 +35,8 @@ pick_state_dir() {
     STATE="$ORCHARD_ROOT/.orchard-data"
   fi
   mkdir -p "$STATE"
+  # Tokens, keys and logs live here: private to this user.
+  chmod 0700 "$STATE"
   STATE="$(cd "$STATE" && pwd)"
 }
 
@@ -133,7 +135,10 @@ do_stop() {
 start_bg() {
   local name="$1"
   shift
-  # The join token is a secret: keep it out of the log.
+  # Logs are private (0600, also when an older run left a 0644 one); the hub prints no admin
+  # token into it (stdout is not a terminal) and the agent gets its join token from a file.
+  (umask 077 && touch "$STATE/$name.log")
+  chmod 0600 "$STATE/$name.log"
   echo "---- $(date -u +%FT%TZ) orchard $* " | sed -E 's/(--token )[^ ]+/\1<redacted>/' >>"$STATE/$name.log"
   nohup node "$CLI" "$@" >>"$STATE/$name.log" 2>&1 </dev/null &
   echo $! >"$STATE/$name.pid"
@@ -188,7 +193,9 @@ do_start() {
   local name
   name="$(node_name)"
   log "starting agent '$name' (data: $STATE/agent, log: $STATE/agent.log)"
-  start_bg agent agent --hub "127.0.0.1:$HTTP_PORT" --token "$token" --name "$name" --data-dir "$STATE/agent"
+  # The join token goes in a 0600 file, not on the agent's command line (ps shows that to everyone).
+  (umask 077 && printf '%s\n' "$token" >"$STATE/join.token")
+  start_bg agent agent --hub "127.0.0.1:$HTTP_PORT" --token-file "$STATE/join.token" --name "$name" --data-dir "$STATE/agent"
 
   log "applying $MANIFEST"
   orchard apply -f "$MANIFEST" || die "apply failed"

@@ -35,14 +35,25 @@ describe('pull credentials and progress on pods', () => {
     other: { data: { username: b64('o'), password: b64('p'), server: b64('registry.example.com') } },
     local: { data: { username: b64('me'), password: b64('pw'), server: b64('http://127.0.0.1:5000/') } },
     any: { data: { username: b64('a'), password: b64('b') } },
+    blank: { data: { username: b64('a'), password: b64('b'), server: b64(' ') } },
+    hub: { data: { username: b64('h'), password: b64('hp'), server: b64('https://index.docker.io/v1/') } },
   };
-  it('picks the secret whose server matches the image registry, else one without a server', () => {
+  it('picks the secret whose server matches the image registry', () => {
     expect(registryHost('127.0.0.1:5000/orchard/app:v1')).toBe('127.0.0.1:5000');
     expect(registryHost('busybox:1')).toBe('docker.io');
     expect(pullAuth('127.0.0.1:5000/orchard/app:v1', [{ name: 'other' }, { name: 'local' }], secrets)).toEqual({ username: 'me', password: 'pw', server: '127.0.0.1:5000' });
-    expect(pullAuth('busybox:1', [{ name: 'other' }, { name: 'any' }], secrets)).toEqual({ username: 'a', password: 'b' });
+    expect(pullAuth('busybox:1', [{ name: 'other' }, { name: 'hub' }], secrets)).toEqual({ username: 'h', password: 'hp', server: 'docker.io' });
+    expect(pullAuth('Registry.Example.com/app:1', [{ name: 'other' }], secrets)).toMatchObject({ username: 'o' });
     expect(pullAuth('busybox:1', [{ name: 'missing' }], secrets)).toBeUndefined();
     expect(pullAuth('busybox:1', [{ name: 'any' }], undefined)).toBeUndefined();
+  });
+
+  it('never sends a login without a server, or to a registry other than its server (issue 13 item 11)', () => {
+    // An image naming an attacker's registry must not receive a login meant for another one.
+    for (const image of ['evil.example:5000/x:1', 'busybox:1', '127.0.0.1:5000/orchard/app:v1', 'registry.example.com.evil.example/app:1']) {
+      expect(pullAuth(image, [{ name: 'any' }, { name: 'blank' }], secrets), image).toBeUndefined();
+    }
+    expect(pullAuth('evil.example:5000/x:1', [{ name: 'other' }, { name: 'local' }, { name: 'hub' }], secrets)).toBeUndefined();
   });
 
   it('attaches the pull to pods whose containers wait for that image', () => {

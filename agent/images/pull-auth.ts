@@ -4,8 +4,8 @@ import type { RegistryAuth } from '../runtime/runtime.js';
 
 /**
  * Pure helpers between the desired set and image pulls: registry logins from the Secrets a
- * pod names in `imagePullSecrets` (keys `username`, `password`, optional `server`, base64 as
- * Secret data always is), and pull progress attached to the observed pods waiting for it.
+ * pod names in `imagePullSecrets` (keys `username`, `password`, `server`, base64 as Secret data
+ * always is), and pull progress attached to the observed pods waiting for it.
  */
 
 export type DesiredSecrets = NonNullable<DesiredSetMessage['secrets']>;
@@ -20,7 +20,20 @@ function decode(v: string | undefined): string | undefined {
   return v === undefined ? undefined : Buffer.from(v, 'base64').toString('utf8');
 }
 
-/** The first named Secret whose `server` matches the image's registry (or that names none). */
+/** Docker Hub's login names (`docker login` writes https://index.docker.io/v1/) all mean docker.io. */
+const DOCKER_HUB = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io']);
+
+/** `https://Reg.Example:5000/v2/` → `reg.example:5000`; Docker Hub's aliases → `docker.io`. */
+export function normalizeRegistry(server: string): string {
+  const host = server.trim().replace(/^https?:\/\//i, '').replace(/\/.*$/, '').toLowerCase();
+  return DOCKER_HUB.has(host) ? 'docker.io' : host;
+}
+
+/**
+ * The first named Secret whose `server` is the image's registry. A Secret without `server` is
+ * never used: its login would go to whatever registry an image names (the hub refuses such a
+ * Secret at apply time; this guards Secrets stored before that check, or sent by an old hub).
+ */
 export function pullAuth(image: string, names: ReadonlyArray<{ name: string }>, secrets: DesiredSecrets | undefined): RegistryAuth | undefined {
   if (secrets === undefined) return undefined;
   const host = registryHost(image);
@@ -29,10 +42,11 @@ export function pullAuth(image: string, names: ReadonlyArray<{ name: string }>, 
     if (data === undefined) continue;
     const username = decode(data['username']);
     const password = decode(data['password']);
-    const server = decode(data['server'])?.replace(/^https?:\/\//, '').replace(/\/.*$/, '');
-    if (username === undefined || password === undefined) continue;
-    if (server !== undefined && server !== '' && server !== host) continue;
-    return server !== undefined && server !== '' ? { username, password, server } : { username, password };
+    const server = decode(data['server']);
+    if (username === undefined || password === undefined || server === undefined) continue;
+    const registry = normalizeRegistry(server);
+    if (registry === '' || registry !== normalizeRegistry(host)) continue;
+    return { username, password, server: registry };
   }
   return undefined;
 }

@@ -1,26 +1,34 @@
 /**
  * The dashboard: one self-contained page (no build step, no CDN — devices and hubs are often
  * offline) that polls the API with the token the user pastes (kept in localStorage).
+ *
+ * Its script and style are separate responses (`/dashboard.js`, `/dashboard.css`), never inline:
+ * the hub sends `Content-Security-Policy: default-src 'self'` with no 'unsafe-inline'
+ * (security-headers.ts), so markup injected into the page could not run script even if an
+ * escape were missed.
  */
 export function renderDashboard(): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Orchard</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
-body{font:14px system-ui,sans-serif;margin:1.5rem;color:#1d2b1f;background:#f7faf5}
-h1{font-size:1.4rem;margin:0 0 1rem} h2{font-size:1.05rem;margin:1.5rem 0 .4rem}
-table{border-collapse:collapse;width:100%;background:#fff} th,td{padding:.3rem .6rem;border-bottom:1px solid #e3eadf;text-align:left}
-th{background:#eef4ea;font-weight:600} .ok{color:#2f7d32} .bad{color:#b3261e} .muted{color:#6b7a6d}
-#auth{margin-bottom:1rem} input{font:inherit;padding:.25rem;width:28rem;max-width:90%}
-</style></head><body>
+<link rel="stylesheet" href="/dashboard.css"></head><body>
 <h1>🍎 Orchard</h1>
 <div id="auth"><input id="token" type="password" placeholder="API token (orchard token create --role viewer)"> <button id="save">Use token</button> <span id="err" class="bad"></span></div>
 <h2>Nodes</h2><table id="nodes"></table>
 <h2>Deployments</h2><table id="deployments"></table>
 <h2>Pods</h2><table id="pods"></table>
 <h2>Recent events</h2><table id="events"></table>
-<script>
-const $ = (id) => document.getElementById(id);
+<script src="/dashboard.js"></script></body></html>`;
+}
+
+export const DASHBOARD_CSS = `body{font:14px system-ui,sans-serif;margin:1.5rem;color:#1d2b1f;background:#f7faf5}
+h1{font-size:1.4rem;margin:0 0 1rem} h2{font-size:1.05rem;margin:1.5rem 0 .4rem}
+table{border-collapse:collapse;width:100%;background:#fff} th,td{padding:.3rem .6rem;border-bottom:1px solid #e3eadf;text-align:left}
+th{background:#eef4ea;font-weight:600} .ok{color:#2f7d32} .bad{color:#b3261e} .muted{color:#6b7a6d}
+#auth{margin-bottom:1rem} input{font:inherit;padding:.25rem;width:28rem;max-width:90%}
+`;
+
+export const DASHBOARD_JS = `const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s ?? '').replace(/[&<>"]/g, (c) => ({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c]));
 $('token').value = localStorage.getItem('orchardToken') || '';
 $('save').onclick = () => { localStorage.setItem('orchardToken', $('token').value.trim()); refresh(); };
@@ -51,5 +59,4 @@ async function refresh() {
   } catch (e) { $('err').textContent = e.message; }
 }
 refresh(); setInterval(refresh, 3000);
-</script></body></html>`;
-}
+`;

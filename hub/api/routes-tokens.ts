@@ -8,6 +8,8 @@ export interface TokenRevocation {
   kind?: 'join' | 'api';
   /** Live MQTT sessions that were authenticated with the revoked API token and are now closed. */
   disconnected: number;
+  /** Open `/api/v1/watch` streams of the revoked API token, now closed. */
+  watchStreamsClosed?: number;
 }
 
 export interface TokenRoutesDeps {
@@ -28,6 +30,6 @@ export function registerTokenRoutes(app: FastifyInstance, deps: TokenRoutesDeps)
     const { id } = parseOrThrow(TokenIdSchema, req.params, 'path');
     const r = deps.revokeToken(id);
     if (!r.revoked) throw new OrchardError('ERR_NOT_FOUND', `no join or API token with id ${id}`);
-    return { id, kind: r.kind, revoked: true, disconnected: r.disconnected };
+    return { id, kind: r.kind, revoked: true, disconnected: r.disconnected, ...(r.watchStreamsClosed !== undefined ? { watchStreamsClosed: r.watchStreamsClosed } : {}) };
   });
 }

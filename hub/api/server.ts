@@ -16,7 +16,8 @@ import type { Logger } from '../log.js';
 import type { Operations } from '../operations.js';
 import type { Store } from '../store/store.js';
 import { toOrchardError } from './errors.js';
-import { renderDashboard } from './dashboard.js';
+import { DASHBOARD_CSS, DASHBOARD_JS, renderDashboard } from './dashboard.js';
+import { SECURITY_HEADERS } from './security-headers.js';
 import { resolveTimeouts, type HubTimeouts } from '../security/limits.js';
 import { apiTokenIdentity, joinTokenIdentity } from '../security/rate-limit.js';
 import { registerTokenRoutes, type TokenRevocation } from './routes-tokens.js';
@@ -25,8 +26,11 @@ import { registerNodeRoutes } from './routes-nodes.js';
 import { registerRolloutRoutes } from './routes-rollout.js';
 import { RolloutOperations } from '../rollout/rollout-ops.js';
 import { redactSecret } from '../secrets/secret-codec.js';
+import { WatchStreams, type WatchStreamsOptions } from './watch-streams.js';
 
 export interface ApiPrincipal {
+  /** The API token's id (watch streams are counted and closed per token); the name when absent. */
+  id?: string;
   name: string;
   role: Role;
 }
@@ -34,6 +38,8 @@ export interface ApiPrincipal {
 /** What the API needs from the security layer; hub.ts adapts the AuthStore to it. */
 export interface ApiAuth {
   authenticate(token: string): ApiPrincipal | undefined;
+  /** Whether the API token with this id still exists and has not expired (open watch streams re-check). */
+  isTokenActive?(id: string): boolean;
   /**
    * True when `identity` (the public part of the credential: see hub/security/rate-limit.ts) has
    * failed too often from this source, or the source as a whole has, and must wait.
@@ -65,6 +71,8 @@ export interface ApiDeps {
   timeouts?: Partial<HubTimeouts>;
   /** Admin: revoke a join or API token (routes-tokens.ts); the route is absent without it. */
   revokeToken?: (id: string) => TokenRevocation;
+  /** Watch stream limits (watch-streams.ts); defaults when absent. */
+  watch?: Pick<WatchStreamsOptions, 'maxPerToken' | 'maxBufferedBytes' | 'sweepMs'>;
 }
 
 const ROLE_RANK: Record<Role, number> = { viewer: 0, operator: 1, admin: 2 };
@@ -99,6 +107,10 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     ...(deps.tls
       ? { https: { cert: deps.tls.cert, key: deps.tls.key, minVersion: 'TLSv1.2' as const, handshakeTimeout: to.tlsHandshakeMs, ...serverOpts } }
       : { http: serverOpts }),
+  });
+  // CSP, framing, sniffing and referrer headers on every answer, errors and 404s included.
+  app.addHook('onRequest', async (_req, reply) => {
+    void reply.headers(SECURITY_HEADERS);
   });
   // Access log at debug level (never the Authorization header): shows who called what, and when.
   app.addHook('onResponse', async (req, reply) => {
@@ -135,12 +147,31 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     req.principal = principal;
   };
 
+  const watches = new WatchStreams({
+    ...deps.watch,
+    isTokenActive: (id) => deps.auth.isTokenActive?.(id) ?? true,
+    onClose: (tokenId, why) => deps.log.info('watch stream closed by the hub', { tokenId, why }),
+  });
+  app.addHook('onClose', async () => watches.stop());
+  const revokeToken = deps.revokeToken;
+
   registerConfigRoutes(app, { need, ...(deps.rotateSecretsKey ? { rotateSecretsKey: deps.rotateSecretsKey } : {}) });
   registerNodeRoutes(app, { need, store: deps.store, log: deps.log });
-  if (deps.revokeToken) registerTokenRoutes(app, { need, revokeToken: deps.revokeToken });
+  if (revokeToken) {
+    registerTokenRoutes(app, {
+      need,
+      revokeToken: (id) => {
+        const r = revokeToken(id);
+        // A revoked API token's open watch streams end now, not when their clients hang up.
+        return r.revoked && r.kind === 'api' ? { ...r, watchStreamsClosed: watches.closeToken(id) } : r;
+      },
+    });
+  }
   registerRolloutRoutes(app, { need, rollout: deps.rollout ?? new RolloutOperations({ store: deps.store, log: deps.log, now: () => new Date() }) });
   app.get('/healthz', async () => ({ ok: true }));
   app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').send(renderDashboard()));
+  app.get('/dashboard.js', async (_req, reply) => reply.type('text/javascript; charset=utf-8').send(DASHBOARD_JS));
+  app.get('/dashboard.css', async (_req, reply) => reply.type('text/css; charset=utf-8').send(DASHBOARD_CSS));
 
   // ---- join (no API token: the join token is the credential) ----
   app.get('/api/v1/ca', async (_req, reply) => {
@@ -205,16 +236,22 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.get('/api/v1/watch', { preHandler: need('viewer') }, (req, reply) => {
     const q = z.object({ kinds: z.string().max(200).optional() }).parse(req.query);
     const kinds = (q.kinds ? q.kinds.split(',') : [...OBJECT_KINDS]).map((k) => deps.ops.resolveKind(k)) as ObjectKind[];
+    const principal = req.principal!;
+    const tokenId = principal.id ?? principal.name;
+    watches.admit(tokenId); // ERR_WATCH_LIMIT (429) as a normal answer, before the stream starts
     reply.hijack();
     const res = reply.raw;
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
-    res.write(': watching\n\n');
-    const stop = deps.store.watch((ev) => res.write(`event: ${ev.type}\ndata: ${JSON.stringify(ev.object.kind === 'Secret' ? redactSecret(ev.object) : ev.object)}\n\n`), kinds);
-    const ping = setInterval(() => res.write(': ping\n\n'), 15_000);
-    req.raw.on('close', () => {
+    let stop = (): void => undefined;
+    let ping: NodeJS.Timeout | undefined;
+    const stream = watches.open(tokenId, res, () => {
       stop();
       clearInterval(ping);
     });
+    res.writeHead(200, { ...SECURITY_HEADERS, 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+    stream.write(': watching\n\n');
+    stop = deps.store.watch((ev) => stream.write(`event: ${ev.type}\ndata: ${JSON.stringify(ev.object.kind === 'Secret' ? redactSecret(ev.object) : ev.object)}\n\n`), kinds);
+    ping = setInterval(() => stream.write(': ping\n\n'), 15_000);
+    req.raw.on('close', () => stream.release());
   });
 
   // ---- tokens (admin) ----

@@ -112,7 +112,10 @@ export class ImagePlatformResolver implements ImagePlatformSource {
       r.kind === 'known'
         ? { platforms: r.platforms, expiresAt: isDigest ? Number.POSITIVE_INFINITY : t + (this.opts.ttlMs ?? 300_000) }
         : { platforms: undefined, expiresAt: t + (this.opts.unknownTtlMs ?? 30_000) };
-    if (r.kind === 'unknown') this.opts.log?.debug('image platforms unknown; not filtering by them', { image, reason: r.reason });
+    // A refusal (address policy, cross-host redirect) is worth an operator's attention: either an
+    // image names a place the hub must not reach, or a local registry needs --registry-allow.
+    if (r.kind === 'unknown' && r.refused) this.opts.log?.warn('image platform lookup refused; not filtering by platform', { image, reason: r.reason });
+    else if (r.kind === 'unknown') this.opts.log?.debug('image platforms unknown; not filtering by them', { image, reason: r.reason });
     this.cache.delete(image);
     this.cache.set(image, entry);
     const max = this.opts.maxEntries ?? 1000;

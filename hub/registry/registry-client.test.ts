@@ -2,30 +2,55 @@ import { describe, expect, it } from 'vitest';
 import { parseImageReference } from './image-reference.js';
 import { ImagePlatformResolver } from './image-platform-resolver.js';
 import { fetchImagePlatforms, MANIFEST_ACCEPT } from './registry-client.js';
+import type { RegistryTransport } from './registry-transport.js';
+import { isOwnAddress, registryRefusal } from './address-policy.js';
 
-type Route = { status?: number; body: unknown; digest?: string };
+type Route = { status?: number; body: unknown; digest?: string; location?: string };
 
-/** A fetch that answers from a table of URL → response, recording what was asked. */
-function fakeFetch(routes: Record<string, Route | Error>): { fetch: typeof fetch; asked: Array<{ url: string; accept: string }> } {
-  const asked: Array<{ url: string; accept: string }> = [];
-  const f = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
-    const url = String(input);
-    asked.push({ url, accept: new Headers(init?.headers).get('accept') ?? '' });
+/** A transport that answers from a table of URL → response, recording what was asked and where it connected. */
+function fakeTransport(routes: Record<string, Route | Error>): { transport: RegistryTransport; asked: Array<{ url: string; accept: string; address: string }> } {
+  const asked: Array<{ url: string; accept: string; address: string }> = [];
+  const transport: RegistryTransport = async (req) => {
+    const url = req.url.href;
+    asked.push({ url, accept: req.accept, address: req.address });
     const r = routes[url];
-    if (r === undefined) return new Response('{"errors":[{"code":"MANIFEST_UNKNOWN"}]}', { status: 404 });
+    const headers = new Map<string, string>();
+    const header = (n: string): string | undefined => headers.get(n.toLowerCase());
+    if (r === undefined) return { status: 404, header, body: '{"errors":[{"code":"MANIFEST_UNKNOWN"}]}' };
     if (r instanceof Error) throw r;
-    const headers: Record<string, string> = { 'content-type': 'application/json' };
-    if (r.digest !== undefined) headers['docker-content-digest'] = r.digest;
-    return new Response(JSON.stringify(r.body), { status: r.status ?? 200, headers });
+    if (r.digest !== undefined) headers.set('docker-content-digest', r.digest);
+    if (r.location !== undefined) headers.set('location', r.location);
+    return { status: r.status ?? 200, header, body: JSON.stringify(r.body) };
   };
-  return { fetch: f as typeof fetch, asked };
+  return { transport, asked };
 }
+
+/** DNS for the tests: no real lookups. */
+const DNS: Record<string, string[]> = {
+  '127.0.0.1': ['127.0.0.1'],
+  'reg.example': ['93.184.216.34'],
+  'cdn.example': ['93.184.216.35'],
+  'reg.lan': ['192.168.1.10'],
+  'rebind.example': ['93.184.216.36', '127.0.0.1'],
+  'meta.example': ['169.254.169.254'],
+  'empty.example': [],
+  'mapped.example': ['::ffff:127.0.0.1'],
+  '::1': ['::1'],
+  '10.1.2.3': ['10.1.2.3'],
+};
+const resolveHost = async (h: string): Promise<string[]> => {
+  const a = DNS[h];
+  if (a === undefined) throw new Error(`getaddrinfo ENOTFOUND ${h}`);
+  return a;
+};
+/** The local test registry's address is loopback: tests that use it allow it, as `--registry-allow` would. */
+const LOCAL = { resolveHost, allowRegistries: ['127.0.0.1:5000'] };
 
 const ref = (s: string) => parseImageReference(s)!;
 
 describe('fetchImagePlatforms', () => {
   it('reads platforms from a manifest list, skipping attestation entries, asking for lists first', async () => {
-    const { fetch, asked } = fakeFetch({
+    const { transport, asked } = fakeTransport({
       'http://127.0.0.1:5000/v2/app/manifests/1': {
         digest: 'sha256:list',
         body: {
@@ -39,22 +64,23 @@ describe('fetchImagePlatforms', () => {
         },
       },
     });
-    const r = await fetchImagePlatforms(ref('127.0.0.1:5000/app:1'), { fetch });
+    const r = await fetchImagePlatforms(ref('127.0.0.1:5000/app:1'), { ...LOCAL, transport });
     expect(r).toEqual({ kind: 'known', platforms: ['linux/amd64', 'linux/arm64'], digest: 'sha256:list' });
     expect(asked[0]?.accept).toBe(MANIFEST_ACCEPT);
   });
 
   it('reads the one platform of a single-arch image from its config blob', async () => {
-    const { fetch } = fakeFetch({
+    const { transport, asked } = fakeTransport({
       'https://reg.example/v2/org/app/manifests/latest': { body: { schemaVersion: 2, config: { digest: 'sha256:cfg' }, layers: [] } },
       'https://reg.example/v2/org/app/blobs/sha256:cfg': { body: { architecture: 'arm', os: 'linux', variant: 'v7', rootfs: {} } },
     });
-    expect(await fetchImagePlatforms(ref('reg.example/org/app'), { fetch })).toEqual({ kind: 'known', platforms: ['linux/arm/v7'] });
+    expect(await fetchImagePlatforms(ref('reg.example/org/app'), { resolveHost, transport })).toEqual({ kind: 'known', platforms: ['linux/arm/v7'] });
+    expect(asked.map((a) => a.address)).toEqual(['93.184.216.34', '93.184.216.34']);
   });
 
   it('uses plain HTTP for registries named insecure', async () => {
-    const { fetch, asked } = fakeFetch({});
-    await fetchImagePlatforms(ref('reg.lan:5000/app:1'), { fetch, insecureRegistries: ['reg.lan:5000'] });
+    const { transport, asked } = fakeTransport({});
+    await fetchImagePlatforms(ref('reg.lan:5000/app:1'), { resolveHost, transport, insecureRegistries: ['reg.lan:5000'] });
     expect(asked[0]?.url).toBe('http://reg.lan:5000/v2/app/manifests/1');
   });
 
@@ -65,9 +91,69 @@ describe('fetchImagePlatforms', () => {
     ['unreachable', '127.0.0.1:5000/app:1', { 'http://127.0.0.1:5000/v2/app/manifests/1': new Error('connect ECONNREFUSED') }, /ECONNREFUSED/],
     ['odd manifest', '127.0.0.1:5000/app:1', { 'http://127.0.0.1:5000/v2/app/manifests/1': { body: { schemaVersion: 1, fsLayers: [] } } }, /neither a list/],
   ] as Array<[string, string, Record<string, Route | Error>, RegExp]>)('unknown when %s', async (_n, image, routes, reason) => {
-    const r = await fetchImagePlatforms(ref(image), { fetch: fakeFetch(routes).fetch });
+    const r = await fetchImagePlatforms(ref(image), { ...LOCAL, transport: fakeTransport(routes).transport });
     expect(r.kind).toBe('unknown');
     expect(r.kind === 'unknown' && r.reason).toMatch(reason);
+  });
+});
+
+describe('fetchImagePlatforms address policy (SSRF guard)', () => {
+  const manifest = { body: { manifests: [{ platform: { architecture: 'amd64', os: 'linux' } }] } };
+
+  it.each([
+    ['a loopback literal', '127.0.0.1:5000/app:1', /loopback address 127\.0\.0\.1/],
+    ['an IPv6 loopback literal', '[::1]:5000/app:1', /loopback address ::1/],
+    ['a name that resolves to loopback among public addresses', 'rebind.example/app:1', /loopback address 127\.0\.0\.1/],
+    ['a name that resolves to the metadata service (link-local)', 'meta.example/app:1', /link-local address 169\.254\.169\.254/],
+    ['an IPv4-mapped IPv6 loopback', 'mapped.example/app:1', /loopback address ::ffff:127\.0\.0\.1/],
+    ['a name that does not resolve', 'nowhere.example/app:1', /cannot resolve nowhere\.example/],
+    ['a name that resolves to no address (even allow-listed)', 'empty.example/app:1', /resolved to no address/],
+  ])('refuses %s without sending any request', async (_n, image, reason) => {
+    const { transport, asked } = fakeTransport({});
+    const r = await fetchImagePlatforms(ref(image), { resolveHost, transport, allowRegistries: ['empty.example'] });
+    expect(asked).toEqual([]);
+    expect(r).toMatchObject({ kind: 'unknown', refused: true });
+    expect(r.kind === 'unknown' && r.reason).toMatch(reason);
+  });
+
+  it("refuses the hub's own port on one of this machine's addresses", async () => {
+    const { transport, asked } = fakeTransport({});
+    const r = await fetchImagePlatforms(ref('10.1.2.3:8443/app:1'), { resolveHost, transport, ownPorts: () => [8443, 8883] });
+    // 10.1.2.3 is not an interface of the test machine: the port alone does not refuse it.
+    expect(r).toMatchObject({ kind: 'unknown' });
+    expect(asked).toHaveLength(1);
+    expect(isOwnAddress('10.1.2.3', () => ['10.1.2.3'])).toBe(true);
+    expect(registryRefusal({ registry: '10.1.2.3:8443', port: 8443, addresses: ['10.1.2.3'], allow: [], ownPorts: [8443], isOwn: () => true })).toMatch(/hub's own port 8443/);
+  });
+
+  it('asks an allow-listed loopback registry', async () => {
+    const { transport, asked } = fakeTransport({ 'http://127.0.0.1:5000/v2/app/manifests/1': manifest });
+    const r = await fetchImagePlatforms(ref('127.0.0.1:5000/app:1'), { ...LOCAL, transport });
+    expect(r).toEqual({ kind: 'known', platforms: ['linux/amd64'] });
+    expect(asked).toHaveLength(1);
+  });
+
+  it('follows a redirect on the same host (to the checked address) but not one to another host', async () => {
+    const same = fakeTransport({
+      'https://reg.example/v2/app/manifests/1': { status: 307, body: {}, location: '/v2/app/manifests/sha256:x' },
+      'https://reg.example/v2/app/manifests/sha256:x': manifest,
+    });
+    expect(await fetchImagePlatforms(ref('reg.example/app:1'), { resolveHost, transport: same.transport })).toEqual({ kind: 'known', platforms: ['linux/amd64'] });
+    expect(same.asked.map((a) => a.address)).toEqual(['93.184.216.34', '93.184.216.34']);
+
+    for (const location of ['https://cdn.example/blob', 'http://reg.example/v2/app/manifests/1', 'https://reg.example:444/x', 'http://127.0.0.1:8443/api/v1/tokens']) {
+      const other = fakeTransport({ 'https://reg.example/v2/app/manifests/1': { status: 302, body: {}, location } });
+      const r = await fetchImagePlatforms(ref('reg.example/app:1'), { resolveHost, transport: other.transport });
+      expect(other.asked.map((a) => a.url)).toEqual(['https://reg.example/v2/app/manifests/1']);
+      expect(r.kind === 'unknown' && r.reason).toMatch(/redirect to another host/);
+    }
+  });
+
+  it('stops after 3 redirects', async () => {
+    const loop = fakeTransport({ 'https://reg.example/v2/app/manifests/1': { status: 302, body: {}, location: '/v2/app/manifests/1' } });
+    const r = await fetchImagePlatforms(ref('reg.example/app:1'), { resolveHost, transport: loop.transport });
+    expect(r.kind === 'unknown' && r.reason).toMatch(/more than 3 redirects/);
+    expect(loop.asked).toHaveLength(4);
   });
 });
 
@@ -118,7 +204,7 @@ describe('ImagePlatformResolver', () => {
   });
 
   it('does not ask the network for Docker Hub short names', async () => {
-    const r = new ImagePlatformResolver({ fetch: (() => Promise.reject(new Error('must not be called'))) as typeof fetch });
+    const r = new ImagePlatformResolver({ transport: () => Promise.reject(new Error('must not be called')) });
     await r.resolve(['busybox:1']);
     expect(r.lookups).toBe(0);
     expect(r.known('busybox:1')).toBeUndefined();

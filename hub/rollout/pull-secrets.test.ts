@@ -106,3 +106,56 @@ describe('a changed registry login reaches the nodes that pull with it', () => {
     ctrl.forEach((c) => c.stop());
   });
 });
+
+describe('a registry login must name its server (issue 13 item 11)', () => {
+  const noServer = `apiVersion: orchard/v1
+kind: Secret
+metadata: { name: regcred }
+stringData: { username: me, password: pw }
+`;
+  const setup = () => {
+    const store = new MemoryStore();
+    const ops = new Operations({ store, log: silentLogger, now: () => new Date(), secrets: new AesGcmSecretCodec(SecretKeyring.open(join(dir, 'keys-apply'))) });
+    const fail = (yaml: string): { code: string; issues: Array<{ path: string; message: string }> } => {
+      try {
+        ops.apply(yaml);
+      } catch (e) {
+        const err = e as { code: string; details: { issues: Array<{ path: string; message: string }> } };
+        return { code: err.code, issues: err.details.issues };
+      }
+      throw new Error('apply succeeded');
+    };
+    return { store, ops, fail };
+  };
+
+  it('refuses a Deployment naming a stored Secret without server, naming the field; nothing is written', () => {
+    const { store, ops, fail } = setup();
+    ops.apply(noServer); // not (yet) a registry login: fine on its own
+    const r = fail(app('web', 'n1', true));
+    expect(r.code).toBe('ERR_VALIDATION');
+    expect(r.issues).toEqual([{ path: 'spec.template.spec.imagePullSecrets[0].name', message: expect.stringMatching(/Secret "regcred" .*"server".*required/) }]);
+    expect(store.get('Deployment', 'web')).toBeUndefined();
+  });
+
+  it('refuses both in one apply (documents[i] path), and a Secret losing its server while a Deployment uses it', () => {
+    const { store, ops, fail } = setup();
+    const both = fail(`${noServer}---\n${app('web', 'n1', true)}`);
+    expect(both.issues.map((i) => i.path)).toEqual(['documents[1].spec.template.spec.imagePullSecrets[0].name']);
+    expect(store.get('Secret', 'regcred')).toBeUndefined();
+
+    ops.apply(regcred('pw'));
+    ops.apply(app('web', 'n1', true));
+    const later = fail(noServer);
+    expect(later.issues).toEqual([{ path: 'data.server', message: expect.stringMatching(/required.*Deployment "web"/) }]);
+    const blank = fail(noServer.replace('password: pw', 'password: pw, server: " "'));
+    expect(blank.issues[0]?.path).toBe('data.server');
+  });
+
+  it('accepts a login with a server in either order', () => {
+    const { store, ops } = setup();
+    ops.apply(`${regcred('pw')}---\n${app('web', 'n1', true)}`);
+    expect(store.get('Deployment', 'web')).toBeDefined();
+    ops.apply(app('web2', 'n1', true));
+    expect(store.get('Deployment', 'web2')).toBeDefined();
+  });
+});

@@ -96,9 +96,10 @@ describe('rollouts with real pulls from a private registry on a slow link', () =
   };
 
   beforeAll(async () => {
-    await c.startHub();
     // ~6 MB/s: a 24 MB layer takes seconds to arrive, long enough to watch the old pods serve.
     reg = await LocalRegistry.start({ bytesPerSec: 6 * 1024 * 1024 });
+    // The registry is on loopback: the hub's platform lookup asks it only when allow-listed.
+    await c.startHub({ extra: ['--registry-allow', reg.pullHost] });
     v1 = reg.buildAndPush(repo, 'v1', TEST_IMAGE, 2 * 1024 * 1024);
     v2 = reg.buildAndPush(repo, 'v2', 'orchard-test/busybox:2', 24 * 1024 * 1024);
     removeImages([v1, v2]); // pulls must be real

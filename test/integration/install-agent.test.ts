@@ -1,5 +1,5 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -9,21 +9,45 @@ describe('scripts/install-agent.sh (device install as a systemd service)', () =>
   const dir = mkdtempSync(join(tmpdir(), 'orchard-install-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('writes a unit that runs the agent and keeps the token out of the command line', () => {
+  const token = `K10${'a'.repeat(64)}::abcdef.${'s'.repeat(32)}`;
+
+  it('writes a unit that runs the agent with --token-file: the token is in a 0600 file, never on a command line', () => {
     ensureBuilt();
-    const token = `K10${'a'.repeat(64)}::abcdef.${'s'.repeat(32)}`;
-    execFileSync('bash', [join(REPO, 'scripts', 'install-agent.sh'), '--hub', 'hub.local:8443', '--token', token, '--name', 'pi-7', '--labels', 'zone=north', '--no-start'], {
+    const given = join(dir, 'given.token');
+    writeFileSync(given, `${token}\n`, { mode: 0o600 });
+    const r = spawnSync('bash', [join(REPO, 'scripts', 'install-agent.sh'), '--hub', 'hub.local:8443', '--token-file', given, '--name', 'pi-7', '--labels', 'zone=north', '--no-start'], {
       env: { ...process.env, ORCHARD_ETC_DIR: join(dir, 'etc'), ORCHARD_SYSTEMD_DIR: join(dir, 'systemd') },
-      stdio: 'pipe',
+      encoding: 'utf8',
     });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).not.toMatch(/visible to other users/);
     const unit = readFileSync(join(dir, 'systemd', 'orchard-agent.service'), 'utf8');
-    expect(unit).toMatch(/^ExecStart=\S+node \S+\/dist\/cli\/main\.js agent --hub hub\.local:8443 --name pi-7 --data-dir \/var\/lib\/orchard-agent --labels zone=north$/m);
+    const tokenFile = join(dir, 'etc', 'join.token');
+    expect(unit).toMatch(/^ExecStart=\S+node \S+\/dist\/cli\/main\.js agent --hub hub\.local:8443 --name pi-7 --data-dir \/var\/lib\/orchard-agent --token-file \S+\/etc\/join\.token --labels zone=north$/m);
     expect(unit).toContain('KillMode=process');
     expect(unit).toContain('Restart=always');
     expect(unit).not.toContain(token);
-    const envFile = join(dir, 'etc', 'agent.env');
-    expect(readFileSync(envFile, 'utf8')).toBe(`ORCHARD_TOKEN=${token}\n`);
-    expect(statSync(envFile).mode & 0o777).toBe(0o600);
+    expect(unit).not.toContain('EnvironmentFile');
+    expect(readFileSync(tokenFile, 'utf8')).toBe(`${token}\n`);
+    expect(statSync(tokenFile).mode & 0o777).toBe(0o600);
+    expect(statSync(join(dir, 'etc')).mode & 0o777).toBe(0o700);
+  });
+
+  it('takes the token from ORCHARD_TOKEN too, and warns when it is given with --token (visible in ps)', () => {
+    const run = (args: string[], env: Record<string, string>) =>
+      spawnSync('bash', [join(REPO, 'scripts', 'install-agent.sh'), '--hub', 'h:8443', '--name', 'pi-8', '--no-start', ...args], {
+        env: { ...process.env, ORCHARD_ETC_DIR: join(dir, 'etc3'), ORCHARD_SYSTEMD_DIR: join(dir, 'sd3'), ...env },
+        encoding: 'utf8',
+      });
+    const viaEnv = run([], { ORCHARD_TOKEN: token });
+    expect(viaEnv.status, viaEnv.stderr).toBe(0);
+    expect(readFileSync(join(dir, 'etc3', 'join.token'), 'utf8')).toBe(`${token}\n`);
+    const viaFlag = run(['--token', token], {});
+    expect(viaFlag.status, viaFlag.stderr).toBe(0);
+    expect(viaFlag.stderr).toMatch(/--token is visible to other users in ps/);
+    const none = run([], { ORCHARD_TOKEN: '' });
+    expect(none.status).not.toBe(0);
+    expect(none.stderr).toMatch(/--token-file FILE or ORCHARD_TOKEN/);
   });
 
   it('refuses a node name that is not a DNS label', () => {

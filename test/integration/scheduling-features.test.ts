@@ -69,8 +69,11 @@ metadata: { name: ${name} }
 spec:
 ${spec.replaceAll('IMAGE', image)}`;
 
+  /** The test registry is on loopback: the hub asks it only when allow-listed (--registry-allow). */
+  const registryAllow: string[] = [];
+
   beforeAll(async () => {
-    t = await startTestHub();
+    t = await startTestHub({ scheduling: { registryAllow } });
     dataRoot = mkdtempSync(join(tmpdir(), 'orchard-sched-agents-'));
   });
   afterAll(async () => {
@@ -222,6 +225,7 @@ ${spec.replaceAll('IMAGE', image)}`;
     let reg: TestRegistry;
     beforeAll(async () => {
       reg = await startTestRegistry();
+      registryAllow.push(reg.host);
       // A manifest list with amd64 and arm64 images and no linux/arm/v7 one.
       await reg.pushMultiArch('orchard/multi', '1', [
         { os: 'linux', architecture: 'amd64' },

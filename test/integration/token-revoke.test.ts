@@ -32,7 +32,7 @@ describe('DELETE /api/v1/tokens/:id', () => {
 
     const r = await t.api('DELETE', `/api/v1/tokens/${created.id}`);
     expect(r.status).toBe(200);
-    expect(r.body).toEqual({ id: created.id, kind: 'api', revoked: true, disconnected: 1 });
+    expect(r.body).toEqual({ id: created.id, kind: 'api', revoked: true, disconnected: 1, watchStreamsClosed: 0 });
     await closed;
     expect((await t.api('GET', '/api/v1/nodes', undefined, created.token)).status).toBe(401);
     await expect(connect('cli-revoked', created.token)).rejects.toMatchObject({ code: 4 });
