@@ -102,6 +102,7 @@ describe('VolumeManager refuses host paths that leave their root', () => {
     mkdirSync(join(allowed, 'real'), { recursive: true });
     const { outside, vm } = setupVm([allowed]);
     await vm.init();
+    expect(vm.hostPathAllow).toEqual([allowed]);
     symlinkSync(outside, join(allowed, 'link'));
     symlinkSync('real', join(allowed, 'inside'));
     const hp = (path: string, subPath?: string, type = ''): DesiredPod =>
@@ -125,6 +126,8 @@ describe('VolumeManager refuses host paths that leave their root', () => {
     const { outside, vm } = setupVm([join(t, 'alias')]);
     symlinkSync(outside, join(t, 'alias'));
     await vm.init();
+    // Not reported to the hub either, so its scheduler refuses such pods up front.
+    expect(vm.hostPathAllow).toEqual([]);
     const p = pod({ containers: [{ name: 'c', image: TEST_IMAGE, volumeMounts: [{ name: 'h', mountPath: '/h' }] }], volumes: [{ name: 'h', hostPath: { path: join(t, 'alias') } }] });
     expect(isEscape(await vm.prepare(p, 0).then(() => undefined, (e: unknown) => e))).toBe(true);
   });

@@ -65,24 +65,36 @@ export class VolumeManager implements PodVolumes {
   /** Directory → hash of what was last written there (tmpfs writes are cheap; this avoids churn). */
   private readonly written = new Map<string, string>();
   private readonly log: Logger;
+  private reportedAllow: string[] | undefined;
 
   constructor(private readonly o: VolumeManagerOptions) {
     this.log = o.logger ?? silentLogger;
   }
 
-  /** Prepares the tmpfs; call once before the first pass. Never throws. */
+  /** Prepares the tmpfs and checks the allow-list; call once before the first pass. Never throws. */
   async init(): Promise<void> {
     this.tmpfs = await ensureTmpfsDir(this.o.secretsDir, { mount: this.o.mountTmpfs ?? true });
     if (!this.tmpfs.ok) this.log.warn('secrets cannot be stored on this node; pods using secret volumes will wait', { reason: this.tmpfs.reason ?? '' });
     else if (this.tmpfs.mounted) this.log.info('mounted a tmpfs for secrets', { dir: this.o.secretsDir });
+    this.reportedAllow = [];
+    for (const prefix of this.o.hostPathAllow) {
+      const r = await resolveBeneath(prefix, this.o.hostPathAllow).catch(() => undefined);
+      if (r?.kind === 'escape') {
+        // Every hostPath under it would be refused at mount time; not reporting it lets the hub's scheduler say so up front.
+        this.log.warn('--host-path-allow prefix is (or contains) a symbolic link leading outside the allow-list; hostPaths under it are refused (list the real path instead)', { prefix, leadsTo: r.path });
+        continue;
+      }
+      this.reportedAllow.push(prefix);
+    }
   }
 
   get secretsOnTmpfs(): boolean {
     return this.tmpfs?.ok === true;
   }
 
+  /** The allow-list the node reports (NodeInfo): without prefixes that are links leading outside it (see init()). */
   get hostPathAllow(): readonly string[] {
-    return this.o.hostPathAllow;
+    return this.reportedAllow ?? this.o.hostPathAllow;
   }
 
   /** Configs delivered with the desired set (kept in memory only; the cache encrypts them). */
