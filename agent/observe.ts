@@ -70,7 +70,9 @@ function observePod(pod: DesiredPod, p: Pick<Plan, 'backoff' | 'current'>, state
         s.exitCode = exitCode;
         if (c.finishedAt !== undefined) s.finishedAt = c.finishedAt;
         const retryAt = p.backoff.get(c.id);
-        if (retryAt !== undefined) {
+        // A refused mount is not a crash: say why the agent will not start it rather than "back-off".
+        const refused = failure?.reason === 'VolumePathEscape';
+        if (retryAt !== undefined && !refused) {
           allTerminated = false;
           allSucceeded = false;
           s.state = 'waiting';

@@ -35,7 +35,8 @@ export interface RestartEntry {
   lastRestartAt: number;
 }
 
-export type FailureReason = 'ErrImagePull' | 'CreateContainerError' | 'RunContainerError' | 'CreateContainerConfigError';
+/** VolumePathEscape: a host path the container binds leads outside its volume / the hostPath allow-list (storage/resolve-beneath.ts). */
+export type FailureReason = 'ErrImagePull' | 'CreateContainerError' | 'RunContainerError' | 'CreateContainerConfigError' | 'VolumePathEscape';
 
 /** A failed create/pull/start per pod container (key from containerKey), retried after retryAt. */
 export interface ContainerFailure {

@@ -367,13 +367,13 @@ export class Reconciler {
             if (ownerId === undefined) return false;
           }
           let id: string;
+          let resolved: Awaited<ReturnType<PodVolumes['prepare']>> | undefined;
           try {
-            let resolved: Awaited<ReturnType<PodVolumes['prepare']>> | undefined;
             if (this.volumes !== undefined) {
               try {
                 resolved = await this.volumes.prepare(a.pod, a.index, signal);
               } catch (err) {
-                return this.fail(key, 'CreateContainerConfigError', err, now);
+                return this.fail(key, volumeFailure(err), err, now);
               }
             }
             id = await this.runtime.createContainer(buildCreateSpec(a.pod, a.index, this.node, ownerId, resolved), signal);
@@ -382,6 +382,8 @@ export class Reconciler {
           }
           created.set(a.container, id);
           this.log.info('created container', { pod: a.pod.name, container: a.container, id: id.slice(0, 12) });
+          // The host paths again, right before the engine mounts them: a container sharing the volume may have moved a link in since prepare().
+          if (!(await this.verifyMounts(a.pod, a.index, key, resolved?.mounts ?? [], now))) return false;
           try {
             await this.runtime.start(id, signal);
           } catch (err) {
@@ -407,6 +409,8 @@ export class Reconciler {
             const why = note !== undefined && note.startedAt === exitedRun ? note.reason : 'exited';
             this.log.info('restarting exited container', { pod: a.pod.name, container: a.container, id: a.id.slice(0, 12), reason: why });
           }
+          // The engine re-resolves bind sources at every start: the container may have turned one into a link while it ran.
+          if (!(await this.verifyMounts(a.pod, a.index, key, p.current.get(key)?.mounts, now))) return false;
           try {
             await this.runtime.start(a.id, signal);
           } catch (err) {
@@ -429,6 +433,8 @@ export class Reconciler {
           await this.runtime.stop(a.id, a.pod.spec.terminationGracePeriodSeconds, signal);
           const prev = this.restarts.get(a.id);
           this.restarts.set(a.id, { restarts: (prev?.restarts ?? 0) + 1, backoffStep: prev?.backoffStep ?? 0, lastRestartAt: now });
+          const key = containerKey(a.pod.uid, a.container);
+          if (!(await this.verifyMounts(a.pod, a.index, key, p.current.get(key)?.mounts, now))) return false;
           await this.runtime.start(a.id, signal);
           return true;
         }
@@ -436,6 +442,21 @@ export class Reconciler {
     } catch (err) {
       if (!this.stopped) this.log.warn('action failed', { action: a.type, error: err instanceof Error ? err.message : String(err) });
       return false;
+    }
+  }
+
+  /**
+   * Checks the host paths a container binds right before each engine start (storage/
+   * volume-manager.ts verify()); false after recording the refusal, which backs off like any
+   * failed start and costs no engine call while the mount stays unsafe.
+   */
+  private async verifyMounts(pod: DesiredPod, index: number, key: string, mounts: RuntimeContainer['mounts'], now: number): Promise<boolean> {
+    if (this.volumes === undefined) return true;
+    try {
+      await this.volumes.verify(pod, index, mounts);
+      return true;
+    } catch (err) {
+      return this.fail(key, volumeFailure(err), err, now);
     }
   }
 
@@ -453,4 +474,9 @@ export class Reconciler {
 /** True when a pod binds host ports or shares the host network, so it may collide with a container being removed. */
 function podUsesHostResources(pod: DesiredPod): boolean {
   return pod.spec.network === 'host' || pod.spec.containers.some((c) => c.ports.some((port) => port.hostPort !== undefined));
+}
+
+/** The failure reason for an error from preparing or checking a container's volumes. */
+function volumeFailure(err: unknown): FailureReason {
+  return OrchardError.is(err, 'ERR_VOLUME_PATH_ESCAPE') ? 'VolumePathEscape' : 'CreateContainerConfigError';
 }

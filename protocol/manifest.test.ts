@@ -70,6 +70,9 @@ describe('Deployment manifest schema', () => {
     ['bad label', (m: Record<string, any>) => { m['metadata'].labels = { 'bad key!': 'x' }; }, 'metadata.labels.bad key!', /label key/],
     ['unknown field', (m: Record<string, any>) => { m['spec'].replicaz = 2; }, 'spec', /replicaz/],
     ['wrong apiVersion', (m: Record<string, any>) => { m['apiVersion'] = 'apps/v1'; }, 'apiVersion', /orchard\/v1/],
+    ['subPath with ..', (m: Record<string, any>) => { m['spec'].template.spec.volumes = [{ name: 'v', emptyDir: {} }]; m['spec'].template.spec.containers[0].volumeMounts = [{ name: 'v', mountPath: '/v', subPath: 'a/../../etc' }]; }, 'spec.template.spec.containers[0].volumeMounts[0].subPath', /must not contain "\.\."/],
+    ['absolute subPath', (m: Record<string, any>) => { m['spec'].template.spec.volumes = [{ name: 'v', emptyDir: {} }]; m['spec'].template.spec.containers[0].volumeMounts = [{ name: 'v', mountPath: '/v', subPath: '/etc' }]; }, 'spec.template.spec.containers[0].volumeMounts[0].subPath', /relative/],
+    ['hostPath with ..', (m: Record<string, any>) => { m['spec'].template.spec.volumes = [{ name: 'v', hostPath: { path: '/srv/x/../../etc' } }]; }, 'spec.template.spec.volumes[0].hostPath.path', /must not contain "\.\."/],
   ])('%s → names %s', (_n, f, path, msg) => {
     const issue = firstIssue(mutate(f as (m: Record<string, unknown>) => void));
     expect(issue?.path).toBe(path);

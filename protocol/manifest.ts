@@ -94,12 +94,19 @@ export const ProbeSchema = z
   .refine((p) => (p.exec ? 1 : 0) + (p.httpGet ? 1 : 0) + (p.tcpSocket ? 1 : 0) === 1, 'must set exactly one of exec, httpGet, tcpSocket');
 export type Probe = z.infer<typeof ProbeSchema>;
 
+/** No `..` component: after a symbolic link the kernel applies `..` to the link's target, not lexically. */
+function noDotDot(path: string): boolean {
+  return !path.split('/').includes('..');
+}
+
 export const VolumeMountSchema = z.strictObject({
   name: NameSchema,
   mountPath: z.string().min(1).max(1024).regex(/^\//, 'must be an absolute path'),
   readOnly: z.boolean().default(false),
-  subPath: z.string().max(253).regex(/^[^/]/, 'must be a relative path').optional(),
+  // `..` is refused here and again on the device, which also refuses a subPath whose links lead out of the volume (issue 13).
+  subPath: z.string().max(253).regex(/^[^/]/, 'must be a relative path').refine(noDotDot, 'must not contain ".."').optional(),
 });
+export type VolumeMount = z.infer<typeof VolumeMountSchema>;
 
 export const PortSchema = z.strictObject({
   name: z.string().max(15).optional(),
@@ -167,7 +174,7 @@ export const VolumeSchema = z
     name: NameSchema,
     emptyDir: z.strictObject({ medium: z.enum(['', 'Memory']).default(''), sizeLimit: BytesQuantitySchema.optional() }).optional(),
     /** A host directory; the agent allows only prefixes on its --host-path-allow list. */
-    hostPath: z.strictObject({ path: z.string().min(1).max(1024).regex(/^\//, 'must be an absolute path'), type: z.enum(['', 'Directory', 'DirectoryOrCreate', 'File']).default('') }).optional(),
+    hostPath: z.strictObject({ path: z.string().min(1).max(1024).regex(/^\//, 'must be an absolute path').refine(noDotDot, 'must not contain ".."'), type: z.enum(['', 'Directory', 'DirectoryOrCreate', 'File']).default('') }).optional(),
     /** A named engine volume that outlives the pod; the pod is pinned to the node holding it. */
     persistent: z.strictObject({ claimName: NameSchema.optional(), size: BytesQuantitySchema.optional() }).optional(),
     configMap: z.strictObject({ name: NameSchema, optional: z.boolean().default(false) }).optional(),

@@ -2,7 +2,7 @@ import { Writable } from 'node:stream';
 import Docker from 'dockerode';
 import { OrchardError } from '../../protocol/errors.js';
 import type {
-  ContainerRuntime, CreateSpec, EngineInfo, ExecResult, PullEvent, PullOptions, PullPolicy, RuntimeContainer, RuntimeContainerState, RuntimeEvent, RuntimeEventType, RuntimeImage, RuntimeVolume,
+  ContainerRuntime, CreateSpec, EngineInfo, ExecResult, MountSpec, PullEvent, PullOptions, PullPolicy, RuntimeContainer, RuntimeContainerState, RuntimeEvent, RuntimeEventType, RuntimeImage, RuntimeVolume,
 } from './runtime.js';
 import { duBytes, engineMounts } from './docker-volumes.js';
 import { registryHost } from '../images/pull-auth.js';
@@ -81,6 +81,20 @@ export function withDefaultTag(image: string): string {
   if (image.includes('@')) return image;
   const lastSegment = image.slice(image.lastIndexOf('/') + 1);
   return lastSegment.includes(':') ? image : `${image}:latest`;
+}
+
+/** HostConfig.Mounts (what the agent creates) plus any legacy `Binds` (`src:dst[:opts]`), as MountSpecs. */
+function inspectedMounts(hc: Docker.HostConfig): MountSpec[] {
+  const out: MountSpec[] = [];
+  for (const m of hc.Mounts ?? []) {
+    if (m.Type !== 'bind' && m.Type !== 'volume' && m.Type !== 'tmpfs') continue;
+    out.push({ type: m.Type, source: m.Source, target: m.Target, readOnly: m.ReadOnly === true });
+  }
+  for (const b of hc.Binds ?? []) {
+    const [source = '', target = '', opts = ''] = b.split(':');
+    out.push({ type: source.startsWith('/') ? 'bind' : 'volume', source, target, readOnly: opts.split(',').includes('ro') });
+  }
+  return out;
 }
 
 export class DockerRuntime implements ContainerRuntime {
@@ -185,6 +199,7 @@ export class DockerRuntime implements ContainerRuntime {
       state: i.State.Status as RuntimeContainerState,
       createdAt: i.Created,
       networkMode: i.HostConfig.NetworkMode ?? 'default',
+      mounts: inspectedMounts(i.HostConfig),
     };
     if (i.State.Status !== 'created' && i.State.Status !== 'running') view.exitCode = i.State.ExitCode;
     if (i.State.OOMKilled) view.oomKilled = true;

@@ -260,6 +260,7 @@ export class MemoryRuntime implements ContainerRuntime {
       state: c.state,
       createdAt: c.createdAt,
       networkMode: typeof c.spec.network === 'object' ? `container:${c.spec.network.container}` : c.spec.network,
+      mounts: (c.spec.mounts ?? []).map((m) => ({ ...m })),
     };
     if (c.exitCode !== undefined) v.exitCode = c.exitCode;
     if (c.oomKilled !== undefined) v.oomKilled = c.oomKilled;

@@ -101,6 +101,18 @@ export function runtimeContract(name: string, makeHarness: () => Promise<Contrac
       await waitFor(() => (events.some((e) => e.id === id && e.type === 'destroy') ? true : undefined));
     });
 
+    it('reports the mounts a container was created with, sources as given (the agent re-checks them before each start)', async () => {
+      const mounts = [
+        { type: 'bind' as const, source: '/tmp', target: '/host-tmp', readOnly: true },
+        { type: 'tmpfs' as const, target: '/scratch', readOnly: false },
+      ];
+      const id = await rt.createContainer(spec(nodeA(), 'mounts', { mounts }));
+      const seen = await find(nodeA(), id);
+      expect(seen?.mounts?.find((m) => m.target === '/host-tmp')).toEqual(mounts[0]);
+      expect(seen?.mounts?.find((m) => m.target === '/scratch')).toMatchObject({ type: 'tmpfs', target: '/scratch' });
+      await rt.remove(id);
+    });
+
     it('reports an exit with its code and a die event', async () => {
       const id = await rt.createContainer(spec(nodeA(), 'exit', { command: ['sh', '-c', 'sleep 1; exit 3'] }));
       await rt.start(id);

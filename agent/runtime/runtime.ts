@@ -49,6 +49,12 @@ export interface RuntimeContainer {
   createdAt?: string;
   /** bridge | host | none | container:<id>. */
   networkMode?: string;
+  /**
+   * The mounts the container was created with (sources as given to the engine, which re-resolves
+   * bind sources at every start); absent when the engine did not say. The agent re-checks them
+   * before each start (issue 13).
+   */
+  mounts?: MountSpec[];
 }
 
 export interface PortBinding {

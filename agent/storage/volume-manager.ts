@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
+import { OrchardError } from '../../protocol/errors.js';
+import type { Volume, VolumeMount } from '../../protocol/manifest.js';
 import type { DesiredPod, DesiredSetMessage } from '../../protocol/messages.js';
 import { persistentVolumeName } from '../../protocol/objects.js';
 import { parseBytes } from '../../protocol/quantity.js';
@@ -8,7 +10,8 @@ import type { Logger } from '../clock.js';
 import { silentLogger } from '../clock.js';
 import type { ContainerRuntime, MountSpec } from '../runtime/runtime.js';
 import { LABELS } from '../runtime/runtime.js';
-import { pathAllowed } from './host-path.js';
+import { normalizePath, pathAllowed } from './host-path.js';
+import { resolveBeneath, type Resolution } from './resolve-beneath.js';
 import { configError, configMapFiles, EMPTY_CONFIGS, resolveEnv, safeFileName, secretFiles, type NodeConfigs } from './pod-config.js';
 import { ensureTmpfsDir, type TmpfsResult } from './tmpfs.js';
 
@@ -29,6 +32,8 @@ import { ensureTmpfsDir, type TmpfsResult } from './tmpfs.js';
 
 export interface PodVolumes {
   prepare(pod: DesiredPod, index: number, signal?: AbortSignal): Promise<{ env: Array<{ name: string; value: string }>; mounts: MountSpec[] }>;
+  /** Before every start: re-checks the host paths baked into the container (undefined = the engine did not say). */
+  verify(pod: DesiredPod, index: number, mounts: readonly MountSpec[] | undefined): Promise<void>;
   sync(desired: readonly DesiredPod[]): Promise<void>;
 }
 
@@ -60,24 +65,36 @@ export class VolumeManager implements PodVolumes {
   /** Directory → hash of what was last written there (tmpfs writes are cheap; this avoids churn). */
   private readonly written = new Map<string, string>();
   private readonly log: Logger;
+  private reportedAllow: string[] | undefined;
 
   constructor(private readonly o: VolumeManagerOptions) {
     this.log = o.logger ?? silentLogger;
   }
 
-  /** Prepares the tmpfs; call once before the first pass. Never throws. */
+  /** Prepares the tmpfs and checks the allow-list; call once before the first pass. Never throws. */
   async init(): Promise<void> {
     this.tmpfs = await ensureTmpfsDir(this.o.secretsDir, { mount: this.o.mountTmpfs ?? true });
     if (!this.tmpfs.ok) this.log.warn('secrets cannot be stored on this node; pods using secret volumes will wait', { reason: this.tmpfs.reason ?? '' });
     else if (this.tmpfs.mounted) this.log.info('mounted a tmpfs for secrets', { dir: this.o.secretsDir });
+    this.reportedAllow = [];
+    for (const prefix of this.o.hostPathAllow) {
+      const r = await resolveBeneath(prefix, this.o.hostPathAllow).catch(() => undefined);
+      if (r?.kind === 'escape') {
+        // Every hostPath under it would be refused at mount time; not reporting it lets the hub's scheduler say so up front.
+        this.log.warn('--host-path-allow prefix is (or contains) a symbolic link leading outside the allow-list; hostPaths under it are refused (list the real path instead)', { prefix, leadsTo: r.path });
+        continue;
+      }
+      this.reportedAllow.push(prefix);
+    }
   }
 
   get secretsOnTmpfs(): boolean {
     return this.tmpfs?.ok === true;
   }
 
+  /** The allow-list the node reports (NodeInfo): without prefixes that are links leading outside it (see init()). */
   get hostPathAllow(): readonly string[] {
-    return this.o.hostPathAllow;
+    return this.reportedAllow ?? this.o.hostPathAllow;
   }
 
   /** Configs delivered with the desired set (kept in memory only; the cache encrypts them). */
@@ -127,33 +144,10 @@ export class VolumeManager implements PodVolumes {
     for (const m of c.volumeMounts) {
       const v = pod.spec.volumes.find((x) => x.name === m.name);
       if (v === undefined) throw configError(`volume "${m.name}" is not defined`);
-      const sub = (base: string): string => {
-        if (m.subPath === undefined) return base;
-        if (m.subPath.split('/').some((s) => s === '..')) throw configError(`subPath "${m.subPath}" must not contain ".."`);
-        return join(base, m.subPath);
-      };
-      if (v.configMap !== undefined || v.secret !== undefined) {
-        mounts.push({ type: 'bind', source: sub(fileDirs.get(v.name) ?? ''), target: m.mountPath, readOnly: true });
-      } else if (v.emptyDir !== undefined) {
-        if (v.emptyDir.medium === 'Memory') {
-          if (m.subPath !== undefined) throw configError(`volume "${v.name}": subPath is not supported on a memory emptyDir`);
-          const size = v.emptyDir.sizeLimit === undefined ? undefined : parseBytes(v.emptyDir.sizeLimit);
-          mounts.push({ type: 'tmpfs', target: m.mountPath, readOnly: m.readOnly, ...(size !== undefined ? { sizeBytes: size } : {}) });
-        } else {
-          const dir = join(this.o.dataDir, 'pods', dirName(pod.uid), v.name);
-          await fsp.mkdir(dir, { recursive: true, mode: 0o777 });
-          const source = sub(dir);
-          await fsp.mkdir(source, { recursive: true });
-          mounts.push({ type: 'bind', source, target: m.mountPath, readOnly: m.readOnly });
-        }
-      } else if (v.hostPath !== undefined) {
-        const path = v.hostPath.path;
-        if (!pathAllowed(path, this.o.hostPathAllow)) {
-          const allowed = this.o.hostPathAllow.length === 0 ? 'none (start the agent with --host-path-allow PREFIX,…)' : this.o.hostPathAllow.join(', ');
-          throw configError(`hostPath ${path} is not allowed on this node; allowed prefixes: ${allowed}`);
-        }
-        await checkHostPath(path, v.hostPath.type);
-        mounts.push({ type: 'bind', source: sub(path), target: m.mountPath, readOnly: m.readOnly });
+      if (v.emptyDir?.medium === 'Memory') {
+        if (m.subPath !== undefined) throw configError(`volume "${v.name}": subPath is not supported on a memory emptyDir`);
+        const size = v.emptyDir.sizeLimit === undefined ? undefined : parseBytes(v.emptyDir.sizeLimit);
+        mounts.push({ type: 'tmpfs', target: m.mountPath, readOnly: m.readOnly, ...(size !== undefined ? { sizeBytes: size } : {}) });
       } else if (v.persistent !== undefined) {
         if (m.subPath !== undefined) throw configError(`volume "${v.name}": subPath is not supported on persistent volumes`);
         const ensure = this.o.runtime.ensureVolume?.bind(this.o.runtime);
@@ -163,9 +157,81 @@ export class VolumeManager implements PodVolumes {
         if (pod.deployment !== undefined) labels[LABELS.deployment] = pod.deployment;
         await ensure(name, labels, signal);
         mounts.push({ type: 'volume', source: name, target: m.mountPath, readOnly: m.readOnly });
+      } else {
+        // A host directory: resolved on the host, and the canonical path (no links) is what the engine gets.
+        const base = await this.mountBase(pod, v, m, fileDirs);
+        const source = accept(await resolveBeneath(base.wanted, base.roots, { create: base.create }), v.name, m, base.within);
+        const readOnly = v.configMap !== undefined || v.secret !== undefined ? true : m.readOnly;
+        mounts.push({ type: 'bind', source, target: m.mountPath, readOnly });
       }
     }
     return { env, mounts };
+  }
+
+  /**
+   * Re-checks, right before the engine (re)starts a container, every host directory it binds:
+   * `mounts` are the ones baked into the container (the engine re-resolves their sources at each
+   * start, following links). Throws ERR_VOLUME_PATH_ESCAPE when one now leads outside its root,
+   * a config error when it is gone or not one this pod declares. Missing emptyDir subPath
+   * directories are made again (beneath the volume), as at create.
+   */
+  async verify(pod: DesiredPod, index: number, mounts: readonly MountSpec[] | undefined): Promise<void> {
+    const c = pod.spec.containers[index];
+    if (c === undefined) throw new RangeError(`pod ${pod.name} has no container ${index}`);
+    const hostDirs = c.volumeMounts.filter((m) => {
+      const v = pod.spec.volumes.find((x) => x.name === m.name);
+      return v !== undefined && v.persistent === undefined && v.emptyDir?.medium !== 'Memory';
+    });
+    if (hostDirs.length === 0) return;
+    // Fail closed: an engine view without mounts cannot be checked.
+    if (mounts === undefined) throw escapeError(`container ${c.name}: the engine did not report its mounts, so the agent cannot check its host paths; not starting it`);
+    const fileDirs = await this.ensurePodFiles(pod);
+    for (const bound of mounts) {
+      if (bound.type !== 'bind') continue;
+      const m = hostDirs.find((x) => x.mountPath === bound.target);
+      const v = m === undefined ? undefined : pod.spec.volumes.find((x) => x.name === m.name);
+      if (m === undefined || v === undefined) throw escapeError(`container ${c.name}: bind mount ${bound.source ?? ''} → ${bound.target} is not a host volume of this pod; not starting it`);
+      const base = await this.mountBase(pod, v, m, fileDirs);
+      accept(await resolveBeneath(bound.source ?? '', base.roots, { create: base.create }), v.name, m, base.within);
+    }
+  }
+
+  /**
+   * Where a host-directory mount starts (`wanted`, lexical) and what its real path must stay
+   * under (`roots`): the real path of the pod's own volume directory for emptyDir/configMap/
+   * secret and any hostPath subPath; the allow-list for a hostPath itself.
+   */
+  private async mountBase(pod: DesiredPod, v: Volume, m: VolumeMount, fileDirs: ReadonlyMap<string, string>): Promise<{ wanted: string; roots: string[]; create: boolean; within: string }> {
+    if (m.subPath !== undefined && m.subPath.split('/').some((s) => s === '..')) throw configError(`subPath "${m.subPath}" must not contain ".."`);
+    const under = (root: string): string => (m.subPath === undefined ? root : join(root, m.subPath));
+    if (v.configMap !== undefined || v.secret !== undefined) {
+      const root = await fsp.realpath(fileDirs.get(v.name) ?? '');
+      return { wanted: under(root), roots: [root], create: false, within: `volume "${v.name}" (${root})` };
+    }
+    if (v.emptyDir !== undefined) {
+      const dir = join(this.o.dataDir, 'pods', dirName(pod.uid), v.name);
+      await fsp.mkdir(dir, { recursive: true, mode: 0o777 });
+      const root = await fsp.realpath(dir);
+      return { wanted: under(root), roots: [root], create: true, within: `volume "${v.name}" (${root})` };
+    }
+    if (v.hostPath !== undefined) {
+      const path = normalizePath(v.hostPath.path) ?? v.hostPath.path;
+      const allow = this.o.hostPathAllow;
+      if (!pathAllowed(path, allow)) {
+        const allowed = allow.length === 0 ? 'none (start the agent with --host-path-allow PREFIX,…)' : allow.join(', ');
+        throw configError(`hostPath ${path} is not allowed on this node; allowed prefixes: ${allowed}`);
+      }
+      const within = `the hostPath allow-list (${allow.join(', ')})`;
+      const type = v.hostPath.type;
+      const r = await resolveBeneath(path, allow, { create: type === 'DirectoryOrCreate' });
+      if (r.kind === 'missing') throw configError(`hostPath ${path} does not exist on this node`);
+      const real = accept(r, v.name, { ...m, subPath: undefined }, within);
+      if (r.kind === 'ok' && (type === 'Directory' || type === 'DirectoryOrCreate') && !r.directory) throw configError(`hostPath ${path} is not a directory`);
+      if (r.kind === 'ok' && type === 'File' && r.directory) throw configError(`hostPath ${path} is not a file`);
+      if (m.subPath === undefined) return { wanted: real, roots: [...allow], create: false, within };
+      return { wanted: under(real), roots: [real], create: false, within: `volume "${v.name}" (${real})` };
+    }
+    throw configError(`volume "${v.name}" is not a host directory`);
   }
 
   async sync(desired: readonly DesiredPod[]): Promise<void> {
@@ -205,17 +271,27 @@ async function exists(p: string): Promise<boolean> {
   }
 }
 
-async function checkHostPath(path: string, type: '' | 'Directory' | 'DirectoryOrCreate' | 'File'): Promise<void> {
-  if (type === 'DirectoryOrCreate') {
-    await fsp.mkdir(path, { recursive: true });
-    return;
+function escapeError(message: string): OrchardError {
+  return new OrchardError('ERR_VOLUME_PATH_ESCAPE', message, { details: { reason: 'VolumePathEscape' } });
+}
+
+/** The canonical path of a resolution, or the error that refuses the mount. */
+function accept(r: Resolution, volume: string, m: Pick<VolumeMount, 'mountPath' | 'subPath'>, within: string): string {
+  const what = `volume "${volume}" at ${m.mountPath}${m.subPath !== undefined ? ` (subPath "${m.subPath}")` : ''}`;
+  switch (r.kind) {
+    case 'ok':
+      return r.path;
+    case 'escape': {
+      const via = r.link !== undefined ? `${r.link} is a symbolic link to "${r.target ?? ''}", which leads to ${r.path}` : `it resolves to ${r.path}`;
+      return fail(escapeError(`${what}: ${via}, outside ${within}; refusing to mount it`));
+    }
+    case 'missing':
+      return fail(configError(`${what}: ${r.path} does not exist`));
+    case 'invalid':
+      return fail(configError(`${what}: ${r.path}: ${r.reason}`));
   }
-  let st: Awaited<ReturnType<typeof fsp.stat>>;
-  try {
-    st = await fsp.stat(path);
-  } catch {
-    throw configError(`hostPath ${path} does not exist on this node`);
-  }
-  if (type === 'Directory' && !st.isDirectory()) throw configError(`hostPath ${path} is not a directory`);
-  if (type === 'File' && !st.isFile()) throw configError(`hostPath ${path} is not a file`);
+}
+
+function fail(err: OrchardError): never {
+  throw err;
 }

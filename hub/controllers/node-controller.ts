@@ -289,6 +289,10 @@ export class NodeController {
           if (c.reason === 'ErrImagePull' && before?.reason !== 'ErrImagePull') {
             recordEvent(store, this.o.now(), { kind: 'Pod', name: pod.metadata.name, type: 'Warning', reason: 'ErrImagePull', message: c.message ?? `cannot pull ${c.image}` });
           }
+          // The device refused a mount whose host path leads out of its volume (a symbolic link): worth an audit trail.
+          if (c.reason === 'VolumePathEscape' && before?.reason !== 'VolumePathEscape') {
+            recordEvent(store, this.o.now(), { kind: 'Pod', name: pod.metadata.name, type: 'Warning', reason: 'VolumePathEscape', message: c.message ?? `container ${c.name}: a volume path leads outside its volume` });
+          }
         }
         // No Event for a pod turning Running: the pod's own status says it (with startTime), and at
         // fleet scale one Event per pod doubled the writes of a deploy and held 100,000 objects.
