@@ -35,7 +35,8 @@ export interface RestartEntry {
   lastRestartAt: number;
 }
 
-export type FailureReason = 'ErrImagePull' | 'CreateContainerError' | 'RunContainerError' | 'CreateContainerConfigError';
+/** `Forbidden`: the device's policy refuses the pod (agent --deny-… flags); it waits until the pod changes. */
+export type FailureReason = 'ErrImagePull' | 'CreateContainerError' | 'RunContainerError' | 'CreateContainerConfigError' | 'Forbidden';
 
 /** A failed create/pull/start per pod container (key from containerKey), retried after retryAt. */
 export interface ContainerFailure {

@@ -23,6 +23,7 @@ export const ERROR_CATALOGUE = {
   ERR_TIMEOUT: { status: 504, summary: 'An operation did not finish in time.' },
   ERR_RUNTIME: { status: 502, summary: 'The container engine refused or failed an operation.' },
   ERR_IMAGE_PULL: { status: 502, summary: 'The image could not be pulled.' },
+  ERR_POD_SECURITY: { status: 403, summary: "A node refused a pod's security settings: runAsNonRoot with a root image, or the device's policy (agent --deny-… flags)." },
   ERR_STORE: { status: 500, summary: 'The store failed to read or write.' },
   ERR_INTERNAL: { status: 500, summary: 'An unexpected fault; the log has the cause.' },
 } as const satisfies Record<string, { status: number; summary: string }>;
