@@ -1,9 +1,9 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster, TEST_IMAGE } from '../helpers/cluster.js';
 import { waitFor } from '../helpers/http.js';
-import { containersOf, docker } from '../helpers/procs.js';
+import { REPO, containersOf, docker } from '../helpers/procs.js';
 
 /**
  * Pod security on the real engine (issue 13, item 7). Each test performs an attack:
@@ -122,6 +122,14 @@ resources: { limits: { pids: 0 } }`));
     expect(capEff(rid) & (1n << CAP_NET_RAW)).toBe(1n << CAP_NET_RAW);
     expect(exec(rid, 'grep NoNewPrivs /proc/self/status')).toMatch(/NoNewPrivs:\s+0/);
     expect((JSON.parse(docker(['inspect', rid]))[0] as { HostConfig: { PidsLimit: number | null } }).HostConfig.PidsLimit ?? 0).toBeLessThanOrEqual(0);
+  }, 120_000);
+
+  it('(b) the hardened example manifest runs as nobody, read-only, with no capabilities', async () => {
+    apply(readFileSync(join(REPO, 'manifests', 'examples', 'hardened.yaml'), 'utf8'));
+    const id = await waitFor('hardened running', () => [...c.agents.keys()].flatMap((s) => containersOf(c.nodeName(s))).find((x) => x.Config.Labels['orchard.deployment'] === 'hardened' && x.State.Running)?.Id, 90_000, 250);
+    expect(exec(id, 'id -u; cat /tmp/index.html').trim().split('\n')).toEqual(['65534', 'hello from a hardened pod']);
+    expect(capEff(id)).toBe(0n);
+    expect(exec(id, 'touch /x 2>&1; echo rc=$?')).toMatch(/Read-only file system[\s\S]*rc=1/);
   }, 120_000);
 
   it('(b) runAsNonRoot with an image that runs as root is refused with CreateContainerConfigError and an event', async () => {
