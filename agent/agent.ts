@@ -3,6 +3,7 @@ import { parseOrThrow } from '../protocol/errors.js';
 import { LabelsSchema, NameSchema } from '../protocol/manifest.js';
 import { PAYLOAD_ENCODINGS, type DesiredSetMessage, type NodeStatusMessage, type ObservedPod } from '../protocol/messages.js';
 import type { NodeInfo } from '../protocol/objects.js';
+import type { DevicePolicy } from '../protocol/pod-security.js';
 import { DesiredCache } from './cache.js';
 import type { Clock, Logger, TimerHandle } from './clock.js';
 import { silentLogger, systemClock } from './clock.js';
@@ -49,6 +50,10 @@ export interface AgentOptions {
   storage?: { secretsDir: string; hostPathAllow: readonly string[]; mountTmpfs?: boolean };
   /** Image GC: percent of the disk that must stay free (default 0 = off; `orchard agent` defaults to 10). */
   imageGcThresholdPercent?: number;
+  /** What this device forbids pods (agent --deny-… flags); enforced locally and reported in NodeInfo. */
+  policy?: DevicePolicy;
+  /** Memory limit for containers that set none (`orchard agent` defaults to 75 % of the engine's memory); absent = none. */
+  defaultMemory?: { bytes: number } | { percent: number };
 }
 
 export class Agent {
@@ -74,6 +79,7 @@ export class Agent {
   private readonly volumeReport: VolumeReporter;
   private desiredPods: DesiredSetMessage['pods'] = [];
   private readonly dataDir: string;
+  private readonly policy: DevicePolicy | undefined;
   /** Removes unused images under disk pressure; reports DiskPressure (images/image-gc.ts). */
   readonly imageGc: ImageGc;
 
@@ -95,6 +101,9 @@ export class Agent {
       onObserved: (pods, generation) => this.publishObserved(pods, generation),
     };
     if (opts.resyncMs !== undefined) reconcilerOpts.resyncMs = opts.resyncMs;
+    if (opts.policy !== undefined) reconcilerOpts.policy = opts.policy;
+    if (opts.defaultMemory !== undefined) reconcilerOpts.defaultMemory = opts.defaultMemory;
+    this.policy = opts.policy;
     this.dataDir = opts.dataDir;
     if (opts.storage !== undefined) {
       const vm: ConstructorParameters<typeof VolumeManager>[0] = { node: this.node, dataDir: opts.dataDir, secretsDir: opts.storage.secretsDir, hostPathAllow: opts.storage.hostPathAllow, runtime: opts.runtime, logger: this.log };
@@ -195,6 +204,8 @@ export class Agent {
       this.info = await this.probe.staticInfo();
       // What this agent reads besides JSON: the hub deflates its desired sets only when listed.
       this.info.encodings = [...PAYLOAD_ENCODINGS];
+      // The scheduler keeps pods this device would refuse away from it (and says why).
+      if (this.policy !== undefined) this.info.policy = { ...this.policy };
       if (this.volumes !== undefined) {
         this.info.storage = { hostPathAllow: [...this.volumes.hostPathAllow], secretsOnTmpfs: this.volumes.secretsOnTmpfs, devices: await probeStorage([this.dataDir]) };
       }

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { DesiredPod } from '../protocol/messages.js';
+import { effectiveSecurity } from '../protocol/pod-security.js';
 import { parseBytes, parseCpuMillis } from '../protocol/quantity.js';
 import type { CreateSpec, MountSpec, PortBinding } from './runtime/runtime.js';
 import { LABELS } from './runtime/runtime.js';
@@ -58,12 +59,24 @@ export function specHash(pod: DesiredPod, index: number): string {
   const c = pod.spec.containers[index];
   if (c === undefined) throw new RangeError(`pod ${pod.name} has no container ${index}`);
   const { imagePullPolicy: _pull, ...baked } = c;
-  const material = { c: baked, network: pod.spec.network, index, ports: index === 0 ? podPorts(pod) : [] };
+  // The effective security settings (pod-level securityContext, Orchard's defaults) are baked
+  // too: a change of either recreates the container, so a default only ever applies whole.
+  const material = { c: baked, network: pod.spec.network, index, ports: index === 0 ? podPorts(pod) : [], sec: effectiveSecurity(pod.spec, index) };
   return createHash('sha256').update(stableJson(material)).digest('hex').slice(0, 16);
 }
 
-/** Builds the CreateSpec for container `index`; `ownerId` is the first container's id when it joins. */
-export function buildCreateSpec(pod: DesiredPod, index: number, node: string, ownerId: string | undefined, resolved?: { env: Array<{ name: string; value: string }>; mounts: MountSpec[] }): CreateSpec {
+/** What the agent applies to containers whose manifest leaves a limit unset. */
+export interface ContainerDefaults {
+  /** Memory limit for a container without resources.limits.memory (agent --default-memory-limit); absent = none. */
+  memoryBytes?: number;
+}
+
+/**
+ * Builds the CreateSpec for container `index`; `ownerId` is the first container's id when it joins.
+ * Security (protocol/pod-security.ts): no-new-privileges unless allowPrivilegeEscalation, NET_RAW
+ * dropped unless added, the pids limit, user, read-only root filesystem, capabilities.
+ */
+export function buildCreateSpec(pod: DesiredPod, index: number, node: string, ownerId: string | undefined, resolved?: { env: Array<{ name: string; value: string }>; mounts: MountSpec[] }, defaults: ContainerDefaults = {}): CreateSpec {
   const c = pod.spec.containers[index];
   if (c === undefined) throw new RangeError(`pod ${pod.name} has no container ${index}`);
   const labels: Record<string, string> = {
@@ -99,5 +112,13 @@ export function buildCreateSpec(pod: DesiredPod, index: number, node: string, ow
   const memoryBytes = mem === undefined ? undefined : parseBytes(mem);
   if (cpuMillis !== undefined && cpuMillis > 0) spec.cpuMillis = cpuMillis;
   if (memoryBytes !== undefined && memoryBytes > 0) spec.memoryBytes = memoryBytes;
+  else if (mem === undefined && defaults.memoryBytes !== undefined && defaults.memoryBytes > 0) spec.memoryBytes = defaults.memoryBytes;
+  const sec = effectiveSecurity(pod.spec, index);
+  if (sec.runAsUser !== undefined) spec.user = sec.runAsGroup === undefined ? String(sec.runAsUser) : `${sec.runAsUser}:${sec.runAsGroup}`;
+  if (sec.readOnlyRootFilesystem) spec.readOnlyRootfs = true;
+  if (sec.noNewPrivileges) spec.noNewPrivileges = true;
+  if (sec.capAdd.length > 0) spec.capAdd = [...sec.capAdd];
+  if (sec.capDrop.length > 0) spec.capDrop = [...sec.capDrop];
+  if (sec.pidsLimit > 0) spec.pidsLimit = sec.pidsLimit;
   return spec;
 }

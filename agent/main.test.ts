@@ -8,7 +8,20 @@ import { defaultNodeName, parseAgentArgs, readTokenFile } from './main.js';
 describe('parseAgentArgs', () => {
   it('parses every flag, both spellings', () => {
     const a = parseAgentArgs(['--hub', 'https://hub.lan:8443', '--name=pi-1', '--labels', 'zone=a,disk=ssd', '--data-dir', '/tmp/x', '--token', 'T', '--insecure', '--docker-socket', '/run/podman.sock'], {});
-    expect(a).toEqual({ hub: 'https://hub.lan:8443', name: 'pi-1', labels: { zone: 'a', disk: 'ssd' }, dataDir: '/tmp/x', token: 'T', tokenOnCommandLine: true, insecure: true, verbose: false, dockerSocket: '/run/podman.sock' });
+    expect(a).toEqual({ hub: 'https://hub.lan:8443', name: 'pi-1', labels: { zone: 'a', disk: 'ssd' }, dataDir: '/tmp/x', token: 'T', tokenOnCommandLine: true, insecure: true, verbose: false, dockerSocket: '/run/podman.sock',
+      policy: { denyHostNetwork: false, denyHostPorts: false, denyCapAdd: false }, defaultMemory: { percent: 75 } });
+  });
+
+  it('parses the device policy and the default memory limit', () => {
+    const a = parseAgentArgs(['--hub', 'h', '--deny-host-network', '--deny-host-ports', '--deny-cap-add', '--default-memory-limit', '512Mi'], {});
+    expect(a.policy).toEqual({ denyHostNetwork: true, denyHostPorts: true, denyCapAdd: true });
+    expect(a.defaultMemory).toEqual({ bytes: 512 * 1024 * 1024 });
+    expect(parseAgentArgs(['--hub', 'h', '--deny-cap-add'], {}).policy).toEqual({ denyHostNetwork: false, denyHostPorts: false, denyCapAdd: true });
+    expect(parseAgentArgs(['--hub', 'h', '--default-memory-limit=50%'], {}).defaultMemory).toEqual({ percent: 50 });
+    expect(parseAgentArgs(['--hub', 'h', '--default-memory-limit', '0'], {}).defaultMemory).toEqual({ bytes: 0 });
+    expect(() => parseAgentArgs(['--hub', 'h', '--default-memory-limit', '150%'], {})).toThrow(/at most 100%/);
+    expect(() => parseAgentArgs(['--hub', 'h', '--default-memory-limit', 'lots'], {})).toThrow(/--default-memory-limit/);
+    expect(() => parseAgentArgs(['--hub', 'h', '--default-memory-limit', '1Mi'], {})).toThrow(/6Mi/);
   });
 
   it('applies defaults and reads the token from the environment', () => {

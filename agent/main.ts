@@ -2,6 +2,8 @@ import { readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import { OrchardError, parseOrThrow } from '../protocol/errors.js';
 import { LabelsSchema, NameSchema } from '../protocol/manifest.js';
+import type { DevicePolicy } from '../protocol/pod-security.js';
+import { parseBytes } from '../protocol/quantity.js';
 import { Agent } from './agent.js';
 import { consoleLogger } from './clock.js';
 import { DockerRuntime } from './runtime/docker-runtime.js';
@@ -34,7 +36,14 @@ export interface AgentArgs {
   secretsDir?: string;
   /** Image GC threshold, percent of free disk (default 10; 0 = off). */
   imageGcThresholdPercent?: number;
+  /** What pods this device refuses (--deny-host-network, --deny-host-ports, --deny-cap-add). */
+  policy: DevicePolicy;
+  /** Memory limit for containers that set none (default 75 % of the engine's memory; 0 = none). */
+  defaultMemory: { bytes: number } | { percent: number };
 }
+
+/** `orchard agent --default-memory-limit` when not given. */
+export const DEFAULT_MEMORY_LIMIT_PERCENT = 75;
 
 export const AGENT_USAGE = `usage: orchard agent --hub HOST[:PORT]|https://HOST:PORT|http://HOST:PORT [options]
   --name NAME           node name (default: this host's name)
@@ -52,10 +61,16 @@ export const AGENT_USAGE = `usage: orchard agent --hub HOST[:PORT]|https://HOST:
                         a tmpfs is mounted there when it is not on one and the agent is root)
   --image-gc-threshold P  remove unused images (never the current or previous revision's) when free
                         disk drops below P percent, and report DiskPressure (default 10%; 0 = off)
+  --deny-host-network   refuse pods with network: host on this device (whatever the hub says)
+  --deny-host-ports     refuse pods that publish a hostPort on this device
+  --deny-cap-add        refuse pods that add Linux capabilities (securityContext.capabilities.add)
+                        (hostPath volumes are refused unless under --host-path-allow)
+  --default-memory-limit Q|P%  memory limit of containers that set none (default 75% of the
+                        engine's memory; 0 = none)
   --verbose             debug logging`;
 
-const VALUE_FLAGS = new Set(['--hub', '--name', '--node', '--labels', '--data-dir', '--token', '--token-file', '--docker-socket', '--mqtt-url', '--host-path-allow', '--secrets-dir', '--image-gc-threshold']);
-const BOOL_FLAGS = new Set(['--insecure', '--verbose']);
+const VALUE_FLAGS = new Set(['--hub', '--name', '--node', '--labels', '--data-dir', '--token', '--token-file', '--docker-socket', '--mqtt-url', '--host-path-allow', '--secrets-dir', '--image-gc-threshold', '--default-memory-limit']);
+const BOOL_FLAGS = new Set(['--insecure', '--verbose', '--deny-host-network', '--deny-host-ports', '--deny-cap-add']);
 
 /** A DNS-1123 label from the host name, so a bare `orchard agent --hub …` just works. */
 export function defaultNodeName(hostname = os.hostname()): string {
@@ -103,6 +118,8 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     dataDir: values.get('--data-dir') ?? '/var/lib/orchard-agent',
     insecure: bools.has('--insecure'),
     verbose: bools.has('--verbose'),
+    policy: { denyHostNetwork: bools.has('--deny-host-network'), denyHostPorts: bools.has('--deny-host-ports'), denyCapAdd: bools.has('--deny-cap-add') },
+    defaultMemory: parseDefaultMemory(values.get('--default-memory-limit')),
   };
   // A token in a file or the environment keeps it out of `ps` output.
   const tokenFile = values.get('--token-file');
@@ -154,6 +171,21 @@ export function readTokenFile(path: string, warn: (msg: string) => void): string
   return text;
 }
 
+/** `--default-memory-limit`: a quantity (256Mi, 1G) or a percentage of the engine's memory (75%); 0 = none. */
+export function parseDefaultMemory(raw: string | undefined): { bytes: number } | { percent: number } {
+  if (raw === undefined) return { percent: DEFAULT_MEMORY_LIMIT_PERCENT };
+  const pct = /^(\d{1,3}(?:\.\d+)?)%$/.exec(raw.trim());
+  if (pct) {
+    const percent = Number(pct[1]);
+    if (percent > 100) throw new OrchardError('ERR_VALIDATION', `--default-memory-limit: "${raw}" must be at most 100%`);
+    return percent === 0 ? { bytes: 0 } : { percent };
+  }
+  const bytes = parseBytes(raw.trim());
+  if (bytes === undefined) throw new OrchardError('ERR_VALIDATION', `--default-memory-limit: "${raw}" must be a memory quantity like 512Mi, a percentage like 75%, or 0 (none)`);
+  if (bytes > 0 && bytes < 6 * 1024 * 1024) throw new OrchardError('ERR_VALIDATION', `--default-memory-limit: "${raw}" is below the engine's minimum of 6Mi`);
+  return { bytes };
+}
+
 export async function runAgent(argv: string[]): Promise<void> {
   const args = parseAgentArgs(argv);
   const logger = consoleLogger({ node: args.name }, args.verbose ? 'debug' : 'info');
@@ -173,7 +205,7 @@ export async function runAgent(argv: string[]): Promise<void> {
   const link: ConstructorParameters<typeof Agent>[0]['link'] = { url: args.mqttUrl ?? identity.mqttUrl, username: identity.node, password: identity.credential };
   if (identity.caPem !== undefined) link.ca = identity.caPem;
   const storage = { secretsDir: args.secretsDir ?? `/run/orchard-agent/${identity.node}`, hostPathAllow: args.hostPathAllow ?? [] };
-  const agent = new Agent({ node: identity.node, labels: args.labels, dataDir: args.dataDir, runtime, link, logger, storage, imageGcThresholdPercent: args.imageGcThresholdPercent ?? 10 });
+  const agent = new Agent({ node: identity.node, labels: args.labels, dataDir: args.dataDir, runtime, link, logger, storage, imageGcThresholdPercent: args.imageGcThresholdPercent ?? 10, policy: args.policy, defaultMemory: args.defaultMemory });
 
   let onSignal: (() => void) | undefined;
   const stopped = new Promise<void>((resolve) => {

@@ -35,8 +35,11 @@ export interface RestartEntry {
   lastRestartAt: number;
 }
 
-/** VolumePathEscape: a host path the container binds leads outside its volume / the hostPath allow-list (storage/resolve-beneath.ts). */
-export type FailureReason = 'ErrImagePull' | 'CreateContainerError' | 'RunContainerError' | 'CreateContainerConfigError' | 'VolumePathEscape';
+/**
+ * VolumePathEscape: a host path the container binds leads outside its volume / the hostPath allow-list (storage/resolve-beneath.ts).
+ * `Forbidden`: the device's policy refuses the pod (agent --deny-… flags); it waits until the pod changes.
+ */
+export type FailureReason = 'ErrImagePull' | 'CreateContainerError' | 'RunContainerError' | 'CreateContainerConfigError' | 'VolumePathEscape' | 'Forbidden';
 
 /** A failed create/pull/start per pod container (key from containerKey), retried after retryAt. */
 export interface ContainerFailure {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { DesiredPod, ObservedPod } from '../protocol/messages.js';
+import { DesiredPodSchema, type DesiredPod, type ObservedPod } from '../protocol/messages.js';
 import { Reconciler } from './reconciler.js';
 import { MemoryRuntime } from './runtime/memory-runtime.js';
 import type { ContainerRuntime, RuntimeContainer } from './runtime/runtime.js';
@@ -248,6 +248,97 @@ describe('Reconciler (memory runtime)', () => {
     release();
     await t.settle();
     expect((await t.containers()).map((c) => c.labels[LABELS.pod])).toEqual(['new']);
+    await t.rec.stop();
+  });
+});
+
+describe('Reconciler: pod security (memory runtime)', () => {
+  const secured = (name: string, spec: Record<string, unknown>, container: Record<string, unknown> = {}): DesiredPod =>
+    DesiredPodSchema.parse({ name, uid: `uid-${name}`, spec: { containers: [{ name: 'main', image: TEST_IMAGE, command: ['sleep', '3600'], ...container }], ...spec } });
+
+  function setupWith(opts: Partial<ConstructorParameters<typeof Reconciler>[0]>, images: Record<string, string> = {}) {
+    const clock = new FakeClock();
+    const runtime = new MemoryRuntime({ images: [TEST_IMAGE, 'app:nonroot', 'app:named'], imageUsers: images, now: clock.now });
+    const observed: ObservedPod[][] = [];
+    const rec = new Reconciler({ node: NODE, runtime, clock, onObserved: (pods) => observed.push(pods), ...opts });
+    const settle = async (): Promise<void> => {
+      for (let i = 0; i < 5; i++) {
+        await flush();
+        await rec.idle();
+      }
+    };
+    return { clock, runtime, rec, settle, last: (): ObservedPod[] => observed[observed.length - 1] ?? [] };
+  }
+
+  it('refuses pods the device policy forbids, creates nothing for them, and says why', async () => {
+    const t = setupWith({ policy: { denyHostNetwork: true, denyHostPorts: false, denyCapAdd: true } });
+    const hostNet = secured('hostnet', { network: 'host' });
+    const capAdd = secured('capadd', {}, { securityContext: { capabilities: { add: ['NET_ADMIN'] } } });
+    const ok = secured('ok', {}, { ports: [{ containerPort: 80, hostPort: 8080 }] });
+    t.rec.setDesired([hostNet, capAdd, ok], 1);
+    await t.rec.start();
+    await t.settle();
+    const pods = await t.runtime.listContainers(NODE);
+    expect(pods.map((c) => c.labels[LABELS.pod])).toEqual(['ok']);
+    const byName = new Map(t.last().map((p) => [p.name, p]));
+    expect(byName.get('ok')?.phase).toBe('Running');
+    expect(byName.get('hostnet')).toMatchObject({ phase: 'Pending', reason: 'Forbidden', message: `policy forbids hostNetwork (agent --deny-host-network): refused on node ${NODE}` });
+    expect(byName.get('capadd')?.containers[0]).toMatchObject({ state: 'waiting', reason: 'Forbidden', message: expect.stringContaining('capability add NET_ADMIN (agent --deny-cap-add)') });
+    // Never retried on its own: a day later still nothing was created.
+    t.clock.advance(24 * 3600_000);
+    await t.settle();
+    expect((await t.runtime.listContainers(NODE)).length).toBe(1);
+    await t.rec.stop();
+  });
+
+  it('removes a forbidden pod already running (agent restarted with a stricter policy)', async () => {
+    const clock = new FakeClock();
+    const runtime = new MemoryRuntime({ images: [TEST_IMAGE], now: clock.now });
+    const pod = secured('hostnet', { network: 'host' });
+    const before = new Reconciler({ node: NODE, runtime, clock });
+    before.setDesired([pod], 1);
+    await before.start();
+    for (let i = 0; i < 5; i++) { await flush(); await before.idle(); }
+    await before.stop();
+    expect((await runtime.listContainers(NODE)).length).toBe(1);
+    const after = new Reconciler({ node: NODE, runtime, clock, policy: { denyHostNetwork: true, denyHostPorts: false, denyCapAdd: false } });
+    after.setDesired([pod], 1);
+    await after.start();
+    for (let i = 0; i < 5; i++) { await flush(); await after.idle(); }
+    expect(await runtime.listContainers(NODE)).toEqual([]);
+    expect(after.observed[0]?.reason).toBe('Forbidden');
+    await after.stop();
+  });
+
+  it('runAsNonRoot refuses an image that runs as root (CreateContainerConfigError) and starts a numeric non-root one', async () => {
+    const t = setupWith({}, { 'app:nonroot': '1000:1000', 'app:named': 'nobody' });
+    const rootPod = secured('root', { securityContext: { runAsNonRoot: true } });
+    const nonRoot = secured('nonroot', { securityContext: { runAsNonRoot: true } }, { image: 'app:nonroot' });
+    const named = secured('named', {}, { image: 'app:named', securityContext: { runAsNonRoot: true } });
+    const explicit = secured('explicit', { securityContext: { runAsNonRoot: true, runAsUser: 65534 } });
+    t.rec.setDesired([rootPod, nonRoot, named, explicit], 1);
+    await t.rec.start();
+    await t.settle();
+    const byName = new Map(t.last().map((p) => [p.name, p]));
+    expect(byName.get('root')).toMatchObject({ phase: 'Pending', reason: 'CreateContainerConfigError', message: 'container has runAsNonRoot and image will run as root (pod: root, container: main)' });
+    expect(byName.get('named')?.message).toMatch(/non-numeric user \(nobody\)/);
+    expect(byName.get('nonroot')?.phase).toBe('Running');
+    expect(byName.get('explicit')?.phase).toBe('Running');
+    const made = await t.runtime.listContainers(NODE);
+    expect(made.map((c) => c.labels[LABELS.pod]).sort()).toEqual(['explicit', 'nonroot']);
+    expect(t.runtime.specOf(made.find((c) => c.labels[LABELS.pod] === 'explicit')?.id ?? '').user).toBe('65534');
+    await t.rec.stop();
+  });
+
+  it('applies the default memory limit as a share of the engine memory, only where none is set', async () => {
+    const t = setupWith({ defaultMemory: { percent: 50 } });
+    t.rec.setDesired([secured('free', {}), secured('capped', {}, { resources: { limits: { memory: '64Mi' } } })], 1);
+    await t.rec.start();
+    await t.settle();
+    const made = await t.runtime.listContainers(NODE);
+    const mem = (pod: string) => t.runtime.specOf(made.find((c) => c.labels[LABELS.pod] === pod)?.id ?? '').memoryBytes;
+    expect(mem('free')).toBe(2 * 1024 ** 3); // half of the memory runtime's 4 GiB
+    expect(mem('capped')).toBe(64 * 1024 ** 2);
     await t.rec.stop();
   });
 });

@@ -1,8 +1,9 @@
 import type { DesiredPod, ObservedPod } from '../protocol/messages.js';
 import { OrchardError } from '../protocol/errors.js';
+import { describeViolations, effectiveSecurity, nonRootViolation, policyViolations, type DevicePolicy } from '../protocol/pod-security.js';
 import type { Clock, Logger, TimerHandle } from './clock.js';
 import { silentLogger, systemClock } from './clock.js';
-import { buildCreateSpec, containerKey, joinsPodNetwork } from './container-spec.js';
+import { buildCreateSpec, containerKey, joinsPodNetwork, type ContainerDefaults } from './container-spec.js';
 import { observePods } from './observe.js';
 import type { Action, ContainerFailure, FailureReason, Plan, RestartEntry, UnhealthyRun } from './plan.js';
 import { plan } from './plan.js';
@@ -39,7 +40,17 @@ export interface ReconcilerOptions {
   probeChecker?: ProbeChecker;
   /** Resolves env from ConfigMaps/Secrets and prepares volumes (storage/volume-manager.ts); without it, only literal env and no mounts. */
   volumes?: PodVolumes;
+  /** What this device's operator forbids (agent --deny-… flags): violating pods are refused, whatever the hub says. */
+  policy?: DevicePolicy;
+  /**
+   * Memory limit for containers that set none: bytes, or a percentage of the engine's memory
+   * (resolved from runtime.info() on first use). Absent = no default limit.
+   */
+  defaultMemory?: { bytes: number } | { percent: number };
 }
+
+/** A pod the device policy refuses: every container waits with this reason, none is created. */
+const FORBIDDEN_RETRY_AT = Number.MAX_SAFE_INTEGER;
 
 /** Image pull / create / start failures back off from 5 s to 300 s. */
 const FAILURE_BASE_MS = 5000;
@@ -58,6 +69,10 @@ export class Reconciler {
   private readonly removing = new Set<string>();
   private readonly concurrency: number;
   private readonly volumes: PodVolumes | undefined;
+  private readonly policy: DevicePolicy | undefined;
+  private readonly defaultMemory: ReconcilerOptions['defaultMemory'];
+  /** Resolved container defaults; undefined until the engine's memory size is known (percent form). */
+  private defaults: ContainerDefaults | undefined;
   /** Background image pulls with progress (images/image-puller.ts). */
   readonly images: ImagePuller;
   /** Secrets of the desired set, for registry logins named in imagePullSecrets. */
@@ -89,6 +104,10 @@ export class Reconciler {
     this.resyncMs = opts.resyncMs ?? 10_000;
     this.concurrency = Math.max(1, opts.concurrency ?? 16);
     this.volumes = opts.volumes;
+    this.policy = opts.policy;
+    this.defaultMemory = opts.defaultMemory;
+    if (this.defaultMemory === undefined) this.defaults = {};
+    else if ('bytes' in this.defaultMemory) this.defaults = { memoryBytes: this.defaultMemory.bytes };
     // Pulls run in the background (a slow link must not stall other pods): a finished pull
     // requests a pass; progress republishes the observed set, throttled.
     this.images = new ImagePuller({ runtime: this.runtime, clock: this.clock, logger: this.log, onSettled: () => this.trigger(), onProgress: () => this.trigger() });
@@ -208,7 +227,8 @@ export class Reconciler {
         await this.volumes.sync(desired).catch((err: unknown) => this.log.warn('volume sync failed', { error: err instanceof Error ? err.message : String(err) }));
       }
       this.prune(desired, observed);
-      last = plan(desired, observed, this.clock.now(), { containers: this.restarts, failures: this.failures, unhealthy: this.probes.unhealthy() });
+      const runnable = this.admit(desired);
+      last = plan(runnable, observed, this.clock.now(), { containers: this.restarts, failures: this.failures, unhealthy: this.probes.unhealthy() });
       // A container whose image is still downloading waits for the pull (it requests a pass when done).
       last.actions = last.actions.filter((a) => a.type !== 'create' || !this.images.isPulling(a.pod.spec.containers[a.index]?.image ?? ''));
       this.syncProbes(desired, last);
@@ -231,7 +251,7 @@ export class Reconciler {
     const desired = this.desired;
     if (desired === undefined) return;
     const observed = this.notBeingRemoved(await this.runtime.listContainers(this.node, this.abort.signal));
-    const snapshot = plan(desired, observed, this.clock.now(), { containers: this.restarts, failures: this.failures, unhealthy: this.probes.unhealthy() });
+    const snapshot = plan(this.admit(desired), observed, this.clock.now(), { containers: this.restarts, failures: this.failures, unhealthy: this.probes.unhealthy() });
     this.report(desired, snapshot, this.generation);
   }
 
@@ -248,6 +268,49 @@ export class Reconciler {
     } catch (err) {
       this.log.error('onObserved failed', { error: String(err) });
     }
+  }
+
+  /**
+   * The desired pods this device's policy lets run. A refused pod gets a `Forbidden` failure on
+   * every container (shown in its status; never retried while its spec stays the same) and is
+   * left out of plan(), so nothing of it is created and any container of it already here is
+   * removed (an agent restarted with a stricter policy).
+   */
+  private admit(desired: readonly DesiredPod[]): readonly DesiredPod[] {
+    let out: DesiredPod[] | undefined;
+    desired.forEach((pod, i) => {
+      const violations = policyViolations(pod.spec, this.policy);
+      const keys = pod.spec.containers.map((c) => containerKey(pod.uid, c.name));
+      if (violations.length === 0) {
+        for (const k of keys) if (this.failures.get(k)?.reason === 'Forbidden') this.failures.delete(k);
+        out?.push(pod);
+        return;
+      }
+      out ??= desired.slice(0, i);
+      const message = `${describeViolations(violations, this.policy ?? { denyHostNetwork: false, denyHostPorts: false, denyCapAdd: false })}: refused on node ${this.node}`;
+      for (const k of keys) {
+        const f = this.failures.get(k);
+        if (f?.reason === 'Forbidden' && f.message === message) continue;
+        this.failures.set(k, { reason: 'Forbidden', message, failures: 1, retryAt: FORBIDDEN_RETRY_AT });
+        this.log.warn('pod refused by device policy', { pod: pod.name, reason: message });
+      }
+    });
+    return out ?? desired;
+  }
+
+  /** Container defaults, resolving a percentage of the engine's memory once; {} (none) while the engine cannot say. */
+  private async containerDefaults(signal: AbortSignal): Promise<ContainerDefaults> {
+    if (this.defaults !== undefined) return this.defaults;
+    const d = this.defaultMemory;
+    if (d === undefined || !('percent' in d)) return {};
+    try {
+      const info = await this.runtime.info(signal);
+      this.defaults = info.memTotal > 0 ? { memoryBytes: Math.floor((info.memTotal * d.percent) / 100) } : {};
+    } catch (err) {
+      this.log.warn('engine memory unknown; creating without a default memory limit', { error: err instanceof Error ? err.message : String(err) });
+      return {};
+    }
+    return this.defaults;
   }
 
   /** Forgets restart and failure records of containers and pods that are gone. */
@@ -376,7 +439,15 @@ export class Reconciler {
                 return this.fail(key, volumeFailure(err), err, now);
               }
             }
-            id = await this.runtime.createContainer(buildCreateSpec(a.pod, a.index, this.node, ownerId, resolved), signal);
+            // runAsNonRoot is checked against the image's user, as kubelet does, before anything is created.
+            const sec = effectiveSecurity(a.pod.spec, a.index);
+            if (sec.runAsNonRoot && sec.runAsUser === undefined) {
+              const user = this.runtime.imageUser === undefined ? undefined : await this.runtime.imageUser(spec.image, signal);
+              const why = nonRootViolation(sec, user);
+              if (why !== undefined) return this.fail(key, 'CreateContainerConfigError', new OrchardError('ERR_POD_SECURITY', `${why} (pod: ${a.pod.name}, container: ${a.container})`), now);
+            }
+            const defaults = await this.containerDefaults(signal);
+            id = await this.runtime.createContainer(buildCreateSpec(a.pod, a.index, this.node, ownerId, resolved, defaults), signal);
           } catch (err) {
             return this.fail(key, 'CreateContainerError', err, now);
           }

@@ -24,6 +24,7 @@ export const ERROR_CATALOGUE = {
   ERR_RUNTIME: { status: 502, summary: 'The container engine refused or failed an operation.' },
   ERR_IMAGE_PULL: { status: 502, summary: 'The image could not be pulled.' },
   ERR_VOLUME_PATH_ESCAPE: { status: 403, summary: 'A volume mount source on the device leads outside its volume or the hostPath allow-list (a symbolic link); the container is not started.' },
+  ERR_POD_SECURITY: { status: 403, summary: "A node refused a pod's security settings: runAsNonRoot with a root image, or the device's policy (agent --deny-… flags)." },
   ERR_STORE: { status: 500, summary: 'The store failed to read or write.' },
   ERR_INTERNAL: { status: 500, summary: 'An unexpected fault; the log has the cause.' },
   ERR_WATCH_LIMIT: { status: 429, summary: 'This API token already holds the maximum of open watch streams; close one first.' },

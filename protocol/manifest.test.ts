@@ -94,3 +94,34 @@ describe('Deployment manifest schema', () => {
     expect(podRequests(onlyLimits.spec.template.spec)).toEqual({ cpuMillis: 500, memoryBytes: 1e9 });
   });
 });
+
+describe('securityContext and pids limit', () => {
+  const withSc = (container: Record<string, unknown>, pod: Record<string, unknown> = {}) =>
+    mutate((m) => {
+      Object.assign(m.spec.template.spec.containers[0] as Record<string, unknown>, container);
+      Object.assign(m.spec.template.spec as Record<string, unknown>, pod);
+    });
+
+  it('accepts the Kubernetes fields at pod and container level', () => {
+    expect(firstIssue(withSc({
+      securityContext: { runAsUser: 1000, runAsGroup: 1000, runAsNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { add: ['NET_BIND_SERVICE'], drop: ['ALL'] } },
+      resources: { limits: { memory: '64Mi', pids: 128 } },
+    }, { securityContext: { runAsUser: 2000, runAsNonRoot: true } }))).toBeUndefined();
+  });
+
+  it.each([
+    ['unknown capability', { securityContext: { capabilities: { add: ['CAP_NET_ADMIN'] } } }, {}, 'spec.template.spec.containers[0].securityContext.capabilities.add[0]', /capability name without the CAP_ prefix/],
+    ['ALL may only be dropped', { securityContext: { capabilities: { add: ['ALL'] } } }, {}, 'spec.template.spec.containers[0].securityContext.capabilities.add[0]', /capability/],
+    ['added and dropped', { securityContext: { capabilities: { add: ['CHOWN'], drop: ['CHOWN'] } } }, {}, 'spec.template.spec.containers[0].securityContext.capabilities', /both added and dropped: CHOWN/],
+    ['runAsNonRoot with runAsUser 0 (merged from the pod)', { securityContext: { runAsNonRoot: true } }, { securityContext: { runAsUser: 0 } }, 'spec.template.spec.containers[0].securityContext.runAsUser', /runAsUser is 0/],
+    ['runAsGroup without runAsUser', { securityContext: { runAsGroup: 10 } }, {}, 'spec.template.spec.containers[0].securityContext.runAsGroup', /needs runAsUser/],
+    ['negative uid', { securityContext: { runAsUser: -1 } }, {}, 'spec.template.spec.containers[0].securityContext.runAsUser', /./],
+    ['unknown field', { securityContext: { privileged: true } }, {}, 'spec.template.spec.containers[0].securityContext', /privileged/],
+    ['pids must be an integer', { resources: { limits: { pids: 1.5 } } }, {}, 'spec.template.spec.containers[0].resources.limits.pids', /integer/],
+    ['pids is not a request', { resources: { requests: { pids: 10 } } }, {}, 'spec.template.spec.containers[0].resources.requests', /pids/],
+  ])('rejects %s', (_name, container, pod, path, message) => {
+    const issue = firstIssue(withSc(container, pod));
+    expect(issue?.path).toBe(path);
+    expect(issue?.message).toMatch(message);
+  });
+});

@@ -46,10 +46,60 @@ export const ResourceListSchema = z.strictObject({
 });
 export type ResourceList = z.infer<typeof ResourceListSchema>;
 
+/** Limits add `pids` (processes and threads per container; 0 = no limit; default DEFAULT_PIDS_LIMIT). */
+export const LimitsSchema = ResourceListSchema.extend({
+  pids: z.number().int('must be an integer').min(0, 'must be 0 (no limit) or more').max(4194304, 'must be at most 4194304').optional(),
+});
+
 export const ResourcesSchema = z.strictObject({
   requests: ResourceListSchema.optional(),
-  limits: ResourceListSchema.optional(),
+  limits: LimitsSchema.optional(),
 });
+
+/** Processes a container may hold when its manifest sets no `resources.limits.pids`: a fork bomb stops there. */
+export const DEFAULT_PIDS_LIMIT = 1024;
+
+/** Linux capability names as Kubernetes writes them (no CAP_ prefix), up to kernel 5.9. */
+export const CAPABILITIES = [
+  'AUDIT_CONTROL', 'AUDIT_READ', 'AUDIT_WRITE', 'BLOCK_SUSPEND', 'BPF', 'CHECKPOINT_RESTORE', 'CHOWN', 'DAC_OVERRIDE',
+  'DAC_READ_SEARCH', 'FOWNER', 'FSETID', 'IPC_LOCK', 'IPC_OWNER', 'KILL', 'LEASE', 'LINUX_IMMUTABLE', 'MAC_ADMIN',
+  'MAC_OVERRIDE', 'MKNOD', 'NET_ADMIN', 'NET_BIND_SERVICE', 'NET_BROADCAST', 'NET_RAW', 'PERFMON', 'SETFCAP', 'SETGID',
+  'SETPCAP', 'SETUID', 'SYSLOG', 'SYS_ADMIN', 'SYS_BOOT', 'SYS_CHROOT', 'SYS_MODULE', 'SYS_NICE', 'SYS_PACCT', 'SYS_PTRACE',
+  'SYS_RAWIO', 'SYS_RESOURCE', 'SYS_TIME', 'SYS_TTY_CONFIG', 'WAKE_ALARM',
+] as const;
+export type Capability = (typeof CAPABILITIES)[number];
+const CAP_RULE = 'must be a Linux capability name without the CAP_ prefix, like NET_ADMIN';
+export const CapabilitySchema = z.enum(CAPABILITIES, { message: CAP_RULE });
+
+/** Capabilities every container loses unless it adds them back (Docker grants NET_RAW by default; ping-style raw sockets allow spoofing on the bridge). */
+export const DEFAULT_DROPPED_CAPABILITIES: readonly Capability[] = ['NET_RAW'];
+
+const UID = z.number().int('must be an integer').min(0).max(2147483647);
+
+/** Pod-level defaults for every container (Kubernetes PodSecurityContext, the fields Orchard maps). */
+export const PodSecurityContextSchema = z.strictObject({
+  runAsUser: UID.optional(),
+  runAsGroup: UID.optional(),
+  runAsNonRoot: z.boolean().optional(),
+});
+export type PodSecurityContext = z.infer<typeof PodSecurityContextSchema>;
+
+/** Per container; its fields override the pod's (Kubernetes SecurityContext, the fields Orchard maps). */
+export const SecurityContextSchema = z.strictObject({
+  runAsUser: UID.optional(),
+  runAsGroup: UID.optional(),
+  runAsNonRoot: z.boolean().optional(),
+  readOnlyRootFilesystem: z.boolean().optional(),
+  /** Default false: the container runs with no-new-privileges (setuid binaries cannot raise privileges). */
+  allowPrivilegeEscalation: z.boolean().optional(),
+  capabilities: z
+    .strictObject({
+      add: z.array(CapabilitySchema).max(64).optional(),
+      drop: z.array(z.union([z.literal('ALL'), CapabilitySchema], { message: `${CAP_RULE}, or ALL` })).max(64).optional(),
+    })
+    .optional(),
+});
+export type SecurityContext = z.infer<typeof SecurityContextSchema>;
 
 const ENV_NAME_RE = /^[-._a-zA-Z][-._a-zA-Z0-9]*$/;
 /** Keys of ConfigMap/Secret data: what may be a file name and an env var source. */
@@ -135,6 +185,7 @@ export const ContainerSchema = z.strictObject({
   readinessProbe: ProbeSchema.optional(),
   startupProbe: ProbeSchema.optional(),
   volumeMounts: z.array(VolumeMountSchema).max(64).default([]),
+  securityContext: SecurityContextSchema.optional(),
 });
 export type Container = z.infer<typeof ContainerSchema>;
 
@@ -195,6 +246,8 @@ export const PodSpecSchema = z
     terminationGracePeriodSeconds: z.number().int().min(0).max(3600).default(10),
     volumes: z.array(VolumeSchema).max(64).default([]),
     imagePullSecrets: z.array(z.strictObject({ name: NameSchema })).max(8).default([]),
+    /** Defaults for every container's securityContext (runAsUser, runAsGroup, runAsNonRoot). */
+    securityContext: PodSecurityContextSchema.optional(),
   })
   .superRefine((spec, ctx) => {
     const seen = new Set<string>();
@@ -206,6 +259,23 @@ export const PodSpecSchema = z
     spec.volumes.forEach((v, i) => {
       if (volumes.has(v.name)) ctx.addIssue({ code: 'custom', path: ['volumes', i, 'name'], message: `duplicate volume name "${v.name}"` });
       volumes.add(v.name);
+    });
+    // Checked on the merged view (container over pod), as the agent will apply it.
+    spec.containers.forEach((c, i) => {
+      const sc = c.securityContext ?? {};
+      const user = sc.runAsUser ?? spec.securityContext?.runAsUser;
+      const group = sc.runAsGroup ?? spec.securityContext?.runAsGroup;
+      if ((sc.runAsNonRoot ?? spec.securityContext?.runAsNonRoot) === true && user === 0) {
+        ctx.addIssue({ code: 'custom', path: ['containers', i, 'securityContext', 'runAsUser'], message: 'runAsNonRoot is true but runAsUser is 0 (root)' });
+      }
+      // The engine takes "uid:gid"; a group alone would need the image's user resolved first.
+      if (group !== undefined && user === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['containers', i, 'securityContext', 'runAsGroup'], message: 'runAsGroup needs runAsUser (in the container or pod securityContext)' });
+      }
+      const add = sc.capabilities?.add ?? [];
+      const drop = sc.capabilities?.drop ?? [];
+      const both = add.filter((cap) => (drop as readonly string[]).includes(cap));
+      if (both.length > 0) ctx.addIssue({ code: 'custom', path: ['containers', i, 'securityContext', 'capabilities'], message: `capabilities both added and dropped: ${both.join(', ')}` });
     });
     spec.containers.forEach((c, i) =>
       c.volumeMounts.forEach((m, j) => {

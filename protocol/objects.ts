@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { AnnotationsSchema, API_VERSION, ArchSchema, DeploymentSpecSchema, LabelsSchema, PodSpecSchema, PodTemplateSchema } from './manifest.js';
+import { DevicePolicySchema } from './pod-security.js';
 
 /**
  * Objects as the hub stores and serves them: `{apiVersion, kind, metadata, spec, status}`.
@@ -185,6 +186,8 @@ export const NodeInfoSchema = z.object({
         .default([]),
     })
     .optional(),
+  /** What the device's operator forbids pods (agent --deny-… flags); absent from older agents (the scheduler then fails open, the agent still refuses). */
+  policy: DevicePolicySchema.optional(),
 });
 export type NodeInfo = z.infer<typeof NodeInfoSchema>;
 

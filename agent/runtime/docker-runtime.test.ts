@@ -101,6 +101,38 @@ describe.skipIf(!up)('DockerRuntime (real engine)', () => {
       await rt.remove(id);
     });
 
+    it('maps the security fields to HostConfig (SecurityOpt, CapAdd/CapDrop, PidsLimit, ReadonlyRootfs) and User', async () => {
+      const id = await rt.createContainer({
+        name: `orchard_sec_c_${runId}`,
+        image: IMAGE,
+        command: ['sleep', '3600'],
+        env: [],
+        labels: { [LABELS.node]: `n-${runId}`, 'orchard.test-run': runId },
+        ports: [],
+        network: 'none',
+        user: '65534:65534',
+        readOnlyRootfs: true,
+        noNewPrivileges: true,
+        capAdd: ['NET_BIND_SERVICE'],
+        capDrop: ['NET_RAW'],
+        pidsLimit: 64,
+      });
+      const { stdout } = await sh('docker', ['inspect', id]);
+      const [i] = JSON.parse(stdout) as Array<{ HostConfig: { SecurityOpt: string[] | null; CapAdd: string[] | null; CapDrop: string[] | null; PidsLimit: number | null; ReadonlyRootfs: boolean }; Config: { User: string } }>;
+      expect(i?.HostConfig.SecurityOpt).toEqual(['no-new-privileges']);
+      expect(i?.HostConfig.CapAdd).toEqual(['NET_BIND_SERVICE']);
+      expect(i?.HostConfig.CapDrop).toEqual(['NET_RAW']);
+      expect(i?.HostConfig.PidsLimit).toBe(64);
+      expect(i?.HostConfig.ReadonlyRootfs).toBe(true);
+      expect(i?.Config.User).toBe('65534:65534');
+      await rt.remove(id);
+    });
+
+    it("reads an image's configured user ('' = root) and says ERR_NOT_FOUND for a missing image", async () => {
+      expect(await rt.imageUser(IMAGE)).toBe('');
+      await expect(rt.imageUser(`orchard-test/absent-${runId}:1`)).rejects.toMatchObject({ code: 'ERR_NOT_FOUND' });
+    });
+
     it('reports the engine’s text when start fails', async () => {
       const id = await rt.createContainer({
         name: `orchard_badcmd_c_${runId}`, image: IMAGE, command: ['/no/such/binary'], env: [],

@@ -271,6 +271,16 @@ export class DockerRuntime implements ContainerRuntime {
     return this.platformOnce;
   }
 
+  async imageUser(image: string, signal?: AbortSignal): Promise<string> {
+    const ref = withDefaultTag(image);
+    try {
+      const i = await raceAbort(this.docker.getImage(ref).inspect(), boundedSignal(signal, this.timeoutMs));
+      return i.Config?.User ?? '';
+    } catch (err) {
+      throw wrap(err, `inspect image ${ref}`);
+    }
+  }
+
   async listImages(signal?: AbortSignal): Promise<RuntimeImage[]> {
     try {
       const list = await raceAbort(this.docker.listImages({ all: false }), boundedSignal(signal, this.timeoutMs));
@@ -329,6 +339,11 @@ export class DockerRuntime implements ContainerRuntime {
     if (spec.cpuMillis !== undefined && spec.cpuMillis > 0) hostConfig.NanoCpus = spec.cpuMillis * 1_000_000;
     if (spec.memoryBytes !== undefined && spec.memoryBytes > 0) hostConfig.Memory = spec.memoryBytes;
     if (spec.mounts !== undefined && spec.mounts.length > 0) hostConfig.Mounts = engineMounts(spec.mounts);
+    if (spec.noNewPrivileges === true) hostConfig.SecurityOpt = ['no-new-privileges'];
+    if (spec.capAdd !== undefined && spec.capAdd.length > 0) hostConfig.CapAdd = spec.capAdd;
+    if (spec.capDrop !== undefined && spec.capDrop.length > 0) hostConfig.CapDrop = spec.capDrop;
+    if (spec.pidsLimit !== undefined && spec.pidsLimit > 0) hostConfig.PidsLimit = spec.pidsLimit;
+    if (spec.readOnlyRootfs === true) hostConfig.ReadonlyRootfs = true;
     const opts: Docker.ContainerCreateOptions = {
       name: spec.name,
       Image: spec.image,
@@ -341,6 +356,7 @@ export class DockerRuntime implements ContainerRuntime {
     if (spec.command !== undefined) opts.Entrypoint = spec.command;
     if (spec.args !== undefined) opts.Cmd = spec.args;
     if (spec.workingDir !== undefined) opts.WorkingDir = spec.workingDir;
+    if (spec.user !== undefined) opts.User = spec.user;
     try {
       const c = await this.docker.createContainer(opts);
       return c.id;

@@ -29,6 +29,8 @@ export interface MemoryRuntimeOptions {
   info?: Partial<EngineInfo>;
   /** Images present from the start. */
   images?: string[];
+  /** The configured user of an image (imageUser); default '' (root). */
+  imageUsers?: Record<string, string>;
   now?: () => number;
 }
 
@@ -40,6 +42,7 @@ export class MemoryRuntime implements ContainerRuntime {
   private readonly byNode = new Map<string, Set<string>>();
   private readonly names = new Map<string, string>();
   private readonly images: Set<string>;
+  private readonly imageUsers: Record<string, string>;
   private readonly pullFailures = new Map<string, string>();
   private readonly listeners = new Map<string, Set<(e: RuntimeEvent) => void>>();
   private readonly engineInfo: EngineInfo;
@@ -51,6 +54,7 @@ export class MemoryRuntime implements ContainerRuntime {
 
   constructor(opts: MemoryRuntimeOptions = {}) {
     this.images = new Set(opts.images ?? []);
+    this.imageUsers = { ...opts.imageUsers };
     this.now = opts.now ?? Date.now;
     this.engineInfo = {
       name: 'memory', version: '1.0.0', apiVersion: '1.41', arch: 'amd64', rawArch: 'x86_64', os: 'linux',
@@ -117,6 +121,16 @@ export class MemoryRuntime implements ContainerRuntime {
     const failure = this.pullFailures.get(image);
     if (failure !== undefined) throw new OrchardError('ERR_IMAGE_PULL', failure);
     this.images.add(image);
+  }
+
+  async imageUser(image: string): Promise<string> {
+    if (!this.images.has(image)) throw new OrchardError('ERR_NOT_FOUND', `No such image: ${image}`);
+    return this.imageUsers[image] ?? '';
+  }
+
+  /** The CreateSpec a container was created with (tests: what the agent asked the engine for). */
+  specOf(id: string): CreateSpec {
+    return structuredClone(this.mustGet(id).spec);
   }
 
   async createContainer(spec: CreateSpec): Promise<string> {

@@ -166,5 +166,16 @@ export function runtimeContract(name: string, makeHarness: () => Promise<Contrac
       expect(OrchardError.is(pull, 'ERR_IMAGE_PULL')).toBe(true);
       expect((pull as OrchardError).message.length).toBeGreaterThan(0);
     });
+
+    it("accepts the security fields and reports an image's user for runAsNonRoot ('' = root; ERR_NOT_FOUND when absent)", async () => {
+      const id = await rt.createContainer(spec(nodeA(), 'sec', { user: '65534:65534', readOnlyRootfs: true, noNewPrivileges: true, capAdd: ['NET_BIND_SERVICE'], capDrop: ['NET_RAW'], pidsLimit: 64 }));
+      await rt.start(id);
+      expect((await find(nodeA(), id))?.state).toBe('running');
+      await rt.remove(id);
+      expect(rt.imageUser).toBeDefined();
+      expect(await rt.imageUser?.(h.image)).toBe('');
+      const missing = await rt.imageUser?.(`orchard-test/absent-${h.runId}:1`).catch((e: unknown) => e);
+      expect(OrchardError.is(missing, 'ERR_NOT_FOUND')).toBe(true);
+    });
   });
 }

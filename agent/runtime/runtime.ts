@@ -86,6 +86,17 @@ export interface CreateSpec {
   workingDir?: string;
   /** Volumes (issue 7): host directories, engine volumes, tmpfs. */
   mounts?: MountSpec[];
+  /** "uid" or "uid:gid" (securityContext runAsUser/runAsGroup); absent = the image's user. */
+  user?: string;
+  /** Mount the container's root filesystem read-only (readOnlyRootFilesystem). */
+  readOnlyRootfs?: boolean;
+  /** no-new-privileges: setuid binaries and file capabilities cannot raise privileges. */
+  noNewPrivileges?: boolean;
+  /** Capabilities added to / dropped from the engine's default set (names without CAP_; `ALL`). */
+  capAdd?: string[];
+  capDrop?: string[];
+  /** Processes and threads the container may hold (> 0). */
+  pidsLimit?: number;
 }
 
 export interface MountSpec {
@@ -190,6 +201,8 @@ export interface ContainerRuntime {
   ensureVolume?(name: string, labels: Record<string, string>, signal?: AbortSignal): Promise<void>;
   /** Engine volumes labelled `orchard.node=<node>`; with `usage`, also bytes used when the engine can tell cheaply. */
   listVolumes?(node: string, opts: { usage: boolean }, signal?: AbortSignal): Promise<RuntimeVolume[]>;
+  /** The user a local image runs as (its config's User; '' = root), for runAsNonRoot; ERR_NOT_FOUND when absent. */
+  imageUser?(image: string, signal?: AbortSignal): Promise<string>;
   /** Every local image (image GC). */
   listImages?(signal?: AbortSignal): Promise<RuntimeImage[]>;
   /** Removes an image by id or tag, never by force: the engine refuses one a container uses. */

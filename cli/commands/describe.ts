@@ -1,6 +1,7 @@
 import { formatBytes, formatCpu, parseBytes, parseCpuMillis } from '../../protocol/quantity.js';
 import type { Container, ResourceList } from '../../protocol/manifest.js';
 import type { ContainerStatus, Deployment, EventObject, NodeObject, Pod } from '../../protocol/objects.js';
+import { DEVICE_POLICY_FLAGS, type DevicePolicy } from '../../protocol/pod-security.js';
 import { resolveResource, usageError } from '../args.js';
 import { ageSince, fields, table } from '../format.js';
 import { eventsFor, getObject, listObjects } from '../resources.js';
@@ -18,13 +19,21 @@ function when(iso: string | undefined, now: number): string {
   return iso === undefined ? '<unknown>' : `${iso} (${ageSince(iso, now)} ago)`;
 }
 
-function resourceText(list: ResourceList | undefined): string {
+function resourceText(list: (ResourceList & { pids?: number }) | undefined): string {
   if (list === undefined) return '<none>';
   const parts: string[] = [];
   if (list.cpu !== undefined) parts.push(`cpu ${formatCpu(parseCpuMillis(list.cpu) ?? 0)}`);
   if (list.memory !== undefined) parts.push(`memory ${formatBytes(parseBytes(list.memory) ?? 0)}`);
   if (list['ephemeral-storage'] !== undefined) parts.push(`ephemeral-storage ${formatBytes(parseBytes(list['ephemeral-storage']) ?? 0)}`);
+  if (list.pids !== undefined) parts.push(`pids ${list.pids === 0 ? 'unlimited' : list.pids}`);
   return parts.length === 0 ? '<none>' : parts.join(', ');
+}
+
+/** The device policy (agent --deny-… flags), shown only when something is denied. */
+function policyLine(policy: DevicePolicy | undefined): Array<[string, string]> {
+  if (policy === undefined) return [];
+  const denied = (Object.keys(DEVICE_POLICY_FLAGS) as Array<keyof typeof DEVICE_POLICY_FLAGS>).filter((k) => policy[k]).map((k) => DEVICE_POLICY_FLAGS[k]);
+  return denied.length === 0 ? [] : [['Pod policy', denied.join(' ')]];
 }
 
 function containerSpecLines(c: Container): string {
@@ -146,6 +155,7 @@ export function describeNode(n: NodeObject, pods: readonly Pod[], events: readon
       ['Engine', `${info.engine.name} ${info.engine.version}${info.engine.memoryLimit ? '' : ' (no memory limits)'}`],
       ['Agent', info.agentVersion],
       ['Addresses', info.addresses],
+      ...policyLine(info.policy),
     ], '  ');
   }
   if (cap !== undefined) {

@@ -101,3 +101,15 @@ describe('memory-limit warning', () => {
     expect(nodesTable([pi], [], T0, true)).not.toContain('WARNING');
   });
 });
+
+describe('device pod policy', () => {
+  const pi = mockNode('pi-1');
+  it('describe node lists the denied flags, and nothing when the node denies nothing', () => {
+    const info = pi.status.info;
+    if (info === undefined) throw new Error('mockNode has info');
+    const strict = { ...pi, status: { ...pi.status, info: { ...info, policy: { denyHostNetwork: true, denyHostPorts: false, denyCapAdd: true } } } };
+    expect(describeNode(strict, [], [], T0)).toMatch(/Pod policy:\s+--deny-host-network --deny-cap-add\n/);
+    const open = { ...pi, status: { ...pi.status, info: { ...info, policy: { denyHostNetwork: false, denyHostPorts: false, denyCapAdd: false } } } };
+    expect(describeNode(open, [], [], T0)).not.toContain('Pod policy');
+  });
+});

@@ -293,6 +293,10 @@ export class NodeController {
           if (c.reason === 'VolumePathEscape' && before?.reason !== 'VolumePathEscape') {
             recordEvent(store, this.o.now(), { kind: 'Pod', name: pod.metadata.name, type: 'Warning', reason: 'VolumePathEscape', message: c.message ?? `container ${c.name}: a volume path leads outside its volume` });
           }
+          // The node refused the pod's security settings (device policy, runAsNonRoot): say so once.
+          if ((c.reason === 'Forbidden' || c.reason === 'CreateContainerConfigError') && (before?.reason !== c.reason || before.message !== c.message)) {
+            recordEvent(store, this.o.now(), { kind: 'Pod', name: pod.metadata.name, type: 'Warning', reason: c.reason, message: `container ${c.name} on ${m.node}: ${c.message ?? c.reason}` });
+          }
         }
         // No Event for a pod turning Running: the pod's own status says it (with startTime), and at
         // fleet scale one Event per pod doubled the writes of a deploy and held 100,000 objects.

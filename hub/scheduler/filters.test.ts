@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   cpuFit,
   defaultFilters,
+  devicePolicy,
   hostPortsFree,
   memoryFit,
   nodeArch,
@@ -17,6 +18,9 @@ import { storageFilters } from './storage-filters.js';
 import { podContext } from './pod-context.js';
 import { Gi, Mi, mockNode, mockPod } from './testing.js';
 import type { FilterPlugin, SchedNode, SchedPod } from './types.js';
+
+const ALLOW_ALL = { denyHostNetwork: false, denyHostPorts: false, denyCapAdd: false };
+const DENY_ALL = { denyHostNetwork: true, denyHostPorts: true, denyCapAdd: true };
 
 interface Case {
   name: string;
@@ -88,6 +92,20 @@ const cases: Case[] = [
   { name: 'port suffix is not a prefix match', plugin: hostPortsFree, node: { usedHostPorts: new Set(['TCP/127.0.0.5/8080']) }, pod: mockPod({ ports: [{ containerPort: 80, hostPort: 80 }] }), want: undefined },
   { name: 'host network binds containerPort', plugin: hostPortsFree, node: { usedHostPorts: new Set(['TCP/0.0.0.0/9000']) }, pod: mockPod({ network: 'host', ports: [{ containerPort: 9000 }] }), want: 'host port in use: TCP/0.0.0.0/9000' },
   { name: 'bridge network without hostPort binds nothing', plugin: hostPortsFree, node: { usedHostPorts: new Set(['TCP/0.0.0.0/9000']) }, pod: mockPod({ ports: [{ containerPort: 9000 }] }), want: undefined },
+
+  { name: 'no policy reported fits anything', plugin: devicePolicy, node: {}, pod: mockPod({ network: 'host' }), want: undefined },
+  { name: 'policy allows a plain pod', plugin: devicePolicy, node: { policy: DENY_ALL }, pod: mockPod({ ports: [{ containerPort: 80 }] }), want: undefined },
+  { name: 'policy forbids host network', plugin: devicePolicy, node: { policy: { ...ALLOW_ALL, denyHostNetwork: true } }, pod: mockPod({ network: 'host' }), want: 'policy forbids hostNetwork (agent --deny-host-network)' },
+  { name: 'host network allowed when only ports are denied', plugin: devicePolicy, node: { policy: { ...ALLOW_ALL, denyHostPorts: true } }, pod: mockPod({ network: 'host' }), want: undefined },
+  { name: 'policy forbids host ports', plugin: devicePolicy, node: { policy: { ...ALLOW_ALL, denyHostPorts: true } }, pod: mockPod({ ports: [{ containerPort: 80, hostPort: 8080 }] }), want: 'policy forbids hostPort 8080/TCP (agent --deny-host-ports)' },
+  {
+    name: 'policy forbids capability add, with every violation and flag',
+    plugin: devicePolicy,
+    node: { policy: DENY_ALL },
+    pod: mockPod({ spec: { network: 'host', containers: [{ name: 'a', image: 'x', securityContext: { capabilities: { add: ['NET_ADMIN'] } } }] } }),
+    want: 'policy forbids hostNetwork, capability add NET_ADMIN (agent --deny-host-network, --deny-cap-add)',
+  },
+  { name: 'dropping capabilities is always allowed', plugin: devicePolicy, node: { policy: DENY_ALL }, pod: mockPod({ spec: { containers: [{ name: 'a', image: 'x', securityContext: { capabilities: { drop: ['ALL'] } } }] } }), want: undefined },
 ];
 
 describe('filter plugins', () => {
@@ -101,7 +119,7 @@ describe('filter plugins', () => {
 
   it('default order puts the cheap flag checks first and the set lookups last', () => {
     expect(defaultFilters.map((f) => f.name)).toEqual([
-      'node-ready', 'node-schedulable', 'node-arch', 'image-platform', 'node-selector', 'node-affinity', 'taint-toleration', 'pod-count', 'cpu-fit', 'memory-fit', 'host-ports',
+      'node-ready', 'node-schedulable', 'node-arch', 'image-platform', 'node-selector', 'node-affinity', 'taint-toleration', 'pod-count', 'cpu-fit', 'memory-fit', 'host-ports', 'device-policy',
       ...storageFilters.map((f) => f.name),
     ]);
   });

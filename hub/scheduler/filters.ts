@@ -1,5 +1,6 @@
 import { formatBytes, formatCpu } from '../../protocol/quantity.js';
 import type { Taint } from '../../protocol/objects.js';
+import { describeViolations, policyViolations } from '../../protocol/pod-security.js';
 import { filterPlugin } from './filter-plugin.js';
 import { hostPortConflicts } from './host-ports.js';
 import { imagePlatform } from './image-platforms.js';
@@ -101,6 +102,13 @@ export const hostPortsFree = filterPlugin(
   (_p, node, ctx) => `host port in use: ${firstHostPortConflict(node, ctx)}`,
 );
 
+/** The device's own policy (agent --deny-… flags): a pod it would refuse does not go there. */
+export const devicePolicy = filterPlugin(
+  'device-policy',
+  (pod, node) => node.policy === undefined || policyViolations(pod.spec, node.policy).length === 0,
+  (pod, node) => describeViolations(policyViolations(pod.spec, node.policy), node.policy ?? { denyHostNetwork: false, denyHostPorts: false, denyCapAdd: false }),
+);
+
 /**
  * Cheapest and most often decisive first: flags, then small arrays, then arithmetic, then set
  * lookups. Node affinity and image platforms are no-ops (one length check) for pods without them.
@@ -117,6 +125,7 @@ export const defaultFilters: readonly FilterPlugin[] = [
   cpuFit,
   memoryFit,
   hostPortsFree,
+  devicePolicy,
   // Persistent-volume pins, hostPath allow-lists, ephemeral-storage (issue 7): no-ops for pods without volumes/requests.
   ...storageFilters,
 ];

@@ -151,6 +151,8 @@ export class LiveSnapshot {
     existing.unschedulable = fresh.unschedulable;
     existing.taints = fresh.taints;
     existing.allocatable = fresh.allocatable;
+    if (fresh.policy !== undefined) existing.policy = fresh.policy;
+    else delete existing.policy;
     if (fresh.storage !== undefined) fresh.storage.ephemeralRequested = existing.storage?.ephemeralRequested ?? 0;
     existing.storage = fresh.storage;
   }

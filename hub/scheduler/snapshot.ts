@@ -62,6 +62,7 @@ export function nodeView(n: NodeObject, opts: Required<SnapshotOptions>, topolog
     topology,
   };
   if (info?.os !== undefined) sn.os = info.os;
+  if (info?.policy !== undefined) sn.policy = info.policy;
   sn.storage = schedStorage(n);
   return sn;
 }

@@ -1,5 +1,6 @@
 import type { Arch, NodeSelectorRequirement, PodSpec } from '../../protocol/manifest.js';
 import type { Taint } from '../../protocol/objects.js';
+import type { DevicePolicy } from '../../protocol/pod-security.js';
 import type { TopologyCounts } from './topology.js';
 import type { SchedStorage, VolumePin } from './storage-filters.js';
 
@@ -26,6 +27,8 @@ export interface SchedNode {
   usedHostPorts: Set<string>;
   /** Deployment name → pods of it on this node. */
   podsByOwner: Map<string, number>;
+  /** What the device's operator forbids pods (agent --deny-… flags); absent = not reported (the filter passes, the agent still refuses). */
+  policy?: DevicePolicy;
   /** Disk and hostPath facts (storage-filters.ts); absent in hand-built nodes (storage filters pass). */
   storage?: SchedStorage;
   /**
