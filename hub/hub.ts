@@ -23,7 +23,7 @@ import { RolloutOperations } from './rollout/rollout-ops.js';
 import { AuthStore } from './security/auth-store.js';
 import { disconnectApiToken, disconnectNode, installBrokerAuth, principalOf } from './security/broker-auth.js';
 import { loadOrCreatePki, type Pki } from './security/pki.js';
-import { RateLimiter, sourceKey, type RateLimiterOptions } from './security/rate-limit.js';
+import { LoginLimiter, sourceKey, type LoginLimiterOptions } from './security/rate-limit.js';
 import { resolveTimeouts, type HubTimeouts } from './security/limits.js';
 import { SqliteStore } from './store/sqlite-store.js';
 import { ingestObservedVolumes } from './controllers/volume-records.js';
@@ -55,8 +55,8 @@ export interface HubOptions {
   store?: Store;
   /** Slow-client limits; defaults in hub/security/limits.ts (tests shrink them). */
   timeouts?: Partial<HubTimeouts>;
-  /** Failed-login limiter; default 10 failures/min per source, then a 60 s lock. */
-  rateLimit?: Omit<RateLimiterOptions, 'now'>;
+  /** Failed-login limiter; default 10 failures/min per (source, identity) and 100/min per source, then a 60 s lock. */
+  rateLimit?: Omit<LoginLimiterOptions, 'now'>;
   /** Scheduling knobs (docs/scheduling.md): per-node system reserve, image platform lookups. */
   scheduling?: SnapshotOptions & {
     /** Registries (`host:port`) asked over plain HTTP for image platforms (loopback ones always are). */
@@ -108,7 +108,7 @@ export class Hub {
       : await loadOrCreatePki(opts.dataDir, { hostnames: opts.hostnames ?? [], ips: [...(opts.ips ?? []), ...(isIpLiteral(opts.host) && opts.host !== '0.0.0.0' && opts.host !== '::' ? [opts.host] : [])], now });
     const auth = AuthStore.open(opts.dataDir, { caFingerprint: pki?.caFingerprint ?? '0'.repeat(64), now });
     const admin = auth.ensureAdminToken();
-    const limiter = new RateLimiter({ ...opts.rateLimit, now });
+    const limiter = new LoginLimiter({ ...opts.rateLimit, now });
     const timeouts = resolveTimeouts(opts.timeouts);
     const store = opts.store ?? SqliteStore.open(opts.dataDir, { now });
 
@@ -165,8 +165,8 @@ export class Hub {
     let hub: Hub | undefined;
     const apiAuth: ApiAuth = {
       authenticate: (token) => auth.authenticateApiToken(token),
-      limited: (source) => !limiter.check(sourceKey(source)).allowed,
-      failed: (source) => void limiter.recordFailure(sourceKey(source)),
+      limited: (source, identity) => !limiter.check(sourceKey(source), identity).allowed,
+      failed: (source, identity) => void limiter.recordFailure(sourceKey(source), identity),
       caPem: () => pki?.caPem,
       join: (token, node, labels) => {
         const r = auth.joinNode(token, node);

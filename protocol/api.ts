@@ -64,6 +64,14 @@ export interface ListResult<T> {
 /** `K10<sha256 hex of the CA certificate DER>::<id>.<secret>`, as K3s formats its tokens. */
 export const JOIN_TOKEN_RE = /^K10([0-9a-f]{64})::([a-z0-9]{6,32})\.([A-Za-z0-9_-]{16,128})$/;
 
+/** `orc_<12 hex id>.<32 base64url secret>`: the id is public (token list, logs, MQTT client ids). */
+export const API_TOKEN_RE = /^orc_([0-9a-f]{12})\.([A-Za-z0-9_-]{32})$/;
+
+/** The public id of an API token, or undefined when `token` is not one (clients build their MQTT client id from it). */
+export function apiTokenId(token: string): string | undefined {
+  return API_TOKEN_RE.exec(token.trim())?.[1];
+}
+
 export function parseJoinToken(token: string): { caFingerprint: string; id: string; secret: string } | undefined {
   const m = JOIN_TOKEN_RE.exec(token.trim());
   if (!m || m[1] === undefined || m[2] === undefined || m[3] === undefined) return undefined;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseTopic, topics } from './topics.js';
+import { parseTopic, topics, userClientId, userClientTokenId } from './topics.js';
 import { decodeMessage, DesiredSetMessageSchema } from './messages.js';
 import { parseJoinToken } from './api.js';
 
@@ -16,6 +16,19 @@ describe('topics', () => {
     'orchard/v1/nodes/PI/status', 'orchard/v1/nodes/pi/unknown', 'orchard/v2/nodes/pi/status', 'orchard/v1/nodes/pi/status/extra',
     'orchard/v1/nodes/+/status', '#', 'orchard/v1/commands/', 'orchard/v1/commands/a b', `orchard/v1/${'x/'.repeat(200)}`, 'x'.repeat(300),
   ])('refuses %j', (t) => expect(parseTopic(t)).toBeUndefined());
+});
+
+describe('user client ids', () => {
+  it('ties a user client id to its API token id, in a namespace node names cannot enter', () => {
+    expect(userClientId('0123456789ab')).toBe('u.0123456789ab');
+    expect(userClientTokenId(userClientId('0123456789ab'))).toBe('0123456789ab');
+    expect(userClientTokenId(userClientId('0123456789ab', 'cli-7.x_y'))).toBe('0123456789ab');
+    expect(parseTopic(topics.command(userClientId('0123456789ab', 'a')))).toEqual({ type: 'command', clientId: 'u.0123456789ab.a' });
+  });
+  it.each(['u-0123456789ab', 'u-0123456789ab-cli', 'u.0123456789a', 'u.0123456789abc', 'u.0123456789AB', 'u.0123456789ab.', 'u.0123456789ab-x', `u.0123456789ab.${'x'.repeat(120)}`, 'node-1', ''])(
+    'is not a user client id: %j',
+    (id) => expect(userClientTokenId(id)).toBeUndefined(),
+  );
 });
 
 describe('message decoding', () => {

@@ -10,6 +10,7 @@ import { NameSchema } from './manifest.js';
  * Down (hub → agent):    orchard/v1/nodes/{node}/desired   DesiredSetMessage, retained, QoS 1
  * Commands:              orchard/v1/commands/{clientId}    CommandRequest (client → hub)
  *                         orchard/v1/replies/{clientId}     CommandReply  (hub → client)
+ *                         clientId = u.<API token id>[.<suffix>] (userClientId)
  */
 
 export const TOPIC_ROOT = 'orchard/v1';
@@ -39,6 +40,24 @@ export const topics = {
   reply: (clientId: string): string => `${TOPIC_ROOT}/replies/${clientId}`,
   allCommands: (): string => `${TOPIC_ROOT}/commands/+`,
 } as const;
+
+/**
+ * MQTT client ids of API-token (user) clients: `u.<tokenId>` or `u.<tokenId>.<suffix>`, so a
+ * token can take only ids in its own namespace and never a node's (node ids are node names,
+ * DNS labels, which cannot contain '.'). Several sessions of one token pick different suffixes.
+ */
+const USER_CLIENT_ID_RE = /^u\.([0-9a-f]{12})(?:\.[A-Za-z0-9_.-]+)?$/;
+
+/** The MQTT client id for API token `tokenId` (its public id), with an optional suffix per session. */
+export function userClientId(tokenId: string, suffix?: string): string {
+  return suffix === undefined ? `u.${tokenId}` : `u.${tokenId}.${suffix}`;
+}
+
+/** The API token id a user client id belongs to; undefined if `clientId` is not a user client id. */
+export function userClientTokenId(clientId: string): string | undefined {
+  if (!isValidClientId(clientId)) return undefined;
+  return USER_CLIENT_ID_RE.exec(clientId)?.[1];
+}
 
 export type ParsedTopic =
   | { type: 'node'; node: string; channel: NodeChannel }

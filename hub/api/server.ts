@@ -18,6 +18,7 @@ import type { Store } from '../store/store.js';
 import { toOrchardError } from './errors.js';
 import { renderDashboard } from './dashboard.js';
 import { resolveTimeouts, type HubTimeouts } from '../security/limits.js';
+import { apiTokenIdentity, joinTokenIdentity } from '../security/rate-limit.js';
 import { registerTokenRoutes, type TokenRevocation } from './routes-tokens.js';
 import { registerConfigRoutes } from './routes-config.js';
 import { registerNodeRoutes } from './routes-nodes.js';
@@ -33,9 +34,12 @@ export interface ApiPrincipal {
 /** What the API needs from the security layer; hub.ts adapts the AuthStore to it. */
 export interface ApiAuth {
   authenticate(token: string): ApiPrincipal | undefined;
-  /** True when this source has failed too often and must wait. */
-  limited(source: string): boolean;
-  failed(source: string): void;
+  /**
+   * True when `identity` (the public part of the credential: see hub/security/rate-limit.ts) has
+   * failed too often from this source, or the source as a whole has, and must wait.
+   */
+  limited(source: string, identity: string): boolean;
+  failed(source: string, identity: string): void;
   caPem(): string | undefined;
   join(token: string, node: string, labels: Record<string, string>): { credential: string; labels: Record<string, string> };
   createJoinToken(opts: { ttlSeconds?: number; uses?: number; labels?: Record<string, string> }): { token: string; id: string; expiresAt?: string };
@@ -116,12 +120,13 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
 
   const need = (role: Role) => async (req: FastifyRequest): Promise<void> => {
     const source = req.ip;
-    if (deps.auth.limited(source)) throw new OrchardError('ERR_RATE_LIMITED', 'too many failed logins from this address; try again later');
     const header = req.headers.authorization ?? '';
     const m = /^Bearer\s+(\S+)$/i.exec(header);
+    const identity = apiTokenIdentity(m?.[1] ?? '');
+    if (deps.auth.limited(source, identity)) throw new OrchardError('ERR_RATE_LIMITED', 'too many failed logins with this token from this address; try again later');
     const principal = m?.[1] ? deps.auth.authenticate(m[1]) : undefined;
     if (!principal) {
-      if (m) deps.auth.failed(source);
+      if (m) deps.auth.failed(source, identity);
       throw new OrchardError('ERR_UNAUTHENTICATED', m ? 'the API token is unknown, expired or revoked' : 'missing "Authorization: Bearer <token>" header');
     }
     if (ROLE_RANK[principal.role] < ROLE_RANK[role]) {
@@ -144,15 +149,16 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     return reply.type('application/x-pem-file').send(pem);
   });
   app.post('/api/v1/join', async (req) => {
-    if (deps.auth.limited(req.ip)) throw new OrchardError('ERR_RATE_LIMITED', 'too many failed joins from this address; try again later');
     const body = parseOrThrow(JoinRequestSchema, jsonBody(req), 'join request');
+    const identity = joinTokenIdentity(body.token);
+    if (deps.auth.limited(req.ip, identity)) throw new OrchardError('ERR_RATE_LIMITED', 'too many failed joins with this token from this address; try again later');
     try {
       const r = deps.auth.join(body.token, body.node, body.labels);
       const res: JoinResponse = { node: body.node, credential: r.credential, caPem: deps.auth.caPem() ?? '', mqttPort: deps.mqttPort(), labels: { ...r.labels, ...body.labels } };
       deps.log.info('node joined', { node: body.node });
       return res;
     } catch (err) {
-      if (OrchardError.is(err, 'ERR_TOKEN_INVALID')) deps.auth.failed(req.ip);
+      if (OrchardError.is(err, 'ERR_TOKEN_INVALID')) deps.auth.failed(req.ip, identity);
       throw err;
     }
   });

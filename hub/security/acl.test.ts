@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
 import { topics } from '../../protocol/topics.js';
-import { canPublish, canReceive, canSubscribe, roleAllows } from './acl.js';
+import { MAX_RETAINED_BYTES, canPublish, canReceive, canSubscribe, mayRetain, roleAllows } from './acl.js';
 import type { Principal } from './acl.js';
 
 const nodeA: Principal = { kind: 'node', node: 'node-a' };
@@ -121,5 +121,20 @@ describe('roleAllows', () => {
 
   it('refuses an unknown role from unvalidated input', () => {
     expect(roleAllows('root' as 'admin', 'read')).toBe(false);
+  });
+});
+
+describe('mayRetain', () => {
+  it.each([
+    ['hub, any topic', hub, topics.nodeDesired('node-a'), 1_000_000, true],
+    ['node, own presence', nodeA, topics.nodePresence('node-a'), 100, true],
+    ['node, own status', nodeA, topics.nodeStatus('node-a'), MAX_RETAINED_BYTES, true],
+    ['node, own status over the cap', nodeA, topics.nodeStatus('node-a'), MAX_RETAINED_BYTES + 1, false],
+    ['node, own usage', nodeA, topics.nodeUsage('node-a'), 100, false],
+    ['node, own observed', nodeA, topics.nodeObserved('node-a'), 100, false],
+    ["node, another node's presence", nodeA, topics.nodePresence('node-b'), 100, false],
+    ['user, own command topic', user, topics.command('cli-1'), 10, false],
+  ])('%s → %s', (_what, p, topic, bytes, ok) => {
+    expect(mayRetain(p, topic, bytes)).toBe(ok);
   });
 });

@@ -45,6 +45,22 @@ export function canSubscribe(p: Principal, filter: string): boolean {
   return t.type === 'reply' && t.clientId === p.clientId;
 }
 
+/**
+ * Retained messages are kept by the broker until replaced, so who may leave one is narrow:
+ * the hub (desired sets); a node only on its own presence and status topics (the agent's last
+ * will and latest status), each at most MAX_RETAINED_BYTES; users never. A node so holds at
+ * most 2 retained messages; a user none. Anything else is published with `retain` cleared.
+ */
+export const MAX_RETAINED_BYTES = 64 * 1024;
+const NODE_RETAINED = new Set<string>(['presence', 'status']);
+
+export function mayRetain(p: Principal, topic: string, bytes: number): boolean {
+  if (p.kind === 'hub') return true;
+  if (p.kind === 'user' || bytes > MAX_RETAINED_BYTES) return false;
+  const t = parseTopic(topic);
+  return t?.type === 'node' && t.node === p.node && NODE_RETAINED.has(t.channel);
+}
+
 /** Whether a message on a concrete `topic` may be delivered to `p` (defence in depth behind canSubscribe). */
 export function canReceive(p: Principal, topic: string): boolean {
   return !hasWildcard(topic) && canSubscribe(p, topic);

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { OrchardError, parseOrThrow, validationError } from '../../protocol/errors.js';
 import { LabelsSchema, NameSchema } from '../../protocol/manifest.js';
 import type { Labels } from '../../protocol/manifest.js';
-import { RoleSchema, parseJoinToken } from '../../protocol/api.js';
+import { API_TOKEN_RE, RoleSchema, parseJoinToken } from '../../protocol/api.js';
 import type { Role } from '../../protocol/api.js';
 import { ensurePrivateDir, writeFileAtomicSync } from './atomic-file.js';
 
@@ -27,7 +27,6 @@ export const ADMIN_TOKEN_FILE = 'admin.token';
 /** MQTT username that means "the password is an API token"; no node may take this name. */
 export const TOKEN_USERNAME = 'token';
 
-const API_TOKEN_RE = /^orc_([0-9a-f]{12})\.([A-Za-z0-9_-]{32})$/;
 const HashSchema = z.string().regex(/^[0-9a-f]{64}$/);
 const IsoSchema = z.iso.datetime();
 

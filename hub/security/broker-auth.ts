@@ -1,22 +1,28 @@
 import type { Aedes, AuthErrorCode, AuthenticateError, Client } from 'aedes';
 import type { Socket } from 'node:net';
-import { isValidClientId } from '../../protocol/topics.js';
+import { userClientTokenId } from '../../protocol/topics.js';
 import type { Role } from '../../protocol/api.js';
-import { canPublish, canReceive, canSubscribe, describePrincipal } from './acl.js';
+import { canPublish, canReceive, canSubscribe, describePrincipal, mayRetain } from './acl.js';
 import type { Principal } from './acl.js';
 import { TOKEN_USERNAME } from './auth-store.js';
 import type { AuthStore } from './auth-store.js';
-import type { RateLimiter } from './rate-limit.js';
-import { sourceKey } from './rate-limit.js';
+import type { LoginLimiter } from './rate-limit.js';
+import { apiTokenIdentity, nodeIdentity, sourceKey } from './rate-limit.js';
 
 /**
  * Authentication and ACL hooks for the embedded aedes broker.
  *
  * CONNECT conventions:
  *   node   username = node name, password = its credential, clientId MUST equal the node name.
- *   user   username = "token", password = an API token, clientId any valid id (not a node's name).
- * Refusals: bad/missing credentials → CONNACK 4 (counted by the limiter per remote address);
- * locked-out source or a last-will on a forbidden topic → 5; clientId rules → 2.
+ *   user   username = "token", password = an API token, clientId `u.<tokenId>[.<suffix>]`
+ *          (protocol/topics.ts userClientId: a namespace no node name can enter), clean session.
+ * Refusals: bad/missing credentials → CONNACK 4 (counted by the limiter per remote address and
+ * claimed identity); locked-out identity or source, or a last-will on a forbidden topic → 5;
+ * clientId and session rules → 2.
+ *
+ * `retain` is honoured only where mayRetain (acl.ts) allows it; elsewhere it is cleared before
+ * aedes stores anything (publishes and last wills alike), and any copy left on that topic dropped.
+ * Refused subscriptions are logged once per SUBSCRIBE packet, not once per filter.
  *
  * A forbidden PUBLISH closes the client (MQTT 3.1.1 has no per-message refusal); a forbidden
  * SUBSCRIBE gets SUBACK 0x80 and the session stays up. authorizeForward re-checks every delivery
@@ -26,7 +32,7 @@ import { sourceKey } from './rate-limit.js';
 
 export interface BrokerAuthDeps {
   auth: Pick<AuthStore, 'authenticateNode' | 'authenticateApiToken' | 'hasNode' | 'isApiTokenActive'>;
-  limiter: RateLimiter;
+  limiter: LoginLimiter;
   log: (msg: string) => void;
 }
 
@@ -43,8 +49,15 @@ interface Registry {
   byId: Map<string, Set<Client>>;
 }
 const registries = new WeakMap<Aedes, Registry>();
-/** Last-will topics seen at preConnect, checked once the principal is known. */
-const pendingWills = new WeakMap<Client, string>();
+/** Last wills seen at preConnect (the object aedes keeps as the client's will), checked once the principal is known. */
+interface Will {
+  topic: string;
+  payload: Buffer | string;
+  retain?: boolean;
+}
+const pendingWills = new WeakMap<Client, Will>();
+/** Refused filters of the SUBSCRIBE being handled, per client (aedes authorizes a packet's filters in one synchronous loop). */
+const refusedFilters = new WeakMap<Client, { count: number; first: string[] }>();
 
 /** The authenticated principal behind a broker client; `{ kind: 'hub' }` for aedes' null client. */
 export function principalOf(client: Client | null): Principal | undefined {
@@ -72,33 +85,37 @@ export function installBrokerAuth(broker: Aedes, deps: BrokerAuthDeps): void {
   broker.on('clientDisconnect', (client) => unregister(registry, client));
 
   broker.preConnect = (client, packet, callback) => {
-    if (packet.will?.topic !== undefined) pendingWills.set(client, packet.will.topic);
+    if (packet.will?.topic !== undefined) pendingWills.set(client, packet.will);
     callback(null, true);
   };
 
   broker.authenticate = (client, username, password, done) => {
     const source = sourceKey(remoteAddress(client));
+    const secret = password?.toString('utf8') ?? '';
+    // Failures count per (source, claimed identity): one guesser does not lock out the other clients behind its address.
+    const claimed = username === TOKEN_USERNAME ? apiTokenIdentity(secret) : nodeIdentity(username);
     const refuse = (code: number, why: string, countFailure: boolean): void => {
-      if (countFailure) limiter.recordFailure(source);
+      if (countFailure) limiter.recordFailure(source, claimed);
       log(`mqtt: refused connection from ${source} (clientId ${JSON.stringify(client.id)}): ${why}`);
       const err = Object.assign(new Error(why), { returnCode: code as AuthErrorCode }) as AuthenticateError;
       done(err, false);
     };
 
-    const gate = limiter.check(source);
-    if (!gate.allowed) return refuse(5, `too many failed logins; locked for ${Math.ceil(gate.retryAfterMs / 1000)} s`, false);
-    if (username === undefined || username === '' || password === undefined || password.length === 0) {
+    const gate = limiter.check(source, claimed);
+    if (!gate.allowed) return refuse(5, `too many failed logins for ${claimed}; locked for ${Math.ceil(gate.retryAfterMs / 1000)} s`, false);
+    if (username === undefined || username === '' || secret.length === 0) {
       return refuse(4, 'no username or password', true);
     }
-    const secret = password.toString('utf8');
 
     let session: Session;
     if (username === TOKEN_USERNAME) {
       const who = auth.authenticateApiToken(secret);
       if (!who) return refuse(4, 'invalid API token', true);
-      if (!isValidClientId(client.id)) return refuse(2, 'clientId must match [A-Za-z0-9][A-Za-z0-9_.-]{0,127}', false);
-      // A user taking a node's clientId would kick that node off the broker (aedes closes the older session).
-      if (auth.hasNode(client.id)) return refuse(2, `clientId ${client.id} is a node's name`, false);
+      // A user's ids live in its token's own namespace: it can never take (or squat, before the node
+      // joins) a node's id, whose session aedes would close, nor another token's.
+      if (userClientTokenId(client.id) !== who.id) return refuse(2, `an API-token client's id must be u.${who.id} or u.${who.id}.<suffix>`, false);
+      // A persistent session would keep queued messages (memory) for a client that may never return.
+      if (!client.clean) return refuse(2, 'API-token clients must connect with a clean session', false);
       session = { principal: { kind: 'user', clientId: client.id, role: who.role }, tokenId: who.id };
     } else {
       if (!auth.authenticateNode(username, secret)) return refuse(4, `bad credential for node ${JSON.stringify(username)}`, true);
@@ -114,11 +131,13 @@ export function installBrokerAuth(broker: Aedes, deps: BrokerAuthDeps): void {
     }
     const will = pendingWills.get(client);
     pendingWills.delete(client);
-    if (will !== undefined && !canPublish(session.principal, will)) {
-      return refuse(5, `last-will topic ${JSON.stringify(will.slice(0, 80))} is not allowed for ${describePrincipal(session.principal)}`, false);
+    if (will !== undefined && !canPublish(session.principal, will.topic)) {
+      return refuse(5, `last-will topic ${JSON.stringify(will.topic.slice(0, 80))} is not allowed for ${describePrincipal(session.principal)}`, false);
     }
+    // The will is stored retained when it fires: clear the flag now where retaining is not allowed.
+    if (will?.retain === true && !mayRetain(session.principal, will.topic, byteLength(will.payload))) will.retain = false;
 
-    limiter.recordSuccess(source);
+    limiter.recordSuccess(source, claimed);
     sessions.set(client, session);
     registry.all.add(client);
     let same = registry.byId.get(client.id);
@@ -131,7 +150,15 @@ export function installBrokerAuth(broker: Aedes, deps: BrokerAuthDeps): void {
     // null: aedes re-publishing a stored last-will whose client is gone; wills were checked at CONNECT.
     if (client === null) return callback(null);
     const session = activeSession(client);
-    if (session && canPublish(session.principal, packet.topic)) return callback(null);
+    if (session && canPublish(session.principal, packet.topic)) {
+      if (packet.retain && !mayRetain(session.principal, packet.topic, byteLength(packet.payload))) {
+        // Delivered live, never stored: retained messages live until replaced, so anyone allowed
+        // to leave them could fill the hub's memory (a viewer: 4 MiB per client id it makes up).
+        packet.retain = false;
+        dropRetained(broker, packet.topic);
+      }
+      return callback(null);
+    }
     log(`mqtt: refused publish to ${JSON.stringify(packet.topic.slice(0, 120))} by ${who(client)}; closing it`);
     callback(new Error('publish not authorized'));
   };
@@ -139,9 +166,26 @@ export function installBrokerAuth(broker: Aedes, deps: BrokerAuthDeps): void {
   broker.authorizeSubscribe = (client, sub, callback) => {
     const session = activeSession(client);
     if (session && canSubscribe(session.principal, sub.topic)) return callback(null, sub);
-    log(`mqtt: refused subscribe to ${JSON.stringify(sub.topic.slice(0, 120))} by ${who(client)}`);
+    noteRefusedFilter(client, sub.topic);
     callback(null, null); // SUBACK 0x80 for this filter; the session stays up
   };
+
+  /** One log line per SUBSCRIBE packet (a packet may carry tens of thousands of filters): count + first few. */
+  function noteRefusedFilter(client: Client, filter: string): void {
+    let r = refusedFilters.get(client);
+    if (r === undefined) {
+      const batch = (r = { count: 0, first: [] as string[] });
+      refusedFilters.set(client, batch);
+      // aedes authorizes every filter of a packet in one synchronous loop, so this runs after the packet's last one.
+      setImmediate(() => {
+        refusedFilters.delete(client);
+        const more = batch.count > batch.first.length ? `, … (${batch.count - batch.first.length} more)` : '';
+        log(`mqtt: refused ${batch.count} subscribe filter${batch.count === 1 ? '' : 's'} by ${who(client)}: ${batch.first.join(', ')}${more}`);
+      });
+    }
+    r.count++;
+    if (r.first.length < 3) r.first.push(JSON.stringify(filter.slice(0, 120)));
+  }
 
   broker.authorizeForward = (client, packet) => {
     const session = sessions.get(client);
@@ -205,6 +249,17 @@ function unregister(registry: Registry, client: Client): void {
   if (same === undefined) return;
   same.delete(client);
   if (same.size === 0) registry.byId.delete(client.id);
+}
+
+function byteLength(payload: Buffer | string): number {
+  return typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
+}
+
+/** Drops the retained message on `topic`, if any (an empty retained payload clears a topic). */
+function dropRetained(broker: Aedes, topic: string): void {
+  const persistence = (broker as unknown as { persistence?: { storeRetained(p: object): Promise<void> | unknown } }).persistence;
+  const r = persistence?.storeRetained({ cmd: 'publish', topic, payload: Buffer.alloc(0), qos: 0, retain: true, dup: false });
+  if (r instanceof Promise) r.catch(() => undefined);
 }
 
 function identity(s: Session | undefined): string {

@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { RateLimiter, sourceKey } from './rate-limit.js';
+import { LoginLimiter, RateLimiter, apiTokenIdentity, joinTokenIdentity, nodeIdentity, sourceKey } from './rate-limit.js';
 
 function clock(start = 0): { now: () => Date; advance: (ms: number) => void } {
   let t = start;
@@ -66,5 +66,40 @@ describe('RateLimiter', () => {
     [undefined, 'unknown'],
   ])('keys %s as %s', (addr, key) => {
     expect(sourceKey(addr)).toBe(key);
+  });
+});
+
+describe('LoginLimiter', () => {
+  it('locks one identity from one source after 10 failures, leaving that source\'s other identities and other sources alone', () => {
+    const c = clock();
+    const rl = new LoginLimiter({ now: c.now });
+    for (let i = 0; i < 9; i++) expect(rl.recordFailure('10.0.0.1', 'node:pi-1').allowed).toBe(true);
+    expect(rl.recordFailure('10.0.0.1', 'node:pi-1')).toEqual({ allowed: false, retryAfterMs: 60_000 });
+    expect(rl.check('10.0.0.1', 'node:pi-1').allowed).toBe(false);
+    expect(rl.check('10.0.0.1', 'node:pi-2').allowed).toBe(true);
+    expect(rl.check('10.0.0.1', 'api:0123456789ab').allowed).toBe(true);
+    expect(rl.check('10.0.0.2', 'node:pi-1').allowed).toBe(true);
+    c.advance(60_000);
+    expect(rl.check('10.0.0.1', 'node:pi-1').allowed).toBe(true);
+  });
+
+  it('locks the whole source at the per-source ceiling (100 a minute by default), whatever identities it claims', () => {
+    const c = clock();
+    const rl = new LoginLimiter({ now: c.now });
+    expect(rl.maxSourceFailures).toBe(100);
+    for (let i = 0; i < 99; i++) expect(rl.recordFailure('10.0.0.1', `node:guess-${i}`).allowed).toBe(true);
+    expect(rl.recordFailure('10.0.0.1', 'node:guess-99').allowed).toBe(false);
+    expect(rl.check('10.0.0.1', 'api:0123456789ab')).toEqual({ allowed: false, retryAfterMs: 60_000 });
+    expect(rl.check('10.0.0.2', 'api:0123456789ab').allowed).toBe(true);
+  });
+
+  it('names identities by the public part of a credential only', () => {
+    expect(apiTokenIdentity(`orc_0123456789ab.${'s'.repeat(32)}`)).toBe('api:0123456789ab');
+    expect(apiTokenIdentity('garbage')).toBe('api:?');
+    expect(nodeIdentity('pi-1')).toBe('node:pi-1');
+    expect(nodeIdentity('Not A Name')).toBe('node:?');
+    expect(nodeIdentity(undefined)).toBe('node:?');
+    expect(joinTokenIdentity(`K10${'a'.repeat(64)}::abc123.${'s'.repeat(32)}`)).toBe('join:abc123');
+    expect(joinTokenIdentity('K10x')).toBe('join:?');
   });
 });

@@ -1,6 +1,9 @@
+import { apiTokenId, parseJoinToken } from '../../protocol/api.js';
+import { NameSchema } from '../../protocol/manifest.js';
+
 /**
- * Per-source failed-login limiter shared by the HTTP API and the MQTT broker. A source (usually a
- * remote IP) that fails `maxFailures` times within `windowMs` is locked out for `lockMs`; while
+ * Failed-login counter per key (LoginLimiter below keys one by source, one by (source, identity)).
+ * A key that fails `maxFailures` times within `windowMs` is locked out for `lockMs`; while
  * locked, its attempts are refused before any credential is checked, so guessing stops there.
  *
  * A success never clears failures — neither another source's nor its own — so an attacker who
@@ -90,6 +93,89 @@ export class RateLimiter {
       this.sources.delete(k);
     }
   }
+}
+
+export interface LoginLimiterOptions extends RateLimiterOptions {
+  /** Failures one source may have within `windowMs`, over all identities, before it is locked as a whole. */
+  maxSourceFailures?: number;
+}
+
+/**
+ * Failed logins counted per (source, identity), with a much higher ceiling per source, shared by
+ * HTTP, MQTT and join. The identity is the part of a credential that names who it claims to be
+ * (API token id, node name, join token id: the helpers below), never the secret.
+ *
+ * - `maxFailures` (10) failures a minute for one identity from one source lock that identity from
+ *   that source for `lockMs` (60 s): guessing one credential stops there, while every other
+ *   client behind the same address (a NAT, an IPv6 /64) keeps logging in with its own.
+ * - `maxSourceFailures` (100) failures a minute from one source, whatever identities they claim,
+ *   lock the whole source for `lockMs`: one address cannot rotate through identities unboundedly.
+ * While locked, attempts are refused before any credential is checked. Successes reset nothing.
+ */
+export class LoginLimiter {
+  private readonly perIdentity: RateLimiter;
+  private readonly perSource: RateLimiter;
+
+  constructor(opts: LoginLimiterOptions = {}) {
+    const { maxSourceFailures, ...rest } = opts;
+    this.perIdentity = new RateLimiter(rest);
+    this.perSource = new RateLimiter({ ...rest, maxFailures: maxSourceFailures ?? LOGIN_LIMITS.maxSourceFailures });
+  }
+
+  get maxFailures(): number {
+    return this.perIdentity.maxFailures;
+  }
+
+  get maxSourceFailures(): number {
+    return this.perSource.maxFailures;
+  }
+
+  /** Whether `identity` may try to authenticate from `source` now. */
+  check(source: string, identity: string): LimitCheck {
+    const s = this.perSource.check(source);
+    if (!s.allowed) return s;
+    return this.perIdentity.check(pairKey(source, identity));
+  }
+
+  /** Counts a failed attempt for both the pair and the source; returns the pair's state after it. */
+  recordFailure(source: string, identity: string): LimitCheck {
+    const s = this.perSource.recordFailure(source);
+    const i = this.perIdentity.recordFailure(pairKey(source, identity));
+    return s.allowed ? i : s;
+  }
+
+  recordSuccess(_source: string, _identity: string): void {}
+
+  /** Tracked (source, identity) pairs and sources, for tests and metrics. */
+  get size(): { pairs: number; sources: number } {
+    return { pairs: this.perIdentity.size, sources: this.perSource.size };
+  }
+}
+
+export const LOGIN_LIMITS = { maxFailures: 10, maxSourceFailures: 100, windowMs: 60_000, lockMs: 60_000 } as const;
+
+function pairKey(source: string, identity: string): string {
+  return `${source}\u0000${identity}`;
+}
+
+/** Identity for credentials that name no one (malformed token, no username): one bucket per kind. */
+export const UNKNOWN_IDENTITY = '?';
+
+/** The identity an HTTP bearer / MQTT token password claims: its public token id. */
+export function apiTokenIdentity(token: string): string {
+  const id = apiTokenId(token);
+  return id === undefined ? `api:${UNKNOWN_IDENTITY}` : `api:${id}`;
+}
+
+/** The identity an MQTT node login claims: the node name (a malformed name shares one bucket). */
+export function nodeIdentity(username: string | undefined): string {
+  return username !== undefined && NameSchema.safeParse(username).success ? `node:${username}` : `node:${UNKNOWN_IDENTITY}`;
+}
+
+/** The identity a join claims: the join token's public id. */
+export function joinTokenIdentity(token: string): string {
+  const id = parseJoinToken(token)?.id;
+  return id === undefined ? `join:${UNKNOWN_IDENTITY}` : `join:${id}`;
 }
 
 /**

@@ -8,12 +8,14 @@ import { Aedes } from 'aedes';
 import type { AedesPublishPacket } from 'aedes';
 import mqtt from 'mqtt';
 import type { IClientOptions, MqttClient } from 'mqtt';
-import { topics } from '../../protocol/topics.js';
+import type { Readable } from 'node:stream';
+import { topics, userClientId } from '../../protocol/topics.js';
+import { MAX_RETAINED_BYTES } from '../../hub/security/acl.js';
 import { loadOrCreatePki } from '../../hub/security/pki.js';
 import type { Pki } from '../../hub/security/pki.js';
 import { AuthStore } from '../../hub/security/auth-store.js';
-import { RateLimiter } from '../../hub/security/rate-limit.js';
-import type { RateLimiterOptions } from '../../hub/security/rate-limit.js';
+import { LoginLimiter } from '../../hub/security/rate-limit.js';
+import type { LoginLimiterOptions } from '../../hub/security/rate-limit.js';
 import { installBrokerAuth, disconnectNode, principalOf, roleOfClient } from '../../hub/security/broker-auth.js';
 
 /**
@@ -35,10 +37,10 @@ let auth: AuthStore;
 const clients: MqttClient[] = [];
 const brokers: RunningBroker[] = [];
 
-async function startBroker(limiterOpts: RateLimiterOptions = { maxFailures: 1000 }): Promise<RunningBroker> {
+async function startBroker(limiterOpts: LoginLimiterOptions = { maxFailures: 1000, maxSourceFailures: 1000 }): Promise<RunningBroker> {
   const broker = await Aedes.createBroker();
   const logs: string[] = [];
-  installBrokerAuth(broker, { auth, limiter: new RateLimiter(limiterOpts), log: (m) => logs.push(m) });
+  installBrokerAuth(broker, { auth, limiter: new LoginLimiter(limiterOpts), log: (m) => logs.push(m) });
   const server = tls.createServer({ cert: pki.certPem, key: pki.keyPem }, (socket) => broker.handle(socket));
   // A plain-TCP client makes the TLS handshake fail; that is expected, not a test failure.
   server.on('tlsClientError', () => {});
@@ -225,17 +227,18 @@ describe('broker security over mqtts', () => {
   it('lets a token user command and read its replies only, with its role', async () => {
     const rb = await startBroker();
     const commands = await hubSubscribe(rb.broker, topics.allCommands());
-    const { token } = auth.createApiToken({ name: 'ops', role: 'operator' });
-    const u = await connect(rb, { clientId: 'cli-1', username: 'token', password: token });
-    expect(roleOfClient(rb.broker, 'cli-1')).toBe('operator');
+    const { token, id } = auth.createApiToken({ name: 'ops', role: 'operator' });
+    const [me, other] = [userClientId(id, 'cli-1'), userClientId(id, 'cli-2')];
+    const u = await connect(rb, { clientId: me, username: 'token', password: token });
+    expect(roleOfClient(rb.broker, me)).toBe('operator');
     const got = collect(u);
-    expect(await grants(u, topics.reply('cli-2'))).toEqual([128]);
+    expect(await grants(u, topics.reply(other))).toEqual([128]);
     expect(await grants(u, '#')).toEqual([128]);
-    expect(await grants(u, topics.reply('cli-1'), 0)).toEqual([0]);
-    await u.publishAsync(topics.command('cli-1'), '{"id":"1"}', { qos: 1 });
+    expect(await grants(u, topics.reply(me), 0)).toEqual([0]);
+    await u.publishAsync(topics.command(me), '{"id":"1"}', { qos: 1 });
     await until(() => commands.length === 1, 'the command');
-    await hubPublish(rb.broker, topics.reply('cli-2'), 'not-yours');
-    await hubPublish(rb.broker, topics.reply('cli-1'), 'yours');
+    await hubPublish(rb.broker, topics.reply(other), 'not-yours');
+    await hubPublish(rb.broker, topics.reply(me), 'yours');
     await until(() => got.length === 1, 'the reply');
     await sleep(100);
     expect(got.map((m) => m.payload)).toEqual(['yours']);
@@ -252,13 +255,26 @@ describe('broker security over mqtts', () => {
     expect((await refusal(connect(rb, { clientId: 'node-r', username: 'node-r', password: cred }))).code).toBe(4);
   });
 
-  it('locks out a source after too many failures, even with the right password', async () => {
-    const rb = await startBroker({ maxFailures: 3, lockMs: 60_000 });
+  it('locks out a guessed identity from a source after too many failures, even with the right password, and nobody else', async () => {
+    const rb = await startBroker({ maxFailures: 3, maxSourceFailures: 1000, lockMs: 60_000 });
     for (let i = 0; i < 3; i++) {
       expect((await refusal(connect(rb, { clientId: 'node-a', username: 'node-a', password: 'wrong-password-123' }))).code).toBe(4);
     }
     expect((await refusal(connect(rb, { clientId: 'node-a', username: 'node-a', password: credA }))).code).toBe(5);
-    expect(rb.logs.some((l) => l.includes('too many failed logins'))).toBe(true);
+    expect(rb.logs.some((l) => l.includes('too many failed logins for node:node-a'))).toBe(true);
+    // Same address, other identities: a node and an API-token user log in as usual.
+    const b = await connect(rb, { clientId: 'node-b', username: 'node-b', password: credB });
+    expect(b.connected).toBe(true);
+    const { token, id } = auth.createApiToken({ name: 'nat', role: 'viewer' });
+    expect((await connect(rb, { clientId: userClientId(id), username: 'token', password: token })).connected).toBe(true);
+  });
+
+  it('locks out the whole source once it fails maxSourceFailures times over many identities', async () => {
+    const rb = await startBroker({ maxFailures: 3, maxSourceFailures: 5, lockMs: 60_000 });
+    for (let i = 0; i < 5; i++) {
+      expect((await refusal(connect(rb, { clientId: `guess-${i}`, username: `guess-${i}`, password: 'wrong-password-123' }))).code).toBe(4);
+    }
+    expect((await refusal(connect(rb, { clientId: 'node-b', username: 'node-b', password: credB }))).code).toBe(5);
   });
 
   it('fails for a plain-TCP client and for a TLS client that does not trust the hub CA', async () => {
@@ -273,5 +289,109 @@ describe('broker security over mqtts', () => {
     await expect(plain).rejects.toThrow();
     const untrusted = connect(rb, { ca: undefined, clientId: 'node-a', username: 'node-a', password: credA });
     await expect(untrusted).rejects.toThrow(/self[- ]signed|unable to verify|certificate/i);
+  });
+});
+
+/** Topics (and payload sizes) of every retained message the broker holds under orchard/. */
+async function retained(broker: Aedes): Promise<Array<{ topic: string; bytes: number }>> {
+  const persistence = (broker as unknown as { persistence: { createRetainedStreamCombi(p: string[]): Readable } }).persistence;
+  const out: Array<{ topic: string; bytes: number }> = [];
+  for await (const p of persistence.createRetainedStreamCombi(['orchard/#'])) {
+    const packet = p as { topic: string; payload: Buffer };
+    out.push({ topic: packet.topic, bytes: packet.payload.length });
+  }
+  return out.sort((x, y) => x.topic.localeCompare(y.topic));
+}
+
+describe('retained messages: only the hub and a node on its own presence/status may leave one', () => {
+  it('keeps none of the 4 MiB retained messages (or last wills) a viewer publishes under several client ids, and drops one left there before', async () => {
+    const rb = await startBroker();
+    const { token, id } = auth.createApiToken({ name: 'hoarder', role: 'viewer' });
+    const commands = await hubSubscribe(rb.broker, topics.allCommands());
+    // A retained copy already on one of its topics (an older hub let users retain) goes too.
+    await hubPublish(rb.broker, topics.command(userClientId(id, 'c0')), 'left-over', true);
+    expect(await retained(rb.broker)).toHaveLength(1);
+    const big = Buffer.alloc(4 * 1024 * 1024 - 1024, 0x61);
+    for (let i = 0; i < 4; i++) {
+      const cid = userClientId(id, `c${i}`);
+      const u = await connect(rb, { clientId: cid, username: 'token', password: token });
+      await u.publishAsync(topics.command(cid), big, { qos: 1, retain: true });
+      u.end(true);
+    }
+    // And a retained last will (its payload is at most 64 KiB on the wire), fired by a dropped socket.
+    const willId = userClientId(id, 'will');
+    const w = await connect(rb, { clientId: willId, username: 'token', password: token, will: { topic: topics.command(willId), payload: Buffer.alloc(60_000, 0x77), qos: 1, retain: true } });
+    w.stream.destroy();
+    await until(() => commands.length === 6, 'the hub to see every publish live');
+    expect(await retained(rb.broker)).toEqual([]);
+    // A fresh subscriber to the same topics (the hub's own, in-process, with retained replay) gets no copy.
+    const replay: string[] = [];
+    await new Promise<void>((resolve) => {
+      const stream = (rb.broker as unknown as { persistence: { createRetainedStreamCombi(p: string[]): Readable } }).persistence.createRetainedStreamCombi([topics.allCommands()]);
+      stream.on('data', (p: { topic: string }) => replay.push(p.topic));
+      stream.on('end', () => resolve());
+    });
+    expect(replay).toEqual([]);
+  });
+
+  it("keeps a node's retained presence and status (up to the cap) and nothing else it marks retained", async () => {
+    const rb = await startBroker();
+    const seen = await hubSubscribe(rb.broker, 'orchard/v1/nodes/+/+');
+    const a = await connect(rb, { clientId: 'node-a', username: 'node-a', password: credA });
+    await a.publishAsync(topics.nodePresence('node-a'), '{"online":true}', { qos: 1, retain: true });
+    await a.publishAsync(topics.nodeStatus('node-a'), 'status-1', { qos: 1, retain: true });
+    await a.publishAsync(topics.nodeUsage('node-a'), 'usage', { qos: 1, retain: true });
+    await a.publishAsync(topics.nodeObserved('node-a'), Buffer.alloc(100_000, 0x62), { qos: 1, retain: true });
+    await until(() => seen.length === 4, 'live deliveries');
+    expect(await retained(rb.broker)).toEqual([
+      { topic: topics.nodePresence('node-a'), bytes: 15 },
+      { topic: topics.nodeStatus('node-a'), bytes: 8 },
+    ]);
+    // A status over the cap is delivered live but not kept (and the older copy is dropped, not left stale).
+    await a.publishAsync(topics.nodeStatus('node-a'), Buffer.alloc(MAX_RETAINED_BYTES + 1, 0x63), { qos: 1, retain: true });
+    await until(() => seen.length === 5, 'the big status live');
+    expect(await retained(rb.broker)).toEqual([{ topic: topics.nodePresence('node-a'), bytes: 15 }]);
+  });
+});
+
+describe('MQTT client ids of API-token users', () => {
+  it('keeps a viewer off the client id of a node that has not joined yet; the node then connects', async () => {
+    const rb = await startBroker();
+    const { token } = auth.createApiToken({ name: 'squatter', role: 'viewer' });
+    expect(auth.hasNode('node-late')).toBe(false);
+    expect((await refusal(connect(rb, { clientId: 'node-late', username: 'token', password: token }))).code).toBe(2);
+    const cred = auth.issueNodeCredential('node-late');
+    const n = await connect(rb, { clientId: 'node-late', username: 'node-late', password: cred });
+    expect(n.connected).toBe(true);
+  });
+
+  it("accepts only ids in the token's own u.<tokenId> namespace, with a clean session", async () => {
+    const rb = await startBroker();
+    const { token, id } = auth.createApiToken({ name: 'me', role: 'viewer' });
+    const { id: otherId } = auth.createApiToken({ name: 'them', role: 'viewer' });
+    for (const clientId of ['cli-1', userClientId(otherId), userClientId(otherId, 'x'), `u-${id}-x`]) {
+      expect((await refusal(connect(rb, { clientId, username: 'token', password: token }))).code).toBe(2);
+    }
+    expect((await refusal(connect(rb, { clientId: userClientId(id, 'kept'), username: 'token', password: token, clean: false }))).code).toBe(2);
+    expect((await connect(rb, { clientId: userClientId(id), username: 'token', password: token })).connected).toBe(true);
+    expect((await connect(rb, { clientId: userClientId(id, 'second'), username: 'token', password: token })).connected).toBe(true);
+  });
+});
+
+describe('refused subscriptions are logged per packet', () => {
+  it('writes at most a few log lines for one SUBSCRIBE with 20,000 refused filters', async () => {
+    const rb = await startBroker();
+    const a = await connect(rb, { clientId: 'node-a', username: 'node-a', password: credA });
+    const filters = Array.from({ length: 20_000 }, (_, i) => topics.nodeDesired(`other-${i}`));
+    const g = await grants(a, filters);
+    expect(g).toHaveLength(20_000);
+    expect(g.every((q) => q === 128)).toBe(true);
+    await sleep(50);
+    const lines = rb.logs.filter((l) => l.includes('subscribe'));
+    expect(lines.length).toBeGreaterThanOrEqual(1);
+    expect(lines.length).toBeLessThanOrEqual(3);
+    expect(lines[0]).toContain('refused 20000 subscribe filters by node node-a');
+    expect(lines[0]).toContain(JSON.stringify(topics.nodeDesired('other-0')));
+    expect(a.connected).toBe(true);
   });
 });

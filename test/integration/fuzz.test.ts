@@ -2,10 +2,10 @@ import https from 'node:https';
 import fc from 'fast-check';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CommandReply, Role } from '../../protocol/api.js';
+import { apiTokenId, type CommandReply, type Role } from '../../protocol/api.js';
 import { ERROR_CATALOGUE } from '../../protocol/errors.js';
 import { NodeStatusMessageSchema, NodeUsageMessageSchema, ObservedSetMessageSchema, PresenceMessageSchema } from '../../protocol/messages.js';
-import { topics } from '../../protocol/topics.js';
+import { topics, userClientId } from '../../protocol/topics.js';
 import { parseManifests } from '../../hub/manifest-parse.js';
 import { startTestHub, type TestHub } from '../helpers/hub-harness.js';
 import { FUZZ_NODE, invalidApplyBody, invalidCommandPayload, invalidNodePayload, validDeployment, validNodeMessages } from './fuzz-arbitraries.js';
@@ -161,7 +161,8 @@ describe('MQTT fuzz', () => {
         c.once('error', reject);
       });
     const nodeClient = await connect(FUZZ_NODE, FUZZ_NODE, t.hub.auth.issueNodeCredential(FUZZ_NODE));
-    const user = await connect('fuzz-wire', 'token', t.adminToken);
+    const wire = userClientId(apiTokenId(t.adminToken) ?? '', 'fuzz-wire');
+    const user = await connect(wire, 'token', t.adminToken);
     try {
       const before = t.hub.controllers.nodes.rejected;
       const nodePayloads = fc.sample(invalidNodePayload, WIRE_RUNS);
@@ -171,8 +172,8 @@ describe('MQTT fuzz', () => {
 
       const got: CommandReply[] = [];
       user.on('message', (_topic, payload) => got.push(JSON.parse(payload.toString()) as CommandReply));
-      await user.subscribeAsync(topics.reply('fuzz-wire'), { qos: 1 });
-      for (const payload of fc.sample(invalidCommandPayload, WIRE_RUNS)) await user.publishAsync(topics.command('fuzz-wire'), payload, { qos: 1 });
+      await user.subscribeAsync(topics.reply(wire), { qos: 1 });
+      for (const payload of fc.sample(invalidCommandPayload, WIRE_RUNS)) await user.publishAsync(topics.command(wire), payload, { qos: 1 });
       await expect.poll(() => got.length, { timeout: 10_000 }).toBe(WIRE_RUNS);
       expect(got.filter((r) => r.ok)).toEqual([]);
       expectNothingStored();

@@ -3,8 +3,8 @@ import net from 'node:net';
 import tls from 'node:tls';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MAX_APPLY_DOCUMENTS } from '../../protocol/api.js';
-import { topics } from '../../protocol/topics.js';
+import { MAX_APPLY_DOCUMENTS, apiTokenId } from '../../protocol/api.js';
+import { topics, userClientId } from '../../protocol/topics.js';
 import { startTestHub, type TestHub } from '../helpers/hub-harness.js';
 
 /**
@@ -118,8 +118,14 @@ function tlsSocket(port: number): Promise<tls.TLSSocket> {
   });
 }
 
+/** The admin token's MQTT client id with `suffix` (user client ids are u.<tokenId>[.<suffix>]). */
+function cid(suffix: string): string {
+  return userClientId(apiTokenId(t.adminToken) ?? '', suffix);
+}
+
 /** A command round trip: proves the broker and the operations behind it still serve. */
-async function commandRoundTrip(clientId: string): Promise<unknown> {
+async function commandRoundTrip(suffix: string): Promise<unknown> {
+  const clientId = cid(suffix);
   const c = await connect({ clientId, username: 'token', password: t.adminToken });
   await c.subscribeAsync(topics.reply(clientId), { qos: 1 });
   const reply = new Promise<unknown>((resolve) => c.once('message', (_t, p) => resolve(JSON.parse(p.toString()))));
@@ -142,9 +148,9 @@ afterAll(async () => {
 
 describe('oversized and deep MQTT traffic', () => {
   it('drops an authenticated client that publishes 5 MB, and keeps serving everyone else', async () => {
-    const big = await connect({ clientId: 'cli-big', username: 'token', password: t.adminToken });
+    const big = await connect({ clientId: cid('cli-big'), username: 'token', password: t.adminToken });
     const gone = closed(big);
-    big.publish(topics.command('cli-big'), Buffer.alloc(5 * 1024 * 1024, 0x61), { qos: 0 });
+    big.publish(topics.command(cid('cli-big')), Buffer.alloc(5 * 1024 * 1024, 0x61), { qos: 0 });
     expect(await gone).toBeLessThan(5_000);
     expect(await commandRoundTrip('cli-after-big')).toMatchObject({ id: 'rt', ok: true });
     expect((await req('GET', '/healthz')).status).toBe(200);
@@ -159,20 +165,21 @@ describe('oversized and deep MQTT traffic', () => {
   });
 
   it.each([
-    ['too many levels', `${topics.command('cli-deep')}/a/b/c/d/e/f/g/h`],
-    ['too long', `${topics.command('cli-deep')}${'x'.repeat(300)}`],
-  ])('closes a client that publishes to a topic that is %s', async (_n, topic) => {
-    const c = await connect({ clientId: 'cli-deep', username: 'token', password: t.adminToken });
+    ['too many levels', '/a/b/c/d/e/f/g/h'],
+    ['too long', 'x'.repeat(300)],
+  ])('closes a client that publishes to a topic that is %s', async (_n, tail) => {
+    const c = await connect({ clientId: cid('cli-deep'), username: 'token', password: t.adminToken });
     const gone = closed(c);
-    c.publish(topic, '{}', { qos: 0 });
+    c.publish(`${topics.command(cid('cli-deep'))}${tail}`, '{}', { qos: 0 });
     expect(await gone).toBeLessThan(5_000);
   });
 
   it.each([
-    ['too deep', `${topics.reply('cli-sub')}/a/b/c/d/e/f/g/h/i/j`],
-    ['too long', `${topics.reply('cli-sub')}${'y'.repeat(300)}`],
-  ])('refuses a subscription to a filter that is %s (SUBACK 0x80 or the session closed)', async (_n, filter) => {
-    const c = await connect({ clientId: 'cli-sub', username: 'token', password: t.adminToken });
+    ['too deep', '/a/b/c/d/e/f/g/h/i/j'],
+    ['too long', 'y'.repeat(300)],
+  ])('refuses a subscription to a filter that is %s (SUBACK 0x80 or the session closed)', async (_n, tail) => {
+    const filter = `${topics.reply(cid('cli-sub'))}${tail}`;
+    const c = await connect({ clientId: cid('cli-sub'), username: 'token', password: t.adminToken });
     const outcome = await Promise.race([
       c.subscribeAsync(filter, { qos: 1 }).then(
         (g) => (g.every((x) => x.qos === 128) ? 'refused' : 'granted'),
@@ -271,47 +278,93 @@ describe('slow and silent clients cannot hold the hub', () => {
   });
 });
 
-describe('password guessing is rate limited per source', () => {
-  it('answers 429 ERR_RATE_LIMITED after 10 bad API tokens from one address, even for a good token; other addresses are unaffected', async () => {
+describe('password guessing is rate limited per (source, identity), with a per-source ceiling', () => {
+  const badApiToken = `orc_${'0'.repeat(12)}.${'x'.repeat(32)}`;
+
+  it('answers 429 ERR_RATE_LIMITED after 10 bad tries of one API token from one address; other tokens from that address and that token from other addresses are unaffected', async () => {
     const from = '127.0.0.21';
     for (let i = 0; i < 10; i++) {
-      const r = await req('GET', '/api/v1/pods', { token: `orc_${'0'.repeat(12)}.${'x'.repeat(32)}`, from });
+      const r = await req('GET', '/api/v1/pods', { token: badApiToken, from });
       expect(r.status).toBe(401);
     }
-    const locked = await req('GET', '/api/v1/pods', { token: t.adminToken, from });
+    const locked = await req('GET', '/api/v1/pods', { token: badApiToken, from });
     expect(locked.status).toBe(429);
     expect(locked.body.code).toBe('ERR_RATE_LIMITED');
-    expect((await req('GET', '/api/v1/pods', { token: t.adminToken, from: '127.0.0.22' })).status).toBe(200);
+    expect((await req('GET', '/api/v1/pods', { token: t.adminToken, from })).status).toBe(200);
+    expect((await req('GET', '/api/v1/pods', { token: badApiToken, from: '127.0.0.22' })).status).toBe(401);
   });
 
-  it('locks the join endpoint after 10 bad join tokens from one address', async () => {
+  it('locks the join endpoint for one join token after 10 bad tries of it from one address', async () => {
     const from = '127.0.0.23';
     const fp = t.hub.pki?.caFingerprint ?? '';
+    const guess = JSON.stringify({ token: `K10${fp}::abcdef.${'s'.repeat(32)}`, node: 'guess' });
     for (let i = 0; i < 10; i++) {
-      const r = await req('POST', '/api/v1/join', { from, body: JSON.stringify({ token: `K10${fp}::abcdef.${'s'.repeat(32)}`, node: 'guess' }) });
+      const r = await req('POST', '/api/v1/join', { from, body: guess });
       expect(r.status).toBe(401);
       expect(r.body.code).toBe('ERR_TOKEN_INVALID');
     }
-    const locked = await req('POST', '/api/v1/join', { from, body: JSON.stringify({ token: `K10${fp}::abcdef.${'s'.repeat(32)}`, node: 'guess' }) });
+    const locked = await req('POST', '/api/v1/join', { from, body: guess });
     expect(locked.status).toBe(429);
     expect(locked.body.code).toBe('ERR_RATE_LIMITED');
   });
 
-  it('refuses MQTT CONNECT with CONNACK 5 after 10 bad passwords from one address, even with the right one', async () => {
+  it('refuses MQTT CONNECT with CONNACK 5 for a node name guessed 10 times from one address, even with the right password', async () => {
     const cred = t.hub.auth.issueNodeCredential('guessed-node');
     const from = '127.0.0.24';
     for (let i = 0; i < 10; i++) {
       expect(await refusedCode(connect({ clientId: 'guessed-node', username: 'guessed-node', password: `wrong-${i}`, localAddress: from }))).toBe(4);
     }
     expect(await refusedCode(connect({ clientId: 'guessed-node', username: 'guessed-node', password: cred, localAddress: from }))).toBe(5);
-    // The same credential from another address still works: the lock is per source, not per account.
+    // The same credential from another address still works: the lock is per (source, identity).
     const ok = await connect({ clientId: 'guessed-node', username: 'guessed-node', password: cred, localAddress: '127.0.0.25' });
     expect(ok.connected).toBe(true);
     ok.end(true);
   });
 
-  it('shares one limiter between HTTP and MQTT: a source locked on MQTT gets 429 on HTTP', async () => {
-    const r = await req('GET', '/api/v1/pods', { token: t.adminToken, from: '127.0.0.24' });
-    expect(r.status).toBe(429);
+  it('keeps HTTP, MQTT and join usable for valid credentials from an address where a guesser got locked out (a shared NAT)', async () => {
+    const from = '127.0.0.26';
+    const fp = t.hub.pki?.caFingerprint ?? '';
+    // Guessing on every way in, 12 times each: each guessed identity is locked from this address.
+    for (let i = 0; i < 12; i++) {
+      await req('GET', '/api/v1/pods', { token: badApiToken, from });
+      await refusedCode(connect({ clientId: 'nat-victim', username: 'nat-victim', password: `wrong-${i}`, localAddress: from }));
+      await req('POST', '/api/v1/join', { from, body: JSON.stringify({ token: `K10${fp}::zzzzzz.${'s'.repeat(32)}`, node: 'guess' }) });
+    }
+    expect((await req('GET', '/api/v1/pods', { token: badApiToken, from })).status).toBe(429);
+    const victimCred = t.hub.auth.issueNodeCredential('nat-victim');
+    expect(await refusedCode(connect({ clientId: 'nat-victim', username: 'nat-victim', password: victimCred, localAddress: from }))).toBe(5);
+    expect((await req('POST', '/api/v1/join', { from, body: JSON.stringify({ token: `K10${fp}::zzzzzz.${'s'.repeat(32)}`, node: 'guess' }) })).status).toBe(429);
+
+    // Everyone else behind that address still gets in with their own valid credentials.
+    expect((await req('GET', '/api/v1/pods', { token: t.adminToken, from })).status).toBe(200);
+    const cred = t.hub.auth.issueNodeCredential('nat-node');
+    const node = await connect({ clientId: 'nat-node', username: 'nat-node', password: cred, localAddress: from });
+    expect(node.connected).toBe(true);
+    node.end(true);
+    const user = await connect({ clientId: cid('nat-user'), username: 'token', password: t.adminToken, localAddress: from });
+    expect(user.connected).toBe(true);
+    user.end(true);
+    const { token: joinToken } = t.hub.auth.createJoinToken({ uses: 1 });
+    const joined = await req('POST', '/api/v1/join', { from, body: JSON.stringify({ token: joinToken, node: 'nat-joiner' }) });
+    expect(joined.status).toBe(200);
+  });
+
+  it('locks a whole address once it fails 100 times a minute over any identities', async () => {
+    const from = '127.0.0.27';
+    for (let i = 0; i < 100; i++) {
+      const r = await req('GET', '/api/v1/pods', { token: `orc_${i.toString(16).padStart(12, '0')}.${'x'.repeat(32)}`, from });
+      expect(r.status).toBe(401);
+    }
+    expect((await req('GET', '/api/v1/pods', { token: t.adminToken, from })).status).toBe(429);
+    expect((await req('GET', '/api/v1/pods', { token: t.adminToken, from: '127.0.0.28' })).status).toBe(200);
+  });
+
+  it('shares one limiter between HTTP and MQTT: an API token guessed on MQTT is locked on HTTP too', async () => {
+    const from = '127.0.0.29';
+    for (let i = 0; i < 10; i++) {
+      expect(await refusedCode(connect({ clientId: 'u.000000000000', username: 'token', password: badApiToken, localAddress: from }))).toBe(4);
+    }
+    expect((await req('GET', '/api/v1/pods', { token: badApiToken, from })).status).toBe(429);
+    expect((await req('GET', '/api/v1/pods', { token: t.adminToken, from })).status).toBe(200);
   });
 });

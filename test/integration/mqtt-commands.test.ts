@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CommandReply } from '../../protocol/api.js';
-import { topics } from '../../protocol/topics.js';
+import { apiTokenId, type CommandReply } from '../../protocol/api.js';
+import { topics, userClientId } from '../../protocol/topics.js';
 import { startTestHub, type TestHub } from '../helpers/hub-harness.js';
 
 const manifest = `apiVersion: orchard/v1
@@ -15,7 +15,9 @@ spec:
       containers: [{ name: c, image: orchard-test/busybox:1, command: [sleep, "3600"] }]
 `;
 
-async function connect(t: TestHub, clientId: string, password: string): Promise<MqttClient> {
+/** `name` becomes the suffix of the token's own client id, u.<tokenId>.<name>. */
+async function connect(t: TestHub, name: string, password: string): Promise<MqttClient> {
+  const clientId = userClientId(apiTokenId(password) ?? '', name);
   const c = mqtt.connect(t.hub.mqttUrl, { clientId, username: 'token', password, ca: t.hub.pki?.caPem, reconnectPeriod: 0, connectTimeout: 5000 });
   await new Promise<void>((resolve, reject) => {
     c.once('connect', () => resolve());
@@ -25,8 +27,9 @@ async function connect(t: TestHub, clientId: string, password: string): Promise<
   return c;
 }
 
-/** Publishes a command and waits for the reply with the same correlation id. */
-function call(c: MqttClient, clientId: string, body: object | string): Promise<CommandReply> {
+/** Publishes a command and waits for the reply with the same correlation id (on `c`'s own topics). */
+function call(c: MqttClient, _name: string, body: object | string): Promise<CommandReply> {
+  const clientId = c.options.clientId ?? '';
   const id = typeof body === 'string' ? 'raw' : ((body as { id?: string }).id ?? 'x');
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('no reply within 5 s')), 5000);

@@ -1,7 +1,7 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CommandReply } from '../../protocol/api.js';
-import { topics } from '../../protocol/topics.js';
+import { apiTokenId, type CommandReply } from '../../protocol/api.js';
+import { topics, userClientId } from '../../protocol/topics.js';
 import { startTestHub, type TestHub } from '../helpers/hub-harness.js';
 
 const manifest = (image: string): string => `apiVersion: orchard/v1
@@ -17,14 +17,16 @@ spec:
 describe('rollout API over HTTP and MQTT commands (no agents: the hub side only)', () => {
   let t: TestHub;
   let client: MqttClient;
+  let cid: string;
   beforeAll(async () => {
     t = await startTestHub();
-    client = mqtt.connect(t.hub.mqttUrl, { clientId: 'ro-cli', username: 'token', password: t.adminToken, ca: t.hub.pki?.caPem, reconnectPeriod: 0, connectTimeout: 5000 });
+    cid = userClientId(apiTokenId(t.adminToken) ?? '', 'ro-cli');
+    client = mqtt.connect(t.hub.mqttUrl, { clientId: cid, username: 'token', password: t.adminToken, ca: t.hub.pki?.caPem, reconnectPeriod: 0, connectTimeout: 5000 });
     await new Promise<void>((resolve, reject) => {
       client.once('connect', () => resolve());
       client.once('error', reject);
     });
-    await client.subscribeAsync(topics.reply('ro-cli'), { qos: 1 });
+    await client.subscribeAsync(topics.reply(cid), { qos: 1 });
   });
   afterAll(async () => {
     await client.endAsync();
@@ -42,7 +44,7 @@ describe('rollout API over HTTP and MQTT commands (no agents: the hub side only)
         resolve(reply);
       };
       client.on('message', onMessage);
-      client.publish(topics.command('ro-cli'), JSON.stringify(body), { qos: 1 });
+      client.publish(topics.command(cid), JSON.stringify(body), { qos: 1 });
     });
 
   it('records revisions, serves history/status, and undoes, pauses and restarts over both ways in', async () => {

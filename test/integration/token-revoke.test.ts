@@ -1,5 +1,7 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { apiTokenId } from '../../protocol/api.js';
+import { userClientId } from '../../protocol/topics.js';
 import { startTestHub, type TestHub } from '../helpers/hub-harness.js';
 
 /** Revoking tokens through the admin API: immediate for HTTP, MQTT sessions and joins. */
@@ -12,9 +14,9 @@ describe('DELETE /api/v1/tokens/:id', () => {
     await t.cleanup();
   });
 
-  const connect = (clientId: string, password: string): Promise<MqttClient> =>
+  const connect = (name: string, password: string): Promise<MqttClient> =>
     new Promise((resolve, reject) => {
-      const c = mqtt.connect(t.hub.mqttUrl, { clientId, username: 'token', password, ca: t.hub.pki?.caPem, reconnectPeriod: 0, connectTimeout: 5_000 });
+      const c = mqtt.connect(t.hub.mqttUrl, { clientId: userClientId(apiTokenId(password) ?? '', name), username: 'token', password, ca: t.hub.pki?.caPem, reconnectPeriod: 0, connectTimeout: 5_000 });
       c.once('connect', () => resolve(c));
       c.once('error', (err) => {
         c.end(true);
