@@ -1,26 +1,8 @@
 /**
- * Time and logging seams. Every agent part takes these through its constructor so tests can
- * drive time by hand and many agents can share one process (no module-level singletons).
+ * The agent's logging seam, and its time seam re-exported from protocol/clock.ts (the one Clock
+ * hub and agent share): every agent part takes these through its constructor.
  */
-
-export type TimerHandle = unknown;
-
-export interface Clock {
-  now(): number;
-  setTimeout(fn: () => void, ms: number): TimerHandle;
-  clearTimeout(handle: TimerHandle): void;
-}
-
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  setTimeout: (fn, ms) => {
-    const t = setTimeout(fn, ms);
-    // A pending agent timer must never keep a finished process (or test worker) alive.
-    t.unref();
-    return t;
-  },
-  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
-};
+export { systemClock, type Clock, type TimerHandle } from '../protocol/clock.js';
 
 export interface Logger {
   debug(msg: string, fields?: Record<string, unknown>): void;

@@ -6,7 +6,8 @@ import { topics } from '../protocol/topics.js';
 import { Link } from './link.js';
 import type { TestBroker } from './test-broker.js';
 import { startBroker, waitUntil } from './test-broker.js';
-import { FakeClock, mockPod } from './test-fixtures.js';
+import { FakeClock } from '../test/helpers/fake-clock.js';
+import { mockPod } from './test-fixtures.js';
 
 const NODE = 'node-1';
 const desired = (generation: number): DesiredSetMessage => ({ node: NODE, generation, pods: [mockPod()], at: new Date().toISOString() });

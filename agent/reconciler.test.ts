@@ -4,7 +4,8 @@ import { Reconciler } from './reconciler.js';
 import { MemoryRuntime } from './runtime/memory-runtime.js';
 import type { ContainerRuntime, RuntimeContainer } from './runtime/runtime.js';
 import { LABELS } from './runtime/runtime.js';
-import { FakeClock, TEST_IMAGE, flush, mockPod } from './test-fixtures.js';
+import { FakeClock } from '../test/helpers/fake-clock.js';
+import { TEST_IMAGE, flush, mockPod } from './test-fixtures.js';
 
 const NODE = 'node-1';
 

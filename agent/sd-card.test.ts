@@ -11,7 +11,8 @@ import { EngineOnlyProbe } from './reporter.js';
 import { MemoryRuntime } from './runtime/memory-runtime.js';
 import type { TestBroker } from './test-broker.js';
 import { startBroker, waitUntil } from './test-broker.js';
-import { TEST_IMAGE, mockPod } from './test-fixtures.js';
+import { TEST_IMAGE, flush, mockPod } from './test-fixtures.js';
+import { FakeClock } from '../test/helpers/fake-clock.js';
 
 /**
  * SD-card care: in steady state the agent writes nothing to its data dir — not for a desired
@@ -64,10 +65,23 @@ describe('SD-card care: no data-dir writes in steady state', () => {
   });
 
   it('repeated identical sets with new generations, reconnects and resyncs write nothing', async () => {
+    // The agent's timers (resyncs, usage heartbeats, observed republishes, probes, reconnects)
+    // run on a fake clock that pump() moves in 5 ms steps, letting real broker I/O run between.
+    const clock = new FakeClock(Date.now());
+    const pump = async (ms: number): Promise<void> => {
+      for (let t = 0; t < ms; t += 5) {
+        clock.advance(5);
+        await flush(3);
+      }
+    };
+    const pumpUntil = async (cond: () => boolean, maxMs = 10_000): Promise<void> => {
+      for (let t = 0; t < maxMs && !cond(); t += 5) await pump(5);
+      expect(cond()).toBe(true);
+    };
     const runtime = new MemoryRuntime({ images: [TEST_IMAGE] });
     agent = new Agent({
       node: 'node-1', labels: {}, dataDir: dir, runtime, link: { url: b.url, random: () => 0 }, probe: new EngineOnlyProbe(runtime),
-      usageIntervalMs: 20, resyncMs: 25, observedRepublishMs: 50,
+      usageIntervalMs: 20, resyncMs: 25, observedRepublishMs: 50, clock,
     });
     await agent.start();
     await waitUntil(() => b.subscribed.includes(topics.nodeDesired('node-1')));
@@ -87,11 +101,11 @@ describe('SD-card care: no data-dir writes in steady state', () => {
         // A link drop: the broker redelivers the retained set on reconnect.
         const seenBefore = b.seen.length;
         for (const c of b.clients.values()) c.conn.destroy();
-        await waitUntil(() => b.clients.size > 0 && b.seen.length > seenBefore, 10_000);
+        await pumpUntil(() => b.clients.size > 0 && b.seen.length > seenBefore);
       }
-      await new Promise((r) => setTimeout(r, 15));
+      await pump(15);
     }
-    await new Promise((r) => setTimeout(r, 1500)); // resyncs, heartbeats, observed republishes, probe runs
+    await pump(1500); // resyncs, heartbeats, observed republishes, probe runs
     await agent.idle();
 
     expect(agent.reconciler.passCount).toBeGreaterThan(passes + 20);

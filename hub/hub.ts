@@ -1,3 +1,4 @@
+import { systemClock, type Clock } from '../protocol/clock.js';
 import { mkdirSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import type { Aedes, Client } from 'aedes';
@@ -40,7 +41,8 @@ export interface HubOptions {
   /** Plain TCP/HTTP instead of TLS. Authentication stays on. */
   insecure: boolean;
   log: Logger;
-  now?: () => Date;
+  /** Time for every hub part (timers and reads); default the system clock. */
+  clock?: Clock;
   /** Extra DNS names / IPs for the server certificate. */
   hostnames?: string[];
   ips?: string[];
@@ -109,7 +111,8 @@ export class Hub {
 
   static async start(opts: HubOptions): Promise<Hub> {
     const log = opts.log;
-    const now = opts.now ?? (() => new Date());
+    const clock = opts.clock ?? systemClock;
+    const now = (): Date => new Date(clock.now());
     mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
     const pki = opts.insecure
       ? undefined
@@ -139,7 +142,7 @@ export class Hub {
     const secrets = new AesGcmSecretCodec(keyring);
     const ops = new Operations({ store, log: log.child('ops'), now, secrets });
     // Counts-only deployment status writes at most once a second each, pod-status-driven reconciles at most 4/s each (fleet scale: docs/benchmarks-fleet.md).
-    const deployments = new DeploymentController({ store, log: log.child('deployments'), now, statusMinIntervalMs: 1000, statusReconcileIntervalMs: 250 });
+    const deployments = new DeploymentController({ store, log: log.child('deployments'), now, clock, statusMinIntervalMs: 1000, statusReconcileIntervalMs: 250 });
     const sched = opts.scheduling ?? {};
     const snapshot: SnapshotOptions = { ...(sched.systemReserved ? { systemReserved: sched.systemReserved } : {}), ...(sched.maxPodsPerNode ? { maxPodsPerNode: sched.maxPodsPerNode } : {}) };
     // The hub's own ports, once it listens: the platform lookup never asks them (SSRF guard).
@@ -244,7 +247,7 @@ export class Hub {
     store.transaction(() => {
       store.delete('Node', name);
       for (const p of store.list('Pod', { nodeName: name })) store.delete('Pod', p.metadata.name);
-      recordEvent(store, (this.opts.now ?? (() => new Date()))(), { kind: 'Node', name, type: 'Normal', reason: 'NodeDeleted', message: 'node deleted; its credential was revoked' });
+      recordEvent(store, new Date((this.opts.clock ?? systemClock).now()), { kind: 'Node', name, type: 'Normal', reason: 'NodeDeleted', message: 'node deleted; its credential was revoked' });
     });
     this.controllers.desired.invalidate(name);
     this.opts.log.info('node deleted and revoked', { node: name });

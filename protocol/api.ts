@@ -1,6 +1,5 @@
 import { z } from 'zod';
 import { LabelsSchema, NameSchema } from './manifest.js';
-import { isValidClientId } from './topics.js';
 import type { ErrorBody } from './errors.js';
 
 /**
@@ -97,7 +96,3 @@ export type JoinResponse = z.infer<typeof JoinResponseSchema>;
 
 export const RoleSchema = z.enum(['admin', 'operator', 'viewer']);
 export type Role = z.infer<typeof RoleSchema>;
-
-export function commandClientIdOk(id: string): boolean {
-  return isValidClientId(id);
-}

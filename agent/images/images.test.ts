@@ -11,6 +11,7 @@ import { chooseImagesToRemove, ImageGc, KNOWN_IMAGES_FILE } from './image-gc.js'
 import { ImagePuller } from './image-puller.js';
 import { pullAuth, registryHost, withPullProgress } from './pull-auth.js';
 import { PullTracker } from './pull-progress.js';
+import { flush } from '../test-fixtures.js';
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
 
@@ -91,7 +92,7 @@ describe('ImagePuller', () => {
     expect(rt.release.size).toBe(1);
     expect(puller.progress().get('slow:1')?.layersTotal).toBe(1);
     rt.release.get('slow:1')?.();
-    await new Promise((r) => setTimeout(r, 10));
+    await flush(); // the pull's completion callbacks (promise chain, no timer)
     expect(settled).toBe(1);
     expect(await puller.ensure('slow:1', 'IfNotPresent')).toEqual({ state: 'present' });
     const bad = await puller.ensure('bad:1', 'IfNotPresent');

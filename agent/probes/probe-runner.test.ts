@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { Probe } from '../../protocol/manifest.js';
 import { ProbeSchema } from '../../protocol/manifest.js';
-import { FakeClock, flush } from '../test-fixtures.js';
+import { FakeClock } from '../../test/helpers/fake-clock.js';
+import { flush } from '../test-fixtures.js';
 import type { ProbeChecker, ProbeResult } from './probe-check.js';
 import type { ContainerProbes } from './probe-runner.js';
 import { ProbeRunner } from './probe-runner.js';

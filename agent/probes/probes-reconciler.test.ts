@@ -5,7 +5,8 @@ import { plan } from '../plan.js';
 import { Reconciler } from '../reconciler.js';
 import { MemoryRuntime } from '../runtime/memory-runtime.js';
 import type { RuntimeContainer } from '../runtime/runtime.js';
-import { FakeClock, TEST_IMAGE, flush, mockContainer } from '../test-fixtures.js';
+import { FakeClock } from '../../test/helpers/fake-clock.js';
+import { TEST_IMAGE, flush, mockContainer } from '../test-fixtures.js';
 
 /** Probes wired through the reconciler: memory runtime with scripted exec, hand-driven clock. */
 

@@ -1,5 +1,4 @@
 import type { Readable } from 'node:stream';
-import { Transform, type TransformCallback } from 'node:stream';
 
 /**
  * Reads each MQTT packet's fixed header as the byte stream goes by and reports, as soon as one
@@ -63,20 +62,4 @@ export function guardReads(socket: Readable, maxPacketBytes: number, onViolation
     onViolation(new Error(why));
     return null;
   };
-}
-
-/** The same check as a pass-through stream, for callers that pipe. */
-export class MqttFrameGuard extends Transform {
-  private readonly scanner: MqttFrameScanner;
-
-  constructor(maxPacketBytes: number) {
-    super();
-    this.scanner = new MqttFrameScanner(maxPacketBytes);
-  }
-
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    const why = this.scanner.scan(chunk);
-    if (why !== undefined) return cb(new Error(why));
-    cb(null, chunk);
-  }
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Pod } from '../../protocol/objects.js';
+import { FakeClock } from '../../test/helpers/fake-clock.js';
 import { silentLogger } from '../log.js';
 import { Operations } from '../operations.js';
 import { MemoryStore } from '../store/memory-store.js';
@@ -15,17 +16,16 @@ spec:
       containers: [{ name: c, image: app:v1 }]
 `;
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
 function setup(statusReconcileIntervalMs?: number) {
-  const now = (): Date => new Date();
+  const clock = new FakeClock();
+  const now = (): Date => new Date(clock.now());
   const store = new MemoryStore({ now });
   const ops = new Operations({ store, log: silentLogger, now });
-  const ctrl = new DeploymentController({ store, log: silentLogger, now, ...(statusReconcileIntervalMs !== undefined ? { statusReconcileIntervalMs } : {}) });
+  const ctrl = new DeploymentController({ store, log: silentLogger, now, clock, ...(statusReconcileIntervalMs !== undefined ? { statusReconcileIntervalMs } : {}) });
   const runs: number[] = [];
   const inner = ctrl.reconcile.bind(ctrl);
   ctrl.reconcile = (name: string) => {
-    runs.push(performance.now());
+    runs.push(clock.now());
     return inner(name);
   };
   ctrl.start();
@@ -40,30 +40,33 @@ function setup(statusReconcileIntervalMs?: number) {
     next.status.containerStatuses = [{ name: 'c', image: 'app:v1', state: 'running', restartCount: (next.status.containerStatuses[0]?.restartCount ?? 0) + 1, ready }];
     store.update(next);
   };
-  return { store, ops, ctrl, runs, settle, report };
+  /** Moves the fake clock (firing due deferred passes) and lets the queue drain. */
+  const elapse = async (ms: number): Promise<void> => {
+    clock.advance(ms);
+    await settle();
+  };
+  return { store, ops, ctrl, runs, settle, report, clock, elapse };
 }
 
 describe('DeploymentController status coalescing (statusReconcileIntervalMs)', () => {
   it('runs status-driven passes at most once per interval, and always once after the last change', async () => {
-    const { store, ops, ctrl, runs, settle, report } = setup(200);
+    const { store, ops, ctrl, runs, settle, report, clock, elapse } = setup(200);
     ops.apply(manifest);
     await settle();
     const pods = store.list('Pod');
     expect(pods).toHaveLength(3);
     const before = runs.length;
-    const t0 = performance.now();
-    // 12 report batches over ~120 ms: unthrottled, each would run the rollout pass.
+    const t0 = clock.now();
+    // 12 report batches over 120 ms: unthrottled, each would run the rollout pass.
     for (let i = 0; i < 12; i++) {
       for (const p of pods) report(p, i === 11);
-      await sleep(10);
+      await elapse(10);
     }
-    await settle();
-    const during = runs.filter((t) => t >= t0 && t < t0 + 190).length;
+    const during = runs.slice(before).filter((t) => t < t0 + 190).length;
     expect(during).toBeLessThanOrEqual(1);
     expect(store.get('Deployment', 'web')?.status.readyReplicas ?? 0).toBeLessThan(3);
     // The last change is never lost: a deferred pass runs within the interval.
-    await sleep(250);
-    await settle();
+    await elapse(250);
     expect(store.get('Deployment', 'web')?.status.readyReplicas).toBe(3);
     expect(runs.length - before).toBeLessThanOrEqual(3);
     ctrl.stop();

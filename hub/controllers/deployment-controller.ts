@@ -1,3 +1,4 @@
+import { systemClock, type Clock, type TimerHandle } from '../../protocol/clock.js';
 import { API_VERSION } from '../../protocol/manifest.js';
 import type { Deployment, Pod } from '../../protocol/objects.js';
 import { shortHash } from '../hash.js';
@@ -54,18 +55,20 @@ export class DeploymentController {
   private unwatch: (() => void) | undefined;
   /** Last status write per deployment, for RolloutContext.statusThrottle. */
   private readonly statusWrites = new Map<string, number>();
-  /** performance.now() at the start of each deployment's last reconcile, for status coalescing. */
+  /** clock.now() at the start of each deployment's last reconcile, for status coalescing. */
   private readonly lastRun = new Map<string, number>();
   /** Deployments whose status-only pod changes wait for a coalesced reconcile. */
-  private readonly deferred = new Map<string, NodeJS.Timeout>();
+  private readonly deferred = new Map<string, TimerHandle>();
+  private readonly clock: Clock;
 
   /**
    * `statusMinIntervalMs`: space counts-only status writes per deployment (see RolloutContext.statusThrottle); unset = write every change.
    * `statusReconcileIntervalMs`: reconciles caused only by pod *status* changes run at most once per this interval per deployment
    * (spec, owner, template-hash, deletion and phase-class changes, pod adds and deletes still reconcile at once); unset = every change.
    */
-  constructor(private readonly deps: { store: Store; log: Logger; now: () => Date; statusMinIntervalMs?: number; statusReconcileIntervalMs?: number }) {
-    this.queue = new WorkQueue('deployments', (key) => this.reconcile(key), deps.log);
+  constructor(private readonly deps: { store: Store; log: Logger; now: () => Date; clock?: Clock; statusMinIntervalMs?: number; statusReconcileIntervalMs?: number }) {
+    this.clock = deps.clock ?? systemClock;
+    this.queue = new WorkQueue('deployments', (key) => this.reconcile(key), deps.log, { clock: this.clock });
   }
 
   start(): void {
@@ -84,7 +87,7 @@ export class DeploymentController {
   stop(): void {
     this.unwatch?.();
     this.queue.stop();
-    for (const t of this.deferred.values()) clearTimeout(t);
+    for (const t of this.deferred.values()) this.clock.clearTimeout(t);
     this.deferred.clear();
   }
 
@@ -112,18 +115,18 @@ export class DeploymentController {
     }
     // Already waiting: that pass starts after this change, so it sees it.
     if (this.deferred.has(name)) return;
-    const wait = (this.lastRun.get(name) ?? -Infinity) + interval - performance.now();
+    // Capped at the interval: a wall clock stepped back (NTP on a Pi without an RTC) must not park a pass.
+    const wait = Math.min(interval, (this.lastRun.get(name) ?? -Infinity) + interval - this.clock.now());
     if (wait <= 0) {
       this.queue.add(name);
       return;
     }
     // Our own timer, not queue.addAfter: the queue keeps one timer per key, and a requeue the
     // pass asks for (e.g. 30 s for a progress deadline) would otherwise replace this one.
-    const t = setTimeout(() => {
+    const t = this.clock.setTimeout(() => {
       this.deferred.delete(name);
       this.queue.add(name);
     }, wait);
-    t.unref();
     this.deferred.set(name, t);
   }
 
@@ -131,10 +134,10 @@ export class DeploymentController {
   reconcile(name: string): { requeueAfterMs?: number } | void {
     const { store } = this.deps;
     // This pass reads the current state, so it covers every change a deferred pass was waiting for.
-    this.lastRun.set(name, performance.now());
+    this.lastRun.set(name, this.clock.now());
     const waiting = this.deferred.get(name);
     if (waiting !== undefined) {
-      clearTimeout(waiting);
+      this.clock.clearTimeout(waiting);
       this.deferred.delete(name);
     }
     const d = store.get('Deployment', name);

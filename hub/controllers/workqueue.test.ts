@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { silentLogger } from '../log.js';
+import { FakeClock } from '../../test/helpers/fake-clock.js';
+import { createLogger, silentLogger } from '../log.js';
 import { WorkQueue } from './workqueue.js';
+
+/** Lets the queue's setImmediate-driven drain run (no timers involved). */
+async function settle(rounds = 10): Promise<void> {
+  for (let i = 0; i < rounds; i++) await new Promise((r) => setImmediate(r));
+}
 
 describe('WorkQueue', () => {
   it('merges duplicate keys and never runs one key concurrently', async () => {
@@ -11,9 +17,9 @@ describe('WorkQueue', () => {
       inFlight++;
       maxInFlight = Math.max(maxInFlight, inFlight);
       runs.push(k);
-      await new Promise((r) => setTimeout(r, 5));
+      await settle(2);
       inFlight--;
-    }, silentLogger);
+    }, silentLogger, { clock: new FakeClock() });
     for (let i = 0; i < 10; i++) q.add('a');
     q.add('b');
     await q.idle();
@@ -21,24 +27,100 @@ describe('WorkQueue', () => {
     expect(maxInFlight).toBe(1);
   });
 
-  it('retries a failing key with backoff', async () => {
-    let calls = 0;
+  it('retries a failing key with exponential backoff on the clock', async () => {
+    const clock = new FakeClock();
+    const at: number[] = [];
     const q = new WorkQueue('t', () => {
-      calls++;
-      if (calls < 3) throw new Error('boom');
-    }, silentLogger, { baseBackoffMs: 5 });
+      at.push(clock.now());
+      if (at.length < 4) throw new Error('boom');
+    }, silentLogger, { baseBackoffMs: 100, clock });
     q.add('k');
-    await new Promise((r) => setTimeout(r, 100));
-    expect(calls).toBe(3);
+    await settle();
+    expect(at).toHaveLength(1);
+    clock.advance(99);
+    await settle();
+    expect(at).toHaveLength(1); // not before the backoff
+    for (const step of [1, 200, 400]) {
+      clock.advance(step);
+      await settle();
+    }
+    const t0 = at[0] ?? 0;
+    expect(at.map((t) => t - t0)).toEqual([0, 100, 300, 700]);
+    expect(clock.pending).toBe(0); // succeeded: nothing scheduled
     q.stop();
   });
 
-  it('honours requeueAfter', async () => {
+  it('caps the backoff at maxBackoffMs', async () => {
+    const clock = new FakeClock();
     let calls = 0;
-    const q = new WorkQueue('t', () => (++calls < 2 ? { requeueAfterMs: 10 } : undefined), silentLogger);
+    const q = new WorkQueue('t', () => {
+      calls++;
+      throw new Error('boom');
+    }, silentLogger, { baseBackoffMs: 100, maxBackoffMs: 250, clock });
     q.add('k');
-    await new Promise((r) => setTimeout(r, 60));
+    await settle();
+    clock.advance(100); // retry 1 after 100
+    await settle();
+    clock.advance(200); // retry 2 after 200
+    await settle();
+    clock.advance(249); // retry 3 would be 400, capped at 250
+    await settle();
+    expect(calls).toBe(3);
+    clock.advance(1);
+    await settle();
+    expect(calls).toBe(4);
+    q.stop();
+  });
+
+  it('drops a key after maxRetries consecutive failures, with an error log, and runs it again on its next add', async () => {
+    const clock = new FakeClock();
+    const lines: string[] = [];
+    let calls = 0;
+    const q = new WorkQueue('t', () => {
+      calls++;
+      throw new Error('boom');
+    }, createLogger('t', 'error', (l) => lines.push(l)), { baseBackoffMs: 10, maxBackoffMs: 10, maxRetries: 3, clock });
+    q.add('k');
+    for (let i = 0; i < 10; i++) {
+      await settle();
+      clock.advance(10);
+    }
+    await settle();
+    expect(calls).toBe(4); // the first try and 3 retries
+    expect(clock.pending).toBe(0);
+    expect(lines.join('\n')).toMatch(/failed 4 times in a row; dropping the key/);
+    q.add('k');
+    await settle();
+    expect(calls).toBe(5);
+    q.stop();
+  });
+
+  it('honours requeueAfter on the clock', async () => {
+    const clock = new FakeClock();
+    let calls = 0;
+    const q = new WorkQueue('t', () => (++calls < 2 ? { requeueAfterMs: 1000 } : undefined), silentLogger, { clock });
+    q.add('k');
+    await settle();
+    expect(calls).toBe(1);
+    clock.advance(999);
+    await settle();
+    expect(calls).toBe(1);
+    clock.advance(1);
+    await settle();
     expect(calls).toBe(2);
     q.stop();
+  });
+
+  it('stop() cancels waiting retries', async () => {
+    const clock = new FakeClock();
+    let calls = 0;
+    const q = new WorkQueue('t', () => ({ requeueAfterMs: (++calls, 50) }), silentLogger, { clock });
+    q.add('k');
+    await settle();
+    q.stop();
+    expect(clock.pending).toBe(0);
+    clock.advance(1000);
+    await settle();
+    expect(calls).toBe(1);
   });
 });

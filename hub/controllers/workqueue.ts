@@ -1,9 +1,12 @@
+import { systemClock, type Clock, type TimerHandle } from '../../protocol/clock.js';
 import type { Logger } from '../log.js';
 
 /**
  * A keyed work queue in the manner of client-go's: events only enqueue a key; duplicate keys
  * waiting in the queue merge; one key is never processed twice at once; a failing key is
- * retried with exponential backoff; a handler may ask to be called again after a delay.
+ * retried with exponential backoff, up to `maxRetries` times in a row, then dropped with an error
+ * log until its next add() (a controller's next watch event for that key); a handler may ask to be
+ * called again after a delay. Time (backoff timers, the yield slice) comes from the injected Clock.
  *
  * Processing is serial (one worker) — the store is synchronous and in-process, so parallel
  * workers would only interleave writes.
@@ -13,9 +16,24 @@ export type Reconcile = (key: string) => Promise<{ requeueAfterMs?: number } | v
 /** Longest stretch of reconciles before the queue yields to the event loop. */
 const SLICE_MS = 20;
 
+export interface WorkQueueOptions {
+  /** First retry delay; doubles per consecutive failure (default 50 ms). */
+  baseBackoffMs?: number;
+  /** Longest retry delay (default 30 s). */
+  maxBackoffMs?: number;
+  /**
+   * Consecutive failures after which a key is dropped (default 30: with the defaults about 12
+   * minutes of retrying). client-go controllers do the same (`maxRetries`, then Forget): a key
+   * that fails for that long needs a change, not another try, and dropping it keeps a poisoned
+   * key from spinning forever. It runs again on its next add().
+   */
+  maxRetries?: number;
+  clock?: Clock;
+}
+
 export class WorkQueue {
   private readonly pending = new Set<string>();
-  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly timers = new Map<string, TimerHandle>();
   private readonly failures = new Map<string, number>();
   private running = false;
   private stopped = false;
@@ -25,8 +43,12 @@ export class WorkQueue {
     private readonly name: string,
     private readonly reconcile: Reconcile,
     private readonly log: Logger,
-    private readonly opts: { baseBackoffMs?: number; maxBackoffMs?: number } = {},
-  ) {}
+    private readonly opts: WorkQueueOptions = {},
+  ) {
+    this.clock = opts.clock ?? systemClock;
+  }
+
+  private readonly clock: Clock;
 
   add(key: string): void {
     if (this.stopped) return;
@@ -37,12 +59,11 @@ export class WorkQueue {
   addAfter(key: string, ms: number): void {
     if (this.stopped) return;
     const existing = this.timers.get(key);
-    if (existing) clearTimeout(existing);
-    const t = setTimeout(() => {
+    if (existing !== undefined) this.clock.clearTimeout(existing);
+    const t = this.clock.setTimeout(() => {
       this.timers.delete(key);
       this.add(key);
     }, ms);
-    t.unref();
     this.timers.set(key, t);
   }
 
@@ -58,7 +79,7 @@ export class WorkQueue {
 
   stop(): void {
     this.stopped = true;
-    for (const t of this.timers.values()) clearTimeout(t);
+    for (const t of this.timers.values()) this.clock.clearTimeout(t);
     this.timers.clear();
     this.pending.clear();
   }
@@ -71,14 +92,14 @@ export class WorkQueue {
   }
 
   private async drain(): Promise<void> {
-    let sliceStart = Date.now();
+    let sliceStart = this.clock.now();
     while (this.pending.size > 0 && !this.stopped) {
       // Synchronous reconciles only yield a microtask per key, so a long queue (10,000 nodes'
       // desired sets after a restart) would hold the event loop for seconds: sockets starve and
       // agents time out. Give I/O a turn every SLICE_MS of work.
-      if (Date.now() - sliceStart >= SLICE_MS) {
+      if (this.clock.now() - sliceStart >= SLICE_MS) {
         await new Promise<void>((r) => setImmediate(r));
-        sliceStart = Date.now();
+        sliceStart = this.clock.now();
         if (this.pending.size === 0 || this.stopped) break;
       }
       const key = this.pending.values().next().value as string;
@@ -89,6 +110,11 @@ export class WorkQueue {
         if (r && r.requeueAfterMs !== undefined) this.addAfter(key, r.requeueAfterMs);
       } catch (err) {
         const n = (this.failures.get(key) ?? 0) + 1;
+        if (n > (this.opts.maxRetries ?? 30)) {
+          this.failures.delete(key);
+          this.log.error(`${this.name}: reconcile failed ${n} times in a row; dropping the key until its next change`, { key, err });
+          continue;
+        }
         this.failures.set(key, n);
         const delay = Math.min((this.opts.baseBackoffMs ?? 50) * 2 ** (n - 1), this.opts.maxBackoffMs ?? 30_000);
         this.log.warn(`${this.name}: reconcile failed, retrying`, { key, attempt: n, delayMs: delay, err });
