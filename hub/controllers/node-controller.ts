@@ -15,6 +15,7 @@ import { recordEvent } from '../events.js';
 import { deepEqual } from '../hash.js';
 import { applyUserLabels } from '../node-labels.js';
 import type { Logger } from '../log.js';
+import { isNodeReady as isReady } from '../objects/node.js';
 import type { Store } from '../store/store.js';
 import { markPodsNodeLost } from './node-lost-status.js';
 
@@ -338,10 +339,6 @@ export class NodeController {
     });
     this.o.log.info(`node ${node} is ${ready ? 'Ready' : 'NotReady'}`, { reason });
   }
-}
-
-export function isReady(n: NodeObject): boolean {
-  return n.status.conditions.some((c) => c.type === 'Ready' && c.status === 'True');
 }
 
 function readyCondition(ready: boolean, ts: string): NodeCondition {

@@ -1,6 +1,6 @@
 import type { Pod, PodCondition } from '../../protocol/objects.js';
+import { isTerminal } from '../objects/pod.js';
 import type { Store } from '../store/store.js';
-import { isTerminal } from './deployment-controller.js';
 
 /** Reason on pods of a lost node, and on the events the NodeLostController records. */
 export const NODE_LOST_REASON = 'NodeLost';

@@ -2,6 +2,7 @@ import type { DeploymentSpec } from '../../protocol/manifest.js';
 import type { Pod } from '../../protocol/objects.js';
 import { recordEvent } from '../events.js';
 import type { Logger } from '../log.js';
+import { isTerminal } from '../objects/pod.js';
 import type { ImagePlatformSource } from '../registry/image-platform-resolver.js';
 import { scheduleWithVolumes } from '../scheduler/volume-pins.js';
 import { bindPodVolumes, volumeBindings } from './volume-records.js';
@@ -9,7 +10,6 @@ import { LiveSnapshot } from '../scheduler/live-snapshot.js';
 import { podToSchedPod, type SnapshotOptions } from '../scheduler/snapshot.js';
 import type { ImagePlatforms, SchedPod } from '../scheduler/types.js';
 import type { Store, WatchEvent } from '../store/store.js';
-import { isTerminal } from './deployment-controller.js';
 import { WorkQueue } from './workqueue.js';
 
 const KEY = 'pending';

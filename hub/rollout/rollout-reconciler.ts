@@ -1,10 +1,9 @@
 import type { Deployment, DeploymentCondition, DeploymentStatus, Pod, RevisionObject, RolloutStatus } from '../../protocol/objects.js';
-import { isPodReady, isTerminal, newPod } from '../controllers/deployment-controller.js';
-import { isReady as isNodeReady } from '../controllers/node-controller.js';
 import { recordEvent } from '../events.js';
 import { deepEqual } from '../hash.js';
 import type { Logger } from '../log.js';
-import { TEMPLATE_HASH_ANNOTATION } from '../operations.js';
+import { isNodeReady } from '../objects/node.js';
+import { isPodReady, isTerminal, newPod, TEMPLATE_HASH_ANNOTATION } from '../objects/pod.js';
 import type { Store } from '../store/store.js';
 import { budgets, planRollout, type PlannerPod, type PlannerStrategy, type RolloutInput, type RolloutPlan } from './planner.js';
 import { ensureRevision, PROMOTED_ANNOTATION, pruneRevisions, revisionName } from './revisions.js';
