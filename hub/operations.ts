@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import type { ApplyResult, ApplyResultItem } from '../protocol/api.js';
 import { OrchardError } from '../protocol/errors.js';
 import { API_VERSION, type DeploymentManifest, type Manifest } from '../protocol/manifest.js';
@@ -10,8 +9,6 @@ import type { ListOptions, Store } from './store/store.js';
 import { applyConfigMap, applySecret } from './secrets/config-apply.js';
 import { checkPullSecrets } from './rollout/pull-secrets.js';
 import { redactSecret, type SecretCodec } from './secrets/secret-codec.js';
-
-export const TEMPLATE_HASH_ANNOTATION = 'orchard.dev/template-hash';
 
 /**
  * The operations users can perform, shared by the web API and MQTT topic commands so that
@@ -126,10 +123,4 @@ export class Operations {
     next.spec.replicas = replicas;
     return store.update(next);
   }
-}
-
-/** A pod name: `<deployment>-<5 random base36 chars>`, kept within 63 characters. */
-export function newPodName(deployment: string): string {
-  const suffix = randomBytes(8).readBigUInt64BE().toString(36).slice(-5).padStart(5, '0');
-  return `${deployment.slice(0, 57)}-${suffix}`;
 }

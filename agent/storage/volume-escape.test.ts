@@ -7,7 +7,8 @@ import { PodSpecSchema } from '../../protocol/manifest.js';
 import type { DesiredPod, ObservedPod } from '../../protocol/messages.js';
 import { Reconciler } from '../reconciler.js';
 import { MemoryRuntime } from '../runtime/memory-runtime.js';
-import { FakeClock, TEST_IMAGE, flush } from '../test-fixtures.js';
+import { FakeClock } from '../../test/helpers/fake-clock.js';
+import { TEST_IMAGE, flush } from '../test-fixtures.js';
 import { VolumeManager } from './volume-manager.js';
 
 /**

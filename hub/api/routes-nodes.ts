@@ -6,7 +6,7 @@ import { LabelKeySchema, LabelsSchema, LabelValueSchema } from '../../protocol/m
 import type { Logger } from '../log.js';
 import { NodeAdmin } from '../node-admin.js';
 import type { Store } from '../store/store.js';
-import { jsonBody } from './server.js';
+import { jsonBody } from './body.js';
 
 /**
  * Node management (role operator): cordon, uncordon, drain, labels, taints — POST routes

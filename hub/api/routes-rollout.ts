@@ -4,7 +4,7 @@ import type { Role } from '../../protocol/api.js';
 import { parseOrThrow } from '../../protocol/errors.js';
 import { NameSchema } from '../../protocol/manifest.js';
 import type { RolloutOperations } from '../rollout/rollout-ops.js';
-import { jsonBody } from './server.js';
+import { jsonBody } from './body.js';
 
 /**
  * `orchard rollout …` over HTTP:

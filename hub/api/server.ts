@@ -15,6 +15,7 @@ import { OBJECT_KINDS, type ObjectKind } from '../../protocol/objects.js';
 import type { Logger } from '../log.js';
 import type { Operations } from '../operations.js';
 import type { Store } from '../store/store.js';
+import { jsonBody } from './body.js';
 import { toOrchardError } from './errors.js';
 import { DASHBOARD_CSS, DASHBOARD_JS, renderDashboard } from './dashboard.js';
 import { SECURITY_HEADERS } from './security-headers.js';
@@ -270,17 +271,6 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.get('/api/v1/tokens', { preHandler: need('admin') }, async () => deps.auth.listTokens());
 
   return app;
-}
-
-/** Parses a JSON request body (sent as text); an empty body is `{}`. */
-export function jsonBody(req: FastifyRequest): unknown {
-  const text = typeof req.body === 'string' ? req.body.trim() : '';
-  if (text === '') return {};
-  try {
-    return JSON.parse(text) as unknown;
-  } catch (e) {
-    throw new OrchardError('ERR_VALIDATION', `request body is not valid JSON: ${(e as Error).message}`, { details: { issues: [{ path: '(root)', message: 'must be valid JSON' }] } });
-  }
 }
 
 /** `a=b,c=d` → {a:'b', c:'d'}. */

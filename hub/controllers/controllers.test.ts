@@ -7,7 +7,8 @@ import { Operations } from '../operations.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { DeploymentController } from './deployment-controller.js';
 import { DesiredPublisher } from './desired-publisher.js';
-import { NodeController, isReady } from './node-controller.js';
+import { isNodeReady as isReady } from '../objects/node.js';
+import { NodeController } from './node-controller.js';
 import { SchedulingController } from './scheduling-controller.js';
 
 const manifest = (replicas: number, cpu = '100m'): string => `apiVersion: orchard/v1

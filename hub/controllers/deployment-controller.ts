@@ -1,25 +1,12 @@
 import { systemClock, type Clock, type TimerHandle } from '../../protocol/clock.js';
-import { API_VERSION } from '../../protocol/manifest.js';
-import type { Deployment, Pod } from '../../protocol/objects.js';
-import { shortHash } from '../hash.js';
+import type { Pod } from '../../protocol/objects.js';
 import type { Logger } from '../log.js';
-import { newPodName, TEMPLATE_HASH_ANNOTATION } from '../operations.js';
+import { isTerminal, TEMPLATE_HASH_ANNOTATION, templateHash } from '../objects/pod.js';
 import { deleteRevisions } from '../rollout/revisions.js';
 import { reconcileRollout } from '../rollout/rollout-reconciler.js';
 import type { Store, WatchEvent } from '../store/store.js';
 import { configHash, referencesConfig } from '../secrets/config-refs.js';
 import { WorkQueue } from './workqueue.js';
-
-export const DEPLOYMENT_LABEL = 'orchard.dev/deployment';
-
-/**
- * `config` is the hash of the ConfigMaps/Secrets the template references (configHash() in
- * hub/secrets/config-refs.ts): a changed config is a new revision. Without references the hash
- * is the template's alone, as before.
- */
-export function templateHash(d: Deployment, config?: string): string {
-  return config === undefined ? shortHash(d.spec.template) : shortHash({ template: d.spec.template, config });
-}
 
 /**
  * Whether a pod write changed only what the planner reads as progress (conditions, container
@@ -34,14 +21,6 @@ export function statusOnly(old: Pod, next: Pod): boolean {
     old.metadata.annotations[TEMPLATE_HASH_ANNOTATION] === next.metadata.annotations[TEMPLATE_HASH_ANNOTATION] &&
     isTerminal(old) === isTerminal(next)
   );
-}
-
-export function isTerminal(p: Pod): boolean {
-  return p.status.phase === 'Succeeded' || p.status.phase === 'Failed';
-}
-
-export function isPodReady(p: Pod): boolean {
-  return p.status.phase === 'Running' && p.status.conditions.some((c) => c.type === 'Ready' && c.status === 'True');
 }
 
 /**
@@ -157,21 +136,4 @@ export class DeploymentController {
     const ctx = statusMinIntervalMs === undefined ? this.deps : { ...this.deps, statusThrottle: { minIntervalMs: statusMinIntervalMs, lastWrite: this.statusWrites } };
     return reconcileRollout(ctx, d, pods, hash);
   }
-}
-
-export function newPod(d: Deployment, hash: string, nodeName?: string): Parameters<Store['create']>[0] & { kind: 'Pod' } {
-  const spec = structuredClone(d.spec.template.spec) as Pod['spec'];
-  if (nodeName !== undefined) spec.nodeName = nodeName;
-  return {
-    apiVersion: API_VERSION,
-    kind: 'Pod',
-    metadata: {
-      name: newPodName(d.metadata.name),
-      labels: { ...d.spec.template.metadata.labels, [DEPLOYMENT_LABEL]: d.metadata.name },
-      annotations: { ...d.spec.template.metadata.annotations, [TEMPLATE_HASH_ANNOTATION]: hash },
-      ownerName: d.metadata.name,
-    },
-    spec,
-    status: { phase: 'Pending', conditions: [], containerStatuses: [] },
-  };
 }

@@ -1,6 +1,8 @@
 import type { Deployment, NodeObject, Pod } from '../../protocol/objects.js';
 import { recordEvent } from '../events.js';
 import type { Logger } from '../log.js';
+import { isNodeReady } from '../objects/node.js';
+import { isTerminal, templateHash } from '../objects/pod.js';
 import type { ImagePlatformSource } from '../registry/image-platform-resolver.js';
 import { cpuFit, hostPortsFree, memoryFit, nodeArch, nodeSelector, podCount, taintToleration } from '../scheduler/filters.js';
 import { imagePlatform } from '../scheduler/image-platforms.js';
@@ -9,8 +11,6 @@ import { podContext } from '../scheduler/pod-context.js';
 import { buildSchedNodes, type SnapshotOptions } from '../scheduler/snapshot.js';
 import type { FilterPlugin, ImagePlatforms, PodContext, SchedNode, SchedPod } from '../scheduler/types.js';
 import type { Store, WatchEvent } from '../store/store.js';
-import { isTerminal, templateHash } from './deployment-controller.js';
-import { isReady as isNodeReady } from './node-controller.js';
 import { reconcileRollout } from '../rollout/rollout-reconciler.js';
 import { WorkQueue } from './workqueue.js';
 import { configHash, referencesConfig } from '../secrets/config-refs.js';

@@ -4,7 +4,8 @@ import type { Pod } from '../../protocol/objects.js';
 import { topics } from '../../protocol/topics.js';
 import { silentLogger } from '../log.js';
 import { MemoryStore } from '../store/memory-store.js';
-import { isReady, NodeController } from './node-controller.js';
+import { isNodeReady as isReady } from '../objects/node.js';
+import { NodeController } from './node-controller.js';
 
 function status(node: string): NodeStatusMessage {
   return {

@@ -15,6 +15,8 @@ import { recordEvent } from '../events.js';
 import { deepEqual } from '../hash.js';
 import { applyUserLabels } from '../node-labels.js';
 import type { Logger } from '../log.js';
+import { setCondition } from '../objects/conditions.js';
+import { isNodeReady as isReady } from '../objects/node.js';
 import type { Store } from '../store/store.js';
 import { markPodsNodeLost } from './node-lost-status.js';
 
@@ -228,10 +230,10 @@ export class NodeController {
         next.metadata.labels = applyUserLabels({ ...existing.metadata.labels, ...labels }, existing.metadata.annotations);
         next.status.info = m.info;
         next.status.capacity = capacity;
-        next.status.conditions = agentConditions(m, mergeCondition(next.status.conditions, memCond), ts);
+        next.status.conditions = agentConditions(m, setCondition(next.status.conditions, memCond, ts), ts);
         next.status.lastHeartbeatTime = ts;
         const wasReady = isReady(existing);
-        next.status.conditions = mergeCondition(next.status.conditions, readyCondition(true, ts));
+        next.status.conditions = setCondition(next.status.conditions, readyCondition(true, ts), ts);
         if (!deepEqual(stripTimes(existing), stripTimes(next))) store.update(next);
         if (!wasReady) recordEvent(store, now(), { kind: 'Node', name: m.node, type: 'Normal', reason: 'NodeReady', message: 'node is Ready (agent reported status)' });
       }
@@ -253,7 +255,7 @@ export class NodeController {
     const ts = now().toISOString();
     if (usage) next.status.usage = usage;
     next.status.lastHeartbeatTime = ts;
-    if (!ready) next.status.conditions = mergeCondition(next.status.conditions, readyCondition(true, ts));
+    if (!ready) next.status.conditions = setCondition(next.status.conditions, readyCondition(true, ts), ts);
     store.transaction(() => {
       store.update(next);
       if (!ready) recordEvent(store, now(), { kind: 'Node', name: node, type: 'Normal', reason: 'NodeReady', message: 'node is Ready again' });
@@ -337,7 +339,7 @@ export class NodeController {
     if (!existing || isReady(existing) === ready) return;
     const ts = now().toISOString();
     const next = structuredClone(existing) as NodeObject;
-    next.status.conditions = mergeCondition(next.status.conditions, { ...readyCondition(ready, ts), reason, message });
+    next.status.conditions = setCondition(next.status.conditions, { ...readyCondition(ready, ts), reason, message }, ts);
     store.transaction(() => {
       store.update(next);
       recordEvent(store, now(), { kind: 'Node', name: node, type: ready ? 'Normal' : 'Warning', reason: ready ? 'NodeReady' : 'NodeNotReady', message });
@@ -346,10 +348,6 @@ export class NodeController {
     });
     this.o.log.info(`node ${node} is ${ready ? 'Ready' : 'NotReady'}`, { reason });
   }
-}
-
-export function isReady(n: NodeObject): boolean {
-  return n.status.conditions.some((c) => c.type === 'Ready' && c.status === 'True');
 }
 
 function readyCondition(ready: boolean, ts: string): NodeCondition {
@@ -361,15 +359,8 @@ function readyCondition(ready: boolean, ts: string): NodeCondition {
 /** Merges the conditions the agent detects itself (DiskPressure from image GC) into the node's. */
 function agentConditions(m: NodeStatusMessage, list: NodeCondition[], ts: string): NodeCondition[] {
   let out = list;
-  for (const c of m.conditions ?? []) if (c.type === 'DiskPressure') out = mergeCondition(out, { ...c, lastTransitionTime: ts });
+  for (const c of m.conditions ?? []) if (c.type === 'DiskPressure') out = setCondition(out, { ...c, lastTransitionTime: ts }, ts);
   return out;
-}
-
-/** Replaces the condition of the same type, keeping lastTransitionTime when status did not change. */
-function mergeCondition(list: readonly NodeCondition[], c: NodeCondition): NodeCondition[] {
-  const prev = list.find((x) => x.type === c.type);
-  const merged = prev && prev.status === c.status ? { ...c, lastTransitionTime: prev.lastTransitionTime } : c;
-  return [...list.filter((x) => x.type !== c.type), merged].sort((a, b) => (a.type < b.type ? -1 : 1));
 }
 
 function stripTimes(n: NodeObject): unknown {
@@ -377,23 +368,14 @@ function stripTimes(n: NodeObject): unknown {
 }
 
 function toPodStatus(pod: Pod, op: ObservedPod, node: NodeObject | undefined, ts: string): PodStatus {
-  const status: PodStatus = {
-    phase: op.phase,
-    conditions: [
-      ...pod.status.conditions.filter((c) => c.type === 'PodScheduled'),
-      ...op.conditions.filter((c) => c.type !== 'PodScheduled'),
-    ],
-    containerStatuses: op.containers,
-  };
-  if (!op.conditions.some((c) => c.type === 'Ready')) {
-    status.conditions.push({ type: 'Ready', status: op.ready ? 'True' : 'False' });
-  }
-  // When each condition last changed status (rollouts count minReadySeconds from Ready's).
-  status.conditions = status.conditions.map((c) => {
-    if (c.type === 'PodScheduled' || c.lastTransitionTime !== undefined) return c;
-    const prev = pod.status.conditions.find((x) => x.type === c.type);
-    return { ...c, lastTransitionTime: prev !== undefined && prev.status === c.status && prev.lastTransitionTime !== undefined ? prev.lastTransitionTime : ts };
-  });
+  // The agent's conditions replace the pod's, except PodScheduled (the hub's own); Ready from
+  // `op.ready` when the agent sent none. Each keeps its lastTransitionTime while its status is
+  // unchanged (rollouts count minReadySeconds from Ready's).
+  const reported = op.conditions.filter((c) => c.type !== 'PodScheduled');
+  if (!reported.some((c) => c.type === 'Ready')) reported.push({ type: 'Ready', status: op.ready ? 'True' : 'False' });
+  let conditions = pod.status.conditions.filter((c) => c.type === 'PodScheduled' || reported.some((r) => r.type === c.type));
+  for (const c of reported) conditions = setCondition(conditions, c, ts);
+  const status: PodStatus = { phase: op.phase, conditions, containerStatuses: op.containers };
   if (op.pull !== undefined) status.pull = op.pull;
   if (op.reason !== undefined) status.reason = op.reason;
   if (op.message !== undefined) status.message = op.message;

@@ -2,9 +2,9 @@ import type { DeploymentSpec } from '../../protocol/manifest.js';
 import type { Deployment, NodeObject, Pod } from '../../protocol/objects.js';
 import { recordEvent } from '../events.js';
 import type { Logger } from '../log.js';
+import { isNodeReady } from '../objects/node.js';
+import { isTerminal } from '../objects/pod.js';
 import type { Store, WatchEvent } from '../store/store.js';
-import { isTerminal } from './deployment-controller.js';
-import { isReady } from './node-controller.js';
 import { NODE_LOST_REASON } from './node-lost-status.js';
 import { WorkQueue } from './workqueue.js';
 
@@ -59,7 +59,7 @@ export const DEFAULT_NODE_STARTUP_GRACE_MS = 60_000;
 
 /** When the node's Ready condition last turned False (ms), or undefined while it is Ready. */
 export function lostSinceMs(n: NodeObject): number | undefined {
-  if (isReady(n)) return undefined;
+  if (isNodeReady(n)) return undefined;
   const c = n.status.conditions.find((x) => x.type === 'Ready');
   const t = c?.lastTransitionTime === undefined ? NaN : Date.parse(c.lastTransitionTime);
   return Number.isNaN(t) ? undefined : t;
@@ -92,7 +92,7 @@ export class NodeLostController {
     this.unwatch = store.watch((ev: WatchEvent) => {
       const obj = ev.object;
       if (obj.kind === 'Node') {
-        if (ev.type !== 'DELETED' && !isReady(obj)) this.notReady.add(obj.metadata.name);
+        if (ev.type !== 'DELETED' && !isNodeReady(obj)) this.notReady.add(obj.metadata.name);
         else this.notReady.delete(obj.metadata.name);
         // Every node write (cheap: a Ready node is a no-op pass that also forgets old notes).
         this.queue.add(obj.metadata.name);
@@ -109,7 +109,7 @@ export class NodeLostController {
       }
     }, ['Node', 'Deployment']);
     for (const d of store.list('Deployment')) this.generations.set(d.metadata.name, d.metadata.generation);
-    for (const n of store.list('Node')) if (!isReady(n)) this.notReady.add(n.metadata.name);
+    for (const n of store.list('Node')) if (!isNodeReady(n)) this.notReady.add(n.metadata.name);
     this.enqueueLost();
   }
 

@@ -1,6 +1,7 @@
 import type { Pod, PodCondition } from '../../protocol/objects.js';
+import { setCondition } from '../objects/conditions.js';
+import { isTerminal } from '../objects/pod.js';
 import type { Store } from '../store/store.js';
-import { isTerminal } from './deployment-controller.js';
 
 /** Reason on pods of a lost node, and on the events the NodeLostController records. */
 export const NODE_LOST_REASON = 'NodeLost';
@@ -20,11 +21,8 @@ export function markPodsNodeLost(store: Store, node: string, now: Date, why: str
     next.status.phase = 'Unknown';
     next.status.reason = NODE_LOST_REASON;
     next.status.message = `node ${node} is not ready: ${why}`;
-    const notReady = (type: PodCondition['type']): PodCondition => {
-      const prev = pod.status.conditions.find((c) => c.type === type);
-      return { type, status: 'False', reason: NODE_LOST_REASON, message: `node ${node} is not ready`, lastTransitionTime: prev?.status === 'False' ? prev.lastTransitionTime ?? ts : ts };
-    };
-    next.status.conditions = [...pod.status.conditions.filter((c) => c.type === 'PodScheduled'), notReady('ContainersReady'), notReady('Ready')];
+    const notReady = (type: PodCondition['type']): PodCondition => ({ type, status: 'False', reason: NODE_LOST_REASON, message: `node ${node} is not ready` });
+    next.status.conditions = setCondition(setCondition(pod.status.conditions, notReady('ContainersReady'), ts), notReady('Ready'), ts);
     next.status.containerStatuses = pod.status.containerStatuses.map((c) => ({ ...c, ready: false }));
     const written = store.update(next);
     if (written.metadata.resourceVersion !== pod.metadata.resourceVersion) marked++;

@@ -2,6 +2,8 @@ import type { DeploymentSpec } from '../../protocol/manifest.js';
 import type { Pod } from '../../protocol/objects.js';
 import { recordEvent } from '../events.js';
 import type { Logger } from '../log.js';
+import { setCondition } from '../objects/conditions.js';
+import { isTerminal } from '../objects/pod.js';
 import type { ImagePlatformSource } from '../registry/image-platform-resolver.js';
 import { scheduleWithVolumes } from '../scheduler/volume-pins.js';
 import { bindPodVolumes, volumeBindings } from './volume-records.js';
@@ -9,7 +11,6 @@ import { LiveSnapshot } from '../scheduler/live-snapshot.js';
 import { podToSchedPod, type SnapshotOptions } from '../scheduler/snapshot.js';
 import type { ImagePlatforms, SchedPod } from '../scheduler/types.js';
 import type { Store, WatchEvent } from '../store/store.js';
-import { isTerminal } from './deployment-controller.js';
 import { WorkQueue } from './workqueue.js';
 
 const KEY = 'pending';
@@ -178,10 +179,7 @@ export class SchedulingController {
             delete next.status.reason;
             delete next.status.message;
           }
-          next.status.conditions = [
-            ...next.status.conditions.filter((c) => c.type !== 'PodScheduled'),
-            { type: 'PodScheduled', status: 'True', lastTransitionTime: ts.toISOString() },
-          ];
+          next.status.conditions = setCondition(next.status.conditions, { type: 'PodScheduled', status: 'True' }, ts.toISOString());
           store.update(next);
           this.pending.delete(pod.metadata.name);
           bound++;
@@ -191,10 +189,8 @@ export class SchedulingController {
           next.status.unschedulable = { summary: d.summary, nodes: d.explanation.filtered };
           next.status.reason = 'Unschedulable';
           next.status.message = d.summary;
-          next.status.conditions = [
-            ...next.status.conditions.filter((c) => c.type !== 'PodScheduled'),
-            { type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message: d.summary, lastTransitionTime: ts.toISOString() },
-          ];
+          // Still unschedulable with a new explanation: lastTransitionTime stays (pending since then).
+          next.status.conditions = setCondition(next.status.conditions, { type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message: d.summary }, ts.toISOString());
           store.update(next);
           recordEvent(store, ts, { kind: 'Pod', name: pod.metadata.name, type: 'Warning', reason: 'FailedScheduling', message: d.summary });
         }

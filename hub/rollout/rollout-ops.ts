@@ -1,10 +1,9 @@
 import type { RolloutArgs } from '../../protocol/api.js';
 import { OrchardError } from '../../protocol/errors.js';
 import type { Deployment, DeploymentCondition, ImagePullProgress, RolloutStatus } from '../../protocol/objects.js';
-import { isPodReady, isTerminal } from '../controllers/deployment-controller.js';
 import { deepEqual } from '../hash.js';
 import type { Logger } from '../log.js';
-import { TEMPLATE_HASH_ANNOTATION } from '../operations.js';
+import { isPodReady, isTerminal, TEMPLATE_HASH_ANNOTATION } from '../objects/pod.js';
 import type { Store } from '../store/store.js';
 import { CHANGE_CAUSE_ANNOTATION, listRevisions, PROMOTED_ANNOTATION, RESTARTED_AT_ANNOTATION } from './revisions.js';
 import { podProblem } from './rollout-reconciler.js';

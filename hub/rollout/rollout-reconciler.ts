@@ -1,10 +1,10 @@
 import type { Deployment, DeploymentCondition, DeploymentStatus, Pod, RevisionObject, RolloutStatus } from '../../protocol/objects.js';
-import { isPodReady, isTerminal, newPod } from '../controllers/deployment-controller.js';
-import { isReady as isNodeReady } from '../controllers/node-controller.js';
 import { recordEvent } from '../events.js';
 import { deepEqual } from '../hash.js';
 import type { Logger } from '../log.js';
-import { TEMPLATE_HASH_ANNOTATION } from '../operations.js';
+import { setCondition } from '../objects/conditions.js';
+import { isNodeReady } from '../objects/node.js';
+import { isPodReady, isTerminal, newPod, TEMPLATE_HASH_ANNOTATION } from '../objects/pod.js';
 import type { Store } from '../store/store.js';
 import { budgets, planRollout, type PlannerPod, type PlannerStrategy, type RolloutInput, type RolloutPlan } from './planner.js';
 import { ensureRevision, PROMOTED_ANNOTATION, pruneRevisions, revisionName } from './revisions.js';
@@ -141,7 +141,7 @@ export function reconcileRollout(ctx: RolloutContext, d: Deployment, allPods: re
       }
       const template = c.hash === updateHash ? d : withTemplate(d, store.get('Revision', revisionName(name, c.hash))?.template);
       const pod = newPod(template, c.hash, c.node);
-      if (c.node !== undefined) pod.status.conditions = [{ type: 'PodScheduled', status: 'True', lastTransitionTime: t.toISOString() }];
+      if (c.node !== undefined) pod.status.conditions = setCondition(pod.status.conditions, { type: 'PodScheduled', status: 'True' }, t.toISOString());
       store.create(pod);
       created.set(c.hash, (created.get(c.hash) ?? 0) + 1);
     }
@@ -268,7 +268,7 @@ function writeStatus(store: Store, d: Deployment, plan: RolloutPlan, rollout: Ro
     unscheduledReplicas: o.unscheduled ?? pods.filter((p) => !p.spec.nodeName).length,
     updatedReplicas: pods.filter((p) => p.metadata.annotations[TEMPLATE_HASH_ANNOTATION] === o.updateHash).length,
     updateRevision: o.updateHash,
-    conditions: [mergeCondition(fresh.status.conditions, available, ts), mergeCondition(fresh.status.conditions, progressing, ts)],
+    conditions: setCondition(setCondition(fresh.status.conditions, available, ts, { updateTime: true }), progressing, ts, { updateTime: true }),
     rollout,
   };
   if (o.stableHash !== undefined) status.currentRevision = o.stableHash;
@@ -297,12 +297,3 @@ function statusShape(s: DeploymentStatus): unknown {
     conditions: (s.conditions ?? []).map((c) => [c.type, c.status, c.reason]),
   };
 }
-
-/** Keeps lastTransitionTime while status is unchanged, and lastUpdateTime while reason/message are. */
-function mergeCondition(list: readonly DeploymentCondition[] | undefined, c: DeploymentCondition, ts: string): DeploymentCondition {
-  const prev = list?.find((x) => x.type === c.type);
-  const lastTransitionTime = prev && prev.status === c.status ? prev.lastTransitionTime ?? ts : ts;
-  const lastUpdateTime = prev && prev.status === c.status && prev.reason === c.reason && prev.message === c.message ? prev.lastUpdateTime ?? ts : ts;
-  return { ...c, lastUpdateTime, lastTransitionTime };
-}
-

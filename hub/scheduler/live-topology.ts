@@ -7,9 +7,9 @@ import type { SchedNode } from './types.js';
  * un-booked after a pass) and follow node label edits. Keys are indexed lazily, as in the
  * base class, the first time a pod spreads by them; then every change is applied by `adjust`.
  *
- * A subclass (rather than a second implementation of an interface) because SchedNode.topology
- * is typed as TopologyCounts and scheduleBatch calls `add` on it; the base class's own index
- * stays empty and unused.
+ * A subclass (rather than a second implementation of TopologyIndex) so snapshot.ts's nodeView
+ * takes either as a TopologyCounts; scheduleBatch calls `add` on it through SchedNode.topology.
+ * The base class's own index stays empty and unused.
  */
 export class LiveTopology extends TopologyCounts {
   /**

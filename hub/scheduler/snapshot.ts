@@ -1,5 +1,7 @@
 import type { NodeObject, Pod } from '../../protocol/objects.js';
 import type { DeploymentSpec } from '../../protocol/manifest.js';
+import { isNodeReady } from '../objects/node.js';
+import { isTerminal } from '../objects/pod.js';
 import { accountPod, podContext } from './pod-context.js';
 import { TopologyCounts } from './topology.js';
 import { bookEphemeral, schedStorage } from './storage-filters.js';
@@ -20,9 +22,9 @@ export interface SnapshotOptions {
 const DEFAULT_RESERVED = { cpuMillis: 100, memoryBytes: 64 * 1024 * 1024 };
 const DEFAULT_MAX_PODS = 110;
 
-/** Pods in these phases hold no resources any more. */
+/** Terminal pods (Succeeded, Failed) hold no resources any more. */
 export function holdsResources(pod: Pod): boolean {
-  return pod.status.phase !== 'Succeeded' && pod.status.phase !== 'Failed';
+  return !isTerminal(pod);
 }
 
 /** Options with defaults applied. */
@@ -48,7 +50,7 @@ export function nodeView(n: NodeObject, opts: Required<SnapshotOptions>, topolog
     name: n.metadata.name,
     labels: { ...n.metadata.labels },
     arch: info?.arch,
-    ready: n.status.conditions.some((c) => c.type === 'Ready' && c.status === 'True'),
+    ready: isNodeReady(n),
     unschedulable: n.spec.unschedulable,
     taints: n.spec.taints.map((t) => ({ ...t })),
     allocatable: {

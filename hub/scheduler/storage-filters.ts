@@ -3,7 +3,7 @@ import { pathAllowed } from '../../protocol/host-path.js';
 import type { NodeObject } from '../../protocol/objects.js';
 import { parseBytes, formatBytes } from '../../protocol/quantity.js';
 import { filterPlugin } from './filter-plugin.js';
-import type { SchedNode, SchedPod } from './types.js';
+import type { SchedNode, SchedPod, SchedStorage, VolumePin } from './types.js';
 
 /**
  * Storage feasibility (issue 7), pure like every filter:
@@ -14,21 +14,6 @@ import type { SchedNode, SchedPod } from './types.js';
  * - `ephemeral-storage`: the pod's ephemeral-storage requests must fit the node's free disk minus
  *   what pods already bound there requested.
  */
-
-export interface VolumePin {
-  /** Engine volume name (persistentVolumeName). */
-  volume: string;
-  node: string;
-}
-
-export interface SchedStorage {
-  /** Free bytes on the agent's data path (latest heartbeat, else the start-up report). */
-  diskFreeBytes?: number;
-  /** Host path prefixes the agent allows; undefined = not reported (fail open). */
-  hostPathAllow?: readonly string[];
-  /** Sum of ephemeral-storage requests of pods bound to the node. */
-  ephemeralRequested: number;
-}
 
 /** Total ephemeral-storage a pod requests (requests, else limits), in bytes. */
 export function podEphemeralRequest(spec: Pick<PodSpec, 'containers'>): number {

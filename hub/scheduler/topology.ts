@@ -1,4 +1,4 @@
-import type { PodContext, SchedNode, ScorePlugin } from './types.js';
+import type { PodContext, SchedNode, ScorePlugin, TopologyIndex } from './types.js';
 
 /**
  * Replica counts per topology domain: for a label key (zone, site …), how many pods of each
@@ -7,7 +7,7 @@ import type { PodContext, SchedNode, ScorePlugin } from './types.js';
  * zone. Keys are indexed lazily, the first time a pod spreads by them, from the nodes'
  * `podsByOwner`; after that `accountPod` keeps them current as scheduleBatch binds.
  */
-export class TopologyCounts {
+export class TopologyCounts implements TopologyIndex {
   /** label key → `${owner}\0${value}` → pods. */
   private readonly byKey = new Map<string, Map<string, number>>();
 

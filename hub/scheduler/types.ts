@@ -1,8 +1,6 @@
 import type { Arch, NodeSelectorRequirement, PodSpec } from '../../protocol/manifest.js';
 import type { Taint } from '../../protocol/objects.js';
 import type { DevicePolicy } from '../../protocol/pod-security.js';
-import type { TopologyCounts } from './topology.js';
-import type { SchedStorage, VolumePin } from './storage-filters.js';
 
 /**
  * The scheduler's narrow view of the world (Nomad style: state in, decision out). Everything
@@ -36,7 +34,36 @@ export interface SchedNode {
    * `spreadBy` can see beyond one node. Absent in hand-built nodes: spreading by topology then
    * falls back to this node's own count.
    */
-  topology?: TopologyCounts;
+  topology?: TopologyIndex;
+}
+
+/**
+ * Replica counts per topology domain, shared by the nodes of one snapshot: `TopologyCounts`
+ * (topology.ts) and its incremental `LiveTopology` (live-topology.ts). An interface here, not
+ * the class, so this file imports no plugin module (types.ts is the leaf every plugin imports).
+ */
+export interface TopologyIndex {
+  /** Pods of `owner` on nodes whose label `key` equals `value`. */
+  count(key: string, value: string, owner: string): number;
+  /** Records one more pod of `owner` on `node` (scheduleBatch, as it binds). */
+  add(node: SchedNode, owner: string): void;
+}
+
+/** A persistent volume that already lives on a node (the volume-affinity filter, storage-filters.ts). */
+export interface VolumePin {
+  /** Engine volume name (persistentVolumeName). */
+  volume: string;
+  node: string;
+}
+
+/** A node's disk and hostPath facts for the storage filters (storage-filters.ts). */
+export interface SchedStorage {
+  /** Free bytes on the agent's data path (latest heartbeat, else the start-up report). */
+  diskFreeBytes?: number;
+  /** Host path prefixes the agent allows; undefined = not reported (fail open). */
+  hostPathAllow?: readonly string[];
+  /** Sum of ephemeral-storage requests of pods bound to the node. */
+  ephemeralRequested: number;
 }
 
 /** Kubernetes-shaped toleration (PodSpec.tolerations); SchedPod.tolerations adds to the spec's. */

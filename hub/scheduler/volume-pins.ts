@@ -1,7 +1,6 @@
 import { persistentVolumeName } from '../../protocol/objects.js';
 import { scheduleBatch, type ScheduleOptions } from './scheduler.js';
-import type { VolumePin } from './storage-filters.js';
-import type { Decision, SchedNode, SchedPod } from './types.js';
+import type { Decision, SchedNode, SchedPod, VolumePin } from './types.js';
 
 /**
  * Storage orchestration on top of scheduleBatch (pure). A persistent volume lives on one node:

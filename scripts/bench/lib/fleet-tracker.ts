@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import type { Hub } from '../../../hub/hub.js';
 import type { WatchEvent } from '../../../hub/store/store.js';
-import { isReady } from '../../../hub/controllers/node-controller.js';
+import { isNodeReady as isReady } from '../../../hub/objects/node.js';
 import { topics, parseTopic } from '../../../protocol/topics.js';
 import { payloadText } from '../../../protocol/messages.js';
 
