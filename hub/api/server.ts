@@ -24,6 +24,8 @@ import { registerNodeRoutes } from './routes-nodes.js';
 import { registerRolloutRoutes } from './routes-rollout.js';
 import { RolloutOperations } from '../rollout/rollout-ops.js';
 import { redactSecret } from '../secrets/secret-codec.js';
+import { allowed, requiredRole, type Operation } from '../security/authz.js';
+import { RouteRules } from './route-rules.js';
 
 export interface ApiPrincipal {
   name: string;
@@ -63,8 +65,6 @@ export interface ApiDeps {
   revokeToken?: (id: string) => TokenRevocation;
 }
 
-const ROLE_RANK: Record<Role, number> = { viewer: 0, operator: 1, admin: 2 };
-
 const TokenCreateSchema = z.strictObject({
   type: z.enum(['join', 'api']).default('join'),
   ttlSeconds: z.number().int().min(1).max(10 * 365 * 24 * 3600).optional(),
@@ -96,6 +96,9 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       ? { https: { cert: deps.tls.cert, key: deps.tls.key, minVersion: 'TLSv1.2' as const, handshakeTimeout: to.tlsHandshakeMs, ...serverOpts } }
       : { http: serverOpts }),
   });
+  // Every route is guarded by need(op) or listed as public; checked as each route registers.
+  const rules = new RouteRules();
+  rules.install(app);
   // Access log at debug level (never the Authorization header): shows who called what, and when.
   app.addHook('onResponse', async (req, reply) => {
     deps.log.debug('request', { method: req.method, url: req.url.split('?')[0], status: reply.statusCode, ip: req.ip });
@@ -114,7 +117,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     void reply.status(404).send(new OrchardError('ERR_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`).toJSON());
   });
 
-  const need = (role: Role) => async (req: FastifyRequest): Promise<void> => {
+  const need = (op: Operation) => rules.tag(async (req: FastifyRequest): Promise<void> => {
     const source = req.ip;
     if (deps.auth.limited(source)) throw new OrchardError('ERR_RATE_LIMITED', 'too many failed logins from this address; try again later');
     const header = req.headers.authorization ?? '';
@@ -124,11 +127,11 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       if (m) deps.auth.failed(source);
       throw new OrchardError('ERR_UNAUTHENTICATED', m ? 'the API token is unknown, expired or revoked' : 'missing "Authorization: Bearer <token>" header');
     }
-    if (ROLE_RANK[principal.role] < ROLE_RANK[role]) {
-      throw new OrchardError('ERR_FORBIDDEN', `role "${principal.role}" may not do this (needs ${role})`);
+    if (!allowed(principal.role, op)) {
+      throw new OrchardError('ERR_FORBIDDEN', `role "${principal.role}" may not do this (needs ${requiredRole(op)})`);
     }
     req.principal = principal;
-  };
+  }, op);
 
   registerConfigRoutes(app, { need, ...(deps.rotateSecretsKey ? { rotateSecretsKey: deps.rotateSecretsKey } : {}) });
   registerNodeRoutes(app, { need, store: deps.store, log: deps.log });
@@ -158,28 +161,28 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   });
 
   // ---- workloads ----
-  app.post('/api/v1/apply', { preHandler: need('operator') }, async (req) => {
+  app.post('/api/v1/apply', { preHandler: need('apply') }, async (req) => {
     const body = typeof req.body === 'string' ? req.body : '';
     return deps.ops.apply(body);
   });
-  app.post('/api/v1/deployments/:name/scale', { preHandler: need('operator') }, async (req) => {
+  app.post('/api/v1/deployments/:name/scale', { preHandler: need('scale') }, async (req) => {
     const { name } = req.params as { name: string };
     const body = parseOrThrow(ScaleArgsSchema.omit({ name: true }), jsonBody(req), 'scale request');
     return deps.ops.scale(name, body.replicas);
   });
-  app.delete('/api/v1/nodes/:name', { preHandler: need('admin') }, async (req) => {
+  app.delete('/api/v1/nodes/:name', { preHandler: need('node.delete') }, async (req) => {
     const { name } = req.params as { name: string };
     if (!deps.store.get('Node', name)) throw new OrchardError('ERR_NOT_FOUND', `node "${name}" not found`);
     await deps.deleteNode(name);
     return { kind: 'Node', name, deleted: true };
   });
-  app.delete('/api/v1/:plural/:name', { preHandler: need('operator') }, async (req) => {
+  app.delete('/api/v1/:plural/:name', { preHandler: need('delete') }, async (req) => {
     const { plural, name } = req.params as { plural: string; name: string };
     return deps.ops.delete(plural, name);
   });
 
   // ---- reads ----
-  app.get('/api/v1/:plural', { preHandler: need('viewer') }, async (req) => {
+  app.get('/api/v1/:plural', { preHandler: need('list') }, async (req) => {
     const { plural } = req.params as { plural: string };
     const q = z
       .object({ labelSelector: z.string().max(1024).optional(), involvedObject: z.string().max(300).optional(), node: z.string().max(253).optional() })
@@ -190,13 +193,13 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       ...(q.node ? { nodeName: q.node } : {}),
     });
   });
-  app.get('/api/v1/:plural/:name', { preHandler: need('viewer') }, async (req) => {
+  app.get('/api/v1/:plural/:name', { preHandler: need('get') }, async (req) => {
     const { plural, name } = parseOrThrow(GetArgsSchema.extend({ plural: z.string() }).omit({ kind: true }), req.params, 'path') as { plural: string; name: string };
     return deps.ops.get(plural, name);
   });
 
   // ---- watch (SSE): one line per store event, for dashboards and `rollout status` ----
-  app.get('/api/v1/watch', { preHandler: need('viewer') }, (req, reply) => {
+  app.get('/api/v1/watch', { preHandler: need('watch') }, (req, reply) => {
     const q = z.object({ kinds: z.string().max(200).optional() }).parse(req.query);
     const kinds = (q.kinds ? q.kinds.split(',') : [...OBJECT_KINDS]).map((k) => deps.ops.resolveKind(k)) as ObjectKind[];
     reply.hijack();
@@ -212,7 +215,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   });
 
   // ---- tokens (admin) ----
-  app.post('/api/v1/tokens', { preHandler: need('admin') }, async (req) => {
+  app.post('/api/v1/tokens', { preHandler: need('token.create') }, async (req) => {
     const body = parseOrThrow(TokenCreateSchema, jsonBody(req), 'token request');
     if (body.type === 'api' || body.role) {
       const role = body.role ?? 'viewer';
@@ -224,7 +227,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     if (body.labels) opts.labels = body.labels;
     return { type: 'join', ...deps.auth.createJoinToken(opts) };
   });
-  app.get('/api/v1/tokens', { preHandler: need('admin') }, async () => deps.auth.listTokens());
+  app.get('/api/v1/tokens', { preHandler: need('token.list') }, async () => deps.auth.listTokens());
 
   return app;
 }
