@@ -6,6 +6,7 @@ import type { Logger } from '../log.js';
 import type { Operation } from '../security/authz.js';
 import { NodeAdmin } from '../node-admin.js';
 import type { Store } from '../store/store.js';
+import { parseParams } from './request-parse.js';
 import { jsonBody } from './server.js';
 
 /**
@@ -36,7 +37,7 @@ const ParamsSchema = z.object({ name: z.string().min(1).max(253) });
 
 export function registerNodeRoutes(app: FastifyInstance, deps: NodeRoutesDeps): void {
   const admin = new NodeAdmin({ store: deps.store, log: deps.log, now: deps.now ?? (() => new Date()) });
-  const nameOf = (req: FastifyRequest): string => parseOrThrow(ParamsSchema, req.params, 'path').name;
+  const nameOf = (req: FastifyRequest): string => parseParams(ParamsSchema, req).name;
 
   app.post('/api/v1/nodes/:name/cordon', { preHandler: deps.need('node.cordon') }, async (req) => admin.cordon(nameOf(req)));
   app.post('/api/v1/nodes/:name/uncordon', { preHandler: deps.need('node.uncordon') }, async (req) => admin.uncordon(nameOf(req)));

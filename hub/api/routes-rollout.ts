@@ -4,6 +4,7 @@ import { parseOrThrow } from '../../protocol/errors.js';
 import { NameSchema } from '../../protocol/manifest.js';
 import type { RolloutOperations } from '../rollout/rollout-ops.js';
 import type { Operation } from '../security/authz.js';
+import { parseParams } from './request-parse.js';
 import { jsonBody } from './server.js';
 
 /**
@@ -23,7 +24,7 @@ const ParamsSchema = z.object({ name: NameSchema });
 const UndoBodySchema = z.strictObject({ toRevision: z.number().int('must be an integer').min(1).optional() });
 
 export function registerRolloutRoutes(app: FastifyInstance, deps: RolloutRouteDeps): void {
-  const name = (req: FastifyRequest): string => parseOrThrow(ParamsSchema, req.params, 'path').name;
+  const name = (req: FastifyRequest): string => parseParams(ParamsSchema, req).name;
   app.get('/api/v1/deployments/:name/rollout/status', { preHandler: deps.need('rollout.status') }, async (req) => deps.rollout.status(name(req)));
   app.get('/api/v1/deployments/:name/rollout/history', { preHandler: deps.need('rollout.history') }, async (req) => deps.rollout.history(name(req)));
   app.post('/api/v1/deployments/:name/rollout/undo', { preHandler: deps.need('rollout.undo') }, async (req) => {

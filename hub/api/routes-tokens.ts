@@ -1,7 +1,8 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { OrchardError, parseOrThrow } from '../../protocol/errors.js';
+import { OrchardError } from '../../protocol/errors.js';
 import type { Operation } from '../security/authz.js';
+import { parseParams } from './request-parse.js';
 
 export interface TokenRevocation {
   revoked: boolean;
@@ -25,7 +26,7 @@ const TokenIdSchema = z.strictObject({ id: z.string().regex(/^[0-9a-f]{12}$/, 'm
  */
 export function registerTokenRoutes(app: FastifyInstance, deps: TokenRoutesDeps): void {
   app.delete('/api/v1/tokens/:id', { preHandler: deps.need('token.revoke') }, async (req) => {
-    const { id } = parseOrThrow(TokenIdSchema, req.params, 'path');
+    const { id } = parseParams(TokenIdSchema, req);
     const r = deps.revokeToken(id);
     if (!r.revoked) throw new OrchardError('ERR_NOT_FOUND', `no join or API token with id ${id}`);
     return { id, kind: r.kind, revoked: true, disconnected: r.disconnected };

@@ -26,6 +26,7 @@ import { RolloutOperations } from '../rollout/rollout-ops.js';
 import { redactSecret } from '../secrets/secret-codec.js';
 import { allowed, requiredRole, type Operation } from '../security/authz.js';
 import { RouteRules } from './route-rules.js';
+import { parseParams, parseQuery } from './request-parse.js';
 
 export interface ApiPrincipal {
   name: string;
@@ -184,9 +185,10 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   // ---- reads ----
   app.get('/api/v1/:plural', { preHandler: need('list') }, async (req) => {
     const { plural } = req.params as { plural: string };
-    const q = z
-      .object({ labelSelector: z.string().max(1024).optional(), involvedObject: z.string().max(300).optional(), node: z.string().max(253).optional() })
-      .parse(req.query);
+    const q = parseQuery(
+      z.object({ labelSelector: z.string().max(1024).optional(), involvedObject: z.string().max(300).optional(), node: z.string().max(253).optional() }),
+      req,
+    );
     return deps.ops.list(plural, {
       ...(q.labelSelector ? { labelSelector: parseSelector(q.labelSelector) } : {}),
       ...(q.involvedObject ? { involvedObject: q.involvedObject } : {}),
@@ -194,13 +196,13 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     });
   });
   app.get('/api/v1/:plural/:name', { preHandler: need('get') }, async (req) => {
-    const { plural, name } = parseOrThrow(GetArgsSchema.extend({ plural: z.string() }).omit({ kind: true }), req.params, 'path') as { plural: string; name: string };
+    const { plural, name } = parseParams(GetArgsSchema.extend({ plural: z.string() }).omit({ kind: true }), req) as { plural: string; name: string };
     return deps.ops.get(plural, name);
   });
 
   // ---- watch (SSE): one line per store event, for dashboards and `rollout status` ----
   app.get('/api/v1/watch', { preHandler: need('watch') }, (req, reply) => {
-    const q = z.object({ kinds: z.string().max(200).optional() }).parse(req.query);
+    const q = parseQuery(z.object({ kinds: z.string().max(200).optional() }), req);
     const kinds = (q.kinds ? q.kinds.split(',') : [...OBJECT_KINDS]).map((k) => deps.ops.resolveKind(k)) as ObjectKind[];
     reply.hijack();
     const res = reply.raw;
