@@ -1,7 +1,7 @@
 import type { ApplyResult, ApplyResultItem } from '../protocol/api.js';
 import { OrchardError } from '../protocol/errors.js';
 import { API_VERSION, type DeploymentManifest, type Manifest } from '../protocol/manifest.js';
-import { OBJECT_KINDS, kindFromPlural, type AnyObject, type Deployment, type ObjectKind } from '../protocol/objects.js';
+import { KIND_BY_PLURAL, OBJECT_KINDS, kindFromPlural, type AnyObject, type Deployment, type ObjectKind } from '../protocol/objects.js';
 import { deepEqual } from './hash.js';
 import type { Logger } from './log.js';
 import { parseManifests } from './manifest-parse.js';
@@ -9,6 +9,9 @@ import type { ListOptions, Store } from './store/store.js';
 import { applyConfigMap, applySecret } from './secrets/config-apply.js';
 import { checkPullSecrets } from './rollout/pull-secrets.js';
 import { redactSecret, type SecretCodec } from './secrets/secret-codec.js';
+
+/** For the unknown-kind error: every resource type the API serves, from protocol/objects.ts. */
+const KNOWN_PLURALS = Object.keys(KIND_BY_PLURAL).join(', ');
 
 /**
  * The operations users can perform, shared by the web API and MQTT topic commands so that
@@ -70,8 +73,8 @@ export class Operations {
     const kind = kindFromPlural(kindArg.toLowerCase());
     // kindFromPlural indexes plain objects: "constructor" would come back as a function (was a 500).
     if (!kind || !(OBJECT_KINDS as readonly string[]).includes(kind)) {
-      throw new OrchardError('ERR_UNKNOWN_KIND', `unknown resource type "${kindArg}"; known: deployments, pods, nodes, events`, {
-        details: { issues: [{ path: 'kind', message: 'must be one of deployments, pods, nodes, events' }] },
+      throw new OrchardError('ERR_UNKNOWN_KIND', `unknown resource type "${kindArg}"; known: ${KNOWN_PLURALS}`, {
+        details: { issues: [{ path: 'kind', message: `must be one of ${KNOWN_PLURALS}` }] },
       });
     }
     return kind;

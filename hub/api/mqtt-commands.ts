@@ -6,9 +6,7 @@ import type { Publisher } from '../broker/broker.js';
 import type { Logger } from '../log.js';
 import type { Operations } from '../operations.js';
 import type { RolloutOperations } from '../rollout/rollout-ops.js';
-
-const NEEDS: Record<CommandRequest['op'], Role> = { get: 'viewer', apply: 'operator', delete: 'operator', scale: 'operator', rollout: 'operator' };
-const RANK: Record<Role, number> = { viewer: 0, operator: 1, admin: 2 };
+import { allowed, requiredRole, type Operation } from '../security/authz.js';
 
 /**
  * MQTT topic commands: a client publishes a CommandRequest on `orchard/v1/commands/{clientId}`
@@ -39,9 +37,8 @@ export class MqttCommands {
         throw new OrchardError('ERR_FORBIDDEN', `replyTo must be ${replyTopic} (your own reply topic)`);
       }
       if (!role) throw new OrchardError('ERR_UNAUTHENTICATED', 'command clients must connect with an API token (username "token")');
-      // Reading a rollout (status, history) is a viewer's right, as GET is.
-      const needs = req.op === 'rollout' && (req.args.action === 'status' || req.args.action === 'history') ? 'viewer' : NEEDS[req.op];
-      if (RANK[role] < RANK[needs]) throw new OrchardError('ERR_FORBIDDEN', `role "${role}" may not ${req.op} (needs ${needs})`);
+      const op = commandOperation(req);
+      if (!allowed(role, op)) throw new OrchardError('ERR_FORBIDDEN', `role "${role}" may not ${req.op} (needs ${requiredRole(op)})`);
       reply = { id, ok: true, result: this.run(req) };
     } catch (err) {
       const oe = OrchardError.from(err);
@@ -71,6 +68,25 @@ export class MqttCommands {
         if (!this.deps.rollout) throw new OrchardError('ERR_INTERNAL', 'rollout commands are not wired on this hub');
         return this.deps.rollout.run(req.args);
     }
+  }
+}
+
+/**
+ * The operation a command asks for, by the names the HTTP routes use (hub/security/authz.ts): a
+ * `get` without a name is a `list`, a rollout is `rollout.<action>`.
+ */
+export function commandOperation(req: CommandRequest): Operation {
+  switch (req.op) {
+    case 'apply':
+      return 'apply';
+    case 'get':
+      return req.args.name === undefined ? 'list' : 'get';
+    case 'delete':
+      return 'delete';
+    case 'scale':
+      return 'scale';
+    case 'rollout':
+      return `rollout.${req.args.action}`;
   }
 }
 

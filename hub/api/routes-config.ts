@@ -1,9 +1,9 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { Role } from '../../protocol/api.js';
 import { OrchardError } from '../../protocol/errors.js';
+import type { Operation } from '../security/authz.js';
 
 export interface ConfigRoutesDeps {
-  need: (role: Role) => (req: FastifyRequest) => Promise<void>;
+  need: (op: Operation) => (req: FastifyRequest) => Promise<void>;
   /** Rotates the secrets encryption key and re-encrypts every Secret; undefined when the hub has no keyring. */
   rotateSecretsKey?: () => { keyId: string; reencrypted: number; retired: string[] };
 }
@@ -13,7 +13,7 @@ export interface ConfigRoutesDeps {
  * apply/get/delete routes (Secrets come back redacted); this adds the admin-only key rotation.
  */
 export function registerConfigRoutes(app: FastifyInstance, deps: ConfigRoutesDeps): void {
-  app.post('/api/v1/secrets/rotate-key', { preHandler: deps.need('admin') }, async () => {
+  app.post('/api/v1/secrets/rotate-key', { preHandler: deps.need('secrets.rotate-key') }, async () => {
     if (deps.rotateSecretsKey === undefined) throw new OrchardError('ERR_NOT_FOUND', 'this hub has no secrets keyring');
     return deps.rotateSecretsKey();
   });

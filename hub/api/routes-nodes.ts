@@ -1,12 +1,13 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import type { Role } from '../../protocol/api.js';
 import { parseOrThrow } from '../../protocol/errors.js';
 import { LabelKeySchema, LabelsSchema, LabelValueSchema } from '../../protocol/manifest.js';
 import type { Logger } from '../log.js';
+import type { Operation } from '../security/authz.js';
 import { NodeAdmin } from '../node-admin.js';
 import type { Store } from '../store/store.js';
 import { jsonBody } from './body.js';
+import { parseParams } from './request-parse.js';
 
 /**
  * Node management (role operator): cordon, uncordon, drain, labels, taints — POST routes
@@ -14,7 +15,7 @@ import { jsonBody } from './body.js';
  */
 
 export interface NodeRoutesDeps {
-  need: (role: Role) => (req: FastifyRequest) => Promise<void>;
+  need: (op: Operation) => (req: FastifyRequest) => Promise<void>;
   store: Store;
   log: Logger;
   now?: () => Date;
@@ -36,17 +37,16 @@ const ParamsSchema = z.object({ name: z.string().min(1).max(253) });
 
 export function registerNodeRoutes(app: FastifyInstance, deps: NodeRoutesDeps): void {
   const admin = new NodeAdmin({ store: deps.store, log: deps.log, now: deps.now ?? (() => new Date()) });
-  const nameOf = (req: FastifyRequest): string => parseOrThrow(ParamsSchema, req.params, 'path').name;
-  const op = { preHandler: deps.need('operator') };
+  const nameOf = (req: FastifyRequest): string => parseParams(ParamsSchema, req).name;
 
-  app.post('/api/v1/nodes/:name/cordon', op, async (req) => admin.cordon(nameOf(req)));
-  app.post('/api/v1/nodes/:name/uncordon', op, async (req) => admin.uncordon(nameOf(req)));
-  app.post('/api/v1/nodes/:name/drain', op, async (req) => admin.drain(nameOf(req)));
-  app.post('/api/v1/nodes/:name/labels', op, async (req) => {
+  app.post('/api/v1/nodes/:name/cordon', { preHandler: deps.need('node.cordon') }, async (req) => admin.cordon(nameOf(req)));
+  app.post('/api/v1/nodes/:name/uncordon', { preHandler: deps.need('node.uncordon') }, async (req) => admin.uncordon(nameOf(req)));
+  app.post('/api/v1/nodes/:name/drain', { preHandler: deps.need('node.drain') }, async (req) => admin.drain(nameOf(req)));
+  app.post('/api/v1/nodes/:name/labels', { preHandler: deps.need('node.labels') }, async (req) => {
     const body = parseOrThrow(LabelEditSchema, jsonBody(req), 'label edit');
     return admin.labels(nameOf(req), body.set, body.remove);
   });
-  app.post('/api/v1/nodes/:name/taints', op, async (req) => {
+  app.post('/api/v1/nodes/:name/taints', { preHandler: deps.need('node.taints') }, async (req) => {
     const body = parseOrThrow(TaintEditSchema, jsonBody(req), 'taint edit');
     return admin.taints(
       nameOf(req),

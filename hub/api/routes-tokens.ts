@@ -1,7 +1,8 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import type { Role } from '../../protocol/api.js';
-import { OrchardError, parseOrThrow } from '../../protocol/errors.js';
+import { OrchardError } from '../../protocol/errors.js';
+import type { Operation } from '../security/authz.js';
+import { parseParams } from './request-parse.js';
 
 export interface TokenRevocation {
   revoked: boolean;
@@ -13,7 +14,7 @@ export interface TokenRevocation {
 }
 
 export interface TokenRoutesDeps {
-  need: (role: Role) => (req: FastifyRequest) => Promise<void>;
+  need: (op: Operation) => (req: FastifyRequest) => Promise<void>;
   /** Revokes the join or API token with this id; API token sessions on the broker are closed too. */
   revokeToken: (id: string) => TokenRevocation;
 }
@@ -26,8 +27,8 @@ const TokenIdSchema = z.strictObject({ id: z.string().regex(/^[0-9a-f]{12}$/, 'm
  * that already joined keep their own credentials; revoke those with `orchard node delete`).
  */
 export function registerTokenRoutes(app: FastifyInstance, deps: TokenRoutesDeps): void {
-  app.delete('/api/v1/tokens/:id', { preHandler: deps.need('admin') }, async (req) => {
-    const { id } = parseOrThrow(TokenIdSchema, req.params, 'path');
+  app.delete('/api/v1/tokens/:id', { preHandler: deps.need('token.revoke') }, async (req) => {
+    const { id } = parseParams(TokenIdSchema, req);
     const r = deps.revokeToken(id);
     if (!r.revoked) throw new OrchardError('ERR_NOT_FOUND', `no join or API token with id ${id}`);
     return { id, kind: r.kind, revoked: true, disconnected: r.disconnected, ...(r.watchStreamsClosed !== undefined ? { watchStreamsClosed: r.watchStreamsClosed } : {}) };

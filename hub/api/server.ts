@@ -28,6 +28,9 @@ import { registerRolloutRoutes } from './routes-rollout.js';
 import { RolloutOperations } from '../rollout/rollout-ops.js';
 import { redactSecret } from '../secrets/secret-codec.js';
 import { WatchStreams, type WatchStreamsOptions } from './watch-streams.js';
+import { allowed, requiredRole, type Operation } from '../security/authz.js';
+import { RouteRules } from './route-rules.js';
+import { parseParams, parseQuery } from './request-parse.js';
 
 export interface ApiPrincipal {
   /** The API token's id (watch streams are counted and closed per token); the name when absent. */
@@ -76,8 +79,6 @@ export interface ApiDeps {
   watch?: Pick<WatchStreamsOptions, 'maxPerToken' | 'maxBufferedBytes' | 'sweepMs'>;
 }
 
-const ROLE_RANK: Record<Role, number> = { viewer: 0, operator: 1, admin: 2 };
-
 const TokenCreateSchema = z.strictObject({
   type: z.enum(['join', 'api']).default('join'),
   ttlSeconds: z.number().int().min(1).max(10 * 365 * 24 * 3600).optional(),
@@ -113,6 +114,9 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.addHook('onRequest', async (_req, reply) => {
     void reply.headers(SECURITY_HEADERS);
   });
+  // Every route is guarded by need(op) or listed as public; checked as each route registers.
+  const rules = new RouteRules();
+  rules.install(app);
   // Access log at debug level (never the Authorization header): shows who called what, and when.
   app.addHook('onResponse', async (req, reply) => {
     deps.log.debug('request', { method: req.method, url: req.url.split('?')[0], status: reply.statusCode, ip: req.ip });
@@ -131,7 +135,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     void reply.status(404).send(new OrchardError('ERR_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`).toJSON());
   });
 
-  const need = (role: Role) => async (req: FastifyRequest): Promise<void> => {
+  const need = (op: Operation) => rules.tag(async (req: FastifyRequest): Promise<void> => {
     const source = req.ip;
     const header = req.headers.authorization ?? '';
     const m = /^Bearer\s+(\S+)$/i.exec(header);
@@ -142,11 +146,11 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       if (m) deps.auth.failed(source, identity);
       throw new OrchardError('ERR_UNAUTHENTICATED', m ? 'the API token is unknown, expired or revoked' : 'missing "Authorization: Bearer <token>" header');
     }
-    if (ROLE_RANK[principal.role] < ROLE_RANK[role]) {
-      throw new OrchardError('ERR_FORBIDDEN', `role "${principal.role}" may not do this (needs ${role})`);
+    if (!allowed(principal.role, op)) {
+      throw new OrchardError('ERR_FORBIDDEN', `role "${principal.role}" may not do this (needs ${requiredRole(op)})`);
     }
     req.principal = principal;
-  };
+  }, op);
 
   const watches = new WatchStreams({
     ...deps.watch,
@@ -196,46 +200,47 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   });
 
   // ---- workloads ----
-  app.post('/api/v1/apply', { preHandler: need('operator') }, async (req) => {
+  app.post('/api/v1/apply', { preHandler: need('apply') }, async (req) => {
     const body = typeof req.body === 'string' ? req.body : '';
     return deps.ops.apply(body);
   });
-  app.post('/api/v1/deployments/:name/scale', { preHandler: need('operator') }, async (req) => {
+  app.post('/api/v1/deployments/:name/scale', { preHandler: need('scale') }, async (req) => {
     const { name } = req.params as { name: string };
     const body = parseOrThrow(ScaleArgsSchema.omit({ name: true }), jsonBody(req), 'scale request');
     return deps.ops.scale(name, body.replicas);
   });
-  app.delete('/api/v1/nodes/:name', { preHandler: need('admin') }, async (req) => {
+  app.delete('/api/v1/nodes/:name', { preHandler: need('node.delete') }, async (req) => {
     const { name } = req.params as { name: string };
     if (!deps.store.get('Node', name)) throw new OrchardError('ERR_NOT_FOUND', `node "${name}" not found`);
     await deps.deleteNode(name);
     return { kind: 'Node', name, deleted: true };
   });
-  app.delete('/api/v1/:plural/:name', { preHandler: need('operator') }, async (req) => {
+  app.delete('/api/v1/:plural/:name', { preHandler: need('delete') }, async (req) => {
     const { plural, name } = req.params as { plural: string; name: string };
     return deps.ops.delete(plural, name);
   });
 
   // ---- reads ----
-  app.get('/api/v1/:plural', { preHandler: need('viewer') }, async (req) => {
+  app.get('/api/v1/:plural', { preHandler: need('list') }, async (req) => {
     const { plural } = req.params as { plural: string };
-    const q = z
-      .object({ labelSelector: z.string().max(1024).optional(), involvedObject: z.string().max(300).optional(), node: z.string().max(253).optional() })
-      .parse(req.query);
+    const q = parseQuery(
+      z.object({ labelSelector: z.string().max(1024).optional(), involvedObject: z.string().max(300).optional(), node: z.string().max(253).optional() }),
+      req,
+    );
     return deps.ops.list(plural, {
       ...(q.labelSelector ? { labelSelector: parseSelector(q.labelSelector) } : {}),
       ...(q.involvedObject ? { involvedObject: q.involvedObject } : {}),
       ...(q.node ? { nodeName: q.node } : {}),
     });
   });
-  app.get('/api/v1/:plural/:name', { preHandler: need('viewer') }, async (req) => {
-    const { plural, name } = parseOrThrow(GetArgsSchema.extend({ plural: z.string() }).omit({ kind: true }), req.params, 'path') as { plural: string; name: string };
+  app.get('/api/v1/:plural/:name', { preHandler: need('get') }, async (req) => {
+    const { plural, name } = parseParams(GetArgsSchema.extend({ plural: z.string() }).omit({ kind: true }), req) as { plural: string; name: string };
     return deps.ops.get(plural, name);
   });
 
   // ---- watch (SSE): one line per store event, for dashboards and `rollout status` ----
-  app.get('/api/v1/watch', { preHandler: need('viewer') }, (req, reply) => {
-    const q = z.object({ kinds: z.string().max(200).optional() }).parse(req.query);
+  app.get('/api/v1/watch', { preHandler: need('watch') }, (req, reply) => {
+    const q = parseQuery(z.object({ kinds: z.string().max(200).optional() }), req);
     const kinds = (q.kinds ? q.kinds.split(',') : [...OBJECT_KINDS]).map((k) => deps.ops.resolveKind(k)) as ObjectKind[];
     const principal = req.principal!;
     const tokenId = principal.id ?? principal.name;
@@ -256,7 +261,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   });
 
   // ---- tokens (admin) ----
-  app.post('/api/v1/tokens', { preHandler: need('admin') }, async (req) => {
+  app.post('/api/v1/tokens', { preHandler: need('token.create') }, async (req) => {
     const body = parseOrThrow(TokenCreateSchema, jsonBody(req), 'token request');
     if (body.type === 'api' || body.role) {
       const role = body.role ?? 'viewer';
@@ -268,7 +273,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     if (body.labels) opts.labels = body.labels;
     return { type: 'join', ...deps.auth.createJoinToken(opts) };
   });
-  app.get('/api/v1/tokens', { preHandler: need('admin') }, async () => deps.auth.listTokens());
+  app.get('/api/v1/tokens', { preHandler: need('token.list') }, async () => deps.auth.listTokens());
 
   return app;
 }

@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
 import { topics } from '../../protocol/topics.js';
-import { MAX_RETAINED_BYTES, canPublish, canReceive, canSubscribe, mayRetain, roleAllows } from './acl.js';
+import { MAX_RETAINED_BYTES, canPublish, canReceive, canSubscribe, mayRetain } from './acl.js';
 import type { Principal } from './acl.js';
 
 const nodeA: Principal = { kind: 'node', node: 'node-a' };
@@ -101,26 +101,6 @@ describe('properties', () => {
       }),
       { numRuns: 2000 },
     );
-  });
-});
-
-describe('roleAllows', () => {
-  it.each<['admin' | 'operator' | 'viewer', 'read' | 'write' | 'admin', boolean]>([
-    ['viewer', 'read', true],
-    ['viewer', 'write', false],
-    ['viewer', 'admin', false],
-    ['operator', 'read', true],
-    ['operator', 'write', true],
-    ['operator', 'admin', false],
-    ['admin', 'read', true],
-    ['admin', 'write', true],
-    ['admin', 'admin', true],
-  ])('%s may %s: %s', (role, op, want) => {
-    expect(roleAllows(role, op)).toBe(want);
-  });
-
-  it('refuses an unknown role from unvalidated input', () => {
-    expect(roleAllows('root' as 'admin', 'read')).toBe(false);
   });
 });
 

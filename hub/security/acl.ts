@@ -14,8 +14,6 @@ import type { Role } from '../../protocol/api.js';
 
 export type Principal = { kind: 'node'; node: string } | { kind: 'user'; clientId: string; role: Role } | { kind: 'hub' };
 
-export type Operation = 'read' | 'write' | 'admin';
-
 const UP = new Set<string>(NODE_UP_CHANNELS);
 
 function withinLimits(topic: string): boolean {
@@ -64,16 +62,6 @@ export function mayRetain(p: Principal, topic: string, bytes: number): boolean {
 /** Whether a message on a concrete `topic` may be delivered to `p` (defence in depth behind canSubscribe). */
 export function canReceive(p: Principal, topic: string): boolean {
   return !hasWildcard(topic) && canSubscribe(p, topic);
-}
-
-const ROLE_OPS: Record<Role, ReadonlySet<Operation>> = {
-  viewer: new Set<Operation>(['read']),
-  operator: new Set<Operation>(['read', 'write']),
-  admin: new Set<Operation>(['read', 'write', 'admin']),
-};
-
-export function roleAllows(role: Role, op: Operation): boolean {
-  return ROLE_OPS[role]?.has(op) ?? false;
 }
 
 /** For logs: a principal in a few words, never a secret. */
