@@ -4,7 +4,7 @@ import { LabelsSchema, NameSchema } from '../protocol/manifest.js';
 import { Agent } from './agent.js';
 import { consoleLogger } from './clock.js';
 import { DockerRuntime } from './runtime/docker-runtime.js';
-import { loadOrJoin } from './security/join.js';
+import { loadOrJoinPatiently } from './security/join.js';
 import { parseAllowList } from './storage/host-path.js';
 
 /**
@@ -132,7 +132,7 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
 export async function runAgent(argv: string[]): Promise<void> {
   const args = parseAgentArgs(argv);
   const logger = consoleLogger({ node: args.name }, args.verbose ? 'debug' : 'info');
-  const joinOpts: Parameters<typeof loadOrJoin>[0] = {
+  const joinOpts: Parameters<typeof loadOrJoinPatiently>[0] = {
     dataDir: args.dataDir,
     hub: args.hub,
     node: args.name,
@@ -141,7 +141,20 @@ export async function runAgent(argv: string[]): Promise<void> {
     log: (msg) => logger.info(msg),
   };
   if (args.token !== undefined) joinOpts.token = args.token;
-  const identity = await loadOrJoin(joinOpts);
+  // SIGTERM while the hub refuses our name (ERR_NODE_EXISTS) ends the wait, and the agent.
+  const waiting = new AbortController();
+  const stopWaiting = (): void => waiting.abort();
+  process.once('SIGINT', stopWaiting);
+  process.once('SIGTERM', stopWaiting);
+  let joined: Awaited<ReturnType<typeof loadOrJoinPatiently>>;
+  try {
+    joined = await loadOrJoinPatiently(joinOpts, { error: (msg) => logger.error(msg), signal: waiting.signal });
+  } finally {
+    process.off('SIGINT', stopWaiting);
+    process.off('SIGTERM', stopWaiting);
+  }
+  if (joined === undefined) return;
+  const identity = joined;
   const runtime = new DockerRuntime({ ...(args.dockerSocket === undefined ? {} : { socketPath: args.dockerSocket }), log: (m) => logger.warn(m) });
   const link: ConstructorParameters<typeof Agent>[0]['link'] = { url: args.mqttUrl ?? identity.mqttUrl, username: identity.node, password: identity.credential };
   if (identity.caPem !== undefined) link.ca = identity.caPem;

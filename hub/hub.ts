@@ -168,9 +168,13 @@ export class Hub {
       limited: (source) => !limiter.check(sourceKey(source)).allowed,
       failed: (source) => void limiter.recordFailure(sourceKey(source)),
       caPem: () => pki?.caPem,
-      join: (token, node, labels) => {
-        const r = auth.joinNode(token, node);
-        return { credential: r.credential, labels: { ...r.labels, ...labels } };
+      join: (token, node) => {
+        // A Node object without a credential (hub state restored, credential revoked by hand) is
+        // enrolled too: a join must not inherit its labels, pods and Secrets.
+        const r = auth.joinNode(token, node, { enrolled: (n) => store.get('Node', n) !== undefined });
+        // --replace-node: the old credential no longer works; close the session that used it.
+        if (r.replaced) disconnectNode(broker.aedes, node);
+        return { credential: r.credential, labels: r.labels, replaced: r.replaced };
       },
       createJoinToken: (o) => auth.createJoinToken(o),
       createApiToken: (o) => auth.createApiToken(o),

@@ -40,6 +40,11 @@ const JoinTokenRecordSchema = z.strictObject({
   uses: z.number().int().min(1).optional(),
   used: z.number().int().min(0),
   labels: LabelsSchema,
+  /**
+   * Set by `orchard token create --replace-node NAME` (admin): the token joins ONLY this name, and
+   * may do so while NAME is enrolled (replacing its credential). Absent: new names only.
+   */
+  replaceNode: NameSchema.optional(),
 });
 const ApiTokenRecordSchema = z.strictObject({
   id: z.string(),
@@ -65,6 +70,7 @@ export const CreateJoinTokenOptsSchema = z.strictObject({
   ttlSeconds: z.number().int().min(1).max(10 * 365 * 24 * 3600).optional(),
   uses: z.number().int().min(1).max(1_000_000).optional(),
   labels: LabelsSchema.optional(),
+  replaceNode: NameSchema.optional(),
 });
 export type CreateJoinTokenOpts = z.infer<typeof CreateJoinTokenOptsSchema>;
 
@@ -82,12 +88,21 @@ export interface ApiPrincipal {
 }
 
 export interface TokenListing {
-  joinTokens: Array<{ id: string; createdAt: string; expiresAt?: string; uses?: number; used: number; labels: Labels; usable: boolean }>;
+  joinTokens: Array<{ id: string; createdAt: string; expiresAt?: string; uses?: number; used: number; labels: Labels; replaceNode?: string; usable: boolean }>;
   apiTokens: Array<{ id: string; name: string; role: Role; createdAt: string; expiresAt?: string; usable: boolean }>;
   nodes: Array<{ node: string; issuedAt: string }>;
 }
 
 export type EnsureAdminResult = { created: true; token: string; id: string; path: string } | { created: false; token?: undefined };
+
+/** The refusal of a join under an enrolled name, with what the operator runs to allow it. */
+export function nodeExistsError(node: string): OrchardError {
+  return new OrchardError(
+    'ERR_NODE_EXISTS',
+    `node ${node} is already enrolled; run \`orchard node delete ${node}\` on the hub, or create a join token with \`orchard token create --replace-node ${node}\``,
+    { details: { node } },
+  );
+}
 
 function sha256Hex(s: string): string {
   return createHash('sha256').update(s, 'utf8').digest('hex');
@@ -168,7 +183,9 @@ export class AuthStore {
       used: 0,
       labels: o.labels ?? {},
       ...(o.ttlSeconds !== undefined ? { expiresAt: new Date(now.getTime() + o.ttlSeconds * 1000).toISOString() } : {}),
-      ...(o.uses !== undefined ? { uses: o.uses } : {}),
+      // A replacement is a one-off: one use unless the admin asked for more.
+      ...(o.uses !== undefined ? { uses: o.uses } : o.replaceNode !== undefined ? { uses: 1 } : {}),
+      ...(o.replaceNode !== undefined ? { replaceNode: o.replaceNode } : {}),
     };
     this.commit({ ...this.state, joinTokens: [...this.state.joinTokens, rec] });
     const token = `K10${this.caFingerprint}::${id}.${secret}`;
@@ -183,14 +200,25 @@ export class AuthStore {
   }
 
   /**
-   * Join in one atomic write: spend a use of `token` and issue `node` a fresh credential
-   * (replacing any earlier one), so a failed write neither burns a use nor half-registers a node.
+   * Join in one atomic write: spend a use of `token` and issue `node` a fresh credential, so a
+   * failed write neither burns a use nor half-registers a node.
+   *
+   * A name that is already enrolled (it has a credential, or `opts.enrolled` says the hub knows
+   * it) is refused with ERR_NODE_EXISTS and nothing changes, unless the token was made for
+   * exactly that name (`replaceNode`): then the old credential is replaced (`replaced: true`;
+   * the caller closes the old session). A token with `replaceNode` joins no other name.
+   * Synchronous check-and-write: of two joins racing for one new name, the second sees the first.
    */
-  joinNode(token: string, node: string): { labels: Labels; credential: string } {
+  joinNode(token: string, node: string, opts: { enrolled?: (node: string) => boolean } = {}): { labels: Labels; credential: string; replaced: boolean } {
     const rec = this.checkJoinToken(token);
+    if (rec.replaceNode !== undefined && rec.replaceNode !== node) {
+      throw new OrchardError('ERR_FORBIDDEN', `this join token may only enrol node ${rec.replaceNode} (made with --replace-node ${rec.replaceNode}), not ${node}`);
+    }
+    const enrolled = this.nodesByName.has(node) || (opts.enrolled?.(node) ?? false);
+    if (enrolled && rec.replaceNode !== node) throw nodeExistsError(node);
     const { next, credential } = this.withNodeCredential(this.withJoinTokenUsed(rec), node);
     this.commit(next);
-    return { labels: { ...rec.labels }, credential };
+    return { labels: { ...rec.labels }, credential, replaced: enrolled };
   }
 
   revokeJoinToken(id: string): boolean {
@@ -354,6 +382,7 @@ export class AuthStore {
         ...(t.uses !== undefined ? { uses: t.uses } : {}),
         used: t.used,
         labels: { ...t.labels },
+        ...(t.replaceNode !== undefined ? { replaceNode: t.replaceNode } : {}),
         usable: (t.expiresAt === undefined || Date.parse(t.expiresAt) > now) && (t.uses === undefined || t.used < t.uses),
       })),
       apiTokens: this.state.apiTokens.map((t) => ({
