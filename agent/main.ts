@@ -33,7 +33,9 @@ export interface AgentArgs {
 
 export const AGENT_USAGE = `usage: orchard agent --hub HOST[:PORT]|https://HOST:PORT|http://HOST:PORT [options]
   --name NAME           node name (default: this host's name)
-  --labels k=v,k=v      node labels for placement
+  --labels k=v,k=v      labels this device reports about itself; the hub files them as
+                        node.orchard.dev/k=v (placement labels a node cannot change come from
+                        the join token and 'orchard label node')
   --data-dir DIR        state directory (default /var/lib/orchard-agent)
   --token TOKEN         join token (first start only; or env ORCHARD_TOKEN)
   --insecure            allow a plain-HTTP hub / skip CA pinning (labs only)

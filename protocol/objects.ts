@@ -149,6 +149,14 @@ export const PodSchema = z.object({
 export type Pod = z.infer<typeof PodSchema>;
 
 // ---- Node ----
+/**
+ * The only label space a node writes itself: the hub files every label an agent reports
+ * (`--labels`, status messages) under this prefix (`zone` → `node.orchard.dev/zone`), so a node can
+ * never set or override a label the join token, an admin or the hub set (Kubernetes'
+ * NodeRestriction keeps kubelets to `node.kubernetes.io/` the same way). hub/node-labels.ts.
+ */
+export const NODE_REPORTED_LABEL_PREFIX = 'node.orchard.dev/';
+
 export const NodeInfoSchema = z.object({
   arch: ArchSchema,
   /** Raw architecture string reported by the engine (x86_64, aarch64, armv7l …). */

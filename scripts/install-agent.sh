@@ -8,7 +8,8 @@
 # writes /etc/systemd/system/orchard-agent.service and enables it. The agent keeps its identity
 # and desired-set cache in /var/lib/orchard-agent; after the first join the token is not needed.
 #
-# Options: --name (default: this hostname, lowercased), --labels, --data-dir, --extra "ARGS",
+# Options: --name (default: this hostname, lowercased), --labels (device-reported: the hub files
+# zone=north as node.orchard.dev/zone=north; authoritative labels come from the join token), --data-dir, --extra "ARGS",
 #          --no-start (write files only). Env: ORCHARD_ETC_DIR, ORCHARD_SYSTEMD_DIR (for tests).
 set -euo pipefail
 

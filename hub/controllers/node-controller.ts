@@ -13,7 +13,7 @@ import type { NodeCondition, NodeObject, Pod, PodStatus } from '../../protocol/o
 import { parseTopic } from '../../protocol/topics.js';
 import { recordEvent } from '../events.js';
 import { deepEqual } from '../hash.js';
-import { applyUserLabels } from '../node-labels.js';
+import { applyUserLabels, nodeReportedLabels, seedOverrides } from '../node-labels.js';
 import type { Logger } from '../log.js';
 import type { Store } from '../store/store.js';
 import { markPodsNodeLost } from './node-lost-status.js';
@@ -41,6 +41,11 @@ export interface NodeControllerOptions {
    * (the controller's own writes for the set stay).
    */
   onObservedSet?: (m: ObservedSetMessage) => void;
+  /**
+   * The authoritative labels a node was enrolled with (its join token's: AuthStore.enrolledLabels),
+   * seeded as overrides when its Node is created, so its own reports can never change them.
+   */
+  enrolledLabels?: (node: string) => Readonly<Record<string, string>> | undefined;
 }
 
 /**
@@ -207,25 +212,30 @@ export class NodeController {
     const { store, now } = this.o;
     const ts = now().toISOString();
     const capacity = { cpuMillis: m.info.cpu.cores * 1000, memoryBytes: m.info.memoryBytes, pods: this.o.maxPodsPerNode ?? 110 };
-    const labels = { ...m.labels, 'orchard.dev/arch': m.info.arch, 'orchard.dev/hostname': (m.node) };
+    // What the node says about itself goes under node.orchard.dev/ only (hub/node-labels.ts).
+    const own = nodeReportedLabels(m.labels);
+    if (own.dropped.length > 0) this.o.log.warn('dropped node-reported labels outside node.orchard.dev/', { node: m.node, keys: own.dropped });
+    const labels = { ...own.labels, 'orchard.dev/arch': m.info.arch, 'orchard.dev/hostname': m.node };
     const memCond: NodeCondition = m.info.engine.memoryLimit
       ? { type: 'MemoryLimitUnsupported', status: 'False', lastTransitionTime: ts }
       : { type: 'MemoryLimitUnsupported', status: 'True', reason: 'NoMemoryCgroup', message: 'the engine cannot enforce memory limits (memory cgroup disabled; add cgroup_enable=memory to the kernel command line)', lastTransitionTime: ts };
     store.transaction(() => {
       const existing = store.get('Node', m.node);
       if (!existing) {
+        const annotations = seedOverrides({}, this.o.enrolledLabels?.(m.node) ?? {});
         store.create({
           apiVersion: API_VERSION,
           kind: 'Node',
-          metadata: { name: m.node, labels, annotations: {} },
+          metadata: { name: m.node, labels: applyUserLabels(labels, annotations), annotations },
           spec: { unschedulable: false, taints: [] },
           status: { info: m.info, capacity, conditions: agentConditions(m, [readyCondition(true, ts), memCond], ts), lastHeartbeatTime: ts },
         });
         recordEvent(store, now(), { kind: 'Node', name: m.node, type: 'Normal', reason: 'Registered', message: `node registered (${m.info.arch}, ${m.info.cpu.cores} cpu, engine ${m.info.engine.name} ${m.info.engine.version})` });
       } else {
         const next = structuredClone(existing) as NodeObject;
-        // Users' label edits (API/CLI) win over what the agent reports: see hub/node-labels.ts.
-        next.metadata.labels = applyUserLabels({ ...existing.metadata.labels, ...labels }, existing.metadata.annotations);
+        // Recomputed from this report, the hub's facts and the authoritative overrides (token,
+        // users): a label the node stops reporting goes, one it never had a say in stays.
+        next.metadata.labels = applyUserLabels(labels, existing.metadata.annotations);
         next.status.info = m.info;
         next.status.capacity = capacity;
         next.status.conditions = agentConditions(m, mergeCondition(next.status.conditions, memCond), ts);

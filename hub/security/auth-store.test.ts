@@ -139,6 +139,15 @@ describe('join tokens', () => {
     expect(s.joinNode(fresh.token, 'pi-10').replaced).toBe(false);
   });
 
+  it("remembers the token's labels as the node's enrolment labels; refuses hub (orchard.dev/) labels on a token", () => {
+    const s = open();
+    s.joinNode(s.createJoinToken({ labels: { site: 'guest' } }).token, 'pi-g');
+    expect(open().enrolledLabels('pi-g')).toEqual({ site: 'guest' });
+    s.joinNode(s.createJoinToken({}).token, 'pi-n');
+    expect(s.enrolledLabels('pi-n')).toBeUndefined();
+    expect(() => s.createJoinToken({ labels: { 'orchard.dev/arch': 'arm64' } })).toThrow(/orchard\.dev/);
+  });
+
   it('keeps tokens written before replaceNode existed working for new names', () => {
     const s = open();
     const { token, id } = s.createJoinToken({ uses: 3 });

@@ -54,7 +54,13 @@ const ApiTokenRecordSchema = z.strictObject({
   createdAt: IsoSchema,
   expiresAt: IsoSchema.optional(),
 });
-const NodeRecordSchema = z.strictObject({ node: NameSchema, secretHash: HashSchema, issuedAt: IsoSchema });
+const NodeRecordSchema = z.strictObject({
+  node: NameSchema,
+  secretHash: HashSchema,
+  issuedAt: IsoSchema,
+  /** The join token's labels: authoritative, seeded into the Node when it first reports (enrolledLabels). */
+  labels: LabelsSchema.optional(),
+});
 const AuthFileSchema = z.strictObject({
   version: z.literal(1),
   joinTokens: z.array(JoinTokenRecordSchema),
@@ -69,7 +75,7 @@ type NodeRecord = z.infer<typeof NodeRecordSchema>;
 export const CreateJoinTokenOptsSchema = z.strictObject({
   ttlSeconds: z.number().int().min(1).max(10 * 365 * 24 * 3600).optional(),
   uses: z.number().int().min(1).max(1_000_000).optional(),
-  labels: LabelsSchema.optional(),
+  labels: LabelsSchema.refine((l) => !Object.keys(l).some((k) => k.startsWith('orchard.dev/')), 'must not set "orchard.dev/" labels (the hub sets those)').optional(),
   replaceNode: NameSchema.optional(),
 });
 export type CreateJoinTokenOpts = z.infer<typeof CreateJoinTokenOptsSchema>;
@@ -216,7 +222,7 @@ export class AuthStore {
     }
     const enrolled = this.nodesByName.has(node) || (opts.enrolled?.(node) ?? false);
     if (enrolled && rec.replaceNode !== node) throw nodeExistsError(node);
-    const { next, credential } = this.withNodeCredential(this.withJoinTokenUsed(rec), node);
+    const { next, credential } = this.withNodeCredential(this.withJoinTokenUsed(rec), node, rec.labels);
     this.commit(next);
     return { labels: { ...rec.labels }, credential, replaced: enrolled };
   }
@@ -310,9 +316,12 @@ export class AuthStore {
 
   // ---- node credentials ----
 
-  /** Issues `node` a new MQTT password, replacing (and so invalidating) any earlier one. */
-  issueNodeCredential(node: string): string {
-    const { next, credential } = this.withNodeCredential(this.state, node);
+  /**
+   * Issues `node` a new MQTT password, replacing (and so invalidating) any earlier one; `labels`
+   * are authoritative, as a join token's are (seeded into the Node when it first reports).
+   */
+  issueNodeCredential(node: string, labels?: Labels): string {
+    const { next, credential } = this.withNodeCredential(this.state, node, labels);
     this.commit(next);
     return credential;
   }
@@ -344,6 +353,12 @@ export class AuthStore {
     return this.nodesByName.has(node);
   }
 
+  /** The labels `node` was enrolled with (its join token's); the node cannot change them. */
+  enrolledLabels(node: string): Labels | undefined {
+    const l = this.nodesByName.get(node)?.labels;
+    return l === undefined ? undefined : { ...l };
+  }
+
   /** Forgets the node's credential; true if it had one. Close its live MQTT session too (broker-auth disconnectNode). */
   revokeNode(node: string): boolean {
     const nodes = this.state.nodes.filter((n) => n.node !== node);
@@ -352,8 +367,9 @@ export class AuthStore {
     return true;
   }
 
-  private withNodeCredential(base: AuthFile, node: string): { next: AuthFile; credential: string } {
-    const { rec, credential } = this.newNodeCredential(node);
+  private withNodeCredential(base: AuthFile, node: string, labels?: Labels): { next: AuthFile; credential: string } {
+    const { rec: plain, credential } = this.newNodeCredential(node);
+    const rec = labels !== undefined && Object.keys(labels).length > 0 ? { ...plain, labels: parseOrThrow(LabelsSchema, labels, 'node labels') } : plain;
     return { next: { ...base, nodes: [...base.nodes.filter((n) => n.node !== node), rec] }, credential };
   }
 

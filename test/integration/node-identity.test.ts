@@ -172,4 +172,65 @@ ${extra}          env: [{ name: PASSWORD, valueFrom: { secretKeyRef: { name: ${n
       expect(t.hub.auth.authenticateNode('pi-race', winner.credential)).toBe(true);
     });
   });
+
+  describe('item 3: labels set by the join token or an admin are authoritative', () => {
+    it('a node joined with a site=guest token that claims site=barn gets no site=barn pod and none of its Secrets', async () => {
+      const barn = await joinAs(await joinToken({ labels: { site: 'barn' } }), 'pi-barn');
+      // (It reports site=barn too, as agents did before: so the test also places a pod there on old code.)
+      await startAgent('pi-barn', (barn.body as { credential: string }).credential, { site: 'barn' });
+      // The attack: a guest device says site=barn in its join request and in every status report,
+      // and tries the hub's own label space and a foreign prefix too.
+      const guest = await joinAs(await joinToken({ labels: { site: 'guest' } }), 'pi-guest', { site: 'barn' });
+      expect(guest.status, guest.text).toBe(200);
+      expect((guest.body as { labels: unknown }).labels).toEqual({ site: 'guest' });
+      const guestCredential = (guest.body as { credential: string }).credential;
+      const intruder = await startAgent('pi-guest', guestCredential, { site: 'barn', zone: 'barn', 'orchard.dev/hostname': 'pi-barn', 'example.com/site': 'barn' });
+
+      await apply(`apiVersion: orchard/v1
+kind: Secret
+metadata: { name: barn-creds }
+stringData: { password: barn-only }
+---
+apiVersion: orchard/v1
+kind: Deployment
+metadata: { name: barn-agent }
+spec:
+  mode: global
+  template:
+    spec:
+      nodeSelector: { site: barn }
+      containers:
+        - name: c
+          image: orchard-test/busybox:1
+          command: [sleep, "3600"]
+          env: [{ name: PASSWORD, valueFrom: { secretKeyRef: { name: barn-creds, key: password } } }]
+`);
+      await waitFor('the barn pod runs on pi-barn', () => t.hub.store.list('Pod', { nodeName: 'pi-barn' }).some((p) => p.status.phase === 'Running'), 15_000, 50);
+      await t.hub.settle();
+      const guestNode = t.hub.store.get('Node', 'pi-guest')!;
+      expect(t.hub.store.list('Pod', { nodeName: 'pi-guest' })).toEqual([]);
+      expect(guestNode.metadata.labels).toEqual({
+        site: 'guest',
+        'node.orchard.dev/site': 'barn',
+        'node.orchard.dev/zone': 'barn',
+        'orchard.dev/arch': 'amd64',
+        'orchard.dev/hostname': 'pi-guest',
+      });
+      expect(t.hub.store.list('Pod', { nodeName: 'pi-guest' })).toEqual([]);
+      expect(intruder.observed).toEqual([]);
+      await intruder.stop();
+      const desired = await readDesired('pi-guest', guestCredential);
+      expect(desired === 'refused' || desired === undefined ? [] : Object.keys(desired.secrets ?? {})).not.toContain('barn-creds');
+      expect(desired === 'refused' || desired === undefined ? [] : desired.pods).toEqual([]);
+    });
+
+    it('an admin label stands against the node; the node still reports its own facts under node.orchard.dev/', async () => {
+      const r = await joinAs(await joinToken(), 'pi-admin');
+      const cred = (r.body as { credential: string }).credential;
+      await startAgent('pi-admin', cred, { tier: 'gold' });
+      expect((await t.api('POST', '/api/v1/nodes/pi-admin/labels', { set: { tier: 'bronze' } })).status).toBe(200);
+      await waitFor('admin label', () => t.hub.store.get('Node', 'pi-admin')!.metadata.labels['tier'] === 'bronze', 5_000, 50);
+      expect(t.hub.store.get('Node', 'pi-admin')!.metadata.labels).toMatchObject({ tier: 'bronze', 'node.orchard.dev/tier': 'gold' });
+    });
+  });
 });
