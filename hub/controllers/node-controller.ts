@@ -239,6 +239,17 @@ export class NodeController {
         next.status.info = m.info;
         next.status.capacity = capacity;
         next.status.conditions = agentConditions(m, mergeCondition(next.status.conditions, memCond), ts);
+        // A node's hardware does not double overnight: flag it (a node may lie to attract pods).
+        const sharp = existing.status.capacity !== undefined ? sharpCapacityChange(existing.status.capacity, capacity) : undefined;
+        const prevChanged = existing.status.conditions.find((c) => c.type === 'CapacityChanged');
+        if (sharp !== undefined) {
+          const message = `capacity changed sharply between two reports: ${sharp}; check the device (a node may misreport to attract pods)`;
+          next.status.conditions = [...next.status.conditions.filter((c) => c.type !== 'CapacityChanged'), { type: 'CapacityChanged' as const, status: 'True' as const, reason: 'SharpChange', message, lastTransitionTime: ts }].sort((a, b) => (a.type < b.type ? -1 : 1));
+          recordEvent(store, now(), { kind: 'Node', name: m.node, type: 'Warning', reason: 'CapacityChanged', message });
+          this.o.log.warn('node capacity changed sharply', { node: m.node, change: sharp });
+        } else if (prevChanged?.status === 'True' && now().getTime() - Date.parse(prevChanged.lastTransitionTime ?? ts) >= CAPACITY_WARNING_MS) {
+          next.status.conditions = mergeCondition(next.status.conditions, { type: 'CapacityChanged', status: 'False', reason: 'Stable', message: `no sharp change for ${CAPACITY_WARNING_MS / 3_600_000} h`, lastTransitionTime: ts });
+        }
         next.status.lastHeartbeatTime = ts;
         const wasReady = isReady(existing);
         next.status.conditions = mergeCondition(next.status.conditions, readyCondition(true, ts));
@@ -348,6 +359,22 @@ export class NodeController {
     });
     this.o.log.info(`node ${node} is ${ready ? 'Ready' : 'NotReady'}`, { reason });
   }
+}
+
+/** How long CapacityChanged stays True after a sharp change (cleared by the first report after). */
+export const CAPACITY_WARNING_MS = 24 * 3_600_000;
+
+/**
+ * "cpu 4 → 64" when CPU or memory more than doubled or fell below half between two reports,
+ * else undefined. Pure.
+ */
+export function sharpCapacityChange(before: { cpuMillis: number; memoryBytes: number }, after: { cpuMillis: number; memoryBytes: number }): string | undefined {
+  const sharp = (a: number, b: number): boolean => a > 0 && (b > 2 * a || b < a / 2);
+  const gib = (n: number): string => `${Math.round((n / 1024 ** 3) * 10) / 10}Gi`;
+  const parts: string[] = [];
+  if (sharp(before.cpuMillis, after.cpuMillis)) parts.push(`cpu ${before.cpuMillis / 1000} → ${after.cpuMillis / 1000}`);
+  if (sharp(before.memoryBytes, after.memoryBytes)) parts.push(`memory ${gib(before.memoryBytes)} → ${gib(after.memoryBytes)}`);
+  return parts.length > 0 ? parts.join(', ') : undefined;
 }
 
 export function isReady(n: NodeObject): boolean {

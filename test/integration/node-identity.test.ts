@@ -43,7 +43,7 @@ describe('node identity: enrolment, labels and capacity come from the hub, not t
   };
 
   /** A real agent with its credential, reporting `labels` (its --labels) and `memTotal`. */
-  async function startAgent(node: string, credential: string, labels: Record<string, string> = {}, memTotal?: number): Promise<Agent> {
+  async function startAgent(node: string, credential: string, labels: Record<string, string> = {}, memTotal?: number, waitReady = true): Promise<Agent> {
     const runtime = new MemoryRuntime({ info: memTotal !== undefined ? { memTotal } : {} });
     const agent = new Agent({
       node,
@@ -57,7 +57,7 @@ describe('node identity: enrolment, labels and capacity come from the hub, not t
     });
     agents.push(agent);
     await agent.start();
-    await waitFor(`node ${node} Ready`, () => t.hub.store.get('Node', node)?.status.conditions.some((c) => c.type === 'Ready' && c.status === 'True'), 15_000, 50);
+    if (waitReady) await waitFor(`node ${node} Ready`, () => t.hub.store.get('Node', node)?.status.conditions.some((c) => c.type === 'Ready' && c.status === 'True'), 15_000, 50);
     return agent;
   }
 
@@ -231,6 +231,60 @@ spec:
       expect((await t.api('POST', '/api/v1/nodes/pi-admin/labels', { set: { tier: 'bronze' } })).status).toBe(200);
       await waitFor('admin label', () => t.hub.store.get('Node', 'pi-admin')!.metadata.labels['tier'] === 'bronze', 5_000, 50);
       expect(t.hub.store.get('Node', 'pi-admin')!.metadata.labels).toMatchObject({ tier: 'bronze', 'node.orchard.dev/tier': 'gold' });
+    });
+  });
+
+  describe('item 3: node-reported capacity is bounded, and sharp changes are flagged', () => {
+    const GiB = 1024 ** 3;
+
+    it('a node claiming 1 PiB of memory does not attract a pod that fits nowhere else', async () => {
+      const honest = await joinAs(await joinToken(), 'cap-honest');
+      await startAgent('cap-honest', (honest.body as { credential: string }).credential, {}, 4 * GiB);
+      const liar = await joinAs(await joinToken(), 'cap-liar');
+      const rejectedBefore = t.hub.controllers.nodes.rejected;
+      const agent = await startAgent('cap-liar', (liar.body as { credential: string }).credential, {}, 1024 ** 5, false);
+      // Refused (fixed hub) or registered (a hub without the limits): either way the report was handled.
+      await waitFor("the hub handled the liar's report", () => t.hub.controllers.nodes.rejected > rejectedBefore || t.hub.store.get('Node', 'cap-liar') !== undefined, 10_000, 50);
+      await apply(`apiVersion: orchard/v1
+kind: Deployment
+metadata: { name: huge }
+spec:
+  replicas: 1
+  template:
+    spec:
+      containers:
+        - name: c
+          image: orchard-test/busybox:1
+          command: [sleep, "3600"]
+          resources: { requests: { memory: 64Gi } }
+`);
+      await waitFor('the huge pod exists', () => t.hub.store.list('Pod', { ownerName: 'huge' }).length === 1, 10_000, 50);
+      await new Promise((r) => setTimeout(r, 1000)); // the liar keeps reporting meanwhile
+      await t.hub.settle();
+      const pod = t.hub.store.list('Pod', { ownerName: 'huge' })[0]!;
+      expect(pod.spec.nodeName).toBeUndefined();
+      expect(t.hub.store.get('Node', 'cap-liar')).toBeUndefined(); // a new node's absurd report registers nothing
+      expect(pod.status.phase).toBe('Pending');
+      const liarNode = t.hub.store.get('Node', 'cap-liar');
+      expect(liarNode?.status.capacity?.memoryBytes ?? 0).toBeLessThanOrEqual(4 * 1024 ** 4);
+      expect(agent.observed).toEqual([]);
+      expect((await t.api('DELETE', '/api/v1/deployments/huge')).status).toBe(200);
+    });
+
+    it('a sharp capacity change between two reports shows a CapacityChanged warning and event', async () => {
+      const r = await joinAs(await joinToken(), 'cap-grow');
+      const credential = (r.body as { credential: string }).credential;
+      const first = await startAgent('cap-grow', credential, {}, 4 * GiB);
+      expect(t.hub.store.get('Node', 'cap-grow')!.status.conditions.some((c) => c.type === 'CapacityChanged')).toBe(false);
+      await first.stop();
+      // The same node comes back claiming four times the memory.
+      await startAgent('cap-grow', credential, {}, 16 * GiB, false);
+      await waitFor('capacity updated', () => t.hub.store.get('Node', 'cap-grow')!.status.capacity?.memoryBytes === 16 * GiB, 10_000, 50);
+      const node = (await t.api('GET', '/api/v1/nodes/cap-grow')).body as { status: { conditions: Array<{ type: string; status: string; reason?: string; message?: string }> } };
+      expect(node.status.conditions.find((c) => c.type === 'CapacityChanged')).toMatchObject({ status: 'True', reason: 'SharpChange', message: expect.stringContaining('memory 4Gi → 16Gi') });
+      const events = (await t.api('GET', '/api/v1/events?involvedObject=Node/cap-grow')).body as { items?: Array<{ reason: string; type: string }> } | Array<{ reason: string; type: string }>;
+      const list = Array.isArray(events) ? events : (events.items ?? []);
+      expect(list.some((e) => e.reason === 'CapacityChanged' && e.type === 'Warning')).toBe(true);
     });
   });
 });
