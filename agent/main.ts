@@ -7,7 +7,7 @@ import { parseBytes } from '../protocol/quantity.js';
 import { Agent } from './agent.js';
 import { consoleLogger } from './clock.js';
 import { DockerRuntime } from './runtime/docker-runtime.js';
-import { loadOrJoin } from './security/join.js';
+import { loadOrJoinPatiently } from './security/join.js';
 import { parseAllowList } from './storage/host-path.js';
 
 /**
@@ -47,7 +47,9 @@ export const DEFAULT_MEMORY_LIMIT_PERCENT = 75;
 
 export const AGENT_USAGE = `usage: orchard agent --hub HOST[:PORT]|https://HOST:PORT|http://HOST:PORT [options]
   --name NAME           node name (default: this host's name)
-  --labels k=v,k=v      node labels for placement
+  --labels k=v,k=v      labels this device reports about itself; the hub files them as
+                        node.orchard.dev/k=v (placement labels a node cannot change come from
+                        the join token and 'orchard label node')
   --data-dir DIR        state directory (default /var/lib/orchard-agent)
   --token-file PATH     file holding the join token (first start only; keep it 0600)
   --token TOKEN         join token on the command line: visible to every local user in ps;
@@ -189,7 +191,7 @@ export function parseDefaultMemory(raw: string | undefined): { bytes: number } |
 export async function runAgent(argv: string[]): Promise<void> {
   const args = parseAgentArgs(argv);
   const logger = consoleLogger({ node: args.name }, args.verbose ? 'debug' : 'info');
-  const joinOpts: Parameters<typeof loadOrJoin>[0] = {
+  const joinOpts: Parameters<typeof loadOrJoinPatiently>[0] = {
     dataDir: args.dataDir,
     hub: args.hub,
     node: args.name,
@@ -200,7 +202,20 @@ export async function runAgent(argv: string[]): Promise<void> {
   if (args.tokenOnCommandLine) logger.warn('--token is visible to every local user (ps, /proc); use --token-file PATH (mode 0600) or the ORCHARD_TOKEN environment variable');
   const token = args.tokenFile !== undefined ? readTokenFile(args.tokenFile, (m) => logger.warn(m)) : args.token;
   if (token !== undefined) joinOpts.token = token;
-  const identity = await loadOrJoin(joinOpts);
+  // SIGTERM while the hub refuses our name (ERR_NODE_EXISTS) ends the wait, and the agent.
+  const waiting = new AbortController();
+  const stopWaiting = (): void => waiting.abort();
+  process.once('SIGINT', stopWaiting);
+  process.once('SIGTERM', stopWaiting);
+  let joined: Awaited<ReturnType<typeof loadOrJoinPatiently>>;
+  try {
+    joined = await loadOrJoinPatiently(joinOpts, { error: (msg) => logger.error(msg), signal: waiting.signal });
+  } finally {
+    process.off('SIGINT', stopWaiting);
+    process.off('SIGTERM', stopWaiting);
+  }
+  if (joined === undefined) return;
+  const identity = joined;
   const runtime = new DockerRuntime({ ...(args.dockerSocket === undefined ? {} : { socketPath: args.dockerSocket }), log: (m) => logger.warn(m) });
   const link: ConstructorParameters<typeof Agent>[0]['link'] = { url: args.mqttUrl ?? identity.mqttUrl, username: identity.node, password: identity.credential };
   if (identity.caPem !== undefined) link.ca = identity.caPem;

@@ -68,6 +68,9 @@ describe('token create request', () => {
     expect(() => buildTokenRequest({ uses: '0' })).toThrow('--uses "0" must be a whole number of at least 1');
     expect(() => buildTokenRequest({ role: 'root' })).toThrow('--role "root" is not one of: admin, operator, viewer');
     expect(() => buildTokenRequest({ role: 'admin', labels: 'a=b' })).toThrow(/--labels applies to join tokens/);
+    expect(buildTokenRequest({ 'replace-node': 'pi-7' })).toEqual({ type: 'join', replaceNode: 'pi-7' });
+    expect(() => buildTokenRequest({ 'replace-node': 'Pi_7' })).toThrow(/--replace-node "Pi_7" is not a node name/);
+    expect(() => buildTokenRequest({ role: 'admin', 'replace-node': 'pi-7' })).toThrow(/--replace-node applies to join tokens/);
   });
 });
 

@@ -11,11 +11,16 @@ export function nodeWarnings(n: NodeObject): string[] {
   if (mem?.status === 'True') {
     out.push(`memory limits are NOT enforced on this node${mem.message !== undefined ? `: ${mem.message}` : ''}`);
   }
+  // The hub saw CPU or memory more than double or halve between reports: hardware swap, or a lie.
+  const cap = n.status.conditions.find((c) => c.type === 'CapacityChanged');
+  if (cap?.status === 'True') out.push(cap.message ?? 'capacity changed sharply between two reports');
   return out;
 }
 
 /** Short form for table cells. */
 export function nodeWarningsShort(n: NodeObject): string | undefined {
   const mem = n.status.conditions.find((c) => c.type === 'MemoryLimitUnsupported');
-  return mem?.status === 'True' ? 'WARNING: no memory limits' : undefined;
+  if (mem?.status === 'True') return 'WARNING: no memory limits';
+  const cap = n.status.conditions.find((c) => c.type === 'CapacityChanged');
+  return cap?.status === 'True' ? 'WARNING: capacity changed' : undefined;
 }

@@ -19,6 +19,7 @@ import type { SnapshotOptions } from './scheduler/snapshot.js';
 import { recordEvent } from './events.js';
 import { EventRetention } from './event-retention.js';
 import type { Logger } from './log.js';
+import { NodeAdmin } from './node-admin.js';
 import { Operations } from './operations.js';
 import { RolloutOperations } from './rollout/rollout-ops.js';
 import { AuthStore } from './security/auth-store.js';
@@ -161,6 +162,7 @@ export class Hub {
     const nodes = new NodeController({
       store, log: log.child('nodes'), now, batchMs: 50,
       onObservedSet: (m) => ingestObservedVolumes(store, m, now()),
+      enrolledLabels: (n) => auth.enrolledLabels(n),
       ...(opts.heartbeatGraceMs ? { heartbeatGraceMs: opts.heartbeatGraceMs } : {}),
     });
     const nodeLost = new NodeLostController({ store, log: log.child('node-lost'), now, ...(opts.nodeStartupGraceMs !== undefined ? { startupGraceMs: opts.nodeStartupGraceMs } : {}) });
@@ -181,15 +183,29 @@ export class Hub {
     });
 
     let hub: Hub | undefined;
+    const nodeAdmin = new NodeAdmin({ store, log: log.child('nodes'), now });
     const apiAuth: ApiAuth = {
       authenticate: (token) => auth.authenticateApiToken(token),
       isTokenActive: (id) => auth.isApiTokenActive(id),
       limited: (source, identity) => !limiter.check(sourceKey(source), identity).allowed,
       failed: (source, identity) => void limiter.recordFailure(sourceKey(source), identity),
       caPem: () => pki?.caPem,
-      join: (token, node, labels) => {
-        const r = auth.joinNode(token, node);
-        return { credential: r.credential, labels: { ...r.labels, ...labels } };
+      join: (token, node) => {
+        // A Node object without a credential (hub state restored, credential revoked by hand) is
+        // enrolled too: a join must not inherit its labels, pods and Secrets.
+        const r = auth.joinNode(token, node, { enrolled: (n) => store.get('Node', n) !== undefined });
+        // --replace-node: the old credential no longer works; close the session that used it.
+        if (r.replaced) disconnectNode(broker.aedes, node);
+        // The replacement token's labels are authoritative for the Node that already exists.
+        if (r.replaced && Object.keys(r.labels).length > 0 && store.get('Node', node)) {
+          try {
+            nodeAdmin.labels(node, r.labels, []);
+          } catch (err) {
+            // The join itself is done (the credential must reach the device); an admin can relabel.
+            log.error('cannot apply the replacement token labels to the node', { node, err });
+          }
+        }
+        return { credential: r.credential, labels: r.labels, replaced: r.replaced };
       },
       createJoinToken: (o) => auth.createJoinToken(o),
       createApiToken: (o) => auth.createApiToken(o),

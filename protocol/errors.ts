@@ -19,6 +19,7 @@ export const ERROR_CATALOGUE = {
   ERR_ALREADY_EXISTS: { status: 409, summary: 'An object of that kind and name already exists.' },
   ERR_CONFLICT: { status: 409, summary: 'The object changed since it was read (resourceVersion mismatch); re-read and retry.' },
   ERR_TOKEN_INVALID: { status: 401, summary: 'The join token is malformed, unknown, expired or used up.' },
+  ERR_NODE_EXISTS: { status: 409, summary: 'A node of that name is already enrolled; delete it or use a join token made with --replace-node NAME.' },
   ERR_CA_MISMATCH: { status: 400, summary: "The hub's CA does not match the fingerprint in the join token." },
   ERR_TIMEOUT: { status: 504, summary: 'An operation did not finish in time.' },
   ERR_RUNTIME: { status: 502, summary: 'The container engine refused or failed an operation.' },

@@ -150,6 +150,27 @@ export const PodSchema = z.object({
 export type Pod = z.infer<typeof PodSchema>;
 
 // ---- Node ----
+/**
+ * The only label space a node writes itself: the hub files every label an agent reports
+ * (`--labels`, status messages) under this prefix (`zone` → `node.orchard.dev/zone`), so a node can
+ * never set or override a label the join token, an admin or the hub set (Kubernetes'
+ * NodeRestriction keeps kubelets to `node.kubernetes.io/` the same way). hub/node-labels.ts.
+ */
+export const NODE_REPORTED_LABEL_PREFIX = 'node.orchard.dev/';
+
+/**
+ * Sanity limits on what a node may report about its hardware (docs/security.md). A status
+ * report beyond them is refused whole (the hub keeps the node's previous facts; a new node does
+ * not register), so a node claiming 1 PiB of memory never attracts pods. Far above any Pi, NUC or
+ * server Orchard targets; the protocol checks them, so hub and agent agree.
+ */
+export const NODE_CAPACITY_LIMITS = {
+  cpuCores: 1024,
+  memoryBytes: 4 * 1024 ** 4, // 4 TiB
+  diskBytes: 1024 ** 5, // 1 PiB
+} as const;
+const diskBytes = z.number().min(0).max(NODE_CAPACITY_LIMITS.diskBytes, 'must be at most 1 PiB');
+
 export const NodeInfoSchema = z.object({
   arch: ArchSchema,
   /** Raw architecture string reported by the engine (x86_64, aarch64, armv7l …). */
@@ -157,9 +178,9 @@ export const NodeInfoSchema = z.object({
   os: z.string().max(128),
   kernel: z.string().max(128).optional(),
   hostname: z.string().max(253).optional(),
-  cpu: z.object({ cores: z.number().int().min(1).max(4096), model: z.string().max(256).optional() }),
-  memoryBytes: z.number().int().min(0),
-  disk: z.object({ totalBytes: z.number().min(0), freeBytes: z.number().min(0), path: z.string().max(1024).optional() }).optional(),
+  cpu: z.object({ cores: z.number().int().min(1).max(NODE_CAPACITY_LIMITS.cpuCores), model: z.string().max(256).optional() }),
+  memoryBytes: z.number().int().min(0).max(NODE_CAPACITY_LIMITS.memoryBytes, 'must be at most 4 TiB'),
+  disk: z.object({ totalBytes: diskBytes, freeBytes: diskBytes, path: z.string().max(1024).optional() }).optional(),
   engine: z.object({
     name: z.string().max(64),
     version: z.string().max(64),
@@ -181,7 +202,7 @@ export const NodeInfoSchema = z.object({
       hostPathAllow: z.array(z.string().max(1024)).max(64).default([]),
       secretsOnTmpfs: z.boolean().optional(),
       devices: z
-        .array(z.object({ path: z.string().max(1024), totalBytes: z.number().min(0), freeBytes: z.number().min(0), device: z.string().max(256).optional(), media: z.enum(['sd', 'ssd', 'hdd', 'unknown']) }))
+        .array(z.object({ path: z.string().max(1024), totalBytes: diskBytes, freeBytes: diskBytes, device: z.string().max(256).optional(), media: z.enum(['sd', 'ssd', 'hdd', 'unknown']) }))
         .max(16)
         .default([]),
     })
@@ -192,16 +213,17 @@ export const NodeInfoSchema = z.object({
 export type NodeInfo = z.infer<typeof NodeInfoSchema>;
 
 export const NodeUsageSchema = z.object({
-  cpuPercent: z.number().min(0).max(100 * 4096),
-  memoryUsedBytes: z.number().min(0),
+  cpuPercent: z.number().min(0).max(100 * NODE_CAPACITY_LIMITS.cpuCores),
+  memoryUsedBytes: z.number().min(0).max(NODE_CAPACITY_LIMITS.memoryBytes),
   /** Free bytes on the agent's data path, refreshed with each heartbeat (ephemeral-storage scheduling). */
-  diskFreeBytes: z.number().min(0).optional(),
+  diskFreeBytes: diskBytes.optional(),
   at: z.string(),
 });
 export type NodeUsage = z.infer<typeof NodeUsageSchema>;
 
 export const NodeConditionSchema = z.object({
-  type: z.enum(['Ready', 'MemoryLimitUnsupported', 'DiskPressure']),
+  /** CapacityChanged: the hub saw the node's CPU or memory more than double or halve between two reports. */
+  type: z.enum(['Ready', 'MemoryLimitUnsupported', 'DiskPressure', 'CapacityChanged']),
   status: z.enum(['True', 'False', 'Unknown']),
   reason: z.string().optional(),
   message: z.string().optional(),

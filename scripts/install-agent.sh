@@ -11,8 +11,9 @@
 # desired-set cache in /var/lib/orchard-agent; after the first join the token is not needed.
 #
 # Options: --token-file FILE (or env ORCHARD_TOKEN; --token TOKEN still works but shows in `ps`
-#          while this script runs), --name (default: this hostname, lowercased), --labels,
-#          --data-dir, --extra "ARGS", --no-start (write files only).
+#          while this script runs), --name (default: this hostname, lowercased), --labels
+#          (device-reported: the hub files zone=north as node.orchard.dev/zone=north; authoritative
+#          labels come from the join token), --data-dir, --extra "ARGS", --no-start (write files only).
 #          Env: ORCHARD_ETC_DIR, ORCHARD_SYSTEMD_DIR (for tests).
 set -euo pipefail
 

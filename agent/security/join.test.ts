@@ -6,7 +6,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { OrchardError } from '../../protocol/errors.js';
-import { fingerprintOf, loadOrJoin, parseHubAddress } from './join.js';
+import { fingerprintOf, loadOrJoin, loadOrJoinPatiently, parseHubAddress } from './join.js';
 import type { LoadOrJoinOptions } from './join.js';
 import { makeTestCerts } from './test-certs.js';
 import type { TestCerts } from './test-certs.js';
@@ -157,6 +157,33 @@ describe('loadOrJoin', () => {
     expect(err.code).toBe('ERR_TOKEN_INVALID');
     expect(err.message).toContain('join token used up (1 uses)');
     expect(existsSync(join(dir, 'identity.json'))).toBe(false);
+  });
+
+  it('waits out ERR_NODE_EXISTS, telling the operator what to run, and joins once the hub allows it', async () => {
+    let refuse = 2;
+    const h = await hub(certs, certs.caPem, (b) => {
+      const req = b as { node: string };
+      if (refuse-- > 0) return { status: 409, json: { code: 'ERR_NODE_EXISTS', message: `node ${req.node} is already enrolled; run \`orchard node delete ${req.node}\`` } };
+      return { status: 200, json: { node: req.node, credential: 'c'.repeat(43), caPem: certs.caPem, mqttPort: 8883 } };
+    });
+    const errors: string[] = [];
+    const id = await loadOrJoinPatiently(opts(`https://127.0.0.1:${h.port}`), { error: (m) => errors.push(m), retryMs: 20 });
+    expect(id?.node).toBe('pi-1');
+    expect(errors).toHaveLength(2);
+    expect(errors[0]).toMatch(/node pi-1 is already enrolled/);
+    expect(errors[0]).toContain('orchard node delete pi-1');
+    expect(errors[0]).toContain('orchard token create --replace-node pi-1');
+    expect(errors[0]).toContain(join(dir, 'identity.json'));
+  });
+
+  it('stops waiting on abort, and throws any other refusal at once', async () => {
+    const h = await hub(certs, certs.caPem, () => ({ status: 409, json: { code: 'ERR_NODE_EXISTS', message: 'node pi-1 is already enrolled' } }));
+    const ac = new AbortController();
+    const p = loadOrJoinPatiently(opts(`https://127.0.0.1:${h.port}`), { error: () => ac.abort(), retryMs: 60_000, signal: ac.signal });
+    expect(await p).toBeUndefined();
+    const h2 = await hub(certs, certs.caPem, () => ({ status: 401, json: { code: 'ERR_TOKEN_INVALID', message: 'unknown join token' } }));
+    const err = await orchardError(loadOrJoinPatiently(opts(`https://127.0.0.1:${h2.port}`), { error: () => undefined, retryMs: 10 }));
+    expect(err.code).toBe('ERR_TOKEN_INVALID');
   });
 
   it('validates the join response', async () => {

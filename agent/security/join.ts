@@ -166,6 +166,49 @@ export async function loadOrJoin(opts: LoadOrJoinOptions): Promise<JoinedIdentit
   return identity;
 }
 
+/** How often an agent whose name is enrolled elsewhere asks again (the operator may fix it meanwhile). */
+export const NODE_EXISTS_RETRY_MS = 60_000;
+
+/**
+ * loadOrJoin, waiting out ERR_NODE_EXISTS: a device without identity.json (re-imaged, data dir
+ * wiped) whose name the hub still has enrolled. It cannot prove it is that node, so the hub refuses
+ * (anyone with a join token could otherwise take the node over). The operator's fix is on the hub;
+ * the agent says exactly what to run and asks again every `retryMs` (after `orchard node delete`
+ * its token still works; a `--replace-node` token means restarting it with that token). Any other
+ * error is thrown as before. Undefined when `signal` aborts the wait (SIGTERM).
+ */
+export async function loadOrJoinPatiently(
+  opts: LoadOrJoinOptions,
+  o: { error: (msg: string) => void; retryMs?: number; signal?: AbortSignal },
+): Promise<JoinedIdentity | undefined> {
+  const retryMs = o.retryMs ?? NODE_EXISTS_RETRY_MS;
+  for (;;) {
+    try {
+      return await loadOrJoin(opts);
+    } catch (err) {
+      if (!OrchardError.is(err, 'ERR_NODE_EXISTS')) throw err;
+      o.error(
+        `${err.message}. This device has no ${join(opts.dataDir, IDENTITY_FILE)}, so the hub cannot tell it from an impostor using the name ${opts.node}. ` +
+          `If this device IS ${opts.node} (re-imaged or its data dir wiped), on the hub run \`orchard node delete ${opts.node}\` (this agent then joins on its next try), ` +
+          `or \`orchard token create --replace-node ${opts.node}\` and restart this agent with that token; otherwise choose another --name. Asking again in ${Math.round(retryMs / 1000)} s.`,
+      );
+      const aborted = await new Promise<boolean>((resolve) => {
+        if (o.signal?.aborted) return resolve(true);
+        const timer = setTimeout(() => {
+          o.signal?.removeEventListener('abort', onAbort);
+          resolve(false);
+        }, retryMs);
+        const onAbort = (): void => {
+          clearTimeout(timer);
+          resolve(true);
+        };
+        o.signal?.addEventListener('abort', onAbort, { once: true });
+      });
+      if (aborted) return undefined;
+    }
+  }
+}
+
 function readIdentity(file: string, log: (msg: string) => void): JoinedIdentity | undefined {
   if (!existsSync(file)) return undefined;
   let raw: unknown;

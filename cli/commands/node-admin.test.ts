@@ -113,3 +113,22 @@ describe('device pod policy', () => {
     expect(describeNode(open, [], [], T0)).not.toContain('Pod policy');
   });
 });
+
+describe('capacity-changed warning', () => {
+  const pi = mockNode('pi-2');
+  const message = 'capacity changed sharply between two reports: memory 8Gi → 1024Gi; check the device (a node may misreport to attract pods)';
+  const changed = {
+    ...pi,
+    status: { ...pi.status, conditions: [...pi.status.conditions, { type: 'CapacityChanged' as const, status: 'True' as const, reason: 'SharpChange', message }] },
+  };
+
+  it('describe node shows it under Warnings and in Conditions', () => {
+    const out = describeNode(changed, [], [], T0);
+    expect(out).toContain(`Warnings:\n  WARNING: ${message}\n`);
+    expect(out).toMatch(/CapacityChanged\s+True\s+SharpChange/);
+  });
+
+  it('get nodes -o wide marks it', () => {
+    expect(nodesTable([changed], [], T0, true)).toContain('(WARNING: capacity changed)');
+  });
+});

@@ -1,6 +1,7 @@
 import { stringify } from 'yaml';
 import { z } from 'zod';
 import { RoleSchema } from '../../protocol/api.js';
+import { NameSchema } from '../../protocol/manifest.js';
 import { validationError } from '../../protocol/errors.js';
 import { flagString, parseLabels, requireDuration, requireInt, usageError, type Flags } from '../args.js';
 import { ageSince, formatAge, formatLabels, table } from '../format.js';
@@ -16,6 +17,7 @@ export interface TokenCreateRequest {
   ttlSeconds?: number;
   uses?: number;
   labels?: Record<string, string>;
+  replaceNode?: string;
   role?: z.infer<typeof RoleSchema>;
   name?: string;
 }
@@ -30,6 +32,7 @@ const JoinTokenInfoSchema = z.object({
   uses: z.number().optional(),
   used: z.number().default(0),
   labels: z.record(z.string(), z.string()).default({}),
+  replaceNode: z.string().optional(),
   usable: z.boolean().default(true),
 });
 const ApiTokenInfoSchema = z.object({
@@ -58,35 +61,46 @@ export function buildTokenRequest(f: Flags): TokenCreateRequest {
   const uses = flagString(f, 'uses');
   const labels = flagString(f, 'labels');
   const name = flagString(f, 'name');
+  const replaceNode = flagString(f, 'replace-node');
   const req: TokenCreateRequest = { type: roleText === undefined ? 'join' : 'api' };
   if (roleText !== undefined) {
     const role = RoleSchema.safeParse(roleText);
     if (!role.success) throw usageError(`--role "${roleText}" is not one of: ${RoleSchema.options.join(', ')}`);
     if (labels !== undefined) throw usageError('--labels applies to join tokens (node labels), not to API tokens with --role');
+    if (replaceNode !== undefined) throw usageError('--replace-node applies to join tokens, not to API tokens with --role');
     req.role = role.data;
     if (name !== undefined) req.name = name;
   } else if (name !== undefined) throw usageError('--name applies to API tokens (with --role)');
   if (ttl !== undefined) req.ttlSeconds = Math.ceil(requireDuration('ttl', ttl));
   if (uses !== undefined) req.uses = requireInt('uses', uses, 1);
   if (labels !== undefined) req.labels = parseLabels(labels);
+  if (replaceNode !== undefined) {
+    const n = NameSchema.safeParse(replaceNode);
+    if (!n.success) throw usageError(`--replace-node "${replaceNode}" is not a node name (lowercase letters, digits and '-', at most 63)`);
+    req.replaceNode = n.data;
+  }
   return req;
 }
 
 export const tokenCreateCommand: CommandDef = {
   name: 'token create',
   summary: 'Create a join token (or an API token with --role); prints only the token',
-  usage: `orchard token create [--ttl 24h] [--uses N] [--labels k=v,...] [--role admin|operator|viewer [--name NAME]]
+  usage: `orchard token create [--ttl 24h] [--uses N] [--labels k=v,...] [--replace-node NODE] [--role admin|operator|viewer [--name NAME]]
 
-Without --role: a join token for 'orchard agent --join'; --labels are given to nodes joining with it.
+Without --role: a join token for 'orchard agent --join'; --labels are given to nodes joining with it
+(the node cannot change them). A join token cannot join a name that is already enrolled, unless
+it is made with --replace-node NODE: then it joins exactly NODE (and no other name), replacing
+its credential (a re-imaged device that lost its identity.json). One use unless --uses says more.
 With --role: an API token for this CLI and the web API.
 
 Flags:
   --ttl DURATION   lifetime, e.g. 30m, 24h, 7d (default: the hub's)
   --uses N         how many times it may be used
   --labels k=v,..  labels for nodes that join with it
+  --replace-node NODE  the token re-enrols the already enrolled NODE, and joins no other name
   --role ROLE      admin, operator or viewer: makes an API token
   --name NAME      a name for an API token, shown by 'token list'`,
-  options: { ttl: { type: 'string' }, uses: { type: 'string' }, labels: { type: 'string' }, role: { type: 'string' }, name: { type: 'string' } },
+  options: { ttl: { type: 'string' }, uses: { type: 'string' }, labels: { type: 'string' }, 'replace-node': { type: 'string' }, role: { type: 'string' }, name: { type: 'string' } },
   async run(ctx) {
     if (ctx.positionals.length > 0) throw usageError(`unexpected argument "${ctx.positionals[0] ?? ''}"`);
     const body = buildTokenRequest(ctx.flags);
@@ -125,7 +139,11 @@ export const tokenListCommand: CommandDef = {
           formatLabels(t.labels),
           ageSince(t.createdAt, now),
         ]);
-        out.write(`JOIN TOKENS\n${table(['ID', 'USED', 'EXPIRES', 'STATE', 'LABELS', 'AGE'], rows)}`);
+        // The REPLACES column only when a token re-enrols a node, so the usual listing stays narrow.
+        const replacing = parsed.joinTokens.some((t) => t.replaceNode !== undefined);
+        const header = ['ID', 'USED', 'EXPIRES', 'STATE', 'LABELS', ...(replacing ? ['REPLACES'] : []), 'AGE'];
+        const cells = replacing ? rows.map((r, i) => [...r.slice(0, 5), parsed.joinTokens[i]?.replaceNode ?? '-', ...r.slice(5)]) : rows;
+        out.write(`JOIN TOKENS\n${table(header, cells)}`);
       }
       if (parsed.apiTokens.length > 0) {
         if (parsed.joinTokens.length > 0) out.write('\n');

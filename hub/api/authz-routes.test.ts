@@ -70,7 +70,7 @@ function stubAuth(): ApiAuth {
     limited: () => false,
     failed: () => undefined,
     caPem: () => undefined,
-    join: () => ({ credential: 'c'.repeat(43), labels: {} }),
+    join: () => ({ credential: 'c'.repeat(43), labels: {}, replaced: false }),
     createJoinToken: () => ({ token: 't', id: '0123456789ab' }),
     createApiToken: () => ({ token: 't', id: '0123456789ab' }),
     listTokens: () => [],

@@ -10,7 +10,7 @@ import {
   type Role,
 } from '../../protocol/api.js';
 import { OrchardError, parseOrThrow } from '../../protocol/errors.js';
-import { LabelsSchema } from '../../protocol/manifest.js';
+import { LabelsSchema, NameSchema } from '../../protocol/manifest.js';
 import { OBJECT_KINDS, type ObjectKind } from '../../protocol/objects.js';
 import type { Logger } from '../log.js';
 import type { Operations } from '../operations.js';
@@ -51,8 +51,9 @@ export interface ApiAuth {
   limited(source: string, identity: string): boolean;
   failed(source: string, identity: string): void;
   caPem(): string | undefined;
-  join(token: string, node: string, labels: Record<string, string>): { credential: string; labels: Record<string, string> };
-  createJoinToken(opts: { ttlSeconds?: number; uses?: number; labels?: Record<string, string> }): { token: string; id: string; expiresAt?: string };
+  /** Refuses an enrolled name (ERR_NODE_EXISTS) unless the token was made to replace it. */
+  join(token: string, node: string): { credential: string; labels: Record<string, string>; replaced: boolean };
+  createJoinToken(opts: { ttlSeconds?: number; uses?: number; labels?: Record<string, string>; replaceNode?: string }): { token: string; id: string; expiresAt?: string };
   createApiToken(opts: { name: string; role: Role; ttlSeconds?: number }): { token: string; id: string };
   listTokens(): unknown;
   revokeNode(node: string): void;
@@ -84,6 +85,8 @@ const TokenCreateSchema = z.strictObject({
   ttlSeconds: z.number().int().min(1).max(10 * 365 * 24 * 3600).optional(),
   uses: z.number().int().min(1).max(1_000_000).optional(),
   labels: LabelsSchema.optional(),
+  /** Join tokens only: the token may re-enrol exactly this (enrolled) node name, and no other. */
+  replaceNode: NameSchema.optional(),
   role: RoleSchema.optional(),
   name: z.string().min(1).max(128).optional(),
 });
@@ -189,9 +192,10 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     const identity = joinTokenIdentity(body.token);
     if (deps.auth.limited(req.ip, identity)) throw new OrchardError('ERR_RATE_LIMITED', 'too many failed joins with this token from this address; try again later');
     try {
-      const r = deps.auth.join(body.token, body.node, body.labels);
-      const res: JoinResponse = { node: body.node, credential: r.credential, caPem: deps.auth.caPem() ?? '', mqttPort: deps.mqttPort(), labels: { ...r.labels, ...body.labels } };
-      deps.log.info('node joined', { node: body.node });
+      const r = deps.auth.join(body.token, body.node);
+      const res: JoinResponse = { node: body.node, credential: r.credential, caPem: deps.auth.caPem() ?? '', mqttPort: deps.mqttPort(), labels: r.labels };
+      if (r.replaced) deps.log.warn('node re-enrolled with a --replace-node token; its old credential is revoked', { node: body.node });
+      else deps.log.info('node joined', { node: body.node });
       return res;
     } catch (err) {
       if (OrchardError.is(err, 'ERR_TOKEN_INVALID')) deps.auth.failed(req.ip, identity);
@@ -264,13 +268,15 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.post('/api/v1/tokens', { preHandler: need('token.create') }, async (req) => {
     const body = parseOrThrow(TokenCreateSchema, jsonBody(req), 'token request');
     if (body.type === 'api' || body.role) {
+      if (body.replaceNode !== undefined) throw new OrchardError('ERR_VALIDATION', 'replaceNode applies to join tokens, not to API tokens', { details: { issues: [{ path: 'replaceNode', message: 'only for join tokens' }] } });
       const role = body.role ?? 'viewer';
       return { type: 'api', role, ...deps.auth.createApiToken({ name: body.name ?? `${role}-token`, role, ...(body.ttlSeconds ? { ttlSeconds: body.ttlSeconds } : {}) }) };
     }
-    const opts: { ttlSeconds?: number; uses?: number; labels?: Record<string, string> } = {};
+    const opts: { ttlSeconds?: number; uses?: number; labels?: Record<string, string>; replaceNode?: string } = {};
     if (body.ttlSeconds) opts.ttlSeconds = body.ttlSeconds;
     if (body.uses) opts.uses = body.uses;
     if (body.labels) opts.labels = body.labels;
+    if (body.replaceNode !== undefined) opts.replaceNode = body.replaceNode;
     return { type: 'join', ...deps.auth.createJoinToken(opts) };
   });
   app.get('/api/v1/tokens', { preHandler: need('token.list') }, async () => deps.auth.listTokens());

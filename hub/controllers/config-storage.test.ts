@@ -22,7 +22,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 function status(node: string): NodeStatusMessage {
   return {
     node,
-    labels: { name: node },
+    labels: {},
     bootId: 'b',
     at: new Date().toISOString(),
     info: { arch: 'arm64', os: 'linux', cpu: { cores: 4 }, memoryBytes: 4 * 1024 ** 3, engine: { name: 'docker', version: '20.10', memoryLimit: true, cpuLimit: true }, agentVersion: '0.1.0', addresses: [] },
@@ -57,7 +57,7 @@ spec:
   replicas: 1
   template:
     spec:
-      nodeSelector: { name: ${node} }
+      nodeSelector: { "orchard.dev/hostname": ${node} }
       containers:
         - name: c
           image: img

@@ -41,14 +41,20 @@ function world(platforms?: ImagePlatformSource) {
   const scheduling = new SchedulingController({ store, log, now, ...(platforms ? { platforms } : {}) });
   const global = new GlobalController({ store, log, now, ...(platforms ? { platforms } : {}) });
   const eviction = new TaintEvictionController({ store, log, now });
-  const nodes = new NodeController({ store, log, now });
+  // Each node "joined with a token" carrying the labels its first report names (authoritative);
+  // later reports' labels are the agent's own, filed under node.orchard.dev/.
+  const enrolled = new Map<string, Record<string, string>>();
+  const nodes = new NodeController({ store, log, now, enrolledLabels: (n) => enrolled.get(n) });
   const admin = new NodeAdmin({ store, log, now });
   const all = [deployments, scheduling, global, eviction];
   all.forEach((c) => c.start());
   const settle = async (): Promise<void> => {
     for (let i = 0; i < 4; i++) for (const c of all) await c.queue.idle();
   };
-  const report = (m: NodeStatusMessage): void => nodes.handle(topics.nodeStatus(m.node), Buffer.from(JSON.stringify(m)));
+  const report = (m: NodeStatusMessage): void => {
+    if (!enrolled.has(m.node)) enrolled.set(m.node, m.labels);
+    nodes.handle(topics.nodeStatus(m.node), Buffer.from(JSON.stringify(m)));
+  };
   const podsOf = (owner: string) => store.list('Pod', { ownerName: owner });
   const nodesOf = (owner: string) => podsOf(owner).map((p) => p.spec.nodeName ?? '-').sort();
   return { store, ops, admin, report, settle, podsOf, nodesOf, stop: () => all.forEach((c) => c.stop()) };
@@ -197,15 +203,29 @@ describe('node management', () => {
     w.stop();
   });
 
-  it('user label edits survive agent reports, removed labels stay removed, system labels are refused', async () => {
+  it('token and user labels are authoritative: agent reports land under node.orchard.dev/ only, removed labels stay removed, system labels are refused', async () => {
     const w = world();
-    w.report(status('n1', { labels: { zone: 'a', site: 'lab' } }));
+    w.report(status('n1', { labels: { zone: 'a', site: 'lab' } })); // enrolled (token) labels zone=a, site=lab
+    expect(w.store.get('Node', 'n1')!.metadata.labels).toMatchObject({ zone: 'a', site: 'lab' });
     w.admin.labels('n1', { zone: 'b', tier: 'gold' }, ['site']);
-    w.report(status('n1', { labels: { zone: 'a', site: 'lab', extra: 'x' } }));
+    // The agent claims other values, hub labels and foreign prefixes: none of it lands outside its space.
+    w.report(status('n1', { labels: { zone: 'c', site: 'barn', tier: 'free', extra: 'x', 'orchard.dev/arch': 'amd64', 'example.com/site': 'barn', 'node.orchard.dev/disk': 'ssd' } }));
     const n = w.store.get('Node', 'n1')!;
-    expect(n.metadata.labels).toMatchObject({ zone: 'b', tier: 'gold', extra: 'x', 'orchard.dev/arch': 'arm64' });
-    expect(n.metadata.labels['site']).toBeUndefined();
+    expect(n.metadata.labels).toEqual({
+      zone: 'b',
+      tier: 'gold',
+      'node.orchard.dev/zone': 'c',
+      'node.orchard.dev/site': 'barn',
+      'node.orchard.dev/tier': 'free',
+      'node.orchard.dev/extra': 'x',
+      'node.orchard.dev/disk': 'ssd',
+      'orchard.dev/arch': 'arm64',
+      'orchard.dev/hostname': 'n1',
+    });
     expect(JSON.parse(n.metadata.annotations[USER_LABELS_ANNOTATION]!)).toEqual({ zone: 'b', tier: 'gold', site: null });
+    // A label the agent stops reporting goes; the authoritative ones stay.
+    w.report(status('n1', { labels: {} }));
+    expect(w.store.get('Node', 'n1')!.metadata.labels).toEqual({ zone: 'b', tier: 'gold', 'orchard.dev/arch': 'arm64', 'orchard.dev/hostname': 'n1' });
     expect(() => w.admin.labels('n1', { 'orchard.dev/arch': 'amd64' }, [])).toThrow(/system label/);
     expect(() => w.admin.labels('nope', { a: 'b' }, [])).toThrow(/not found/);
     w.stop();

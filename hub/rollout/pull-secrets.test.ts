@@ -45,7 +45,7 @@ describe('addPullSecrets', () => {
 
 function status(node: string): NodeStatusMessage {
   return {
-    node, labels: { name: node }, bootId: 'b', at: new Date().toISOString(),
+    node, labels: {}, bootId: 'b', at: new Date().toISOString(),
     info: { arch: 'arm64', os: 'linux', cpu: { cores: 4 }, memoryBytes: 4 * 1024 ** 3, engine: { name: 'docker', version: '20.10', memoryLimit: true, cpuLimit: true }, agentVersion: '0.1.0', addresses: [] },
   };
 }
@@ -63,7 +63,7 @@ spec:
   replicas: 1
   template:
     spec:
-      nodeSelector: { name: ${node} }
+      nodeSelector: { "orchard.dev/hostname": ${node} }
       containers: [{ name: c, image: "127.0.0.1:5000/app:v1" }]
 ${pullSecret ? '      imagePullSecrets: [{ name: regcred }]\n' : ''}`;
 

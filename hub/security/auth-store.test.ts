@@ -95,6 +95,70 @@ describe('join tokens', () => {
     expect(() => s.joinNode(token, 'pi-2')).toThrow(/used up/);
     expect(s.hasNode('pi-2')).toBe(false);
   });
+
+  it('refuses to join a name that is already enrolled, spends no use and keeps the old credential', () => {
+    const s = open();
+    const first = s.joinNode(s.createJoinToken({}).token, 'pi-7');
+    const other = s.createJoinToken({ uses: 2 });
+    let err: unknown;
+    try {
+      s.joinNode(other.token, 'pi-7');
+    } catch (e) {
+      err = e;
+    }
+    expect(OrchardError.is(err, 'ERR_NODE_EXISTS')).toBe(true);
+    expect((err as OrchardError).status).toBe(409);
+    expect((err as Error).message).toBe('node pi-7 is already enrolled; run `orchard node delete pi-7` on the hub, or create a join token with `orchard token create --replace-node pi-7`');
+    expect(open().authenticateNode('pi-7', first.credential)).toBe(true);
+    expect(open().listTokens().joinTokens.find((t) => t.id === other.id)?.used).toBe(0);
+    // The hub's own knowledge of the name (a Node object) counts as enrolled too.
+    expect(() => s.joinNode(other.token, 'pi-8', { enrolled: (n) => n === 'pi-8' })).toThrow(/pi-8 is already enrolled/);
+    expect(s.joinNode(other.token, 'pi-9').replaced).toBe(false);
+  });
+
+  it('a --replace-node token re-enrols exactly that name, once by default, and nothing else', () => {
+    const s = open();
+    const old = s.joinNode(s.createJoinToken({}).token, 'pi-7').credential;
+    const rep = s.createJoinToken({ replaceNode: 'pi-7', labels: { site: 'barn' } });
+    expect(s.listTokens().joinTokens.find((t) => t.id === rep.id)).toMatchObject({ replaceNode: 'pi-7', uses: 1 });
+    let err: unknown;
+    try {
+      s.joinNode(rep.token, 'pi-8');
+    } catch (e) {
+      err = e;
+    }
+    expect(OrchardError.is(err, 'ERR_FORBIDDEN')).toBe(true);
+    expect((err as Error).message).toMatch(/may only enrol node pi-7/);
+    const r = s.joinNode(rep.token, 'pi-7');
+    expect(r).toMatchObject({ replaced: true, labels: { site: 'barn' } });
+    expect(open().authenticateNode('pi-7', old)).toBe(false);
+    expect(open().authenticateNode('pi-7', r.credential)).toBe(true);
+    expect(() => s.joinNode(rep.token, 'pi-7')).toThrow(/used up/);
+    // It also joins its name when that name is not (or no longer) enrolled.
+    const fresh = s.createJoinToken({ replaceNode: 'pi-10' });
+    expect(s.joinNode(fresh.token, 'pi-10').replaced).toBe(false);
+  });
+
+  it("remembers the token's labels as the node's enrolment labels; refuses hub (orchard.dev/) labels on a token", () => {
+    const s = open();
+    s.joinNode(s.createJoinToken({ labels: { site: 'guest' } }).token, 'pi-g');
+    expect(open().enrolledLabels('pi-g')).toEqual({ site: 'guest' });
+    s.joinNode(s.createJoinToken({}).token, 'pi-n');
+    expect(s.enrolledLabels('pi-n')).toBeUndefined();
+    expect(() => s.createJoinToken({ labels: { 'orchard.dev/arch': 'arm64' } })).toThrow(/orchard\.dev/);
+  });
+
+  it('keeps tokens written before replaceNode existed working for new names', () => {
+    const s = open();
+    const { token, id } = s.createJoinToken({ uses: 3 });
+    const file = join(dir, 'auth.json');
+    const raw = JSON.parse(readFileSync(file, 'utf8')) as { joinTokens: Array<Record<string, unknown>> };
+    expect(raw.joinTokens.find((t) => t.id === id)).not.toHaveProperty('replaceNode');
+    writeFileSync(file, JSON.stringify(raw));
+    const again = open();
+    expect(again.joinNode(token, 'pi-1').replaced).toBe(false);
+    expect(() => again.joinNode(token, 'pi-1')).toThrow(/already enrolled/);
+  });
 });
 
 describe('API tokens', () => {

@@ -39,6 +39,11 @@ const JoinTokenRecordSchema = z.strictObject({
   uses: z.number().int().min(1).optional(),
   used: z.number().int().min(0),
   labels: LabelsSchema,
+  /**
+   * Set by `orchard token create --replace-node NAME` (admin): the token joins ONLY this name, and
+   * may do so while NAME is enrolled (replacing its credential). Absent: new names only.
+   */
+  replaceNode: NameSchema.optional(),
 });
 const ApiTokenRecordSchema = z.strictObject({
   id: z.string(),
@@ -48,7 +53,13 @@ const ApiTokenRecordSchema = z.strictObject({
   createdAt: IsoSchema,
   expiresAt: IsoSchema.optional(),
 });
-const NodeRecordSchema = z.strictObject({ node: NameSchema, secretHash: HashSchema, issuedAt: IsoSchema });
+const NodeRecordSchema = z.strictObject({
+  node: NameSchema,
+  secretHash: HashSchema,
+  issuedAt: IsoSchema,
+  /** The join token's labels: authoritative, seeded into the Node when it first reports (enrolledLabels). */
+  labels: LabelsSchema.optional(),
+});
 const AuthFileSchema = z.strictObject({
   version: z.literal(1),
   joinTokens: z.array(JoinTokenRecordSchema),
@@ -63,7 +74,8 @@ type NodeRecord = z.infer<typeof NodeRecordSchema>;
 export const CreateJoinTokenOptsSchema = z.strictObject({
   ttlSeconds: z.number().int().min(1).max(10 * 365 * 24 * 3600).optional(),
   uses: z.number().int().min(1).max(1_000_000).optional(),
-  labels: LabelsSchema.optional(),
+  labels: LabelsSchema.refine((l) => !Object.keys(l).some((k) => k.startsWith('orchard.dev/')), 'must not set "orchard.dev/" labels (the hub sets those)').optional(),
+  replaceNode: NameSchema.optional(),
 });
 export type CreateJoinTokenOpts = z.infer<typeof CreateJoinTokenOptsSchema>;
 
@@ -81,12 +93,21 @@ export interface ApiPrincipal {
 }
 
 export interface TokenListing {
-  joinTokens: Array<{ id: string; createdAt: string; expiresAt?: string; uses?: number; used: number; labels: Labels; usable: boolean }>;
+  joinTokens: Array<{ id: string; createdAt: string; expiresAt?: string; uses?: number; used: number; labels: Labels; replaceNode?: string; usable: boolean }>;
   apiTokens: Array<{ id: string; name: string; role: Role; createdAt: string; expiresAt?: string; usable: boolean }>;
   nodes: Array<{ node: string; issuedAt: string }>;
 }
 
 export type EnsureAdminResult = { created: true; token: string; id: string; path: string } | { created: false; token?: undefined };
+
+/** The refusal of a join under an enrolled name, with what the operator runs to allow it. */
+export function nodeExistsError(node: string): OrchardError {
+  return new OrchardError(
+    'ERR_NODE_EXISTS',
+    `node ${node} is already enrolled; run \`orchard node delete ${node}\` on the hub, or create a join token with \`orchard token create --replace-node ${node}\``,
+    { details: { node } },
+  );
+}
 
 function sha256Hex(s: string): string {
   return createHash('sha256').update(s, 'utf8').digest('hex');
@@ -167,7 +188,9 @@ export class AuthStore {
       used: 0,
       labels: o.labels ?? {},
       ...(o.ttlSeconds !== undefined ? { expiresAt: new Date(now.getTime() + o.ttlSeconds * 1000).toISOString() } : {}),
-      ...(o.uses !== undefined ? { uses: o.uses } : {}),
+      // A replacement is a one-off: one use unless the admin asked for more.
+      ...(o.uses !== undefined ? { uses: o.uses } : o.replaceNode !== undefined ? { uses: 1 } : {}),
+      ...(o.replaceNode !== undefined ? { replaceNode: o.replaceNode } : {}),
     };
     this.commit({ ...this.state, joinTokens: [...this.state.joinTokens, rec] });
     const token = `K10${this.caFingerprint}::${id}.${secret}`;
@@ -182,14 +205,25 @@ export class AuthStore {
   }
 
   /**
-   * Join in one atomic write: spend a use of `token` and issue `node` a fresh credential
-   * (replacing any earlier one), so a failed write neither burns a use nor half-registers a node.
+   * Join in one atomic write: spend a use of `token` and issue `node` a fresh credential, so a
+   * failed write neither burns a use nor half-registers a node.
+   *
+   * A name that is already enrolled (it has a credential, or `opts.enrolled` says the hub knows
+   * it) is refused with ERR_NODE_EXISTS and nothing changes, unless the token was made for
+   * exactly that name (`replaceNode`): then the old credential is replaced (`replaced: true`;
+   * the caller closes the old session). A token with `replaceNode` joins no other name.
+   * Synchronous check-and-write: of two joins racing for one new name, the second sees the first.
    */
-  joinNode(token: string, node: string): { labels: Labels; credential: string } {
+  joinNode(token: string, node: string, opts: { enrolled?: (node: string) => boolean } = {}): { labels: Labels; credential: string; replaced: boolean } {
     const rec = this.checkJoinToken(token);
-    const { next, credential } = this.withNodeCredential(this.withJoinTokenUsed(rec), node);
+    if (rec.replaceNode !== undefined && rec.replaceNode !== node) {
+      throw new OrchardError('ERR_FORBIDDEN', `this join token may only enrol node ${rec.replaceNode} (made with --replace-node ${rec.replaceNode}), not ${node}`);
+    }
+    const enrolled = this.nodesByName.has(node) || (opts.enrolled?.(node) ?? false);
+    if (enrolled && rec.replaceNode !== node) throw nodeExistsError(node);
+    const { next, credential } = this.withNodeCredential(this.withJoinTokenUsed(rec), node, rec.labels);
     this.commit(next);
-    return { labels: { ...rec.labels }, credential };
+    return { labels: { ...rec.labels }, credential, replaced: enrolled };
   }
 
   revokeJoinToken(id: string): boolean {
@@ -281,9 +315,12 @@ export class AuthStore {
 
   // ---- node credentials ----
 
-  /** Issues `node` a new MQTT password, replacing (and so invalidating) any earlier one. */
-  issueNodeCredential(node: string): string {
-    const { next, credential } = this.withNodeCredential(this.state, node);
+  /**
+   * Issues `node` a new MQTT password, replacing (and so invalidating) any earlier one; `labels`
+   * are authoritative, as a join token's are (seeded into the Node when it first reports).
+   */
+  issueNodeCredential(node: string, labels?: Labels): string {
+    const { next, credential } = this.withNodeCredential(this.state, node, labels);
     this.commit(next);
     return credential;
   }
@@ -315,6 +352,12 @@ export class AuthStore {
     return this.nodesByName.has(node);
   }
 
+  /** The labels `node` was enrolled with (its join token's); the node cannot change them. */
+  enrolledLabels(node: string): Labels | undefined {
+    const l = this.nodesByName.get(node)?.labels;
+    return l === undefined ? undefined : { ...l };
+  }
+
   /** Forgets the node's credential; true if it had one. Close its live MQTT session too (broker-auth disconnectNode). */
   revokeNode(node: string): boolean {
     const nodes = this.state.nodes.filter((n) => n.node !== node);
@@ -323,8 +366,9 @@ export class AuthStore {
     return true;
   }
 
-  private withNodeCredential(base: AuthFile, node: string): { next: AuthFile; credential: string } {
-    const { rec, credential } = this.newNodeCredential(node);
+  private withNodeCredential(base: AuthFile, node: string, labels?: Labels): { next: AuthFile; credential: string } {
+    const { rec: plain, credential } = this.newNodeCredential(node);
+    const rec = labels !== undefined && Object.keys(labels).length > 0 ? { ...plain, labels: parseOrThrow(LabelsSchema, labels, 'node labels') } : plain;
     return { next: { ...base, nodes: [...base.nodes.filter((n) => n.node !== node), rec] }, credential };
   }
 
@@ -353,6 +397,7 @@ export class AuthStore {
         ...(t.uses !== undefined ? { uses: t.uses } : {}),
         used: t.used,
         labels: { ...t.labels },
+        ...(t.replaceNode !== undefined ? { replaceNode: t.replaceNode } : {}),
         usable: (t.expiresAt === undefined || Date.parse(t.expiresAt) > now) && (t.uses === undefined || t.used < t.uses),
       })),
       apiTokens: this.state.apiTokens.map((t) => ({

@@ -45,7 +45,7 @@ describe('a pending pod explains why, and runs once a fitting node joins (real h
     expect(c.cli(['delete', 'deployment', 'e2e-huge']).code).toBe(0);
   });
 
-  it('a pod selecting size=big waits with the selector named, then runs on the node that joins with --labels size=big', async () => {
+  it('a pod selecting size=big waits with the selector named, then runs on the node that joins with a size=big token', async () => {
     const file = join(c.dir, 'big.yaml');
     writeFileSync(file, deployment('e2e-big', '      nodeSelector: { size: big }', '16Mi'));
     expect(c.cli(['apply', '-f', file]).code).toBe(0);

@@ -135,6 +135,24 @@ describe('security end to end (real processes, real TLS, real Docker)', () => {
     expect(p.output()).toMatch(/join token used up \(1 uses\)/);
   });
 
+  it('an agent without identity.json whose name is enrolled is refused, says what to run, and keeps waiting (the enrolled node is untouched)', async () => {
+    const name = c.nodeName('a'); // enrolled and running since beforeAll
+    const token = await c.joinToken(2);
+    const p = orchard(['agent', '--hub', `127.0.0.1:${c.httpPort}`, '--token', token, '--name', name, '--data-dir', join(c.dir, 'agents', 'a-wiped')]);
+    try {
+      await waitFor('the refusal is logged', () => p.output().includes('is already enrolled'), 30_000, 200);
+      expect(p.output()).toContain(`run \`orchard node delete ${name}\` on the hub, or create a join token with \`orchard token create --replace-node ${name}\``);
+      expect(p.output()).toContain('Asking again in 60 s');
+      expect(p.child.exitCode).toBeNull(); // waiting, not crash-looping under systemd
+      expect(existsSync(join(c.dir, 'agents', 'a-wiped', 'identity.json'))).toBe(false);
+      await c.waitNodeReady('a', 5_000);
+      const tokens = (await c.api('GET', '/api/v1/tokens')).body as { joinTokens: Array<{ used: number; uses?: number }> };
+      expect(tokens.joinTokens.at(-1)).toMatchObject({ used: 0, uses: 2 }); // the refusal spent nothing
+    } finally {
+      await p.kill9();
+    }
+  });
+
   it('a viewer token cannot apply through the CLI (exit 1, clear message), and stops working once revoked', async () => {
     const v = await c.api('POST', '/api/v1/tokens', { type: 'api', role: 'viewer', name: 'e2e-viewer' });
     const viewer = (v.body as { token: string }).token;

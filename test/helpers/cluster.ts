@@ -67,18 +67,23 @@ export class Cluster {
     return request(this.server, method, path, { token: this.adminToken, ca: this.caPem(), ...(body !== undefined ? { body } : {}) });
   }
 
-  async joinToken(uses = 10): Promise<string> {
-    const r = await this.api('POST', '/api/v1/tokens', { type: 'join', ttlSeconds: 3600, uses });
+  async joinToken(uses = 10, labels?: Record<string, string>): Promise<string> {
+    const r = await this.api('POST', '/api/v1/tokens', { type: 'join', ttlSeconds: 3600, uses, ...(labels ? { labels } : {}) });
     if (r.status !== 200) throw new Error(`token create failed: ${r.text}`);
     return (r.body as { token: string }).token;
   }
 
-  /** Starts (or restarts, keeping its data dir) the agent for node `short`. */
-  async startAgent(short: string, opts: { token?: string; labels?: string; extra?: string[] } = {}): Promise<Proc> {
-    const token = opts.token ?? (await this.joinToken(1));
+  /**
+   * Starts (or restarts, keeping its data dir) the agent for node `short`. `labels` (`k=v,k2=v2`)
+   * are placement labels: they go on the join token (authoritative; the agent's own --labels
+   * would land under node.orchard.dev/). `agentLabels` are passed as the agent's --labels.
+   */
+  async startAgent(short: string, opts: { token?: string; labels?: string; agentLabels?: string; extra?: string[] } = {}): Promise<Proc> {
+    const tokenLabels = opts.labels ? Object.fromEntries(opts.labels.split(',').map((kv) => kv.split('=') as [string, string])) : undefined;
+    const token = opts.token ?? (await this.joinToken(1, tokenLabels));
     const name = this.nodeName(short);
     const args = ['agent', '--hub', `127.0.0.1:${this.httpPort}`, '--token', token, '--name', name, '--data-dir', join(this.dir, 'agents', short)];
-    if (opts.labels) args.push('--labels', opts.labels);
+    if (opts.agentLabels) args.push('--labels', opts.agentLabels);
     const p = orchard([...args, ...(opts.extra ?? [])]);
     this.agents.set(short, p);
     return p;

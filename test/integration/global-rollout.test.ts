@@ -81,7 +81,7 @@ describe('global-mode rollout with a node offline (hub + 3 agents, in-memory run
 
   beforeAll(async () => {
     t = await startTestHub();
-    for (const n of NODES) credentials.set(n, t.hub.auth.issueNodeCredential(n));
+    for (const n of NODES) credentials.set(n, t.hub.auth.issueNodeCredential(n, { gr: 'yes' })); // as a join token with --labels gr=yes
     for (const n of NODES) await startAgent(n);
     await waitFor('3 nodes Ready', async () => (NODES.every(nodeReady) ? true : undefined));
   });

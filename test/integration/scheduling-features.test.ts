@@ -35,7 +35,9 @@ describe('scheduling features (real hub, hollow agents)', () => {
   }
 
   function newAgent(name: string, labels: Record<string, string>, runtime: MemoryRuntime): Agent {
-    const password = t.hub.auth.issueNodeCredential(name);
+    // The labels are the node's enrolment (join-token) labels: authoritative for placement. The
+    // agent reports them too, which lands them under node.orchard.dev/ as well.
+    const password = t.hub.auth.issueNodeCredential(name, labels);
     return new Agent({
       node: name,
       labels,
@@ -105,7 +107,7 @@ ${spec.replaceAll('IMAGE', image)}`;
     const again = newAgent('g-1', { ...g1.labels, restarted: 'yes' }, g1.runtime);
     agents.set('g-1', { ...g1, agent: again });
     await again.start();
-    await waitFor('g-1 reported its labels again', () => t.hub.store.get('Node', 'g-1')!.metadata.labels['restarted'] === 'yes', 15_000, 50);
+    await waitFor('g-1 reported its labels again', () => t.hub.store.get('Node', 'g-1')!.metadata.labels['node.orchard.dev/restarted'] === 'yes', 15_000, 50);
     await t.hub.settle();
     expect(t.hub.store.get('Node', 'g-1')!.metadata.labels['suite']).toBeUndefined();
     expect(nodesOf('node-agent')).toEqual(['g-3']);

@@ -104,7 +104,8 @@ export class HollowFleet {
   private async startOne(n: HollowNode): Promise<void> {
     const agent = new Agent({
       node: n.name,
-      labels: { 'bench.orchard.dev/hollow': 'true', 'bench.orchard.dev/node': n.name },
+      // Agent-reported: filed by the hub as node.orchard.dev/bench-hollow (a prefixed key would be dropped).
+      labels: { 'bench-hollow': 'true', 'bench-node': n.name },
       dataDir: join(this.opts.dataRoot, n.name),
       runtime: this.runtime,
       probe: new EngineOnlyProbe(this.runtime),
