@@ -12,7 +12,7 @@ import { containersOf, freePort, orchard, orchardRun, type Proc } from '../helpe
  * Security as a user meets it, with real hub and agent processes from dist/ (npm run build first)
  * on loopback and the real Docker Engine. Hostile clients that are not agents connect from other
  * loopback addresses (127.0.0.3x) so their failures do not count against 127.0.0.1, which the
- * agents and the CLI share (the limiter locks a source after 10 failures a minute).
+ * agents and the CLI share (the limiter locks one credential from a source after 10 failures a minute, the whole source after 100).
  */
 
 /** Waits for a process to exit; its exit code (or -1 if it was still running after `ms`). */
