@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { OrchardError } from '../protocol/errors.js';
+import type { OrchardError } from '../protocol/errors.js';
 import { isUsageError, parseDuration, parseFlags, parseLabels, resolveResource } from './args.js';
 import { bufferIo } from './io.js';
 import { runCli } from './run.js';

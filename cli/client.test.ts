@@ -213,7 +213,7 @@ describe('describe', () => {
     expect(r.stdout).toMatch(/^Name:\s+web-3\n/);
     expect(r.stdout).toMatch(/\nStatus:\s+Pending\n/);
     expect(r.stdout).toContain('Scheduling:\n  0/2 nodes fit: 1 arch, 1 memory\n    pi-1: arch arm (needs arm64)\n    pi-2: 120Mi free (needs 256Mi)\n');
-    expect(r.stdout).toMatch(/Events:\n  TYPE\s+REASON\s+AGE\s+MESSAGE\n  Warning\s+FailedScheduling\s+9m\s+0\/2 nodes fit\n$/);
+    expect(r.stdout).toMatch(/Events:\n {2}TYPE\s+REASON\s+AGE\s+MESSAGE\n {2}Warning\s+FailedScheduling\s+9m\s+0\/2 nodes fit\n$/);
     expect(r.stdout).not.toContain('other');
   });
 
@@ -221,7 +221,7 @@ describe('describe', () => {
     const pod = mockPod('web-2', { node: 'pi-1', owner: 'web', waiting: 'CrashLoopBackOff', restarts: 3 });
     const h = await hub((req) => (req.url === '/api/v1/pods/web-2' ? { body: pod } : req.url.startsWith('/api/v1/events') ? { body: { items: [] } } : undefined));
     const r = await cli(['describe', 'po/web-2'], h.url);
-    expect(r.stdout).toMatch(/Containers:\n  web:\n    Image:\s+busybox:local\n    State:\s+Waiting\n    Reason:\s+CrashLoopBackOff\n    Exit Code:\s+1\n    Ready:\s+false\n    Restart Count:\s+3\n/);
+    expect(r.stdout).toMatch(/Containers:\n {2}web:\n {4}Image:\s+busybox:local\n {4}State:\s+Waiting\n {4}Reason:\s+CrashLoopBackOff\n {4}Exit Code:\s+1\n {4}Ready:\s+false\n {4}Restart Count:\s+3\n/);
     expect(r.stdout).toMatch(/Events:\s+<none>\n$/);
   });
 
@@ -235,7 +235,7 @@ describe('describe', () => {
     const r = await cli(['describe', 'node', 'pi-1'], h.url);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/Labels:\s+zone=a\n/);
-    expect(r.stdout).toMatch(/Pods: \(1 in total\)\n  NAME\s+READY\s+STATUS\s+RESTARTS\s+NODE\s+AGE\s+DEPLOYMENT\n  web-1\s+1\/1\s+Running/);
+    expect(r.stdout).toMatch(/Pods: \(1 in total\)\n {2}NAME\s+READY\s+STATUS\s+RESTARTS\s+NODE\s+AGE\s+DEPLOYMENT\n {2}web-1\s+1\/1\s+Running/);
   });
 });
 

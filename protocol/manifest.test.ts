@@ -41,6 +41,11 @@ function mutate(f: (m: typeof valid & Record<string, unknown>) => void): unknown
   return m;
 }
 
+// A manifest as parsed YAML, mutated at arbitrary depth by the cases below: typing each path
+// would only restate the schema under test.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Doc = Record<string, any>;
+
 describe('Deployment manifest schema', () => {
   it('accepts a full manifest and fills defaults', () => {
     const r = DeploymentManifestSchema.parse(valid);
@@ -54,25 +59,25 @@ describe('Deployment manifest schema', () => {
   });
 
   it.each([
-    ['uppercase name', (m: Record<string, any>) => { m['metadata'].name = 'Web'; }, 'metadata.name', /DNS-1123/],
-    ['name too long', (m: Record<string, any>) => { m['metadata'].name = 'a'.repeat(64); }, 'metadata.name', /63/],
-    ['negative replicas', (m: Record<string, any>) => { m['spec'].replicas = -1; }, 'spec.replicas', /0 or more/],
-    ['fractional replicas', (m: Record<string, any>) => { m['spec'].replicas = 1.5; }, 'spec.replicas', /integer/],
-    ['missing image', (m: Record<string, any>) => { delete m['spec'].template.spec.containers[0].image; }, 'spec.template.spec.containers[0].image', /.+/],
-    ['empty image', (m: Record<string, any>) => { m['spec'].template.spec.containers[0].image = ''; }, 'spec.template.spec.containers[0].image', /required/],
-    ['bad cpu', (m: Record<string, any>) => { m['spec'].template.spec.containers[0].resources.requests.cpu = 'abc'; }, 'spec.template.spec.containers[0].resources.requests.cpu', /CPU quantity/],
-    ['bad memory', (m: Record<string, any>) => { m['spec'].template.spec.containers[0].resources.limits.memory = '1 gig'; }, 'spec.template.spec.containers[0].resources.limits.memory', /memory quantity/],
-    ['no containers', (m: Record<string, any>) => { m['spec'].template.spec.containers = []; }, 'spec.template.spec.containers', /at least one/],
-    ['bad arch', (m: Record<string, any>) => { m['spec'].template.spec.arch = ['riscv']; }, 'spec.template.spec.arch[0]', /.+/],
-    ['bad network', (m: Record<string, any>) => { m['spec'].template.spec.network = 'overlay'; }, 'spec.template.spec.network', /.+/],
-    ['port out of range', (m: Record<string, any>) => { m['spec'].template.spec.containers[0].ports[0].containerPort = 70000; }, 'spec.template.spec.containers[0].ports[0].containerPort', /.+/],
-    ['bad host IP', (m: Record<string, any>) => { m['spec'].template.spec.containers[0].ports[0].hostIP = '300.1.1.1'; }, 'spec.template.spec.containers[0].ports[0].hostIP', /.+/],
-    ['bad label', (m: Record<string, any>) => { m['metadata'].labels = { 'bad key!': 'x' }; }, 'metadata.labels.bad key!', /label key/],
-    ['unknown field', (m: Record<string, any>) => { m['spec'].replicaz = 2; }, 'spec', /replicaz/],
-    ['wrong apiVersion', (m: Record<string, any>) => { m['apiVersion'] = 'apps/v1'; }, 'apiVersion', /orchard\/v1/],
-    ['subPath with ..', (m: Record<string, any>) => { m['spec'].template.spec.volumes = [{ name: 'v', emptyDir: {} }]; m['spec'].template.spec.containers[0].volumeMounts = [{ name: 'v', mountPath: '/v', subPath: 'a/../../etc' }]; }, 'spec.template.spec.containers[0].volumeMounts[0].subPath', /must not contain "\.\."/],
-    ['absolute subPath', (m: Record<string, any>) => { m['spec'].template.spec.volumes = [{ name: 'v', emptyDir: {} }]; m['spec'].template.spec.containers[0].volumeMounts = [{ name: 'v', mountPath: '/v', subPath: '/etc' }]; }, 'spec.template.spec.containers[0].volumeMounts[0].subPath', /relative/],
-    ['hostPath with ..', (m: Record<string, any>) => { m['spec'].template.spec.volumes = [{ name: 'v', hostPath: { path: '/srv/x/../../etc' } }]; }, 'spec.template.spec.volumes[0].hostPath.path', /must not contain "\.\."/],
+    ['uppercase name', (m: Doc) => { m['metadata'].name = 'Web'; }, 'metadata.name', /DNS-1123/],
+    ['name too long', (m: Doc) => { m['metadata'].name = 'a'.repeat(64); }, 'metadata.name', /63/],
+    ['negative replicas', (m: Doc) => { m['spec'].replicas = -1; }, 'spec.replicas', /0 or more/],
+    ['fractional replicas', (m: Doc) => { m['spec'].replicas = 1.5; }, 'spec.replicas', /integer/],
+    ['missing image', (m: Doc) => { delete m['spec'].template.spec.containers[0].image; }, 'spec.template.spec.containers[0].image', /.+/],
+    ['empty image', (m: Doc) => { m['spec'].template.spec.containers[0].image = ''; }, 'spec.template.spec.containers[0].image', /required/],
+    ['bad cpu', (m: Doc) => { m['spec'].template.spec.containers[0].resources.requests.cpu = 'abc'; }, 'spec.template.spec.containers[0].resources.requests.cpu', /CPU quantity/],
+    ['bad memory', (m: Doc) => { m['spec'].template.spec.containers[0].resources.limits.memory = '1 gig'; }, 'spec.template.spec.containers[0].resources.limits.memory', /memory quantity/],
+    ['no containers', (m: Doc) => { m['spec'].template.spec.containers = []; }, 'spec.template.spec.containers', /at least one/],
+    ['bad arch', (m: Doc) => { m['spec'].template.spec.arch = ['riscv']; }, 'spec.template.spec.arch[0]', /.+/],
+    ['bad network', (m: Doc) => { m['spec'].template.spec.network = 'overlay'; }, 'spec.template.spec.network', /.+/],
+    ['port out of range', (m: Doc) => { m['spec'].template.spec.containers[0].ports[0].containerPort = 70000; }, 'spec.template.spec.containers[0].ports[0].containerPort', /.+/],
+    ['bad host IP', (m: Doc) => { m['spec'].template.spec.containers[0].ports[0].hostIP = '300.1.1.1'; }, 'spec.template.spec.containers[0].ports[0].hostIP', /.+/],
+    ['bad label', (m: Doc) => { m['metadata'].labels = { 'bad key!': 'x' }; }, 'metadata.labels.bad key!', /label key/],
+    ['unknown field', (m: Doc) => { m['spec'].replicaz = 2; }, 'spec', /replicaz/],
+    ['wrong apiVersion', (m: Doc) => { m['apiVersion'] = 'apps/v1'; }, 'apiVersion', /orchard\/v1/],
+    ['subPath with ..', (m: Doc) => { m['spec'].template.spec.volumes = [{ name: 'v', emptyDir: {} }]; m['spec'].template.spec.containers[0].volumeMounts = [{ name: 'v', mountPath: '/v', subPath: 'a/../../etc' }]; }, 'spec.template.spec.containers[0].volumeMounts[0].subPath', /must not contain "\.\."/],
+    ['absolute subPath', (m: Doc) => { m['spec'].template.spec.volumes = [{ name: 'v', emptyDir: {} }]; m['spec'].template.spec.containers[0].volumeMounts = [{ name: 'v', mountPath: '/v', subPath: '/etc' }]; }, 'spec.template.spec.containers[0].volumeMounts[0].subPath', /relative/],
+    ['hostPath with ..', (m: Doc) => { m['spec'].template.spec.volumes = [{ name: 'v', hostPath: { path: '/srv/x/../../etc' } }]; }, 'spec.template.spec.volumes[0].hostPath.path', /must not contain "\.\."/],
   ])('%s → names %s', (_n, f, path, msg) => {
     const issue = firstIssue(mutate(f as (m: Record<string, unknown>) => void));
     expect(issue?.path).toBe(path);

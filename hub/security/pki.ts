@@ -74,7 +74,7 @@ export async function loadOrCreatePki(dataDir: string, opts: PkiOptions): Promis
     }
     caPem = readFileSync(path(PKI_FILES.caCert), 'utf8');
     caKeyPem = readFileSync(path(PKI_FILES.caKey), 'utf8');
-    let matches = false;
+    let matches: boolean;
     try {
       matches = new X509Certificate(caPem).checkPrivateKey(createPrivateKey(caKeyPem));
     } catch (err) {

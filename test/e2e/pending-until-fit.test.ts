@@ -62,7 +62,8 @@ describe('a pending pod explains why, and runs once a fitting node joins (real h
         return p !== undefined && p.spec.nodeName === c.nodeName('big') && p.status.phase === 'Running';
       }, 60_000, 250);
     } catch (e) {
-      throw new Error(`${String(e)}\n${c.logs()}`);
+      throw new Error(`${String(e)}
+${c.logs()}`, { cause: e });
     }
     const [p] = await c.pods('e2e-big');
     expect(p?.metadata.name).toBe(pod.metadata.name); // the same pod, bound once it fit

@@ -93,7 +93,8 @@ describe('self-healing agent on the real Docker Engine', () => {
     try {
       return await what;
     } catch (e) {
-      throw new Error(`${String(e)}\n${c.logs()}`);
+      throw new Error(`${String(e)}
+${c.logs()}`, { cause: e });
     }
   };
   const runningReady = (dep: string, ready: boolean) => explain(waitFor(`${dep} Running, Ready=${ready}`, async () => {

@@ -59,7 +59,8 @@ describe('self-healing hub side: hub outage and link partition on the real Docke
     try {
       return await what;
     } catch (e) {
-      throw new Error(`${String(e)}\n${c.logs()}`);
+      throw new Error(`${String(e)}
+${c.logs()}`, { cause: e });
     }
   };
   const apply = (name: string, json: string): void => {

@@ -63,7 +63,8 @@ describe('walking skeleton on the real Docker Engine: hub + two agent processes'
         return pods.length === 3 && pods.every((p) => p.status.phase === 'Running');
       }, 90_000, 250);
     } catch (e) {
-      throw new Error(`${String(e)}\n${c.logs()}`);
+      throw new Error(`${String(e)}
+${c.logs()}`, { cause: e });
     }
     const pods = await c.pods('e2e-web');
     const perNode = new Map<string, number>();
