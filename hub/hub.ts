@@ -160,7 +160,7 @@ export class Hub {
     const desired = new DesiredPublisher({ store, publisher: broker, log: log.child('desired'), now, secrets });
     // Agent messages arriving within 50 ms share one store transaction (one fsync).
     const nodes = new NodeController({
-      store, log: log.child('nodes'), now, batchMs: 50,
+      store, log: log.child('nodes'), now, clock, batchMs: 50,
       onObservedSet: (m) => ingestObservedVolumes(store, m, now()),
       enrolledLabels: (n) => auth.enrolledLabels(n),
       ...(opts.heartbeatGraceMs ? { heartbeatGraceMs: opts.heartbeatGraceMs } : {}),

@@ -3,7 +3,8 @@ import type { NodeStatusMessage } from '../../protocol/messages.js';
 import { topics } from '../../protocol/topics.js';
 import { silentLogger } from '../log.js';
 import { MemoryStore } from '../store/memory-store.js';
-import { CAPACITY_WARNING_MS, NodeController, sharpCapacityChange } from './node-controller.js';
+import { NodeController } from './node-controller.js';
+import { CAPACITY_WARNING_MS, sharpCapacityChange } from './node-registration.js';
 
 /** Issue 13 item 3: node-reported capacity is bounded, and sharp changes are flagged. */
 

@@ -5,6 +5,7 @@ import { topics } from '../../protocol/topics.js';
 import { silentLogger } from '../log.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { isNodeReady as isReady } from '../objects/node.js';
+import { FakeClock } from '../../test/helpers/fake-clock.js';
 import { NodeController } from './node-controller.js';
 
 function status(node: string): NodeStatusMessage {
@@ -37,6 +38,12 @@ function countingStore(): { store: MemoryStore; commits: () => number } {
 
 const msg = (m: unknown): Buffer => Buffer.from(JSON.stringify(m));
 
+/** A fake clock for the controller's timers and its `now`: time moves only with advance(). */
+function fakeTime(): { clock: FakeClock; now: () => Date } {
+  const clock = new FakeClock();
+  return { clock, now: () => new Date(clock.now()) };
+}
+
 function boundPod(store: MemoryStore, name: string, node: string): Pod {
   return store.create({
     apiVersion: 'orchard/v1',
@@ -52,13 +59,16 @@ function observed(node: string, pod: Pod): Buffer {
 }
 
 describe('NodeController batching (batchMs)', () => {
-  it('ingests the messages of one window in a single store transaction, in arrival order', async () => {
+  it('ingests the messages of one window in a single store transaction, in arrival order', () => {
     const { store, commits } = countingStore();
-    const nodes = new NodeController({ store, log: silentLogger, now: () => new Date(), batchMs: 10 });
+    const { clock, now } = fakeTime();
+    const nodes = new NodeController({ store, log: silentLogger, now, clock, batchMs: 10 });
     for (const n of ['a', 'b', 'c']) nodes.handle(topics.nodeStatus(n), msg(status(n)));
     nodes.handle(topics.nodePresence('b'), msg({ node: 'b', online: false }));
     expect(store.list('Node')).toHaveLength(0); // queued, not yet ingested
-    await new Promise((r) => setTimeout(r, 40));
+    clock.advance(9);
+    expect(store.list('Node')).toHaveLength(0); // the window is not over
+    clock.advance(1);
     expect(store.list('Node').map((n) => n.metadata.name)).toEqual(['a', 'b', 'c']);
     expect(isReady(store.get('Node', 'b')!)).toBe(false); // the will came after b's status
     expect(commits()).toBe(1);
@@ -67,7 +77,8 @@ describe('NodeController batching (batchMs)', () => {
 
   it('a message that fails undoes only its own writes; the rest of the batch commits', () => {
     const { store } = countingStore();
-    const nodes = new NodeController({ store, log: silentLogger, now: () => new Date(), batchMs: 60_000 });
+    const { clock, now } = fakeTime();
+    const nodes = new NodeController({ store, log: silentLogger, now, clock, batchMs: 60_000 });
     nodes.handle(topics.nodeStatus('a'), msg(status('a')));
     nodes.handle(topics.nodeStatus('b'), msg(status('b')));
     nodes.flush();
@@ -93,24 +104,31 @@ describe('NodeController batching (batchMs)', () => {
 
   it('stop() ingests what is still queued; without batchMs messages are ingested at once', () => {
     const store = new MemoryStore();
-    const batched = new NodeController({ store, log: silentLogger, now: () => new Date(), batchMs: 60_000 });
+    const { clock, now } = fakeTime();
+    const batched = new NodeController({ store, log: silentLogger, now, clock, batchMs: 60_000 });
     batched.handle(topics.nodeStatus('a'), msg(status('a')));
     expect(store.get('Node', 'a')).toBeUndefined();
     batched.stop();
     expect(store.get('Node', 'a')).toBeDefined();
-    const direct = new NodeController({ store, log: silentLogger, now: () => new Date() });
+    expect(clock.pending).toBe(0); // stop() cleared the batch timer
+    const direct = new NodeController({ store, log: silentLogger, now, clock });
     direct.handle(topics.nodeStatus('b'), msg(status('b')));
     expect(store.get('Node', 'b')).toBeDefined();
+    expect(clock.pending).toBe(0); // no batch, no timer
   });
 });
 
 describe('NodeController liveness under an ingest backlog', () => {
-  /** A batching controller (50 ms, 40 s grace) on a clock the test moves with advance(). */
+  /**
+   * A batching controller (50 ms, 40 s grace) whose time the test moves with advance(). The hub is
+   * busy: time passes but no timer gets to run (its FakeClock is never advanced), so messages stay
+   * queued until the test flushes.
+   */
   function batched() {
     let t = Date.parse('2026-01-01T00:00:00Z');
     const now = (): Date => new Date(t);
     const store = new MemoryStore({ now });
-    const nodes = new NodeController({ store, log: silentLogger, now, batchMs: 50, heartbeatGraceMs: 40_000 });
+    const nodes = new NodeController({ store, log: silentLogger, now, clock: new FakeClock(t), batchMs: 50, heartbeatGraceMs: 40_000 });
     return { store, nodes, now, advance: (ms: number) => void (t += ms) };
   }
 
@@ -153,5 +171,48 @@ describe('NodeController liveness under an ingest backlog', () => {
     expect(nodes.rejected).toBe(1);
     nodes.sweep();
     expect(store.get('Node', 'a')?.status.conditions.find((c) => c.type === 'Ready')?.reason).toBe('NodeStatusUnknown');
+  });
+});
+
+describe('NodeController timers run on the injected clock', () => {
+  it('sweeps every grace/4 until stop(): a silent node goes NotReady without anyone calling sweep()', () => {
+    const store = new MemoryStore();
+    const { clock, now } = fakeTime();
+    const nodes = new NodeController({ store, log: silentLogger, now, clock, heartbeatGraceMs: 40_000 });
+    nodes.handle(topics.nodeStatus('a'), msg(status('a')));
+    nodes.start();
+    expect(clock.pending).toBe(1);
+    clock.advance(40_000); // four sweeps; a was heard 40 s ago, not more
+    expect(isReady(store.get('Node', 'a')!)).toBe(true);
+    expect(clock.pending).toBe(1); // re-armed after each sweep
+    clock.advance(10_000); // the next sweep: 50 s of silence
+    expect(store.get('Node', 'a')?.status.conditions.find((c) => c.type === 'Ready')?.reason).toBe('NodeStatusUnknown');
+    nodes.stop();
+    expect(clock.pending).toBe(0);
+  });
+
+  it('a stopped controller sweeps no more', () => {
+    const store = new MemoryStore();
+    const { clock, now } = fakeTime();
+    const nodes = new NodeController({ store, log: silentLogger, now, clock, heartbeatGraceMs: 1_000 });
+    nodes.handle(topics.nodeStatus('a'), msg(status('a')));
+    nodes.start();
+    nodes.stop();
+    clock.advance(60_000);
+    expect(isReady(store.get('Node', 'a')!)).toBe(true);
+  });
+
+  it('a timer flush ingests a large backlog in chunks of 200, one commit each (re-armed at 0 ms when its 20 ms slice runs out)', () => {
+    const { store, commits } = countingStore();
+    const { clock, now } = fakeTime();
+    const nodes = new NodeController({ store, log: silentLogger, now, clock, batchMs: 50 });
+    // 1,000 status messages (5 chunks of 200): each chunk is one commit, whatever the slice allows.
+    for (let i = 0; i < 1000; i++) nodes.handle(topics.nodeStatus(`n${i}`), msg(status(`n${i}`)));
+    clock.advance(50);
+    for (let turns = 0; clock.pending > 0 && turns < 10; turns++) clock.advance(0);
+    expect(store.list('Node')).toHaveLength(1000);
+    expect(commits()).toBe(5);
+    expect(nodes.backlog()).toEqual({ queued: 0, maxLagMs: 50 });
+    nodes.stop();
   });
 });

@@ -9,7 +9,7 @@ export const NODE_LOST_REASON = 'NodeLost';
 /**
  * Marks every live pod bound to `node` phase Unknown / Ready False (as Kubernetes does for pods
  * of a lost node): the hub cannot know their state. The agent's next observed set restores the
- * real status (NodeController.onObserved). Call inside the transaction that marks the node
+ * real status (ingestObservedSet, node-observed.ts). Call inside the transaction that marks the node
  * NotReady. Idempotent.
  */
 export function markPodsNodeLost(store: Store, node: string, now: Date, why: string): number {

@@ -1,0 +1,139 @@
+import type { Clock, TimerHandle } from '../../protocol/clock.js';
+import type { NodeCondition, NodeObject } from '../../protocol/objects.js';
+import { recordEvent } from '../events.js';
+import type { Logger } from '../log.js';
+import { setCondition } from '../objects/conditions.js';
+import { isNodeReady as isReady } from '../objects/node.js';
+import type { Store } from '../store/store.js';
+import { markPodsNodeLost } from './node-lost-status.js';
+
+export interface NodeLivenessOptions {
+  store: Store;
+  log: Logger;
+  now: () => Date;
+  /** Runs the sweep (start()). */
+  clock: Clock;
+  /** A node silent for this long is NotReady (default 40 s: four missed 10 s heartbeats). */
+  heartbeatGraceMs?: number;
+  /** Heartbeats are kept in memory; the store gets them at most this often per node (SQLite/SD wear). */
+  persistHeartbeatEveryMs?: number;
+  /**
+   * When the latest message of `node` still waiting to be ingested arrived (NodeIntake), if any:
+   * such a node counts as heard then, so the hub's own backlog never declares a node lost.
+   */
+  queuedSince?: (node: string) => number | undefined;
+}
+
+/**
+ * Node lifecycle from proof of life: Ready on report, NotReady at once on last will or after a
+ * silent grace (`sweep()`, every grace/4 on the clock), and then the node's pods are lost
+ * (markPodsNodeLost). When a node was last heard lives in memory; the store gets a heartbeat at
+ * most every `persistHeartbeatEveryMs`.
+ */
+export class NodeLiveness {
+  private readonly lastSeen = new Map<string, number>();
+  private readonly lastPersisted = new Map<string, number>();
+  private sweepTimer: TimerHandle | undefined;
+  private running = false;
+
+  constructor(private readonly o: NodeLivenessOptions) {}
+
+  /** Sweeps every grace/4 (at least every 250 ms) until stop(). */
+  start(): void {
+    const every = Math.max(250, Math.floor((this.o.heartbeatGraceMs ?? 40_000) / 4));
+    this.running = true;
+    // The Clock has no setInterval: re-arm first, so a sweep that throws still leaves the next one
+    // scheduled (as an interval would).
+    const tick = (): void => {
+      if (!this.running) return;
+      this.sweepTimer = this.o.clock.setTimeout(tick, every);
+      this.sweep();
+    };
+    this.sweepTimer = this.o.clock.setTimeout(tick, every);
+  }
+
+  stop(): void {
+    this.running = false;
+    if (this.sweepTimer !== undefined) this.o.clock.clearTimeout(this.sweepTimer);
+    this.sweepTimer = undefined;
+  }
+
+  /** A valid report that is proof of life only (an observed set). */
+  seen(node: string): void {
+    this.lastSeen.set(node, this.o.now().getTime());
+  }
+
+  /** A status report was stored (the registration wrote a heartbeat and Ready with it). */
+  reported(node: string): void {
+    this.lastSeen.set(node, this.o.now().getTime());
+    this.lastPersisted.set(node, this.o.now().getTime());
+  }
+
+  /** A heartbeat (usage, or an online presence): Ready again if it was not, persisted when due. */
+  heartbeat(node: string, usage?: NodeObject['status']['usage']): void {
+    const { store, now } = this.o;
+    const t = now().getTime();
+    this.lastSeen.set(node, t);
+    const existing = store.get('Node', node);
+    if (!existing) return; // status (with facts) registers a node; a heartbeat alone does not
+    const ready = isReady(existing);
+    const due = t - (this.lastPersisted.get(node) ?? 0) >= (this.o.persistHeartbeatEveryMs ?? 30_000);
+    if (ready && !due) return;
+    const next = structuredClone(existing) as NodeObject;
+    const ts = now().toISOString();
+    if (usage) next.status.usage = usage;
+    next.status.lastHeartbeatTime = ts;
+    if (!ready) next.status.conditions = setCondition(next.status.conditions, readyCondition(true, ts), ts);
+    store.transaction(() => {
+      store.update(next);
+      if (!ready) recordEvent(store, now(), { kind: 'Node', name: node, type: 'Normal', reason: 'NodeReady', message: 'node is Ready again' });
+    });
+    this.lastPersisted.set(node, t);
+  }
+
+  /** The broker published the node's last will (an offline presence): NotReady at once. */
+  disconnected(node: string): void {
+    this.setReady(node, false, 'AgentDisconnected', 'the agent disconnected (MQTT last will)');
+  }
+
+  /** Marks nodes NotReady whose heartbeats stopped. Also called by tests with fake clocks. */
+  sweep(): void {
+    const { store, now } = this.o;
+    const t = now().getTime();
+    const grace = this.o.heartbeatGraceMs ?? 40_000;
+    for (const n of store.list('Node')) {
+      if (!isReady(n)) continue;
+      const seen = this.lastSeen.get(n.metadata.name);
+      if (seen === undefined) {
+        // Hub restarted: give every node one grace period to report in.
+        this.lastSeen.set(n.metadata.name, t);
+        continue;
+      }
+      const heard = Math.max(seen, this.o.queuedSince?.(n.metadata.name) ?? seen);
+      if (t - heard > grace) this.setReady(n.metadata.name, false, 'NodeStatusUnknown', `no heartbeat for ${Math.round((t - heard) / 1000)}s`);
+    }
+  }
+
+  private setReady(node: string, ready: boolean, reason: string, message: string): void {
+    const { store, now } = this.o;
+    const existing = store.get('Node', node);
+    if (!existing || isReady(existing) === ready) return;
+    const ts = now().toISOString();
+    const next = structuredClone(existing) as NodeObject;
+    next.status.conditions = setCondition(next.status.conditions, { ...readyCondition(ready, ts), reason, message }, ts);
+    store.transaction(() => {
+      store.update(next);
+      recordEvent(store, now(), { kind: 'Node', name: node, type: ready ? 'Normal' : 'Warning', reason: ready ? 'NodeReady' : 'NodeNotReady', message });
+      // Pods there are Unknown / not Ready until the agent's next observed set says otherwise.
+      if (!ready) markPodsNodeLost(store, node, now(), message);
+    });
+    this.o.log.info(`node ${node} is ${ready ? 'Ready' : 'NotReady'}`, { reason });
+  }
+}
+
+/** The Ready condition the hub writes: True while the agent reports, False (reason set by the caller) when not. */
+export function readyCondition(ready: boolean, ts: string): NodeCondition {
+  return ready
+    ? { type: 'Ready', status: 'True', reason: 'AgentReporting', message: 'the agent is connected and reporting', lastTransitionTime: ts }
+    : { type: 'Ready', status: 'False', lastTransitionTime: ts };
+}
