@@ -128,10 +128,10 @@ describe('condition writers', () => {
     w.setClock(20);
     w.observe('n1', [{ name, uid, ready: true }]);
     expect(brief(w.pod().status.conditions)).toEqual([`PodScheduled=True@${at(0)}`, `Ready=True@${at(10)}`]);
-    // A transition the agent dates itself: its time is taken.
+    // A transition the agent dates itself: the hub's time is taken (a node must not back-date Ready).
     w.setClock(25);
     w.observe('n1', [{ name, uid, ready: false, conditions: [{ type: 'Ready', status: 'False', lastTransitionTime: at(24) }] }]);
-    expect(brief(w.pod().status.conditions)).toEqual([`PodScheduled=True@${at(0)}`, `Ready=False@${at(24)}`]);
+    expect(brief(w.pod().status.conditions)).toEqual([`PodScheduled=True@${at(0)}`, `Ready=False@${at(25)}`]);
     w.setClock(30);
     w.observe('n1', [{ name, uid, ready: true, conditions: [{ type: 'ContainersReady', status: 'True' }, { type: 'Ready', status: 'True' }] }]);
 

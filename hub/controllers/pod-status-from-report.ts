@@ -9,12 +9,14 @@ import { setCondition } from '../objects/conditions.js';
  *
  * The agent's conditions replace the pod's, except PodScheduled (the hub's own); Ready from
  * `op.ready` when the agent sent none. Each keeps its lastTransitionTime while its status is
- * unchanged (rollouts count minReadySeconds from Ready's). Phase, containers, pull progress,
- * reason, message and startTime are the agent's; hostIP is the node's first address.
+ * unchanged (rollouts count minReadySeconds from Ready's), and a change is stamped with the hub's
+ * `now`, never a time the node sends: a node that could date its own Ready transition could flip
+ * Ready False → True with an old time and skip a rollout's minReadySeconds. Phase, containers,
+ * pull progress, reason, message and startTime are the agent's; hostIP is the node's first address.
  */
 export function podStatusFromReport(pod: Pod, op: ObservedPod, node: NodeObject | undefined, now: Date): PodStatus {
   const ts = now.toISOString();
-  const reported = op.conditions.filter((c) => c.type !== 'PodScheduled');
+  const reported = op.conditions.filter((c) => c.type !== 'PodScheduled').map(({ lastTransitionTime: _nodeTime, ...c }) => c);
   if (!reported.some((c) => c.type === 'Ready')) reported.push({ type: 'Ready', status: op.ready ? 'True' : 'False' });
   let conditions = pod.status.conditions.filter((c) => c.type === 'PodScheduled' || reported.some((r) => r.type === c.type));
   for (const c of reported) conditions = setCondition(conditions, c, ts);
