@@ -1,13 +1,14 @@
-import type { Deployment, DeploymentCondition, DeploymentStatus, Pod, RevisionObject, RolloutStatus } from '../../protocol/objects.js';
+import type { Deployment, Pod, RevisionObject, RolloutStatus } from '../../protocol/objects.js';
 import { recordEvent } from '../events.js';
-import { deepEqual } from '../hash.js';
 import type { Logger } from '../log.js';
 import { setCondition } from '../objects/conditions.js';
 import { isNodeReady } from '../objects/node.js';
 import { isPodReady, isTerminal, newPod, TEMPLATE_HASH_ANNOTATION } from '../objects/pod.js';
 import type { Store } from '../store/store.js';
-import { budgets, planRollout, type PlannerPod, type PlannerStrategy, type RolloutInput, type RolloutPlan } from './planner.js';
+import { planRollout, type PlannerPod, type PlannerStrategy, type RolloutInput, type RolloutPlan } from './planner.js';
 import { ensureRevision, PROMOTED_ANNOTATION, pruneRevisions, revisionName } from './revisions.js';
+import { writeStatus, type StatusThrottle } from './rollout-status.js';
+import { advancedRollout, imageChange, phaseEvent, rolloutAtStart, scalingMessage } from './rollout-transitions.js';
 
 /**
  * One pass of a Deployment's rollout, called by the DeploymentController (replicated mode) or
@@ -30,7 +31,7 @@ export interface RolloutContext {
    * Unset (tests): every change is written. At fleet scale a deploy turns thousands of pods
    * Running per second, and each status write is an fsync'd transaction.
    */
-  statusThrottle?: { minIntervalMs: number; lastWrite: Map<string, number> };
+  statusThrottle?: StatusThrottle;
 }
 
 /** Global mode: which nodes should run a pod, and where there is room. Placement stays the GlobalController's. */
@@ -66,114 +67,156 @@ export function strategyOf(d: Deployment): PlannerStrategy {
   };
 }
 
-/** `updateHash` is the deployment's template hash as the controller computes it (template + referenced config). */
+/**
+ * `updateHash` is the deployment's template hash as the controller computes it (template +
+ * referenced config). One transaction: replace finished pods → record the revision and where the
+ * rollout stands → plan → roll back, or apply the plan → advance the rollout → write status →
+ * prune old revisions.
+ */
 export function reconcileRollout(ctx: RolloutContext, d: Deployment, allPods: readonly Pod[], updateHash: string, global?: GlobalRollout): RolloutResult {
   const { store, now } = ctx;
   return store.transaction(() => {
-    const name = d.metadata.name;
     const t = now();
-    // Failed/Succeeded pods are replaced, as a ReplicaSet (or DaemonSet) does.
-    for (const p of allPods.filter(isTerminal)) store.delete('Pod', p.metadata.name);
-    const pods = allPods.filter((p) => !isTerminal(p));
-
+    const pods = replaceTerminal(store, allPods);
     const updateRev = ensureRevision(store, d, updateHash);
-    const prev = d.status;
-    let stableHash = prev.currentRevision;
-    if (stableHash !== undefined && stableHash !== updateHash && !store.get('Revision', revisionName(name, stableHash))) stableHash = undefined;
-    const newRollout = prev.updateRevision !== updateHash;
-    const rollout: RolloutStatus = newRollout ? { phase: 'Progressing', revision: updateRev.revision, startedAt: t.toISOString() } : { ...(prev.rollout ?? { phase: 'Progressing' }) };
-    // The rollback marker belongs to the rollout it ended; a later user change clears it.
-    if (newRollout && prev.rollout?.rolledBackFrom !== undefined && prev.rollout.rolledBackFrom.hash !== prev.updateRevision) delete rollout.rolledBackFrom;
-    if (newRollout && prev.rollout?.rolledBackFrom !== undefined && prev.rollout.rolledBackFrom.hash === prev.updateRevision) rollout.rolledBackFrom = prev.rollout.rolledBackFrom;
-    if (newRollout && prev.updateRevision !== undefined) {
-      const from = store.get('Revision', revisionName(name, prev.updateRevision));
-      recordEvent(store, t, { kind: 'Deployment', name, type: 'Normal', reason: 'RolloutStarted', message: `rolling out revision ${updateRev.revision}${from ? ` (from revision ${from.revision})` : ''}: ${imageChange(from, updateRev)}` });
-    }
+    const stableHash = stableRevision(store, d, updateHash);
+    const newRollout = d.status.updateRevision !== updateHash;
+    const started = rolloutAtStart(d.status, updateHash, updateRev.revision, t);
+    if (newRollout) recordRolloutStarted(store, d, updateRev, t);
 
-    // Only the nodes this deployment's pods are on (a full node list per reconcile was O(fleet)
-    // on every pod status change: most of the hub's CPU at 5,000 nodes).
-    const nodeReady = new Map<string, boolean>();
-    for (const p of pods) {
-      const nn = p.spec.nodeName;
-      if (nn === undefined || nodeReady.has(nn)) continue;
-      const n = store.get('Node', nn);
-      if (n !== undefined) nodeReady.set(nn, isNodeReady(n));
-    }
     const strategy = strategyOf(d);
-    const input: RolloutInput = {
-      mode: global === undefined ? 'replicated' : 'global',
-      replicas: d.spec.replicas,
-      ...(global !== undefined ? { nodes: global.nodes } : {}),
-      updateHash,
-      strategy,
-      minReadySeconds: d.spec.minReadySeconds,
-      progressDeadlineSeconds: d.spec.progressDeadlineSeconds,
-      paused: d.spec.paused,
-      promoted: d.metadata.annotations[PROMOTED_ANNOTATION] === updateHash,
-      now: t.getTime(),
-      pods: pods.map((p) => plannerPod(p, nodeReady)),
-      ...(stableHash !== undefined ? { stableHash } : {}),
-      ...(!newRollout && rollout.progressKey !== undefined ? { progressKey: rollout.progressKey } : {}),
-      ...(!newRollout && rollout.lastProgressAt !== undefined ? { lastProgressAt: Date.parse(rollout.lastProgressAt) } : {}),
-    };
-    const plan = planRollout(input);
+    const plan = planRollout(plannerInput(d, pods, nodeReadiness(store, pods), { updateHash, stableHash, strategy, rollout: started, newRollout, t, global }));
 
-    // A failed rollout with a stable revision to go back to: roll back instead of pressing on.
-    if (plan.deadlineExceeded && d.spec.autoRollback && stableHash !== undefined && stableHash !== updateHash) {
-      const target = store.get('Revision', revisionName(name, stableHash));
-      if (target) {
-        rollBack(ctx, d, target, updateRev, plan.message);
-        return { requeueAfterMs: 0 };
-      }
+    const target = rollbackTarget(store, d, plan, updateHash, stableHash);
+    if (target !== undefined) {
+      rollBack(ctx, d, target, updateRev, plan.message);
+      return { requeueAfterMs: 0 };
     }
 
-    for (const del of plan.delete) store.delete('Pod', del.name);
-    const created = new Map<string, number>();
-    // Global mode: pods are created bound to their node, only where there is room.
-    const unplaced = [...(global?.waiting ?? [])];
-    const bound = plan.create.flatMap((c) => (c.node !== undefined ? [c.node] : []));
-    const noRoom = global !== undefined && bound.length > 0 ? global.noRoom(bound) : new Map<string, string>();
-    for (const c of plan.create) {
-      const why = c.node === undefined ? undefined : noRoom.get(c.node);
-      if (why !== undefined) {
-        unplaced.push(`${c.node ?? ''}: ${why}`);
-        continue;
-      }
-      const template = c.hash === updateHash ? d : withTemplate(d, store.get('Revision', revisionName(name, c.hash))?.template);
-      const pod = newPod(template, c.hash, c.node);
-      if (c.node !== undefined) pod.status.conditions = setCondition(pod.status.conditions, { type: 'PodScheduled', status: 'True' }, t.toISOString());
-      store.create(pod);
-      created.set(c.hash, (created.get(c.hash) ?? 0) + 1);
-    }
-    if (plan.delete.length > 0 || created.size > 0) {
-      const parts = [...created].map(([h, n]) => `created ${n} pod(s) of revision ${h === updateHash ? updateRev.revision : h}`);
-      if (plan.delete.length > 0) parts.push(`deleted ${plan.delete.length} (${[...new Set(plan.delete.map((x) => x.reason))].join('; ')})`);
-      recordEvent(store, t, { kind: 'Deployment', name, type: 'Normal', reason: 'ScalingPods', message: parts.join(', ') });
-    }
-
-    if (plan.progressed) {
-      rollout.progressKey = plan.progressKey;
-      rollout.lastProgressAt = t.toISOString();
-    }
-    const wasPhase = prev.rollout?.phase;
-    rollout.phase = prev.rollout?.rolledBackFrom !== undefined && rollout.rolledBackFrom !== undefined && plan.phase === 'Complete' ? 'RolledBack' : plan.phase;
-    rollout.message = rollout.phase === 'RolledBack' ? `rolled back to revision ${updateRev.revision}: ${rollout.rolledBackFrom?.reason ?? ''}` : plan.message;
-    rollout.revision = updateRev.revision;
-    if (rollout.phase !== wasPhase || newRollout) {
-      if (plan.phase === 'Complete' && plan.inRollout) recordEvent(store, t, { kind: 'Deployment', name, type: 'Normal', reason: 'RolloutComplete', message: `revision ${updateRev.revision} is fully available (${plan.counts.updatedAvailable}/${plan.counts.desired})` });
-      if (plan.phase === 'Failed') recordEvent(store, t, { kind: 'Deployment', name, type: 'Warning', reason: 'ProgressDeadlineExceeded', message: `revision ${updateRev.revision}: ${plan.message}${d.spec.autoRollback ? ' (no fully available revision to roll back to)' : ' (autoRollback is off)'}` });
-      if (plan.phase === 'CanaryPaused') recordEvent(store, t, { kind: 'Deployment', name, type: 'Normal', reason: 'CanaryPaused', message: plan.message });
+    const unplaced = applyPlan(store, d, plan, { updateHash, updateRev, t, global });
+    const rollout = advancedRollout(started, d.status.rollout, plan, updateRev.revision, t);
+    if (rollout.phase !== d.status.rollout?.phase || newRollout) {
+      const e = phaseEvent(plan, updateRev.revision, d.spec.autoRollback);
+      if (e !== undefined) recordEvent(store, t, { kind: 'Deployment', name: d.metadata.name, ...e });
     }
 
     const stable = plan.complete ? updateHash : stableHash;
-    const deferredMs = writeStatus(store, d, plan, rollout, { updateHash, stableHash: stable, t, strategy, ...(global !== undefined ? { unscheduled: unplaced.length } : {}), ...(ctx.statusThrottle ? { throttle: ctx.statusThrottle } : {}) });
-    const protect = new Set<string>([updateHash, ...(stable !== undefined ? [stable] : []), ...pods.map((p) => p.metadata.annotations[TEMPLATE_HASH_ANNOTATION] ?? '')]);
-    pruneRevisions(store, d, protect);
+    const deferredMs = writeStatus(store, d, { counts: plan.counts, rollout, updateHash, stableHash: stable, t, strategy, ...(global !== undefined ? { unscheduled: unplaced.length } : {}), ...(ctx.statusThrottle ? { throttle: ctx.statusThrottle } : {}) });
+    pruneRevisions(store, d, new Set<string>([updateHash, ...(stable !== undefined ? [stable] : []), ...pods.map((p) => p.metadata.annotations[TEMPLATE_HASH_ANNOTATION] ?? '')]));
     const requeue = Math.min(plan.requeueAfterMs ?? Infinity, deferredMs ?? Infinity);
     const out: RolloutResult = Number.isFinite(requeue) ? { requeueAfterMs: requeue } : {};
     if (global !== undefined) out.unplaced = unplaced;
     return out;
   });
+}
+
+/** Failed/Succeeded pods are deleted, to be replaced as a ReplicaSet (or DaemonSet) does; returns the others. */
+function replaceTerminal(store: Store, allPods: readonly Pod[]): Pod[] {
+  for (const p of allPods.filter(isTerminal)) store.delete('Pod', p.metadata.name);
+  return allPods.filter((p) => !isTerminal(p));
+}
+
+/** The last fully available revision (the rollback target), unless its Revision object is gone. */
+function stableRevision(store: Store, d: Deployment, updateHash: string): string | undefined {
+  const hash = d.status.currentRevision;
+  if (hash !== undefined && hash !== updateHash && !store.get('Revision', revisionName(d.metadata.name, hash))) return undefined;
+  return hash;
+}
+
+/** Event for a new update revision, when there was one before it. */
+function recordRolloutStarted(store: Store, d: Deployment, updateRev: RevisionObject, t: Date): void {
+  const prevHash = d.status.updateRevision;
+  if (prevHash === undefined) return;
+  const name = d.metadata.name;
+  const from = store.get('Revision', revisionName(name, prevHash));
+  recordEvent(store, t, { kind: 'Deployment', name, type: 'Normal', reason: 'RolloutStarted', message: `rolling out revision ${updateRev.revision}${from ? ` (from revision ${from.revision})` : ''}: ${imageChange(from, updateRev)}` });
+}
+
+/**
+ * Readiness of the nodes this deployment's pods are on, and only those (a full node list per
+ * reconcile was O(fleet) on every pod status change: most of the hub's CPU at 5,000 nodes).
+ */
+function nodeReadiness(store: Store, pods: readonly Pod[]): Map<string, boolean> {
+  const nodeReady = new Map<string, boolean>();
+  for (const p of pods) {
+    const nn = p.spec.nodeName;
+    if (nn === undefined || nodeReady.has(nn)) continue;
+    const n = store.get('Node', nn);
+    if (n !== undefined) nodeReady.set(nn, isNodeReady(n));
+  }
+  return nodeReady;
+}
+
+interface PassState {
+  updateHash: string;
+  stableHash: string | undefined;
+  strategy: PlannerStrategy;
+  /** The rollout block the pass started from (rolloutAtStart). */
+  rollout: RolloutStatus;
+  newRollout: boolean;
+  t: Date;
+  global: GlobalRollout | undefined;
+}
+
+/** What planRollout() sees: the spec, the pods as planner pods, and (same rollout) the progress so far. */
+function plannerInput(d: Deployment, pods: readonly Pod[], nodeReady: ReadonlyMap<string, boolean>, o: PassState): RolloutInput {
+  const { rollout, newRollout } = o;
+  return {
+    mode: o.global === undefined ? 'replicated' : 'global',
+    replicas: d.spec.replicas,
+    ...(o.global !== undefined ? { nodes: o.global.nodes } : {}),
+    updateHash: o.updateHash,
+    strategy: o.strategy,
+    minReadySeconds: d.spec.minReadySeconds,
+    progressDeadlineSeconds: d.spec.progressDeadlineSeconds,
+    paused: d.spec.paused,
+    promoted: d.metadata.annotations[PROMOTED_ANNOTATION] === o.updateHash,
+    now: o.t.getTime(),
+    pods: pods.map((p) => plannerPod(p, nodeReady)),
+    ...(o.stableHash !== undefined ? { stableHash: o.stableHash } : {}),
+    ...(!newRollout && rollout.progressKey !== undefined ? { progressKey: rollout.progressKey } : {}),
+    ...(!newRollout && rollout.lastProgressAt !== undefined ? { lastProgressAt: Date.parse(rollout.lastProgressAt) } : {}),
+  };
+}
+
+/** A failed rollout with a stable revision to go back to (autoRollback on): that revision; else undefined (press on). */
+function rollbackTarget(store: Store, d: Deployment, plan: RolloutPlan, updateHash: string, stableHash: string | undefined): RevisionObject | undefined {
+  if (!plan.deadlineExceeded || !d.spec.autoRollback || stableHash === undefined || stableHash === updateHash) return undefined;
+  return store.get('Revision', revisionName(d.metadata.name, stableHash)) ?? undefined;
+}
+
+/**
+ * Deletes and creates the plan's pods (global mode: bound to their node, only where there is
+ * room) and records what it did. Returns `node: reason` for every node that should run a pod but
+ * has no room (global mode; empty otherwise).
+ */
+function applyPlan(store: Store, d: Deployment, plan: RolloutPlan, o: { updateHash: string; updateRev: RevisionObject; t: Date; global: GlobalRollout | undefined }): string[] {
+  for (const del of plan.delete) store.delete('Pod', del.name);
+  const unplaced = [...(o.global?.waiting ?? [])];
+  const bound = plan.create.flatMap((c) => (c.node !== undefined ? [c.node] : []));
+  // Asked after the deletions, so a pod replaced in place frees its room first.
+  const noRoom = o.global !== undefined && bound.length > 0 ? o.global.noRoom(bound) : new Map<string, string>();
+  const created = new Map<string, number>();
+  for (const c of plan.create) {
+    const why = c.node === undefined ? undefined : noRoom.get(c.node);
+    if (why !== undefined) {
+      unplaced.push(`${c.node ?? ''}: ${why}`);
+      continue;
+    }
+    createPod(store, d, c, o.updateHash, o.t);
+    created.set(c.hash, (created.get(c.hash) ?? 0) + 1);
+  }
+  const message = scalingMessage(created, plan.delete, o.updateHash, o.updateRev.revision);
+  if (message !== undefined) recordEvent(store, o.t, { kind: 'Deployment', name: d.metadata.name, type: 'Normal', reason: 'ScalingPods', message });
+  return unplaced;
+}
+
+/** One pod of revision `c.hash` (its template from the Revision when it is not the update revision), bound when `c.node` is set. */
+function createPod(store: Store, d: Deployment, c: RolloutPlan['create'][number], updateHash: string, t: Date): void {
+  const template = c.hash === updateHash ? d : withTemplate(d, store.get('Revision', revisionName(d.metadata.name, c.hash))?.template);
+  const pod = newPod(template, c.hash, c.node);
+  if (c.node !== undefined) pod.status.conditions = setCondition(pod.status.conditions, { type: 'PodScheduled', status: 'True' }, t.toISOString());
+  store.create(pod);
 }
 
 function plannerPod(p: Pod, nodeReady: ReadonlyMap<string, boolean>): PlannerPod {
@@ -210,12 +253,6 @@ function withTemplate(d: Deployment, template: RevisionObject['template'] | unde
   return copy;
 }
 
-function imageChange(from: RevisionObject | undefined, to: RevisionObject): string {
-  const before = from?.images.join(',') ?? '';
-  const after = to.images.join(',');
-  return before === '' || before === after ? `images ${after}` : `${before} → ${after}`;
-}
-
 /** Puts the stable revision's template back into the spec; the next pass rolls it out. */
 function rollBack(ctx: RolloutContext, d: Deployment, target: RevisionObject, failed: RevisionObject, why: string): void {
   const { store, now, log } = ctx;
@@ -229,71 +266,4 @@ function rollBack(ctx: RolloutContext, d: Deployment, target: RevisionObject, fa
   const message = `rollout of revision ${failed.revision} failed (${reason}); rolled back to revision ${target.revision} (${target.images.join(',')})`;
   recordEvent(store, now(), { kind: 'Deployment', name: d.metadata.name, type: 'Warning', reason: 'RolledBack', message });
   log.warn(`deployment ${d.metadata.name}: ${message}`);
-}
-
-/**
- * `unscheduled` (global mode): nodes without room; replicated mode counts pods not yet bound.
- * Returns the ms after which to pass again when the throttle deferred a counts-only change.
- */
-function writeStatus(store: Store, d: Deployment, plan: RolloutPlan, rollout: RolloutStatus, o: { updateHash: string; stableHash: string | undefined; t: Date; strategy: PlannerStrategy; unscheduled?: number; throttle?: NonNullable<RolloutContext['statusThrottle']> }): number | undefined {
-  const fresh = store.get('Deployment', d.metadata.name);
-  if (!fresh) return undefined;
-  const c = plan.counts;
-  // Replicas, or (global mode) the online nodes that should run a pod.
-  const desired = c.desired;
-  const pods = store.list('Pod', { ownerName: d.metadata.name }).filter((p) => !isTerminal(p));
-  const { unavailable } = budgets(o.strategy, desired);
-  const ts = o.t.toISOString();
-  const progressing: DeploymentCondition =
-    rollout.phase === 'Failed'
-      ? { type: 'Progressing', status: 'False', reason: 'ProgressDeadlineExceeded', message: rollout.message ?? '' }
-      : rollout.phase === 'Paused'
-        ? { type: 'Progressing', status: 'Unknown', reason: 'DeploymentPaused', message: 'deployment is paused' }
-        : rollout.phase === 'CanaryPaused'
-          ? { type: 'Progressing', status: 'Unknown', reason: 'CanaryPaused', message: rollout.message ?? '' }
-          : rollout.phase === 'RolledBack'
-            ? { type: 'Progressing', status: 'True', reason: 'RolledBack', message: rollout.message ?? '' }
-            : rollout.phase === 'Complete'
-              ? { type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable', message: `revision ${rollout.revision ?? ''} is available` }
-              : { type: 'Progressing', status: 'True', reason: 'ReplicaSetUpdated', message: rollout.message ?? '' };
-  const availableOk = c.available >= desired - unavailable;
-  const available: DeploymentCondition = availableOk
-    ? { type: 'Available', status: 'True', reason: 'MinimumReplicasAvailable', message: 'Deployment has minimum availability.' }
-    : { type: 'Available', status: 'False', reason: 'MinimumReplicasUnavailable', message: `${c.available} of ${desired} pods available (needs ${desired - unavailable})` };
-  const status: DeploymentStatus = {
-    observedGeneration: fresh.metadata.generation,
-    replicas: pods.length,
-    readyReplicas: pods.filter(isPodReady).length,
-    availableReplicas: c.available,
-    unscheduledReplicas: o.unscheduled ?? pods.filter((p) => !p.spec.nodeName).length,
-    updatedReplicas: pods.filter((p) => p.metadata.annotations[TEMPLATE_HASH_ANNOTATION] === o.updateHash).length,
-    updateRevision: o.updateHash,
-    conditions: setCondition(setCondition(fresh.status.conditions, available, ts, { updateTime: true }), progressing, ts, { updateTime: true }),
-    rollout,
-  };
-  if (o.stableHash !== undefined) status.currentRevision = o.stableHash;
-  if (deepEqual(fresh.status, status)) return undefined;
-  if (o.throttle !== undefined) {
-    const last = o.throttle.lastWrite.get(d.metadata.name);
-    const wait = last === undefined ? 0 : last + o.throttle.minIntervalMs - o.t.getTime();
-    if (wait > 0 && deepEqual(statusShape(fresh.status), statusShape(status))) return wait;
-    o.throttle.lastWrite.set(d.metadata.name, o.t.getTime());
-  }
-  const next = structuredClone(fresh) as Deployment;
-  next.status = status;
-  store.update(next);
-  return undefined;
-}
-
-/** What a status says apart from its counts and messages: a change here is never deferred. */
-function statusShape(s: DeploymentStatus): unknown {
-  return {
-    observedGeneration: s.observedGeneration,
-    updateRevision: s.updateRevision,
-    currentRevision: s.currentRevision,
-    phase: s.rollout?.phase,
-    revision: s.rollout?.revision,
-    rolledBackFrom: s.rollout?.rolledBackFrom,
-    conditions: (s.conditions ?? []).map((c) => [c.type, c.status, c.reason]),
-  };
 }
