@@ -17,7 +17,13 @@ export function policyRefusal(pod: DesiredPod, policy: DevicePolicy | undefined,
  * while its spec stays the same) and is left out of plan(), so nothing of it is created and any
  * container of it already here is removed (an agent restarted with a stricter policy).
  */
-export function admit(desired: readonly DesiredPod[], policy: DevicePolicy | undefined, node: string, records: ContainerRecords, log: Logger): readonly DesiredPod[] {
+export function admit(
+  desired: readonly DesiredPod[],
+  policy: DevicePolicy | undefined,
+  node: string,
+  records: ContainerRecords,
+  log: Logger,
+): readonly DesiredPod[] {
   let out: DesiredPod[] | undefined;
   desired.forEach((pod, i) => {
     const refusal = policyRefusal(pod, policy, node);

@@ -14,7 +14,10 @@ import { startBroker, waitUntil } from './test-broker.js';
 import { TEST_IMAGE, mockPod } from './test-fixtures.js';
 
 const desired = (node: string, generation: number, names: string[]): DesiredSetMessage => ({
-  node, generation, pods: names.map((n) => mockPod({ name: n })), at: new Date().toISOString(),
+  node,
+  generation,
+  pods: names.map((n) => mockPod({ name: n })),
+  at: new Date().toISOString(),
 });
 
 describe('Agent', () => {

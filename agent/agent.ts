@@ -106,14 +106,28 @@ export class Agent {
     this.policy = opts.policy;
     this.dataDir = opts.dataDir;
     if (opts.storage !== undefined) {
-      const vm: ConstructorParameters<typeof VolumeManager>[0] = { node: this.node, dataDir: opts.dataDir, secretsDir: opts.storage.secretsDir, hostPathAllow: opts.storage.hostPathAllow, runtime: opts.runtime, logger: this.log };
+      const vm: ConstructorParameters<typeof VolumeManager>[0] = {
+        node: this.node,
+        dataDir: opts.dataDir,
+        secretsDir: opts.storage.secretsDir,
+        hostPathAllow: opts.storage.hostPathAllow,
+        runtime: opts.runtime,
+        logger: this.log,
+      };
       if (opts.storage.mountTmpfs !== undefined) vm.mountTmpfs = opts.storage.mountTmpfs;
       this.volumes = new VolumeManager(vm);
       reconcilerOpts.volumes = this.volumes;
     }
     this.volumeReport = new VolumeReporter({ runtime: opts.runtime, node: this.node });
     this.reconciler = new Reconciler(reconcilerOpts);
-    this.imageGc = new ImageGc({ runtime: opts.runtime, dataDir: opts.dataDir, thresholdPercent: opts.imageGcThresholdPercent ?? 0, clock: this.clock, logger: this.log, onPressureChange: () => void this.refreshInfo() });
+    this.imageGc = new ImageGc({
+      runtime: opts.runtime,
+      dataDir: opts.dataDir,
+      thresholdPercent: opts.imageGcThresholdPercent ?? 0,
+      clock: this.clock,
+      logger: this.log,
+      onPressureChange: () => void this.refreshInfo(),
+    });
     if (!('connect' in opts.link)) {
       this.link = new Link(this.node, { clientId: this.node, ...opts.link }, { onDesired: (m) => this.onDesired(m) }, { clock: this.clock, logger: this.log });
     }
@@ -189,7 +203,10 @@ export class Agent {
   /** Registry logins and the images GC must keep come with the desired set. */
   private setImages(msg: DesiredSetMessage): void {
     this.reconciler.setPullSecrets(msg.secrets);
-    this.imageGc.setDesired(msg.pods.flatMap((p) => p.spec.containers.map((c) => c.image)), msg.keepImages);
+    this.imageGc.setDesired(
+      msg.pods.flatMap((p) => p.spec.containers.map((c) => c.image)),
+      msg.keepImages,
+    );
   }
 
   private publishObserved(pods: ObservedPod[], generation: number): void {
@@ -207,7 +224,11 @@ export class Agent {
       // The scheduler keeps pods this device would refuse away from it (and says why).
       if (this.policy !== undefined) this.info.policy = { ...this.policy };
       if (this.volumes !== undefined) {
-        this.info.storage = { hostPathAllow: [...this.volumes.hostPathAllow], secretsOnTmpfs: this.volumes.secretsOnTmpfs, devices: await probeStorage([this.dataDir]) };
+        this.info.storage = {
+          hostPathAllow: [...this.volumes.hostPathAllow],
+          secretsOnTmpfs: this.volumes.secretsOnTmpfs,
+          devices: await probeStorage([this.dataDir]),
+        };
       }
     } catch (err) {
       this.log.warn('cannot read node facts yet; will retry', { error: err instanceof Error ? err.message : String(err) });

@@ -157,7 +157,14 @@ export class ActionApplier {
   }
 
   /** Volumes, the runAsNonRoot check, then the engine's create; undefined after recording why not. */
-  private async createContainer(a: ActionOf<'create'>, spec: ContainerSpec, key: string, ownerId: string | undefined, signal: AbortSignal, now: number): Promise<{ id: string; mounts: Mounts } | undefined> {
+  private async createContainer(
+    a: ActionOf<'create'>,
+    spec: ContainerSpec,
+    key: string,
+    ownerId: string | undefined,
+    signal: AbortSignal,
+    now: number,
+  ): Promise<{ id: string; mounts: Mounts } | undefined> {
     try {
       let resolved: Awaited<ReturnType<PodVolumes['prepare']>> | undefined;
       if (this.volumes !== undefined) {

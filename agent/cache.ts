@@ -39,7 +39,10 @@ export class DesiredCache {
   /** Writes done by this instance (tests, metrics). */
   writes = 0;
 
-  constructor(private readonly dataDir: string, private readonly log: Logger = silentLogger) {
+  constructor(
+    private readonly dataDir: string,
+    private readonly log: Logger = silentLogger,
+  ) {
     this.file = join(dataDir, DESIRED_FILE);
     this.secretCache = new SecretCache(dataDir);
   }

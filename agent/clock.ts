@@ -19,7 +19,9 @@ export function consoleLogger(base: Record<string, unknown> = {}, minLevel: 'deb
     process.stderr.write(`${JSON.stringify({ t: new Date().toISOString(), level, msg, ...base, ...fields })}\n`);
   };
   return {
-    debug: (m, f) => { if (minLevel === 'debug') write('debug', m, f); },
+    debug: (m, f) => {
+      if (minLevel === 'debug') write('debug', m, f);
+    },
     info: (m, f) => write('info', m, f),
     warn: (m, f) => write('warn', m, f),
     error: (m, f) => write('error', m, f),

@@ -17,7 +17,11 @@ describe('failure back-off', () => {
 
   it.each([
     { name: 'first failure', prev: undefined, want: { failures: 1, retryAt: 1000 + 5000 } },
-    { name: 'third failure', prev: { reason: 'ErrImagePull' as const, message: 'old', failures: 2, retryAt: 0 }, want: { failures: 3, retryAt: 1000 + 20_000 } },
+    {
+      name: 'third failure',
+      prev: { reason: 'ErrImagePull' as const, message: 'old', failures: 2, retryAt: 0 },
+      want: { failures: 3, retryAt: 1000 + 20_000 },
+    },
   ])('nextFailure: $name', ({ prev, want }) => {
     expect(nextFailure(prev, 'RunContainerError', 'boom', 1000)).toEqual({ reason: 'RunContainerError', message: 'boom', ...want });
   });

@@ -31,7 +31,7 @@ export function nextFailure(prev: ContainerFailure | undefined, reason: FailureR
 
 /** A crash restart: counted, and one back-off step further (from 0 again when the last run lasted long enough). */
 export function afterCrashRestart(prev: RestartEntry | undefined, resetBackoff: boolean, now: number): RestartEntry {
-  return { restarts: (prev?.restarts ?? 0) + 1, backoffStep: (resetBackoff ? 0 : prev?.backoffStep ?? 0) + 1, lastRestartAt: now };
+  return { restarts: (prev?.restarts ?? 0) + 1, backoffStep: (resetBackoff ? 0 : (prev?.backoffStep ?? 0)) + 1, lastRestartAt: now };
 }
 
 /** A restart the plan asked for (the pod-network owner restarted): counted, back-off step unchanged. */

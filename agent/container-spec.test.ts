@@ -7,7 +7,15 @@ import { buildCreateSpec, specHash } from './container-spec.js';
 const pod = (container: Record<string, unknown> = {}, spec: Record<string, unknown> = {}) =>
   DesiredPodSchema.parse({ name: 'p', uid: 'u1', spec: { containers: [{ name: 'c', image: 'img', ...container }], ...spec } });
 
-const security = (s: ReturnType<typeof buildCreateSpec>) => ({ user: s.user, readOnlyRootfs: s.readOnlyRootfs, noNewPrivileges: s.noNewPrivileges, capAdd: s.capAdd, capDrop: s.capDrop, pidsLimit: s.pidsLimit, memoryBytes: s.memoryBytes });
+const security = (s: ReturnType<typeof buildCreateSpec>) => ({
+  user: s.user,
+  readOnlyRootfs: s.readOnlyRootfs,
+  noNewPrivileges: s.noNewPrivileges,
+  capAdd: s.capAdd,
+  capDrop: s.capDrop,
+  pidsLimit: s.pidsLimit,
+  memoryBytes: s.memoryBytes,
+});
 
 describe('buildCreateSpec: security', () => {
   it('a pod that says nothing gets the safe defaults', () => {
@@ -20,7 +28,12 @@ describe('buildCreateSpec: security', () => {
     ['pod-level user applies to the container', {}, { securityContext: { runAsUser: 1000 } }, { user: '1000' }],
     ['readOnlyRootFilesystem → ReadonlyRootfs', { securityContext: { readOnlyRootFilesystem: true } }, {}, { readOnlyRootfs: true }],
     ['allowPrivilegeEscalation: true drops no-new-privileges', { securityContext: { allowPrivilegeEscalation: true } }, {}, { noNewPrivileges: undefined }],
-    ['capabilities add/drop', { securityContext: { capabilities: { add: ['NET_ADMIN'], drop: ['CHOWN'] } } }, {}, { capAdd: ['NET_ADMIN'], capDrop: ['CHOWN', 'NET_RAW'] }],
+    [
+      'capabilities add/drop',
+      { securityContext: { capabilities: { add: ['NET_ADMIN'], drop: ['CHOWN'] } } },
+      {},
+      { capAdd: ['NET_ADMIN'], capDrop: ['CHOWN', 'NET_RAW'] },
+    ],
     ['drop ALL', { securityContext: { capabilities: { drop: ['ALL'] } } }, {}, { capDrop: ['ALL'] }],
     ['NET_RAW added back is not dropped', { securityContext: { capabilities: { add: ['NET_RAW'] } } }, {}, { capAdd: ['NET_RAW'], capDrop: undefined }],
     ['pids limit', { resources: { limits: { pids: 50 } } }, {}, { pidsLimit: 50 }],

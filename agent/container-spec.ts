@@ -46,7 +46,11 @@ function stableJson(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(stableJson).join(',')}]`;
   if (v !== null && typeof v === 'object') {
     const o = v as Record<string, unknown>;
-    return `{${Object.keys(o).sort().filter((k) => o[k] !== undefined).map((k) => `${JSON.stringify(k)}:${stableJson(o[k])}`).join(',')}}`;
+    return `{${Object.keys(o)
+      .sort()
+      .filter((k) => o[k] !== undefined)
+      .map((k) => `${JSON.stringify(k)}:${stableJson(o[k])}`)
+      .join(',')}}`;
   }
   return JSON.stringify(v);
 }
@@ -76,7 +80,14 @@ export interface ContainerDefaults {
  * Security (protocol/pod-security.ts): no-new-privileges unless allowPrivilegeEscalation, NET_RAW
  * dropped unless added, the pids limit, user, read-only root filesystem, capabilities.
  */
-export function buildCreateSpec(pod: DesiredPod, index: number, node: string, ownerId: string | undefined, resolved?: { env: Array<{ name: string; value: string }>; mounts: MountSpec[] }, defaults: ContainerDefaults = {}): CreateSpec {
+export function buildCreateSpec(
+  pod: DesiredPod,
+  index: number,
+  node: string,
+  ownerId: string | undefined,
+  resolved?: { env: Array<{ name: string; value: string }>; mounts: MountSpec[] },
+  defaults: ContainerDefaults = {},
+): CreateSpec {
   const c = pod.spec.containers[index];
   if (c === undefined) throw new RangeError(`pod ${pod.name} has no container ${index}`);
   const labels: Record<string, string> = {

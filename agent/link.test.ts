@@ -78,7 +78,14 @@ describe('Link (real aedes broker)', () => {
   it('deflates large reports only after the hub sent a deflated set, and stops when it sends a large one plain', async () => {
     const got: DesiredSetMessage[] = [];
     const l = make({ onDesired: (m) => got.push(m) });
-    const pods = Array.from({ length: 10 }, (_, i) => ({ name: `web-${i}`, uid: `uid-${i}`, phase: 'Running' as const, ready: true, conditions: [], containers: [] }));
+    const pods = Array.from({ length: 10 }, (_, i) => ({
+      name: `web-${i}`,
+      uid: `uid-${i}`,
+      phase: 'Running' as const,
+      ready: true,
+      conditions: [],
+      containers: [],
+    }));
     const observed = (generation: number) => ({ node: NODE, generation, pods, at: 'now' });
     const lastObserved = () => b.seen.filter((s) => s.topic === topics.nodeObserved(NODE)).at(-1);
     l.setObserved(observed(0));
@@ -136,7 +143,12 @@ describe('Link back-off and watchdog', () => {
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
     const port = (silent.address() as AddressInfo).port;
     const clock = new FakeClock(Date.now());
-    const l = new Link(NODE, { url: `mqtt://127.0.0.1:${port}`, keepaliveSec: 15, connectTimeoutMs: 600_000, random: () => 0 }, { onDesired: () => {} }, { clock });
+    const l = new Link(
+      NODE,
+      { url: `mqtt://127.0.0.1:${port}`, keepaliveSec: 15, connectTimeoutMs: 600_000, random: () => 0 },
+      { onDesired: () => {} },
+      { clock },
+    );
     try {
       l.start();
       await waitUntil(() => accepted === 1);

@@ -100,7 +100,10 @@ export class Link {
     }
     await new Promise<void>((resolve) => {
       c.end(false, {}, () => resolve());
-      setTimeout(() => { c.end(true); resolve(); }, 2000).unref();
+      setTimeout(() => {
+        c.end(true);
+        resolve();
+      }, 2000).unref();
     });
   }
 

@@ -7,9 +7,36 @@ import { defaultNodeName, parseAgentArgs, readTokenFile } from './main.js';
 
 describe('parseAgentArgs', () => {
   it('parses every flag, both spellings', () => {
-    const a = parseAgentArgs(['--hub', 'https://hub.lan:8443', '--name=pi-1', '--labels', 'zone=a,disk=ssd', '--data-dir', '/tmp/x', '--token', 'T', '--insecure', '--docker-socket', '/run/podman.sock'], {});
-    expect(a).toEqual({ hub: 'https://hub.lan:8443', name: 'pi-1', labels: { zone: 'a', disk: 'ssd' }, dataDir: '/tmp/x', token: 'T', tokenOnCommandLine: true, insecure: true, verbose: false, dockerSocket: '/run/podman.sock',
-      policy: { denyHostNetwork: false, denyHostPorts: false, denyCapAdd: false }, defaultMemory: { percent: 75 } });
+    const a = parseAgentArgs(
+      [
+        '--hub',
+        'https://hub.lan:8443',
+        '--name=pi-1',
+        '--labels',
+        'zone=a,disk=ssd',
+        '--data-dir',
+        '/tmp/x',
+        '--token',
+        'T',
+        '--insecure',
+        '--docker-socket',
+        '/run/podman.sock',
+      ],
+      {},
+    );
+    expect(a).toEqual({
+      hub: 'https://hub.lan:8443',
+      name: 'pi-1',
+      labels: { zone: 'a', disk: 'ssd' },
+      dataDir: '/tmp/x',
+      token: 'T',
+      tokenOnCommandLine: true,
+      insecure: true,
+      verbose: false,
+      dockerSocket: '/run/podman.sock',
+      policy: { denyHostNetwork: false, denyHostPorts: false, denyCapAdd: false },
+      defaultMemory: { percent: 75 },
+    });
   });
 
   it('parses the device policy and the default memory limit', () => {
@@ -33,7 +60,9 @@ describe('parseAgentArgs', () => {
   });
 
   it('reads the join token from --token-file (ahead of the environment), flags --token as visible in ps', () => {
-    expect(parseAgentArgs(['--hub', 'h', '--token-file', '/etc/orchard/join.token'], { ORCHARD_TOKEN: 'E' })).toMatchObject({ tokenFile: '/etc/orchard/join.token' });
+    expect(parseAgentArgs(['--hub', 'h', '--token-file', '/etc/orchard/join.token'], { ORCHARD_TOKEN: 'E' })).toMatchObject({
+      tokenFile: '/etc/orchard/join.token',
+    });
     expect(parseAgentArgs(['--hub', 'h', '--token-file', '/x'], { ORCHARD_TOKEN: 'E' }).token).toBeUndefined();
     expect(parseAgentArgs(['--hub', 'h'], { ORCHARD_TOKEN: 'E' }).tokenOnCommandLine).toBeUndefined();
     expect(() => parseAgentArgs(['--hub', 'h', '--token-file', '/x', '--token', 'T'], {})).toThrow(/not both/);

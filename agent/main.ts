@@ -71,18 +71,41 @@ export const AGENT_USAGE = `usage: orchard agent --hub HOST[:PORT]|https://HOST:
                         engine's memory; 0 = none)
   --verbose             debug logging`;
 
-const VALUE_FLAGS = new Set(['--hub', '--name', '--node', '--labels', '--data-dir', '--token', '--token-file', '--docker-socket', '--mqtt-url', '--host-path-allow', '--secrets-dir', '--image-gc-threshold', '--default-memory-limit']);
+const VALUE_FLAGS = new Set([
+  '--hub',
+  '--name',
+  '--node',
+  '--labels',
+  '--data-dir',
+  '--token',
+  '--token-file',
+  '--docker-socket',
+  '--mqtt-url',
+  '--host-path-allow',
+  '--secrets-dir',
+  '--image-gc-threshold',
+  '--default-memory-limit',
+]);
 const BOOL_FLAGS = new Set(['--insecure', '--verbose', '--deny-host-network', '--deny-host-ports', '--deny-cap-add']);
 
 /** A DNS-1123 label from the host name, so a bare `orchard agent --hub …` just works. */
 export function defaultNodeName(hostname = os.hostname()): string {
-  const n = hostname.toLowerCase().split('.')[0]?.replace(/[^a-z0-9-]/g, '-').replace(/^-+|-+$/g, '').slice(0, 63).replace(/-+$/, '');
+  const n = hostname
+    .toLowerCase()
+    .split('.')[0]
+    ?.replace(/[^a-z0-9-]/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 63)
+    .replace(/-+$/, '');
   return n === undefined || n === '' ? 'node' : n;
 }
 
 export function parseLabels(s: string): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const part of s.split(',').map((p) => p.trim()).filter((p) => p !== '')) {
+  for (const part of s
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p !== '')) {
     const eq = part.indexOf('=');
     if (eq <= 0) throw new OrchardError('ERR_VALIDATION', `--labels: "${part}" must be key=value`);
     out[part.slice(0, eq)] = part.slice(eq + 1);
@@ -152,9 +175,11 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
   }
   const mqttUrl = values.get('--mqtt-url');
   if (mqttUrl !== undefined) {
-    if (!/^mqtts?:\/\/[A-Za-z0-9.\-[\]:]+:\d{1,5}\/?$/.test(mqttUrl)) throw new OrchardError('ERR_VALIDATION', `--mqtt-url: "${mqttUrl}" must be mqtts://HOST:PORT or mqtt://HOST:PORT`);
+    if (!/^mqtts?:\/\/[A-Za-z0-9.\-[\]:]+:\d{1,5}\/?$/.test(mqttUrl))
+      throw new OrchardError('ERR_VALIDATION', `--mqtt-url: "${mqttUrl}" must be mqtts://HOST:PORT or mqtt://HOST:PORT`);
     // The node credential must not cross the wire in clear text unless the operator said so.
-    if (mqttUrl.startsWith('mqtt://') && !args.insecure) throw new OrchardError('ERR_VALIDATION', '--mqtt-url: mqtt:// (no TLS) needs --insecure; use mqtts://');
+    if (mqttUrl.startsWith('mqtt://') && !args.insecure)
+      throw new OrchardError('ERR_VALIDATION', '--mqtt-url: mqtt:// (no TLS) needs --insecure; use mqtts://');
     args.mqttUrl = mqttUrl;
   }
   return args;
@@ -183,7 +208,8 @@ export function parseDefaultMemory(raw: string | undefined): { bytes: number } |
     return percent === 0 ? { bytes: 0 } : { percent };
   }
   const bytes = parseBytes(raw.trim());
-  if (bytes === undefined) throw new OrchardError('ERR_VALIDATION', `--default-memory-limit: "${raw}" must be a memory quantity like 512Mi, a percentage like 75%, or 0 (none)`);
+  if (bytes === undefined)
+    throw new OrchardError('ERR_VALIDATION', `--default-memory-limit: "${raw}" must be a memory quantity like 512Mi, a percentage like 75%, or 0 (none)`);
   if (bytes > 0 && bytes < 6 * 1024 * 1024) throw new OrchardError('ERR_VALIDATION', `--default-memory-limit: "${raw}" is below the engine's minimum of 6Mi`);
   return { bytes };
 }
@@ -199,7 +225,8 @@ export async function runAgent(argv: string[]): Promise<void> {
     insecure: args.insecure,
     log: (msg) => logger.info(msg),
   };
-  if (args.tokenOnCommandLine) logger.warn('--token is visible to every local user (ps, /proc); use --token-file PATH (mode 0600) or the ORCHARD_TOKEN environment variable');
+  if (args.tokenOnCommandLine)
+    logger.warn('--token is visible to every local user (ps, /proc); use --token-file PATH (mode 0600) or the ORCHARD_TOKEN environment variable');
   const token = args.tokenFile !== undefined ? readTokenFile(args.tokenFile, (m) => logger.warn(m)) : args.token;
   if (token !== undefined) joinOpts.token = token;
   // SIGTERM while the hub refuses our name (ERR_NODE_EXISTS) ends the wait, and the agent.
@@ -217,10 +244,25 @@ export async function runAgent(argv: string[]): Promise<void> {
   if (joined === undefined) return;
   const identity = joined;
   const runtime = new DockerRuntime({ ...(args.dockerSocket === undefined ? {} : { socketPath: args.dockerSocket }), log: (m) => logger.warn(m) });
-  const link: ConstructorParameters<typeof Agent>[0]['link'] = { url: args.mqttUrl ?? identity.mqttUrl, username: identity.node, password: identity.credential };
+  const link: ConstructorParameters<typeof Agent>[0]['link'] = {
+    url: args.mqttUrl ?? identity.mqttUrl,
+    username: identity.node,
+    password: identity.credential,
+  };
   if (identity.caPem !== undefined) link.ca = identity.caPem;
   const storage = { secretsDir: args.secretsDir ?? `/run/orchard-agent/${identity.node}`, hostPathAllow: args.hostPathAllow ?? [] };
-  const agent = new Agent({ node: identity.node, labels: args.labels, dataDir: args.dataDir, runtime, link, logger, storage, imageGcThresholdPercent: args.imageGcThresholdPercent ?? 10, policy: args.policy, defaultMemory: args.defaultMemory });
+  const agent = new Agent({
+    node: identity.node,
+    labels: args.labels,
+    dataDir: args.dataDir,
+    runtime,
+    link,
+    logger,
+    storage,
+    imageGcThresholdPercent: args.imageGcThresholdPercent ?? 10,
+    policy: args.policy,
+    defaultMemory: args.defaultMemory,
+  });
 
   let onSignal: (() => void) | undefined;
   const stopped = new Promise<void>((resolve) => {

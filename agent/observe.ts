@@ -108,7 +108,9 @@ function observePod(pod: DesiredPod, p: Pick<Plan, 'backoff' | 'current'>, state
   const ready = statuses.every((s) => s.ready);
   const unready = statuses.filter((s) => !s.ready).map((s) => s.name);
   const cond = (type: PodCondition['type']): PodCondition =>
-    ready ? { type, status: 'True' } : { type, status: 'False', reason: 'ContainersNotReady', message: `containers with unready status: [${unready.join(' ')}]` };
+    ready
+      ? { type, status: 'True' }
+      : { type, status: 'False', reason: 'ContainersNotReady', message: `containers with unready status: [${unready.join(' ')}]` };
   const o: ObservedPod = {
     name: pod.name,
     uid: pod.uid,

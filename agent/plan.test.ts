@@ -17,11 +17,16 @@ const onFail = mockPod({ name: 'job-2', restartPolicy: 'OnFailure' });
 /** Actions in a compact, comparable form. */
 function brief(a: Action): string {
   switch (a.type) {
-    case 'create': return `create ${a.pod.name}/${a.container}`;
-    case 'start': return `start ${a.id}${a.crashRestart ? ' (crash)' : ''}${a.resetBackoff ? ' (reset)' : ''}`;
-    case 'restart': return `restart ${a.id}`;
-    case 'kill': return `kill ${a.id}: ${a.reason}`;
-    case 'remove': return `remove ${a.id}: ${a.reason}`;
+    case 'create':
+      return `create ${a.pod.name}/${a.container}`;
+    case 'start':
+      return `start ${a.id}${a.crashRestart ? ' (crash)' : ''}${a.resetBackoff ? ' (reset)' : ''}`;
+    case 'restart':
+      return `restart ${a.id}`;
+    case 'kill':
+      return `kill ${a.id}: ${a.reason}`;
+    case 'remove':
+      return `remove ${a.id}: ${a.reason}`;
   }
 }
 
@@ -36,8 +41,14 @@ interface Row {
   wakeAt?: number;
 }
 
-const exited = (pod: DesiredPod, index: number, exitCode: number, ranMs: number, finishedAt = T0 + ranMs, over: Partial<RuntimeContainer> = {}): RuntimeContainer =>
-  mockContainer(pod, index, { state: 'exited', exitCode, startedAt: iso(finishedAt - ranMs), finishedAt: iso(finishedAt), ...over });
+const exited = (
+  pod: DesiredPod,
+  index: number,
+  exitCode: number,
+  ranMs: number,
+  finishedAt = T0 + ranMs,
+  over: Partial<RuntimeContainer> = {},
+): RuntimeContainer => mockContainer(pod, index, { state: 'exited', exitCode, startedAt: iso(finishedAt - ranMs), finishedAt: iso(finishedAt), ...over });
 
 const table: Row[] = [
   { name: 'nothing desired, nothing observed', desired: [], observed: [], actions: [] },
@@ -71,36 +82,51 @@ const table: Row[] = [
   { name: 'starts a created, never-started container', desired: [web], observed: [mockContainer(web, 0, { state: 'created' })], actions: ['start web-1-0'] },
   {
     name: 'first crash restarts immediately',
-    desired: [web], observed: [exited(web, 0, 1, 5000)], now: T0 + 5000,
+    desired: [web],
+    observed: [exited(web, 0, 1, 5000)],
+    now: T0 + 5000,
     actions: ['start web-1-0 (crash)'],
   },
   {
     name: 'second crash waits 1 s after the exit',
-    desired: [web], observed: [exited(web, 0, 1, 100, T0 + 5000)], now: T0 + 5200,
+    desired: [web],
+    observed: [exited(web, 0, 1, 100, T0 + 5000)],
+    now: T0 + 5200,
     restarts: [['web-1-0', { restarts: 1, backoffStep: 1, lastRestartAt: T0 + 4900 }]],
-    actions: [], wakeAt: T0 + 6000,
+    actions: [],
+    wakeAt: T0 + 6000,
   },
   {
     name: 'second crash restarts once 1 s has passed',
-    desired: [web], observed: [exited(web, 0, 1, 100, T0 + 5000)], now: T0 + 6000,
+    desired: [web],
+    observed: [exited(web, 0, 1, 100, T0 + 5000)],
+    now: T0 + 6000,
     restarts: [['web-1-0', { restarts: 1, backoffStep: 1, lastRestartAt: T0 + 4900 }]],
     actions: ['start web-1-0 (crash)'],
   },
   {
     name: 'back-off doubles: step 4 waits 8 s',
-    desired: [web], observed: [exited(web, 0, 2, 100, T0 + 5000)], now: T0 + 5000,
+    desired: [web],
+    observed: [exited(web, 0, 2, 100, T0 + 5000)],
+    now: T0 + 5000,
     restarts: [['web-1-0', { restarts: 4, backoffStep: 4, lastRestartAt: T0 + 4900 }]],
-    actions: [], wakeAt: T0 + 13_000,
+    actions: [],
+    wakeAt: T0 + 13_000,
   },
   {
     name: 'back-off is capped at 300 s',
-    desired: [web], observed: [exited(web, 0, 2, 100, T0 + 5000)], now: T0 + 5000,
+    desired: [web],
+    observed: [exited(web, 0, 2, 100, T0 + 5000)],
+    now: T0 + 5000,
     restarts: [['web-1-0', { restarts: 30, backoffStep: 30, lastRestartAt: T0 + 4900 }]],
-    actions: [], wakeAt: T0 + 305_000,
+    actions: [],
+    wakeAt: T0 + 305_000,
   },
   {
     name: 'back-off resets after 10 min running',
-    desired: [web], observed: [exited(web, 0, 2, 11 * 60_000)], now: T0 + 11 * 60_000,
+    desired: [web],
+    observed: [exited(web, 0, 2, 11 * 60_000)],
+    now: T0 + 11 * 60_000,
     restarts: [['web-1-0', { restarts: 30, backoffStep: 30, lastRestartAt: T0 }]],
     actions: ['start web-1-0 (crash) (reset)'],
   },
@@ -110,28 +136,38 @@ const table: Row[] = [
   { name: 'Always restarts a clean exit', desired: [web], observed: [exited(web, 0, 0, 100)], now: T0 + 200, actions: ['start web-1-0 (crash)'] },
   {
     name: 'waits out an image pull back-off before creating again',
-    desired: [web], observed: [], now: T0,
+    desired: [web],
+    observed: [],
+    now: T0,
     failures: [[containerKey(web.uid, 'main'), { reason: 'ErrImagePull', message: 'no such host', failures: 1, retryAt: T0 + 5000 }]],
-    actions: [], wakeAt: T0 + 5000,
+    actions: [],
+    wakeAt: T0 + 5000,
   },
   {
     name: 'creates again after the pull back-off',
-    desired: [web], observed: [], now: T0 + 5000,
+    desired: [web],
+    observed: [],
+    now: T0 + 5000,
     failures: [[containerKey(web.uid, 'main'), { reason: 'ErrImagePull', message: 'no such host', failures: 1, retryAt: T0 + 5000 }]],
     actions: ['create web-1/main'],
   },
   {
     name: 'joined container is created once its owner exists',
-    desired: [pair], observed: [mockContainer(pair, 0)],
+    desired: [pair],
+    observed: [mockContainer(pair, 0)],
     actions: ['create pair-1/sidecar'],
   },
   {
     name: 'joined container waits while its owner is in back-off',
     desired: [pair],
-    observed: [exited(pair, 0, 1, 100, T0 + 5000), mockContainer(pair, 1, { ownerId: 'pair-1-0', state: 'exited', exitCode: 1, startedAt: iso(T0), finishedAt: iso(T0 + 5000) })],
+    observed: [
+      exited(pair, 0, 1, 100, T0 + 5000),
+      mockContainer(pair, 1, { ownerId: 'pair-1-0', state: 'exited', exitCode: 1, startedAt: iso(T0), finishedAt: iso(T0 + 5000) }),
+    ],
     now: T0 + 5100,
     restarts: [['pair-1-0', { restarts: 1, backoffStep: 1, lastRestartAt: T0 }]],
-    actions: [], wakeAt: T0 + 6000,
+    actions: [],
+    wakeAt: T0 + 6000,
   },
   {
     name: 'joined container restarts after its owner restarted (stale network namespace)',

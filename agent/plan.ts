@@ -190,7 +190,15 @@ export function plan(desired: readonly DesiredPod[], observed: readonly RuntimeC
         case 'running': {
           const sick = state.unhealthy?.get(chosen.id);
           if (sick !== undefined && sick.startedAt === chosen.startedAt) {
-            work.push({ type: 'kill', id: chosen.id, pod, container: spec.name, index, reason: sick.reason, graceSeconds: pod.spec.terminationGracePeriodSeconds });
+            work.push({
+              type: 'kill',
+              id: chosen.id,
+              pod,
+              container: spec.name,
+              index,
+              reason: sick.reason,
+              graceSeconds: pod.spec.terminationGracePeriodSeconds,
+            });
             return;
           }
           if (index === 0) ownerReady = true;
@@ -215,7 +223,7 @@ export function plan(desired: readonly DesiredPod[], observed: readonly RuntimeC
           const started = parseTime(chosen.startedAt);
           const finished = parseTime(chosen.finishedAt);
           const ranLong = started !== undefined && finished !== undefined && finished - started >= BACKOFF_RESET_AFTER_MS;
-          const step = ranLong ? 0 : entry?.backoffStep ?? 0;
+          const step = ranLong ? 0 : (entry?.backoffStep ?? 0);
           const base = Math.max(finished ?? 0, entry?.lastRestartAt ?? 0);
           const at = base + restartDelayMs(step);
           if (now < at || failureWaiting) {

@@ -36,8 +36,14 @@ describe('Reconciler (memory runtime)', () => {
     const t = setup();
     await run(t, [mockPod({ name: 'web-1' }), mockPod({ name: 'web-2' })]);
     const cs = await t.containers();
-    expect(cs.map((c) => [c.labels[LABELS.pod], c.state]).sort()).toEqual([['web-1', 'running'], ['web-2', 'running']]);
-    expect(t.last().map((p) => [p.name, p.phase, p.ready])).toEqual([['web-1', 'Running', true], ['web-2', 'Running', true]]);
+    expect(cs.map((c) => [c.labels[LABELS.pod], c.state]).sort()).toEqual([
+      ['web-1', 'running'],
+      ['web-2', 'running'],
+    ]);
+    expect(t.last().map((p) => [p.name, p.phase, p.ready])).toEqual([
+      ['web-1', 'Running', true],
+      ['web-2', 'Running', true],
+    ]);
     await t.rec.stop();
   });
 
@@ -99,7 +105,11 @@ describe('Reconciler (memory runtime)', () => {
     const stray = await mk(NODE, 'stray');
     const other = await mk('node-2', 'other');
     const otherPod = await t.runtime.createContainer({
-      name: 'other-pod', image: TEST_IMAGE, env: [], network: 'bridge', ports: [],
+      name: 'other-pod',
+      image: TEST_IMAGE,
+      env: [],
+      network: 'bridge',
+      ports: [],
       labels: { [LABELS.node]: 'node-2', [LABELS.podUid]: 'uid-x', [LABELS.pod]: 'x', [LABELS.container]: 'main' },
     });
     await run(t, [mockPod()]);
@@ -179,7 +189,10 @@ describe('Reconciler (memory runtime)', () => {
     t.runtime.crash(cs.find((c) => c.labels[LABELS.pod] === 'n-1')?.id ?? '', 2);
     t.runtime.crash(cs.find((c) => c.labels[LABELS.pod] === 'o-1')?.id ?? '', 0);
     await t.settle();
-    expect(t.last().map((p) => [p.name, p.phase, p.containers[0]?.reason])).toEqual([['n-1', 'Failed', 'Error'], ['o-1', 'Succeeded', 'Completed']]);
+    expect(t.last().map((p) => [p.name, p.phase, p.containers[0]?.reason])).toEqual([
+      ['n-1', 'Failed', 'Error'],
+      ['o-1', 'Succeeded', 'Completed'],
+    ]);
     expect((await t.containers()).every((c) => c.state === 'exited')).toBe(true);
     await t.rec.stop();
   });
@@ -244,7 +257,10 @@ describe('Reconciler (memory runtime)', () => {
     await t.settle();
     const cs = await t.containers();
     // The old container is still there (its stop has not returned), the new one already runs.
-    expect(cs.map((c) => [c.labels[LABELS.pod], c.state]).sort()).toEqual([['new', 'running'], ['old', 'running']]);
+    expect(cs.map((c) => [c.labels[LABELS.pod], c.state]).sort()).toEqual([
+      ['new', 'running'],
+      ['old', 'running'],
+    ]);
     expect(t.last().map((p) => [p.name, p.phase])).toEqual([['new', 'Running']]);
     release();
     await t.settle();
@@ -255,7 +271,11 @@ describe('Reconciler (memory runtime)', () => {
 
 describe('Reconciler: pod security (memory runtime)', () => {
   const secured = (name: string, spec: Record<string, unknown>, container: Record<string, unknown> = {}): DesiredPod =>
-    DesiredPodSchema.parse({ name, uid: `uid-${name}`, spec: { containers: [{ name: 'main', image: TEST_IMAGE, command: ['sleep', '3600'], ...container }], ...spec } });
+    DesiredPodSchema.parse({
+      name,
+      uid: `uid-${name}`,
+      spec: { containers: [{ name: 'main', image: TEST_IMAGE, command: ['sleep', '3600'], ...container }], ...spec },
+    });
 
   function setupWith(opts: Partial<ConstructorParameters<typeof Reconciler>[0]>, images: Record<string, string> = {}) {
     const clock = new FakeClock();
@@ -283,8 +303,16 @@ describe('Reconciler: pod security (memory runtime)', () => {
     expect(pods.map((c) => c.labels[LABELS.pod])).toEqual(['ok']);
     const byName = new Map(t.last().map((p) => [p.name, p]));
     expect(byName.get('ok')?.phase).toBe('Running');
-    expect(byName.get('hostnet')).toMatchObject({ phase: 'Pending', reason: 'Forbidden', message: `policy forbids hostNetwork (agent --deny-host-network): refused on node ${NODE}` });
-    expect(byName.get('capadd')?.containers[0]).toMatchObject({ state: 'waiting', reason: 'Forbidden', message: expect.stringContaining('capability add NET_ADMIN (agent --deny-cap-add)') });
+    expect(byName.get('hostnet')).toMatchObject({
+      phase: 'Pending',
+      reason: 'Forbidden',
+      message: `policy forbids hostNetwork (agent --deny-host-network): refused on node ${NODE}`,
+    });
+    expect(byName.get('capadd')?.containers[0]).toMatchObject({
+      state: 'waiting',
+      reason: 'Forbidden',
+      message: expect.stringContaining('capability add NET_ADMIN (agent --deny-cap-add)'),
+    });
     // Never retried on its own: a day later still nothing was created.
     t.clock.advance(24 * 3600_000);
     await t.settle();
@@ -299,13 +327,19 @@ describe('Reconciler: pod security (memory runtime)', () => {
     const before = new Reconciler({ node: NODE, runtime, clock });
     before.setDesired([pod], 1);
     await before.start();
-    for (let i = 0; i < 5; i++) { await flush(); await before.idle(); }
+    for (let i = 0; i < 5; i++) {
+      await flush();
+      await before.idle();
+    }
     await before.stop();
     expect((await runtime.listContainers(NODE)).length).toBe(1);
     const after = new Reconciler({ node: NODE, runtime, clock, policy: { denyHostNetwork: true, denyHostPorts: false, denyCapAdd: false } });
     after.setDesired([pod], 1);
     await after.start();
-    for (let i = 0; i < 5; i++) { await flush(); await after.idle(); }
+    for (let i = 0; i < 5; i++) {
+      await flush();
+      await after.idle();
+    }
     expect(await runtime.listContainers(NODE)).toEqual([]);
     expect(after.observed[0]?.reason).toBe('Forbidden');
     await after.stop();
@@ -321,7 +355,11 @@ describe('Reconciler: pod security (memory runtime)', () => {
     await t.rec.start();
     await t.settle();
     const byName = new Map(t.last().map((p) => [p.name, p]));
-    expect(byName.get('root')).toMatchObject({ phase: 'Pending', reason: 'CreateContainerConfigError', message: 'container has runAsNonRoot and image will run as root (pod: root, container: main)' });
+    expect(byName.get('root')).toMatchObject({
+      phase: 'Pending',
+      reason: 'CreateContainerConfigError',
+      message: 'container has runAsNonRoot and image will run as root (pod: root, container: main)',
+    });
     expect(byName.get('named')?.message).toMatch(/non-numeric user \(nobody\)/);
     expect(byName.get('nonroot')?.phase).toBe('Running');
     expect(byName.get('explicit')?.phase).toBe('Running');

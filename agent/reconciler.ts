@@ -99,7 +99,13 @@ export class Reconciler {
     this.policy = opts.policy;
     // Pulls run in the background (a slow link must not stall other pods): a finished pull
     // requests a pass; progress republishes the observed set, throttled.
-    this.images = new ImagePuller({ runtime: this.runtime, clock: this.clock, logger: this.log, onSettled: () => this.trigger(), onProgress: () => this.trigger() });
+    this.images = new ImagePuller({
+      runtime: this.runtime,
+      clock: this.clock,
+      logger: this.log,
+      onSettled: () => this.trigger(),
+      onProgress: () => this.trigger(),
+    });
     // A readiness change or a liveness verdict only requests a pass: the pass re-reads the
     // engine, restarts through plan() and republishes the observed set if it changed.
     this.probes = new ProbeManager({
@@ -148,10 +154,14 @@ export class Reconciler {
     this.abort = new AbortController();
     this.probes.resume();
     try {
-      await this.runtime.events(this.node, (e) => {
-        // Our own starts also emit `start`; only exits and removals can need action.
-        if (e.type === 'die' || e.type === 'destroy' || e.type === 'oom') this.trigger();
-      }, this.abort.signal);
+      await this.runtime.events(
+        this.node,
+        (e) => {
+          // Our own starts also emit `start`; only exits and removals can need action.
+          if (e.type === 'die' || e.type === 'destroy' || e.type === 'oom') this.trigger();
+        },
+        this.abort.signal,
+      );
     } catch (err) {
       // The periodic resync still converges; events only make it fast.
       this.log.warn('engine events unavailable; relying on resync', { error: String(err) });
@@ -271,7 +281,12 @@ export class Reconciler {
 
   /** Computes the observed set and hands it on when it changed. */
   private report(desired: readonly DesiredPod[], p: Plan, generation: number): void {
-    const observed = observePods(desired, p, { containers: this.records.restarts, failures: this.records.failures }, { readiness: this.probes.readiness(), terminations: this.records.terminations });
+    const observed = observePods(
+      desired,
+      p,
+      { containers: this.records.restarts, failures: this.records.failures },
+      { readiness: this.probes.readiness(), terminations: this.records.terminations },
+    );
     const pods = withPullProgress(desired, observed, this.images.progress());
     const json = JSON.stringify([generation, pods]);
     if (json === this.lastObservedJson) return;
@@ -315,14 +330,20 @@ export class Reconciler {
   private async apply(p: Plan, observed: readonly RuntimeContainer[], desired: readonly DesiredPod[]): Promise<void> {
     const { removals, groups } = splitActions(p.actions);
     if (mustWaitForRemovals(groups)) {
-      await this.each(removals.map((a) => [a]), p);
+      await this.each(
+        removals.map((a) => [a]),
+        p,
+      );
       await this.each(groups, p);
       return;
     }
     const background = departedRemovals(removals, observed, desired);
     this.removeInBackground(background, p);
     const inline = removals.filter((a) => !background.includes(a));
-    const removing = this.each(inline.map((a) => [a]), p);
+    const removing = this.each(
+      inline.map((a) => [a]),
+      p,
+    );
     await this.each(groups, p);
     // Report the new pods now rather than after the slowest stop finishes.
     if (inline.length > 0 && groups.length > 0) await this.reportSnapshot().catch(() => undefined);

@@ -93,13 +93,7 @@ export class SystemProbe implements HostProbe {
   }
 
   async staticInfo(): Promise<NodeInfo> {
-    const [engine, osInfo, cpu, mem, disk] = await Promise.all([
-      this.opts.runtime.info(),
-      si.osInfo(),
-      si.cpu(),
-      si.mem(),
-      diskOf(this.opts.dataDir),
-    ]);
+    const [engine, osInfo, cpu, mem, disk] = await Promise.all([this.opts.runtime.info(), si.osInfo(), si.cpu(), si.mem(), diskOf(this.opts.dataDir)]);
     const info: NodeInfo = {
       arch: engine.arch,
       rawArch: engine.rawArch.slice(0, 64),
@@ -124,13 +118,22 @@ export class SystemProbe implements HostProbe {
     this.prev = sample;
     // One statfs (microseconds): free disk for ephemeral-storage scheduling stays current.
     const disk = await diskOf(this.opts.dataDir);
-    return { cpuPercent, memoryUsedBytes: Math.max(0, mem.total - mem.available), ...(disk !== undefined ? { diskFreeBytes: disk.freeBytes } : {}), at: new Date(this.clock.now()).toISOString() };
+    return {
+      cpuPercent,
+      memoryUsedBytes: Math.max(0, mem.total - mem.available),
+      ...(disk !== undefined ? { diskFreeBytes: disk.freeBytes } : {}),
+      at: new Date(this.clock.now()).toISOString(),
+    };
   }
 }
 
 /** A probe that asks only the engine: for hollow nodes in the fleet simulator (no host calls). */
 export class EngineOnlyProbe implements HostProbe {
-  constructor(private readonly runtime: ContainerRuntime, private readonly clock: Clock = systemClock, private readonly agentVersion = AGENT_VERSION) {}
+  constructor(
+    private readonly runtime: ContainerRuntime,
+    private readonly clock: Clock = systemClock,
+    private readonly agentVersion = AGENT_VERSION,
+  ) {}
 
   async staticInfo(): Promise<NodeInfo> {
     const e = await this.runtime.info();

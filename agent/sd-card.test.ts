@@ -43,8 +43,18 @@ const pods = [
   mockPod({ name: 'web-1' }),
   mockPod({ name: 'web-2' }),
   DesiredPodSchema.parse({
-    name: 'probed-1', uid: 'uid-probed-1',
-    spec: { containers: [{ name: 'main', image: TEST_IMAGE, readinessProbe: { exec: { command: ['true'] }, periodSeconds: 1 }, livenessProbe: { exec: { command: ['true'] }, periodSeconds: 1 } }] },
+    name: 'probed-1',
+    uid: 'uid-probed-1',
+    spec: {
+      containers: [
+        {
+          name: 'main',
+          image: TEST_IMAGE,
+          readinessProbe: { exec: { command: ['true'] }, periodSeconds: 1 },
+          livenessProbe: { exec: { command: ['true'] }, periodSeconds: 1 },
+        },
+      ],
+    },
   }),
 ];
 const set = (generation: number): DesiredSetMessage => ({ node: 'node-1', generation, pods, at: new Date().toISOString() });
@@ -80,8 +90,16 @@ describe('SD-card care: no data-dir writes in steady state', () => {
     };
     const runtime = new MemoryRuntime({ images: [TEST_IMAGE] });
     agent = new Agent({
-      node: 'node-1', labels: {}, dataDir: dir, runtime, link: { url: b.url, random: () => 0 }, probe: new EngineOnlyProbe(runtime),
-      usageIntervalMs: 20, resyncMs: 25, observedRepublishMs: 50, clock,
+      node: 'node-1',
+      labels: {},
+      dataDir: dir,
+      runtime,
+      link: { url: b.url, random: () => 0 },
+      probe: new EngineOnlyProbe(runtime),
+      usageIntervalMs: 20,
+      resyncMs: 25,
+      observedRepublishMs: 50,
+      clock,
     });
     await agent.start();
     await waitUntil(() => b.subscribed.includes(topics.nodeDesired('node-1')));
@@ -110,7 +128,9 @@ describe('SD-card care: no data-dir writes in steady state', () => {
 
     expect(agent.reconciler.passCount).toBeGreaterThan(passes + 20);
     expect(runtime.calls.exec).toBeGreaterThan(0);
-    expect(b.seen.filter((s) => s.topic === topics.nodeObserved('node-1') && (s.payload as { generation: number }).generation === 21).length).toBeGreaterThan(0);
+    expect(b.seen.filter((s) => s.topic === topics.nodeObserved('node-1') && (s.payload as { generation: number }).generation === 21).length).toBeGreaterThan(
+      0,
+    );
     expect(writes.map((w) => w.mock.calls.length)).toEqual([0, 0, 0, 0, 0]);
     expect(await snapshot(dir)).toEqual(before);
   });

@@ -51,7 +51,15 @@ export async function startBroker(): Promise<TestBroker> {
     publish: (topic, payload, opts = {}) =>
       new Promise((resolve, reject) =>
         broker.publish(
-          { cmd: 'publish', topic, payload: typeof payload === 'string' ? Buffer.from(payload) : payload, qos: 1, retain: opts.retain ?? false, dup: false, messageId: 0 } as Parameters<Aedes['publish']>[0],
+          {
+            cmd: 'publish',
+            topic,
+            payload: typeof payload === 'string' ? Buffer.from(payload) : payload,
+            qos: 1,
+            retain: opts.retain ?? false,
+            dup: false,
+            messageId: 0,
+          } as Parameters<Aedes['publish']>[0],
           (err) => (err ? reject(err) : resolve()),
         ),
       ),

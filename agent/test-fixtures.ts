@@ -7,7 +7,17 @@ import type { RuntimeContainer } from './runtime/runtime.js';
 
 export const TEST_IMAGE = 'orchard-test/busybox:1';
 
-export function mockPod(over: { name?: string; uid?: string; containers?: string[]; restartPolicy?: 'Always' | 'OnFailure' | 'Never'; network?: 'bridge' | 'host' | 'none'; image?: string; deployment?: string } = {}): DesiredPod {
+export function mockPod(
+  over: {
+    name?: string;
+    uid?: string;
+    containers?: string[];
+    restartPolicy?: 'Always' | 'OnFailure' | 'Never';
+    network?: 'bridge' | 'host' | 'none';
+    image?: string;
+    deployment?: string;
+  } = {},
+): DesiredPod {
   const name = over.name ?? 'web-1';
   return DesiredPodSchema.parse({
     name,

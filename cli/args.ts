@@ -116,7 +116,10 @@ export function requireInt(flag: string, text: string, min: number): number {
 /** `k=v,k2=v2` → labels, validated with the same rules the hub applies. */
 export function parseLabels(text: string): Labels {
   const out: Record<string, string> = {};
-  for (const pair of text.split(',').map((p) => p.trim()).filter((p) => p !== '')) {
+  for (const pair of text
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p !== '')) {
     const eq = pair.indexOf('=');
     if (eq <= 0) throw usageError(`label "${pair}" must look like key=value`);
     out[pair.slice(0, eq)] = pair.slice(eq + 1);

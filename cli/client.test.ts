@@ -39,13 +39,22 @@ async function cli(argv: string[], server: string, extra: { stdin?: string; env?
   return { code, stdout: b.stdout(), stderr: b.stderr() };
 }
 
-const DEPLOY = (name: string) => `apiVersion: orchard/v1\nkind: Deployment\nmetadata:\n  name: ${name}\nspec:\n  template:\n    spec:\n      containers:\n        - name: c\n          image: busybox:local\n`;
+const DEPLOY = (name: string) =>
+  `apiVersion: orchard/v1\nkind: Deployment\nmetadata:\n  name: ${name}\nspec:\n  template:\n    spec:\n      containers:\n        - name: c\n          image: busybox:local\n`;
 
 describe('apply', () => {
   it('sends every manifest in one YAML body with the bearer token and prints one line per object', async () => {
     const h = await hub((req) =>
       req.method === 'POST' && req.url === '/api/v1/apply'
-        ? { body: { results: [{ kind: 'Deployment', name: 'api', action: 'created' }, { kind: 'Deployment', name: 'web', action: 'configured' }, { kind: 'Deployment', name: 'db', action: 'unchanged' }] } }
+        ? {
+            body: {
+              results: [
+                { kind: 'Deployment', name: 'api', action: 'created' },
+                { kind: 'Deployment', name: 'web', action: 'configured' },
+                { kind: 'Deployment', name: 'db', action: 'unchanged' },
+              ],
+            },
+          }
         : undefined,
     );
     const d = join(dir, 'manifests');
@@ -69,7 +78,12 @@ describe('apply', () => {
       body: {
         code: 'ERR_VALIDATION',
         message: 'invalid manifest: spec.replicas: must be 0 or more',
-        details: { issues: [{ path: 'spec.replicas', message: 'must be 0 or more' }, { path: 'spec.template.spec.containers[0].image', message: 'is required' }] },
+        details: {
+          issues: [
+            { path: 'spec.replicas', message: 'must be 0 or more' },
+            { path: 'spec.template.spec.containers[0].image', message: 'is required' },
+          ],
+        },
       },
     }));
     const f = join(dir, 'bad.yaml');
@@ -116,7 +130,13 @@ describe('transport failures', () => {
       // Never answers.
     });
     await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-    hubs.push({ close: () => new Promise<void>((resolve) => { srv.closeAllConnections(); srv.close(() => resolve()); }) });
+    hubs.push({
+      close: () =>
+        new Promise<void>((resolve) => {
+          srv.closeAllConnections();
+          srv.close(() => resolve());
+        }),
+    });
     const url = `http://127.0.0.1:${(srv.address() as AddressInfo).port}`;
     const started = Date.now();
     const r = await cli(['get', 'pods', '--timeout', '300ms'], url);
@@ -126,7 +146,9 @@ describe('transport failures', () => {
   });
 
   it('reports a non-JSON error page by its status, and hints at the token on 401', async () => {
-    const h = await hub((req) => (req.url.startsWith('/api/v1/nodes') ? { status: 401, body: { code: 'ERR_UNAUTHENTICATED', message: 'missing bearer token' } } : undefined));
+    const h = await hub((req) =>
+      req.url.startsWith('/api/v1/nodes') ? { status: 401, body: { code: 'ERR_UNAUTHENTICATED', message: 'missing bearer token' } } : undefined,
+    );
     const r = await cli(['get', 'nodes'], h.url);
     expect(r.code).toBe(1);
     expect(r.stderr).toBe("error: missing bearer token\nhint: pass --token, set ORCHARD_TOKEN, or run 'orchard login'\n");
@@ -158,7 +180,12 @@ describe('get', () => {
     const r = await cli(['get', 'no'], h.url);
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(
-      ['NAME   STATUS     ARCH    CPU   MEMORY   PODS   AGE', 'pi-1   Ready      arm64   4     4Gi      2      10m', 'pi-2   NotReady   arm64   4     4Gi      0      10m', ''].join('\n'),
+      [
+        'NAME   STATUS     ARCH    CPU   MEMORY   PODS   AGE',
+        'pi-1   Ready      arm64   4     4Gi      2      10m',
+        'pi-2   NotReady   arm64   4     4Gi      0      10m',
+        '',
+      ].join('\n'),
     );
   });
 
@@ -197,13 +224,23 @@ describe('get', () => {
 describe('describe', () => {
   it('explains a pending pod per node and lists only its own events', async () => {
     const pod = mockPod('web-3', { phase: 'Pending', owner: 'web' });
-    pod.status.unschedulable = { summary: '0/2 nodes fit: 1 arch, 1 memory', nodes: { 'pi-2': ['120Mi free (needs 256Mi)'], 'pi-1': ['arch arm (needs arm64)'] } };
+    pod.status.unschedulable = {
+      summary: '0/2 nodes fit: 1 arch, 1 memory',
+      nodes: { 'pi-2': ['120Mi free (needs 256Mi)'], 'pi-1': ['arch arm (needs arm64)'] },
+    };
     pod.status.conditions = [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable' }];
     const h = await hub((req) => {
       if (req.url === '/api/v1/pods/web-3') return { body: pod };
       if (req.url.startsWith('/api/v1/events')) {
         // A hub that ignores the query: the CLI must filter.
-        return { body: { items: [mockEvent('e1', { kind: 'Pod', name: 'web-3' }, 'FailedScheduling', '0/2 nodes fit', 60_000), mockEvent('e2', { kind: 'Pod', name: 'other' }, 'Started', 'x')] } };
+        return {
+          body: {
+            items: [
+              mockEvent('e1', { kind: 'Pod', name: 'web-3' }, 'FailedScheduling', '0/2 nodes fit', 60_000),
+              mockEvent('e2', { kind: 'Pod', name: 'other' }, 'Started', 'x'),
+            ],
+          },
+        };
       }
       return undefined;
     });
@@ -219,9 +256,13 @@ describe('describe', () => {
 
   it('shows container state, reason, exit code and restarts', async () => {
     const pod = mockPod('web-2', { node: 'pi-1', owner: 'web', waiting: 'CrashLoopBackOff', restarts: 3 });
-    const h = await hub((req) => (req.url === '/api/v1/pods/web-2' ? { body: pod } : req.url.startsWith('/api/v1/events') ? { body: { items: [] } } : undefined));
+    const h = await hub((req) =>
+      req.url === '/api/v1/pods/web-2' ? { body: pod } : req.url.startsWith('/api/v1/events') ? { body: { items: [] } } : undefined,
+    );
     const r = await cli(['describe', 'po/web-2'], h.url);
-    expect(r.stdout).toMatch(/Containers:\n {2}web:\n {4}Image:\s+busybox:local\n {4}State:\s+Waiting\n {4}Reason:\s+CrashLoopBackOff\n {4}Exit Code:\s+1\n {4}Ready:\s+false\n {4}Restart Count:\s+3\n/);
+    expect(r.stdout).toMatch(
+      /Containers:\n {2}web:\n {4}Image:\s+busybox:local\n {4}State:\s+Waiting\n {4}Reason:\s+CrashLoopBackOff\n {4}Exit Code:\s+1\n {4}Ready:\s+false\n {4}Restart Count:\s+3\n/,
+    );
     expect(r.stdout).toMatch(/Events:\s+<none>\n$/);
   });
 
@@ -271,7 +312,9 @@ describe('delete, scale, node delete', () => {
 
 describe('tokens', () => {
   it('token create prints only the token and sends the options', async () => {
-    const h = await hub((req) => (req.url === '/api/v1/tokens' && req.method === 'POST' ? { body: { type: 'join', token: 'K10abc::id.secret', id: 'id' } } : undefined));
+    const h = await hub((req) =>
+      req.url === '/api/v1/tokens' && req.method === 'POST' ? { body: { type: 'join', token: 'K10abc::id.secret', id: 'id' } } : undefined,
+    );
     const r = await cli(['token', 'create', '--ttl', '24h', '--uses', '3', '--labels', 'zone=a'], h.url);
     expect(r).toEqual({ code: 0, stdout: 'K10abc::id.secret\n', stderr: '' });
     expect(JSON.parse(h.requests[0]!.body)).toEqual({ type: 'join', ttlSeconds: 86400, uses: 3, labels: { zone: 'a' } });
@@ -280,14 +323,26 @@ describe('tokens', () => {
   it('token list shows join and API tokens', async () => {
     const h = await hub(() => ({
       body: {
-        joinTokens: [{ id: 'j1', createdAt: new Date(T0).toISOString(), expiresAt: new Date(T0 + 3 * 3600_000).toISOString(), uses: 3, used: 1, labels: { zone: 'a' }, usable: true }],
+        joinTokens: [
+          {
+            id: 'j1',
+            createdAt: new Date(T0).toISOString(),
+            expiresAt: new Date(T0 + 3 * 3600_000).toISOString(),
+            uses: 3,
+            used: 1,
+            labels: { zone: 'a' },
+            usable: true,
+          },
+        ],
         apiTokens: [{ id: 'a1', name: 'admin', role: 'admin', createdAt: new Date(T0).toISOString(), usable: true }],
         nodes: [],
       },
     }));
     const r = await cli(['token', 'list'], h.url);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^JOIN TOKENS\nID\s+USED\s+EXPIRES\s+STATE\s+LABELS\s+AGE\nj1\s+1\/3\s+in 2h\s+usable\s+zone=a\s+10m\n\nAPI TOKENS\nID\s+NAME\s+ROLE\s+EXPIRES\s+STATE\s+AGE\na1\s+admin\s+admin\s+<never>\s+usable\s+10m\n$/);
+    expect(r.stdout).toMatch(
+      /^JOIN TOKENS\nID\s+USED\s+EXPIRES\s+STATE\s+LABELS\s+AGE\nj1\s+1\/3\s+in 2h\s+usable\s+zone=a\s+10m\n\nAPI TOKENS\nID\s+NAME\s+ROLE\s+EXPIRES\s+STATE\s+AGE\na1\s+admin\s+admin\s+<never>\s+usable\s+10m\n$/,
+    );
   });
 });
 
@@ -303,7 +358,11 @@ describe('config and login', () => {
     expect(login.stdout()).toBe(`Saved ${path} (server ${h.url})\n`);
     expect((await stat(path)).mode & 0o777).toBe(0o600);
     expect((await stat(join(home, '.orchard'))).mode & 0o777).toBe(0o700);
-    expect(JSON.parse(await readFile(path, 'utf8'))).toEqual({ server: h.url, token: 'saved-token', caPem: '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n' });
+    expect(JSON.parse(await readFile(path, 'utf8'))).toEqual({
+      server: h.url,
+      token: 'saved-token',
+      caPem: '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n',
+    });
 
     const get = bufferIo({ env: {}, homeDir: home });
     expect(await runCli(['get', 'deploy'], get.io)).toBe(0);

@@ -130,12 +130,14 @@ export class HubClient {
 
   private networkError(err: Error): OrchardError {
     if (err.name === 'AbortError' || err.name === 'TimeoutError') {
-      return new OrchardError('ERR_TIMEOUT', `hub at ${this.server} did not answer within ${this.conn.timeoutMs / 1000}s`, { cause: err, details: { transport: true } });
+      return new OrchardError('ERR_TIMEOUT', `hub at ${this.server} did not answer within ${this.conn.timeoutMs / 1000}s`, {
+        cause: err,
+        details: { transport: true },
+      });
     }
     const code = (err as NodeJS.ErrnoException).code;
-    const hint = code !== undefined && TLS_TRUST_CODES.has(code)
-      ? " (the hub's certificate is not trusted: pass --ca FILE or run 'orchard login --ca FILE')"
-      : '';
+    const hint =
+      code !== undefined && TLS_TRUST_CODES.has(code) ? " (the hub's certificate is not trusted: pass --ca FILE or run 'orchard login --ca FILE')" : '';
     return new OrchardError('ERR_INTERNAL', `cannot reach hub at ${this.server}: ${err.message}${hint}`, { cause: err, details: { transport: true } });
   }
 }
@@ -158,9 +160,7 @@ function hubError(status: number, text: string): OrchardError {
     const snippet = firstLine(text);
     return new OrchardError(code, `hub answered HTTP ${status}${snippet === '' ? '' : `: ${snippet}`}`);
   }
-  return parsed.details === undefined
-    ? new OrchardError(code, parsed.message)
-    : new OrchardError(code, parsed.message, { details: parsed.details });
+  return parsed.details === undefined ? new OrchardError(code, parsed.message) : new OrchardError(code, parsed.message, { details: parsed.details });
 }
 
 function codeForStatus(status: number): ErrorCode {

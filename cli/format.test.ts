@@ -5,12 +5,24 @@ import { deploymentsTable, eventsTable, nodesTable, podStatusText, podsTable } f
 
 describe('table', () => {
   it('pads every column but the last to its widest cell plus three spaces', () => {
-    const out = table(['NAME', 'STATUS', 'AGE'], [['a', 'Ready', '5s'], ['long-name', 'NotReady', '3m']]);
+    const out = table(
+      ['NAME', 'STATUS', 'AGE'],
+      [
+        ['a', 'Ready', '5s'],
+        ['long-name', 'NotReady', '3m'],
+      ],
+    );
     expect(out).toBe(['NAME        STATUS     AGE', 'a           Ready      5s', 'long-name   NotReady   3m', ''].join('\n'));
   });
 
   it('starts each column at the same offset on every line and leaves no trailing spaces', () => {
-    const out = table(['A', 'B', 'C'], [['x', '', 'z'], ['xxxxx', 'yy', '']]);
+    const out = table(
+      ['A', 'B', 'C'],
+      [
+        ['x', '', 'z'],
+        ['xxxxx', 'yy', ''],
+      ],
+    );
     const lines = out.trimEnd().split('\n');
     for (const l of lines) expect(l).toBe(l.trimEnd());
     expect(lines.map((l) => l.indexOf('C'))).toEqual([13, -1, -1]);
@@ -47,7 +59,13 @@ describe('ages', () => {
 
 describe('fields and labels', () => {
   it('aligns values and continues multi-line values under the value column', () => {
-    expect(fields([['Name', 'web'], ['Labels', ['a=b', 'c=d']], ['Node', []]])).toBe('Name:    web\nLabels:  a=b\n         c=d\nNode:    <none>\n');
+    expect(
+      fields([
+        ['Name', 'web'],
+        ['Labels', ['a=b', 'c=d']],
+        ['Node', []],
+      ]),
+    ).toBe('Name:    web\nLabels:  a=b\n         c=d\nNode:    <none>\n');
   });
   it('formats labels as k=v,k=v or <none>', () => {
     expect(formatLabels({ a: '1', b: '2' })).toBe('a=1,b=2');
@@ -62,7 +80,12 @@ describe('get tables', () => {
     const pods = [mockPod('p1', { node: 'pi-1' }), mockPod('p2', { node: 'pi-1', phase: 'Succeeded' }), mockPod('p3', { node: 'pi-2' })];
     const out = nodesTable([mockNode('pi-1'), mockNode('pi-2', { ready: false, arch: 'arm' })], pods, now, false);
     expect(out).toBe(
-      ['NAME   STATUS     ARCH    CPU   MEMORY   PODS   AGE', 'pi-1   Ready      arm64   4     4Gi      1      5m', 'pi-2   NotReady   arm     4     4Gi      1      5m', ''].join('\n'),
+      [
+        'NAME   STATUS     ARCH    CPU   MEMORY   PODS   AGE',
+        'pi-1   Ready      arm64   4     4Gi      1      5m',
+        'pi-2   NotReady   arm     4     4Gi      1      5m',
+        '',
+      ].join('\n'),
     );
     const wide = nodesTable([mockNode('pi-1', { labels: { zone: 'a' } })], [], now, true);
     expect(wide).toContain('docker://20.10.24');
@@ -71,11 +94,17 @@ describe('get tables', () => {
   });
 
   it('deployments: READY is ready/desired', () => {
-    expect(deploymentsTable([mockDeployment('web', 3, 2)], now, false)).toBe('NAME   READY   UP-TO-DATE   AVAILABLE   AGE\nweb    2/3     3            2           5m\n');
+    expect(deploymentsTable([mockDeployment('web', 3, 2)], now, false)).toBe(
+      'NAME   READY   UP-TO-DATE   AVAILABLE   AGE\nweb    2/3     3            2           5m\n',
+    );
   });
 
   it('pods: a waiting container reason replaces the phase; wide adds the deployment', () => {
-    const pods = [mockPod('web-1', { node: 'pi-1', owner: 'web' }), mockPod('web-2', { node: 'pi-2', owner: 'web', waiting: 'CrashLoopBackOff', restarts: 4 }), mockPod('web-3', { phase: 'Pending', owner: 'web' })];
+    const pods = [
+      mockPod('web-1', { node: 'pi-1', owner: 'web' }),
+      mockPod('web-2', { node: 'pi-2', owner: 'web', waiting: 'CrashLoopBackOff', restarts: 4 }),
+      mockPod('web-3', { phase: 'Pending', owner: 'web' }),
+    ];
     const out = podsTable(pods, now, true);
     const lines = out.trimEnd().split('\n');
     expect(lines[0]).toMatch(/^NAME\s+READY\s+STATUS\s+RESTARTS\s+NODE\s+AGE\s+DEPLOYMENT$/);

@@ -8,15 +8,16 @@ const COLUMN_GAP = 3;
 export function table(headers: readonly string[], rows: ReadonlyArray<readonly string[]>, indent = ''): string {
   const all = [headers, ...rows];
   const widths = headers.map((_, col) => Math.max(...all.map((r) => (r[col] ?? '').length)));
-  const lines = all.map((r) =>
-    indent +
-    headers
-      .map((_, col) => {
-        const cell = r[col] ?? '';
-        return col === headers.length - 1 ? cell : cell.padEnd((widths[col] ?? 0) + COLUMN_GAP);
-      })
-      .join('')
-      .trimEnd(),
+  const lines = all.map(
+    (r) =>
+      indent +
+      headers
+        .map((_, col) => {
+          const cell = r[col] ?? '';
+          return col === headers.length - 1 ? cell : cell.padEnd((widths[col] ?? 0) + COLUMN_GAP);
+        })
+        .join('')
+        .trimEnd(),
   );
   return `${lines.join('\n')}\n`;
 }

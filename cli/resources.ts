@@ -33,7 +33,12 @@ export function listSchema<S extends z.ZodType>(item: S) {
   return z.object({ items: z.array(item) });
 }
 
-export async function listObjects<K extends ObjectKind>(client: HubClient, kind: K, plural: string, query = ''): Promise<{ items: KindMap[K][]; raw: unknown }> {
+export async function listObjects<K extends ObjectKind>(
+  client: HubClient,
+  kind: K,
+  plural: string,
+  query = '',
+): Promise<{ items: KindMap[K][]; raw: unknown }> {
   const { parsed, raw } = await client.getParsed(`/api/v1/${plural}${query}`, listSchema(SCHEMA_BY_KIND[kind]));
   return { items: parsed.items as KindMap[K][], raw };
 }

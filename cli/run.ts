@@ -49,7 +49,11 @@ export type ProcessKind = 'hub' | 'agent';
 export type Launcher = (kind: ProcessKind, argv: string[]) => Promise<void>;
 
 const GROUPS = new Set(['token', 'node', 'rollout', 'create', 'secret']);
-const GLOBAL_VALUE_FLAGS = new Set(Object.entries(GLOBAL_OPTIONS).filter(([, o]) => o.type === 'string').map(([k]) => `--${k}`));
+const GLOBAL_VALUE_FLAGS = new Set(
+  Object.entries(GLOBAL_OPTIONS)
+    .filter(([, o]) => o.type === 'string')
+    .map(([k]) => `--${k}`),
+);
 
 const GLOBAL_HELP = `Global flags:
   --server URL       hub address (env ORCHARD_SERVER, config; default https://127.0.0.1:8443)
@@ -119,7 +123,10 @@ export async function runCli(argv: readonly string[], io: Io, launch?: Launcher)
       return 0;
     }
     if (word === 'help') {
-      const topic = argv.slice(at + 1).filter((a) => !a.startsWith('-')).join(' ');
+      const topic = argv
+        .slice(at + 1)
+        .filter((a) => !a.startsWith('-'))
+        .join(' ');
       const found = COMMANDS.find((c) => c.name === topic);
       io.stdout.write(found === undefined ? mainHelp() : commandHelp(found));
       return topic === '' || found !== undefined ? 0 : 2;
@@ -133,7 +140,11 @@ export async function runCli(argv: readonly string[], io: Io, launch?: Launcher)
       const options = COMMANDS.filter((c) => c.name.startsWith(`${word} `)).map((c) => c.name.slice(word.length + 1));
       if (sub === undefined) {
         if (rest.includes('--help') || rest.includes('-h')) {
-          io.stdout.write(COMMANDS.filter((c) => c.name.startsWith(`${word} `)).map(commandHelp).join('\n'));
+          io.stdout.write(
+            COMMANDS.filter((c) => c.name.startsWith(`${word} `))
+              .map(commandHelp)
+              .join('\n'),
+          );
           return 0;
         }
         throw new OrchardError('ERR_VALIDATION', `'orchard ${word}' needs a subcommand: ${options.join(', ')}`, { details: { usage: true } });

@@ -24,11 +24,20 @@ export function nodesTable(nodes: readonly NodeObject[], pods: readonly Pod[], n
     const cap = n.status.capacity;
     const cpu = cap !== undefined ? formatCpu(cap.cpuMillis) : info !== undefined ? String(info.cpu.cores) : '<unknown>';
     const mem = cap !== undefined ? formatBytes(cap.memoryBytes) : info !== undefined ? formatBytes(info.memoryBytes) : '<unknown>';
-    const row = [n.metadata.name, nodeStatus(n), info?.arch ?? '<unknown>', cpu, mem, String(podsOnNode(pods, n.metadata.name).length), ageSince(n.metadata.creationTimestamp, now)];
+    const row = [
+      n.metadata.name,
+      nodeStatus(n),
+      info?.arch ?? '<unknown>',
+      cpu,
+      mem,
+      String(podsOnNode(pods, n.metadata.name).length),
+      ageSince(n.metadata.creationTimestamp, now),
+    ];
     if (wide) {
       row.push(
         info?.os ?? '<unknown>',
-        (info !== undefined ? `${info.engine.name}://${info.engine.version}` : '<unknown>') + (nodeWarningsShort(n) !== undefined ? ` (${nodeWarningsShort(n)})` : ''),
+        (info !== undefined ? `${info.engine.name}://${info.engine.version}` : '<unknown>') +
+          (nodeWarningsShort(n) !== undefined ? ` (${nodeWarningsShort(n)})` : ''),
         info?.agentVersion ?? '<unknown>',
         formatLabels(n.metadata.labels),
       );
@@ -92,7 +101,14 @@ export function podsTable(pods: readonly Pod[], now: number, wide: boolean, inde
   const headers = ['NAME', 'READY', 'STATUS', 'RESTARTS', 'NODE', 'AGE'];
   if (wide) headers.push('DEPLOYMENT');
   const rows = pods.map((p) => {
-    const row = [p.metadata.name, podReady(p), podStatusText(p), String(podRestarts(p)), p.spec.nodeName ?? '<none>', ageSince(p.metadata.creationTimestamp, now)];
+    const row = [
+      p.metadata.name,
+      podReady(p),
+      podStatusText(p),
+      String(podRestarts(p)),
+      p.spec.nodeName ?? '<none>',
+      ageSince(p.metadata.creationTimestamp, now),
+    ];
     if (wide) row.push(p.metadata.ownerName ?? '<none>');
     return row;
   });
@@ -116,7 +132,11 @@ export function describeEventsTable(events: readonly EventObject[], now: number)
 }
 
 export function configMapsTable(items: readonly ConfigMapObject[], now: number): string {
-  const rows = items.map((c) => [c.metadata.name, String(Object.keys(c.data).length + Object.keys(c.binaryData).length), ageSince(c.metadata.creationTimestamp, now)]);
+  const rows = items.map((c) => [
+    c.metadata.name,
+    String(Object.keys(c.data).length + Object.keys(c.binaryData).length),
+    ageSince(c.metadata.creationTimestamp, now),
+  ]);
   return table(['NAME', 'DATA', 'AGE'], rows);
 }
 
@@ -127,7 +147,14 @@ export function secretsTable(items: readonly SecretObject[], now: number): strin
 
 export function revisionsTable(items: readonly RevisionObject[], now: number): string {
   const sorted = [...items].sort((a, b) => (a.metadata.ownerName ?? '').localeCompare(b.metadata.ownerName ?? '') || a.revision - b.revision);
-  const rows = sorted.map((r) => [r.metadata.name, r.metadata.ownerName ?? '<none>', String(r.revision), r.images.join(',') || '<none>', r.changeCause ?? '<none>', ageSince(r.metadata.creationTimestamp, now)]);
+  const rows = sorted.map((r) => [
+    r.metadata.name,
+    r.metadata.ownerName ?? '<none>',
+    String(r.revision),
+    r.images.join(',') || '<none>',
+    r.changeCause ?? '<none>',
+    ageSince(r.metadata.creationTimestamp, now),
+  ]);
   return table(['NAME', 'DEPLOYMENT', 'REVISION', 'IMAGES', 'CHANGE-CAUSE', 'AGE'], rows);
 }
 

@@ -53,7 +53,10 @@ export function mockDeployment(name: string, replicas = 3, ready = 2): Deploymen
   });
 }
 
-export function mockPod(name: string, opts: { node?: string; owner?: string; phase?: Pod['status']['phase']; waiting?: string; restarts?: number; ready?: boolean } = {}): Pod {
+export function mockPod(
+  name: string,
+  opts: { node?: string; owner?: string; phase?: Pod['status']['phase']; waiting?: string; restarts?: number; ready?: boolean } = {},
+): Pod {
   const state = opts.waiting !== undefined ? 'waiting' : opts.phase === 'Running' || opts.phase === undefined ? 'running' : 'waiting';
   return PodSchema.parse({
     apiVersion: 'orchard/v1',
@@ -66,16 +69,19 @@ export function mockPod(name: string, opts: { node?: string; owner?: string; pha
     status: {
       phase: opts.phase ?? 'Running',
       conditions: [],
-      containerStatuses: opts.phase === 'Pending' && opts.node === undefined ? [] : [
-        {
-          name: 'web',
-          image: 'busybox:local',
-          state,
-          ...(opts.waiting !== undefined ? { reason: opts.waiting, exitCode: 1 } : {}),
-          restartCount: opts.restarts ?? 0,
-          ready: opts.ready ?? state === 'running',
-        },
-      ],
+      containerStatuses:
+        opts.phase === 'Pending' && opts.node === undefined
+          ? []
+          : [
+              {
+                name: 'web',
+                image: 'busybox:local',
+                state,
+                ...(opts.waiting !== undefined ? { reason: opts.waiting, exitCode: 1 } : {}),
+                restartCount: opts.restarts ?? 0,
+                ready: opts.ready ?? state === 'running',
+              },
+            ],
     },
   });
 }

@@ -90,7 +90,15 @@ export class Hub {
     readonly auth: AuthStore,
     readonly pki: Pki | undefined,
     readonly ops: Operations,
-    readonly controllers: { deployments: DeploymentController; scheduling: SchedulingController; desired: DesiredPublisher; nodes: NodeController; nodeLost: NodeLostController; global: GlobalController; taintEviction: TaintEvictionController },
+    readonly controllers: {
+      deployments: DeploymentController;
+      scheduling: SchedulingController;
+      desired: DesiredPublisher;
+      nodes: NodeController;
+      nodeLost: NodeLostController;
+      global: GlobalController;
+      taintEviction: TaintEvictionController;
+    },
     readonly commands: MqttCommands,
     readonly httpPort: number,
     /** The admin token, only when it was created by this start. */
@@ -117,7 +125,11 @@ export class Hub {
     mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
     const pki = opts.insecure
       ? undefined
-      : await loadOrCreatePki(opts.dataDir, { hostnames: opts.hostnames ?? [], ips: [...(opts.ips ?? []), ...(isIpLiteral(opts.host) && opts.host !== '0.0.0.0' && opts.host !== '::' ? [opts.host] : [])], now });
+      : await loadOrCreatePki(opts.dataDir, {
+          hostnames: opts.hostnames ?? [],
+          ips: [...(opts.ips ?? []), ...(isIpLiteral(opts.host) && opts.host !== '0.0.0.0' && opts.host !== '::' ? [opts.host] : [])],
+          now,
+        });
     const auth = AuthStore.open(opts.dataDir, { caFingerprint: pki?.caFingerprint ?? '0'.repeat(64), now });
     const admin = auth.ensureAdminToken();
     const limiter = new LoginLimiter({ ...opts.rateLimit, now });
@@ -143,29 +155,50 @@ export class Hub {
     const secrets = new AesGcmSecretCodec(keyring);
     const ops = new Operations({ store, log: log.child('ops'), now, secrets });
     // Counts-only deployment status writes at most once a second each, pod-status-driven reconciles at most 4/s each (fleet scale: docs/benchmarks-fleet.md).
-    const deployments = new DeploymentController({ store, log: log.child('deployments'), now, clock, statusMinIntervalMs: 1000, statusReconcileIntervalMs: 250 });
+    const deployments = new DeploymentController({
+      store,
+      log: log.child('deployments'),
+      now,
+      clock,
+      statusMinIntervalMs: 1000,
+      statusReconcileIntervalMs: 250,
+    });
     const sched = opts.scheduling ?? {};
-    const snapshot: SnapshotOptions = { ...(sched.systemReserved ? { systemReserved: sched.systemReserved } : {}), ...(sched.maxPodsPerNode ? { maxPodsPerNode: sched.maxPodsPerNode } : {}) };
+    const snapshot: SnapshotOptions = {
+      ...(sched.systemReserved ? { systemReserved: sched.systemReserved } : {}),
+      ...(sched.maxPodsPerNode ? { maxPodsPerNode: sched.maxPodsPerNode } : {}),
+    };
     // The hub's own ports, once it listens: the platform lookup never asks them (SSRF guard).
     const ownPorts: number[] = [];
-    const platforms = sched.imagePlatforms ?? new ImagePlatformResolver({
-      log: log.child('image-platforms'),
-      ownPorts: () => ownPorts,
-      ...(sched.insecureRegistries ? { insecureRegistries: sched.insecureRegistries } : {}),
-      ...(sched.registryAllow ? { allowRegistries: sched.registryAllow } : {}),
-    });
+    const platforms =
+      sched.imagePlatforms ??
+      new ImagePlatformResolver({
+        log: log.child('image-platforms'),
+        ownPorts: () => ownPorts,
+        ...(sched.insecureRegistries ? { insecureRegistries: sched.insecureRegistries } : {}),
+        ...(sched.registryAllow ? { allowRegistries: sched.registryAllow } : {}),
+      });
     const scheduling = new SchedulingController({ store, log: log.child('scheduler'), now, platforms, snapshot });
     const global = new GlobalController({ store, log: log.child('global'), now, platforms, snapshot });
     const taintEviction = new TaintEvictionController({ store, log: log.child('taint-eviction'), now });
     const desired = new DesiredPublisher({ store, publisher: broker, log: log.child('desired'), now, secrets });
     // Agent messages arriving within 50 ms share one store transaction (one fsync).
     const nodes = new NodeController({
-      store, log: log.child('nodes'), now, clock, batchMs: 50,
+      store,
+      log: log.child('nodes'),
+      now,
+      clock,
+      batchMs: 50,
       onObservedSet: (m) => ingestObservedVolumes(store, m, now()),
       enrolledLabels: (n) => auth.enrolledLabels(n),
       ...(opts.heartbeatGraceMs ? { heartbeatGraceMs: opts.heartbeatGraceMs } : {}),
     });
-    const nodeLost = new NodeLostController({ store, log: log.child('node-lost'), now, ...(opts.nodeStartupGraceMs !== undefined ? { startupGraceMs: opts.nodeStartupGraceMs } : {}) });
+    const nodeLost = new NodeLostController({
+      store,
+      log: log.child('node-lost'),
+      now,
+      ...(opts.nodeStartupGraceMs !== undefined ? { startupGraceMs: opts.nodeStartupGraceMs } : {}),
+    });
     const rollout = new RolloutOperations({ store, log: log.child('rollout'), now });
     const commands = new MqttCommands({ ops, rollout, publisher: broker, log: log.child('commands') });
 
@@ -250,7 +283,20 @@ export class Hub {
     retention.start();
     unsubscribe.push(async () => retention.stop());
 
-    hub = new Hub(opts, store, broker, api, auth, pki, ops, { deployments, scheduling, desired, nodes, nodeLost, global, taintEviction }, commands, httpPort, admin.created ? admin.token : undefined, unsubscribe);
+    hub = new Hub(
+      opts,
+      store,
+      broker,
+      api,
+      auth,
+      pki,
+      ops,
+      { deployments, scheduling, desired, nodes, nodeLost, global, taintEviction },
+      commands,
+      httpPort,
+      admin.created ? admin.token : undefined,
+      unsubscribe,
+    );
     log.info('hub started', { api: hub.apiUrl, mqtt: hub.mqttUrl, dataDir: opts.dataDir });
     return hub;
   }
@@ -263,7 +309,13 @@ export class Hub {
     store.transaction(() => {
       store.delete('Node', name);
       for (const p of store.list('Pod', { nodeName: name })) store.delete('Pod', p.metadata.name);
-      recordEvent(store, new Date((this.opts.clock ?? systemClock).now()), { kind: 'Node', name, type: 'Normal', reason: 'NodeDeleted', message: 'node deleted; its credential was revoked' });
+      recordEvent(store, new Date((this.opts.clock ?? systemClock).now()), {
+        kind: 'Node',
+        name,
+        type: 'Normal',
+        reason: 'NodeDeleted',
+        message: 'node deleted; its credential was revoked',
+      });
     });
     this.controllers.desired.invalidate(name);
     this.opts.log.info('node deleted and revoked', { node: name });

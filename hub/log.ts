@@ -13,7 +13,11 @@ export interface Logger {
   child(scope: string): Logger;
 }
 
-export function createLogger(scope = 'hub', level: LogLevel = (process.env['ORCHARD_LOG'] as LogLevel | undefined) ?? 'info', sink: (line: string) => void = (l) => process.stderr.write(l + '\n')): Logger {
+export function createLogger(
+  scope = 'hub',
+  level: LogLevel = (process.env['ORCHARD_LOG'] as LogLevel | undefined) ?? 'info',
+  sink: (line: string) => void = (l) => process.stderr.write(l + '\n'),
+): Logger {
   const min = ORDER[level] ?? ORDER.info;
   const emit = (lvl: Exclude<LogLevel, 'silent'>, msg: string, fields?: Record<string, unknown>): void => {
     if (ORDER[lvl] < min) return;

@@ -52,7 +52,11 @@ describe('parseHubArgs', () => {
 
   it('--registry-allow takes HOST[:PORT] lists, repeatable, and refuses URLs', () => {
     expect(parseHubArgs([])['registry-allow']).toEqual([]);
-    expect(parseHubArgs(['--registry-allow', '127.0.0.1:5000,reg.lan', '--registry-allow=[::1]:5000'])['registry-allow']).toEqual(['127.0.0.1:5000', 'reg.lan', '[::1]:5000']);
+    expect(parseHubArgs(['--registry-allow', '127.0.0.1:5000,reg.lan', '--registry-allow=[::1]:5000'])['registry-allow']).toEqual([
+      '127.0.0.1:5000',
+      'reg.lan',
+      '[::1]:5000',
+    ]);
     for (const bad of ['http://127.0.0.1:5000', '127.0.0.1:5000/v2', 'a b']) expect(() => parseHubArgs(['--registry-allow', bad])).toThrow(/--registry-allow/);
   });
 

@@ -66,8 +66,22 @@ const FlagsSchema = z.object({
   'registry-allow': z
     .array(z.string())
     .default([])
-    .transform((v) => v.flatMap((s) => s.split(',')).map((s) => s.trim()).filter((s) => s !== ''))
-    .pipe(z.array(z.string().max(300).regex(/^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::\d{1,5})?$/, 'must be HOST or HOST:PORT, e.g. 127.0.0.1:5000')).max(100)),
+    .transform((v) =>
+      v
+        .flatMap((s) => s.split(','))
+        .map((s) => s.trim())
+        .filter((s) => s !== ''),
+    )
+    .pipe(
+      z
+        .array(
+          z
+            .string()
+            .max(300)
+            .regex(/^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::\d{1,5})?$/, 'must be HOST or HOST:PORT, e.g. 127.0.0.1:5000'),
+        )
+        .max(100),
+    ),
   help: z.boolean().default(false),
 });
 

@@ -11,7 +11,10 @@ import { assertUniqueKeys, assertYamlShape } from './security/yaml-guard.js';
  */
 export function parseManifests(input: string | readonly unknown[]): Manifest[] {
   const docs = typeof input === 'string' ? parseYamlDocuments(input) : [...input];
-  if (docs.length === 0) throw new OrchardError('ERR_VALIDATION', 'no manifests found in the input', { details: { issues: [{ path: '(root)', message: 'must contain at least one document' }] } });
+  if (docs.length === 0)
+    throw new OrchardError('ERR_VALIDATION', 'no manifests found in the input', {
+      details: { issues: [{ path: '(root)', message: 'must contain at least one document' }] },
+    });
   if (docs.length > MAX_APPLY_DOCUMENTS) {
     throw new OrchardError('ERR_TOO_MANY_OBJECTS', `apply carries ${docs.length} documents; at most ${MAX_APPLY_DOCUMENTS} are allowed`);
   }
@@ -51,7 +54,10 @@ export function parseManifests(input: string | readonly unknown[]): Manifest[] {
   });
   if (issues.length > 0) {
     const unknownKind = issues.every((x) => x.path.endsWith('kind') || x.path.endsWith('apiVersion'));
-    const summary = issues.slice(0, 5).map((x) => `${x.path}: ${x.message}`).join('; ');
+    const summary = issues
+      .slice(0, 5)
+      .map((x) => `${x.path}: ${x.message}`)
+      .join('; ');
     const more = issues.length > 5 ? ` (and ${issues.length - 5} more)` : '';
     throw new OrchardError(unknownKind ? 'ERR_UNKNOWN_KIND' : 'ERR_VALIDATION', `invalid manifest: ${summary}${more}`, { details: { issues } });
   }

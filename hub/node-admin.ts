@@ -52,7 +52,13 @@ export class NodeAdmin {
       const next = structuredClone(n) as NodeObject;
       next.spec.unschedulable = value;
       const out = store.update(next);
-      recordEvent(store, now(), { kind: 'Node', name, type: 'Normal', reason: value ? 'Cordoned' : 'Uncordoned', message: value ? 'node cordoned: no new pods will be placed here' : 'node uncordoned: new pods may be placed here' });
+      recordEvent(store, now(), {
+        kind: 'Node',
+        name,
+        type: 'Normal',
+        reason: value ? 'Cordoned' : 'Uncordoned',
+        message: value ? 'node cordoned: no new pods will be placed here' : 'node uncordoned: new pods may be placed here',
+      });
       return out;
     });
   }
@@ -75,7 +81,13 @@ export class NodeAdmin {
         store.delete('Pod', p.metadata.name);
         evicted.push(p.metadata.name);
       }
-      recordEvent(store, now(), { kind: 'Node', name, type: 'Normal', reason: 'Drained', message: `node drained: ${evicted.length} pod(s) evicted for rescheduling, ${kept.length} global pod(s) kept` });
+      recordEvent(store, now(), {
+        kind: 'Node',
+        name,
+        type: 'Normal',
+        reason: 'Drained',
+        message: `node drained: ${evicted.length} pod(s) evicted for rescheduling, ${kept.length} global pod(s) kept`,
+      });
       return { node: name, evicted, kept };
     });
     log.info('node drained', { node: name, evicted: result.evicted.length, kept: result.kept.length });
@@ -86,7 +98,10 @@ export class NodeAdmin {
   labels(name: string, set: Readonly<Record<string, string>>, remove: readonly string[]): NodeObject {
     const { store, now } = this.deps;
     const both = remove.filter((k) => k in set);
-    if (both.length > 0) throw new OrchardError('ERR_VALIDATION', `label ${both.join(', ')} is both set and removed`, { details: { issues: both.map((k) => ({ path: `remove`, message: `"${k}" is also in set` })) } });
+    if (both.length > 0)
+      throw new OrchardError('ERR_VALIDATION', `label ${both.join(', ')} is both set and removed`, {
+        details: { issues: both.map((k) => ({ path: `remove`, message: `"${k}" is also in set` })) },
+      });
     return store.transaction(() => {
       const n = this.mustGet(name);
       const overrides = editOverrides(readOverrides(n.metadata.annotations), set, remove);

@@ -52,7 +52,8 @@ export function editOverrides(overrides: LabelOverrides, set: Readonly<Record<st
   const issues = [...Object.keys(set), ...remove]
     .filter((k) => k.startsWith(SYSTEM_LABEL_PREFIX))
     .map((k) => ({ path: `labels.${k}`, message: `"${SYSTEM_LABEL_PREFIX}" labels are set by the hub and cannot be edited` }));
-  if (issues.length > 0) throw new OrchardError('ERR_VALIDATION', `cannot edit system label ${issues.map((i) => i.path.slice(7)).join(', ')}`, { details: { issues } });
+  if (issues.length > 0)
+    throw new OrchardError('ERR_VALIDATION', `cannot edit system label ${issues.map((i) => i.path.slice(7)).join(', ')}`, { details: { issues } });
   const out: LabelOverrides = { ...overrides };
   for (const k of remove) out[k] = null;
   for (const [k, v] of Object.entries(set)) out[k] = v;

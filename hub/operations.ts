@@ -105,7 +105,10 @@ export class Operations {
     const kind = this.resolveKind(kindArg);
     const { store } = this.deps;
     if (kind !== 'Deployment' && kind !== 'Pod' && kind !== 'ConfigMap' && kind !== 'Secret' && kind !== 'Volume') {
-      throw new OrchardError('ERR_FORBIDDEN', `${kind.toLowerCase()}s cannot be deleted this way${kind === 'Node' ? '; use `orchard node delete NAME` (DELETE /api/v1/nodes/NAME)' : ''}`);
+      throw new OrchardError(
+        'ERR_FORBIDDEN',
+        `${kind.toLowerCase()}s cannot be deleted this way${kind === 'Node' ? '; use `orchard node delete NAME` (DELETE /api/v1/nodes/NAME)' : ''}`,
+      );
     }
     store.transaction(() => {
       const gone = store.delete(kind, name);
@@ -120,7 +123,10 @@ export class Operations {
     const { store } = this.deps;
     const d = store.get('Deployment', name);
     if (!d) throw new OrchardError('ERR_NOT_FOUND', `deployment "${name}" not found`);
-    if (d.spec.mode === 'global') throw new OrchardError('ERR_VALIDATION', `deployment "${name}" runs in global mode (one pod per node) and cannot be scaled`, { details: { issues: [{ path: 'spec.mode', message: 'must be "replicated" to scale' }] } });
+    if (d.spec.mode === 'global')
+      throw new OrchardError('ERR_VALIDATION', `deployment "${name}" runs in global mode (one pod per node) and cannot be scaled`, {
+        details: { issues: [{ path: 'spec.mode', message: 'must be "replicated" to scale' }] },
+      });
     if (d.spec.replicas === replicas) return d;
     const next = structuredClone(d) as Deployment;
     next.spec.replicas = replicas;

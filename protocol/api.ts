@@ -40,9 +40,7 @@ export const CommandRequestSchema = z.discriminatedUnion('op', [
 export type CommandRequest = z.infer<typeof CommandRequestSchema>;
 export type CommandOp = CommandRequest['op'];
 
-export type CommandReply =
-  | { id: string; ok: true; result: unknown }
-  | { id: string; ok: false; error: ErrorBody };
+export type CommandReply = { id: string; ok: true; result: unknown } | { id: string; ok: false; error: ErrorBody };
 
 export type ApplyAction = 'created' | 'configured' | 'unchanged';
 export interface ApplyResultItem {

@@ -24,8 +24,14 @@ export const ERROR_CATALOGUE = {
   ERR_TIMEOUT: { status: 504, summary: 'An operation did not finish in time.' },
   ERR_RUNTIME: { status: 502, summary: 'The container engine refused or failed an operation.' },
   ERR_IMAGE_PULL: { status: 502, summary: 'The image could not be pulled.' },
-  ERR_VOLUME_PATH_ESCAPE: { status: 403, summary: 'A volume mount source on the device leads outside its volume or the hostPath allow-list (a symbolic link); the container is not started.' },
-  ERR_POD_SECURITY: { status: 403, summary: "A node refused a pod's security settings: runAsNonRoot with a root image, or the device's policy (agent --deny-… flags)." },
+  ERR_VOLUME_PATH_ESCAPE: {
+    status: 403,
+    summary: 'A volume mount source on the device leads outside its volume or the hostPath allow-list (a symbolic link); the container is not started.',
+  },
+  ERR_POD_SECURITY: {
+    status: 403,
+    summary: "A node refused a pod's security settings: runAsNonRoot with a root image, or the device's policy (agent --deny-… flags).",
+  },
   ERR_STORE: { status: 500, summary: 'The store failed to read or write.' },
   ERR_INTERNAL: { status: 500, summary: 'An unexpected fault; the log has the cause.' },
   ERR_WATCH_LIMIT: { status: 429, summary: 'This API token already holds the maximum of open watch streams; close one first.' },
@@ -62,9 +68,7 @@ export class OrchardError extends Error {
   }
 
   toJSON(): ErrorBody {
-    return this.details === undefined
-      ? { code: this.code, message: this.message }
-      : { code: this.code, message: this.message, details: this.details };
+    return this.details === undefined ? { code: this.code, message: this.message } : { code: this.code, message: this.message, details: this.details };
   }
 
   static is(err: unknown, code?: ErrorCode): err is OrchardError {
@@ -100,7 +104,10 @@ export function issuesFromZod(error: z.ZodError, prefix = ''): FieldIssue[] {
 /** A validation error whose message names every failing field path and its rule. */
 export function validationError(error: z.ZodError, what: string, prefix = ''): OrchardError {
   const issues = issuesFromZod(error, prefix);
-  const summary = issues.slice(0, 5).map((i) => `${i.path}: ${i.message}`).join('; ');
+  const summary = issues
+    .slice(0, 5)
+    .map((i) => `${i.path}: ${i.message}`)
+    .join('; ');
   const more = issues.length > 5 ? ` (and ${issues.length - 5} more)` : '';
   return new OrchardError('ERR_VALIDATION', `invalid ${what}: ${summary}${more}`, { details: { issues } });
 }

@@ -51,7 +51,12 @@ describe('Deployment manifest schema', () => {
     const r = DeploymentManifestSchema.parse(valid);
     expect(r.spec.template.spec.containers[0]?.ports[0]?.protocol).toBe('TCP');
     expect(r.spec.mode).toBe('replicated');
-    const minimal = DeploymentManifestSchema.parse({ apiVersion: 'orchard/v1', kind: 'Deployment', metadata: { name: 'a' }, spec: { template: { spec: { containers: [{ name: 'c', image: 'x' }] } } } });
+    const minimal = DeploymentManifestSchema.parse({
+      apiVersion: 'orchard/v1',
+      kind: 'Deployment',
+      metadata: { name: 'a' },
+      spec: { template: { spec: { containers: [{ name: 'c', image: 'x' }] } } },
+    });
     expect(minimal.spec.replicas).toBe(1);
     expect(minimal.spec.template.spec.restartPolicy).toBe('Always');
     expect(minimal.spec.template.spec.network).toBe('bridge');
@@ -59,25 +64,160 @@ describe('Deployment manifest schema', () => {
   });
 
   it.each([
-    ['uppercase name', (m: Doc) => { m['metadata'].name = 'Web'; }, 'metadata.name', /DNS-1123/],
-    ['name too long', (m: Doc) => { m['metadata'].name = 'a'.repeat(64); }, 'metadata.name', /63/],
-    ['negative replicas', (m: Doc) => { m['spec'].replicas = -1; }, 'spec.replicas', /0 or more/],
-    ['fractional replicas', (m: Doc) => { m['spec'].replicas = 1.5; }, 'spec.replicas', /integer/],
-    ['missing image', (m: Doc) => { delete m['spec'].template.spec.containers[0].image; }, 'spec.template.spec.containers[0].image', /.+/],
-    ['empty image', (m: Doc) => { m['spec'].template.spec.containers[0].image = ''; }, 'spec.template.spec.containers[0].image', /required/],
-    ['bad cpu', (m: Doc) => { m['spec'].template.spec.containers[0].resources.requests.cpu = 'abc'; }, 'spec.template.spec.containers[0].resources.requests.cpu', /CPU quantity/],
-    ['bad memory', (m: Doc) => { m['spec'].template.spec.containers[0].resources.limits.memory = '1 gig'; }, 'spec.template.spec.containers[0].resources.limits.memory', /memory quantity/],
-    ['no containers', (m: Doc) => { m['spec'].template.spec.containers = []; }, 'spec.template.spec.containers', /at least one/],
-    ['bad arch', (m: Doc) => { m['spec'].template.spec.arch = ['riscv']; }, 'spec.template.spec.arch[0]', /.+/],
-    ['bad network', (m: Doc) => { m['spec'].template.spec.network = 'overlay'; }, 'spec.template.spec.network', /.+/],
-    ['port out of range', (m: Doc) => { m['spec'].template.spec.containers[0].ports[0].containerPort = 70000; }, 'spec.template.spec.containers[0].ports[0].containerPort', /.+/],
-    ['bad host IP', (m: Doc) => { m['spec'].template.spec.containers[0].ports[0].hostIP = '300.1.1.1'; }, 'spec.template.spec.containers[0].ports[0].hostIP', /.+/],
-    ['bad label', (m: Doc) => { m['metadata'].labels = { 'bad key!': 'x' }; }, 'metadata.labels.bad key!', /label key/],
-    ['unknown field', (m: Doc) => { m['spec'].replicaz = 2; }, 'spec', /replicaz/],
-    ['wrong apiVersion', (m: Doc) => { m['apiVersion'] = 'apps/v1'; }, 'apiVersion', /orchard\/v1/],
-    ['subPath with ..', (m: Doc) => { m['spec'].template.spec.volumes = [{ name: 'v', emptyDir: {} }]; m['spec'].template.spec.containers[0].volumeMounts = [{ name: 'v', mountPath: '/v', subPath: 'a/../../etc' }]; }, 'spec.template.spec.containers[0].volumeMounts[0].subPath', /must not contain "\.\."/],
-    ['absolute subPath', (m: Doc) => { m['spec'].template.spec.volumes = [{ name: 'v', emptyDir: {} }]; m['spec'].template.spec.containers[0].volumeMounts = [{ name: 'v', mountPath: '/v', subPath: '/etc' }]; }, 'spec.template.spec.containers[0].volumeMounts[0].subPath', /relative/],
-    ['hostPath with ..', (m: Doc) => { m['spec'].template.spec.volumes = [{ name: 'v', hostPath: { path: '/srv/x/../../etc' } }]; }, 'spec.template.spec.volumes[0].hostPath.path', /must not contain "\.\."/],
+    [
+      'uppercase name',
+      (m: Doc) => {
+        m['metadata'].name = 'Web';
+      },
+      'metadata.name',
+      /DNS-1123/,
+    ],
+    [
+      'name too long',
+      (m: Doc) => {
+        m['metadata'].name = 'a'.repeat(64);
+      },
+      'metadata.name',
+      /63/,
+    ],
+    [
+      'negative replicas',
+      (m: Doc) => {
+        m['spec'].replicas = -1;
+      },
+      'spec.replicas',
+      /0 or more/,
+    ],
+    [
+      'fractional replicas',
+      (m: Doc) => {
+        m['spec'].replicas = 1.5;
+      },
+      'spec.replicas',
+      /integer/,
+    ],
+    [
+      'missing image',
+      (m: Doc) => {
+        delete m['spec'].template.spec.containers[0].image;
+      },
+      'spec.template.spec.containers[0].image',
+      /.+/,
+    ],
+    [
+      'empty image',
+      (m: Doc) => {
+        m['spec'].template.spec.containers[0].image = '';
+      },
+      'spec.template.spec.containers[0].image',
+      /required/,
+    ],
+    [
+      'bad cpu',
+      (m: Doc) => {
+        m['spec'].template.spec.containers[0].resources.requests.cpu = 'abc';
+      },
+      'spec.template.spec.containers[0].resources.requests.cpu',
+      /CPU quantity/,
+    ],
+    [
+      'bad memory',
+      (m: Doc) => {
+        m['spec'].template.spec.containers[0].resources.limits.memory = '1 gig';
+      },
+      'spec.template.spec.containers[0].resources.limits.memory',
+      /memory quantity/,
+    ],
+    [
+      'no containers',
+      (m: Doc) => {
+        m['spec'].template.spec.containers = [];
+      },
+      'spec.template.spec.containers',
+      /at least one/,
+    ],
+    [
+      'bad arch',
+      (m: Doc) => {
+        m['spec'].template.spec.arch = ['riscv'];
+      },
+      'spec.template.spec.arch[0]',
+      /.+/,
+    ],
+    [
+      'bad network',
+      (m: Doc) => {
+        m['spec'].template.spec.network = 'overlay';
+      },
+      'spec.template.spec.network',
+      /.+/,
+    ],
+    [
+      'port out of range',
+      (m: Doc) => {
+        m['spec'].template.spec.containers[0].ports[0].containerPort = 70000;
+      },
+      'spec.template.spec.containers[0].ports[0].containerPort',
+      /.+/,
+    ],
+    [
+      'bad host IP',
+      (m: Doc) => {
+        m['spec'].template.spec.containers[0].ports[0].hostIP = '300.1.1.1';
+      },
+      'spec.template.spec.containers[0].ports[0].hostIP',
+      /.+/,
+    ],
+    [
+      'bad label',
+      (m: Doc) => {
+        m['metadata'].labels = { 'bad key!': 'x' };
+      },
+      'metadata.labels.bad key!',
+      /label key/,
+    ],
+    [
+      'unknown field',
+      (m: Doc) => {
+        m['spec'].replicaz = 2;
+      },
+      'spec',
+      /replicaz/,
+    ],
+    [
+      'wrong apiVersion',
+      (m: Doc) => {
+        m['apiVersion'] = 'apps/v1';
+      },
+      'apiVersion',
+      /orchard\/v1/,
+    ],
+    [
+      'subPath with ..',
+      (m: Doc) => {
+        m['spec'].template.spec.volumes = [{ name: 'v', emptyDir: {} }];
+        m['spec'].template.spec.containers[0].volumeMounts = [{ name: 'v', mountPath: '/v', subPath: 'a/../../etc' }];
+      },
+      'spec.template.spec.containers[0].volumeMounts[0].subPath',
+      /must not contain "\.\."/,
+    ],
+    [
+      'absolute subPath',
+      (m: Doc) => {
+        m['spec'].template.spec.volumes = [{ name: 'v', emptyDir: {} }];
+        m['spec'].template.spec.containers[0].volumeMounts = [{ name: 'v', mountPath: '/v', subPath: '/etc' }];
+      },
+      'spec.template.spec.containers[0].volumeMounts[0].subPath',
+      /relative/,
+    ],
+    [
+      'hostPath with ..',
+      (m: Doc) => {
+        m['spec'].template.spec.volumes = [{ name: 'v', hostPath: { path: '/srv/x/../../etc' } }];
+      },
+      'spec.template.spec.volumes[0].hostPath.path',
+      /must not contain "\.\."/,
+    ],
   ])('%s → names %s', (_n, f, path, msg) => {
     const issue = firstIssue(mutate(f as (m: Record<string, unknown>) => void));
     expect(issue?.path).toBe(path);
@@ -95,7 +235,11 @@ describe('Deployment manifest schema', () => {
   it('sums requests (falling back to limits)', () => {
     const d = DeploymentManifestSchema.parse(valid);
     expect(podRequests(d.spec.template.spec)).toEqual({ cpuMillis: 250, memoryBytes: 64 * 1024 * 1024 });
-    const onlyLimits = DeploymentManifestSchema.parse(mutate((x) => { delete (x.spec.template.spec.containers[0]?.resources as Record<string, unknown>)['requests']; }));
+    const onlyLimits = DeploymentManifestSchema.parse(
+      mutate((x) => {
+        delete (x.spec.template.spec.containers[0]?.resources as Record<string, unknown>)['requests'];
+      }),
+    );
     expect(podRequests(onlyLimits.spec.template.spec)).toEqual({ cpuMillis: 500, memoryBytes: 1e9 });
   });
 });
@@ -108,18 +252,62 @@ describe('securityContext and pids limit', () => {
     });
 
   it('accepts the Kubernetes fields at pod and container level', () => {
-    expect(firstIssue(withSc({
-      securityContext: { runAsUser: 1000, runAsGroup: 1000, runAsNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { add: ['NET_BIND_SERVICE'], drop: ['ALL'] } },
-      resources: { limits: { memory: '64Mi', pids: 128 } },
-    }, { securityContext: { runAsUser: 2000, runAsNonRoot: true } }))).toBeUndefined();
+    expect(
+      firstIssue(
+        withSc(
+          {
+            securityContext: {
+              runAsUser: 1000,
+              runAsGroup: 1000,
+              runAsNonRoot: true,
+              readOnlyRootFilesystem: true,
+              allowPrivilegeEscalation: false,
+              capabilities: { add: ['NET_BIND_SERVICE'], drop: ['ALL'] },
+            },
+            resources: { limits: { memory: '64Mi', pids: 128 } },
+          },
+          { securityContext: { runAsUser: 2000, runAsNonRoot: true } },
+        ),
+      ),
+    ).toBeUndefined();
   });
 
   it.each([
-    ['unknown capability', { securityContext: { capabilities: { add: ['CAP_NET_ADMIN'] } } }, {}, 'spec.template.spec.containers[0].securityContext.capabilities.add[0]', /capability name without the CAP_ prefix/],
-    ['ALL may only be dropped', { securityContext: { capabilities: { add: ['ALL'] } } }, {}, 'spec.template.spec.containers[0].securityContext.capabilities.add[0]', /capability/],
-    ['added and dropped', { securityContext: { capabilities: { add: ['CHOWN'], drop: ['CHOWN'] } } }, {}, 'spec.template.spec.containers[0].securityContext.capabilities', /both added and dropped: CHOWN/],
-    ['runAsNonRoot with runAsUser 0 (merged from the pod)', { securityContext: { runAsNonRoot: true } }, { securityContext: { runAsUser: 0 } }, 'spec.template.spec.containers[0].securityContext.runAsUser', /runAsUser is 0/],
-    ['runAsGroup without runAsUser', { securityContext: { runAsGroup: 10 } }, {}, 'spec.template.spec.containers[0].securityContext.runAsGroup', /needs runAsUser/],
+    [
+      'unknown capability',
+      { securityContext: { capabilities: { add: ['CAP_NET_ADMIN'] } } },
+      {},
+      'spec.template.spec.containers[0].securityContext.capabilities.add[0]',
+      /capability name without the CAP_ prefix/,
+    ],
+    [
+      'ALL may only be dropped',
+      { securityContext: { capabilities: { add: ['ALL'] } } },
+      {},
+      'spec.template.spec.containers[0].securityContext.capabilities.add[0]',
+      /capability/,
+    ],
+    [
+      'added and dropped',
+      { securityContext: { capabilities: { add: ['CHOWN'], drop: ['CHOWN'] } } },
+      {},
+      'spec.template.spec.containers[0].securityContext.capabilities',
+      /both added and dropped: CHOWN/,
+    ],
+    [
+      'runAsNonRoot with runAsUser 0 (merged from the pod)',
+      { securityContext: { runAsNonRoot: true } },
+      { securityContext: { runAsUser: 0 } },
+      'spec.template.spec.containers[0].securityContext.runAsUser',
+      /runAsUser is 0/,
+    ],
+    [
+      'runAsGroup without runAsUser',
+      { securityContext: { runAsGroup: 10 } },
+      {},
+      'spec.template.spec.containers[0].securityContext.runAsGroup',
+      /needs runAsUser/,
+    ],
     ['negative uid', { securityContext: { runAsUser: -1 } }, {}, 'spec.template.spec.containers[0].securityContext.runAsUser', /./],
     ['unknown field', { securityContext: { privileged: true } }, {}, 'spec.template.spec.containers[0].securityContext', /privileged/],
     ['pids must be an integer', { resources: { limits: { pids: 1.5 } } }, {}, 'spec.template.spec.containers[0].resources.limits.pids', /integer/],

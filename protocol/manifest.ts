@@ -23,9 +23,7 @@ export const LabelValueSchema = z
   .string()
   .max(63, 'must be at most 63 characters')
   .regex(LABEL_VALUE_RE, 'must be a label value: letters, digits, "-", "_", "." (may be empty)');
-export const LabelsSchema = z
-  .record(LabelKeySchema, LabelValueSchema)
-  .refine((o) => Object.keys(o).length <= 64, 'must have at most 64 labels');
+export const LabelsSchema = z.record(LabelKeySchema, LabelValueSchema).refine((o) => Object.keys(o).length <= 64, 'must have at most 64 labels');
 export type Labels = z.infer<typeof LabelsSchema>;
 
 export const AnnotationsSchema = z
@@ -61,11 +59,47 @@ export const DEFAULT_PIDS_LIMIT = 1024;
 
 /** Linux capability names as Kubernetes writes them (no CAP_ prefix), up to kernel 5.9. */
 export const CAPABILITIES = [
-  'AUDIT_CONTROL', 'AUDIT_READ', 'AUDIT_WRITE', 'BLOCK_SUSPEND', 'BPF', 'CHECKPOINT_RESTORE', 'CHOWN', 'DAC_OVERRIDE',
-  'DAC_READ_SEARCH', 'FOWNER', 'FSETID', 'IPC_LOCK', 'IPC_OWNER', 'KILL', 'LEASE', 'LINUX_IMMUTABLE', 'MAC_ADMIN',
-  'MAC_OVERRIDE', 'MKNOD', 'NET_ADMIN', 'NET_BIND_SERVICE', 'NET_BROADCAST', 'NET_RAW', 'PERFMON', 'SETFCAP', 'SETGID',
-  'SETPCAP', 'SETUID', 'SYSLOG', 'SYS_ADMIN', 'SYS_BOOT', 'SYS_CHROOT', 'SYS_MODULE', 'SYS_NICE', 'SYS_PACCT', 'SYS_PTRACE',
-  'SYS_RAWIO', 'SYS_RESOURCE', 'SYS_TIME', 'SYS_TTY_CONFIG', 'WAKE_ALARM',
+  'AUDIT_CONTROL',
+  'AUDIT_READ',
+  'AUDIT_WRITE',
+  'BLOCK_SUSPEND',
+  'BPF',
+  'CHECKPOINT_RESTORE',
+  'CHOWN',
+  'DAC_OVERRIDE',
+  'DAC_READ_SEARCH',
+  'FOWNER',
+  'FSETID',
+  'IPC_LOCK',
+  'IPC_OWNER',
+  'KILL',
+  'LEASE',
+  'LINUX_IMMUTABLE',
+  'MAC_ADMIN',
+  'MAC_OVERRIDE',
+  'MKNOD',
+  'NET_ADMIN',
+  'NET_BIND_SERVICE',
+  'NET_BROADCAST',
+  'NET_RAW',
+  'PERFMON',
+  'SETFCAP',
+  'SETGID',
+  'SETPCAP',
+  'SETUID',
+  'SYSLOG',
+  'SYS_ADMIN',
+  'SYS_BOOT',
+  'SYS_CHROOT',
+  'SYS_MODULE',
+  'SYS_NICE',
+  'SYS_PACCT',
+  'SYS_PTRACE',
+  'SYS_RAWIO',
+  'SYS_RESOURCE',
+  'SYS_TIME',
+  'SYS_TTY_CONFIG',
+  'WAKE_ALARM',
 ] as const;
 export type Capability = (typeof CAPABILITIES)[number];
 const CAP_RULE = 'must be a Linux capability name without the CAP_ prefix, like NET_ADMIN';
@@ -95,7 +129,10 @@ export const SecurityContextSchema = z.strictObject({
   capabilities: z
     .strictObject({
       add: z.array(CapabilitySchema).max(64).optional(),
-      drop: z.array(z.union([z.literal('ALL'), CapabilitySchema], { message: `${CAP_RULE}, or ALL` })).max(64).optional(),
+      drop: z
+        .array(z.union([z.literal('ALL'), CapabilitySchema], { message: `${CAP_RULE}, or ALL` }))
+        .max(64)
+        .optional(),
     })
     .optional(),
 });
@@ -103,7 +140,11 @@ export type SecurityContext = z.infer<typeof SecurityContextSchema>;
 
 const ENV_NAME_RE = /^[-._a-zA-Z][-._a-zA-Z0-9]*$/;
 /** Keys of ConfigMap/Secret data: what may be a file name and an env var source. */
-export const ConfigKeySchema = z.string().min(1).max(253).regex(/^[-._a-zA-Z0-9]+$/, 'must be a config key: letters, digits, "-", "_", "."');
+export const ConfigKeySchema = z
+  .string()
+  .min(1)
+  .max(253)
+  .regex(/^[-._a-zA-Z0-9]+$/, 'must be a config key: letters, digits, "-", "_", "."');
 
 export const KeyRefSchema = z.strictObject({ name: NameSchema, key: ConfigKeySchema, optional: z.boolean().default(false) });
 
@@ -121,7 +162,11 @@ export type EnvVar = z.infer<typeof EnvVarSchema>;
 
 export const EnvFromSchema = z
   .strictObject({
-    prefix: z.string().max(64).regex(/^([-._a-zA-Z][-._a-zA-Z0-9]*)?$/, 'must be a valid environment variable prefix').optional(),
+    prefix: z
+      .string()
+      .max(64)
+      .regex(/^([-._a-zA-Z][-._a-zA-Z0-9]*)?$/, 'must be a valid environment variable prefix')
+      .optional(),
     configMapRef: z.strictObject({ name: NameSchema, optional: z.boolean().default(false) }).optional(),
     secretRef: z.strictObject({ name: NameSchema, optional: z.boolean().default(false) }).optional(),
   })
@@ -133,7 +178,14 @@ export const ProbeSchema = z
   .strictObject({
     exec: z.strictObject({ command: z.array(z.string().max(4096)).min(1, 'must have at least one element').max(64) }).optional(),
     /** GET on the pod's network: a host port, or a container port with network: host. */
-    httpGet: z.strictObject({ path: z.string().max(1024).default('/'), port: z.number().int().min(1).max(65535), host: z.string().max(253).default('127.0.0.1'), scheme: z.enum(['HTTP']).default('HTTP') }).optional(),
+    httpGet: z
+      .strictObject({
+        path: z.string().max(1024).default('/'),
+        port: z.number().int().min(1).max(65535),
+        host: z.string().max(253).default('127.0.0.1'),
+        scheme: z.enum(['HTTP']).default('HTTP'),
+      })
+      .optional(),
     tcpSocket: z.strictObject({ port: z.number().int().min(1).max(65535), host: z.string().max(253).default('127.0.0.1') }).optional(),
     initialDelaySeconds: SECONDS(0, 3600).default(0),
     periodSeconds: SECONDS(1, 3600).default(10),
@@ -214,7 +266,10 @@ export const AffinitySchema = z.strictObject({
   nodeAffinity: z
     .strictObject({
       required: z.array(NodeSelectorRequirementSchema).max(32).default([]),
-      preferred: z.array(z.strictObject({ weight: z.number().int().min(1).max(100), requirement: NodeSelectorRequirementSchema })).max(32).default([]),
+      preferred: z
+        .array(z.strictObject({ weight: z.number().int().min(1).max(100), requirement: NodeSelectorRequirementSchema }))
+        .max(32)
+        .default([]),
     })
     .optional(),
 });
@@ -225,13 +280,21 @@ export const VolumeSchema = z
     name: NameSchema,
     emptyDir: z.strictObject({ medium: z.enum(['', 'Memory']).default(''), sizeLimit: BytesQuantitySchema.optional() }).optional(),
     /** A host directory; the agent allows only prefixes on its --host-path-allow list. */
-    hostPath: z.strictObject({ path: z.string().min(1).max(1024).regex(/^\//, 'must be an absolute path').refine(noDotDot, 'must not contain ".."'), type: z.enum(['', 'Directory', 'DirectoryOrCreate', 'File']).default('') }).optional(),
+    hostPath: z
+      .strictObject({
+        path: z.string().min(1).max(1024).regex(/^\//, 'must be an absolute path').refine(noDotDot, 'must not contain ".."'),
+        type: z.enum(['', 'Directory', 'DirectoryOrCreate', 'File']).default(''),
+      })
+      .optional(),
     /** A named engine volume that outlives the pod; the pod is pinned to the node holding it. */
     persistent: z.strictObject({ claimName: NameSchema.optional(), size: BytesQuantitySchema.optional() }).optional(),
     configMap: z.strictObject({ name: NameSchema, optional: z.boolean().default(false) }).optional(),
     secret: z.strictObject({ secretName: NameSchema, optional: z.boolean().default(false) }).optional(),
   })
-  .refine((v) => [v.emptyDir, v.hostPath, v.persistent, v.configMap, v.secret].filter((x) => x !== undefined).length === 1, 'must set exactly one of emptyDir, hostPath, persistent, configMap, secret');
+  .refine(
+    (v) => [v.emptyDir, v.hostPath, v.persistent, v.configMap, v.secret].filter((x) => x !== undefined).length === 1,
+    'must set exactly one of emptyDir, hostPath, persistent, configMap, secret',
+  );
 export type Volume = z.infer<typeof VolumeSchema>;
 
 export const PodSpecSchema = z
@@ -245,7 +308,10 @@ export const PodSpecSchema = z
     network: z.enum(['bridge', 'host', 'none']).default('bridge'),
     terminationGracePeriodSeconds: z.number().int().min(0).max(3600).default(10),
     volumes: z.array(VolumeSchema).max(64).default([]),
-    imagePullSecrets: z.array(z.strictObject({ name: NameSchema })).max(8).default([]),
+    imagePullSecrets: z
+      .array(z.strictObject({ name: NameSchema }))
+      .max(8)
+      .default([]),
     /** Defaults for every container's securityContext (runAsUser, runAsGroup, runAsNonRoot). */
     securityContext: PodSecurityContextSchema.optional(),
   })
@@ -270,16 +336,26 @@ export const PodSpecSchema = z
       }
       // The engine takes "uid:gid"; a group alone would need the image's user resolved first.
       if (group !== undefined && user === undefined) {
-        ctx.addIssue({ code: 'custom', path: ['containers', i, 'securityContext', 'runAsGroup'], message: 'runAsGroup needs runAsUser (in the container or pod securityContext)' });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['containers', i, 'securityContext', 'runAsGroup'],
+          message: 'runAsGroup needs runAsUser (in the container or pod securityContext)',
+        });
       }
       const add = sc.capabilities?.add ?? [];
       const drop = sc.capabilities?.drop ?? [];
       const both = add.filter((cap) => (drop as readonly string[]).includes(cap));
-      if (both.length > 0) ctx.addIssue({ code: 'custom', path: ['containers', i, 'securityContext', 'capabilities'], message: `capabilities both added and dropped: ${both.join(', ')}` });
+      if (both.length > 0)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['containers', i, 'securityContext', 'capabilities'],
+          message: `capabilities both added and dropped: ${both.join(', ')}`,
+        });
     });
     spec.containers.forEach((c, i) =>
       c.volumeMounts.forEach((m, j) => {
-        if (!volumes.has(m.name)) ctx.addIssue({ code: 'custom', path: ['containers', i, 'volumeMounts', j, 'name'], message: `no volume named "${m.name}" in spec.volumes` });
+        if (!volumes.has(m.name))
+          ctx.addIssue({ code: 'custom', path: ['containers', i, 'volumeMounts', j, 'name'], message: `no volume named "${m.name}" in spec.volumes` });
       }),
     );
   });
@@ -310,7 +386,9 @@ export const IntOrPercentSchema = z.union([
 
 export const DeploymentStrategySchema = z.strictObject({
   type: z.enum(['RollingUpdate', 'Recreate']).default('RollingUpdate'),
-  rollingUpdate: z.strictObject({ maxSurge: IntOrPercentSchema.default(1), maxUnavailable: IntOrPercentSchema.default(0) }).default({ maxSurge: 1, maxUnavailable: 0 }),
+  rollingUpdate: z
+    .strictObject({ maxSurge: IntOrPercentSchema.default(1), maxUnavailable: IntOrPercentSchema.default(0) })
+    .default({ maxSurge: 1, maxUnavailable: 0 }),
   /** Roll only this many pods to the new revision, then pause until `orchard rollout promote`. */
   canary: z.strictObject({ replicas: z.number().int().min(1).max(10000) }).optional(),
 });
@@ -400,8 +478,8 @@ export function podRequests(spec: Pick<PodSpec, 'containers'>): { cpuMillis: num
   for (const c of spec.containers) {
     const cpu = c.resources?.requests?.cpu ?? c.resources?.limits?.cpu;
     const mem = c.resources?.requests?.memory ?? c.resources?.limits?.memory;
-    cpuMillis += cpu === undefined ? 0 : parseCpuMillis(cpu) ?? 0;
-    memoryBytes += mem === undefined ? 0 : parseBytes(mem) ?? 0;
+    cpuMillis += cpu === undefined ? 0 : (parseCpuMillis(cpu) ?? 0);
+    memoryBytes += mem === undefined ? 0 : (parseBytes(mem) ?? 0);
   }
   return { cpuMillis, memoryBytes };
 }
@@ -411,12 +489,16 @@ export function podRequests(spec: Pick<PodSpec, 'containers'>): { cpuMillis: num
  * `imagePullSecrets`. `server` is required: a login without it would be sent to whatever
  * registry an image names, so the agent sends a login only to the registry it names.
  */
-export const PULL_SECRET_SERVER_MESSAGE = 'required: the registry this login is for (host[:port], e.g. registry.example.com or 10.0.0.5:5000); it is sent to no other registry';
+export const PULL_SECRET_SERVER_MESSAGE =
+  'required: the registry this login is for (host[:port], e.g. registry.example.com or 10.0.0.5:5000); it is sent to no other registry';
 export const PullSecretLoginSchema = z.object({
   server: z
     .string({ message: PULL_SECRET_SERVER_MESSAGE })
     .trim()
     .min(1, PULL_SECRET_SERVER_MESSAGE)
     .max(300)
-    .regex(/^(?:https?:\/\/)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::\d{1,5})?(?:\/\S*)?$/, 'must be a registry host[:port] (an https:// prefix and a path are ignored)'),
+    .regex(
+      /^(?:https?:\/\/)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::\d{1,5})?(?:\/\S*)?$/,
+      'must be a registry host[:port] (an https:// prefix and a path are ignored)',
+    ),
 });

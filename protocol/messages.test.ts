@@ -1,6 +1,15 @@
 import { deflateSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { COMPRESS_MIN_BYTES, decodeMessage, DesiredSetMessageSchema, encodeMessage, isDeflated, MAX_MESSAGE_BYTES, ObservedSetMessageSchema, payloadText } from './messages.js';
+import {
+  COMPRESS_MIN_BYTES,
+  decodeMessage,
+  DesiredSetMessageSchema,
+  encodeMessage,
+  isDeflated,
+  MAX_MESSAGE_BYTES,
+  ObservedSetMessageSchema,
+  payloadText,
+} from './messages.js';
 
 const pod = (i: number) => ({
   name: `web-${i}`,

@@ -1,7 +1,15 @@
 import { deflateSync, inflateSync } from 'node:zlib';
 import { z } from 'zod';
 import { LabelsSchema, NameSchema, PodSpecSchema } from './manifest.js';
-import { ContainerStatusSchema, ImagePullProgressSchema, NodeConditionSchema, NodeInfoSchema, NodeUsageSchema, PodConditionSchema, PodPhaseSchema } from './objects.js';
+import {
+  ContainerStatusSchema,
+  ImagePullProgressSchema,
+  NodeConditionSchema,
+  NodeInfoSchema,
+  NodeUsageSchema,
+  PodConditionSchema,
+  PodPhaseSchema,
+} from './objects.js';
 
 /**
  * MQTT message payloads (JSON, optionally deflated). Level-triggered: desired and observed are
@@ -53,7 +61,12 @@ export type PresenceMessage = z.infer<typeof PresenceMessageSchema>;
 
 /** One pod as the hub wants it on a node. `uid` changes when the pod is replaced. */
 export const DesiredPodSchema = z.strictObject({
-  name: NameSchema.or(z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/).max(253)),
+  name: NameSchema.or(
+    z
+      .string()
+      .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/)
+      .max(253),
+  ),
   uid: z.string().min(1).max(64),
   deployment: z.string().max(253).optional(),
   spec: PodSpecSchema,
@@ -67,7 +80,9 @@ export const DesiredSetMessageSchema = z.strictObject({
   pods: z.array(DesiredPodSchema).max(10000),
   at: z.string(),
   /** ConfigMaps referenced by this node's pods (need to know: only these). */
-  configMaps: z.record(NameSchema, z.strictObject({ data: z.record(z.string(), z.string()).default({}), binaryData: z.record(z.string(), z.string()).default({}) })).optional(),
+  configMaps: z
+    .record(NameSchema, z.strictObject({ data: z.record(z.string(), z.string()).default({}), binaryData: z.record(z.string(), z.string()).default({}) }))
+    .optional(),
   /** Secrets referenced by this node's pods, values base64. Only ever on this node's ACL-protected topic. */
   secrets: z.record(NameSchema, z.strictObject({ data: z.record(z.string(), z.string()).default({}) })).optional(),
   /** Images image GC must keep (current and previous revisions of this node's deployments), so an undo needs no network. */

@@ -25,7 +25,10 @@ export const ObjectMetaSchema = z.object({
 export type ObjectMeta = z.infer<typeof ObjectMetaSchema>;
 
 // ---- Deployment ----
-/** As Kubernetes: Progressing (reasons NewReplicaSetAvailable, ReplicaSetUpdated, ProgressDeadlineExceeded, DeploymentPaused, CanaryPaused, RolledBack) and Available (MinimumReplicasAvailable / MinimumReplicasUnavailable). */
+/**
+ * As Kubernetes: Progressing (reasons NewReplicaSetAvailable, ReplicaSetUpdated, ProgressDeadlineExceeded,
+ * DeploymentPaused, CanaryPaused, RolledBack) and Available (MinimumReplicasAvailable / MinimumReplicasUnavailable).
+ */
 export const DeploymentConditionSchema = z.object({
   type: z.enum(['Progressing', 'Available']),
   status: z.enum(['True', 'False', 'Unknown']),
@@ -202,7 +205,15 @@ export const NodeInfoSchema = z.object({
       hostPathAllow: z.array(z.string().max(1024)).max(64).default([]),
       secretsOnTmpfs: z.boolean().optional(),
       devices: z
-        .array(z.object({ path: z.string().max(1024), totalBytes: diskBytes, freeBytes: diskBytes, device: z.string().max(256).optional(), media: z.enum(['sd', 'ssd', 'hdd', 'unknown']) }))
+        .array(
+          z.object({
+            path: z.string().max(1024),
+            totalBytes: diskBytes,
+            freeBytes: diskBytes,
+            device: z.string().max(256).optional(),
+            media: z.enum(['sd', 'ssd', 'hdd', 'unknown']),
+          }),
+        )
         .max(16)
         .default([]),
     })
@@ -213,7 +224,10 @@ export const NodeInfoSchema = z.object({
 export type NodeInfo = z.infer<typeof NodeInfoSchema>;
 
 export const NodeUsageSchema = z.object({
-  cpuPercent: z.number().min(0).max(100 * NODE_CAPACITY_LIMITS.cpuCores),
+  cpuPercent: z
+    .number()
+    .min(0)
+    .max(100 * NODE_CAPACITY_LIMITS.cpuCores),
   memoryUsedBytes: z.number().min(0).max(NODE_CAPACITY_LIMITS.memoryBytes),
   /** Free bytes on the agent's data path, refreshed with each heartbeat (ephemeral-storage scheduling). */
   diskFreeBytes: diskBytes.optional(),
@@ -347,13 +361,35 @@ export type ObjectKind = AnyObject['kind'];
 export const OBJECT_KINDS = ['Deployment', 'Pod', 'Node', 'Event', 'ConfigMap', 'Secret', 'Revision', 'Volume'] as const satisfies readonly ObjectKind[];
 
 /** URL plural ↔ kind. */
-export const KIND_BY_PLURAL = { deployments: 'Deployment', pods: 'Pod', nodes: 'Node', events: 'Event', configmaps: 'ConfigMap', secrets: 'Secret', revisions: 'Revision', volumes: 'Volume' } as const;
+export const KIND_BY_PLURAL = {
+  deployments: 'Deployment',
+  pods: 'Pod',
+  nodes: 'Node',
+  events: 'Event',
+  configmaps: 'ConfigMap',
+  secrets: 'Secret',
+  revisions: 'Revision',
+  volumes: 'Volume',
+} as const;
 export type Plural = keyof typeof KIND_BY_PLURAL;
 export function kindFromPlural(s: string): ObjectKind | undefined {
   const singular: Record<string, ObjectKind> = {
-    deployment: 'Deployment', pod: 'Pod', node: 'Node', event: 'Event', deploy: 'Deployment', po: 'Pod', no: 'Node', ev: 'Event',
-    configmap: 'ConfigMap', cm: 'ConfigMap', secret: 'Secret', revision: 'Revision', rev: 'Revision',
-    volume: 'Volume', vol: 'Volume', pv: 'Volume',
+    deployment: 'Deployment',
+    pod: 'Pod',
+    node: 'Node',
+    event: 'Event',
+    deploy: 'Deployment',
+    po: 'Pod',
+    no: 'Node',
+    ev: 'Event',
+    configmap: 'ConfigMap',
+    cm: 'ConfigMap',
+    secret: 'Secret',
+    revision: 'Revision',
+    rev: 'Revision',
+    volume: 'Volume',
+    vol: 'Volume',
+    pv: 'Volume',
   };
   return (KIND_BY_PLURAL as Record<string, ObjectKind>)[s] ?? singular[s];
 }

@@ -10,18 +10,40 @@ const ALL: DevicePolicy = { denyHostNetwork: true, denyHostPorts: true, denyCapA
 
 describe('effectiveSecurity', () => {
   it('defaults: no-new-privileges, NET_RAW dropped, pids limit 1024, the image user, writable root', () => {
-    expect(effectiveSecurity(spec(), 0)).toEqual({ runAsNonRoot: false, readOnlyRootFilesystem: false, noNewPrivileges: true, capAdd: [], capDrop: ['NET_RAW'], pidsLimit: 1024 });
+    expect(effectiveSecurity(spec(), 0)).toEqual({
+      runAsNonRoot: false,
+      readOnlyRootFilesystem: false,
+      noNewPrivileges: true,
+      capAdd: [],
+      capDrop: ['NET_RAW'],
+      pidsLimit: 1024,
+    });
   });
 
   it.each([
     ['allowPrivilegeEscalation relaxes no-new-privileges', { securityContext: { allowPrivilegeEscalation: true } }, {}, { noNewPrivileges: false }],
     ['adding NET_RAW back keeps it', { securityContext: { capabilities: { add: ['NET_RAW'] } } }, {}, { capAdd: ['NET_RAW'], capDrop: [] }],
-    ['drop ALL with an add', { securityContext: { capabilities: { drop: ['ALL'], add: ['NET_BIND_SERVICE'] } } }, {}, { capAdd: ['NET_BIND_SERVICE'], capDrop: ['ALL'] }],
+    [
+      'drop ALL with an add',
+      { securityContext: { capabilities: { drop: ['ALL'], add: ['NET_BIND_SERVICE'] } } },
+      {},
+      { capAdd: ['NET_BIND_SERVICE'], capDrop: ['ALL'] },
+    ],
     ['extra drops join the default', { securityContext: { capabilities: { drop: ['CHOWN', 'NET_RAW'] } } }, {}, { capDrop: ['CHOWN', 'NET_RAW'] }],
     ['pids limit from resources.limits.pids', { resources: { limits: { pids: 64 } } }, {}, { pidsLimit: 64 }],
     ['pids 0 = no limit', { resources: { limits: { pids: 0 } } }, {}, { pidsLimit: 0 }],
-    ['pod-level user and group', {}, { securityContext: { runAsUser: 1000, runAsGroup: 100, runAsNonRoot: true } }, { runAsUser: 1000, runAsGroup: 100, runAsNonRoot: true }],
-    ['container overrides pod', { securityContext: { runAsUser: 65534, runAsNonRoot: false } }, { securityContext: { runAsUser: 1000, runAsNonRoot: true } }, { runAsUser: 65534, runAsNonRoot: false }],
+    [
+      'pod-level user and group',
+      {},
+      { securityContext: { runAsUser: 1000, runAsGroup: 100, runAsNonRoot: true } },
+      { runAsUser: 1000, runAsGroup: 100, runAsNonRoot: true },
+    ],
+    [
+      'container overrides pod',
+      { securityContext: { runAsUser: 65534, runAsNonRoot: false } },
+      { securityContext: { runAsUser: 1000, runAsNonRoot: true } },
+      { runAsUser: 65534, runAsNonRoot: false },
+    ],
     ['read-only root', { securityContext: { readOnlyRootFilesystem: true } }, {}, { readOnlyRootFilesystem: true }],
   ])('%s', (_name, container, pod, want) => {
     expect(effectiveSecurity(spec(container, pod), 0)).toMatchObject(want);
@@ -56,13 +78,21 @@ describe('policyViolations', () => {
     ['host network', { network: 'host' }, {}, { ...NONE, denyHostNetwork: true }, ['hostNetwork']],
     ['host port', {}, { ports: [{ containerPort: 53, hostPort: 5353, protocol: 'UDP' }] }, { ...NONE, denyHostPorts: true }, ['hostPort 5353/UDP']],
     ['container port without hostPort is fine', {}, { ports: [{ containerPort: 80 }] }, ALL, []],
-    ['capability add', {}, { securityContext: { capabilities: { add: ['SYS_ADMIN', 'NET_ADMIN'] } } }, { ...NONE, denyCapAdd: true }, ['capability add SYS_ADMIN', 'capability add NET_ADMIN']],
+    [
+      'capability add',
+      {},
+      { securityContext: { capabilities: { add: ['SYS_ADMIN', 'NET_ADMIN'] } } },
+      { ...NONE, denyCapAdd: true },
+      ['capability add SYS_ADMIN', 'capability add NET_ADMIN'],
+    ],
     ['drops are never denied', {}, { securityContext: { capabilities: { drop: ['ALL'] } } }, ALL, []],
   ])('%s', (_name, pod, container, policy, want) => {
     expect(policyViolations(spec(container, pod), policy)).toEqual(want);
   });
 
   it('describes violations with the flags that forbid them', () => {
-    expect(describeViolations(['hostNetwork', 'hostPort 80/TCP'], ALL)).toBe('policy forbids hostNetwork, hostPort 80/TCP (agent --deny-host-network, --deny-host-ports)');
+    expect(describeViolations(['hostNetwork', 'hostPort 80/TCP'], ALL)).toBe(
+      'policy forbids hostNetwork, hostPort 80/TCP (agent --deny-host-network, --deny-host-ports)',
+    );
   });
 });

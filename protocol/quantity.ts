@@ -9,8 +9,19 @@ const MEM_RE = /^(\d+(?:\.\d+)?|\.\d+)(?:e(\d+))?(Ki|Mi|Gi|Ti|Pi|Ei|k|K|M|G|T|P|
 
 const MEM_UNITS: Record<string, number> = {
   '': 1,
-  Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, Ti: 1024 ** 4, Pi: 1024 ** 5, Ei: 1024 ** 6,
-  k: 1e3, K: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18,
+  Ki: 1024,
+  Mi: 1024 ** 2,
+  Gi: 1024 ** 3,
+  Ti: 1024 ** 4,
+  Pi: 1024 ** 5,
+  Ei: 1024 ** 6,
+  k: 1e3,
+  K: 1e3,
+  M: 1e6,
+  G: 1e9,
+  T: 1e12,
+  P: 1e15,
+  E: 1e18,
 };
 
 export type Quantity = string | number;
@@ -47,7 +58,11 @@ export function formatCpu(millis: number): string {
 }
 
 export function formatBytes(bytes: number): string {
-  const units: Array<[string, number]> = [['Gi', 1024 ** 3], ['Mi', 1024 ** 2], ['Ki', 1024]];
+  const units: Array<[string, number]> = [
+    ['Gi', 1024 ** 3],
+    ['Mi', 1024 ** 2],
+    ['Ki', 1024],
+  ];
   for (const [u, f] of units) {
     if (bytes >= f) {
       const v = bytes / f;

@@ -59,10 +59,7 @@ export function userClientTokenId(clientId: string): string | undefined {
   return USER_CLIENT_ID_RE.exec(clientId)?.[1];
 }
 
-export type ParsedTopic =
-  | { type: 'node'; node: string; channel: NodeChannel }
-  | { type: 'command'; clientId: string }
-  | { type: 'reply'; clientId: string };
+export type ParsedTopic = { type: 'node'; node: string; channel: NodeChannel } | { type: 'command'; clientId: string } | { type: 'reply'; clientId: string };
 
 export function isValidClientId(id: string): boolean {
   return CLIENT_ID_RE.test(id);

@@ -6,7 +6,8 @@ const REPO = fileURLToPath(new URL('..', import.meta.url));
 
 describe('check-imports', () => {
   it('reads static, type-only, re-export and literal dynamic imports', () => {
-    const src = "import { a } from './a.js';\nimport type { B } from '../b.js';\nexport { c } from './c.js';\nconst m = await import('../../agent/main.js');\nimport { z } from 'zod';";
+    const src =
+      "import { a } from './a.js';\nimport type { B } from '../b.js';\nexport { c } from './c.js';\nconst m = await import('../../agent/main.js');\nimport { z } from 'zod';";
     expect(importsOf('hub/x/y.ts', src).map((e) => e.to)).toEqual(['hub/x/a.ts', 'hub/b.ts', 'hub/x/c.ts', 'agent/main.ts', 'zod']);
   });
 
@@ -47,7 +48,14 @@ describe('check-imports', () => {
       ['a', 'b', 'c', 'a'],
       ['a', 'b', 'a'],
     ]);
-    expect(findCycles(new Map([['x', ['y']], ['y', []]]))).toEqual([]);
+    expect(
+      findCycles(
+        new Map([
+          ['x', ['y']],
+          ['y', []],
+        ]),
+      ),
+    ).toEqual([]);
   });
 
   it('the repository keeps every rule', () => {

@@ -29,8 +29,16 @@ export const TEST_ONLY = /(\.test\.ts|\/test-[\w-]+\.ts|\/testing\.ts|\/store-co
 /** The binary's entry point may load the two long-running processes. */
 const CLI_PROCESS_ENTRIES = new Map<string, Set<string>>([['cli/main.ts', new Set(['hub/main.ts', 'agent/main.ts'])]]);
 
-export interface ImportEdge { from: string; to: string; specifier: string }
-export interface Violation { file: string; rule: string; detail: string }
+export interface ImportEdge {
+  from: string;
+  to: string;
+  specifier: string;
+}
+export interface Violation {
+  file: string;
+  rule: string;
+  detail: string;
+}
 
 function roomOf(path: string): Room | undefined {
   const top = path.split('/')[0];
@@ -116,7 +124,11 @@ export function checkRepo(repo: string): Violation[] {
   for (const file of files) {
     const edges = importsOf(file, readFileSync(join(repo, file), 'utf8'));
     for (const e of edges) violations.push(...edgeViolations(e));
-    if (!TEST_ONLY.test(file)) graph.set(file, edges.filter((e) => e.specifier.startsWith('.')).map((e) => e.to));
+    if (!TEST_ONLY.test(file))
+      graph.set(
+        file,
+        edges.filter((e) => e.specifier.startsWith('.')).map((e) => e.to),
+      );
   }
   for (const c of findCycles(graph)) violations.push({ file: c[0] ?? '', rule: 'cycle', detail: c.join(' → ') });
   return violations;

@@ -37,7 +37,10 @@ export interface GcChoice {
 }
 
 /** Pure: which known, unneeded images to remove (oldest first) to free `needBytes`. */
-export function chooseImagesToRemove(images: readonly RuntimeImage[], o: { known: ReadonlySet<string>; keep: ReadonlySet<string>; inUse: ReadonlySet<string>; needBytes: number }): GcChoice {
+export function chooseImagesToRemove(
+  images: readonly RuntimeImage[],
+  o: { known: ReadonlySet<string>; keep: ReadonlySet<string>; inUse: ReadonlySet<string>; needBytes: number },
+): GcChoice {
   const remove: string[] = [];
   let bytes = 0;
   const sorted = [...images].sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1));
@@ -155,7 +158,7 @@ export class ImageGc {
     const { runtime } = this.o;
     if (runtime.listImages === undefined || runtime.removeImage === undefined) return;
     const images = await runtime.listImages();
-    const inUse = new Set([...(await runtime.imagesInUse?.()) ?? []].map(normalizeRef));
+    const inUse = new Set([...((await runtime.imagesInUse?.()) ?? [])].map(normalizeRef));
     const keep = new Set([...this.keep, ...this.desired]);
     const choice = chooseImagesToRemove(images, { known: this.known, keep, inUse, needBytes });
     for (const ref of choice.remove) {
@@ -187,7 +190,12 @@ export class ImageGc {
     if (this.pressure?.status === status) return;
     const pct = space.totalBytes > 0 ? ((100 * space.freeBytes) / space.totalBytes).toFixed(1) : '?';
     this.pressure = under
-      ? { type: 'DiskPressure', status, reason: 'LowDiskSpace', message: `${pct}% free on ${space.path} (threshold ${this.o.thresholdPercent}%) after removing unused images` }
+      ? {
+          type: 'DiskPressure',
+          status,
+          reason: 'LowDiskSpace',
+          message: `${pct}% free on ${space.path} (threshold ${this.o.thresholdPercent}%) after removing unused images`,
+        }
       : { type: 'DiskPressure', status, reason: 'EnoughDiskSpace', message: `${pct}% free on ${space.path}` };
     if (under) this.log.warn('disk pressure', { path: space.path, freePercent: pct });
     try {

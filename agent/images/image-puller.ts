@@ -96,7 +96,10 @@ export class ImagePuller {
   private start(image: string, policy: PullPolicy, auth: RegistryAuth | undefined): Pull {
     const tracker = new PullTracker(image);
     const pull: Pull = { tracker, finished: false, done: Promise.resolve() };
-    const opts = auth === undefined ? { onProgress: (e: Parameters<PullTracker['add']>[0]) => tracker.add(e) && this.progressed() } : { auth, onProgress: (e: Parameters<PullTracker['add']>[0]) => tracker.add(e) && this.progressed() };
+    const opts =
+      auth === undefined
+        ? { onProgress: (e: Parameters<PullTracker['add']>[0]) => tracker.add(e) && this.progressed() }
+        : { auth, onProgress: (e: Parameters<PullTracker['add']>[0]) => tracker.add(e) && this.progressed() };
     const started = this.clock.now();
     pull.done = this.runtime.ensureImage(image, policy, this.abort.signal, opts).then(
       () => {

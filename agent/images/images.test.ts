@@ -42,7 +42,11 @@ describe('pull credentials and progress on pods', () => {
   it('picks the secret whose server matches the image registry', () => {
     expect(registryHost('127.0.0.1:5000/orchard/app:v1')).toBe('127.0.0.1:5000');
     expect(registryHost('busybox:1')).toBe('docker.io');
-    expect(pullAuth('127.0.0.1:5000/orchard/app:v1', [{ name: 'other' }, { name: 'local' }], secrets)).toEqual({ username: 'me', password: 'pw', server: '127.0.0.1:5000' });
+    expect(pullAuth('127.0.0.1:5000/orchard/app:v1', [{ name: 'other' }, { name: 'local' }], secrets)).toEqual({
+      username: 'me',
+      password: 'pw',
+      server: '127.0.0.1:5000',
+    });
     expect(pullAuth('busybox:1', [{ name: 'other' }, { name: 'hub' }], secrets)).toEqual({ username: 'h', password: 'hp', server: 'docker.io' });
     expect(pullAuth('Registry.Example.com/app:1', [{ name: 'other' }], secrets)).toMatchObject({ username: 'o' });
     expect(pullAuth('busybox:1', [{ name: 'missing' }], secrets)).toBeUndefined();
@@ -59,7 +63,16 @@ describe('pull credentials and progress on pods', () => {
 
   it('attaches the pull to pods whose containers wait for that image', () => {
     const pod = { name: 'p', uid: 'u', spec: PodSpecSchema.parse({ containers: [{ name: 'c', image: 'img:2' }] }) } as DesiredPod;
-    const observed = [{ name: 'p', uid: 'u', phase: 'Pending' as const, ready: false, conditions: [], containers: [{ name: 'c', image: 'img:2', state: 'waiting' as const, reason: 'ContainerCreating', restartCount: 0, ready: false }] }];
+    const observed = [
+      {
+        name: 'p',
+        uid: 'u',
+        phase: 'Pending' as const,
+        ready: false,
+        conditions: [],
+        containers: [{ name: 'c', image: 'img:2', state: 'waiting' as const, reason: 'ContainerCreating', restartCount: 0, ready: false }],
+      },
+    ];
     const pull = { image: 'img:2', layersDone: 0, layersTotal: 1, bytesDone: 5, bytesTotal: 10 };
     expect(withPullProgress([pod], observed, new Map([['img:2', pull]]))[0]?.pull).toEqual(pull);
     expect(withPullProgress([pod], observed, new Map())[0]?.pull).toBeUndefined();
@@ -102,7 +115,12 @@ describe('ImagePuller', () => {
   it('a slow pull does not hold back other pods: the reconciler creates them and the old pod keeps running', async () => {
     const rt = new SlowPullRuntime({ images: ['fast:1'] });
     const observed: string[][] = [];
-    const r = new Reconciler({ node: 'n1', runtime: rt, resyncMs: 60_000, onObserved: (pods) => observed.push(pods.map((p) => `${p.name}:${p.phase}${p.pull ? ':pull' : ''}`)) });
+    const r = new Reconciler({
+      node: 'n1',
+      runtime: rt,
+      resyncMs: 60_000,
+      onObserved: (pods) => observed.push(pods.map((p) => `${p.name}:${p.phase}${p.pull ? ':pull' : ''}`)),
+    });
     await r.start();
     r.setDesired([pod('old', 'fast:1'), pod('new', 'slow:2')], 1);
     const until = async (ok: () => boolean): Promise<void> => {
@@ -153,7 +171,13 @@ describe('image GC', () => {
         imagesInUse: async () => new Set<string>(),
       });
       let changes = 0;
-      const gc = new ImageGc({ runtime: rt, dataDir: dir, thresholdPercent: 10, measure: async () => ({ path: '/x', totalBytes: 100, freeBytes: free }), onPressureChange: () => changes++ });
+      const gc = new ImageGc({
+        runtime: rt,
+        dataDir: dir,
+        thresholdPercent: 10,
+        measure: async () => ({ path: '/x', totalBytes: 100, freeBytes: free }),
+        onPressureChange: () => changes++,
+      });
       gc.setDesired(['app:v1'], undefined);
       gc.setDesired(['app:v2'], undefined);
       gc.setDesired(['app:v3'], ['app:v2']);

@@ -25,7 +25,11 @@ const DOCKER_HUB = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.i
 
 /** `https://Reg.Example:5000/v2/` → `reg.example:5000`; Docker Hub's aliases → `docker.io`. */
 export function normalizeRegistry(server: string): string {
-  const host = server.trim().replace(/^https?:\/\//i, '').replace(/\/.*$/, '').toLowerCase();
+  const host = server
+    .trim()
+    .replace(/^https?:\/\//i, '')
+    .replace(/\/.*$/, '')
+    .toLowerCase();
   return DOCKER_HUB.has(host) ? 'docker.io' : host;
 }
 

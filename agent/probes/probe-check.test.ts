@@ -87,7 +87,10 @@ describe('probe checks (loopback only)', () => {
 });
 
 const sh = promisify(execFile);
-const engineUp = await sh('docker', ['version', '--format', '{{.Server.Version}}']).then(() => true, () => false);
+const engineUp = await sh('docker', ['version', '--format', '{{.Server.Version}}']).then(
+  () => true,
+  () => false,
+);
 
 // Skipped only when no Docker Engine answers (the exec path needs a real one).
 describe.skipIf(!engineUp)('DockerRuntime.exec on the real engine', () => {

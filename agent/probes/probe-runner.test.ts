@@ -7,8 +7,10 @@ import type { ProbeChecker, ProbeResult } from './probe-check.js';
 import type { ContainerProbes } from './probe-runner.js';
 import { ProbeRunner } from './probe-runner.js';
 
-const probe = (name: string, over: Partial<Record<'initialDelaySeconds' | 'periodSeconds' | 'timeoutSeconds' | 'failureThreshold' | 'successThreshold', number>> = {}): Probe =>
-  ProbeSchema.parse({ exec: { command: [name] }, ...over });
+const probe = (
+  name: string,
+  over: Partial<Record<'initialDelaySeconds' | 'periodSeconds' | 'timeoutSeconds' | 'failureThreshold' | 'successThreshold', number>> = {},
+): Probe => ProbeSchema.parse({ exec: { command: [name] }, ...over });
 
 /** Answers per probe name from a queue (then `fallback`, then success); records calls. */
 class Scripted implements ProbeChecker {
@@ -36,7 +38,12 @@ function setup(probes: ContainerProbes, checker: Scripted, startedAgoMs = 0) {
   const clock = new FakeClock();
   let changes = 0;
   const r = new ProbeRunner({
-    containerId: 'c1', startedAt: clock.now() - startedAgoMs, probes, checker, clock, label: 'web-1/main',
+    containerId: 'c1',
+    startedAt: clock.now() - startedAgoMs,
+    probes,
+    checker,
+    clock,
+    label: 'web-1/main',
     onChange: () => changes++,
   });
   r.start();
@@ -105,10 +112,23 @@ describe('ProbeRunner', () => {
         runs++;
         inFlight++;
         maxInFlight = Math.max(maxInFlight, inFlight);
-        return new Promise((resolve) => clock.setTimeout(() => { inFlight--; resolve({ ok: true, detail: 'slow' }); }, 2500));
+        return new Promise((resolve) =>
+          clock.setTimeout(() => {
+            inFlight--;
+            resolve({ ok: true, detail: 'slow' });
+          }, 2500),
+        );
       },
     };
-    const r = new ProbeRunner({ containerId: 'c1', startedAt: clock.now(), probes: { livenessProbe: probe('live', { periodSeconds: 1, timeoutSeconds: 10 }) }, checker: slow, clock, label: 'x', onChange: () => {} });
+    const r = new ProbeRunner({
+      containerId: 'c1',
+      startedAt: clock.now(),
+      probes: { livenessProbe: probe('live', { periodSeconds: 1, timeoutSeconds: 10 }) },
+      checker: slow,
+      clock,
+      label: 'x',
+      onChange: () => {},
+    });
     r.start();
     for (let i = 0; i < 100; i++) {
       clock.advance(100);
@@ -141,11 +161,14 @@ describe('ProbeRunner', () => {
 
   it('startup gates liveness and readiness, then hands over', async () => {
     const c = new Scripted({ start: [false, false, true] });
-    const t = setup({
-      startupProbe: probe('start', { periodSeconds: 2, failureThreshold: 10 }),
-      livenessProbe: probe('live', { periodSeconds: 1 }),
-      readinessProbe: probe('ready', { periodSeconds: 1 }),
-    }, c);
+    const t = setup(
+      {
+        startupProbe: probe('start', { periodSeconds: 2, failureThreshold: 10 }),
+        livenessProbe: probe('live', { periodSeconds: 1 }),
+        readinessProbe: probe('ready', { periodSeconds: 1 }),
+      },
+      c,
+    );
     await t.step(3_000);
     expect(c.count('start')).toBe(2);
     expect(c.count('live') + c.count('ready')).toBe(0);

@@ -14,7 +14,9 @@ const NODE = 'node-1';
 
 function podWith(containers: Array<Record<string, unknown>>, over: Record<string, unknown> = {}): DesiredPod {
   return DesiredPodSchema.parse({
-    name: 'web-1', uid: 'uid-web-1', deployment: 'web',
+    name: 'web-1',
+    uid: 'uid-web-1',
+    deployment: 'web',
     spec: { containers: containers.map((c) => ({ image: TEST_IMAGE, command: ['sleep', '3600'], ...c })), terminationGracePeriodSeconds: 0, ...over },
   });
 }
@@ -25,7 +27,7 @@ function setup() {
   const runtime = new MemoryRuntime({ images: [TEST_IMAGE], now: clock.now });
   // Scripted container health: each probe command answers from this table.
   const healthy = new Map<string, boolean>();
-  runtime.scriptExec((_id, cmd) => (healthy.get(cmd[0] ?? '') ?? true ? { exitCode: 0, output: '' } : { exitCode: 1, output: `${cmd[0]}: unhealthy` }));
+  runtime.scriptExec((_id, cmd) => ((healthy.get(cmd[0] ?? '') ?? true) ? { exitCode: 0, output: '' } : { exitCode: 1, output: `${cmd[0]}: unhealthy` }));
   const observed: ObservedPod[][] = [];
   const rec = new Reconciler({ node: NODE, runtime, clock, onObserved: (pods) => observed.push(pods) });
   const settle = async (): Promise<void> => {
@@ -67,7 +69,9 @@ describe('probes through the reconciler', () => {
     expect(after).toMatchObject({ id, state: 'running' });
     expect(after?.startedAt).not.toBe(c?.startedAt);
     expect(t.last()?.containers[0]).toMatchObject({
-      state: 'running', restartCount: 1, ready: true,
+      state: 'running',
+      restartCount: 1,
+      ready: true,
       message: 'last termination: Unhealthy: liveness probe failed: command ["live"] exited with 1: live: unhealthy',
     });
 
@@ -94,7 +98,12 @@ describe('probes through the reconciler', () => {
     await t.settle();
     await t.step(3000);
     expect(t.last()).toMatchObject({ phase: 'Running', ready: false });
-    expect(t.last()?.conditions).toContainEqual({ type: 'Ready', status: 'False', reason: 'ContainersNotReady', message: 'containers with unready status: [main]' });
+    expect(t.last()?.conditions).toContainEqual({
+      type: 'Ready',
+      status: 'False',
+      reason: 'ContainersNotReady',
+      message: 'containers with unready status: [main]',
+    });
     expect(t.last()?.containers[0]).toMatchObject({ state: 'running', ready: false });
 
     const published = t.observed.length;
@@ -121,7 +130,10 @@ describe('probes through the reconciler', () => {
     t.rec.setDesired([podWith([{ name: 'main' }, { name: 'side', readinessProbe: execProbe('side-ready') }])], 1);
     await t.rec.start();
     await t.step(2000);
-    expect(t.last()?.containers.map((s) => [s.name, s.ready])).toEqual([['main', true], ['side', false]]);
+    expect(t.last()?.containers.map((s) => [s.name, s.ready])).toEqual([
+      ['main', true],
+      ['side', false],
+    ]);
     expect(t.last()?.ready).toBe(false);
     t.healthy.set('side-ready', true);
     await t.step(1100);
@@ -138,7 +150,11 @@ describe('probes through the reconciler', () => {
     expect((await t.containers())[0]?.state).toBe('exited');
     expect(t.runtime.calls.stop).toBe(1);
     expect(t.last()).toMatchObject({ phase: 'Failed', ready: false });
-    expect(t.last()?.containers[0]).toMatchObject({ state: 'terminated', reason: 'Error', message: 'Unhealthy: liveness probe failed: command ["live"] exited with 1: live: unhealthy' });
+    expect(t.last()?.containers[0]).toMatchObject({
+      state: 'terminated',
+      reason: 'Error',
+      message: 'Unhealthy: liveness probe failed: command ["live"] exited with 1: live: unhealthy',
+    });
     await t.rec.stop();
   });
 
@@ -157,7 +173,11 @@ describe('probes through the reconciler', () => {
 describe('plan() with unhealthy runs', () => {
   const pod = podWith([{ name: 'main', livenessProbe: execProbe('live') }]);
   const c = mockContainer(pod, 0, { startedAt: '2024-01-01T00:00:05.000Z' });
-  const state = (startedAt: string) => ({ containers: new Map(), failures: new Map(), unhealthy: new Map([[c.id, { startedAt, reason: 'Unhealthy: liveness probe failed: x' }]]) });
+  const state = (startedAt: string) => ({
+    containers: new Map(),
+    failures: new Map(),
+    unhealthy: new Map([[c.id, { startedAt, reason: 'Unhealthy: liveness probe failed: x' }]]),
+  });
 
   it('stops the run the probe gave up on, with its grace period', () => {
     expect(plan([pod], [c], Date.parse('2024-01-01T00:01:00Z'), state('2024-01-01T00:00:05.000Z')).actions).toMatchObject([

@@ -38,7 +38,10 @@ async function ensureTestImage(): Promise<void> {
   }
   const dir = `/tmp/orchard-bb-${runId}`;
   const applets = ['sh', 'sleep', 'httpd', 'nc', 'wget', 'true', 'false', 'cat', 'echo'];
-  await sh('bash', ['-c', `set -e; mkdir -p ${dir}/bin && cp /bin/busybox ${dir}/bin/ && cd ${dir}/bin && for a in ${applets.join(' ')}; do ln -sf busybox $a; done && tar -C ${dir} -c . | docker import - ${IMAGE}; rm -rf ${dir}`]);
+  await sh('bash', [
+    '-c',
+    `set -e; mkdir -p ${dir}/bin && cp /bin/busybox ${dir}/bin/ && cd ${dir}/bin && for a in ${applets.join(' ')}; do ln -sf busybox $a; done && tar -C ${dir} -c . | docker import - ${IMAGE}; rm -rf ${dir}`,
+  ]);
 }
 
 async function removeRunContainers(): Promise<void> {
@@ -88,7 +91,12 @@ describe.skipIf(!up)('DockerRuntime (real engine)', () => {
       });
       const { stdout } = await sh('docker', ['inspect', id]);
       const [i] = JSON.parse(stdout) as Array<{
-        HostConfig: { NanoCpus: number; Memory: number; RestartPolicy: { Name: string }; PortBindings: Record<string, Array<{ HostIp: string; HostPort: string }>> };
+        HostConfig: {
+          NanoCpus: number;
+          Memory: number;
+          RestartPolicy: { Name: string };
+          PortBindings: Record<string, Array<{ HostIp: string; HostPort: string }>>;
+        };
         Config: { Entrypoint: string[]; Cmd: string[]; Env: string[] };
       }>;
       expect(i?.HostConfig.NanoCpus).toBe(500_000_000);
@@ -118,7 +126,10 @@ describe.skipIf(!up)('DockerRuntime (real engine)', () => {
         pidsLimit: 64,
       });
       const { stdout } = await sh('docker', ['inspect', id]);
-      const [i] = JSON.parse(stdout) as Array<{ HostConfig: { SecurityOpt: string[] | null; CapAdd: string[] | null; CapDrop: string[] | null; PidsLimit: number | null; ReadonlyRootfs: boolean }; Config: { User: string } }>;
+      const [i] = JSON.parse(stdout) as Array<{
+        HostConfig: { SecurityOpt: string[] | null; CapAdd: string[] | null; CapDrop: string[] | null; PidsLimit: number | null; ReadonlyRootfs: boolean };
+        Config: { User: string };
+      }>;
       expect(i?.HostConfig.SecurityOpt).toEqual(['no-new-privileges']);
       expect(i?.HostConfig.CapAdd).toEqual(['NET_BIND_SERVICE']);
       expect(i?.HostConfig.CapDrop).toEqual(['NET_RAW']);
@@ -135,8 +146,13 @@ describe.skipIf(!up)('DockerRuntime (real engine)', () => {
 
     it('reports the engine’s text when start fails', async () => {
       const id = await rt.createContainer({
-        name: `orchard_badcmd_c_${runId}`, image: IMAGE, command: ['/no/such/binary'], env: [],
-        labels: { [LABELS.node]: `n-${runId}`, 'orchard.test-run': runId }, ports: [], network: 'none',
+        name: `orchard_badcmd_c_${runId}`,
+        image: IMAGE,
+        command: ['/no/such/binary'],
+        env: [],
+        labels: { [LABELS.node]: `n-${runId}`, 'orchard.test-run': runId },
+        ports: [],
+        network: 'none',
       });
       await expect(rt.start(id)).rejects.toThrow(/no such file|not found/i);
       await rt.remove(id);
@@ -145,7 +161,9 @@ describe.skipIf(!up)('DockerRuntime (real engine)', () => {
     it('reconciles a two-container pod on the real engine and restarts a crash via the die event', async () => {
       const node = `rec-${runId}`;
       const pod = DesiredPodSchema.parse({
-        name: 'crashy', uid: `u-${runId}`, spec: {
+        name: 'crashy',
+        uid: `u-${runId}`,
+        spec: {
           network: 'none',
           containers: [
             { name: 'app', image: IMAGE, command: ['sh', '-c', 'sleep 2; exit 3'] },
@@ -154,7 +172,14 @@ describe.skipIf(!up)('DockerRuntime (real engine)', () => {
         },
       });
       let latest: ObservedPod[] = [];
-      const rec = new Reconciler({ node, runtime: rt, onObserved: (pods) => { latest = pods; }, resyncMs: 60_000 });
+      const rec = new Reconciler({
+        node,
+        runtime: rt,
+        onObserved: (pods) => {
+          latest = pods;
+        },
+        resyncMs: 60_000,
+      });
       rec.setDesired([pod], 1);
       await rec.start();
       try {

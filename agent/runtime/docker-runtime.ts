@@ -2,7 +2,20 @@ import { Writable } from 'node:stream';
 import Docker from 'dockerode';
 import { OrchardError } from '../../protocol/errors.js';
 import type {
-  ContainerRuntime, CreateSpec, EngineInfo, ExecResult, MountSpec, PullEvent, PullOptions, PullPolicy, RuntimeContainer, RuntimeContainerState, RuntimeEvent, RuntimeEventType, RuntimeImage, RuntimeVolume,
+  ContainerRuntime,
+  CreateSpec,
+  EngineInfo,
+  ExecResult,
+  MountSpec,
+  PullEvent,
+  PullOptions,
+  PullPolicy,
+  RuntimeContainer,
+  RuntimeContainerState,
+  RuntimeEvent,
+  RuntimeEventType,
+  RuntimeImage,
+  RuntimeVolume,
 } from './runtime.js';
 import { duBytes, engineMounts } from './docker-volumes.js';
 import { registryHost } from '../images/pull-auth.js';
@@ -66,8 +79,14 @@ function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
     const onAbort = (): void => reject(signal.reason);
     signal.addEventListener('abort', onAbort, { once: true });
     p.then(
-      (v) => { signal.removeEventListener('abort', onAbort); resolve(v); },
-      (e: unknown) => { signal.removeEventListener('abort', onAbort); reject(e); },
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
     );
   });
 }
@@ -228,7 +247,8 @@ export class DockerRuntime implements ContainerRuntime {
       const pullOpts: { abortSignal: AbortSignal; platform?: string; authconfig?: Docker.AuthConfig } = { abortSignal };
       const platform = await this.platform(abortSignal);
       if (platform !== undefined) pullOpts.platform = platform;
-      if (opts.auth !== undefined) pullOpts.authconfig = { username: opts.auth.username, password: opts.auth.password, serveraddress: opts.auth.server ?? registryHost(ref) };
+      if (opts.auth !== undefined)
+        pullOpts.authconfig = { username: opts.auth.username, password: opts.auth.password, serveraddress: opts.auth.server ?? registryHost(ref) };
       const stream = await this.docker.pull(ref, pullOpts);
       await new Promise<void>((resolve, reject) => {
         this.docker.modem.followProgress(
@@ -445,7 +465,14 @@ export class DockerRuntime implements ContainerRuntime {
         this.log(`engine event stream ended; resubscribing in ${delay} ms`);
         await new Promise<void>((r) => {
           const t = setTimeout(r, delay);
-          signal.addEventListener('abort', () => { clearTimeout(t); r(); }, { once: true });
+          signal.addEventListener(
+            'abort',
+            () => {
+              clearTimeout(t);
+              r();
+            },
+            { once: true },
+          );
         });
         if (signal.aborted) return;
         try {
@@ -468,7 +495,7 @@ export class DockerRuntime implements ContainerRuntime {
 
   async exec(id: string, command: string[], signal?: AbortSignal): Promise<ExecResult> {
     const abortSignal = boundedSignal(signal, this.timeoutMs);
-    let stream: NodeJS.ReadWriteStream & { destroy?: () => void } | undefined;
+    let stream: (NodeJS.ReadWriteStream & { destroy?: () => void }) | undefined;
     try {
       const exec = await this.docker.getContainer(id).exec({ Cmd: command, AttachStdout: true, AttachStderr: true, abortSignal });
       stream = await raceAbort(exec.start({ hijack: true, stdin: false, abortSignal }), abortSignal);

@@ -15,7 +15,7 @@ export interface EngineMount {
 /** CreateSpec mounts → HostConfig.Mounts. */
 export function engineMounts(mounts: readonly MountSpec[]): EngineMount[] {
   return mounts.map((m) => {
-    const out: EngineMount = { Type: m.type, Source: m.type === 'tmpfs' ? '' : m.source ?? '', Target: m.target, ReadOnly: m.readOnly };
+    const out: EngineMount = { Type: m.type, Source: m.type === 'tmpfs' ? '' : (m.source ?? ''), Target: m.target, ReadOnly: m.readOnly };
     // SizeBytes 0 = the engine's default (half of RAM); Mode 1777 like /tmp.
     if (m.type === 'tmpfs') out.TmpfsOptions = { SizeBytes: m.sizeBytes ?? 0, Mode: 0o1777 };
     return out;

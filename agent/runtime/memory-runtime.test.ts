@@ -21,10 +21,15 @@ runtimeContract('memory', async () => {
 describe('MemoryRuntime simulation', () => {
   it('refuses a second container binding the same host port, like an engine', async () => {
     const rt = new MemoryRuntime({ images: [IMAGE] });
-    const mk = (name: string): Promise<string> => rt.createContainer({
-      name, image: IMAGE, env: [], labels: { [LABELS.node]: 'n' }, network: 'bridge',
-      ports: [{ containerPort: 80, hostPort: 8080, hostIP: '127.0.0.1', protocol: 'TCP' }],
-    });
+    const mk = (name: string): Promise<string> =>
+      rt.createContainer({
+        name,
+        image: IMAGE,
+        env: [],
+        labels: { [LABELS.node]: 'n' },
+        network: 'bridge',
+        ports: [{ containerPort: 80, hostPort: 8080, hostIP: '127.0.0.1', protocol: 'TCP' }],
+      });
     const a = await mk('a');
     const b = await mk('b');
     await rt.start(a);

@@ -1,7 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { OrchardError } from '../../protocol/errors.js';
 import type {
-  ContainerRuntime, CreateSpec, EngineInfo, ExecResult, PullPolicy, RuntimeContainer, RuntimeEvent, RuntimeEventType, RuntimeVolume,
+  ContainerRuntime,
+  CreateSpec,
+  EngineInfo,
+  ExecResult,
+  PullPolicy,
+  RuntimeContainer,
+  RuntimeEvent,
+  RuntimeEventType,
+  RuntimeVolume,
 } from './runtime.js';
 import { LABELS } from './runtime.js';
 
@@ -57,8 +65,17 @@ export class MemoryRuntime implements ContainerRuntime {
     this.imageUsers = { ...opts.imageUsers };
     this.now = opts.now ?? Date.now;
     this.engineInfo = {
-      name: 'memory', version: '1.0.0', apiVersion: '1.41', arch: 'amd64', rawArch: 'x86_64', os: 'linux',
-      memoryLimit: true, cpuLimit: true, ncpu: 4, memTotal: 4 * 1024 ** 3, ...opts.info,
+      name: 'memory',
+      version: '1.0.0',
+      apiVersion: '1.41',
+      arch: 'amd64',
+      rawArch: 'x86_64',
+      os: 'linux',
+      memoryLimit: true,
+      cpuLimit: true,
+      ncpu: 4,
+      memTotal: 4 * 1024 ** 3,
+      ...opts.info,
     };
   }
 
@@ -165,7 +182,10 @@ export class MemoryRuntime implements ContainerRuntime {
       for (const other of this.containers.values()) {
         if (other === c || other.state !== 'running') continue;
         if (other.spec.ports.some((q) => q.hostPort === p.hostPort && q.protocol === p.protocol && (q.hostIP ?? '') === (p.hostIP ?? ''))) {
-          throw new OrchardError('ERR_RUNTIME', `driver failed programming external connectivity: Bind for ${p.hostIP ?? '0.0.0.0'}:${p.hostPort} failed: port is already allocated`);
+          throw new OrchardError(
+            'ERR_RUNTIME',
+            `driver failed programming external connectivity: Bind for ${p.hostIP ?? '0.0.0.0'}:${p.hostPort} failed: port is already allocated`,
+          );
         }
       }
     }
@@ -217,8 +237,14 @@ export class MemoryRuntime implements ContainerRuntime {
       const onAbort = (): void => reject(new OrchardError('ERR_TIMEOUT', `exec in ${id.slice(0, 12)}: timed out or aborted`));
       signal.addEventListener('abort', onAbort, { once: true });
       run.then(
-        (v) => { signal.removeEventListener('abort', onAbort); resolve(v); },
-        (e: unknown) => { signal.removeEventListener('abort', onAbort); reject(e); },
+        (v) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(v);
+        },
+        (e: unknown) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(e);
+        },
       );
     });
   }

@@ -53,8 +53,7 @@ export function runtimeContract(name: string, makeHarness: () => Promise<Contrac
       network: 'none',
       ...over,
     });
-    const find = async (node: string, id: string): Promise<RuntimeContainer | undefined> =>
-      (await rt.listContainers(node)).find((c) => c.id === id);
+    const find = async (node: string, id: string): Promise<RuntimeContainer | undefined> => (await rt.listContainers(node)).find((c) => c.id === id);
 
     beforeAll(async () => {
       h = await makeHarness();
@@ -168,7 +167,16 @@ export function runtimeContract(name: string, makeHarness: () => Promise<Contrac
     });
 
     it("accepts the security fields and reports an image's user for runAsNonRoot ('' = root; ERR_NOT_FOUND when absent)", async () => {
-      const id = await rt.createContainer(spec(nodeA(), 'sec', { user: '65534:65534', readOnlyRootfs: true, noNewPrivileges: true, capAdd: ['NET_BIND_SERVICE'], capDrop: ['NET_RAW'], pidsLimit: 64 }));
+      const id = await rt.createContainer(
+        spec(nodeA(), 'sec', {
+          user: '65534:65534',
+          readOnlyRootfs: true,
+          noNewPrivileges: true,
+          capAdd: ['NET_BIND_SERVICE'],
+          capDrop: ['NET_RAW'],
+          pidsLimit: 64,
+        }),
+      );
       await rt.start(id);
       expect((await find(nodeA(), id))?.state).toBe('running');
       await rt.remove(id);

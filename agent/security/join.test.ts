@@ -163,7 +163,8 @@ describe('loadOrJoin', () => {
     let refuse = 2;
     const h = await hub(certs, certs.caPem, (b) => {
       const req = b as { node: string };
-      if (refuse-- > 0) return { status: 409, json: { code: 'ERR_NODE_EXISTS', message: `node ${req.node} is already enrolled; run \`orchard node delete ${req.node}\`` } };
+      if (refuse-- > 0)
+        return { status: 409, json: { code: 'ERR_NODE_EXISTS', message: `node ${req.node} is already enrolled; run \`orchard node delete ${req.node}\`` } };
       return { status: 200, json: { node: req.node, credential: 'c'.repeat(43), caPem: certs.caPem, mqttPort: 8883 } };
     });
     const errors: string[] = [];

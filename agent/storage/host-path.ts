@@ -9,7 +9,10 @@ export { normalizePath, pathAllowed };
 /** Parses `--host-path-allow /srv,/data` (absolute paths, normalised). */
 export function parseAllowList(text: string): string[] {
   const out: string[] = [];
-  for (const raw of text.split(',').map((s) => s.trim()).filter((s) => s !== '')) {
+  for (const raw of text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')) {
     const p = normalizePath(raw);
     if (p === undefined) throw new Error(`--host-path-allow: "${raw}" must be an absolute path`);
     out.push(p);

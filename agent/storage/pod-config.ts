@@ -58,14 +58,18 @@ export function resolveEnv(c: Pick<Container, 'env' | 'envFrom'>, configs: NodeC
       const v = configs.configMaps[cmRef.name]?.data[cmRef.key];
       if (v === undefined) {
         if (cmRef.optional) continue;
-        throw configError(configs.configMaps[cmRef.name] === undefined ? `configmap "${cmRef.name}" not found` : `key "${cmRef.key}" not found in configmap "${cmRef.name}"`);
+        throw configError(
+          configs.configMaps[cmRef.name] === undefined ? `configmap "${cmRef.name}" not found` : `key "${cmRef.key}" not found in configmap "${cmRef.name}"`,
+        );
       }
       out.set(e.name, v);
     } else if (sRef) {
       const v = configs.secrets[sRef.name]?.data[sRef.key];
       if (v === undefined) {
         if (sRef.optional) continue;
-        throw configError(configs.secrets[sRef.name] === undefined ? `secret "${sRef.name}" not found` : `key "${sRef.key}" not found in secret "${sRef.name}"`);
+        throw configError(
+          configs.secrets[sRef.name] === undefined ? `secret "${sRef.name}" not found` : `key "${sRef.key}" not found in secret "${sRef.name}"`,
+        );
       }
       out.set(e.name, decodeSecret(v));
     }

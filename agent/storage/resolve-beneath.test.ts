@@ -32,19 +32,56 @@ describe('resolveBeneath', () => {
     { name: 'plain directory', setup: () => {}, path: 'dir/inner', want: 'ok', real: 'dir/inner' },
     { name: 'the root itself', setup: () => {}, path: '', want: 'ok', real: '' },
     { name: 'relative link that stays inside', setup: (l) => symlinkSync('dir/inner', join(l.vol, 'x')), path: 'x', want: 'ok', real: 'dir/inner' },
-    { name: 'absolute link that stays inside', setup: (l) => symlinkSync(join(l.vol, 'dir'), join(l.vol, 'x')), path: 'x/inner', want: 'ok', real: 'dir/inner' },
+    {
+      name: 'absolute link that stays inside',
+      setup: (l) => symlinkSync(join(l.vol, 'dir'), join(l.vol, 'x')),
+      path: 'x/inner',
+      want: 'ok',
+      real: 'dir/inner',
+    },
     { name: 'absolute link to /', setup: (l) => symlinkSync('/', join(l.vol, 'x')), path: 'x', want: 'escape' },
     { name: 'absolute link to a host directory', setup: (l) => symlinkSync(l.outside, join(l.vol, 'x')), path: 'x', want: 'escape' },
     { name: 'relative ../../.. link', setup: (l) => symlinkSync('../../../../../../../..', join(l.vol, 'dir', 'x')), path: 'dir/x', want: 'escape' },
     { name: 'relative link to a sibling of the root', setup: (l) => symlinkSync('../outside', join(l.vol, 'x')), path: 'x', want: 'escape' },
     { name: 'link out and back in', setup: (l) => symlinkSync('../vol/dir', join(l.vol, 'x')), path: 'x/inner', want: 'ok', real: 'dir/inner' },
-    { name: 'chain of links leading out', setup: (l) => { symlinkSync('b', join(l.vol, 'a')); symlinkSync('dir/c', join(l.vol, 'b')); symlinkSync('/', join(l.vol, 'dir', 'c')); }, path: 'a', want: 'escape' },
-    { name: 'chain of links staying inside', setup: (l) => { symlinkSync('b', join(l.vol, 'a')); symlinkSync('dir', join(l.vol, 'b')); }, path: 'a/inner', want: 'ok', real: 'dir/inner' },
+    {
+      name: 'chain of links leading out',
+      setup: (l) => {
+        symlinkSync('b', join(l.vol, 'a'));
+        symlinkSync('dir/c', join(l.vol, 'b'));
+        symlinkSync('/', join(l.vol, 'dir', 'c'));
+      },
+      path: 'a',
+      want: 'escape',
+    },
+    {
+      name: 'chain of links staying inside',
+      setup: (l) => {
+        symlinkSync('b', join(l.vol, 'a'));
+        symlinkSync('dir', join(l.vol, 'b'));
+      },
+      path: 'a/inner',
+      want: 'ok',
+      real: 'dir/inner',
+    },
     { name: 'link in an intermediate component', setup: (l) => symlinkSync('/', join(l.vol, 'dir', 'mid')), path: 'dir/mid/etc', want: 'escape' },
-    { name: '.. applied to the link target, not lexically', setup: (l) => symlinkSync(join(l.outside), join(l.vol, 'dir', 'x')), path: 'dir/x/../outside', want: 'escape' },
+    {
+      name: '.. applied to the link target, not lexically',
+      setup: (l) => symlinkSync(join(l.outside), join(l.vol, 'dir', 'x')),
+      path: 'dir/x/../outside',
+      want: 'escape',
+    },
     { name: 'missing path', setup: () => {}, path: 'dir/nope/deeper', want: 'missing' },
     { name: 'missing path behind a link that leads out', setup: (l) => symlinkSync(l.outside, join(l.vol, 'x')), path: 'x/nope', want: 'escape' },
-    { name: 'a loop of links', setup: (l) => { symlinkSync('b', join(l.vol, 'a')); symlinkSync('a', join(l.vol, 'b')); }, path: 'a', want: 'invalid' },
+    {
+      name: 'a loop of links',
+      setup: (l) => {
+        symlinkSync('b', join(l.vol, 'a'));
+        symlinkSync('a', join(l.vol, 'b'));
+      },
+      path: 'a',
+      want: 'invalid',
+    },
     { name: 'a file where a directory is needed', setup: () => {}, path: 'file/x', want: 'invalid' },
     { name: 'a file is fine as the last component', setup: () => {}, path: 'file', want: 'ok', real: 'file' },
   ];

@@ -49,7 +49,8 @@ async function mountSource(path: string): Promise<string | undefined> {
   for (const line of text.split('\n')) {
     const [source, target] = line.split(' ');
     if (source === undefined || target === undefined) continue;
-    if ((target === '/' || path === target || path.startsWith(`${target}/`)) && (best === undefined || target.length >= best.target.length)) best = { target, source };
+    if ((target === '/' || path === target || path.startsWith(`${target}/`)) && (best === undefined || target.length >= best.target.length))
+      best = { target, source };
   }
   return best?.source;
 }
@@ -65,7 +66,8 @@ export async function probeStorage(paths: readonly string[]): Promise<Device[]> 
     }
     const source = await mountSource(path);
     const dev = source === undefined ? undefined : blockDeviceOf(source);
-    const media = dev === undefined ? 'unknown' : mediaOf(dev, await readSys(`/sys/block/${dev}/removable`), await readSys(`/sys/block/${dev}/queue/rotational`));
+    const media =
+      dev === undefined ? 'unknown' : mediaOf(dev, await readSys(`/sys/block/${dev}/removable`), await readSys(`/sys/block/${dev}/queue/rotational`));
     const d: Device = { path, totalBytes: st.blocks * st.bsize, freeBytes: st.bavail * st.bsize, media };
     if (source !== undefined) d.device = source.slice(0, 256);
     out.push(d);

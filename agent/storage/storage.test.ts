@@ -40,15 +40,26 @@ describe('resolveEnv', () => {
     const env = resolveEnv(
       {
         envFrom: [{ configMapRef: { name: 'app', optional: false } }, { prefix: 'DB_', secretRef: { name: 'db', optional: false } }],
-        env: [{ name: 'LEVEL', value: 'info' }, { name: 'PW', valueFrom: { secretKeyRef: { name: 'db', key: 'password', optional: false } } }],
+        env: [
+          { name: 'LEVEL', value: 'info' },
+          { name: 'PW', valueFrom: { secretKeyRef: { name: 'db', key: 'password', optional: false } } },
+        ],
       },
       withBadKey,
     );
-    expect(Object.fromEntries(env.map((e) => [e.name, e.value]))).toEqual({ LEVEL: 'info', 'app.conf': 'a=1', DB_password: 'hunter2', DB_user: 'admin', PW: 'hunter2' });
+    expect(Object.fromEntries(env.map((e) => [e.name, e.value]))).toEqual({
+      LEVEL: 'info',
+      'app.conf': 'a=1',
+      DB_password: 'hunter2',
+      DB_user: 'admin',
+      PW: 'hunter2',
+    });
   });
 
   it('says which reference is missing, unless it is optional', () => {
-    expect(() => resolveEnv({ env: [{ name: 'X', valueFrom: { configMapKeyRef: { name: 'app', key: 'nope', optional: false } } }], envFrom: [] }, configs)).toThrow('key "nope" not found in configmap "app"');
+    expect(() =>
+      resolveEnv({ env: [{ name: 'X', valueFrom: { configMapKeyRef: { name: 'app', key: 'nope', optional: false } } }], envFrom: [] }, configs),
+    ).toThrow('key "nope" not found in configmap "app"');
     expect(() => resolveEnv({ env: [], envFrom: [{ secretRef: { name: 'gone', optional: false } }] }, configs)).toThrow('secret "gone" not found');
     expect(resolveEnv({ env: [{ name: 'X', valueFrom: { secretKeyRef: { name: 'gone', key: 'k', optional: true } } }], envFrom: [] }, configs)).toEqual([]);
   });
@@ -140,22 +151,52 @@ describe('VolumeManager', () => {
 
   it('refuses to write secrets off tmpfs, and hostPaths outside the allow-list, with a clear reason', async () => {
     const dataDir = tmp();
-    const vm = new VolumeManager({ node: 'n1', dataDir, secretsDir: join(dataDir, 'not-tmpfs'), hostPathAllow: ['/srv'], runtime: new MemoryRuntime(), mountTmpfs: false });
+    const vm = new VolumeManager({
+      node: 'n1',
+      dataDir,
+      secretsDir: join(dataDir, 'not-tmpfs'),
+      hostPathAllow: ['/srv'],
+      runtime: new MemoryRuntime(),
+      mountTmpfs: false,
+    });
     await vm.init();
     expect(vm.secretsOnTmpfs).toBe(false);
     vm.setConfigs(configs);
-    await expect(vm.prepare(pod({ containers: [{ name: 'c', image: 'i', volumeMounts: [{ name: 's', mountPath: '/s' }] }], volumes: [{ name: 's', secret: { secretName: 'db' } }] }), 0)).rejects.toThrow(/secrets need a tmpfs/);
+    await expect(
+      vm.prepare(
+        pod({
+          containers: [{ name: 'c', image: 'i', volumeMounts: [{ name: 's', mountPath: '/s' }] }],
+          volumes: [{ name: 's', secret: { secretName: 'db' } }],
+        }),
+        0,
+      ),
+    ).rejects.toThrow(/secrets need a tmpfs/);
     // ConfigMaps fall back to the data dir.
-    const ok = await vm.prepare(pod({ containers: [{ name: 'c', image: 'i', volumeMounts: [{ name: 'c', mountPath: '/c' }] }], volumes: [{ name: 'c', configMap: { name: 'app' } }] }), 0);
+    const ok = await vm.prepare(
+      pod({ containers: [{ name: 'c', image: 'i', volumeMounts: [{ name: 'c', mountPath: '/c' }] }], volumes: [{ name: 'c', configMap: { name: 'app' } }] }),
+      0,
+    );
     expect(ok.mounts[0]?.source?.startsWith(join(dataDir, 'pod-files'))).toBe(true);
-    await expect(vm.prepare(pod({ containers: [{ name: 'c', image: 'i', volumeMounts: [{ name: 'h', mountPath: '/h' }] }], volumes: [{ name: 'h', hostPath: { path: '/etc' } }] }), 0)).rejects.toThrow('hostPath /etc is not allowed on this node; allowed prefixes: /srv');
+    await expect(
+      vm.prepare(
+        pod({ containers: [{ name: 'c', image: 'i', volumeMounts: [{ name: 'h', mountPath: '/h' }] }], volumes: [{ name: 'h', hostPath: { path: '/etc' } }] }),
+        0,
+      ),
+    ).rejects.toThrow('hostPath /etc is not allowed on this node; allowed prefixes: /srv');
   });
 });
 
 describe('DesiredCache with secrets', () => {
   it('keeps secrets out of desired.json, encrypted beside it with a 0600 per-node key, and restores them on load', async () => {
     const dataDir = tmp();
-    const set: DesiredSetMessage = { node: 'n1', generation: 3, pods: [], at: 'now', configMaps: { app: { data: { A: '1' }, binaryData: {} } }, secrets: { db: { data: { password: b64('hunter2') } } } };
+    const set: DesiredSetMessage = {
+      node: 'n1',
+      generation: 3,
+      pods: [],
+      at: 'now',
+      configMaps: { app: { data: { A: '1' }, binaryData: {} } },
+      secrets: { db: { data: { password: b64('hunter2') } } },
+    };
     const cache = new DesiredCache(dataDir);
     expect(await cache.save(set)).toBe(true);
     const onDisk = readFileSync(join(dataDir, DESIRED_FILE), 'utf8');

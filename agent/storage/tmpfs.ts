@@ -75,12 +75,20 @@ export async function ensureTmpfsDir(dir: string, opts: { mount: boolean; sizeBy
   const fstype = before?.fstype ?? 'unknown';
   if (!opts.mount) return { ok: false, mounted: false, reason: `${dir} is on ${fstype}, not tmpfs` };
   if (typeof process.getuid === 'function' && process.getuid() !== 0) {
-    return { ok: false, mounted: false, reason: `${dir} is on ${fstype}, not tmpfs, and the agent is not root so cannot mount one (use --secrets-dir on a tmpfs such as /run or /dev/shm)` };
+    return {
+      ok: false,
+      mounted: false,
+      reason: `${dir} is on ${fstype}, not tmpfs, and the agent is not root so cannot mount one (use --secrets-dir on a tmpfs such as /run or /dev/shm)`,
+    };
   }
   const size = Math.max(1, Math.ceil((opts.sizeBytes ?? 32 * 1024 * 1024) / 1024));
-  const err = await new Promise<Error | null>((res) => execFile('mount', ['-t', 'tmpfs', '-o', `size=${size}k,mode=0700,nosuid,nodev,noexec`, 'tmpfs', dir], { timeout: 10_000 }, (e) => res(e)));
-  if (err !== null) return { ok: false, mounted: false, reason: `${dir} is on ${fstype}, not tmpfs, and mounting a tmpfs failed: ${err.message.split('\n')[0] ?? ''}` };
+  const err = await new Promise<Error | null>((res) =>
+    execFile('mount', ['-t', 'tmpfs', '-o', `size=${size}k,mode=0700,nosuid,nodev,noexec`, 'tmpfs', dir], { timeout: 10_000 }, (e) => res(e)),
+  );
+  if (err !== null)
+    return { ok: false, mounted: false, reason: `${dir} is on ${fstype}, not tmpfs, and mounting a tmpfs failed: ${err.message.split('\n')[0] ?? ''}` };
   const after = mountOf(dir, await readMounts(opts.mountsFile));
-  if (after === undefined || !MEMORY_FS.has(after.fstype)) return { ok: false, mounted: false, reason: `mounted a tmpfs at ${dir} but it does not show in /proc/mounts` };
+  if (after === undefined || !MEMORY_FS.has(after.fstype))
+    return { ok: false, mounted: false, reason: `mounted a tmpfs at ${dir} but it does not show in /proc/mounts` };
   return { ok: true, mounted: true };
 }

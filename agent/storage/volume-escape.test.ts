@@ -35,7 +35,17 @@ function pod(spec: unknown, uid = 'uid-1', name = 'evil-1'): DesiredPod {
 
 /** The attack pod: one emptyDir mounted twice, once whole and once with subPath x. */
 const twice = pod({
-  containers: [{ name: 'c', image: TEST_IMAGE, command: ['sleep', '3600'], volumeMounts: [{ name: 'v', mountPath: '/vol' }, { name: 'v', mountPath: '/sub', subPath: 'x' }] }],
+  containers: [
+    {
+      name: 'c',
+      image: TEST_IMAGE,
+      command: ['sleep', '3600'],
+      volumeMounts: [
+        { name: 'v', mountPath: '/vol' },
+        { name: 'v', mountPath: '/sub', subPath: 'x' },
+      ],
+    },
+  ],
   volumes: [{ name: 'v', emptyDir: {} }],
 });
 
@@ -60,21 +70,42 @@ describe('VolumeManager refuses host paths that leave their root', () => {
     await vm.init();
     const { mounts } = await vm.prepare(twice, 0);
     const root = join(dataDir, 'pods', 'uid-1', 'v');
-    expect(mounts.map((m) => [m.target, m.source])).toEqual([['/vol', root], ['/sub', join(root, 'x')]]);
+    expect(mounts.map((m) => [m.target, m.source])).toEqual([
+      ['/vol', root],
+      ['/sub', join(root, 'x')],
+    ]);
     await expect(vm.verify(twice, 0, mounts)).resolves.toBeUndefined();
     // The container, through /vol, replaces x with a link to a host directory.
     rmSync(join(root, 'x'), { recursive: true });
     symlinkSync(outside, join(root, 'x'));
-    const refused = await vm.verify(twice, 0, mounts).then(() => undefined, (e: unknown) => e);
+    const refused = await vm.verify(twice, 0, mounts).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(isEscape(refused)).toBe(true);
-    expect((refused as Error).message).toBe(`volume "v" at /sub (subPath "x"): ${join(root, 'x')} is a symbolic link to "${outside}", which leads to ${outside}, outside volume "v" (${root}); refusing to mount it`);
-    const again = await vm.prepare(twice, 0).then(() => undefined, (e: unknown) => e);
+    expect((refused as Error).message).toBe(
+      `volume "v" at /sub (subPath "x"): ${join(root, 'x')} is a symbolic link to "${outside}", which leads to ${outside}, outside volume "v" (${root}); refusing to mount it`,
+    );
+    const again = await vm.prepare(twice, 0).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(isEscape(again)).toBe(true);
     // A link to / too, and a deeper subPath through it creates nothing on the host.
     rmSync(join(root, 'x'));
     symlinkSync('/', join(root, 'x'));
-    const deep = pod({ containers: [{ name: 'c', image: TEST_IMAGE, volumeMounts: [{ name: 'v', mountPath: '/d', subPath: `x${outside}/planted` }] }], volumes: [{ name: 'v', emptyDir: {} }] });
-    expect(isEscape(await vm.prepare(deep, 0).then(() => undefined, (e: unknown) => e))).toBe(true);
+    const deep = pod({
+      containers: [{ name: 'c', image: TEST_IMAGE, volumeMounts: [{ name: 'v', mountPath: '/d', subPath: `x${outside}/planted` }] }],
+      volumes: [{ name: 'v', emptyDir: {} }],
+    });
+    expect(
+      isEscape(
+        await vm.prepare(deep, 0).then(
+          () => undefined,
+          (e: unknown) => e,
+        ),
+      ),
+    ).toBe(true);
     expect(readdirSync(outside)).toEqual(['marker']);
   });
 
@@ -92,9 +123,23 @@ describe('VolumeManager refuses host paths that leave their root', () => {
     const { vm } = setupVm();
     await vm.init();
     await vm.prepare(twice, 0);
-    expect(isEscape(await vm.verify(twice, 0, undefined).then(() => undefined, (e: unknown) => e))).toBe(true);
+    expect(
+      isEscape(
+        await vm.verify(twice, 0, undefined).then(
+          () => undefined,
+          (e: unknown) => e,
+        ),
+      ),
+    ).toBe(true);
     const foreign = [{ type: 'bind' as const, source: '/', target: '/elsewhere', readOnly: false }];
-    expect(isEscape(await vm.verify(twice, 0, foreign).then(() => undefined, (e: unknown) => e))).toBe(true);
+    expect(
+      isEscape(
+        await vm.verify(twice, 0, foreign).then(
+          () => undefined,
+          (e: unknown) => e,
+        ),
+      ),
+    ).toBe(true);
   });
 
   it('hostPath: an allow-listed directory containing a link to outside is refused, as path and as subPath; a link within is followed', async () => {
@@ -107,19 +152,46 @@ describe('VolumeManager refuses host paths that leave their root', () => {
     symlinkSync(outside, join(allowed, 'link'));
     symlinkSync('real', join(allowed, 'inside'));
     const hp = (path: string, subPath?: string, type = ''): DesiredPod =>
-      pod({ containers: [{ name: 'c', image: TEST_IMAGE, volumeMounts: [{ name: 'h', mountPath: '/h', ...(subPath !== undefined ? { subPath } : {}) }] }], volumes: [{ name: 'h', hostPath: { path, type } }] });
-    const e1 = await vm.prepare(hp(join(allowed, 'link')), 0).then(() => undefined, (e: unknown) => e);
+      pod({
+        containers: [{ name: 'c', image: TEST_IMAGE, volumeMounts: [{ name: 'h', mountPath: '/h', ...(subPath !== undefined ? { subPath } : {}) }] }],
+        volumes: [{ name: 'h', hostPath: { path, type } }],
+      });
+    const e1 = await vm.prepare(hp(join(allowed, 'link')), 0).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(isEscape(e1)).toBe(true);
     expect((e1 as Error).message).toContain(`outside the hostPath allow-list (${allowed})`);
-    expect(isEscape(await vm.prepare(hp(allowed, 'link'), 0).then(() => undefined, (e: unknown) => e))).toBe(true);
-    expect(isEscape(await vm.prepare(hp(join(allowed, 'link', 'made'), undefined, 'DirectoryOrCreate'), 0).then(() => undefined, (e: unknown) => e))).toBe(true);
+    expect(
+      isEscape(
+        await vm.prepare(hp(allowed, 'link'), 0).then(
+          () => undefined,
+          (e: unknown) => e,
+        ),
+      ),
+    ).toBe(true);
+    expect(
+      isEscape(
+        await vm.prepare(hp(join(allowed, 'link', 'made'), undefined, 'DirectoryOrCreate'), 0).then(
+          () => undefined,
+          (e: unknown) => e,
+        ),
+      ),
+    ).toBe(true);
     expect(existsSync(join(outside, 'made'))).toBe(false);
     expect((await vm.prepare(hp(join(allowed, 'inside')), 0)).mounts[0]?.source).toBe(join(allowed, 'real'));
     expect((await vm.prepare(hp(allowed, 'inside'), 0)).mounts[0]?.source).toBe(join(allowed, 'real'));
     // A hostPath subPath stays inside the hostPath itself, not just the allow-list.
     mkdirSync(join(allowed, 'real', 'sub'));
     symlinkSync('../../link', join(allowed, 'real', 'sub', 'up'));
-    expect(isEscape(await vm.prepare(hp(join(allowed, 'real'), 'sub/up'), 0).then(() => undefined, (e: unknown) => e))).toBe(true);
+    expect(
+      isEscape(
+        await vm.prepare(hp(join(allowed, 'real'), 'sub/up'), 0).then(
+          () => undefined,
+          (e: unknown) => e,
+        ),
+      ),
+    ).toBe(true);
   });
 
   it('hostPath: an allow-listed prefix that is itself a link to outside the allow-list is refused', async () => {
@@ -129,8 +201,18 @@ describe('VolumeManager refuses host paths that leave their root', () => {
     await vm.init();
     // Not reported to the hub either, so its scheduler refuses such pods up front.
     expect(vm.hostPathAllow).toEqual([]);
-    const p = pod({ containers: [{ name: 'c', image: TEST_IMAGE, volumeMounts: [{ name: 'h', mountPath: '/h' }] }], volumes: [{ name: 'h', hostPath: { path: join(t, 'alias') } }] });
-    expect(isEscape(await vm.prepare(p, 0).then(() => undefined, (e: unknown) => e))).toBe(true);
+    const p = pod({
+      containers: [{ name: 'c', image: TEST_IMAGE, volumeMounts: [{ name: 'h', mountPath: '/h' }] }],
+      volumes: [{ name: 'h', hostPath: { path: join(t, 'alias') } }],
+    });
+    expect(
+      isEscape(
+        await vm.prepare(p, 0).then(
+          () => undefined,
+          (e: unknown) => e,
+        ),
+      ),
+    ).toBe(true);
   });
 });
 

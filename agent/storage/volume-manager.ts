@@ -81,7 +81,10 @@ export class VolumeManager implements PodVolumes {
       const r = await resolveBeneath(prefix, this.o.hostPathAllow).catch(() => undefined);
       if (r?.kind === 'escape') {
         // Every hostPath under it would be refused at mount time; not reporting it lets the hub's scheduler say so up front.
-        this.log.warn('--host-path-allow prefix is (or contains) a symbolic link leading outside the allow-list; hostPaths under it are refused (list the real path instead)', { prefix, leadsTo: r.path });
+        this.log.warn(
+          '--host-path-allow prefix is (or contains) a symbolic link leading outside the allow-list; hostPaths under it are refused (list the real path instead)',
+          { prefix, leadsTo: r.path },
+        );
         continue;
       }
       this.reportedAllow.push(prefix);
@@ -113,7 +116,8 @@ export class VolumeManager implements PodVolumes {
     const dirs = new Map<string, string>();
     for (const v of pod.spec.volumes) {
       if (v.configMap === undefined && v.secret === undefined) continue;
-      const files = v.configMap !== undefined ? configMapFiles(v.configMap, this.configs) : secretFiles(v.secret ?? { secretName: '', optional: true }, this.configs);
+      const files =
+        v.configMap !== undefined ? configMapFiles(v.configMap, this.configs) : secretFiles(v.secret ?? { secretName: '', optional: true }, this.configs);
       const dir = join(this.podFilesRoot(v.secret !== undefined), dirName(pod.uid), v.name);
       await this.writeFiles(dir, files ?? new Map());
       dirs.set(v.name, dir);
@@ -184,13 +188,15 @@ export class VolumeManager implements PodVolumes {
     });
     if (hostDirs.length === 0) return;
     // Fail closed: an engine view without mounts cannot be checked.
-    if (mounts === undefined) throw escapeError(`container ${c.name}: the engine did not report its mounts, so the agent cannot check its host paths; not starting it`);
+    if (mounts === undefined)
+      throw escapeError(`container ${c.name}: the engine did not report its mounts, so the agent cannot check its host paths; not starting it`);
     const fileDirs = await this.ensurePodFiles(pod);
     for (const bound of mounts) {
       if (bound.type !== 'bind') continue;
       const m = hostDirs.find((x) => x.mountPath === bound.target);
       const v = m === undefined ? undefined : pod.spec.volumes.find((x) => x.name === m.name);
-      if (m === undefined || v === undefined) throw escapeError(`container ${c.name}: bind mount ${bound.source ?? ''} → ${bound.target} is not a host volume of this pod; not starting it`);
+      if (m === undefined || v === undefined)
+        throw escapeError(`container ${c.name}: bind mount ${bound.source ?? ''} → ${bound.target} is not a host volume of this pod; not starting it`);
       const base = await this.mountBase(pod, v, m, fileDirs);
       accept(await resolveBeneath(bound.source ?? '', base.roots, { create: base.create }), v.name, m, base.within);
     }
@@ -201,7 +207,12 @@ export class VolumeManager implements PodVolumes {
    * under (`roots`): the real path of the pod's own volume directory for emptyDir/configMap/
    * secret and any hostPath subPath; the allow-list for a hostPath itself.
    */
-  private async mountBase(pod: DesiredPod, v: Volume, m: VolumeMount, fileDirs: ReadonlyMap<string, string>): Promise<{ wanted: string; roots: string[]; create: boolean; within: string }> {
+  private async mountBase(
+    pod: DesiredPod,
+    v: Volume,
+    m: VolumeMount,
+    fileDirs: ReadonlyMap<string, string>,
+  ): Promise<{ wanted: string; roots: string[]; create: boolean; within: string }> {
     if (m.subPath !== undefined && m.subPath.split('/').some((s) => s === '..')) throw configError(`subPath "${m.subPath}" must not contain ".."`);
     const under = (root: string): string => (m.subPath === undefined ? root : join(root, m.subPath));
     if (v.configMap !== undefined || v.secret !== undefined) {

@@ -156,7 +156,9 @@ Values do not change: no deployment rolls.`,
     const raw = await client.post('/api/v1/secrets/rotate-key', {});
     const r = RotateResultSchema.safeParse(raw);
     if (!r.success) throw validationError(r.error, 'response from hub for POST /api/v1/secrets/rotate-key');
-    ctx.io.stdout.write(`secrets key rotated: new key ${r.data.keyId}, ${r.data.reencrypted} secret(s) re-encrypted, ${r.data.retired.length} old key(s) retired\n`);
+    ctx.io.stdout.write(
+      `secrets key rotated: new key ${r.data.keyId}, ${r.data.reencrypted} secret(s) re-encrypted, ${r.data.retired.length} old key(s) retired\n`,
+    );
     return 0;
   },
 };

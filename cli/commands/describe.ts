@@ -37,7 +37,9 @@ function policyLine(policy: DevicePolicy | undefined): Array<[string, string]> {
 }
 
 function containerSpecLines(c: Container): string {
-  const ports = c.ports.map((p) => `${p.containerPort}/${p.protocol}${p.hostPort !== undefined ? ` (host ${p.hostIP ?? ''}${p.hostIP !== undefined ? ':' : ''}${p.hostPort})` : ''}`);
+  const ports = c.ports.map(
+    (p) => `${p.containerPort}/${p.protocol}${p.hostPort !== undefined ? ` (host ${p.hostIP ?? ''}${p.hostIP !== undefined ? ':' : ''}${p.hostPort})` : ''}`,
+  );
   const pairs: Array<[string, string | string[]]> = [['Image', c.image]];
   if (c.command !== undefined) pairs.push(['Command', c.command.join(' ')]);
   if (c.args !== undefined) pairs.push(['Args', c.args.join(' ')]);
@@ -49,7 +51,11 @@ function containerSpecLines(c: Container): string {
 }
 
 function stateLines(s: ContainerStatus | undefined, now: number): Array<[string, string | string[]]> {
-  if (s === undefined) return [['State', 'Waiting'], ['Reason', 'not yet reported']];
+  if (s === undefined)
+    return [
+      ['State', 'Waiting'],
+      ['Reason', 'not yet reported'],
+    ];
   const pairs: Array<[string, string | string[]]> = [['State', s.state.charAt(0).toUpperCase() + s.state.slice(1)]];
   if (s.reason !== undefined) pairs.push(['Reason', s.reason]);
   if (s.message !== undefined) pairs.push(['Message', s.message]);
@@ -86,7 +92,11 @@ export function describePod(pod: Pod, events: readonly EventObject[], now: numbe
     out += fields(pairs, '    ');
   }
   if (pod.status.conditions.length > 0) {
-    out += `Conditions:\n${table(['TYPE', 'STATUS', 'REASON'], pod.status.conditions.map((c) => [c.type, c.status, c.reason ?? '']), '  ')}`;
+    out += `Conditions:\n${table(
+      ['TYPE', 'STATUS', 'REASON'],
+      pod.status.conditions.map((c) => [c.type, c.status, c.reason ?? '']),
+      '  ',
+    )}`;
   } else out += 'Conditions:  <none>\n';
   const unsched = pod.status.unschedulable;
   if (unsched !== undefined) {
@@ -106,18 +116,24 @@ export function describeDeployment(d: Deployment, pods: readonly Pod[], events: 
     ['Labels', labelLines(d.metadata.labels)],
     ['Created', when(d.metadata.creationTimestamp, now)],
     ['Mode', d.spec.mode],
-    ['Replicas', `${desiredReplicas(d)} desired | ${st.replicas} updated | ${st.readyReplicas} ready | ${st.availableReplicas} available | ${st.unscheduledReplicas} unscheduled`],
+    [
+      'Replicas',
+      `${desiredReplicas(d)} desired | ${st.replicas} updated | ${st.readyReplicas} ready | ${st.availableReplicas} available | ${st.unscheduledReplicas} unscheduled`,
+    ],
     ['Generation', `${d.metadata.generation} (observed ${st.observedGeneration})`],
   ]);
   const t = d.spec.template;
   out += 'Pod Template:\n';
-  out += fields([
-    ['Labels', labelLines(t.metadata.labels)],
-    ['Arch', t.spec.arch?.join(', ') ?? '<any>'],
-    ['Node Selector', labelLines(t.spec.nodeSelector ?? {})],
-    ['Restart Policy', t.spec.restartPolicy],
-    ['Network', t.spec.network],
-  ], '  ');
+  out += fields(
+    [
+      ['Labels', labelLines(t.metadata.labels)],
+      ['Arch', t.spec.arch?.join(', ') ?? '<any>'],
+      ['Node Selector', labelLines(t.spec.nodeSelector ?? {})],
+      ['Restart Policy', t.spec.restartPolicy],
+      ['Network', t.spec.network],
+    ],
+    '  ',
+  );
   out += '  Containers:\n';
   for (const c of t.spec.containers) out += containerSpecLines(c);
   out += pods.length === 0 ? 'Pods:  <none>\n' : `Pods:\n${podsTable(pods, now, false, '  ')}`;
@@ -145,25 +161,46 @@ export function describeNode(n: NodeObject, pods: readonly Pod[], events: readon
   } else out += 'Conditions:  <none>\n';
   if (info !== undefined) {
     out += 'System Info:\n';
-    out += fields([
-      ['Architecture', info.rawArch !== undefined ? `${info.arch} (${info.rawArch})` : info.arch],
-      ['OS', info.os],
-      ['Kernel', info.kernel ?? '<unknown>'],
-      ['Hostname', info.hostname ?? '<unknown>'],
-      ['CPU', `${info.cpu.cores} cores${info.cpu.model !== undefined ? ` (${info.cpu.model})` : ''}`],
-      ['Memory', formatBytes(info.memoryBytes)],
-      ['Engine', `${info.engine.name} ${info.engine.version}${info.engine.memoryLimit ? '' : ' (no memory limits)'}`],
-      ['Agent', info.agentVersion],
-      ['Addresses', info.addresses],
-      ...policyLine(info.policy),
-    ], '  ');
+    out += fields(
+      [
+        ['Architecture', info.rawArch !== undefined ? `${info.arch} (${info.rawArch})` : info.arch],
+        ['OS', info.os],
+        ['Kernel', info.kernel ?? '<unknown>'],
+        ['Hostname', info.hostname ?? '<unknown>'],
+        ['CPU', `${info.cpu.cores} cores${info.cpu.model !== undefined ? ` (${info.cpu.model})` : ''}`],
+        ['Memory', formatBytes(info.memoryBytes)],
+        ['Engine', `${info.engine.name} ${info.engine.version}${info.engine.memoryLimit ? '' : ' (no memory limits)'}`],
+        ['Agent', info.agentVersion],
+        ['Addresses', info.addresses],
+        ...policyLine(info.policy),
+      ],
+      '  ',
+    );
   }
   if (cap !== undefined) {
-    out += 'Capacity:\n' + fields([['CPU', formatCpu(cap.cpuMillis)], ['Memory', formatBytes(cap.memoryBytes)], ['Pods', String(cap.pods)]], '  ');
+    out +=
+      'Capacity:\n' +
+      fields(
+        [
+          ['CPU', formatCpu(cap.cpuMillis)],
+          ['Memory', formatBytes(cap.memoryBytes)],
+          ['Pods', String(cap.pods)],
+        ],
+        '  ',
+      );
   }
   if (usage !== undefined) {
     const memPct = cap !== undefined && cap.memoryBytes > 0 ? ` (${Math.round((usage.memoryUsedBytes / cap.memoryBytes) * 100)}%)` : '';
-    out += 'Usage:\n' + fields([['CPU', `${usage.cpuPercent.toFixed(1)}%`], ['Memory', `${formatBytes(usage.memoryUsedBytes)}${memPct}`], ['Reported', when(usage.at, now)]], '  ');
+    out +=
+      'Usage:\n' +
+      fields(
+        [
+          ['CPU', `${usage.cpuPercent.toFixed(1)}%`],
+          ['Memory', `${formatBytes(usage.memoryUsedBytes)}${memPct}`],
+          ['Reported', when(usage.at, now)],
+        ],
+        '  ',
+      );
   }
   const here = podsOnNode(pods, n.metadata.name);
   out += here.length === 0 ? 'Pods:  <none>\n' : `Pods: (${here.length} in total)\n${podsTable(here, now, true, '  ')}`;

@@ -1,5 +1,16 @@
 import { stringify } from 'yaml';
-import { OBJECT_KINDS, type AnyObject, type ConfigMapObject, type Deployment, type EventObject, type NodeObject, type Pod, type PersistentVolumeObject, type RevisionObject, type SecretObject } from '../../protocol/objects.js';
+import {
+  OBJECT_KINDS,
+  type AnyObject,
+  type ConfigMapObject,
+  type Deployment,
+  type EventObject,
+  type NodeObject,
+  type Pod,
+  type PersistentVolumeObject,
+  type RevisionObject,
+  type SecretObject,
+} from '../../protocol/objects.js';
 import { flagString, resolveResource, usageError } from '../args.js';
 import { objectRef } from '../format.js';
 import { getObject, listObjects, sortEvents } from '../resources.js';

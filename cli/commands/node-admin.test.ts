@@ -42,11 +42,16 @@ describe('label and taint arguments', () => {
     [['maint:NoExecute-', 'dedicated-'], { add: [], remove: [{ key: 'maint', effect: 'NoExecute' }, { key: 'dedicated' }] }],
   ] as Array<[string[], unknown]>)('taints %j', (args, want) => expect(parseTaintArgs(args)).toEqual(want));
 
-  it.each([['k=v'], ['k:Sometimes'], [':NoSchedule'], ['=v:NoSchedule'], ['k=v-']])('bad taint %s is a usage error', (a) => expect(() => parseTaintArgs([a])).toThrow(/taint/));
+  it.each([['k=v'], ['k:Sometimes'], [':NoSchedule'], ['=v:NoSchedule'], ['k=v-']])('bad taint %s is a usage error', (a) =>
+    expect(() => parseTaintArgs([a])).toThrow(/taint/),
+  );
 });
 
 describe('node management commands', () => {
-  const ok: Route = (req) => (req.method === 'POST' && req.url.startsWith('/api/v1/nodes/') ? { body: req.url.endsWith('/drain') ? { node: 'pi-1', evicted: ['web-1', 'web-2'], kept: ['agent-1'] } : mockNode('pi-1') } : undefined);
+  const ok: Route = (req) =>
+    req.method === 'POST' && req.url.startsWith('/api/v1/nodes/')
+      ? { body: req.url.endsWith('/drain') ? { node: 'pi-1', evicted: ['web-1', 'web-2'], kept: ['agent-1'] } : mockNode('pi-1') }
+      : undefined;
 
   it('cordon and uncordon POST to the node', async () => {
     const a = await cli(['cordon', 'pi-1'], ok);
@@ -72,7 +77,10 @@ describe('node management commands', () => {
   it('taint node accepts node/NAME and sends adds and removals', async () => {
     const r = await cli(['taint', 'node/pi-1', 'maint=yes:NoExecute', 'old:NoSchedule-'], ok);
     expect(r).toMatchObject({ code: 0, stdout: 'node/pi-1 tainted\n' });
-    expect(JSON.parse(r.requests[0]!.body)).toEqual({ add: [{ key: 'maint', value: 'yes', effect: 'NoExecute' }], remove: [{ key: 'old', effect: 'NoSchedule' }] });
+    expect(JSON.parse(r.requests[0]!.body)).toEqual({
+      add: [{ key: 'maint', value: 'yes', effect: 'NoExecute' }],
+      remove: [{ key: 'old', effect: 'NoSchedule' }],
+    });
   });
 
   it('usage errors exit 2 without a request', async () => {
@@ -88,7 +96,13 @@ describe('memory-limit warning', () => {
   const pi = mockNode('pi-1');
   const unsupported = {
     ...pi,
-    status: { ...pi.status, conditions: [...pi.status.conditions, { type: 'MemoryLimitUnsupported' as const, status: 'True' as const, reason: 'NoMemoryCgroup', message: 'add cgroup_enable=memory' }] },
+    status: {
+      ...pi.status,
+      conditions: [
+        ...pi.status.conditions,
+        { type: 'MemoryLimitUnsupported' as const, status: 'True' as const, reason: 'NoMemoryCgroup', message: 'add cgroup_enable=memory' },
+      ],
+    },
   };
 
   it('describe node shows it', () => {
@@ -119,7 +133,10 @@ describe('capacity-changed warning', () => {
   const message = 'capacity changed sharply between two reports: memory 8Gi → 1024Gi; check the device (a node may misreport to attract pods)';
   const changed = {
     ...pi,
-    status: { ...pi.status, conditions: [...pi.status.conditions, { type: 'CapacityChanged' as const, status: 'True' as const, reason: 'SharpChange', message }] },
+    status: {
+      ...pi.status,
+      conditions: [...pi.status.conditions, { type: 'CapacityChanged' as const, status: 'True' as const, reason: 'SharpChange', message }],
+    },
   };
 
   it('describe node shows it under Warnings and in Conditions', () => {

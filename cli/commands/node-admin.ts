@@ -86,7 +86,10 @@ export function parseLabelArgs(args: readonly string[]): { set: Record<string, s
 }
 
 /** `key=value:Effect` / `key:Effect` add; `key:Effect-` / `key-` remove (kubectl's taint syntax). */
-export function parseTaintArgs(args: readonly string[]): { add: Array<{ key: string; value?: string; effect: Effect }>; remove: Array<{ key: string; effect?: Effect }> } {
+export function parseTaintArgs(args: readonly string[]): {
+  add: Array<{ key: string; value?: string; effect: Effect }>;
+  remove: Array<{ key: string; effect?: Effect }>;
+} {
   const add: Array<{ key: string; value?: string; effect: Effect }> = [];
   const remove: Array<{ key: string; effect?: Effect }> = [];
   const effectOf = (text: string, arg: string): Effect => {

@@ -9,6 +9,10 @@ export const nodeDeleteCommand: CommandDef = {
   options: {},
   async run(ctx) {
     if (ctx.positionals.length === 0) throw usageError('missing node name');
-    return deleteTargets(await ctx.client(), ctx.positionals.map((name) => ({ kind: 'Node' as const, name })), ctx.io);
+    return deleteTargets(
+      await ctx.client(),
+      ctx.positionals.map((name) => ({ kind: 'Node' as const, name })),
+      ctx.io,
+    );
   },
 };

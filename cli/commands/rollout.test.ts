@@ -5,8 +5,19 @@ import { startFakeHub } from '../test-fixtures.js';
 import { describeProgress, outcome, progressBar, type RolloutStatusView } from './rollout.js';
 
 const view = (over: Partial<RolloutStatusView>): RolloutStatusView => ({
-  name: 'web', generation: 2, observedGeneration: 2, replicas: 2, updatedReplicas: 1, readyReplicas: 2, availableReplicas: 2,
-  updateRevision: 'h2', revision: 2, paused: false, pods: [], rollout: { phase: 'Progressing' }, ...over,
+  name: 'web',
+  generation: 2,
+  observedGeneration: 2,
+  replicas: 2,
+  updatedReplicas: 1,
+  readyReplicas: 2,
+  availableReplicas: 2,
+  updateRevision: 'h2',
+  revision: 2,
+  paused: false,
+  pods: [],
+  rollout: { phase: 'Progressing' },
+  ...over,
 });
 
 describe('rollout status helpers', () => {
@@ -23,11 +34,15 @@ describe('rollout status helpers', () => {
   it('shows one progress bar per node for image pulls', () => {
     const pull = { image: 'reg/app:v2', layersDone: 1, layersTotal: 2, bytesDone: 1024 * 1024, bytesTotal: 2 * 1024 * 1024 };
     expect(progressBar(pull, 10)).toBe('[#####-----] 1/2 layers 1.0MB/2.0MB');
-    const lines = describeProgress(view({ pods: [
-      { name: 'a', node: 'n1', updated: true, ready: false, phase: 'Pending', pull },
-      { name: 'b', node: 'n2', updated: true, ready: false, phase: 'Pending', problem: 'ErrImagePull: manifest unknown' },
-      { name: 'c', node: 'n1', updated: false, ready: true, phase: 'Running' },
-    ] }));
+    const lines = describeProgress(
+      view({
+        pods: [
+          { name: 'a', node: 'n1', updated: true, ready: false, phase: 'Pending', pull },
+          { name: 'b', node: 'n2', updated: true, ready: false, phase: 'Pending', problem: 'ErrImagePull: manifest unknown' },
+          { name: 'c', node: 'n1', updated: false, ready: true, phase: 'Running' },
+        ],
+      }),
+    );
     expect(lines[0]).toMatch(/1 out of 2 new replicas have been updated/);
     expect(lines).toContain('  n1: pulling reg/app:v2 [##########----------] 1/2 layers 1.0MB/2.0MB');
     expect(lines).toContain('  b on n2: ErrImagePull: manifest unknown');
@@ -37,9 +52,20 @@ describe('rollout status helpers', () => {
 describe('orchard rollout (fake hub)', () => {
   it('history prints revisions with change causes; undo posts the revision; status exits 1 on rollback', async () => {
     const hub = await startFakeHub((req) => {
-      if (req.url.endsWith('/rollout/history')) return { body: { items: [{ revision: 1, hash: 'h1', changeCause: 'first', images: ['app:v1'], update: false, stable: true }, { revision: 2, hash: 'h2', images: ['app:v2'], update: true, stable: false }] } };
+      if (req.url.endsWith('/rollout/history'))
+        return {
+          body: {
+            items: [
+              { revision: 1, hash: 'h1', changeCause: 'first', images: ['app:v1'], update: false, stable: true },
+              { revision: 2, hash: 'h2', images: ['app:v2'], update: true, stable: false },
+            ],
+          },
+        };
       if (req.url.endsWith('/rollout/undo')) return { body: { name: 'web', revision: 1, skipped: false } };
-      if (req.url.endsWith('/rollout/status')) return { body: view({ updateRevision: 'h2', rollout: { phase: 'Progressing', rolledBackFrom: { revision: 2, hash: 'h2', reason: 'image pull failed' } } }) };
+      if (req.url.endsWith('/rollout/status'))
+        return {
+          body: view({ updateRevision: 'h2', rollout: { phase: 'Progressing', rolledBackFrom: { revision: 2, hash: 'h2', reason: 'image pull failed' } } }),
+        };
       return undefined;
     });
     const cli = async (argv: string[]) => {

@@ -41,7 +41,16 @@ export const RolloutStatusViewSchema = z.object({
 export type RolloutStatusView = z.infer<typeof RolloutStatusViewSchema>;
 
 const HistorySchema = z.object({
-  items: z.array(z.object({ revision: z.number(), hash: z.string(), changeCause: z.string().optional(), images: z.array(z.string()), update: z.boolean(), stable: z.boolean() })),
+  items: z.array(
+    z.object({
+      revision: z.number(),
+      hash: z.string(),
+      changeCause: z.string().optional(),
+      images: z.array(z.string()),
+      update: z.boolean(),
+      stable: z.boolean(),
+    }),
+  ),
 });
 
 const POLL_MS = 500;
@@ -82,9 +91,14 @@ export function describeProgress(s: RolloutStatusView): string[] {
   const phase = s.rollout?.phase;
   const dep = `deployment "${s.name}"`;
   if (phase === 'Paused') lines.push(`${dep} rollout is paused (orchard rollout resume deployment/${s.name})`);
-  else if (phase === 'CanaryPaused') lines.push(`${dep} canary is waiting: ${s.updatedReplicas} pod(s) of revision ${s.revision ?? '?'} — run 'orchard rollout promote deployment/${s.name}' to continue`);
-  else if (s.updatedReplicas < s.replicas) lines.push(`Waiting for ${dep} rollout to finish: ${s.updatedReplicas} out of ${s.replicas} new replicas have been updated...`);
-  else if (s.pods.some((p) => !p.updated)) lines.push(`Waiting for ${dep} rollout to finish: ${s.pods.filter((p) => !p.updated).length} old replicas are pending termination...`);
+  else if (phase === 'CanaryPaused')
+    lines.push(
+      `${dep} canary is waiting: ${s.updatedReplicas} pod(s) of revision ${s.revision ?? '?'} — run 'orchard rollout promote deployment/${s.name}' to continue`,
+    );
+  else if (s.updatedReplicas < s.replicas)
+    lines.push(`Waiting for ${dep} rollout to finish: ${s.updatedReplicas} out of ${s.replicas} new replicas have been updated...`);
+  else if (s.pods.some((p) => !p.updated))
+    lines.push(`Waiting for ${dep} rollout to finish: ${s.pods.filter((p) => !p.updated).length} old replicas are pending termination...`);
   else lines.push(`Waiting for ${dep} rollout to finish: ${s.availableReplicas} of ${s.updatedReplicas} updated replicas are available...`);
   // One progress bar per node for image pulls in flight.
   const byNode = new Map<string, z.infer<typeof ImagePullProgressSchema>>();
@@ -92,7 +106,8 @@ export function describeProgress(s: RolloutStatusView): string[] {
   for (const [key, pull] of [...byNode].sort(([a], [b]) => (a < b ? -1 : 1))) {
     lines.push(`  ${key.split('\0')[0]}: pulling ${pull.image} ${progressBar(pull)}`);
   }
-  for (const p of s.pods) if (p.updated && !p.ready && p.problem !== undefined && p.pull === undefined) lines.push(`  ${p.name}${p.node ? ` on ${p.node}` : ''}: ${p.problem}`);
+  for (const p of s.pods)
+    if (p.updated && !p.ready && p.problem !== undefined && p.pull === undefined) lines.push(`  ${p.name}${p.node ? ` on ${p.node}` : ''}: ${p.problem}`);
   return lines;
 }
 
@@ -102,10 +117,18 @@ type Outcome = { done: false } | { done: true; ok: boolean; message: string };
 export function outcome(s: RolloutStatusView, startHash: string | undefined): Outcome {
   const r = s.rollout;
   if (r?.rolledBackFrom !== undefined && r.rolledBackFrom.hash === startHash) {
-    return { done: true, ok: false, message: `deployment "${s.name}" rollout of revision ${r.rolledBackFrom.revision} failed and was rolled back: ${r.rolledBackFrom.reason}` };
+    return {
+      done: true,
+      ok: false,
+      message: `deployment "${s.name}" rollout of revision ${r.rolledBackFrom.revision} failed and was rolled back: ${r.rolledBackFrom.reason}`,
+    };
   }
   if (startHash !== undefined && s.updateRevision !== undefined && s.updateRevision !== startHash) {
-    return { done: true, ok: false, message: `deployment "${s.name}" was changed while waiting (now revision ${s.revision ?? '?'}); run 'orchard rollout status' again` };
+    return {
+      done: true,
+      ok: false,
+      message: `deployment "${s.name}" was changed while waiting (now revision ${s.revision ?? '?'}); run 'orchard rollout status' again`,
+    };
   }
   if (r === undefined) {
     // A hub or controller that reports no rollout state (global mode): count ready pods.
@@ -168,7 +191,12 @@ export const rolloutHistoryCommand: CommandDef = {
     const r = HistorySchema.safeParse(await client.get(path));
     if (!r.success) throw validationError(r.error, `response from hub for GET ${path}`);
     ctx.io.stdout.write(`${objectRef('Deployment', name)}\n`);
-    const rows = r.data.items.map((i) => [String(i.revision), i.changeCause ?? '<none>', i.images.join(','), [i.update ? 'update' : '', i.stable ? 'stable' : ''].filter(Boolean).join(',') || '-']);
+    const rows = r.data.items.map((i) => [
+      String(i.revision),
+      i.changeCause ?? '<none>',
+      i.images.join(','),
+      [i.update ? 'update' : '', i.stable ? 'stable' : ''].filter(Boolean).join(',') || '-',
+    ]);
     ctx.io.stdout.write(table(['REVISION', 'CHANGE-CAUSE', 'IMAGES', 'STATE'], rows));
     return 0;
   },
@@ -191,7 +219,11 @@ Flags:
     const body = text === undefined ? {} : { toRevision: requireInt('to-revision', text, 1) };
     const client = await ctx.client();
     const r = (await client.post(`${base(name)}/undo`, body)) as { revision?: number; skipped?: boolean } | undefined;
-    ctx.io.stdout.write(r?.skipped ? `${objectRef('Deployment', name)} skipped rollback (already at revision ${r.revision ?? '?'})\n` : `${objectRef('Deployment', name)} rolled back to revision ${r?.revision ?? '?'}\n`);
+    ctx.io.stdout.write(
+      r?.skipped
+        ? `${objectRef('Deployment', name)} skipped rollback (already at revision ${r.revision ?? '?'})\n`
+        : `${objectRef('Deployment', name)} rolled back to revision ${r?.revision ?? '?'}\n`,
+    );
     return 0;
   },
 };

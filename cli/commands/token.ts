@@ -100,7 +100,14 @@ Flags:
   --replace-node NODE  the token re-enrols the already enrolled NODE, and joins no other name
   --role ROLE      admin, operator or viewer: makes an API token
   --name NAME      a name for an API token, shown by 'token list'`,
-  options: { ttl: { type: 'string' }, uses: { type: 'string' }, labels: { type: 'string' }, 'replace-node': { type: 'string' }, role: { type: 'string' }, name: { type: 'string' } },
+  options: {
+    ttl: { type: 'string' },
+    uses: { type: 'string' },
+    labels: { type: 'string' },
+    'replace-node': { type: 'string' },
+    role: { type: 'string' },
+    name: { type: 'string' },
+  },
   async run(ctx) {
     if (ctx.positionals.length > 0) throw usageError(`unexpected argument "${ctx.positionals[0] ?? ''}"`);
     const body = buildTokenRequest(ctx.flags);
@@ -147,7 +154,14 @@ export const tokenListCommand: CommandDef = {
       }
       if (parsed.apiTokens.length > 0) {
         if (parsed.joinTokens.length > 0) out.write('\n');
-        const rows = parsed.apiTokens.map((t) => [t.id, t.name, t.role, expiresText(t.expiresAt, now), t.usable ? 'usable' : 'expired', ageSince(t.createdAt, now)]);
+        const rows = parsed.apiTokens.map((t) => [
+          t.id,
+          t.name,
+          t.role,
+          expiresText(t.expiresAt, now),
+          t.usable ? 'usable' : 'expired',
+          ageSince(t.createdAt, now),
+        ]);
         out.write(`API TOKENS\n${table(['ID', 'NAME', 'ROLE', 'EXPIRES', 'STATE', 'AGE'], rows)}`);
       }
     }

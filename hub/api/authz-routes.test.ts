@@ -1,7 +1,15 @@
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CommandRequestSchema, RoleSchema, RolloutActionSchema, type CommandOp, type CommandReply, type CommandRequest, type Role } from '../../protocol/api.js';
+import {
+  CommandRequestSchema,
+  RoleSchema,
+  RolloutActionSchema,
+  type CommandOp,
+  type CommandReply,
+  type CommandRequest,
+  type Role,
+} from '../../protocol/api.js';
 import { createLogger } from '../log.js';
 import { Operations } from '../operations.js';
 import { OPERATIONS, ROLE_ORDER, requiredRole } from '../security/authz.js';
@@ -60,7 +68,10 @@ const COMMANDS_BEFORE: Record<CommandOp, Array<[CommandRequest, Role]>> = {
   ],
   delete: [[{ id: 'd', op: 'delete', args: { kind: 'pods', name: 'x' } }, 'operator']],
   scale: [[{ id: 's', op: 'scale', args: { name: 'x', replicas: 1 } }, 'operator']],
-  rollout: RolloutActionSchema.options.map((action) => [{ id: `r-${action}`, op: 'rollout', args: { action, name: 'x' } }, action === 'status' || action === 'history' ? 'viewer' : 'operator']),
+  rollout: RolloutActionSchema.options.map((action) => [
+    { id: `r-${action}`, op: 'rollout', args: { action, name: 'x' } },
+    action === 'status' || action === 'history' ? 'viewer' : 'operator',
+  ]),
 };
 
 function stubAuth(): ApiAuth {
@@ -104,7 +115,11 @@ describe('every HTTP route maps to an operation of the one table', () => {
     app.routeRules.filter((r) => r.method !== 'HEAD').map((r) => ({ ...r, route: `${r.method} ${r.url}` }));
 
   it('fastify registered exactly the routes listed here (a new route needs a row, and a rule)', () => {
-    expect(routes().map((r) => r.route).sort()).toEqual(Object.keys(HTTP_BEFORE).sort());
+    expect(
+      routes()
+        .map((r) => r.route)
+        .sort(),
+    ).toEqual(Object.keys(HTTP_BEFORE).sort());
     for (const head of app.routeRules.filter((r) => r.method === 'HEAD')) {
       expect(app.routeRules.find((r) => r.method === 'GET' && r.url === head.url)?.operation).toBe(head.operation);
     }
@@ -141,7 +156,10 @@ describe('every HTTP route maps to an operation of the one table', () => {
       const r = await app.inject({ method: method as 'GET', url: concrete(url), headers: { authorization: `Bearer ${role}` } });
       if (before !== 'public' && rank(role) < rank(before)) {
         expect(r.statusCode, r.body).toBe(403);
-        expect(r.json<{ code: string; message: string }>()).toMatchObject({ code: 'ERR_FORBIDDEN', message: `role "${role}" may not do this (needs ${before})` });
+        expect(r.json<{ code: string; message: string }>()).toMatchObject({
+          code: 'ERR_FORBIDDEN',
+          message: `role "${role}" may not do this (needs ${before})`,
+        });
       } else {
         expect([401, 403], r.body).not.toContain(r.statusCode);
       }
@@ -152,7 +170,9 @@ describe('every HTTP route maps to an operation of the one table', () => {
   it('docs/security.md lists each operation with the routes that use it', () => {
     const doc = readFileSync(new URL('../../docs/security.md', import.meta.url), 'utf8');
     const rows = [...doc.matchAll(/^\| `([a-z.-]+)` \| \w+ \| ([^|]+) \|/gm)];
-    const documented = Object.fromEntries(rows.map((m) => [m[1], (m[2] ?? '').trim() === '—' ? [] : (m[2] ?? '').split(',').map((s) => s.replace(/`/g, '').trim())]));
+    const documented = Object.fromEntries(
+      rows.map((m) => [m[1], (m[2] ?? '').trim() === '—' ? [] : (m[2] ?? '').split(',').map((s) => s.replace(/`/g, '').trim())]),
+    );
     const served: Record<string, string[]> = {};
     for (const r of routes()) if (r.operation !== 'public') (served[r.operation] ??= []).push(r.route);
     for (const op of OPERATIONS) expect((served[op] ?? []).sort(), op).toEqual((documented[op] ?? []).sort());
@@ -174,18 +194,21 @@ describe('every MQTT command maps to an operation of the one table', () => {
     expect(requiredRole(op)).toBe(before);
   });
 
-  it.each(samples.flatMap(([cmd, before]) => RoleSchema.options.map((role) => [cmd.id, role, before, cmd] as const)))('%s as %s (needs %s)', async (_id, role, before, cmd) => {
-    const store = new MemoryStore();
-    const log = createLogger('hub', 'silent');
-    const replies: CommandReply[] = [];
-    const publisher = { publish: async (_t: string, payload: Buffer) => void replies.push(JSON.parse(payload.toString()) as CommandReply) };
-    const mc = new MqttCommands({ ops: new Operations({ store, log, now: () => new Date() }), log, publisher });
-    await mc.handle('orchard/v1/commands/cli-1', Buffer.from(JSON.stringify(cmd)), role);
-    const reply = replies[0];
-    if (rank(role) < rank(before)) {
-      expect(reply).toMatchObject({ ok: false, error: { code: 'ERR_FORBIDDEN', message: `role "${role}" may not ${cmd.op} (needs ${before})` } });
-    } else {
-      expect(reply?.ok === false ? reply.error.code : 'ok').not.toBe('ERR_FORBIDDEN');
-    }
-  });
+  it.each(samples.flatMap(([cmd, before]) => RoleSchema.options.map((role) => [cmd.id, role, before, cmd] as const)))(
+    '%s as %s (needs %s)',
+    async (_id, role, before, cmd) => {
+      const store = new MemoryStore();
+      const log = createLogger('hub', 'silent');
+      const replies: CommandReply[] = [];
+      const publisher = { publish: async (_t: string, payload: Buffer) => void replies.push(JSON.parse(payload.toString()) as CommandReply) };
+      const mc = new MqttCommands({ ops: new Operations({ store, log, now: () => new Date() }), log, publisher });
+      await mc.handle('orchard/v1/commands/cli-1', Buffer.from(JSON.stringify(cmd)), role);
+      const reply = replies[0];
+      if (rank(role) < rank(before)) {
+        expect(reply).toMatchObject({ ok: false, error: { code: 'ERR_FORBIDDEN', message: `role "${role}" may not ${cmd.op} (needs ${before})` } });
+      } else {
+        expect(reply?.ok === false ? reply.error.code : 'ok').not.toBe('ERR_FORBIDDEN');
+      }
+    },
+  );
 });

@@ -13,6 +13,8 @@ export function jsonBody(req: FastifyRequest): unknown {
   try {
     return JSON.parse(text) as unknown;
   } catch (e) {
-    throw new OrchardError('ERR_VALIDATION', `request body is not valid JSON: ${(e as Error).message}`, { details: { issues: [{ path: '(root)', message: 'must be valid JSON' }] } });
+    throw new OrchardError('ERR_VALIDATION', `request body is not valid JSON: ${(e as Error).message}`, {
+      details: { issues: [{ path: '(root)', message: 'must be valid JSON' }] },
+    });
   }
 }

@@ -50,12 +50,14 @@ async function refresh() {
     table('nodes', ['Name', 'Status', 'Arch', 'CPU', 'Memory', 'Pods'], nodes.map((n) => [esc(n.metadata.name),
       ready(n) ? '<span class="ok">Ready</span>' : '<span class="bad">NotReady</span>', esc(n.status.info?.arch), esc(n.status.info?.cpu.cores),
       esc(Math.round((n.status.info?.memoryBytes || 0) / 1048576) + 'Mi'), pods.filter((p) => p.spec.nodeName === n.metadata.name).length]));
-    table('deployments', ['Name', 'Ready', 'Mode'], deps.map((d) => [esc(d.metadata.name), esc(d.status.readyReplicas + '/' + (d.spec.mode === 'global' ? d.status.replicas : d.spec.replicas)), esc(d.spec.mode)]));
+    table('deployments', ['Name', 'Ready', 'Mode'], deps.map((d) => [esc(d.metadata.name),
+      esc(d.status.readyReplicas + '/' + (d.spec.mode === 'global' ? d.status.replicas : d.spec.replicas)), esc(d.spec.mode)]));
     table('pods', ['Name', 'Status', 'Restarts', 'Node'], pods.map((p) => {
       const waiting = (p.status.containerStatuses || []).find((c) => c.state !== 'running' && c.reason);
       return [esc(p.metadata.name), esc(waiting ? waiting.reason : p.status.phase), (p.status.containerStatuses || []).reduce((a, c) => a + c.restartCount, 0), esc(p.spec.nodeName || '—')];
     }));
-    table('events', ['Last seen', 'Type', 'Reason', 'Object', 'Message'], events.slice(-15).reverse().map((e) => [esc(e.lastTimestamp), esc(e.type), esc(e.reason), esc(e.involvedObject.kind + '/' + e.involvedObject.name), esc(e.message)]));
+    table('events', ['Last seen', 'Type', 'Reason', 'Object', 'Message'], events.slice(-15).reverse().map((e) => [esc(e.lastTimestamp),
+      esc(e.type), esc(e.reason), esc(e.involvedObject.kind + '/' + e.involvedObject.name), esc(e.message)]));
   } catch (e) { $('err').textContent = e.message; }
 }
 refresh(); setInterval(refresh, 3000);

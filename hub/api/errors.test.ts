@@ -27,7 +27,7 @@ describe('toOrchardError: the one error → HTTP mapping', () => {
     expect(oe.status).toBe(status);
   });
 
-  it('names the field path of a stray ZodError, not zod\'s JSON dump', () => {
+  it("names the field path of a stray ZodError, not zod's JSON dump", () => {
     const oe = toOrchardError(zodError());
     expect(oe.details?.issues).toEqual([{ path: 'node', message: 'Invalid input: expected string, received array' }]);
     expect(oe.message).toBe('invalid request: node: Invalid input: expected string, received array');

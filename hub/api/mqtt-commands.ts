@@ -91,10 +91,13 @@ export function commandOperation(req: CommandRequest): Operation {
 }
 
 function decodeJson(payload: Buffer): unknown {
-  if (payload.byteLength > MAX_MESSAGE_BYTES) throw new OrchardError('ERR_PAYLOAD_TOO_LARGE', `command of ${payload.byteLength} bytes exceeds ${MAX_MESSAGE_BYTES}`);
+  if (payload.byteLength > MAX_MESSAGE_BYTES)
+    throw new OrchardError('ERR_PAYLOAD_TOO_LARGE', `command of ${payload.byteLength} bytes exceeds ${MAX_MESSAGE_BYTES}`);
   try {
     return JSON.parse(payload.toString('utf8')) as unknown;
   } catch (e) {
-    throw new OrchardError('ERR_VALIDATION', `command payload is not JSON: ${(e as Error).message}`, { details: { issues: [{ path: '(root)', message: 'must be a JSON object' }] } });
+    throw new OrchardError('ERR_VALIDATION', `command payload is not JSON: ${(e as Error).message}`, {
+      details: { issues: [{ path: '(root)', message: 'must be a JSON object' }] },
+    });
   }
 }

@@ -46,7 +46,9 @@ export class RouteRules {
         // fastify adds a HEAD route for each GET, with the same preHandler.
         const operation = guarded[0] ?? (PUBLIC_ROUTES.includes(`${method === 'HEAD' ? 'GET' : method} ${route.url}`) ? 'public' : undefined);
         if (operation === undefined) {
-          throw new Error(`route ${method} ${route.url} has no authorisation rule: guard it with need(<operation from hub/security/authz.ts>) or list it in PUBLIC_ROUTES`);
+          throw new Error(
+            `route ${method} ${route.url} has no authorisation rule: guard it with need(<operation from hub/security/authz.ts>) or list it in PUBLIC_ROUTES`,
+          );
         }
         this.rules.push({ method, url: route.url, operation });
       }

@@ -29,8 +29,14 @@ export const LabelEditSchema = z.strictObject({
 });
 
 export const TaintEditSchema = z.strictObject({
-  add: z.array(z.strictObject({ key: LabelKeySchema, value: LabelValueSchema.optional(), effect: EffectSchema })).max(32).default([]),
-  remove: z.array(z.strictObject({ key: LabelKeySchema, effect: EffectSchema.optional() })).max(32).default([]),
+  add: z
+    .array(z.strictObject({ key: LabelKeySchema, value: LabelValueSchema.optional(), effect: EffectSchema }))
+    .max(32)
+    .default([]),
+  remove: z
+    .array(z.strictObject({ key: LabelKeySchema, effect: EffectSchema.optional() }))
+    .max(32)
+    .default([]),
 });
 
 const ParamsSchema = z.object({ name: z.string().min(1).max(253) });

@@ -31,6 +31,12 @@ export function registerTokenRoutes(app: FastifyInstance, deps: TokenRoutesDeps)
     const { id } = parseParams(TokenIdSchema, req);
     const r = deps.revokeToken(id);
     if (!r.revoked) throw new OrchardError('ERR_NOT_FOUND', `no join or API token with id ${id}`);
-    return { id, kind: r.kind, revoked: true, disconnected: r.disconnected, ...(r.watchStreamsClosed !== undefined ? { watchStreamsClosed: r.watchStreamsClosed } : {}) };
+    return {
+      id,
+      kind: r.kind,
+      revoked: true,
+      disconnected: r.disconnected,
+      ...(r.watchStreamsClosed !== undefined ? { watchStreamsClosed: r.watchStreamsClosed } : {}),
+    };
   });
 }

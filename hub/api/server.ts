@@ -1,14 +1,6 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import {
-  GetArgsSchema,
-  JoinRequestSchema,
-  MAX_BODY_BYTES,
-  RoleSchema,
-  ScaleArgsSchema,
-  type JoinResponse,
-  type Role,
-} from '../../protocol/api.js';
+import { GetArgsSchema, JoinRequestSchema, MAX_BODY_BYTES, RoleSchema, ScaleArgsSchema, type JoinResponse, type Role } from '../../protocol/api.js';
 import { OrchardError, parseOrThrow } from '../../protocol/errors.js';
 import { LabelsSchema, NameSchema } from '../../protocol/manifest.js';
 import { OBJECT_KINDS, type ObjectKind } from '../../protocol/objects.js';
@@ -53,7 +45,11 @@ export interface ApiAuth {
   caPem(): string | undefined;
   /** Refuses an enrolled name (ERR_NODE_EXISTS) unless the token was made to replace it. */
   join(token: string, node: string): { credential: string; labels: Record<string, string>; replaced: boolean };
-  createJoinToken(opts: { ttlSeconds?: number; uses?: number; labels?: Record<string, string>; replaceNode?: string }): { token: string; id: string; expiresAt?: string };
+  createJoinToken(opts: { ttlSeconds?: number; uses?: number; labels?: Record<string, string>; replaceNode?: string }): {
+    token: string;
+    id: string;
+    expiresAt?: string;
+  };
   createApiToken(opts: { name: string; role: Role; ttlSeconds?: number }): { token: string; id: string };
   listTokens(): unknown;
   revokeNode(node: string): void;
@@ -82,7 +78,12 @@ export interface ApiDeps {
 
 const TokenCreateSchema = z.strictObject({
   type: z.enum(['join', 'api']).default('join'),
-  ttlSeconds: z.number().int().min(1).max(10 * 365 * 24 * 3600).optional(),
+  ttlSeconds: z
+    .number()
+    .int()
+    .min(1)
+    .max(10 * 365 * 24 * 3600)
+    .optional(),
   uses: z.number().int().min(1).max(1_000_000).optional(),
   labels: LabelsSchema.optional(),
   /** Join tokens only: the token may re-enrol exactly this (enrolled) node name, and no other. */
@@ -138,22 +139,24 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     void reply.status(404).send(new OrchardError('ERR_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`).toJSON());
   });
 
-  const need = (op: Operation) => rules.tag(async (req: FastifyRequest): Promise<void> => {
-    const source = req.ip;
-    const header = req.headers.authorization ?? '';
-    const m = /^Bearer\s+(\S+)$/i.exec(header);
-    const identity = apiTokenIdentity(m?.[1] ?? '');
-    if (deps.auth.limited(source, identity)) throw new OrchardError('ERR_RATE_LIMITED', 'too many failed logins with this token from this address; try again later');
-    const principal = m?.[1] ? deps.auth.authenticate(m[1]) : undefined;
-    if (!principal) {
-      if (m) deps.auth.failed(source, identity);
-      throw new OrchardError('ERR_UNAUTHENTICATED', m ? 'the API token is unknown, expired or revoked' : 'missing "Authorization: Bearer <token>" header');
-    }
-    if (!allowed(principal.role, op)) {
-      throw new OrchardError('ERR_FORBIDDEN', `role "${principal.role}" may not do this (needs ${requiredRole(op)})`);
-    }
-    req.principal = principal;
-  }, op);
+  const need = (op: Operation) =>
+    rules.tag(async (req: FastifyRequest): Promise<void> => {
+      const source = req.ip;
+      const header = req.headers.authorization ?? '';
+      const m = /^Bearer\s+(\S+)$/i.exec(header);
+      const identity = apiTokenIdentity(m?.[1] ?? '');
+      if (deps.auth.limited(source, identity))
+        throw new OrchardError('ERR_RATE_LIMITED', 'too many failed logins with this token from this address; try again later');
+      const principal = m?.[1] ? deps.auth.authenticate(m[1]) : undefined;
+      if (!principal) {
+        if (m) deps.auth.failed(source, identity);
+        throw new OrchardError('ERR_UNAUTHENTICATED', m ? 'the API token is unknown, expired or revoked' : 'missing "Authorization: Bearer <token>" header');
+      }
+      if (!allowed(principal.role, op)) {
+        throw new OrchardError('ERR_FORBIDDEN', `role "${principal.role}" may not do this (needs ${requiredRole(op)})`);
+      }
+      req.principal = principal;
+    }, op);
 
   const watches = new WatchStreams({
     ...deps.watch,
@@ -190,7 +193,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.post('/api/v1/join', async (req) => {
     const body = parseOrThrow(JoinRequestSchema, jsonBody(req), 'join request');
     const identity = joinTokenIdentity(body.token);
-    if (deps.auth.limited(req.ip, identity)) throw new OrchardError('ERR_RATE_LIMITED', 'too many failed joins with this token from this address; try again later');
+    if (deps.auth.limited(req.ip, identity))
+      throw new OrchardError('ERR_RATE_LIMITED', 'too many failed joins with this token from this address; try again later');
     try {
       const r = deps.auth.join(body.token, body.node);
       const res: JoinResponse = { node: body.node, credential: r.credential, caPem: deps.auth.caPem() ?? '', mqttPort: deps.mqttPort(), labels: r.labels };
@@ -259,7 +263,10 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     });
     res.writeHead(200, { ...SECURITY_HEADERS, 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
     stream.write(': watching\n\n');
-    stop = deps.store.watch((ev) => stream.write(`event: ${ev.type}\ndata: ${JSON.stringify(ev.object.kind === 'Secret' ? redactSecret(ev.object) : ev.object)}\n\n`), kinds);
+    stop = deps.store.watch(
+      (ev) => stream.write(`event: ${ev.type}\ndata: ${JSON.stringify(ev.object.kind === 'Secret' ? redactSecret(ev.object) : ev.object)}\n\n`),
+      kinds,
+    );
     ping = setInterval(() => stream.write(': ping\n\n'), 15_000);
     req.raw.on('close', () => stream.release());
   });
@@ -268,9 +275,16 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.post('/api/v1/tokens', { preHandler: need('token.create') }, async (req) => {
     const body = parseOrThrow(TokenCreateSchema, jsonBody(req), 'token request');
     if (body.type === 'api' || body.role) {
-      if (body.replaceNode !== undefined) throw new OrchardError('ERR_VALIDATION', 'replaceNode applies to join tokens, not to API tokens', { details: { issues: [{ path: 'replaceNode', message: 'only for join tokens' }] } });
+      if (body.replaceNode !== undefined)
+        throw new OrchardError('ERR_VALIDATION', 'replaceNode applies to join tokens, not to API tokens', {
+          details: { issues: [{ path: 'replaceNode', message: 'only for join tokens' }] },
+        });
       const role = body.role ?? 'viewer';
-      return { type: 'api', role, ...deps.auth.createApiToken({ name: body.name ?? `${role}-token`, role, ...(body.ttlSeconds ? { ttlSeconds: body.ttlSeconds } : {}) }) };
+      return {
+        type: 'api',
+        role,
+        ...deps.auth.createApiToken({ name: body.name ?? `${role}-token`, role, ...(body.ttlSeconds ? { ttlSeconds: body.ttlSeconds } : {}) }),
+      };
     }
     const opts: { ttlSeconds?: number; uses?: number; labels?: Record<string, string>; replaceNode?: string } = {};
     if (body.ttlSeconds) opts.ttlSeconds = body.ttlSeconds;
@@ -289,7 +303,10 @@ export function parseSelector(s: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const part of s.split(',')) {
     const [k, v] = part.split('=');
-    if (!k || v === undefined) throw new OrchardError('ERR_VALIDATION', `labelSelector "${s}" must look like key=value,key2=value2`, { details: { issues: [{ path: 'labelSelector', message: 'must be key=value pairs separated by commas' }] } });
+    if (!k || v === undefined)
+      throw new OrchardError('ERR_VALIDATION', `labelSelector "${s}" must look like key=value,key2=value2`, {
+        details: { issues: [{ path: 'labelSelector', message: 'must be key=value pairs separated by commas' }] },
+      });
     out[k.trim()] = v.trim();
   }
   return out;

@@ -55,7 +55,9 @@ export class WatchStreams {
   /** Throws ERR_WATCH_LIMIT when the token already holds its maximum; call before answering. */
   admit(tokenId: string): void {
     if (this.count(tokenId) >= this.maxPerToken) {
-      throw new OrchardError('ERR_WATCH_LIMIT', `this API token already holds ${this.maxPerToken} open watch streams; close one first`, { details: { limit: this.maxPerToken } });
+      throw new OrchardError('ERR_WATCH_LIMIT', `this API token already holds ${this.maxPerToken} open watch streams; close one first`, {
+        details: { limit: this.maxPerToken },
+      });
     }
   }
 

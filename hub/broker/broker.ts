@@ -93,7 +93,10 @@ export class HubBroker implements Publisher {
     // Sockets are created paused: the gate decides when node's own connection handling (for TLS,
     // tls.Server's handshake listener, with its handshake timeout and tlsClientError) sees them.
     const server = opts.tls
-      ? tls.createServer({ cert: opts.tls.cert, key: opts.tls.key, handshakeTimeout: opts.handshakeTimeoutMs ?? 10_000, minVersion: 'TLSv1.2', pauseOnConnect: true }, onSocket)
+      ? tls.createServer(
+          { cert: opts.tls.cert, key: opts.tls.key, handshakeTimeout: opts.handshakeTimeoutMs ?? 10_000, minVersion: 'TLSv1.2', pauseOnConnect: true },
+          onSocket,
+        )
       : net.createServer({ pauseOnConnect: true }, onSocket);
     const handlers = server.listeners('connection') as Array<(raw: net.Socket) => void>;
     server.removeAllListeners('connection');
@@ -134,9 +137,8 @@ export class HubBroker implements Publisher {
 
   publish(topic: string, payload: Buffer, opts: { retain?: boolean; qos?: 0 | 1 } = {}): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.aedes.publish(
-        { cmd: 'publish', topic, payload, qos: opts.qos ?? 1, retain: opts.retain ?? false, dup: false },
-        (err) => (err ? reject(err) : resolve()),
+      this.aedes.publish({ cmd: 'publish', topic, payload, qos: opts.qos ?? 1, retain: opts.retain ?? false, dup: false }, (err) =>
+        err ? reject(err) : resolve(),
       );
     });
   }
@@ -153,9 +155,7 @@ export class HubBroker implements Publisher {
       cb();
     };
     return new Promise((resolve) => {
-      this.aedes.subscribe(filter, deliver, () =>
-        resolve(() => new Promise<void>((r) => this.aedes.unsubscribe(filter, deliver, () => r()))),
-      );
+      this.aedes.subscribe(filter, deliver, () => resolve(() => new Promise<void>((r) => this.aedes.unsubscribe(filter, deliver, () => r()))));
     });
   }
 

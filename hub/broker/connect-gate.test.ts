@@ -136,4 +136,3 @@ describe('ConnectGate', () => {
     expect(h.gate.snapshot()).toMatchObject({ refused: 1, admitted: 2, inFlightNow: 1 });
   });
 });
-

@@ -25,7 +25,15 @@ function status(node: string, o: { cores?: number; memoryLimit?: boolean; condit
     labels: {},
     bootId: 'b1',
     at: new Date().toISOString(),
-    info: { arch: 'arm64', os: 'linux', cpu: { cores: o.cores ?? 4 }, memoryBytes: 4 * 1024 ** 3, engine: { name: 'docker', version: '20.10', memoryLimit: o.memoryLimit ?? true, cpuLimit: true }, agentVersion: '0.1.0', addresses: ['127.0.0.1'] },
+    info: {
+      arch: 'arm64',
+      os: 'linux',
+      cpu: { cores: o.cores ?? 4 },
+      memoryBytes: 4 * 1024 ** 3,
+      engine: { name: 'docker', version: '20.10', memoryLimit: o.memoryLimit ?? true, cpuLimit: true },
+      agentVersion: '0.1.0',
+      addresses: ['127.0.0.1'],
+    },
     ...(o.conditions !== undefined ? { conditions: o.conditions } : {}),
   };
 }
@@ -59,7 +67,10 @@ function world() {
   };
   const report = (m: NodeStatusMessage): void => nodes.handle(topics.nodeStatus(m.node), Buffer.from(JSON.stringify(m)));
   const observe = (node: string, pods: Array<Partial<ObservedPod> & { name: string; uid: string }>): void =>
-    nodes.handle(topics.nodeObserved(node), Buffer.from(JSON.stringify({ node, generation: 1, at: 'now', pods: pods.map((p) => ({ phase: 'Running', containers: [], ...p })) })));
+    nodes.handle(
+      topics.nodeObserved(node),
+      Buffer.from(JSON.stringify({ node, generation: 1, at: 'now', pods: pods.map((p) => ({ phase: 'Running', containers: [], ...p })) })),
+    );
   const lastWill = (node: string): void => nodes.handle(topics.nodePresence(node), Buffer.from(JSON.stringify({ node, online: false })));
   const nodeConds = (name: string): Condition[] => store.get('Node', name)?.status.conditions ?? [];
   const pod = () => {
@@ -67,7 +78,19 @@ function world() {
     if (p === undefined) throw new Error('no pod');
     return p;
   };
-  return { store, ops, nodes, settle, report, observe, lastWill, nodeConds, pod, setClock: (s: number) => (clock = T0 + s * 1000), stop: () => [deployments, scheduling].forEach((c) => c.stop()) };
+  return {
+    store,
+    ops,
+    nodes,
+    settle,
+    report,
+    observe,
+    lastWill,
+    nodeConds,
+    pod,
+    setClock: (s: number) => (clock = T0 + s * 1000),
+    stop: () => [deployments, scheduling].forEach((c) => c.stop()),
+  };
 }
 
 const brief = (cs: readonly Condition[]): string[] => cs.map((c) => `${c.type}=${c.status}${c.reason ? `/${c.reason}` : ''}@${c.lastTransitionTime ?? '-'}`);
@@ -88,7 +111,12 @@ describe('condition writers', () => {
     // DiskPressure from the agent: appended, stamped with the hub's clock (not the agent's), then
     // its message follows the agent while its transition time stays.
     w.setClock(30);
-    w.report(status('n1', { memoryLimit: false, conditions: [{ type: 'DiskPressure', status: 'True', reason: 'ImageGC', message: '91% used', lastTransitionTime: '2000-01-01T00:00:00.000Z' }] }));
+    w.report(
+      status('n1', {
+        memoryLimit: false,
+        conditions: [{ type: 'DiskPressure', status: 'True', reason: 'ImageGC', message: '91% used', lastTransitionTime: '2000-01-01T00:00:00.000Z' }],
+      }),
+    );
     w.setClock(40);
     w.report(status('n1', { memoryLimit: false, conditions: [{ type: 'DiskPressure', status: 'True', reason: 'ImageGC', message: '95% used' }] }));
     const disk = w.nodeConds('n1').find((c) => c.type === 'DiskPressure');
@@ -99,11 +127,21 @@ describe('condition writers', () => {
     w.lastWill('n1');
     w.setClock(200);
     w.nodes.sweep();
-    expect(w.nodeConds('n1').find((c) => c.type === 'Ready')).toEqual({ type: 'Ready', status: 'False', reason: 'AgentDisconnected', message: 'the agent disconnected (MQTT last will)', lastTransitionTime: at(50) });
+    expect(w.nodeConds('n1').find((c) => c.type === 'Ready')).toEqual({
+      type: 'Ready',
+      status: 'False',
+      reason: 'AgentDisconnected',
+      message: 'the agent disconnected (MQTT last will)',
+      lastTransitionTime: at(50),
+    });
     // Back: True again, the reporting reason back, the time of this transition.
     w.setClock(210);
     w.report(status('n1', { memoryLimit: false }));
-    expect(brief(w.nodeConds('n1'))).toEqual([`Ready=True/AgentReporting@${at(210)}`, `MemoryLimitUnsupported=True/NoMemoryCgroup@${at(20)}`, `DiskPressure=True/ImageGC@${at(30)}`]);
+    expect(brief(w.nodeConds('n1'))).toEqual([
+      `Ready=True/AgentReporting@${at(210)}`,
+      `MemoryLimitUnsupported=True/NoMemoryCgroup@${at(20)}`,
+      `DiskPressure=True/ImageGC@${at(30)}`,
+    ]);
     w.stop();
   });
 
@@ -116,12 +154,42 @@ describe('condition writers', () => {
     expect(brief(w.pod().status.conditions)).toEqual([`PodScheduled=True@${at(0)}`]);
 
     w.setClock(5);
-    w.observe('n1', [{ name, uid, ready: false, conditions: [{ type: 'ContainersReady', status: 'False', reason: 'ContainersNotReady' }, { type: 'Ready', status: 'False', reason: 'ContainersNotReady' }] }]);
+    w.observe('n1', [
+      {
+        name,
+        uid,
+        ready: false,
+        conditions: [
+          { type: 'ContainersReady', status: 'False', reason: 'ContainersNotReady' },
+          { type: 'Ready', status: 'False', reason: 'ContainersNotReady' },
+        ],
+      },
+    ]);
     w.setClock(10);
-    w.observe('n1', [{ name, uid, ready: true, conditions: [{ type: 'ContainersReady', status: 'True' }, { type: 'Ready', status: 'True' }] }]);
+    w.observe('n1', [
+      {
+        name,
+        uid,
+        ready: true,
+        conditions: [
+          { type: 'ContainersReady', status: 'True' },
+          { type: 'Ready', status: 'True' },
+        ],
+      },
+    ]);
     w.setClock(15);
     // Same status again, and an agent that claims an earlier transition: the hub keeps its own time.
-    w.observe('n1', [{ name, uid, ready: true, conditions: [{ type: 'ContainersReady', status: 'True' }, { type: 'Ready', status: 'True', lastTransitionTime: at(-3600) }] }]);
+    w.observe('n1', [
+      {
+        name,
+        uid,
+        ready: true,
+        conditions: [
+          { type: 'ContainersReady', status: 'True' },
+          { type: 'Ready', status: 'True', lastTransitionTime: at(-3600) },
+        ],
+      },
+    ]);
     expect(brief(w.pod().status.conditions)).toEqual([`PodScheduled=True@${at(0)}`, `ContainersReady=True@${at(10)}`, `Ready=True@${at(10)}`]);
 
     // An agent that sends no conditions: Ready from `ready`, ContainersReady dropped (the agent's list wins).
@@ -133,7 +201,17 @@ describe('condition writers', () => {
     w.observe('n1', [{ name, uid, ready: false, conditions: [{ type: 'Ready', status: 'False', lastTransitionTime: at(24) }] }]);
     expect(brief(w.pod().status.conditions)).toEqual([`PodScheduled=True@${at(0)}`, `Ready=False@${at(25)}`]);
     w.setClock(30);
-    w.observe('n1', [{ name, uid, ready: true, conditions: [{ type: 'ContainersReady', status: 'True' }, { type: 'Ready', status: 'True' }] }]);
+    w.observe('n1', [
+      {
+        name,
+        uid,
+        ready: true,
+        conditions: [
+          { type: 'ContainersReady', status: 'True' },
+          { type: 'Ready', status: 'True' },
+        ],
+      },
+    ]);
 
     // The node is lost at 40 s: both readiness conditions False with the NodeLost reason.
     w.setClock(40);
@@ -190,7 +268,18 @@ describe('condition writers', () => {
 
     w.setClock(10);
     const { name, uid } = w.pod().metadata;
-    w.observe('n1', [{ name, uid, ready: true, conditions: [{ type: 'ContainersReady', status: 'True' }, { type: 'Ready', status: 'True' }], containers: [{ name: 'c', image: 'img', state: 'running', restartCount: 0, ready: true }] }]);
+    w.observe('n1', [
+      {
+        name,
+        uid,
+        ready: true,
+        conditions: [
+          { type: 'ContainersReady', status: 'True' },
+          { type: 'Ready', status: 'True' },
+        ],
+        containers: [{ name: 'c', image: 'img', state: 'running', restartCount: 0, ready: true }],
+      },
+    ]);
     await w.settle();
     expect(conds()).toEqual([
       expect.objectContaining({ type: 'Available', status: 'True', reason: 'MinimumReplicasAvailable', lastUpdateTime: at(10), lastTransitionTime: at(10) }),

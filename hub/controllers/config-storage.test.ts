@@ -25,7 +25,15 @@ function status(node: string): NodeStatusMessage {
     labels: {},
     bootId: 'b',
     at: new Date().toISOString(),
-    info: { arch: 'arm64', os: 'linux', cpu: { cores: 4 }, memoryBytes: 4 * 1024 ** 3, engine: { name: 'docker', version: '20.10', memoryLimit: true, cpuLimit: true }, agentVersion: '0.1.0', addresses: [] },
+    info: {
+      arch: 'arm64',
+      os: 'linux',
+      cpu: { cores: 4 },
+      memoryBytes: 4 * 1024 ** 3,
+      engine: { name: 'docker', version: '20.10', memoryLimit: true, cpuLimit: true },
+      agentVersion: '0.1.0',
+      addresses: [],
+    },
   };
 }
 
@@ -40,7 +48,11 @@ function world() {
     },
   };
   const ops = new Operations({ store, log: silentLogger, now, secrets });
-  const ctrl = [new DeploymentController({ store, log: silentLogger, now }), new SchedulingController({ store, log: silentLogger, now }), new DesiredPublisher({ store, publisher, log: silentLogger, now, secrets })] as const;
+  const ctrl = [
+    new DeploymentController({ store, log: silentLogger, now }),
+    new SchedulingController({ store, log: silentLogger, now }),
+    new DesiredPublisher({ store, publisher, log: silentLogger, now, secrets }),
+  ] as const;
   ctrl.forEach((c) => c.start());
   const nodes = new NodeController({ store, log: silentLogger, now });
   for (const n of ['a', 'b']) nodes.handle(topics.nodeStatus(n), Buffer.from(JSON.stringify(status(n))));
@@ -98,7 +110,9 @@ describe('config delivery and rollout (hub side)', () => {
     const after = w.store.list('Pod', { ownerName: 'one' });
     const fresh = after.filter((p) => !before.includes(p.metadata.uid));
     expect(fresh).toHaveLength(1);
-    expect(fresh[0]?.metadata.annotations['orchard.dev/template-hash']).not.toBe(after.find((p) => before.includes(p.metadata.uid))?.metadata.annotations['orchard.dev/template-hash'] ?? 'gone');
+    expect(fresh[0]?.metadata.annotations['orchard.dev/template-hash']).not.toBe(
+      after.find((p) => before.includes(p.metadata.uid))?.metadata.annotations['orchard.dev/template-hash'] ?? 'gone',
+    );
     expect(w.store.list('Pod', { ownerName: 'two' }).map((p) => p.metadata.uid)).toEqual(otherBefore);
     expect(w.sets.get(topics.nodeDesired('a'))?.configMaps?.['cfg-one']?.data).toEqual({ LEVEL: 'trace' });
     w.stop();
@@ -128,7 +142,11 @@ spec:
       await w.settle();
       expect(w.store.list('Pod', { ownerName: 'db' })[0]?.spec.nodeName).toBe(vol?.spec.nodeName);
     }
-    ingestObservedVolumes(w.store, { node: vol?.spec.nodeName ?? '', generation: 1, pods: [], at: '', volumes: [{ name: 'orchard-db-data', usedBytes: 5 * 1048576 + 3, pods: ['db-x'] }] }, new Date());
+    ingestObservedVolumes(
+      w.store,
+      { node: vol?.spec.nodeName ?? '', generation: 1, pods: [], at: '', volumes: [{ name: 'orchard-db-data', usedBytes: 5 * 1048576 + 3, pods: ['db-x'] }] },
+      new Date(),
+    );
     expect(w.store.get('Volume', 'orchard-db-data')?.status).toMatchObject({ usedBytes: 5 * 1048576, pods: ['db-x'], present: true });
     w.stop();
   });

@@ -27,7 +27,15 @@ function status(node: string, cores = 4, arch: 'amd64' | 'arm64' | 'arm' = 'arm6
     labels: {},
     bootId: 'b1',
     at: new Date().toISOString(),
-    info: { arch, os: 'linux', cpu: { cores }, memoryBytes: 4 * 1024 ** 3, engine: { name: 'docker', version: '20.10', memoryLimit: true, cpuLimit: true }, agentVersion: '0.1.0', addresses: ['127.0.0.1'] },
+    info: {
+      arch,
+      os: 'linux',
+      cpu: { cores },
+      memoryBytes: 4 * 1024 ** 3,
+      engine: { name: 'docker', version: '20.10', memoryLimit: true, cpuLimit: true },
+      agentVersion: '0.1.0',
+      addresses: ['127.0.0.1'],
+    },
   };
 }
 
@@ -58,7 +66,17 @@ function world() {
     }
   };
   const report = (m: NodeStatusMessage): void => nodes.handle(topics.nodeStatus(m.node), Buffer.from(JSON.stringify(m)));
-  return { store, ops, nodes, desired, published, settle, report, advance: (ms: number) => (clock += ms), stop: () => [deployments, scheduling, desired].forEach((c) => c.stop()) };
+  return {
+    store,
+    ops,
+    nodes,
+    desired,
+    published,
+    settle,
+    report,
+    advance: (ms: number) => (clock += ms),
+    stop: () => [deployments, scheduling, desired].forEach((c) => c.stop()),
+  };
 }
 
 describe('controllers (memory store, fake publisher)', () => {
@@ -72,7 +90,8 @@ describe('controllers (memory store, fake publisher)', () => {
     expect(pods).toHaveLength(3);
     const perNode = pods.reduce<Record<string, number>>((a, p) => ({ ...a, [p.spec.nodeName ?? '-']: (a[p.spec.nodeName ?? '-'] ?? 0) + 1 }), {});
     expect(Object.values(perNode).sort()).toEqual([1, 2]);
-    const last = (node: string) => JSON.parse([...w.published].reverse().find((p) => p.topic === topics.nodeDesired(node))?.payload ?? '{}') as { pods: unknown[]; generation: number };
+    const last = (node: string) =>
+      JSON.parse([...w.published].reverse().find((p) => p.topic === topics.nodeDesired(node))?.payload ?? '{}') as { pods: unknown[]; generation: number };
     expect(last('n1').pods.length + last('n2').pods.length).toBe(3);
     expect(w.published.every((p) => p.retain === true)).toBe(true);
 
@@ -96,7 +115,25 @@ describe('controllers (memory store, fake publisher)', () => {
     const count = w.published.length;
     const pod = w.store.list('Pod')[0];
     if (!pod) throw new Error('no pod');
-    w.nodes.handle(topics.nodeObserved('n1'), Buffer.from(JSON.stringify({ node: 'n1', generation: 1, at: 'now', pods: [{ name: pod.metadata.name, uid: pod.metadata.uid, phase: 'Running', ready: true, containers: [{ name: 'c', image: 'img', state: 'running', restartCount: 0, ready: true }] }] })));
+    w.nodes.handle(
+      topics.nodeObserved('n1'),
+      Buffer.from(
+        JSON.stringify({
+          node: 'n1',
+          generation: 1,
+          at: 'now',
+          pods: [
+            {
+              name: pod.metadata.name,
+              uid: pod.metadata.uid,
+              phase: 'Running',
+              ready: true,
+              containers: [{ name: 'c', image: 'img', state: 'running', restartCount: 0, ready: true }],
+            },
+          ],
+        }),
+      ),
+    );
     await w.settle();
     expect(w.store.get('Pod', pod.metadata.name)?.status.phase).toBe('Running');
     expect(w.published.length).toBe(count);
@@ -160,7 +197,8 @@ describe('controllers (memory store, fake publisher)', () => {
     const pod = w.store.list('Pod')[0];
     if (!pod?.spec.nodeName) throw new Error('unbound');
     const other = pod.spec.nodeName === 'n1' ? 'n2' : 'n1';
-    const obs = (node: string, uid: string) => Buffer.from(JSON.stringify({ node, generation: 1, at: 'now', pods: [{ name: pod.metadata.name, uid, phase: 'Failed', containers: [] }] }));
+    const obs = (node: string, uid: string) =>
+      Buffer.from(JSON.stringify({ node, generation: 1, at: 'now', pods: [{ name: pod.metadata.name, uid, phase: 'Failed', containers: [] }] }));
     w.nodes.handle(topics.nodeObserved(other), obs(other, pod.metadata.uid));
     w.nodes.handle(topics.nodeObserved(pod.spec.nodeName), obs(pod.spec.nodeName, 'old-uid'));
     expect(w.store.get('Pod', pod.metadata.name)?.status.phase).toBe('Pending');

@@ -21,7 +21,13 @@ function setup(statusReconcileIntervalMs?: number) {
   const now = (): Date => new Date(clock.now());
   const store = new MemoryStore({ now });
   const ops = new Operations({ store, log: silentLogger, now });
-  const ctrl = new DeploymentController({ store, log: silentLogger, now, clock, ...(statusReconcileIntervalMs !== undefined ? { statusReconcileIntervalMs } : {}) });
+  const ctrl = new DeploymentController({
+    store,
+    log: silentLogger,
+    now,
+    clock,
+    ...(statusReconcileIntervalMs !== undefined ? { statusReconcileIntervalMs } : {}),
+  });
   const runs: number[] = [];
   const inner = ctrl.reconcile.bind(ctrl);
   ctrl.reconcile = (name: string) => {
@@ -37,7 +43,9 @@ function setup(statusReconcileIntervalMs?: number) {
     const next = structuredClone(store.get('Pod', p.metadata.name)) as Pod;
     next.status.phase = 'Running';
     next.status.conditions = ready ? [{ type: 'Ready', status: 'True', lastTransitionTime: new Date(0).toISOString() }] : [];
-    next.status.containerStatuses = [{ name: 'c', image: 'app:v1', state: 'running', restartCount: (next.status.containerStatuses[0]?.restartCount ?? 0) + 1, ready }];
+    next.status.containerStatuses = [
+      { name: 'c', image: 'app:v1', state: 'running', restartCount: (next.status.containerStatuses[0]?.restartCount ?? 0) + 1, ready },
+    ];
     store.update(next);
   };
   /** Moves the fake clock (firing due deferred passes) and lets the queue drain. */
@@ -115,11 +123,41 @@ describe('statusOnly', () => {
       fn(x);
       return x;
     };
-    expect(statusOnly(p, edit((x) => (x.status.conditions = [{ type: 'Ready', status: 'True' }])))).toBe(true);
-    expect(statusOnly(p, edit((x) => (x.status.phase = 'Running')))).toBe(true);
-    expect(statusOnly(p, edit((x) => (x.status.phase = 'Failed')))).toBe(false);
-    expect(statusOnly(p, edit((x) => (x.metadata.generation += 1)))).toBe(false);
-    expect(statusOnly(p, edit((x) => (x.metadata.deletionTimestamp = new Date().toISOString())))).toBe(false);
-    expect(statusOnly(p, edit((x) => delete x.metadata.ownerName))).toBe(false);
+    expect(
+      statusOnly(
+        p,
+        edit((x) => (x.status.conditions = [{ type: 'Ready', status: 'True' }])),
+      ),
+    ).toBe(true);
+    expect(
+      statusOnly(
+        p,
+        edit((x) => (x.status.phase = 'Running')),
+      ),
+    ).toBe(true);
+    expect(
+      statusOnly(
+        p,
+        edit((x) => (x.status.phase = 'Failed')),
+      ),
+    ).toBe(false);
+    expect(
+      statusOnly(
+        p,
+        edit((x) => (x.metadata.generation += 1)),
+      ),
+    ).toBe(false);
+    expect(
+      statusOnly(
+        p,
+        edit((x) => (x.metadata.deletionTimestamp = new Date().toISOString())),
+      ),
+    ).toBe(false);
+    expect(
+      statusOnly(
+        p,
+        edit((x) => delete x.metadata.ownerName),
+      ),
+    ).toBe(false);
   });
 });

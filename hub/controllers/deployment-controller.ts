@@ -45,21 +45,26 @@ export class DeploymentController {
    * `statusReconcileIntervalMs`: reconciles caused only by pod *status* changes run at most once per this interval per deployment
    * (spec, owner, template-hash, deletion and phase-class changes, pod adds and deletes still reconcile at once); unset = every change.
    */
-  constructor(private readonly deps: { store: Store; log: Logger; now: () => Date; clock?: Clock; statusMinIntervalMs?: number; statusReconcileIntervalMs?: number }) {
+  constructor(
+    private readonly deps: { store: Store; log: Logger; now: () => Date; clock?: Clock; statusMinIntervalMs?: number; statusReconcileIntervalMs?: number },
+  ) {
     this.clock = deps.clock ?? systemClock;
     this.queue = new WorkQueue('deployments', (key) => this.reconcile(key), deps.log, { clock: this.clock });
   }
 
   start(): void {
-    this.unwatch = this.deps.store.watch((ev: WatchEvent) => {
-      if (ev.object.kind === 'Deployment') this.queue.add(ev.object.metadata.name);
-      else if (ev.object.kind === 'Pod') this.onPod(ev.object, ev.type === 'MODIFIED' && ev.old?.kind === 'Pod' ? ev.old : undefined);
-      else if (ev.object.kind === 'ConfigMap' || ev.object.kind === 'Secret') {
-        // A changed config rolls every deployment that references it (its template hash changes).
-        const { kind, metadata } = ev.object;
-        for (const d of this.deps.store.list('Deployment')) if (referencesConfig(d.spec.template.spec, kind, metadata.name)) this.queue.add(d.metadata.name);
-      }
-    }, ['Deployment', 'Pod', 'ConfigMap', 'Secret']);
+    this.unwatch = this.deps.store.watch(
+      (ev: WatchEvent) => {
+        if (ev.object.kind === 'Deployment') this.queue.add(ev.object.metadata.name);
+        else if (ev.object.kind === 'Pod') this.onPod(ev.object, ev.type === 'MODIFIED' && ev.old?.kind === 'Pod' ? ev.old : undefined);
+        else if (ev.object.kind === 'ConfigMap' || ev.object.kind === 'Secret') {
+          // A changed config rolls every deployment that references it (its template hash changes).
+          const { kind, metadata } = ev.object;
+          for (const d of this.deps.store.list('Deployment')) if (referencesConfig(d.spec.template.spec, kind, metadata.name)) this.queue.add(d.metadata.name);
+        }
+      },
+      ['Deployment', 'Pod', 'ConfigMap', 'Secret'],
+    );
     for (const d of this.deps.store.list('Deployment')) this.queue.add(d.metadata.name);
   }
 
@@ -133,7 +138,8 @@ export class DeploymentController {
     const hash = templateHash(d, configHash(store, d.spec.template.spec));
     // Revisions, RollingUpdate / Recreate / canary, progress deadline and rollback: hub/rollout/.
     const { statusMinIntervalMs } = this.deps;
-    const ctx = statusMinIntervalMs === undefined ? this.deps : { ...this.deps, statusThrottle: { minIntervalMs: statusMinIntervalMs, lastWrite: this.statusWrites } };
+    const ctx =
+      statusMinIntervalMs === undefined ? this.deps : { ...this.deps, statusThrottle: { minIntervalMs: statusMinIntervalMs, lastWrite: this.statusWrites } };
     return reconcileRollout(ctx, d, pods, hash);
   }
 }

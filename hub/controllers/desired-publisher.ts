@@ -40,24 +40,28 @@ export class DesiredPublisher {
 
   start(): void {
     const { store } = this.deps;
-    this.unwatch = store.watch((ev: WatchEvent) => {
-      if (ev.object.kind === 'Pod' && ev.object.spec.nodeName) {
-        // Most pod writes are status reports, which do not change what the node should run: at
-        // fleet scale they kept this queue at ≈ one pass per node per report.
-        if (ev.type === 'MODIFIED' && ev.old?.kind === 'Pod' && !desiredChanged(ev.old, ev.object)) return;
-        this.queue.add(ev.object.spec.nodeName);
-      }
-      else if (ev.object.kind === 'Node' && ev.type === 'ADDED') this.queue.add(ev.object.metadata.name);
-      // An agent that starts or stops reading deflate (upgraded, downgraded) gets its set again in its encoding.
-      else if (ev.object.kind === 'Node' && ev.type === 'MODIFIED' && ev.old?.kind === 'Node' && encodingOf(ev.old) !== encodingOf(ev.object)) this.queue.add(ev.object.metadata.name);
-      else if (ev.object.kind === 'ConfigMap' || ev.object.kind === 'Secret') {
-        // Republish the sets of nodes running a pod that references the changed config (or names
-        // the Secret in imagePullSecrets: a new registry login must reach the device too).
-        const { kind, metadata } = ev.object;
-        const uses = (spec: Pod['spec']): boolean => referencesConfig(spec, kind, metadata.name) || (kind === 'Secret' && referencesPullSecret(spec, metadata.name));
-        for (const p of store.list('Pod')) if (p.spec.nodeName && uses(p.spec)) this.queue.add(p.spec.nodeName);
-      }
-    }, ['Pod', 'Node', 'ConfigMap', 'Secret']);
+    this.unwatch = store.watch(
+      (ev: WatchEvent) => {
+        if (ev.object.kind === 'Pod' && ev.object.spec.nodeName) {
+          // Most pod writes are status reports, which do not change what the node should run: at
+          // fleet scale they kept this queue at ≈ one pass per node per report.
+          if (ev.type === 'MODIFIED' && ev.old?.kind === 'Pod' && !desiredChanged(ev.old, ev.object)) return;
+          this.queue.add(ev.object.spec.nodeName);
+        } else if (ev.object.kind === 'Node' && ev.type === 'ADDED') this.queue.add(ev.object.metadata.name);
+        // An agent that starts or stops reading deflate (upgraded, downgraded) gets its set again in its encoding.
+        else if (ev.object.kind === 'Node' && ev.type === 'MODIFIED' && ev.old?.kind === 'Node' && encodingOf(ev.old) !== encodingOf(ev.object))
+          this.queue.add(ev.object.metadata.name);
+        else if (ev.object.kind === 'ConfigMap' || ev.object.kind === 'Secret') {
+          // Republish the sets of nodes running a pod that references the changed config (or names
+          // the Secret in imagePullSecrets: a new registry login must reach the device too).
+          const { kind, metadata } = ev.object;
+          const uses = (spec: Pod['spec']): boolean =>
+            referencesConfig(spec, kind, metadata.name) || (kind === 'Secret' && referencesPullSecret(spec, metadata.name));
+          for (const p of store.list('Pod')) if (p.spec.nodeName && uses(p.spec)) this.queue.add(p.spec.nodeName);
+        }
+      },
+      ['Pod', 'Node', 'ConfigMap', 'Secret'],
+    );
     for (const n of store.list('Node')) this.queue.add(n.metadata.name);
   }
 
@@ -81,9 +85,18 @@ export class DesiredPublisher {
       at: this.deps.now().toISOString(),
     };
     // Only the configs this node's own pods reference (need to know); fields absent when none.
-    const configs = nodeConfigs(this.deps.store, pods.map((p) => p.spec), this.deps.secrets);
+    const configs = nodeConfigs(
+      this.deps.store,
+      pods.map((p) => p.spec),
+      this.deps.secrets,
+    );
     if (Object.keys(configs.configMaps).length > 0) set.configMaps = configs.configMaps;
-    addPullSecrets(this.deps.store, pods.map((p) => p.spec), this.deps.secrets, configs);
+    addPullSecrets(
+      this.deps.store,
+      pods.map((p) => p.spec),
+      this.deps.secrets,
+      configs,
+    );
     if (Object.keys(configs.secrets).length > 0) set.secrets = configs.secrets;
     this.configVersion.set(node, configs.version);
     // Images the node's image GC keeps so an undo or automatic rollback needs no network.

@@ -90,7 +90,8 @@ export class GlobalController {
       if (d?.spec.mode === 'global') this.queue.add(d.metadata.name);
     } else if (o.kind === 'ConfigMap' || o.kind === 'Secret') {
       // A changed config is a new revision of every global deployment referencing it.
-      for (const d of this.deps.store.list('Deployment')) if (d.spec.mode === 'global' && referencesConfig(d.spec.template.spec, o.kind, o.metadata.name)) this.queue.add(d.metadata.name);
+      for (const d of this.deps.store.list('Deployment'))
+        if (d.spec.mode === 'global' && referencesConfig(d.spec.template.spec, o.kind, o.metadata.name)) this.queue.add(d.metadata.name);
     }
   }
 
@@ -128,7 +129,13 @@ export class GlobalController {
       const noRoom = (targets: readonly string[]): Map<string, string> => {
         const want = new Set(targets);
         const bound = store.list('Pod').filter((p) => p.spec.nodeName !== undefined && want.has(p.spec.nodeName));
-        const withPods = new Map(buildSchedNodes(nodes.filter((n) => want.has(n.metadata.name)), bound, this.deps.snapshot).map((sn) => [sn.name, sn]));
+        const withPods = new Map(
+          buildSchedNodes(
+            nodes.filter((n) => want.has(n.metadata.name)),
+            bound,
+            this.deps.snapshot,
+          ).map((sn) => [sn.name, sn]),
+        );
         const out = new Map<string, string>();
         for (const nodeName of targets) {
           const sn = withPods.get(nodeName);
@@ -152,9 +159,23 @@ export class GlobalController {
       });
 
       const noRoomNow = result.unplaced ?? [];
-      if (lost > 0) recordEvent(store, ts, { kind: 'Deployment', name, type: 'Normal', reason: 'SuccessfulDelete', message: `removed ${lost} pod(s) from nodes that no longer match` });
-      if (noRoomNow.length > 0) recordEvent(store, ts, { kind: 'Deployment', name, type: 'Warning', reason: 'FailedPlacement', message: `no room on ${noRoomNow.length} matching node(s): ${noRoomNow.slice(0, 5).join('; ')}${noRoomNow.length > 5 ? '; …' : ''}` });
-      const retry = noRoomNow.length > 0 ? this.deps.retryMs ?? 30_000 : undefined;
+      if (lost > 0)
+        recordEvent(store, ts, {
+          kind: 'Deployment',
+          name,
+          type: 'Normal',
+          reason: 'SuccessfulDelete',
+          message: `removed ${lost} pod(s) from nodes that no longer match`,
+        });
+      if (noRoomNow.length > 0)
+        recordEvent(store, ts, {
+          kind: 'Deployment',
+          name,
+          type: 'Warning',
+          reason: 'FailedPlacement',
+          message: `no room on ${noRoomNow.length} matching node(s): ${noRoomNow.slice(0, 5).join('; ')}${noRoomNow.length > 5 ? '; …' : ''}`,
+        });
+      const retry = noRoomNow.length > 0 ? (this.deps.retryMs ?? 30_000) : undefined;
       const after = Math.min(retry ?? Infinity, result.requeueAfterMs ?? Infinity);
       return Number.isFinite(after) ? { requeueAfterMs: after } : undefined;
     });

@@ -16,7 +16,15 @@ function status(node: string, cores: number, memoryBytes: number): NodeStatusMes
     labels: {},
     bootId: 'b1',
     at: new Date().toISOString(),
-    info: { arch: 'arm64', os: 'linux', cpu: { cores }, memoryBytes, engine: { name: 'docker', version: '20.10', memoryLimit: true, cpuLimit: true }, agentVersion: '0.1.0', addresses: [] },
+    info: {
+      arch: 'arm64',
+      os: 'linux',
+      cpu: { cores },
+      memoryBytes,
+      engine: { name: 'docker', version: '20.10', memoryLimit: true, cpuLimit: true },
+      agentVersion: '0.1.0',
+      addresses: [],
+    },
   };
 }
 

@@ -14,7 +14,15 @@ function status(node: string): NodeStatusMessage {
     labels: {},
     bootId: 'b1',
     at: new Date().toISOString(),
-    info: { arch: 'arm64', os: 'linux', cpu: { cores: 4 }, memoryBytes: 4 * 1024 ** 3, engine: { name: 'docker', version: '20.10', memoryLimit: true, cpuLimit: true }, agentVersion: '0.1.0', addresses: ['127.0.0.1'] },
+    info: {
+      arch: 'arm64',
+      os: 'linux',
+      cpu: { cores: 4 },
+      memoryBytes: 4 * 1024 ** 3,
+      engine: { name: 'docker', version: '20.10', memoryLimit: true, cpuLimit: true },
+      agentVersion: '0.1.0',
+      addresses: ['127.0.0.1'],
+    },
   };
 }
 
@@ -55,7 +63,20 @@ function boundPod(store: MemoryStore, name: string, node: string): Pod {
 }
 
 function observed(node: string, pod: Pod): Buffer {
-  return msg({ node, generation: 1, at: 'now', pods: [{ name: pod.metadata.name, uid: pod.metadata.uid, phase: 'Running', ready: true, containers: [{ name: 'c', image: 'img', state: 'running', restartCount: 0, ready: true }] }] });
+  return msg({
+    node,
+    generation: 1,
+    at: 'now',
+    pods: [
+      {
+        name: pod.metadata.name,
+        uid: pod.metadata.uid,
+        phase: 'Running',
+        ready: true,
+        containers: [{ name: 'c', image: 'img', state: 'running', restartCount: 0, ready: true }],
+      },
+    ],
+  });
 }
 
 describe('NodeController batching (batchMs)', () => {

@@ -36,7 +36,15 @@ function status(node: string): NodeStatusMessage {
     labels: {},
     bootId: 'b1',
     at: new Date(T0).toISOString(),
-    info: { arch: 'arm64', os: 'linux', cpu: { cores: 4 }, memoryBytes: 4 * 1024 ** 3, engine: { name: 'docker', version: '20.10', memoryLimit: true, cpuLimit: true }, agentVersion: '0.1.0', addresses: ['127.0.0.1'] },
+    info: {
+      arch: 'arm64',
+      os: 'linux',
+      cpu: { cores: 4 },
+      memoryBytes: 4 * 1024 ** 3,
+      engine: { name: 'docker', version: '20.10', memoryLimit: true, cpuLimit: true },
+      agentVersion: '0.1.0',
+      addresses: ['127.0.0.1'],
+    },
   };
 }
 
@@ -94,7 +102,18 @@ function world(startupGraceMs: number | 'default' = 0) {
     will: (node: string) => c.nodes.handle(topics.nodePresence(node), Buffer.from(JSON.stringify({ node, online: false }))),
     online: (node: string) => c.nodes.handle(topics.nodePresence(node), Buffer.from(JSON.stringify({ node, online: true }))),
     observe(node: string, pods: Pod[]): void {
-      const msg = { node, generation: store.revision(), at: now().toISOString(), pods: pods.map((p) => ({ name: p.metadata.name, uid: p.metadata.uid, phase: 'Running', ready: true, containers: [{ name: 'c', image: 'img', state: 'running', restartCount: 0, ready: true, containerId: `ctr-${p.metadata.name}` }] })) };
+      const msg = {
+        node,
+        generation: store.revision(),
+        at: now().toISOString(),
+        pods: pods.map((p) => ({
+          name: p.metadata.name,
+          uid: p.metadata.uid,
+          phase: 'Running',
+          ready: true,
+          containers: [{ name: 'c', image: 'img', state: 'running', restartCount: 0, ready: true, containerId: `ctr-${p.metadata.name}` }],
+        })),
+      };
       c.nodes.handle(topics.nodeObserved(node), Buffer.from(JSON.stringify(msg)));
     },
     desiredOf(node: string): string[] {
@@ -133,10 +152,19 @@ describe('nodeLostPolicy', () => {
   it.each([
     [{ mode: 'replicated' as const }, { action: 'reschedule', afterSeconds: 60, startFresh: false }],
     [{ mode: 'global' as const }, { action: 'keep', afterSeconds: 60, startFresh: false }],
-    [{ mode: 'replicated' as const, onNodeLost: { action: 'keep' as const, afterSeconds: 5, startFresh: false } }, { action: 'keep', afterSeconds: 5, startFresh: false }],
-    [{ mode: 'replicated' as const, onNodeLost: { action: 'reschedule' as const, afterSeconds: 0, startFresh: true } }, { action: 'reschedule', afterSeconds: 0, startFresh: true }],
+    [
+      { mode: 'replicated' as const, onNodeLost: { action: 'keep' as const, afterSeconds: 5, startFresh: false } },
+      { action: 'keep', afterSeconds: 5, startFresh: false },
+    ],
+    [
+      { mode: 'replicated' as const, onNodeLost: { action: 'reschedule' as const, afterSeconds: 0, startFresh: true } },
+      { action: 'reschedule', afterSeconds: 0, startFresh: true },
+    ],
     // One pod per node: a global pod has nowhere else to go, whatever the manifest says.
-    [{ mode: 'global' as const, onNodeLost: { action: 'reschedule' as const, afterSeconds: 1, startFresh: false } }, { action: 'keep', afterSeconds: 1, startFresh: false }],
+    [
+      { mode: 'global' as const, onNodeLost: { action: 'reschedule' as const, afterSeconds: 1, startFresh: false } },
+      { action: 'keep', afterSeconds: 1, startFresh: false },
+    ],
   ])('%o → %o', (spec, want) => {
     expect(nodeLostPolicy(spec)).toEqual(want);
   });
@@ -168,13 +196,21 @@ describe('NodeLostController (memory store, fake clock)', () => {
 
   it('keep: nothing moves however long the node is lost, and its desired set is never touched', async () => {
     const w = await twoNodes('web', '  onNodeLost: { action: keep, afterSeconds: 1 }');
-    const before = w.pods('web').map((p) => `${p.metadata.name}@${p.spec.nodeName}/${p.metadata.generation}`).sort();
+    const before = w
+      .pods('web')
+      .map((p) => `${p.metadata.name}@${p.spec.nodeName}/${p.metadata.generation}`)
+      .sort();
     const publishes = w.published.length;
     w.will('n1');
     w.advance(3600_000);
     expect(w.c.lost.reconcile('n1')).toBeUndefined(); // no wake-up needed either
     await w.settle();
-    expect(w.pods('web').map((p) => `${p.metadata.name}@${p.spec.nodeName}/${p.metadata.generation}`).sort()).toEqual(before);
+    expect(
+      w
+        .pods('web')
+        .map((p) => `${p.metadata.name}@${p.spec.nodeName}/${p.metadata.generation}`)
+        .sort(),
+    ).toEqual(before);
     expect(w.published.length).toBe(publishes); // status writes are not spec: no new desired set, no restart
     expect(w.c.lost.replaced).toBe(0);
     w.stop();
@@ -225,14 +261,22 @@ describe('NodeLostController (memory store, fake clock)', () => {
 
   it('a node that comes back before the deadline keeps its pods', async () => {
     const w = await twoNodes('web', '  onNodeLost: { action: reschedule, afterSeconds: 30 }');
-    const names = w.pods('web').map((p) => p.metadata.name).sort();
+    const names = w
+      .pods('web')
+      .map((p) => p.metadata.name)
+      .sort();
     w.will('n1');
     w.advance(20_000);
     w.online('n1');
     w.advance(60_000);
     w.c.lost.reconcile('n1');
     await w.settle();
-    expect(w.pods('web').map((p) => p.metadata.name).sort()).toEqual(names);
+    expect(
+      w
+        .pods('web')
+        .map((p) => p.metadata.name)
+        .sort(),
+    ).toEqual(names);
     w.stop();
   });
 
@@ -255,7 +299,12 @@ describe('NodeLostController (memory store, fake clock)', () => {
     pinned.w.c.lost.reconcile(pinned.node);
     await pinned.w.settle();
     expect(pinned.w.pods('db').map((p) => p.metadata.name)).toEqual([pinned.pod.metadata.name]);
-    expect(pinned.w.store.list('Event').filter((e) => e.reason === 'NodeLostPinned').map((e) => e.count)).toEqual([1]);
+    expect(
+      pinned.w.store
+        .list('Event')
+        .filter((e) => e.reason === 'NodeLostPinned')
+        .map((e) => e.count),
+    ).toEqual([1]);
     pinned.w.stop();
 
     const fresh = await oneDb('  onNodeLost: { action: reschedule, afterSeconds: 0, startFresh: true }');
@@ -289,7 +338,10 @@ describe('NodeLostController (memory store, fake clock)', () => {
 
   it('reconnect storm: a node lost 10 s after a hub restart keeps its pods at start + 70 s, loses them at start + 120 s', async () => {
     const w = await twoNodes('web', '  onNodeLost: { action: reschedule, afterSeconds: 60 }', '', 60_000);
-    const names = w.pods('web').map((p) => p.metadata.name).sort();
+    const names = w
+      .pods('web')
+      .map((p) => p.metadata.name)
+      .sort();
     w.advance(300_000); // long after the first start: the grace of the first process is over
     await w.restartHub(); // kill -9 and restart: start = now
     w.advance(10_000);
@@ -299,7 +351,12 @@ describe('NodeLostController (memory store, fake clock)', () => {
     w.advance(60_000); // start + 70 s: since + afterSeconds has passed, the grace still holds
     expect(w.c.lost.reconcile('n1')).toEqual({ requeueAfterMs: 50_000 });
     await w.settle();
-    expect(w.pods('web').map((p) => p.metadata.name).sort()).toEqual(names);
+    expect(
+      w
+        .pods('web')
+        .map((p) => p.metadata.name)
+        .sort(),
+    ).toEqual(names);
     expect(w.c.lost.replaced).toBe(0);
     w.advance(50_000); // start + 120 s
     w.c.lost.reconcile('n1');
@@ -343,7 +400,10 @@ describe('NodeLostController (memory store, fake clock)', () => {
 
   it('a hub restart alone moves nothing: Ready nodes get a grace period to report in', async () => {
     const w = await twoNodes('web', '  onNodeLost: { action: reschedule, afterSeconds: 0 }');
-    const before = w.pods('web').map((p) => `${p.metadata.name}@${p.spec.nodeName}/${p.metadata.resourceVersion}`).sort();
+    const before = w
+      .pods('web')
+      .map((p) => `${p.metadata.name}@${p.spec.nodeName}/${p.metadata.resourceVersion}`)
+      .sort();
     w.advance(35_000); // silent for almost a grace while the hub was down
     await w.restartHub();
     w.c.nodes.sweep(); // first sweep after start: nobody seen yet → grace, not NotReady
@@ -353,7 +413,12 @@ describe('NodeLostController (memory store, fake clock)', () => {
     w.c.nodes.sweep();
     await w.settle();
     expect(w.store.list('Node').every(isReady)).toBe(true);
-    expect(w.pods('web').map((p) => `${p.metadata.name}@${p.spec.nodeName}/${p.metadata.resourceVersion}`).sort()).toEqual(before);
+    expect(
+      w
+        .pods('web')
+        .map((p) => `${p.metadata.name}@${p.spec.nodeName}/${p.metadata.resourceVersion}`)
+        .sort(),
+    ).toEqual(before);
     expect(w.c.lost.replaced).toBe(0);
 
     // …but one that never comes back is lost one grace after the restart, and then replaced.

@@ -89,25 +89,28 @@ export class NodeLostController {
   start(): void {
     const { store } = this.o;
     this.startedAt = this.o.now().getTime();
-    this.unwatch = store.watch((ev: WatchEvent) => {
-      const obj = ev.object;
-      if (obj.kind === 'Node') {
-        if (ev.type !== 'DELETED' && !isNodeReady(obj)) this.notReady.add(obj.metadata.name);
-        else this.notReady.delete(obj.metadata.name);
-        // Every node write (cheap: a Ready node is a no-op pass that also forgets old notes).
-        this.queue.add(obj.metadata.name);
-      } else if (obj.kind === 'Deployment') {
-        if (ev.type === 'DELETED') {
-          this.generations.delete(obj.metadata.name);
-          return;
+    this.unwatch = store.watch(
+      (ev: WatchEvent) => {
+        const obj = ev.object;
+        if (obj.kind === 'Node') {
+          if (ev.type !== 'DELETED' && !isNodeReady(obj)) this.notReady.add(obj.metadata.name);
+          else this.notReady.delete(obj.metadata.name);
+          // Every node write (cheap: a Ready node is a no-op pass that also forgets old notes).
+          this.queue.add(obj.metadata.name);
+        } else if (obj.kind === 'Deployment') {
+          if (ev.type === 'DELETED') {
+            this.generations.delete(obj.metadata.name);
+            return;
+          }
+          // A changed policy may make pods on an already-lost node due now. Status-only writes
+          // (thousands during a deploy) cannot change it, and do not bump the generation.
+          if (this.generations.get(obj.metadata.name) === obj.metadata.generation) return;
+          this.generations.set(obj.metadata.name, obj.metadata.generation);
+          this.enqueueLost();
         }
-        // A changed policy may make pods on an already-lost node due now. Status-only writes
-        // (thousands during a deploy) cannot change it, and do not bump the generation.
-        if (this.generations.get(obj.metadata.name) === obj.metadata.generation) return;
-        this.generations.set(obj.metadata.name, obj.metadata.generation);
-        this.enqueueLost();
-      }
-    }, ['Node', 'Deployment']);
+      },
+      ['Node', 'Deployment'],
+    );
     for (const d of store.list('Deployment')) this.generations.set(d.metadata.name, d.metadata.generation);
     for (const n of store.list('Node')) if (!isNodeReady(n)) this.notReady.add(n.metadata.name);
     this.enqueueLost();
@@ -176,7 +179,13 @@ export class NodeLostController {
         const byOwner = new Map<string, number>();
         for (const { pod } of due) byOwner.set(pod.metadata.ownerName ?? '', (byOwner.get(pod.metadata.ownerName ?? '') ?? 0) + 1);
         for (const [owner, count] of byOwner) {
-          recordEvent(store, now(), { kind: 'Deployment', name: owner, type: 'Warning', reason: 'Rescheduling', message: `node ${node} lost: replacing ${count} pod(s) on other nodes (onNodeLost: reschedule)` });
+          recordEvent(store, now(), {
+            kind: 'Deployment',
+            name: owner,
+            type: 'Warning',
+            reason: 'Rescheduling',
+            message: `node ${node} lost: replacing ${count} pod(s) on other nodes (onNodeLost: reschedule)`,
+          });
         }
       });
       log.info('replacing pods of a lost node', { node, pods: due.map((d) => d.pod.metadata.name), lostForS: lostFor });
@@ -185,7 +194,13 @@ export class NodeLostController {
       const key = `${node}/${pod.metadata.uid}@${since}`;
       if (this.explained.has(key)) continue;
       this.explained.add(key);
-      recordEvent(store, now(), { kind: 'Pod', name: pod.metadata.name, type: 'Warning', reason: 'NodeLostPinned', message: `node ${node} lost; pod kept there because it has a persistent volume (set onNodeLost.startFresh: true to start it fresh elsewhere)` });
+      recordEvent(store, now(), {
+        kind: 'Pod',
+        name: pod.metadata.name,
+        type: 'Warning',
+        reason: 'NodeLostPinned',
+        message: `node ${node} lost; pod kept there because it has a persistent volume (set onNodeLost.startFresh: true to start it fresh elsewhere)`,
+      });
     }
     return Number.isFinite(nextDue) ? { requeueAfterMs: Math.max(1, nextDue) } : undefined;
   }

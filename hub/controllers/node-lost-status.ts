@@ -29,4 +29,3 @@ export function markPodsNodeLost(store: Store, node: string, now: Date, why: str
   }
   return marked;
 }
-

@@ -42,7 +42,13 @@ export function registerNodeStatus(o: NodeRegistrationOptions, m: NodeStatusMess
   const labels = { ...own.labels, 'orchard.dev/arch': m.info.arch, 'orchard.dev/hostname': m.node };
   const memCond: NodeCondition = m.info.engine.memoryLimit
     ? { type: 'MemoryLimitUnsupported', status: 'False', lastTransitionTime: ts }
-    : { type: 'MemoryLimitUnsupported', status: 'True', reason: 'NoMemoryCgroup', message: 'the engine cannot enforce memory limits (memory cgroup disabled; add cgroup_enable=memory to the kernel command line)', lastTransitionTime: ts };
+    : {
+        type: 'MemoryLimitUnsupported',
+        status: 'True',
+        reason: 'NoMemoryCgroup',
+        message: 'the engine cannot enforce memory limits (memory cgroup disabled; add cgroup_enable=memory to the kernel command line)',
+        lastTransitionTime: ts,
+      };
   store.transaction(() => {
     const existing = store.get('Node', m.node);
     if (!existing) {
@@ -54,7 +60,13 @@ export function registerNodeStatus(o: NodeRegistrationOptions, m: NodeStatusMess
         spec: { unschedulable: false, taints: [] },
         status: { info: m.info, capacity, conditions: agentConditions(m, [readyCondition(true, ts), memCond], ts), lastHeartbeatTime: ts },
       });
-      recordEvent(store, now(), { kind: 'Node', name: m.node, type: 'Normal', reason: 'Registered', message: `node registered (${m.info.arch}, ${m.info.cpu.cores} cpu, engine ${m.info.engine.name} ${m.info.engine.version})` });
+      recordEvent(store, now(), {
+        kind: 'Node',
+        name: m.node,
+        type: 'Normal',
+        reason: 'Registered',
+        message: `node registered (${m.info.arch}, ${m.info.cpu.cores} cpu, engine ${m.info.engine.name} ${m.info.engine.version})`,
+      });
     } else {
       const next = structuredClone(existing) as NodeObject;
       // Recomputed from this report, the hub's facts and the authoritative overrides (token,
@@ -69,17 +81,32 @@ export function registerNodeStatus(o: NodeRegistrationOptions, m: NodeStatusMess
       if (sharp !== undefined) {
         const message = `capacity changed sharply between two reports: ${sharp}; check the device (a node may misreport to attract pods)`;
         // A new sharp change restarts the warning's window: drop the old condition, then set it anew.
-        next.status.conditions = setCondition(next.status.conditions.filter((c) => c.type !== 'CapacityChanged'), { type: 'CapacityChanged' as const, status: 'True' as const, reason: 'SharpChange', message, lastTransitionTime: ts }, ts);
+        next.status.conditions = setCondition(
+          next.status.conditions.filter((c) => c.type !== 'CapacityChanged'),
+          { type: 'CapacityChanged' as const, status: 'True' as const, reason: 'SharpChange', message, lastTransitionTime: ts },
+          ts,
+        );
         recordEvent(store, now(), { kind: 'Node', name: m.node, type: 'Warning', reason: 'CapacityChanged', message });
         o.log.warn('node capacity changed sharply', { node: m.node, change: sharp });
       } else if (prevChanged?.status === 'True' && now().getTime() - Date.parse(prevChanged.lastTransitionTime ?? ts) >= CAPACITY_WARNING_MS) {
-        next.status.conditions = setCondition(next.status.conditions, { type: 'CapacityChanged', status: 'False', reason: 'Stable', message: `no sharp change for ${CAPACITY_WARNING_MS / 3_600_000} h`, lastTransitionTime: ts }, ts);
+        next.status.conditions = setCondition(
+          next.status.conditions,
+          {
+            type: 'CapacityChanged',
+            status: 'False',
+            reason: 'Stable',
+            message: `no sharp change for ${CAPACITY_WARNING_MS / 3_600_000} h`,
+            lastTransitionTime: ts,
+          },
+          ts,
+        );
       }
       next.status.lastHeartbeatTime = ts;
       const wasReady = isReady(existing);
       next.status.conditions = setCondition(next.status.conditions, readyCondition(true, ts), ts);
       if (!deepEqual(stripTimes(existing), stripTimes(next))) store.update(next);
-      if (!wasReady) recordEvent(store, now(), { kind: 'Node', name: m.node, type: 'Normal', reason: 'NodeReady', message: 'node is Ready (agent reported status)' });
+      if (!wasReady)
+        recordEvent(store, now(), { kind: 'Node', name: m.node, type: 'Normal', reason: 'NodeReady', message: 'node is Ready (agent reported status)' });
     }
   });
 }
@@ -106,5 +133,10 @@ function agentConditions(m: NodeStatusMessage, list: NodeCondition[], ts: string
 
 /** What a status report may change, without times: a report that changes only times is not written. */
 function stripTimes(n: NodeObject): unknown {
-  return { labels: n.metadata.labels, info: n.status.info, capacity: n.status.capacity, conditions: n.status.conditions.map((c) => ({ ...c, lastTransitionTime: undefined })) };
+  return {
+    labels: n.metadata.labels,
+    info: n.status.info,
+    capacity: n.status.capacity,
+    conditions: n.status.conditions.map((c) => ({ ...c, lastTransitionTime: undefined })),
+  };
 }

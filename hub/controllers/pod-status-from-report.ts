@@ -41,14 +41,26 @@ export function podReportEvents(pod: Pod, next: PodStatus, node: string): EventI
   for (const c of next.containerStatuses) {
     const before = prev.find((x) => x.name === c.name);
     if (before && c.restartCount > before.restartCount) {
-      out.push({ kind: 'Pod', name, type: 'Warning', reason: 'Restarted', message: `container ${c.name} restarted (exit code ${c.exitCode ?? 'unknown'}${c.reason ? `, ${c.reason}` : ''})` });
+      out.push({
+        kind: 'Pod',
+        name,
+        type: 'Warning',
+        reason: 'Restarted',
+        message: `container ${c.name} restarted (exit code ${c.exitCode ?? 'unknown'}${c.reason ? `, ${c.reason}` : ''})`,
+      });
     }
     if (c.reason === 'ErrImagePull' && before?.reason !== 'ErrImagePull') {
       out.push({ kind: 'Pod', name, type: 'Warning', reason: 'ErrImagePull', message: c.message ?? `cannot pull ${c.image}` });
     }
     // The device refused a mount whose host path leads out of its volume (a symbolic link): worth an audit trail.
     if (c.reason === 'VolumePathEscape' && before?.reason !== 'VolumePathEscape') {
-      out.push({ kind: 'Pod', name, type: 'Warning', reason: 'VolumePathEscape', message: c.message ?? `container ${c.name}: a volume path leads outside its volume` });
+      out.push({
+        kind: 'Pod',
+        name,
+        type: 'Warning',
+        reason: 'VolumePathEscape',
+        message: c.message ?? `container ${c.name}: a volume path leads outside its volume`,
+      });
     }
     // The node refused the pod's security settings (device policy, runAsNonRoot): say so once.
     if ((c.reason === 'Forbidden' || c.reason === 'CreateContainerConfigError') && (before?.reason !== c.reason || before.message !== c.message)) {

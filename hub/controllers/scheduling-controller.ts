@@ -37,7 +37,9 @@ export class SchedulingController {
   /** Duration and end (performance clock, ms) of the last pass, to space expensive passes. */
   private lastPass = { ms: 0, end: 0 };
 
-  constructor(private readonly deps: { store: Store; log: Logger; now: () => Date; retryMs?: number; platforms?: ImagePlatformSource; snapshot?: SnapshotOptions }) {
+  constructor(
+    private readonly deps: { store: Store; log: Logger; now: () => Date; retryMs?: number; platforms?: ImagePlatformSource; snapshot?: SnapshotOptions },
+  ) {
     this.queue = new WorkQueue('scheduler', () => this.reconcile(), deps.log);
     this.live = new LiveSnapshot(deps.snapshot);
   }
@@ -151,7 +153,15 @@ export class SchedulingController {
     }
     if (pods.length === 0) return;
     const t0 = performance.now();
-    pods.sort((a, b) => (a.metadata.creationTimestamp < b.metadata.creationTimestamp ? -1 : a.metadata.creationTimestamp > b.metadata.creationTimestamp ? 1 : a.metadata.name < b.metadata.name ? -1 : 1));
+    pods.sort((a, b) =>
+      a.metadata.creationTimestamp < b.metadata.creationTimestamp
+        ? -1
+        : a.metadata.creationTimestamp > b.metadata.creationTimestamp
+          ? 1
+          : a.metadata.name < b.metadata.name
+            ? -1
+            : 1,
+    );
     if (this.live.stale) this.live.reset(store.list('Node'), store.list('Pod'));
     // scheduleBatch plus persistent-volume pins (volume-pins.ts): pods go where their data lives.
     // It books the pods it binds onto the live nodes; release() takes them back out before the
@@ -190,7 +200,11 @@ export class SchedulingController {
           next.status.reason = 'Unschedulable';
           next.status.message = d.summary;
           // Still unschedulable with a new explanation: lastTransitionTime stays (pending since then).
-          next.status.conditions = setCondition(next.status.conditions, { type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message: d.summary }, ts.toISOString());
+          next.status.conditions = setCondition(
+            next.status.conditions,
+            { type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message: d.summary },
+            ts.toISOString(),
+          );
           store.update(next);
           recordEvent(store, ts, { kind: 'Pod', name: pod.metadata.name, type: 'Warning', reason: 'FailedScheduling', message: d.summary });
         }

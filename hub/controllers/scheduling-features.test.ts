@@ -15,13 +15,24 @@ import { TaintEvictionController } from './taint-eviction-controller.js';
 
 /** Controllers of issue 4 over a memory store: global mode, node admin, taint eviction, label precedence, placement. */
 
-function status(node: string, o: { labels?: Record<string, string>; arch?: 'amd64' | 'arm64' | 'arm'; memoryBytes?: number; memoryLimit?: boolean } = {}): NodeStatusMessage {
+function status(
+  node: string,
+  o: { labels?: Record<string, string>; arch?: 'amd64' | 'arm64' | 'arm'; memoryBytes?: number; memoryLimit?: boolean } = {},
+): NodeStatusMessage {
   return {
     node,
     labels: o.labels ?? {},
     bootId: 'b1',
     at: new Date().toISOString(),
-    info: { arch: o.arch ?? 'arm64', os: 'linux', cpu: { cores: 4 }, memoryBytes: o.memoryBytes ?? 4 * 1024 ** 3, engine: { name: 'docker', version: '20.10', memoryLimit: o.memoryLimit ?? true, cpuLimit: true }, agentVersion: '0.1.0', addresses: [] },
+    info: {
+      arch: o.arch ?? 'arm64',
+      os: 'linux',
+      cpu: { cores: 4 },
+      memoryBytes: o.memoryBytes ?? 4 * 1024 ** 3,
+      engine: { name: 'docker', version: '20.10', memoryLimit: o.memoryLimit ?? true, cpuLimit: true },
+      agentVersion: '0.1.0',
+      addresses: [],
+    },
   };
 }
 
@@ -56,15 +67,21 @@ function world(platforms?: ImagePlatformSource) {
     nodes.handle(topics.nodeStatus(m.node), Buffer.from(JSON.stringify(m)));
   };
   const podsOf = (owner: string) => store.list('Pod', { ownerName: owner });
-  const nodesOf = (owner: string) => podsOf(owner).map((p) => p.spec.nodeName ?? '-').sort();
+  const nodesOf = (owner: string) =>
+    podsOf(owner)
+      .map((p) => p.spec.nodeName ?? '-')
+      .sort();
   return { store, ops, admin, report, settle, podsOf, nodesOf, stop: () => all.forEach((c) => c.stop()) };
 }
 
-const GLOBAL_AGENT = deployment('agent', `  mode: global
+const GLOBAL_AGENT = deployment(
+  'agent',
+  `  mode: global
   template:
     spec:
       nodeSelector: { role: edge }
-      containers: [{ name: c, image: img }]`);
+      containers: [{ name: c, image: img }]`,
+);
 
 describe('global deployments', () => {
   it('puts one pod on every matching node, including nodes that join later, and removes it when a node stops matching', async () => {
@@ -124,10 +141,15 @@ describe('global deployments', () => {
     const w = world();
     w.report(status('small', { labels: { role: 'edge' }, memoryBytes: 256 * 1024 ** 2 }));
     w.report(status('big', { labels: { role: 'edge' } }));
-    w.ops.apply(deployment('hog', `  mode: global
+    w.ops.apply(
+      deployment(
+        'hog',
+        `  mode: global
   template:
     spec:
-      containers: [{ name: c, image: img, resources: { requests: { memory: 512Mi } } }]`));
+      containers: [{ name: c, image: img, resources: { requests: { memory: 512Mi } } }]`,
+      ),
+    );
     await w.settle();
     expect(w.nodesOf('hog')).toEqual(['big']);
     expect(w.store.get('Deployment', 'hog')?.status.unscheduledReplicas).toBe(1);
@@ -137,14 +159,23 @@ describe('global deployments', () => {
   });
 
   it('uses known image platforms to decide matching', async () => {
-    const platforms: ImagePlatformSource = { known: (img) => (img === 'reg:5000/app:1' ? ['linux/arm64'] : undefined), needsResolve: () => false, resolve: async () => {} };
+    const platforms: ImagePlatformSource = {
+      known: (img) => (img === 'reg:5000/app:1' ? ['linux/arm64'] : undefined),
+      needsResolve: () => false,
+      resolve: async () => {},
+    };
     const w = world(platforms);
     w.report(status('pi64', { arch: 'arm64' }));
     w.report(status('pi32', { arch: 'arm' }));
-    w.ops.apply(deployment('app', `  mode: global
+    w.ops.apply(
+      deployment(
+        'app',
+        `  mode: global
   template:
     spec:
-      containers: [{ name: c, image: "reg:5000/app:1" }]`));
+      containers: [{ name: c, image: "reg:5000/app:1" }]`,
+      ),
+    );
     await w.settle();
     expect(w.nodesOf('app')).toEqual(['pi64']);
     w.stop();
@@ -157,10 +188,15 @@ describe('node management', () => {
     w.report(status('n1', { labels: { role: 'edge' } }));
     w.report(status('n2'));
     w.ops.apply(GLOBAL_AGENT);
-    w.ops.apply(deployment('web', `  replicas: 4
+    w.ops.apply(
+      deployment(
+        'web',
+        `  replicas: 4
   template:
     spec:
-      containers: [{ name: c, image: img }]`));
+      containers: [{ name: c, image: img }]`,
+      ),
+    );
     await w.settle();
     expect(w.nodesOf('web').filter((n) => n === 'n1').length).toBeGreaterThan(0);
     const r = w.admin.drain('n1');
@@ -180,17 +216,27 @@ describe('node management', () => {
     w.report(status('n1'));
     w.report(status('n2'));
     w.admin.taints('n1', [{ key: 'maint', effect: 'NoSchedule' }], []);
-    w.ops.apply(deployment('web', `  replicas: 3
+    w.ops.apply(
+      deployment(
+        'web',
+        `  replicas: 3
   template:
     spec:
-      containers: [{ name: c, image: img }]`));
-    w.ops.apply(deployment('tough', `  replicas: 2
+      containers: [{ name: c, image: img }]`,
+      ),
+    );
+    w.ops.apply(
+      deployment(
+        'tough',
+        `  replicas: 2
   placement: { strategy: binpack }
   template:
     spec:
       nodeSelector: { orchard.dev/hostname: n2 }
       tolerations: [{ key: maint, operator: Exists }]
-      containers: [{ name: c, image: img }]`));
+      containers: [{ name: c, image: img }]`,
+      ),
+    );
     await w.settle();
     expect(w.nodesOf('web')).toEqual(['n2', 'n2', 'n2']);
 
@@ -209,7 +255,11 @@ describe('node management', () => {
     expect(w.store.get('Node', 'n1')!.metadata.labels).toMatchObject({ zone: 'a', site: 'lab' });
     w.admin.labels('n1', { zone: 'b', tier: 'gold' }, ['site']);
     // The agent claims other values, hub labels and foreign prefixes: none of it lands outside its space.
-    w.report(status('n1', { labels: { zone: 'c', site: 'barn', tier: 'free', extra: 'x', 'orchard.dev/arch': 'amd64', 'example.com/site': 'barn', 'node.orchard.dev/disk': 'ssd' } }));
+    w.report(
+      status('n1', {
+        labels: { zone: 'c', site: 'barn', tier: 'free', extra: 'x', 'orchard.dev/arch': 'amd64', 'example.com/site': 'barn', 'node.orchard.dev/disk': 'ssd' },
+      }),
+    );
     const n = w.store.get('Node', 'n1')!;
     expect(n.metadata.labels).toEqual({
       zone: 'b',
@@ -234,9 +284,19 @@ describe('node management', () => {
   it('taint edits replace a same key+effect taint and refuse to remove one that is not there', () => {
     const w = world();
     w.report(status('n1'));
-    w.admin.taints('n1', [{ key: 'k', value: 'v1', effect: 'NoSchedule' }, { key: 'k', effect: 'PreferNoSchedule' }], []);
+    w.admin.taints(
+      'n1',
+      [
+        { key: 'k', value: 'v1', effect: 'NoSchedule' },
+        { key: 'k', effect: 'PreferNoSchedule' },
+      ],
+      [],
+    );
     w.admin.taints('n1', [{ key: 'k', value: 'v2', effect: 'NoSchedule' }], []);
-    expect(w.store.get('Node', 'n1')?.spec.taints).toEqual([{ key: 'k', effect: 'PreferNoSchedule' }, { key: 'k', value: 'v2', effect: 'NoSchedule' }]);
+    expect(w.store.get('Node', 'n1')?.spec.taints).toEqual([
+      { key: 'k', effect: 'PreferNoSchedule' },
+      { key: 'k', value: 'v2', effect: 'NoSchedule' },
+    ]);
     expect(() => w.admin.taints('n1', [], [{ key: 'other' }])).toThrow(/has no taint other/);
     w.admin.taints('n1', [], [{ key: 'k' }]);
     expect(w.store.get('Node', 'n1')?.spec.taints).toEqual([]);
@@ -268,11 +328,16 @@ describe('placement from the deployment', () => {
     w.report(status('a2', { labels: { zone: 'a' } }));
     w.report(status('a3', { labels: { zone: 'a' } }));
     w.report(status('b1', { labels: { zone: 'b' } }));
-    w.ops.apply(deployment('web', `  replicas: 4
+    w.ops.apply(
+      deployment(
+        'web',
+        `  replicas: 4
   placement: { spreadBy: zone }
   template:
     spec:
-      containers: [{ name: c, image: img }]`));
+      containers: [{ name: c, image: img }]`,
+      ),
+    );
     await w.settle();
     expect(w.nodesOf('web').filter((n) => n === 'b1')).toHaveLength(2);
     w.stop();
@@ -287,10 +352,15 @@ describe('placement from the deployment', () => {
     };
     const w = world(platforms);
     w.report(status('pi', { arch: 'arm' }));
-    w.ops.apply(deployment('app', `  replicas: 1
+    w.ops.apply(
+      deployment(
+        'app',
+        `  replicas: 1
   template:
     spec:
-      containers: [{ name: c, image: "reg:5000/app:1" }]`));
+      containers: [{ name: c, image: "reg:5000/app:1" }]`,
+      ),
+    );
     await w.settle();
     const pod = w.podsOf('app')[0]!;
     expect(pod.spec.nodeName).toBeUndefined();

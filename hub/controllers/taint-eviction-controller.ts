@@ -22,13 +22,16 @@ export class TaintEvictionController {
 
   start(): void {
     const { store } = this.deps;
-    this.unwatch = store.watch((ev: WatchEvent) => {
-      const o = ev.object;
-      if (ev.type === 'DELETED') return;
-      if (o.kind === 'Node' && o.spec.taints.some((t) => t.effect === 'NoExecute')) this.queue.add(o.metadata.name);
-      // A pod bound to a NoExecute node by hand (or by a race) is caught too.
-      else if (o.kind === 'Pod' && o.spec.nodeName !== undefined && ev.type === 'ADDED') this.queue.add(o.spec.nodeName);
-    }, ['Node', 'Pod']);
+    this.unwatch = store.watch(
+      (ev: WatchEvent) => {
+        const o = ev.object;
+        if (ev.type === 'DELETED') return;
+        if (o.kind === 'Node' && o.spec.taints.some((t) => t.effect === 'NoExecute')) this.queue.add(o.metadata.name);
+        // A pod bound to a NoExecute node by hand (or by a race) is caught too.
+        else if (o.kind === 'Pod' && o.spec.nodeName !== undefined && ev.type === 'ADDED') this.queue.add(o.spec.nodeName);
+      },
+      ['Node', 'Pod'],
+    );
     for (const n of store.list('Node')) if (n.spec.taints.some((t) => t.effect === 'NoExecute')) this.queue.add(n.metadata.name);
   }
 
@@ -53,7 +56,13 @@ export class TaintEvictionController {
     store.transaction(() => {
       for (const v of victims) {
         store.delete('Pod', v.pod.metadata.name);
-        recordEvent(store, now(), { kind: 'Pod', name: v.pod.metadata.name, type: 'Normal', reason: 'TaintEviction', message: `evicted from ${nodeName}: untolerated taint ${v.taint}` });
+        recordEvent(store, now(), {
+          kind: 'Pod',
+          name: v.pod.metadata.name,
+          type: 'Normal',
+          reason: 'TaintEviction',
+          message: `evicted from ${nodeName}: untolerated taint ${v.taint}`,
+        });
       }
     });
     this.deps.log.info('evicted pods for NoExecute taint', { node: nodeName, pods: victims.length });

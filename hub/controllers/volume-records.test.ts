@@ -11,7 +11,13 @@ const NOW = new Date('2026-11-27T00:00:00Z');
 /** Volume records fed as the hub feeds them: the NodeController decodes a set once and hands it on. */
 function world(hook = (store: MemoryStore) => (m: ObservedSetMessage) => ingestObservedVolumes(store, m, NOW)) {
   const store = new MemoryStore({ now: () => NOW });
-  store.create({ apiVersion: 'orchard/v1', kind: 'Volume', metadata: { name: 'orchard-db-data', labels: {}, annotations: {}, ownerName: 'db' }, spec: { nodeName: 'pi-1', volume: 'data' }, status: { pods: [] } });
+  store.create({
+    apiVersion: 'orchard/v1',
+    kind: 'Volume',
+    metadata: { name: 'orchard-db-data', labels: {}, annotations: {}, ownerName: 'db' },
+    spec: { nodeName: 'pi-1', volume: 'data' },
+    status: { pods: [] },
+  });
   const nodes = new NodeController({ store, log: silentLogger, now: () => NOW, onObservedSet: hook(store) });
   const handle = (payload: Buffer, node = 'pi-1') => nodes.handle(topics.nodeObserved(node), payload);
   return { store, nodes, handle };

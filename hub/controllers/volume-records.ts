@@ -46,14 +46,26 @@ export function bindPodVolumes(store: Store, pod: Pod, node: string, now: Date):
         spec,
         status: { pods: [] },
       });
-      recordEvent(store, now, { kind: 'Volume', name, type: 'Normal', reason: 'Bound', message: `persistent volume bound to node ${node} (pods using it are kept there)` });
+      recordEvent(store, now, {
+        kind: 'Volume',
+        name,
+        type: 'Normal',
+        reason: 'Bound',
+        message: `persistent volume bound to node ${node} (pods using it are kept there)`,
+      });
     } else if (existing.spec.nodeName !== node) {
       const next = structuredClone(existing) as PersistentVolumeObject;
       const from = existing.spec.nodeName;
       next.spec.nodeName = node;
       next.status = { pods: [] };
       store.update(next);
-      recordEvent(store, now, { kind: 'Volume', name, type: 'Warning', reason: 'StartedFresh', message: `node ${from} is lost; ${owner} starts fresh on ${node} (onNodeLost.startFresh); the data on ${from} is not used` });
+      recordEvent(store, now, {
+        kind: 'Volume',
+        name,
+        type: 'Warning',
+        reason: 'StartedFresh',
+        message: `node ${from} is lost; ${owner} starts fresh on ${node} (onNodeLost.startFresh); the data on ${from} is not used`,
+      });
     }
   }
 }

@@ -13,13 +13,18 @@ describe('WorkQueue', () => {
     const runs: string[] = [];
     let inFlight = 0;
     let maxInFlight = 0;
-    const q = new WorkQueue('t', async (k) => {
-      inFlight++;
-      maxInFlight = Math.max(maxInFlight, inFlight);
-      runs.push(k);
-      await settle(2);
-      inFlight--;
-    }, silentLogger, { clock: new FakeClock() });
+    const q = new WorkQueue(
+      't',
+      async (k) => {
+        inFlight++;
+        maxInFlight = Math.max(maxInFlight, inFlight);
+        runs.push(k);
+        await settle(2);
+        inFlight--;
+      },
+      silentLogger,
+      { clock: new FakeClock() },
+    );
     for (let i = 0; i < 10; i++) q.add('a');
     q.add('b');
     await q.idle();
@@ -30,10 +35,15 @@ describe('WorkQueue', () => {
   it('retries a failing key with exponential backoff on the clock', async () => {
     const clock = new FakeClock();
     const at: number[] = [];
-    const q = new WorkQueue('t', () => {
-      at.push(clock.now());
-      if (at.length < 4) throw new Error('boom');
-    }, silentLogger, { baseBackoffMs: 100, clock });
+    const q = new WorkQueue(
+      't',
+      () => {
+        at.push(clock.now());
+        if (at.length < 4) throw new Error('boom');
+      },
+      silentLogger,
+      { baseBackoffMs: 100, clock },
+    );
     q.add('k');
     await settle();
     expect(at).toHaveLength(1);
@@ -53,10 +63,15 @@ describe('WorkQueue', () => {
   it('caps the backoff at maxBackoffMs', async () => {
     const clock = new FakeClock();
     let calls = 0;
-    const q = new WorkQueue('t', () => {
-      calls++;
-      throw new Error('boom');
-    }, silentLogger, { baseBackoffMs: 100, maxBackoffMs: 250, clock });
+    const q = new WorkQueue(
+      't',
+      () => {
+        calls++;
+        throw new Error('boom');
+      },
+      silentLogger,
+      { baseBackoffMs: 100, maxBackoffMs: 250, clock },
+    );
     q.add('k');
     await settle();
     clock.advance(100); // retry 1 after 100
@@ -76,10 +91,15 @@ describe('WorkQueue', () => {
     const clock = new FakeClock();
     const lines: string[] = [];
     let calls = 0;
-    const q = new WorkQueue('t', () => {
-      calls++;
-      throw new Error('boom');
-    }, createLogger('t', 'error', (l) => lines.push(l)), { baseBackoffMs: 10, maxBackoffMs: 10, maxRetries: 3, clock });
+    const q = new WorkQueue(
+      't',
+      () => {
+        calls++;
+        throw new Error('boom');
+      },
+      createLogger('t', 'error', (l) => lines.push(l)),
+      { baseBackoffMs: 10, maxBackoffMs: 10, maxRetries: 3, clock },
+    );
     q.add('k');
     for (let i = 0; i < 10; i++) {
       await settle();

@@ -106,14 +106,46 @@ describe('setCondition', () => {
     expect(list).toEqual(before); // the input list is never changed
   });
 
-  const P = { type: 'Progressing', status: 'True', reason: 'ReplicaSetUpdated', message: '1 of 3 updated', lastUpdateTime: T0, lastTransitionTime: T0 } as const satisfies DeploymentCondition;
+  const P = {
+    type: 'Progressing',
+    status: 'True',
+    reason: 'ReplicaSetUpdated',
+    message: '1 of 3 updated',
+    lastUpdateTime: T0,
+    lastTransitionTime: T0,
+  } as const satisfies DeploymentCondition;
   it.each<[string, DeploymentCondition[], DeploymentCondition, { lastUpdateTime: string; lastTransitionTime: string }]>([
-    ['nothing changed: both kept', [P], { type: 'Progressing', status: 'True', reason: 'ReplicaSetUpdated', message: '1 of 3 updated' }, { lastUpdateTime: T0, lastTransitionTime: T0 }],
-    ['message changed: lastUpdateTime now', [P], { type: 'Progressing', status: 'True', reason: 'ReplicaSetUpdated', message: '2 of 3 updated' }, { lastUpdateTime: NOW, lastTransitionTime: T0 }],
-    ['reason changed: lastUpdateTime now', [P], { type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable', message: '1 of 3 updated' }, { lastUpdateTime: NOW, lastTransitionTime: T0 }],
-    ['status changed: both now', [P], { type: 'Progressing', status: 'False', reason: 'ReplicaSetUpdated', message: '1 of 3 updated' }, { lastUpdateTime: NOW, lastTransitionTime: NOW }],
+    [
+      'nothing changed: both kept',
+      [P],
+      { type: 'Progressing', status: 'True', reason: 'ReplicaSetUpdated', message: '1 of 3 updated' },
+      { lastUpdateTime: T0, lastTransitionTime: T0 },
+    ],
+    [
+      'message changed: lastUpdateTime now',
+      [P],
+      { type: 'Progressing', status: 'True', reason: 'ReplicaSetUpdated', message: '2 of 3 updated' },
+      { lastUpdateTime: NOW, lastTransitionTime: T0 },
+    ],
+    [
+      'reason changed: lastUpdateTime now',
+      [P],
+      { type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable', message: '1 of 3 updated' },
+      { lastUpdateTime: NOW, lastTransitionTime: T0 },
+    ],
+    [
+      'status changed: both now',
+      [P],
+      { type: 'Progressing', status: 'False', reason: 'ReplicaSetUpdated', message: '1 of 3 updated' },
+      { lastUpdateTime: NOW, lastTransitionTime: NOW },
+    ],
     ['new: both now', [], { type: 'Available', status: 'True' }, { lastUpdateTime: NOW, lastTransitionTime: NOW }],
-    ['missing times are filled', [{ type: 'Available', status: 'True' }], { type: 'Available', status: 'True' }, { lastUpdateTime: NOW, lastTransitionTime: NOW }],
+    [
+      'missing times are filled',
+      [{ type: 'Available', status: 'True' }],
+      { type: 'Available', status: 'True' },
+      { lastUpdateTime: NOW, lastTransitionTime: NOW },
+    ],
   ])('updateTime: %s', (_name, list, cond, want) => {
     const [got] = setCondition(list, cond, NOW, { updateTime: true }).filter((c) => c.type === cond.type);
     expect(got).toMatchObject(want);

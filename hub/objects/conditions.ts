@@ -39,10 +39,10 @@ export interface SetConditionOptions {
 export function setCondition<C extends Condition>(list: readonly C[] | undefined, cond: C, now: string, opts: SetConditionOptions = {}): C[] {
   const prev = list?.find((c) => c.type === cond.type);
   const same = prev !== undefined && prev.status === cond.status;
-  const next: C = { ...cond, lastTransitionTime: same ? prev.lastTransitionTime ?? now : cond.lastTransitionTime ?? now };
+  const next: C = { ...cond, lastTransitionTime: same ? (prev.lastTransitionTime ?? now) : (cond.lastTransitionTime ?? now) };
   if (opts.updateTime === true) {
     const unchanged = same && prev.reason === cond.reason && prev.message === cond.message;
-    next.lastUpdateTime = unchanged ? prev.lastUpdateTime ?? now : cond.lastUpdateTime ?? now;
+    next.lastUpdateTime = unchanged ? (prev.lastUpdateTime ?? now) : (cond.lastUpdateTime ?? now);
   }
   if (prev === undefined) return [...(list ?? []), next];
   const out: C[] = [];

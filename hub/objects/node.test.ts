@@ -6,7 +6,15 @@ import { isNodeReady } from './node.js';
 describe('isNodeReady', () => {
   it.each<[string, NodeCondition[], boolean]>([
     ['Ready True', [{ type: 'Ready', status: 'True' }], true],
-    ['Ready True among others', [{ type: 'DiskPressure', status: 'True' }, { type: 'MemoryLimitUnsupported', status: 'False' }, { type: 'Ready', status: 'True' }], true],
+    [
+      'Ready True among others',
+      [
+        { type: 'DiskPressure', status: 'True' },
+        { type: 'MemoryLimitUnsupported', status: 'False' },
+        { type: 'Ready', status: 'True' },
+      ],
+      true,
+    ],
     ['Ready False', [{ type: 'Ready', status: 'False', reason: 'NodeStatusUnknown' }], false],
     ['Ready Unknown', [{ type: 'Ready', status: 'Unknown' }], false],
     ['no Ready condition', [{ type: 'MemoryLimitUnsupported', status: 'False' }], false],

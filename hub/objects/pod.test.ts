@@ -14,10 +14,19 @@ function deployment(name: string, template: Record<string, unknown> = {}): Deplo
     apiVersion: API_VERSION,
     kind: 'Deployment',
     metadata: { name },
-    spec: { replicas: 2, template: { metadata: { labels: { app: name }, annotations: { note: 'n' } }, spec: { containers: [{ name: 'c', image: 'app:v1' }] }, ...template } },
+    spec: {
+      replicas: 2,
+      template: { metadata: { labels: { app: name }, annotations: { note: 'n' } }, spec: { containers: [{ name: 'c', image: 'app:v1' }] }, ...template },
+    },
   });
   const meta = { ...m.metadata, uid: 'u', resourceVersion: 1, generation: 1, creationTimestamp: '2026-01-01T00:00:00Z' };
-  return { apiVersion: API_VERSION, kind: 'Deployment', metadata: meta, spec: m.spec, status: { observedGeneration: 0, replicas: 0, readyReplicas: 0, availableReplicas: 0, unscheduledReplicas: 0 } };
+  return {
+    apiVersion: API_VERSION,
+    kind: 'Deployment',
+    metadata: meta,
+    spec: m.spec,
+    status: { observedGeneration: 0, replicas: 0, readyReplicas: 0, availableReplicas: 0, unscheduledReplicas: 0 },
+  };
 }
 
 describe('pod helpers', () => {
@@ -33,7 +42,16 @@ describe('pod helpers', () => {
 
   it.each<[string, Pod['status']['phase'], PodCondition[], boolean]>([
     ['Running and Ready True', 'Running', [{ type: 'Ready', status: 'True' }], true],
-    ['Running, Ready among others', 'Running', [{ type: 'PodScheduled', status: 'True' }, { type: 'ContainersReady', status: 'True' }, { type: 'Ready', status: 'True' }], true],
+    [
+      'Running, Ready among others',
+      'Running',
+      [
+        { type: 'PodScheduled', status: 'True' },
+        { type: 'ContainersReady', status: 'True' },
+        { type: 'Ready', status: 'True' },
+      ],
+      true,
+    ],
     ['Running and Ready False', 'Running', [{ type: 'Ready', status: 'False' }], false],
     ['Running and Ready Unknown', 'Running', [{ type: 'Ready', status: 'Unknown' }], false],
     ['Running without conditions', 'Running', [], false],

@@ -12,9 +12,27 @@ import { networkInterfaces } from 'node:os';
  */
 
 const RESTRICTED: Array<{ kind: string; list: BlockList }> = [
-  { kind: 'loopback', list: subnets([['127.0.0.0', 8, 'ipv4'], ['::1', 128, 'ipv6']]) },
-  { kind: 'link-local', list: subnets([['169.254.0.0', 16, 'ipv4'], ['fe80::', 10, 'ipv6']]) },
-  { kind: 'unspecified', list: subnets([['0.0.0.0', 8, 'ipv4'], ['::', 128, 'ipv6']]) },
+  {
+    kind: 'loopback',
+    list: subnets([
+      ['127.0.0.0', 8, 'ipv4'],
+      ['::1', 128, 'ipv6'],
+    ]),
+  },
+  {
+    kind: 'link-local',
+    list: subnets([
+      ['169.254.0.0', 16, 'ipv4'],
+      ['fe80::', 10, 'ipv6'],
+    ]),
+  },
+  {
+    kind: 'unspecified',
+    list: subnets([
+      ['0.0.0.0', 8, 'ipv4'],
+      ['::', 128, 'ipv6'],
+    ]),
+  },
 ];
 
 function subnets(nets: Array<[string, number, 'ipv4' | 'ipv6']>): BlockList {
@@ -71,7 +89,8 @@ export function registryRefusal(i: AddressCheckInput): string | undefined {
   if (i.addresses.length === 0) return `registry ${i.registry} resolved to no address`;
   for (const address of i.addresses) {
     const kind = restrictedAddressKind(address);
-    if (kind !== undefined) return `registry ${i.registry} resolves to ${kind} address ${address}; not asked (allow it with orchard hub --registry-allow ${i.registry})`;
+    if (kind !== undefined)
+      return `registry ${i.registry} resolves to ${kind} address ${address}; not asked (allow it with orchard hub --registry-allow ${i.registry})`;
     if (i.ownPorts.includes(i.port) && (i.isOwn ?? isOwnAddress)(address)) {
       return `registry ${i.registry} is the hub's own port ${i.port} on ${address}; not asked (allow it with orchard hub --registry-allow ${i.registry})`;
     }

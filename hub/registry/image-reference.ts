@@ -44,6 +44,6 @@ export function parseImageReference(image: string): ImageReference | undefined {
 
 /** Loopback registries speak plain HTTP (Docker allows 127.0.0.0/8 insecure by default). */
 export function isLoopbackRegistry(host: string): boolean {
-  const h = host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.split(':')[0] ?? '';
+  const h = host.startsWith('[') ? host.slice(1, host.indexOf(']')) : (host.split(':')[0] ?? '');
   return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
 }

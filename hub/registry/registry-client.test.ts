@@ -8,7 +8,10 @@ import { isOwnAddress, registryRefusal } from './address-policy.js';
 type Route = { status?: number; body: unknown; digest?: string; location?: string };
 
 /** A transport that answers from a table of URL → response, recording what was asked and where it connected. */
-function fakeTransport(routes: Record<string, Route | Error>): { transport: RegistryTransport; asked: Array<{ url: string; accept: string; address: string }> } {
+function fakeTransport(routes: Record<string, Route | Error>): {
+  transport: RegistryTransport;
+  asked: Array<{ url: string; accept: string; address: string }>;
+} {
   const asked: Array<{ url: string; accept: string; address: string }> = [];
   const transport: RegistryTransport = async (req) => {
     const url = req.url.href;
@@ -123,7 +126,9 @@ describe('fetchImagePlatforms address policy (SSRF guard)', () => {
     expect(r).toMatchObject({ kind: 'unknown' });
     expect(asked).toHaveLength(1);
     expect(isOwnAddress('10.1.2.3', () => ['10.1.2.3'])).toBe(true);
-    expect(registryRefusal({ registry: '10.1.2.3:8443', port: 8443, addresses: ['10.1.2.3'], allow: [], ownPorts: [8443], isOwn: () => true })).toMatch(/hub's own port 8443/);
+    expect(registryRefusal({ registry: '10.1.2.3:8443', port: 8443, addresses: ['10.1.2.3'], allow: [], ownPorts: [8443], isOwn: () => true })).toMatch(
+      /hub's own port 8443/,
+    );
   });
 
   it('asks an allow-listed loopback registry', async () => {
@@ -138,10 +143,18 @@ describe('fetchImagePlatforms address policy (SSRF guard)', () => {
       'https://reg.example/v2/app/manifests/1': { status: 307, body: {}, location: '/v2/app/manifests/sha256:x' },
       'https://reg.example/v2/app/manifests/sha256:x': manifest,
     });
-    expect(await fetchImagePlatforms(ref('reg.example/app:1'), { resolveHost, transport: same.transport })).toEqual({ kind: 'known', platforms: ['linux/amd64'] });
+    expect(await fetchImagePlatforms(ref('reg.example/app:1'), { resolveHost, transport: same.transport })).toEqual({
+      kind: 'known',
+      platforms: ['linux/amd64'],
+    });
     expect(same.asked.map((a) => a.address)).toEqual(['93.184.216.34', '93.184.216.34']);
 
-    for (const location of ['https://cdn.example/blob', 'http://reg.example/v2/app/manifests/1', 'https://reg.example:444/x', 'http://127.0.0.1:8443/api/v1/tokens']) {
+    for (const location of [
+      'https://cdn.example/blob',
+      'http://reg.example/v2/app/manifests/1',
+      'https://reg.example:444/x',
+      'http://127.0.0.1:8443/api/v1/tokens',
+    ]) {
       const other = fakeTransport({ 'https://reg.example/v2/app/manifests/1': { status: 302, body: {}, location } });
       const r = await fetchImagePlatforms(ref('reg.example/app:1'), { resolveHost, transport: other.transport });
       expect(other.asked.map((a) => a.url)).toEqual(['https://reg.example/v2/app/manifests/1']);

@@ -83,7 +83,10 @@ export async function fetchImagePlatforms(ref: ImageReference, opts: RegistryCli
       return { refused: `cannot resolve ${host}: ${err instanceof Error ? err.message : String(err)}` };
     }
     const first = addresses[0];
-    const why = first === undefined ? `${host} resolved to no address` : registryRefusal({ registry, port, addresses, allow: opts.allowRegistries ?? [], ownPorts: opts.ownPorts?.() ?? [] });
+    const why =
+      first === undefined
+        ? `${host} resolved to no address`
+        : registryRefusal({ registry, port, addresses, allow: opts.allowRegistries ?? [], ownPorts: opts.ownPorts?.() ?? [] });
     checked = why === undefined && first !== undefined ? { address: first } : { refused: why ?? 'no address' };
     return checked;
   };
@@ -102,7 +105,8 @@ export async function fetchImagePlatforms(ref: ImageReference, opts: RegistryCli
           if (location === undefined) return { ok: false, reason: `GET ${url.href}: HTTP ${res.status} without a Location` };
           const next = new URL(location, url);
           // Same origin only: a redirect must not carry the hub to another host (or port, or scheme).
-          if (next.origin !== url.origin) return { ok: false, reason: `GET ${url.href}: redirect to another host (${next.origin}) not followed`, refused: true };
+          if (next.origin !== url.origin)
+            return { ok: false, reason: `GET ${url.href}: redirect to another host (${next.origin}) not followed`, refused: true };
           if (hop >= MAX_REDIRECTS) return { ok: false, reason: `GET ${first}: more than ${MAX_REDIRECTS} redirects` };
           url = next;
           continue;
@@ -116,7 +120,8 @@ export async function fetchImagePlatforms(ref: ImageReference, opts: RegistryCli
     }
   };
 
-  const unknown = (r: { reason: string; refused?: true }): PlatformLookup => (r.refused ? { kind: 'unknown', reason: r.reason, refused: true } : { kind: 'unknown', reason: r.reason });
+  const unknown = (r: { reason: string; refused?: true }): PlatformLookup =>
+    r.refused ? { kind: 'unknown', reason: r.reason, refused: true } : { kind: 'unknown', reason: r.reason };
   const m = await fetchJson(`${base}/manifests/${ref.reference}`, MANIFEST_ACCEPT);
   if (!m.ok) return unknown(m);
   const index = IndexSchema.safeParse(m.body);

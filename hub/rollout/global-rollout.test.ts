@@ -29,8 +29,19 @@ spec:
 
 function status(node: string): NodeStatusMessage {
   return {
-    node, labels: {}, bootId: 'b1', at: new Date().toISOString(),
-    info: { arch: 'arm64', os: 'linux', cpu: { cores: 4 }, memoryBytes: 4 * 1024 ** 3, engine: { name: 'docker', version: '20.10', memoryLimit: true, cpuLimit: true }, agentVersion: '0.1.0', addresses: [] },
+    node,
+    labels: {},
+    bootId: 'b1',
+    at: new Date().toISOString(),
+    info: {
+      arch: 'arm64',
+      os: 'linux',
+      cpu: { cores: 4 },
+      memoryBytes: 4 * 1024 ** 3,
+      engine: { name: 'docker', version: '20.10', memoryLimit: true, cpuLimit: true },
+      agentVersion: '0.1.0',
+      addresses: [],
+    },
   };
 }
 
@@ -40,10 +51,16 @@ function world() {
   const store = new MemoryStore({ now });
   const log = silentLogger;
   const sets = new Map<string, DesiredSetMessage>();
-  const publisher: Publisher = { publish: async (topic, payload) => void (payload.length > 0 && sets.set(topic, JSON.parse(payload.toString()) as DesiredSetMessage)) };
+  const publisher: Publisher = {
+    publish: async (topic, payload) => void (payload.length > 0 && sets.set(topic, JSON.parse(payload.toString()) as DesiredSetMessage)),
+  };
   const ops = new Operations({ store, log, now });
   const rollout = new RolloutOperations({ store, log, now });
-  const ctrl = [new DeploymentController({ store, log, now }), new GlobalController({ store, log, now }), new DesiredPublisher({ store, publisher, log, now })] as const;
+  const ctrl = [
+    new DeploymentController({ store, log, now }),
+    new GlobalController({ store, log, now }),
+    new DesiredPublisher({ store, publisher, log, now }),
+  ] as const;
   ctrl.forEach((c) => c.start());
   const nodes = new NodeController({ store, log, now, heartbeatGraceMs: 1e9 });
   const online = new Set<string>();
@@ -64,7 +81,11 @@ function world() {
       if (p.spec.nodeName === undefined || !online.has(p.spec.nodeName) || p.status.phase === 'Running') continue;
       const next = structuredClone(p) as Pod;
       const image = p.spec.containers[0]?.image ?? '';
-      next.status = { phase: 'Running', conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: now().toISOString() }], containerStatuses: [{ name: 'c', image, state: 'running', restartCount: 0, ready: true }] };
+      next.status = {
+        phase: 'Running',
+        conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: now().toISOString() }],
+        containerStatuses: [{ name: 'c', image, state: 'running', restartCount: 0, ready: true }],
+      };
       store.update(next);
     }
   };
@@ -151,7 +172,13 @@ describe('global-mode rollouts', () => {
     expect(d.status.updatedReplicas).toBe(3);
     expect(d.status.rollout?.phase).toBe('Complete');
     const view = w.rollout.status('edge');
-    expect(view.pods.map((p) => [p.node, p.revision, p.updated])).toEqual(expect.arrayContaining([['n1', 2, true], ['n2', 2, true], ['n3', 2, true]]));
+    expect(view.pods.map((p) => [p.node, p.revision, p.updated])).toEqual(
+      expect.arrayContaining([
+        ['n1', 2, true],
+        ['n2', 2, true],
+        ['n3', 2, true],
+      ]),
+    );
 
     // `rollout undo` works for global deployments too: v1 everywhere, as revision 3.
     expect(w.rollout.undo('edge').revision).toBe(1);
@@ -198,6 +225,10 @@ describe('global-mode rollouts', () => {
   it('defaults to one node at a time without surge when no strategy is given', () => {
     const base = { metadata: { name: 'x' }, spec: { mode: 'global' } } as unknown as Deployment; // only the fields strategyOf reads
     expect(strategyOf(base)).toEqual({ type: 'RollingUpdate', maxSurge: 0, maxUnavailable: 1 });
-    expect(strategyOf({ ...base, spec: { ...base.spec, mode: 'replicated' } } as Deployment)).toEqual({ type: 'RollingUpdate', maxSurge: 1, maxUnavailable: 0 });
+    expect(strategyOf({ ...base, spec: { ...base.spec, mode: 'replicated' } } as Deployment)).toEqual({
+      type: 'RollingUpdate',
+      maxSurge: 1,
+      maxUnavailable: 0,
+    });
   });
 });

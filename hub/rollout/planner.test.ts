@@ -55,14 +55,49 @@ describe('planRollout — replicated RollingUpdate arithmetic', () => {
     { name: 'new pod not ready: no more surge, no deletes', over: { pods: [...pods('old', 'rrrr'), ...pods('new', 'u')] }, creates: 0, deletes: [] },
     { name: 'new pod ready: one old pod goes (newest first)', over: { pods: [...pods('old', 'rrrr'), ...pods('new', 'r')] }, creates: 0, deletes: ['old-3'] },
     { name: 'after a replacement: the next surge pod', over: { pods: [...pods('old', 'rrr'), ...pods('new', 'r')] }, creates: 1, deletes: [] },
-    { name: 'surge 0 / unavailable 1: delete one old, create none yet', over: { strategy: { type: 'RollingUpdate', maxSurge: 0, maxUnavailable: 1 }, pods: pods('old', 'rrrr') }, creates: 0, deletes: ['old-3'] },
-    { name: 'surge 0 / unavailable 1: room for one new pod', over: { strategy: { type: 'RollingUpdate', maxSurge: 0, maxUnavailable: 1 }, pods: pods('old', 'rrr') }, creates: 1, deletes: [] },
-    { name: 'surge 0 / unavailable 1: new pod pending blocks further deletes', over: { strategy: { type: 'RollingUpdate', maxSurge: 0, maxUnavailable: 1 }, pods: [...pods('old', 'rrr'), ...pods('new', 'u')] }, creates: 0, deletes: [] },
-    { name: 'percentages: 50% surge / 50% unavailable of 4', over: { strategy: { type: 'RollingUpdate', maxSurge: '50%', maxUnavailable: '50%' }, pods: pods('old', 'rrrr') }, creates: 2, deletes: ['old-3', 'old-2'] },
-    { name: 'unhealthy old pods go first and cost no availability', over: { pods: [...pods('old', 'rrur'), ...pods('new', 'r')] }, creates: 0, deletes: ['old-2'] },
-    { name: 'unscheduled old pod goes before a not-ready one', over: { strategy: { type: 'RollingUpdate', maxSurge: 0, maxUnavailable: 1 }, pods: [...pods('old', 'rrus')] }, creates: 0, deletes: ['old-3'] },
+    {
+      name: 'surge 0 / unavailable 1: delete one old, create none yet',
+      over: { strategy: { type: 'RollingUpdate', maxSurge: 0, maxUnavailable: 1 }, pods: pods('old', 'rrrr') },
+      creates: 0,
+      deletes: ['old-3'],
+    },
+    {
+      name: 'surge 0 / unavailable 1: room for one new pod',
+      over: { strategy: { type: 'RollingUpdate', maxSurge: 0, maxUnavailable: 1 }, pods: pods('old', 'rrr') },
+      creates: 1,
+      deletes: [],
+    },
+    {
+      name: 'surge 0 / unavailable 1: new pod pending blocks further deletes',
+      over: { strategy: { type: 'RollingUpdate', maxSurge: 0, maxUnavailable: 1 }, pods: [...pods('old', 'rrr'), ...pods('new', 'u')] },
+      creates: 0,
+      deletes: [],
+    },
+    {
+      name: 'percentages: 50% surge / 50% unavailable of 4',
+      over: { strategy: { type: 'RollingUpdate', maxSurge: '50%', maxUnavailable: '50%' }, pods: pods('old', 'rrrr') },
+      creates: 2,
+      deletes: ['old-3', 'old-2'],
+    },
+    {
+      name: 'unhealthy old pods go first and cost no availability',
+      over: { pods: [...pods('old', 'rrur'), ...pods('new', 'r')] },
+      creates: 0,
+      deletes: ['old-2'],
+    },
+    {
+      name: 'unscheduled old pod goes before a not-ready one',
+      over: { strategy: { type: 'RollingUpdate', maxSurge: 0, maxUnavailable: 1 }, pods: [...pods('old', 'rrus')] },
+      creates: 0,
+      deletes: ['old-3'],
+    },
     { name: 'steady state scale up', over: { stableHash: 'new', pods: pods('new', 'rr') }, creates: 2, deletes: [] },
-    { name: 'steady state scale down: unready first', over: { stableHash: 'new', replicas: 2, pods: pods('new', 'rrur') }, creates: 0, deletes: ['new-2', 'new-3'] },
+    {
+      name: 'steady state scale down: unready first',
+      over: { stableHash: 'new', replicas: 2, pods: pods('new', 'rrur') },
+      creates: 0,
+      deletes: ['new-2', 'new-3'],
+    },
   ];
   it.each(cases)('$name', ({ over, creates, deletes }) => {
     const p = planRollout(input(over));
@@ -72,7 +107,14 @@ describe('planRollout — replicated RollingUpdate arithmetic', () => {
   });
 
   it('never plans more than maxUnavailable pods not available (simulated rollout, all budgets)', () => {
-    for (const [surge, unavail] of [[1, 0], [0, 1], [2, 1], ['25%', '25%'], [0, 2], [3, 0]] as const) {
+    for (const [surge, unavail] of [
+      [1, 0],
+      [0, 1],
+      [2, 1],
+      ['25%', '25%'],
+      [0, 2],
+      [3, 0],
+    ] as const) {
       const R = 5;
       let world: PlannerPod[] = pods('old', 'rrrrr');
       let seq = 0;
@@ -166,8 +208,13 @@ describe('planRollout — progress and deadline', () => {
 });
 
 describe('planRollout — global mode', () => {
-  const nodes = [{ name: 'a', online: true }, { name: 'b', online: true }, { name: 'c', online: false }];
-  const g = (over: Partial<RolloutInput>): RolloutInput => input({ mode: 'global', nodes, strategy: { type: 'RollingUpdate', maxSurge: 0, maxUnavailable: 1 }, ...over });
+  const nodes = [
+    { name: 'a', online: true },
+    { name: 'b', online: true },
+    { name: 'c', online: false },
+  ];
+  const g = (over: Partial<RolloutInput>): RolloutInput =>
+    input({ mode: 'global', nodes, strategy: { type: 'RollingUpdate', maxSurge: 0, maxUnavailable: 1 }, ...over });
   const pod = (node: string, hash: string, ready = true): PlannerPod => ({ name: `${hash}-${node}`, hash, node, ready, createdAt: NOW });
 
   it('updates one online node at a time and skips the offline one', () => {
@@ -205,7 +252,12 @@ describe('planRollout — global mode', () => {
   });
 
   it('a node that returns gets updated under the budget; a node with nothing just gets a pod (and counts as unavailable)', () => {
-    const back = [{ name: 'a', online: true }, { name: 'b', online: true }, { name: 'c', online: true }, { name: 'd', online: true }];
+    const back = [
+      { name: 'a', online: true },
+      { name: 'b', online: true },
+      { name: 'c', online: true },
+      { name: 'd', online: true },
+    ];
     const p = planRollout(g({ nodes: back, pods: [pod('a', 'new'), pod('b', 'new'), pod('c', 'old')] }));
     expect(p.create).toEqual([{ hash: 'new', node: 'd' }]);
     expect(p.delete).toEqual([]); // d is down: the one unavailable slot is taken

@@ -232,7 +232,8 @@ function planGlobal(input: RolloutInput): RolloutPlan {
   // starts it when it comes back (its old pod, if any, is left alone until then).
   for (const n of nodes) if (!n.online && !byNode.has(n.name)) create.push({ hash: updateHash, node: n.name });
   const { surge, unavailable } = budgets(strategy, online.length);
-  const canaryCap = strategy.type === 'RollingUpdate' && strategy.canary !== undefined && !input.promoted && fresh ? Math.min(strategy.canary, online.length) : Infinity;
+  const canaryCap =
+    strategy.type === 'RollingUpdate' && strategy.canary !== undefined && !input.promoted && fresh ? Math.min(strategy.canary, online.length) : Infinity;
 
   // Per online node: which state is it in?
   let unavailableNow = 0;
@@ -241,7 +242,10 @@ function planGlobal(input: RolloutInput): RolloutPlan {
   const toUpdate: Array<{ node: string; old: PlannerPod[]; oldAvailable: boolean }> = [];
   for (const n of online) {
     const pods = byNode.get(n.name) ?? [];
-    const upd = pods.filter((p) => p.hash === updateHash).sort(byDeletionCost(avail)).reverse();
+    const upd = pods
+      .filter((p) => p.hash === updateHash)
+      .sort(byDeletionCost(avail))
+      .reverse();
     const old = pods.filter((p) => p.hash !== updateHash);
     const newest = upd[0];
     for (const extra of upd.slice(1)) del.push({ name: extra.name, reason: 'one pod per node' });
@@ -311,7 +315,16 @@ function planGlobal(input: RolloutInput): RolloutPlan {
 /** Phase, progress and deadline, shared by both modes. */
 function finish(
   input: RolloutInput,
-  r: { create: RolloutPlan['create']; delete: RolloutPlan['delete']; counts: RolloutCounts; inRollout: boolean; complete: boolean; canaryHeld: boolean; canaryCap: number; pods: readonly PlannerPod[] },
+  r: {
+    create: RolloutPlan['create'];
+    delete: RolloutPlan['delete'];
+    counts: RolloutCounts;
+    inRollout: boolean;
+    complete: boolean;
+    canaryHeld: boolean;
+    canaryCap: number;
+    pods: readonly PlannerPod[];
+  },
 ): RolloutPlan {
   const counts = r.counts;
   const now = input.now;
@@ -344,7 +357,9 @@ function finish(
     if (idle > deadlineMs) {
       deadlineExceeded = true;
       phase = 'Failed';
-      const problems = r.pods.filter((p) => !isAvailable(p, input.minReadySeconds, now)).map((p) => `${p.name}: ${p.problem ?? (p.node === undefined ? 'unscheduled' : p.ready ? 'not ready for minReadySeconds yet' : 'not ready')}`);
+      const problems = r.pods
+        .filter((p) => !isAvailable(p, input.minReadySeconds, now))
+        .map((p) => `${p.name}: ${p.problem ?? (p.node === undefined ? 'unscheduled' : p.ready ? 'not ready for minReadySeconds yet' : 'not ready')}`);
       // No elapsed-time number in the text: the status must not change on every pass.
       message = `ProgressDeadlineExceeded: no progress within progressDeadlineSeconds (${input.progressDeadlineSeconds}s): ${summary}${problems.length ? `; ${problems.slice(0, 3).join('; ')}` : ''}`;
     } else {
@@ -359,7 +374,18 @@ function finish(
       if (at > 0) requeueAfterMs = Math.min(requeueAfterMs ?? Infinity, at + 50);
     }
   }
-  const plan: RolloutPlan = { create: r.create, delete: r.delete, counts, inRollout: r.inRollout, complete: r.complete, phase, progressKey, progressed, deadlineExceeded, message };
+  const plan: RolloutPlan = {
+    create: r.create,
+    delete: r.delete,
+    counts,
+    inRollout: r.inRollout,
+    complete: r.complete,
+    phase,
+    progressKey,
+    progressed,
+    deadlineExceeded,
+    message,
+  };
   if (requeueAfterMs !== undefined && Number.isFinite(requeueAfterMs)) plan.requeueAfterMs = Math.max(0, Math.ceil(requeueAfterMs));
   return plan;
 }

@@ -23,7 +23,13 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 describe('addPullSecrets', () => {
   it('puts the (decrypted) Secrets named in imagePullSecrets into the desired set and versions them', () => {
     const store = new MemoryStore();
-    store.create({ apiVersion: 'orchard/v1', kind: 'Secret', metadata: { name: 'regcred', labels: {}, annotations: { 'orchard.dev/data-version': 'v7' } }, type: 'Opaque', data: { username: 'sealed:me', password: 'sealed:pw' } });
+    store.create({
+      apiVersion: 'orchard/v1',
+      kind: 'Secret',
+      metadata: { name: 'regcred', labels: {}, annotations: { 'orchard.dev/data-version': 'v7' } },
+      type: 'Opaque',
+      data: { username: 'sealed:me', password: 'sealed:pw' },
+    });
     const codec: SecretCodec = {
       sealData: (_n, d) => d,
       openData: (_n, d) => Object.fromEntries(Object.entries(d).map(([k, v]) => [k, b64(v.replace(/^sealed:/, ''))])),
@@ -45,8 +51,19 @@ describe('addPullSecrets', () => {
 
 function status(node: string): NodeStatusMessage {
   return {
-    node, labels: {}, bootId: 'b', at: new Date().toISOString(),
-    info: { arch: 'arm64', os: 'linux', cpu: { cores: 4 }, memoryBytes: 4 * 1024 ** 3, engine: { name: 'docker', version: '20.10', memoryLimit: true, cpuLimit: true }, agentVersion: '0.1.0', addresses: [] },
+    node,
+    labels: {},
+    bootId: 'b',
+    at: new Date().toISOString(),
+    info: {
+      arch: 'arm64',
+      os: 'linux',
+      cpu: { cores: 4 },
+      memoryBytes: 4 * 1024 ** 3,
+      engine: { name: 'docker', version: '20.10', memoryLimit: true, cpuLimit: true },
+      agentVersion: '0.1.0',
+      addresses: [],
+    },
   };
 }
 
@@ -73,9 +90,15 @@ describe('a changed registry login reaches the nodes that pull with it', () => {
     const now = (): Date => new Date();
     const secrets = new AesGcmSecretCodec(SecretKeyring.open(join(dir, 'keys')));
     const sent: Array<{ topic: string; set: DesiredSetMessage }> = [];
-    const publisher: Publisher = { publish: async (topic, payload) => void (payload.length > 0 && sent.push({ topic, set: JSON.parse(payload.toString()) as DesiredSetMessage })) };
+    const publisher: Publisher = {
+      publish: async (topic, payload) => void (payload.length > 0 && sent.push({ topic, set: JSON.parse(payload.toString()) as DesiredSetMessage })),
+    };
     const ops = new Operations({ store, log: silentLogger, now, secrets });
-    const ctrl = [new DeploymentController({ store, log: silentLogger, now }), new SchedulingController({ store, log: silentLogger, now }), new DesiredPublisher({ store, publisher, log: silentLogger, now, secrets })] as const;
+    const ctrl = [
+      new DeploymentController({ store, log: silentLogger, now }),
+      new SchedulingController({ store, log: silentLogger, now }),
+      new DesiredPublisher({ store, publisher, log: silentLogger, now, secrets }),
+    ] as const;
     ctrl.forEach((c) => c.start());
     const nodes = new NodeController({ store, log: silentLogger, now });
     for (const n of ['a', 'b']) nodes.handle(topics.nodeStatus(n), Buffer.from(JSON.stringify(status(n))));
@@ -90,7 +113,10 @@ describe('a changed registry login reaches the nodes that pull with it', () => {
     await settle();
     expect(last('a')?.secrets?.['regcred']?.data['password']).toBe(b64('pw-1'));
     expect(last('b')?.secrets).toBeUndefined();
-    const pods = store.list('Pod').map((p) => p.metadata.uid).sort();
+    const pods = store
+      .list('Pod')
+      .map((p) => p.metadata.uid)
+      .sort();
     const revision = store.get('Deployment', 'private')?.status.updateRevision;
     const sentToB = count('b');
 
@@ -99,7 +125,12 @@ describe('a changed registry login reaches the nodes that pull with it', () => {
     expect(last('a')?.secrets?.['regcred']?.data['password']).toBe(b64('pw-2'));
     expect(last('a')?.pods.map((p) => p.deployment)).toEqual(['private']);
     // Not a new revision: the same pods keep running (a registry password is not part of the template).
-    expect(store.list('Pod').map((p) => p.metadata.uid).sort()).toEqual(pods);
+    expect(
+      store
+        .list('Pod')
+        .map((p) => p.metadata.uid)
+        .sort(),
+    ).toEqual(pods);
     expect(store.get('Deployment', 'private')?.status.updateRevision).toBe(revision);
     // A node whose pods do not pull with it hears nothing.
     expect(count('b')).toBe(sentToB);
@@ -115,7 +146,12 @@ stringData: { username: me, password: pw }
 `;
   const setup = () => {
     const store = new MemoryStore();
-    const ops = new Operations({ store, log: silentLogger, now: () => new Date(), secrets: new AesGcmSecretCodec(SecretKeyring.open(join(dir, 'keys-apply'))) });
+    const ops = new Operations({
+      store,
+      log: silentLogger,
+      now: () => new Date(),
+      secrets: new AesGcmSecretCodec(SecretKeyring.open(join(dir, 'keys-apply'))),
+    });
     const fail = (yaml: string): { code: string; issues: Array<{ path: string; message: string }> } => {
       try {
         ops.apply(yaml);
@@ -133,7 +169,9 @@ stringData: { username: me, password: pw }
     ops.apply(noServer); // not (yet) a registry login: fine on its own
     const r = fail(app('web', 'n1', true));
     expect(r.code).toBe('ERR_VALIDATION');
-    expect(r.issues).toEqual([{ path: 'spec.template.spec.imagePullSecrets[0].name', message: expect.stringMatching(/Secret "regcred" .*"server".*required/) }]);
+    expect(r.issues).toEqual([
+      { path: 'spec.template.spec.imagePullSecrets[0].name', message: expect.stringMatching(/Secret "regcred" .*"server".*required/) },
+    ]);
     expect(store.get('Deployment', 'web')).toBeUndefined();
   });
 

@@ -72,17 +72,25 @@ export function checkPullSecrets(manifests: readonly Manifest[], store: Pick<Sto
     m.spec.template.spec.imagePullSecrets.forEach((ref, j) => {
       const plain = batchSecrets.get(ref.name)?.plain ?? storedPlain(ref.name);
       const why = plain === undefined ? undefined : loginIssue(plain);
-      if (why !== undefined) issues.push({ path: `${prefix(i)}spec.template.spec.imagePullSecrets[${j}].name`, message: `Secret "${ref.name}" is a registry login without a valid "server" key: ${why}` });
+      if (why !== undefined)
+        issues.push({
+          path: `${prefix(i)}spec.template.spec.imagePullSecrets[${j}].name`,
+          message: `Secret "${ref.name}" is a registry login without a valid "server" key: ${why}`,
+        });
     });
   });
   for (const [name, { index, plain }] of batchSecrets) {
     const why = loginIssue(plain);
     if (why === undefined) continue;
     const user = store.list('Deployment').find((d) => !batchDeployments.has(d.metadata.name) && referencesPullSecret(d.spec.template.spec, name));
-    if (user !== undefined) issues.push({ path: `${prefix(index)}data.server`, message: `${why} (Deployment "${user.metadata.name}" names this Secret in imagePullSecrets)` });
+    if (user !== undefined)
+      issues.push({ path: `${prefix(index)}data.server`, message: `${why} (Deployment "${user.metadata.name}" names this Secret in imagePullSecrets)` });
   }
   if (issues.length > 0) {
-    const summary = issues.slice(0, 3).map((x) => `${x.path}: ${x.message}`).join('; ');
+    const summary = issues
+      .slice(0, 3)
+      .map((x) => `${x.path}: ${x.message}`)
+      .join('; ');
     throw new OrchardError('ERR_VALIDATION', `invalid manifest: ${summary}`, { details: { issues } });
   }
 }

@@ -139,7 +139,10 @@ export class RolloutOperations {
     if (toRevision !== undefined) {
       target = revs.find((r) => r.revision === toRevision);
       if (!target) {
-        throw new OrchardError('ERR_NOT_FOUND', `deployment "${name}" has no revision ${toRevision} (known: ${revs.map((r) => r.revision).join(', ') || 'none'})`);
+        throw new OrchardError(
+          'ERR_NOT_FOUND',
+          `deployment "${name}" has no revision ${toRevision} (known: ${revs.map((r) => r.revision).join(', ') || 'none'})`,
+        );
       }
     } else {
       const current = revs.findIndex((r) => r.templateHash === d.status.updateRevision);
@@ -181,7 +184,9 @@ export class RolloutOperations {
   promote(name: string): { name: string; revision?: number; promoted: true } {
     const d = this.mustGet(name);
     if (!d.spec.strategy?.canary) {
-      throw new OrchardError('ERR_VALIDATION', `deployment "${name}" has no canary step to promote`, { details: { issues: [{ path: 'spec.strategy.canary', message: 'must be set to promote' }] } });
+      throw new OrchardError('ERR_VALIDATION', `deployment "${name}" has no canary step to promote`, {
+        details: { issues: [{ path: 'spec.strategy.canary', message: 'must be set to promote' }] },
+      });
     }
     const hash = d.status.updateRevision;
     if (hash === undefined || hash === d.status.currentRevision) {

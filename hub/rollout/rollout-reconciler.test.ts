@@ -12,7 +12,12 @@ import { Operations } from '../operations.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { RolloutOperations } from './rollout-ops.js';
 
-const manifest = (image: string, extra = '', strategy = 'strategy: { rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } }', cause = 'deploy ' + image): string => `apiVersion: orchard/v1
+const manifest = (
+  image: string,
+  extra = '',
+  strategy = 'strategy: { rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } }',
+  cause = 'deploy ' + image,
+): string => `apiVersion: orchard/v1
 kind: Deployment
 metadata: { name: web, annotations: { orchard.dev/change-cause: "${cause}" } }
 spec:
@@ -26,8 +31,19 @@ spec:
 
 function status(node: string): NodeStatusMessage {
   return {
-    node, labels: {}, bootId: 'b1', at: new Date().toISOString(),
-    info: { arch: 'amd64', os: 'linux', cpu: { cores: 4 }, memoryBytes: 4 * 1024 ** 3, engine: { name: 'docker', version: '20.10', memoryLimit: true, cpuLimit: true }, agentVersion: '0.1.0', addresses: ['127.0.0.1'] },
+    node,
+    labels: {},
+    bootId: 'b1',
+    at: new Date().toISOString(),
+    info: {
+      arch: 'amd64',
+      os: 'linux',
+      cpu: { cores: 4 },
+      memoryBytes: 4 * 1024 ** 3,
+      engine: { name: 'docker', version: '20.10', memoryLimit: true, cpuLimit: true },
+      agentVersion: '0.1.0',
+      addresses: ['127.0.0.1'],
+    },
   };
 }
 
@@ -36,7 +52,10 @@ function world() {
   const now = (): Date => new Date(clock);
   const store = new MemoryStore({ now });
   const published: DesiredSetMessage[] = [];
-  const publisher: Publisher = { publish: async (topic, payload) => void (topic.endsWith('/desired') && payload.length > 0 && published.push(JSON.parse(payload.toString()) as DesiredSetMessage)) };
+  const publisher: Publisher = {
+    publish: async (topic, payload) =>
+      void (topic.endsWith('/desired') && payload.length > 0 && published.push(JSON.parse(payload.toString()) as DesiredSetMessage)),
+  };
   const log = silentLogger;
   const ops = new Operations({ store, log, now });
   const rollout = new RolloutOperations({ store, log, now });
@@ -61,12 +80,34 @@ function world() {
       if (!p.spec.nodeName || p.spec.containers[0]?.image !== image) continue;
       const next = structuredClone(p) as Pod;
       next.status = ready
-        ? { phase: 'Running', conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: now().toISOString() }], containerStatuses: [{ name: 'c', image, state: 'running', restartCount: 0, ready: true }] }
-        : { phase: 'Pending', conditions: [{ type: 'Ready', status: 'False' }], containerStatuses: [{ name: 'c', image, state: 'waiting', reason: reason ?? 'ContainerCreating', message: `${reason ?? ''} for ${image}`, restartCount: 0, ready: false }] };
+        ? {
+            phase: 'Running',
+            conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: now().toISOString() }],
+            containerStatuses: [{ name: 'c', image, state: 'running', restartCount: 0, ready: true }],
+          }
+        : {
+            phase: 'Pending',
+            conditions: [{ type: 'Ready', status: 'False' }],
+            containerStatuses: [
+              {
+                name: 'c',
+                image,
+                state: 'waiting',
+                reason: reason ?? 'ContainerCreating',
+                message: `${reason ?? ''} for ${image}`,
+                restartCount: 0,
+                ready: false,
+              },
+            ],
+          };
       store.update(next);
     }
   };
-  const images = (): string[] => store.list('Pod').map((p) => p.spec.containers[0]?.image ?? '').sort();
+  const images = (): string[] =>
+    store
+      .list('Pod')
+      .map((p) => p.spec.containers[0]?.image ?? '')
+      .sort();
   const stop = (): void => [deployments, scheduling, desired].forEach((c) => c.stop());
   return { store, ops, rollout, settle, observe, images, published, deployments, advance: (ms: number) => (clock += ms), stop };
 }
@@ -104,7 +145,10 @@ describe('rollouts through the controllers (memory store)', () => {
     expect(d?.status.updatedReplicas).toBe(3);
     expect(d?.status.conditions?.find((c) => c.type === 'Progressing')?.reason).toBe('NewReplicaSetAvailable');
     const history = w.rollout.history('web').items;
-    expect(history.map((h) => [h.revision, h.changeCause, h.images])).toEqual([[1, 'deploy app:v1', ['app:v1']], [2, 'deploy app:v2', ['app:v2']]]);
+    expect(history.map((h) => [h.revision, h.changeCause, h.images])).toEqual([
+      [1, 'deploy app:v1', ['app:v1']],
+      [2, 'deploy app:v2', ['app:v2']],
+    ]);
     const last = w.published.filter((m) => m.pods.length > 0).at(-1);
     expect(last?.keepImages).toEqual(['app:v1', 'app:v2']);
     w.stop();

@@ -101,8 +101,21 @@ export function reconcileRollout(ctx: RolloutContext, d: Deployment, allPods: re
     }
 
     const stable = plan.complete ? updateHash : stableHash;
-    const deferredMs = writeStatus(store, d, { counts: plan.counts, rollout, updateHash, stableHash: stable, t, strategy, ...(global !== undefined ? { unscheduled: unplaced.length } : {}), ...(ctx.statusThrottle ? { throttle: ctx.statusThrottle } : {}) });
-    pruneRevisions(store, d, new Set<string>([updateHash, ...(stable !== undefined ? [stable] : []), ...pods.map((p) => p.metadata.annotations[TEMPLATE_HASH_ANNOTATION] ?? '')]));
+    const deferredMs = writeStatus(store, d, {
+      counts: plan.counts,
+      rollout,
+      updateHash,
+      stableHash: stable,
+      t,
+      strategy,
+      ...(global !== undefined ? { unscheduled: unplaced.length } : {}),
+      ...(ctx.statusThrottle ? { throttle: ctx.statusThrottle } : {}),
+    });
+    pruneRevisions(
+      store,
+      d,
+      new Set<string>([updateHash, ...(stable !== undefined ? [stable] : []), ...pods.map((p) => p.metadata.annotations[TEMPLATE_HASH_ANNOTATION] ?? '')]),
+    );
     const requeue = Math.min(plan.requeueAfterMs ?? Infinity, deferredMs ?? Infinity);
     const out: RolloutResult = Number.isFinite(requeue) ? { requeueAfterMs: requeue } : {};
     if (global !== undefined) out.unplaced = unplaced;
@@ -129,7 +142,13 @@ function recordRolloutStarted(store: Store, d: Deployment, updateRev: RevisionOb
   if (prevHash === undefined) return;
   const name = d.metadata.name;
   const from = store.get('Revision', revisionName(name, prevHash));
-  recordEvent(store, t, { kind: 'Deployment', name, type: 'Normal', reason: 'RolloutStarted', message: `rolling out revision ${updateRev.revision}${from ? ` (from revision ${from.revision})` : ''}: ${imageChange(from, updateRev)}` });
+  recordEvent(store, t, {
+    kind: 'Deployment',
+    name,
+    type: 'Normal',
+    reason: 'RolloutStarted',
+    message: `rolling out revision ${updateRev.revision}${from ? ` (from revision ${from.revision})` : ''}: ${imageChange(from, updateRev)}`,
+  });
 }
 
 /**
@@ -190,7 +209,12 @@ function rollbackTarget(store: Store, d: Deployment, plan: RolloutPlan, updateHa
  * room) and records what it did. Returns `node: reason` for every node that should run a pod but
  * has no room (global mode; empty otherwise).
  */
-function applyPlan(store: Store, d: Deployment, plan: RolloutPlan, o: { updateHash: string; updateRev: RevisionObject; t: Date; global: GlobalRollout | undefined }): string[] {
+function applyPlan(
+  store: Store,
+  d: Deployment,
+  plan: RolloutPlan,
+  o: { updateHash: string; updateRev: RevisionObject; t: Date; global: GlobalRollout | undefined },
+): string[] {
   for (const del of plan.delete) store.delete('Pod', del.name);
   const unplaced = [...(o.global?.waiting ?? [])];
   const bound = plan.create.flatMap((c) => (c.node !== undefined ? [c.node] : []));
@@ -223,7 +247,12 @@ function plannerPod(p: Pod, nodeReady: ReadonlyMap<string, boolean>): PlannerPod
   // A pod on a node that stopped reporting cannot be counted on.
   const nodeOk = p.spec.nodeName === undefined || nodeReady.get(p.spec.nodeName) !== false;
   const ready = nodeOk && isPodReady(p);
-  const out: PlannerPod = { name: p.metadata.name, hash: p.metadata.annotations[TEMPLATE_HASH_ANNOTATION] ?? '', ready, createdAt: Date.parse(p.metadata.creationTimestamp) || 0 };
+  const out: PlannerPod = {
+    name: p.metadata.name,
+    hash: p.metadata.annotations[TEMPLATE_HASH_ANNOTATION] ?? '',
+    ready,
+    createdAt: Date.parse(p.metadata.creationTimestamp) || 0,
+  };
   if (p.spec.nodeName !== undefined) out.node = p.spec.nodeName;
   const since = p.status.conditions.find((c) => c.type === 'Ready' && c.status === 'True')?.lastTransitionTime;
   if (ready && since !== undefined && Number.isFinite(Date.parse(since))) out.readySince = Date.parse(since);
@@ -261,7 +290,12 @@ function rollBack(ctx: RolloutContext, d: Deployment, target: RevisionObject, fa
   const next = structuredClone(fresh) as Deployment;
   next.spec.template = structuredClone(target.template) as Deployment['spec']['template'];
   const reason = why.length > 1500 ? `${why.slice(0, 1500)}…` : why;
-  next.status.rollout = { ...(next.status.rollout ?? { phase: 'Failed' }), phase: 'Failed', message: reason, rolledBackFrom: { revision: failed.revision, hash: failed.templateHash, reason } };
+  next.status.rollout = {
+    ...(next.status.rollout ?? { phase: 'Failed' }),
+    phase: 'Failed',
+    message: reason,
+    rolledBackFrom: { revision: failed.revision, hash: failed.templateHash, reason },
+  };
   store.update(next);
   const message = `rollout of revision ${failed.revision} failed (${reason}); rolled back to revision ${target.revision} (${target.images.join(',')})`;
   recordEvent(store, now(), { kind: 'Deployment', name: d.metadata.name, type: 'Warning', reason: 'RolledBack', message });

@@ -8,7 +8,10 @@ describe('progressingCondition', () => {
     { rollout: { phase: 'Paused', message: 'ignored' }, want: { status: 'Unknown', reason: 'DeploymentPaused', message: 'deployment is paused' } },
     { rollout: { phase: 'CanaryPaused', message: '1 canary' }, want: { status: 'Unknown', reason: 'CanaryPaused', message: '1 canary' } },
     { rollout: { phase: 'RolledBack', message: 'rolled back' }, want: { status: 'True', reason: 'RolledBack', message: 'rolled back' } },
-    { rollout: { phase: 'Complete', revision: 3, message: 'ignored' }, want: { status: 'True', reason: 'NewReplicaSetAvailable', message: 'revision 3 is available' } },
+    {
+      rollout: { phase: 'Complete', revision: 3, message: 'ignored' },
+      want: { status: 'True', reason: 'NewReplicaSetAvailable', message: 'revision 3 is available' },
+    },
     { rollout: { phase: 'Complete' }, want: { status: 'True', reason: 'NewReplicaSetAvailable', message: 'revision  is available' } },
     { rollout: { phase: 'Progressing', message: '2 of 3 updated' }, want: { status: 'True', reason: 'ReplicaSetUpdated', message: '2 of 3 updated' } },
     { rollout: { phase: 'Progressing' }, want: { status: 'True', reason: 'ReplicaSetUpdated', message: '' } },
@@ -31,7 +34,17 @@ describe('availableCondition', () => {
 });
 
 describe('throttleWait', () => {
-  const base: DeploymentStatus = { observedGeneration: 1, replicas: 3, readyReplicas: 1, availableReplicas: 1, unscheduledReplicas: 0, updatedReplicas: 1, updateRevision: 'h', conditions: [], rollout: { phase: 'Progressing', revision: 2, message: '1 of 3' } };
+  const base: DeploymentStatus = {
+    observedGeneration: 1,
+    replicas: 3,
+    readyReplicas: 1,
+    availableReplicas: 1,
+    unscheduledReplicas: 0,
+    updatedReplicas: 1,
+    updateRevision: 'h',
+    conditions: [],
+    rollout: { phase: 'Progressing', revision: 2, message: '1 of 3' },
+  };
   const countsOnly: DeploymentStatus = { ...base, readyReplicas: 2, availableReplicas: 2, rollout: { phase: 'Progressing', revision: 2, message: '2 of 3' } };
   const newPhase: DeploymentStatus = { ...countsOnly, rollout: { phase: 'Complete', revision: 2 } };
   const t = new Date(10_000);

@@ -35,8 +35,14 @@ export function progressingCondition(rollout: RolloutStatus): DeploymentConditio
 
 /** Available while at most the strategy's maxUnavailable of `desired` pods are not available. */
 export function availableCondition(available: number, desired: number, unavailable: number): DeploymentCondition {
-  if (available >= desired - unavailable) return { type: 'Available', status: 'True', reason: 'MinimumReplicasAvailable', message: 'Deployment has minimum availability.' };
-  return { type: 'Available', status: 'False', reason: 'MinimumReplicasUnavailable', message: `${available} of ${desired} pods available (needs ${desired - unavailable})` };
+  if (available >= desired - unavailable)
+    return { type: 'Available', status: 'True', reason: 'MinimumReplicasAvailable', message: 'Deployment has minimum availability.' };
+  return {
+    type: 'Available',
+    status: 'False',
+    reason: 'MinimumReplicasUnavailable',
+    message: `${available} of ${desired} pods available (needs ${desired - unavailable})`,
+  };
 }
 
 export interface StatusInput {
@@ -65,7 +71,12 @@ export function deploymentStatus(fresh: Deployment, pods: readonly Pod[], o: Sta
     unscheduledReplicas: o.unscheduled ?? pods.filter((p) => !p.spec.nodeName).length,
     updatedReplicas: pods.filter((p) => p.metadata.annotations[TEMPLATE_HASH_ANNOTATION] === o.updateHash).length,
     updateRevision: o.updateHash,
-    conditions: setCondition(setCondition(fresh.status.conditions, availableCondition(c.available, desired, unavailable), ts, { updateTime: true }), progressingCondition(o.rollout), ts, { updateTime: true }),
+    conditions: setCondition(
+      setCondition(fresh.status.conditions, availableCondition(c.available, desired, unavailable), ts, { updateTime: true }),
+      progressingCondition(o.rollout),
+      ts,
+      { updateTime: true },
+    ),
     rollout: o.rollout,
   };
   if (o.stableHash !== undefined) status.currentRevision = o.stableHash;

@@ -27,7 +27,13 @@ export function rolloutAtStart(prev: Pick<DeploymentStatus, 'updateRevision' | '
  * The rollout block after the plan: progress stamp, phase (RolledBack once a rollback's own
  * rollout completes), message and revision.
  */
-export function advancedRollout(rollout: RolloutStatus, prev: RolloutStatus | undefined, plan: Pick<RolloutPlan, 'progressed' | 'progressKey' | 'phase' | 'message'>, revision: number, t: Date): RolloutStatus {
+export function advancedRollout(
+  rollout: RolloutStatus,
+  prev: RolloutStatus | undefined,
+  plan: Pick<RolloutPlan, 'progressed' | 'progressKey' | 'phase' | 'message'>,
+  revision: number,
+  t: Date,
+): RolloutStatus {
   const next: RolloutStatus = { ...rollout };
   if (plan.progressed) {
     next.progressKey = plan.progressKey;
@@ -40,13 +46,25 @@ export function advancedRollout(rollout: RolloutStatus, prev: RolloutStatus | un
 }
 
 /** The event for entering the plan's phase, if that phase has one. */
-export function phaseEvent(plan: Pick<RolloutPlan, 'phase' | 'inRollout' | 'message' | 'counts'>, revision: number, autoRollback: boolean): DeploymentEvent | undefined {
+export function phaseEvent(
+  plan: Pick<RolloutPlan, 'phase' | 'inRollout' | 'message' | 'counts'>,
+  revision: number,
+  autoRollback: boolean,
+): DeploymentEvent | undefined {
   switch (plan.phase) {
     case 'Complete':
       if (!plan.inRollout) return undefined;
-      return { type: 'Normal', reason: 'RolloutComplete', message: `revision ${revision} is fully available (${plan.counts.updatedAvailable}/${plan.counts.desired})` };
+      return {
+        type: 'Normal',
+        reason: 'RolloutComplete',
+        message: `revision ${revision} is fully available (${plan.counts.updatedAvailable}/${plan.counts.desired})`,
+      };
     case 'Failed':
-      return { type: 'Warning', reason: 'ProgressDeadlineExceeded', message: `revision ${revision}: ${plan.message}${autoRollback ? ' (no fully available revision to roll back to)' : ' (autoRollback is off)'}` };
+      return {
+        type: 'Warning',
+        reason: 'ProgressDeadlineExceeded',
+        message: `revision ${revision}: ${plan.message}${autoRollback ? ' (no fully available revision to roll back to)' : ' (autoRollback is off)'}`,
+      };
     case 'CanaryPaused':
       return { type: 'Normal', reason: 'CanaryPaused', message: plan.message };
     default:
@@ -66,7 +84,12 @@ export function imageChange(from: Pick<RevisionObject, 'images'> | undefined, to
  * hash → count, the update revision shown by its number) and pods deleted with their reasons;
  * undefined when it did nothing.
  */
-export function scalingMessage(created: ReadonlyMap<string, number>, deleted: ReadonlyArray<{ reason: string }>, updateHash: string, revision: number): string | undefined {
+export function scalingMessage(
+  created: ReadonlyMap<string, number>,
+  deleted: ReadonlyArray<{ reason: string }>,
+  updateHash: string,
+  revision: number,
+): string | undefined {
   if (deleted.length === 0 && created.size === 0) return undefined;
   const parts = [...created].map(([h, n]) => `created ${n} pod(s) of revision ${h === updateHash ? revision : h}`);
   if (deleted.length > 0) parts.push(`deleted ${deleted.length} (${[...new Set(deleted.map((x) => x.reason))].join('; ')})`);

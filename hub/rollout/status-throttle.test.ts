@@ -21,8 +21,19 @@ spec:
 
 function status(node: string): NodeStatusMessage {
   return {
-    node, labels: {}, bootId: 'b1', at: new Date().toISOString(),
-    info: { arch: 'amd64', os: 'linux', cpu: { cores: 4 }, memoryBytes: 4 * 1024 ** 3, engine: { name: 'docker', version: '20.10', memoryLimit: true, cpuLimit: true }, agentVersion: '0.1.0', addresses: ['127.0.0.1'] },
+    node,
+    labels: {},
+    bootId: 'b1',
+    at: new Date().toISOString(),
+    info: {
+      arch: 'amd64',
+      os: 'linux',
+      cpu: { cores: 4 },
+      memoryBytes: 4 * 1024 ** 3,
+      engine: { name: 'docker', version: '20.10', memoryLimit: true, cpuLimit: true },
+      agentVersion: '0.1.0',
+      addresses: ['127.0.0.1'],
+    },
   };
 }
 
@@ -49,7 +60,11 @@ describe('deployment status throttle (statusMinIntervalMs)', () => {
       for (const p of store.list('Pod').slice(0, count)) {
         if (p.status.phase === 'Running') continue;
         const next = structuredClone(p) as Pod;
-        next.status = { phase: 'Running', conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: now().toISOString() }], containerStatuses: [{ name: 'c', image: 'app:v1', state: 'running', restartCount: 0, ready: true }] };
+        next.status = {
+          phase: 'Running',
+          conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: now().toISOString() }],
+          containerStatuses: [{ name: 'c', image: 'app:v1', state: 'running', restartCount: 0, ready: true }],
+        };
         store.update(next);
       }
     };
@@ -58,7 +73,7 @@ describe('deployment status throttle (statusMinIntervalMs)', () => {
     ops.apply(manifest);
     await settle();
     expect(store.list('Pod').every((p) => p.spec.nodeName === 'n1')).toBe(true);
-    const writes = (): number => web() === undefined ? 0 : (store.get('Deployment', 'web')?.metadata.resourceVersion ?? 0);
+    const writes = (): number => (web() === undefined ? 0 : (store.get('Deployment', 'web')?.metadata.resourceVersion ?? 0));
 
     ready(1);
     await settle();

@@ -16,9 +16,17 @@ export { filterPlugin };
  * its reason string only when asked to explain. `defaultFilters` orders them cheapest first.
  */
 
-export const nodeReady = filterPlugin('node-ready', (_p, node) => node.ready, () => 'not ready');
+export const nodeReady = filterPlugin(
+  'node-ready',
+  (_p, node) => node.ready,
+  () => 'not ready',
+);
 
-export const nodeSchedulable = filterPlugin('node-schedulable', (_p, node) => !node.unschedulable, () => 'cordoned');
+export const nodeSchedulable = filterPlugin(
+  'node-schedulable',
+  (_p, node) => !node.unschedulable,
+  () => 'cordoned',
+);
 
 export const nodeArch = filterPlugin(
   'node-arch',
@@ -85,8 +93,7 @@ export const cpuFit = filterPlugin(
 
 export const memoryFit = filterPlugin(
   'memory-fit',
-  (_p, node, ctx) =>
-    ctx.requests.memoryBytes === 0 || ctx.requests.memoryBytes <= node.allocatable.memoryBytes - node.requested.memoryBytes,
+  (_p, node, ctx) => ctx.requests.memoryBytes === 0 || ctx.requests.memoryBytes <= node.allocatable.memoryBytes - node.requested.memoryBytes,
   (_p, node, ctx) =>
     `insufficient memory: ${formatBytes(Math.max(0, node.allocatable.memoryBytes - node.requested.memoryBytes))} free (needs ${formatBytes(ctx.requests.memoryBytes)})`,
 );
@@ -106,7 +113,8 @@ export const hostPortsFree = filterPlugin(
 export const devicePolicy = filterPlugin(
   'device-policy',
   (pod, node) => node.policy === undefined || policyViolations(pod.spec, node.policy).length === 0,
-  (pod, node) => describeViolations(policyViolations(pod.spec, node.policy), node.policy ?? { denyHostNetwork: false, denyHostPorts: false, denyCapAdd: false }),
+  (pod, node) =>
+    describeViolations(policyViolations(pod.spec, node.policy), node.policy ?? { denyHostNetwork: false, denyHostPorts: false, denyCapAdd: false }),
 );
 
 /**

@@ -21,7 +21,11 @@ describe('normalizePlatform', () => {
 });
 
 describe('node platforms', () => {
-  it.each([['amd64', 'linux/amd64'], ['arm64', 'linux/arm64'], ['arm', 'linux/arm/v7']] as Array<[Arch, string]>)('%s → %s', (arch, want) => {
+  it.each([
+    ['amd64', 'linux/amd64'],
+    ['arm64', 'linux/arm64'],
+    ['arm', 'linux/arm/v7'],
+  ] as Array<[Arch, string]>)('%s → %s', (arch, want) => {
     expect(nodePlatform(arch)).toBe(want);
   });
 
@@ -41,8 +45,18 @@ describe('image-platform filter', () => {
     { name: 'arm64 node, image has arm64', arch: 'arm64', platforms: [multi], want: undefined },
     { name: 'armv7 node, image lacks arm/v7', arch: 'arm', platforms: [multi], want: 'image has no linux/arm/v7 variant' },
     { name: 'armv7 node, image has arm/v6', arch: 'arm', platforms: [{ image: 'x', platforms: ['linux/arm/v6'] }], want: undefined },
-    { name: 'amd64 node, windows-only image', arch: 'amd64', platforms: [{ image: 'x', platforms: ['windows/amd64'] }], want: 'image has no linux/amd64 variant' },
-    { name: 'every container image must run', arch: 'amd64', platforms: [multi, { image: 'side', platforms: ['linux/arm64'] }], want: 'image has no linux/amd64 variant' },
+    {
+      name: 'amd64 node, windows-only image',
+      arch: 'amd64',
+      platforms: [{ image: 'x', platforms: ['windows/amd64'] }],
+      want: 'image has no linux/amd64 variant',
+    },
+    {
+      name: 'every container image must run',
+      arch: 'amd64',
+      platforms: [multi, { image: 'side', platforms: ['linux/arm64'] }],
+      want: 'image has no linux/amd64 variant',
+    },
     { name: 'node arch unknown is left to node-arch', arch: undefined, platforms: [multi], want: undefined },
   ];
   it.each(cases)('$name', ({ arch, platforms, want }) => {
@@ -55,7 +69,11 @@ describe('image-platform filter', () => {
 
   it('explains a pod no node can run', () => {
     const pod = { ...mockPod(), imagePlatforms: [multi] };
-    const d = schedule(pod, [mockNode({ name: 'pi-1', arch: 'arm' }), mockNode({ name: 'pi-2', arch: 'arm' }), mockNode({ name: 'big', arch: 'amd64', unschedulable: true })]);
+    const d = schedule(pod, [
+      mockNode({ name: 'pi-1', arch: 'arm' }),
+      mockNode({ name: 'pi-2', arch: 'arm' }),
+      mockNode({ name: 'big', arch: 'amd64', unschedulable: true }),
+    ]);
     expect(d.kind === 'unschedulable' && d.summary).toBe('0/3 nodes fit: 2 image has no linux/arm/v7 variant, 1 cordoned');
   });
 });

@@ -24,10 +24,29 @@ const PHASES = ['Pending', 'Running', 'Succeeded', 'Failed'] as const;
 const OPTS: SnapshotOptions = { systemReserved: { cpuMillis: 50, memoryBytes: 0 } };
 
 type Action =
-  | { t: 'node'; name: string; labels: Record<string, string>; cpu: number; ready: boolean; cordon: boolean; noInfo: boolean; disk: number | undefined; taint: boolean }
+  | {
+      t: 'node';
+      name: string;
+      labels: Record<string, string>;
+      cpu: number;
+      ready: boolean;
+      cordon: boolean;
+      noInfo: boolean;
+      disk: number | undefined;
+      taint: boolean;
+    }
   | { t: 'nodeDeleting'; name: string }
   | { t: 'nodeDelete'; name: string }
-  | { t: 'pod'; name: string; node: string | undefined; owner: string | undefined; cpu: number; hostPort: number | undefined; eph: number; phase: (typeof PHASES)[number] }
+  | {
+      t: 'pod';
+      name: string;
+      node: string | undefined;
+      owner: string | undefined;
+      cpu: number;
+      hostPort: number | undefined;
+      eph: number;
+      phase: (typeof PHASES)[number];
+    }
   | { t: 'phase'; name: string; phase: (typeof PHASES)[number] }
   | { t: 'bind'; name: string; node: string | undefined }
   | { t: 'resize'; name: string; cpu: number; hostPort: number | undefined }
@@ -48,10 +67,26 @@ const cpu = fc.constantFrom(0, 100, 250, 1000);
 const labels = fc.dictionary(fc.constantFrom(...LABEL_KEYS), fc.constantFrom(...LABEL_VALUES), { maxKeys: 2 });
 
 const action: fc.Arbitrary<Action> = fc.oneof(
-  { weight: 3, arbitrary: fc.record({ t: fc.constant('node' as const), name: nodeName, labels, cpu: fc.constantFrom(1000, 2000, 4000), ready: fc.boolean(), cordon: fc.boolean(), noInfo: fc.boolean(), disk: fc.option(fc.constantFrom(0, 1000, 10_000), { nil: undefined }), taint: fc.boolean() }) },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      t: fc.constant('node' as const),
+      name: nodeName,
+      labels,
+      cpu: fc.constantFrom(1000, 2000, 4000),
+      ready: fc.boolean(),
+      cordon: fc.boolean(),
+      noInfo: fc.boolean(),
+      disk: fc.option(fc.constantFrom(0, 1000, 10_000), { nil: undefined }),
+      taint: fc.boolean(),
+    }),
+  },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('nodeDeleting' as const), name: nodeName }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('nodeDelete' as const), name: nodeName }) },
-  { weight: 4, arbitrary: fc.record({ t: fc.constant('pod' as const), name: podName, node: maybeNode, owner, cpu, hostPort, eph: fc.constantFrom(0, 500), phase }) },
+  {
+    weight: 4,
+    arbitrary: fc.record({ t: fc.constant('pod' as const), name: podName, node: maybeNode, owner, cpu, hostPort, eph: fc.constantFrom(0, 500), phase }),
+  },
   { weight: 3, arbitrary: fc.record({ t: fc.constant('phase' as const), name: podName, phase }) },
   { weight: 3, arbitrary: fc.record({ t: fc.constant('bind' as const), name: podName, node: maybeNode }) },
   { weight: 2, arbitrary: fc.record({ t: fc.constant('resize' as const), name: podName, cpu, hostPort }) },
@@ -72,12 +107,23 @@ function podObject(a: Extract<Action, { t: 'pod' }>): Pod {
     memory: '16Mi',
     phase: a.phase,
   });
-  if (a.eph > 0) p.spec.containers[0]!.resources = { ...p.spec.containers[0]!.resources, requests: { ...p.spec.containers[0]!.resources?.requests, 'ephemeral-storage': String(a.eph) } };
+  if (a.eph > 0)
+    p.spec.containers[0]!.resources = {
+      ...p.spec.containers[0]!.resources,
+      requests: { ...p.spec.containers[0]!.resources?.requests, 'ephemeral-storage': String(a.eph) },
+    };
   return p;
 }
 
 function nodeObject(a: Extract<Action, { t: 'node' }>): NodeObject {
-  const n = mockNodeObject(a.name, { labels: a.labels, cores: a.cpu / 1000, ready: a.ready, unschedulable: a.cordon, noInfo: a.noInfo, ...(a.taint ? { taints: [{ key: 'k', effect: 'NoSchedule' as const }] } : {}) });
+  const n = mockNodeObject(a.name, {
+    labels: a.labels,
+    cores: a.cpu / 1000,
+    ready: a.ready,
+    unschedulable: a.cordon,
+    noInfo: a.noInfo,
+    ...(a.taint ? { taints: [{ key: 'k', effect: 'NoSchedule' as const }] } : {}),
+  });
   if (a.disk !== undefined) n.status.usage = { cpuPercent: 0, memoryUsedBytes: 0, diskFreeBytes: a.disk, at: '2024-01-01T00:00:00Z' };
   return n;
 }
@@ -104,7 +150,12 @@ function editPod(store: Store, name: string, fn: (p: Pod) => void): void {
 
 function pending(a: Extract<Action, { t: 'pass' }>, step: number): SchedPod[] {
   return Array.from({ length: a.count }, (_, i) => {
-    const p = mockPod({ name: `pending-${step}-${i}`, cpu: '300m', ...(a.owner !== undefined ? { owner: a.owner } : {}), ...(a.hostPort !== undefined ? { ports: [{ containerPort: 80, hostPort: a.hostPort }] } : {}) });
+    const p = mockPod({
+      name: `pending-${step}-${i}`,
+      cpu: '300m',
+      ...(a.owner !== undefined ? { owner: a.owner } : {}),
+      ...(a.hostPort !== undefined ? { ports: [{ containerPort: 80, hostPort: a.hostPort }] } : {}),
+    });
     if (a.spread) p.spreadBy = 'zone';
     return p;
   });
@@ -123,7 +174,8 @@ function expectSame(live: LiveSnapshot, store: Store, indexed: ReadonlySet<strin
     const ref = want[0]?.topology;
     const mine = got[0]?.topology;
     if (ref === undefined || mine === undefined) return;
-    for (const key of indexed) for (const value of LABEL_VALUES) for (const o of ['web', 'db']) expect(mine.count(key, value, o), `${key}=${value} ${o}`).toBe(ref.count(key, value, o));
+    for (const key of indexed)
+      for (const value of LABEL_VALUES) for (const o of ['web', 'db']) expect(mine.count(key, value, o), `${key}=${value} ${o}`).toBe(ref.count(key, value, o));
   } finally {
     live.release();
   }
@@ -216,7 +268,10 @@ describe('LiveSnapshot', () => {
   it('equals the full rebuild after every step of random pod and node writes', () => {
     // Keys indexed from the start (topology maintained through every write) or lazily by an `index` step.
     const scenario = fc.record({ indexFirst: fc.subarray(LABEL_KEYS), actions: fc.array(action, { minLength: 5, maxLength: 80 }) });
-    fc.assert(fc.property(scenario, (s) => run(s.actions, s.indexFirst)), { numRuns: 400 });
+    fc.assert(
+      fc.property(scenario, (s) => run(s.actions, s.indexFirst)),
+      { numRuns: 400 },
+    );
   });
 
   it('keeps the bookings of pods bound to a node that registers later, and of a node that comes back', () => {

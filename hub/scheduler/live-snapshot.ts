@@ -48,12 +48,23 @@ export function podShare(p: Pod): PodShare | undefined {
   const node = p.spec.nodeName;
   if (node === undefined || node === '' || !holdsResources(p)) return undefined;
   const r = podRequests(p.spec);
-  return { node, cpuMillis: r.cpuMillis, memoryBytes: r.memoryBytes, ephemeral: podEphemeralRequest(p.spec), ports: podHostPorts(p.spec).map((w) => w.key), owner: p.metadata.ownerName };
+  return {
+    node,
+    cpuMillis: r.cpuMillis,
+    memoryBytes: r.memoryBytes,
+    ephemeral: podEphemeralRequest(p.spec),
+    ports: podHostPorts(p.spec).map((w) => w.key),
+    owner: p.metadata.ownerName,
+  };
 }
 
 /** True when the change cannot move the pod's share: same spec (generation), owner and phase class. */
 function sameShare(a: Pod, b: Pod): boolean {
-  return (a.spec === b.spec || a.metadata.generation === b.metadata.generation) && a.metadata.ownerName === b.metadata.ownerName && holdsResources(a) === holdsResources(b);
+  return (
+    (a.spec === b.spec || a.metadata.generation === b.metadata.generation) &&
+    a.metadata.ownerName === b.metadata.ownerName &&
+    holdsResources(a) === holdsResources(b)
+  );
 }
 
 export class LiveSnapshot {

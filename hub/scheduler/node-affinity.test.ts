@@ -39,8 +39,18 @@ describe('node-affinity filter (required terms are ANDed)', () => {
   const cases: Array<{ name: string; labels: Record<string, string>; required: NodeSelectorRequirement[]; want: string | undefined }> = [
     { name: 'no affinity fits', labels: {}, required: [], want: undefined },
     { name: 'all terms met', labels: { zone: 'north', disk: 'ssd' }, required: [req('zone', 'In', ['north']), req('disk', 'Exists')], want: undefined },
-    { name: 'one term unmet', labels: { zone: 'north' }, required: [req('zone', 'In', ['north']), req('disk', 'Exists')], want: 'node affinity disk Exists not matched' },
-    { name: 'every unmet term listed', labels: { gpu: 'x' }, required: [req('zone', 'In', ['north']), req('gpu', 'DoesNotExist')], want: 'node affinity zone In (north), gpu DoesNotExist not matched' },
+    {
+      name: 'one term unmet',
+      labels: { zone: 'north' },
+      required: [req('zone', 'In', ['north']), req('disk', 'Exists')],
+      want: 'node affinity disk Exists not matched',
+    },
+    {
+      name: 'every unmet term listed',
+      labels: { gpu: 'x' },
+      required: [req('zone', 'In', ['north']), req('gpu', 'DoesNotExist')],
+      want: 'node affinity zone In (north), gpu DoesNotExist not matched',
+    },
   ];
   it.each(cases)('$name', ({ labels, required, want }) => {
     const pod = withAffinity({ required });
@@ -51,13 +61,21 @@ describe('node-affinity filter (required terms are ANDed)', () => {
   });
 
   it('explains an unschedulable pod by the unmet requirement', () => {
-    const d = schedule(withAffinity({ required: [req('zone', 'In', ['north'])] }), [mockNode({ name: 'a', labels: { zone: 'south' } }), mockNode({ name: 'b' })]);
+    const d = schedule(withAffinity({ required: [req('zone', 'In', ['north'])] }), [
+      mockNode({ name: 'a', labels: { zone: 'south' } }),
+      mockNode({ name: 'b' }),
+    ]);
     expect(d.kind === 'unschedulable' && d.summary).toBe('0/2 nodes fit: 2 node affinity zone In (north) not matched');
   });
 });
 
 describe('node-affinity score (preferred)', () => {
-  const pod = withAffinity({ preferred: [{ weight: 80, requirement: req('disk', 'In', ['ssd']) }, { weight: 20, requirement: req('zone', 'Exists') }] });
+  const pod = withAffinity({
+    preferred: [
+      { weight: 80, requirement: req('disk', 'In', ['ssd']) },
+      { weight: 20, requirement: req('zone', 'Exists') },
+    ],
+  });
   const cases: Array<[string, Record<string, string>, number]> = [
     ['meets both', { disk: 'ssd', zone: 'a' }, 100],
     ['meets the heavy one', { disk: 'ssd' }, 80],
@@ -75,7 +93,9 @@ describe('node-affinity score (preferred)', () => {
 
   it('places single pods on the preferred node although it is busier', () => {
     const nodes = [mockNode({ name: 'plain-1' }), mockNode({ name: 'ssd', labels: { disk: 'ssd' } }), mockNode({ name: 'plain-2' })];
-    const pods = ['a', 'b', 'c'].map((o) => withAffinity({ preferred: [{ weight: 50, requirement: req('disk', 'In', ['ssd']) }] }, { owner: o, name: `${o}-0` }));
+    const pods = ['a', 'b', 'c'].map((o) =>
+      withAffinity({ preferred: [{ weight: 50, requirement: req('disk', 'In', ['ssd']) }] }, { owner: o, name: `${o}-0` }),
+    );
     const ds = scheduleBatch(pods, nodes);
     expect(ds.map((d) => (d.kind === 'bound' ? d.nodeName : 'none'))).toEqual(['ssd', 'ssd', 'ssd']);
   });

@@ -69,7 +69,7 @@ export const ownerSpread: ScorePlugin = {
   weight: 2,
   normalize: true,
   enabled: (_pod, ctx) => ctx.owner !== undefined && ctx.strategy === 'spread',
-  score: (_pod, node, ctx) => 100 / (1 + (ctx.owner === undefined ? 0 : node.podsByOwner.get(ctx.owner) ?? 0)),
+  score: (_pod, node, ctx) => 100 / (1 + (ctx.owner === undefined ? 0 : (node.podsByOwner.get(ctx.owner) ?? 0))),
 };
 
 /** Each untolerated PreferNoSchedule taint lowers the node's rank; the filter ignores them. */

@@ -25,7 +25,15 @@ describe('buildSchedNodes', () => {
       ],
       [],
     );
-    expect(nodes[0]).toMatchObject({ name: 'a', arch: 'arm', os: 'linux', ready: false, unschedulable: true, labels: { zone: 'north' }, taints: [{ key: 'k', effect: 'NoSchedule' }] });
+    expect(nodes[0]).toMatchObject({
+      name: 'a',
+      arch: 'arm',
+      os: 'linux',
+      ready: false,
+      unschedulable: true,
+      labels: { zone: 'north' },
+      taints: [{ key: 'k', effect: 'NoSchedule' }],
+    });
     expect(nodes[1]).toMatchObject({ name: 'b', arch: undefined, ready: true, allocatable: { cpuMillis: 0, memoryBytes: 0, pods: 110 } });
   });
 

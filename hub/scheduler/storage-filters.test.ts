@@ -6,7 +6,11 @@ import { podContext } from './pod-context.js';
 import { scheduleWithVolumes } from './volume-pins.js';
 
 const persistentPod = (name: string, owner = 'db') =>
-  mockPod({ name, owner, spec: { containers: [{ name: 'c', image: 'i', volumeMounts: [{ name: 'data', mountPath: '/data' }] }], volumes: [{ name: 'data', persistent: {} }] } });
+  mockPod({
+    name,
+    owner,
+    spec: { containers: [{ name: 'c', image: 'i', volumeMounts: [{ name: 'data', mountPath: '/data' }] }], volumes: [{ name: 'data', persistent: {} }] },
+  });
 const hostPathPod = (path: string) => mockPod({ spec: { containers: [{ name: 'c', image: 'i' }], volumes: [{ name: 'h', hostPath: { path } }] } });
 const ephemeralPod = (q: string) => mockPod({ spec: { containers: [{ name: 'c', image: 'i', resources: { requests: { 'ephemeral-storage': q } } }] } });
 

@@ -20,7 +20,7 @@ export function podEphemeralRequest(spec: Pick<PodSpec, 'containers'>): number {
   let total = 0;
   for (const c of spec.containers) {
     const q = c.resources?.requests?.['ephemeral-storage'] ?? c.resources?.limits?.['ephemeral-storage'];
-    total += q === undefined ? 0 : parseBytes(q) ?? 0;
+    total += q === undefined ? 0 : (parseBytes(q) ?? 0);
   }
   return total;
 }

@@ -61,7 +61,20 @@ export function mockPod(input: MockPodInput = {}): SchedPod {
 
 const META = { uid: 'u', resourceVersion: 1, generation: 1, creationTimestamp: '2024-01-01T00:00:00Z', labels: {}, annotations: {} };
 
-export function mockNodeObject(name: string, o: { arch?: Arch; cores?: number; memoryBytes?: number; ready?: boolean; capacity?: NodeObject['status']['capacity']; labels?: Record<string, string>; unschedulable?: boolean; taints?: NodeObject['spec']['taints']; noInfo?: boolean } = {}): NodeObject {
+export function mockNodeObject(
+  name: string,
+  o: {
+    arch?: Arch;
+    cores?: number;
+    memoryBytes?: number;
+    ready?: boolean;
+    capacity?: NodeObject['status']['capacity'];
+    labels?: Record<string, string>;
+    unschedulable?: boolean;
+    taints?: NodeObject['spec']['taints'];
+    noInfo?: boolean;
+  } = {},
+): NodeObject {
   return {
     apiVersion: API_VERSION,
     kind: 'Node',
@@ -87,7 +100,10 @@ export function mockNodeObject(name: string, o: { arch?: Arch; cores?: number; m
   };
 }
 
-export function mockPodObject(name: string, o: { nodeName?: string; owner?: string; phase?: Pod['status']['phase']; cpu?: string; memory?: string; hostPort?: number } = {}): Pod {
+export function mockPodObject(
+  name: string,
+  o: { nodeName?: string; owner?: string; phase?: Pod['status']['phase']; cpu?: string; memory?: string; hostPort?: number } = {},
+): Pod {
   const spec = mockPod({
     ...(o.cpu === undefined ? {} : { cpu: o.cpu }),
     ...(o.memory === undefined ? {} : { memory: o.memory }),

@@ -29,7 +29,11 @@ function tally(xs: string[]): Record<string, number> {
 
 describe('TopologyCounts', () => {
   it('indexes a key lazily from the nodes and follows later binds', () => {
-    const nodes = zoned([['a1', 'a'], ['a2', 'a'], ['b1', 'b']]);
+    const nodes = zoned([
+      ['a1', 'a'],
+      ['a2', 'a'],
+      ['b1', 'b'],
+    ]);
     nodes[0]!.podsByOwner.set('web', 2);
     nodes[2]!.podsByOwner.set('web', 1);
     nodes[2]!.podsByOwner.set('db', 5);
@@ -50,7 +54,10 @@ describe('topology-spread score', () => {
     { name: 'node outside every domain', zone: undefined, here: 0, want: 0 },
   ];
   it.each(cases)('$name', ({ zone, here, want }) => {
-    const nodes = zoned([['x', zone], ['a-other', 'a']]);
+    const nodes = zoned([
+      ['x', zone],
+      ['a-other', 'a'],
+    ]);
     nodes[1]!.podsByOwner.set('web', here);
     const pod = { ...mockPod({ owner: 'web' }), spreadBy: 'zone' };
     expect(topologySpread.score(pod, nodes[0]!, podContext(pod))).toBe(want);
@@ -66,7 +73,12 @@ describe('topology-spread score', () => {
 
 describe('spreading replicas across a topology label', () => {
   it('balances zones first, nodes second (zone a has three nodes, zone b one)', () => {
-    const nodes = zoned([['a1', 'a'], ['a2', 'a'], ['a3', 'a'], ['b1', 'b']]);
+    const nodes = zoned([
+      ['a1', 'a'],
+      ['a2', 'a'],
+      ['a3', 'a'],
+      ['b1', 'b'],
+    ]);
     const ds = scheduleBatch(replicas('web', 4, { spreadBy: 'zone' }), nodes);
     const byNode = tally(where(ds));
     const byZone = tally(where(ds).map((n) => n[0]!));
@@ -77,13 +89,21 @@ describe('spreading replicas across a topology label', () => {
   });
 
   it('without spreadBy, replicas spread over nodes only (zone a gets three of four)', () => {
-    const nodes = zoned([['a1', 'a'], ['a2', 'a'], ['a3', 'a'], ['b1', 'b']]);
+    const nodes = zoned([
+      ['a1', 'a'],
+      ['a2', 'a'],
+      ['a3', 'a'],
+      ['b1', 'b'],
+    ]);
     const ds = scheduleBatch(replicas('web', 4), nodes);
     expect(tally(where(ds).map((n) => n[0]!))).toEqual({ a: 3, b: 1 });
   });
 
   it('counts replicas already bound before the batch', () => {
-    const nodes = zoned([['a1', 'a'], ['b1', 'b']]);
+    const nodes = zoned([
+      ['a1', 'a'],
+      ['b1', 'b'],
+    ]);
     nodes[0]!.podsByOwner.set('web', 3);
     const ds = scheduleBatch(replicas('web', 2, { spreadBy: 'zone' }), nodes);
     expect(where(ds)).toEqual(['b1', 'b1']);
@@ -91,7 +111,12 @@ describe('spreading replicas across a topology label', () => {
 });
 
 describe('placement strategy', () => {
-  const nodes = (): SchedNode[] => zoned([['n1', undefined], ['n2', undefined], ['n3', undefined]]);
+  const nodes = (): SchedNode[] =>
+    zoned([
+      ['n1', undefined],
+      ['n2', undefined],
+      ['n3', undefined],
+    ]);
 
   it('spread puts each replica on its own node', () => {
     const ds = scheduleBatch(replicas('web', 3, {}, { cpu: '500m', memory: '256Mi' }), nodes());

@@ -51,7 +51,7 @@ function domainCount(node: SchedNode, ctx: PodContext): number | undefined {
   if (key === undefined || owner === undefined) return 0;
   const value = node.labels[key];
   if (value === undefined) return undefined;
-  return node.topology !== undefined ? node.topology.count(key, value, owner) : node.podsByOwner.get(owner) ?? 0;
+  return node.topology !== undefined ? node.topology.count(key, value, owner) : (node.podsByOwner.get(owner) ?? 0);
 }
 
 /**

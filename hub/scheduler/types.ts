@@ -156,9 +156,7 @@ export interface Explanation {
   scores?: Record<string, Record<string, number>>;
 }
 
-export type Decision =
-  | { kind: 'bound'; nodeName: string; explanation: Explanation }
-  | { kind: 'unschedulable'; summary: string; explanation: Explanation };
+export type Decision = { kind: 'bound'; nodeName: string; explanation: Explanation } | { kind: 'unschedulable'; summary: string; explanation: Explanation };
 
 /**
  * Feasibility check (kube-scheduler Filter). Returns undefined when the pod fits, else a

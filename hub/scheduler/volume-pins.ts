@@ -23,7 +23,12 @@ export function podPersistentVolumes(pod: Pick<SchedPod, 'name' | 'owner' | 'spe
   return (pod.spec.volumes ?? []).filter((v) => v.persistent !== undefined).map((v) => persistentVolumeName(pod.owner ?? pod.name, v));
 }
 
-export function scheduleWithVolumes(pods: readonly SchedPod[], nodes: SchedNode[], bindings: ReadonlyMap<string, VolumeBinding>, opts: ScheduleOptions = {}): Decision[] {
+export function scheduleWithVolumes(
+  pods: readonly SchedPod[],
+  nodes: SchedNode[],
+  bindings: ReadonlyMap<string, VolumeBinding>,
+  opts: ScheduleOptions = {},
+): Decision[] {
   const ready = new Set(nodes.filter((n) => n.ready).map((n) => n.name));
   const leaderOf = new Map<string, number>();
   const plans = pods.map((pod, i) => {

@@ -25,11 +25,17 @@ export function applyConfigMap(store: Store, m: ConfigMapManifest): ApplyResultI
   const annotations = { ...m.metadata.annotations };
   if (!existing) {
     annotations[DATA_VERSION_ANNOTATION] = newDataVersion();
-    store.create({ apiVersion: API_VERSION, kind: 'ConfigMap', metadata: { name, labels: m.metadata.labels, annotations }, data: m.data, binaryData: m.binaryData });
+    store.create({
+      apiVersion: API_VERSION,
+      kind: 'ConfigMap',
+      metadata: { name, labels: m.metadata.labels, annotations },
+      data: m.data,
+      binaryData: m.binaryData,
+    });
     return result('created');
   }
   const sameData = deepEqual(existing.data, m.data) && deepEqual(existing.binaryData, m.binaryData);
-  annotations[DATA_VERSION_ANNOTATION] = sameData ? existing.metadata.annotations[DATA_VERSION_ANNOTATION] ?? newDataVersion() : newDataVersion();
+  annotations[DATA_VERSION_ANNOTATION] = sameData ? (existing.metadata.annotations[DATA_VERSION_ANNOTATION] ?? newDataVersion()) : newDataVersion();
   if (sameData && deepEqual(existing.metadata.labels, m.metadata.labels) && deepEqual(existing.metadata.annotations, annotations)) return result('unchanged');
   const next = structuredClone(existing) as ConfigMapObject;
   next.data = m.data;
@@ -58,12 +64,19 @@ export function applySecret(store: Store, m: SecretManifest, codec: SecretCodec 
   const annotations = { ...m.metadata.annotations };
   if (!existing) {
     annotations[DATA_VERSION_ANNOTATION] = newDataVersion();
-    store.create({ apiVersion: API_VERSION, kind: 'Secret', metadata: { name, labels: m.metadata.labels, annotations }, type: m.type, data: codec.sealData(name, plain) });
+    store.create({
+      apiVersion: API_VERSION,
+      kind: 'Secret',
+      metadata: { name, labels: m.metadata.labels, annotations },
+      type: m.type,
+      data: codec.sealData(name, plain),
+    });
     return result('created');
   }
   const sameData = deepEqual(codec.openData(name, existing.data), plain);
-  annotations[DATA_VERSION_ANNOTATION] = sameData ? existing.metadata.annotations[DATA_VERSION_ANNOTATION] ?? newDataVersion() : newDataVersion();
-  if (sameData && existing.type === m.type && deepEqual(existing.metadata.labels, m.metadata.labels) && deepEqual(existing.metadata.annotations, annotations)) return result('unchanged');
+  annotations[DATA_VERSION_ANNOTATION] = sameData ? (existing.metadata.annotations[DATA_VERSION_ANNOTATION] ?? newDataVersion()) : newDataVersion();
+  if (sameData && existing.type === m.type && deepEqual(existing.metadata.labels, m.metadata.labels) && deepEqual(existing.metadata.annotations, annotations))
+    return result('unchanged');
   const next = structuredClone(existing) as SecretObject;
   // Unchanged values keep their ciphertext (no needless rewrite of every value).
   next.data = sameData ? next.data : codec.sealData(name, plain);

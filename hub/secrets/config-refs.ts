@@ -52,7 +52,7 @@ export function configMapVersion(cm: ConfigMapObject | undefined): string {
 }
 
 export function secretVersion(s: SecretObject | undefined): string {
-  return s === undefined ? 'missing' : s.metadata.annotations[DATA_VERSION_ANNOTATION] ?? s.metadata.uid;
+  return s === undefined ? 'missing' : (s.metadata.annotations[DATA_VERSION_ANNOTATION] ?? s.metadata.uid);
 }
 
 /** Hash of every config the spec references; undefined when it references none (so old template hashes stay put). */

@@ -22,7 +22,10 @@ const KeyFileSchema = z.strictObject({
 type KeyFile = z.infer<typeof KeyFileSchema>;
 
 export class SecretKeyring {
-  private constructor(private readonly file: string, private data: KeyFile) {}
+  private constructor(
+    private readonly file: string,
+    private data: KeyFile,
+  ) {}
 
   /** Loads `<dataDir>/secrets.key`, creating it (0600) with one fresh key when absent. */
   static open(dataDir: string): SecretKeyring {
@@ -32,7 +35,8 @@ export class SecretKeyring {
     try {
       text = readFileSync(file, 'utf8');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new OrchardError('ERR_STORE', `cannot read ${file}: ${(err as Error).message}`, { cause: err });
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+        throw new OrchardError('ERR_STORE', `cannot read ${file}: ${(err as Error).message}`, { cause: err });
     }
     if (text === undefined) {
       const id = newKeyId();

@@ -52,7 +52,8 @@ export class AesGcmSecretCodec implements SecretCodec {
     const parsed = parseSealed(sealed);
     if (parsed === undefined) throw new OrchardError('ERR_INTERNAL', `secret "${name}" key "${key}" is not encrypted`);
     const k = this.keyring.key(parsed.keyId);
-    if (k === undefined) throw new OrchardError('ERR_INTERNAL', `secret "${name}" key "${key}" was encrypted with key ${parsed.keyId}, which this hub does not hold`);
+    if (k === undefined)
+      throw new OrchardError('ERR_INTERNAL', `secret "${name}" key "${key}" was encrypted with key ${parsed.keyId}, which this hub does not hold`);
     const raw = Buffer.from(parsed.body, 'base64');
     if (raw.length < IV_BYTES + TAG_BYTES) throw new OrchardError('ERR_INTERNAL', `secret "${name}" key "${key}": ciphertext too short`);
     try {

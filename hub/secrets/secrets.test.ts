@@ -118,7 +118,17 @@ describe('apply, get and list of Secrets and ConfigMaps', () => {
 
   it('configHash follows referenced config content and data versions, and is undefined without references', () => {
     const { ops, store } = setup();
-    const spec = { containers: [{ name: 'c', image: 'i', env: [{ name: 'P', valueFrom: { secretKeyRef: { name: 'db', key: 'password', optional: false } } }], envFrom: [{ configMapRef: { name: 'app', optional: false } }] }], volumes: [] };
+    const spec = {
+      containers: [
+        {
+          name: 'c',
+          image: 'i',
+          env: [{ name: 'P', valueFrom: { secretKeyRef: { name: 'db', key: 'password', optional: false } } }],
+          envFrom: [{ configMapRef: { name: 'app', optional: false } }],
+        },
+      ],
+      volumes: [],
+    };
     expect(configHash(store, { containers: [{ name: 'c', image: 'i', env: [], envFrom: [] }], volumes: [] } as never)).toBeUndefined();
     const h0 = configHash(store, spec as never);
     ops.apply([{ apiVersion: 'orchard/v1', kind: 'ConfigMap', metadata: { name: 'app' }, data: { A: '1' } }]);

@@ -84,9 +84,13 @@ describe('properties', () => {
   const topicArb = fc.oneof(
     fc.array(level, { minLength: 1, maxLength: 10 }).map((l) => l.join('/')),
     fc.array(level, { minLength: 2, maxLength: 4 }).map((l) => `orchard/v1/${l.join('/')}`),
-    fc.constantFrom('nodes', 'commands', 'replies').chain((kind) =>
-      fc.tuple(level, fc.constantFrom('status', 'desired', 'usage', 'x')).map(([n, ch]) => (kind === 'nodes' ? `orchard/v1/nodes/${n}/${ch}` : `orchard/v1/${kind}/${n}`)),
-    ),
+    fc
+      .constantFrom('nodes', 'commands', 'replies')
+      .chain((kind) =>
+        fc
+          .tuple(level, fc.constantFrom('status', 'desired', 'usage', 'x'))
+          .map(([n, ch]) => (kind === 'nodes' ? `orchard/v1/nodes/${n}/${ch}` : `orchard/v1/${kind}/${n}`)),
+      ),
   );
 
   it('a node can touch no topic of another node, and a user none but its own pair', () => {

@@ -108,9 +108,15 @@ describe('join tokens', () => {
     }
     expect(OrchardError.is(err, 'ERR_NODE_EXISTS')).toBe(true);
     expect((err as OrchardError).status).toBe(409);
-    expect((err as Error).message).toBe('node pi-7 is already enrolled; run `orchard node delete pi-7` on the hub, or create a join token with `orchard token create --replace-node pi-7`');
+    expect((err as Error).message).toBe(
+      'node pi-7 is already enrolled; run `orchard node delete pi-7` on the hub, or create a join token with `orchard token create --replace-node pi-7`',
+    );
     expect(open().authenticateNode('pi-7', first.credential)).toBe(true);
-    expect(open().listTokens().joinTokens.find((t) => t.id === other.id)?.used).toBe(0);
+    expect(
+      open()
+        .listTokens()
+        .joinTokens.find((t) => t.id === other.id)?.used,
+    ).toBe(0);
     // The hub's own knowledge of the name (a Node object) counts as enrolled too.
     expect(() => s.joinNode(other.token, 'pi-8', { enrolled: (n) => n === 'pi-8' })).toThrow(/pi-8 is already enrolled/);
     expect(s.joinNode(other.token, 'pi-9').replaced).toBe(false);
@@ -245,7 +251,12 @@ describe('node credentials', () => {
       expect(open().authenticateNode(node, cred)).toBe(true);
     }
     expect(s.authenticateNode('pi-2', creds.get('pi-3') ?? '')).toBe(false);
-    expect(s.listTokens().nodes.map((n) => n.node).sort()).toEqual(['pi-1', 'pi-2', 'pi-3']);
+    expect(
+      s
+        .listTokens()
+        .nodes.map((n) => n.node)
+        .sort(),
+    ).toEqual(['pi-1', 'pi-2', 'pi-3']);
   });
 
   it('in bulk, validate every name before writing anything', () => {

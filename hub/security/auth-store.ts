@@ -72,9 +72,17 @@ type ApiTokenRecord = z.infer<typeof ApiTokenRecordSchema>;
 type NodeRecord = z.infer<typeof NodeRecordSchema>;
 
 export const CreateJoinTokenOptsSchema = z.strictObject({
-  ttlSeconds: z.number().int().min(1).max(10 * 365 * 24 * 3600).optional(),
+  ttlSeconds: z
+    .number()
+    .int()
+    .min(1)
+    .max(10 * 365 * 24 * 3600)
+    .optional(),
   uses: z.number().int().min(1).max(1_000_000).optional(),
-  labels: LabelsSchema.refine((l) => !Object.keys(l).some((k) => k.startsWith('orchard.dev/')), 'must not set "orchard.dev/" labels (the hub sets those)').optional(),
+  labels: LabelsSchema.refine(
+    (l) => !Object.keys(l).some((k) => k.startsWith('orchard.dev/')),
+    'must not set "orchard.dev/" labels (the hub sets those)',
+  ).optional(),
   replaceNode: NameSchema.optional(),
 });
 export type CreateJoinTokenOpts = z.infer<typeof CreateJoinTokenOptsSchema>;
@@ -82,7 +90,12 @@ export type CreateJoinTokenOpts = z.infer<typeof CreateJoinTokenOptsSchema>;
 export const CreateApiTokenOptsSchema = z.strictObject({
   name: z.string().min(1).max(128),
   role: RoleSchema,
-  ttlSeconds: z.number().int().min(1).max(10 * 365 * 24 * 3600).optional(),
+  ttlSeconds: z
+    .number()
+    .int()
+    .min(1)
+    .max(10 * 365 * 24 * 3600)
+    .optional(),
 });
 export type CreateApiTokenOpts = z.infer<typeof CreateApiTokenOptsSchema>;
 
@@ -217,7 +230,10 @@ export class AuthStore {
   joinNode(token: string, node: string, opts: { enrolled?: (node: string) => boolean } = {}): { labels: Labels; credential: string; replaced: boolean } {
     const rec = this.checkJoinToken(token);
     if (rec.replaceNode !== undefined && rec.replaceNode !== node) {
-      throw new OrchardError('ERR_FORBIDDEN', `this join token may only enrol node ${rec.replaceNode} (made with --replace-node ${rec.replaceNode}), not ${node}`);
+      throw new OrchardError(
+        'ERR_FORBIDDEN',
+        `this join token may only enrol node ${rec.replaceNode} (made with --replace-node ${rec.replaceNode}), not ${node}`,
+      );
     }
     const enrolled = this.nodesByName.has(node) || (opts.enrolled?.(node) ?? false);
     if (enrolled && rec.replaceNode !== node) throw nodeExistsError(node);

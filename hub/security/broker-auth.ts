@@ -273,4 +273,3 @@ function remoteAddress(client: Client): string | undefined {
   const conn = client.conn as Partial<Socket>;
   return client.req?.socket?.remoteAddress ?? conn.remoteAddress;
 }
-

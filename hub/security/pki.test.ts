@@ -94,7 +94,9 @@ describe('loadOrCreatePki', () => {
   it('refuses to invent a new CA when the CA key is lost', async () => {
     await loadOrCreatePki(dir, base);
     unlinkSync(join(dir, 'ca.key'));
-    await expect(loadOrCreatePki(dir, base)).rejects.toSatisfy((e: unknown) => OrchardError.is(e, 'ERR_STORE') && /ca\.key is missing/.test((e as Error).message));
+    await expect(loadOrCreatePki(dir, base)).rejects.toSatisfy(
+      (e: unknown) => OrchardError.is(e, 'ERR_STORE') && /ca\.key is missing/.test((e as Error).message),
+    );
   });
 
   it('rejects a malformed IP SAN', async () => {

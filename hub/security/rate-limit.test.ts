@@ -70,7 +70,7 @@ describe('RateLimiter', () => {
 });
 
 describe('LoginLimiter', () => {
-  it('locks one identity from one source after 10 failures, leaving that source\'s other identities and other sources alone', () => {
+  it("locks one identity from one source after 10 failures, leaving that source's other identities and other sources alone", () => {
     const c = clock();
     const rl = new LoginLimiter({ now: c.now });
     for (let i = 0; i < 9; i++) expect(rl.recordFailure('10.0.0.1', 'node:pi-1').allowed).toBe(true);

@@ -56,7 +56,8 @@ export class RateLimiter {
   recordFailure(source: string): LimitCheck {
     const t = this.now().getTime();
     let s = this.sources.get(source);
-    if (s) this.sources.delete(source); // re-insert below: Map order doubles as recency for eviction
+    if (s)
+      this.sources.delete(source); // re-insert below: Map order doubles as recency for eviction
     else s = { failures: [], lockedUntil: 0 };
     s.failures = s.failures.filter((f) => f > t - this.windowMs);
     s.failures.push(t);
@@ -192,5 +193,8 @@ export function sourceKey(address: string | undefined): string {
   const h = head === '' ? [] : head.split(':');
   const tl = tail === '' ? [] : tail.split(':');
   const groups = a.includes('::') ? [...h, ...Array<string>(Math.max(0, 8 - h.length - tl.length)).fill('0'), ...tl] : h;
-  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
+  return `${groups
+    .slice(0, 4)
+    .map((g) => parseInt(g, 16).toString(16))
+    .join(':')}::/64`;
 }

@@ -29,7 +29,9 @@ const billionLaughs = [
   'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]',
   ...Array.from({ length: 9 }, (_, i) => {
     const name = String.fromCharCode(98 + i);
-    return `${name}: &${name} [${Array(9).fill(`*${String.fromCharCode(97 + i)}`).join(',')}]`;
+    return `${name}: &${name} [${Array(9)
+      .fill(`*${String.fromCharCode(97 + i)}`)
+      .join(',')}]`;
   }),
 ].join('\n');
 

@@ -37,8 +37,7 @@ export abstract class BaseStore implements Store {
     this.now = opts.now ?? (() => new Date());
     this.cache = new ObjectCache(opts.structuralSharing ?? true);
     this.dispatcher = new WatchDispatcher(
-      opts.onError ??
-        ((err, ev) => console.error(`orchard store: watch listener failed on ${ev.type} ${ev.object.kind}/${ev.object.metadata.name}:`, err)),
+      opts.onError ?? ((err, ev) => console.error(`orchard store: watch listener failed on ${ev.type} ${ev.object.kind}/${ev.object.metadata.name}:`, err)),
     );
   }
 
@@ -166,9 +165,7 @@ export abstract class BaseStore implements Store {
     this.assertOpen();
     const excess = this.cache.count('Event') - Math.max(0, Math.floor(keep));
     if (excess <= 0) return 0;
-    const oldest = [...this.cache.values('Event')]
-      .sort((a, b) => a.metadata.resourceVersion - b.metadata.resourceVersion)
-      .slice(0, excess);
+    const oldest = [...this.cache.values('Event')].sort((a, b) => a.metadata.resourceVersion - b.metadata.resourceVersion).slice(0, excess);
     this.transaction(() => {
       for (const ev of oldest) this.delete('Event', ev.metadata.name);
     });
@@ -226,7 +223,11 @@ export abstract class BaseStore implements Store {
     try {
       json = JSON.stringify(draft);
     } catch (err) {
-      throw new OrchardError('ERR_VALIDATION', `${draft.kind} "${draft.metadata.name}" is not JSON-serialisable: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      throw new OrchardError(
+        'ERR_VALIDATION',
+        `${draft.kind} "${draft.metadata.name}" is not JSON-serialisable: ${err instanceof Error ? err.message : String(err)}`,
+        { cause: err },
+      );
     }
     // Parse back: the stored copy shares nothing with the caller and is exactly what a reload
     // gives; admit() then swaps its unchanged/repeated subtrees for ones already cached.

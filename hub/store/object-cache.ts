@@ -46,8 +46,8 @@ export class ObjectCache {
     let candidates: AnyObject[];
     if (opts.nodeName !== undefined || opts.ownerName !== undefined) {
       // Start from the smaller index, then filter on whatever else was asked.
-      const byNode = opts.nodeName === undefined ? undefined : kind === 'Pod' ? this.podsByNode.get(opts.nodeName) ?? EMPTY : EMPTY;
-      const byOwner = opts.ownerName === undefined ? undefined : this.byOwner.get(kind)?.get(opts.ownerName) ?? EMPTY;
+      const byNode = opts.nodeName === undefined ? undefined : kind === 'Pod' ? (this.podsByNode.get(opts.nodeName) ?? EMPTY) : EMPTY;
+      const byOwner = opts.ownerName === undefined ? undefined : (this.byOwner.get(kind)?.get(opts.ownerName) ?? EMPTY);
       const names = byNode === undefined ? byOwner : byOwner === undefined || byNode.size <= byOwner.size ? byNode : byOwner;
       candidates = [];
       for (const name of [...(names ?? EMPTY)].sort(compareNames)) {

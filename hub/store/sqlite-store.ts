@@ -33,7 +33,9 @@ export class SqliteStore extends BaseStore {
     super(opts);
     this.db = db;
     this.stmts = {
-      put: db.prepare('INSERT INTO objects (kind, name, rv, json) VALUES (?, ?, ?, ?) ON CONFLICT (kind, name) DO UPDATE SET rv = excluded.rv, json = excluded.json'),
+      put: db.prepare(
+        'INSERT INTO objects (kind, name, rv, json) VALUES (?, ?, ?, ?) ON CONFLICT (kind, name) DO UPDATE SET rv = excluded.rv, json = excluded.json',
+      ),
       remove: db.prepare('DELETE FROM objects WHERE kind = ? AND name = ?'),
       setRevision: db.prepare("INSERT INTO meta (key, value) VALUES ('revision', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
     };
@@ -108,7 +110,9 @@ export class SqliteStore extends BaseStore {
       try {
         obj = JSON.parse(row.json) as AnyObject;
       } catch (err) {
-        throw new OrchardError('ERR_STORE', `stored ${row.kind} "${row.name}" is not valid JSON: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+        throw new OrchardError('ERR_STORE', `stored ${row.kind} "${row.name}" is not valid JSON: ${err instanceof Error ? err.message : String(err)}`, {
+          cause: err,
+        });
       }
       if (obj?.kind !== row.kind || obj.metadata?.name !== row.name) {
         throw new OrchardError('ERR_STORE', `stored ${row.kind} "${row.name}" holds an object named ${String(obj?.kind)}/${String(obj?.metadata?.name)}`);

@@ -20,7 +20,9 @@ export function mockPod(name: string, opts: { nodeName?: string; owner?: string;
     kind: 'Pod',
     metadata: { name, labels: opts.labels ?? { app: 'web' }, annotations: {}, ...(opts.owner === undefined ? {} : { ownerName: opts.owner }) },
     spec: {
-      containers: [{ name: 'c', image: opts.image ?? 'busybox', imagePullPolicy: 'IfNotPresent', env: [], envFrom: [], ports: [], resources: {}, volumeMounts: [] }],
+      containers: [
+        { name: 'c', image: opts.image ?? 'busybox', imagePullPolicy: 'IfNotPresent', env: [], envFrom: [], ports: [], resources: {}, volumeMounts: [] },
+      ],
       restartPolicy: 'Always',
       network: 'bridge',
       terminationGracePeriodSeconds: 10,
@@ -143,7 +145,13 @@ export function storeContract(name: string, make: (opts?: StoreOptions) => Store
       beforeEach(() => {
         store.transaction(() => {
           for (const n of ['web-c', 'web-a', 'db-b', 'web-b']) {
-            store.create(mockPod(n, { nodeName: n === 'web-a' ? 'n2' : 'n1', owner: n.split('-')[0] as string, labels: { app: n.split('-')[0] as string, tier: n === 'web-b' ? 'x' : 'y' } }));
+            store.create(
+              mockPod(n, {
+                nodeName: n === 'web-a' ? 'n2' : 'n1',
+                owner: n.split('-')[0] as string,
+                labels: { app: n.split('-')[0] as string, tier: n === 'web-b' ? 'x' : 'y' },
+              }),
+            );
           }
           store.create(mockPod('loose', { labels: {} }));
         });

@@ -120,7 +120,11 @@ describe('store structural sharing', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'orchard-share-'));
     try {
       let s = SqliteStore.open(dir);
-      const written = [s.create(mockPod('web-a', { owner: 'web', nodeName: 'n1' })), s.create(mockPod('web-b', { owner: 'web', nodeName: 'n2' })), s.create(mockNode('n1'))];
+      const written = [
+        s.create(mockPod('web-a', { owner: 'web', nodeName: 'n1' })),
+        s.create(mockPod('web-b', { owner: 'web', nodeName: 'n2' })),
+        s.create(mockNode('n1')),
+      ];
       s.close();
       s = SqliteStore.open(dir);
       const a = s.get('Pod', 'web-a') as Pod;
@@ -146,7 +150,10 @@ describe('store structural sharing', () => {
 
 describe('ObjectCache sharing references', () => {
   const pod = (name: string, owner: string): AnyObject =>
-    parse({ ...mockPod(name, { owner }), metadata: { ...mockPod(name, { owner }).metadata, uid: name, resourceVersion: 1, generation: 1, creationTimestamp: 't' } }) as AnyObject;
+    parse({
+      ...mockPod(name, { owner }),
+      metadata: { ...mockPod(name, { owner }).metadata, uid: name, resourceVersion: 1, generation: 1, creationTimestamp: 't' },
+    }) as AnyObject;
 
   it('holds one reference per live kind and owner, and none for removed objects', () => {
     const cache = new ObjectCache();

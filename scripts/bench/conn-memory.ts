@@ -25,7 +25,11 @@ async function brokerChild(): Promise<void> {
   const gc = (globalThis as { gc?: () => void }).gc;
   if (gc === undefined) throw new Error('the broker child needs --expose-gc');
   const plain = process.env['CONN_MEMORY_PLAIN'] === '1';
-  const pki = await loadOrCreatePki(mkdtempSync(join(tmpdir(), 'conn-memory-')), { hostnames: ['localhost'], ips: ['127.0.0.1'], includeInterfaceAddresses: false });
+  const pki = await loadOrCreatePki(mkdtempSync(join(tmpdir(), 'conn-memory-')), {
+    hostnames: ['localhost'],
+    ips: ['127.0.0.1'],
+    includeInterfaceAddresses: false,
+  });
   const broker = await HubBroker.start({ host: '127.0.0.1', port: 0, log: silentLogger, ...(plain ? {} : { tls: { cert: pki.certPem, key: pki.keyPem } }) });
   gc();
   gc();
@@ -34,7 +38,8 @@ async function brokerChild(): Promise<void> {
   process.on('message', (msg: { cmd: 'desired'; n: number; bytes: number } | { cmd: 'measure' }) => {
     void (async () => {
       if (msg.cmd === 'desired') {
-        for (let i = 0; i < msg.n && msg.bytes > 0; i++) await broker.publish(`orchard/v1/nodes/n${i}/desired`, Buffer.alloc(msg.bytes, 0x61), { retain: true, qos: 1 });
+        for (let i = 0; i < msg.n && msg.bytes > 0; i++)
+          await broker.publish(`orchard/v1/nodes/n${i}/desired`, Buffer.alloc(msg.bytes, 0x61), { retain: true, qos: 1 });
         process.send?.({ done: true });
         return;
       }
@@ -48,7 +53,11 @@ async function brokerChild(): Promise<void> {
 }
 
 async function runCase(n: number, observed: number, desired: number, plain: boolean): Promise<Usage> {
-  const child = fork(fileURLToPath(import.meta.url), [], { execArgv: ['--import', 'tsx', '--expose-gc'], env: { ...process.env, CONN_MEMORY_CHILD: '1', CONN_MEMORY_PLAIN: plain ? '1' : '0' }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = fork(fileURLToPath(import.meta.url), [], {
+    execArgv: ['--import', 'tsx', '--expose-gc'],
+    env: { ...process.env, CONN_MEMORY_CHILD: '1', CONN_MEMORY_PLAIN: plain ? '1' : '0' },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   const next = <T>(): Promise<T> => new Promise((resolve) => child.once('message', (m) => resolve(m as T)));
   const clients: MqttClient[] = [];
   try {
@@ -56,9 +65,14 @@ async function runCase(n: number, observed: number, desired: number, plain: bool
     for (let i = 0; i < n; i += 100) {
       const batch = Array.from({ length: Math.min(100, n - i) }, (_, k) =>
         connectAsync(`${plain ? 'mqtt' : 'mqtts'}://127.0.0.1:${port}`, {
-          clientId: `n${i + k}`, protocolVersion: 4, ca, reconnectPeriod: 0, keepalive: 60,
+          clientId: `n${i + k}`,
+          protocolVersion: 4,
+          ca,
+          reconnectPeriod: 0,
+          keepalive: 60,
           will: { topic: `orchard/v1/nodes/n${i + k}/presence`, payload: Buffer.from('{"online":false}'), qos: 1, retain: true },
-        }));
+        }),
+      );
       clients.push(...(await Promise.all(batch)));
     }
     child.send({ cmd: 'desired', n, bytes: desired });
@@ -88,7 +102,8 @@ async function main(): Promise<void> {
   const plain = process.argv.includes('--plain');
   const cases = (arg('cases') ?? '500:0,4500:4500,1000:700').split(',').map((c) => {
     const [o, d] = c.split(':').map(Number);
-    if (o === undefined || d === undefined || !Number.isInteger(o) || !Number.isInteger(d) || o < 0 || d < 0) throw new Error(`--cases: "${c}" is not observed:desired bytes`);
+    if (o === undefined || d === undefined || !Number.isInteger(o) || !Number.isInteger(d) || o < 0 || d < 0)
+      throw new Error(`--cases: "${c}" is not observed:desired bytes`);
     return { observed: o, desired: d };
   });
   const kib = (bytes: number): string => (bytes / n / 1024).toFixed(1);
@@ -96,7 +111,9 @@ async function main(): Promise<void> {
   console.log(`|---|---|---|---|---|---|---|`);
   for (const c of cases) {
     const u = await runCase(n, c.observed, c.desired, plain);
-    console.log(`| ${plain ? 'TCP' : 'TLS'} | ${n} | ${c.observed} B | ${c.desired > 0 ? `${c.desired} B` : 'none'} | ${kib(u.rss)} | ${kib(u.heapUsed)} | ${kib(u.external)} |`);
+    console.log(
+      `| ${plain ? 'TCP' : 'TLS'} | ${n} | ${c.observed} B | ${c.desired > 0 ? `${c.desired} B` : 'none'} | ${kib(u.rss)} | ${kib(u.heapUsed)} | ${kib(u.external)} |`,
+    );
   }
 }
 

@@ -45,10 +45,15 @@ async function orchard(c: Cluster): Promise<{ converge: number; single: number[]
   const t0 = performance.now();
   const r = await c.api('POST', '/api/v1/apply', manifest('bench', REPLICAS));
   if (r.status !== 200) throw new Error(`apply failed: ${r.text}`);
-  await waitFor('all Running', async () => {
-    const pods = await c.pods('bench');
-    return pods.length === REPLICAS && pods.every((p) => p.status.phase === 'Running');
-  }, 180_000, 25);
+  await waitFor(
+    'all Running',
+    async () => {
+      const pods = await c.pods('bench');
+      return pods.length === REPLICAS && pods.every((p) => p.status.phase === 'Running');
+    },
+    180_000,
+    25,
+  );
   const converge = (performance.now() - t0) / 1000;
   await c.api('DELETE', '/api/v1/deployments/bench');
   await waitFor('bench containers gone', () => sh('docker', ['ps', '-aq', '--filter', 'label=orchard.deployment=bench']) === '', 120_000, 200);
@@ -62,7 +67,12 @@ async function orchard(c: Cluster): Promise<{ converge: number; single: number[]
     single.push((performance.now() - s0) / 1000);
     await c.api('DELETE', `/api/v1/deployments/${name}`);
   }
-  await waitFor('single containers gone', () => sh('docker', ['ps', '-aq', '--filter', 'label=orchard.deployment']).split('\n').filter(Boolean).length === 0, 120_000, 200);
+  await waitFor(
+    'single containers gone',
+    () => sh('docker', ['ps', '-aq', '--filter', 'label=orchard.deployment']).split('\n').filter(Boolean).length === 0,
+    120_000,
+    200,
+  );
   return { converge, single };
 }
 
@@ -70,7 +80,13 @@ async function rawEngine(): Promise<number> {
   const t0 = performance.now();
   const ids = await Promise.all(
     Array.from({ length: REPLICAS }, async (_, i) => {
-      const ct = await docker.createContainer({ name: `bench-raw-${process.pid}-${i}`, Image: TEST_IMAGE, Cmd: COMMAND, Labels: { 'orchard.bench': 'raw' }, HostConfig: { RestartPolicy: { Name: 'no' } } });
+      const ct = await docker.createContainer({
+        name: `bench-raw-${process.pid}-${i}`,
+        Image: TEST_IMAGE,
+        Cmd: COMMAND,
+        Labels: { 'orchard.bench': 'raw' },
+        HostConfig: { RestartPolicy: { Name: 'no' } },
+      });
       await ct.start();
       return ct.id;
     }),
@@ -86,11 +102,31 @@ async function swarm(): Promise<number | string> {
   sh('docker', ['swarm', 'init', '--advertise-addr', '127.0.0.1']);
   try {
     const t0 = performance.now();
-    sh('docker', ['service', 'create', '--detach', '--no-resolve-image', '--name', 'orchard-bench', '--replicas', String(REPLICAS), '--stop-grace-period', '1s', TEST_IMAGE, ...COMMAND]);
-    await waitFor('swarm converged', () => {
-      const states = sh('docker', ['service', 'ps', 'orchard-bench', '--filter', 'desired-state=running', '--format', '{{.CurrentState}}']).split('\n').filter(Boolean);
-      return states.length === REPLICAS && states.every((s) => s.startsWith('Running'));
-    }, 300_000, 50);
+    sh('docker', [
+      'service',
+      'create',
+      '--detach',
+      '--no-resolve-image',
+      '--name',
+      'orchard-bench',
+      '--replicas',
+      String(REPLICAS),
+      '--stop-grace-period',
+      '1s',
+      TEST_IMAGE,
+      ...COMMAND,
+    ]);
+    await waitFor(
+      'swarm converged',
+      () => {
+        const states = sh('docker', ['service', 'ps', 'orchard-bench', '--filter', 'desired-state=running', '--format', '{{.CurrentState}}'])
+          .split('\n')
+          .filter(Boolean);
+        return states.length === REPLICAS && states.every((s) => s.startsWith('Running'));
+      },
+      300_000,
+      50,
+    );
     return (performance.now() - t0) / 1000;
   } finally {
     try {
@@ -119,7 +155,11 @@ async function main(): Promise<void> {
   const rows: Array<[string, string, string]> = [
     [`Orchard: ${REPLICAS}-replica deployment, apply → all Running`, f(orch.converge), `${(orch.converge / raw).toFixed(2)} × raw engine`],
     [`Raw engine: ${REPLICAS} create+start in parallel`, f(raw), '1.00 × raw engine'],
-    [`Docker Swarm: ${REPLICAS}-replica service converged`, typeof sw === 'number' ? f(sw) : sw, typeof sw === 'number' ? `${(sw / raw).toFixed(2)} × raw engine; Orchard ${(sw / orch.converge).toFixed(2)} × faster` : ''],
+    [
+      `Docker Swarm: ${REPLICAS}-replica service converged`,
+      typeof sw === 'number' ? f(sw) : sw,
+      typeof sw === 'number' ? `${(sw / raw).toFixed(2)} × raw engine; Orchard ${(sw / orch.converge).toFixed(2)} × faster` : '',
+    ],
     [`Orchard: single pod apply → Running, p50 (n=${SAMPLES})`, f(pct(orch.single, 50)), ''],
     [`Orchard: single pod apply → Running, p99 (n=${SAMPLES})`, f(pct(orch.single, 99)), 'target ≤ 1.0 s'],
   ];

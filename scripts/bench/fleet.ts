@@ -95,7 +95,12 @@ process.on('exit', () => killAll());
 
 function runSchedulerBench(pods: number): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, ['--import', 'tsx', join(REPO, 'scripts', 'bench', 'scheduler.ts'), String(pods)], { cwd: REPO, timeout: 300_000, maxBuffer: 1 << 20 }, (err, stdout) => (err ? reject(err) : resolve(stdout)));
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', join(REPO, 'scripts', 'bench', 'scheduler.ts'), String(pods)],
+      { cwd: REPO, timeout: 300_000, maxBuffer: 1 << 20 },
+      (err, stdout) => (err ? reject(err) : resolve(stdout)),
+    );
   });
 }
 

@@ -93,7 +93,9 @@ function table(rows: Row[]): string {
   const out = ['| measurement | n | p50 | p95 | min | max | target |', '|---|---:|---:|---:|---:|---:|---|'];
   for (const r of rows) {
     const n = r.samples.length;
-    out.push(`| ${r.what} | ${n} | ${f(pct(r.samples, 50))} | ${f(pct(r.samples, 95))} | ${f(n ? Math.min(...r.samples) : NaN)} | ${f(n ? Math.max(...r.samples) : NaN)} | ${r.target ?? ''}${r.note ? ` ${r.note}` : ''} |`);
+    out.push(
+      `| ${r.what} | ${n} | ${f(pct(r.samples, 50))} | ${f(pct(r.samples, 95))} | ${f(n ? Math.min(...r.samples) : NaN)} | ${f(n ? Math.max(...r.samples) : NaN)} | ${r.target ?? ''}${r.note ? ` ${r.note}` : ''} |`,
+    );
   }
   return out.join('\n');
 }
@@ -180,8 +182,15 @@ async function swarmKills(runId: string): Promise<number[] | string> {
   const out: number[] = [];
   try {
     execFileSync('docker', ['swarm', 'init', '--advertise-addr', '127.0.0.1'], { stdio: 'ignore', timeout: 60_000 });
-    execFileSync('docker', ['service', 'create', '--detach', '--name', service, '--replicas', '1', '--no-resolve-image', '--stop-grace-period', '1s', TEST_IMAGE, 'sleep', '3600'], { stdio: 'ignore', timeout: 60_000 });
-    const running = (): string[] => docker(['ps', '-q', '--no-trunc', '--filter', `label=com.docker.swarm.service.name=${service}`, '--filter', 'status=running']).split('\n').filter(Boolean);
+    execFileSync(
+      'docker',
+      ['service', 'create', '--detach', '--name', service, '--replicas', '1', '--no-resolve-image', '--stop-grace-period', '1s', TEST_IMAGE, 'sleep', '3600'],
+      { stdio: 'ignore', timeout: 60_000 },
+    );
+    const running = (): string[] =>
+      docker(['ps', '-q', '--no-trunc', '--filter', `label=com.docker.swarm.service.name=${service}`, '--filter', 'status=running'])
+        .split('\n')
+        .filter(Boolean);
     await waitFor('swarm task running', () => running().length === 1, 120_000, 250);
     for (let i = 0; i < SWARM_KILLS; i++) {
       const [id] = running();
@@ -195,7 +204,7 @@ async function swarmKills(runId: string): Promise<number[] | string> {
       await sleep(300);
     }
   } catch (err) {
-    return `failed: ${err instanceof Error ? err.message.split('\n')[0] ?? '' : String(err)}`;
+    return `failed: ${err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err)}`;
   } finally {
     events.stop();
     try {
@@ -229,10 +238,15 @@ async function nodeLost(c: Cluster): Promise<{ replace: number[]; fence: number[
     if (!victim) throw new Error(`pod on unexpected node ${before.node}`);
     const t0 = Date.now();
     await c.agents.get(victim)?.kill9();
-    const after = await waitFor('replacement Running on the other node', async () => {
-      const p = await runningPod();
-      return p && p.name !== before.name && p.node !== before.node ? p : undefined;
-    }, 60_000, 25);
+    const after = await waitFor(
+      'replacement Running on the other node',
+      async () => {
+        const p = await runningPod();
+        return p && p.name !== before.name && p.node !== before.node ? p : undefined;
+      },
+      60_000,
+      25,
+    );
     replace.push(Date.now() - t0);
     process.stderr.write(`  node lost ${i + 1}/${LOST_RUNS}: replacement ${after.name} Running on ${after.node} after ${Date.now() - t0} ms\n`);
     // The lost node comes back (same identity): its old copy must go.
@@ -270,7 +284,11 @@ async function main(): Promise<void> {
     rows.push({ what: 'Orchard: `docker kill` → container running again (agent restarts it in place)', samples: kills, target: 'p50 ≤ 1.0 s' });
     process.stderr.write('orchard: node lost\n');
     const lost = await nodeLost(c);
-    rows.push({ what: 'Orchard: agent `kill -9` → replacement pod Running on another node (onNodeLost reschedule, afterSeconds 0)', samples: lost.replace, target: '≤ 5 s' });
+    rows.push({
+      what: 'Orchard: agent `kill -9` → replacement pod Running on another node (onNodeLost reschedule, afterSeconds 0)',
+      samples: lost.replace,
+      target: '≤ 5 s',
+    });
     rows.push({ what: 'Orchard: lost agent restarted → its old copy removed (fencing)', samples: lost.fence, target: '' });
   } finally {
     await c.cleanup();
@@ -279,12 +297,13 @@ async function main(): Promise<void> {
     process.stderr.write('docker swarm: task kills\n');
     swarm = await swarmKills(c.runId);
   }
-  if (Array.isArray(swarm)) rows.splice(1, 0, { what: 'Docker Swarm: `docker kill` → replacement task container started (defaults)', samples: swarm, target: '(reference ≈ 8 s)' });
+  if (Array.isArray(swarm))
+    rows.splice(1, 0, { what: 'Docker Swarm: `docker kill` → replacement task container started (defaults)', samples: swarm, target: '(reference ≈ 8 s)' });
   else rows.splice(1, 0, { what: 'Docker Swarm: `docker kill` → replacement task running', samples: [], note: swarm });
   process.stdout.write(`\nMachine: ${machine()}\n\n${table(rows)}\n`);
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`heal bench failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+  process.stderr.write(`heal bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   process.exitCode = 1;
 });

@@ -92,12 +92,37 @@ async function orchardRun(c: Cluster): Promise<number> {
 // ---- Swarm ----
 
 async function swarmRun(name: string, parallelism: number): Promise<number> {
-  docker(['service', 'create', '--detach', '--name', name, '--replicas', String(REPLICAS), '--no-resolve-image', '--stop-grace-period', '2s',
-    '--update-parallelism', String(parallelism), '--update-order', 'start-first', '--update-delay', '0s', '--update-monitor', '100ms', '--update-failure-action', 'pause',
-    V1, 'sh', '-c', COMMAND]);
+  docker([
+    'service',
+    'create',
+    '--detach',
+    '--name',
+    name,
+    '--replicas',
+    String(REPLICAS),
+    '--no-resolve-image',
+    '--stop-grace-period',
+    '2s',
+    '--update-parallelism',
+    String(parallelism),
+    '--update-order',
+    'start-first',
+    '--update-delay',
+    '0s',
+    '--update-monitor',
+    '100ms',
+    '--update-failure-action',
+    'pause',
+    V1,
+    'sh',
+    '-c',
+    COMMAND,
+  ]);
   const deadline = Date.now() + 300_000;
   for (;;) {
-    const running = docker(['service', 'ps', name, '--filter', 'desired-state=running', '--format', '{{.CurrentState}}']).split('\n').filter((l) => l.startsWith('Running')).length;
+    const running = docker(['service', 'ps', name, '--filter', 'desired-state=running', '--format', '{{.CurrentState}}'])
+      .split('\n')
+      .filter((l) => l.startsWith('Running')).length;
     if (running === REPLICAS) break;
     if (Date.now() > deadline) throw new Error('swarm: service did not converge');
     await sleep(200);

@@ -38,7 +38,12 @@ const rnd = mulberry32(7);
 const tFill = performance.now();
 store.transaction(() => {
   for (let i = 0; i < nodeCount; i++) {
-    const n: NodeObject = mockNodeObject(`node-${String(i).padStart(5, '0')}`, { arch: rnd() < 0.7 ? 'arm64' : 'amd64', cores: 4, memoryBytes: 4 * 1024 ** 3, labels: { zone: `z${i % 4}` } });
+    const n: NodeObject = mockNodeObject(`node-${String(i).padStart(5, '0')}`, {
+      arch: rnd() < 0.7 ? 'arm64' : 'amd64',
+      cores: 4,
+      memoryBytes: 4 * 1024 ** 3,
+      labels: { zone: `z${i % 4}` },
+    });
     store.create(n);
   }
 });
@@ -50,7 +55,11 @@ for (let d = 0; d * REPLICAS < podCount; d++) {
   store.transaction(() => {
     for (let r = 0; r < REPLICAS && d * REPLICAS + r < podCount; r++) {
       const i = d * REPLICAS + r;
-      store.create({ ...t, metadata: { name: `${owner}-${r}`, ownerName: owner, labels: {}, annotations: {} }, spec: { ...t.spec, nodeName: `node-${String((i * 7919) % nodeCount).padStart(5, '0')}` } });
+      store.create({
+        ...t,
+        metadata: { name: `${owner}-${r}`, ownerName: owner, labels: {}, annotations: {} },
+        spec: { ...t.spec, nodeName: `node-${String((i * 7919) % nodeCount).padStart(5, '0')}` },
+      });
     }
   });
 }
@@ -58,7 +67,13 @@ for (let d = 0; d * REPLICAS < podCount; d++) {
 const pendingTemplate = template('new-app');
 store.transaction(() => {
   for (let r = 0; r < pendingCount; r++) {
-    store.create({ apiVersion: API_VERSION, kind: 'Pod', metadata: { name: `new-app-${r}`, ownerName: 'new-app', labels: {}, annotations: {} }, spec: pendingTemplate.spec, status: { phase: 'Pending', conditions: [], containerStatuses: [] } });
+    store.create({
+      apiVersion: API_VERSION,
+      kind: 'Pod',
+      metadata: { name: `new-app-${r}`, ownerName: 'new-app', labels: {}, annotations: {} },
+      spec: pendingTemplate.spec,
+      status: { phase: 'Pending', conditions: [], containerStatuses: [] },
+    });
   }
 });
 console.log(`filled ${nodeCount} nodes, ${store.count('Pod')} pods in ${Math.round(performance.now() - tFill)} ms`);
@@ -73,7 +88,11 @@ live.reset(store.list('Node'), store.list('Pod'));
 console.log(`LiveSnapshot.reset (once, at start-up): ${Math.round(performance.now() - tSeed)} ms`);
 
 function fullPass(): number {
-  const nodes = buildSchedNodes(store.list('Node'), store.list('Pod').filter((p) => p.spec.nodeName), {});
+  const nodes = buildSchedNodes(
+    store.list('Node'),
+    store.list('Pod').filter((p) => p.spec.nodeName),
+    {},
+  );
   return bound(scheduleWithVolumes(schedPods(), nodes, volumeBindings(store)));
 }
 function livePass(): number {
@@ -109,7 +128,14 @@ function measure(label: string, pass: () => number, runs: number): Record<string
   ms.sort((a, b) => a - b);
   bytes.sort((a, b) => a - b);
   const mid = Math.floor(runs / 2);
-  return { pass: label, 'ms (median)': Number(ms[mid]!.toFixed(2)), 'ms (min)': Number(ms[0]!.toFixed(2)), 'MiB allocated (median)': Number((bytes[mid]! / 1024 ** 2).toFixed(2)), 'GCs inside passes': gcInside, bound: placed };
+  return {
+    pass: label,
+    'ms (median)': Number(ms[mid]!.toFixed(2)),
+    'ms (min)': Number(ms[0]!.toFixed(2)),
+    'MiB allocated (median)': Number((bytes[mid]! / 1024 ** 2).toFixed(2)),
+    'GCs inside passes': gcInside,
+    bound: placed,
+  };
 }
 
 // Per-event upkeep of the live view: status-only pod writes (the bulk during a deploy) and bindings.

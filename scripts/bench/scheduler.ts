@@ -35,7 +35,12 @@ function makeNodes(count: number, seed: number): SchedNode[] {
       arch: shape.arch,
       ready: rnd() > 0.01,
       unschedulable: rnd() < 0.01,
-      taints: rnd() < 0.05 ? [{ key: 'sd-card', effect: 'PreferNoSchedule' as const }] : rnd() < 0.02 ? [{ key: 'dedicated', value: 'gpu', effect: 'NoSchedule' as const }] : [],
+      taints:
+        rnd() < 0.05
+          ? [{ key: 'sd-card', effect: 'PreferNoSchedule' as const }]
+          : rnd() < 0.02
+            ? [{ key: 'dedicated', value: 'gpu', effect: 'NoSchedule' as const }]
+            : [],
       allocatable: { cpuMillis: shape.cpu - 100, memoryBytes: shape.mem - 64 * Mi, pods: 110 },
       requested: { cpuMillis: 0, memoryBytes: 0, pods: 0 },
       usedHostPorts: new Set<string>(),
@@ -88,13 +93,16 @@ const podCount = Number(process.argv[2] ?? 20_000);
 run(1000, 5000, {}); // warm up the JIT
 const rows: Array<Record<string, string | number>> = [];
 for (const nodeCount of [1000, 5000]) {
-  for (const [label, opts] of [['sampled (default)', {}], ['score all', { percentageOfNodesToScore: 100 }]] as const) {
+  for (const [label, opts] of [
+    ['sampled (default)', {}],
+    ['score all', { percentageOfNodesToScore: 100 }],
+  ] as const) {
     const r = run(nodeCount, podCount, opts);
     rows.push({
       nodes: nodeCount,
       pods: podCount,
       mode: label,
-      'ms': Math.round(r.ms),
+      ms: Math.round(r.ms),
       'pods/s': Math.round(r.podsPerSec),
       bound: r.bound,
       unschedulable: r.unschedulable,

@@ -15,7 +15,11 @@ const LIST = join(REPO, 'scripts', 'lib', 'system-packages.txt');
 /** Prerequisites the README assumes (Node and npm), never installed from Debian by our scripts. */
 const PREREQUISITES = new Set(['node', 'npm', 'npx', 'process.execPath']);
 
-interface Entry { binary: string; pkg: string; check: string }
+interface Entry {
+  binary: string;
+  pkg: string;
+  check: string;
+}
 
 function readList(text: string): Entry[] {
   return text
@@ -28,7 +32,10 @@ function readList(text: string): Entry[] {
     });
 }
 
-export interface Use { binary: string; where: string }
+export interface Use {
+  binary: string;
+  where: string;
+}
 
 const SPAWN_RE = /\b(?:execFileSync|execFile|spawnSync|spawn)\(\s*(?:(['"`])([^'"`\n]+)\1|([A-Za-z_$][\w$.]*))/g;
 const EXEC_RE = /\b(?:execSync|exec)\(\s*(['"`])([^\s'"`]+)/g;
@@ -131,7 +138,7 @@ describe('system packages list', () => {
       "const ETCD = '/usr/bin/etcd';",
       'spawn(ETCD, []);',
       "execFileSync('chromium', ['--headless']);",
-      "spawnSync(`qemu-aarch64-static`, []);",
+      'spawnSync(`qemu-aarch64-static`, []);',
       "execSync('mosquitto_pub -t x');",
       'const m = /x/.exec(s);',
       "spawn(process.execPath, ['x']);",
@@ -151,7 +158,9 @@ describe('system packages list', () => {
     try {
       const list = join(dir, 'list.txt');
       writeFileSync(list, '# comment\nbash bash path\norchard-no-such-binary orchard-fake-pkg path\n/usr/bin/orchard-no-such orchard-fake-2 path\n');
-      const out = execFileSync('bash', ['-c', `source "${join(REPO, 'scripts/lib/common.sh')}"; system_packages_missing "$1"`, 'x', list], { encoding: 'utf8' });
+      const out = execFileSync('bash', ['-c', `source "${join(REPO, 'scripts/lib/common.sh')}"; system_packages_missing "$1"`, 'x', list], {
+        encoding: 'utf8',
+      });
       expect(out.trim().split(' ')).toEqual(['orchard-fake-pkg', 'orchard-fake-2']);
     } finally {
       rmSync(dir, { recursive: true, force: true });

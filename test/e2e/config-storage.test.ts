@@ -35,10 +35,15 @@ function exec(id: string, script: string): string {
 }
 
 async function runningPod(deployment: string, not: readonly string[] = []): Promise<{ name: string; uid: string; node: string }> {
-  const p = await waitFor(`a Running pod of ${deployment}`, async () => {
-    const pods = await c.pods(deployment);
-    return pods.find((x) => x.status.phase === 'Running' && !not.includes(x.metadata.uid) && x.status.containerStatuses.every((s) => s.state === 'running'));
-  }, 90_000, 250);
+  const p = await waitFor(
+    `a Running pod of ${deployment}`,
+    async () => {
+      const pods = await c.pods(deployment);
+      return pods.find((x) => x.status.phase === 'Running' && !not.includes(x.metadata.uid) && x.status.containerStatuses.every((s) => s.state === 'running'));
+    },
+    90_000,
+    250,
+  );
   return { name: p.metadata.name, uid: p.metadata.uid, node: p.spec.nodeName ?? '' };
 }
 
@@ -112,9 +117,13 @@ describe('config, secrets and storage on the real engine', () => {
     for (const a of c.agents.values()) await a.kill9();
     for (const short of c.agents.keys()) {
       const node = c.nodeName(short);
-      const ids = docker(['ps', '-aq', '--filter', `label=orchard.node=${node}`]).split('\n').filter(Boolean);
+      const ids = docker(['ps', '-aq', '--filter', `label=orchard.node=${node}`])
+        .split('\n')
+        .filter(Boolean);
       if (ids.length > 0) docker(['rm', '-f', ...ids]);
-      const vols = docker(['volume', 'ls', '-q', '--filter', `label=orchard.node=${node}`]).split('\n').filter(Boolean);
+      const vols = docker(['volume', 'ls', '-q', '--filter', `label=orchard.node=${node}`])
+        .split('\n')
+        .filter(Boolean);
       if (vols.length > 0) docker(['volume', 'rm', '-f', ...vols]);
       // The agents mounted a tmpfs for secrets (they run as root here); unmount before removing the dir.
       try {
@@ -129,7 +138,9 @@ describe('config, secrets and storage on the real engine', () => {
   it('mounts the secrets dir as tmpfs and reports storage facts', async () => {
     const mounts = readFileSync('/proc/mounts', 'utf8');
     expect(mounts).toContain(` ${secretsDir('a')} tmpfs `);
-    const n = (await c.api('GET', `/api/v1/nodes/${c.nodeName('a')}`)).body as { status: { info: { storage?: { hostPathAllow: string[]; secretsOnTmpfs?: boolean; devices: unknown[] } } } };
+    const n = (await c.api('GET', `/api/v1/nodes/${c.nodeName('a')}`)).body as {
+      status: { info: { storage?: { hostPathAllow: string[]; secretsOnTmpfs?: boolean; devices: unknown[] } } };
+    };
     expect(n.status.info.storage).toMatchObject({ hostPathAllow: [allowedDir], secretsOnTmpfs: true });
     expect(n.status.info.storage?.devices.length).toBeGreaterThan(0);
   });
@@ -179,14 +190,23 @@ describe('config, secrets and storage on the real engine', () => {
     const idB = JSON.parse(readFileSync(join(c.dir, 'agents', 'b', 'identity.json'), 'utf8')) as { node: string; credential: string };
     // A node's clientId must be its name, so stand in for agent B while it is down.
     await c.agents.get('b')?.kill9();
-    const client = await mqtt.connectAsync(`mqtts://127.0.0.1:${c.mqttPort}`, { username: idB.node, password: idB.credential, ca: c.caPem(), clientId: idB.node, reconnectPeriod: 0, connectTimeout: 10_000 });
+    const client = await mqtt.connectAsync(`mqtts://127.0.0.1:${c.mqttPort}`, {
+      username: idB.node,
+      password: idB.credential,
+      ca: c.caPem(),
+      clientId: idB.node,
+      reconnectPeriod: 0,
+      connectTimeout: 10_000,
+    });
     try {
-      const got = new Promise<DesiredSetMessage>((resolve) => client.on('message', (t, payload) => {
-        if (t !== topics.nodeDesired(idB.node) || payload.length === 0) return;
-        // Agent B's node lists deflate, so its set may arrive deflated: decode as an agent does.
-        const r = decodeMessage(DesiredSetMessageSchema, payload);
-        if (r.ok) resolve(r.value);
-      }));
+      const got = new Promise<DesiredSetMessage>((resolve) =>
+        client.on('message', (t, payload) => {
+          if (t !== topics.nodeDesired(idB.node) || payload.length === 0) return;
+          // Agent B's node lists deflate, so its set may arrive deflated: decode as an agent does.
+          const r = decodeMessage(DesiredSetMessageSchema, payload);
+          if (r.ok) resolve(r.value);
+        }),
+      );
       await client.subscribeAsync(topics.nodeDesired(idB.node), { qos: 1 });
       const set = await Promise.race([got, new Promise<undefined>((r) => setTimeout(() => r(undefined), 10_000))]);
       expect(set?.node).toBe(idB.node);
@@ -206,7 +226,7 @@ describe('config, secrets and storage on the real engine', () => {
     }
   }, 60_000);
 
-  it('rolls the deployment when its ConfigMap changes, and removes a departed pod\'s secret files from the device', async () => {
+  it("rolls the deployment when its ConfigMap changes, and removes a departed pod's secret files from the device", async () => {
     const before = await runningPod(`app-${run}`);
     const podDir = join(secretsDir('a'), 'pods', before.uid);
     expect(existsSync(podDir)).toBe(true);
@@ -214,7 +234,12 @@ describe('config, secrets and storage on the real engine', () => {
     const after = await runningPod(`app-${run}`, [before.uid]);
     expect(after.name).not.toBe(before.name);
     expect(exec(runningContainer(after.node, after.name).Id, 'echo "$LEVEL"; cat /etc/app/app.conf')).toBe('info\nmode=info');
-    await waitFor('old pod gone and its secret files removed', async () => !(await c.pods(`app-${run}`)).some((p) => p.metadata.uid === before.uid) && !existsSync(podDir), 60_000, 250);
+    await waitFor(
+      'old pod gone and its secret files removed',
+      async () => !(await c.pods(`app-${run}`)).some((p) => p.metadata.uid === before.uid) && !existsSync(podDir),
+      60_000,
+      250,
+    );
     const del = c.cli(['delete', 'deployment', `app-${run}`]);
     expect(del.code, del.stderr).toBe(0);
     await waitFor('no secret files left on node a', () => readdirSync(join(secretsDir('a'), 'pods')).length === 0, 60_000, 250);
@@ -232,9 +257,16 @@ spec:
       volumes: [{ name: h, hostPath: { path: /etc } }]
 `);
     type Unsched = { status: { message?: string; unschedulable?: { nodes: Record<string, string[]> } } };
-    const pending = await waitFor('hostPath pod unschedulable', async () => (await c.pods(`hp-${run}`)).find((p) => (p as Unsched).status.message?.includes('hostPath not allowed')), 30_000, 250);
+    const pending = await waitFor(
+      'hostPath pod unschedulable',
+      async () => (await c.pods(`hp-${run}`)).find((p) => (p as Unsched).status.message?.includes('hostPath not allowed')),
+      30_000,
+      250,
+    );
     expect((pending as Unsched).status.message).toBe('0/2 nodes fit: 2 hostPath not allowed');
-    expect((pending as Unsched).status.unschedulable?.nodes[c.nodeName('a')]).toEqual([`hostPath not allowed: /etc (node allows ${allowedDir}; agent flag --host-path-allow)`]);
+    expect((pending as Unsched).status.unschedulable?.nodes[c.nodeName('a')]).toEqual([
+      `hostPath not allowed: /etc (node allows ${allowedDir}; agent flag --host-path-allow)`,
+    ]);
     expect(pending.spec.nodeName).toBeUndefined();
     writeFileSync(join(allowedDir, 'hello'), 'from-host');
     apply(`apiVersion: orchard/v1
@@ -261,37 +293,62 @@ spec:
     expect(exec(id1, 'cat /data/boots')).toBe('one');
     // Container restart in place (the agent restarts it): same volume, data kept.
     docker(['kill', id1]);
-    await waitFor('container restarted', () => {
-      try {
-        return exec(id1, 'cat /data/boots') === 'one\none';
-      } catch {
-        return false;
-      }
-    }, 60_000, 500);
+    await waitFor(
+      'container restarted',
+      () => {
+        try {
+          return exec(id1, 'cat /data/boots') === 'one\none';
+        } catch {
+          return false;
+        }
+      },
+      60_000,
+      500,
+    );
     // Redeploy (new template → new pod): still the same node and data.
     apply(dbYaml('two'));
     const second = await runningPod(`db-${run}`, [first.uid]);
     expect(second.node).toBe(first.node);
-    await waitFor('redeployed pod wrote its line', () => exec(runningContainer(second.node, second.name).Id, 'cat /data/boots') === 'one\none\ntwo', 30_000, 250);
+    await waitFor(
+      'redeployed pod wrote its line',
+      () => exec(runningContainer(second.node, second.name).Id, 'cat /data/boots') === 'one\none\ntwo',
+      30_000,
+      250,
+    );
     expect(docker(['volume', 'inspect', '-f', '{{ index .Labels "orchard.node" }}', volume])).toBe(first.node);
-    await waitFor('orchard get volumes shows the volume on its node with its pod', () => {
-      const r = c.cli(['get', 'volumes']);
-      return r.code === 0 && new RegExp(`${volume}\\s+${first.node}\\s+\\S+\\s+db-${run}\\s+${second.name}`).test(r.stdout);
-    }, 60_000, 1000);
+    await waitFor(
+      'orchard get volumes shows the volume on its node with its pod',
+      () => {
+        const r = c.cli(['get', 'volumes']);
+        return r.code === 0 && new RegExp(`${volume}\\s+${first.node}\\s+\\S+\\s+db-${run}\\s+${second.name}`).test(r.stdout);
+      },
+      60_000,
+      1000,
+    );
   }, 180_000);
 
   it('does not move a pod with a persistent volume when its node is lost', async () => {
     const pod = await runningPod(`db-${run}`);
     const short = pod.node === c.nodeName('a') ? 'a' : 'b';
     await c.agents.get(short)?.kill9();
-    await waitFor(`node ${pod.node} NotReady`, async () => {
-      const n = (await c.api('GET', `/api/v1/nodes/${pod.node}`)).body as { status: { conditions: Array<{ type: string; status: string }> } };
-      return n.status.conditions.some((x) => x.type === 'Ready' && x.status !== 'True');
-    }, 60_000, 250);
-    const ev = await waitFor('NodeLostPinned event', async () => {
-      const r = await c.api('GET', `/api/v1/events?involvedObject=${encodeURIComponent(`Pod/${pod.name}`)}`);
-      return ((r.body as { items: Array<{ reason: string; message: string }> }).items ?? []).find((e) => e.reason === 'NodeLostPinned');
-    }, 30_000, 250);
+    await waitFor(
+      `node ${pod.node} NotReady`,
+      async () => {
+        const n = (await c.api('GET', `/api/v1/nodes/${pod.node}`)).body as { status: { conditions: Array<{ type: string; status: string }> } };
+        return n.status.conditions.some((x) => x.type === 'Ready' && x.status !== 'True');
+      },
+      60_000,
+      250,
+    );
+    const ev = await waitFor(
+      'NodeLostPinned event',
+      async () => {
+        const r = await c.api('GET', `/api/v1/events?involvedObject=${encodeURIComponent(`Pod/${pod.name}`)}`);
+        return ((r.body as { items: Array<{ reason: string; message: string }> }).items ?? []).find((e) => e.reason === 'NodeLostPinned');
+      },
+      30_000,
+      250,
+    );
     expect(ev.message).toMatch(/persistent volume.*startFresh/);
     // Well past onNodeLost.afterSeconds (1 s): still one pod, still bound to the lost node.
     await new Promise((r) => setTimeout(r, 4000));

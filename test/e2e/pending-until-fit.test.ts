@@ -36,7 +36,12 @@ describe('a pending pod explains why, and runs once a fitting node joins (real h
     const file = join(c.dir, 'huge.yaml');
     writeFileSync(file, deployment('e2e-huge', '', '4000Gi'));
     expect(c.cli(['apply', '-f', file]).code).toBe(0);
-    const pod = await waitFor('explained', async () => (await c.pods('e2e-huge')).find((p) => p.status.conditions.some((x) => x.type === 'PodScheduled' && x.status === 'False')), 30_000, 200);
+    const pod = await waitFor(
+      'explained',
+      async () => (await c.pods('e2e-huge')).find((p) => p.status.conditions.some((x) => x.type === 'PodScheduled' && x.status === 'False')),
+      30_000,
+      200,
+    );
     const d = c.cli(['describe', 'pod', pod.metadata.name]);
     expect(d.code, d.stderr).toBe(0);
     expect(d.stdout).toMatch(/Status:\s+Unschedulable/);
@@ -49,7 +54,12 @@ describe('a pending pod explains why, and runs once a fitting node joins (real h
     const file = join(c.dir, 'big.yaml');
     writeFileSync(file, deployment('e2e-big', '      nodeSelector: { size: big }', '16Mi'));
     expect(c.cli(['apply', '-f', file]).code).toBe(0);
-    const pod = await waitFor('explained', async () => (await c.pods('e2e-big')).find((p) => p.status.conditions.some((x) => x.type === 'PodScheduled' && x.status === 'False')), 30_000, 200);
+    const pod = await waitFor(
+      'explained',
+      async () => (await c.pods('e2e-big')).find((p) => p.status.conditions.some((x) => x.type === 'PodScheduled' && x.status === 'False')),
+      30_000,
+      200,
+    );
     const d = c.cli(['describe', 'pod', pod.metadata.name]);
     expect(d.stdout).toContain('0/1 nodes fit: 1 node selector size=big not matched');
     expect(d.stdout).toContain(`${c.nodeName('small')}: node selector size=big not matched`);
@@ -57,13 +67,21 @@ describe('a pending pod explains why, and runs once a fitting node joins (real h
     await c.startAgent('big', { labels: 'size=big' });
     await c.waitNodeReady('big');
     try {
-      await waitFor('pod running on big', async () => {
-        const [p] = await c.pods('e2e-big');
-        return p !== undefined && p.spec.nodeName === c.nodeName('big') && p.status.phase === 'Running';
-      }, 60_000, 250);
+      await waitFor(
+        'pod running on big',
+        async () => {
+          const [p] = await c.pods('e2e-big');
+          return p !== undefined && p.spec.nodeName === c.nodeName('big') && p.status.phase === 'Running';
+        },
+        60_000,
+        250,
+      );
     } catch (e) {
-      throw new Error(`${String(e)}
-${c.logs()}`, { cause: e });
+      throw new Error(
+        `${String(e)}
+${c.logs()}`,
+        { cause: e },
+      );
     }
     const [p] = await c.pods('e2e-big');
     expect(p?.metadata.name).toBe(pod.metadata.name); // the same pod, bound once it fit
@@ -88,7 +106,12 @@ ${c.logs()}`, { cause: e });
     expect(drained.stdout).toContain(`node/${big} drained (1 evicted, 0 global kept)`);
     expect(c.cli(['get', 'nodes']).stdout).toMatch(new RegExp(`${big}\\s+Ready,SchedulingDisabled`));
     // Its replacement needs size=big, which no node has now: it waits and says so.
-    await waitFor('replacement explained', async () => (await c.pods('e2e-big')).some((p) => p.status.conditions.some((x) => x.type === 'PodScheduled' && x.status === 'False')), 30_000, 200);
+    await waitFor(
+      'replacement explained',
+      async () => (await c.pods('e2e-big')).some((p) => p.status.conditions.some((x) => x.type === 'PodScheduled' && x.status === 'False')),
+      30_000,
+      200,
+    );
     await waitFor('old container gone', () => containersOf(big).filter((x) => x.State.Running).length === 0, 30_000, 250);
   });
 });

@@ -22,7 +22,17 @@ const run = c.runId;
 const CAP_NET_RAW = 13n;
 const CAP_NET_ADMIN = 12n;
 
-type PodView = { metadata: { name: string }; spec: { nodeName?: string }; status: { phase: string; reason?: string; message?: string; unschedulable?: { summary: string; nodes: Record<string, string[]> }; containerStatuses: Array<{ state: string; reason?: string; message?: string }> } };
+type PodView = {
+  metadata: { name: string };
+  spec: { nodeName?: string };
+  status: {
+    phase: string;
+    reason?: string;
+    message?: string;
+    unschedulable?: { summary: string; nodes: Record<string, string[]> };
+    containerStatuses: Array<{ state: string; reason?: string; message?: string }>;
+  };
+};
 
 async function podsOf(deployment: string): Promise<PodView[]> {
   const r = await c.api('GET', '/api/v1/pods');
@@ -46,18 +56,31 @@ spec:
     spec:
       nodeSelector: { role: ${node} }
       terminationGracePeriodSeconds: 1
-${podSpec.split('\n').filter((l) => l !== '').map((l) => `      ${l}`).join('\n')}
+${podSpec
+  .split('\n')
+  .filter((l) => l !== '')
+  .map((l) => `      ${l}`)
+  .join('\n')}
       containers:
         - name: c
           image: ${TEST_IMAGE}
           command: ["sh", "-c", "exec sleep 3600"]
-${container.split('\n').filter((l) => l !== '').map((l) => `          ${l}`).join('\n')}
+${container
+  .split('\n')
+  .filter((l) => l !== '')
+  .map((l) => `          ${l}`)
+  .join('\n')}
 `;
 }
 
 /** The running engine container of the deployment's pod (waits for it). */
 async function runningContainer(name: string, short: string): Promise<string> {
-  return waitFor(`a running container of ${name}`, () => containersOf(c.nodeName(short)).find((x) => x.Config.Labels['orchard.deployment'] === name && x.State.Running)?.Id, 90_000, 250);
+  return waitFor(
+    `a running container of ${name}`,
+    () => containersOf(c.nodeName(short)).find((x) => x.Config.Labels['orchard.deployment'] === name && x.State.Running)?.Id,
+    90_000,
+    250,
+  );
 }
 
 function exec(id: string, script: string): string {
@@ -90,7 +113,10 @@ describe('pod security on the real engine', () => {
     // The attack itself: a raw ICMP socket.
     expect(exec(id, 'ping -c 1 -W 1 127.0.0.1 2>&1; echo rc=$?')).toMatch(/permission denied[\s\S]*rc=1/i);
     // A fork bomb: 1,100 background sleeps. The shell dies at the first failed fork.
-    const bomb = exec(id, "sh -c 'i=0; while [ $i -lt 1100 ]; do sleep 120 & i=$((i+1)); echo $i > /tmp/n; done' 2>/tmp/err; echo rc=$? n=$(cat /tmp/n); cat /tmp/err; true");
+    const bomb = exec(
+      id,
+      "sh -c 'i=0; while [ $i -lt 1100 ]; do sleep 120 & i=$((i+1)); echo $i > /tmp/n; done' 2>/tmp/err; echo rc=$? n=$(cat /tmp/n); cat /tmp/err; true",
+    );
     expect(bomb).toMatch(/rc=2/);
     expect(bomb).toMatch(/can't fork/);
     const started = Number(/n=(\d+)/.exec(bomb)?.[1] ?? 'NaN');
@@ -106,8 +132,15 @@ describe('pod security on the real engine', () => {
   }, 120_000);
 
   it('(b) securityContext tightens and relaxes: runAsUser, readOnlyRootFilesystem, capabilities, pids', async () => {
-    apply(deployment(`tight-${run}`, 'open', 'securityContext: { runAsUser: 65534, runAsGroup: 65534 }', `securityContext: { readOnlyRootFilesystem: true, capabilities: { drop: [ALL] } }
-resources: { limits: { pids: 40 } }`));
+    apply(
+      deployment(
+        `tight-${run}`,
+        'open',
+        'securityContext: { runAsUser: 65534, runAsGroup: 65534 }',
+        `securityContext: { readOnlyRootFilesystem: true, capabilities: { drop: [ALL] } }
+resources: { limits: { pids: 40 } }`,
+      ),
+    );
     const id = await runningContainer(`tight-${run}`, 'open');
     expect(exec(id, 'id -u; id -g').trim().split('\n')).toEqual(['65534', '65534']);
     expect(exec(id, 'touch /evil 2>&1; echo rc=$?')).toMatch(/Read-only file system[\s\S]*rc=1/);
@@ -116,8 +149,15 @@ resources: { limits: { pids: 40 } }`));
     expect(bomb).toMatch(/can't fork[\s\S]*rc=2/);
 
     // Relaxing: NET_RAW added back, privilege escalation allowed, no pids limit.
-    apply(deployment(`relaxed-${run}`, 'open', '', `securityContext: { allowPrivilegeEscalation: true, capabilities: { add: [NET_RAW] } }
-resources: { limits: { pids: 0 } }`));
+    apply(
+      deployment(
+        `relaxed-${run}`,
+        'open',
+        '',
+        `securityContext: { allowPrivilegeEscalation: true, capabilities: { add: [NET_RAW] } }
+resources: { limits: { pids: 0 } }`,
+      ),
+    );
     const rid = await runningContainer(`relaxed-${run}`, 'open');
     expect(capEff(rid) & (1n << CAP_NET_RAW)).toBe(1n << CAP_NET_RAW);
     expect(exec(rid, 'grep NoNewPrivs /proc/self/status')).toMatch(/NoNewPrivs:\s+0/);
@@ -126,7 +166,14 @@ resources: { limits: { pids: 0 } }`));
 
   it('(b) the hardened example manifest runs as nobody, read-only, with no capabilities', async () => {
     apply(readFileSync(join(REPO, 'manifests', 'examples', 'hardened.yaml'), 'utf8'));
-    const id = await waitFor('hardened running', () => [...c.agents.keys()].flatMap((s) => containersOf(c.nodeName(s))).find((x) => x.Config.Labels['orchard.deployment'] === 'hardened' && x.State.Running)?.Id, 90_000, 250);
+    const id = await waitFor(
+      'hardened running',
+      () =>
+        [...c.agents.keys()].flatMap((s) => containersOf(c.nodeName(s))).find((x) => x.Config.Labels['orchard.deployment'] === 'hardened' && x.State.Running)
+          ?.Id,
+      90_000,
+      250,
+    );
     expect(exec(id, 'id -u; cat /tmp/index.html').trim().split('\n')).toEqual(['65534', 'hello from a hardened pod']);
     expect(capEff(id)).toBe(0n);
     expect(exec(id, 'touch /x 2>&1; echo rc=$?')).toMatch(/Read-only file system[\s\S]*rc=1/);
@@ -134,11 +181,18 @@ resources: { limits: { pids: 0 } }`));
 
   it('(b) runAsNonRoot with an image that runs as root is refused with CreateContainerConfigError and an event', async () => {
     apply(deployment(`rootimg-${run}`, 'open', 'securityContext: { runAsNonRoot: true }'));
-    const pod = await waitFor('pod refused for runAsNonRoot', async () => (await podsOf(`rootimg-${run}`)).find((p) => p.status.reason === 'CreateContainerConfigError'), 60_000, 250);
+    const pod = await waitFor(
+      'pod refused for runAsNonRoot',
+      async () => (await podsOf(`rootimg-${run}`)).find((p) => p.status.reason === 'CreateContainerConfigError'),
+      60_000,
+      250,
+    );
     expect(pod.status.phase).toBe('Pending');
     expect(pod.status.message).toMatch(/container has runAsNonRoot and image will run as root/);
     expect(containersOf(c.nodeName('open')).filter((x) => x.Config.Labels['orchard.deployment'] === `rootimg-${run}`)).toEqual([]);
-    const events = ((await c.api('GET', `/api/v1/events?involvedObject=Pod/${pod.metadata.name}`)).body as { items: Array<{ reason: string; message: string }> }).items;
+    const events = (
+      (await c.api('GET', `/api/v1/events?involvedObject=Pod/${pod.metadata.name}`)).body as { items: Array<{ reason: string; message: string }> }
+    ).items;
     expect(events.some((e) => e.reason === 'CreateContainerConfigError' && /runAsNonRoot/.test(e.message))).toBe(true);
   }, 90_000);
 
@@ -153,22 +207,42 @@ resources: { limits: { pids: 0 } }`));
     // The device's operator tightens its policy: the agent stops them and says why.
     await c.agents.get('strict')?.kill9();
     await c.startAgent('strict', { labels: 'role=strict', extra: ['--deny-host-network', '--deny-cap-add'] });
-    for (const [name, why] of [[`hostnet-${run}`, /policy forbids hostNetwork \(agent --deny-host-network\)/], [`netadmin-${run}`, /policy forbids capability add NET_ADMIN \(agent --deny-cap-add\)/]] as const) {
+    for (const [name, why] of [
+      [`hostnet-${run}`, /policy forbids hostNetwork \(agent --deny-host-network\)/],
+      [`netadmin-${run}`, /policy forbids capability add NET_ADMIN \(agent --deny-cap-add\)/],
+    ] as const) {
       const pod = await waitFor(`${name} refused`, async () => (await podsOf(name)).find((p) => p.status.reason === 'Forbidden'), 60_000, 250);
       expect(pod.status.message).toMatch(why);
       expect(pod.status.containerStatuses[0]).toMatchObject({ state: 'waiting', reason: 'Forbidden' });
-      const events = ((await c.api('GET', `/api/v1/events?involvedObject=Pod/${pod.metadata.name}`)).body as { items: Array<{ reason: string; message: string }> }).items;
+      const events = (
+        (await c.api('GET', `/api/v1/events?involvedObject=Pod/${pod.metadata.name}`)).body as { items: Array<{ reason: string; message: string }> }
+      ).items;
       expect(events.some((e) => e.reason === 'Forbidden' && why.test(e.message))).toBe(true);
-      await waitFor(`${name} container removed`, () => containersOf(c.nodeName('strict')).every((x) => x.Config.Labels['orchard.deployment'] !== name) || undefined, 30_000, 250);
+      await waitFor(
+        `${name} container removed`,
+        () => containersOf(c.nodeName('strict')).every((x) => x.Config.Labels['orchard.deployment'] !== name) || undefined,
+        30_000,
+        250,
+      );
     }
 
     // The node reports its policy; a new forbidden pod is not placed there, and the pod says why.
-    await waitFor('policy in node info', async () => {
-      const n = (await c.api('GET', `/api/v1/nodes/${c.nodeName('strict')}`)).body as { status: { info?: { policy?: { denyHostNetwork: boolean } } } };
-      return n.status.info?.policy?.denyHostNetwork === true || undefined;
-    }, 30_000, 250);
+    await waitFor(
+      'policy in node info',
+      async () => {
+        const n = (await c.api('GET', `/api/v1/nodes/${c.nodeName('strict')}`)).body as { status: { info?: { policy?: { denyHostNetwork: boolean } } } };
+        return n.status.info?.policy?.denyHostNetwork === true || undefined;
+      },
+      30_000,
+      250,
+    );
     apply(deployment(`hostnet2-${run}`, 'strict', 'network: host'));
-    const pending = await waitFor('hostnet2 unschedulable', async () => (await podsOf(`hostnet2-${run}`)).find((p) => p.status.unschedulable !== undefined), 30_000, 250);
+    const pending = await waitFor(
+      'hostnet2 unschedulable',
+      async () => (await podsOf(`hostnet2-${run}`)).find((p) => p.status.unschedulable !== undefined),
+      30_000,
+      250,
+    );
     expect(pending.spec.nodeName).toBeUndefined();
     expect(pending.status.unschedulable?.nodes[c.nodeName('strict')]).toContain('policy forbids hostNetwork (agent --deny-host-network)');
     // A pod within the policy still runs on the strict device, with the defaults.

@@ -51,7 +51,11 @@ spec:
 interface PodView {
   metadata: { name: string; annotations?: Record<string, string> };
   spec: { nodeName?: string; containers: Array<{ image: string }> };
-  status: { phase: string; conditions: Array<{ type: string; status: string }>; containerStatuses: Array<{ containerId?: string; restartCount: number; reason?: string }> };
+  status: {
+    phase: string;
+    conditions: Array<{ type: string; status: string }>;
+    containerStatuses: Array<{ containerId?: string; restartCount: number; reason?: string }>;
+  };
 }
 
 describe('rollouts with real pulls from a private registry on a slow link', () => {
@@ -72,7 +76,10 @@ describe('rollouts with real pulls from a private registry on a slow link', () =
   /** The CLI as a child process, so the test can sample the cluster while it runs. */
   const cliAsync = (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
     new Promise((resolve) => {
-      const child = spawn(process.execPath, [CLI, ...args, '--server', c.server, '--token', c.adminToken, '--ca', join(c.dir, 'hub', 'ca.crt')], { env: { ...process.env, ORCHARD_CONFIG: join(c.dir, 'no-config') }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [CLI, ...args, '--server', c.server, '--token', c.adminToken, '--ca', join(c.dir, 'hub', 'ca.crt')], {
+        env: { ...process.env, ORCHARD_CONFIG: join(c.dir, 'no-config') },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -134,8 +141,11 @@ describe('rollouts with real pulls from a private registry on a slow link', () =
     while (!done) {
       const ps = await pods();
       worst = Math.max(worst, REPLICAS - ps.filter(ready).length);
-      const pulling = (await c.api('GET', `/api/v1/deployments/${NAME}/rollout/status`)).body as { pods: Array<{ pull?: unknown; updated: boolean; ready: boolean }> };
-      if (pulling.pods.some((p) => p.pull !== undefined) && pulling.pods.filter((p) => !p.updated && p.ready).length >= REPLICAS - 1) sawOldServingDuringPull = true;
+      const pulling = (await c.api('GET', `/api/v1/deployments/${NAME}/rollout/status`)).body as {
+        pods: Array<{ pull?: unknown; updated: boolean; ready: boolean }>;
+      };
+      if (pulling.pods.some((p) => p.pull !== undefined) && pulling.pods.filter((p) => !p.updated && p.ready).length >= REPLICAS - 1)
+        sawOldServingDuringPull = true;
       await new Promise((r) => setTimeout(r, 150));
     }
     const s = await status;
@@ -197,10 +207,15 @@ describe('rollouts with real pulls from a private registry on a slow link', () =
 
   it('canary: one pod of v2, paused until promote, then every pod is v2', async () => {
     apply({ image: v2, canary: 1, cause: 'canary v2' });
-    await waitFor('canary held', async () => {
-      const r = c.cli(['rollout', 'status', `deployment/${NAME}`, '--once']);
-      return r.code === 3 && /canary is waiting/.test(r.stdout);
-    }, 60_000, 500);
+    await waitFor(
+      'canary held',
+      async () => {
+        const r = c.cli(['rollout', 'status', `deployment/${NAME}`, '--once']);
+        return r.code === 3 && /canary is waiting/.test(r.stdout);
+      },
+      60_000,
+      500,
+    );
     expect(await imagesNow()).toEqual([v1, v1, v1, v2].sort());
     await new Promise((r) => setTimeout(r, 2000));
     expect(await imagesNow()).toEqual([v1, v1, v1, v2].sort()); // still held

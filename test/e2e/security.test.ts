@@ -47,11 +47,15 @@ function mqttRefusal(url: string, ca: string, opts: { clientId: string; username
 /** GET as admin from 127.0.0.32: the revoked agent's retries count against 127.0.0.1 and may lock it. */
 function getFromOtherSource(c: Cluster, path: string): Promise<{ status: number; body: unknown }> {
   return new Promise((resolve, reject) => {
-    const req = https.get(new URL(path, c.server), { ca: c.caPem(), localAddress: '127.0.0.32', headers: { authorization: `Bearer ${c.adminToken}` }, agent: false }, (res) => {
-      let text = '';
-      res.on('data', (d: Buffer) => (text += d.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as unknown }));
-    });
+    const req = https.get(
+      new URL(path, c.server),
+      { ca: c.caPem(), localAddress: '127.0.0.32', headers: { authorization: `Bearer ${c.adminToken}` }, agent: false },
+      (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as unknown }));
+      },
+    );
     req.on('error', reject);
   });
 }
@@ -141,7 +145,9 @@ describe('security end to end (real processes, real TLS, real Docker)', () => {
     const p = orchard(['agent', '--hub', `127.0.0.1:${c.httpPort}`, '--token', token, '--name', name, '--data-dir', join(c.dir, 'agents', 'a-wiped')]);
     try {
       await waitFor('the refusal is logged', () => p.output().includes('is already enrolled'), 30_000, 200);
-      expect(p.output()).toContain(`run \`orchard node delete ${name}\` on the hub, or create a join token with \`orchard token create --replace-node ${name}\``);
+      expect(p.output()).toContain(
+        `run \`orchard node delete ${name}\` on the hub, or create a join token with \`orchard token create --replace-node ${name}\``,
+      );
       expect(p.output()).toContain('Asking again in 60 s');
       expect(p.child.exitCode).toBeNull(); // waiting, not crash-looping under systemd
       expect(existsSync(join(c.dir, 'agents', 'a-wiped', 'identity.json'))).toBe(false);
@@ -158,19 +164,25 @@ describe('security end to end (real processes, real TLS, real Docker)', () => {
     const viewer = (v.body as { token: string }).token;
     const file = join(c.dir, 'viewer.yaml');
     writeFileSync(file, pinned('viewer-try', c.nodeName('a')));
-    const r = orchardRun(['apply', '-f', file, '--server', c.server, '--token', viewer, '--ca', join(hubDir(), 'ca.crt')], { ORCHARD_CONFIG: join(c.dir, 'no-config') });
+    const r = orchardRun(['apply', '-f', file, '--server', c.server, '--token', viewer, '--ca', join(hubDir(), 'ca.crt')], {
+      ORCHARD_CONFIG: join(c.dir, 'no-config'),
+    });
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/role "viewer" may not do this \(needs operator\)/);
     expect((await c.api('GET', '/api/v1/deployments/viewer-try')).status).toBe(404);
     // The same token can read.
-    const g = orchardRun(['get', 'nodes', '--server', c.server, '--token', viewer, '--ca', join(hubDir(), 'ca.crt')], { ORCHARD_CONFIG: join(c.dir, 'no-config') });
+    const g = orchardRun(['get', 'nodes', '--server', c.server, '--token', viewer, '--ca', join(hubDir(), 'ca.crt')], {
+      ORCHARD_CONFIG: join(c.dir, 'no-config'),
+    });
     expect(g.code, g.stderr).toBe(0);
     // Until an admin revokes it.
     const id = (v.body as { id: string }).id;
     const revoked = c.cli(['token', 'revoke', id]);
     expect(revoked.code, revoked.stderr).toBe(0);
     expect(revoked.stdout).toContain(`api token ${id} revoked`);
-    const after = orchardRun(['get', 'nodes', '--server', c.server, '--token', viewer, '--ca', join(hubDir(), 'ca.crt')], { ORCHARD_CONFIG: join(c.dir, 'no-config') });
+    const after = orchardRun(['get', 'nodes', '--server', c.server, '--token', viewer, '--ca', join(hubDir(), 'ca.crt')], {
+      ORCHARD_CONFIG: join(c.dir, 'no-config'),
+    });
     expect(after.code).toBe(1);
     expect(after.stderr).toMatch(/unknown, expired or revoked/);
   });
@@ -195,9 +207,17 @@ describe('security end to end (real processes, real TLS, real Docker)', () => {
     const mqttPort = await freePort();
     const dir2 = join(c.dir, 'hub2');
     const cliConfig = join(c.dir, 'hub2-cli-config');
-    hub2 = orchard(['hub', '--data-dir', dir2, '--host', '127.0.0.1', '--http-port', String(httpPort), '--mqtt-port', String(mqttPort)], { ORCHARD_CONFIG: cliConfig });
+    hub2 = orchard(['hub', '--data-dir', dir2, '--host', '127.0.0.1', '--http-port', String(httpPort), '--mqtt-port', String(mqttPort)], {
+      ORCHARD_CONFIG: cliConfig,
+    });
     const server2 = `https://127.0.0.1:${httpPort}`;
-    await waitFor('hub 2 healthz', async () => existsSync(join(dir2, 'ca.crt')) && (await request(server2, 'GET', '/healthz', { ca: readFileSync(join(dir2, 'ca.crt'), 'utf8') })).status === 200, 30_000, 200);
+    await waitFor(
+      'hub 2 healthz',
+      async () =>
+        existsSync(join(dir2, 'ca.crt')) && (await request(server2, 'GET', '/healthz', { ca: readFileSync(join(dir2, 'ca.crt'), 'utf8') })).status === 200,
+      30_000,
+      200,
+    );
 
     const token = await c.joinToken(1); // pins hub 1's CA
     const args = ['agent', '--hub', `127.0.0.1:${httpPort}`, '--token', token, '--name', c.nodeName('mitm'), '--data-dir', join(c.dir, 'agents', 'mitm')];
@@ -225,7 +245,12 @@ describe('security end to end (real processes, real TLS, real Docker)', () => {
     writeFileSync(file, pinned('pinned', node));
     const applied = c.cli(['apply', '-f', file]);
     expect(applied.code, applied.stderr).toBe(0);
-    const container = await waitFor('the pinned container running on node a', () => containersOf(node).find((x) => x.Config.Labels['orchard.deployment'] === 'pinned' && x.State.Running), 90_000, 500);
+    const container = await waitFor(
+      'the pinned container running on node a',
+      () => containersOf(node).find((x) => x.Config.Labels['orchard.deployment'] === 'pinned' && x.State.Running),
+      90_000,
+      500,
+    );
 
     const agent = c.agents.get('a');
     const outBefore = agent?.output().length ?? 0;

@@ -19,7 +19,14 @@ import { containersOf, docker, freePort } from '../helpers/procs.js';
 
 type Json = Record<string, unknown>;
 /** The container status fields these tests read (the Cluster helper types fewer). */
-interface CStatus { containerId?: string; restartCount: number; state: string; reason?: string; message?: string; ready?: boolean }
+interface CStatus {
+  containerId?: string;
+  restartCount: number;
+  state: string;
+  reason?: string;
+  message?: string;
+  ready?: boolean;
+}
 
 function deployment(name: string, container: Json, opts: { replicas?: number; spec?: Json } = {}): string {
   return JSON.stringify({
@@ -43,7 +50,11 @@ function deployment(name: string, container: Json, opts: { replicas?: number; sp
 const sleeper = { command: ['sh', '-c', 'exec sleep 3600'] };
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-interface FileStamp { ino: number; size: number; mtimeMs: number }
+interface FileStamp {
+  ino: number;
+  size: number;
+  mtimeMs: number;
+}
 function stamps(dir: string): Record<string, FileStamp> {
   const out: Record<string, FileStamp> = {};
   const walk = (d: string): void => {
@@ -93,16 +104,29 @@ describe('self-healing agent on the real Docker Engine', () => {
     try {
       return await what;
     } catch (e) {
-      throw new Error(`${String(e)}
-${c.logs()}`, { cause: e });
+      throw new Error(
+        `${String(e)}
+${c.logs()}`,
+        { cause: e },
+      );
     }
   };
-  const runningReady = (dep: string, ready: boolean) => explain(waitFor(`${dep} Running, Ready=${ready}`, async () => {
-    const p = await pod(dep);
-    const ok = p?.status.phase === 'Running' && p.status.containerStatuses[0]?.state === 'running'
-      && p.status.conditions.some((k) => k.type === 'Ready' && k.status === (ready ? 'True' : 'False'));
-    return ok ? p : undefined;
-  }, 60_000, 200));
+  const runningReady = (dep: string, ready: boolean) =>
+    explain(
+      waitFor(
+        `${dep} Running, Ready=${ready}`,
+        async () => {
+          const p = await pod(dep);
+          const ok =
+            p?.status.phase === 'Running' &&
+            p.status.containerStatuses[0]?.state === 'running' &&
+            p.status.conditions.some((k) => k.type === 'Ready' && k.status === (ready ? 'True' : 'False'));
+          return ok ? p : undefined;
+        },
+        60_000,
+        200,
+      ),
+    );
 
   beforeAll(async () => {
     await c.startHub();
@@ -123,28 +147,68 @@ ${c.logs()}`, { cause: e });
 
     const t0 = Date.now();
     docker(['kill', id]);
-    await explain(waitFor('container running again', () => {
-      const [now] = mine('e2e-kill');
-      return now?.State.Running === true && now.State.StartedAt !== before?.State.StartedAt;
-    }, 30_000, 50));
+    await explain(
+      waitFor(
+        'container running again',
+        () => {
+          const [now] = mine('e2e-kill');
+          return now?.State.Running === true && now.State.StartedAt !== before?.State.StartedAt;
+        },
+        30_000,
+        50,
+      ),
+    );
     const polled = Date.now() - t0;
     // The engine's own timestamps: die → start.
-    const events = docker(['events', '--since', String(since), '--until', String(Math.ceil(Date.now() / 1000) + 1), '--filter', `container=${id}`, '--format', '{{.Action}} {{.TimeNano}}'])
-      .split('\n').map((l) => l.split(' ')).filter((p) => p.length === 2);
+    const events = docker([
+      'events',
+      '--since',
+      String(since),
+      '--until',
+      String(Math.ceil(Date.now() / 1000) + 1),
+      '--filter',
+      `container=${id}`,
+      '--format',
+      '{{.Action}} {{.TimeNano}}',
+    ])
+      .split('\n')
+      .map((l) => l.split(' '))
+      .filter((p) => p.length === 2);
     const die = Number(events.find((e) => e[0] === 'die')?.[1] ?? 0);
     const start = Number(events.find((e) => e[0] === 'start' && Number(e[1]) > die)?.[1] ?? 0);
     console.log(`[measure] restart after docker kill: ${polled} ms (polled), die→start ${((start - die) / 1e6).toFixed(0)} ms (engine events)`);
     expect(start).toBeGreaterThan(die);
 
     expect(mine('e2e-kill').map((x) => x.Id)).toEqual([id]); // in place: same container, no new one
-    await explain(waitFor('restartCount 1 in the API', async () => {
-      const s = (await pod('e2e-kill'))?.status.containerStatuses[0];
-      return s?.restartCount === 1 && s.state === 'running' && s.containerId === id;
-    }, 20_000, 200));
+    await explain(
+      waitFor(
+        'restartCount 1 in the API',
+        async () => {
+          const s = (await pod('e2e-kill'))?.status.containerStatuses[0];
+          return s?.restartCount === 1 && s.state === 'running' && s.containerId === id;
+        },
+        20_000,
+        200,
+      ),
+    );
   });
 
   it('a. a crash-looping command shows CrashLoopBackOff with growing gaps between restarts', async () => {
-    const events = spawn('docker', ['events', '--filter', `label=orchard.node=${node}`, '--filter', 'label=orchard.deployment=e2e-crash', '--filter', 'event=start', '--format', '{{.TimeNano}}'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const events = spawn(
+      'docker',
+      [
+        'events',
+        '--filter',
+        `label=orchard.node=${node}`,
+        '--filter',
+        'label=orchard.deployment=e2e-crash',
+        '--filter',
+        'event=start',
+        '--format',
+        '{{.TimeNano}}',
+      ],
+      { stdio: ['ignore', 'pipe', 'ignore'] },
+    );
     const starts: number[] = [];
     let buf = '';
     events.stdout.on('data', (d: Buffer) => {
@@ -157,11 +221,18 @@ ${c.logs()}`, { cause: e });
       await sleep(300); // the events stream is subscribed
       apply('e2e-crash', deployment('e2e-crash', { command: ['sh', '-c', 'exit 3'] }));
       let sawBackOff = false;
-      await explain(waitFor('6 starts (first run + 5 restarts)', async () => {
-        const s = (await pod('e2e-crash'))?.status.containerStatuses[0];
-        if (s?.reason === 'CrashLoopBackOff') sawBackOff = true;
-        return starts.length >= 6;
-      }, 60_000, 200));
+      await explain(
+        waitFor(
+          '6 starts (first run + 5 restarts)',
+          async () => {
+            const s = (await pod('e2e-crash'))?.status.containerStatuses[0];
+            if (s?.reason === 'CrashLoopBackOff') sawBackOff = true;
+            return starts.length >= 6;
+          },
+          60_000,
+          200,
+        ),
+      );
       expect(sawBackOff).toBe(true);
       const gaps = starts.slice(1, 6).map((t, i) => t - (starts[i] ?? 0));
       console.log(`[measure] crash loop gaps between starts (ms): ${gaps.map((g) => g.toFixed(0)).join(', ')}`);
@@ -181,14 +252,20 @@ ${c.logs()}`, { cause: e });
 
   it('b. failing liveness probes (exec, httpGet) restart the container with the reason', async () => {
     const deadPort = await freePort(); // nobody serves it
-    apply('e2e-live', deployment('e2e-live', {
-      command: ['sh', '-c', 'touch /tmp/healthy; exec sleep 3600'],
-      livenessProbe: { exec: { command: ['test', '-f', '/tmp/healthy'] }, periodSeconds: 1, failureThreshold: 2 },
-    }));
-    apply('e2e-live-http', deployment('e2e-live-http', {
-      ...sleeper,
-      livenessProbe: { httpGet: { port: deadPort, path: '/healthz' }, initialDelaySeconds: 1, periodSeconds: 1, failureThreshold: 2 },
-    }));
+    apply(
+      'e2e-live',
+      deployment('e2e-live', {
+        command: ['sh', '-c', 'touch /tmp/healthy; exec sleep 3600'],
+        livenessProbe: { exec: { command: ['test', '-f', '/tmp/healthy'] }, periodSeconds: 1, failureThreshold: 2 },
+      }),
+    );
+    apply(
+      'e2e-live-http',
+      deployment('e2e-live-http', {
+        ...sleeper,
+        livenessProbe: { httpGet: { port: deadPort, path: '/healthz' }, initialDelaySeconds: 1, periodSeconds: 1, failureThreshold: 2 },
+      }),
+    );
     await runningReady('e2e-live', true);
     await sleep(3000); // a passing liveness probe restarts nothing
     expect((await pod('e2e-live'))?.status.containerStatuses[0]?.restartCount).toBe(0);
@@ -196,20 +273,34 @@ ${c.logs()}`, { cause: e });
 
     const t0 = Date.now();
     docker(['exec', before?.Id ?? '', 'rm', '/tmp/healthy']);
-    const s = await explain(waitFor('liveness restart', async () => {
-      const st = await status('e2e-live');
-      return st?.restartCount === 1 && st.state === 'running' ? st : undefined;
-    }, 30_000, 200));
+    const s = await explain(
+      waitFor(
+        'liveness restart',
+        async () => {
+          const st = await status('e2e-live');
+          return st?.restartCount === 1 && st.state === 'running' ? st : undefined;
+        },
+        30_000,
+        200,
+      ),
+    );
     console.log(`[measure] liveness (exec, period 1 s, threshold 2) restart ${Date.now() - t0} ms after the file was removed`);
     expect(s.message).toMatch(/^last termination: Unhealthy: liveness probe failed: command \["test","-f","\/tmp\/healthy"\] exited with 1/);
     expect(mine('e2e-live').map((x) => x.Id)).toEqual([before?.Id]);
     await sleep(3000); // the command recreated the file: healthy again, no more restarts
     expect((await pod('e2e-live'))?.status.containerStatuses[0]?.restartCount).toBe(1);
 
-    const h = await explain(waitFor('httpGet liveness restarts', async () => {
-      const st = await status('e2e-live-http');
-      return (st?.restartCount ?? 0) >= 1 && st?.message !== undefined ? st : undefined;
-    }, 30_000, 200));
+    const h = await explain(
+      waitFor(
+        'httpGet liveness restarts',
+        async () => {
+          const st = await status('e2e-live-http');
+          return (st?.restartCount ?? 0) >= 1 && st?.message !== undefined ? st : undefined;
+        },
+        30_000,
+        200,
+      ),
+    );
     expect(`${h.message ?? ''}`).toContain(`Unhealthy: liveness probe failed: GET http://127.0.0.1:${deadPort}/healthz: connect ECONNREFUSED`);
     await remove('e2e-live');
     await remove('e2e-live-http');
@@ -217,10 +308,17 @@ ${c.logs()}`, { cause: e });
 
   it('b. a failing readiness probe keeps the pod Running but not Ready, and never restarts it', async () => {
     const port = await freePort();
-    apply('e2e-ready', deployment('e2e-ready', {
-      command: ['sh', '-c', `mkdir -p /www; echo ok > /www/index.html; exec httpd -f -p 127.0.0.1:${port} -h /www`],
-      readinessProbe: { httpGet: { port, path: '/ready.txt' }, periodSeconds: 1, failureThreshold: 1 },
-    }, { spec: { network: 'host' } }));
+    apply(
+      'e2e-ready',
+      deployment(
+        'e2e-ready',
+        {
+          command: ['sh', '-c', `mkdir -p /www; echo ok > /www/index.html; exec httpd -f -p 127.0.0.1:${port} -h /www`],
+          readinessProbe: { httpGet: { port, path: '/ready.txt' }, periodSeconds: 1, failureThreshold: 1 },
+        },
+        { spec: { network: 'host' } },
+      ),
+    );
     const notReady = await runningReady('e2e-ready', false);
     expect(notReady.status.conditions.find((k) => k.type === 'Ready')).toMatchObject({ status: 'False' });
     const [ct] = mine('e2e-ready');
@@ -236,18 +334,31 @@ ${c.logs()}`, { cause: e });
 
   it('c. kill -9 of the agent, then a restart with the same data dir: same containers, no restarts, no duplicates', async () => {
     apply('e2e-steady', deployment('e2e-steady', sleeper, { replicas: 4 }));
-    await explain(waitFor('5 containers running', () => {
-      const all = nodeContainers();
-      return all.length === 5 && all.every((x) => x.State.Running);
-    }, 60_000, 200));
-    const before = nodeContainers().map((x) => `${x.Id} ${x.State.StartedAt}`).sort();
+    await explain(
+      waitFor(
+        '5 containers running',
+        () => {
+          const all = nodeContainers();
+          return all.length === 5 && all.every((x) => x.State.Running);
+        },
+        60_000,
+        200,
+      ),
+    );
+    const before = nodeContainers()
+      .map((x) => `${x.Id} ${x.State.StartedAt}`)
+      .sort();
 
     await c.agents.get('a')?.kill9();
     expect(nodeContainers().every((x) => x.State.Running)).toBe(true); // workloads outlive the agent
     const p = await c.startAgent('a');
     await explain(waitFor('agent started', () => p.output().includes('agent started'), 30_000, 100));
     await sleep(4000); // its first passes and a reconnect to the hub
-    expect(nodeContainers().map((x) => `${x.Id} ${x.State.StartedAt}`).sort()).toEqual(before);
+    expect(
+      nodeContainers()
+        .map((x) => `${x.Id} ${x.State.StartedAt}`)
+        .sort(),
+    ).toEqual(before);
     const pods = [...(await c.pods('e2e-steady')), ...(await c.pods('e2e-kill'))];
     expect(pods).toHaveLength(5);
     expect(pods.every((x) => x.status.phase === 'Running')).toBe(true);
@@ -261,10 +372,17 @@ ${c.logs()}`, { cause: e });
     // A hub restart: it republishes every node's set (same pods, a new generation); the agent reconnects.
     await c.hub?.kill9();
     await c.startHub();
-    await explain(waitFor('agent reports the new generation', async () => {
-      const g = ((await c.api('GET', `/api/v1/nodes/${node}`)).body as { status: { observedGeneration?: number } }).status.observedGeneration ?? 0;
-      return g > gen0;
-    }, 30_000, 250));
+    await explain(
+      waitFor(
+        'agent reports the new generation',
+        async () => {
+          const g = ((await c.api('GET', `/api/v1/nodes/${node}`)).body as { status: { observedGeneration?: number } }).status.observedGeneration ?? 0;
+          return g > gen0;
+        },
+        30_000,
+        250,
+      ),
+    );
     const waited = Date.now();
     await sleep(Math.max(0, 60_000 - 15_000 - (Date.now() - waited)));
     const after = stamps(agentDir);
@@ -284,13 +402,24 @@ ${c.logs()}`, { cause: e });
     const t0 = Date.now();
     // Already joined: the identity in its data dir is used and the token never reaches a hub.
     await c.startAgent('a', { token: 'unused-hub-is-down' });
-    await explain(waitFor('all 5 containers running again', () => {
-      const all = nodeContainers();
-      return all.length === 5 && all.every((x) => x.State.Running);
-    }, 30_000, 100));
+    await explain(
+      waitFor(
+        'all 5 containers running again',
+        () => {
+          const all = nodeContainers();
+          return all.length === 5 && all.every((x) => x.State.Running);
+        },
+        30_000,
+        100,
+      ),
+    );
     const ms = Date.now() - t0;
     console.log(`[measure] offline cold boot: 5 containers running again ${ms} ms after the agent started (hub down)`);
     expect(ms).toBeLessThanOrEqual(10_000);
-    expect(nodeContainers().map((x) => x.Id).sort()).toEqual([...ids].sort());
+    expect(
+      nodeContainers()
+        .map((x) => x.Id)
+        .sort(),
+    ).toEqual([...ids].sort());
   });
 });

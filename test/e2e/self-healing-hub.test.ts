@@ -59,8 +59,11 @@ describe('self-healing hub side: hub outage and link partition on the real Docke
     try {
       return await what;
     } catch (e) {
-      throw new Error(`${String(e)}
-${c.logs()}`, { cause: e });
+      throw new Error(
+        `${String(e)}
+${c.logs()}`,
+        { cause: e },
+      );
     }
   };
   const apply = (name: string, json: string): void => {
@@ -85,10 +88,21 @@ ${c.logs()}`, { cause: e });
 
     it('containers keep running through the outage, a killed one is restarted by the agent, the return restarts nothing', async () => {
       apply('e2e-hubdown', deployment('e2e-hubdown', 3));
-      await explain(waitFor('3 pods Running', async () => {
-        const pods = await c.pods('e2e-hubdown');
-        return pods.length === 3 && pods.every((p) => p.status.phase === 'Running') && of(containersOf(node), 'e2e-hubdown').filter((x) => x.State.Running).length === 3;
-      }, 90_000, 250));
+      await explain(
+        waitFor(
+          '3 pods Running',
+          async () => {
+            const pods = await c.pods('e2e-hubdown');
+            return (
+              pods.length === 3 &&
+              pods.every((p) => p.status.phase === 'Running') &&
+              of(containersOf(node), 'e2e-hubdown').filter((x) => x.State.Running).length === 3
+            );
+          },
+          90_000,
+          250,
+        ),
+      );
       const podsBefore = (await c.pods('e2e-hubdown')).map((p) => `${p.metadata.name} ${p.metadata.uid} ${p.spec.nodeName ?? ''}`).sort();
       const before = of(containersOf(node), 'e2e-hubdown');
 
@@ -101,10 +115,17 @@ ${c.logs()}`, { cause: e });
       const victim = before[0];
       if (!victim) throw new Error('no container');
       docker(['kill', victim.Id]);
-      const restarted = await explain(waitFor('victim running again (hub down)', () => {
-        const now = of(containersOf(node), 'e2e-hubdown').find((x) => x.Id === victim.Id);
-        return now?.State.Running === true && now.State.StartedAt !== victim.State.StartedAt ? now : undefined;
-      }, 20_000, 100));
+      const restarted = await explain(
+        waitFor(
+          'victim running again (hub down)',
+          () => {
+            const now = of(containersOf(node), 'e2e-hubdown').find((x) => x.Id === victim.Id);
+            return now?.State.Running === true && now.State.StartedAt !== victim.State.StartedAt ? now : undefined;
+          },
+          20_000,
+          100,
+        ),
+      );
       const duringOutage = of(containersOf(node), 'e2e-hubdown');
       expect(duringOutage.map((x) => x.Id).sort()).toEqual(before.map((x) => x.Id).sort()); // same containers, no new one
       const untouched = before.slice(1);
@@ -115,12 +136,22 @@ ${c.logs()}`, { cause: e });
 
       await c.startHub({ extra: HUB_FLAGS }); // same data dir and ports: state reloads from SQLite
       await explain(waitFor('node Ready after hub restart', async () => (await nodeReady('a')) === true, 60_000, 250));
-      await explain(waitFor('statuses correct after hub restart', async () => {
-        const pods = await c.pods('e2e-hubdown');
-        const v = pods.find((p) => p.status.containerStatuses[0]?.containerId === victim.Id);
-        return pods.length === 3 && pods.every((p) => p.status.phase === 'Running' && p.status.conditions.some((k) => k.type === 'Ready' && k.status === 'True'))
-          && v?.status.containerStatuses[0]?.restartCount === 1;
-      }, 60_000, 250));
+      await explain(
+        waitFor(
+          'statuses correct after hub restart',
+          async () => {
+            const pods = await c.pods('e2e-hubdown');
+            const v = pods.find((p) => p.status.containerStatuses[0]?.containerId === victim.Id);
+            return (
+              pods.length === 3 &&
+              pods.every((p) => p.status.phase === 'Running' && p.status.conditions.some((k) => k.type === 'Ready' && k.status === 'True')) &&
+              v?.status.containerStatuses[0]?.restartCount === 1
+            );
+          },
+          60_000,
+          250,
+        ),
+      );
       await sleep(5000); // let the republished desired sets (new generation) reach the agent
       expect((await c.pods('e2e-hubdown')).map((p) => `${p.metadata.name} ${p.metadata.uid} ${p.spec.nodeName ?? ''}`).sort()).toEqual(podsBefore);
       expect(stamp(of(containersOf(node), 'e2e-hubdown'))).toEqual(stamp(duringOutage));
@@ -156,11 +187,22 @@ ${c.logs()}`, { cause: e });
       const onChaos = { nodeSelector: { chaos: 'yes' } };
       apply('e2e-keep', deployment('e2e-keep', 2, { onNodeLost: { action: 'keep', afterSeconds: 1 } }, onChaos));
       apply('e2e-move', deployment('e2e-move', 2, { onNodeLost: { action: 'reschedule', afterSeconds: 2 } }, onChaos));
-      await explain(waitFor('4 pods Running, one of each on each node', async () => {
-        const pods = [...(await c.pods('e2e-keep')), ...(await c.pods('e2e-move'))];
-        return pods.length === 4 && pods.every((x) => x.status.phase === 'Running') && pods.filter((x) => x.spec.nodeName === p).length === 2
-          && both().filter((x) => x.State.Running).length === 4;
-      }, 90_000, 250));
+      await explain(
+        waitFor(
+          '4 pods Running, one of each on each node',
+          async () => {
+            const pods = [...(await c.pods('e2e-keep')), ...(await c.pods('e2e-move'))];
+            return (
+              pods.length === 4 &&
+              pods.every((x) => x.status.phase === 'Running') &&
+              pods.filter((x) => x.spec.nodeName === p).length === 2 &&
+              both().filter((x) => x.State.Running).length === 4
+            );
+          },
+          90_000,
+          250,
+        ),
+      );
       keepBefore = of(containersOf(p), 'e2e-keep')[0];
       oldResched = of(containersOf(p), 'e2e-move')[0];
       keepPod = keepBefore?.Config.Labels['orchard.pod'] ?? '';
@@ -181,10 +223,21 @@ ${c.logs()}`, { cause: e });
     });
 
     it('reschedule afterSeconds 2: the replacement runs on the other node while the old copy still runs on the cut-off one', async () => {
-      await explain(waitFor('e2e-move: 2 Running pods on node b', async () => {
-        const pods = await c.pods('e2e-move');
-        return pods.length === 2 && pods.every((x) => x.spec.nodeName === b && x.status.phase === 'Running') && of(containersOf(b), 'e2e-move').filter((x) => x.State.Running).length === 2;
-      }, 30_000, 200));
+      await explain(
+        waitFor(
+          'e2e-move: 2 Running pods on node b',
+          async () => {
+            const pods = await c.pods('e2e-move');
+            return (
+              pods.length === 2 &&
+              pods.every((x) => x.spec.nodeName === b && x.status.phase === 'Running') &&
+              of(containersOf(b), 'e2e-move').filter((x) => x.State.Running).length === 2
+            );
+          },
+          30_000,
+          200,
+        ),
+      );
       expect((await c.pods('e2e-move')).map((x) => x.metadata.name)).not.toContain(oldReschedPod);
       // The partitioned agent cannot hear the hub: it keeps what it last knew (partition is not death).
       expect(of(containersOf(p), 'e2e-move').map((x) => x.Id)).toEqual([oldResched?.Id]);
@@ -205,10 +258,17 @@ ${c.logs()}`, { cause: e });
       await explain(waitFor('node p Ready again', async () => (await nodeReady('p')) === true, 60_000, 200));
       console.log(`[measure] link restored → node Ready in ${Date.now() - t0} ms (agent back-off)`);
       await explain(waitFor('old e2e-move container removed from node p', () => of(containersOf(p), 'e2e-move').length === 0, 30_000, 200));
-      await explain(waitFor('keep pod Running and Ready again (restored from the observed set)', async () => {
-        const kp = (await c.pods('e2e-keep')).find((x) => x.metadata.name === keepPod);
-        return kp?.status.phase === 'Running' && kp.status.conditions.some((k) => k.type === 'Ready' && k.status === 'True');
-      }, 30_000, 200));
+      await explain(
+        waitFor(
+          'keep pod Running and Ready again (restored from the observed set)',
+          async () => {
+            const kp = (await c.pods('e2e-keep')).find((x) => x.metadata.name === keepPod);
+            return kp?.status.phase === 'Running' && kp.status.conditions.some((k) => k.type === 'Ready' && k.status === 'True');
+          },
+          30_000,
+          200,
+        ),
+      );
       await sleep(3000); // nothing else should happen
       const move = await c.pods('e2e-move');
       expect(move).toHaveLength(2);

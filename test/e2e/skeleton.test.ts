@@ -46,7 +46,9 @@ describe('walking skeleton on the real Docker Engine: hub + two agent processes'
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(new RegExp(`${c.nodeName('a')}\\s+Ready`));
     expect(r.stdout).toMatch(new RegExp(`${c.nodeName('b')}\\s+Ready`));
-    const n = (await c.api('GET', `/api/v1/nodes/${c.nodeName('a')}`)).body as { status: { info: { arch: string; engine: { name: string; version: string }; cpu: { cores: number }; memoryBytes: number } } };
+    const n = (await c.api('GET', `/api/v1/nodes/${c.nodeName('a')}`)).body as {
+      status: { info: { arch: string; engine: { name: string; version: string }; cpu: { cores: number }; memoryBytes: number } };
+    };
     expect(['amd64', 'arm64', 'arm']).toContain(n.status.info.arch);
     expect(n.status.info.engine.version).toMatch(/^\d+\.\d+/);
     expect(n.status.info.cpu.cores).toBeGreaterThan(0);
@@ -58,13 +60,21 @@ describe('walking skeleton on the real Docker Engine: hub + two agent processes'
     expect(applied.code, applied.stderr).toBe(0);
     expect(applied.stdout).toContain('deployment/e2e-web created');
     try {
-      await waitFor('3 pods Running', async () => {
-        const pods = await c.pods('e2e-web');
-        return pods.length === 3 && pods.every((p) => p.status.phase === 'Running');
-      }, 90_000, 250);
+      await waitFor(
+        '3 pods Running',
+        async () => {
+          const pods = await c.pods('e2e-web');
+          return pods.length === 3 && pods.every((p) => p.status.phase === 'Running');
+        },
+        90_000,
+        250,
+      );
     } catch (e) {
-      throw new Error(`${String(e)}
-${c.logs()}`, { cause: e });
+      throw new Error(
+        `${String(e)}
+${c.logs()}`,
+        { cause: e },
+      );
     }
     const pods = await c.pods('e2e-web');
     const perNode = new Map<string, number>();

@@ -29,7 +29,12 @@ const MARKER = `host-marker-${run}`;
 interface ApiPod {
   metadata: { name: string; uid: string; ownerName?: string };
   spec: { nodeName?: string };
-  status: { phase: string; reason?: string; message?: string; containerStatuses: Array<{ state: string; reason?: string; message?: string; restartCount: number }> };
+  status: {
+    phase: string;
+    reason?: string;
+    message?: string;
+    containerStatuses: Array<{ state: string; reason?: string; message?: string; restartCount: number }>;
+  };
 }
 
 async function podOf(deployment: string): Promise<ApiPod | undefined> {
@@ -77,13 +82,18 @@ spec:
 
 /** Waits until the pod shows the refusal, or the attack visibly worked (then fails with the logs). */
 async function refusal(name: string, timeoutMs = 60_000): Promise<ApiPod> {
-  return waitFor(`${name}: VolumePathEscape (or the escape)`, async () => {
-    const p = await podOf(name);
-    if (p === undefined) return undefined;
-    const escaped = containersWithLogs(p.metadata.name).find((x) => x.logs.includes('ESCAPED'));
-    if (escaped !== undefined) throw new Error(`the container reached the host root:\n${escaped.logs}`);
-    return p.status.containerStatuses[0]?.reason === 'VolumePathEscape' ? p : undefined;
-  }, timeoutMs, 250);
+  return waitFor(
+    `${name}: VolumePathEscape (or the escape)`,
+    async () => {
+      const p = await podOf(name);
+      if (p === undefined) return undefined;
+      const escaped = containersWithLogs(p.metadata.name).find((x) => x.logs.includes('ESCAPED'));
+      if (escaped !== undefined) throw new Error(`the container reached the host root:\n${escaped.logs}`);
+      return p.status.containerStatuses[0]?.reason === 'VolumePathEscape' ? p : undefined;
+    },
+    timeoutMs,
+    250,
+  );
 }
 
 describe('volume paths cannot lead out of their volume (real engine)', () => {
@@ -99,7 +109,9 @@ describe('volume paths cannot lead out of their volume (real engine)', () => {
   afterAll(async () => {
     await c.hub?.kill9();
     for (const a of c.agents.values()) await a.kill9();
-    const ids = docker(['ps', '-aq', '--filter', `label=orchard.node=${c.nodeName('a')}`]).split('\n').filter(Boolean);
+    const ids = docker(['ps', '-aq', '--filter', `label=orchard.node=${c.nodeName('a')}`])
+      .split('\n')
+      .filter(Boolean);
     if (ids.length > 0) docker(['rm', '-f', ...ids]);
     try {
       execFileSync('umount', [secretsDir], { stdio: 'ignore' });
@@ -123,10 +135,15 @@ describe('volume paths cannot lead out of their volume (real engine)', () => {
     expect(ct?.logs).toContain('PLANTED');
     expect(ct?.logs).not.toContain('ESCAPED');
     expect(ct?.logs).not.toContain('RESTARTED');
-    const ev = await waitFor('VolumePathEscape event', async () => {
-      const r = await c.api('GET', `/api/v1/events?involvedObject=${encodeURIComponent(`Pod/${p.metadata.name}`)}`);
-      return ((r.body as { items?: Array<{ reason: string; message: string }> }).items ?? []).find((e) => e.reason === 'VolumePathEscape');
-    }, 20_000, 250);
+    const ev = await waitFor(
+      'VolumePathEscape event',
+      async () => {
+        const r = await c.api('GET', `/api/v1/events?involvedObject=${encodeURIComponent(`Pod/${p.metadata.name}`)}`);
+        return ((r.body as { items?: Array<{ reason: string; message: string }> }).items ?? []).find((e) => e.reason === 'VolumePathEscape');
+      },
+      20_000,
+      250,
+    );
     expect(ev.message).toContain('symbolic link');
 
     // Agent restart: the new agent adopts the exited container and refuses it as well.
@@ -140,10 +157,15 @@ describe('volume paths cannot lead out of their volume (real engine)', () => {
 
     // Re-create: the container is gone; the agent does not create a new one on the bad path.
     docker(['rm', '-f', ct?.id ?? '']);
-    await waitFor('pod refused with no container', async () => {
-      const q = await podOf(name);
-      return q?.status.containerStatuses[0]?.reason === 'VolumePathEscape' && containersWithLogs(p.metadata.name).length === 0 ? q : undefined;
-    }, 60_000, 250);
+    await waitFor(
+      'pod refused with no container',
+      async () => {
+        const q = await podOf(name);
+        return q?.status.containerStatuses[0]?.reason === 'VolumePathEscape' && containersWithLogs(p.metadata.name).length === 0 ? q : undefined;
+      },
+      60_000,
+      250,
+    );
     await new Promise((r) => setTimeout(r, 6000)); // past the first retry (5 s)
     expect(containersWithLogs(p.metadata.name)).toEqual([]);
     expect(readdirSync(hostDir)).toEqual(['marker']);
@@ -155,7 +177,9 @@ describe('volume paths cannot lead out of their volume (real engine)', () => {
     const name = `hp-${run}`;
     apply(deployment(name, `{ name: h, hostPath: { path: ${allowedDir}/link } }`, '[{ name: h, mountPath: /h }]', 'cat /h/marker; exec sleep 3600'));
     const p = await refusal(name);
-    expect(p.status.containerStatuses[0]?.message).toContain(`${allowedDir}/link is a symbolic link to "${hostDir}", which leads to ${hostDir}, outside the hostPath allow-list (${allowedDir})`);
+    expect(p.status.containerStatuses[0]?.message).toContain(
+      `${allowedDir}/link is a symbolic link to "${hostDir}", which leads to ${hostDir}, outside the hostPath allow-list (${allowedDir})`,
+    );
     expect(containersWithLogs(p.metadata.name).filter((x) => x.running)).toEqual([]);
 
     const sub = `hs-${run}`;
@@ -169,7 +193,14 @@ describe('volume paths cannot lead out of their volume (real engine)', () => {
   it('hostPath mounted twice: a subPath the container turns into a link to / is not mounted on restart', async () => {
     mkdirSync(join(allowedDir, 'shared', 'x'), { recursive: true });
     const name = `hr-${run}`;
-    apply(deployment(name, `{ name: h, hostPath: { path: ${allowedDir}/shared } }`, '[{ name: h, mountPath: /vol }, { name: h, mountPath: /sub, subPath: x }]', attack('/vol')));
+    apply(
+      deployment(
+        name,
+        `{ name: h, hostPath: { path: ${allowedDir}/shared } }`,
+        '[{ name: h, mountPath: /vol }, { name: h, mountPath: /sub, subPath: x }]',
+        attack('/vol'),
+      ),
+    );
     const p = await refusal(name);
     expect(p.status.containerStatuses[0]?.message).toContain(`${allowedDir}/shared/x is a symbolic link to "/"`);
     const [ct] = containersWithLogs(p.metadata.name);
@@ -184,10 +215,15 @@ describe('volume paths cannot lead out of their volume (real engine)', () => {
     symlinkSync('real', join(allowedDir, 'data', 'current'));
     const name = `ok-${run}`;
     apply(deployment(name, `{ name: h, hostPath: { path: ${allowedDir}/data } }`, '[{ name: h, mountPath: /h, subPath: current }]', 'exec sleep 3600'));
-    const ct = await waitFor('running container', async () => {
-      const p = await podOf(name);
-      return p === undefined ? undefined : containersWithLogs(p.metadata.name).find((x) => x.running);
-    }, 60_000, 250);
+    const ct = await waitFor(
+      'running container',
+      async () => {
+        const p = await podOf(name);
+        return p === undefined ? undefined : containersWithLogs(p.metadata.name).find((x) => x.running);
+      },
+      60_000,
+      250,
+    );
     expect(docker(['exec', ct.id, 'cat', '/h/hello'])).toBe('inside');
     const inspected = JSON.parse(docker(['inspect', ct.id]))[0] as { HostConfig: { Mounts: Array<{ Source: string; Target: string }> } };
     // The engine got the canonical path, not the link.

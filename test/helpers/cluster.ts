@@ -44,11 +44,28 @@ export class Cluster {
     ensureTestImage();
     if (!this.httpPort) this.httpPort = await freePort();
     if (!this.mqttPort) this.mqttPort = await freePort();
-    this.hub = orchard(['hub', '--data-dir', join(this.dir, 'hub'), '--host', '127.0.0.1', '--http-port', String(this.httpPort), '--mqtt-port', String(this.mqttPort), '--no-cli-config', ...(opts.extra ?? [])]);
-    await waitFor('hub healthz', async () => {
-      const r = await request(this.server, 'GET', '/healthz', { ca: this.caPem() });
-      return r.status === 200;
-    }, 30_000, 200);
+    this.hub = orchard([
+      'hub',
+      '--data-dir',
+      join(this.dir, 'hub'),
+      '--host',
+      '127.0.0.1',
+      '--http-port',
+      String(this.httpPort),
+      '--mqtt-port',
+      String(this.mqttPort),
+      '--no-cli-config',
+      ...(opts.extra ?? []),
+    ]);
+    await waitFor(
+      'hub healthz',
+      async () => {
+        const r = await request(this.server, 'GET', '/healthz', { ca: this.caPem() });
+        return r.status === 200;
+      },
+      30_000,
+      200,
+    );
     this.adminToken = readToken(join(this.dir, 'hub'));
   }
 
@@ -91,18 +108,35 @@ export class Cluster {
 
   async waitNodeReady(short: string, timeoutMs = 30_000): Promise<void> {
     const name = this.nodeName(short);
-    await waitFor(`node ${name} Ready`, async () => {
-      const r = await this.api('GET', `/api/v1/nodes/${name}`);
-      const n = r.body as { status?: { conditions?: Array<{ type: string; status: string }> } };
-      return r.status === 200 && n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
-    }, timeoutMs, 200);
+    await waitFor(
+      `node ${name} Ready`,
+      async () => {
+        const r = await this.api('GET', `/api/v1/nodes/${name}`);
+        const n = r.body as { status?: { conditions?: Array<{ type: string; status: string }> } };
+        return r.status === 200 && n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
+      },
+      timeoutMs,
+      200,
+    );
   }
 
   cli(args: string[]): { code: number; stdout: string; stderr: string } {
-    return orchardRun([...args, '--server', this.server, '--token', this.adminToken, '--ca', join(this.dir, 'hub', 'ca.crt')], { ORCHARD_CONFIG: join(this.dir, 'no-config') });
+    return orchardRun([...args, '--server', this.server, '--token', this.adminToken, '--ca', join(this.dir, 'hub', 'ca.crt')], {
+      ORCHARD_CONFIG: join(this.dir, 'no-config'),
+    });
   }
 
-  async pods(deployment?: string): Promise<Array<{ metadata: { name: string; uid: string; ownerName?: string }; spec: { nodeName?: string }; status: { phase: string; containerStatuses: Array<{ containerId?: string; restartCount: number; state: string; reason?: string }>; conditions: Array<{ type: string; status: string }> } }>> {
+  async pods(deployment?: string): Promise<
+    Array<{
+      metadata: { name: string; uid: string; ownerName?: string };
+      spec: { nodeName?: string };
+      status: {
+        phase: string;
+        containerStatuses: Array<{ containerId?: string; restartCount: number; state: string; reason?: string }>;
+        conditions: Array<{ type: string; status: string }>;
+      };
+    }>
+  > {
     const r = await this.api('GET', '/api/v1/pods');
     const items = (r.body as { items: Awaited<ReturnType<Cluster['pods']>> }).items ?? [];
     return deployment ? items.filter((p) => p.metadata.ownerName === deployment) : items;
@@ -116,6 +150,9 @@ export class Cluster {
   }
 
   logs(): string {
-    return [`--- hub ---\n${this.hub?.output().slice(-4000) ?? ''}`, ...[...this.agents].map(([k, p]) => `--- agent ${k} ---\n${p.output().slice(-4000)}`)].join('\n');
+    return [
+      `--- hub ---\n${this.hub?.output().slice(-4000) ?? ''}`,
+      ...[...this.agents].map(([k, p]) => `--- agent ${k} ---\n${p.output().slice(-4000)}`),
+    ].join('\n');
   }
 }

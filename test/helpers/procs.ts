@@ -50,7 +50,12 @@ export function orchard(args: string[], env: Record<string, string> = {}): Proc 
 /** Runs the CLI to completion and returns its exit code and output. */
 export function orchardRun(args: string[], env: Record<string, string> = {}): { code: number; stdout: string; stderr: string } {
   try {
-    const stdout = execFileSync(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
+    const stdout = execFileSync(process.execPath, [CLI, ...args], {
+      env: { ...process.env, ...env },
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 60_000,
+    });
     return { code: 0, stdout, stderr: '' };
   } catch (e) {
     const err = e as { status?: number; stdout?: string; stderr?: string };
@@ -63,13 +68,23 @@ export function docker(args: string[]): string {
 }
 
 /** Containers (running or not) of one Orchard node, as docker inspect JSON. */
-export function containersOf(node: string): Array<{ Id: string; Name: string; State: { Running: boolean; Pid: number; StartedAt: string }; Config: { Labels: Record<string, string> }; HostConfig: { Memory: number; NanoCpus: number; NetworkMode: string } }> {
+export function containersOf(node: string): Array<{
+  Id: string;
+  Name: string;
+  State: { Running: boolean; Pid: number; StartedAt: string };
+  Config: { Labels: Record<string, string> };
+  HostConfig: { Memory: number; NanoCpus: number; NetworkMode: string };
+}> {
   // A container can vanish between `ps` and `inspect` (the agent is removing it): list again.
   for (let attempt = 0; ; attempt++) {
-    const ids = docker(['ps', '-aq', '--filter', `label=orchard.node=${node}`]).split('\n').filter(Boolean);
+    const ids = docker(['ps', '-aq', '--filter', `label=orchard.node=${node}`])
+      .split('\n')
+      .filter(Boolean);
     if (ids.length === 0) return [];
     try {
-      return JSON.parse(execFileSync('docker', ['inspect', ...ids], { encoding: 'utf8', timeout: 60_000, stdio: ['ignore', 'pipe', 'pipe'] })) as ReturnType<typeof containersOf>;
+      return JSON.parse(execFileSync('docker', ['inspect', ...ids], { encoding: 'utf8', timeout: 60_000, stdio: ['ignore', 'pipe', 'pipe'] })) as ReturnType<
+        typeof containersOf
+      >;
     } catch (err) {
       if (attempt >= 4) throw err;
     }
@@ -77,7 +92,9 @@ export function containersOf(node: string): Array<{ Id: string; Name: string; St
 }
 
 export function removeContainersOf(node: string): void {
-  const ids = docker(['ps', '-aq', '--filter', `label=orchard.node=${node}`]).split('\n').filter(Boolean);
+  const ids = docker(['ps', '-aq', '--filter', `label=orchard.node=${node}`])
+    .split('\n')
+    .filter(Boolean);
   if (ids.length > 0) docker(['rm', '-f', ...ids]);
 }
 

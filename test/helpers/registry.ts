@@ -61,17 +61,32 @@ export async function startTestRegistry(): Promise<TestRegistry> {
       const diffId = sha256(EMPTY_TAR);
       const entries = [];
       for (const p of platforms) {
-        const config = Buffer.from(JSON.stringify({ architecture: p.architecture, os: p.os, ...(p.variant ? { variant: p.variant } : {}), config: {}, rootfs: { type: 'layers', diff_ids: [diffId] } }));
+        const config = Buffer.from(
+          JSON.stringify({
+            architecture: p.architecture,
+            os: p.os,
+            ...(p.variant ? { variant: p.variant } : {}),
+            config: {},
+            rootfs: { type: 'layers', diff_ids: [diffId] },
+          }),
+        );
         const configDigest = await putBlob(repo, config);
-        const manifest = Buffer.from(JSON.stringify({
-          schemaVersion: 2,
-          mediaType: MANIFEST_V2,
-          config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: configDigest },
-          layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: layer.length, digest: layerDigest }],
-        }));
+        const manifest = Buffer.from(
+          JSON.stringify({
+            schemaVersion: 2,
+            mediaType: MANIFEST_V2,
+            config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: configDigest },
+            layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: layer.length, digest: layerDigest }],
+          }),
+        );
         const digest = sha256(manifest);
         await putManifest(repo, digest, MANIFEST_V2, manifest);
-        entries.push({ mediaType: MANIFEST_V2, size: manifest.length, digest, platform: { architecture: p.architecture, os: p.os, ...(p.variant ? { variant: p.variant } : {}) } });
+        entries.push({
+          mediaType: MANIFEST_V2,
+          size: manifest.length,
+          digest,
+          platform: { architecture: p.architecture, os: p.os, ...(p.variant ? { variant: p.variant } : {}) },
+        });
       }
       await putManifest(repo, tag, MANIFEST_LIST, Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MANIFEST_LIST, manifests: entries })));
     },

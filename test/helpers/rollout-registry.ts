@@ -21,7 +21,12 @@ export class LocalRegistry {
   private child: ChildProcess | undefined;
   private readonly proxy: net.Server;
   private readonly sockets = new Set<net.Socket>();
-  private constructor(readonly dir: string, readonly port: number, readonly proxyPort: number, private readonly bytesPerSec: number) {
+  private constructor(
+    readonly dir: string,
+    readonly port: number,
+    readonly proxyPort: number,
+    private readonly bytesPerSec: number,
+  ) {
     this.proxy = net.createServer((client) => this.pipe(client));
   }
 

@@ -12,7 +12,10 @@ export class TcpProxy {
   /** Connections accepted so far (each agent reconnect is one). */
   accepted = 0;
 
-  private constructor(private readonly target: { host: string; port: number }, public port: number) {}
+  private constructor(
+    private readonly target: { host: string; port: number },
+    public port: number,
+  ) {}
 
   static async start(target: { host: string; port: number }, port = 0): Promise<TcpProxy> {
     const p = new TcpProxy(target, port);

@@ -2,7 +2,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KIND_BY_PLURAL } from '../../protocol/objects.js';
 import { startTestHub, type TestHub } from '../helpers/hub-harness.js';
 
-interface ErrorBody { code: string; message: string; details?: { issues?: Array<{ path: string; message: string }> } }
+interface ErrorBody {
+  code: string;
+  message: string;
+  details?: { issues?: Array<{ path: string; message: string }> };
+}
 
 /**
  * Query strings and path parameters go through the same validation as bodies: a bad one is a 400
@@ -50,7 +54,10 @@ describe('bad query strings and path parameters (real HTTPS)', () => {
   });
 
   it('an unknown kind names every kind the hub serves', async () => {
-    for (const [method, path] of [['GET', '/api/v1/gadgets'], ['DELETE', '/api/v1/gadgets/x']] as const) {
+    for (const [method, path] of [
+      ['GET', '/api/v1/gadgets'],
+      ['DELETE', '/api/v1/gadgets/x'],
+    ] as const) {
       const r = await t.api(method, path);
       expect(r.status).toBe(400);
       for (const plural of Object.keys(KIND_BY_PLURAL)) expect((r.body as ErrorBody).message).toContain(plural);

@@ -23,11 +23,23 @@ describe('broker connection admission (real aedes over TLS)', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('serves a burst of 40 TLS clients through 2 setup slots, every one connected', async () => {
-    const broker = await HubBroker.start({ host: '127.0.0.1', port: 0, tls: { cert: pki.certPem, key: pki.keyPem }, log: silentLogger, admission: { maxInFlight: 2 } });
+    const broker = await HubBroker.start({
+      host: '127.0.0.1',
+      port: 0,
+      tls: { cert: pki.certPem, key: pki.keyPem },
+      log: silentLogger,
+      admission: { maxInFlight: 2 },
+    });
     const clients: MqttClient[] = [];
     try {
       const burst = Array.from({ length: 40 }, (_, i) =>
-        connectAsync(`mqtts://127.0.0.1:${broker.port}`, { clientId: `burst-${i}`, protocolVersion: 4, ca: pki.caPem, reconnectPeriod: 0, connectTimeout: 20_000 }),
+        connectAsync(`mqtts://127.0.0.1:${broker.port}`, {
+          clientId: `burst-${i}`,
+          protocolVersion: 4,
+          ca: pki.caPem,
+          reconnectPeriod: 0,
+          connectTimeout: 20_000,
+        }),
       );
       clients.push(...(await Promise.all(burst)));
       expect(clients.every((c) => c.connected)).toBe(true);
@@ -46,19 +58,38 @@ describe('broker connection admission (real aedes over TLS)', () => {
 
   it('closes a queued socket unread once it waited longer than maxWaitMs', async () => {
     // One slot, held by a client that opens TCP and never starts TLS (held until its handshake timeout).
-    const broker = await HubBroker.start({ host: '127.0.0.1', port: 0, tls: { cert: pki.certPem, key: pki.keyPem }, log: silentLogger, handshakeTimeoutMs: 1500, admission: { maxInFlight: 1, maxWaitMs: 500 } });
+    const broker = await HubBroker.start({
+      host: '127.0.0.1',
+      port: 0,
+      tls: { cert: pki.certPem, key: pki.keyPem },
+      log: silentLogger,
+      handshakeTimeoutMs: 1500,
+      admission: { maxInFlight: 1, maxWaitMs: 500 },
+    });
     const net = await import('node:net');
     const squatter = net.connect(broker.port, '127.0.0.1');
     squatter.on('error', () => {});
     try {
       await new Promise<void>((r) => squatter.once('connect', () => r()));
       await new Promise((r) => setTimeout(r, 50));
-      const late = connectAsync(`mqtts://127.0.0.1:${broker.port}`, { clientId: 'late', protocolVersion: 4, ca: pki.caPem, reconnectPeriod: 0, connectTimeout: 10_000 });
+      const late = connectAsync(`mqtts://127.0.0.1:${broker.port}`, {
+        clientId: 'late',
+        protocolVersion: 4,
+        ca: pki.caPem,
+        reconnectPeriod: 0,
+        connectTimeout: 10_000,
+      });
       await expect(late).rejects.toThrow();
       const stats = broker.admission();
       expect(stats.expired).toBe(1);
       // The squatter's slot came free at its handshake timeout; a device arriving now connects at once.
-      const ok = await connectAsync(`mqtts://127.0.0.1:${broker.port}`, { clientId: 'ok', protocolVersion: 4, ca: pki.caPem, reconnectPeriod: 0, connectTimeout: 5000 });
+      const ok = await connectAsync(`mqtts://127.0.0.1:${broker.port}`, {
+        clientId: 'ok',
+        protocolVersion: 4,
+        ca: pki.caPem,
+        reconnectPeriod: 0,
+        connectTimeout: 5000,
+      });
       expect(ok.connected).toBe(true);
       await ok.endAsync(true);
     } finally {
@@ -68,7 +99,14 @@ describe('broker connection admission (real aedes over TLS)', () => {
   });
 
   it('does not let sockets that never speak keep a device out: an unfinished handshake loses its slot', async () => {
-    const broker = await HubBroker.start({ host: '127.0.0.1', port: 0, tls: { cert: pki.certPem, key: pki.keyPem }, log: silentLogger, handshakeTimeoutMs: 10_000, admission: { maxInFlight: 2, handshakeSlotMs: 300 } });
+    const broker = await HubBroker.start({
+      host: '127.0.0.1',
+      port: 0,
+      tls: { cert: pki.certPem, key: pki.keyPem },
+      log: silentLogger,
+      handshakeTimeoutMs: 10_000,
+      admission: { maxInFlight: 2, handshakeSlotMs: 300 },
+    });
     const net = await import('node:net');
     const squatters = Array.from({ length: 4 }, () => {
       const s = net.connect(broker.port, '127.0.0.1');
@@ -81,7 +119,13 @@ describe('broker connection admission (real aedes over TLS)', () => {
       // Every slot is held by a silent socket (for 10 s, their handshake timeout, without the
       // handshake slot limit): a device still gets in well before that.
       const t0 = Date.now();
-      const device = await connectAsync(`mqtts://127.0.0.1:${broker.port}`, { clientId: 'device', protocolVersion: 4, ca: pki.caPem, reconnectPeriod: 0, connectTimeout: 5000 });
+      const device = await connectAsync(`mqtts://127.0.0.1:${broker.port}`, {
+        clientId: 'device',
+        protocolVersion: 4,
+        ca: pki.caPem,
+        reconnectPeriod: 0,
+        connectTimeout: 5000,
+      });
       expect(device.connected).toBe(true);
       expect(Date.now() - t0).toBeLessThan(3000);
       expect(squatters.every((s) => !s.destroyed)).toBe(true); // still open: only their slots were taken back
@@ -92,4 +136,3 @@ describe('broker connection admission (real aedes over TLS)', () => {
     }
   });
 });
-

@@ -280,7 +280,13 @@ describe('broker security over mqtts', () => {
   it('fails for a plain-TCP client and for a TLS client that does not trust the hub CA', async () => {
     const rb = await startBroker();
     const plain = new Promise<MqttClient>((resolve, reject) => {
-      const c = mqtt.connect(`mqtt://127.0.0.1:${rb.port}`, { reconnectPeriod: 0, connectTimeout: 3000, username: 'node-a', password: credA, clientId: 'node-a' });
+      const c = mqtt.connect(`mqtt://127.0.0.1:${rb.port}`, {
+        reconnectPeriod: 0,
+        connectTimeout: 3000,
+        username: 'node-a',
+        password: credA,
+        clientId: 'node-a',
+      });
       clients.push(c);
       c.once('connect', () => resolve(c));
       c.once('error', reject);
@@ -320,14 +326,21 @@ describe('retained messages: only the hub and a node on its own presence/status 
     }
     // And a retained last will (its payload is at most 64 KiB on the wire), fired by a dropped socket.
     const willId = userClientId(id, 'will');
-    const w = await connect(rb, { clientId: willId, username: 'token', password: token, will: { topic: topics.command(willId), payload: Buffer.alloc(60_000, 0x77), qos: 1, retain: true } });
+    const w = await connect(rb, {
+      clientId: willId,
+      username: 'token',
+      password: token,
+      will: { topic: topics.command(willId), payload: Buffer.alloc(60_000, 0x77), qos: 1, retain: true },
+    });
     w.stream.destroy();
     await until(() => commands.length === 6, 'the hub to see every publish live');
     expect(await retained(rb.broker)).toEqual([]);
     // A fresh subscriber to the same topics (the hub's own, in-process, with retained replay) gets no copy.
     const replay: string[] = [];
     await new Promise<void>((resolve) => {
-      const stream = (rb.broker as unknown as { persistence: { createRetainedStreamCombi(p: string[]): Readable } }).persistence.createRetainedStreamCombi([topics.allCommands()]);
+      const stream = (rb.broker as unknown as { persistence: { createRetainedStreamCombi(p: string[]): Readable } }).persistence.createRetainedStreamCombi([
+        topics.allCommands(),
+      ]);
       stream.on('data', (p: { topic: string }) => replay.push(p.topic));
       stream.on('end', () => resolve());
     });

@@ -41,7 +41,7 @@ describe('fleet harness (50 hollow nodes, 200 pods, hub kill -9)', () => {
   it('reads the scheduler micro-benchmark table', () => {
     const out = [
       '┌─────────┬───────┬───────┬─────────────────────┬──────┬────────┐',
-      "│ (index) │ nodes │ pods  │ mode                │ ms   │ pods/s │",
+      '│ (index) │ nodes │ pods  │ mode                │ ms   │ pods/s │',
       '├─────────┼───────┼───────┼─────────────────────┼──────┼────────┤',
       "│ 0       │ 1000  │ 20000 │ 'sampled (default)' │ 812  │ 24630  │",
       "│ 1       │ 5000  │ 20000 │ 'score all'         │ 4100 │ 4878   │",

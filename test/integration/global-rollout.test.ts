@@ -53,9 +53,15 @@ describe('global-mode rollout with a node offline (hub + 3 agents, in-memory run
 
   const startAgent = async (node: string): Promise<void> => {
     const agent = new Agent({
-      node, labels: { gr: 'yes' }, dataDir: join(dataRoot, node), runtime, probe: new EngineOnlyProbe(runtime),
+      node,
+      labels: { gr: 'yes' },
+      dataDir: join(dataRoot, node),
+      runtime,
+      probe: new EngineOnlyProbe(runtime),
       link: { url: t.hub.mqttUrl, username: node, password: credentials.get(node) ?? '', ca: t.hub.pki?.caPem ?? '' },
-      usageIntervalMs: 200, resyncMs: 200, observedRepublishMs: 500,
+      usageIntervalMs: 200,
+      resyncMs: 200,
+      observedRepublishMs: 500,
     });
     agents.set(node, agent);
     await agent.start();
@@ -106,8 +112,13 @@ describe('global-mode rollout with a node offline (hub + 3 agents, in-memory run
     expect(worst).toBeLessThanOrEqual(1); // maxUnavailable 1
     expect(images()).toEqual({ 'gr-1': 'app:v2', 'gr-2': 'app:v2', 'gr-3': 'app:v1' });
     expect(t.hub.store.list('Pod', { ownerName: 'gr-edge' }).find((p) => p.spec.nodeName === 'gr-3')?.metadata.name).toBe(v1OnGr3);
-    const history = (await t.api('GET', '/api/v1/deployments/gr-edge/rollout/history')).body as { items: Array<{ revision: number; changeCause?: string; update: boolean; stable: boolean }> };
-    expect(history.items.map((h) => [h.revision, h.changeCause, h.update, h.stable])).toEqual([[1, 'to app:v1', false, false], [2, 'to app:v2', true, true]]);
+    const history = (await t.api('GET', '/api/v1/deployments/gr-edge/rollout/history')).body as {
+      items: Array<{ revision: number; changeCause?: string; update: boolean; stable: boolean }>;
+    };
+    expect(history.items.map((h) => [h.revision, h.changeCause, h.update, h.stable])).toEqual([
+      [1, 'to app:v1', false, false],
+      [2, 'to app:v2', true, true],
+    ]);
 
     // gr-3 comes back (same data dir and engine): it reports its v1 pod, then gets v2.
     await startAgent('gr-3');
@@ -115,7 +126,11 @@ describe('global-mode rollout with a node offline (hub + 3 agents, in-memory run
     expect(images()).toEqual({ 'gr-1': 'app:v2', 'gr-2': 'app:v2', 'gr-3': 'app:v2' });
     const s = await status();
     expect(s.revision).toBe(2);
-    expect(s.pods.map((p) => [p.node, p.revision]).sort()).toEqual([['gr-1', 2], ['gr-2', 2], ['gr-3', 2]]);
+    expect(s.pods.map((p) => [p.node, p.revision]).sort()).toEqual([
+      ['gr-1', 2],
+      ['gr-2', 2],
+      ['gr-3', 2],
+    ]);
     // The engine on gr-3 really runs v2 now (and v1 is gone there).
     const onGr3 = (await runtime.listContainers('gr-3')).filter((c) => c.state === 'running').map((c) => c.image);
     expect(onGr3).toEqual(['app:v2']);

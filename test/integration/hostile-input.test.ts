@@ -258,7 +258,9 @@ describe('slow and silent clients cannot hold the hub', () => {
 
   it('drops an HTTPS client that sends a body slower than the request timeout', async () => {
     const s = await tlsSocket(t.hub.httpPort);
-    s.write(`POST /api/v1/apply HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${t.adminToken}\r\nContent-Type: application/yaml\r\nContent-Length: 100000\r\n\r\n`);
+    s.write(
+      `POST /api/v1/apply HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${t.adminToken}\r\nContent-Type: application/yaml\r\nContent-Length: 100000\r\n\r\n`,
+    );
     const drip = setInterval(() => s.writable && s.write('#'), 50);
     try {
       expect(await closedWithin(s, TIMEOUTS.httpRequestMs + 3_000)).toBeGreaterThanOrEqual(TIMEOUTS.httpRequestMs - 100);
@@ -333,7 +335,9 @@ describe('password guessing is rate limited per (source, identity), with a per-s
     expect((await req('GET', '/api/v1/pods', { token: badApiToken, from })).status).toBe(429);
     const victimCred = t.hub.auth.issueNodeCredential('nat-victim');
     expect(await refusedCode(connect({ clientId: 'nat-victim', username: 'nat-victim', password: victimCred, localAddress: from }))).toBe(5);
-    expect((await req('POST', '/api/v1/join', { from, body: JSON.stringify({ token: `K10${fp}::zzzzzz.${'s'.repeat(32)}`, node: 'guess' }) })).status).toBe(429);
+    expect((await req('POST', '/api/v1/join', { from, body: JSON.stringify({ token: `K10${fp}::zzzzzz.${'s'.repeat(32)}`, node: 'guess' }) })).status).toBe(
+      429,
+    );
 
     // Everyone else behind that address still gets in with their own valid credentials.
     expect((await req('GET', '/api/v1/pods', { token: t.adminToken, from })).status).toBe(200);

@@ -20,8 +20,16 @@ spec:
           resources: { requests: { cpu: 50m, memory: 16Mi } }${extra}
 `;
 
-interface Item { metadata: { name: string }; spec: Record<string, unknown>; status: Record<string, unknown> }
-interface ErrorBody { code: string; message: string; details?: { issues?: Array<{ path: string; message: string }> } }
+interface Item {
+  metadata: { name: string };
+  spec: Record<string, unknown>;
+  status: Record<string, unknown>;
+}
+interface ErrorBody {
+  code: string;
+  message: string;
+  details?: { issues?: Array<{ path: string; message: string }> };
+}
 
 describe('hub web API (real HTTPS, real SQLite, real broker)', () => {
   let t: TestHub;
@@ -120,7 +128,7 @@ describe('hub web API (real HTTPS, real SQLite, real broker)', () => {
       expect((await t.api('GET', '/api/v1/gadgets')).status).toBe(400);
       expect((await t.api('GET', '/api/v1/pods/nope')).status).toBe(404);
       expect((await t.api('DELETE', '/api/v1/deployments/nope')).status).toBe(404);
-      expect((await t.api('POST', '/api/v1/deployments/nope/scale', '{not json', )).status).toBe(400);
+      expect((await t.api('POST', '/api/v1/deployments/nope/scale', '{not json')).status).toBe(400);
     });
   });
 

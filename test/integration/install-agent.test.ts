@@ -15,15 +15,21 @@ describe('scripts/install-agent.sh (device install as a systemd service)', () =>
     ensureBuilt();
     const given = join(dir, 'given.token');
     writeFileSync(given, `${token}\n`, { mode: 0o600 });
-    const r = spawnSync('bash', [join(REPO, 'scripts', 'install-agent.sh'), '--hub', 'hub.local:8443', '--token-file', given, '--name', 'pi-7', '--labels', 'zone=north', '--no-start'], {
-      env: { ...process.env, ORCHARD_ETC_DIR: join(dir, 'etc'), ORCHARD_SYSTEMD_DIR: join(dir, 'systemd') },
-      encoding: 'utf8',
-    });
+    const r = spawnSync(
+      'bash',
+      [join(REPO, 'scripts', 'install-agent.sh'), '--hub', 'hub.local:8443', '--token-file', given, '--name', 'pi-7', '--labels', 'zone=north', '--no-start'],
+      {
+        env: { ...process.env, ORCHARD_ETC_DIR: join(dir, 'etc'), ORCHARD_SYSTEMD_DIR: join(dir, 'systemd') },
+        encoding: 'utf8',
+      },
+    );
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).not.toMatch(/visible to other users/);
     const unit = readFileSync(join(dir, 'systemd', 'orchard-agent.service'), 'utf8');
     const tokenFile = join(dir, 'etc', 'join.token');
-    expect(unit).toMatch(/^ExecStart=\S+node \S+\/dist\/cli\/main\.js agent --hub hub\.local:8443 --name pi-7 --data-dir \/var\/lib\/orchard-agent --token-file \S+\/etc\/join\.token --labels zone=north$/m);
+    expect(unit).toMatch(
+      /^ExecStart=\S+node \S+\/dist\/cli\/main\.js agent --hub hub\.local:8443 --name pi-7 --data-dir \/var\/lib\/orchard-agent --token-file \S+\/etc\/join\.token --labels zone=north$/m,
+    );
     expect(unit).toContain('KillMode=process');
     expect(unit).toContain('Restart=always');
     expect(unit).not.toContain(token);

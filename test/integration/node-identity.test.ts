@@ -57,7 +57,13 @@ describe('node identity: enrolment, labels and capacity come from the hub, not t
     });
     agents.push(agent);
     await agent.start();
-    if (waitReady) await waitFor(`node ${node} Ready`, () => t.hub.store.get('Node', node)?.status.conditions.some((c) => c.type === 'Ready' && c.status === 'True'), 15_000, 50);
+    if (waitReady)
+      await waitFor(
+        `node ${node} Ready`,
+        () => t.hub.store.get('Node', node)?.status.conditions.some((c) => c.type === 'Ready' && c.status === 'True'),
+        15_000,
+        50,
+      );
     return agent;
   }
 
@@ -124,7 +130,8 @@ ${extra}          env: [{ name: PASSWORD, valueFrom: { secretKeyRef: { name: ${n
       expect(attack.status, attack.text).toBe(409);
       expect(attack.body).toMatchObject({
         code: 'ERR_NODE_EXISTS',
-        message: 'node pi-7 is already enrolled; run `orchard node delete pi-7` on the hub, or create a join token with `orchard token create --replace-node pi-7`',
+        message:
+          'node pi-7 is already enrolled; run `orchard node delete pi-7` on the hub, or create a join token with `orchard token create --replace-node pi-7`',
       });
       const stolen = (attack.body as { credential?: string }).credential;
       expect(stolen).toBeUndefined();
@@ -184,7 +191,12 @@ ${extra}          env: [{ name: PASSWORD, valueFrom: { secretKeyRef: { name: ${n
       expect(guest.status, guest.text).toBe(200);
       expect((guest.body as { labels: unknown }).labels).toEqual({ site: 'guest' });
       const guestCredential = (guest.body as { credential: string }).credential;
-      const intruder = await startAgent('pi-guest', guestCredential, { site: 'barn', zone: 'barn', 'orchard.dev/hostname': 'pi-barn', 'example.com/site': 'barn' });
+      const intruder = await startAgent('pi-guest', guestCredential, {
+        site: 'barn',
+        zone: 'barn',
+        'orchard.dev/hostname': 'pi-barn',
+        'example.com/site': 'barn',
+      });
 
       await apply(`apiVersion: orchard/v1
 kind: Secret
@@ -205,7 +217,12 @@ spec:
           command: [sleep, "3600"]
           env: [{ name: PASSWORD, valueFrom: { secretKeyRef: { name: barn-creds, key: password } } }]
 `);
-      await waitFor('the barn pod runs on pi-barn', () => t.hub.store.list('Pod', { nodeName: 'pi-barn' }).some((p) => p.status.phase === 'Running'), 15_000, 50);
+      await waitFor(
+        'the barn pod runs on pi-barn',
+        () => t.hub.store.list('Pod', { nodeName: 'pi-barn' }).some((p) => p.status.phase === 'Running'),
+        15_000,
+        50,
+      );
       await t.hub.settle();
       const guestNode = t.hub.store.get('Node', 'pi-guest')!;
       expect(t.hub.store.list('Pod', { nodeName: 'pi-guest' })).toEqual([]);
@@ -244,7 +261,12 @@ spec:
       const rejectedBefore = t.hub.controllers.nodes.rejected;
       const agent = await startAgent('cap-liar', (liar.body as { credential: string }).credential, {}, 1024 ** 5, false);
       // Refused (fixed hub) or registered (a hub without the limits): either way the report was handled.
-      await waitFor("the hub handled the liar's report", () => t.hub.controllers.nodes.rejected > rejectedBefore || t.hub.store.get('Node', 'cap-liar') !== undefined, 10_000, 50);
+      await waitFor(
+        "the hub handled the liar's report",
+        () => t.hub.controllers.nodes.rejected > rejectedBefore || t.hub.store.get('Node', 'cap-liar') !== undefined,
+        10_000,
+        50,
+      );
       await apply(`apiVersion: orchard/v1
 kind: Deployment
 metadata: { name: huge }
@@ -280,9 +302,16 @@ spec:
       // The same node comes back claiming four times the memory.
       await startAgent('cap-grow', credential, {}, 16 * GiB, false);
       await waitFor('capacity updated', () => t.hub.store.get('Node', 'cap-grow')!.status.capacity?.memoryBytes === 16 * GiB, 10_000, 50);
-      const node = (await t.api('GET', '/api/v1/nodes/cap-grow')).body as { status: { conditions: Array<{ type: string; status: string; reason?: string; message?: string }> } };
-      expect(node.status.conditions.find((c) => c.type === 'CapacityChanged')).toMatchObject({ status: 'True', reason: 'SharpChange', message: expect.stringContaining('memory 4Gi → 16Gi') });
-      const events = (await t.api('GET', '/api/v1/events?involvedObject=Node/cap-grow')).body as { items?: Array<{ reason: string; type: string }> } | Array<{ reason: string; type: string }>;
+      const node = (await t.api('GET', '/api/v1/nodes/cap-grow')).body as {
+        status: { conditions: Array<{ type: string; status: string; reason?: string; message?: string }> };
+      };
+      expect(node.status.conditions.find((c) => c.type === 'CapacityChanged')).toMatchObject({
+        status: 'True',
+        reason: 'SharpChange',
+        message: expect.stringContaining('memory 4Gi → 16Gi'),
+      });
+      const events = (await t.api('GET', '/api/v1/events?involvedObject=Node/cap-grow')).body as
+        { items?: Array<{ reason: string; type: string }> } | Array<{ reason: string; type: string }>;
       const list = Array.isArray(events) ? events : (events.items ?? []);
       expect(list.some((e) => e.reason === 'CapacityChanged' && e.type === 'Warning')).toBe(true);
     });

@@ -51,31 +51,46 @@ describe('image platform lookups refuse internal targets (SSRF)', () => {
   const servers: FakeServer[] = [];
 
   const apply = async (name: string, image: string): Promise<void> => {
-    const r = await t.api('POST', '/api/v1/apply', `apiVersion: orchard/v1
+    const r = await t.api(
+      'POST',
+      '/api/v1/apply',
+      `apiVersion: orchard/v1
 kind: Deployment
 metadata: { name: ${name} }
 spec:
   replicas: 1
   template:
     spec:
-      containers: [{ name: c, image: "${image}", command: [sleep, "3600"] }]`);
+      containers: [{ name: c, image: "${image}", command: [sleep, "3600"] }]`,
+    );
     expect(r.status, r.text).toBe(200);
   };
   const podOf = (owner: string): Pod | undefined => t.hub.store.list('Pod', { ownerName: owner })[0];
   /** The scheduler resolves a pod's images before it decides; bound or explained means it did. */
-  const decided = (owner: string) => waitFor(`${owner} decided`, () => {
-    const p = podOf(owner);
-    return p !== undefined && (p.spec.nodeName !== undefined || p.status.unschedulable !== undefined) ? p : undefined;
-  }, 15_000, 50);
+  const decided = (owner: string) =>
+    waitFor(
+      `${owner} decided`,
+      () => {
+        const p = podOf(owner);
+        return p !== undefined && (p.spec.nodeName !== undefined || p.status.unschedulable !== undefined) ? p : undefined;
+      },
+      15_000,
+      50,
+    );
 
   beforeAll(async () => {
     t = await startTestHub({ scheduling: { registryAllow } });
     dataRoot = mkdtempSync(join(tmpdir(), 'orchard-ssrf-'));
     const runtime = new MemoryRuntime({ info: { arch: 'arm64', rawArch: 'aarch64' } });
     agent = new Agent({
-      node: 'pi64', labels: {}, dataDir: join(dataRoot, 'pi64'), runtime, probe: new EngineOnlyProbe(runtime),
+      node: 'pi64',
+      labels: {},
+      dataDir: join(dataRoot, 'pi64'),
+      runtime,
+      probe: new EngineOnlyProbe(runtime),
       link: { url: t.hub.mqttUrl, username: 'pi64', password: t.hub.auth.issueNodeCredential('pi64'), ca: t.hub.pki!.caPem },
-      usageIntervalMs: 500, resyncMs: 1000,
+      usageIntervalMs: 500,
+      resyncMs: 1000,
     });
     await agent.start();
     await waitFor('pi64 Ready', () => t.hub.store.get('Node', 'pi64')?.status.conditions.some((c) => c.type === 'Ready' && c.status === 'True'), 15_000, 50);

@@ -21,7 +21,14 @@ describe('rollout API over HTTP and MQTT commands (no agents: the hub side only)
   beforeAll(async () => {
     t = await startTestHub();
     cid = userClientId(apiTokenId(t.adminToken) ?? '', 'ro-cli');
-    client = mqtt.connect(t.hub.mqttUrl, { clientId: cid, username: 'token', password: t.adminToken, ca: t.hub.pki?.caPem, reconnectPeriod: 0, connectTimeout: 5000 });
+    client = mqtt.connect(t.hub.mqttUrl, {
+      clientId: cid,
+      username: 'token',
+      password: t.adminToken,
+      ca: t.hub.pki?.caPem,
+      reconnectPeriod: 0,
+      connectTimeout: 5000,
+    });
     await new Promise<void>((resolve, reject) => {
       client.once('connect', () => resolve());
       client.once('error', reject);
@@ -53,7 +60,10 @@ describe('rollout API over HTTP and MQTT commands (no agents: the hub side only)
     expect((await t.api('POST', '/api/v1/apply', manifest('app:v2'))).status).toBe(200);
     await t.hub.settle();
     const history = await t.api('GET', '/api/v1/deployments/ro-api/rollout/history');
-    expect((history.body as { items: Array<{ revision: number; changeCause: string }> }).items.map((i) => [i.revision, i.changeCause])).toEqual([[1, 'to app:v1'], [2, 'to app:v2']]);
+    expect((history.body as { items: Array<{ revision: number; changeCause: string }> }).items.map((i) => [i.revision, i.changeCause])).toEqual([
+      [1, 'to app:v1'],
+      [2, 'to app:v2'],
+    ]);
     const status = (await t.api('GET', '/api/v1/deployments/ro-api/rollout/status')).body as { revision: number; rollout: { phase: string }; pods: unknown[] };
     expect(status.revision).toBe(2);
     expect(status.rollout.phase).toBe('Progressing'); // no agents: nothing becomes Ready
@@ -72,8 +82,14 @@ describe('rollout API over HTTP and MQTT commands (no agents: the hub side only)
 
     // Errors: same codes both ways.
     expect((await t.api('POST', '/api/v1/deployments/ro-api/rollout/undo', { toRevision: 99 })).status).toBe(404);
-    expect(await call({ id: 'e1', op: 'rollout', args: { action: 'promote', name: 'ro-api' } })).toMatchObject({ ok: false, error: { code: 'ERR_VALIDATION' } });
-    expect(await call({ id: 'e2', op: 'rollout', args: { action: 'explode', name: 'ro-api' } })).toMatchObject({ ok: false, error: { code: 'ERR_VALIDATION' } });
+    expect(await call({ id: 'e1', op: 'rollout', args: { action: 'promote', name: 'ro-api' } })).toMatchObject({
+      ok: false,
+      error: { code: 'ERR_VALIDATION' },
+    });
+    expect(await call({ id: 'e2', op: 'rollout', args: { action: 'explode', name: 'ro-api' } })).toMatchObject({
+      ok: false,
+      error: { code: 'ERR_VALIDATION' },
+    });
     expect((await t.api('GET', '/api/v1/deployments/Bad_Name/rollout/status')).status).toBe(400);
   });
 });

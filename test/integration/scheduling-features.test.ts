@@ -30,7 +30,12 @@ describe('scheduling features (real hub, hollow agents)', () => {
     const agent = newAgent(name, labels, runtime);
     agents.set(name, { agent, runtime, labels });
     await agent.start();
-    await waitFor(`node ${name} Ready`, () => t.hub.store.get('Node', name)?.status.conditions.some((c) => c.type === 'Ready' && c.status === 'True'), 15_000, 50);
+    await waitFor(
+      `node ${name} Ready`,
+      () => t.hub.store.get('Node', name)?.status.conditions.some((c) => c.type === 'Ready' && c.status === 'True'),
+      15_000,
+      50,
+    );
     return agent;
   }
 
@@ -60,10 +65,15 @@ describe('scheduling features (real hub, hollow agents)', () => {
     return r.body;
   };
   const podsOf = (owner: string): Pod[] => t.hub.store.list('Pod', { ownerName: owner });
-  const nodesOf = (owner: string): string[] => podsOf(owner).map((p) => p.spec.nodeName ?? '-').sort();
+  const nodesOf = (owner: string): string[] =>
+    podsOf(owner)
+      .map((p) => p.spec.nodeName ?? '-')
+      .sort();
   /** Pods of `owner` the agents report running, by node. */
   const runningOn = (owner: string): string[] =>
-    [...agents].flatMap(([node, a]) => a.agent.observed.filter((p) => p.phase === 'Running' && podsOf(owner).some((x) => x.metadata.name === p.name)).map(() => node)).sort();
+    [...agents]
+      .flatMap(([node, a]) => a.agent.observed.filter((p) => p.phase === 'Running' && podsOf(owner).some((x) => x.metadata.name === p.name)).map(() => node))
+      .sort();
 
   const deployment = (name: string, spec: string, image = 'orchard-test/busybox:1'): string => `apiVersion: orchard/v1
 kind: Deployment
@@ -87,11 +97,16 @@ ${spec.replaceAll('IMAGE', image)}`;
   it('global mode: one pod per matching node, a node joining later gets one, a node losing the label loses it (and agent reports cannot undo that)', async () => {
     await join_('g-1', { suite: 'global' });
     await join_('g-2', { suite: 'other' });
-    await apply(deployment('node-agent', `  mode: global
+    await apply(
+      deployment(
+        'node-agent',
+        `  mode: global
   template:
     spec:
       nodeSelector: { suite: global }
-      containers: [{ name: c, image: IMAGE, command: [sleep, "3600"] }]`));
+      containers: [{ name: c, image: IMAGE, command: [sleep, "3600"] }]`,
+      ),
+    );
     await waitFor('global pod on g-1 running', () => runningOn('node-agent').join() === 'g-1', 15_000, 50);
 
     await join_('g-3', { suite: 'global' });
@@ -122,16 +137,26 @@ ${spec.replaceAll('IMAGE', image)}`;
   it('drain: cordons, moves replicated pods to other nodes, leaves global pods', async () => {
     await join_('d-1', { suite: 'drain' });
     await join_('d-2', { suite: 'drain' });
-    await apply(deployment('drain-web', `  replicas: 4
+    await apply(
+      deployment(
+        'drain-web',
+        `  replicas: 4
   template:
     spec:
       nodeSelector: { suite: drain }
-      containers: [{ name: c, image: IMAGE, command: [sleep, "3600"] }]`));
-    await apply(deployment('drain-agent', `  mode: global
+      containers: [{ name: c, image: IMAGE, command: [sleep, "3600"] }]`,
+      ),
+    );
+    await apply(
+      deployment(
+        'drain-agent',
+        `  mode: global
   template:
     spec:
       nodeSelector: { suite: drain }
-      containers: [{ name: c, image: IMAGE, command: [sleep, "3600"] }]`));
+      containers: [{ name: c, image: IMAGE, command: [sleep, "3600"] }]`,
+      ),
+    );
     await waitFor('4 replicas on both nodes + 2 global', () => runningOn('drain-web').length === 4 && runningOn('drain-agent').length === 2, 15_000, 50);
     expect(new Set(nodesOf('drain-web'))).toEqual(new Set(['d-1', 'd-2']));
 
@@ -149,16 +174,26 @@ ${spec.replaceAll('IMAGE', image)}`;
     await join_('t-1', { suite: 'taint' });
     await join_('t-2', { suite: 'taint' });
     await post('/api/v1/nodes/t-1/taints', { add: [{ key: 'dedicated', value: 'db', effect: 'NoSchedule' }] });
-    await apply(deployment('taint-web', `  replicas: 3
+    await apply(
+      deployment(
+        'taint-web',
+        `  replicas: 3
   template:
     spec:
       nodeSelector: { suite: taint }
-      containers: [{ name: c, image: IMAGE, command: [sleep, "3600"] }]`));
+      containers: [{ name: c, image: IMAGE, command: [sleep, "3600"] }]`,
+      ),
+    );
     await waitFor('all on t-2', () => runningOn('taint-web').join() === 't-2,t-2,t-2', 15_000, 50);
 
     // NoExecute on t-2 while t-1 still repels: evicted pods wait, explaining both taints.
     await post('/api/v1/nodes/t-2/taints', { add: [{ key: 'maint', effect: 'NoExecute' }] });
-    await waitFor('evicted pods pending', () => podsOf('taint-web').length === 3 && podsOf('taint-web').every((p) => p.status.unschedulable !== undefined), 15_000, 50);
+    await waitFor(
+      'evicted pods pending',
+      () => podsOf('taint-web').length === 3 && podsOf('taint-web').every((p) => p.status.unschedulable !== undefined),
+      15_000,
+      50,
+    );
     const pending = podsOf('taint-web')[0]!;
     expect(pending.status.unschedulable!.nodes['t-1']).toEqual(['untolerated taint dedicated=db:NoSchedule']);
     expect(pending.status.unschedulable!.nodes['t-2']).toEqual(['untolerated taint maint:NoExecute']);
@@ -172,22 +207,32 @@ ${spec.replaceAll('IMAGE', image)}`;
     await join_('a-north', { suite: 'aff', zone: 'north' });
     await join_('a-south', { suite: 'aff', zone: 'south', disk: 'ssd' });
     await join_('a-none', { suite: 'aff' });
-    await apply(deployment('aff-req', `  replicas: 4
+    await apply(
+      deployment(
+        'aff-req',
+        `  replicas: 4
   template:
     spec:
       nodeSelector: { suite: aff }
       affinity:
         nodeAffinity:
           required: [{ key: zone, operator: In, values: [north, south] }]
-      containers: [{ name: c, image: IMAGE, command: [sleep, "3600"] }]`));
-    await apply(deployment('aff-pref', `  replicas: 1
+      containers: [{ name: c, image: IMAGE, command: [sleep, "3600"] }]`,
+      ),
+    );
+    await apply(
+      deployment(
+        'aff-pref',
+        `  replicas: 1
   template:
     spec:
       nodeSelector: { suite: aff }
       affinity:
         nodeAffinity:
           preferred: [{ weight: 50, requirement: { key: disk, operator: In, values: [ssd] } }]
-      containers: [{ name: c, image: IMAGE, command: [sleep, "3600"] }]`));
+      containers: [{ name: c, image: IMAGE, command: [sleep, "3600"] }]`,
+      ),
+    );
     await waitFor('placed', () => runningOn('aff-req').length === 4 && runningOn('aff-pref').length === 1, 15_000, 50);
     expect(nodesOf('aff-req')).not.toContain('a-none');
     expect(new Set(nodesOf('aff-req'))).toEqual(new Set(['a-north', 'a-south']));
@@ -197,12 +242,17 @@ ${spec.replaceAll('IMAGE', image)}`;
   it('spreadBy zone balances replicas across zones, not just nodes', async () => {
     for (const n of ['s-a1', 's-a2', 's-a3']) await join_(n, { suite: 'spread', zone: 'a' });
     await join_('s-b1', { suite: 'spread', zone: 'b' });
-    await apply(deployment('zoned', `  replicas: 4
+    await apply(
+      deployment(
+        'zoned',
+        `  replicas: 4
   placement: { spreadBy: zone }
   template:
     spec:
       nodeSelector: { suite: spread }
-      containers: [{ name: c, image: IMAGE, command: [sleep, "3600"] }]`));
+      containers: [{ name: c, image: IMAGE, command: [sleep, "3600"] }]`,
+      ),
+    );
     await waitFor('4 running', () => runningOn('zoned').length === 4, 15_000, 50);
     expect(nodesOf('zoned').filter((n) => n === 's-b1')).toHaveLength(2);
   });
@@ -242,22 +292,34 @@ ${spec.replaceAll('IMAGE', image)}`;
     });
 
     it('keeps pods off nodes whose platform the image lacks', async () => {
-      await apply(deployment('multi', `  replicas: 3
+      await apply(
+        deployment(
+          'multi',
+          `  replicas: 3
   template:
     spec:
       nodeSelector: { suite: img }
-      containers: [{ name: c, image: IMAGE, command: [sleep, "3600"] }]`, `${reg.host}/orchard/multi:1`));
+      containers: [{ name: c, image: IMAGE, command: [sleep, "3600"] }]`,
+          `${reg.host}/orchard/multi:1`,
+        ),
+      );
       await waitFor('3 running', () => runningOn('multi').length === 3, 15_000, 50);
       expect(nodesOf('multi')).not.toContain('i-pi32');
       expect(new Set(nodesOf('multi'))).toEqual(new Set(['i-amd', 'i-pi64']));
     });
 
     it('explains a pod that only an armv7 node could take', async () => {
-      await apply(deployment('multi-pi32', `  replicas: 1
+      await apply(
+        deployment(
+          'multi-pi32',
+          `  replicas: 1
   template:
     spec:
       nodeSelector: { only: pi32 }
-      containers: [{ name: c, image: IMAGE }]`, `${reg.host}/orchard/multi:1`));
+      containers: [{ name: c, image: IMAGE }]`,
+          `${reg.host}/orchard/multi:1`,
+        ),
+      );
       const pod = await waitFor('explained', () => podsOf('multi-pi32').find((p) => p.status.unschedulable !== undefined), 15_000, 50);
       expect(pod.status.unschedulable!.nodes['i-pi32']).toEqual(['image has no linux/arm/v7 variant']);
       expect(pod.status.unschedulable!.summary).toMatch(/1 image has no linux\/arm\/v7 variant/);
@@ -266,11 +328,17 @@ ${spec.replaceAll('IMAGE', image)}`;
     });
 
     it('fails open when the registry cannot be asked', async () => {
-      await apply(deployment('unreachable', `  replicas: 1
+      await apply(
+        deployment(
+          'unreachable',
+          `  replicas: 1
   template:
     spec:
       nodeSelector: { only: pi32 }
-      containers: [{ name: c, image: IMAGE }]`, '127.0.0.1:9/orchard/nowhere:1'));
+      containers: [{ name: c, image: IMAGE }]`,
+          '127.0.0.1:9/orchard/nowhere:1',
+        ),
+      );
       await waitFor('bound to the armv7 node anyway', () => nodesOf('unreachable').join() === 'i-pi32', 15_000, 50);
     });
   });

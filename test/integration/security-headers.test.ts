@@ -49,10 +49,14 @@ describe('security headers on the dashboard and the API', () => {
   it('sends them on the watch stream', async () => {
     const { default: https } = await import('node:https');
     const headers = await new Promise<Record<string, string | string[] | undefined>>((resolve, reject) => {
-      const req = https.get(new URL('/api/v1/watch', t.hub.apiUrl), { headers: { authorization: `Bearer ${t.adminToken}` }, ca: t.hub.pki!.caPem, agent: false }, (res) => {
-        resolve(res.headers);
-        req.destroy();
-      });
+      const req = https.get(
+        new URL('/api/v1/watch', t.hub.apiUrl),
+        { headers: { authorization: `Bearer ${t.adminToken}` }, ca: t.hub.pki!.caPem, agent: false },
+        (res) => {
+          resolve(res.headers);
+          req.destroy();
+        },
+      );
       req.on('error', reject);
     });
     expectHeaders(headers, 'watch');
@@ -94,7 +98,12 @@ describe('security headers on the dashboard and the API', () => {
       setInterval: () => 0,
     };
     vm.runInNewContext(js.text, sandbox);
-    await waitFor('the dashboard filled its tables', () => el('nodes').innerHTML.includes('<th>Name</th>') && el('events').innerHTML.includes('<th>Reason</th>'), 5_000, 20);
+    await waitFor(
+      'the dashboard filled its tables',
+      () => el('nodes').innerHTML.includes('<th>Name</th>') && el('events').innerHTML.includes('<th>Reason</th>'),
+      5_000,
+      20,
+    );
     expect(el('err').textContent).toBe('');
   });
 });

@@ -16,7 +16,14 @@ describe('DELETE /api/v1/tokens/:id', () => {
 
   const connect = (name: string, password: string): Promise<MqttClient> =>
     new Promise((resolve, reject) => {
-      const c = mqtt.connect(t.hub.mqttUrl, { clientId: userClientId(apiTokenId(password) ?? '', name), username: 'token', password, ca: t.hub.pki?.caPem, reconnectPeriod: 0, connectTimeout: 5_000 });
+      const c = mqtt.connect(t.hub.mqttUrl, {
+        clientId: userClientId(apiTokenId(password) ?? '', name),
+        username: 'token',
+        password,
+        ca: t.hub.pki?.caPem,
+        reconnectPeriod: 0,
+        connectTimeout: 5_000,
+      });
       c.once('connect', () => resolve(c));
       c.once('error', (err) => {
         c.end(true);

@@ -33,29 +33,33 @@ describe('watch streams: revocation, expiry, per-token cap, backpressure', () =>
 
   const openWatch = (token: string, opts: { paused?: boolean } = {}): Promise<Watch> =>
     new Promise((resolve, reject) => {
-      const req = https.request(new URL('/api/v1/watch?kinds=ConfigMap', t.hub.apiUrl), { headers: { authorization: `Bearer ${token}` }, ca: t.hub.pki!.caPem, agent: false }, (res) => {
-        let bytes = 0;
-        const chunks: Buffer[] = [];
-        const ended = new Promise<void>((r) => {
-          res.once('close', () => r());
-          res.once('end', () => r());
-          res.once('error', () => r());
-        });
-        res.on('data', (c: Buffer) => {
-          bytes += c.length;
-          if (chunks.length < 100) chunks.push(c);
-        });
-        if (opts.paused) res.pause();
-        resolve({
-          status: res.statusCode ?? 0,
-          ended,
-          bytes: () => bytes,
-          text: () => Buffer.concat(chunks).toString('utf8'),
-          pause: () => res.pause(),
-          resume: () => res.resume(),
-          close: () => req.destroy(),
-        });
-      });
+      const req = https.request(
+        new URL('/api/v1/watch?kinds=ConfigMap', t.hub.apiUrl),
+        { headers: { authorization: `Bearer ${token}` }, ca: t.hub.pki!.caPem, agent: false },
+        (res) => {
+          let bytes = 0;
+          const chunks: Buffer[] = [];
+          const ended = new Promise<void>((r) => {
+            res.once('close', () => r());
+            res.once('end', () => r());
+            res.once('error', () => r());
+          });
+          res.on('data', (c: Buffer) => {
+            bytes += c.length;
+            if (chunks.length < 100) chunks.push(c);
+          });
+          if (opts.paused) res.pause();
+          resolve({
+            status: res.statusCode ?? 0,
+            ended,
+            bytes: () => bytes,
+            text: () => Buffer.concat(chunks).toString('utf8'),
+            pause: () => res.pause(),
+            resume: () => res.resume(),
+            close: () => req.destroy(),
+          });
+        },
+      );
       req.on('error', reject);
       req.end();
     });
@@ -114,7 +118,11 @@ describe('watch streams: revocation, expiry, per-token cap, backpressure', () =>
     const big = 'x'.repeat(800 * 1024);
     let sent = 0;
     for (let i = 0; i < 30; i++) {
-      const r = await t.api('POST', '/api/v1/apply', `apiVersion: orchard/v1\nkind: ConfigMap\nmetadata: { name: flood-${i % 3} }\ndata: { blob: "${big}${i}" }\n`);
+      const r = await t.api(
+        'POST',
+        '/api/v1/apply',
+        `apiVersion: orchard/v1\nkind: ConfigMap\nmetadata: { name: flood-${i % 3} }\ndata: { blob: "${big}${i}" }\n`,
+      );
       expect(r.status, r.text).toBe(200);
       sent += big.length;
     }

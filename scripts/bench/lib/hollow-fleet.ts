@@ -86,7 +86,16 @@ export class HollowFleet {
         if (p.phase === 'Running') podsRunning++;
       }
     }
-    return { agents: this.agents.length, connected, linkBuilds, desiredSince, podsObserved, podsRunning, containers: this.runtime.all().length, warnings: Object.fromEntries(this.warnings) };
+    return {
+      agents: this.agents.length,
+      connected,
+      linkBuilds,
+      desiredSince,
+      podsObserved,
+      podsRunning,
+      containers: this.runtime.all().length,
+      warnings: Object.fromEntries(this.warnings),
+    };
   }
 
   private count(msg: string, fields?: Record<string, unknown>): void {

@@ -26,7 +26,10 @@ export class RpcClient {
   private readonly eventWaiters = new Map<string, Array<(data: unknown) => void>>();
   private exited = false;
 
-  constructor(readonly child: ChildProcess, private readonly label: string) {
+  constructor(
+    readonly child: ChildProcess,
+    private readonly label: string,
+  ) {
     child.on('message', (m: unknown) => this.onMessage(m));
     child.on('exit', () => {
       this.exited = true;

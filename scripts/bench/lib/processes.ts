@@ -32,7 +32,10 @@ let hubChildJs: string | undefined;
 /** Compiles the hub child (and what it imports) to dist-bench/ once per bench process; returns its entry. */
 function compiledHubChild(): string {
   if (hubChildJs === undefined) {
-    execFileSync(process.execPath, [join(REPO, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(REPO, 'scripts', 'bench', 'tsconfig.hub-child.json')], { cwd: REPO, stdio: 'inherit' });
+    execFileSync(process.execPath, [join(REPO, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(REPO, 'scripts', 'bench', 'tsconfig.hub-child.json')], {
+      cwd: REPO,
+      stdio: 'inherit',
+    });
     hubChildJs = join(REPO, 'dist-bench', 'scripts', 'bench', 'lib', 'hub-child.js');
   }
   return hubChildJs;
@@ -54,7 +57,11 @@ function spawnNode(args: string[], env: Record<string, string>): ChildProcess {
 }
 
 export class HubProcess {
-  private constructor(readonly child: ChildProcess, readonly rpc: RpcClient, readonly ready: HubReady) {}
+  private constructor(
+    readonly child: ChildProcess,
+    readonly rpc: RpcClient,
+    readonly ready: HubReady,
+  ) {}
 
   static async start(cfg: HubChildConfig, timeoutMs = 120_000, nodeArgs: string[] = []): Promise<HubProcess> {
     // FLEET_HUB_LD_PRELOAD: an allocator for the hub process alone (e.g. jemalloc), not the agents.
@@ -117,7 +124,11 @@ export async function startWorkerFleet(procs: number, opts: HollowFleetOptions):
   }
   await Promise.all(
     rpcs.map((rpc, i) =>
-      rpc.call('start', { ...opts, nodes: opts.nodes.filter((_, k) => k % procs === i), dataRoot: join(opts.dataRoot, `w${i}`) } satisfies HollowFleetOptions, 60_000),
+      rpc.call(
+        'start',
+        { ...opts, nodes: opts.nodes.filter((_, k) => k % procs === i), dataRoot: join(opts.dataRoot, `w${i}`) } satisfies HollowFleetOptions,
+        60_000,
+      ),
     ),
   );
   return {

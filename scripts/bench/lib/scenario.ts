@@ -71,7 +71,14 @@ interface Poll<T> {
   last: T | undefined;
 }
 
-async function pollUntil<T>(start: number, deadline: number, everyMs: number, read: () => Promise<T>, done: (v: T) => boolean, onTick?: (v: T) => void): Promise<Poll<T>> {
+async function pollUntil<T>(
+  start: number,
+  deadline: number,
+  everyMs: number,
+  read: () => Promise<T>,
+  done: (v: T) => boolean,
+  onTick?: (v: T) => void,
+): Promise<Poll<T>> {
   let last: T | undefined;
   for (;;) {
     try {
@@ -139,10 +146,22 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     if (result.recover.hubUpMs === 0) result.hub = { peakRssBytes: Math.max(result.hub.peakRssBytes, p.peakRssBytes), cpuSeconds: p.cpuSeconds };
     else result.recover = { ...result.recover, hubPeakRssBytes: Math.max(result.recover.hubPeakRssBytes, p.peakRssBytes), hubCpuSeconds: p.cpuSeconds };
   };
-  const progress = (phase: string) => (s: HubSnapshot): void => {
-    sampleHub();
-    log(`[${N}] ${phase}: ready ${s.nodesReady}/${N} heard ${s.nodesHeard} pods ${s.pods} bound ${s.podsBound} running ${s.podsRunning} reported ${s.podsReportedRunning} queues ${JSON.stringify(s.queues)} rss ${Math.round(s.rssBytes / 2 ** 20)}MiB heap ${Math.round(s.heapUsedBytes / 2 ** 20)}/${Math.round(s.heapTotalBytes / 2 ** 20)}MiB ext ${Math.round(s.externalBytes / 2 ** 20)}MiB loop p99 ${s.eventLoopDelay.p99Ms.toFixed(0)}ms gate ${s.admission.inFlightNow}/${s.admission.queuedNow} admitted ${s.admission.admitted} expired ${s.admission.expired} refused ${s.admission.refused} max wait ${(s.admission.maxWaitedMs / 1000).toFixed(1)}s ingest ${s.ingest.queued} queued, lag ≤ ${(s.ingest.maxLagMs / 1000).toFixed(1)}s`);
-  };
+  const progress =
+    (phase: string) =>
+    (s: HubSnapshot): void => {
+      sampleHub();
+      log(
+        [
+          `[${N}] ${phase}: ready ${s.nodesReady}/${N} heard ${s.nodesHeard} pods ${s.pods} bound ${s.podsBound}`,
+          `running ${s.podsRunning} reported ${s.podsReportedRunning} queues ${JSON.stringify(s.queues)}`,
+          `rss ${Math.round(s.rssBytes / 2 ** 20)}MiB heap ${Math.round(s.heapUsedBytes / 2 ** 20)}/${Math.round(s.heapTotalBytes / 2 ** 20)}MiB`,
+          `ext ${Math.round(s.externalBytes / 2 ** 20)}MiB loop p99 ${s.eventLoopDelay.p99Ms.toFixed(0)}ms`,
+          `gate ${s.admission.inFlightNow}/${s.admission.queuedNow} admitted ${s.admission.admitted} expired ${s.admission.expired}`,
+          `refused ${s.admission.refused} max wait ${(s.admission.maxWaitedMs / 1000).toFixed(1)}s`,
+          `ingest ${s.ingest.queued} queued, lag ≤ ${(s.ingest.maxLagMs / 1000).toFixed(1)}s`,
+        ].join(' '),
+      );
+    };
 
   // /proc is read on a timer too: polls stall while the hub is saturated, and a hub that dies
   // (e.g. out of memory) must still leave its peak behind.
@@ -180,10 +199,19 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
       void f.start().catch((err: unknown) => errors.push(`fleet start: ${String(err)}`));
     }
     const h1 = hub;
-    const reg = await pollUntil(t0, t0 + to.registerMs, every, () => h1.snapshot(), (s) => s.nodesReady >= N, progress('register'));
+    const reg = await pollUntil(
+      t0,
+      t0 + to.registerMs,
+      every,
+      () => h1.snapshot(),
+      (s) => s.nodesReady >= N,
+      progress('register'),
+    );
     result.register = { ok: reg.ok, ms: reg.ms, ...(reg.ok ? {} : { detail: `${reg.last?.nodesReady ?? 0}/${N} Ready at the deadline` }) };
     const fr = await fleet.stats().catch(() => undefined);
-    log(`[${N}] register: ${reg.ok ? 'all Ready' : 'MISSED'} in ${reg.ms} ms; agents connected ${fr?.connected}, link builds ${fr?.linkBuilds}, warnings ${JSON.stringify(fr?.warnings ?? {})}`);
+    log(
+      `[${N}] register: ${reg.ok ? 'all Ready' : 'MISSED'} in ${reg.ms} ms; agents connected ${fr?.connected}, link builds ${fr?.linkBuilds}, warnings ${JSON.stringify(fr?.warnings ?? {})}`,
+    );
 
     // 3. deploy
     const docs = benchDeployments(M, o.replicasPerDeployment ?? 100);
@@ -192,16 +220,27 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     const applyMs = Date.now() - t1;
     result.deploy.applyRetries = applyRetries;
     let boundMs = 0;
-    const dep = await pollUntil(t1, t1 + to.deployMs, every, async () => {
-      const snap = await h1.snapshot();
-      result.ingestLagMaxMs.deploy = Math.max(result.ingestLagMaxMs.deploy, snap.ingest.maxLagMs);
-      return snap;
-    }, (s) => {
-      if (boundMs === 0 && s.pods >= M && s.podsBound >= M) boundMs = Date.now() - t1;
-      return s.pods >= M && s.podsBound >= M && s.podsRunning >= M;
-    }, progress('deploy'));
+    const dep = await pollUntil(
+      t1,
+      t1 + to.deployMs,
+      every,
+      async () => {
+        const snap = await h1.snapshot();
+        result.ingestLagMaxMs.deploy = Math.max(result.ingestLagMaxMs.deploy, snap.ingest.maxLagMs);
+        return snap;
+      },
+      (s) => {
+        if (boundMs === 0 && s.pods >= M && s.podsBound >= M) boundMs = Date.now() - t1;
+        return s.pods >= M && s.podsBound >= M && s.podsRunning >= M;
+      },
+      progress('deploy'),
+    );
     result.deploy = {
-      ok: dep.ok, ms: dep.ms, applyMs, applyRetries, boundMs: boundMs || dep.ms,
+      ok: dep.ok,
+      ms: dep.ms,
+      applyMs,
+      applyRetries,
+      boundMs: boundMs || dep.ms,
       podsPerSec: dep.ok ? Math.round((M / dep.ms) * 1000) : Math.round(((dep.last?.podsRunning ?? 0) / dep.ms) * 1000),
       ...(dep.ok ? {} : { detail: `${dep.last?.podsBound ?? 0} bound, ${dep.last?.podsRunning ?? 0} Running of ${M} at the deadline` }),
     };
@@ -231,19 +270,30 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     log(`[${N}] recover: hub killed and back in ${result.recover.hubUpMs} ms (store load + listen ${h2.ready.startMs} ms)`);
     const f = fleet;
     let nodesMs = 0;
-    const rec = await pollUntil(tKill, tKill + to.recoverMs, every, async () => {
-      const snap = await h2.snapshot();
-      result.ingestLagMaxMs.recover = Math.max(result.ingestLagMaxMs.recover, snap.ingest.maxLagMs);
-      return { s: snap, a: await f.stats(tKill) };
-    }, ({ s, a }) => {
-      const nodesOk = s.nodes >= N && s.nodesHeard >= N && s.nodesReady >= N && a.desiredSince >= N;
-      if (nodesOk && nodesMs === 0) nodesMs = Date.now() - tKill;
-      return nodesOk && s.pods >= M && s.podsReportedRunning >= M;
-    }, ({ s, a }) => {
-      progress('recover')(s);
-      const top = Object.entries(a.warnings).sort((x, y) => y[1] - x[1]).slice(0, 3).map(([k, v]) => `${v}× ${k}`).join('; ');
-      log(`[${N}] recover: agents connected ${a.connected}/${N} with new set ${a.desiredSince} link builds ${a.linkBuilds}${top ? ` warnings: ${top}` : ''}`);
-    });
+    const rec = await pollUntil(
+      tKill,
+      tKill + to.recoverMs,
+      every,
+      async () => {
+        const snap = await h2.snapshot();
+        result.ingestLagMaxMs.recover = Math.max(result.ingestLagMaxMs.recover, snap.ingest.maxLagMs);
+        return { s: snap, a: await f.stats(tKill) };
+      },
+      ({ s, a }) => {
+        const nodesOk = s.nodes >= N && s.nodesHeard >= N && s.nodesReady >= N && a.desiredSince >= N;
+        if (nodesOk && nodesMs === 0) nodesMs = Date.now() - tKill;
+        return nodesOk && s.pods >= M && s.podsReportedRunning >= M;
+      },
+      ({ s, a }) => {
+        progress('recover')(s);
+        const top = Object.entries(a.warnings)
+          .sort((x, y) => y[1] - x[1])
+          .slice(0, 3)
+          .map(([k, v]) => `${v}× ${k}`)
+          .join('; ');
+        log(`[${N}] recover: agents connected ${a.connected}/${N} with new set ${a.desiredSince} link builds ${a.linkBuilds}${top ? ` warnings: ${top}` : ''}`);
+      },
+    );
     const after = await h2.rpc.call<{ count: number; digest: string }>('digest').catch(() => undefined);
     if (o.profileDir) await h2.rpc.call('profileStop', { file: join(o.profileDir, `hub-${N}-recover.cpuprofile`) }, 120_000);
     const p2 = h2.procStats();
@@ -255,7 +305,11 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
       podsUnchanged: after !== undefined && after.count === before.count && after.digest === before.digest,
       hubPeakRssBytes: p2?.peakRssBytes ?? 0,
       hubCpuSeconds: p2?.cpuSeconds ?? 0,
-      ...(rec.ok ? {} : { detail: `heard ${rec.last?.s.nodesHeard ?? 0}/${N}, agents with new set ${rec.last?.a.desiredSince ?? 0}, pods reported ${rec.last?.s.podsReportedRunning ?? 0}/${M}` }),
+      ...(rec.ok
+        ? {}
+        : {
+            detail: `heard ${rec.last?.s.nodesHeard ?? 0}/${N}, agents with new set ${rec.last?.a.desiredSince ?? 0}, pods reported ${rec.last?.s.podsReportedRunning ?? 0}/${M}`,
+          }),
     };
     if (!result.recover.podsUnchanged) errors.push(`pods changed across the restart: before ${JSON.stringify(before)} after ${JSON.stringify(after)}`);
     log(`[${N}] recover: ${rec.ok ? 'reconverged' : 'MISSED'} in ${rec.ms} ms; pods unchanged: ${result.recover.podsUnchanged}`);
