@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Orchard's whole test suite: typecheck, build, then the unit, integration and e2e tiers, in that
+# Orchard's whole test suite: typecheck, lint, build, then the unit, integration and e2e tiers, in that
 # order, stopping at the first failure. `.ci/run` calls exactly this.
 #
 # Works on a fresh clone as root (CI: CI=true, no stdin, no dockerd running, no images, no
@@ -103,6 +103,9 @@ log "test run id: $ORCHARD_TEST_RUN"
 
 header "typecheck"
 node_modules/.bin/tsc -p tsconfig.json --noEmit || die "typecheck failed"
+
+header "lint: eslint (type-aware), prettier --check, import layers and cycles"
+npm run --silent lint || die "lint failed (npm run format fixes formatting; see scripts/check-imports.ts for the import rules)"
 
 header "build"
 npm run --silent build || die "build failed"
