@@ -87,18 +87,19 @@ describe('WorkQueue', () => {
     q.stop();
   });
 
-  it('drops a key after maxRetries consecutive failures, with an error log, and runs it again on its next add', async () => {
+  it('parks a key after maxRetries consecutive failures: an error log, then a retry every parkMs until it succeeds', async () => {
     const clock = new FakeClock();
     const lines: string[] = [];
     let calls = 0;
+    let healthy = false;
     const q = new WorkQueue(
       't',
       () => {
         calls++;
-        throw new Error('boom');
+        if (!healthy) throw new Error('disk full');
       },
       createLogger('t', 'error', (l) => lines.push(l)),
-      { baseBackoffMs: 10, maxBackoffMs: 10, maxRetries: 3, clock },
+      { baseBackoffMs: 10, maxBackoffMs: 10, maxRetries: 3, parkMs: 1000, clock },
     );
     q.add('k');
     for (let i = 0; i < 10; i++) {
@@ -106,12 +107,21 @@ describe('WorkQueue', () => {
       clock.advance(10);
     }
     await settle();
-    expect(calls).toBe(4); // the first try and 3 retries
-    expect(clock.pending).toBe(0);
-    expect(lines.join('\n')).toMatch(/failed 4 times in a row; dropping the key/);
-    q.add('k');
+    expect(calls).toBe(4); // the first try and 3 retries, then parked
+    expect(lines.join('\n')).toMatch(/failed 4 times in a row; retrying every 1 s until it succeeds/);
+    expect(clock.pending).toBe(1); // never forgotten: a dead node's key must come back
+    // Parked at t = 30 (the fourth failure): the next try is due at 1030; the loop left t at 100.
+    clock.advance(929);
     await settle();
-    expect(calls).toBe(5);
+    expect(calls).toBe(4);
+    clock.advance(1);
+    await settle();
+    expect(calls).toBe(5); // the parked retry
+    healthy = true;
+    clock.advance(1000);
+    await settle();
+    expect(calls).toBe(6);
+    expect(clock.pending).toBe(0); // succeeded: nothing scheduled
     q.stop();
   });
 

@@ -22,12 +22,16 @@ export interface WorkQueueOptions {
   /** Longest retry delay (default 30 s). */
   maxBackoffMs?: number;
   /**
-   * Consecutive failures after which a key is dropped (default 30: with the defaults about 12
-   * minutes of retrying). client-go controllers do the same (`maxRetries`, then Forget): a key
-   * that fails for that long needs a change, not another try, and dropping it keeps a poisoned
-   * key from spinning forever. It runs again on its next add().
+   * Consecutive failures after which a key stops backing off and is parked: retried only every
+   * `parkMs`, with an error log each time (default 30: with the defaults about 12 minutes of
+   * retrying first). client-go controllers drop such a key (`maxRetries`, then Forget) and rely
+   * on an informer resync to bring it back; the hub has no resync, and a dropped key of a dead
+   * node or a quiet deployment would never run again (a node lost while the disk was full would
+   * keep its pods forever), so a parked key keeps being retried, slowly. add() runs it at once.
    */
   maxRetries?: number;
+  /** Retry period of a parked key (default 5 minutes). */
+  parkMs?: number;
   clock?: Clock;
 }
 
@@ -110,12 +114,13 @@ export class WorkQueue {
         if (r && r.requeueAfterMs !== undefined) this.addAfter(key, r.requeueAfterMs);
       } catch (err) {
         const n = (this.failures.get(key) ?? 0) + 1;
+        this.failures.set(key, n);
         if (n > (this.opts.maxRetries ?? 30)) {
-          this.failures.delete(key);
-          this.log.error(`${this.name}: reconcile failed ${n} times in a row; dropping the key until its next change`, { key, err });
+          const parkMs = this.opts.parkMs ?? 300_000;
+          this.log.error(`${this.name}: reconcile failed ${n} times in a row; retrying every ${parkMs / 1000} s until it succeeds`, { key, err });
+          this.addAfter(key, parkMs);
           continue;
         }
-        this.failures.set(key, n);
         const delay = Math.min((this.opts.baseBackoffMs ?? 50) * 2 ** (n - 1), this.opts.maxBackoffMs ?? 30_000);
         this.log.warn(`${this.name}: reconcile failed, retrying`, { key, attempt: n, delayMs: delay, err });
         this.addAfter(key, delay);
