@@ -191,6 +191,8 @@ export class Hub {
       batchMs: 50,
       onObservedSet: (m) => ingestObservedVolumes(store, m, now()),
       enrolledLabels: (n) => auth.enrolledLabels(n),
+      // A status queued before `orchard node delete` must not bring the node back as a ghost.
+      isEnrolled: (n) => auth.hasNode(n),
       ...(opts.heartbeatGraceMs ? { heartbeatGraceMs: opts.heartbeatGraceMs } : {}),
     });
     const nodeLost = new NodeLostController({
@@ -306,6 +308,8 @@ export class Hub {
     const { store } = this;
     this.auth.revokeNode(name);
     disconnectNode(this.broker.aedes, name);
+    // Its reports still queued for the next batch die with it (later stragglers: isEnrolled).
+    this.controllers.nodes.forget(name);
     store.transaction(() => {
       store.delete('Node', name);
       for (const p of store.list('Pod', { nodeName: name })) store.delete('Pod', p.metadata.name);

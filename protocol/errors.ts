@@ -14,7 +14,11 @@ export const ERROR_CATALOGUE = {
   ERR_UNSUPPORTED_MEDIA: { status: 415, summary: 'The content type is not accepted.' },
   ERR_UNAUTHENTICATED: { status: 401, summary: 'No credential, or an unknown, expired or revoked one.' },
   ERR_FORBIDDEN: { status: 403, summary: 'The credential is valid but its role does not allow this.' },
-  ERR_RATE_LIMITED: { status: 429, summary: 'Too many failed logins for this credential from this address, or from this address overall; wait and retry.' },
+  ERR_RATE_LIMITED: {
+    status: 429,
+    summary:
+      'A wrong credential after too many failed logins for it from this address, or from this address overall (a correct credential is still accepted); wait and retry.',
+  },
   ERR_NOT_FOUND: { status: 404, summary: 'No object of that kind and name.' },
   ERR_ALREADY_EXISTS: { status: 409, summary: 'An object of that kind and name already exists.' },
   ERR_CONFLICT: { status: 409, summary: 'The object changed since it was read (resourceVersion mismatch); re-read and retry.' },

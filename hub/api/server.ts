@@ -38,9 +38,11 @@ export interface ApiAuth {
   isTokenActive?(id: string): boolean;
   /**
    * True when `identity` (the public part of the credential: see hub/security/rate-limit.ts) has
-   * failed too often from this source, or the source as a whole has, and must wait.
+   * failed too often from this source, or the source as a whole has. Asked only once a credential
+   * has failed (its failure is then answered 429): a correct credential is accepted even then.
    */
   limited(source: string, identity: string): boolean;
+  /** Counts a failed login of `identity` from `source`. */
   failed(source: string, identity: string): void;
   caPem(): string | undefined;
   /** Refuses an enrolled name (ERR_NODE_EXISTS) unless the token was made to replace it. */
@@ -144,13 +146,15 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       const source = req.ip;
       const header = req.headers.authorization ?? '';
       const m = /^Bearer\s+(\S+)$/i.exec(header);
-      const identity = apiTokenIdentity(m?.[1] ?? '');
-      if (deps.auth.limited(source, identity))
-        throw new OrchardError('ERR_RATE_LIMITED', 'too many failed logins with this token from this address; try again later');
+      // Verified first, always: a lock on this token id or this address refuses failures, never a valid token.
       const principal = m?.[1] ? deps.auth.authenticate(m[1]) : undefined;
       if (!principal) {
-        if (m) deps.auth.failed(source, identity);
-        throw new OrchardError('ERR_UNAUTHENTICATED', m ? 'the API token is unknown, expired or revoked' : 'missing "Authorization: Bearer <token>" header');
+        if (!m) throw new OrchardError('ERR_UNAUTHENTICATED', 'missing "Authorization: Bearer <token>" header');
+        const identity = apiTokenIdentity(m[1] ?? '');
+        const locked = deps.auth.limited(source, identity);
+        deps.auth.failed(source, identity);
+        if (locked) throw new OrchardError('ERR_RATE_LIMITED', 'too many failed logins with this token from this address; try again later');
+        throw new OrchardError('ERR_UNAUTHENTICATED', 'the API token is unknown, expired or revoked');
       }
       if (!allowed(principal.role, op)) {
         throw new OrchardError('ERR_FORBIDDEN', `role "${principal.role}" may not do this (needs ${requiredRole(op)})`);
@@ -192,9 +196,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   });
   app.post('/api/v1/join', async (req) => {
     const body = parseOrThrow(JoinRequestSchema, jsonBody(req), 'join request');
-    const identity = joinTokenIdentity(body.token);
-    if (deps.auth.limited(req.ip, identity))
-      throw new OrchardError('ERR_RATE_LIMITED', 'too many failed joins with this token from this address; try again later');
+    // The token is checked first, always: a lock refuses failing joins only, never a valid token.
     try {
       const r = deps.auth.join(body.token, body.node);
       const res: JoinResponse = { node: body.node, credential: r.credential, caPem: deps.auth.caPem() ?? '', mqttPort: deps.mqttPort(), labels: r.labels };
@@ -202,7 +204,12 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       else deps.log.info('node joined', { node: body.node });
       return res;
     } catch (err) {
-      if (OrchardError.is(err, 'ERR_TOKEN_INVALID')) deps.auth.failed(req.ip, identity);
+      if (OrchardError.is(err, 'ERR_TOKEN_INVALID')) {
+        const identity = joinTokenIdentity(body.token);
+        const locked = deps.auth.limited(req.ip, identity);
+        deps.auth.failed(req.ip, identity);
+        if (locked) throw new OrchardError('ERR_RATE_LIMITED', 'too many failed joins with this token from this address; try again later');
+      }
       throw err;
     }
   });

@@ -139,6 +139,71 @@ describe('NodeController batching (batchMs)', () => {
   });
 });
 
+describe('NodeController: a deleted node does not come back from its queued reports', () => {
+  /** A batching controller whose auth knows the names in `enrolled`; `del` is what `orchard node delete` does to it. */
+  function fleet(withForget: boolean) {
+    const store = new MemoryStore();
+    const { clock, now } = fakeTime();
+    const enrolled = new Set(['pi-7', 'pi-8']);
+    const nodes = new NodeController({ store, log: silentLogger, now, clock, batchMs: 50, isEnrolled: (n) => enrolled.has(n) });
+    const del = (node: string): void => {
+      enrolled.delete(node); // the credential is revoked
+      if (withForget) nodes.forget(node);
+      store.delete('Node', node);
+    };
+    return { store, nodes, del };
+  }
+
+  it('never creates a Node from a status queued before the delete and ingested after it (isEnrolled)', () => {
+    const { store, nodes, del } = fleet(false);
+    nodes.handle(topics.nodeStatus('pi-7'), msg(status('pi-7')));
+    nodes.flush();
+    expect(store.get('Node', 'pi-7')).toBeDefined();
+    // A status waits in the batch (under load, for seconds) when the admin deletes the node.
+    nodes.handle(topics.nodeStatus('pi-7'), msg(status('pi-7')));
+    nodes.handle(topics.nodeStatus('pi-8'), msg(status('pi-8')));
+    del('pi-7');
+    nodes.flush();
+    expect(store.get('Node', 'pi-7')).toBeUndefined(); // no Ready ghost to attract pods or block the re-join
+    expect(store.get('Node', 'pi-8')).toBeDefined(); // an enrolled node in the same batch registers
+    // A straggler that reaches the controller even later changes nothing either.
+    nodes.handle(topics.nodeStatus('pi-7'), msg(status('pi-7')));
+    nodes.handle(topics.nodeUsage('pi-7'), msg({ node: 'pi-7', usage: { cpuPercent: 1, memoryUsedBytes: 1, at: new Date().toISOString() } }));
+    nodes.flush();
+    expect(store.get('Node', 'pi-7')).toBeUndefined();
+    expect(nodes.rejected).toBe(0); // valid messages of a deleted node are dropped, not counted as invalid
+    nodes.stop();
+  });
+
+  it('forget() drops the queued messages of a deleted node and keeps the others', () => {
+    const { store, nodes, del } = fleet(true);
+    nodes.handle(topics.nodeStatus('pi-7'), msg(status('pi-7')));
+    nodes.handle(topics.nodeStatus('pi-8'), msg(status('pi-8')));
+    nodes.handle(topics.nodePresence('pi-7'), msg({ node: 'pi-7', online: false }));
+    expect(nodes.backlog().queued).toBe(3);
+    del('pi-7');
+    expect(nodes.backlog().queued).toBe(1);
+    nodes.flush();
+    expect(store.list('Node').map((n) => n.metadata.name)).toEqual(['pi-8']);
+    nodes.stop();
+  });
+
+  it('a Node that exists keeps taking its reports (isEnrolled gates only the creation)', () => {
+    const store = new MemoryStore();
+    const { clock, now } = fakeTime();
+    const nodes = new NodeController({ store, log: silentLogger, now, clock, isEnrolled: () => false });
+    store.create({
+      apiVersion: 'orchard/v1',
+      kind: 'Node',
+      metadata: { name: 'kept', labels: {}, annotations: {} },
+      spec: { unschedulable: false, taints: [] },
+      status: { conditions: [] },
+    } as unknown as Parameters<MemoryStore['create']>[0]);
+    nodes.handle(topics.nodeStatus('kept'), msg(status('kept')));
+    expect(isReady(store.get('Node', 'kept')!)).toBe(true);
+  });
+});
+
 describe('NodeController liveness under an ingest backlog', () => {
   /**
    * A batching controller (50 ms, 40 s grace) whose time the test moves with advance(). The hub is

@@ -37,6 +37,11 @@ export interface NodeControllerOptions {
    * seeded as overrides when its Node is created, so its own reports can never change them.
    */
   enrolledLabels?: (node: string) => Readonly<Record<string, string>> | undefined;
+  /**
+   * Whether `node` holds a credential now (the hub wires AuthStore.hasNode): a status for a name
+   * without a Node and without a credential is dropped, never registered (node-registration.ts).
+   */
+  isEnrolled?: (node: string) => boolean;
 }
 
 /**
@@ -57,8 +62,7 @@ export class NodeController {
       clock,
       handlers: {
         status: (m) => {
-          registerNodeStatus(o, m);
-          this.liveness.reported(m.node);
+          if (registerNodeStatus(o, m)) this.liveness.reported(m.node);
         },
         usage: (node, usage) => this.liveness.heartbeat(node, usage),
         observed: (m) => {
@@ -94,6 +98,17 @@ export class NodeController {
   /** Messages waiting to be ingested, and the longest wait since the last call (ms). */
   backlog(): { queued: number; maxLagMs: number } {
     return this.intake.backlog();
+  }
+
+  /**
+   * Forgets `node` (call after its credential was revoked and its Node deleted): drops its
+   * messages still waiting in the batch, so none of them is ingested after the delete, and what
+   * liveness remembers of it. Reports already past the broker that arrive later are dropped by
+   * `isEnrolled`.
+   */
+  forget(node: string): number {
+    this.liveness.forget(node);
+    return this.intake.drop(node);
   }
 
   /** Ingests the queued messages now (NodeIntake.flush). */

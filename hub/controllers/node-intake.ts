@@ -94,6 +94,14 @@ export class NodeIntake {
     this.batchTimer ??= this.o.clock.setTimeout(() => this.flush(false), batchMs);
   }
 
+  /** Drops every message of `node` still waiting to be ingested (the node was deleted); returns how many. */
+  drop(node: string): number {
+    const before = this.batch.length;
+    this.batch = this.batch.filter((m) => !(m.parsed?.type === 'node' && m.parsed.node === node));
+    this.waiting.delete(node);
+    return before - this.batch.length;
+  }
+
   /** Arrival time of `node`'s latest message still waiting to be ingested (a presence never counts). */
   queuedSince(node: string): number | undefined {
     return this.waiting.get(node)?.at;

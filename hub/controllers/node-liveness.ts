@@ -91,6 +91,12 @@ export class NodeLiveness {
     this.lastPersisted.set(node, t);
   }
 
+  /** The node was deleted: nothing of it is remembered (a later heartbeat alone never registers it). */
+  forget(node: string): void {
+    this.lastSeen.delete(node);
+    this.lastPersisted.delete(node);
+  }
+
   /** The broker published the node's last will (an offline presence): NotReady at once. */
   disconnected(node: string): void {
     this.setReady(node, false, 'AgentDisconnected', 'the agent disconnected (MQTT last will)');

@@ -20,6 +20,14 @@ export interface NodeRegistrationOptions {
    * seeded as overrides when its Node is created, so its own reports can never change them.
    */
   enrolledLabels?: (node: string) => Readonly<Record<string, string>> | undefined;
+  /**
+   * Whether `node` holds a credential now (AuthStore.hasNode). A status for a name without one
+   * never creates its Node: it was queued before `orchard node delete` revoked the node (the
+   * batch lags seconds under load), and a Node made from it would be a Ready ghost that attracts
+   * pods and blocks the real device's re-join (ERR_NODE_EXISTS). Absent: every name counts as
+   * enrolled (unit tests without an auth store).
+   */
+  isEnrolled?: (node: string) => boolean;
 }
 
 /** How long CapacityChanged stays True after a sharp change (cleared by the first report after). */
@@ -31,8 +39,10 @@ export const CAPACITY_WARNING_MS = 24 * 3_600_000;
  * recomputed from the report (written only when something but a time changed). Ready True with
  * a heartbeat either way (NodeReady when it was not). Conditions: MemoryLimitUnsupported from the
  * engine, DiskPressure from the agent, CapacityChanged when capacity moves sharply.
+ * Returns false, and writes nothing, for the status of a node that has no Node and no credential
+ * (`isEnrolled`): a report still queued when the node was deleted.
  */
-export function registerNodeStatus(o: NodeRegistrationOptions, m: NodeStatusMessage): void {
+export function registerNodeStatus(o: NodeRegistrationOptions, m: NodeStatusMessage): boolean {
   const { store, now } = o;
   const ts = now().toISOString();
   const capacity = { cpuMillis: m.info.cpu.cores * 1000, memoryBytes: m.info.memoryBytes, pods: o.maxPodsPerNode ?? 110 };
@@ -49,9 +59,13 @@ export function registerNodeStatus(o: NodeRegistrationOptions, m: NodeStatusMess
         message: 'the engine cannot enforce memory limits (memory cgroup disabled; add cgroup_enable=memory to the kernel command line)',
         lastTransitionTime: ts,
       };
-  store.transaction(() => {
+  return store.transaction(() => {
     const existing = store.get('Node', m.node);
     if (!existing) {
+      if (o.isEnrolled !== undefined && !o.isEnrolled(m.node)) {
+        o.log.debug('dropped the status of a node without a credential (deleted or revoked): no Node is created', { node: m.node });
+        return false;
+      }
       const annotations = seedOverrides({}, o.enrolledLabels?.(m.node) ?? {});
       store.create({
         apiVersion: API_VERSION,
@@ -108,6 +122,7 @@ export function registerNodeStatus(o: NodeRegistrationOptions, m: NodeStatusMess
       if (!wasReady)
         recordEvent(store, now(), { kind: 'Node', name: m.node, type: 'Normal', reason: 'NodeReady', message: 'node is Ready (agent reported status)' });
     }
+    return true;
   });
 }
 

@@ -16,9 +16,10 @@ import { apiTokenIdentity, nodeIdentity, sourceKey } from './rate-limit.js';
  *   node   username = node name, password = its credential, clientId MUST equal the node name.
  *   user   username = "token", password = an API token, clientId `u.<tokenId>[.<suffix>]`
  *          (protocol/topics.ts userClientId: a namespace no node name can enter), clean session.
- * Refusals: bad/missing credentials → CONNACK 4 (counted by the limiter per remote address and
- * claimed identity); locked-out identity or source, or a last-will on a forbidden topic → 5;
- * clientId and session rules → 2.
+ * Refusals: bad/missing credentials → CONNACK 4, or 5 while the limiter has that claimed identity
+ * or the remote address locked (counted either way, per address and claimed identity); a correct
+ * credential is accepted even then (rate-limit.ts LoginLimiter). A last-will on a forbidden topic
+ * → 5; clientId and session rules → 2.
  *
  * `retain` is honoured only where mayRetain (acl.ts) allows it; elsewhere it is cleared before
  * aedes stores anything (publishes and last wills alike), and any copy left on that topic dropped.
@@ -94,45 +95,46 @@ export function installBrokerAuth(broker: Aedes, deps: BrokerAuthDeps): void {
     const secret = password?.toString('utf8') ?? '';
     // Failures count per (source, claimed identity): one guesser does not lock out the other clients behind its address.
     const claimed = username === TOKEN_USERNAME ? apiTokenIdentity(secret) : nodeIdentity(username);
-    const refuse = (code: number, why: string, countFailure: boolean): void => {
-      if (countFailure) limiter.recordFailure(source, claimed);
+    const refuse = (code: number, why: string): void => {
       log(`mqtt: refused connection from ${source} (clientId ${JSON.stringify(client.id)}): ${why}`);
       const err = Object.assign(new Error(why), { returnCode: code as AuthErrorCode }) as AuthenticateError;
       done(err, false);
     };
+    // The credential is always checked first: a lock refuses failures only, never the right secret.
+    const fail = (why: string): void => {
+      const gate = limiter.fail(source, claimed);
+      if (gate.allowed) return refuse(4, why);
+      refuse(5, `${why}; too many failed logins for ${claimed}, locked for ${Math.ceil(gate.retryAfterMs / 1000)} s`);
+    };
 
-    const gate = limiter.check(source, claimed);
-    if (!gate.allowed) return refuse(5, `too many failed logins for ${claimed}; locked for ${Math.ceil(gate.retryAfterMs / 1000)} s`, false);
-    if (username === undefined || username === '' || secret.length === 0) {
-      return refuse(4, 'no username or password', true);
-    }
+    if (username === undefined || username === '' || secret.length === 0) return fail('no username or password');
 
     let session: Session;
     if (username === TOKEN_USERNAME) {
       const who = auth.authenticateApiToken(secret);
-      if (!who) return refuse(4, 'invalid API token', true);
+      if (!who) return fail('invalid API token');
       // A user's ids live in its token's own namespace: it can never take (or squat, before the node
       // joins) a node's id, whose session aedes would close, nor another token's.
-      if (userClientTokenId(client.id) !== who.id) return refuse(2, `an API-token client's id must be u.${who.id} or u.${who.id}.<suffix>`, false);
+      if (userClientTokenId(client.id) !== who.id) return refuse(2, `an API-token client's id must be u.${who.id} or u.${who.id}.<suffix>`);
       // A persistent session would keep queued messages (memory) for a client that may never return.
-      if (!client.clean) return refuse(2, 'API-token clients must connect with a clean session', false);
+      if (!client.clean) return refuse(2, 'API-token clients must connect with a clean session');
       session = { principal: { kind: 'user', clientId: client.id, role: who.role }, tokenId: who.id };
     } else {
-      if (!auth.authenticateNode(username, secret)) return refuse(4, `bad credential for node ${JSON.stringify(username)}`, true);
-      if (client.id !== username) return refuse(2, `a node must connect with clientId = its name (${username})`, false);
+      if (!auth.authenticateNode(username, secret)) return fail(`bad credential for node ${JSON.stringify(username)}`);
+      if (client.id !== username) return refuse(2, `a node must connect with clientId = its name (${username})`);
       session = { principal: { kind: 'node', node: username } };
     }
 
     // Only the same identity may take over a live session with this clientId.
     for (const other of liveClients(broker, client.id)) {
       if (other !== client && identity(sessions.get(other)) !== identity(session)) {
-        return refuse(2, `clientId ${client.id} is in use by another identity`, false);
+        return refuse(2, `clientId ${client.id} is in use by another identity`);
       }
     }
     const will = pendingWills.get(client);
     pendingWills.delete(client);
     if (will !== undefined && !canPublish(session.principal, will.topic)) {
-      return refuse(5, `last-will topic ${JSON.stringify(will.topic.slice(0, 80))} is not allowed for ${describePrincipal(session.principal)}`, false);
+      return refuse(5, `last-will topic ${JSON.stringify(will.topic.slice(0, 80))} is not allowed for ${describePrincipal(session.principal)}`);
     }
     // The will is stored retained when it fires: clear the flag now where retaining is not allowed.
     if (will?.retain === true && !mayRetain(session.principal, will.topic, byteLength(will.payload))) will.retain = false;

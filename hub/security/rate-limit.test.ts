@@ -93,6 +93,26 @@ describe('LoginLimiter', () => {
     expect(rl.check('10.0.0.2', 'api:0123456789ab').allowed).toBe(true);
   });
 
+  it('fail() counts the failure and answers it as locked only when the pair or the source was locked before it', () => {
+    const c = clock();
+    const rl = new LoginLimiter({ now: c.now, maxFailures: 3, maxSourceFailures: 5 });
+    // The failure that reaches the limit is answered as a plain failure; the next ones as locked.
+    expect(rl.fail('10.0.0.1', 'node:pi-7').allowed).toBe(true);
+    expect(rl.fail('10.0.0.1', 'node:pi-7').allowed).toBe(true);
+    expect(rl.fail('10.0.0.1', 'node:pi-7').allowed).toBe(true);
+    expect(rl.fail('10.0.0.1', 'node:pi-7')).toEqual({ allowed: false, retryAfterMs: 60_000 });
+    expect(rl.fail('10.0.0.1', 'node:pi-8').allowed).toBe(true);
+    // 5 failures from the source: locked as a whole, so a fresh identity's failure is locked too.
+    expect(rl.fail('10.0.0.1', 'node:pi-9')).toEqual({ allowed: false, retryAfterMs: 60_000 });
+    // Failures while locked still count: the one at 0 s and two at 30 s lock pi-7 again until 90 s.
+    c.advance(30_000);
+    rl.fail('10.0.0.1', 'node:pi-7');
+    rl.fail('10.0.0.1', 'node:pi-7');
+    c.advance(31_000);
+    expect(rl.check('10.0.0.1', 'node:pi-7')).toEqual({ allowed: false, retryAfterMs: 29_000 });
+    expect(rl.check('10.0.0.1', 'node:pi-8').allowed).toBe(true); // the source lock (until 60 s) is over
+  });
+
   it('names identities by the public part of a credential only', () => {
     expect(apiTokenIdentity(`orc_0123456789ab.${'s'.repeat(32)}`)).toBe('api:0123456789ab');
     expect(apiTokenIdentity('garbage')).toBe('api:?');

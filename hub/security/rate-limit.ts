@@ -3,8 +3,11 @@ import { NameSchema } from '../../protocol/manifest.js';
 
 /**
  * Failed-login counter per key (LoginLimiter below keys one by source, one by (source, identity)).
- * A key that fails `maxFailures` times within `windowMs` is locked out for `lockMs`; while
- * locked, its attempts are refused before any credential is checked, so guessing stops there.
+ * A key that fails `maxFailures` times within `windowMs` is locked for `lockMs`. The lock only
+ * decides how a *failure* is answered (429 / CONNACK 5 instead of 401 / CONNACK 4): callers verify
+ * every credential first and accept a correct one even while its key is locked, so a guesser
+ * behind a shared address cannot lock the real owner out (see LoginLimiter). Failures while locked
+ * are still counted: a guesser that keeps failing keeps its key locked.
  *
  * A success never clears failures — neither another source's nor its own — so an attacker who
  * holds one valid (say, viewer) token cannot interleave successes to keep guessing node passwords.
@@ -44,7 +47,7 @@ export class RateLimiter {
     this.now = opts.now ?? (() => new Date());
   }
 
-  /** Whether `source` may try to authenticate now. */
+  /** Whether `source` is unlocked now (a locked one has its failures answered as rate limited). */
   check(source: string): LimitCheck {
     const s = this.sources.get(source);
     const t = this.now().getTime();
@@ -111,7 +114,14 @@ export interface LoginLimiterOptions extends RateLimiterOptions {
  *   client behind the same address (a NAT, an IPv6 /64) keeps logging in with its own.
  * - `maxSourceFailures` (100) failures a minute from one source, whatever identities they claim,
  *   lock the whole source for `lockMs`: one address cannot rotate through identities unboundedly.
- * While locked, attempts are refused before any credential is checked. Successes reset nothing.
+ *
+ * A lock never refuses a correct credential. Node names are public (hostnames), so anyone behind
+ * a site's NAT could otherwise keep `pi-7` (or, at the source ceiling, every admin and node at
+ * that address) out by failing as it every minute. Every secret is ≥ 192 random bits compared in
+ * constant time, so the lock is not what protects it: callers verify the credential first (a cheap
+ * hash compare), accept it when correct, and consult `check` only for a failure, which is then
+ * refused as rate limited (HTTP 429, CONNACK 5) instead of unauthenticated, and counted all the
+ * same. Successes reset nothing.
  */
 export class LoginLimiter {
   private readonly perIdentity: RateLimiter;
@@ -131,7 +141,10 @@ export class LoginLimiter {
     return this.perSource.maxFailures;
   }
 
-  /** Whether `identity` may try to authenticate from `source` now. */
+  /**
+   * Whether failures of `identity` from `source` are unlocked now: when not, a failed attempt is
+   * answered as rate limited. Never consult it before checking a credential (a correct one passes).
+   */
   check(source: string, identity: string): LimitCheck {
     const s = this.perSource.check(source);
     if (!s.allowed) return s;
@@ -143,6 +156,17 @@ export class LoginLimiter {
     const s = this.perSource.recordFailure(source);
     const i = this.perIdentity.recordFailure(pairKey(source, identity));
     return s.allowed ? i : s;
+  }
+
+  /**
+   * Counts a failed login and says how to answer it: not allowed (429 / CONNACK 5, with the lock's
+   * remaining time) when the pair or the source was already locked when it came, else allowed
+   * (401 / CONNACK 4; the failure that reaches a limit is still answered as a plain failure).
+   */
+  fail(source: string, identity: string): LimitCheck {
+    const before = this.check(source, identity);
+    const after = this.recordFailure(source, identity);
+    return before.allowed ? before : after;
   }
 
   recordSuccess(_source: string, _identity: string): void {}

@@ -255,13 +255,17 @@ describe('broker security over mqtts', () => {
     expect((await refusal(connect(rb, { clientId: 'node-r', username: 'node-r', password: cred }))).code).toBe(4);
   });
 
-  it('locks out a guessed identity from a source after too many failures, even with the right password, and nobody else', async () => {
+  it("locks a guessed identity's failures from a source after too many (CONNACK 5), never its right password, and nobody else", async () => {
     const rb = await startBroker({ maxFailures: 3, maxSourceFailures: 1000, lockMs: 60_000 });
     for (let i = 0; i < 3; i++) {
       expect((await refusal(connect(rb, { clientId: 'node-a', username: 'node-a', password: 'wrong-password-123' }))).code).toBe(4);
     }
-    expect((await refusal(connect(rb, { clientId: 'node-a', username: 'node-a', password: credA }))).code).toBe(5);
+    expect((await refusal(connect(rb, { clientId: 'node-a', username: 'node-a', password: 'wrong-password-456' }))).code).toBe(5);
     expect(rb.logs.some((l) => l.includes('too many failed logins for node:node-a'))).toBe(true);
+    // The real node-a behind the same address still connects: the lock throttles failures only.
+    const a = await connect(rb, { clientId: 'node-a', username: 'node-a', password: credA });
+    expect(a.connected).toBe(true);
+    a.end(true);
     // Same address, other identities: a node and an API-token user log in as usual.
     const b = await connect(rb, { clientId: 'node-b', username: 'node-b', password: credB });
     expect(b.connected).toBe(true);
@@ -269,12 +273,15 @@ describe('broker security over mqtts', () => {
     expect((await connect(rb, { clientId: userClientId(id), username: 'token', password: token })).connected).toBe(true);
   });
 
-  it('locks out the whole source once it fails maxSourceFailures times over many identities', async () => {
+  it("locks the whole source's failures once it fails maxSourceFailures times over many identities; valid credentials still get in", async () => {
     const rb = await startBroker({ maxFailures: 3, maxSourceFailures: 5, lockMs: 60_000 });
     for (let i = 0; i < 5; i++) {
       expect((await refusal(connect(rb, { clientId: `guess-${i}`, username: `guess-${i}`, password: 'wrong-password-123' }))).code).toBe(4);
     }
-    expect((await refusal(connect(rb, { clientId: 'node-b', username: 'node-b', password: credB }))).code).toBe(5);
+    expect((await refusal(connect(rb, { clientId: 'node-b', username: 'node-b', password: 'wrong-password-123' }))).code).toBe(5);
+    expect((await refusal(connect(rb, { clientId: 'no-pass', username: 'no-pass' }))).code).toBe(5);
+    const b = await connect(rb, { clientId: 'node-b', username: 'node-b', password: credB });
+    expect(b.connected).toBe(true);
   });
 
   it('fails for a plain-TCP client and for a TLS client that does not trust the hub CA', async () => {

@@ -310,17 +310,19 @@ describe('password guessing is rate limited per (source, identity), with a per-s
     expect(locked.body.code).toBe('ERR_RATE_LIMITED');
   });
 
-  it('refuses MQTT CONNECT with CONNACK 5 for a node name guessed 10 times from one address, even with the right password', async () => {
+  it('refuses wrong passwords for a node name guessed 10 times from one address with CONNACK 5, and still lets its right password in', async () => {
     const cred = t.hub.auth.issueNodeCredential('guessed-node');
     const from = '127.0.0.24';
     for (let i = 0; i < 10; i++) {
       expect(await refusedCode(connect({ clientId: 'guessed-node', username: 'guessed-node', password: `wrong-${i}`, localAddress: from }))).toBe(4);
     }
-    expect(await refusedCode(connect({ clientId: 'guessed-node', username: 'guessed-node', password: cred, localAddress: from }))).toBe(5);
-    // The same credential from another address still works: the lock is per (source, identity).
-    const ok = await connect({ clientId: 'guessed-node', username: 'guessed-node', password: cred, localAddress: '127.0.0.25' });
-    expect(ok.connected).toBe(true);
-    ok.end(true);
+    expect(await refusedCode(connect({ clientId: 'guessed-node', username: 'guessed-node', password: 'wrong-again', localAddress: from }))).toBe(5);
+    // The lock throttles failures only: the real node behind that address connects (CONNACK 0).
+    const real = await connect({ clientId: 'guessed-node', username: 'guessed-node', password: cred, localAddress: from });
+    expect(real.connected).toBe(true);
+    real.end(true);
+    // The lock is per (source, identity): the same name from another address is not locked.
+    expect(await refusedCode(connect({ clientId: 'guessed-node', username: 'guessed-node', password: 'wrong-elsewhere', localAddress: '127.0.0.25' }))).toBe(4);
   });
 
   it('keeps HTTP, MQTT and join usable for valid credentials from an address where a guesser got locked out (a shared NAT)', async () => {
@@ -333,11 +335,16 @@ describe('password guessing is rate limited per (source, identity), with a per-s
       await req('POST', '/api/v1/join', { from, body: JSON.stringify({ token: `K10${fp}::zzzzzz.${'s'.repeat(32)}`, node: 'guess' }) });
     }
     expect((await req('GET', '/api/v1/pods', { token: badApiToken, from })).status).toBe(429);
-    const victimCred = t.hub.auth.issueNodeCredential('nat-victim');
-    expect(await refusedCode(connect({ clientId: 'nat-victim', username: 'nat-victim', password: victimCred, localAddress: from }))).toBe(5);
+    expect(await refusedCode(connect({ clientId: 'nat-victim', username: 'nat-victim', password: 'wrong-again', localAddress: from }))).toBe(5);
     expect((await req('POST', '/api/v1/join', { from, body: JSON.stringify({ token: `K10${fp}::zzzzzz.${'s'.repeat(32)}`, node: 'guess' }) })).status).toBe(
       429,
     );
+
+    // The guessed node itself gets in with its real credential: a lock refuses failures only.
+    const victimCred = t.hub.auth.issueNodeCredential('nat-victim');
+    const victim = await connect({ clientId: 'nat-victim', username: 'nat-victim', password: victimCred, localAddress: from });
+    expect(victim.connected).toBe(true);
+    victim.end(true);
 
     // Everyone else behind that address still gets in with their own valid credentials.
     expect((await req('GET', '/api/v1/pods', { token: t.adminToken, from })).status).toBe(200);
@@ -353,14 +360,60 @@ describe('password guessing is rate limited per (source, identity), with a per-s
     expect(joined.status).toBe(200);
   });
 
-  it('locks a whole address once it fails 100 times a minute over any identities', async () => {
+  it('locks a whole address once it fails 100 times a minute over any identities: any failure from it is then 429, a valid token still 200', async () => {
     const from = '127.0.0.27';
     for (let i = 0; i < 100; i++) {
       const r = await req('GET', '/api/v1/pods', { token: `orc_${i.toString(16).padStart(12, '0')}.${'x'.repeat(32)}`, from });
       expect(r.status).toBe(401);
     }
-    expect((await req('GET', '/api/v1/pods', { token: t.adminToken, from })).status).toBe(429);
-    expect((await req('GET', '/api/v1/pods', { token: t.adminToken, from: '127.0.0.28' })).status).toBe(200);
+    const fresh = `orc_${'f'.repeat(12)}.${'x'.repeat(32)}`; // an identity never tried before
+    expect((await req('GET', '/api/v1/pods', { token: fresh, from })).status).toBe(429);
+    expect((await req('GET', '/api/v1/pods', { token: fresh, from: '127.0.0.28' })).status).toBe(401);
+    expect((await req('GET', '/api/v1/pods', { token: t.adminToken, from })).status).toBe(200);
+  });
+
+  it('lets the real pi-7, an admin and a join through from a NAT address where an attacker failed 12 times as pi-7 and 100 times as others; wrong credentials stay refused', async () => {
+    const from = '127.0.0.30';
+    const fp = t.hub.pki?.caFingerprint ?? '';
+    const pi7 = t.hub.auth.issueNodeCredential('pi-7');
+    // The attack: node names are public, so fail as pi-7 until it is locked from this address...
+    for (let i = 0; i < 12; i++) {
+      const code = await refusedCode(connect({ clientId: 'pi-7', username: 'pi-7', password: `wrong-${i}`, localAddress: from }));
+      expect(code).toBe(i < 10 ? 4 : 5);
+    }
+    // ...and fail 100 more times as other identities (API tokens, join tokens, node names) to lock the whole address.
+    for (let i = 0; i < 100; i++) {
+      const id = i.toString(16).padStart(6, '0');
+      if (i % 3 === 0) await req('GET', '/api/v1/nodes', { token: `orc_${id.padStart(12, 'a')}.${'x'.repeat(32)}`, from });
+      else if (i % 3 === 1) await req('POST', '/api/v1/join', { from, body: JSON.stringify({ token: `K10${fp}::${id}.${'s'.repeat(32)}`, node: 'guess' }) });
+      else await refusedCode(connect({ clientId: `other-${i}`, username: `other-${i}`, password: 'wrong', localAddress: from }));
+    }
+    // Both locks are on: failures of fresh identities from this address are refused as rate limited.
+    expect((await req('GET', '/api/v1/pods', { token: `orc_${'e'.repeat(12)}.${'x'.repeat(32)}`, from })).status).toBe(429);
+    expect(await refusedCode(connect({ clientId: 'never-tried', username: 'never-tried', password: 'wrong', localAddress: from }))).toBe(5);
+
+    // The real pi-7 behind the same NAT reconnects with its credential: CONNACK 0.
+    const real = await connect({ clientId: 'pi-7', username: 'pi-7', password: pi7, localAddress: from });
+    expect(real.connected).toBe(true);
+    real.end(true);
+    // A valid admin token gets 200, over HTTP and over MQTT.
+    expect((await req('GET', '/api/v1/pods', { token: t.adminToken, from })).status).toBe(200);
+    const user = await connect({ clientId: cid('nat-admin'), username: 'token', password: t.adminToken, localAddress: from });
+    expect(user.connected).toBe(true);
+    user.end(true);
+    // A valid join works.
+    const { token: joinToken } = t.hub.auth.createJoinToken({ uses: 1 });
+    const joined = await req('POST', '/api/v1/join', { from, body: JSON.stringify({ token: joinToken, node: 'nat-joiner-2' }) });
+    expect(joined.status).toBe(200);
+
+    // A wrong credential for the locked identity is still refused as rate limited, and still counted.
+    expect(await refusedCode(connect({ clientId: 'pi-7', username: 'pi-7', password: 'wrong-after', localAddress: from }))).toBe(5);
+    const badJoin = await req('POST', '/api/v1/join', { from, body: JSON.stringify({ token: `K10${fp}::ffffff.${'s'.repeat(32)}`, node: 'guess' }) });
+    expect(badJoin.status).toBe(429);
+    expect(badJoin.body.code).toBe('ERR_RATE_LIMITED');
+    const badApi = await req('GET', '/api/v1/pods', { token: `orc_${'d'.repeat(12)}.${'x'.repeat(32)}`, from });
+    expect(badApi.status).toBe(429);
+    expect(badApi.body.code).toBe('ERR_RATE_LIMITED');
   });
 
   it('shares one limiter between HTTP and MQTT: an API token guessed on MQTT is locked on HTTP too', async () => {

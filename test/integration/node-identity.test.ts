@@ -316,4 +316,50 @@ spec:
       expect(list.some((e) => e.reason === 'CapacityChanged' && e.type === 'Warning')).toBe(true);
     });
   });
+
+  describe('a deleted node does not come back as a ghost', () => {
+    /** A valid status report of `node`, as its agent publishes it. */
+    const statusOf = (node: string): Buffer =>
+      Buffer.from(
+        JSON.stringify({
+          node,
+          labels: {},
+          bootId: 'b1',
+          at: new Date().toISOString(),
+          info: {
+            arch: 'amd64',
+            os: 'linux',
+            cpu: { cores: 2 },
+            memoryBytes: 2 * 1024 ** 3,
+            engine: { name: 'docker', version: '20.10' },
+            agentVersion: '0.1.0',
+          },
+        }),
+      );
+
+    it('a status queued before `orchard node delete` and ingested after it creates no Node; the device re-joins', async () => {
+      const r = await joinAs(await joinToken(), 'ghost-7');
+      expect(r.status, r.text).toBe(200);
+      const agent = await startAgent('ghost-7', (r.body as { credential: string }).credential);
+
+      // The attack (a race the hub loses under load): a status of ghost-7 is waiting in the
+      // NodeController's batch (this is the broker subscription's own call) when the admin deletes
+      // the node (what DELETE /api/v1/nodes/ghost-7 runs), and the batch is ingested after it.
+      t.hub.controllers.nodes.handle(topics.nodeStatus('ghost-7'), statusOf('ghost-7'));
+      await t.hub.deleteNode('ghost-7');
+      await t.hub.settle();
+      expect(t.hub.store.get('Node', 'ghost-7')).toBeUndefined();
+      // A straggler already past the broker's checks when the credential was revoked: no Node either.
+      t.hub.controllers.nodes.handle(topics.nodeStatus('ghost-7'), statusOf('ghost-7'));
+      await t.hub.settle();
+      expect(t.hub.store.get('Node', 'ghost-7')).toBeUndefined();
+      expect((await t.api('GET', '/api/v1/nodes/ghost-7')).status).toBe(404);
+      await agent.stop();
+
+      // No ghost blocks the real device's re-join (it would get ERR_NODE_EXISTS).
+      const again = await joinAs(await joinToken(), 'ghost-7');
+      expect(again.status, again.text).toBe(200);
+      await startAgent('ghost-7', (again.body as { credential: string }).credential);
+    });
+  });
 });
