@@ -3,7 +3,7 @@ import { OrchardError } from '../protocol/errors.js';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { defaultNodeName, parseAgentArgs, readTokenFile } from './main.js';
+import { defaultNodeName, joinToken, parseAgentArgs, readTokenFile } from './main.js';
 
 describe('parseAgentArgs', () => {
   it('parses every flag, both spellings', () => {
@@ -82,6 +82,30 @@ describe('parseAgentArgs', () => {
       writeFileSync(f, '  \n');
       expect(() => readTokenFile(f, () => undefined)).toThrow(/is empty/);
       expect(() => readTokenFile(join(dir, 'nope'), () => undefined)).toThrow(/--token-file: cannot read/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('joinToken: a deleted --token-file is fine once identity.json exists, an error before the first join', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'orchard-tokfile-'));
+    try {
+      const tokenFile = join(dir, 'join.token');
+      const infos: string[] = [];
+      const log = { warn: () => undefined, info: (m: string) => infos.push(m) };
+      // Not joined yet: the missing file is an error (the agent could not join).
+      expect(() => joinToken({ tokenFile, dataDir: dir }, log)).toThrow(/--token-file: cannot read/);
+      writeFileSync(tokenFile, 'K10abc::id.secret\n', { mode: 0o600 });
+      expect(joinToken({ tokenFile, dataDir: dir }, log)).toBe('K10abc::id.secret');
+      // Joined, then the operator deleted the token file: start from the identity.
+      writeFileSync(join(dir, 'identity.json'), '{}', { mode: 0o600 });
+      rmSync(tokenFile);
+      expect(joinToken({ tokenFile, dataDir: dir }, log)).toBeUndefined();
+      expect(infos[0]).toMatch(/is gone; starting from the saved identity/);
+      // A file that is there but empty is still the operator's mistake.
+      writeFileSync(tokenFile, '\n', { mode: 0o600 });
+      expect(() => joinToken({ tokenFile, dataDir: dir }, log)).toThrow(/is empty/);
+      expect(joinToken({ token: 'T', dataDir: dir }, log)).toBe('T');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -1,4 +1,5 @@
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import os from 'node:os';
 import { OrchardError, parseOrThrow } from '../protocol/errors.js';
 import { LabelsSchema, NameSchema } from '../protocol/manifest.js';
@@ -7,7 +8,7 @@ import { parseBytes } from '../protocol/quantity.js';
 import { Agent } from './agent.js';
 import { consoleLogger } from './clock.js';
 import { DockerRuntime } from './runtime/docker-runtime.js';
-import { loadOrJoinPatiently } from './security/join.js';
+import { IDENTITY_FILE, loadOrJoinPatiently } from './security/join.js';
 import { parseAllowList } from './storage/host-path.js';
 
 /**
@@ -51,7 +52,8 @@ export const AGENT_USAGE = `usage: orchard agent --hub HOST[:PORT]|https://HOST:
                         node.orchard.dev/k=v (placement labels a node cannot change come from
                         the join token and 'orchard label node')
   --data-dir DIR        state directory (default /var/lib/orchard-agent)
-  --token-file PATH     file holding the join token (first start only; keep it 0600)
+  --token-file PATH     file holding the join token (first start only; keep it 0600; may be
+                        deleted after the first join: the agent then starts from identity.json)
   --token TOKEN         join token on the command line: visible to every local user in ps;
                         prefer --token-file or env ORCHARD_TOKEN
   --insecure            allow a plain-HTTP hub / skip CA pinning (labs only)
@@ -198,6 +200,25 @@ export function readTokenFile(path: string, warn: (msg: string) => void): string
   return text;
 }
 
+/**
+ * The join token to start with. `--token-file` names a file that is only needed for the first
+ * join: once <dataDir>/identity.json exists the operator may delete it (docs/security.md), so a
+ * missing file then means "start from the saved identity", not an error. Any other read problem
+ * (unreadable, empty) still fails, as does a missing file before the first join.
+ */
+export function joinToken(
+  args: Pick<AgentArgs, 'token' | 'tokenFile' | 'dataDir'>,
+  log: { warn(msg: string): void; info(msg: string): void },
+): string | undefined {
+  if (args.tokenFile === undefined) return args.token;
+  const identity = join(args.dataDir, IDENTITY_FILE);
+  if (!existsSync(args.tokenFile) && existsSync(identity)) {
+    log.info(`--token-file ${args.tokenFile} is gone; starting from the saved identity ${identity}`);
+    return undefined;
+  }
+  return readTokenFile(args.tokenFile, (m) => log.warn(m));
+}
+
 /** `--default-memory-limit`: a quantity (256Mi, 1G) or a percentage of the engine's memory (75%); 0 = none. */
 export function parseDefaultMemory(raw: string | undefined): { bytes: number } | { percent: number } {
   if (raw === undefined) return { percent: DEFAULT_MEMORY_LIMIT_PERCENT };
@@ -227,7 +248,7 @@ export async function runAgent(argv: string[]): Promise<void> {
   };
   if (args.tokenOnCommandLine)
     logger.warn('--token is visible to every local user (ps, /proc); use --token-file PATH (mode 0600) or the ORCHARD_TOKEN environment variable');
-  const token = args.tokenFile !== undefined ? readTokenFile(args.tokenFile, (m) => logger.warn(m)) : args.token;
+  const token = joinToken(args, { warn: (m) => logger.warn(m), info: (m) => logger.info(m) });
   if (token !== undefined) joinOpts.token = token;
   // SIGTERM while the hub refuses our name (ERR_NODE_EXISTS) ends the wait, and the agent.
   const waiting = new AbortController();
