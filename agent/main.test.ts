@@ -34,21 +34,35 @@ describe('parseAgentArgs', () => {
       insecure: true,
       verbose: false,
       dockerSocket: '/run/podman.sock',
-      policy: { denyHostNetwork: false, denyHostPorts: false, denyCapAdd: false },
+      policy: { denyHostNetwork: false, denyHostPorts: false, denyCapAdd: false, allowCapAdd: [] },
       defaultMemory: { percent: 75 },
     });
   });
 
   it('parses the device policy and the default memory limit', () => {
     const a = parseAgentArgs(['--hub', 'h', '--deny-host-network', '--deny-host-ports', '--deny-cap-add', '--default-memory-limit', '512Mi'], {});
-    expect(a.policy).toEqual({ denyHostNetwork: true, denyHostPorts: true, denyCapAdd: true });
+    expect(a.policy).toEqual({ denyHostNetwork: true, denyHostPorts: true, denyCapAdd: true, allowCapAdd: [] });
     expect(a.defaultMemory).toEqual({ bytes: 512 * 1024 * 1024 });
-    expect(parseAgentArgs(['--hub', 'h', '--deny-cap-add'], {}).policy).toEqual({ denyHostNetwork: false, denyHostPorts: false, denyCapAdd: true });
+    expect(parseAgentArgs(['--hub', 'h', '--deny-cap-add'], {}).policy).toEqual({
+      denyHostNetwork: false,
+      denyHostPorts: false,
+      denyCapAdd: true,
+      allowCapAdd: [],
+    });
     expect(parseAgentArgs(['--hub', 'h', '--default-memory-limit=50%'], {}).defaultMemory).toEqual({ percent: 50 });
     expect(parseAgentArgs(['--hub', 'h', '--default-memory-limit', '0'], {}).defaultMemory).toEqual({ bytes: 0 });
     expect(() => parseAgentArgs(['--hub', 'h', '--default-memory-limit', '150%'], {})).toThrow(/at most 100%/);
     expect(() => parseAgentArgs(['--hub', 'h', '--default-memory-limit', 'lots'], {})).toThrow(/--default-memory-limit/);
     expect(() => parseAgentArgs(['--hub', 'h', '--default-memory-limit', '1Mi'], {})).toThrow(/6Mi/);
+  });
+
+  it('--allow-cap-add: capabilities beyond baseline (CAP_ prefix and case forgiven, ALL), never with --deny-cap-add', () => {
+    expect(parseAgentArgs(['--hub', 'h'], {}).policy.allowCapAdd).toEqual([]);
+    expect(parseAgentArgs(['--hub', 'h', '--allow-cap-add', 'sys_admin, CAP_NET_ADMIN,SYS_ADMIN'], {}).policy.allowCapAdd).toEqual(['NET_ADMIN', 'SYS_ADMIN']);
+    expect(parseAgentArgs(['--hub', 'h', '--allow-cap-add=ALL'], {}).policy.allowCapAdd).toEqual(['ALL']);
+    expect(() => parseAgentArgs(['--hub', 'h', '--allow-cap-add', 'ROOT'], {})).toThrow(/--allow-cap-add[\s\S]*Linux capability name/);
+    expect(() => parseAgentArgs(['--hub', 'h', '--allow-cap-add', ','], {})).toThrow(/needs capability names/);
+    expect(() => parseAgentArgs(['--hub', 'h', '--allow-cap-add', 'SYS_ADMIN', '--deny-cap-add'], {})).toThrow(/cannot be combined/);
   });
 
   it('applies defaults and reads the token from the environment', () => {
