@@ -262,7 +262,8 @@ resources: { limits: { pids: 0 } }`,
     apply(deployment(`sysadmin-${run}`, 'capped', '', 'securityContext: { capabilities: { add: [SYS_ADMIN] } }'));
     const id = await runningContainer(`sysadmin-${run}`, 'capped');
     expect(capEff(id) & (1n << CAP_SYS_ADMIN)).toBe(1n << CAP_SYS_ADMIN);
-    await runningContainer(`relaxed-${run}`, 'capped');
+    apply(deployment(`netraw-${run}`, 'capped', '', 'securityContext: { capabilities: { add: [NET_RAW] } }'));
+    await runningContainer(`netraw-${run}`, 'capped');
 
     // Restarted with the default flags (baseline capabilities only): the agent refuses both pods
     // whatever the hub sends, removes their containers, and says which flag would allow them.
@@ -270,7 +271,7 @@ resources: { limits: { pids: 0 } }`,
     await c.startAgent('capped', { labels: 'role=capped' });
     for (const [name, cap] of [
       [`sysadmin-${run}`, 'SYS_ADMIN'],
-      [`relaxed-${run}`, 'NET_RAW'],
+      [`netraw-${run}`, 'NET_RAW'],
     ] as const) {
       const why = new RegExp(`policy forbids capability add ${cap} \\(not in the Pod Security baseline; allow with agent --allow-cap-add ${cap}\\)`);
       const pod = await waitFor(`${name} refused`, async () => (await podsOf(name)).find((p) => p.status.reason === 'Forbidden'), 60_000, 250);
