@@ -1,5 +1,5 @@
 import type { DesiredPod } from '../protocol/messages.js';
-import { describeViolations, policyViolations, type DevicePolicy } from '../protocol/pod-security.js';
+import { describeViolations, OPEN_DEVICE_POLICY, policyViolations, type DevicePolicy } from '../protocol/pod-security.js';
 import type { Logger } from './clock.js';
 import type { ContainerRecords } from './container-records.js';
 import { containerKey } from './container-spec.js';
@@ -8,7 +8,7 @@ import { containerKey } from './container-spec.js';
 export function policyRefusal(pod: DesiredPod, policy: DevicePolicy | undefined, node: string): string | undefined {
   const violations = policyViolations(pod.spec, policy);
   if (violations.length === 0) return undefined;
-  return `${describeViolations(violations, policy ?? { denyHostNetwork: false, denyHostPorts: false, denyCapAdd: false })}: refused on node ${node}`;
+  return `${describeViolations(violations, policy ?? OPEN_DEVICE_POLICY)}: refused on node ${node}`;
 }
 
 /**

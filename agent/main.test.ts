@@ -3,7 +3,7 @@ import { OrchardError } from '../protocol/errors.js';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { defaultNodeName, parseAgentArgs, readTokenFile } from './main.js';
+import { defaultNodeName, joinToken, parseAgentArgs, readTokenFile } from './main.js';
 
 describe('parseAgentArgs', () => {
   it('parses every flag, both spellings', () => {
@@ -34,21 +34,35 @@ describe('parseAgentArgs', () => {
       insecure: true,
       verbose: false,
       dockerSocket: '/run/podman.sock',
-      policy: { denyHostNetwork: false, denyHostPorts: false, denyCapAdd: false },
+      policy: { denyHostNetwork: false, denyHostPorts: false, denyCapAdd: false, allowCapAdd: [] },
       defaultMemory: { percent: 75 },
     });
   });
 
   it('parses the device policy and the default memory limit', () => {
     const a = parseAgentArgs(['--hub', 'h', '--deny-host-network', '--deny-host-ports', '--deny-cap-add', '--default-memory-limit', '512Mi'], {});
-    expect(a.policy).toEqual({ denyHostNetwork: true, denyHostPorts: true, denyCapAdd: true });
+    expect(a.policy).toEqual({ denyHostNetwork: true, denyHostPorts: true, denyCapAdd: true, allowCapAdd: [] });
     expect(a.defaultMemory).toEqual({ bytes: 512 * 1024 * 1024 });
-    expect(parseAgentArgs(['--hub', 'h', '--deny-cap-add'], {}).policy).toEqual({ denyHostNetwork: false, denyHostPorts: false, denyCapAdd: true });
+    expect(parseAgentArgs(['--hub', 'h', '--deny-cap-add'], {}).policy).toEqual({
+      denyHostNetwork: false,
+      denyHostPorts: false,
+      denyCapAdd: true,
+      allowCapAdd: [],
+    });
     expect(parseAgentArgs(['--hub', 'h', '--default-memory-limit=50%'], {}).defaultMemory).toEqual({ percent: 50 });
     expect(parseAgentArgs(['--hub', 'h', '--default-memory-limit', '0'], {}).defaultMemory).toEqual({ bytes: 0 });
     expect(() => parseAgentArgs(['--hub', 'h', '--default-memory-limit', '150%'], {})).toThrow(/at most 100%/);
     expect(() => parseAgentArgs(['--hub', 'h', '--default-memory-limit', 'lots'], {})).toThrow(/--default-memory-limit/);
     expect(() => parseAgentArgs(['--hub', 'h', '--default-memory-limit', '1Mi'], {})).toThrow(/6Mi/);
+  });
+
+  it('--allow-cap-add: capabilities beyond baseline (CAP_ prefix and case forgiven, ALL), never with --deny-cap-add', () => {
+    expect(parseAgentArgs(['--hub', 'h'], {}).policy.allowCapAdd).toEqual([]);
+    expect(parseAgentArgs(['--hub', 'h', '--allow-cap-add', 'sys_admin, CAP_NET_ADMIN,SYS_ADMIN'], {}).policy.allowCapAdd).toEqual(['NET_ADMIN', 'SYS_ADMIN']);
+    expect(parseAgentArgs(['--hub', 'h', '--allow-cap-add=ALL'], {}).policy.allowCapAdd).toEqual(['ALL']);
+    expect(() => parseAgentArgs(['--hub', 'h', '--allow-cap-add', 'ROOT'], {})).toThrow(/--allow-cap-add[\s\S]*Linux capability name/);
+    expect(() => parseAgentArgs(['--hub', 'h', '--allow-cap-add', ','], {})).toThrow(/needs capability names/);
+    expect(() => parseAgentArgs(['--hub', 'h', '--allow-cap-add', 'SYS_ADMIN', '--deny-cap-add'], {})).toThrow(/cannot be combined/);
   });
 
   it('applies defaults and reads the token from the environment', () => {
@@ -82,6 +96,30 @@ describe('parseAgentArgs', () => {
       writeFileSync(f, '  \n');
       expect(() => readTokenFile(f, () => undefined)).toThrow(/is empty/);
       expect(() => readTokenFile(join(dir, 'nope'), () => undefined)).toThrow(/--token-file: cannot read/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('joinToken: a deleted --token-file is fine once identity.json exists, an error before the first join', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'orchard-tokfile-'));
+    try {
+      const tokenFile = join(dir, 'join.token');
+      const infos: string[] = [];
+      const log = { warn: () => undefined, info: (m: string) => infos.push(m) };
+      // Not joined yet: the missing file is an error (the agent could not join).
+      expect(() => joinToken({ tokenFile, dataDir: dir }, log)).toThrow(/--token-file: cannot read/);
+      writeFileSync(tokenFile, 'K10abc::id.secret\n', { mode: 0o600 });
+      expect(joinToken({ tokenFile, dataDir: dir }, log)).toBe('K10abc::id.secret');
+      // Joined, then the operator deleted the token file: start from the identity.
+      writeFileSync(join(dir, 'identity.json'), '{}', { mode: 0o600 });
+      rmSync(tokenFile);
+      expect(joinToken({ tokenFile, dataDir: dir }, log)).toBeUndefined();
+      expect(infos[0]).toMatch(/is gone; starting from the saved identity/);
+      // A file that is there but empty is still the operator's mistake.
+      writeFileSync(tokenFile, '\n', { mode: 0o600 });
+      expect(() => joinToken({ tokenFile, dataDir: dir }, log)).toThrow(/is empty/);
+      expect(joinToken({ token: 'T', dataDir: dir }, log)).toBe('T');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -1,13 +1,14 @@
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import os from 'node:os';
 import { OrchardError, parseOrThrow } from '../protocol/errors.js';
-import { LabelsSchema, NameSchema } from '../protocol/manifest.js';
-import type { DevicePolicy } from '../protocol/pod-security.js';
+import { LabelsSchema, NameSchema, type Capability } from '../protocol/manifest.js';
+import { AllowCapAddSchema, type DevicePolicy } from '../protocol/pod-security.js';
 import { parseBytes } from '../protocol/quantity.js';
 import { Agent } from './agent.js';
 import { consoleLogger } from './clock.js';
 import { DockerRuntime } from './runtime/docker-runtime.js';
-import { loadOrJoinPatiently } from './security/join.js';
+import { IDENTITY_FILE, loadOrJoinPatiently } from './security/join.js';
 import { parseAllowList } from './storage/host-path.js';
 
 /**
@@ -36,7 +37,7 @@ export interface AgentArgs {
   secretsDir?: string;
   /** Image GC threshold, percent of free disk (default 10; 0 = off). */
   imageGcThresholdPercent?: number;
-  /** What pods this device refuses (--deny-host-network, --deny-host-ports, --deny-cap-add). */
+  /** What pods this device refuses (--deny-host-network, --deny-host-ports, --deny-cap-add; capability adds beyond baseline unless --allow-cap-add). */
   policy: DevicePolicy;
   /** Memory limit for containers that set none (default 75 % of the engine's memory; 0 = none). */
   defaultMemory: { bytes: number } | { percent: number };
@@ -51,7 +52,8 @@ export const AGENT_USAGE = `usage: orchard agent --hub HOST[:PORT]|https://HOST:
                         node.orchard.dev/k=v (placement labels a node cannot change come from
                         the join token and 'orchard label node')
   --data-dir DIR        state directory (default /var/lib/orchard-agent)
-  --token-file PATH     file holding the join token (first start only; keep it 0600)
+  --token-file PATH     file holding the join token (first start only; keep it 0600; may be
+                        deleted after the first join: the agent then starts from identity.json)
   --token TOKEN         join token on the command line: visible to every local user in ps;
                         prefer --token-file or env ORCHARD_TOKEN
   --insecure            allow a plain-HTTP hub / skip CA pinning (labs only)
@@ -65,7 +67,11 @@ export const AGENT_USAGE = `usage: orchard agent --hub HOST[:PORT]|https://HOST:
                         disk drops below P percent, and report DiskPressure (default 10%; 0 = off)
   --deny-host-network   refuse pods with network: host on this device (whatever the hub says)
   --deny-host-ports     refuse pods that publish a hostPort on this device
-  --deny-cap-add        refuse pods that add Linux capabilities (securityContext.capabilities.add)
+  --deny-cap-add        refuse pods that add any Linux capability (securityContext.capabilities.add)
+  --allow-cap-add CAP,… capabilities pods may add beyond Kubernetes' Pod Security baseline (by
+                        default only AUDIT_WRITE, CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, MKNOD,
+                        NET_BIND_SERVICE, SETFCAP, SETGID, SETPCAP, SETUID, SYS_CHROOT may be
+                        added), e.g. SYS_ADMIN,NET_ADMIN or NET_RAW (ping); ALL = any
                         (hostPath volumes are refused unless under --host-path-allow)
   --default-memory-limit Q|P%  memory limit of containers that set none (default 75% of the
                         engine's memory; 0 = none)
@@ -85,6 +91,7 @@ const VALUE_FLAGS = new Set([
   '--secrets-dir',
   '--image-gc-threshold',
   '--default-memory-limit',
+  '--allow-cap-add',
 ]);
 const BOOL_FLAGS = new Set(['--insecure', '--verbose', '--deny-host-network', '--deny-host-ports', '--deny-cap-add']);
 
@@ -143,9 +150,16 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     dataDir: values.get('--data-dir') ?? '/var/lib/orchard-agent',
     insecure: bools.has('--insecure'),
     verbose: bools.has('--verbose'),
-    policy: { denyHostNetwork: bools.has('--deny-host-network'), denyHostPorts: bools.has('--deny-host-ports'), denyCapAdd: bools.has('--deny-cap-add') },
+    policy: {
+      denyHostNetwork: bools.has('--deny-host-network'),
+      denyHostPorts: bools.has('--deny-host-ports'),
+      denyCapAdd: bools.has('--deny-cap-add'),
+      allowCapAdd: parseAllowCapAdd(values.get('--allow-cap-add')),
+    },
     defaultMemory: parseDefaultMemory(values.get('--default-memory-limit')),
   };
+  if (args.policy.denyCapAdd && values.has('--allow-cap-add'))
+    throw new OrchardError('ERR_VALIDATION', '--deny-cap-add refuses every capability add; it cannot be combined with --allow-cap-add');
   // A token in a file or the environment keeps it out of `ps` output.
   const tokenFile = values.get('--token-file');
   if (tokenFile !== undefined && values.has('--token')) throw new OrchardError('ERR_VALIDATION', 'give the join token once: --token-file or --token, not both');
@@ -185,6 +199,24 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
   return args;
 }
 
+/** `--allow-cap-add SYS_ADMIN,NET_ADMIN` (CAP_ prefix and case forgiven; ALL = any): sorted, deduplicated; [] when not given. */
+export function parseAllowCapAdd(raw: string | undefined): Array<Capability | 'ALL'> {
+  if (raw === undefined) return [];
+  const names = raw
+    .split(',')
+    .map((c) => c.trim().toUpperCase().replace(/^CAP_/, ''))
+    .filter((c) => c !== '');
+  if (names.length === 0) throw new OrchardError('ERR_VALIDATION', '--allow-cap-add needs capability names, like SYS_ADMIN,NET_ADMIN');
+  const bad = names.filter((n) => !AllowCapAddSchema.safeParse([n]).success);
+  if (bad.length > 0)
+    throw new OrchardError(
+      'ERR_VALIDATION',
+      `--allow-cap-add: ${bad.join(', ')}: must be a Linux capability name without the CAP_ prefix, like SYS_ADMIN, or ALL`,
+    );
+  const out = parseOrThrow(AllowCapAddSchema, names, 'capabilities', '--allow-cap-add');
+  return [...new Set(out)].sort();
+}
+
 /** The join token from `--token-file` (trimmed); warns when others may read the file. */
 export function readTokenFile(path: string, warn: (msg: string) => void): string {
   let text: string;
@@ -196,6 +228,25 @@ export function readTokenFile(path: string, warn: (msg: string) => void): string
   }
   if (text === '') throw new OrchardError('ERR_VALIDATION', `--token-file: ${path} is empty`);
   return text;
+}
+
+/**
+ * The join token to start with. `--token-file` names a file that is only needed for the first
+ * join: once <dataDir>/identity.json exists the operator may delete it (docs/security.md), so a
+ * missing file then means "start from the saved identity", not an error. Any other read problem
+ * (unreadable, empty) still fails, as does a missing file before the first join.
+ */
+export function joinToken(
+  args: Pick<AgentArgs, 'token' | 'tokenFile' | 'dataDir'>,
+  log: { warn(msg: string): void; info(msg: string): void },
+): string | undefined {
+  if (args.tokenFile === undefined) return args.token;
+  const identity = join(args.dataDir, IDENTITY_FILE);
+  if (!existsSync(args.tokenFile) && existsSync(identity)) {
+    log.info(`--token-file ${args.tokenFile} is gone; starting from the saved identity ${identity}`);
+    return undefined;
+  }
+  return readTokenFile(args.tokenFile, (m) => log.warn(m));
 }
 
 /** `--default-memory-limit`: a quantity (256Mi, 1G) or a percentage of the engine's memory (75%); 0 = none. */
@@ -227,7 +278,7 @@ export async function runAgent(argv: string[]): Promise<void> {
   };
   if (args.tokenOnCommandLine)
     logger.warn('--token is visible to every local user (ps, /proc); use --token-file PATH (mode 0600) or the ORCHARD_TOKEN environment variable');
-  const token = args.tokenFile !== undefined ? readTokenFile(args.tokenFile, (m) => logger.warn(m)) : args.token;
+  const token = joinToken(args, { warn: (m) => logger.warn(m), info: (m) => logger.info(m) });
   if (token !== undefined) joinOpts.token = token;
   // SIGTERM while the hub refuses our name (ERR_NODE_EXISTS) ends the wait, and the agent.
   const waiting = new AbortController();

@@ -1,12 +1,23 @@
 import { describe, expect, it } from 'vitest';
 import { PodSpecSchema } from './manifest.js';
-import { describeViolations, effectiveSecurity, nonRootViolation, policyViolations, type DevicePolicy } from './pod-security.js';
+import {
+  BASELINE_CAPABILITIES,
+  capAddAllowed,
+  describeViolations,
+  effectiveSecurity,
+  nonRootViolation,
+  policyViolations,
+  type DevicePolicy,
+} from './pod-security.js';
+import { CAPABILITIES } from './manifest.js';
 
 const spec = (container: Record<string, unknown> = {}, pod: Record<string, unknown> = {}) =>
   PodSpecSchema.parse({ containers: [{ name: 'c', image: 'x', ...container }], ...pod });
 
 const NONE: DevicePolicy = { denyHostNetwork: false, denyHostPorts: false, denyCapAdd: false };
 const ALL: DevicePolicy = { denyHostNetwork: true, denyHostPorts: true, denyCapAdd: true };
+/** What `orchard agent` with no policy flags reports. */
+const BASELINE: DevicePolicy = { ...NONE, allowCapAdd: [] };
 
 describe('effectiveSecurity', () => {
   it('defaults: no-new-privileges, NET_RAW dropped, pids limit 1024, the image user, writable root', () => {
@@ -88,6 +99,60 @@ describe('policyViolations', () => {
     ['drops are never denied', {}, { securityContext: { capabilities: { drop: ['ALL'] } } }, ALL, []],
   ])('%s', (_name, pod, container, policy, want) => {
     expect(policyViolations(spec(container, pod), policy)).toEqual(want);
+  });
+
+  it.each([
+    ['a baseline capability under the default policy', ['NET_BIND_SERVICE', 'CHOWN'], BASELINE, []],
+    ['SYS_ADMIN under the default policy', ['SYS_ADMIN'], BASELINE, ['capability add SYS_ADMIN']],
+    ['NET_RAW (dropped by default) under the default policy', ['NET_RAW'], BASELINE, ['capability add NET_RAW']],
+    [
+      'the escape kit under the default policy',
+      ['SYS_MODULE', 'SYS_PTRACE', 'SYS_RAWIO', 'DAC_READ_SEARCH', 'BPF', 'NET_ADMIN'],
+      BASELINE,
+      ['SYS_MODULE', 'SYS_PTRACE', 'SYS_RAWIO', 'DAC_READ_SEARCH', 'BPF', 'NET_ADMIN'].map((c) => `capability add ${c}`),
+    ],
+    ['SYS_ADMIN allowed by --allow-cap-add SYS_ADMIN', ['SYS_ADMIN', 'CHOWN'], { ...BASELINE, allowCapAdd: ['SYS_ADMIN'] }, []],
+    ['NET_ADMIN not allowed by --allow-cap-add SYS_ADMIN', ['NET_ADMIN'], { ...BASELINE, allowCapAdd: ['SYS_ADMIN'] }, ['capability add NET_ADMIN']],
+    ['anything with --allow-cap-add ALL', ['SYS_ADMIN', 'NET_RAW'], { ...BASELINE, allowCapAdd: ['ALL'] }, []],
+    ['--deny-cap-add refuses baseline ones too', ['CHOWN'], { ...BASELINE, denyCapAdd: true }, ['capability add CHOWN']],
+    ['--deny-cap-add beats --allow-cap-add', ['SYS_ADMIN'], { ...BASELINE, denyCapAdd: true, allowCapAdd: ['ALL'] }, ['capability add SYS_ADMIN']],
+    ['an agent from before the baseline default (no allowCapAdd) allowed any', ['SYS_ADMIN'], NONE, []],
+  ] as Array<[string, string[], DevicePolicy, string[]]>)('capabilities: %s', (_name, add, policy, want) => {
+    expect(policyViolations(spec({ securityContext: { capabilities: { add } } }, {}), policy)).toEqual(want);
+  });
+
+  it("the baseline set is exactly Kubernetes' Pod Security baseline list", () => {
+    expect([...BASELINE_CAPABILITIES].sort()).toEqual(
+      [
+        'AUDIT_WRITE',
+        'CHOWN',
+        'DAC_OVERRIDE',
+        'FOWNER',
+        'FSETID',
+        'KILL',
+        'MKNOD',
+        'NET_BIND_SERVICE',
+        'SETFCAP',
+        'SETGID',
+        'SETPCAP',
+        'SETUID',
+        'SYS_CHROOT',
+      ].sort(),
+    );
+    const outside = CAPABILITIES.filter((c) => !capAddAllowed(c, BASELINE));
+    expect(outside).toHaveLength(CAPABILITIES.length - BASELINE_CAPABILITIES.length);
+    expect(outside).toEqual(
+      expect.arrayContaining(['SYS_ADMIN', 'SYS_MODULE', 'SYS_PTRACE', 'SYS_RAWIO', 'DAC_READ_SEARCH', 'BPF', 'NET_ADMIN', 'NET_RAW', 'PERFMON']),
+    );
+  });
+
+  it('says which flag allows a capability beyond baseline', () => {
+    expect(describeViolations(['capability add SYS_ADMIN', 'capability add NET_ADMIN'], BASELINE)).toBe(
+      'policy forbids capability add SYS_ADMIN, capability add NET_ADMIN (not in the Pod Security baseline; allow with agent --allow-cap-add SYS_ADMIN,NET_ADMIN)',
+    );
+    expect(describeViolations(['hostNetwork', 'capability add SYS_ADMIN'], { ...BASELINE, denyHostNetwork: true })).toBe(
+      'policy forbids hostNetwork, capability add SYS_ADMIN (agent --deny-host-network; not in the Pod Security baseline; allow with agent --allow-cap-add SYS_ADMIN)',
+    );
   });
 
   it('describes violations with the flags that forbid them', () => {

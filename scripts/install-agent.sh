@@ -8,7 +8,9 @@
 # /etc/orchard/join.token (0600, in a 0700 dir; the unit passes it as --token-file, so it never
 # shows in `ps` nor in the environment of processes the agent starts), writes
 # /etc/systemd/system/orchard-agent.service and enables it. The agent keeps its identity and
-# desired-set cache in /var/lib/orchard-agent; after the first join the token is not needed.
+# desired-set cache in /var/lib/orchard-agent; after the first join the token is not needed
+# (/etc/orchard/join.token may be deleted: the agent then starts from its saved identity). The
+# token is removed from the environment first, so no npm script or other program sees it.
 #
 # Options: --token-file FILE (or env ORCHARD_TOKEN; --token TOKEN still works but shows in `ps`
 #          while this script runs), --name (default: this hostname, lowercased), --labels
@@ -17,10 +19,16 @@
 #          Env: ORCHARD_ETC_DIR, ORCHARD_SYSTEMD_DIR (for tests).
 set -euo pipefail
 
+# Take the token out of the environment before any other program runs: this script runs as root,
+# and `npm ci` / `npm run build` run package lifecycle scripts that would otherwise inherit it.
+TOKEN="${ORCHARD_TOKEN:-}"
+unset ORCHARD_TOKEN
+export -n TOKEN # in case the caller's environment had a TOKEN of its own
+
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
-HUB="" TOKEN="${ORCHARD_TOKEN:-}" TOKEN_FILE="" NAME="" LABELS="" DATA_DIR="/var/lib/orchard-agent" EXTRA="" START=1
+HUB="" TOKEN_FILE="" NAME="" LABELS="" DATA_DIR="/var/lib/orchard-agent" EXTRA="" START=1
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --hub) HUB="${2:?}"; shift 2 ;;
@@ -31,7 +39,7 @@ while [[ $# -gt 0 ]]; do
     --data-dir) DATA_DIR="${2:?}"; shift 2 ;;
     --extra) EXTRA="${2:?}"; shift 2 ;;
     --no-start) START=0; shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
 done

@@ -29,11 +29,23 @@ function resourceText(list: (ResourceList & { pids?: number }) | undefined): str
   return parts.length === 0 ? '<none>' : parts.join(', ');
 }
 
-/** The device policy (agent --deny-… flags), shown only when something is denied. */
+/**
+ * The device policy (agent --deny-… / --allow-cap-add flags). Shown when the node reports a rule:
+ * every agent since the baseline default does (its capability rule); an older one only when it
+ * denies something.
+ */
 function policyLine(policy: DevicePolicy | undefined): Array<[string, string]> {
   if (policy === undefined) return [];
-  const denied = (Object.keys(DEVICE_POLICY_FLAGS) as Array<keyof typeof DEVICE_POLICY_FLAGS>).filter((k) => policy[k]).map((k) => DEVICE_POLICY_FLAGS[k]);
-  return denied.length === 0 ? [] : [['Pod policy', denied.join(' ')]];
+  const parts: string[] = (Object.keys(DEVICE_POLICY_FLAGS) as Array<keyof typeof DEVICE_POLICY_FLAGS>)
+    .filter((k) => policy[k])
+    .map((k) => DEVICE_POLICY_FLAGS[k]);
+  const allow = policy.allowCapAdd;
+  if (!policy.denyCapAdd && allow !== undefined) {
+    if (allow.includes('ALL')) parts.push('--allow-cap-add ALL (any capability)');
+    else if (allow.length > 0) parts.push(`--allow-cap-add ${allow.join(',')} (beyond baseline capabilities)`);
+    else parts.push('(baseline capabilities only)');
+  }
+  return parts.length === 0 ? [] : [['Pod policy', parts.join(' ')]];
 }
 
 function containerSpecLines(c: Container): string {

@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { DevicePolicy } from '../../protocol/pod-security.js';
 import { describeNode } from './describe.js';
 import { bufferIo } from '../io.js';
 import { runCli } from '../run.js';
@@ -125,6 +126,15 @@ describe('device pod policy', () => {
     expect(describeNode(strict, [], [], T0)).toMatch(/Pod policy:\s+--deny-host-network --deny-cap-add\n/);
     const open = { ...pi, status: { ...pi.status, info: { ...info, policy: { denyHostNetwork: false, denyHostPorts: false, denyCapAdd: false } } } };
     expect(describeNode(open, [], [], T0)).not.toContain('Pod policy');
+    const withPolicy = (p: Pick<DevicePolicy, 'denyCapAdd' | 'allowCapAdd'>) => ({
+      ...pi,
+      status: { ...pi.status, info: { ...info, policy: { ...p, denyHostNetwork: false, denyHostPorts: false } } },
+    });
+    expect(describeNode(withPolicy({ denyCapAdd: false, allowCapAdd: [] }), [], [], T0)).toMatch(/Pod policy:\s+\(baseline capabilities only\)\n/);
+    expect(describeNode(withPolicy({ denyCapAdd: false, allowCapAdd: ['NET_ADMIN', 'SYS_ADMIN'] }), [], [], T0)).toMatch(
+      /Pod policy:\s+--allow-cap-add NET_ADMIN,SYS_ADMIN \(beyond baseline capabilities\)\n/,
+    );
+    expect(describeNode(withPolicy({ denyCapAdd: false, allowCapAdd: ['ALL'] }), [], [], T0)).toMatch(/Pod policy:\s+--allow-cap-add ALL \(any capability\)\n/);
   });
 });
 

@@ -38,6 +38,11 @@ const DNS: Record<string, string[]> = {
   'meta.example': ['169.254.169.254'],
   'empty.example': [],
   'mapped.example': ['::ffff:127.0.0.1'],
+  'hexmapped.example': ['::ffff:7f00:1'],
+  'aws6.example': ['fd00:ec2::254'],
+  'aws6long.example': ['FD00:0EC2:0000:0000:0000:0000:0000:0254'],
+  'alibaba.example': ['100.100.100.200'],
+  'mappedmeta.example': ['::ffff:a9fe:a9fe'],
   '::1': ['::1'],
   '10.1.2.3': ['10.1.2.3'],
 };
@@ -109,6 +114,11 @@ describe('fetchImagePlatforms address policy (SSRF guard)', () => {
     ['a name that resolves to loopback among public addresses', 'rebind.example/app:1', /loopback address 127\.0\.0\.1/],
     ['a name that resolves to the metadata service (link-local)', 'meta.example/app:1', /link-local address 169\.254\.169\.254/],
     ['an IPv4-mapped IPv6 loopback', 'mapped.example/app:1', /loopback address ::ffff:127\.0\.0\.1/],
+    ['an IPv4-mapped IPv6 loopback in hex form', 'hexmapped.example/app:1', /loopback address ::ffff:7f00:1/],
+    ['an IPv4-mapped IPv6 metadata address in hex form', 'mappedmeta.example/app:1', /link-local address ::ffff:a9fe:a9fe/],
+    ["AWS's IPv6 metadata service", 'aws6.example/app:1', /cloud metadata address fd00:ec2::254/],
+    ["AWS's IPv6 metadata service written in full", 'aws6long.example/app:1', /cloud metadata address/],
+    ["Alibaba Cloud's metadata service", 'alibaba.example/app:1', /cloud metadata address 100\.100\.100\.200/],
     ['a name that does not resolve', 'nowhere.example/app:1', /cannot resolve nowhere\.example/],
     ['a name that resolves to no address (even allow-listed)', 'empty.example/app:1', /resolved to no address/],
   ])('refuses %s without sending any request', async (_n, image, reason) => {
@@ -129,6 +139,26 @@ describe('fetchImagePlatforms address policy (SSRF guard)', () => {
     expect(registryRefusal({ registry: '10.1.2.3:8443', port: 8443, addresses: ['10.1.2.3'], allow: [], ownPorts: [8443], isOwn: () => true })).toMatch(
       /hub's own port 8443/,
     );
+  });
+
+  it.each([
+    ['the same IPv4 address', '192.168.1.10', ['192.168.1.10'], true],
+    ['IPv4-mapped, dotted', '::ffff:192.168.1.10', ['192.168.1.10'], true],
+    ['IPv4-mapped, hex', '::ffff:c0a8:10a', ['192.168.1.10'], true],
+    ['IPv4-mapped, full form, upper case', '0:0:0:0:0:FFFF:C0A8:010A', ['192.168.1.10'], true],
+    ['an interface listed as IPv4-mapped', '192.168.1.10', ['::ffff:c0a8:10a'], true],
+    ['IPv6 in another spelling', '2001:db8:0:0:0:0:0:7', ['2001:db8::7%eth0'], true],
+    ['IPv6 in brackets, upper case', '[2001:DB8::7]', ['2001:db8::7'], true],
+    ['another LAN address', '192.168.1.11', ['192.168.1.10'], false],
+    ['an address that only looks mapped (::ffff:0:0 prefix differs)', '::fffe:c0a8:10a', ['192.168.1.10'], false],
+  ])("isOwnAddress recognises the hub's own address: %s", (_n, address, ifaces, own) => {
+    expect(isOwnAddress(address, () => ifaces)).toBe(own);
+  });
+
+  it('keeps private LAN and ULA ranges allowed (a LAN registry is the common case)', () => {
+    for (const address of ['192.168.1.10', '10.0.0.5', '172.16.3.4', '100.64.0.1', 'fd12:3456::1', '::ffff:c0a8:10a']) {
+      expect(registryRefusal({ registry: 'reg.lan', port: 443, addresses: [address], allow: [], ownPorts: [8443], isOwn: () => false })).toBeUndefined();
+    }
   });
 
   it('asks an allow-listed loopback registry', async () => {

@@ -286,6 +286,20 @@ const cases: Case[] = [
     want: 'policy forbids hostNetwork, capability add NET_ADMIN (agent --deny-host-network, --deny-cap-add)',
   },
   {
+    name: 'a default (baseline) device: a pod adding SYS_ADMIN goes elsewhere, with the flag that would allow it',
+    plugin: devicePolicy,
+    node: { policy: { ...ALLOW_ALL, allowCapAdd: [] } },
+    pod: mockPod({ spec: { containers: [{ name: 'a', image: 'x', securityContext: { capabilities: { add: ['SYS_ADMIN', 'CHOWN'] } } }] } }),
+    want: 'policy forbids capability add SYS_ADMIN (not in the Pod Security baseline; allow with agent --allow-cap-add SYS_ADMIN)',
+  },
+  {
+    name: 'a device with --allow-cap-add SYS_ADMIN takes it',
+    plugin: devicePolicy,
+    node: { policy: { ...ALLOW_ALL, allowCapAdd: ['SYS_ADMIN'] } },
+    pod: mockPod({ spec: { containers: [{ name: 'a', image: 'x', securityContext: { capabilities: { add: ['SYS_ADMIN', 'CHOWN'] } } }] } }),
+    want: undefined,
+  },
+  {
     name: 'dropping capabilities is always allowed',
     plugin: devicePolicy,
     node: { policy: DENY_ALL },

@@ -1,6 +1,6 @@
 import { formatBytes, formatCpu } from '../../protocol/quantity.js';
 import type { Taint } from '../../protocol/objects.js';
-import { describeViolations, policyViolations } from '../../protocol/pod-security.js';
+import { describeViolations, OPEN_DEVICE_POLICY, policyViolations } from '../../protocol/pod-security.js';
 import { filterPlugin } from './filter-plugin.js';
 import { hostPortConflicts } from './host-ports.js';
 import { imagePlatform } from './image-platforms.js';
@@ -109,12 +109,11 @@ export const hostPortsFree = filterPlugin(
   (_p, node, ctx) => `host port in use: ${firstHostPortConflict(node, ctx)}`,
 );
 
-/** The device's own policy (agent --deny-… flags): a pod it would refuse does not go there. */
+/** The device's own policy (agent --deny-… / --allow-cap-add flags, baseline capabilities by default): a pod it would refuse does not go there. */
 export const devicePolicy = filterPlugin(
   'device-policy',
   (pod, node) => node.policy === undefined || policyViolations(pod.spec, node.policy).length === 0,
-  (pod, node) =>
-    describeViolations(policyViolations(pod.spec, node.policy), node.policy ?? { denyHostNetwork: false, denyHostPorts: false, denyCapAdd: false }),
+  (pod, node) => describeViolations(policyViolations(pod.spec, node.policy), node.policy ?? OPEN_DEVICE_POLICY),
 );
 
 /**

@@ -11,9 +11,13 @@ import { REPO, containersOf, docker } from '../helpers/procs.js';
  *     (no-new-privileges) and fork-bombs the device (pids limit);
  * (b) securityContext tightenings take effect (runAsUser, readOnlyRootFilesystem, runAsNonRoot);
  * (c) a device whose operator denies host networking and added capabilities refuses such pods
- *     whatever the hub sends, and the hub's scheduler keeps new ones away with a reason.
- * Node "open" runs with the default flags; node "strict" first runs without a policy (so the hub
- * places forbidden pods there) and is then restarted with --deny-host-network --deny-cap-add.
+ *     whatever the hub sends, and the hub's scheduler keeps new ones away with a reason;
+ * (d) a default device allows only Pod Security "baseline" capability adds: SYS_ADMIN (and NET_RAW)
+ *     need the device owner's --allow-cap-add.
+ * Node "open" runs with the default flags; node "strict" first runs allowing NET_ADMIN (so the hub
+ * places forbidden pods there) and is then restarted with --deny-host-network --deny-cap-add;
+ * node "capped" first runs with --allow-cap-add SYS_ADMIN,NET_RAW and is then restarted with the
+ * default flags.
  */
 
 const c = new Cluster();
@@ -21,6 +25,7 @@ const run = c.runId;
 /** Bit 13 of CapEff (include/uapi/linux/capability.h). */
 const CAP_NET_RAW = 13n;
 const CAP_NET_ADMIN = 12n;
+const CAP_SYS_ADMIN = 21n;
 
 type PodView = {
   metadata: { name: string };
@@ -96,9 +101,11 @@ describe('pod security on the real engine', () => {
   beforeAll(async () => {
     await c.startHub();
     await c.startAgent('open', { labels: 'role=open' });
-    await c.startAgent('strict', { labels: 'role=strict' });
+    await c.startAgent('strict', { labels: 'role=strict', extra: ['--allow-cap-add', 'NET_ADMIN'] });
+    await c.startAgent('capped', { labels: 'role=capped', extra: ['--allow-cap-add', 'SYS_ADMIN,NET_RAW'] });
     await c.waitNodeReady('open');
     await c.waitNodeReady('strict');
+    await c.waitNodeReady('capped');
   }, 120_000);
 
   afterAll(async () => {
@@ -148,17 +155,17 @@ resources: { limits: { pids: 40 } }`,
     const bomb = exec(id, "sh -c 'i=0; while [ $i -lt 100 ]; do sleep 120 & i=$((i+1)); echo $i > /dev/shm/n 2>/dev/null; done' 2>&1; echo rc=$?");
     expect(bomb).toMatch(/can't fork[\s\S]*rc=2/);
 
-    // Relaxing: NET_RAW added back, privilege escalation allowed, no pids limit.
+    // Relaxing: NET_RAW added back (on a device that allows it), privilege escalation allowed, no pids limit.
     apply(
       deployment(
         `relaxed-${run}`,
-        'open',
+        'capped',
         '',
         `securityContext: { allowPrivilegeEscalation: true, capabilities: { add: [NET_RAW] } }
 resources: { limits: { pids: 0 } }`,
       ),
     );
-    const rid = await runningContainer(`relaxed-${run}`, 'open');
+    const rid = await runningContainer(`relaxed-${run}`, 'capped');
     expect(capEff(rid) & (1n << CAP_NET_RAW)).toBe(1n << CAP_NET_RAW);
     expect(exec(rid, 'grep NoNewPrivs /proc/self/status')).toMatch(/NoNewPrivs:\s+0/);
     expect((JSON.parse(docker(['inspect', rid]))[0] as { HostConfig: { PidsLimit: number | null } }).HostConfig.PidsLimit ?? 0).toBeLessThanOrEqual(0);
@@ -197,7 +204,7 @@ resources: { limits: { pids: 0 } }`,
   }, 90_000);
 
   it('(c) a device with --deny-host-network --deny-cap-add refuses such pods whatever the hub says, and the scheduler keeps new ones away', async () => {
-    // Placed while the device had no policy: the hub sends them there and they run.
+    // Placed while the device allowed them: the hub sends them there and they run.
     apply(deployment(`hostnet-${run}`, 'strict', 'network: host'));
     apply(deployment(`netadmin-${run}`, 'strict', '', 'securityContext: { capabilities: { add: [NET_ADMIN] } }'));
     const netadmin = await runningContainer(`netadmin-${run}`, 'strict');
@@ -249,5 +256,63 @@ resources: { limits: { pids: 0 } }`,
     apply(deployment(`fine-${run}`, 'strict', ''));
     const fine = await runningContainer(`fine-${run}`, 'strict');
     expect(capEff(fine) & (1n << CAP_NET_RAW)).toBe(0n);
+  }, 180_000);
+  it('(d) a default device refuses a pod adding SYS_ADMIN (Forbidden); one started with --allow-cap-add SYS_ADMIN runs it with SYS_ADMIN', async () => {
+    // The device owner allowed SYS_ADMIN: the pod runs with it.
+    apply(deployment(`sysadmin-${run}`, 'capped', '', 'securityContext: { capabilities: { add: [SYS_ADMIN] } }'));
+    const id = await runningContainer(`sysadmin-${run}`, 'capped');
+    expect(capEff(id) & (1n << CAP_SYS_ADMIN)).toBe(1n << CAP_SYS_ADMIN);
+    apply(deployment(`netraw-${run}`, 'capped', '', 'securityContext: { capabilities: { add: [NET_RAW] } }'));
+    await runningContainer(`netraw-${run}`, 'capped');
+
+    // Restarted with the default flags (baseline capabilities only): the agent refuses both pods
+    // whatever the hub sends, removes their containers, and says which flag would allow them.
+    await c.agents.get('capped')?.kill9();
+    await c.startAgent('capped', { labels: 'role=capped' });
+    for (const [name, cap] of [
+      [`sysadmin-${run}`, 'SYS_ADMIN'],
+      [`netraw-${run}`, 'NET_RAW'],
+    ] as const) {
+      const why = new RegExp(`policy forbids capability add ${cap} \\(not in the Pod Security baseline; allow with agent --allow-cap-add ${cap}\\)`);
+      const pod = await waitFor(`${name} refused`, async () => (await podsOf(name)).find((p) => p.status.reason === 'Forbidden'), 60_000, 250);
+      expect(pod.status.message).toMatch(why);
+      expect(pod.status.containerStatuses[0]).toMatchObject({ state: 'waiting', reason: 'Forbidden' });
+      const events = (
+        (await c.api('GET', `/api/v1/events?involvedObject=Pod/${pod.metadata.name}`)).body as { items: Array<{ reason: string; message: string }> }
+      ).items;
+      expect(events.some((e) => e.reason === 'Forbidden' && why.test(e.message))).toBe(true);
+      await waitFor(
+        `${name} container removed`,
+        () => containersOf(c.nodeName('capped')).every((x) => x.Config.Labels['orchard.deployment'] !== name) || undefined,
+        30_000,
+        250,
+      );
+    }
+
+    // The node reports its baseline policy; a new SYS_ADMIN pod is not placed on a default device.
+    await waitFor(
+      'baseline policy in node info',
+      async () => {
+        const n = (await c.api('GET', `/api/v1/nodes/${c.nodeName('capped')}`)).body as { status: { info?: { policy?: { allowCapAdd?: string[] } } } };
+        return n.status.info?.policy?.allowCapAdd?.length === 0 || undefined;
+      },
+      30_000,
+      250,
+    );
+    apply(deployment(`sysadmin2-${run}`, 'capped', '', 'securityContext: { capabilities: { add: [SYS_ADMIN] } }'));
+    const pending = await waitFor(
+      'sysadmin2 unschedulable',
+      async () => (await podsOf(`sysadmin2-${run}`)).find((p) => p.status.unschedulable !== undefined),
+      30_000,
+      250,
+    );
+    expect(pending.spec.nodeName).toBeUndefined();
+    expect(pending.status.unschedulable?.nodes[c.nodeName('capped')]).toContain(
+      'policy forbids capability add SYS_ADMIN (not in the Pod Security baseline; allow with agent --allow-cap-add SYS_ADMIN)',
+    );
+    // A baseline add still runs on the default device.
+    apply(deployment(`chown-${run}`, 'capped', '', 'securityContext: { capabilities: { drop: [ALL], add: [CHOWN] } }'));
+    const chown = await runningContainer(`chown-${run}`, 'capped');
+    expect(capEff(chown)).toBe(1n); // CAP_CHOWN is bit 0
   }, 180_000);
 });

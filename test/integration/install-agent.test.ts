@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -54,6 +54,39 @@ describe('scripts/install-agent.sh (device install as a systemd service)', () =>
     const none = run([], { ORCHARD_TOKEN: '' });
     expect(none.status).not.toBe(0);
     expect(none.stderr).toMatch(/--token-file FILE or ORCHARD_TOKEN/);
+  });
+
+  it('never lets npm (and its lifecycle scripts, run as root) see ORCHARD_TOKEN', () => {
+    // A checkout with no node_modules and no dist/, so the script must run `npm install` and
+    // `npm run build`; the npm on PATH is a fake that records the environment it was given.
+    const root = join(dir, 'checkout');
+    mkdirSync(join(root, 'scripts', 'lib'), { recursive: true });
+    copyFileSync(join(REPO, 'scripts', 'install-agent.sh'), join(root, 'scripts', 'install-agent.sh'));
+    copyFileSync(join(REPO, 'scripts', 'lib', 'common.sh'), join(root, 'scripts', 'lib', 'common.sh'));
+    const bin = join(dir, 'fake-bin');
+    const seen = join(dir, 'npm-env.txt');
+    mkdirSync(bin, { recursive: true });
+    writeFileSync(join(bin, 'npm'), `#!/bin/sh\necho "npm $*" >> '${seen}'\nenv >> '${seen}'\nexit 0\n`);
+    chmodSync(join(bin, 'npm'), 0o755);
+    const r = spawnSync('bash', [join(root, 'scripts', 'install-agent.sh'), '--hub', 'h:8443', '--name', 'pi-9', '--no-start'], {
+      env: {
+        ...process.env,
+        PATH: `${bin}:${process.env.PATH ?? ''}`,
+        ORCHARD_TOKEN: token,
+        TOKEN: 'caller-own-token-variable',
+        ORCHARD_ETC_DIR: join(dir, 'etc4'),
+        ORCHARD_SYSTEMD_DIR: join(dir, 'sd4'),
+      },
+      encoding: 'utf8',
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const env = readFileSync(seen, 'utf8');
+    expect(env).toMatch(/^npm install /m);
+    expect(env).toMatch(/^npm run --silent build$/m);
+    expect(env).not.toContain(token);
+    expect(env).not.toMatch(/^ORCHARD_TOKEN=/m);
+    // The token still reaches its 0600 file.
+    expect(readFileSync(join(dir, 'etc4', 'join.token'), 'utf8')).toBe(`${token}\n`);
   });
 
   it('refuses a node name that is not a DNS label', () => {
