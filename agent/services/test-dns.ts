@@ -107,8 +107,8 @@ export function decodeMessage(buf: Buffer): DecodedMessage {
   };
 }
 
-/** What the fake upstream does for a name: answer an A, stay silent, or answer a big TXT-ish blob. */
-export type UpstreamBehaviour = { kind: 'a'; address: string } | { kind: 'silent' } | { kind: 'nxdomain' };
+/** What the fake upstream does for a name; `truncate-udp`: TC and no answer over UDP, the A over TCP. */
+export type UpstreamBehaviour = { kind: 'a'; address: string } | { kind: 'silent' } | { kind: 'nxdomain' } | { kind: 'truncate-udp'; address: string };
 
 /** A fake upstream on UDP and TCP (same port). Records every query it saw (name, transport). */
 export class FakeUpstream {
@@ -134,6 +134,10 @@ export class FakeUpstream {
     header.writeUInt16BE(0x8180 | (b.kind === 'nxdomain' ? 3 : 0), 2);
     header.writeUInt16BE(1, 4);
     if (b.kind === 'nxdomain') return Buffer.concat([header, q.questionBytes]);
+    if (b.kind === 'truncate-udp' && transport === 'udp') {
+      header.writeUInt16BE(0x8380, 2);
+      return Buffer.concat([header, q.questionBytes]);
+    }
     header.writeUInt16BE(1, 6);
     const rr = Buffer.alloc(14);
     rr.writeUInt16BE(0xc00c, 0);
