@@ -109,7 +109,12 @@ export class DnsServer {
     udp.on('error', (err) => this.opts.logger.warn('dns udp socket error', { err: String(err) }));
     udp.on('message', (msg, rinfo) => {
       void this.respond(msg, 'udp').then((out) => {
-        if (out !== undefined && this.udp === udp) udp.send(out, rinfo.port, rinfo.address, () => {});
+        if (out === undefined || this.udp !== udp) return;
+        try {
+          udp.send(out, rinfo.port, rinfo.address, () => {});
+        } catch (err) {
+          this.opts.logger.debug('dns udp send failed', { err: String(err) });
+        }
       });
     });
     this.udp = udp;
@@ -211,8 +216,9 @@ export class DnsServer {
       this.cancels.add(cancel);
       timer = this.opts.clock.setTimeout(cancel, this.upstreamMs);
       sock.on('error', cancel); // e.g. ECONNREFUSED from a closed upstream port: try the next one now
-      sock.on('message', (m, rinfo) => {
-        if (rinfo.address === up.host.split('%')[0] && rinfo.port === up.port && isAnswerTo(m, sent)) done(m);
+      // The socket is connected: the kernel delivers only the upstream's datagrams; id and question are checked here.
+      sock.on('message', (m) => {
+        if (isAnswerTo(m, sent)) done(m);
       });
       sock.connect(up.port, up.host, () =>
         sock.send(out, (err) => {
