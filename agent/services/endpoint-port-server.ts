@@ -91,10 +91,10 @@ export class EndpointPortServer {
       incoming.resetAndDestroy();
       return;
     }
+    const upstream = net.connect({ host: this.opts.target.host, port: this.opts.target.port, allowHalfOpen: true, noDelay: true });
     this.open.add(incoming);
     incoming.once('close', () => this.open.delete(incoming));
     incoming.on('error', () => upstream.destroy());
-    const upstream = net.connect({ host: this.opts.target.host, port: this.opts.target.port, allowHalfOpen: true, noDelay: true });
     this.open.add(upstream);
     upstream.once('close', () => this.open.delete(upstream));
     const timer = this.opts.clock.setTimeout(() => upstream.destroy(), this.opts.connectTimeoutMs ?? 1000);

@@ -31,6 +31,8 @@ export interface TcpProxyOptions {
 
 export const PREAMBLE = 0x00;
 
+const noop = (): void => undefined;
+
 type Attempt = { ok: true; socket: net.Socket } | { ok: false; reason: string };
 
 /** Connects to `ep`; for a remote endpoint also waits for the preamble. Never rejects. */
@@ -45,6 +47,8 @@ export function connectUpstream(ep: Endpoint, timeoutMs: number, clock: Clock): 
       socket.removeListener('error', onError);
       socket.removeListener('close', onClose);
       if (!a.ok) socket.destroy();
+      // Until pipe() attaches its handlers (a microtask later) an error must not go unhandled.
+      else socket.on('error', noop);
       resolve(a);
     };
     const onError = (err: NodeJS.ErrnoException): void => finish({ ok: false, reason: err.code ?? err.message });
@@ -155,6 +159,10 @@ export class TcpProxy {
   }
 
   private pipe(client: net.Socket, upstream: net.Socket, ep: Endpoint): void {
+    if (upstream.destroyed) {
+      client.resetAndDestroy();
+      return;
+    }
     this.open.add(upstream);
     const fail = (): void => {
       client.destroy();

@@ -183,6 +183,31 @@ describe('TcpProxy', () => {
     c.destroy();
     await closed;
   });
+  it('close() destroys pipes still open after the grace', async () => {
+    const s = await tcpServer('idle');
+    const clock = new FakeClock();
+    const { p, port } = await proxy({ clock, drainGraceMs: 5_000 });
+    p.setEndpoints([ep(s.port)]);
+    const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    c.on('error', () => undefined);
+    // The proxy's destroy reaches the client as a FIN ('end'; allowHalfOpen keeps it open).
+    const closedClient = new Promise((r) => {
+      c.once('end', r);
+      c.once('close', r);
+    });
+    c.resume();
+    await new Promise((r) => c.once('connect', r));
+    while (p.counters().open < 2) await new Promise((r) => setTimeout(r, 10));
+    let done = false;
+    const closed = p.close().then(() => (done = true));
+    clock.advance(4_999);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(done).toBe(false);
+    clock.advance(1);
+    await closed;
+    await closedClient;
+    c.destroy();
+  });
 });
 
 describe('cross-node hop: EndpointPortServer and the preamble', () => {
