@@ -197,7 +197,7 @@ async function clientRole(): Promise<void> {
   const verdict = (ok: boolean): string => (ok ? 'met' : 'MISSED');
   const out = [
     `Machine: ${machine}`,
-    `Command: \`npx tsx scripts/bench/proxy.ts ${process.argv.slice(2).join(' ')}\`; load average (1 min) ${load0.toFixed(1)} → ${load1.toFixed(1)}`,
+    `Command: \`${`npx tsx scripts/bench/proxy.ts ${process.argv.slice(2).join(' ')}`.trim()}\`; load average (1 min) ${load0.toFixed(1)} → ${load1.toFixed(1)}`,
     `Median of ${runs} runs, (min–max) shown; bulk ${bulkMib} MiB on one connection, ${rrN} round trips of 64 B, ${connN.toLocaleString('en-US')} connections 32 at a time.`,
     '',
     '| path | bulk MiB/s | 64 B req/resp p50 µs | p99 µs | new connections/s | proxy CPU per connection |',
