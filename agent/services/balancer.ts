@@ -1,0 +1,102 @@
+import type { Clock } from '../clock.js';
+import { clearForGeneration, ejectAfterFailure, pick, type Candidate, type Ejection, type Sticky, type TrafficPolicy } from './endpoint-picker.js';
+
+/**
+ * The mutable state around the pure picker, one per proxied port (TCP or UDP): the endpoint
+ * set, ejections, sticky entries, the round-robin cursor and counters. Single-threaded by
+ * construction (one event loop); every method is synchronous.
+ */
+
+export interface Endpoint extends Candidate {
+  host: string;
+  port: number;
+}
+
+export interface EndpointCounters {
+  connections: number;
+  failures: number;
+  ejections: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+export interface BalancerOptions {
+  policy: TrafficPolicy;
+  affinity?: { timeoutSeconds: number };
+  clock: Clock;
+}
+
+export const endpointId = (host: string, port: number): string => `${host}:${port}`;
+
+export class Balancer {
+  private endpoints = new Map<string, Endpoint>();
+  private ejected = new Map<string, Ejection>();
+  private readonly sticky = new Map<string, Sticky>();
+  private cursor = 0;
+  private readonly stats = new Map<string, EndpointCounters>();
+  /** Retries: a later candidate was tried after an earlier one failed. */
+  retries = 0;
+
+  constructor(private readonly opts: BalancerOptions) {}
+
+  /** Swaps the set live (a new generation): listed endpoints lose their ejection. */
+  setEndpoints(list: readonly Endpoint[]): void {
+    this.endpoints = new Map(list.map((e) => [e.id, e]));
+    this.ejected = clearForGeneration(this.ejected, this.endpoints.keys());
+    for (const id of [...this.ejected.keys()]) if (!this.endpoints.has(id)) this.ejected.delete(id);
+    for (const [client, s] of this.sticky) if (!this.endpoints.has(s.endpoint)) this.sticky.delete(client);
+  }
+
+  /** Endpoints to try for a new connection or session from `client` (address only), in order. */
+  order(client: string): Endpoint[] {
+    const now = this.opts.clock.now();
+    const r = pick({
+      endpoints: [...this.endpoints.values()],
+      policy: this.opts.policy,
+      ...(this.opts.affinity ? { affinity: this.opts.affinity } : {}),
+      client,
+      now,
+      ejected: this.ejected,
+      sticky: this.sticky,
+      cursor: this.cursor,
+    });
+    this.cursor = r.cursor;
+    if (r.sticky) this.sticky.set(r.sticky[0], r.sticky[1]);
+    if (this.sticky.size > 65_536) for (const [k, s] of this.sticky) if (s.until <= now) this.sticky.delete(k);
+    return r.order.map((id) => this.endpoints.get(id)).filter((e): e is Endpoint => e !== undefined);
+  }
+
+  succeeded(client: string, ep: Endpoint): void {
+    this.ejected.delete(ep.id);
+    this.counter(ep.id).connections += 1;
+    // A retry landed elsewhere than the sticky choice: the client sticks to what worked.
+    const s = this.sticky.get(client);
+    if (s !== undefined && s.endpoint !== ep.id) this.sticky.set(client, { ...s, endpoint: ep.id });
+  }
+
+  failed(ep: Endpoint): void {
+    this.ejected.set(ep.id, ejectAfterFailure(this.ejected.get(ep.id), this.opts.clock.now()));
+    const c = this.counter(ep.id);
+    c.failures += 1;
+    c.ejections += 1;
+  }
+
+  addBytes(id: string, bytesIn: number, bytesOut: number): void {
+    const c = this.counter(id);
+    c.bytesIn += bytesIn;
+    c.bytesOut += bytesOut;
+  }
+
+  counters(): ReadonlyMap<string, Readonly<EndpointCounters>> {
+    return this.stats;
+  }
+
+  private counter(id: string): EndpointCounters {
+    let c = this.stats.get(id);
+    if (c === undefined) {
+      c = { connections: 0, failures: 0, ejections: 0, bytesIn: 0, bytesOut: 0 };
+      this.stats.set(id, c);
+    }
+    return c;
+  }
+}

@@ -1,0 +1,369 @@
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { systemClock } from '../../protocol/clock.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+import { endpointId, type Endpoint } from '../../agent/services/balancer.js';
+import { EndpointPortServer } from '../../agent/services/endpoint-port-server.js';
+import { TcpProxy } from '../../agent/services/tcp-proxy.js';
+import { UdpProxy } from '../../agent/services/udp-proxy.js';
+
+/** The service proxy's building blocks on loopback, against in-process TCP/UDP servers. */
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+/** A TCP server that answers `<name>:<request>` once the client half-closes. */
+async function tcpServer(name: string, host = '127.0.0.1'): Promise<{ port: number; close: () => Promise<void>; accepted: () => number }> {
+  let accepted = 0;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    accepted += 1;
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => undefined);
+    const chunks: Buffer[] = [];
+    s.on('data', (d: Buffer) => chunks.push(d));
+    s.on('end', () => s.end(`${name}:${Buffer.concat(chunks).toString()}`));
+  });
+  await new Promise<void>((r) => server.listen(0, host, r));
+  const port = (server.address() as net.AddressInfo).port;
+  let closed = false;
+  const close = async (): Promise<void> => {
+    if (closed) return;
+    closed = true;
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
+  };
+  cleanups.push(close);
+  return { port, close, accepted: () => accepted };
+}
+
+/** Sends `body`, half-closes, resolves with the whole reply (rejects on error). */
+function request(port: number, body: string, host = '127.0.0.1', localAddress?: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect({ host, port, allowHalfOpen: true, ...(localAddress ? { localAddress } : {}) });
+    const chunks: Buffer[] = [];
+    c.on('data', (d: Buffer) => chunks.push(d));
+    c.on('error', reject);
+    c.on('end', () => {
+      c.end();
+      resolve(Buffer.concat(chunks).toString());
+    });
+    c.end(body);
+  });
+}
+
+const ep = (port: number, local = true, host = '127.0.0.1'): Endpoint => ({ id: endpointId(host, port), host, port, local });
+
+async function proxy(opts: Partial<ConstructorParameters<typeof TcpProxy>[0]> = {}): Promise<{ p: TcpProxy; port: number }> {
+  const p = new TcpProxy({
+    address: '127.0.0.1',
+    port: 0,
+    policy: 'cluster',
+    clock: systemClock,
+    connectTimeoutMs: { local: 500, remote: 500 },
+    drainGraceMs: 500,
+    ...opts,
+  });
+  const a = await p.listen();
+  cleanups.push(() => p.close());
+  return { p, port: a.port };
+}
+
+/** A port nothing listens on (bound, then closed). */
+async function deadPort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+describe('TcpProxy', () => {
+  it('spreads load over 3 endpoints round robin', async () => {
+    const servers = await Promise.all(['a', 'b', 'c'].map((n) => tcpServer(n)));
+    const { p, port } = await proxy();
+    p.setEndpoints(servers.map((s) => ep(s.port)));
+    const replies = [];
+    for (let i = 0; i < 30; i++) replies.push(await request(port, `r${i}`));
+    expect(servers.map((s) => s.accepted())).toEqual([10, 10, 10]);
+    expect(replies[0]).toMatch(/^[abc]:r0$/);
+    expect([...p.counters().endpoints.values()].map((c) => c.connections)).toEqual([10, 10, 10]);
+  });
+
+  it('an endpoint killed: zero failed client connections while another exists, and it is ejected', async () => {
+    const [a, b, c] = await Promise.all(['a', 'b', 'c'].map((n) => tcpServer(n)));
+    const { p, port } = await proxy();
+    p.setEndpoints([a, b, c].map((s) => ep(s!.port)));
+    await b!.close();
+    const replies = await Promise.all(Array.from({ length: 40 }, (_, i) => request(port, `r${i}`)));
+    expect(replies.every((r) => /^[ac]:r\d+$/.test(r))).toBe(true);
+    expect(p.counters().retries).toBeGreaterThan(0);
+    // Ejected after its first failure: later connections do not even try it (one failure only).
+    expect(p.counters().endpoints.get(ep(b!.port).id)?.failures).toBe(1);
+  });
+
+  it('resets the client when every attempt failed (at most 3 tried)', async () => {
+    const dead = await Promise.all([deadPort(), deadPort(), deadPort(), deadPort()]);
+    const { p, port } = await proxy();
+    p.setEndpoints(dead.map((d) => ep(d)));
+    await expect(request(port, 'x')).rejects.toMatchObject({ code: 'ECONNRESET' });
+    const failures = [...p.counters().endpoints.values()].reduce((n, c) => n + c.failures, 0);
+    expect(failures).toBe(3);
+  });
+
+  it('half-close: a request followed by FIN still gets the whole reply', async () => {
+    const s = await tcpServer('echo');
+    const { p, port } = await proxy();
+    p.setEndpoints([ep(s.port)]);
+    const big = 'x'.repeat(1 << 20);
+    expect(await request(port, big)).toBe(`echo:${big}`);
+  });
+
+  it('local policy never uses a remote endpoint, even when the local one is dead', async () => {
+    const remote = await tcpServer('remote');
+    const { p, port } = await proxy({ policy: 'local' });
+    p.setEndpoints([ep(await deadPort(), true), ep(remote.port, false)]);
+    await expect(request(port, 'x')).rejects.toMatchObject({ code: 'ECONNRESET' });
+    expect(remote.accepted()).toBe(0);
+  });
+
+  it('preferLocal uses the local endpoint while it works', async () => {
+    const [local, remote] = await Promise.all([tcpServer('local'), tcpServer('remote')]);
+    const eps = new EndpointPortServer({
+      address: '127.0.0.1',
+      port: 0,
+      peers: ['127.0.0.1'],
+      target: { host: '127.0.0.1', port: remote.port },
+      clock: systemClock,
+    });
+    const a = await eps.setReady(true);
+    cleanups.push(() => eps.close());
+    const { p, port } = await proxy({ policy: 'preferLocal' });
+    p.setEndpoints([ep(a!.port, false), ep(local.port, true)]);
+    for (let i = 0; i < 5; i++) expect(await request(port, 'q')).toBe('local:q');
+    await local.close();
+    expect(await request(port, 'q')).toBe('remote:q');
+  });
+
+  it('affinity: a client address sticks to one endpoint', async () => {
+    const servers = await Promise.all(['a', 'b', 'c'].map((n) => tcpServer(n, '127.0.0.1')));
+    const { p, port } = await proxy({ affinity: { timeoutSeconds: 60 } });
+    p.setEndpoints(servers.map((s) => ep(s.port)));
+    const from1 = new Set<string>();
+    const from2 = new Set<string>();
+    for (let i = 0; i < 6; i++) {
+      from1.add((await request(port, '', '127.0.0.1', '127.0.0.11')).slice(0, 1));
+      from2.add((await request(port, '', '127.0.0.1', '127.0.0.12')).slice(0, 1));
+    }
+    expect(from1.size).toBe(1);
+    expect(from2.size).toBe(1);
+    expect(from1).not.toEqual(from2);
+  });
+
+  it('close() stops accepting and lets an open pipe drain', async () => {
+    const s = await tcpServer('slow');
+    const { p, port } = await proxy();
+    p.setEndpoints([ep(s.port)]);
+    const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    await new Promise((r) => c.once('connect', r));
+    await new Promise((r) => setTimeout(r, 50));
+    const closed = p.close();
+    await expect(request(port, 'late')).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    const reply = new Promise<string>((resolve) => {
+      const chunks: Buffer[] = [];
+      c.on('data', (d: Buffer) => chunks.push(d));
+      c.on('end', () => resolve(Buffer.concat(chunks).toString()));
+    });
+    c.end('in-flight');
+    expect(await reply).toBe('slow:in-flight');
+    c.destroy();
+    await closed;
+  });
+  it('close() destroys pipes still open after the grace', async () => {
+    const s = await tcpServer('idle');
+    const clock = new FakeClock();
+    const { p, port } = await proxy({ clock, drainGraceMs: 5_000 });
+    p.setEndpoints([ep(s.port)]);
+    const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    c.on('error', () => undefined);
+    // The proxy's destroy reaches the client as a FIN ('end'; allowHalfOpen keeps it open).
+    const closedClient = new Promise((r) => {
+      c.once('end', r);
+      c.once('close', r);
+    });
+    c.resume();
+    await new Promise((r) => c.once('connect', r));
+    while (p.counters().open < 2) await new Promise((r) => setTimeout(r, 10));
+    let done = false;
+    const closed = p.close().then(() => (done = true));
+    clock.advance(4_999);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(done).toBe(false);
+    clock.advance(1);
+    await closed;
+    await closedClient;
+    c.destroy();
+  });
+});
+
+describe('cross-node hop: EndpointPortServer and the preamble', () => {
+  it('a dead remote (accepts but never sends the preamble) is retried elsewhere', async () => {
+    // A port that accepts TCP but never writes the preamble: a hung agent.
+    const hung = net.createServer((s) => s.on('error', () => undefined));
+    await new Promise<void>((r) => hung.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise<void>((r) => hung.close(() => r())));
+    const good = await tcpServer('good');
+    const eps = new EndpointPortServer({
+      address: '127.0.0.1',
+      port: 0,
+      peers: ['127.0.0.1'],
+      target: { host: '127.0.0.1', port: good.port },
+      clock: systemClock,
+    });
+    const a = await eps.setReady(true);
+    cleanups.push(() => eps.close());
+    const { p, port } = await proxy({ connectTimeoutMs: { local: 200, remote: 200 } });
+    p.setEndpoints([ep((hung.address() as net.AddressInfo).port, false), ep(a!.port, false)]);
+    const replies = await Promise.all([request(port, '1'), request(port, '2')]);
+    expect(replies).toEqual(['good:1', 'good:2']);
+    expect(p.counters().retries).toBeGreaterThanOrEqual(1);
+  });
+
+  it('a remote whose container refuses sends no preamble, so the source retries', async () => {
+    const good = await tcpServer('good');
+    const broken = new EndpointPortServer({
+      address: '127.0.0.1',
+      port: 0,
+      peers: ['127.0.0.1'],
+      target: { host: '127.0.0.1', port: await deadPort() },
+      clock: systemClock,
+    });
+    const fine = new EndpointPortServer({
+      address: '127.0.0.1',
+      port: 0,
+      peers: ['127.0.0.1'],
+      target: { host: '127.0.0.1', port: good.port },
+      clock: systemClock,
+    });
+    const [ab, af] = [await broken.setReady(true), await fine.setReady(true)];
+    cleanups.push(
+      () => broken.close(),
+      () => fine.close(),
+    );
+    const { p, port } = await proxy();
+    p.setEndpoints([ep(ab!.port, false), ep(af!.port, false)]);
+    expect(await Promise.all([request(port, '1'), request(port, '2')])).toEqual(['good:1', 'good:2']);
+    expect(p.counters().endpoints.get(ep(ab!.port).id)?.failures).toBe(1);
+  });
+
+  it('refuses non-peers and, when not ready, refuses the handshake; ready again reuses the port', async () => {
+    const good = await tcpServer('good');
+    const eps = new EndpointPortServer({
+      address: '127.0.0.1',
+      port: 0,
+      peers: ['127.0.0.2'],
+      target: { host: '127.0.0.1', port: good.port },
+      clock: systemClock,
+    });
+    const a = await eps.setReady(true);
+    cleanups.push(() => eps.close());
+    await expect(request(a!.port, 'x', '127.0.0.1', '127.0.0.3')).rejects.toMatchObject({ code: 'ECONNRESET' });
+    expect(eps.rejected).toBe(1);
+    expect(good.accepted()).toBe(0);
+    expect(await request(a!.port, 'x', '127.0.0.1', '127.0.0.2')).toBe('\u0000good:x');
+    await eps.setReady(false);
+    await expect(request(a!.port, 'x', '127.0.0.1', '127.0.0.2')).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    expect((await eps.setReady(true))?.port).toBe(a!.port);
+  });
+});
+
+describe('UdpProxy', () => {
+  async function udpEcho(name: string): Promise<{ port: number; close: () => void }> {
+    const s = dgram.createSocket('udp4');
+    s.on('message', (m, r) => s.send(`${name}:${m.toString()}`, r.port, r.address));
+    await new Promise<void>((r) => s.bind(0, '127.0.0.1', r));
+    let closed = false;
+    const close = (): void => {
+      if (!closed) s.close();
+      closed = true;
+    };
+    cleanups.push(close);
+    return { port: s.address().port, close };
+  }
+
+  /** Sends until a reply arrives (UDP: the client retries), at most `tries` times. */
+  async function ask(client: dgram.Socket, port: number, msg: string, tries = 10): Promise<string> {
+    for (let i = 0; i < tries; i++) {
+      const got = new Promise<string | undefined>((resolve) => {
+        const t = setTimeout(() => resolve(undefined), 200);
+        client.once('message', (m) => {
+          clearTimeout(t);
+          resolve(m.toString());
+        });
+      });
+      client.send(msg, port, '127.0.0.1');
+      const r = await got;
+      if (r !== undefined) return r;
+    }
+    throw new Error('no UDP reply');
+  }
+
+  async function client(): Promise<dgram.Socket> {
+    const c = dgram.createSocket('udp4');
+    await new Promise<void>((r) => c.bind(0, '127.0.0.1', r));
+    cleanups.push(() => c.close());
+    return c;
+  }
+
+  it('echoes through the proxy, keeping one session per client address:port', async () => {
+    const e = await udpEcho('e');
+    const p = new UdpProxy({ address: '127.0.0.1', port: 0, policy: 'cluster', clock: systemClock });
+    const { port } = await p.listen();
+    cleanups.push(() => p.close());
+    p.setEndpoints([ep(e.port)]);
+    const c = await client();
+    expect(await ask(c, port, 'ping')).toBe('e:ping');
+    expect(await ask(c, port, 'again')).toBe('e:again');
+    expect(p.sessionCount).toBe(1);
+  });
+
+  it('an ECONNREFUSED on the upstream ejects the endpoint and re-picks for the session', async () => {
+    const dead = await udpEcho('dead');
+    const live = await udpEcho('live');
+    dead.close();
+    const p = new UdpProxy({ address: '127.0.0.1', port: 0, policy: 'cluster', clock: systemClock });
+    const { port } = await p.listen();
+    cleanups.push(() => p.close());
+    p.setEndpoints([ep(dead.port), ep(live.port)]); // round robin starts with the dead one
+    const c = await client();
+    expect(await ask(c, port, 'hi')).toBe('live:hi');
+    expect(p.counters().endpoints.get(ep(dead.port).id)?.ejections).toBe(1);
+    expect(p.counters().retries).toBe(1);
+  });
+
+  it('sessions end after 30 s idle (clock) and the oldest is evicted beyond maxSessions', async () => {
+    const e = await udpEcho('e');
+    const clock = new FakeClock();
+    const p = new UdpProxy({ address: '127.0.0.1', port: 0, policy: 'cluster', clock, maxSessions: 2 });
+    const { port } = await p.listen();
+    cleanups.push(() => p.close());
+    p.setEndpoints([ep(e.port)]);
+    const [c1, c2, c3] = [await client(), await client(), await client()];
+    expect(await ask(c1, port, '1')).toBe('e:1');
+    expect(await ask(c2, port, '2')).toBe('e:2');
+    expect(await ask(c3, port, '3')).toBe('e:3');
+    expect(p.sessionCount).toBe(2);
+    expect(p.evicted).toBe(1);
+    clock.advance(20_000);
+    expect(await ask(c3, port, 'still')).toBe('e:still');
+    clock.advance(10_000); // c2 idle 30 s, c3 idle 10 s
+    expect(p.sessionCount).toBe(1);
+    clock.advance(20_000);
+    expect(p.sessionCount).toBe(0);
+    expect(p.expired).toBe(2);
+  });
+});
