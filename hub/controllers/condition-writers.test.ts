@@ -9,6 +9,7 @@ import { DeploymentController } from './deployment-controller.js';
 import { NodeController } from './node-controller.js';
 import { markPodsNodeLost } from './node-lost-status.js';
 import { SchedulingController } from './scheduling-controller.js';
+import { mockNodeStatus, type MockNodeStatusOptions } from './test-fixtures.js';
 
 /**
  * Every writer of status conditions goes through setCondition (hub/objects/conditions.ts): these
@@ -19,24 +20,7 @@ import { SchedulingController } from './scheduling-controller.js';
 const T0 = Date.parse('2026-01-01T00:00:00Z');
 const at = (s: number): string => new Date(T0 + s * 1000).toISOString();
 
-function status(node: string, o: { cores?: number; memoryLimit?: boolean; conditions?: NodeStatusMessage['conditions'] } = {}): NodeStatusMessage {
-  return {
-    node,
-    labels: {},
-    bootId: 'b1',
-    at: new Date().toISOString(),
-    info: {
-      arch: 'arm64',
-      os: 'linux',
-      cpu: { cores: o.cores ?? 4 },
-      memoryBytes: 4 * 1024 ** 3,
-      engine: { name: 'docker', version: '20.10', memoryLimit: o.memoryLimit ?? true, cpuLimit: true },
-      agentVersion: '0.1.0',
-      addresses: ['127.0.0.1'],
-    },
-    ...(o.conditions !== undefined ? { conditions: o.conditions } : {}),
-  };
-}
+const status = (node: string, o: MockNodeStatusOptions = {}): NodeStatusMessage => mockNodeStatus(node, o);
 
 const manifest = (cpu: string): string => `apiVersion: orchard/v1
 kind: Deployment

@@ -10,6 +10,7 @@ import { DesiredPublisher } from './desired-publisher.js';
 import { isNodeReady as isReady } from '../objects/node.js';
 import { NodeController } from './node-controller.js';
 import { SchedulingController } from './scheduling-controller.js';
+import { mockNodeStatus } from './test-fixtures.js';
 
 const manifest = (replicas: number, cpu = '100m'): string => `apiVersion: orchard/v1
 kind: Deployment
@@ -21,23 +22,7 @@ spec:
       containers: [{ name: c, image: img, resources: { requests: { cpu: ${cpu}, memory: 16Mi } } }]
 `;
 
-function status(node: string, cores = 4, arch: 'amd64' | 'arm64' | 'arm' = 'arm64'): NodeStatusMessage {
-  return {
-    node,
-    labels: {},
-    bootId: 'b1',
-    at: new Date().toISOString(),
-    info: {
-      arch,
-      os: 'linux',
-      cpu: { cores },
-      memoryBytes: 4 * 1024 ** 3,
-      engine: { name: 'docker', version: '20.10', memoryLimit: true, cpuLimit: true },
-      agentVersion: '0.1.0',
-      addresses: ['127.0.0.1'],
-    },
-  };
-}
+const status = (node: string, cores = 4, arch: 'amd64' | 'arm64' | 'arm' = 'arm64'): NodeStatusMessage => mockNodeStatus(node, { cores, arch });
 
 function world() {
   let clock = Date.parse('2026-01-01T00:00:00Z');

@@ -5,28 +5,13 @@ import { silentLogger } from '../log.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { NodeController } from './node-controller.js';
 import { CAPACITY_WARNING_MS, sharpCapacityChange } from './node-registration.js';
+import { mockNodeStatus } from './test-fixtures.js';
 
 /** Issue 13 item 3: node-reported capacity is bounded, and sharp changes are flagged. */
 
 const GiB = 1024 ** 3;
 
-function status(node: string, cores: number, memoryBytes: number): NodeStatusMessage {
-  return {
-    node,
-    labels: {},
-    bootId: 'b1',
-    at: new Date().toISOString(),
-    info: {
-      arch: 'arm64',
-      os: 'linux',
-      cpu: { cores },
-      memoryBytes,
-      engine: { name: 'docker', version: '20.10', memoryLimit: true, cpuLimit: true },
-      agentVersion: '0.1.0',
-      addresses: [],
-    },
-  };
-}
+const status = (node: string, cores: number, memoryBytes: number): NodeStatusMessage => mockNodeStatus(node, { cores, memoryBytes, addresses: [] });
 
 function world() {
   let t = Date.parse('2026-01-01T00:00:00Z');

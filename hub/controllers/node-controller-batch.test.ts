@@ -7,24 +7,9 @@ import { MemoryStore } from '../store/memory-store.js';
 import { isNodeReady as isReady } from '../objects/node.js';
 import { FakeClock } from '../../test/helpers/fake-clock.js';
 import { NodeController } from './node-controller.js';
+import { mockNodeStatus } from './test-fixtures.js';
 
-function status(node: string): NodeStatusMessage {
-  return {
-    node,
-    labels: {},
-    bootId: 'b1',
-    at: new Date().toISOString(),
-    info: {
-      arch: 'arm64',
-      os: 'linux',
-      cpu: { cores: 4 },
-      memoryBytes: 4 * 1024 ** 3,
-      engine: { name: 'docker', version: '20.10', memoryLimit: true, cpuLimit: true },
-      agentVersion: '0.1.0',
-      addresses: ['127.0.0.1'],
-    },
-  };
-}
+const status = (node: string): NodeStatusMessage => mockNodeStatus(node);
 
 /** A store that counts its outermost transactions (each one is one commit, one fsync on SQLite). */
 function countingStore(): { store: MemoryStore; commits: () => number } {

@@ -12,6 +12,7 @@ import { isNodeReady as isReady } from '../objects/node.js';
 import { NodeController } from './node-controller.js';
 import { NodeLostController, nodeLostPolicy } from './node-lost-controller.js';
 import { SchedulingController } from './scheduling-controller.js';
+import { mockNodeStatus } from './test-fixtures.js';
 
 const T0 = Date.parse('2026-01-01T00:00:00Z');
 
@@ -30,23 +31,7 @@ ${podExtra}
 }
 const persistent = '      volumes: [{ name: data, persistent: {} }]';
 
-function status(node: string): NodeStatusMessage {
-  return {
-    node,
-    labels: {},
-    bootId: 'b1',
-    at: new Date(T0).toISOString(),
-    info: {
-      arch: 'arm64',
-      os: 'linux',
-      cpu: { cores: 4 },
-      memoryBytes: 4 * 1024 ** 3,
-      engine: { name: 'docker', version: '20.10', memoryLimit: true, cpuLimit: true },
-      agentVersion: '0.1.0',
-      addresses: ['127.0.0.1'],
-    },
-  };
-}
+const status = (node: string): NodeStatusMessage => mockNodeStatus(node, { at: new Date(T0).toISOString() });
 
 /**
  * The hub's controllers over one MemoryStore with a fake clock; `restartHub` rebuilds them on the

@@ -12,29 +12,11 @@ import { GlobalController } from './global-controller.js';
 import { NodeController } from './node-controller.js';
 import { SchedulingController } from './scheduling-controller.js';
 import { TaintEvictionController } from './taint-eviction-controller.js';
+import { mockNodeStatus, type MockNodeStatusOptions } from './test-fixtures.js';
 
 /** Controllers of issue 4 over a memory store: global mode, node admin, taint eviction, label precedence, placement. */
 
-function status(
-  node: string,
-  o: { labels?: Record<string, string>; arch?: 'amd64' | 'arm64' | 'arm'; memoryBytes?: number; memoryLimit?: boolean } = {},
-): NodeStatusMessage {
-  return {
-    node,
-    labels: o.labels ?? {},
-    bootId: 'b1',
-    at: new Date().toISOString(),
-    info: {
-      arch: o.arch ?? 'arm64',
-      os: 'linux',
-      cpu: { cores: 4 },
-      memoryBytes: o.memoryBytes ?? 4 * 1024 ** 3,
-      engine: { name: 'docker', version: '20.10', memoryLimit: o.memoryLimit ?? true, cpuLimit: true },
-      agentVersion: '0.1.0',
-      addresses: [],
-    },
-  };
-}
+const status = (node: string, o: MockNodeStatusOptions = {}): NodeStatusMessage => mockNodeStatus(node, { addresses: [], ...o });
 
 const deployment = (name: string, spec: string): string => `apiVersion: orchard/v1
 kind: Deployment

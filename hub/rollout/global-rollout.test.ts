@@ -12,6 +12,7 @@ import { Operations } from '../operations.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { strategyOf } from './rollout-reconciler.js';
 import { RolloutOperations } from './rollout-ops.js';
+import { mockNodeStatus } from '../controllers/test-fixtures.js';
 
 /** Global-mode rollouts through the GlobalController over a memory store; the agents' part is played by `observe`. */
 
@@ -27,23 +28,7 @@ spec:
       containers: [{ name: c, image: ${image}, resources: { requests: { cpu: 10m, memory: 8Mi } } }]
 `;
 
-function status(node: string): NodeStatusMessage {
-  return {
-    node,
-    labels: {},
-    bootId: 'b1',
-    at: new Date().toISOString(),
-    info: {
-      arch: 'arm64',
-      os: 'linux',
-      cpu: { cores: 4 },
-      memoryBytes: 4 * 1024 ** 3,
-      engine: { name: 'docker', version: '20.10', memoryLimit: true, cpuLimit: true },
-      agentVersion: '0.1.0',
-      addresses: [],
-    },
-  };
-}
+const status = (node: string): NodeStatusMessage => mockNodeStatus(node, { addresses: [] });
 
 function world() {
   let clock = Date.parse('2026-01-01T00:00:00Z');

@@ -11,6 +11,7 @@ import { silentLogger } from '../log.js';
 import { Operations } from '../operations.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { RolloutOperations } from './rollout-ops.js';
+import { mockNodeStatus } from '../controllers/test-fixtures.js';
 
 const manifest = (
   image: string,
@@ -29,23 +30,7 @@ spec:
       containers: [{ name: c, image: ${image}, resources: { requests: { cpu: 10m, memory: 8Mi } } ${extra} }]
 `;
 
-function status(node: string): NodeStatusMessage {
-  return {
-    node,
-    labels: {},
-    bootId: 'b1',
-    at: new Date().toISOString(),
-    info: {
-      arch: 'amd64',
-      os: 'linux',
-      cpu: { cores: 4 },
-      memoryBytes: 4 * 1024 ** 3,
-      engine: { name: 'docker', version: '20.10', memoryLimit: true, cpuLimit: true },
-      agentVersion: '0.1.0',
-      addresses: ['127.0.0.1'],
-    },
-  };
-}
+const status = (node: string): NodeStatusMessage => mockNodeStatus(node, { arch: 'amd64' });
 
 function world() {
   let clock = Date.parse('2026-01-01T00:00:00Z');

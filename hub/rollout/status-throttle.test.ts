@@ -8,6 +8,7 @@ import { SchedulingController } from '../controllers/scheduling-controller.js';
 import { silentLogger } from '../log.js';
 import { Operations } from '../operations.js';
 import { MemoryStore } from '../store/memory-store.js';
+import { mockNodeStatus } from '../controllers/test-fixtures.js';
 
 const manifest = `apiVersion: orchard/v1
 kind: Deployment
@@ -19,23 +20,7 @@ spec:
       containers: [{ name: c, image: app:v1, resources: { requests: { cpu: 10m, memory: 8Mi } } }]
 `;
 
-function status(node: string): NodeStatusMessage {
-  return {
-    node,
-    labels: {},
-    bootId: 'b1',
-    at: new Date().toISOString(),
-    info: {
-      arch: 'amd64',
-      os: 'linux',
-      cpu: { cores: 4 },
-      memoryBytes: 4 * 1024 ** 3,
-      engine: { name: 'docker', version: '20.10', memoryLimit: true, cpuLimit: true },
-      agentVersion: '0.1.0',
-      addresses: ['127.0.0.1'],
-    },
-  };
-}
+const status = (node: string): NodeStatusMessage => mockNodeStatus(node, { arch: 'amd64' });
 
 describe('deployment status throttle (statusMinIntervalMs)', () => {
   it('defers counts-only status writes, writes phase changes at once, and always writes the final counts', async () => {
