@@ -24,6 +24,25 @@ function world() {
 }
 
 describe('node capacity sanity', () => {
+  it('flags a ramp of steps under 2× once it has drifted more than 2× from the last calm value, and takes the new value as calm 24 h later', () => {
+    const w = world();
+    w.report(status('pi', 4, 4 * GiB));
+    w.report(status('pi', 7, 4 * GiB)); // 1.75×: not sharp on its own
+    expect(w.condition('pi')).toBeUndefined();
+    w.report(status('pi', 12, 4 * GiB)); // 1.7× the last report, 3× the calm 4
+    expect(w.condition('pi')).toMatchObject({
+      status: 'True',
+      reason: 'SharpChange',
+      message: expect.stringContaining('more than 2× from its last calm value: cpu 4 → 12'),
+    });
+    expect(w.store.list('Event').filter((e) => e.reason === 'CapacityChanged')).toHaveLength(1);
+    w.advance(CAPACITY_WARNING_MS);
+    w.report(status('pi', 12, 4 * GiB));
+    expect(w.condition('pi')).toMatchObject({ status: 'False', reason: 'Stable' });
+    w.report(status('pi', 20, 4 * GiB)); // 1.67× the new calm 12: fine
+    expect(w.condition('pi')).toMatchObject({ status: 'False' });
+  });
+
   it.each([
     ['1 PiB of memory', status('liar', 4, 1024 ** 5)],
     ['4 TiB + 1 byte of memory', status('liar', 4, 4 * 1024 ** 4 + 1)],

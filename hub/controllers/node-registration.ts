@@ -34,6 +34,20 @@ export interface NodeRegistrationOptions {
 export const CAPACITY_WARNING_MS = 24 * 3_600_000;
 
 /**
+ * The capacity a node last had while calm (`<cpuMillis>/<memoryBytes>`): set at registration and
+ * again when CapacityChanged clears. Comparing only consecutive reports let a node ramp up in
+ * steps just under 2× (4 CPUs to the 1,024 limit in ~9 reports) without a warning.
+ */
+export const CAPACITY_BASELINE_ANNOTATION = 'orchard.dev/capacity-baseline';
+
+function baselineOf(n: NodeObject): { cpuMillis: number; memoryBytes: number } | undefined {
+  const m = /^(\d+)\/(\d+)$/.exec(n.metadata.annotations[CAPACITY_BASELINE_ANNOTATION] ?? '');
+  return m ? { cpuMillis: Number(m[1]), memoryBytes: Number(m[2]) } : n.status.capacity;
+}
+
+const baselineValue = (c: { cpuMillis: number; memoryBytes: number }): string => `${c.cpuMillis}/${c.memoryBytes}`;
+
+/**
  * A node's status report (validated, topic checked) → its Node object, in one transaction:
  * created on the first report (Registered), else labels, facts, capacity and conditions
  * recomputed from the report (written only when something but a time changed). Ready True with
@@ -66,7 +80,7 @@ export function registerNodeStatus(o: NodeRegistrationOptions, m: NodeStatusMess
         o.log.debug('dropped the status of a node without a credential (deleted or revoked): no Node is created', { node: m.node });
         return false;
       }
-      const annotations = seedOverrides({}, o.enrolledLabels?.(m.node) ?? {});
+      const annotations = { ...seedOverrides({}, o.enrolledLabels?.(m.node) ?? {}), [CAPACITY_BASELINE_ANNOTATION]: baselineValue(capacity) };
       store.create({
         apiVersion: API_VERSION,
         kind: 'Node',
@@ -90,10 +104,21 @@ export function registerNodeStatus(o: NodeRegistrationOptions, m: NodeStatusMess
       next.status.capacity = capacity;
       next.status.conditions = agentConditions(m, setCondition(next.status.conditions, memCond, ts), ts);
       // A node's hardware does not double overnight: flag it (a node may lie to attract pods).
-      const sharp = existing.status.capacity !== undefined ? sharpCapacityChange(existing.status.capacity, capacity) : undefined;
+      // Against the previous report, and against the last calm value (a ramp of smaller steps).
+      const step = existing.status.capacity !== undefined ? sharpCapacityChange(existing.status.capacity, capacity) : undefined;
+      const baseline = baselineOf(existing);
+      const flagged = existing.status.conditions.some((c) => c.type === 'CapacityChanged' && c.status === 'True');
+      // While already flagged only a new sharp step restarts the window; the drift is what was flagged.
+      const drift = step === undefined && !flagged && baseline !== undefined ? sharpCapacityChange(baseline, capacity) : undefined;
+      if (existing.metadata.annotations[CAPACITY_BASELINE_ANNOTATION] === undefined && baseline !== undefined) {
+        next.metadata.annotations[CAPACITY_BASELINE_ANNOTATION] = baselineValue(baseline); // a Node from before this rule
+      }
+      const sharp = step ?? drift;
       const prevChanged = existing.status.conditions.find((c) => c.type === 'CapacityChanged');
       if (sharp !== undefined) {
-        const message = `capacity changed sharply between two reports: ${sharp}; check the device (a node may misreport to attract pods)`;
+        const what =
+          step !== undefined ? `capacity changed sharply between two reports: ${step}` : `capacity moved more than 2× from its last calm value: ${drift}`;
+        const message = `${what}; check the device (a node may misreport to attract pods)`;
         // A new sharp change restarts the warning's window: drop the old condition, then set it anew.
         next.status.conditions = setCondition(
           next.status.conditions.filter((c) => c.type !== 'CapacityChanged'),
@@ -114,6 +139,8 @@ export function registerNodeStatus(o: NodeRegistrationOptions, m: NodeStatusMess
           },
           ts,
         );
+        // Calm again: this capacity is the new baseline (a real upgrade is flagged once, then accepted).
+        next.metadata.annotations[CAPACITY_BASELINE_ANNOTATION] = baselineValue(capacity);
       }
       next.status.lastHeartbeatTime = ts;
       const wasReady = isReady(existing);
@@ -150,6 +177,7 @@ function agentConditions(m: NodeStatusMessage, list: NodeCondition[], ts: string
 function stripTimes(n: NodeObject): unknown {
   return {
     labels: n.metadata.labels,
+    annotations: n.metadata.annotations,
     info: n.status.info,
     capacity: n.status.capacity,
     conditions: n.status.conditions.map((c) => ({ ...c, lastTransitionTime: undefined })),
