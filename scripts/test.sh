@@ -33,8 +33,14 @@ remove_test_containers() {
   local filter="label=orchard.test-run=$ORCHARD_TEST_RUN" ids
   [[ "${CI:-}" == "true" ]] && filter="label=orchard.test-run"
   ids="$(docker ps -aq --filter "$filter" 2>/dev/null || true)"
+  # e2e containers are made by real agents: they carry orchard.node=e2e-<runId>-<short>, whose
+  # runId starts with this run's prefix (test/helpers/run-id.ts); in CI every e2e node's go.
+  local prefix="e2e-$(e2e_run_prefix "$ORCHARD_TEST_RUN")"
+  [[ "${CI:-}" == "true" ]] && prefix="e2e-"
+  ids="$ids $(docker ps -a --filter label=orchard.node --format '{{.ID}} {{.Label "orchard.node"}}' 2>/dev/null | awk -v p="$prefix" 'index($2, p) == 1 { print $1 }' || true)"
+  ids="$(xargs <<<"$ids")"
   if [[ -n "$ids" ]]; then
-    log "removing $(wc -w <<<"$ids") leftover test container(s) ($filter)"
+    log "removing $(wc -w <<<"$ids") leftover test container(s) ($filter, orchard.node=$prefix*)"
     # shellcheck disable=SC2086 # one id per word
     docker rm -f $ids >/dev/null 2>&1 || true
   fi

@@ -397,6 +397,12 @@ stop_registry() {
 
 # ---------------------------------------------------------------------------------------------
 # Misc
+# e2e_run_prefix RUN — the 4 hex characters every e2e cluster's node names start with in test run
+# RUN (`e2e-<prefix>..-<short>`); test/helpers/run-id.ts computes the same from ORCHARD_TEST_RUN.
+e2e_run_prefix() {
+  printf '%s' "$1" | sha256sum | cut -c1-4
+}
+
 
 # http_ok URL — 0 when URL answers 200. HTTPS certificates are not checked (the hub's is
 # self-signed by its own CA). Uses node, since a fresh Debian may have no curl.

@@ -1,10 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request, waitFor, type HttpResult } from './http.js';
 import { REPO, ensureBuilt, freePort, orchard, orchardRun, readToken, removeContainersOf, type Proc } from './procs.js';
+import { newE2eRunId } from './run-id.js';
 
 export const TEST_IMAGE = 'orchard-test/busybox:1';
 
@@ -21,7 +21,7 @@ export function ensureTestImage(): void {
  * all on loopback, all agents on this machine's Docker Engine under distinct node names.
  */
 export class Cluster {
-  readonly runId = randomBytes(3).toString('hex');
+  readonly runId = newE2eRunId();
   readonly dir = mkdtempSync(join(tmpdir(), 'orchard-e2e-'));
   hub: Proc | undefined;
   httpPort = 0;
