@@ -15,27 +15,12 @@ import { DesiredPublisher } from './desired-publisher.js';
 import { NodeController } from './node-controller.js';
 import { SchedulingController } from './scheduling-controller.js';
 import { ingestObservedVolumes } from './volume-records.js';
+import { mockNodeStatus } from './test-fixtures.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'orchard-cfg-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function status(node: string): NodeStatusMessage {
-  return {
-    node,
-    labels: {},
-    bootId: 'b',
-    at: new Date().toISOString(),
-    info: {
-      arch: 'arm64',
-      os: 'linux',
-      cpu: { cores: 4 },
-      memoryBytes: 4 * 1024 ** 3,
-      engine: { name: 'docker', version: '20.10', memoryLimit: true, cpuLimit: true },
-      agentVersion: '0.1.0',
-      addresses: [],
-    },
-  };
-}
+const status = (node: string): NodeStatusMessage => mockNodeStatus(node, { addresses: [] });
 
 function world() {
   const store = new MemoryStore();

@@ -15,6 +15,7 @@ import { SecretKeyring } from '../secrets/keyring.js';
 import { AesGcmSecretCodec, type SecretCodec } from '../secrets/secret-codec.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { addPullSecrets, referencesPullSecret } from './pull-secrets.js';
+import { mockNodeStatus } from '../controllers/test-fixtures.js';
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
 const dir = mkdtempSync(join(tmpdir(), 'orchard-pull-'));
@@ -49,23 +50,7 @@ describe('addPullSecrets', () => {
   });
 });
 
-function status(node: string): NodeStatusMessage {
-  return {
-    node,
-    labels: {},
-    bootId: 'b',
-    at: new Date().toISOString(),
-    info: {
-      arch: 'arm64',
-      os: 'linux',
-      cpu: { cores: 4 },
-      memoryBytes: 4 * 1024 ** 3,
-      engine: { name: 'docker', version: '20.10', memoryLimit: true, cpuLimit: true },
-      agentVersion: '0.1.0',
-      addresses: [],
-    },
-  };
-}
+const status = (node: string): NodeStatusMessage => mockNodeStatus(node, { addresses: [] });
 
 const regcred = (password: string): string => `apiVersion: orchard/v1
 kind: Secret

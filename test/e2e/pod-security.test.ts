@@ -97,6 +97,25 @@ function capEff(id: string): bigint {
   return BigInt(`0x${line.split(/\s+/)[1] ?? '0'}`);
 }
 
+/**
+ * The device refused deployment `name` on node `node`: the pod is Forbidden with `why` in its
+ * status and a Forbidden event, and none of its containers is left on the device.
+ */
+async function expectRefused(name: string, node: string, why: RegExp): Promise<void> {
+  const pod = await waitFor(`${name} refused`, async () => (await podsOf(name)).find((p) => p.status.reason === 'Forbidden'), 60_000, 250);
+  expect(pod.status.message).toMatch(why);
+  expect(pod.status.containerStatuses[0]).toMatchObject({ state: 'waiting', reason: 'Forbidden' });
+  const events = ((await c.api('GET', `/api/v1/events?involvedObject=Pod/${pod.metadata.name}`)).body as { items: Array<{ reason: string; message: string }> })
+    .items;
+  expect(events.some((e) => e.reason === 'Forbidden' && why.test(e.message))).toBe(true);
+  await waitFor(
+    `${name} container removed`,
+    () => containersOf(c.nodeName(node)).every((x) => x.Config.Labels['orchard.deployment'] !== name) || undefined,
+    30_000,
+    250,
+  );
+}
+
 describe('pod security on the real engine', () => {
   beforeAll(async () => {
     await c.startHub();
@@ -218,19 +237,7 @@ resources: { limits: { pids: 0 } }`,
       [`hostnet-${run}`, /policy forbids hostNetwork \(agent --deny-host-network\)/],
       [`netadmin-${run}`, /policy forbids capability add NET_ADMIN \(agent --deny-cap-add\)/],
     ] as const) {
-      const pod = await waitFor(`${name} refused`, async () => (await podsOf(name)).find((p) => p.status.reason === 'Forbidden'), 60_000, 250);
-      expect(pod.status.message).toMatch(why);
-      expect(pod.status.containerStatuses[0]).toMatchObject({ state: 'waiting', reason: 'Forbidden' });
-      const events = (
-        (await c.api('GET', `/api/v1/events?involvedObject=Pod/${pod.metadata.name}`)).body as { items: Array<{ reason: string; message: string }> }
-      ).items;
-      expect(events.some((e) => e.reason === 'Forbidden' && why.test(e.message))).toBe(true);
-      await waitFor(
-        `${name} container removed`,
-        () => containersOf(c.nodeName('strict')).every((x) => x.Config.Labels['orchard.deployment'] !== name) || undefined,
-        30_000,
-        250,
-      );
+      await expectRefused(name, 'strict', why);
     }
 
     // The node reports its policy; a new forbidden pod is not placed there, and the pod says why.
@@ -274,19 +281,7 @@ resources: { limits: { pids: 0 } }`,
       [`netraw-${run}`, 'NET_RAW'],
     ] as const) {
       const why = new RegExp(`policy forbids capability add ${cap} \\(not in the Pod Security baseline; allow with agent --allow-cap-add ${cap}\\)`);
-      const pod = await waitFor(`${name} refused`, async () => (await podsOf(name)).find((p) => p.status.reason === 'Forbidden'), 60_000, 250);
-      expect(pod.status.message).toMatch(why);
-      expect(pod.status.containerStatuses[0]).toMatchObject({ state: 'waiting', reason: 'Forbidden' });
-      const events = (
-        (await c.api('GET', `/api/v1/events?involvedObject=Pod/${pod.metadata.name}`)).body as { items: Array<{ reason: string; message: string }> }
-      ).items;
-      expect(events.some((e) => e.reason === 'Forbidden' && why.test(e.message))).toBe(true);
-      await waitFor(
-        `${name} container removed`,
-        () => containersOf(c.nodeName('capped')).every((x) => x.Config.Labels['orchard.deployment'] !== name) || undefined,
-        30_000,
-        250,
-      );
+      await expectRefused(name, 'capped', why);
     }
 
     // The node reports its baseline policy; a new SYS_ADMIN pod is not placed on a default device.
