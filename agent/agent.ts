@@ -17,6 +17,7 @@ import { probeStorage } from './storage/storage-probe.js';
 import { VolumeManager } from './storage/volume-manager.js';
 import { VolumeReporter } from './storage/volume-report.js';
 import { ImageGc } from './images/image-gc.js';
+import type { DefaultMemory } from './apply-action.js';
 
 /**
  * One device agent: cache + reconciler + reporter + link around a ContainerRuntime.
@@ -53,7 +54,7 @@ export interface AgentOptions {
   /** What this device forbids pods (agent --deny-… flags); enforced locally and reported in NodeInfo. */
   policy?: DevicePolicy;
   /** Memory limit for containers that set none (`orchard agent` defaults to 75 % of the engine's memory); absent = none. */
-  defaultMemory?: { bytes: number } | { percent: number };
+  defaultMemory?: DefaultMemory;
 }
 
 export class Agent {

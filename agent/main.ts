@@ -10,6 +10,7 @@ import { consoleLogger } from './clock.js';
 import { DockerRuntime } from './runtime/docker-runtime.js';
 import { IDENTITY_FILE, loadOrJoinPatiently } from './security/join.js';
 import { parseAllowList } from './storage/host-path.js';
+import type { DefaultMemory } from './apply-action.js';
 
 /**
  * Composition root of `orchard agent`: parse flags, load or obtain the node's identity,
@@ -40,7 +41,7 @@ export interface AgentArgs {
   /** What pods this device refuses (--deny-host-network, --deny-host-ports, --deny-cap-add; capability adds beyond baseline unless --allow-cap-add). */
   policy: DevicePolicy;
   /** Memory limit for containers that set none (default 75 % of the engine's memory; 0 = none). */
-  defaultMemory: { bytes: number } | { percent: number };
+  defaultMemory: DefaultMemory;
 }
 
 /** `orchard agent --default-memory-limit` when not given. */
@@ -207,14 +208,16 @@ export function parseAllowCapAdd(raw: string | undefined): Array<Capability | 'A
     .map((c) => c.trim().toUpperCase().replace(/^CAP_/, ''))
     .filter((c) => c !== '');
   if (names.length === 0) throw new OrchardError('ERR_VALIDATION', '--allow-cap-add needs capability names, like SYS_ADMIN,NET_ADMIN');
-  const bad = names.filter((n) => !AllowCapAddSchema.safeParse([n]).success);
-  if (bad.length > 0)
+  const parsed = AllowCapAddSchema.safeParse(names);
+  if (!parsed.success) {
+    // One parse of the whole list; each issue's first path element is the index of a bad name.
+    const bad = [...new Set(parsed.error.issues.map((i) => names[Number(i.path[0])]).filter((n) => n !== undefined))];
     throw new OrchardError(
       'ERR_VALIDATION',
-      `--allow-cap-add: ${bad.join(', ')}: must be a Linux capability name without the CAP_ prefix, like SYS_ADMIN, or ALL`,
+      `--allow-cap-add: ${bad.length > 0 ? bad.join(', ') : names.join(', ')}: must be a Linux capability name without the CAP_ prefix, like SYS_ADMIN, or ALL`,
     );
-  const out = parseOrThrow(AllowCapAddSchema, names, 'capabilities', '--allow-cap-add');
-  return [...new Set(out)].sort();
+  }
+  return [...new Set(parsed.data)].sort();
 }
 
 /** The join token from `--token-file` (trimmed); warns when others may read the file. */
@@ -250,7 +253,7 @@ export function joinToken(
 }
 
 /** `--default-memory-limit`: a quantity (256Mi, 1G) or a percentage of the engine's memory (75%); 0 = none. */
-export function parseDefaultMemory(raw: string | undefined): { bytes: number } | { percent: number } {
+export function parseDefaultMemory(raw: string | undefined): DefaultMemory {
   if (raw === undefined) return { percent: DEFAULT_MEMORY_LIMIT_PERCENT };
   const pct = /^(\d{1,3}(?:\.\d+)?)%$/.exec(raw.trim());
   if (pct) {

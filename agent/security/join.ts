@@ -9,6 +9,7 @@ import { ERROR_CATALOGUE, OrchardError, validationError } from '../../protocol/e
 import type { ErrorCode } from '../../protocol/errors.js';
 import { NameSchema } from '../../protocol/manifest.js';
 import { JoinRequestSchema, JoinResponseSchema, parseJoinToken } from '../../protocol/api.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /**
  * The agent's one-time join, K3s style. The join token carries the SHA-256 fingerprint of the
@@ -192,18 +193,7 @@ export async function loadOrJoinPatiently(
           `If this device IS ${opts.node} (re-imaged or its data dir wiped), on the hub run \`orchard node delete ${opts.node}\` (this agent then joins on its next try), ` +
           `or \`orchard token create --replace-node ${opts.node}\` and restart this agent with that token; otherwise choose another --name. Asking again in ${Math.round(retryMs / 1000)} s.`,
       );
-      const aborted = await new Promise<boolean>((resolve) => {
-        if (o.signal?.aborted) return resolve(true);
-        const timer = setTimeout(() => {
-          o.signal?.removeEventListener('abort', onAbort);
-          resolve(false);
-        }, retryMs);
-        const onAbort = (): void => {
-          clearTimeout(timer);
-          resolve(true);
-        };
-        o.signal?.addEventListener('abort', onAbort, { once: true });
-      });
+      const aborted = await sleep(retryMs, false, { signal: o.signal }).catch(() => true);
       if (aborted) return undefined;
     }
   }

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { request, waitFor, type HttpResult } from './http.js';
 import { REPO, ensureBuilt, freePort, orchard, orchardRun, readToken, removeContainersOf, type Proc } from './procs.js';
 import { newE2eRunId } from './run-id.js';
+import { parseLabels } from '../../agent/main.js';
 
 export const TEST_IMAGE = 'orchard-test/busybox:1';
 
@@ -96,7 +97,7 @@ export class Cluster {
    * would land under node.orchard.dev/). `agentLabels` are passed as the agent's --labels.
    */
   async startAgent(short: string, opts: { token?: string; labels?: string; agentLabels?: string; extra?: string[] } = {}): Promise<Proc> {
-    const tokenLabels = opts.labels ? Object.fromEntries(opts.labels.split(',').map((kv) => kv.split('=') as [string, string])) : undefined;
+    const tokenLabels = opts.labels ? parseLabels(opts.labels) : undefined;
     const token = opts.token ?? (await this.joinToken(1, tokenLabels));
     const name = this.nodeName(short);
     const args = ['agent', '--hub', `127.0.0.1:${this.httpPort}`, '--token', token, '--name', name, '--data-dir', join(this.dir, 'agents', short)];
