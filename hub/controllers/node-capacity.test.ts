@@ -58,6 +58,13 @@ describe('node capacity sanity', () => {
     expect(w.store.get('Node', 'liar')?.status.capacity).toMatchObject({ cpuMillis: 4000, memoryBytes: 4 * GiB });
   });
 
+  it('flags a node that registered with 0 memory and then claims 4 TiB (a zero baseline is no escape)', () => {
+    const w = world();
+    w.report(status('zero', 4, 0));
+    w.report(status('zero', 4, 4 * 1024 ** 4));
+    expect(w.condition('zero')).toMatchObject({ status: 'True', reason: 'SharpChange', message: expect.stringContaining('memory 0Gi → 4096Gi') });
+  });
+
   it('accepts the limits themselves (1024 CPUs, 4 TiB)', () => {
     const w = world();
     w.report(status('big', 1024, 4 * 1024 ** 4));

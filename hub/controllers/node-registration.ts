@@ -158,7 +158,8 @@ export function registerNodeStatus(o: NodeRegistrationOptions, m: NodeStatusMess
  * else undefined. Pure.
  */
 export function sharpCapacityChange(before: { cpuMillis: number; memoryBytes: number }, after: { cpuMillis: number; memoryBytes: number }): string | undefined {
-  const sharp = (a: number, b: number): boolean => a > 0 && (b > 2 * a || b < a / 2);
+  // From 0 any capacity is sharp: a node registering with 0 memory must not grow to 4 TiB unflagged.
+  const sharp = (a: number, b: number): boolean => (a === 0 ? b > 0 : b > 2 * a || b < a / 2);
   const gib = (n: number): string => `${Math.round((n / 1024 ** 3) * 10) / 10}Gi`;
   const parts: string[] = [];
   if (sharp(before.cpuMillis, after.cpuMillis)) parts.push(`cpu ${before.cpuMillis / 1000} → ${after.cpuMillis / 1000}`);

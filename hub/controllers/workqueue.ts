@@ -4,8 +4,8 @@ import type { Logger } from '../log.js';
 /**
  * A keyed work queue in the manner of client-go's: events only enqueue a key; duplicate keys
  * waiting in the queue merge; one key is never processed twice at once; a failing key is
- * retried with exponential backoff, up to `maxRetries` times in a row, then dropped with an error
- * log until its next add() (a controller's next watch event for that key); a handler may ask to be
+ * retried with exponential backoff, up to `maxRetries` times in a row, then parked: retried every
+ * `parkMs` with an error log until it succeeds (add() runs it at once); a handler may ask to be
  * called again after a delay. Time (backoff timers, the yield slice) comes from the injected Clock.
  *
  * Processing is serial (one worker) — the store is synchronous and in-process, so parallel
