@@ -5,6 +5,7 @@ import {
   EventSchema,
   NodeSchema,
   PersistentVolumeSchema,
+  ServiceSchema,
   PodSchema,
   RevisionSchema,
   SecretSchema,
@@ -25,6 +26,7 @@ export const SCHEMA_BY_KIND = {
   Secret: SecretSchema,
   Revision: RevisionSchema,
   Volume: PersistentVolumeSchema,
+  Service: ServiceSchema,
 } as const satisfies Record<ObjectKind, z.ZodType>;
 
 export type KindMap = { [K in ObjectKind]: ObjectOf<K> };

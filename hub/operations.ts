@@ -1,6 +1,6 @@
 import type { ApplyResult, ApplyResultItem } from '../protocol/api.js';
 import { OrchardError } from '../protocol/errors.js';
-import { API_VERSION, type DeploymentManifest, type Manifest } from '../protocol/manifest.js';
+import { API_VERSION, type DeploymentManifest, type Manifest, type ServiceManifest } from '../protocol/manifest.js';
 import { KIND_BY_PLURAL, OBJECT_KINDS, kindFromPlural, type AnyObject, type Deployment, type ObjectKind } from '../protocol/objects.js';
 import { deepEqual } from './hash.js';
 import type { Logger } from './log.js';
@@ -42,6 +42,8 @@ export class Operations {
       case 'Secret':
         // Encrypted before the store sees it (hub/secrets); never logged.
         return applySecret(store, m, this.deps.secrets);
+      case 'Service':
+        return applyService(store, m);
     }
   }
 
@@ -132,4 +134,23 @@ export class Operations {
     next.spec.replicas = replicas;
     return store.update(next);
   }
+}
+
+/** Creates or updates a Service's spec and metadata; its status (ordinal, endpoints) is the endpoints controller's. */
+function applyService(store: Store, m: ServiceManifest): ApplyResultItem {
+  const existing = store.get('Service', m.metadata.name);
+  const meta = { name: m.metadata.name, labels: m.metadata.labels, annotations: m.metadata.annotations };
+  if (!existing) {
+    store.create({ apiVersion: API_VERSION, kind: 'Service', metadata: meta, spec: m.spec, status: { endpoints: [], conditions: [], observedGeneration: 0 } });
+    return { kind: 'Service', name: m.metadata.name, action: 'created' };
+  }
+  if (deepEqual(existing.spec, m.spec) && deepEqual(existing.metadata.labels, meta.labels) && deepEqual(existing.metadata.annotations, meta.annotations)) {
+    return { kind: 'Service', name: m.metadata.name, action: 'unchanged' };
+  }
+  const next = structuredClone(existing);
+  next.spec = m.spec;
+  next.metadata.labels = meta.labels;
+  next.metadata.annotations = meta.annotations;
+  store.update(next);
+  return { kind: 'Service', name: m.metadata.name, action: 'configured' };
 }

@@ -38,6 +38,15 @@ export const ERROR_CATALOGUE = {
   },
   ERR_STORE: { status: 500, summary: 'The store failed to read or write.' },
   ERR_INTERNAL: { status: 500, summary: 'An unexpected fault; the log has the cause.' },
+  ERR_SERVICE_PORT_CONFLICT: {
+    status: 409,
+    summary: "A service's published port is already taken on a node it publishes on (another service's publish or a pod's hostPort).",
+  },
+  ERR_SERVICE_ORDINALS_EXHAUSTED: { status: 507, summary: 'Every service address in the range is in use (at most 1,020 services); delete one first.' },
+  ERR_SERVICES_CIDR_IN_USE: {
+    status: 400,
+    summary: "The agent's --service-cidr overlaps an address or route the host already uses outside lo; pick another range.",
+  },
   ERR_WATCH_LIMIT: { status: 429, summary: 'This API token already holds the maximum of open watch streams; close one first.' },
 } as const satisfies Record<string, { status: number; summary: string }>;
 

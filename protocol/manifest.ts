@@ -460,16 +460,110 @@ export const SecretManifestSchema = z
   .refine((c) => dataSize(c.data) + dataSize(c.stringData) <= MAX_CONFIG_BYTES, { message: 'data must total at most 1 MiB', path: ['data'] });
 export type SecretManifest = z.infer<typeof SecretManifestSchema>;
 
+// ---- Service (issue 15): a stable name and address for the ready pods a selector picks ----
+
+const PortNumberSchema = z.number().int('must be an integer').min(1, 'must be a port 1-65535').max(65535, 'must be a port 1-65535');
+/** A port number, or the `name` of a container port in the selected pods (resolved per pod). */
+const PortRefSchema = z.union([PortNumberSchema, NameSchema.max(15, 'a port name must be at most 15 characters')]);
+export const ServiceProtocolSchema = z.enum(['TCP', 'UDP']);
+export type ServiceProtocol = z.infer<typeof ServiceProtocolSchema>;
+export const TrafficPolicySchema = z.enum(['preferLocal', 'local', 'cluster']);
+export type TrafficPolicy = z.infer<typeof TrafficPolicySchema>;
+
+export const ServicePortSchema = z.strictObject({
+  /** Required when the service has more than one port; names the SRV record `_NAME._tcp.SERVICE.svc.orchard`. */
+  name: NameSchema.max(15, 'a port name must be at most 15 characters').optional(),
+  /** The port clients dial on the service's address. */
+  port: PortNumberSchema,
+  /** The container port traffic goes to (a number, or a container port's name); default: `port`. */
+  targetPort: PortRefSchema.optional(),
+  protocol: ServiceProtocolSchema.default('TCP'),
+});
+export type ServicePort = z.infer<typeof ServicePortSchema>;
+
+/** Exposes a service port on the devices' own addresses for clients outside the fleet (NodePort / ServiceLB). */
+export const ServicePublishSchema = z.strictObject({
+  /** The port opened on each device (agent --publish-address, default every address). */
+  port: PortNumberSchema,
+  /** Which service port it forwards to (its `port` number or `name`); default: the service's first port. */
+  servicePort: PortRefSchema.optional(),
+  /** Devices that publish it; default every node. */
+  nodeSelector: LabelsSchema.optional(),
+});
+export type ServicePublish = z.infer<typeof ServicePublishSchema>;
+
+export const DEFAULT_AFFINITY_TIMEOUT_SECONDS = 10_800;
+
+export const ServiceSpecSchema = z
+  .strictObject({
+    /** Pods with all of these labels are the service's endpoints (when Ready). */
+    selector: LabelsSchema.refine((o) => Object.keys(o).length > 0, 'must select at least one label (an empty selector would pick every pod)'),
+    ports: z.array(ServicePortSchema).min(1, 'must have at least one port').max(32),
+    /** preferLocal: a ready endpoint on the client's node first, others when none; local: only this node's; cluster: all, round robin. */
+    trafficPolicy: TrafficPolicySchema.default('preferLocal'),
+    /** Connections (UDP sessions) from one client address go to the same endpoint while it stays ready. */
+    sessionAffinity: z
+      .strictObject({
+        clientIP: z
+          .strictObject({ timeoutSeconds: z.number().int().min(1).max(86_400).default(DEFAULT_AFFINITY_TIMEOUT_SECONDS) })
+          .default({ timeoutSeconds: DEFAULT_AFFINITY_TIMEOUT_SECONDS }),
+      })
+      .optional(),
+    publish: z.array(ServicePublishSchema).max(8).optional(),
+  })
+  .superRefine((spec, ctx) => {
+    const seen = new Set<string>();
+    const names = new Set<string>();
+    spec.ports.forEach((p, i) => {
+      const key = `${p.port}/${p.protocol}`;
+      if (seen.has(key)) ctx.addIssue({ code: 'custom', path: ['ports', i, 'port'], message: `duplicate port ${key}` });
+      seen.add(key);
+      if (p.name !== undefined) {
+        if (names.has(p.name)) ctx.addIssue({ code: 'custom', path: ['ports', i, 'name'], message: `duplicate port name "${p.name}"` });
+        names.add(p.name);
+      } else if (spec.ports.length > 1)
+        ctx.addIssue({ code: 'custom', path: ['ports', i, 'name'], message: 'is required when a service has more than one port' });
+    });
+    const published = new Set<string>();
+    (spec.publish ?? []).forEach((pub, i) => {
+      const target = servicePortFor(spec.ports, pub.servicePort);
+      if (target === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['publish', i, 'servicePort'], message: `no port ${JSON.stringify(pub.servicePort)} in spec.ports` });
+        return;
+      }
+      const key = `${pub.port}/${target.protocol}`;
+      if (published.has(key)) ctx.addIssue({ code: 'custom', path: ['publish', i, 'port'], message: `port ${key} is published twice` });
+      published.add(key);
+    });
+  });
+export type ServiceSpec = z.infer<typeof ServiceSpecSchema>;
+
+/** The service port a `publish` entry (or anything naming a service port) refers to: by number, by name, or the first. */
+export function servicePortFor<P extends { name?: string | undefined; port: number }>(ports: readonly P[], ref: number | string | undefined): P | undefined {
+  if (ref === undefined) return ports[0];
+  return ports.find((p) => (typeof ref === 'number' ? p.port === ref : p.name === ref));
+}
+
+export const ServiceManifestSchema = z.strictObject({
+  apiVersion: z.literal(API_VERSION, { message: `must be "${API_VERSION}"` }),
+  kind: z.literal('Service'),
+  metadata: ObjectMetaInputSchema,
+  spec: ServiceSpecSchema,
+  status: z.unknown().optional(),
+});
+export type ServiceManifest = z.infer<typeof ServiceManifestSchema>;
+
 /** Kinds a user may apply, keyed by kind. */
 export const MANIFEST_SCHEMAS = {
   Deployment: DeploymentManifestSchema,
   ConfigMap: ConfigMapManifestSchema,
   Secret: SecretManifestSchema,
+  Service: ServiceManifestSchema,
 } as const;
 export type ManifestKind = keyof typeof MANIFEST_SCHEMAS;
-export type Manifest = DeploymentManifest | ConfigMapManifest | SecretManifest;
+export type Manifest = DeploymentManifest | ConfigMapManifest | SecretManifest | ServiceManifest;
 
-export const ManifestSchema = z.union([DeploymentManifestSchema, ConfigMapManifestSchema, SecretManifestSchema]);
+export const ManifestSchema = z.union([DeploymentManifestSchema, ConfigMapManifestSchema, SecretManifestSchema, ServiceManifestSchema]);
 
 /** Total CPU millicores and memory bytes a pod requests (requests, else limits, else 0). */
 export function podRequests(spec: Pick<PodSpec, 'containers'>): { cpuMillis: number; memoryBytes: number } {

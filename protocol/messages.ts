@@ -1,6 +1,6 @@
 import { deflateSync, inflateSync } from 'node:zlib';
 import { z } from 'zod';
-import { LabelsSchema, NameSchema, PodSpecSchema } from './manifest.js';
+import { LabelsSchema, NameSchema, PodSpecSchema, ServiceProtocolSchema, TrafficPolicySchema } from './manifest.js';
 import {
   ContainerStatusSchema,
   ImagePullProgressSchema,
@@ -9,6 +9,9 @@ import {
   NodeUsageSchema,
   PodConditionSchema,
   PodPhaseSchema,
+  SERVICE_ORDINAL_MAX,
+  SERVICE_ORDINAL_MIN,
+  ServiceEndpointSchema,
 } from './objects.js';
 
 /**
@@ -126,6 +129,56 @@ export const ObservedSetMessageSchema = z.strictObject({
   volumes: z.array(ObservedVolumeSchema).max(1000).optional(),
 });
 export type ObservedSetMessage = z.infer<typeof ObservedSetMessageSchema>;
+
+/**
+ * Services (issue 15), hub → every agent, each retained at QoS 1 and always whole:
+ * - `orchard/v1/services/{name}`: ServiceMessage, the service's ports, policy and all its
+ *   endpoints; republished on any change (a zero-length retained payload clears it on delete).
+ * - `orchard/v1/service-index`: ServiceIndexMessage, which services exist and the fleet's peer
+ *   addresses. A service is active on an agent when the index lists it AND its message has
+ *   arrived; a message for a name the index does not list is held, not used.
+ * Every node needs every service (any pod may dial any name), so these are broadcast topics: one
+ * endpoint change is one small message the broker fans out, instead of every node's whole table
+ * rebuilt and republished (docs/design/services.md, "Why per-service topics").
+ * Generations are the store revision at publish; an agent ignores one older than it holds.
+ * Encoded with deflate when it helps: every agent that subscribes to these reads deflate.
+ */
+export const ServiceMessageSchema = z.strictObject({
+  service: NameSchema,
+  generation: z.number().int().min(0),
+  at: z.string(),
+  ordinal: z.number().int().min(SERVICE_ORDINAL_MIN).max(SERVICE_ORDINAL_MAX),
+  ports: z
+    .array(z.strictObject({ name: z.string().max(15).optional(), port: z.number().int().min(1).max(65535), protocol: ServiceProtocolSchema }))
+    .min(1)
+    .max(32),
+  trafficPolicy: TrafficPolicySchema,
+  /** Client-address affinity, when the service asks for it. */
+  affinityTimeoutSeconds: z.number().int().min(1).max(86_400).optional(),
+  /** Ports opened on devices' own addresses, resolved by the hub: `nodes` absent = every node. */
+  publish: z
+    .array(
+      z.strictObject({
+        port: z.number().int().min(1).max(65535),
+        servicePort: z.number().int().min(1).max(65535),
+        protocol: ServiceProtocolSchema,
+        nodes: z.array(NameSchema).max(10_000).optional(),
+      }),
+    )
+    .max(8)
+    .default([]),
+  endpoints: z.array(ServiceEndpointSchema).max(1000),
+});
+export type ServiceMessage = z.infer<typeof ServiceMessageSchema>;
+
+export const ServiceIndexMessageSchema = z.strictObject({
+  generation: z.number().int().min(0),
+  at: z.string(),
+  services: z.array(NameSchema).max(1020),
+  /** Node → its advertise address: endpoint ports accept connections only from these. */
+  peers: z.record(NameSchema, z.string().max(64)),
+});
+export type ServiceIndexMessage = z.infer<typeof ServiceIndexMessageSchema>;
 
 /**
  * The JSON text of a raw payload, inflating a deflated one (never beyond MAX_MESSAGE_BYTES, so a

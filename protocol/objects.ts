@@ -1,5 +1,15 @@
 import { z } from 'zod';
-import { AnnotationsSchema, API_VERSION, ArchSchema, DeploymentSpecSchema, LabelsSchema, PodSpecSchema, PodTemplateSchema } from './manifest.js';
+import {
+  AnnotationsSchema,
+  API_VERSION,
+  ArchSchema,
+  DeploymentSpecSchema,
+  LabelsSchema,
+  PodSpecSchema,
+  PodTemplateSchema,
+  ServiceProtocolSchema,
+  ServiceSpecSchema,
+} from './manifest.js';
 import { DevicePolicySchema } from './pod-security.js';
 
 /**
@@ -199,6 +209,12 @@ export const NodeInfoSchema = z.object({
    */
   encodings: z.array(z.string().max(32)).max(8).optional(),
   addresses: z.array(z.string().max(64)).max(64).default([]),
+  /**
+   * Services (issue 15): the address other nodes dial for this node's endpoint ports (agent
+   * --advertise-address; default its first non-internal IPv4). Absent: the agent runs no service
+   * proxy (older agent, or services off), and its pods are endpoints for local clients only.
+   */
+  advertiseAddress: z.string().max(64).optional(),
   /** Storage facts (issue 7): the agent's hostPath allow-list, whether secrets sit on tmpfs, and its disks. */
   storage: z
     .object({
@@ -356,9 +372,84 @@ export function persistentVolumeName(owner: string, volume: { name: string; pers
   return claim !== undefined ? `orchard-${claim}` : `orchard-${owner}-${volume.name}`;
 }
 
-export type AnyObject = Deployment | Pod | NodeObject | EventObject | ConfigMapObject | SecretObject | RevisionObject | PersistentVolumeObject;
+// ---- Service (issue 15) ----
+/** Service ordinals: a service's address on every node is the node's service range base + ordinal (0 = network, 1 = the name server). */
+export const SERVICE_ORDINAL_MIN = 2;
+export const SERVICE_ORDINAL_MAX = 1021;
+
+/** One port of one endpoint: where a connection to service port `port`/`protocol` goes on this pod. */
+export const EndpointTargetSchema = z.object({
+  /** The service port (what clients dial). */
+  port: z.number().int().min(1).max(65535),
+  protocol: ServiceProtocolSchema,
+  /** The container port, resolved from the service's targetPort (a name is looked up in the pod's container ports). */
+  targetPort: z.number().int().min(1).max(65535),
+  /**
+   * The port the endpoint's node opens on its advertise address for this (pod, targetPort,
+   * protocol), for clients on other nodes. Allocated by the hub per node; absent when the node
+   * has no advertise address (then only its own clients reach the pod).
+   */
+  endpointPort: z.number().int().min(1).max(65535).optional(),
+});
+export type EndpointTarget = z.infer<typeof EndpointTargetSchema>;
+
+export const ServiceEndpointSchema = z.object({
+  pod: z.string().max(253),
+  uid: z.string().max(64),
+  node: z.string().max(63),
+  /** The node's advertise address (remote clients dial address:endpointPort). */
+  address: z.string().max(64).optional(),
+  /** Ready as the hub last heard (the endpoint's own agent overrides this with its probes at once). */
+  ready: z.boolean(),
+  /** The pod is being deleted: no new connections; open ones drain. */
+  terminating: z.boolean().default(false),
+  /** Why not ready (describe): "container web not ready", "node n1 is NotReady", "readiness probe failing". */
+  reason: z.string().max(256).optional(),
+  targets: z.array(EndpointTargetSchema).max(32),
+});
+export type ServiceEndpoint = z.infer<typeof ServiceEndpointSchema>;
+
+export const ServiceConditionSchema = z.object({
+  /** PublishPortConflict: a published port is taken on some node (a hostPort or another service); NoEndpoints: no ready endpoint. */
+  type: z.enum(['PublishPortConflict', 'NoEndpoints']),
+  status: z.enum(['True', 'False', 'Unknown']),
+  reason: z.string().optional(),
+  message: z.string().optional(),
+  lastTransitionTime: z.string().optional(),
+});
+export type ServiceCondition = z.infer<typeof ServiceConditionSchema>;
+
+export const ServiceStatusSchema = z.object({
+  /** Stable while the service exists; picks its address (range base + ordinal) on every node. */
+  ordinal: z.number().int().min(SERVICE_ORDINAL_MIN).max(SERVICE_ORDINAL_MAX).optional(),
+  endpoints: z.array(ServiceEndpointSchema).default([]),
+  conditions: z.array(ServiceConditionSchema).default([]),
+  observedGeneration: z.number().int().default(0),
+});
+export type ServiceStatus = z.infer<typeof ServiceStatusSchema>;
+
+export const ServiceSchema = z.object({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal('Service'),
+  metadata: ObjectMetaSchema,
+  spec: ServiceSpecSchema,
+  status: ServiceStatusSchema.default({ endpoints: [], conditions: [], observedGeneration: 0 }),
+});
+export type ServiceObject = z.infer<typeof ServiceSchema>;
+
+export type AnyObject = Deployment | Pod | NodeObject | EventObject | ConfigMapObject | SecretObject | RevisionObject | PersistentVolumeObject | ServiceObject;
 export type ObjectKind = AnyObject['kind'];
-export const OBJECT_KINDS = ['Deployment', 'Pod', 'Node', 'Event', 'ConfigMap', 'Secret', 'Revision', 'Volume'] as const satisfies readonly ObjectKind[];
+export const OBJECT_KINDS = [
+  'Deployment',
+  'Pod',
+  'Node',
+  'Event',
+  'ConfigMap',
+  'Secret',
+  'Revision',
+  'Volume',
+  'Service',
+] as const satisfies readonly ObjectKind[];
 
 /** URL plural ↔ kind. */
 export const KIND_BY_PLURAL = {
@@ -370,6 +461,7 @@ export const KIND_BY_PLURAL = {
   secrets: 'Secret',
   revisions: 'Revision',
   volumes: 'Volume',
+  services: 'Service',
 } as const;
 export type Plural = keyof typeof KIND_BY_PLURAL;
 export function kindFromPlural(s: string): ObjectKind | undefined {
@@ -390,6 +482,8 @@ export function kindFromPlural(s: string): ObjectKind | undefined {
     volume: 'Volume',
     vol: 'Volume',
     pv: 'Volume',
+    service: 'Service',
+    svc: 'Service',
   };
   return (KIND_BY_PLURAL as Record<string, ObjectKind>)[s] ?? singular[s];
 }

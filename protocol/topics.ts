@@ -8,6 +8,8 @@ import { NameSchema } from './manifest.js';
  *                         orchard/v1/nodes/{node}/observed  ObservedSetMessage, on change and periodic
  *                         orchard/v1/nodes/{node}/presence  PresenceMessage; the last-will says offline
  * Down (hub → agent):    orchard/v1/nodes/{node}/desired   DesiredSetMessage, retained, QoS 1
+ * Services (hub → all):  orchard/v1/services/{service}   ServiceMessage, retained, QoS 1 (empty = deleted)
+ *                         orchard/v1/service-index       ServiceIndexMessage, retained, QoS 1
  * Commands:              orchard/v1/commands/{clientId}    CommandRequest (client → hub)
  *                         orchard/v1/replies/{clientId}     CommandReply  (hub → client)
  *                         clientId = u.<API token id>[.<suffix>] (userClientId)
@@ -36,6 +38,10 @@ export const topics = {
   nodeDesired: (node: string): string => topics.node(node, 'desired'),
   /** Subscription filter for every node's up-channel `channel`. */
   allNodes: (channel: NodeChannel): string => `${TOPIC_ROOT}/nodes/+/${channel}`,
+  service: (name: string): string => `${TOPIC_ROOT}/services/${name}`,
+  /** Subscription filter for every service's message. */
+  allServices: (): string => `${TOPIC_ROOT}/services/+`,
+  serviceIndex: (): string => `${TOPIC_ROOT}/service-index`,
   command: (clientId: string): string => `${TOPIC_ROOT}/commands/${clientId}`,
   reply: (clientId: string): string => `${TOPIC_ROOT}/replies/${clientId}`,
   allCommands: (): string => `${TOPIC_ROOT}/commands/+`,
@@ -59,7 +65,12 @@ export function userClientTokenId(clientId: string): string | undefined {
   return USER_CLIENT_ID_RE.exec(clientId)?.[1];
 }
 
-export type ParsedTopic = { type: 'node'; node: string; channel: NodeChannel } | { type: 'command'; clientId: string } | { type: 'reply'; clientId: string };
+export type ParsedTopic =
+  | { type: 'node'; node: string; channel: NodeChannel }
+  | { type: 'command'; clientId: string }
+  | { type: 'reply'; clientId: string }
+  | { type: 'service'; service: string }
+  | { type: 'serviceIndex' };
 
 export function isValidClientId(id: string): boolean {
   return CLIENT_ID_RE.test(id);
@@ -78,6 +89,11 @@ export function parseTopic(topic: string): ParsedTopic | undefined {
     if (!(NODE_UP_CHANNELS as readonly string[]).includes(channel) && !(NODE_DOWN_CHANNELS as readonly string[]).includes(channel)) return undefined;
     return { type: 'node', node, channel };
   }
+  if (parts[2] === 'services' && parts.length === 4) {
+    const service = parts[3] ?? '';
+    return NameSchema.safeParse(service).success ? { type: 'service', service } : undefined;
+  }
+  if (parts[2] === 'service-index' && parts.length === 3) return { type: 'serviceIndex' };
   if ((parts[2] === 'commands' || parts[2] === 'replies') && parts.length === 4) {
     const clientId = parts[3] ?? '';
     if (!isValidClientId(clientId)) return undefined;
