@@ -69,3 +69,24 @@ export const EMPTY_SERVICE_TABLE: ServiceTable = {
   endpointPorts: [],
   peers: [],
 };
+
+/**
+ * What applies a ServiceTable: `agent/services/proxy.ts` (ServiceProxy) in production, a
+ * recording fake in unit tests. `apply` is called with the whole table after every change and
+ * is single flight (a call while one runs waits, then applies the newest table); it never
+ * rejects for one bad listener: failures are logged and reported by `status()`.
+ */
+export interface ServiceDataPlane {
+  apply(table: ServiceTable): Promise<void>;
+  /** Per listener key: bound or the bind error; per endpoint counters (describe, tests). */
+  status(): DataPlaneStatus;
+  /** Closes every listener and the name server; leaves `lo` addresses (workloads keep running). */
+  close(): Promise<void>;
+}
+
+export interface DataPlaneStatus {
+  listeners: { key: string; address: string; port: number; protocol: ServiceProtocol; bound: boolean; error?: string; endpoints: number }[];
+  endpointPorts: { key: string; listening: boolean; error?: string }[];
+  /** Connections and failures per endpoint id (`host:port`). */
+  counters: Record<string, { connections: number; failures: number; ejections: number }>;
+}
