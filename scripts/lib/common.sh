@@ -18,6 +18,7 @@ export ORCHARD_ROOT
 
 export ORCHARD_TEST_IMAGE="orchard-test/busybox:1"
 export ORCHARD_TEST_IMAGE_2="orchard-test/busybox:2"
+export ORCHARD_TEST_UDP_IMAGE="orchard-test/udp-echo:1"
 ORCHARD_REGISTRY_ADDR="127.0.0.1:5000"
 
 log() { printf '[orchard %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -320,6 +321,7 @@ _import_busybox_image() {
 # ensure_test_image — local images built from Debian's busybox-static (no registry needed):
 #   orchard-test/busybox:1  (/VERSION = 1) and orchard-test/busybox:2 (/VERSION = 2) for rollouts.
 # Both have sh, sleep, httpd, nc, wget and every other busybox applet, CMD ["sh"].
+# And orchard-test/udp-echo:1 (below) for UDP services.
 ensure_test_image() {
   ensure_docker
   local tag version
@@ -330,6 +332,32 @@ ensure_test_image() {
     ensure_apt_packages busybox-static
     _import_busybox_image "$tag" "$version"
   done
+  docker image inspect "$ORCHARD_TEST_UDP_IMAGE" >/dev/null 2>&1 || _import_udp_echo_image
+}
+
+# orchard-test/udp-echo:1 — the busybox test image plus /bin/udp-echo (test/images/udp-echo.c,
+# compiled statically here: busybox has no UDP server applet), the UDP endpoint of the services
+# e2e tests. CMD udp-echo 9000.
+_import_udp_echo_image() {
+  local tmp
+  ensure_apt_packages busybox-static gcc libc6-dev
+  tmp="$(mktemp -d)"
+  _busybox_rootfs "$tmp/rootfs" 1
+  gcc -static -O2 -o "$tmp/rootfs/bin/udp-echo" "$ORCHARD_ROOT/test/images/udp-echo.c" || {
+    rm -rf "$tmp"
+    die "building udp-echo (gcc -static) failed"
+  }
+  tar --numeric-owner --owner=0 --group=0 -C "$tmp/rootfs" -cf - . |
+    docker import \
+      --change 'CMD ["udp-echo", "9000"]' \
+      --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+      --change "LABEL orchard.test-image=udp-echo" \
+      - "$ORCHARD_TEST_UDP_IMAGE" >/dev/null || {
+    rm -rf "$tmp"
+    die "docker import of $ORCHARD_TEST_UDP_IMAGE failed"
+  }
+  rm -rf "$tmp"
+  log "built $ORCHARD_TEST_UDP_IMAGE"
 }
 
 # ---------------------------------------------------------------------------------------------
