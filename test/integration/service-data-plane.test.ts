@@ -389,6 +389,35 @@ describe('ServiceProxy: two nodes on loopback', () => {
   });
 });
 
+describe('ServiceProxy: apply', () => {
+  it('is single flight: tables given while one applies are merged, the newest wins', async () => {
+    const [a1, a2, a3] = await Promise.all([tcpServer('a1'), tcpServer('a2'), tcpServer('a3')]);
+    const nodeA = node(CIDR_A);
+    const t = (s: TcpServer, port: number): ServiceTable => tableA({ listeners: [listener({ port, endpoints: [local(s)] })] });
+    const [p1, p2, p3] = [await freePort(WEB_A), await freePort(WEB_A), await freePort(WEB_A)];
+    await Promise.all([nodeA.apply(t(a1, p1)), nodeA.apply(t(a2, p2)), nodeA.apply(t(a3, p3))]);
+    expect(nodeA.status().listeners.map((l) => l.port)).toEqual([p3]);
+    expect(await request(WEB_A, p3, 'x')).toBe('a3:x');
+    await expect(request(WEB_A, p2, 'x')).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    await expect(request(WEB_A, p1, 'x')).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+  });
+
+  it('close() stops every listener, endpoint port and the name server; later applies do nothing', async () => {
+    const [a1, b1] = await Promise.all([tcpServer('a1'), tcpServer('b1')]);
+    const ep = await freePort(A);
+    const nodeA = node(CIDR_A);
+    const t = tableA({ listeners: [listener({ endpoints: [local(a1)] })], endpointPorts: [endpointPort(ep, b1)] });
+    await nodeA.apply(t);
+    const dnsPort = nodeA.status().dns!.port;
+    await nodeA.close();
+    await nodeA.apply(t);
+    await expect(request(WEB_A, PORT, 'x')).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    await expect(request(A, ep, 'x')).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    await expect(tcpDns('127.77.0.1', dnsPort, buildQuery('web', DnsType.A))).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    expect(nodeA.status()).toEqual({ listeners: [], endpointPorts: [], counters: {} });
+  });
+});
+
 describe('ServiceProxy: the name server', () => {
   it('answers NAME and NAME.svc.orchard over UDP and TCP, forwards other names to the upstream', async () => {
     const nodeA = node(CIDR_A);
@@ -460,8 +489,25 @@ describe('ServiceProxy with real lo addresses (10.253.0.0/29)', () => {
     expect(await request('10.253.0.2', PORT, 'real')).toBe('a1:real');
     expect(p.status().dns).toMatchObject({ address: '10.253.0.1', listening: true });
 
+    // An open connection when the service goes: its address stays until the connection is done.
+    const c = net.connect({ host: '10.253.0.2', port: PORT, allowHalfOpen: true });
+    const reply = new Promise<string>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      c.on('data', (d: Buffer) => chunks.push(d));
+      c.on('error', reject);
+      c.on('end', () => resolve(Buffer.concat(chunks).toString()));
+    });
+    c.write('draining ');
+    while (a1.accepted() < 2) await new Promise((r) => setTimeout(r, 5));
+
     await p.apply({ ...base, records: [], addresses: ['10.253.0.1'], listeners: [] });
     expect(p.status().listeners).toEqual([]);
+    await expect(request('10.253.0.2', PORT, 'late')).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    expect(loIn()).toEqual(['10.253.0.1', '10.253.0.2']);
+    c.end('done');
+    expect(await reply).toBe('a1:draining done');
+    c.destroy();
+    for (let i = 0; i < 200 && loIn().length > 1; i++) await new Promise((r) => setTimeout(r, 10));
     expect(loIn()).toEqual(['10.253.0.1']);
     // close() leaves the addresses (workloads keep running; the next start reconciles).
     await p.close();
