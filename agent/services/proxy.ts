@@ -1,6 +1,6 @@
 import type { Clock, Logger } from '../clock.js';
 import { LoAddresses, inCidr, parseCidr, dnsAddressFor, type Cidr } from './addresses.js';
-import { endpointId } from './balancer.js';
+import { endpointId, type Endpoint } from './balancer.js';
 import { dnsTable, type DnsTable } from './dns-answer.js';
 import { DnsServer } from './dns-server.js';
 import { EndpointPortServer } from './endpoint-port-server.js';
@@ -207,7 +207,9 @@ export class ServiceProxy implements ServiceDataPlane {
         const sig = listenerSig(spec, t.advertiseAddress);
         const r = this.listeners.get(spec.key);
         if (r !== undefined && r.proxy !== undefined && r.sig === sig) {
-          r.proxy.setEndpoints(spec.endpoints);
+          // Only a changed list is a new generation: setEndpoints forgives the ejections of the
+          // endpoints it lists, which an unrelated table change must not do.
+          if (endpointsSig(spec.endpoints) !== endpointsSig(r.spec.endpoints)) r.proxy.setEndpoints(spec.endpoints);
           r.spec = spec;
           return;
         }
@@ -407,6 +409,8 @@ export class ServiceProxy implements ServiceDataPlane {
 
 const listenerSig = (l: TableListener, advertise: string | undefined): string =>
   [l.address, l.port, l.protocol, l.policy, l.affinity?.timeoutSeconds ?? '-', advertise ?? '-'].join('|');
+
+const endpointsSig = (list: readonly Endpoint[]): string => list.map((e) => `${e.id}/${e.host}/${e.port}/${e.local ? 'l' : 'r'}`).join(',');
 
 const sameBind = (a: TableListener, b: TableListener): boolean => a.address === b.address && a.port === b.port && a.protocol === b.protocol;
 

@@ -383,6 +383,10 @@ describe('ServiceProxy: two nodes on loopback', () => {
     for (let i = 0; i < 6; i++) expect(await request(WEB_A, PORT, `${i}`)).toBe(`b2:${i}`);
     expect(b1.accepted()).toBe(0);
     expect(nodeA.status().counters[`${B}:${e1}`]).toMatchObject({ failures: 1, ejections: 1 });
+    // The same list again (another service changed): the ejection stands, e1 is not tried again.
+    await nodeA.apply(tableA({ listeners: [listener({ endpoints: [remote(B, e1), remote(B, e2)] })], records: [] }));
+    for (let i = 0; i < 4; i++) expect(await request(WEB_A, PORT, `${i}`)).toBe(`b2:${i}`);
+    expect(nodeA.status().counters[`${B}:${e1}`]).toMatchObject({ failures: 1 });
     // Ready again: the same port listens.
     await nodeB.apply(tableB([endpointPort(e1, b1, true), endpointPort(e2, b2)]));
     expect(nodeB.status().endpointPorts.every((e) => e.listening)).toBe(true);
