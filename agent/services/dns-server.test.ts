@@ -124,6 +124,27 @@ describe('DnsServer over UDP and TCP', () => {
     expect(dns.counters).toMatchObject({ forwarded: 2, answered: 0 });
   });
 
+  it('a source allowSource refuses gets REFUSED over UDP and TCP: no table answer, nothing forwarded', async () => {
+    const up = await upstream(UP1, () => ({ kind: 'a', address: '192.0.2.7' }));
+    const seen: string[] = [];
+    const { dns } = await server({
+      upstreams: () => [`${UP1}:${up.port}`],
+      allowSource: (a) => {
+        seen.push(a);
+        return false;
+      },
+    });
+    const udp = decodeMessage((await udpAsk(dns.port, buildQuery('example.org', DnsType.A, { id: 7 })))!);
+    expect(udp).toMatchObject({ id: 7, qr: true, rcode: Rcode.REFUSED, answers: [] });
+    const svc = decodeMessage((await udpAsk(dns.port, buildQuery('web.svc.orchard', DnsType.A, { id: 8 })))!);
+    expect(svc).toMatchObject({ id: 8, rcode: Rcode.REFUSED, answers: [] });
+    const [tcp] = (await tcpAsk(dns.port, [frameTcp(buildQuery('example.net', DnsType.A, { id: 9 }))], 1)).map(decodeMessage);
+    expect(tcp).toMatchObject({ id: 9, rcode: Rcode.REFUSED, answers: [] });
+    expect(up.seen).toEqual([]);
+    expect(dns.counters).toMatchObject({ queries: 3, refused: 3, forwarded: 0, answered: 0 });
+    expect(seen).toEqual(['127.0.0.1', '127.0.0.1', '127.0.0.1']);
+  });
+
   it('never forwards a service name, its AAAA or an unknown *.svc.orchard', async () => {
     const up = await upstream(UP1, () => ({ kind: 'a', address: '192.0.2.7' }));
     const { dns } = await server({ upstreams: () => [`${UP1}:${up.port}`] });

@@ -31,6 +31,13 @@ export interface DnsServerOptions {
   ttl?: number;
   maxInFlight?: number;
   maxTcpConnections?: number;
+  /**
+   * Which client addresses may use this server (an IPv4 `::ffff:` prefix is removed first). A
+   * query from any other source gets REFUSED and is never answered from the table or forwarded:
+   * without it the server is an open resolver anyone who reaches the address can use for DNS
+   * amplification (docs/security.md). Default: every source.
+   */
+  allowSource?: (address: string) => boolean;
 }
 
 export interface DnsCounters {
@@ -42,12 +49,14 @@ export interface DnsCounters {
   forwarded: number;
   /** SERVFAIL, FORMERR or NOTIMP sent, or a message dropped. */
   failures: number;
+  /** From a source `allowSource` refused: REFUSED sent (or nothing, for an unparsable message). */
+  refused: number;
 }
 
 export type Transport = 'udp' | 'tcp';
 
 export class DnsServer {
-  readonly counters: DnsCounters = { queries: 0, answered: 0, forwarded: 0, failures: 0 };
+  readonly counters: DnsCounters = { queries: 0, answered: 0, forwarded: 0, failures: 0, refused: 0 };
   private udp: UdpSocket | undefined;
   private tcp: Server | undefined;
   private readonly conns = new Set<Socket>();
@@ -108,7 +117,7 @@ export class DnsServer {
     }
     udp.on('error', (err) => this.opts.logger.warn('dns udp socket error', { err: String(err) }));
     udp.on('message', (msg, rinfo) => {
-      void this.respond(msg, 'udp').then((out) => {
+      void this.respond(msg, 'udp', rinfo.address).then((out) => {
         if (out === undefined || this.udp !== udp) return;
         try {
           udp.send(out, rinfo.port, rinfo.address, () => {});
@@ -138,13 +147,20 @@ export class DnsServer {
 
   /**
    * One message in, the bytes to send back (or undefined: stay silent). Never rejects. Public so
-   * the wiring and the fuzz test can drive the logic without sockets.
+   * the wiring and the fuzz test can drive the logic without sockets. `from` is the client's
+   * address (sockets always pass it); undefined skips the source check.
    */
-  async respond(msg: Buffer, transport: Transport): Promise<Buffer | undefined> {
+  async respond(msg: Buffer, transport: Transport, from?: string): Promise<Buffer | undefined> {
     this.counters.queries += 1;
     const maxSize = transport === 'udp' ? UDP_MAX_ANSWER : TCP_MAX_MESSAGE;
     try {
       const parsed = parseQuery(msg);
+      if (from !== undefined && this.opts.allowSource !== undefined && !this.opts.allowSource(from.replace(/^::ffff:/i, ''))) {
+        // No table answer, no forward: the reply is no bigger than the query (no amplification).
+        this.counters.refused += 1;
+        if (!parsed.ok) return undefined;
+        return buildResponse({ id: parsed.query.id, rd: parsed.query.rd, questionBytes: parsed.query.questionBytes, rcode: Rcode.REFUSED, maxSize });
+      }
       if (!parsed.ok) {
         this.counters.failures += 1;
         if (parsed.id === undefined || parsed.reason === 'is-response') return undefined;
@@ -274,7 +290,7 @@ export class DnsServer {
       const { frames, rest } = takeTcpFrames(Buffer.concat([buffered, chunk]));
       buffered = rest;
       for (const frame of frames) {
-        void this.respond(frame, 'tcp').then((out) => {
+        void this.respond(frame, 'tcp', c.remoteAddress ?? '').then((out) => {
           if (out !== undefined && !c.destroyed) c.write(frameTcp(out));
         });
       }

@@ -89,4 +89,6 @@ export interface DataPlaneStatus {
   endpointPorts: { key: string; listening: boolean; error?: string }[];
   /** Connections and failures per endpoint id (`host:port`). */
   counters: Record<string, { connections: number; failures: number; ejections: number }>;
+  /** The name server: absent while the table has no DNS address. */
+  dns?: { address: string; port: number; listening: boolean; error?: string };
 }

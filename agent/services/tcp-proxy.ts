@@ -27,6 +27,11 @@ export interface TcpProxyOptions {
   maxAttempts?: number;
   /** close(): open pipes are destroyed after this long. */
   drainGraceMs?: number;
+  /**
+   * Source address for connections to remote endpoints (this node's advertise address), so the
+   * other node's endpoint port sees the address its peer allow-list holds even on a multi-homed host.
+   */
+  sourceAddress?: string;
 }
 
 export const PREAMBLE = 0x00;
@@ -36,9 +41,9 @@ const noop = (): void => undefined;
 type Attempt = { ok: true; socket: net.Socket } | { ok: false; reason: string };
 
 /** Connects to `ep`; for a remote endpoint also waits for the preamble. Never rejects. */
-export function connectUpstream(ep: Endpoint, timeoutMs: number, clock: Clock): Promise<Attempt> {
+export function connectUpstream(ep: Endpoint, timeoutMs: number, clock: Clock, localAddress?: string): Promise<Attempt> {
   return new Promise((resolve) => {
-    const socket = net.connect({ host: ep.host, port: ep.port, allowHalfOpen: true, noDelay: true });
+    const socket = net.connect({ host: ep.host, port: ep.port, allowHalfOpen: true, noDelay: true, ...(localAddress === undefined ? {} : { localAddress }) });
     let done = false;
     const finish = (a: Attempt): void => {
       if (done) return;
@@ -138,7 +143,7 @@ export class TcpProxy {
     const candidates = this.balancer.order(addr).slice(0, this.opts.maxAttempts ?? 3);
     for (const [i, ep] of candidates.entries()) {
       if (i > 0) this.balancer.retries += 1;
-      const a = await connectUpstream(ep, ep.local ? timeouts.local : timeouts.remote, this.opts.clock);
+      const a = await connectUpstream(ep, ep.local ? timeouts.local : timeouts.remote, this.opts.clock, ep.local ? undefined : this.opts.sourceAddress);
       if (!a.ok) {
         this.balancer.failed(ep);
         this.logger.warn('service endpoint failed; ejected', { endpoint: ep.id, reason: a.reason });

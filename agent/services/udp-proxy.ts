@@ -24,6 +24,10 @@ export interface UdpProxyOptions {
   logger?: Logger;
   idleTimeoutMs?: number;
   maxSessions?: number;
+  /** Datagrams from other sources are dropped (endpoint ports: only the fleet's peers). Read per datagram. */
+  allowSource?: (address: string) => boolean;
+  /** Source address for sessions to remote endpoints (this node's advertise address; see TcpProxyOptions). */
+  sourceAddress?: string;
 }
 
 interface Session {
@@ -50,6 +54,8 @@ export class UdpProxy {
   /** Sessions ended by the idle timeout / by eviction. */
   expired = 0;
   evicted = 0;
+  /** Datagrams dropped because `allowSource` refused their source. */
+  dropped = 0;
 
   constructor(private readonly opts: UdpProxyOptions) {
     this.logger = opts.logger ?? silentLogger;
@@ -92,6 +98,10 @@ export class UdpProxy {
   }
 
   private fromClient(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    if (this.opts.allowSource !== undefined && !this.opts.allowSource(rinfo.address)) {
+      this.dropped += 1;
+      return;
+    }
     const key = `${rinfo.address}:${rinfo.port}`;
     let s = this.sessions.get(key);
     if (s === undefined) {
@@ -151,12 +161,15 @@ export class UdpProxy {
       this.balancer.retries += 1;
       this.attach(s);
     });
-    up.connect(ep.port, ep.host, () => {
-      if (s.upstream !== up) return;
-      s.connected = true;
-      for (const m of s.queue) up.send(m);
-      s.queue = [];
-    });
+    const connect = (): void =>
+      up.connect(ep.port, ep.host, () => {
+        if (s.upstream !== up) return;
+        s.connected = true;
+        for (const m of s.queue) up.send(m);
+        s.queue = [];
+      });
+    if (!ep.local && this.opts.sourceAddress !== undefined) up.bind({ address: this.opts.sourceAddress, port: 0 }, connect);
+    else connect();
     return true;
   }
 
