@@ -18,6 +18,10 @@ import { VolumeManager } from './storage/volume-manager.js';
 import { VolumeReporter } from './storage/volume-report.js';
 import { ImageGc } from './images/image-gc.js';
 import type { DefaultMemory } from './apply-action.js';
+import { serviceDns } from './container-spec.js';
+import { DNS_ORDINAL, parseServiceCidr, serviceAddress } from './services/service-cidr.js';
+import { ServiceSync } from './services/service-sync.js';
+import type { ServiceDataPlane } from './services/service-table-types.js';
 
 /**
  * One device agent: cache + reconciler + reporter + link around a ContainerRuntime.
@@ -55,6 +59,25 @@ export interface AgentOptions {
   policy?: DevicePolicy;
   /** Memory limit for containers that set none (`orchard agent` defaults to 75 % of the engine's memory); absent = none. */
   defaultMemory?: DefaultMemory;
+  /**
+   * Services (issue 15); absent = off (hollow and test agents unless a test asks): no service
+   * subscriptions, no pod DNS settings, no listeners. `orchard agent` turns them on unless
+   * `--no-services`.
+   */
+  services?: AgentServicesOptions;
+}
+
+export interface AgentServicesOptions {
+  /** Applies the service table: ServiceProxy in `orchard agent`, a FakeDataPlane in tests. */
+  dataPlane: ServiceDataPlane;
+  /** `--service-cidr` (default 10.250.0.0/22 in `orchard agent`). */
+  serviceCidr: string;
+  /** `--advertise-address`: where this node's endpoint ports listen, reported as NodeInfo.advertiseAddress; absent = none. */
+  advertiseAddress?: string;
+  /** `--publish-address` (default 0.0.0.0). */
+  publishAddress?: string;
+  /** Debounce before an apply (default 5 ms). */
+  debounceMs?: number;
 }
 
 export class Agent {
@@ -83,6 +106,9 @@ export class Agent {
   private readonly policy: DevicePolicy | undefined;
   /** Removes unused images under disk pressure; reports DiskPressure (images/image-gc.ts). */
   readonly imageGc: ImageGc;
+  /** Services wiring (services/service-sync.ts); undefined when services are off. */
+  readonly services: ServiceSync | undefined;
+  private readonly advertiseAddress: string | undefined;
 
   constructor(opts: AgentOptions) {
     this.node = parseOrThrow(NameSchema, opts.node, 'node name');
@@ -106,6 +132,26 @@ export class Agent {
     if (opts.defaultMemory !== undefined) reconcilerOpts.defaultMemory = opts.defaultMemory;
     this.policy = opts.policy;
     this.dataDir = opts.dataDir;
+    this.advertiseAddress = opts.services?.advertiseAddress;
+    if (opts.services !== undefined) {
+      const cidr = parseServiceCidr(opts.services.serviceCidr);
+      const sync: ConstructorParameters<typeof ServiceSync>[0] = {
+        node: this.node,
+        dataDir: opts.dataDir,
+        dataPlane: opts.services.dataPlane,
+        serviceCidr: cidr.text,
+        publishAddress: opts.services.publishAddress ?? '0.0.0.0',
+        clock: this.clock,
+        logger: this.log,
+      };
+      if (opts.services.advertiseAddress !== undefined) sync.advertiseAddress = opts.services.advertiseAddress;
+      if (opts.services.debounceMs !== undefined) sync.debounceMs = opts.services.debounceMs;
+      const services = new ServiceSync(sync);
+      this.services = services;
+      reconcilerOpts.podDns = serviceDns(serviceAddress(cidr, DNS_ORDINAL));
+      reconcilerOpts.onLocalPods = (pods) => services.setLocal(pods);
+      reconcilerOpts.beforeStop = () => services.flush();
+    }
     if (opts.storage !== undefined) {
       const vm: ConstructorParameters<typeof VolumeManager>[0] = {
         node: this.node,
@@ -130,7 +176,13 @@ export class Agent {
       onPressureChange: () => void this.refreshInfo(),
     });
     if (!('connect' in opts.link)) {
-      this.link = new Link(this.node, { clientId: this.node, ...opts.link }, { onDesired: (m) => this.onDesired(m) }, { clock: this.clock, logger: this.log });
+      const handlers: ConstructorParameters<typeof Link>[2] = { onDesired: (m) => this.onDesired(m) };
+      const services = this.services;
+      if (services !== undefined) {
+        handlers.onService = (name, msg) => services.onService(name, msg);
+        handlers.onServiceIndex = (msg) => services.onIndex(msg);
+      }
+      this.link = new Link(this.node, { clientId: this.node, ...opts.link }, handlers, { clock: this.clock, logger: this.log });
     }
   }
 
@@ -157,6 +209,8 @@ export class Agent {
       this.setImages(cached);
       this.reconciler.setDesired(cached.pods, cached.generation);
     }
+    // Cached services too, before the link: an offline cold boot serves names and local endpoints.
+    await this.services?.load();
     await this.reconciler.start();
     this.imageGc.start();
     this.link?.start();
@@ -173,6 +227,7 @@ export class Agent {
     await this.link?.stop();
     await this.imageGc.stop();
     await this.reconciler.stop();
+    await this.services?.stop();
     await this.pendingSave.catch(() => {});
   }
 
@@ -180,6 +235,7 @@ export class Agent {
   async idle(): Promise<void> {
     await this.pendingSave.catch(() => {});
     await this.reconciler.idle();
+    await this.services?.idle();
   }
 
   /** Applies a desired set from the hub: enforce at once, persist (only if changed) alongside. */
@@ -224,6 +280,8 @@ export class Agent {
       this.info.encodings = [...PAYLOAD_ENCODINGS];
       // The scheduler keeps pods this device would refuse away from it (and says why).
       if (this.policy !== undefined) this.info.policy = { ...this.policy };
+      // Other nodes dial this node's endpoint ports here (services on).
+      if (this.advertiseAddress !== undefined) this.info.advertiseAddress = this.advertiseAddress;
       if (this.volumes !== undefined) {
         this.info.storage = {
           hostPathAllow: [...this.volumes.hostPathAllow],

@@ -3,7 +3,7 @@ import { OrchardError } from '../protocol/errors.js';
 import { effectiveSecurity, nonRootViolation } from '../protocol/pod-security.js';
 import type { Clock, Logger } from './clock.js';
 import type { ContainerRecords } from './container-records.js';
-import { buildCreateSpec, containerKey, joinsPodNetwork, type ContainerDefaults } from './container-spec.js';
+import { buildCreateSpec, containerKey, joinsPodNetwork, type ContainerDefaults, type PodDns } from './container-spec.js';
 import type { ImagePuller } from './images/image-puller.js';
 import { pullAuth, type DesiredSecrets } from './images/pull-auth.js';
 import type { Action, FailureReason, Plan } from './plan.js';
@@ -32,6 +32,8 @@ export interface ActionApplierOptions {
   images: ImagePuller;
   volumes: PodVolumes | undefined;
   defaultMemory: DefaultMemory | undefined;
+  /** Services on: the resolver bridge pods get (container-spec.ts); absent = the engine's default. */
+  podDns?: PodDns | undefined;
   /** True once the reconciler stopped: failures are no longer recorded or logged. */
   isStopped: () => boolean;
 }
@@ -71,6 +73,7 @@ export class ActionApplier {
   private readonly images: ImagePuller;
   private readonly volumes: PodVolumes | undefined;
   private readonly defaultMemory: DefaultMemory | undefined;
+  private readonly podDns: PodDns | undefined;
   private readonly isStopped: () => boolean;
   /** Resolved container defaults; undefined until the engine's memory size is known (percent form). */
   private defaults: ContainerDefaults | undefined;
@@ -86,6 +89,7 @@ export class ActionApplier {
     this.images = opts.images;
     this.volumes = opts.volumes;
     this.defaultMemory = opts.defaultMemory;
+    this.podDns = opts.podDns;
     this.isStopped = opts.isStopped;
     this.defaults = staticDefaults(opts.defaultMemory);
   }
@@ -180,7 +184,8 @@ export class ActionApplier {
         this.fail(key, 'CreateContainerConfigError', refusal, now);
         return undefined;
       }
-      const defaults = await this.containerDefaults(signal);
+      let defaults = await this.containerDefaults(signal);
+      if (this.podDns !== undefined) defaults = { ...defaults, dns: this.podDns };
       const id = await this.runtime.createContainer(buildCreateSpec(a.pod, a.index, this.node, ownerId, resolved, defaults), signal);
       return { id, mounts: resolved?.mounts ?? [] };
     } catch (err) {

@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { DesiredPodSchema } from '../protocol/messages.js';
-import { buildCreateSpec, specHash } from './container-spec.js';
+import { buildCreateSpec, serviceDns, specHash } from './container-spec.js';
+import { plan } from './plan.js';
+import { LABELS } from './runtime/runtime.js';
+import { mockContainer } from './test-fixtures.js';
 
 /** Manifest → CreateSpec for security: what docker-runtime.ts turns into HostConfig (SecurityOpt, CapAdd/CapDrop, PidsLimit, User, ReadonlyRootfs, Memory). */
 
@@ -55,5 +58,53 @@ describe('buildCreateSpec: security', () => {
     expect(specHash(pod({ securityContext: { runAsUser: 1 } }), 0)).not.toBe(base);
     expect(specHash(pod({}, { securityContext: { runAsUser: 1 } }), 0)).not.toBe(base);
     expect(specHash(pod(), 0)).toBe(base);
+  });
+});
+
+describe('buildCreateSpec: pod DNS with services on', () => {
+  const dns = serviceDns('10.250.0.1');
+  const dnsOf = (s: ReturnType<typeof buildCreateSpec>) => ({ dns: s.dns, dnsSearch: s.dnsSearch, dnsOptions: s.dnsOptions });
+  const two = (network: 'bridge' | 'host' | 'none') =>
+    DesiredPodSchema.parse({
+      name: 'p',
+      uid: 'u1',
+      spec: {
+        network,
+        containers: [
+          { name: 'a', image: 'img' },
+          { name: 'b', image: 'img' },
+        ],
+      },
+    });
+
+  it("a bridge pod gets the agent's name server, the service zone and ndots:1 on its network owner", () => {
+    expect(dnsOf(buildCreateSpec(two('bridge'), 0, 'n', undefined, undefined, { dns }))).toEqual({
+      dns: ['10.250.0.1'],
+      dnsSearch: ['svc.orchard'],
+      dnsOptions: ['ndots:1'],
+    });
+    // A joined container shares the owner's resolv.conf (the engine refuses Dns with container: networking).
+    expect(dnsOf(buildCreateSpec(two('bridge'), 1, 'n', 'owner-id', undefined, { dns }))).toEqual({});
+  });
+
+  it.each(['host', 'none'] as const)("network: %s keeps the engine's resolver", (network) => {
+    expect(dnsOf(buildCreateSpec(two(network), 0, 'n', undefined, undefined, { dns }))).toEqual({});
+  });
+
+  it('services off: no DNS fields', () => {
+    expect(dnsOf(buildCreateSpec(two('bridge'), 0, 'n', undefined))).toEqual({});
+  });
+
+  it('the DNS fields are not in the spec hash: turning services on recreates no running pod (plan keeps it)', () => {
+    const p = two('bridge');
+    const without = buildCreateSpec(p, 0, 'n', undefined);
+    const withDns = buildCreateSpec(p, 0, 'n', undefined, undefined, { dns });
+    expect(withDns.labels[LABELS.specHash]).toBe(without.labels[LABELS.specHash]);
+    expect(withDns.labels[LABELS.specHash]).toBe(specHash(p, 0));
+    // A container created before the upgrade (no DNS) is running: plan() neither removes nor recreates it.
+    const created = { ...mockContainer(p, 0), labels: without.labels };
+    const joined = { ...mockContainer(p, 1, { ownerId: created.id }), networkMode: `container:${created.id}` };
+    const out = plan([p], [created, joined], Date.parse('2024-01-01T00:01:00Z'), { containers: new Map(), failures: new Map() });
+    expect(out.actions).toEqual([]);
   });
 });

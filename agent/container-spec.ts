@@ -73,6 +73,20 @@ export function specHash(pod: DesiredPod, index: number): string {
 export interface ContainerDefaults {
   /** Memory limit for a container without resources.limits.memory (agent --default-memory-limit); absent = none. */
   memoryBytes?: number;
+  /** Services on (issue 15): the resolver every bridge-network pod gets; absent = the engine's default. */
+  dns?: PodDns;
+}
+
+/** A pod's resolver: the agent's name server, the service zone as search domain, ndots. */
+export interface PodDns {
+  servers: string[];
+  search: string[];
+  options: string[];
+}
+
+/** The resolver pods get with services on: `NAME` (no dot, below ndots:1) is tried as `NAME.svc.orchard` first. */
+export function serviceDns(dnsAddress: string): PodDns {
+  return { servers: [dnsAddress], search: ['svc.orchard'], options: ['ndots:1'] };
 }
 
 /**
@@ -131,5 +145,14 @@ export function buildCreateSpec(
   if (sec.capAdd.length > 0) spec.capAdd = [...sec.capAdd];
   if (sec.capDrop.length > 0) spec.capDrop = [...sec.capDrop];
   if (sec.pidsLimit > 0) spec.pidsLimit = sec.pidsLimit;
+  // Not in specHash on purpose: turning services on (or moving the range) must not recreate every
+  // running pod; a container gets the resolver when it is next created. Only the network owner of
+  // a bridge pod: joined containers share its /etc/resolv.conf (the engine refuses Dns with
+  // `container:` networking), and `network: host` pods keep the host's resolver.
+  if (defaults.dns !== undefined && pod.spec.network === 'bridge' && !joinsPodNetwork(pod, index)) {
+    spec.dns = [...defaults.dns.servers];
+    spec.dnsSearch = [...defaults.dns.search];
+    spec.dnsOptions = [...defaults.dns.options];
+  }
   return spec;
 }

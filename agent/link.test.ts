@@ -8,6 +8,7 @@ import type { TestBroker } from './test-broker.js';
 import { startBroker, waitUntil } from './test-broker.js';
 import { FakeClock } from '../test/helpers/fake-clock.js';
 import { mockPod } from './test-fixtures.js';
+import { endpoint, svcIndex, svcMsg } from './services/test-services.js';
 
 const NODE = 'node-1';
 const desired = (generation: number): DesiredSetMessage => ({ node: NODE, generation, pods: [mockPod()], at: new Date().toISOString() });
@@ -49,6 +50,33 @@ describe('Link (real aedes broker)', () => {
     expect(will).toMatchObject({ payload: { node: NODE, online: false }, retain: true });
     // …and it comes back by itself (back-off with random() = 0 → immediate).
     await waitUntil(() => l.connected && b.seen.filter((s) => s.topic === topics.nodePresence(NODE) && (s.payload as { online: boolean }).online).length >= 2);
+  });
+
+  it('services: subscribes to every service and the index only when asked; delivers valid ones, deletions, ignores bad ones', async () => {
+    const plain = make();
+    plain.start();
+    await waitUntil(() => b.subscribed.includes(topics.nodeDesired(NODE)));
+    expect(b.subscribed).not.toContain(topics.allServices()); // services off: no fleet-wide traffic
+    await plain.stop();
+
+    const got: string[] = [];
+    const l = make({
+      onService: (name, m) => got.push(m === undefined ? `${name} deleted` : `${name}@${m.generation}`),
+      onServiceIndex: (m) => got.push(`index@${m.generation}:${m.services.join(',')}`),
+    });
+    l.start();
+    await waitUntil(() => b.subscribed.includes(topics.allServices()) && b.subscribed.includes(topics.serviceIndex()));
+    await b.publish(topics.service('web'), 'not json');
+    await b.publish(topics.service('web'), JSON.stringify(svcMsg('other', 1))); // another service's body on web's topic
+    await b.publish(
+      topics.service('web'),
+      encodeMessage(svcMsg('web', 4, { endpoints: Array.from({ length: 20 }, (_, i) => endpoint(`u${i}`, 'n2')) }), 'deflate'),
+    );
+    await b.publish(topics.service('web'), '');
+    await b.publish(topics.serviceIndex(), JSON.stringify(svcIndex(5, ['web'])));
+    await waitUntil(() => got.length === 3);
+    expect(got).toEqual(['web@4', 'web deleted', 'index@5:web']);
+    expect(l.connected).toBe(true);
   });
 
   it('delivers a valid desired set and ignores bad payloads without dropping the link', async () => {

@@ -1,8 +1,24 @@
 import { connect } from 'mqtt';
 import type { IClientOptions, MqttClient } from 'mqtt';
-import type { DesiredSetMessage, NodeStatusMessage, NodeUsageMessage, ObservedSetMessage, PresenceMessage } from '../protocol/messages.js';
-import { COMPRESS_MIN_BYTES, DesiredSetMessageSchema, decodeMessage, encodeMessage, isDeflated } from '../protocol/messages.js';
-import { topics } from '../protocol/topics.js';
+import type {
+  DesiredSetMessage,
+  NodeStatusMessage,
+  NodeUsageMessage,
+  ObservedSetMessage,
+  PresenceMessage,
+  ServiceIndexMessage,
+  ServiceMessage,
+} from '../protocol/messages.js';
+import {
+  COMPRESS_MIN_BYTES,
+  DesiredSetMessageSchema,
+  decodeMessage,
+  encodeMessage,
+  isDeflated,
+  ServiceIndexMessageSchema,
+  ServiceMessageSchema,
+} from '../protocol/messages.js';
+import { parseTopic, topics } from '../protocol/topics.js';
 import type { Clock, Logger, TimerHandle } from './clock.js';
 import { silentLogger, systemClock } from './clock.js';
 
@@ -11,7 +27,9 @@ import { silentLogger, systemClock } from './clock.js';
  *
  * - Last-will: `{node, online:false}` on the presence topic, QoS 1, retained.
  * - On every connect: presence online (retained), status (retained), observed; subscribe to
- *   the node's desired topic (QoS 1, retained by the hub, so a reconnect redelivers it).
+ *   the node's desired topic (QoS 1, retained by the hub, so a reconnect redelivers it) and,
+ *   with services on (onService handler), to every service's topic and the service index
+ *   (QoS 1, retained; an empty payload on a service topic = the service was deleted).
  * - Every incoming payload is validated with decodeMessage; a bad one is logged and ignored.
  * - Reconnects are ours, not mqtt.js's: exponential back-off with full jitter (base 1 s,
  *   cap 30 s) so a thousand devices returning at once do not stampede the hub, plus a
@@ -36,6 +54,10 @@ export interface LinkOptions {
 
 export interface LinkHandlers {
   onDesired(msg: DesiredSetMessage): void;
+  /** Services on: a service's message, undefined when it was deleted (empty retained payload). */
+  onService?(name: string, msg: ServiceMessage | undefined): void;
+  /** Services on: the service index. */
+  onServiceIndex?(msg: ServiceIndexMessage): void;
   onConnect?(): void;
   onDisconnect?(): void;
 }
@@ -167,6 +189,13 @@ export class Link {
       c.subscribe(topics.nodeDesired(this.node), { qos: 1 }, (err) => {
         if (err !== null && err !== undefined) this.log.warn('subscribe failed', { error: err.message });
       });
+      if (this.handlers.onService !== undefined || this.handlers.onServiceIndex !== undefined) {
+        c.subscribe([topics.allServices(), topics.serviceIndex()], { qos: 1 }, (err, granted) => {
+          if (err !== null && err !== undefined) this.log.warn('subscribe failed', { error: err.message });
+          // A broker that refuses a filter grants QoS 128 (MQTT 3.1.1 §3.9.3): services then run from the cache only.
+          for (const g of granted ?? []) if (g.qos === 128) this.log.warn('subscription refused by the hub', { topic: g.topic });
+        });
+      }
       const hello: PresenceMessage = { node: this.node, online: true, at: this.iso() };
       this.publish(topics.nodePresence(this.node), hello, 1, true);
       if (this.status !== undefined) this.publish(topics.nodeStatus(this.node), this.status, 1, true);
@@ -193,6 +222,9 @@ export class Link {
 
   private onMessage(topic: string, payload: Buffer): void {
     if (topic !== topics.nodeDesired(this.node)) {
+      const parsed = parseTopic(topic);
+      if (parsed?.type === 'service' && this.handlers.onService !== undefined) return this.onServiceMessage(parsed.service, payload);
+      if (parsed?.type === 'serviceIndex' && this.handlers.onServiceIndex !== undefined) return this.onIndexMessage(payload);
       this.log.warn('ignoring message on unexpected topic', { topic });
       return;
     }
@@ -209,6 +241,33 @@ export class Link {
       return;
     }
     this.safe(() => this.handlers.onDesired(r.value));
+  }
+
+  private onServiceMessage(name: string, payload: Buffer): void {
+    if (payload.length === 0) {
+      this.safe(() => this.handlers.onService?.(name, undefined));
+      return;
+    }
+    const r = decodeMessage(ServiceMessageSchema, payload);
+    if (!r.ok) {
+      this.log.warn('ignoring invalid service message', { service: name, error: r.error.slice(0, 500) });
+      return;
+    }
+    if (r.value.service !== name) {
+      this.log.warn('ignoring service message on another service topic', { topic: name, service: r.value.service });
+      return;
+    }
+    this.safe(() => this.handlers.onService?.(name, r.value));
+  }
+
+  private onIndexMessage(payload: Buffer): void {
+    // The index is never deleted; an empty payload is not an index.
+    const r = decodeMessage(ServiceIndexMessageSchema, payload);
+    if (!r.ok) {
+      this.log.warn('ignoring invalid service index', { error: r.error.slice(0, 500) });
+      return;
+    }
+    this.safe(() => this.handlers.onServiceIndex?.(r.value));
   }
 
   /** Full jitter: uniform in [0, min(cap, base × 2^attempt)). */

@@ -36,7 +36,24 @@ describe('parseAgentArgs', () => {
       dockerSocket: '/run/podman.sock',
       policy: { denyHostNetwork: false, denyHostPorts: false, denyCapAdd: false, allowCapAdd: [] },
       defaultMemory: { percent: 75 },
+      services: { serviceCidr: '10.250.0.0/22', publishAddress: '0.0.0.0' },
     });
+  });
+
+  it('services: --service-cidr, --advertise-address, --publish-address, --no-services', () => {
+    expect(parseAgentArgs(['--hub', 'h'], {}).services).toEqual({ serviceCidr: '10.250.0.0/22', publishAddress: '0.0.0.0' });
+    expect(
+      parseAgentArgs(['--hub', 'h', '--service-cidr', '10.250.4.0/22', '--advertise-address=127.0.0.2', '--publish-address', '127.0.0.2'], {}).services,
+    ).toEqual({ serviceCidr: '10.250.4.0/22', advertiseAddress: '127.0.0.2', publishAddress: '127.0.0.2' });
+    expect(parseAgentArgs(['--hub', 'h', '--service-cidr', '172.30.0.0/16'], {}).services).toMatchObject({ serviceCidr: '172.30.0.0/16' });
+    expect(parseAgentArgs(['--hub', 'h', '--no-services'], {}).services).toBe(false);
+    expect(() => parseAgentArgs(['--hub', 'h', '--service-cidr', '10.250.0.0/24'], {})).toThrow(/--service-cidr[\s\S]*\/22 or larger/);
+    expect(() => parseAgentArgs(['--hub', 'h', '--service-cidr', '10.250.1.0/22'], {})).toThrow(/host bits set[\s\S]*10\.250\.0\.0\/22/);
+    expect(() => parseAgentArgs(['--hub', 'h', '--service-cidr', 'fd00::/64'], {})).toThrow(/IPv4 range/);
+    expect(() => parseAgentArgs(['--hub', 'h', '--advertise-address', 'pi.lan'], {})).toThrow(/--advertise-address/);
+    expect(() => parseAgentArgs(['--hub', 'h', '--advertise-address', '0.0.0.0'], {})).toThrow(/--advertise-address/);
+    expect(() => parseAgentArgs(['--hub', 'h', '--publish-address', '300.1.1.1'], {})).toThrow(/--publish-address/);
+    expect(() => parseAgentArgs(['--hub', 'h', '--no-services', '--service-cidr', '10.250.4.0/22'], {})).toThrow(/cannot be combined with --service-cidr/);
   });
 
   it('parses the device policy and the default memory limit', () => {

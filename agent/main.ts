@@ -6,11 +6,14 @@ import { LabelsSchema, NameSchema, type Capability } from '../protocol/manifest.
 import { AllowCapAddSchema, type DevicePolicy } from '../protocol/pod-security.js';
 import { parseBytes } from '../protocol/quantity.js';
 import { Agent } from './agent.js';
-import { consoleLogger } from './clock.js';
+import { consoleLogger, systemClock } from './clock.js';
 import { DockerRuntime } from './runtime/docker-runtime.js';
 import { IDENTITY_FILE, loadOrJoinPatiently } from './security/join.js';
 import { parseAllowList } from './storage/host-path.js';
 import type { DefaultMemory } from './apply-action.js';
+import { defaultAdvertiseAddress } from './reporter.js';
+import { checkCidrFree, createDataPlane } from './services/create-data-plane.js';
+import { DEFAULT_SERVICE_CIDR, isIpv4, parseServiceCidr } from './services/service-cidr.js';
 
 /**
  * Composition root of `orchard agent`: parse flags, load or obtain the node's identity,
@@ -42,6 +45,17 @@ export interface AgentArgs {
   policy: DevicePolicy;
   /** Memory limit for containers that set none (default 75 % of the engine's memory; 0 = none). */
   defaultMemory: DefaultMemory;
+  /** Services (issue 15): off with `--no-services`. */
+  services: AgentServiceArgs | false;
+}
+
+export interface AgentServiceArgs {
+  /** `--service-cidr` (default 10.250.0.0/22), normalised. */
+  serviceCidr: string;
+  /** `--advertise-address`; absent = the host's first non-internal IPv4, resolved at start. */
+  advertiseAddress?: string;
+  /** `--publish-address` (default 0.0.0.0). */
+  publishAddress: string;
 }
 
 /** `orchard agent --default-memory-limit` when not given. */
@@ -76,6 +90,13 @@ export const AGENT_USAGE = `usage: orchard agent --hub HOST[:PORT]|https://HOST:
                         (hostPath volumes are refused unless under --host-path-allow)
   --default-memory-limit Q|P%  memory limit of containers that set none (default 75% of the
                         engine's memory; 0 = none)
+  --service-cidr CIDR   services: this node's service addresses (on lo) and name server (base+1),
+                        a /22 or larger the host uses nowhere else (default 10.250.0.0/22)
+  --advertise-address IP  services: the address other nodes dial for this node's endpoints
+                        (default: the first non-internal IPv4 address)
+  --publish-address IP  services: where published service ports listen (default 0.0.0.0)
+  --no-services         no name server, service addresses or listeners, and pods keep the
+                        engine's resolver
   --verbose             debug logging`;
 
 const VALUE_FLAGS = new Set([
@@ -93,8 +114,11 @@ const VALUE_FLAGS = new Set([
   '--image-gc-threshold',
   '--default-memory-limit',
   '--allow-cap-add',
+  '--service-cidr',
+  '--advertise-address',
+  '--publish-address',
 ]);
-const BOOL_FLAGS = new Set(['--insecure', '--verbose', '--deny-host-network', '--deny-host-ports', '--deny-cap-add']);
+const BOOL_FLAGS = new Set(['--insecure', '--verbose', '--deny-host-network', '--deny-host-ports', '--deny-cap-add', '--no-services']);
 
 /** A DNS-1123 label from the host name, so a bare `orchard agent --hub …` just works. */
 export function defaultNodeName(hostname = os.hostname()): string {
@@ -158,6 +182,7 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
       allowCapAdd: parseAllowCapAdd(values.get('--allow-cap-add')),
     },
     defaultMemory: parseDefaultMemory(values.get('--default-memory-limit')),
+    services: parseServiceArgs(values, bools.has('--no-services')),
   };
   if (args.policy.denyCapAdd && values.has('--allow-cap-add'))
     throw new OrchardError('ERR_VALIDATION', '--deny-cap-add refuses every capability add; it cannot be combined with --allow-cap-add');
@@ -198,6 +223,28 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     args.mqttUrl = mqttUrl;
   }
   return args;
+}
+
+/** `--service-cidr`, `--advertise-address`, `--publish-address`; false with `--no-services` (which the others contradict). */
+export function parseServiceArgs(values: ReadonlyMap<string, string>, off: boolean): AgentServiceArgs | false {
+  const given = ['--service-cidr', '--advertise-address', '--publish-address'].filter((f) => values.has(f));
+  if (off) {
+    if (given.length > 0) throw new OrchardError('ERR_VALIDATION', `--no-services turns services off; it cannot be combined with ${given.join(', ')}`);
+    return false;
+  }
+  const out: AgentServiceArgs = {
+    serviceCidr: parseServiceCidr(values.get('--service-cidr') ?? DEFAULT_SERVICE_CIDR).text,
+    publishAddress: values.get('--publish-address') ?? '0.0.0.0',
+  };
+  if (!isIpv4(out.publishAddress))
+    throw new OrchardError('ERR_VALIDATION', `--publish-address: "${out.publishAddress}" must be an IPv4 address like 0.0.0.0 or 192.168.1.20`);
+  const advertise = values.get('--advertise-address');
+  if (advertise !== undefined) {
+    if (!isIpv4(advertise) || advertise === '0.0.0.0')
+      throw new OrchardError('ERR_VALIDATION', `--advertise-address: "${advertise}" must be this node's IPv4 address, like 192.168.1.20`);
+    out.advertiseAddress = advertise;
+  }
+  return out;
 }
 
 /** `--allow-cap-add SYS_ADMIN,NET_ADMIN` (CAP_ prefix and case forgiven; ALL = any): sorted, deduplicated; [] when not given. */
@@ -268,7 +315,13 @@ export function parseDefaultMemory(raw: string | undefined): DefaultMemory {
   return { bytes };
 }
 
-export async function runAgent(argv: string[]): Promise<void> {
+/** The services' side effects, injectable (tests; the data plane is agent/services/proxy.ts). */
+export interface AgentServiceDeps {
+  checkCidrFree: (cidr: string) => void | Promise<void>;
+  createDataPlane: typeof createDataPlane;
+}
+
+export async function runAgent(argv: string[], deps: AgentServiceDeps = { checkCidrFree, createDataPlane }): Promise<void> {
   const args = parseAgentArgs(argv);
   const logger = consoleLogger({ node: args.name }, args.verbose ? 'debug' : 'info');
   const joinOpts: Parameters<typeof loadOrJoinPatiently>[0] = {
@@ -305,6 +358,20 @@ export async function runAgent(argv: string[]): Promise<void> {
   };
   if (identity.caPem !== undefined) link.ca = identity.caPem;
   const storage = { secretsDir: args.secretsDir ?? `/run/orchard-agent/${identity.node}`, hostPathAllow: args.hostPathAllow ?? [] };
+  let services: ConstructorParameters<typeof Agent>[0]['services'];
+  if (args.services !== false) {
+    // A range the host already routes elsewhere would shadow real addresses: refuse to start (ERR_SERVICES_CIDR_IN_USE).
+    await deps.checkCidrFree(args.services.serviceCidr);
+    const advertiseAddress = args.services.advertiseAddress ?? defaultAdvertiseAddress();
+    if (advertiseAddress === undefined)
+      logger.warn("no non-internal IPv4 address: other nodes cannot reach this node's service endpoints (set --advertise-address)");
+    services = {
+      dataPlane: deps.createDataPlane({ serviceCidr: args.services.serviceCidr, clock: systemClock, logger, dns: {} }),
+      serviceCidr: args.services.serviceCidr,
+      publishAddress: args.services.publishAddress,
+      ...(advertiseAddress === undefined ? {} : { advertiseAddress }),
+    };
+  }
   const agent = new Agent({
     node: identity.node,
     labels: args.labels,
@@ -316,6 +383,7 @@ export async function runAgent(argv: string[]): Promise<void> {
     imageGcThresholdPercent: args.imageGcThresholdPercent ?? 10,
     policy: args.policy,
     defaultMemory: args.defaultMemory,
+    ...(services === undefined ? {} : { services }),
   });
 
   let onSignal: (() => void) | undefined;

@@ -6,7 +6,7 @@ import { departedRemovals, mustWaitForRemovals, splitActions, type RemoveAction 
 import type { Clock, Logger, TimerHandle } from './clock.js';
 import { silentLogger, systemClock } from './clock.js';
 import { ContainerRecords } from './container-records.js';
-import { containerKey } from './container-spec.js';
+import { containerKey, type PodDns } from './container-spec.js';
 import { observePods } from './observe.js';
 import type { Action, Plan } from './plan.js';
 import { plan } from './plan.js';
@@ -18,6 +18,8 @@ import type { ContainerRuntime, RuntimeContainer } from './runtime/runtime.js';
 import type { PodVolumes } from './storage/volume-manager.js';
 import { ImagePuller } from './images/image-puller.js';
 import { withPullProgress, type DesiredSecrets } from './images/pull-auth.js';
+import { localPods, stopsContainer } from './services/local-pods.js';
+import type { LocalPod } from './services/service-table.js';
 
 /**
  * Drives plan() against the engine. Concurrency contract: passes never overlap (single
@@ -50,7 +52,23 @@ export interface ReconcilerOptions {
    * (resolved from runtime.info() on first use). Absent = no default limit.
    */
   defaultMemory?: DefaultMemory;
+  /** Services on: the resolver bridge pods are created with (container-spec.ts). */
+  podDns?: PodDns;
+  /**
+   * Services on: this node's pods as the service table needs them (bridge address, own
+   * readiness, stopping), whenever that view changes; computed every round, before any action.
+   */
+  onLocalPods?: (pods: ReadonlyMap<string, LocalPod>) => void;
+  /**
+   * Services on: awaited before a round stops any container (SIGTERM), once the pods being
+   * stopped are out of the view onLocalPods last got — so they leave the service table before
+   * their containers hear of it, and open connections drain. Bounded by BEFORE_STOP_TIMEOUT_MS.
+   */
+  beforeStop?: () => Promise<void>;
 }
+
+/** How long a round waits for beforeStop: a stuck data plane must not hold up the node's workloads. */
+export const BEFORE_STOP_TIMEOUT_MS = 2000;
 
 /** list → plan → apply rounds per pass, so e.g. a sidecar is created right after its owner. */
 const MAX_ROUNDS = 4;
@@ -79,6 +97,9 @@ export class Reconciler {
   private readonly probes: ProbeManager;
   private lastObservedJson = '';
   private lastObserved: ObservedPod[] = [];
+  private readonly onLocalPods: ReconcilerOptions['onLocalPods'];
+  private readonly beforeStop: ReconcilerOptions['beforeStop'];
+  private lastLocalJson = '';
 
   private running: Promise<void> | undefined;
   private again = false;
@@ -97,6 +118,8 @@ export class Reconciler {
     this.concurrency = Math.max(1, opts.concurrency ?? 16);
     this.volumes = opts.volumes;
     this.policy = opts.policy;
+    this.onLocalPods = opts.onLocalPods;
+    this.beforeStop = opts.beforeStop;
     // Pulls run in the background (a slow link must not stall other pods): a finished pull
     // requests a pass; progress republishes the observed set, throttled.
     this.images = new ImagePuller({
@@ -123,6 +146,7 @@ export class Reconciler {
       images: this.images,
       volumes: this.volumes,
       defaultMemory: opts.defaultMemory,
+      podDns: opts.podDns,
       isStopped: () => this.stopped,
     });
   }
@@ -237,6 +261,7 @@ export class Reconciler {
       this.syncProbes(desired, last);
       // Report every round, not only at the end: a slow action (a graceful stop) must not hide a restart.
       this.report(desired, last, generation);
+      this.reportLocal(desired, last, observed);
       if (last.actions.length === 0) break;
       if (round === MAX_ROUNDS - 1) {
         // Still work after several rounds: come back shortly rather than spin.
@@ -299,6 +324,37 @@ export class Reconciler {
     }
   }
 
+  /** Hands this node's pod view to the services (onLocalPods) when it changed. */
+  private reportLocal(desired: readonly DesiredPod[], p: Plan, observed: readonly RuntimeContainer[]): void {
+    if (this.onLocalPods === undefined) return;
+    const view = localPods(desired, p, observed, this.lastObserved);
+    const json = JSON.stringify([...view]);
+    if (json === this.lastLocalJson) return;
+    this.lastLocalJson = json;
+    try {
+      this.onLocalPods(view);
+    } catch (err) {
+      this.log.error('onLocalPods failed', { error: String(err) });
+    }
+  }
+
+  /** Before SIGTERM: the services drop the stopping pods first (bounded; a failure is logged, the stop goes on). */
+  private async awaitBeforeStop(p: Plan): Promise<void> {
+    if (this.beforeStop === undefined || !p.actions.some(stopsContainer)) return;
+    let timer: TimerHandle | undefined;
+    const timeout = new Promise<'timeout'>((resolve) => {
+      timer = this.clock.setTimeout(() => resolve('timeout'), BEFORE_STOP_TIMEOUT_MS);
+    });
+    try {
+      const r = await Promise.race([this.beforeStop().then(() => 'done' as const), timeout]);
+      if (r === 'timeout') this.log.warn('service table not applied before stopping containers', { waitedMs: BEFORE_STOP_TIMEOUT_MS });
+    } catch (err) {
+      this.log.warn('service table not applied before stopping containers', { error: err instanceof Error ? err.message : String(err) });
+    } finally {
+      if (timer !== undefined) this.clock.clearTimeout(timer);
+    }
+  }
+
   /** Probe runners follow the running container chosen for each desired pod container. */
   private syncProbes(desired: readonly DesiredPod[], p: Plan): void {
     const running: ProbedContainer[] = [];
@@ -328,6 +384,7 @@ export class Reconciler {
    * once) — unless a new pod may need what an old container holds; then every removal goes first.
    */
   private async apply(p: Plan, observed: readonly RuntimeContainer[], desired: readonly DesiredPod[]): Promise<void> {
+    await this.awaitBeforeStop(p);
     const { removals, groups } = splitActions(p.actions);
     if (mustWaitForRemovals(groups)) {
       await this.each(

@@ -65,6 +65,14 @@ function addresses(): string[] {
   return out.slice(0, 64);
 }
 
+/** `--advertise-address` when not given: the host's first non-internal IPv4 address; undefined when it has none. */
+export function defaultAdvertiseAddress(interfaces: ReturnType<typeof os.networkInterfaces> = os.networkInterfaces()): string | undefined {
+  for (const list of Object.values(interfaces)) {
+    for (const a of list ?? []) if (!a.internal && a.family === 'IPv4') return a.address;
+  }
+  return undefined;
+}
+
 async function diskOf(path: string): Promise<NodeInfo['disk']> {
   // The data dir may not exist yet on first start: measure the nearest existing parent.
   for (let p = path; ; p = dirname(p)) {

@@ -109,6 +109,25 @@ describe.skipIf(!up)('DockerRuntime (real engine)', () => {
       await rt.remove(id);
     });
 
+    it('maps the pod resolver (services) to HostConfig Dns, DnsSearch and DnsOptions', async () => {
+      const id = await rt.createContainer({
+        name: `orchard_dns_c_${runId}`,
+        image: IMAGE,
+        command: ['sleep', '3600'],
+        env: [],
+        labels: { [LABELS.node]: `n-${runId}`, 'orchard.test-run': runId },
+        ports: [],
+        network: 'bridge',
+        dns: ['10.250.0.1'],
+        dnsSearch: ['svc.orchard'],
+        dnsOptions: ['ndots:1'],
+      });
+      const { stdout } = await sh('docker', ['inspect', id]);
+      const [i] = JSON.parse(stdout) as Array<{ HostConfig: { Dns: string[] | null; DnsSearch: string[] | null; DnsOptions: string[] | null } }>;
+      expect(i?.HostConfig).toMatchObject({ Dns: ['10.250.0.1'], DnsSearch: ['svc.orchard'], DnsOptions: ['ndots:1'] });
+      await rt.remove(id);
+    });
+
     it('maps the security fields to HostConfig (SecurityOpt, CapAdd/CapDrop, PidsLimit, ReadonlyRootfs) and User', async () => {
       const id = await rt.createContainer({
         name: `orchard_sec_c_${runId}`,

@@ -102,6 +102,12 @@ export function withDefaultTag(image: string): string {
   return lastSegment.includes(':') ? image : `${image}:latest`;
 }
 
+/** A running container's address on the default bridge (legacy `IPAddress`, else `Networks.bridge`); undefined when it has none. */
+export function bridgeAddress(ns: Docker.ContainerInspectInfo['NetworkSettings'] | undefined): string | undefined {
+  const ip = ns?.IPAddress !== undefined && ns.IPAddress !== '' ? ns.IPAddress : ns?.Networks?.bridge?.IPAddress;
+  return ip === undefined || ip === '' ? undefined : ip;
+}
+
 /** HostConfig.Mounts (what the agent creates) plus any legacy `Binds` (`src:dst[:opts]`), as MountSpecs. */
 function inspectedMounts(hc: Docker.HostConfig): MountSpec[] {
   const out: MountSpec[] = [];
@@ -223,6 +229,8 @@ export class DockerRuntime implements ContainerRuntime {
     if (i.State.Status !== 'created' && i.State.Status !== 'running') view.exitCode = i.State.ExitCode;
     if (i.State.OOMKilled) view.oomKilled = true;
     if (i.State.Error !== '') view.error = i.State.Error;
+    const ip = i.State.Status === 'running' ? bridgeAddress(i.NetworkSettings) : undefined;
+    if (ip !== undefined) view.ipAddress = ip;
     const startedAt = isoOrUndefined(i.State.StartedAt);
     const finishedAt = isoOrUndefined(i.State.FinishedAt);
     if (startedAt !== undefined) view.startedAt = startedAt;
@@ -364,6 +372,9 @@ export class DockerRuntime implements ContainerRuntime {
     if (spec.capDrop !== undefined && spec.capDrop.length > 0) hostConfig.CapDrop = spec.capDrop;
     if (spec.pidsLimit !== undefined && spec.pidsLimit > 0) hostConfig.PidsLimit = spec.pidsLimit;
     if (spec.readOnlyRootfs === true) hostConfig.ReadonlyRootfs = true;
+    if (spec.dns !== undefined && spec.dns.length > 0) hostConfig.Dns = spec.dns;
+    if (spec.dnsSearch !== undefined && spec.dnsSearch.length > 0) hostConfig.DnsSearch = spec.dnsSearch;
+    if (spec.dnsOptions !== undefined && spec.dnsOptions.length > 0) hostConfig.DnsOptions = spec.dnsOptions;
     const opts: Docker.ContainerCreateOptions = {
       name: spec.name,
       Image: spec.image,

@@ -31,6 +31,8 @@ interface Record_ {
   startedAt?: string;
   finishedAt?: string;
   createdAt: string;
+  /** Fake bridge address while running (bridge network only). */
+  ipAddress?: string;
 }
 
 export interface MemoryRuntimeOptions {
@@ -57,6 +59,8 @@ export class MemoryRuntime implements ContainerRuntime {
   private readonly now: () => number;
   /** Counts of calls by method, so tests can assert what the agent asked the engine to do. */
   readonly calls = { create: 0, start: 0, stop: 0, remove: 0, pull: 0, list: 0, exec: 0 };
+  /** Next fake bridge address (172.31.x.y, one per start, like an engine's IPAM). */
+  private nextAddress = 0;
   /** Nothing executes here: exec answers from this script (default: exit 0, no output). */
   private execScript: ExecScript = () => ({ exitCode: 0, output: '' });
 
@@ -191,6 +195,7 @@ export class MemoryRuntime implements ContainerRuntime {
     }
     c.state = 'running';
     c.startedAt = this.iso();
+    if (c.spec.network === 'bridge') c.ipAddress = this.allocateAddress();
     delete c.exitCode;
     delete c.oomKilled;
     delete c.finishedAt;
@@ -251,7 +256,13 @@ export class MemoryRuntime implements ContainerRuntime {
 
   // ---- internals ----
 
+  private allocateAddress(): string {
+    const n = 2 + (this.nextAddress++ % 64_000); // 172.31.0.2 – 172.31.250.1
+    return `172.31.${(n >> 8) & 255}.${n & 255}`;
+  }
+
   private exit(c: Record_, exitCode: number, oom: boolean): void {
+    delete c.ipAddress;
     c.state = 'exited';
     c.exitCode = exitCode;
     c.oomKilled = oom;
@@ -307,6 +318,7 @@ export class MemoryRuntime implements ContainerRuntime {
     if (c.error !== undefined) v.error = c.error;
     if (c.startedAt !== undefined) v.startedAt = c.startedAt;
     if (c.finishedAt !== undefined) v.finishedAt = c.finishedAt;
+    if (c.ipAddress !== undefined) v.ipAddress = c.ipAddress;
     return v;
   }
 }

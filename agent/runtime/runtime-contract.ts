@@ -149,6 +149,20 @@ export function runtimeContract(name: string, makeHarness: () => Promise<Contrac
       await rt.remove(first);
     });
 
+    it('reports a running bridge container’s address (services dial it) and none once it stopped', async () => {
+      const id = await rt.createContainer(spec(nodeA(), 'ip', { network: 'bridge' }));
+      expect((await find(nodeA(), id))?.ipAddress).toBeUndefined();
+      await rt.start(id);
+      expect((await find(nodeA(), id))?.ipAddress).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+      await rt.stop(id, 1);
+      expect((await find(nodeA(), id))?.ipAddress).toBeUndefined();
+      await rt.remove(id);
+      const none = await rt.createContainer(spec(nodeA(), 'ip-none'));
+      await rt.start(none);
+      expect((await find(nodeA(), none))?.ipAddress).toBeUndefined();
+      await rt.remove(none);
+    });
+
     it('rejects a duplicate name and unknown ids with an OrchardError', async () => {
       const id = await rt.createContainer(spec(nodeA(), 'dup'));
       await expect(rt.createContainer(spec(nodeA(), 'dup'))).rejects.toBeInstanceOf(OrchardError);

@@ -49,6 +49,8 @@ export interface RuntimeContainer {
   createdAt?: string;
   /** bridge | host | none | container:<id>. */
   networkMode?: string;
+  /** The container's address on the engine's bridge while it runs (services dial it); absent otherwise. */
+  ipAddress?: string;
   /**
    * The mounts the container was created with (sources as given to the engine, which re-resolves
    * bind sources at every start); absent when the engine did not say. The agent re-checks them
@@ -97,6 +99,10 @@ export interface CreateSpec {
   capDrop?: string[];
   /** Processes and threads the container may hold (> 0). */
   pidsLimit?: number;
+  /** Name servers, search domains and resolver options for the container's /etc/resolv.conf (services: the agent's name server). */
+  dns?: string[];
+  dnsSearch?: string[];
+  dnsOptions?: string[];
 }
 
 export interface MountSpec {

@@ -43,7 +43,18 @@ describe('secrets stay out of logs, ps and world-readable files', () => {
     const tokenFile = join(c.dir, 'join.token');
     writeFileSync(tokenFile, `${await c.joinToken(1)}\n`, { mode: 0o600 });
     const name = c.nodeName('tf');
-    const p = orchard(['agent', '--hub', `127.0.0.1:${c.httpPort}`, '--token-file', tokenFile, '--name', name, '--data-dir', join(c.dir, 'agents', 'tf')]);
+    const p = orchard([
+      'agent',
+      '--hub',
+      `127.0.0.1:${c.httpPort}`,
+      '--token-file',
+      tokenFile,
+      '--name',
+      name,
+      '--data-dir',
+      join(c.dir, 'agents', 'tf'),
+      '--no-services',
+    ]);
     c.agents.set('tf', p);
     await c.waitNodeReady('tf');
     expect(p.child.spawnargs.join(' ')).not.toMatch(/K10[0-9a-f]{64}/);

@@ -142,7 +142,18 @@ describe('security end to end (real processes, real TLS, real Docker)', () => {
   it('an agent without identity.json whose name is enrolled is refused, says what to run, and keeps waiting (the enrolled node is untouched)', async () => {
     const name = c.nodeName('a'); // enrolled and running since beforeAll
     const token = await c.joinToken(2);
-    const p = orchard(['agent', '--hub', `127.0.0.1:${c.httpPort}`, '--token', token, '--name', name, '--data-dir', join(c.dir, 'agents', 'a-wiped')]);
+    const p = orchard([
+      'agent',
+      '--hub',
+      `127.0.0.1:${c.httpPort}`,
+      '--token',
+      token,
+      '--name',
+      name,
+      '--data-dir',
+      join(c.dir, 'agents', 'a-wiped'),
+      '--no-services',
+    ]);
     try {
       await waitFor('the refusal is logged', () => p.output().includes('is already enrolled'), 30_000, 200);
       expect(p.output()).toContain(
@@ -220,7 +231,18 @@ describe('security end to end (real processes, real TLS, real Docker)', () => {
     );
 
     const token = await c.joinToken(1); // pins hub 1's CA
-    const args = ['agent', '--hub', `127.0.0.1:${httpPort}`, '--token', token, '--name', c.nodeName('mitm'), '--data-dir', join(c.dir, 'agents', 'mitm')];
+    const args = [
+      'agent',
+      '--hub',
+      `127.0.0.1:${httpPort}`,
+      '--token',
+      token,
+      '--name',
+      c.nodeName('mitm'),
+      '--data-dir',
+      join(c.dir, 'agents', 'mitm'),
+      '--no-services',
+    ];
     const p = orchard(args);
     c.agents.set('mitm', p);
     expect(await exitCode(p)).not.toBe(0);

@@ -95,13 +95,16 @@ export class Cluster {
    * Starts (or restarts, keeping its data dir) the agent for node `short`. `labels` (`k=v,k2=v2`)
    * are placement labels: they go on the join token (authoritative; the agent's own --labels
    * would land under node.orchard.dev/). `agentLabels` are passed as the agent's --labels.
+   * Services are off (`--no-services`) unless `services` is set: agents sharing this machine
+   * would otherwise all claim the default service range (give each its own `--service-cidr`).
    */
-  async startAgent(short: string, opts: { token?: string; labels?: string; agentLabels?: string; extra?: string[] } = {}): Promise<Proc> {
+  async startAgent(short: string, opts: { token?: string; labels?: string; agentLabels?: string; extra?: string[]; services?: boolean } = {}): Promise<Proc> {
     const tokenLabels = opts.labels ? parseLabels(opts.labels) : undefined;
     const token = opts.token ?? (await this.joinToken(1, tokenLabels));
     const name = this.nodeName(short);
     const args = ['agent', '--hub', `127.0.0.1:${this.httpPort}`, '--token', token, '--name', name, '--data-dir', join(this.dir, 'agents', short)];
     if (opts.agentLabels) args.push('--labels', opts.agentLabels);
+    if (opts.services !== true) args.push('--no-services');
     const p = orchard([...args, ...(opts.extra ?? [])]);
     this.agents.set(short, p);
     return p;

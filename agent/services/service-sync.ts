@@ -1,0 +1,172 @@
+import type { ServiceIndexMessage, ServiceMessage } from '../../protocol/messages.js';
+import type { Clock, Logger, TimerHandle } from '../clock.js';
+import { parseServiceCidr, type ServiceCidr } from './service-cidr.js';
+import { ServiceState } from './service-state.js';
+import { buildServiceTable, type LocalPod } from './service-table.js';
+import type { ServiceDataPlane, ServiceTable } from './service-table-types.js';
+
+/**
+ * Wires the services for one Agent: hub messages → ServiceState (persisted) ─┐
+ *                                   reconciler → this node's pods (LocalPod) ─┴▶ buildServiceTable ──▶ dataPlane.apply
+ *
+ * Any change recomputes the whole table and applies it after a short debounce (a burst of
+ * messages on reconnect costs one apply); applies are single flight (a change during one waits,
+ * then the newest table goes) and an unchanged table is not applied again. Local changes need no
+ * hub: readiness turning on or off applies with the link down. flush() applies at once and
+ * resolves once the newest table is applied (the reconciler awaits it before any SIGTERM).
+ */
+
+export interface ServiceSyncOptions {
+  node: string;
+  dataDir: string;
+  dataPlane: ServiceDataPlane;
+  serviceCidr: string;
+  advertiseAddress?: string;
+  publishAddress: string;
+  clock: Clock;
+  logger: Logger;
+  /** Debounce before an apply (default 5 ms). */
+  debounceMs?: number;
+}
+
+export class ServiceSync {
+  readonly state: ServiceState;
+  private readonly cidr: ServiceCidr;
+  private readonly dataPlane: ServiceDataPlane;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private readonly debounceMs: number;
+  private local: ReadonlyMap<string, LocalPod> = new Map();
+  private timer: TimerHandle | undefined;
+  private running: Promise<void> | undefined;
+  private again = false;
+  private stopped = false;
+  private lastAppliedJson: string | undefined;
+  private pendingSave: Promise<unknown> = Promise.resolve();
+  /** The table most recently applied (undefined before the first). */
+  applied: ServiceTable | undefined;
+
+  constructor(private readonly opts: ServiceSyncOptions) {
+    this.cidr = parseServiceCidr(opts.serviceCidr);
+    this.dataPlane = opts.dataPlane;
+    this.clock = opts.clock;
+    this.log = opts.logger;
+    this.debounceMs = opts.debounceMs ?? 5;
+    this.state = new ServiceState(opts.dataDir, opts.logger);
+  }
+
+  /** Loads services.json and applies it (names and local endpoints before any hub contact). */
+  async load(): Promise<void> {
+    if (await this.state.load()) {
+      const { services } = this.state.active();
+      this.log.info('serving cached services', { services: services.length });
+    }
+    this.schedule();
+  }
+
+  onService(name: string, msg: ServiceMessage | undefined): void {
+    if (this.state.onService(name, msg)) this.changed();
+  }
+
+  onIndex(msg: ServiceIndexMessage): void {
+    if (this.state.onIndex(msg)) this.changed();
+  }
+
+  /** The reconciler's view of this node's pods (already deduplicated by the reconciler). */
+  setLocal(pods: ReadonlyMap<string, LocalPod>): void {
+    this.local = pods;
+    this.schedule();
+  }
+
+  /** The table for the current state and local view (pure). */
+  table(): ServiceTable {
+    const input: Parameters<typeof buildServiceTable>[0] = {
+      state: this.state.active(),
+      node: this.opts.node,
+      serviceCidr: this.cidr,
+      publishAddress: this.opts.publishAddress,
+      local: this.local,
+    };
+    if (this.opts.advertiseAddress !== undefined) input.advertiseAddress = this.opts.advertiseAddress;
+    return buildServiceTable(input);
+  }
+
+  /** Applies now (no debounce); resolves once the newest table is applied. */
+  flush(): Promise<void> {
+    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+    return this.kick();
+  }
+
+  /** Resolves when nothing is pending: debounce, apply and save (tests). */
+  async idle(): Promise<void> {
+    if (this.timer !== undefined) await this.flush();
+    while (this.running !== undefined) await this.running;
+    await this.pendingSave.catch(() => {});
+  }
+
+  /** Stops applying and closes the data plane (listeners, name server; lo addresses stay). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.running?.catch(() => {});
+    await this.pendingSave.catch(() => {});
+    await this.dataPlane.close().catch((err: unknown) => this.log.warn('closing the service data plane failed', { error: String(err) }));
+  }
+
+  private changed(): void {
+    this.schedule();
+    this.pendingSave = this.pendingSave
+      .then(() => this.state.save())
+      .catch((err: unknown) => this.log.error('cannot persist services', { error: String(err) }));
+  }
+
+  private schedule(): void {
+    if (this.stopped || this.timer !== undefined) return;
+    this.timer = this.clock.setTimeout(() => {
+      this.timer = undefined;
+      void this.kick();
+    }, this.debounceMs);
+  }
+
+  private kick(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    if (this.running !== undefined) {
+      this.again = true;
+      return this.running;
+    }
+    const run = this.loop().finally(() => {
+      if (this.running === run) this.running = undefined;
+    });
+    this.running = run;
+    return run;
+  }
+
+  private async loop(): Promise<void> {
+    do {
+      this.again = false;
+      await this.applyOnce();
+    } while (this.again && !this.stopped);
+  }
+
+  private async applyOnce(): Promise<void> {
+    let table: ServiceTable;
+    try {
+      table = this.table();
+    } catch (err) {
+      this.log.error('cannot build the service table', { error: err instanceof Error ? err.message : String(err) });
+      return;
+    }
+    const json = JSON.stringify(table);
+    if (json === this.lastAppliedJson) return;
+    try {
+      await this.dataPlane.apply(table);
+      this.lastAppliedJson = json;
+      this.applied = table;
+    } catch (err) {
+      // The contract says apply never rejects; if it does, the next change tries the whole table again.
+      this.log.error('service data plane apply failed', { error: err instanceof Error ? err.message : String(err) });
+    }
+  }
+}
