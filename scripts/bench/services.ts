@@ -72,6 +72,7 @@ const NODE_B_ADDR = '127.0.0.3';
 const SINK = 5001;
 const ECHO = 5002;
 const UDP_ECHO = 5003;
+const ONCE = 5004;
 const SELF = fileURLToPath(import.meta.url);
 const run = promisify(execFile);
 const log = (m: string): void => void process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${m}\n`);
@@ -148,37 +149,54 @@ function serverRole(): void {
     s.on('end', () => s.end(String(n)));
     s.on('error', () => undefined);
   });
-  const echo = net.createServer({ noDelay: true, backlog: 1024 } as net.ServerOpts, (s) => {
+  const echo = net.createServer({ noDelay: true }, (s) => {
     s.on('data', (d: Buffer) => s.write(d));
     s.on('end', () => s.end());
     s.on('error', () => undefined);
   });
+  // One 64 B echo, then the server closes first (as an HTTP server does), so TIME_WAIT stays in
+  // the server's netns: 10,000 client-first closes per path would exhaust the host's ephemeral ports.
+  const once = net.createServer({ noDelay: true }, (s) => {
+    let n = 0;
+    s.on('data', (d: Buffer) => {
+      s.write(d);
+      n += d.length;
+      if (n >= 64) s.end();
+    });
+    s.on('error', () => undefined);
+  });
   const udp = dgram.createSocket('udp4');
   udp.on('message', (m, r) => udp.send(m, r.port, r.address));
-  let pending = 3;
+  let pending = 4;
   const ready = (): void => void (--pending === 0 && process.stdout.write('ready\n'));
   sink.listen({ port: SINK, host: '0.0.0.0', backlog: 1024 }, ready);
   echo.listen({ port: ECHO, host: '0.0.0.0', backlog: 1024 }, ready);
+  once.listen({ port: ONCE, host: '0.0.0.0', backlog: 1024 }, ready);
   udp.bind(UDP_ECHO, '0.0.0.0', ready);
 }
 
-interface MeasureSpec {
+/** Where a path's sink, echo and echo-once servers answer. */
+interface Ports {
   host: string;
   sink: number;
   echo: number;
+  once: number;
+}
+interface MeasureSpec extends Ports {
   probeOnly: boolean;
 }
 type Measured = { bulk: number; rr: Latency; conns: number } | { error: string };
 
 /** `aroundConns` brackets the new-connections phase alone (the proxy's CPU per connection). */
-async function measureTcp(t: { sink: Target; echo: Target }, probeOnly: boolean, aroundConns?: () => Promise<() => Promise<void>>): Promise<Measured> {
+async function measureTcp(p: Ports, probeOnly: boolean, aroundConns?: () => Promise<() => Promise<void>>): Promise<Measured> {
+  const at = (port: number): Target => ({ host: p.host, port });
   try {
-    await oneShot(t.echo, 3000);
+    await oneShot(at(p.once), 3000);
     if (probeOnly) return { bulk: 0, rr: { p50: 0, p99: 0 }, conns: 0 };
-    const b = await bulk(t.sink, Number(values['bulk-mib']));
-    const rr = await roundTrips(t.echo, Number(values.rr));
+    const b = await bulk(at(p.sink), Number(values['bulk-mib']));
+    const rr = await roundTrips(at(p.echo), Number(values.rr));
     const done = await aroundConns?.();
-    const conns = await newConnections(t.echo, Number(values.conns));
+    const conns = await newConnections(at(p.once), Number(values.conns));
     await done?.();
     return { bulk: b, rr, conns };
   } catch (err) {
@@ -187,7 +205,7 @@ async function measureTcp(t: { sink: Target; echo: Target }, probeOnly: boolean,
 }
 
 async function measureRole(spec: MeasureSpec): Promise<void> {
-  const r = await measureTcp({ sink: { host: spec.host, port: spec.sink }, echo: { host: spec.host, port: spec.echo } }, spec.probeOnly);
+  const r = await measureTcp(spec, spec.probeOnly);
   process.stdout.write(`${JSON.stringify(r)}\n`);
 }
 
@@ -302,11 +320,9 @@ async function waitListening(t: Target, what: string): Promise<void> {
   }
 }
 
-interface Path {
+interface Path extends Ports {
   name: string;
-  sink: Target;
-  echo: Target;
-  udp?: Target;
+  udp?: number;
   /** Measure from inside this process's network namespace (a client container). */
   netns?: number;
   /** The processes whose CPU counts as the proxy's. */
@@ -346,7 +362,7 @@ async function swarmSetup(label: string, runId: string): Promise<SwarmSetup> {
   const fail = (why: string): SwarmSetup => ({
     kernel,
     notes,
-    paths: ['swarm ingress', 'swarm VIP', 'swarm overlay'].map((name) => ({ name, sink: { host: '', port: 0 }, echo: { host: '', port: 0 }, failed: why })),
+    paths: ['swarm ingress', 'swarm VIP', 'swarm overlay'].map((name) => ({ name, host: '', sink: 0, echo: 0, once: 0, failed: why })),
   });
   const state = sh('docker', ['info', '--format', '{{.Swarm.LocalNodeState}}']);
   if (state !== 'inactive') return fail(`engine's swarm state is "${state}" (not ours to touch)`);
@@ -375,7 +391,7 @@ async function swarmSetup(label: string, runId: string): Promise<SwarmSetup> {
   } catch (err) {
     return fail(`overlay network create: ${errText(err)}`);
   }
-  const [pSink, pEcho] = [await freePort(), await freePort()];
+  const [pSink, pEcho, pOnce] = [await freePort(), await freePort(), await freePort()];
   try {
     sh('docker', [
       'service',
@@ -393,6 +409,8 @@ async function swarmSetup(label: string, runId: string): Promise<SwarmSetup> {
       `published=${pSink},target=${SINK}`,
       '--publish',
       `published=${pEcho},target=${ECHO}`,
+      '--publish',
+      `published=${pOnce},target=${ONCE}`,
       '--no-resolve-image',
       '--stop-grace-period',
       '1s',
@@ -415,11 +433,11 @@ async function swarmSetup(label: string, runId: string): Promise<SwarmSetup> {
   const taskIp = sh('docker', ['inspect', task, '-f', `{{(index .NetworkSettings.Networks "${net}").IPAddress}}`]);
   await startServerIn(Number(sh('docker', ['inspect', task, '-f', '{{.State.Pid}}'])));
   const client = startContainer(label, ['--network', net], ['sleep', '3600']);
-  notes.push(`service VIP ${vip}, task overlay address ${taskIp}, published ports ${pSink} (sink) and ${pEcho} (echo)`);
+  notes.push(`service VIP ${vip}, task overlay address ${taskIp}, published ports ${pSink}/${pEcho}/${pOnce} (sink/echo/echo once)`);
   const paths: Path[] = [
-    { name: 'swarm ingress', sink: { host: '127.0.0.1', port: pSink }, echo: { host: '127.0.0.1', port: pEcho } },
-    { name: 'swarm VIP', sink: { host: vip, port: SINK }, echo: { host: vip, port: ECHO }, netns: client.pid },
-    { name: 'swarm overlay', sink: { host: taskIp, port: SINK }, echo: { host: taskIp, port: ECHO }, netns: client.pid },
+    { name: 'swarm ingress', host: '127.0.0.1', sink: pSink, echo: pEcho, once: pOnce },
+    { name: 'swarm VIP', host: vip, sink: SINK, echo: ECHO, once: ONCE, netns: client.pid },
+    { name: 'swarm overlay', host: taskIp, sink: SINK, echo: ECHO, once: ONCE, netns: client.pid },
   ];
   for (const p of paths) {
     const r = p.netns === undefined ? await measureTcp(p, true) : await measureIn(p.netns, p, true);
@@ -428,8 +446,8 @@ async function swarmSetup(label: string, runId: string): Promise<SwarmSetup> {
   return { kernel, notes, paths };
 }
 
-async function measureIn(pid: number, p: { sink: Target; echo: Target }, probeOnly: boolean): Promise<Measured> {
-  const c = spawnSelf('measure', { host: p.echo.host, sink: p.sink.port, echo: p.echo.port, probeOnly } satisfies MeasureSpec, pid, false);
+async function measureIn(pid: number, p: Ports, probeOnly: boolean): Promise<Measured> {
+  const c = spawnSelf('measure', { host: p.host, sink: p.sink, echo: p.echo, once: p.once, probeOnly } satisfies MeasureSpec, pid, false);
   try {
     return JSON.parse(await firstLine(c, 'measuring client', 120_000)) as Measured;
   } catch (err) {
@@ -447,26 +465,27 @@ async function dataPath(label: string, runId: string): Promise<string> {
   await startServerIn(server.pid);
   const local = (port: number): Endpoint[] => [{ id: `${server.ip}:${port}`, host: server.ip, port, local: true }];
   const nodeB = await startNode('node B', {
-    endpointPorts: [SINK, ECHO].map((port) => ({ peers: ['127.0.0.1', SERVICE_ADDR], target: { host: server.ip, port } })),
+    endpointPorts: [SINK, ECHO, ONCE].map((port) => ({ peers: ['127.0.0.1', SERVICE_ADDR], target: { host: server.ip, port } })),
   });
-  const [bSink = 0, bEcho = 0] = nodeB.ready.endpointPorts;
+  const [bSink = 0, bEcho = 0, bOnce = 0] = nodeB.ready.endpointPorts;
   const remote = (port: number): Endpoint[] => [{ id: `${NODE_B_ADDR}:${port}`, host: NODE_B_ADDR, port, local: false }];
   const nodeA = await startNode('node A', {
     tcp: [
       { port: SINK, endpoints: local(SINK) },
       { port: ECHO, endpoints: local(ECHO) },
+      { port: ONCE, endpoints: local(ONCE) },
       { port: 6001, endpoints: remote(bSink) },
       { port: 6002, endpoints: remote(bEcho) },
+      { port: 6004, endpoints: remote(bOnce) },
     ],
     udp: [{ port: UDP_ECHO, endpoints: local(UDP_ECHO) }],
   });
-  const at = (host: string, port: number): Target => ({ host, port });
   const paths: Path[] = [
-    { name: 'direct', sink: at(server.ip, SINK), echo: at(server.ip, ECHO), udp: at(server.ip, UDP_ECHO) },
-    { name: 'orchard local', sink: at(SERVICE_ADDR, SINK), echo: at(SERVICE_ADDR, ECHO), udp: at(SERVICE_ADDR, UDP_ECHO), proxies: [nodeA.stats] },
-    { name: 'orchard cross-node', sink: at(SERVICE_ADDR, 6001), echo: at(SERVICE_ADDR, 6002), proxies: [nodeA.stats, nodeB.stats] },
+    { name: 'direct', host: server.ip, sink: SINK, echo: ECHO, once: ONCE, udp: UDP_ECHO },
+    { name: 'orchard local', host: SERVICE_ADDR, sink: SINK, echo: ECHO, once: ONCE, udp: UDP_ECHO, proxies: [nodeA.stats] },
+    { name: 'orchard cross-node', host: SERVICE_ADDR, sink: 6001, echo: 6002, once: 6004, proxies: [nodeA.stats, nodeB.stats] },
   ];
-  await waitListening(paths[0]?.echo ?? at('', 0), 'server container');
+  await waitListening({ host: server.ip, port: ONCE }, 'server container');
   let swarm: SwarmSetup | undefined;
   if (!values['no-swarm']) {
     log('swarm: setting up');
@@ -500,7 +519,7 @@ async function dataPath(label: string, runId: string): Promise<string> {
       (r.p99 as number[]).push(m.rr.p99);
       (r.conns as number[]).push(m.conns);
       if (used !== undefined) (r.cpuPerConn as number[]).push(used / Number(values.conns));
-      if (p.udp && !failed(r.udp)) r.udp.push((await udpRoundTrips(p.udp, Number(values.udp))).p50);
+      if (p.udp && !failed(r.udp)) r.udp.push((await udpRoundTrips({ host: p.host, port: p.udp }, Number(values.udp))).p50);
       log(
         `run ${i + 1} ${p.name}: bulk ${m.bulk.toFixed(0)} MiB/s, p50 ${m.rr.p50.toFixed(0)} µs, ${m.conns.toFixed(0)} conn/s (load ${os.loadavg()[0]?.toFixed(2)})`,
       );
@@ -543,11 +562,11 @@ async function killScenario(label: string): Promise<string> {
   addServiceAddress();
   const servers = [0, 1, 2].map(() => startContainer(label, [], ['sleep', '3600']));
   const serverProcs = await Promise.all(servers.map((s) => startServerIn(s.pid)));
-  for (const s of servers) await waitListening({ host: s.ip, port: ECHO }, 'echo container');
+  for (const s of servers) await waitListening({ host: s.ip, port: ONCE }, 'echo container');
   const node = await startNode('node A', {
-    tcp: [{ port: ECHO, endpoints: servers.map((s) => ({ id: `${s.ip}:${ECHO}`, host: s.ip, port: ECHO, local: true })) }],
+    tcp: [{ port: ONCE, endpoints: servers.map((s) => ({ id: `${s.ip}:${ONCE}`, host: s.ip, port: ONCE, local: true })) }],
   });
-  const target = { host: SERVICE_ADDR, port: ECHO };
+  const target = { host: SERVICE_ADDR, port: ONCE };
   const samples: { at: number; us: number; error?: string }[] = [];
   const inflight: Promise<void>[] = [];
   const t0 = performance.now();

@@ -5,8 +5,9 @@ import { percentile } from './stats.js';
 /**
  * The client side of the service data-path bench (scripts/bench/services.ts): sequential or
  * bounded-concurrency TCP/UDP load against (host, port), timed with hrtime. The servers it expects:
- *   sink  reads until EOF, then replies with the byte count as text and closes (busybox `wc -c`)
- *   echo  writes back what it reads (busybox `cat`, or a UDP echo for `udpRoundTrips`)
+ *   sink  reads until EOF, then replies with the byte count as text and closes
+ *   echo  writes back what it reads (and a UDP echo for `udpRoundTrips`)
+ *   once  writes back 64 B, then closes (`oneShot`, `newConnections`)
  */
 
 export interface Target {
@@ -94,7 +95,10 @@ export async function roundTrips(t: Target, n: number): Promise<Latency> {
   return { p50: percentile(lat, 0.5), p99: percentile(lat, 0.99) };
 }
 
-/** One request on a new connection: connect, 64 B out, 64 B back, close. Resolves with µs. */
+/**
+ * One request on a new connection: connect, 64 B out, 64 B back and the server's close (an
+ * echo-once server closes first, so TIME_WAIT stays on its side). Resolves with µs.
+ */
 export function oneShot(t: Target, timeoutMs = 5000): Promise<number> {
   const msg = Buffer.alloc(64, 2);
   const t0 = now();
@@ -103,10 +107,7 @@ export function oneShot(t: Target, timeoutMs = 5000): Promise<number> {
     const timer = setTimeout(() => c.destroy(new Error(`${t.host}:${t.port}: no echo within ${timeoutMs} ms`)), timeoutMs);
     let got = 0;
     c.once('connect', () => c.write(msg));
-    c.on('data', (d: Buffer) => {
-      got += d.length;
-      if (got >= 64) c.end();
-    });
+    c.on('data', (d: Buffer) => void (got += d.length));
     c.once('close', () => {
       clearTimeout(timer);
       if (got >= 64) resolve(microsSince(t0));
