@@ -4,12 +4,13 @@
  *      npx tsx scripts/bench/services.ts --kill [--rate 200] [--seconds 15] [--kill-at 5]
  *
  * The server: a container of orchard-test/busybox:1 (`sleep`) on the default bridge, with this
- * script's Node sink (answers with the byte count), echo and UDP echo entered into its network
- * namespace (nsenter -n), so the path is the container's veth and bridge. Busybox's own servers
- * bottleneck the measurement (`nc -ll -e cat` forks and execs per connection, listen backlog 2:
- * ≈ 700 connections/s serially, timeouts at 32 concurrent; `nc -e wc -c` sinks ≈ 200 MiB/s) and
- * its nc has no UDP. The client is this process on the host (a pod's client would add the same
- * bridge hop to every path). Paths:
+ * script's Node servers entered into its network namespace (nsenter -n), so the path is the
+ * container's veth and bridge: a sink (answers with the byte count), an echo, an echo-once (64 B
+ * back, then the server closes first, so TIME_WAIT stays in its netns) and a UDP echo. Busybox's
+ * own servers bottleneck the measurement (`nc -ll -e cat` forks and execs per connection, listen
+ * backlog 2: ≈ 700 connections/s serially, timeouts at 32 concurrent; `nc -e wc -c` sinks
+ * ≈ 200 MiB/s) and its nc has no UDP. The client is this process on the host (a pod's client
+ * would add the same bridge hop to every path). Paths:
  *   direct              client → container bridge address
  *   orchard local       client → 10.252.0.2 on lo → TcpProxy/UdpProxy (agent/services) → container
  *   orchard cross-node  client → 10.252.0.2 on lo → TcpProxy ("node A" process) → 127.0.0.3
@@ -17,17 +18,19 @@
  *   swarm ingress       client → 127.0.0.1:published port → Swarm routing mesh → task
  *   swarm VIP           a client container on an attachable overlay → service VIP → task (the
  *                       measuring Node process is entered into that container's netns)
- *   swarm overlay       same client container → the task's overlay address (VXLAN, no VIP)
+ *   swarm overlay       same client container → the task's overlay address (no VIP; on one
+ *                       node the overlay's bridge, VXLAN only carries traffic to other nodes)
  * Each path --runs times, interleaved: bulk (--bulk-mib MiB through one connection, MiB/s),
  * 64 B request/response (--rr sequential round trips on one connection, p50/p99 µs), new
- * connections/s (--conns, 32 concurrent, each a 64 B echo), UDP 64 B round trips (p50).
- * Before Swarm: whether this kernel can make a VXLAN device and has IPVS (Swarm's VIP and
- * ingress are IPVS); the swarm is always left (also on failure and SIGINT).
+ * connections/s (--conns, 32 concurrent, each an echo-once), UDP 64 B round trips (p50), and
+ * the proxy processes' CPU per connection. Before Swarm: whether this kernel can make a VXLAN
+ * device and has IPVS (Swarm's VIP and ingress are IPVS); the swarm is always left (also on
+ * failure and SIGINT).
  *
- * --kill: 3 such containers (echo server in each netns) behind one TcpProxy, a client opening one connection per request at
+ * --kill: 3 such containers behind one TcpProxy, a client opening one connection per request at
  * --rate requests/s for --seconds; at --kill-at s one container is `docker kill`ed and its server
- * process SIGKILLed. Prints failed
- * requests and latency percentiles (p99 in the 3 s after the kill).
+ * process SIGKILLed. Prints failed requests (with when they started) and latency percentiles
+ * (p99 in the 3 s after the kill).
  *
  * Cleans up what it made: containers labelled orchard.bench=services-<run>, 10.252.0.2/32 on lo,
  * the swarm (and docker_gwbridge if it created it). docs/benchmarks.md records runs.
