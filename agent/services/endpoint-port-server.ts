@@ -97,7 +97,7 @@ export class EndpointPortServer {
     incoming.on('error', () => upstream.destroy());
     this.open.add(upstream);
     upstream.once('close', () => this.open.delete(upstream));
-    const timer = this.opts.clock.setTimeout(() => upstream.destroy(), this.opts.connectTimeoutMs ?? 1000);
+    const timer = this.opts.clock.setTimeout(() => upstream.destroy(), this.opts.connectTimeoutMs ?? 1500);
     upstream.on('error', () => incoming.resetAndDestroy());
     upstream.once('close', () => {
       this.opts.clock.clearTimeout(timer);

@@ -139,7 +139,7 @@ export class TcpProxy {
       this.release(client);
     });
     const addr = client.remoteAddress ?? '';
-    const timeouts = this.opts.connectTimeoutMs ?? { local: 1000, remote: 3000 };
+    const timeouts = this.opts.connectTimeoutMs ?? { local: 1500, remote: 3500 };
     const candidates = this.balancer.order(addr).slice(0, this.opts.maxAttempts ?? 3);
     for (const [i, ep] of candidates.entries()) {
       if (i > 0) this.balancer.retries += 1;
