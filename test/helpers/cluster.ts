@@ -6,8 +6,17 @@ import { request, waitFor, type HttpResult } from './http.js';
 import { REPO, ensureBuilt, freePort, orchard, orchardRun, readToken, removeContainersOf, type Proc } from './procs.js';
 import { newE2eRunId } from './run-id.js';
 import { parseLabels } from '../../agent/main.js';
+import { LoAddresses } from '../../agent/services/addresses.js';
+import { silentLogger, systemClock } from '../../agent/clock.js';
 
 export const TEST_IMAGE = 'orchard-test/busybox:1';
+
+/** An agent's own service range and addresses (two agents on one machine must not share them). */
+export interface AgentServices {
+  cidr: string;
+  advertise: string;
+  publish?: string;
+}
 
 export function ensureTestImage(): void {
   try {
@@ -30,6 +39,8 @@ export class Cluster {
   adminToken = '';
   ca = '';
   readonly agents = new Map<string, Proc>();
+  /** Service ranges given to agents: their `lo` addresses are removed by cleanup(). */
+  readonly serviceCidrs = new Set<string>();
 
   get server(): string {
     return `https://127.0.0.1:${this.httpPort}`;
@@ -96,15 +107,25 @@ export class Cluster {
    * are placement labels: they go on the join token (authoritative; the agent's own --labels
    * would land under node.orchard.dev/). `agentLabels` are passed as the agent's --labels.
    * Services are off (`--no-services`) unless `services` is set: agents sharing this machine
-   * would otherwise all claim the default service range (give each its own `--service-cidr`).
+   * would otherwise all claim the default service range. `services: { cidr, advertise }` gives
+   * the agent its own `--service-cidr`, `--advertise-address` and `--publish-address` (default
+   * the advertise address); cleanup() removes that range's addresses from `lo`.
    */
-  async startAgent(short: string, opts: { token?: string; labels?: string; agentLabels?: string; extra?: string[]; services?: boolean } = {}): Promise<Proc> {
+  async startAgent(
+    short: string,
+    opts: { token?: string; labels?: string; agentLabels?: string; extra?: string[]; services?: boolean | AgentServices } = {},
+  ): Promise<Proc> {
     const tokenLabels = opts.labels ? parseLabels(opts.labels) : undefined;
     const token = opts.token ?? (await this.joinToken(1, tokenLabels));
     const name = this.nodeName(short);
     const args = ['agent', '--hub', `127.0.0.1:${this.httpPort}`, '--token', token, '--name', name, '--data-dir', join(this.dir, 'agents', short)];
     if (opts.agentLabels) args.push('--labels', opts.agentLabels);
-    if (opts.services !== true) args.push('--no-services');
+    if (opts.services === undefined || opts.services === false) args.push('--no-services');
+    else if (opts.services !== true) {
+      const sv = opts.services;
+      args.push('--service-cidr', sv.cidr, '--advertise-address', sv.advertise, '--publish-address', sv.publish ?? sv.advertise);
+      this.serviceCidrs.add(sv.cidr);
+    }
     const p = orchard([...args, ...(opts.extra ?? [])]);
     this.agents.set(short, p);
     return p;
@@ -150,6 +171,8 @@ export class Cluster {
     for (const a of this.agents.values()) await a.kill9();
     await this.hub?.kill9();
     for (const short of this.agents.keys()) removeContainersOf(this.nodeName(short));
+    // Agents leave their service addresses on lo when they stop (workloads keep running): the test removes them.
+    for (const cidr of this.serviceCidrs) await new LoAddresses({ cidr, clock: systemClock, logger: silentLogger }).reconcile([]);
     rmSync(this.dir, { recursive: true, force: true });
   }
 
