@@ -106,7 +106,7 @@ export class Operations {
   delete(kindArg: string, name: string): { kind: ObjectKind; name: string; deleted: true } {
     const kind = this.resolveKind(kindArg);
     const { store } = this.deps;
-    if (kind !== 'Deployment' && kind !== 'Pod' && kind !== 'ConfigMap' && kind !== 'Secret' && kind !== 'Volume') {
+    if (kind !== 'Deployment' && kind !== 'Pod' && kind !== 'ConfigMap' && kind !== 'Secret' && kind !== 'Volume' && kind !== 'Service') {
       throw new OrchardError(
         'ERR_FORBIDDEN',
         `${kind.toLowerCase()}s cannot be deleted this way${kind === 'Node' ? '; use `orchard node delete NAME` (DELETE /api/v1/nodes/NAME)' : ''}`,
