@@ -8,6 +8,7 @@ import { parseManifests } from './manifest-parse.js';
 import type { ListOptions, Store } from './store/store.js';
 import { applyConfigMap, applySecret } from './secrets/config-apply.js';
 import { checkPullSecrets } from './rollout/pull-secrets.js';
+import { checkPublishConflicts } from './objects/service-publish.js';
 import { redactSecret, type SecretCodec } from './secrets/secret-codec.js';
 
 /** For the unknown-kind error: every resource type the API serves, from protocol/objects.ts. */
@@ -136,9 +137,14 @@ export class Operations {
   }
 }
 
-/** Creates or updates a Service's spec and metadata; its status (ordinal, endpoints) is the endpoints controller's. */
+/**
+ * Creates or updates a Service's spec and metadata; its status (ordinal, endpoints) is the
+ * endpoints controller's. A published port taken by another service or a pod's hostPort on a
+ * node it would publish on is refused (ERR_SERVICE_PORT_CONFLICT).
+ */
 function applyService(store: Store, m: ServiceManifest): ApplyResultItem {
   const existing = store.get('Service', m.metadata.name);
+  if (!existing || !deepEqual(existing.spec.publish, m.spec.publish)) checkPublishConflicts(store, m.metadata.name, m.spec);
   const meta = { name: m.metadata.name, labels: m.metadata.labels, annotations: m.metadata.annotations };
   if (!existing) {
     store.create({ apiVersion: API_VERSION, kind: 'Service', metadata: meta, spec: m.spec, status: { endpoints: [], conditions: [], observedGeneration: 0 } });
