@@ -1,4 +1,4 @@
-import type { ApplyResult, ApplyResultItem } from '../protocol/api.js';
+import type { ApplyResult, ApplyResultItem, ExposeArgs } from '../protocol/api.js';
 import { OrchardError } from '../protocol/errors.js';
 import { API_VERSION, type DeploymentManifest, type Manifest, type ServiceManifest } from '../protocol/manifest.js';
 import { KIND_BY_PLURAL, OBJECT_KINDS, kindFromPlural, type AnyObject, type Deployment, type ObjectKind } from '../protocol/objects.js';
@@ -9,6 +9,7 @@ import type { ListOptions, Store } from './store/store.js';
 import { applyConfigMap, applySecret } from './secrets/config-apply.js';
 import { checkPullSecrets } from './rollout/pull-secrets.js';
 import { checkPublishConflicts } from './objects/service-publish.js';
+import { DEPLOYMENT_LABEL } from './objects/pod.js';
 import { redactSecret, type SecretCodec } from './secrets/secret-codec.js';
 
 /** For the unknown-kind error: every resource type the API serves, from protocol/objects.ts. */
@@ -120,6 +121,32 @@ export class Operations {
     });
     this.deps.log.info(`${kind.toLowerCase()}/${name} deleted`);
     return { kind, name, deleted: true };
+  }
+
+  /**
+   * `orchard expose deployment NAME`: creates (or updates) a Service selecting the deployment's
+   * pods by its template's labels (by `orchard.dev/deployment=NAME` when the template has none),
+   * through apply: the same validation, conflicts and errors.
+   */
+  expose(args: ExposeArgs): ApplyResult & { service: ServiceManifest } {
+    const d = this.deps.store.get('Deployment', args.deployment);
+    if (!d) throw new OrchardError('ERR_NOT_FOUND', `deployment "${args.deployment}" not found`);
+    const labels = d.spec.template.metadata.labels;
+    const selector = Object.keys(labels).length > 0 ? { ...labels } : { [DEPLOYMENT_LABEL]: d.metadata.name };
+    const port = { port: args.port, protocol: args.protocol, ...(args.targetPort !== undefined ? { targetPort: args.targetPort } : {}) };
+    const doc = {
+      apiVersion: API_VERSION,
+      kind: 'Service',
+      metadata: { name: args.name ?? d.metadata.name },
+      spec: {
+        selector,
+        ports: [port],
+        ...(args.policy !== undefined ? { trafficPolicy: args.policy } : {}),
+        ...(args.publish !== undefined ? { publish: [{ port: args.publish }] } : {}),
+      },
+    };
+    const result = this.apply([doc]);
+    return { ...result, service: doc as ServiceManifest };
   }
 
   scale(name: string, replicas: number): Deployment {
