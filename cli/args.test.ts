@@ -102,7 +102,7 @@ describe('usage errors exit 2 without contacting a hub', () => {
   it('prints help with exit 0', async () => {
     const b = bufferIo({ env });
     expect(await runCli(['get', '--help'], b.io)).toBe(0);
-    expect(b.stdout()).toContain('Usage: orchard get nodes|deployments|pods|events');
+    expect(b.stdout()).toContain('Usage: orchard get nodes|deployments|pods|services|events');
     const top = bufferIo({ env });
     expect(await runCli(['--help'], top.io)).toBe(0);
     expect(top.stdout()).toMatch(/token create\s+Create a join token/);

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { bufferIo } from './io.js';
 import { runCli } from './run.js';
-import { T0, mockDeployment, mockEvent, mockNode, mockPod, startFakeHub, type Route } from './test-fixtures.js';
+import { ServiceSchema } from '../protocol/objects.js';
+import { T0, iso, mockDeployment, mockEvent, mockNode, mockPod, startFakeHub, type Route } from './test-fixtures.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -381,5 +382,86 @@ describe('config and login', () => {
     const b = bufferIo({ env: { ORCHARD_CONFIG: path }, homeDir: dir });
     expect(await runCli(['get', 'nodes'], b.io)).toBe(1);
     expect(b.stderr()).toMatch(new RegExp(`^error: invalid config file ${path.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: server: `));
+  });
+});
+
+describe('services (get, describe, expose)', () => {
+  const svc = ServiceSchema.parse({
+    apiVersion: 'orchard/v1',
+    kind: 'Service',
+    metadata: { name: 'web', uid: 'u-web', resourceVersion: 9, generation: 1, creationTimestamp: iso(0) },
+    spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 'http' }], publish: [{ port: 8080 }] },
+    status: {
+      ordinal: 2,
+      endpoints: [
+        {
+          pod: 'web-1',
+          uid: 'u1',
+          node: 'pi-1',
+          address: '192.168.1.11',
+          ready: true,
+          targets: [{ port: 80, protocol: 'TCP', targetPort: 8080, endpointPort: 30000 }],
+        },
+        {
+          pod: 'web-2',
+          uid: 'u2',
+          node: 'pi-2',
+          ready: false,
+          reason: 'container web not ready (readiness probe failing)',
+          targets: [{ port: 80, protocol: 'TCP', targetPort: 8080 }],
+        },
+      ],
+      conditions: [{ type: 'NoEndpoints', status: 'False', reason: 'EndpointsReady', message: '1 of 2 endpoints ready' }],
+    },
+  });
+  const route: Route = (req) => {
+    if (req.url === '/api/v1/services') return { body: { items: [svc] } };
+    if (req.url === '/api/v1/services/web') return { body: svc };
+    if (req.url.startsWith('/api/v1/events')) return { body: { items: [mockEvent('e1', { kind: 'Service', name: 'web' }, 'OrdinalsExhausted', 'x', 60_000)] } };
+    if (req.url === '/api/v1/deployments/web/expose' && req.method === 'POST')
+      return { body: { results: [{ kind: 'Service', name: 'front', action: 'created' }] } };
+    return undefined;
+  };
+
+  it('get services: ordinal, default-range address, ports, ready/total endpoints, publish', async () => {
+    const h = await hub(route);
+    const r = await cli(['get', 'svc'], h.url);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(
+      [
+        'NAME   ORDINAL   ADDRESS      PORTS         ENDPOINTS   PUBLISH    AGE',
+        'web    2         10.250.0.2   80/TCP→http   1/2         8080/TCP   10m',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('describe service: every endpoint with node, address, readiness, why not, target and endpoint ports; conditions; events', async () => {
+    const h = await hub(route);
+    const r = await cli(['describe', 'service', 'web'], h.url);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^Name:\s+web\n/);
+    expect(r.stdout).toMatch(/Address:\s+10\.250\.0\.2 /);
+    expect(r.stdout).toMatch(/Ports:\s+http 80\/TCP → http\n/);
+    expect(r.stdout).toMatch(/Publish:\s+8080\/TCP → service port 80 on every node\n/);
+    expect(r.stdout).toContain('Endpoints: (1/2 ready)\n');
+    expect(r.stdout).toMatch(/ {2}web-1\s+pi-1\s+192\.168\.1\.11\s+true\s+80\/TCP→8080 \(:30000\)\s*\n/);
+    expect(r.stdout).toMatch(/ {2}web-2\s+pi-2\s+<none>\s+false\s+80\/TCP→8080\s+container web not ready \(readiness probe failing\)\n/);
+    expect(r.stdout).toMatch(/Conditions:\n {2}TYPE\s+STATUS\s+REASON\s+MESSAGE\n {2}NoEndpoints\s+False\s+EndpointsReady\s+1 of 2 endpoints ready\n/);
+    expect(r.stdout).toMatch(/Events:\n.*\n {2}Normal\s+OrdinalsExhausted\s+9m\s+x\n$/);
+  });
+
+  it('expose deployment: posts the flags and prints what apply did; bad flags are usage errors', async () => {
+    const h = await hub(route);
+    const r = await cli(
+      ['expose', 'deployment', 'web', '--port', '80', '--target-port', 'http', '--name', 'front', '--udp', '--publish', '30080', '--policy', 'cluster'],
+      h.url,
+    );
+    expect(r).toMatchObject({ code: 0, stdout: 'service/front created\n' });
+    const req = h.requests.find((q) => q.url === '/api/v1/deployments/web/expose');
+    expect(JSON.parse(req?.body ?? '{}')).toEqual({ port: 80, targetPort: 'http', name: 'front', protocol: 'UDP', publish: 30080, policy: 'cluster' });
+    expect((await cli(['expose', 'deployment', 'web'], h.url)).code).toBe(2);
+    expect((await cli(['expose', 'deployment', 'web', '--port', '80', '--policy', 'nearest'], h.url)).stderr).toContain('--policy "nearest"');
+    expect((await cli(['expose', 'deployment', 'web', '--port', '99999'], h.url)).code).not.toBe(0);
   });
 });

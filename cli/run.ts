@@ -7,6 +7,7 @@ import { applyCommand } from './commands/apply.js';
 import type { CommandContext, CommandDef } from './commands/command.js';
 import { deleteCommand } from './commands/delete.js';
 import { describeCommand } from './commands/describe.js';
+import { exposeCommand } from './commands/expose.js';
 import { getCommand } from './commands/get.js';
 import { loginCommand } from './commands/login.js';
 import { nodeDeleteCommand } from './commands/node.js';
@@ -29,6 +30,7 @@ export const COMMANDS: readonly CommandDef[] = [
   describeCommand,
   deleteCommand,
   scaleCommand,
+  exposeCommand,
   tokenCreateCommand,
   tokenListCommand,
   tokenRevokeCommand,

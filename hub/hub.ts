@@ -9,6 +9,8 @@ import { MqttCommands } from './api/mqtt-commands.js';
 import { HubBroker } from './broker/broker.js';
 import { DeploymentController } from './controllers/deployment-controller.js';
 import { DesiredPublisher } from './controllers/desired-publisher.js';
+import { EndpointsController } from './controllers/endpoints-controller.js';
+import type { PortRange } from './objects/service-allocation.js';
 import { NodeController } from './controllers/node-controller.js';
 import { NodeLostController } from './controllers/node-lost-controller.js';
 import { SchedulingController } from './controllers/scheduling-controller.js';
@@ -62,6 +64,8 @@ export interface HubOptions {
   watch?: ApiDeps['watch'];
   /** Failed-login limiter; default 10 failures/min per (source, identity) and 100/min per source, then a 60 s lock. */
   rateLimit?: Omit<LoginLimiterOptions, 'now'>;
+  /** Services (docs/services.md): the endpoint-port range (`--endpoint-ports`, default 30000-30999) and the event merge window (default 20 ms). */
+  services?: { endpointPorts?: PortRange; mergeMs?: number };
   /** Scheduling knobs (docs/scheduling.md): per-node system reserve, image platform lookups. */
   scheduling?: SnapshotOptions & {
     /** Registries (`host:port`) asked over plain HTTP for image platforms (loopback ones always are). */
@@ -98,6 +102,7 @@ export class Hub {
       nodeLost: NodeLostController;
       global: GlobalController;
       taintEviction: TaintEvictionController;
+      endpoints: EndpointsController;
     },
     readonly commands: MqttCommands,
     readonly httpPort: number,
@@ -182,6 +187,15 @@ export class Hub {
     const global = new GlobalController({ store, log: log.child('global'), now, platforms, snapshot });
     const taintEviction = new TaintEvictionController({ store, log: log.child('taint-eviction'), now });
     const desired = new DesiredPublisher({ store, publisher: broker, log: log.child('desired'), now, secrets });
+    const endpoints = new EndpointsController({
+      store,
+      publisher: broker,
+      log: log.child('endpoints'),
+      now,
+      clock,
+      ...(opts.services?.endpointPorts ? { endpointPorts: opts.services.endpointPorts } : {}),
+      ...(opts.services?.mergeMs !== undefined ? { mergeMs: opts.services.mergeMs } : {}),
+    });
     // Agent messages arriving within 50 ms share one store transaction (one fsync).
     const nodes = new NodeController({
       store,
@@ -280,6 +294,7 @@ export class Hub {
     nodeLost.start();
     global.start();
     taintEviction.start();
+    endpoints.start();
     // Events are capped (oldest pruned) so they cannot grow the store's memory without bound.
     const retention = new EventRetention({ store, log: log.child('events') });
     retention.start();
@@ -293,7 +308,7 @@ export class Hub {
       auth,
       pki,
       ops,
-      { deployments, scheduling, desired, nodes, nodeLost, global, taintEviction },
+      { deployments, scheduling, desired, nodes, nodeLost, global, taintEviction, endpoints },
       commands,
       httpPort,
       admin.created ? admin.token : undefined,
@@ -335,6 +350,7 @@ export class Hub {
       await this.controllers.nodeLost.queue.idle();
       await this.controllers.global.queue.idle();
       await this.controllers.taintEviction.queue.idle();
+      await this.controllers.endpoints.idle();
     }
   }
 
@@ -347,6 +363,7 @@ export class Hub {
     c.nodeLost.stop();
     c.global.stop();
     c.taintEviction.stop();
+    c.endpoints.stop();
     for (const u of this.unsubscribe) await u().catch(() => undefined);
     await this.api.close();
     await this.broker.close();

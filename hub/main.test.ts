@@ -50,6 +50,12 @@ describe('parseHubArgs', () => {
     for (const bad of ['-1', '12.5', 'lots', '1001']) expect(() => parseHubArgs([`--heap-growth=${bad}`])).toThrow(/--heap-growth/);
   });
 
+  it('--endpoint-ports takes MIN-MAX (default 30000-30999) and refuses anything else', () => {
+    expect(parseHubArgs([])['endpoint-ports']).toEqual({ min: 30000, max: 30999 });
+    expect(parseHubArgs(['--endpoint-ports', '40000-40099'])['endpoint-ports']).toEqual({ min: 40000, max: 40099 });
+    for (const bad of ['40099-40000', '0-10', '30000', 'a-b']) expect(() => parseHubArgs(['--endpoint-ports', bad])).toThrow(/--endpoint-ports/);
+  });
+
   it('--registry-allow takes HOST[:PORT] lists, repeatable, and refuses URLs', () => {
     expect(parseHubArgs([])['registry-allow']).toEqual([]);
     expect(parseHubArgs(['--registry-allow', '127.0.0.1:5000,reg.lan', '--registry-allow=[::1]:5000'])['registry-allow']).toEqual([

@@ -6,11 +6,13 @@ import { z } from 'zod';
 import { OrchardError } from '../protocol/errors.js';
 import { applyHeapGrowth, DEFAULT_HEAP_GROWING_PERCENT } from './heap-growth.js';
 import { Hub } from './hub.js';
+import { parsePortRange } from './objects/service-allocation.js';
 import { createLogger } from './log.js';
 import { writeFileAtomicSync } from './security/atomic-file.js';
 
 const USAGE = `usage: orchard hub [--data-dir D] [--host A] [--mqtt-port P] [--http-port H] [--san NAME]... [--insecure] [--no-cli-config]
                    [--node-startup-grace DURATION] [--heap-growth PERCENT] [--registry-allow HOST:PORT,...]
+                   [--endpoint-ports MIN-MAX]
 
   --data-dir D     where the store, CA and credentials live (default /var/lib/orchard, or ~/.orchard/hub when not root)
   --host A         address to listen on (default 0.0.0.0)
@@ -30,7 +32,10 @@ const USAGE = `usage: orchard hub [--data-dir D] [--host A] [--mqtt-port P] [--h
   --registry-allow HOST:PORT,...
                    registries (as images name them, e.g. 127.0.0.1:5000) the image platform lookup may
                    ask although they resolve to loopback, link-local or unspecified addresses or to the
-                   hub's own ports; all others such are refused (SSRF guard; repeatable)`;
+                   hub's own ports; all others such are refused (SSRF guard; repeatable)
+  --endpoint-ports MIN-MAX
+                   ports the hub hands out per node for service endpoints reached from other nodes
+                   (each node's agent listens on them on its advertise address; default 30000-30999)`;
 
 const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
@@ -82,6 +87,17 @@ const FlagsSchema = z.object({
         )
         .max(100),
     ),
+  'endpoint-ports': z
+    .string()
+    .default('30000-30999')
+    .transform((text, ctx) => {
+      const r = parsePortRange(text);
+      if (r === undefined) {
+        ctx.addIssue({ code: 'custom', message: `"${text}" is not a port range like 30000-30999` });
+        return z.NEVER;
+      }
+      return r;
+    }),
   help: z.boolean().default(false),
 });
 
@@ -102,6 +118,7 @@ export function parseHubArgs(argv: string[]): HubFlags {
       'node-startup-grace': { type: 'string' },
       'heap-growth': { type: 'string' },
       'registry-allow': { type: 'string', multiple: true },
+      'endpoint-ports': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -149,6 +166,7 @@ export async function runHub(argv: string[]): Promise<void> {
     ips: sans.filter((s) => /^[\d.:]+$/.test(s)),
     ...(flags['node-startup-grace'] !== undefined ? { nodeStartupGraceMs: flags['node-startup-grace'] } : {}),
     ...(flags['registry-allow'].length > 0 ? { scheduling: { registryAllow: flags['registry-allow'] } } : {}),
+    services: { endpointPorts: flags['endpoint-ports'] },
   });
 
   if (hub.newAdminToken) process.stdout.write(adminTokenNotice(hub.newAdminToken, join(dataDir, 'admin.token'), process.stdout.isTTY === true));

@@ -31,3 +31,54 @@ describe('Operations.resolveKind', () => {
     expect(oe.message).toContain(`known: ${Object.keys(KIND_BY_PLURAL).join(', ')}`);
   });
 });
+
+describe('Operations.expose', () => {
+  const world = () => {
+    const store = new MemoryStore();
+    const ops = new Operations({ store, log: createLogger('hub', 'silent'), now: () => new Date() });
+    ops.apply(`apiVersion: orchard/v1
+kind: Deployment
+metadata: { name: web }
+spec:
+  template:
+    metadata: { labels: { app: web, tier: front } }
+    spec: { containers: [{ name: c, image: i, ports: [{ name: http, containerPort: 8080 }] }] }
+---
+apiVersion: orchard/v1
+kind: Deployment
+metadata: { name: bare }
+spec:
+  template:
+    spec: { containers: [{ name: c, image: i }] }
+`);
+    return { store, ops };
+  };
+
+  it("builds a Service from the template's labels, applied like any manifest (created, then unchanged)", () => {
+    const { store, ops } = world();
+    const r = ops.expose({ deployment: 'web', port: 80, targetPort: 'http', protocol: 'TCP', publish: 30080, policy: 'cluster' });
+    expect(r.results).toEqual([{ kind: 'Service', name: 'web', action: 'created' }]);
+    expect(store.get('Service', 'web')?.spec).toMatchObject({
+      selector: { app: 'web', tier: 'front' },
+      ports: [{ port: 80, targetPort: 'http', protocol: 'TCP' }],
+      trafficPolicy: 'cluster',
+      publish: [{ port: 30080 }],
+    });
+    expect(ops.expose({ deployment: 'web', port: 80, targetPort: 'http', protocol: 'TCP', publish: 30080, policy: 'cluster' }).results[0]?.action).toBe(
+      'unchanged',
+    );
+  });
+
+  it('a template without labels is selected by orchard.dev/deployment; --name and UDP', () => {
+    const { store, ops } = world();
+    ops.expose({ deployment: 'bare', port: 53, protocol: 'UDP', name: 'dns' });
+    expect(store.get('Service', 'dns')?.spec.selector).toEqual({ 'orchard.dev/deployment': 'bare' });
+    expect(store.get('Service', 'dns')?.spec.ports).toEqual([{ port: 53, protocol: 'UDP' }]);
+  });
+
+  it('an unknown deployment is ERR_NOT_FOUND and creates nothing', () => {
+    const { store, ops } = world();
+    expect(() => ops.expose({ deployment: 'nope', port: 80, protocol: 'TCP' })).toThrow(/deployment "nope" not found/);
+    expect(store.list('Service')).toEqual([]);
+  });
+});

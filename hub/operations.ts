@@ -1,4 +1,4 @@
-import type { ApplyResult, ApplyResultItem } from '../protocol/api.js';
+import type { ApplyResult, ApplyResultItem, ExposeArgs } from '../protocol/api.js';
 import { OrchardError } from '../protocol/errors.js';
 import { API_VERSION, type DeploymentManifest, type Manifest, type ServiceManifest } from '../protocol/manifest.js';
 import { KIND_BY_PLURAL, OBJECT_KINDS, kindFromPlural, type AnyObject, type Deployment, type ObjectKind } from '../protocol/objects.js';
@@ -8,6 +8,8 @@ import { parseManifests } from './manifest-parse.js';
 import type { ListOptions, Store } from './store/store.js';
 import { applyConfigMap, applySecret } from './secrets/config-apply.js';
 import { checkPullSecrets } from './rollout/pull-secrets.js';
+import { checkPublishConflicts } from './objects/service-publish.js';
+import { DEPLOYMENT_LABEL } from './objects/pod.js';
 import { redactSecret, type SecretCodec } from './secrets/secret-codec.js';
 
 /** For the unknown-kind error: every resource type the API serves, from protocol/objects.ts. */
@@ -106,7 +108,7 @@ export class Operations {
   delete(kindArg: string, name: string): { kind: ObjectKind; name: string; deleted: true } {
     const kind = this.resolveKind(kindArg);
     const { store } = this.deps;
-    if (kind !== 'Deployment' && kind !== 'Pod' && kind !== 'ConfigMap' && kind !== 'Secret' && kind !== 'Volume') {
+    if (kind !== 'Deployment' && kind !== 'Pod' && kind !== 'ConfigMap' && kind !== 'Secret' && kind !== 'Volume' && kind !== 'Service') {
       throw new OrchardError(
         'ERR_FORBIDDEN',
         `${kind.toLowerCase()}s cannot be deleted this way${kind === 'Node' ? '; use `orchard node delete NAME` (DELETE /api/v1/nodes/NAME)' : ''}`,
@@ -119,6 +121,32 @@ export class Operations {
     });
     this.deps.log.info(`${kind.toLowerCase()}/${name} deleted`);
     return { kind, name, deleted: true };
+  }
+
+  /**
+   * `orchard expose deployment NAME`: creates (or updates) a Service selecting the deployment's
+   * pods by its template's labels (by `orchard.dev/deployment=NAME` when the template has none),
+   * through apply: the same validation, conflicts and errors.
+   */
+  expose(args: ExposeArgs): ApplyResult & { service: ServiceManifest } {
+    const d = this.deps.store.get('Deployment', args.deployment);
+    if (!d) throw new OrchardError('ERR_NOT_FOUND', `deployment "${args.deployment}" not found`);
+    const labels = d.spec.template.metadata.labels;
+    const selector = Object.keys(labels).length > 0 ? { ...labels } : { [DEPLOYMENT_LABEL]: d.metadata.name };
+    const port = { port: args.port, protocol: args.protocol, ...(args.targetPort !== undefined ? { targetPort: args.targetPort } : {}) };
+    const doc = {
+      apiVersion: API_VERSION,
+      kind: 'Service',
+      metadata: { name: args.name ?? d.metadata.name },
+      spec: {
+        selector,
+        ports: [port],
+        ...(args.policy !== undefined ? { trafficPolicy: args.policy } : {}),
+        ...(args.publish !== undefined ? { publish: [{ port: args.publish }] } : {}),
+      },
+    };
+    const result = this.apply([doc]);
+    return { ...result, service: doc as ServiceManifest };
   }
 
   scale(name: string, replicas: number): Deployment {
@@ -136,9 +164,14 @@ export class Operations {
   }
 }
 
-/** Creates or updates a Service's spec and metadata; its status (ordinal, endpoints) is the endpoints controller's. */
+/**
+ * Creates or updates a Service's spec and metadata; its status (ordinal, endpoints) is the
+ * endpoints controller's. A published port taken by another service or a pod's hostPort on a
+ * node it would publish on is refused (ERR_SERVICE_PORT_CONFLICT).
+ */
 function applyService(store: Store, m: ServiceManifest): ApplyResultItem {
   const existing = store.get('Service', m.metadata.name);
+  if (!existing || !deepEqual(existing.spec.publish, m.spec.publish)) checkPublishConflicts(store, m.metadata.name, m.spec);
   const meta = { name: m.metadata.name, labels: m.metadata.labels, annotations: m.metadata.annotations };
   if (!existing) {
     store.create({ apiVersion: API_VERSION, kind: 'Service', metadata: meta, spec: m.spec, status: { endpoints: [], conditions: [], observedGeneration: 0 } });

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { LabelsSchema, NameSchema } from './manifest.js';
+import { LabelsSchema, NameSchema, ServiceProtocolSchema, TrafficPolicySchema } from './manifest.js';
 import type { ErrorBody } from './errors.js';
 
 /**
@@ -30,12 +30,32 @@ export const RolloutArgsSchema = z.strictObject({
 });
 export type RolloutArgs = z.infer<typeof RolloutArgsSchema>;
 
+const PortArgSchema = z.number().int('must be an integer').min(1, 'must be a port 1-65535').max(65535, 'must be a port 1-65535');
+/**
+ * `orchard expose deployment NAME`: a Service selecting the deployment's pods (its template's
+ * labels), created or updated through apply, so validation and errors are apply's.
+ */
+export const ExposeArgsSchema = z.strictObject({
+  deployment: NameSchema,
+  port: PortArgSchema,
+  /** A container port number or name; default: `port`. */
+  targetPort: z.union([PortArgSchema, NameSchema.max(15)]).optional(),
+  /** The Service's name; default: the deployment's. */
+  name: NameSchema.optional(),
+  protocol: ServiceProtocolSchema.default('TCP'),
+  /** Also open this port on the devices' own addresses. */
+  publish: PortArgSchema.optional(),
+  policy: TrafficPolicySchema.optional(),
+});
+export type ExposeArgs = z.infer<typeof ExposeArgsSchema>;
+
 export const CommandRequestSchema = z.discriminatedUnion('op', [
   z.strictObject({ id: z.string().min(1).max(128), op: z.literal('apply'), args: ApplyArgsSchema, replyTo: z.string().max(256).optional() }),
   z.strictObject({ id: z.string().min(1).max(128), op: z.literal('get'), args: GetArgsSchema, replyTo: z.string().max(256).optional() }),
   z.strictObject({ id: z.string().min(1).max(128), op: z.literal('delete'), args: DeleteArgsSchema, replyTo: z.string().max(256).optional() }),
   z.strictObject({ id: z.string().min(1).max(128), op: z.literal('scale'), args: ScaleArgsSchema, replyTo: z.string().max(256).optional() }),
   z.strictObject({ id: z.string().min(1).max(128), op: z.literal('rollout'), args: RolloutArgsSchema, replyTo: z.string().max(256).optional() }),
+  z.strictObject({ id: z.string().min(1).max(128), op: z.literal('expose'), args: ExposeArgsSchema, replyTo: z.string().max(256).optional() }),
 ]);
 export type CommandRequest = z.infer<typeof CommandRequestSchema>;
 export type CommandOp = CommandRequest['op'];

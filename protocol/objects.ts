@@ -410,8 +410,12 @@ export const ServiceEndpointSchema = z.object({
 export type ServiceEndpoint = z.infer<typeof ServiceEndpointSchema>;
 
 export const ServiceConditionSchema = z.object({
-  /** PublishPortConflict: a published port is taken on some node (a hostPort or another service); NoEndpoints: no ready endpoint. */
-  type: z.enum(['PublishPortConflict', 'NoEndpoints']),
+  /**
+   * PublishPortConflict: a published port is taken on some node (a hostPort or another service);
+   * NoEndpoints: no ready endpoint; OrdinalsExhausted: no ordinal (address) was free, so the
+   * service is not shipped to nodes until one is.
+   */
+  type: z.enum(['PublishPortConflict', 'NoEndpoints', 'OrdinalsExhausted']),
   status: z.enum(['True', 'False', 'Unknown']),
   reason: z.string().optional(),
   message: z.string().optional(),

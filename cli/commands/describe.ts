@@ -8,6 +8,7 @@ import { eventsFor, getObject, listObjects } from '../resources.js';
 import { describeEventsTable, desiredReplicas, nodeStatus, podReady, podStatusText, podsOnNode, podsTable } from '../tables.js';
 import { nodeWarnings } from '../node-warnings.js';
 import type { CommandDef } from './command.js';
+import { describeService } from '../services.js';
 
 /** Human-readable reports in kubectl's layout: key/value header, nested sections, events last. */
 
@@ -221,15 +222,15 @@ export function describeNode(n: NodeObject, pods: readonly Pod[], events: readon
 
 export const describeCommand: CommandDef = {
   name: 'describe',
-  summary: 'Show details and events of a node, deployment or pod',
-  usage: `orchard describe node|deployment|pod NAME
+  summary: 'Show details and events of a node, deployment, pod or service',
+  usage: `orchard describe node|deployment|pod|service NAME
 
 For a pending pod, shows why it cannot be placed, per node and per reason.`,
   options: {},
   async run(ctx) {
     const [typeArg, nameArg, extra] = ctx.positionals;
     if (extra !== undefined) throw usageError(`unexpected argument "${extra}"`);
-    const ref = resolveResource(typeArg, ['Node', 'Deployment', 'Pod']);
+    const ref = resolveResource(typeArg, ['Node', 'Deployment', 'Pod', 'Service']);
     const name = ref.name ?? nameArg;
     if (name === undefined) throw usageError(`missing ${ref.kind.toLowerCase()} name`);
     const client = await ctx.client();
@@ -244,6 +245,11 @@ For a pending pod, shows why it cannot be placed, per node and per reason.`,
         const { item } = await getObject(client, 'Deployment', 'deployments', name);
         const pods = (await listObjects(client, 'Pod', 'pods')).items.filter((p) => p.metadata.ownerName === name);
         ctx.io.stdout.write(describeDeployment(item, pods, await eventsFor(client, 'Deployment', name), now));
+        break;
+      }
+      case 'Service': {
+        const { item } = await getObject(client, 'Service', 'services', name);
+        ctx.io.stdout.write(describeService(item, await eventsFor(client, 'Service', name), now));
         break;
       }
       default: {

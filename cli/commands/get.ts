@@ -10,7 +10,9 @@ import {
   type PersistentVolumeObject,
   type RevisionObject,
   type SecretObject,
+  type ServiceObject,
 } from '../../protocol/objects.js';
+import { servicesTable } from '../services.js';
 import { flagString, resolveResource, usageError } from '../args.js';
 import { objectRef } from '../format.js';
 import { getObject, listObjects, sortEvents } from '../resources.js';
@@ -28,10 +30,10 @@ function outputFormat(text: string | undefined): OutputFormat {
 
 export const getCommand: CommandDef = {
   name: 'get',
-  summary: 'List nodes, deployments, pods or events',
-  usage: `orchard get nodes|deployments|pods|events|configmaps|secrets|revisions|volumes [NAME] [-o wide|json|yaml|name]
+  summary: 'List nodes, deployments, pods, services or events',
+  usage: `orchard get nodes|deployments|pods|services|events|configmaps|secrets|revisions|volumes [NAME] [-o wide|json|yaml|name]
 
-Types also accept singular and short forms: node/no, deployment/deploy, pod/po, event/ev, configmap/cm, revision/rev,
+Types also accept singular and short forms: node/no, deployment/deploy, pod/po, service/svc, event/ev, configmap/cm, revision/rev,
 and TYPE/NAME (e.g. deploy/web).
 
 Flags:
@@ -104,6 +106,9 @@ Flags:
         break;
       case 'Volume':
         out.write(volumesTable(items as PersistentVolumeObject[], now));
+        break;
+      case 'Service':
+        out.write(servicesTable(items as ServiceObject[], now, wide));
         break;
     }
     return 0;

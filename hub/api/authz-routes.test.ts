@@ -41,6 +41,7 @@ const HTTP_BEFORE: Record<string, Role | 'public'> = {
   'GET /api/v1/deployments/:name/rollout/history': 'viewer',
   'POST /api/v1/apply': 'operator',
   'POST /api/v1/deployments/:name/scale': 'operator',
+  'POST /api/v1/deployments/:name/expose': 'operator',
   'DELETE /api/v1/:plural/:name': 'operator',
   'POST /api/v1/deployments/:name/rollout/undo': 'operator',
   'POST /api/v1/deployments/:name/rollout/pause': 'operator',
@@ -68,6 +69,8 @@ const COMMANDS_BEFORE: Record<CommandOp, Array<[CommandRequest, Role]>> = {
   ],
   delete: [[{ id: 'd', op: 'delete', args: { kind: 'pods', name: 'x' } }, 'operator']],
   scale: [[{ id: 's', op: 'scale', args: { name: 'x', replicas: 1 } }, 'operator']],
+  // Added with Services (issue 15): an apply of a generated Service, so apply's role.
+  expose: [[{ id: 'e', op: 'expose', args: { deployment: 'x', port: 80, protocol: 'TCP' } }, 'operator']],
   rollout: RolloutActionSchema.options.map((action) => [
     { id: `r-${action}`, op: 'rollout', args: { action, name: 'x' } },
     action === 'status' || action === 'history' ? 'viewer' : 'operator',

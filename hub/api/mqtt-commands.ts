@@ -64,6 +64,8 @@ export class MqttCommands {
         return ops.delete(req.args.kind, req.args.name);
       case 'scale':
         return ops.scale(req.args.name, req.args.replicas);
+      case 'expose':
+        return ops.expose(req.args);
       case 'rollout':
         if (!this.deps.rollout) throw new OrchardError('ERR_INTERNAL', 'rollout commands are not wired on this hub');
         return this.deps.rollout.run(req.args);
@@ -85,6 +87,9 @@ export function commandOperation(req: CommandRequest): Operation {
       return 'delete';
     case 'scale':
       return 'scale';
+    // expose is an apply of a generated Service: the same rule.
+    case 'expose':
+      return 'apply';
     case 'rollout':
       return `rollout.${req.args.action}`;
   }

@@ -1,6 +1,15 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { GetArgsSchema, JoinRequestSchema, MAX_BODY_BYTES, RoleSchema, ScaleArgsSchema, type JoinResponse, type Role } from '../../protocol/api.js';
+import {
+  ExposeArgsSchema,
+  GetArgsSchema,
+  JoinRequestSchema,
+  MAX_BODY_BYTES,
+  RoleSchema,
+  ScaleArgsSchema,
+  type JoinResponse,
+  type Role,
+} from '../../protocol/api.js';
 import { OrchardError, parseOrThrow } from '../../protocol/errors.js';
 import { LabelsSchema, NameSchema } from '../../protocol/manifest.js';
 import { OBJECT_KINDS, type ObjectKind } from '../../protocol/objects.js';
@@ -223,6 +232,12 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     const { name } = req.params as { name: string };
     const body = parseOrThrow(ScaleArgsSchema.omit({ name: true }), jsonBody(req), 'scale request');
     return deps.ops.scale(name, body.replicas);
+  });
+  // A Service for a deployment's pods (`orchard expose`), applied like any manifest: apply's rule.
+  app.post('/api/v1/deployments/:name/expose', { preHandler: need('apply') }, async (req) => {
+    const { name } = req.params as { name: string };
+    const body = parseOrThrow(ExposeArgsSchema.omit({ deployment: true }), jsonBody(req), 'expose request');
+    return deps.ops.expose({ ...body, deployment: name });
   });
   app.delete('/api/v1/nodes/:name', { preHandler: need('node.delete') }, async (req) => {
     const { name } = req.params as { name: string };

@@ -9,6 +9,7 @@ import { imagePlatform } from '../scheduler/image-platforms.js';
 import { nodeAffinity } from '../scheduler/node-affinity.js';
 import { podContext } from '../scheduler/pod-context.js';
 import { buildSchedNodes, type SnapshotOptions } from '../scheduler/snapshot.js';
+import { allPublishedPorts, publishedPortKeys } from '../objects/service-publish.js';
 import type { FilterPlugin, ImagePlatforms, PodContext, SchedNode, SchedPod } from '../scheduler/types.js';
 import type { Store, WatchEvent } from '../store/store.js';
 import { reconcileRollout } from '../rollout/rollout-reconciler.js';
@@ -136,6 +137,9 @@ export class GlobalController {
             this.deps.snapshot,
           ).map((sn) => [sn.name, sn]),
         );
+        // Ports Services publish are taken for hostPort pods (issue 15).
+        const published = allPublishedPorts(store);
+        if (published.length > 0) for (const sn of withPods.values()) sn.publishedPorts = publishedPortKeys(published, sn.labels);
         const out = new Map<string, string>();
         for (const nodeName of targets) {
           const sn = withPods.get(nodeName);

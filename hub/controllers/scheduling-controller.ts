@@ -8,6 +8,7 @@ import type { ImagePlatformSource } from '../registry/image-platform-resolver.js
 import { scheduleWithVolumes } from '../scheduler/volume-pins.js';
 import { bindPodVolumes, volumeBindings } from './volume-records.js';
 import { LiveSnapshot } from '../scheduler/live-snapshot.js';
+import { allPublishedPorts, publishedPortKeys } from '../objects/service-publish.js';
 import { podToSchedPod, type SnapshotOptions } from '../scheduler/snapshot.js';
 import type { ImagePlatforms, SchedPod } from '../scheduler/types.js';
 import type { Store, WatchEvent } from '../store/store.js';
@@ -46,7 +47,7 @@ export class SchedulingController {
 
   start(): void {
     const { store } = this.deps;
-    this.unwatch = store.watch((ev: WatchEvent) => this.onEvent(ev), ['Pod', 'Node']);
+    this.unwatch = store.watch((ev: WatchEvent) => this.onEvent(ev), ['Pod', 'Node', 'Service']);
     const pods = store.list('Pod');
     this.live.reset(store.list('Node'), pods);
     for (const p of pods) if (!p.spec.nodeName && !isTerminal(p)) this.pending.add(p.metadata.name);
@@ -76,6 +77,9 @@ export class SchedulingController {
         this.request();
       }
     } else if (o.kind === 'Node' && this.pending.size > 0) {
+      this.request();
+    } else if (o.kind === 'Service' && this.pending.size > 0 && (ev.type !== 'MODIFIED' || ev.old?.metadata.generation !== o.metadata.generation)) {
+      // A published port freed (or taken) changes where host-port pods fit.
       this.request();
     }
   }
@@ -167,6 +171,9 @@ export class SchedulingController {
     // It books the pods it binds onto the live nodes; release() takes them back out before the
     // bindings are written, and their watch events book them for good.
     const nodes = this.live.acquire();
+    // Ports Services publish are taken for hostPort pods (issue 15); set per pass, few services publish.
+    const published = allPublishedPorts(store);
+    for (const n of nodes) n.publishedPorts = published.length === 0 ? undefined : publishedPortKeys(published, n.labels);
     let decisions: ReturnType<typeof scheduleWithVolumes>;
     try {
       decisions = scheduleWithVolumes(this.schedPods(pods), nodes, volumeBindings(store));

@@ -227,6 +227,20 @@ const cases: Case[] = [
     want: 'host port in use: TCP/127.0.0.5/8080',
   },
   {
+    name: 'a port a Service publishes on the node is taken',
+    plugin: hostPortsFree,
+    node: { publishedPorts: new Set(['TCP/0.0.0.0/8080']) },
+    pod: mockPod({ ports: [{ containerPort: 80, hostPort: 8080, hostIP: '127.0.0.5' }] }),
+    want: 'host port published by a service: TCP/127.0.0.5/8080',
+  },
+  {
+    name: 'a published UDP port leaves TCP free',
+    plugin: hostPortsFree,
+    node: { publishedPorts: new Set(['UDP/0.0.0.0/8080']) },
+    pod: mockPod({ ports: [{ containerPort: 80, hostPort: 8080 }] }),
+    want: undefined,
+  },
+  {
     name: 'two specific IPs coexist',
     plugin: hostPortsFree,
     node: { usedHostPorts: new Set(['TCP/127.0.0.5/8080']) },

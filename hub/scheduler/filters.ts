@@ -103,10 +103,20 @@ function firstHostPortConflict(node: SchedNode, ctx: PodContext): string | undef
   return undefined;
 }
 
+function firstPublishedConflict(node: SchedNode, ctx: PodContext): string | undefined {
+  if (node.publishedPorts === undefined) return undefined;
+  for (const w of ctx.hostPorts) if (hostPortConflicts(node.publishedPorts, w)) return w.key;
+  return undefined;
+}
+
+/** A host port is taken by another pod there, or published there by a Service (issue 15). */
 export const hostPortsFree = filterPlugin(
   'host-ports',
-  (_p, node, ctx) => ctx.hostPorts.length === 0 || firstHostPortConflict(node, ctx) === undefined,
-  (_p, node, ctx) => `host port in use: ${firstHostPortConflict(node, ctx)}`,
+  (_p, node, ctx) => ctx.hostPorts.length === 0 || (firstHostPortConflict(node, ctx) === undefined && firstPublishedConflict(node, ctx) === undefined),
+  (_p, node, ctx) => {
+    const used = firstHostPortConflict(node, ctx);
+    return used !== undefined ? `host port in use: ${used}` : `host port published by a service: ${firstPublishedConflict(node, ctx)}`;
+  },
 );
 
 /** The device's own policy (agent --deny-… / --allow-cap-add flags, baseline capabilities by default): a pod it would refuse does not go there. */

@@ -23,6 +23,8 @@ export interface SchedNode {
   requested: { cpuMillis: number; memoryBytes: number; pods: number };
   /** Keys from `hostPortKey()`. */
   usedHostPorts: Set<string>;
+  /** Ports services publish on this node (issue 15), as `hostPortKey()` keys: a pod wanting one as hostPort does not fit. Set per pass by the caller. */
+  publishedPorts?: ReadonlySet<string> | undefined;
   /** Deployment name → pods of it on this node. */
   podsByOwner: Map<string, number>;
   /** What the device's operator forbids pods (agent --deny-… flags); absent = not reported (the filter passes, the agent still refuses). */

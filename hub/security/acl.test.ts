@@ -28,6 +28,9 @@ describe('canPublish', () => {
     ['node: foreign topic', nodeA, 'foo/bar', false],
     ['node: 200 levels', nodeA, deep, false],
     ['node: overlong', nodeA, longNode, false],
+    ['node: a service topic', nodeA, topics.service('web'), false],
+    ['node: the service index', nodeA, topics.serviceIndex(), false],
+    ['user: a service topic', user, topics.service('web'), false],
     ['user: own command', user, topics.command('cli-1'), true],
     ["user: another's command", user, topics.command('cli-2'), false],
     ['user: own reply', user, topics.reply('cli-1'), false],
@@ -56,6 +59,14 @@ describe('canSubscribe', () => {
     ['node: a reply', nodeA, topics.reply('node-a'), false],
     ['node: 200 levels', nodeA, deep, false],
     ['node: overlong', nodeA, longNode, false],
+    ['node: every service (services/+)', nodeA, topics.allServices(), true],
+    ['node: one service', nodeA, topics.service('web'), true],
+    ['node: the service index', nodeA, topics.serviceIndex(), true],
+    ['node: services/#', nodeA, 'orchard/v1/services/#', false],
+    ['node: services/+/x', nodeA, 'orchard/v1/services/+/x', false],
+    ['user: services/+', user, topics.allServices(), false],
+    ['user: one service', user, topics.service('web'), false],
+    ['user: the service index', user, topics.serviceIndex(), false],
     ['user: own reply', user, topics.reply('cli-1'), true],
     ["user: another's reply", user, topics.reply('cli-2'), false],
     ['user: replies/+', user, 'orchard/v1/replies/+', false],
@@ -76,6 +87,9 @@ describe('canSubscribe', () => {
     expect(canReceive(nodeA, topics.nodeDesired('node-b'))).toBe(false);
     expect(canReceive(user, topics.reply('cli-1'))).toBe(true);
     expect(canReceive(user, topics.reply('cli-2'))).toBe(false);
+    expect(canReceive(nodeA, topics.service('web'))).toBe(true);
+    expect(canReceive(nodeA, topics.serviceIndex())).toBe(true);
+    expect(canReceive(user, topics.service('web'))).toBe(false);
   });
 });
 
@@ -85,7 +99,7 @@ describe('properties', () => {
     fc.array(level, { minLength: 1, maxLength: 10 }).map((l) => l.join('/')),
     fc.array(level, { minLength: 2, maxLength: 4 }).map((l) => `orchard/v1/${l.join('/')}`),
     fc
-      .constantFrom('nodes', 'commands', 'replies')
+      .constantFrom('nodes', 'commands', 'replies', 'services')
       .chain((kind) =>
         fc
           .tuple(level, fc.constantFrom('status', 'desired', 'usage', 'x'))
@@ -96,11 +110,12 @@ describe('properties', () => {
   it('a node can touch no topic of another node, and a user none but its own pair', () => {
     fc.assert(
       fc.property(topicArb, (t) => {
-        if (canPublish(nodeA, t) || canSubscribe(nodeA, t)) expect(t.startsWith('orchard/v1/nodes/node-a/')).toBe(true);
+        if (canPublish(nodeA, t)) expect(t.startsWith('orchard/v1/nodes/node-a/')).toBe(true);
+        if (canSubscribe(nodeA, t)) expect(t.startsWith('orchard/v1/nodes/node-a/') || t.startsWith('orchard/v1/service')).toBe(true);
         if (canPublish(user, t)) expect(t).toBe(topics.command('cli-1'));
         if (canSubscribe(user, t)) expect(t).toBe(topics.reply('cli-1'));
         if (t.includes('+') || t.includes('#')) {
-          expect(canSubscribe(nodeA, t) || canSubscribe(user, t) || canPublish(hub, t)).toBe(false);
+          expect((canSubscribe(nodeA, t) && t !== topics.allServices()) || canSubscribe(user, t) || canPublish(hub, t)).toBe(false);
         }
       }),
       { numRuns: 2000 },
@@ -118,6 +133,8 @@ describe('mayRetain', () => {
     ['node, own observed', nodeA, topics.nodeObserved('node-a'), 100, false],
     ["node, another node's presence", nodeA, topics.nodePresence('node-b'), 100, false],
     ['user, own command topic', user, topics.command('cli-1'), 10, false],
+    ['node, a service topic', nodeA, topics.service('web'), 10, false],
+    ['node, the service index', nodeA, topics.serviceIndex(), 10, false],
   ])('%s → %s', (_what, p, topic, bytes, ok) => {
     expect(mayRetain(p, topic, bytes)).toBe(ok);
   });

@@ -1,20 +1,26 @@
-import { NODE_UP_CHANNELS, TOPIC_LIMITS, parseTopic } from '../../protocol/topics.js';
+import { NODE_UP_CHANNELS, TOPIC_LIMITS, parseTopic, topics } from '../../protocol/topics.js';
 import type { Role } from '../../protocol/api.js';
 
 /**
  * Who may publish and subscribe to what. Pure functions over protocol/topics.ts; the broker hooks
  * (broker-auth.ts) and any future transport call these, so the rules live in one place.
  *
- *   node  → publishes only its own up-channels; subscribes only to its own desired topic.
+ *   node  → publishes only its own up-channels; subscribes only to its own desired topic, and
+ *           (read only) to the service broadcast topics: `orchard/v1/services/+` (or one
+ *           service's topic) and `orchard/v1/service-index` (issue 15: every node needs every
+ *           service, since any pod may dial any name; they carry no secrets).
  *   user  → publishes only to its own command topic; subscribes only to its own reply topic.
- *   hub   → anything (it is the in-process control plane).
- * Wildcard filters are for the hub alone: a wildcard would let a node read every node's desired
- * set (which carries its secrets). Anything over TOPIC_LIMITS is refused for everyone.
+ *   hub   → anything (it is the in-process control plane); the only publisher of service topics.
+ * Wildcard filters are for the hub alone, except the one service filter above: a wildcard would
+ * let a node read every node's desired set (which carries its secrets). Anything over
+ * TOPIC_LIMITS is refused for everyone.
  */
 
 export type Principal = { kind: 'node'; node: string } | { kind: 'user'; clientId: string; role: Role } | { kind: 'hub' };
 
 const UP = new Set<string>(NODE_UP_CHANNELS);
+/** The one wildcard filter a node may use: every service's retained message (read only). */
+const SERVICES_FILTER = topics.allServices();
 
 function withinLimits(topic: string): boolean {
   return topic.length > 0 && topic.length <= TOPIC_LIMITS.maxLength && topic.split('/').length <= TOPIC_LIMITS.maxLevels;
@@ -36,10 +42,14 @@ export function canPublish(p: Principal, topic: string): boolean {
 export function canSubscribe(p: Principal, filter: string): boolean {
   if (!withinLimits(filter)) return false;
   if (p.kind === 'hub') return true;
+  if (p.kind === 'node' && filter === SERVICES_FILTER) return true;
   if (hasWildcard(filter)) return false;
   const t = parseTopic(filter);
   if (!t) return false;
-  if (p.kind === 'node') return t.type === 'node' && t.node === p.node && t.channel === 'desired';
+  if (p.kind === 'node') {
+    if (t.type === 'service' || t.type === 'serviceIndex') return true;
+    return t.type === 'node' && t.node === p.node && t.channel === 'desired';
+  }
   return t.type === 'reply' && t.clientId === p.clientId;
 }
 
