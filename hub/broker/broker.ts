@@ -182,13 +182,17 @@ interface RetainedPersistence {
  * answers every SUBSCRIBE by testing *every* retained message against the filter: O(retained)
  * per subscribe, so a fleet reconnecting after a hub restart costs O(nodes²) — ≈ 45 s of hub
  * CPU at 5,000 nodes (scripts/bench/fleet.ts). Agents subscribe to one exact topic (their own
- * desired set), so wildcard-free filters are answered from a topic index kept beside it;
- * filters with `+`/`#` still take aedes' own path.
+ * desired set) and, with services on, to `orchard/v1/services/+`: exact filters are answered
+ * from a topic index kept beside the store, and a filter whose only wildcard is a final `+`
+ * from an index of topics by parent level (O(matches), not O(retained)); any other filter with
+ * `+`/`#` still takes aedes' own path.
  */
 function indexExactRetained(aedes: Aedes): void {
   const persistence = (aedes as unknown as { persistence?: RetainedPersistence }).persistence;
   if (!persistence || typeof persistence.storeRetained !== 'function' || typeof persistence.createRetainedStreamCombi !== 'function') return;
   const byTopic = new Map<string, RetainedPacket>();
+  /** Parent level → its retained topics (answers `parent/+`). */
+  const byParent = new Map<string, Map<string, RetainedPacket>>();
   const store = persistence.storeRetained.bind(persistence);
   const combi = persistence.createRetainedStreamCombi.bind(persistence);
   persistence.storeRetained = (packet, cb) => {
@@ -203,17 +207,47 @@ function indexExactRetained(aedes: Aedes): void {
       packet.payload = own;
     }
     // Same rule as the memory store: an empty retained payload clears the topic.
-    if (packet.payload.length === 0) byTopic.delete(packet.topic);
-    else byTopic.set(packet.topic, { ...packet });
+    const parent = parentLevel(packet.topic);
+    if (packet.payload.length === 0) {
+      byTopic.delete(packet.topic);
+      byParent.get(parent)?.delete(packet.topic);
+    } else {
+      const kept = { ...packet };
+      byTopic.set(packet.topic, kept);
+      let siblings = byParent.get(parent);
+      if (siblings === undefined) byParent.set(parent, (siblings = new Map()));
+      siblings.set(packet.topic, kept);
+    }
     return store(packet, cb);
   };
   persistence.createRetainedStreamCombi = (patterns) => {
-    if (patterns.some((p) => p.includes('+') || p.includes('#'))) return combi(patterns);
-    const out: RetainedPacket[] = [];
-    for (const p of new Set(patterns)) {
-      const packet = byTopic.get(p);
-      if (packet) out.push(packet);
+    if (!patterns.every(indexable)) return combi(patterns);
+    const out = new Map<string, RetainedPacket>();
+    for (const p of patterns) {
+      if (p.endsWith('/+')) {
+        for (const [topic, packet] of byParent.get(p.slice(0, -2)) ?? []) out.set(topic, packet);
+      } else {
+        const packet = byTopic.get(p);
+        if (packet) out.set(p, packet);
+      }
     }
-    return Readable.from(out);
+    return Readable.from([...out.values()]);
   };
+}
+
+/** `a/b/c` → `a/b`. */
+function parentLevel(topic: string): string {
+  const i = topic.lastIndexOf('/');
+  return i < 0 ? '' : topic.slice(0, i);
+}
+
+/**
+ * Filters the retained index answers itself: exact topics, and `prefix/+` with no other wildcard
+ * and no `$` start (MQTT: wildcards never match `$` topics; Orchard's topics have none). A `+`
+ * matches an empty last level too (`prefix/`), and so does the index (its parent is `prefix`).
+ */
+export function indexable(pattern: string): boolean {
+  if (pattern.startsWith('$') || pattern.includes('#')) return false;
+  const plus = pattern.indexOf('+');
+  return plus < 0 || (plus === pattern.length - 1 && pattern.endsWith('/+') && pattern.length > 2);
 }

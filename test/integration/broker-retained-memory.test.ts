@@ -69,3 +69,54 @@ describe('retained messages own their memory (real aedes)', () => {
     }
   });
 });
+
+/**
+ * Agents with services subscribe to `orchard/v1/services/+`. aedes' memory store answers a
+ * wildcard SUBSCRIBE by testing every retained message (O(retained) per subscribe, O(nodes²)
+ * for a reconnecting fleet), so the broker answers `prefix/+` from an index by parent level.
+ * The answers must be exactly MQTT's: these compare the index with aedes' own matching.
+ */
+describe('retained index answers `prefix/+` like aedes does (real aedes)', () => {
+  it('matches one level below the prefix only, follows clears, and mixes with exact filters', async () => {
+    const broker = await HubBroker.start({ host: '127.0.0.1', port: 0, log: silentLogger });
+    try {
+      const put = (topic: string, body: string): Promise<void> => broker.publish(topic, Buffer.from(body), { retain: true });
+      await put(topics.service('web'), 'w');
+      await put(topics.service('db'), 'd');
+      await put(topics.serviceIndex(), 'i');
+      await put(topics.nodeDesired('n1'), 'n');
+      await put(`${topics.service('web')}/deeper`, 'x'); // two levels down: not matched by services/+
+      await put('orchard/v1/services', 'parent'); // the prefix itself: not matched either
+      const persistence = (broker.aedes as unknown as { persistence: { createRetainedStreamCombi(p: string[]): Readable } }).persistence;
+      const read = async (patterns: string[]): Promise<string[]> => {
+        const out: string[] = [];
+        for await (const p of persistence.createRetainedStreamCombi(patterns)) out.push((p as { topic: string }).topic);
+        return out.sort();
+      };
+      expect(await read([topics.allServices()])).toEqual([topics.service('db'), topics.service('web')]);
+      // aedes' own path (a filter the index does not take) agrees on the same store.
+      expect((await read(['orchard/v1/+/+'])).filter((t) => t.startsWith('orchard/v1/services/'))).toEqual([topics.service('db'), topics.service('web')]);
+      expect(await read([topics.allServices(), topics.serviceIndex(), topics.service('web')])).toEqual([
+        topics.serviceIndex(),
+        topics.service('db'),
+        topics.service('web'),
+      ]);
+      await broker.publish(topics.service('web'), Buffer.alloc(0), { retain: true }); // delete = clear
+      expect(await read([topics.allServices()])).toEqual([topics.service('db')]);
+      // `#` (aedes' path) matches the parent level itself too, as MQTT says; `+` does not.
+      expect(await read(['orchard/v1/services/#'])).toEqual(['orchard/v1/services', topics.service('db'), `${topics.service('web')}/deeper`]);
+    } finally {
+      await broker.close();
+    }
+  });
+
+  it('takes exact filters and a final /+ only', async () => {
+    const { indexable } = await import('../../hub/broker/broker.js');
+    expect(indexable('orchard/v1/services/+')).toBe(true);
+    expect(indexable('orchard/v1/nodes/n1/desired')).toBe(true);
+    expect(indexable('orchard/v1/+/n1')).toBe(false);
+    expect(indexable('orchard/#')).toBe(false);
+    expect(indexable('+')).toBe(false);
+    expect(indexable('$SYS/+')).toBe(false);
+  });
+});
