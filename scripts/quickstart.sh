@@ -23,6 +23,8 @@ MQTT_PORT="${ORCHARD_MQTT_PORT:-8883}"
 HUB_URL="https://127.0.0.1:$HTTP_PORT"
 MANIFEST="manifests/examples/hello.yaml"
 DEPLOYMENT="hello"
+# The port manifests/examples/hello.yaml's Service publishes on this machine.
+SERVICE_PORT=30080
 POD_TIMEOUT="${ORCHARD_QUICKSTART_TIMEOUT:-120}"
 CLI="$ORCHARD_ROOT/dist/cli/main.js"
 
@@ -107,7 +109,8 @@ do_stop() {
   if [[ -n "$hub" && -f "$CLI" ]]; then
     # Delete first, while hub and agent are up: the agent keeps its workloads running when it
     # stops (partition is not death), so stopping it first would leave the containers behind.
-    log "deleting deployment $DEPLOYMENT"
+    log "deleting deployment and service $DEPLOYMENT"
+    timeout 20 node "$CLI" delete service "$DEPLOYMENT" >/dev/null 2>&1 || true
     if timeout 20 node "$CLI" delete deployment "$DEPLOYMENT" >/dev/null 2>&1; then
       if [[ -n "$agent" ]] && docker_ok; then
         # The pods vanish from the hub at once; the containers go when the agent has stopped
@@ -123,6 +126,12 @@ do_stop() {
   fi
   if [[ -n "$agent" ]]; then log "stopping agent (pid $agent)"; stop_pid "$agent" 15; fi
   if [[ -n "$hub" ]]; then log "stopping hub (pid $hub)"; stop_pid "$hub" 15; fi
+  # A stopped agent leaves its service addresses on lo (its pods keep their name server); with
+  # the quickstart's pods gone, take the default range's addresses away too.
+  local addr
+  while read -r addr; do
+    [[ -n "$addr" ]] && ip addr del "$addr/32" dev lo 2>/dev/null || true
+  done < <(ip -4 -o addr show dev lo 2>/dev/null | grep -oE 'inet 10\.250\.[0-3]\.[0-9]+/32' | cut -d' ' -f2 | cut -d/ -f1)
   rm -f "$STATE/hub.pid" "$STATE/agent.pid"
   # Stopped hello containers the agent had no time to remove.
   local left
@@ -212,18 +221,39 @@ do_start() {
     sleep 2
   done
 
+  # The hello Service publishes port 30080 on this machine: the agent's proxy answers it once a pod is Ready.
+  local served=no
+  if [[ "$running" =~ ^[0-9]+$ && "$running" -ge "$want" ]]; then
+    log "waiting up to 30s for the $DEPLOYMENT service on http://127.0.0.1:$SERVICE_PORT/"
+    for ((i = 0; i < 30; i++)); do
+      if http_ok "http://127.0.0.1:$SERVICE_PORT/"; then
+        served=yes
+        break
+      fi
+      sleep 1
+    done
+  fi
+
   echo
   orchard get nodes || true
   echo
   orchard get pods || true
+  echo
+  orchard get services || true
   echo
   if ! [[ "$running" =~ ^[0-9]+$ && "$running" -ge "$want" && "$running" == "$total" ]]; then
     warn "pods not all Running after ${POD_TIMEOUT}s ($running of $total Running, want $want)"
     echo "Look at: $STATE/hub.log and $STATE/agent.log, or: node dist/cli/main.js describe pod <name>" >&2
     exit 1
   fi
+  if [[ $served != yes ]]; then
+    warn "the $DEPLOYMENT service did not answer on http://127.0.0.1:$SERVICE_PORT/ within 30s"
+    echo "Look at: $STATE/agent.log, or: node dist/cli/main.js describe service $DEPLOYMENT" >&2
+    exit 1
+  fi
   cat <<EOF
-Orchard is running on this machine: $running $DEPLOYMENT pods Running.
+Orchard is running on this machine: $running $DEPLOYMENT pods Running, and the $DEPLOYMENT
+service answers on http://127.0.0.1:$SERVICE_PORT/ (inside any pod: http://$DEPLOYMENT/).
 
   hub:    $HUB_URL      (pid $(cat "$STATE/hub.pid"), log $STATE/hub.log)
   agent:  node '$name'  (pid $(cat "$STATE/agent.pid"), log $STATE/agent.log)
