@@ -180,7 +180,7 @@ spec:
     // Bytes of one service message with 3 endpoints (deflated JSON, as on the wire).
     const raw = early.raw.get('web')!;
     const json = Buffer.from(JSON.stringify(second));
-    console.log(`service message, 3 endpoints: ${raw.length} bytes on the wire (${json.length} bytes JSON)`);
+    console.log(`service message, 3 endpoints: ${raw.length} bytes on the wire (${json.length} bytes JSON):\n${json.toString()}`);
     expect(raw.length).toBeLessThan(1024);
 
     // A subscriber connecting later gets the retained message and index at once.
