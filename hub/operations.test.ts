@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { OrchardError } from '../protocol/errors.js';
 import { KIND_BY_PLURAL, OBJECT_KINDS, pluralOf } from '../protocol/objects.js';
@@ -56,15 +57,15 @@ spec:
 
   it("builds a Service from the template's labels, applied like any manifest (created, then unchanged)", () => {
     const { store, ops } = world();
-    const r = ops.expose({ deployment: 'web', port: 80, targetPort: 'http', protocol: 'TCP', publish: 30080, policy: 'cluster' });
+    const r = ops.expose({ deployment: 'web', port: 80, targetPort: 'http', protocol: 'TCP', publish: 31080, policy: 'cluster' });
     expect(r.results).toEqual([{ kind: 'Service', name: 'web', action: 'created' }]);
     expect(store.get('Service', 'web')?.spec).toMatchObject({
       selector: { app: 'web', tier: 'front' },
       ports: [{ port: 80, targetPort: 'http', protocol: 'TCP' }],
       trafficPolicy: 'cluster',
-      publish: [{ port: 30080 }],
+      publish: [{ port: 31080 }],
     });
-    expect(ops.expose({ deployment: 'web', port: 80, targetPort: 'http', protocol: 'TCP', publish: 30080, policy: 'cluster' }).results[0]?.action).toBe(
+    expect(ops.expose({ deployment: 'web', port: 80, targetPort: 'http', protocol: 'TCP', publish: 31080, policy: 'cluster' }).results[0]?.action).toBe(
       'unchanged',
     );
   });
@@ -80,5 +81,18 @@ spec:
     const { store, ops } = world();
     expect(() => ops.expose({ deployment: 'nope', port: 80, protocol: 'TCP' })).toThrow(/deployment "nope" not found/);
     expect(store.list('Service')).toEqual([]);
+  });
+});
+
+describe('manifests/examples/service.yaml', () => {
+  it('applies: a Deployment and its Service with publish', () => {
+    const yaml = readFileSync(new URL('../manifests/examples/service.yaml', import.meta.url), 'utf8');
+    const store = new MemoryStore();
+    const ops = new Operations({ store, log: createLogger('hub', 'silent'), now: () => new Date() });
+    expect(ops.apply(yaml).results).toEqual([
+      { kind: 'Deployment', name: 'web', action: 'created' },
+      { kind: 'Service', name: 'web', action: 'created' },
+    ]);
+    expect(store.get('Service', 'web')?.spec.publish).toEqual([{ port: 31080, servicePort: 'http' }]);
   });
 });

@@ -8,7 +8,7 @@ import { parseManifests } from './manifest-parse.js';
 import type { ListOptions, Store } from './store/store.js';
 import { applyConfigMap, applySecret } from './secrets/config-apply.js';
 import { checkPullSecrets } from './rollout/pull-secrets.js';
-import { checkPublishConflicts } from './objects/service-publish.js';
+import { checkPublishConflicts } from './controllers/service-publish.js';
 import { DEPLOYMENT_LABEL } from './objects/pod.js';
 import { redactSecret, type SecretCodec } from './secrets/secret-codec.js';
 

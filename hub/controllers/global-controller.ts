@@ -9,7 +9,7 @@ import { imagePlatform } from '../scheduler/image-platforms.js';
 import { nodeAffinity } from '../scheduler/node-affinity.js';
 import { podContext } from '../scheduler/pod-context.js';
 import { buildSchedNodes, type SnapshotOptions } from '../scheduler/snapshot.js';
-import { allPublishedPorts, publishedPortKeys } from '../objects/service-publish.js';
+import { allPublishedPorts, publishedPortKeys } from './service-publish.js';
 import type { FilterPlugin, ImagePlatforms, PodContext, SchedNode, SchedPod } from '../scheduler/types.js';
 import type { Store, WatchEvent } from '../store/store.js';
 import { reconcileRollout } from '../rollout/rollout-reconciler.js';

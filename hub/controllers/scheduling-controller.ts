@@ -8,7 +8,7 @@ import type { ImagePlatformSource } from '../registry/image-platform-resolver.js
 import { scheduleWithVolumes } from '../scheduler/volume-pins.js';
 import { bindPodVolumes, volumeBindings } from './volume-records.js';
 import { LiveSnapshot } from '../scheduler/live-snapshot.js';
-import { allPublishedPorts, publishedPortKeys } from '../objects/service-publish.js';
+import { allPublishedPorts, publishedPortKeys } from './service-publish.js';
 import { podToSchedPod, type SnapshotOptions } from '../scheduler/snapshot.js';
 import type { ImagePlatforms, SchedPod } from '../scheduler/types.js';
 import type { Store, WatchEvent } from '../store/store.js';

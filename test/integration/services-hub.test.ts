@@ -1,8 +1,10 @@
+import https from 'node:https';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import mqtt from 'mqtt';
+import { apiTokenId, type CommandReply } from '../../protocol/api.js';
 import type { MqttClient } from 'mqtt';
 import { decodeMessage, ServiceIndexMessageSchema, ServiceMessageSchema, type ServiceIndexMessage, type ServiceMessage } from '../../protocol/messages.js';
-import { topics } from '../../protocol/topics.js';
+import { topics, userClientId } from '../../protocol/topics.js';
 import { startTestHub, type TestHub } from '../helpers/hub-harness.js';
 import { waitFor } from '../helpers/http.js';
 
@@ -178,7 +180,7 @@ spec:
     // Bytes of one service message with 3 endpoints (deflated JSON, as on the wire).
     const raw = early.raw.get('web')!;
     const json = Buffer.from(JSON.stringify(second));
-    console.log(`service message, 3 endpoints: ${raw.length} bytes on the wire (${json.length} bytes JSON)`);
+    console.log(`service message, 3 endpoints: ${raw.length} bytes on the wire (${json.length} bytes JSON):\n${json.toString()}`);
     expect(raw.length).toBeLessThan(1024);
 
     // A subscriber connecting later gets the retained message and index at once.
@@ -271,4 +273,61 @@ spec:
     expect(second.endpoints.map((e) => e.targets[0]?.endpointPort)).toEqual(web.endpoints.map((e) => e.targets[0]?.endpointPort));
     expect(after.index?.services).toEqual(['second', 'web']);
   }, 60_000);
+
+  it('surfaces: list, get, watch and delete over HTTP (a viewer may read, not delete); get and expose as MQTT commands', async () => {
+    const list = await t.api('GET', '/api/v1/services');
+    expect((list.body as { items: Array<{ metadata: { name: string } }> }).items.map((i) => i.metadata.name)).toEqual(['second', 'web']);
+    const viewer = ((await t.api('POST', '/api/v1/tokens', { role: 'viewer', name: 'svc-viewer' })).body as { token: string }).token;
+    expect((await t.api('GET', '/api/v1/services/web', undefined, viewer)).status).toBe(200);
+    expect((await t.api('DELETE', '/api/v1/services/web', undefined, viewer)).status).toBe(403);
+
+    // A watch stream sees a Service being created.
+    const seen = new Promise<string>((resolve, reject) => {
+      const req = https.request(
+        new URL('/api/v1/watch?kinds=services', t.hub.apiUrl),
+        { headers: { authorization: `Bearer ${viewer}` }, ca: t.hub.pki!.caPem, agent: false },
+        (res) => {
+          let text = '';
+          res.on('data', (c: Buffer) => {
+            text += c.toString();
+            if (text.includes('"name":"via-mqtt"')) {
+              req.destroy();
+              resolve(text);
+            }
+          });
+        },
+      );
+      req.on('error', (e) => (e.message.includes('socket hang up') ? undefined : reject(e)));
+      req.end();
+    });
+
+    // expose as an MQTT command: the same operation as POST /api/v1/deployments/web/expose.
+    const clientId = userClientId(apiTokenId(t.adminToken) ?? '', 'svc-cmd');
+    const c = await mqtt.connectAsync(t.hub.mqttUrl, { clientId, username: 'token', password: t.adminToken, ca: t.hub.pki!.caPem, reconnectPeriod: 0 });
+    clients.push(c);
+    await c.subscribeAsync(topics.reply(clientId), { qos: 1 });
+    const call = (body: object): Promise<CommandReply> =>
+      new Promise((resolve) => {
+        const id = (body as { id: string }).id;
+        const on = (_topic: string, payload: Buffer): void => {
+          const r = JSON.parse(payload.toString()) as CommandReply;
+          if (r.id !== id) return;
+          c.off('message', on);
+          resolve(r);
+        };
+        c.on('message', on);
+        c.publish(topics.command(clientId), JSON.stringify(body), { qos: 1 });
+      });
+    const exposed = await call({ id: 'x1', op: 'expose', args: { deployment: 'web', port: 8081, targetPort: 'http', name: 'via-mqtt' } });
+    expect(exposed).toMatchObject({ ok: true, result: { results: [{ kind: 'Service', name: 'via-mqtt', action: 'created' }] } });
+    expect(await seen).toContain('"kind":"Service"');
+    const got = await call({ id: 'x2', op: 'get', args: { kind: 'svc', name: 'via-mqtt' } });
+    expect(got).toMatchObject({ ok: true, result: { spec: { selector: { app: 'web' }, ports: [{ port: 8081, targetPort: 'http', protocol: 'TCP' }] } } });
+    const conflict = await call({ id: 'x3', op: 'expose', args: { deployment: 'web', port: 8082, name: 'clash', publish: 8080 } });
+    expect(conflict).toMatchObject({ ok: false, error: { code: 'ERR_SERVICE_PORT_CONFLICT' } });
+    const http = await t.api('POST', '/api/v1/deployments/web/expose', { port: 8082, name: 'clash', publish: 8080 });
+    expect(http.status).toBe(409);
+    expect((http.body as { details: { issues: Array<{ path: string }> } }).details.issues[0]?.path).toBe('spec.publish[0].port');
+    expect((await t.api('DELETE', '/api/v1/services/via-mqtt')).status).toBe(200);
+  });
 });

@@ -3,8 +3,8 @@ import { servicePortFor, type Labels, type ServiceProtocol, type ServiceSpec } f
 import type { NodeObject, ServiceObject } from '../../protocol/objects.js';
 import { podHostPorts } from '../scheduler/host-ports.js';
 import type { Store } from '../store/store.js';
-import { selectorMatches } from './endpoints.js';
-import { isTerminal } from './pod.js';
+import { selectorMatches } from '../objects/endpoints.js';
+import { isTerminal } from '../objects/pod.js';
 
 /**
  * Published service ports (issue 15): a `publish` entry opens its port on every node its
