@@ -10,6 +10,8 @@ import { silentLogger, systemClock } from './clock.js';
 import type { LinkOptions } from './link.js';
 import { Link } from './link.js';
 import { Reconciler } from './reconciler.js';
+import type { PodUsageFields } from './pod-usage.js';
+import { PodUsageTracker, samplesByPod } from './pod-usage.js';
 import type { HostProbe } from './reporter.js';
 import { SystemProbe } from './reporter.js';
 import type { ContainerRuntime } from './runtime/runtime.js';
@@ -64,6 +66,9 @@ export class Agent {
   private readonly labels: Record<string, string>;
   private readonly cache: DesiredCache;
   private readonly probe: HostProbe;
+  private readonly runtime: ContainerRuntime;
+  /** What per-container usage the hub was last sent (change-only sending, pod-usage.ts). */
+  private readonly podUsage = new PodUsageTracker();
   private readonly clock: Clock;
   private readonly log: Logger;
   private readonly usageIntervalMs: number;
@@ -93,6 +98,7 @@ export class Agent {
     this.observedRepublishMs = opts.observedRepublishMs ?? 60_000;
     this.bootId = `${this.clock.now().toString(36)}-${randomBytes(4).toString('hex')}`;
     this.cache = new DesiredCache(opts.dataDir, this.log);
+    this.runtime = opts.runtime;
     this.probe = opts.probe ?? new SystemProbe({ runtime: opts.runtime, dataDir: opts.dataDir, clock: this.clock });
     const reconcilerOpts: ConstructorParameters<typeof Reconciler>[0] = {
       node: this.node,
@@ -130,7 +136,12 @@ export class Agent {
       onPressureChange: () => void this.refreshInfo(),
     });
     if (!('connect' in opts.link)) {
-      this.link = new Link(this.node, { clientId: this.node, ...opts.link }, { onDesired: (m) => this.onDesired(m) }, { clock: this.clock, logger: this.log });
+      this.link = new Link(
+        this.node,
+        { clientId: this.node, ...opts.link },
+        { onDesired: (m) => this.onDesired(m), onConnect: () => this.podUsage.reset() },
+        { clock: this.clock, logger: this.log },
+      );
     }
   }
 
@@ -252,7 +263,7 @@ export class Agent {
     if (this.info === undefined) await this.refreshInfo();
     try {
       const usage = await this.probe.usage();
-      this.link?.publishUsage({ node: this.node, usage });
+      this.link?.publishUsage({ node: this.node, usage, ...(await this.podUsageFields()) });
     } catch (err) {
       this.log.warn('usage sample failed', { error: String(err) });
     }
@@ -264,6 +275,22 @@ export class Agent {
     }
     if (volumesChanged || this.clock.now() - this.lastObservedPublish >= this.observedRepublishMs) {
       this.publishObserved(this.reconciler.observed, this.lastObservedGeneration);
+    }
+  }
+
+  /** Per-container usage of running own containers, change-only; nothing when the runtime cannot measure. */
+  private async podUsageFields(): Promise<PodUsageFields> {
+    if (this.runtime.containerUsage === undefined) return {};
+    const running = this.reconciler.listed.filter((c) => c.state === 'running');
+    try {
+      const usage = await this.runtime.containerUsage(
+        running.map((c) => c.id),
+        AbortSignal.timeout(5_000),
+      );
+      return this.podUsage.next(samplesByPod(running, usage));
+    } catch (err) {
+      this.log.warn('container usage sample failed', { error: err instanceof Error ? err.message : String(err) });
+      return {};
     }
   }
 

@@ -79,6 +79,7 @@ export class Reconciler {
   private readonly probes: ProbeManager;
   private lastObservedJson = '';
   private lastObserved: ObservedPod[] = [];
+  private lastListed: readonly RuntimeContainer[] = [];
 
   private running: Promise<void> | undefined;
   private again = false;
@@ -129,6 +130,11 @@ export class Reconciler {
 
   get observed(): ObservedPod[] {
     return this.lastObserved;
+  }
+
+  /** Own containers as the last pass listed them (per-container usage reads ids from here: no extra engine call). */
+  get listed(): readonly RuntimeContainer[] {
+    return this.lastListed;
   }
 
   /** Number of completed passes (tests, metrics). */
@@ -251,7 +257,9 @@ export class Reconciler {
 
   /** Our containers on the engine, minus those a background removal owns. */
   private async listObserved(signal: AbortSignal): Promise<RuntimeContainer[]> {
-    return this.notBeingRemoved(await this.runtime.listContainers(this.node, signal));
+    const list = this.notBeingRemoved(await this.runtime.listContainers(this.node, signal));
+    this.lastListed = list;
+    return list;
   }
 
   /** Config files of desired pods back in place (a reboot empties tmpfs), those of departed pods gone. */
