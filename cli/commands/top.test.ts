@@ -8,6 +8,8 @@ describe('orchard top tables', () => {
     expect(cpuText(null)).toBe('<none>');
     expect(memText(48 * 1024 ** 2)).toBe('48Mi');
     expect(memText(undefined)).toBe('<none>');
+    expect(memText(300 * 1024)).toBe('300Ki');
+    expect(memText(0)).toBe('0Mi');
   });
 
   it('shows nodes against capacity', () => {

@@ -19,6 +19,7 @@ export function cpuText(cores: number | null | undefined): string {
 
 export function memText(bytes: number | null | undefined): string {
   if (bytes === null || bytes === undefined) return NONE;
+  if (bytes > 0 && bytes < 1024 ** 2) return `${Math.max(1, Math.round(bytes / 1024))}Ki`; // a shell's few hundred KiB is not 0Mi
   const mi = bytes / 1024 ** 2;
   return mi >= 1024 * 10 ? `${(mi / 1024).toFixed(1)}Gi` : `${Math.round(mi)}Mi`;
 }
