@@ -10,7 +10,7 @@ import { silentLogger, systemClock } from './clock.js';
 import type { LinkOptions } from './link.js';
 import { Link } from './link.js';
 import { Reconciler } from './reconciler.js';
-import type { PodUsageFields } from './pod-usage.js';
+import type { PodUsageFields, PodUsageRule } from './pod-usage.js';
 import { PodUsageTracker, samplesByPod } from './pod-usage.js';
 import type { HostProbe } from './reporter.js';
 import { SystemProbe } from './reporter.js';
@@ -42,8 +42,15 @@ export interface AgentOptions {
   usageIntervalMs?: number;
   /** Reconciler resync period (default 10 s). */
   resyncMs?: number;
-  /** Observed set republish period even without change (default 60 s). */
+  /**
+   * Observed set republish period even without change (default 300 s). The set goes at once on
+   * every change and every reconnect; this only repairs a set the hub dropped. It was 60 s: at 10
+   * pods that republish alone was ≈ 40 % of a node's steady uplink, and issue 16's budget (≤ 0.25
+   * kbit/s with per-container usage) is met only at 300 s (docs/observability.md).
+   */
   observedRepublishMs?: number;
+  /** When per-container usage is sent (pod-usage.ts; default: CPU rate ±0.05 cores and ±20 %, memory ±10 %, full every 30th). */
+  podUsageRule?: PodUsageRule;
   /** Host facts; default SystemProbe (systeminformation). Hollow nodes pass EngineOnlyProbe. */
   probe?: HostProbe;
   /**
@@ -68,7 +75,7 @@ export class Agent {
   private readonly probe: HostProbe;
   private readonly runtime: ContainerRuntime;
   /** What per-container usage the hub was last sent (change-only sending, pod-usage.ts). */
-  private readonly podUsage = new PodUsageTracker();
+  private readonly podUsage: PodUsageTracker;
   private readonly clock: Clock;
   private readonly log: Logger;
   private readonly usageIntervalMs: number;
@@ -95,10 +102,11 @@ export class Agent {
     this.clock = opts.clock ?? systemClock;
     this.log = opts.logger ?? silentLogger;
     this.usageIntervalMs = opts.usageIntervalMs ?? 10_000;
-    this.observedRepublishMs = opts.observedRepublishMs ?? 60_000;
+    this.observedRepublishMs = opts.observedRepublishMs ?? 300_000;
     this.bootId = `${this.clock.now().toString(36)}-${randomBytes(4).toString('hex')}`;
     this.cache = new DesiredCache(opts.dataDir, this.log);
     this.runtime = opts.runtime;
+    this.podUsage = new PodUsageTracker(opts.podUsageRule);
     this.probe = opts.probe ?? new SystemProbe({ runtime: opts.runtime, dataDir: opts.dataDir, clock: this.clock });
     const reconcilerOpts: ConstructorParameters<typeof Reconciler>[0] = {
       node: this.node,
@@ -287,7 +295,7 @@ export class Agent {
         running.map((c) => c.id),
         AbortSignal.timeout(5_000),
       );
-      return this.podUsage.next(samplesByPod(running, usage));
+      return this.podUsage.next(samplesByPod(running, usage), this.clock.now());
     } catch (err) {
       this.log.warn('container usage sample failed', { error: err instanceof Error ? err.message : String(err) });
       return {};

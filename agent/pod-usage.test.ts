@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ContainerUsageSample } from '../protocol/messages.js';
 import { NodeUsageMessageSchema } from '../protocol/messages.js';
-import { changedEnough, DEFAULT_POD_USAGE_RULE, PodUsageTracker, samplesByPod, wireSample } from './pod-usage.js';
+import { changedEnough, DEFAULT_POD_USAGE_RULE, PodUsageTracker, samplesByPod, wireSample, type SentSample } from './pod-usage.js';
 import type { RuntimeContainer } from './runtime/runtime.js';
 
 const rule = DEFAULT_POD_USAGE_RULE;
@@ -10,53 +10,63 @@ const samples = (entries: Record<string, Record<string, ContainerUsageSample>>):
   new Map(Object.entries(entries).map(([p, cs]) => [p, new Map(Object.entries(cs))]));
 
 describe('changedEnough (the change-only sending rule)', () => {
+  const sent = (cpu: number, mem: number, rate: number | undefined): SentSample => ({ sample: [cpu, mem], atMs: 0, rate });
   it.each([
     ['never sent', undefined, s(1, 100), true],
-    ['CPU moved less than 0.5 s, memory within 10 %', s(1, 1000), s(1.49, 1090), false],
-    ['CPU moved 0.5 s', s(1, 1000), s(1.5, 1000), true],
-    ['memory grew 10 %', s(1, 1000), s(1, 1100), true],
-    ['memory shrank 10 %', s(1, 1000), s(1, 900), true],
-    ['CPU counter went backwards (restart)', s(5, 1000), s(0.1, 1000), true],
+    ['idle and steady (0.01 cores, as the hub last saw)', sent(1, 1000, 0.01), s(1.1, 1000), false],
+    ['busy and steady (0.3 cores, as the hub last saw)', sent(1, 1000, 0.3), s(4.1, 1000), false],
+    ['busy, 10 % faster (under 20 %)', sent(1, 1000, 0.3), s(4.3, 1000), false],
+    ['started burning (0.01 → 1 core)', sent(1, 1000, 0.01), s(11, 1000), true],
+    ['stopped burning (1 → 0 cores)', sent(1, 1000, 1), s(1, 1000), true],
+    ['second sample of an idle container (the hub needs two for a rate)', sent(1, 1000, undefined), s(1.01, 1000), true],
+    ['memory grew 10 %', sent(1, 1000, 0), s(1, 1100), true],
+    ['memory shrank 10 %', sent(1, 1000, 0), s(1, 900), true],
+    ['memory within 10 %', sent(1, 1000, 0), s(1, 1090), false],
+    ['CPU counter went backwards (restart)', sent(5, 1000, 0), s(0.1, 1000), true],
   ] as const)('%s', (_n, last, next, want) => {
-    expect(changedEnough(last, next, rule)).toBe(want);
+    expect(changedEnough(last, next, 10_000, rule)).toBe(want);
   });
 });
 
 describe('PodUsageTracker', () => {
-  it('sends the whole set first, then only what moved, then a full refresh every fullEvery samples', () => {
-    const t = new PodUsageTracker({ cpuSeconds: 0.5, memoryRatio: 0.1, fullEvery: 3 });
-    const a = { a: { app: s(1, 1000) }, b: { app: s(2, 2000) } };
-    expect(t.next(samples(a))).toEqual({ pods: a, full: true });
-    // Nothing moved enough: nothing to send at all (no pods key).
-    expect(t.next(samples({ a: { app: s(1.1, 1000) }, b: { app: s(2.1, 2010) } }))).toEqual({});
-    // One container burned a second of CPU: only it goes out.
-    expect(t.next(samples({ a: { app: s(2.2, 1000) }, b: { app: s(2.2, 2010) } }))).toEqual({ pods: { a: { app: [2.2, 1000] } } });
-    // Third sample after the first: full again.
-    expect(t.next(samples({ a: { app: s(2.3, 1000) }, b: { app: s(2.3, 2010) } }))).toMatchObject({
+  const r = (fullEvery: number) => ({ ...rule, fullEvery });
+  it('sends the whole set first, then only what changed, then a full refresh every fullEvery samples', () => {
+    const t = new PodUsageTracker(r(3));
+    const a = { a: { app: s(0, 1000) }, b: { app: s(0, 2000) } };
+    expect(t.next(samples(a), 0)).toEqual({ pods: a, full: true });
+    // Both start at 0.5 cores: news (the hub has no rate yet).
+    expect(t.next(samples({ a: { app: s(5, 1000) }, b: { app: s(5, 2000) } }), 10_000)).toEqual({ pods: { a: { app: [5, 1000] }, b: { app: [5, 2000] } } });
+    // Steady 0.5 cores and one jumps to 1 core: only it goes out.
+    expect(t.next(samples({ a: { app: s(10, 1000) }, b: { app: s(15, 2000) } }), 20_000)).toEqual({ pods: { b: { app: [15, 2000] } } });
+    // Fourth sample: full again.
+    expect(t.next(samples({ a: { app: s(15, 1000) }, b: { app: s(25, 2000) } }), 30_000)).toEqual({
       full: true,
-      pods: { a: { app: [2.3, 1000] }, b: { app: [2.3, 2010] } },
+      pods: { a: { app: [15, 1000] }, b: { app: [25, 2000] } },
     });
+    // Steady: nothing at all.
+    expect(t.next(samples({ a: { app: s(20, 1000) }, b: { app: s(35, 2000) } }), 40_000)).toEqual({});
   });
 
   it('names pods that left in gone, once', () => {
-    const t = new PodUsageTracker({ cpuSeconds: 0.5, memoryRatio: 0.1, fullEvery: 100 });
-    t.next(samples({ a: { app: s(1, 1) }, b: { app: s(1, 1) } }));
-    expect(t.next(samples({ a: { app: s(1, 1) } }))).toEqual({ gone: ['b'] });
-    expect(t.next(samples({ a: { app: s(1, 1) } }))).toEqual({});
+    const t = new PodUsageTracker(r(100));
+    t.next(samples({ a: { app: s(1, 1) }, b: { app: s(1, 1) } }), 0);
+    // a goes a second time (the hub needs two samples for a rate), b left.
+    expect(t.next(samples({ a: { app: s(1, 1) } }), 10_000)).toEqual({ pods: { a: { app: [1, 1] } }, gone: ['b'] });
+    expect(t.next(samples({ a: { app: s(1, 1) } }), 20_000)).toEqual({});
   });
 
   it('reset() makes the next sample full (a new connection: the hub may have restarted)', () => {
-    const t = new PodUsageTracker({ cpuSeconds: 0.5, memoryRatio: 0.1, fullEvery: 100 });
-    t.next(samples({ a: { app: s(1, 1) } }));
+    const t = new PodUsageTracker(r(100));
+    t.next(samples({ a: { app: s(1, 1) } }), 0);
     t.reset();
-    expect(t.next(samples({ a: { app: s(1, 1) } }))).toEqual({ pods: { a: { app: [1, 1] } }, full: true });
+    expect(t.next(samples({ a: { app: s(1, 1) } }), 10_000)).toEqual({ pods: { a: { app: [1, 1] } }, full: true });
   });
 
   it('produces fields the message schema accepts', () => {
     const t = new PodUsageTracker();
-    const fields = t.next(samples({ 'web-6d9f-abcde': { app: wireSample({ cpuSeconds: 1.23456, memoryBytes: 1024.4 }) } }));
-    const r = NodeUsageMessageSchema.safeParse({ node: 'n1', usage: { cpuPercent: 1, memoryUsedBytes: 1, at: 'x' }, ...fields });
-    expect(r.success).toBe(true);
+    const fields = t.next(samples({ 'web-6d9f-abcde': { app: wireSample({ cpuSeconds: 1.23456, memoryBytes: 1024.4 }) } }), 0);
+    const m = NodeUsageMessageSchema.safeParse({ node: 'n1', usage: { cpuPercent: 1, memoryUsedBytes: 1, at: 'x' }, ...fields });
+    expect(m.success).toBe(true);
     expect(fields.pods?.['web-6d9f-abcde']?.['app']).toEqual([1.235, 1024]);
   });
 });

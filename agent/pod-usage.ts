@@ -4,22 +4,36 @@ import { LABELS } from './runtime/runtime.js';
 
 /**
  * Per-container usage for the node's usage message, sent by change only (issue 16's uplink budget:
- * ≤ 0.25 kbit/s per node with 10 pods at the default 10 s interval). A container is sent when its
- * cumulative CPU moved by ≥ `cpuSeconds` since it was last sent, its working set moved by
- * ≥ `memoryRatio` of the last sent value, its CPU counter went backwards (a restart), or it is new;
- * every `fullEvery` samples the whole set goes out with `full: true`, so a lost message (usage is
- * QoS 0) or a restarted hub is right again within one refresh. Pods that left are named in `gone`.
+ * ≤ 0.25 kbit/s per node with 10 pods at the default 10 s interval). A container is sent when it
+ * is new or was sent only once (the hub needs two samples for a rate), its CPU counter went
+ * backwards (a restart), its working set moved by ≥ `memoryRatio` of
+ * the last sent value, or its CPU *rate* since it was last sent differs from the rate the hub last
+ * saw (between its last two sends) by ≥ `cpuCores` and ≥ `cpuRatio` of it. A steady container —
+ * idle or busy — is then silent: the hub's rate (computed between received samples) stays right,
+ * and its cumulative counter is at most one full refresh old. Every `fullEvery` samples the whole
+ * set goes out with `full: true`, and after every reconnect (`reset()`), so a restarted hub or a
+ * lost message (usage is QoS 0) is right again. Pods that left are named in `gone`.
  */
 export interface PodUsageRule {
-  /** CPU seconds moved since last sent (default 0.5: 5 % of a core over a 10 s interval). */
-  cpuSeconds: number;
+  /** Absolute CPU rate change that is news (default 0.05 cores). */
+  cpuCores: number;
+  /** Relative CPU rate change that is news (default 0.2). */
+  cpuRatio: number;
   /** Relative working-set change (default 0.1). */
   memoryRatio: number;
-  /** A full refresh every N samples (default 6: once a minute at 10 s). */
+  /** A full refresh every N samples (default 30: every 5 min at 10 s). */
   fullEvery: number;
 }
 
-export const DEFAULT_POD_USAGE_RULE: PodUsageRule = { cpuSeconds: 0.5, memoryRatio: 0.1, fullEvery: 6 };
+export const DEFAULT_POD_USAGE_RULE: PodUsageRule = { cpuCores: 0.05, cpuRatio: 0.2, memoryRatio: 0.1, fullEvery: 30 };
+
+/** What the agent remembers of a container's last send: the sample, when, and the rate the hub derived then. */
+export interface SentSample {
+  sample: ContainerUsageSample;
+  atMs: number;
+  /** Cores between the previous send and this one; undefined after the first. */
+  rate: number | undefined;
+}
 
 type Samples = Map<string, Map<string, ContainerUsageSample>>;
 
@@ -28,13 +42,21 @@ export function wireSample(u: ContainerUsage): ContainerUsageSample {
   return [Math.round(u.cpuSeconds * 1000) / 1000, Math.max(0, Math.round(u.memoryBytes))];
 }
 
-/** Whether `next` differs enough from what the hub last got to be worth sending (pure). */
-export function changedEnough(last: ContainerUsageSample | undefined, next: ContainerUsageSample, rule: PodUsageRule): boolean {
+/** Whether `next` (at `atMs`) differs enough from what the hub last got to be worth sending (pure). */
+export function changedEnough(last: SentSample | undefined, next: ContainerUsageSample, atMs: number, rule: PodUsageRule): boolean {
   if (last === undefined) return true;
-  if (next[0] < last[0]) return true; // counter reset: the container restarted
-  if (next[0] - last[0] >= rule.cpuSeconds) return true;
-  const base = Math.max(last[1], 1);
-  return Math.abs(next[1] - last[1]) / base >= rule.memoryRatio;
+  const [cpu, mem] = next;
+  const [lastCpu, lastMem] = last.sample;
+  if (cpu < lastCpu) return true; // counter reset: the container restarted
+  if (Math.abs(mem - lastMem) / Math.max(lastMem, 1) >= rule.memoryRatio) return true;
+  const dt = (atMs - last.atMs) / 1000;
+  if (dt <= 0) return false;
+  const rate = (cpu - lastCpu) / dt;
+  // One sample only: the hub cannot compute a rate yet (top would say <none>): the second always goes.
+  if (last.rate === undefined) return true;
+  const seen = last.rate;
+  const diff = Math.abs(rate - seen);
+  return diff >= rule.cpuCores && diff >= rule.cpuRatio * seen;
 }
 
 /** Groups engine usage by pod and container name (labels), running containers of this agent only. */
@@ -56,7 +78,7 @@ export type PodUsageFields = Pick<NodeUsageMessage, 'pods' | 'full' | 'gone'>;
 
 /** Remembers what the hub was last sent; `next()` says what to send now. Per agent instance. */
 export class PodUsageTracker {
-  private sent: Samples = new Map();
+  private sent = new Map<string, Map<string, SentSample>>();
   private count = 0;
 
   constructor(private readonly rule: PodUsageRule = DEFAULT_POD_USAGE_RULE) {}
@@ -67,20 +89,22 @@ export class PodUsageTracker {
     this.count = 0;
   }
 
-  next(now: Samples): PodUsageFields {
+  next(now: Samples, atMs: number): PodUsageFields {
     const full = this.count % this.rule.fullEvery === 0;
     this.count++;
     const pods: PodUsageReport = {};
     let any = false;
     for (const [pod, containers] of now) {
-      const last = this.sent.get(pod);
+      let m = this.sent.get(pod);
       for (const [name, sample] of containers) {
-        if (!full && !changedEnough(last?.get(name), sample, this.rule)) continue;
+        const last = m?.get(name);
+        if (!full && !changedEnough(last, sample, atMs, this.rule)) continue;
         (pods[pod] ??= {})[name] = sample;
         any = true;
-        let m = this.sent.get(pod);
         if (m === undefined) this.sent.set(pod, (m = new Map()));
-        m.set(name, sample);
+        const dt = last === undefined ? 0 : (atMs - last.atMs) / 1000;
+        const rate = last !== undefined && dt > 0 && sample[0] >= last.sample[0] ? (sample[0] - last.sample[0]) / dt : undefined;
+        m.set(name, { sample, atMs, rate });
       }
     }
     const gone = [...this.sent.keys()].filter((p) => !now.has(p));

@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { NodeMetricsList, PodMetricsList } from '../../protocol/metrics.js';
@@ -27,8 +28,8 @@ const flag = z
 
 export function registerMetricsRoutes(app: FastifyInstance, d: MetricsRoutesDeps): void {
   app.get('/metrics', { preHandler: d.need('metrics.scrape') }, async (_req, reply) => {
-    const text = await d.prometheus.text();
-    return reply.type(d.prometheus.contentType).send(text);
+    // Streamed: at 100,000 pods the body is ≈ 35 MiB; the hub holds one 64 KiB chunk at a time.
+    return reply.type(d.prometheus.contentType).send(Readable.from(d.prometheus.chunks()));
   });
   app.get('/api/v1/metrics/nodes', { preHandler: d.need('metrics.read') }, async (req): Promise<NodeMetricsList> => {
     const q = parseQuery(z.object({ history: flag }), req);
