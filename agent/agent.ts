@@ -10,6 +10,8 @@ import { silentLogger, systemClock } from './clock.js';
 import type { LinkOptions } from './link.js';
 import { Link } from './link.js';
 import { Reconciler } from './reconciler.js';
+import type { PodUsageFields, PodUsageRule } from './pod-usage.js';
+import { PodUsageTracker, samplesByPod } from './pod-usage.js';
 import type { HostProbe } from './reporter.js';
 import { SystemProbe } from './reporter.js';
 import type { ContainerRuntime } from './runtime/runtime.js';
@@ -44,8 +46,15 @@ export interface AgentOptions {
   usageIntervalMs?: number;
   /** Reconciler resync period (default 10 s). */
   resyncMs?: number;
-  /** Observed set republish period even without change (default 60 s). */
+  /**
+   * Observed set republish period even without change (default 300 s). The set goes at once on
+   * every change and every reconnect; this only repairs a set the hub dropped. It was 60 s: at 10
+   * pods that republish alone was ≈ 40 % of a node's steady uplink, and issue 16's budget (≤ 0.25
+   * kbit/s with per-container usage) is met only at 300 s (docs/observability.md).
+   */
   observedRepublishMs?: number;
+  /** When per-container usage is sent (pod-usage.ts; default: CPU rate ±0.05 cores and ±20 %, memory ±10 %, full every 30th). */
+  podUsageRule?: PodUsageRule;
   /** Host facts; default SystemProbe (systeminformation). Hollow nodes pass EngineOnlyProbe. */
   probe?: HostProbe;
   /**
@@ -87,6 +96,9 @@ export class Agent {
   private readonly labels: Record<string, string>;
   private readonly cache: DesiredCache;
   private readonly probe: HostProbe;
+  private readonly runtime: ContainerRuntime;
+  /** What per-container usage the hub was last sent (change-only sending, pod-usage.ts). */
+  private readonly podUsage: PodUsageTracker;
   private readonly clock: Clock;
   private readonly log: Logger;
   private readonly usageIntervalMs: number;
@@ -116,9 +128,11 @@ export class Agent {
     this.clock = opts.clock ?? systemClock;
     this.log = opts.logger ?? silentLogger;
     this.usageIntervalMs = opts.usageIntervalMs ?? 10_000;
-    this.observedRepublishMs = opts.observedRepublishMs ?? 60_000;
+    this.observedRepublishMs = opts.observedRepublishMs ?? 300_000;
     this.bootId = `${this.clock.now().toString(36)}-${randomBytes(4).toString('hex')}`;
     this.cache = new DesiredCache(opts.dataDir, this.log);
+    this.runtime = opts.runtime;
+    this.podUsage = new PodUsageTracker(opts.podUsageRule);
     this.probe = opts.probe ?? new SystemProbe({ runtime: opts.runtime, dataDir: opts.dataDir, clock: this.clock });
     const reconcilerOpts: ConstructorParameters<typeof Reconciler>[0] = {
       node: this.node,
@@ -176,7 +190,7 @@ export class Agent {
       onPressureChange: () => void this.refreshInfo(),
     });
     if (!('connect' in opts.link)) {
-      const handlers: ConstructorParameters<typeof Link>[2] = { onDesired: (m) => this.onDesired(m) };
+      const handlers: ConstructorParameters<typeof Link>[2] = { onDesired: (m) => this.onDesired(m), onConnect: () => this.podUsage.reset() };
       const services = this.services;
       if (services !== undefined) {
         handlers.onService = (name, msg) => services.onService(name, msg);
@@ -310,7 +324,7 @@ export class Agent {
     if (this.info === undefined) await this.refreshInfo();
     try {
       const usage = await this.probe.usage();
-      this.link?.publishUsage({ node: this.node, usage });
+      this.link?.publishUsage({ node: this.node, usage, ...(await this.podUsageFields()) });
     } catch (err) {
       this.log.warn('usage sample failed', { error: String(err) });
     }
@@ -322,6 +336,22 @@ export class Agent {
     }
     if (volumesChanged || this.clock.now() - this.lastObservedPublish >= this.observedRepublishMs) {
       this.publishObserved(this.reconciler.observed, this.lastObservedGeneration);
+    }
+  }
+
+  /** Per-container usage of running own containers, change-only; nothing when the runtime cannot measure. */
+  private async podUsageFields(): Promise<PodUsageFields> {
+    if (this.runtime.containerUsage === undefined) return {};
+    const running = this.reconciler.listed.filter((c) => c.state === 'running');
+    try {
+      const usage = await this.runtime.containerUsage(
+        running.map((c) => c.id),
+        AbortSignal.timeout(5_000),
+      );
+      return this.podUsage.next(samplesByPod(running, usage), this.clock.now());
+    } catch (err) {
+      this.log.warn('container usage sample failed', { error: err instanceof Error ? err.message : String(err) });
+      return {};
     }
   }
 

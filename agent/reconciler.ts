@@ -100,6 +100,7 @@ export class Reconciler {
   private readonly onLocalPods: ReconcilerOptions['onLocalPods'];
   private readonly beforeStop: ReconcilerOptions['beforeStop'];
   private lastLocalJson = '';
+  private lastListed: readonly RuntimeContainer[] = [];
 
   private running: Promise<void> | undefined;
   private again = false;
@@ -153,6 +154,11 @@ export class Reconciler {
 
   get observed(): ObservedPod[] {
     return this.lastObserved;
+  }
+
+  /** Own containers as the last pass listed them (per-container usage reads ids from here: no extra engine call). */
+  get listed(): readonly RuntimeContainer[] {
+    return this.lastListed;
   }
 
   /** Number of completed passes (tests, metrics). */
@@ -276,7 +282,9 @@ export class Reconciler {
 
   /** Our containers on the engine, minus those a background removal owns. */
   private async listObserved(signal: AbortSignal): Promise<RuntimeContainer[]> {
-    return this.notBeingRemoved(await this.runtime.listContainers(this.node, signal));
+    const list = this.notBeingRemoved(await this.runtime.listContainers(this.node, signal));
+    this.lastListed = list;
+    return list;
   }
 
   /** Config files of desired pods back in place (a reboot empties tmpfs), those of departed pods gone. */

@@ -16,6 +16,7 @@ import { scaleCommand } from './commands/scale.js';
 import { tokenCreateCommand, tokenListCommand } from './commands/token.js';
 import { tokenRevokeCommand } from './commands/token-revoke.js';
 import { versionCommand } from './commands/version.js';
+import { topNodesCommand, topPodsCommand } from './commands/top.js';
 import { ROLLOUT_COMMANDS } from './commands/rollout.js';
 import { CONFIG_COMMANDS } from './commands/create-config.js';
 
@@ -40,6 +41,8 @@ export const COMMANDS: readonly CommandDef[] = [
   drainCommand,
   labelCommand,
   taintCommand,
+  topNodesCommand,
+  topPodsCommand,
   loginCommand,
   versionCommand,
   ...ROLLOUT_COMMANDS,
@@ -50,7 +53,7 @@ export const COMMANDS: readonly CommandDef[] = [
 export type ProcessKind = 'hub' | 'agent';
 export type Launcher = (kind: ProcessKind, argv: string[]) => Promise<void>;
 
-const GROUPS = new Set(['token', 'node', 'rollout', 'create', 'secret']);
+const GROUPS = new Set(['token', 'node', 'rollout', 'create', 'secret', 'top']);
 const GLOBAL_VALUE_FLAGS = new Set(
   Object.entries(GLOBAL_OPTIONS)
     .filter(([, o]) => o.type === 'string')

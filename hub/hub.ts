@@ -35,6 +35,8 @@ import { SecretKeyring } from './secrets/keyring.js';
 import { rotateSecretsKey } from './secrets/rotate-key.js';
 import { AesGcmSecretCodec } from './secrets/secret-codec.js';
 import type { Store } from './store/store.js';
+import { HubMetrics, instrumentStoreWrites } from './metrics/prometheus.js';
+import { UsageStore } from './metrics/usage-store.js';
 
 export interface HubOptions {
   dataDir: string;
@@ -109,6 +111,8 @@ export class Hub {
     /** The admin token, only when it was created by this start. */
     readonly newAdminToken: string | undefined,
     private readonly unsubscribe: Array<() => Promise<void>>,
+    /** Usage as agents report it and the Prometheus registry (issue 16; hub/metrics). */
+    readonly metrics: { usage: UsageStore; prometheus: HubMetrics },
   ) {}
 
   get mqttPort(): number {
@@ -140,6 +144,7 @@ export class Hub {
     const limiter = new LoginLimiter({ ...opts.rateLimit, now });
     const timeouts = resolveTimeouts(opts.timeouts);
     const store = opts.store ?? SqliteStore.open(opts.dataDir, { now });
+    const usage = new UsageStore({ now: () => clock.now() });
 
     const broker = await HubBroker.start({
       host: opts.host,
@@ -204,6 +209,7 @@ export class Hub {
       clock,
       batchMs: 50,
       onObservedSet: (m) => ingestObservedVolumes(store, m, now()),
+      onUsage: (m) => usage.ingest(m),
       enrolledLabels: (n) => auth.enrolledLabels(n),
       // A status queued before `orchard node delete` must not bring the node back as a ghost.
       isEnrolled: (n) => auth.hasNode(n),
@@ -217,6 +223,26 @@ export class Hub {
     });
     const rollout = new RolloutOperations({ store, log: log.child('rollout'), now });
     const commands = new MqttCommands({ ops, rollout, publisher: broker, log: log.child('commands') });
+
+    const prometheus = new HubMetrics({
+      store,
+      usage,
+      queueDepths: () => ({
+        deployments: deployments.queue.length,
+        scheduling: scheduling.queue.length,
+        desired: desired.queue.length,
+        nodeLost: nodeLost.queue.length,
+        global: global.queue.length,
+        taintEviction: taintEviction.queue.length,
+      }),
+      intakeBacklog: () => nodes.queued,
+      mqttConnections: () => broker.aedes.connectedClients,
+    });
+    instrumentStoreWrites(store, prometheus.storeWrite);
+    broker.aedes.on('publish', (packet, client: Client | null) => {
+      if (client) prometheus.mqttReceived.inc();
+      else if (!packet.topic.startsWith('$SYS')) prometheus.mqttSent.inc();
+    });
 
     const unsubscribe: Array<() => Promise<void>> = [];
     for (const ch of ['status', 'usage', 'observed', 'presence'] as const) {
@@ -276,6 +302,7 @@ export class Hub {
       ...(pki ? { tls: { cert: pki.certPem, key: pki.keyPem } } : {}),
       timeouts,
       ...(opts.watch ? { watch: opts.watch } : {}),
+      metrics: { usage, prometheus },
       revokeToken: (id) => {
         if (auth.revokeApiToken(id)) return { revoked: true, kind: 'api', disconnected: disconnectApiToken(broker.aedes, id) };
         if (auth.revokeJoinToken(id)) return { revoked: true, kind: 'join', disconnected: 0 };
@@ -313,6 +340,7 @@ export class Hub {
       httpPort,
       admin.created ? admin.token : undefined,
       unsubscribe,
+      { usage, prometheus },
     );
     log.info('hub started', { api: hub.apiUrl, mqtt: hub.mqttUrl, dataDir: opts.dataDir });
     return hub;
@@ -325,6 +353,7 @@ export class Hub {
     disconnectNode(this.broker.aedes, name);
     // Its reports still queued for the next batch die with it (later stragglers: isEnrolled).
     this.controllers.nodes.forget(name);
+    this.metrics.usage.forgetNode(name);
     store.transaction(() => {
       store.delete('Node', name);
       for (const p of store.list('Pod', { nodeName: name })) store.delete('Pod', p.metadata.name);

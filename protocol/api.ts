@@ -112,5 +112,6 @@ export const JoinResponseSchema = z.object({
 });
 export type JoinResponse = z.infer<typeof JoinResponseSchema>;
 
-export const RoleSchema = z.enum(['admin', 'operator', 'viewer']);
+/** `scrape` may read `GET /metrics` only (a Prometheus server's token: docs/observability.md). */
+export const RoleSchema = z.enum(['admin', 'operator', 'viewer', 'scrape']);
 export type Role = z.infer<typeof RoleSchema>;

@@ -49,9 +49,38 @@ export const NodeStatusMessageSchema = z.strictObject({
 });
 export type NodeStatusMessage = z.infer<typeof NodeStatusMessageSchema>;
 
+/** Pod names as DesiredPodSchema allows them (Deployment pods carry a suffix beyond NameSchema's 63). */
+const PodNameKeySchema = z
+  .string()
+  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/)
+  .max(253);
+/** One container's usage: [cumulative CPU seconds (cAdvisor's container_cpu_usage_seconds_total), memory working set bytes]. */
+export const ContainerUsageSampleSchema = z.tuple([
+  z.number().min(0).max(1e12),
+  z
+    .number()
+    .int()
+    .min(0)
+    .max(2 ** 50),
+]);
+export type ContainerUsageSample = z.infer<typeof ContainerUsageSampleSchema>;
+/** Per pod (name), per container (name): a usage sample. Container ids never leave the device. */
+export const PodUsageReportSchema = z
+  .record(PodNameKeySchema, z.record(z.string().min(1).max(63), ContainerUsageSampleSchema))
+  .refine((r) => Object.keys(r).length <= 1000, 'at most 1000 pods');
+export type PodUsageReport = z.infer<typeof PodUsageReportSchema>;
+
 export const NodeUsageMessageSchema = z.strictObject({
   node: NameSchema,
   usage: NodeUsageSchema,
+  /**
+   * Per-container usage (issue 16), sent by change only: with `full` the whole set (the hub
+   * replaces what it knew for this node); without, only containers that moved (merged), and
+   * `gone` names pods that left. Absent from older agents and from nodes with nothing to say.
+   */
+  pods: PodUsageReportSchema.optional(),
+  full: z.boolean().optional(),
+  gone: z.array(PodNameKeySchema).max(1000).optional(),
 });
 export type NodeUsageMessage = z.infer<typeof NodeUsageMessageSchema>;
 

@@ -3,6 +3,7 @@ import Docker from 'dockerode';
 import { OrchardError } from '../../protocol/errors.js';
 import type {
   ContainerRuntime,
+  ContainerUsage,
   CreateSpec,
   EngineInfo,
   ExecResult,
@@ -17,6 +18,7 @@ import type {
   RuntimeImage,
   RuntimeVolume,
 } from './runtime.js';
+import { CgroupUsageReader, workingSet } from './cgroup-usage.js';
 import { duBytes, engineMounts } from './docker-volumes.js';
 import { registryHost } from '../images/pull-auth.js';
 import { EXEC_OUTPUT_LIMIT, LABELS, boundedSignal, normalizeArch } from './runtime.js';
@@ -130,6 +132,7 @@ export class DockerRuntime implements ContainerRuntime {
   private readonly log: (msg: string) => void;
   /** Inspect results per container id, valid while the listed State is unchanged. */
   private readonly inspectCache = new Map<string, { state: string; view: RuntimeContainer }>();
+  private readonly cgroups = new CgroupUsageReader();
 
   constructor(opts: DockerRuntimeOptions = {}) {
     this.docker = opts.docker ?? new Docker(opts.socketPath === undefined ? {} : { socketPath: opts.socketPath });
@@ -502,6 +505,35 @@ export class DockerRuntime implements ContainerRuntime {
       this.log(`engine event subscribe failed: ${engineMessage(err)}; retrying`);
     }
     void loop(first);
+  }
+
+  /**
+   * Cgroup files first (cgroup-usage.ts: ≈ 300× cheaper here than the engine's stats); the engine's
+   * one-shot stats only for ids whose cgroup this process cannot see (an agent in a container
+   * without the host's /sys/fs/cgroup), each bounded by a 5 s timeout.
+   */
+  async containerUsage(ids: readonly string[], signal?: AbortSignal): Promise<Map<string, ContainerUsage>> {
+    const out = await this.cgroups.read(ids);
+    const missing = ids.filter((id) => !out.has(id));
+    await Promise.all(
+      missing.map(async (id) => {
+        try {
+          const abortSignal = boundedSignal(signal, 5_000);
+          // dockerode's types lack 'one-shot' (API ≥ 1.41: no second sample, no 1 s wait).
+          const opts = { stream: false, 'one-shot': true, abortSignal } as unknown as { stream: false; abortSignal: AbortSignal };
+          const st = await raceAbort(this.docker.getContainer(id).stats(opts), abortSignal);
+          const mem = st.memory_stats;
+          const stats = mem.stats as Record<string, number | undefined> | undefined;
+          out.set(id, {
+            cpuSeconds: st.cpu_stats.cpu_usage.total_usage / 1e9,
+            memoryBytes: workingSet(mem.usage ?? 0, stats?.['inactive_file'] ?? stats?.['total_inactive_file']),
+          });
+        } catch {
+          // gone or not running: left out
+        }
+      }),
+    );
+    return out;
   }
 
   async exec(id: string, command: string[], signal?: AbortSignal): Promise<ExecResult> {

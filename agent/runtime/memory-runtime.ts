@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { OrchardError } from '../../protocol/errors.js';
 import type {
   ContainerRuntime,
+  ContainerUsage,
   CreateSpec,
   EngineInfo,
   ExecResult,
@@ -228,6 +229,29 @@ export class MemoryRuntime implements ContainerRuntime {
     const listener = (e: RuntimeEvent): void => onEvent(e);
     set.add(listener);
     signal.addEventListener('abort', () => set.delete(listener), { once: true });
+  }
+
+  /** Usage by this function when it answers (tests); else the fake below. */
+  usageOf: ((c: RuntimeContainer) => ContainerUsage | undefined) | undefined;
+
+  /**
+   * Deterministic fake usage for running containers: 0.05 cores since the container started
+   * (cumulative CPU seconds) and a fixed 16 MiB working set, unless `usageOf` says otherwise.
+   */
+  async containerUsage(ids: readonly string[]): Promise<Map<string, ContainerUsage>> {
+    const out = new Map<string, ContainerUsage>();
+    for (const id of ids) {
+      const c = this.containers.get(id);
+      if (c === undefined || c.state !== 'running') continue;
+      const forced = this.usageOf?.(this.view(c));
+      if (forced !== undefined) {
+        out.set(id, forced);
+        continue;
+      }
+      const started = c.startedAt === undefined ? this.now() : Date.parse(c.startedAt);
+      out.set(id, { cpuSeconds: (Math.max(0, this.now() - started) / 1000) * 0.05, memoryBytes: 16 * 1024 * 1024 });
+    }
+    return Promise.resolve(out);
   }
 
   async exec(id: string, command: string[], signal?: AbortSignal): Promise<ExecResult> {

@@ -217,6 +217,17 @@ export interface ContainerRuntime {
   dataRoot?(signal?: AbortSignal): Promise<string | undefined>;
   /** Image refs of every container on the engine, any node or none (image GC keeps them). */
   imagesInUse?(signal?: AbortSignal): Promise<Set<string>>;
+  /**
+   * CPU and memory of running containers by id (issue 16 metrics); ids it cannot measure are
+   * left out. Must be cheap: it runs every usage interval.
+   */
+  containerUsage?(ids: readonly string[], signal?: AbortSignal): Promise<Map<string, ContainerUsage>>;
+}
+
+/** One container's usage, cAdvisor's meaning: cumulative CPU seconds, memory working set (usage minus inactive file cache). */
+export interface ContainerUsage {
+  cpuSeconds: number;
+  memoryBytes: number;
 }
 
 /** Label keys on every container the agent creates. */

@@ -17,6 +17,8 @@ import { MemoryStore } from '../store/memory-store.js';
 import { MqttCommands, commandOperation } from './mqtt-commands.js';
 import type { RouteRule } from './route-rules.js';
 import { buildApi, type ApiAuth } from './server.js';
+import { HubMetrics } from '../metrics/prometheus.js';
+import { UsageStore } from '../metrics/usage-store.js';
 
 /**
  * Both doors use the one table in hub/security/authz.ts: every HTTP route fastify registers and
@@ -34,6 +36,9 @@ const HTTP_BEFORE: Record<string, Role | 'public'> = {
   'GET /dashboard.css': 'public',
   'GET /api/v1/ca': 'public',
   'POST /api/v1/join': 'public',
+  'GET /metrics': 'scrape',
+  'GET /api/v1/metrics/nodes': 'viewer',
+  'GET /api/v1/metrics/pods': 'viewer',
   'GET /api/v1/:plural': 'viewer',
   'GET /api/v1/:plural/:name': 'viewer',
   'GET /api/v1/watch': 'viewer',
@@ -107,6 +112,13 @@ describe('every HTTP route maps to an operation of the one table', () => {
       // Optional routes are registered too, as hub.ts does.
       revokeToken: () => ({ revoked: false, disconnected: 0 }),
       rotateSecretsKey: () => ({ keyId: 'k', reencrypted: 0, retired: [] }),
+      metrics: (() => {
+        const usage = new UsageStore({ now: () => 0 });
+        return {
+          usage,
+          prometheus: new HubMetrics({ store, usage, queueDepths: () => ({}), intakeBacklog: () => 0, mqttConnections: () => 0, processMetrics: false }),
+        };
+      })(),
     });
     await app.ready();
   });

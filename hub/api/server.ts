@@ -26,6 +26,9 @@ import { registerTokenRoutes, type TokenRevocation } from './routes-tokens.js';
 import { registerConfigRoutes } from './routes-config.js';
 import { registerNodeRoutes } from './routes-nodes.js';
 import { registerRolloutRoutes } from './routes-rollout.js';
+import { registerMetricsRoutes } from './routes-metrics.js';
+import type { HubMetrics } from '../metrics/prometheus.js';
+import type { UsageStore } from '../metrics/usage-store.js';
 import { RolloutOperations } from '../rollout/rollout-ops.js';
 import { redactSecret } from '../secrets/secret-codec.js';
 import { WatchStreams, type WatchStreamsOptions } from './watch-streams.js';
@@ -85,6 +88,8 @@ export interface ApiDeps {
   revokeToken?: (id: string) => TokenRevocation;
   /** Watch stream limits (watch-streams.ts); defaults when absent. */
   watch?: Pick<WatchStreamsOptions, 'maxPerToken' | 'maxBufferedBytes' | 'sweepMs'>;
+  /** `/metrics` and `/api/v1/metrics/…` (routes-metrics.ts); absent without it. */
+  metrics?: { usage: UsageStore; prometheus: HubMetrics };
 }
 
 const TokenCreateSchema = z.strictObject({
@@ -191,6 +196,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       },
     });
   }
+  if (deps.metrics) registerMetricsRoutes(app, { need, store: deps.store, ...deps.metrics });
   registerRolloutRoutes(app, { need, rollout: deps.rollout ?? new RolloutOperations({ store: deps.store, log: deps.log, now: () => new Date() }) });
   app.get('/healthz', async () => ({ ok: true }));
   app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').send(renderDashboard()));

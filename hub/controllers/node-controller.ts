@@ -1,5 +1,5 @@
 import { systemClock, type Clock } from '../../protocol/clock.js';
-import type { ObservedSetMessage } from '../../protocol/messages.js';
+import type { NodeUsageMessage, ObservedSetMessage } from '../../protocol/messages.js';
 import type { Logger } from '../log.js';
 import type { Store } from '../store/store.js';
 import { NodeIntake } from './node-intake.js';
@@ -32,6 +32,8 @@ export interface NodeControllerOptions {
    * (the controller's own writes for the set stay).
    */
   onObservedSet?: (m: ObservedSetMessage) => void;
+  /** Also handed every valid usage message (the hub's UsageStore, issue 16 metrics); must not throw. */
+  onUsage?: (m: NodeUsageMessage) => void;
   /**
    * The authoritative labels a node was enrolled with (its join token's: AuthStore.enrolledLabels),
    * seeded as overrides when its Node is created, so its own reports can never change them.
@@ -64,7 +66,10 @@ export class NodeController {
         status: (m) => {
           if (registerNodeStatus(o, m)) this.liveness.reported(m.node);
         },
-        usage: (node, usage) => this.liveness.heartbeat(node, usage),
+        usage: (node, usage, m) => {
+          this.liveness.heartbeat(node, usage);
+          o.onUsage?.(m);
+        },
         observed: (m) => {
           this.liveness.seen(m.node);
           ingestObservedSet(o.store, m, o.now);
@@ -96,6 +101,11 @@ export class NodeController {
   }
 
   /** Messages waiting to be ingested, and the longest wait since the last call (ms). */
+  /** Messages waiting to be ingested (no side effect: /metrics reads it). */
+  get queued(): number {
+    return this.intake.queued;
+  }
+
   backlog(): { queued: number; maxLagMs: number } {
     return this.intake.backlog();
   }

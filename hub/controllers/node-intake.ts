@@ -16,7 +16,8 @@ import type { Store } from '../store/store.js';
 /** What the intake hands on: one call per valid message, its node already checked against the topic. */
 export interface NodeMessageHandlers {
   status(m: NodeStatusMessage): void;
-  usage(node: string, usage: NodeUsageMessage['usage']): void;
+  /** `message` whole: per-pod usage rides along (issue 16 metrics). */
+  usage(node: string, usage: NodeUsageMessage['usage'], message: NodeUsageMessage): void;
   /** What it throws is caught and logged like any failed ingest (writes of the message undone when batched). */
   observed(m: ObservedSetMessage): void;
   presence(node: string, online: boolean): void;
@@ -108,6 +109,11 @@ export class NodeIntake {
   }
 
   /** Messages waiting to be ingested, and the longest wait since the last call (ms). */
+  /** Messages waiting to be ingested (no side effect, unlike backlog()). */
+  get queued(): number {
+    return this.batch.length;
+  }
+
   backlog(): { queued: number; maxLagMs: number } {
     const r = { queued: this.batch.length, maxLagMs: this.maxIngestLag };
     this.maxIngestLag = 0;
@@ -180,7 +186,7 @@ export class NodeIntake {
           const r = decodeMessage(NodeUsageMessageSchema, payload);
           if (!r.ok) return drop(r.error);
           if (r.value.node !== t.node) return drop(`node "${r.value.node}" does not match topic`);
-          return h.usage(t.node, r.value.usage);
+          return h.usage(t.node, r.value.usage, r.value);
         }
         case 'observed': {
           const r = decodeMessage(ObservedSetMessageSchema, payload);

@@ -7,11 +7,14 @@ import { OPERATION_ROLES, OPERATIONS, ROLE_ORDER, allowed, requiredRole, type Op
  * Who may do what, written out role by role (not derived from the rank order), as the three old
  * copies of the rule had it (server.ts ROLE_RANK per route, mqtt-commands.ts NEEDS/RANK, and the
  * unused acl.ts roleAllows): viewer reads, operator writes workloads and nodes, admin manages
- * tokens, node deletion and the secrets key.
+ * tokens, node deletion and the secrets key; scrape (a Prometheus token) reads /metrics and nothing else.
  */
 const MAY: Record<Role, readonly Operation[]> = {
-  viewer: ['get', 'list', 'watch', 'rollout.status', 'rollout.history'],
+  scrape: ['metrics.scrape'],
+  viewer: ['metrics.scrape', 'metrics.read', 'get', 'list', 'watch', 'rollout.status', 'rollout.history'],
   operator: [
+    'metrics.scrape',
+    'metrics.read',
     'get',
     'list',
     'watch',
@@ -32,6 +35,8 @@ const MAY: Record<Role, readonly Operation[]> = {
     'node.taints',
   ],
   admin: [
+    'metrics.scrape',
+    'metrics.read',
     'get',
     'list',
     'watch',
@@ -62,7 +67,7 @@ describe('allowed(role, operation)', () => {
   const pairs = RoleSchema.options.flatMap((role) => OPERATIONS.map((op) => [role, op, MAY[role].includes(op)] as const));
 
   it('covers every role and every operation', () => {
-    expect(pairs).toHaveLength(3 * Object.keys(OPERATION_ROLES).length);
+    expect(pairs).toHaveLength(4 * Object.keys(OPERATION_ROLES).length);
     expect(new Set(ROLE_ORDER)).toEqual(new Set(RoleSchema.options));
     for (const role of RoleSchema.options) for (const op of MAY[role]) expect(OPERATIONS).toContain(op);
   });

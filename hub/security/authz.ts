@@ -8,10 +8,13 @@ import type { Role } from '../../protocol/api.js';
  * table; authz.test.ts keeps the two in step, and hub/api/authz-routes.test.ts fails on a route or
  * a command that maps to no operation here.
  *
- * Roles are ranked: each may do everything the role before it may (viewer < operator < admin).
+ * Roles are ranked: each may do everything the role before it may (scrape < viewer < operator < admin).
  */
 export const OPERATION_ROLES = {
+  // ---- scrape: GET /metrics only (a Prometheus token reads no objects) ----
+  'metrics.scrape': 'scrape',
   // ---- read ----
+  'metrics.read': 'viewer',
   get: 'viewer',
   list: 'viewer',
   watch: 'viewer',
@@ -44,7 +47,7 @@ export type Operation = keyof typeof OPERATION_ROLES;
 export const OPERATIONS = Object.keys(OPERATION_ROLES) as Operation[];
 
 /** Lowest first. */
-export const ROLE_ORDER: readonly Role[] = ['viewer', 'operator', 'admin'];
+export const ROLE_ORDER: readonly Role[] = ['scrape', 'viewer', 'operator', 'admin'];
 
 /** The least role that may perform `op`. */
 export function requiredRole(op: Operation): Role {

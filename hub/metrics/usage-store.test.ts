@@ -1,0 +1,65 @@
+import { describe, expect, it } from 'vitest';
+import type { NodeUsageMessage } from '../../protocol/messages.js';
+import { Ring } from './ring.js';
+import { UsageStore } from './usage-store.js';
+
+const msg = (o: Partial<NodeUsageMessage> = {}): NodeUsageMessage => ({ node: 'n1', usage: { cpuPercent: 50, memoryUsedBytes: 100, at: 'x' }, ...o });
+
+describe('UsageStore', () => {
+  it('computes CPU cores from the last two samples of a container and merges change-only reports', () => {
+    const t = { now: 0 };
+    const u = new UsageStore({ now: () => t.now });
+    u.ingest(msg({ pods: { a: { app: [10, 1000] }, b: { app: [1, 10] } }, full: true }));
+    expect(u.pod('n1', 'a')?.get('app')?.cpuCores).toBeUndefined();
+    t.now = 10_000;
+    u.ingest(msg({ pods: { a: { app: [15, 2000] } } })); // b unchanged: not sent, kept
+    expect(u.pod('n1', 'a')?.get('app')).toMatchObject({ cpuCores: 0.5, memoryBytes: 2000 });
+    expect(u.pod('n1', 'b')?.get('app')?.cpuSeconds).toBe(1);
+    u.ingest(msg({ gone: ['b'] }));
+    expect(u.pod('n1', 'b')).toBeUndefined();
+    // A full report without `a` drops it.
+    u.ingest(msg({ pods: {}, full: true }));
+    expect(u.pod('n1', 'a')).toBeUndefined();
+  });
+
+  it('stays bounded: a day of reports from 50 pods holds the same bytes as one hour', () => {
+    const t = { now: 0 };
+    const u = new UsageStore({ now: () => t.now });
+    const pods = Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`p-${i}`, { app: [0, 1] as [number, number] }]));
+    const at = (ms: number): void => {
+      t.now = ms;
+      u.ingest(msg({ pods, full: true }));
+    };
+    for (let s = 0; s < 3600; s += 10) at(s * 1000);
+    const hour = u.stats();
+    for (let s = 3600; s < 86_400; s += 10) at(s * 1000);
+    const day = u.stats();
+    expect(day).toEqual(hour);
+    expect(day.historyBytes).toBe(51 * 720);
+    // The history holds the last hour only, one point a minute.
+    expect(u.nodeHistory('n1')).toHaveLength(60);
+    expect(u.podHistory('n1', 'p-0')[0]?.at).toBe(86_400_000 - 60 * 60_000);
+  });
+
+  it('forgetNode drops a node and its pods', () => {
+    const u = new UsageStore({ now: () => 0 });
+    u.ingest(msg({ pods: { a: { app: [1, 1] } }, full: true }));
+    u.forgetNode('n1');
+    expect(u.stats()).toEqual({ nodes: 0, pods: 0, historyBytes: 0 });
+  });
+});
+
+describe('Ring', () => {
+  it('keeps the latest sample per step and forgets steps older than its size', () => {
+    const r = new Ring(3, 1000);
+    r.push(0, 1, 10);
+    r.push(500, 2, 20); // same step: replaces
+    r.push(1000, 3, 30);
+    r.push(3500, 4, 40); // step 3 overwrites step 0's slot
+    expect(r.points(3500)).toEqual([
+      { at: 1000, cpuCores: 3, memoryBytes: 30 },
+      { at: 3000, cpuCores: 4, memoryBytes: 40 },
+    ]);
+    expect(r.bytes).toBe(36);
+  });
+});

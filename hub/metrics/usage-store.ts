@@ -1,0 +1,132 @@
+import type { NodeUsageMessage } from '../../protocol/messages.js';
+import { Ring, type RingPoint } from './ring.js';
+
+/**
+ * The hub's in-memory view of usage (issue 16): per node its latest sample, per pod and
+ * container the latest cumulative CPU and working set, a CPU rate from the last two samples, and
+ * a bounded short history per node and per pod (Ring: fixed 720 bytes for the default hour).
+ * Nothing here is persisted: usage is a stream, and SD cards wear.
+ *
+ * Bounds: pods per node ≤ what one message may carry (1,000: the schema), a pod leaves with the
+ * agent's `gone` or a full refresh without it (every minute), a node with `forgetNode` (deleted).
+ * Times are the hub's receive times (agents' clocks may be off), from the injected `now`.
+ */
+export interface UsageStoreOptions {
+  now: () => number;
+  /** History slots (default 60) of `historyStepMs` (default 60 s): the last hour. */
+  historySize?: number;
+  historyStepMs?: number;
+}
+
+export interface ContainerUsageView {
+  cpuSeconds: number;
+  memoryBytes: number;
+  /** Cores over the last two samples; undefined until there are two (or after a counter reset). */
+  cpuCores: number | undefined;
+  at: number;
+}
+
+interface PodEntry {
+  containers: Map<string, ContainerUsageView>;
+  history: Ring;
+}
+
+interface NodeEntry {
+  cpuPercent: number;
+  memoryUsedBytes: number;
+  at: number;
+  pods: Map<string, PodEntry>;
+  history: Ring;
+}
+
+export class UsageStore {
+  private readonly nodes = new Map<string, NodeEntry>();
+  private readonly size: number;
+  private readonly stepMs: number;
+
+  constructor(private readonly o: UsageStoreOptions) {
+    this.size = o.historySize ?? 60;
+    this.stepMs = o.historyStepMs ?? 60_000;
+  }
+
+  /** One valid usage message of `m.node` (already checked against its topic). */
+  ingest(m: NodeUsageMessage): void {
+    const at = this.o.now();
+    let n = this.nodes.get(m.node);
+    if (n === undefined) {
+      n = { cpuPercent: 0, memoryUsedBytes: 0, at, pods: new Map(), history: new Ring(this.size, this.stepMs) };
+      this.nodes.set(m.node, n);
+    }
+    n.cpuPercent = m.usage.cpuPercent;
+    n.memoryUsedBytes = m.usage.memoryUsedBytes;
+    n.at = at;
+    n.history.push(at, m.usage.cpuPercent / 100, m.usage.memoryUsedBytes);
+    if (m.full === true) {
+      for (const p of n.pods.keys()) if (m.pods?.[p] === undefined) n.pods.delete(p);
+    }
+    for (const p of m.gone ?? []) n.pods.delete(p);
+    for (const [pod, containers] of Object.entries(m.pods ?? {})) {
+      let e = n.pods.get(pod);
+      if (e === undefined) {
+        e = { containers: new Map(), history: new Ring(this.size, this.stepMs) };
+        n.pods.set(pod, e);
+      }
+      if (m.full === true) for (const c of e.containers.keys()) if (containers[c] === undefined) e.containers.delete(c);
+      for (const [name, [cpuSeconds, memoryBytes]] of Object.entries(containers)) {
+        const prev = e.containers.get(name);
+        const dt = prev === undefined ? 0 : (at - prev.at) / 1000;
+        let cpuCores: number | undefined;
+        if (prev !== undefined && cpuSeconds >= prev.cpuSeconds) cpuCores = dt > 0 ? (cpuSeconds - prev.cpuSeconds) / dt : prev.cpuCores;
+        e.containers.set(name, { cpuSeconds, memoryBytes, cpuCores, at });
+      }
+      let cpu = 0;
+      let mem = 0;
+      for (const c of e.containers.values()) {
+        cpu += c.cpuCores ?? 0;
+        mem += c.memoryBytes;
+      }
+      e.history.push(at, cpu, mem);
+    }
+  }
+
+  forgetNode(node: string): void {
+    this.nodes.delete(node);
+  }
+
+  node(name: string): { cpuPercent: number; memoryUsedBytes: number; at: number } | undefined {
+    const n = this.nodes.get(name);
+    return n === undefined ? undefined : { cpuPercent: n.cpuPercent, memoryUsedBytes: n.memoryUsedBytes, at: n.at };
+  }
+
+  /** Containers of `pod` on `node` as last reported, or undefined. */
+  pod(node: string, pod: string): ReadonlyMap<string, ContainerUsageView> | undefined {
+    return this.nodes.get(node)?.pods.get(pod)?.containers;
+  }
+
+  /** Every (node, pod, container) sample: the scrape walks this, nothing is kept per scrape. */
+  *containers(): Generator<{ node: string; pod: string; container: string; usage: ContainerUsageView }> {
+    for (const [node, n] of this.nodes) {
+      for (const [pod, p] of n.pods) for (const [container, usage] of p.containers) yield { node, pod, container, usage };
+    }
+  }
+
+  nodeHistory(node: string): RingPoint[] {
+    return this.nodes.get(node)?.history.points(this.o.now()) ?? [];
+  }
+
+  podHistory(node: string, pod: string): RingPoint[] {
+    return this.nodes.get(node)?.pods.get(pod)?.history.points(this.o.now()) ?? [];
+  }
+
+  /** Series held and the bytes of their history rings (bounded: tests and /metrics). */
+  stats(): { nodes: number; pods: number; historyBytes: number } {
+    let pods = 0;
+    let bytes = 0;
+    for (const n of this.nodes.values()) {
+      bytes += n.history.bytes;
+      pods += n.pods.size;
+      for (const p of n.pods.values()) bytes += p.history.bytes;
+    }
+    return { nodes: this.nodes.size, pods, historyBytes: bytes };
+  }
+}

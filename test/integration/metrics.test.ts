@@ -1,0 +1,149 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Agent } from '../../agent/agent.js';
+import { EngineOnlyProbe } from '../../agent/reporter.js';
+import { MemoryRuntime } from '../../agent/runtime/memory-runtime.js';
+import { bufferIo } from '../../cli/io.js';
+import { runCli } from '../../cli/run.js';
+import { NodeMetricsListSchema, PodMetricsListSchema } from '../../protocol/metrics.js';
+import { startTestHub, type TestHub } from '../helpers/hub-harness.js';
+import { request, waitFor } from '../helpers/http.js';
+
+/**
+ * Issue 16 metrics end to end inside one process: a real hub (TLS broker, SQLite, HTTPS) and a
+ * hollow agent (real Agent, MemoryRuntime whose containers burn 0.5 cores and hold 48 MiB) →
+ * the agent's change-only usage reports → /metrics (Prometheus text, scrape token), the top API
+ * and `orchard top` through the real CLI.
+ */
+const MANIFEST = `
+apiVersion: orchard/v1
+kind: Deployment
+metadata: { name: burn }
+spec:
+  replicas: 2
+  template:
+    spec:
+      containers:
+        - name: app
+          image: app:v1
+          resources: { requests: { cpu: 250m, memory: 64Mi }, limits: { memory: 128Mi } }
+`;
+
+describe('metrics: hollow agent → hub /metrics, top API and orchard top', () => {
+  let t: TestHub;
+  let agent: Agent;
+  let scrapeToken = '';
+  let viewerToken = '';
+  const dir = mkdtempSync(join(tmpdir(), 'orchard-metrics-'));
+  const t0 = Date.now();
+  const runtime = new MemoryRuntime({ images: ['app:v1'], info: { ncpu: 4, memTotal: 4 * 1024 ** 3 } });
+  // Every container burns half a core from t0 and holds 48 MiB.
+  runtime.usageOf = () => ({ cpuSeconds: ((Date.now() - t0) / 1000) * 0.5, memoryBytes: 48 * 1024 ** 2 });
+
+  beforeAll(async () => {
+    t = await startTestHub();
+    scrapeToken = t.hub.auth.createApiToken({ name: 'prometheus', role: 'scrape' }).token;
+    viewerToken = t.hub.auth.createApiToken({ name: 'look', role: 'viewer' }).token;
+    const credential = t.hub.auth.issueNodeCredential('pi-1', {});
+    agent = new Agent({
+      node: 'pi-1',
+      labels: {},
+      dataDir: join(dir, 'agent'),
+      runtime,
+      probe: new EngineOnlyProbe(runtime),
+      link: { url: t.hub.mqttUrl, username: 'pi-1', password: credential, ca: t.hub.pki?.caPem ?? '' },
+      usageIntervalMs: 200,
+      resyncMs: 200,
+    });
+    await agent.start();
+    expect((await t.api('POST', '/api/v1/apply', MANIFEST)).status).toBe(200);
+  }, 30_000);
+  afterAll(async () => {
+    await agent?.stop();
+    await t?.cleanup();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const scrape = (token?: string) => request(t.hub.apiUrl, 'GET', '/metrics', { ...(token ? { token } : {}), ca: t.hub.pki?.caPem ?? '' });
+
+  it('serves the expected series with the reported values to a scrape token', async () => {
+    const text = await waitFor('usage of both pods in /metrics', async () => {
+      const r = await scrape(scrapeToken);
+      expect(r.status).toBe(200);
+      return (r.text.match(/^container_memory_working_set_bytes\{/gm) ?? []).length === 2 ? r.text : undefined;
+    });
+    expect(text).toMatch(/^orchard_deployment_spec_replicas\{deployment="burn"\} 2$/m);
+    expect(text).toMatch(/^orchard_node_info\{node="pi-1",arch="amd64",agent_version="0\.1\.0"\} 1$/m);
+    expect(text).toMatch(/^orchard_node_status_condition\{node="pi-1",condition="Ready",status="true"\} 1$/m);
+    expect(text).toMatch(/^orchard_pod_status_phase\{pod="burn-[a-z0-9-]+",node="pi-1",phase="Running"\} 1$/m);
+    expect(text).toMatch(/^container_memory_working_set_bytes\{node="pi-1",pod="burn-[a-z0-9-]+",container="app"\} 50331648$/m);
+    const cpu = [...text.matchAll(/^container_cpu_usage_seconds_total\{node="pi-1",pod="burn-[a-z0-9-]+",container="app"\} ([\d.]+)$/gm)];
+    expect(cpu).toHaveLength(2);
+    for (const m of cpu) expect(Number(m[1])).toBeGreaterThan(0);
+    // Hub health.
+    expect(text).toMatch(/^orchard_mqtt_connections 1$/m);
+    expect(text).toMatch(/^orchard_mqtt_messages_received_total [1-9]\d*$/m);
+    expect(text).toMatch(/^orchard_store_write_duration_seconds_count [1-9]\d*$/m);
+    expect(text).toMatch(/^orchard_workqueue_depth\{name="scheduling"\} \d+$/m);
+    expect(text).toContain('nodejs_eventloop_lag_seconds');
+    // Never a container id.
+    const ids = (await runtime.listContainers('pi-1')).map((c) => c.id);
+    for (const id of ids) expect(text).not.toContain(id.slice(0, 12));
+  }, 30_000);
+
+  it('refuses /metrics without a token (401) and the top API to a scrape token (403)', async () => {
+    expect((await scrape()).status).toBe(401);
+    expect((await scrape('not-a-token')).status).toBe(401);
+    const forbidden = await request(t.hub.apiUrl, 'GET', '/api/v1/metrics/pods', { token: scrapeToken, ca: t.hub.pki?.caPem ?? '' });
+    expect(forbidden.status).toBe(403);
+    expect((await request(t.hub.apiUrl, 'GET', '/api/v1/pods', { token: scrapeToken, ca: t.hub.pki?.caPem ?? '' })).status).toBe(403);
+    expect((await scrape(viewerToken)).status).toBe(200);
+  });
+
+  it('answers the top API with usage against capacity, requests and limits, and a bounded history', async () => {
+    const pods = await waitFor('CPU rates of both pods', async () => {
+      const r = PodMetricsListSchema.parse((await t.api('GET', '/api/v1/metrics/pods?history=1', undefined, viewerToken)).body);
+      return r.items.length === 2 && r.items.every((p) => p.cpu.usedCores !== null) ? r.items : undefined;
+    });
+    for (const p of pods) {
+      expect(p.node).toBe('pi-1');
+      expect(p.deployment).toBe('burn');
+      // 0.5 cores, measured over the hub's receive times (loose: CI timing).
+      expect(p.cpu.usedCores).toBeGreaterThan(0.3);
+      expect(p.cpu.usedCores).toBeLessThan(0.8);
+      expect(p.cpu.requestCores).toBe(0.25);
+      expect(p.memory).toEqual({ usedBytes: 48 * 1024 ** 2, requestBytes: 64 * 1024 ** 2, limitBytes: 128 * 1024 ** 2 });
+      expect(p.history?.length).toBeGreaterThanOrEqual(1);
+    }
+    const nodes = NodeMetricsListSchema.parse((await t.api('GET', '/api/v1/metrics/nodes', undefined, viewerToken)).body);
+    expect(nodes.items).toHaveLength(1);
+    expect(nodes.items[0]).toMatchObject({
+      name: 'pi-1',
+      ready: true,
+      cpu: { capacityCores: 4 },
+      memory: { capacityBytes: 4 * 1024 ** 3 },
+      pods: { count: 2 },
+    });
+  }, 30_000);
+
+  it('prints orchard top nodes and orchard top pods', async () => {
+    const caFile = join(dir, 'ca.pem');
+    writeFileSync(caFile, t.hub.pki?.caPem ?? '');
+    const cli = async (...argv: string[]): Promise<string> => {
+      const b = bufferIo({ env: { ORCHARD_SERVER: t.hub.apiUrl, ORCHARD_TOKEN: viewerToken }, homeDir: dir });
+      const code = await runCli([...argv, '--ca', caFile], b.io);
+      expect(code, b.stderr()).toBe(0);
+      return b.stdout();
+    };
+    const nodes = await cli('top', 'nodes');
+    expect(nodes).toMatch(/^NAME\s+CPU\s+CPU%\s+MEMORY\s+MEMORY%\s+PODS/m);
+    expect(nodes).toMatch(/^pi-1\s+\S+\/4000m\s+\S+\s+\S+\/4096Mi\s+\S+\s+2\/\d+/m);
+    const pods = await cli('top', 'pods');
+    expect(pods).toMatch(/^POD\s+NODE\s+CPU\s+CPU REQ\/LIM\s+MEMORY\s+MEMORY REQ\/LIM/m);
+    expect(pods).toMatch(/^burn-\S+\s+pi-1\s+\d+m \(\d+% of req\)\s+250m\/<none>\s+48Mi \(75% of req\)\s+64Mi\/128Mi/m);
+    const containers = await cli('top', 'pods', '--containers');
+    expect(containers).toMatch(/^burn-\S+\s+pi-1\s+app\s+\d+m\s+48Mi/m);
+  }, 30_000);
+});
