@@ -53,10 +53,27 @@ export class EndpointPortServer {
     return undefined;
   }
 
-  /** Stops accepting and destroys open pipes (the endpoint is gone). */
+  /** Stops accepting and destroys open pipes (the agent is closing its data plane). */
   close(): void {
     this.stopListening();
     for (const s of this.open) s.destroy();
+  }
+
+  /**
+   * The endpoint left this node's table (its pod is being deleted, and the agent takes it out
+   * BEFORE the container gets SIGTERM): stop accepting at once, but let open pipes finish, as a
+   * local listener's do; whatever is still open after `graceMs` is cut.
+   */
+  drain(graceMs: number): void {
+    this.stopListening();
+    if (this.open.size === 0) return;
+    const timer = this.opts.clock.setTimeout(() => {
+      for (const s of this.open) s.destroy();
+    }, graceMs);
+    const done = (): void => {
+      if (this.open.size === 0) this.opts.clock.clearTimeout(timer);
+    };
+    for (const s of this.open) s.once('close', () => queueMicrotask(done));
   }
 
   get listening(): boolean {

@@ -1,4 +1,4 @@
-import type { Clock, Logger } from '../clock.js';
+import type { Clock, Logger, TimerHandle } from '../clock.js';
 import { LoAddresses, inCidr, parseCidr, dnsAddressFor, type Cidr } from './addresses.js';
 import { endpointId, type Endpoint } from './balancer.js';
 import { dnsTable, type DnsTable } from './dns-answer.js';
@@ -47,6 +47,8 @@ export interface ServiceProxyOptions {
   connectTimeoutMs?: { local: number; remote: number };
   /** How long open TCP connections of a closed listener may drain before they are cut. Default 30 s. */
   drainGraceMs?: number;
+  /** A listener, endpoint port or the name server that failed to bind is tried again after this long (default 5 s) without waiting for a table change. */
+  retryFailedMs?: number;
   /** UDP session idle timeout. Default 30 s. */
   udpIdleTimeoutMs?: number;
 }
@@ -95,6 +97,7 @@ export class ServiceProxy implements ServiceDataPlane {
   private latest: ServiceTable | undefined;
   private loop: Promise<void> | undefined;
   private closed = false;
+  private retryTimer: TimerHandle | undefined;
 
   constructor(private readonly opts: ServiceProxyOptions) {
     this.cidr = parseCidr(opts.serviceCidr); // throws ERR_VALIDATION early
@@ -150,6 +153,8 @@ export class ServiceProxy implements ServiceDataPlane {
    */
   async close(): Promise<void> {
     this.closed = true;
+    if (this.retryTimer !== undefined) this.opts.clock.clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
     this.desired = undefined;
     await this.loop;
     for (const r of this.listeners.values()) this.closeListener(r);
@@ -176,8 +181,27 @@ export class ServiceProxy implements ServiceDataPlane {
       }
     })().finally(() => {
       this.loop = undefined;
+      this.retryFailures();
     });
     return this.loop;
+  }
+
+  /**
+   * A bind that failed (the port or address taken by something else for a while, the name
+   * server's address not yet on lo) is retried on a timer: the table may not change for hours,
+   * and pods would go without names or a published port all that time.
+   */
+  private retryFailures(): void {
+    if (this.closed || this.retryTimer !== undefined) return;
+    const failing =
+      this.dnsStatus?.error !== undefined ||
+      [...this.listeners.values()].some((r) => r.error !== undefined) ||
+      [...this.endpointPorts.values()].some((r) => r.error !== undefined);
+    if (!failing) return;
+    this.retryTimer = this.opts.clock.setTimeout(() => {
+      this.retryTimer = undefined;
+      this.kick();
+    }, this.opts.retryFailedMs ?? 5000);
   }
 
   /** Re-applies the newest table (a drained listener freed its address). */
@@ -333,7 +357,7 @@ export class ServiceProxy implements ServiceDataPlane {
     if (advertise !== undefined) for (const e of t.endpointPorts) if (!wanted.has(e.key)) wanted.set(e.key, e);
     for (const [key, r] of this.endpointPorts) {
       if (wanted.has(key) && r.sig === endpointPortSig(wanted.get(key)!, advertise)) continue;
-      this.closeEndpointPort(r);
+      this.closeEndpointPort(r, 'drain');
       this.endpointPorts.delete(key);
     }
     if (advertise === undefined) return;
@@ -398,9 +422,13 @@ export class ServiceProxy implements ServiceDataPlane {
     r.udp = udp;
   }
 
-  /** The endpoint left the table (its pod is gone): stop accepting and cut what is open. */
-  private closeEndpointPort(r: RunningEndpointPort): void {
-    r.tcp?.close();
+  /**
+   * `drain`: the endpoint left the table (its pod is leaving, before its SIGTERM): stop accepting,
+   * open TCP pipes finish within drainGraceMs. `cut` (the data plane closes): everything at once.
+   */
+  private closeEndpointPort(r: RunningEndpointPort, how: 'drain' | 'cut' = 'cut'): void {
+    if (how === 'drain') r.tcp?.drain(this.opts.drainGraceMs ?? 30_000);
+    else r.tcp?.close();
     r.udp?.close();
     delete r.tcp;
     delete r.udp;
