@@ -28,19 +28,24 @@ describe('ServiceState', () => {
     expect(names(s)).toEqual(['db', 'web']);
   });
 
-  it('ignores an older message or index; a newer generation with the same content is no change', () => {
+  it('takes a lower generation too (a hub restored from an older store is the authority); a newer generation with the same content is no change', () => {
     const s = new ServiceState(dir);
     s.onIndex(index(10, ['web'], { n1: '10.0.0.1' }));
     s.onService('web', svcMsg('web', 10, { ordinal: 7 }));
-    expect(s.onService('web', svcMsg('web', 9, { ordinal: 8 }))).toBe(false);
-    expect(s.active().services[0]?.ordinal).toBe(7);
-    expect(s.onIndex(index(9, []))).toBe(false);
-    expect(names(s)).toEqual(['web']);
     expect(s.onService('web', svcMsg('web', 11, { ordinal: 7 }))).toBe(false); // same content, new stamp
     expect(s.onIndex(index(12, ['web'], { n1: '10.0.0.1' }))).toBe(false);
     expect(s.onIndex(index(13, ['web'], { n1: '10.0.0.9' }))).toBe(true); // peers are content
     expect(s.active().peers).toEqual({ n1: '10.0.0.9' });
     expect(s.onService('web', svcMsg('web', 14, { ordinal: 7, trafficPolicy: 'local' }))).toBe(true);
+    // The hub restarts on last week's backup (revision 9): its republished state wins.
+    s.onService('old', svcMsg('old', 14));
+    expect(s.onService('web', svcMsg('web', 9, { ordinal: 8 }))).toBe(true);
+    expect(s.onIndex(index(9, ['web'], { n1: '10.0.0.1' }))).toBe(true);
+    expect(s.active().services.map((m) => [m.service, m.ordinal])).toEqual([['web', 8]]);
+    expect(s.active().peers).toEqual({ n1: '10.0.0.1' });
+    // A backwards index drops every message it does not list, whatever its generation.
+    expect(s.onIndex(index(10, ['web', 'old'], { n1: '10.0.0.1' }))).toBe(true);
+    expect(names(s)).toEqual(['web']);
   });
 
   it('an empty retained payload (undefined) deletes the service; a message on the wrong topic is ignored', () => {
@@ -86,7 +91,6 @@ describe('ServiceState', () => {
     // As written: the generation-4 stamps (content did not change since), same services and peers.
     expect(t.active()).toEqual({ services: [svcMsg('web', 4, { ordinal: 9, endpoints })], peers: { n1: '10.0.0.1' } });
     expect(await t.save()).toBe(false); // loaded content is the baseline: a restart costs no write
-    expect(t.onService('web', svcMsg('web', 3))).toBe(false); // generations survive: older than the file
     t.onService('web', undefined);
     expect(await t.save()).toBe(true);
     expect(JSON.parse(await readFile(join(dir, SERVICES_FILE), 'utf8'))).toMatchObject({ services: [], index: { services: ['web'] } });

@@ -8,8 +8,11 @@ import { silentLogger } from '../clock.js';
 /**
  * What the agent knows about the fleet's services: the latest ServiceMessage per service and the
  * service index, from the hub's retained topics (protocol/messages.ts). Level-triggered rules:
- * - A message older (lower generation) than the one held for that service is ignored; so is an
- *   older index. An empty retained payload (the hub's delete) drops the service.
+ * - The newest message per service wins, and so does the newest index. A generation lower than
+ *   the one held is still taken (with a warning), as desired sets are: the hub is the authority,
+ *   and a hub restarted on a restored (older) store republishes everything with lower
+ *   generations; ignoring them would keep stale services until its revision caught up. An empty
+ *   retained payload (the hub's delete) drops the service.
  * - A service is **active** when the index lists it AND its message has arrived; a message for a
  *   name the index does not list is held (the index may simply not have arrived yet), not used.
  * - A held message the index does not list and that is older than the index is stale (the
@@ -74,8 +77,11 @@ export class ServiceState {
       return false;
     }
     if (held !== undefined && msg.generation < held.generation) {
-      this.log.debug('ignoring older service message', { service: name, held: held.generation, got: msg.generation });
-      return false;
+      this.log.warn('service message generation went backwards; taking it (hub restored from an older store?)', {
+        service: name,
+        held: held.generation,
+        got: msg.generation,
+      });
     }
     this.messages.set(name, msg);
     return held === undefined || JSON.stringify(withoutStamps(held)) !== JSON.stringify(withoutStamps(msg));
@@ -84,15 +90,15 @@ export class ServiceState {
   /** The service index. True when what the table reads changed. */
   onIndex(msg: ServiceIndexMessage): boolean {
     const held = this.index;
-    if (held !== undefined && msg.generation < held.generation) {
-      this.log.debug('ignoring older service index', { held: held.generation, got: msg.generation });
-      return false;
-    }
+    const backwards = held !== undefined && msg.generation < held.generation;
+    if (backwards)
+      this.log.warn('service index generation went backwards; taking it (hub restored from an older store?)', { held: held.generation, got: msg.generation });
     this.index = msg;
     const listed = new Set(msg.services);
     let pruned = false;
     for (const [name, m] of this.messages) {
-      if (!listed.has(name) && m.generation < msg.generation) {
+      // After a backwards index (restored hub) every unlisted message is from the old history.
+      if (!listed.has(name) && (backwards || m.generation < msg.generation)) {
         this.messages.delete(name);
         pruned = true;
       }

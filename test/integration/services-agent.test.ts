@@ -140,13 +140,14 @@ describe('services: hub messages → agent → data plane', () => {
     expect(onDisk.services.map((s) => s.service)).toEqual(['db', 'ghost', 'web']);
   });
 
-  it('an older message is ignored; an empty retained payload deletes the service', async () => {
+  it('an older generation is taken too (a restored hub is the authority); an empty retained payload deletes the service', async () => {
     await b.publish(topics.service('web'), JSON.stringify({ ...web, generation: 9, ordinal: 99 }), { retain: true });
     await b.publish(topics.service('db'), '', { retain: true });
-    await waitUntil(() => dp.last?.records.length === 1, 10_000);
-    expect(dp.last?.records).toMatchObject([{ name: 'web', address: '10.250.12.7' }]);
-    // Put the newest web back as retained (the older one above replaced it on the broker).
+    await waitUntil(() => dp.last?.records.length === 1 && dp.last.records[0]?.address === '10.250.12.99', 10_000);
+    expect(dp.last?.records).toMatchObject([{ name: 'web', address: '10.250.12.99' }]);
+    // Put the newest web back as retained.
     await b.publish(topics.service('web'), encodeMessage(web, 'deflate'), { retain: true });
+    await waitUntil(() => dp.last?.records[0]?.address === '10.250.12.7', 10_000);
   });
 
   it('with the broker gone, a local pod turning not ready (and ready again) still updates the table', async () => {
