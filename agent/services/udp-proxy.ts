@@ -43,6 +43,8 @@ interface Session {
 }
 
 const MAX_QUEUED = 64;
+/** Re-picks after upstream socket errors, in a row, before the session waits for the next datagram. */
+const MAX_REPICKS = 3;
 
 export class UdpProxy {
   private readonly balancer: Balancer;
@@ -127,7 +129,10 @@ export class UdpProxy {
       this.arm(s);
     }
     s.lastActive = this.opts.clock.now();
-    if (s.upstream === undefined && !this.attach(s)) return;
+    if (s.upstream === undefined) {
+      s.repicks = 0; // a new datagram starts a new streak of re-picks
+      if (!this.attach(s)) return;
+    }
     if (s.connected) s.upstream?.send(msg);
     else if (s.queue.length < MAX_QUEUED) s.queue.push(msg);
   }
@@ -146,6 +151,7 @@ export class UdpProxy {
       // A reply is UDP's only proof of health: it clears the ejection (connect() always succeeds).
       if (!answered) {
         answered = true;
+        s.repicks = 0;
         this.balancer.succeeded(s.client.address, ep);
       }
       this.balancer.addBytes(ep.id, reply.length, 0);
@@ -156,10 +162,15 @@ export class UdpProxy {
       this.balancer.failed(ep);
       this.logger.warn('udp endpoint failed; ejected', { endpoint: ep.id, reason: err.code ?? err.message });
       this.detach(s);
-      // Re-pick now, so the client's next datagram goes to another endpoint.
+      // Re-pick at once, so the client's next datagram goes to another endpoint — but at most
+      // MAX_REPICKS times in a row: when every new socket fails the same way (our source address
+      // left the host after a DHCP change), re-picking forever would starve the agent's event loop
+      // (errors arrive before timers and I/O). The streak ends with the next datagram or a reply.
       s.repicks += 1;
-      this.balancer.retries += 1;
-      this.attach(s);
+      if (s.repicks <= MAX_REPICKS) {
+        this.balancer.retries += 1;
+        this.attach(s);
+      } else this.logger.warn('udp session: every endpoint failed; waiting for the client to send again', { client: s.key });
     });
     const connect = (): void =>
       up.connect(ep.port, ep.host, () => {
