@@ -184,6 +184,17 @@ export const NODE_CAPACITY_LIMITS = {
 } as const;
 const diskBytes = z.number().min(0).max(NODE_CAPACITY_LIMITS.diskBytes, 'must be at most 1 PiB');
 
+/**
+ * A node's advertise address is dialled by every other agent and trusted on their endpoint ports
+ * (review finding 3): only a unicast IPv4 address. Loopback is allowed (several agents on one
+ * machine, as in tests); a hostile node can still name another host's unicast address, which is
+ * why endpoint-port connections carry no secrets and the hub refuses an address two nodes claim.
+ */
+export function isUnicastIPv4(address: string): boolean {
+  const first = Number(address.split('.')[0]);
+  return address !== '0.0.0.0' && first < 224;
+}
+
 export const NodeInfoSchema = z.object({
   arch: ArchSchema,
   /** Raw architecture string reported by the engine (x86_64, aarch64, armv7l …). */
@@ -214,7 +225,10 @@ export const NodeInfoSchema = z.object({
    * --advertise-address; default its first non-internal IPv4). Absent: the agent runs no service
    * proxy (older agent, or services off), and its pods are endpoints for local clients only.
    */
-  advertiseAddress: z.string().max(64).optional(),
+  advertiseAddress: z
+    .ipv4({ message: 'must be an IPv4 address' })
+    .refine(isUnicastIPv4, 'must be a unicast IPv4 address (not 0.0.0.0, multicast, reserved or broadcast)')
+    .optional(),
   /** Storage facts (issue 7): the agent's hostPath allow-list, whether secrets sit on tmpfs, and its disks. */
   storage: z
     .object({

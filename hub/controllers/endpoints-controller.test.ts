@@ -116,6 +116,31 @@ describe('EndpointsController', () => {
     expect(w.log.length).toBe(before + 1);
   });
 
+  it('an advertise address two nodes claim belongs to the node registered first; the other is left without one until it stops claiming it', async () => {
+    const w = world();
+    addNode(w.store, 'n1', '10.0.0.1');
+    await new Promise((r) => setTimeout(r, 5)); // a later creationTimestamp
+    addNode(w.store, 'thief', '10.0.0.1');
+    addPod(w.store, 'web-a', 'n1');
+    addPod(w.store, 'web-b', 'thief');
+    w.ops.apply(svcYaml('web'));
+    await w.c.idle();
+    const eps = w.service('web')!.endpoints.map((e) => [e.pod, e.address ?? null, e.targets[0]?.endpointPort ?? null]);
+    expect(eps).toEqual([
+      ['web-a', '10.0.0.1', 30000],
+      ['web-b', null, null],
+    ]);
+    expect(w.index().peers).toEqual({ n1: '10.0.0.1' });
+    expect(w.service('web')!.endpoints[1]?.reason).toMatch(/no advertise address/);
+    // The thief reports its own address: now both are reachable.
+    const t = structuredClone(w.store.get('Node', 'thief')!);
+    t.status.info!.advertiseAddress = '10.0.0.2';
+    w.store.update(t);
+    await w.c.idle();
+    expect(w.service('web')!.endpoints.map((e) => e.address)).toEqual(['10.0.0.1', '10.0.0.2']);
+    expect(w.index().peers).toEqual({ n1: '10.0.0.1', thief: '10.0.0.2' });
+  });
+
   it('NoEndpoints is True with no ready pod; delete: index first, then the retained topic cleared; the ordinal is freed', async () => {
     const w = world();
     addNode(w.store, 'n1', '10.0.0.1');

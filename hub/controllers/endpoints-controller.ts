@@ -61,6 +61,8 @@ export class EndpointsController {
   published = { services: 0, index: 0, cleared: 0 };
   private readonly lastHash = new Map<string, string>();
   private lastIndexHash: string | undefined;
+  /** Cached advertiseOwners(); reset when a node's advertise address changes. */
+  private owners: Map<string, string> | undefined;
   /** Services whose message has been published since start (the index lists these). */
   private readonly active = new Set<string>();
   /** Selector and publish of every stored service (for matching pod and node events without a store read). */
@@ -154,8 +156,42 @@ export class EndpointsController {
       const old = ev.type === 'MODIFIED' && ev.old?.kind === 'Node' ? ev.old : undefined;
       if (ev.type === 'MODIFIED' && (old === undefined || !nodeChanged(old, o))) return;
       this.markNode(o.metadata.name);
-      if (ev.type !== 'MODIFIED' || old?.status.info?.advertiseAddress !== o.status.info?.advertiseAddress) this.mark(INDEX_KEY);
+      if (ev.type !== 'MODIFIED' || old?.status.info?.advertiseAddress !== o.status.info?.advertiseAddress) {
+        this.owners = undefined;
+        this.mark(INDEX_KEY);
+        // Another node that claimed the same address may now own it (or lose it).
+        for (const svc of this.endpointNodes.keys()) this.queue.add(svc);
+      }
     }
+  }
+
+  /**
+   * Advertise address → the node that owns it: the earliest registered of the nodes claiming it.
+   * A node naming another node's address (a hostile or misconfigured agent) would otherwise send
+   * the fleet's traffic for its endpoints to that node's endpoint ports; it is left without an
+   * advertise address instead (its pods reach only its own clients, and describe says so).
+   */
+  private advertiseOwners(): ReadonlyMap<string, string> {
+    if (this.owners !== undefined) return this.owners;
+    const owners = new Map<string, { node: string; created: string }>();
+    for (const n of this.deps.store.list('Node')) {
+      const a = n.status.info?.advertiseAddress;
+      if (a === undefined) continue;
+      const held = owners.get(a);
+      const mine = { node: n.metadata.name, created: n.metadata.creationTimestamp };
+      if (held === undefined || mine.created < held.created || (mine.created === held.created && mine.node < held.node)) owners.set(a, mine);
+    }
+    this.owners = new Map([...owners].map(([a, o]) => [a, o.node]));
+    return this.owners;
+  }
+
+  /** The node as computeEndpoints sees it: without an advertise address it does not own. */
+  private withOwnedAddress(node: NodeObject): NodeObject {
+    const a = node.status.info?.advertiseAddress;
+    if (a === undefined || this.advertiseOwners().get(a) === node.metadata.name) return node;
+    const info = { ...node.status.info } as NonNullable<NodeObject['status']['info']>;
+    delete info.advertiseAddress;
+    return { ...node, status: { ...node.status, info } };
   }
 
   /** Services with endpoints on `node`, and every publishing service (its nodes or conflicts may change). */
@@ -204,7 +240,7 @@ export class EndpointsController {
       const n = p.spec.nodeName;
       if (n !== undefined && !nodes.has(n)) {
         const node = store.get('Node', n);
-        if (node !== undefined) nodes.set(n, node);
+        if (node !== undefined) nodes.set(n, this.withOwnedAddress(node));
       }
     }
     const taken = this.takenPorts();
@@ -296,10 +332,7 @@ export class EndpointsController {
   async publishIndex(): Promise<void> {
     const { store, now } = this.deps;
     const peers: Record<string, string> = {};
-    for (const n of store.list('Node')) {
-      const a = n.status.info?.advertiseAddress;
-      if (a !== undefined) peers[n.metadata.name] = a;
-    }
+    for (const [a, node] of this.advertiseOwners()) peers[node] = a;
     const services = [...this.active].sort();
     const hash = shortHash({ services, peers }, 16);
     if (hash === this.lastIndexHash) return;

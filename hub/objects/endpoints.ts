@@ -71,7 +71,8 @@ export function computeEndpoints(
   service: Pick<ServiceObject, 'spec'>,
   pods: readonly Pod[],
   nodes: ReadonlyMap<string, NodeObject>,
-  endpointPort: EndpointPortLookup = () => undefined,
+  /** Absent: no endpoint ports are allocated and none is said to be missing (pure tests of membership and readiness). */
+  endpointPort?: EndpointPortLookup,
 ): ServiceEndpoint[] {
   const out: ServiceEndpoint[] = [];
   const members = servicePods(service, pods).sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0));
@@ -82,6 +83,7 @@ export function computeEndpoints(
     const terminating = p.metadata.deletionTimestamp !== undefined;
     const targets: EndpointTarget[] = [];
     const missing: string[] = [];
+    let noPort = false;
     for (const sp of service.spec.ports) {
       const targetPort = resolveTargetPort(p, sp);
       if (targetPort === undefined) {
@@ -89,9 +91,10 @@ export function computeEndpoints(
         continue;
       }
       const t: EndpointTarget = { port: sp.port, protocol: sp.protocol, targetPort };
-      if (address !== undefined) {
+      if (address !== undefined && endpointPort !== undefined) {
         const ep = endpointPort(nodeName, p.metadata.uid, targetPort, sp.protocol);
         if (ep !== undefined) t.endpointPort = ep;
+        else noPort = true;
       }
       targets.push(t);
     }
@@ -102,10 +105,13 @@ export function computeEndpoints(
     else reason = podNotReadyReason(p);
     if (reason === undefined && targets.length === 0) reason = 'no service port resolves on this pod';
     const ready = reason === undefined;
-    if (missing.length > 0) {
-      const note = `no container port named ${missing.join(', ')}`;
-      reason = reason === undefined ? note : `${reason}; ${note}`;
-    }
+    // Ready for clients on its own node, but not reachable from other nodes: say so (describe).
+    const notes: string[] = [];
+    if (missing.length > 0) notes.push(`no container port named ${missing.join(', ')}`);
+    if (noPort) notes.push(`no endpoint port free on node ${nodeName} (hub --endpoint-ports range full): other nodes cannot reach it`);
+    else if (address === undefined && node !== undefined && endpointPort !== undefined)
+      notes.push(`node ${nodeName} reports no advertise address: only clients on that node reach it`);
+    for (const note of notes) reason = reason === undefined ? note : `${reason}; ${note}`;
     const e: ServiceEndpoint = { pod: p.metadata.name, uid: p.metadata.uid, node: nodeName, ready, terminating, targets };
     if (address !== undefined) e.address = address;
     if (reason !== undefined) e.reason = reason.slice(0, 256);

@@ -99,6 +99,8 @@ export class EndpointPortAllocator {
   private readonly used = new Map<string, Map<string, string>>();
   /** service → `node\nkey` it references. */
   private readonly byService = new Map<string, Set<string>>();
+  /** node → the last port handed out (allocation goes round the range; see lowestFree). */
+  private readonly cursor = new Map<string, number>();
 
   constructor(readonly range: PortRange = DEFAULT_ENDPOINT_PORTS) {}
 
@@ -183,13 +185,30 @@ export class EndpointPortAllocator {
     return m;
   }
 
+  /**
+   * The next free port after the last one handed out on this node, wrapping around: a port freed
+   * by a deleted pod is reused only after the rest of the range has been handed out. The
+   * endpoint-port hop carries no identity, so an agent still holding an older service message
+   * (offline, or one message behind) would otherwise dial a reused port and land in another
+   * service's pod (review finding 7).
+   */
   private lowestFree(node: string, protocol: ServiceProtocol, avoid: ReadonlySet<number>): number | undefined {
     const used = this.usedOn(node);
-    for (let p = this.range.min; p <= this.range.max; p++) if (!avoid.has(p) && !used.has(portKey(p, protocol))) return p;
+    const size = this.range.max - this.range.min + 1;
+    const last = this.cursor.get(node) ?? this.range.min - 1;
+    for (let i = 1; i <= size; i++) {
+      const p = this.range.min + ((last - this.range.min + i) % size);
+      if (!avoid.has(p) && !used.has(portKey(p, protocol))) {
+        this.cursor.set(node, p);
+        return p;
+      }
+    }
     return undefined;
   }
 
   private take(node: string, key: string, port: number, protocol: ServiceProtocol): Allocation {
+    // Reloaded from stored statuses: continue after the highest port in use.
+    if (port > (this.cursor.get(node) ?? this.range.min - 1)) this.cursor.set(node, port);
     const a: Allocation = { port, refs: new Set() };
     this.allocs(node).set(key, a);
     this.usedOn(node).set(portKey(port, protocol), key);
