@@ -1,3 +1,4 @@
+import { networkInterfaces } from 'node:os';
 import type { Clock, Logger, TimerHandle } from '../clock.js';
 import { LoAddresses, inCidr, parseCidr, dnsAddressFor, type Cidr } from './addresses.js';
 import { endpointId, type Endpoint } from './balancer.js';
@@ -49,6 +50,13 @@ export interface ServiceProxyOptions {
   drainGraceMs?: number;
   /** A listener, endpoint port or the name server that failed to bind is tried again after this long (default 5 s) without waiting for a table change. */
   retryFailedMs?: number;
+  /**
+   * The host's IPv4 addresses, for publish listeners on the wildcard address (default: from
+   * os.networkInterfaces()). Re-read on every apply and every `hostAddressesRefreshMs` (default
+   * 30 s) while a wildcard publish exists, so an address that appears later (DHCP) is served.
+   */
+  hostAddresses?: () => readonly string[];
+  hostAddressesRefreshMs?: number;
   /** UDP session idle timeout. Default 30 s. */
   udpIdleTimeoutMs?: number;
 }
@@ -98,6 +106,9 @@ export class ServiceProxy implements ServiceDataPlane {
   private loop: Promise<void> | undefined;
   private closed = false;
   private retryTimer: TimerHandle | undefined;
+  private hostsTimer: TimerHandle | undefined;
+  /** The host addresses wildcard publish listeners were last expanded to (sorted, joined). */
+  private publishHosts = '';
 
   constructor(private readonly opts: ServiceProxyOptions) {
     this.cidr = parseCidr(opts.serviceCidr); // throws ERR_VALIDATION early
@@ -155,6 +166,8 @@ export class ServiceProxy implements ServiceDataPlane {
     this.closed = true;
     if (this.retryTimer !== undefined) this.opts.clock.clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
+    if (this.hostsTimer !== undefined) this.opts.clock.clearTimeout(this.hostsTimer);
+    this.hostsTimer = undefined;
     this.desired = undefined;
     await this.loop;
     for (const r of this.listeners.values()) this.closeListener(r);
@@ -184,6 +197,36 @@ export class ServiceProxy implements ServiceDataPlane {
       this.retryFailures();
     });
     return this.loop;
+  }
+
+  /**
+   * A publish listener on the wildcard address becomes one listener per host address outside the
+   * service range. Linux refuses a wildcard listen and a specific-address listen on the same port
+   * (SO_REUSEADDR or not), so `0.0.0.0:80` would collide with a service listening on
+   * `10.250.0.7:80` — whichever bound second lost (review finding 6). Specific addresses don't
+   * collide, and a UDP reply then leaves from the address the client sent to.
+   */
+  private expandPublish(publish: readonly TableListener[]): TableListener[] {
+    const wild = publish.some((l) => l.address === '0.0.0.0');
+    if (this.hostsTimer !== undefined) this.opts.clock.clearTimeout(this.hostsTimer);
+    this.hostsTimer = undefined;
+    if (!wild) return [...publish];
+    const hosts = [...new Set((this.opts.hostAddresses ?? hostIPv4Addresses)())].filter((a) => !inCidr(a, this.cidr)).sort();
+    this.publishHosts = hosts.join(',');
+    if (!this.closed) {
+      this.hostsTimer = this.opts.clock.setTimeout(() => {
+        this.hostsTimer = undefined;
+        const now = [...new Set((this.opts.hostAddresses ?? hostIPv4Addresses)())].filter((a) => !inCidr(a, this.cidr)).sort();
+        if (now.join(',') !== this.publishHosts) this.kick();
+        else this.expandLater();
+      }, this.opts.hostAddressesRefreshMs ?? 30_000);
+    }
+    return publish.flatMap((l) => (l.address === '0.0.0.0' ? hosts.map((address) => ({ ...l, key: `${l.key}@${address}`, address })) : [l]));
+  }
+
+  /** Keeps watching the host's addresses when nothing else re-applies the table. */
+  private expandLater(): void {
+    if (this.latest !== undefined) this.expandPublish(this.latest.publish);
   }
 
   /**
@@ -221,7 +264,7 @@ export class ServiceProxy implements ServiceDataPlane {
 
     // 3. Listeners: open/update the wanted ones, then close the rest.
     const wanted = new Map<string, TableListener>();
-    for (const l of [...t.listeners, ...t.publish]) {
+    for (const l of [...t.listeners, ...this.expandPublish(t.publish)]) {
       if (wanted.has(l.key)) this.logger.warn('service table: duplicate listener key ignored', { key: l.key });
       else wanted.set(l.key, l);
     }
@@ -444,3 +487,10 @@ const sameBind = (a: TableListener, b: TableListener): boolean => a.address === 
 
 const endpointPortSig = (e: TableEndpointPort, advertise: string | undefined): string =>
   [advertise ?? '-', e.port, e.protocol, e.target.host, e.target.port].join('|');
+
+/** Every IPv4 address of this host's interfaces, loopback included (publish listeners bind each). */
+function hostIPv4Addresses(): string[] {
+  const out: string[] = [];
+  for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) if (a.family === 'IPv4') out.push(a.address);
+  return out;
+}

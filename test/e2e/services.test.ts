@@ -237,6 +237,8 @@ describe('services on the real Docker Engine: names, balancing, failover, UDP, p
 
   it('never routes to a pod before it is Ready, and does once it is', async () => {
     expect(await readyEndpoints('gated')).toBe(0);
+    // The name resolves (so an empty answer below is the proxy refusing, not a lookup failure).
+    expect(inClient('nslookup gated')).toContain(serviceAddr(A.cidr, await ordinal('gated')));
     expect(httpGet('gated', 80)).toBe('');
     const d = c.cli(['describe', 'service', 'gated']);
     expect(d.stdout).toMatch(/not ready|NotReady|false/i);
