@@ -40,11 +40,13 @@ export interface ServiceProxyOptions {
     upstreams?: () => readonly string[];
   };
   /**
-   * CIDRs whose clients may use the name server; every other source gets REFUSED and nothing is
-   * forwarded for it (no open resolver). Default DEFAULT_DNS_ALLOW_SOURCES.
+   * CIDRs whose clients may use the name server and the service addresses (pods on this device
+   * and the device itself); other sources get REFUSED and nothing forwarded (no open resolver),
+   * and their connections to a service address are reset. Publish listeners take anyone.
+   * Default DEFAULT_DNS_ALLOW_SOURCES.
    */
   dnsAllowSources?: readonly string[];
-  /** Connect timeout to an endpoint: default 1 s local, 3 s remote (includes the preamble). */
+  /** Connect timeout to an endpoint: default 1.5 s local, 3.5 s remote (includes the preamble). */
   connectTimeoutMs?: { local: number; remote: number };
   /** How long open TCP connections of a closed listener may drain before they are cut. Default 30 s. */
   drainGraceMs?: number;
@@ -353,6 +355,11 @@ export class ServiceProxy implements ServiceDataPlane {
       clock: this.opts.clock,
       logger: this.logger,
       ...(advertise === undefined ? {} : { sourceAddress: advertise }),
+      // Service addresses are for this device's pods and itself: a LAN host that routes our range
+      // to this device would otherwise reach every service, unpublished and `local` ones too
+      // (Linux delivers packets for a lo address whatever interface they arrive on). Publish
+      // listeners are the way in from outside and take anyone.
+      ...(spec.key.startsWith('publish/') ? {} : { allowSource: (a: string) => this.dnsAllow.some((c) => inCidr(a, c)) }),
     };
     const proxy =
       spec.protocol === 'TCP'

@@ -27,6 +27,8 @@ export interface TcpProxyOptions {
   maxAttempts?: number;
   /** close(): open pipes are destroyed after this long. */
   drainGraceMs?: number;
+  /** When set, connections from other source addresses are reset at once (service addresses: containers and loopback only). */
+  allowSource?: (address: string) => boolean;
   /**
    * Source address for connections to remote endpoints (this node's advertise address), so the
    * other node's endpoint port sees the address its peer allow-list holds even on a multi-homed host.
@@ -82,6 +84,8 @@ export class TcpProxy {
   private readonly open = new Set<net.Socket>();
   private readonly logger: Logger;
   private closing: Promise<void> | undefined;
+  /** Connections reset because allowSource refused their source. */
+  refused = 0;
 
   constructor(private readonly opts: TcpProxyOptions) {
     this.logger = opts.logger ?? silentLogger;
@@ -128,6 +132,11 @@ export class TcpProxy {
   private onDrained: (() => void) | undefined;
 
   private async accept(client: net.Socket): Promise<void> {
+    if (this.opts.allowSource !== undefined && !this.opts.allowSource((client.remoteAddress ?? '').replace(/^::ffff:/i, ''))) {
+      this.refused += 1;
+      client.resetAndDestroy();
+      return;
+    }
     this.open.add(client);
     let clientGone = false;
     const onClientGone = (): void => {

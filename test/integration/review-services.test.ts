@@ -338,4 +338,47 @@ setTimeout(() => { console.log(JSON.stringify({ retries: proxy.counters().retrie
     expect(r.signal, 'the 500 ms timer never fired: the event loop is starved').toBeNull();
     expect((JSON.parse(r.stdout.trim() || '{"retries":-1}') as { retries: number }).retries).toBeLessThanOrEqual(3);
   }, 30_000);
+  it('service addresses take connections only from container subnets and loopback; publish listeners from anyone (finding 9)', async () => {
+    // Linux delivers packets for an address on lo whatever interface they arrive on, so a LAN host
+    // that routes the service range to a device reached every service, unpublished ones too.
+    // Here the allow list leaves out 127/8, so this test's own connection plays the LAN host.
+    const target = await echoServer();
+    const port = await freePort('127.0.0.1');
+    const proxy = new ServiceProxy({
+      serviceCidr: '127.81.0.0/22',
+      clock: systemClock,
+      logger: silentLogger,
+      dns: { port: 0, upstreams: () => [] },
+      dnsAllowSources: ['172.16.0.0/12'],
+      hostAddresses: () => ['127.0.0.1'],
+    });
+    cleanups.push(() => proxy.close());
+    const s = new ServiceState(mkdtempSync(join(tmpdir(), 'review-svc-')));
+    s.onIndex(index());
+    s.onService(
+      'web',
+      svcMessage({
+        ordinal: 2,
+        ports: [{ port, protocol: 'TCP' }],
+        publish: [{ port, servicePort: port, protocol: 'TCP' }],
+        endpoints: [
+          { pod: 'web-1', uid: 'u1', node: 'a', address: A, ready: true, terminating: false, targets: [{ port, protocol: 'TCP', targetPort: target }] },
+        ],
+      }),
+    );
+    const local = new Map([['u1', { host: '127.0.0.1', ready: true, terminating: false }]]);
+    await proxy.apply(buildServiceTable({ state: s.active(), node: 'a', serviceCidr: '127.81.0.0/22', advertiseAddress: A, publishAddress: '0.0.0.0', local }));
+    const ask = (host: string): Promise<string> =>
+      new Promise((resolve) => {
+        const c = net.connect({ host, port }, () => c.write('hi'));
+        c.on('data', (d: Buffer) => {
+          resolve(d.toString());
+          c.destroy();
+        });
+        c.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+        c.on('close', () => resolve('closed'));
+      });
+    expect(await ask('127.81.0.2')).toMatch(/ECONNRESET|closed/); // the service address: refused
+    expect(await ask('127.0.0.1')).toBe('hi'); // the published port: served
+  });
 });
