@@ -5,6 +5,7 @@ import { DesiredSetMessageSchema, decodeMessage } from '../protocol/messages.js'
 import type { Logger } from './clock.js';
 import { silentLogger } from './clock.js';
 import { SecretCache } from './storage/secret-cache.js';
+import { writeFileAtomic } from './storage/atomic-file.js';
 
 /**
  * The last desired set, persisted so the agent keeps enforcing it with no hub (hub outage,
@@ -87,21 +88,7 @@ export class DesiredCache {
       this.lastSecrets = secretsJson;
     }
     const { secrets: _secrets, ...onDisk } = set;
-    const tmp = `${this.file}.tmp-${process.pid}`;
-    const fh = await fsp.open(tmp, 'w', 0o600);
-    try {
-      await fh.writeFile(JSON.stringify(onDisk));
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await fsp.rename(tmp, this.file);
-    const dir = await fsp.open(this.dataDir, 'r');
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
+    await writeFileAtomic(this.file, JSON.stringify(onDisk));
     this.lastContent = content;
     this.writes++;
     return true;

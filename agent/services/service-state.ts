@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { decodeMessage, ServiceIndexMessageSchema, ServiceMessageSchema, type ServiceIndexMessage, type ServiceMessage } from '../../protocol/messages.js';
 import type { Logger } from '../clock.js';
 import { silentLogger } from '../clock.js';
+import { writeFileAtomic } from '../storage/atomic-file.js';
 
 /**
  * What the agent knows about the fleet's services: the latest ServiceMessage per service and the
@@ -172,21 +173,7 @@ export class ServiceState {
       return false;
     }
     await fsp.mkdir(this.dataDir, { recursive: true, mode: 0o700 });
-    const tmp = `${this.file}.tmp-${process.pid}`;
-    const fh = await fsp.open(tmp, 'w', 0o600);
-    try {
-      await fh.writeFile(JSON.stringify(snap));
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await fsp.rename(tmp, this.file);
-    const dir = await fsp.open(this.dataDir, 'r');
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
+    await writeFileAtomic(this.file, JSON.stringify(snap));
     this.lastContent = content;
     this.writes++;
     return true;

@@ -3,6 +3,7 @@ import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { DesiredSetMessage } from '../../protocol/messages.js';
+import { writeFileAtomic } from './atomic-file.js';
 
 /**
  * The secrets of the cached desired set, for a cold boot with no hub. desired.json never holds
@@ -34,7 +35,7 @@ export class SecretCache {
     if (!create) return undefined;
     const k = randomBytes(32);
     await fsp.mkdir(this.dataDir, { recursive: true, mode: 0o700 });
-    await atomicWrite(join(this.dataDir, CACHE_KEY_FILE), `${k.toString('base64')}\n`);
+    await writeFileAtomic(join(this.dataDir, CACHE_KEY_FILE), `${k.toString('base64')}\n`);
     return k;
   }
 
@@ -51,7 +52,7 @@ export class SecretCache {
     const c = createCipheriv('aes-256-gcm', key, iv);
     c.setAAD(Buffer.from('orchard/agent-secrets'));
     const ct = Buffer.concat([c.update(JSON.stringify(secrets), 'utf8'), c.final()]);
-    await atomicWrite(file, JSON.stringify({ v: 1, iv: iv.toString('base64'), tag: c.getAuthTag().toString('base64'), ct: ct.toString('base64') }));
+    await writeFileAtomic(file, JSON.stringify({ v: 1, iv: iv.toString('base64'), tag: c.getAuthTag().toString('base64'), ct: ct.toString('base64') }));
   }
 
   /** The cached secrets; undefined when there are none or they cannot be read (tampered, key lost). */
@@ -75,16 +76,4 @@ export class SecretCache {
       return undefined;
     }
   }
-}
-
-async function atomicWrite(file: string, data: string): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}`;
-  const fh = await fsp.open(tmp, 'w', 0o600);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await fsp.rename(tmp, file);
 }
