@@ -200,8 +200,14 @@ export class HollowFleet {
     if (link === undefined) return;
     const inner = link.onMessage.bind(link);
     link.onMessage = (topic, payload) => {
-      if (topic === topics.serviceIndex() || topic.startsWith(topics.service('')))
+      if (topic === topics.serviceIndex() || topic.startsWith(topics.service(''))) {
         this.serviceBytes.set(agent.node, (this.serviceBytes.get(agent.node) ?? 0) + Buffer.byteLength(topic) + payload.length);
+        const k = `${agent.node} ${topic}`;
+        const list = this.arrivals.get(k) ?? [];
+        list.push(Date.now());
+        if (list.length > 8) list.shift();
+        this.arrivals.set(k, list);
+      }
       inner(topic, payload);
     };
   }
