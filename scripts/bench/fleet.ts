@@ -12,12 +12,10 @@
  * Every phase has a deadline; the whole run stops itself after --max-minutes, and every child
  * process is killed on any exit. Results: a Markdown table on stdout (and --md / --json).
  */
-import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { killAll, REPO } from './lib/processes.js';
+import { killAll, runSchedulerBench } from './lib/processes.js';
 import { fleetTable, parseSchedulerTable, schedulerTable, targetsTable, type SchedulerRow } from './lib/report.js';
 import { runScenario, type ScenarioResult } from './lib/scenario.js';
 
@@ -92,17 +90,6 @@ setTimeout(() => {
 }, maxMs).unref();
 for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => finish(true, 130));
 process.on('exit', () => killAll());
-
-function runSchedulerBench(pods: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', join(REPO, 'scripts', 'bench', 'scheduler.ts'), String(pods)],
-      { cwd: REPO, timeout: 300_000, maxBuffer: 1 << 20 },
-      (err, stdout) => (err ? reject(err) : resolve(stdout)),
-    );
-  });
-}
 
 async function main(): Promise<void> {
   if (!values['no-scheduler']) {

@@ -23,6 +23,10 @@ serveRpc({
       proc: readProcStats(process.pid),
     };
   },
+  serviceProbe: (p) => {
+    const { keys, since, topic } = p as { keys: string[]; since: number; topic?: string };
+    return fleet?.serviceProbe(keys, since, topic) ?? { nodes: [], seenAt: [], arrivedAt: [], bytes: [], applies: [], lastApplyAt: 0, endpoints: [] };
+  },
   stop: async () => {
     await fleet?.stop();
     setImmediate(() => process.exit(0));

@@ -1,10 +1,12 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { Agent } from '../../../agent/agent.js';
+import { Agent, type AgentOptions } from '../../../agent/agent.js';
 import type { Logger } from '../../../agent/clock.js';
 import { EngineOnlyProbe } from '../../../agent/reporter.js';
 import { MemoryRuntime } from '../../../agent/runtime/memory-runtime.js';
 import type { DesiredSetMessage } from '../../../protocol/messages.js';
+import { topics } from '../../../protocol/topics.js';
+import { TimingDataPlane } from './timing-data-plane.js';
 
 /**
  * Many hollow nodes in one process: the real Agent class (reconciler, cache, reporter, MQTT
@@ -18,6 +20,8 @@ export const HOLLOW_IMAGE = 'bench.local/pause:1';
 export interface HollowNode {
   name: string;
   credential: string;
+  /** Services on: the node's advertise address (reported only; the timing data plane opens nothing). */
+  advertiseAddress?: string;
 }
 
 export interface HollowFleetOptions {
@@ -32,6 +36,22 @@ export interface HollowFleetOptions {
   /** Agents started per event-loop turn, so a worker answers IPC while it ramps up. */
   startBatch?: number;
   logger?: Logger;
+  /** Services on (issue 15): every agent subscribes and applies its tables to a TimingDataPlane. */
+  services?: { serviceCidr: string };
+}
+
+/** Per node, in the worker's node order: when a watched endpoint appeared, service bytes received, applies. */
+export interface ServiceProbe {
+  nodes: string[];
+  /** Date.now of the first apply at/after `since` whose table holds one of the keys; null = not yet. */
+  seenAt: Array<number | null>;
+  /** Bytes (topic + payload) of service and service-index messages received since start. */
+  bytes: number[];
+  applies: number[];
+  /** Date.now of the latest message on `topic` that arrived at/after `since` and no later than seenAt (or now); null = none. */
+  arrivedAt: Array<number | null>;
+  lastApplyAt: number;
+  endpoints: number[];
 }
 
 export interface FleetStats {
@@ -52,6 +72,10 @@ export class HollowFleet {
   readonly runtime = new MemoryRuntime({ images: [HOLLOW_IMAGE], info: { ncpu: 4, memTotal: 4 * 1024 ** 3 } });
   readonly agents: Agent[] = [];
   private readonly lastDesiredAt = new Map<string, number>();
+  private readonly planes = new Map<string, TimingDataPlane>();
+  private readonly serviceBytes = new Map<string, number>();
+  /** `node topic` → arrival times (Date.now, as the worker's event loop got to them) of its messages. */
+  private readonly arrivals = new Map<string, number[]>();
   private readonly warnings = new Map<string, number>();
   /** Counts warnings instead of printing 10,000 agents' logs. */
   private readonly countingLogger: Logger = {
@@ -98,6 +122,26 @@ export class HollowFleet {
     };
   }
 
+  /** Services fleet bench: who has routed to `keys` since `since`, and service traffic so far. */
+  serviceProbe(keys: readonly string[], since: number, topic = ''): ServiceProbe {
+    const nodes = this.agents.map((a) => a.node);
+    const planes = nodes.map((n) => this.planes.get(n));
+    const seenAt = planes.map((p) => p?.seen(keys, since) ?? null);
+    return {
+      nodes,
+      seenAt,
+      arrivedAt: nodes.map((n, i) => {
+        const until = seenAt[i] ?? Infinity;
+        const ts = (this.arrivals.get(`${n} ${topic}`) ?? []).filter((t) => t >= since && t <= until);
+        return ts.length > 0 ? Math.max(...ts) : null;
+      }),
+      bytes: nodes.map((n) => this.serviceBytes.get(n) ?? 0),
+      applies: planes.map((p) => p?.applies ?? 0),
+      lastApplyAt: Math.max(0, ...planes.map((p) => p?.lastApplyAt ?? 0)),
+      endpoints: planes.map((p) => p?.endpoints ?? 0),
+    };
+  }
+
   private count(msg: string, fields?: Record<string, unknown>): void {
     const detail = typeof fields?.['error'] === 'string' ? `: ${fields['error'].replace(/\d+/g, 'N').slice(0, 80)}` : '';
     const key = `${msg}${detail}`;
@@ -123,7 +167,9 @@ export class HollowFleet {
       resyncMs: this.opts.resyncMs ?? 60_000,
       observedRepublishMs: this.opts.observedRepublishMs ?? 120_000,
       logger: this.opts.logger ?? this.countingLogger,
+      ...(this.opts.services ? { services: this.servicesFor(n) } : {}),
     });
+    if (this.opts.services) this.countServiceBytes(agent);
     // The link calls agent.onDesired through a closure, so wrapping the instance method sees
     // every desired set (used to tell "got its set from the restarted hub").
     const onDesired = agent.onDesired.bind(agent);
@@ -133,5 +179,36 @@ export class HollowFleet {
     };
     this.agents.push(agent);
     await agent.start();
+  }
+
+  private servicesFor(n: HollowNode): NonNullable<AgentOptions['services']> {
+    const dataPlane = new TimingDataPlane();
+    this.planes.set(n.name, dataPlane);
+    return {
+      dataPlane,
+      serviceCidr: this.opts.services?.serviceCidr ?? '',
+      ...(n.advertiseAddress !== undefined ? { advertiseAddress: n.advertiseAddress } : {}),
+    };
+  }
+
+  /**
+   * The link's MQTT client calls its private onMessage(topic, payload) through `this`, so an
+   * instance override sees every message, raw, before decoding (the bench's byte count).
+   */
+  private countServiceBytes(agent: Agent): void {
+    const link = agent.link as unknown as { onMessage(topic: string, payload: Buffer): void } | undefined;
+    if (link === undefined) return;
+    const inner = link.onMessage.bind(link);
+    link.onMessage = (topic, payload) => {
+      if (topic === topics.serviceIndex() || topic.startsWith(topics.service(''))) {
+        this.serviceBytes.set(agent.node, (this.serviceBytes.get(agent.node) ?? 0) + Buffer.byteLength(topic) + payload.length);
+        const k = `${agent.node} ${topic}`;
+        const list = this.arrivals.get(k) ?? [];
+        list.push(Date.now());
+        if (list.length > 8) list.shift();
+        this.arrivals.set(k, list);
+      }
+      inner(topic, payload);
+    };
   }
 }

@@ -1,4 +1,4 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RpcClient } from './ipc.js';
@@ -113,6 +113,8 @@ export interface FleetHandle {
   pids: number[];
   stats(since?: number): Promise<FleetStats & { peakRssBytes: number; cpuSeconds: number }>;
   stop(): Promise<void>;
+  /** Asks every worker `method` (e.g. serviceProbe); one answer per worker, in order. */
+  each<T>(method: string, params?: unknown, timeoutMs?: number): Promise<T[]>;
 }
 
 export async function startWorkerFleet(procs: number, opts: HollowFleetOptions): Promise<FleetHandle> {
@@ -151,9 +153,24 @@ export async function startWorkerFleet(procs: number, opts: HollowFleetOptions):
         cpuSeconds: all.reduce((a, s) => a + (s.proc?.cpuSeconds ?? 0), 0),
       };
     },
+    each<T>(method: string, params: unknown = {}, timeoutMs = 30_000) {
+      return Promise.all(rpcs.map((r) => r.call<T>(method, params, timeoutMs)));
+    },
     async stop() {
       // Hollow agents have nothing worth a graceful goodbye; the hub is measured, not them.
       for (const r of rpcs) r.child.kill('SIGKILL');
     },
   };
+}
+
+/** The pure scheduler micro-benchmark (scripts/bench/scheduler.ts) in a child; resolves with its stdout table. */
+export function runSchedulerBench(pods: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', join(REPO, 'scripts', 'bench', 'scheduler.ts'), String(pods)],
+      { cwd: REPO, timeout: 300_000, maxBuffer: 1 << 20 },
+      (err, stdout) => (err ? reject(err) : resolve(stdout)),
+    );
+  });
 }

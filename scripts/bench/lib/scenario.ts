@@ -65,13 +65,13 @@ export interface ScenarioResult {
   errors: string[];
 }
 
-interface Poll<T> {
+export interface Poll<T> {
   ok: boolean;
   ms: number;
   last: T | undefined;
 }
 
-async function pollUntil<T>(
+export async function pollUntil<T>(
   start: number,
   deadline: number,
   everyMs: number,
@@ -103,6 +103,11 @@ function inProcessFleet(opts: HollowFleetOptions): FleetHandle & { start(): Prom
       return { ...fleet.stats(since), peakRssBytes: p?.peakRssBytes ?? 0, cpuSeconds: p?.cpuSeconds ?? 0 };
     },
     stop: () => fleet.stop(),
+    async each<T>(method: string, params: unknown = {}) {
+      if (method !== 'serviceProbe') throw new Error(`in-process fleet: no ${method}`);
+      const p = params as { keys: string[]; since: number; topic?: string };
+      return [fleet.serviceProbe(p.keys, p.since, p.topic) as T];
+    },
   };
 }
 

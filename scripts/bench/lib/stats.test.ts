@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { cell, markdownTable, percentile, verdicts, verdictWord, type PathResult } from './stats.js';
+import { cell, markdownTable, percentile, spread, verdicts, verdictWord, type PathResult } from './stats.js';
 
 describe('percentile (nearest rank)', () => {
   it.each([
@@ -55,5 +55,13 @@ describe('verdicts', () => {
     const v = verdicts(direct, { bulk: { failed: 'x' }, p50: [1, 2], p99: [], conns: { failed: 'x' } });
     expect(v.map((x) => x.met)).toEqual([undefined, undefined, undefined]);
     expect(v.map((x) => verdictWord(x.met))).toEqual(['not measured', 'not measured', 'not measured']);
+  });
+});
+
+describe('spread', () => {
+  it('gives nearest-rank p50/p99, max and mean; zeros for no samples', () => {
+    const xs = Array.from({ length: 200 }, (_, i) => 200 - i); // 1..200, unsorted
+    expect(spread(xs)).toEqual({ n: 200, p50: 100, p99: 198, max: 200, mean: 100.5 });
+    expect(spread([])).toEqual({ n: 0, p50: 0, p99: 0, max: 0, mean: 0 });
   });
 });

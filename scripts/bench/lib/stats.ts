@@ -63,3 +63,23 @@ export function verdicts(direct: PathResult, proxied: PathResult): Verdict[] {
 }
 
 export const verdictWord = (met: boolean | undefined): string => (met === undefined ? 'not measured' : met ? 'met' : 'MISSED');
+
+export interface Spread {
+  n: number;
+  p50: number;
+  p99: number;
+  max: number;
+  mean: number;
+}
+
+/** p50 / p99 (nearest rank) / max / mean of unsorted samples; all 0 for none. */
+export function spread(xs: readonly number[]): Spread {
+  if (xs.length === 0) return { n: 0, p50: 0, p99: 0, max: 0, mean: 0 };
+  let max = -Infinity;
+  let sum = 0;
+  for (const x of xs) {
+    if (x > max) max = x;
+    sum += x;
+  }
+  return { n: xs.length, p50: percentile(xs, 0.5), p99: percentile(xs, 0.99), max, mean: sum / xs.length };
+}

@@ -45,7 +45,7 @@ export async function applyAll(apiUrl: string, token: string, caPem: string, doc
     for (let attempt = 1; ; attempt++) {
       let failure: string;
       try {
-        const r = await post(`${apiUrl}/api/v1/apply`, token, caPem, body);
+        const r = await apiRequest('POST', `${apiUrl}/api/v1/apply`, token, caPem, body);
         if (r.status === 200) break;
         failure = `HTTP ${r.status}: ${r.text.slice(0, 300)}`;
         if (r.status < 500) throw new Error(`apply failed (${failure})`);
@@ -61,15 +61,19 @@ export async function applyAll(apiUrl: string, token: string, caPem: string, doc
   return { retries };
 }
 
-function post(url: string, token: string, ca: string, body: string): Promise<{ status: number; text: string }> {
+/** One HTTPS call to the hub's API with the admin token; the body, if any, is JSON. */
+export function apiRequest(method: 'GET' | 'POST', url: string, token: string, ca: string, body?: string): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
     const req = https.request(
       url,
       {
-        method: 'POST',
+        method,
         ca,
         timeout: 120_000,
-        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) },
+        headers: {
+          authorization: `Bearer ${token}`,
+          ...(body !== undefined ? { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) } : {}),
+        },
       },
       (res) => {
         const chunks: Buffer[] = [];
