@@ -27,6 +27,13 @@ export interface ServiceSyncOptions {
   logger: Logger;
   /** Debounce before an apply (default 5 ms). */
   debounceMs?: number;
+  /**
+   * services.json is written at most this often (default 10 s; the newest state, once the window
+   * ends). Endpoint readiness changes all over the fleet during a rollout: writing on each one cost
+   * every device an fsync per change (SD-card wear) and ≈ 1.1 ms of its CPU (services fleet bench).
+   * stop() writes what is pending.
+   */
+  saveDelayMs?: number;
 }
 
 export class ServiceSync {
@@ -42,7 +49,10 @@ export class ServiceSync {
   private again = false;
   private stopped = false;
   private lastAppliedJson: string | undefined;
+  /** The hub's state changed since the last apply: the table is new, no need to compare it. */
+  private stateChanged = false;
   private pendingSave: Promise<unknown> = Promise.resolve();
+  private saveTimer: TimerHandle | undefined;
   /** The table most recently applied (undefined before the first). */
   applied: ServiceTable | undefined;
 
@@ -102,6 +112,7 @@ export class ServiceSync {
   async idle(): Promise<void> {
     if (this.timer !== undefined) await this.flush();
     while (this.running !== undefined) await this.running;
+    this.saveNow();
     await this.pendingSave.catch(() => {});
   }
 
@@ -111,12 +122,24 @@ export class ServiceSync {
     if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
     this.timer = undefined;
     await this.running?.catch(() => {});
+    this.saveNow();
     await this.pendingSave.catch(() => {});
     await this.dataPlane.close().catch((err: unknown) => this.log.warn('closing the service data plane failed', { error: String(err) }));
   }
 
   private changed(): void {
+    this.stateChanged = true;
     this.schedule();
+    if (this.saveTimer === undefined && !this.stopped) {
+      this.saveTimer = this.clock.setTimeout(() => this.saveNow(), this.opts.saveDelayMs ?? 10_000);
+    }
+  }
+
+  /** Writes services.json now if a save is pending (state.save() itself writes only changed content). */
+  private saveNow(): void {
+    if (this.saveTimer === undefined) return;
+    this.clock.clearTimeout(this.saveTimer);
+    this.saveTimer = undefined;
     this.pendingSave = this.pendingSave
       .then(() => this.state.save())
       .catch((err: unknown) => this.log.error('cannot persist services', { error: String(err) }));
@@ -158,10 +181,16 @@ export class ServiceSync {
       this.log.error('cannot build the service table', { error: err instanceof Error ? err.message : String(err) });
       return;
     }
-    const json = JSON.stringify(table);
-    if (json === this.lastAppliedJson) return;
+    // A local-only change (a reconcile round) often leaves the table as it was: compare then. A
+    // change of the hub's state makes a new table anyway, and the comparison cost ≈ 0.8 ms per
+    // message on a 100-service table (services fleet bench); the data plane diffs cheaply itself.
+    const fromState = this.stateChanged;
+    this.stateChanged = false;
+    const json = fromState ? undefined : JSON.stringify(table);
+    if (json !== undefined && json === this.lastAppliedJson) return;
     try {
       await this.dataPlane.apply(table);
+      // After a state-driven apply the next local-only change applies once without comparing.
       this.lastAppliedJson = json;
       this.applied = table;
     } catch (err) {
