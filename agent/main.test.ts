@@ -54,6 +54,11 @@ describe('parseAgentArgs', () => {
     expect(() => parseAgentArgs(['--hub', 'h', '--advertise-address', '0.0.0.0'], {})).toThrow(/--advertise-address/);
     expect(() => parseAgentArgs(['--hub', 'h', '--publish-address', '300.1.1.1'], {})).toThrow(/--publish-address/);
     expect(() => parseAgentArgs(['--hub', 'h', '--no-services', '--service-cidr', '10.250.4.0/22'], {})).toThrow(/cannot be combined with --service-cidr/);
+    expect(parseAgentArgs(['--hub', 'h', '--service-clients', '127.0.0.0/8, 100.64.0.0/10'], {}).services).toMatchObject({
+      clientCidrs: ['127.0.0.0/8', '100.64.0.0/10'],
+    });
+    expect(() => parseAgentArgs(['--hub', 'h', '--service-clients', '100.64.0.0/33'], {})).toThrow(/--service-clients: "100.64.0.0\/33"/);
+    expect(() => parseAgentArgs(['--hub', 'h', '--service-clients', ','], {})).toThrow(/at least one range/);
   });
 
   it('parses the device policy and the default memory limit', () => {

@@ -13,6 +13,7 @@ import { parseAllowList } from './storage/host-path.js';
 import type { DefaultMemory } from './apply-action.js';
 import { defaultAdvertiseAddress } from './reporter.js';
 import { checkCidrFree, createDataPlane } from './services/create-data-plane.js';
+import { parseCidr } from './services/addresses.js';
 import { DEFAULT_SERVICE_CIDR, isIpv4, parseServiceCidr } from './services/service-cidr.js';
 
 /**
@@ -56,6 +57,8 @@ export interface AgentServiceArgs {
   advertiseAddress?: string;
   /** `--publish-address` (default 0.0.0.0). */
   publishAddress: string;
+  /** `--service-clients`: CIDRs that may use the name server and service addresses (default: loopback and the private ranges). */
+  clientCidrs?: string[];
 }
 
 /** `orchard agent --default-memory-limit` when not given. */
@@ -95,6 +98,9 @@ export const AGENT_USAGE = `usage: orchard agent --hub HOST[:PORT]|https://HOST:
   --advertise-address IP  services: the address other nodes dial for this node's endpoints
                         (default: the first non-internal IPv4 address)
   --publish-address IP  services: where published service ports listen (default 0.0.0.0)
+  --service-clients CIDR,…  services: sources that may use the name server and service addresses
+                        (default 127.0.0.0/8,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16; add a
+                        Docker address pool outside them, e.g. 100.64.0.0/10)
   --no-services         no name server, service addresses or listeners, and pods keep the
                         engine's resolver
   --verbose             debug logging`;
@@ -115,6 +121,7 @@ const VALUE_FLAGS = new Set([
   '--default-memory-limit',
   '--allow-cap-add',
   '--service-cidr',
+  '--service-clients',
   '--advertise-address',
   '--publish-address',
 ]);
@@ -227,7 +234,7 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
 
 /** `--service-cidr`, `--advertise-address`, `--publish-address`; false with `--no-services` (which the others contradict). */
 export function parseServiceArgs(values: ReadonlyMap<string, string>, off: boolean): AgentServiceArgs | false {
-  const given = ['--service-cidr', '--advertise-address', '--publish-address'].filter((f) => values.has(f));
+  const given = ['--service-cidr', '--advertise-address', '--publish-address', '--service-clients'].filter((f) => values.has(f));
   if (off) {
     if (given.length > 0) throw new OrchardError('ERR_VALIDATION', `--no-services turns services off; it cannot be combined with ${given.join(', ')}`);
     return false;
@@ -238,6 +245,22 @@ export function parseServiceArgs(values: ReadonlyMap<string, string>, off: boole
   };
   if (!isIpv4(out.publishAddress))
     throw new OrchardError('ERR_VALIDATION', `--publish-address: "${out.publishAddress}" must be an IPv4 address like 0.0.0.0 or 192.168.1.20`);
+  const clients = values.get('--service-clients');
+  if (clients !== undefined) {
+    const list = clients
+      .split(',')
+      .map((c) => c.trim())
+      .filter((c) => c !== '');
+    for (const c of list) {
+      try {
+        parseCidr(c);
+      } catch {
+        throw new OrchardError('ERR_VALIDATION', `--service-clients: "${c}" must be an IPv4 range like 100.64.0.0/10`);
+      }
+    }
+    if (list.length === 0) throw new OrchardError('ERR_VALIDATION', '--service-clients needs at least one range');
+    out.clientCidrs = list;
+  }
   const advertise = values.get('--advertise-address');
   if (advertise !== undefined) {
     if (!isIpv4(advertise) || advertise === '0.0.0.0')
@@ -366,7 +389,13 @@ export async function runAgent(argv: string[], deps: AgentServiceDeps = { checkC
     if (advertiseAddress === undefined)
       logger.warn("no non-internal IPv4 address: other nodes cannot reach this node's service endpoints (set --advertise-address)");
     services = {
-      dataPlane: deps.createDataPlane({ serviceCidr: args.services.serviceCidr, clock: systemClock, logger, dns: {} }),
+      dataPlane: deps.createDataPlane({
+        serviceCidr: args.services.serviceCidr,
+        clock: systemClock,
+        logger,
+        dns: {},
+        ...(args.services.clientCidrs === undefined ? {} : { clientCidrs: args.services.clientCidrs }),
+      }),
       serviceCidr: args.services.serviceCidr,
       publishAddress: args.services.publishAddress,
       ...(advertiseAddress === undefined ? {} : { advertiseAddress }),

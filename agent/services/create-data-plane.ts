@@ -10,9 +10,17 @@ export interface DataPlaneOptions {
   clock: Clock;
   logger: Logger;
   dns: { port?: number };
+  /** `--service-clients`: who may use the name server and service addresses (ServiceProxy dnsAllowSources). */
+  clientCidrs?: readonly string[];
 }
 
 /** The production data plane: the proxy, name server and lo addresses (agent/services/proxy.ts). */
 export function createDataPlane(opts: DataPlaneOptions): ServiceDataPlane {
-  return new ServiceProxy({ serviceCidr: opts.serviceCidr, clock: opts.clock, logger: opts.logger, dns: opts.dns });
+  return new ServiceProxy({
+    serviceCidr: opts.serviceCidr,
+    clock: opts.clock,
+    logger: opts.logger,
+    dns: opts.dns,
+    ...(opts.clientCidrs === undefined ? {} : { dnsAllowSources: opts.clientCidrs }),
+  });
 }
