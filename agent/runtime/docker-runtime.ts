@@ -21,7 +21,7 @@ import type {
 import { CgroupUsageReader, workingSet } from './cgroup-usage.js';
 import { duBytes, engineMounts } from './docker-volumes.js';
 import { registryHost } from '../images/pull-auth.js';
-import { EXEC_OUTPUT_LIMIT, LABELS, boundedSignal, normalizeArch } from './runtime.js';
+import { EXEC_OUTPUT_LIMIT, LABELS, boundedSignal, normalizeArch, raceAbort } from './runtime.js';
 
 /**
  * ContainerRuntime over the Docker Engine API (dockerode). The only file that imports
@@ -72,25 +72,6 @@ function wrap(err: unknown, what: string, code: 'ERR_RUNTIME' | 'ERR_IMAGE_PULL'
   if (isAbort(err)) return new OrchardError('ERR_TIMEOUT', `${what}: timed out or aborted`, { cause: err });
   if (isStatus(err, 404) && code === 'ERR_RUNTIME') return new OrchardError('ERR_NOT_FOUND', `${what}: ${engineMessage(err)}`, { cause: err });
   return new OrchardError(code, code === 'ERR_IMAGE_PULL' ? engineMessage(err) : `${what}: ${engineMessage(err)}`, { cause: err });
-}
-
-/** For the few dockerode calls that take no abortSignal: stop waiting when the signal fires. */
-function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
 }
 
 function isoOrUndefined(t: string | undefined): string | undefined {

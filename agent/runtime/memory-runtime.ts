@@ -12,7 +12,7 @@ import type {
   RuntimeEventType,
   RuntimeVolume,
 } from './runtime.js';
-import { LABELS } from './runtime.js';
+import { LABELS, raceAbort } from './runtime.js';
 
 /**
  * An in-memory container engine: unit tests and the fleet simulator (many hollow nodes in one
@@ -262,19 +262,9 @@ export class MemoryRuntime implements ContainerRuntime {
     const run = Promise.resolve(this.execScript(id, [...command], signal));
     if (signal === undefined) return run;
     // A script that never settles still ends at the caller's deadline, as a real engine call would.
-    return new Promise<ExecResult>((resolve, reject) => {
-      const onAbort = (): void => reject(new OrchardError('ERR_TIMEOUT', `exec in ${id.slice(0, 12)}: timed out or aborted`));
-      signal.addEventListener('abort', onAbort, { once: true });
-      run.then(
-        (v) => {
-          signal.removeEventListener('abort', onAbort);
-          resolve(v);
-        },
-        (e: unknown) => {
-          signal.removeEventListener('abort', onAbort);
-          reject(e);
-        },
-      );
+    return raceAbort(run, signal).catch((e: unknown) => {
+      if (signal.aborted && e === signal.reason) throw new OrchardError('ERR_TIMEOUT', `exec in ${id.slice(0, 12)}: timed out or aborted`);
+      throw e;
     });
   }
 

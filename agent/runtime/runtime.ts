@@ -258,3 +258,26 @@ export function boundedSignal(signal: AbortSignal | undefined, defaultMs: number
   const timeout = AbortSignal.timeout(defaultMs);
   return signal === undefined ? timeout : AbortSignal.any([signal, timeout]);
 }
+
+/**
+ * Settles with `p`, or rejects with `signal.reason` as soon as the signal fires (for engine calls
+ * that take no abortSignal, and the memory runtime's scripted execs); the listener is removed
+ * either way.
+ */
+export function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}

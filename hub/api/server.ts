@@ -1,5 +1,6 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { z } from 'zod';
+import { TokenTtlSecondsSchema } from '../security/auth-store.js';
 import {
   ExposeArgsSchema,
   GetArgsSchema,
@@ -94,12 +95,7 @@ export interface ApiDeps {
 
 const TokenCreateSchema = z.strictObject({
   type: z.enum(['join', 'api']).default('join'),
-  ttlSeconds: z
-    .number()
-    .int()
-    .min(1)
-    .max(10 * 365 * 24 * 3600)
-    .optional(),
+  ttlSeconds: TokenTtlSecondsSchema.optional(),
   uses: z.number().int().min(1).max(1_000_000).optional(),
   labels: LabelsSchema.optional(),
   /** Join tokens only: the token may re-enrol exactly this (enrolled) node name, and no other. */

@@ -71,13 +71,15 @@ type JoinTokenRecord = z.infer<typeof JoinTokenRecordSchema>;
 type ApiTokenRecord = z.infer<typeof ApiTokenRecordSchema>;
 type NodeRecord = z.infer<typeof NodeRecordSchema>;
 
+/** A token's lifetime: 1 s to 10 years (join and API tokens, the store and the HTTP route alike). */
+export const TokenTtlSecondsSchema = z
+  .number()
+  .int()
+  .min(1)
+  .max(10 * 365 * 24 * 3600);
+
 export const CreateJoinTokenOptsSchema = z.strictObject({
-  ttlSeconds: z
-    .number()
-    .int()
-    .min(1)
-    .max(10 * 365 * 24 * 3600)
-    .optional(),
+  ttlSeconds: TokenTtlSecondsSchema.optional(),
   uses: z.number().int().min(1).max(1_000_000).optional(),
   labels: LabelsSchema.refine(
     (l) => !Object.keys(l).some((k) => k.startsWith('orchard.dev/')),
@@ -90,12 +92,7 @@ export type CreateJoinTokenOpts = z.infer<typeof CreateJoinTokenOptsSchema>;
 export const CreateApiTokenOptsSchema = z.strictObject({
   name: z.string().min(1).max(128),
   role: RoleSchema,
-  ttlSeconds: z
-    .number()
-    .int()
-    .min(1)
-    .max(10 * 365 * 24 * 3600)
-    .optional(),
+  ttlSeconds: TokenTtlSecondsSchema.optional(),
 });
 export type CreateApiTokenOpts = z.infer<typeof CreateApiTokenOptsSchema>;
 
