@@ -1,4 +1,4 @@
-import type { Clock } from '../clock.js';
+import type { Clock, Logger } from '../clock.js';
 import { clearForGeneration, ejectAfterFailure, pick, type Candidate, type Ejection, type Sticky, type TrafficPolicy } from './endpoint-picker.js';
 
 /**
@@ -24,6 +24,24 @@ export interface BalancerOptions {
   policy: TrafficPolicy;
   affinity?: { timeoutSeconds: number };
   clock: Clock;
+}
+
+/** What a TCP or UDP proxy listener takes in common (tcp-proxy.ts, udp-proxy.ts). */
+export interface ProxyListenerOptions {
+  address: string;
+  /** 0 picks a free port (tests). */
+  port: number;
+  policy: TrafficPolicy;
+  affinity?: { timeoutSeconds: number };
+  clock: Clock;
+  logger?: Logger;
+  /** When set, other sources are refused (TCP reset, UDP dropped); read per connection or datagram. */
+  allowSource?: (address: string) => boolean;
+  /**
+   * Source address for traffic to remote endpoints (this node's advertise address), so the other
+   * node's endpoint port sees the address its peer allow-list holds even on a multi-homed host.
+   */
+  sourceAddress?: string;
 }
 
 export const endpointId = (host: string, port: number): string => `${host}:${port}`;

@@ -2,8 +2,7 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { Clock, Logger } from '../clock.js';
 import { silentLogger } from '../clock.js';
-import { Balancer, type Endpoint, type EndpointCounters } from './balancer.js';
-import type { TrafficPolicy } from './endpoint-picker.js';
+import { Balancer, type Endpoint, type EndpointCounters, type ProxyListenerOptions } from './balancer.js';
 
 /**
  * The TCP half of the service proxy (docs/design/services.md, "Proxy"): a listener on
@@ -15,25 +14,11 @@ import type { TrafficPolicy } from './endpoint-picker.js';
  * both sides, so a client that half-closes after its request still gets the reply.
  */
 
-export interface TcpProxyOptions {
-  address: string;
-  /** 0 picks a free port (tests). */
-  port: number;
-  policy: TrafficPolicy;
-  affinity?: { timeoutSeconds: number };
-  clock: Clock;
-  logger?: Logger;
+export interface TcpProxyOptions extends ProxyListenerOptions {
   connectTimeoutMs?: { local: number; remote: number };
   maxAttempts?: number;
   /** close(): open pipes are destroyed after this long. */
   drainGraceMs?: number;
-  /** When set, connections from other source addresses are reset at once (service addresses: containers and loopback only). */
-  allowSource?: (address: string) => boolean;
-  /**
-   * Source address for connections to remote endpoints (this node's advertise address), so the
-   * other node's endpoint port sees the address its peer allow-list holds even on a multi-homed host.
-   */
-  sourceAddress?: string;
 }
 
 export const PREAMBLE = 0x00;

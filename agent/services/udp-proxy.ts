@@ -1,10 +1,9 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import type { Clock, Logger, TimerHandle } from '../clock.js';
+import type { Logger, TimerHandle } from '../clock.js';
 import { silentLogger } from '../clock.js';
-import { Balancer, type Endpoint, type EndpointCounters } from './balancer.js';
-import type { TrafficPolicy } from './endpoint-picker.js';
+import { Balancer, type Endpoint, type EndpointCounters, type ProxyListenerOptions } from './balancer.js';
 
 /**
  * The UDP half of the service proxy (docs/design/services.md, "Proxy"): a session per client
@@ -15,19 +14,9 @@ import type { TrafficPolicy } from './endpoint-picker.js';
  * in either direction; at most `maxSessions`, the oldest evicted first.
  */
 
-export interface UdpProxyOptions {
-  address: string;
-  port: number;
-  policy: TrafficPolicy;
-  affinity?: { timeoutSeconds: number };
-  clock: Clock;
-  logger?: Logger;
+export interface UdpProxyOptions extends ProxyListenerOptions {
   idleTimeoutMs?: number;
   maxSessions?: number;
-  /** Datagrams from other sources are dropped (endpoint ports: only the fleet's peers). Read per datagram. */
-  allowSource?: (address: string) => boolean;
-  /** Source address for sessions to remote endpoints (this node's advertise address; see TcpProxyOptions). */
-  sourceAddress?: string;
 }
 
 interface Session {
