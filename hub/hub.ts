@@ -144,7 +144,7 @@ export class Hub {
     const limiter = new LoginLimiter({ ...opts.rateLimit, now });
     const timeouts = resolveTimeouts(opts.timeouts);
     const store = opts.store ?? SqliteStore.open(opts.dataDir, { now });
-    const usage = new UsageStore({ now: () => clock.now() });
+    const usage = new UsageStore({ now: () => clock.now(), podOnNode: (node, pod) => store.get('Pod', pod)?.spec.nodeName === node });
 
     const broker = await HubBroker.start({
       host: opts.host,

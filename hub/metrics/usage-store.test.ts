@@ -41,6 +41,25 @@ describe('UsageStore', () => {
     expect(u.podHistory('n1', 'p-0')[0]?.at).toBe(86_400_000 - 60 * 60_000);
   });
 
+  it("a hostile node cannot grow the store with made-up pods across change-only reports, nor report another node's pods", () => {
+    const bound = new Set(['real']);
+    const u = new UsageStore({ now: () => 0, podOnNode: (node, pod) => node === 'n1' && bound.has(pod) });
+    for (let r = 0; r < 20; r++) {
+      const pods = Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [`fake-${r}-${i}`, { app: [1, 1] as [number, number] }]));
+      u.ingest(msg({ pods }));
+    }
+    u.ingest(msg({ pods: { real: { app: [1, 1] } } }));
+    u.ingest(msg({ node: 'n2', pods: { real: { app: [9, 9] } } })); // bound to n1, reported by n2
+    expect(u.stats().pods).toBe(1);
+    expect(u.pod('n1', 'real')?.get('app')?.cpuSeconds).toBe(1);
+    expect(u.pod('n2', 'real')).toBeUndefined();
+    // Without the predicate, the per-node cap still holds.
+    const open = new UsageStore({ now: () => 0 });
+    for (let r = 0; r < 3; r++)
+      open.ingest(msg({ pods: Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [`p-${r}-${i}`, { app: [1, 1] as [number, number] }])) }));
+    expect(open.stats().pods).toBe(1000);
+  });
+
   it('forgetNode drops a node and its pods', () => {
     const u = new UsageStore({ now: () => 0 });
     u.ingest(msg({ pods: { a: { app: [1, 1] } }, full: true }));

@@ -7,12 +7,19 @@ import { Ring, type RingPoint } from './ring.js';
  * a bounded short history per node and per pod (Ring: fixed 720 bytes for the default hour).
  * Nothing here is persisted: usage is a stream, and SD cards wear.
  *
- * Bounds: pods per node ≤ what one message may carry (1,000: the schema), a pod leaves with the
- * agent's `gone` or a full refresh without it (every minute), a node with `forgetNode` (deleted).
+ * Bounds: only pods the store has bound to the reporting node are kept (`podOnNode`), so a node
+ * cannot grow this map with made-up pod names across incremental reports, nor report usage for
+ * another node's pods; at most MAX_PODS_PER_NODE per node. A pod leaves with the agent's `gone`
+ * or a full refresh without it, a node with `forgetNode` (deleted).
  * Times are the hub's receive times (agents' clocks may be off), from the injected `now`.
  */
+/** Pods kept per node (the usage message's own cap). */
+export const MAX_PODS_PER_NODE = 1000;
+
 export interface UsageStoreOptions {
   now: () => number;
+  /** Whether `pod` is bound to `node` in the store; usage of any other pod is dropped. Default: all (unit tests). */
+  podOnNode?: (node: string, pod: string) => boolean;
   /** History slots (default 60) of `historyStepMs` (default 60 s): the last hour. */
   historySize?: number;
   historyStepMs?: number;
@@ -68,6 +75,8 @@ export class UsageStore {
     for (const [pod, containers] of Object.entries(m.pods ?? {})) {
       let e = n.pods.get(pod);
       if (e === undefined) {
+        if (this.o.podOnNode !== undefined && !this.o.podOnNode(m.node, pod)) continue;
+        if (n.pods.size >= MAX_PODS_PER_NODE) continue;
         e = { containers: new Map(), history: new Ring(this.size, this.stepMs) };
         n.pods.set(pod, e);
       }
