@@ -135,21 +135,21 @@ describe('system packages list', () => {
 
   it('the scanner sees the ways a test starts a binary (so the check above can fail)', () => {
     const src = [
-      "const ETCD = '/usr/bin/etcd';",
+      "const ETCD = '/usr/bin/unlisted-daemon';",
       'spawn(ETCD, []);',
-      "execFileSync('chromium', ['--headless']);",
-      'spawnSync(`qemu-aarch64-static`, []);',
-      "execSync('mosquitto_pub -t x');",
+      "execFileSync('unlisted-browser', ['--headless']);",
+      'spawnSync(`unlisted-emulator`, []);',
+      "execSync('unlisted-pub -t x');",
       'const m = /x/.exec(s);',
       "spawn(process.execPath, ['x']);",
     ].join('\n');
     const bins = tsBinaries(src, 'x.ts').map((u) => u.binary);
-    expect(bins).toEqual(expect.arrayContaining(['/usr/bin/etcd', 'chromium', 'qemu-aarch64-static', 'mosquitto_pub', 'process.execPath']));
+    expect(bins).toEqual(expect.arrayContaining(['/usr/bin/unlisted-daemon', 'unlisted-browser', 'unlisted-emulator', 'unlisted-pub', 'process.execPath']));
     expect(unlisted(tsBinaries(src, 'x.ts'), entries, 'binary').map((u) => u.binary)).toEqual(
-      expect.arrayContaining(['/usr/bin/etcd', 'chromium', 'qemu-aarch64-static', 'mosquitto_pub']),
+      expect.arrayContaining(['/usr/bin/unlisted-daemon', 'unlisted-browser', 'unlisted-emulator', 'unlisted-pub']),
     );
-    const sh = shellUses('ensure_apt_packages etcd-server chromium\nnohup /usr/sbin/foo &\n', 'x.sh');
-    expect(unlisted(sh.packages, entries, 'pkg').map((u) => u.binary)).toEqual(['etcd-server', 'chromium']);
+    const sh = shellUses('ensure_apt_packages unlisted-server-pkg unlisted-browser-pkg\nnohup /usr/sbin/foo &\n', 'x.sh');
+    expect(unlisted(sh.packages, entries, 'pkg').map((u) => u.binary)).toEqual(['unlisted-server-pkg', 'unlisted-browser-pkg']);
     expect(unlisted(sh.binaries, entries, 'binary').map((u) => u.binary)).toEqual(['/usr/sbin/foo']);
   });
 

@@ -1,0 +1,204 @@
+import type { Clock } from '../../../protocol/clock.js';
+import { OrchardError } from '../../../protocol/errors.js';
+import type { Compare, EtcdClient, Watch } from './etcd-client.js';
+
+/**
+ * Leader election on etcd with fencing (issue 19), the recipe of etcd's own `concurrency`
+ * package: every candidate holds a lease; the leader is whoever created the election key
+ * (`create_revision == 0` → put, in one transaction), and the key dies with the leader's lease.
+ *
+ * - **Epoch**: the key's create revision. It only grows (etcd revisions never go back), so a new
+ *   leader always has a larger epoch than every earlier one; agents compare epochs on desired
+ *   sets and ignore older ones.
+ * - **Fencing**: `fence()` is the compare every leader write must carry (`create_revision(key)
+ *   == epoch`). A leader that was paused or partitioned past its lease finds its writes refused
+ *   by etcd itself, whatever its own clock believes.
+ * - **Local deadline**: the leader also stops on its own at `lastKeepAliveSent + ttl` without a
+ *   successful renewal (measured from when the keep-alive was *sent*, so a slow answer never
+ *   stretches it), so it stops acting before anyone else can have been elected.
+ */
+
+export interface ElectionOptions {
+  client: EtcdClient;
+  /** The election key, e.g. `/orchard/leader`. */
+  key: string;
+  /** This candidate's identity (the hub's advertised address); stored as the key's value. */
+  id: string;
+  /** Lease TTL in seconds (etcd's minimum is its election timeout, ≈ 1 s; default 10). */
+  ttlSeconds?: number;
+  clock: Clock;
+  onElected: (epoch: number) => void;
+  onLost: (reason: string) => void;
+}
+
+export type ElectionState = 'idle' | 'campaigning' | 'leader' | 'stopped';
+
+export class Election {
+  private state: ElectionState = 'idle';
+  private leaseId = '0';
+  private epochValue = 0;
+  private watch: Watch | undefined;
+  private keepAliveTimer: ReturnType<Clock['setTimeout']> | undefined;
+  private deadlineTimer: ReturnType<Clock['setTimeout']> | undefined;
+  private retryTimer: ReturnType<Clock['setTimeout']> | undefined;
+  private readonly ttl: number;
+
+  constructor(private readonly opts: ElectionOptions) {
+    this.ttl = opts.ttlSeconds ?? 10;
+  }
+
+  get status(): ElectionState {
+    return this.state;
+  }
+
+  /** The epoch while leader; 0 otherwise. */
+  get epoch(): number {
+    return this.state === 'leader' ? this.epochValue : 0;
+  }
+
+  /** The compare a leader's write must carry; throws ERR_NOT_LEADER-like ERR_CONFLICT when not leader. */
+  fence(): Compare {
+    if (this.state !== 'leader') throw new OrchardError('ERR_CONFLICT', 'this hub is not the leader: the write was refused');
+    return { key: this.opts.key, target: 'CREATE', createRevision: this.epochValue };
+  }
+
+  /** Who leads now (the key's value), or undefined; any candidate may ask. */
+  async leader(): Promise<{ id: string; epoch: number } | undefined> {
+    const kv = await this.opts.client.get(this.opts.key);
+    return kv === undefined ? undefined : { id: kv.value.toString('utf8'), epoch: kv.createRevision };
+  }
+
+  /** Starts campaigning; keeps doing so (after every loss) until stop(). */
+  start(): void {
+    if (this.state !== 'idle') return;
+    this.state = 'campaigning';
+    void this.campaign();
+  }
+
+  /** Stops campaigning and gives up leadership at once (revokes the lease: the key goes with it). */
+  async stop(): Promise<void> {
+    const was = this.state;
+    this.state = 'stopped';
+    this.clearTimers();
+    this.watch?.cancel();
+    this.watch = undefined;
+    if (this.leaseId !== '0') {
+      const id = this.leaseId;
+      this.leaseId = '0';
+      await this.opts.client.leaseRevoke(id).catch(() => undefined);
+    }
+    if (was === 'leader') this.opts.onLost('stopped');
+  }
+
+  private async campaign(): Promise<void> {
+    if (this.state !== 'campaigning') return;
+    try {
+      if (this.leaseId === '0') this.leaseId = (await this.opts.client.leaseGrant(this.ttl)).id;
+      const sentAt = this.opts.clock.now();
+      const r = await this.opts.client.txn(
+        [{ key: this.opts.key, target: 'CREATE', createRevision: 0 }],
+        [{ put: { key: this.opts.key, value: this.opts.id, lease: this.leaseId } }],
+        [{ range: { key: this.opts.key } }],
+      );
+      if (this.state !== 'campaigning') return;
+      if (r.succeeded) {
+        this.epochValue = r.revision;
+        this.state = 'leader';
+        this.armDeadline(sentAt);
+        this.scheduleKeepAlive();
+        this.opts.onElected(this.epochValue);
+        return;
+      }
+      const holder = r.ranges[0]?.kvs[0];
+      if (holder !== undefined && holder.lease === this.leaseId) {
+        // Our own key from before (a lost answer): we are the leader.
+        this.epochValue = holder.createRevision;
+        this.state = 'leader';
+        this.armDeadline(sentAt);
+        this.scheduleKeepAlive();
+        this.opts.onElected(this.epochValue);
+        return;
+      }
+      // Someone else leads: keep our lease alive and wait for their key to go.
+      this.scheduleKeepAlive();
+      this.watch = this.opts.client.watch(
+        this.opts.key,
+        { startRevision: r.revision + 1 },
+        (events) => {
+          if (events.some((e) => e.type === 'DELETE')) {
+            this.watch?.cancel();
+            this.watch = undefined;
+            void this.campaign();
+          }
+        },
+        () => {
+          this.watch = undefined;
+          this.retryLater();
+        },
+      );
+    } catch {
+      this.retryLater();
+    }
+  }
+
+  private retryLater(): void {
+    if (this.state !== 'campaigning') return;
+    this.retryTimer = this.opts.clock.setTimeout(() => void this.campaign(), 500 + Math.floor(Math.random() * 500));
+  }
+
+  private scheduleKeepAlive(): void {
+    if (this.keepAliveTimer !== undefined) this.opts.clock.clearTimeout(this.keepAliveTimer);
+    this.keepAliveTimer = this.opts.clock.setTimeout(() => void this.keepAlive(), Math.max(200, (this.ttl * 1000) / 3));
+  }
+
+  private async keepAlive(): Promise<void> {
+    this.keepAliveTimer = undefined;
+    if (this.state !== 'leader' && this.state !== 'campaigning') return;
+    const id = this.leaseId;
+    const sentAt = this.opts.clock.now();
+    let ttl = -1;
+    try {
+      ttl = await this.opts.client.leaseKeepAlive(id);
+    } catch {
+      // Unreachable now: the deadline decides; try again soon.
+    }
+    if (id !== this.leaseId || (this.state !== 'leader' && this.state !== 'campaigning')) return;
+    if (ttl === 0) {
+      // The lease is gone (expired while we were paused or cut off): so is leadership.
+      this.leaseId = '0';
+      if (this.state === 'leader') this.lose('lease expired');
+      else {
+        this.watch?.cancel();
+        this.watch = undefined;
+        void this.campaign();
+      }
+      return;
+    }
+    if (ttl > 0 && this.state === 'leader') this.armDeadline(sentAt);
+    this.scheduleKeepAlive();
+  }
+
+  private armDeadline(sentAt: number): void {
+    if (this.deadlineTimer !== undefined) this.opts.clock.clearTimeout(this.deadlineTimer);
+    const left = sentAt + this.ttl * 1000 - this.opts.clock.now();
+    this.deadlineTimer = this.opts.clock.setTimeout(() => this.lose('lease not renewed in time'), Math.max(0, left));
+  }
+
+  private lose(reason: string): void {
+    if (this.state !== 'leader') return;
+    this.state = 'campaigning';
+    this.epochValue = 0;
+    this.clearTimers();
+    this.opts.onLost(reason);
+    // A fresh lease: the old one may still be alive on the server if only we lost touch.
+    const old = this.leaseId;
+    this.leaseId = '0';
+    if (old !== '0') void this.opts.client.leaseRevoke(old).catch(() => undefined);
+    this.retryLater();
+  }
+
+  private clearTimers(): void {
+    for (const t of [this.keepAliveTimer, this.deadlineTimer, this.retryTimer]) if (t !== undefined) this.opts.clock.clearTimeout(t);
+    this.keepAliveTimer = this.deadlineTimer = this.retryTimer = undefined;
+  }
+}

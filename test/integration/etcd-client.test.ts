@@ -1,0 +1,253 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EtcdClient, prefixEnd, type WatchEvent } from '../../hub/store/etcd/etcd-client.js';
+import { Election } from '../../hub/store/etcd/election.js';
+import { systemClock } from '../../protocol/clock.js';
+import { OrchardError } from '../../protocol/errors.js';
+import { EtcdCluster } from '../helpers/etcd.js';
+import { TcpProxy } from '../helpers/tcp-proxy.js';
+
+/** The etcd client and election (issue 19) against real etcd members (Debian's etcd-server). */
+
+const waitFor = async (what: string, cond: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> => {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+};
+
+describe('etcd client on one real member', () => {
+  let etcd: EtcdCluster;
+  let client: EtcdClient;
+  beforeAll(async () => {
+    etcd = await EtcdCluster.start(1);
+    client = new EtcdClient({ endpoints: etcd.endpoints });
+  }, 30_000);
+  afterAll(() => {
+    client?.close();
+    etcd?.close();
+  });
+
+  it('puts, gets, ranges a prefix and deletes, with revisions', async () => {
+    const r1 = await client.put('/t/a', 'one');
+    const r2 = await client.put('/t/b', Buffer.from([0, 1, 255]));
+    await client.put('/u/c', 'other prefix');
+    expect(r2).toBeGreaterThan(r1);
+    const a = await client.get('/t/a');
+    expect(a?.value.toString()).toBe('one');
+    expect(a?.createRevision).toBe(r1);
+    expect(a?.version).toBe(1);
+    const all = await client.range('/t/', { prefix: true });
+    expect(all.kvs.map((k) => k.key)).toEqual(['/t/a', '/t/b']);
+    expect([...all.kvs[1]!.value]).toEqual([0, 1, 255]);
+    expect(all.count).toBe(2);
+    await client.delete('/t/', { prefix: true });
+    expect((await client.range('/t/', { prefix: true })).kvs).toEqual([]);
+    expect(await client.get('/u/c')).toBeDefined();
+    expect(await client.get('/missing')).toBeUndefined();
+  });
+
+  it('runs a transaction only when its compares hold', async () => {
+    const rev = await client.put('/cas', 'v1');
+    const kv = await client.get('/cas');
+    const ok = await client.txn([{ key: '/cas', target: 'MOD', modRevision: kv!.modRevision }], [{ put: { key: '/cas', value: 'v2' } }]);
+    expect(ok.succeeded).toBe(true);
+    expect(ok.revision).toBeGreaterThan(rev);
+    const stale = await client.txn(
+      [{ key: '/cas', target: 'MOD', modRevision: kv!.modRevision }],
+      [{ put: { key: '/cas', value: 'v3' } }],
+      [{ range: { key: '/cas' } }],
+    );
+    expect(stale.succeeded).toBe(false);
+    expect(stale.ranges[0]?.kvs[0]?.value.toString()).toBe('v2');
+    const create = await client.txn([{ key: '/fresh', target: 'CREATE', createRevision: 0 }], [{ put: { key: '/fresh', value: 'x' } }]);
+    expect(create.succeeded).toBe(true);
+    const again = await client.txn([{ key: '/fresh', target: 'CREATE', createRevision: 0 }], [{ put: { key: '/fresh', value: 'y' } }]);
+    expect(again.succeeded).toBe(false);
+    expect((await client.get('/fresh'))?.value.toString()).toBe('x');
+  });
+
+  it('watches a prefix in revision order and replays from a start revision', async () => {
+    const seen: WatchEvent[] = [];
+    const ended: OrchardError[] = [];
+    const w = client.watch(
+      '/w/',
+      { prefix: true },
+      (ev) => seen.push(...ev),
+      (e) => ended.push(e),
+    );
+    await w.ready;
+    const first = await client.put('/w/1', 'a');
+    await client.put('/w/2', 'b');
+    await client.delete('/w/1');
+    await client.put('/elsewhere', 'not watched');
+    await waitFor('3 watch events', () => seen.length >= 3);
+    expect(seen.map((e) => `${e.type} ${e.kv.key}`)).toEqual(['PUT /w/1', 'PUT /w/2', 'DELETE /w/1']);
+    w.cancel();
+    const replay: WatchEvent[] = [];
+    const w2 = client.watch(
+      '/w/',
+      { prefix: true, startRevision: first },
+      (ev) => replay.push(...ev),
+      () => undefined,
+    );
+    await waitFor('replayed events', () => replay.length >= 3);
+    expect(replay.map((e) => `${e.type} ${e.kv.key}`)).toEqual(['PUT /w/1', 'PUT /w/2', 'DELETE /w/1']);
+    w2.cancel();
+    expect(ended).toEqual([]);
+  });
+
+  it('leases: keys die with a revoked lease, and keep-alive then answers 0', async () => {
+    const lease = await client.leaseGrant(5);
+    expect(lease.ttl).toBe(5);
+    await client.put('/leased', 'x', { lease: lease.id });
+    expect(await client.leaseKeepAlive(lease.id)).toBe(5);
+    expect((await client.get('/leased'))?.lease).toBe(lease.id);
+    expect(lease.id).toMatch(/^\d+$/);
+    await client.leaseRevoke(lease.id);
+    expect(await client.get('/leased')).toBeUndefined();
+    expect(await client.leaseKeepAlive(lease.id)).toBe(0);
+  });
+
+  it('takes a snapshot and reports status', async () => {
+    const chunks: Buffer[] = [];
+    await client.snapshot((c) => chunks.push(c));
+    const total = chunks.reduce((n, c) => n + c.length, 0);
+    expect(total).toBeGreaterThan(1000);
+    const s = await client.status();
+    expect(s.version).toMatch(/^3\./);
+    expect(s.revision).toBeGreaterThan(0);
+  });
+
+  it('prefixEnd is the first key after the prefix', () => {
+    expect(prefixEnd('/a/').toString()).toBe('/a0');
+    expect([...prefixEnd('\u00ff')]).toEqual([0xc3, 0xc0]);
+  });
+
+  it('gives a clear ERR_STORE when no endpoint answers', async () => {
+    const dead = new EtcdClient({ endpoints: ['http://127.0.0.1:1'], timeoutMs: 500 });
+    await expect(dead.get('/x')).rejects.toMatchObject({ code: 'ERR_STORE', message: expect.stringMatching(/no endpoint answered/) });
+    dead.close();
+  });
+});
+
+describe('election with fencing on one real member', () => {
+  let etcd: EtcdCluster;
+  const clients: EtcdClient[] = [];
+  const proxies: TcpProxy[] = [];
+  beforeAll(async () => {
+    etcd = await EtcdCluster.start(1);
+  }, 30_000);
+  afterAll(async () => {
+    for (const c of clients) c.close();
+    for (const p of proxies) await p.close();
+    etcd?.close();
+  });
+
+  const candidate = (id: string, endpoint: string, log: string[]) => {
+    const client = new EtcdClient({ endpoints: [endpoint], timeoutMs: 1_000 });
+    clients.push(client);
+    const e = new Election({
+      client,
+      key: '/orchard/leader',
+      id,
+      ttlSeconds: 2,
+      clock: systemClock,
+      onElected: (epoch) => log.push(`${id} elected ${epoch}`),
+      onLost: (why) => log.push(`${id} lost: ${why}`),
+    });
+    return { client, e };
+  };
+
+  it('elects one leader, hands over on stop with a larger epoch, and refuses the old leader’s fenced writes', async () => {
+    const log: string[] = [];
+    const a = candidate('hub-a', etcd.endpoints[0]!, log);
+    a.e.start();
+    await waitFor('a leads', () => a.e.status === 'leader');
+    const b = candidate('hub-b', etcd.endpoints[0]!, log);
+    b.e.start();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(b.e.status).toBe('campaigning');
+    expect(await b.e.leader()).toEqual({ id: 'hub-a', epoch: a.e.epoch });
+    const epochA = a.e.epoch;
+    const fenceA = a.e.fence();
+    expect((await a.client.txn([fenceA], [{ put: { key: '/state', value: 'from a' } }])).succeeded).toBe(true);
+
+    await a.e.stop();
+    await waitFor('b leads', () => b.e.status === 'leader');
+    expect(b.e.epoch).toBeGreaterThan(epochA);
+    expect(() => a.e.fence()).toThrow(/not the leader/);
+    // A write fenced with a's old epoch (as a paused leader would still send) is refused by etcd.
+    const late = await a.client.txn([fenceA], [{ put: { key: '/state', value: 'late a' } }]);
+    expect(late.succeeded).toBe(false);
+    expect((await a.client.get('/state'))?.value.toString()).toBe('from a');
+    expect(log).toEqual([`hub-a elected ${epochA}`, 'hub-a lost: stopped', `hub-b elected ${b.e.epoch}`]);
+    await b.e.stop();
+  });
+
+  it('a partitioned leader steps down by its own deadline, another is elected, and its writes stay fenced after the heal', async () => {
+    const log: string[] = [];
+    const [host, port] = [new URL(etcd.endpoints[0]!).hostname, Number(new URL(etcd.endpoints[0]!).port)];
+    const proxy = await TcpProxy.start({ host, port });
+    proxies.push(proxy);
+    const a = candidate('hub-a', `http://127.0.0.1:${proxy.port}`, log);
+    a.e.start();
+    await waitFor('a leads', () => a.e.status === 'leader');
+    const epochA = a.e.epoch;
+    const fenceA = a.e.fence();
+    const b = candidate('hub-b', etcd.endpoints[0]!, log);
+    b.e.start();
+
+    const cutAt = Date.now();
+    await proxy.cut();
+    await waitFor('a steps down', () => a.e.status !== 'leader', 5_000);
+    const stepDown = Date.now() - cutAt;
+    await waitFor('b leads', () => b.e.status === 'leader', 10_000);
+    const takeover = Date.now() - cutAt;
+    // a stops acting within its TTL (2 s) of the last renewal; b can only win after the lease expired.
+    expect(stepDown).toBeLessThanOrEqual(2_500);
+    expect(log.indexOf('hub-a lost: lease not renewed in time')).toBeLessThan(log.findIndex((l) => l.startsWith('hub-b elected')));
+    expect(takeover).toBeGreaterThanOrEqual(stepDown);
+    expect(b.e.epoch).toBeGreaterThan(epochA);
+
+    await proxy.restore();
+    const late = await a.client.txn([fenceA], [{ put: { key: '/state2', value: 'late a' } }]);
+    expect(late.succeeded).toBe(false);
+    expect(await a.client.get('/state2')).toBeUndefined();
+    await a.e.stop();
+    await b.e.stop();
+  }, 20_000);
+});
+
+describe('etcd client on three real members', () => {
+  let etcd: EtcdCluster;
+  let client: EtcdClient;
+  beforeAll(async () => {
+    etcd = await EtcdCluster.start(3);
+    client = new EtcdClient({ endpoints: etcd.endpoints, timeoutMs: 1_500 });
+  }, 40_000);
+  afterAll(() => {
+    client?.close();
+    etcd?.close();
+  });
+
+  it('keeps working with one member killed, refuses writes without quorum, and resumes when it returns', async () => {
+    await client.put('/q', '1');
+    etcd.kill(0); // the first endpoint: the client must move on
+    await client.put('/q', '2');
+    expect((await client.get('/q'))?.value.toString()).toBe('2');
+    etcd.kill(1);
+    await expect(client.put('/q', '3')).rejects.toBeInstanceOf(OrchardError);
+    etcd.restart(1);
+    await etcd.waitHealthy(1);
+    await waitFor('writes again', async () => {
+      try {
+        await client.put('/q', '4');
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    expect((await client.get('/q'))?.value.toString()).toBe('4');
+  }, 40_000);
+});
