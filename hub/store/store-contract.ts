@@ -10,8 +10,9 @@ import type { NewObject, Store, StoreOptions, WatchEvent } from './store.js';
  */
 export interface StoreHarness {
   store: Store;
-  reopen?: () => Store;
-  cleanup: () => void;
+  /** Durable stores only; may be async (a remote backend loads over the network). */
+  reopen?: () => Store | Promise<Store>;
+  cleanup: () => void | Promise<void>;
 }
 
 export function mockPod(name: string, opts: { nodeName?: string; owner?: string; labels?: Record<string, string>; image?: string } = {}): NewObject<'Pod'> {
@@ -71,19 +72,19 @@ function codeOf(fn: () => unknown): ErrorCode | 'no error' | 'not an OrchardErro
 
 const names = (objs: readonly { metadata: { name: string } }[]): string[] => objs.map((o) => o.metadata.name);
 
-export function storeContract(name: string, make: (opts?: StoreOptions) => StoreHarness): void {
+export function storeContract(name: string, make: (opts?: StoreOptions) => StoreHarness | Promise<StoreHarness>): void {
   describe(`Store contract: ${name}`, () => {
     let h: StoreHarness;
     let store: Store;
     const listenerErrors: unknown[] = [];
     const clock = { t: Date.parse('2024-05-01T12:00:00.000Z') };
 
-    beforeEach(() => {
+    beforeEach(async () => {
       listenerErrors.length = 0;
-      h = make({ now: () => new Date(clock.t), onError: (err) => listenerErrors.push(err) });
+      h = await make({ now: () => new Date(clock.t), onError: (err) => listenerErrors.push(err) });
       store = h.store;
     });
-    afterEach(() => h.cleanup());
+    afterEach(async () => h.cleanup());
 
     /** Subscribes and returns the events received, as "TYPE Kind/name@rv". */
     function record(kinds?: readonly ObjectKind[]): string[] {
@@ -548,9 +549,9 @@ export function storeContract(name: string, make: (opts?: StoreOptions) => Store
         expect(() => store.close()).not.toThrow();
       });
 
-      it('keeps every object, the indexes and the revision across a reopen', ({ skip }) => {
+      it('keeps every object, the indexes and the revision across a reopen', async ({ skip }) => {
         if (h.reopen === undefined) skip('this implementation is not durable, so there is nothing to reopen');
-        const reopen = h.reopen as () => Store;
+        const reopen = h.reopen as () => Store | Promise<Store>;
         store.transaction(() => {
           for (let i = 0; i < 50; i++) store.create(mockPod(`p${String(i).padStart(2, '0')}`, { nodeName: `n${i % 5}`, owner: 'web' }));
         });
@@ -565,7 +566,7 @@ export function storeContract(name: string, make: (opts?: StoreOptions) => Store
         const rev = store.revision();
         expect(rev).toBe(53);
 
-        store = reopen();
+        store = await reopen();
         expect(store.revision()).toBe(rev);
         expect(store.list('Pod')).toEqual(before);
         expect(store.get('Node', 'n1')).toBeUndefined();
@@ -576,9 +577,9 @@ export function storeContract(name: string, make: (opts?: StoreOptions) => Store
         expect(store.create(mockPod('next')).metadata.resourceVersion).toBe(rev + 1);
       });
 
-      it('does not persist a rolled-back transaction', ({ skip }) => {
+      it('does not persist a rolled-back transaction', async ({ skip }) => {
         if (h.reopen === undefined) skip('this implementation is not durable, so there is nothing to reopen');
-        const reopen = h.reopen as () => Store;
+        const reopen = h.reopen as () => Store | Promise<Store>;
         store.create(mockPod('kept'));
         expect(() =>
           store.transaction(() => {
@@ -586,7 +587,7 @@ export function storeContract(name: string, make: (opts?: StoreOptions) => Store
             throw new Error('boom');
           }),
         ).toThrow('boom');
-        store = reopen();
+        store = await reopen();
         expect(names(store.list('Pod'))).toEqual(['kept']);
         expect(store.revision()).toBe(1);
       });

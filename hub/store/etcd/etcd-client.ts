@@ -217,8 +217,10 @@ export class EtcdClient {
     return this.endpoints[this.current]!.origin;
   }
 
-  async range(key: string, opts: { prefix?: boolean; limit?: number; revision?: number; keysOnly?: boolean } = {}): Promise<RangeResult> {
+  /** Keys from `key`: just it, every key with it as prefix, or up to `rangeEnd` (exclusive; for paging). */
+  async range(key: string, opts: { prefix?: boolean; rangeEnd?: Buffer; limit?: number; revision?: number; keysOnly?: boolean } = {}): Promise<RangeResult> {
     const body: Record<string, unknown> = rangeBody(key, opts.prefix);
+    if (opts.rangeEnd !== undefined) body.range_end = opts.rangeEnd.toString('base64');
     if (opts.limit) body.limit = String(opts.limit);
     if (opts.revision) body.revision = String(opts.revision);
     if (opts.keysOnly) body.keys_only = true;

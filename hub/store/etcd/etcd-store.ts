@@ -1,0 +1,319 @@
+import { OrchardError } from '../../../protocol/errors.js';
+import type { AnyObject } from '../../../protocol/objects.js';
+import { BaseStore } from '../base-store.js';
+import type { StoreOptions } from '../store.js';
+import { prefixEnd, type Compare, type EtcdClient, type TxnOp } from './etcd-client.js';
+
+/**
+ * The hub's store on etcd (issue 19): the same synchronous `Store` as SQLite — the whole state
+ * in BaseStore's memory cache, reads never leave the process — with etcd as the durable,
+ * replicated backend.
+ *
+ * Writes are **write-behind with a durability barrier**. A store transaction commits to the cache
+ * at once (the Store contract is synchronous: controllers and the scheduler run in one event-loop
+ * turn) and its writes join an ordered queue that one flusher sends to etcd as transactions.
+ * `sync()` resolves once everything committed before the call is in etcd; the web API awaits it
+ * before it answers a write, so an acknowledged write is replicated exactly as with SQLite's
+ * synchronous commit. What is not yet flushed when a hub dies is what no client was told
+ * succeeded (and controllers redo level-triggered work on the new leader).
+ *
+ * **Fencing.** When a `fence` is given (the election's compare on the leader key), every etcd
+ * transaction carries it: a hub that lost leadership (paused, partitioned) has its writes refused
+ * by etcd itself; the store then stops flushing for good and reports `onFenced` — the hub must
+ * stop acting as leader and reload.
+ *
+ * Layout under `prefix` (default `/orchard/`): `objects/<Kind>/<name>` = the object's JSON,
+ * `meta/revision` = the store revision (written in the same etcd transaction as its objects).
+ * Store transactions are sent whole when they fit etcd's limits (`--max-txn-ops`, default 128;
+ * `--max-request-bytes`, default 1.5 MiB); a larger one is split into ordered chunks with the
+ * revision in the last, and consecutive small ones are merged (later writes to a key win).
+ */
+
+export interface EtcdStoreOptions extends StoreOptions {
+  client: EtcdClient;
+  /** Key prefix; default `/orchard/`. */
+  prefix?: string;
+  /** The compare every write must carry (leader fencing); none = unfenced (a single hub). */
+  fence?: () => Compare;
+  /** Called once when etcd refused a write because the fence no longer holds. */
+  onFenced?: (err: OrchardError) => void;
+  /** Ops per etcd transaction (keep ≤ the cluster's --max-txn-ops); default 120. */
+  maxOpsPerTxn?: number;
+  /** Bytes of values per etcd transaction (keep under --max-request-bytes); default 1 MiB. */
+  maxBytesPerTxn?: number;
+  /** Called when a flush failed and will be retried (etcd unreachable, no quorum). */
+  onFlushError?: (err: unknown) => void;
+}
+
+interface QueuedOp {
+  key: string;
+  /** undefined = delete. */
+  value: string | undefined;
+}
+
+export class EtcdStore extends BaseStore {
+  private readonly client: EtcdClient;
+  private readonly prefix: string;
+  private txnDepth = 0;
+  /** Writes of the open store transaction. */
+  private pendingOps: QueuedOp[] = [];
+  /** Committed store transactions not yet in etcd, oldest first, each with its revision. */
+  private readonly queue: { ops: QueuedOp[]; rev: number }[] = [];
+  private flushing = false;
+  private flushedRev: number;
+  private queuedRev: number;
+  private fenced: OrchardError | undefined;
+  private waiters: { rev: number; resolve: () => void; reject: (e: unknown) => void }[] = [];
+  private backoffMs = 0;
+  private retryTimer: ReturnType<typeof setTimeout> | undefined;
+
+  private constructor(
+    private readonly opts: EtcdStoreOptions,
+    loaded: { objects: AnyObject[]; revision: number },
+  ) {
+    super(opts);
+    this.client = opts.client;
+    this.prefix = opts.prefix ?? '/orchard/';
+    for (const obj of loaded.objects) this.cache.put(this.cache.admit(obj));
+    this.setLoadedRevision(loaded.revision);
+    this.flushedRev = loaded.revision;
+    this.queuedRev = loaded.revision;
+  }
+
+  /** Loads every object under the prefix (one consistent revision of etcd) and opens the store. */
+  static async open(opts: EtcdStoreOptions): Promise<EtcdStore> {
+    const prefix = opts.prefix ?? '/orchard/';
+    const objPrefix = `${prefix}objects/`;
+    const objects: AnyObject[] = [];
+    let maxRv = 0;
+    try {
+      const first = await opts.client.range(objPrefix, { prefix: true, limit: 2000 });
+      const pinned = first.revision;
+      let page = first;
+      for (;;) {
+        for (const kv of page.kvs) {
+          const obj = parseStored(kv.key, kv.value.toString('utf8'), objPrefix);
+          objects.push(obj);
+          if (obj.metadata.resourceVersion > maxRv) maxRv = obj.metadata.resourceVersion;
+        }
+        if (!page.more || page.kvs.length === 0) break;
+        const after = `${page.kvs[page.kvs.length - 1]!.key}\u0000`;
+        page = await opts.client.range(after, { rangeEnd: prefixEnd(objPrefix), limit: 2000, revision: pinned });
+      }
+      const meta = await opts.client.range(`${prefix}meta/revision`, { revision: pinned });
+      const metaRev = Number(meta.kvs[0]?.value.toString('utf8') ?? '0');
+      // Names sorted per kind, so a Deployment's replicas arrive together and share structure.
+      objects.sort((a, b) => (a.kind === b.kind ? (a.metadata.name < b.metadata.name ? -1 : 1) : a.kind < b.kind ? -1 : 1));
+      return new EtcdStore(opts, { objects, revision: Math.max(Number.isFinite(metaRev) ? metaRev : 0, maxRv) });
+    } catch (err) {
+      if (OrchardError.is(err) && err.message.startsWith('stored ')) throw err;
+      throw new OrchardError('ERR_STORE', `cannot open the etcd store: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+  }
+
+  /** Resolves when every write committed before this call is in etcd; rejects once fenced or closed. */
+  sync(timeoutMs?: number): Promise<void> {
+    if (this.fenced) return Promise.reject(this.fenced);
+    const rev = this.queuedRev;
+    if (this.flushedRev >= rev) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const w = { rev, resolve, reject };
+      this.waiters.push(w);
+      if (timeoutMs !== undefined) {
+        const t = setTimeout(() => {
+          this.waiters = this.waiters.filter((x) => x !== w);
+          reject(new OrchardError('ERR_STORE', `etcd did not confirm the write within ${timeoutMs} ms (is a quorum of members up?)`));
+        }, timeoutMs);
+        t.unref();
+        const done = w.resolve;
+        w.resolve = () => {
+          clearTimeout(t);
+          done();
+        };
+      }
+    });
+  }
+
+  /** Writes committed to the cache but not yet confirmed by etcd. */
+  get unflushed(): number {
+    return this.queue.reduce((n, b) => n + b.ops.length, 0);
+  }
+
+  /** Flushes what is queued (bounded wait), then closes. */
+  async closeAsync(timeoutMs = 5_000): Promise<void> {
+    try {
+      await this.sync(timeoutMs);
+    } finally {
+      this.close();
+    }
+  }
+
+  // ---- backend hooks ----
+  protected atomically<T>(fn: () => T): T {
+    const mark = this.pendingOps.length;
+    const outermost = this.txnDepth === 0;
+    if (outermost && this.fenced) throw this.fenced;
+    this.txnDepth++;
+    try {
+      const r = fn();
+      if (outermost && this.pendingOps.length > 0) {
+        const ops = this.pendingOps;
+        this.pendingOps = [];
+        // BaseStore writes the revision last in the outermost transaction: it is ops' last entry.
+        this.queuedRev = this.revision();
+        this.queue.push({ ops, rev: this.queuedRev });
+        this.kick();
+      }
+      return r;
+    } catch (err) {
+      this.pendingOps.length = mark;
+      throw err;
+    } finally {
+      this.txnDepth--;
+    }
+  }
+
+  protected persistPut(obj: AnyObject, json: string): void {
+    this.pendingOps.push({ key: this.objectKey(obj.kind, obj.metadata.name), value: json });
+  }
+
+  protected persistRemove(kind: string, name: string): void {
+    this.pendingOps.push({ key: this.objectKey(kind, name), value: undefined });
+  }
+
+  protected persistRevision(rev: number): void {
+    this.pendingOps.push({ key: `${this.prefix}meta/revision`, value: String(rev) });
+  }
+
+  protected closeBackend(): void {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    const err = new OrchardError('ERR_STORE', 'the store was closed before etcd confirmed the write');
+    for (const w of this.waiters) w.reject(err);
+    this.waiters = [];
+  }
+
+  private objectKey(kind: string, name: string): string {
+    return `${this.prefix}objects/${kind}/${name}`;
+  }
+
+  private kick(): void {
+    if (this.flushing || this.fenced || this.retryTimer !== undefined) return;
+    this.flushing = true;
+    queueMicrotask(() => void this.flushLoop());
+  }
+
+  private async flushLoop(): Promise<void> {
+    try {
+      while (this.queue.length > 0 && !this.fenced) {
+        const { ops, rev, batches } = this.nextChunk();
+        const compare = this.opts.fence ? [this.opts.fence()] : [];
+        const txnOps: TxnOp[] = ops.map((o) => (o.value === undefined ? { delete: { key: o.key } } : { put: { key: o.key, value: o.value } }));
+        const r = await this.client.txn(compare, txnOps);
+        if (!r.succeeded) {
+          this.fence(new OrchardError('ERR_CONFLICT', 'this hub lost leadership: etcd refused its write (fenced); it stops writing'));
+          return;
+        }
+        this.consume(batches, ops.length);
+        this.backoffMs = 0;
+        if (rev !== undefined) this.confirm(rev);
+      }
+    } catch (err) {
+      if (OrchardError.is(err) && err.code === 'ERR_CONFLICT') {
+        // fence() threw: not leader any more.
+        this.fence(err);
+        return;
+      }
+      this.opts.onFlushError?.(err);
+      this.backoffMs = Math.min(2_000, this.backoffMs === 0 ? 100 : this.backoffMs * 2);
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = undefined;
+        this.kick();
+      }, this.backoffMs);
+      this.retryTimer.unref();
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  /**
+   * The next etcd transaction: whole queued store transactions merged while they fit (a key
+   * written twice keeps its last value), or the first part of one too large to fit alone.
+   * `rev` is set when the chunk ends a store transaction (its revision is then durable).
+   */
+  private nextChunk(): { ops: QueuedOp[]; rev: number | undefined; batches: number } {
+    const maxOps = this.opts.maxOpsPerTxn ?? 120;
+    const maxBytes = this.opts.maxBytesPerTxn ?? 1_048_576;
+    const merged = new Map<string, QueuedOp>();
+    let bytes = 0;
+    let batches = 0;
+    let rev: number | undefined;
+    for (const b of this.queue) {
+      const keys = new Set(b.ops.map((o) => o.key));
+      let newKeys = 0;
+      for (const k of keys) if (!merged.has(k)) newKeys++;
+      const bBytes = b.ops.reduce((n, o) => n + o.key.length + (o.value?.length ?? 0), 0);
+      if (batches > 0 && (merged.size + newKeys > maxOps || bytes + bBytes > maxBytes)) break;
+      if (batches === 0 && (keys.size > maxOps || bBytes > maxBytes)) {
+        // One store transaction larger than etcd takes at once: send its first part.
+        const part: QueuedOp[] = [];
+        let partBytes = 0;
+        for (const o of b.ops) {
+          const sz = o.key.length + (o.value?.length ?? 0);
+          if (part.length > 0 && (part.length >= maxOps || partBytes + sz > maxBytes)) break;
+          part.push(o);
+          partBytes += sz;
+        }
+        return { ops: part, rev: part.length === b.ops.length ? b.rev : undefined, batches: 0 };
+      }
+      for (const o of b.ops) {
+        merged.delete(o.key); // keep the order of last writes
+        merged.set(o.key, o);
+      }
+      bytes += bBytes;
+      batches++;
+      rev = b.rev;
+    }
+    return { ops: [...merged.values()], rev, batches };
+  }
+
+  /** Drops what was sent: `batches` whole store transactions, or `partOps` ops of the first one. */
+  private consume(batches: number, partOps: number): void {
+    if (batches > 0) {
+      this.queue.splice(0, batches);
+      return;
+    }
+    const first = this.queue[0]!;
+    first.ops.splice(0, partOps);
+    if (first.ops.length === 0) this.queue.shift();
+  }
+
+  private confirm(rev: number): void {
+    this.flushedRev = Math.max(this.flushedRev, rev);
+    const ready = this.waiters.filter((w) => w.rev <= this.flushedRev);
+    this.waiters = this.waiters.filter((w) => w.rev > this.flushedRev);
+    for (const w of ready) w.resolve();
+  }
+
+  private fence(err: OrchardError): void {
+    if (this.fenced) return;
+    this.fenced = err;
+    for (const w of this.waiters) w.reject(err);
+    this.waiters = [];
+    this.opts.onFenced?.(err);
+  }
+}
+
+function parseStored(key: string, json: string, objPrefix: string): AnyObject {
+  const [kind, ...rest] = key.slice(objPrefix.length).split('/');
+  const name = rest.join('/');
+  let obj: AnyObject;
+  try {
+    obj = JSON.parse(json) as AnyObject;
+  } catch (err) {
+    throw new OrchardError('ERR_STORE', `stored ${kind} "${name}" is not valid JSON: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+  if (obj?.kind !== kind || obj.metadata?.name !== name) {
+    throw new OrchardError('ERR_STORE', `stored ${kind} "${name}" holds an object named ${String(obj?.kind)}/${String(obj?.metadata?.name)}`);
+  }
+  return obj;
+}
