@@ -143,7 +143,7 @@ export class Hub {
     const admin = auth.ensureAdminToken();
     const limiter = new LoginLimiter({ ...opts.rateLimit, now });
     const timeouts = resolveTimeouts(opts.timeouts);
-    const store = opts.store ?? SqliteStore.open(opts.dataDir, { now });
+    const store: Store = opts.store ?? SqliteStore.open(opts.dataDir, { now });
     const usage = new UsageStore({ now: () => clock.now(), podOnNode: (node, pod) => store.get('Pod', pod)?.spec.nodeName === node });
 
     const broker = await HubBroker.start({
@@ -222,7 +222,7 @@ export class Hub {
       ...(opts.nodeStartupGraceMs !== undefined ? { startupGraceMs: opts.nodeStartupGraceMs } : {}),
     });
     const rollout = new RolloutOperations({ store, log: log.child('rollout'), now });
-    const commands = new MqttCommands({ ops, rollout, publisher: broker, log: log.child('commands') });
+    const commands = new MqttCommands({ ops, rollout, publisher: broker, log: log.child('commands'), ...(store.sync ? { sync: store.sync.bind(store) } : {}) });
 
     const prometheus = new HubMetrics({
       store,
@@ -396,6 +396,8 @@ export class Hub {
     for (const u of this.unsubscribe) await u().catch(() => undefined);
     await this.api.close();
     await this.broker.close();
+    // A remote store (etcd) gets a bounded moment to write what is still behind the cache.
+    if (this.store.sync) await this.store.sync(5_000).catch((err: unknown) => console.error('orchard hub: store writes not confirmed at stop:', err));
     this.store.close();
   }
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { OrchardError } from '../protocol/errors.js';
-import { adminTokenNotice, parseDurationMs, parseHubArgs } from './main.js';
+import { adminTokenNotice, parseDurationMs, parseHubArgs, parseStoreFlag } from './main.js';
 
 describe('adminTokenNotice', () => {
   it('shows the admin token on a terminal only; otherwise names the 0600 file', () => {
@@ -83,5 +83,28 @@ describe('parseDurationMs', () => {
     expect(parseDurationMs('0s')).toBe(0);
     expect(parseDurationMs('60')).toBeUndefined();
     expect(parseDurationMs('1d')).toBeUndefined();
+  });
+});
+
+describe('parseStoreFlag / --store', () => {
+  it.each([
+    ['sqlite', { kind: 'sqlite' }],
+    ['etcd://127.0.0.1:2379', { kind: 'etcd', endpoints: ['http://127.0.0.1:2379'] }],
+    ['etcds://a.example:2379,b.example:2379', { kind: 'etcd', endpoints: ['https://a.example:2379', 'https://b.example:2379'] }],
+    ['etcd://[::1]:2379', { kind: 'etcd', endpoints: ['http://[::1]:2379'] }],
+  ])('%s', (text, want) => {
+    expect(parseStoreFlag(text)).toEqual(want);
+  });
+
+  it.each(['', 'postgres://x:1', 'etcd://', 'etcd://host', 'etcd://host:0', 'etcd://host:70000', 'etcd://a:1,,b:2', 'etcd://a b:1'])('refuses %j', (text) => {
+    expect(parseStoreFlag(text)).toBeUndefined();
+  });
+
+  it('names the flag when it is wrong, and defaults to sqlite', () => {
+    expect(parseHubArgs([]).store).toEqual({ kind: 'sqlite' });
+    expect(() => parseHubArgs(['--store', 'etcd://nohost'])).toThrow(/--store/);
+    expect(() => parseHubArgs(['--etcd-prefix', 'orchard'])).toThrow(/--etcd-prefix/);
+    expect(() => parseHubArgs(['--leader-ttl', '1s'])).toThrow(/--leader-ttl/);
+    expect(parseHubArgs(['--leader-ttl', '15s'])['leader-ttl']).toBe(15_000);
   });
 });

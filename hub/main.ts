@@ -1,5 +1,5 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { homedir, hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
@@ -9,10 +9,14 @@ import { Hub } from './hub.js';
 import { parsePortRange } from './objects/service-allocation.js';
 import { createLogger } from './log.js';
 import { writeFileAtomicSync } from './security/atomic-file.js';
+import { EtcdClient } from './store/etcd/etcd-client.js';
+import { Election } from './store/etcd/election.js';
+import { EtcdStore } from './store/etcd/etcd-store.js';
+import { systemClock } from '../protocol/clock.js';
 
 const USAGE = `usage: orchard hub [--data-dir D] [--host A] [--mqtt-port P] [--http-port H] [--san NAME]... [--insecure] [--no-cli-config]
                    [--node-startup-grace DURATION] [--heap-growth PERCENT] [--registry-allow HOST:PORT,...]
-                   [--endpoint-ports MIN-MAX]
+                   [--endpoint-ports MIN-MAX] [--store sqlite|etcd://HOST:PORT,...] [--etcd-… options]
 
   --data-dir D     where the store, CA and credentials live (default /var/lib/orchard, or ~/.orchard/hub when not root)
   --host A         address to listen on (default 0.0.0.0)
@@ -35,7 +39,19 @@ const USAGE = `usage: orchard hub [--data-dir D] [--host A] [--mqtt-port P] [--h
                    hub's own ports; all others such are refused (SSRF guard; repeatable)
   --endpoint-ports MIN-MAX
                    ports the hub hands out per node for service endpoints reached from other nodes
-                   (each node's agent listens on them on its advertise address; default 30000-30999)`;
+                   (each node's agent listens on them on its advertise address; default 30000-30999)
+  --store sqlite|etcd://HOST:PORT,...|etcds://HOST:PORT,...
+                   where objects live: SQLite in the data dir (default), or an etcd cluster (etcds = TLS).
+                   On etcd, hubs campaign for leadership: one leads (and serves), the others wait
+                   and take over when it goes; a hub that loses leadership exits (code 75) so its
+                   supervisor restarts it as a standby (docs/design/ha.md)
+  --etcd-prefix P  key prefix of this hub group in etcd (default /orchard/)
+  --etcd-ca F, --etcd-cert F, --etcd-key F
+                   PEM files for etcds:// (CA of the members; client certificate and key)
+  --etcd-user U    etcd user; the password comes from ORCHARD_ETCD_PASSWORD or --etcd-password-file
+  --etcd-password-file F
+  --leader-ttl DURATION
+                   the leader's lease (default 10s): a dead leader is replaced after at most this`;
 
 const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
@@ -98,8 +114,50 @@ const FlagsSchema = z.object({
       }
       return r;
     }),
+  store: z
+    .string()
+    .default('sqlite')
+    .transform((text, ctx) => {
+      const r = parseStoreFlag(text);
+      if (r === undefined) {
+        ctx.addIssue({ code: 'custom', message: `"${text}" is not sqlite or etcd://HOST:PORT[,HOST:PORT…] (etcds:// for TLS)` });
+        return z.NEVER;
+      }
+      return r;
+    }),
+  'etcd-prefix': z
+    .string()
+    .regex(/^\/[A-Za-z0-9._/-]*\/$/, 'must start and end with "/", e.g. /orchard/')
+    .max(200)
+    .default('/orchard/'),
+  'etcd-ca': z.string().min(1).optional(),
+  'etcd-cert': z.string().min(1).optional(),
+  'etcd-key': z.string().min(1).optional(),
+  'etcd-user': z.string().min(1).max(128).optional(),
+  'etcd-password-file': z.string().min(1).optional(),
+  'leader-ttl': DurationMsSchema.optional().refine((v) => v === undefined || (v >= 2_000 && v <= 300_000), 'must be between 2s and 5m'),
   help: z.boolean().default(false),
 });
+
+export type StoreFlag = { kind: 'sqlite' } | { kind: 'etcd'; endpoints: string[] };
+
+/** `sqlite` or `etcd://a:2379,b:2379` / `etcds://…` → the store to use; undefined when malformed. */
+export function parseStoreFlag(text: string): StoreFlag | undefined {
+  const t = text.trim();
+  if (t === 'sqlite') return { kind: 'sqlite' };
+  const m = /^(etcds?):\/\/(.+)$/.exec(t);
+  if (!m) return undefined;
+  const scheme = m[1] === 'etcds' ? 'https' : 'http';
+  const endpoints: string[] = [];
+  for (const part of (m[2] ?? '').split(',')) {
+    const hp = part.trim();
+    if (!/^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(hp)) return undefined;
+    const port = Number(hp.slice(hp.lastIndexOf(':') + 1));
+    if (port < 1 || port > 65_535) return undefined;
+    endpoints.push(`${scheme}://${hp}`);
+  }
+  return endpoints.length > 0 && endpoints.length <= 15 ? { kind: 'etcd', endpoints } : undefined;
+}
 
 export type HubFlags = z.infer<typeof FlagsSchema>;
 
@@ -119,6 +177,14 @@ export function parseHubArgs(argv: string[]): HubFlags {
       'heap-growth': { type: 'string' },
       'registry-allow': { type: 'string', multiple: true },
       'endpoint-ports': { type: 'string' },
+      store: { type: 'string' },
+      'etcd-prefix': { type: 'string' },
+      'etcd-ca': { type: 'string' },
+      'etcd-cert': { type: 'string' },
+      'etcd-key': { type: 'string' },
+      'etcd-user': { type: 'string' },
+      'etcd-password-file': { type: 'string' },
+      'leader-ttl': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -155,12 +221,15 @@ export async function runHub(argv: string[]): Promise<void> {
   const dataDir = flags['data-dir'] ?? (isRoot ? '/var/lib/orchard' : join(homedir(), '.orchard', 'hub'));
   const log = createLogger('hub');
   const sans = flags.san;
+  const httpPort = flags['http-port'] ?? (flags.insecure ? 8080 : 8443);
+  const ha = flags.store.kind === 'etcd' ? await leadOnEtcd(flags, flags.store.endpoints, `${hostname()}:${httpPort}`, log) : undefined;
   const hub = await Hub.start({
     dataDir,
     host: flags.host,
     mqttPort: flags['mqtt-port'] ?? (flags.insecure ? 1883 : 8883),
-    httpPort: flags['http-port'] ?? (flags.insecure ? 8080 : 8443),
+    httpPort,
     insecure: flags.insecure,
+    ...(ha ? { store: ha.store } : {}),
     log,
     hostnames: sans.filter((s) => !/^[\d.:]+$/.test(s)),
     ips: sans.filter((s) => /^[\d.:]+$/.test(s)),
@@ -177,13 +246,16 @@ export async function runHub(argv: string[]): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info(`received ${signal}, stopping`);
-    hub.stop().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        log.error('stop failed', { err });
-        process.exit(1);
-      },
-    );
+    hub
+      .stop()
+      .then(() => ha?.election.stop())
+      .then(
+        () => process.exit(0),
+        (err: unknown) => {
+          log.error('stop failed', { err });
+          process.exit(1);
+        },
+      );
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
@@ -207,4 +279,68 @@ function writeCliConfig(hub: Hub, dataDir: string, log: ReturnType<typeof create
   } catch (err) {
     log.warn('could not write CLI config', { path, err: OrchardError.from(err) });
   }
+}
+
+/** Exit code of a hub that lost leadership: its supervisor restarts it as a standby. */
+export const EXIT_LOST_LEADERSHIP = 75;
+
+/**
+ * Campaigns for leadership of the hub group on etcd and returns once this hub leads, with the
+ * fenced store opened at that moment (docs/design/ha.md). Losing leadership later — a lease not
+ * renewed in time, or etcd refusing a fenced write — ends the process: no code path can then
+ * leave a controller or the broker acting on stale state.
+ */
+async function leadOnEtcd(
+  flags: HubFlags,
+  endpoints: string[],
+  id: string,
+  log: ReturnType<typeof createLogger>,
+): Promise<{ store: EtcdStore; election: Election }> {
+  const readPem = (f: string | undefined): string | undefined => (f === undefined ? undefined : readFileSync(f, 'utf8'));
+  const password = flags['etcd-password-file'] ? readFileSync(flags['etcd-password-file'], 'utf8').trim() : process.env['ORCHARD_ETCD_PASSWORD'];
+  const client = new EtcdClient({
+    endpoints,
+    ...(flags['etcd-ca'] ? { ca: readPem(flags['etcd-ca']) } : {}),
+    ...(flags['etcd-cert'] ? { cert: readPem(flags['etcd-cert']) } : {}),
+    ...(flags['etcd-key'] ? { key: readPem(flags['etcd-key']) } : {}),
+    ...(flags['etcd-user'] ? { username: flags['etcd-user'], password: password ?? '' } : {}),
+  });
+  const prefix = flags['etcd-prefix'];
+  const lost = (why: string): never => {
+    log.error('lost leadership: exiting so a restart rejoins as a standby', { why });
+    process.exit(EXIT_LOST_LEADERSHIP);
+  };
+  let elected!: (epoch: number) => void;
+  const leading = new Promise<number>((resolve) => (elected = resolve));
+  const election = new Election({
+    client,
+    key: `${prefix}leader`,
+    id,
+    ttlSeconds: Math.round((flags['leader-ttl'] ?? 10_000) / 1000),
+    clock: systemClock,
+    onElected: (epoch) => elected(epoch),
+    onLost: (why) => {
+      if (why !== 'stopped') lost(why);
+    },
+  });
+  log.info('campaigning for leadership on etcd', { endpoints, prefix, id });
+  election.start();
+  const current = await election.leader().catch(() => undefined);
+  if (current !== undefined && current.id !== id) log.info('standby: another hub leads', { leader: current.id, epoch: current.epoch });
+  const epoch = await leading;
+  let flushWarned = 0;
+  const store = await EtcdStore.open({
+    client,
+    prefix,
+    fence: () => election.fence(),
+    onFenced: (err) => lost(err.message),
+    onFlushError: (err) => {
+      const now = Date.now();
+      if (now - flushWarned < 10_000) return;
+      flushWarned = now;
+      log.warn('etcd did not take a write; retrying', { err: OrchardError.from(err) });
+    },
+  });
+  log.info('leading the hub group', { epoch, objects: store.revision() });
+  return { store, election };
 }

@@ -47,6 +47,10 @@ export const ERROR_CATALOGUE = {
     status: 400,
     summary: "The agent's --service-cidr overlaps an address or route the host already uses outside lo; pick another range.",
   },
+  ERR_NOT_LEADER: {
+    status: 503,
+    summary: 'This hub is not (or no longer) the leader of its etcd-backed group, so it writes nothing; send the request to the leader.',
+  },
   ERR_WATCH_LIMIT: { status: 429, summary: 'This API token already holds the maximum of open watch streams; close one first.' },
 } as const satisfies Record<string, { status: number; summary: string }>;
 

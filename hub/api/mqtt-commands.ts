@@ -7,6 +7,7 @@ import type { Logger } from '../log.js';
 import type { Operations } from '../operations.js';
 import type { RolloutOperations } from '../rollout/rollout-ops.js';
 import { allowed, requiredRole, type Operation } from '../security/authz.js';
+import { WRITE_BARRIER_MS } from '../store/store.js';
 
 /**
  * MQTT topic commands: a client publishes a CommandRequest on `orchard/v1/commands/{clientId}`
@@ -17,7 +18,16 @@ import { allowed, requiredRole, type Operation } from '../security/authz.js';
 export class MqttCommands {
   handled = 0;
 
-  constructor(private readonly deps: { ops: Operations; publisher: Publisher; log: Logger; rollout?: RolloutOperations }) {}
+  constructor(
+    private readonly deps: {
+      ops: Operations;
+      publisher: Publisher;
+      log: Logger;
+      rollout?: RolloutOperations;
+      /** A remote store's durability barrier (Store.sync): a write's reply waits for it. */
+      sync?: (timeoutMs: number) => Promise<void>;
+    },
+  ) {}
 
   /** `role` is the authenticated publisher's role (undefined: refuse). Never throws. */
   async handle(topic: string, payload: Buffer, role: Role | undefined): Promise<void> {
@@ -39,7 +49,9 @@ export class MqttCommands {
       if (!role) throw new OrchardError('ERR_UNAUTHENTICATED', 'command clients must connect with an API token (username "token")');
       const op = commandOperation(req);
       if (!allowed(role, op)) throw new OrchardError('ERR_FORBIDDEN', `role "${role}" may not ${req.op} (needs ${requiredRole(op)})`);
-      reply = { id, ok: true, result: this.run(req) };
+      const result = this.run(req);
+      if (this.deps.sync && req.op !== 'get') await this.deps.sync(WRITE_BARRIER_MS);
+      reply = { id, ok: true, result };
     } catch (err) {
       const oe = OrchardError.from(err);
       if (oe.code === 'ERR_INTERNAL') this.deps.log.error('mqtt command failed', { topic, err });

@@ -16,7 +16,7 @@ import { LabelsSchema, NameSchema } from '../../protocol/manifest.js';
 import { OBJECT_KINDS, type ObjectKind } from '../../protocol/objects.js';
 import type { Logger } from '../log.js';
 import type { Operations } from '../operations.js';
-import type { Store } from '../store/store.js';
+import { WRITE_BARRIER_MS, type Store } from '../store/store.js';
 import { jsonBody } from './body.js';
 import { toOrchardError } from './errors.js';
 import { DASHBOARD_CSS, DASHBOARD_JS, renderDashboard } from './dashboard.js';
@@ -141,6 +141,24 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   // Bodies arrive as text; each route parses YAML/JSON itself so errors come out in our format.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'string', bodyLimit: MAX_BODY_BYTES }, (_req, body, done) => done(null, body));
+
+  // A remote store (etcd) makes writes durable behind the cache: a write is reported as done only
+  // once the store confirms it (hub/store/store.ts sync), as SQLite's synchronous commit does.
+  const sync = deps.store.sync?.bind(deps.store);
+  if (sync) {
+    app.addHook('onSend', async (req, reply, payload) => {
+      if (req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS' || reply.statusCode >= 400) return payload;
+      try {
+        await sync(WRITE_BARRIER_MS);
+        return payload;
+      } catch (err) {
+        const oe = OrchardError.from(err);
+        deps.log.warn('write not confirmed by the store', { method: req.method, url: req.url.split('?')[0], err: oe });
+        void reply.status(oe.status).header('content-type', 'application/json; charset=utf-8');
+        return JSON.stringify(oe.toJSON());
+      }
+    });
+  }
 
   app.setErrorHandler((err, req, reply) => {
     const oe = toOrchardError(err);

@@ -57,6 +57,9 @@ export interface StoreOptions {
   structuralSharing?: boolean;
 }
 
+/** How long a write's answer (API, MQTT command) waits for a remote store to confirm it (etcd: a quorum's fsync). */
+export const WRITE_BARRIER_MS = 10_000;
+
 export interface Store {
   get<K extends ObjectKind>(kind: K, name: string): ObjectOf<K> | undefined;
   /** Sorted by name (code-unit order). */
@@ -97,6 +100,13 @@ export interface Store {
   revision(): number;
   /** Deletes the oldest Event objects (lowest resourceVersion) beyond `keep`; returns how many. */
   pruneEvents?(keep: number): number;
+  /**
+   * The durability barrier of a remote backend (etcd): resolves when every write committed before
+   * the call is durable; rejects with ERR_TIMEOUT after `timeoutMs`, or ERR_NOT_LEADER once this
+   * hub's writes are fenced off. Absent when every committed write is already durable (SQLite).
+   * The web API and MQTT commands await it before they report a write as done.
+   */
+  sync?(timeoutMs?: number): Promise<void>;
   /** Idempotent; any later call throws ERR_STORE. */
   close(): void;
 }

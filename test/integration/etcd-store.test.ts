@@ -104,7 +104,7 @@ describe('EtcdStore, what a remote backend adds', () => {
     await client.delete(leaderKey);
     await client.put(leaderKey, 'other');
     store.create(mockPod('after-losing'));
-    await expect(store.sync(5_000)).rejects.toMatchObject({ code: 'ERR_CONFLICT', message: expect.stringMatching(/lost leadership/) });
+    await expect(store.sync(5_000)).rejects.toMatchObject({ code: 'ERR_NOT_LEADER', message: expect.stringMatching(/lost leadership/) });
     expect(fencedErrors).toHaveLength(1);
     expect(() => store.create(mockPod('refused'))).toThrow(/lost leadership/);
     const keys = (await client.range(`${prefix}objects/`, { prefix: true })).kvs.map((k) => k.key);
@@ -125,7 +125,7 @@ describe('EtcdStore, what a remote backend adds', () => {
       const p = structuredClone(store.create(mockPod('y')));
       p.status.phase = 'Running';
       store.update(p);
-      await expect(store.sync(1_500)).rejects.toMatchObject({ code: 'ERR_STORE', message: expect.stringMatching(/did not confirm/) });
+      await expect(store.sync(1_500)).rejects.toMatchObject({ code: 'ERR_TIMEOUT', message: expect.stringMatching(/did not confirm/) });
       expect(flushErrors.length).toBeGreaterThan(0);
       await proxy.restore();
       await store.sync(10_000);

@@ -56,9 +56,9 @@ export class Election {
     return this.state === 'leader' ? this.epochValue : 0;
   }
 
-  /** The compare a leader's write must carry; throws ERR_NOT_LEADER-like ERR_CONFLICT when not leader. */
+  /** The compare a leader's write must carry; throws ERR_NOT_LEADER when this candidate does not lead. */
   fence(): Compare {
-    if (this.state !== 'leader') throw new OrchardError('ERR_CONFLICT', 'this hub is not the leader: the write was refused');
+    if (this.state !== 'leader') throw new OrchardError('ERR_NOT_LEADER', 'this hub is not the leader: the write was refused');
     return { key: this.opts.key, target: 'CREATE', createRevision: this.epochValue };
   }
 

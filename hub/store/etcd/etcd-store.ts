@@ -122,7 +122,12 @@ export class EtcdStore extends BaseStore {
       if (timeoutMs !== undefined) {
         const t = setTimeout(() => {
           this.waiters = this.waiters.filter((x) => x !== w);
-          reject(new OrchardError('ERR_STORE', `etcd did not confirm the write within ${timeoutMs} ms (is a quorum of members up?)`));
+          reject(
+            new OrchardError(
+              'ERR_TIMEOUT',
+              `etcd did not confirm the write within ${timeoutMs} ms (is a quorum of members up?); it is applied on this hub and will be written when etcd answers`,
+            ),
+          );
         }, timeoutMs);
         t.unref();
         const done = w.resolve;
@@ -210,7 +215,7 @@ export class EtcdStore extends BaseStore {
         const txnOps: TxnOp[] = ops.map((o) => (o.value === undefined ? { delete: { key: o.key } } : { put: { key: o.key, value: o.value } }));
         const r = await this.client.txn(compare, txnOps);
         if (!r.succeeded) {
-          this.fence(new OrchardError('ERR_CONFLICT', 'this hub lost leadership: etcd refused its write (fenced); it stops writing'));
+          this.fence(new OrchardError('ERR_NOT_LEADER', 'this hub lost leadership: etcd refused its write (fenced); it stops writing'));
           return;
         }
         this.consume(batches, ops.length);
@@ -218,7 +223,7 @@ export class EtcdStore extends BaseStore {
         if (rev !== undefined) this.confirm(rev);
       }
     } catch (err) {
-      if (OrchardError.is(err) && err.code === 'ERR_CONFLICT') {
+      if (OrchardError.is(err) && err.code === 'ERR_NOT_LEADER') {
         // fence() threw: not leader any more.
         this.fence(err);
         return;
