@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { OrchardError } from '../protocol/errors.js';
 import { applyHeapGrowth, DEFAULT_HEAP_GROWING_PERCENT } from './heap-growth.js';
+import { backupHub, restoreHub } from './backup.js';
 import { Hub } from './hub.js';
 import { parsePortRange } from './objects/service-allocation.js';
 import { createLogger } from './log.js';
@@ -14,7 +15,8 @@ import { Election } from './store/etcd/election.js';
 import { EtcdStore } from './store/etcd/etcd-store.js';
 import { systemClock } from '../protocol/clock.js';
 
-const USAGE = `usage: orchard hub [--data-dir D] [--host A] [--mqtt-port P] [--http-port H] [--san NAME]... [--insecure] [--no-cli-config]
+const USAGE = `usage: orchard hub backup|restore …   (orchard hub backup --help)
+       orchard hub [--data-dir D] [--host A] [--mqtt-port P] [--http-port H] [--san NAME]... [--insecure] [--no-cli-config]
                    [--node-startup-grace DURATION] [--heap-growth PERCENT] [--registry-allow HOST:PORT,...]
                    [--endpoint-ports MIN-MAX] [--store sqlite|etcd://HOST:PORT,...] [--etcd-… options]
 
@@ -208,6 +210,7 @@ export function adminTokenNotice(token: string, tokenFile: string, stdoutIsTty: 
 }
 
 export async function runHub(argv: string[]): Promise<void> {
+  if (argv[0] === 'backup' || argv[0] === 'restore') return runBackupCommand(argv[0], argv.slice(1));
   const flags = parseHubArgs(argv);
   if (flags.help) {
     process.stdout.write(USAGE + '\n');
@@ -281,6 +284,109 @@ function writeCliConfig(hub: Hub, dataDir: string, log: ReturnType<typeof create
   }
 }
 
+type EtcdFlags = Pick<HubFlags, 'etcd-ca' | 'etcd-cert' | 'etcd-key' | 'etcd-user' | 'etcd-password-file'>;
+
+/** The etcd client the flags describe (PEM files read now; the password from a file or ORCHARD_ETCD_PASSWORD, never argv). */
+function etcdClient(flags: EtcdFlags, endpoints: string[]): EtcdClient {
+  const readPem = (f: string | undefined): string | undefined => (f === undefined ? undefined : readFileSync(f, 'utf8'));
+  const password = flags['etcd-password-file'] ? readFileSync(flags['etcd-password-file'], 'utf8').trim() : process.env['ORCHARD_ETCD_PASSWORD'];
+  return new EtcdClient({
+    endpoints,
+    ...(flags['etcd-ca'] ? { ca: readPem(flags['etcd-ca']) } : {}),
+    ...(flags['etcd-cert'] ? { cert: readPem(flags['etcd-cert']) } : {}),
+    ...(flags['etcd-key'] ? { key: readPem(flags['etcd-key']) } : {}),
+    ...(flags['etcd-user'] ? { username: flags['etcd-user'], password: password ?? '' } : {}),
+  });
+}
+
+const BACKUP_USAGE = `usage: orchard hub backup --out DIR [--data-dir D] [--store sqlite|etcd://…] [--etcd-prefix P] [--etcd-… options]
+       orchard hub restore --from DIR [--data-dir D] [--force]
+
+  backup   writes DIR (new; 0700): the hub's identity (CA and key, server certificate, tokens and
+           node credentials, the secrets key) and its objects — a consistent copy of orchard.db
+           taken while the hub runs, or etcd's snapshot of the whole keyspace — with the SHA-256
+           of every file in DIR/backup.json
+  restore  checks every file of DIR against backup.json, then writes them into the data dir (the
+           hub must be stopped; --force replaces a hub that is there). An etcd backup restores
+           the identity here and prints the etcdctl steps for the snapshot (docs/design/ha.md)`;
+
+const BackupFlagsSchema = FlagsSchema.pick({
+  'data-dir': true,
+  store: true,
+  'etcd-prefix': true,
+  'etcd-ca': true,
+  'etcd-cert': true,
+  'etcd-key': true,
+  'etcd-user': true,
+  'etcd-password-file': true,
+  help: true,
+}).extend({ out: z.string().min(1).optional(), from: z.string().min(1).optional(), force: z.boolean().default(false) });
+
+/** `orchard hub backup …` / `orchard hub restore …`; flags validated as `orchard hub`'s are. */
+export function parseBackupArgs(argv: string[]): z.infer<typeof BackupFlagsSchema> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      'data-dir': { type: 'string' },
+      store: { type: 'string' },
+      'etcd-prefix': { type: 'string' },
+      'etcd-ca': { type: 'string' },
+      'etcd-cert': { type: 'string' },
+      'etcd-key': { type: 'string' },
+      'etcd-user': { type: 'string' },
+      'etcd-password-file': { type: 'string' },
+      out: { type: 'string' },
+      from: { type: 'string' },
+      force: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  const r = BackupFlagsSchema.safeParse(values);
+  if (r.success) return r.data;
+  const issues = r.error.issues.map((i) => ({ path: `--${i.path.map(String).join('.')}`, message: i.message }));
+  throw new OrchardError('ERR_VALIDATION', `invalid flags: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`, { details: { issues } });
+}
+
+async function runBackupCommand(cmd: 'backup' | 'restore', argv: string[]): Promise<void> {
+  const flags = parseBackupArgs(argv);
+  if (flags.help) {
+    process.stdout.write(BACKUP_USAGE + '\n');
+    return;
+  }
+  process.umask(0o077);
+  const isRoot = process.getuid?.() === 0;
+  const dataDir = flags['data-dir'] ?? (isRoot ? '/var/lib/orchard' : join(homedir(), '.orchard', 'hub'));
+  if (cmd === 'backup') {
+    if (!flags.out)
+      throw new OrchardError('ERR_VALIDATION', 'invalid flags: --out: a new directory for the backup is required', {
+        details: { issues: [{ path: '--out', message: 'required' }] },
+      });
+    const client = flags.store.kind === 'etcd' ? etcdClient(flags, flags.store.endpoints) : undefined;
+    try {
+      const m = await backupHub({ dataDir, out: flags.out, ...(client ? { etcd: { client, prefix: flags['etcd-prefix'] } } : {}) });
+      process.stdout.write(`backup of the ${m.store} hub in ${flags.out}: ${Object.keys(m.files).join(', ')}\n`);
+    } finally {
+      client?.close();
+    }
+    return;
+  }
+  if (!flags.from)
+    throw new OrchardError('ERR_VALIDATION', 'invalid flags: --from: the backup directory is required', {
+      details: { issues: [{ path: '--from', message: 'required' }] },
+    });
+  const r = restoreHub({ from: flags.from, dataDir, force: flags.force });
+  process.stdout.write(`restored into ${dataDir}: ${r.restored.join(', ')}\n`);
+  if (r.etcdSnapshot) {
+    process.stdout.write(
+      `the objects are in etcd's snapshot; restore it into every member before starting the hub with --store etcd://…:\n` +
+        `  ETCDCTL_API=3 etcdctl snapshot restore ${r.etcdSnapshot} --name <member> --data-dir <new member data dir> \\\n` +
+        `      --initial-cluster <m1=https://…:2380,…> --initial-advertise-peer-urls <this member's peer URL>\n` +
+        `(prefix of this hub group: ${r.manifest.etcdPrefix ?? '/orchard/'})\n`,
+    );
+  }
+}
+
 /** Exit code of a hub that lost leadership: its supervisor restarts it as a standby. */
 export const EXIT_LOST_LEADERSHIP = 75;
 
@@ -296,15 +402,7 @@ async function leadOnEtcd(
   id: string,
   log: ReturnType<typeof createLogger>,
 ): Promise<{ store: EtcdStore; election: Election }> {
-  const readPem = (f: string | undefined): string | undefined => (f === undefined ? undefined : readFileSync(f, 'utf8'));
-  const password = flags['etcd-password-file'] ? readFileSync(flags['etcd-password-file'], 'utf8').trim() : process.env['ORCHARD_ETCD_PASSWORD'];
-  const client = new EtcdClient({
-    endpoints,
-    ...(flags['etcd-ca'] ? { ca: readPem(flags['etcd-ca']) } : {}),
-    ...(flags['etcd-cert'] ? { cert: readPem(flags['etcd-cert']) } : {}),
-    ...(flags['etcd-key'] ? { key: readPem(flags['etcd-key']) } : {}),
-    ...(flags['etcd-user'] ? { username: flags['etcd-user'], password: password ?? '' } : {}),
-  });
+  const client = etcdClient(flags, endpoints);
   const prefix = flags['etcd-prefix'];
   const lost = (why: string): never => {
     log.error('lost leadership: exiting so a restart rejoins as a standby', { why });

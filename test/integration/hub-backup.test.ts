@@ -1,0 +1,187 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EtcdCluster } from '../helpers/etcd.js';
+import { request, waitFor } from '../helpers/http.js';
+import { ensureBuilt, freePort, orchard, orchardRun, readToken, type Proc } from '../helpers/procs.js';
+
+/**
+ * `orchard hub backup` / `restore` (issue 19) round trips through real hub processes: SQLite
+ * (backup taken while the hub runs) and etcd (etcd's snapshot, restored with etcdctl into a new
+ * member). The restored hub answers the old admin token and an API token made before the backup.
+ */
+
+const DEPLOYMENT = `apiVersion: orchard/v1
+kind: Deployment
+metadata: { name: kept }
+spec:
+  replicas: 1
+  template:
+    metadata: { labels: { app: kept } }
+    spec: { containers: [{ name: c, image: "orchard-test/busybox:1", command: ["sleep", "3600"] }] }
+`;
+
+const root = mkdtempSync(join(tmpdir(), 'orchard-backup-'));
+const procs: Proc[] = [];
+afterAll(async () => {
+  for (const p of procs) await p.kill9();
+  rmSync(root, { recursive: true, force: true });
+});
+beforeAll(() => ensureBuilt(), 120_000);
+
+async function startHub(dataDir: string, extra: string[] = []): Promise<{ proc: Proc; server: string; ca: () => string }> {
+  const [http, mqtt] = [await freePort(), await freePort()];
+  const proc = orchard([
+    'hub',
+    '--data-dir',
+    dataDir,
+    '--host',
+    '127.0.0.1',
+    '--http-port',
+    String(http),
+    '--mqtt-port',
+    String(mqtt),
+    '--no-cli-config',
+    ...extra,
+  ]);
+  procs.push(proc);
+  const server = `https://127.0.0.1:${http}`;
+  const ca = (): string => readFileSync(join(dataDir, 'ca.crt'), 'utf8');
+  await waitFor(
+    `hub on ${dataDir}`,
+    async () => {
+      try {
+        return (await request(server, 'GET', '/healthz', { ca: ca(), timeoutMs: 1_000 })).status === 200;
+      } catch {
+        return false;
+      }
+    },
+    30_000,
+    100,
+  ).catch((e: unknown) => {
+    throw new Error(`${String(e)}\n${proc.output()}`);
+  });
+  return { proc, server, ca };
+}
+
+describe('hub backup and restore, SQLite', () => {
+  it('backs up a running hub and restores it on a new data dir: objects, admin token and API tokens come back', async () => {
+    const a = join(root, 'a');
+    const hub = await startHub(a);
+    const admin = readToken(a);
+    expect((await request(hub.server, 'POST', '/api/v1/apply', { token: admin, ca: hub.ca(), body: DEPLOYMENT })).status).toBe(200);
+    const created = await request(hub.server, 'POST', '/api/v1/tokens', { token: admin, ca: hub.ca(), body: { type: 'api', role: 'viewer' } });
+    expect(created.status).toBe(200);
+    const viewer = (created.body as { token: string }).token;
+
+    const out = join(root, 'backup-a');
+    const b = orchardRun(['hub', 'backup', '--data-dir', a, '--out', out]);
+    expect(b.code, b.stderr).toBe(0);
+    expect(b.stdout).toMatch(/backup of the sqlite hub/);
+    const manifest = JSON.parse(readFileSync(join(out, 'backup.json'), 'utf8')) as { files: Record<string, string> };
+    expect(Object.keys(manifest.files).sort()).toEqual(expect.arrayContaining(['auth.json', 'ca.crt', 'ca.key', 'orchard.db', 'secrets.key']));
+    await hub.proc.stop();
+
+    const c = join(root, 'c');
+    const r = orchardRun(['hub', 'restore', '--from', out, '--data-dir', c]);
+    expect(r.code, r.stderr).toBe(0);
+    const restored = await startHub(c);
+    expect(restored.ca()).toBe(hub.ca());
+    const got = await request(restored.server, 'GET', '/api/v1/deployments/kept', { token: admin, ca: restored.ca() });
+    expect(got.status).toBe(200);
+    expect((await request(restored.server, 'GET', '/api/v1/deployments', { token: viewer, ca: restored.ca() })).status).toBe(200);
+    await restored.proc.stop();
+  }, 90_000);
+
+  it('refuses a damaged backup before writing anything, and a data dir that holds a hub unless --force', () => {
+    const out = join(root, 'backup-a');
+    const damaged = join(root, 'damaged');
+    execFileSync('cp', ['-a', out, damaged]);
+    const db = readFileSync(join(damaged, 'orchard.db'));
+    db[db.length - 1] = db[db.length - 1]! ^ 0xff;
+    writeFileSync(join(damaged, 'orchard.db'), db);
+    const target = join(root, 'never');
+    const r = orchardRun(['hub', 'restore', '--from', damaged, '--data-dir', target]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/orchard\.db does not match its SHA-256/);
+    expect(existsSync(target)).toBe(false);
+
+    const occupied = orchardRun(['hub', 'restore', '--from', out, '--data-dir', join(root, 'c')]);
+    expect(occupied.code).not.toBe(0);
+    expect(occupied.stderr).toMatch(/already holds a hub.*--force/);
+    expect(orchardRun(['hub', 'restore', '--from', out, '--data-dir', join(root, 'c'), '--force']).code).toBe(0);
+    expect(orchardRun(['hub', 'backup', '--data-dir', join(root, 'c'), '--out', out]).stderr).toMatch(/already exists/);
+  });
+});
+
+describe('hub backup and restore, etcd', () => {
+  let etcd: EtcdCluster | undefined;
+  afterAll(() => etcd?.close());
+
+  it('snapshots etcd while the hub runs; a member restored from the snapshot serves a hub with the same objects', async () => {
+    etcd = await EtcdCluster.start(1);
+    const d = join(root, 'e');
+    const storeFlag = `etcd://${etcd.endpoints[0]!.replace('http://', '')}`;
+    const hub = await startHub(d, ['--store', storeFlag, '--leader-ttl', '2s']);
+    const admin = readToken(d);
+    expect((await request(hub.server, 'POST', '/api/v1/apply', { token: admin, ca: hub.ca(), body: DEPLOYMENT })).status).toBe(200);
+    const out = join(root, 'backup-e');
+    const b = orchardRun(['hub', 'backup', '--data-dir', d, '--out', out, '--store', storeFlag]);
+    expect(b.code, b.stderr).toBe(0);
+    expect(existsSync(join(out, 'etcd.snapshot'))).toBe(true);
+    await hub.proc.kill9();
+    etcd.close();
+    etcd = undefined;
+
+    const d2 = join(root, 'e2');
+    const r = orchardRun(['hub', 'restore', '--from', out, '--data-dir', d2]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/etcdctl snapshot restore/);
+    // The operator's step: a new member from the snapshot (etcdctl), then the hub on it.
+    const [client, peer] = [await freePort(), await freePort()];
+    const memberDir = join(root, 'member');
+    execFileSync(
+      'etcdctl',
+      [
+        'snapshot',
+        'restore',
+        join(out, 'etcd.snapshot'),
+        '--name',
+        'r0',
+        '--data-dir',
+        memberDir,
+        '--initial-cluster',
+        `r0=http://127.0.0.1:${peer}`,
+        '--initial-advertise-peer-urls',
+        `http://127.0.0.1:${peer}`,
+      ],
+      { env: { ...process.env, ETCDCTL_API: '3' }, stdio: 'pipe' },
+    );
+    const member = spawn(
+      'etcd',
+      [
+        '--name',
+        'r0',
+        '--data-dir',
+        memberDir,
+        '--listen-client-urls',
+        `http://127.0.0.1:${client}`,
+        '--advertise-client-urls',
+        `http://127.0.0.1:${client}`,
+        '--listen-peer-urls',
+        `http://127.0.0.1:${peer}`,
+      ],
+      { stdio: 'ignore' },
+    );
+    try {
+      const hub2 = await startHub(d2, ['--store', `etcd://127.0.0.1:${client}`, '--leader-ttl', '2s']);
+      const got = await request(hub2.server, 'GET', '/api/v1/deployments/kept', { token: admin, ca: hub2.ca() });
+      expect(got.status).toBe(200);
+      await hub2.proc.stop();
+    } finally {
+      member.kill('SIGKILL');
+    }
+  }, 90_000);
+});
