@@ -60,6 +60,8 @@ export interface HubOptions {
   nodeStartupGraceMs?: number;
   /** Injected store (tests, fleet simulation); default SQLite in dataDir. */
   store?: Store;
+  /** Gets every new content of the hub's identity files (auth.json, secrets.key): etcd-backed hubs keep a copy for standbys. */
+  identityMirror?: (file: string, content: string) => void;
   /** Slow-client limits; defaults in hub/security/limits.ts (tests shrink them). */
   timeouts?: Partial<HubTimeouts>;
   /** Watch stream limits (hub/api/watch-streams.ts: 8 per token, 1 MiB queued per stream, 1 s expiry sweep). */
@@ -139,7 +141,11 @@ export class Hub {
           ips: [...(opts.ips ?? []), ...(isIpLiteral(opts.host) && opts.host !== '0.0.0.0' && opts.host !== '::' ? [opts.host] : [])],
           now,
         });
-    const auth = AuthStore.open(opts.dataDir, { caFingerprint: pki?.caFingerprint ?? '0'.repeat(64), now });
+    const auth = AuthStore.open(opts.dataDir, {
+      caFingerprint: pki?.caFingerprint ?? '0'.repeat(64),
+      now,
+      ...(opts.identityMirror ? { onPersist: opts.identityMirror } : {}),
+    });
     const admin = auth.ensureAdminToken();
     const limiter = new LoginLimiter({ ...opts.rateLimit, now });
     const timeouts = resolveTimeouts(opts.timeouts);
@@ -161,7 +167,7 @@ export class Hub {
     if (opts.insecure) log.warn('running WITHOUT TLS (--insecure): MQTT and HTTP traffic, tokens and secrets travel in clear text');
 
     // Secrets are encrypted with <dataDir>/secrets.key before they reach the store (hub/secrets).
-    const keyring = SecretKeyring.open(opts.dataDir);
+    const keyring = SecretKeyring.open(opts.dataDir, opts.identityMirror ? { onPersist: opts.identityMirror } : {});
     const secrets = new AesGcmSecretCodec(keyring);
     const ops = new Operations({ store, log: log.child('ops'), now, secrets });
     // Counts-only deployment status writes at most once a second each, pod-status-driven reconciles at most 4/s each (fleet scale: docs/benchmarks-fleet.md).

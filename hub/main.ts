@@ -13,6 +13,7 @@ import { writeFileAtomicSync } from './security/atomic-file.js';
 import { EtcdClient } from './store/etcd/etcd-client.js';
 import { Election } from './store/etcd/election.js';
 import { EtcdStore } from './store/etcd/etcd-store.js';
+import { bootstrapKey, downloadIdentity, identityMirror, uploadMissingIdentity } from './store/etcd/bootstrap.js';
 import { systemClock } from '../protocol/clock.js';
 
 const USAGE = `usage: orchard hub backup|restore …   (orchard hub backup --help)
@@ -52,6 +53,9 @@ const USAGE = `usage: orchard hub backup|restore …   (orchard hub backup --hel
                    PEM files for etcds:// (CA of the members; client certificate and key)
   --etcd-user U    etcd user; the password comes from ORCHARD_ETCD_PASSWORD or --etcd-password-file
   --etcd-password-file F
+  --ha-secret-file F
+                   the hub group's secret (or ORCHARD_HA_SECRET; ≥ 16 characters, the same on every hub
+                   of the group): the CA key, tokens and secrets key are kept in etcd encrypted with it
   --leader-ttl DURATION
                    the leader's lease (default 10s): a dead leader is replaced after at most this`;
 
@@ -137,6 +141,7 @@ const FlagsSchema = z.object({
   'etcd-key': z.string().min(1).optional(),
   'etcd-user': z.string().min(1).max(128).optional(),
   'etcd-password-file': z.string().min(1).optional(),
+  'ha-secret-file': z.string().min(1).optional(),
   'leader-ttl': DurationMsSchema.optional().refine((v) => v === undefined || (v >= 2_000 && v <= 300_000), 'must be between 2s and 5m'),
   help: z.boolean().default(false),
 });
@@ -187,6 +192,7 @@ export function parseHubArgs(argv: string[]): HubFlags {
       'etcd-user': { type: 'string' },
       'etcd-password-file': { type: 'string' },
       'leader-ttl': { type: 'string' },
+      'ha-secret-file': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -225,14 +231,14 @@ export async function runHub(argv: string[]): Promise<void> {
   const log = createLogger('hub');
   const sans = flags.san;
   const httpPort = flags['http-port'] ?? (flags.insecure ? 8080 : 8443);
-  const ha = flags.store.kind === 'etcd' ? await leadOnEtcd(flags, flags.store.endpoints, `${hostname()}:${httpPort}`, log) : undefined;
+  const ha = flags.store.kind === 'etcd' ? await leadOnEtcd(flags, flags.store.endpoints, `${hostname()}:${httpPort}`, dataDir, log) : undefined;
   const hub = await Hub.start({
     dataDir,
     host: flags.host,
     mqttPort: flags['mqtt-port'] ?? (flags.insecure ? 1883 : 8883),
     httpPort,
     insecure: flags.insecure,
-    ...(ha ? { store: ha.store } : {}),
+    ...(ha ? { store: ha.store, identityMirror: ha.identityMirror } : {}),
     log,
     hostnames: sans.filter((s) => !/^[\d.:]+$/.test(s)),
     ips: sans.filter((s) => /^[\d.:]+$/.test(s)),
@@ -241,6 +247,10 @@ export async function runHub(argv: string[]): Promise<void> {
     services: { endpointPorts: flags['endpoint-ports'] },
   });
 
+  if (ha) {
+    const uploaded = await ha.uploadMissingIdentity();
+    if (uploaded.length > 0) log.info('hub identity stored in etcd for standbys', { files: uploaded });
+  }
   if (hub.newAdminToken) process.stdout.write(adminTokenNotice(hub.newAdminToken, join(dataDir, 'admin.token'), process.stdout.isTTY === true));
   if (!flags['no-cli-config']) writeCliConfig(hub, dataDir, log);
 
@@ -400,10 +410,25 @@ async function leadOnEtcd(
   flags: HubFlags,
   endpoints: string[],
   id: string,
+  dataDir: string,
   log: ReturnType<typeof createLogger>,
-): Promise<{ store: EtcdStore; election: Election }> {
-  const client = etcdClient(flags, endpoints);
+): Promise<{
+  store: EtcdStore;
+  election: Election;
+  identityMirror: (file: string, content: string) => void;
+  uploadMissingIdentity: () => Promise<string[]>;
+}> {
   const prefix = flags['etcd-prefix'];
+  const secret = flags['ha-secret-file'] ? readFileSync(flags['ha-secret-file'], 'utf8').trim() : process.env['ORCHARD_HA_SECRET'];
+  if (!secret) {
+    throw new OrchardError(
+      'ERR_VALIDATION',
+      "invalid flags: --ha-secret-file: --store etcd needs the group's HA secret (--ha-secret-file F or ORCHARD_HA_SECRET): the hub's CA key, tokens and secrets key are kept in etcd encrypted with it, so that a standby can take over",
+      { details: { issues: [{ path: '--ha-secret-file', message: 'required with --store etcd://…' }] } },
+    );
+  }
+  const key = bootstrapKey(secret, prefix);
+  const client = etcdClient(flags, endpoints);
   const lost = (why: string): never => {
     log.error('lost leadership: exiting so a restart rejoins as a standby', { why });
     process.exit(EXIT_LOST_LEADERSHIP);
@@ -426,6 +451,9 @@ async function leadOnEtcd(
   const current = await election.leader().catch(() => undefined);
   if (current !== undefined && current.id !== id) log.info('standby: another hub leads', { leader: current.id, epoch: current.epoch });
   const epoch = await leading;
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const downloaded = await downloadIdentity(client, prefix, dataDir, key);
+  if (downloaded.length > 0) log.info("took the group's identity from etcd", { files: downloaded });
   let flushWarned = 0;
   const store = await EtcdStore.open({
     client,
@@ -440,5 +468,10 @@ async function leadOnEtcd(
     },
   });
   log.info('leading the hub group', { epoch, objects: store.revision() });
-  return { store, election };
+  return {
+    store,
+    election,
+    identityMirror: identityMirror((k, v) => store.putRaw(k, v), prefix, key),
+    uploadMissingIdentity: () => uploadMissingIdentity(client, prefix, dataDir, key, () => election.fence()),
+  };
 }

@@ -25,10 +25,12 @@ export class SecretKeyring {
   private constructor(
     private readonly file: string,
     private data: KeyFile,
+    private readonly onPersist?: (file: string, content: string) => void,
   ) {}
 
   /** Loads `<dataDir>/secrets.key`, creating it (0600) with one fresh key when absent. */
-  static open(dataDir: string): SecretKeyring {
+  /** `onPersist` gets the file's new content after every write (a standby hub's copy in etcd). */
+  static open(dataDir: string, opts: { onPersist?: (file: string, content: string) => void } = {}): SecretKeyring {
     ensurePrivateDir(dataDir);
     const file = join(dataDir, SECRETS_KEY_FILE);
     let text: string | undefined;
@@ -40,7 +42,7 @@ export class SecretKeyring {
     }
     if (text === undefined) {
       const id = newKeyId();
-      const ring = new SecretKeyring(file, { version: 1, active: id, keys: { [id]: randomBytes(KEY_BYTES).toString('base64') } });
+      const ring = new SecretKeyring(file, { version: 1, active: id, keys: { [id]: randomBytes(KEY_BYTES).toString('base64') } }, opts.onPersist);
       ring.persist();
       return ring;
     }
@@ -57,7 +59,7 @@ export class SecretKeyring {
     for (const [id, k] of Object.entries(r.data.keys)) {
       if (Buffer.from(k, 'base64').length !== KEY_BYTES) throw new OrchardError('ERR_STORE', `${file}: key ${id} is not ${KEY_BYTES} bytes`);
     }
-    return new SecretKeyring(file, r.data);
+    return new SecretKeyring(file, r.data, opts.onPersist);
   }
 
   get activeId(): string {
@@ -95,7 +97,9 @@ export class SecretKeyring {
   }
 
   private persist(): void {
-    writeFileAtomicSync(this.file, `${JSON.stringify(this.data)}\n`, 0o600);
+    const content = `${JSON.stringify(this.data)}\n`;
+    writeFileAtomicSync(this.file, content, 0o600);
+    this.onPersist?.(SECRETS_KEY_FILE, content);
   }
 }
 

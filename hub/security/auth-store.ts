@@ -140,6 +140,8 @@ export interface AuthStoreOptions {
   /** Fingerprint of the hub CA, embedded in every join token so agents can pin it. */
   caFingerprint: string;
   now?: () => Date;
+  /** Called with the file's new content after every successful write (a standby hub's copy in etcd). */
+  onPersist?: (file: string, content: string) => void;
 }
 
 export class AuthStore {
@@ -157,6 +159,7 @@ export class AuthStore {
     private readonly dataDir: string,
     private readonly caFingerprint: string,
     now: (() => Date) | undefined,
+    private readonly onPersist?: (file: string, content: string) => void,
   ) {
     this.file = join(dataDir, AUTH_FILE);
     this.now = now ?? (() => new Date());
@@ -167,7 +170,7 @@ export class AuthStore {
   static open(dataDir: string, opts: AuthStoreOptions): AuthStore {
     if (!/^[0-9a-f]{64}$/.test(opts.caFingerprint)) throw new OrchardError('ERR_INTERNAL', 'caFingerprint must be 64 lowercase hex characters');
     ensurePrivateDir(dataDir);
-    const store = new AuthStore(dataDir, opts.caFingerprint, opts.now);
+    const store = new AuthStore(dataDir, opts.caFingerprint, opts.now, opts.onPersist);
     if (existsSync(store.file)) {
       let raw: unknown;
       try {
@@ -427,12 +430,14 @@ export class AuthStore {
 
   /** Persist first, then swap: a failed write leaves memory and disk as they were. */
   private commit(next: AuthFile): void {
+    const content = `${JSON.stringify(next, null, 2)}\n`;
     try {
-      writeFileAtomicSync(this.file, `${JSON.stringify(next, null, 2)}\n`);
+      writeFileAtomicSync(this.file, content);
     } catch (err) {
       throw new OrchardError('ERR_STORE', `cannot write ${this.file}: ${(err as Error).message}`, { cause: err });
     }
     this.swap(next);
+    this.onPersist?.(AUTH_FILE, content);
   }
 
   private swap(next: AuthFile): void {

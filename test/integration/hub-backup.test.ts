@@ -31,21 +31,12 @@ afterAll(async () => {
 });
 beforeAll(() => ensureBuilt(), 120_000);
 
-async function startHub(dataDir: string, extra: string[] = []): Promise<{ proc: Proc; server: string; ca: () => string }> {
+async function startHub(dataDir: string, extra: string[] = [], env: Record<string, string> = {}): Promise<{ proc: Proc; server: string; ca: () => string }> {
   const [http, mqtt] = [await freePort(), await freePort()];
-  const proc = orchard([
-    'hub',
-    '--data-dir',
-    dataDir,
-    '--host',
-    '127.0.0.1',
-    '--http-port',
-    String(http),
-    '--mqtt-port',
-    String(mqtt),
-    '--no-cli-config',
-    ...extra,
-  ]);
+  const proc = orchard(
+    ['hub', '--data-dir', dataDir, '--host', '127.0.0.1', '--http-port', String(http), '--mqtt-port', String(mqtt), '--no-cli-config', ...extra],
+    env,
+  );
   procs.push(proc);
   const server = `https://127.0.0.1:${http}`;
   const ca = (): string => readFileSync(join(dataDir, 'ca.crt'), 'utf8');
@@ -58,7 +49,7 @@ async function startHub(dataDir: string, extra: string[] = []): Promise<{ proc: 
         return false;
       }
     },
-    30_000,
+    60_000,
     100,
   ).catch((e: unknown) => {
     throw new Error(`${String(e)}\n${proc.output()}`);
@@ -124,7 +115,7 @@ describe('hub backup and restore, etcd', () => {
     etcd = await EtcdCluster.start(1);
     const d = join(root, 'e');
     const storeFlag = `etcd://${etcd.endpoints[0]!.replace('http://', '')}`;
-    const hub = await startHub(d, ['--store', storeFlag, '--leader-ttl', '2s']);
+    const hub = await startHub(d, ['--store', storeFlag, '--leader-ttl', '2s'], { ORCHARD_HA_SECRET: 'backup-test-secret-0123456789' });
     const admin = readToken(d);
     expect((await request(hub.server, 'POST', '/api/v1/apply', { token: admin, ca: hub.ca(), body: DEPLOYMENT })).status).toBe(200);
     const out = join(root, 'backup-e');
@@ -176,7 +167,7 @@ describe('hub backup and restore, etcd', () => {
       { stdio: 'ignore' },
     );
     try {
-      const hub2 = await startHub(d2, ['--store', `etcd://127.0.0.1:${client}`, '--leader-ttl', '2s']);
+      const hub2 = await startHub(d2, ['--store', `etcd://127.0.0.1:${client}`, '--leader-ttl', '2s'], { ORCHARD_HA_SECRET: 'backup-test-secret-0123456789' });
       const got = await request(hub2.server, 'GET', '/api/v1/deployments/kept', { token: admin, ca: hub2.ca() });
       expect(got.status).toBe(200);
       await hub2.proc.stop();

@@ -1,4 +1,4 @@
-import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,9 +10,9 @@ import { ensureBuilt, freePort, orchard, readToken, type Proc } from '../helpers
 /**
  * Hub processes on etcd (issue 19, first part): `orchard hub --store etcd://…` campaigns; the
  * leader serves, a standby keeps its ports closed, and a `kill -9` of the leader hands over to
- * the standby within the lease, with every acknowledged write there. The two hubs share one data
- * dir (CA, tokens, secrets key), as docs/design/ha.md says hubs must until that identity moves
- * into etcd.
+ * the standby within the lease, with every acknowledged write there. Each hub has its own, empty
+ * data dir: the group's identity (CA, tokens, secrets key) comes from etcd, sealed with the HA
+ * secret, so a token made on the old leader works on the new one.
  */
 
 const TTL_S = 2;
@@ -29,7 +29,8 @@ spec:
 describe('hub processes on etcd: leader, standby, failover', () => {
   let etcd: EtcdCluster;
   let client: EtcdClient;
-  const dir = mkdtempSync(join(tmpdir(), 'orchard-hub-etcd-'));
+  const root = mkdtempSync(join(tmpdir(), 'orchard-hub-etcd-'));
+  const HA_SECRET = 'test-group-secret-0123456789';
   const hubs: Proc[] = [];
   beforeAll(async () => {
     ensureBuilt();
@@ -40,89 +41,112 @@ describe('hub processes on etcd: leader, standby, failover', () => {
     for (const h of hubs) await h.kill9();
     client?.close();
     etcd?.close();
-    rmSync(dir, { recursive: true, force: true });
+    rmSync(root, { recursive: true, force: true });
   });
 
-  const startHub = async (): Promise<{ proc: Proc; server: string }> => {
+  const startHub = async (name: string, secret = HA_SECRET): Promise<{ proc: Proc; server: string; dir: string }> => {
     const [http, mqtt] = [await freePort(), await freePort()];
-    const proc = orchard([
-      'hub',
-      '--data-dir',
-      dir,
-      '--host',
-      '127.0.0.1',
-      '--http-port',
-      String(http),
-      '--mqtt-port',
-      String(mqtt),
-      '--no-cli-config',
-      '--store',
-      `etcd://${etcd.endpoints[0]!.replace('http://', '')}`,
-      '--leader-ttl',
-      `${TTL_S}s`,
-    ]);
+    const dir = join(root, name);
+    const proc = orchard(
+      [
+        'hub',
+        '--data-dir',
+        dir,
+        '--host',
+        '127.0.0.1',
+        '--http-port',
+        String(http),
+        '--mqtt-port',
+        String(mqtt),
+        '--no-cli-config',
+        '--store',
+        `etcd://${etcd.endpoints[0]!.replace('http://', '')}`,
+        '--leader-ttl',
+        `${TTL_S}s`,
+      ],
+      { ORCHARD_HA_SECRET: secret },
+    );
     hubs.push(proc);
-    return { proc, server: `https://127.0.0.1:${http}` };
+    return { proc, server: `https://127.0.0.1:${http}`, dir };
   };
-  const ca = (): string => readFileSync(join(dir, 'ca.crt'), 'utf8');
-  const healthy = async (server: string): Promise<boolean> => {
+  const caOf = (dir: string): string => readFileSync(join(dir, 'ca.crt'), 'utf8');
+  const healthy = async (h: { server: string; dir: string }): Promise<boolean> => {
     try {
-      return (await request(server, 'GET', '/healthz', { ca: ca(), timeoutMs: 1_000 })).status === 200;
+      return (await request(h.server, 'GET', '/healthz', { ca: caOf(h.dir), timeoutMs: 1_000 })).status === 200;
     } catch {
       return false;
     }
   };
 
-  it('the leader acknowledges a write only once etcd has it; a standby stays closed; kill -9 hands over within the lease', async () => {
-    const a = await startHub();
-    await waitFor('hub a serving', () => healthy(a.server), 30_000, 100).catch((e: unknown) => {
+  it('the leader acknowledges a write only once etcd has it; a standby stays closed; kill -9 hands over within the lease, identity and tokens included', async () => {
+    const a = await startHub('a');
+    await waitFor('hub a serving', () => healthy(a), 30_000, 100).catch((e: unknown) => {
       throw new Error(`${String(e)}\n${a.proc.output()}`);
     });
-    const token = readToken(dir);
-    const applied = await request(a.server, 'POST', '/api/v1/apply', { token, ca: ca(), body: DEPLOYMENT });
+    const token = readToken(a.dir);
+    const applied = await request(a.server, 'POST', '/api/v1/apply', { token, ca: caOf(a.dir), body: DEPLOYMENT });
     expect(applied.status).toBe(200);
     // The durability barrier: the answer came after etcd had the object.
     const stored = await client.get('/orchard/objects/Deployment/web');
     expect(stored).toBeDefined();
     expect((JSON.parse(stored!.value.toString()) as { spec: { replicas: number } }).spec.replicas).toBe(2);
     const leaderA = (await client.get('/orchard/leader'))!;
+    // The identity is in etcd, sealed: no PEM or token hash in the clear.
+    const caKey = (await client.get('/orchard/bootstrap/ca.key'))!.value.toString();
+    expect(caKey).not.toMatch(/PRIVATE KEY/);
 
-    const b = await startHub();
+    const b = await startHub('b');
     await new Promise((r) => setTimeout(r, 1_500));
-    expect(await healthy(b.server)).toBe(false); // standby: nothing listening
+    expect(await healthy({ server: b.server, dir: a.dir })).toBe(false); // standby: nothing listening
     expect(b.proc.output()).toMatch(/standby: another hub leads/);
+    // A token made on the leader while b waits: b must accept it after the failover.
+    const made = await request(a.server, 'POST', '/api/v1/tokens', { token, ca: caOf(a.dir), body: { type: 'api', role: 'viewer' } });
+    expect(made.status).toBe(200);
+    const viewer = (made.body as { token: string }).token;
 
     const killedAt = Date.now();
     await a.proc.kill9();
-    await waitFor('hub b serving', () => healthy(b.server), 20_000, 100);
+    await waitFor('hub b serving', () => healthy(b), 20_000, 100);
     const takeover = Date.now() - killedAt;
     // At most the lease (TTL) + loading the store + starting the hub; generous for a loaded box.
     expect(takeover).toBeLessThan(TTL_S * 1000 + 8_000);
+    expect(caOf(b.dir)).toBe(caOf(a.dir)); // the group's CA: agents' pins still hold
     const leaderB = (await client.get('/orchard/leader'))!;
     expect(leaderB.createRevision).toBeGreaterThan(leaderA.createRevision);
-    const got = await request(b.server, 'GET', '/api/v1/deployments/web', { token, ca: ca() });
+    const got = await request(b.server, 'GET', '/api/v1/deployments/web', { token, ca: caOf(b.dir) });
     expect(got.status).toBe(200);
     expect((got.body as { spec: { replicas: number } }).spec.replicas).toBe(2);
+    expect((await request(b.server, 'GET', '/api/v1/deployments', { token: viewer, ca: caOf(b.dir) })).status).toBe(200);
 
     // A graceful stop revokes the lease: the next hub takes over without waiting for it to expire.
-    const c = await startHub();
+    const c = await startHub('c');
     await new Promise((r) => setTimeout(r, 500));
     const stoppedAt = Date.now();
     await b.proc.stop();
-    await waitFor('hub c serving', () => healthy(c.server), 20_000, 100);
+    await waitFor('hub c serving', () => healthy(c), 20_000, 100);
     expect(Date.now() - stoppedAt).toBeLessThan(TTL_S * 1000 + 6_000);
-    const scaled = await request(c.server, 'POST', '/api/v1/deployments/web/scale', { token, ca: ca(), body: { replicas: 3 } });
+    const scaled = await request(c.server, 'POST', '/api/v1/deployments/web/scale', { token, ca: caOf(c.dir), body: { replicas: 3 } });
     expect(scaled.status).toBe(200);
     const after = JSON.parse((await client.get('/orchard/objects/Deployment/web'))!.value.toString()) as { spec: { replicas: number } };
     expect(after.spec.replicas).toBe(3);
-  }, 90_000);
+    await c.proc.stop();
 
-  it('refuses a malformed --store with the flag named', () => {
-    const r = orchard(['hub', '--store', 'etcd://nohost', '--data-dir', dir]);
+    // A hub with another group's secret changes nothing on disk and does not serve.
+    const wrong = await startHub('wrong', 'another-secret-0123456789');
+    await waitFor('wrong-secret hub exits', () => wrong.proc.child.exitCode !== null, 20_000);
+    expect(wrong.proc.output()).toMatch(/HA secret is not the one its group was made with/);
+    expect(existsSync(join(wrong.dir, 'ca.key'))).toBe(false);
+  }, 120_000);
+
+  it('refuses a malformed --store, and etcd without an HA secret, naming the flag', async () => {
+    const r = orchard(['hub', '--store', 'etcd://nohost', '--data-dir', join(root, 'x')]);
     hubs.push(r);
-    return waitFor('exit', () => r.child.exitCode !== null, 15_000).then(() => {
-      expect(r.child.exitCode).not.toBe(0);
-      expect(r.output()).toMatch(/--store/);
-    });
+    await waitFor('exit', () => r.child.exitCode !== null, 15_000);
+    expect(r.child.exitCode).not.toBe(0);
+    expect(r.output()).toMatch(/--store/);
+    const n = orchard(['hub', '--store', `etcd://${etcd.endpoints[0]!.replace('http://', '')}`, '--data-dir', join(root, 'y')], { ORCHARD_HA_SECRET: '' });
+    hubs.push(n);
+    await waitFor('exit', () => n.child.exitCode !== null, 15_000);
+    expect(n.output()).toMatch(/--ha-secret-file/);
   });
 });

@@ -57,13 +57,13 @@ export class EtcdStore extends BaseStore {
   private txnDepth = 0;
   /** Writes of the open store transaction. */
   private pendingOps: QueuedOp[] = [];
-  /** Committed store transactions not yet in etcd, oldest first, each with its revision. */
-  private readonly queue: { ops: QueuedOp[]; rev: number }[] = [];
+  /** Committed store transactions (and raw puts) not yet in etcd, oldest first, numbered in order. */
+  private readonly queue: { ops: QueuedOp[]; seq: number }[] = [];
   private flushing = false;
-  private flushedRev: number;
-  private queuedRev: number;
+  private queuedSeq = 0;
+  private flushedSeq = 0;
   private fenced: OrchardError | undefined;
-  private waiters: { rev: number; resolve: () => void; reject: (e: unknown) => void }[] = [];
+  private waiters: { seq: number; resolve: () => void; reject: (e: unknown) => void }[] = [];
   private backoffMs = 0;
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
 
@@ -76,8 +76,6 @@ export class EtcdStore extends BaseStore {
     this.prefix = opts.prefix ?? '/orchard/';
     for (const obj of loaded.objects) this.cache.put(this.cache.admit(obj));
     this.setLoadedRevision(loaded.revision);
-    this.flushedRev = loaded.revision;
-    this.queuedRev = loaded.revision;
   }
 
   /** Loads every object under the prefix (one consistent revision of etcd) and opens the store. */
@@ -114,10 +112,10 @@ export class EtcdStore extends BaseStore {
   /** Resolves when every write committed before this call is in etcd; rejects once fenced or closed. */
   sync(timeoutMs?: number): Promise<void> {
     if (this.fenced) return Promise.reject(this.fenced);
-    const rev = this.queuedRev;
-    if (this.flushedRev >= rev) return Promise.resolve();
+    const seq = this.queuedSeq;
+    if (this.flushedSeq >= seq) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      const w = { rev, resolve, reject };
+      const w = { seq, resolve, reject };
       this.waiters.push(w);
       if (timeoutMs !== undefined) {
         const t = setTimeout(() => {
@@ -137,6 +135,19 @@ export class EtcdStore extends BaseStore {
         };
       }
     });
+  }
+
+  /**
+   * Queues a put of a key outside the object space (the hub's encrypted identity files, see
+   * bootstrap.ts) behind every write committed so far, fenced like them; `sync()` covers it.
+   */
+  putRaw(key: string, value: string): void {
+    if (this.fenced) throw this.fenced;
+    if (!key.startsWith(this.prefix) || key.startsWith(`${this.prefix}objects/`)) {
+      throw new OrchardError('ERR_INTERNAL', `putRaw: ${key} is not a key of this hub group outside its objects`);
+    }
+    this.queue.push({ ops: [{ key, value }], seq: ++this.queuedSeq });
+    this.kick();
   }
 
   /** Writes committed to the cache but not yet confirmed by etcd. */
@@ -165,8 +176,7 @@ export class EtcdStore extends BaseStore {
         const ops = this.pendingOps;
         this.pendingOps = [];
         // BaseStore writes the revision last in the outermost transaction: it is ops' last entry.
-        this.queuedRev = this.revision();
-        this.queue.push({ ops, rev: this.queuedRev });
+        this.queue.push({ ops, seq: ++this.queuedSeq });
         this.kick();
       }
       return r;
@@ -210,7 +220,7 @@ export class EtcdStore extends BaseStore {
   private async flushLoop(): Promise<void> {
     try {
       while (this.queue.length > 0 && !this.fenced) {
-        const { ops, rev, batches } = this.nextChunk();
+        const { ops, seq, batches } = this.nextChunk();
         const compare = this.opts.fence ? [this.opts.fence()] : [];
         const txnOps: TxnOp[] = ops.map((o) => (o.value === undefined ? { delete: { key: o.key } } : { put: { key: o.key, value: o.value } }));
         const r = await this.client.txn(compare, txnOps);
@@ -220,7 +230,7 @@ export class EtcdStore extends BaseStore {
         }
         this.consume(batches, ops.length);
         this.backoffMs = 0;
-        if (rev !== undefined) this.confirm(rev);
+        if (seq !== undefined) this.confirm(seq);
       }
     } catch (err) {
       if (OrchardError.is(err) && err.code === 'ERR_NOT_LEADER') {
@@ -243,15 +253,15 @@ export class EtcdStore extends BaseStore {
   /**
    * The next etcd transaction: whole queued store transactions merged while they fit (a key
    * written twice keeps its last value), or the first part of one too large to fit alone.
-   * `rev` is set when the chunk ends a store transaction (its revision is then durable).
+   * `seq` is set when the chunk ends a queued entry (everything up to it is then durable).
    */
-  private nextChunk(): { ops: QueuedOp[]; rev: number | undefined; batches: number } {
+  private nextChunk(): { ops: QueuedOp[]; seq: number | undefined; batches: number } {
     const maxOps = this.opts.maxOpsPerTxn ?? 120;
     const maxBytes = this.opts.maxBytesPerTxn ?? 1_048_576;
     const merged = new Map<string, QueuedOp>();
     let bytes = 0;
     let batches = 0;
-    let rev: number | undefined;
+    let seq: number | undefined;
     for (const b of this.queue) {
       const keys = new Set(b.ops.map((o) => o.key));
       let newKeys = 0;
@@ -268,7 +278,7 @@ export class EtcdStore extends BaseStore {
           part.push(o);
           partBytes += sz;
         }
-        return { ops: part, rev: part.length === b.ops.length ? b.rev : undefined, batches: 0 };
+        return { ops: part, seq: part.length === b.ops.length ? b.seq : undefined, batches: 0 };
       }
       for (const o of b.ops) {
         merged.delete(o.key); // keep the order of last writes
@@ -276,9 +286,9 @@ export class EtcdStore extends BaseStore {
       }
       bytes += bBytes;
       batches++;
-      rev = b.rev;
+      seq = b.seq;
     }
-    return { ops: [...merged.values()], rev, batches };
+    return { ops: [...merged.values()], seq, batches };
   }
 
   /** Drops what was sent: `batches` whole store transactions, or `partOps` ops of the first one. */
@@ -292,10 +302,10 @@ export class EtcdStore extends BaseStore {
     if (first.ops.length === 0) this.queue.shift();
   }
 
-  private confirm(rev: number): void {
-    this.flushedRev = Math.max(this.flushedRev, rev);
-    const ready = this.waiters.filter((w) => w.rev <= this.flushedRev);
-    this.waiters = this.waiters.filter((w) => w.rev > this.flushedRev);
+  private confirm(seq: number): void {
+    this.flushedSeq = Math.max(this.flushedSeq, seq);
+    const ready = this.waiters.filter((w) => w.seq <= this.flushedSeq);
+    this.waiters = this.waiters.filter((w) => w.seq > this.flushedSeq);
     for (const w of ready) w.resolve();
   }
 
