@@ -12,7 +12,7 @@ import { writeFileAtomicSync } from './security/atomic-file.js';
 
 const USAGE = `usage: orchard hub [--data-dir D] [--host A] [--mqtt-port P] [--http-port H] [--san NAME]... [--insecure] [--no-cli-config]
                    [--node-startup-grace DURATION] [--heap-growth PERCENT] [--registry-allow HOST:PORT,...]
-                   [--endpoint-ports MIN-MAX]
+                   [--endpoint-ports MIN-MAX] [--autoscale-sync-period DURATION] [--autoscale-downscale-window DURATION]
 
   --data-dir D     where the store, CA and credentials live (default /var/lib/orchard, or ~/.orchard/hub when not root)
   --host A         address to listen on (default 0.0.0.0)
@@ -35,7 +35,12 @@ const USAGE = `usage: orchard hub [--data-dir D] [--host A] [--mqtt-port P] [--h
                    hub's own ports; all others such are refused (SSRF guard; repeatable)
   --endpoint-ports MIN-MAX
                    ports the hub hands out per node for service endpoints reached from other nodes
-                   (each node's agent listens on them on its advertise address; default 30000-30999)`;
+                   (each node's agent listens on them on its advertise address; default 30000-30999)
+  --autoscale-sync-period DURATION
+                   how often each autoscaled deployment is evaluated (default 15s)
+  --autoscale-downscale-window DURATION
+                   scale-down stabilisation window for deployments whose spec.autoscale sets none:
+                   replicas fall to the highest recommendation of this window (default 5m)`;
 
 const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
@@ -98,6 +103,8 @@ const FlagsSchema = z.object({
       }
       return r;
     }),
+  'autoscale-sync-period': DurationMsSchema.optional().refine((v) => v === undefined || v >= 100, 'must be at least 100ms'),
+  'autoscale-downscale-window': DurationMsSchema.optional(),
   help: z.boolean().default(false),
 });
 
@@ -119,6 +126,8 @@ export function parseHubArgs(argv: string[]): HubFlags {
       'heap-growth': { type: 'string' },
       'registry-allow': { type: 'string', multiple: true },
       'endpoint-ports': { type: 'string' },
+      'autoscale-sync-period': { type: 'string' },
+      'autoscale-downscale-window': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -167,6 +176,10 @@ export async function runHub(argv: string[]): Promise<void> {
     ...(flags['node-startup-grace'] !== undefined ? { nodeStartupGraceMs: flags['node-startup-grace'] } : {}),
     ...(flags['registry-allow'].length > 0 ? { scheduling: { registryAllow: flags['registry-allow'] } } : {}),
     services: { endpointPorts: flags['endpoint-ports'] },
+    autoscale: {
+      ...(flags['autoscale-sync-period'] !== undefined ? { syncPeriodMs: flags['autoscale-sync-period'] } : {}),
+      ...(flags['autoscale-downscale-window'] !== undefined ? { downscaleWindowMs: flags['autoscale-downscale-window'] } : {}),
+    },
   });
 
   if (hub.newAdminToken) process.stdout.write(adminTokenNotice(hub.newAdminToken, join(dataDir, 'admin.token'), process.stdout.isTTY === true));
