@@ -70,7 +70,8 @@ spec:
     const up = describeText();
     expect(up).toMatch(/Autoscale:/);
     expect(up).toMatch(/CPU \(current\/target\):\s+\d+% \/ 50% of requests/);
-    expect(up).toMatch(/SuccessfulRescale.*replicas 1 → 3/);
+    // 1 → 3 at once unless a loaded box gave the burner under 100m (then 1 → 2 → 3).
+    expect(up).toMatch(/SuccessfulRescale.*replicas 1 → [23]/);
 
     // Stop the burn everywhere; the new pods need two usage reports before they count (missing pods block a scale-down).
     rmSync(join(signalDir, 'burn'));
