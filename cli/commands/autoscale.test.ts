@@ -73,3 +73,14 @@ describe('describe deployment: the Autoscale section', () => {
     expect(describeAutoscale(mockDeployment('plain'), T0)).toBe('');
   });
 });
+
+describe('orchard scale on an autoscaled deployment', () => {
+  it('scales, and notes that the autoscaler takes it from here', async () => {
+    const h = await startFakeHub(() => ({ body: { spec: { replicas: 5, autoscale: { minReplicas: 1, maxReplicas: 8 } } } }));
+    hubs.push(h);
+    const b = bufferIo({ env: { ORCHARD_SERVER: h.url, ORCHARD_TOKEN: 'tok', ORCHARD_CONFIG: join(dir, 'none') }, homeDir: dir, now: () => T0 });
+    expect(await runCli(['scale', 'deployment', 'web', '--replicas', '5'], b.io)).toBe(0);
+    expect(b.stdout()).toBe('deployment/web scaled\n');
+    expect(b.stderr()).toMatch(/^note: it is autoscaled \(min 1, max 8\): the autoscaler may change this at its next pass/);
+  });
+});
