@@ -79,7 +79,8 @@ spec:
     await waitFor('scaled down to 1', async () => (await replicas()) === 1, 75_000, 500).catch(fail('no scale-down'));
     expect(Date.now() - stopped).toBeGreaterThanOrEqual(5_000);
     const down = describeText();
-    expect(down).toMatch(/SuccessfulRescale.*replicas 3 → 1/);
+    // Straight to 1, or through 2 when the pods' rates fell a report apart.
+    expect(down).toMatch(/SuccessfulRescale.*replicas 3 → [12]/);
     await waitFor('one pod left', async () => (await c.pods('e2e-as')).length === 1, 30_000, 500).catch(fail('pods not removed'));
   }, 150_000);
 });
