@@ -13,6 +13,7 @@ import { loginCommand } from './commands/login.js';
 import { nodeDeleteCommand } from './commands/node.js';
 import { cordonCommand, drainCommand, labelCommand, taintCommand, uncordonCommand } from './commands/node-admin.js';
 import { scaleCommand } from './commands/scale.js';
+import { autoscaleCommand } from './commands/autoscale.js';
 import { tokenCreateCommand, tokenListCommand } from './commands/token.js';
 import { tokenRevokeCommand } from './commands/token-revoke.js';
 import { versionCommand } from './commands/version.js';
@@ -31,6 +32,7 @@ export const COMMANDS: readonly CommandDef[] = [
   describeCommand,
   deleteCommand,
   scaleCommand,
+  autoscaleCommand,
   exposeCommand,
   tokenCreateCommand,
   tokenListCommand,

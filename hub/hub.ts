@@ -12,10 +12,11 @@ import { DesiredPublisher } from './controllers/desired-publisher.js';
 import { EndpointsController } from './controllers/endpoints-controller.js';
 import type { PortRange } from './objects/service-allocation.js';
 import { NodeController } from './controllers/node-controller.js';
-import { NodeLostController } from './controllers/node-lost-controller.js';
+import { DEFAULT_NODE_STARTUP_GRACE_MS, NodeLostController } from './controllers/node-lost-controller.js';
 import { SchedulingController } from './controllers/scheduling-controller.js';
 import { GlobalController } from './controllers/global-controller.js';
 import { TaintEvictionController } from './controllers/taint-eviction-controller.js';
+import { Autoscaler } from './controllers/autoscaler.js';
 import { ImagePlatformResolver, type ImagePlatformSource } from './registry/image-platform-resolver.js';
 import type { SnapshotOptions } from './scheduler/snapshot.js';
 import { recordEvent } from './events.js';
@@ -58,6 +59,13 @@ export interface HubOptions {
    * `onNodeLost.afterSeconds` counted from start + this. Default 60 s; 0 turns it off.
    */
   nodeStartupGraceMs?: number;
+  /**
+   * Autoscaling (docs/observability.md "Autoscaling"): how often each autoscaled deployment is
+   * evaluated (`--autoscale-sync-period`, default 15 s), the default scale-down stabilisation
+   * window (`--autoscale-downscale-window`, default 300 s), and after how long without a usage
+   * report a node's pods count as missing (default 45 s).
+   */
+  autoscale?: { syncPeriodMs?: number; downscaleWindowMs?: number; usageStaleMs?: number };
   /** Injected store (tests, fleet simulation); default SQLite in dataDir. */
   store?: Store;
   /** Gets every new content of the hub's identity files (auth.json, secrets.key): etcd-backed hubs keep a copy for standbys. */
@@ -107,6 +115,7 @@ export class Hub {
       global: GlobalController;
       taintEviction: TaintEvictionController;
       endpoints: EndpointsController;
+      autoscaler: Autoscaler;
     },
     readonly commands: MqttCommands,
     readonly httpPort: number,
@@ -227,6 +236,17 @@ export class Hub {
       now,
       ...(opts.nodeStartupGraceMs !== undefined ? { startupGraceMs: opts.nodeStartupGraceMs } : {}),
     });
+    const autoscaler = new Autoscaler({
+      store,
+      usage,
+      log: log.child('autoscaler'),
+      clock,
+      // No decisions while agents reconnect after a start: the same grace the node-lost rule uses.
+      startupGraceMs: opts.nodeStartupGraceMs ?? DEFAULT_NODE_STARTUP_GRACE_MS,
+      ...(opts.autoscale?.syncPeriodMs !== undefined ? { syncPeriodMs: opts.autoscale.syncPeriodMs } : {}),
+      ...(opts.autoscale?.downscaleWindowMs !== undefined ? { downscaleWindowMs: opts.autoscale.downscaleWindowMs } : {}),
+      ...(opts.autoscale?.usageStaleMs !== undefined ? { usageStaleMs: opts.autoscale.usageStaleMs } : {}),
+    });
     const rollout = new RolloutOperations({ store, log: log.child('rollout'), now });
     const commands = new MqttCommands({ ops, rollout, publisher: broker, log: log.child('commands'), ...(store.sync ? { sync: store.sync.bind(store) } : {}) });
 
@@ -240,6 +260,7 @@ export class Hub {
         nodeLost: nodeLost.queue.length,
         global: global.queue.length,
         taintEviction: taintEviction.queue.length,
+        autoscaler: autoscaler.queue.length,
       }),
       intakeBacklog: () => nodes.queued,
       mqttConnections: () => broker.aedes.connectedClients,
@@ -328,6 +349,7 @@ export class Hub {
     global.start();
     taintEviction.start();
     endpoints.start();
+    autoscaler.start();
     // Events are capped (oldest pruned) so they cannot grow the store's memory without bound.
     const retention = new EventRetention({ store, log: log.child('events') });
     retention.start();
@@ -341,7 +363,7 @@ export class Hub {
       auth,
       pki,
       ops,
-      { deployments, scheduling, desired, nodes, nodeLost, global, taintEviction, endpoints },
+      { deployments, scheduling, desired, nodes, nodeLost, global, taintEviction, endpoints, autoscaler },
       commands,
       httpPort,
       admin.created ? admin.token : undefined,
@@ -386,6 +408,7 @@ export class Hub {
       await this.controllers.global.queue.idle();
       await this.controllers.taintEviction.queue.idle();
       await this.controllers.endpoints.idle();
+      await this.controllers.autoscaler.queue.idle();
     }
   }
 
@@ -399,6 +422,7 @@ export class Hub {
     c.global.stop();
     c.taintEviction.stop();
     c.endpoints.stop();
+    c.autoscaler.stop();
     for (const u of this.unsubscribe) await u().catch(() => undefined);
     await this.api.close();
     await this.broker.close();

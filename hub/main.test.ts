@@ -50,6 +50,16 @@ describe('parseHubArgs', () => {
     for (const bad of ['-1', '12.5', 'lots', '1001']) expect(() => parseHubArgs([`--heap-growth=${bad}`])).toThrow(/--heap-growth/);
   });
 
+  it('--autoscale-sync-period and --autoscale-downscale-window take durations (left to the hub, 15 s and 5 min, unless given)', () => {
+    const f = parseHubArgs([]);
+    expect([f['autoscale-sync-period'], f['autoscale-downscale-window']]).toEqual([undefined, undefined]);
+    const g = parseHubArgs(['--autoscale-sync-period', '2s', '--autoscale-downscale-window=30s']);
+    expect([g['autoscale-sync-period'], g['autoscale-downscale-window']]).toEqual([2000, 30_000]);
+    expect(parseHubArgs(['--autoscale-downscale-window', '0'])['autoscale-downscale-window']).toBe(0);
+    expect(() => parseHubArgs(['--autoscale-sync-period', '50ms'])).toThrow(/--autoscale-sync-period: must be at least 100ms/);
+    expect(() => parseHubArgs(['--autoscale-downscale-window', '5'])).toThrow(/--autoscale-downscale-window/);
+  });
+
   it('--endpoint-ports takes MIN-MAX (default 30000-30999) and refuses anything else', () => {
     expect(parseHubArgs([])['endpoint-ports']).toEqual({ min: 30000, max: 30999 });
     expect(parseHubArgs(['--endpoint-ports', '40000-40099'])['endpoint-ports']).toEqual({ min: 40000, max: 40099 });

@@ -20,6 +20,7 @@ const USAGE = `usage: orchard hub backup|restore …   (orchard hub backup --hel
        orchard hub [--data-dir D] [--host A] [--mqtt-port P] [--http-port H] [--san NAME]... [--insecure] [--no-cli-config]
                    [--node-startup-grace DURATION] [--heap-growth PERCENT] [--registry-allow HOST:PORT,...]
                    [--endpoint-ports MIN-MAX] [--store sqlite|etcd://HOST:PORT,...] [--etcd-… options]
+                   [--endpoint-ports MIN-MAX] [--autoscale-sync-period DURATION] [--autoscale-downscale-window DURATION]
 
   --data-dir D     where the store, CA and credentials live (default /var/lib/orchard, or ~/.orchard/hub when not root)
   --host A         address to listen on (default 0.0.0.0)
@@ -57,7 +58,12 @@ const USAGE = `usage: orchard hub backup|restore …   (orchard hub backup --hel
                    the hub group's secret (or ORCHARD_HA_SECRET; ≥ 16 characters, the same on every hub
                    of the group): the CA key, tokens and secrets key are kept in etcd encrypted with it
   --leader-ttl DURATION
-                   the leader's lease (default 10s): a dead leader is replaced after at most this`;
+                   the leader's lease (default 10s): a dead leader is replaced after at most this
+  --autoscale-sync-period DURATION
+                   how often each autoscaled deployment is evaluated (default 15s)
+  --autoscale-downscale-window DURATION
+                   scale-down stabilisation window for deployments whose spec.autoscale sets none:
+                   replicas fall to the highest recommendation of this window (default 5m)`;
 
 const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
@@ -143,6 +149,8 @@ const FlagsSchema = z.object({
   'etcd-password-file': z.string().min(1).optional(),
   'ha-secret-file': z.string().min(1).optional(),
   'leader-ttl': DurationMsSchema.optional().refine((v) => v === undefined || (v >= 2_000 && v <= 300_000), 'must be between 2s and 5m'),
+  'autoscale-sync-period': DurationMsSchema.optional().refine((v) => v === undefined || v >= 100, 'must be at least 100ms'),
+  'autoscale-downscale-window': DurationMsSchema.optional(),
   help: z.boolean().default(false),
 });
 
@@ -193,6 +201,8 @@ export function parseHubArgs(argv: string[]): HubFlags {
       'etcd-password-file': { type: 'string' },
       'leader-ttl': { type: 'string' },
       'ha-secret-file': { type: 'string' },
+      'autoscale-sync-period': { type: 'string' },
+      'autoscale-downscale-window': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -245,6 +255,10 @@ export async function runHub(argv: string[]): Promise<void> {
     ...(flags['node-startup-grace'] !== undefined ? { nodeStartupGraceMs: flags['node-startup-grace'] } : {}),
     ...(flags['registry-allow'].length > 0 ? { scheduling: { registryAllow: flags['registry-allow'] } } : {}),
     services: { endpointPorts: flags['endpoint-ports'] },
+    autoscale: {
+      ...(flags['autoscale-sync-period'] !== undefined ? { syncPeriodMs: flags['autoscale-sync-period'] } : {}),
+      ...(flags['autoscale-downscale-window'] !== undefined ? { downscaleWindowMs: flags['autoscale-downscale-window'] } : {}),
+    },
   });
 
   if (ha) {

@@ -96,3 +96,18 @@ describe('manifests/examples/service.yaml', () => {
     expect(store.get('Service', 'web')?.spec.publish).toEqual([{ port: 31080, servicePort: 'http' }]);
   });
 });
+
+describe('manifests/examples/autoscale.yaml', () => {
+  it('applies as written, with its autoscale policy', () => {
+    const store = new MemoryStore();
+    const ops = new Operations({ store, log: createLogger('hub', 'silent'), now: () => new Date() });
+    const yaml = readFileSync(new URL('../manifests/examples/autoscale.yaml', import.meta.url), 'utf8');
+    expect(ops.apply(yaml).results).toEqual([{ kind: 'Deployment', name: 'cruncher', action: 'created' }]);
+    expect(store.get('Deployment', 'cruncher')?.spec.autoscale).toEqual({
+      minReplicas: 1,
+      maxReplicas: 5,
+      targetCPUUtilizationPercentage: 60,
+      scaleDownStabilizationWindowSeconds: 120,
+    });
+  });
+});

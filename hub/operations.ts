@@ -1,6 +1,6 @@
-import type { ApplyResult, ApplyResultItem, ExposeArgs } from '../protocol/api.js';
-import { OrchardError } from '../protocol/errors.js';
-import { API_VERSION, type DeploymentManifest, type Manifest, type ServiceManifest } from '../protocol/manifest.js';
+import type { ApplyResult, ApplyResultItem, AutoscaleArgs, ExposeArgs } from '../protocol/api.js';
+import { OrchardError, validationError } from '../protocol/errors.js';
+import { API_VERSION, DeploymentSpecInputSchema, type DeploymentManifest, type Manifest, type ServiceManifest } from '../protocol/manifest.js';
 import { KIND_BY_PLURAL, OBJECT_KINDS, kindFromPlural, type AnyObject, type Deployment, type ObjectKind } from '../protocol/objects.js';
 import { deepEqual } from './hash.js';
 import type { Logger } from './log.js';
@@ -62,11 +62,12 @@ export class Operations {
       });
       return { kind: 'Deployment', name: m.metadata.name, action: 'created' };
     }
-    if (deepEqual(existing.spec, m.spec) && deepEqual(existing.metadata.labels, meta.labels) && deepEqual(existing.metadata.annotations, meta.annotations)) {
+    const spec = keepAutoscaledReplicas(existing, m.spec);
+    if (deepEqual(existing.spec, spec) && deepEqual(existing.metadata.labels, meta.labels) && deepEqual(existing.metadata.annotations, meta.annotations)) {
       return { kind: 'Deployment', name: m.metadata.name, action: 'unchanged' };
     }
     const next = structuredClone(existing) as Deployment;
-    next.spec = m.spec;
+    next.spec = spec;
     next.metadata.labels = meta.labels;
     next.metadata.annotations = meta.annotations;
     store.update(next);
@@ -149,6 +150,44 @@ export class Operations {
     return { ...result, service: doc as ServiceManifest };
   }
 
+  /**
+   * `orchard autoscale deployment NAME`: sets spec.autoscale, each value given replacing the one
+   * there (so `--max 10` alone changes only the maximum), or removes it (`off`). Validated with the
+   * manifest's rules (min ≤ max, a target, requests on every container). Replicas are left to
+   * the autoscaler's next pass.
+   */
+  autoscale(args: AutoscaleArgs): Deployment {
+    const { store } = this.deps;
+    const d = store.get('Deployment', args.name);
+    if (!d) throw new OrchardError('ERR_NOT_FOUND', `deployment "${args.name}" not found`);
+    const next = structuredClone(d) as Deployment;
+    if (args.off === true) {
+      if (d.spec.autoscale === undefined) return d;
+      delete next.spec.autoscale;
+      return store.update(next);
+    }
+    const old = d.spec.autoscale;
+    const pick = <T>(v: T | undefined, o: T | undefined): T | undefined => v ?? o;
+    const maxReplicas = pick(args.maxReplicas, old?.maxReplicas);
+    if (maxReplicas === undefined) {
+      throw new OrchardError('ERR_VALIDATION', 'invalid autoscale: maxReplicas: required (--max N)', {
+        details: { issues: [{ path: 'spec.autoscale.maxReplicas', message: 'required (--max N)' }] },
+      });
+    }
+    const wanted = {
+      minReplicas: pick(args.minReplicas, old?.minReplicas),
+      maxReplicas,
+      targetCPUUtilizationPercentage: pick(args.cpuPercent, old?.targetCPUUtilizationPercentage),
+      targetMemoryUtilizationPercentage: pick(args.memoryPercent, old?.targetMemoryUtilizationPercentage),
+      scaleDownStabilizationWindowSeconds: pick(args.scaleDownStabilizationWindowSeconds, old?.scaleDownStabilizationWindowSeconds),
+    };
+    const r = DeploymentSpecInputSchema.safeParse({ ...d.spec, autoscale: Object.fromEntries(Object.entries(wanted).filter(([, v]) => v !== undefined)) });
+    if (!r.success) throw validationError(r.error, 'autoscale', 'spec');
+    if (deepEqual(d.spec.autoscale, r.data.autoscale)) return d;
+    next.spec.autoscale = r.data.autoscale;
+    return store.update(next);
+  }
+
   scale(name: string, replicas: number): Deployment {
     const { store } = this.deps;
     const d = store.get('Deployment', name);
@@ -162,6 +201,19 @@ export class Operations {
     next.spec.replicas = replicas;
     return store.update(next);
   }
+}
+
+/**
+ * A re-applied manifest of a deployment that was and stays autoscaled keeps the replica count the
+ * autoscaler chose (within the new min/max): `replicas` defaults to 1 in a manifest, and applying
+ * the same file again must not undo the autoscaler (Kubernetes' advice is to leave `replicas` out
+ * of such manifests; here it is simply not applied). docs/observability.md "Autoscaling".
+ */
+export function keepAutoscaledReplicas(existing: Deployment, spec: DeploymentManifest['spec']): DeploymentManifest['spec'] {
+  const a = spec.autoscale;
+  if (a === undefined || existing.spec.autoscale === undefined || spec.mode === 'global') return spec;
+  const replicas = Math.min(a.maxReplicas, Math.max(a.minReplicas, existing.spec.replicas));
+  return replicas === spec.replicas ? spec : { ...spec, replicas };
 }
 
 /**

@@ -20,6 +20,21 @@ export const GetArgsSchema = z.strictObject({ kind: KindArgSchema, name: z.strin
 export const DeleteArgsSchema = z.strictObject({ kind: KindArgSchema, name: z.string().min(1).max(253) });
 export const ScaleArgsSchema = z.strictObject({ name: NameSchema, replicas: z.number().int('must be an integer').min(0, 'must be 0 or more').max(10000) });
 
+/**
+ * `orchard autoscale deployment NAME`: sets (or with `off`, removes) the deployment's
+ * spec.autoscale; validated with the manifest's rules. The window is kept when not given.
+ */
+export const AutoscaleArgsSchema = z.strictObject({
+  name: NameSchema,
+  off: z.boolean().optional(),
+  minReplicas: z.number().int('must be an integer').optional(),
+  maxReplicas: z.number().int('must be an integer').optional(),
+  cpuPercent: z.number().int('must be an integer').optional(),
+  memoryPercent: z.number().int('must be an integer').optional(),
+  scaleDownStabilizationWindowSeconds: z.number().int('must be an integer').optional(),
+});
+export type AutoscaleArgs = z.infer<typeof AutoscaleArgsSchema>;
+
 export const RolloutActionSchema = z.enum(['status', 'history', 'undo', 'pause', 'resume', 'restart', 'promote']);
 export type RolloutAction = z.infer<typeof RolloutActionSchema>;
 export const RolloutArgsSchema = z.strictObject({
@@ -56,6 +71,7 @@ export const CommandRequestSchema = z.discriminatedUnion('op', [
   z.strictObject({ id: z.string().min(1).max(128), op: z.literal('scale'), args: ScaleArgsSchema, replyTo: z.string().max(256).optional() }),
   z.strictObject({ id: z.string().min(1).max(128), op: z.literal('rollout'), args: RolloutArgsSchema, replyTo: z.string().max(256).optional() }),
   z.strictObject({ id: z.string().min(1).max(128), op: z.literal('expose'), args: ExposeArgsSchema, replyTo: z.string().max(256).optional() }),
+  z.strictObject({ id: z.string().min(1).max(128), op: z.literal('autoscale'), args: AutoscaleArgsSchema, replyTo: z.string().max(256).optional() }),
 ]);
 export type CommandRequest = z.infer<typeof CommandRequestSchema>;
 export type CommandOp = CommandRequest['op'];

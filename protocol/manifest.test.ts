@@ -318,3 +318,54 @@ describe('securityContext and pids limit', () => {
     expect(issue?.message).toMatch(message);
   });
 });
+
+describe('spec.autoscale', () => {
+  const withAutoscale = (autoscale: unknown, resources?: unknown, mode?: string): unknown =>
+    mutate((m) => {
+      (m.spec as Record<string, unknown>)['autoscale'] = autoscale;
+      if (mode !== undefined) (m.spec as Record<string, unknown>)['mode'] = mode;
+      if (resources !== undefined) (m.spec.template.spec.containers[0] as Record<string, unknown>)['resources'] = resources;
+    });
+
+  it('accepts min/max and targets, defaulting min to 1', () => {
+    const r = DeploymentManifestSchema.safeParse(withAutoscale({ maxReplicas: 5, targetCPUUtilizationPercentage: 60 }));
+    expect(r.success && r.data.spec.autoscale).toEqual({ minReplicas: 1, maxReplicas: 5, targetCPUUtilizationPercentage: 60 });
+  });
+  it('a limit stands in for a missing request (the scheduler rule)', () => {
+    expect(firstIssue(withAutoscale({ maxReplicas: 5, targetCPUUtilizationPercentage: 60 }, { limits: { cpu: '500m' } }))).toBeUndefined();
+  });
+  it.each([
+    [
+      'min above max',
+      { minReplicas: 4, maxReplicas: 2, targetCPUUtilizationPercentage: 50 },
+      undefined,
+      undefined,
+      'spec.autoscale.minReplicas',
+      /at most maxReplicas \(4 > 2\)/,
+    ],
+    ['no target', { maxReplicas: 2 }, undefined, undefined, 'spec.autoscale', /needs targetCPUUtilizationPercentage or targetMemoryUtilizationPercentage/],
+    ['no max', { targetCPUUtilizationPercentage: 50 }, undefined, undefined, 'spec.autoscale.maxReplicas', /./],
+    ['min 0', { minReplicas: 0, maxReplicas: 2, targetCPUUtilizationPercentage: 50 }, undefined, undefined, 'spec.autoscale.minReplicas', /1 or more/],
+    [
+      'a CPU target without CPU requests',
+      { maxReplicas: 3, targetCPUUtilizationPercentage: 50 },
+      { requests: { memory: '64Mi' } },
+      undefined,
+      'spec.template.spec.containers[0].resources.requests.cpu',
+      /required \(more than 0\) by autoscale.targetCPUUtilizationPercentage/,
+    ],
+    [
+      'a memory target without memory requests',
+      { maxReplicas: 3, targetMemoryUtilizationPercentage: 50 },
+      { requests: { cpu: '100m' } },
+      undefined,
+      'spec.template.spec.containers[0].resources.requests.memory',
+      /targetMemoryUtilizationPercentage/,
+    ],
+    ['global mode', { maxReplicas: 3, targetCPUUtilizationPercentage: 50 }, undefined, 'global', 'spec.autoscale', /replicated/],
+  ])('rejects %s', (_name, autoscale, resources, mode, path, message) => {
+    const issue = firstIssue(withAutoscale(autoscale, resources, mode));
+    expect(issue?.path).toBe(path);
+    expect(issue?.message).toMatch(message);
+  });
+});

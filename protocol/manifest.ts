@@ -393,6 +393,35 @@ export const DeploymentStrategySchema = z.strictObject({
   canary: z.strictObject({ replicas: z.number().int().min(1).max(10000) }).optional(),
 });
 
+/**
+ * `spec.autoscale` (docs/observability.md "Autoscaling"): Kubernetes HPA's algorithm on the
+ * deployment's own `replicas`. Targets are average utilisation in percent of the pods' requests
+ * (a container's limit counts as its request when it sets no request, as the scheduler counts it).
+ */
+export const AutoscaleSchema = z
+  .strictObject({
+    minReplicas: z.number().int('must be an integer').min(1, 'must be 1 or more').max(10000, 'must be at most 10000').default(1),
+    maxReplicas: z.number().int('must be an integer').min(1, 'must be 1 or more').max(10000, 'must be at most 10000'),
+    targetCPUUtilizationPercentage: z.number().int('must be an integer').min(1, 'must be 1 or more').max(1000, 'must be at most 1000').optional(),
+    targetMemoryUtilizationPercentage: z.number().int('must be an integer').min(1, 'must be 1 or more').max(1000, 'must be at most 1000').optional(),
+    /** Scale-down stabilisation window; default the hub's `--autoscale-downscale-window` (300 s). */
+    scaleDownStabilizationWindowSeconds: z.number().int('must be an integer').min(0, 'must be 0 or more').max(3600, 'must be at most 3600').optional(),
+  })
+  .superRefine((a, ctx) => {
+    if (a.minReplicas > a.maxReplicas)
+      ctx.addIssue({ code: 'custom', path: ['minReplicas'], message: `must be at most maxReplicas (${a.minReplicas} > ${a.maxReplicas})` });
+    if (a.targetCPUUtilizationPercentage === undefined && a.targetMemoryUtilizationPercentage === undefined)
+      ctx.addIssue({ code: 'custom', path: [], message: 'needs targetCPUUtilizationPercentage or targetMemoryUtilizationPercentage (or both)' });
+  });
+export type Autoscale = z.infer<typeof AutoscaleSchema>;
+
+/** The per-container quantity utilisation is measured against: the request, else the limit (the scheduler's rule). */
+export function autoscaleRequest(c: Pick<Container, 'resources'>, resource: 'cpu' | 'memory'): number | undefined {
+  const q = c.resources?.requests?.[resource] ?? c.resources?.limits?.[resource];
+  if (q === undefined) return undefined;
+  return resource === 'cpu' ? parseCpuMillis(q) : parseBytes(q);
+}
+
 export const DeploymentSpecSchema = z.strictObject({
   replicas: z.number().int('must be an integer').min(0, 'must be 0 or more').max(10000, 'must be at most 10000').default(1),
   mode: z.enum(['replicated', 'global']).default('replicated'),
@@ -419,14 +448,42 @@ export const DeploymentSpecSchema = z.strictObject({
   autoRollback: z.boolean().default(true),
   revisionHistoryLimit: z.number().int().min(0).max(100).default(10),
   paused: z.boolean().default(false),
+  autoscale: AutoscaleSchema.optional(),
 });
+
+/** spec.autoscale's rules that need the rest of the spec: replicated mode, a request of each targeted resource in every container. */
+function checkAutoscale(
+  spec: { mode: string; template: { spec: { containers: Array<Pick<Container, 'resources'>> } }; autoscale?: Autoscale | undefined },
+  ctx: z.RefinementCtx,
+): void {
+  const a = spec.autoscale;
+  if (a === undefined) return;
+  if (spec.mode === 'global')
+    ctx.addIssue({ code: 'custom', path: ['autoscale'], message: 'needs mode "replicated" (a global deployment runs one pod per node)' });
+  const targets: Array<['cpu' | 'memory', string]> = [];
+  if (a.targetCPUUtilizationPercentage !== undefined) targets.push(['cpu', 'targetCPUUtilizationPercentage']);
+  if (a.targetMemoryUtilizationPercentage !== undefined) targets.push(['memory', 'targetMemoryUtilizationPercentage']);
+  spec.template.spec.containers.forEach((c, i) => {
+    for (const [resource, field] of targets) {
+      const r = autoscaleRequest(c, resource);
+      if (r === undefined || r <= 0)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['template', 'spec', 'containers', i, 'resources', 'requests', resource],
+          message: `required (more than 0) by autoscale.${field}: utilisation is a percentage of each container's ${resource} request`,
+        });
+    }
+  });
+}
 export type DeploymentSpec = z.infer<typeof DeploymentSpecSchema>;
+/** The spec as users write it: DeploymentSpecSchema plus the cross-field autoscale rules. */
+export const DeploymentSpecInputSchema = DeploymentSpecSchema.superRefine(checkAutoscale);
 
 export const DeploymentManifestSchema = z.strictObject({
   apiVersion: z.literal(API_VERSION, { message: `must be "${API_VERSION}"` }),
   kind: z.literal('Deployment'),
   metadata: ObjectMetaInputSchema,
-  spec: DeploymentSpecSchema,
+  spec: DeploymentSpecInputSchema,
   status: z.unknown().optional(),
 });
 export type DeploymentManifest = z.infer<typeof DeploymentManifestSchema>;

@@ -68,6 +68,48 @@ export const RolloutStatusSchema = z.object({
 });
 export type RolloutStatus = z.infer<typeof RolloutStatusSchema>;
 
+/** One autoscaler pass (hub/controllers/autoscaler.ts): the numbers that led to it. */
+export const AutoscaleDecisionSchema = z.object({
+  at: z.string(),
+  /** spec.replicas when the pass ran. */
+  currentReplicas: z.number().int(),
+  /** The metrics' proposal (max over CPU and memory) before stabilisation and rate limits. */
+  recommendation: z.number().int().optional(),
+  /** After the scale-down window, the scale-up/down rate limits and min/max: what spec.replicas became. */
+  desiredReplicas: z.number().int(),
+  /**
+   * Why: DesiredWithinRange, WithinTolerance, ScaleDownStabilized, ScaleUpLimit, ScaleDownLimit, TooManyReplicas,
+   * TooFewReplicas, BelowMin, AboveMax, MetricsMissing, NodeStartupGrace, ScaledToZero (docs/observability.md).
+   */
+  reason: z.string(),
+  message: z.string(),
+});
+export type AutoscaleDecision = z.infer<typeof AutoscaleDecisionSchema>;
+
+/** Per target: its current average utilisation (percent of requests) and the pods behind it. */
+export const AutoscaleMetricStatusSchema = z.object({
+  resource: z.enum(['cpu', 'memory']),
+  targetPercent: z.number().int(),
+  /** Over the pods with metrics (Kubernetes' currentAverageUtilization); absent when none had one. */
+  currentPercent: z.number().int().optional(),
+  ready: z.number().int(),
+  unready: z.number().int(),
+  missing: z.number().int(),
+  ignored: z.number().int(),
+  /** This metric's own proposal; absent when it could not be computed. */
+  recommendation: z.number().int().optional(),
+  error: z.string().optional(),
+});
+export type AutoscaleMetricStatus = z.infer<typeof AutoscaleMetricStatusSchema>;
+
+export const AutoscaleStatusSchema = z.object({
+  metrics: z.array(AutoscaleMetricStatusSchema),
+  lastDecision: AutoscaleDecisionSchema,
+  /** Last time the autoscaler changed spec.replicas. */
+  lastScaleTime: z.string().optional(),
+});
+export type AutoscaleStatus = z.infer<typeof AutoscaleStatusSchema>;
+
 export const DeploymentStatusSchema = z.object({
   observedGeneration: z.number().int().default(0),
   replicas: z.number().int().default(0),
@@ -83,6 +125,8 @@ export const DeploymentStatusSchema = z.object({
   updateRevision: z.string().optional(),
   conditions: z.array(DeploymentConditionSchema).optional(),
   rollout: RolloutStatusSchema.optional(),
+  /** Written by the autoscaler only (spec.autoscale); other status writers carry it over. */
+  autoscale: AutoscaleStatusSchema.optional(),
 });
 export type DeploymentStatus = z.infer<typeof DeploymentStatusSchema>;
 

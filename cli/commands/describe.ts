@@ -149,8 +149,35 @@ export function describeDeployment(d: Deployment, pods: readonly Pod[], events: 
   );
   out += '  Containers:\n';
   for (const c of t.spec.containers) out += containerSpecLines(c);
+  out += describeAutoscale(d, now);
   out += pods.length === 0 ? 'Pods:  <none>\n' : `Pods:\n${podsTable(pods, now, false, '  ')}`;
   return out + describeEventsTable(events, now);
+}
+
+/** `Autoscale:` — the policy, each target's current/target utilisation, and the last decision with its numbers. */
+export function describeAutoscale(d: Deployment, now: number): string {
+  const a = d.spec.autoscale;
+  if (a === undefined) return '';
+  const st = d.status.autoscale;
+  const window = a.scaleDownStabilizationWindowSeconds === undefined ? "hub's default" : `${a.scaleDownStabilizationWindowSeconds}s`;
+  const rows: Array<[string, string | string[]]> = [
+    ['Min/Max', `${a.minReplicas}/${a.maxReplicas}`],
+    ['Scale-down window', window],
+  ];
+  const targetOf = (r: 'cpu' | 'memory'): number | undefined => (r === 'cpu' ? a.targetCPUUtilizationPercentage : a.targetMemoryUtilizationPercentage);
+  for (const r of ['cpu', 'memory'] as const) {
+    const target = targetOf(r);
+    if (target === undefined) continue;
+    const m = st?.metrics.find((x) => x.resource === r);
+    const current = m?.currentPercent === undefined ? '<unknown>' : `${m.currentPercent}%`;
+    const pods = m === undefined ? '' : ` (${m.ready} ready, ${m.unready} unready, ${m.missing} missing)`;
+    rows.push([r === 'cpu' ? 'CPU (current/target)' : 'Memory (current/target)', `${current} / ${target}% of requests${pods}`]);
+  }
+  if (st !== undefined) {
+    rows.push(['Last decision', `${when(st.lastDecision.at, now)}: ${st.lastDecision.message}`]);
+    if (st.lastScaleTime !== undefined) rows.push(['Last scale', when(st.lastScaleTime, now)]);
+  } else rows.push(['Last decision', '<none yet>']);
+  return `Autoscale:\n${fields(rows, '  ')}`;
 }
 
 export function describeNode(n: NodeObject, pods: readonly Pod[], events: readonly EventObject[], now: number): string {

@@ -47,6 +47,8 @@ const HTTP_BEFORE: Record<string, Role | 'public'> = {
   'POST /api/v1/apply': 'operator',
   'POST /api/v1/deployments/:name/scale': 'operator',
   'POST /api/v1/deployments/:name/expose': 'operator',
+  // Added with autoscaling (issue 16): scale's rule.
+  'POST /api/v1/deployments/:name/autoscale': 'operator',
   'DELETE /api/v1/:plural/:name': 'operator',
   'POST /api/v1/deployments/:name/rollout/undo': 'operator',
   'POST /api/v1/deployments/:name/rollout/pause': 'operator',
@@ -76,6 +78,8 @@ const COMMANDS_BEFORE: Record<CommandOp, Array<[CommandRequest, Role]>> = {
   scale: [[{ id: 's', op: 'scale', args: { name: 'x', replicas: 1 } }, 'operator']],
   // Added with Services (issue 15): an apply of a generated Service, so apply's role.
   expose: [[{ id: 'e', op: 'expose', args: { deployment: 'x', port: 80, protocol: 'TCP' } }, 'operator']],
+  // Added with autoscaling (issue 16): scale's rule.
+  autoscale: [[{ id: 'as', op: 'autoscale', args: { name: 'x', minReplicas: 1, maxReplicas: 3, cpuPercent: 50 } }, 'operator']],
   rollout: RolloutActionSchema.options.map((action) => [
     { id: `r-${action}`, op: 'rollout', args: { action, name: 'x' } },
     action === 'status' || action === 'history' ? 'viewer' : 'operator',

@@ -78,6 +78,8 @@ export class MqttCommands {
         return ops.scale(req.args.name, req.args.replicas);
       case 'expose':
         return ops.expose(req.args);
+      case 'autoscale':
+        return ops.autoscale(req.args);
       case 'rollout':
         if (!this.deps.rollout) throw new OrchardError('ERR_INTERNAL', 'rollout commands are not wired on this hub');
         return this.deps.rollout.run(req.args);
@@ -97,7 +99,9 @@ export function commandOperation(req: CommandRequest): Operation {
       return req.args.name === undefined ? 'list' : 'get';
     case 'delete':
       return 'delete';
+    // autoscale sets the policy that writes replicas: scale's rule.
     case 'scale':
+    case 'autoscale':
       return 'scale';
     // expose is an apply of a generated Service: the same rule.
     case 'expose':

@@ -8,6 +8,7 @@ import {
   MAX_BODY_BYTES,
   RoleSchema,
   ScaleArgsSchema,
+  AutoscaleArgsSchema,
   type JoinResponse,
   type Role,
 } from '../../protocol/api.js';
@@ -252,6 +253,12 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     const { name } = req.params as { name: string };
     const body = parseOrThrow(ScaleArgsSchema.omit({ name: true }), jsonBody(req), 'scale request');
     return deps.ops.scale(name, body.replicas);
+  });
+  // spec.autoscale (`orchard autoscale deployment NAME`): scale's rule.
+  app.post('/api/v1/deployments/:name/autoscale', { preHandler: need('scale') }, async (req) => {
+    const { name } = req.params as { name: string };
+    const body = parseOrThrow(AutoscaleArgsSchema.omit({ name: true }), jsonBody(req), 'autoscale request');
+    return deps.ops.autoscale({ ...body, name });
   });
   // A Service for a deployment's pods (`orchard expose`), applied like any manifest: apply's rule.
   app.post('/api/v1/deployments/:name/expose', { preHandler: need('apply') }, async (req) => {

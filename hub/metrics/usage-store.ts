@@ -31,6 +31,8 @@ export interface ContainerUsageView {
   /** Cores over the last two samples; undefined until there are two (or after a counter reset). */
   cpuCores: number | undefined;
   at: number;
+  /** Where `cpuCores`' window begins (the earlier of its two samples); the autoscaler's CPU-initialisation rule reads it. */
+  windowStart?: number;
 }
 
 interface PodEntry {
@@ -85,8 +87,12 @@ export class UsageStore {
         const prev = e.containers.get(name);
         const dt = prev === undefined ? 0 : (at - prev.at) / 1000;
         let cpuCores: number | undefined;
-        if (prev !== undefined && cpuSeconds >= prev.cpuSeconds) cpuCores = dt > 0 ? (cpuSeconds - prev.cpuSeconds) / dt : prev.cpuCores;
-        e.containers.set(name, { cpuSeconds, memoryBytes, cpuCores, at });
+        let windowStart: number | undefined;
+        if (prev !== undefined && cpuSeconds >= prev.cpuSeconds) {
+          cpuCores = dt > 0 ? (cpuSeconds - prev.cpuSeconds) / dt : prev.cpuCores;
+          windowStart = dt > 0 ? prev.at : prev.windowStart;
+        }
+        e.containers.set(name, { cpuSeconds, memoryBytes, cpuCores, at, ...(windowStart !== undefined ? { windowStart } : {}) });
       }
       let cpu = 0;
       let mem = 0;

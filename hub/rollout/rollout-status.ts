@@ -80,6 +80,8 @@ export function deploymentStatus(fresh: Deployment, pods: readonly Pod[], o: Sta
     rollout: o.rollout,
   };
   if (o.stableHash !== undefined) status.currentRevision = o.stableHash;
+  // The autoscaler's own part of the status (hub/controllers/autoscaler.ts): carried over, never computed here.
+  if (fresh.status.autoscale !== undefined) status.autoscale = fresh.status.autoscale;
   return status;
 }
 

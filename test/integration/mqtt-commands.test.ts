@@ -73,6 +73,24 @@ describe('MQTT topic commands (same operations and errors as the web API)', () =
     expect((await t.api('GET', '/api/v1/deployments/via-mqtt')).status).toBe(404);
   });
 
+  it("autoscale sets spec.autoscale, with the web API's validation errors", async () => {
+    const withRequests = manifest
+      .replace('metadata: { name: via-mqtt }', 'metadata: { name: as-mqtt }')
+      .replace('command: [sleep, "3600"]', 'command: [sleep, "3600"], resources: { requests: { cpu: 100m } }');
+    expect(await call(admin, 'cli-admin', { id: 'a0', op: 'apply', args: { manifests: withRequests } })).toMatchObject({ ok: true });
+    const set = await call(admin, 'cli-admin', { id: 'a1', op: 'autoscale', args: { name: 'as-mqtt', maxReplicas: 4, cpuPercent: 60 } });
+    expect(set).toMatchObject({ ok: true, result: { spec: { autoscale: { minReplicas: 1, maxReplicas: 4, targetCPUUtilizationPercentage: 60 } } } });
+    const bad = { name: 'as-mqtt', minReplicas: 5 };
+    const reply = await call(admin, 'cli-admin', { id: 'a2', op: 'autoscale', args: bad });
+    const web = await t.api('POST', '/api/v1/deployments/as-mqtt/autoscale', { minReplicas: 5 });
+    expect(web.status).toBe(400);
+    expect(reply).toMatchObject({ ok: false, error: web.body });
+    expect(JSON.stringify(web.body)).toContain('spec.autoscale.minReplicas');
+    const off = await call(admin, 'cli-admin', { id: 'a3', op: 'autoscale', args: { name: 'as-mqtt', off: true } });
+    expect(off.ok && (off.result as { spec: { autoscale?: unknown } }).spec.autoscale).toBeUndefined();
+    expect(await call(admin, 'cli-admin', { id: 'a4', op: 'delete', args: { kind: 'deployment', name: 'as-mqtt' } })).toMatchObject({ ok: true });
+  });
+
   it('gives the web API error for a bad manifest, and stores nothing', async () => {
     const bad = manifest.replace('replicas: 2', 'replicas: -1');
     const reply = await call(admin, 'cli-admin', { id: 'bad1', op: 'apply', args: { manifests: bad } });
