@@ -137,19 +137,19 @@ describe('system packages list', () => {
     const src = [
       "const ETCD = '/usr/bin/etcd';",
       'spawn(ETCD, []);',
-      "execFileSync('chromium', ['--headless']);",
+      "execFileSync('firefox-esr', ['--headless']);",
       'spawnSync(`qemu-aarch64-static`, []);',
       "execSync('mosquitto_pub -t x');",
       'const m = /x/.exec(s);',
       "spawn(process.execPath, ['x']);",
     ].join('\n');
     const bins = tsBinaries(src, 'x.ts').map((u) => u.binary);
-    expect(bins).toEqual(expect.arrayContaining(['/usr/bin/etcd', 'chromium', 'qemu-aarch64-static', 'mosquitto_pub', 'process.execPath']));
+    expect(bins).toEqual(expect.arrayContaining(['/usr/bin/etcd', 'firefox-esr', 'qemu-aarch64-static', 'mosquitto_pub', 'process.execPath']));
     expect(unlisted(tsBinaries(src, 'x.ts'), entries, 'binary').map((u) => u.binary)).toEqual(
-      expect.arrayContaining(['/usr/bin/etcd', 'chromium', 'qemu-aarch64-static', 'mosquitto_pub']),
+      expect.arrayContaining(['/usr/bin/etcd', 'firefox-esr', 'qemu-aarch64-static', 'mosquitto_pub']),
     );
-    const sh = shellUses('ensure_apt_packages etcd-server chromium\nnohup /usr/sbin/foo &\n', 'x.sh');
-    expect(unlisted(sh.packages, entries, 'pkg').map((u) => u.binary)).toEqual(['etcd-server', 'chromium']);
+    const sh = shellUses('ensure_apt_packages etcd-server firefox-esr\nnohup /usr/sbin/foo &\n', 'x.sh');
+    expect(unlisted(sh.packages, entries, 'pkg').map((u) => u.binary)).toEqual(['etcd-server', 'firefox-esr']);
     expect(unlisted(sh.binaries, entries, 'binary').map((u) => u.binary)).toEqual(['/usr/sbin/foo']);
   });
 
