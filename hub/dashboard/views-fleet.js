@@ -89,11 +89,16 @@ export function fleetView(ctx) {
   let memUsed = 0;
   let podCount = 0;
   let podCap = 0;
+  // Usage is unknown (—) until some node has reported it, not 0.
+  let cpuKnown = false;
+  let memKnown = false;
   for (const m of metrics) {
     cpuCap += m.cpu.capacityCores;
     cpuUsed += m.cpu.usedCores ?? 0;
+    cpuKnown ||= m.cpu.usedCores !== null;
     memCap += m.memory.capacityBytes;
     memUsed += m.memory.usedBytes ?? 0;
+    memKnown ||= m.memory.usedBytes !== null;
     podCount += m.pods.count;
     podCap += m.pods.capacity;
   }
@@ -118,8 +123,18 @@ export function fleetView(ctx) {
       'div',
       { class: 'card' },
       h('h3', null, 'Fleet capacity and usage'),
-      h('div', { class: 'kv' }, h('span', null, 'CPU'), usageBar(cpuUsed, cpuCap, `${cores(cpuUsed)} of ${cores(cpuCap)} cores`)),
-      h('div', { class: 'kv' }, h('span', null, 'Memory'), usageBar(memUsed, memCap, `${bytes(memUsed)} of ${bytes(memCap)}`)),
+      h(
+        'div',
+        { class: 'kv' },
+        h('span', null, 'CPU'),
+        usageBar(cpuKnown ? cpuUsed : null, cpuCap, `${cpuKnown ? cores(cpuUsed) : '—'} of ${cores(cpuCap)} cores`),
+      ),
+      h(
+        'div',
+        { class: 'kv' },
+        h('span', null, 'Memory'),
+        usageBar(memKnown ? memUsed : null, memCap, `${memKnown ? bytes(memUsed) : '—'} of ${bytes(memCap)}`),
+      ),
       h('div', { class: 'kv' }, h('span', null, 'Pods'), usageBar(podCount, podCap, `${podCount} of ${podCap}`)),
     ),
   );

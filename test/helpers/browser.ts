@@ -60,7 +60,14 @@ export async function launchBrowser(): Promise<TestBrowser> {
 /** Signs in on the dashboard at `url` with `token` and waits for the app to show. */
 export async function signIn(page: Page, url: string, token: string): Promise<void> {
   await page.goto(url);
-  await page.locator('#login:visible, #app:visible').first().waitFor();
+  await page
+    .locator('#login:visible, #app:visible')
+    .first()
+    .waitFor({ timeout: 30_000 })
+    .catch(async (err: unknown) => {
+      // Say what the page showed instead (another hub's page, a module that failed to load …).
+      throw new Error(`the dashboard at ${page.url()} showed neither the sign-in form nor the app:\n${(await page.content()).slice(0, 2000)}`, { cause: err });
+    });
   if (await page.locator('#app').isVisible()) await page.click('#signout');
   await page.fill('#token', token);
   await page.click('#signin');

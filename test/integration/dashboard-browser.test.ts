@@ -110,6 +110,7 @@ describe('dashboard in Chromium against a real hub', () => {
     await expect.poll(() => row.textContent()).toMatch(/Ready.*amd64/);
     // Usage bars once the agent's first reports are in (polled every 10 s by the page).
     await expect.poll(() => row.locator('svg.bar').count(), { timeout: 20_000 }).toBe(2);
+    await expect.poll(() => row.textContent(), { timeout: 20_000 }).toMatch(/\d+m \/ 4.*\d+(B|Ki|Mi|Gi) \/ 4\.0Gi/);
     expect(await page.locator('.donut').first().getAttribute('class')).toBe('donut');
     expect(await page.locator('#live').textContent()).toBe('live');
   });
@@ -124,6 +125,13 @@ describe('dashboard in Chromium against a real hub', () => {
     await expect.poll(() => page.locator('tr[data-service="web"]').textContent()).toMatch(/80→8080\/TCP.*app=web.*2\/2 ready/);
     await page.goto(`${t.hub.apiUrl}/#/events`);
     await expect.poll(() => page.locator('main tbody tr').count()).toBeGreaterThan(1);
+    // The detail pages: a node (charts, conditions, its pods) and a pod (conditions, containers, usage, events).
+    await page.goto(`${t.hub.apiUrl}/#/nodes/pi-1`);
+    await expect.poll(() => page.locator('main').textContent()).toMatch(/Node pi-1.*CPU, last hour.*Conditions.*Pods on this node.*web-/);
+    const pod = await page.locator('main a[href^="#/pods/web-"]').first().textContent();
+    await page.goto(`${t.hub.apiUrl}/#/pods/${pod}`);
+    await expect.poll(() => page.locator('main').textContent()).toMatch(/Deploymentweb.*Nodepi-1.*ContainersReady.*appapp:v1running/);
+    await expect.poll(() => page.locator('main figure.chart').count()).toBe(2);
   });
 
   it('shows a change cause holding markup as text, in the rollout history', async () => {
