@@ -32,7 +32,6 @@ const rank = (r: Role): number => ROLE_ORDER.indexOf(r);
 const HTTP_BEFORE: Record<string, Role | 'public'> = {
   'GET /healthz': 'public',
   'GET /': 'public',
-  'GET /dashboard.js': 'public',
   'GET /dashboard.css': 'public',
   'GET /dashboard/:file': 'public',
   'GET /api/v1/ca': 'public',

@@ -8,8 +8,7 @@ import { OrchardError } from '../../protocol/errors.js';
  * no framework: hubs are often offline). This module serves them:
  *   GET /                 index.html
  *   GET /dashboard.css    the style sheet
- *   GET /dashboard.js     the entry module
- *   GET /dashboard/NAME   the other modules (a fixed list: nothing else on disk is reachable)
+ *   GET /dashboard/NAME   the modules, app.js first (a fixed list: nothing else on disk is reachable)
  *
  * Script and style are separate same-origin files, never inline: the hub sends
  * `Content-Security-Policy: default-src 'self'` with no 'unsafe-inline' (security-headers.ts), so
@@ -22,8 +21,8 @@ import { OrchardError } from '../../protocol/errors.js';
 
 const TYPES = { html: 'text/html; charset=utf-8', css: 'text/css; charset=utf-8', js: 'text/javascript; charset=utf-8' } as const;
 
-/** The modules served under /dashboard/NAME (the entry, dashboard.js, imports them). */
-export const DASHBOARD_MODULES = ['api.js', 'dom.js', 'charts.js', 'views-fleet.js', 'views-workloads.js', 'views-logs.js'] as const;
+/** The modules served under /dashboard/NAME: the entry (app.js) and what it imports. */
+export const DASHBOARD_MODULES = ['app.js', 'api.js', 'dom.js', 'charts.js', 'views-fleet.js', 'views-workloads.js', 'views-logs.js'] as const;
 
 export interface DashboardAsset {
   type: string;
@@ -34,14 +33,14 @@ export interface DashboardAsset {
 export function dashboardDir(): string {
   for (const rel of ['../dashboard/', '../../../hub/dashboard/']) {
     const dir = fileURLToPath(new URL(rel, import.meta.url));
-    if (existsSync(`${dir}dashboard.js`)) return dir;
+    if (existsSync(`${dir}app.js`)) return dir;
   }
   throw new Error('the dashboard files (hub/dashboard/) were not found next to the hub');
 }
 
 export function loadDashboard(dir = dashboardDir()): Map<string, DashboardAsset> {
   const out = new Map<string, DashboardAsset>();
-  for (const name of ['index.html', 'dashboard.css', 'dashboard.js', ...DASHBOARD_MODULES]) {
+  for (const name of ['index.html', 'dashboard.css', ...DASHBOARD_MODULES]) {
     const ext = name.slice(name.lastIndexOf('.') + 1) as keyof typeof TYPES;
     out.set(name, { type: TYPES[ext], body: readFileSync(`${dir}${name}`, 'utf8') });
   }
@@ -58,7 +57,6 @@ export function registerDashboardRoutes(app: FastifyInstance, assets: Map<string
   };
   app.get('/', async (_req, reply) => send('index.html', reply));
   app.get('/dashboard.css', async (_req, reply) => send('dashboard.css', reply));
-  app.get('/dashboard.js', async (_req, reply) => send('dashboard.js', reply));
   app.get('/dashboard/:file', async (req, reply) => {
     const { file } = req.params as { file: string };
     if (!(DASHBOARD_MODULES as readonly string[]).includes(file)) throw new OrchardError('ERR_NOT_FOUND', `no dashboard file ${file}`);

@@ -86,6 +86,8 @@ export function countBars(entries, caption) {
 /**
  * A line chart of one or more series over time: series = [{label, kind, points: [{t, v}]}].
  * `format` labels the y axis; `yMax` fixes the top (e.g. capacity), else the data's maximum.
+ * @param {Array<{label: string, kind?: string, points: Array<{t: number, v: number}>}>} series
+ * @param {{title?: string, format?: (n: number) => string, yMax?: number, width?: number, height?: number}} [opts]
  */
 export function lineChart(series, { title, format = String, yMax, width = 480, height = 150 } = {}) {
   const all = series.flatMap((x) => x.points);

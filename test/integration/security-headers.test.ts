@@ -29,7 +29,7 @@ describe('security headers on the dashboard and the API', () => {
   it('sends them on the page, its assets, API answers, errors and 404s', async () => {
     const cases: Array<[string, string, number, string | undefined]> = [
       ['GET', '/', 200, undefined],
-      ['GET', '/dashboard.js', 200, undefined],
+      ['GET', '/dashboard/app.js', 200, undefined],
       ['GET', '/dashboard.css', 200, undefined],
       ['GET', '/healthz', 200, undefined],
       ['GET', '/api/v1/nodes', 200, undefined],
@@ -70,14 +70,14 @@ describe('security headers on the dashboard and the API', () => {
     expect(html).not.toMatch(/\sstyle=/i);
     const src = /<script type="module" src="([^"]+)"><\/script>/.exec(html)?.[1];
     const href = /<link rel="stylesheet" href="([^"]+)">/.exec(html)?.[1];
-    expect(src).toBe('/dashboard.js');
+    expect(src).toBe('/dashboard/app.js');
     expect(href).toBe('/dashboard.css');
     const css = await t.api('GET', href!);
     expect(css.headers['content-type']).toMatch(/^text\/css/);
     const js = await t.api('GET', src!);
     expect(js.headers['content-type']).toMatch(/^text\/javascript/);
     // Every module the entry imports is served, with the same headers.
-    const imports = [...js.text.matchAll(/from '\.\/(dashboard\/[\w-]+\.js)'/g)].map((m) => `/${m[1]}`);
+    const imports = [...js.text.matchAll(/from '\.\/([\w-]+\.js)'/g)].map((m) => `/dashboard/${m[1]}`);
     expect(imports.length).toBeGreaterThan(3);
     for (const path of imports) {
       const r = await t.api('GET', path);
@@ -86,7 +86,13 @@ describe('security headers on the dashboard and the API', () => {
       expectHeaders(r.headers, path);
     }
     // Only the listed modules: nothing else on disk is reachable.
-    for (const path of ['/dashboard/index.ts', '/dashboard/..%2Fapi%2Fserver.ts', '/dashboard/%2e%2e%2fdashboard.ts']) {
+    for (const path of [
+      '/dashboard.js',
+      '/dashboard/index.html',
+      '/dashboard/tsconfig.json',
+      '/dashboard/..%2Fapi%2Fserver.ts',
+      '/dashboard/%2e%2e%2fdashboard.ts',
+    ]) {
       expect((await t.api('GET', path)).status, path).toBe(404);
     }
     // That the page runs under this CSP in a real browser: test/integration/dashboard-browser.test.ts.

@@ -5,11 +5,11 @@
 // Actions shown depend on the token's operations (GET /api/v1/whoami); the hub checks every
 // request anyway, so hiding a button is a convenience, never the protection.
 
-import { ApiError, api, list, token, watch } from './dashboard/api.js';
-import { h, replace } from './dashboard/dom.js';
-import { fleetView, nodeView } from './dashboard/views-fleet.js';
-import { logsView } from './dashboard/views-logs.js';
-import { deploymentView, deploymentsView, eventsView, podView, podsView, servicesView } from './dashboard/views-workloads.js';
+import { ApiError, api, list, token, watch } from './api.js';
+import { h, replace } from './dom.js';
+import { fleetView, nodeView } from './views-fleet.js';
+import { logsView } from './views-logs.js';
+import { deploymentView, deploymentsView, eventsView, podView, podsView, servicesView } from './views-workloads.js';
 
 const $ = (id) => document.getElementById(id);
 const KINDS = { Node: 'nodes', Deployment: 'deployments', Pod: 'pods', Service: 'services', Event: 'events' };
@@ -278,8 +278,9 @@ async function signIn() {
 
 $('login-form').addEventListener('submit', (ev) => {
   ev.preventDefault();
-  token.set($('token').value);
-  $('token').value = '';
+  const input = /** @type {HTMLInputElement} */ ($('token'));
+  token.set(input.value);
+  input.value = '';
   void signIn();
 });
 $('signout').addEventListener('click', () => {
