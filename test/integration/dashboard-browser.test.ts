@@ -170,6 +170,10 @@ describe('dashboard in Chromium against a real hub', () => {
   });
 
   it('gives a viewer no action buttons, and the hub refuses a forced scale', async () => {
+    const me = (await t.api('GET', '/api/v1/whoami', undefined, viewerToken)).body as { name: string; role: string; operations: string[] };
+    expect(me).toMatchObject({ name: 'look', role: 'viewer' });
+    expect(me.operations).toEqual(expect.arrayContaining(['list', 'watch', 'metrics.read', 'rollout.history']));
+    expect(me.operations).not.toContain('scale');
     await signIn(page, t.hub.apiUrl, viewerToken);
     expect(await page.textContent('#me')).toBe('look (viewer)');
     for (const view of ['deployments', 'fleet', 'deployments/web']) {
