@@ -131,3 +131,16 @@ export type JoinResponse = z.infer<typeof JoinResponseSchema>;
 /** `scrape` may read `GET /metrics` only (a Prometheus server's token: docs/observability.md). */
 export const RoleSchema = z.enum(['admin', 'operator', 'viewer', 'scrape']);
 export type Role = z.infer<typeof RoleSchema>;
+
+/**
+ * `GET /api/v1/whoami`: the caller's own API token. `operations` are the operations of the hub's
+ * authorisation table this token may do (the dashboard shows only the actions it may take; the
+ * hub still checks every request).
+ */
+export const WhoAmISchema = z.object({
+  name: z.string(),
+  id: z.string().optional(),
+  role: RoleSchema,
+  operations: z.array(z.string()),
+});
+export type WhoAmI = z.infer<typeof WhoAmISchema>;

@@ -9,7 +9,7 @@ import type { Operation } from '../security/authz.js';
  */
 
 /** Routes that need no API token: health, the dashboard page, and the join (its token is in the body). */
-export const PUBLIC_ROUTES: readonly string[] = ['GET /healthz', 'GET /', 'GET /dashboard.js', 'GET /dashboard.css', 'GET /api/v1/ca', 'POST /api/v1/join'];
+export const PUBLIC_ROUTES: readonly string[] = ['GET /healthz', 'GET /', 'GET /dashboard.css', 'GET /dashboard/:file', 'GET /api/v1/ca', 'POST /api/v1/join'];
 
 export interface RouteRule {
   method: string;

@@ -11,6 +11,7 @@ import {
   AutoscaleArgsSchema,
   type JoinResponse,
   type Role,
+  type WhoAmI,
 } from '../../protocol/api.js';
 import { OrchardError, parseOrThrow } from '../../protocol/errors.js';
 import { LabelsSchema, NameSchema } from '../../protocol/manifest.js';
@@ -20,7 +21,7 @@ import type { Operations } from '../operations.js';
 import { WRITE_BARRIER_MS, type Store } from '../store/store.js';
 import { jsonBody } from './body.js';
 import { toOrchardError } from './errors.js';
-import { DASHBOARD_CSS, DASHBOARD_JS, renderDashboard } from './dashboard.js';
+import { registerDashboardRoutes } from './dashboard.js';
 import { SECURITY_HEADERS } from './security-headers.js';
 import { resolveTimeouts, type HubTimeouts } from '../security/limits.js';
 import { apiTokenIdentity, joinTokenIdentity } from '../security/rate-limit.js';
@@ -34,7 +35,7 @@ import type { UsageStore } from '../metrics/usage-store.js';
 import { RolloutOperations } from '../rollout/rollout-ops.js';
 import { redactSecret } from '../secrets/secret-codec.js';
 import { WatchStreams, type WatchStreamsOptions } from './watch-streams.js';
-import { allowed, requiredRole, type Operation } from '../security/authz.js';
+import { OPERATIONS, allowed, requiredRole, type Operation } from '../security/authz.js';
 import { RouteRules } from './route-rules.js';
 import { parseParams, parseQuery } from './request-parse.js';
 
@@ -214,9 +215,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   if (deps.metrics) registerMetricsRoutes(app, { need, store: deps.store, ...deps.metrics });
   registerRolloutRoutes(app, { need, rollout: deps.rollout ?? new RolloutOperations({ store: deps.store, log: deps.log, now: () => new Date() }) });
   app.get('/healthz', async () => ({ ok: true }));
-  app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').send(renderDashboard()));
-  app.get('/dashboard.js', async (_req, reply) => reply.type('text/javascript; charset=utf-8').send(DASHBOARD_JS));
-  app.get('/dashboard.css', async (_req, reply) => reply.type('text/css; charset=utf-8').send(DASHBOARD_CSS));
+  registerDashboardRoutes(app);
 
   // ---- join (no API token: the join token is the credential) ----
   app.get('/api/v1/ca', async (_req, reply) => {
@@ -278,6 +277,11 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   });
 
   // ---- reads ----
+  // The caller's own token (static path: wins over /api/v1/:plural).
+  app.get('/api/v1/whoami', { preHandler: need('whoami') }, async (req): Promise<WhoAmI> => {
+    const p = req.principal!;
+    return { name: p.name, ...(p.id !== undefined ? { id: p.id } : {}), role: p.role, operations: OPERATIONS.filter((op) => allowed(p.role, op)) };
+  });
   app.get('/api/v1/:plural', { preHandler: need('list') }, async (req) => {
     const { plural } = req.params as { plural: string };
     const q = parseQuery(

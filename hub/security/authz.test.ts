@@ -11,10 +11,11 @@ import { OPERATION_ROLES, OPERATIONS, ROLE_ORDER, allowed, requiredRole, type Op
  */
 const MAY: Record<Role, readonly Operation[]> = {
   scrape: ['metrics.scrape'],
-  viewer: ['metrics.scrape', 'metrics.read', 'get', 'list', 'watch', 'rollout.status', 'rollout.history'],
+  viewer: ['metrics.scrape', 'metrics.read', 'whoami', 'get', 'list', 'watch', 'rollout.status', 'rollout.history'],
   operator: [
     'metrics.scrape',
     'metrics.read',
+    'whoami',
     'get',
     'list',
     'watch',
@@ -37,6 +38,7 @@ const MAY: Record<Role, readonly Operation[]> = {
   admin: [
     'metrics.scrape',
     'metrics.read',
+    'whoami',
     'get',
     'list',
     'watch',

@@ -15,6 +15,8 @@ export const OPERATION_ROLES = {
   'metrics.scrape': 'scrape',
   // ---- read ----
   'metrics.read': 'viewer',
+  /** The caller's own token: name, role and what it may do (the dashboard hides what it may not). */
+  whoami: 'viewer',
   get: 'viewer',
   list: 'viewer',
   watch: 'viewer',

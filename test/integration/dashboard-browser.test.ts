@@ -1,0 +1,222 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Agent } from '../../agent/agent.js';
+import { EngineOnlyProbe } from '../../agent/reporter.js';
+import { MemoryRuntime } from '../../agent/runtime/memory-runtime.js';
+import type { Deployment, NodeObject } from '../../protocol/objects.js';
+import { launchBrowser, signIn, type TestBrowser } from '../helpers/browser.js';
+import { startTestHub, type TestHub } from '../helpers/hub-harness.js';
+import { waitFor } from '../helpers/http.js';
+
+/**
+ * The dashboard in a real browser (Debian's Chromium through playwright-core) against a real
+ * hub (HTTPS, its strict CSP) with a hollow agent (real Agent, MemoryRuntime). The logs API is
+ * stubbed inside the page only (a fetch wrapper the test feeds chunk by chunk), so the view's
+ * streaming and escaping are tested here; test/e2e/dashboard.test.ts reads a real container.
+ */
+const XSS = '<img src=x id=pwned onerror="window.__xss=1">';
+const manifest = (replicas: number, image = 'app:v1', cause = 'first') => `
+apiVersion: orchard/v1
+kind: Deployment
+metadata:
+  name: web
+  annotations: { orchard.dev/change-cause: '${cause}' }
+spec:
+  replicas: ${replicas}
+  template:
+    metadata: { labels: { app: web } }
+    spec:
+      containers:
+        - name: app
+          image: ${image}
+          resources: { requests: { cpu: 100m, memory: 32Mi }, limits: { memory: 64Mi } }
+---
+apiVersion: orchard/v1
+kind: Service
+metadata: { name: web }
+spec:
+  selector: { app: web }
+  ports: [{ port: 80, targetPort: 8080 }]
+`;
+
+/** Replaces fetch for …/logs URLs with a stream the test writes to (window.__log(text), window.__logEnd()). */
+const STUB_LOGS = `(() => {
+  const real = window.fetch.bind(window);
+  window.__logRequests = [];
+  window.fetch = (input, init) => {
+    const url = String(input);
+    if (!url.includes('/logs?')) return real(input, init);
+    window.__logRequests.push({ url, auth: init?.headers?.authorization ?? '' });
+    const enc = new TextEncoder();
+    const body = new ReadableStream({ start(c) { window.__log = (t) => c.enqueue(enc.encode(t)); window.__logEnd = () => c.close(); } });
+    return Promise.resolve(new Response(body, { status: 200, headers: { 'content-type': 'text/plain; charset=utf-8' } }));
+  };
+})();`;
+
+describe('dashboard in Chromium against a real hub', () => {
+  let t: TestHub;
+  let agent: Agent;
+  let browser: TestBrowser;
+  let page: Page;
+  let operatorToken = '';
+  let viewerToken = '';
+  const dir = mkdtempSync(join(tmpdir(), 'orchard-dash-'));
+  const runtime = new MemoryRuntime({ images: ['app:v1', 'app:v2'], info: { ncpu: 4, memTotal: 4 * 1024 ** 3 } });
+  const t0 = Date.now();
+  runtime.usageOf = () => ({ cpuSeconds: ((Date.now() - t0) / 1000) * 0.2, memoryBytes: 24 * 1024 ** 2 });
+
+  beforeAll(async () => {
+    t = await startTestHub();
+    operatorToken = t.hub.auth.createApiToken({ name: 'ops', role: 'operator' }).token;
+    viewerToken = t.hub.auth.createApiToken({ name: 'look', role: 'viewer' }).token;
+    const credential = t.hub.auth.issueNodeCredential('pi-1', {});
+    agent = new Agent({
+      node: 'pi-1',
+      labels: {},
+      dataDir: join(dir, 'agent'),
+      runtime,
+      probe: new EngineOnlyProbe(runtime),
+      link: { url: t.hub.mqttUrl, username: 'pi-1', password: credential, ca: t.hub.pki?.caPem ?? '' },
+      usageIntervalMs: 200,
+      resyncMs: 200,
+    });
+    await agent.start();
+    expect((await t.api('POST', '/api/v1/apply', manifest(2, 'app:v1', `first ${XSS}`))).status).toBe(200);
+    browser = await launchBrowser();
+    page = await browser.page();
+  }, 60_000);
+  afterAll(async () => {
+    await browser?.close();
+    await agent?.stop();
+    await t?.cleanup();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const deployment = async () => (await t.api('GET', '/api/v1/deployments/web')).body as Deployment;
+
+  it('asks for a token, refuses a wrong one, and shows the fleet with the node', async () => {
+    await page.goto(t.hub.apiUrl);
+    await page.locator('#login').waitFor();
+    await page.fill('#token', 'orc_000000000000.wrong');
+    await page.click('#signin');
+    await expect.poll(() => page.textContent('#login-error')).toMatch(/unknown, expired or revoked/);
+    await signIn(page, t.hub.apiUrl, operatorToken);
+    expect(await page.textContent('#me')).toBe('ops (operator)');
+    const row = page.locator('tr[data-node="pi-1"]');
+    await row.waitFor();
+    await expect.poll(() => row.textContent()).toMatch(/Ready.*amd64/);
+    // Usage bars once the agent's first reports are in (polled every 10 s by the page).
+    await expect.poll(() => row.locator('svg.bar').count(), { timeout: 20_000 }).toBe(2);
+    await expect.poll(() => row.textContent(), { timeout: 20_000 }).toMatch(/\d+m \/ 4.*\d+(B|Ki|Mi|Gi) \/ 4\.0Gi/);
+    expect(await page.locator('.donut').first().getAttribute('class')).toBe('donut');
+    expect(await page.locator('#live').textContent()).toBe('live');
+  });
+
+  it('shows deployments with progress, pods with conditions, services and events, live', async () => {
+    await page.goto(`${t.hub.apiUrl}/#/deployments`);
+    await expect.poll(() => page.locator('tr[data-deployment="web"]').textContent(), { timeout: 15_000 }).toMatch(/2\/2 ready/);
+    await page.goto(`${t.hub.apiUrl}/#/pods`);
+    await expect.poll(() => page.locator('tr[data-pod]').count()).toBe(2);
+    expect(await page.locator('tr[data-pod] .chips').first().textContent()).toBe('PodScheduledContainersReadyReady');
+    await page.goto(`${t.hub.apiUrl}/#/services`);
+    await expect.poll(() => page.locator('tr[data-service="web"]').textContent()).toMatch(/80→8080\/TCP.*app=web.*2\/2 ready/);
+    await page.goto(`${t.hub.apiUrl}/#/events`);
+    await expect.poll(() => page.locator('main tbody tr').count()).toBeGreaterThan(1);
+    // The detail pages: a node (charts, conditions, its pods) and a pod (conditions, containers, usage, events).
+    await page.goto(`${t.hub.apiUrl}/#/nodes/pi-1`);
+    await expect.poll(() => page.locator('main').textContent()).toMatch(/Node pi-1.*CPU, last hour.*Conditions.*Pods on this node.*web-/);
+    const pod = await page.locator('main a[href^="#/pods/web-"]').first().textContent();
+    await page.goto(`${t.hub.apiUrl}/#/pods/${pod}`);
+    await expect.poll(() => page.locator('main').textContent()).toMatch(/Deploymentweb.*Nodepi-1.*ContainersReady.*appapp:v1running/);
+    await expect.poll(() => page.locator('main figure.chart').count()).toBe(2);
+  });
+
+  it('shows a change cause holding markup as text, in the rollout history', async () => {
+    await page.goto(`${t.hub.apiUrl}/#/deployments/web`);
+    await expect.poll(() => page.locator('main').textContent()).toContain(`first ${XSS}`);
+    expect(await page.locator('#pwned').count()).toBe(0);
+    expect(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss)).toBeUndefined();
+  });
+
+  it('scales from the page (operator): the hub stores it and the page follows the watch', async () => {
+    await page.goto(`${t.hub.apiUrl}/#/deployments`);
+    await page.locator('tr[data-deployment="web"] button[data-action="scale"]').click();
+    await page.fill('#dialog-input', '3');
+    await page.click('#dialog-ok');
+    await waitFor('spec.replicas 3 in the store', async () => (await deployment()).spec.replicas === 3);
+    await expect.poll(() => page.locator('tr[data-deployment="web"]').textContent(), { timeout: 15_000 }).toMatch(/3\/3 ready/);
+    await expect.poll(() => page.locator('.toast').last().textContent()).toBe('scale web to 3: done');
+  });
+
+  it('rolls back from the history (operator)', async () => {
+    expect((await t.api('POST', '/api/v1/apply', manifest(3, 'app:v2', 'second'))).status).toBe(200);
+    await page.goto(`${t.hub.apiUrl}/#/deployments/web`);
+    await page.locator('button[data-action="undo"]').first().waitFor();
+    await page.locator('h2 button[data-action="undo"]').click();
+    await page.click('#dialog-ok');
+    await waitFor('image back to app:v1', async () => (await deployment()).spec.template.spec.containers[0]?.image === 'app:v1');
+  });
+
+  it('cordons and uncordons a node from the fleet view (operator)', async () => {
+    await page.goto(`${t.hub.apiUrl}/#/fleet`);
+    await page.locator('tr[data-node="pi-1"] button[data-action="cordon"]').click();
+    await waitFor('pi-1 unschedulable', async () => ((await t.api('GET', '/api/v1/nodes/pi-1')).body as NodeObject).spec.unschedulable);
+    await expect.poll(() => page.locator('tr[data-node="pi-1"]').textContent()).toContain('SchedulingDisabled');
+    await page.locator('tr[data-node="pi-1"] button[data-action="uncordon"]').click();
+    await waitFor('pi-1 schedulable', async () => !((await t.api('GET', '/api/v1/nodes/pi-1')).body as NodeObject).spec.unschedulable);
+  });
+
+  it('gives a viewer no action buttons, and the hub refuses a forced scale', async () => {
+    const me = (await t.api('GET', '/api/v1/whoami', undefined, viewerToken)).body as { name: string; role: string; operations: string[] };
+    expect(me).toMatchObject({ name: 'look', role: 'viewer' });
+    expect(me.operations).toEqual(expect.arrayContaining(['list', 'watch', 'metrics.read', 'rollout.history']));
+    expect(me.operations).not.toContain('scale');
+    await signIn(page, t.hub.apiUrl, viewerToken);
+    expect(await page.textContent('#me')).toBe('look (viewer)');
+    for (const view of ['deployments', 'fleet', 'deployments/web']) {
+      await page.goto(`${t.hub.apiUrl}/#/${view}`);
+      await page.locator('main table').first().waitFor();
+      expect(await page.locator('main button[data-action]').count(), view).toBe(0);
+    }
+    const forced = await page.evaluate(async (tok) => {
+      const r = await fetch('/api/v1/deployments/web/scale', {
+        method: 'POST',
+        headers: { authorization: `Bearer ${tok}`, 'content-type': 'application/json' },
+        body: '{"replicas":1}',
+      });
+      return { status: r.status, body: (await r.json()) as { code: string } };
+    }, viewerToken);
+    expect(forced.status).toBe(403);
+    expect(forced.body.code).toBe('ERR_FORBIDDEN');
+    expect((await deployment()).spec.replicas).toBe(3);
+  });
+
+  it('streams a pod log chunk by chunk, as text', async () => {
+    const logs = await browser.page();
+    await logs.addInitScript(STUB_LOGS);
+    await signIn(logs, t.hub.apiUrl, viewerToken);
+    const pod = await waitFor('a pod', async () => (await t.api('GET', '/api/v1/pods')).body as { items: Array<{ metadata: { name: string } }> });
+    const name = pod.items[0]!.metadata.name;
+    await logs.goto(`${t.hub.apiUrl}/#/logs/${name}`);
+    await expect.poll(() => logs.evaluate(() => (globalThis as unknown as { __logRequests: unknown[] }).__logRequests.length)).toBe(1);
+    const req = await logs.evaluate(() => (globalThis as unknown as { __logRequests: Array<{ url: string; auth: string }> }).__logRequests[0]);
+    expect(req?.url).toBe(`/api/v1/pods/${name}/logs?container=app&tail=200&follow=true`);
+    expect(req?.auth).toBe(`Bearer ${viewerToken}`);
+    await logs.evaluate(() => (globalThis as unknown as { __log: (t: string) => void }).__log('first line\n'));
+    await expect.poll(() => logs.textContent('pre.logs')).toBe('first line\n');
+    await logs.evaluate((x) => (globalThis as unknown as { __log: (t: string) => void }).__log(`${x}\nthird line\n`), XSS);
+    await expect.poll(() => logs.textContent('pre.logs')).toBe(`first line\n${XSS}\nthird line\n`);
+    expect(await logs.locator('#pwned').count()).toBe(0);
+    expect(await logs.textContent('#logs-status')).toBe('streaming…');
+    await logs.evaluate(() => (globalThis as unknown as { __logEnd: () => void }).__logEnd());
+    await expect.poll(() => logs.textContent('#logs-status')).toMatch(/stream ended/);
+    await logs.close();
+  });
+
+  it('ran without script errors or CSP violations', () => {
+    expect(browser.problems).toEqual([]);
+  });
+});
