@@ -107,10 +107,10 @@ describe('get tables', () => {
     ];
     const out = podsTable(pods, now, true);
     const lines = out.trimEnd().split('\n');
-    expect(lines[0]).toMatch(/^NAME\s+READY\s+STATUS\s+RESTARTS\s+NODE\s+AGE\s+DEPLOYMENT$/);
-    expect(lines[1]).toMatch(/^web-1\s+1\/1\s+Running\s+0\s+pi-1\s+5m\s+web$/);
-    expect(lines[2]).toMatch(/^web-2\s+0\/1\s+CrashLoopBackOff\s+4\s+pi-2\s+5m\s+web$/);
-    expect(lines[3]).toMatch(/^web-3\s+0\/1\s+Pending\s+0\s+<none>\s+5m\s+web$/);
+    expect(lines[0]).toMatch(/^NAME\s+READY\s+STATUS\s+RESTARTS\s+NODE\s+AGE\s+DEPLOYMENT\s+DEVICES$/);
+    expect(lines[1]).toMatch(/^web-1\s+1\/1\s+Running\s+0\s+pi-1\s+5m\s+web\s+<none>$/);
+    expect(lines[2]).toMatch(/^web-2\s+0\/1\s+CrashLoopBackOff\s+4\s+pi-2\s+5m\s+web\s+<none>$/);
+    expect(lines[3]).toMatch(/^web-3\s+0\/1\s+Pending\s+0\s+<none>\s+5m\s+web\s+<none>$/);
   });
 
   it('pod status prefers ErrImagePull over Pending and says Terminating when deleting', () => {
