@@ -48,3 +48,13 @@ describe('device requests in manifests', () => {
     expect(describeRequest({ class: 'serial', count: 2, match: { serial: 'A5*', vendor: '10c4' } })).toBe('2 serial devices matching vendor=10c4,serial=A5*');
   });
 });
+
+describe('manifests/examples/serial-sensor.yaml', () => {
+  it('is a valid Deployment asking for a 10c4 serial device at /dev/sensor', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { parse } = await import('yaml');
+    const yaml = readFileSync(new URL('../manifests/examples/serial-sensor.yaml', import.meta.url), 'utf8');
+    const d = parseOrThrow(DeploymentManifestSchema, parse(yaml), 'manifest');
+    expect(d.spec.template.spec.containers[0]?.devices).toEqual([{ class: 'serial', count: 1, shared: false, match: { vendor: '10c4' }, path: '/dev/sensor' }]);
+  });
+});
