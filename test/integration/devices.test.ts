@@ -174,6 +174,40 @@ spec:
     expect(why?.nodes['nocam-0']).toEqual(['policy forbids device class video (agent --deny-device-classes)']);
   });
 
+  it('global mode: a pod on each matching node that has a free matching device, carrying its grant; the others wait', async () => {
+    await apply(`apiVersion: orchard/v1
+kind: Deployment
+metadata: { name: ftdi-logger }
+spec:
+  mode: global
+  template:
+    spec:
+      nodeSelector: { suite: devices }
+      containers:
+        - name: logger
+          image: orchard-test/busybox:1
+          command: [sleep, "3600"]
+          devices: [{ class: serial, match: { vendor: "0403" } }]
+`);
+    await waitFor('a pod on each FTDI node', () => podsOf('ftdi-logger').length === 2, 15_000, 50);
+    const pods = podsOf('ftdi-logger').sort((a, b) => (a.spec.nodeName ?? '').localeCompare(b.spec.nodeName ?? ''));
+    expect(pods.map((p) => [p.spec.nodeName, p.spec.deviceGrants])).toEqual([
+      ['ftdi-0', [{ container: 'logger', class: 'serial', id: '/dev/ttyUSB0', containerPath: '/dev/ttyUSB0' }]],
+      ['ftdi-1', [{ container: 'logger', class: 'serial', id: '/dev/ttyUSB0', containerPath: '/dev/ttyUSB0' }]],
+    ]);
+    await waitFor(
+      'FailedPlacement names the nodes without one',
+      () =>
+        t.hub.store
+          .list('Event')
+          .some(
+            (e) => e.involvedObject.name === 'ftdi-logger' && e.reason === 'FailedPlacement' && /cp-0: no serial device matching vendor=0403/.test(e.message),
+          ),
+      15_000,
+      50,
+    );
+  });
+
   it('unplugged: DeviceUnavailable with an event, the pod stops; plugged back: it runs again; new pods avoid the node meanwhile', async () => {
     const pod = podsOf('sensors').find((p) => p.spec.nodeName === 'cp-0')!;
     const a = agents.get('cp-0')!;
