@@ -24,6 +24,9 @@ import { serviceDns } from './container-spec.js';
 import { DNS_ORDINAL, parseServiceCidr, serviceAddress } from './services/service-cidr.js';
 import { ServiceSync } from './services/service-sync.js';
 import type { ServiceDataPlane } from './services/service-table-types.js';
+import { indexDevices, type DeviceIndex } from './devices/device-gate.js';
+import type { DeviceSource } from './devices/device-source.js';
+import { classCounts, reportedDevices, type FoundDevice } from './devices/discovery.js';
 
 /**
  * One device agent: cache + reconciler + reporter + link around a ContainerRuntime.
@@ -74,6 +77,12 @@ export interface AgentOptions {
    * `--no-services`.
    */
   services?: AgentServicesOptions;
+  /**
+   * Host devices (issue 18): discovered and watched by `orchard agent` (DeviceWatcher), fixed by
+   * hand in hollow agents and tests (StaticDeviceSource); absent = none. Reported in NodeInfo,
+   * the status resent only when the list changes.
+   */
+  devices?: DeviceSource;
 }
 
 export interface AgentServicesOptions {
@@ -121,6 +130,8 @@ export class Agent {
   /** Services wiring (services/service-sync.ts); undefined when services are off. */
   readonly services: ServiceSync | undefined;
   private readonly advertiseAddress: string | undefined;
+  private readonly deviceSource: DeviceSource | undefined;
+  private deviceIndex: DeviceIndex = new Map();
 
   constructor(opts: AgentOptions) {
     this.node = parseOrThrow(NameSchema, opts.node, 'node name');
@@ -144,6 +155,8 @@ export class Agent {
     if (opts.resyncMs !== undefined) reconcilerOpts.resyncMs = opts.resyncMs;
     if (opts.policy !== undefined) reconcilerOpts.policy = opts.policy;
     if (opts.defaultMemory !== undefined) reconcilerOpts.defaultMemory = opts.defaultMemory;
+    this.deviceSource = opts.devices;
+    reconcilerOpts.devices = () => this.deviceIndex;
     this.policy = opts.policy;
     this.dataDir = opts.dataDir;
     this.advertiseAddress = opts.services?.advertiseAddress;
@@ -225,6 +238,11 @@ export class Agent {
     }
     // Cached services too, before the link: an offline cold boot serves names and local endpoints.
     await this.services?.load();
+    // Devices before the first pass, so pods holding one are not stopped for want of a scan.
+    if (this.deviceSource !== undefined) {
+      await this.deviceSource.start((found) => this.onDevices(found));
+      this.deviceIndex = indexDevices(this.deviceSource.current());
+    }
     await this.reconciler.start();
     this.imageGc.start();
     this.link?.start();
@@ -236,6 +254,7 @@ export class Agent {
   async stop(): Promise<void> {
     if (!this.started) return;
     this.started = false;
+    this.deviceSource?.stop();
     if (this.usageTimer !== undefined) this.clock.clearTimeout(this.usageTimer);
     this.usageTimer = undefined;
     await this.link?.stop();
@@ -271,6 +290,24 @@ export class Agent {
       .catch((err: unknown) => this.log.error('cannot persist desired set', { error: String(err) }));
   }
 
+  /** A plug or unplug: pods waiting for a device start, pods that lost one stop; the hub hears of it with the next status. */
+  private onDevices(found: readonly FoundDevice[]): void {
+    this.deviceIndex = indexDevices(found);
+    this.log.info('host devices changed', { devices: found.map((d) => d.path) });
+    this.reconciler.trigger();
+    if (this.info === undefined) return;
+    this.setDeviceInfo(this.info);
+    this.sendStatus();
+  }
+
+  private setDeviceInfo(info: NodeInfo): void {
+    const source = this.deviceSource;
+    if (source === undefined) return;
+    const found = source.current();
+    info.devices = reportedDevices(found);
+    info.deviceClasses = classCounts(source.classes, found);
+  }
+
   /** Registry logins and the images GC must keep come with the desired set. */
   private setImages(msg: DesiredSetMessage): void {
     this.reconciler.setPullSecrets(msg.secrets);
@@ -303,10 +340,17 @@ export class Agent {
           devices: await probeStorage([this.dataDir]),
         };
       }
+      this.setDeviceInfo(this.info);
     } catch (err) {
       this.log.warn('cannot read node facts yet; will retry', { error: err instanceof Error ? err.message : String(err) });
       return;
     }
+    this.sendStatus();
+  }
+
+  /** The status message from the facts last read (no host probing: a device change resends only this). */
+  private sendStatus(): void {
+    if (this.info === undefined) return;
     const status: NodeStatusMessage = { node: this.node, info: this.info, labels: this.labels, bootId: this.bootId, at: this.iso() };
     const conditions = this.imageGc.conditions();
     if (conditions.length > 0) status.conditions = conditions;

@@ -1,3 +1,4 @@
+import { hostDevices, type DeviceIndex } from './devices/device-gate.js';
 import type { DesiredPod } from '../protocol/messages.js';
 import { OrchardError } from '../protocol/errors.js';
 import { effectiveSecurity, nonRootViolation } from '../protocol/pod-security.js';
@@ -34,6 +35,8 @@ export interface ActionApplierOptions {
   defaultMemory: DefaultMemory | undefined;
   /** Services on: the resolver bridge pods get (container-spec.ts); absent = the engine's default. */
   podDns?: PodDns | undefined;
+  /** Host devices here now (issue 18): a container is created with exactly its pod's grants for it. */
+  devices?: () => DeviceIndex;
   /** True once the reconciler stopped: failures are no longer recorded or logged. */
   isStopped: () => boolean;
 }
@@ -75,6 +78,7 @@ export class ActionApplier {
   private readonly defaultMemory: DefaultMemory | undefined;
   private readonly podDns: PodDns | undefined;
   private readonly isStopped: () => boolean;
+  private readonly devices: (() => DeviceIndex) | undefined;
   /** Resolved container defaults; undefined until the engine's memory size is known (percent form). */
   private defaults: ContainerDefaults | undefined;
   /** Secrets of the desired set, for registry logins named in imagePullSecrets. */
@@ -91,6 +95,7 @@ export class ActionApplier {
     this.defaultMemory = opts.defaultMemory;
     this.podDns = opts.podDns;
     this.isStopped = opts.isStopped;
+    this.devices = opts.devices;
     this.defaults = staticDefaults(opts.defaultMemory);
   }
 
@@ -186,7 +191,13 @@ export class ActionApplier {
       }
       let defaults = await this.containerDefaults(signal);
       if (this.podDns !== undefined) defaults = { ...defaults, dns: this.podDns };
-      const id = await this.runtime.createContainer(buildCreateSpec(a.pod, a.index, this.node, ownerId, resolved, defaults), signal);
+      // Exactly the devices granted to this container, looked up now (admission checked them a moment ago; one may just have gone).
+      const devices = a.pod.devices !== undefined && a.pod.devices.length > 0 ? hostDevices(a.pod, spec.name, this.devices?.() ?? new Map()) : [];
+      if (devices === undefined) {
+        this.fail(key, 'DeviceUnavailable', 'a granted device is not on this node (unplugged?)', now);
+        return undefined;
+      }
+      const id = await this.runtime.createContainer(buildCreateSpec(a.pod, a.index, this.node, ownerId, resolved, defaults, devices), signal);
       return { id, mounts: resolved?.mounts ?? [] };
     } catch (err) {
       this.fail(key, 'CreateContainerError', err, now);

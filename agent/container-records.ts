@@ -96,9 +96,18 @@ export class ContainerRecords {
     return true;
   }
 
-  /** The device policy lets `key` run (again): a refusal is forgotten, other failures stay. */
+  /** Marks `key` waiting for a granted host device that is not here (issue 18); false when it already was, with the same message. */
+  unavailable(key: string, message: string): boolean {
+    const f = this.failures.get(key);
+    if (f?.reason === 'DeviceUnavailable' && f.message === message) return false;
+    this.failures.set(key, { reason: 'DeviceUnavailable', message, failures: 1, retryAt: FORBIDDEN_RETRY_AT });
+    return true;
+  }
+
+  /** The device policy lets `key` run (again) and its devices are here: a refusal or device wait is forgotten, other failures stay. */
   allow(key: string): void {
-    if (this.failures.get(key)?.reason === 'Forbidden') this.failures.delete(key);
+    const reason = this.failures.get(key)?.reason;
+    if (reason === 'Forbidden' || reason === 'DeviceUnavailable') this.failures.delete(key);
   }
 
   /** Counts a crash restart (before the attempt, so a start that keeps failing still backs off) and returns why the run ended. */

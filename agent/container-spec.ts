@@ -65,7 +65,16 @@ export function specHash(pod: DesiredPod, index: number): string {
   const { imagePullPolicy: _pull, ...baked } = c;
   // The effective security settings (pod-level securityContext, Orchard's defaults) are baked
   // too: a change of either recreates the container, so a default only ever applies whole.
-  const material = { c: baked, network: pod.spec.network, index, ports: index === 0 ? podPorts(pod) : [], sec: effectiveSecurity(pod.spec, index) };
+  const material: Record<string, unknown> = {
+    c: baked,
+    network: pod.spec.network,
+    index,
+    ports: index === 0 ? podPorts(pod) : [],
+    sec: effectiveSecurity(pod.spec, index),
+  };
+  // Host devices granted to this container (issue 18); absent when none, so other containers keep their hash.
+  const grants = (pod.devices ?? []).filter((g) => g.container === c.name);
+  if (grants.length > 0) material.devices = grants;
   return createHash('sha256').update(stableJson(material)).digest('hex').slice(0, 16);
 }
 
@@ -101,6 +110,7 @@ export function buildCreateSpec(
   ownerId: string | undefined,
   resolved?: { env: Array<{ name: string; value: string }>; mounts: MountSpec[] },
   defaults: ContainerDefaults = {},
+  devices: ReadonlyArray<{ pathOnHost: string; pathInContainer: string; major: number; minor: number }> = [],
 ): CreateSpec {
   const c = pod.spec.containers[index];
   if (c === undefined) throw new RangeError(`pod ${pod.name} has no container ${index}`);
@@ -138,6 +148,11 @@ export function buildCreateSpec(
   if (cpuMillis !== undefined && cpuMillis > 0) spec.cpuMillis = cpuMillis;
   if (memoryBytes !== undefined && memoryBytes > 0) spec.memoryBytes = memoryBytes;
   else if (mem === undefined && defaults.memoryBytes !== undefined && defaults.memoryBytes > 0) spec.memoryBytes = defaults.memoryBytes;
+  // Exactly the granted devices (issue 18): the node plus a cgroup rule for its major:minor, never privileged mode.
+  if (devices.length > 0) {
+    spec.devices = devices.map((d) => ({ pathOnHost: d.pathOnHost, pathInContainer: d.pathInContainer, permissions: 'rwm' }));
+    spec.deviceCgroupRules = devices.map((d) => `c ${d.major}:${d.minor} rwm`);
+  }
   const sec = effectiveSecurity(pod.spec, index);
   if (sec.runAsUser !== undefined) spec.user = sec.runAsGroup === undefined ? String(sec.runAsUser) : `${sec.runAsUser}:${sec.runAsGroup}`;
   if (sec.readOnlyRootFilesystem) spec.readOnlyRootfs = true;

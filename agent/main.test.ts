@@ -4,6 +4,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defaultNodeName, joinToken, parseAgentArgs, readTokenFile } from './main.js';
+import { DEFAULT_DEVICES, parseDevicesFlag } from './devices/device-classes.js';
 
 describe('parseAgentArgs', () => {
   it('parses every flag, both spellings', () => {
@@ -37,7 +38,25 @@ describe('parseAgentArgs', () => {
       policy: { denyHostNetwork: false, denyHostPorts: false, denyCapAdd: false, allowCapAdd: [] },
       defaultMemory: { percent: 75 },
       services: { serviceCidr: '10.250.0.0/22', publishAddress: '0.0.0.0' },
+      devices: { classes: parseDevicesFlag(DEFAULT_DEVICES) },
+      deviceRoot: '/',
     });
+  });
+
+  it('host devices: --devices (replace, + extend, none), --devices-file, --device-root, --deny-device-classes', () => {
+    expect(parseAgentArgs(['--hub', 'h', '--devices', 'can=/dev/can*'], {}).devices).toEqual({ classes: [{ class: 'can', patterns: ['/dev/can*'] }] });
+    const extended = parseAgentArgs(['--hub', 'h', '--devices', '+can=/dev/can*'], {}).devices;
+    expect('classes' in extended && extended.classes.map((c) => c.class)).toEqual(['serial', 'video', 'i2c', 'gpio', 'spi', 'can']);
+    expect(parseAgentArgs(['--hub', 'h', '--devices', 'none'], {}).devices).toEqual({ classes: [] });
+    expect(parseAgentArgs(['--hub', 'h', '--devices-file', '/etc/orchard/devices.json'], {}).devices).toEqual({ file: '/etc/orchard/devices.json' });
+    expect(() => parseAgentArgs(['--hub', 'h', '--devices', 'x=/dev/a', '--devices-file', '/f'], {})).toThrow(/not both/);
+    expect(() => parseAgentArgs(['--hub', 'h', '--devices', 'serial=/dev/*/tty'], {})).toThrow(/--devices[\s\S]*last component/);
+    expect(() => parseAgentArgs(['--hub', 'h', '--devices', 'Serial=/dev/tty*'], {})).toThrow(/--devices[\s\S]*device class name/);
+    expect(parseAgentArgs(['--hub', 'h', '--device-root', '/tmp/fake'], {}).deviceRoot).toBe('/tmp/fake');
+    expect(() => parseAgentArgs(['--hub', 'h', '--device-root', 'rel'], {})).toThrow(/--device-root/);
+    expect(parseAgentArgs(['--hub', 'h', '--deny-device-classes', 'video, serial'], {}).policy.denyDeviceClasses).toEqual(['video', 'serial']);
+    expect(parseAgentArgs(['--hub', 'h'], {}).policy.denyDeviceClasses).toBeUndefined();
+    expect(() => parseAgentArgs(['--hub', 'h', '--deny-device-classes', 'Video'], {})).toThrow(/--deny-device-classes/);
   });
 
   it('services: --service-cidr, --advertise-address, --publish-address, --no-services', () => {

@@ -15,6 +15,10 @@ import { defaultAdvertiseAddress } from './reporter.js';
 import { checkCidrFree, createDataPlane } from './services/create-data-plane.js';
 import { parseCidr } from './services/addresses.js';
 import { DEFAULT_SERVICE_CIDR, isIpv4, parseServiceCidr } from './services/service-cidr.js';
+import { z } from 'zod';
+import { DeviceClassSchema } from '../protocol/devices.js';
+import { DEFAULT_DEVICES, parseDevicesFlag, readDeviceClassesFile, type DeviceClasses } from './devices/device-classes.js';
+import { DeviceWatcher } from './devices/device-source.js';
 
 /**
  * Composition root of `orchard agent`: parse flags, load or obtain the node's identity,
@@ -48,6 +52,10 @@ export interface AgentArgs {
   defaultMemory: DefaultMemory;
   /** Services (issue 15): off with `--no-services`. */
   services: AgentServiceArgs | false;
+  /** Host devices (issue 18): `--devices` (default DEFAULT_DEVICES) or `--devices-file` (read at start). */
+  devices: { classes: DeviceClasses } | { file: string };
+  /** `--device-root` (default /): where /dev and /sys are looked up (tests point it at a fake tree). */
+  deviceRoot: string;
 }
 
 export interface AgentServiceArgs {
@@ -91,6 +99,13 @@ export const AGENT_USAGE = `usage: orchard agent --hub HOST[:PORT]|https://HOST:
                         NET_BIND_SERVICE, SETFCAP, SETGID, SETPCAP, SETUID, SYS_CHROOT may be
                         added), e.g. SYS_ADMIN,NET_ADMIN or NET_RAW (ping); ALL = any
                         (hostPath volumes are refused unless under --host-path-allow)
+  --devices SPEC        host device classes to discover, class=pattern,…;class=… (default
+                        serial=/dev/ttyUSB*,/dev/ttyACM*;video=/dev/video*;i2c=/dev/i2c-*;
+                        gpio=/dev/gpiochip*;spi=/dev/spidev*); a leading + adds to the defaults
+                        (+can=/dev/can*); none = no discovery
+  --devices-file PATH   the same as JSON: {"serial": ["/dev/ttyUSB*"], …} (instead of --devices)
+  --device-root DIR     look /dev and /sys up under DIR (default /; for tests)
+  --deny-device-classes C,…  refuse pods that ask for host devices of these classes (e.g. video)
   --default-memory-limit Q|P%  memory limit of containers that set none (default 75% of the
                         engine's memory; 0 = none)
   --service-cidr CIDR   services: this node's service addresses (on lo) and name server (base+1),
@@ -124,6 +139,10 @@ const VALUE_FLAGS = new Set([
   '--service-clients',
   '--advertise-address',
   '--publish-address',
+  '--devices',
+  '--devices-file',
+  '--device-root',
+  '--deny-device-classes',
 ]);
 const BOOL_FLAGS = new Set(['--insecure', '--verbose', '--deny-host-network', '--deny-host-ports', '--deny-cap-add', '--no-services']);
 
@@ -187,10 +206,14 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
       denyHostPorts: bools.has('--deny-host-ports'),
       denyCapAdd: bools.has('--deny-cap-add'),
       allowCapAdd: parseAllowCapAdd(values.get('--allow-cap-add')),
+      ...parseDenyDeviceClasses(values.get('--deny-device-classes')),
     },
     defaultMemory: parseDefaultMemory(values.get('--default-memory-limit')),
     services: parseServiceArgs(values, bools.has('--no-services')),
+    devices: parseDevicesArgs(values),
+    deviceRoot: values.get('--device-root') ?? '/',
   };
+  if (!args.deviceRoot.startsWith('/')) throw new OrchardError('ERR_VALIDATION', `--device-root: "${args.deviceRoot}" must be an absolute path`);
   if (args.policy.denyCapAdd && values.has('--allow-cap-add'))
     throw new OrchardError('ERR_VALIDATION', '--deny-cap-add refuses every capability add; it cannot be combined with --allow-cap-add');
   // A token in a file or the environment keeps it out of `ps` output.
@@ -230,6 +253,26 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     args.mqttUrl = mqttUrl;
   }
   return args;
+}
+
+/** `--devices` or `--devices-file` (not both); the defaults when neither. */
+export function parseDevicesArgs(values: ReadonlyMap<string, string>): AgentArgs['devices'] {
+  const flag = values.get('--devices');
+  const file = values.get('--devices-file');
+  if (flag !== undefined && file !== undefined)
+    throw new OrchardError('ERR_VALIDATION', 'give host device classes once: --devices or --devices-file, not both');
+  if (file !== undefined) return { file };
+  return { classes: parseDevicesFlag(flag ?? DEFAULT_DEVICES) };
+}
+
+/** `--deny-device-classes serial,video`: classes pods may not ask for here. */
+export function parseDenyDeviceClasses(value: string | undefined): { denyDeviceClasses?: string[] } {
+  if (value === undefined) return {};
+  const classes = value
+    .split(',')
+    .map((c) => c.trim())
+    .filter((c) => c !== '');
+  return { denyDeviceClasses: parseOrThrow(z.array(DeviceClassSchema).max(32), [...new Set(classes)], 'device classes', '--deny-device-classes') };
 }
 
 /** `--service-cidr`, `--advertise-address`, `--publish-address`; false with `--no-services` (which the others contradict). */
@@ -412,6 +455,11 @@ export async function runAgent(argv: string[], deps: AgentServiceDeps = { checkC
     imageGcThresholdPercent: args.imageGcThresholdPercent ?? 10,
     policy: args.policy,
     defaultMemory: args.defaultMemory,
+    devices: new DeviceWatcher({
+      root: args.deviceRoot,
+      classes: 'file' in args.devices ? await readDeviceClassesFile(args.devices.file) : args.devices.classes,
+      logger,
+    }),
     ...(services === undefined ? {} : { services }),
   });
 

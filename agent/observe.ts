@@ -111,12 +111,22 @@ function observePod(pod: DesiredPod, p: Pick<Plan, 'backoff' | 'current'>, state
     ready
       ? { type, status: 'True' }
       : { type, status: 'False', reason: 'ContainersNotReady', message: `containers with unready status: [${unready.join(' ')}]` };
+  const conditions = [cond('ContainersReady'), cond('Ready')];
+  // Host devices (issue 18): a pod holding any says whether they are all here.
+  if (pod.devices !== undefined && pod.devices.length > 0) {
+    const gone = statuses.find((s) => s.reason === 'DeviceUnavailable');
+    conditions.push(
+      gone === undefined
+        ? { type: 'DeviceUnavailable', status: 'False' }
+        : { type: 'DeviceUnavailable', status: 'True', reason: 'DeviceUnplugged', ...(gone.message !== undefined ? { message: gone.message } : {}) },
+    );
+  }
   const o: ObservedPod = {
     name: pod.name,
     uid: pod.uid,
     phase,
     ready,
-    conditions: [cond('ContainersReady'), cond('Ready')],
+    conditions,
     containers: statuses,
   };
   if (pod.deployment !== undefined) o.deployment = pod.deployment;

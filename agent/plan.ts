@@ -39,7 +39,15 @@ export interface RestartEntry {
  * VolumePathEscape: a host path the container binds leads outside its volume / the hostPath allow-list (storage/resolve-beneath.ts).
  * `Forbidden`: the device's policy refuses the pod (agent --deny-… flags); it waits until the pod changes.
  */
-export type FailureReason = 'ErrImagePull' | 'CreateContainerError' | 'RunContainerError' | 'CreateContainerConfigError' | 'VolumePathEscape' | 'Forbidden';
+export type FailureReason =
+  | 'ErrImagePull'
+  | 'CreateContainerError'
+  | 'RunContainerError'
+  | 'CreateContainerConfigError'
+  | 'VolumePathEscape'
+  | 'Forbidden'
+  /** A host device granted to the pod is not on the node (issue 18): it waits until the device is back. */
+  | 'DeviceUnavailable';
 
 /** A failed create/pull/start per pod container (key from containerKey), retried after retryAt. */
 export interface ContainerFailure {

@@ -1,6 +1,7 @@
 import type { DesiredPod, ObservedPod } from '../protocol/messages.js';
 import type { DevicePolicy } from '../protocol/pod-security.js';
 import { admit } from './admission.js';
+import type { DeviceIndex } from './devices/device-gate.js';
 import { ActionApplier, type DefaultMemory } from './apply-action.js';
 import { departedRemovals, mustWaitForRemovals, splitActions, type RemoveAction } from './apply-order.js';
 import type { Clock, Logger, TimerHandle } from './clock.js';
@@ -48,6 +49,12 @@ export interface ReconcilerOptions {
   /** What this device's operator forbids (agent --deny-… flags): violating pods are refused, whatever the hub says. */
   policy?: DevicePolicy;
   /**
+   * Host devices here now (issue 18; devices/device-gate.ts indexDevices): a pod whose granted
+   * device is missing waits with DeviceUnavailable; created containers get exactly their grants.
+   * Absent = none (a pod holding a grant then waits).
+   */
+  devices?: () => DeviceIndex;
+  /**
    * Memory limit for containers that set none: bytes, or a percentage of the engine's memory
    * (resolved from runtime.info() on first use). Absent = no default limit.
    */
@@ -85,6 +92,7 @@ export class Reconciler {
   private readonly concurrency: number;
   private readonly volumes: PodVolumes | undefined;
   private readonly policy: DevicePolicy | undefined;
+  private readonly devices: () => DeviceIndex;
   /** Background image pulls with progress (images/image-puller.ts). */
   readonly images: ImagePuller;
   /** Restarts, failures with back-off, probe terminations (container-records.ts). */
@@ -119,6 +127,8 @@ export class Reconciler {
     this.concurrency = Math.max(1, opts.concurrency ?? 16);
     this.volumes = opts.volumes;
     this.policy = opts.policy;
+    const none: DeviceIndex = new Map();
+    this.devices = opts.devices ?? (() => none);
     this.onLocalPods = opts.onLocalPods;
     this.beforeStop = opts.beforeStop;
     // Pulls run in the background (a slow link must not stall other pods): a finished pull
@@ -148,6 +158,7 @@ export class Reconciler {
       volumes: this.volumes,
       defaultMemory: opts.defaultMemory,
       podDns: opts.podDns,
+      devices: this.devices,
       isStopped: () => this.stopped,
     });
   }
@@ -295,7 +306,12 @@ export class Reconciler {
 
   /** plan() over the pods the device policy admits (admission.ts), with the restart and failure records. */
   private planFor(desired: readonly DesiredPod[], observed: readonly RuntimeContainer[]): Plan {
-    return plan(admit(desired, this.policy, this.node, this.records, this.log), observed, this.clock.now(), this.records.restartState(this.probes.unhealthy()));
+    return plan(
+      admit(desired, this.policy, this.node, this.records, this.log, this.devices()),
+      observed,
+      this.clock.now(),
+      this.records.restartState(this.probes.unhealthy()),
+    );
   }
 
   /** A container whose image is still downloading waits for the pull (it requests a pass when done). */

@@ -277,7 +277,7 @@ describe('describe', () => {
     const r = await cli(['describe', 'node', 'pi-1'], h.url);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/Labels:\s+zone=a\n/);
-    expect(r.stdout).toMatch(/Pods: \(1 in total\)\n {2}NAME\s+READY\s+STATUS\s+RESTARTS\s+NODE\s+AGE\s+DEPLOYMENT\n {2}web-1\s+1\/1\s+Running/);
+    expect(r.stdout).toMatch(/Pods: \(1 in total\)\n {2}NAME\s+READY\s+STATUS\s+RESTARTS\s+NODE\s+AGE\s+DEPLOYMENT\s+DEVICES\n {2}web-1\s+1\/1\s+Running/);
   });
 });
 

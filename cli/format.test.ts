@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ageSince, fields, formatAge, formatLabels, table } from './format.js';
 import { T0, iso, mockDeployment, mockEvent, mockNode, mockPod } from './test-fixtures.js';
-import { deploymentsTable, eventsTable, nodesTable, podStatusText, podsTable } from './tables.js';
+import { deploymentsTable, eventsTable, grantedDevicesText, nodeDevicesTable, nodesTable, podStatusText, podsTable } from './tables.js';
 
 describe('table', () => {
   it('pads every column but the last to its widest cell plus three spaces', () => {
@@ -107,10 +107,10 @@ describe('get tables', () => {
     ];
     const out = podsTable(pods, now, true);
     const lines = out.trimEnd().split('\n');
-    expect(lines[0]).toMatch(/^NAME\s+READY\s+STATUS\s+RESTARTS\s+NODE\s+AGE\s+DEPLOYMENT$/);
-    expect(lines[1]).toMatch(/^web-1\s+1\/1\s+Running\s+0\s+pi-1\s+5m\s+web$/);
-    expect(lines[2]).toMatch(/^web-2\s+0\/1\s+CrashLoopBackOff\s+4\s+pi-2\s+5m\s+web$/);
-    expect(lines[3]).toMatch(/^web-3\s+0\/1\s+Pending\s+0\s+<none>\s+5m\s+web$/);
+    expect(lines[0]).toMatch(/^NAME\s+READY\s+STATUS\s+RESTARTS\s+NODE\s+AGE\s+DEPLOYMENT\s+DEVICES$/);
+    expect(lines[1]).toMatch(/^web-1\s+1\/1\s+Running\s+0\s+pi-1\s+5m\s+web\s+<none>$/);
+    expect(lines[2]).toMatch(/^web-2\s+0\/1\s+CrashLoopBackOff\s+4\s+pi-2\s+5m\s+web\s+<none>$/);
+    expect(lines[3]).toMatch(/^web-3\s+0\/1\s+Pending\s+0\s+<none>\s+5m\s+web\s+<none>$/);
   });
 
   it('pod status prefers ErrImagePull over Pending and says Terminating when deleting', () => {
@@ -123,5 +123,25 @@ describe('get tables', () => {
   it('events: LAST SEEN TYPE REASON OBJECT MESSAGE', () => {
     const out = eventsTable([mockEvent('e1', { kind: 'Pod', name: 'web-1' }, 'FailedScheduling', 'no node fits', 60_000)], now);
     expect(out).toBe('LAST SEEN   TYPE      REASON             OBJECT      MESSAGE\n4m          Warning   FailedScheduling   pod/web-1   no node fits\n');
+  });
+
+  it('host devices: the node lists each device, its identity and who holds it; a pod lists its grants', () => {
+    const node = mockNode('pi-1');
+    node.status.info!.devices = [
+      { class: 'serial', path: '/dev/ttyUSB0', byId: '/dev/serial/by-id/cp2102-0001', vendor: '10c4', product: 'ea60', serial: '0001' },
+      { class: 'video', path: '/dev/video0' },
+    ];
+    const holder = mockPod('sensor-1', { node: 'pi-1' });
+    holder.spec.deviceGrants = [{ container: 'web', class: 'serial', id: '/dev/serial/by-id/cp2102-0001', containerPath: '/dev/sensor' }];
+    const viewer = mockPod('viewer-1', { node: 'pi-2' });
+    viewer.spec.deviceGrants = [{ container: 'web', class: 'video', id: '/dev/video0', containerPath: '/dev/video0', shared: true }];
+    const lines = nodeDevicesTable(node, [holder, viewer]).trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^CLASS\s+PATH\s+IDENTITY\s+HELD BY$/);
+    expect(lines[1]).toMatch(/^serial\s+\/dev\/ttyUSB0\s+vendor=10c4 product=ea60 serial=0001\s+sensor-1\/web$/);
+    // viewer-1 is on another node: pi-1's camera is free.
+    expect(lines[2]).toMatch(/^video\s+\/dev\/video0\s+<none>\s+<free>$/);
+    expect(grantedDevicesText(holder)).toBe('serial:/dev/serial/by-id/cp2102-0001');
+    expect(grantedDevicesText(viewer)).toBe('video:/dev/video0 (shared)');
+    expect(grantedDevicesText(mockPod('plain'))).toBe('<none>');
   });
 });

@@ -99,7 +99,7 @@ export function podRestarts(pod: Pod): number {
 
 export function podsTable(pods: readonly Pod[], now: number, wide: boolean, indent = ''): string {
   const headers = ['NAME', 'READY', 'STATUS', 'RESTARTS', 'NODE', 'AGE'];
-  if (wide) headers.push('DEPLOYMENT');
+  if (wide) headers.push('DEPLOYMENT', 'DEVICES');
   const rows = pods.map((p) => {
     const row = [
       p.metadata.name,
@@ -109,10 +109,38 @@ export function podsTable(pods: readonly Pod[], now: number, wide: boolean, inde
       p.spec.nodeName ?? '<none>',
       ageSince(p.metadata.creationTimestamp, now),
     ];
-    if (wide) row.push(p.metadata.ownerName ?? '<none>');
+    if (wide) row.push(p.metadata.ownerName ?? '<none>', grantedDevicesText(p));
     return row;
   });
   return table(headers, rows, indent);
+}
+
+/** `serial:/dev/ttyUSB0` per granted host device (issue 18), or `<none>`. */
+export function grantedDevicesText(p: Pod): string {
+  const grants = p.spec.deviceGrants ?? [];
+  return grants.length === 0 ? '<none>' : grants.map((g) => `${g.class}:${g.id}${g.shared === true ? ' (shared)' : ''}`).join(',');
+}
+
+/** The node's host devices (issue 18) and the pods holding each: CLASS, PATH, IDENTITY, HELD BY. */
+export function nodeDevicesTable(n: NodeObject, pods: readonly Pod[], indent = ''): string {
+  const devices = n.status.info?.devices ?? [];
+  const holders = new Map<string, string[]>();
+  for (const p of podsOnNode(pods, n.metadata.name)) {
+    for (const g of p.spec.deviceGrants ?? []) {
+      const list = holders.get(g.id) ?? [];
+      list.push(`${p.metadata.name}/${g.container}${g.shared === true ? ' (shared)' : ''}`);
+      holders.set(g.id, list);
+    }
+  }
+  const rows = devices.map((d) => {
+    const identity = (['vendor', 'product', 'serial', 'model', 'name'] as const)
+      .filter((k) => d[k] !== undefined)
+      .map((k) => `${k}=${d[k]}`)
+      .join(' ');
+    const held = [...(holders.get(d.byId ?? d.path) ?? []), ...(d.byId !== undefined ? (holders.get(d.path) ?? []) : [])];
+    return [d.class, d.path, identity === '' ? '<none>' : identity, held.length === 0 ? '<free>' : held.join(', ')];
+  });
+  return table(['CLASS', 'PATH', 'IDENTITY', 'HELD BY'], rows, indent);
 }
 
 export function eventsTable(events: readonly EventObject[], now: number): string {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DeviceRequestSchema } from './devices.js';
 import { parseBytes, parseCpuMillis } from './quantity.js';
 
 /** Manifests users write: `apiVersion: orchard/v1`, Kubernetes-shaped. */
@@ -238,6 +239,12 @@ export const ContainerSchema = z.strictObject({
   startupProbe: ProbeSchema.optional(),
   volumeMounts: z.array(VolumeMountSchema).max(64).default([]),
   securityContext: SecurityContextSchema.optional(),
+  /**
+   * Host devices this container gets (issue 18, docs/devices.md): the pod is placed only where
+   * free matching devices exist, and only this container sees them. Optional, not defaulted, so
+   * containers that ask for none keep their spec hash.
+   */
+  devices: z.array(DeviceRequestSchema).max(8).optional(),
 });
 export type Container = z.infer<typeof ContainerSchema>;
 
@@ -351,6 +358,14 @@ export const PodSpecSchema = z
           path: ['containers', i, 'securityContext', 'capabilities'],
           message: `capabilities both added and dropped: ${both.join(', ')}`,
         });
+    });
+    spec.containers.forEach((c, i) => {
+      const paths = new Set<string>();
+      (c.devices ?? []).forEach((d, j) => {
+        if (d.path === undefined) return;
+        if (paths.has(d.path)) ctx.addIssue({ code: 'custom', path: ['containers', i, 'devices', j, 'path'], message: `duplicate device path "${d.path}"` });
+        paths.add(d.path);
+      });
     });
     spec.containers.forEach((c, i) =>
       c.volumeMounts.forEach((m, j) => {

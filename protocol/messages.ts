@@ -1,5 +1,6 @@
 import { deflateSync, inflateSync } from 'node:zlib';
 import { z } from 'zod';
+import { DeviceGrantSchema } from './devices.js';
 import { LabelsSchema, NameSchema, PodSpecSchema, ServiceProtocolSchema, TrafficPolicySchema } from './manifest.js';
 import {
   ContainerStatusSchema,
@@ -102,6 +103,8 @@ export const DesiredPodSchema = z.strictObject({
   uid: z.string().min(1).max(64),
   deployment: z.string().max(253).optional(),
   spec: PodSpecSchema,
+  /** Host devices granted to this pod (issue 18): the agent passes exactly these, nothing else. */
+  devices: z.array(DeviceGrantSchema).max(64).optional(),
 });
 export type DesiredPod = z.infer<typeof DesiredPodSchema>;
 

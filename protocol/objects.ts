@@ -10,6 +10,7 @@ import {
   ServiceProtocolSchema,
   ServiceSpecSchema,
 } from './manifest.js';
+import { DeviceClassSchema, DeviceGrantSchema, MAX_NODE_DEVICES, NodeDeviceSchema } from './devices.js';
 import { DevicePolicySchema } from './pod-security.js';
 
 /**
@@ -172,7 +173,8 @@ export const ContainerStatusSchema = z.object({
 export type ContainerStatus = z.infer<typeof ContainerStatusSchema>;
 
 export const PodConditionSchema = z.object({
-  type: z.enum(['PodScheduled', 'Ready', 'ContainersReady']),
+  /** DeviceUnavailable (issue 18): a device granted to the pod is gone from its node; the agent stopped the pod until it returns. */
+  type: z.enum(['PodScheduled', 'Ready', 'ContainersReady', 'DeviceUnavailable']),
   status: z.enum(['True', 'False', 'Unknown']),
   reason: z.string().optional(),
   message: z.string().optional(),
@@ -195,7 +197,13 @@ export const PodStatusSchema = z.object({
 });
 export type PodStatus = z.infer<typeof PodStatusSchema>;
 
-export const PodObjectSpecSchema = PodSpecSchema.and(z.object({ nodeName: z.string().optional() }));
+export const PodObjectSpecSchema = PodSpecSchema.and(
+  z.object({
+    nodeName: z.string().optional(),
+    /** Host devices the scheduler granted with the binding (issue 18): which of the node's devices this pod holds. */
+    deviceGrants: z.array(DeviceGrantSchema).max(64).optional(),
+  }),
+);
 
 export const PodSchema = z.object({
   apiVersion: z.literal(API_VERSION),
@@ -294,6 +302,16 @@ export const NodeInfoSchema = z.object({
     .optional(),
   /** What the device's operator forbids pods (agent --deny-… flags); absent from older agents (the scheduler then fails open, the agent still refuses). */
   policy: DevicePolicySchema.optional(),
+  /**
+   * Host devices (issue 18): every device the agent found in its classes (`--devices`), with
+   * identity where sysfs/udev give it, and the count per class (0 for a class it looks for and
+   * has none of). Absent from agents before devices: the scheduler then sees no devices there.
+   */
+  devices: z.array(NodeDeviceSchema).max(MAX_NODE_DEVICES, `must have at most ${MAX_NODE_DEVICES} devices`).optional(),
+  deviceClasses: z
+    .record(DeviceClassSchema, z.number().int().min(0).max(MAX_NODE_DEVICES))
+    .refine((o) => Object.keys(o).length <= 32, 'must have at most 32 device classes')
+    .optional(),
 });
 export type NodeInfo = z.infer<typeof NodeInfoSchema>;
 

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { Capability, PodSpec } from './manifest.js';
 import { CapabilitySchema, DEFAULT_DROPPED_CAPABILITIES, DEFAULT_PIDS_LIMIT } from './manifest.js';
+import { DeviceClassSchema } from './devices.js';
 
 /**
  * Pod security, shared by the agent (which enforces it) and the hub's scheduler (which avoids
@@ -111,6 +112,8 @@ export const DevicePolicySchema = z.object({
    * before that, which let pods add any capability: the scheduler treats it so.
    */
   allowCapAdd: AllowCapAddSchema.optional(),
+  /** `--deny-device-classes`: host device classes (issue 18) pods may not ask for here, e.g. `video`. */
+  denyDeviceClasses: z.array(DeviceClassSchema).max(32).optional(),
 });
 export type DevicePolicy = z.infer<typeof DevicePolicySchema>;
 
@@ -122,6 +125,7 @@ export const DEVICE_POLICY_FLAGS = {
   denyHostNetwork: '--deny-host-network',
   denyHostPorts: '--deny-host-ports',
   denyCapAdd: '--deny-cap-add',
+  denyDeviceClasses: '--deny-device-classes',
 } as const;
 
 /** Whether `policy` lets a pod add `cap` (`--deny-cap-add` beats `--allow-cap-add`). */
@@ -144,6 +148,8 @@ export function policyViolations(spec: Pick<PodSpec, 'containers' | 'network'>, 
   for (const c of spec.containers) {
     if (policy.denyHostPorts) for (const p of c.ports) if (p.hostPort !== undefined) out.push(`hostPort ${p.hostPort}/${p.protocol}`);
     for (const cap of c.securityContext?.capabilities?.add ?? []) if (!capAddAllowed(cap, policy)) out.push(`capability add ${cap}`);
+    const denied = policy.denyDeviceClasses;
+    if (denied !== undefined && denied.length > 0) for (const d of c.devices ?? []) if (denied.includes(d.class)) out.push(`device class ${d.class}`);
   }
   return [...new Set(out)];
 }
@@ -155,7 +161,7 @@ export function policyViolations(spec: Pick<PodSpec, 'containers' | 'network'>, 
  */
 export function describeViolations(violations: readonly string[], policy: DevicePolicy): string {
   const flags = (Object.keys(DEVICE_POLICY_FLAGS) as Array<keyof typeof DEVICE_POLICY_FLAGS>)
-    .filter((k) => policy[k] && violations.some((v) => ruleOf(v) === k))
+    .filter((k) => policy[k] !== undefined && policy[k] !== false && violations.some((v) => ruleOf(v) === k))
     .map((k) => DEVICE_POLICY_FLAGS[k]);
   const beyondBaseline = policy.denyCapAdd ? [] : violations.filter((v) => ruleOf(v) === 'denyCapAdd').map((v) => v.slice('capability add '.length));
   const why: string[] = [];
@@ -167,5 +173,6 @@ export function describeViolations(violations: readonly string[], policy: Device
 function ruleOf(violation: string): keyof typeof DEVICE_POLICY_FLAGS {
   if (violation === 'hostNetwork') return 'denyHostNetwork';
   if (violation.startsWith('hostPort')) return 'denyHostPorts';
+  if (violation.startsWith('device class ')) return 'denyDeviceClasses';
   return 'denyCapAdd';
 }

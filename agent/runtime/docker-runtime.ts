@@ -359,6 +359,9 @@ export class DockerRuntime implements ContainerRuntime {
     if (spec.dns !== undefined && spec.dns.length > 0) hostConfig.Dns = spec.dns;
     if (spec.dnsSearch !== undefined && spec.dnsSearch.length > 0) hostConfig.DnsSearch = spec.dnsSearch;
     if (spec.dnsOptions !== undefined && spec.dnsOptions.length > 0) hostConfig.DnsOptions = spec.dnsOptions;
+    if (spec.devices !== undefined && spec.devices.length > 0)
+      hostConfig.Devices = spec.devices.map((d) => ({ PathOnHost: d.pathOnHost, PathInContainer: d.pathInContainer, CgroupPermissions: d.permissions }));
+    if (spec.deviceCgroupRules !== undefined && spec.deviceCgroupRules.length > 0) hostConfig.DeviceCgroupRules = spec.deviceCgroupRules;
     const opts: Docker.ContainerCreateOptions = {
       name: spec.name,
       Image: spec.image,

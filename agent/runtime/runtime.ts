@@ -103,6 +103,10 @@ export interface CreateSpec {
   dns?: string[];
   dnsSearch?: string[];
   dnsOptions?: string[];
+  /** Host devices (issue 18): device nodes passed in (`--device`), never privileged mode. */
+  devices?: Array<{ pathOnHost: string; pathInContainer: string; permissions: string }>;
+  /** Device cgroup rules, e.g. `c 188:0 rwm`, one per granted device. */
+  deviceCgroupRules?: string[];
 }
 
 export interface MountSpec {

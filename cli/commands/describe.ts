@@ -5,7 +5,7 @@ import { DEVICE_POLICY_FLAGS, type DevicePolicy } from '../../protocol/pod-secur
 import { resolveResource, usageError } from '../args.js';
 import { ageSince, fields, table } from '../format.js';
 import { eventsFor, getObject, listObjects } from '../resources.js';
-import { describeEventsTable, desiredReplicas, nodeStatus, podReady, podStatusText, podsOnNode, podsTable } from '../tables.js';
+import { describeEventsTable, desiredReplicas, nodeDevicesTable, nodeStatus, podReady, podStatusText, podsOnNode, podsTable } from '../tables.js';
 import { nodeWarnings } from '../node-warnings.js';
 import type { CommandDef } from './command.js';
 import { describeService } from '../services.js';
@@ -38,8 +38,8 @@ function resourceText(list: (ResourceList & { pids?: number }) | undefined): str
 function policyLine(policy: DevicePolicy | undefined): Array<[string, string]> {
   if (policy === undefined) return [];
   const parts: string[] = (Object.keys(DEVICE_POLICY_FLAGS) as Array<keyof typeof DEVICE_POLICY_FLAGS>)
-    .filter((k) => policy[k])
-    .map((k) => DEVICE_POLICY_FLAGS[k]);
+    .filter((k) => (Array.isArray(policy[k]) ? (policy[k] as unknown[]).length > 0 : policy[k] === true))
+    .map((k) => (k === 'denyDeviceClasses' ? `${DEVICE_POLICY_FLAGS[k]} ${(policy.denyDeviceClasses ?? []).join(',')}` : DEVICE_POLICY_FLAGS[k]));
   const allow = policy.allowCapAdd;
   if (!policy.denyCapAdd && allow !== undefined) {
     if (allow.includes('ALL')) parts.push('--allow-cap-add ALL (any capability)');
@@ -84,6 +84,14 @@ export function describePod(pod: Pod, events: readonly EventObject[], now: numbe
     ['Name', pod.metadata.name],
     ['Deployment', pod.metadata.ownerName ?? '<none>'],
     ['Node', pod.spec.nodeName ?? '<none>'],
+    ...((pod.spec.deviceGrants ?? []).length > 0
+      ? ([
+          [
+            'Devices',
+            (pod.spec.deviceGrants ?? []).map((g) => `${g.container}: ${g.class} ${g.id} at ${g.containerPath}${g.shared === true ? ' (shared)' : ''}`),
+          ],
+        ] as Array<[string, string[]]>)
+      : []),
     ['Host IP', pod.status.hostIP ?? '<none>'],
     ['Labels', labelLines(pod.metadata.labels)],
     ['Created', when(pod.metadata.creationTimestamp, now)],
@@ -242,6 +250,16 @@ export function describeNode(n: NodeObject, pods: readonly Pod[], events: readon
         '  ',
       );
   }
+  const classes = info?.deviceClasses;
+  if (info?.devices !== undefined && info.devices.length > 0) {
+    const counts =
+      classes === undefined
+        ? ''
+        : ` (${Object.entries(classes)
+            .map(([c, k]) => `${c}: ${k}`)
+            .join(', ')})`;
+    out += `Devices:${counts}\n${nodeDevicesTable(n, pods, '  ')}`;
+  } else if (classes !== undefined) out += `Devices:  <none> (looking for ${Object.keys(classes).join(', ') || 'no classes'})\n`;
   const here = podsOnNode(pods, n.metadata.name);
   out += here.length === 0 ? 'Pods:  <none>\n' : `Pods: (${here.length} in total)\n${podsTable(here, now, true, '  ')}`;
   return out + describeEventsTable(events, now);

@@ -158,8 +158,9 @@ function desiredChanged(a: Pod, b: Pod): boolean {
 }
 
 function toDesired(p: Pod): DesiredPod {
-  const { nodeName: _bound, ...spec } = p.spec;
+  const { nodeName: _bound, deviceGrants, ...spec } = p.spec;
   const out: DesiredPod = { name: p.metadata.name, uid: p.metadata.uid, spec };
+  if (deviceGrants !== undefined && deviceGrants.length > 0) out.devices = deviceGrants;
   if (p.metadata.ownerName) out.deployment = p.metadata.ownerName;
   return out;
 }

@@ -5,6 +5,7 @@ import { isNodeReady } from '../objects/node.js';
 import { isTerminal, templateHash } from '../objects/pod.js';
 import type { ImagePlatformSource } from '../registry/image-platform-resolver.js';
 import { cpuFit, hostPortsFree, memoryFit, nodeArch, nodeSelector, podCount, taintToleration } from '../scheduler/filters.js';
+import { allocateDevices, deviceFit, deviceWants } from '../scheduler/devices.js';
 import { imagePlatform } from '../scheduler/image-platforms.js';
 import { nodeAffinity } from '../scheduler/node-affinity.js';
 import { podContext } from '../scheduler/pod-context.js';
@@ -38,7 +39,7 @@ import { configHash, referencesConfig } from '../secrets/config-refs.js';
 
 /** Node facts a global deployment's match depends on; other node writes (heartbeats) are ignored. */
 const MATCH_FILTERS: readonly FilterPlugin[] = [nodeArch, imagePlatform, nodeSelector, nodeAffinity, taintToleration];
-const ROOM_FILTERS: readonly FilterPlugin[] = [podCount, cpuFit, memoryFit, hostPortsFree];
+const ROOM_FILTERS: readonly FilterPlugin[] = [podCount, cpuFit, memoryFit, hostPortsFree, deviceFit];
 
 export interface GlobalControllerDeps {
   store: Store;
@@ -160,6 +161,17 @@ export class GlobalController {
         }),
         waiting: [...full].map(([n, why]) => `${n}: ${why}`),
         noRoom,
+        // Host devices (issue 18): picked against the node's holders now, as the scheduler would.
+        deviceGrants: (nodeName, spec) => {
+          const wants = deviceWants(spec);
+          if (wants.length === 0) return undefined;
+          const node = byName.get(nodeName);
+          if (node === undefined) return undefined;
+          const held = store.list('Pod', { nodeName }).filter((p) => !isTerminal(p));
+          const sn = buildSchedNodes([node], held, this.deps.snapshot)[0];
+          const a = allocateDevices(wants, sn?.devices, sn?.deviceUse);
+          return a.ok ? a.grants : undefined;
+        },
       });
 
       const noRoomNow = result.unplaced ?? [];
@@ -210,9 +222,17 @@ function firstReason(filters: readonly FilterPlugin[], pod: SchedPod, node: Sche
   return undefined;
 }
 
-/** Does global placement on `node` depend on anything that changed? (labels, taints, arch, deletion, capacity, readiness: a node back online is updated) */
+/** Does global placement on `node` depend on anything that changed? (labels, taints, arch, deletion, capacity, readiness: a node back online is updated; host devices) */
 function nodeFacts(n: NodeObject): string {
-  return JSON.stringify([n.metadata.labels, n.spec.taints, n.status.info?.arch, n.metadata.deletionTimestamp, n.status.capacity, isNodeReady(n)]);
+  return JSON.stringify([
+    n.metadata.labels,
+    n.spec.taints,
+    n.status.info?.arch,
+    n.metadata.deletionTimestamp,
+    n.status.capacity,
+    isNodeReady(n),
+    n.status.info?.devices,
+  ]);
 }
 
 /** Whether the pod belongs to a global deployment (drain leaves these, as kubectl drain leaves DaemonSet pods). */

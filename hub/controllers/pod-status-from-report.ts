@@ -67,6 +67,14 @@ export function podReportEvents(pod: Pod, next: PodStatus, node: string): EventI
       out.push({ kind: 'Pod', name, type: 'Warning', reason: c.reason, message: `container ${c.name} on ${node}: ${c.message ?? c.reason}` });
     }
   }
+  // Host devices (issue 18): a granted device unplugged (the agent stopped the pod), and back.
+  const wasGone = pod.status.conditions.some((c) => c.type === 'DeviceUnavailable' && c.status === 'True');
+  const gone = next.conditions.find((c) => c.type === 'DeviceUnavailable' && c.status === 'True');
+  if (gone !== undefined && !wasGone) {
+    out.push({ kind: 'Pod', name, type: 'Warning', reason: 'DeviceUnavailable', message: gone.message ?? `a granted device is not on ${node}` });
+  } else if (gone === undefined && wasGone && next.conditions.some((c) => c.type === 'DeviceUnavailable')) {
+    out.push({ kind: 'Pod', name, type: 'Normal', reason: 'DeviceAvailable', message: `granted devices are back on ${node}: pod restarted with them` });
+  }
   // No Event for a pod turning Running: the pod's own status says it (with startTime), and at
   // fleet scale one Event per pod doubled the writes of a deploy and held 100,000 objects.
   if (pod.status.phase !== next.phase && (next.phase === 'Failed' || next.phase === 'Succeeded')) {

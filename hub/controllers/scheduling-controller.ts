@@ -190,6 +190,9 @@ export class SchedulingController {
         const next = structuredClone(pod) as Pod;
         if (d.kind === 'bound') {
           next.spec.nodeName = d.nodeName;
+          // Host devices picked with the binding (issue 18): the node shows who holds which, the agent passes exactly these.
+          if (d.devices !== undefined && d.devices.length > 0) next.spec.deviceGrants = d.devices;
+          else delete next.spec.deviceGrants;
           bindPodVolumes(store, next, d.nodeName, ts);
           delete next.status.unschedulable;
           if (next.status.reason === 'Unschedulable') {

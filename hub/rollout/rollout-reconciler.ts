@@ -1,3 +1,4 @@
+import type { DeviceGrant } from '../../protocol/devices.js';
 import type { Deployment, Pod, RevisionObject, RolloutStatus } from '../../protocol/objects.js';
 import { recordEvent } from '../events.js';
 import type { Logger } from '../log.js';
@@ -45,6 +46,8 @@ export interface GlobalRollout {
    * transaction after the plan's deletions, so a pod replaced in place frees its room first.
    */
   noRoom(nodes: readonly string[]): ReadonlyMap<string, string>;
+  /** Host devices (issue 18) for a pod of `spec` created on `node` now, picked as the scheduler would; absent/undefined = none. */
+  deviceGrants?(node: string, spec: Pod['spec']): DeviceGrant[] | undefined;
 }
 
 export interface RolloutResult {
@@ -227,7 +230,7 @@ function applyPlan(
       unplaced.push(`${c.node ?? ''}: ${why}`);
       continue;
     }
-    createPod(store, d, c, o.updateHash, o.t);
+    createPod(store, d, c, o.updateHash, o.t, o.global);
     created.set(c.hash, (created.get(c.hash) ?? 0) + 1);
   }
   const message = scalingMessage(created, plan.delete, o.updateHash, o.updateRev.revision);
@@ -236,9 +239,13 @@ function applyPlan(
 }
 
 /** One pod of revision `c.hash` (its template from the Revision when it is not the update revision), bound when `c.node` is set. */
-function createPod(store: Store, d: Deployment, c: RolloutPlan['create'][number], updateHash: string, t: Date): void {
+function createPod(store: Store, d: Deployment, c: RolloutPlan['create'][number], updateHash: string, t: Date, global?: GlobalRollout): void {
   const template = c.hash === updateHash ? d : withTemplate(d, store.get('Revision', revisionName(d.metadata.name, c.hash))?.template);
   const pod = newPod(template, c.hash, c.node);
+  if (c.node !== undefined && global?.deviceGrants !== undefined) {
+    const grants = global.deviceGrants(c.node, pod.spec);
+    if (grants !== undefined && grants.length > 0) pod.spec.deviceGrants = grants;
+  }
   if (c.node !== undefined) pod.status.conditions = setCondition(pod.status.conditions, { type: 'PodScheduled', status: 'True' }, t.toISOString());
   store.create(pod);
 }

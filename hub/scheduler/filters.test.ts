@@ -345,6 +345,7 @@ describe('filter plugins', () => {
       'memory-fit',
       'host-ports',
       'device-policy',
+      'devices',
       ...storageFilters.map((f) => f.name),
     ]);
   });

@@ -1,6 +1,7 @@
 import { formatBytes, formatCpu } from '../../protocol/quantity.js';
 import type { Taint } from '../../protocol/objects.js';
 import { describeViolations, OPEN_DEVICE_POLICY, policyViolations } from '../../protocol/pod-security.js';
+import { deviceFit } from './devices.js';
 import { filterPlugin } from './filter-plugin.js';
 import { hostPortConflicts } from './host-ports.js';
 import { imagePlatform } from './image-platforms.js';
@@ -143,6 +144,8 @@ export const defaultFilters: readonly FilterPlugin[] = [
   memoryFit,
   hostPortsFree,
   devicePolicy,
+  // Host devices (issue 18): a no-op for pods that ask for none.
+  deviceFit,
   // Persistent-volume pins, hostPath allow-lists, ephemeral-storage (issue 7): no-ops for pods without volumes/requests.
   ...storageFilters,
 ];

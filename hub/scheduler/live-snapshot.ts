@@ -2,10 +2,11 @@ import { podRequests } from '../../protocol/manifest.js';
 import type { NodeObject, Pod } from '../../protocol/objects.js';
 import type { WatchEvent } from '../store/store.js';
 import { podHostPorts } from './host-ports.js';
+import { bookDevices, copyDeviceUse } from './devices.js';
 import { LiveTopology } from './live-topology.js';
 import { holdsResources, nodeView, snapshotDefaults, type SnapshotOptions } from './snapshot.js';
 import { podEphemeralRequest } from './storage-filters.js';
-import type { SchedNode } from './types.js';
+import type { DeviceUse, SchedNode } from './types.js';
 
 /**
  * The scheduler's node view kept up to date from store watch events, so a scheduling pass costs
@@ -32,6 +33,8 @@ interface PodShare {
   ephemeral: number;
   ports: readonly string[];
   owner: string | undefined;
+  /** Host devices the pod holds (issue 18). */
+  devices: ReadonlyArray<{ id: string; shared?: boolean | undefined }>;
 }
 
 /** Sums over the pods bound to one node name; host ports and owners counted so removal is exact. */
@@ -42,6 +45,7 @@ interface NodeTotals {
   ephemeral: number;
   ports: Map<string, number>;
   owners: Map<string, number>;
+  devices: Map<string, DeviceUse>;
 }
 
 export function podShare(p: Pod): PodShare | undefined {
@@ -55,6 +59,7 @@ export function podShare(p: Pod): PodShare | undefined {
     ephemeral: podEphemeralRequest(p.spec),
     ports: podHostPorts(p.spec).map((w) => w.key),
     owner: p.metadata.ownerName,
+    devices: p.spec.deviceGrants ?? [],
   };
 }
 
@@ -143,6 +148,7 @@ export class LiveSnapshot {
         fresh.requested = { cpuMillis: t.cpuMillis, memoryBytes: t.memoryBytes, pods: t.pods };
         fresh.usedHostPorts = new Set(t.ports.keys());
         fresh.podsByOwner = new Map(t.owners);
+        fresh.deviceUse = copyDeviceUse(t.devices);
         if (fresh.storage !== undefined) fresh.storage.ephemeralRequested = t.ephemeral;
       }
       this.nodes.splice(this.position(name), 0, fresh);
@@ -164,6 +170,8 @@ export class LiveSnapshot {
     existing.allocatable = fresh.allocatable;
     if (fresh.policy !== undefined) existing.policy = fresh.policy;
     else delete existing.policy;
+    if (fresh.devices !== undefined) existing.devices = fresh.devices;
+    else delete existing.devices;
     if (fresh.storage !== undefined) fresh.storage.ephemeralRequested = existing.storage?.ephemeralRequested ?? 0;
     existing.storage = fresh.storage;
   }
@@ -191,6 +199,7 @@ export class LiveSnapshot {
       v.usedHostPorts = new Set(t?.ports.keys());
       for (const [owner, n] of v.podsByOwner) this.topology.adjust(v, owner, (t?.owners.get(owner) ?? 0) - n);
       v.podsByOwner = new Map(t?.owners);
+      v.deviceUse = copyDeviceUse(t?.devices);
     }
   }
 
@@ -217,7 +226,7 @@ export class LiveSnapshot {
   private book(s: PodShare, sign: 1 | -1): void {
     let t = this.totals.get(s.node);
     if (t === undefined) {
-      t = { cpuMillis: 0, memoryBytes: 0, pods: 0, ephemeral: 0, ports: new Map(), owners: new Map() };
+      t = { cpuMillis: 0, memoryBytes: 0, pods: 0, ephemeral: 0, ports: new Map(), owners: new Map(), devices: new Map() };
       this.totals.set(s.node, t);
     }
     const v = this.views.get(s.node);
@@ -238,6 +247,10 @@ export class LiveSnapshot {
       if (v === undefined) continue;
       if (n > 0) v.usedHostPorts.add(key);
       else v.usedHostPorts.delete(key);
+    }
+    if (s.devices.length > 0) {
+      bookDevices(t.devices, s.devices, sign);
+      if (v !== undefined) bookDevices((v.deviceUse ??= new Map()), s.devices, sign);
     }
     if (s.owner !== undefined) {
       const n = (t.owners.get(s.owner) ?? 0) + sign;

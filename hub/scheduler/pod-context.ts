@@ -1,4 +1,6 @@
 import { podRequests } from '../../protocol/manifest.js';
+import type { DeviceGrant } from '../../protocol/devices.js';
+import { bookDevices, deviceWants } from './devices.js';
 import { podHostPorts } from './host-ports.js';
 import type { PodContext, SchedNode, SchedPod, Toleration } from './types.js';
 
@@ -19,6 +21,7 @@ export function podContext(pod: SchedPod): PodContext {
     affinityPreferred: affinity?.preferred ?? [],
     spreadBy: pod.spreadBy,
     imagePlatforms: pod.imagePlatforms ?? [],
+    devices: deviceWants(spec),
   };
 }
 
@@ -26,7 +29,8 @@ export function podContext(pod: SchedPod): PodContext {
  * Adds a pod to a node's bookkeeping in place: what binding it (or finding it already bound)
  * costs the node. Used by the snapshot builder and by scheduleBatch after each bind.
  */
-export function accountPod(node: SchedNode, ctx: Pick<PodContext, 'requests' | 'hostPorts' | 'owner'>): void {
+export function accountPod(node: SchedNode, ctx: Pick<PodContext, 'requests' | 'hostPorts' | 'owner'>, grants?: readonly DeviceGrant[]): void {
+  if (grants !== undefined && grants.length > 0) bookDevices((node.deviceUse ??= new Map()), grants, 1);
   node.requested.cpuMillis += ctx.requests.cpuMillis;
   node.requested.memoryBytes += ctx.requests.memoryBytes;
   node.requested.pods += 1;

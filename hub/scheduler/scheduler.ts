@@ -1,3 +1,4 @@
+import { allocateDevices } from './devices.js';
 import { defaultFilters } from './filters.js';
 import { accountPod, podContext } from './pod-context.js';
 import { hashString, mulberry32 } from './random.js';
@@ -98,7 +99,7 @@ export function scheduleBatch(pods: readonly SchedPod[], nodes: SchedNode[], opt
     const d = scheduleOne(pod, ctx, nodes, run);
     out.push(d);
     if (d.kind === 'bound') {
-      accountPod(nodes[run.boundIndex]!, ctx);
+      accountPod(nodes[run.boundIndex]!, ctx, d.devices);
       lastFail = undefined;
     } else {
       lastFail = { pod, decision: d };
@@ -166,11 +167,20 @@ function scheduleOne(pod: SchedPod, ctx: PodContext, nodes: readonly SchedNode[]
     entry.total = round2(run.totals[c]!);
     scores[nodes[candidates[c]!]!.name] = entry;
   }
-  return {
+  const chosen = nodes[candidates[best]!]!;
+  const decision: Decision = {
     kind: 'bound',
-    nodeName: nodes[candidates[best]!]!.name,
+    nodeName: chosen.name,
     explanation: { feasible: found, total: n, examined, filtered: {}, counts: rejectionCounts(filters, rejected), scores },
   };
+  // The devices the filter found free there, recorded with the binding (a custom filter list
+  // without `devices` still gets grants, or fails the pod here rather than on the device).
+  if (ctx.devices.length > 0) {
+    const a = allocateDevices(ctx.devices, chosen.devices, chosen.deviceUse);
+    if (!a.ok) return explainUnschedulable(pod, ctx, nodes, filters);
+    decision.devices = a.grants;
+  }
+  return decision;
 }
 
 /**

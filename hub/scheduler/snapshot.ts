@@ -65,6 +65,8 @@ export function nodeView(n: NodeObject, opts: Required<SnapshotOptions>, topolog
   };
   if (info?.os !== undefined) sn.os = info.os;
   if (info?.policy !== undefined) sn.policy = info.policy;
+  if (info?.devices !== undefined && info.devices.length > 0) sn.devices = info.devices;
+  sn.deviceUse = new Map();
   sn.storage = schedStorage(n);
   return sn;
 }
@@ -91,7 +93,7 @@ export function buildSchedNodes(nodes: readonly NodeObject[], pods: readonly Pod
     if (nodeName === undefined || !holdsResources(p)) continue;
     const node = byName.get(nodeName);
     if (node === undefined) continue;
-    accountPod(node, podContext(podToSchedPod(p)));
+    accountPod(node, podContext(podToSchedPod(p)), p.spec.deviceGrants);
     bookEphemeral(node, p.spec);
   }
   return out;

@@ -1,5 +1,6 @@
 import type { Arch, NodeSelectorRequirement, PodSpec } from '../../protocol/manifest.js';
 import type { Taint } from '../../protocol/objects.js';
+import type { DeviceGrant, DeviceRequest, NodeDevice } from '../../protocol/devices.js';
 import type { DevicePolicy } from '../../protocol/pod-security.js';
 
 /**
@@ -29,6 +30,10 @@ export interface SchedNode {
   podsByOwner: Map<string, number>;
   /** What the device's operator forbids pods (agent --deny-… flags); absent = not reported (the filter passes, the agent still refuses). */
   policy?: DevicePolicy;
+  /** Host devices the node reported (issue 18; devices.ts); absent = none. */
+  devices?: readonly NodeDevice[];
+  /** Device id → pods holding it (bound pods' grants; scheduleBatch adds as it binds); absent = none held. */
+  deviceUse?: Map<string, DeviceUse>;
   /** Disk and hostPath facts (storage-filters.ts); absent in hand-built nodes (storage filters pass). */
   storage?: SchedStorage;
   /**
@@ -49,6 +54,18 @@ export interface TopologyIndex {
   count(key: string, value: string, owner: string): number;
   /** Records one more pod of `owner` on `node` (scheduleBatch, as it binds). */
   add(node: SchedNode, owner: string): void;
+}
+
+/** How many bound pods hold one device, exclusively or shared. */
+export interface DeviceUse {
+  exclusive: number;
+  shared: number;
+}
+
+/** One device request of a pod's container (PodContext.devices). */
+export interface DeviceWant {
+  container: string;
+  request: DeviceRequest;
 }
 
 /** A persistent volume that already lives on a node (the volume-affinity filter, storage-filters.ts). */
@@ -132,6 +149,8 @@ export interface PodContext {
   affinityPreferred: ReadonlyArray<{ weight: number; requirement: NodeSelectorRequirement }>;
   spreadBy: string | undefined;
   imagePlatforms: readonly ImagePlatforms[];
+  /** Device requests (issue 18); empty for the common pod that asks for none. */
+  devices: readonly DeviceWant[];
 }
 
 export interface Explanation {
@@ -158,7 +177,15 @@ export interface Explanation {
   scores?: Record<string, Record<string, number>>;
 }
 
-export type Decision = { kind: 'bound'; nodeName: string; explanation: Explanation } | { kind: 'unschedulable'; summary: string; explanation: Explanation };
+export type Decision =
+  | {
+      kind: 'bound';
+      nodeName: string;
+      explanation: Explanation;
+      /** Host devices picked on that node (issue 18), for pods that ask for any. */
+      devices?: DeviceGrant[];
+    }
+  | { kind: 'unschedulable'; summary: string; explanation: Explanation };
 
 /**
  * Feasibility check (kube-scheduler Filter). Returns undefined when the pod fits, else a
