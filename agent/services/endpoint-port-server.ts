@@ -2,7 +2,8 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { Clock, Logger } from '../clock.js';
 import { silentLogger } from '../clock.js';
-import { PREAMBLE } from './tcp-proxy.js';
+import { LISTEN_BACKLOG, PREAMBLE } from './tcp-proxy.js';
+import { startPump, UpstreamReads } from './tcp-pump.js';
 
 /**
  * The receiving side of the cross-node hop (docs/design/services.md, "Cross-node preamble"):
@@ -10,7 +11,8 @@ import { PREAMBLE } from './tcp-proxy.js';
  * the fleet's peer addresses, connects to the endpoint's container FIRST and only then writes
  * the 0x00 preamble and pipes. A container that refuses makes the source proxy see no preamble
  * and retry elsewhere. Not ready → the listener is closed, so new handshakes are refused at
- * once (instant failover at the source); open pipes keep draining.
+ * once (instant failover at the source); open pipes keep draining. The bytes move through
+ * tcp-pump.ts.
  */
 
 export interface EndpointPortServerOptions {
@@ -81,14 +83,14 @@ export class EndpointPortServer {
   }
 
   private listen(): Promise<AddressInfo> {
-    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (s) => this.accept(s));
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.accept(s));
     this.server = server;
     return new Promise((resolve, reject) => {
       server.once('error', (err) => {
         if (this.server === server) this.server = undefined;
         reject(err);
       });
-      server.listen({ host: this.opts.address, port: this.port }, () => {
+      server.listen({ host: this.opts.address, port: this.port, backlog: LISTEN_BACKLOG }, () => {
         const a = server.address() as AddressInfo;
         this.port = a.port;
         resolve(a);
@@ -108,7 +110,9 @@ export class EndpointPortServer {
       incoming.resetAndDestroy();
       return;
     }
-    const upstream = net.connect({ host: this.opts.target.host, port: this.opts.target.port, allowHalfOpen: true, noDelay: true });
+    // The peer's bytes wait in `incoming` (unread by us) until the container answered.
+    const reads = new UpstreamReads({ fromUpstream: (chunk) => incoming.write(chunk) });
+    const upstream = net.connect({ host: this.opts.target.host, port: this.opts.target.port, allowHalfOpen: true, noDelay: true, onread: reads.onread });
     this.open.add(incoming);
     incoming.once('close', () => this.open.delete(incoming));
     incoming.on('error', () => upstream.destroy());
@@ -123,10 +127,10 @@ export class EndpointPortServer {
     upstream.once('connect', () => {
       this.opts.clock.clearTimeout(timer);
       if (incoming.destroyed) return void upstream.destroy();
-      incoming.write(Buffer.of(PREAMBLE));
-      incoming.pipe(upstream);
-      upstream.pipe(incoming);
-      incoming.resume();
+      incoming.write(PREAMBLE_BYTE);
+      startPump(incoming, upstream, reads);
     });
   }
 }
+
+const PREAMBLE_BYTE = Buffer.of(PREAMBLE);

@@ -1,17 +1,19 @@
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import type { Clock, Logger } from '../clock.js';
+import type { Logger, TimerHandle } from '../clock.js';
 import { silentLogger } from '../clock.js';
 import { Balancer, type Endpoint, type EndpointCounters, type ProxyListenerOptions } from './balancer.js';
+import { startPump, UpstreamReads, type UpstreamSink } from './tcp-pump.js';
 
 /**
  * The TCP half of the service proxy (docs/design/services.md, "Proxy"): a listener on
- * (address, port); each client is paused until an upstream is established, trying up to
- * `maxAttempts` endpoints in the picker's order. Established = connected (local endpoint) or
- * connected and the 1-byte 0x00 preamble read (remote endpoint, through the other node's
- * EndpointPortServer). Any failure before that ejects the endpoint and tries the next one; after
- * it there is no retry, since the server may have acted on forwarded bytes. `allowHalfOpen` on
- * both sides, so a client that half-closes after its request still gets the reply.
+ * (address, port); each client's bytes wait (unread by us) until an upstream is established,
+ * trying up to `maxAttempts` endpoints in the picker's order. Established = connected (local
+ * endpoint) or connected and the 1-byte 0x00 preamble read (remote endpoint, through the other
+ * node's EndpointPortServer). Any failure before that ejects the endpoint and tries the next one;
+ * after it there is no retry, since the server may have acted on forwarded bytes. `allowHalfOpen`
+ * on both sides, so a client that half-closes after its request still gets the reply. The bytes
+ * move through tcp-pump.ts.
  */
 
 export interface TcpProxyOptions extends ProxyListenerOptions {
@@ -23,65 +25,35 @@ export interface TcpProxyOptions extends ProxyListenerOptions {
 
 export const PREAMBLE = 0x00;
 
-const noop = (): void => undefined;
+/** Big enough for bursts of new connections (the kernel caps it at net.core.somaxconn). */
+export const LISTEN_BACKLOG = 1024;
 
-type Attempt = { ok: true; socket: net.Socket } | { ok: false; reason: string };
-
-/** Connects to `ep`; for a remote endpoint also waits for the preamble. Never rejects. */
-export function connectUpstream(ep: Endpoint, timeoutMs: number, clock: Clock, localAddress?: string): Promise<Attempt> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: ep.host, port: ep.port, allowHalfOpen: true, noDelay: true, ...(localAddress === undefined ? {} : { localAddress }) });
-    let done = false;
-    const finish = (a: Attempt): void => {
-      if (done) return;
-      done = true;
-      clock.clearTimeout(timer);
-      socket.removeListener('error', onError);
-      socket.removeListener('close', onClose);
-      if (!a.ok) socket.destroy();
-      // Until pipe() attaches its handlers (a microtask later) an error must not go unhandled.
-      else socket.on('error', noop);
-      resolve(a);
-    };
-    const onError = (err: NodeJS.ErrnoException): void => finish({ ok: false, reason: err.code ?? err.message });
-    const onClose = (): void => finish({ ok: false, reason: ep.local ? 'closed' : 'no preamble (closed)' });
-    const timer = clock.setTimeout(() => finish({ ok: false, reason: ep.local ? 'ETIMEDOUT' : 'ETIMEDOUT (no preamble)' }), timeoutMs);
-    socket.on('error', onError);
-    socket.on('close', onClose);
-    socket.once('connect', () => {
-      if (ep.local) return finish({ ok: true, socket });
-      const onReadable = (): void => {
-        const first = socket.read(1) as Buffer | null;
-        if (first === null) return;
-        socket.removeListener('readable', onReadable);
-        if (first[0] !== PREAMBLE) return finish({ ok: false, reason: 'bad preamble' });
-        socket.pause();
-        finish({ ok: true, socket });
-      };
-      socket.on('readable', onReadable);
-    });
-  });
-}
+const DEFAULT_TIMEOUTS = { local: 1500, remote: 3500 };
 
 export class TcpProxy {
   private readonly balancer: Balancer;
   private readonly server: net.Server;
-  private readonly open = new Set<net.Socket>();
-  private readonly logger: Logger;
-  private closing: Promise<void> | undefined;
+  /** Accepted clients and established upstreams; what close() waits for. */
+  readonly open = new Set<net.Socket>();
+  readonly logger: Logger;
+  readonly timeouts: { local: number; remote: number };
+  readonly maxAttempts: number;
+  closing: Promise<void> | undefined;
   /** Connections reset because allowSource refused their source. */
   refused = 0;
 
-  constructor(private readonly opts: TcpProxyOptions) {
+  constructor(readonly opts: TcpProxyOptions) {
     this.logger = opts.logger ?? silentLogger;
+    this.timeouts = opts.connectTimeoutMs ?? DEFAULT_TIMEOUTS;
+    this.maxAttempts = opts.maxAttempts ?? 3;
     this.balancer = new Balancer({ policy: opts.policy, clock: opts.clock, ...(opts.affinity ? { affinity: opts.affinity } : {}) });
-    this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (c) => void this.accept(c));
+    this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (c) => this.accept(c));
   }
 
   listen(): Promise<AddressInfo> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen({ host: this.opts.address, port: this.opts.port }, () => {
+      this.server.listen({ host: this.opts.address, port: this.opts.port, backlog: LISTEN_BACKLOG }, () => {
         this.server.removeListener('error', reject);
         resolve(this.server.address() as AddressInfo);
       });
@@ -116,75 +88,147 @@ export class TcpProxy {
 
   private onDrained: (() => void) | undefined;
 
-  private async accept(client: net.Socket): Promise<void> {
-    if (this.opts.allowSource !== undefined && !this.opts.allowSource((client.remoteAddress ?? '').replace(/^::ffff:/i, ''))) {
+  private accept(client: net.Socket): void {
+    // The peer address costs a getpeername(2): read it only when something uses it.
+    const needAddress = this.opts.allowSource !== undefined || this.opts.affinity !== undefined;
+    const addr = needAddress ? (client.remoteAddress ?? '') : '';
+    if (this.opts.allowSource !== undefined && !this.opts.allowSource(addr.replace(/^::ffff:/i, ''))) {
       this.refused += 1;
       client.resetAndDestroy();
       return;
     }
     this.open.add(client);
-    let clientGone = false;
-    const onClientGone = (): void => {
-      clientGone = true;
-    };
-    client.on('error', onClientGone);
-    client.once('close', () => {
-      onClientGone();
-      this.release(client);
-    });
-    const addr = client.remoteAddress ?? '';
-    const timeouts = this.opts.connectTimeoutMs ?? { local: 1500, remote: 3500 };
-    const candidates = this.balancer.order(addr).slice(0, this.opts.maxAttempts ?? 3);
-    for (const [i, ep] of candidates.entries()) {
-      if (i > 0) this.balancer.retries += 1;
-      const a = await connectUpstream(ep, ep.local ? timeouts.local : timeouts.remote, this.opts.clock, ep.local ? undefined : this.opts.sourceAddress);
-      if (!a.ok) {
-        this.balancer.failed(ep);
-        this.logger.warn('service endpoint failed; ejected', { endpoint: ep.id, reason: a.reason });
-        if (clientGone) return;
-        continue;
-      }
-      if (clientGone || this.closing !== undefined) {
-        a.socket.destroy();
-        client.destroy();
-        return;
-      }
-      this.balancer.succeeded(addr, ep);
-      this.pipe(client, a.socket, ep);
-      return;
-    }
-    // Nothing could take it: reset, so the client sees a refusal rather than an empty reply.
-    if (!clientGone) client.resetAndDestroy();
+    new Connection(this, this.balancer, client, addr).next();
   }
 
-  private pipe(client: net.Socket, upstream: net.Socket, ep: Endpoint): void {
-    if (upstream.destroyed) {
-      client.resetAndDestroy();
-      return;
-    }
-    this.open.add(upstream);
-    const fail = (): void => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('error', fail);
-    upstream.on('error', fail);
-    upstream.once('close', () => {
-      this.balancer.addBytes(ep.id, upstream.bytesRead, upstream.bytesWritten);
-      this.release(upstream);
-      // Both directions are done once upstream closed and its bytes were flushed to the client.
-      if (!client.writableEnded) client.end();
-    });
-    client.once('close', () => {
-      if (!upstream.writableEnded) upstream.end();
-    });
-    client.pipe(upstream);
-    upstream.pipe(client);
-    upstream.resume();
-    client.resume();
-  }
-
-  private release(s: net.Socket): void {
+  release(s: net.Socket): void {
     if (this.open.delete(s) && this.open.size === 0) this.onDrained?.();
+  }
+}
+
+/**
+ * One client connection: its attempts in the picker's order, then its pump. Events of an
+ * attempt's socket are ignored once another socket is `upstream` (the attempt failed or the
+ * client left). Never throws into the event loop.
+ */
+class Connection implements UpstreamSink {
+  private readonly candidates: Endpoint[];
+  private attempt = 0;
+  private upstream: net.Socket | undefined;
+  private ep: Endpoint | undefined;
+  private timer: TimerHandle | undefined;
+  private pumping = false;
+  private clientGone = false;
+  private readonly reads = new UpstreamReads(this);
+
+  constructor(
+    private readonly proxy: TcpProxy,
+    private readonly balancer: Balancer,
+    private readonly client: net.Socket,
+    private readonly addr: string,
+  ) {
+    this.candidates = balancer.order(addr);
+    client.on('error', () => this.clientFailed());
+    client.once('close', () => this.clientClosed());
+  }
+
+  /** Tries the next candidate, or resets the client when none is left. */
+  next(): void {
+    const i = this.attempt;
+    const ep = this.candidates[i];
+    if (ep === undefined || i >= this.proxy.maxAttempts) {
+      // Nothing could take it: reset, so the client sees a refusal rather than an empty reply.
+      if (!this.clientGone) this.client.resetAndDestroy();
+      return;
+    }
+    if (i > 0) this.balancer.retries += 1;
+    this.attempt = i + 1;
+    this.ep = ep;
+    const source = ep.local ? undefined : this.proxy.opts.sourceAddress;
+    const up = net.connect({
+      host: ep.host,
+      port: ep.port,
+      allowHalfOpen: true,
+      noDelay: true,
+      onread: this.reads.onread,
+      ...(source === undefined ? {} : { localAddress: source }),
+    });
+    this.upstream = up;
+    const timeout = ep.local ? this.proxy.timeouts.local : this.proxy.timeouts.remote;
+    this.timer = this.proxy.opts.clock.setTimeout(() => this.failed(up, ep.local ? 'ETIMEDOUT' : 'ETIMEDOUT (no preamble)'), timeout);
+    up.on('error', (err: NodeJS.ErrnoException) => (this.pumping ? this.destroyBoth() : this.failed(up, err.code ?? err.message)));
+    up.once('close', () => (this.pumping ? this.upstreamClosed(up) : this.failed(up, ep.local ? 'closed' : 'no preamble (closed)')));
+    // A remote endpoint is established by its preamble (fromUpstream), a local one by connecting.
+    if (ep.local) up.once('connect', () => this.established(up));
+  }
+
+  /** Upstream bytes before the pump took over: only a remote endpoint's preamble comes here. */
+  fromUpstream(chunk: Buffer): boolean {
+    const up = this.upstream;
+    if (up === undefined) return false;
+    if (chunk[0] !== PREAMBLE) {
+      this.failed(up, 'bad preamble');
+      return false;
+    }
+    this.established(up);
+    // The rest of the read is the server's first bytes; the pump is the sink now.
+    return chunk.length > 1 && this.pumping ? this.reads.sink.fromUpstream(chunk.subarray(1)) : true;
+  }
+
+  private failed(up: net.Socket, reason: string): void {
+    if (up !== this.upstream || this.pumping) return;
+    this.proxy.opts.clock.clearTimeout(this.timer);
+    this.upstream = undefined;
+    up.destroy();
+    const ep = this.ep!;
+    this.balancer.failed(ep);
+    this.proxy.logger.warn('service endpoint failed; ejected', { endpoint: ep.id, reason });
+    if (!this.clientGone) this.next();
+  }
+
+  private established(up: net.Socket): void {
+    this.proxy.opts.clock.clearTimeout(this.timer);
+    if (this.clientGone || this.proxy.closing !== undefined) {
+      this.upstream = undefined;
+      up.destroy();
+      this.client.destroy();
+      return;
+    }
+    this.pumping = true;
+    this.balancer.succeeded(this.addr, this.ep!);
+    this.proxy.open.add(up);
+    startPump(this.client, up, this.reads);
+  }
+
+  private upstreamClosed(up: net.Socket): void {
+    this.balancer.addBytes(this.ep!.id, up.bytesRead, up.bytesWritten);
+    this.proxy.release(up);
+    // Both directions are done once upstream closed and its bytes were flushed to the client.
+    if (!this.client.writableEnded) this.client.end();
+  }
+
+  private clientFailed(): void {
+    this.clientGone = true;
+    if (this.pumping) this.destroyBoth();
+  }
+
+  private clientClosed(): void {
+    this.clientGone = true;
+    this.proxy.release(this.client);
+    const up = this.upstream;
+    if (up === undefined) return;
+    if (this.pumping) {
+      if (!up.writableEnded) up.end();
+      return;
+    }
+    // Gone while an attempt was under way: abandon it (not the endpoint's fault).
+    this.proxy.opts.clock.clearTimeout(this.timer);
+    this.upstream = undefined;
+    up.destroy();
+  }
+
+  private destroyBoth(): void {
+    this.client.destroy();
+    this.upstream?.destroy();
   }
 }

@@ -23,7 +23,8 @@
  * Each path --runs times, interleaved: bulk (--bulk-mib MiB through one connection, MiB/s),
  * 64 B request/response (--rr sequential round trips on one connection, p50/p99 µs), new
  * connections/s (--conns, 32 concurrent, each an echo-once), UDP 64 B round trips (p50), and
- * the proxy processes' CPU per connection. Before Swarm: whether this kernel can make a VXLAN
+ * the proxy processes' CPU per connection and per MiB of bulk (user + system time of the node
+ * processes during that phase alone: a figure that moves far less with the machine's load). Before Swarm: whether this kernel can make a VXLAN
  * device and has IPVS (Swarm's VIP and ingress are IPVS); the swarm is always left (also on
  * failure and SIGINT).
  *
@@ -188,20 +189,25 @@ interface Ports {
 interface MeasureSpec extends Ports {
   probeOnly: boolean;
 }
-type Measured = { bulk: number; rr: Latency; conns: number } | { error: string };
+/** `cpu`: the proxy processes' CPU µs during the bulk and new-connections phases. */
+type Measured = { bulk: number; rr: Latency; conns: number; cpu?: { bulk: number; conns: number } } | { error: string };
 
-/** `aroundConns` brackets the new-connections phase alone (the proxy's CPU per connection). */
-async function measureTcp(p: Ports, probeOnly: boolean, aroundConns?: () => Promise<() => Promise<void>>): Promise<Measured> {
+/** `around` brackets one phase (bulk, new connections) alone: the proxy's CPU per MiB and per connection. */
+type Around = () => Promise<() => Promise<number>>;
+
+async function measureTcp(p: Ports, probeOnly: boolean, around?: Around): Promise<Measured> {
   const at = (port: number): Target => ({ host: p.host, port });
   try {
     await oneShot(at(p.once), 3000);
     if (probeOnly) return { bulk: 0, rr: { p50: 0, p99: 0 }, conns: 0 };
+    const bulkDone = await around?.();
     const b = await bulk(at(p.sink), Number(values['bulk-mib']));
+    const bulkCpu = await bulkDone?.();
     const rr = await roundTrips(at(p.echo), Number(values.rr));
-    const done = await aroundConns?.();
+    const connsDone = await around?.();
     const conns = await newConnections(at(p.once), Number(values.conns));
-    await done?.();
-    return { bulk: b, rr, conns };
+    const connsCpu = await connsDone?.();
+    return { bulk: b, rr, conns, ...(bulkCpu === undefined || connsCpu === undefined ? {} : { cpu: { bulk: bulkCpu, conns: connsCpu } }) };
   } catch (err) {
     return { error: errText(err) };
   }
@@ -336,6 +342,7 @@ interface Path extends Ports {
 interface Collected extends PathResult {
   udp: Runs;
   cpuPerConn: Runs;
+  cpuPerMiB: Runs;
 }
 
 // ---- Swarm ----------------------------------------------------------------------------------
@@ -497,7 +504,7 @@ async function dataPath(label: string, runId: string): Promise<string> {
     for (const p of swarm.paths) log(`${p.name}: ${p.failed ?? 'reachable'}`);
   }
   const results = new Map<string, Collected>(
-    paths.map((p) => [p.name, { bulk: [], p50: [], p99: [], conns: [], udp: p.udp ? [] : { failed: 'no UDP service' }, cpuPerConn: [] }]),
+    paths.map((p) => [p.name, { bulk: [], p50: [], p99: [], conns: [], udp: p.udp ? [] : { failed: 'no UDP service' }, cpuPerConn: [], cpuPerMiB: [] }]),
   );
   for (let i = 0; i < runs; i++) {
     for (const p of paths) {
@@ -505,14 +512,13 @@ async function dataPath(label: string, runId: string): Promise<string> {
       if (!r || p.failed) continue;
       const proxies = p.proxies;
       const cpuMicros = async (): Promise<number> => (await Promise.all((proxies ?? []).map((s) => s()))).reduce((sum, c) => sum + c.cpuMicros, 0);
-      let used: number | undefined;
-      const aroundConns = proxies
-        ? async (): Promise<() => Promise<void>> => {
+      const around = proxies
+        ? async (): Promise<() => Promise<number>> => {
             const cpu0 = await cpuMicros();
-            return async () => void (used = (await cpuMicros()) - cpu0);
+            return async () => (await cpuMicros()) - cpu0;
           }
         : undefined;
-      const m = p.netns === undefined ? await measureTcp(p, false, aroundConns) : await measureIn(p.netns, p, false);
+      const m = p.netns === undefined ? await measureTcp(p, false, around) : await measureIn(p.netns, p, false);
       if ('error' in m) {
         p.failed = `run ${i + 1}: ${m.error}`;
         continue;
@@ -521,10 +527,14 @@ async function dataPath(label: string, runId: string): Promise<string> {
       (r.p50 as number[]).push(m.rr.p50);
       (r.p99 as number[]).push(m.rr.p99);
       (r.conns as number[]).push(m.conns);
-      if (used !== undefined) (r.cpuPerConn as number[]).push(used / Number(values.conns));
+      if (m.cpu !== undefined) {
+        (r.cpuPerConn as number[]).push(m.cpu.conns / Number(values.conns));
+        (r.cpuPerMiB as number[]).push(m.cpu.bulk / Number(values['bulk-mib']));
+      }
       if (p.udp && !failed(r.udp)) r.udp.push((await udpRoundTrips({ host: p.host, port: p.udp }, Number(values.udp))).p50);
       log(
-        `run ${i + 1} ${p.name}: bulk ${m.bulk.toFixed(0)} MiB/s, p50 ${m.rr.p50.toFixed(0)} µs, ${m.conns.toFixed(0)} conn/s (load ${os.loadavg()[0]?.toFixed(2)})`,
+        `run ${i + 1} ${p.name}: bulk ${m.bulk.toFixed(0)} MiB/s, p50 ${m.rr.p50.toFixed(0)} µs, ${m.conns.toFixed(0)} conn/s` +
+          `${m.cpu ? `, proxy CPU ${(m.cpu.conns / Number(values.conns)).toFixed(0)} µs/conn, ${(m.cpu.bulk / Number(values['bulk-mib'])).toFixed(0)} µs/MiB` : ''} (load ${os.loadavg()[0]?.toFixed(2)})`,
       );
     }
   }
@@ -533,7 +543,16 @@ async function dataPath(label: string, runId: string): Promise<string> {
     const r = results.get(p.name);
     const f = p.failed ?? '';
     const c = (x: Runs | undefined, d = 0): string => (f && (!x || failed(x) || x.length === 0) ? `n/a: ${f}` : x ? cell(x, d) : '—');
-    return [p.name, c(r?.bulk), c(r?.p50), c(r?.p99), c(r?.conns), r && !failed(r.udp) ? cell(r.udp) : '—', p.proxies ? c(r?.cpuPerConn) : '—'];
+    return [
+      p.name,
+      c(r?.bulk),
+      c(r?.p50),
+      c(r?.p99),
+      c(r?.conns),
+      r && !failed(r.udp) ? cell(r.udp) : '—',
+      p.proxies ? c(r?.cpuPerConn) : '—',
+      p.proxies ? c(r?.cpuPerMiB) : '—',
+    ];
   });
   const direct = results.get('direct');
   const targets: string[][] = [];
@@ -548,7 +567,19 @@ async function dataPath(label: string, runId: string): Promise<string> {
     `${runs} runs per path, interleaved; cells are median (min–max). Bulk ${values['bulk-mib']} MiB on one connection; ${values.rr} sequential 64 B round trips; ${Number(values.conns).toLocaleString('en-US')} new connections 32 at a time; ${values.udp} UDP 64 B round trips.`,
     ...(swarm ? [`Swarm: kernel check: ${swarm.kernel}.${swarm.notes.length > 0 ? ` ${swarm.notes.join('; ')}.` : ''}`] : []),
     '',
-    markdownTable(['path', 'bulk MiB/s', '64 B req/resp p50 µs', 'p99 µs', 'new connections/s', 'UDP 64 B p50 µs', 'proxy CPU µs per connection'], rows),
+    markdownTable(
+      [
+        'path',
+        'bulk MiB/s',
+        '64 B req/resp p50 µs',
+        'p99 µs',
+        'new connections/s',
+        'UDP 64 B p50 µs',
+        'proxy CPU µs per connection',
+        'proxy CPU µs per MiB of bulk',
+      ],
+      rows,
+    ),
     '',
     markdownTable(['path', 'target', 'measured (per run, vs direct)', 'verdict'], targets),
   ];

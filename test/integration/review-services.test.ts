@@ -158,7 +158,7 @@ describe('review: services (issue 15)', () => {
   it('advertise address: the hub refuses a node-reported advertiseAddress that is not a unicast IPv4 address (finding 3)', () => {
     // protocol/objects.ts:217 `advertiseAddress: z.string().max(64)`: whatever a (compromised) node
     // reports goes into every ServiceMessage endpoint (hub/objects/endpoints.ts:81) and the index's
-    // peers (endpoints-controller.ts:300); every agent then dials it (tcp-proxy.ts connectUpstream)
+    // peers (endpoints-controller.ts:300); every agent then dials it (tcp-proxy.ts Connection.next)
     // and trusts it on its endpoint ports.
     const status = (advertiseAddress: string): boolean =>
       NodeStatusMessageSchema.safeParse({

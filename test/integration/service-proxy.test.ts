@@ -1,3 +1,4 @@
+import { createHash, randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -208,6 +209,105 @@ describe('TcpProxy', () => {
     await closedClient;
     c.destroy();
   });
+});
+
+describe('the byte pump (tcp-pump.ts) through one or two proxy hops', () => {
+  const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+  interface Sender {
+    /** Bytes the socket's write() has taken so far (handed to the kernel). */
+    accepted: () => number;
+    /** Starts reading; resolves with everything up to the peer's FIN. */
+    readAll: () => Promise<Buffer>;
+  }
+
+  /** Writes `data` (then FIN) as fast as the socket takes it, without reading until readAll(). */
+  function send(sock: net.Socket, data: Buffer): Sender {
+    sock.on('error', () => undefined);
+    sock.pause();
+    let off = 0;
+    const more = (): void => {
+      while (off < data.length) {
+        const n = Math.min(256 * 1024, data.length - off);
+        off += n;
+        if (!sock.write(data.subarray(off - n, off))) return void sock.once('drain', more);
+      }
+      sock.end();
+    };
+    more();
+    return {
+      accepted: () => off - sock.writableLength,
+      readAll: () =>
+        new Promise((resolve) => {
+          const chunks: Buffer[] = [];
+          sock.on('data', (d: Buffer) => chunks.push(d));
+          sock.once('end', () => resolve(Buffer.concat(chunks)));
+          sock.resume();
+        }),
+    };
+  }
+
+  /** A TcpProxy to `target`, directly (local endpoint) or through an EndpointPortServer (remote). */
+  async function chain(target: number, hops: 'local' | 'remote'): Promise<{ port: number; p: TcpProxy }> {
+    if (hops === 'local') {
+      const { p, port } = await proxy();
+      p.setEndpoints([ep(target)]);
+      return { p, port };
+    }
+    const eps = new EndpointPortServer({
+      address: '127.0.0.1',
+      port: 0,
+      peers: ['127.0.0.1'],
+      target: { host: '127.0.0.1', port: target },
+      clock: systemClock,
+    });
+    const a = await eps.setReady(true);
+    cleanups.push(() => eps.close());
+    const { p, port } = await proxy();
+    p.setEndpoints([ep(a!.port, false)]);
+    return { p, port };
+  }
+
+  for (const hops of ['local', 'remote'] as const) {
+    it(`${hops}: a client that sends nothing but its FIN still gets the whole reply`, async () => {
+      const s = await tcpServer('greeting');
+      const { port } = await chain(s.port, hops);
+      for (let i = 0; i < 5; i++) expect(await request(port, '')).toBe('greeting:');
+    });
+
+    it(`${hops}: 48 MiB of random bytes each way arrive intact while the readers stall, and the proxy holds back (backpressure)`, async () => {
+      const size = 48 * 2 ** 20;
+      const down = randomBytes(size);
+      const up = randomBytes(size);
+      // The server sends `down` at once and keeps what it receives, but reads nothing yet.
+      const server = await new Promise<{ port: number; peer: Promise<Sender> }>((resolve) => {
+        let found: (s: Sender) => void = () => undefined;
+        const peer = new Promise<Sender>((r) => (found = r));
+        const srv = net.createServer({ allowHalfOpen: true }, (sock) => found(send(sock, down)));
+        srv.listen(0, '127.0.0.1', () => resolve({ port: (srv.address() as net.AddressInfo).port, peer }));
+        cleanups.push(() => new Promise<void>((r) => srv.close(() => r())));
+      });
+      const { port } = await chain(server.port, hops);
+      const c = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+      cleanups.push(() => c.destroy());
+      await new Promise((r) => c.once('connect', r));
+      const client = send(c, up);
+      const srv = await server.peer;
+      // Neither end reads for a while: both writers must stall well short of 48 MiB (the kernel's
+      // socket buffers hold a few MiB per hop; a proxy without backpressure would take it all in).
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(srv.accepted()).toBeGreaterThan(0);
+      expect(srv.accepted()).toBeLessThan(size / 2);
+      expect(client.accepted()).toBeGreaterThan(0);
+      expect(client.accepted()).toBeLessThan(size / 2);
+      const [downGot, upGot] = await Promise.all([client.readAll(), srv.readAll()]);
+      // A remote hop's preamble is for the source proxy, never the client.
+      expect(downGot.length).toBe(size);
+      expect(sha(downGot)).toBe(sha(down));
+      expect(upGot.length).toBe(size);
+      expect(sha(upGot)).toBe(sha(up));
+    }, 30_000);
+  }
 });
 
 describe('cross-node hop: EndpointPortServer and the preamble', () => {

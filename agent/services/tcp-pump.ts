@@ -1,0 +1,84 @@
+import type net from 'node:net';
+
+/**
+ * The byte pump between the two sockets of one proxied TCP connection (TcpProxy: client ↔
+ * endpoint; EndpointPortServer: peer node ↔ container), in place of `stream.pipe()` both ways,
+ * which costs a dozen listeners per socket and the Readable machinery on every chunk
+ * (docs/benchmarks.md, "Services data path", "Proxy cost per connection and per byte").
+ *
+ * - upstream → downstream: the upstream socket is created with net.connect's `onread`, so each
+ *   read lands in a buffer of ours and is written on at once: no Readable buffering, no 'data'
+ *   event. A read of at least COPY_ABOVE bytes is handed to write() as it is (no copy; the
+ *   buffer may stay referenced by a pending write, so it is never reused) and the next read gets
+ *   a fresh buffer; a smaller read is copied out and the buffer is kept. The buffer grows GROW
+ *   times after a full read (up to READ_MAX) and otherwise fits what the last read brought, so a
+ *   bulk flow reads up to 256 KiB per syscall while an idle connection holds a few KiB at most.
+ * - downstream → upstream: the accepted socket has no `onread` option (net.Server offers none), so
+ *   its 'data' events are written on directly.
+ * - Backpressure: a write() that returns false stops the other side's reads until 'drain'.
+ * - Half-close: 'end' on one side ends the other (both sockets are allowHalfOpen).
+ * Errors and teardown stay with the caller.
+ */
+
+/** An idle connection's read buffer: taken from Buffer's shared pool, so a connection costs no allocation of its own. */
+export const READ_MIN = 2 * 1024;
+export const READ_MAX = 256 * 1024;
+/** After a read that filled the buffer, the next one gets this many times the room. */
+const GROW = 8;
+/** Reads of at least this many bytes are written without a copy (and cost a new buffer); smaller ones are copied from the pool. */
+const COPY_ABOVE = 4 * 1024;
+const pow2AtLeast = (n: number): number => 2 ** Math.ceil(Math.log2(n));
+
+/** What the upstream's reads are for: the preamble check, then the other socket. */
+export interface UpstreamSink {
+  /** Bytes read from upstream; false stops reading until `upstream.resume()`. */
+  fromUpstream(chunk: Buffer): boolean;
+}
+
+/**
+ * The `onread` option of one upstream socket. `sink` may change while the socket lives (the
+ * connection's attempt, then its pump); reads never overlap (one event loop).
+ */
+export class UpstreamReads {
+  private buf: Buffer | undefined;
+  readonly onread: { buffer: () => Buffer; callback: (n: number, buf: Buffer) => boolean };
+
+  constructor(public sink: UpstreamSink) {
+    this.onread = {
+      buffer: () => (this.buf ??= Buffer.allocUnsafe(READ_MIN)),
+      callback: (n, buf) => {
+        // Room for the next read: more after a full read (there is more), else about what came.
+        const size = n === buf.length ? Math.min(buf.length * GROW, READ_MAX) : Math.min(Math.max(READ_MIN, pow2AtLeast(n)), READ_MAX);
+        let chunk: Buffer;
+        if (n < COPY_ABOVE) {
+          chunk = Buffer.allocUnsafe(n);
+          buf.copy(chunk, 0, 0, n);
+          if (size !== buf.length) this.buf = Buffer.allocUnsafe(size);
+        } else {
+          chunk = buf.subarray(0, n);
+          this.buf = Buffer.allocUnsafe(size);
+        }
+        return this.sink.fromUpstream(chunk);
+      },
+    };
+  }
+}
+
+/**
+ * Starts moving bytes both ways. `upstream` must have been created with `reads.onread` and its
+ * reads may already be flowing; `client` is read through 'data' from here on (bytes it sent
+ * before wait in its Readable buffer, in order, and its 'end' after them).
+ */
+export function startPump(client: net.Socket, upstream: net.Socket, reads: UpstreamReads): void {
+  reads.sink = { fromUpstream: (chunk) => client.write(chunk) };
+  client.on('drain', () => upstream.resume());
+  client.on('data', (chunk: Buffer) => {
+    if (!upstream.write(chunk)) client.pause();
+  });
+  upstream.on('drain', () => client.resume());
+  // A side that sent nothing but its FIN before the pump started has already emitted 'end'.
+  if (client.readableEnded) upstream.end();
+  else client.on('end', () => upstream.end());
+  if (upstream.readableEnded) client.end();
+  else upstream.on('end', () => client.end());
+}
