@@ -79,6 +79,18 @@ export class Link {
   private hubDeflates = false;
   /** Clients built so far (tests, metrics). */
   connects = 0;
+  /**
+   * The last payload handed on per service topic, and the index's. Every (re)subscribe redelivers
+   * each retained service message, byte for byte what this agent already has: ≈ 100 messages per
+   * agent at 100 services, each an inflate, a parse and a zod pass, and an index with every peer,
+   * for a whole fleet reconnecting at once after a hub restart. The same bytes are the same
+   * message (generation and `at` included), so they are dropped before decoding. A cleared topic
+   * forgets its payload. Held as copies (≈ 0.3 kB each): mqtt.js may pass slices of a larger buffer.
+   */
+  private readonly servicePayloads = new Map<string, Buffer>();
+  private indexPayload: Buffer | undefined;
+  /** Service and index payloads dropped as repeats (tests, metrics). */
+  repeatsDropped = 0;
 
   constructor(
     private readonly node: string,
@@ -245,7 +257,12 @@ export class Link {
 
   private onServiceMessage(name: string, payload: Buffer): void {
     if (payload.length === 0) {
+      this.servicePayloads.delete(name);
       this.safe(() => this.handlers.onService?.(name, undefined));
+      return;
+    }
+    if (this.servicePayloads.get(name)?.equals(payload) === true) {
+      this.repeatsDropped++;
       return;
     }
     const r = decodeMessage(ServiceMessageSchema, payload);
@@ -257,16 +274,22 @@ export class Link {
       this.log.warn('ignoring service message on another service topic', { topic: name, service: r.value.service });
       return;
     }
+    this.servicePayloads.set(name, Buffer.from(payload));
     this.safe(() => this.handlers.onService?.(name, r.value));
   }
 
   private onIndexMessage(payload: Buffer): void {
     // The index is never deleted; an empty payload is not an index.
+    if (this.indexPayload?.equals(payload) === true) {
+      this.repeatsDropped++;
+      return;
+    }
     const r = decodeMessage(ServiceIndexMessageSchema, payload);
     if (!r.ok) {
       this.log.warn('ignoring invalid service index', { error: r.error.slice(0, 500) });
       return;
     }
+    this.indexPayload = Buffer.from(payload);
     this.safe(() => this.handlers.onServiceIndex?.(r.value));
   }
 

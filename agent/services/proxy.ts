@@ -97,6 +97,7 @@ export class ServiceProxy implements ServiceDataPlane {
   private readonly upstreams: () => readonly string[];
   private peers = new Set<string>();
   private records: DnsTable = dnsTable([]);
+  private recordsFrom: ServiceTable['records'] | undefined;
   private dns: { server: DnsServer; address: string } | undefined;
   private dnsStatus: { address: string; port: number; listening: boolean; error?: string } | undefined;
   /** Addresses the last pass left on `lo` (wanted by its table, or still draining). */
@@ -260,8 +261,11 @@ export class ServiceProxy implements ServiceDataPlane {
     // 1. Add addresses first (nothing removed yet: listeners on old addresses still serve).
     await this.reconcileAddresses([...new Set([...t.addresses, ...this.onLo])]);
 
-    // 2. Name server.
-    this.records = dnsTable(t.records);
+    // 2. Name server (the records array is the same object while no service was added, removed or changed its ports).
+    if (t.records !== this.recordsFrom) {
+      this.records = dnsTable(t.records);
+      this.recordsFrom = t.records;
+    }
     await this.applyDns(t.dnsAddress);
 
     // 3. Listeners: open/update the wanted ones, then close the rest.
@@ -277,8 +281,9 @@ export class ServiceProxy implements ServiceDataPlane {
         const r = this.listeners.get(spec.key);
         if (r !== undefined && r.proxy !== undefined && r.sig === sig) {
           // Only a changed list is a new generation: setEndpoints forgives the ejections of the
-          // endpoints it lists, which an unrelated table change must not do.
-          if (endpointsSig(spec.endpoints) !== endpointsSig(r.spec.endpoints)) r.proxy.setEndpoints(spec.endpoints);
+          // endpoints it lists, which an unrelated table change must not do. The same listener
+          // object (ServiceTableCache keeps unchanged services' objects) needs no comparison.
+          if (spec !== r.spec && endpointsSig(spec.endpoints) !== endpointsSig(r.spec.endpoints)) r.proxy.setEndpoints(spec.endpoints);
           r.spec = spec;
           return;
         }

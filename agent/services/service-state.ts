@@ -54,6 +54,10 @@ export class ServiceState {
   private readonly messages = new Map<string, ServiceMessage>();
   private index: ServiceIndexMessage | undefined;
   private lastContent: string | undefined;
+  /** active(), until the messages or the index change (its services keep their identity for ServiceTableCache). */
+  private activeMemo: ActiveServices | undefined;
+  /** The index's service names, deduplicated and sorted (once per index, not per active()). */
+  private indexNames: string[] = [];
   private chain: Promise<unknown> = Promise.resolve();
   /** Files written by this instance (tests, metrics). */
   writes = 0;
@@ -71,6 +75,7 @@ export class ServiceState {
     if (msg === undefined) {
       if (held === undefined) return false;
       this.messages.delete(name);
+      this.activeMemo = undefined;
       return true;
     }
     if (msg.service !== name) {
@@ -85,6 +90,7 @@ export class ServiceState {
       });
     }
     this.messages.set(name, msg);
+    this.activeMemo = undefined;
     return held === undefined || JSON.stringify(withoutStamps(held)) !== JSON.stringify(withoutStamps(msg));
   }
 
@@ -95,6 +101,8 @@ export class ServiceState {
     if (backwards)
       this.log.warn('service index generation went backwards; taking it (hub restored from an older store?)', { held: held.generation, got: msg.generation });
     this.index = msg;
+    this.indexNames = [...new Set(msg.services)].sort();
+    this.activeMemo = undefined;
     const listed = new Set(msg.services);
     let pruned = false;
     for (const [name, m] of this.messages) {
@@ -108,16 +116,17 @@ export class ServiceState {
     return !same || pruned;
   }
 
-  /** Index ∩ messages (sorted by name) and the peers. */
+  /** Index ∩ messages (sorted by name) and the peers; the same object until either changes. */
   active(): ActiveServices {
+    if (this.activeMemo !== undefined) return this.activeMemo;
     const index = this.index;
-    if (index === undefined) return { services: [], peers: {} };
+    if (index === undefined) return (this.activeMemo = { services: [], peers: {} });
     const services: ServiceMessage[] = [];
-    for (const name of [...new Set(index.services)].sort()) {
+    for (const name of this.indexNames) {
       const m = this.messages.get(name);
       if (m !== undefined) services.push(m);
     }
-    return { services, peers: index.peers };
+    return (this.activeMemo = { services, peers: index.peers });
   }
 
   /** Generation of the index held (0 = none). */
@@ -140,7 +149,11 @@ export class ServiceState {
       return false;
     }
     for (const m of r.value.services) this.messages.set(m.service, m);
-    if (r.value.index !== undefined) this.index = r.value.index;
+    if (r.value.index !== undefined) {
+      this.index = r.value.index;
+      this.indexNames = [...new Set(r.value.index.services)].sort();
+    }
+    this.activeMemo = undefined;
     this.lastContent = this.content(this.snapshot());
     return true;
   }

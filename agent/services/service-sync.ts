@@ -2,18 +2,21 @@ import type { ServiceIndexMessage, ServiceMessage } from '../../protocol/message
 import type { Clock, Logger, TimerHandle } from '../clock.js';
 import { parseServiceCidr, type ServiceCidr } from './service-cidr.js';
 import { ServiceState } from './service-state.js';
-import { buildServiceTable, type LocalPod } from './service-table.js';
+import type { LocalPod } from './service-table.js';
+import { ServiceTableCache } from './service-table-cache.js';
 import type { ServiceDataPlane, ServiceTable } from './service-table-types.js';
 
 /**
  * Wires the services for one Agent: hub messages → ServiceState (persisted) ─┐
- *                                   reconciler → this node's pods (LocalPod) ─┴▶ buildServiceTable ──▶ dataPlane.apply
+ *                                   reconciler → this node's pods (LocalPod) ─┴▶ ServiceTableCache ──▶ dataPlane.apply
  *
- * Any change recomputes the whole table and applies it after a short debounce (a burst of
- * messages on reconnect costs one apply); applies are single flight (a change during one waits,
- * then the newest table goes) and an unchanged table is not applied again. Local changes need no
- * hub: readiness turning on or off applies with the link down. flush() applies at once and
- * resolves once the newest table is applied (the reconciler awaits it before any SIGTERM).
+ * Any change builds the whole table (incrementally: only the services that changed are rebuilt,
+ * the rest keep their objects) and applies it after a short debounce (a burst of messages on
+ * reconnect costs one apply); applies are single flight (a change during one waits, then the
+ * newest table goes) and an unchanged table — the cache returns the same object — is not applied
+ * again. Local changes need no hub: readiness turning on or off applies with the link down.
+ * flush() applies at once and resolves once the newest table is applied (the reconciler awaits
+ * it before any SIGTERM).
  */
 
 export interface ServiceSyncOptions {
@@ -38,7 +41,7 @@ export interface ServiceSyncOptions {
 
 export class ServiceSync {
   readonly state: ServiceState;
-  private readonly cidr: ServiceCidr;
+  private readonly tables: ServiceTableCache;
   private readonly dataPlane: ServiceDataPlane;
   private readonly clock: Clock;
   private readonly log: Logger;
@@ -48,16 +51,19 @@ export class ServiceSync {
   private running: Promise<void> | undefined;
   private again = false;
   private stopped = false;
-  private lastAppliedJson: string | undefined;
-  /** The hub's state changed since the last apply: the table is new, no need to compare it. */
-  private stateChanged = false;
   private pendingSave: Promise<unknown> = Promise.resolve();
   private saveTimer: TimerHandle | undefined;
   /** The table most recently applied (undefined before the first). */
   applied: ServiceTable | undefined;
 
   constructor(private readonly opts: ServiceSyncOptions) {
-    this.cidr = parseServiceCidr(opts.serviceCidr);
+    const cidr: ServiceCidr = parseServiceCidr(opts.serviceCidr);
+    this.tables = new ServiceTableCache({
+      node: opts.node,
+      serviceCidr: cidr,
+      publishAddress: opts.publishAddress,
+      ...(opts.advertiseAddress === undefined ? {} : { advertiseAddress: opts.advertiseAddress }),
+    });
     this.dataPlane = opts.dataPlane;
     this.clock = opts.clock;
     this.log = opts.logger;
@@ -88,17 +94,9 @@ export class ServiceSync {
     this.schedule();
   }
 
-  /** The table for the current state and local view (pure). */
+  /** The table for the current state and local view: equal to buildServiceTable's, the same object while nothing changed. */
   table(): ServiceTable {
-    const input: Parameters<typeof buildServiceTable>[0] = {
-      state: this.state.active(),
-      node: this.opts.node,
-      serviceCidr: this.cidr,
-      publishAddress: this.opts.publishAddress,
-      local: this.local,
-    };
-    if (this.opts.advertiseAddress !== undefined) input.advertiseAddress = this.opts.advertiseAddress;
-    return buildServiceTable(input);
+    return this.tables.build(this.state.active(), this.local);
   }
 
   /** Applies now (no debounce); resolves once the newest table is applied. */
@@ -128,7 +126,6 @@ export class ServiceSync {
   }
 
   private changed(): void {
-    this.stateChanged = true;
     this.schedule();
     if (this.saveTimer === undefined && !this.stopped) {
       this.saveTimer = this.clock.setTimeout(() => this.saveNow(), this.opts.saveDelayMs ?? 10_000);
@@ -181,17 +178,11 @@ export class ServiceSync {
       this.log.error('cannot build the service table', { error: err instanceof Error ? err.message : String(err) });
       return;
     }
-    // A local-only change (a reconcile round) often leaves the table as it was: compare then. A
-    // change of the hub's state makes a new table anyway, and the comparison cost ≈ 0.8 ms per
-    // message on a 100-service table (services fleet bench); the data plane diffs cheaply itself.
-    const fromState = this.stateChanged;
-    this.stateChanged = false;
-    const json = fromState ? undefined : JSON.stringify(table);
-    if (json !== undefined && json === this.lastAppliedJson) return;
+    // The cache returns the very table it returned before when nothing in it changed (a local
+    // round with the same view, a message with new stamps only): nothing to apply.
+    if (table === this.applied) return;
     try {
       await this.dataPlane.apply(table);
-      // After a state-driven apply the next local-only change applies once without comparing.
-      this.lastAppliedJson = json;
       this.applied = table;
     } catch (err) {
       // The contract says apply never rejects; if it does, the next change tries the whole table again.

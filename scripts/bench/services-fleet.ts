@@ -10,8 +10,14 @@
  * Date.now of the first apply whose table routes to it (worker clock: same machine, same
  * clock). Bytes: topic + payload of service and service-index messages each agent received.
  *
+ * Per trial the time is split (all from Ready, ms): `published` = the endpoints controller's
+ * publish call, `aedes done` = the broker called back, `written` = the broker's first write to
+ * each agent's socket (hub-child.ts), `arrived` = the agent's link got the message, `routed` =
+ * its table routes to the pod. written → arrived is the worker process getting to the socket (500
+ * hollow agents share one), which a real device does not pay.
+ *
  * Run: npx tsx scripts/bench/services-fleet.ts [--nodes 1000] [--services 100] [--replicas 2]
- *   [--trials 20] [--procs 2] [--deadline-ms 10000] [--steady-ms 10000] [--setup-ms 200000] [--max-minutes 6]
+ *   [--trials 20] [--procs 2] [--deadline-ms 10000] [--steady-ms 10000] [--setup-ms 200000] [--register-ms 70000] [--max-minutes 6]
  *   [--scheduler-pods 20000 | --no-scheduler] [--md out.md] [--json out.json]
  */
 import { execFileSync } from 'node:child_process';
@@ -39,6 +45,8 @@ const { values } = parseArgs({
     'deadline-ms': { type: 'string', default: '10000' },
     'steady-ms': { type: 'string', default: '10000' },
     'setup-ms': { type: 'string', default: '200000' },
+    /** How long the nodes may take to register (default 60 s + 10 ms per node; a loaded machine needs more). */
+    'register-ms': { type: 'string' },
     'usage-interval-ms': { type: 'string', default: '30000' },
     'max-minutes': { type: 'string', default: '6' },
     'scheduler-pods': { type: 'string', default: '20000' },
@@ -73,8 +81,21 @@ interface Trial {
   latency: Spread;
   /** Ready → the service message's arrival at the agent (hub ingest + controller + broker fan-out + worker queueing). */
   arrival: Spread;
+  /** Ready → the endpoints controller's publish call for the message with the pod ready (-1: not seen). */
+  publishedMs: number;
+  /** Ready → aedes called back (the message handed to every subscriber). */
+  fanoutDoneMs: number;
+  /** Ready → the broker's first write to each agent's socket after that publish (hub side of the arrival). */
+  written: Spread;
   /** MQTT clients built so far by all agents (N at start; more = reconnects). */
   linkBuilds: number;
+  /**
+   * CPU during the trial (scale call to 500 ms after the last node routed): the hub's in ms, the
+   * workers' per agent in µs. Both include the bench's own polling (API reads, IPC probes), so
+   * they are upper bounds of what the change itself cost.
+   */
+  hubCpuMs: number;
+  workerCpuUsPerAgent: number;
   missed: number;
   bytesPerNode: Spread;
   bytesTotal: number;
@@ -88,7 +109,7 @@ const out = {
   latency: spread([]),
   arrival: spread([]),
   missed: 0,
-  steady: { ms: 0, bytesPerNode: spread([]), bytesTotal: 0 },
+  steady: { ms: 0, bytesPerNode: spread([]), bytesTotal: 0, hubCpuMsPerSec: 0, workerCpuUsPerAgentPerSec: 0 },
   setupBytesPerNode: spread([]),
   hub: { peakRssBytes: 0, cpuSecondsTotal: 0, cpuSecondsTrials: 0 },
   workers: { peakRssBytes: 0, cpuSeconds: 0 },
@@ -122,7 +143,11 @@ function report(partial: boolean): string {
           `mean ${out.trials.length ? Math.round(out.trials.reduce((a, t) => a + t.bytesPerNode.mean, 0) / out.trials.length) : 0} B (p50/p99/max over trials of each trial's median node)`,
         ],
         ['service bytes, whole fleet per trial', ...ms(spread(out.trials.map((t) => t.bytesTotal))), ''],
-        [`service bytes per node, steady ${out.steady.ms} ms`, ...ms(out.steady.bytesPerNode), `fleet total ${out.steady.bytesTotal} B`],
+        [
+          `service bytes per node, steady ${out.steady.ms} ms`,
+          ...ms(out.steady.bytesPerNode),
+          `fleet total ${out.steady.bytesTotal} B; idle CPU: hub ${out.steady.hubCpuMsPerSec.toFixed(0)} ms/s, workers ${out.steady.workerCpuUsPerAgentPerSec.toFixed(0)} µs/s per agent`,
+        ],
         ['service bytes per node, setup (S services created)', ...ms(out.setupBytesPerNode), ''],
       ],
     ),
@@ -133,10 +158,32 @@ function report(partial: boolean): string {
     '',
     'Per trial:',
     markdownTable(
-      ['service', 'API → Ready ms', 'arrived p50', 'p99', 'routed p50', 'p99', 'max', 'missed', 'bytes/node (median)', 'fleet bytes', 'link builds'],
+      [
+        'service',
+        'API → Ready ms',
+        'published',
+        'aedes done',
+        'written p50',
+        'p99',
+        'arrived p50',
+        'p99',
+        'routed p50',
+        'p99',
+        'max',
+        'missed',
+        'bytes/node (median)',
+        'fleet bytes',
+        'link builds',
+        'hub CPU ms',
+        'worker CPU µs/agent',
+      ],
       out.trials.map((t) => [
         t.service,
         String(t.readyAfterMs),
+        String(t.publishedMs),
+        String(t.fanoutDoneMs),
+        t.written.p50.toFixed(0),
+        t.written.p99.toFixed(0),
         t.arrival.p50.toFixed(0),
         t.arrival.p99.toFixed(0),
         ...ms(t.latency),
@@ -144,6 +191,8 @@ function report(partial: boolean): string {
         String(t.bytesPerNode.p50),
         String(t.bytesTotal),
         String(t.linkBuilds),
+        t.hubCpuMs.toFixed(0),
+        t.workerCpuUsPerAgent.toFixed(0),
       ]),
     ),
     '',
@@ -237,7 +286,7 @@ async function main(): Promise<void> {
     const t0 = Date.now();
     const reg = await pollUntil(
       t0,
-      t0 + 60_000 + 10 * N,
+      t0 + (values['register-ms'] !== undefined ? int('register-ms') : 60_000 + 10 * N),
       1000,
       () => hub.snapshot(),
       (s) => s.nodesReady >= N,
@@ -270,10 +319,19 @@ async function main(): Promise<void> {
     out.setupBytesPerNode = spread(bytesDelta(before, routed.last ?? before));
 
     const s0 = await probe(fleet, [], 0);
+    const steadyHub0 = hub.procStats()?.cpuSeconds ?? 0;
+    const steadyWorkers0 = (await fleet.stats()).cpuSeconds;
     await sleep(int('steady-ms'));
     const s1 = await probe(fleet, [], 0);
     const steady = bytesDelta(s0, s1);
-    out.steady = { ms: int('steady-ms'), bytesPerNode: spread(steady), bytesTotal: steady.reduce((a, b) => a + b, 0) };
+    const secs = int('steady-ms') / 1000;
+    out.steady = {
+      ms: int('steady-ms'),
+      bytesPerNode: spread(steady),
+      bytesTotal: steady.reduce((a, b) => a + b, 0),
+      hubCpuMsPerSec: (((hub.procStats()?.cpuSeconds ?? 0) - steadyHub0) * 1000) / Math.max(secs, 0.001),
+      workerCpuUsPerAgentPerSec: (((await fleet.stats()).cpuSeconds - steadyWorkers0) * 1e6) / N / Math.max(secs, 0.001),
+    };
 
     const cpu0 = hub.procStats()?.cpuSeconds ?? 0;
     const all: number[] = [];
@@ -281,7 +339,10 @@ async function main(): Promise<void> {
     for (let k = 0; k < K; k++) {
       const name = `bench-${k}`;
       const b0 = await probe(fleet, [], 0);
+      const hubCpu0 = hub.procStats()?.cpuSeconds ?? 0;
+      const workerCpu0 = (await fleet.stats()).cpuSeconds;
       const known = new Set((await api<{ items: Pod[] }>('GET', `/api/v1/pods?labelSelector=app%3D${name}`)).items.map((p) => p.metadata.uid));
+      await hub.rpc.call('trackService', { topic: topics.service(name) }, 10_000);
       const tReq = Date.now();
       await api('POST', `/api/v1/deployments/${name}/scale`, { replicas: R + 1 });
       const ready = await pollUntil(
@@ -314,6 +375,18 @@ async function main(): Promise<void> {
       );
       await sleep(500); // messages after the last node routed still count as this trial's traffic
       const b1 = await probe(fleet, [], 0);
+      const fan = await hub.rpc.call<{ publishes: Array<{ startedAt: number; doneAt?: number; readyUids: string[] }>; writes: number[] }>(
+        'serviceFanout',
+        {},
+        30_000,
+      );
+      const readyPub = fan.publishes.findIndex((x) => x.readyUids.includes(pod.metadata.uid));
+      const pub = fan.publishes[readyPub];
+      // Writes are those after the latest publish: the ready one's only if it was the latest.
+      const written = readyPub >= 0 && readyPub === fan.publishes.length - 1 ? fan.writes.map((w) => w - readyAt) : [];
+      const hubCpuMs = ((hub.procStats()?.cpuSeconds ?? 0) - hubCpu0) * 1000;
+      const fleetStats = await fleet.stats();
+      const workerCpuUsPerAgent = ((fleetStats.cpuSeconds - workerCpu0) * 1e6) / N;
       const lat = (seen.last?.seenAt ?? []).filter((t): t is number => t !== null).map((t) => t - readyAt);
       const arr = (seen.last?.arrivedAt ?? []).filter((t): t is number => t !== null).map((t) => t - readyAt);
       all.push(...lat);
@@ -327,15 +400,23 @@ async function main(): Promise<void> {
         latency: spread(lat),
         missed: N - lat.length,
         arrival: spread(arr),
-        linkBuilds: (await fleet.stats()).linkBuilds,
+        publishedMs: pub === undefined ? -1 : pub.startedAt - readyAt,
+        fanoutDoneMs: pub?.doneAt === undefined ? -1 : pub.doneAt - readyAt,
+        written: spread(written),
+        linkBuilds: fleetStats.linkBuilds,
+        hubCpuMs,
+        workerCpuUsPerAgent,
         bytesPerNode: spread(bytes),
         bytesTotal: bytes.reduce((a, b) => a + b, 0),
       };
       out.trials.push(t);
       out.missed += t.missed;
       log(
-        `trial ${k + 1}/${K} ${name}: arrived p50 ${t.arrival.p50} p99 ${t.arrival.p99}, routed p50 ${t.latency.p50} p99 ${t.latency.p99} max ${t.latency.max} ms, ` +
-          `missed ${t.missed}, bytes/node ${t.bytesPerNode.p50}, link builds ${t.linkBuilds}; ${uptime()}`,
+        `trial ${k + 1}/${K} ${name}: published ${t.publishedMs} (aedes done ${t.fanoutDoneMs}), ` +
+          `written p50 ${t.written.p50} p99 ${t.written.p99} (${t.written.n}), arrived p50 ${t.arrival.p50} p99 ${t.arrival.p99}, ` +
+          `routed p50 ${t.latency.p50} p99 ${t.latency.p99} max ${t.latency.max} ms, ` +
+          `missed ${t.missed}, bytes/node ${t.bytesPerNode.p50}, link builds ${t.linkBuilds}, ` +
+          `hub CPU ${hubCpuMs.toFixed(0)} ms, worker CPU ${workerCpuUsPerAgent.toFixed(0)} µs/agent; ${uptime()}`,
       );
     }
     out.latency = spread(all);

@@ -14,6 +14,7 @@ import { Hub } from '../../../hub/hub.js';
 import { createLogger, type LogLevel } from '../../../hub/log.js';
 import { FleetTracker } from './fleet-tracker.js';
 import { emitEvent, serveRpc } from './ipc.js';
+import { payloadText } from '../../../protocol/messages.js';
 
 export interface HubChildConfig {
   dataDir: string;
@@ -61,6 +62,7 @@ async function main(): Promise<void> {
   });
   if (!hub.pki) throw new Error('the bench hub must run with TLS');
   let profiler: Session | undefined;
+  const fanout = serviceFanoutProbe(hub);
 
   serveRpc({
     /** Issues credentials for `<prefix>0 … <prefix>(count-1)`; returns [name, credential] pairs. */
@@ -71,6 +73,9 @@ async function main(): Promise<void> {
       return [...hub.auth.issueNodeCredentials(names)];
     },
     snapshot: () => tracker.snapshot(),
+    /** Services fleet bench: note every publish on `topic` and, after the latest, each client's first socket write. */
+    trackService: (p) => fanout.track((p as { topic: string }).topic),
+    serviceFanout: () => fanout.report(),
     digest: () => tracker.podDigest(),
     resetLag: () => tracker.resetLag(),
     /** CPU profile of a phase (the bench's --hub-cpu-prof): start, then stop writes a .cpuprofile. */
@@ -108,6 +113,54 @@ async function main(): Promise<void> {
     startMs: Date.now() - t0,
   };
   emitEvent('ready', ready);
+}
+
+/**
+ * The hub's side of a service change in the services fleet bench: when the endpoints controller
+ * published the message (the publisher call, and when aedes called back: fan-out handed to every
+ * subscriber) and when the broker first wrote to each agent's TLS socket after it (node's TLS
+ * encrypts in write(), so that is when the bytes reach the kernel). On loopback the rest, up to
+ * the agent's handler, is the worker process getting to the socket: the harness's share.
+ */
+function serviceFanoutProbe(hub: Hub): { track(topic: string): boolean; report(): unknown } {
+  let topic: string | undefined;
+  let publishes: Array<{ startedAt: number; doneAt?: number; readyUids: string[] }> = [];
+  let writes = new Map<string, number>();
+  const broker = hub.broker;
+  const publish = broker.publish.bind(broker);
+  broker.publish = async (t, payload, opts) => {
+    if (t !== topic) return publish(t, payload, opts);
+    const text = payloadText(payload);
+    let readyUids: string[] = [];
+    try {
+      const m = JSON.parse(text.ok ? text.text : '{}') as { endpoints?: Array<{ uid: string; ready: boolean }> };
+      readyUids = (m.endpoints ?? []).filter((e) => e.ready).map((e) => e.uid);
+    } catch {
+      // an empty payload (a delete) is not JSON
+    }
+    const rec: (typeof publishes)[number] = { startedAt: Date.now(), readyUids };
+    publishes.push(rec);
+    writes = new Map();
+    await publish(t, payload, opts);
+    rec.doneAt = Date.now();
+  };
+  broker.aedes.on('client', (client) => {
+    const conn = (client as unknown as { conn: { write: (...a: unknown[]) => boolean } }).conn;
+    const write = conn.write;
+    conn.write = function (this: unknown, ...a: unknown[]): boolean {
+      if (topic !== undefined && publishes.length > 0 && !writes.has(client.id)) writes.set(client.id, Date.now());
+      return write.apply(this, a);
+    };
+  });
+  return {
+    track: (t) => {
+      topic = t;
+      publishes = [];
+      writes = new Map();
+      return true;
+    },
+    report: () => ({ publishes, writes: [...writes.values()] }),
+  };
 }
 
 main().catch((err: unknown) => {

@@ -64,3 +64,24 @@ describe('TimingDataPlane', () => {
     expect(dp.endpoints).toBe(2);
   });
 });
+
+describe('TimingDataPlane with shared listener objects (as ServiceTableCache builds them)', () => {
+  it('an unchanged listener object is skipped, and an endpoint that stays in a rebuilt listener keeps the time it appeared', async () => {
+    let now = 100;
+    const dp = new TimingDataPlane(() => now);
+    const a = table(['h:1']).listeners[0]!;
+    const b = { ...table(['h:2']).listeners[0]!, key: 'b/80/TCP', service: 'b' };
+    await dp.apply({ ...EMPTY_SERVICE_TABLE, listeners: [a, b] });
+    now = 200;
+    const b2 = { ...b, endpoints: [...b.endpoints, { id: 'h:3', host: 'h', port: 3, local: false }] };
+    await dp.apply({ ...EMPTY_SERVICE_TABLE, listeners: [a, b2] });
+    expect(dp.seen(['h:1'], 0)).toBe(100);
+    expect(dp.seen(['h:2'], 0)).toBe(100);
+    expect(dp.seen(['h:3'], 0)).toBe(200);
+    expect(dp.endpoints).toBe(3);
+    now = 300;
+    await dp.apply({ ...EMPTY_SERVICE_TABLE, listeners: [a] });
+    expect(dp.seen(['h:2'], 0)).toBeUndefined();
+    expect(dp.endpoints).toBe(1);
+  });
+});

@@ -1,10 +1,14 @@
-import type { DataPlaneStatus, ServiceDataPlane, ServiceTable } from '../../../agent/services/service-table-types.js';
+import type { DataPlaneStatus, ServiceDataPlane, ServiceTable, TableListener } from '../../../agent/services/service-table-types.js';
 
 /**
  * The services fleet bench's data plane (scripts/bench/services-fleet.ts): opens nothing, only
  * notes when each endpoint first appeared in an applied table. A remote endpoint is known to a
  * node's table by `address:endpointPort` (the table carries no pod uid for it); the pod's own node
  * knows it as a ready endpoint port, keyed `uid:<pod uid>`. Both come from the Service status.
+ *
+ * Like the real data plane (agent/services/proxy.ts), it skips listeners it already holds by
+ * identity (the agent's ServiceTableCache keeps unchanged services' listener objects), so an
+ * apply costs the changed services, not the whole table.
  */
 export function endpointKeys(table: ServiceTable): Set<string> {
   const keys = new Set<string>();
@@ -18,7 +22,10 @@ export class TimingDataPlane implements ServiceDataPlane {
   lastApplyAt = 0;
   /** Key → time (Date.now) of the apply where it last appeared (absent before). */
   private readonly appeared = new Map<string, number>();
-  private current = new Set<string>();
+  /** Key → how many listeners / endpoint ports of the last applied table hold it. */
+  private readonly current = new Map<string, number>();
+  private held = new Set<TableListener>();
+  private heldLocal: string[] = [];
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -26,9 +33,27 @@ export class TimingDataPlane implements ServiceDataPlane {
     const t = this.now();
     this.applies++;
     this.lastApplyAt = t;
-    const next = endpointKeys(table);
-    for (const k of next) if (!this.current.has(k)) this.appeared.set(k, t);
-    this.current = next;
+    // Adds before drops: an endpoint moving to a new listener object of its service stays present.
+    const next = new Set(table.listeners);
+    for (const l of next) if (!this.held.has(l)) for (const e of l.endpoints) this.add(e.id, t);
+    const local = table.endpointPorts.filter((p) => p.ready).map((p) => `uid:${p.uid}`);
+    for (const k of local) this.add(k, t);
+    for (const l of this.held) if (!next.has(l)) for (const e of l.endpoints) this.drop(e.id);
+    for (const k of this.heldLocal) this.drop(k);
+    this.held = next;
+    this.heldLocal = local;
+  }
+
+  private add(key: string, t: number): void {
+    const n = this.current.get(key) ?? 0;
+    if (n === 0) this.appeared.set(key, t);
+    this.current.set(key, n + 1);
+  }
+
+  private drop(key: string): void {
+    const n = (this.current.get(key) ?? 0) - 1;
+    if (n <= 0) this.current.delete(key);
+    else this.current.set(key, n);
   }
 
   /** Earliest time at or after `since` when any of `keys` appeared and is still present; undefined if none did. */
@@ -51,6 +76,8 @@ export class TimingDataPlane implements ServiceDataPlane {
   }
 
   async close(): Promise<void> {
-    this.current = new Set();
+    this.current.clear();
+    this.held = new Set();
+    this.heldLocal = [];
   }
 }
