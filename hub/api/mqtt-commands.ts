@@ -1,4 +1,4 @@
-import { CommandRequestSchema, type CommandReply, type CommandRequest, type Role } from '../../protocol/api.js';
+import { CommandRequestSchema, type CommandReply, type CommandRequest, type LogsArgs, type Role } from '../../protocol/api.js';
 import { OrchardError, validationError } from '../../protocol/errors.js';
 import { encodeMessage, MAX_MESSAGE_BYTES } from '../../protocol/messages.js';
 import { parseTopic, topics } from '../../protocol/topics.js';
@@ -17,7 +17,9 @@ import { allowed, requiredRole, type Operation } from '../security/authz.js';
 export class MqttCommands {
   handled = 0;
 
-  constructor(private readonly deps: { ops: Operations; publisher: Publisher; log: Logger; rollout?: RolloutOperations }) {}
+  constructor(
+    private readonly deps: { ops: Operations; publisher: Publisher; log: Logger; rollout?: RolloutOperations; logs?: (args: LogsArgs) => Promise<unknown> },
+  ) {}
 
   /** `role` is the authenticated publisher's role (undefined: refuse). Never throws. */
   async handle(topic: string, payload: Buffer, role: Role | undefined): Promise<void> {
@@ -39,7 +41,7 @@ export class MqttCommands {
       if (!role) throw new OrchardError('ERR_UNAUTHENTICATED', 'command clients must connect with an API token (username "token")');
       const op = commandOperation(req);
       if (!allowed(role, op)) throw new OrchardError('ERR_FORBIDDEN', `role "${role}" may not ${req.op} (needs ${requiredRole(op)})`);
-      reply = { id, ok: true, result: this.run(req) };
+      reply = { id, ok: true, result: await this.run(req) };
     } catch (err) {
       const oe = OrchardError.from(err);
       if (oe.code === 'ERR_INTERNAL') this.deps.log.error('mqtt command failed', { topic, err });
@@ -53,7 +55,7 @@ export class MqttCommands {
     }
   }
 
-  private run(req: CommandRequest): unknown {
+  private async run(req: CommandRequest): Promise<unknown> {
     const { ops } = this.deps;
     switch (req.op) {
       case 'apply':
@@ -69,6 +71,9 @@ export class MqttCommands {
       case 'rollout':
         if (!this.deps.rollout) throw new OrchardError('ERR_INTERNAL', 'rollout commands are not wired on this hub');
         return this.deps.rollout.run(req.args);
+      case 'logs':
+        if (!this.deps.logs) throw new OrchardError('ERR_INTERNAL', 'logs commands are not wired on this hub');
+        return this.deps.logs(req.args);
     }
   }
 }
@@ -92,6 +97,8 @@ export function commandOperation(req: CommandRequest): Operation {
       return 'apply';
     case 'rollout':
       return `rollout.${req.args.action}`;
+    case 'logs':
+      return 'pods.logs';
   }
 }
 

@@ -11,7 +11,7 @@ import { OPERATION_ROLES, OPERATIONS, ROLE_ORDER, allowed, requiredRole, type Op
  */
 const MAY: Record<Role, readonly Operation[]> = {
   scrape: ['metrics.scrape'],
-  viewer: ['metrics.scrape', 'metrics.read', 'get', 'list', 'watch', 'rollout.status', 'rollout.history'],
+  viewer: ['metrics.scrape', 'metrics.read', 'get', 'list', 'watch', 'rollout.status', 'rollout.history', 'pods.logs'],
   operator: [
     'metrics.scrape',
     'metrics.read',
@@ -20,6 +20,7 @@ const MAY: Record<Role, readonly Operation[]> = {
     'watch',
     'rollout.status',
     'rollout.history',
+    'pods.logs',
     'apply',
     'delete',
     'scale',
@@ -33,6 +34,7 @@ const MAY: Record<Role, readonly Operation[]> = {
     'node.drain',
     'node.labels',
     'node.taints',
+    'pods.exec',
   ],
   admin: [
     'metrics.scrape',
@@ -42,6 +44,7 @@ const MAY: Record<Role, readonly Operation[]> = {
     'watch',
     'rollout.status',
     'rollout.history',
+    'pods.logs',
     'apply',
     'delete',
     'scale',
@@ -55,6 +58,7 @@ const MAY: Record<Role, readonly Operation[]> = {
     'node.drain',
     'node.labels',
     'node.taints',
+    'pods.exec',
     'node.delete',
     'token.create',
     'token.list',
