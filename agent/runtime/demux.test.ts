@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { DemuxParser, DockerDemux } from './demux.js';
 import type { OutputChunk } from './runtime.js';
+import { engineTimestamp } from './docker-runtime.js';
 
 function frame(type: number, text: string): Buffer {
   const body = Buffer.from(text);
@@ -40,5 +41,13 @@ describe('DockerDemux', () => {
     const got: OutputChunk[] = [];
     for await (const c of src.pipe(new DockerDemux())) got.push(c as OutputChunk);
     expect(got.map((c) => `${c.fd}:${c.data.toString()}`)).toEqual(['1:a', '2:b']);
+  });
+});
+
+describe('engineTimestamp', () => {
+  it('writes nine fraction digits (the engine reads the fraction as nanoseconds)', () => {
+    expect(engineTimestamp(1_700_000_000.5)).toBe('1700000000.500000000');
+    expect(engineTimestamp(1_700_000_000)).toBe('1700000000.000000000');
+    expect(engineTimestamp(12.25)).toBe('12.250000000');
   });
 });

@@ -91,6 +91,16 @@ function isoOrUndefined(t: string | undefined): string | undefined {
   return t === undefined || t === '' || t.startsWith(ZERO_TIME.slice(0, 4)) ? undefined : t;
 }
 
+/**
+ * Unix seconds as the engine's log filters read them: `seconds.nanoseconds` with all nine digits
+ * (the engine reads `1700000000.5` as 5 ns past the second, not half a second).
+ */
+export function engineTimestamp(seconds: number): string {
+  const whole = Math.floor(seconds);
+  const nanos = Math.round((seconds - whole) * 1e9);
+  return `${whole}.${String(Math.min(nanos, 999_999_999)).padStart(9, '0')}`;
+}
+
 /** `busybox` → `busybox:latest`; leaves tags and digests alone (an untagged pull would fetch every tag). */
 export function withDefaultTag(image: string): string {
   if (image.includes('@')) return image;
@@ -558,8 +568,8 @@ export class DockerRuntime implements ContainerRuntime {
     const abortSignal = boundedSignal(signal, this.timeoutMs);
     const q: Record<string, unknown> = { stdout: true, stderr: true, follow: opts.follow };
     if (opts.tail !== undefined) q['tail'] = opts.tail;
-    if (opts.sinceSeconds !== undefined) q['since'] = opts.sinceSeconds;
-    if (opts.untilSeconds !== undefined) q['until'] = opts.untilSeconds;
+    if (opts.sinceSeconds !== undefined) q['since'] = engineTimestamp(opts.sinceSeconds);
+    if (opts.untilSeconds !== undefined) q['until'] = engineTimestamp(opts.untilSeconds);
     try {
       // dockerode answers a Buffer without follow, a stream with it. No abortSignal on the stream
       // itself: it lives as long as the reader wants (the caller destroys it).

@@ -143,8 +143,13 @@ export class StreamServer {
         const opts: Parameters<NonNullable<ContainerRuntime['logs']>>[1] = { follow: f.follow };
         if (f.tail !== undefined) opts.tail = f.tail;
         if (f.sinceSeconds !== undefined) opts.sinceSeconds = f.sinceSeconds;
+        const restarts = this.o.restartCount?.(f.pod, f.container);
+        if (!f.previous && restarts !== undefined && restarts > 0 && c.startedAt !== undefined) {
+          // Like Kubernetes, plain logs are the current run's: the engine keeps every run of a
+          // container restarted in place in one log, so read from this run's start.
+          opts.sinceSeconds = Math.max(opts.sinceSeconds ?? 0, Date.parse(c.startedAt) / 1000);
+        }
         if (f.previous) {
-          const restarts = this.o.restartCount?.(f.pod, f.container);
           if (restarts === 0 || c.startedAt === undefined)
             throw new OrchardError('ERR_CONTAINER_NOT_RUNNING', `container ${f.container} of pod ${f.pod} has no earlier run (it has not restarted)`);
           // Restarts happen in place, so earlier runs are the lines written before this run started.
