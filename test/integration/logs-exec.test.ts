@@ -11,6 +11,8 @@ import type { OutputChunk } from '../../agent/runtime/runtime.js';
 import { LABELS } from '../../agent/runtime/runtime.js';
 import { bufferIo } from '../../cli/io.js';
 import { runCli } from '../../cli/run.js';
+import { WebSocket } from 'ws';
+import { EXEC_CHANNEL } from '../../protocol/api.js';
 import { STREAM_DEFAULTS } from '../../protocol/streams.js';
 import { startTestHub, type TestHub } from '../helpers/hub-harness.js';
 import { waitFor } from '../helpers/http.js';
@@ -133,6 +135,26 @@ describe('logs and exec: hollow agent → hub → HTTP/WebSocket → CLI', () =>
     const ev = events.items.find((e) => e.reason === 'Exec');
     expect(ev?.message).toContain('token "ops-alice"');
     expect(ev?.message).toContain('["sh","-c","echo hi; exit 3"]');
+  });
+
+  it('exec with stdin over the WebSocket: input reaches the command, EOF ends it, status carries the exit code', async () => {
+    const ws = new WebSocket(`${t.hub.apiUrl.replace('https:', 'wss:')}/api/v1/pods/${pod}/exec?command=cat&stdin=true`, {
+      ca: t.hub.pki?.caPem ?? '',
+      headers: { authorization: `Bearer ${operatorToken}` },
+    });
+    let out = '';
+    let status = '';
+    const closed = new Promise<void>((r) => ws.on('close', () => r()));
+    ws.on('message', (d: Buffer) => {
+      if (d[0] === EXEC_CHANNEL.stdout) out += d.subarray(1).toString();
+      if (d[0] === EXEC_CHANNEL.status) status = d.subarray(1).toString();
+    });
+    await new Promise((r) => ws.once('open', r));
+    ws.send(Buffer.concat([Buffer.from([EXEC_CHANNEL.stdin]), Buffer.from('hello over stdin\n')]));
+    ws.send(Buffer.from([EXEC_CHANNEL.stdinEof]));
+    await closed;
+    expect(out).toBe('hello over stdin\n');
+    expect(JSON.parse(status)).toEqual({ exitCode: 0 });
   });
 
   it('exec is refused to a viewer (403) before anything runs on the device', async () => {
