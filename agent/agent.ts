@@ -27,6 +27,7 @@ import type { ServiceDataPlane } from './services/service-table-types.js';
 import { indexDevices, type DeviceIndex } from './devices/device-gate.js';
 import type { DeviceSource } from './devices/device-source.js';
 import { classCounts, reportedDevices, type FoundDevice } from './devices/discovery.js';
+import { StreamServer } from './streams/stream-server.js';
 
 /**
  * One device agent: cache + reconciler + reporter + link around a ContainerRuntime.
@@ -83,6 +84,8 @@ export interface AgentOptions {
    * the status resent only when the list changes.
    */
   devices?: DeviceSource;
+  /** Log/exec streams (issue 16): most open at once (default 8); false turns them off. */
+  streams?: { maxStreams?: number } | false;
 }
 
 export interface AgentServicesOptions {
@@ -132,6 +135,8 @@ export class Agent {
   private readonly advertiseAddress: string | undefined;
   private readonly deviceSource: DeviceSource | undefined;
   private deviceIndex: DeviceIndex = new Map();
+  /** Log/exec streams the hub opened (streams/stream-server.ts); undefined when off. */
+  readonly streams: StreamServer | undefined;
 
   constructor(opts: AgentOptions) {
     this.node = parseOrThrow(NameSchema, opts.node, 'node name');
@@ -202,14 +207,34 @@ export class Agent {
       logger: this.log,
       onPressureChange: () => void this.refreshInfo(),
     });
+    let link: Link | undefined;
+    if (opts.streams !== false && !('connect' in opts.link)) {
+      this.streams = new StreamServer({
+        node: this.node,
+        runtime: opts.runtime,
+        publish: (frame) => link?.publishStreamFrame(frame),
+        restartCount: (pod, container) => this.reconciler.observed.find((p) => p.name === pod)?.containers.find((c) => c.name === container)?.restartCount,
+        clock: this.clock,
+        logger: this.log,
+        ...(opts.streams?.maxStreams !== undefined ? { maxStreams: opts.streams.maxStreams } : {}),
+      });
+    }
     if (!('connect' in opts.link)) {
-      const handlers: ConstructorParameters<typeof Link>[2] = { onDesired: (m) => this.onDesired(m), onConnect: () => this.podUsage.reset() };
+      const streams = this.streams;
+      const handlers: ConstructorParameters<typeof Link>[2] = {
+        onDesired: (m) => this.onDesired(m),
+        onConnect: () => this.podUsage.reset(),
+        // A dropped link: the hub failed these streams already (or restarted and forgot them).
+        onDisconnect: () => streams?.closeAll(),
+      };
+      if (streams !== undefined) handlers.onStreamFrame = (payload) => streams.handle(payload);
       const services = this.services;
       if (services !== undefined) {
         handlers.onService = (name, msg) => services.onService(name, msg);
         handlers.onServiceIndex = (msg) => services.onIndex(msg);
       }
-      this.link = new Link(this.node, { clientId: this.node, ...opts.link }, handlers, { clock: this.clock, logger: this.log });
+      link = new Link(this.node, { clientId: this.node, ...opts.link }, handlers, { clock: this.clock, logger: this.log });
+      this.link = link;
     }
   }
 
@@ -257,6 +282,7 @@ export class Agent {
     this.deviceSource?.stop();
     if (this.usageTimer !== undefined) this.clock.clearTimeout(this.usageTimer);
     this.usageTimer = undefined;
+    this.streams?.stop();
     await this.link?.stop();
     await this.imageGc.stop();
     await this.reconciler.stop();

@@ -58,6 +58,8 @@ export interface LinkHandlers {
   onService?(name: string, msg: ServiceMessage | undefined): void;
   /** Services on: the service index. */
   onServiceIndex?(msg: ServiceIndexMessage): void;
+  /** Log/exec stream frames from the hub (protocol/streams.ts); absent = the node does not serve streams. */
+  onStreamFrame?(payload: Buffer): void;
   onConnect?(): void;
   onDisconnect?(): void;
 }
@@ -158,6 +160,16 @@ export class Link {
     this.publish(topics.nodeUsage(this.node), msg, 0, false);
   }
 
+  /**
+   * One log/exec stream frame, QoS 0 (the hub's credit bounds how many are in flight). Dropped
+   * when the link is down: the hub fails the stream on the disconnect anyway.
+   */
+  publishStreamFrame(frame: Buffer): void {
+    const c = this.client;
+    if (c === undefined || !c.connected) return;
+    c.publish(topics.nodeStreamUp(this.node), frame, { qos: 0, retain: false });
+  }
+
   private publish(topic: string, msg: unknown, qos: 0 | 1, retain: boolean): void {
     const c = this.client;
     if (c === undefined || !c.connected) return;
@@ -201,6 +213,11 @@ export class Link {
       c.subscribe(topics.nodeDesired(this.node), { qos: 1 }, (err) => {
         if (err !== null && err !== undefined) this.log.warn('subscribe failed', { error: err.message });
       });
+      if (this.handlers.onStreamFrame !== undefined) {
+        c.subscribe(topics.nodeStreamDown(this.node), { qos: 0 }, (err) => {
+          if (err !== null && err !== undefined) this.log.warn('subscribe failed', { error: err.message });
+        });
+      }
       if (this.handlers.onService !== undefined || this.handlers.onServiceIndex !== undefined) {
         c.subscribe([topics.allServices(), topics.serviceIndex()], { qos: 1 }, (err, granted) => {
           if (err !== null && err !== undefined) this.log.warn('subscribe failed', { error: err.message });
@@ -233,6 +250,11 @@ export class Link {
   }
 
   private onMessage(topic: string, payload: Buffer): void {
+    if (topic === topics.nodeStreamDown(this.node) && this.handlers.onStreamFrame !== undefined) {
+      const onFrame = this.handlers.onStreamFrame;
+      this.safe(() => onFrame(payload));
+      return;
+    }
     if (topic !== topics.nodeDesired(this.node)) {
       const parsed = parseTopic(topic);
       if (parsed?.type === 'service' && this.handlers.onService !== undefined) return this.onServiceMessage(parsed.service, payload);

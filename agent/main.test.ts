@@ -59,6 +59,14 @@ describe('parseAgentArgs', () => {
     expect(() => parseAgentArgs(['--hub', 'h', '--deny-device-classes', 'Video'], {})).toThrow(/--deny-device-classes/);
   });
 
+  it("--log-max-size / --log-max-files set container log rotation (default: the runtime's 10m × 3)", () => {
+    expect(parseAgentArgs(['--hub', 'h'], {}).logRotation).toBeUndefined();
+    expect(parseAgentArgs(['--hub', 'h', '--log-max-size', '20m'], {}).logRotation).toEqual({ maxSize: '20m', maxFiles: 3 });
+    expect(parseAgentArgs(['--hub', 'h', '--log-max-files', '0'], {}).logRotation).toEqual({ maxSize: '10m', maxFiles: 0 });
+    expect(() => parseAgentArgs(['--hub', 'h', '--log-max-size', '10MB'], {})).toThrow(/--log-max-size/);
+    expect(() => parseAgentArgs(['--hub', 'h', '--log-max-files', '-1'], {})).toThrow(/--log-max-files/);
+  });
+
   it('services: --service-cidr, --advertise-address, --publish-address, --no-services', () => {
     expect(parseAgentArgs(['--hub', 'h'], {}).services).toEqual({ serviceCidr: '10.250.0.0/22', publishAddress: '0.0.0.0' });
     expect(

@@ -56,6 +56,8 @@ export interface AgentArgs {
   devices: { classes: DeviceClasses } | { file: string };
   /** `--device-root` (default /): where /dev and /sys are looked up (tests point it at a fake tree). */
   deviceRoot: string;
+  /** Container log rotation (`--log-max-size`, `--log-max-files`; default 10m × 3; files 0 = the engine's default). */
+  logRotation?: { maxSize: string; maxFiles: number };
 }
 
 export interface AgentServiceArgs {
@@ -118,6 +120,10 @@ export const AGENT_USAGE = `usage: orchard agent --hub HOST[:PORT]|https://HOST:
                         Docker address pool outside them, e.g. 100.64.0.0/10)
   --no-services         no name server, service addresses or listeners, and pods keep the
                         engine's resolver
+  --log-max-size SIZE   rotate each container's log file at SIZE (json-file driver; default 10m;
+                        k, m or g); applies to containers created from then on
+  --log-max-files N     keep N rotated log files per container (default 3; 0 = the engine's own
+                        log settings)
   --verbose             debug logging`;
 
 const VALUE_FLAGS = new Set([
@@ -143,6 +149,8 @@ const VALUE_FLAGS = new Set([
   '--devices-file',
   '--device-root',
   '--deny-device-classes',
+  '--log-max-size',
+  '--log-max-files',
 ]);
 const BOOL_FLAGS = new Set(['--insecure', '--verbose', '--deny-host-network', '--deny-host-ports', '--deny-cap-add', '--no-services']);
 
@@ -216,6 +224,15 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
   if (!args.deviceRoot.startsWith('/')) throw new OrchardError('ERR_VALIDATION', `--device-root: "${args.deviceRoot}" must be an absolute path`);
   if (args.policy.denyCapAdd && values.has('--allow-cap-add'))
     throw new OrchardError('ERR_VALIDATION', '--deny-cap-add refuses every capability add; it cannot be combined with --allow-cap-add');
+  const logSize = values.get('--log-max-size');
+  const logFiles = values.get('--log-max-files');
+  if (logSize !== undefined || logFiles !== undefined) {
+    const maxSize = logSize ?? '10m';
+    if (!/^[1-9]\d{0,5}[kmg]$/.test(maxSize)) throw new OrchardError('ERR_VALIDATION', `--log-max-size: "${maxSize}" must look like 10m (k, m or g)`);
+    const maxFiles = logFiles === undefined ? 3 : Number(logFiles);
+    if (!/^\d{1,3}$/.test(logFiles ?? '3') || maxFiles > 100) throw new OrchardError('ERR_VALIDATION', `--log-max-files: "${logFiles}" must be 0 to 100`);
+    args.logRotation = { maxSize, maxFiles };
+  }
   // A token in a file or the environment keeps it out of `ps` output.
   const tokenFile = values.get('--token-file');
   if (tokenFile !== undefined && values.has('--token')) throw new OrchardError('ERR_VALIDATION', 'give the join token once: --token-file or --token, not both');
@@ -416,7 +433,11 @@ export async function runAgent(argv: string[], deps: AgentServiceDeps = { checkC
   }
   if (joined === undefined) return;
   const identity = joined;
-  const runtime = new DockerRuntime({ ...(args.dockerSocket === undefined ? {} : { socketPath: args.dockerSocket }), log: (m) => logger.warn(m) });
+  const runtime = new DockerRuntime({
+    ...(args.dockerSocket === undefined ? {} : { socketPath: args.dockerSocket }),
+    ...(args.logRotation === undefined ? {} : { logRotation: args.logRotation }),
+    log: (m) => logger.warn(m),
+  });
   const link: ConstructorParameters<typeof Agent>[0]['link'] = {
     url: args.mqttUrl ?? identity.mqttUrl,
     username: identity.node,

@@ -1,5 +1,6 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
+import { WebSocket } from 'ws';
 import { z } from 'zod';
 import { ERROR_CATALOGUE, OrchardError, validationError, type ErrorCode } from '../protocol/errors.js';
 import type { Connection } from './config.js';
@@ -128,6 +129,71 @@ export class HubClient {
     });
   }
 
+  /**
+   * GETs a streamed answer (`orchard logs`): resolves with the response once a 2xx status arrived
+   * (the caller reads it, as slowly as it likes: that is the flow control), rejects with the hub's
+   * error otherwise. The timeout covers only the wait for the status line.
+   */
+  openStream(path: string): Promise<http.IncomingMessage> {
+    const url = this.url(path);
+    const headers: Record<string, string> = { accept: 'text/plain' };
+    if (this.conn.token !== undefined) headers['authorization'] = `Bearer ${this.conn.token}`;
+    const options: https.RequestOptions = { method: 'GET', headers };
+    if (url.protocol === 'https:' && this.conn.caPem !== undefined) options.ca = this.conn.caPem;
+    return new Promise((resolve, reject) => {
+      const onResponse = (res: http.IncomingMessage): void => {
+        clearTimeout(timer);
+        const status = res.statusCode ?? 0;
+        if (status < 400) {
+          resolve(res);
+          return;
+        }
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => reject(hubError(status, Buffer.concat(chunks).toString('utf8'))));
+        res.on('error', (err) => reject(this.networkError(err)));
+      };
+      const req = url.protocol === 'https:' ? https.request(url, options, onResponse) : http.request(url, options, onResponse);
+      const timer = setTimeout(() => req.destroy(Object.assign(new Error('timeout'), { name: 'TimeoutError' })), this.conn.timeoutMs);
+      req.on('error', (err) => {
+        clearTimeout(timer);
+        reject(this.networkError(err));
+      });
+      req.end();
+    });
+  }
+
+  /** Opens a WebSocket (`orchard exec`); the hub's refusal (401, 403, 404, 409, 429 …) becomes its OrchardError. */
+  websocket(path: string): Promise<WebSocket> {
+    const url = this.url(path);
+    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    const headers: Record<string, string> = {};
+    if (this.conn.token !== undefined) headers['authorization'] = `Bearer ${this.conn.token}`;
+    const ws = new WebSocket(url, {
+      headers,
+      handshakeTimeout: this.conn.timeoutMs,
+      perMessageDeflate: false,
+      ...(this.conn.caPem !== undefined ? { ca: this.conn.caPem } : {}),
+    });
+    return new Promise((resolve, reject) => {
+      ws.once('open', () => resolve(ws));
+      ws.once('unexpected-response', (_req, res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => reject(hubError(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8'))));
+      });
+      ws.once('error', (err) => reject(this.networkError(err)));
+    });
+  }
+
+  private url(path: string): URL {
+    const url = new URL(this.base.href);
+    const [pathname = '', query] = path.split('?', 2);
+    url.pathname = `${this.base.pathname.replace(/\/+$/, '')}${pathname}`;
+    url.search = query === undefined ? '' : `?${query}`;
+    return url;
+  }
+
   private networkError(err: Error): OrchardError {
     if (err.name === 'AbortError' || err.name === 'TimeoutError') {
       return new OrchardError('ERR_TIMEOUT', `hub at ${this.server} did not answer within ${this.conn.timeoutMs / 1000}s`, {
@@ -147,7 +213,7 @@ export function isTransportError(err: unknown): boolean {
   return OrchardError.is(err) && err.details?.['transport'] === true;
 }
 
-function hubError(status: number, text: string): OrchardError {
+export function hubError(status: number, text: string): OrchardError {
   let parsed: z.infer<typeof ErrorBodySchema> | undefined;
   try {
     const r = ErrorBodySchema.safeParse(JSON.parse(text));

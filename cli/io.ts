@@ -15,6 +15,11 @@ export interface Io {
   env: Readonly<Record<string, string | undefined>>;
   homeDir: string;
   now(): number;
+  /**
+   * The process's own streams, for commands that move bytes (logs, exec): stdin as a stream, a
+   * terminal's raw mode and size, output with backpressure. Absent in tests (text sinks only).
+   */
+  raw?: { stdin: NodeJS.ReadStream; stdout: NodeJS.WriteStream; stderr: NodeJS.WriteStream };
 }
 
 export function processIo(): Io {
@@ -29,6 +34,7 @@ export function processIo(): Io {
     env: process.env,
     homeDir: homedir(),
     now: () => Date.now(),
+    raw: { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr },
   };
 }
 

@@ -20,6 +20,8 @@ import { versionCommand } from './commands/version.js';
 import { topNodesCommand, topPodsCommand } from './commands/top.js';
 import { ROLLOUT_COMMANDS } from './commands/rollout.js';
 import { CONFIG_COMMANDS } from './commands/create-config.js';
+import { logsCommand } from './commands/logs.js';
+import { execCommand } from './commands/exec.js';
 
 /**
  * Dispatch for the `orchard` command. Exit codes: 0 success, 1 failure (the hub refused, the
@@ -45,6 +47,8 @@ export const COMMANDS: readonly CommandDef[] = [
   taintCommand,
   topNodesCommand,
   topPodsCommand,
+  logsCommand,
+  execCommand,
   loginCommand,
   versionCommand,
   ...ROLLOUT_COMMANDS,

@@ -38,6 +38,9 @@ import { AesGcmSecretCodec } from './secrets/secret-codec.js';
 import type { Store } from './store/store.js';
 import { HubMetrics, instrumentStoreWrites } from './metrics/prometheus.js';
 import { UsageStore } from './metrics/usage-store.js';
+import { StreamHub, type StreamLimits } from './streams/stream-hub.js';
+import { readLogs } from './streams/stream-target.js';
+import type { LogsArgs } from '../protocol/api.js';
 
 export interface HubOptions {
   dataDir: string;
@@ -76,6 +79,8 @@ export interface HubOptions {
   watch?: ApiDeps['watch'];
   /** Failed-login limiter; default 10 failures/min per (source, identity) and 100/min per source, then a 60 s lock. */
   rateLimit?: Omit<LoginLimiterOptions, 'now'>;
+  /** Log/exec stream limits (hub/streams/stream-hub.ts; defaults protocol/streams.ts STREAM_DEFAULTS). */
+  streams?: Partial<StreamLimits>;
   /** Services (docs/services.md): the endpoint-port range (`--endpoint-ports`, default 30000-30999) and the event merge window (default 20 ms). */
   services?: { endpointPorts?: PortRange; mergeMs?: number };
   /** Scheduling knobs (docs/scheduling.md): per-node system reserve, image platform lookups. */
@@ -124,6 +129,8 @@ export class Hub {
     private readonly unsubscribe: Array<() => Promise<void>>,
     /** Usage as agents report it and the Prometheus registry (issue 16; hub/metrics). */
     readonly metrics: { usage: UsageStore; prometheus: HubMetrics },
+    /** Log and exec streams to devices (issue 16; hub/streams). */
+    readonly streams: StreamHub,
   ) {}
 
   get mqttPort(): number {
@@ -248,7 +255,15 @@ export class Hub {
       ...(opts.autoscale?.usageStaleMs !== undefined ? { usageStaleMs: opts.autoscale.usageStaleMs } : {}),
     });
     const rollout = new RolloutOperations({ store, log: log.child('rollout'), now });
-    const commands = new MqttCommands({ ops, rollout, publisher: broker, log: log.child('commands'), ...(store.sync ? { sync: store.sync.bind(store) } : {}) });
+    let logsCommand: ((args: LogsArgs) => Promise<unknown>) | undefined;
+    const commands = new MqttCommands({
+      ops,
+      rollout,
+      publisher: broker,
+      log: log.child('commands'),
+      logs: (args) => logsCommand!(args),
+      ...(store.sync ? { sync: store.sync.bind(store) } : {}),
+    });
 
     const prometheus = new HubMetrics({
       store,
@@ -275,6 +290,26 @@ export class Hub {
     for (const ch of ['status', 'usage', 'observed', 'presence'] as const) {
       unsubscribe.push(await broker.subscribe(topics.allNodes(ch), (topic, payload) => nodes.handle(topic, payload)));
     }
+    // Log/exec streams: output frames in, and a node's link dropping fails its streams at once.
+    const streams = new StreamHub({
+      publisher: broker,
+      clock,
+      log: log.child('streams'),
+      isConnected: (node) => {
+        const client = (broker.aedes as unknown as { clients: Record<string, Client | undefined> }).clients[node];
+        const p = client === undefined ? undefined : principalOf(client);
+        return p?.kind === 'node' && p.node === node;
+      },
+      ...(opts.streams ? { limits: opts.streams } : {}),
+    });
+    unsubscribe.push(await broker.subscribe(topics.allNodes('stream-up'), (topic, payload) => streams.handle(topic, payload)));
+    broker.aedes.on('clientDisconnect', (client: Client) => {
+      // By client id: a revoked node's session is already forgotten, and node client ids are node names.
+      const p = principalOf(client);
+      if (p?.kind !== 'user') streams.nodeDisconnected(p?.kind === 'node' ? p.node : client.id);
+    });
+    unsubscribe.push(async () => streams.stop());
+    logsCommand = (args) => readLogs(store, streams, () => clock.now(), args);
     // Commands need the publisher's identity, which an in-process subscription does not carry.
     broker.aedes.on('publish', (packet, client: Client | null) => {
       if (!client || !packet.topic.startsWith('orchard/v1/commands/')) return;
@@ -330,6 +365,7 @@ export class Hub {
       timeouts,
       ...(opts.watch ? { watch: opts.watch } : {}),
       metrics: { usage, prometheus },
+      streams,
       revokeToken: (id) => {
         if (auth.revokeApiToken(id)) return { revoked: true, kind: 'api', disconnected: disconnectApiToken(broker.aedes, id) };
         if (auth.revokeJoinToken(id)) return { revoked: true, kind: 'join', disconnected: 0 };
@@ -369,6 +405,7 @@ export class Hub {
       admin.created ? admin.token : undefined,
       unsubscribe,
       { usage, prometheus },
+      streams,
     );
     log.info('hub started', { api: hub.apiUrl, mqtt: hub.mqttUrl, dataDir: opts.dataDir });
     return hub;

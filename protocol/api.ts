@@ -64,6 +64,24 @@ export const ExposeArgsSchema = z.strictObject({
 });
 export type ExposeArgs = z.infer<typeof ExposeArgsSchema>;
 
+/**
+ * `logs` as an MQTT command (issue 16): one bounded read (no follow: an MQTT client has no way to
+ * pace a stream), at most MQTT_LOGS_MAX_BYTES of the log's end in one reply.
+ */
+export const LogsArgsSchema = z.strictObject({
+  pod: z
+    .string()
+    .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/)
+    .max(253),
+  container: NameSchema.optional(),
+  tail: z.number().int().min(0).max(1_000_000).optional(),
+  /** Seconds back from now. */
+  sinceSeconds: z.number().int().min(1).optional(),
+  previous: z.boolean().optional(),
+});
+export type LogsArgs = z.infer<typeof LogsArgsSchema>;
+export const MQTT_LOGS_MAX_BYTES = 1024 * 1024;
+
 export const CommandRequestSchema = z.discriminatedUnion('op', [
   z.strictObject({ id: z.string().min(1).max(128), op: z.literal('apply'), args: ApplyArgsSchema, replyTo: z.string().max(256).optional() }),
   z.strictObject({ id: z.string().min(1).max(128), op: z.literal('get'), args: GetArgsSchema, replyTo: z.string().max(256).optional() }),
@@ -72,6 +90,7 @@ export const CommandRequestSchema = z.discriminatedUnion('op', [
   z.strictObject({ id: z.string().min(1).max(128), op: z.literal('rollout'), args: RolloutArgsSchema, replyTo: z.string().max(256).optional() }),
   z.strictObject({ id: z.string().min(1).max(128), op: z.literal('expose'), args: ExposeArgsSchema, replyTo: z.string().max(256).optional() }),
   z.strictObject({ id: z.string().min(1).max(128), op: z.literal('autoscale'), args: AutoscaleArgsSchema, replyTo: z.string().max(256).optional() }),
+  z.strictObject({ id: z.string().min(1).max(128), op: z.literal('logs'), args: LogsArgsSchema, replyTo: z.string().max(256).optional() }),
 ]);
 export type CommandRequest = z.infer<typeof CommandRequestSchema>;
 export type CommandOp = CommandRequest['op'];
@@ -144,3 +163,14 @@ export const WhoAmISchema = z.object({
   operations: z.array(z.string()),
 });
 export type WhoAmI = z.infer<typeof WhoAmISchema>;
+
+/**
+ * `orchard exec` WebSocket messages (issue 16; hub/api/routes-streams.ts): binary, the first byte
+ * a channel, the rest its bytes. Client → hub: stdin, stdinEof (no bytes), resize (JSON
+ * {cols, rows}). Hub → client: stdout, stderr, then one status (JSON {exitCode} or
+ * {error: {code, message}}) before the hub closes the socket.
+ */
+export const EXEC_CHANNEL = { stdin: 0, stdout: 1, stderr: 2, status: 3, resize: 4, stdinEof: 5 } as const;
+
+export const ExecStatusSchema = z.union([z.object({ exitCode: z.number().int() }), z.object({ error: z.object({ code: z.string(), message: z.string() }) })]);
+export type ExecStatus = z.infer<typeof ExecStatusSchema>;

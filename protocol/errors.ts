@@ -52,6 +52,13 @@ export const ERROR_CATALOGUE = {
     summary: 'This hub is not (or no longer) the leader of its etcd-backed group, so it writes nothing; send the request to the leader.',
   },
   ERR_WATCH_LIMIT: { status: 429, summary: 'This API token already holds the maximum of open watch streams; close one first.' },
+  ERR_STREAM_LIMIT: {
+    status: 429,
+    summary: "The pod's node (or the hub) already carries the maximum of open log/exec streams, or the device refused another; close one first.",
+  },
+  ERR_NODE_UNREACHABLE: { status: 503, summary: "The pod's node is not connected to the hub (or its link dropped mid-stream)." },
+  ERR_STREAM_BROKEN: { status: 502, summary: 'A log/exec stream broke: frames were lost or the agent broke the flow-control rules.' },
+  ERR_CONTAINER_NOT_RUNNING: { status: 409, summary: 'The container has no run to read or exec into (not created yet, not running, or no earlier run).' },
 } as const satisfies Record<string, { status: number; summary: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

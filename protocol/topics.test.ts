@@ -5,7 +5,7 @@ import { parseJoinToken } from './api.js';
 
 describe('topics', () => {
   it('builds and parses every node channel', () => {
-    for (const ch of ['status', 'usage', 'observed', 'presence', 'desired'] as const) {
+    for (const ch of ['status', 'usage', 'observed', 'presence', 'desired', 'stream-up', 'stream-down'] as const) {
       expect(parseTopic(topics.node('pi-1', ch))).toEqual({ type: 'node', node: 'pi-1', channel: ch });
     }
     expect(topics.nodeDesired('pi-1')).toBe('orchard/v1/nodes/pi-1/desired');

@@ -1,4 +1,4 @@
-import { Writable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import Docker from 'dockerode';
 import { OrchardError } from '../../protocol/errors.js';
 import type {
@@ -7,6 +7,9 @@ import type {
   CreateSpec,
   EngineInfo,
   ExecResult,
+  ExecSession,
+  ExecStreamOptions,
+  LogReadOptions,
   MountSpec,
   PullEvent,
   PullOptions,
@@ -19,6 +22,7 @@ import type {
   RuntimeVolume,
 } from './runtime.js';
 import { CgroupUsageReader, workingSet } from './cgroup-usage.js';
+import { DockerDemux, RawOutput } from './demux.js';
 import { duBytes, engineMounts } from './docker-volumes.js';
 import { registryHost } from '../images/pull-auth.js';
 import { EXEC_OUTPUT_LIMIT, LABELS, boundedSignal, normalizeArch, raceAbort } from './runtime.js';
@@ -37,7 +41,16 @@ export interface DockerRuntimeOptions {
   /** Injected for tests; otherwise built from socketPath. */
   docker?: Docker;
   log?: (msg: string) => void;
+  /**
+   * Log rotation for every container the agent creates (HostConfig.LogConfig, engine's json-file
+   * driver): default 10 MB × 3 files, so a chatty container cannot fill an SD card. Not part of
+   * the pod's spec hash: changing it (or upgrading the agent) does not recreate running
+   * containers; new containers get the new setting. `maxFiles: 0` leaves the engine's default.
+   */
+  logRotation?: { maxSize: string; maxFiles: number };
 }
+
+export const DEFAULT_LOG_ROTATION = { maxSize: '10m', maxFiles: 3 } as const;
 
 /** The shape of errors docker-modem produces. */
 interface ModemError {
@@ -78,6 +91,16 @@ function isoOrUndefined(t: string | undefined): string | undefined {
   return t === undefined || t === '' || t.startsWith(ZERO_TIME.slice(0, 4)) ? undefined : t;
 }
 
+/**
+ * Unix seconds as the engine's log filters read them: `seconds.nanoseconds` with all nine digits
+ * (the engine reads `1700000000.5` as 5 ns past the second, not half a second).
+ */
+export function engineTimestamp(seconds: number): string {
+  const whole = Math.floor(seconds);
+  const nanos = Math.round((seconds - whole) * 1e9);
+  return `${whole}.${String(Math.min(nanos, 999_999_999)).padStart(9, '0')}`;
+}
+
 /** `busybox` → `busybox:latest`; leaves tags and digests alone (an untagged pull would fetch every tag). */
 export function withDefaultTag(image: string): string {
   if (image.includes('@')) return image;
@@ -114,12 +137,14 @@ export class DockerRuntime implements ContainerRuntime {
   /** Inspect results per container id, valid while the listed State is unchanged. */
   private readonly inspectCache = new Map<string, { state: string; view: RuntimeContainer }>();
   private readonly cgroups = new CgroupUsageReader();
+  private readonly logRotation: { maxSize: string; maxFiles: number };
 
   constructor(opts: DockerRuntimeOptions = {}) {
     this.docker = opts.docker ?? new Docker(opts.socketPath === undefined ? {} : { socketPath: opts.socketPath });
     this.timeoutMs = opts.timeoutMs ?? 30_000;
     this.pullTimeoutMs = opts.pullTimeoutMs ?? 10 * 60_000;
     this.log = opts.log ?? (() => {});
+    this.logRotation = opts.logRotation ?? DEFAULT_LOG_ROTATION;
   }
 
   async info(signal?: AbortSignal): Promise<EngineInfo> {
@@ -362,6 +387,8 @@ export class DockerRuntime implements ContainerRuntime {
     if (spec.devices !== undefined && spec.devices.length > 0)
       hostConfig.Devices = spec.devices.map((d) => ({ PathOnHost: d.pathOnHost, PathInContainer: d.pathInContainer, CgroupPermissions: d.permissions }));
     if (spec.deviceCgroupRules !== undefined && spec.deviceCgroupRules.length > 0) hostConfig.DeviceCgroupRules = spec.deviceCgroupRules;
+    if (this.logRotation.maxFiles > 0)
+      hostConfig.LogConfig = { Type: 'json-file', Config: { 'max-size': this.logRotation.maxSize, 'max-file': String(this.logRotation.maxFiles) } };
     const opts: Docker.ContainerCreateOptions = {
       name: spec.name,
       Image: spec.image,
@@ -536,6 +563,82 @@ export class DockerRuntime implements ContainerRuntime {
       }
     } catch (err) {
       stream?.destroy?.();
+      throw wrap(err, `exec in ${id.slice(0, 12)}`);
+    }
+  }
+
+  async logs(id: string, opts: LogReadOptions, signal: AbortSignal): Promise<Readable> {
+    const abortSignal = boundedSignal(signal, this.timeoutMs);
+    const q: Record<string, unknown> = { stdout: true, stderr: true, follow: opts.follow };
+    if (opts.tail !== undefined) q['tail'] = opts.tail;
+    if (opts.sinceSeconds !== undefined) q['since'] = engineTimestamp(opts.sinceSeconds);
+    if (opts.untilSeconds !== undefined) q['until'] = engineTimestamp(opts.untilSeconds);
+    try {
+      // dockerode answers a Buffer without follow, a stream with it. No abortSignal on the stream
+      // itself: it lives as long as the reader wants (the caller destroys it).
+      const raw = (await raceAbort(this.docker.getContainer(id).logs(q as { follow: true }), abortSignal)) as unknown;
+      const source = Buffer.isBuffer(raw) ? Readable.from([raw]) : (raw as Readable);
+      const demux = new DockerDemux();
+      source.on('error', (err) => demux.destroy(err));
+      demux.on('close', () => source.destroy());
+      return source.pipe(demux);
+    } catch (err) {
+      throw wrap(err, `logs of ${id.slice(0, 12)}`);
+    }
+  }
+
+  async execStream(id: string, opts: ExecStreamOptions, signal: AbortSignal): Promise<ExecSession> {
+    const abortSignal = boundedSignal(signal, this.timeoutMs);
+    try {
+      const exec = await this.docker.getContainer(id).exec({
+        Cmd: opts.command,
+        AttachStdin: opts.stdin,
+        AttachStdout: true,
+        AttachStderr: true,
+        Tty: opts.tty,
+        abortSignal,
+      });
+      const stream = (await raceAbort(exec.start({ hijack: true, stdin: opts.stdin, Tty: opts.tty }), abortSignal)) as NodeJS.ReadWriteStream & {
+        destroy(): void;
+        end(): void;
+      };
+      const output = opts.tty ? new RawOutput() : new DockerDemux();
+      (stream as unknown as Readable).on('error', (err) => output.destroy(err));
+      (stream as unknown as Readable).pipe(output);
+      if (opts.tty && opts.cols !== undefined && opts.rows !== undefined) await exec.resize({ w: opts.cols, h: opts.rows }).catch(() => undefined);
+      const session: ExecSession = {
+        output,
+        resize: async (cols, rows) => {
+          await exec.resize({ w: cols, h: rows });
+        },
+        exitCode: async (sig) => {
+          for (let i = 0; ; i++) {
+            const info = await exec.inspect(sig === undefined ? {} : { abortSignal: sig });
+            if (!info.Running && info.ExitCode !== null) return info.ExitCode;
+            if (i >= 40) throw new OrchardError('ERR_RUNTIME', `exec in ${id.slice(0, 12)}: no exit code after the output ended`);
+            await new Promise((r) => setTimeout(r, 25));
+          }
+        },
+        close: () => {
+          stream.destroy();
+          output.destroy();
+        },
+      };
+      if (opts.stdin) {
+        session.stdin = new Writable({
+          write(chunk: Buffer, _enc, done): void {
+            if (stream.write(chunk)) done();
+            else stream.once('drain', () => done());
+          },
+          final(done): void {
+            // Half-close: the process sees EOF on stdin while its output still flows.
+            (stream as unknown as { end(): void }).end();
+            done();
+          },
+        });
+      }
+      return session;
+    } catch (err) {
       throw wrap(err, `exec in ${id.slice(0, 12)}`);
     }
   }

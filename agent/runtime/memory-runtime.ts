@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { PassThrough, Writable, type Readable } from 'node:stream';
 import { OrchardError } from '../../protocol/errors.js';
 import type {
   ContainerRuntime,
@@ -6,6 +7,9 @@ import type {
   CreateSpec,
   EngineInfo,
   ExecResult,
+  ExecSession,
+  ExecStreamOptions,
+  LogReadOptions,
   PullPolicy,
   RuntimeContainer,
   RuntimeEvent,
@@ -13,6 +17,7 @@ import type {
   RuntimeVolume,
 } from './runtime.js';
 import { LABELS, raceAbort } from './runtime.js';
+import { MemoryLogs } from './memory-logs.js';
 
 /**
  * An in-memory container engine: unit tests and the fleet simulator (many hollow nodes in one
@@ -65,10 +70,14 @@ export class MemoryRuntime implements ContainerRuntime {
   /** Nothing executes here: exec answers from this script (default: exit 0, no output). */
   private execScript: ExecScript = () => ({ exitCode: 0, output: '' });
 
+  /** Container logs: `logBook.append(id, text)` writes, `logBook.script` replaces them with a generator (memory-logs.ts). */
+  readonly logBook: MemoryLogs;
+
   constructor(opts: MemoryRuntimeOptions = {}) {
     this.images = new Set(opts.images ?? []);
     this.imageUsers = { ...opts.imageUsers };
     this.now = opts.now ?? Date.now;
+    this.logBook = new MemoryLogs(this.now);
     this.engineInfo = {
       name: 'memory',
       version: '1.0.0',
@@ -219,6 +228,7 @@ export class MemoryRuntime implements ContainerRuntime {
     this.containers.delete(id);
     this.names.delete(c.spec.name);
     this.byNode.get(c.node)?.delete(id);
+    this.logBook.removed(id);
     this.emit(c, 'destroy');
   }
 
@@ -266,6 +276,50 @@ export class MemoryRuntime implements ContainerRuntime {
       if (signal.aborted && e === signal.reason) throw new OrchardError('ERR_TIMEOUT', `exec in ${id.slice(0, 12)}: timed out or aborted`);
       throw e;
     });
+  }
+
+  async logs(id: string, opts: LogReadOptions): Promise<Readable> {
+    this.mustGet(id);
+    return this.logBook.read(id, opts);
+  }
+
+  /**
+   * The exec script's answer as one stdout chunk and its exit code; with stdin, `cat` echoes what
+   * it is given until stdin closes (interactive tests), anything else ignores its stdin.
+   */
+  async execStream(id: string, opts: ExecStreamOptions, signal: AbortSignal): Promise<ExecSession> {
+    this.calls.exec++;
+    const c = this.mustGet(id);
+    if (c.state !== 'running') throw new OrchardError('ERR_RUNTIME', `container ${id} is not running`);
+    const output = new PassThrough({ objectMode: true, highWaterMark: 16 });
+    let exitCode: Promise<number>;
+    const session: ExecSession = { output, resize: async () => undefined, exitCode: () => exitCode, close: () => output.destroy() };
+    if (opts.stdin && opts.command[0] === 'cat') {
+      exitCode = new Promise((resolve) => {
+        session.stdin = new Writable({
+          write(chunk: Buffer, _enc, done): void {
+            output.write({ fd: 1, data: Buffer.from(chunk) }, () => done());
+          },
+          final(done): void {
+            output.end();
+            resolve(0);
+            done();
+          },
+        });
+      });
+      return session;
+    }
+    if (opts.stdin) session.stdin = new Writable({ write: (_c, _e, done) => done() });
+    const result = Promise.resolve(this.execScript(id, [...opts.command], signal));
+    exitCode = result.then((r) => r.exitCode);
+    void result.then(
+      (r) => {
+        if (r.output !== '') output.write({ fd: 1, data: Buffer.from(r.output) });
+        output.end();
+      },
+      (err: unknown) => output.destroy(err instanceof Error ? err : new Error(String(err))),
+    );
+    return session;
   }
 
   // ---- internals ----

@@ -1,3 +1,4 @@
+import type { Readable, Writable } from 'node:stream';
 import type { Arch } from '../../protocol/manifest.js';
 
 /**
@@ -226,6 +227,52 @@ export interface ContainerRuntime {
    * left out. Must be cheap: it runs every usage interval.
    */
   containerUsage?(ids: readonly string[], signal?: AbortSignal): Promise<Map<string, ContainerUsage>>;
+  /**
+   * The container's log (stdout and stderr in the order written) as an object-mode Readable of
+   * OutputChunk; with `follow` it ends only when the container is removed or `signal` fires. The
+   * engine connection is read only as fast as the Readable is (pausing it pauses the engine).
+   * `signal` bounds opening the stream only, never its life. ERR_NOT_FOUND when the container is gone.
+   */
+  logs?(id: string, opts: LogReadOptions, signal: AbortSignal): Promise<Readable>;
+  /** Starts `command` in the running container `id` with streams attached (interactive exec). */
+  execStream?(id: string, opts: ExecStreamOptions, signal: AbortSignal): Promise<ExecSession>;
+}
+
+/** One piece of container output (logs, exec): fd 1 stdout, 2 stderr. */
+export interface OutputChunk {
+  fd: 1 | 2;
+  data: Buffer;
+}
+
+export interface LogReadOptions {
+  follow: boolean;
+  /** Last N lines only. */
+  tail?: number;
+  /** Lines written at or after this Unix time (seconds). */
+  sinceSeconds?: number;
+  /** Lines written before this Unix time (seconds, fractions allowed): `--previous` reads up to the current run's start. */
+  untilSeconds?: number;
+}
+
+export interface ExecStreamOptions {
+  command: string[];
+  tty: boolean;
+  stdin: boolean;
+  cols?: number;
+  rows?: number;
+}
+
+/** A running exec with its streams (issue 16 `orchard exec`). */
+export interface ExecSession {
+  /** Object-mode Readable of OutputChunk; ends when the process's output ends. Pausing it pauses the engine stream. */
+  output: Readable;
+  /** The process's stdin when asked for; end() closes it. */
+  stdin?: Writable;
+  resize(cols: number, rows: number): Promise<void>;
+  /** The exit code, once the output ended. */
+  exitCode(signal?: AbortSignal): Promise<number>;
+  /** Stops reading and drops the engine connection (the process may linger, as with any engine exec). */
+  close(): void;
 }
 
 /** One container's usage, cAdvisor's meaning: cumulative CPU seconds, memory working set (usage minus inactive file cache). */

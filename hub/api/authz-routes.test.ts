@@ -19,6 +19,8 @@ import type { RouteRule } from './route-rules.js';
 import { buildApi, type ApiAuth } from './server.js';
 import { HubMetrics } from '../metrics/prometheus.js';
 import { UsageStore } from '../metrics/usage-store.js';
+import { StreamHub } from '../streams/stream-hub.js';
+import { systemClock } from '../../protocol/clock.js';
 
 /**
  * Both doors use the one table in hub/security/authz.ts: every HTTP route fastify registers and
@@ -45,6 +47,9 @@ const HTTP_BEFORE: Record<string, Role | 'public'> = {
   'GET /api/v1/watch': 'viewer',
   'GET /api/v1/deployments/:name/rollout/status': 'viewer',
   'GET /api/v1/deployments/:name/rollout/history': 'viewer',
+  // Issue 16: logs for viewers, exec (a WebSocket; the plain GET answers 400) for operators.
+  'GET /api/v1/pods/:name/logs': 'viewer',
+  'GET /api/v1/pods/:name/exec': 'operator',
   'POST /api/v1/apply': 'operator',
   'POST /api/v1/deployments/:name/scale': 'operator',
   'POST /api/v1/deployments/:name/expose': 'operator',
@@ -81,6 +86,8 @@ const COMMANDS_BEFORE: Record<CommandOp, Array<[CommandRequest, Role]>> = {
   expose: [[{ id: 'e', op: 'expose', args: { deployment: 'x', port: 80, protocol: 'TCP' } }, 'operator']],
   // Added with autoscaling (issue 16): scale's rule.
   autoscale: [[{ id: 'as', op: 'autoscale', args: { name: 'x', minReplicas: 1, maxReplicas: 3, cpuPercent: 50 } }, 'operator']],
+  // Added with logs (issue 16): a bounded read, viewer like GET /api/v1/pods/:name/logs.
+  logs: [[{ id: 'l', op: 'logs', args: { pod: 'x' } }, 'viewer']],
   rollout: RolloutActionSchema.options.map((action) => [
     { id: `r-${action}`, op: 'rollout', args: { action, name: 'x' } },
     action === 'status' || action === 'history' ? 'viewer' : 'operator',
@@ -124,6 +131,7 @@ describe('every HTTP route maps to an operation of the one table', () => {
           prometheus: new HubMetrics({ store, usage, queueDepths: () => ({}), intakeBacklog: () => 0, mqttConnections: () => 0, processMetrics: false }),
         };
       })(),
+      streams: new StreamHub({ publisher: { publish: async () => undefined }, clock: systemClock, log, isConnected: () => false }),
     });
     await app.ready();
   });

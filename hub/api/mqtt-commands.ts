@@ -1,4 +1,4 @@
-import { CommandRequestSchema, type CommandReply, type CommandRequest, type Role } from '../../protocol/api.js';
+import { CommandRequestSchema, type CommandReply, type CommandRequest, type LogsArgs, type Role } from '../../protocol/api.js';
 import { OrchardError, validationError } from '../../protocol/errors.js';
 import { encodeMessage, MAX_MESSAGE_BYTES } from '../../protocol/messages.js';
 import { parseTopic, topics } from '../../protocol/topics.js';
@@ -24,6 +24,7 @@ export class MqttCommands {
       publisher: Publisher;
       log: Logger;
       rollout?: RolloutOperations;
+      logs?: (args: LogsArgs) => Promise<unknown>;
       /** A remote store's durability barrier (Store.sync): a write's reply waits for it. */
       sync?: (timeoutMs: number) => Promise<void>;
     },
@@ -49,8 +50,8 @@ export class MqttCommands {
       if (!role) throw new OrchardError('ERR_UNAUTHENTICATED', 'command clients must connect with an API token (username "token")');
       const op = commandOperation(req);
       if (!allowed(role, op)) throw new OrchardError('ERR_FORBIDDEN', `role "${role}" may not ${req.op} (needs ${requiredRole(op)})`);
-      const result = this.run(req);
-      if (this.deps.sync && req.op !== 'get') await this.deps.sync(WRITE_BARRIER_MS);
+      const result = await this.run(req);
+      if (this.deps.sync && req.op !== 'get' && req.op !== 'logs') await this.deps.sync(WRITE_BARRIER_MS);
       reply = { id, ok: true, result };
     } catch (err) {
       const oe = OrchardError.from(err);
@@ -65,7 +66,7 @@ export class MqttCommands {
     }
   }
 
-  private run(req: CommandRequest): unknown {
+  private async run(req: CommandRequest): Promise<unknown> {
     const { ops } = this.deps;
     switch (req.op) {
       case 'apply':
@@ -83,6 +84,9 @@ export class MqttCommands {
       case 'rollout':
         if (!this.deps.rollout) throw new OrchardError('ERR_INTERNAL', 'rollout commands are not wired on this hub');
         return this.deps.rollout.run(req.args);
+      case 'logs':
+        if (!this.deps.logs) throw new OrchardError('ERR_INTERNAL', 'logs commands are not wired on this hub');
+        return this.deps.logs(req.args);
     }
   }
 }
@@ -108,6 +112,8 @@ export function commandOperation(req: CommandRequest): Operation {
       return 'apply';
     case 'rollout':
       return `rollout.${req.args.action}`;
+    case 'logs':
+      return 'pods.logs';
   }
 }
 

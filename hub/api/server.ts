@@ -30,6 +30,8 @@ import { registerConfigRoutes } from './routes-config.js';
 import { registerNodeRoutes } from './routes-nodes.js';
 import { registerRolloutRoutes } from './routes-rollout.js';
 import { registerMetricsRoutes } from './routes-metrics.js';
+import { registerStreamRoutes } from './routes-streams.js';
+import type { StreamHub } from '../streams/stream-hub.js';
 import type { HubMetrics } from '../metrics/prometheus.js';
 import type { UsageStore } from '../metrics/usage-store.js';
 import { RolloutOperations } from '../rollout/rollout-ops.js';
@@ -93,6 +95,8 @@ export interface ApiDeps {
   watch?: Pick<WatchStreamsOptions, 'maxPerToken' | 'maxBufferedBytes' | 'sweepMs'>;
   /** `/metrics` and `/api/v1/metrics/…` (routes-metrics.ts); absent without it. */
   metrics?: { usage: UsageStore; prometheus: HubMetrics };
+  /** `orchard logs` / `orchard exec` (routes-streams.ts); absent without it. */
+  streams?: StreamHub;
 }
 
 const TokenCreateSchema = z.strictObject({
@@ -171,25 +175,28 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     void reply.status(404).send(new OrchardError('ERR_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`).toJSON());
   });
 
+  // One check for every guarded route and the exec WebSocket upgrade (which fastify does not route).
+  const authenticate = (authorization: string | undefined, source: string, op: Operation): ApiPrincipal => {
+    const header = authorization ?? '';
+    const m = /^Bearer\s+(\S+)$/i.exec(header);
+    // Verified first, always: a lock on this token id or this address refuses failures, never a valid token.
+    const principal = m?.[1] ? deps.auth.authenticate(m[1]) : undefined;
+    if (!principal) {
+      if (!m) throw new OrchardError('ERR_UNAUTHENTICATED', 'missing "Authorization: Bearer <token>" header');
+      const identity = apiTokenIdentity(m[1] ?? '');
+      const locked = deps.auth.limited(source, identity);
+      deps.auth.failed(source, identity);
+      if (locked) throw new OrchardError('ERR_RATE_LIMITED', 'too many failed logins with this token from this address; try again later');
+      throw new OrchardError('ERR_UNAUTHENTICATED', 'the API token is unknown, expired or revoked');
+    }
+    if (!allowed(principal.role, op)) {
+      throw new OrchardError('ERR_FORBIDDEN', `role "${principal.role}" may not do this (needs ${requiredRole(op)})`);
+    }
+    return principal;
+  };
   const need = (op: Operation) =>
     rules.tag(async (req: FastifyRequest): Promise<void> => {
-      const source = req.ip;
-      const header = req.headers.authorization ?? '';
-      const m = /^Bearer\s+(\S+)$/i.exec(header);
-      // Verified first, always: a lock on this token id or this address refuses failures, never a valid token.
-      const principal = m?.[1] ? deps.auth.authenticate(m[1]) : undefined;
-      if (!principal) {
-        if (!m) throw new OrchardError('ERR_UNAUTHENTICATED', 'missing "Authorization: Bearer <token>" header');
-        const identity = apiTokenIdentity(m[1] ?? '');
-        const locked = deps.auth.limited(source, identity);
-        deps.auth.failed(source, identity);
-        if (locked) throw new OrchardError('ERR_RATE_LIMITED', 'too many failed logins with this token from this address; try again later');
-        throw new OrchardError('ERR_UNAUTHENTICATED', 'the API token is unknown, expired or revoked');
-      }
-      if (!allowed(principal.role, op)) {
-        throw new OrchardError('ERR_FORBIDDEN', `role "${principal.role}" may not do this (needs ${requiredRole(op)})`);
-      }
-      req.principal = principal;
+      req.principal = authenticate(req.headers.authorization, req.ip, op);
     }, op);
 
   const watches = new WatchStreams({
@@ -213,6 +220,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     });
   }
   if (deps.metrics) registerMetricsRoutes(app, { need, store: deps.store, ...deps.metrics });
+  if (deps.streams) registerStreamRoutes(app, { need, authenticate, store: deps.store, streams: deps.streams, log: deps.log, now: () => new Date() });
   registerRolloutRoutes(app, { need, rollout: deps.rollout ?? new RolloutOperations({ store: deps.store, log: deps.log, now: () => new Date() }) });
   app.get('/healthz', async () => ({ ok: true }));
   registerDashboardRoutes(app);

@@ -11,7 +11,7 @@ import { OPERATION_ROLES, OPERATIONS, ROLE_ORDER, allowed, requiredRole, type Op
  */
 const MAY: Record<Role, readonly Operation[]> = {
   scrape: ['metrics.scrape'],
-  viewer: ['metrics.scrape', 'metrics.read', 'whoami', 'get', 'list', 'watch', 'rollout.status', 'rollout.history'],
+  viewer: ['metrics.scrape', 'metrics.read', 'whoami', 'get', 'list', 'watch', 'rollout.status', 'rollout.history', 'pods.logs'],
   operator: [
     'metrics.scrape',
     'metrics.read',
@@ -21,6 +21,7 @@ const MAY: Record<Role, readonly Operation[]> = {
     'watch',
     'rollout.status',
     'rollout.history',
+    'pods.logs',
     'apply',
     'delete',
     'scale',
@@ -34,6 +35,7 @@ const MAY: Record<Role, readonly Operation[]> = {
     'node.drain',
     'node.labels',
     'node.taints',
+    'pods.exec',
   ],
   admin: [
     'metrics.scrape',
@@ -44,6 +46,7 @@ const MAY: Record<Role, readonly Operation[]> = {
     'watch',
     'rollout.status',
     'rollout.history',
+    'pods.logs',
     'apply',
     'delete',
     'scale',
@@ -57,6 +60,7 @@ const MAY: Record<Role, readonly Operation[]> = {
     'node.drain',
     'node.labels',
     'node.taints',
+    'pods.exec',
     'node.delete',
     'token.create',
     'token.list',

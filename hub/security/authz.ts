@@ -22,6 +22,7 @@ export const OPERATION_ROLES = {
   watch: 'viewer',
   'rollout.status': 'viewer',
   'rollout.history': 'viewer',
+  'pods.logs': 'viewer',
   // ---- write ----
   apply: 'operator',
   delete: 'operator',
@@ -36,6 +37,7 @@ export const OPERATION_ROLES = {
   'node.drain': 'operator',
   'node.labels': 'operator',
   'node.taints': 'operator',
+  'pods.exec': 'operator',
   // ---- admin ----
   'node.delete': 'admin',
   'token.create': 'admin',

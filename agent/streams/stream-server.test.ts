@@ -1,0 +1,102 @@
+import { describe, expect, it } from 'vitest';
+import { StreamUpSchema, decodeFrame, encodeFrame, type StreamDown, type StreamUp } from '../../protocol/streams.js';
+import { silentLogger, systemClock } from '../clock.js';
+import { MemoryRuntime } from '../runtime/memory-runtime.js';
+import type { OutputChunk } from '../runtime/runtime.js';
+import { LABELS } from '../runtime/runtime.js';
+import { StreamServer } from './stream-server.js';
+
+const ID = 'aaaaaaaaaaaaaaaa';
+const tick = (ms = 20): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function setup(opts: { restarts?: number; maxStreams?: number } = {}) {
+  const runtime = new MemoryRuntime({ images: ['app:v1'] });
+  const id = await runtime.createContainer({
+    name: 'c1',
+    image: 'app:v1',
+    env: [],
+    ports: [],
+    network: 'bridge',
+    labels: { [LABELS.node]: 'pi-1', [LABELS.pod]: 'web-1', [LABELS.container]: 'app' },
+  });
+  await runtime.start(id);
+  const up: Array<{ f: StreamUp; data: Buffer }> = [];
+  const server = new StreamServer({
+    node: 'pi-1',
+    runtime,
+    clock: systemClock,
+    logger: silentLogger,
+    restartCount: () => opts.restarts ?? 0,
+    ...(opts.maxStreams !== undefined ? { maxStreams: opts.maxStreams } : {}),
+    publish: (frame) => {
+      const r = decodeFrame(StreamUpSchema, frame);
+      if (r.ok) up.push({ f: r.header, data: Buffer.from(r.data) });
+    },
+  });
+  const send = (f: StreamDown): void => server.handle(encodeFrame(f));
+  const sent = (): number => up.filter((u) => u.f.t === 'data').reduce((a, u) => a + u.data.length, 0);
+  return { runtime, id, server, up, send, sent };
+}
+
+describe('StreamServer', () => {
+  it('sends no more than the credit and stops reading the engine until more is granted', async () => {
+    const h = await setup();
+    let produced = 0;
+    h.runtime.logBook.script = async function* (): AsyncGenerator<OutputChunk> {
+      for (;;) {
+        produced += 1000;
+        yield { fd: 1, data: Buffer.alloc(1000, 0x61) };
+        await new Promise((r) => setImmediate(r));
+      }
+    };
+    h.send({ t: 'open', id: ID, kind: 'logs', pod: 'web-1', container: 'app', follow: true, previous: false, credit: 2500 });
+    await tick(100);
+    expect(h.up[0]?.f).toEqual({ t: 'ready', id: ID });
+    expect(h.sent()).toBe(2500);
+    const stalled = produced;
+    await tick(100);
+    // Paused: the generator is not pulled beyond the Readable's small buffer.
+    expect(produced).toBe(stalled);
+    expect(produced).toBeLessThan(2500 + 20 * 1000);
+    h.send({ t: 'credit', id: ID, bytes: 5000 });
+    await tick(100);
+    expect(h.sent()).toBe(7500);
+    expect(h.up.filter((u) => u.f.t === 'data').map((u) => (u.f as { seq: number }).seq)).toEqual([...Array(h.up.length - 1).keys()]);
+    h.send({ t: 'cancel', id: ID });
+    expect(h.server.open).toBe(0);
+  });
+
+  it('ends a finished log with end; --previous without a restart is ERR_CONTAINER_NOT_RUNNING', async () => {
+    const h = await setup();
+    h.runtime.logBook.append(h.id, 'one\n');
+    h.send({ t: 'open', id: ID, kind: 'logs', pod: 'web-1', container: 'app', follow: false, previous: false, credit: 1000 });
+    await tick();
+    expect(h.up.map((u) => u.f.t)).toEqual(['ready', 'data', 'end']);
+    h.send({ t: 'open', id: 'bbbbbbbbbbbbbbbb', kind: 'logs', pod: 'web-1', container: 'app', follow: false, previous: true, credit: 1000 });
+    await tick();
+    expect(h.up.at(-1)?.f).toMatchObject({ t: 'error', code: 'ERR_CONTAINER_NOT_RUNNING' });
+  });
+
+  it('runs an exec to its exit code; refuses beyond maxStreams', async () => {
+    const h = await setup({ maxStreams: 1 });
+    h.runtime.scriptExec(() => ({ exitCode: 3, output: 'hi\n' }));
+    h.send({ t: 'open', id: ID, kind: 'exec', pod: 'web-1', container: 'app', command: ['sh'], tty: false, stdin: false, credit: 1000 });
+    h.send({ t: 'open', id: 'cccccccccccccccc', kind: 'exec', pod: 'web-1', container: 'app', command: ['sh'], tty: false, stdin: false, credit: 1000 });
+    await tick();
+    expect(h.up.find((u) => u.f.id === 'cccccccccccccccc')?.f).toMatchObject({ t: 'error', code: 'ERR_STREAM_LIMIT' });
+    expect(h.up.filter((u) => u.f.id === ID).map((u) => u.f)).toEqual([
+      { t: 'ready', id: ID },
+      { t: 'data', id: ID, seq: 0, fd: 1 },
+      { t: 'end', id: ID, exitCode: 3 },
+    ]);
+  });
+
+  it('closes every stream when the link drops', async () => {
+    const h = await setup();
+    h.send({ t: 'open', id: ID, kind: 'logs', pod: 'web-1', container: 'app', follow: true, previous: false, credit: 1000 });
+    await tick();
+    expect(h.server.open).toBe(1);
+    h.server.closeAll();
+    expect(h.server.open).toBe(0);
+  });
+});

@@ -1,0 +1,140 @@
+import { describe, expect, it } from 'vitest';
+import type { OrchardError } from '../../protocol/errors.js';
+import { StreamDownSchema, decodeFrame, encodeFrame, type StreamDown, type StreamUp } from '../../protocol/streams.js';
+import { topics } from '../../protocol/topics.js';
+import { FakeClock } from '../../test/helpers/fake-clock.js';
+import { createLogger } from '../log.js';
+import { StreamHub, type StreamSink } from './stream-hub.js';
+
+/** A hub with a recording publisher; `up` plays the agent. */
+function setup(limits: ConstructorParameters<typeof StreamHub>[0]['limits'] = {}, connected = true) {
+  const clock = new FakeClock();
+  const down: Array<{ node: string; frame: StreamDown; data: Buffer }> = [];
+  const hub = new StreamHub({
+    clock,
+    log: createLogger('hub', 'silent'),
+    isConnected: () => connected,
+    limits: { windowBytes: 1000, streamBytesPerSec: 1e9, nodeBytesPerSec: 1e9, ...limits },
+    publisher: {
+      publish: async (topic, payload) => {
+        const r = decodeFrame(StreamDownSchema, payload);
+        if (r.ok) down.push({ node: topic.split('/')[3] ?? '', frame: r.header, data: r.data });
+      },
+    },
+  });
+  const up = (node: string, f: StreamUp, data?: Buffer): void => hub.handle(topics.nodeStreamUp(node), encodeFrame(f, data));
+  return { hub, clock, down, up };
+}
+
+function sink() {
+  const s = {
+    written: [] as Buffer[],
+    pending: [] as Array<() => void>,
+    ended: undefined as number | undefined | 'yes',
+    failed: undefined as OrchardError | undefined,
+  };
+  const impl: StreamSink = {
+    write: (_fd, data, done) => {
+      s.written.push(data);
+      s.pending.push(done);
+    },
+    end: (code) => (s.ended = code ?? 'yes'),
+    fail: (err) => (s.failed = err),
+  };
+  return { s, impl };
+}
+
+const open = async (h: ReturnType<typeof setup>, node = 'pi-1') => {
+  const { s, impl } = sink();
+  const p = h.hub.open(node, { kind: 'logs', pod: 'web-1', container: 'app', follow: true, previous: false }, impl);
+  await Promise.resolve();
+  const id = h.down.at(-1)!.frame.id;
+  h.up(node, { t: 'ready', id });
+  return { handle: await p, s, id };
+};
+
+describe('StreamHub', () => {
+  it('grants credit only as the reader drains, and never holds more than one window', async () => {
+    const h = setup();
+    const { s, id } = await open(h);
+    expect(h.down[0]?.frame).toMatchObject({ t: 'open', credit: 1000 });
+    h.up('pi-1', { t: 'data', id, seq: 0, fd: 1 }, Buffer.alloc(600));
+    h.up('pi-1', { t: 'data', id, seq: 1, fd: 1 }, Buffer.alloc(400));
+    expect(h.hub.stats().heldBytes).toBe(1000);
+    // Nothing drained: no credit.
+    expect(h.down.filter((d) => d.frame.t === 'credit')).toHaveLength(0);
+    await Promise.resolve();
+    s.pending.shift()!();
+    expect(h.hub.stats().heldBytes).toBe(400);
+    expect(h.down.filter((d) => d.frame.t === 'credit').map((d) => (d.frame as { bytes: number }).bytes)).toEqual([600]);
+  });
+
+  it('fails a stream whose agent overruns its credit or loses a frame (and cancels it on the device)', async () => {
+    const h = setup();
+    const a = await open(h);
+    h.up('pi-1', { t: 'data', id: a.id, seq: 0, fd: 1 }, Buffer.alloc(1001 - 1));
+    h.up('pi-1', { t: 'data', id: a.id, seq: 1, fd: 1 }, Buffer.alloc(2));
+    expect(a.s.failed?.code).toBe('ERR_STREAM_BROKEN');
+    const b = await open(h);
+    h.up('pi-1', { t: 'data', id: b.id, seq: 1, fd: 1 }, Buffer.alloc(1));
+    expect(b.s.failed?.message).toMatch(/frame 1 arrived, 0 expected/);
+    await Promise.resolve();
+    expect(h.down.filter((d) => d.frame.t === 'cancel').map((d) => d.frame.id)).toEqual([a.id, b.id]);
+  });
+
+  it('limits streams per node and in total, refuses a node that is not connected', async () => {
+    const h = setup({ maxPerNode: 2, maxTotal: 3 });
+    await open(h, 'pi-1');
+    await open(h, 'pi-1');
+    await expect(h.hub.open('pi-1', { kind: 'logs', pod: 'x', container: 'c', follow: false, previous: false }, sink().impl)).rejects.toMatchObject({
+      code: 'ERR_STREAM_LIMIT',
+    });
+    await open(h, 'pi-2');
+    await expect(h.hub.open('pi-3', { kind: 'logs', pod: 'x', container: 'c', follow: false, previous: false }, sink().impl)).rejects.toMatchObject({
+      code: 'ERR_STREAM_LIMIT',
+    });
+    const off = setup({}, false);
+    await expect(off.hub.open('pi-1', { kind: 'logs', pod: 'x', container: 'c', follow: false, previous: false }, sink().impl)).rejects.toMatchObject({
+      code: 'ERR_NODE_UNREACHABLE',
+    });
+  });
+
+  it("a node's disconnect fails its streams; a cancel frees the slot and tells the device", async () => {
+    const h = setup({ maxPerNode: 1 });
+    const a = await open(h, 'pi-1');
+    const b = await open(h, 'pi-2');
+    h.hub.nodeDisconnected('pi-1');
+    expect(a.s.failed?.code).toBe('ERR_NODE_UNREACHABLE');
+    expect(b.s.failed).toBeUndefined();
+    b.handle.cancel();
+    await Promise.resolve();
+    expect(h.down.at(-1)?.frame).toEqual({ t: 'cancel', id: b.id });
+    await open(h, 'pi-2'); // the slot is free again
+  });
+
+  it('an open the device never answers times out; the device error is the caller’s error', async () => {
+    const h = setup({ openTimeoutMs: 5000 });
+    const p = h.hub.open('pi-1', { kind: 'logs', pod: 'x', container: 'c', follow: false, previous: false }, sink().impl);
+    h.clock.advance(5000);
+    await expect(p).rejects.toMatchObject({ code: 'ERR_TIMEOUT' });
+    const q = h.hub.open('pi-1', { kind: 'logs', pod: 'x', container: 'c', follow: false, previous: true }, sink().impl);
+    await Promise.resolve();
+    h.up('pi-1', { t: 'error', id: h.down.at(-1)!.frame.id, code: 'ERR_CONTAINER_NOT_RUNNING', message: 'no earlier run' });
+    await expect(q).rejects.toMatchObject({ code: 'ERR_CONTAINER_NOT_RUNNING' });
+  });
+
+  it('paces credit to the stream rate', async () => {
+    const h = setup({ windowBytes: 1000, streamBytesPerSec: 1000 });
+    const { s, id } = await open(h);
+    h.up('pi-1', { t: 'data', id, seq: 0, fd: 1 }, Buffer.alloc(1000));
+    s.pending.shift()!();
+    await Promise.resolve();
+    // The open's 1000 bytes used this second's budget: the grant waits for the bucket.
+    expect(h.down.filter((d) => d.frame.t === 'credit')).toHaveLength(0);
+    h.clock.advance(1100);
+    await Promise.resolve();
+    const credits = h.down.filter((d) => d.frame.t === 'credit').map((d) => (d.frame as { bytes: number }).bytes);
+    expect(credits.reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
+    expect(credits.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(1000);
+  });
+});
