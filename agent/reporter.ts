@@ -6,6 +6,7 @@ import type { NodeInfo, NodeUsage } from '../protocol/objects.js';
 import type { Clock } from './clock.js';
 import { systemClock } from './clock.js';
 import type { ContainerRuntime, EngineInfo } from './runtime/runtime.js';
+import { AGENT_VERSION, agentRuntime } from './version.js';
 
 /**
  * What the node tells the hub about itself: static facts once at start (NodeInfo) and a
@@ -16,8 +17,6 @@ import type { ContainerRuntime, EngineInfo } from './runtime/runtime.js';
  * CPU percent is summed over cores: 100 = one core busy (the NodeUsage schema allows
  * up to 100 × cores).
  */
-
-export const AGENT_VERSION = '0.1.0';
 
 export interface HostProbe {
   staticInfo(): Promise<NodeInfo>;
@@ -112,6 +111,7 @@ export class SystemProbe implements HostProbe {
       memoryBytes: mem.total,
       engine: engineFacts(engine),
       agentVersion: this.opts.agentVersion ?? AGENT_VERSION,
+      ...agentRuntime(),
       addresses: addresses(),
     };
     if (disk !== undefined) info.disk = disk;
@@ -153,6 +153,7 @@ export class EngineOnlyProbe implements HostProbe {
       memoryBytes: e.memTotal,
       engine: engineFacts(e),
       agentVersion: this.agentVersion,
+      ...agentRuntime(),
       addresses: [],
     };
   }

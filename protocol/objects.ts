@@ -250,6 +250,14 @@ export const NodeInfoSchema = z.object({
     .optional(),
   /** What the device's operator forbids pods (agent --deny-… flags); absent from older agents (the scheduler then fails open, the agent still refuses). */
   policy: DevicePolicySchema.optional(),
+  /**
+   * The agent process's own runtime (issue 17): `process.platform/process.arch` (linux/arm64,
+   * linux/arm, linux/x64) and Node's version without the v (22.23.5). It may differ from `arch`,
+   * which is what the engine runs (an armv7 agent under qemu on x86 still schedules amd64 pods).
+   * Absent from older agents.
+   */
+  agentPlatform: z.string().max(64).optional(),
+  nodeVersion: z.string().max(32).optional(),
 });
 export type NodeInfo = z.infer<typeof NodeInfoSchema>;
 
