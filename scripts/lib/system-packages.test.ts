@@ -138,15 +138,15 @@ describe('system packages list', () => {
       "const ETCD = '/usr/bin/etcd';",
       'spawn(ETCD, []);',
       "execFileSync('chromium', ['--headless']);",
-      'spawnSync(`qemu-aarch64-static`, []);',
+      'spawnSync(`qemu-riscv64-static`, []);',
       "execSync('mosquitto_pub -t x');",
       'const m = /x/.exec(s);',
       "spawn(process.execPath, ['x']);",
     ].join('\n');
     const bins = tsBinaries(src, 'x.ts').map((u) => u.binary);
-    expect(bins).toEqual(expect.arrayContaining(['/usr/bin/etcd', 'chromium', 'qemu-aarch64-static', 'mosquitto_pub', 'process.execPath']));
+    expect(bins).toEqual(expect.arrayContaining(['/usr/bin/etcd', 'chromium', 'qemu-riscv64-static', 'mosquitto_pub', 'process.execPath']));
     expect(unlisted(tsBinaries(src, 'x.ts'), entries, 'binary').map((u) => u.binary)).toEqual(
-      expect.arrayContaining(['/usr/bin/etcd', 'chromium', 'qemu-aarch64-static', 'mosquitto_pub']),
+      expect.arrayContaining(['/usr/bin/etcd', 'chromium', 'qemu-riscv64-static', 'mosquitto_pub']),
     );
     const sh = shellUses('ensure_apt_packages etcd-server chromium\nnohup /usr/sbin/foo &\n', 'x.sh');
     expect(unlisted(sh.packages, entries, 'pkg').map((u) => u.binary)).toEqual(['etcd-server', 'chromium']);
