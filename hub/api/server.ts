@@ -28,6 +28,7 @@ import { registerConfigRoutes } from './routes-config.js';
 import { registerNodeRoutes } from './routes-nodes.js';
 import { registerRolloutRoutes } from './routes-rollout.js';
 import { registerMetricsRoutes } from './routes-metrics.js';
+import { registerAgentRoutes } from './routes-agent.js';
 import type { HubMetrics } from '../metrics/prometheus.js';
 import type { UsageStore } from '../metrics/usage-store.js';
 import { RolloutOperations } from '../rollout/rollout-ops.js';
@@ -91,6 +92,8 @@ export interface ApiDeps {
   watch?: Pick<WatchStreamsOptions, 'maxPerToken' | 'maxBufferedBytes' | 'sweepMs'>;
   /** `/metrics` and `/api/v1/metrics/…` (routes-metrics.ts); absent without it. */
   metrics?: { usage: UsageStore; prometheus: HubMetrics };
+  /** The single-file agent served at /agent/orchard-agent.mjs (routes-agent.ts); default dist/orchard-agent.mjs beside the hub. */
+  agentFile?: string;
 }
 
 const TokenCreateSchema = z.strictObject({
@@ -194,6 +197,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   }
   if (deps.metrics) registerMetricsRoutes(app, { need, store: deps.store, ...deps.metrics });
   registerRolloutRoutes(app, { need, rollout: deps.rollout ?? new RolloutOperations({ store: deps.store, log: deps.log, now: () => new Date() }) });
+  registerAgentRoutes(app, deps.agentFile === undefined ? {} : { agentFile: deps.agentFile });
   app.get('/healthz', async () => ({ ok: true }));
   app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').send(renderDashboard()));
   app.get('/dashboard.js', async (_req, reply) => reply.type('text/javascript; charset=utf-8').send(DASHBOARD_JS));
