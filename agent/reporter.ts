@@ -18,6 +18,9 @@ import { AGENT_VERSION, agentRuntime } from './version.js';
  * up to 100 × cores).
  */
 
+/** At most this many local images in NodeInfo (the schema's limit). */
+const LOCAL_IMAGES_MAX = 256;
+
 export interface HostProbe {
   staticInfo(): Promise<NodeInfo>;
   usage(): Promise<NodeUsage>;
@@ -115,8 +118,19 @@ export class SystemProbe implements HostProbe {
       addresses: addresses(),
     };
     if (disk !== undefined) info.disk = disk;
+    const localImages = await this.localImages();
+    if (localImages !== undefined) info.localImages = localImages;
     this.prev = sampleCpus().sample;
     return info;
+  }
+
+  /** NodeInfo.localImages; undefined when the runtime cannot tell (a failure never holds up the report). */
+  private async localImages(): Promise<NodeInfo['localImages']> {
+    try {
+      return await this.opts.runtime.localImagePlatforms?.(LOCAL_IMAGES_MAX);
+    } catch {
+      return undefined;
+    }
   }
 
   async usage(): Promise<NodeUsage> {

@@ -258,6 +258,16 @@ export const NodeInfoSchema = z.object({
    */
   agentPlatform: z.string().max(64).optional(),
   nodeVersion: z.string().max(32).optional(),
+  /**
+   * Images in the node's own store whose reference names no registry host (imported, loaded or
+   * built there: the hub cannot look their platforms up), each with the platform the engine
+   * records (`linux/amd64`, `linux/arm/v7`), as of the agent's start. The image-platform filter
+   * uses them instead of failing open. Absent from older agents.
+   */
+  localImages: z
+    .array(z.object({ image: z.string().max(512), platform: z.string().max(64) }))
+    .max(256)
+    .optional(),
 });
 export type NodeInfo = z.infer<typeof NodeInfoSchema>;
 
