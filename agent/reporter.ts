@@ -18,8 +18,11 @@ import { AGENT_VERSION, agentRuntime } from './version.js';
  * up to 100 × cores).
  */
 
-/** At most this many local images in NodeInfo (the schema's limit). */
-const LOCAL_IMAGES_MAX = 256;
+/**
+ * At most this many local images in NodeInfo (the schema allows 256): ≈ 5 KB for typical names,
+ * so the retained status stays far below the broker's 64 KiB retain limit (hub/security/acl.ts).
+ */
+const LOCAL_IMAGES_MAX = 64;
 
 export interface HostProbe {
   staticInfo(): Promise<NodeInfo>;
