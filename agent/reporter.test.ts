@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -15,6 +16,10 @@ describe('reporter', () => {
     expect(info.engine).toMatchObject({ name: 'memory', memoryLimit: false });
     expect(info.memoryBytes).toBeGreaterThan(0);
     expect(info.disk?.totalBytes).toBeGreaterThan(0);
+    // The agent process's own runtime, apart from the engine's arch (x64 here, arm64 above).
+    expect(info.agentPlatform).toBe(`${process.platform}/${process.arch}`);
+    expect(info.nodeVersion).toBe(process.versions.node);
+    expect(info.agentVersion).toBe(JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version);
   });
 
   it('samples usage cheaply (no half-second CPU sampling)', async () => {

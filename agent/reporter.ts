@@ -6,6 +6,7 @@ import type { NodeInfo, NodeUsage } from '../protocol/objects.js';
 import type { Clock } from './clock.js';
 import { systemClock } from './clock.js';
 import type { ContainerRuntime, EngineInfo } from './runtime/runtime.js';
+import { AGENT_VERSION, agentRuntime } from './version.js';
 
 /**
  * What the node tells the hub about itself: static facts once at start (NodeInfo) and a
@@ -17,7 +18,11 @@ import type { ContainerRuntime, EngineInfo } from './runtime/runtime.js';
  * up to 100 × cores).
  */
 
-export const AGENT_VERSION = '0.1.0';
+/**
+ * At most this many local images in NodeInfo (the schema allows 256): ≈ 5 KB for typical names,
+ * so the retained status stays far below the broker's 64 KiB retain limit (hub/security/acl.ts).
+ */
+const LOCAL_IMAGES_MAX = 64;
 
 export interface HostProbe {
   staticInfo(): Promise<NodeInfo>;
@@ -112,11 +117,23 @@ export class SystemProbe implements HostProbe {
       memoryBytes: mem.total,
       engine: engineFacts(engine),
       agentVersion: this.opts.agentVersion ?? AGENT_VERSION,
+      ...agentRuntime(),
       addresses: addresses(),
     };
     if (disk !== undefined) info.disk = disk;
+    const localImages = await this.localImages();
+    if (localImages !== undefined) info.localImages = localImages;
     this.prev = sampleCpus().sample;
     return info;
+  }
+
+  /** NodeInfo.localImages; undefined when the runtime cannot tell (a failure never holds up the report). */
+  private async localImages(): Promise<NodeInfo['localImages']> {
+    try {
+      return await this.opts.runtime.localImagePlatforms?.(LOCAL_IMAGES_MAX);
+    } catch {
+      return undefined;
+    }
   }
 
   async usage(): Promise<NodeUsage> {
@@ -153,6 +170,7 @@ export class EngineOnlyProbe implements HostProbe {
       memoryBytes: e.memTotal,
       engine: engineFacts(e),
       agentVersion: this.agentVersion,
+      ...agentRuntime(),
       addresses: [],
     };
   }

@@ -87,10 +87,14 @@ describe('get tables', () => {
         '',
       ].join('\n'),
     );
-    const wide = nodesTable([mockNode('pi-1', { labels: { zone: 'a' } })], [], now, true);
+    const armAgent = mockNode('pi-1', { labels: { zone: 'a' } });
+    if (armAgent.status.info !== undefined) Object.assign(armAgent.status.info, { agentPlatform: 'linux/arm', nodeVersion: '20.11.0' });
+    const wide = nodesTable([armAgent, mockNode('pi-old')], [], now, true);
     expect(wide).toContain('docker://20.10.24');
-    expect(wide.split('\n')[0]).toMatch(/AGE\s+OS\s+ENGINE\s+AGENT\s+LABELS$/);
-    expect(wide).toMatch(/zone=a\n$/);
+    expect(wide.split('\n')[0]).toMatch(/AGE\s+OS\s+ENGINE\s+AGENT\s+AGENT-RUNTIME\s+LABELS$/);
+    expect(wide.split('\n')[1]).toMatch(/\slinux\/arm node 20\.11\.0\s/);
+    expect(wide.split('\n')[2]).toMatch(/\s<unknown>\s+<none>$/);
+    expect(wide.split('\n')[1]).toMatch(/zone=a$/);
   });
 
   it('deployments: READY is ready/desired', () => {

@@ -16,9 +16,15 @@ export function podsOnNode(pods: readonly Pod[], node: string): Pod[] {
   return pods.filter((p) => p.spec.nodeName === node && p.status.phase !== 'Succeeded' && p.status.phase !== 'Failed');
 }
 
+/** The agent process's platform and Node version (`linux/arm node 20.11.0`): an arm agent may drive an x86 engine. */
+function agentRuntime(info: NodeObject['status']['info']): string {
+  if (info?.agentPlatform === undefined && info?.nodeVersion === undefined) return '<unknown>';
+  return [info.agentPlatform, info.nodeVersion === undefined ? undefined : `node ${info.nodeVersion}`].filter((p) => p !== undefined).join(' ');
+}
+
 export function nodesTable(nodes: readonly NodeObject[], pods: readonly Pod[], now: number, wide: boolean): string {
   const headers = ['NAME', 'STATUS', 'ARCH', 'CPU', 'MEMORY', 'PODS', 'AGE'];
-  if (wide) headers.push('OS', 'ENGINE', 'AGENT', 'LABELS');
+  if (wide) headers.push('OS', 'ENGINE', 'AGENT', 'AGENT-RUNTIME', 'LABELS');
   const rows = nodes.map((n) => {
     const info = n.status.info;
     const cap = n.status.capacity;
@@ -39,6 +45,7 @@ export function nodesTable(nodes: readonly NodeObject[], pods: readonly Pod[], n
         (info !== undefined ? `${info.engine.name}://${info.engine.version}` : '<unknown>') +
           (nodeWarningsShort(n) !== undefined ? ` (${nodeWarningsShort(n)})` : ''),
         info?.agentVersion ?? '<unknown>',
+        agentRuntime(info),
         formatLabels(n.metadata.labels),
       );
     }

@@ -77,6 +77,8 @@ export interface HubOptions {
   timeouts?: Partial<HubTimeouts>;
   /** Watch stream limits (hub/api/watch-streams.ts: 8 per token, 1 MiB queued per stream, 1 s expiry sweep). */
   watch?: ApiDeps['watch'];
+  /** The single-file agent served to device installs (hub/api/routes-agent.ts); default dist/orchard-agent.mjs beside the hub. */
+  agentFile?: string;
   /** Failed-login limiter; default 10 failures/min per (source, identity) and 100/min per source, then a 60 s lock. */
   rateLimit?: Omit<LoginLimiterOptions, 'now'>;
   /** Log/exec stream limits (hub/streams/stream-hub.ts; defaults protocol/streams.ts STREAM_DEFAULTS). */
@@ -364,6 +366,7 @@ export class Hub {
       ...(pki ? { tls: { cert: pki.certPem, key: pki.keyPem } } : {}),
       timeouts,
       ...(opts.watch ? { watch: opts.watch } : {}),
+      ...(opts.agentFile !== undefined ? { agentFile: opts.agentFile } : {}),
       metrics: { usage, prometheus },
       streams,
       revokeToken: (id) => {

@@ -312,6 +312,24 @@ export const NodeInfoSchema = z.object({
     .record(DeviceClassSchema, z.number().int().min(0).max(MAX_NODE_DEVICES))
     .refine((o) => Object.keys(o).length <= 32, 'must have at most 32 device classes')
     .optional(),
+  /**
+   * The agent process's own runtime (issue 17): `process.platform/process.arch` (linux/arm64,
+   * linux/arm, linux/x64) and Node's version without the v (22.23.5). It may differ from `arch`,
+   * which is what the engine runs (an armv7 agent under qemu on x86 still schedules amd64 pods).
+   * Absent from older agents.
+   */
+  agentPlatform: z.string().max(64).optional(),
+  nodeVersion: z.string().max(32).optional(),
+  /**
+   * Images in the node's own store whose reference names no registry host (imported, loaded or
+   * built there: the hub cannot look their platforms up), each with the platform the engine
+   * records (`linux/amd64`, `linux/arm/v7`), as of the agent's start. The image-platform filter
+   * uses them instead of failing open. Absent from older agents.
+   */
+  localImages: z
+    .array(z.object({ image: z.string().max(512), platform: z.string().max(64) }))
+    .max(256)
+    .optional(),
 });
 export type NodeInfo = z.infer<typeof NodeInfoSchema>;
 

@@ -10,10 +10,15 @@ import type { RegistryAuth } from '../runtime/runtime.js';
 
 export type DesiredSecrets = NonNullable<DesiredSetMessage['secrets']>;
 
+/** The registry host an image reference names (`127.0.0.1:5000`, `ghcr.io`, `localhost`), as Docker decides it; undefined when it names none. */
+export function namedRegistryHost(image: string): string | undefined {
+  const first = image.split('/')[0] ?? '';
+  return image.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost') ? first : undefined;
+}
+
 /** The registry host of an image reference (`docker.io` when none is named). */
 export function registryHost(image: string): string {
-  const first = image.split('/')[0] ?? '';
-  return image.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost') ? first : 'docker.io';
+  return namedRegistryHost(image) ?? 'docker.io';
 }
 
 function decode(v: string | undefined): string | undefined {

@@ -76,6 +76,14 @@ describe.skipIf(!up)('DockerRuntime (real engine)', () => {
     beforeAll(ensureTestImage);
     afterAll(removeRunContainers);
 
+    it("reports local images that name no registry host with the engine's platform for them (NodeInfo.localImages)", async () => {
+      const list = await rt.localImagePlatforms(256);
+      const { stdout } = await sh('docker', ['image', 'inspect', '--format', '{{.Os}}/{{.Architecture}}', IMAGE]);
+      expect(list).toContainEqual({ image: IMAGE, platform: stdout.trim() });
+      expect(list.every((i) => !/^[^/]*[.:][^/]*\//.test(i.image) && !i.image.startsWith('localhost/'))).toBe(true);
+      expect(await rt.localImagePlatforms(1)).toHaveLength(1);
+    });
+
     it('sets NanoCpus, Memory, port bindings, restart policy "no" and command/args', async () => {
       const id = await rt.createContainer({
         name: `orchard_limits_c_${runId}`,

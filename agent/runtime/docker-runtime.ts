@@ -26,6 +26,7 @@ import { DockerDemux, RawOutput } from './demux.js';
 import { duBytes, engineMounts } from './docker-volumes.js';
 import { registryHost } from '../images/pull-auth.js';
 import { EXEC_OUTPUT_LIMIT, LABELS, boundedSignal, normalizeArch, raceAbort } from './runtime.js';
+import { namedRegistryHost } from '../images/pull-auth.js';
 
 /**
  * ContainerRuntime over the Docker Engine API (dockerode). The only file that imports
@@ -325,6 +326,27 @@ export class DockerRuntime implements ContainerRuntime {
     } catch (err) {
       throw wrap(err, 'list images');
     }
+  }
+
+  async localImagePlatforms(max: number, signal?: AbortSignal): Promise<Array<{ image: string; platform: string }>> {
+    const out: Array<{ image: string; platform: string }> = [];
+    for (const img of await this.listImages(signal)) {
+      const tags = img.tags.filter((t) => namedRegistryHost(t) === undefined);
+      if (tags.length === 0) continue;
+      let i: { Os?: string; Architecture?: string; Variant?: string };
+      try {
+        i = await raceAbort(this.docker.getImage(img.id).inspect(), boundedSignal(signal, this.timeoutMs));
+      } catch {
+        continue; // removed meanwhile
+      }
+      if (!i.Os || !i.Architecture) continue;
+      const platform = [i.Os, i.Architecture, i.Variant].filter((p) => p !== undefined && p !== '').join('/');
+      for (const image of tags) {
+        if (out.length >= max) return out;
+        out.push({ image, platform });
+      }
+    }
+    return out;
   }
 
   async removeImage(ref: string, signal?: AbortSignal): Promise<void> {

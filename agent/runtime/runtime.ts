@@ -216,6 +216,8 @@ export interface ContainerRuntime {
   imageUser?(image: string, signal?: AbortSignal): Promise<string>;
   /** Every local image (image GC). */
   listImages?(signal?: AbortSignal): Promise<RuntimeImage[]>;
+  /** Tagged local images whose reference names no registry host, with their `os/arch[/variant]` (at most `max`; NodeInfo.localImages). */
+  localImagePlatforms?(max: number, signal?: AbortSignal): Promise<Array<{ image: string; platform: string }>>;
   /** Removes an image by id or tag, never by force: the engine refuses one a container uses. */
   removeImage?(ref: string, signal?: AbortSignal): Promise<void>;
   /** The engine's data directory (image GC measures free disk there when the agent can see it). */

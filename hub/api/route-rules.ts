@@ -9,7 +9,17 @@ import type { Operation } from '../security/authz.js';
  */
 
 /** Routes that need no API token: health, the dashboard page, and the join (its token is in the body). */
-export const PUBLIC_ROUTES: readonly string[] = ['GET /healthz', 'GET /', 'GET /dashboard.css', 'GET /dashboard/:file', 'GET /api/v1/ca', 'POST /api/v1/join'];
+export const PUBLIC_ROUTES: readonly string[] = [
+  'GET /healthz',
+  'GET /',
+  'GET /dashboard.css',
+  'GET /dashboard/:file',
+  'GET /api/v1/ca',
+  'POST /api/v1/join',
+  // The single-file agent for device installs (routes-agent.ts: no secret in it; TLS pinned to the hub CA vouches for it).
+  'GET /agent/orchard-agent.mjs',
+  'GET /agent/orchard-agent.mjs.sha256',
+];
 
 export interface RouteRule {
   method: string;

@@ -32,6 +32,7 @@ import { registerRolloutRoutes } from './routes-rollout.js';
 import { registerMetricsRoutes } from './routes-metrics.js';
 import { registerStreamRoutes } from './routes-streams.js';
 import type { StreamHub } from '../streams/stream-hub.js';
+import { registerAgentRoutes } from './routes-agent.js';
 import type { HubMetrics } from '../metrics/prometheus.js';
 import type { UsageStore } from '../metrics/usage-store.js';
 import { RolloutOperations } from '../rollout/rollout-ops.js';
@@ -97,6 +98,8 @@ export interface ApiDeps {
   metrics?: { usage: UsageStore; prometheus: HubMetrics };
   /** `orchard logs` / `orchard exec` (routes-streams.ts); absent without it. */
   streams?: StreamHub;
+  /** The single-file agent served at /agent/orchard-agent.mjs (routes-agent.ts); default dist/orchard-agent.mjs beside the hub. */
+  agentFile?: string;
 }
 
 const TokenCreateSchema = z.strictObject({
@@ -222,6 +225,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   if (deps.metrics) registerMetricsRoutes(app, { need, store: deps.store, ...deps.metrics });
   if (deps.streams) registerStreamRoutes(app, { need, authenticate, store: deps.store, streams: deps.streams, log: deps.log, now: () => new Date() });
   registerRolloutRoutes(app, { need, rollout: deps.rollout ?? new RolloutOperations({ store: deps.store, log: deps.log, now: () => new Date() }) });
+  registerAgentRoutes(app, deps.agentFile === undefined ? {} : { agentFile: deps.agentFile });
   app.get('/healthz', async () => ({ ok: true }));
   registerDashboardRoutes(app);
 

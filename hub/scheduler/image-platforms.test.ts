@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { imagePlatform, nodePlatform, normalizePlatform, platformRunsOn } from './image-platforms.js';
+import { imagePlatform, localImagePlatforms, nodePlatform, normalizePlatform, platformRunsOn } from './image-platforms.js';
 import { podContext } from './pod-context.js';
 import { schedule } from './scheduler.js';
 import { mockNode, mockPod } from './testing.js';
@@ -65,6 +65,35 @@ describe('image-platform filter', () => {
     const ctx = podContext(pod);
     expect(imagePlatform.filter(pod, node, ctx)).toBe(want);
     expect(imagePlatform.fits?.(pod, node, ctx)).toBe(want === undefined);
+  });
+
+  it("judges a local image (no registry host, platforms unknown) by the node's own store when the node holds it", () => {
+    // mockPod's image is `busybox`: Docker tags it busybox:latest; the registry lookup knows nothing of it.
+    const pod = mockPod();
+    const ctx = podContext(pod);
+    const holding = (arch: Arch, platform: string) => ({ ...mockNode({ arch }), localImages: localImagePlatforms([{ image: 'busybox:latest', platform }]) });
+    expect(imagePlatform.filter(pod, holding('arm64', 'linux/amd64'), ctx)).toBe('image has no linux/arm64 variant');
+    expect(imagePlatform.filter(pod, holding('arm', 'linux/arm'), ctx)).toBeUndefined(); // arm without variant = arm/v7
+    expect(imagePlatform.filter(pod, holding('amd64', 'linux/amd64'), ctx)).toBeUndefined();
+    // A node without the image (or reporting nothing) still fails open: its pull tells.
+    const other = { ...mockNode({ arch: 'arm64' }), localImages: localImagePlatforms([{ image: 'other:1', platform: 'linux/amd64' }]) };
+    expect(imagePlatform.filter(pod, other, ctx)).toBeUndefined();
+    expect(imagePlatform.filter(pod, mockNode({ arch: 'arm64' }), ctx)).toBeUndefined();
+    // Platforms the registry knows win over the node's copy.
+    const known = { ...pod, imagePlatforms: [{ image: 'busybox', platforms: ['linux/arm64'] }] };
+    expect(imagePlatform.filter(known, holding('arm64', 'linux/amd64'), podContext(known))).toBeUndefined();
+  });
+
+  it('reads NodeInfo.localImages: tags as Docker writes them, platforms normalised, odd entries left out', () => {
+    const m = localImagePlatforms([
+      { image: 'orchard-test/busybox:1', platform: 'linux/arm64/v8' },
+      { image: 'app', platform: 'linux/arm' },
+      { image: 'bad:1', platform: 'linux' },
+    ]);
+    expect([...m]).toEqual([
+      ['orchard-test/busybox:1', 'linux/arm64'],
+      ['app:latest', 'linux/arm/v7'],
+    ]);
   });
 
   it('explains a pod no node can run', () => {

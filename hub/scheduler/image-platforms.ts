@@ -1,6 +1,6 @@
 import type { Arch } from '../../protocol/manifest.js';
 import { filterPlugin } from './filter-plugin.js';
-import type { PodContext, SchedNode } from './types.js';
+import type { PodContext, SchedNode, SchedPod } from './types.js';
 
 /**
  * Image platforms, the pure half (the registry lookups live in hub/registry). A platform is
@@ -45,7 +45,25 @@ export function platformRunsOn(image: string, node: string): boolean {
   return false;
 }
 
-function firstMissing(node: SchedNode, ctx: PodContext): string | undefined {
+/** `image` as Docker tags it locally: `busybox` → `busybox:latest` (a digest or tag stays). */
+function withLatest(image: string): string {
+  if (image.includes('@')) return image;
+  const slash = image.lastIndexOf('/');
+  return image.slice(slash + 1).includes(':') ? image : `${image}:latest`;
+}
+
+/** NodeInfo.localImages → image (tagged as Docker tags it) → normalised platform; odd platform strings are left out. */
+export function localImagePlatforms(list: ReadonlyArray<{ image: string; platform: string }>): ReadonlyMap<string, string> {
+  const out = new Map<string, string>();
+  for (const { image, platform } of list) {
+    const [os, architecture, variant] = platform.split('/');
+    if (os === undefined || os === '' || architecture === undefined || architecture === '') continue;
+    out.set(withLatest(image), normalizePlatform({ os, architecture, variant }));
+  }
+  return out;
+}
+
+function firstMissing(pod: SchedPod, node: SchedNode, ctx: PodContext): string | undefined {
   if (node.arch === undefined) return undefined; // arch unknown: nothing to judge (node-arch speaks for it)
   const want = nodePlatform(node.arch);
   for (const ip of ctx.imagePlatforms) {
@@ -59,17 +77,27 @@ function firstMissing(node: SchedNode, ctx: PodContext): string | undefined {
     }
     if (!ok) return want;
   }
+  // Images the registry lookup knows nothing of (a local image names no registry host): the
+  // node's own store says what it holds, when it holds the image.
+  if (node.localImages !== undefined) {
+    for (const c of pod.spec.containers) {
+      if (ctx.imagePlatforms.some((ip) => ip.image === c.image && ip.platforms.length > 0)) continue;
+      const local = node.localImages.get(withLatest(c.image));
+      if (local !== undefined && !platformRunsOn(local, want)) return want;
+    }
+  }
   return undefined;
 }
 
 /**
  * A node whose platform none of a container image's known variants run on is filtered out
- * ("image has no linux/arm/v7 variant"). Images whose platforms are unknown (registry down,
- * no registry host in the reference, auth needed) do not filter: fail open, and the agent's
- * pull reports the problem if there is one.
+ * ("image has no linux/arm/v7 variant"). An image the registry cannot tell about (no registry
+ * host in the reference, registry down, auth needed) is judged by the node's own image store when
+ * the node reports holding it (NodeInfo.localImages: an amd64-only local image keeps an arm node
+ * out); otherwise it does not filter: fail open, and the agent's pull reports the problem if any.
  */
 export const imagePlatform = filterPlugin(
   'image-platform',
-  (_p, node, ctx) => ctx.imagePlatforms.length === 0 || firstMissing(node, ctx) === undefined,
-  (_p, node, ctx) => `image has no ${firstMissing(node, ctx) ?? 'matching'} variant`,
+  (p, node, ctx) => (ctx.imagePlatforms.length === 0 && node.localImages === undefined) || firstMissing(p, node, ctx) === undefined,
+  (p, node, ctx) => `image has no ${firstMissing(p, node, ctx) ?? 'matching'} variant`,
 );

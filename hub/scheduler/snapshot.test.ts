@@ -4,6 +4,18 @@ import { buildSchedNodes, podToSchedPod } from './snapshot.js';
 import { Gi, Mi, mockNodeObject, mockPodObject } from './testing.js';
 
 describe('buildSchedNodes', () => {
+  it("carries the node's local images (NodeInfo.localImages) so the image-platform filter can judge local images", () => {
+    const withImages = mockNodeObject('pi', { arch: 'arm64' });
+    withImages.status.info!.localImages = [{ image: 'orchard-test/busybox:1', platform: 'linux/amd64' }];
+    const [n, bare] = buildSchedNodes([withImages, mockNodeObject('old')], []);
+    expect([...(n?.localImages ?? [])]).toEqual([['orchard-test/busybox:1', 'linux/amd64']]);
+    expect(bare?.localImages).toBeUndefined();
+    const pod = podToSchedPod(mockPodObject('p'), {});
+    pod.spec = { ...pod.spec, containers: pod.spec.containers.map((c) => ({ ...c, image: 'orchard-test/busybox:1' })) };
+    const d = schedule(pod, [n!]);
+    expect(d.kind === 'unschedulable' && d.summary).toBe('0/1 nodes fit: 1 image has no linux/arm64 variant');
+  });
+
   it('derives allocatable from capacity minus the default reservation (100m, 64Mi)', () => {
     const [n] = buildSchedNodes([mockNodeObject('a', { capacity: { cpuMillis: 2000, memoryBytes: Gi, pods: 20 } })], []);
     expect(n?.allocatable).toEqual({ cpuMillis: 1900, memoryBytes: Gi - 64 * Mi, pods: 20 });

@@ -6,6 +6,7 @@ import { accountPod, podContext } from './pod-context.js';
 import { TopologyCounts } from './topology.js';
 import { bookEphemeral, schedStorage } from './storage-filters.js';
 import type { ImagePlatforms, SchedNode, SchedPod } from './types.js';
+import { localImagePlatforms } from './image-platforms.js';
 
 /**
  * Builds the scheduler's view from stored objects. Pure: the inputs are read, never modified
@@ -68,6 +69,7 @@ export function nodeView(n: NodeObject, opts: Required<SnapshotOptions>, topolog
   if (info?.devices !== undefined && info.devices.length > 0) sn.devices = info.devices;
   sn.deviceUse = new Map();
   sn.storage = schedStorage(n);
+  if (info?.localImages !== undefined && info.localImages.length > 0) sn.localImages = localImagePlatforms(info.localImages);
   return sn;
 }
 

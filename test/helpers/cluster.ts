@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request, waitFor, type HttpResult } from './http.js';
-import { REPO, ensureBuilt, freePort, orchard, orchardRun, readToken, removeContainersOf, type Proc } from './procs.js';
+import { REPO, ensureBuilt, freePort, orchard, orchardRun, readToken, removeContainersOf, spawnProc, type Proc } from './procs.js';
 import { newE2eRunId } from './run-id.js';
 import { parseLabels } from '../../agent/main.js';
 import { LoAddresses } from '../../agent/services/addresses.js';
@@ -113,12 +113,20 @@ export class Cluster {
    */
   async startAgent(
     short: string,
-    opts: { token?: string; labels?: string; agentLabels?: string; extra?: string[]; services?: boolean | AgentServices } = {},
+    opts: {
+      token?: string;
+      labels?: string;
+      agentLabels?: string;
+      extra?: string[];
+      services?: boolean | AgentServices;
+      /** Runs this command + args with the agent's flags instead of `node dist/cli/main.js agent` (the single-file agent, qemu). */
+      launch?: string[];
+    } = {},
   ): Promise<Proc> {
     const tokenLabels = opts.labels ? parseLabels(opts.labels) : undefined;
     const token = opts.token ?? (await this.joinToken(1, tokenLabels));
     const name = this.nodeName(short);
-    const args = ['agent', '--hub', `127.0.0.1:${this.httpPort}`, '--token', token, '--name', name, '--data-dir', join(this.dir, 'agents', short)];
+    const args = ['--hub', `127.0.0.1:${this.httpPort}`, '--token', token, '--name', name, '--data-dir', join(this.dir, 'agents', short)];
     if (opts.agentLabels) args.push('--labels', opts.agentLabels);
     if (opts.services === undefined || opts.services === false) args.push('--no-services');
     else if (opts.services !== true) {
@@ -126,7 +134,8 @@ export class Cluster {
       args.push('--service-cidr', sv.cidr, '--advertise-address', sv.advertise, '--publish-address', sv.publish ?? sv.advertise);
       this.serviceCidrs.add(sv.cidr);
     }
-    const p = orchard([...args, ...(opts.extra ?? [])]);
+    const [command, ...prefix] = opts.launch ?? [];
+    const p = command === undefined ? orchard(['agent', ...args, ...(opts.extra ?? [])]) : spawnProc(command, [...prefix, ...args, ...(opts.extra ?? [])]);
     this.agents.set(short, p);
     return p;
   }

@@ -6,10 +6,12 @@ import { fileURLToPath } from 'node:url';
 
 export const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = join(REPO, 'dist', 'cli', 'main.js');
+/** The single-file agent (scripts/build-agent.ts). */
+export const AGENT_BUNDLE = join(REPO, 'dist', 'orchard-agent.mjs');
 
 /** Builds dist/ once if it is missing (scripts/test.sh builds before the e2e tier). */
 export function ensureBuilt(): void {
-  if (!existsSync(CLI)) execFileSync('npm', ['run', 'build'], { cwd: REPO, stdio: 'inherit' });
+  if (!existsSync(CLI) || !existsSync(AGENT_BUNDLE)) execFileSync('npm', ['run', 'build'], { cwd: REPO, stdio: 'inherit' });
 }
 
 export async function freePort(): Promise<number> {
@@ -35,7 +37,12 @@ export interface Proc {
 
 /** Spawns `node dist/cli/main.js ...args`, capturing output; killed at the latest by cleanup. */
 export function orchard(args: string[], env: Record<string, string> = {}): Proc {
-  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ORCHARD_LOG: 'debug', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  return spawnProc(process.execPath, [CLI, ...args], env);
+}
+
+/** Spawns any command (e.g. the single-file agent under qemu), capturing output like orchard(). */
+export function spawnProc(command: string, args: string[], env: Record<string, string> = {}): Proc {
+  const child = spawn(command, args, { env: { ...process.env, ORCHARD_LOG: 'debug', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout?.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr?.on('data', (c: Buffer) => (out += c.toString()));

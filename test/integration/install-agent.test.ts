@@ -1,100 +1,171 @@
-import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { REPO, ensureBuilt } from '../helpers/procs.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestHub, type TestHub } from '../helpers/hub-harness.js';
+import { AGENT_BUNDLE, REPO, ensureBuilt } from '../helpers/procs.js';
+
+/**
+ * scripts/install-agent.sh against a real hub (HTTPS on port 0, its own CA): the single-file
+ * agent comes from GET /agent/orchard-agent.mjs over TLS pinned to the CA fingerprint in the join
+ * token, is checked against the hub's sha256, installed atomically, and run by the systemd unit
+ * with the token in a 0600 file (never on a command line).
+ */
+
+const SCRIPT = join(REPO, 'scripts', 'install-agent.sh');
 
 describe('scripts/install-agent.sh (device install as a systemd service)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'orchard-install-'));
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-  const token = `K10${'a'.repeat(64)}::abcdef.${'s'.repeat(32)}`;
-
-  it('writes a unit that runs the agent with --token-file: the token is in a 0600 file, never on a command line', () => {
+  let hub: TestHub;
+  let hubAddr = '';
+  let token = '';
+  let n = 0;
+  afterAll(async () => {
+    await hub?.cleanup();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  beforeAll(async () => {
     ensureBuilt();
-    const given = join(dir, 'given.token');
-    writeFileSync(given, `${token}\n`, { mode: 0o600 });
-    const r = spawnSync(
-      'bash',
-      [join(REPO, 'scripts', 'install-agent.sh'), '--hub', 'hub.local:8443', '--token-file', given, '--name', 'pi-7', '--labels', 'zone=north', '--no-start'],
-      {
-        env: { ...process.env, ORCHARD_ETC_DIR: join(dir, 'etc'), ORCHARD_SYSTEMD_DIR: join(dir, 'systemd') },
-        encoding: 'utf8',
-      },
-    );
-    expect(r.status, r.stderr).toBe(0);
-    expect(r.stderr).not.toMatch(/visible to other users/);
-    const unit = readFileSync(join(dir, 'systemd', 'orchard-agent.service'), 'utf8');
-    const tokenFile = join(dir, 'etc', 'join.token');
+    hub = await startTestHub({ agentFile: AGENT_BUNDLE });
+    hubAddr = `127.0.0.1:${hub.hub.httpPort}`;
+    const r = await hub.api('POST', '/api/v1/tokens', { type: 'join', ttlSeconds: 600, uses: 5 });
+    expect(r.status, r.text).toBe(200);
+    token = (r.body as { token: string }).token;
+  });
+
+  /**
+   * Runs the script with its files under a fresh directory; returns the run and the paths. Async:
+   * the hub answers from this very process, so a spawnSync would block it.
+   */
+  const install = async (args: string[], env: Record<string, string> = {}) => {
+    const root = join(dir, `run-${++n}`);
+    const paths = { etc: join(root, 'etc'), systemd: join(root, 'systemd'), lib: join(root, 'lib') };
+    const child = spawn('bash', [SCRIPT, '--no-start', ...args], {
+      env: { ...process.env, ORCHARD_ETC_DIR: paths.etc, ORCHARD_SYSTEMD_DIR: paths.systemd, ORCHARD_LIB_DIR: paths.lib, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 60_000,
+    });
+    let stderr = '';
+    child.stdout.resume();
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const status = await new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+    const r = { status, stderr };
+    return {
+      r,
+      ...paths,
+      agent: join(paths.lib, 'orchard-agent.mjs'),
+      unit: join(paths.systemd, 'orchard-agent.service'),
+      tokenFile: join(paths.etc, 'join.token'),
+    };
+  };
+  const tokenFile = (text: string): string => {
+    const f = join(dir, `token-${++n}`);
+    writeFileSync(f, `${text}\n`, { mode: 0o600 });
+    return f;
+  };
+
+  it('fetches the agent from the hub over TLS pinned by the token, and writes a unit that runs it with --token-file', async () => {
+    const run = await install(['--hub', hubAddr, '--token-file', tokenFile(token), '--name', 'pi-7', '--labels', 'zone=north']);
+    expect(run.r.status, run.r.stderr).toBe(0);
+    // The very bytes the hub serves (dist/orchard-agent.mjs), executable, and it runs.
+    const bytes = readFileSync(run.agent);
+    expect(createHash('sha256').update(bytes).digest('hex')).toBe(createHash('sha256').update(readFileSync(AGENT_BUNDLE)).digest('hex'));
+    expect(statSync(run.agent).mode & 0o777).toBe(0o755);
+    expect(run.r.stderr).toMatch(/installed \S+orchard-agent\.mjs: orchard-agent \S+ \(node/);
+    const unit = readFileSync(run.unit, 'utf8');
     expect(unit).toMatch(
-      /^ExecStart=\S+node \S+\/dist\/cli\/main\.js agent --hub hub\.local:8443 --name pi-7 --data-dir \/var\/lib\/orchard-agent --token-file \S+\/etc\/join\.token --labels zone=north$/m,
+      new RegExp(
+        `^ExecStart=\\S+/node ${run.agent.replaceAll('/', '\\/')} --hub 127\\.0\\.0\\.1:\\d+ --name pi-7 --data-dir /var/lib/orchard-agent --token-file \\S+/etc/join\\.token --labels zone=north$`,
+        'm',
+      ),
     );
     expect(unit).toContain('KillMode=process');
     expect(unit).toContain('Restart=always');
     expect(unit).not.toContain(token);
     expect(unit).not.toContain('EnvironmentFile');
-    expect(readFileSync(tokenFile, 'utf8')).toBe(`${token}\n`);
-    expect(statSync(tokenFile).mode & 0o777).toBe(0o600);
-    expect(statSync(join(dir, 'etc')).mode & 0o777).toBe(0o700);
+    expect(readFileSync(run.tokenFile, 'utf8')).toBe(`${token}\n`);
+    expect(statSync(run.tokenFile).mode & 0o777).toBe(0o600);
+    expect(statSync(run.etc).mode & 0o777).toBe(0o700);
+    // No temporary file left beside the agent.
+    expect(readdirSync(run.lib)).toEqual(['orchard-agent.mjs']);
   });
 
-  it('takes the token from ORCHARD_TOKEN too, and warns when it is given with --token (visible in ps)', () => {
-    const run = (args: string[], env: Record<string, string>) =>
-      spawnSync('bash', [join(REPO, 'scripts', 'install-agent.sh'), '--hub', 'h:8443', '--name', 'pi-8', '--no-start', ...args], {
-        env: { ...process.env, ORCHARD_ETC_DIR: join(dir, 'etc3'), ORCHARD_SYSTEMD_DIR: join(dir, 'sd3'), ...env },
-        encoding: 'utf8',
-      });
-    const viaEnv = run([], { ORCHARD_TOKEN: token });
-    expect(viaEnv.status, viaEnv.stderr).toBe(0);
-    expect(readFileSync(join(dir, 'etc3', 'join.token'), 'utf8')).toBe(`${token}\n`);
-    const viaFlag = run(['--token', token], {});
-    expect(viaFlag.status, viaFlag.stderr).toBe(0);
-    expect(viaFlag.stderr).toMatch(/--token is visible to other users in ps/);
-    const none = run([], { ORCHARD_TOKEN: '' });
-    expect(none.status).not.toBe(0);
-    expect(none.stderr).toMatch(/--token-file FILE or ORCHARD_TOKEN/);
+  it('the hub serves the file and its sha256 without credentials', async () => {
+    const file = await hub.api('GET', '/agent/orchard-agent.mjs', undefined, '');
+    expect(file.status).toBe(200);
+    const sum = await hub.api('GET', '/agent/orchard-agent.mjs.sha256', undefined, '');
+    expect(sum.status).toBe(200);
+    const want = createHash('sha256').update(readFileSync(AGENT_BUNDLE)).digest('hex');
+    expect(sum.text).toBe(`${want}  orchard-agent.mjs\n`);
   });
 
-  it('never lets npm (and its lifecycle scripts, run as root) see ORCHARD_TOKEN', () => {
-    // A checkout with no node_modules and no dist/, so the script must run `npm install` and
-    // `npm run build`; the npm on PATH is a fake that records the environment it was given.
-    const root = join(dir, 'checkout');
-    mkdirSync(join(root, 'scripts', 'lib'), { recursive: true });
-    copyFileSync(join(REPO, 'scripts', 'install-agent.sh'), join(root, 'scripts', 'install-agent.sh'));
-    copyFileSync(join(REPO, 'scripts', 'lib', 'common.sh'), join(root, 'scripts', 'lib', 'common.sh'));
+  it('refuses a hub whose CA is not the one the token pins, and installs nothing', async () => {
+    const other = token.replace(/^K10[0-9a-f]{64}/, `K10${'0'.repeat(64)}`);
+    const run = await install(['--hub', hubAddr, '--token-file', tokenFile(other), '--name', 'pi-8']);
+    expect(run.r.status).not.toBe(0);
+    expect(run.r.stderr).toMatch(/but the join token pins CA 0{64}/);
+    expect(existsSync(run.agent)).toBe(false);
+    expect(existsSync(run.unit)).toBe(false);
+    expect(existsSync(run.tokenFile)).toBe(false);
+  });
+
+  it('takes the token from ORCHARD_TOKEN, refuses it on the command line, and requires one', async () => {
+    const viaEnv = await install(['--hub', hubAddr, '--name', 'pi-9'], { ORCHARD_TOKEN: token });
+    expect(viaEnv.r.status, viaEnv.r.stderr).toBe(0);
+    expect(readFileSync(viaEnv.tokenFile, 'utf8')).toBe(`${token}\n`);
+    const viaFlag = await install(['--hub', hubAddr, '--name', 'pi-9', '--token', token]);
+    expect(viaFlag.r.status).not.toBe(0);
+    expect(viaFlag.r.stderr).toMatch(/--token is not accepted: every local user can read it in ps/);
+    const none = await install(['--hub', hubAddr, '--name', 'pi-9'], { ORCHARD_TOKEN: '' });
+    expect(none.r.status).not.toBe(0);
+    expect(none.r.stderr).toMatch(/--token-file FILE or ORCHARD_TOKEN/);
+  });
+
+  it('never hands the token secret to another program (the fetching node sees only the CA fingerprint)', async () => {
+    // A `node` first on PATH that records its arguments and environment, then runs the real one.
     const bin = join(dir, 'fake-bin');
-    const seen = join(dir, 'npm-env.txt');
+    const seen = join(dir, 'node-seen.txt');
     mkdirSync(bin, { recursive: true });
-    writeFileSync(join(bin, 'npm'), `#!/bin/sh\necho "npm $*" >> '${seen}'\nenv >> '${seen}'\nexit 0\n`);
-    chmodSync(join(bin, 'npm'), 0o755);
-    const r = spawnSync('bash', [join(root, 'scripts', 'install-agent.sh'), '--hub', 'h:8443', '--name', 'pi-9', '--no-start'], {
-      env: {
-        ...process.env,
-        PATH: `${bin}:${process.env.PATH ?? ''}`,
-        ORCHARD_TOKEN: token,
-        TOKEN: 'caller-own-token-variable',
-        ORCHARD_ETC_DIR: join(dir, 'etc4'),
-        ORCHARD_SYSTEMD_DIR: join(dir, 'sd4'),
-      },
-      encoding: 'utf8',
-    });
-    expect(r.status, r.stderr).toBe(0);
-    const env = readFileSync(seen, 'utf8');
-    expect(env).toMatch(/^npm install /m);
-    expect(env).toMatch(/^npm run --silent build$/m);
-    expect(env).not.toContain(token);
-    expect(env).not.toMatch(/^ORCHARD_TOKEN=/m);
-    // The token still reaches its 0600 file.
-    expect(readFileSync(join(dir, 'etc4', 'join.token'), 'utf8')).toBe(`${token}\n`);
+    writeFileSync(join(bin, 'node'), `#!/bin/sh\necho "argv: $*" >> '${seen}'\nenv >> '${seen}'\nexec '${process.execPath}' "$@"\n`);
+    chmodSync(join(bin, 'node'), 0o755);
+    const run = await install(['--hub', hubAddr, '--name', 'pi-10'], { PATH: `${bin}:${process.env.PATH ?? ''}`, ORCHARD_TOKEN: token, TOKEN: 'caller-own' });
+    expect(run.r.status, run.r.stderr).toBe(0);
+    const recorded = readFileSync(seen, 'utf8');
+    expect(recorded).toMatch(/^argv: - 127\.0\.0\.1:\d+ [0-9a-f]{64} /m);
+    const secret = token.split('.').pop() ?? '';
+    expect(secret.length).toBeGreaterThan(15);
+    expect(recorded).not.toContain(secret);
+    expect(recorded).not.toMatch(/^ORCHARD_TOKEN=/m);
+    expect(readFileSync(run.tokenFile, 'utf8')).toBe(`${token}\n`);
   });
 
-  it('refuses a node name that is not a DNS label', () => {
-    expect(() =>
-      execFileSync('bash', [join(REPO, 'scripts', 'install-agent.sh'), '--hub', 'h', '--token', 't', '--name', 'Bad_Name', '--no-start'], {
-        env: { ...process.env, ORCHARD_ETC_DIR: join(dir, 'etc2'), ORCHARD_SYSTEMD_DIR: join(dir, 'sd2') },
-        stdio: 'pipe',
-      }),
-    ).toThrow(/DNS-1123/);
+  it('installs a local --agent-file (offline) only when it matches --sha256', async () => {
+    const sha = createHash('sha256').update(readFileSync(AGENT_BUNDLE)).digest('hex');
+    const ok = await install(['--hub', hubAddr, '--token-file', tokenFile(token), '--name', 'pi-11', '--agent-file', AGENT_BUNDLE, '--sha256', sha]);
+    expect(ok.r.status, ok.r.stderr).toBe(0);
+    expect(existsSync(ok.agent)).toBe(true);
+    const bad = await install([
+      '--hub',
+      hubAddr,
+      '--token-file',
+      tokenFile(token),
+      '--name',
+      'pi-12',
+      '--agent-file',
+      AGENT_BUNDLE,
+      '--sha256',
+      'f'.repeat(64),
+    ]);
+    expect(bad.r.status).not.toBe(0);
+    expect(bad.r.stderr).toMatch(/not the --sha256 given/);
+    expect(existsSync(bad.agent)).toBe(false);
+  });
+
+  it('refuses a node name that is not a DNS label', async () => {
+    const run = await install(['--hub', hubAddr, '--token-file', tokenFile(token), '--name', 'Bad_Name']);
+    expect(run.r.status).not.toBe(0);
+    expect(run.r.stderr).toMatch(/DNS-1123/);
   });
 });

@@ -1,0 +1,200 @@
+/**
+ * Builds the single-file agent: dist/orchard-agent.mjs (+ .map), everything agent/standalone.ts
+ * imports bundled by esbuild, so a device needs only Node (20, 22 or 24) and Docker.
+ * `npm run build` runs it after tsc; by hand:
+ *
+ *   npx tsx scripts/build-agent.ts [--version V] [--outfile PATH]
+ *
+ * --version (or env ORCHARD_VERSION) sets the version the agent reports (default: package.json's);
+ * --outfile (default dist/orchard-agent.mjs) lets a test build an "other" version beside it.
+ * Prints the file's size and gzip size. It fails when the bundle's graph holds a native addon,
+ * anything under hub/ or cli/, or an import left to node_modules (bundleViolations below).
+ */
+import { build, type BuildOptions, type BuildResult, type Metafile, type Plugin } from 'esbuild';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { builtinModules } from 'node:module';
+import { join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+
+export const REPO = fileURLToPath(new URL('..', import.meta.url));
+export const AGENT_ENTRY = join(REPO, 'agent', 'standalone.ts');
+export const AGENT_OUTFILE = join(REPO, 'dist', 'orchard-agent.mjs');
+
+/**
+ * docker-modem requires ssh2 (and ssh2 the native cpu-features and its own sshcrypto.node) only
+ * for `ssh://` Docker hosts. The single-file agent does not carry them: native addons cannot be
+ * bundled and fail to load on many devices anyway. This stub takes ssh2's place and fails with a
+ * clear message, only if a user points --docker-socket / DOCKER_HOST at an ssh:// engine.
+ */
+const SSH2_STUB = `
+class Client {
+  constructor() {
+    throw new Error('ssh:// Docker hosts are not supported by the single-file Orchard agent (it leaves out ssh2 and its native addons); run the agent on the device that runs the engine and use its unix socket');
+  }
+}
+module.exports = { Client };
+`;
+
+/**
+ * Optional packages our dependencies try to require inside try/catch and do without (ws:
+ * bufferutil, utf-8-validate; debug: supports-color; systeminformation: the macOS temperature
+ * sensors). They are not installed; rather than leave a run-time lookup in node_modules, each
+ * becomes a module that fails exactly as a missing package does, which the caller already handles.
+ */
+export const ABSENT_OPTIONAL = ['bufferutil', 'utf-8-validate', 'supports-color', 'osx-temperature-sensor', 'macos-temperature-sensor'];
+
+const absentStub = (name: string): string => `
+const err = new Error(${JSON.stringify(`Cannot find module '${name}' (left out of the single-file Orchard agent)`)});
+err.code = 'MODULE_NOT_FOUND';
+throw err;
+`;
+
+/**
+ * dockerode's BuildKit support (lib/session.js: @grpc/grpc-js + proto-loader, loaded when dockerode
+ * loads; lib/buildkit.js: protobufjs and a .proto file read from beside it) serves only
+ * `docker build` with BuildKit, which the agent never does: ≈ 0.5 MB of bundle and of module-load
+ * heap on every device. Both become stubs that fail with a clear message if ever called.
+ */
+const DOCKERODE_BUILDKIT_STUB = `
+module.exports = function () {
+  throw new Error('BuildKit image builds are not part of the single-file Orchard agent');
+};
+module.exports.followProgress = module.exports;
+`;
+
+const stubs: Plugin = {
+  name: 'orchard-stubs',
+  setup(b) {
+    const absent = new RegExp(`^(${ABSENT_OPTIONAL.join('|')})$`);
+    b.onResolve({ filter: /^ssh2$/ }, () => ({ path: 'ssh2', namespace: 'orchard-stub' }));
+    b.onResolve({ filter: absent }, (a) => ({ path: a.path, namespace: 'orchard-stub' }));
+    b.onResolve({ filter: /^\.\/(session|buildkit)$/ }, (a) =>
+      /node_modules\/dockerode\/lib\/docker\.js$/.test(a.importer) ? { path: `dockerode-${a.path.slice(2)}`, namespace: 'orchard-stub' } : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: 'orchard-stub' }, (a) => ({
+      contents: a.path === 'ssh2' ? SSH2_STUB : a.path.startsWith('dockerode-') ? DOCKERODE_BUILDKIT_STUB : absentStub(a.path),
+      loader: 'js',
+    }));
+  },
+};
+
+export function agentBuildOptions(version: string, outfile = AGENT_OUTFILE): BuildOptions & { metafile: true } {
+  return {
+    entryPoints: [AGENT_ENTRY],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    // Whitespace and syntax only: identifiers keep their names, so stack traces stay readable
+    // even without the source map next to the file.
+    minifyWhitespace: true,
+    minifySyntax: true,
+    sourcemap: 'linked',
+    sourcesContent: false,
+    legalComments: 'none',
+    metafile: true,
+    logLevel: 'warning',
+    define: { ORCHARD_VERSION: JSON.stringify(version) },
+    // CommonJS dependencies (dockerode, mqtt's deps, systeminformation) call require(); an ESM
+    // file has none, so give it one. The names are unusual so they cannot collide with bundled code.
+    banner: {
+      js: [
+        "import { createRequire as __orchardCreateRequire } from 'node:module';",
+        "import { fileURLToPath as __orchardFileURLToPath } from 'node:url';",
+        "import { dirname as __orchardDirname } from 'node:path';",
+        'const require = __orchardCreateRequire(import.meta.url);',
+        'const __filename = __orchardFileURLToPath(import.meta.url);',
+        'const __dirname = __orchardDirname(__filename);',
+      ].join('\n'),
+    },
+    plugins: [stubs],
+  };
+}
+
+const BUILTINS = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]));
+
+/** The package directory of a node_modules input path (scoped or not), or undefined. */
+function packageDirOf(input: string): string | undefined {
+  const m = /^(.*?node_modules\/(?:@[^/]+\/)?[^/]+)\//.exec(input);
+  return m?.[1];
+}
+
+/**
+ * What must never be in the agent's graph: a native addon (a `.node` file, or a package with a
+ * binding.gyp — better-sqlite3, cpu-features, ssh2's crypto), hub/ or cli/ code, and any import
+ * left external other than Node's built-ins (the device has no node_modules to find it in).
+ * `root` resolves metafile paths (relative to the working directory esbuild ran in).
+ */
+export function bundleViolations(meta: Metafile, root: string = REPO): string[] {
+  const out: string[] = [];
+  for (const input of Object.keys(meta.inputs)) {
+    if (input.startsWith('orchard-stub:')) continue;
+    if (/^(hub|cli)\//.test(input)) out.push(`${input}: hub/ and cli/ code must not reach the agent`);
+    if (input.endsWith('.node')) out.push(`${input}: native addon`);
+    const pkg = packageDirOf(input);
+    if (pkg !== undefined && existsSync(join(root, pkg, 'binding.gyp'))) out.push(`${input}: from ${pkg}, a native addon package`);
+    if (/node_modules\/(better-sqlite3|cpu-features|ssh2|bindings)\//.test(input)) out.push(`${input}: hub-only or native package`);
+  }
+  for (const [file, output] of Object.entries(meta.outputs)) {
+    for (const imp of output.imports) {
+      if (imp.external && !BUILTINS.has(imp.path)) out.push(`${file}: imports ${imp.path} at run time (only node: built-ins may stay external)`);
+    }
+  }
+  return [...new Set(out)];
+}
+
+export function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+export interface AgentBuild {
+  outfile: string;
+  version: string;
+  bytes: number;
+  gzipBytes: number;
+  metafile: Metafile;
+}
+
+/** The bundle in memory (nothing written), with its metafile. */
+export async function bundleAgent(version: string, outfile = AGENT_OUTFILE): Promise<BuildResult<BuildOptions & { metafile: true; write: false }>> {
+  // Paths in the metafile are relative to the working directory: build from the repository root.
+  return build({ ...agentBuildOptions(version, outfile), absWorkingDir: REPO, write: false });
+}
+
+/** Bundles the agent; throws (nothing written) when bundleViolations finds anything. */
+export async function buildAgent(opts: { version?: string; outfile?: string } = {}): Promise<AgentBuild> {
+  const version = opts.version ?? packageVersion();
+  const outfile = opts.outfile ?? AGENT_OUTFILE;
+  const result = await bundleAgent(version, outfile);
+  const bad = bundleViolations(result.metafile);
+  if (bad.length > 0) throw new Error(`the single-file agent must not contain:\n  ${bad.join('\n  ')}`);
+  let code: Uint8Array | undefined;
+  for (const f of result.outputFiles) {
+    writeFileSync(f.path, f.contents, { mode: f.path.endsWith('.mjs') ? 0o755 : 0o644 });
+    if (f.path === outfile) code = f.contents;
+  }
+  if (code === undefined) throw new Error(`esbuild wrote no ${outfile}`);
+  writeFileSync(`${outfile}.meta.json`, JSON.stringify(result.metafile));
+  return { outfile, version, bytes: code.byteLength, gzipBytes: gzipSync(code, { level: 9 }).byteLength, metafile: result.metafile };
+}
+
+function flag(argv: string[], name: string): string | undefined {
+  const i = argv.indexOf(name);
+  return i >= 0 ? argv[i + 1] : undefined;
+}
+
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const argv = process.argv.slice(2);
+  const version = flag(argv, '--version') ?? (process.env.ORCHARD_VERSION || undefined);
+  const outfile = flag(argv, '--outfile');
+  const r = await buildAgent({ ...(version === undefined ? {} : { version }), ...(outfile === undefined ? {} : { outfile: resolve(outfile) }) });
+  const mb = (n: number): string => `${(n / 1024 / 1024).toFixed(2)} MB`;
+  const inputs = Object.keys(r.metafile.inputs).length;
+  process.stdout.write(
+    `built ${relative(process.cwd(), r.outfile) || r.outfile} (orchard-agent ${r.version}): ${mb(r.bytes)}, ${mb(r.gzipBytes)} gzipped, ${inputs} modules; ` +
+      `${mb(statSync(`${r.outfile}.map`).size)} source map beside it\n`,
+  );
+}
