@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { parseOrThrow } from '../protocol/errors.js';
 import { LabelsSchema, NameSchema } from '../protocol/manifest.js';
 import { PAYLOAD_ENCODINGS, type DesiredSetMessage, type NodeStatusMessage, type ObservedPod } from '../protocol/messages.js';
-import type { NodeInfo } from '../protocol/objects.js';
+import type { AgentUpgradeInfo, NodeInfo } from '../protocol/objects.js';
+import type { AgentUpgradeMessage } from '../protocol/agent-upgrade.js';
 import type { DevicePolicy } from '../protocol/pod-security.js';
 import { DesiredCache } from './cache.js';
 import type { Clock, Logger, TimerHandle } from './clock.js';
@@ -74,6 +75,16 @@ export interface AgentOptions {
    * `--no-services`.
    */
   services?: AgentServicesOptions;
+  /** Upgrades from the hub (issue 17; agent/upgrade): only under orchard-agent-launcher. */
+  upgrade?: AgentUpgradeHooks;
+}
+
+export interface AgentUpgradeHooks {
+  /** NodeInfo.upgrade as of now. */
+  info(): AgentUpgradeInfo;
+  onCommand(msg: AgentUpgradeMessage): void;
+  /** The hub holds a status of this agent (its version included). */
+  onReportedIn?(): void;
 }
 
 export interface AgentServicesOptions {
@@ -121,6 +132,7 @@ export class Agent {
   /** Services wiring (services/service-sync.ts); undefined when services are off. */
   readonly services: ServiceSync | undefined;
   private readonly advertiseAddress: string | undefined;
+  private readonly upgrade: AgentUpgradeHooks | undefined;
 
   constructor(opts: AgentOptions) {
     this.node = parseOrThrow(NameSchema, opts.node, 'node name');
@@ -147,6 +159,7 @@ export class Agent {
     this.policy = opts.policy;
     this.dataDir = opts.dataDir;
     this.advertiseAddress = opts.services?.advertiseAddress;
+    this.upgrade = opts.upgrade;
     if (opts.services !== undefined) {
       const cidr = parseServiceCidr(opts.services.serviceCidr);
       const sync: ConstructorParameters<typeof ServiceSync>[0] = {
@@ -195,6 +208,11 @@ export class Agent {
       if (services !== undefined) {
         handlers.onService = (name, msg) => services.onService(name, msg);
         handlers.onServiceIndex = (msg) => services.onIndex(msg);
+      }
+      const upgrade = opts.upgrade;
+      if (upgrade !== undefined) {
+        handlers.onUpgrade = (msg) => upgrade.onCommand(msg);
+        handlers.onStatusDelivered = () => upgrade.onReportedIn?.();
       }
       this.link = new Link(this.node, { clientId: this.node, ...opts.link }, handlers, { clock: this.clock, logger: this.log });
     }
@@ -271,6 +289,11 @@ export class Agent {
       .catch((err: unknown) => this.log.error('cannot persist desired set', { error: String(err) }));
   }
 
+  /** Re-reads the node's facts and republishes its status (retained). */
+  async republishStatus(): Promise<void> {
+    await this.refreshInfo();
+  }
+
   /** Registry logins and the images GC must keep come with the desired set. */
   private setImages(msg: DesiredSetMessage): void {
     this.reconciler.setPullSecrets(msg.secrets);
@@ -296,6 +319,8 @@ export class Agent {
       if (this.policy !== undefined) this.info.policy = { ...this.policy };
       // Other nodes dial this node's endpoint ports here (services on).
       if (this.advertiseAddress !== undefined) this.info.advertiseAddress = this.advertiseAddress;
+      // Whether the hub may upgrade this agent, and the last upgrade it rolled back (and why).
+      if (this.upgrade !== undefined) this.info.upgrade = this.upgrade.info();
       if (this.volumes !== undefined) {
         this.info.storage = {
           hostPathAllow: [...this.volumes.hostPathAllow],

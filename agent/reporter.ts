@@ -17,7 +17,9 @@ import type { ContainerRuntime, EngineInfo } from './runtime/runtime.js';
  * up to 100 × cores).
  */
 
-export const AGENT_VERSION = '0.1.0';
+/** Set by the single-file build (esbuild `--define:ORCHARD_VERSION='"x.y.z"'`); absent when run from dist/ or tsx. */
+declare const ORCHARD_VERSION: string | undefined;
+export const AGENT_VERSION: string = typeof ORCHARD_VERSION === 'string' ? ORCHARD_VERSION : '0.1.0';
 
 export interface HostProbe {
   staticInfo(): Promise<NodeInfo>;

@@ -19,6 +19,7 @@ import { versionCommand } from './commands/version.js';
 import { topNodesCommand, topPodsCommand } from './commands/top.js';
 import { ROLLOUT_COMMANDS } from './commands/rollout.js';
 import { CONFIG_COMMANDS } from './commands/create-config.js';
+import { AGENT_UPGRADE_COMMANDS } from './commands/agent-upgrade.js';
 
 /**
  * Dispatch for the `orchard` command. Exit codes: 0 success, 1 failure (the hub refused, the
@@ -47,13 +48,14 @@ export const COMMANDS: readonly CommandDef[] = [
   versionCommand,
   ...ROLLOUT_COMMANDS,
   ...CONFIG_COMMANDS,
+  ...AGENT_UPGRADE_COMMANDS,
 ];
 
 /** Commands that start long-running processes instead of talking to a hub. */
 export type ProcessKind = 'hub' | 'agent';
 export type Launcher = (kind: ProcessKind, argv: string[]) => Promise<void>;
 
-const GROUPS = new Set(['token', 'node', 'rollout', 'create', 'secret', 'top']);
+const GROUPS = new Set(['token', 'node', 'rollout', 'create', 'secret', 'top', 'agent-version']);
 const GLOBAL_VALUE_FLAGS = new Set(
   Object.entries(GLOBAL_OPTIONS)
     .filter(([, o]) => o.type === 'string')

@@ -37,6 +37,8 @@ import { AesGcmSecretCodec } from './secrets/secret-codec.js';
 import type { Store } from './store/store.js';
 import { HubMetrics, instrumentStoreWrites } from './metrics/prometheus.js';
 import { UsageStore } from './metrics/usage-store.js';
+import { AgentVersions } from './agent-upgrade/agent-versions.js';
+import { AgentUpgradeController } from './agent-upgrade/upgrade-controller.js';
 
 export interface HubOptions {
   dataDir: string;
@@ -105,6 +107,7 @@ export class Hub {
       global: GlobalController;
       taintEviction: TaintEvictionController;
       endpoints: EndpointsController;
+      agentUpgrade: AgentUpgradeController;
     },
     readonly commands: MqttCommands,
     readonly httpPort: number,
@@ -222,6 +225,9 @@ export class Hub {
       ...(opts.nodeStartupGraceMs !== undefined ? { startupGraceMs: opts.nodeStartupGraceMs } : {}),
     });
     const rollout = new RolloutOperations({ store, log: log.child('rollout'), now });
+    // Agent files signed with the CA key, and the fleet upgrade controller (docs/agent.md "Upgrades").
+    const agentVersions = new AgentVersions({ dataDir: opts.dataDir, caKeyPem: pki?.caKeyPem, now });
+    const agentUpgrade = new AgentUpgradeController({ store, versions: agentVersions, publisher: broker, log: log.child('agent-upgrade'), clock });
     const commands = new MqttCommands({ ops, rollout, publisher: broker, log: log.child('commands') });
 
     const prometheus = new HubMetrics({
@@ -303,6 +309,7 @@ export class Hub {
       timeouts,
       ...(opts.watch ? { watch: opts.watch } : {}),
       metrics: { usage, prometheus },
+      agentUpgrade: { versions: agentVersions, controller: agentUpgrade, authenticateNode: (node, credential) => auth.authenticateNode(node, credential) },
       revokeToken: (id) => {
         if (auth.revokeApiToken(id)) return { revoked: true, kind: 'api', disconnected: disconnectApiToken(broker.aedes, id) };
         if (auth.revokeJoinToken(id)) return { revoked: true, kind: 'join', disconnected: 0 };
@@ -322,6 +329,7 @@ export class Hub {
     global.start();
     taintEviction.start();
     endpoints.start();
+    agentUpgrade.start();
     // Events are capped (oldest pruned) so they cannot grow the store's memory without bound.
     const retention = new EventRetention({ store, log: log.child('events') });
     retention.start();
@@ -335,7 +343,7 @@ export class Hub {
       auth,
       pki,
       ops,
-      { deployments, scheduling, desired, nodes, nodeLost, global, taintEviction, endpoints },
+      { deployments, scheduling, desired, nodes, nodeLost, global, taintEviction, endpoints, agentUpgrade },
       commands,
       httpPort,
       admin.created ? admin.token : undefined,
@@ -393,6 +401,7 @@ export class Hub {
     c.global.stop();
     c.taintEviction.stop();
     c.endpoints.stop();
+    c.agentUpgrade.stop();
     for (const u of this.unsubscribe) await u().catch(() => undefined);
     await this.api.close();
     await this.broker.close();

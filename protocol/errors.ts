@@ -48,6 +48,18 @@ export const ERROR_CATALOGUE = {
     summary: "The agent's --service-cidr overlaps an address or route the host already uses outside lo; pick another range.",
   },
   ERR_WATCH_LIMIT: { status: 429, summary: 'This API token already holds the maximum of open watch streams; close one first.' },
+  ERR_UPGRADE_VERIFY: {
+    status: 400,
+    summary: "An agent file's SHA-256 or its signature by the hub CA does not match: the agent refuses to use it (tampered or truncated download).",
+  },
+  ERR_UPGRADE_IN_PROGRESS: {
+    status: 409,
+    summary: 'An agent rollout is already progressing (or the version is in use by one); wait for it, or halt it first.',
+  },
+  ERR_UPGRADE_UNSUPPORTED: {
+    status: 409,
+    summary: 'A node cannot be upgraded from the hub: its agent runs without orchard-agent-launcher (or predates upgrades), or it has not reported yet.',
+  },
 } as const satisfies Record<string, { status: number; summary: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

@@ -8,6 +8,7 @@ import { NameSchema } from './manifest.js';
  *                         orchard/v1/nodes/{node}/observed  ObservedSetMessage, on change and periodic
  *                         orchard/v1/nodes/{node}/presence  PresenceMessage; the last-will says offline
  * Down (hub → agent):    orchard/v1/nodes/{node}/desired   DesiredSetMessage, retained, QoS 1
+ *                         orchard/v1/nodes/{node}/upgrade   AgentUpgradeMessage, retained, QoS 1 (empty = none; issue 17)
  * Services (hub → all):  orchard/v1/services/{service}   ServiceMessage, retained, QoS 1 (empty = deleted)
  *                         orchard/v1/service-index       ServiceIndexMessage, retained, QoS 1
  * Commands:              orchard/v1/commands/{clientId}    CommandRequest (client → hub)
@@ -18,7 +19,7 @@ import { NameSchema } from './manifest.js';
 export const TOPIC_ROOT = 'orchard/v1';
 
 export const NODE_UP_CHANNELS = ['status', 'usage', 'observed', 'presence'] as const;
-export const NODE_DOWN_CHANNELS = ['desired'] as const;
+export const NODE_DOWN_CHANNELS = ['desired', 'upgrade'] as const;
 export type NodeUpChannel = (typeof NODE_UP_CHANNELS)[number];
 export type NodeDownChannel = (typeof NODE_DOWN_CHANNELS)[number];
 export type NodeChannel = NodeUpChannel | NodeDownChannel;
@@ -36,6 +37,7 @@ export const topics = {
   nodeObserved: (node: string): string => topics.node(node, 'observed'),
   nodePresence: (node: string): string => topics.node(node, 'presence'),
   nodeDesired: (node: string): string => topics.node(node, 'desired'),
+  nodeUpgrade: (node: string): string => topics.node(node, 'upgrade'),
   /** Subscription filter for every node's up-channel `channel`. */
   allNodes: (channel: NodeChannel): string => `${TOPIC_ROOT}/nodes/+/${channel}`,
   service: (name: string): string => `${TOPIC_ROOT}/services/${name}`,

@@ -28,6 +28,7 @@ import { registerConfigRoutes } from './routes-config.js';
 import { registerNodeRoutes } from './routes-nodes.js';
 import { registerRolloutRoutes } from './routes-rollout.js';
 import { registerMetricsRoutes } from './routes-metrics.js';
+import { registerAgentUpgradeRoutes, type AgentUpgradeRouteDeps } from './routes-agent-upgrade.js';
 import type { HubMetrics } from '../metrics/prometheus.js';
 import type { UsageStore } from '../metrics/usage-store.js';
 import { RolloutOperations } from '../rollout/rollout-ops.js';
@@ -91,6 +92,8 @@ export interface ApiDeps {
   watch?: Pick<WatchStreamsOptions, 'maxPerToken' | 'maxBufferedBytes' | 'sweepMs'>;
   /** `/metrics` and `/api/v1/metrics/…` (routes-metrics.ts); absent without it. */
   metrics?: { usage: UsageStore; prometheus: HubMetrics };
+  /** Agent versions and `orchard node upgrade` (routes-agent-upgrade.ts); absent without it. */
+  agentUpgrade?: Pick<AgentUpgradeRouteDeps, 'versions' | 'controller' | 'authenticateNode'>;
 }
 
 const TokenCreateSchema = z.strictObject({
@@ -193,6 +196,13 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     });
   }
   if (deps.metrics) registerMetricsRoutes(app, { need, store: deps.store, ...deps.metrics });
+  if (deps.agentUpgrade)
+    registerAgentUpgradeRoutes(app, {
+      need,
+      ...deps.agentUpgrade,
+      limited: (source, identity) => deps.auth.limited(source, identity),
+      failed: (source, identity) => deps.auth.failed(source, identity),
+    });
   registerRolloutRoutes(app, { need, rollout: deps.rollout ?? new RolloutOperations({ store: deps.store, log: deps.log, now: () => new Date() }) });
   app.get('/healthz', async () => ({ ok: true }));
   app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').send(renderDashboard()));

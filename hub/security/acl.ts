@@ -5,7 +5,7 @@ import type { Role } from '../../protocol/api.js';
  * Who may publish and subscribe to what. Pure functions over protocol/topics.ts; the broker hooks
  * (broker-auth.ts) and any future transport call these, so the rules live in one place.
  *
- *   node  → publishes only its own up-channels; subscribes only to its own desired topic, and
+ *   node  → publishes only its own up-channels; subscribes only to its own desired and upgrade topics, and
  *           (read only) to the service broadcast topics: `orchard/v1/services/+` (or one
  *           service's topic) and `orchard/v1/service-index` (issue 15: every node needs every
  *           service, since any pod may dial any name; they carry no secrets).
@@ -48,7 +48,7 @@ export function canSubscribe(p: Principal, filter: string): boolean {
   if (!t) return false;
   if (p.kind === 'node') {
     if (t.type === 'service' || t.type === 'serviceIndex') return true;
-    return t.type === 'node' && t.node === p.node && t.channel === 'desired';
+    return t.type === 'node' && t.node === p.node && (t.channel === 'desired' || t.channel === 'upgrade');
   }
   return t.type === 'reply' && t.clientId === p.clientId;
 }

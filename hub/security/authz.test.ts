@@ -11,7 +11,7 @@ import { OPERATION_ROLES, OPERATIONS, ROLE_ORDER, allowed, requiredRole, type Op
  */
 const MAY: Record<Role, readonly Operation[]> = {
   scrape: ['metrics.scrape'],
-  viewer: ['metrics.scrape', 'metrics.read', 'get', 'list', 'watch', 'rollout.status', 'rollout.history'],
+  viewer: ['metrics.scrape', 'metrics.read', 'get', 'list', 'watch', 'rollout.status', 'rollout.history', 'agent.version.list', 'node.upgrade.status'],
   operator: [
     'metrics.scrape',
     'metrics.read',
@@ -20,6 +20,8 @@ const MAY: Record<Role, readonly Operation[]> = {
     'watch',
     'rollout.status',
     'rollout.history',
+    'agent.version.list',
+    'node.upgrade.status',
     'apply',
     'delete',
     'scale',
@@ -42,6 +44,8 @@ const MAY: Record<Role, readonly Operation[]> = {
     'watch',
     'rollout.status',
     'rollout.history',
+    'agent.version.list',
+    'node.upgrade.status',
     'apply',
     'delete',
     'scale',
@@ -60,6 +64,9 @@ const MAY: Record<Role, readonly Operation[]> = {
     'token.list',
     'token.revoke',
     'secrets.rotate-key',
+    'agent.version.push',
+    'agent.version.delete',
+    'node.upgrade',
   ],
 };
 
