@@ -1,6 +1,5 @@
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { z } from 'zod';
 import { writeFileAtomic } from '../storage/atomic-file.js';
 
 /**
@@ -17,28 +16,64 @@ import { writeFileAtomic } from '../storage/atomic-file.js';
 
 export const LAUNCHER_STATE_VERSION = 1;
 
-export const PendingUpgradeSchema = z.object({
-  version: z.string().max(64),
-  sha256: z.string().regex(/^[0-9a-f]{64}$/),
-  rollout: z.string().max(63),
-  deadlineSeconds: z.number().int().min(1),
+export interface PendingUpgrade {
+  version: string;
+  sha256: string;
+  rollout: string;
+  deadlineSeconds: number;
   /** The version it replaces (what a rollback returns to). */
-  fromVersion: z.string().max(64),
-  stagedAt: z.string(),
+  fromVersion: string;
+  stagedAt: string;
   /** Set by the launcher once F.next became F; the deadline runs from here. */
-  swappedAt: z.string().optional(),
-  deadlineAt: z.string().optional(),
-});
-export type PendingUpgrade = z.infer<typeof PendingUpgradeSchema>;
+  swappedAt?: string;
+  deadlineAt?: string;
+}
 
-export const LauncherStateSchema = z.object({
-  v: z.literal(LAUNCHER_STATE_VERSION),
-  pending: PendingUpgradeSchema.optional(),
-  rolledBack: z.object({ version: z.string().max(64), rollout: z.string().max(63).optional(), reason: z.string().max(512), at: z.string() }).optional(),
+export interface LauncherState {
+  v: typeof LAUNCHER_STATE_VERSION;
+  pending?: PendingUpgrade;
+  rolledBack?: { version: string; rollout?: string; reason: string; at: string };
   /** Rollouts this device already acted on (newest last, at most 32): a redelivered retained command is not run twice. */
-  handled: z.array(z.string().max(63)).max(32).default([]),
-});
-export type LauncherState = z.infer<typeof LauncherStateSchema>;
+  handled: string[];
+}
+
+/**
+ * Checked by hand, not with zod: the launcher bundles this file, and it must stay small (zod is
+ * most of a launcher's bundle and start-up heap). Anything malformed is treated as no state.
+ */
+export function parseLauncherState(value: unknown): LauncherState | undefined {
+  const str = (x: unknown, max = 512): x is string => typeof x === 'string' && x.length <= max;
+  const obj = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+  if (!obj(value) || value['v'] !== LAUNCHER_STATE_VERSION) return undefined;
+  const handled = value['handled'] ?? [];
+  if (!Array.isArray(handled) || handled.length > 32 || !handled.every((h) => str(h, 63))) return undefined;
+  const out: LauncherState = { v: LAUNCHER_STATE_VERSION, handled: handled as string[] };
+  const p = value['pending'];
+  if (p !== undefined) {
+    if (!obj(p)) return undefined;
+    const { version, sha256, rollout, deadlineSeconds, fromVersion, stagedAt, swappedAt, deadlineAt } = p;
+    if (!str(version, 64) || !str(sha256) || !/^[0-9a-f]{64}$/.test(sha256) || !str(rollout, 63) || !str(fromVersion, 64) || !str(stagedAt)) return undefined;
+    if (typeof deadlineSeconds !== 'number' || !Number.isInteger(deadlineSeconds) || deadlineSeconds < 1) return undefined;
+    if ((swappedAt !== undefined && !str(swappedAt)) || (deadlineAt !== undefined && !str(deadlineAt))) return undefined;
+    out.pending = {
+      version,
+      sha256,
+      rollout,
+      deadlineSeconds,
+      fromVersion,
+      stagedAt,
+      ...(swappedAt !== undefined ? { swappedAt } : {}),
+      ...(deadlineAt !== undefined ? { deadlineAt } : {}),
+    };
+  }
+  const rb = value['rolledBack'];
+  if (rb !== undefined) {
+    if (!obj(rb) || !str(rb['version'], 64) || !str(rb['reason']) || !str(rb['at']) || (rb['rollout'] !== undefined && !str(rb['rollout'], 63)))
+      return undefined;
+    out.rolledBack = { version: rb['version'], reason: rb['reason'], at: rb['at'], ...(rb['rollout'] !== undefined ? { rollout: rb['rollout'] } : {}) };
+  }
+  return out;
+}
 
 export interface AgentFiles {
   current: string;
@@ -62,8 +97,8 @@ export async function readLauncherState(file: string): Promise<LauncherState> {
     return { v: LAUNCHER_STATE_VERSION, handled: [] };
   }
   try {
-    const r = LauncherStateSchema.safeParse(JSON.parse(text));
-    if (r.success) return r.data;
+    const parsed = parseLauncherState(JSON.parse(text));
+    if (parsed !== undefined) return parsed;
   } catch {
     // fall through: a state we cannot read is treated as none (the current file keeps running)
   }
