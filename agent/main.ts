@@ -413,7 +413,8 @@ export async function runAgent(argv: string[], deps: AgentServiceDeps = { checkC
       onSignal?.();
     },
     infoChanged: () => void agentRef?.republishStatus(),
-    launcherGone: () => onSignal?.(),
+    // Before the agent runs there is nothing to stop gracefully: an orphan must not start (and adopt) alone.
+    launcherGone: () => (onSignal !== undefined ? onSignal() : process.exit(0)),
   });
   const agent = new Agent({
     ...(upgrader === undefined
