@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { parseOrThrow } from '../protocol/errors.js';
 import { LabelsSchema, NameSchema } from '../protocol/manifest.js';
 import { PAYLOAD_ENCODINGS, type DesiredSetMessage, type NodeStatusMessage, type ObservedPod } from '../protocol/messages.js';
-import type { NodeInfo } from '../protocol/objects.js';
+import type { AgentUpgradeInfo, NodeInfo } from '../protocol/objects.js';
+import type { AgentUpgradeMessage } from '../protocol/agent-upgrade.js';
 import type { DevicePolicy } from '../protocol/pod-security.js';
 import { DesiredCache } from './cache.js';
 import type { Clock, Logger, TimerHandle } from './clock.js';
@@ -86,6 +87,16 @@ export interface AgentOptions {
   devices?: DeviceSource;
   /** Log/exec streams (issue 16): most open at once (default 8); false turns them off. */
   streams?: { maxStreams?: number } | false;
+  /** Upgrades from the hub (issue 17; agent/upgrade): only under orchard-agent-launcher. */
+  upgrade?: AgentUpgradeHooks;
+}
+
+export interface AgentUpgradeHooks {
+  /** NodeInfo.upgrade as of now. */
+  info(): AgentUpgradeInfo;
+  onCommand(msg: AgentUpgradeMessage): void;
+  /** The hub holds a status of this agent (its version included). */
+  onReportedIn?(): void;
 }
 
 export interface AgentServicesOptions {
@@ -137,6 +148,7 @@ export class Agent {
   private deviceIndex: DeviceIndex = new Map();
   /** Log/exec streams the hub opened (streams/stream-server.ts); undefined when off. */
   readonly streams: StreamServer | undefined;
+  private readonly upgrade: AgentUpgradeHooks | undefined;
 
   constructor(opts: AgentOptions) {
     this.node = parseOrThrow(NameSchema, opts.node, 'node name');
@@ -165,6 +177,7 @@ export class Agent {
     this.policy = opts.policy;
     this.dataDir = opts.dataDir;
     this.advertiseAddress = opts.services?.advertiseAddress;
+    this.upgrade = opts.upgrade;
     if (opts.services !== undefined) {
       const cidr = parseServiceCidr(opts.services.serviceCidr);
       const sync: ConstructorParameters<typeof ServiceSync>[0] = {
@@ -232,6 +245,11 @@ export class Agent {
       if (services !== undefined) {
         handlers.onService = (name, msg) => services.onService(name, msg);
         handlers.onServiceIndex = (msg) => services.onIndex(msg);
+      }
+      const upgrade = opts.upgrade;
+      if (upgrade !== undefined) {
+        handlers.onUpgrade = (msg) => upgrade.onCommand(msg);
+        handlers.onStatusDelivered = () => upgrade.onReportedIn?.();
       }
       link = new Link(this.node, { clientId: this.node, ...opts.link }, handlers, { clock: this.clock, logger: this.log });
       this.link = link;
@@ -334,6 +352,11 @@ export class Agent {
     info.deviceClasses = classCounts(source.classes, found);
   }
 
+  /** Re-reads the node's facts and republishes its status (retained). */
+  async republishStatus(): Promise<void> {
+    await this.refreshInfo();
+  }
+
   /** Registry logins and the images GC must keep come with the desired set. */
   private setImages(msg: DesiredSetMessage): void {
     this.reconciler.setPullSecrets(msg.secrets);
@@ -359,6 +382,8 @@ export class Agent {
       if (this.policy !== undefined) this.info.policy = { ...this.policy };
       // Other nodes dial this node's endpoint ports here (services on).
       if (this.advertiseAddress !== undefined) this.info.advertiseAddress = this.advertiseAddress;
+      // Whether the hub may upgrade this agent, and the last upgrade it rolled back (and why).
+      if (this.upgrade !== undefined) this.info.upgrade = this.upgrade.info();
       if (this.volumes !== undefined) {
         this.info.storage = {
           hostPathAllow: [...this.volumes.hostPathAllow],

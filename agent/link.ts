@@ -19,6 +19,7 @@ import {
   ServiceMessageSchema,
 } from '../protocol/messages.js';
 import { parseTopic, topics } from '../protocol/topics.js';
+import { AgentUpgradeMessageSchema, type AgentUpgradeMessage } from '../protocol/agent-upgrade.js';
 import type { Clock, Logger, TimerHandle } from './clock.js';
 import { silentLogger, systemClock } from './clock.js';
 
@@ -62,6 +63,10 @@ export interface LinkHandlers {
   onStreamFrame?(payload: Buffer): void;
   onConnect?(): void;
   onDisconnect?(): void;
+  /** Upgrades from the hub (issue 17): a command on this node's upgrade topic; subscribed only when set. */
+  onUpgrade?(msg: AgentUpgradeMessage): void;
+  /** The broker acknowledged (PUBACK) a status message: the hub has this node's info. */
+  onStatusDelivered?(msg: NodeStatusMessage): void;
 }
 
 export class Link {
@@ -146,7 +151,7 @@ export class Link {
   /** Latest status: published retained now if connected, and again on every connect. */
   setStatus(msg: NodeStatusMessage): void {
     this.status = msg;
-    this.publish(topics.nodeStatus(this.node), msg, 1, true);
+    this.publish(topics.nodeStatus(this.node), msg, 1, true, () => this.safe(() => this.handlers.onStatusDelivered?.(msg)));
   }
 
   /** Latest observed set: published now if connected, and again on every connect. */
@@ -170,7 +175,7 @@ export class Link {
     c.publish(topics.nodeStreamUp(this.node), frame, { qos: 0, retain: false });
   }
 
-  private publish(topic: string, msg: unknown, qos: 0 | 1, retain: boolean): void {
+  private publish(topic: string, msg: unknown, qos: 0 | 1, retain: boolean, delivered?: () => void): void {
     const c = this.client;
     if (c === undefined || !c.connected) return;
     // Large reports go deflated once this hub has shown it reads deflate (it sent a deflated set),
@@ -178,6 +183,7 @@ export class Link {
     const encoding = this.hubDeflates && topic !== topics.nodePresence(this.node) ? 'deflate' : undefined;
     c.publish(topic, encodeMessage(msg, encoding), { qos, retain }, (err) => {
       if (err !== undefined && err !== null) this.log.warn('publish failed', { topic, error: err.message });
+      else delivered?.();
     });
   }
 
@@ -227,7 +233,13 @@ export class Link {
       }
       const hello: PresenceMessage = { node: this.node, online: true, at: this.iso() };
       this.publish(topics.nodePresence(this.node), hello, 1, true);
-      if (this.status !== undefined) this.publish(topics.nodeStatus(this.node), this.status, 1, true);
+      const status = this.status;
+      if (status !== undefined) this.publish(topics.nodeStatus(this.node), status, 1, true, () => this.safe(() => this.handlers.onStatusDelivered?.(status)));
+      if (this.handlers.onUpgrade !== undefined) {
+        c.subscribe(topics.nodeUpgrade(this.node), { qos: 1 }, (err) => {
+          if (err !== null && err !== undefined) this.log.warn('subscribe failed', { error: err.message });
+        });
+      }
       if (this.observed !== undefined) this.publish(topics.nodeObserved(this.node), this.observed, 1, false);
       this.safe(() => this.handlers.onConnect?.());
     });
@@ -259,6 +271,7 @@ export class Link {
       const parsed = parseTopic(topic);
       if (parsed?.type === 'service' && this.handlers.onService !== undefined) return this.onServiceMessage(parsed.service, payload);
       if (parsed?.type === 'serviceIndex' && this.handlers.onServiceIndex !== undefined) return this.onIndexMessage(payload);
+      if (topic === topics.nodeUpgrade(this.node) && this.handlers.onUpgrade !== undefined) return this.onUpgradeMessage(payload);
       this.log.warn('ignoring message on unexpected topic', { topic });
       return;
     }
@@ -298,6 +311,19 @@ export class Link {
     }
     this.servicePayloads.set(name, Buffer.from(payload));
     this.safe(() => this.handlers.onService?.(name, r.value));
+  }
+
+  private onUpgradeMessage(payload: Buffer): void {
+    // Empty: the hub cleared the command (rollout finished or halted).
+    if (payload.length === 0) return;
+    const r = decodeMessage(AgentUpgradeMessageSchema, payload);
+    if (!r.ok) {
+      this.log.warn('ignoring invalid upgrade command', { error: r.error.slice(0, 500) });
+      return;
+    }
+    if (r.value.node !== this.node) return;
+    const msg = r.value;
+    this.safe(() => this.handlers.onUpgrade?.(msg));
   }
 
   private onIndexMessage(payload: Buffer): void {

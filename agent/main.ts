@@ -8,10 +8,12 @@ import { parseBytes } from '../protocol/quantity.js';
 import { Agent } from './agent.js';
 import { consoleLogger, systemClock } from './clock.js';
 import { DockerRuntime } from './runtime/docker-runtime.js';
-import { IDENTITY_FILE, loadOrJoinPatiently } from './security/join.js';
+import { IDENTITY_FILE, loadOrJoinPatiently, parseHubAddress } from './security/join.js';
+import { Upgrader } from './upgrade/upgrader.js';
+import { EXIT_RESTART_FOR_UPGRADE, LAUNCHER_ENV, type ReportedInMessage } from './upgrade/launcher-state.js';
 import { parseAllowList } from './storage/host-path.js';
 import type { DefaultMemory } from './apply-action.js';
-import { defaultAdvertiseAddress } from './reporter.js';
+import { AGENT_VERSION, defaultAdvertiseAddress } from './reporter.js';
 import { checkCidrFree, createDataPlane } from './services/create-data-plane.js';
 import { parseCidr } from './services/addresses.js';
 import { DEFAULT_SERVICE_CIDR, isIpv4, parseServiceCidr } from './services/service-cidr.js';
@@ -465,7 +467,33 @@ export async function runAgent(argv: string[], deps: AgentServiceDeps = { checkC
       ...(advertiseAddress === undefined ? {} : { advertiseAddress }),
     };
   }
+  let onSignal: (() => void) | undefined;
+  // Under orchard-agent-launcher (docs/agent.md "Upgrades"): the hub may upgrade this agent.
+  let restartForUpgrade = false;
+  let agentRef: Agent | undefined;
+  const upgrader = await launcherUpgrader(args, identity, logger, {
+    restart: () => {
+      restartForUpgrade = true;
+      onSignal?.();
+    },
+    infoChanged: () => void agentRef?.republishStatus(),
+    // Before the agent runs there is nothing to stop gracefully: an orphan must not start (and adopt) alone.
+    launcherGone: () => (onSignal !== undefined ? onSignal() : process.exit(0)),
+  });
   const agent = new Agent({
+    ...(upgrader === undefined
+      ? {}
+      : {
+          upgrade: {
+            info: () => upgrader.info(),
+            onCommand: (m) => void upgrader.onCommand(m),
+            // The launcher confirms a pending upgrade once the hub holds this version's status.
+            onReportedIn: () => {
+              const msg: ReportedInMessage = { type: 'orchard-agent-reported', version: AGENT_VERSION };
+              if (process.connected) process.send?.(msg);
+            },
+          },
+        }),
     node: identity.node,
     labels: args.labels,
     dataDir: args.dataDir,
@@ -484,7 +512,7 @@ export async function runAgent(argv: string[], deps: AgentServiceDeps = { checkC
     ...(services === undefined ? {} : { services }),
   });
 
-  let onSignal: (() => void) | undefined;
+  agentRef = agent;
   const stopped = new Promise<void>((resolve) => {
     onSignal = resolve;
   });
@@ -503,4 +531,42 @@ export async function runAgent(argv: string[], deps: AgentServiceDeps = { checkC
     process.off('SIGTERM', handler);
     await agent.stop();
   }
+  if (restartForUpgrade) {
+    logger.info('exiting for the launcher to start the staged agent (workloads keep running)');
+    // Not an exit code through the CLI's return path: that one reports the command's success.
+    process.exit(EXIT_RESTART_FOR_UPGRADE);
+  }
+}
+
+/** The Upgrader when this process runs under orchard-agent-launcher (its env and IPC channel); undefined otherwise. */
+async function launcherUpgrader(
+  args: AgentArgs,
+  identity: { node: string; credential: string; caPem?: string },
+  logger: ReturnType<typeof consoleLogger>,
+  hooks: { restart(): void; infoChanged(): void; launcherGone(): void },
+): Promise<Upgrader | undefined> {
+  const agentFile = process.env[LAUNCHER_ENV.agentFile];
+  if (agentFile === undefined || agentFile === '' || typeof process.send !== 'function') return undefined;
+  // The IPC channel must not keep a stopping agent alive; a launcher that died takes the agent with it
+  // (systemd restarts the launcher, which starts one agent again: never two agents for one node).
+  process.channel?.unref();
+  process.once('disconnect', () => {
+    logger.warn('the launcher is gone; stopping (workloads keep running)');
+    hooks.launcherGone();
+  });
+  const upgrader = new Upgrader({
+    node: identity.node,
+    credential: identity.credential,
+    hub: parseHubAddress(args.hub, args.insecure),
+    caPem: identity.caPem,
+    agentFile,
+    currentVersion: AGENT_VERSION,
+    clock: systemClock,
+    logger,
+    restart: hooks.restart,
+    infoChanged: hooks.infoChanged,
+  });
+  await upgrader.load();
+  logger.info('running under orchard-agent-launcher: upgrades from the hub are on', { file: agentFile, version: AGENT_VERSION });
+  return upgrader;
 }

@@ -23,6 +23,8 @@ import { AGENT_VERSION, agentRuntime } from './version.js';
  * so the retained status stays far below the broker's 64 KiB retain limit (hub/security/acl.ts).
  */
 const LOCAL_IMAGES_MAX = 64;
+/** The agent's version (agent/version.ts: ORCHARD_VERSION in the single-file build, else package.json's). */
+export { AGENT_VERSION };
 
 export interface HostProbe {
   staticInfo(): Promise<NodeInfo>;

@@ -77,7 +77,8 @@ export class HubClient {
     url.pathname = `${this.base.pathname.replace(/\/+$/, '')}${pathname}`;
     url.search = query === undefined ? '' : `?${query}`;
 
-    const body = opts.body === undefined ? undefined : typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
+    // A Buffer goes as is (agent-version push); any other object as JSON.
+    const body = opts.body === undefined ? undefined : typeof opts.body === 'string' || Buffer.isBuffer(opts.body) ? opts.body : JSON.stringify(opts.body);
     const headers: Record<string, string> = { accept: 'application/json' };
     if (this.conn.token !== undefined) headers['authorization'] = `Bearer ${this.conn.token}`;
     if (body !== undefined) {

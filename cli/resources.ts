@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import {
+  AgentRolloutSchema,
   ConfigMapSchema,
   DeploymentSchema,
   EventSchema,
@@ -27,6 +28,7 @@ export const SCHEMA_BY_KIND = {
   Revision: RevisionSchema,
   Volume: PersistentVolumeSchema,
   Service: ServiceSchema,
+  AgentRollout: AgentRolloutSchema,
 } as const satisfies Record<ObjectKind, z.ZodType>;
 
 export type KindMap = { [K in ObjectKind]: ObjectOf<K> };

@@ -22,6 +22,7 @@ import { ROLLOUT_COMMANDS } from './commands/rollout.js';
 import { CONFIG_COMMANDS } from './commands/create-config.js';
 import { logsCommand } from './commands/logs.js';
 import { execCommand } from './commands/exec.js';
+import { AGENT_UPGRADE_COMMANDS } from './commands/agent-upgrade.js';
 
 /**
  * Dispatch for the `orchard` command. Exit codes: 0 success, 1 failure (the hub refused, the
@@ -53,13 +54,14 @@ export const COMMANDS: readonly CommandDef[] = [
   versionCommand,
   ...ROLLOUT_COMMANDS,
   ...CONFIG_COMMANDS,
+  ...AGENT_UPGRADE_COMMANDS,
 ];
 
 /** Commands that start long-running processes instead of talking to a hub. */
 export type ProcessKind = 'hub' | 'agent';
 export type Launcher = (kind: ProcessKind, argv: string[]) => Promise<void>;
 
-const GROUPS = new Set(['token', 'node', 'rollout', 'create', 'secret', 'top']);
+const GROUPS = new Set(['token', 'node', 'rollout', 'create', 'secret', 'top', 'agent-version']);
 const GLOBAL_VALUE_FLAGS = new Set(
   Object.entries(GLOBAL_OPTIONS)
     .filter(([, o]) => o.type === 'string')

@@ -44,7 +44,8 @@ export function nodesTable(nodes: readonly NodeObject[], pods: readonly Pod[], n
         info?.os ?? '<unknown>',
         (info !== undefined ? `${info.engine.name}://${info.engine.version}` : '<unknown>') +
           (nodeWarningsShort(n) !== undefined ? ` (${nodeWarningsShort(n)})` : ''),
-        info?.agentVersion ?? '<unknown>',
+        // A device that rolled an upgrade back says so next to the version it runs.
+        (info?.agentVersion ?? '<unknown>') + (info?.upgrade?.rolledBack !== undefined ? ` (rolled back ${info.upgrade.rolledBack.version})` : ''),
         agentRuntime(info),
         formatLabels(n.metadata.labels),
       );

@@ -41,6 +41,8 @@ import { UsageStore } from './metrics/usage-store.js';
 import { StreamHub, type StreamLimits } from './streams/stream-hub.js';
 import { readLogs } from './streams/stream-target.js';
 import type { LogsArgs } from '../protocol/api.js';
+import { AgentVersions } from './agent-upgrade/agent-versions.js';
+import { AgentUpgradeController } from './agent-upgrade/upgrade-controller.js';
 
 export interface HubOptions {
   dataDir: string;
@@ -123,6 +125,7 @@ export class Hub {
       taintEviction: TaintEvictionController;
       endpoints: EndpointsController;
       autoscaler: Autoscaler;
+      agentUpgrade: AgentUpgradeController;
     },
     readonly commands: MqttCommands,
     readonly httpPort: number,
@@ -266,6 +269,9 @@ export class Hub {
       logs: (args) => logsCommand!(args),
       ...(store.sync ? { sync: store.sync.bind(store) } : {}),
     });
+    // Agent files signed with the CA key, and the fleet upgrade controller (docs/agent.md "Upgrades").
+    const agentVersions = new AgentVersions({ dataDir: opts.dataDir, caKeyPem: pki?.caKeyPem, now });
+    const agentUpgrade = new AgentUpgradeController({ store, versions: agentVersions, publisher: broker, log: log.child('agent-upgrade'), clock });
 
     const prometheus = new HubMetrics({
       store,
@@ -369,6 +375,7 @@ export class Hub {
       ...(opts.agentFile !== undefined ? { agentFile: opts.agentFile } : {}),
       metrics: { usage, prometheus },
       streams,
+      agentUpgrade: { versions: agentVersions, controller: agentUpgrade, authenticateNode: (node, credential) => auth.authenticateNode(node, credential) },
       revokeToken: (id) => {
         if (auth.revokeApiToken(id)) return { revoked: true, kind: 'api', disconnected: disconnectApiToken(broker.aedes, id) };
         if (auth.revokeJoinToken(id)) return { revoked: true, kind: 'join', disconnected: 0 };
@@ -389,6 +396,7 @@ export class Hub {
     taintEviction.start();
     endpoints.start();
     autoscaler.start();
+    agentUpgrade.start();
     // Events are capped (oldest pruned) so they cannot grow the store's memory without bound.
     const retention = new EventRetention({ store, log: log.child('events') });
     retention.start();
@@ -402,7 +410,7 @@ export class Hub {
       auth,
       pki,
       ops,
-      { deployments, scheduling, desired, nodes, nodeLost, global, taintEviction, endpoints, autoscaler },
+      { deployments, scheduling, desired, nodes, nodeLost, global, taintEviction, endpoints, autoscaler, agentUpgrade },
       commands,
       httpPort,
       admin.created ? admin.token : undefined,
@@ -463,6 +471,7 @@ export class Hub {
     c.taintEviction.stop();
     c.endpoints.stop();
     c.autoscaler.stop();
+    c.agentUpgrade.stop();
     for (const u of this.unsubscribe) await u().catch(() => undefined);
     await this.api.close();
     await this.broker.close();

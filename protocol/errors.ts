@@ -59,6 +59,18 @@ export const ERROR_CATALOGUE = {
   ERR_NODE_UNREACHABLE: { status: 503, summary: "The pod's node is not connected to the hub (or its link dropped mid-stream)." },
   ERR_STREAM_BROKEN: { status: 502, summary: 'A log/exec stream broke: frames were lost or the agent broke the flow-control rules.' },
   ERR_CONTAINER_NOT_RUNNING: { status: 409, summary: 'The container has no run to read or exec into (not created yet, not running, or no earlier run).' },
+  ERR_UPGRADE_VERIFY: {
+    status: 400,
+    summary: "An agent file's SHA-256 or its signature by the hub CA does not match: the agent refuses to use it (tampered or truncated download).",
+  },
+  ERR_UPGRADE_IN_PROGRESS: {
+    status: 409,
+    summary: 'An agent rollout is already progressing (or the version is in use by one); wait for it, or halt it first.',
+  },
+  ERR_UPGRADE_UNSUPPORTED: {
+    status: 409,
+    summary: 'A node cannot be upgraded from the hub: its agent runs without orchard-agent-launcher (or predates upgrades), or it has not reported yet.',
+  },
 } as const satisfies Record<string, { status: number; summary: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

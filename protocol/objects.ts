@@ -247,6 +247,19 @@ export function isUnicastIPv4(address: string): boolean {
   return address !== '0.0.0.0' && first < 224;
 }
 
+/**
+ * What an agent tells about upgrades in its NodeInfo (`info.upgrade`; absent from agents before
+ * issue 17, which cannot be upgraded from the hub). NodeInfo is a non-strict object, so a hub that
+ * does not know the field drops it and keeps the rest.
+ */
+export const AgentUpgradeInfoSchema = z.object({
+  /** Runs under orchard-agent-launcher, which can swap files and roll back. */
+  launcher: z.boolean(),
+  /** The last upgrade this device rolled back by itself. */
+  rolledBack: z.object({ version: z.string().max(64), rollout: z.string().max(63).optional(), reason: z.string().max(512), at: z.string().max(64) }).optional(),
+});
+export type AgentUpgradeInfo = z.infer<typeof AgentUpgradeInfoSchema>;
+
 export const NodeInfoSchema = z.object({
   arch: ArchSchema,
   /** Raw architecture string reported by the engine (x86_64, aarch64, armv7l …). */
@@ -271,6 +284,8 @@ export const NodeInfoSchema = z.object({
    * getting JSON. Unknown names are kept and ignored (a newer agent may list more).
    */
   encodings: z.array(z.string().max(32)).max(8).optional(),
+  /** Agent upgrades from the hub (issue 17; protocol/agent-upgrade.ts): absent from older agents. */
+  upgrade: AgentUpgradeInfoSchema.optional(),
   addresses: z.array(z.string().max(64)).max(64).default([]),
   /**
    * Services (issue 15): the address other nodes dial for this node's endpoint ports (agent
@@ -535,7 +550,44 @@ export const ServiceSchema = z.object({
 });
 export type ServiceObject = z.infer<typeof ServiceSchema>;
 
-export type AnyObject = Deployment | Pod | NodeObject | EventObject | ConfigMapObject | SecretObject | RevisionObject | PersistentVolumeObject | ServiceObject;
+// ---- AgentRollout (issue 17: `orchard node upgrade`; hub/agent-upgrade) ----
+export const AgentRolloutNodeStateSchema = z.enum(['Pending', 'Upgrading', 'Upgraded', 'Failed', 'Skipped']);
+export const AgentRolloutPhaseSchema = z.enum(['Progressing', 'Complete', 'Halted']);
+
+export const AgentRolloutNodeSchema = z.object({
+  name: z.string().max(63),
+  state: AgentRolloutNodeStateSchema,
+  fromVersion: z.string().optional(),
+  startedAt: z.string().optional(),
+  finishedAt: z.string().optional(),
+  message: z.string().optional(),
+});
+export type AgentRolloutNode = z.infer<typeof AgentRolloutNodeSchema>;
+
+/** A fleet upgrade, kept in the store so it survives a hub restart (hub/agent-upgrade). */
+export const AgentRolloutSchema = z.object({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal('AgentRollout'),
+  metadata: ObjectMetaSchema,
+  spec: z.object({
+    version: z.string().max(64),
+    sha256: z.string().max(64),
+    maxParallel: z.number().int().min(1),
+    deadlineSeconds: z.number().int().min(5),
+  }),
+  status: z.object({
+    phase: AgentRolloutPhaseSchema,
+    /** In rollout order. */
+    nodes: z.array(AgentRolloutNodeSchema),
+    reason: z.string().optional(),
+    message: z.string().optional(),
+    finishedAt: z.string().optional(),
+  }),
+});
+export type AgentRolloutObject = z.infer<typeof AgentRolloutSchema>;
+
+export type AnyObject =
+  Deployment | Pod | NodeObject | EventObject | ConfigMapObject | SecretObject | RevisionObject | PersistentVolumeObject | ServiceObject | AgentRolloutObject;
 export type ObjectKind = AnyObject['kind'];
 export const OBJECT_KINDS = [
   'Deployment',
@@ -547,6 +599,7 @@ export const OBJECT_KINDS = [
   'Revision',
   'Volume',
   'Service',
+  'AgentRollout',
 ] as const satisfies readonly ObjectKind[];
 
 /** URL plural ↔ kind. */
@@ -560,6 +613,7 @@ export const KIND_BY_PLURAL = {
   revisions: 'Revision',
   volumes: 'Volume',
   services: 'Service',
+  agentrollouts: 'AgentRollout',
 } as const;
 export type Plural = keyof typeof KIND_BY_PLURAL;
 export function kindFromPlural(s: string): ObjectKind | undefined {
@@ -582,6 +636,7 @@ export function kindFromPlural(s: string): ObjectKind | undefined {
     pv: 'Volume',
     service: 'Service',
     svc: 'Service',
+    agentrollout: 'AgentRollout',
   };
   return (KIND_BY_PLURAL as Record<string, ObjectKind>)[s] ?? singular[s];
 }

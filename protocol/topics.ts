@@ -10,6 +10,7 @@ import { NameSchema } from './manifest.js';
  * Down (hub → agent):    orchard/v1/nodes/{node}/desired   DesiredSetMessage, retained, QoS 1
  * Streams (issue 16):     orchard/v1/nodes/{node}/stream-down  log/exec stream control (hub → agent), QoS 0
  *                         orchard/v1/nodes/{node}/stream-up    log/exec output (agent → hub), QoS 0 (protocol/streams.ts)
+ *                         orchard/v1/nodes/{node}/upgrade   AgentUpgradeMessage, retained, QoS 1 (empty = none; issue 17)
  * Services (hub → all):  orchard/v1/services/{service}   ServiceMessage, retained, QoS 1 (empty = deleted)
  *                         orchard/v1/service-index       ServiceIndexMessage, retained, QoS 1
  * Commands:              orchard/v1/commands/{clientId}    CommandRequest (client → hub)
@@ -20,7 +21,7 @@ import { NameSchema } from './manifest.js';
 export const TOPIC_ROOT = 'orchard/v1';
 
 export const NODE_UP_CHANNELS = ['status', 'usage', 'observed', 'presence', 'stream-up'] as const;
-export const NODE_DOWN_CHANNELS = ['desired', 'stream-down'] as const;
+export const NODE_DOWN_CHANNELS = ['desired', 'stream-down', 'upgrade'] as const;
 export type NodeUpChannel = (typeof NODE_UP_CHANNELS)[number];
 export type NodeDownChannel = (typeof NODE_DOWN_CHANNELS)[number];
 export type NodeChannel = NodeUpChannel | NodeDownChannel;
@@ -40,6 +41,7 @@ export const topics = {
   nodeDesired: (node: string): string => topics.node(node, 'desired'),
   nodeStreamUp: (node: string): string => topics.node(node, 'stream-up'),
   nodeStreamDown: (node: string): string => topics.node(node, 'stream-down'),
+  nodeUpgrade: (node: string): string => topics.node(node, 'upgrade'),
   /** Subscription filter for every node's up-channel `channel`. */
   allNodes: (channel: NodeChannel): string => `${TOPIC_ROOT}/nodes/+/${channel}`,
   service: (name: string): string => `${TOPIC_ROOT}/services/${name}`,

@@ -20,6 +20,30 @@ import { gzipSync } from 'node:zlib';
 export const REPO = fileURLToPath(new URL('..', import.meta.url));
 export const AGENT_ENTRY = join(REPO, 'agent', 'standalone.ts');
 export const AGENT_OUTFILE = join(REPO, 'dist', 'orchard-agent.mjs');
+/** The launcher systemd runs (agent/launcher-main.ts: swaps and rolls back agent files on upgrades; docs/agent.md). */
+export const LAUNCHER_ENTRY = join(REPO, 'agent', 'launcher-main.ts');
+export const LAUNCHER_OUTFILE = join(REPO, 'dist', 'orchard-agent-launcher.mjs');
+
+/** The launcher: Node builtins only, so nothing to stub; small on purpose (it stays resident). */
+export async function buildLauncher(outfile = LAUNCHER_OUTFILE): Promise<number> {
+  const r = await build({
+    entryPoints: [LAUNCHER_ENTRY],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    minifyWhitespace: true,
+    minifySyntax: true,
+    legalComments: 'none',
+    logLevel: 'warning',
+    metafile: true,
+    absWorkingDir: REPO,
+  });
+  const external = Object.values(r.metafile.outputs).flatMap((o) => o.imports.filter((i) => i.external && !i.path.startsWith('node:')).map((i) => i.path));
+  if (external.length > 0) throw new Error(`the launcher must use Node builtins only; it imports ${external.join(', ')}`);
+  return statSync(outfile).size;
+}
 
 /**
  * docker-modem requires ssh2 (and ssh2 the native cpu-features and its own sshcrypto.node) only
@@ -197,4 +221,8 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.
     `built ${relative(process.cwd(), r.outfile) || r.outfile} (orchard-agent ${r.version}): ${mb(r.bytes)}, ${mb(r.gzipBytes)} gzipped, ${inputs} modules; ` +
       `${mb(statSync(`${r.outfile}.map`).size)} source map beside it\n`,
   );
+  if (outfile === undefined) {
+    const bytes = await buildLauncher();
+    process.stdout.write(`built ${relative(process.cwd(), LAUNCHER_OUTFILE)}: ${(bytes / 1024).toFixed(0)} kB\n`);
+  }
 }

@@ -10,6 +10,8 @@ export interface TestCerts {
   caPem: string;
   certPem: string;
   keyPem: string;
+  /** The CA's private key (PKCS#8 PEM): tests sign with it as the hub does. */
+  caKeyPem: string;
 }
 
 function keys(): { pub: forge.pki.rsa.PublicKey; priv: forge.pki.rsa.PrivateKey; privPem: string } {
@@ -61,5 +63,5 @@ export function makeTestCerts(opts: { dns?: string[]; ips?: string[] } = {}): Te
     },
   ]);
   cert.sign(ca.priv, forge.md.sha256.create());
-  return { caPem: forge.pki.certificateToPem(caCert), certPem: forge.pki.certificateToPem(cert), keyPem: srv.privPem };
+  return { caPem: forge.pki.certificateToPem(caCert), certPem: forge.pki.certificateToPem(cert), keyPem: srv.privPem, caKeyPem: ca.privPem };
 }

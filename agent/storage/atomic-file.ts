@@ -7,7 +7,7 @@ import { dirname } from 'node:path';
  * directory fsync'd so the rename itself survives a power cut (SD cards). The agent's on-disk
  * state (desired.json, services.json, the sealed secrets) goes through here.
  */
-export async function writeFileAtomic(file: string, data: string, opts: { syncDir?: boolean } = {}): Promise<void> {
+export async function writeFileAtomic(file: string, data: string | Uint8Array, opts: { syncDir?: boolean } = {}): Promise<void> {
   const tmp = `${file}.tmp-${process.pid}`;
   const fh = await fsp.open(tmp, 'w', 0o600);
   try {

@@ -20,6 +20,8 @@ import { buildApi, type ApiAuth } from './server.js';
 import { HubMetrics } from '../metrics/prometheus.js';
 import { UsageStore } from '../metrics/usage-store.js';
 import { StreamHub } from '../streams/stream-hub.js';
+import { AgentVersions } from '../agent-upgrade/agent-versions.js';
+import { AgentUpgradeController } from '../agent-upgrade/upgrade-controller.js';
 import { systemClock } from '../../protocol/clock.js';
 
 /**
@@ -31,6 +33,9 @@ import { systemClock } from '../../protocol/clock.js';
 const rank = (r: Role): number => ROLE_ORDER.indexOf(r);
 
 /** Each route and the least role it needed before the merge (server.ts ROLE_RANK, need(role)). */
+/** Public in the rule table (no API token) but answered only with a node's credential (routes-agent-upgrade.ts). */
+const NODE_CREDENTIAL_ROUTES = new Set(['GET /api/v1/agent-versions/:version/file']);
+
 const HTTP_BEFORE: Record<string, Role | 'public'> = {
   'GET /healthz': 'public',
   'GET /': 'public',
@@ -73,6 +78,13 @@ const HTTP_BEFORE: Record<string, Role | 'public'> = {
   'GET /api/v1/tokens': 'admin',
   'DELETE /api/v1/tokens/:id': 'admin',
   'POST /api/v1/secrets/rotate-key': 'admin',
+  'POST /api/v1/agent-versions': 'admin',
+  'GET /api/v1/agent-versions': 'viewer',
+  'DELETE /api/v1/agent-versions/:version': 'admin',
+  'GET /api/v1/agent-versions/:version/file': 'public',
+  'POST /api/v1/agent-rollouts': 'admin',
+  'POST /api/v1/agent-rollouts/halt': 'admin',
+  'GET /api/v1/agent-rollouts/status': 'viewer',
 };
 
 /** One command of each kind the schema accepts, and the least role it needed before the merge (mqtt-commands.ts NEEDS/RANK). */
@@ -126,6 +138,11 @@ describe('every HTTP route maps to an operation of the one table', () => {
       // Optional routes are registered too, as hub.ts does.
       revokeToken: () => ({ revoked: false, disconnected: 0 }),
       rotateSecretsKey: () => ({ keyId: 'k', reencrypted: 0, retired: [] }),
+      agentUpgrade: (() => {
+        const versions = new AgentVersions({ dataDir: '/nonexistent-orchard-test', caKeyPem: undefined, now: () => new Date() });
+        const publisher = { publish: async () => undefined };
+        return { versions, controller: new AgentUpgradeController({ store, versions, publisher, log, clock: systemClock }), authenticateNode: () => false };
+      })(),
       metrics: (() => {
         const usage = new UsageStore({ now: () => 0 });
         return {
@@ -184,7 +201,10 @@ describe('every HTTP route maps to an operation of the one table', () => {
     async (route, role, before) => {
       const [method, url] = route.split(' ') as [string, string];
       const r = await app.inject({ method: method as 'GET', url: concrete(url), headers: { authorization: `Bearer ${role}` } });
-      if (before !== 'public' && rank(role) < rank(before)) {
+      if (NODE_CREDENTIAL_ROUTES.has(route)) {
+        // No API token opens these, whatever its role: they take a node's own credential (Basic auth).
+        expect(r.statusCode, r.body).toBe(401);
+      } else if (before !== 'public' && rank(role) < rank(before)) {
         expect(r.statusCode, r.body).toBe(403);
         expect(r.json<{ code: string; message: string }>()).toMatchObject({
           code: 'ERR_FORBIDDEN',

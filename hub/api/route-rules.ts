@@ -19,6 +19,8 @@ export const PUBLIC_ROUTES: readonly string[] = [
   // The single-file agent for device installs (routes-agent.ts: no secret in it; TLS pinned to the hub CA vouches for it).
   'GET /agent/orchard-agent.mjs',
   'GET /agent/orchard-agent.mjs.sha256',
+  // No API token: a node's own credential (Basic auth), checked in the handler (routes-agent-upgrade.ts).
+  'GET /api/v1/agent-versions/:version/file',
 ];
 
 export interface RouteRule {
@@ -49,7 +51,10 @@ export class RouteRules {
     app.decorate('routeRules', this.rules);
     app.addHook('onRoute', (route: RouteOptions) => {
       const methods = Array.isArray(route.method) ? route.method : [route.method];
-      const handlers: unknown[] = route.preHandler === undefined ? [] : Array.isArray(route.preHandler) ? route.preHandler : [route.preHandler];
+      // A guard may run as onRequest (before the body is read: large uploads) or as preHandler.
+      const handlers: unknown[] = [route.preHandler, route.onRequest].flatMap((h: unknown) =>
+        h === undefined ? [] : Array.isArray(h) ? (h as unknown[]) : [h],
+      );
       const guarded = handlers.map((h) => (typeof h === 'function' ? this.ops.get(h) : undefined)).filter((op) => op !== undefined);
       if (guarded.length > 1) throw new Error(`route ${methods.join(',')} ${route.url} has more than one need(op) guard`);
       for (const method of methods) {

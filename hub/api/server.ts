@@ -33,6 +33,7 @@ import { registerMetricsRoutes } from './routes-metrics.js';
 import { registerStreamRoutes } from './routes-streams.js';
 import type { StreamHub } from '../streams/stream-hub.js';
 import { registerAgentRoutes } from './routes-agent.js';
+import { registerAgentUpgradeRoutes, type AgentUpgradeRouteDeps } from './routes-agent-upgrade.js';
 import type { HubMetrics } from '../metrics/prometheus.js';
 import type { UsageStore } from '../metrics/usage-store.js';
 import { RolloutOperations } from '../rollout/rollout-ops.js';
@@ -100,6 +101,8 @@ export interface ApiDeps {
   streams?: StreamHub;
   /** The single-file agent served at /agent/orchard-agent.mjs (routes-agent.ts); default dist/orchard-agent.mjs beside the hub. */
   agentFile?: string;
+  /** Agent versions and `orchard node upgrade` (routes-agent-upgrade.ts); absent without it. */
+  agentUpgrade?: Pick<AgentUpgradeRouteDeps, 'versions' | 'controller' | 'authenticateNode'>;
 }
 
 const TokenCreateSchema = z.strictObject({
@@ -224,6 +227,13 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   }
   if (deps.metrics) registerMetricsRoutes(app, { need, store: deps.store, ...deps.metrics });
   if (deps.streams) registerStreamRoutes(app, { need, authenticate, store: deps.store, streams: deps.streams, log: deps.log, now: () => new Date() });
+  if (deps.agentUpgrade)
+    registerAgentUpgradeRoutes(app, {
+      need,
+      ...deps.agentUpgrade,
+      limited: (source, identity) => deps.auth.limited(source, identity),
+      failed: (source, identity) => deps.auth.failed(source, identity),
+    });
   registerRolloutRoutes(app, { need, rollout: deps.rollout ?? new RolloutOperations({ store: deps.store, log: deps.log, now: () => new Date() }) });
   registerAgentRoutes(app, deps.agentFile === undefined ? {} : { agentFile: deps.agentFile });
   app.get('/healthz', async () => ({ ok: true }));

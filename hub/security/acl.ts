@@ -6,8 +6,9 @@ import type { Role } from '../../protocol/api.js';
  * (broker-auth.ts) and any future transport call these, so the rules live in one place.
  *
  *   node  → publishes only its own up-channels (stream output on its own stream-up topic included:
- *           it cannot answer another node's streams); subscribes only to its own desired and
- *           stream-down topics (only the hub publishes there, so only the hub opens streams), and
+ *           it cannot answer another node's streams); subscribes only to its own desired,
+ *           upgrade and stream-down topics (only the hub publishes there, so only the hub opens
+ *           streams or upgrades a node), and
  *           (read only) to the service broadcast topics: `orchard/v1/services/+` (or one
  *           service's topic) and `orchard/v1/service-index` (issue 15: every node needs every
  *           service, since any pod may dial any name; they carry no secrets).
@@ -50,7 +51,7 @@ export function canSubscribe(p: Principal, filter: string): boolean {
   if (!t) return false;
   if (p.kind === 'node') {
     if (t.type === 'service' || t.type === 'serviceIndex') return true;
-    return t.type === 'node' && t.node === p.node && (t.channel === 'desired' || t.channel === 'stream-down');
+    return t.type === 'node' && t.node === p.node && (t.channel === 'desired' || t.channel === 'stream-down' || t.channel === 'upgrade');
   }
   return t.type === 'reply' && t.clientId === p.clientId;
 }

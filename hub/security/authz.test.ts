@@ -11,7 +11,19 @@ import { OPERATION_ROLES, OPERATIONS, ROLE_ORDER, allowed, requiredRole, type Op
  */
 const MAY: Record<Role, readonly Operation[]> = {
   scrape: ['metrics.scrape'],
-  viewer: ['metrics.scrape', 'metrics.read', 'whoami', 'get', 'list', 'watch', 'rollout.status', 'rollout.history', 'pods.logs'],
+  viewer: [
+    'metrics.scrape',
+    'metrics.read',
+    'whoami',
+    'get',
+    'list',
+    'watch',
+    'rollout.status',
+    'rollout.history',
+    'pods.logs',
+    'agent.version.list',
+    'node.upgrade.status',
+  ],
   operator: [
     'metrics.scrape',
     'metrics.read',
@@ -22,6 +34,8 @@ const MAY: Record<Role, readonly Operation[]> = {
     'rollout.status',
     'rollout.history',
     'pods.logs',
+    'agent.version.list',
+    'node.upgrade.status',
     'apply',
     'delete',
     'scale',
@@ -47,6 +61,8 @@ const MAY: Record<Role, readonly Operation[]> = {
     'rollout.status',
     'rollout.history',
     'pods.logs',
+    'agent.version.list',
+    'node.upgrade.status',
     'apply',
     'delete',
     'scale',
@@ -66,6 +82,9 @@ const MAY: Record<Role, readonly Operation[]> = {
     'token.list',
     'token.revoke',
     'secrets.rotate-key',
+    'agent.version.push',
+    'agent.version.delete',
+    'node.upgrade',
   ],
 };
 

@@ -23,6 +23,8 @@ export const OPERATION_ROLES = {
   'rollout.status': 'viewer',
   'rollout.history': 'viewer',
   'pods.logs': 'viewer',
+  'agent.version.list': 'viewer',
+  'node.upgrade.status': 'viewer',
   // ---- write ----
   apply: 'operator',
   delete: 'operator',
@@ -44,6 +46,9 @@ export const OPERATION_ROLES = {
   'token.list': 'admin',
   'token.revoke': 'admin',
   'secrets.rotate-key': 'admin',
+  'agent.version.push': 'admin',
+  'agent.version.delete': 'admin',
+  'node.upgrade': 'admin',
 } as const satisfies Record<string, Role>;
 
 export type Operation = keyof typeof OPERATION_ROLES;
