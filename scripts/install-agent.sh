@@ -10,11 +10,14 @@
 #    hub CA whose SHA-256 fingerprint the join token carries (K10<fingerprint>::…), exactly as the
 #    agent's own join checks it, and verifies the file against the hub's sha256 of it. The join
 #    token's secret never leaves this machine here (the agent sends it once, when it joins).
-# 2. Installs it atomically as /usr/local/lib/orchard/orchard-agent.mjs.
+# 2. Installs it atomically as /usr/local/lib/orchard/orchard-agent.mjs, with the launcher
+#    (orchard-agent-launcher.mjs, fetched and checked the same way) that systemd runs it under so
+#    upgrades from the hub can swap the file and roll back by themselves.
 # 3. Copies the token to /etc/orchard/join.token (0600, in a 0700 dir; the unit passes it as
 #    --token-file, so it never shows in `ps` nor in the environment of processes the agent starts).
 # 4. Writes /etc/systemd/system/orchard-agent.service running
-#    `node /usr/local/lib/orchard/orchard-agent.mjs --hub … --token-file …` and enables it.
+#    `node …/orchard-agent-launcher.mjs --agent …/orchard-agent.mjs -- --hub … --token-file …`
+#    and enables it.
 # The agent keeps its identity and desired-set cache in /var/lib/orchard-agent; after the first
 # join the token is not needed (/etc/orchard/join.token may be deleted).
 #
@@ -23,7 +26,9 @@
 #          (device-reported: the hub files zone=north as node.orchard.dev/zone=north; authoritative
 #          labels come from the join token), --data-dir, --extra "ARGS" (more agent flags),
 #          --agent-file FILE (install this file instead of fetching it: offline installs; the
-#          --sha256 HEX given with it is checked), --no-start (write files only).
+#          --sha256 HEX given with it is checked; --launcher-file FILE with it installs the launcher
+#          too, else the agent runs alone and cannot be upgraded from the hub), --no-start (write
+#          files only).
 #          Env: ORCHARD_ETC_DIR, ORCHARD_SYSTEMD_DIR, ORCHARD_LIB_DIR (for tests).
 set -euo pipefail
 
@@ -41,7 +46,7 @@ die() {
 }
 have() { command -v "$1" >/dev/null 2>&1; }
 
-HUB="" TOKEN_FILE="" NAME="" LABELS="" DATA_DIR="/var/lib/orchard-agent" EXTRA="" START=1 AGENT_FILE="" AGENT_SHA=""
+HUB="" TOKEN_FILE="" NAME="" LABELS="" DATA_DIR="/var/lib/orchard-agent" EXTRA="" START=1 AGENT_FILE="" AGENT_SHA="" LAUNCHER_FILE=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --hub) HUB="${2:?}"; shift 2 ;;
@@ -53,6 +58,7 @@ while [[ $# -gt 0 ]]; do
     --extra) EXTRA="${2:?}"; shift 2 ;;
     --agent-file) AGENT_FILE="${2:?}"; shift 2 ;;
     --sha256) AGENT_SHA="${2:?}"; shift 2 ;;
+    --launcher-file) LAUNCHER_FILE="${2:?}"; shift 2 ;;
     --no-start) START=0; shift ;;
     -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
@@ -87,16 +93,19 @@ fi
 
 mkdir -p "$LIB_DIR" "$ETC_DIR" "$UNIT_DIR"
 AGENT="$LIB_DIR/orchard-agent.mjs"
+LAUNCHER="$LIB_DIR/orchard-agent-launcher.mjs"
 NEW="$(mktemp --suffix=.mjs "$LIB_DIR/.orchard-agent.XXXXXX")" # .mjs: node runs it as ESM for the check below
-trap 'rm -f "$NEW"' EXIT
+NEW_LAUNCHER="$(mktemp --suffix=.mjs "$LIB_DIR/.orchard-agent-launcher.XXXXXX")"
+trap 'rm -f "$NEW" "$NEW_LAUNCHER"' EXIT
 
-# fetch HUB CA_FP OUT — the pinned download (see the header). Prints the file's sha256.
+# fetch HUB CA_FP OUT LAUNCHER_OUT — the pinned download (see the header): the agent and the
+# launcher systemd runs it under (upgrades from the hub). Prints the agent's sha256.
 fetch_agent() {
-  node - "$1" "$2" "$3" <<'EOF'
+  node - "$1" "$2" "$3" "$4" <<'EOF'
 const https = require('node:https');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
-const [hubArg, pin, out] = process.argv.slice(2);
+const [hubArg, pin, out, launcherOut] = process.argv.slice(2);
 const fail = (msg) => { process.stderr.write(`${msg}\n`); process.exit(1); };
 let url;
 try {
@@ -122,12 +131,18 @@ const get = (path, tls, max) => new Promise((resolve, reject) => {
   if (fp !== pin) fail(`the hub at ${url.host} presents CA ${fp}, but the join token pins CA ${pin}; check the hub address and the token (or someone is intercepting)`);
   // 2. The agent and its hash over TLS verified against that CA (host name checked too).
   const tls = { ca: caPem, rejectUnauthorized: true };
-  const file = await get('/agent/orchard-agent.mjs', tls, 64 * 1024 * 1024);
-  const want = (await get('/agent/orchard-agent.mjs.sha256', tls, 1024)).toString().trim().split(/\s+/)[0];
-  const got = crypto.createHash('sha256').update(file).digest('hex');
-  if (got !== want) fail(`orchard-agent.mjs from ${url.host}: sha256 ${got}, but the hub says ${want}`);
-  fs.writeFileSync(out, file);
-  process.stdout.write(`${got}\n`);
+  const fetchChecked = async (name) => {
+    const file = await get(`/agent/${name}`, tls, 64 * 1024 * 1024);
+    const want = (await get(`/agent/${name}.sha256`, tls, 1024)).toString().trim().split(/\s+/)[0];
+    const got = crypto.createHash('sha256').update(file).digest('hex');
+    if (got !== want) fail(`${name} from ${url.host}: sha256 ${got}, but the hub says ${want}`);
+    return { file, got };
+  };
+  const agent = await fetchChecked('orchard-agent.mjs');
+  const launcher = await fetchChecked('orchard-agent-launcher.mjs');
+  fs.writeFileSync(out, agent.file);
+  fs.writeFileSync(launcherOut, launcher.file);
+  process.stdout.write(`${agent.got}\n`);
 })().catch((err) => fail(`cannot fetch the agent from ${url.host}: ${err.message}`));
 EOF
 }
@@ -140,12 +155,28 @@ if [[ -n "$AGENT_FILE" ]]; then
   log "installing $AGENT_FILE (sha256 $SHA)"
 else
   log "fetching the agent from https://${HUB#https://}/agent/orchard-agent.mjs (TLS pinned to CA ${CA_FP:0:16}…)"
-  SHA="$(fetch_agent "$HUB" "$CA_FP" "$NEW")" || die "fetching the agent failed"
+  SHA="$(fetch_agent "$HUB" "$CA_FP" "$NEW" "$NEW_LAUNCHER")" || die "fetching the agent failed"
+fi
+# The launcher: fetched with the agent, or given beside an offline --agent-file (--launcher-file).
+# Without one (an offline install that gave none) the agent runs directly: everything works but
+# upgrades from the hub, which nodes then refuse with ERR_UPGRADE_UNSUPPORTED.
+if [[ -n "$AGENT_FILE" ]]; then
+  if [[ -n "$LAUNCHER_FILE" ]]; then
+    [[ -r "$LAUNCHER_FILE" ]] || die "cannot read --launcher-file $LAUNCHER_FILE"
+    cp "$LAUNCHER_FILE" "$NEW_LAUNCHER"
+  else
+    rm -f "$NEW_LAUNCHER"
+    NEW_LAUNCHER=""
+  fi
 fi
 chmod 0755 "$NEW"
 # The file must run on this Node before it replaces anything.
 VERSION="$(node "$NEW" --version)" || die "the fetched agent does not run on Node $(node --version)"
 mv -f "$NEW" "$AGENT" # atomic: a running agent's file is never half-written
+if [[ -n "$NEW_LAUNCHER" ]]; then
+  chmod 0755 "$NEW_LAUNCHER"
+  mv -f "$NEW_LAUNCHER" "$LAUNCHER"
+fi
 trap - EXIT
 log "installed $AGENT: $VERSION, sha256 $SHA"
 
@@ -162,6 +193,14 @@ args=(--hub "$HUB" --name "$NAME" --data-dir "$DATA_DIR" --token-file "$ETC_DIR/
 # shellcheck disable=SC2206 # EXTRA is deliberately split into words
 [[ -n "$EXTRA" ]] && args+=($EXTRA)
 
+# Under the launcher (upgrades from the hub swap the agent file in $LIB_DIR and roll back by
+# themselves: docs/agent.md "Upgrades"), or the agent alone when no launcher was installed.
+if [[ -n "$NEW_LAUNCHER" ]]; then
+  EXEC_START="$NODE_BIN $LAUNCHER --agent $AGENT -- ${args[*]}"
+else
+  EXEC_START="$NODE_BIN $AGENT ${args[*]}"
+fi
+
 cat >"$UNIT_DIR/orchard-agent.service" <<UNIT
 [Unit]
 Description=Orchard agent (node $NAME)
@@ -170,7 +209,7 @@ Wants=network-online.target docker.service
 
 [Service]
 Type=simple
-ExecStart=$NODE_BIN $AGENT ${args[*]}
+ExecStart=$EXEC_START
 # The agent never stops workloads on its own exit; systemd must not kill the containers either
 # (they are the engine's children, not ours), and it restarts the agent after a crash.
 KillMode=process

@@ -45,6 +45,8 @@ const HTTP_BEFORE: Record<string, Role | 'public'> = {
   'POST /api/v1/join': 'public',
   'GET /agent/orchard-agent.mjs': 'public',
   'GET /agent/orchard-agent.mjs.sha256': 'public',
+  'GET /agent/orchard-agent-launcher.mjs': 'public',
+  'GET /agent/orchard-agent-launcher.mjs.sha256': 'public',
   'GET /metrics': 'scrape',
   'GET /api/v1/metrics/nodes': 'viewer',
   'GET /api/v1/metrics/pods': 'viewer',

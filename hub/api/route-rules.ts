@@ -19,6 +19,8 @@ export const PUBLIC_ROUTES: readonly string[] = [
   // The single-file agent for device installs (routes-agent.ts: no secret in it; TLS pinned to the hub CA vouches for it).
   'GET /agent/orchard-agent.mjs',
   'GET /agent/orchard-agent.mjs.sha256',
+  'GET /agent/orchard-agent-launcher.mjs',
+  'GET /agent/orchard-agent-launcher.mjs.sha256',
   // No API token: a node's own credential (Basic auth), checked in the handler (routes-agent-upgrade.ts).
   'GET /api/v1/agent-versions/:version/file',
 ];

@@ -9,6 +9,7 @@ import { OrchardError } from '../../protocol/errors.js';
  *
  *   GET /agent/orchard-agent.mjs         the file (text/javascript), X-Orchard-Agent-Sha256 header
  *   GET /agent/orchard-agent.mjs.sha256  `<sha256 hex>  orchard-agent.mjs` (sha256sum's format)
+ *   GET /agent/orchard-agent-launcher.mjs[.sha256]  the same for the launcher systemd runs
  *
  * Public, like /api/v1/ca: the file is the same code as the release and holds no secret. A device
  * trusts it because it comes over TLS pinned to the hub CA whose fingerprint is in its join token
@@ -21,10 +22,12 @@ import { OrchardError } from '../../protocol/errors.js';
  */
 
 export const AGENT_FILE_ROUTE = '/agent/orchard-agent.mjs';
+/** The launcher systemd runs, which starts the agent file and rolls an upgrade back (docs/agent.md "Upgrades"). */
+export const LAUNCHER_FILE_ROUTE = '/agent/orchard-agent-launcher.mjs';
 
-/** dist/orchard-agent.mjs: from dist/hub/api/ (the build) or hub/api/ (sources run with tsx). */
-export function defaultAgentFiles(): string[] {
-  return [fileURLToPath(new URL('../../orchard-agent.mjs', import.meta.url)), fileURLToPath(new URL('../../dist/orchard-agent.mjs', import.meta.url))];
+/** dist/NAME: from dist/hub/api/ (the build) or hub/api/ (sources run with tsx). */
+export function defaultAgentFiles(name = 'orchard-agent.mjs'): string[] {
+  return [fileURLToPath(new URL(`../../${name}`, import.meta.url)), fileURLToPath(new URL(`../../dist/${name}`, import.meta.url))];
 }
 
 interface Loaded {
@@ -33,10 +36,10 @@ interface Loaded {
   sha256: string;
 }
 
-export function registerAgentRoutes(app: FastifyInstance, opts: { agentFile?: string }): void {
-  const candidates = opts.agentFile !== undefined ? [opts.agentFile] : defaultAgentFiles();
+/** One served file: read and hashed once, and again only when its size or mtime changes. */
+function servedFile(route: string, candidates: string[]): () => Loaded {
   let cached: Loaded | undefined;
-  const load = (): Loaded => {
+  return () => {
     for (const path of candidates) {
       let key: string;
       try {
@@ -51,14 +54,28 @@ export function registerAgentRoutes(app: FastifyInstance, opts: { agentFile?: st
       cached = { key, bytes, sha256: createHash('sha256').update(bytes).digest('hex') };
       return cached;
     }
-    throw new OrchardError('ERR_NOT_FOUND', `this hub has no single-file agent to serve (looked for ${candidates.join(', ')}; npm run build makes it)`);
+    throw new OrchardError(
+      'ERR_NOT_FOUND',
+      `this hub has no ${route.slice('/agent/'.length)} to serve (looked for ${candidates.join(', ')}; npm run build makes it)`,
+    );
   };
-  app.get(AGENT_FILE_ROUTE, async (_req, reply) => {
-    const f = load();
-    return reply.type('text/javascript; charset=utf-8').header('x-orchard-agent-sha256', f.sha256).header('cache-control', 'no-store').send(f.bytes);
-  });
-  app.get(`${AGENT_FILE_ROUTE}.sha256`, async (_req, reply) => {
-    const f = load();
-    return reply.type('text/plain; charset=utf-8').header('cache-control', 'no-store').send(`${f.sha256}  orchard-agent.mjs\n`);
-  });
+}
+
+export function registerAgentRoutes(app: FastifyInstance, opts: { agentFile?: string; launcherFile?: string }): void {
+  const files: [string, string[]][] = [
+    [AGENT_FILE_ROUTE, opts.agentFile !== undefined ? [opts.agentFile] : defaultAgentFiles()],
+    [LAUNCHER_FILE_ROUTE, opts.launcherFile !== undefined ? [opts.launcherFile] : defaultAgentFiles('orchard-agent-launcher.mjs')],
+  ];
+  for (const [route, candidates] of files) {
+    const load = servedFile(route, candidates);
+    const name = route.slice('/agent/'.length);
+    app.get(route, async (_req, reply) => {
+      const f = load();
+      return reply.type('text/javascript; charset=utf-8').header('x-orchard-agent-sha256', f.sha256).header('cache-control', 'no-store').send(f.bytes);
+    });
+    app.get(`${route}.sha256`, async (_req, reply) => {
+      const f = load();
+      return reply.type('text/plain; charset=utf-8').header('cache-control', 'no-store').send(`${f.sha256}  ${name}\n`);
+    });
+  }
 }

@@ -66,7 +66,7 @@ describe('scripts/install-agent.sh (device install as a systemd service)', () =>
     return f;
   };
 
-  it('fetches the agent from the hub over TLS pinned by the token, and writes a unit that runs it with --token-file', async () => {
+  it('fetches the agent and its launcher from the hub over TLS pinned by the token, and writes a unit that runs the agent under the launcher with --token-file', async () => {
     const run = await install(['--hub', hubAddr, '--token-file', tokenFile(token), '--name', 'pi-7', '--labels', 'zone=north']);
     expect(run.r.status, run.r.stderr).toBe(0);
     // The very bytes the hub serves (dist/orchard-agent.mjs), executable, and it runs.
@@ -77,7 +77,7 @@ describe('scripts/install-agent.sh (device install as a systemd service)', () =>
     const unit = readFileSync(run.unit, 'utf8');
     expect(unit).toMatch(
       new RegExp(
-        `^ExecStart=\\S+/node ${run.agent.replaceAll('/', '\\/')} --hub 127\\.0\\.0\\.1:\\d+ --name pi-7 --data-dir /var/lib/orchard-agent --token-file \\S+/etc/join\\.token --labels zone=north$`,
+        `^ExecStart=\\S+/node ${join(run.lib, 'orchard-agent-launcher.mjs').replaceAll('/', '\\/')} --agent ${run.agent.replaceAll('/', '\\/')} -- --hub 127\\.0\\.0\\.1:\\d+ --name pi-7 --data-dir /var/lib/orchard-agent --token-file \\S+/etc/join\\.token --labels zone=north$`,
         'm',
       ),
     );
@@ -88,8 +88,15 @@ describe('scripts/install-agent.sh (device install as a systemd service)', () =>
     expect(readFileSync(run.tokenFile, 'utf8')).toBe(`${token}\n`);
     expect(statSync(run.tokenFile).mode & 0o777).toBe(0o600);
     expect(statSync(run.etc).mode & 0o777).toBe(0o700);
-    // No temporary file left beside the agent.
-    expect(readdirSync(run.lib)).toEqual(['orchard-agent.mjs']);
+    // The launcher is the hub's dist/orchard-agent-launcher.mjs; no temporary file left beside them.
+    const launcher = join(run.lib, 'orchard-agent-launcher.mjs');
+    expect(createHash('sha256').update(readFileSync(launcher)).digest('hex')).toBe(
+      createHash('sha256')
+        .update(readFileSync(join(REPO, 'dist', 'orchard-agent-launcher.mjs')))
+        .digest('hex'),
+    );
+    expect(statSync(launcher).mode & 0o777).toBe(0o755);
+    expect(readdirSync(run.lib).sort()).toEqual(['orchard-agent-launcher.mjs', 'orchard-agent.mjs']);
   });
 
   it('the hub serves the file and its sha256 without credentials', async () => {
