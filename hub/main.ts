@@ -192,13 +192,7 @@ export function parseHubArgs(argv: string[]): HubFlags {
       'heap-growth': { type: 'string' },
       'registry-allow': { type: 'string', multiple: true },
       'endpoint-ports': { type: 'string' },
-      store: { type: 'string' },
-      'etcd-prefix': { type: 'string' },
-      'etcd-ca': { type: 'string' },
-      'etcd-cert': { type: 'string' },
-      'etcd-key': { type: 'string' },
-      'etcd-user': { type: 'string' },
-      'etcd-password-file': { type: 'string' },
+      ...STORE_FLAG_OPTIONS,
       'leader-ttl': { type: 'string' },
       'ha-secret-file': { type: 'string' },
       'autoscale-sync-period': { type: 'string' },
@@ -207,9 +201,24 @@ export function parseHubArgs(argv: string[]): HubFlags {
     },
     strict: true,
   });
-  const r = FlagsSchema.safeParse(values);
+  return flagsOrThrow(FlagsSchema, values);
+}
+
+/** The flags naming a store and how to reach etcd: `orchard hub` and `orchard hub backup` take them alike. */
+const STORE_FLAG_OPTIONS = {
+  store: { type: 'string' },
+  'etcd-prefix': { type: 'string' },
+  'etcd-ca': { type: 'string' },
+  'etcd-cert': { type: 'string' },
+  'etcd-key': { type: 'string' },
+  'etcd-user': { type: 'string' },
+  'etcd-password-file': { type: 'string' },
+} as const;
+
+/** Validates parsed flags; an OrchardError (ERR_VALIDATION) names each bad flag as typed (`--http-port`), not as a field path. */
+function flagsOrThrow<S extends z.ZodType>(schema: S, values: unknown): z.infer<S> {
+  const r = schema.safeParse(values);
   if (r.success) return r.data;
-  // Name the flag as typed (`--http-port`), not as a field path.
   const issues = r.error.issues.map((i) => ({ path: `--${i.path.map(String).join('.')}`, message: i.message }));
   throw new OrchardError('ERR_VALIDATION', `invalid flags: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`, { details: { issues } });
 }
@@ -352,13 +361,7 @@ export function parseBackupArgs(argv: string[]): z.infer<typeof BackupFlagsSchem
     args: argv,
     options: {
       'data-dir': { type: 'string' },
-      store: { type: 'string' },
-      'etcd-prefix': { type: 'string' },
-      'etcd-ca': { type: 'string' },
-      'etcd-cert': { type: 'string' },
-      'etcd-key': { type: 'string' },
-      'etcd-user': { type: 'string' },
-      'etcd-password-file': { type: 'string' },
+      ...STORE_FLAG_OPTIONS,
       out: { type: 'string' },
       from: { type: 'string' },
       force: { type: 'boolean' },
@@ -366,10 +369,7 @@ export function parseBackupArgs(argv: string[]): z.infer<typeof BackupFlagsSchem
     },
     strict: true,
   });
-  const r = BackupFlagsSchema.safeParse(values);
-  if (r.success) return r.data;
-  const issues = r.error.issues.map((i) => ({ path: `--${i.path.map(String).join('.')}`, message: i.message }));
-  throw new OrchardError('ERR_VALIDATION', `invalid flags: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`, { details: { issues } });
+  return flagsOrThrow(BackupFlagsSchema, values);
 }
 
 async function runBackupCommand(cmd: 'backup' | 'restore', argv: string[]): Promise<void> {

@@ -170,16 +170,43 @@ export function registerStreamRoutes(app: FastifyInstance, d: StreamRoutesDeps):
       return;
     }
     socket.on('error', () => socket.destroy());
-    execUpgrade(d, wss, req, socket, head, decodeURIComponent(m[1] ?? '')).catch((err: unknown) => {
-      const oe = OrchardError.from(err);
-      if (oe.status >= 500 && oe.code === 'ERR_INTERNAL') d.log.error('exec failed', { err });
-      httpError(socket, oe);
-    });
+    // Everything that can throw runs inside the promise: this listener is outside fastify, and a
+    // throw here (a malformed %-escape, before any authentication) would end the hub process.
+    Promise.resolve()
+      .then(() => {
+        let pod: string;
+        try {
+          pod = decodeURIComponent(m[1] ?? '');
+        } catch {
+          throw new OrchardError('ERR_VALIDATION', 'the pod name in the path is not valid percent-encoding');
+        }
+        // ws answers a bad handshake itself and never calls back: check it before a device stream opens.
+        if (!isWebSocketHandshake(req))
+          throw new OrchardError('ERR_VALIDATION', 'exec needs a WebSocket upgrade (Upgrade: websocket, Sec-WebSocket-Version: 13, a Sec-WebSocket-Key)');
+        return execUpgrade(d, wss, req, socket, head, pod);
+      })
+      .catch((err: unknown) => {
+        const oe = OrchardError.from(err);
+        if (oe.status >= 500 && oe.code === 'ERR_INTERNAL') d.log.error('exec failed', { err });
+        httpError(socket, oe);
+      });
   });
   app.addHook('onClose', async () => {
     for (const c of wss.clients) c.terminate();
     wss.close();
   });
+}
+
+/** The checks ws's handleUpgrade makes before it calls back (RFC 6455 4.2.1). */
+export function isWebSocketHandshake(req: IncomingMessage): boolean {
+  const key = req.headers['sec-websocket-key'];
+  return (
+    req.method === 'GET' &&
+    (req.headers.upgrade ?? '').toLowerCase() === 'websocket' &&
+    req.headers['sec-websocket-version'] === '13' &&
+    typeof key === 'string' &&
+    /^[+/0-9A-Za-z]{22}==$/.test(key)
+  );
 }
 
 async function execUpgrade(d: StreamRoutesDeps, wss: WebSocketServer, req: IncomingMessage, socket: Duplex, head: Buffer, pod: string): Promise<void> {

@@ -1,6 +1,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Agent } from '../../agent/agent.js';
+import { EngineOnlyProbe } from '../../agent/reporter.js';
+import type { MemoryRuntime } from '../../agent/runtime/memory-runtime.js';
 import { Hub, type HubOptions } from '../../hub/hub.js';
 import { createLogger } from '../../hub/log.js';
 import { request, type HttpResult } from './http.js';
@@ -55,4 +58,24 @@ export async function startTestHub(overrides: Partial<HubOptions> = {}): Promise
     },
   } as TestHub;
   return t;
+}
+
+/**
+ * A real Agent (agent/agent.ts) on an in-memory runtime, enrolled on a test hub as `node` with a
+ * fresh credential and connected over the hub's real broker. Reports usage and resyncs fast.
+ */
+export async function startMemoryAgent(t: TestHub, opts: { node: string; dataDir: string; runtime: MemoryRuntime; usageIntervalMs?: number }): Promise<Agent> {
+  const credential = t.hub.auth.issueNodeCredential(opts.node, {});
+  const agent = new Agent({
+    node: opts.node,
+    labels: {},
+    dataDir: opts.dataDir,
+    runtime: opts.runtime,
+    probe: new EngineOnlyProbe(opts.runtime),
+    link: { url: t.hub.mqttUrl, username: opts.node, password: credential, ca: t.hub.pki?.caPem ?? '' },
+    usageIntervalMs: opts.usageIntervalMs ?? 200,
+    resyncMs: 200,
+  });
+  await agent.start();
+  return agent;
 }

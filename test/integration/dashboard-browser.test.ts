@@ -3,12 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Agent } from '../../agent/agent.js';
-import { EngineOnlyProbe } from '../../agent/reporter.js';
+import { type Agent } from '../../agent/agent.js';
 import { MemoryRuntime } from '../../agent/runtime/memory-runtime.js';
 import type { Deployment, NodeObject } from '../../protocol/objects.js';
 import { launchBrowser, signIn, type TestBrowser } from '../helpers/browser.js';
-import { startTestHub, type TestHub } from '../helpers/hub-harness.js';
+import { startMemoryAgent, startTestHub, type TestHub } from '../helpers/hub-harness.js';
 import { waitFor } from '../helpers/http.js';
 
 /**
@@ -72,18 +71,7 @@ describe('dashboard in Chromium against a real hub', () => {
     t = await startTestHub();
     operatorToken = t.hub.auth.createApiToken({ name: 'ops', role: 'operator' }).token;
     viewerToken = t.hub.auth.createApiToken({ name: 'look', role: 'viewer' }).token;
-    const credential = t.hub.auth.issueNodeCredential('pi-1', {});
-    agent = new Agent({
-      node: 'pi-1',
-      labels: {},
-      dataDir: join(dir, 'agent'),
-      runtime,
-      probe: new EngineOnlyProbe(runtime),
-      link: { url: t.hub.mqttUrl, username: 'pi-1', password: credential, ca: t.hub.pki?.caPem ?? '' },
-      usageIntervalMs: 200,
-      resyncMs: 200,
-    });
-    await agent.start();
+    agent = await startMemoryAgent(t, { node: 'pi-1', dataDir: join(dir, 'agent'), runtime, usageIntervalMs: 200 });
     expect((await t.api('POST', '/api/v1/apply', manifest(2, 'app:v1', `first ${XSS}`))).status).toBe(200);
     browser = await launchBrowser();
     page = await browser.page();

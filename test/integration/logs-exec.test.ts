@@ -4,8 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Agent } from '../../agent/agent.js';
-import { EngineOnlyProbe } from '../../agent/reporter.js';
+import { type Agent } from '../../agent/agent.js';
 import { MemoryRuntime } from '../../agent/runtime/memory-runtime.js';
 import type { OutputChunk } from '../../agent/runtime/runtime.js';
 import { LABELS } from '../../agent/runtime/runtime.js';
@@ -14,7 +13,7 @@ import { runCli } from '../../cli/run.js';
 import { WebSocket } from 'ws';
 import { EXEC_CHANNEL } from '../../protocol/api.js';
 import { STREAM_DEFAULTS } from '../../protocol/streams.js';
-import { startTestHub, type TestHub } from '../helpers/hub-harness.js';
+import { startMemoryAgent, startTestHub, type TestHub } from '../helpers/hub-harness.js';
 import { waitFor } from '../helpers/http.js';
 
 /**
@@ -56,18 +55,7 @@ describe('logs and exec: hollow agent → hub → HTTP/WebSocket → CLI', () =>
     operatorToken = t.hub.auth.createApiToken({ name: 'ops-alice', role: 'operator' }).token;
     caFile = join(dir, 'ca.pem');
     writeFileSync(caFile, t.hub.pki?.caPem ?? '');
-    const credential = t.hub.auth.issueNodeCredential('pi-1', {});
-    agent = new Agent({
-      node: 'pi-1',
-      labels: {},
-      dataDir: join(dir, 'agent'),
-      runtime,
-      probe: new EngineOnlyProbe(runtime),
-      link: { url: t.hub.mqttUrl, username: 'pi-1', password: credential, ca: t.hub.pki?.caPem ?? '' },
-      usageIntervalMs: 500,
-      resyncMs: 200,
-    });
-    await agent.start();
+    agent = await startMemoryAgent(t, { node: 'pi-1', dataDir: join(dir, 'agent'), runtime, usageIntervalMs: 500 });
     expect((await t.api('POST', '/api/v1/apply', MANIFEST)).status).toBe(200);
     const c = await waitFor('the pod running', async () => (await runtime.listContainers('pi-1')).find((x) => x.state === 'running'));
     containerId = c.id;
@@ -163,6 +151,37 @@ describe('logs and exec: hollow agent → hub → HTTP/WebSocket → CLI', () =>
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/role "viewer" may not do this \(needs operator\)/);
     expect(runtime.calls.exec).toBe(before);
+  });
+
+  it('a malformed exec upgrade is answered 400 and never crashes the hub or opens a device stream (review: a bad %-escape ended the process)', async () => {
+    const raw = (path: string, headers: Record<string, string>): Promise<number> =>
+      new Promise((resolve, reject) => {
+        const u = new URL(t.hub.apiUrl);
+        const req = https.request({
+          host: u.hostname,
+          port: Number(u.port),
+          path,
+          method: 'GET',
+          ca: t.hub.pki?.caPem,
+          headers: { connection: 'Upgrade', upgrade: 'websocket', ...headers },
+        });
+        req.on('response', (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('upgrade', () => reject(new Error('upgraded')));
+        req.on('error', reject);
+        req.end();
+      });
+    const execs = runtime.calls.exec;
+    const open = t.hub.streams.stats().open;
+    // Before any authentication: a path that decodeURIComponent refuses.
+    expect(await raw('/api/v1/pods/%E0%A4%A/exec?command=id', {})).toBe(400);
+    // An operator whose handshake ws would refuse (no key): no device stream may be left open.
+    expect(await raw(`/api/v1/pods/${pod}/exec?command=id`, { authorization: `Bearer ${operatorToken}`, 'sec-websocket-version': '13' })).toBe(400);
+    expect(t.hub.streams.stats().open).toBe(open);
+    expect(runtime.calls.exec).toBe(execs);
+    expect((await t.api('GET', '/healthz')).status).toBe(200);
   });
 
   it('a reader that does not read: the hub holds ≤ one window and the device stops producing', async () => {

@@ -2,13 +2,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Agent } from '../../agent/agent.js';
-import { EngineOnlyProbe } from '../../agent/reporter.js';
+import { type Agent } from '../../agent/agent.js';
 import { MemoryRuntime } from '../../agent/runtime/memory-runtime.js';
 import { bufferIo } from '../../cli/io.js';
 import { runCli } from '../../cli/run.js';
 import { NodeMetricsListSchema, PodMetricsListSchema } from '../../protocol/metrics.js';
-import { startTestHub, type TestHub } from '../helpers/hub-harness.js';
+import { startMemoryAgent, startTestHub, type TestHub } from '../helpers/hub-harness.js';
 import { request, waitFor } from '../helpers/http.js';
 
 /**
@@ -46,18 +45,7 @@ describe('metrics: hollow agent → hub /metrics, top API and orchard top', () =
     t = await startTestHub();
     scrapeToken = t.hub.auth.createApiToken({ name: 'prometheus', role: 'scrape' }).token;
     viewerToken = t.hub.auth.createApiToken({ name: 'look', role: 'viewer' }).token;
-    const credential = t.hub.auth.issueNodeCredential('pi-1', {});
-    agent = new Agent({
-      node: 'pi-1',
-      labels: {},
-      dataDir: join(dir, 'agent'),
-      runtime,
-      probe: new EngineOnlyProbe(runtime),
-      link: { url: t.hub.mqttUrl, username: 'pi-1', password: credential, ca: t.hub.pki?.caPem ?? '' },
-      usageIntervalMs: 200,
-      resyncMs: 200,
-    });
-    await agent.start();
+    agent = await startMemoryAgent(t, { node: 'pi-1', dataDir: join(dir, 'agent'), runtime, usageIntervalMs: 200 });
     expect((await t.api('POST', '/api/v1/apply', MANIFEST)).status).toBe(200);
   }, 30_000);
   afterAll(async () => {
