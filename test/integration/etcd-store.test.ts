@@ -86,6 +86,25 @@ describe('EtcdStore, what a remote backend adds', () => {
     again.close();
   }, 60_000);
 
+  it('counts UTF-8 bytes: two objects that fit etcd alone are not merged past its request limit, and one too large is refused at write time (review finding 2)', async () => {
+    const prefix = `/bytes-${++seq}/`;
+    const store = await EtcdStore.open({ client, prefix });
+    const big = (name: string, chars: number) => {
+      const p = mockPod(name);
+      return { ...p, metadata: { ...p.metadata, annotations: { blob: '€'.repeat(chars) } } };
+    };
+    // 600 KB each in UTF-8 (200k UTF-16 units): merged they would pass 1.5 MiB once base64'd.
+    store.create(big('a', 200_000));
+    store.create(big('b', 200_000));
+    await store.sync(10_000);
+    expect((await client.range(`${prefix}objects/`, { prefix: true, keysOnly: true })).count).toBe(2);
+    expect(() => store.create(big('c', 400_000))).toThrow(/at most 1048576 per object/);
+    expect(store.get('Pod', 'c')).toBeUndefined();
+    store.create(mockPod('after'));
+    await store.sync(5_000);
+    await store.closeAsync();
+  }, 30_000);
+
   it('a fenced store stops writing: etcd refuses the write, onFenced fires, later writes and sync fail', async () => {
     const prefix = `/fence-${++seq}/`;
     const leaderKey = `${prefix}leader`;

@@ -39,7 +39,11 @@ export interface EtcdStoreOptions extends StoreOptions {
   onFenced?: (err: OrchardError) => void;
   /** Ops per etcd transaction (keep ≤ the cluster's --max-txn-ops); default 120. */
   maxOpsPerTxn?: number;
-  /** Bytes of values per etcd transaction (keep under --max-request-bytes); default 1 MiB. */
+  /**
+   * UTF-8 bytes of keys and values per etcd transaction, and the most one object may have; default
+   * 1 MiB, which base64 in the JSON gateway makes ≈ 1.4 MB: under etcd's default
+   * --max-request-bytes of 1.5 MiB.
+   */
   maxBytesPerTxn?: number;
   /** Called when a flush failed and will be retried (etcd unreachable, no quorum). */
   onFlushError?: (err: unknown) => void;
@@ -189,6 +193,13 @@ export class EtcdStore extends BaseStore {
   }
 
   protected persistPut(obj: AnyObject, json: string): void {
+    // One object must fit one etcd request (the gateway sends it base64: 4/3 of its bytes); a larger
+    // one would be refused by etcd on every retry and hold back every write queued behind it.
+    const max = this.opts.maxBytesPerTxn ?? 1_048_576;
+    const bytes = Buffer.byteLength(json);
+    if (bytes > max) {
+      throw new OrchardError('ERR_PAYLOAD_TOO_LARGE', `${obj.kind} "${obj.metadata.name}" is ${bytes} bytes as JSON; the etcd store takes at most ${max} per object`);
+    }
     this.pendingOps.push({ key: this.objectKey(obj.kind, obj.metadata.name), value: json });
   }
 
@@ -266,14 +277,14 @@ export class EtcdStore extends BaseStore {
       const keys = new Set(b.ops.map((o) => o.key));
       let newKeys = 0;
       for (const k of keys) if (!merged.has(k)) newKeys++;
-      const bBytes = b.ops.reduce((n, o) => n + o.key.length + (o.value?.length ?? 0), 0);
+      const bBytes = b.ops.reduce((n, o) => n + opBytes(o), 0);
       if (batches > 0 && (merged.size + newKeys > maxOps || bytes + bBytes > maxBytes)) break;
       if (batches === 0 && (keys.size > maxOps || bBytes > maxBytes)) {
         // One store transaction larger than etcd takes at once: send its first part.
         const part: QueuedOp[] = [];
         let partBytes = 0;
         for (const o of b.ops) {
-          const sz = o.key.length + (o.value?.length ?? 0);
+          const sz = opBytes(o);
           if (part.length > 0 && (part.length >= maxOps || partBytes + sz > maxBytes)) break;
           part.push(o);
           partBytes += sz;
@@ -316,6 +327,11 @@ export class EtcdStore extends BaseStore {
     this.waiters = [];
     this.opts.onFenced?.(err);
   }
+}
+
+/** What an op adds to an etcd request: key and value in UTF-8 bytes (not UTF-16 code units). */
+function opBytes(o: QueuedOp): number {
+  return Buffer.byteLength(o.key) + (o.value === undefined ? 0 : Buffer.byteLength(o.value));
 }
 
 function parseStored(key: string, json: string, objPrefix: string): AnyObject {
