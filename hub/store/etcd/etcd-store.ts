@@ -198,7 +198,10 @@ export class EtcdStore extends BaseStore {
     const max = this.opts.maxBytesPerTxn ?? 1_048_576;
     const bytes = Buffer.byteLength(json);
     if (bytes > max) {
-      throw new OrchardError('ERR_PAYLOAD_TOO_LARGE', `${obj.kind} "${obj.metadata.name}" is ${bytes} bytes as JSON; the etcd store takes at most ${max} per object`);
+      throw new OrchardError(
+        'ERR_PAYLOAD_TOO_LARGE',
+        `${obj.kind} "${obj.metadata.name}" is ${bytes} bytes as JSON; the etcd store takes at most ${max} per object`,
+      );
     }
     this.pendingOps.push({ key: this.objectKey(obj.kind, obj.metadata.name), value: json });
   }
