@@ -88,6 +88,18 @@ describe('allocateDevices', () => {
   });
 });
 
+describe('a device booked under its /dev path before udev made its by-id link (review finding 6)', () => {
+  it('stays in use when the node later reports the link, so an exclusive request cannot get it twice', () => {
+    const booked = use([['/dev/ttyUSB0', { exclusive: 1 }]]);
+    const a = allocateDevices([{ container: 'c0', request: { class: 'serial', count: 1, shared: false } }], [CP2102], booked);
+    expect(a).toEqual({ ok: false, reason: 'device in use: serial device, 0 of 1 free (needs 1)' });
+    // Shared asks are refused too while it is held exclusively; free once released.
+    expect(allocateDevices([{ container: 'c0', request: { class: 'serial', count: 1, shared: true } }], [CP2102], booked).ok).toBe(false);
+    bookDevices(booked, [{ id: '/dev/ttyUSB0' }], -1);
+    expect(allocateDevices([{ container: 'c0', request: { class: 'serial', count: 1, shared: false } }], [CP2102], booked).ok).toBe(true);
+  });
+});
+
 describe('scheduling pods that use host devices', () => {
   it('explains "0/40 nodes fit: 37 no serial device matching vendor=10c4, 3 device in use"', () => {
     const nodes: SchedNode[] = [];

@@ -13,6 +13,18 @@ import type { DeviceUse, DeviceWant, SchedNode } from './types.js';
 
 export type Allocation = { ok: true; grants: DeviceGrant[] } | { ok: false; reason: string };
 
+/**
+ * A device's use, under either name it has been booked by: a grant made before udev created the
+ * by-id link holds the /dev path, one made after holds the link, and both are the same device.
+ */
+function useOf(use: ReadonlyMap<string, DeviceUse> | undefined, d: Pick<NodeDevice, 'path' | 'byId'>): DeviceUse | undefined {
+  if (use === undefined) return undefined;
+  const byPath = use.get(d.path);
+  const byLink = d.byId !== undefined && d.byId !== d.path ? use.get(d.byId) : undefined;
+  if (byPath === undefined || byLink === undefined) return byPath ?? byLink;
+  return { exclusive: byPath.exclusive + byLink.exclusive, shared: byPath.shared + byLink.shared };
+}
+
 function isFree(use: DeviceUse | undefined, shared: boolean): boolean {
   if (use === undefined) return true;
   return shared ? use.exclusive === 0 : use.exclusive === 0 && use.shared === 0;
@@ -45,7 +57,7 @@ export function allocateDevices(
       matching++;
       if (picked >= request.count) continue;
       const id = deviceId(d);
-      if (taken.has(id) || !isFree(use?.get(id), request.shared)) continue;
+      if (taken.has(id) || !isFree(useOf(use, d), request.shared)) continue;
       taken.add(id);
       picked++;
       const g: DeviceGrant = { container, class: d.class, id, containerPath: request.path ?? d.path };
