@@ -159,7 +159,20 @@ export class AgentUpgradeController {
     }
   }
 
+  /**
+   * One pass over a rollout. Its store writes (the rollout, its events) commit together; the MQTT
+   * commands it decided go out only after that commit, so a pass that loses a race (a halt
+   * written meanwhile: ERR_CONFLICT) sends a node nothing (review finding 8).
+   */
   private step(r: AgentRolloutObject): void {
+    const sends: string[] = [];
+    const clears: string[] = [];
+    const next = this.opts.store.transaction(() => this.plan(r, sends, clears));
+    for (const node of clears) this.clearCommand(node);
+    for (const node of sends) this.sendCommand(next, node);
+  }
+
+  private plan(r: AgentRolloutObject, sends: string[], clears: string[]): AgentRolloutObject {
     const { store } = this.opts;
     const next = structuredClone(r) as AgentRolloutObject;
     const { version, deadlineSeconds, maxParallel } = next.spec;
@@ -177,7 +190,7 @@ export class AgentUpgradeController {
         n.state = 'Upgraded';
         n.finishedAt = this.iso();
         n.message = `reported ${version}`;
-        this.clearCommand(n.name);
+        clears.push(n.name);
         this.nodeEvent(n.name, 'Normal', 'AgentUpgraded', `agent ${n.fromVersion ?? '?'} → ${version} (rollout ${name})`);
         continue;
       } else if (rb !== undefined && rb.version === version && rb.rollout === name) failed = `rolled back to ${info?.agentVersion ?? '?'}: ${rb.reason}`;
@@ -187,7 +200,7 @@ export class AgentUpgradeController {
       n.state = 'Failed';
       n.finishedAt = this.iso();
       n.message = failed;
-      this.clearCommand(n.name);
+      clears.push(n.name);
       failures.push(`${n.name}: ${failed}`);
       this.nodeEvent(n.name, 'Warning', 'AgentUpgradeFailed', `agent ${version}: ${failed} (rollout ${name})`);
     }
@@ -215,7 +228,7 @@ export class AgentUpgradeController {
         n.startedAt = this.iso();
         if (node?.status.info?.agentVersion !== undefined) n.fromVersion = node.status.info.agentVersion;
         inFlight++;
-        this.sendCommand(next, n.name);
+        sends.push(n.name);
       }
       if (next.status.nodes.every((n) => n.state === 'Upgraded' || n.state === 'Skipped')) {
         next.status.phase = 'Complete';
@@ -225,6 +238,7 @@ export class AgentUpgradeController {
       }
     }
     store.update(next);
+    return next;
   }
 
   private selectNodes(req: AgentUpgradeRequest): NodeObject[] {
