@@ -40,6 +40,51 @@ export interface StreamRoutesDeps {
   streams: StreamHub;
   log: Logger;
   now: () => Date;
+  /** Whether an API token is still valid (revoked or expired: false); its sessions are swept every 5 s. */
+  isTokenActive?: (id: string) => boolean;
+}
+
+/**
+ * The log and exec sessions each API token holds, so revoking it (or its expiry) ends them
+ * at once, as it ends the token's watch streams and MQTT sessions.
+ */
+class TokenSessions {
+  private readonly byToken = new Map<string, Set<() => void>>();
+  private readonly timer: ReturnType<typeof setInterval> | undefined;
+
+  constructor(private readonly isTokenActive: ((id: string) => boolean) | undefined) {
+    if (isTokenActive !== undefined) {
+      this.timer = setInterval(() => {
+        for (const id of [...this.byToken.keys()]) if (!isTokenActive(id)) this.closeToken(id);
+      }, 5_000);
+      this.timer.unref();
+    }
+  }
+
+  /** Tracks a session of `tokenId` (none for tokens without an id); returns its untrack function. */
+  add(tokenId: string | undefined, close: () => void): () => void {
+    if (tokenId === undefined) return () => undefined;
+    let set = this.byToken.get(tokenId);
+    if (set === undefined) this.byToken.set(tokenId, (set = new Set()));
+    set.add(close);
+    return () => {
+      set.delete(close);
+      if (set.size === 0 && this.byToken.get(tokenId) === set) this.byToken.delete(tokenId);
+    };
+  }
+
+  /** Ends every session of the token; returns how many. */
+  closeToken(tokenId: string): number {
+    const set = this.byToken.get(tokenId);
+    if (set === undefined) return 0;
+    this.byToken.delete(tokenId);
+    for (const close of set) close();
+    return set.size;
+  }
+
+  stop(): void {
+    if (this.timer !== undefined) clearInterval(this.timer);
+  }
 }
 
 const flag = z
@@ -104,7 +149,8 @@ class PendingSink implements StreamSink {
   }
 }
 
-export function registerStreamRoutes(app: FastifyInstance, d: StreamRoutesDeps): void {
+export function registerStreamRoutes(app: FastifyInstance, d: StreamRoutesDeps): { closeToken: (tokenId: string) => number } {
+  const sessions = new TokenSessions(d.isTokenActive);
   app.get('/api/v1/pods/:name/logs', { preHandler: d.need('pods.logs') }, async (req, reply) => {
     const { name } = req.params as { name: string };
     const q = parseQuery(LogsQuerySchema, req);
@@ -144,6 +190,11 @@ export function registerStreamRoutes(app: FastifyInstance, d: StreamRoutesDeps):
       return reply.hijack();
     }
     reply.hijack();
+    const untrack = sessions.add(req.principal?.id, () => {
+      handle?.cancel();
+      res.destroy();
+    });
+    req.raw.on('close', untrack);
     // A quiet `-f` must not be cut by the idle timeout; the stream ends when either side goes.
     req.raw.socket.setTimeout(0);
     res.writeHead(200, {
@@ -183,7 +234,7 @@ export function registerStreamRoutes(app: FastifyInstance, d: StreamRoutesDeps):
         // ws answers a bad handshake itself and never calls back: check it before a device stream opens.
         if (!isWebSocketHandshake(req))
           throw new OrchardError('ERR_VALIDATION', 'exec needs a WebSocket upgrade (Upgrade: websocket, Sec-WebSocket-Version: 13, a Sec-WebSocket-Key)');
-        return execUpgrade(d, wss, req, socket, head, pod);
+        return execUpgrade(d, wss, sessions, req, socket, head, pod);
       })
       .catch((err: unknown) => {
         const oe = OrchardError.from(err);
@@ -192,9 +243,11 @@ export function registerStreamRoutes(app: FastifyInstance, d: StreamRoutesDeps):
       });
   });
   app.addHook('onClose', async () => {
+    sessions.stop();
     for (const c of wss.clients) c.terminate();
     wss.close();
   });
+  return { closeToken: (id) => sessions.closeToken(id) };
 }
 
 /** The checks ws's handleUpgrade makes before it calls back (RFC 6455 4.2.1). */
@@ -209,7 +262,15 @@ export function isWebSocketHandshake(req: IncomingMessage): boolean {
   );
 }
 
-async function execUpgrade(d: StreamRoutesDeps, wss: WebSocketServer, req: IncomingMessage, socket: Duplex, head: Buffer, pod: string): Promise<void> {
+async function execUpgrade(
+  d: StreamRoutesDeps,
+  wss: WebSocketServer,
+  sessions: TokenSessions,
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  pod: string,
+): Promise<void> {
   const principal = d.authenticate(req.headers.authorization, req.socket.remoteAddress ?? '', 'pods.exec');
   const url = new URL(req.url ?? '', 'http://hub');
   const raw: Record<string, unknown> = {};
@@ -247,7 +308,14 @@ async function execUpgrade(d: StreamRoutesDeps, wss: WebSocketServer, req: Incom
     return;
   }
   wss.handleUpgrade(req, socket, head, (ws) => {
-    ws.on('close', () => handle.cancel());
+    const untrack = sessions.add(principal.id, () => {
+      handle.cancel();
+      ws.terminate();
+    });
+    ws.on('close', () => {
+      untrack();
+      handle.cancel();
+    });
     ws.on('error', () => ws.terminate());
     handle.onStdinDrain = () => ws.resume();
     ws.on('message', (data: RawData, isBinary: boolean) => {

@@ -215,18 +215,30 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
 
   registerConfigRoutes(app, { need, ...(deps.rotateSecretsKey ? { rotateSecretsKey: deps.rotateSecretsKey } : {}) });
   registerNodeRoutes(app, { need, store: deps.store, log: deps.log });
+  let streamSessions: { closeToken: (tokenId: string) => number } | undefined;
   if (revokeToken) {
     registerTokenRoutes(app, {
       need,
       revokeToken: (id) => {
         const r = revokeToken(id);
-        // A revoked API token's open watch streams end now, not when their clients hang up.
-        return r.revoked && r.kind === 'api' ? { ...r, watchStreamsClosed: watches.closeToken(id) } : r;
+        if (!(r.revoked && r.kind === 'api')) return r;
+        // A revoked API token's open watch streams, logs and exec sessions end now, not when their clients hang up.
+        streamSessions?.closeToken(id);
+        return { ...r, watchStreamsClosed: watches.closeToken(id) };
       },
     });
   }
   if (deps.metrics) registerMetricsRoutes(app, { need, store: deps.store, ...deps.metrics });
-  if (deps.streams) registerStreamRoutes(app, { need, authenticate, store: deps.store, streams: deps.streams, log: deps.log, now: () => new Date() });
+  if (deps.streams)
+    streamSessions = registerStreamRoutes(app, {
+      need,
+      authenticate,
+      store: deps.store,
+      streams: deps.streams,
+      log: deps.log,
+      now: () => new Date(),
+      isTokenActive: (id) => deps.auth.isTokenActive?.(id) ?? true,
+    });
   if (deps.agentUpgrade)
     registerAgentUpgradeRoutes(app, {
       need,

@@ -145,6 +145,32 @@ describe('logs and exec: hollow agent → hub → HTTP/WebSocket → CLI', () =>
     expect(JSON.parse(status)).toEqual({ exitCode: 0 });
   });
 
+  it('revoking a token ends its logs -f stream and exec session at once (review finding 5)', async () => {
+    const made = t.hub.auth.createApiToken({ name: 'short-lived', role: 'operator' });
+    const res = await openLogs('follow=true&tail=0', made.token);
+    expect(res.statusCode).toBe(200);
+    const logsEnded = new Promise<void>((r) => {
+      res.on('close', () => r());
+      res.on('end', () => r());
+      res.on('error', () => r());
+    });
+    res.resume();
+    const ws = new WebSocket(`${t.hub.apiUrl.replace('https:', 'wss:')}/api/v1/pods/${pod}/exec?command=cat&stdin=true`, {
+      ca: t.hub.pki?.caPem ?? '',
+      headers: { authorization: `Bearer ${made.token}` },
+    });
+    const wsClosed = new Promise<void>((r) => ws.on('close', () => r()));
+    await new Promise((r) => ws.once('open', r));
+    await waitFor('both streams open', () => t.hub.streams.stats().open >= 2);
+    const revoked = await t.api('DELETE', `/api/v1/tokens/${made.id}`);
+    expect(revoked.status).toBe(200);
+    await Promise.race([
+      Promise.all([logsEnded, wsClosed]),
+      new Promise((_, reject) => setTimeout(() => reject(new Error('sessions outlived their token')), 3_000)),
+    ]);
+    await waitFor('the streams released', () => t.hub.streams.stats().open === 0);
+  });
+
   it('exec is refused to a viewer (403) before anything runs on the device', async () => {
     const before = runtime.calls.exec;
     const r = await cli(viewerToken, 'exec', pod, '--', 'id');
