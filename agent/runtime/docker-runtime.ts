@@ -245,6 +245,7 @@ export class DockerRuntime implements ContainerRuntime {
     const finishedAt = isoOrUndefined(i.State.FinishedAt);
     if (startedAt !== undefined) view.startedAt = startedAt;
     if (finishedAt !== undefined && i.State.Status !== 'running') view.finishedAt = finishedAt;
+    if (finishedAt !== undefined && i.State.Status === 'running') view.previousFinishedAt = finishedAt;
     return view;
   }
 

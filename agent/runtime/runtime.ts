@@ -47,6 +47,8 @@ export interface RuntimeContainer {
   /** ISO-8601; absent when never started / never finished. */
   startedAt?: string;
   finishedAt?: string;
+  /** ISO-8601, while it runs again after a restart in place: when its previous run ended (logs split runs there). */
+  previousFinishedAt?: string;
   createdAt?: string;
   /** bridge | host | none | container:<id>. */
   networkMode?: string;

@@ -4,7 +4,7 @@ import { silentLogger, systemClock } from '../clock.js';
 import { MemoryRuntime } from '../runtime/memory-runtime.js';
 import type { OutputChunk } from '../runtime/runtime.js';
 import { LABELS } from '../runtime/runtime.js';
-import { StreamServer } from './stream-server.js';
+import { runBoundarySeconds, StreamServer } from './stream-server.js';
 
 const ID = 'aaaaaaaaaaaaaaaa';
 const tick = (ms = 20): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -98,5 +98,23 @@ describe('StreamServer', () => {
     expect(h.server.open).toBe(1);
     h.server.closeAll();
     expect(h.server.open).toBe(0);
+  });
+});
+
+describe('runBoundarySeconds (where a restarted container changes runs in its log)', () => {
+  it('is the middle of the gap between the previous end and this start, else the start', () => {
+    expect(runBoundarySeconds({ startedAt: '2026-12-02T17:25:01.500Z', previousFinishedAt: '2026-12-02T17:25:01.100Z' })).toBeCloseTo(
+      Date.parse('2026-12-02T17:25:01.300Z') / 1000,
+      6,
+    );
+    expect(runBoundarySeconds({ startedAt: '2026-12-02T17:25:01.500Z' })).toBe(Date.parse('2026-12-02T17:25:01.500Z') / 1000);
+    // A first line stamped 1 ms before StartedAt is the new run's; a last line 1 ms after the old end is the old run's.
+    const b = runBoundarySeconds({ startedAt: '2026-12-02T17:25:01.500Z', previousFinishedAt: '2026-12-02T17:25:01.100Z' })!;
+    expect(Date.parse('2026-12-02T17:25:01.499Z') / 1000).toBeGreaterThan(b);
+    expect(Date.parse('2026-12-02T17:25:01.101Z') / 1000).toBeLessThan(b);
+    expect(runBoundarySeconds({ startedAt: '2026-12-02T17:25:01.500Z', previousFinishedAt: '2026-12-02T17:25:02.000Z' })).toBe(
+      Date.parse('2026-12-02T17:25:01.500Z') / 1000,
+    );
+    expect(runBoundarySeconds({})).toBeUndefined();
   });
 });

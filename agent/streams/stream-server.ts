@@ -144,16 +144,17 @@ export class StreamServer {
         if (f.tail !== undefined) opts.tail = f.tail;
         if (f.sinceSeconds !== undefined) opts.sinceSeconds = f.sinceSeconds;
         const restarts = this.o.restartCount?.(f.pod, f.container);
-        if (!f.previous && restarts !== undefined && restarts > 0 && c.startedAt !== undefined) {
+        const boundary = runBoundarySeconds(c);
+        if (!f.previous && restarts !== undefined && restarts > 0 && boundary !== undefined) {
           // Like Kubernetes, plain logs are the current run's: the engine keeps every run of a
-          // container restarted in place in one log, so read from this run's start.
-          opts.sinceSeconds = Math.max(opts.sinceSeconds ?? 0, Date.parse(c.startedAt) / 1000);
+          // container restarted in place in one log, so read from where this run began.
+          opts.sinceSeconds = Math.max(opts.sinceSeconds ?? 0, boundary);
         }
         if (f.previous) {
           if (restarts === 0 || c.startedAt === undefined)
             throw new OrchardError('ERR_CONTAINER_NOT_RUNNING', `container ${f.container} of pod ${f.pod} has no earlier run (it has not restarted)`);
-          // Restarts happen in place, so earlier runs are the lines written before this run started.
-          opts.untilSeconds = Date.parse(c.startedAt) / 1000;
+          // Restarts happen in place, so earlier runs are the lines written before this run began.
+          opts.untilSeconds = boundary ?? Date.parse(c.startedAt) / 1000;
           opts.follow = false;
         }
         s.source = await this.o.runtime.logs(c.id, opts, signal);
@@ -300,4 +301,20 @@ export class StreamServer {
       Math.min(60_000, this.starvedMs),
     );
   }
+}
+
+/**
+ * Where a container restarted in place changes runs in its one engine log, in Unix seconds: the
+ * middle of the gap between the previous run's end and this run's start. Neither edge alone is
+ * safe: the engine stamps a line when it reads it, so a process's first line can carry a time a
+ * little before StartedAt, and the previous run's last lines a little after its FinishedAt (seen
+ * in CI: `tick 1` of the new run fell before StartedAt). A restart leaves a gap of tens to
+ * hundreds of milliseconds between the two; without the previous end, StartedAt.
+ */
+export function runBoundarySeconds(c: { startedAt?: string | undefined; previousFinishedAt?: string | undefined }): number | undefined {
+  if (c.startedAt === undefined) return undefined;
+  const started = Date.parse(c.startedAt) / 1000;
+  if (c.previousFinishedAt === undefined) return started;
+  const ended = Date.parse(c.previousFinishedAt) / 1000;
+  return Number.isFinite(ended) && ended < started ? (ended + started) / 2 : started;
 }
