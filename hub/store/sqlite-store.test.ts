@@ -100,13 +100,15 @@ describe('SqliteStore', () => {
     let total = 0;
     for (let n = 0; n < 1000; n++) total += s.list('Pod', { nodeName: `node-${n}` }).length;
     expect(total).toBe(20_000);
-    expect(createMs).toBeLessThan(5_000);
+    // A bound against a quadratic regression, not a timing goal (scripts/bench/store-memory.ts measures):
+    // 5 s failed a CI run at load 13 (5.1 s), the machine shared with other work.
+    expect(createMs).toBeLessThan(30_000);
 
     s.close();
     const reopenStart = performance.now();
     store = SqliteStore.open(dir);
     expect(store.count('Pod')).toBe(20_000);
     expect(store.list('Pod', { nodeName: 'node-500' })).toHaveLength(20);
-    expect(performance.now() - reopenStart).toBeLessThan(5_000);
-  }, 20_000);
+    expect(performance.now() - reopenStart).toBeLessThan(30_000);
+  }, 90_000);
 });
