@@ -60,7 +60,7 @@ export interface AgentOptions {
   observedRepublishMs?: number;
   /** When per-container usage is sent (pod-usage.ts; default: CPU rate ±0.05 cores and ±20 %, memory ±10 %, full every 30th). */
   podUsageRule?: PodUsageRule;
-  /** Host facts; default SystemProbe (systeminformation). Hollow nodes pass EngineOnlyProbe. */
+  /** Host facts; default SystemProbe (/proc, os-release, os). Hollow nodes pass EngineOnlyProbe. */
   probe?: HostProbe;
   /**
    * Config, secrets and volumes (issue 7). Without it (hollow nodes, unit tests) pods get only

@@ -9,7 +9,7 @@ import { LAUNCHER_ENV } from './upgrade/launcher-state.js';
  *
  *   node orchard-agent-launcher.mjs --agent /usr/local/lib/orchard/orchard-agent.mjs -- [orchard agent flags]
  *
- * Starts the agent file with this Node as its child (an IPC channel open, so the agent can say it
+ * Starts the agent file with this Node (and this Node's flags) as its child (an IPC channel open, so the agent can say it
  * reported in and notices when the launcher is gone), swaps in a staged upgrade when the agent
  * exits for one, and rolls back by itself when the new agent does not report in by its deadline.
  * SIGTERM/SIGINT are forwarded to the agent (which leaves the workloads running) and end the launcher.
@@ -54,7 +54,9 @@ export async function runLauncher(argv: readonly string[]): Promise<void> {
     logger,
     killGraceMs: args.killGraceMs,
     spawn: (file, events) => {
-      const child = spawn(process.execPath, [file, ...args.agentArgs], {
+      // The launcher's own Node flags go to the agent too: the unit sets the small-device V8 flags
+      // once, on the launcher's command line (scripts/install-agent.sh, docs/agent.md "Memory").
+      const child = spawn(process.execPath, [...process.execArgv, file, ...args.agentArgs], {
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
         env: { ...process.env, [LAUNCHER_ENV.agentFile]: file },
       });

@@ -1,4 +1,5 @@
 import net from 'node:net';
+import mqttPacket from 'mqtt-packet';
 import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { COMPRESS_MIN_BYTES, encodeMessage, isDeflated, type DesiredSetMessage, type NodeStatusMessage } from '../protocol/messages.js';
@@ -38,6 +39,13 @@ describe('Link (real aedes broker)', () => {
     await waitUntil(() => b.seen.some((s) => s.topic === topics.nodeObserved(NODE)));
     expect(b.seen.find((s) => s.topic === topics.nodePresence(NODE))).toMatchObject({ payload: { node: NODE, online: true }, retain: true });
     expect(b.seen.find((s) => s.topic === topics.nodeStatus(NODE))).toMatchObject({ payload: { bootId: 'b1' }, retain: true });
+  });
+
+  it("turns off mqtt-packet's 65,536-Buffer number cache (6 MiB of the agent's heap)", async () => {
+    const l = make();
+    l.start();
+    await waitUntil(() => l.connected);
+    expect(mqttPacket.writeToStream.cacheNumbers).toBe(false);
   });
 
   it('fires the last-will (offline, retained) when the socket dies', async () => {

@@ -202,6 +202,10 @@ export class Link {
       // CONNECT given up at 10 s wasted the hub's TLS work and came back later (fleet bench).
       connectTimeout: this.opts.connectTimeoutMs ?? 30_000,
       will: { topic: topics.nodePresence(this.node), payload: encodeMessage(will), qos: 1, retain: true },
+      // mqtt-packet's default number cache is 65,536 two-byte Buffers built on the first write:
+      // 6 MiB of V8 heap, 30 % of the idle agent's (issue 17, docs/benchmarks.md). Without it a
+      // packet allocates its few 2-byte numbers as it is written.
+      writeCache: false,
     };
     if (this.opts.username !== undefined) options.username = this.opts.username;
     if (this.opts.password !== undefined) options.password = this.opts.password;

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { NodeInfoSchema, NodeUsageSchema } from '../protocol/objects.js';
@@ -14,7 +14,10 @@ describe('reporter', () => {
     expect(info.arch).toBe('arm64');
     expect(info.rawArch).toBe('aarch64');
     expect(info.engine).toMatchObject({ name: 'memory', memoryLimit: false });
-    expect(info.memoryBytes).toBeGreaterThan(0);
+    expect(info.memoryBytes).toBe(os.totalmem());
+    expect(info.kernel).toBe(os.release());
+    expect(info.os?.length).toBeGreaterThan(0);
+    expect(info.cpu.model).toBe(os.cpus()[0]?.model.trim());
     expect(info.disk?.totalBytes).toBeGreaterThan(0);
     // The agent process's own runtime, apart from the engine's arch (x64 here, arm64 above).
     expect(info.agentPlatform).toBe(`${process.platform}/${process.arch}`);

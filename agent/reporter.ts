@@ -1,9 +1,9 @@
 import { statfs } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname } from 'node:path';
-import * as si from 'systeminformation';
 import type { NodeInfo, NodeUsage } from '../protocol/objects.js';
 import type { Clock } from './clock.js';
+import { cpuModel, hostMemory, osName } from './host-facts.js';
 import { systemClock } from './clock.js';
 import type { ContainerRuntime, EngineInfo } from './runtime/runtime.js';
 import { AGENT_VERSION, agentRuntime } from './version.js';
@@ -12,8 +12,8 @@ import { AGENT_VERSION, agentRuntime } from './version.js';
  * What the node tells the hub about itself: static facts once at start (NodeInfo) and a
  * cheap periodic usage sample (NodeUsage).
  *
- * Cost matters on a Pi: si.osInfo() is slow, so it runs once; usage uses si.mem() (≈ 2 ms)
- * and os.cpus() deltas — never si.currentLoad(), which blocks ≈ 0.5 s per call.
+ * Cost matters on a Pi: static facts are read once; usage reads /proc/meminfo and takes
+ * os.cpus() deltas (host-facts.ts; no load sampling that blocks).
  * CPU percent is summed over cores: 100 = one core busy (the NodeUsage schema allows
  * up to 100 × cores).
  */
@@ -98,7 +98,7 @@ function engineFacts(e: EngineInfo): NodeInfo['engine'] {
   return out;
 }
 
-/** The real probe: systeminformation + os + the engine's own view (whose arch wins). */
+/** The real probe: /proc, os-release and `os` (host-facts.ts) + the engine's own view (whose arch wins). */
 export class SystemProbe implements HostProbe {
   private readonly clock: Clock;
   private prev: CpuSample | undefined;
@@ -108,14 +108,14 @@ export class SystemProbe implements HostProbe {
   }
 
   async staticInfo(): Promise<NodeInfo> {
-    const [engine, osInfo, cpu, mem, disk] = await Promise.all([this.opts.runtime.info(), si.osInfo(), si.cpu(), si.mem(), diskOf(this.opts.dataDir)]);
+    const [engine, osText, model, mem, disk] = await Promise.all([this.opts.runtime.info(), osName(), cpuModel(), hostMemory(), diskOf(this.opts.dataDir)]);
     const info: NodeInfo = {
       arch: engine.arch,
       rawArch: engine.rawArch.slice(0, 64),
-      os: `${osInfo.distro} ${osInfo.release}`.trim().slice(0, 128) || engine.os.slice(0, 128),
-      kernel: osInfo.kernel.slice(0, 128),
+      os: osText.slice(0, 128) || engine.os.slice(0, 128),
+      kernel: os.release().slice(0, 128),
       hostname: os.hostname().slice(0, 253),
-      cpu: { cores: Math.max(1, engine.ncpu || cpu.cores), model: `${cpu.manufacturer} ${cpu.brand}`.trim().slice(0, 256) },
+      cpu: { cores: Math.max(1, engine.ncpu || os.availableParallelism()), model: model.slice(0, 256) },
       memoryBytes: mem.total,
       engine: engineFacts(engine),
       agentVersion: this.opts.agentVersion ?? AGENT_VERSION,
@@ -139,7 +139,7 @@ export class SystemProbe implements HostProbe {
   }
 
   async usage(): Promise<NodeUsage> {
-    const mem = await si.mem();
+    const mem = await hostMemory();
     const { sample, cores } = sampleCpus();
     const cpuPercent = this.prev === undefined ? 0 : cpuPercentBetween(this.prev, sample, cores);
     this.prev = sample;

@@ -24,6 +24,12 @@ export const AGENT_OUTFILE = join(REPO, 'dist', 'orchard-agent.mjs');
 export const LAUNCHER_ENTRY = join(REPO, 'agent', 'launcher-main.ts');
 export const LAUNCHER_OUTFILE = join(REPO, 'dist', 'orchard-agent-launcher.mjs');
 
+/**
+ * V8 flags for the agent on small devices (docs/agent.md "Memory"), measured with
+ * scripts/bench/agent-bundle-memory.ts. scripts/install-agent.sh writes the same list into the unit.
+ */
+export const AGENT_V8_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--single-threaded-gc', '--v8-pool-size=1', '--lite-mode'];
+
 /** The launcher: Node builtins only, so nothing to stub; small on purpose (it stays resident). */
 export async function buildLauncher(outfile = LAUNCHER_OUTFILE): Promise<number> {
   const r = await build({

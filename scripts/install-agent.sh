@@ -16,7 +16,7 @@
 # 3. Copies the token to /etc/orchard/join.token (0600, in a 0700 dir; the unit passes it as
 #    --token-file, so it never shows in `ps` nor in the environment of processes the agent starts).
 # 4. Writes /etc/systemd/system/orchard-agent.service running
-#    `node …/orchard-agent-launcher.mjs --agent …/orchard-agent.mjs -- --hub … --token-file …`
+#    `node <small-device V8 flags> …/orchard-agent-launcher.mjs --agent …/orchard-agent.mjs -- --hub … --token-file …`
 #    and enables it.
 # The agent keeps its identity and desired-set cache in /var/lib/orchard-agent; after the first
 # join the token is not needed (/etc/orchard/join.token may be deleted).
@@ -195,10 +195,14 @@ args=(--hub "$HUB" --name "$NAME" --data-dir "$DATA_DIR" --token-file "$ETC_DIR/
 
 # Under the launcher (upgrades from the hub swap the agent file in $LIB_DIR and roll back by
 # themselves: docs/agent.md "Upgrades"), or the agent alone when no launcher was installed.
+# V8 flags for small devices (docs/agent.md "Memory"; AGENT_V8_FLAGS in scripts/build-agent.ts,
+# which a test keeps equal to this): young generation capped at 1 MiB, one GC thread, one platform
+# worker, no optimizing compilers. The launcher passes its flags on to the agent it starts.
+NODE_FLAGS="--max-semi-space-size=1 --single-threaded-gc --v8-pool-size=1 --lite-mode"
 if [[ -n "$NEW_LAUNCHER" ]]; then
-  EXEC_START="$NODE_BIN $LAUNCHER --agent $AGENT -- ${args[*]}"
+  EXEC_START="$NODE_BIN $NODE_FLAGS $LAUNCHER --agent $AGENT -- ${args[*]}"
 else
-  EXEC_START="$NODE_BIN $AGENT ${args[*]}"
+  EXEC_START="$NODE_BIN $NODE_FLAGS $AGENT ${args[*]}"
 fi
 
 cat >"$UNIT_DIR/orchard-agent.service" <<UNIT
@@ -231,6 +235,6 @@ if [[ $START -eq 1 ]]; then
     log "orchard-agent enabled and started: journalctl -u orchard-agent -f"
   else
     warn "systemd is not running here; start the agent by hand:"
-    warn "  $NODE_BIN $AGENT ${args[*]}"
+    warn "  $NODE_BIN $NODE_FLAGS $AGENT ${args[*]}"
   fi
 fi

@@ -1,29 +1,67 @@
 /**
- * Idle memory of the single-file agent (dist/orchard-agent.mjs) against the tsc build of the same
- * agent (node dist/cli/main.js agent): bundling changes module-load cost (issue 17).
+ * Memory, CPU and uplink of the single-file agent (dist/orchard-agent.mjs) at 0, 10 and 50 pods
+ * (issue 17's budget: RSS ≤ 50 MB at 10 pods, ≤ 1 % of a core), with and without the small-device
+ * V8 flags, optionally against the tsc build of the same agent (node dist/cli/main.js agent).
  *
- * A real hub and, one after the other, each agent as a real process joined to it, on this
- * machine's Docker Engine with no pods. Each agent idles `--idle` seconds after it is Ready; then
- * its RSS and peak RSS come from /proc (scripts/bench/lib/proc-stats.ts) and its V8 heap from a
- * probe preloaded with `--import` (process.memoryUsage() every 2 s into a temp file). Runs
- * alternate bundle/tsc so both see the same machine load; prints the load average too.
+ * A real hub and, one after the other, each agent variant as a real process joined to it, on this
+ * machine's Docker Engine (real containers: busybox `sleep`, one Deployment pinned to the node and
+ * scaled 0 → 10 → 50 in the same agent process). At each pod count, once every pod is Running the
+ * agent gets `--warm` seconds, then a window of `--idle` seconds is measured:
+ *   - RSS, PSS, anonymous and file-backed resident memory from /proc/PID/smaps_rollup
+ *     (scripts/bench/lib/smaps.ts: the node binary's code pages are file-backed and shared by all
+ *     Node processes on a device; anonymous is what this process alone costs);
+ *   - V8 heap used/total, external and array buffers from a probe preloaded with `--import`
+ *     (process.memoryUsage() every 2 s into a temp file);
+ *   - CPU as % of one core over the window (utime + stime from /proc);
+ *   - uplink: bytes the agent writes to its MQTT connection (TLS records), per minute, counted by a
+ *     TCP pipe between the agent and the hub's broker (`--mqtt-url` points the agent at it).
+ * `--snapshot` also writes a V8 heap snapshot of each variant at the last pod count of run 1 and
+ * prints where its bytes sit (scripts/bench/lib/heap-summary.ts).
+ * Runs alternate variants so all see the same machine load; the load average is printed before
+ * each measurement window.
  *
- * Run: npm run build && npx tsx scripts/bench/agent-bundle-memory.ts [--runs 1] [--idle 60]
+ *   npm run build && npx tsx scripts/bench/agent-bundle-memory.ts [--runs 1] [--idle 60] [--warm 15]
+ *     [--pods 0,10,50] [--variants bundle,small] [--node /path/to/node] [--snapshot]
+ *
+ * Variants: `bundle` (node dist/orchard-agent.mjs), `small` (the same with AGENT_V8_FLAGS, what
+ * scripts/install-agent.sh puts in the unit), `tsc` (node dist/cli/main.js agent), `flags:<…>` (the
+ * bundle with these space-separated flags, e.g. `flags:--jitless --max-semi-space-size=1`).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Cluster } from '../../test/helpers/cluster.js';
+import { Cluster, TEST_IMAGE } from '../../test/helpers/cluster.js';
+import { waitFor } from '../../test/helpers/http.js';
 import { AGENT_BUNDLE, CLI } from '../../test/helpers/procs.js';
+import { AGENT_V8_FLAGS } from '../build-agent.js';
+import { summarizeHeapSnapshot } from './lib/heap-summary.js';
 import { readProcStats } from './lib/proc-stats.js';
+import { readSmaps } from './lib/smaps.js';
 
-const { values } = parseArgs({ options: { runs: { type: 'string', default: '1' }, idle: { type: 'string', default: '60' } } });
+const { values } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '1' },
+    idle: { type: 'string', default: '60' },
+    warm: { type: 'string', default: '15' },
+    pods: { type: 'string', default: '0,10,50' },
+    variants: { type: 'string', default: 'bundle,small' },
+    node: { type: 'string', default: process.execPath },
+    snapshot: { type: 'boolean', default: false },
+  },
+  strict: true,
+});
 const runs = Number(values.runs);
 const idleMs = Number(values.idle) * 1000;
+const warmMs = Number(values.warm) * 1000;
+const podCounts = values.pods.split(',').map(Number);
+const variants = values.variants.split(',').filter((v) => v !== '');
+const nodeBin = values.node;
 const mb = (n: number): string => (n / 2 ** 20).toFixed(1);
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const load = (): string =>
   execFileSync('uptime', { encoding: 'utf8' })
     .trim()
@@ -34,45 +72,163 @@ const probe = join(dir, 'heap-probe.mjs');
 writeFileSync(
   probe,
   `import { writeFileSync } from 'node:fs';
+import { writeHeapSnapshot } from 'node:v8';
 const out = process.env.ORCHARD_HEAP_PROBE_OUT;
 if (out) setInterval(() => writeFileSync(out, JSON.stringify(process.memoryUsage())), 2000).unref();
+process.on('SIGUSR2', () => writeHeapSnapshot(out + '.heapsnapshot'));
 `,
 );
+
+/** A TCP pipe to the broker that counts the bytes the agent sends. */
+async function countingPipe(port: number): Promise<{ port: number; up: () => number; close: () => void }> {
+  let up = 0;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(port, '127.0.0.1');
+    sockets.add(client).add(upstream);
+    client.on('data', (d: Buffer) => (up += d.length));
+    client.pipe(upstream).pipe(client);
+    const end = (): void => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', end).on('close', end);
+    upstream.on('error', end).on('close', end);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const addr = server.address();
+  return {
+    port: typeof addr === 'object' && addr ? addr.port : 0,
+    up: () => up,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      server.close();
+    },
+  };
+}
+
+function launchOf(variant: string, importProbe: string): string[] {
+  if (variant === 'bundle') return [nodeBin, importProbe, AGENT_BUNDLE];
+  if (variant === 'small') return [nodeBin, ...AGENT_V8_FLAGS, importProbe, AGENT_BUNDLE];
+  if (variant === 'tsc') return [nodeBin, importProbe, CLI, 'agent'];
+  if (variant.startsWith('flags:')) return [nodeBin, ...variant.slice(6).split(' ').filter(Boolean), importProbe, AGENT_BUNDLE];
+  throw new Error(`unknown variant ${variant}`);
+}
+
+function deployment(name: string, node: string, replicas: number): string {
+  return `apiVersion: orchard/v1
+kind: Deployment
+metadata: { name: ${name} }
+spec:
+  replicas: ${replicas}
+  template:
+    spec:
+      nodeSelector: { orchard.dev/hostname: ${node} }
+      terminationGracePeriodSeconds: 1
+      containers:
+        - name: main
+          image: ${TEST_IMAGE}
+          command: [sh, -c, exec sleep 36000]
+          resources: { requests: { cpu: 1m, memory: 4Mi } }
+`;
+}
 
 const c = new Cluster();
 try {
   await c.startHub();
-  console.log(`load average at start: ${load()}`);
-  console.log('variant  run  RSS MiB  peak RSS MiB  heap used MiB  heap total MiB  external MiB  CPU s (incl. start)');
+  const nodeVersion = execFileSync(nodeBin, ['--version'], { encoding: 'utf8' }).trim();
+  console.log(`node ${nodeVersion} (${nodeBin}); idle window ${values.idle} s after ${values.warm} s warm; pods ${values.pods}; real Docker Engine`);
+  console.log(`small = ${AGENT_V8_FLAGS.join(' ')}`);
+  const head = 'variant  run  pods  RSS MiB  PSS MiB  anon MiB  file MiB  heap used  heap total  external  CPU % core  uplink B/min  load (1/5/15 min)';
+  console.log(head);
   for (let run = 1; run <= runs; run++) {
-    for (const variant of ['bundle', 'tsc'] as const) {
-      const short = `${variant}${run}`;
+    for (const variant of variants) {
+      const short = `${variant.replace(/[^a-z0-9]/g, '').slice(0, 12)}${run}`;
+      const node = c.nodeName(short);
       const out = join(dir, `${short}.json`);
       process.env.ORCHARD_HEAP_PROBE_OUT = out;
-      const importProbe = `--import=${pathToFileURL(probe).href}`;
-      const launch = variant === 'bundle' ? [process.execPath, importProbe, AGENT_BUNDLE] : [process.execPath, importProbe, CLI, 'agent'];
-      const p = await c.startAgent(short, { launch });
+      const pipe = await countingPipe(c.mqttPort);
+      const p = await c.startAgent(short, {
+        launch: launchOf(variant, `--import=${pathToFileURL(probe).href}`),
+        extra: ['--mqtt-url', `mqtts://127.0.0.1:${pipe.port}`],
+      });
+      const pid = p.child.pid ?? 0;
       await c.waitNodeReady(short, 60_000);
-      await new Promise((r) => setTimeout(r, idleMs));
-      const st = readProcStats(p.child.pid ?? 0);
-      const heap = JSON.parse(readFileSync(out, 'utf8')) as { heapUsed: number; heapTotal: number; external: number };
-      console.log(
-        [
-          variant.padEnd(7),
-          String(run).padStart(3),
-          mb(st?.rssBytes ?? 0).padStart(8),
-          mb(st?.peakRssBytes ?? 0).padStart(13),
-          mb(heap.heapUsed).padStart(14),
-          mb(heap.heapTotal).padStart(15),
-          mb(heap.external).padStart(13),
-          String(st?.cpuSeconds ?? 0).padStart(8),
-        ].join('  '),
-      );
+      const file = join(dir, `${short}.yaml`);
+      for (const [i, pods] of podCounts.entries()) {
+        const dep = `bench-${short}`;
+        if (pods > 0 || i > 0) {
+          writeFileSync(file, deployment(dep, node, pods));
+          const r = c.cli(['apply', '-f', file]);
+          if (r.code !== 0) throw new Error(`apply failed: ${r.stderr}`);
+        }
+        await waitFor(
+          `${pods} pods Running on ${node}`,
+          async () => {
+            const list = await c.pods(dep);
+            return list.length === pods && list.every((x) => x.status.phase === 'Running');
+          },
+          300_000,
+          1000,
+        );
+        await sleep(warmMs);
+        const loadAvg = load();
+        const cpu0 = readProcStats(pid)?.cpuSeconds ?? 0;
+        const up0 = pipe.up();
+        const t0 = Date.now();
+        await sleep(idleMs);
+        const secs = (Date.now() - t0) / 1000;
+        const cpu1 = readProcStats(pid)?.cpuSeconds ?? 0;
+        const up1 = pipe.up();
+        const sm = readSmaps(pid);
+        const heap = JSON.parse(readFileSync(out, 'utf8')) as { heapUsed: number; heapTotal: number; external: number; arrayBuffers: number };
+        console.log(
+          [
+            variant.padEnd(7),
+            String(run).padStart(3),
+            String(pods).padStart(4),
+            mb(sm?.rss ?? 0).padStart(7),
+            mb(sm?.pss ?? 0).padStart(7),
+            mb(sm?.anon ?? 0).padStart(8),
+            mb(sm?.file ?? 0).padStart(8),
+            mb(heap.heapUsed).padStart(9),
+            mb(heap.heapTotal).padStart(10),
+            mb(heap.external).padStart(8),
+            (((cpu1 - cpu0) / secs) * 100).toFixed(2).padStart(10),
+            String(Math.round(((up1 - up0) / secs) * 60)).padStart(12),
+            `  ${loadAvg}`,
+          ].join('  '),
+        );
+        if (values.snapshot && run === 1 && i === podCounts.length - 1) {
+          p.child.kill('SIGUSR2');
+          const snap = `${out}.heapsnapshot`;
+          await waitFor('heap snapshot', async () => readSmaps(pid) !== undefined && (await fileSettled(snap)), 120_000, 1000);
+          const s = summarizeHeapSnapshot(snap);
+          console.log(`  heap snapshot of ${variant} at ${pods} pods: ${mb(s.total)} MiB of self sizes`);
+          console.log(`    by type: ${s.byType.map(([t, b, n]) => `${t} ${mb(b)} MiB (${n})`).join('; ')}`);
+          for (const [k, b, n] of s.top) console.log(`    ${mb(b).padStart(6)} MiB  ${String(n).padStart(7)}×  ${k}`);
+          for (const [g, ps] of s.retainers) console.log(`    held by (${g}): ${ps.map(([k, n]) => `${k} ×${n}`).join('; ')}`);
+        }
+      }
       await p.stop();
+      pipe.close();
+      const dep = `bench-${short}`;
+      await c.api('DELETE', `/api/v1/deployments/${dep}`);
     }
   }
   console.log(`load average at end: ${load()}`);
 } finally {
   await c.cleanup();
   rmSync(dir, { recursive: true, force: true });
+}
+
+/** True once `file` exists and its size stopped changing for a second. */
+async function fileSettled(file: string): Promise<boolean> {
+  try {
+    const a = readFileSync(file).byteLength;
+    await sleep(1000);
+    return a > 0 && readFileSync(file).byteLength === a;
+  } catch {
+    return false;
+  }
 }

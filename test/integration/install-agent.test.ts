@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestHub, type TestHub } from '../helpers/hub-harness.js';
 import { AGENT_BUNDLE, REPO, ensureBuilt } from '../helpers/procs.js';
+import { AGENT_V8_FLAGS } from '../../scripts/build-agent.js';
 
 /**
  * scripts/install-agent.sh against a real hub (HTTPS on port 0, its own CA): the single-file
@@ -77,7 +78,7 @@ describe('scripts/install-agent.sh (device install as a systemd service)', () =>
     const unit = readFileSync(run.unit, 'utf8');
     expect(unit).toMatch(
       new RegExp(
-        `^ExecStart=\\S+/node ${join(run.lib, 'orchard-agent-launcher.mjs').replaceAll('/', '\\/')} --agent ${run.agent.replaceAll('/', '\\/')} -- --hub 127\\.0\\.0\\.1:\\d+ --name pi-7 --data-dir /var/lib/orchard-agent --token-file \\S+/etc/join\\.token --labels zone=north$`,
+        `^ExecStart=\\S+/node ${AGENT_V8_FLAGS.join(' ')} ${join(run.lib, 'orchard-agent-launcher.mjs').replaceAll('/', '\\/')} --agent ${run.agent.replaceAll('/', '\\/')} -- --hub 127\\.0\\.0\\.1:\\d+ --name pi-7 --data-dir /var/lib/orchard-agent --token-file \\S+/etc/join\\.token --labels zone=north$`,
         'm',
       ),
     );
