@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { systemClock } from '../../protocol/clock.js';
+import { FakeClock } from '../../test/helpers/fake-clock.js';
 import { silentLogger } from '../clock.js';
 import {
   checkCidrFree,
@@ -139,13 +140,50 @@ describe('LoAddresses.reconcile', () => {
     expect(ip.calls).toEqual(['-4 -o addr show dev lo', 'addr add 10.250.0.2/32 dev lo', 'addr add 10.250.0.17/32 dev lo', 'addr del 10.250.0.5/32 dev lo']);
   });
 
-  it('is idempotent: a second pass only lists', async () => {
+  it('is idempotent: a second pass with the same list runs no ip at all (what lo holds is remembered)', async () => {
     const ip = fakeIp();
     const lo = make(ip);
     await lo.reconcile(['10.250.0.1', '10.250.0.2']);
     ip.calls.length = 0;
     await lo.reconcile(['10.250.0.1', '10.250.0.2']);
-    expect(ip.calls).toEqual(['-4 -o addr show dev lo']);
+    await lo.reconcile(['10.250.0.2', '10.250.0.1']);
+    expect(ip.calls).toEqual([]);
+    // A change runs only the add or delete it needs, no listing.
+    await lo.reconcile(['10.250.0.1', '10.250.0.3']);
+    expect(ip.calls).toEqual(['addr add 10.250.0.3/32 dev lo', 'addr del 10.250.0.2/32 dev lo']);
+    expect([...ip.lo].sort()).toEqual(['10.250.0.1', '10.250.0.3']);
+  });
+
+  it('lists lo again after relistMs: an address someone else removed comes back', async () => {
+    const ip = fakeIp();
+    const clock = new FakeClock();
+    const lo = new LoAddresses({ cidr: '10.250.0.0/22', clock, logger: silentLogger, run: ip.run, relistMs: 60_000 });
+    await lo.reconcile(['10.250.0.2']);
+    ip.lo.delete('10.250.0.2'); // `ip addr del` by hand
+    ip.lo.add('10.250.0.9'); // and one added by hand
+    ip.calls.length = 0;
+    clock.advance(59_000);
+    await lo.reconcile(['10.250.0.2']);
+    expect(ip.calls).toEqual([]);
+    clock.advance(1_000);
+    await lo.reconcile(['10.250.0.2']);
+    expect(ip.calls).toEqual(['-4 -o addr show dev lo', 'addr add 10.250.0.2/32 dev lo', 'addr del 10.250.0.9/32 dev lo']);
+    expect([...ip.lo]).toEqual(['10.250.0.2']);
+  });
+
+  it('after a failed ip the next pass lists lo again instead of trusting memory', async () => {
+    const ip = fakeIp();
+    let deny = true;
+    const run: IpRunner = async (args, t) => {
+      if (deny && args[1] === 'add' && args[2] === '10.250.0.2/32') return { code: 2, stdout: '', stderr: 'RTNETLINK answers: Operation not permitted\n' };
+      return ip.run(args, t);
+    };
+    const lo = new LoAddresses({ cidr: '10.250.0.0/22', clock: systemClock, logger: silentLogger, run });
+    await expect(lo.reconcile(['10.250.0.2'])).rejects.toThrow(/Operation not permitted/);
+    deny = false;
+    ip.calls.length = 0;
+    await lo.reconcile(['10.250.0.2']);
+    expect(ip.calls).toEqual(['-4 -o addr show dev lo', 'addr add 10.250.0.2/32 dev lo']);
   });
 
   it('"Address already assigned" (exit 2) is success', async () => {
@@ -179,14 +217,8 @@ describe('LoAddresses.reconcile', () => {
     release();
     await Promise.all([first, second, third]);
     expect([...ip.lo]).toEqual(['10.250.0.4']);
-    // Pass 1 (list, add .2), pass 2 with the newest list (list, add .4, del .2); .3 never added.
-    expect(ip.calls).toEqual([
-      '-4 -o addr show dev lo',
-      'addr add 10.250.0.2/32 dev lo',
-      '-4 -o addr show dev lo',
-      'addr add 10.250.0.4/32 dev lo',
-      'addr del 10.250.0.2/32 dev lo',
-    ]);
+    // Pass 1 (list, add .2), pass 2 with the newest list (add .4, del .2, from memory); .3 never added.
+    expect(ip.calls).toEqual(['-4 -o addr show dev lo', 'addr add 10.250.0.2/32 dev lo', 'addr add 10.250.0.4/32 dev lo', 'addr del 10.250.0.2/32 dev lo']);
   });
 
   it('a failing ip is reported after trying the rest', async () => {

@@ -181,6 +181,8 @@ export interface LoAddressesOptions {
   logger: Logger;
   run?: IpRunner;
   timeoutMs?: number;
+  /** How long what `lo` holds may be taken from memory before a pass lists it again (default 60 s). */
+  relistMs?: number;
 }
 
 /**
@@ -189,6 +191,13 @@ export interface LoAddressesOptions {
  * list (calls in between are merged); every caller's promise settles after a pass that started
  * after its call. A pass tries every change and then rejects if any `ip` failed (the proxy logs
  * it; listeners on a missing address then fail with EADDRNOTAVAIL and say so in status()).
+ *
+ * What `lo` holds is remembered from the last listing and the agent's own successful adds and
+ * deletes, so a pass whose wanted set is already there runs no `ip` at all: the data plane
+ * reconciles twice per table apply, and a fork+exec of `ip` per apply put milliseconds (tens on
+ * a Pi) in front of every endpoint change. The memory is dropped after any failed `ip` and is
+ * not trusted for longer than relistMs, so an address someone else removed comes back at the
+ * first pass after that.
  */
 export class LoAddresses {
   private readonly cidr: Cidr;
@@ -197,6 +206,10 @@ export class LoAddresses {
   private readonly timeoutMs: number;
   private next: readonly string[] | undefined;
   private loop: Promise<void> | undefined;
+  private readonly relistMs: number;
+  /** The cidr's addresses on `lo` (address → prefix) as of `knownAt`; undefined = list before trusting. */
+  private known: Map<string, number> | undefined;
+  private knownAt = 0;
   /** `ip` commands run so far (tests, logs). */
   commands = 0;
 
@@ -206,6 +219,7 @@ export class LoAddresses {
     this.skip = this.cidr.base >= LOOPBACK.base && this.cidr.base + this.cidr.size <= LOOPBACK.base + LOOPBACK.size;
     this.run = opts.run ?? execIp;
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.relistMs = opts.relistMs ?? 60_000;
   }
 
   reconcile(wanted: readonly string[]): Promise<void> {
@@ -258,28 +272,40 @@ export class LoAddresses {
       }
       wanted.add(a);
     }
-    const present = await this.list();
-    const have = new Set(present.map((p) => p.address));
+    let known = this.known;
+    if (known === undefined || this.opts.clock.now() - this.knownAt >= this.relistMs) {
+      this.known = undefined;
+      const listedAt = this.opts.clock.now();
+      known = new Map((await this.list()).map((p) => [p.address, p.prefix]));
+      this.known = known;
+      this.knownAt = listedAt;
+    }
     const failures: string[] = [];
     for (const a of wanted) {
-      if (have.has(a)) continue;
+      if (known.has(a)) continue;
       const args = ['addr', 'add', `${a}/32`, 'dev', 'lo'];
       this.commands += 1;
       const r = await this.run(args, this.timeoutMs).catch((err: unknown) => ({ code: -1, stdout: '', stderr: String(err) }));
       // Exit 2 "Address already assigned": someone (an earlier pass, another agent) was first: fine.
-      if (r.code === 0 || /already assigned|File exists/i.test(r.stderr)) this.opts.logger.info('service address added on lo', { address: a });
-      else failures.push(`add ${a}: ${r.stderr.trim() || `exit ${r.code}`}`);
+      if (r.code === 0 || /already assigned|File exists/i.test(r.stderr)) {
+        known.set(a, 32);
+        this.opts.logger.info('service address added on lo', { address: a });
+      } else failures.push(`add ${a}: ${r.stderr.trim() || `exit ${r.code}`}`);
     }
-    for (const p of present) {
-      if (wanted.has(p.address)) continue;
-      const args = ['addr', 'del', `${p.address}/${p.prefix}`, 'dev', 'lo'];
+    for (const [address, prefix] of [...known]) {
+      if (wanted.has(address)) continue;
+      const args = ['addr', 'del', `${address}/${prefix}`, 'dev', 'lo'];
       this.commands += 1;
       const r = await this.run(args, this.timeoutMs).catch((err: unknown) => ({ code: -1, stdout: '', stderr: String(err) }));
       // "Cannot assign requested address": already gone.
-      if (r.code === 0 || /Cannot assign requested address/i.test(r.stderr)) this.opts.logger.info('service address removed from lo', { address: p.address });
-      else failures.push(`del ${p.address}: ${r.stderr.trim() || `exit ${r.code}`}`);
+      if (r.code === 0 || /Cannot assign requested address/i.test(r.stderr)) {
+        known.delete(address);
+        this.opts.logger.info('service address removed from lo', { address });
+      } else failures.push(`del ${address}: ${r.stderr.trim() || `exit ${r.code}`}`);
     }
     if (failures.length > 0) {
+      // What failed may be half done or done by someone else: list again next time.
+      this.known = undefined;
       throw new OrchardError('ERR_INTERNAL', `service addresses on lo: ${failures.join('; ')}`, { details: { failures } });
     }
   }

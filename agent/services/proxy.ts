@@ -94,6 +94,7 @@ export class ServiceProxy implements ServiceDataPlane {
   private readonly draining = new Map<TcpProxy, string>();
   private readonly cidr: Cidr;
   private readonly dnsAllow: Cidr[];
+  private readonly allowMemo = new Map<string, boolean>();
   private readonly upstreams: () => readonly string[];
   private peers = new Set<string>();
   private records: DnsTable = dnsTable([]);
@@ -119,6 +120,21 @@ export class ServiceProxy implements ServiceDataPlane {
     this.addresses = opts.addresses ?? new LoAddresses({ cidr: opts.serviceCidr, clock: opts.clock, logger: opts.logger });
     this.dnsAllow = (opts.dnsAllowSources ?? DEFAULT_DNS_ALLOW_SOURCES).map(parseCidr);
     this.upstreams = opts.dns.upstreams ?? resolvConfUpstreams({ clock: opts.clock, skip: [dnsAddressFor(opts.serviceCidr)] });
+  }
+
+  /**
+   * Whether a client address may use the name server and the service addresses; asked once per
+   * new connection and per DNS query, so the answer is remembered per address (a device's
+   * clients are its pods: few addresses; the memory is dropped when it holds 4,096).
+   */
+  private allowed(address: string): boolean {
+    let ok = this.allowMemo.get(address);
+    if (ok === undefined) {
+      ok = this.dnsAllow.some((c) => inCidr(address, c));
+      if (this.allowMemo.size >= 4096) this.allowMemo.clear();
+      this.allowMemo.set(address, ok);
+    }
+    return ok;
   }
 
   apply(table: ServiceTable): Promise<void> {
@@ -331,7 +347,7 @@ export class ServiceProxy implements ServiceDataPlane {
       upstreams: this.upstreams,
       clock: this.opts.clock,
       logger: this.logger,
-      allowSource: (a) => this.dnsAllow.some((c) => inCidr(a, c)),
+      allowSource: (a) => this.allowed(a),
     });
     try {
       await server.start();
@@ -364,7 +380,7 @@ export class ServiceProxy implements ServiceDataPlane {
       // to this device would otherwise reach every service, unpublished and `local` ones too
       // (Linux delivers packets for a lo address whatever interface they arrive on). Publish
       // listeners are the way in from outside and take anyone.
-      ...(spec.key.startsWith('publish/') ? {} : { allowSource: (a: string) => this.dnsAllow.some((c) => inCidr(a, c)) }),
+      ...(spec.key.startsWith('publish/') ? {} : { allowSource: (a: string) => this.allowed(a) }),
     };
     const proxy =
       spec.protocol === 'TCP'

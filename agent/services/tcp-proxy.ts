@@ -92,7 +92,7 @@ export class TcpProxy {
     // The peer address costs a getpeername(2): read it only when something uses it.
     const needAddress = this.opts.allowSource !== undefined || this.opts.affinity !== undefined;
     const addr = needAddress ? (client.remoteAddress ?? '') : '';
-    if (this.opts.allowSource !== undefined && !this.opts.allowSource(addr.replace(/^::ffff:/i, ''))) {
+    if (this.opts.allowSource !== undefined && !this.opts.allowSource(addr.startsWith('::ffff:') ? addr.slice(7) : addr)) {
       this.refused += 1;
       client.resetAndDestroy();
       return;
@@ -128,8 +128,9 @@ class Connection implements UpstreamSink {
     private readonly addr: string,
   ) {
     this.candidates = balancer.order(addr);
+    // `on`, not `once`, for events a socket emits once ('close', 'connect'): no wrapper per listener.
     client.on('error', () => this.clientFailed());
-    client.once('close', () => this.clientClosed());
+    client.on('close', () => this.clientClosed());
   }
 
   /** Tries the next candidate, or resets the client when none is left. */
@@ -144,22 +145,22 @@ class Connection implements UpstreamSink {
     if (i > 0) this.balancer.retries += 1;
     this.attempt = i + 1;
     this.ep = ep;
-    const source = ep.local ? undefined : this.proxy.opts.sourceAddress;
+    // One object shape for every connect (net reads `localAddress` only when it is set).
     const up = net.connect({
       host: ep.host,
       port: ep.port,
       allowHalfOpen: true,
       noDelay: true,
       onread: this.reads.onread,
-      ...(source === undefined ? {} : { localAddress: source }),
+      localAddress: ep.local ? undefined : this.proxy.opts.sourceAddress,
     });
     this.upstream = up;
     const timeout = ep.local ? this.proxy.timeouts.local : this.proxy.timeouts.remote;
     this.timer = this.proxy.opts.clock.setTimeout(() => this.failed(up, ep.local ? 'ETIMEDOUT' : 'ETIMEDOUT (no preamble)'), timeout);
     up.on('error', (err: NodeJS.ErrnoException) => (this.pumping ? this.destroyBoth() : this.failed(up, err.code ?? err.message)));
-    up.once('close', () => (this.pumping ? this.upstreamClosed(up) : this.failed(up, ep.local ? 'closed' : 'no preamble (closed)')));
+    up.on('close', () => (this.pumping ? this.upstreamClosed(up) : this.failed(up, ep.local ? 'closed' : 'no preamble (closed)')));
     // A remote endpoint is established by its preamble (fromUpstream), a local one by connecting.
-    if (ep.local) up.once('connect', () => this.established(up));
+    if (ep.local) up.on('connect', () => this.established(up));
   }
 
   /** Upstream bytes before the pump took over: only a remote endpoint's preamble comes here. */

@@ -16,7 +16,10 @@ import type net from 'node:net';
  * - downstream → upstream: the accepted socket has no `onread` option (net.Server offers none), so
  *   its 'data' events are written on directly.
  * - Backpressure: a write() that returns false stops the other side's reads until 'drain'.
- * - Half-close: 'end' on one side ends the other (both sockets are allowHalfOpen).
+ * - Half-close: 'end' on one side ends the other (both sockets are allowHalfOpen). When the other
+ *   side has itself already sent its FIN and has nothing left to write, it is closed instead
+ *   (finish()): close(2) of a socket with nothing unread and nothing unsent sends the same FIN as
+ *   shutdown(2), and saves that syscall and Node's end → finish → destroy round per connection.
  * Errors and teardown stay with the caller.
  */
 
@@ -77,8 +80,18 @@ export function startPump(client: net.Socket, upstream: net.Socket, reads: Upstr
   });
   upstream.on('drain', () => client.resume());
   // A side that sent nothing but its FIN before the pump started has already emitted 'end'.
-  if (client.readableEnded) upstream.end();
-  else client.on('end', () => upstream.end());
-  if (upstream.readableEnded) client.end();
-  else upstream.on('end', () => client.end());
+  if (client.readableEnded) finish(upstream);
+  else client.on('end', () => finish(upstream));
+  if (upstream.readableEnded) finish(client);
+  else upstream.on('end', () => finish(client));
+}
+
+/**
+ * The peer of `s` has no more bytes for it: send `s`'s FIN. Both directions are then done when
+ * `s` has also read its own peer's FIN and Node holds nothing unwritten for it, so close it at
+ * once (a graceful close: nothing unread, the kernel still delivers what it holds).
+ */
+function finish(s: net.Socket): void {
+  if (s.readableEnded && s.writableLength === 0 && !s.writableEnded) s.destroy();
+  else s.end();
 }

@@ -1,6 +1,7 @@
 /**
  * Service data-path benchmark (issue 15), side by side in one run on this machine's Docker Engine.
  * Run: npx tsx scripts/bench/services.ts [--bulk-mib 256] [--rr 2000] [--conns 10000] [--udp 2000] [--runs 3] [--no-swarm]
+ *        [--conns-client c|node] [--phases bulk,rr,conns,udp] [--warmup 1]
  *      npx tsx scripts/bench/services.ts --kill [--rate 200] [--seconds 15] [--kill-at 5]
  *
  * The server: a container of orchard-test/busybox:1 (`sleep`) on the default bridge, with this
@@ -24,7 +25,12 @@
  * 64 B request/response (--rr sequential round trips on one connection, p50/p99 µs), new
  * connections/s (--conns, 32 concurrent, each an echo-once), UDP 64 B round trips (p50), and
  * the proxy processes' CPU per connection and per MiB of bulk (user + system time of the node
- * processes during that phase alone: a figure that moves far less with the machine's load). Before Swarm: whether this kernel can make a VXLAN
+ * processes during that phase alone: a figure that moves far less with the machine's load).
+ * Every path first gets --warmup unmeasured rounds (smaller sizes), and run i starts at path i
+ * (rotated order), so no path always runs right after another. New connections are opened by
+ * lib/connrate.c (built with gcc at start) against lib/echo-once.c in the container's netns,
+ * since the Node client and server cost as much CPU per connection as the proxy (--conns-client
+ * node keeps the Node pair). The proxies check the client's source as ServiceProxy's do. Before Swarm: whether this kernel can make a VXLAN
  * device and has IPVS (Swarm's VIP and ingress are IPVS); the swarm is always left (also on
  * failure and SIGINT).
  *
@@ -39,14 +45,17 @@
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { systemClock } from '../../protocol/clock.js';
 import type { Endpoint } from '../../agent/services/balancer.js';
+import { inCidr, parseCidr } from '../../agent/services/addresses.js';
 import { EndpointPortServer } from '../../agent/services/endpoint-port-server.js';
+import { DEFAULT_DNS_ALLOW_SOURCES } from '../../agent/services/proxy.js';
 import { TcpProxy } from '../../agent/services/tcp-proxy.js';
 import { UdpProxy } from '../../agent/services/udp-proxy.js';
 import { freePort } from '../../test/helpers/procs.js';
@@ -63,6 +72,12 @@ const { values } = parseArgs({
     udp: { type: 'string', default: '2000' },
     runs: { type: 'string', default: '3' },
     'no-swarm': { type: 'boolean', default: false },
+    /** Which client opens the new connections: `c` (lib/connrate.c, built with gcc) or `node` (lib/net-measure.ts). */
+    'conns-client': { type: 'string', default: 'c' },
+    /** Phases to measure: any of bulk, rr, conns, udp (comma-separated). */
+    phases: { type: 'string', default: 'bulk,rr,conns,udp' },
+    /** Unmeasured rounds of every phase on every path before the first run. */
+    warmup: { type: 'string', default: '1' },
     kill: { type: 'boolean', default: false },
     rate: { type: 'string', default: '200' },
     seconds: { type: 'string', default: '15' },
@@ -77,6 +92,10 @@ const SINK = 5001;
 const ECHO = 5002;
 const UDP_ECHO = 5003;
 const ONCE = 5004;
+/** lib/echo-once.c, beside the Node servers, when the C client measures new connections. */
+const ONCE_C = 5005;
+const CONNS_C = values['conns-client'] === 'c';
+const PHASES = new Set((values.phases ?? '').split(','));
 const SELF = fileURLToPath(import.meta.url);
 const run = promisify(execFile);
 const log = (m: string): void => void process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${m}\n`);
@@ -108,10 +127,22 @@ interface NodeStats {
   ejections: number;
 }
 
+/** The source check ServiceProxy gives every service-address listener (its allow list, remembered per address). */
+function serviceAllowSource(): (address: string) => boolean {
+  const allow = DEFAULT_DNS_ALLOW_SOURCES.map(parseCidr);
+  const memo = new Map<string, boolean>();
+  return (a) => {
+    let ok = memo.get(a);
+    if (ok === undefined) memo.set(a, (ok = allow.some((c) => inCidr(a, c))));
+    return ok;
+  };
+}
+
 async function nodeRole(spec: NodeSpec): Promise<void> {
+  const allowSource = serviceAllowSource();
   const tcp = await Promise.all(
     (spec.tcp ?? []).map(async (s) => {
-      const p = new TcpProxy({ address: SERVICE_ADDR, port: s.port, policy: 'cluster', clock: systemClock });
+      const p = new TcpProxy({ address: SERVICE_ADDR, port: s.port, policy: 'cluster', clock: systemClock, allowSource });
       p.setEndpoints(s.endpoints);
       await p.listen();
       return p;
@@ -179,42 +210,103 @@ function serverRole(): void {
   udp.bind(UDP_ECHO, '0.0.0.0', ready);
 }
 
-/** Where a path's sink, echo and echo-once servers answer. */
+/** Where a path's sink, echo and echo-once servers answer (`onceC`: lib/echo-once.c, with --conns-client c). */
 interface Ports {
   host: string;
   sink: number;
   echo: number;
   once: number;
+  onceC?: number;
+}
+/** How much one measurement does: the run's sizes, or less for a warm-up round. */
+interface Sizes {
+  bulkMiB: number;
+  rr: number;
+  conns: number;
 }
 interface MeasureSpec extends Ports {
   probeOnly: boolean;
+  sizes: Sizes;
 }
-/** `cpu`: the proxy processes' CPU µs during the bulk and new-connections phases. */
-type Measured = { bulk: number; rr: Latency; conns: number; cpu?: { bulk: number; conns: number } } | { error: string };
+/** `cpu`: the proxy processes' CPU µs during the bulk and new-connections phases; `clientCpuPerConn`: the C client's own. */
+type Measured = { bulk: number; rr: Latency; conns: number; clientCpuPerConn?: number; cpu?: { bulk: number; conns: number } } | { error: string };
 
 /** `around` brackets one phase (bulk, new connections) alone: the proxy's CPU per MiB and per connection. */
 type Around = () => Promise<() => Promise<number>>;
 
-async function measureTcp(p: Ports, probeOnly: boolean, around?: Around): Promise<Measured> {
+const RUN_SIZES: Sizes = { bulkMiB: Number(values['bulk-mib']), rr: Number(values.rr), conns: Number(values.conns) };
+const WARMUP_SIZES: Sizes = { bulkMiB: Math.min(32, RUN_SIZES.bulkMiB), rr: Math.min(500, RUN_SIZES.rr), conns: Math.min(2000, RUN_SIZES.conns) };
+
+/** The C tools' directory (built once by the main process, passed to child roles in the environment). */
+const C_TOOLS_ENV = 'ORCHARD_BENCH_CTOOLS';
+
+function buildCTools(): string {
+  const dir = mkdtempSync(join(os.tmpdir(), 'orchard-bench-c-'));
+  const src = fileURLToPath(new URL('./lib/', import.meta.url));
+  for (const tool of ['connrate', 'echo-once']) {
+    try {
+      sh('gcc', ['-O2', '-o', join(dir, tool), join(src, `${tool}.c`)]);
+    } catch (err) {
+      throw new Error(`--conns-client c needs gcc to build lib/${tool}.c (${errText(err)}); or use --conns-client node`, { cause: err });
+    }
+  }
+  return dir;
+}
+
+/** `n` new connections, 32 at a time, by lib/connrate.c (an epoll loop in C: the Node client costs as much CPU per connection as the proxy). */
+async function newConnectionsC(t: Target, n: number): Promise<{ rate: number; cpuPerConn: number }> {
+  const bin = join(process.env[C_TOOLS_ENV] ?? '', 'connrate');
+  let stdout: string;
+  try {
+    ({ stdout } = await run(bin, [t.host, String(t.port), String(n), '32', '5000'], { timeout: 600_000 }));
+  } catch (err) {
+    const e = err as { stdout?: string };
+    throw new Error(`connrate ${t.host}:${t.port}: ${e.stdout?.trim() || errText(err)}`, { cause: err });
+  }
+  const r = JSON.parse(stdout) as { connsPerSec: number; cpuUsPerConn: number; failed: number };
+  return { rate: r.connsPerSec, cpuPerConn: r.cpuUsPerConn };
+}
+
+async function measureTcp(p: Ports, probeOnly: boolean, around?: Around, sizes: Sizes = RUN_SIZES): Promise<Measured> {
   const at = (port: number): Target => ({ host: p.host, port });
   try {
     await oneShot(at(p.once), 3000);
+    if (CONNS_C && p.onceC !== undefined) await oneShot(at(p.onceC), 3000);
     if (probeOnly) return { bulk: 0, rr: { p50: 0, p99: 0 }, conns: 0 };
-    const bulkDone = await around?.();
-    const b = await bulk(at(p.sink), Number(values['bulk-mib']));
-    const bulkCpu = await bulkDone?.();
-    const rr = await roundTrips(at(p.echo), Number(values.rr));
-    const connsDone = await around?.();
-    const conns = await newConnections(at(p.once), Number(values.conns));
-    const connsCpu = await connsDone?.();
-    return { bulk: b, rr, conns, ...(bulkCpu === undefined || connsCpu === undefined ? {} : { cpu: { bulk: bulkCpu, conns: connsCpu } }) };
+    let b = 0;
+    let bulkCpu: number | undefined;
+    if (PHASES.has('bulk')) {
+      const bulkDone = await around?.();
+      b = await bulk(at(p.sink), sizes.bulkMiB);
+      bulkCpu = await bulkDone?.();
+    }
+    const rr = PHASES.has('rr') ? await roundTrips(at(p.echo), sizes.rr) : { p50: 0, p99: 0 };
+    let conns = 0;
+    let connsCpu: number | undefined;
+    let clientCpuPerConn: number | undefined;
+    if (PHASES.has('conns')) {
+      const connsDone = await around?.();
+      if (CONNS_C && p.onceC !== undefined) {
+        const c = await newConnectionsC(at(p.onceC), sizes.conns);
+        conns = c.rate;
+        clientCpuPerConn = c.cpuPerConn;
+      } else conns = await newConnections(at(p.once), sizes.conns);
+      connsCpu = await connsDone?.();
+    }
+    return {
+      bulk: b,
+      rr,
+      conns,
+      ...(clientCpuPerConn === undefined ? {} : { clientCpuPerConn }),
+      ...(around === undefined ? {} : { cpu: { bulk: bulkCpu ?? 0, conns: connsCpu ?? 0 } }),
+    };
   } catch (err) {
     return { error: errText(err) };
   }
 }
 
 async function measureRole(spec: MeasureSpec): Promise<void> {
-  const r = await measureTcp(spec, spec.probeOnly);
+  const r = await measureTcp(spec, spec.probeOnly, undefined, spec.sizes);
   process.stdout.write(`${JSON.stringify(r)}\n`);
 }
 
@@ -313,6 +405,16 @@ function startContainer(label: string, extra: string[], cmd: string[]): Containe
 async function startServerIn(pid: number): Promise<ChildProcess> {
   const c = spawnSelf('server', {}, pid, false);
   await firstLine(c, 'server in the container netns', 15_000);
+  if (CONNS_C) {
+    const e = spawn('nsenter', ['-t', String(pid), '-n', '--', join(process.env[C_TOOLS_ENV] ?? '', 'echo-once'), String(ONCE_C)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    children.add(e);
+    e.once('exit', () => children.delete(e));
+    await firstLine(e, 'echo-once (C) in the container netns', 15_000);
+    // The Node server dies with its container (kill scenario); the C one goes with it.
+    c.once('exit', () => e.kill('SIGKILL'));
+  }
   return c;
 }
 
@@ -343,6 +445,7 @@ interface Collected extends PathResult {
   udp: Runs;
   cpuPerConn: Runs;
   cpuPerMiB: Runs;
+  clientCpuPerConn: Runs;
 }
 
 // ---- Swarm ----------------------------------------------------------------------------------
@@ -401,7 +504,7 @@ async function swarmSetup(label: string, runId: string): Promise<SwarmSetup> {
   } catch (err) {
     return fail(`overlay network create: ${errText(err)}`);
   }
-  const [pSink, pEcho, pOnce] = [await freePort(), await freePort(), await freePort()];
+  const [pSink, pEcho, pOnce, pOnceC] = [await freePort(), await freePort(), await freePort(), await freePort()];
   try {
     sh('docker', [
       'service',
@@ -421,6 +524,8 @@ async function swarmSetup(label: string, runId: string): Promise<SwarmSetup> {
       `published=${pEcho},target=${ECHO}`,
       '--publish',
       `published=${pOnce},target=${ONCE}`,
+      '--publish',
+      `published=${pOnceC},target=${ONCE_C}`,
       '--no-resolve-image',
       '--stop-grace-period',
       '1s',
@@ -445,9 +550,9 @@ async function swarmSetup(label: string, runId: string): Promise<SwarmSetup> {
   const client = startContainer(label, ['--network', net], ['sleep', '3600']);
   notes.push(`service VIP ${vip}, task overlay address ${taskIp}, published ports ${pSink}/${pEcho}/${pOnce} (sink/echo/echo once)`);
   const paths: Path[] = [
-    { name: 'swarm ingress', host: '127.0.0.1', sink: pSink, echo: pEcho, once: pOnce },
-    { name: 'swarm VIP', host: vip, sink: SINK, echo: ECHO, once: ONCE, netns: client.pid },
-    { name: 'swarm overlay', host: taskIp, sink: SINK, echo: ECHO, once: ONCE, netns: client.pid },
+    { name: 'swarm ingress', host: '127.0.0.1', sink: pSink, echo: pEcho, once: pOnce, onceC: pOnceC },
+    { name: 'swarm VIP', host: vip, sink: SINK, echo: ECHO, once: ONCE, onceC: ONCE_C, netns: client.pid },
+    { name: 'swarm overlay', host: taskIp, sink: SINK, echo: ECHO, once: ONCE, onceC: ONCE_C, netns: client.pid },
   ];
   for (const p of paths) {
     const r = p.netns === undefined ? await measureTcp(p, true) : await measureIn(p.netns, p, true);
@@ -456,8 +561,13 @@ async function swarmSetup(label: string, runId: string): Promise<SwarmSetup> {
   return { kernel, notes, paths };
 }
 
-async function measureIn(pid: number, p: Ports, probeOnly: boolean): Promise<Measured> {
-  const c = spawnSelf('measure', { host: p.host, sink: p.sink, echo: p.echo, once: p.once, probeOnly } satisfies MeasureSpec, pid, false);
+async function measureIn(pid: number, p: Ports, probeOnly: boolean, sizes: Sizes = RUN_SIZES): Promise<Measured> {
+  const c = spawnSelf(
+    'measure',
+    { host: p.host, sink: p.sink, echo: p.echo, once: p.once, ...(p.onceC === undefined ? {} : { onceC: p.onceC }), probeOnly, sizes } satisfies MeasureSpec,
+    pid,
+    false,
+  );
   try {
     return JSON.parse(await firstLine(c, 'measuring client', 120_000)) as Measured;
   } catch (err) {
@@ -475,25 +585,27 @@ async function dataPath(label: string, runId: string): Promise<string> {
   await startServerIn(server.pid);
   const local = (port: number): Endpoint[] => [{ id: `${server.ip}:${port}`, host: server.ip, port, local: true }];
   const nodeB = await startNode('node B', {
-    endpointPorts: [SINK, ECHO, ONCE].map((port) => ({ peers: ['127.0.0.1', SERVICE_ADDR], target: { host: server.ip, port } })),
+    endpointPorts: [SINK, ECHO, ONCE, ONCE_C].map((port) => ({ peers: ['127.0.0.1', SERVICE_ADDR], target: { host: server.ip, port } })),
   });
-  const [bSink = 0, bEcho = 0, bOnce = 0] = nodeB.ready.endpointPorts;
+  const [bSink = 0, bEcho = 0, bOnce = 0, bOnceC = 0] = nodeB.ready.endpointPorts;
   const remote = (port: number): Endpoint[] => [{ id: `${NODE_B_ADDR}:${port}`, host: NODE_B_ADDR, port, local: false }];
   const nodeA = await startNode('node A', {
     tcp: [
       { port: SINK, endpoints: local(SINK) },
       { port: ECHO, endpoints: local(ECHO) },
       { port: ONCE, endpoints: local(ONCE) },
+      { port: ONCE_C, endpoints: local(ONCE_C) },
       { port: 6001, endpoints: remote(bSink) },
       { port: 6002, endpoints: remote(bEcho) },
       { port: 6004, endpoints: remote(bOnce) },
+      { port: 6005, endpoints: remote(bOnceC) },
     ],
     udp: [{ port: UDP_ECHO, endpoints: local(UDP_ECHO) }],
   });
   const paths: Path[] = [
-    { name: 'direct', host: server.ip, sink: SINK, echo: ECHO, once: ONCE, udp: UDP_ECHO },
-    { name: 'orchard local', host: SERVICE_ADDR, sink: SINK, echo: ECHO, once: ONCE, udp: UDP_ECHO, proxies: [nodeA.stats] },
-    { name: 'orchard cross-node', host: SERVICE_ADDR, sink: 6001, echo: 6002, once: 6004, proxies: [nodeA.stats, nodeB.stats] },
+    { name: 'direct', host: server.ip, sink: SINK, echo: ECHO, once: ONCE, onceC: ONCE_C, udp: UDP_ECHO },
+    { name: 'orchard local', host: SERVICE_ADDR, sink: SINK, echo: ECHO, once: ONCE, onceC: ONCE_C, udp: UDP_ECHO, proxies: [nodeA.stats] },
+    { name: 'orchard cross-node', host: SERVICE_ADDR, sink: 6001, echo: 6002, once: 6004, onceC: 6005, proxies: [nodeA.stats, nodeB.stats] },
   ];
   await waitListening({ host: server.ip, port: ONCE }, 'server container');
   let swarm: SwarmSetup | undefined;
@@ -504,10 +616,27 @@ async function dataPath(label: string, runId: string): Promise<string> {
     for (const p of swarm.paths) log(`${p.name}: ${p.failed ?? 'reachable'}`);
   }
   const results = new Map<string, Collected>(
-    paths.map((p) => [p.name, { bulk: [], p50: [], p99: [], conns: [], udp: p.udp ? [] : { failed: 'no UDP service' }, cpuPerConn: [], cpuPerMiB: [] }]),
+    paths.map((p) => [
+      p.name,
+      { bulk: [], p50: [], p99: [], conns: [], udp: p.udp ? [] : { failed: 'no UDP service' }, cpuPerConn: [], cpuPerMiB: [], clientCpuPerConn: [] },
+    ]),
   );
-  for (let i = 0; i < runs; i++) {
+  const warmups = Math.max(0, Number(values.warmup));
+  for (let w = 0; w < warmups; w++) {
     for (const p of paths) {
+      if (p.failed) continue;
+      const m = p.netns === undefined ? await measureTcp(p, false, undefined, WARMUP_SIZES) : await measureIn(p.netns, p, false, WARMUP_SIZES);
+      log(`warm-up ${w + 1} ${p.name}: ${'error' in m ? m.error : `${m.conns.toFixed(0)} conn/s`}`);
+    }
+  }
+  const orders: string[] = [];
+  for (let i = 0; i < runs; i++) {
+    // Run i starts at path i: over as many runs as paths, every path is measured in every
+    // position once (the path right after "direct" got better bulk figures on a loaded box).
+    const k = i % paths.length;
+    const order = [...paths.slice(k), ...paths.slice(0, k)].filter((p) => !p.failed);
+    orders.push(order.map((p) => p.name).join(' → '));
+    for (const p of order) {
       const r = results.get(p.name);
       if (!r || p.failed) continue;
       const proxies = p.proxies;
@@ -523,17 +652,19 @@ async function dataPath(label: string, runId: string): Promise<string> {
         p.failed = `run ${i + 1}: ${m.error}`;
         continue;
       }
-      (r.bulk as number[]).push(m.bulk);
-      (r.p50 as number[]).push(m.rr.p50);
-      (r.p99 as number[]).push(m.rr.p99);
-      (r.conns as number[]).push(m.conns);
+      if (PHASES.has('bulk')) (r.bulk as number[]).push(m.bulk);
+      if (PHASES.has('rr')) (r.p50 as number[]).push(m.rr.p50);
+      if (PHASES.has('rr')) (r.p99 as number[]).push(m.rr.p99);
+      if (PHASES.has('conns')) (r.conns as number[]).push(m.conns);
       if (m.cpu !== undefined) {
-        (r.cpuPerConn as number[]).push(m.cpu.conns / Number(values.conns));
-        (r.cpuPerMiB as number[]).push(m.cpu.bulk / Number(values['bulk-mib']));
+        if (PHASES.has('conns')) (r.cpuPerConn as number[]).push(m.cpu.conns / Number(values.conns));
+        if (PHASES.has('bulk')) (r.cpuPerMiB as number[]).push(m.cpu.bulk / Number(values['bulk-mib']));
       }
-      if (p.udp && !failed(r.udp)) r.udp.push((await udpRoundTrips({ host: p.host, port: p.udp }, Number(values.udp))).p50);
+      if (m.clientCpuPerConn !== undefined) (r.clientCpuPerConn as number[]).push(m.clientCpuPerConn);
+      if (PHASES.has('udp') && p.udp && !failed(r.udp)) r.udp.push((await udpRoundTrips({ host: p.host, port: p.udp }, Number(values.udp))).p50);
       log(
         `run ${i + 1} ${p.name}: bulk ${m.bulk.toFixed(0)} MiB/s, p50 ${m.rr.p50.toFixed(0)} µs, ${m.conns.toFixed(0)} conn/s` +
+          `${m.clientCpuPerConn === undefined ? '' : ` (client CPU ${m.clientCpuPerConn.toFixed(0)} µs/conn)`}` +
           `${m.cpu ? `, proxy CPU ${(m.cpu.conns / Number(values.conns)).toFixed(0)} µs/conn, ${(m.cpu.bulk / Number(values['bulk-mib'])).toFixed(0)} µs/MiB` : ''} (load ${os.loadavg()[0]?.toFixed(2)})`,
       );
     }
@@ -552,6 +683,7 @@ async function dataPath(label: string, runId: string): Promise<string> {
       r && !failed(r.udp) ? cell(r.udp) : '—',
       p.proxies ? c(r?.cpuPerConn) : '—',
       p.proxies ? c(r?.cpuPerMiB) : '—',
+      r && !failed(r.clientCpuPerConn) && r.clientCpuPerConn.length > 0 ? cell(r.clientCpuPerConn) : '—',
     ];
   });
   const direct = results.get('direct');
@@ -564,7 +696,7 @@ async function dataPath(label: string, runId: string): Promise<string> {
   const out = [
     `Machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, Node ${process.version}, ${os.type()} ${os.release()}, Docker ${sh('docker', ['version', '-f', '{{.Server.Version}}'])}`,
     `Command: \`npx tsx scripts/bench/services.ts ${process.argv.slice(2).join(' ')}\`; load average (1/5/15 min) at start ${load0.map((x) => x.toFixed(2)).join(' / ')}, at end ${load1.map((x) => x.toFixed(2)).join(' / ')}`,
-    `${runs} runs per path, interleaved; cells are median (min–max). Bulk ${values['bulk-mib']} MiB on one connection; ${values.rr} sequential 64 B round trips; ${Number(values.conns).toLocaleString('en-US')} new connections 32 at a time; ${values.udp} UDP 64 B round trips.`,
+    `${runs} runs per path after ${warmups} unmeasured warm-up round(s), interleaved, each run starting at another path (orders: ${orders.join('; ')}); cells are median (min–max). Phases: ${[...PHASES].join(', ')}. Bulk ${values['bulk-mib']} MiB on one connection; ${values.rr} sequential 64 B round trips; ${Number(values.conns).toLocaleString('en-US')} new connections 32 at a time (client: ${CONNS_C ? 'lib/connrate.c, server lib/echo-once.c' : 'Node, lib/net-measure.ts'}); ${values.udp} UDP 64 B round trips.`,
     ...(swarm ? [`Swarm: kernel check: ${swarm.kernel}.${swarm.notes.length > 0 ? ` ${swarm.notes.join('; ')}.` : ''}`] : []),
     '',
     markdownTable(
@@ -577,6 +709,7 @@ async function dataPath(label: string, runId: string): Promise<string> {
         'UDP 64 B p50 µs',
         'proxy CPU µs per connection',
         'proxy CPU µs per MiB of bulk',
+        'client CPU µs per connection',
       ],
       rows,
     ),
@@ -672,6 +805,11 @@ async function main(): Promise<void> {
   if (values.role === 'node') return nodeRole(spec as NodeSpec);
   if (values.role === 'server') return serverRole();
   if (values.role === 'measure') return measureRole(spec as MeasureSpec);
+  if (CONNS_C) {
+    const dir = buildCTools();
+    process.env[C_TOOLS_ENV] = dir;
+    undo.push({ what: `rm -r ${dir}`, fn: () => rmSync(dir, { recursive: true, force: true }) });
+  }
   const runId = randomBytes(3).toString('hex');
   const label = `orchard.bench=services-${runId}`;
   const onSignal = (): void => {
