@@ -474,6 +474,7 @@ async function leadOnEtcd(
     client,
     prefix,
     fence: () => election.fence(),
+    epoch,
     onFenced: (err) => lost(err.message),
     onFlushError: (err) => {
       const now = Date.now();
