@@ -84,6 +84,51 @@ describe('Agent', () => {
       const onDisk = JSON.parse(await readFile(join(dir, 'node-1', 'desired.json'), 'utf8')) as DesiredSetMessage;
       expect(onDisk.generation).toBe(1);
     });
+
+    it('ignores a desired set from an older hub leader epoch (a deposed leader), takes a newer epoch at a lower generation, and remembers the epoch across a restart', async () => {
+      const dataDir = join(dir, 'node-1');
+      const a = make('node-1', { url: b.url, random: () => 0 }, dataDir);
+      await a.start();
+      await waitUntil(() => b.subscribed.includes(topics.nodeDesired('node-1')));
+      // The agent tells the hub it reads epochs (the hub stamps only such agents' messages).
+      await waitUntil(() => b.seen.some((s) => s.topic === topics.nodeStatus('node-1')));
+      const status = NodeStatusMessageSchema.parse(b.seen.find((s) => s.topic === topics.nodeStatus('node-1'))?.payload);
+      expect(status.info.features).toContain('epoch');
+      const running = async (): Promise<string[]> =>
+        (await runtime.listContainers('node-1'))
+          .filter((c) => c.state === 'running')
+          .map((c) => c.labels[LABELS.pod] ?? '')
+          .sort();
+
+      await b.publish(topics.nodeDesired('node-1'), JSON.stringify({ ...desired('node-1', 10, ['web-1']), epoch: 7 }), { retain: true });
+      await waitUntil(() => a.desiredGeneration === 10);
+      await a.idle();
+      expect(await running()).toEqual(['web-1']);
+      // The deposed leader (epoch 5) still publishes, even with a higher generation: dropped.
+      await b.publish(topics.nodeDesired('node-1'), JSON.stringify({ ...desired('node-1', 50, ['stale-1', 'stale-2']), epoch: 5 }), { retain: true });
+      await waitUntil(() => a.epoch.staleDropped === 1);
+      await a.idle();
+      expect(a.desiredGeneration).toBe(10);
+      expect(await running()).toEqual(['web-1']);
+      expect((JSON.parse(await readFile(join(dataDir, 'desired.json'), 'utf8')) as DesiredSetMessage).generation).toBe(10);
+      // The new leader (epoch 9) starts from the store's revision, lower than the deposed one's: taken.
+      await b.publish(topics.nodeDesired('node-1'), JSON.stringify({ ...desired('node-1', 3, ['web-2']), epoch: 9 }), { retain: true });
+      await waitUntil(() => a.desiredGeneration === 3);
+      await a.idle();
+      expect(await running()).toEqual(['web-2']);
+      expect(a.epoch).toEqual({ highest: 9, staleDropped: 1 });
+      expect(JSON.parse(await readFile(join(dataDir, 'epoch.json'), 'utf8'))).toEqual({ epoch: 9 });
+      await a.stop();
+
+      // Restarted: the epoch file holds 9, so epoch 7 (retained on a broker, say) is dropped at once.
+      const again = make('node-1', { url: b.url, random: () => 0 }, dataDir);
+      await b.publish(topics.nodeDesired('node-1'), JSON.stringify({ ...desired('node-1', 60, ['stale-3']), epoch: 7 }), { retain: true });
+      await again.start();
+      await waitUntil(() => again.epoch.staleDropped === 1);
+      await again.idle();
+      expect(again.epoch.highest).toBe(9);
+      expect(await running()).toEqual(['web-2']);
+    });
   });
 
   it('enforces the cached desired set with no hub after a restart', async () => {

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { parseOrThrow } from '../protocol/errors.js';
 import { LabelsSchema, NameSchema } from '../protocol/manifest.js';
-import { PAYLOAD_ENCODINGS, type DesiredSetMessage, type NodeStatusMessage, type ObservedPod } from '../protocol/messages.js';
+import { AGENT_FEATURES, PAYLOAD_ENCODINGS, type DesiredSetMessage, type NodeStatusMessage, type ObservedPod } from '../protocol/messages.js';
+import { EpochGate } from './epoch.js';
 import type { AgentUpgradeInfo, NodeInfo } from '../protocol/objects.js';
 import type { AgentUpgradeMessage } from '../protocol/agent-upgrade.js';
 import type { DevicePolicy } from '../protocol/pod-security.js';
@@ -129,6 +130,8 @@ export class Agent {
   private readonly bootId: string;
   private info: NodeInfo | undefined;
   private generation = 0;
+  /** Highest hub leader epoch seen; messages from older ones are dropped (epoch.ts). */
+  private epochs = new EpochGate();
   private usageTimer: TimerHandle | undefined;
   private lastObservedPublish = 0;
   private lastObservedGeneration = 0;
@@ -243,12 +246,18 @@ export class Agent {
       if (streams !== undefined) handlers.onStreamFrame = (payload) => streams.handle(payload);
       const services = this.services;
       if (services !== undefined) {
-        handlers.onService = (name, msg) => services.onService(name, msg);
-        handlers.onServiceIndex = (msg) => services.onIndex(msg);
+        handlers.onService = (name, msg) => {
+          if (msg === undefined || this.takeEpoch(msg.epoch, 'service message', { service: name, generation: msg.generation })) services.onService(name, msg);
+        };
+        handlers.onServiceIndex = (msg) => {
+          if (this.takeEpoch(msg.epoch, 'service index', { generation: msg.generation })) services.onIndex(msg);
+        };
       }
       const upgrade = opts.upgrade;
       if (upgrade !== undefined) {
-        handlers.onUpgrade = (msg) => upgrade.onCommand(msg);
+        handlers.onUpgrade = (msg) => {
+          if (this.takeEpoch(msg.epoch, 'upgrade command', { rollout: msg.rollout, version: msg.version })) upgrade.onCommand(msg);
+        };
         handlers.onStatusDelivered = () => upgrade.onReportedIn?.();
       }
       link = new Link(this.node, { clientId: this.node, ...opts.link }, handlers, { clock: this.clock, logger: this.log });
@@ -258,6 +267,11 @@ export class Agent {
 
   get observed(): ObservedPod[] {
     return this.reconciler.observed;
+  }
+
+  /** The highest hub leader epoch seen (0 = none: a single hub) and how many messages were dropped as older. */
+  get epoch(): { highest: number; staleDropped: number } {
+    return { highest: this.epochs.highest, staleDropped: this.epochs.stale };
   }
 
   /** Generation of the desired set being enforced (0 = none yet). */
@@ -271,6 +285,8 @@ export class Agent {
     // The cached set is enforced before (and without) any hub contact.
     await this.volumes?.init();
     const cached = await this.cache.load();
+    // Before the link starts: a deposed leader's retained set must not win after an agent restart.
+    this.epochs = new EpochGate(Math.max(await this.cache.loadEpoch(), cached?.node === this.node ? (cached.epoch ?? 0) : 0));
     if (cached !== undefined && cached.node === this.node) {
       this.log.info('enforcing cached desired set', { generation: cached.generation, pods: cached.pods.length });
       this.generation = cached.generation;
@@ -318,6 +334,7 @@ export class Agent {
   /** Applies a desired set from the hub: enforce at once, persist (only if changed) alongside. */
   onDesired(msg: DesiredSetMessage): void {
     if (msg.node !== this.node) return;
+    if (!this.takeEpoch(msg.epoch, 'desired set', { generation: msg.generation, pods: msg.pods.length })) return;
     if (msg.generation < this.generation) {
       // Still level-triggered: the hub is the authority (e.g. restored store); just note it.
       this.log.warn('desired generation went backwards', { from: this.generation, to: msg.generation });
@@ -332,6 +349,32 @@ export class Agent {
     this.pendingSave = this.pendingSave
       .then(() => this.cache.save(msg))
       .catch((err: unknown) => this.log.error('cannot persist desired set', { error: String(err) }));
+  }
+
+  /**
+   * Whether to act on a hub message stamped with `epoch` (epoch.ts): false for one from an older
+   * leader than one already seen (logged, counted). A newer epoch is persisted before anything is
+   * acted on, so after a restart the agent still refuses the deposed leader.
+   */
+  private takeEpoch(epoch: number | undefined, what: string, fields: Record<string, unknown>): boolean {
+    const v = this.epochs.check(epoch);
+    if (!v.take) {
+      this.log.warn(`ignoring a ${what} from an older hub leader epoch (a deposed leader still publishing)`, {
+        ...fields,
+        epoch,
+        highest: v.highest,
+        ignored: this.epochs.stale,
+      });
+      return false;
+    }
+    if (v.raised) {
+      this.log.info('hub leader epoch is now', { epoch });
+      const e = this.epochs.highest;
+      this.pendingSave = this.pendingSave
+        .then(() => this.cache.saveEpoch(e))
+        .catch((err: unknown) => this.log.error('cannot persist the hub leader epoch', { error: String(err) }));
+    }
+    return true;
   }
 
   /** A plug or unplug: pods waiting for a device start, pods that lost one stop; the hub hears of it with the next status. */
@@ -378,6 +421,8 @@ export class Agent {
       this.info = await this.probe.staticInfo();
       // What this agent reads besides JSON: the hub deflates its desired sets only when listed.
       this.info.encodings = [...PAYLOAD_ENCODINGS];
+      // Features: `epoch` = the hub may stamp messages with its leader epoch (epoch.ts).
+      this.info.features = [...AGENT_FEATURES];
       // The scheduler keeps pods this device would refuse away from it (and says why).
       if (this.policy !== undefined) this.info.policy = { ...this.policy };
       // Other nodes dial this node's endpoint ports here (services on).

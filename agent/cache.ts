@@ -23,6 +23,8 @@ import { writeFileAtomic } from './storage/atomic-file.js';
  */
 
 export const DESIRED_FILE = 'desired.json';
+/** The highest hub leader epoch seen (agent/epoch.ts), `{"epoch":N}`: written only when it grows. */
+export const EPOCH_FILE = 'epoch.json';
 
 /** The content that matters on the node: `at` is a send time, `generation` a version stamp. */
 function contentOf(set: DesiredSetMessage): string {
@@ -67,6 +69,30 @@ export class DesiredCache {
     this.lastSecrets = JSON.stringify(secrets ?? {});
     this.lastContent = contentOf(r.value);
     return r.value;
+  }
+
+  /** The highest leader epoch persisted (0 when none, or unreadable: logged). */
+  async loadEpoch(): Promise<number> {
+    try {
+      const parsed = JSON.parse(await fsp.readFile(join(this.dataDir, EPOCH_FILE), 'utf8')) as { epoch?: unknown };
+      const e = parsed.epoch;
+      if (typeof e === 'number' && Number.isSafeInteger(e) && e > 0) return e;
+      this.log.warn('ignoring invalid epoch file', { file: join(this.dataDir, EPOCH_FILE) });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn('cannot read epoch file', { error: String(err) });
+    }
+    return 0;
+  }
+
+  /** Persists a new highest epoch (called only when it grew: once per hub failover). Serialized with save(). */
+  saveEpoch(epoch: number): Promise<void> {
+    const next = this.chain.then(async () => {
+      await fsp.mkdir(this.dataDir, { recursive: true, mode: 0o700 });
+      await writeFileAtomic(join(this.dataDir, EPOCH_FILE), JSON.stringify({ epoch }));
+      this.writes++;
+    });
+    this.chain = next.catch(() => {});
+    return next;
   }
 
   /** Persists `set` if its content changed; resolves true when it wrote. Calls are serialized. */

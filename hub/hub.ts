@@ -73,6 +73,12 @@ export interface HubOptions {
   autoscale?: { syncPeriodMs?: number; downscaleWindowMs?: number; usageStaleMs?: number };
   /** Injected store (tests, fleet simulation); default SQLite in dataDir. */
   store?: Store;
+  /**
+   * The leader epoch when this hub leads a group on etcd (docs/design/ha.md "Epochs"): desired
+   * sets, service messages and upgrade commands carry it, and agents drop those of older epochs.
+   * Absent on a single hub.
+   */
+  epoch?: number;
   /** Gets every new content of the hub's identity files (auth.json, secrets.key): etcd-backed hubs keep a copy for standbys. */
   identityMirror?: (file: string, content: string) => void;
   /** Slow-client limits; defaults in hub/security/limits.ts (tests shrink them). */
@@ -218,13 +224,15 @@ export class Hub {
     const scheduling = new SchedulingController({ store, log: log.child('scheduler'), now, platforms, snapshot });
     const global = new GlobalController({ store, log: log.child('global'), now, platforms, snapshot });
     const taintEviction = new TaintEvictionController({ store, log: log.child('taint-eviction'), now });
-    const desired = new DesiredPublisher({ store, publisher: broker, log: log.child('desired'), now, secrets });
+    const epoch = opts.epoch !== undefined ? { epoch: opts.epoch } : {};
+    const desired = new DesiredPublisher({ store, publisher: broker, log: log.child('desired'), now, secrets, ...epoch });
     const endpoints = new EndpointsController({
       store,
       publisher: broker,
       log: log.child('endpoints'),
       now,
       clock,
+      ...epoch,
       ...(opts.services?.endpointPorts ? { endpointPorts: opts.services.endpointPorts } : {}),
       ...(opts.services?.mergeMs !== undefined ? { mergeMs: opts.services.mergeMs } : {}),
     });
@@ -271,7 +279,7 @@ export class Hub {
     });
     // Agent files signed with the CA key, and the fleet upgrade controller (docs/agent.md "Upgrades").
     const agentVersions = new AgentVersions({ dataDir: opts.dataDir, caKeyPem: pki?.caKeyPem, now });
-    const agentUpgrade = new AgentUpgradeController({ store, versions: agentVersions, publisher: broker, log: log.child('agent-upgrade'), clock });
+    const agentUpgrade = new AgentUpgradeController({ store, versions: agentVersions, publisher: broker, log: log.child('agent-upgrade'), clock, ...epoch });
 
     const prometheus = new HubMetrics({
       store,

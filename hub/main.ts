@@ -257,7 +257,7 @@ export async function runHub(argv: string[]): Promise<void> {
     mqttPort: flags['mqtt-port'] ?? (flags.insecure ? 1883 : 8883),
     httpPort,
     insecure: flags.insecure,
-    ...(ha ? { store: ha.store, identityMirror: ha.identityMirror } : {}),
+    ...(ha ? { store: ha.store, identityMirror: ha.identityMirror, epoch: ha.epoch } : {}),
     log,
     hostnames: sans.filter((s) => !/^[\d.:]+$/.test(s)),
     ips: sans.filter((s) => /^[\d.:]+$/.test(s)),
@@ -429,6 +429,7 @@ async function leadOnEtcd(
 ): Promise<{
   store: EtcdStore;
   election: Election;
+  epoch: number;
   identityMirror: (file: string, content: string) => void;
   uploadMissingIdentity: () => Promise<string[]>;
 }> {
@@ -473,6 +474,7 @@ async function leadOnEtcd(
     client,
     prefix,
     fence: () => election.fence(),
+    epoch,
     onFenced: (err) => lost(err.message),
     onFlushError: (err) => {
       const now = Date.now();
@@ -485,6 +487,7 @@ async function leadOnEtcd(
   return {
     store,
     election,
+    epoch,
     identityMirror: identityMirror((k, v) => store.putRaw(k, v), prefix, key),
     uploadMissingIdentity: () => uploadMissingIdentity(client, prefix, dataDir, key, () => election.fence()),
   };

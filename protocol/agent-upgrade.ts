@@ -59,6 +59,8 @@ export const AgentUpgradeMessageSchema = z.strictObject({
   /** Seconds the new agent has, from its start, to report in before its launcher rolls back. */
   deadlineSeconds: z.number().int().min(5).max(86_400),
   at: z.string(),
+  /** The publishing leader's epoch (protocol/messages.ts EpochSchema); absent from a single hub. */
+  epoch: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
 });
 export type AgentUpgradeMessage = z.infer<typeof AgentUpgradeMessageSchema>;
 

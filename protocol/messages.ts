@@ -108,10 +108,25 @@ export const DesiredPodSchema = z.strictObject({
 });
 export type DesiredPod = z.infer<typeof DesiredPodSchema>;
 
+/**
+ * The leader epoch of a hub group on etcd (docs/design/ha.md "Epochs"): the election key's create
+ * revision, larger for every new leader. Hub → agent state carries it so an agent can ignore what
+ * a deposed leader (paused, partitioned) still sends: one from an older epoch than the agent has
+ * seen is dropped. Absent from a single hub on SQLite (no leaders, nothing to fence) and sent only
+ * to agents that list `epoch` in NodeInfo.features (older agents parse strictly and would refuse
+ * the whole message).
+ */
+export const EpochSchema = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
+
+/** Protocol features this agent understands beyond its version's baseline (NodeInfo.features). */
+export const AGENT_FEATURES = ['epoch'] as const;
+
 export const DesiredSetMessageSchema = z.strictObject({
   node: NameSchema,
   /** Increases with every change of this node's set (the store's resourceVersion at the time). */
   generation: z.number().int().min(0),
+  /** The publishing leader's epoch (EpochSchema); absent from a single hub. */
+  epoch: EpochSchema.optional(),
   pods: z.array(DesiredPodSchema).max(10000),
   at: z.string(),
   /** ConfigMaps referenced by this node's pods (need to know: only these). */
@@ -178,6 +193,8 @@ export type ObservedSetMessage = z.infer<typeof ObservedSetMessageSchema>;
 export const ServiceMessageSchema = z.strictObject({
   service: NameSchema,
   generation: z.number().int().min(0),
+  /** The publishing leader's epoch (EpochSchema): present only when every node lists the `epoch` feature. */
+  epoch: EpochSchema.optional(),
   at: z.string(),
   ordinal: z.number().int().min(SERVICE_ORDINAL_MIN).max(SERVICE_ORDINAL_MAX),
   ports: z
@@ -205,6 +222,8 @@ export type ServiceMessage = z.infer<typeof ServiceMessageSchema>;
 
 export const ServiceIndexMessageSchema = z.strictObject({
   generation: z.number().int().min(0),
+  /** As ServiceMessage.epoch. */
+  epoch: EpochSchema.optional(),
   at: z.string(),
   services: z.array(NameSchema).max(1020),
   /** Node → its advertise address: endpoint ports accept connections only from these. */

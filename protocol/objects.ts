@@ -284,6 +284,12 @@ export const NodeInfoSchema = z.object({
    * getting JSON. Unknown names are kept and ignored (a newer agent may list more).
    */
   encodings: z.array(z.string().max(32)).max(8).optional(),
+  /**
+   * Protocol features the agent understands (protocol/messages.ts AGENT_FEATURES): `epoch` = it
+   * reads and enforces leader epochs on hub → agent messages. Absent from older agents, which get
+   * no epoch (their strict schemas would refuse the message). Unknown names are kept and ignored.
+   */
+  features: z.array(z.string().max(32)).max(16).optional(),
   /** Agent upgrades from the hub (issue 17; protocol/agent-upgrade.ts): absent from older agents. */
   upgrade: AgentUpgradeInfoSchema.optional(),
   addresses: z.array(z.string().max(64)).max(64).default([]),

@@ -8,6 +8,7 @@ import { topics } from '../../protocol/topics.js';
 import type { Publisher } from '../broker/broker.js';
 import { recordEvent } from '../events.js';
 import type { Logger } from '../log.js';
+import { readsEpoch } from '../objects/node.js';
 import type { Store } from '../store/store.js';
 import type { AgentVersions } from './agent-versions.js';
 
@@ -34,6 +35,8 @@ export interface AgentUpgradeControllerOptions {
   clock: Clock;
   /** Deadline checks (default every 1 s). */
   tickMs?: number;
+  /** The leader epoch of a hub on etcd: stamped on commands to agents that read it (docs/design/ha.md "Epochs"). */
+  epoch?: number;
 }
 
 export class AgentUpgradeController {
@@ -271,6 +274,7 @@ export class AgentUpgradeController {
       deadlineSeconds: r.spec.deadlineSeconds,
       at: this.iso(),
     };
+    if (this.opts.epoch !== undefined && readsEpoch(this.opts.store.get('Node', node))) msg.epoch = this.opts.epoch;
     this.opts.publisher
       .publish(topics.nodeUpgrade(node), encodeMessage(msg), { retain: true, qos: 1 })
       .catch((err: unknown) => this.opts.log.error('cannot publish an upgrade command', { node, err }));

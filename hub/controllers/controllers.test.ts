@@ -24,7 +24,7 @@ spec:
 
 const status = (node: string, cores = 4, arch: 'amd64' | 'arm64' | 'arm' = 'arm64'): NodeStatusMessage => mockNodeStatus(node, { cores, arch });
 
-function world() {
+function world(epoch?: number) {
   let clock = Date.parse('2026-01-01T00:00:00Z');
   const now = (): Date => new Date(clock);
   const store = new MemoryStore({ now });
@@ -38,7 +38,7 @@ function world() {
   const ops = new Operations({ store, log, now });
   const deployments = new DeploymentController({ store, log, now });
   const scheduling = new SchedulingController({ store, log, now });
-  const desired = new DesiredPublisher({ store, publisher, log, now });
+  const desired = new DesiredPublisher({ store, publisher, log, now, ...(epoch !== undefined ? { epoch } : {}) });
   const nodes = new NodeController({ store, log, now, heartbeatGraceMs: 40_000 });
   deployments.start();
   scheduling.start();
@@ -65,6 +65,33 @@ function world() {
 }
 
 describe('controllers (memory store, fake publisher)', () => {
+  it('stamps the leader epoch on desired sets of agents that read it, never on older agents, and republishes when an agent starts reading it', async () => {
+    const w = world(42);
+    const reads = (m: NodeStatusMessage): NodeStatusMessage => ({ ...m, info: { ...m.info, features: ['epoch'] } });
+    w.report(reads(status('new')));
+    w.report(status('old'));
+    w.ops.apply(manifest(2));
+    await w.settle();
+    const last = (node: string): Record<string, unknown> =>
+      JSON.parse([...w.published].reverse().find((p) => p.topic === topics.nodeDesired(node))?.payload ?? '{}') as Record<string, unknown>;
+    expect(last('new')['epoch']).toBe(42);
+    expect(last('old')).not.toHaveProperty('epoch');
+    // What an older agent gets still parses under the schema without the field (it is strict).
+    expect(decodeMessage(DesiredSetMessageSchema.omit({ epoch: true }).strict(), JSON.stringify(last('old'))).ok).toBe(true);
+    // The old agent is upgraded: its set comes again, now with the epoch.
+    w.report(reads(status('old')));
+    await w.settle();
+    expect(last('old')['epoch']).toBe(42);
+    // A single hub (no epoch) never stamps one.
+    const single = world();
+    single.report(reads(status('n1')));
+    single.ops.apply(manifest(1));
+    await single.settle();
+    expect(single.published.filter((p) => p.topic === topics.nodeDesired('n1')).every((p) => !('epoch' in (JSON.parse(p.payload) as object)))).toBe(true);
+    w.stop();
+    single.stop();
+  });
+
   it('keeps replicas, spreads them over nodes and publishes each node its whole set', async () => {
     const w = world();
     w.report(status('n1'));

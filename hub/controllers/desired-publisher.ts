@@ -4,6 +4,7 @@ import { topics } from '../../protocol/topics.js';
 import type { Publisher } from '../broker/broker.js';
 import { shortHash } from '../hash.js';
 import type { Logger } from '../log.js';
+import { readsEpoch } from '../objects/node.js';
 import { isTerminal } from '../objects/pod.js';
 import type { Store, WatchEvent } from '../store/store.js';
 import { referencesConfig } from '../secrets/config-refs.js';
@@ -34,7 +35,17 @@ export class DesiredPublisher {
   /** Per node: what decides whether its configs changed (see nodeConfigs). */
   private readonly configVersion = new Map<string, Record<string, string>>();
 
-  constructor(private readonly deps: { store: Store; publisher: Publisher; log: Logger; now: () => Date; secrets?: SecretCodec }) {
+  constructor(
+    private readonly deps: {
+      store: Store;
+      publisher: Publisher;
+      log: Logger;
+      now: () => Date;
+      secrets?: SecretCodec;
+      /** The leader epoch of a hub on etcd (docs/design/ha.md "Epochs"): stamped on the sets of agents that read it. */
+      epoch?: number;
+    },
+  ) {
     this.queue = new WorkQueue('desired', (node) => this.reconcile(node), deps.log);
   }
 
@@ -49,7 +60,13 @@ export class DesiredPublisher {
           this.queue.add(ev.object.spec.nodeName);
         } else if (ev.object.kind === 'Node' && ev.type === 'ADDED') this.queue.add(ev.object.metadata.name);
         // An agent that starts or stops reading deflate (upgraded, downgraded) gets its set again in its encoding.
-        else if (ev.object.kind === 'Node' && ev.type === 'MODIFIED' && ev.old?.kind === 'Node' && encodingOf(ev.old) !== encodingOf(ev.object))
+        // Likewise one that starts reading epochs.
+        else if (
+          ev.object.kind === 'Node' &&
+          ev.type === 'MODIFIED' &&
+          ev.old?.kind === 'Node' &&
+          (encodingOf(ev.old) !== encodingOf(ev.object) || readsEpoch(ev.old) !== readsEpoch(ev.object))
+        )
           this.queue.add(ev.object.metadata.name);
         else if (ev.object.kind === 'ConfigMap' || ev.object.kind === 'Secret') {
           // Republish the sets of nodes running a pod that references the changed config (or names
@@ -84,6 +101,8 @@ export class DesiredPublisher {
       pods: pods.map(toDesired),
       at: this.deps.now().toISOString(),
     };
+    // An agent before epochs parses strictly and would refuse the whole set with the field.
+    if (this.deps.epoch !== undefined && readsEpoch(this.deps.store.get('Node', node))) set.epoch = this.deps.epoch;
     // Only the configs this node's own pods reference (need to know); fields absent when none.
     const configs = nodeConfigs(
       this.deps.store,
@@ -112,7 +131,8 @@ export class DesiredPublisher {
     const encoding = encodingOf(store.get('Node', node));
     const base = Object.keys(version).length === 0 ? set.pods : { pods: set.pods, configs: version };
     const content = set.keepImages === undefined ? base : { base, keep: set.keepImages };
-    const hash = shortHash(encoding === undefined ? content : { content, encoding }, 16);
+    const stamped = set.epoch === undefined ? content : { content, epoch: set.epoch };
+    const hash = shortHash(encoding === undefined ? stamped : { content: stamped, encoding }, 16);
     if (this.lastHash.get(node) === hash) return;
     // A node that was deleted (revoked) gets its retained set cleared instead.
     if (!store.get('Node', node) && set.pods.length === 0) {

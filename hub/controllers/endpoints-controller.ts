@@ -10,7 +10,7 @@ import { deepEqual, shortHash } from '../hash.js';
 import type { Logger } from '../log.js';
 import { setCondition } from '../objects/conditions.js';
 import { computeEndpoints, publishNodes, selectorMatches } from '../objects/endpoints.js';
-import { isNodeReady } from '../objects/node.js';
+import { isNodeReady, readsEpoch } from '../objects/node.js';
 import { isPodReady, isTerminal } from '../objects/pod.js';
 import { DEFAULT_ENDPOINT_PORTS, EndpointPortAllocator, OrdinalAllocator, type PortRange } from '../objects/service-allocation.js';
 import { podHostPorts } from '../scheduler/host-ports.js';
@@ -51,6 +51,11 @@ export interface EndpointsControllerDeps {
   ordinals?: PortRange;
   /** Merge window for event bursts (default 20 ms; 0 = enqueue at once). */
   mergeMs?: number;
+  /**
+   * The leader epoch of a hub on etcd (docs/design/ha.md "Epochs"). These topics are broadcast, so
+   * it is stamped only while every node's agent reads it (an older agent would refuse the message).
+   */
+  epoch?: number;
 }
 
 export class EndpointsController {
@@ -63,6 +68,8 @@ export class EndpointsController {
   private lastIndexHash: string | undefined;
   /** Cached advertiseOwners(); reset when a node's advertise address changes. */
   private owners: Map<string, string> | undefined;
+  /** Cached: every node's agent reads epochs (undefined = recompute). */
+  private fleetReadsEpoch: boolean | undefined;
   /** Services whose message has been published since start (the index lists these). */
   private readonly active = new Set<string>();
   /** Selector and publish of every stored service (for matching pod and node events without a store read). */
@@ -154,6 +161,15 @@ export class EndpointsController {
       if (node !== undefined && podHostPorts(o.spec).length > 0) this.markNode(node);
     } else if (o.kind === 'Node') {
       const old = ev.type === 'MODIFIED' && ev.old?.kind === 'Node' ? ev.old : undefined;
+      if (this.deps.epoch !== undefined && (ev.type !== 'MODIFIED' || readsEpoch(old) !== readsEpoch(o))) {
+        const was = this.epochStamp();
+        this.fleetReadsEpoch = undefined;
+        if (this.epochStamp() !== was) {
+          // Every message gains (or loses) its epoch.
+          for (const name of this.services.keys()) this.mark(name);
+          this.mark(INDEX_KEY);
+        }
+      }
       if (ev.type === 'MODIFIED' && (old === undefined || !nodeChanged(old, o))) return;
       this.markNode(o.metadata.name);
       if (ev.type !== 'MODIFIED' || old?.status.info?.advertiseAddress !== o.status.info?.advertiseAddress) {
@@ -163,6 +179,13 @@ export class EndpointsController {
         for (const svc of this.endpointNodes.keys()) this.queue.add(svc);
       }
     }
+  }
+
+  /** The epoch to stamp on service and index messages: only while every node reads it. */
+  private epochStamp(): number | undefined {
+    if (this.deps.epoch === undefined) return undefined;
+    this.fleetReadsEpoch ??= this.deps.store.list('Node').every((n) => readsEpoch(n));
+    return this.fleetReadsEpoch ? this.deps.epoch : undefined;
   }
 
   /**
@@ -297,6 +320,8 @@ export class EndpointsController {
       endpoints:
         endpoints.length > MAX_MESSAGE_ENDPOINTS ? [...endpoints].sort((a, b) => Number(b.ready) - Number(a.ready)).slice(0, MAX_MESSAGE_ENDPOINTS) : endpoints,
     };
+    const epoch = this.epochStamp();
+    if (epoch !== undefined) message.epoch = epoch;
     const hash = shortHash({ ...message, generation: undefined, at: undefined }, 16);
     if (this.lastHash.get(name) === hash) return;
     message.generation = store.revision();
@@ -334,9 +359,10 @@ export class EndpointsController {
     const peers: Record<string, string> = {};
     for (const [a, node] of this.advertiseOwners()) peers[node] = a;
     const services = [...this.active].sort();
-    const hash = shortHash({ services, peers }, 16);
+    const epoch = this.epochStamp();
+    const hash = shortHash({ services, peers, epoch }, 16);
     if (hash === this.lastIndexHash) return;
-    const msg: ServiceIndexMessage = { generation: store.revision(), at: now().toISOString(), services, peers };
+    const msg: ServiceIndexMessage = { generation: store.revision(), at: now().toISOString(), services, peers, ...(epoch !== undefined ? { epoch } : {}) };
     this.lastIndexHash = hash;
     try {
       await this.deps.publisher.publish(topics.serviceIndex(), encodeMessage(msg, 'deflate'), { retain: true, qos: 1 });

@@ -4,3 +4,8 @@ import type { NodeObject } from '../../protocol/objects.js';
 export function isNodeReady(n: NodeObject): boolean {
   return n.status.conditions.some((c) => c.type === 'Ready' && c.status === 'True');
 }
+
+/** Whether this node's agent reads leader epochs (NodeInfo.features lists `epoch`; docs/design/ha.md "Epochs"). */
+export function readsEpoch(node: NodeObject | undefined): boolean {
+  return node?.status.info?.features?.includes('epoch') === true;
+}

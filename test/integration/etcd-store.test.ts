@@ -73,6 +73,99 @@ describe('EtcdStore, what a remote backend adds', () => {
     again.close();
   });
 
+  it('a store transaction split over several etcd transactions is all-or-nothing for the next leader: fenced halfway it leaves nothing visible, dead after its commit it is completed (review finding 9)', async () => {
+    const prefix = `/split-${++seq}/`;
+    const leaderKey = `${prefix}leader`;
+    await client.put(leaderKey, 'a');
+    const epochA = (await client.get(leaderKey))!.createRevision;
+    // A client of its own whose transactions the test can interfere with.
+    const c = new EtcdClient({ endpoints: etcd.endpoints });
+    const txn = c.txn.bind(c);
+    let sent = 0;
+    let afterTxn: (n: number) => Promise<void> = async () => undefined;
+    c.txn = async (...args: Parameters<EtcdClient['txn']>) => {
+      const r = await txn(...args);
+      await afterTxn(++sent);
+      return r;
+    };
+    const fenceA = () => ({ key: leaderKey, target: 'CREATE' as const, createRevision: epochA });
+    const a = await EtcdStore.open({ client: c, prefix, maxOpsPerTxn: 10, fence: fenceA, epoch: epochA });
+    a.create(mockPod('before'));
+    await a.sync(5_000);
+    const big = (tag: string) =>
+      a.transaction(() => {
+        for (let i = 0; i < 30; i++) a.create(mockPod(`${tag}-${String(i).padStart(2, '0')}`));
+        a.delete('Pod', 'before');
+      });
+
+    // 1. Leader A loses leadership after its first etcd transaction of a 31-write store transaction.
+    sent = 0;
+    afterTxn = async (n) => {
+      if (n === 1) {
+        await client.delete(leaderKey);
+        await client.put(leaderKey, 'b');
+      }
+    };
+    big('x');
+    await expect(a.sync(10_000)).rejects.toMatchObject({ code: 'ERR_NOT_LEADER' });
+    expect(sent).toBe(2); // one went through, the next was refused
+    // Before the fix the first part's pods were plain objects a new leader loaded.
+    expect((await client.range(`${prefix}objects/`, { prefix: true, keysOnly: true })).kvs.map((k) => k.key)).toEqual([`${prefix}objects/Pod/before`]);
+    const epochB = (await client.get(leaderKey))!.createRevision;
+    const fenceB = () => ({ key: leaderKey, target: 'CREATE' as const, createRevision: epochB });
+    const b = await EtcdStore.open({ client, prefix, maxOpsPerTxn: 10, fence: fenceB, epoch: epochB });
+    expect(b.list('Pod').map((p) => p.metadata.name)).toEqual(['before']);
+    expect(b.revision()).toBe(1);
+    // The dead leader's staging was removed by the new one.
+    expect((await client.range(`${prefix}staging/`, { prefix: true, keysOnly: true })).count).toBe(0);
+    b.close();
+    a.close();
+
+    // 2. Leader C dies (etcd unreachable for it, then gone) right after its commit record: the next leader completes it.
+    const c2 = new EtcdClient({ endpoints: etcd.endpoints });
+    const txn2 = c2.txn.bind(c2);
+    let committed = false;
+    c2.txn = async (...args: Parameters<EtcdClient['txn']>) => {
+      if (committed) throw new Error('connection refused (leader C is gone)');
+      const r = await txn2(...args);
+      if (JSON.stringify(args[1]).includes('meta/commit')) committed = true;
+      return r;
+    };
+    const cStore = await EtcdStore.open({ client: c2, prefix, maxOpsPerTxn: 10, fence: fenceB, epoch: epochB });
+    cStore.transaction(() => {
+      for (let i = 0; i < 30; i++) cStore.create(mockPod(`y-${String(i).padStart(2, '0')}`));
+      cStore.delete('Pod', 'before');
+    });
+    await expect(cStore.sync(1_500)).rejects.toMatchObject({ code: 'ERR_TIMEOUT' });
+    expect(committed).toBe(true);
+    cStore.close();
+    // Nothing applied yet in etcd: the objects are still the old ones, the writes are staged.
+    expect((await client.range(`${prefix}objects/`, { prefix: true, keysOnly: true })).count).toBe(1);
+    expect((await client.range(`${prefix}staging/`, { prefix: true, keysOnly: true })).count).toBe(32); // 30 pods, a delete, the revision
+    const d = await EtcdStore.open({ client, prefix, maxOpsPerTxn: 10, fence: fenceB, epoch: epochB });
+    expect(d.count('Pod')).toBe(30);
+    expect(d.get('Pod', 'before')).toBeUndefined();
+    expect(d.revision()).toBe(32);
+    // ...and etcd now holds it plainly: no staging, no commit record, every write stamped with B's epoch.
+    expect((await client.range(`${prefix}objects/`, { prefix: true, keysOnly: true })).count).toBe(30);
+    expect((await client.range(`${prefix}staging/`, { prefix: true, keysOnly: true })).count).toBe(0);
+    expect(await client.get(`${prefix}meta/commit`)).toBeUndefined();
+    expect((await client.get(`${prefix}meta/epoch`))?.value.toString()).toBe(String(epochB));
+    expect((await client.get(`${prefix}meta/revision`))?.value.toString()).toBe('32');
+    // A large transaction without interference goes through staging and lands whole.
+    d.transaction(() => {
+      for (let i = 0; i < 25; i++) d.delete('Pod', `y-${String(i).padStart(2, '0')}`);
+    });
+    await d.sync(10_000);
+    expect(d.splitCommitted).toBe(1);
+    d.close();
+    const e = await EtcdStore.open({ client, prefix });
+    expect(e.count('Pod')).toBe(5);
+    e.close();
+    c.close();
+    c2.close();
+  }, 60_000);
+
   it('pages through more objects than one range returns', async () => {
     const prefix = `/page-${++seq}/`;
     const store = await EtcdStore.open({ client, prefix });

@@ -1,8 +1,9 @@
+import { randomBytes } from 'node:crypto';
 import { OrchardError } from '../../../protocol/errors.js';
 import type { AnyObject } from '../../../protocol/objects.js';
 import { BaseStore } from '../base-store.js';
 import type { StoreOptions } from '../store.js';
-import { prefixEnd, type Compare, type EtcdClient, type TxnOp } from './etcd-client.js';
+import { prefixEnd, type Compare, type EtcdClient, type KeyValue, type RangeResult, type TxnOp } from './etcd-client.js';
 
 /**
  * The hub's store on etcd (issue 19): the same synchronous `Store` as SQLite — the whole state
@@ -23,10 +24,25 @@ import { prefixEnd, type Compare, type EtcdClient, type TxnOp } from './etcd-cli
  * stop acting as leader and reload.
  *
  * Layout under `prefix` (default `/orchard/`): `objects/<Kind>/<name>` = the object's JSON,
- * `meta/revision` = the store revision (written in the same etcd transaction as its objects).
+ * `meta/revision` = the store revision (written in the same etcd transaction as its objects),
+ * `meta/epoch` = the epoch of the leader whose transaction this was (with a fence: every
+ * transaction writes it, so etcd's history tells which leader made each revision).
  * Store transactions are sent whole when they fit etcd's limits (`--max-txn-ops`, default 128;
- * `--max-request-bytes`, default 1.5 MiB); a larger one is split into ordered chunks with the
- * revision in the last, and consecutive small ones are merged (later writes to a key win).
+ * `--max-request-bytes`, default 1.5 MiB), and consecutive small ones are merged (later writes to
+ * a key win).
+ *
+ * **A store transaction too large for one etcd transaction** is made atomic with a redo log, so
+ * a leader dying halfway can never leave a new leader loading half of it (review finding 9):
+ *   1. its writes are *staged* under `staging/<id>/<n>` (invisible to a load), in as many etcd
+ *      transactions as needed;
+ *   2. one small transaction writes the commit record `meta/commit` = id: from here the store
+ *      transaction counts as done;
+ *   3. the staged writes are applied to their keys, each chunk deleting its staging keys in the
+ *      same etcd transaction; then `meta/commit` is deleted.
+ * A load (open) reads objects, staging and `meta/commit` at one revision: staged writes of the
+ * committed id are laid over the objects (it completes them in etcd before serving), and staging
+ * without a commit is deleted unseen. Every step is idempotent, so a retry after an etcd error
+ * starts the sequence again from step 1 with the same id.
  */
 
 export interface EtcdStoreOptions extends StoreOptions {
@@ -47,12 +63,26 @@ export interface EtcdStoreOptions extends StoreOptions {
   maxBytesPerTxn?: number;
   /** Called when a flush failed and will be retried (etcd unreachable, no quorum). */
   onFlushError?: (err: unknown) => void;
+  /** The leader epoch, written as `meta/epoch` with every transaction (the fence's create revision). */
+  epoch?: number;
 }
 
 interface QueuedOp {
   key: string;
   /** undefined = delete. */
   value: string | undefined;
+}
+
+/** A staged write: `P<key>\n<value>` or `D<key>` (keys never hold a newline; no JSON escaping, so no growth). */
+function encodeStaged(o: QueuedOp): string {
+  return o.value === undefined ? `D${o.key}` : `P${o.key}\n${o.value}`;
+}
+
+function decodeStaged(text: string): QueuedOp | undefined {
+  if (text.startsWith('D')) return { key: text.slice(1), value: undefined };
+  const nl = text.indexOf('\n');
+  if (!text.startsWith('P') || nl < 0) return undefined;
+  return { key: text.slice(1, nl), value: text.slice(nl + 1) };
 }
 
 export class EtcdStore extends BaseStore {
@@ -70,6 +100,10 @@ export class EtcdStore extends BaseStore {
   private waiters: { seq: number; resolve: () => void; reject: (e: unknown) => void }[] = [];
   private backoffMs = 0;
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Names this store's staged transactions apart from any other leader's. */
+  private readonly stageId = randomBytes(6).toString('hex');
+  /** Large store transactions committed through staging (tests, metrics). */
+  splitCommitted = 0;
 
   private constructor(
     private readonly opts: EtcdStoreOptions,
@@ -82,35 +116,135 @@ export class EtcdStore extends BaseStore {
     this.setLoadedRevision(loaded.revision);
   }
 
-  /** Loads every object under the prefix (one consistent revision of etcd) and opens the store. */
+  /**
+   * Loads every object under the prefix (one consistent revision of etcd) and opens the store. A
+   * large store transaction a dead leader committed but did not finish is completed first; one it
+   * had not committed is dropped (see the class comment).
+   */
   static async open(opts: EtcdStoreOptions): Promise<EtcdStore> {
     const prefix = opts.prefix ?? '/orchard/';
     const objPrefix = `${prefix}objects/`;
-    const objects: AnyObject[] = [];
-    let maxRv = 0;
+    const stagePrefix = `${prefix}staging/`;
     try {
       const first = await opts.client.range(objPrefix, { prefix: true, limit: 2000 });
       const pinned = first.revision;
-      let page = first;
-      for (;;) {
-        for (const kv of page.kvs) {
-          const obj = parseStored(kv.key, kv.value.toString('utf8'), objPrefix);
-          objects.push(obj);
-          if (obj.metadata.resourceVersion > maxRv) maxRv = obj.metadata.resourceVersion;
-        }
-        if (!page.more || page.kvs.length === 0) break;
-        const after = `${page.kvs[page.kvs.length - 1]!.key}\u0000`;
-        page = await opts.client.range(after, { rangeEnd: prefixEnd(objPrefix), limit: 2000, revision: pinned });
-      }
+      const byKey = new Map<string, string>();
+      for (const kv of await rangeAll(opts.client, objPrefix, pinned, first)) byKey.set(kv.key, kv.value.toString('utf8'));
       const meta = await opts.client.range(`${prefix}meta/revision`, { revision: pinned });
-      const metaRev = Number(meta.kvs[0]?.value.toString('utf8') ?? '0');
+      let metaRev = Number(meta.kvs[0]?.value.toString('utf8') ?? '0');
+      const commit = (await opts.client.range(`${prefix}meta/commit`, { revision: pinned })).kvs[0]?.value.toString('utf8');
+      const staged = await rangeAll(opts.client, stagePrefix, pinned);
+      const redo: { stageKey: string; op: QueuedOp }[] = [];
+      const orphans: string[] = [];
+      for (const kv of staged) {
+        const op = decodeStaged(kv.value.toString('utf8'));
+        if (commit !== undefined && kv.key.startsWith(`${stagePrefix}${commit}/`) && op !== undefined) redo.push({ stageKey: kv.key, op });
+        else orphans.push(kv.key);
+      }
+      // The committed large transaction, as it will be once completed: its writes win.
+      for (const { op } of redo) {
+        if (op.key === `${prefix}meta/revision` && op.value !== undefined) metaRev = Number(op.value);
+        else if (op.key.startsWith(objPrefix)) {
+          if (op.value === undefined) byKey.delete(op.key);
+          else byKey.set(op.key, op.value);
+        }
+      }
+      const objects: AnyObject[] = [];
+      let maxRv = 0;
+      for (const [key, json] of byKey) {
+        const obj = parseStored(key, json, objPrefix);
+        objects.push(obj);
+        if (obj.metadata.resourceVersion > maxRv) maxRv = obj.metadata.resourceVersion;
+      }
       // Names sorted per kind, so a Deployment's replicas arrive together and share structure.
       objects.sort((a, b) => (a.kind === b.kind ? (a.metadata.name < b.metadata.name ? -1 : 1) : a.kind < b.kind ? -1 : 1));
-      return new EtcdStore(opts, { objects, revision: Math.max(Number.isFinite(metaRev) ? metaRev : 0, maxRv) });
+      const store = new EtcdStore(opts, { objects, revision: Math.max(Number.isFinite(metaRev) ? metaRev : 0, maxRv) });
+      if (commit !== undefined || orphans.length > 0) await store.finishStaged(commit, redo, orphans);
+      return store;
     } catch (err) {
       if (OrchardError.is(err) && err.message.startsWith('stored ')) throw err;
+      if (OrchardError.is(err) && err.code === 'ERR_NOT_LEADER') throw err;
       throw new OrchardError('ERR_STORE', `cannot open the etcd store: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
+  }
+
+  /** At open: completes a committed large transaction in etcd (fenced), drops uncommitted staging. */
+  private async finishStaged(commit: string | undefined, redo: { stageKey: string; op: QueuedOp }[], orphans: string[]): Promise<void> {
+    await this.applyStaged(redo);
+    if (commit !== undefined) await this.send([{ delete: { key: `${this.prefix}meta/commit` } }]);
+    const max = this.opts.maxOpsPerTxn ?? 120;
+    for (let i = 0; i < orphans.length; i += max) await this.send(orphans.slice(i, i + max).map((key) => ({ delete: { key } })));
+  }
+
+  /** One fenced etcd transaction (with `meta/epoch` when an epoch is set); a refusal fences the store and throws. */
+  private async send(ops: TxnOp[]): Promise<void> {
+    const compare = this.opts.fence ? [this.opts.fence()] : [];
+    const stamp: TxnOp[] = this.opts.epoch !== undefined ? [{ put: { key: `${this.prefix}meta/epoch`, value: String(this.opts.epoch) } }] : [];
+    const r = await this.client.txn(compare, [...ops, ...stamp]);
+    if (!r.succeeded) {
+      const err = new OrchardError('ERR_NOT_LEADER', 'this hub lost leadership: etcd refused its write (fenced); it stops writing');
+      this.fence(err);
+      throw err;
+    }
+  }
+
+  /** Step 3 of a large transaction: staged writes applied to their keys, each chunk removing its staging keys. */
+  private async applyStaged(redo: { stageKey: string; op: QueuedOp }[]): Promise<void> {
+    const maxOps = Math.max(1, Math.floor(this.opsPerTxn() / 2));
+    const maxBytes = this.opts.maxBytesPerTxn ?? 1_048_576;
+    for (let i = 0; i < redo.length;) {
+      const ops: TxnOp[] = [];
+      let bytes = 0;
+      while (i < redo.length) {
+        const { stageKey, op } = redo[i]!;
+        const sz = opBytes(op) + Buffer.byteLength(stageKey);
+        if (ops.length > 0 && (ops.length / 2 >= maxOps || bytes + sz > maxBytes)) break;
+        ops.push(op.value === undefined ? { delete: { key: op.key } } : { put: { key: op.key, value: op.value } }, { delete: { key: stageKey } });
+        bytes += sz;
+        i++;
+      }
+      await this.send(ops);
+    }
+  }
+
+  /**
+   * Sends one store transaction too large for one etcd transaction, atomically (class comment):
+   * stage, commit, apply, clear. Idempotent: after an error it is sent again from the start.
+   */
+  private async sendLarge(entry: { ops: QueuedOp[]; seq: number }): Promise<void> {
+    // The last write of each key, in the order of last writes (as merging does).
+    const last = new Map<string, QueuedOp>();
+    for (const o of entry.ops) {
+      last.delete(o.key);
+      last.set(o.key, o);
+    }
+    const id = `${this.stageId}-${entry.seq}`;
+    const redo = [...last.values()].map((op, n) => ({ stageKey: `${this.prefix}staging/${id}/${String(n).padStart(7, '0')}`, op }));
+    const maxOps = this.opsPerTxn();
+    const maxBytes = this.opts.maxBytesPerTxn ?? 1_048_576;
+    for (let i = 0; i < redo.length;) {
+      const ops: TxnOp[] = [];
+      let bytes = 0;
+      while (i < redo.length) {
+        const { stageKey, op } = redo[i]!;
+        const value = encodeStaged(op);
+        const sz = Buffer.byteLength(stageKey) + Buffer.byteLength(value);
+        if (ops.length > 0 && (ops.length >= maxOps || bytes + sz > maxBytes)) break;
+        ops.push({ put: { key: stageKey, value } });
+        bytes += sz;
+        i++;
+      }
+      await this.send(ops);
+    }
+    await this.send([{ put: { key: `${this.prefix}meta/commit`, value: id } }]);
+    this.splitCommitted++;
+    await this.applyStaged(redo);
+    await this.send([{ delete: { key: `${this.prefix}meta/commit` } }]);
+  }
+
+  /** Ops one etcd transaction may carry besides the `meta/epoch` stamp. */
+  private opsPerTxn(): number {
+    return Math.max(1, (this.opts.maxOpsPerTxn ?? 120) - (this.opts.epoch !== undefined ? 1 : 0));
   }
 
   /** Resolves when every write committed before this call is in etcd; rejects once fenced or closed. */
@@ -234,21 +368,24 @@ export class EtcdStore extends BaseStore {
   private async flushLoop(): Promise<void> {
     try {
       while (this.queue.length > 0 && !this.fenced) {
-        const { ops, seq, batches } = this.nextChunk();
-        const compare = this.opts.fence ? [this.opts.fence()] : [];
-        const txnOps: TxnOp[] = ops.map((o) => (o.value === undefined ? { delete: { key: o.key } } : { put: { key: o.key, value: o.value } }));
-        const r = await this.client.txn(compare, txnOps);
-        if (!r.succeeded) {
-          this.fence(new OrchardError('ERR_NOT_LEADER', 'this hub lost leadership: etcd refused its write (fenced); it stops writing'));
-          return;
+        const chunk = this.nextChunk();
+        if (chunk === 'large') {
+          const entry = this.queue[0]!;
+          await this.sendLarge(entry);
+          this.queue.shift();
+          this.backoffMs = 0;
+          this.confirm(entry.seq);
+          continue;
         }
-        this.consume(batches, ops.length);
+        const { ops, seq, batches } = chunk;
+        await this.send(ops.map((o) => (o.value === undefined ? { delete: { key: o.key } } : { put: { key: o.key, value: o.value } })));
+        this.queue.splice(0, batches);
         this.backoffMs = 0;
         if (seq !== undefined) this.confirm(seq);
       }
     } catch (err) {
       if (OrchardError.is(err) && err.code === 'ERR_NOT_LEADER') {
-        // fence() threw: not leader any more.
+        // Refused by etcd, or fence() threw: not leader any more.
         this.fence(err);
         return;
       }
@@ -266,11 +403,11 @@ export class EtcdStore extends BaseStore {
 
   /**
    * The next etcd transaction: whole queued store transactions merged while they fit (a key
-   * written twice keeps its last value), or the first part of one too large to fit alone.
-   * `seq` is set when the chunk ends a queued entry (everything up to it is then durable).
+   * written twice keeps its last value), or 'large' when the first one alone does not fit (sent
+   * through staging). `seq` is the last store transaction the chunk completes.
    */
-  private nextChunk(): { ops: QueuedOp[]; seq: number | undefined; batches: number } {
-    const maxOps = this.opts.maxOpsPerTxn ?? 120;
+  private nextChunk(): { ops: QueuedOp[]; seq: number | undefined; batches: number } | 'large' {
+    const maxOps = this.opsPerTxn();
     const maxBytes = this.opts.maxBytesPerTxn ?? 1_048_576;
     const merged = new Map<string, QueuedOp>();
     let bytes = 0;
@@ -282,18 +419,9 @@ export class EtcdStore extends BaseStore {
       for (const k of keys) if (!merged.has(k)) newKeys++;
       const bBytes = b.ops.reduce((n, o) => n + opBytes(o), 0);
       if (batches > 0 && (merged.size + newKeys > maxOps || bytes + bBytes > maxBytes)) break;
-      if (batches === 0 && (keys.size > maxOps || bBytes > maxBytes)) {
-        // One store transaction larger than etcd takes at once: send its first part.
-        const part: QueuedOp[] = [];
-        let partBytes = 0;
-        for (const o of b.ops) {
-          const sz = opBytes(o);
-          if (part.length > 0 && (part.length >= maxOps || partBytes + sz > maxBytes)) break;
-          part.push(o);
-          partBytes += sz;
-        }
-        return { ops: part, seq: part.length === b.ops.length ? b.seq : undefined, batches: 0 };
-      }
+      // One store transaction larger than etcd takes at once (a single op always fits: persistPut
+      // refuses a larger object).
+      if (batches === 0 && keys.size > 1 && (keys.size > maxOps || bBytes > maxBytes)) return 'large';
       for (const o of b.ops) {
         merged.delete(o.key); // keep the order of last writes
         merged.set(o.key, o);
@@ -303,17 +431,6 @@ export class EtcdStore extends BaseStore {
       seq = b.seq;
     }
     return { ops: [...merged.values()], seq, batches };
-  }
-
-  /** Drops what was sent: `batches` whole store transactions, or `partOps` ops of the first one. */
-  private consume(batches: number, partOps: number): void {
-    if (batches > 0) {
-      this.queue.splice(0, batches);
-      return;
-    }
-    const first = this.queue[0]!;
-    first.ops.splice(0, partOps);
-    if (first.ops.length === 0) this.queue.shift();
   }
 
   private confirm(seq: number): void {
@@ -329,6 +446,18 @@ export class EtcdStore extends BaseStore {
     for (const w of this.waiters) w.reject(err);
     this.waiters = [];
     this.opts.onFenced?.(err);
+  }
+}
+
+/** Every key under `prefix` at `revision`, page by page (`first` = the first page when already read). */
+async function rangeAll(client: EtcdClient, prefix: string, revision: number, first?: RangeResult): Promise<KeyValue[]> {
+  const out: KeyValue[] = [];
+  let page = first ?? (await client.range(prefix, { prefix: true, limit: 2000, revision }));
+  for (;;) {
+    out.push(...page.kvs);
+    if (!page.more || page.kvs.length === 0) return out;
+    const after = `${page.kvs[page.kvs.length - 1]!.key}\u0000`;
+    page = await client.range(after, { rangeEnd: prefixEnd(prefix), limit: 2000, revision });
   }
 }
 
