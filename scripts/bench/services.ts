@@ -485,8 +485,12 @@ async function swarmSetup(label: string, runId: string): Promise<SwarmSetup> {
   undo.push({
     what: 'docker swarm leave --force',
     fn: () => {
-      sh('docker', ['swarm', 'leave', '--force']);
-      if (!gwbridgeBefore && gwbridge()) sh('docker', ['network', 'rm', 'docker_gwbridge']);
+      try {
+        // Slow on a loaded engine (over 60 s at load 23): it finished after the first timeout once, leaving docker_gwbridge behind.
+        sh('docker', ['swarm', 'leave', '--force'], 240_000);
+      } finally {
+        if (!gwbridgeBefore && gwbridge()) sh('docker', ['network', 'rm', 'docker_gwbridge']);
+      }
     },
   });
   try {
