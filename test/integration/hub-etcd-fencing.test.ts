@@ -348,6 +348,52 @@ describe('hub group on etcd: fencing and failover with agents', () => {
     expect((await g.client.range('/orchard/agent-versions/', { prefix: true, keysOnly: true })).count).toBe(0);
   }, 120_000);
 
+  it("quorum: one of three etcd members killed changes nothing; two killed, writes answer ERR_TIMEOUT naming the quorum while reads and the agent's workloads go on; members back, writes resume on the same hub process", async () => {
+    ensureBuilt();
+    const g = (group = new Group(await EtcdCluster.start(3)));
+    // A lease longer than the outage: the hub keeps leading through it (a longer outage ends it: exit 75).
+    const a = await g.startHub('a', ['--leader-ttl', '40s']);
+    await g.waitServing(a);
+    g.proxy = await FailoverProxy.start([a.mqtt]);
+    await g.addAgent(a, 'quorum-n1');
+    expect((await g.api(a, 'POST', '/api/v1/apply', deployment(2, 1))).status).toBe(200);
+    await waitFor('2 pods running', async () => (await g.pods(a)).filter((p) => p.status.phase === 'Running').length === 2, 60_000);
+    const containersBefore = await g.containers();
+    const replicas = async (): Promise<number> => {
+      const kv = await g.client.get('/orchard/objects/Deployment/web');
+      return (JSON.parse(kv!.value.toString()) as { spec: { replicas: number } }).spec.replicas;
+    };
+
+    g.etcd.kill(2);
+    const one = await g.api(a, 'POST', '/api/v1/deployments/web/scale', { replicas: 3 });
+    expect(one.status, JSON.stringify(one.body)).toBe(200);
+    expect(await replicas()).toBe(3);
+
+    g.etcd.kill(1);
+    const t0 = Date.now();
+    const refused = await g.api(a, 'POST', '/api/v1/deployments/web/scale', { replicas: 4 }, 60_000);
+    const refusedMs = Date.now() - t0;
+    expect(refused.status, JSON.stringify(refused.body)).toBe(504);
+    expect(refused.body).toMatchObject({ code: 'ERR_TIMEOUT', message: expect.stringMatching(/quorum/) });
+    // Reads are served from the hub's memory; the agent's workloads run on.
+    const read = await g.api(a, 'GET', '/api/v1/deployments/web');
+    expect(read.status).toBe(200);
+    expect(await g.containers()).toEqual(expect.arrayContaining(containersBefore));
+    expect(a.proc.child.exitCode).toBeNull();
+
+    g.etcd.restart(1);
+    g.etcd.restart(2);
+    await g.etcd.waitHealthy(1, 30_000);
+    // The refused scale was applied on the hub and queued: it reaches etcd now, and new writes work.
+    await waitFor('queued write flushed', async () => (await replicas().catch(() => 0)) === 4, 30_000);
+    const again = await g.api(a, 'POST', '/api/v1/deployments/web/scale', { replicas: 2 });
+    expect(again.status, JSON.stringify(again.body)).toBe(200);
+    expect(await replicas()).toBe(2);
+    expect(a.proc.child.exitCode).toBeNull(); // the same process throughout
+    expect(await g.containers()).toEqual(expect.arrayContaining(containersBefore));
+    console.log(`quorum test: a write without quorum answered ERR_TIMEOUT after ${refusedMs} ms`);
+  }, 180_000);
+
   it('a leader SIGSTOPped 15 s writes nothing after its lease expired (etcd history and the agent epoch prove it), and exits 75 when continued', async () => {
     ensureBuilt();
     const g = (group = new Group(await EtcdCluster.start(3)));
