@@ -41,7 +41,7 @@ import { UsageStore } from './metrics/usage-store.js';
 import { StreamHub, type StreamLimits } from './streams/stream-hub.js';
 import { readLogs } from './streams/stream-target.js';
 import type { LogsArgs } from '../protocol/api.js';
-import { AgentVersions } from './agent-upgrade/agent-versions.js';
+import { AgentVersions, type AgentVersionsOptions } from './agent-upgrade/agent-versions.js';
 import { AgentUpgradeController } from './agent-upgrade/upgrade-controller.js';
 
 export interface HubOptions {
@@ -79,6 +79,8 @@ export interface HubOptions {
    * Absent on a single hub.
    */
   epoch?: number;
+  /** Told of every agent version pushed or deleted: a hub group on etcd keeps them there for the next leader. */
+  agentVersionsMirror?: AgentVersionsOptions['mirror'];
   /** Gets every new content of the hub's identity files (auth.json, secrets.key): etcd-backed hubs keep a copy for standbys. */
   identityMirror?: (file: string, content: string) => void;
   /** Slow-client limits; defaults in hub/security/limits.ts (tests shrink them). */
@@ -278,7 +280,12 @@ export class Hub {
       ...(store.sync ? { sync: store.sync.bind(store) } : {}),
     });
     // Agent files signed with the CA key, and the fleet upgrade controller (docs/agent.md "Upgrades").
-    const agentVersions = new AgentVersions({ dataDir: opts.dataDir, caKeyPem: pki?.caKeyPem, now });
+    const agentVersions = new AgentVersions({
+      dataDir: opts.dataDir,
+      caKeyPem: pki?.caKeyPem,
+      now,
+      ...(opts.agentVersionsMirror ? { mirror: opts.agentVersionsMirror } : {}),
+    });
     const agentUpgrade = new AgentUpgradeController({ store, versions: agentVersions, publisher: broker, log: log.child('agent-upgrade'), clock, ...epoch });
 
     const prometheus = new HubMetrics({

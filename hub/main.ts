@@ -14,6 +14,8 @@ import { EtcdClient } from './store/etcd/etcd-client.js';
 import { Election } from './store/etcd/election.js';
 import { EtcdStore } from './store/etcd/etcd-store.js';
 import { bootstrapKey, downloadIdentity, identityMirror, uploadMissingIdentity } from './store/etcd/bootstrap.js';
+import { agentVersionMirror, downloadAgentVersions, uploadMissingAgentVersions } from './store/etcd/agent-version-store.js';
+import { AgentVersions } from './agent-upgrade/agent-versions.js';
 import { systemClock } from '../protocol/clock.js';
 
 const USAGE = `usage: orchard hub backup|restore …   (orchard hub backup --help)
@@ -257,7 +259,7 @@ export async function runHub(argv: string[]): Promise<void> {
     mqttPort: flags['mqtt-port'] ?? (flags.insecure ? 1883 : 8883),
     httpPort,
     insecure: flags.insecure,
-    ...(ha ? { store: ha.store, identityMirror: ha.identityMirror, epoch: ha.epoch } : {}),
+    ...(ha ? { store: ha.store, identityMirror: ha.identityMirror, epoch: ha.epoch, agentVersionsMirror: ha.agentVersionsMirror } : {}),
     log,
     hostnames: sans.filter((s) => !/^[\d.:]+$/.test(s)),
     ips: sans.filter((s) => /^[\d.:]+$/.test(s)),
@@ -273,6 +275,8 @@ export async function runHub(argv: string[]): Promise<void> {
   if (ha) {
     const uploaded = await ha.uploadMissingIdentity();
     if (uploaded.length > 0) log.info('hub identity stored in etcd for standbys', { files: uploaded });
+    const versions = await ha.uploadMissingAgentVersions();
+    if (versions.length > 0) log.info('agent versions stored in etcd for standbys', { versions });
   }
   if (hub.newAdminToken) process.stdout.write(adminTokenNotice(hub.newAdminToken, join(dataDir, 'admin.token'), process.stdout.isTTY === true));
   if (!flags['no-cli-config']) writeCliConfig(hub, dataDir, log);
@@ -432,6 +436,8 @@ async function leadOnEtcd(
   epoch: number;
   identityMirror: (file: string, content: string) => void;
   uploadMissingIdentity: () => Promise<string[]>;
+  agentVersionsMirror: ReturnType<typeof agentVersionMirror>;
+  uploadMissingAgentVersions: () => Promise<string[]>;
 }> {
   const prefix = flags['etcd-prefix'];
   const secret = flags['ha-secret-file'] ? readFileSync(flags['ha-secret-file'], 'utf8').trim() : process.env['ORCHARD_HA_SECRET'];
@@ -469,6 +475,12 @@ async function leadOnEtcd(
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const downloaded = await downloadIdentity(client, prefix, dataDir, key);
   if (downloaded.length > 0) log.info("took the group's identity from etcd", { files: downloaded });
+  // Agent versions for `orchard node upgrade` (review finding 3): a rollout goes on under a new leader.
+  const localVersions = new AgentVersions({ dataDir, caKeyPem: undefined, now: () => new Date() });
+  const fetched = await downloadAgentVersions(client, prefix, localVersions, (version, err) =>
+    log.warn('agent version in etcd does not match its size and SHA-256; not served', { version, err: OrchardError.from(err) }),
+  );
+  if (fetched.length > 0) log.info('took agent versions from etcd', { versions: fetched });
   let flushWarned = 0;
   const store = await EtcdStore.open({
     client,
@@ -484,11 +496,14 @@ async function leadOnEtcd(
     },
   });
   log.info('leading the hub group', { epoch, objects: store.revision() });
+  const versionsMirror = agentVersionMirror(store, prefix);
   return {
     store,
     election,
     epoch,
     identityMirror: identityMirror((k, v) => store.putRaw(k, v), prefix, key),
     uploadMissingIdentity: () => uploadMissingIdentity(client, prefix, dataDir, key, () => election.fence()),
+    agentVersionsMirror: versionsMirror,
+    uploadMissingAgentVersions: () => uploadMissingAgentVersions(client, prefix, localVersions, versionsMirror),
   };
 }

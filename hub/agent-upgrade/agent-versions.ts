@@ -18,6 +18,11 @@ export interface AgentVersionsOptions {
   /** The hub CA's private key (PEM); absent on an --insecure hub, which cannot sign files. */
   caKeyPem: string | undefined;
   now: () => Date;
+  /**
+   * Told of every version pushed (after it is on disk) and deleted: a hub group on etcd keeps a copy
+   * there, so a new leader serves the versions a rollout needs (hub/store/etcd/agent-version-store.ts).
+   */
+  mirror?: { pushed(meta: AgentVersion, bytes: Uint8Array): void; deleted(version: string): void };
 }
 
 export class AgentVersions {
@@ -42,7 +47,22 @@ export class AgentVersions {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     writeFileAtomicSync(this.filePath(v), bytes);
     writeFileAtomicSync(this.metaPath(v), `${JSON.stringify(meta)}\n`);
+    this.opts.mirror?.pushed(meta, bytes);
     return meta;
+  }
+
+  /**
+   * Stores a version another hub of the group pushed and signed (same CA), as fetched from etcd:
+   * checked against its metadata's size and SHA-256 first; the file is written before the metadata.
+   */
+  adopt(meta: AgentVersion, bytes: Uint8Array): void {
+    const m = parseOrThrow(AgentVersionSchema, meta, 'agent version metadata');
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    if (bytes.byteLength !== m.size || sha256 !== m.sha256)
+      throw new OrchardError('ERR_VALIDATION', `agent version ${m.version}: the file does not match its size and SHA-256`);
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    writeFileAtomicSync(this.filePath(m.version), bytes);
+    writeFileAtomicSync(this.metaPath(m.version), `${JSON.stringify(m)}\n`);
   }
 
   get(version: string): AgentVersion | undefined {
@@ -87,6 +107,7 @@ export class AgentVersions {
     if (this.get(version) === undefined) return false;
     rmSync(this.metaPath(version), { force: true });
     rmSync(this.filePath(version), { force: true });
+    this.opts.mirror?.deleted(version);
     return true;
   }
 

@@ -15,7 +15,10 @@ import { ensureBuilt, freePort, orchard, readToken, type Proc } from '../helpers
  * secret, so a token made on the old leader works on the new one.
  */
 
-const TTL_S = 2;
+// 10 s (the default), not 2: at load 16-25 on 2 cores a hub's start blocked its event loop 3-8 s
+// (a new group's CA and keys, identity, store load), its keep-alives with it, and a 2 s lease
+// expired under it (docs/design/ha.md "Known limits").
+const TTL_S = 10;
 const DEPLOYMENT = `apiVersion: orchard/v1
 kind: Deployment
 metadata: { name: web }
@@ -96,9 +99,9 @@ describe('hub processes on etcd: leader, standby, failover', () => {
     expect(caKey).not.toMatch(/PRIVATE KEY/);
 
     const b = await startHub('b');
-    await new Promise((r) => setTimeout(r, 1_500));
+    // A fixed 1.5 s was too short for a node process to log anything at load ≈ 15.
+    await waitFor('b is a standby', () => /standby: another hub leads/.test(b.proc.output()), 20_000, 100);
     expect(await healthy({ server: b.server, dir: a.dir })).toBe(false); // standby: nothing listening
-    expect(b.proc.output()).toMatch(/standby: another hub leads/);
     // A token made on the leader while b waits: b must accept it after the failover.
     const made = await request(a.server, 'POST', '/api/v1/tokens', { token, ca: caOf(a.dir), body: { type: 'api', role: 'viewer' } });
     expect(made.status).toBe(200);
@@ -124,7 +127,8 @@ describe('hub processes on etcd: leader, standby, failover', () => {
     const stoppedAt = Date.now();
     await b.proc.stop();
     await waitFor('hub c serving', () => healthy(c), 20_000, 100);
-    expect(Date.now() - stoppedAt).toBeLessThan(TTL_S * 1000 + 6_000);
+    // Well under the lease: the revoked lease, not its expiry, handed over.
+    expect(Date.now() - stoppedAt).toBeLessThan(8_000);
     const scaled = await request(c.server, 'POST', '/api/v1/deployments/web/scale', { token, ca: caOf(c.dir), body: { replicas: 3 } });
     expect(scaled.status).toBe(200);
     const after = JSON.parse((await client.get('/orchard/objects/Deployment/web'))!.value.toString()) as { spec: { replicas: number } };

@@ -288,6 +288,16 @@ export class EtcdStore extends BaseStore {
     this.kick();
   }
 
+  /** Queues a delete of a key outside the object space (see putRaw), fenced and ordered like every write. */
+  deleteRaw(key: string): void {
+    if (this.fenced) throw this.fenced;
+    if (!key.startsWith(this.prefix) || key.startsWith(`${this.prefix}objects/`)) {
+      throw new OrchardError('ERR_INTERNAL', `deleteRaw: ${key} is not a key of this hub group outside its objects`);
+    }
+    this.queue.push({ ops: [{ key, value: undefined }], seq: ++this.queuedSeq });
+    this.kick();
+  }
+
   /** Writes committed to the cache but not yet confirmed by etcd. */
   get unflushed(): number {
     return this.queue.reduce((n, b) => n + b.ops.length, 0);
