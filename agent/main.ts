@@ -545,11 +545,16 @@ export async function runAgent(argv: string[], deps: AgentServiceDeps = { checkC
   };
   process.once('SIGINT', handler);
   process.once('SIGTERM', handler);
+  // The agent's own timers are unref'd (protocol/clock.ts): while the link is down between two
+  // tries, nothing else may hold the event loop (the engine's event stream can be down too, and an
+  // in-memory engine has none), and node would end the process (exit 13) instead of reconnecting.
+  const hold = setInterval(() => undefined, 1 << 30);
   try {
     await agent.start();
     logger.info('agent started', { hub: args.hub, dataDir: args.dataDir });
     await stopped;
   } finally {
+    clearInterval(hold);
     process.off('SIGINT', handler);
     process.off('SIGTERM', handler);
     await agent.stop();
