@@ -20,6 +20,7 @@ import {
 } from '../protocol/messages.js';
 import { parseTopic, topics } from '../protocol/topics.js';
 import { AgentUpgradeMessageSchema, type AgentUpgradeMessage } from '../protocol/agent-upgrade.js';
+import { HubListMessageSchema, type HubListMessage } from '../protocol/hubs.js';
 import type { Clock, Logger, TimerHandle } from './clock.js';
 import { silentLogger, systemClock } from './clock.js';
 
@@ -35,6 +36,11 @@ import { silentLogger, systemClock } from './clock.js';
  * - Reconnects are ours, not mqtt.js's: exponential back-off with full jitter (base 1 s,
  *   cap 30 s) so a thousand devices returning at once do not stampede the hub, plus a
  *   watchdog that rebuilds a client with no successful connect or packet for 3 × keepalive.
+ * - Several hubs (issue 19, an etcd group): `hubs` gives every address to try. Each failed or
+ *   lost connection moves on to the address after the one just dialled (a standby's MQTT port
+ *   is closed, a dead hub refuses or times out); the back-off exponent grows once per round
+ *   through the list, so trying the others costs no extra wait but a fleet still spreads out.
+ *   The link reads the retained `orchard/v1/hubs` list and hands it to `hubs.update`.
  */
 
 export interface LinkOptions {
@@ -51,6 +57,12 @@ export interface LinkOptions {
   connectTimeoutMs?: number;
   /** Injected for tests (full jitter uses it). */
   random?: () => number;
+  /** Every hub address to dial (an etcd group), read at each dial; `url` alone when absent or empty. */
+  hubs?: {
+    mqttUrls(): readonly string[];
+    /** A hub list from `orchard/v1/hubs` (validated). */
+    update(msg: HubListMessage): void;
+  };
 }
 
 export interface LinkHandlers {
@@ -86,6 +98,10 @@ export class Link {
   private hubDeflates = false;
   /** Clients built so far (tests, metrics). */
   connects = 0;
+  /** The address the current client dials (or dialled last). */
+  dialing = '';
+  /** The hub list payload last handed on: a reconnect redelivers the same retained bytes. */
+  private hubsPayload: Buffer | undefined;
   /**
    * The last payload handed on per service topic, and the index's. Every (re)subscribe redelivers
    * each retained service message, byte for byte what this agent already has: ≈ 100 messages per
@@ -213,13 +229,20 @@ export class Link {
       options.ca = this.opts.ca;
       options.rejectUnauthorized = true;
     }
-    const c = connect(this.opts.url, options);
+    const url = this.dialing === '' ? (this.addresses()[0] ?? this.opts.url) : this.dialing;
+    this.dialing = url;
+    const c = connect(url, options);
     this.client = c;
     c.on('connect', () => {
       if (this.client !== c) return;
       this.attempt = 0;
       this.lastActivity = this.clock.now();
-      this.log.info('link connected', { url: this.opts.url });
+      this.log.info('link connected', { url });
+      if (this.opts.hubs !== undefined) {
+        c.subscribe(topics.hubs(), { qos: 1 }, (err) => {
+          if (err !== null && err !== undefined) this.log.warn('subscribe failed', { error: err.message });
+        });
+      }
       c.subscribe(topics.nodeDesired(this.node), { qos: 1 }, (err) => {
         if (err !== null && err !== undefined) this.log.warn('subscribe failed', { error: err.message });
       });
@@ -266,6 +289,7 @@ export class Link {
   }
 
   private onMessage(topic: string, payload: Buffer): void {
+    if (topic === topics.hubs() && this.opts.hubs !== undefined) return this.onHubsMessage(payload);
     if (topic === topics.nodeStreamDown(this.node) && this.handlers.onStreamFrame !== undefined) {
       const onFrame = this.handlers.onStreamFrame;
       this.safe(() => onFrame(payload));
@@ -317,6 +341,31 @@ export class Link {
     this.safe(() => this.handlers.onService?.(name, r.value));
   }
 
+  private onHubsMessage(payload: Buffer): void {
+    if (payload.length === 0 || this.hubsPayload?.equals(payload) === true) return;
+    const r = decodeMessage(HubListMessageSchema, payload);
+    if (!r.ok) {
+      this.log.warn('ignoring invalid hub list', { error: r.error.slice(0, 500) });
+      return;
+    }
+    this.hubsPayload = Buffer.from(payload);
+    const hubs = this.opts.hubs;
+    this.safe(() => hubs?.update(r.value));
+  }
+
+  /** The addresses to rotate through (never empty). */
+  addresses(): readonly string[] {
+    const list = this.opts.hubs?.mqttUrls() ?? [];
+    return list.length > 0 ? list : [this.opts.url];
+  }
+
+  /** Moves on to the address after the one just dialled (the list may have changed since). */
+  private advance(): void {
+    const list = this.addresses();
+    const i = list.indexOf(this.dialing);
+    this.dialing = list[(i + 1) % list.length] ?? this.opts.url;
+  }
+
   private onUpgradeMessage(payload: Buffer): void {
     // Empty: the hub cleared the command (rollout finished or halted).
     if (payload.length === 0) return;
@@ -345,18 +394,20 @@ export class Link {
     this.safe(() => this.handlers.onServiceIndex?.(r.value));
   }
 
-  /** Full jitter: uniform in [0, min(cap, base × 2^attempt)). */
+  /** Full jitter: uniform in [0, min(cap, base × 2^round)), one round = one try of every address. */
   nextDelayMs(): number {
     const base = this.opts.backoffBaseMs ?? 1000;
     const cap = this.opts.backoffCapMs ?? 30_000;
-    return Math.floor(this.random() * Math.min(cap, base * 2 ** Math.min(this.attempt, 20)));
+    const round = Math.floor(this.attempt / this.addresses().length);
+    return Math.floor(this.random() * Math.min(cap, base * 2 ** Math.min(round, 20)));
   }
 
   private scheduleReconnect(): void {
     if (this.stopped || this.reconnectTimer !== undefined) return;
     const delay = this.nextDelayMs();
     this.attempt++;
-    this.log.info('link down; reconnecting', { inMs: delay, attempt: this.attempt });
+    this.advance();
+    this.log.info('link down; reconnecting', { inMs: delay, attempt: this.attempt, to: this.dialing });
     this.reconnectTimer = this.clock.setTimeout(() => {
       this.reconnectTimer = undefined;
       this.rebuild();
@@ -378,6 +429,7 @@ export class Link {
       if (this.reconnectTimer === undefined && silentFor >= 3 * this.keepaliveMs) {
         this.log.warn('link stalled; rebuilding the client', { silentForMs: silentFor });
         this.attempt++;
+        this.advance();
         this.rebuild();
       }
       this.armWatchdog();

@@ -8,7 +8,9 @@ import { parseBytes } from '../protocol/quantity.js';
 import { Agent } from './agent.js';
 import { consoleLogger, systemClock } from './clock.js';
 import { DockerRuntime } from './runtime/docker-runtime.js';
-import { IDENTITY_FILE, loadOrJoinPatiently, parseHubAddress } from './security/join.js';
+import { IDENTITY_FILE, loadOrJoinPatiently, parseHubAddress, splitHubs } from './security/join.js';
+import { HubList } from './hub-list.js';
+import type { ContainerRuntime } from './runtime/runtime.js';
 import { Upgrader } from './upgrade/upgrader.js';
 import { EXIT_RESTART_FOR_UPGRADE, LAUNCHER_ENV, type ReportedInMessage } from './upgrade/launcher-state.js';
 import { parseAllowList } from './storage/host-path.js';
@@ -76,7 +78,10 @@ export interface AgentServiceArgs {
 /** `orchard agent --default-memory-limit` when not given. */
 export const DEFAULT_MEMORY_LIMIT_PERCENT = 75;
 
-export const AGENT_USAGE = `usage: orchard agent --hub HOST[:PORT]|https://HOST:PORT|http://HOST:PORT [options]
+export const AGENT_USAGE = `usage: orchard agent --hub HOST[:PORT]|https://HOST:PORT|http://HOST:PORT[,…] [options]
+  --hub A[,B…]          the hub's API address; several hubs of an etcd group comma-separated (the
+                        join tries each; the agent then learns every hub from the leader, keeps
+                        the list in DATA-DIR/hubs.json and moves to the next hub when one goes)
   --name NAME           node name (default: this host's name)
   --labels k=v,k=v      labels this device reports about itself; the hub files them as
                         node.orchard.dev/k=v (placement labels a node cannot change come from
@@ -200,8 +205,12 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
   }
   const hub = values.get('--hub');
   if (hub === undefined) throw new OrchardError('ERR_VALIDATION', `--hub is required\n${AGENT_USAGE}`);
-  if (!/^(https?:\/\/)?[A-Za-z0-9.\-[\]:]+(:\d{1,5})?\/?$/.test(hub)) {
-    throw new OrchardError('ERR_VALIDATION', `--hub: "${hub}" must be HOST[:PORT], https://HOST:PORT or http://HOST:PORT`);
+  const hubs = splitHubs(hub);
+  if (hubs.length === 0 || hubs.length > 16) throw new OrchardError('ERR_VALIDATION', `--hub: "${hub}" must name 1 to 16 hubs, comma-separated`);
+  for (const h of hubs) {
+    if (!/^(https?:\/\/)?[A-Za-z0-9.\-[\]:]+(:\d{1,5})?\/?$/.test(h)) {
+      throw new OrchardError('ERR_VALIDATION', `--hub: "${h}" must be HOST[:PORT], https://HOST:PORT or http://HOST:PORT`);
+    }
   }
   const name = parseOrThrow(NameSchema, values.get('--name') ?? defaultNodeName(), 'node name', '--name');
   const args: AgentArgs = {
@@ -404,6 +413,8 @@ export function parseDefaultMemory(raw: string | undefined): DefaultMemory {
 export interface AgentServiceDeps {
   checkCidrFree: (cidr: string) => void | Promise<void>;
   createDataPlane: typeof createDataPlane;
+  /** Replaces the Docker runtime (integration tests run the real agent process on an in-memory engine). */
+  runtime?: ContainerRuntime;
 }
 
 export async function runAgent(argv: string[], deps: AgentServiceDeps = { checkCidrFree, createDataPlane }): Promise<void> {
@@ -435,15 +446,27 @@ export async function runAgent(argv: string[], deps: AgentServiceDeps = { checkC
   }
   if (joined === undefined) return;
   const identity = joined;
-  const runtime = new DockerRuntime({
-    ...(args.dockerSocket === undefined ? {} : { socketPath: args.dockerSocket }),
-    ...(args.logRotation === undefined ? {} : { logRotation: args.logRotation }),
-    log: (m) => logger.warn(m),
+  const runtime =
+    deps.runtime ??
+    new DockerRuntime({
+      ...(args.dockerSocket === undefined ? {} : { socketPath: args.dockerSocket }),
+      ...(args.logRotation === undefined ? {} : { logRotation: args.logRotation }),
+      log: (m) => logger.warn(m),
+    });
+  // Every hub of an etcd group (issue 19): from the join answer, then the leader's retained list.
+  const hubs = new HubList({
+    dataDir: args.dataDir,
+    joinedMqttUrl: identity.mqttUrl,
+    hubArgs: splitHubs(args.hub),
+    ...(args.mqttUrl === undefined ? {} : { mqttOverride: args.mqttUrl }),
+    logger,
   });
+  if (joined.hubs !== undefined) hubs.update(joined.hubs);
   const link: ConstructorParameters<typeof Agent>[0]['link'] = {
     url: args.mqttUrl ?? identity.mqttUrl,
     username: identity.node,
     password: identity.credential,
+    hubs,
   };
   if (identity.caPem !== undefined) link.ca = identity.caPem;
   const storage = { secretsDir: args.secretsDir ?? `/run/orchard-agent/${identity.node}`, hostPathAllow: args.hostPathAllow ?? [] };
@@ -471,7 +494,7 @@ export async function runAgent(argv: string[], deps: AgentServiceDeps = { checkC
   // Under orchard-agent-launcher (docs/agent.md "Upgrades"): the hub may upgrade this agent.
   let restartForUpgrade = false;
   let agentRef: Agent | undefined;
-  const upgrader = await launcherUpgrader(args, identity, logger, {
+  const upgrader = await launcherUpgrader(args, identity, hubs.apiUrls()[0] ?? splitHubs(args.hub)[0] ?? args.hub, logger, {
     restart: () => {
       restartForUpgrade = true;
       onSignal?.();
@@ -522,11 +545,16 @@ export async function runAgent(argv: string[], deps: AgentServiceDeps = { checkC
   };
   process.once('SIGINT', handler);
   process.once('SIGTERM', handler);
+  // The agent's own timers are unref'd (protocol/clock.ts): while the link is down between two
+  // tries, nothing else may hold the event loop (the engine's event stream can be down too, and an
+  // in-memory engine has none), and node would end the process (exit 13) instead of reconnecting.
+  const hold = setInterval(() => undefined, 1 << 30);
   try {
     await agent.start();
     logger.info('agent started', { hub: args.hub, dataDir: args.dataDir });
     await stopped;
   } finally {
+    clearInterval(hold);
     process.off('SIGINT', handler);
     process.off('SIGTERM', handler);
     await agent.stop();
@@ -542,6 +570,7 @@ export async function runAgent(argv: string[], deps: AgentServiceDeps = { checkC
 async function launcherUpgrader(
   args: AgentArgs,
   identity: { node: string; credential: string; caPem?: string },
+  hubApi: string,
   logger: ReturnType<typeof consoleLogger>,
   hooks: { restart(): void; infoChanged(): void; launcherGone(): void },
 ): Promise<Upgrader | undefined> {
@@ -557,7 +586,7 @@ async function launcherUpgrader(
   const upgrader = new Upgrader({
     node: identity.node,
     credential: identity.credential,
-    hub: parseHubAddress(args.hub, args.insecure),
+    hub: parseHubAddress(hubApi, args.insecure),
     caPem: identity.caPem,
     agentFile,
     currentVersion: AGENT_VERSION,

@@ -37,13 +37,61 @@ export interface RequestOptions {
   contentType?: string;
 }
 
+/**
+ * Several hubs (an etcd group, docs/ha.md): the client tries `conn.servers` in order, starting with
+ * the one that answered last. It moves on when a hub answers ERR_NOT_LEADER (a standby, or a
+ * leader that just lost its lease: neither did anything), trying first the leader the answer
+ * names; and when a hub cannot be reached — for a GET on any transport error, for other methods
+ * only when the connection was never made (refused, no route, no such host), since a request cut
+ * off mid-way may have been done. A hub's own error (a 4xx, ERR_TIMEOUT of the durability
+ * barrier …) is final.
+ */
+const NEVER_CONNECTED = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL']);
+
 export class HubClient {
-  readonly server: string;
-  private readonly base: URL;
+  private current: string;
+  private readonly servers: string[];
 
   constructor(private readonly conn: Connection) {
-    this.server = conn.server;
-    this.base = new URL(conn.server);
+    this.current = conn.server;
+    this.servers = conn.servers !== undefined && conn.servers.length > 0 ? conn.servers : [conn.server];
+  }
+
+  /** The hub this client talks to now (the last one that answered). */
+  get server(): string {
+    return this.current;
+  }
+
+  /**
+   * Runs `attempt` against each hub in turn (see above) until one answers; the last error when
+   * none does. `attempt` gets the hub's base URL and must reject with this client's OrchardErrors.
+   */
+  private async failover<T>(method: string, attempt: (server: string) => Promise<T>): Promise<T> {
+    const queue = [this.current, ...this.servers.filter((s) => s !== this.current)];
+    const tried = new Set<string>();
+    let last: unknown;
+    while (queue.length > 0) {
+      const server = queue.shift()!;
+      if (tried.has(server)) continue;
+      tried.add(server);
+      try {
+        const r = await attempt(server);
+        this.current = server;
+        return r;
+      } catch (err) {
+        last = err;
+        if (OrchardError.is(err, 'ERR_NOT_LEADER')) {
+          const leader = err.details?.['leader'];
+          // Only to a hub of the same scheme: the token must not drop from https to http on a hub's word.
+          if (typeof leader === 'string' && new URL(server).protocol === safeProtocol(leader)) queue.unshift(leader.replace(/\/+$/, ''));
+          continue;
+        }
+        const code = OrchardError.is(err) ? err.details?.['errno'] : undefined;
+        const unreached = isTransportError(err) && (method === 'GET' || (typeof code === 'string' && NEVER_CONNECTED.has(code)));
+        if (!unreached) throw err;
+      }
+    }
+    throw last;
   }
 
   get hasToken(): boolean {
@@ -72,10 +120,11 @@ export class HubClient {
 
   /** Resolves with the parsed JSON body (undefined when empty); rejects with an OrchardError. */
   request(method: string, path: string, opts: RequestOptions = {}): Promise<unknown> {
-    const url = new URL(this.base.href);
-    const [pathname = '', query] = path.split('?', 2);
-    url.pathname = `${this.base.pathname.replace(/\/+$/, '')}${pathname}`;
-    url.search = query === undefined ? '' : `?${query}`;
+    return this.failover(method, (server) => this.requestTo(server, method, path, opts));
+  }
+
+  private requestTo(server: string, method: string, path: string, opts: RequestOptions): Promise<unknown> {
+    const url = urlOf(server, path);
 
     // A Buffer goes as is (agent-version push); any other object as JSON.
     const body = opts.body === undefined ? undefined : typeof opts.body === 'string' || Buffer.isBuffer(opts.body) ? opts.body : JSON.stringify(opts.body);
@@ -104,7 +153,7 @@ export class HubClient {
           }
           chunks.push(chunk);
         });
-        res.on('error', (err) => reject(this.networkError(err)));
+        res.on('error', (err) => reject(this.networkError(err, server)));
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8');
           const status = res.statusCode ?? 0;
@@ -124,7 +173,7 @@ export class HubClient {
         });
       };
       const req = isHttps ? https.request(url, options, onResponse) : http.request(url, options, onResponse);
-      req.on('error', (err) => reject(this.networkError(err)));
+      req.on('error', (err) => reject(this.networkError(err, server)));
       if (body !== undefined) req.write(body);
       req.end();
     });
@@ -136,7 +185,11 @@ export class HubClient {
    * error otherwise. The timeout covers only the wait for the status line.
    */
   openStream(path: string): Promise<http.IncomingMessage> {
-    const url = this.url(path);
+    return this.failover('GET', (server) => this.openStreamAt(server, path));
+  }
+
+  private openStreamAt(server: string, path: string): Promise<http.IncomingMessage> {
+    const url = urlOf(server, path);
     const headers: Record<string, string> = { accept: 'text/plain' };
     if (this.conn.token !== undefined) headers['authorization'] = `Bearer ${this.conn.token}`;
     const options: https.RequestOptions = { method: 'GET', headers };
@@ -152,13 +205,13 @@ export class HubClient {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => reject(hubError(status, Buffer.concat(chunks).toString('utf8'))));
-        res.on('error', (err) => reject(this.networkError(err)));
+        res.on('error', (err) => reject(this.networkError(err, server)));
       };
       const req = url.protocol === 'https:' ? https.request(url, options, onResponse) : http.request(url, options, onResponse);
       const timer = setTimeout(() => req.destroy(Object.assign(new Error('timeout'), { name: 'TimeoutError' })), this.conn.timeoutMs);
       req.on('error', (err) => {
         clearTimeout(timer);
-        reject(this.networkError(err));
+        reject(this.networkError(err, server));
       });
       req.end();
     });
@@ -166,7 +219,12 @@ export class HubClient {
 
   /** Opens a WebSocket (`orchard exec`); the hub's refusal (401, 403, 404, 409, 429 …) becomes its OrchardError. */
   websocket(path: string): Promise<WebSocket> {
-    const url = this.url(path);
+    // Nothing runs before the hub accepts the upgrade: any hub that did not is safe to pass over.
+    return this.failover('GET', (server) => this.websocketAt(server, path));
+  }
+
+  private websocketAt(server: string, path: string): Promise<WebSocket> {
+    const url = urlOf(server, path);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
     const headers: Record<string, string> = {};
     if (this.conn.token !== undefined) headers['authorization'] = `Bearer ${this.conn.token}`;
@@ -183,21 +241,13 @@ export class HubClient {
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => reject(hubError(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8'))));
       });
-      ws.once('error', (err) => reject(this.networkError(err)));
+      ws.once('error', (err) => reject(this.networkError(err, server)));
     });
   }
 
-  private url(path: string): URL {
-    const url = new URL(this.base.href);
-    const [pathname = '', query] = path.split('?', 2);
-    url.pathname = `${this.base.pathname.replace(/\/+$/, '')}${pathname}`;
-    url.search = query === undefined ? '' : `?${query}`;
-    return url;
-  }
-
-  private networkError(err: Error): OrchardError {
+  private networkError(err: Error, server: string): OrchardError {
     if (err.name === 'AbortError' || err.name === 'TimeoutError') {
-      return new OrchardError('ERR_TIMEOUT', `hub at ${this.server} did not answer within ${this.conn.timeoutMs / 1000}s`, {
+      return new OrchardError('ERR_TIMEOUT', `hub at ${server} did not answer within ${this.conn.timeoutMs / 1000}s`, {
         cause: err,
         details: { transport: true },
       });
@@ -205,7 +255,28 @@ export class HubClient {
     const code = (err as NodeJS.ErrnoException).code;
     const hint =
       code !== undefined && TLS_TRUST_CODES.has(code) ? " (the hub's certificate is not trusted: pass --ca FILE or run 'orchard login --ca FILE')" : '';
-    return new OrchardError('ERR_INTERNAL', `cannot reach hub at ${this.server}: ${err.message}${hint}`, { cause: err, details: { transport: true } });
+    return new OrchardError('ERR_INTERNAL', `cannot reach hub at ${server}: ${err.message}${hint}`, {
+      cause: err,
+      details: { transport: true, ...(code !== undefined ? { errno: code } : {}) },
+    });
+  }
+}
+
+/** `server` (with any base path) + `path` (with any query). */
+function urlOf(server: string, path: string): URL {
+  const base = new URL(server);
+  const url = new URL(base.href);
+  const [pathname = '', query] = path.split('?', 2);
+  url.pathname = `${base.pathname.replace(/\/+$/, '')}${pathname}`;
+  url.search = query === undefined ? '' : `?${query}`;
+  return url;
+}
+
+function safeProtocol(url: string): string | undefined {
+  try {
+    return new URL(url).protocol;
+  } catch {
+    return undefined;
   }
 }
 

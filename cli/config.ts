@@ -14,9 +14,29 @@ export const DEFAULT_SERVER = 'https://127.0.0.1:8443';
 export const DEFAULT_TIMEOUT_MS = 30_000;
 
 const HttpUrlSchema = z.url({ protocol: /^https?$/, message: 'must be an http:// or https:// URL' });
+/**
+ * One hub URL, or several comma-separated (the hubs of an etcd group, docs/ha.md): the client tries
+ * them in order and moves on when one does not answer or answers ERR_NOT_LEADER.
+ */
+const ServerListSchema = z
+  .string()
+  .transform((s) => splitServers(s))
+  .pipe(z.array(HttpUrlSchema).min(1, 'must name at least one URL').max(16));
+
+/** `https://a:8443, https://b:8443` → each URL. */
+export function splitServers(text: string): string[] {
+  return text
+    .split(',')
+    .map((u) => u.trim())
+    .filter((u) => u !== '');
+}
 
 export const CliConfigSchema = z.object({
-  server: HttpUrlSchema.optional(),
+  /** One URL or several, comma-separated (an etcd hub group). */
+  server: z
+    .string()
+    .refine((v) => ServerListSchema.safeParse(v).success, 'must be an http:// or https:// URL, or several comma-separated')
+    .optional(),
   token: z.string().min(1, 'must not be empty').optional(),
   /** Path of the hub's CA certificate; relative paths are relative to the config file. */
   caFile: z.string().min(1).optional(),
@@ -26,7 +46,10 @@ export const CliConfigSchema = z.object({
 export type CliConfig = z.infer<typeof CliConfigSchema>;
 
 export interface Connection {
+  /** The first hub URL (messages name it). */
   server: string;
+  /** Every hub URL to try, in order (`server` first); absent = `server` only. */
+  servers?: string[];
   token?: string;
   caPem?: string;
   timeoutMs: number;
@@ -77,7 +100,7 @@ export async function readCaFile(path: string): Promise<string> {
 }
 
 export function checkServerFlag(url: string): void {
-  if (!HttpUrlSchema.safeParse(url).success) throw usageError(`--server "${url}" must be an http:// or https:// URL`);
+  if (!ServerListSchema.safeParse(url).success) throw usageError(`--server "${url}" must be an http:// or https:// URL, or several comma-separated`);
 }
 
 export async function resolveConnection(flags: Flags, io: Pick<Io, 'env' | 'homeDir'>): Promise<Connection> {
@@ -87,10 +110,11 @@ export async function resolveConnection(flags: Flags, io: Pick<Io, 'env' | 'home
   const flagServer = flagString(flags, 'server');
   if (flagServer !== undefined) checkServerFlag(flagServer);
   const envServer = nonEmpty(io.env['ORCHARD_SERVER']);
-  if (flagServer === undefined && envServer !== undefined && !HttpUrlSchema.safeParse(envServer).success) {
-    throw new OrchardError('ERR_VALIDATION', `ORCHARD_SERVER "${envServer}" must be an http:// or https:// URL`);
+  if (flagServer === undefined && envServer !== undefined && !ServerListSchema.safeParse(envServer).success) {
+    throw new OrchardError('ERR_VALIDATION', `ORCHARD_SERVER "${envServer}" must be an http:// or https:// URL, or several comma-separated`);
   }
-  const server = flagServer ?? envServer ?? config.server ?? DEFAULT_SERVER;
+  const servers = splitServers(flagServer ?? envServer ?? config.server ?? DEFAULT_SERVER);
+  const server = servers[0] ?? DEFAULT_SERVER;
   const token = nonEmpty(flagString(flags, 'token')) ?? nonEmpty(io.env['ORCHARD_TOKEN']) ?? config.token;
 
   const flagCa = flagString(flags, 'ca');
@@ -103,6 +127,7 @@ export async function resolveConnection(flags: Flags, io: Pick<Io, 'env' | 'home
   const timeoutMs = timeoutText === undefined ? DEFAULT_TIMEOUT_MS : Math.round(requireDuration('timeout', timeoutText) * 1000);
 
   const conn: Connection = { server, timeoutMs };
+  if (servers.length > 1) conn.servers = servers;
   if (token !== undefined) conn.token = token;
   if (caPem !== undefined) conn.caPem = caPem;
   return conn;

@@ -43,6 +43,9 @@ import { readLogs } from './streams/stream-target.js';
 import type { LogsArgs } from '../protocol/api.js';
 import { AgentVersions, type AgentVersionsOptions } from './agent-upgrade/agent-versions.js';
 import { AgentUpgradeController } from './agent-upgrade/upgrade-controller.js';
+import type { HubEndpoint } from '../protocol/hubs.js';
+import type { HubMembers } from './ha/hub-members.js';
+import { encodeMessage } from '../protocol/messages.js';
 
 export interface HubOptions {
   dataDir: string;
@@ -81,6 +84,12 @@ export interface HubOptions {
   epoch?: number;
   /** Told of every agent version pushed or deleted: a hub group on etcd keeps them there for the next leader. */
   agentVersionsMirror?: AgentVersionsOptions['mirror'];
+  /**
+   * An etcd group's leader (issue 19): its own addresses and epoch, and the group's members. The
+   * hub publishes the member list retained on `orchard/v1/hubs` (at start and on every change),
+   * puts it in join answers, and says `role: leader` on /healthz.
+   */
+  ha?: { self: HubEndpoint; epoch: number; members: Pick<HubMembers, 'list' | 'onChange'> };
   /** Gets every new content of the hub's identity files (auth.json, secrets.key): etcd-backed hubs keep a copy for standbys. */
   identityMirror?: (file: string, content: string) => void;
   /** Slow-client limits; defaults in hub/security/limits.ts (tests shrink them). */
@@ -372,7 +381,14 @@ export class Hub {
       listTokens: () => auth.listTokens(),
       revokeNode: (node) => void auth.revokeNode(node),
     };
+    const ha = opts.ha;
     const api = await buildApi({
+      ...(ha
+        ? {
+            health: () => ({ role: 'leader' as const, id: ha.self.id, leader: { ...ha.self, epoch: ha.epoch } }),
+            hubList: () => ha.members.list(),
+          }
+        : {}),
       rollout,
       store,
       ops,
@@ -412,6 +428,17 @@ export class Hub {
     endpoints.start();
     autoscaler.start();
     agentUpgrade.start();
+    if (ha) {
+      // Agents and MQTT command clients keep the group's addresses from this (protocol/hubs.ts).
+      const publishHubs = (): void => {
+        const list = ha.members.list();
+        if (list === undefined) return;
+        broker.publish(topics.hubs(), encodeMessage(list), { retain: true, qos: 1 }).catch((err: unknown) => log.warn('cannot publish the hub list', { err }));
+      };
+      publishHubs();
+      const off = ha.members.onChange(publishHubs);
+      unsubscribe.push(async () => void off());
+    }
     // Events are capped (oldest pruned) so they cannot grow the store's memory without bound.
     const retention = new EventRetention({ store, log: log.child('events') });
     retention.start();

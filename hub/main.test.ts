@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { OrchardError } from '../protocol/errors.js';
-import { adminTokenNotice, parseDurationMs, parseHubArgs, parseStoreFlag } from './main.js';
+import { adminTokenNotice, advertisedEndpoint, parseDurationMs, parseHubArgs, parseStoreFlag } from './main.js';
 
 describe('adminTokenNotice', () => {
   it('shows the admin token on a terminal only; otherwise names the 0600 file', () => {
@@ -116,5 +116,26 @@ describe('parseStoreFlag / --store', () => {
     expect(() => parseHubArgs(['--etcd-prefix', 'orchard'])).toThrow(/--etcd-prefix/);
     expect(() => parseHubArgs(['--leader-ttl', '1s'])).toThrow(/--leader-ttl/);
     expect(parseHubArgs(['--leader-ttl', '15s'])['leader-ttl']).toBe(15_000);
+  });
+});
+
+describe('--advertise-api / --advertise-mqtt (etcd groups)', () => {
+  it('defaults to the listen address, or the machine name on 0.0.0.0, with the scheme of --insecure', () => {
+    const f = parseHubArgs(['--host', '10.0.0.5']);
+    expect(advertisedEndpoint(f, 'id', 8443, 8883, 'box')).toEqual({ id: 'id', api: 'https://10.0.0.5:8443', mqtt: 'mqtts://10.0.0.5:8883' });
+    expect(advertisedEndpoint(parseHubArgs(['--insecure']), 'id', 8080, 1883, 'Hub-A')).toEqual({
+      id: 'id',
+      api: 'http://hub-a:8080',
+      mqtt: 'mqtt://hub-a:1883',
+    });
+    expect(advertisedEndpoint(parseHubArgs(['--host', '::1']), 'id', 1, 2, 'x').api).toBe('https://[::1]:1');
+  });
+  it('takes the flags as given, and refuses malformed ones naming the flag', () => {
+    const f = parseHubArgs(['--advertise-api', 'https://hub-a.lan:9443', '--advertise-mqtt', 'mqtts://hub-a.lan:9883']);
+    expect(advertisedEndpoint(f, 'id', 0, 0)).toEqual({ id: 'id', api: 'https://hub-a.lan:9443', mqtt: 'mqtts://hub-a.lan:9883' });
+    expect(() => parseHubArgs(['--advertise-api', 'https://hub-a.lan/x'])).toThrow(/--advertise-api/);
+    expect(() => parseHubArgs(['--advertise-mqtt', 'tcp://hub:1'])).toThrow(/--advertise-mqtt/);
+    // Port 0 cannot be dialled: the address must be given.
+    expect(() => advertisedEndpoint(parseHubArgs([]), 'id', 0, 8883)).toThrow(/--advertise-api/);
   });
 });

@@ -17,6 +17,9 @@ import { bootstrapKey, downloadIdentity, identityMirror, uploadMissingIdentity }
 import { agentVersionMirror, downloadAgentVersions, uploadMissingAgentVersions } from './store/etcd/agent-version-store.js';
 import { AgentVersions } from './agent-upgrade/agent-versions.js';
 import { systemClock } from '../protocol/clock.js';
+import { HubApiUrlSchema, HubMqttUrlSchema, type HubEndpoint } from '../protocol/hubs.js';
+import { HubMembers, memberKey } from './ha/hub-members.js';
+import { runStandby } from './ha/standby.js';
 
 const USAGE = `usage: orchard hub backup|restore …   (orchard hub backup --help)
        orchard hub [--data-dir D] [--host A] [--mqtt-port P] [--http-port H] [--san NAME]... [--insecure] [--no-cli-config]
@@ -61,6 +64,13 @@ const USAGE = `usage: orchard hub backup|restore …   (orchard hub backup --hel
                    of the group): the CA key, tokens and secrets key are kept in etcd encrypted with it
   --leader-ttl DURATION
                    the leader's lease (default 10s): a dead leader is replaced after at most this
+  --advertise-api URL, --advertise-mqtt URL
+                   with --store etcd: the addresses agents and the CLI reach this hub by, kept in
+                   etcd so the leader can tell agents every hub (default: https://HOST:HTTP-PORT and
+                   mqtts://HOST:MQTT-PORT, HOST = --host, or this machine's name when --host is
+                   0.0.0.0 or ::); their host names go into the server certificate. A standby
+                   answers /healthz and ERR_NOT_LEADER (naming the leader) on its HTTP port; its MQTT
+                   port stays closed
   --autoscale-sync-period DURATION
                    how often each autoscaled deployment is evaluated (default 15s)
   --autoscale-downscale-window DURATION
@@ -150,6 +160,8 @@ const FlagsSchema = z.object({
   'etcd-user': z.string().min(1).max(128).optional(),
   'etcd-password-file': z.string().min(1).optional(),
   'ha-secret-file': z.string().min(1).optional(),
+  'advertise-api': HubApiUrlSchema.optional(),
+  'advertise-mqtt': HubMqttUrlSchema.optional(),
   'leader-ttl': DurationMsSchema.optional().refine((v) => v === undefined || (v >= 2_000 && v <= 300_000), 'must be between 2s and 5m'),
   'autoscale-sync-period': DurationMsSchema.optional().refine((v) => v === undefined || v >= 100, 'must be at least 100ms'),
   'autoscale-downscale-window': DurationMsSchema.optional(),
@@ -196,6 +208,8 @@ export function parseHubArgs(argv: string[]): HubFlags {
       'endpoint-ports': { type: 'string' },
       ...STORE_FLAG_OPTIONS,
       'leader-ttl': { type: 'string' },
+      'advertise-api': { type: 'string' },
+      'advertise-mqtt': { type: 'string' },
       'ha-secret-file': { type: 'string' },
       'autoscale-sync-period': { type: 'string' },
       'autoscale-downscale-window': { type: 'string' },
@@ -250,19 +264,34 @@ export async function runHub(argv: string[]): Promise<void> {
   const isRoot = process.getuid?.() === 0;
   const dataDir = flags['data-dir'] ?? (isRoot ? '/var/lib/orchard' : join(homedir(), '.orchard', 'hub'));
   const log = createLogger('hub');
-  const sans = flags.san;
   const httpPort = flags['http-port'] ?? (flags.insecure ? 8080 : 8443);
-  const ha = flags.store.kind === 'etcd' ? await leadOnEtcd(flags, flags.store.endpoints, `${hostname()}:${httpPort}`, dataDir, log) : undefined;
+  const mqttPort = flags['mqtt-port'] ?? (flags.insecure ? 1883 : 8883);
+  const self = flags.store.kind === 'etcd' ? advertisedEndpoint(flags, `${hostname()}:${httpPort}`, httpPort, mqttPort) : undefined;
+  // The advertised names are the ones agents and the CLI dial: the certificate must carry them.
+  const sans = [...new Set([...flags.san, ...(self ? [urlHostname(self.api), urlHostname(self.mqtt)] : [])])];
+  const hostIp = /^[\d.:]+$/.test(flags.host) && flags.host !== '0.0.0.0' && flags.host !== '::' ? [flags.host] : [];
+  const pkiNames = { hostnames: sans.filter((s) => !/^[\d.:]+$/.test(s)), ips: [...new Set([...sans.filter((s) => /^[\d.:]+$/.test(s)), ...hostIp])] };
+  const ha =
+    flags.store.kind === 'etcd' && self
+      ? await leadOnEtcd(flags, flags.store.endpoints, self, { dataDir, host: flags.host, httpPort, pkiNames }, log)
+      : undefined;
   const hub = await Hub.start({
     dataDir,
     host: flags.host,
-    mqttPort: flags['mqtt-port'] ?? (flags.insecure ? 1883 : 8883),
+    mqttPort,
     httpPort,
     insecure: flags.insecure,
-    ...(ha ? { store: ha.store, identityMirror: ha.identityMirror, epoch: ha.epoch, agentVersionsMirror: ha.agentVersionsMirror } : {}),
+    ...(ha
+      ? {
+          store: ha.store,
+          identityMirror: ha.identityMirror,
+          epoch: ha.epoch,
+          agentVersionsMirror: ha.agentVersionsMirror,
+          ha: { self: ha.self, epoch: ha.epoch, members: ha.members },
+        }
+      : {}),
     log,
-    hostnames: sans.filter((s) => !/^[\d.:]+$/.test(s)),
-    ips: sans.filter((s) => /^[\d.:]+$/.test(s)),
+    ...pkiNames,
     ...(flags['node-startup-grace'] !== undefined ? { nodeStartupGraceMs: flags['node-startup-grace'] } : {}),
     ...(flags['registry-allow'].length > 0 ? { scheduling: { registryAllow: flags['registry-allow'] } } : {}),
     services: { endpointPorts: flags['endpoint-ports'] },
@@ -288,6 +317,7 @@ export async function runHub(argv: string[]): Promise<void> {
     log.info(`received ${signal}, stopping`);
     hub
       .stop()
+      .then(() => ha?.members.stop())
       .then(() => ha?.election.stop())
       .then(
         () => process.exit(0),
@@ -415,6 +445,40 @@ async function runBackupCommand(cmd: 'backup' | 'restore', argv: string[]): Prom
   }
 }
 
+/**
+ * This hub's addresses as agents and the CLI reach it (`--advertise-api`, `--advertise-mqtt`):
+ * by default the listen address, or this machine's name when it listens on every address.
+ */
+export function advertisedEndpoint(
+  flags: Pick<HubFlags, 'advertise-api' | 'advertise-mqtt' | 'host' | 'insecure'>,
+  id: string,
+  httpPort: number,
+  mqttPort: number,
+  machine = hostname(),
+): HubEndpoint {
+  const h = flags.host === '0.0.0.0' || flags.host === '::' ? machine.toLowerCase() : flags.host;
+  const host = h.includes(':') ? `[${h}]` : h;
+  for (const [flag, given, port] of [
+    ['--advertise-api', flags['advertise-api'], httpPort],
+    ['--advertise-mqtt', flags['advertise-mqtt'], mqttPort],
+  ] as const) {
+    if (given === undefined && port === 0)
+      throw new OrchardError('ERR_VALIDATION', `invalid flags: ${flag}: required with --store etcd and a port 0 (agents cannot dial port 0)`, {
+        details: { issues: [{ path: flag, message: 'required with port 0' }] },
+      });
+  }
+  return {
+    id,
+    api: flags['advertise-api'] ?? `${flags.insecure ? 'http' : 'https'}://${host}:${httpPort}`,
+    mqtt: flags['advertise-mqtt'] ?? `${flags.insecure ? 'mqtt' : 'mqtts'}://${host}:${mqttPort}`,
+  };
+}
+
+/** The host of an http(s):// or mqtt(s):// URL, IPv6 without brackets. */
+function urlHostname(url: string): string {
+  return new URL(url.replace(/^mqtts?:/, 'http:')).hostname.replace(/^\[(.*)\]$/, '$1');
+}
+
 /** Exit code of a hub that lost leadership: its supervisor restarts it as a standby. */
 export const EXIT_LOST_LEADERSHIP = 75;
 
@@ -427,12 +491,14 @@ export const EXIT_LOST_LEADERSHIP = 75;
 async function leadOnEtcd(
   flags: HubFlags,
   endpoints: string[],
-  id: string,
-  dataDir: string,
+  self: HubEndpoint,
+  local: { dataDir: string; host: string; httpPort: number; pkiNames: { hostnames: string[]; ips: string[] } },
   log: ReturnType<typeof createLogger>,
 ): Promise<{
   store: EtcdStore;
   election: Election;
+  members: HubMembers;
+  self: HubEndpoint;
   epoch: number;
   identityMirror: (file: string, content: string) => void;
   uploadMissingIdentity: () => Promise<string[]>;
@@ -449,6 +515,8 @@ async function leadOnEtcd(
     );
   }
   const key = bootstrapKey(secret, prefix);
+  const { dataDir } = local;
+  const id = self.id;
   const client = etcdClient(flags, endpoints);
   const lost = (why: string): never => {
     log.error('lost leadership: exiting so a restart rejoins as a standby', { why });
@@ -462,18 +530,51 @@ async function leadOnEtcd(
     id,
     ttlSeconds: Math.round((flags['leader-ttl'] ?? 10_000) / 1000),
     clock: systemClock,
+    member: { key: memberKey(prefix, id), value: JSON.stringify(self) },
     onElected: (epoch) => elected(epoch),
     onLost: (why) => {
       if (why !== 'stopped') lost(why);
     },
   });
-  log.info('campaigning for leadership on etcd', { endpoints, prefix, id });
+  log.info('campaigning for leadership on etcd', { endpoints, prefix, id, api: self.api, mqtt: self.mqtt });
+  const members = new HubMembers({ client, prefix, clock: systemClock, log: log.child('ha') });
   election.start();
+  await members.start();
   const current = await election.leader().catch(() => undefined);
   if (current !== undefined && current.id !== id) log.info('standby: another hub leads', { leader: current.id, epoch: current.epoch });
-  const epoch = await leading;
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const downloaded = await downloadIdentity(client, prefix, dataDir, key);
+  const standby = runStandby({
+    client,
+    prefix,
+    key,
+    dataDir,
+    insecure: flags.insecure,
+    host: local.host,
+    port: local.httpPort,
+    id,
+    members,
+    pkiNames: local.pkiNames,
+    clock: systemClock,
+    log,
+  });
+  // A hub that cannot serve (wrong HA secret, port taken) gives up its candidacy and its watches,
+  // so the process ends with the error instead of idling on their timers and sockets.
+  const giveUp = async (err: unknown): Promise<never> => {
+    members.stop();
+    await election.stop();
+    client.close();
+    throw err;
+  };
+  let epoch: number;
+  try {
+    epoch = await Promise.race([leading, standby.failed]);
+  } catch (err) {
+    await standby.stop();
+    return giveUp(err);
+  }
+  // Elected: the hub itself takes the port.
+  await standby.stop();
+  const downloaded = await downloadIdentity(client, prefix, dataDir, key).catch(giveUp);
   if (downloaded.length > 0) log.info("took the group's identity from etcd", { files: downloaded });
   // Agent versions for `orchard node upgrade` (review finding 3): a rollout goes on under a new leader.
   const localVersions = new AgentVersions({ dataDir, caKeyPem: undefined, now: () => new Date() });
@@ -500,6 +601,8 @@ async function leadOnEtcd(
   return {
     store,
     election,
+    members,
+    self,
     epoch,
     identityMirror: identityMirror((k, v) => store.putRaw(k, v), prefix, key),
     uploadMissingIdentity: () => uploadMissingIdentity(client, prefix, dataDir, key, () => election.fence()),

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { LabelsSchema, NameSchema, ServiceProtocolSchema, TrafficPolicySchema } from './manifest.js';
 import type { ErrorBody } from './errors.js';
+import { HubListMessageSchema } from './hubs.js';
 
 /**
  * Operations shared by the web API and MQTT topic commands. One operations layer in the hub
@@ -144,6 +145,8 @@ export const JoinResponseSchema = z.object({
   caPem: z.string(),
   mqttPort: z.number().int().min(1).max(65535),
   labels: LabelsSchema.default({}),
+  /** An etcd group (issue 19): every hub's addresses, the leader first; the agent keeps them current from `orchard/v1/hubs`. */
+  hubs: HubListMessageSchema.optional(),
 });
 export type JoinResponse = z.infer<typeof JoinResponseSchema>;
 

@@ -11,6 +11,8 @@ describe('topics', () => {
     expect(topics.nodeDesired('pi-1')).toBe('orchard/v1/nodes/pi-1/desired');
     expect(parseTopic(topics.command('cli-7'))).toEqual({ type: 'command', clientId: 'cli-7' });
     expect(parseTopic(topics.reply('cli-7'))).toEqual({ type: 'reply', clientId: 'cli-7' });
+    expect(parseTopic(topics.hubs())).toEqual({ type: 'hubs' });
+    expect(parseTopic('orchard/v1/hubs/x')).toBeUndefined();
   });
   it.each([
     'orchard/v1/nodes/PI/status',

@@ -13,6 +13,7 @@ import { NameSchema } from './manifest.js';
  *                         orchard/v1/nodes/{node}/upgrade   AgentUpgradeMessage, retained, QoS 1 (empty = none; issue 17)
  * Services (hub → all):  orchard/v1/services/{service}   ServiceMessage, retained, QoS 1 (empty = deleted)
  *                         orchard/v1/service-index       ServiceIndexMessage, retained, QoS 1
+ * HA (hub → all):        orchard/v1/hubs                 HubListMessage, retained, QoS 1 (protocol/hubs.ts; etcd groups only)
  * Commands:              orchard/v1/commands/{clientId}    CommandRequest (client → hub)
  *                         orchard/v1/replies/{clientId}     CommandReply  (hub → client)
  *                         clientId = u.<API token id>[.<suffix>] (userClientId)
@@ -48,6 +49,8 @@ export const topics = {
   /** Subscription filter for every service's message. */
   allServices: (): string => `${TOPIC_ROOT}/services/+`,
   serviceIndex: (): string => `${TOPIC_ROOT}/service-index`,
+  /** The hubs of an etcd group, the leader first (protocol/hubs.ts). */
+  hubs: (): string => `${TOPIC_ROOT}/hubs`,
   command: (clientId: string): string => `${TOPIC_ROOT}/commands/${clientId}`,
   reply: (clientId: string): string => `${TOPIC_ROOT}/replies/${clientId}`,
   allCommands: (): string => `${TOPIC_ROOT}/commands/+`,
@@ -76,7 +79,8 @@ export type ParsedTopic =
   | { type: 'command'; clientId: string }
   | { type: 'reply'; clientId: string }
   | { type: 'service'; service: string }
-  | { type: 'serviceIndex' };
+  | { type: 'serviceIndex' }
+  | { type: 'hubs' };
 
 export function isValidClientId(id: string): boolean {
   return CLIENT_ID_RE.test(id);
@@ -100,6 +104,7 @@ export function parseTopic(topic: string): ParsedTopic | undefined {
     return NameSchema.safeParse(service).success ? { type: 'service', service } : undefined;
   }
   if (parts[2] === 'service-index' && parts.length === 3) return { type: 'serviceIndex' };
+  if (parts[2] === 'hubs' && parts.length === 3) return { type: 'hubs' };
   if ((parts[2] === 'commands' || parts[2] === 'replies') && parts.length === 4) {
     const clientId = parts[3] ?? '';
     if (!isValidClientId(clientId)) return undefined;

@@ -231,6 +231,53 @@ describe('loadOrJoin', () => {
   });
 });
 
+describe('loadOrJoin with several hubs (--hub A,B)', () => {
+  it("passes over a dead hub, follows a standby's ERR_NOT_LEADER to the leader it names, and returns the join answer's hub list", async () => {
+    const hubList = { leader: 'a', epoch: 4, hubs: [{ id: 'a', api: 'https://127.0.0.1:1', mqtt: 'mqtts://127.0.0.1:2' }] };
+    const leader = await hub(certs, certs.caPem, (b) => {
+      const req = b as { node: string; labels: Record<string, string> };
+      return { status: 200, json: { node: req.node, credential: 'c'.repeat(43), caPem: certs.caPem, mqttPort: 8883, labels: req.labels, hubs: hubList } };
+    });
+    const leaderUrl = `https://127.0.0.1:${leader.port}`;
+    const standbyCalls: string[] = [];
+    const standby = https.createServer({ cert: certs.certPem, key: certs.keyPem }, (req, res) => {
+      standbyCalls.push(`${req.method} ${req.url}`);
+      res
+        .writeHead(503, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ code: 'ERR_NOT_LEADER', message: 'this hub is a standby', details: { leader: leaderUrl } }));
+    });
+    await new Promise<void>((r) => standby.listen(0, '127.0.0.1', r));
+    hubs.push({
+      port: 0,
+      calls: [],
+      close: () =>
+        new Promise<void>((r) => {
+          standby.closeAllConnections();
+          standby.close(() => r());
+        }),
+    });
+    const dead = http.createServer();
+    await new Promise<void>((r) => dead.listen(0, '127.0.0.1', r));
+    const deadPort = (dead.address() as AddressInfo).port;
+    await new Promise<void>((r) => dead.close(() => r()));
+    const standbyPort = (standby.address() as AddressInfo).port;
+    const id = await loadOrJoin(opts(`127.0.0.1:${deadPort}, https://127.0.0.1:${standbyPort}`));
+    expect(id.hubs).toEqual(hubList);
+    expect(id.mqttUrl).toBe('mqtts://127.0.0.1:8883');
+    expect(standbyCalls).toEqual(['GET /api/v1/ca']); // the token never went to the standby
+    expect(leader.calls.map((c) => `${c.method} ${c.url}`)).toEqual(['GET /api/v1/ca', 'POST /api/v1/join']);
+    expect(logs.some((l) => l.includes('trying the next hub'))).toBe(true);
+  });
+
+  it('a refusal by the leader itself is final', async () => {
+    const h = await hub(certs, certs.caPem, () => ({ status: 401, json: { code: 'ERR_TOKEN_INVALID', message: 'unknown token' } }));
+    const other = await hub(certs, certs.caPem);
+    const err = await orchardError(loadOrJoin(opts(`127.0.0.1:${h.port},127.0.0.1:${other.port}`)));
+    expect(err.code).toBe('ERR_TOKEN_INVALID');
+    expect(other.calls).toHaveLength(0);
+  });
+});
+
 describe('parseHubAddress', () => {
   it.each<[string, boolean, ReturnType<typeof parseHubAddress>]>([
     ['hub.local', false, { protocol: 'https:', host: 'hub.local', hostname: 'hub.local', port: 8443 }],

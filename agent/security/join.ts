@@ -8,7 +8,8 @@ import { z } from 'zod';
 import { ERROR_CATALOGUE, OrchardError, validationError } from '../../protocol/errors.js';
 import type { ErrorCode } from '../../protocol/errors.js';
 import { NameSchema } from '../../protocol/manifest.js';
-import { JoinRequestSchema, JoinResponseSchema, parseJoinToken } from '../../protocol/api.js';
+import { JoinRequestSchema, JoinResponseSchema, parseJoinToken, type JoinRequest } from '../../protocol/api.js';
+import { NotLeaderDetailsSchema, type HubListMessage } from '../../protocol/hubs.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /**
@@ -88,7 +89,7 @@ export function parseHubAddress(hub: string, insecure: boolean): HubAddress {
   return { protocol, host: url.hostname, hostname: url.hostname.replace(/^\[(.*)\]$/, '$1'), port };
 }
 
-export async function loadOrJoin(opts: LoadOrJoinOptions): Promise<JoinedIdentity> {
+export async function loadOrJoin(opts: LoadOrJoinOptions): Promise<JoinedIdentity & { hubs?: HubListMessage }> {
   const file = join(opts.dataDir, IDENTITY_FILE);
   const saved = readIdentity(file, opts.log);
   if (saved?.node === opts.node) return saved;
@@ -107,7 +108,50 @@ export async function loadOrJoin(opts: LoadOrJoinOptions): Promise<JoinedIdentit
   const req = JoinRequestSchema.safeParse({ token, node: opts.node, labels: opts.labels });
   if (!req.success) throw validationError(req.error, 'join request');
 
-  const addr = parseHubAddress(opts.hub, opts.insecure);
+  // Several hubs (an etcd group, `--hub A,B`): a standby answers ERR_NOT_LEADER naming the leader,
+  // a dead one does not answer; either way the next address is tried (the named leader first).
+  const queue = splitHubs(opts.hub).map((h) => parseHubAddress(h, opts.insecure));
+  const tried = new Set<string>();
+  let lastErr: unknown;
+  while (queue.length > 0) {
+    const addr = queue.shift()!;
+    const base = `${addr.protocol}//${addr.host}:${addr.port}`;
+    if (tried.has(base)) continue;
+    tried.add(base);
+    try {
+      return await joinAt(addr, opts, file, token, parsed.caFingerprint, req.data);
+    } catch (err) {
+      lastErr = err;
+      const leader = OrchardError.is(err, 'ERR_NOT_LEADER') ? err.details?.['leader'] : undefined;
+      const moveOn =
+        OrchardError.is(err, 'ERR_NOT_LEADER') ||
+        OrchardError.is(err, 'ERR_TIMEOUT') ||
+        (OrchardError.is(err, 'ERR_INTERNAL') && err.details?.['transport'] === true);
+      if (!moveOn) throw err;
+      if (typeof leader === 'string') {
+        try {
+          queue.unshift(parseHubAddress(leader, opts.insecure));
+        } catch {
+          // not an address we can use: go on with the others
+        }
+      }
+      if (queue.length > 0) opts.log(`${base}: ${(err as Error).message}; trying the next hub`);
+    }
+  }
+  throw lastErr;
+}
+
+/** The join against one hub address (steps 1-4 above). */
+async function joinAt(
+  addr: HubAddress,
+  opts: LoadOrJoinOptions,
+  file: string,
+  token: string,
+  caFingerprint: string,
+  reqData: JoinRequest,
+): Promise<JoinedIdentity & { hubs?: HubListMessage }> {
+  const parsed = { caFingerprint };
+  const req = { data: reqData };
   const base = `${addr.protocol}//${addr.host}:${addr.port}`;
   const timeoutMs = opts.timeoutMs ?? 15_000;
 
@@ -164,7 +208,15 @@ export async function loadOrJoin(opts: LoadOrJoinOptions): Promise<JoinedIdentit
   mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
   writeFileAtomic(file, `${JSON.stringify(identity, null, 2)}\n`);
   opts.log(`joined ${base} as node ${opts.node}; identity saved in ${file}`);
-  return identity;
+  return jr.data.hubs === undefined ? identity : { ...identity, hubs: jr.data.hubs };
+}
+
+/** `--hub A,B,C` → each address (trimmed, empty parts dropped). */
+export function splitHubs(hub: string): string[] {
+  return hub
+    .split(',')
+    .map((h) => h.trim())
+    .filter((h) => h !== '');
 }
 
 /** How often an agent whose name is enrolled elsewhere asks again (the operator may fix it meanwhile). */
@@ -181,7 +233,7 @@ export const NODE_EXISTS_RETRY_MS = 60_000;
 export async function loadOrJoinPatiently(
   opts: LoadOrJoinOptions,
   o: { error: (msg: string) => void; retryMs?: number; signal?: AbortSignal },
-): Promise<JoinedIdentity | undefined> {
+): Promise<(JoinedIdentity & { hubs?: HubListMessage }) | undefined> {
   const retryMs = o.retryMs ?? NODE_EXISTS_RETRY_MS;
   for (;;) {
     try {
@@ -274,7 +326,7 @@ function netError(err: Error & { code?: string }, where: string, addr: HubAddres
   if (err.code !== undefined && /CERT|SELF_SIGNED|SIGNATURE|UNABLE_TO_VERIFY/.test(err.code)) {
     return new OrchardError('ERR_CA_MISMATCH', `${where}: the hub's certificate is not signed by the pinned CA (${err.code})`, { cause: err });
   }
-  return new OrchardError('ERR_INTERNAL', `${where}: ${err.message}`, { cause: err });
+  return new OrchardError('ERR_INTERNAL', `${where}: ${err.message}`, { cause: err, details: { transport: true } });
 }
 
 function hubError(res: HttpResult, what: string): OrchardError {
@@ -284,15 +336,17 @@ function hubError(res: HttpResult, what: string): OrchardError {
   } catch {
     body = undefined;
   }
-  const b = body as { code?: unknown; message?: unknown } | undefined;
+  const b = body as { code?: unknown; message?: unknown; details?: unknown } | undefined;
   if (b && typeof b.code === 'string' && b.code in ERROR_CATALOGUE && typeof b.message === 'string') {
-    return new OrchardError(b.code as ErrorCode, `${what}: ${b.message}`);
+    // ERR_NOT_LEADER names the leader in details (protocol/hubs.ts): kept, the join goes there next.
+    const details = b.code === 'ERR_NOT_LEADER' ? NotLeaderDetailsSchema.safeParse(b.details) : undefined;
+    return new OrchardError(b.code as ErrorCode, `${what}: ${b.message}`, details?.success === true ? { details: details.data } : {});
   }
   return new OrchardError('ERR_INTERNAL', `${what}: HTTP ${res.status} ${res.body.slice(0, 200)}`);
 }
 
 /** tmp (0600) + fsync + rename: a crash leaves the old identity or the new one, never half of one. */
-function writeFileAtomic(path: string, data: string): void {
+export function writeFileAtomic(path: string, data: string): void {
   const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
   let fd: number | undefined;
   try {

@@ -42,6 +42,7 @@ import { WatchStreams, type WatchStreamsOptions } from './watch-streams.js';
 import { OPERATIONS, allowed, requiredRole, type Operation } from '../security/authz.js';
 import { RouteRules } from './route-rules.js';
 import { parseParams, parseQuery } from './request-parse.js';
+import type { Health, HubListMessage } from '../../protocol/hubs.js';
 
 export interface ApiPrincipal {
   /** The API token's id (watch streams are counted and closed per token); the name when absent. */
@@ -101,6 +102,9 @@ export interface ApiDeps {
   streams?: StreamHub;
   /** The single-file agent served at /agent/orchard-agent.mjs (routes-agent.ts); default dist/orchard-agent.mjs beside the hub. */
   agentFile?: string;
+  /** An etcd group's leader (issue 19): what /healthz adds (role, id, leader), and the hub list for join answers. */
+  health?: () => Omit<Health, 'ok'>;
+  hubList?: () => HubListMessage | undefined;
   /** Agent versions and `orchard node upgrade` (routes-agent-upgrade.ts); absent without it. */
   agentUpgrade?: Pick<AgentUpgradeRouteDeps, 'versions' | 'controller' | 'authenticateNode'>;
 }
@@ -248,7 +252,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     });
   registerRolloutRoutes(app, { need, rollout: deps.rollout ?? new RolloutOperations({ store: deps.store, log: deps.log, now: () => new Date() }) });
   registerAgentRoutes(app, deps.agentFile === undefined ? {} : { agentFile: deps.agentFile });
-  app.get('/healthz', async () => ({ ok: true }));
+  app.get('/healthz', async (): Promise<Health> => ({ ok: true, ...(deps.health ? deps.health() : { role: 'single' }) }));
   registerDashboardRoutes(app);
 
   // ---- join (no API token: the join token is the credential) ----
@@ -262,7 +266,15 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     // The token is checked first, always: a lock refuses failing joins only, never a valid token.
     try {
       const r = deps.auth.join(body.token, body.node);
-      const res: JoinResponse = { node: body.node, credential: r.credential, caPem: deps.auth.caPem() ?? '', mqttPort: deps.mqttPort(), labels: r.labels };
+      const hubs = deps.hubList?.();
+      const res: JoinResponse = {
+        node: body.node,
+        credential: r.credential,
+        caPem: deps.auth.caPem() ?? '',
+        mqttPort: deps.mqttPort(),
+        labels: r.labels,
+        ...(hubs ? { hubs } : {}),
+      };
       if (r.replaced) deps.log.warn('node re-enrolled with a --replace-node token; its old credential is revoked', { node: body.node });
       else deps.log.info('node joined', { node: body.node });
       return res;

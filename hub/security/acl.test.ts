@@ -35,6 +35,8 @@ describe('canPublish', () => {
     ['node: overlong', nodeA, longNode, false],
     ['node: a service topic', nodeA, topics.service('web'), false],
     ['node: the service index', nodeA, topics.serviceIndex(), false],
+    ['node: the hub list', nodeA, topics.hubs(), false],
+    ['user: the hub list', user, topics.hubs(), false],
     ['user: a service topic', user, topics.service('web'), false],
     ['user: own command', user, topics.command('cli-1'), true],
     ["user: another's command", user, topics.command('cli-2'), false],
@@ -76,6 +78,9 @@ describe('canSubscribe', () => {
     ['user: services/+', user, topics.allServices(), false],
     ['user: one service', user, topics.service('web'), false],
     ['user: the service index', user, topics.serviceIndex(), false],
+    ['node: the hub list (HA)', nodeA, topics.hubs(), true],
+    ['user: the hub list (HA)', user, topics.hubs(), true],
+    ['node: hubs/+', nodeA, 'orchard/v1/hubs/+', false],
     ['user: own reply', user, topics.reply('cli-1'), true],
     ["user: another's reply", user, topics.reply('cli-2'), false],
     ['user: replies/+', user, 'orchard/v1/replies/+', false],
@@ -144,6 +149,7 @@ describe('mayRetain', () => {
     ['user, own command topic', user, topics.command('cli-1'), 10, false],
     ['node, a service topic', nodeA, topics.service('web'), 10, false],
     ['node, the service index', nodeA, topics.serviceIndex(), 10, false],
+    ['node, the hub list', nodeA, topics.hubs(), 10, false],
   ])('%s → %s', (_what, p, topic, bytes, ok) => {
     expect(mayRetain(p, topic, bytes)).toBe(ok);
   });

@@ -13,6 +13,8 @@ import type { Role } from '../../protocol/api.js';
  *           service's topic) and `orchard/v1/service-index` (issue 15: every node needs every
  *           service, since any pod may dial any name; they carry no secrets).
  *   user  → publishes only to its own command topic; subscribes only to its own reply topic.
+ *   both  → may read `orchard/v1/hubs`, the hub addresses of an etcd group (issue 19: how they
+ *           find the next leader; addresses only, no secret).
  *   hub   → anything (it is the in-process control plane); the only publisher of service topics.
  * Wildcard filters are for the hub alone, except the one service filter above: a wildcard would
  * let a node read every node's desired set (which carries its secrets). Anything over
@@ -49,6 +51,7 @@ export function canSubscribe(p: Principal, filter: string): boolean {
   if (hasWildcard(filter)) return false;
   const t = parseTopic(filter);
   if (!t) return false;
+  if (t.type === 'hubs') return true;
   if (p.kind === 'node') {
     if (t.type === 'service' || t.type === 'serviceIndex') return true;
     return t.type === 'node' && t.node === p.node && (t.channel === 'desired' || t.channel === 'stream-down' || t.channel === 'upgrade');

@@ -1,4 +1,5 @@
-import { X509Certificate, createPrivateKey, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { X509Certificate, createPrivateKey, generateKeyPair, randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
 import { existsSync, readFileSync } from 'node:fs';
 import { hostname as osHostname, networkInterfaces } from 'node:os';
 import { isIP } from 'node:net';
@@ -62,7 +63,7 @@ export async function loadOrCreatePki(dataDir: string, opts: PkiOptions): Promis
   let caKeyPem: string;
   if (!existsSync(path(PKI_FILES.caCert))) {
     // No CA cert means no join token can have pinned one yet: safe to (re)create, even over a stray key.
-    ({ certPem: caPem, keyPem: caKeyPem } = createCa(now()));
+    ({ certPem: caPem, keyPem: caKeyPem } = await createCa(now()));
     writeFileAtomicSync(path(PKI_FILES.caKey), caKeyPem);
     writeFileAtomicSync(path(PKI_FILES.caCert), caPem);
   } else {
@@ -94,7 +95,7 @@ export async function loadOrCreatePki(dataDir: string, opts: PkiOptions): Promis
     }
   }
   if (certPem === undefined || keyPem === undefined) {
-    ({ certPem, keyPem } = createServerCert(caPem, caKeyPem, hostnames, ips, now()));
+    ({ certPem, keyPem } = await createServerCert(caPem, caKeyPem, hostnames, ips, now()));
     writeFileAtomicSync(path(PKI_FILES.key), keyPem);
     writeFileAtomicSync(path(PKI_FILES.cert), certPem);
   }
@@ -125,8 +126,13 @@ function wantedNames(opts: PkiOptions): { hostnames: string[]; ips: string[] } {
   return { hostnames: [...hostnames].sort(), ips: [...ips].sort() };
 }
 
-function newKeyPair(): { publicKeyPem: string; privateKeyPem: string } {
-  const { publicKey, privateKey } = generateKeyPairSync('rsa', {
+/**
+ * On libuv's thread pool, not the event loop: an RSA key takes 0.1-0.5 s here and seconds on a Pi
+ * or a loaded box, and an etcd leader starting its hub must keep renewing its lease meanwhile (a
+ * 2 s lease expired during a blocking key generation at load ≈ 11).
+ */
+async function newKeyPair(): Promise<{ publicKeyPem: string; privateKeyPem: string }> {
+  const { publicKey, privateKey } = await promisify(generateKeyPair)('rsa', {
     modulusLength: RSA_BITS,
     publicKeyEncoding: { type: 'spki', format: 'pem' },
     privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
@@ -147,8 +153,8 @@ function addYears(d: Date, years: number): Date {
   return out;
 }
 
-function createCa(now: Date): { certPem: string; keyPem: string } {
-  const keys = newKeyPair();
+async function createCa(now: Date): Promise<{ certPem: string; keyPem: string }> {
+  const keys = await newKeyPair();
   const cert = forge.pki.createCertificate();
   cert.publicKey = forge.pki.publicKeyFromPem(keys.publicKeyPem);
   cert.serialNumber = serialNumber();
@@ -169,8 +175,8 @@ function createCa(now: Date): { certPem: string; keyPem: string } {
   return { certPem: forge.pki.certificateToPem(cert), keyPem: keys.privateKeyPem };
 }
 
-function createServerCert(caPem: string, caKeyPem: string, hostnames: string[], ips: string[], now: Date): { certPem: string; keyPem: string } {
-  const keys = newKeyPair();
+async function createServerCert(caPem: string, caKeyPem: string, hostnames: string[], ips: string[], now: Date): Promise<{ certPem: string; keyPem: string }> {
+  const keys = await newKeyPair();
   const ca = forge.pki.certificateFromPem(caPem);
   const cert = forge.pki.createCertificate();
   cert.publicKey = forge.pki.publicKeyFromPem(keys.publicKeyPem);

@@ -41,7 +41,7 @@ describe('hub web API (real HTTPS, real SQLite, real broker)', () => {
   });
 
   it('serves /healthz and the dashboard', async () => {
-    expect((await t.api('GET', '/healthz')).body).toEqual({ ok: true });
+    expect((await t.api('GET', '/healthz')).body).toEqual({ ok: true, role: 'single' });
     const page = await t.api('GET', '/');
     expect(page.status).toBe(200);
     expect(page.text).toContain('<title>Orchard</title>');

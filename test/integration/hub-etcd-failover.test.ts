@@ -73,15 +73,17 @@ describe('hub processes on etcd: leader, standby, failover', () => {
     return { proc, server: `https://127.0.0.1:${http}`, dir };
   };
   const caOf = (dir: string): string => readFileSync(join(dir, 'ca.crt'), 'utf8');
+  /** Serving as the leader (a standby answers /healthz too, with role standby). */
   const healthy = async (h: { server: string; dir: string }): Promise<boolean> => {
     try {
-      return (await request(h.server, 'GET', '/healthz', { ca: caOf(h.dir), timeoutMs: 1_000 })).status === 200;
+      const r = await request(h.server, 'GET', '/healthz', { ca: caOf(h.dir), timeoutMs: 1_000 });
+      return r.status === 200 && (r.body as { role?: string }).role === 'leader';
     } catch {
       return false;
     }
   };
 
-  it('the leader acknowledges a write only once etcd has it; a standby stays closed; kill -9 hands over within the lease, identity and tokens included', async () => {
+  it('the leader acknowledges a write only once etcd has it; a standby answers only /healthz and ERR_NOT_LEADER naming the leader; kill -9 hands over within the lease, identity and tokens included', async () => {
     const a = await startHub('a');
     await waitFor('hub a serving', () => healthy(a), 30_000, 100).catch((e: unknown) => {
       throw new Error(`${String(e)}\n${a.proc.output()}`);
@@ -99,9 +101,21 @@ describe('hub processes on etcd: leader, standby, failover', () => {
     expect(caKey).not.toMatch(/PRIVATE KEY/);
 
     const b = await startHub('b');
-    // A fixed 1.5 s was too short for a node process to log anything at load ≈ 15.
-    await waitFor('b is a standby', () => /standby: another hub leads/.test(b.proc.output()), 20_000, 100);
-    expect(await healthy({ server: b.server, dir: a.dir })).toBe(false); // standby: nothing listening
+    // A standby opens its HTTP port (TLS with the group's CA) to say who leads; it serves nothing else.
+    const standbyHealth = await waitFor(
+      'standby b answering /healthz',
+      async () => {
+        const r = await request(b.server, 'GET', '/healthz', { ca: caOf(a.dir), timeoutMs: 1_000 }).catch(() => undefined);
+        return r?.status === 200 ? r : undefined;
+      },
+      20_000,
+      100,
+    );
+    expect(standbyHealth.body).toMatchObject({ ok: true, role: 'standby', leader: { api: a.server, epoch: leaderA.createRevision } });
+    const refused = await request(b.server, 'GET', '/api/v1/deployments/web', { token, ca: caOf(a.dir) });
+    expect(refused.status).toBe(503);
+    expect(refused.body).toMatchObject({ code: 'ERR_NOT_LEADER', details: { leader: a.server } });
+    expect(b.proc.output()).toMatch(/standby: another hub leads/);
     // A token made on the leader while b waits: b must accept it after the failover.
     const made = await request(a.server, 'POST', '/api/v1/tokens', { token, ca: caOf(a.dir), body: { type: 'api', role: 'viewer' } });
     expect(made.status).toBe(200);

@@ -1,6 +1,6 @@
 import type { Clock } from '../../../protocol/clock.js';
 import { OrchardError } from '../../../protocol/errors.js';
-import type { Compare, EtcdClient, Watch } from './etcd-client.js';
+import type { Compare, EtcdClient, TxnOp, Watch } from './etcd-client.js';
 
 /**
  * Leader election on etcd with fencing (issue 19), the recipe of etcd's own `concurrency`
@@ -27,6 +27,12 @@ export interface ElectionOptions {
   /** Lease TTL in seconds (etcd's minimum is its election timeout, ≈ 1 s; default 10). */
   ttlSeconds?: number;
   clock: Clock;
+  /**
+   * A key this candidate holds with its lease while it lives (campaigning or leading): the hub's
+   * advertised addresses under `<prefix>hubs/<id>`, so the leader knows every hub and a standby
+   * can name the leader's. Put in every campaign transaction; it goes with the lease.
+   */
+  member?: { key: string; value: string };
   onElected: (epoch: number) => void;
   onLost: (reason: string) => void;
 }
@@ -95,10 +101,12 @@ export class Election {
     try {
       if (this.leaseId === '0') this.leaseId = (await this.opts.client.leaseGrant(this.ttl)).id;
       const sentAt = this.opts.clock.now();
+      const m = this.opts.member;
+      const member: TxnOp[] = m === undefined ? [] : [{ put: { key: m.key, value: m.value, lease: this.leaseId } }];
       const r = await this.opts.client.txn(
         [{ key: this.opts.key, target: 'CREATE', createRevision: 0 }],
-        [{ put: { key: this.opts.key, value: this.opts.id, lease: this.leaseId } }],
-        [{ range: { key: this.opts.key } }],
+        [{ put: { key: this.opts.key, value: this.opts.id, lease: this.leaseId } }, ...member],
+        [{ range: { key: this.opts.key } }, ...member],
       );
       if (this.state !== 'campaigning') return;
       if (r.succeeded) {

@@ -1,0 +1,184 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TEST_IMAGE, ensureTestImage } from '../helpers/cluster.js';
+import { EtcdCluster } from '../helpers/etcd.js';
+import { request, waitFor } from '../helpers/http.js';
+import { containersOf, ensureBuilt, freePort, orchard, orchardRun, readToken, removeContainersOf, type Proc } from '../helpers/procs.js';
+import { newE2eRunId } from '../helpers/run-id.js';
+
+/**
+ * Issue 19's end-to-end case on the real engine: three etcd members, two hubs, one agent process
+ * on this machine's Docker Engine given only the first hub. A rolling update of a 3-replica
+ * deployment is under way (each new pod takes ≥ 3 s to turn Ready, maxSurge 1, maxUnavailable 0)
+ * when the leader is `kill -9`ed; the standby takes over, the agent follows it, and the rollout
+ * completes under the new leader. The new-revision containers that were already running at the
+ * kill keep their container ids (nobody restarted them). Containers carry the run's node name
+ * (label orchard.node) and are removed afterwards.
+ */
+
+const TTL_S = 3;
+const NAME = 'ha-web';
+const manifest = (version: number): string => `apiVersion: orchard/v1
+kind: Deployment
+metadata: { name: ${NAME} }
+spec:
+  replicas: 3
+  progressDeadlineSeconds: 300
+  strategy: { type: RollingUpdate, rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } }
+  template:
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+        - name: app
+          image: ${TEST_IMAGE}
+          env: [{ name: VERSION, value: "${version}" }]
+          command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+          resources: { requests: { cpu: 10m, memory: 8Mi } }
+          readinessProbe: { exec: { command: ["true"] }, initialDelaySeconds: 3, periodSeconds: 1 }
+`;
+
+interface PodView {
+  metadata: { name: string; ownerName?: string; annotations?: Record<string, string> };
+  spec: { nodeName?: string };
+  status: { phase: string; conditions: Array<{ type: string; status: string }>; containerStatuses: Array<{ containerId?: string }> };
+}
+
+describe('hub failover during a rolling update (real engine)', () => {
+  let etcd: EtcdCluster;
+  const root = mkdtempSync(join(tmpdir(), 'orchard-e2e-ha-'));
+  const node = `e2e-${newE2eRunId()}-ha`;
+  const procs: Proc[] = [];
+  beforeAll(async () => {
+    ensureBuilt();
+    ensureTestImage();
+    etcd = await EtcdCluster.start(3);
+  }, 120_000);
+  afterAll(async () => {
+    for (const p of procs) await p.kill9();
+    removeContainersOf(node);
+    etcd?.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  const startHub = async (name: string): Promise<{ proc: Proc; server: string; dir: string }> => {
+    const [http, mqtt] = [await freePort(), await freePort()];
+    const dir = join(root, name);
+    const proc = orchard(
+      [
+        'hub',
+        ...['--data-dir', dir, '--host', '127.0.0.1', '--http-port', String(http), '--mqtt-port', String(mqtt), '--no-cli-config'],
+        ...['--store', `etcd://${etcd.endpoints.map((e) => e.replace('http://', '')).join(',')}`, '--leader-ttl', `${TTL_S}s`],
+      ],
+      { ORCHARD_HA_SECRET: 'e2e-ha-rollout-secret-0123456789' },
+    );
+    procs.push(proc);
+    return { proc, server: `https://127.0.0.1:${http}`, dir };
+  };
+
+  it('the rollout completes under the new leader; containers already updated keep their ids', async () => {
+    const a = await startHub('a');
+    const roleOf = async (server: string, ca: string): Promise<string | undefined> =>
+      request(server, 'GET', '/healthz', { ca, timeoutMs: 2_000 })
+        .then((r) => (r.status === 200 ? (r.body as { role?: string }).role : undefined))
+        .catch(() => undefined);
+    await waitFor(
+      'hub a leading',
+      async () => {
+        try {
+          return (await roleOf(a.server, readFileSync(join(a.dir, 'ca.crt'), 'utf8'))) === 'leader';
+        } catch {
+          return false;
+        }
+      },
+      60_000,
+      200,
+    );
+    const ca = readFileSync(join(a.dir, 'ca.crt'), 'utf8');
+    const caFile = join(root, 'ca.crt');
+    writeFileSync(caFile, ca);
+    const token = readToken(a.dir);
+    const b = await startHub('b');
+    await waitFor('hub b standby', async () => (await roleOf(b.server, ca)) === 'standby', 60_000, 200);
+    const cli = (args: string[]): ReturnType<typeof orchardRun> =>
+      orchardRun([...args, '--ca', caFile], { ORCHARD_SERVER: `${a.server},${b.server}`, ORCHARD_TOKEN: token, ORCHARD_CONFIG: join(root, 'no-config') });
+
+    const made = await request(a.server, 'POST', '/api/v1/tokens', { token, ca, body: { type: 'join' } });
+    const agent = orchard(['agent', '--hub', a.server, '--name', node, '--data-dir', join(root, 'agent'), '--no-services'], {
+      ORCHARD_TOKEN: (made.body as { token: string }).token,
+    });
+    procs.push(agent);
+    const pods = async (): Promise<PodView[]> => {
+      for (const server of [a.server, b.server]) {
+        const r = await request(server, 'GET', '/api/v1/pods', { token, ca, timeoutMs: 3_000 }).catch(() => undefined);
+        if (r?.status === 200) return ((r.body as { items: PodView[] }).items ?? []).filter((p) => p.metadata.ownerName === NAME);
+      }
+      return [];
+    };
+    const ready = (p: PodView): boolean => p.status.phase === 'Running' && p.status.conditions.some((c) => c.type === 'Ready' && c.status === 'True');
+    const logs = (): string => `--- agent\n${agent.output().slice(-4000)}\n--- a\n${a.proc.output().slice(-3000)}\n--- b\n${b.proc.output().slice(-3000)}`;
+
+    const manifestFile = join(root, 'web.yaml');
+    writeFileSync(manifestFile, manifest(1));
+    expect(cli(['apply', '-f', manifestFile]).code).toBe(0);
+    await waitFor('3 pods of v1 ready', async () => (await pods()).filter(ready).length === 3, 120_000, 500).catch((e: unknown) => {
+      throw new Error(`${String(e)}\n${logs()}`);
+    });
+
+    // v2: the rolling update starts; kill -9 the leader once one new pod is Ready and old ones remain.
+    writeFileSync(manifestFile, manifest(2));
+    const applied = cli(['apply', '-f', manifestFile]);
+    expect(applied.code).toBe(0);
+    const deployment = await request(a.server, 'GET', `/api/v1/deployments/${NAME}`, { token, ca });
+    const v2 = (deployment.body as { status: { updateRevision?: string } }).status.updateRevision;
+    expect(v2).toBeDefined();
+    const isV2 = (p: PodView): boolean => p.metadata.annotations?.['orchard.dev/template-hash'] === v2;
+    const midway = await waitFor(
+      'one v2 pod ready, v1 pods left',
+      async () => {
+        const ps = await pods();
+        const newReady = ps.filter((p) => isV2(p) && ready(p));
+        return newReady.length >= 1 && ps.some((p) => !isV2(p)) ? newReady : undefined;
+      },
+      120_000,
+      200,
+    ).catch((e: unknown) => {
+      throw new Error(`${String(e)}\n${logs()}`);
+    });
+    const keptIds = new Map(midway.map((p) => [p.metadata.name, p.status.containerStatuses[0]?.containerId]));
+    const engineIdsBefore = new Set(containersOf(node).map((c) => c.Id));
+    const killedAt = Date.now();
+    await a.proc.kill9();
+    await waitFor('hub b leading', async () => (await roleOf(b.server, ca)) === 'leader', 60_000, 100);
+    const takeoverMs = Date.now() - killedAt;
+
+    // The rollout finishes under b: 3 ready v2 pods, no v1 pod, and `orchard rollout status` says so.
+    const done = await waitFor(
+      'rollout complete under b',
+      async () => {
+        const ps = await pods();
+        return ps.length === 3 && ps.every((p) => isV2(p) && ready(p)) ? ps : undefined;
+      },
+      180_000,
+      500,
+    ).catch((e: unknown) => {
+      throw new Error(`${String(e)}\n${logs()}`);
+    });
+    const completedMs = Date.now() - killedAt;
+    const status = cli(['rollout', 'status', 'deployment', NAME]);
+    expect(status.code).toBe(0);
+    // Untouched: the v2 pods running at the kill keep their containers, in Orchard's view and the engine's.
+    for (const [name, id] of keptIds) {
+      expect(id).toBeDefined();
+      expect(done.find((p) => p.metadata.name === name)?.status.containerStatuses[0]?.containerId).toBe(id);
+      expect([...engineIdsBefore].some((e) => e.startsWith(id!))).toBe(true);
+    }
+    const running = containersOf(node).filter((c) => c.State.Running);
+    expect(running).toHaveLength(3);
+    for (const id of keptIds.values()) expect(running.some((c) => c.Id.startsWith(id!))).toBe(true);
+    console.log(
+      `ha-rollout: b leading ${takeoverMs} ms after kill -9 of a; rollout complete ${completedMs} ms after it; ${keptIds.size} v2 container(s) kept their ids`,
+    );
+  }, 420_000);
+});

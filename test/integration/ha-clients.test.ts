@@ -1,0 +1,173 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HubListMessageSchema } from '../../protocol/hubs.js';
+import { EtcdCluster } from '../helpers/etcd.js';
+import { request, waitFor } from '../helpers/http.js';
+import { REPO, ensureBuilt, freePort, orchard, orchardRun, readToken, spawnProc, type Proc } from '../helpers/procs.js';
+
+/**
+ * Clients of an etcd hub group (issue 19), all real processes: three etcd members, two hubs, one
+ * agent process (the real agent main on an in-memory engine) given only ONE hub address, and the
+ * CLI given both. The agent learns the other hub from the join answer, keeps it in hubs.json, and
+ * after a `kill -9` of the leader reconnects to the new one, which then reaches it with a new
+ * desired set; the CLI keeps working across the failover; the standby answers /healthz and
+ * ERR_NOT_LEADER naming the leader.
+ */
+
+const TTL_S = 3;
+const deployment = (replicas: number): string => `apiVersion: orchard/v1
+kind: Deployment
+metadata: { name: web }
+spec:
+  replicas: ${replicas}
+  template:
+    metadata: { labels: { app: web } }
+    spec: { containers: [{ name: c, image: "orchard-test/busybox:1", command: ["sleep", "3600"] }] }
+`;
+
+interface HubProc {
+  proc: Proc;
+  server: string;
+  mqtt: string;
+  dir: string;
+}
+
+describe('agent and CLI across a hub failover on etcd', () => {
+  let etcd: EtcdCluster;
+  const root = mkdtempSync(join(tmpdir(), 'orchard-ha-clients-'));
+  const procs: Proc[] = [];
+  beforeAll(async () => {
+    ensureBuilt();
+    etcd = await EtcdCluster.start(3);
+  }, 90_000);
+  afterAll(async () => {
+    for (const p of procs) await p.kill9();
+    etcd?.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  const startHub = async (name: string): Promise<HubProc> => {
+    const [http, mqtt] = [await freePort(), await freePort()];
+    const dir = join(root, name);
+    const proc = orchard(
+      [
+        'hub',
+        ...['--data-dir', dir, '--host', '127.0.0.1', '--http-port', String(http), '--mqtt-port', String(mqtt), '--no-cli-config'],
+        ...['--store', `etcd://${etcd.endpoints.map((e) => e.replace('http://', '')).join(',')}`, '--leader-ttl', `${TTL_S}s`],
+      ],
+      { ORCHARD_HA_SECRET: 'ha-clients-secret-0123456789' },
+    );
+    procs.push(proc);
+    return { proc, server: `https://127.0.0.1:${http}`, mqtt: `mqtts://127.0.0.1:${mqtt}`, dir };
+  };
+  const ca = (h: HubProc): string => readFileSync(join(h.dir, 'ca.crt'), 'utf8');
+  const role = async (h: HubProc, caPem: string): Promise<string | undefined> => {
+    try {
+      const r = await request(h.server, 'GET', '/healthz', { ca: caPem, timeoutMs: 1_000 });
+      return r.status === 200 ? (r.body as { role?: string }).role : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+
+  it('an agent given one hub learns the other and follows the leader; the CLI with both servers keeps working', async () => {
+    const a = await startHub('a');
+    await waitFor('hub a leading', async () => existsSync(join(a.dir, 'ca.crt')) && (await role(a, ca(a))) === 'leader', 40_000).catch((e: unknown) => {
+      throw new Error(`${String(e)}\n${a.proc.output()}`);
+    });
+    const caPem = ca(a);
+    const caFile = join(root, 'ca.crt');
+    writeFileSync(caFile, caPem);
+    const token = readToken(a.dir);
+    const b = await startHub('b');
+    await waitFor('hub b standby', async () => (await role(b, caPem)) === 'standby', 40_000);
+
+    // The standby: /healthz names the leader; any API call is ERR_NOT_LEADER with the leader's address.
+    const health = await request(b.server, 'GET', '/healthz', { ca: caPem });
+    expect(health.body).toMatchObject({ ok: true, role: 'standby', leader: { api: a.server, mqtt: a.mqtt } });
+    const refused = await request(b.server, 'POST', '/api/v1/apply', { token, ca: caPem, body: deployment(1) });
+    expect(refused.status).toBe(503);
+    expect(refused.body).toMatchObject({ code: 'ERR_NOT_LEADER', details: { leader: a.server, leaderMqtt: a.mqtt } });
+
+    // The CLI with the standby first: it is sent on to the leader.
+    const cliEnv = { ORCHARD_SERVER: `${b.server},${a.server}`, ORCHARD_TOKEN: token, ORCHARD_CONFIG: join(root, 'no-config') };
+    const manifest = join(root, 'web.yaml');
+    writeFileSync(manifest, deployment(1));
+    const ok = orchardRun(['apply', '-f', manifest, '--ca', caFile], cliEnv);
+    expect(ok.stderr).toBe('');
+    expect(ok.code).toBe(0);
+
+    // A join token, and the agent given ONLY hub a.
+    const made = await request(a.server, 'POST', '/api/v1/tokens', { token, ca: caPem, body: { type: 'join' } });
+    expect(made.status).toBe(200);
+    const joinToken = (made.body as { token: string }).token;
+    const agentDir = join(root, 'agent');
+    const tsx = pathToFileURL(join(REPO, 'node_modules/tsx/dist/loader.mjs')).href;
+    const agent = spawnProc(
+      process.execPath,
+      ['--import', tsx, join(REPO, 'test/helpers/memory-agent-process.ts'), '--hub', a.server, '--name', 'pi-ha', '--data-dir', agentDir, '--no-services'],
+      { ORCHARD_TOKEN: joinToken },
+    );
+    procs.push(agent);
+    const runningOn = async (h: HubProc, n: number): Promise<boolean> => {
+      const r = await request(h.server, 'GET', '/api/v1/pods', { token, ca: caPem, timeoutMs: 2_000 }).catch(() => undefined);
+      const pods = ((r?.body as { items?: Array<{ spec: { nodeName?: string }; status: { phase: string } }> } | undefined)?.items ?? []).filter(
+        (p) => p.spec.nodeName === 'pi-ha' && p.status.phase === 'Running',
+      );
+      return pods.length === n;
+    };
+    await waitFor('pod running on the agent (through hub a)', () => runningOn(a, 1), 60_000, 250).catch((e: unknown) => {
+      throw new Error(`${String(e)}\n--- agent\n${agent.output()}\n--- a\n${a.proc.output().slice(-3000)}`);
+    });
+    // It learned hub b although it was only told about a, and saved it.
+    const saved = await waitFor(
+      'hubs.json with both hubs',
+      () => {
+        const f = join(agentDir, 'hubs.json');
+        if (!existsSync(f)) return undefined;
+        const m = HubListMessageSchema.parse(JSON.parse(readFileSync(f, 'utf8')));
+        return m.hubs.length === 2 ? m : undefined;
+      },
+      20_000,
+    );
+    expect(saved.hubs.map((h) => h.mqtt)).toEqual([a.mqtt, b.mqtt]);
+    expect(saved.hubs[0]!.api).toBe(a.server);
+
+    // kill -9 the leader: b takes over; the agent moves to b; b's scale reaches it.
+    const killedAt = Date.now();
+    await a.proc.kill9();
+    await waitFor('hub b leading', async () => (await role(b, caPem)) === 'leader', 30_000, 100);
+    const takeoverMs = Date.now() - killedAt;
+    const scaled = orchardRun(['scale', 'deployment', 'web', '--replicas', '2', '--ca', caFile], { ...cliEnv, ORCHARD_SERVER: `${a.server},${b.server}` });
+    expect(scaled.stderr).toBe('');
+    expect(scaled.code).toBe(0);
+    await waitFor('2 pods running on the agent (through hub b)', () => runningOn(b, 2), 90_000, 250).catch((e: unknown) => {
+      const bLog = b.proc
+        .output()
+        .split('\n')
+        .filter((l) => !l.includes('DEBUG [hub/api] request'))
+        .join('\n');
+      throw new Error(
+        `${String(e)}\n--- agent (exit ${agent.child.exitCode} ${agent.child.signalCode})\n${agent.output().slice(-4000)}\n--- a\n${a.proc
+          .output()
+          .split('\n')
+          .filter((l) => !l.includes('[hub/api] request'))
+          .join('\n')
+          .slice(-6000)}\n--- b\n${bLog.slice(-3000)}`,
+      );
+    });
+    const movedMs = Date.now() - killedAt;
+    expect(agent.output()).toMatch(new RegExp(`link connected.*${b.mqtt.replace(/[.]/g, '\\.')}`));
+    // The CLI with the dead hub first still reads.
+    const got = orchardRun(['get', 'pods', '--ca', caFile], { ...cliEnv, ORCHARD_SERVER: `${a.server},${b.server}` });
+    expect(got.code).toBe(0);
+    expect(got.stdout).toMatch(/web-/);
+    // The list the agent keeps now has b alone as leader (a's record went with its lease).
+    const after = HubListMessageSchema.parse(JSON.parse(readFileSync(join(agentDir, 'hubs.json'), 'utf8')));
+    expect(after.hubs.map((h) => h.api)).toEqual([b.server]);
+    console.log(`ha-clients: b leading ${takeoverMs} ms after kill -9 of a; the agent ran b's second pod ${movedMs} ms after (TTL ${TTL_S} s)`);
+  }, 240_000);
+});
