@@ -87,7 +87,9 @@ class Group {
   async serving(h: HubProc): Promise<boolean> {
     try {
       const ca = readFileSync(join(h.dir, 'ca.crt'), 'utf8');
-      return (await request(h.server, 'GET', '/healthz', { ca, timeoutMs: 1_000 })).status === 200;
+      // A standby answers /healthz too (role: standby, naming the leader): serving means leading.
+      const r = await request(h.server, 'GET', '/healthz', { ca, timeoutMs: 1_000 });
+      return r.status === 200 && (r.body as { role?: string }).role === 'leader';
     } catch {
       return false;
     }
@@ -446,7 +448,8 @@ describe('hub group on etcd: fencing and failover with agents', () => {
     const after = [...byRevision].filter(([rev]) => rev > d);
     expect(after.length).toBeGreaterThan(0);
     for (const [rev, evs] of after) {
-      if (evs.every((e) => e.kv.key === '/orchard/leader')) continue;
+      // Election and membership keys (the campaign transaction, lease expiry) are not store writes.
+      if (evs.every((e) => e.kv.key === '/orchard/leader' || e.kv.key.startsWith('/orchard/hubs/'))) continue;
       const stamp = evs.find((e) => e.kv.key === '/orchard/meta/epoch');
       expect(stamp?.kv.value.toString(), `revision ${rev}: ${evs.map((e) => e.kv.key).join(', ')}`).toBe(String(epochB));
     }
