@@ -22,6 +22,8 @@
  *
  *   npm run build && npx tsx scripts/bench/agent-bundle-memory.ts [--runs 1] [--idle 60] [--warm 15]
  *     [--pods 0,10,50] [--variants bundle,small] [--node /path/to/node] [--snapshot]
+ *   --node 'qemu-aarch64-static -L /usr/aarch64-linux-gnu /path/to/arm64/node' runs an ARM guest
+ *   (not with the launcher variant: the launcher starts its agent with its own binary, no qemu).
  *
  * Variants: `bundle` (node dist/orchard-agent.mjs), `small` (the same with AGENT_V8_FLAGS, what
  * scripts/install-agent.sh puts in the unit), `launcher` (what the unit runs: the launcher with
@@ -61,7 +63,11 @@ const idleMs = Number(values.idle) * 1000;
 const warmMs = Number(values.warm) * 1000;
 const podCounts = values.pods.split(',').map(Number);
 const variants = values.variants.split(',').filter((v) => v !== '');
-const nodeBin = values.node;
+// `--node` may be a command: 'qemu-aarch64-static -L /usr/aarch64-linux-gnu …/node' runs an ARM
+// guest (then RSS/PSS are qemu's, not a device's: read the guest's heap and external columns).
+const nodeCmd = values.node.split(' ').filter(Boolean);
+const nodeBin = nodeCmd[nodeCmd.length - 1] ?? process.execPath;
+const nodePrefix = nodeCmd.slice(0, -1);
 const mb = (n: number): string => (n / 2 ** 20).toFixed(1);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const load = (): string =>
@@ -113,6 +119,10 @@ async function countingPipe(port: number): Promise<{ port: number; up: () => num
 }
 
 function launchOf(variant: string, importProbe: string): string[] {
+  return [...nodePrefix, ...launchArgs(variant, importProbe)];
+}
+
+function launchArgs(variant: string, importProbe: string): string[] {
   if (variant === 'bundle') return [nodeBin, importProbe, AGENT_BUNDLE];
   if (variant === 'small') return [nodeBin, ...AGENT_V8_FLAGS, importProbe, AGENT_BUNDLE];
   if (variant === 'tsc') return [nodeBin, importProbe, CLI, 'agent'];
@@ -142,7 +152,7 @@ spec:
 const c = new Cluster();
 try {
   await c.startHub();
-  const nodeVersion = execFileSync(nodeBin, ['--version'], { encoding: 'utf8' }).trim();
+  const nodeVersion = execFileSync(nodeCmd[0] ?? process.execPath, [...nodeCmd.slice(1), '--version'], { encoding: 'utf8' }).trim();
   console.log(`node ${nodeVersion} (${nodeBin}); idle window ${values.idle} s after ${values.warm} s warm; pods ${values.pods}; real Docker Engine`);
   console.log(`small = ${AGENT_V8_FLAGS.join(' ')}`);
   const head = 'variant  run  pods  RSS MiB  PSS MiB  anon MiB  file MiB  heap used  heap total  external  CPU % core  uplink B/min  load (1/5/15 min)';
