@@ -169,7 +169,10 @@ try {
         extra: ['--mqtt-url', `mqtts://127.0.0.1:${pipe.port}`],
       });
       const pid = p.child.pid ?? 0;
-      await c.waitNodeReady(short, 60_000);
+      // Emulated ARM agents start in 7-15 s on an idle machine, minutes at load ≈ 20.
+      await c.waitNodeReady(short, 300_000).catch((err: unknown) => {
+        throw new Error(`${String(err)}\n${p.output().slice(-3000)}`);
+      });
       const file = join(dir, `${short}.yaml`);
       for (const [i, pods] of podCounts.entries()) {
         const dep = `bench-${short}`;
