@@ -27,8 +27,10 @@ export const LAUNCHER_OUTFILE = join(REPO, 'dist', 'orchard-agent-launcher.mjs')
 /**
  * V8 flags for the agent on small devices (docs/agent.md "Memory"), measured with
  * scripts/bench/agent-bundle-memory.ts. scripts/install-agent.sh writes the same list into the unit.
+ * Not `--lite-mode` (nor `--jitless`): they turn WebAssembly off, and Node 22 then dies at start
+ * (its undici compiles llhttp to WebAssembly when mqtt.js looks at globalThis.WebSocket).
  */
-export const AGENT_V8_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--single-threaded-gc', '--v8-pool-size=1', '--lite-mode'];
+export const AGENT_V8_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--single-threaded-gc', '--v8-pool-size=1'];
 
 /** The launcher: Node builtins only, so nothing to stub; small on purpose (it stays resident). */
 export async function buildLauncher(outfile = LAUNCHER_OUTFILE): Promise<number> {

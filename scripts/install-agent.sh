@@ -197,8 +197,8 @@ args=(--hub "$HUB" --name "$NAME" --data-dir "$DATA_DIR" --token-file "$ETC_DIR/
 # themselves: docs/agent.md "Upgrades"), or the agent alone when no launcher was installed.
 # V8 flags for small devices (docs/agent.md "Memory"; AGENT_V8_FLAGS in scripts/build-agent.ts,
 # which a test keeps equal to this): young generation capped at 1 MiB, one GC thread, one platform
-# worker, no optimizing compilers. The launcher passes its flags on to the agent it starts.
-NODE_FLAGS="--max-semi-space-size=1 --single-threaded-gc --v8-pool-size=1 --lite-mode"
+# worker. The launcher passes its flags on to the agent it starts.
+NODE_FLAGS="--max-semi-space-size=1 --single-threaded-gc --v8-pool-size=1"
 if [[ -n "$NEW_LAUNCHER" ]]; then
   EXEC_START="$NODE_BIN $NODE_FLAGS $LAUNCHER --agent $AGENT -- ${args[*]}"
 else

@@ -22,10 +22,14 @@
  *
  *   npm run build && npx tsx scripts/bench/agent-bundle-memory.ts [--runs 1] [--idle 60] [--warm 15]
  *     [--pods 0,10,50] [--variants bundle,small] [--node /path/to/node] [--snapshot]
+ *   --node 'qemu-aarch64-static -L /usr/aarch64-linux-gnu /path/to/arm64/node' runs an ARM guest
+ *   (not with the launcher variant: the launcher starts its agent with its own binary, no qemu).
  *
  * Variants: `bundle` (node dist/orchard-agent.mjs), `small` (the same with AGENT_V8_FLAGS, what
- * scripts/install-agent.sh puts in the unit), `tsc` (node dist/cli/main.js agent), `flags:<…>` (the
- * bundle with these space-separated flags, e.g. `flags:--jitless --max-semi-space-size=1`).
+ * scripts/install-agent.sh puts in the unit), `launcher` (what the unit runs: the launcher with
+ * AGENT_V8_FLAGS and the agent it starts, both processes summed; heap figures are the agent's),
+ * `tsc` (node dist/cli/main.js agent), `flags:<…>` (the bundle with these space-separated flags,
+ * e.g. `flags:--jitless --max-semi-space-size=1`).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -37,7 +41,7 @@ import { parseArgs } from 'node:util';
 import { Cluster, TEST_IMAGE } from '../../test/helpers/cluster.js';
 import { waitFor } from '../../test/helpers/http.js';
 import { AGENT_BUNDLE, CLI } from '../../test/helpers/procs.js';
-import { AGENT_V8_FLAGS } from '../build-agent.js';
+import { AGENT_V8_FLAGS, LAUNCHER_OUTFILE } from '../build-agent.js';
 import { summarizeHeapSnapshot } from './lib/heap-summary.js';
 import { readProcStats } from './lib/proc-stats.js';
 import { readSmaps } from './lib/smaps.js';
@@ -59,7 +63,11 @@ const idleMs = Number(values.idle) * 1000;
 const warmMs = Number(values.warm) * 1000;
 const podCounts = values.pods.split(',').map(Number);
 const variants = values.variants.split(',').filter((v) => v !== '');
-const nodeBin = values.node;
+// `--node` may be a command: 'qemu-aarch64-static -L /usr/aarch64-linux-gnu …/node' runs an ARM
+// guest (then RSS/PSS are qemu's, not a device's: read the guest's heap and external columns).
+const nodeCmd = values.node.split(' ').filter(Boolean);
+const nodeBin = nodeCmd[nodeCmd.length - 1] ?? process.execPath;
+const nodePrefix = nodeCmd.slice(0, -1);
 const mb = (n: number): string => (n / 2 ** 20).toFixed(1);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const load = (): string =>
@@ -71,11 +79,14 @@ const dir = mkdtempSync(join(tmpdir(), 'orchard-bundle-mem-'));
 const probe = join(dir, 'heap-probe.mjs');
 writeFileSync(
   probe,
-  `import { writeFileSync } from 'node:fs';
+  `import { renameSync, writeFileSync } from 'node:fs';
 import { writeHeapSnapshot } from 'node:v8';
 const out = process.env.ORCHARD_HEAP_PROBE_OUT;
-if (out) setInterval(() => writeFileSync(out, JSON.stringify(process.memoryUsage())), 2000).unref();
-process.on('SIGUSR2', () => writeHeapSnapshot(out + '.heapsnapshot'));
+// Under the launcher this probe loads in both processes (it passes its flags on): only the agent writes.
+const agent = process.argv[1]?.endsWith('orchard-agent.mjs') === true;
+// tmp + rename: the bench never reads a half-written file.
+if (out && agent) setInterval(() => { writeFileSync(out + '.tmp', JSON.stringify(process.memoryUsage())); renameSync(out + '.tmp', out); }, 2000).unref();
+if (agent) process.on('SIGUSR2', () => writeHeapSnapshot(out + '.heapsnapshot'));
 `,
 );
 
@@ -108,9 +119,14 @@ async function countingPipe(port: number): Promise<{ port: number; up: () => num
 }
 
 function launchOf(variant: string, importProbe: string): string[] {
+  return [...nodePrefix, ...launchArgs(variant, importProbe)];
+}
+
+function launchArgs(variant: string, importProbe: string): string[] {
   if (variant === 'bundle') return [nodeBin, importProbe, AGENT_BUNDLE];
   if (variant === 'small') return [nodeBin, ...AGENT_V8_FLAGS, importProbe, AGENT_BUNDLE];
   if (variant === 'tsc') return [nodeBin, importProbe, CLI, 'agent'];
+  if (variant === 'launcher') return [nodeBin, ...AGENT_V8_FLAGS, importProbe, LAUNCHER_OUTFILE, '--agent', AGENT_BUNDLE, '--'];
   if (variant.startsWith('flags:')) return [nodeBin, ...variant.slice(6).split(' ').filter(Boolean), importProbe, AGENT_BUNDLE];
   throw new Error(`unknown variant ${variant}`);
 }
@@ -136,7 +152,7 @@ spec:
 const c = new Cluster();
 try {
   await c.startHub();
-  const nodeVersion = execFileSync(nodeBin, ['--version'], { encoding: 'utf8' }).trim();
+  const nodeVersion = execFileSync(nodeCmd[0] ?? process.execPath, [...nodeCmd.slice(1), '--version'], { encoding: 'utf8' }).trim();
   console.log(`node ${nodeVersion} (${nodeBin}); idle window ${values.idle} s after ${values.warm} s warm; pods ${values.pods}; real Docker Engine`);
   console.log(`small = ${AGENT_V8_FLAGS.join(' ')}`);
   const head = 'variant  run  pods  RSS MiB  PSS MiB  anon MiB  file MiB  heap used  heap total  external  CPU % core  uplink B/min  load (1/5/15 min)';
@@ -153,7 +169,10 @@ try {
         extra: ['--mqtt-url', `mqtts://127.0.0.1:${pipe.port}`],
       });
       const pid = p.child.pid ?? 0;
-      await c.waitNodeReady(short, 60_000);
+      // Emulated ARM agents start in 7-15 s on an idle machine, minutes at load ≈ 20.
+      await c.waitNodeReady(short, 300_000).catch((err: unknown) => {
+        throw new Error(`${String(err)}\n${p.output().slice(-3000)}`);
+      });
       const file = join(dir, `${short}.yaml`);
       for (const [i, pods] of podCounts.entries()) {
         const dep = `bench-${short}`;
@@ -173,14 +192,23 @@ try {
         );
         await sleep(warmMs);
         const loadAvg = load();
-        const cpu0 = readProcStats(pid)?.cpuSeconds ?? 0;
+        // The launcher variant: the launcher and its agent child, summed (PSS splits their shared pages).
+        const pids = variant === 'launcher' ? [pid, ...childrenOf(pid)] : [pid];
+        const cpuOf = (): number => pids.reduce((a, x) => a + (readProcStats(x)?.cpuSeconds ?? 0), 0);
+        const cpu0 = cpuOf();
         const up0 = pipe.up();
         const t0 = Date.now();
         await sleep(idleMs);
         const secs = (Date.now() - t0) / 1000;
-        const cpu1 = readProcStats(pid)?.cpuSeconds ?? 0;
+        const cpu1 = cpuOf();
         const up1 = pipe.up();
-        const sm = readSmaps(pid);
+        const sm = pids
+          .map((x) => readSmaps(x))
+          .reduce((a, b) =>
+            a === undefined || b === undefined
+              ? undefined
+              : { rss: a.rss + b.rss, pss: a.pss + b.pss, anon: a.anon + b.anon, file: a.file + b.file, swap: a.swap + b.swap },
+          );
         const heap = JSON.parse(readFileSync(out, 'utf8')) as { heapUsed: number; heapTotal: number; external: number; arrayBuffers: number };
         console.log(
           [
@@ -220,6 +248,14 @@ try {
 } finally {
   await c.cleanup();
   rmSync(dir, { recursive: true, force: true });
+}
+
+function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
 }
 
 /** True once `file` exists and its size stopped changing for a second. */
