@@ -418,9 +418,10 @@ export const EXIT_LOST_LEADERSHIP = 75;
  * Campaigns for leadership of the hub group on etcd and returns once this hub leads, with the
  * fenced store opened at that moment (docs/design/ha.md). Losing leadership later — a lease not
  * renewed in time, or etcd refusing a fenced write — ends the process: no code path can then
- * leave a controller or the broker acting on stale state.
+ * leave a controller or the broker acting on stale state. Exported for the failover benchmark's
+ * hub process (scripts/bench/lib/hub-child.ts), which must lead exactly as `orchard hub` does.
  */
-async function leadOnEtcd(
+export async function leadOnEtcd(
   flags: HubFlags,
   endpoints: string[],
   id: string,
