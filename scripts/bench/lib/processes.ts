@@ -194,11 +194,11 @@ export async function startWorkerFleet(procs: number, opts: HollowFleetOptions):
 }
 
 /** The pure scheduler micro-benchmark (scripts/bench/scheduler.ts) in a child; resolves with its stdout table. */
-export function runSchedulerBench(pods: number): Promise<string> {
+export function runSchedulerBench(pods: number, nodeCounts?: readonly number[]): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(
       process.execPath,
-      ['--import', 'tsx', join(REPO, 'scripts', 'bench', 'scheduler.ts'), String(pods)],
+      ['--import', 'tsx', join(REPO, 'scripts', 'bench', 'scheduler.ts'), String(pods), ...(nodeCounts ? [nodeCounts.join(',')] : [])],
       { cwd: REPO, timeout: 300_000, maxBuffer: 1 << 20 },
       (err, stdout) => (err ? reject(err) : resolve(stdout)),
     );
