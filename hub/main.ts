@@ -481,6 +481,7 @@ export async function leadOnEtcd(
       flushWarned = now;
       log.warn('etcd did not take a write; retrying', { err: OrchardError.from(err) });
     },
+    onCompactError: (err) => log.warn('etcd history compaction failed; trying again at the next interval', { err: OrchardError.from(err) }),
   });
   log.info('leading the hub group', { epoch, objects: store.revision() });
   return {

@@ -21,7 +21,7 @@
  * calibration figure, and the 1-minute load average before each kill.
  *
  * Run: npx tsx scripts/bench/failover.ts [--nodes 1000] [--pods 3000] [--hubs 3] [--runs 3]
- *   [--leader-ttl 10s] [--procs 2] [--usage-interval-ms 30000] [--deadline-ms 120000]
+ *   [--leader-ttl 10s] [--procs 2] [--usage-interval-ms 30000] [--deadline-ms 120000] [--setup-ms 600000]
  *   [--max-minutes 30] [--scheduler-pods 20000 | --no-scheduler] [--md out.md] [--json out.json]
  *
  * Bounded: every phase has a deadline and the whole run stops after --max-minutes. Every process
@@ -37,6 +37,7 @@ import { apiTokenId } from '../../protocol/api.js';
 import { userClientId } from '../../protocol/topics.js';
 import { EtcdCluster, type EtcdMemberStatus } from '../../test/helpers/etcd.js';
 import { freePort } from '../../test/helpers/procs.js';
+import type { HubSnapshot } from './lib/fleet-tracker.js';
 import type { HubChildConfig } from './lib/hub-child.js';
 import type { HollowFleetOptions, HollowNode } from './lib/hollow-fleet.js';
 import { HubProcess, killAll, runSchedulerBench, startWorkerFleet, type FleetHandle } from './lib/processes.js';
@@ -55,6 +56,7 @@ const { values } = parseArgs({
     procs: { type: 'string', default: '2' },
     'usage-interval-ms': { type: 'string', default: '30000' },
     'deadline-ms': { type: 'string', default: '120000' },
+    'setup-ms': { type: 'string', default: '600000' },
     'max-minutes': { type: 'string', default: '30' },
     'scheduler-pods': { type: 'string', default: '20000' },
     'no-scheduler': { type: 'boolean', default: false },
@@ -76,6 +78,7 @@ const M = int('pods');
 const HUBS = Math.max(2, int('hubs'));
 const RUNS = int('runs');
 const DEADLINE = int('deadline-ms');
+const SETUP_MS = int('setup-ms');
 const USAGE = int('usage-interval-ms');
 const TTL = values['leader-ttl'] ?? '10s';
 const HA_SECRET = `failover-bench-${process.pid}-${Date.now()}`;
@@ -112,7 +115,7 @@ const out: {
   command: string;
   config: Record<string, unknown>;
   scheduler: SchedulerRow[];
-  setup: { registerMs: number; deployMs: number; load1: number };
+  setup: { registerMs: number; deployMs: number; applyMs: number; applyRetries: number; load1: number };
   runs: RunResult[];
   etcd: EtcdMemberStatus[];
   errors: string[];
@@ -121,7 +124,7 @@ const out: {
   command: `npx tsx scripts/bench/failover.ts ${process.argv.slice(2).join(' ')}`.trim(),
   config: { nodes: N, pods: M, hubs: HUBS, runs: RUNS, leaderTtl: TTL, usageIntervalMs: USAGE },
   scheduler: [],
-  setup: { registerMs: 0, deployMs: 0, load1: 0 },
+  setup: { registerMs: 0, deployMs: 0, applyMs: 0, applyRetries: 0, load1: 0 },
   runs: [],
   etcd: [],
   errors: [],
@@ -134,6 +137,15 @@ function cleanup(): void {
   etcd?.close();
   etcd = undefined;
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+}
+
+let lastProgress = 0;
+function progress(phase: string, s: HubSnapshot): void {
+  if (Date.now() - lastProgress < 10_000) return;
+  lastProgress = Date.now();
+  log(
+    `${phase}: Ready ${s.nodesReady}/${N} heard ${s.nodesHeard} pods ${s.pods} Running ${s.podsRunning} reported ${s.podsReportedRunning} loop p99 ${s.eventLoopDelay.p99Ms.toFixed(0)} ms`,
+  );
 }
 
 const sec = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
@@ -201,6 +213,7 @@ function report(partial: boolean): string {
     `Command: \`${out.command}\`${partial ? ' (STOPPED EARLY: partial results)' : ''}`,
     `Calibration (pure scheduler, 1,000 nodes, sampled): ${cal ? `${cal.podsPerSec.toLocaleString('en-US')} pods/s` : 'not run'}`,
     `Setup: ${N} nodes Ready on the first leader in ${sec(out.setup.registerMs)}, ${M} pods Running in ${sec(out.setup.deployMs)}` +
+      ` (apply answered in ${sec(out.setup.applyMs)}, ${out.setup.applyRetries} requests retried after ERR_TIMEOUT or another 5xx)` +
       ` (load ${out.setup.load1.toFixed(1)}); ${HUBS} hubs, leader TTL ${TTL}, 3 etcd members`,
     '',
     ...table,
@@ -356,22 +369,27 @@ async function main(): Promise<void> {
   const lead0 = first.proc;
   const reg = await pollUntil(
     t0,
-    t0 + 60_000 + 20 * N,
+    t0 + SETUP_MS,
     1000,
     () => lead0.snapshot(),
     (s) => s.nodesReady >= N && s.nodesHeard >= N,
+    (s) => progress('register', s),
   );
   out.setup.registerMs = reg.ms;
   log(`register: ${reg.last?.nodesReady ?? 0}/${N} Ready in ${reg.ms} ms`);
   if (!reg.ok) throw new Error(`only ${reg.last?.nodesReady ?? 0}/${N} nodes Ready on the first leader`);
   const t1 = Date.now();
-  await applyAll(first.apiUrl, token, ca, benchDeployments(M, 100));
+  // Many attempts: on a loaded box an apply can time out waiting for etcd behind the controllers' writes (ERR_TIMEOUT, 504); it is idempotent.
+  const { retries } = await applyAll(first.apiUrl, token, ca, benchDeployments(M, 100), 30);
+  out.setup.applyRetries = retries;
+  out.setup.applyMs = Date.now() - t1;
   const dep = await pollUntil(
     t1,
-    t1 + 60_000 + 50 * M,
+    t1 + SETUP_MS,
     1000,
     () => lead0.snapshot(),
     (s) => s.pods >= M && s.podsRunning >= M && s.podsReportedRunning >= M,
+    (s) => progress('deploy', s),
   );
   out.setup.deployMs = dep.ms;
   out.setup.load1 = os.loadavg()[0] ?? 0;

@@ -47,6 +47,16 @@ export interface EtcdStoreOptions extends StoreOptions {
   maxBytesPerTxn?: number;
   /** Called when a flush failed and will be retried (etcd unreachable, no quorum). */
   onFlushError?: (err: unknown) => void;
+  /**
+   * How often the store compacts etcd's history (default 5 min, as kube-apiserver does; 0 = never,
+   * e.g. when etcd runs with --auto-compaction-retention). Each pass compacts to the revision the
+   * previous pass saw, so one interval of history is always kept. Without it every write stays in
+   * etcd's backend forever and a busy fleet fills etcd's quota (2 GiB by default): etcd then
+   * refuses every write (alarm NOSPACE) until an operator compacts and defragments.
+   */
+  compactEveryMs?: number;
+  /** Called when a compaction pass failed (it is tried again at the next interval). */
+  onCompactError?: (err: unknown) => void;
 }
 
 interface QueuedOp {
@@ -70,6 +80,11 @@ export class EtcdStore extends BaseStore {
   private waiters: { seq: number; resolve: () => void; reject: (e: unknown) => void }[] = [];
   private backoffMs = 0;
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
+  private compactTimer: ReturnType<typeof setInterval> | undefined;
+  /** The etcd revision the previous compaction pass saw (the next pass compacts to it). */
+  private compactTo = 0;
+  /** Compactions etcd did for this store (tests, the failover bench). */
+  compactions = 0;
 
   private constructor(
     private readonly opts: EtcdStoreOptions,
@@ -80,6 +95,23 @@ export class EtcdStore extends BaseStore {
     this.prefix = opts.prefix ?? '/orchard/';
     for (const obj of loaded.objects) this.cache.put(this.cache.admit(obj));
     this.setLoadedRevision(loaded.revision);
+    const every = opts.compactEveryMs ?? 300_000;
+    if (every > 0) {
+      this.compactTimer = setInterval(() => void this.compactPass(), every);
+      this.compactTimer.unref();
+    }
+  }
+
+  /** One compaction pass: compact to what the previous pass saw, remember the revision now. Never concurrent with itself (interval ≫ one call). */
+  private async compactPass(): Promise<void> {
+    if (this.fenced) return;
+    try {
+      const now = (await this.client.range(`${this.prefix}meta/revision`, { keysOnly: true })).revision;
+      if (this.compactTo > 0 && (await this.client.compact(this.compactTo))) this.compactions++;
+      this.compactTo = now;
+    } catch (err) {
+      this.opts.onCompactError?.(err);
+    }
   }
 
   /** Loads every object under the prefix (one consistent revision of etcd) and opens the store. */
@@ -216,6 +248,7 @@ export class EtcdStore extends BaseStore {
 
   protected closeBackend(): void {
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.compactTimer) clearInterval(this.compactTimer);
     const err = new OrchardError('ERR_STORE', 'the store was closed before etcd confirmed the write');
     for (const w of this.waiters) w.reject(err);
     this.waiters = [];
