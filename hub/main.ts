@@ -486,9 +486,10 @@ export const EXIT_LOST_LEADERSHIP = 75;
  * Campaigns for leadership of the hub group on etcd and returns once this hub leads, with the
  * fenced store opened at that moment (docs/design/ha.md). Losing leadership later — a lease not
  * renewed in time, or etcd refusing a fenced write — ends the process: no code path can then
- * leave a controller or the broker acting on stale state.
+ * leave a controller or the broker acting on stale state. Exported for the failover benchmark's
+ * hub process (scripts/bench/lib/hub-child.ts), which must lead exactly as `orchard hub` does.
  */
-async function leadOnEtcd(
+export async function leadOnEtcd(
   flags: HubFlags,
   endpoints: string[],
   self: HubEndpoint,
@@ -595,6 +596,7 @@ async function leadOnEtcd(
       flushWarned = now;
       log.warn('etcd did not take a write; retrying', { err: OrchardError.from(err) });
     },
+    onCompactError: (err) => log.warn('etcd history compaction failed; trying again at the next interval', { err: OrchardError.from(err) }),
   });
   log.info('leading the hub group', { epoch, objects: store.revision() });
   const versionsMirror = agentVersionMirror(store, prefix);

@@ -6,6 +6,7 @@
  *   [--replicas-per-deployment 100] [--usage-interval-ms 30000] [--steady-ms <usage interval + 2 s>]
  *   [--max-minutes 20] [--scheduler-pods 20000 | --no-scheduler] [--json out.json] [--md out.md]
  *   [--hub-cpu-prof DIR]   (hub .cpuprofile of register+deploy and of the recovery, per size)
+ *   [--store sqlite|etcd] [--leader-ttl 10s]   (etcd: a 3-member cluster started for each size, issue 19)
  *   [--hub-node-args=--max-old-space-size=768]   (extra node flags for the hub process; note the =)
  *   `kill -USR2 <hub pid>` writes a hub heap snapshot (FLEET_HEAP_DIR, default the temp dir)
  *
@@ -32,6 +33,8 @@ const { values } = parseArgs({
     'no-scheduler': { type: 'boolean', default: false },
     'hub-cpu-prof': { type: 'string' },
     'hub-node-args': { type: 'string' },
+    store: { type: 'string', default: 'sqlite' },
+    'leader-ttl': { type: 'string' },
     json: { type: 'string' },
     md: { type: 'string' },
   },
@@ -49,6 +52,12 @@ const int = (name: string, v: string | undefined): number => {
 const sizes = (values.nodes ?? '').split(',').map((s) => int('nodes', s.trim()));
 const podsPerNode = int('pods-per-node', values['pods-per-node']);
 const procs = int('procs', values.procs);
+if (values.store !== 'sqlite' && values.store !== 'etcd') {
+  process.stderr.write(`--store must be sqlite or etcd (got ${JSON.stringify(values.store)})\n`);
+  process.exit(2);
+}
+const store =
+  values.store === 'etcd' ? { kind: 'etcd' as const, ...(values['leader-ttl'] ? { leaderTtl: values['leader-ttl'] } : {}) } : { kind: 'sqlite' as const };
 const log = (m: string): void => void process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${m}\n`);
 
 const results: ScenarioResult[] = [];
@@ -100,7 +109,7 @@ async function main(): Promise<void> {
   }
   const prof = values['hub-cpu-prof'];
   for (const n of sizes) {
-    log(`=== ${n} nodes, ${n * podsPerNode} pods, ${procs} worker process(es) ===`);
+    log(`=== ${n} nodes, ${n * podsPerNode} pods, ${procs} worker process(es), store ${store.kind} ===`);
     const r = await runScenario({
       nodes: n,
       podsPerNode,
@@ -111,6 +120,7 @@ async function main(): Promise<void> {
       log,
       ...(prof ? { profileDir: prof } : {}),
       ...(values['hub-node-args'] ? { hubNodeArgs: values['hub-node-args'].split(' ').filter((a) => a !== '') } : {}),
+      store,
     });
     results.push(r);
     process.stderr.write(`${fleetTable([r])}\n`);

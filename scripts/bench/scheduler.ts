@@ -1,6 +1,6 @@
 /**
  * Scheduler micro-benchmark: pods/s for scheduleBatch at 1,000 and 5,000 nodes.
- * Run: npx tsx scripts/bench/scheduler.ts [podsPerRun]
+ * Run: npx tsx scripts/bench/scheduler.ts [podsPerRun] [nodeCounts, default 1000,5000]
  *
  * Fleet: mixed arch (50% arm64, 30% arm, 20% amd64) and sizes (Pi 3 to small x86 boxes),
  * two zones, a few tainted and cordoned nodes. Pods: Deployments of 10–50 replicas with mixed
@@ -92,7 +92,8 @@ function run(nodeCount: number, podCount: number, opts: ScheduleOptions) {
 const podCount = Number(process.argv[2] ?? 20_000);
 run(1000, 5000, {}); // warm up the JIT
 const rows: Array<Record<string, string | number>> = [];
-for (const nodeCount of [1000, 5000]) {
+const nodeCounts = (process.argv[3] ?? '1000,5000').split(',').map(Number);
+for (const nodeCount of nodeCounts) {
   for (const [label, opts] of [
     ['sampled (default)', {}],
     ['score all', { percentageOfNodesToScore: 100 }],

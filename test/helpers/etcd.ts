@@ -5,8 +5,9 @@ import { join } from 'node:path';
 import { freePort } from './procs.js';
 
 /**
- * Real etcd members (Debian's etcd-server) on 127.0.0.1 for integration tests: one or three,
- * each in its own temp data dir, killed and removed by close(). Members can be killed,
+ * Real etcd members (Debian's etcd-server) on 127.0.0.1 for integration tests and the HA
+ * benchmarks (scripts/bench/failover.ts, fleet.ts --store etcd): one or three, each in its own
+ * temp data dir on ports picked free, killed and removed by close(). Members can be killed,
  * paused (SIGSTOP) and restarted with their data to test quorum loss and return.
  */
 export interface EtcdMember {
@@ -17,17 +18,41 @@ export interface EtcdMember {
   proc: ChildProcess | undefined;
 }
 
+export interface EtcdClusterOptions {
+  /** Raft heartbeat / election timeout in ms; default 50 / 500 (fast elections for tests; etcd's own defaults are 100 / 1,000). */
+  heartbeatMs?: number;
+  electionMs?: number;
+  /** Parent of the members' data dirs; default the OS temp dir. */
+  parentDir?: string;
+  /** More etcd flags for every member (e.g. `--quota-backend-bytes`, `--auto-compaction-retention`). */
+  extraArgs?: string[];
+}
+
+/** What one member says about its backend (`/v3/maintenance/status`). */
+export interface EtcdMemberStatus {
+  name: string;
+  /** Bytes of the backend file, and the part of it in use (the rest is free pages until a defrag). */
+  dbSize: number;
+  dbSizeInUse: number;
+  /** Store revision (every put and delete adds one). */
+  revision: number;
+}
+
 export class EtcdCluster {
-  readonly dir = mkdtempSync(join(tmpdir(), 'orchard-etcd-'));
+  readonly dir: string;
   readonly members: EtcdMember[] = [];
   private initialCluster = '';
+
+  private constructor(private readonly opts: EtcdClusterOptions) {
+    this.dir = mkdtempSync(join(opts.parentDir ?? tmpdir(), 'orchard-etcd-'));
+  }
 
   get endpoints(): string[] {
     return this.members.map((m) => m.clientUrl);
   }
 
-  static async start(size: 1 | 3 = 1): Promise<EtcdCluster> {
-    const c = new EtcdCluster();
+  static async start(size: 1 | 3 = 1, opts: EtcdClusterOptions = {}): Promise<EtcdCluster> {
+    const c = new EtcdCluster(opts);
     for (let i = 0; i < size; i++) {
       const name = `m${i}`;
       c.members.push({
@@ -40,7 +65,12 @@ export class EtcdCluster {
     }
     c.initialCluster = c.members.map((m) => `${m.name}=${m.peerUrl}`).join(',');
     for (let i = 0; i < size; i++) c.spawn(i);
-    await Promise.all(c.members.map((_, i) => c.waitHealthy(i)));
+    try {
+      await Promise.all(c.members.map((_, i) => c.waitHealthy(i)));
+    } catch (err) {
+      c.close();
+      throw err;
+    }
     return c;
   }
 
@@ -67,11 +97,11 @@ export class EtcdCluster {
         'new',
         '--initial-cluster-token',
         `orchard-test-${process.pid}`,
-        // Fast elections for tests (defaults 100 ms / 1,000 ms).
         '--heartbeat-interval',
-        '50',
+        String(this.opts.heartbeatMs ?? 50),
         '--election-timeout',
-        '500',
+        String(this.opts.electionMs ?? 500),
+        ...(this.opts.extraArgs ?? []),
       ],
       { stdio: ['ignore', 'ignore', 'ignore'] },
     );
@@ -90,6 +120,18 @@ export class EtcdCluster {
       if (Date.now() > end) throw new Error(`etcd member ${m.name} not healthy within ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, 100));
     }
+  }
+
+  /** Every running member's backend size and revision. */
+  async status(): Promise<EtcdMemberStatus[]> {
+    const out: EtcdMemberStatus[] = [];
+    for (const m of this.members) {
+      if (!m.proc) continue;
+      const r = await fetch(`${m.clientUrl}/v3/maintenance/status`, { method: 'POST', body: '{}', signal: AbortSignal.timeout(5_000) });
+      const j = (await r.json()) as { dbSize?: string; dbSizeInUse?: string; header?: { revision?: string } };
+      out.push({ name: m.name, dbSize: Number(j.dbSize ?? 0), dbSizeInUse: Number(j.dbSizeInUse ?? 0), revision: Number(j.header?.revision ?? 0) });
+    }
+    return out;
   }
 
   kill(i: number): void {

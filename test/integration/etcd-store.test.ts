@@ -59,6 +59,28 @@ describe('EtcdStore, what a remote backend adds', () => {
     await store.closeAsync();
   });
 
+  it("compacts etcd's history at its interval, keeping one interval of it and every object's latest value", async () => {
+    const prefix = `/compact-${++seq}/`;
+    const store = await EtcdStore.open({ client, prefix, compactEveryMs: 300 });
+    const pod = mockPod('c');
+    store.create(pod);
+    await store.sync(5_000);
+    const first = (await client.range(`${prefix}objects/Pod/c`)).kvs[0]!.modRevision;
+    for (let i = 0; i < 20; i++) store.update({ ...store.get('Pod', 'c')!, status: { ...pod.status, message: `write ${i}` } });
+    await store.sync(5_000);
+    // Two passes: the first notes the revision, the second compacts to it.
+    const deadline = Date.now() + 10_000;
+    while (store.compactions === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(store.compactions).toBeGreaterThan(0);
+    await expect(client.range(`${prefix}objects/Pod/c`, { revision: first })).rejects.toThrow(/compacted/);
+    const latest = JSON.parse((await client.get(`${prefix}objects/Pod/c`))!.value.toString()) as { status: { message?: string } };
+    expect(latest.status.message).toBe('write 19');
+    await store.closeAsync();
+    const reopened = await EtcdStore.open({ client, prefix, compactEveryMs: 0 });
+    expect(reopened.get('Pod', 'c')?.status.message).toBe('write 19');
+    reopened.close();
+  });
+
   it('splits a store transaction larger than etcd takes at once, and a reopen sees all of it', async () => {
     const prefix = `/big-${++seq}/`;
     const store = await EtcdStore.open({ client, prefix, maxOpsPerTxn: 20 });

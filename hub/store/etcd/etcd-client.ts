@@ -250,6 +250,20 @@ export class EtcdClient {
     };
   }
 
+  /**
+   * Drops every key version older than `revision` except each key's latest (etcd's MVCC history);
+   * the space is reused for new writes. Resolves false when etcd had already compacted past it.
+   */
+  async compact(revision: number): Promise<boolean> {
+    try {
+      await this.call('/v3/kv/compaction', { revision: String(revision) });
+      return true;
+    } catch (e) {
+      if (e instanceof OrchardError && /compacted/.test(e.message)) return false;
+      throw e;
+    }
+  }
+
   /** A lease of `ttlSeconds`; returns its id (a decimal string: ids are 64-bit) and the TTL etcd granted. */
   async leaseGrant(ttlSeconds: number): Promise<{ id: string; ttl: number }> {
     const r = LeaseGrantSchema.parse(await this.call('/v3/lease/grant', { TTL: String(ttlSeconds) }));

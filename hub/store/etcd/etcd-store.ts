@@ -65,6 +65,16 @@ export interface EtcdStoreOptions extends StoreOptions {
   onFlushError?: (err: unknown) => void;
   /** The leader epoch, written as `meta/epoch` with every transaction (the fence's create revision). */
   epoch?: number;
+  /**
+   * How often the store compacts etcd's history (default 5 min, as kube-apiserver does; 0 = never,
+   * e.g. when etcd runs with --auto-compaction-retention). Each pass compacts to the revision the
+   * previous pass saw, so one interval of history is always kept. Without it every write stays in
+   * etcd's backend forever and a busy fleet fills etcd's quota (2 GiB by default): etcd then
+   * refuses every write (alarm NOSPACE) until an operator compacts and defragments.
+   */
+  compactEveryMs?: number;
+  /** Called when a compaction pass failed (it is tried again at the next interval). */
+  onCompactError?: (err: unknown) => void;
 }
 
 interface QueuedOp {
@@ -104,6 +114,11 @@ export class EtcdStore extends BaseStore {
   private readonly stageId = randomBytes(6).toString('hex');
   /** Large store transactions committed through staging (tests, metrics). */
   splitCommitted = 0;
+  private compactTimer: ReturnType<typeof setInterval> | undefined;
+  /** The etcd revision the previous compaction pass saw (the next pass compacts to it). */
+  private compactTo = 0;
+  /** Compactions etcd did for this store (tests, the failover bench). */
+  compactions = 0;
 
   private constructor(
     private readonly opts: EtcdStoreOptions,
@@ -114,6 +129,23 @@ export class EtcdStore extends BaseStore {
     this.prefix = opts.prefix ?? '/orchard/';
     for (const obj of loaded.objects) this.cache.put(this.cache.admit(obj));
     this.setLoadedRevision(loaded.revision);
+    const every = opts.compactEveryMs ?? 300_000;
+    if (every > 0) {
+      this.compactTimer = setInterval(() => void this.compactPass(), every);
+      this.compactTimer.unref();
+    }
+  }
+
+  /** One compaction pass: compact to what the previous pass saw, remember the revision now. Never concurrent with itself (interval ≫ one call). */
+  private async compactPass(): Promise<void> {
+    if (this.fenced) return;
+    try {
+      const now = (await this.client.range(`${this.prefix}meta/revision`, { keysOnly: true })).revision;
+      if (this.compactTo > 0 && (await this.client.compact(this.compactTo))) this.compactions++;
+      this.compactTo = now;
+    } catch (err) {
+      this.opts.onCompactError?.(err);
+    }
   }
 
   /**
@@ -360,6 +392,7 @@ export class EtcdStore extends BaseStore {
 
   protected closeBackend(): void {
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.compactTimer) clearInterval(this.compactTimer);
     const err = new OrchardError('ERR_STORE', 'the store was closed before etcd confirmed the write');
     for (const w of this.waiters) w.reject(err);
     this.waiters = [];

@@ -23,6 +23,7 @@ serveRpc({
       proc: readProcStats(process.pid),
     };
   },
+  containers: () => fleet?.containers() ?? {},
   serviceProbe: (p) => {
     const { keys, since, topic } = p as { keys: string[]; since: number; topic?: string };
     return fleet?.serviceProbe(keys, since, topic) ?? { nodes: [], seenAt: [], arrivedAt: [], bytes: [], applies: [], lastApplyAt: 0, endpoints: [] };

@@ -6,6 +6,7 @@ import { EngineOnlyProbe } from '../../../agent/reporter.js';
 import { MemoryRuntime } from '../../../agent/runtime/memory-runtime.js';
 import type { DesiredSetMessage } from '../../../protocol/messages.js';
 import { topics } from '../../../protocol/topics.js';
+import { rotateHubs } from './hub-rotation.js';
 import { TimingDataPlane } from './timing-data-plane.js';
 
 /**
@@ -26,6 +27,11 @@ export interface HollowNode {
 
 export interface HollowFleetOptions {
   mqttUrl: string;
+  /**
+   * Every hub's MQTT address (HA on etcd, the failover bench): each agent moves to the next one
+   * when its link drops or is refused (lib/hub-rotation.ts). Unset: `mqttUrl` only.
+   */
+  mqttUrls?: string[];
   caPem: string;
   nodes: readonly HollowNode[];
   /** Each agent gets `<dataRoot>/<node>` for its desired-set cache (use tmpfs for big fleets). */
@@ -122,6 +128,16 @@ export class HollowFleet {
     };
   }
 
+  /**
+   * Every container of this worker: name → `id@startedAt@state`. A container re-created gets a
+   * new id, one restarted in place a new startedAt: two snapshots compared tell "restarted" apart.
+   */
+  containers(): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const c of this.runtime.all()) out[c.name] = `${c.id}@${c.startedAt ?? ''}@${c.state}`;
+    return out;
+  }
+
   /** Services fleet bench: who has routed to `keys` since `since`, and service traffic so far. */
   serviceProbe(keys: readonly string[], since: number, topic = ''): ServiceProbe {
     const nodes = this.agents.map((a) => a.node);
@@ -177,6 +193,8 @@ export class HollowFleet {
       this.lastDesiredAt.set(n.name, Date.now());
       onDesired(m);
     };
+    const urls = this.opts.mqttUrls;
+    if (urls !== undefined && urls.length > 1 && agent.link !== undefined) rotateHubs(agent.link, urls);
     this.agents.push(agent);
     await agent.start();
   }

@@ -1,8 +1,14 @@
 /**
- * Entry of the bench's hub process: a real Hub (SQLite in `dataDir`, TLS broker and HTTPS API
- * on loopback) plus the FleetTracker, driven by the bench over IPC. Run compiled on plain node
- * (processes.ts; FLEET_HUB_TSX=1: through tsx) with FLEET_HUB_CONFIG set (see HubChildConfig); it emits
- * "ready" once listening. Kept in its own process so its RSS and CPU are measured alone.
+ * Entry of the bench's hub process: a real Hub (SQLite in `dataDir`, or etcd: see `etcd` below;
+ * TLS broker and HTTPS API on loopback) plus the FleetTracker, driven by the bench over IPC. Run
+ * compiled on plain node (processes.ts; FLEET_HUB_TSX=1: through tsx) with FLEET_HUB_CONFIG set
+ * (see HubChildConfig); it emits "ready" once listening. Kept in its own process so its RSS and
+ * CPU are measured alone.
+ *
+ * On etcd the process campaigns through `leadOnEtcd` of hub/main.ts (what `orchard hub --store
+ * etcd://…` runs: election, the group's identity from etcd, the fenced EtcdStore, exit 75 on lost
+ * leadership), emits "campaigning" at once and "ready" only once it leads and listens: a standby
+ * keeps its ports closed, so its ports must be fixed in advance (not 0).
  */
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
@@ -10,7 +16,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeHeapSnapshot } from 'node:v8';
 import { applyHeapGrowth, DEFAULT_HEAP_GROWING_PERCENT } from '../../../hub/heap-growth.js';
-import { Hub } from '../../../hub/hub.js';
+import { Hub, type HubOptions } from '../../../hub/hub.js';
+import { advertisedEndpoint, leadOnEtcd, parseHubArgs } from '../../../hub/main.js';
 import { createLogger, type LogLevel } from '../../../hub/log.js';
 import { FleetTracker } from './fleet-tracker.js';
 import { emitEvent, serveRpc } from './ipc.js';
@@ -25,6 +32,11 @@ export interface HubChildConfig {
   heartbeatGraceMs?: number;
   /** Unset in the fleet bench on purpose: its restarted hub is the case the default grace (60 s) protects. */
   nodeStartupGraceMs?: number;
+  /**
+   * The store on etcd: client URLs of the members and the leader lease (`--leader-ttl`, e.g. `10s`).
+   * The group's HA secret comes from ORCHARD_HA_SECRET in the environment, as for `orchard hub`.
+   */
+  etcd?: { endpoints: string[]; leaderTtl?: string };
 }
 
 export interface HubReady {
@@ -37,12 +49,54 @@ export interface HubReady {
   /** Only on the first start of a data dir. */
   adminToken?: string;
   startMs: number;
+  /** etcd: Date.now when this process was elected (before loading the store) and when it listened. */
+  electedAt?: number;
+  listeningAt?: number;
 }
 
 async function main(): Promise<void> {
   const cfg = JSON.parse(process.env['FLEET_HUB_CONFIG'] ?? '{}') as HubChildConfig;
   // As `orchard hub` does (its --heap-growth default); FLEET_HUB_HEAP_GROWTH=0 leaves V8's heuristic.
   applyHeapGrowth(Number(process.env['FLEET_HUB_HEAP_GROWTH'] ?? DEFAULT_HEAP_GROWING_PERCENT));
+  const log = createLogger('hub', cfg.logLevel ?? (process.env['FLEET_HUB_LOG'] as LogLevel | undefined) ?? 'error');
+  let ha:
+    | {
+        store: NonNullable<HubOptions['store']>;
+        identityMirror: NonNullable<HubOptions['identityMirror']>;
+        hubOptions: Pick<HubOptions, 'epoch' | 'agentVersionsMirror' | 'ha'>;
+        upload: () => Promise<void>;
+        resign: () => Promise<void>;
+      }
+    | undefined;
+  let electedAt: number | undefined;
+  if (cfg.etcd) {
+    const flags = parseHubArgs([
+      '--data-dir',
+      cfg.dataDir,
+      '--host',
+      '127.0.0.1',
+      '--store',
+      `etcd://${cfg.etcd.endpoints.map((e) => e.replace(/^https?:\/\//, '')).join(',')}`,
+      ...(cfg.etcd.leaderTtl !== undefined ? ['--leader-ttl', cfg.etcd.leaderTtl] : []),
+    ]);
+    if (flags.store.kind !== 'etcd') throw new Error('hub-child: --store did not parse as etcd');
+    emitEvent('campaigning', { pid: process.pid });
+    // As runHub: each hub advertises its addresses (the standby answers /healthz on its HTTP port meanwhile).
+    const self = advertisedEndpoint(flags, `127.0.0.1:${cfg.httpPort}`, cfg.httpPort, cfg.mqttPort);
+    const local = { dataDir: cfg.dataDir, host: '127.0.0.1', httpPort: cfg.httpPort, pkiNames: { hostnames: [], ips: ['127.0.0.1'] } };
+    const led = await leadOnEtcd(flags, flags.store.endpoints, self, local, log);
+    electedAt = Date.now();
+    ha = {
+      store: led.store,
+      identityMirror: led.identityMirror,
+      hubOptions: { epoch: led.epoch, agentVersionsMirror: led.agentVersionsMirror, ha: { self: led.self, epoch: led.epoch, members: led.members } },
+      upload: async () => {
+        await led.uploadMissingIdentity();
+        await led.uploadMissingAgentVersions();
+      },
+      resign: () => led.election.stop(),
+    };
+  }
   const t0 = Date.now();
   const hub = await Hub.start({
     dataDir: cfg.dataDir,
@@ -52,8 +106,12 @@ async function main(): Promise<void> {
     insecure: false,
     ...(cfg.heartbeatGraceMs !== undefined ? { heartbeatGraceMs: cfg.heartbeatGraceMs } : {}),
     ...(cfg.nodeStartupGraceMs !== undefined ? { nodeStartupGraceMs: cfg.nodeStartupGraceMs } : {}),
-    log: createLogger('hub', cfg.logLevel ?? (process.env['FLEET_HUB_LOG'] as LogLevel | undefined) ?? 'error'),
+    ...(ha ? { store: ha.store, identityMirror: ha.identityMirror, ...ha.hubOptions } : {}),
+    log,
   });
+  const listeningAt = Date.now();
+  // As runHub: the first leader of a group puts its identity in etcd for the standbys.
+  if (ha) await ha.upload();
   const tracker = await FleetTracker.attach(hub);
   // `kill -USR2 <hub pid>` writes a heap snapshot (to FLEET_HEAP_DIR or the temp dir) to see what holds memory.
   process.on('SIGUSR2', () => {
@@ -77,6 +135,18 @@ async function main(): Promise<void> {
     trackService: (p) => fanout.track((p as { topic: string }).topic),
     serviceFanout: () => fanout.report(),
     digest: () => tracker.podDigest(),
+    /** Failover bench: every pod as [name, uid, node], to tell rescheduled pods by name. */
+    pods: () => hub.store.list('Pod').map((p) => [p.metadata.name, p.metadata.uid, p.spec.nodeName ?? '']),
+    /** Failover bench: Events whose last occurrence is at/after `since` (ms), counted by reason (× their count). */
+    events: (p) => {
+      const since = (p as { since: number }).since;
+      const out: Record<string, number> = {};
+      for (const e of hub.store.list('Event')) {
+        if (Date.parse(e.lastTimestamp) < since) continue;
+        out[e.reason] = (out[e.reason] ?? 0) + e.count;
+      }
+      return out;
+    },
     resetLag: () => tracker.resetLag(),
     /** CPU profile of a phase (the bench's --hub-cpu-prof): start, then stop writes a .cpuprofile. */
     profileStart: async () => {
@@ -98,6 +168,7 @@ async function main(): Promise<void> {
     stop: async () => {
       await tracker.detach();
       await hub.stop();
+      await ha?.resign();
       setImmediate(() => process.exit(0));
       return true;
     },
@@ -110,7 +181,8 @@ async function main(): Promise<void> {
     mqttUrl: hub.mqttUrl,
     caPem: hub.pki.caPem,
     ...(hub.newAdminToken !== undefined ? { adminToken: hub.newAdminToken } : {}),
-    startMs: Date.now() - t0,
+    startMs: listeningAt - t0,
+    ...(electedAt !== undefined ? { electedAt, listeningAt } : {}),
   };
   emitEvent('ready', ready);
 }

@@ -63,14 +63,44 @@ export class HubProcess {
     readonly ready: HubReady,
   ) {}
 
-  static async start(cfg: HubChildConfig, timeoutMs = 120_000, nodeArgs: string[] = []): Promise<HubProcess> {
+  static async start(cfg: HubChildConfig, timeoutMs = 120_000, nodeArgs: string[] = [], env: Record<string, string> = {}): Promise<HubProcess> {
+    return HubProcess.launch(cfg, nodeArgs, env, 'hub').ready(timeoutMs);
+  }
+
+  /**
+   * Spawns a hub process and returns at once: on etcd a standby emits "campaigning" and only
+   * emits "ready" once it leads (after a failover), so the bench waits for each when it wants.
+   */
+  static launch(
+    cfg: HubChildConfig,
+    nodeArgs: string[] = [],
+    extraEnv: Record<string, string> = {},
+    label = 'hub',
+  ): { child: ChildProcess; campaigning(timeoutMs: number): Promise<void>; ready(timeoutMs: number): Promise<HubProcess> } {
     // FLEET_HUB_LD_PRELOAD: an allocator for the hub process alone (e.g. jemalloc), not the agents.
     const preload = process.env['FLEET_HUB_LD_PRELOAD'];
-    const env = { FLEET_HUB_CONFIG: JSON.stringify(cfg), ...(preload ? { LD_PRELOAD: preload } : {}) };
+    const env = { ...extraEnv, FLEET_HUB_CONFIG: JSON.stringify(cfg), ...(preload ? { LD_PRELOAD: preload } : {}) };
     const child = process.env['FLEET_HUB_TSX'] === '1' ? spawnTs('hub-child.ts', env, nodeArgs) : spawnNode([...nodeArgs, compiledHubChild()], env);
-    const rpc = new RpcClient(child, 'hub');
-    const ready = await rpc.event<HubReady>('ready', timeoutMs);
-    return new HubProcess(child, rpc, ready);
+    const rpc = new RpcClient(child, label);
+    // Both waiters are registered now: an event that comes before the bench asks is not lost.
+    const deadline = 24 * 3_600_000;
+    const campaigning = rpc.event<unknown>('campaigning', deadline);
+    const ready = rpc.event<HubReady>('ready', deadline);
+    campaigning.catch(() => undefined);
+    ready.catch(() => undefined);
+    const within = <T>(p: Promise<T>, ms: number, what: string): Promise<T> =>
+      new Promise<T>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`${label}: no "${what}" within ${ms} ms`)), ms);
+        p.then(
+          (v) => (clearTimeout(t), resolve(v)),
+          (e: unknown) => (clearTimeout(t), reject(e instanceof Error ? e : new Error(String(e)))),
+        );
+      });
+    return {
+      child,
+      campaigning: async (ms) => void (await within(campaigning, ms, 'campaigning')),
+      ready: async (ms) => new HubProcess(child, rpc, await within(ready, ms, 'ready')),
+    };
   }
 
   get pid(): number {
@@ -164,11 +194,11 @@ export async function startWorkerFleet(procs: number, opts: HollowFleetOptions):
 }
 
 /** The pure scheduler micro-benchmark (scripts/bench/scheduler.ts) in a child; resolves with its stdout table. */
-export function runSchedulerBench(pods: number): Promise<string> {
+export function runSchedulerBench(pods: number, nodeCounts?: readonly number[]): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(
       process.execPath,
-      ['--import', 'tsx', join(REPO, 'scripts', 'bench', 'scheduler.ts'), String(pods)],
+      ['--import', 'tsx', join(REPO, 'scripts', 'bench', 'scheduler.ts'), String(pods), ...(nodeCounts ? [nodeCounts.join(',')] : [])],
       { cwd: REPO, timeout: 300_000, maxBuffer: 1 << 20 },
       (err, stdout) => (err ? reject(err) : resolve(stdout)),
     );

@@ -16,6 +16,7 @@ export interface SchedulerRow {
 
 export function fleetTable(rows: readonly ScenarioResult[]): string {
   const head = [
+    'store',
     'nodes',
     'pods',
     'all nodes Ready',
@@ -41,6 +42,7 @@ export function fleetTable(rows: readonly ScenarioResult[]): string {
   for (const r of rows) {
     lines.push(
       `| ${[
+        r.store,
         r.nodes.toLocaleString('en-US'),
         r.pods.toLocaleString('en-US'),
         phase(r.register),
@@ -62,6 +64,14 @@ export function fleetTable(rows: readonly ScenarioResult[]): string {
         r.agents.linkBuilds.toLocaleString('en-US'),
         `${r.load.start.toFixed(1)} → ${r.load.end.toFixed(1)}`,
       ].join(' | ')} |`,
+    );
+  }
+  for (const r of rows) {
+    if (!r.etcd) continue;
+    const m = r.etcd.members.map((x) => `${x.name} ${mib(x.dbSize)} (in use ${mib(x.dbSizeInUse)}), revision ${x.revision.toLocaleString('en-US')}`).join('; ');
+    lines.push(
+      '',
+      `${r.nodes.toLocaleString('en-US')} nodes on etcd: the restarted hub led (elected, store loaded) ${sec(r.etcd.electedMs)} and listened ${sec(r.etcd.listeningMs)} after the kill; etcd backends at the end: ${m || '—'}`,
     );
   }
   const errs = rows.flatMap((r) => r.errors.map((e) => `- ${r.nodes} nodes: ${e}`));

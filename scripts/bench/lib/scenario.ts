@@ -1,8 +1,11 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { EtcdCluster, type EtcdMemberStatus } from '../../../test/helpers/etcd.js';
+import { freePort } from '../../../test/helpers/procs.js';
 import type { HubSnapshot, LagStats } from './fleet-tracker.js';
 import { HollowFleet, type HollowFleetOptions, type HollowNode } from './hollow-fleet.js';
+import type { HubChildConfig } from './hub-child.js';
 import { HubProcess, killAll, startWorkerFleet, type FleetHandle } from './processes.js';
 import { readProcStats } from './proc-stats.js';
 import { applyAll, benchDeployments } from './workload.js';
@@ -38,6 +41,13 @@ export interface ScenarioOptions {
   profileDir?: string;
   /** Extra node flags for the hub process (e.g. `--max-old-space-size=768`), both starts. */
   hubNodeArgs?: string[];
+  /**
+   * Where the hub keeps its objects: SQLite in its data dir (default), or a 3-member etcd cluster
+   * started for the scenario (issue 19), with `leaderTtl` as the hub's lease. On etcd the crash
+   * phase restarts the hub on the same ports as on SQLite: the new process waits for the killed
+   * one's lease to expire before it leads, and that wait is part of its recovery time.
+   */
+  store?: { kind: 'sqlite' } | { kind: 'etcd'; leaderTtl?: string };
 }
 
 export interface PhaseResult {
@@ -62,6 +72,9 @@ export interface ScenarioResult {
   agents: { peakRssBytes: number; cpuSeconds: number; linkBuilds: number };
   /** 1-minute load average at start and end: the box is shared, so say how busy it was. */
   load: { start: number; end: number };
+  store: 'sqlite' | 'etcd';
+  /** etcd only: the restarted hub's lead (election + store load) and listen times, and the members' backends at the end. */
+  etcd?: { electedMs: number; listeningMs: number; members: EtcdMemberStatus[] };
   errors: string[];
 }
 
@@ -143,7 +156,13 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     recover: { ok: false, ms: 0, hubUpMs: 0, nodesMs: 0, podsUnchanged: false, hubPeakRssBytes: 0, hubCpuSeconds: 0 },
     agents: { peakRssBytes: 0, cpuSeconds: 0, linkBuilds: 0 },
     load: { start: loadavg()[0] ?? 0, end: 0 },
+    store: o.store?.kind ?? 'sqlite',
     errors,
+  };
+  let etcd: EtcdCluster | undefined;
+  const closeEtcd = (): void => {
+    etcd?.close();
+    etcd = undefined;
   };
   const sampleHub = (): void => {
     const p = hub?.procStats();
@@ -175,8 +194,23 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     // 1. hub + credentials
     // The hub's default grace (40 s) is 4 × the agent's default 10 s heartbeat; hollow nodes beat
     // slower to stay light, so the grace follows (else a busy hub marks live nodes NotReady).
-    const cfg = { dataDir: hubDir, mqttPort: 0, httpPort: 0, heartbeatGraceMs: 4 * (o.usageIntervalMs ?? 30_000) };
-    hub = await HubProcess.start(cfg, to.hubStartMs, o.hubNodeArgs ?? []);
+    let cfg: HubChildConfig = { dataDir: hubDir, mqttPort: 0, httpPort: 0, heartbeatGraceMs: 4 * (o.usageIntervalMs ?? 30_000) };
+    let hubEnv: Record<string, string> = {};
+    if (o.store?.kind === 'etcd') {
+      // etcd's own raft timings (100 ms / 1 s); the hub's ports fixed now (it listens only once it leads).
+      etcd = await EtcdCluster.start(3, { heartbeatMs: 100, electionMs: 1000 });
+      // fleet.ts ends with process.exit on its time limit or a signal: the members go with it.
+      process.on('exit', closeEtcd);
+      cfg = {
+        ...cfg,
+        mqttPort: await freePort(),
+        httpPort: await freePort(),
+        etcd: { endpoints: etcd.endpoints, ...(o.store.leaderTtl ? { leaderTtl: o.store.leaderTtl } : {}) },
+      };
+      hubEnv = { ORCHARD_HA_SECRET: `fleet-bench-${process.pid}-${Date.now()}` };
+      log(`[${N}] store: etcd, 3 members ${etcd.endpoints.join(' ')}`);
+    }
+    hub = await HubProcess.start(cfg, to.hubStartMs, o.hubNodeArgs ?? [], hubEnv);
     result.hubStartMs = hub.ready.startMs;
     const token = hub.ready.adminToken;
     if (token === undefined) throw new Error('fresh hub did not create an admin token');
@@ -268,7 +302,10 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     const tKill = Date.now();
     await h1.kill9();
     hub = undefined;
-    const h2 = await HubProcess.start({ ...cfg, mqttPort: h1.ready.mqttPort, httpPort: h1.ready.httpPort }, to.hubStartMs, o.hubNodeArgs ?? []);
+    const h2 = await HubProcess.start({ ...cfg, mqttPort: h1.ready.mqttPort, httpPort: h1.ready.httpPort }, to.hubStartMs, o.hubNodeArgs ?? [], hubEnv);
+    if (h2.ready.electedAt !== undefined && h2.ready.listeningAt !== undefined) {
+      result.etcd = { electedMs: h2.ready.electedAt - tKill, listeningMs: h2.ready.listeningAt - tKill, members: [] };
+    }
     if (o.profileDir) await h2.rpc.call('profileStart');
     hub = h2;
     result.recover.hubUpMs = Date.now() - tKill;
@@ -318,6 +355,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     };
     if (!result.recover.podsUnchanged) errors.push(`pods changed across the restart: before ${JSON.stringify(before)} after ${JSON.stringify(after)}`);
     log(`[${N}] recover: ${rec.ok ? 'reconverged' : 'MISSED'} in ${rec.ms} ms; pods unchanged: ${result.recover.podsUnchanged}`);
+    if (etcd && result.etcd) result.etcd.members = await etcd.status().catch(() => []);
     const fs = await fleet.stats();
     result.agents = { peakRssBytes: fs.peakRssBytes, cpuSeconds: fs.cpuSeconds, linkBuilds: fs.linkBuilds };
   } catch (err) {
@@ -330,6 +368,8 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     await fleet?.stop().catch(() => undefined);
     await hub?.stop().catch(() => undefined);
     killAll();
+    closeEtcd();
+    process.off('exit', closeEtcd);
     if (!o.keepData) rmSync(hubDir, { recursive: true, force: true });
     rmSync(agentRoot, { recursive: true, force: true });
   }
