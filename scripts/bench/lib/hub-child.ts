@@ -77,6 +77,21 @@ async function main(): Promise<void> {
     trackService: (p) => fanout.track((p as { topic: string }).topic),
     serviceFanout: () => fanout.report(),
     digest: () => tracker.podDigest(),
+    /** Scrape bench: pods the hub has usage for, and how many of their containers have a CPU rate yet. */
+    usageStats: () => {
+      let withRate = 0;
+      for (const p of hub.store.list('Pod')) {
+        const node = p.spec.nodeName;
+        if (node === undefined) continue;
+        for (const c of hub.metrics.usage.pod(node, p.metadata.name)?.values() ?? []) if (c.cpuCores !== undefined) withRate++;
+      }
+      return { ...hub.metrics.usage.stats(), containersWithRate: withRate };
+    },
+    /** process.memoryUsage() after a full GC when the hub runs with --expose-gc (else as is). */
+    memory: () => {
+      (globalThis as { gc?: () => void }).gc?.();
+      return process.memoryUsage();
+    },
     resetLag: () => tracker.resetLag(),
     /** CPU profile of a phase (the bench's --hub-cpu-prof): start, then stop writes a .cpuprofile. */
     profileStart: async () => {
