@@ -12,7 +12,7 @@
  * load average.
  *
  * Run: npx tsx scripts/bench/fleet-scrape.ts [--nodes 10000] [--pods-per-node 10] [--procs 2]
- *   [--rounds 5] [--usage-interval-ms 30000] [--max-minutes 25] [--no-scheduler]
+ *   [--rounds 5] [--usage-interval-ms 30000] [--max-minutes 25] [--no-scheduler] [--scheduler-pods 20000]
  */
 import https from 'node:https';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -35,6 +35,7 @@ const { values } = parseArgs({
     'usage-interval-ms': { type: 'string', default: '30000' },
     'max-minutes': { type: 'string', default: '25' },
     'no-scheduler': { type: 'boolean', default: false },
+    'scheduler-pods': { type: 'string', default: '20000' },
   },
   strict: true,
 });
@@ -96,7 +97,7 @@ const out = (s: string): void => void lines.push(s);
 let sched = '(not run)';
 if (!values['no-scheduler']) {
   log(`calibration: pure scheduler (load ${load()})`);
-  const raw = await runSchedulerBench(20_000);
+  const raw = await runSchedulerBench(Number(values['scheduler-pods']));
   sched = schedulerTable(parseSchedulerTable(raw));
 }
 

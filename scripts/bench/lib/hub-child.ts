@@ -87,6 +87,8 @@ async function main(): Promise<void> {
       }
       return { ...hub.metrics.usage.stats(), containersWithRate: withRate };
     },
+    /** Logs bench: open streams and the bytes the hub holds for their readers (StreamHub.stats). */
+    streamStats: () => ({ ...hub.streams.stats(), bytesOut: hub.streams.bytesOut }),
     /** process.memoryUsage() after a full GC when the hub runs with --expose-gc (else as is). */
     memory: () => {
       (globalThis as { gc?: () => void }).gc?.();
