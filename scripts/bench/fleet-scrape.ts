@@ -12,7 +12,7 @@
  * load average.
  *
  * Run: npx tsx scripts/bench/fleet-scrape.ts [--nodes 10000] [--pods-per-node 10] [--procs 2]
- *   [--rounds 5] [--usage-interval-ms 30000] [--max-minutes 25] [--no-scheduler] [--scheduler-pods 20000]
+ *   [--rounds 5] [--usage-interval-ms 30000] [--max-minutes 25] [--no-scheduler] [--scheduler-pods 20000] [--register-s N]
  */
 import https from 'node:https';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -36,6 +36,8 @@ const { values } = parseArgs({
     'max-minutes': { type: 'string', default: '25' },
     'no-scheduler': { type: 'boolean', default: false },
     'scheduler-pods': { type: 'string', default: '20000' },
+    /** Register deadline (default 60 s + 20 ms per node); a loaded machine needs more. */
+    'register-s': { type: 'string' },
   },
   strict: true,
 });
@@ -114,6 +116,7 @@ try {
   const nodes: HollowNode[] = creds.map(([name, credential]) => ({ name, credential }));
   log(`[${N}] hub pid ${h.pid}; ${N} credentials issued; starting ${values.procs} worker processes (load ${load()})`);
   const t0 = Date.now();
+  let polls = 0;
   fleet = await startWorkerFleet(Number(values.procs), {
     mqttUrl: h.ready.mqttUrl,
     caPem: h.ready.caPem,
@@ -123,11 +126,19 @@ try {
   });
   const reg = await pollUntil(
     t0,
-    t0 + 60_000 + 20 * N,
+    t0 + (values['register-s'] !== undefined ? Number(values['register-s']) * 1000 : 60_000 + 20 * N),
     1000,
     () => h.snapshot(),
     (s) => s.nodesReady >= N,
-    (s) => log(`[${N}] register: ready ${s.nodesReady}/${N} rss ${mib(s.rssBytes)} MiB`),
+    (s) => {
+      log(`[${N}] register: ready ${s.nodesReady}/${N} rss ${mib(s.rssBytes)} MiB`);
+      // Why agents are not connecting, when they are not (every 10th poll).
+      if (++polls % 10 === 0)
+        void fleet
+          ?.stats()
+          .then((a) => log(`[${N}] agents connected ${a.connected}, link builds ${a.linkBuilds}, warnings ${JSON.stringify(a.warnings).slice(0, 300)}`))
+          .catch(() => undefined);
+    },
   );
   if (!reg.ok) throw new Error(`register: ${reg.last?.nodesReady ?? 0}/${N} Ready at the deadline`);
   log(`[${N}] all Ready in ${reg.ms} ms`);
@@ -202,7 +213,10 @@ try {
     `hub heap after a full GC ${mib(memBefore.heapUsed)} → ${mib(memAfter.heapUsed)} MiB (external ${mib(memBefore.external)} → ${mib(memAfter.external)} MiB)`,
   );
 } catch (err) {
-  out(`FAILED: ${err instanceof Error ? err.message : String(err)}`);
+  out(`FAILED: ${err instanceof Error ? err.message : String(err)} (load ${load()})`);
+  out('');
+  out('### Pure scheduler (calibration, scripts/bench/scheduler.ts)');
+  out(sched);
 } finally {
   await fleet?.stop().catch(() => undefined);
   await hub?.stop().catch(() => undefined);
