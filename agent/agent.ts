@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { parseOrThrow } from '../protocol/errors.js';
 import { LabelsSchema, NameSchema } from '../protocol/manifest.js';
-import { AGENT_FEATURES, PAYLOAD_ENCODINGS, type DesiredSetMessage, type NodeStatusMessage, type ObservedPod } from '../protocol/messages.js';
+import { AGENT_FEATURES, PAYLOAD_ENCODINGS, USAGE_DELTA, type DesiredSetMessage, type NodeStatusMessage, type ObservedPod } from '../protocol/messages.js';
 import { EpochGate } from './epoch.js';
 import type { AgentUpgradeInfo, NodeInfo } from '../protocol/objects.js';
 import type { AgentUpgradeMessage } from '../protocol/agent-upgrade.js';
@@ -14,6 +14,7 @@ import { Link } from './link.js';
 import { Reconciler } from './reconciler.js';
 import type { PodUsageFields, PodUsageRule } from './pod-usage.js';
 import { PodUsageTracker, samplesByPod } from './pod-usage.js';
+import { NodeUsageTracker, type NodeUsageRule } from './node-usage.js';
 import type { HostProbe } from './reporter.js';
 import { SystemProbe } from './reporter.js';
 import type { ContainerRuntime } from './runtime/runtime.js';
@@ -61,6 +62,12 @@ export interface AgentOptions {
   observedRepublishMs?: number;
   /** When per-container usage is sent (pod-usage.ts; default: CPU rate ±0.05 cores and ±20 %, memory ±10 %, full every 30th). */
   podUsageRule?: PodUsageRule;
+  /**
+   * Offer the short usage heartbeat (`usage-delta`: node usage by change only, node-usage.ts), used
+   * once the hub says it reads it (default true; false: always the whole heartbeat, as before).
+   */
+  usageDelta?: boolean;
+  nodeUsageRule?: NodeUsageRule;
   /** Host facts; default SystemProbe (/proc, os-release, os). Hollow nodes pass EngineOnlyProbe. */
   probe?: HostProbe;
   /**
@@ -123,6 +130,11 @@ export class Agent {
   private readonly runtime: ContainerRuntime;
   /** What per-container usage the hub was last sent (change-only sending, pod-usage.ts). */
   private readonly podUsage: PodUsageTracker;
+  /** What node usage the hub was last sent, for the short heartbeat (node-usage.ts). */
+  private readonly nodeUsage: NodeUsageTracker;
+  private readonly usageDelta: boolean;
+  /** The hub's latest desired set said it reads the short heartbeat. */
+  private hubReadsUsageDelta = false;
   private readonly clock: Clock;
   private readonly log: Logger;
   private readonly usageIntervalMs: number;
@@ -164,6 +176,8 @@ export class Agent {
     this.cache = new DesiredCache(opts.dataDir, this.log);
     this.runtime = opts.runtime;
     this.podUsage = new PodUsageTracker(opts.podUsageRule);
+    this.nodeUsage = new NodeUsageTracker(opts.nodeUsageRule);
+    this.usageDelta = opts.usageDelta ?? true;
     this.probe = opts.probe ?? new SystemProbe({ runtime: opts.runtime, dataDir: opts.dataDir, clock: this.clock });
     const reconcilerOpts: ConstructorParameters<typeof Reconciler>[0] = {
       node: this.node,
@@ -239,7 +253,10 @@ export class Agent {
       const streams = this.streams;
       const handlers: ConstructorParameters<typeof Link>[2] = {
         onDesired: (m) => this.onDesired(m),
-        onConnect: () => this.podUsage.reset(),
+        onConnect: () => {
+          this.podUsage.reset();
+          this.nodeUsage.reset();
+        },
         // A dropped link: the hub failed these streams already (or restarted and forgot them).
         onDisconnect: () => streams?.closeAll(),
       };
@@ -340,6 +357,7 @@ export class Agent {
       this.log.warn('desired generation went backwards', { from: this.generation, to: msg.generation });
     }
     this.generation = msg.generation;
+    this.hubReadsUsageDelta = this.usageDelta && msg.reads?.includes(USAGE_DELTA) === true;
     // Configs first: the pass setDesired triggers resolves env and files from them.
     this.volumes?.setConfigs(msg);
     this.desiredPods = msg.pods;
@@ -420,7 +438,8 @@ export class Agent {
     try {
       this.info = await this.probe.staticInfo();
       // What this agent reads besides JSON: the hub deflates its desired sets only when listed.
-      this.info.encodings = [...PAYLOAD_ENCODINGS];
+      // And USAGE_DELTA: the hub answers in the desired set when it reads the short heartbeat.
+      this.info.encodings = this.usageDelta ? [...PAYLOAD_ENCODINGS, USAGE_DELTA] : [...PAYLOAD_ENCODINGS];
       // Features: `epoch` = the hub may stamp messages with its leader epoch (epoch.ts).
       this.info.features = [...AGENT_FEATURES];
       // The scheduler keeps pods this device would refuse away from it (and says why).
@@ -464,7 +483,15 @@ export class Agent {
     if (this.info === undefined) await this.refreshInfo();
     try {
       const usage = await this.probe.usage();
-      this.link?.publishUsage({ node: this.node, usage, ...(await this.podUsageFields()) });
+      const pods = await this.podUsageFields();
+      if (!this.hubReadsUsageDelta) {
+        this.nodeUsage.next(usage, true);
+        this.link?.publishUsage({ node: this.node, usage, ...pods });
+      } else {
+        // The short form: the topic names the node; the usage only when it is news (or a full report).
+        const news = this.nodeUsage.next(usage, pods.full === true);
+        this.link?.publishUsage({ ...(news !== undefined ? { usage: news } : { at: usage.at }), ...pods });
+      }
     } catch (err) {
       this.log.warn('usage sample failed', { error: String(err) });
     }

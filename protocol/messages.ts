@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { DeviceGrantSchema } from './devices.js';
 import { LabelsSchema, NameSchema, PodSpecSchema, ServiceProtocolSchema, TrafficPolicySchema } from './manifest.js';
 import {
+  type NodeUsage,
   ContainerStatusSchema,
   ImagePullProgressSchema,
   NodeConditionSchema,
@@ -71,19 +72,39 @@ export const PodUsageReportSchema = z
   .refine((r) => Object.keys(r).length <= 1000, 'at most 1000 pods');
 export type PodUsageReport = z.infer<typeof PodUsageReportSchema>;
 
-export const NodeUsageMessageSchema = z.strictObject({
-  node: NameSchema,
-  usage: NodeUsageSchema,
-  /**
-   * Per-container usage (issue 16), sent by change only: with `full` the whole set (the hub
-   * replaces what it knew for this node); without, only containers that moved (merged), and
-   * `gone` names pods that left. Absent from older agents and from nodes with nothing to say.
-   */
-  pods: PodUsageReportSchema.optional(),
-  full: z.boolean().optional(),
-  gone: z.array(PodNameKeySchema).max(1000).optional(),
-});
+/**
+ * Report forms an agent can write beyond the original, which it uses only once the hub says it
+ * reads them: the agent lists the form in `NodeInfo.encodings`, and the hub answers with
+ * `DesiredSetMessage.reads` (sent only to agents that listed it, so an older agent never sees the
+ * field). `usage-delta`: the short usage heartbeat (NodeUsageMessage without `node`, and without
+ * `usage` while the node's usage has not changed enough to be news).
+ */
+export const USAGE_DELTA = 'usage-delta';
+
+export const NodeUsageMessageSchema = z
+  .strictObject({
+    /** Absent in the `usage-delta` form: the topic names the node. */
+    node: NameSchema.optional(),
+    /**
+     * The node's usage. In the `usage-delta` form absent while it has not changed enough (the hub
+     * keeps the last it got), and always sent on a full report and after a reconnect.
+     */
+    usage: NodeUsageSchema.optional(),
+    /** The sample time when `usage` is absent (proof of life and heartbeat lag). */
+    at: z.string().max(64).optional(),
+    /**
+     * Per-container usage (issue 16), sent by change only: with `full` the whole set (the hub
+     * replaces what it knew for this node); without, only containers that moved (merged), and
+     * `gone` names pods that left. Absent from older agents and from nodes with nothing to say.
+     */
+    pods: PodUsageReportSchema.optional(),
+    full: z.boolean().optional(),
+    gone: z.array(PodNameKeySchema).max(1000).optional(),
+  })
+  .refine((m) => m.usage !== undefined || m.at !== undefined, { message: 'usage or at is required', path: ['usage'] });
 export type NodeUsageMessage = z.infer<typeof NodeUsageMessageSchema>;
+/** A usage message as the hub hands it on: the node from its topic, the node's usage filled in from the last one when the short form left it out. */
+export type NodeUsageReport = NodeUsageMessage & { node: string; usage: NodeUsage };
 
 export const PresenceMessageSchema = z.strictObject({
   node: NameSchema,
@@ -137,6 +158,8 @@ export const DesiredSetMessageSchema = z.strictObject({
   secrets: z.record(NameSchema, z.strictObject({ data: z.record(z.string(), z.string()).default({}) })).optional(),
   /** Images image GC must keep (current and previous revisions of this node's deployments), so an undo needs no network. */
   keepImages: z.array(z.string().max(512)).max(1000).optional(),
+  /** Report forms this hub reads (USAGE_DELTA); only ever sent to an agent that listed them in NodeInfo.encodings. */
+  reads: z.array(z.string().max(32)).max(8).optional(),
 });
 export type DesiredSetMessage = z.infer<typeof DesiredSetMessageSchema>;
 

@@ -17,8 +17,10 @@ import { NameSchema } from './manifest.js';
  * holds at most one window per stream, and a slow reader stops the container's log reader on the
  * device instead of growing a buffer anywhere. A frame's `seq` numbers data frames from 0: QoS 0
  * cannot reorder on one TCP link, but it can lose frames when the link drops, and a gap is then an
- * error instead of silently missing output. stdin runs the other way with the same rule (the agent
- * grants stdin credit as the engine takes the bytes).
+ * error instead of silently missing output. stdin runs the other way with the same rule: the
+ * device's stdin window is the open's `credit`; the hub sends stdin only within it and queues the
+ * rest (pausing its own reader, the WebSocket), the agent grants it back as the process takes the
+ * bytes and fails a stream whose hub sends more (ERR_STREAM_BROKEN) instead of buffering it.
  */
 
 /** First byte of every stream frame (a JSON payload starts with '{', a deflated one with 0x78). */

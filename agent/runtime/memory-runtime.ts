@@ -65,6 +65,12 @@ export class MemoryRuntime implements ContainerRuntime {
   private readonly now: () => number;
   /** Counts of calls by method, so tests can assert what the agent asked the engine to do. */
   readonly calls = { create: 0, start: 0, stop: 0, remove: 0, pull: 0, list: 0, exec: 0 };
+  /**
+   * The stdin side of `cat` execs, for flow-control tests: `delayMs` makes the process a slow
+   * reader (each chunk taken that long after it arrives); `maxPendingBytes` is the most stdin ever
+   * written to such an exec and not yet taken (what the device buffers).
+   */
+  readonly execStdin = { delayMs: 0, maxPendingBytes: 0 };
   /** Next fake bridge address (172.31.x.y, one per start, like an engine's IPAM). */
   private nextAddress = 0;
   /** Nothing executes here: exec answers from this script (default: exit 0, no output). */
@@ -295,10 +301,15 @@ export class MemoryRuntime implements ContainerRuntime {
     let exitCode: Promise<number>;
     const session: ExecSession = { output, resize: async () => undefined, exitCode: () => exitCode, close: () => output.destroy() };
     if (opts.stdin && opts.command[0] === 'cat') {
+      const stats = this.execStdin;
       exitCode = new Promise((resolve) => {
         session.stdin = new Writable({
           write(chunk: Buffer, _enc, done): void {
-            output.write({ fd: 1, data: Buffer.from(chunk) }, () => done());
+            // writableLength counts this chunk and every one queued behind it.
+            stats.maxPendingBytes = Math.max(stats.maxPendingBytes, this.writableLength);
+            const take = (): void => void output.write({ fd: 1, data: Buffer.from(chunk) }, () => done());
+            if (stats.delayMs > 0) setTimeout(take, stats.delayMs);
+            else take();
           },
           final(done): void {
             output.end();

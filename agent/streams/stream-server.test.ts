@@ -91,6 +91,28 @@ describe('StreamServer', () => {
     ]);
   });
 
+  it('stdin: credit goes back as the process takes the bytes; a hub that overruns the window fails the stream, nothing is buffered (review finding 7)', async () => {
+    const h = await setup();
+    h.runtime.execStdin.delayMs = 30;
+    h.send({ t: 'open', id: ID, kind: 'exec', pod: 'web-1', container: 'app', command: ['cat'], tty: false, stdin: true, credit: 1000 });
+    await tick();
+    const stdin = (seq: number, n: number): void => h.server.handle(encodeFrame({ t: 'stdin', id: ID, seq }, Buffer.alloc(n, 0x62)));
+    stdin(0, 600);
+    stdin(1, 400);
+    await tick(5);
+    // The slow process has not taken them yet: no credit back, and the window is full.
+    expect(h.up.filter((u) => u.f.t === 'credit')).toHaveLength(0);
+    await tick(150);
+    expect(h.up.filter((u) => u.f.t === 'credit').map((u) => (u.f as { bytes: number }).bytes)).toEqual([600, 400]);
+    stdin(2, 1000); // exactly the window again: fine
+    stdin(3, 1); // one byte beyond it
+    await tick();
+    expect(h.up.at(-1)?.f).toMatchObject({ t: 'error', code: 'ERR_STREAM_BROKEN' });
+    expect((h.up.at(-1)?.f as { message: string }).message).toMatch(/1001 bytes of stdin, beyond the 1000-byte window/);
+    expect(h.server.open).toBe(0);
+    expect(h.runtime.execStdin.maxPendingBytes).toBeLessThanOrEqual(1000);
+  });
+
   it('closes every stream when the link drops', async () => {
     const h = await setup();
     h.send({ t: 'open', id: ID, kind: 'logs', pod: 'web-1', container: 'app', follow: true, previous: false, credit: 1000 });

@@ -56,6 +56,9 @@ interface Stream {
   /** When the credit ran out with output waiting (0 = not starved). */
   starvedSince: number;
   stdinSeq: number;
+  /** The stdin window the hub may fill (the open's credit) and the bytes of it not yet taken by the process. */
+  stdinWindow: number;
+  stdinHeld: number;
 }
 
 export class StreamServer {
@@ -132,6 +135,8 @@ export class StreamServer {
       closed: false,
       starvedSince: 0,
       stdinSeq: 0,
+      stdinWindow: f.credit,
+      stdinHeld: 0,
     };
     this.streams.set(f.id, s);
     this.armSweep();
@@ -242,9 +247,17 @@ export class StreamServer {
     }
     s.stdinSeq++;
     const n = data.length;
+    // The hub sends stdin only as far as this device granted; more is a broken hub, never buffered here.
+    if (s.stdinHeld + n > s.stdinWindow) {
+      this.fail(s, new OrchardError('ERR_STREAM_BROKEN', `the hub sent ${s.stdinHeld + n} bytes of stdin, beyond the ${s.stdinWindow}-byte window`));
+      return;
+    }
     if (n > 0) {
+      s.stdinHeld += n;
       const copy = Buffer.from(data);
+      // The write's callback: the process (the engine's socket) took the bytes; the hub may send as many again.
       stdin.write(copy, () => {
+        s.stdinHeld -= n;
         if (!s.closed) this.send({ t: 'credit', id: s.id, bytes: n });
       });
     }

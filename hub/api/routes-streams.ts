@@ -11,7 +11,7 @@ import { EXEC_CHANNEL } from '../../protocol/api.js';
 import { recordEvent } from '../events.js';
 import type { Logger } from '../log.js';
 import type { Operation } from '../security/authz.js';
-import type { Store } from '../store/store.js';
+import { WRITE_BARRIER_MS, type Store } from '../store/store.js';
 import type { StreamHandle, StreamHub, StreamSink } from '../streams/stream-hub.js';
 import type { Role } from '../../protocol/api.js';
 import { SECURITY_HEADERS } from './security-headers.js';
@@ -26,7 +26,8 @@ import { parseQuery } from './request-parse.js';
  *       later ends with the trailer `X-Orchard-Error: {code,message}`.
  *   GET /api/v1/pods/{name}/exec?container=&command=…&tty=&stdin=&cols=&rows=  (operator)
  *     → upgraded to a WebSocket (binary messages, first byte a channel: protocol/api.ts
- *       EXEC_CHANNEL). Every exec is recorded as an Event on the pod naming the token and argv.
+ *       EXEC_CHANNEL). Every exec is recorded as an Event on the pod naming the token and argv,
+ *       durable (Store.sync) before the device is asked to run anything.
  *
  * Both go through the StreamHub, which grants the device credit only as the response or the
  * WebSocket drains, so a slow reader pauses the device's stream.
@@ -286,6 +287,10 @@ async function execUpgrade(
     message: `token "${principal.name}"${principal.id !== undefined ? ` (${principal.id})` : ''} ran ${argv.length > 1000 ? `${argv.slice(0, 1000)}…` : argv} in container ${t.container}${q.tty ? ' with a terminal' : ''}`,
   });
   d.log.info('exec', { pod, container: t.container, token: principal.id ?? principal.name, command: q.command });
+  // The audit event must outlive a hub crash or failover before anything runs on the device: a
+  // remote store's durability barrier first (etcd: a quorum's fsync; SQLite committed durably
+  // already). A barrier that fails or times out refuses the exec (ERR_TIMEOUT, ERR_NOT_LEADER).
+  if (d.store.sync) await d.store.sync(WRITE_BARRIER_MS);
   let gone = false;
   socket.once('close', () => (gone = true));
   const pending = new PendingSink();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeMessage, DesiredSetMessageSchema, isDeflated, type NodeStatusMessage } from '../../protocol/messages.js';
+import { decodeMessage, DesiredSetMessageSchema, isDeflated, USAGE_DELTA, type NodeStatusMessage, type NodeUsageReport } from '../../protocol/messages.js';
 import { topics } from '../../protocol/topics.js';
 import type { Publisher } from '../broker/broker.js';
 import { silentLogger } from '../log.js';
@@ -181,6 +181,46 @@ describe('controllers (memory store, fake publisher)', () => {
     w.report(status('old')); // nothing changed: no republish
     await w.settle();
     expect(w.published.length).toBe(count);
+    w.stop();
+  });
+
+  it('usage-delta: only an agent that lists it is told the hub reads it; short heartbeats repeat the last usage, and stay proof of life', async () => {
+    const w = world();
+    const lists = (m: NodeStatusMessage, encodings: string[]): NodeStatusMessage => ({ ...m, info: { ...m.info, encodings } });
+    w.report(lists(status('new'), ['deflate', USAGE_DELTA]));
+    w.report(lists(status('old'), ['deflate']));
+    w.ops.apply(manifest(20));
+    await w.settle();
+    const last = (node: string) => [...w.published].reverse().find((p) => p.topic === topics.nodeDesired(node));
+    const set = (node: string) => decodeMessage(DesiredSetMessageSchema, last(node)?.raw ?? Buffer.alloc(0));
+    const toNew = set('new');
+    const toOld = set('old');
+    expect(toNew.ok && toNew.value.reads).toEqual([USAGE_DELTA]);
+    // An older agent's strict schema would refuse an unknown field: it never gets one.
+    expect(toOld.ok && 'reads' in toOld.value).toBe(false);
+
+    const got: NodeUsageReport[] = [];
+    const nodes = new NodeController({ store: w.store, log: silentLogger, now: () => new Date(), onUsage: (m) => got.push(m) });
+    const beat = (node: string, m: object): void => nodes.handle(topics.nodeUsage(node), Buffer.from(JSON.stringify(m)));
+    beat('new', { node: 'new', usage: { cpuPercent: 50, memoryUsedBytes: 100, diskFreeBytes: 7, at: 't1' } });
+    beat('new', { at: 't2' });
+    beat('new', { usage: { cpuPercent: 80, memoryUsedBytes: 120, at: 't3' } });
+    beat('new', { at: 't4', pods: { p1: { c: [1, 2] } } });
+    expect(got.map((m) => [m.node, m.usage])).toEqual([
+      ['new', { cpuPercent: 50, memoryUsedBytes: 100, diskFreeBytes: 7, at: 't1' }],
+      ['new', { cpuPercent: 50, memoryUsedBytes: 100, diskFreeBytes: 7, at: 't2' }],
+      ['new', { cpuPercent: 80, memoryUsedBytes: 120, diskFreeBytes: 7, at: 't3' }],
+      ['new', { cpuPercent: 80, memoryUsedBytes: 120, diskFreeBytes: 7, at: 't4' }],
+    ]);
+    expect(got[3]?.pods).toEqual({ p1: { c: [1, 2] } });
+    // Another node's name, and a heartbeat with neither usage nor time: dropped.
+    beat('new', { node: 'old', at: 't5' });
+    beat('new', {});
+    expect(nodes.rejected).toBe(2);
+    expect(got).toHaveLength(4);
+    // A short beat from a node whose usage this hub never got: no usage to hand on.
+    beat('old', { at: 't6' });
+    expect(got).toHaveLength(4);
     w.stop();
   });
 

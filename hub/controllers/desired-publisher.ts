@@ -1,4 +1,4 @@
-import { encodeMessage, type DesiredPod, type DesiredSetMessage, type PayloadEncoding } from '../../protocol/messages.js';
+import { encodeMessage, USAGE_DELTA, type DesiredPod, type DesiredSetMessage, type PayloadEncoding } from '../../protocol/messages.js';
 import type { NodeObject, Pod } from '../../protocol/objects.js';
 import { topics } from '../../protocol/topics.js';
 import type { Publisher } from '../broker/broker.js';
@@ -60,12 +60,14 @@ export class DesiredPublisher {
           this.queue.add(ev.object.spec.nodeName);
         } else if (ev.object.kind === 'Node' && ev.type === 'ADDED') this.queue.add(ev.object.metadata.name);
         // An agent that starts or stops reading deflate (upgraded, downgraded) gets its set again in its encoding.
-        // Likewise one that starts reading epochs.
+        // Likewise one that starts reading epochs, or writing the short usage heartbeat.
         else if (
           ev.object.kind === 'Node' &&
           ev.type === 'MODIFIED' &&
           ev.old?.kind === 'Node' &&
-          (encodingOf(ev.old) !== encodingOf(ev.object) || readsEpoch(ev.old) !== readsEpoch(ev.object))
+          (encodingOf(ev.old) !== encodingOf(ev.object) ||
+            readsEpoch(ev.old) !== readsEpoch(ev.object) ||
+            writesUsageDelta(ev.old) !== writesUsageDelta(ev.object))
         )
           this.queue.add(ev.object.metadata.name);
         else if (ev.object.kind === 'ConfigMap' || ev.object.kind === 'Secret') {
@@ -121,6 +123,8 @@ export class DesiredPublisher {
     // Images the node's image GC keeps so an undo or automatic rollback needs no network.
     const keep = nodeKeepImages(this.deps.store, pods);
     if (keep.length > 0) set.keepImages = keep;
+    // The short usage heartbeat, only to an agent that said it writes it (an older agent refuses unknown fields).
+    if (writesUsageDelta(this.deps.store.get('Node', node))) set.reads = [USAGE_DELTA];
     return set;
   }
 
@@ -130,7 +134,8 @@ export class DesiredPublisher {
     const version = this.configVersion.get(node) ?? {};
     const encoding = encodingOf(store.get('Node', node));
     const base = Object.keys(version).length === 0 ? set.pods : { pods: set.pods, configs: version };
-    const content = set.keepImages === undefined ? base : { base, keep: set.keepImages };
+    const kept = set.keepImages === undefined ? base : { base, keep: set.keepImages };
+    const content = set.reads === undefined ? kept : { kept, reads: set.reads };
     const stamped = set.epoch === undefined ? content : { content, epoch: set.epoch };
     const hash = shortHash(encoding === undefined ? stamped : { content: stamped, encoding }, 16);
     if (this.lastHash.get(node) === hash) return;
@@ -163,6 +168,11 @@ export class DesiredPublisher {
 /** The encoding this node's agent reads its desired set in: deflate when it says it reads it (NodeInfo.encodings). */
 function encodingOf(node: NodeObject | undefined): PayloadEncoding | undefined {
   return node?.status.info?.encodings?.includes('deflate') === true ? 'deflate' : undefined;
+}
+
+/** Whether this node's agent can send the short usage heartbeat (it lists USAGE_DELTA in NodeInfo.encodings). */
+function writesUsageDelta(node: NodeObject | undefined): boolean {
+  return node?.status.info?.encodings?.includes(USAGE_DELTA) === true;
 }
 
 /** Whether a pod write changes its node's desired set (see desiredSet: membership, uid, spec, owner). */

@@ -1,5 +1,5 @@
 import { systemClock, type Clock } from '../../protocol/clock.js';
-import type { NodeUsageMessage, ObservedSetMessage } from '../../protocol/messages.js';
+import type { NodeUsageReport, ObservedSetMessage } from '../../protocol/messages.js';
 import type { Logger } from '../log.js';
 import type { Store } from '../store/store.js';
 import { NodeIntake } from './node-intake.js';
@@ -33,7 +33,7 @@ export interface NodeControllerOptions {
    */
   onObservedSet?: (m: ObservedSetMessage) => void;
   /** Also handed every valid usage message (the hub's UsageStore, issue 16 metrics); must not throw. */
-  onUsage?: (m: NodeUsageMessage) => void;
+  onUsage?: (m: NodeUsageReport) => void;
   /**
    * The authoritative labels a node was enrolled with (its join token's: AuthStore.enrolledLabels),
    * seeded as overrides when its Node is created, so its own reports can never change them.
@@ -66,8 +66,8 @@ export class NodeController {
         status: (m) => {
           if (registerNodeStatus(o, m)) this.liveness.reported(m.node);
         },
-        usage: (node, usage, m) => {
-          this.liveness.heartbeat(node, usage);
+        usage: (m) => {
+          this.liveness.heartbeat(m.node, m.usage);
           o.onUsage?.(m);
         },
         observed: (m) => {

@@ -7,6 +7,7 @@ import {
   PresenceMessageSchema,
   type NodeStatusMessage,
   type NodeUsageMessage,
+  type NodeUsageReport,
   type ObservedSetMessage,
 } from '../../protocol/messages.js';
 import { parseTopic } from '../../protocol/topics.js';
@@ -16,8 +17,11 @@ import type { Store } from '../store/store.js';
 /** What the intake hands on: one call per valid message, its node already checked against the topic. */
 export interface NodeMessageHandlers {
   status(m: NodeStatusMessage): void;
-  /** `message` whole: per-pod usage rides along (issue 16 metrics). */
-  usage(node: string, usage: NodeUsageMessage['usage'], message: NodeUsageMessage): void;
+  /**
+   * `message` whole (per-pod usage rides along, issue 16 metrics), its node from the topic and its
+   * usage filled in from the node's last when the short form (usage-delta) left it out.
+   */
+  usage(message: NodeUsageReport): void;
   /** What it throws is caught and logged like any failed ingest (writes of the message undone when batched). */
   observed(m: ObservedSetMessage): void;
   presence(node: string, online: boolean): void;
@@ -66,6 +70,8 @@ export class NodeIntake {
   private batchTimer: TimerHandle | undefined;
   /** Messages dropped as invalid (for tests and metrics). */
   rejected = 0;
+  /** Per node, the last usage it sent whole: the short form's heartbeats without usage repeat it. */
+  private readonly lastUsage = new Map<string, NodeUsageMessage['usage'] & object>();
 
   constructor(private readonly o: NodeIntakeOptions) {}
 
@@ -97,6 +103,7 @@ export class NodeIntake {
 
   /** Drops every message of `node` still waiting to be ingested (the node was deleted); returns how many. */
   drop(node: string): number {
+    this.lastUsage.delete(node);
     const before = this.batch.length;
     this.batch = this.batch.filter((m) => !(m.parsed?.type === 'node' && m.parsed.node === node));
     this.waiting.delete(node);
@@ -167,6 +174,21 @@ export class NodeIntake {
     if (--w.count <= 0) this.waiting.delete(node);
   }
 
+  /**
+   * The message with its node and its node usage: as sent, or (short form, usage unchanged) the
+   * node's last usage at this message's time; a usage sent without `diskFreeBytes` keeps the last.
+   */
+  private withUsage(node: string, m: NodeUsageMessage): NodeUsageReport | undefined {
+    const last = this.lastUsage.get(node);
+    let usage = m.usage;
+    if (usage === undefined) {
+      if (last === undefined) return undefined;
+      usage = { ...last, at: m.at ?? last.at };
+    } else if (usage.diskFreeBytes === undefined && last?.diskFreeBytes !== undefined) usage = { ...usage, diskFreeBytes: last.diskFreeBytes };
+    this.lastUsage.set(node, usage);
+    return { ...m, node, usage };
+  }
+
   private ingest(topic: string, t: ReturnType<typeof parseTopic>, payload: Buffer): void {
     if (!t || t.type !== 'node') return;
     const h = this.o.handlers;
@@ -185,8 +207,11 @@ export class NodeIntake {
         case 'usage': {
           const r = decodeMessage(NodeUsageMessageSchema, payload);
           if (!r.ok) return drop(r.error);
-          if (r.value.node !== t.node) return drop(`node "${r.value.node}" does not match topic`);
-          return h.usage(t.node, r.value.usage, r.value);
+          if (r.value.node !== undefined && r.value.node !== t.node) return drop(`node "${r.value.node}" does not match topic`);
+          const report = this.withUsage(t.node, r.value);
+          // A short heartbeat from a node whose usage this hub never got (a lost full report): proof of life only.
+          if (report === undefined) return h.presence(t.node, true);
+          return h.usage(report);
         }
         case 'observed': {
           const r = decodeMessage(ObservedSetMessageSchema, payload);

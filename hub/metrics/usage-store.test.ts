@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import type { NodeUsageMessage } from '../../protocol/messages.js';
+import type { NodeUsageReport } from '../../protocol/messages.js';
 import { Ring } from './ring.js';
 import { UsageStore } from './usage-store.js';
 
-const msg = (o: Partial<NodeUsageMessage> = {}): NodeUsageMessage => ({ node: 'n1', usage: { cpuPercent: 50, memoryUsedBytes: 100, at: 'x' }, ...o });
+const msg = (o: Partial<NodeUsageReport> = {}): NodeUsageReport => ({ node: 'n1', usage: { cpuPercent: 50, memoryUsedBytes: 100, at: 'x' }, ...o });
 
 describe('UsageStore', () => {
   it('computes CPU cores from the last two samples of a container and merges change-only reports', () => {

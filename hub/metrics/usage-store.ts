@@ -1,4 +1,4 @@
-import type { NodeUsageMessage } from '../../protocol/messages.js';
+import type { NodeUsageReport } from '../../protocol/messages.js';
 import { Ring, type RingPoint } from './ring.js';
 
 /**
@@ -58,8 +58,8 @@ export class UsageStore {
     this.stepMs = o.historyStepMs ?? 60_000;
   }
 
-  /** One valid usage message of `m.node` (already checked against its topic). */
-  ingest(m: NodeUsageMessage): void {
+  /** One valid usage message of `m.node` (already checked against its topic; the short form's usage filled in by NodeIntake). */
+  ingest(m: NodeUsageReport): void {
     const at = this.o.now();
     let n = this.nodes.get(m.node);
     if (n === undefined) {

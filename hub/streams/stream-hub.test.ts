@@ -123,6 +123,43 @@ describe('StreamHub', () => {
     await expect(q).rejects.toMatchObject({ code: 'ERR_CONTAINER_NOT_RUNNING' });
   });
 
+  it('sends stdin only within the device credit, queues the rest in order, and sends the EOF after it (review finding 7)', async () => {
+    const h = setup();
+    const { s, impl } = sink();
+    const p = h.hub.open('pi-1', { kind: 'exec', pod: 'web-1', container: 'app', command: ['cat'], tty: false, stdin: true }, impl);
+    await Promise.resolve();
+    const id = h.down.at(-1)!.frame.id;
+    h.up('pi-1', { t: 'ready', id });
+    const handle = await p;
+    let drains = 0;
+    handle.onStdinDrain = () => drains++;
+    const input = Buffer.from(Array.from({ length: 2500 }, (_, i) => i % 251));
+    // More than the 1000-byte window in one call: the caller must stop reading.
+    expect(handle.stdin(input)).toBe(false);
+    handle.closeStdin();
+    await Promise.resolve();
+    const stdin = () => h.down.filter((d) => d.frame.t === 'stdin');
+    const sentBytes = () => stdin().reduce((a, d) => a + d.data.length, 0);
+    expect(sentBytes()).toBe(1000);
+    expect(h.hub.stats().stdinQueuedBytes).toBe(1500);
+    expect(stdin().some((d) => (d.frame as { eof?: boolean }).eof === true)).toBe(false);
+    h.up('pi-1', { t: 'credit', id, bytes: 600 });
+    await Promise.resolve();
+    expect(sentBytes()).toBe(1600);
+    expect(drains).toBe(0);
+    h.up('pi-1', { t: 'credit', id, bytes: 1000 });
+    await Promise.resolve();
+    expect(sentBytes()).toBe(2500);
+    expect(drains).toBe(1);
+    expect(h.hub.stats().stdinQueuedBytes).toBe(0);
+    // Every frame within the credit given so far, in order, the EOF last, nothing lost.
+    const frames = stdin();
+    expect(frames.map((d) => (d.frame as { seq: number }).seq)).toEqual([...frames.keys()]);
+    expect(frames.at(-1)?.frame).toMatchObject({ eof: true });
+    expect(Buffer.concat(frames.map((d) => d.data)).equals(input)).toBe(true);
+    expect(s.failed).toBeUndefined();
+  });
+
   it('paces credit to the stream rate', async () => {
     const h = setup({ windowBytes: 1000, streamBytesPerSec: 1000 });
     const { s, id } = await open(h);

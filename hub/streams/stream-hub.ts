@@ -43,7 +43,10 @@ export interface StreamHandle {
   readonly id: string;
   /** The reader went away: the device stops the stream. Idempotent. */
   cancel(): void;
-  /** Sends stdin (split in frames); false when the stdin window is full: wait for `onStdinDrain`. */
+  /**
+   * Sends stdin in frames as far as the device's stdin credit goes and queues the rest; false when
+   * anything is queued: the caller stops reading its source until `onStdinDrain`.
+   */
   stdin(data: Buffer): boolean;
   closeStdin(): void;
   resize(cols: number, rows: number): void;
@@ -82,6 +85,11 @@ interface HubStream {
   grantTimer: ReturnType<Clock['setTimeout']> | undefined;
   stdinCredit: SendCredit;
   stdinSeq: number;
+  /** stdin waiting for credit (what the caller sent beyond it), in order; the EOF goes after it. */
+  stdinQueue: Buffer[];
+  stdinQueued: number;
+  /** `pending`: the caller closed stdin, the EOF waits for the queue; `sent`: later stdin is ignored. */
+  stdinEof: 'no' | 'pending' | 'sent';
   handle: StreamHandle;
 }
 
@@ -103,15 +111,19 @@ export class StreamHub {
     this.limits = { ...STREAM_DEFAULTS, ...d.limits };
   }
 
-  /** Open streams, and output bytes the hub holds for readers that have not drained them. */
-  stats(): { open: number; heldBytes: number; maxHeldBytes: number } {
+  /** Open streams, output bytes the hub holds for readers that have not drained them, stdin bytes it holds for devices. */
+  stats(): { open: number; heldBytes: number; maxHeldBytes: number; stdinQueuedBytes: number; maxStdinQueuedBytes: number } {
     let held = 0;
     let max = 0;
+    let queued = 0;
+    let maxQueued = 0;
     for (const s of this.streams.values()) {
       held += s.window.heldBytes;
       max = Math.max(max, s.window.heldBytes);
+      queued += s.stdinQueued;
+      maxQueued = Math.max(maxQueued, s.stdinQueued);
     }
-    return { open: this.streams.size, heldBytes: held, maxHeldBytes: max };
+    return { open: this.streams.size, heldBytes: held, maxHeldBytes: max, stdinQueuedBytes: queued, maxStdinQueuedBytes: maxQueued };
   }
 
   /**
@@ -142,8 +154,12 @@ export class StreamHub {
         ready: { resolve, reject },
         openTimer: undefined,
         grantTimer: undefined,
+        // The device's stdin window is the open's credit (protocol/streams.ts).
         stdinCredit: new SendCredit(L.windowBytes),
         stdinSeq: 0,
+        stdinQueue: [],
+        stdinQueued: 0,
+        stdinEof: 'no',
         handle: {
           id,
           cancel: () => this.cancel(id),
@@ -215,7 +231,7 @@ export class StreamHub {
       }
       case 'credit':
         s.stdinCredit.grant(f.bytes);
-        if (s.stdinCredit.bytes > 0) s.handle.onStdinDrain?.();
+        if (this.pumpStdin(s)) s.handle.onStdinDrain?.();
         return;
       case 'end':
         this.finish(s, undefined, f.exitCode);
@@ -251,19 +267,41 @@ export class StreamHub {
 
   private sendStdin(id: string, data: Buffer): boolean {
     const s = this.streams.get(id);
-    if (s === undefined) return true;
-    for (let off = 0; off < data.length; off += MAX_STREAM_CHUNK) {
-      const part = data.subarray(off, off + MAX_STREAM_CHUNK);
-      // A chunk may overrun the window by less than one frame: the device's stdin pipe absorbs it.
-      s.stdinCredit.take(part.length);
-      this.down(s.node, { t: 'stdin', id, seq: s.stdinSeq++ }, part);
+    if (s === undefined || s.stdinEof !== 'no') return true;
+    if (data.length > 0) {
+      s.stdinQueue.push(data);
+      s.stdinQueued += data.length;
     }
-    return s.stdinCredit.bytes > 0;
+    return this.pumpStdin(s);
   }
 
   private closeStdin(id: string): void {
     const s = this.streams.get(id);
-    if (s !== undefined) this.down(s.node, { t: 'stdin', id, seq: s.stdinSeq++, eof: true });
+    if (s === undefined || s.stdinEof !== 'no') return;
+    s.stdinEof = 'pending';
+    this.pumpStdin(s);
+  }
+
+  /**
+   * Sends queued stdin in frames of at most MAX_STREAM_CHUNK, never beyond the device's credit (it
+   * fails a stream that overruns its stdin window), then the EOF once nothing is queued. True when
+   * the queue is empty (the caller may read more).
+   */
+  private pumpStdin(s: HubStream): boolean {
+    while (s.stdinQueue.length > 0 && !s.done) {
+      const head = s.stdinQueue[0]!;
+      const n = s.stdinCredit.take(Math.min(MAX_STREAM_CHUNK, head.length));
+      if (n === 0) return false;
+      this.down(s.node, { t: 'stdin', id: s.id, seq: s.stdinSeq++ }, head.subarray(0, n));
+      s.stdinQueued -= n;
+      if (n === head.length) s.stdinQueue.shift();
+      else s.stdinQueue[0] = head.subarray(n);
+    }
+    if (s.stdinEof === 'pending' && s.stdinQueue.length === 0 && !s.done) {
+      this.down(s.node, { t: 'stdin', id: s.id, seq: s.stdinSeq++, eof: true });
+      s.stdinEof = 'sent';
+    }
+    return s.stdinQueue.length === 0;
   }
 
   /** Grants what the reader drained, as far as the stream's and node's rates allow now; else later. */
@@ -314,6 +352,8 @@ export class StreamHub {
     if (s.openTimer !== undefined) this.d.clock.clearTimeout(s.openTimer);
     if (s.grantTimer !== undefined) this.d.clock.clearTimeout(s.grantTimer);
     s.openTimer = s.grantTimer = undefined;
+    s.stdinQueue = [];
+    s.stdinQueued = 0;
     const budget = this.nodes.get(s.node);
     // The node keeps its rate bucket (one per node that ever streamed): closing and reopening must not refill it.
     if (budget !== undefined) budget.open = Math.max(0, budget.open - 1);

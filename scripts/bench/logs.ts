@@ -62,7 +62,7 @@ async function main(): Promise<void> {
   let recordHeartbeats = false;
   await hub.broker.subscribe(topics.allNodes('usage'), (_t, payload) => {
     const r = decodeMessage(NodeUsageMessageSchema, payload);
-    if (r.ok && recordHeartbeats) heartbeat.push(Date.now() - Date.parse(r.value.usage.at));
+    if (r.ok && recordHeartbeats) heartbeat.push(Date.now() - Date.parse(r.value.usage?.at ?? r.value.at ?? ''));
   });
   try {
     for (let i = 0; i < NODES; i++) {

@@ -412,7 +412,8 @@ const MESSAGE_RULES: Record<'status' | 'usage' | 'observed' | 'presence', Array<
 
 const REQUIRED_FIELDS = {
   status: ['node', 'info', 'bootId', 'at'],
-  usage: ['node', 'usage'],
+  // `node` is optional in the short heartbeat (usage-delta: the topic names the node); without `usage` the base has no `at` either.
+  usage: ['usage'],
   observed: ['node', 'generation', 'pods', 'at'],
   presence: ['node', 'online'],
 } as const;

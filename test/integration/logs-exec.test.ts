@@ -12,6 +12,7 @@ import { bufferIo } from '../../cli/io.js';
 import { runCli } from '../../cli/run.js';
 import { WebSocket } from 'ws';
 import { EXEC_CHANNEL } from '../../protocol/api.js';
+import { ERROR_CATALOGUE, OrchardError } from '../../protocol/errors.js';
 import { STREAM_DEFAULTS } from '../../protocol/streams.js';
 import { startMemoryAgent, startTestHub, type TestHub } from '../helpers/hub-harness.js';
 import { waitFor } from '../helpers/http.js';
@@ -143,6 +144,92 @@ describe('logs and exec: hollow agent → hub → HTTP/WebSocket → CLI', () =>
     await closed;
     expect(out).toBe('hello over stdin\n');
     expect(JSON.parse(status)).toEqual({ exitCode: 0 });
+  });
+
+  /** An exec WebSocket of `command` with stdin; collects stdout and the status. */
+  const execWs = (command: string, token = operatorToken) => {
+    const ws = new WebSocket(`${t.hub.apiUrl.replace('https:', 'wss:')}/api/v1/pods/${pod}/exec?command=${command}&stdin=true`, {
+      ca: t.hub.pki?.caPem ?? '',
+      headers: { authorization: `Bearer ${token}` },
+    });
+    const got = { out: [] as Buffer[], status: '', httpStatus: 0 };
+    ws.on('message', (d: Buffer) => {
+      if (d[0] === EXEC_CHANNEL.stdout) got.out.push(Buffer.from(d.subarray(1)));
+      if (d[0] === EXEC_CHANNEL.status) got.status = d.subarray(1).toString();
+    });
+    ws.on('unexpected-response', (_req, res) => {
+      got.httpStatus = res.statusCode ?? 0;
+      ws.terminate();
+    });
+    ws.on('error', () => undefined);
+    const closed = new Promise<void>((r) => ws.on('close', () => r()));
+    return { ws, got, closed };
+  };
+
+  it('exec -i: 32 windows of stdin into a slow reader arrive whole and in order; the device never holds more than one window, the hub a bounded queue (review finding 7)', async () => {
+    runtime.execStdin.delayMs = 10; // the process takes a chunk every 10 ms (≤ 1.6 MB/s)
+    runtime.execStdin.maxPendingBytes = 0;
+    const input = Buffer.alloc(32 * WINDOW);
+    for (let i = 0; i < input.length; i++) input[i] = (i * 7 + (i >> 12)) & 0xff;
+    const { ws, got, closed } = execWs('cat');
+    try {
+      await new Promise((r) => ws.once('open', r));
+      let maxQueued = 0;
+      const sampler = setInterval(() => (maxQueued = Math.max(maxQueued, t.hub.streams.stats().maxStdinQueuedBytes)), 5);
+      // As fast as the client's socket takes it, in messages of 32 KiB (under the hub's 64 KiB frame cap).
+      const MSG = 32 * 1024;
+      for (let off = 0; off < input.length; off += MSG) {
+        ws.send(Buffer.concat([Buffer.from([EXEC_CHANNEL.stdin]), input.subarray(off, off + MSG)]));
+        while (ws.bufferedAmount > 256 * 1024) await new Promise((r) => setTimeout(r, 5));
+      }
+      ws.send(Buffer.from([EXEC_CHANNEL.stdinEof]));
+      await closed;
+      clearInterval(sampler);
+      expect(JSON.parse(got.status)).toEqual({ exitCode: 0 });
+      const out = Buffer.concat(got.out);
+      expect(out.length).toBe(input.length);
+      expect(out.equals(input)).toBe(true);
+      // The device's stdin buffer never beyond the window (before the fix the hub forwarded whole
+      // 32 KiB messages past the credit); the hub's own queue bounded by what the paused WebSocket
+      // had already read, far below the 2 MiB sent.
+      expect(runtime.execStdin.maxPendingBytes).toBeGreaterThan(0);
+      expect(runtime.execStdin.maxPendingBytes).toBeLessThanOrEqual(WINDOW);
+      expect(maxQueued).toBeLessThan(4 * WINDOW);
+    } finally {
+      runtime.execStdin.delayMs = 0;
+    }
+  }, 60_000);
+
+  it('the exec audit event is behind the store durability barrier: no exec on the device before store.sync() resolves, none when it fails (review finding 9)', async () => {
+    const store = t.hub.store as { sync?: (timeoutMs?: number) => Promise<void> };
+    const before = runtime.calls.exec;
+    let release: () => void = () => undefined;
+    const barrier: number[] = [];
+    store.sync = (timeoutMs) => {
+      barrier.push(timeoutMs ?? 0);
+      return new Promise<void>((r) => (release = r));
+    };
+    try {
+      const a = execWs('cat');
+      await waitFor('the barrier awaited', () => barrier.length === 1);
+      const events = (await t.api('GET', `/api/v1/events?involvedObject=Pod/${pod}`)).body as { items: Array<{ reason: string; message: string }> };
+      expect(events.items.some((e) => e.reason === 'Exec' && e.message.includes('["cat"]'))).toBe(true);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(runtime.calls.exec).toBe(before);
+      release();
+      await new Promise((r) => a.ws.once('open', r));
+      expect(runtime.calls.exec).toBe(before + 1);
+      a.ws.send(Buffer.from([EXEC_CHANNEL.stdinEof]));
+      await a.closed;
+      // A barrier that fails (etcd: quorum lost, or another hub took over) refuses the exec.
+      store.sync = () => Promise.reject(new OrchardError('ERR_NOT_LEADER', 'this hub is no longer the leader'));
+      const b = execWs('cat');
+      await b.closed;
+      expect(b.got.httpStatus).toBe(ERROR_CATALOGUE.ERR_NOT_LEADER.status);
+      expect(runtime.calls.exec).toBe(before + 1);
+    } finally {
+      delete store.sync;
+    }
   });
 
   it('revoking a token ends its logs -f stream and exec session at once (review finding 5)', async () => {

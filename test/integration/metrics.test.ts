@@ -7,6 +7,8 @@ import { MemoryRuntime } from '../../agent/runtime/memory-runtime.js';
 import { bufferIo } from '../../cli/io.js';
 import { runCli } from '../../cli/run.js';
 import { NodeMetricsListSchema, PodMetricsListSchema } from '../../protocol/metrics.js';
+import { decodeMessage, NodeUsageMessageSchema, USAGE_DELTA } from '../../protocol/messages.js';
+import { topics } from '../../protocol/topics.js';
 import { startMemoryAgent, startTestHub, type TestHub } from '../helpers/hub-harness.js';
 import { request, waitFor } from '../helpers/http.js';
 
@@ -80,6 +82,30 @@ describe('metrics: hollow agent → hub /metrics, top API and orchard top', () =
     const ids = (await runtime.listContainers('pi-1')).map((c) => c.id);
     for (const id of ids) expect(text).not.toContain(id.slice(0, 12));
   }, 30_000);
+
+  it('usage-delta: once the hub says it reads the short heartbeat the agent sends it, and the hub keeps the node usage and its liveness', async () => {
+    const beats: Array<Record<string, unknown>> = [];
+    await t.hub.broker.subscribe(topics.nodeUsage('pi-1'), (_topic, payload) => {
+      const r = decodeMessage(NodeUsageMessageSchema, payload);
+      if (r.ok) beats.push(r.value);
+    });
+    // Short heartbeats: no node name (the topic has it), no usage while it stays the same.
+    await waitFor(
+      'short heartbeats',
+      () => beats.filter((b) => b['node'] === undefined && b['usage'] === undefined && typeof b['at'] === 'string').length >= 3,
+      10_000,
+    );
+    const node = t.hub.store.get('Node', 'pi-1');
+    expect(node?.status.info?.encodings).toContain(USAGE_DELTA);
+    const before = t.hub.metrics.usage.node('pi-1');
+    expect(before).toBeDefined();
+    await new Promise((r) => setTimeout(r, 600));
+    // Each short beat refreshed the hub's copy (its receive time) and kept the values.
+    const after = t.hub.metrics.usage.node('pi-1');
+    expect(after?.at).toBeGreaterThan(before?.at ?? Infinity);
+    expect(after?.memoryUsedBytes).toBe(before?.memoryUsedBytes);
+    expect(node?.status.conditions.find((c) => c.type === 'Ready')?.status).toBe('True');
+  });
 
   it('refuses /metrics without a token (401) and the top API to a scrape token (403)', async () => {
     expect((await scrape()).status).toBe(401);

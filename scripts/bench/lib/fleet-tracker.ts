@@ -181,8 +181,9 @@ export class FleetTracker {
       if (t.channel === 'status') {
         this.heard.add(t.node);
       } else if (t.channel === 'usage') {
-        const m = JSON.parse(jsonText(payload)) as { usage?: { at?: string } };
-        const at = Date.parse(m.usage?.at ?? '');
+        // The short form (usage-delta) carries `at` alone while the node's usage is unchanged.
+        const m = JSON.parse(jsonText(payload)) as { usage?: { at?: string }; at?: string };
+        const at = Date.parse(m.usage?.at ?? m.at ?? '');
         if (Number.isFinite(at)) this.addLag(Date.now() - at);
       } else if (t.channel === 'observed') {
         const m = JSON.parse(jsonText(payload)) as { pods?: Array<{ name?: string; uid?: string; phase?: string }> };

@@ -44,6 +44,8 @@ export interface HollowFleetOptions {
   logger?: Logger;
   /** Services on (issue 15): every agent subscribes and applies its tables to a TimingDataPlane. */
   services?: { serviceCidr: string };
+  /** Logs bench (issue 16): every container's log is endless chunks of this many bytes, written as fast as they are read. */
+  logChunkBytes?: number;
 }
 
 /** Per node, in the worker's node order: when a watched endpoint appeared, service bytes received, applies. */
@@ -91,7 +93,18 @@ export class HollowFleet {
     error: (msg, fields) => this.count(msg, fields),
   };
 
-  constructor(private readonly opts: HollowFleetOptions) {}
+  constructor(private readonly opts: HollowFleetOptions) {
+    const size = opts.logChunkBytes;
+    if (size !== undefined) {
+      const chunk = Buffer.alloc(size, 0x61);
+      this.runtime.logBook.script = async function* () {
+        for (;;) {
+          yield { fd: 1 as const, data: chunk };
+          await new Promise((r) => setImmediate(r));
+        }
+      };
+    }
+  }
 
   async start(): Promise<void> {
     const batch = this.opts.startBatch ?? 100;

@@ -147,6 +147,23 @@ async function main(): Promise<void> {
       }
       return out;
     },
+    /** Scrape bench: pods the hub has usage for, and how many of their containers have a CPU rate yet. */
+    usageStats: () => {
+      let withRate = 0;
+      for (const p of hub.store.list('Pod')) {
+        const node = p.spec.nodeName;
+        if (node === undefined) continue;
+        for (const c of hub.metrics.usage.pod(node, p.metadata.name)?.values() ?? []) if (c.cpuCores !== undefined) withRate++;
+      }
+      return { ...hub.metrics.usage.stats(), containersWithRate: withRate };
+    },
+    /** Logs bench: open streams and the bytes the hub holds for their readers (StreamHub.stats). */
+    streamStats: () => ({ ...hub.streams.stats(), bytesOut: hub.streams.bytesOut }),
+    /** process.memoryUsage() after a full GC when the hub runs with --expose-gc (else as is). */
+    memory: () => {
+      (globalThis as { gc?: () => void }).gc?.();
+      return process.memoryUsage();
+    },
     resetLag: () => tracker.resetLag(),
     /** CPU profile of a phase (the bench's --hub-cpu-prof): start, then stop writes a .cpuprofile. */
     profileStart: async () => {

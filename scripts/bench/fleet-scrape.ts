@@ -1,0 +1,228 @@
+/**
+ * `GET /metrics` at fleet scale through the fleet harness (issue 16: a scrape at 10,000 hollow
+ * nodes / 100,000 pods finishes in ≤ 1 s with bounded memory). A real hub process (compiled,
+ * scripts/bench/lib/hub-child.ts: SQLite, TLS broker, HTTPS API) and N hollow agents in worker
+ * processes (the real Agent over MemoryRuntime, each its own MQTT/TLS client) that report
+ * per-container usage (MemoryRuntime's counters) with their usage heartbeats. Once every pod is
+ * Running and every container has a CPU rate at the hub, the bench scrapes the hub's /metrics over
+ * HTTPS R times, one after the other, while the fleet keeps reporting, and prints per scrape the
+ * time to the last byte and the body size, and the hub process's RSS (from /proc, sampled every
+ * 20 ms) before, during and after, plus its heap after a full GC before and after the scrapes.
+ * Before the fleet starts it runs the pure scheduler bench (the calibration figure) and prints the
+ * load average.
+ *
+ * Run: npx tsx scripts/bench/fleet-scrape.ts [--nodes 10000] [--pods-per-node 10] [--procs 2]
+ *   [--rounds 5] [--usage-interval-ms 30000] [--max-minutes 25] [--no-scheduler] [--scheduler-pods 20000] [--register-s N]
+ */
+import https from 'node:https';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { HollowNode } from './lib/hollow-fleet.js';
+import { HubProcess, killAll, runSchedulerBench, startWorkerFleet, type FleetHandle } from './lib/processes.js';
+import { parseSchedulerTable, schedulerTable } from './lib/report.js';
+import { pollUntil } from './lib/scenario.js';
+import { spread } from './lib/stats.js';
+import { applyAll, benchDeployments } from './lib/workload.js';
+
+const { values } = parseArgs({
+  options: {
+    nodes: { type: 'string', default: '10000' },
+    'pods-per-node': { type: 'string', default: '10' },
+    procs: { type: 'string', default: '2' },
+    rounds: { type: 'string', default: '5' },
+    'usage-interval-ms': { type: 'string', default: '30000' },
+    'max-minutes': { type: 'string', default: '25' },
+    'no-scheduler': { type: 'boolean', default: false },
+    'scheduler-pods': { type: 'string', default: '20000' },
+    /** Register deadline (default 60 s + 20 ms per node); a loaded machine needs more. */
+    'register-s': { type: 'string' },
+  },
+  strict: true,
+});
+const N = Number(values.nodes);
+const P = Number(values['pods-per-node']);
+const M = N * P;
+const R = Number(values.rounds);
+const usageMs = Number(values['usage-interval-ms']);
+const log = (m: string): void => void process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${m}\n`);
+const mib = (b: number): string => (b / 2 ** 20).toFixed(0);
+const load = (): string =>
+  loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' / ');
+
+const stopAt = setTimeout(
+  () => {
+    log(`stopping after --max-minutes ${values['max-minutes']}`);
+    killAll();
+    process.exit(3);
+  },
+  Number(values['max-minutes']) * 60_000,
+);
+stopAt.unref();
+process.on('SIGINT', () => {
+  killAll();
+  process.exit(130);
+});
+
+interface Scrape {
+  ms: number;
+  bytes: number;
+  status: number;
+  series: number;
+}
+
+/** One GET /metrics; the body is counted as it streams in, never kept. */
+function scrape(url: string, token: string, ca: string): Promise<Scrape> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const req = https.request(url, { ca, timeout: 120_000, headers: { authorization: `Bearer ${token}` } }, (res) => {
+      let bytes = 0;
+      let series = 0;
+      res.on('data', (c: Buffer) => {
+        bytes += c.length;
+        // Lines that are not comments: one per series.
+        for (let i = c.indexOf(10); i !== -1; i = c.indexOf(10, i + 1)) if (c[i + 1] !== undefined && c[i + 1] !== 35) series++;
+      });
+      res.on('end', () => resolve({ ms: performance.now() - t0, bytes, status: res.statusCode ?? 0, series }));
+    });
+    req.on('timeout', () => req.destroy(new Error('scrape timed out')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+const lines: string[] = [];
+const out = (s: string): void => void lines.push(s);
+let sched = '(not run)';
+if (!values['no-scheduler']) {
+  log(`calibration: pure scheduler (load ${load()})`);
+  const raw = await runSchedulerBench(Number(values['scheduler-pods']));
+  sched = schedulerTable(parseSchedulerTable(raw));
+}
+
+const hubDir = mkdtempSync(join(tmpdir(), 'orchard-scrape-hub-'));
+const agentRoot = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'orchard-scrape-agents-'));
+let hub: HubProcess | undefined;
+let fleet: FleetHandle | undefined;
+const loadStart = load();
+try {
+  hub = await HubProcess.start({ dataDir: hubDir, mqttPort: 0, httpPort: 0, heartbeatGraceMs: 4 * usageMs }, 120_000, ['--expose-gc']);
+  const h = hub;
+  const token = h.ready.adminToken ?? '';
+  const creds = await h.rpc.call<Array<[string, string]>>('issue', { prefix: 'hollow-', count: N }, 600_000);
+  const nodes: HollowNode[] = creds.map(([name, credential]) => ({ name, credential }));
+  log(`[${N}] hub pid ${h.pid}; ${N} credentials issued; starting ${values.procs} worker processes (load ${load()})`);
+  const t0 = Date.now();
+  let polls = 0;
+  fleet = await startWorkerFleet(Number(values.procs), {
+    mqttUrl: h.ready.mqttUrl,
+    caPem: h.ready.caPem,
+    nodes,
+    dataRoot: agentRoot,
+    usageIntervalMs: usageMs,
+  });
+  const reg = await pollUntil(
+    t0,
+    t0 + (values['register-s'] !== undefined ? Number(values['register-s']) * 1000 : 60_000 + 20 * N),
+    1000,
+    () => h.snapshot(),
+    (s) => s.nodesReady >= N,
+    (s) => {
+      log(`[${N}] register: ready ${s.nodesReady}/${N} rss ${mib(s.rssBytes)} MiB`);
+      // Why agents are not connecting, when they are not (every 10th poll).
+      if (++polls % 10 === 0)
+        void fleet
+          ?.stats()
+          .then((a) => log(`[${N}] agents connected ${a.connected}, link builds ${a.linkBuilds}, warnings ${JSON.stringify(a.warnings).slice(0, 300)}`))
+          .catch(() => undefined);
+    },
+  );
+  if (!reg.ok) throw new Error(`register: ${reg.last?.nodesReady ?? 0}/${N} Ready at the deadline`);
+  log(`[${N}] all Ready in ${reg.ms} ms`);
+  const t1 = Date.now();
+  await applyAll(h.ready.apiUrl, token, h.ready.caPem, benchDeployments(M, 100));
+  const dep = await pollUntil(
+    t1,
+    t1 + 120_000 + 3 * M,
+    1000,
+    () => h.snapshot(),
+    (s) => s.pods >= M && s.podsRunning >= M,
+    (s) => log(`[${N}] deploy: pods ${s.pods} bound ${s.podsBound} running ${s.podsRunning}/${M} rss ${mib(s.rssBytes)} MiB`),
+  );
+  if (!dep.ok) throw new Error(`deploy: ${dep.last?.podsRunning ?? 0}/${M} Running at the deadline`);
+  log(`[${N}] all ${M} pods Running in ${dep.ms} ms`);
+  // A container's rate needs two of its node's usage reports after it started: up to ~2–3 periods.
+  const t2 = Date.now();
+  const use = await pollUntil(
+    t2,
+    t2 + 6 * usageMs,
+    2000,
+    () => h.rpc.call<{ nodes: number; pods: number; historyBytes: number; containersWithRate: number }>('usageStats', {}, 60_000),
+    (u) => u.containersWithRate >= M,
+    (u) => log(`[${N}] usage: nodes ${u.nodes} pods ${u.pods} containers with a CPU rate ${u.containersWithRate}/${M}`),
+  );
+  const usage = use.last;
+  log(`[${N}] usage ${use.ok ? 'complete' : 'INCOMPLETE'} after ${use.ms} ms`);
+
+  const memBefore = await h.rpc.call<NodeJS.MemoryUsage>('memory', {}, 60_000);
+  const rssBefore = h.procStats()?.rssBytes ?? 0;
+  const loadBefore = load();
+  const scrapes: Array<Scrape & { rssPeak: number; rssAfter: number }> = [];
+  for (let i = 0; i < R; i++) {
+    let peak = h.procStats()?.rssBytes ?? 0;
+    const sampler = setInterval(() => (peak = Math.max(peak, h.procStats()?.rssBytes ?? 0)), 20);
+    const s = await scrape(`${h.ready.apiUrl}/metrics`, token, h.ready.caPem);
+    clearInterval(sampler);
+    const after = h.procStats()?.rssBytes ?? 0;
+    scrapes.push({ ...s, rssPeak: Math.max(peak, after), rssAfter: after });
+    log(
+      `[${N}] scrape ${i + 1}: ${s.status} ${s.ms.toFixed(0)} ms, ${mib(s.bytes)} MiB, ${s.series} series, hub rss peak ${mib(peak)} after ${mib(after)} MiB`,
+    );
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  const memAfter = await h.rpc.call<NodeJS.MemoryUsage>('memory', {}, 60_000);
+  const rssAfter = h.procStats()?.rssBytes ?? 0;
+  const times = scrapes.map((s) => s.ms);
+  const t = spread(times);
+  out(`Command: \`npx tsx scripts/bench/fleet-scrape.ts ${process.argv.slice(2).join(' ')}\``);
+  out(`Load average (1/5/15 min): at start ${loadStart}; before the scrapes ${loadBefore}; after ${load()}`);
+  out('');
+  out('### Pure scheduler (calibration, scripts/bench/scheduler.ts)');
+  out(sched);
+  out('');
+  out(`### Scrape at ${N.toLocaleString('en-US')} nodes / ${M.toLocaleString('en-US')} pods`);
+  out(`register ${(reg.ms / 1000).toFixed(1)} s, all Running ${(dep.ms / 1000).toFixed(1)} s`);
+  out(
+    `usage at the hub: ${usage?.nodes} nodes, ${usage?.pods} pods, ${usage?.containersWithRate} containers with a CPU rate (history ${mib(usage?.historyBytes ?? 0)} MiB)`,
+  );
+  out('');
+  out('| scrape | status | time to last byte | body | series | hub RSS peak during | hub RSS after |');
+  out('|---|---|---|---|---|---|---|');
+  scrapes.forEach((s, i) =>
+    out(
+      `| ${i + 1} | ${s.status} | ${s.ms.toFixed(0)} ms | ${(s.bytes / 2 ** 20).toFixed(1)} MiB | ${s.series.toLocaleString('en-US')} | ${mib(s.rssPeak)} MiB | ${mib(s.rssAfter)} MiB |`,
+    ),
+  );
+  out('');
+  out(`time per scrape: min ${Math.min(...times).toFixed(0)} ms, median ${t.p50.toFixed(0)} ms, max ${t.max.toFixed(0)} ms`);
+  out(`hub RSS before the scrapes ${mib(rssBefore)} MiB, after ${mib(rssAfter)} MiB`);
+  out(
+    `hub heap after a full GC ${mib(memBefore.heapUsed)} → ${mib(memAfter.heapUsed)} MiB (external ${mib(memBefore.external)} → ${mib(memAfter.external)} MiB)`,
+  );
+} catch (err) {
+  out(`FAILED: ${err instanceof Error ? err.message : String(err)} (load ${load()})`);
+  out('');
+  out('### Pure scheduler (calibration, scripts/bench/scheduler.ts)');
+  out(sched);
+} finally {
+  await fleet?.stop().catch(() => undefined);
+  await hub?.stop().catch(() => undefined);
+  killAll();
+  rmSync(hubDir, { recursive: true, force: true });
+  rmSync(agentRoot, { recursive: true, force: true });
+}
+process.stdout.write(`${lines.join('\n')}\n`);
+process.exit(0);
