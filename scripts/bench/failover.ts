@@ -45,6 +45,7 @@ import { parseSchedulerTable, schedulerTable, type SchedulerRow } from './lib/re
 import { pollUntil } from './lib/scenario.js';
 import { percentile } from './lib/stats.js';
 import { apiRequest, applyAll, benchDeployments } from './lib/workload.js';
+import { wholeNumber } from './lib/flags.js';
 
 const { values } = parseArgs({
   options: {
@@ -65,14 +66,7 @@ const { values } = parseArgs({
   },
   strict: true,
 });
-const int = (name: keyof typeof values): number => {
-  const n = Number(values[name]);
-  if (!Number.isInteger(n) || n < 0) {
-    process.stderr.write(`--${name} must be a whole number (got ${JSON.stringify(values[name])})\n`);
-    process.exit(2);
-  }
-  return n;
-};
+const int = (name: keyof typeof values): number => wholeNumber(name, values[name] as string | undefined);
 const N = int('nodes');
 const M = int('pods');
 const HUBS = Math.max(2, int('hubs'));

@@ -19,6 +19,7 @@ import { parseArgs } from 'node:util';
 import { killAll, runSchedulerBench } from './lib/processes.js';
 import { fleetTable, parseSchedulerTable, schedulerTable, targetsTable, type SchedulerRow } from './lib/report.js';
 import { runScenario, type ScenarioResult } from './lib/scenario.js';
+import { wholeNumber } from './lib/flags.js';
 
 const { values } = parseArgs({
   options: {
@@ -41,14 +42,7 @@ const { values } = parseArgs({
   strict: true,
 });
 
-const int = (name: string, v: string | undefined): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) {
-    process.stderr.write(`--${name} must be a whole number (got ${JSON.stringify(v)})\n`);
-    process.exit(2);
-  }
-  return n;
-};
+const int = wholeNumber;
 const sizes = (values.nodes ?? '').split(',').map((s) => int('nodes', s.trim()));
 const podsPerNode = int('pods-per-node', values['pods-per-node']);
 const procs = int('procs', values.procs);
