@@ -92,6 +92,29 @@ describe('controllers (memory store, fake publisher)', () => {
     single.stop();
   });
 
+  it('on a store with a durability barrier (etcd) publishes a set only after the writes it reflects are durable, in order, and retries when the barrier fails', async () => {
+    const w = world();
+    // The MemoryStore stands in for a write-behind store: sync() resolves only when the test says so.
+    const barriers: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
+    (w.store as { sync?: (ms?: number) => Promise<void> }).sync = () => new Promise<void>((resolve, reject) => barriers.push({ resolve, reject }));
+    const sets = (): unknown[] => w.published.filter((p) => p.topic === topics.nodeDesired('n1')).map((p) => JSON.parse(p.payload));
+    w.report(status('n1'));
+    w.ops.apply(manifest(1));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(barriers.length).toBeGreaterThan(0);
+    expect(sets()).toEqual([]); // nothing told to the agent while etcd lacks the binding
+    barriers.shift()!.reject(new Error('no quorum'));
+    for (const b of barriers.splice(0)) b.resolve();
+    await new Promise((r) => setTimeout(r, 50));
+    // The failed one is queued again (after 1 s); release every barrier as it comes.
+    const release = setInterval(() => barriers.splice(0).forEach((b) => b.resolve()), 20);
+    await new Promise((r) => setTimeout(r, 1_500));
+    clearInterval(release);
+    const last = sets().at(-1) as { pods?: unknown[] } | undefined;
+    expect(last?.pods).toHaveLength(1);
+    w.stop();
+  });
+
   it('keeps replicas, spreads them over nodes and publishes each node its whole set', async () => {
     const w = world();
     w.report(status('n1'));

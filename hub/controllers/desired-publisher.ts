@@ -6,7 +6,7 @@ import { shortHash } from '../hash.js';
 import type { Logger } from '../log.js';
 import { readsEpoch } from '../objects/node.js';
 import { isTerminal } from '../objects/pod.js';
-import type { Store, WatchEvent } from '../store/store.js';
+import { WRITE_BARRIER_MS, type Store, type WatchEvent } from '../store/store.js';
 import { referencesConfig } from '../secrets/config-refs.js';
 import { nodeConfigs } from '../secrets/node-configs.js';
 import type { SecretCodec } from '../secrets/secret-codec.js';
@@ -151,14 +151,23 @@ export class DesiredPublisher {
     // the last key of a burst waits for all of them, so queue.idle() still means "published".
     this.lastHash.set(node, hash);
     this.published++;
-    const sent = publisher.publish(topics.nodeDesired(node), encodeMessage(set, encoding), { retain: true, qos: 1 }).then(
-      () => undefined,
-      (err: unknown) => {
-        if (this.lastHash.get(node) === hash) this.lastHash.delete(node);
-        this.deps.log.warn('desired set publish failed; retrying', { node, err });
-        this.queue.addAfter(node, 1000);
-      },
-    );
+    // On a remote store (etcd) a set goes out only once the writes it reflects are durable: a
+    // leader killed before its write-behind queue drained must not have told an agent to run pods
+    // whose bindings the next leader never sees (it would place them again, and the agent would
+    // start and then stop them). The barrier resolves in commit order, so two sets of one node
+    // still go out in order; on SQLite there is no barrier (every commit is already durable).
+    const payload = encodeMessage(set, encoding);
+    const durable = store.sync ? store.sync(WRITE_BARRIER_MS) : Promise.resolve();
+    const sent = durable
+      .then(() => publisher.publish(topics.nodeDesired(node), payload, { retain: true, qos: 1 }))
+      .then(
+        () => undefined,
+        (err: unknown) => {
+          if (this.lastHash.get(node) === hash) this.lastHash.delete(node);
+          this.deps.log.warn('desired set not published (store barrier or broker failed); retrying', { node, err });
+          this.queue.addAfter(node, 1000);
+        },
+      );
     this.inFlight.add(sent);
     void sent.finally(() => this.inFlight.delete(sent));
     if (this.inFlight.size >= MAX_IN_FLIGHT || this.queue.length === 0) await Promise.all([...this.inFlight]);
