@@ -5,7 +5,7 @@
  * `--hubs` hub processes on them (lib/hub-child.ts → `leadOnEtcd` of hub/main.ts, as `orchard hub
  * --store etcd://…` runs), N hollow nodes (the real Agent over a MemoryRuntime, in worker
  * processes) that know every hub's MQTT address and move to the next one when theirs drops or
- * refuses (lib/hub-rotation.ts), and a deployment spread over them. Then, `--runs` times:
+ * refuses (the agent Link's own `hubs` rotation), and a deployment spread over them. Then, `--runs` times:
  *   t0 = `kill -9` of the leader;
  *   → API: first 200 on an authenticated read (GET /api/v1/deployments with the admin token) from
  *     any other hub, polled every 100 ms (a standby's port is closed: refused);

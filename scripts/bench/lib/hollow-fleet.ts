@@ -6,7 +6,6 @@ import { EngineOnlyProbe } from '../../../agent/reporter.js';
 import { MemoryRuntime } from '../../../agent/runtime/memory-runtime.js';
 import type { DesiredSetMessage } from '../../../protocol/messages.js';
 import { topics } from '../../../protocol/topics.js';
-import { rotateHubs } from './hub-rotation.js';
 import { TimingDataPlane } from './timing-data-plane.js';
 
 /**
@@ -29,7 +28,7 @@ export interface HollowFleetOptions {
   mqttUrl: string;
   /**
    * Every hub's MQTT address (HA on etcd, the failover bench): each agent moves to the next one
-   * when its link drops or is refused (lib/hub-rotation.ts). Unset: `mqttUrl` only.
+   * when its link drops or is refused (the agent Link's own `hubs` rotation). Unset: `mqttUrl` only.
    */
   mqttUrls?: string[];
   caPem: string;
@@ -184,6 +183,7 @@ export class HollowFleet {
   }
 
   private async startOne(n: HollowNode): Promise<void> {
+    const urls = this.opts.mqttUrls;
     const agent = new Agent({
       node: n.name,
       // Agent-reported: filed by the hub as node.orchard.dev/bench-hollow (a prefixed key would be dropped).
@@ -191,7 +191,14 @@ export class HollowFleet {
       dataDir: join(this.opts.dataRoot, n.name),
       runtime: this.runtime,
       probe: new EngineOnlyProbe(this.runtime),
-      link: { url: this.opts.mqttUrl, username: n.name, password: n.credential, ca: this.opts.caPem },
+      link: {
+        url: this.opts.mqttUrl,
+        username: n.name,
+        password: n.credential,
+        ca: this.opts.caPem,
+        // Several hubs (failover bench): the Link's own rotation through the list, as a real agent's.
+        ...(urls !== undefined && urls.length > 1 ? { hubs: { mqttUrls: () => urls, update: () => undefined } } : {}),
+      },
       usageIntervalMs: this.opts.usageIntervalMs ?? 30_000,
       resyncMs: this.opts.resyncMs ?? 60_000,
       observedRepublishMs: this.opts.observedRepublishMs ?? 120_000,
@@ -206,8 +213,6 @@ export class HollowFleet {
       this.lastDesiredAt.set(n.name, Date.now());
       onDesired(m);
     };
-    const urls = this.opts.mqttUrls;
-    if (urls !== undefined && urls.length > 1 && agent.link !== undefined) rotateHubs(agent.link, urls);
     this.agents.push(agent);
     await agent.start();
   }
