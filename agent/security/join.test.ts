@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeAll, beforeEach, afterEach } from 'vitest';
-import { mkdtempSync, rmSync, readFileSync, statSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, readFileSync, statSync, existsSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import http from 'node:http';
@@ -108,6 +108,17 @@ describe('loadOrJoin', () => {
     const file = join(dir, 'identity.json');
     expect(statSync(file).mode & 0o777).toBe(0o600);
     expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual(id);
+  });
+
+  it('a new join forgets the epoch and hub list of an earlier hub group (they would make the agent ignore the new one)', async () => {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'epoch.json'), JSON.stringify({ epoch: 1_500_000 }));
+    writeFileSync(join(dir, 'hubs.json'), '{"hubs":[]}');
+    const h = await hub(certs, certs.caPem);
+    await loadOrJoin(opts(`https://127.0.0.1:${h.port}`));
+    expect(existsSync(join(dir, 'identity.json'))).toBe(true);
+    expect(existsSync(join(dir, 'epoch.json'))).toBe(false);
+    expect(existsSync(join(dir, 'hubs.json'))).toBe(false);
   });
 
   it('loads the saved identity on the next start without any network', async () => {

@@ -207,6 +207,10 @@ async function joinAt(
       : { node: opts.node, credential: jr.data.credential, mqttUrl: `mqtt://${addr.host}:${jr.data.mqttPort}` };
   mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
   writeFileAtomic(file, `${JSON.stringify(identity, null, 2)}\n`);
+  // A new identity starts a new relation with a hub group: the highest leader epoch seen and the
+  // hub list of an earlier one (cache.ts EPOCH_FILE, hub-list.ts HUB_LIST_FILE; named here as
+  // strings because both import this module) would make the agent ignore the new group's sets.
+  for (const stale of ['epoch.json', 'hubs.json']) rmSync(join(opts.dataDir, stale), { force: true });
   opts.log(`joined ${base} as node ${opts.node}; identity saved in ${file}`);
   return jr.data.hubs === undefined ? identity : { ...identity, hubs: jr.data.hubs };
 }

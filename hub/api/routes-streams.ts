@@ -290,9 +290,12 @@ async function execUpgrade(
   // The audit event must outlive a hub crash or failover before anything runs on the device: a
   // remote store's durability barrier first (etcd: a quorum's fsync; SQLite committed durably
   // already). A barrier that fails or times out refuses the exec (ERR_TIMEOUT, ERR_NOT_LEADER).
-  if (d.store.sync) await d.store.sync(WRITE_BARRIER_MS);
+  // Listen for the client leaving before the barrier: one that goes during it must not have a
+  // command started on the device with nobody attached (review, 2026-12-02).
   let gone = false;
   socket.once('close', () => (gone = true));
+  if (d.store.sync) await d.store.sync(WRITE_BARRIER_MS);
+  if (gone || socket.destroyed) return;
   const pending = new PendingSink();
   const handle = await d.streams.open(
     t.node,

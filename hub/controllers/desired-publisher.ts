@@ -141,6 +141,9 @@ export class DesiredPublisher {
     if (this.lastHash.get(node) === hash) return;
     // A node that was deleted (revoked) gets its retained set cleared instead.
     if (!store.get('Node', node) && set.pods.length === 0) {
+      // Behind the same barrier as the sets (which resolves in order), so a set still waiting on
+      // it cannot land after the clear and stay retained.
+      if (store.sync) await store.sync(WRITE_BARRIER_MS);
       await publisher.publish(topics.nodeDesired(node), Buffer.alloc(0), { retain: true, qos: 1 });
       this.lastHash.delete(node);
       return;

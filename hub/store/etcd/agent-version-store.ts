@@ -58,8 +58,19 @@ export async function downloadAgentVersions(
   const metas = await client.range(`${prefix}agent-versions/meta/`, { prefix: true });
   const fetched: string[] = [];
   for (const kv of metas.kvs) {
-    const r = AgentVersionSchema.safeParse(JSON.parse(kv.value.toString('utf8')));
-    if (!r.success) continue;
+    // A bad value must not crash every hub that wins the election in turn: skip it, say so.
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(kv.value.toString('utf8'));
+    } catch (err) {
+      onBad?.(kv.key, err);
+      continue;
+    }
+    const r = AgentVersionSchema.safeParse(parsed);
+    if (!r.success) {
+      onBad?.(kv.key, r.error);
+      continue;
+    }
     const meta = r.data;
     const local = versions.get(meta.version);
     if (local !== undefined && local.sha256 === meta.sha256) continue;
