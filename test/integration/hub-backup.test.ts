@@ -44,7 +44,9 @@ async function startHub(dataDir: string, extra: string[] = [], env: Record<strin
     `hub on ${dataDir}`,
     async () => {
       try {
-        return (await request(server, 'GET', '/healthz', { ca: ca(), timeoutMs: 1_000 })).status === 200;
+        // A hub on etcd answers /healthz as a standby too (role: standby) until it leads.
+        const r = await request(server, 'GET', '/healthz', { ca: ca(), timeoutMs: 1_000 });
+        return r.status === 200 && (r.body as { role?: string }).role !== 'standby';
       } catch {
         return false;
       }
