@@ -2,7 +2,8 @@
  * How fast the etcd store's write-behind queue drains (issue 19): a 3-member etcd cluster
  * (test/helpers/etcd.ts, etcd's raft timings), an EtcdStore, K pods created one store transaction
  * each (as controllers write), then each updated once; the time until sync() resolves, i.e. until
- * etcd holds them all. The flusher sends one etcd transaction at a time (≤ 120 ops), so this is
+ * etcd holds them all. The flusher sends up to 4 key-disjoint etcd transactions at once (≤ 120 ops
+ * each; ETCD_MAX_IN_FLIGHT=1 for the old one-at-a-time behaviour), so this is
  * what an API write queued behind a burst of controller writes waits for.
  *
  * Run: npx tsx scripts/bench/etcd-store-write.ts [K=3000]
@@ -18,7 +19,7 @@ const etcd = await EtcdCluster.start(3, { heartbeatMs: 100, electionMs: 1000 });
 process.on('exit', () => etcd.close());
 const client = new EtcdClient({ endpoints: etcd.endpoints });
 try {
-  const store = await EtcdStore.open({ client, prefix: '/w/', compactEveryMs: 0 });
+  const store = await EtcdStore.open({ client, prefix: '/w/', compactEveryMs: 0, maxInFlight: Number(process.env.ETCD_MAX_IN_FLIGHT ?? 4) });
   let txns = 0;
   const txn = client.txn.bind(client);
   client.txn = (...a) => (txns++, txn(...a));

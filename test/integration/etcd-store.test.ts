@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EtcdClient } from '../../hub/store/etcd/etcd-client.js';
-import { EtcdStore } from '../../hub/store/etcd/etcd-store.js';
+import { EtcdStore, revisionText } from '../../hub/store/etcd/etcd-store.js';
 import { mockPod, storeContract } from '../../hub/store/store-contract.js';
-import { type OrchardError } from '../../protocol/errors.js';
+import { OrchardError } from '../../protocol/errors.js';
 import { EtcdCluster } from '../helpers/etcd.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 
@@ -55,7 +55,7 @@ describe('EtcdStore, what a remote backend adds', () => {
     expect(store.unflushed).toBe(0);
     const keys = (await client.range(`${prefix}objects/`, { prefix: true })).kvs.map((k) => k.key);
     expect(keys).toEqual([`${prefix}objects/Pod/b`]);
-    expect((await client.get(`${prefix}meta/revision`))?.value.toString()).toBe('3');
+    expect((await client.get(`${prefix}meta/revision`))?.value.toString()).toBe(revisionText(3));
     await store.closeAsync();
   });
 
@@ -173,7 +173,7 @@ describe('EtcdStore, what a remote backend adds', () => {
     expect((await client.range(`${prefix}staging/`, { prefix: true, keysOnly: true })).count).toBe(0);
     expect(await client.get(`${prefix}meta/commit`)).toBeUndefined();
     expect((await client.get(`${prefix}meta/epoch`))?.value.toString()).toBe(String(epochB));
-    expect((await client.get(`${prefix}meta/revision`))?.value.toString()).toBe('32');
+    expect((await client.get(`${prefix}meta/revision`))?.value.toString()).toBe(revisionText(32));
     // A large transaction without interference goes through staging and lands whole.
     d.transaction(() => {
       for (let i = 0; i < 25; i++) d.delete('Pod', `y-${String(i).padStart(2, '0')}`);
@@ -187,6 +187,75 @@ describe('EtcdStore, what a remote backend adds', () => {
     c.close();
     c2.close();
   }, 60_000);
+
+  it('sends several etcd transactions at once, never two sharing a key: landing out of order and one failing, etcd ends equal to the store, meta/revision at the last revision', async () => {
+    const prefix = `/inflight-${++seq}/`;
+    const slow = new EtcdClient({ endpoints: etcd.endpoints });
+    const real = slow.txn.bind(slow);
+    const inflight: Set<string>[] = [];
+    let most = 0;
+    let shared = 0;
+    let calls = 0;
+    let rnd = 7;
+    const random = (): number => (rnd = (rnd * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    slow.txn = async (compare, success, failure) => {
+      const keys = new Set(success.flatMap((o) => ('put' in o ? [o.put.key] : 'delete' in o ? [o.delete.key] : [])).filter((k) => k.includes('/objects/')));
+      for (const other of inflight) for (const k of keys) if (other.has(k)) shared++;
+      inflight.push(keys);
+      most = Math.max(most, inflight.length);
+      try {
+        await new Promise((r) => setTimeout(r, Math.floor(random() * 40)));
+        if (++calls === 6) throw new OrchardError('ERR_STORE', 'etcd: injected failure');
+        return await real(compare, success, failure);
+      } finally {
+        inflight.splice(inflight.indexOf(keys), 1);
+      }
+    };
+    const flushErrors: unknown[] = [];
+    const store = await EtcdStore.open({ client: slow, prefix, maxOpsPerTxn: 10, maxInFlight: 4, onFlushError: (e) => flushErrors.push(e) });
+    try {
+      for (let i = 0; i < 120; i++) store.create(mockPod(`p-${i}`));
+      for (const round of [1, 2])
+        for (let i = 0; i < 120; i++) {
+          const p = structuredClone(store.get('Pod', `p-${i}`)!);
+          p.status.message = `round ${round}`;
+          store.update(p);
+        }
+      for (let i = 0; i < 120; i += 7) store.delete('Pod', `p-${i}`);
+      await store.sync(30_000);
+      expect(most).toBeGreaterThan(1);
+      expect(shared).toBe(0);
+      expect(flushErrors).toHaveLength(1);
+      const inEtcd = new Map((await client.range(`${prefix}objects/`, { prefix: true })).kvs.map((kv) => [kv.key, JSON.parse(kv.value.toString()) as unknown]));
+      const inStore = new Map(store.list('Pod').map((p) => [`${prefix}objects/Pod/${p.metadata.name}`, JSON.parse(JSON.stringify(p)) as unknown]));
+      expect(inEtcd).toEqual(inStore);
+      expect((await client.get(`${prefix}meta/revision`))?.value.toString()).toBe(revisionText(store.revision()));
+      const rev = store.revision();
+      const pods = store.count('Pod');
+      store.close();
+      const again = await EtcdStore.open({ client, prefix });
+      expect(again.revision()).toBe(rev);
+      expect(again.list('Pod').map((p) => p.status.message)).toEqual(Array.from({ length: pods }, () => 'round 2'));
+      again.close();
+    } finally {
+      store.close();
+      slow.close();
+    }
+  }, 60_000);
+
+  it('pads meta/revision an older hub wrote plainly, so its byte-wise compare orders revisions', async () => {
+    const prefix = `/legacy-${++seq}/`;
+    const first = await EtcdStore.open({ client, prefix });
+    for (let i = 0; i < 12; i++) first.create(mockPod(`q-${i}`));
+    await first.closeAsync();
+    await client.put(`${prefix}meta/revision`, '12');
+    const store = await EtcdStore.open({ client, prefix });
+    expect((await client.get(`${prefix}meta/revision`))?.value.toString()).toBe(revisionText(12));
+    store.create(mockPod('q-12'));
+    await store.sync(5_000);
+    expect((await client.get(`${prefix}meta/revision`))?.value.toString()).toBe(revisionText(13));
+    store.close();
+  });
 
   it('pages through more objects than one range returns', async () => {
     const prefix = `/page-${++seq}/`;
@@ -265,7 +334,7 @@ describe('EtcdStore, what a remote backend adds', () => {
       await store.sync(10_000);
       const y = JSON.parse((await client.get(`${prefix}objects/Pod/y`))!.value.toString()) as { status: { phase: string } };
       expect(y.status.phase).toBe('Running');
-      expect((await client.get(`${prefix}meta/revision`))?.value.toString()).toBe('3');
+      expect((await client.get(`${prefix}meta/revision`))?.value.toString()).toBe(revisionText(3));
     } finally {
       store.close();
       viaProxy.close();

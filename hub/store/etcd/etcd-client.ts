@@ -61,7 +61,9 @@ export type CompareResult = 'EQUAL' | 'GREATER' | 'LESS' | 'NOT_EQUAL';
 export type TxnOp =
   | { put: { key: string; value: Buffer | string; lease?: string } }
   | { delete: { key: string; prefix?: boolean } }
-  | { range: { key: string; prefix?: boolean } };
+  | { range: { key: string; prefix?: boolean } }
+  /** A nested transaction (etcd ≥ 3.3): its compare decides its own branch; it cannot touch a key the outer one puts. */
+  | { txn: { compare: readonly Compare[]; success: readonly TxnOp[]; failure?: readonly TxnOp[] } };
 
 export interface TxnResult {
   succeeded: boolean;
@@ -183,6 +185,9 @@ function opBody(op: TxnOp): Record<string, unknown> {
     return { request_put: p };
   }
   if ('delete' in op) return { request_delete_range: rangeBody(op.delete.key, op.delete.prefix) };
+  if ('txn' in op) {
+    return { request_txn: { compare: op.txn.compare.map(compareBody), success: op.txn.success.map(opBody), failure: (op.txn.failure ?? []).map(opBody) } };
+  }
   return { request_range: rangeBody(op.range.key, op.range.prefix) };
 }
 

@@ -61,6 +61,12 @@ export interface EtcdStoreOptions extends StoreOptions {
    * --max-request-bytes of 1.5 MiB.
    */
   maxBytesPerTxn?: number;
+  /**
+   * etcd transactions in flight at once (default 4). Chunks in flight never share a key, so etcd
+   * applies every key's writes in their store order whatever order the chunks land in; etcd
+   * batches concurrent proposals into one raft round and fsync (scripts/bench/etcd-store-write.ts).
+   */
+  maxInFlight?: number;
   /** Called when a flush failed and will be retried (etcd unreachable, no quorum). */
   onFlushError?: (err: unknown) => void;
   /** The leader epoch, written as `meta/epoch` with every transaction (the fence's create revision). */
@@ -83,6 +89,30 @@ interface QueuedOp {
   value: string | undefined;
 }
 
+/** One committed store transaction (or raw put/delete) waiting for etcd, numbered in commit order. */
+interface QueuedBatch {
+  ops: QueuedOp[];
+  seq: number;
+}
+
+/** One etcd transaction built from whole queued batches (merged: a key's last write wins). */
+interface Chunk {
+  ops: QueuedOp[];
+  /** `meta/revision` as these batches leave it (padded), written only if higher than etcd's. */
+  revision: string | undefined;
+  keys: Set<string>;
+  batches: QueuedBatch[];
+  firstSeq: number;
+}
+
+/**
+ * `meta/revision` as stored: zero-padded to 20 digits, so etcd's byte-wise VALUE compare orders
+ * revisions numerically (a chunk landing after a later one must not lower it).
+ */
+export function revisionText(rev: number): string {
+  return String(rev).padStart(20, '0');
+}
+
 /** A staged write: `P<key>\n<value>` or `D<key>` (keys never hold a newline; no JSON escaping, so no growth). */
 function encodeStaged(o: QueuedOp): string {
   return o.value === undefined ? `D${o.key}` : `P${o.key}\n${o.value}`;
@@ -102,8 +132,13 @@ export class EtcdStore extends BaseStore {
   /** Writes of the open store transaction. */
   private pendingOps: QueuedOp[] = [];
   /** Committed store transactions (and raw puts) not yet in etcd, oldest first, numbered in order. */
-  private readonly queue: { ops: QueuedOp[]; seq: number }[] = [];
-  private flushing = false;
+  private readonly queue: QueuedBatch[] = [];
+  /** etcd transactions sent and not answered (key-disjoint). */
+  private readonly inflight = new Set<Chunk>();
+  /** Chunks etcd did not take, sent again (first) once nothing is in flight. */
+  private failed: Chunk[] = [];
+  /** A large store transaction is going through staging: nothing else is sent meanwhile. */
+  private largeRunning = false;
   private queuedSeq = 0;
   private flushedSeq = 0;
   private fenced: OrchardError | undefined;
@@ -190,8 +225,15 @@ export class EtcdStore extends BaseStore {
       }
       // Names sorted per kind, so a Deployment's replicas arrive together and share structure.
       objects.sort((a, b) => (a.kind === b.kind ? (a.metadata.name < b.metadata.name ? -1 : 1) : a.kind < b.kind ? -1 : 1));
-      const store = new EtcdStore(opts, { objects, revision: Math.max(Number.isFinite(metaRev) ? metaRev : 0, maxRv) });
+      const revision = Math.max(Number.isFinite(metaRev) ? metaRev : 0, maxRv);
+      const store = new EtcdStore(opts, { objects, revision });
       if (commit !== undefined || orphans.length > 0) await store.finishStaged(commit, redo, orphans);
+      // Chunks in flight write meta/revision only when it grows (a VALUE compare): that needs the
+      // key present and padded. A new prefix, or one an older hub wrote unpadded, gets it now.
+      const stored = (await opts.client.range(`${prefix}meta/revision`)).kvs[0]?.value.toString('utf8');
+      if (stored === undefined || !/^\d{20}$/.test(stored) || Number(stored) < revision) {
+        await store.send([{ put: { key: `${prefix}meta/revision`, value: revisionText(revision) } }]);
+      }
       return store;
     } catch (err) {
       if (OrchardError.is(err) && err.message.startsWith('stored ')) throw err;
@@ -332,7 +374,9 @@ export class EtcdStore extends BaseStore {
 
   /** Writes committed to the cache but not yet confirmed by etcd. */
   get unflushed(): number {
-    return this.queue.reduce((n, b) => n + b.ops.length, 0);
+    let n = this.queue.reduce((m, b) => m + b.ops.length, 0);
+    for (const c of [...this.inflight, ...this.failed]) n += c.batches.reduce((m, b) => m + b.ops.length, 0);
+    return n;
   }
 
   /** Flushes what is queued (bounded wait), then closes. */
@@ -387,7 +431,7 @@ export class EtcdStore extends BaseStore {
   }
 
   protected persistRevision(rev: number): void {
-    this.pendingOps.push({ key: `${this.prefix}meta/revision`, value: String(rev) });
+    this.pendingOps.push({ key: `${this.prefix}meta/revision`, value: revisionText(rev) });
   }
 
   protected closeBackend(): void {
@@ -402,78 +446,154 @@ export class EtcdStore extends BaseStore {
     return `${this.prefix}objects/${kind}/${name}`;
   }
 
+  /** Sends what can go now: whole batches from the head of the queue, up to maxInFlight chunks, never two sharing a key. */
   private kick(): void {
-    if (this.flushing || this.fenced || this.retryTimer !== undefined) return;
-    this.flushing = true;
-    queueMicrotask(() => void this.flushLoop());
-  }
-
-  private async flushLoop(): Promise<void> {
-    try {
-      while (this.queue.length > 0 && !this.fenced) {
-        const chunk = this.nextChunk();
-        if (chunk === 'large') {
-          const entry = this.queue[0]!;
-          await this.sendLarge(entry);
-          this.queue.shift();
-          this.backoffMs = 0;
-          this.confirm(entry.seq);
-          continue;
-        }
-        const { ops, seq, batches } = chunk;
-        await this.send(ops.map((o) => (o.value === undefined ? { delete: { key: o.key } } : { put: { key: o.key, value: o.value } })));
-        this.queue.splice(0, batches);
-        this.backoffMs = 0;
-        if (seq !== undefined) this.confirm(seq);
-      }
-    } catch (err) {
-      if (OrchardError.is(err) && err.code === 'ERR_NOT_LEADER') {
-        // Refused by etcd, or fence() threw: not leader any more.
-        this.fence(err);
+    if (this.fenced || this.retryTimer !== undefined || this.largeRunning) return;
+    if (this.failed.length > 0) {
+      if (this.inflight.size === 0) this.retryFailed();
+      return;
+    }
+    const max = Math.max(1, this.opts.maxInFlight ?? 4);
+    while (this.inflight.size < max && this.queue.length > 0) {
+      const busy = new Set<string>();
+      for (const c of this.inflight) for (const k of c.keys) busy.add(k);
+      const chunk = this.nextChunk(busy);
+      if (chunk === 'blocked') return;
+      if (chunk === 'large') {
+        if (this.inflight.size === 0) this.runLarge();
         return;
       }
-      this.opts.onFlushError?.(err);
-      this.backoffMs = Math.min(2_000, this.backoffMs === 0 ? 100 : this.backoffMs * 2);
-      this.retryTimer = setTimeout(() => {
-        this.retryTimer = undefined;
-        this.kick();
-      }, this.backoffMs);
-      this.retryTimer.unref();
-    } finally {
-      this.flushing = false;
+      this.queue.splice(0, chunk.batches.length);
+      this.inflight.add(chunk);
+      this.sendChunk(chunk).then(
+        () => {
+          this.inflight.delete(chunk);
+          this.backoffMs = 0;
+          this.settle();
+          this.kick();
+        },
+        (err: unknown) => {
+          this.inflight.delete(chunk);
+          if (this.refused(err)) return;
+          this.failed.push(chunk);
+          this.opts.onFlushError?.(err);
+          this.kick();
+        },
+      );
     }
   }
 
+  private async sendChunk(c: Chunk): Promise<void> {
+    const ops: TxnOp[] = c.ops.map((o) => (o.value === undefined ? { delete: { key: o.key } } : { put: { key: o.key, value: o.value } }));
+    if (c.revision !== undefined) {
+      const key = this.revisionKey();
+      ops.push({ txn: { compare: [{ key, target: 'VALUE', result: 'LESS', value: c.revision }], success: [{ put: { key, value: c.revision } }] } });
+    }
+    await this.send(ops);
+  }
+
+  /** A store transaction too large for one etcd transaction, alone on the wire (staging, see the class comment). */
+  private runLarge(): void {
+    const entry = this.queue[0]!;
+    this.largeRunning = true;
+    this.sendLarge(entry).then(
+      () => {
+        this.largeRunning = false;
+        this.queue.shift();
+        this.backoffMs = 0;
+        this.settle();
+        this.kick();
+      },
+      (err: unknown) => {
+        this.largeRunning = false;
+        if (this.refused(err)) return;
+        this.opts.onFlushError?.(err);
+        this.retryLater();
+      },
+    );
+  }
+
+  /** The failed chunks' batches back at the head of the queue, in order, after a back-off. */
+  private retryFailed(): void {
+    const failed = this.failed.sort((a, b) => a.firstSeq - b.firstSeq);
+    this.failed = [];
+    this.queue.unshift(...failed.flatMap((c) => c.batches));
+    this.retryLater();
+  }
+
+  private retryLater(): void {
+    this.backoffMs = Math.min(2_000, this.backoffMs === 0 ? 100 : this.backoffMs * 2);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.kick();
+    }, this.backoffMs);
+    this.retryTimer.unref();
+  }
+
+  /** True when etcd (or fence()) said this hub no longer leads: the store is fenced for good. */
+  private refused(err: unknown): boolean {
+    if (OrchardError.is(err) && err.code === 'ERR_NOT_LEADER') {
+      this.fence(err);
+      return true;
+    }
+    return this.fenced !== undefined;
+  }
+
+  /** Everything before the oldest write still queued, in flight or failed is in etcd. */
+  private settle(): void {
+    let low = this.queue[0]?.seq ?? Infinity;
+    for (const c of this.inflight) low = Math.min(low, c.firstSeq);
+    for (const c of this.failed) low = Math.min(low, c.firstSeq);
+    this.confirm(low === Infinity ? this.queuedSeq : low - 1);
+  }
+
+  private revisionKey(): string {
+    return `${this.prefix}meta/revision`;
+  }
+
   /**
-   * The next etcd transaction: whole queued store transactions merged while they fit (a key
-   * written twice keeps its last value), or 'large' when the first one alone does not fit (sent
-   * through staging). `seq` is the last store transaction the chunk completes.
+   * The next etcd transaction: whole queued store transactions from the head merged while they fit
+   * (a key written twice keeps its last value) and touch no key of a chunk in flight (`busy`);
+   * 'blocked' when the first one touches such a key, 'large' when the first one alone does not
+   * fit (sent through staging). `meta/revision` is taken out of the ops (see sendChunk).
    */
-  private nextChunk(): { ops: QueuedOp[]; seq: number | undefined; batches: number } | 'large' {
-    const maxOps = this.opsPerTxn();
+  private nextChunk(busy: ReadonlySet<string>): Chunk | 'blocked' | 'large' {
+    const maxOps = this.opsPerTxn() - 1; // one op is the nested meta/revision transaction
     const maxBytes = this.opts.maxBytesPerTxn ?? 1_048_576;
+    const revKey = this.revisionKey();
     const merged = new Map<string, QueuedOp>();
     let bytes = 0;
-    let batches = 0;
-    let seq: number | undefined;
+    let revision: string | undefined;
+    const batches: QueuedBatch[] = [];
     for (const b of this.queue) {
-      const keys = new Set(b.ops.map((o) => o.key));
+      const keys = new Set<string>();
+      for (const o of b.ops) if (o.key !== revKey) keys.add(o.key);
+      let conflict = false;
+      for (const k of keys) if (busy.has(k)) conflict = true;
+      if (conflict) return batches.length === 0 ? 'blocked' : this.chunkOf(merged, revision, batches);
       let newKeys = 0;
       for (const k of keys) if (!merged.has(k)) newKeys++;
       const bBytes = b.ops.reduce((n, o) => n + opBytes(o), 0);
-      if (batches > 0 && (merged.size + newKeys > maxOps || bytes + bBytes > maxBytes)) break;
+      if (batches.length > 0 && (merged.size + newKeys > maxOps || bytes + bBytes > maxBytes)) break;
       // One store transaction larger than etcd takes at once (a single op always fits: persistPut
       // refuses a larger object).
-      if (batches === 0 && keys.size > 1 && (keys.size > maxOps || bBytes > maxBytes)) return 'large';
+      if (batches.length === 0 && b.ops.length > 1 && (keys.size > maxOps || bBytes > maxBytes)) return 'large';
       for (const o of b.ops) {
+        if (o.key === revKey) {
+          revision = o.value;
+          continue;
+        }
         merged.delete(o.key); // keep the order of last writes
         merged.set(o.key, o);
       }
       bytes += bBytes;
-      batches++;
-      seq = b.seq;
+      batches.push(b);
     }
-    return { ops: [...merged.values()], seq, batches };
+    return this.chunkOf(merged, revision, batches);
+  }
+
+  private chunkOf(merged: Map<string, QueuedOp>, revision: string | undefined, batches: QueuedBatch[]): Chunk {
+    return { ops: [...merged.values()], revision, keys: new Set(merged.keys()), batches, firstSeq: batches[0]!.seq };
   }
 
   private confirm(seq: number): void {

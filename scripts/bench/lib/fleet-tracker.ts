@@ -44,7 +44,7 @@ export interface HubSnapshot {
   deployments: number;
   heartbeatLag: LagStats;
   eventLoopDelay: LagStats;
-  queues: { deployments: number; scheduling: number; desired: number };
+  queues: { deployments: number; scheduling: number; desired: number; storeUnflushed?: number };
   desiredPublished: number;
   heapUsedBytes: number;
   heapTotalBytes: number;
@@ -155,7 +155,13 @@ export class FleetTracker {
         p99Ms: this.loop.percentile(99) / 1e6,
         maxMs: this.loop.max / 1e6,
       },
-      queues: { deployments: c.deployments.queue.length, scheduling: c.scheduling.queue.length, desired: c.desired.queue.length },
+      queues: {
+        deployments: c.deployments.queue.length,
+        scheduling: c.scheduling.queue.length,
+        desired: c.desired.queue.length,
+        // Writes the etcd store has not had confirmed yet (0 on SQLite, which commits synchronously).
+        ...(storeBacklog(this.hub.store) !== undefined ? { storeUnflushed: storeBacklog(this.hub.store)! } : {}),
+      },
       desiredPublished: c.desired.published,
       heapUsedBytes: mem.heapUsed,
       heapTotalBytes: mem.heapTotal,
@@ -223,4 +229,10 @@ function jsonText(payload: Buffer): string {
   const t = payloadText(payload);
   if (!t.ok) throw new Error(t.error);
   return t.text;
+}
+
+/** The etcd store's unconfirmed writes (`unflushed`), undefined for stores without a write-behind queue. */
+function storeBacklog(store: object): number | undefined {
+  const n = (store as { unflushed?: unknown }).unflushed;
+  return typeof n === 'number' ? n : undefined;
 }
