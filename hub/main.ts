@@ -13,7 +13,7 @@ import { writeFileAtomicSync } from './security/atomic-file.js';
 import { EtcdClient } from './store/etcd/etcd-client.js';
 import { Election } from './store/etcd/election.js';
 import { EtcdStore } from './store/etcd/etcd-store.js';
-import { bootstrapKey, downloadIdentity, identityMirror, uploadMissingIdentity } from './store/etcd/bootstrap.js';
+import { bootstrapKey, downloadIdentity, identityMirror, uploadMissingIdentity, type BootstrapShapes } from './store/etcd/bootstrap.js';
 import { agentVersionMirror, downloadAgentVersions, uploadMissingAgentVersions } from './store/etcd/agent-version-store.js';
 import { AgentVersions } from './agent-upgrade/agent-versions.js';
 import { systemClock } from '../protocol/clock.js';
@@ -575,7 +575,9 @@ export async function leadOnEtcd(
   }
   // Elected: the hub itself takes the port.
   await standby.stop();
-  const downloaded = await downloadIdentity(client, prefix, dataDir, key).catch(giveUp);
+  // What etcd holds of each identity file (split or not), so the mirror deletes old parts.
+  const shapes: BootstrapShapes = new Map();
+  const downloaded = await downloadIdentity(client, prefix, dataDir, key, shapes).catch(giveUp);
   if (downloaded.length > 0) log.info("took the group's identity from etcd", { files: downloaded });
   // Agent versions for `orchard node upgrade` (review finding 3): a rollout goes on under a new leader.
   const localVersions = new AgentVersions({ dataDir, caKeyPem: undefined, now: () => new Date() });
@@ -606,8 +608,8 @@ export async function leadOnEtcd(
     members,
     self,
     epoch,
-    identityMirror: identityMirror((k, v) => store.putRaw(k, v), prefix, key),
-    uploadMissingIdentity: () => uploadMissingIdentity(client, prefix, dataDir, key, () => election.fence()),
+    identityMirror: identityMirror((writes) => store.putRawBatch(writes), prefix, key, shapes),
+    uploadMissingIdentity: () => uploadMissingIdentity(client, prefix, dataDir, key, () => election.fence(), shapes),
     agentVersionsMirror: versionsMirror,
     uploadMissingAgentVersions: () => uploadMissingAgentVersions(client, prefix, localVersions, versionsMirror),
   };

@@ -1,4 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type BootstrapShapes, bootstrapKey, downloadIdentity, identityMirror } from '../../hub/store/etcd/bootstrap.js';
 import { EtcdClient } from '../../hub/store/etcd/etcd-client.js';
 import { EtcdStore, revisionText } from '../../hub/store/etcd/etcd-store.js';
 import { mockPod, storeContract } from '../../hub/store/store-contract.js';
@@ -256,6 +260,40 @@ describe('EtcdStore, what a remote backend adds', () => {
     expect((await client.get(`${prefix}meta/revision`))?.value.toString()).toBe(revisionText(13));
     store.close();
   });
+
+  it("an identity file over etcd's request limit goes in parts through the store's queue, downloads byte for byte, and does not hold back later writes (10,000-node auth.json)", async () => {
+    const prefix = `/identity-${++seq}/`;
+    const key = bootstrapKey('a-group-secret-of-length', prefix);
+    const store = await EtcdStore.open({ client, prefix });
+    const dir = mkdtempSync(join(tmpdir(), 'orchard-identity-'));
+    try {
+      const shapes: BootstrapShapes = new Map();
+      const mirror = identityMirror((w) => store.putRawBatch(w), prefix, key, shapes);
+      // ≈ 2.6 MB of credentials, as auth.json holds for 10,000 nodes; sealed it is larger still.
+      const nodes = Array.from({ length: 10_000 }, (_, i) => ({ node: `node-${i}`, secretHash: 'ab'.repeat(32), issuedAt: '2026-12-03T00:00:00.000Z' }));
+      const big = JSON.stringify({ version: 1, nodes });
+      mirror('auth.json', big);
+      store.create(mockPod('after-identity'));
+      await store.sync(20_000);
+      expect((await client.get(`${prefix}objects/Pod/after-identity`)) !== undefined).toBe(true);
+      const oldSha = shapes.get('auth.json')!.sha256;
+      expect((await client.range(`${prefix}bootstrap/auth.json.parts/`, { prefix: true, keysOnly: true })).count).toBeGreaterThan(1);
+      const downloaded = new Map() as BootstrapShapes;
+      expect(await downloadIdentity(client, prefix, dir, key, downloaded)).toEqual(['auth.json']);
+      expect(readFileSync(join(dir, 'auth.json'), 'utf8')).toBe(big);
+      expect(downloaded.get('auth.json')?.sha256).toBe(oldSha);
+      // Back to a small file: one key again, and the old parts are gone.
+      mirror('auth.json', '{"version":1}');
+      await store.sync(10_000);
+      expect((await client.range(`${prefix}bootstrap/auth.json.parts/`, { prefix: true, keysOnly: true })).count).toBe(0);
+      writeFileSync(join(dir, 'auth.json'), 'stale');
+      await downloadIdentity(client, prefix, dir, key);
+      expect(readFileSync(join(dir, 'auth.json'), 'utf8')).toBe('{"version":1}');
+    } finally {
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it('pages through more objects than one range returns', async () => {
     const prefix = `/page-${++seq}/`;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bootstrapKey, openBootstrap, sealBootstrap } from './bootstrap.js';
+import { BOOTSTRAP_PART_BYTES, bootstrapKey, bootstrapWrites, openBootstrap, sealBootstrap } from './bootstrap.js';
 
 describe('bootstrap sealing (the group identity kept in etcd)', () => {
   const key = bootstrapKey('a-group-secret-of-length', '/orchard/');
@@ -26,5 +26,33 @@ describe('bootstrap sealing (the group identity kept in etcd)', () => {
 
   it('wants a secret of at least 16 characters', () => {
     expect(() => bootstrapKey('short', '/orchard/')).toThrow(/at least 16/);
+  });
+
+  it('stores a blob over one part as parts then a manifest, and deletes the parts of the version it replaces last', () => {
+    const small = bootstrapWrites('/o/', 'auth.json', 'x'.repeat(100), undefined);
+    expect(small.writes).toEqual([{ key: '/o/bootstrap/auth.json', value: 'x'.repeat(100) }]);
+    expect(small.manifest).toBeUndefined();
+    const blob = 'y'.repeat(2 * BOOTSTRAP_PART_BYTES + 10);
+    const big = bootstrapWrites('/o/', 'auth.json', blob, undefined);
+    expect(big.manifest).toMatchObject({ v: 1, parts: 3 });
+    expect(big.writes).toHaveLength(4);
+    expect(
+      big.writes
+        .slice(0, 3)
+        .map((w) => w.value)
+        .join(''),
+    ).toBe(blob);
+    for (const w of big.writes.slice(0, 3)) expect(w.key).toMatch(new RegExp(`^/o/bootstrap/auth\\.json\\.parts/${big.manifest!.sha256.slice(0, 16)}/\\d{6}$`));
+    expect(big.writes[3]).toEqual({ key: '/o/bootstrap/auth.json', value: JSON.stringify(big.manifest) });
+    // Replaced by a small one: the blob, then the three old parts deleted.
+    const back = bootstrapWrites('/o/', 'auth.json', 'z', big.manifest);
+    expect(back.writes.map((w) => [w.key.replace(/[0-9a-f]{16}/, 'SHA'), w.value])).toEqual([
+      ['/o/bootstrap/auth.json', 'z'],
+      ['/o/bootstrap/auth.json.parts/SHA/000000', undefined],
+      ['/o/bootstrap/auth.json.parts/SHA/000001', undefined],
+      ['/o/bootstrap/auth.json.parts/SHA/000002', undefined],
+    ]);
+    // The same content again: its parts are the ones etcd holds, nothing to delete.
+    expect(bootstrapWrites('/o/', 'auth.json', blob, big.manifest).writes.filter((w) => w.value === undefined)).toEqual([]);
   });
 });

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, randomBytes, scryptSync } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, randomBytes, scryptSync } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -20,6 +20,15 @@ import type { Compare, EtcdClient } from './etcd-client.js';
  *   store's own writes, fenced and covered by `sync()` (the API answers a token creation only
  *   once etcd has it).
  * Each hub keeps its own server certificate (its own names), signed by the shared CA.
+ *
+ * **Large files go in parts.** `auth.json` holds a credential per node: at 10,000 nodes it seals
+ * to ≈ 2.3 MB, more than etcd takes in one request (`--max-request-bytes`, 1.5 MiB by default;
+ * the fleet bench found every later write stuck behind it). A sealed blob over
+ * BOOTSTRAP_PART_BYTES is stored as parts under `<file>.parts/<sha256 prefix>/<n>` and the file's
+ * key holds a manifest `{v: 1, parts, sha256}` naming them. A new version's parts go under a new
+ * name, before the manifest, and the old parts are deleted after it, all in one store batch (one
+ * etcd transaction, or the store's redo log when larger): a reader at any moment finds a manifest
+ * whose parts are all there, and checks the SHA-256 of what it joins.
  */
 
 export const BOOTSTRAP_FILES = ['ca.crt', 'ca.key', 'auth.json', 'secrets.key'] as const;
@@ -62,14 +71,84 @@ export function openBootstrap(key: Buffer, file: string, blob: string): string {
 
 const keyOf = (prefix: string, file: string): string => `${prefix}bootstrap/${file}`;
 
+/** A sealed blob larger than this (bytes; the blob is ASCII) is stored in parts. */
+export const BOOTSTRAP_PART_BYTES = 512 * 1024;
+const ManifestSchema = z.strictObject({ v: z.literal(1), parts: z.number().int().min(1).max(1_000_000), sha256: z.string().regex(/^[0-9a-f]{64}$/) });
+type Manifest = z.infer<typeof ManifestSchema>;
+const partsPrefix = (prefix: string, file: string, sha256: string): string => `${keyOf(prefix, file)}.parts/${sha256.slice(0, 16)}/`;
+const partKey = (prefix: string, file: string, sha256: string, n: number): string => `${partsPrefix(prefix, file, sha256)}${String(n).padStart(6, '0')}`;
+
+/** What etcd holds for a file, as far as a writer must know it to delete old parts: its manifest, if split. */
+export type BootstrapShapes = Map<string, Manifest>;
+export interface RawWrite {
+  key: string;
+  /** undefined = delete. */
+  value: string | undefined;
+}
+
+/**
+ * The writes that store `sealed` as `file`, in order: the blob at the file's key when it fits one
+ * part; else its parts, then the manifest. The parts of `previous` (the manifest etcd held) go last.
+ */
+export function bootstrapWrites(
+  prefix: string,
+  file: string,
+  sealed: string,
+  previous: Manifest | undefined,
+): { writes: RawWrite[]; manifest: Manifest | undefined } {
+  const writes: RawWrite[] = [];
+  let manifest: Manifest | undefined;
+  if (sealed.length <= BOOTSTRAP_PART_BYTES) writes.push({ key: keyOf(prefix, file), value: sealed });
+  else {
+    const sha256 = createHash('sha256').update(sealed).digest('hex');
+    const parts = Math.ceil(sealed.length / BOOTSTRAP_PART_BYTES);
+    for (let n = 0; n < parts; n++)
+      writes.push({ key: partKey(prefix, file, sha256, n), value: sealed.slice(n * BOOTSTRAP_PART_BYTES, (n + 1) * BOOTSTRAP_PART_BYTES) });
+    manifest = { v: 1, parts, sha256 };
+    writes.push({ key: keyOf(prefix, file), value: JSON.stringify(manifest) });
+  }
+  if (previous !== undefined && previous.sha256 !== manifest?.sha256) {
+    for (let n = 0; n < previous.parts; n++) writes.push({ key: partKey(prefix, file, previous.sha256, n), value: undefined });
+  }
+  return { writes, manifest };
+}
+
+/** The sealed blob etcd holds for `file` (joined from its parts when split), and its manifest; undefined when absent. */
+export async function readSealed(client: EtcdClient, prefix: string, file: string): Promise<{ sealed: string; manifest: Manifest | undefined } | undefined> {
+  // A writer replacing the file between our two reads deletes the parts we were about to read:
+  // read the manifest again (parts are never rewritten under the same name).
+  for (let attempt = 1; ; attempt++) {
+    const kv = await client.get(keyOf(prefix, file));
+    if (kv === undefined) return undefined;
+    const text = kv.value.toString('utf8');
+    let manifest: Manifest | undefined;
+    try {
+      const m = ManifestSchema.safeParse(JSON.parse(text));
+      if (m.success) manifest = m.data;
+    } catch {
+      // Not JSON: openBootstrap says so.
+    }
+    if (manifest === undefined) return { sealed: text, manifest: undefined };
+    const got = await client.range(partsPrefix(prefix, file, manifest.sha256), { prefix: true });
+    const sealed = got.kvs.map((p) => p.value.toString('utf8')).join('');
+    if (got.kvs.length === manifest.parts && createHash('sha256').update(sealed).digest('hex') === manifest.sha256) return { sealed, manifest };
+    if (attempt === 3) {
+      throw new OrchardError('ERR_STORE', `etcd's bootstrap/${file} names ${manifest.parts} part(s) that are missing or do not match its SHA-256`);
+    }
+  }
+}
+
 /** Writes every identity file etcd holds into `dataDir` (replacing local ones); returns their names. */
-export async function downloadIdentity(client: EtcdClient, prefix: string, dataDir: string, key: Buffer): Promise<BootstrapFile[]> {
+export async function downloadIdentity(client: EtcdClient, prefix: string, dataDir: string, key: Buffer, shapes?: BootstrapShapes): Promise<BootstrapFile[]> {
   const got: BootstrapFile[] = [];
   const contents = new Map<BootstrapFile, string>();
   // Decrypt all before writing any: a wrong secret changes nothing on disk.
   for (const f of BOOTSTRAP_FILES) {
-    const kv = await client.get(keyOf(prefix, f));
-    if (kv !== undefined) contents.set(f, openBootstrap(key, f, kv.value.toString('utf8')));
+    const r = await readSealed(client, prefix, f);
+    if (r === undefined) continue;
+    contents.set(f, openBootstrap(key, f, r.sealed));
+    if (r.manifest !== undefined) shapes?.set(f, r.manifest);
+    else shapes?.delete(f);
   }
   for (const [f, content] of contents) {
     const path = join(dataDir, f);
@@ -81,25 +160,52 @@ export async function downloadIdentity(client: EtcdClient, prefix: string, dataD
 }
 
 /** Puts every identity file of `dataDir` that etcd lacks (fenced, and only if still absent); returns their names. */
-export async function uploadMissingIdentity(client: EtcdClient, prefix: string, dataDir: string, key: Buffer, fence: () => Compare): Promise<BootstrapFile[]> {
+export async function uploadMissingIdentity(
+  client: EtcdClient,
+  prefix: string,
+  dataDir: string,
+  key: Buffer,
+  fence: () => Compare,
+  shapes?: BootstrapShapes,
+): Promise<BootstrapFile[]> {
   const put: BootstrapFile[] = [];
   for (const f of BOOTSTRAP_FILES) {
     const path = join(dataDir, f);
     if (!existsSync(path)) continue;
     const k = keyOf(prefix, f);
-    const r = await client.txn(
-      [fence(), { key: k, target: 'CREATE', createRevision: 0 }],
-      [{ put: { key: k, value: sealBootstrap(key, f, readFileSync(path, 'utf8')) } }],
-    );
-    if (r.succeeded) put.push(f);
+    if ((await client.get(k)) !== undefined) continue;
+    const { writes, manifest } = bootstrapWrites(prefix, f, sealBootstrap(key, f, readFileSync(path, 'utf8')), undefined);
+    // Parts first, each its own request (one may be all etcd takes at once); the file's key last,
+    // and only if still absent: parts left by a hub that died here are named by no manifest.
+    const last = writes.pop()!;
+    for (const w of writes) {
+      const r = await client.txn([fence()], [{ put: { key: w.key, value: w.value! } }]);
+      if (!r.succeeded) throw new OrchardError('ERR_NOT_LEADER', 'this hub lost leadership while uploading its identity');
+    }
+    const r = await client.txn([fence(), { key: k, target: 'CREATE', createRevision: 0 }], [{ put: { key: k, value: last.value! } }]);
+    if (r.succeeded) {
+      put.push(f);
+      if (manifest !== undefined) shapes?.set(f, manifest);
+    }
   }
   return put;
 }
 
-/** The hub's `identityMirror`: queues each new content, sealed, behind the store's writes. */
-export function identityMirror(queue: (key: string, value: string) => void, prefix: string, key: Buffer): (file: string, content: string) => void {
+/**
+ * The hub's `identityMirror`: queues each new content, sealed, behind the store's writes, as one
+ * batch (parts, manifest, old parts deleted). `shapes` is what etcd holds (downloadIdentity fills it).
+ */
+export function identityMirror(
+  queue: (writes: RawWrite[]) => void,
+  prefix: string,
+  key: Buffer,
+  shapes: BootstrapShapes = new Map(),
+): (file: string, content: string) => void {
   return (file, content) => {
     if (!(BOOTSTRAP_FILES as readonly string[]).includes(file)) return;
-    queue(keyOf(prefix, file), sealBootstrap(key, file, content));
+    const { writes, manifest } = bootstrapWrites(prefix, file, sealBootstrap(key, file, content), shapes.get(file));
+    queue(writes);
+    if (manifest !== undefined) shapes.set(file, manifest);
+    else shapes.delete(file);
   };
 }

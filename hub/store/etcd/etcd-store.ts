@@ -362,6 +362,27 @@ export class EtcdStore extends BaseStore {
     this.kick();
   }
 
+  /**
+   * Queues puts and deletes (value undefined) of keys outside the object space as ONE batch: they
+   * reach etcd together, in one etcd transaction or, when larger, through the redo log (class
+   * comment), so no reader of the store's keys sees half of them. Each value must fit one request.
+   */
+  putRawBatch(writes: readonly { key: string; value: string | undefined }[]): void {
+    if (this.fenced) throw this.fenced;
+    const max = this.opts.maxBytesPerTxn ?? 1_048_576;
+    for (const w of writes) {
+      if (!w.key.startsWith(this.prefix) || w.key.startsWith(`${this.prefix}objects/`)) {
+        throw new OrchardError('ERR_INTERNAL', `putRawBatch: ${w.key} is not a key of this hub group outside its objects`);
+      }
+      if (w.value !== undefined && Buffer.byteLength(w.key) + Buffer.byteLength(w.value) > max) {
+        throw new OrchardError('ERR_PAYLOAD_TOO_LARGE', `putRawBatch: ${w.key} is over ${max} bytes; etcd takes at most that in one request`);
+      }
+    }
+    if (writes.length === 0) return;
+    this.queue.push({ ops: writes.map((w) => ({ key: w.key, value: w.value })), seq: ++this.queuedSeq });
+    this.kick();
+  }
+
   /** Queues a delete of a key outside the object space (see putRaw), fenced and ordered like every write. */
   deleteRaw(key: string): void {
     if (this.fenced) throw this.fenced;
