@@ -160,7 +160,8 @@ export class DesiredPublisher {
     // start and then stop them). The barrier resolves in commit order, so two sets of one node
     // still go out in order; on SQLite there is no barrier (every commit is already durable).
     const payload = encodeMessage(set, encoding);
-    const durable = store.sync ? store.sync(WRITE_BARRIER_MS) : Promise.resolve();
+    // Up to the writes this set was computed from (writeMark), not the ones committed since.
+    const durable = store.sync ? store.sync(WRITE_BARRIER_MS, store.writeMark?.()) : Promise.resolve();
     const sent = durable
       .then(() => publisher.publish(topics.nodeDesired(node), payload, { retain: true, qos: 1 }))
       .then(

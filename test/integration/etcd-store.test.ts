@@ -295,6 +295,32 @@ describe('EtcdStore, what a remote backend adds', () => {
     }
   }, 60_000);
 
+  it('sync up to a writeMark waits for the writes up to it, not for a later one etcd has not taken', async () => {
+    const prefix = `/mark-${++seq}/`;
+    const gated = new EtcdClient({ endpoints: etcd.endpoints });
+    const real = gated.txn.bind(gated);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    gated.txn = async (compare, success, failure) => {
+      if (success.some((o) => 'put' in o && o.put.key.endsWith('/held'))) await gate;
+      return real(compare, success, failure);
+    };
+    const store = await EtcdStore.open({ client: gated, prefix });
+    try {
+      store.create(mockPod('first'));
+      const mark = store.writeMark();
+      store.create(mockPod('held'));
+      await store.sync(5_000, mark);
+      await expect(store.sync(300)).rejects.toMatchObject({ code: 'ERR_TIMEOUT' });
+      release();
+      await store.sync(5_000);
+      expect((await client.range(`${prefix}objects/`, { prefix: true, keysOnly: true })).count).toBe(2);
+    } finally {
+      store.close();
+      gated.close();
+    }
+  });
+
   it('pages through more objects than one range returns', async () => {
     const prefix = `/page-${++seq}/`;
     const store = await EtcdStore.open({ client, prefix });

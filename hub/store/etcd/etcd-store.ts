@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { OrchardError } from '../../../protocol/errors.js';
 import type { AnyObject } from '../../../protocol/objects.js';
 import { BaseStore } from '../base-store.js';
-import type { StoreOptions } from '../store.js';
+import { type StoreOptions, writeScope } from '../store.js';
 import { prefixEnd, type Compare, type EtcdClient, type KeyValue, type RangeResult, type TxnOp } from './etcd-client.js';
 
 /**
@@ -321,10 +321,25 @@ export class EtcdStore extends BaseStore {
     return Math.max(1, (this.opts.maxOpsPerTxn ?? 120) - (this.opts.epoch !== undefined ? 1 : 0));
   }
 
-  /** Resolves when every write committed before this call is in etcd; rejects once fenced or closed. */
-  sync(timeoutMs?: number): Promise<void> {
+  /** A committed batch joins the queue; the web request it was written in (writeScope) notes its mark. */
+  private enqueue(ops: QueuedOp[]): void {
+    const seq = ++this.queuedSeq;
+    this.queue.push({ ops, seq });
+    const scope = writeScope.getStore();
+    if (scope !== undefined) scope.last = seq;
+  }
+
+  writeMark(): number {
+    return this.queuedSeq;
+  }
+
+  /**
+   * Resolves when every write committed before this call (or up to `upTo`, a writeMark) is in etcd;
+   * rejects once fenced or closed.
+   */
+  sync(timeoutMs?: number, upTo?: number): Promise<void> {
     if (this.fenced) return Promise.reject(this.fenced);
-    const seq = this.queuedSeq;
+    const seq = upTo === undefined ? this.queuedSeq : Math.min(upTo, this.queuedSeq);
     if (this.flushedSeq >= seq) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       const w = { seq, resolve, reject };
@@ -358,7 +373,7 @@ export class EtcdStore extends BaseStore {
     if (!key.startsWith(this.prefix) || key.startsWith(`${this.prefix}objects/`)) {
       throw new OrchardError('ERR_INTERNAL', `putRaw: ${key} is not a key of this hub group outside its objects`);
     }
-    this.queue.push({ ops: [{ key, value }], seq: ++this.queuedSeq });
+    this.enqueue([{ key, value }]);
     this.kick();
   }
 
@@ -379,7 +394,7 @@ export class EtcdStore extends BaseStore {
       }
     }
     if (writes.length === 0) return;
-    this.queue.push({ ops: writes.map((w) => ({ key: w.key, value: w.value })), seq: ++this.queuedSeq });
+    this.enqueue(writes.map((w) => ({ key: w.key, value: w.value })));
     this.kick();
   }
 
@@ -389,7 +404,7 @@ export class EtcdStore extends BaseStore {
     if (!key.startsWith(this.prefix) || key.startsWith(`${this.prefix}objects/`)) {
       throw new OrchardError('ERR_INTERNAL', `deleteRaw: ${key} is not a key of this hub group outside its objects`);
     }
-    this.queue.push({ ops: [{ key, value: undefined }], seq: ++this.queuedSeq });
+    this.enqueue([{ key, value: undefined }]);
     this.kick();
   }
 
@@ -421,7 +436,7 @@ export class EtcdStore extends BaseStore {
         const ops = this.pendingOps;
         this.pendingOps = [];
         // BaseStore writes the revision last in the outermost transaction: it is ops' last entry.
-        this.queue.push({ ops, seq: ++this.queuedSeq });
+        this.enqueue(ops);
         this.kick();
       }
       return r;
