@@ -43,7 +43,7 @@ import { readLogs } from './streams/stream-target.js';
 import type { LogsArgs } from '../protocol/api.js';
 import { AgentVersions, type AgentVersionsOptions } from './agent-upgrade/agent-versions.js';
 import { AgentUpgradeController } from './agent-upgrade/upgrade-controller.js';
-import type { HubEndpoint } from '../protocol/hubs.js';
+import type { HubEndpoint, HubListMessage } from '../protocol/hubs.js';
 import type { HubMembers } from './ha/hub-members.js';
 import { encodeMessage } from '../protocol/messages.js';
 
@@ -382,11 +382,17 @@ export class Hub {
       revokeNode: (node) => void auth.revokeNode(node),
     };
     const ha = opts.ha;
+    // The hub list this leader gives out carries its own epoch: etcd's watch may tell the members
+    // of a raised epoch base (after a restore) a moment after this hub started.
+    const hubList = (): HubListMessage | undefined => {
+      const list = ha?.members.list();
+      return list !== undefined && ha !== undefined && list.leader === ha.self.id ? { ...list, epoch: ha.epoch } : list;
+    };
     const api = await buildApi({
       ...(ha
         ? {
             health: () => ({ role: 'leader' as const, id: ha.self.id, leader: { ...ha.self, epoch: ha.epoch } }),
-            hubList: () => ha.members.list(),
+            hubList,
           }
         : {}),
       rollout,
@@ -431,7 +437,7 @@ export class Hub {
     if (ha) {
       // Agents and MQTT command clients keep the group's addresses from this (protocol/hubs.ts).
       const publishHubs = (): void => {
-        const list = ha.members.list();
+        const list = hubList();
         if (list === undefined) return;
         broker.publish(topics.hubs(), encodeMessage(list), { retain: true, qos: 1 }).catch((err: unknown) => log.warn('cannot publish the hub list', { err }));
       };

@@ -14,6 +14,7 @@ import { EtcdClient } from './store/etcd/etcd-client.js';
 import { Election } from './store/etcd/election.js';
 import { EtcdStore } from './store/etcd/etcd-store.js';
 import { bootstrapKey, downloadIdentity, identityMirror, uploadMissingIdentity } from './store/etcd/bootstrap.js';
+import { settleEpochBase } from './store/etcd/epoch-base.js';
 import { agentVersionMirror, downloadAgentVersions, uploadMissingAgentVersions } from './store/etcd/agent-version-store.js';
 import { AgentVersions } from './agent-upgrade/agent-versions.js';
 import { systemClock } from '../protocol/clock.js';
@@ -440,7 +441,8 @@ async function runBackupCommand(cmd: 'backup' | 'restore', argv: string[]): Prom
       `the objects are in etcd's snapshot; restore it into every member before starting the hub with --store etcd://…:\n` +
         `  ETCDCTL_API=3 etcdctl snapshot restore ${r.etcdSnapshot} --name <member> --data-dir <new member data dir> \\\n` +
         `      --initial-cluster <m1=https://…:2380,…> --initial-advertise-peer-urls <this member's peer URL>\n` +
-        `(prefix of this hub group: ${r.manifest.etcdPrefix ?? '/orchard/'})\n`,
+        `(prefix of this hub group: ${r.manifest.etcdPrefix ?? '/orchard/'}; the snapshot marks itself as a backup, so the first\n` +
+        ` leader raises leader epochs above every earlier one and agents take its desired sets: docs/backup.md)\n`,
     );
   }
 }
@@ -575,6 +577,12 @@ export async function leadOnEtcd(
   }
   // Elected: the hub itself takes the port.
   await standby.stop();
+  // The epoch agents see: the election's create revision plus the group's epoch base, raised when
+  // etcd was restored from a backup's snapshot (store/etcd/epoch-base.ts).
+  const settled = await settleEpochBase(client, prefix, () => election.fence()).catch(giveUp);
+  if (settled.raisedFrom !== undefined)
+    log.warn('etcd was restored from a backup: leader epochs raised above every earlier one', { from: settled.raisedFrom, to: settled.base });
+  epoch += settled.base;
   const downloaded = await downloadIdentity(client, prefix, dataDir, key).catch(giveUp);
   if (downloaded.length > 0) log.info("took the group's identity from etcd", { files: downloaded });
   // Agent versions for `orchard node upgrade` (review finding 3): a rollout goes on under a new leader.

@@ -63,7 +63,7 @@ export interface EtcdStoreOptions extends StoreOptions {
   maxBytesPerTxn?: number;
   /** Called when a flush failed and will be retried (etcd unreachable, no quorum). */
   onFlushError?: (err: unknown) => void;
-  /** The leader epoch, written as `meta/epoch` with every transaction (the fence's create revision). */
+  /** The leader epoch, written as `meta/epoch` with every transaction (the election's create revision plus the epoch base: epoch-base.ts). */
   epoch?: number;
   /**
    * How often the store compacts etcd's history (default 5 min, as kube-apiserver does; 0 = never,
