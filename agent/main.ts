@@ -453,12 +453,15 @@ export async function runAgent(argv: string[], deps: AgentServiceDeps = { checkC
       ...(args.logRotation === undefined ? {} : { logRotation: args.logRotation }),
       log: (m) => logger.warn(m),
     });
+  let agentRef: Agent | undefined;
   // Every hub of an etcd group (issue 19): from the join answer, then the leader's retained list.
   const hubs = new HubList({
     dataDir: args.dataDir,
     joinedMqttUrl: identity.mqttUrl,
     hubArgs: splitHubs(args.hub),
     ...(args.mqttUrl === undefined ? {} : { mqttOverride: args.mqttUrl }),
+    // A list from an older leader epoch than the agent has taken messages from is a deposed leader's.
+    highestEpoch: () => agentRef?.epoch.highest ?? 0,
     logger,
   });
   if (joined.hubs !== undefined) hubs.update(joined.hubs);
@@ -493,7 +496,6 @@ export async function runAgent(argv: string[], deps: AgentServiceDeps = { checkC
   let onSignal: (() => void) | undefined;
   // Under orchard-agent-launcher (docs/agent.md "Upgrades"): the hub may upgrade this agent.
   let restartForUpgrade = false;
-  let agentRef: Agent | undefined;
   const upgrader = await launcherUpgrader(args, identity, hubs.apiUrls()[0] ?? splitHubs(args.hub)[0] ?? args.hub, logger, {
     restart: () => {
       restartForUpgrade = true;

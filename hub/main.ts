@@ -468,6 +468,16 @@ export function advertisedEndpoint(
       throw new OrchardError('ERR_VALIDATION', `invalid flags: ${flag}: required with --store etcd and a port 0 (agents cannot dial port 0)`, {
         details: { issues: [{ path: flag, message: 'required with port 0' }] },
       });
+    // A TLS hub never points agents and clients at a plaintext address: their credentials would
+    // go in clear (agents also skip such entries of the hub list: agent/hub-list.ts).
+    if (given !== undefined && !flags.insecure && /^(mqtt|http):/.test(given))
+      throw new OrchardError(
+        'ERR_VALIDATION',
+        `invalid flags: ${flag}: ${given} is plaintext; this hub serves TLS (give mqtts:// or https://, or run with --insecure)`,
+        {
+          details: { issues: [{ path: flag, message: 'plaintext address on a TLS hub' }] },
+        },
+      );
   }
   return {
     id,
