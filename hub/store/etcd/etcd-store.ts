@@ -310,11 +310,23 @@ export class EtcdStore extends BaseStore {
   /**
    * Queues a put of a key outside the object space (the hub's encrypted identity files, see
    * bootstrap.ts) behind every write committed so far, fenced like them; `sync()` covers it.
+   * A value larger than one etcd request takes is refused here (ERR_PAYLOAD_TOO_LARGE), as
+   * persistPut refuses an object: queued, etcd would refuse it on every retry and every write
+   * behind it would wait forever.
    */
   putRaw(key: string, value: string): void {
     if (this.fenced) throw this.fenced;
     if (!key.startsWith(this.prefix) || key.startsWith(`${this.prefix}objects/`)) {
       throw new OrchardError('ERR_INTERNAL', `putRaw: ${key} is not a key of this hub group outside its objects`);
+    }
+    const max = this.opts.maxBytesPerTxn ?? 1_048_576;
+    const bytes = Buffer.byteLength(key) + Buffer.byteLength(value);
+    if (bytes > max) {
+      throw new OrchardError(
+        'ERR_PAYLOAD_TOO_LARGE',
+        `${key} would be ${bytes} bytes in etcd; one etcd request takes at most ${max} (--max-request-bytes): not written to etcd, so standby hubs do not get this change`,
+        { details: { key, bytes, max } },
+      );
     }
     this.queue.push({ ops: [{ key, value }], seq: ++this.queuedSeq });
     this.kick();
