@@ -496,7 +496,10 @@ export async function runAgent(argv: string[], deps: AgentServiceDeps = { checkC
   let onSignal: (() => void) | undefined;
   // Under orchard-agent-launcher (docs/agent.md "Upgrades"): the hub may upgrade this agent.
   let restartForUpgrade = false;
-  const upgrader = await launcherUpgrader(args, identity, hubs.apiUrls()[0] ?? splitHubs(args.hub)[0] ?? args.hub, logger, {
+  const startHub = hubs.apiUrls()[0] ?? splitHubs(args.hub)[0] ?? args.hub;
+  // Agent files come from the hub the link is connected to now (the leader that sent the command).
+  const currentHubApi = (): string => hubs.apiFor(agentRef?.link?.dialing ?? '') ?? startHub;
+  const upgrader = await launcherUpgrader(args, identity, currentHubApi, logger, {
     restart: () => {
       restartForUpgrade = true;
       onSignal?.();
@@ -572,7 +575,7 @@ export async function runAgent(argv: string[], deps: AgentServiceDeps = { checkC
 async function launcherUpgrader(
   args: AgentArgs,
   identity: { node: string; credential: string; caPem?: string },
-  hubApi: string,
+  hubApi: () => string,
   logger: ReturnType<typeof consoleLogger>,
   hooks: { restart(): void; infoChanged(): void; launcherGone(): void },
 ): Promise<Upgrader | undefined> {
@@ -588,7 +591,7 @@ async function launcherUpgrader(
   const upgrader = new Upgrader({
     node: identity.node,
     credential: identity.credential,
-    hub: parseHubAddress(hubApi, args.insecure),
+    hub: () => parseHubAddress(hubApi(), args.insecure),
     caPem: identity.caPem,
     agentFile,
     currentVersion: AGENT_VERSION,
