@@ -45,6 +45,7 @@ import { AgentVersions, type AgentVersionsOptions } from './agent-upgrade/agent-
 import { AgentUpgradeController } from './agent-upgrade/upgrade-controller.js';
 import type { HubEndpoint, HubListMessage } from '../protocol/hubs.js';
 import type { HubMembers } from './ha/hub-members.js';
+import { degradedHealth, type WritesFailing } from './ha/degraded.js';
 import { encodeMessage } from '../protocol/messages.js';
 
 export interface HubOptions {
@@ -87,9 +88,10 @@ export interface HubOptions {
   /**
    * An etcd group's leader (issue 19): its own addresses and epoch, and the group's members. The
    * hub publishes the member list retained on `orchard/v1/hubs` (at start and on every change),
-   * puts it in join answers, and says `role: leader` on /healthz.
+   * puts it in join answers, and says `role: leader` on /healthz, with `degraded` while
+   * `writesFailing` (the etcd store) says etcd takes none of its writes.
    */
-  ha?: { self: HubEndpoint; epoch: number; members: Pick<HubMembers, 'list' | 'onChange'> };
+  ha?: { self: HubEndpoint; epoch: number; members: Pick<HubMembers, 'list' | 'onChange'>; writesFailing?: () => WritesFailing | undefined };
   /** Gets every new content of the hub's identity files (auth.json, secrets.key): etcd-backed hubs keep a copy for standbys. */
   identityMirror?: (file: string, content: string) => void;
   /** Slow-client limits; defaults in hub/security/limits.ts (tests shrink them). */
@@ -391,7 +393,12 @@ export class Hub {
     const api = await buildApi({
       ...(ha
         ? {
-            health: () => ({ role: 'leader' as const, id: ha.self.id, leader: { ...ha.self, epoch: ha.epoch } }),
+            health: () => ({
+              role: 'leader' as const,
+              id: ha.self.id,
+              leader: { ...ha.self, epoch: ha.epoch },
+              ...degradedHealth(ha.writesFailing?.(), clock.now()),
+            }),
             hubList,
           }
         : {}),

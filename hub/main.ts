@@ -288,7 +288,7 @@ export async function runHub(argv: string[]): Promise<void> {
           identityMirror: ha.identityMirror,
           epoch: ha.epoch,
           agentVersionsMirror: ha.agentVersionsMirror,
-          ha: { self: ha.self, epoch: ha.epoch, members: ha.members },
+          ha: { self: ha.self, epoch: ha.epoch, members: ha.members, writesFailing: () => ha.store.writesFailing },
         }
       : {}),
     log,

@@ -119,6 +119,8 @@ export class EtcdStore extends BaseStore {
   private compactTo = 0;
   /** Compactions etcd did for this store (tests, the failover bench). */
   compactions = 0;
+  /** Since when (ms) every flush has failed, and the last error; undefined while etcd takes writes. */
+  private failing: { since: number; error: string } | undefined;
 
   private constructor(
     private readonly opts: EtcdStoreOptions,
@@ -342,6 +344,15 @@ export class EtcdStore extends BaseStore {
     this.kick();
   }
 
+  /**
+   * Whether etcd takes this store's writes: undefined when it does (or nothing was written since
+   * the last success), else since when every flush has failed (ms) and the last error. A quorum
+   * lost, etcd's space quota full (NOSPACE): reads are still served from memory, writes wait.
+   */
+  get writesFailing(): { since: number; error: string; unflushed: number } | undefined {
+    return this.failing === undefined ? undefined : { ...this.failing, unflushed: this.unflushed };
+  }
+
   /** Writes committed to the cache but not yet confirmed by etcd. */
   get unflushed(): number {
     return this.queue.reduce((n, b) => n + b.ops.length, 0);
@@ -429,6 +440,7 @@ export class EtcdStore extends BaseStore {
           await this.sendLarge(entry);
           this.queue.shift();
           this.backoffMs = 0;
+          this.failing = undefined;
           this.confirm(entry.seq);
           continue;
         }
@@ -436,6 +448,7 @@ export class EtcdStore extends BaseStore {
         await this.send(ops.map((o) => (o.value === undefined ? { delete: { key: o.key } } : { put: { key: o.key, value: o.value } })));
         this.queue.splice(0, batches);
         this.backoffMs = 0;
+        this.failing = undefined;
         if (seq !== undefined) this.confirm(seq);
       }
     } catch (err) {
@@ -444,6 +457,8 @@ export class EtcdStore extends BaseStore {
         this.fence(err);
         return;
       }
+      const error = err instanceof Error ? err.message : String(err);
+      this.failing = { since: this.failing?.since ?? Date.now(), error };
       this.opts.onFlushError?.(err);
       this.backoffMs = Math.min(2_000, this.backoffMs === 0 ? 100 : this.backoffMs * 2);
       this.retryTimer = setTimeout(() => {
