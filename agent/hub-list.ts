@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { HubListMessageSchema, type HubListMessage } from '../protocol/hubs.js';
+import { HubListMessageSchema, type HubEndpoint, type HubListMessage } from '../protocol/hubs.js';
 import type { Logger } from './clock.js';
 import { writeFileAtomic } from './security/join.js';
 
@@ -14,6 +14,13 @@ import { writeFileAtomic } from './security/join.js';
  * `mqttUrls()` is what the link rotates through: the list's MQTT addresses, then the address
  * from the join (identity.json), then each `--hub` host at the joined MQTT port. With `--mqtt-url`
  * (a relay) only that address is dialled: the operator chose the path.
+ *
+ * What the list may do (review of 2026-12-02, docs/security.md 19b):
+ * - A list from an older leader epoch than the list held, or than any hub message the agent has
+ *   taken (`highestEpoch`, agent/epoch.ts), is ignored: a deposed leader still publishing.
+ * - Only addresses of the scheme the agent joined with are dialled (`mqtts` → `mqtts` and
+ *   `https`; `mqtt` → `mqtt` and `http`): a TLS agent never sends its credential to a plaintext
+ *   `mqtt://` entry. Others are skipped with a warning, wherever the list came from.
  */
 export const HUB_LIST_FILE = 'hubs.json';
 
@@ -25,6 +32,8 @@ export interface HubListOptions {
   hubArgs?: readonly string[];
   /** `--mqtt-url`: pins the link to this one address. */
   mqttOverride?: string;
+  /** The highest leader epoch the agent has taken a message from (EpochGate.highest); 0 = none. */
+  highestEpoch?: () => number;
   logger?: Logger;
 }
 
@@ -47,18 +56,42 @@ export class HubList {
   mqttUrls(): string[] {
     if (this.opts.mqttOverride !== undefined) return [this.opts.mqttOverride];
     const joined = this.opts.joinedMqttUrl;
-    const scheme = joined.startsWith('mqtts:') ? 'mqtts' : 'mqtt';
+    const scheme = this.tls() ? 'mqtts' : 'mqtt';
     const port = /:(\d+)\/?$/.exec(joined)?.[1];
     const fromArgs = (this.opts.hubArgs ?? []).flatMap((h) => {
       const host = hostOf(h);
       return host === undefined || port === undefined ? [] : [`${scheme}://${host}:${port}`];
     });
-    return [...new Set([...(this.list?.hubs.map((h) => h.mqtt) ?? []), joined, ...fromArgs])];
+    return [...new Set([...this.usableHubs().map((h) => h.mqtt), joined, ...fromArgs])];
   }
 
   /** The API addresses of the list (leader first), for what the agent asks over HTTP. */
   apiUrls(): string[] {
-    return this.list?.hubs.map((h) => h.api) ?? [];
+    return this.usableHubs().map((h) => h.api);
+  }
+
+  /**
+   * The API address of the hub serving at `mqttUrl` (the one the link is connected to: the leader),
+   * else the list's leader's; undefined when the list has neither.
+   */
+  apiFor(mqttUrl: string): string | undefined {
+    const hubs = this.usableHubs();
+    return (hubs.find((h) => h.mqtt === mqttUrl) ?? hubs[0])?.api;
+  }
+
+  /** Whether the agent joined over TLS: then only TLS addresses of the list are used. */
+  private tls(): boolean {
+    return this.opts.joinedMqttUrl.startsWith('mqtts:');
+  }
+
+  /** Whether both addresses of `h` have the joined scheme (class comment). */
+  private accepts(h: HubEndpoint): boolean {
+    return this.tls() ? h.mqtt.startsWith('mqtts:') && h.api.startsWith('https:') : h.mqtt.startsWith('mqtt:') && h.api.startsWith('http:');
+  }
+
+  /** The list's hubs the agent may dial. */
+  private usableHubs(): HubEndpoint[] {
+    return (this.list?.hubs ?? []).filter((h) => this.accepts(h));
   }
 
   /** A new list from the hub (validated by the caller); persisted only when it differs. Returns whether it changed. */
@@ -66,6 +99,21 @@ export class HubList {
     const text = `${JSON.stringify(msg, null, 2)}\n`;
     if (text === this.saved) return false;
     const before = this.list;
+    const highest = Math.max(before?.epoch ?? 0, this.opts.highestEpoch?.() ?? 0);
+    if (msg.epoch < highest) {
+      this.opts.logger?.warn('ignoring a hub list from an older hub leader epoch (a deposed leader still publishing)', {
+        leader: msg.leader,
+        epoch: msg.epoch,
+        highest,
+      });
+      return false;
+    }
+    const skipped = msg.hubs.filter((h) => !this.accepts(h));
+    if (skipped.length > 0)
+      this.opts.logger?.warn(
+        `hub list: skipping hubs not on ${this.tls() ? 'mqtts/https' : 'mqtt/http'}, the schemes this agent joined with (its credential never goes another way)`,
+        { skipped: skipped.map((h) => ({ id: h.id, mqtt: h.mqtt, api: h.api })) },
+      );
     this.list = msg;
     try {
       writeFileAtomic(join(this.opts.dataDir, HUB_LIST_FILE), text);

@@ -166,6 +166,56 @@ describe('HubList (data dir)', () => {
     expect(JSON.parse(readFileSync(join(d, HUB_LIST_FILE), 'utf8'))).toEqual(msg('b'));
   });
 
+  it('ignores a list from an older leader epoch than the list it holds or than the agent has taken messages from', () => {
+    const d = dir();
+    let taken = 0;
+    const h = new HubList({ dataDir: d, joinedMqttUrl: 'mqtts://a:8883', highestEpoch: () => taken });
+    expect(h.update(msg('b'))).toBe(true); // epoch 9
+    expect(h.update(msg('a'))).toBe(false); // epoch 5: a deposed leader's retained list
+    expect(h.current).toEqual(msg('b'));
+    expect(h.mqttUrls()[0]).toBe('mqtts://b:8883');
+    const fresh = new HubList({ dataDir: dir(), joinedMqttUrl: 'mqtts://a:8883', highestEpoch: () => taken });
+    taken = 7; // a desired set of epoch 7 was taken
+    expect(fresh.update(msg('a'))).toBe(false);
+    expect(fresh.current).toBeUndefined();
+    expect(fresh.update({ ...msg('a'), epoch: 7 })).toBe(true); // the same epoch is the same leader
+  });
+
+  it('dials only the schemes it joined with: a TLS agent never moves to an mqtt:// or http:// hub (its credential would go in clear)', () => {
+    const warnings: string[] = [];
+    const logger = { debug() {}, info() {}, warn: (m: string) => void warnings.push(m), error() {} };
+    const plain: HubListMessage = {
+      leader: 'evil',
+      epoch: 9,
+      hubs: [
+        { id: 'evil', api: 'https://evil:8443', mqtt: 'mqtt://evil:1883' },
+        { id: 'half', api: 'http://half:8080', mqtt: 'mqtts://half:8883' },
+        { id: 'good', api: 'https://good:8443', mqtt: 'mqtts://good:8883' },
+      ],
+    };
+    const d = dir();
+    const h = new HubList({ dataDir: d, joinedMqttUrl: 'mqtts://a:8883', logger });
+    expect(h.update(plain)).toBe(true);
+    expect(h.mqttUrls()).toEqual(['mqtts://good:8883', 'mqtts://a:8883']);
+    expect(h.apiUrls()).toEqual(['https://good:8443']);
+    expect(warnings.join('\n')).toMatch(/skipping hubs not on mqtts\/https/);
+    // Read back from hubs.json after a restart: still skipped.
+    expect(new HubList({ dataDir: d, joinedMqttUrl: 'mqtts://a:8883' }).mqttUrls()).toEqual(['mqtts://good:8883', 'mqtts://a:8883']);
+    // An agent that joined in plaintext (--insecure) keeps to plaintext.
+    const insecure = new HubList({ dataDir: dir(), joinedMqttUrl: 'mqtt://a:1883' });
+    insecure.update(plain);
+    expect(insecure.mqttUrls()).toEqual(['mqtt://a:1883']);
+  });
+
+  it("names the API of the hub the link is connected to, else the list's leader, for agent file downloads", () => {
+    const h = new HubList({ dataDir: dir(), joinedMqttUrl: 'mqtts://10.0.0.1:8883' });
+    expect(h.apiFor('mqtts://a:8883')).toBeUndefined();
+    h.update(msg('b'));
+    expect(h.apiFor('mqtts://a:8883')).toBe('https://a:8443');
+    expect(h.apiFor('mqtts://b:8883')).toBe('https://b:8443');
+    expect(h.apiFor('mqtts://10.0.0.1:8883')).toBe('https://b:8443');
+  });
+
   it('ignores a damaged hubs.json (the joined hub still works)', () => {
     const d = dir();
     writeFileSync(join(d, HUB_LIST_FILE), '{"leader": 1');

@@ -453,12 +453,15 @@ export async function runAgent(argv: string[], deps: AgentServiceDeps = { checkC
       ...(args.logRotation === undefined ? {} : { logRotation: args.logRotation }),
       log: (m) => logger.warn(m),
     });
+  let agentRef: Agent | undefined;
   // Every hub of an etcd group (issue 19): from the join answer, then the leader's retained list.
   const hubs = new HubList({
     dataDir: args.dataDir,
     joinedMqttUrl: identity.mqttUrl,
     hubArgs: splitHubs(args.hub),
     ...(args.mqttUrl === undefined ? {} : { mqttOverride: args.mqttUrl }),
+    // A list from an older leader epoch than the agent has taken messages from is a deposed leader's.
+    highestEpoch: () => agentRef?.epoch.highest ?? 0,
     logger,
   });
   if (joined.hubs !== undefined) hubs.update(joined.hubs);
@@ -493,8 +496,10 @@ export async function runAgent(argv: string[], deps: AgentServiceDeps = { checkC
   let onSignal: (() => void) | undefined;
   // Under orchard-agent-launcher (docs/agent.md "Upgrades"): the hub may upgrade this agent.
   let restartForUpgrade = false;
-  let agentRef: Agent | undefined;
-  const upgrader = await launcherUpgrader(args, identity, hubs.apiUrls()[0] ?? splitHubs(args.hub)[0] ?? args.hub, logger, {
+  const startHub = hubs.apiUrls()[0] ?? splitHubs(args.hub)[0] ?? args.hub;
+  // Agent files come from the hub the link is connected to now (the leader that sent the command).
+  const currentHubApi = (): string => hubs.apiFor(agentRef?.link?.dialing ?? '') ?? startHub;
+  const upgrader = await launcherUpgrader(args, identity, currentHubApi, logger, {
     restart: () => {
       restartForUpgrade = true;
       onSignal?.();
@@ -570,7 +575,7 @@ export async function runAgent(argv: string[], deps: AgentServiceDeps = { checkC
 async function launcherUpgrader(
   args: AgentArgs,
   identity: { node: string; credential: string; caPem?: string },
-  hubApi: string,
+  hubApi: () => string,
   logger: ReturnType<typeof consoleLogger>,
   hooks: { restart(): void; infoChanged(): void; launcherGone(): void },
 ): Promise<Upgrader | undefined> {
@@ -586,7 +591,7 @@ async function launcherUpgrader(
   const upgrader = new Upgrader({
     node: identity.node,
     credential: identity.credential,
-    hub: parseHubAddress(hubApi, args.insecure),
+    hub: () => parseHubAddress(hubApi(), args.insecure),
     caPem: identity.caPem,
     agentFile,
     currentVersion: AGENT_VERSION,

@@ -9,6 +9,7 @@ import { writeFileAtomicSync } from './security/atomic-file.js';
 import { PKI_FILES } from './security/pki.js';
 import { SECRETS_KEY_FILE } from './secrets/keyring.js';
 import type { EtcdClient } from './store/etcd/etcd-client.js';
+import { markBackup, unmarkBackup } from './store/etcd/epoch-base.js';
 import { DB_FILE } from './store/sqlite-store.js';
 
 /**
@@ -18,8 +19,9 @@ import { DB_FILE } from './store/sqlite-store.js';
  * its key, server certificate, `auth.json` with every token and node credential, the admin token,
  * the secrets encryption key), the objects — `orchard.db` made by SQLite's `VACUUM INTO` (a
  * consistent copy taken while the hub runs), or `etcd.snapshot` (etcd's own snapshot of the
- * whole keyspace, restored with `etcdctl snapshot restore`) — and `backup.json` with the SHA-256
- * of each file, checked before a restore writes anything.
+ * whole keyspace, restored with `etcdctl snapshot restore`, holding a marker that makes the
+ * restored group's next leader raise its epoch) — and `backup.json` with the SHA-256 of each file,
+ * checked before a restore writes anything.
  *
  * The identity files are secrets (the CA key signs node certificates, `secrets.key` decrypts
  * every Secret): the directory is created 0700 and its files 0600.
@@ -66,13 +68,23 @@ export async function backupHub(opts: BackupOptions): Promise<BackupManifest> {
     }
     if (opts.etcd) {
       const target = join(tmp, ETCD_SNAPSHOT_FILE);
-      const ws = createWriteStream(target, { mode: 0o600 });
+      // The snapshot carries a marker, so the leader of a cluster restored from it raises epochs
+      // above everything agents saw (store/etcd/epoch-base.ts).
+      const marker = await markBackup(opts.etcd.client, opts.etcd.prefix, (opts.now ?? (() => new Date()))());
       try {
-        await opts.etcd.client.snapshot((chunk) => ws.write(chunk));
-      } finally {
-        await new Promise<void>((resolve, reject) => ws.end((err?: Error | null) => (err ? reject(err) : resolve())));
+        const ws = createWriteStream(target, { mode: 0o600 });
+        try {
+          await opts.etcd.client.snapshot((chunk) => ws.write(chunk));
+        } finally {
+          await new Promise<void>((resolve, reject) => ws.end((err?: Error | null) => (err ? reject(err) : resolve())));
+        }
+        if (statSync(target).size === 0) throw new OrchardError('ERR_STORE', 'etcd sent an empty snapshot');
+      } catch (err) {
+        // No snapshot: a marker left behind would make the next leader raise its epoch for nothing.
+        await opts.etcd.client.delete(marker).catch(() => undefined);
+        throw err;
       }
-      if (statSync(target).size === 0) throw new OrchardError('ERR_STORE', 'etcd sent an empty snapshot');
+      await unmarkBackup(opts.etcd.client, marker);
     } else {
       const db = join(opts.dataDir, DB_FILE);
       if (!existsSync(db)) throw new OrchardError('ERR_NOT_FOUND', `${db} does not exist (is this hub on etcd? pass --store)`);

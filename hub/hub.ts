@@ -43,8 +43,9 @@ import { readLogs } from './streams/stream-target.js';
 import type { LogsArgs } from '../protocol/api.js';
 import { AgentVersions, type AgentVersionsOptions } from './agent-upgrade/agent-versions.js';
 import { AgentUpgradeController } from './agent-upgrade/upgrade-controller.js';
-import type { HubEndpoint } from '../protocol/hubs.js';
+import type { HubEndpoint, HubListMessage } from '../protocol/hubs.js';
 import type { HubMembers } from './ha/hub-members.js';
+import { degradedHealth, type WritesFailing } from './ha/degraded.js';
 import { encodeMessage } from '../protocol/messages.js';
 
 export interface HubOptions {
@@ -87,9 +88,10 @@ export interface HubOptions {
   /**
    * An etcd group's leader (issue 19): its own addresses and epoch, and the group's members. The
    * hub publishes the member list retained on `orchard/v1/hubs` (at start and on every change),
-   * puts it in join answers, and says `role: leader` on /healthz.
+   * puts it in join answers, and says `role: leader` on /healthz, with `degraded` while
+   * `writesFailing` (the etcd store) says etcd takes none of its writes.
    */
-  ha?: { self: HubEndpoint; epoch: number; members: Pick<HubMembers, 'list' | 'onChange'> };
+  ha?: { self: HubEndpoint; epoch: number; members: Pick<HubMembers, 'list' | 'onChange'>; writesFailing?: () => WritesFailing | undefined };
   /** Gets every new content of the hub's identity files (auth.json, secrets.key): etcd-backed hubs keep a copy for standbys. */
   identityMirror?: (file: string, content: string) => void;
   /** Slow-client limits; defaults in hub/security/limits.ts (tests shrink them). */
@@ -382,11 +384,22 @@ export class Hub {
       revokeNode: (node) => void auth.revokeNode(node),
     };
     const ha = opts.ha;
+    // The hub list this leader gives out carries its own epoch: etcd's watch may tell the members
+    // of a raised epoch base (after a restore) a moment after this hub started.
+    const hubList = (): HubListMessage | undefined => {
+      const list = ha?.members.list();
+      return list !== undefined && ha !== undefined && list.leader === ha.self.id ? { ...list, epoch: ha.epoch } : list;
+    };
     const api = await buildApi({
       ...(ha
         ? {
-            health: () => ({ role: 'leader' as const, id: ha.self.id, leader: { ...ha.self, epoch: ha.epoch } }),
-            hubList: () => ha.members.list(),
+            health: () => ({
+              role: 'leader' as const,
+              id: ha.self.id,
+              leader: { ...ha.self, epoch: ha.epoch },
+              ...degradedHealth(ha.writesFailing?.(), clock.now()),
+            }),
+            hubList,
           }
         : {}),
       rollout,
@@ -431,7 +444,7 @@ export class Hub {
     if (ha) {
       // Agents and MQTT command clients keep the group's addresses from this (protocol/hubs.ts).
       const publishHubs = (): void => {
-        const list = ha.members.list();
+        const list = hubList();
         if (list === undefined) return;
         broker.publish(topics.hubs(), encodeMessage(list), { retain: true, qos: 1 }).catch((err: unknown) => log.warn('cannot publish the hub list', { err }));
       };

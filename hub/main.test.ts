@@ -138,4 +138,10 @@ describe('--advertise-api / --advertise-mqtt (etcd groups)', () => {
     // Port 0 cannot be dialled: the address must be given.
     expect(() => advertisedEndpoint(parseHubArgs([]), 'id', 0, 8883)).toThrow(/--advertise-api/);
   });
+  it('refuses a plaintext address on a TLS hub (credentials would go in clear), and takes it with --insecure', () => {
+    expect(() => advertisedEndpoint(parseHubArgs(['--advertise-mqtt', 'mqtt://hub-a.lan:1883']), 'id', 8443, 8883)).toThrow(/--advertise-mqtt.*plaintext/);
+    expect(() => advertisedEndpoint(parseHubArgs(['--advertise-api', 'http://hub-a.lan:8080']), 'id', 8443, 8883)).toThrow(/--advertise-api.*plaintext/);
+    const f = parseHubArgs(['--insecure', '--advertise-mqtt', 'mqtt://hub-a.lan:1883']);
+    expect(advertisedEndpoint(f, 'id', 8080, 1883).mqtt).toBe('mqtt://hub-a.lan:1883');
+  });
 });

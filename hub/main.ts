@@ -14,6 +14,7 @@ import { EtcdClient } from './store/etcd/etcd-client.js';
 import { Election } from './store/etcd/election.js';
 import { EtcdStore } from './store/etcd/etcd-store.js';
 import { bootstrapKey, downloadIdentity, identityMirror, uploadMissingIdentity, type BootstrapShapes } from './store/etcd/bootstrap.js';
+import { settleEpochBase } from './store/etcd/epoch-base.js';
 import { agentVersionMirror, downloadAgentVersions, uploadMissingAgentVersions } from './store/etcd/agent-version-store.js';
 import { AgentVersions } from './agent-upgrade/agent-versions.js';
 import { systemClock } from '../protocol/clock.js';
@@ -287,7 +288,7 @@ export async function runHub(argv: string[]): Promise<void> {
           identityMirror: ha.identityMirror,
           epoch: ha.epoch,
           agentVersionsMirror: ha.agentVersionsMirror,
-          ha: { self: ha.self, epoch: ha.epoch, members: ha.members },
+          ha: { self: ha.self, epoch: ha.epoch, members: ha.members, writesFailing: () => ha.store.writesFailing },
         }
       : {}),
     log,
@@ -440,7 +441,8 @@ async function runBackupCommand(cmd: 'backup' | 'restore', argv: string[]): Prom
       `the objects are in etcd's snapshot; restore it into every member before starting the hub with --store etcd://…:\n` +
         `  ETCDCTL_API=3 etcdctl snapshot restore ${r.etcdSnapshot} --name <member> --data-dir <new member data dir> \\\n` +
         `      --initial-cluster <m1=https://…:2380,…> --initial-advertise-peer-urls <this member's peer URL>\n` +
-        `(prefix of this hub group: ${r.manifest.etcdPrefix ?? '/orchard/'})\n`,
+        `(prefix of this hub group: ${r.manifest.etcdPrefix ?? '/orchard/'}; the snapshot marks itself as a backup, so the first\n` +
+        ` leader raises leader epochs above every earlier one and agents take its desired sets: docs/backup.md)\n`,
     );
   }
 }
@@ -466,6 +468,16 @@ export function advertisedEndpoint(
       throw new OrchardError('ERR_VALIDATION', `invalid flags: ${flag}: required with --store etcd and a port 0 (agents cannot dial port 0)`, {
         details: { issues: [{ path: flag, message: 'required with port 0' }] },
       });
+    // A TLS hub never points agents and clients at a plaintext address: their credentials would
+    // go in clear (agents also skip such entries of the hub list: agent/hub-list.ts).
+    if (given !== undefined && !flags.insecure && /^(mqtt|http):/.test(given))
+      throw new OrchardError(
+        'ERR_VALIDATION',
+        `invalid flags: ${flag}: ${given} is plaintext; this hub serves TLS (give mqtts:// or https://, or run with --insecure)`,
+        {
+          details: { issues: [{ path: flag, message: 'plaintext address on a TLS hub' }] },
+        },
+      );
   }
   return {
     id,
@@ -575,6 +587,12 @@ export async function leadOnEtcd(
   }
   // Elected: the hub itself takes the port.
   await standby.stop();
+  // The epoch agents see: the election's create revision plus the group's epoch base, raised when
+  // etcd was restored from a backup's snapshot (store/etcd/epoch-base.ts).
+  const settled = await settleEpochBase(client, prefix, () => election.fence()).catch(giveUp);
+  if (settled.raisedFrom !== undefined)
+    log.warn('etcd was restored from a backup: leader epochs raised above every earlier one', { from: settled.raisedFrom, to: settled.base });
+  epoch += settled.base;
   // What etcd holds of each identity file (split or not), so the mirror deletes old parts.
   const shapes: BootstrapShapes = new Map();
   const downloaded = await downloadIdentity(client, prefix, dataDir, key, shapes).catch(giveUp);

@@ -41,12 +41,22 @@ export const HubListMessageSchema = z.strictObject({
 });
 export type HubListMessage = z.infer<typeof HubListMessageSchema>;
 
-/** `GET /healthz`: `role` says whether this hub serves (leader; `single` without etcd) or only points at the leader (standby). */
+/**
+ * `GET /healthz`: `role` says whether this hub serves (leader; `single` without etcd) or only points
+ * at the leader (standby). `degraded` (a leader on etcd): etcd has not taken its writes for a while
+ * (no quorum, space quota full). The answer stays 200 and `ok` true: the hub serves reads, keeps
+ * writes queued, and a restart would not help (docs/ha.md "Health").
+ */
 export const HealthSchema = z.object({
   ok: z.boolean(),
   role: z.enum(['single', 'leader', 'standby']).optional(),
   id: z.string().optional(),
   leader: HubEndpointSchema.extend({ epoch: z.number().int() }).optional(),
+  degraded: z.literal(true).optional(),
+  /** Why, for a human: since when, how many writes wait, etcd's last error. */
+  degradedReason: z.string().optional(),
+  /** ISO time since when every write to etcd has failed. */
+  degradedSince: z.string().optional(),
 });
 export type Health = z.infer<typeof HealthSchema>;
 

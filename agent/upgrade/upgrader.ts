@@ -13,8 +13,9 @@ import { verifyAgentFile } from './verify.js';
 
 /**
  * The agent's side of an upgrade from the hub (docs/agent.md "Upgrades"): on a command for
- * another version it downloads the file over HTTPS from the hub's API (the CA pinned at join, the
- * node credential as Basic auth), verifies size, SHA-256 and the CA's signature, writes it beside
+ * another version it downloads the file over HTTPS from the API of the hub it is connected to (the
+ * leader of a hub group, issue 19; the CA pinned at join, the node credential as Basic auth),
+ * verifies size, SHA-256 and the CA's signature, writes it beside
  * the running file as F.next (tmp + fsync + rename), records the pending upgrade in the launcher's
  * state, and asks to be restarted (exit 75). The launcher does the swap and any rollback.
  *
@@ -27,7 +28,11 @@ import { verifyAgentFile } from './verify.js';
 export interface UpgraderOptions {
   node: string;
   credential: string;
-  hub: HubAddress;
+  /**
+   * The hub to fetch agent files from, asked at each download: in a hub group, the leader the link
+   * is connected to now (the one that sent the command), not the hub known when the agent started.
+   */
+  hub: () => HubAddress;
   /** The CA pinned at join: TLS to the hub and the files' signatures are checked against it. */
   caPem: string | undefined;
   agentFile: string;
@@ -124,7 +129,8 @@ export class Upgrader {
   }
 
   private httpsDownload(path: string, maxBytes: number): Promise<Buffer> {
-    const { hub, node, credential, caPem } = this.opts;
+    const { node, credential, caPem } = this.opts;
+    const hub = this.opts.hub();
     const where = `GET ${hub.protocol}//${hub.host}:${hub.port}${path}`;
     return new Promise((resolve, reject) => {
       const common = {

@@ -2,6 +2,7 @@ import { HubEndpointSchema, type HubEndpoint, type HubListMessage } from '../../
 import type { Clock } from '../../protocol/clock.js';
 import type { EtcdClient, KeyValue, Watch } from '../store/etcd/etcd-client.js';
 import type { Logger } from '../log.js';
+import { epochBaseKey, parseEpochBase } from '../store/etcd/epoch-base.js';
 
 /**
  * Every hub of an etcd group and which one leads, as etcd says (issue 19). Each candidate keeps
@@ -9,6 +10,9 @@ import type { Logger } from '../log.js';
  * (Election's `member`), and the leader key's value is the leader's id, so:
  * - the leader publishes `list()` to agents (retained `orchard/v1/hubs`, and the join answer);
  * - a standby names `leader()` in its `/healthz` and ERR_NOT_LEADER answers.
+ *
+ * A leader's epoch is the leader key's create revision plus the group's epoch base (raised after
+ * a restore from a backup: store/etcd/epoch-base.ts), so the base key is read and watched too.
  *
  * One range of each at start, then a watch of each from the revision after; a watch that ends
  * (member lost, compaction) is replaced by a fresh range + watch after a second. Values that do
@@ -28,7 +32,9 @@ export function memberKey(prefix: string, id: string): string {
 
 export class HubMembers {
   private readonly members = new Map<string, HubEndpoint>();
-  private leaderKv: { id: string; epoch: number } | undefined;
+  /** The leader key: its value (the leader's id) and create revision. */
+  private leaderKv: { id: string; term: number } | undefined;
+  private epochBase = 0;
   private watches: Watch[] = [];
   private stopped = false;
   private retry: ReturnType<Clock['setTimeout']> | undefined;
@@ -59,7 +65,7 @@ export class HubMembers {
   leader(): ({ id: string; epoch: number } & Partial<HubEndpoint>) | undefined {
     const l = this.leaderKv;
     if (l === undefined) return undefined;
-    return { ...this.members.get(l.id), id: l.id, epoch: l.epoch };
+    return { ...this.members.get(l.id), id: l.id, epoch: this.epochBase + l.term };
   }
 
   /** The hub list agents get: every live hub, the leader first, then by id; undefined before any is known. */
@@ -67,7 +73,7 @@ export class HubMembers {
     const l = this.leaderKv;
     if (l === undefined || !this.members.has(l.id)) return undefined;
     const hubs = [...this.members.values()].sort((a, b) => (a.id === l.id ? -1 : b.id === l.id ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    return { leader: l.id, epoch: l.epoch, hubs };
+    return { leader: l.id, epoch: this.epochBase + l.term, hubs };
   }
 
   private async resync(): Promise<void> {
@@ -77,11 +83,15 @@ export class HubMembers {
     const { client, prefix } = this.opts;
     try {
       const all = await client.range(`${prefix}hubs/`, { prefix: true });
-      const leader = await client.get(`${prefix}leader`);
+      // At the members' revision, so no change falls between these reads and the watches.
+      const at = { revision: all.revision };
+      const leader = (await client.range(`${prefix}leader`, at)).kvs[0];
+      const base = (await client.range(epochBaseKey(prefix), at)).kvs[0];
       if (this.stopped) return;
       this.members.clear();
       for (const kv of all.kvs) this.putMember(kv);
-      this.leaderKv = leader === undefined ? undefined : { id: leader.value.toString('utf8'), epoch: leader.createRevision };
+      this.leaderKv = leader === undefined ? undefined : { id: leader.value.toString('utf8'), term: leader.createRevision };
+      this.epochBase = parseEpochBase(base?.value);
       this.changed();
       const from = Math.max(all.revision, 0) + 1;
       const onEnd = (): void => this.retryLater();
@@ -103,8 +113,17 @@ export class HubMembers {
           { startRevision: from },
           (events) => {
             for (const e of events) {
-              this.leaderKv = e.type === 'PUT' ? { id: e.kv.value.toString('utf8'), epoch: e.kv.createRevision } : undefined;
+              this.leaderKv = e.type === 'PUT' ? { id: e.kv.value.toString('utf8'), term: e.kv.createRevision } : undefined;
             }
+            this.changed();
+          },
+          onEnd,
+        ),
+        client.watch(
+          epochBaseKey(prefix),
+          { startRevision: from },
+          (events) => {
+            for (const e of events) this.epochBase = e.type === 'PUT' ? parseEpochBase(e.kv.value) : 0;
             this.changed();
           },
           onEnd,
@@ -137,7 +156,7 @@ export class HubMembers {
 
   private changed(): void {
     // Watches deliver the same state more than once (resyncs, our own re-puts): tell only real changes.
-    const sig = JSON.stringify([this.leaderKv, [...this.members.values()].sort((a, b) => (a.id < b.id ? -1 : 1))]);
+    const sig = JSON.stringify([this.leaderKv, this.epochBase, [...this.members.values()].sort((a, b) => (a.id < b.id ? -1 : 1))]);
     if (sig === this.lastSignature) return;
     this.lastSignature = sig;
     for (const cb of this.listeners) {

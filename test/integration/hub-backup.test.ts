@@ -59,6 +59,13 @@ async function startHub(dataDir: string, extra: string[] = [], env: Record<strin
   return { proc, server, ca };
 }
 
+async function leaderEpoch(server: string, ca: string): Promise<number> {
+  const r = await request(server, 'GET', '/healthz', { ca });
+  const epoch = (r.body as { leader?: { epoch?: number } }).leader?.epoch;
+  if (typeof epoch !== 'number') throw new Error(`no leader epoch in /healthz: ${JSON.stringify(r.body)}`);
+  return epoch;
+}
+
 describe('hub backup and restore, SQLite', () => {
   it('backs up a running hub and restores it on a new data dir: objects, admin token and API tokens come back', async () => {
     const a = join(root, 'a');
@@ -113,7 +120,7 @@ describe('hub backup and restore, etcd', () => {
   let etcd: EtcdCluster | undefined;
   afterAll(() => etcd?.close());
 
-  it('snapshots etcd while the hub runs; a member restored from the snapshot serves a hub with the same objects', async () => {
+  it('snapshots etcd while the hub runs; a member restored from the snapshot serves a hub with the same objects, at a higher leader epoch than any before', async () => {
     etcd = await EtcdCluster.start(1);
     const d = join(root, 'e');
     const storeFlag = `etcd://${etcd.endpoints[0]!.replace('http://', '')}`;
@@ -124,7 +131,21 @@ describe('hub backup and restore, etcd', () => {
     const b = orchardRun(['hub', 'backup', '--data-dir', d, '--out', out, '--store', storeFlag]);
     expect(b.code, b.stderr).toBe(0);
     expect(existsSync(join(out, 'etcd.snapshot'))).toBe(true);
+    // The live cluster keeps no backup marker (only the snapshot holds one).
+    const markers = execFileSync('etcdctl', ['--endpoints', etcd.endpoints[0]!, 'get', '--prefix', '--keys-only', '/orchard/meta/backup-marker/'], {
+      env: { ...process.env, ETCDCTL_API: '3' },
+    });
+    expect(markers.toString().trim()).toBe('');
+    // After the backup: more writes and a new leader, so agents have seen an epoch above every
+    // revision in the snapshot (docs/design/ha.md, review of 2026-12-02: a restore lowered epochs).
+    for (let i = 0; i < 10; i++) {
+      const cm = `apiVersion: orchard/v1\nkind: ConfigMap\nmetadata: { name: after-${i} }\ndata: { k: v }\n`;
+      expect((await request(hub.server, 'POST', '/api/v1/apply', { token: admin, ca: hub.ca(), body: cm })).status).toBe(200);
+    }
     await hub.proc.kill9();
+    const again = await startHub(d, ['--store', storeFlag, '--leader-ttl', '2s'], { ORCHARD_HA_SECRET: 'backup-test-secret-0123456789' });
+    const seenEpoch = await leaderEpoch(again.server, again.ca());
+    await again.proc.kill9();
     etcd.close();
     etcd = undefined;
 
@@ -172,9 +193,12 @@ describe('hub backup and restore, etcd', () => {
       const hub2 = await startHub(d2, ['--store', `etcd://127.0.0.1:${client}`, '--leader-ttl', '2s'], { ORCHARD_HA_SECRET: 'backup-test-secret-0123456789' });
       const got = await request(hub2.server, 'GET', '/api/v1/deployments/kept', { token: admin, ca: hub2.ca() });
       expect(got.status).toBe(200);
+      // The restored group's leader has a higher epoch than any leader before the restore, so
+      // agents take its desired sets (an epoch below would be dropped as a deposed leader's).
+      expect(await leaderEpoch(hub2.server, hub2.ca())).toBeGreaterThan(seenEpoch);
       await hub2.proc.stop();
     } finally {
       member.kill('SIGKILL');
     }
-  }, 90_000);
+  }, 150_000);
 });

@@ -350,7 +350,7 @@ describe('hub group on etcd: fencing and failover with agents', () => {
     expect((await g.client.range('/orchard/agent-versions/', { prefix: true, keysOnly: true })).count).toBe(0);
   }, 120_000);
 
-  it("quorum: one of three etcd members killed changes nothing; two killed, writes answer ERR_TIMEOUT naming the quorum while reads and the agent's workloads go on; members back, writes resume on the same hub process", async () => {
+  it("quorum: one of three etcd members killed changes nothing; two killed, writes answer ERR_TIMEOUT naming the quorum and /healthz says degraded while reads and the agent's workloads go on; members back, writes resume on the same hub process", async () => {
     ensureBuilt();
     const g = (group = new Group(await EtcdCluster.start(3)));
     // A lease longer than the outage: the hub keeps leading through it (a longer outage ends it: exit 75).
@@ -377,6 +377,11 @@ describe('hub group on etcd: fencing and failover with agents', () => {
     const refusedMs = Date.now() - t0;
     expect(refused.status, JSON.stringify(refused.body)).toBe(504);
     expect(refused.body).toMatchObject({ code: 'ERR_TIMEOUT', message: expect.stringMatching(/quorum/) });
+    // /healthz says so (still 200 and ok: the hub serves reads; a restart would not help).
+    await waitFor('/healthz degraded', async () => ((await g.api(a, 'GET', '/healthz')).body as { degraded?: boolean }).degraded === true, 30_000);
+    const health = await g.api(a, 'GET', '/healthz');
+    expect(health.status).toBe(200);
+    expect(health.body).toMatchObject({ ok: true, role: 'leader', degraded: true, degradedReason: expect.stringMatching(/quorum/) });
     // Reads are served from the hub's memory; the agent's workloads run on.
     const read = await g.api(a, 'GET', '/api/v1/deployments/web');
     expect(read.status).toBe(200);
@@ -388,6 +393,8 @@ describe('hub group on etcd: fencing and failover with agents', () => {
     await g.etcd.waitHealthy(1, 30_000);
     // The refused scale was applied on the hub and queued: it reaches etcd now, and new writes work.
     await waitFor('queued write flushed', async () => (await replicas().catch(() => 0)) === 4, 30_000);
+    // etcd may have applied it before the hub's retry confirms it: degraded clears at that retry.
+    await waitFor('/healthz no longer degraded', async () => !('degraded' in ((await g.api(a, 'GET', '/healthz')).body as object)), 30_000);
     const again = await g.api(a, 'POST', '/api/v1/deployments/web/scale', { replicas: 2 });
     expect(again.status, JSON.stringify(again.body)).toBe(200);
     expect(await replicas()).toBe(2);

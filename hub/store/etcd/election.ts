@@ -9,7 +9,8 @@ import type { Compare, EtcdClient, TxnOp, Watch } from './etcd-client.js';
  *
  * - **Epoch**: the key's create revision. It only grows (etcd revisions never go back), so a new
  *   leader always has a larger epoch than every earlier one; agents compare epochs on desired
- *   sets and ignore older ones.
+ *   sets and ignore older ones. A cluster restored from a snapshot goes back to the snapshot's
+ *   revision: the hub adds the group's epoch base to what `onElected` gives (epoch-base.ts).
  * - **Fencing**: `fence()` is the compare every leader write must carry (`create_revision(key)
  *   == epoch`). A leader that was paused or partitioned past its lease finds its writes refused
  *   by etcd itself, whatever its own clock believes.
@@ -57,7 +58,7 @@ export class Election {
     return this.state;
   }
 
-  /** The epoch while leader; 0 otherwise. */
+  /** The key's create revision while leader (the fence's); 0 otherwise. The hub's epoch adds the group's epoch base (epoch-base.ts). */
   get epoch(): number {
     return this.state === 'leader' ? this.epochValue : 0;
   }

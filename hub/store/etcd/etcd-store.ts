@@ -69,7 +69,7 @@ export interface EtcdStoreOptions extends StoreOptions {
   maxInFlight?: number;
   /** Called when a flush failed and will be retried (etcd unreachable, no quorum). */
   onFlushError?: (err: unknown) => void;
-  /** The leader epoch, written as `meta/epoch` with every transaction (the fence's create revision). */
+  /** The leader epoch, written as `meta/epoch` with every transaction (the election's create revision plus the epoch base: epoch-base.ts). */
   epoch?: number;
   /**
    * How often the store compacts etcd's history (default 5 min, as kube-apiserver does; 0 = never,
@@ -154,6 +154,8 @@ export class EtcdStore extends BaseStore {
   private compactTo = 0;
   /** Compactions etcd did for this store (tests, the failover bench). */
   compactions = 0;
+  /** Since when (ms) every flush has failed, and the last error; undefined while etcd takes writes. */
+  private failing: { since: number; error: string } | undefined;
 
   private constructor(
     private readonly opts: EtcdStoreOptions,
@@ -367,11 +369,23 @@ export class EtcdStore extends BaseStore {
   /**
    * Queues a put of a key outside the object space (the hub's encrypted identity files, see
    * bootstrap.ts) behind every write committed so far, fenced like them; `sync()` covers it.
+   * A value larger than one etcd request takes is refused here (ERR_PAYLOAD_TOO_LARGE), as
+   * persistPut refuses an object: queued, etcd would refuse it on every retry and every write
+   * behind it would wait forever.
    */
   putRaw(key: string, value: string): void {
     if (this.fenced) throw this.fenced;
     if (!key.startsWith(this.prefix) || key.startsWith(`${this.prefix}objects/`)) {
       throw new OrchardError('ERR_INTERNAL', `putRaw: ${key} is not a key of this hub group outside its objects`);
+    }
+    const max = this.opts.maxBytesPerTxn ?? 1_048_576;
+    const bytes = Buffer.byteLength(key) + Buffer.byteLength(value);
+    if (bytes > max) {
+      throw new OrchardError(
+        'ERR_PAYLOAD_TOO_LARGE',
+        `${key} would be ${bytes} bytes in etcd; one etcd request takes at most ${max} (--max-request-bytes): not written to etcd, so standby hubs do not get this change`,
+        { details: { key, bytes, max } },
+      );
     }
     this.enqueue([{ key, value }]);
     this.kick();
@@ -406,6 +420,15 @@ export class EtcdStore extends BaseStore {
     }
     this.enqueue([{ key, value: undefined }]);
     this.kick();
+  }
+
+  /**
+   * Whether etcd takes this store's writes: undefined when it does (or nothing was written since
+   * the last success), else since when every flush has failed (ms) and the last error. A quorum
+   * lost, etcd's space quota full (NOSPACE): reads are still served from memory, writes wait.
+   */
+  get writesFailing(): { since: number; error: string; unflushed: number } | undefined {
+    return this.failing === undefined ? undefined : { ...this.failing, unflushed: this.unflushed };
   }
 
   /** Writes committed to the cache but not yet confirmed by etcd. */
@@ -505,6 +528,7 @@ export class EtcdStore extends BaseStore {
         () => {
           this.inflight.delete(chunk);
           this.backoffMs = 0;
+          this.failing = undefined;
           this.settle();
           this.kick();
         },
@@ -512,7 +536,7 @@ export class EtcdStore extends BaseStore {
           this.inflight.delete(chunk);
           if (this.refused(err)) return;
           this.failed.push(chunk);
-          this.opts.onFlushError?.(err);
+          this.noteFailure(err);
           this.kick();
         },
       );
@@ -537,13 +561,14 @@ export class EtcdStore extends BaseStore {
         this.largeRunning = false;
         this.queue.shift();
         this.backoffMs = 0;
+        this.failing = undefined;
         this.settle();
         this.kick();
       },
       (err: unknown) => {
         this.largeRunning = false;
         if (this.refused(err)) return;
-        this.opts.onFlushError?.(err);
+        this.noteFailure(err);
         this.retryLater();
       },
     );
@@ -564,6 +589,13 @@ export class EtcdStore extends BaseStore {
       this.kick();
     }, this.backoffMs);
     this.retryTimer.unref();
+  }
+
+  /** A flush failed (to be retried): /healthz reports the store degraded until one succeeds. */
+  private noteFailure(err: unknown): void {
+    const error = err instanceof Error ? err.message : String(err);
+    this.failing = { since: this.failing?.since ?? Date.now(), error };
+    this.opts.onFlushError?.(err);
   }
 
   /** True when etcd (or fence()) said this hub no longer leads: the store is fenced for good. */
