@@ -185,6 +185,40 @@ describe('election with fencing on one real member', () => {
     await b.e.stop();
   });
 
+  it('a keep-alive that fails slowly is tried again at once, so one slow answer does not end the leadership', async () => {
+    const log: string[] = [];
+    const client = new EtcdClient({ endpoints: [etcd.endpoints[0]!], timeoutMs: 1_000 });
+    clients.push(client);
+    // The first keep-alive after the election hangs 2.5 s and fails (as one timing out on a busy
+    // etcd would). TTL 6 s: sent at 2 s, failed at 4.5 s; a retry a third of the TTL later (6.5 s)
+    // would come after the local deadline (6 s from the grant); 500 ms later it is in time.
+    const real = client.leaseKeepAlive.bind(client);
+    let calls = 0;
+    client.leaseKeepAlive = async (id: string) => {
+      if (++calls === 1) {
+        await new Promise((r) => setTimeout(r, 2_500));
+        throw new OrchardError('ERR_STORE', 'etcd: timed out');
+      }
+      return real(id);
+    };
+    const e = new Election({
+      client,
+      key: '/orchard/slow-keepalive',
+      id: 'hub-s',
+      ttlSeconds: 6,
+      clock: systemClock,
+      onElected: (epoch) => log.push(`elected ${epoch}`),
+      onLost: (why) => log.push(`lost: ${why}`),
+    });
+    e.start();
+    await waitFor('s leads', () => e.status === 'leader');
+    await new Promise((r) => setTimeout(r, 8_000));
+    expect(calls).toBeGreaterThanOrEqual(2);
+    expect(e.status).toBe('leader');
+    expect(log.filter((l) => l.startsWith('lost'))).toEqual([]);
+    await e.stop();
+  }, 20_000);
+
   it('a partitioned leader steps down by its own deadline, another is elected, and its writes stay fenced after the heal', async () => {
     const log: string[] = [];
     const [host, port] = [new URL(etcd.endpoints[0]!).hostname, Number(new URL(etcd.endpoints[0]!).port)];

@@ -155,9 +155,9 @@ export class Election {
     this.retryTimer = this.opts.clock.setTimeout(() => void this.campaign(), 500 + Math.floor(Math.random() * 500));
   }
 
-  private scheduleKeepAlive(): void {
+  private scheduleKeepAlive(delayMs = Math.max(200, (this.ttl * 1000) / 3)): void {
     if (this.keepAliveTimer !== undefined) this.opts.clock.clearTimeout(this.keepAliveTimer);
-    this.keepAliveTimer = this.opts.clock.setTimeout(() => void this.keepAlive(), Math.max(200, (this.ttl * 1000) / 3));
+    this.keepAliveTimer = this.opts.clock.setTimeout(() => void this.keepAlive(), delayMs);
   }
 
   private async keepAlive(): Promise<void> {
@@ -184,7 +184,10 @@ export class Election {
       return;
     }
     if (ttl > 0 && this.state === 'leader') this.armDeadline(sentAt);
-    this.scheduleKeepAlive();
+    // A keep-alive that failed (etcd slow or unreachable: the request timed out after 5 s) is
+    // tried again in 500 ms, not a third of the TTL later: with the 10 s default, one slow answer
+    // at 3.3 s would otherwise leave the next try at 11.6 s, after the local deadline (10 s).
+    this.scheduleKeepAlive(ttl < 0 ? Math.min(500, Math.max(200, (this.ttl * 1000) / 3)) : undefined);
   }
 
   private armDeadline(sentAt: number): void {
