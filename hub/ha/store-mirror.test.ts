@@ -108,6 +108,20 @@ describe('StoreMirror', () => {
     expect(mirror.store.get('Pod', 'late')?.metadata.name).toBe('late');
   });
 
+  it('concurrent reads share quorum reads: one in flight and one queued, never one sent before the caller came', async () => {
+    mirror = await startMirror();
+    const before = etcd.txns;
+    await Promise.all(Array.from({ length: 50 }, () => mirror.fresh()));
+    expect(etcd.txns - before).toBeLessThanOrEqual(2);
+    // A write acknowledged while a read is in flight is seen by a caller that came after it.
+    const first = mirror.fresh();
+    leader.create(mockPod('during'));
+    await leader.sync();
+    await mirror.fresh();
+    await first;
+    expect(mirror.store.get('Pod', 'during')?.metadata.name).toBe('during');
+  });
+
   it('fresh() fails with ERR_TIMEOUT when the copy does not catch up, and with ERR_STORE without a quorum', async () => {
     mirror = await startMirror(100);
     etcd.pauseWatches();

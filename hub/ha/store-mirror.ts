@@ -63,6 +63,9 @@ export class StoreMirror {
   /** Staging keys → their write, for large store transactions not yet committed or applied. */
   private staged = new Map<string, QueuedOp>();
   private waiters: { revision: number; resolve: () => void }[] = [];
+  /** The quorum read in flight, and the one queued behind it (quorumTarget). */
+  private currentRead: Promise<number> | undefined;
+  private queuedRead: Promise<number> | undefined;
   private readonly objPrefix: string;
   private readonly stagePrefix: string;
   private readonly authKey: string;
@@ -111,9 +114,7 @@ export class StoreMirror {
    * client), ERR_TIMEOUT when the copy does not catch up in time.
    */
   async fresh(): Promise<void> {
-    const r = await this.opts.client.txn([], [{ range: { key: `${this.opts.prefix}meta/revision` } }, { range: { key: this.authKey } }]);
-    let target = 0;
-    for (const range of r.ranges) for (const kv of range?.kvs ?? []) target = Math.max(target, kv.modRevision);
+    const target = await this.quorumTarget();
     if (this.loaded && this.applied >= target) return;
     const timeoutMs = this.opts.barrierTimeoutMs ?? 5_000;
     await new Promise<void>((resolve, reject) => {
@@ -136,6 +137,39 @@ export class StoreMirror {
       this.waiters.push(waiter);
     });
     if (this.stopped) throw new OrchardError('ERR_NOT_LEADER', 'this standby stopped serving reads (it is taking over or shutting down)');
+  }
+
+  /**
+   * The revision the copy must reach: the mod revision of `meta/revision` and `auth.json` as a
+   * quorum read sees them. Concurrent callers share reads, so a standby sends etcd at most one
+   * such read at a time (plus one queued) however many requests arrive — but never one that was
+   * sent before the caller arrived: it could miss a write acknowledged in between.
+   */
+  private quorumTarget(): Promise<number> {
+    if (this.queuedRead !== undefined) return this.queuedRead;
+    if (this.currentRead === undefined) return this.sendRead();
+    const queued = this.currentRead.then(
+      () => this.sendRead(),
+      () => this.sendRead(),
+    );
+    this.queuedRead = queued;
+    return queued;
+  }
+
+  private sendRead(): Promise<number> {
+    this.queuedRead = undefined;
+    const read = (async (): Promise<number> => {
+      const r = await this.opts.client.txn([], [{ range: { key: `${this.opts.prefix}meta/revision` } }, { range: { key: this.authKey } }]);
+      let target = 0;
+      for (const range of r.ranges) for (const kv of range?.kvs ?? []) target = Math.max(target, kv.modRevision);
+      return target;
+    })();
+    this.currentRead = read;
+    const clear = (): void => {
+      if (this.currentRead === read) this.currentRead = undefined;
+    };
+    void read.then(clear, clear);
+    return read;
   }
 
   private async resync(): Promise<void> {
