@@ -1,9 +1,8 @@
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { z } from 'zod';
 import { TokenTtlSecondsSchema } from '../security/auth-store.js';
 import {
   ExposeArgsSchema,
-  GetArgsSchema,
   JoinRequestSchema,
   MAX_BODY_BYTES,
   RoleSchema,
@@ -11,7 +10,6 @@ import {
   AutoscaleArgsSchema,
   type JoinResponse,
   type Role,
-  type WhoAmI,
 } from '../../protocol/api.js';
 import { OrchardError, parseOrThrow } from '../../protocol/errors.js';
 import { LabelsSchema, NameSchema } from '../../protocol/manifest.js';
@@ -24,7 +22,7 @@ import { toOrchardError } from './errors.js';
 import { registerDashboardRoutes } from './dashboard.js';
 import { SECURITY_HEADERS } from './security-headers.js';
 import { resolveTimeouts, type HubTimeouts } from '../security/limits.js';
-import { apiTokenIdentity, joinTokenIdentity } from '../security/rate-limit.js';
+import { joinTokenIdentity } from '../security/rate-limit.js';
 import { registerTokenRoutes, type TokenRevocation } from './routes-tokens.js';
 import { registerConfigRoutes } from './routes-config.js';
 import { registerNodeRoutes } from './routes-nodes.js';
@@ -39,31 +37,18 @@ import type { UsageStore } from '../metrics/usage-store.js';
 import { RolloutOperations } from '../rollout/rollout-ops.js';
 import { redactSecret } from '../secrets/secret-codec.js';
 import { WatchStreams, type WatchStreamsOptions } from './watch-streams.js';
-import { OPERATIONS, allowed, requiredRole, type Operation } from '../security/authz.js';
 import { RouteRules } from './route-rules.js';
-import { parseParams, parseQuery } from './request-parse.js';
+import { guardFactory, tokenAuthenticator, type ApiPrincipal, type TokenAuth } from './authenticate.js';
+import { registerObjectReadRoutes } from './routes-objects.js';
+import { parseQuery } from './request-parse.js';
 import type { Health, HubListMessage } from '../../protocol/hubs.js';
 
-export interface ApiPrincipal {
-  /** The API token's id (watch streams are counted and closed per token); the name when absent. */
-  id?: string;
-  name: string;
-  role: Role;
-}
+export type { ApiPrincipal };
 
 /** What the API needs from the security layer; hub.ts adapts the AuthStore to it. */
-export interface ApiAuth {
-  authenticate(token: string): ApiPrincipal | undefined;
+export interface ApiAuth extends TokenAuth {
   /** Whether the API token with this id still exists and has not expired (open watch streams re-check). */
   isTokenActive?(id: string): boolean;
-  /**
-   * True when `identity` (the public part of the credential: see hub/security/rate-limit.ts) has
-   * failed too often from this source, or the source as a whole has. Asked only once a credential
-   * has failed (its failure is then answered 429): a correct credential is accepted even then.
-   */
-  limited(source: string, identity: string): boolean;
-  /** Counts a failed login of `identity` from `source`. */
-  failed(source: string, identity: string): void;
   caPem(): string | undefined;
   /** Refuses an enrolled name (ERR_NODE_EXISTS) unless the token was made to replace it. */
   join(token: string, node: string): { credential: string; labels: Record<string, string>; replaced: boolean };
@@ -119,12 +104,6 @@ const TokenCreateSchema = z.strictObject({
   role: RoleSchema.optional(),
   name: z.string().min(1).max(128).optional(),
 });
-
-declare module 'fastify' {
-  interface FastifyRequest {
-    principal?: ApiPrincipal;
-  }
-}
 
 /** Builds the web API (not yet listening). Every route validates its input with zod. */
 export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
@@ -196,28 +175,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   });
 
   // One check for every guarded route and the exec WebSocket upgrade (which fastify does not route).
-  const authenticate = (authorization: string | undefined, source: string, op: Operation): ApiPrincipal => {
-    const header = authorization ?? '';
-    const m = /^Bearer\s+(\S+)$/i.exec(header);
-    // Verified first, always: a lock on this token id or this address refuses failures, never a valid token.
-    const principal = m?.[1] ? deps.auth.authenticate(m[1]) : undefined;
-    if (!principal) {
-      if (!m) throw new OrchardError('ERR_UNAUTHENTICATED', 'missing "Authorization: Bearer <token>" header');
-      const identity = apiTokenIdentity(m[1] ?? '');
-      const locked = deps.auth.limited(source, identity);
-      deps.auth.failed(source, identity);
-      if (locked) throw new OrchardError('ERR_RATE_LIMITED', 'too many failed logins with this token from this address; try again later');
-      throw new OrchardError('ERR_UNAUTHENTICATED', 'the API token is unknown, expired or revoked');
-    }
-    if (!allowed(principal.role, op)) {
-      throw new OrchardError('ERR_FORBIDDEN', `role "${principal.role}" may not do this (needs ${requiredRole(op)})`);
-    }
-    return principal;
-  };
-  const need = (op: Operation) =>
-    rules.tag(async (req: FastifyRequest): Promise<void> => {
-      req.principal = authenticate(req.headers.authorization, req.ip, op);
-    }, op);
+  const authenticate = tokenAuthenticator(deps.auth);
+  const need = guardFactory(rules, authenticate);
 
   const watches = new WatchStreams({
     ...deps.watch,
@@ -332,28 +291,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     return deps.ops.delete(plural, name);
   });
 
-  // ---- reads ----
-  // The caller's own token (static path: wins over /api/v1/:plural).
-  app.get('/api/v1/whoami', { preHandler: need('whoami') }, async (req): Promise<WhoAmI> => {
-    const p = req.principal!;
-    return { name: p.name, ...(p.id !== undefined ? { id: p.id } : {}), role: p.role, operations: OPERATIONS.filter((op) => allowed(p.role, op)) };
-  });
-  app.get('/api/v1/:plural', { preHandler: need('list') }, async (req) => {
-    const { plural } = req.params as { plural: string };
-    const q = parseQuery(
-      z.object({ labelSelector: z.string().max(1024).optional(), involvedObject: z.string().max(300).optional(), node: z.string().max(253).optional() }),
-      req,
-    );
-    return deps.ops.list(plural, {
-      ...(q.labelSelector ? { labelSelector: parseSelector(q.labelSelector) } : {}),
-      ...(q.involvedObject ? { involvedObject: q.involvedObject } : {}),
-      ...(q.node ? { nodeName: q.node } : {}),
-    });
-  });
-  app.get('/api/v1/:plural/:name', { preHandler: need('get') }, async (req) => {
-    const { plural, name } = parseParams(GetArgsSchema.extend({ plural: z.string() }).omit({ kind: true }), req) as { plural: string; name: string };
-    return deps.ops.get(plural, name);
-  });
+  // ---- reads (whoami, list, get: shared with a standby's read port, routes-objects.ts) ----
+  registerObjectReadRoutes(app, { need, ops: deps.ops });
 
   // ---- watch (SSE): one line per store event, for dashboards and `rollout status` ----
   app.get('/api/v1/watch', { preHandler: need('watch') }, (req, reply) => {
@@ -407,18 +346,5 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   return app;
 }
 
-/** `a=b,c=d` → {a:'b', c:'d'}. */
-export function parseSelector(s: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const part of s.split(',')) {
-    const [k, v] = part.split('=');
-    if (!k || v === undefined)
-      throw new OrchardError('ERR_VALIDATION', `labelSelector "${s}" must look like key=value,key2=value2`, {
-        details: { issues: [{ path: 'labelSelector', message: 'must be key=value pairs separated by commas' }] },
-      });
-    out[k.trim()] = v.trim();
-  }
-  return out;
-}
-
+export { parseSelector } from './routes-objects.js';
 export type { FastifyReply };

@@ -8,12 +8,17 @@ import { downloadIdentity } from '../store/etcd/bootstrap.js';
 import type { EtcdClient } from '../store/etcd/etcd-client.js';
 import type { HubMembers } from './hub-members.js';
 import { StandbyServer } from './standby-server.js';
+import { StoreMirror } from './store-mirror.js';
 
 /**
  * While a hub waits for leadership: open its HTTP port as a StandbyServer as soon as it can
  * speak TLS with the group's identity. The CA comes from etcd (sealed with the HA secret), so
  * a standby with an empty data dir first waits for the group's first leader to upload it;
  * until then the port stays closed. Never makes a CA of its own: that would split the group.
+ *
+ * Meanwhile it keeps a copy of the group's store and credentials from etcd (StoreMirror) and
+ * serves the object reads from it (standby-server.ts); the copy is dropped at takeover (the new
+ * leader loads the store itself).
  *
  * `failed` rejects when waiting cannot succeed (the HA secret does not open the group's
  * identity, the port is taken): the hub exits with that error rather than idle unreachable.
@@ -48,6 +53,8 @@ export function runStandby(o: StandbyOptions): Standby {
   const failed = new Promise<never>((_resolve, reject) => (fail = reject));
   failed.catch(() => undefined);
   let waitingLogged = false;
+  const mirror = new StoreMirror({ client: o.client, prefix: o.prefix, key: o.key, clock: o.clock, log: o.log });
+  void mirror.start();
 
   const attempt = async (): Promise<void> => {
     timer = undefined;
@@ -66,13 +73,15 @@ export function runStandby(o: StandbyOptions): Standby {
         tls = { cert: pki.certPem, key: pki.keyPem };
       }
       if (stopped) return;
-      const s = await StandbyServer.start({ host: o.host, port: o.port, id: o.id, members: o.members, ...(tls ? { tls } : {}) });
+      const s = await StandbyServer.start({ host: o.host, port: o.port, id: o.id, members: o.members, reads: { mirror, log: o.log }, ...(tls ? { tls } : {}) });
       if (stopped) {
         await s.close();
         return;
       }
       server = s;
-      o.log.info('standby: HTTP port open (answers /healthz and ERR_NOT_LEADER naming the leader); MQTT stays closed', { port: s.port });
+      o.log.info('standby: HTTP port open (serves object reads from etcd, answers other calls with ERR_NOT_LEADER naming the leader); MQTT stays closed', {
+        port: s.port,
+      });
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       if (OrchardError.is(err, 'ERR_VALIDATION') || e.code === 'EADDRINUSE' || e.code === 'EACCES') {
@@ -95,6 +104,7 @@ export function runStandby(o: StandbyOptions): Standby {
       const s = server;
       server = undefined;
       await s?.close();
+      mirror.stop();
     },
   };
 }

@@ -154,6 +154,8 @@ export class AuthStore {
   private apiTokensById = new Map<string, ApiTokenRecord>();
   private readonly file: string;
   private readonly now: () => Date;
+  /** A view of another hub's credentials (AuthStore.view): every change is refused. */
+  private readOnly = false;
 
   private constructor(
     private readonly dataDir: string,
@@ -184,6 +186,28 @@ export class AuthStore {
     } else {
       store.commit(store.state);
     }
+    return store;
+  }
+
+  /**
+   * A read-only view of an `auth.json` content another hub wrote (a standby hub reads the leader's
+   * copy from etcd): the same checks as the leader's store (`authenticateApiToken`,
+   * `isApiTokenActive`, …); any change throws ERR_NOT_LEADER and nothing is written anywhere. A
+   * content that does not parse is ERR_STORE.
+   */
+  static view(content: string, opts: { now?: () => Date } = {}): AuthStore {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(content);
+    } catch (err) {
+      throw new OrchardError('ERR_STORE', `auth.json is not JSON: ${(err as Error).message}`, { cause: err });
+    }
+    const r = AuthFileSchema.safeParse(raw);
+    if (!r.success) throw new OrchardError('ERR_STORE', validationError(r.error, AUTH_FILE).message);
+    // No data dir: commit() refuses before it would touch a path.
+    const store = new AuthStore('', '0'.repeat(64), opts.now);
+    store.readOnly = true;
+    store.swap(r.data);
     return store;
   }
 
@@ -430,6 +454,7 @@ export class AuthStore {
 
   /** Persist first, then swap: a failed write leaves memory and disk as they were. */
   private commit(next: AuthFile): void {
+    if (this.readOnly) throw new OrchardError('ERR_NOT_LEADER', 'credentials change only on the leading hub (this is a read-only view)');
     const content = `${JSON.stringify(next, null, 2)}\n`;
     try {
       writeFileAtomicSync(this.file, content);

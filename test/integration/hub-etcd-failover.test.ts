@@ -83,7 +83,7 @@ describe('hub processes on etcd: leader, standby, failover', () => {
     }
   };
 
-  it('the leader acknowledges a write only once etcd has it; a standby answers only /healthz and ERR_NOT_LEADER naming the leader; kill -9 hands over within the lease, identity and tokens included', async () => {
+  it('the leader acknowledges a write only once etcd has it; a standby answers /healthz and reads, and ERR_NOT_LEADER naming the leader to writes; kill -9 hands over within the lease, identity and tokens included', async () => {
     const a = await startHub('a');
     await waitFor('hub a serving', () => healthy(a), 30_000, 100).catch((e: unknown) => {
       throw new Error(`${String(e)}\n${a.proc.output()}`);
@@ -101,7 +101,7 @@ describe('hub processes on etcd: leader, standby, failover', () => {
     expect(caKey).not.toMatch(/PRIVATE KEY/);
 
     const b = await startHub('b');
-    // A standby opens its HTTP port (TLS with the group's CA) to say who leads; it serves nothing else.
+    // A standby opens its HTTP port (TLS with the group's CA) to say who leads and serve reads from etcd; writes go to the leader.
     const standbyHealth = await waitFor(
       'standby b answering /healthz',
       async () => {
@@ -112,7 +112,10 @@ describe('hub processes on etcd: leader, standby, failover', () => {
       100,
     );
     expect(standbyHealth.body).toMatchObject({ ok: true, role: 'standby', leader: { api: a.server, epoch: leaderA.createRevision } });
-    const refused = await request(b.server, 'GET', '/api/v1/deployments/web', { token, ca: caOf(a.dir) });
+    const readOnB = await request(b.server, 'GET', '/api/v1/deployments/web', { token, ca: caOf(a.dir) });
+    expect(readOnB.status).toBe(200);
+    expect((readOnB.body as { spec: { replicas: number } }).spec.replicas).toBe(2);
+    const refused = await request(b.server, 'POST', '/api/v1/deployments/web/scale', { token, ca: caOf(a.dir), body: { replicas: 3 } });
     expect(refused.status).toBe(503);
     expect(refused.body).toMatchObject({ code: 'ERR_NOT_LEADER', details: { leader: a.server } });
     expect(b.proc.output()).toMatch(/standby: another hub leads/);

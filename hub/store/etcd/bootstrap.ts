@@ -113,6 +113,32 @@ export function bootstrapWrites(
   return { writes, manifest };
 }
 
+/** The manifest a split file's key holds, or undefined for a plain sealed blob. */
+export function parseManifest(text: string): Manifest | undefined {
+  try {
+    const m = ManifestSchema.safeParse(JSON.parse(text));
+    return m.success ? m.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Where `file`'s parts live (all versions): a watcher keeps the keys under it to join them. */
+export function bootstrapPartsPrefix(prefix: string, file: string): string {
+  return `${keyOf(prefix, file)}.parts/`;
+}
+
+/** The sealed blob a manifest names, joined from `parts` (key → value), or undefined when one is missing or the SHA-256 differs. */
+export function joinParts(prefix: string, file: string, manifest: Manifest, parts: ReadonlyMap<string, string>): string | undefined {
+  let sealed = '';
+  for (let n = 0; n < manifest.parts; n++) {
+    const p = parts.get(partKey(prefix, file, manifest.sha256, n));
+    if (p === undefined) return undefined;
+    sealed += p;
+  }
+  return createHash('sha256').update(sealed).digest('hex') === manifest.sha256 ? sealed : undefined;
+}
+
 /** The sealed blob etcd holds for `file` (joined from its parts when split), and its manifest; undefined when absent. */
 export async function readSealed(client: EtcdClient, prefix: string, file: string): Promise<{ sealed: string; manifest: Manifest | undefined } | undefined> {
   // A writer replacing the file between our two reads deletes the parts we were about to read:
@@ -121,13 +147,7 @@ export async function readSealed(client: EtcdClient, prefix: string, file: strin
     const kv = await client.get(keyOf(prefix, file));
     if (kv === undefined) return undefined;
     const text = kv.value.toString('utf8');
-    let manifest: Manifest | undefined;
-    try {
-      const m = ManifestSchema.safeParse(JSON.parse(text));
-      if (m.success) manifest = m.data;
-    } catch {
-      // Not JSON: openBootstrap says so.
-    }
+    const manifest = parseManifest(text);
     if (manifest === undefined) return { sealed: text, manifest: undefined };
     const got = await client.range(partsPrefix(prefix, file, manifest.sha256), { prefix: true });
     const sealed = got.kvs.map((p) => p.value.toString('utf8')).join('');

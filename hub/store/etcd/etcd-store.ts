@@ -83,7 +83,7 @@ export interface EtcdStoreOptions extends StoreOptions {
   onCompactError?: (err: unknown) => void;
 }
 
-interface QueuedOp {
+export interface QueuedOp {
   key: string;
   /** undefined = delete. */
   value: string | undefined;
@@ -114,11 +114,11 @@ export function revisionText(rev: number): string {
 }
 
 /** A staged write: `P<key>\n<value>` or `D<key>` (keys never hold a newline; no JSON escaping, so no growth). */
-function encodeStaged(o: QueuedOp): string {
+export function encodeStaged(o: QueuedOp): string {
   return o.value === undefined ? `D${o.key}` : `P${o.key}\n${o.value}`;
 }
 
-function decodeStaged(text: string): QueuedOp | undefined {
+export function decodeStaged(text: string): QueuedOp | undefined {
   if (text.startsWith('D')) return { key: text.slice(1), value: undefined };
   const nl = text.indexOf('\n');
   if (!text.startsWith('P') || nl < 0) return undefined;
@@ -192,49 +192,18 @@ export class EtcdStore extends BaseStore {
    */
   static async open(opts: EtcdStoreOptions): Promise<EtcdStore> {
     const prefix = opts.prefix ?? '/orchard/';
-    const objPrefix = `${prefix}objects/`;
-    const stagePrefix = `${prefix}staging/`;
     try {
-      const first = await opts.client.range(objPrefix, { prefix: true, limit: 2000 });
-      const pinned = first.revision;
-      const byKey = new Map<string, string>();
-      for (const kv of await rangeAll(opts.client, objPrefix, pinned, first)) byKey.set(kv.key, kv.value.toString('utf8'));
-      const meta = await opts.client.range(`${prefix}meta/revision`, { revision: pinned });
-      let metaRev = Number(meta.kvs[0]?.value.toString('utf8') ?? '0');
-      const commit = (await opts.client.range(`${prefix}meta/commit`, { revision: pinned })).kvs[0]?.value.toString('utf8');
-      const staged = await rangeAll(opts.client, stagePrefix, pinned);
-      const redo: { stageKey: string; op: QueuedOp }[] = [];
-      const orphans: string[] = [];
-      for (const kv of staged) {
-        const op = decodeStaged(kv.value.toString('utf8'));
-        if (commit !== undefined && kv.key.startsWith(`${stagePrefix}${commit}/`) && op !== undefined) redo.push({ stageKey: kv.key, op });
-        else orphans.push(kv.key);
-      }
-      // The committed large transaction, as it will be once completed: its writes win.
-      for (const { op } of redo) {
-        if (op.key === `${prefix}meta/revision` && op.value !== undefined) metaRev = Number(op.value);
-        else if (op.key.startsWith(objPrefix)) {
-          if (op.value === undefined) byKey.delete(op.key);
-          else byKey.set(op.key, op.value);
-        }
-      }
-      const objects: AnyObject[] = [];
-      let maxRv = 0;
-      for (const [key, json] of byKey) {
-        const obj = parseStored(key, json, objPrefix);
-        objects.push(obj);
-        if (obj.metadata.resourceVersion > maxRv) maxRv = obj.metadata.resourceVersion;
-      }
-      // Names sorted per kind, so a Deployment's replicas arrive together and share structure.
-      objects.sort((a, b) => (a.kind === b.kind ? (a.metadata.name < b.metadata.name ? -1 : 1) : a.kind < b.kind ? -1 : 1));
-      const revision = Math.max(Number.isFinite(metaRev) ? metaRev : 0, maxRv);
-      const store = new EtcdStore(opts, { objects, revision });
-      if (commit !== undefined || orphans.length > 0) await store.finishStaged(commit, redo, orphans);
+      const snap = await readStoreSnapshot(opts.client, prefix);
+      const redo = snap.committed;
+      const applied = new Set(redo);
+      const orphans = snap.staged.filter((s) => !applied.has(s)).map((s) => s.stageKey);
+      const store = new EtcdStore(opts, { objects: snap.objects, revision: snap.storeRevision });
+      if (snap.commit !== undefined || orphans.length > 0) await store.finishStaged(snap.commit, redo, orphans);
       // Chunks in flight write meta/revision only when it grows (a VALUE compare): that needs the
       // key present and padded. A new prefix, or one an older hub wrote unpadded, gets it now.
       const stored = (await opts.client.range(`${prefix}meta/revision`)).kvs[0]?.value.toString('utf8');
-      if (stored === undefined || !/^\d{20}$/.test(stored) || Number(stored) < revision) {
-        await store.send([{ put: { key: `${prefix}meta/revision`, value: revisionText(revision) } }]);
+      if (stored === undefined || !/^\d{20}$/.test(stored) || Number(stored) < snap.storeRevision) {
+        await store.send([{ put: { key: `${prefix}meta/revision`, value: revisionText(snap.storeRevision) } }]);
       }
       return store;
     } catch (err) {
@@ -680,8 +649,75 @@ export class EtcdStore extends BaseStore {
   }
 }
 
+/** One staged write of a large store transaction (see EtcdStore): its staging key and the write. */
+export interface StagedWrite {
+  stageKey: string;
+  op: QueuedOp;
+}
+
+/**
+ * The object space of a hub group as one etcd revision shows it: what EtcdStore.open loads, and
+ * what a standby's StoreMirror (hub/ha/store-mirror.ts) starts from. `objects` already include the
+ * staged writes of a committed large store transaction (`committed`), as they will be once a leader
+ * completes it; `staged` is every staging key (committed or not) with its decoded write, in key
+ * order. Objects are sorted by kind, then name (a Deployment's replicas arrive together and share
+ * structure in the cache).
+ */
+export interface StoreSnapshot {
+  /** The etcd revision everything was read at. */
+  revision: number;
+  /** The store's own revision (`meta/revision`, or the highest resourceVersion when larger). */
+  storeRevision: number;
+  objects: AnyObject[];
+  commit: string | undefined;
+  staged: StagedWrite[];
+  committed: StagedWrite[];
+}
+
+export async function readStoreSnapshot(client: Pick<EtcdClient, 'range'>, prefix: string): Promise<StoreSnapshot> {
+  const objPrefix = `${prefix}objects/`;
+  const stagePrefix = `${prefix}staging/`;
+  const first = await client.range(objPrefix, { prefix: true, limit: 2000 });
+  const pinned = first.revision;
+  const byKey = new Map<string, string>();
+  for (const kv of await rangeAll(client, objPrefix, pinned, first)) byKey.set(kv.key, kv.value.toString('utf8'));
+  const meta = await client.range(`${prefix}meta/revision`, { revision: pinned });
+  let metaRev = Number(meta.kvs[0]?.value.toString('utf8') ?? '0');
+  const commit = (await client.range(`${prefix}meta/commit`, { revision: pinned })).kvs[0]?.value.toString('utf8');
+  const staged: StagedWrite[] = [];
+  const committed: StagedWrite[] = [];
+  for (const kv of await rangeAll(client, stagePrefix, pinned)) {
+    const op = decodeStaged(kv.value.toString('utf8'));
+    if (op === undefined) {
+      // Not a staged write of this format: never applied; open() deletes it with the orphans.
+      staged.push({ stageKey: kv.key, op: { key: '', value: undefined } });
+      continue;
+    }
+    const w = { stageKey: kv.key, op };
+    staged.push(w);
+    if (commit !== undefined && kv.key.startsWith(`${stagePrefix}${commit}/`)) committed.push(w);
+  }
+  // The committed large transaction, as it will be once completed: its writes win.
+  for (const { op } of committed) {
+    if (op.key === `${prefix}meta/revision` && op.value !== undefined) metaRev = Number(op.value);
+    else if (op.key.startsWith(objPrefix)) {
+      if (op.value === undefined) byKey.delete(op.key);
+      else byKey.set(op.key, op.value);
+    }
+  }
+  const objects: AnyObject[] = [];
+  let maxRv = 0;
+  for (const [key, json] of byKey) {
+    const obj = parseStored(key, json, objPrefix);
+    objects.push(obj);
+    if (obj.metadata.resourceVersion > maxRv) maxRv = obj.metadata.resourceVersion;
+  }
+  objects.sort((a, b) => (a.kind === b.kind ? (a.metadata.name < b.metadata.name ? -1 : 1) : a.kind < b.kind ? -1 : 1));
+  return { revision: pinned, storeRevision: Math.max(Number.isFinite(metaRev) ? metaRev : 0, maxRv), objects, commit, staged, committed };
+}
+
 /** Every key under `prefix` at `revision`, page by page (`first` = the first page when already read). */
-async function rangeAll(client: EtcdClient, prefix: string, revision: number, first?: RangeResult): Promise<KeyValue[]> {
+async function rangeAll(client: Pick<EtcdClient, 'range'>, prefix: string, revision: number, first?: RangeResult): Promise<KeyValue[]> {
   const out: KeyValue[] = [];
   let page = first ?? (await client.range(prefix, { prefix: true, limit: 2000, revision }));
   for (;;) {
@@ -697,7 +733,8 @@ function opBytes(o: QueuedOp): number {
   return Buffer.byteLength(o.key) + (o.value === undefined ? 0 : Buffer.byteLength(o.value));
 }
 
-function parseStored(key: string, json: string, objPrefix: string): AnyObject {
+/** The object stored under `key` (`<objPrefix><Kind>/<name>`); ERR_STORE when it is not JSON or names another object. */
+export function parseStored(key: string, json: string, objPrefix: string): AnyObject {
   const [kind, ...rest] = key.slice(objPrefix.length).split('/');
   const name = rest.join('/');
   let obj: AnyObject;
