@@ -16,7 +16,19 @@ import type { Compare, EtcdClient, TxnOp, Watch } from './etcd-client.js';
  * - **Local deadline**: the leader also stops on its own at `lastKeepAliveSent + ttl` without a
  *   successful renewal (measured from when the keep-alive was *sent*, so a slow answer never
  *   stretches it), so it stops acting before anyone else can have been elected.
+ * - **Keep-alive period**: TTL/3, but at most 1 s. A dead leader is replaced after at most the
+ *   TTL whatever the period; what the period sets is how long the event loop may stall before
+ *   the deadline fires: TTL − period (5 s at the default 6 s TTL; 6.7 s at TTL/3 of 10 s). One
+ *   small etcd request a second per hub is the cost.
  */
+
+/** The leader lease's TTL by default (`orchard hub --leader-ttl`): docs/ha.md says why 6 s. */
+export const DEFAULT_LEADER_TTL_S = 6;
+
+/** How often a candidate renews its lease: TTL/3, at most 1 s, at least 200 ms. */
+export function keepAlivePeriodMs(ttlSeconds: number): number {
+  return Math.max(200, Math.min(1000, (ttlSeconds * 1000) / 3));
+}
 
 export interface ElectionOptions {
   client: EtcdClient;
@@ -24,7 +36,7 @@ export interface ElectionOptions {
   key: string;
   /** This candidate's identity (the hub's advertised address); stored as the key's value. */
   id: string;
-  /** Lease TTL in seconds (etcd's minimum is its election timeout, ≈ 1 s; default 10). */
+  /** Lease TTL in seconds (etcd's minimum is its election timeout, ≈ 1 s; default DEFAULT_LEADER_TTL_S). */
   ttlSeconds?: number;
   clock: Clock;
   /**
@@ -50,7 +62,7 @@ export class Election {
   private readonly ttl: number;
 
   constructor(private readonly opts: ElectionOptions) {
-    this.ttl = opts.ttlSeconds ?? 10;
+    this.ttl = opts.ttlSeconds ?? DEFAULT_LEADER_TTL_S;
   }
 
   get status(): ElectionState {
@@ -156,7 +168,7 @@ export class Election {
 
   private scheduleKeepAlive(): void {
     if (this.keepAliveTimer !== undefined) this.opts.clock.clearTimeout(this.keepAliveTimer);
-    this.keepAliveTimer = this.opts.clock.setTimeout(() => void this.keepAlive(), Math.max(200, (this.ttl * 1000) / 3));
+    this.keepAliveTimer = this.opts.clock.setTimeout(() => void this.keepAlive(), keepAlivePeriodMs(this.ttl));
   }
 
   private async keepAlive(): Promise<void> {
