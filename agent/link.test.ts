@@ -229,7 +229,7 @@ describe('Link back-off and watchdog', () => {
     }
   });
 
-  it('reconnects with growing delays while the broker is down', async () => {
+  it('reconnects with growing delays while nothing listens, up to the 2 s ceiling of refusals', async () => {
     const clock = new FakeClock(Date.now());
     // Port 1 on loopback refuses at once.
     const l = new Link(NODE, { url: 'mqtt://127.0.0.1:1', random: () => 0.999 }, { onDesired: () => {} }, { clock });
@@ -248,6 +248,13 @@ describe('Link back-off and watchdog', () => {
       expect(l.connects).toBe(2);
       clock.advance(498);
       await waitUntil(() => l.connects === 3);
+      await waitUntil(() => clock.pending >= 2);
+      clock.advance(1997); // attempt 2 waits 1998 ms again (a busy hub's window would be 3996 ms)
+      await new Promise((r) => setTimeout(r, 50));
+      expect(l.connects).toBe(3);
+      clock.advance(1);
+      await waitUntil(() => l.connects === 4);
+      expect(l.failures.refused).toBe(3);
     } finally {
       await l.stop();
     }

@@ -41,6 +41,17 @@ import { silentLogger, systemClock } from './clock.js';
  *   is closed, a dead hub refuses or times out); the back-off exponent grows once per round
  *   through the list, so trying the others costs no extra wait but a fleet still spreads out.
  *   The link reads the retained `orchard/v1/hubs` list and hands it to `hubs.update`.
+ * - A refused dial is not a busy hub. ECONNREFUSED (or no route to the host) means no hub
+ *   listens there: a standby during an election, a hub restarting. Nothing reached a hub, so
+ *   retrying soon costs no hub anything. For the first `refusedFastForMs` (60 s) of an outage, a
+ *   refusal neither grows the window past `refusedCapMs` (2 s) nor waits more than its share of
+ *   that window (window / addresses), so the whole list is tried again within ≤ 2 s and a new
+ *   leader is found within ≈ 2 s of listening, not after 16–30 s of back-off grown on
+ *   refusals. Everything that reached a live hub (a TLS or CONNACK timeout, a reset after
+ *   accept, a CONNACK refusal such as "server unavailable", a lost session) keeps the full
+ *   exponential back-off up to 30 s: that is the signal of a busy hub, and a fleet must spread
+ *   out for it. After 60 s of refusals the outage is not a failover, and refusals back off fully
+ *   too (a device does not dial a stopped hub every second for hours, nor log it).
  */
 
 export interface LinkOptions {
@@ -55,6 +66,10 @@ export interface LinkOptions {
   backoffBaseMs?: number;
   backoffCapMs?: number;
   connectTimeoutMs?: number;
+  /** Ceiling of the back-off window after a refused dial (no hub listening), default 2 s. */
+  refusedCapMs?: number;
+  /** How long into an outage refusals keep that ceiling (default 60 s); then they back off fully. */
+  refusedFastForMs?: number;
   /** Injected for tests (full jitter uses it). */
   random?: () => number;
   /** Every hub address to dial (an etcd group), read at each dial; `url` alone when absent or empty. */
@@ -81,6 +96,24 @@ export interface LinkHandlers {
   onStatusDelivered?(msg: NodeStatusMessage): void;
 }
 
+/**
+ * Socket errors that mean no hub listens at the address dialled: the peer's kernel refused the
+ * SYN, or no route leads to the host. mqtt.js emits the socket's error (with its errno `code`) on
+ * the client before 'close'. Every other failure (ECONNRESET after accept, a TLS error, mqtt.js'
+ * codeless "connack timeout", a CONNACK return code, a close without any error) reached a hub or
+ * may have, and backs off fully. DNS failures are not here: a fleet retrying every second would
+ * load the resolver.
+ */
+const NO_HUB_THERE = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+/** How a connection attempt (or an established session) ended. */
+export type LinkFailure = 'refused' | 'failed';
+
+export function classifyLinkError(err: unknown): LinkFailure {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && NO_HUB_THERE.has(code) ? 'refused' : 'failed';
+}
+
 export class Link {
   private readonly clock: Clock;
   private readonly log: Logger;
@@ -89,6 +122,10 @@ export class Link {
   private client: MqttClient | undefined;
   private stopped = true;
   private attempt = 0;
+  /** When the link last went down (or started without a connect); undefined while connected. */
+  private downSince: number | undefined;
+  /** A refused dial was logged in this outage (later ones go to debug: SD cards). */
+  private refusedLogged = false;
   private reconnectTimer: TimerHandle | undefined;
   private watchdogTimer: TimerHandle | undefined;
   private lastActivity = 0;
@@ -98,6 +135,8 @@ export class Link {
   private hubDeflates = false;
   /** Clients built so far (tests, metrics). */
   connects = 0;
+  /** Attempts that ended refused (no hub listening) and those that ended otherwise (tests, benchmarks). */
+  readonly failures: Record<LinkFailure, number> = { refused: 0, failed: 0 };
   /** The address the current client dials (or dialled last). */
   dialing = '';
   /** The hub list payload last handed on: a reconnect redelivers the same retained bytes. */
@@ -233,9 +272,14 @@ export class Link {
     this.dialing = url;
     const c = connect(url, options);
     this.client = c;
+    // Refused only when every error this client saw says nobody listens, and it never connected.
+    let failure: LinkFailure | undefined;
     c.on('connect', () => {
       if (this.client !== c) return;
+      failure = 'failed'; // a session that later drops reached a hub
       this.attempt = 0;
+      this.downSince = undefined;
+      this.refusedLogged = false;
       this.lastActivity = this.clock.now();
       this.log.info('link connected', { url });
       if (this.opts.hubs !== undefined) {
@@ -278,13 +322,17 @@ export class Link {
       this.onMessage(topic, payload);
     });
     // mqtt.js emits 'error' for refused connections and TLS failures; without a listener it would throw.
+    // A refusal is said once per outage, by the reconnect line (a standby refuses every second of an election).
     c.on('error', (err) => {
-      this.log.warn('link error', { error: err.message });
+      const kind = classifyLinkError(err);
+      failure = failure === undefined || failure === 'refused' ? kind : 'failed';
+      if (kind === 'refused') this.log.debug('link error', { error: err.message });
+      else this.log.warn('link error', { error: err.message });
     });
     c.on('close', () => {
       if (this.client !== c) return;
       this.safe(() => this.handlers.onDisconnect?.());
-      this.scheduleReconnect();
+      this.scheduleReconnect(failure ?? 'failed');
     });
   }
 
@@ -394,20 +442,41 @@ export class Link {
     this.safe(() => this.handlers.onServiceIndex?.(r.value));
   }
 
-  /** Full jitter: uniform in [0, min(cap, base × 2^round)), one round = one try of every address. */
-  nextDelayMs(): number {
+  /** The back-off window before the next dial: min(cap, base × 2^round), one round = one try of every address. */
+  private windowMs(): number {
     const base = this.opts.backoffBaseMs ?? 1000;
     const cap = this.opts.backoffCapMs ?? 30_000;
     const round = Math.floor(this.attempt / this.addresses().length);
-    return Math.floor(this.random() * Math.min(cap, base * 2 ** Math.min(round, 20)));
+    return Math.min(cap, base * 2 ** Math.min(round, 20));
   }
 
-  private scheduleReconnect(): void {
+  /**
+   * Full jitter: uniform in [0, window). After a refusal (no hub listening, `fast`): uniform in
+   * [0, min(window, refusedCap) / addresses), so one round of refusals waits one short window in all.
+   */
+  nextDelayMs(failure: LinkFailure = 'failed'): number {
+    const window = this.windowMs();
+    if (failure === 'failed') return Math.floor(this.random() * window);
+    const short = Math.min(window, this.opts.refusedCapMs ?? 2_000);
+    return Math.floor((this.random() * short) / this.addresses().length);
+  }
+
+  private scheduleReconnect(failure: LinkFailure): void {
     if (this.stopped || this.reconnectTimer !== undefined) return;
-    const delay = this.nextDelayMs();
-    this.attempt++;
+    const now = this.clock.now();
+    this.downSince ??= now;
+    this.failures[failure]++;
+    // A refusal early in an outage is cheap for every hub (see the class comment); later it is an outage, not a failover.
+    const fast = failure === 'refused' && now - this.downSince < (this.opts.refusedFastForMs ?? 60_000);
+    const delay = this.nextDelayMs(fast ? 'refused' : 'failed');
+    // Refusals grow the window only up to the refused ceiling: only a live hub's failures grow it beyond.
+    if (!fast || this.windowMs() < (this.opts.refusedCapMs ?? 2_000)) this.attempt++;
+    const from = this.dialing;
     this.advance();
-    this.log.info('link down; reconnecting', { inMs: delay, attempt: this.attempt, to: this.dialing });
+    const fields = { inMs: delay, attempt: this.attempt, from, to: this.dialing, failure };
+    if (failure === 'refused' && this.refusedLogged) this.log.debug('link down; reconnecting', fields);
+    else this.log.info('link down; reconnecting', fields);
+    if (failure === 'refused') this.refusedLogged = true;
     this.reconnectTimer = this.clock.setTimeout(() => {
       this.reconnectTimer = undefined;
       this.rebuild();

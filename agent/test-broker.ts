@@ -17,11 +17,12 @@ export interface TestBroker {
   close(): Promise<void>;
 }
 
-export async function startBroker(): Promise<TestBroker> {
+/** `port` 0 (default) picks a free one; a given port lets a test open a hub where agents were refused. */
+export async function startBroker(port = 0): Promise<TestBroker> {
   const broker = await Aedes.createBroker();
   const server = net.createServer(broker.handle);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as AddressInfo).port;
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+  const bound = (server.address() as AddressInfo).port;
   const clients = new Map<string, Client>();
   const seen: TestBroker['seen'] = [];
   broker.on('client', (c) => clients.set(c.id, c));
@@ -44,7 +45,7 @@ export async function startBroker(): Promise<TestBroker> {
   });
   return {
     broker,
-    url: `mqtt://127.0.0.1:${port}`,
+    url: `mqtt://127.0.0.1:${bound}`,
     clients,
     seen,
     subscribed,

@@ -11,7 +11,7 @@ import { parsePortRange } from './objects/service-allocation.js';
 import { createLogger } from './log.js';
 import { writeFileAtomicSync } from './security/atomic-file.js';
 import { EtcdClient } from './store/etcd/etcd-client.js';
-import { Election } from './store/etcd/election.js';
+import { DEFAULT_LEADER_TTL_S, Election } from './store/etcd/election.js';
 import { EtcdStore } from './store/etcd/etcd-store.js';
 import { bootstrapKey, downloadIdentity, identityMirror, uploadMissingIdentity, type BootstrapShapes } from './store/etcd/bootstrap.js';
 import { settleEpochBase } from './store/etcd/epoch-base.js';
@@ -64,7 +64,9 @@ const USAGE = `usage: orchard hub backup|restore …   (orchard hub backup --hel
                    the hub group's secret (or ORCHARD_HA_SECRET; ≥ 16 characters, the same on every hub
                    of the group): the CA key, tokens and secrets key are kept in etcd encrypted with it
   --leader-ttl DURATION
-                   the leader's lease (default 10s): a dead leader is replaced after at most this
+                   the leader's lease (default ${DEFAULT_LEADER_TTL_S}s): a dead leader is replaced after at most this;
+                   a leader whose event loop stalls for longer than this minus 1 s steps down
+                   (exit 75): raise it on a machine that is often overloaded (docs/ha.md)
   --advertise-api URL, --advertise-mqtt URL
                    with --store etcd: the addresses agents and the CLI reach this hub by, kept in
                    etcd so the leader can tell agents every hub (default: https://HOST:HTTP-PORT and
@@ -513,6 +515,8 @@ export async function leadOnEtcd(
   members: HubMembers;
   self: HubEndpoint;
   epoch: number;
+  /** Date.now when the election was won (before the identity download and the store load). */
+  wonAt: number;
   identityMirror: (file: string, content: string) => void;
   uploadMissingIdentity: () => Promise<string[]>;
   agentVersionsMirror: ReturnType<typeof agentVersionMirror>;
@@ -536,15 +540,19 @@ export async function leadOnEtcd(
     process.exit(EXIT_LOST_LEADERSHIP);
   };
   let elected!: (epoch: number) => void;
+  let wonAt = 0;
   const leading = new Promise<number>((resolve) => (elected = resolve));
   const election = new Election({
     client,
     key: `${prefix}leader`,
     id,
-    ttlSeconds: Math.round((flags['leader-ttl'] ?? 10_000) / 1000),
+    ttlSeconds: Math.round((flags['leader-ttl'] ?? DEFAULT_LEADER_TTL_S * 1000) / 1000),
     clock: systemClock,
     member: { key: memberKey(prefix, id), value: JSON.stringify(self) },
-    onElected: (epoch) => elected(epoch),
+    onElected: (epoch) => {
+      wonAt = Date.now();
+      elected(epoch);
+    },
     onLost: (why) => {
       if (why !== 'stopped') lost(why);
     },
@@ -626,6 +634,7 @@ export async function leadOnEtcd(
     members,
     self,
     epoch,
+    wonAt,
     identityMirror: identityMirror((writes) => store.putRawBatch(writes), prefix, key, shapes),
     uploadMissingIdentity: () => uploadMissingIdentity(client, prefix, dataDir, key, () => election.fence(), shapes),
     agentVersionsMirror: versionsMirror,

@@ -7,6 +7,8 @@
  * processes) that know every hub's MQTT address and move to the next one when theirs drops or
  * refuses (the agent Link's own `hubs` rotation), and a deployment spread over them. Then, `--runs` times:
  *   t0 = `kill -9` of the leader;
+ *   → won: a standby won the election (the dead leader's lease expired), then had the identity
+ *     and the store from etcd ("elected"), then listened;
  *   → API: first 200 on an authenticated read (GET /api/v1/deployments with the admin token) from
  *     any other hub, polled every 100 ms (a standby's port is closed: refused);
  *   → MQTT: first CONNACK (an API-token MQTT session) from any other hub, polled every 100 ms;
@@ -17,12 +19,18 @@
  *   the agents (every container's id and start time before vs after: must be 0), and the node
  *   events (NodeNotReady, Rescheduling, …) the new leader wrote. The killed hub is started again
  *   as a standby before the next run.
- * The pure scheduler at 1,000 nodes (scripts/bench/scheduler.ts) is printed as the machine's
- * calibration figure, and the 1-minute load average before each kill.
+ * Also per run: the agents' link attempts that were refused (no hub listening) and those that
+ * failed otherwise (agent/link.ts), and the longest event-loop stalls of the old leader while it
+ * led and of the new one from winning to ready (a stall longer than TTL − 1 s costs a leader its
+ * lease). The pure scheduler at 1,000 nodes (scripts/bench/scheduler.ts) is printed as the
+ * machine's calibration figure, and the 1-minute load average before each kill.
  *
  * Run: npx tsx scripts/bench/failover.ts [--nodes 1000] [--pods 3000] [--hubs 3] [--runs 3]
- *   [--leader-ttl 10s] [--procs 2] [--usage-interval-ms 30000] [--deadline-ms 120000] [--setup-ms 600000]
- *   [--max-minutes 30] [--scheduler-pods 20000 | --no-scheduler] [--md out.md] [--json out.json]
+ *   [--leader-ttl 6s (the hub's default)] [--old-agent-backoff] [--procs 2] [--usage-interval-ms 30000]
+ *   [--deadline-ms 120000] [--setup-ms 600000] [--max-minutes 30] [--scheduler-pods 20000 | --no-scheduler]
+ *   [--md out.md] [--json out.json]
+ * --old-agent-backoff: the agents back off on refusals as a busy hub (agent/link.ts `refusedFastForMs: 0`),
+ * the agent's behaviour before refusals got their short window; for before/after comparisons.
  *
  * Bounded: every phase has a deadline and the whole run stops after --max-minutes. Every process
  * it starts (etcd members, hubs, workers) is killed on any exit, and its temp dirs removed; ports
@@ -35,6 +43,7 @@ import { parseArgs } from 'node:util';
 import mqtt from 'mqtt';
 import { apiTokenId } from '../../protocol/api.js';
 import { userClientId } from '../../protocol/topics.js';
+import { DEFAULT_LEADER_TTL_S } from '../../hub/store/etcd/election.js';
 import { EtcdCluster, type EtcdMemberStatus } from '../../test/helpers/etcd.js';
 import { freePort } from '../../test/helpers/procs.js';
 import type { HubSnapshot } from './lib/fleet-tracker.js';
@@ -53,7 +62,8 @@ const { values } = parseArgs({
     pods: { type: 'string', default: '3000' },
     hubs: { type: 'string', default: '3' },
     runs: { type: 'string', default: '3' },
-    'leader-ttl': { type: 'string', default: '10s' },
+    'leader-ttl': { type: 'string' },
+    'old-agent-backoff': { type: 'boolean', default: false },
     procs: { type: 'string', default: '2' },
     'usage-interval-ms': { type: 'string', default: '30000' },
     'deadline-ms': { type: 'string', default: '120000' },
@@ -74,7 +84,10 @@ const RUNS = int('runs');
 const DEADLINE = int('deadline-ms');
 const SETUP_MS = int('setup-ms');
 const USAGE = int('usage-interval-ms');
-const TTL = values['leader-ttl'] ?? '10s';
+/** Unset: the hub's own default, as `orchard hub` without --leader-ttl. */
+const TTL_FLAG = values['leader-ttl'];
+const TTL = TTL_FLAG ?? `${DEFAULT_LEADER_TTL_S}s (the hub's default)`;
+const OLD_BACKOFF = values['old-agent-backoff'] === true;
 const HA_SECRET = `failover-bench-${process.pid}-${Date.now()}`;
 const log = (m: string): void => void process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${m}\n`);
 
@@ -83,7 +96,8 @@ interface RunResult {
   load1: number;
   killed: string;
   newLeader: string;
-  /** From the kill: the new leader elected (its own clock, same machine), listening, first API 200, first CONNACK. */
+  /** From the kill: the new leader won the election, had the store (elected; its own clock, same machine), listened, first API 200, first CONNACK. */
+  wonMs: number;
   electedMs: number;
   listeningMs: number;
   apiMs: number;
@@ -101,6 +115,13 @@ interface RunResult {
   /** Lowest count of Ready nodes seen on the new leader while it converged. */
   minReady: number;
   agentLinkBuilds: number;
+  /** Agents' link attempts after the kill that were refused (nobody listening) / failed otherwise. */
+  agentLinkRefused: number;
+  agentLinkFailed: number;
+  /** Longest event-loop stalls (ms): the old leader's while it led (since its tracker attached), the new one's from winning to ready and after. */
+  oldLeaderStallMs: number;
+  newLeaderStartStallMs: number;
+  newLeaderStallMs: number;
   detail?: string;
 }
 
@@ -116,7 +137,7 @@ const out: {
 } = {
   machine: `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, Node ${process.version}`,
   command: `npx tsx scripts/bench/failover.ts ${process.argv.slice(2).join(' ')}`.trim(),
-  config: { nodes: N, pods: M, hubs: HUBS, runs: RUNS, leaderTtl: TTL, usageIntervalMs: USAGE },
+  config: { nodes: N, pods: M, hubs: HUBS, runs: RUNS, leaderTtl: TTL, oldAgentBackoff: OLD_BACKOFF, usageIntervalMs: USAGE },
   scheduler: [],
   setup: { registerMs: 0, deployMs: 0, applyMs: 0, applyRetries: 0, load1: 0 },
   runs: [],
@@ -150,6 +171,7 @@ function report(partial: boolean): string {
     'run',
     'load 1 min',
     'killed → new leader',
+    'won',
     'elected',
     'listening',
     'API 200',
@@ -162,6 +184,8 @@ function report(partial: boolean): string {
     'node events',
     'min Ready',
     'link builds',
+    'dials refused / failed',
+    'longest loop stall: old leader / new at start / new after',
   ];
   const table = [
     line(head),
@@ -171,6 +195,7 @@ function report(partial: boolean): string {
         String(r.run),
         r.load1.toFixed(1),
         `${r.killed} → ${r.newLeader}`,
+        sec(r.wonMs),
         sec(r.electedMs),
         sec(r.listeningMs),
         sec(r.apiMs),
@@ -187,6 +212,8 @@ function report(partial: boolean): string {
               .join(', '),
         String(r.minReady),
         String(r.agentLinkBuilds),
+        `${r.agentLinkRefused} / ${r.agentLinkFailed}`,
+        `${sec(r.oldLeaderStallMs)} / ${sec(r.newLeaderStartStallMs)} / ${sec(r.newLeaderStallMs)}`,
       ]),
     ),
   ];
@@ -201,6 +228,10 @@ function report(partial: boolean): string {
     worst((r) => r.apiMs),
     worst((r) => r.mqttMs),
   );
+  // The team's rule: a target met with no headroom is not met; say how much is left.
+  const verdict = (ok: boolean, worstMs: number, targetMs: number): string =>
+    rows.length === 0 ? '—' : ok ? `met, worst ${sec(worstMs)}: ${sec(targetMs - worstMs)} to spare` : 'MISSED';
+  const nodesWorst = worst((r) => (r.nodesOk ? r.nodesMs : Infinity));
   const cal = out.scheduler.find((r) => r.nodes === 1000 && r.mode.startsWith('sampled'));
   return [
     `Machine: ${out.machine}`,
@@ -208,18 +239,23 @@ function report(partial: boolean): string {
     `Calibration (pure scheduler, 1,000 nodes, sampled): ${cal ? `${cal.podsPerSec.toLocaleString('en-US')} pods/s` : 'not run'}`,
     `Setup: ${N} nodes Ready on the first leader in ${sec(out.setup.registerMs)}, ${M} pods Running in ${sec(out.setup.deployMs)}` +
       ` (apply answered in ${sec(out.setup.applyMs)}, ${out.setup.applyRetries} requests retried after ERR_TIMEOUT or another 5xx)` +
-      ` (load ${out.setup.load1.toFixed(1)}); ${HUBS} hubs, leader TTL ${TTL}, 3 etcd members`,
+      ` (load ${out.setup.load1.toFixed(1)}); ${HUBS} hubs, leader TTL ${TTL}, 3 etcd members` +
+      `${OLD_BACKOFF ? '; agents with the old back-off on refusals (--old-agent-backoff)' : ''}`,
     '',
     ...table,
     '',
     '| measure | spread over runs | target | verdict |',
     '|---|---|---|---|',
-    `| kill -9 → API 200 | ${spread((r) => r.apiMs)} | ≤ 10 s | ${rows.length === 0 ? '—' : serveWorst <= 10_000 ? 'met' : 'MISSED'} |`,
+    `| kill -9 → API 200 | ${spread((r) => r.apiMs)} | ≤ 10 s | ${verdict(serveWorst <= 10_000, serveWorst, 10_000)} |`,
     `| kill -9 → MQTT CONNACK | ${spread((r) => r.mqttMs)} | ≤ 10 s | (with the API) |`,
     `| kill -9 → all nodes Ready on the new leader | ${spread(
       (r) => r.nodesMs,
       (r) => r.nodesOk,
-    )} | ≤ 30 s | ${allOk((r) => r.nodesOk && r.nodesMs <= 30_000) ? 'met' : 'MISSED'} |`,
+    )} | ≤ 30 s | ${verdict(
+      allOk((r) => r.nodesOk && r.nodesMs <= 30_000),
+      nodesWorst,
+      30_000,
+    )} |`,
     `| pods rescheduled | ${rows.map((r) => r.podsRescheduled + r.podsMissing).join(', ') || '—'} | 0 | ${allOk((r) => r.podsRescheduled + r.podsMissing === 0) ? 'met' : 'MISSED'} |`,
     `| containers restarted (hollow agents: the real Agent on a MemoryRuntime) | ${rows.map((r) => r.containersRestarted + r.containersMissing).join(', ') || '—'} | 0 | ${allOk((r) => r.containersRestarted + r.containersMissing === 0) ? 'met' : 'MISSED'} |`,
     '',
@@ -321,7 +357,13 @@ async function main(): Promise<void> {
     const name = String.fromCharCode(97 + i);
     slots.push({
       name,
-      cfg: { dataDir: join(root, name), httpPort, mqttPort, heartbeatGraceMs: 4 * USAGE, etcd: { endpoints: etcd.endpoints, leaderTtl: TTL } },
+      cfg: {
+        dataDir: join(root, name),
+        httpPort,
+        mqttPort,
+        heartbeatGraceMs: 4 * USAGE,
+        etcd: { endpoints: etcd.endpoints, ...(TTL_FLAG !== undefined ? { leaderTtl: TTL_FLAG } : {}) },
+      },
       launch: undefined,
       proc: undefined,
       apiUrl: `https://127.0.0.1:${httpPort}`,
@@ -353,6 +395,7 @@ async function main(): Promise<void> {
   const fleetOpts: HollowFleetOptions = {
     mqttUrl: first.mqttUrl,
     mqttUrls: slots.map((s) => s.mqttUrl),
+    ...(OLD_BACKOFF ? { refusedFastForMs: 0 } : {}),
     caPem: ca,
     nodes,
     dataRoot: agentRoot,
@@ -399,7 +442,7 @@ async function main(): Promise<void> {
   for (let run = 1; run <= RUNS; run++) {
     const lp = leader.proc!;
     // Quiet before the kill: the leader's queues drained, its writes in etcd (the barrier is the API's; wait for both).
-    await pollUntil(
+    const quiet = await pollUntil(
       Date.now(),
       Date.now() + 60_000,
       500,
@@ -410,7 +453,7 @@ async function main(): Promise<void> {
     const podsBefore = new Map((await lp.rpc.call<Array<[string, string, string]>>('pods', {}, 60_000)).map(([n, uid, node]) => [n, `${uid}@${node}`]));
     const eventsBefore = await lp.rpc.call<Record<string, number>>('events', { since: 0 }, 60_000);
     const containersBefore = await containers();
-    const buildsBefore = (await fleet.stats()).linkBuilds;
+    const statsBefore = await fleet.stats();
     const load1 = os.loadavg()[0] ?? 0;
     const others = slots.filter((s) => s !== leader);
     log(`run ${run}: kill -9 of hub ${leader.name} (pid ${lp.pid}); load ${load1.toFixed(1)}`);
@@ -437,9 +480,10 @@ async function main(): Promise<void> {
     const { s: next, p: np } = await readyP;
     next.proc = np;
     leader = next;
+    const wonMs = (np.ready.wonAt ?? 0) - tKill;
     const electedMs = (np.ready.electedAt ?? 0) - tKill;
     const listeningMs = (np.ready.listeningAt ?? 0) - tKill;
-    log(`run ${run}: hub ${next.name} elected after ${electedMs} ms, listening after ${listeningMs} ms`);
+    log(`run ${run}: hub ${next.name} won after ${wonMs} ms, elected (store loaded) after ${electedMs} ms, listening after ${listeningMs} ms`);
     let nodesMs = 0;
     let minReady = N;
     const conv = await pollUntil(
@@ -487,6 +531,7 @@ async function main(): Promise<void> {
       load1,
       killed: killed.name,
       newLeader: next.name,
+      wonMs,
       electedMs,
       listeningMs,
       apiMs,
@@ -501,7 +546,12 @@ async function main(): Promise<void> {
       containersMissing,
       nodeEvents,
       minReady,
-      agentLinkBuilds: a.linkBuilds - buildsBefore,
+      agentLinkBuilds: a.linkBuilds - statsBefore.linkBuilds,
+      agentLinkRefused: a.linkRefused - statsBefore.linkRefused,
+      agentLinkFailed: a.linkFailed - statsBefore.linkFailed,
+      oldLeaderStallMs: quiet.last?.eventLoopDelay.maxMs ?? 0,
+      newLeaderStartStallMs: np.ready.startStallMs ?? 0,
+      newLeaderStallMs: conv.last?.s.eventLoopDelay.maxMs ?? 0,
       ...(conv.ok
         ? {}
         : {

@@ -17,7 +17,19 @@ import type { Compare, EtcdClient, TxnOp, Watch } from './etcd-client.js';
  * - **Local deadline**: the leader also stops on its own at `lastKeepAliveSent + ttl` without a
  *   successful renewal (measured from when the keep-alive was *sent*, so a slow answer never
  *   stretches it), so it stops acting before anyone else can have been elected.
+ * - **Keep-alive period**: TTL/3, but at most 1 s. A dead leader is replaced after at most the
+ *   TTL whatever the period; what the period sets is how long the event loop may stall before
+ *   the deadline fires: TTL − period (5 s at the default 6 s TTL; 6.7 s at TTL/3 of 10 s). One
+ *   small etcd request a second per hub is the cost.
  */
+
+/** The leader lease's TTL by default (`orchard hub --leader-ttl`): docs/ha.md says why 6 s. */
+export const DEFAULT_LEADER_TTL_S = 6;
+
+/** How often a candidate renews its lease: TTL/3, at most 1 s, at least 200 ms. */
+export function keepAlivePeriodMs(ttlSeconds: number): number {
+  return Math.max(200, Math.min(1000, (ttlSeconds * 1000) / 3));
+}
 
 export interface ElectionOptions {
   client: EtcdClient;
@@ -25,7 +37,7 @@ export interface ElectionOptions {
   key: string;
   /** This candidate's identity (the hub's advertised address); stored as the key's value. */
   id: string;
-  /** Lease TTL in seconds (etcd's minimum is its election timeout, ≈ 1 s; default 10). */
+  /** Lease TTL in seconds (etcd's minimum is its election timeout, ≈ 1 s; default DEFAULT_LEADER_TTL_S). */
   ttlSeconds?: number;
   clock: Clock;
   /**
@@ -51,7 +63,7 @@ export class Election {
   private readonly ttl: number;
 
   constructor(private readonly opts: ElectionOptions) {
-    this.ttl = opts.ttlSeconds ?? 10;
+    this.ttl = opts.ttlSeconds ?? DEFAULT_LEADER_TTL_S;
   }
 
   get status(): ElectionState {
@@ -155,7 +167,7 @@ export class Election {
     this.retryTimer = this.opts.clock.setTimeout(() => void this.campaign(), 500 + Math.floor(Math.random() * 500));
   }
 
-  private scheduleKeepAlive(delayMs = Math.max(200, (this.ttl * 1000) / 3)): void {
+  private scheduleKeepAlive(delayMs = keepAlivePeriodMs(this.ttl)): void {
     if (this.keepAliveTimer !== undefined) this.opts.clock.clearTimeout(this.keepAliveTimer);
     this.keepAliveTimer = this.opts.clock.setTimeout(() => void this.keepAlive(), delayMs);
   }
@@ -167,7 +179,9 @@ export class Election {
     const sentAt = this.opts.clock.now();
     let ttl = -1;
     try {
-      ttl = await this.opts.client.leaseKeepAlive(id);
+      // Bounded well inside the TTL: one request hanging on a busy member must not use up the
+      // lease (the default 5 s request timeout is most of a 6 s lease); a failure is retried soon.
+      ttl = await this.opts.client.leaseKeepAlive(id, Math.max(1_000, Math.floor((this.ttl * 1000) / 3)));
     } catch {
       // Unreachable now: the deadline decides; try again soon.
     }
@@ -184,10 +198,9 @@ export class Election {
       return;
     }
     if (ttl > 0 && this.state === 'leader') this.armDeadline(sentAt);
-    // A keep-alive that failed (etcd slow or unreachable: the request timed out after 5 s) is
-    // tried again in 500 ms, not a third of the TTL later: with the 10 s default, one slow answer
-    // at 3.3 s would otherwise leave the next try at 11.6 s, after the local deadline (10 s).
-    this.scheduleKeepAlive(ttl < 0 ? Math.min(500, Math.max(200, (this.ttl * 1000) / 3)) : undefined);
+    // A keep-alive that failed (etcd slow or unreachable, or its request timed out) is tried again
+    // in 500 ms, not a whole period later, so several tries fit before the local deadline.
+    this.scheduleKeepAlive(ttl < 0 ? Math.min(500, keepAlivePeriodMs(this.ttl)) : undefined);
   }
 
   private armDeadline(sentAt: number): void {

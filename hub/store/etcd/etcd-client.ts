@@ -277,8 +277,8 @@ export class EtcdClient {
   }
 
   /** One keep-alive; returns the remaining TTL in seconds, 0 when the lease is gone (expired or revoked). */
-  async leaseKeepAlive(id: string): Promise<number> {
-    return KeepAliveSchema.parse(await this.call('/v3/lease/keepalive', { ID: id })).result.TTL;
+  async leaseKeepAlive(id: string, timeoutMs?: number): Promise<number> {
+    return KeepAliveSchema.parse(await this.call('/v3/lease/keepalive', { ID: id }, timeoutMs)).result.TTL;
   }
 
   async leaseRevoke(id: string): Promise<void> {
@@ -382,15 +382,15 @@ export class EtcdClient {
   }
 
   /** POST a JSON body, trying endpoints in turn; re-authenticates once on an invalid token. */
-  private async call(path: string, body: unknown): Promise<unknown> {
+  private async call(path: string, body: unknown, timeoutMs = this.timeoutMs): Promise<unknown> {
     if (this.closed) throw etcdError('client closed');
     if (this.opts.username !== undefined && this.token === undefined) await this.authenticate();
     try {
-      return await this.callAny(path, body);
+      return await this.callAny(path, body, timeoutMs);
     } catch (e) {
       if (this.opts.username !== undefined && e instanceof OrchardError && /token/i.test(e.message)) {
         await this.authenticate();
-        return this.callAny(path, body);
+        return this.callAny(path, body, timeoutMs);
       }
       throw e;
     }
@@ -402,12 +402,12 @@ export class EtcdClient {
     this.token = r.token;
   }
 
-  private async callAny(path: string, body: unknown): Promise<unknown> {
+  private async callAny(path: string, body: unknown, timeoutMs = this.timeoutMs): Promise<unknown> {
     let last: unknown;
     for (let i = 0; i < this.endpoints.length; i++) {
       const idx = (this.current + i) % this.endpoints.length;
       try {
-        const r = await this.once(this.endpoints[idx]!, path, body);
+        const r = await this.once(this.endpoints[idx]!, path, body, timeoutMs);
         this.current = idx;
         return r;
       } catch (e) {
@@ -418,31 +418,38 @@ export class EtcdClient {
     throw etcdError(`no endpoint answered ${path}: ${last instanceof Error ? last.message : String(last)}`, last);
   }
 
-  private once(base: URL, path: string, body: unknown): Promise<unknown> {
+  private once(base: URL, path: string, body: unknown, timeoutMs = this.timeoutMs): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      const req = this.open(base, path, body, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', reject);
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let json: unknown;
-          try {
-            json = JSON.parse(text);
-          } catch {
-            reject(new EtcdAnswer(`HTTP ${res.statusCode}: ${text.slice(0, 200)}`, (res.statusCode ?? 500) >= 500));
-            return;
-          }
-          if ((res.statusCode ?? 500) >= 400) {
-            const eb = ErrorBodySchema.safeParse(json);
-            const msg = eb.success ? (eb.data.message ?? eb.data.error ?? text) : text;
-            // 503 = no leader / member unhealthy: another member may answer.
-            reject(new EtcdAnswer(msg, (res.statusCode ?? 500) >= 500 && !/compacted|requested lease not found/.test(msg)));
-            return;
-          }
-          resolve(json);
-        });
-      });
+      const req = this.open(
+        base,
+        path,
+        body,
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('error', reject);
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            let json: unknown;
+            try {
+              json = JSON.parse(text);
+            } catch {
+              reject(new EtcdAnswer(`HTTP ${res.statusCode}: ${text.slice(0, 200)}`, (res.statusCode ?? 500) >= 500));
+              return;
+            }
+            if ((res.statusCode ?? 500) >= 400) {
+              const eb = ErrorBodySchema.safeParse(json);
+              const msg = eb.success ? (eb.data.message ?? eb.data.error ?? text) : text;
+              // 503 = no leader / member unhealthy: another member may answer.
+              reject(new EtcdAnswer(msg, (res.statusCode ?? 500) >= 500 && !/compacted|requested lease not found/.test(msg)));
+              return;
+            }
+            resolve(json);
+          });
+        },
+        false,
+        timeoutMs,
+      );
       req.on('error', reject);
     });
   }
@@ -521,7 +528,7 @@ export class EtcdClient {
     return { done, abort: () => abort() };
   }
 
-  private open(base: URL, path: string, body: unknown, onResponse: (res: IncomingMessage) => void, streaming = false) {
+  private open(base: URL, path: string, body: unknown, onResponse: (res: IncomingMessage) => void, streaming = false, timeoutMs = this.timeoutMs) {
     const data = JSON.stringify(body);
     const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) };
     if (this.token !== undefined) headers.authorization = this.token;
@@ -536,11 +543,11 @@ export class EtcdClient {
         // Streams hold their socket for their whole life: keep them out of the shared pool.
         agent: streaming ? false : https ? this.httpsAgent : this.httpAgent,
         ...(https && streaming ? { ca: this.opts.ca, cert: this.opts.cert, key: this.opts.key } : {}),
-        timeout: streaming ? 0 : this.timeoutMs,
+        timeout: streaming ? 0 : timeoutMs,
       },
       onResponse,
     );
-    if (!streaming) req.on('timeout', () => req.destroy(new Error(`timed out after ${this.timeoutMs} ms`)));
+    if (!streaming) req.on('timeout', () => req.destroy(new Error(`timed out after ${timeoutMs} ms`)));
     req.end(data);
     return req;
   }

@@ -19,7 +19,18 @@ serveRpc({
   stats: (p) => {
     const since = (p as { since?: number }).since ?? 0;
     return {
-      ...(fleet?.stats(since) ?? { agents: 0, connected: 0, linkBuilds: 0, desiredSince: 0, podsObserved: 0, podsRunning: 0, containers: 0, warnings: {} }),
+      ...(fleet?.stats(since) ?? {
+        agents: 0,
+        connected: 0,
+        linkBuilds: 0,
+        linkRefused: 0,
+        linkFailed: 0,
+        desiredSince: 0,
+        podsObserved: 0,
+        podsRunning: 0,
+        containers: 0,
+        warnings: {},
+      }),
       proc: readProcStats(process.pid),
     };
   },

@@ -31,6 +31,8 @@ export interface HollowFleetOptions {
    * when its link drops or is refused (the agent Link's own `hubs` rotation). Unset: `mqttUrl` only.
    */
   mqttUrls?: string[];
+  /** The agents' link option (agent/link.ts); 0 = the back-off before refusals got their short window, for comparison. */
+  refusedFastForMs?: number;
   caPem: string;
   nodes: readonly HollowNode[];
   /** Each agent gets `<dataRoot>/<node>` for its desired-set cache (use tmpfs for big fleets). */
@@ -66,6 +68,9 @@ export interface FleetStats {
   connected: number;
   /** MQTT clients built so far (1 per agent + every reconnect attempt). */
   linkBuilds: number;
+  /** Link attempts that ended refused (no hub listening) and otherwise (agent/link.ts `failures`). */
+  linkRefused: number;
+  linkFailed: number;
   /** Agents that received a desired set at or after `since`. */
   desiredSince: number;
   podsObserved: number;
@@ -116,12 +121,16 @@ export class HollowFleet {
   stats(since = 0): FleetStats {
     let connected = 0;
     let linkBuilds = 0;
+    let linkRefused = 0;
+    let linkFailed = 0;
     let desiredSince = 0;
     let podsObserved = 0;
     let podsRunning = 0;
     for (const a of this.agents) {
       if (a.link?.connected) connected++;
       linkBuilds += a.link?.connects ?? 0;
+      linkRefused += a.link?.failures.refused ?? 0;
+      linkFailed += a.link?.failures.failed ?? 0;
       if ((this.lastDesiredAt.get(a.node) ?? -1) >= since) desiredSince++;
       for (const p of a.observed) {
         podsObserved++;
@@ -132,6 +141,8 @@ export class HollowFleet {
       agents: this.agents.length,
       connected,
       linkBuilds,
+      linkRefused,
+      linkFailed,
       desiredSince,
       podsObserved,
       podsRunning,
@@ -198,6 +209,7 @@ export class HollowFleet {
         ca: this.opts.caPem,
         // Several hubs (failover bench): the Link's own rotation through the list, as a real agent's.
         ...(urls !== undefined && urls.length > 1 ? { hubs: { mqttUrls: () => urls, update: () => undefined } } : {}),
+        ...(this.opts.refusedFastForMs !== undefined ? { refusedFastForMs: this.opts.refusedFastForMs } : {}),
       },
       usageIntervalMs: this.opts.usageIntervalMs ?? 30_000,
       resyncMs: this.opts.resyncMs ?? 60_000,

@@ -49,9 +49,19 @@ export interface HubReady {
   /** Only on the first start of a data dir. */
   adminToken?: string;
   startMs: number;
-  /** etcd: Date.now when this process was elected (before loading the store) and when it listened. */
+  /**
+   * etcd: Date.now when this process won the election, when it had the identity and the store
+   * from etcd (`leadOnEtcd` returned), and when it listened.
+   */
+  wonAt?: number;
   electedAt?: number;
   listeningAt?: number;
+  /**
+   * etcd: the longest event-loop stall from winning to "ready" (ms, 20 ms resolution). Lease
+   * keep-alives cannot go out meanwhile: a stall longer than TTL − keep-alive period makes the new
+   * leader step down (exit 75).
+   */
+  startStallMs?: number;
 }
 
 async function main(): Promise<void> {
@@ -69,6 +79,16 @@ async function main(): Promise<void> {
       }
     | undefined;
   let electedAt: number | undefined;
+  let wonAt: number | undefined;
+  // Event-loop stalls (a 20 ms tick arriving > 100 ms late), stamped with when they ended: the
+  // ones that end after the win are the start's, whatever the standby did before.
+  const stalls: Array<{ endedAt: number; ms: number }> = [];
+  let lastTick = Date.now();
+  const ticker = setInterval(() => {
+    const now = Date.now();
+    if (now - lastTick > 120) stalls.push({ endedAt: now, ms: now - lastTick - 20 });
+    lastTick = now;
+  }, 20);
   if (cfg.etcd) {
     const flags = parseHubArgs([
       '--data-dir',
@@ -86,6 +106,7 @@ async function main(): Promise<void> {
     const local = { dataDir: cfg.dataDir, host: '127.0.0.1', httpPort: cfg.httpPort, pkiNames: { hostnames: [], ips: ['127.0.0.1'] } };
     const led = await leadOnEtcd(flags, flags.store.endpoints, self, local, log);
     electedAt = Date.now();
+    wonAt = led.wonAt;
     ha = {
       store: led.store,
       identityMirror: led.identityMirror,
@@ -202,8 +223,11 @@ async function main(): Promise<void> {
     caPem: hub.pki.caPem,
     ...(hub.newAdminToken !== undefined ? { adminToken: hub.newAdminToken } : {}),
     startMs: listeningAt - t0,
-    ...(electedAt !== undefined ? { electedAt, listeningAt } : {}),
+    ...(electedAt !== undefined
+      ? { wonAt, electedAt, listeningAt, startStallMs: Math.max(0, ...stalls.filter((s) => s.endedAt > (wonAt ?? electedAt ?? 0)).map((s) => s.ms)) }
+      : {}),
   };
+  clearInterval(ticker);
   emitEvent('ready', ready);
 }
 

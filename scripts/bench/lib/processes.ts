@@ -174,6 +174,8 @@ export async function startWorkerFleet(procs: number, opts: HollowFleetOptions):
         agents: sum('agents'),
         connected: sum('connected'),
         linkBuilds: sum('linkBuilds'),
+        linkRefused: sum('linkRefused'),
+        linkFailed: sum('linkFailed'),
         desiredSince: sum('desiredSince'),
         podsObserved: sum('podsObserved'),
         podsRunning: sum('podsRunning'),
