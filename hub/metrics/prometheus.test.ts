@@ -1,18 +1,21 @@
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../log.js';
 import { Operations } from '../operations.js';
+import type { NodeObject } from '../../protocol/objects.js';
 import { mockNodeObject, mockPodObject } from '../scheduler/testing.js';
 import { MemoryStore } from '../store/memory-store.js';
 import type { NewObject } from '../store/store.js';
-import { HubMetrics, instrumentStoreWrites } from './prometheus.js';
+import { HubMetrics, escapeLabel, instrumentStoreWrites, labelText } from './prometheus.js';
 import { UsageStore } from './usage-store.js';
 
-function setup(): { store: MemoryStore; usage: UsageStore; m: HubMetrics; t: { now: number } } {
+function setup(): { store: MemoryStore; usage: UsageStore; m: HubMetrics; t: { now: number }; fresh: () => HubMetrics } {
   const store = new MemoryStore();
   const t = { now: 1_000_000 };
   const usage = new UsageStore({ now: () => t.now });
-  const m = new HubMetrics({ store, usage, queueDepths: () => ({ scheduling: 3 }), intakeBacklog: () => 2, mqttConnections: () => 7, processMetrics: false });
-  return { store, usage, m, t };
+  /** Another writer over the same store and usage, with nothing prepared yet (cold label caches). */
+  const fresh = (): HubMetrics =>
+    new HubMetrics({ store, usage, queueDepths: () => ({ scheduling: 3 }), intakeBacklog: () => 2, mqttConnections: () => 7, processMetrics: false });
+  return { store, usage, m: fresh(), t, fresh };
 }
 
 const lines = (text: string, name: string): string[] => text.split('\n').filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
@@ -71,5 +74,107 @@ describe('HubMetrics naming and labels', () => {
     store.transaction(() => store.transaction(() => store.create(mockPodObject('p') as unknown as NewObject<'Pod'>)));
     const text = await m.text();
     expect(text).toContain('orchard_store_write_duration_seconds_count 1');
+  });
+});
+
+describe('series text follows every change (no stale labels: guards any label caching)', () => {
+  const withAgentVersion = (n: NodeObject, agentVersion: string): NodeObject =>
+    ({ ...n, status: { ...n.status, info: { ...(n.status.info as NonNullable<NodeObject['status']['info']>), agentVersion } } }) as NodeObject;
+
+  it('follows a pod that moves node: phase and container series name the new node, the old one is gone', async () => {
+    const { store, usage, m, fresh } = setup();
+    store.create(mockPodObject('web-1', { nodeName: 'n1', phase: 'Running' }) as unknown as NewObject<'Pod'>);
+    usage.ingest({ node: 'n1', usage: { cpuPercent: 1, memoryUsedBytes: 1, at: 'x' }, pods: { 'web-1': { app: [1, 10] } }, full: true });
+    expect(lines(await m.text(), 'orchard_pod_status_phase')).toEqual(['orchard_pod_status_phase{pod="web-1",node="n1",phase="Running"} 1']);
+    expect(lines(await m.text(), 'container_memory_working_set_bytes')).toEqual([
+      'container_memory_working_set_bytes{node="n1",pod="web-1",container="app"} 10',
+    ]);
+
+    // Rescheduled onto n2 (the node controller's eviction + a new binding), reported there, gone from n1.
+    const p = store.get('Pod', 'web-1');
+    if (p === undefined) throw new Error('no pod');
+    store.update({ ...p, spec: { ...p.spec, nodeName: 'n2' }, status: { ...p.status, phase: 'Pending' } });
+    usage.ingest({ node: 'n1', usage: { cpuPercent: 1, memoryUsedBytes: 1, at: 'x' }, gone: ['web-1'] });
+    usage.ingest({ node: 'n2', usage: { cpuPercent: 1, memoryUsedBytes: 1, at: 'x' }, pods: { 'web-1': { app: [2, 20] } }, full: true });
+    const text = await m.text();
+    expect(lines(text, 'orchard_pod_status_phase')).toEqual(['orchard_pod_status_phase{pod="web-1",node="n2",phase="Pending"} 1']);
+    expect(lines(text, 'container_memory_working_set_bytes')).toEqual(['container_memory_working_set_bytes{node="n2",pod="web-1",container="app"} 20']);
+    expect(lines(text, 'container_cpu_usage_seconds_total')).toEqual(['container_cpu_usage_seconds_total{node="n2",pod="web-1",container="app"} 2']);
+    expect(text).not.toContain('node="n1"');
+    expect(text).toBe(await fresh().text());
+  });
+
+  it('re-escapes a label value when it changes (agent version with a quote, a backslash, a newline)', async () => {
+    const { store, m, fresh } = setup();
+    store.create(withAgentVersion(mockNodeObject('n1'), 'v1 "beta"') as unknown as NewObject<'Node'>);
+    expect(lines(await m.text(), 'orchard_node_info')).toEqual(['orchard_node_info{node="n1",arch="arm64",agent_version="v1 \\"beta\\""} 1']);
+    const n = store.get('Node', 'n1');
+    if (n === undefined) throw new Error('no node');
+    store.update(withAgentVersion(n, 'C:\\agent\nv2'));
+    const text = await m.text();
+    expect(lines(text, 'orchard_node_info')).toEqual(['orchard_node_info{node="n1",arch="arm64",agent_version="C:\\\\agent\\nv2"} 1']);
+    expect(text).not.toContain('beta');
+    expect(text).toBe(await fresh().text());
+  });
+
+  it('a warm writer renders what a cold one does after each kind of change', async () => {
+    const { store, usage, m, fresh, t } = setup();
+    const report = (node: string, pods: Record<string, Record<string, [number, number]>>, full = true): void =>
+      usage.ingest({ node, usage: { cpuPercent: 40, memoryUsedBytes: 512, at: 'x' }, pods, full });
+    const same = async (): Promise<void> => expect(await m.text()).toBe(await fresh().text());
+    for (const n of ['n1', 'n2']) store.create(mockNodeObject(n) as unknown as NewObject<'Node'>);
+    for (const [pod, node] of [
+      ['a-1', 'n1'],
+      ['a-2', 'n1'],
+      ['b-1', 'n2'],
+    ] as const)
+      store.create(mockPodObject(pod, { nodeName: node, phase: 'Running' }) as unknown as NewObject<'Pod'>);
+    report('n1', { 'a-1': { app: [1.5, 100], side: [0.25, 7] }, 'a-2': { app: [3, 300] } });
+    report('n2', { 'b-1': { app: [1e21, 1e-7] } });
+    await same();
+    // A container renamed within its pod, a pod dropped by a full report, new values.
+    t.now += 10_000;
+    report('n1', { 'a-1': { app: [2.5, 101], helper: [0.5, 9] } });
+    await same();
+    // Cordon, a condition flip, a phase change, a deletion.
+    const n2 = store.get('Node', 'n2');
+    if (n2 === undefined) throw new Error('no node');
+    store.update({ ...n2, spec: { ...n2.spec, unschedulable: true }, status: { ...n2.status, conditions: [{ type: 'Ready', status: 'Unknown' }] } });
+    const a1 = store.get('Pod', 'a-1');
+    if (a1 === undefined) throw new Error('no pod');
+    store.update({ ...a1, status: { ...a1.status, phase: 'Failed' } });
+    store.delete('Pod', 'a-2');
+    await same();
+    expect(lines(await m.text(), 'orchard_node_spec_unschedulable')).toEqual([
+      'orchard_node_spec_unschedulable{node="n1"} 0',
+      'orchard_node_spec_unschedulable{node="n2"} 1',
+    ]);
+    expect(lines(await m.text(), 'container_cpu_usage_seconds_total')).toEqual([
+      'container_cpu_usage_seconds_total{node="n1",pod="a-1",container="app"} 2.5',
+      'container_cpu_usage_seconds_total{node="n1",pod="a-1",container="helper"} 0.5',
+      'container_cpu_usage_seconds_total{node="n2",pod="b-1",container="app"} 1e+21',
+    ]);
+  });
+
+  it('chunks a large family and every line stays whole text format (HELP and TYPE once per family)', async () => {
+    const { store, m } = setup();
+    for (let i = 0; i < 3000; i++) store.create(mockPodObject(`pod-${i}`, { nodeName: 'n1' }) as unknown as NewObject<'Pod'>);
+    const chunks: string[] = [];
+    for await (const c of m.chunks()) chunks.push(c);
+    expect(chunks.length).toBeGreaterThan(3);
+    const text = chunks.join('');
+    expect(text.endsWith('\n')).toBe(true);
+    expect(lines(text, 'orchard_pod_status_phase')).toHaveLength(3000);
+    expect(text.match(/^# TYPE orchard_pod_status_phase gauge$/gm)).toHaveLength(1);
+    // Empty lines (prom-client leaves one between its families) are ignored by the format.
+    for (const l of text.split('\n').slice(0, -1))
+      expect(l).toMatch(/^(|# (HELP|TYPE) [a-z_]+ .*|[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-z_]+="([^"\\\n]|\\[\\"n])*",?)*\})? \S+)$/);
+  });
+
+  it('labelText and escapeLabel', () => {
+    expect(labelText({})).toBe('');
+    expect(labelText({ a: 'x', b: 'q"\\\n' })).toBe('{a="x",b="q\\"\\\\\\n"}');
+    expect(escapeLabel('plain')).toBe('plain');
+    expect(escapeLabel('a\nb')).toBe('a\\nb');
   });
 });

@@ -1,14 +1,16 @@
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { NodeObject, Pod } from '../../protocol/objects.js';
 import type { Store } from '../store/store.js';
-import type { UsageStore } from './usage-store.js';
+import type { ContainerUsageView, UsageStore } from './usage-store.js';
 
 /**
  * The hub's Prometheus registry (`GET /metrics`, issue 16). Its own `Registry`, never prom-client's
  * global one: two hubs in one process (tests, the fleet harness) must not share counters.
  *
  * Object state (kube-state-metrics naming) and usage (cAdvisor naming) are computed at scrape time
- * from the store and the UsageStore by `StateFamily` objects: nothing is kept per object between
- * scrapes, so a pod that goes away leaves no series behind.
+ * from the store and the UsageStore by `MetricFamily` objects: nothing is kept per object between
+ * scrapes, so a pod that goes away leaves no series behind. (Label text cached per object was
+ * measured and dropped: docs/observability.md, "How the scrape is built".)
  * Container ids never appear: usage is labelled node/pod/container.
  */
 
@@ -18,31 +20,49 @@ interface Sample {
   value: number;
 }
 
+/** About this many characters per chunk of the body (the /metrics route writes each as it comes). */
+export const CHUNK_CHARS = 64 * 1024;
+
+/** What the scrape writes: one family's text, in chunks. */
+export interface Family {
+  readonly name: string;
+  render(view: ScrapeView, chunk?: number): Generator<string>;
+}
+
+/** What the families of one scrape share: the node list, read once (six families walk it). */
+export class ScrapeView {
+  private nodeList: NodeObject[] | undefined;
+  constructor(private readonly store: Store) {}
+  nodes(): NodeObject[] {
+    return (this.nodeList ??= this.store.list('Node'));
+  }
+}
+
 /**
- * A metric family computed at scrape time and written straight to Prometheus' text format.
+ * A metric family computed at scrape time and written straight to Prometheus' text format
+ * (0.0.4): its `# HELP`/`# TYPE` header, then the text of each item, in chunks of about `chunk`
+ * characters. `text(item)` returns whole lines (`name{labels} value\n`, one or more per item, or
+ * '' for none).
+ *
  * Why not prom-client's own Gauge (or a custom metric in its Registry): at 10,000 nodes / 100,000
  * pods its per-sample label objects, spreads and joins took 1.6–2.1 s and a 760 MiB heap peak
- * per scrape (scripts/bench/scrape.ts); this writer streams 64 KiB chunks instead.
+ * per scrape (scripts/bench/scrape.ts). The large families (per pod, node and container) pass
+ * their lines as template literals straight from the objects (no per-sample object, label
+ * record or iterator); only the small families build label records (`sampleLine`).
  */
-export class StateFamily {
+export class MetricFamily<T> implements Family {
   constructor(
     readonly name: string,
     readonly help: string,
     readonly type: 'gauge' | 'counter',
-    readonly samples: () => Iterable<Sample>,
+    private readonly items: (view: ScrapeView) => Iterable<T>,
+    private readonly text: (item: T) => string,
   ) {}
 
-  /** The family in the text exposition format (0.0.4), in chunks of about `chunk` characters. */
-  *render(chunk = 64 * 1024): Generator<string> {
+  *render(view: ScrapeView, chunk = CHUNK_CHARS): Generator<string> {
     let buf = `# HELP ${this.name} ${escapeHelp(this.help)}\n# TYPE ${this.name} ${this.type}\n`;
-    for (const s of this.samples()) {
-      buf += this.name;
-      let first = true;
-      for (const k in s.labels) {
-        buf += `${first ? '{' : ','}${k}="${escapeLabel(s.labels[k] ?? '')}"`;
-        first = false;
-      }
-      buf += `${first ? '' : '}'} ${valueText(s.value)}\n`;
+    for (const item of this.items(view)) {
+      buf += this.text(item);
       if (buf.length >= chunk) {
         yield buf;
         buf = '';
@@ -50,6 +70,18 @@ export class StateFamily {
     }
     if (buf.length > 0) yield buf;
   }
+}
+
+/** `{k="v",…}` with values escaped; '' for no labels. */
+export function labelText(labels: Labels): string {
+  let out = '';
+  for (const k in labels) out += `${out === '' ? '{' : ','}${k}="${escapeLabel(labels[k] ?? '')}"`;
+  return out === '' ? '' : `${out}}`;
+}
+
+/** One series line: `name{labels} value\n`. */
+function sampleLine(name: string, s: Sample): string {
+  return `${name}${labelText(s.labels)} ${valueText(s.value)}\n`;
 }
 
 const LABEL_ESCAPE = /[\\"\n]/;
@@ -65,6 +97,8 @@ function valueText(v: number): string {
   if (v === -Infinity) return '-Inf';
   return String(v);
 }
+
+const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 export interface HubMetricsDeps {
   store: Store;
@@ -86,15 +120,20 @@ export class HubMetrics {
   /** Hub health (prom-client: counters, histogram, default process metrics). */
   readonly registry = new Registry();
   /** Object state and usage, computed and written at each scrape. */
-  readonly families: StateFamily[] = [];
+  readonly families: Family[] = [];
   readonly mqttReceived: Counter;
   readonly mqttSent: Counter;
   readonly storeWrite: Histogram;
 
   constructor(private readonly d: HubMetricsDeps) {
     const r = this.registry;
+    const add = <T>(name: string, help: string, type: 'gauge' | 'counter', items: (view: ScrapeView) => Iterable<T>, text: (item: T) => string): void =>
+      void this.families.push(new MetricFamily(name, help, type, items, text));
+    /** A small family: label objects escaped at each scrape. */
     const family = (name: string, help: string, type: 'gauge' | 'counter', samples: () => Iterable<Sample>): void =>
-      void this.families.push(new StateFamily(name, help, type, samples));
+      add(name, help, type, samples, (s) => sampleLine(name, s));
+    /** A per-node family: `text` gives the node's lines. */
+    const nodeFamily = (name: string, help: string, text: (n: NodeObject) => string): void => add(name, help, 'gauge', (v) => v.nodes(), text);
 
     // ---- object state (kube-state-metrics naming) ----
     family('orchard_deployment_spec_replicas', 'Number of desired pods for a deployment (global: the pods it has).', 'gauge', () =>
@@ -105,45 +144,67 @@ export class HubMetrics {
     family('orchard_deployment_status_replicas_ready', 'The number of ready replicas per deployment.', 'gauge', () =>
       d.store.list('Deployment').map((x) => ({ labels: { deployment: x.metadata.name }, value: x.status.readyReplicas })),
     );
-    family('orchard_pod_status_phase', 'The pods current phase: 1 for the phase the pod is in (other phases are left out; absent = 0).', 'gauge', function* () {
-      for (const p of d.store.list('Pod')) yield { labels: { pod: p.metadata.name, node: p.spec.nodeName ?? '', phase: p.status.phase }, value: 1 };
-    });
-    family('orchard_node_status_condition', 'The condition of a node: 1 for its status, 0 for the other two (kube-state-metrics).', 'gauge', function* () {
-      for (const n of d.store.list('Node')) {
-        for (const c of n.status.conditions) {
-          const have = c.status.toLowerCase();
-          for (const s of CONDITION_STATUSES) yield { labels: { node: n.metadata.name, condition: c.type, status: s }, value: have === s ? 1 : 0 };
-        }
-      }
-    });
-    family('orchard_node_info', 'Information about a node (value 1).', 'gauge', () =>
-      d.store
-        .list('Node')
-        .map((n) => ({ labels: { node: n.metadata.name, arch: n.status.info?.arch ?? '', agent_version: n.status.info?.agentVersion ?? '' }, value: 1 })),
+    const phase = 'orchard_pod_status_phase';
+    add(
+      phase,
+      'The pods current phase: 1 for the phase the pod is in (other phases are left out; absent = 0).',
+      'gauge',
+      () => d.store.list('Pod'),
+      (p: Pod) => `${phase}{pod="${escapeLabel(p.metadata.name)}",node="${escapeLabel(p.spec.nodeName ?? '')}",phase="${escapeLabel(p.status.phase)}"} 1\n`,
     );
-    family('orchard_node_spec_unschedulable', 'Whether a node is cordoned (1) or not (0).', 'gauge', () =>
-      d.store.list('Node').map((n) => ({ labels: { node: n.metadata.name }, value: n.spec.unschedulable ? 1 : 0 })),
+    const condition = 'orchard_node_status_condition';
+    nodeFamily(condition, 'The condition of a node: 1 for its status, 0 for the other two (kube-state-metrics).', (n) => {
+      const node = escapeLabel(n.metadata.name);
+      let out = '';
+      for (const c of n.status.conditions) {
+        const have = c.status.toLowerCase();
+        const head = `${condition}{node="${node}",condition="${escapeLabel(c.type)}",status="`;
+        for (const s of CONDITION_STATUSES) out += `${head}${s}"} ${have === s ? 1 : 0}\n`;
+      }
+      return out;
+    });
+    const info = 'orchard_node_info';
+    nodeFamily(
+      info,
+      'Information about a node (value 1).',
+      (n) =>
+        `${info}{node="${escapeLabel(n.metadata.name)}",arch="${escapeLabel(n.status.info?.arch ?? '')}",agent_version="${escapeLabel(n.status.info?.agentVersion ?? '')}"} 1\n`,
+    );
+    const cordoned = 'orchard_node_spec_unschedulable';
+    nodeFamily(
+      cordoned,
+      'Whether a node is cordoned (1) or not (0).',
+      (n) => `${cordoned}{node="${escapeLabel(n.metadata.name)}"} ${n.spec.unschedulable ? 1 : 0}\n`,
     );
 
     // ---- usage (cAdvisor naming; node usage as the node reports it) ----
-    family('container_cpu_usage_seconds_total', 'Cumulative CPU time consumed by the container, in seconds.', 'counter', function* () {
-      for (const c of d.usage.containers()) yield { labels: { node: c.node, pod: c.pod, container: c.container }, value: c.usage.cpuSeconds };
-    });
-    family('container_memory_working_set_bytes', 'Current working set of the container (usage minus inactive file cache), in bytes.', 'gauge', function* () {
-      for (const c of d.usage.containers()) yield { labels: { node: c.node, pod: c.pod, container: c.container }, value: c.usage.memoryBytes };
-    });
-    family('orchard_node_cpu_usage_cores', 'CPU in use on the node as it last reported (1 = one core busy).', 'gauge', function* () {
-      for (const n of d.store.list('Node')) {
+    const containerFamily = (name: string, help: string, type: 'gauge' | 'counter', value: (u: ContainerUsageView) => number): void =>
+      add(
+        name,
+        help,
+        type,
+        () => d.usage.podUsage(),
+        (p) => {
+          const head = `${name}{node="${escapeLabel(p.node)}",pod="${escapeLabel(p.pod)}",container="`;
+          let out = '';
+          for (const [c, u] of p.containers) out += `${head}${escapeLabel(c)}"} ${valueText(value(u))}\n`;
+          return out;
+        },
+      );
+    containerFamily('container_cpu_usage_seconds_total', 'Cumulative CPU time consumed by the container, in seconds.', 'counter', (u) => u.cpuSeconds);
+    containerFamily(
+      'container_memory_working_set_bytes',
+      'Current working set of the container (usage minus inactive file cache), in bytes.',
+      'gauge',
+      (u) => u.memoryBytes,
+    );
+    const nodeUsageFamily = (name: string, help: string, value: (u: { cpuPercent: number; memoryUsedBytes: number }) => number): void =>
+      nodeFamily(name, help, (n) => {
         const u = d.usage.node(n.metadata.name);
-        if (u !== undefined) yield { labels: { node: n.metadata.name }, value: u.cpuPercent / 100 };
-      }
-    });
-    family('orchard_node_memory_used_bytes', 'Memory in use on the node as it last reported.', 'gauge', function* () {
-      for (const n of d.store.list('Node')) {
-        const u = d.usage.node(n.metadata.name);
-        if (u !== undefined) yield { labels: { node: n.metadata.name }, value: u.memoryUsedBytes };
-      }
-    });
+        return u === undefined ? '' : `${name}{node="${escapeLabel(n.metadata.name)}"} ${valueText(value(u))}\n`;
+      });
+    nodeUsageFamily('orchard_node_cpu_usage_cores', 'CPU in use on the node as it last reported (1 = one core busy).', (u) => u.cpuPercent / 100);
+    nodeUsageFamily('orchard_node_memory_used_bytes', 'Memory in use on the node as it last reported.', (u) => u.memoryUsedBytes);
 
     // ---- hub health ----
     family('orchard_workqueue_depth', 'Keys waiting in a controller work queue.', 'gauge', () =>
@@ -183,7 +244,16 @@ export class HubMetrics {
    */
   async *chunks(): AsyncGenerator<string> {
     yield await this.registry.metrics();
-    for (const f of this.families) yield* f.render();
+    const view = new ScrapeView(this.d.store);
+    for (const f of this.families) {
+      for (const c of f.render(view)) {
+        yield c;
+        // Back to the event loop between chunks (a macrotask, not a microtask): a socket that
+        // takes every write at once never says 'drain', and the whole body would otherwise be
+        // written in one go while node messages wait. No wait beyond one loop turn.
+        await yieldToLoop();
+      }
+    }
   }
 
   /** The whole body (tests). */

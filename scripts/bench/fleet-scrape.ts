@@ -13,11 +13,12 @@
  *
  * Run: npx tsx scripts/bench/fleet-scrape.ts [--nodes 10000] [--pods-per-node 10] [--procs 2]
  *   [--rounds 5] [--usage-interval-ms 30000] [--max-minutes 25] [--no-scheduler] [--scheduler-pods 20000] [--register-s N]
+ *   [--hub-cpu-prof FILE]   (a .cpuprofile of the hub process over the R scrapes)
  */
 import https from 'node:https';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve as resolvePath } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { HollowNode } from './lib/hollow-fleet.js';
 import { HubProcess, killAll, runSchedulerBench, startWorkerFleet, type FleetHandle } from './lib/processes.js';
@@ -38,6 +39,7 @@ const { values } = parseArgs({
     'scheduler-pods': { type: 'string', default: '20000' },
     /** Register deadline (default 60 s + 20 ms per node); a loaded machine needs more. */
     'register-s': { type: 'string' },
+    'hub-cpu-prof': { type: 'string' },
   },
   strict: true,
 });
@@ -99,8 +101,9 @@ const out = (s: string): void => void lines.push(s);
 let sched = '(not run)';
 if (!values['no-scheduler']) {
   log(`calibration: pure scheduler (load ${load()})`);
-  const raw = await runSchedulerBench(Number(values['scheduler-pods']));
-  sched = schedulerTable(parseSchedulerTable(raw));
+  const rows = parseSchedulerTable(await runSchedulerBench(Number(values['scheduler-pods'])));
+  sched = schedulerTable(rows);
+  log(`calibration: ${rows.map((r) => `${r.nodes} nodes ${r.mode}: ${r.podsPerSec} pods/s`).join('; ')} (load ${load()})`);
 }
 
 const hubDir = mkdtempSync(join(tmpdir(), 'orchard-scrape-hub-'));
@@ -171,6 +174,8 @@ try {
   const rssBefore = h.procStats()?.rssBytes ?? 0;
   const loadBefore = load();
   const scrapes: Array<Scrape & { rssPeak: number; rssAfter: number }> = [];
+  const prof = values['hub-cpu-prof'];
+  if (prof !== undefined) await h.rpc.call('profileStart', {}, 60_000);
   for (let i = 0; i < R; i++) {
     let peak = h.procStats()?.rssBytes ?? 0;
     const sampler = setInterval(() => (peak = Math.max(peak, h.procStats()?.rssBytes ?? 0)), 20);
@@ -183,6 +188,7 @@ try {
     );
     await new Promise((r) => setTimeout(r, 1000));
   }
+  if (prof !== undefined) await h.rpc.call('profileStop', { file: resolvePath(prof) }, 120_000);
   const memAfter = await h.rpc.call<NodeJS.MemoryUsage>('memory', {}, 60_000);
   const rssAfter = h.procStats()?.rssBytes ?? 0;
   const times = scrapes.map((s) => s.ms);

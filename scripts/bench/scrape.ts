@@ -5,9 +5,23 @@
  * per scrape, the body size, and the heap before/after (usage store and history included).
  * Issue 16's goal: ≤ 1 s at 10,000 nodes / 100,000 pods, with bounded memory.
  *
- * Run: node --expose-gc --import tsx scripts/bench/scrape.ts [--nodes 10000] [--pods-per-node 10] [--rounds 5]
+ * With --http the same body goes through the hub's /metrics route (Fastify over HTTPS, a
+ * throw-away CA) to a reader in a child node process, as Prometheus would read it: time to the
+ * last byte per scrape. Both modes print the longest event-loop stall during the scrapes (what
+ * node-message ingest would wait for while a scrape is written).
+ *
+ * Run: node --expose-gc --import tsx scripts/bench/scrape.ts [--nodes 10000] [--pods-per-node 10] [--rounds 5] [--http]
+ *   [--cpu-prof FILE]   (a .cpuprofile of this process over the scrapes only, not the fill)
  */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import Fastify from 'fastify';
+import { registerMetricsRoutes } from '../../hub/api/routes-metrics.js';
+import { loadOrCreatePki } from '../../hub/security/pki.js';
 import { API_VERSION, PodSpecSchema } from '../../protocol/manifest.js';
 import type { PodUsageReport } from '../../protocol/messages.js';
 import { HubMetrics } from '../../hub/metrics/prometheus.js';
@@ -16,7 +30,14 @@ import { MemoryStore } from '../../hub/store/memory-store.js';
 import type { NewObject } from '../../hub/store/store.js';
 
 const { values } = parseArgs({
-  options: { nodes: { type: 'string', default: '10000' }, 'pods-per-node': { type: 'string', default: '10' }, rounds: { type: 'string', default: '5' } },
+  options: {
+    nodes: { type: 'string', default: '10000' },
+    'pods-per-node': { type: 'string', default: '10' },
+    rounds: { type: 'string', default: '5' },
+    http: { type: 'boolean', default: false },
+    'cpu-prof': { type: 'string' },
+  },
+  strict: true,
 });
 const N = Number(values.nodes);
 const P = Number(values['pods-per-node']);
@@ -87,25 +108,114 @@ const metrics = new HubMetrics({ store, usage, queueDepths: () => ({ scheduling:
 const times: number[] = [];
 let bytes = 0;
 let peak = 0;
-for (let r = 0; r < R; r++) {
-  const t0 = performance.now();
-  // As the /metrics route does: chunk by chunk (a socket would take each), the body never whole.
-  bytes = 0;
-  for await (const chunk of metrics.chunks()) {
-    bytes += chunk.length;
-    peak = Math.max(peak, process.memoryUsage().heapUsed);
+/**
+ * The longest the event loop went without running a 1 ms timer (what node-message ingest would
+ * wait for), counting a last gap that is still open when stopped: monitorEventLoopDelay records
+ * nothing at all while the loop never turns.
+ */
+const lag = (() => {
+  let last = 0;
+  let max = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const tick = (): void => {
+    const now = performance.now();
+    max = Math.max(max, now - last);
+    last = now;
+  };
+  return {
+    enable: (): void => {
+      last = performance.now();
+      timer = setInterval(tick, 1);
+    },
+    disable: (): void => {
+      tick();
+      clearInterval(timer);
+    },
+    get max(): number {
+      return max;
+    },
+  };
+})();
+const prof = values['cpu-prof'] === undefined ? undefined : new Session();
+if (prof !== undefined) {
+  prof.connect();
+  await prof.post('Profiler.enable');
+  await prof.post('Profiler.setSamplingInterval', { interval: 200 });
+  await prof.post('Profiler.start');
+}
+let transport = 'in process (HubMetrics.chunks(), no socket)';
+if (values.http) {
+  transport = 'HTTPS: the /metrics route (Fastify, TLS) to a reader in a child process';
+  const dir = mkdtempSync(join(tmpdir(), 'orchard-scrape-pki-'));
+  const pki = await loadOrCreatePki(dir, { hostnames: ['localhost'], ips: ['127.0.0.1'], includeInterfaceAddresses: false });
+  const app = Fastify({ logger: false, https: { cert: pki.certPem, key: pki.keyPem } });
+  registerMetricsRoutes(app, { need: () => async () => undefined, store, usage, prometheus: metrics });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const addr = app.server.address();
+  const url = `https://localhost:${typeof addr === 'object' && addr !== null ? addr.port : 0}/metrics`;
+  // The reader: R GETs one after the other, each body counted as it streams in and dropped; it
+  // prints [ms, bytes] per scrape. Child process, so TLS decryption is not on this event loop.
+  const reader = `
+    const https = require('node:https');
+    const [url, ca, rounds] = process.argv.slice(1);
+    (async () => {
+      const out = [];
+      for (let i = 0; i < Number(rounds); i++) {
+        out.push(await new Promise((resolve, reject) => {
+          const t0 = performance.now();
+          https.get(url, { ca, agent: false }, (res) => {
+            let n = 0;
+            res.on('data', (c) => (n += c.length));
+            res.on('end', () => resolve([performance.now() - t0, n, res.statusCode]));
+          }).on('error', reject);
+        }));
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      process.stdout.write(JSON.stringify(out));
+    })();`;
+  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().heapUsed)), 10);
+  lag.enable();
+  const raw = await new Promise<string>((resolve, reject) =>
+    execFile(process.execPath, ['-e', reader, url, pki.caPem, String(R)], { maxBuffer: 1 << 20 }, (err, stdout) => (err ? reject(err) : resolve(stdout))),
+  );
+  lag.disable();
+  clearInterval(sampler);
+  await app.close();
+  rmSync(dir, { recursive: true, force: true });
+  for (const [ms, n, status] of JSON.parse(raw) as Array<[number, number, number]>) {
+    if (status !== 200) throw new Error(`scrape answered ${status}`);
+    times.push(ms);
+    bytes = n;
   }
-  times.push(performance.now() - t0);
+} else {
+  lag.enable();
+  for (let r = 0; r < R; r++) {
+    const t0 = performance.now();
+    // As the /metrics route does: chunk by chunk (a socket would take each), the body never whole.
+    bytes = 0;
+    for await (const chunk of metrics.chunks()) {
+      bytes += chunk.length;
+      peak = Math.max(peak, process.memoryUsage().heapUsed);
+    }
+    times.push(performance.now() - t0);
+  }
+  lag.disable();
+}
+if (prof !== undefined) {
+  const { profile } = await prof.post('Profiler.stop');
+  writeFileSync(values['cpu-prof'] ?? '', JSON.stringify(profile));
+  prof.disconnect();
 }
 const h2 = heap();
 times.sort((a, b) => a - b);
 const st = usage.stats();
 process.stdout.write(
   [
-    `nodes ${N}, pods ${N * P}, deployments ${DEPLOYMENTS}; Node ${process.version}`,
+    `nodes ${N}, pods ${N * P}, deployments ${DEPLOYMENTS}; Node ${process.version}; ${transport}`,
     `scrape ms: min ${times[0]?.toFixed(0)}, median ${times[Math.floor(R / 2)]?.toFixed(0)}, max ${times.at(-1)?.toFixed(0)} (${R} rounds)`,
-    `body ${mib(bytes)} MiB, ${bytes} chars`,
-    `heap: empty ${mib(h0)} MiB, filled ${mib(h1)} MiB (usage store history ${mib(st.historyBytes)} MiB), peak during scrapes ${mib(peak)} MiB (sampled per chunk), after scrapes + GC ${mib(h2)} MiB`,
+    `body ${mib(bytes)} MiB, ${bytes} ${values.http ? 'bytes' : 'chars'}`,
+    `longest event-loop stall during the scrapes: ${lag.max.toFixed(0)} ms`,
+    `heap: empty ${mib(h0)} MiB, filled ${mib(h1)} MiB (usage store history ${mib(st.historyBytes)} MiB), peak during scrapes ${mib(peak)} MiB (${values.http ? 'sampled every 10 ms' : 'sampled per chunk'}), after scrapes + GC ${mib(h2)} MiB`,
     '',
   ].join('\n'),
 );
