@@ -9,8 +9,9 @@
  *   t0 = `kill -9` of the leader;
  *   → won: a standby won the election (the dead leader's lease expired), then had the identity
  *     and the store from etcd ("elected"), then listened;
- *   → API: first 200 on an authenticated read (GET /api/v1/deployments with the admin token) from
- *     any other hub, polled every 100 ms (a standby's port is closed: refused);
+ *   → API: first hub whose /healthz says role leader and that answers an authenticated read
+ *     (GET /api/v1/deployments, admin token) with 200, polled every 100 ms (standbys serve reads
+ *     too, so the role is checked);
  *   → MQTT: first CONNACK (an API-token MQTT session) from any other hub, polled every 100 ms;
  *   → nodes: the new leader has heard every node since it started and holds it Ready, and every
  *     agent holds its desired set from after t0;
@@ -174,7 +175,7 @@ function report(partial: boolean): string {
     'won',
     'elected',
     'listening',
-    'API 200',
+    'API 200 (leader)',
     'MQTT CONNACK',
     `all ${N} nodes Ready on it`,
     '(of which after it listened)',
@@ -305,11 +306,17 @@ async function firstSuccess(targets: () => HubSlot[], probe: (h: HubSlot) => Pro
   }
 }
 
+/**
+ * The new LEADER serves the API: its /healthz says role leader and an authenticated read answers
+ * 200. (A standby answers reads too since standbys serve them from etcd, so a read alone would
+ * measure the standby, 0.0-0.2 s after the kill, not the failover.)
+ */
 async function apiOk(h: HubSlot, token: string, ca: string): Promise<boolean> {
-  const r = await Promise.race([
-    apiRequest('GET', `${h.apiUrl}/api/v1/deployments`, token, ca),
-    new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timeout')), 2_000)),
-  ]);
+  const within = <T>(p: Promise<T>): Promise<T> =>
+    Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timeout')), 2_000))]);
+  const health = await within(apiRequest('GET', `${h.apiUrl}/healthz`, token, ca));
+  if (health.status !== 200 || (JSON.parse(health.text) as { role?: string }).role !== 'leader') return false;
+  const r = await within(apiRequest('GET', `${h.apiUrl}/api/v1/deployments`, token, ca));
   return r.status === 200;
 }
 

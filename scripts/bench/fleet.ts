@@ -6,7 +6,7 @@
  *   [--replicas-per-deployment 100] [--usage-interval-ms 30000] [--steady-ms <usage interval + 2 s>]
  *   [--max-minutes 20] [--scheduler-pods 20000 | --no-scheduler] [--json out.json] [--md out.md]
  *   [--hub-cpu-prof DIR]   (hub .cpuprofile of register+deploy and of the recovery, per size)
- *   [--store sqlite|etcd] [--leader-ttl 10s]   (etcd: a 3-member cluster started for each size, issue 19)
+ *   [--store sqlite|etcd] [--leader-ttl 6s]   (etcd: a 3-member cluster started for each size, issue 19)
  *   [--hub-node-args=--max-old-space-size=768]   (extra node flags for the hub process; note the =)
  *   `kill -USR2 <hub pid>` writes a hub heap snapshot (FLEET_HEAP_DIR, default the temp dir)
  *
