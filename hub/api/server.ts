@@ -16,7 +16,7 @@ import { LabelsSchema, NameSchema } from '../../protocol/manifest.js';
 import { OBJECT_KINDS, type ObjectKind } from '../../protocol/objects.js';
 import type { Logger } from '../log.js';
 import type { Operations } from '../operations.js';
-import { WRITE_BARRIER_MS, writeScope, type Store } from '../store/store.js';
+import { WRITE_BARRIER_MS, type Store } from '../store/store.js';
 import { jsonBody } from './body.js';
 import { toOrchardError } from './errors.js';
 import { registerDashboardRoutes } from './dashboard.js';
@@ -140,21 +140,11 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   // A remote store (etcd) makes writes durable behind the cache: a write is reported as done only
   // once the store confirms it (hub/store/store.ts sync), as SQLite's synchronous commit does.
   const sync = deps.store.sync?.bind(deps.store);
-  const writeMark = deps.store.writeMark?.bind(deps.store);
   if (sync) {
-    // Each request runs in its own write scope (the store notes the mark of every write made in
-    // it), so its answer waits for its own writes, not for a controller burst they started.
-    const scopes = new WeakMap<object, { last: number; start: number }>();
-    app.addHook('onRequest', (req, _reply, done) => {
-      const scope = { last: 0, start: writeMark?.() ?? 0 };
-      scopes.set(req, scope);
-      writeScope.run(scope, done);
-    });
     app.addHook('onSend', async (req, reply, payload) => {
       if (req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS' || reply.statusCode >= 400) return payload;
       try {
-        const scope = scopes.get(req);
-        await sync(WRITE_BARRIER_MS, scope === undefined || writeMark === undefined ? undefined : Math.max(scope.last, scope.start));
+        await sync(WRITE_BARRIER_MS);
         return payload;
       } catch (err) {
         const oe = OrchardError.from(err);

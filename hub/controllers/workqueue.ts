@@ -1,6 +1,5 @@
 import { systemClock, type Clock, type TimerHandle } from '../../protocol/clock.js';
 import type { Logger } from '../log.js';
-import { writeScope } from '../store/store.js';
 
 /**
  * A keyed work queue in the manner of client-go's: events only enqueue a key; duplicate keys
@@ -93,8 +92,7 @@ export class WorkQueue {
     if (this.running) return;
     this.running = true;
     // Let a burst of events (e.g. one transaction binding 20 pods) merge before we run.
-    // Outside any web request's write scope: what a controller writes is not that request's answer.
-    setImmediate(() => writeScope.exit(() => void this.drain()));
+    setImmediate(() => void this.drain());
   }
 
   private async drain(): Promise<void> {

@@ -1,4 +1,3 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import type { AnyObject, ObjectKind, ObjectOf } from '../../protocol/objects.js';
 
 /**
@@ -58,16 +57,6 @@ export interface StoreOptions {
   structuralSharing?: boolean;
 }
 
-/**
- * The writes of one web request: a remote store notes in `last` the mark of each write committed
- * inside `writeScope.run(...)`, and the API's barrier waits for those (and, for a request that
- * wrote nothing, for what was committed before it began: what it read). Controllers' work queues
- * leave the scope (`writeScope.exit`), so a burst they start because of the request is not part
- * of its answer — before this, `orchard apply` of 1,000 deployments on etcd waited for the
- * 100,000 pods they created and timed out.
- */
-export const writeScope = new AsyncLocalStorage<{ last: number; start: number }>();
-
 /** How long a write's answer (API, MQTT command) waits for a remote store to confirm it (etcd: a quorum's fsync). */
 export const WRITE_BARRIER_MS = 10_000;
 
@@ -120,8 +109,7 @@ export interface Store {
   sync?(timeoutMs?: number, upTo?: number): Promise<void>;
   /**
    * With `sync`: the position of the last committed write. `sync(t, mark)` waits for the writes up
-   * to that mark only, not for those committed after it (a controller's burst): a desired set waits
-   * for the writes it reflects, a web request for its own (see writeScope).
+   * to that mark only, not for those committed after it.
    */
   writeMark?(): number;
   /** Idempotent; any later call throws ERR_STORE. */

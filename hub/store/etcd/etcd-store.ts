@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { OrchardError } from '../../../protocol/errors.js';
 import type { AnyObject } from '../../../protocol/objects.js';
 import { BaseStore } from '../base-store.js';
-import { type StoreOptions, writeScope } from '../store.js';
+import type { StoreOptions } from '../store.js';
 import { prefixEnd, type Compare, type EtcdClient, type KeyValue, type RangeResult, type TxnOp } from './etcd-client.js';
 
 /**
@@ -292,12 +292,9 @@ export class EtcdStore extends BaseStore {
     return Math.max(1, (this.opts.maxOpsPerTxn ?? 120) - (this.opts.epoch !== undefined ? 1 : 0));
   }
 
-  /** A committed batch joins the queue; the web request it was written in (writeScope) notes its mark. */
+  /** A committed batch joins the queue. */
   private enqueue(ops: QueuedOp[]): void {
-    const seq = ++this.queuedSeq;
-    this.queue.push({ ops, seq });
-    const scope = writeScope.getStore();
-    if (scope !== undefined) scope.last = seq;
+    this.queue.push({ ops, seq: ++this.queuedSeq });
   }
 
   writeMark(): number {
