@@ -255,7 +255,8 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     // 3. deploy
     const docs = benchDeployments(M, o.replicasPerDeployment ?? 100);
     const t1 = Date.now();
-    const { retries: applyRetries } = await applyAll(h1.ready.apiUrl, token, h1.ready.caPem, docs);
+    const { retries: applyRetries, unconfirmed } = await applyAll(h1.ready.apiUrl, token, h1.ready.caPem, docs);
+    if (unconfirmed > 0) log(`[${N}] apply: ${unconfirmed} request(s) answered 504 ERR_TIMEOUT (applied, etcd had not confirmed within the barrier)`);
     const applyMs = Date.now() - t1;
     result.deploy.applyRetries = applyRetries;
     let boundMs = 0;
