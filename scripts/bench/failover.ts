@@ -312,8 +312,7 @@ async function firstSuccess(targets: () => HubSlot[], probe: (h: HubSlot) => Pro
  * measure the standby, 0.0-0.2 s after the kill, not the failover.)
  */
 async function apiOk(h: HubSlot, token: string, ca: string): Promise<boolean> {
-  const within = <T>(p: Promise<T>): Promise<T> =>
-    Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timeout')), 2_000))]);
+  const within = <T>(p: Promise<T>): Promise<T> => Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timeout')), 2_000))]);
   const health = await within(apiRequest('GET', `${h.apiUrl}/healthz`, token, ca));
   if (health.status !== 200 || (JSON.parse(health.text) as { role?: string }).role !== 'leader') return false;
   const r = await within(apiRequest('GET', `${h.apiUrl}/api/v1/deployments`, token, ca));
