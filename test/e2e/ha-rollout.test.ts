@@ -174,7 +174,22 @@ describe('hub failover during a rolling update (real engine)', () => {
       expect(done.find((p) => p.metadata.name === name)?.status.containerStatuses[0]?.containerId).toBe(id);
       expect([...engineIdsBefore].some((e) => e.startsWith(id!))).toBe(true);
     }
-    const running = containersOf(node).filter((c) => c.State.Running);
+    // The store drops a replaced v1 pod when the agent reports its container stopping; the engine
+    // may still be ending it (its stop grace) when the v2 pods are all Ready: wait for the engine
+    // to settle at 3 running containers (it failed here once the failover got faster, 4 = the v1
+    // one still stopping), then check that the v2 containers running at the kill are among them.
+    const running = await waitFor(
+      'the engine runs exactly the 3 v2 containers',
+      async () => {
+        const r = containersOf(node).filter((c) => c.State.Running);
+        return r.length === 3 ? r : undefined;
+      },
+      60_000,
+      500,
+    ).catch((e: unknown) => {
+      const r = containersOf(node).filter((c) => c.State.Running);
+      throw new Error(`${String(e)}: ${r.map((c) => `${c.Id.slice(0, 12)} ${c.Name} started ${c.State.StartedAt}`).join('; ')}\n${logs()}`);
+    });
     expect(running).toHaveLength(3);
     for (const id of keptIds.values()) expect(running.some((c) => c.Id.startsWith(id!))).toBe(true);
     console.log(
