@@ -6,7 +6,7 @@
  *   [--replicas-per-deployment 100] [--usage-interval-ms 30000] [--steady-ms <usage interval + 2 s>]
  *   [--max-minutes 20] [--scheduler-pods 20000 | --no-scheduler] [--json out.json] [--md out.md]
  *   [--hub-cpu-prof DIR]   (hub .cpuprofile of register+deploy and of the recovery, per size)
- *   [--store sqlite|etcd] [--leader-ttl 6s]   (etcd: a 3-member cluster started for each size, issue 19)
+ *   [--store sqlite|etcd] [--leader-ttl 6s] [--etcd-members 3]   (etcd: a cluster of that many members started for each size, issue 19)
  *   [--hub-node-args=--max-old-space-size=768]   (extra node flags for the hub process; note the =)
  *   `kill -USR2 <hub pid>` writes a hub heap snapshot (FLEET_HEAP_DIR, default the temp dir)
  *
@@ -36,6 +36,7 @@ const { values } = parseArgs({
     'hub-node-args': { type: 'string' },
     store: { type: 'string', default: 'sqlite' },
     'leader-ttl': { type: 'string' },
+    'etcd-members': { type: 'string', default: '3' },
     json: { type: 'string' },
     md: { type: 'string' },
   },
@@ -50,8 +51,19 @@ if (values.store !== 'sqlite' && values.store !== 'etcd') {
   process.stderr.write(`--store must be sqlite or etcd (got ${JSON.stringify(values.store)})\n`);
   process.exit(2);
 }
+function etcdMembers(v: string | undefined): 1 | 3 {
+  if (v === '1' || v === '3') return Number(v) as 1 | 3;
+  process.stderr.write(`--etcd-members must be 1 or 3 (got ${JSON.stringify(v)})\n`);
+  process.exit(2);
+}
 const store =
-  values.store === 'etcd' ? { kind: 'etcd' as const, ...(values['leader-ttl'] ? { leaderTtl: values['leader-ttl'] } : {}) } : { kind: 'sqlite' as const };
+  values.store === 'etcd'
+    ? {
+        kind: 'etcd' as const,
+        members: etcdMembers(values['etcd-members']),
+        ...(values['leader-ttl'] ? { leaderTtl: values['leader-ttl'] } : {}),
+      }
+    : { kind: 'sqlite' as const };
 const log = (m: string): void => void process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${m}\n`);
 
 const results: ScenarioResult[] = [];

@@ -42,12 +42,12 @@ export interface ScenarioOptions {
   /** Extra node flags for the hub process (e.g. `--max-old-space-size=768`), both starts. */
   hubNodeArgs?: string[];
   /**
-   * Where the hub keeps its objects: SQLite in its data dir (default), or a 3-member etcd cluster
-   * started for the scenario (issue 19), with `leaderTtl` as the hub's lease. On etcd the crash
+   * Where the hub keeps its objects: SQLite in its data dir (default), or an etcd cluster of
+   * `members` (default 3) started for the scenario (issue 19), with `leaderTtl` as the hub's lease. On etcd the crash
    * phase restarts the hub on the same ports as on SQLite: the new process waits for the killed
    * one's lease to expire before it leads, and that wait is part of its recovery time.
    */
-  store?: { kind: 'sqlite' } | { kind: 'etcd'; leaderTtl?: string };
+  store?: { kind: 'sqlite' } | { kind: 'etcd'; members?: 1 | 3; leaderTtl?: string };
 }
 
 export interface PhaseResult {
@@ -198,7 +198,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     let hubEnv: Record<string, string> = {};
     if (o.store?.kind === 'etcd') {
       // etcd's own raft timings (100 ms / 1 s); the hub's ports fixed now (it listens only once it leads).
-      etcd = await EtcdCluster.start(3, { heartbeatMs: 100, electionMs: 1000 });
+      etcd = await EtcdCluster.start(o.store.members ?? 3, { heartbeatMs: 100, electionMs: 1000 });
       // fleet.ts ends with process.exit on its time limit or a signal: the members go with it.
       process.on('exit', closeEtcd);
       cfg = {
