@@ -2,6 +2,7 @@ import { OrchardError } from '../../protocol/errors.js';
 import {
   prefixEnd,
   type Compare,
+  type EtcdClient,
   type KeyValue,
   type RangeResult,
   type TxnOp,
@@ -148,12 +149,8 @@ export class FakeEtcd {
     return wrote;
   }
 
-  watch(
-    key: string,
-    opts: { prefix?: boolean; startRevision?: number },
-    onEvents: (events: WatchEvent[], revision: number) => void,
-    onEnd: (err: OrchardError) => void,
-  ): Watch {
+  /** EtcdClient.watch, typed from it: the fake cannot drift from the client's signature. */
+  watch(...[key, opts, onEvents, onEnd]: Parameters<EtcdClient['watch']>): Watch {
     const w: FakeWatch = {
       from: Buffer.from(key),
       to: opts.prefix ? prefixEnd(key) : Buffer.concat([Buffer.from(key), Buffer.from([0])]),
