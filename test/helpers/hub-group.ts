@@ -38,7 +38,39 @@ export interface GroupHub {
   server: string;
   /** mqtts://127.0.0.1:<mqtt port> */
   mqtt: string;
+  httpPort: number;
+  mqttPort: number;
   dir: string;
+}
+
+export interface EtcdHubOptions {
+  /** The hub's data dir is `<root>/<name>`. */
+  root: string;
+  name: string;
+  etcd: EtcdCluster;
+  ttlSeconds: number;
+  /** ORCHARD_HA_SECRET. */
+  secret: string;
+  /** More `orchard hub` flags. */
+  extraArgs?: string[];
+  /** More environment (e.g. ORCHARD_LOG). */
+  env?: Record<string, string>;
+}
+
+/** Spawns `orchard hub` on free ports with every etcd member as its store; the caller kills it. */
+export async function spawnEtcdHub(o: EtcdHubOptions): Promise<GroupHub> {
+  const [httpPort, mqttPort] = [await freePort(), await freePort()];
+  const dir = join(o.root, o.name);
+  const endpoints = o.etcd.endpoints.map((e) => e.replace('http://', '')).join(',');
+  const proc = orchard(
+    [
+      'hub',
+      ...['--data-dir', dir, '--host', '127.0.0.1', '--http-port', String(httpPort), '--mqtt-port', String(mqttPort), '--no-cli-config'],
+      ...['--store', `etcd://${endpoints}`, '--leader-ttl', `${o.ttlSeconds}s`, ...(o.extraArgs ?? [])],
+    ],
+    { ORCHARD_HA_SECRET: o.secret, ...o.env },
+  );
+  return { name: o.name, proc, server: `https://127.0.0.1:${httpPort}`, mqtt: `mqtts://127.0.0.1:${mqttPort}`, httpPort, mqttPort, dir };
 }
 
 /** What a client of the group needs, read from the first leader's data dir. */
@@ -90,19 +122,9 @@ export class HubGroup {
 
   /** Starts hub `name` on free ports, data dir `<root>/<name>`, every etcd member as its store. */
   async startHub(name: string): Promise<GroupHub> {
-    const [http, mqtt] = [await freePort(), await freePort()];
-    const dir = join(this.root, name);
-    const endpoints = this.etcd.endpoints.map((e) => e.replace('http://', '')).join(',');
-    const proc = orchard(
-      [
-        'hub',
-        ...['--data-dir', dir, '--host', '127.0.0.1', '--http-port', String(http), '--mqtt-port', String(mqtt), '--no-cli-config'],
-        ...['--store', `etcd://${endpoints}`, '--leader-ttl', `${this.opts.ttlSeconds}s`],
-      ],
-      { ORCHARD_HA_SECRET: this.opts.secret },
-    );
-    this.track(proc);
-    return { name, proc, server: `https://127.0.0.1:${http}`, mqtt: `mqtts://127.0.0.1:${mqtt}`, dir };
+    const h = await spawnEtcdHub({ root: this.root, name, etcd: this.etcd, ttlSeconds: this.opts.ttlSeconds, secret: this.opts.secret });
+    this.track(h.proc);
+    return h;
   }
 
   /** The role /healthz names ('leader', 'standby'), or undefined when it does not answer 200. */
