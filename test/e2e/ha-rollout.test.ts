@@ -1,11 +1,10 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { TEST_IMAGE, ensureTestImage } from '../helpers/cluster.js';
-import { EtcdCluster } from '../helpers/etcd.js';
 import { request, waitFor } from '../helpers/http.js';
-import { containersOf, ensureBuilt, freePort, orchard, orchardRun, readToken, removeContainersOf, type Proc } from '../helpers/procs.js';
+import { useHubGroup } from '../helpers/hub-group.js';
+import { containersOf, orchard, orchardRun, removeContainersOf } from '../helpers/procs.js';
 import { newE2eRunId } from '../helpers/run-id.js';
 
 /**
@@ -46,61 +45,23 @@ interface PodView {
 }
 
 describe('hub failover during a rolling update (real engine)', () => {
-  let etcd: EtcdCluster;
-  const root = mkdtempSync(join(tmpdir(), 'orchard-e2e-ha-'));
   const node = `e2e-${newE2eRunId()}-ha`;
-  const procs: Proc[] = [];
-  beforeAll(async () => {
-    ensureBuilt();
-    ensureTestImage();
-    etcd = await EtcdCluster.start(3);
-  }, 120_000);
-  afterAll(async () => {
-    for (const p of procs) await p.kill9();
-    removeContainersOf(node);
-    etcd?.close();
-    rmSync(root, { recursive: true, force: true });
+  const group = useHubGroup({
+    tmpPrefix: 'orchard-e2e-ha-',
+    secret: 'e2e-ha-rollout-secret-0123456789',
+    ttlSeconds: TTL_S,
+    setupTimeoutMs: 120_000,
+    healthTimeoutMs: 2_000,
+    beforeStart: ensureTestImage,
+    afterStop: () => removeContainersOf(node),
   });
-
-  const startHub = async (name: string): Promise<{ proc: Proc; server: string; dir: string }> => {
-    const [http, mqtt] = [await freePort(), await freePort()];
-    const dir = join(root, name);
-    const proc = orchard(
-      [
-        'hub',
-        ...['--data-dir', dir, '--host', '127.0.0.1', '--http-port', String(http), '--mqtt-port', String(mqtt), '--no-cli-config'],
-        ...['--store', `etcd://${etcd.endpoints.map((e) => e.replace('http://', '')).join(',')}`, '--leader-ttl', `${TTL_S}s`],
-      ],
-      { ORCHARD_HA_SECRET: 'e2e-ha-rollout-secret-0123456789' },
-    );
-    procs.push(proc);
-    return { proc, server: `https://127.0.0.1:${http}`, dir };
-  };
+  const root = group.root;
 
   it('the rollout completes under the new leader; containers already updated keep their ids', async () => {
-    const a = await startHub('a');
-    const roleOf = async (server: string, ca: string): Promise<string | undefined> =>
-      request(server, 'GET', '/healthz', { ca, timeoutMs: 2_000 })
-        .then((r) => (r.status === 200 ? (r.body as { role?: string }).role : undefined))
-        .catch(() => undefined);
-    await waitFor(
-      'hub a leading',
-      async () => {
-        try {
-          return (await roleOf(a.server, readFileSync(join(a.dir, 'ca.crt'), 'utf8'))) === 'leader';
-        } catch {
-          return false;
-        }
-      },
-      60_000,
-      200,
-    );
-    const ca = readFileSync(join(a.dir, 'ca.crt'), 'utf8');
-    const caFile = join(root, 'ca.crt');
-    writeFileSync(caFile, ca);
-    const token = readToken(a.dir);
-    const b = await startHub('b');
-    await waitFor('hub b standby', async () => (await roleOf(b.server, ca)) === 'standby', 60_000, 200);
+    const a = await group.startHub('a');
+    const { ca, caFile, token } = await group.firstLeader(a, { timeoutMs: 60_000, intervalMs: 200 });
+    const b = await group.startHub('b');
+    await group.waitRole(b, 'standby', ca, { timeoutMs: 60_000, intervalMs: 200 });
     const cli = (args: string[]): ReturnType<typeof orchardRun> =>
       orchardRun([...args, '--ca', caFile], { ORCHARD_SERVER: `${a.server},${b.server}`, ORCHARD_TOKEN: token, ORCHARD_CONFIG: join(root, 'no-config') });
 
@@ -108,7 +69,7 @@ describe('hub failover during a rolling update (real engine)', () => {
     const agent = orchard(['agent', '--hub', a.server, '--name', node, '--data-dir', join(root, 'agent'), '--no-services'], {
       ORCHARD_TOKEN: (made.body as { token: string }).token,
     });
-    procs.push(agent);
+    group.track(agent);
     const pods = async (): Promise<PodView[]> => {
       for (const server of [a.server, b.server]) {
         const r = await request(server, 'GET', '/api/v1/pods', { token, ca, timeoutMs: 3_000 }).catch(() => undefined);
@@ -150,7 +111,7 @@ describe('hub failover during a rolling update (real engine)', () => {
     const engineIdsBefore = new Set(containersOf(node).map((c) => c.Id));
     const killedAt = Date.now();
     await a.proc.kill9();
-    await waitFor('hub b leading', async () => (await roleOf(b.server, ca)) === 'leader', 60_000, 100);
+    await group.waitRole(b, 'leader', ca, { timeoutMs: 60_000, intervalMs: 100 });
     const takeoverMs = Date.now() - killedAt;
 
     // The rollout finishes under b: 3 ready v2 pods, no v1 pod, and `orchard rollout status` says so.

@@ -2,6 +2,7 @@ import { OrchardError } from '../../protocol/errors.js';
 import {
   prefixEnd,
   type Compare,
+  type EtcdClient,
   type KeyValue,
   type RangeResult,
   type TxnOp,
@@ -16,6 +17,8 @@ import {
  * revision), ranges at a past revision, paging (`limit`, `more`), and watches that deliver each
  * revision's events in one batch, asynchronously, as etcd's gateway does. Compares are supported
  * for CREATE/MOD/VALUE with EQUAL; leases, auth and compaction are not.
+ *
+ * test/integration/fake-etcd-range.test.ts checks its ranges and paging against a real member.
  *
  * Test seams: `pauseWatches()` holds every delivery (a lagging watch) until `resumeWatches()`;
  * `endWatches()` ends every watch as a lost member would; `quorum = false` makes every call fail
@@ -101,21 +104,27 @@ export class FakeEtcd {
     });
   }
 
-  /** Applies ops (nested transactions included) at `revision`; true when any wrote. */
-  private applyOps(ops: readonly TxnOp[], revision: number, ranges: (RangeResult | undefined)[]): boolean {
+  /**
+   * Applies ops (nested transactions included) at `revision`; true when any wrote. As in etcd, a
+   * range after a write of the same transaction sees it and names the transaction's revision
+   * (test/integration/fake-etcd-range.test.ts checks this against a real member).
+   */
+  private applyOps(ops: readonly TxnOp[], revision: number, ranges: (RangeResult | undefined)[], txn = { wrote: false }): boolean {
     let wrote = false;
     for (const op of ops) {
       if ('range' in op) {
-        ranges.push(this.rangeSync(op.range.key, { prefix: op.range.prefix ?? false }));
+        const at = txn.wrote ? revision : this.rev;
+        ranges.push(this.rangeSync(op.range.key, { prefix: op.range.prefix ?? false, revision: at }, at));
         continue;
       }
       ranges.push(undefined);
       if ('txn' in op) {
         const branch = this.holds(op.txn.compare) ? op.txn.success : (op.txn.failure ?? []);
-        if (this.applyOps(branch, revision, [])) wrote = true;
+        if (this.applyOps(branch, revision, [], txn)) wrote = true;
         continue;
       }
       wrote = true;
+      txn.wrote = true;
       if ('put' in op) {
         const prev = this.latest.get(op.put.key);
         const value = Buffer.from(op.put.value);
@@ -140,12 +149,8 @@ export class FakeEtcd {
     return wrote;
   }
 
-  watch(
-    key: string,
-    opts: { prefix?: boolean; startRevision?: number },
-    onEvents: (events: WatchEvent[], revision: number) => void,
-    onEnd: (err: OrchardError) => void,
-  ): Watch {
+  /** EtcdClient.watch, typed from it: the fake cannot drift from the client's signature. */
+  watch(...[key, opts, onEvents, onEnd]: Parameters<EtcdClient['watch']>): Watch {
     const w: FakeWatch = {
       from: Buffer.from(key),
       to: opts.prefix ? prefixEnd(key) : Buffer.concat([Buffer.from(key), Buffer.from([0])]),
@@ -196,7 +201,12 @@ export class FakeEtcd {
     this.latest.set(v.key, v);
   }
 
-  private rangeSync(key: string, opts: { prefix?: boolean; rangeEnd?: Buffer; limit?: number; revision?: number; keysOnly?: boolean }): RangeResult {
+  /** `headerRevision`: the revision the answer names (the store's, or a writing transaction's). */
+  private rangeSync(
+    key: string,
+    opts: { prefix?: boolean; rangeEnd?: Buffer; limit?: number; revision?: number; keysOnly?: boolean },
+    headerRevision = this.rev,
+  ): RangeResult {
     const at = opts.revision ?? this.rev;
     const from = Buffer.from(key);
     const to = opts.rangeEnd ?? (opts.prefix ? prefixEnd(key) : undefined);
@@ -210,7 +220,7 @@ export class FakeEtcd {
       .sort((a, b) => Buffer.compare(Buffer.from(a.key), Buffer.from(b.key)));
     const limited = opts.limit ? hits.slice(0, opts.limit) : hits;
     return {
-      revision: this.rev,
+      revision: headerRevision,
       kvs: limited.map((v) => toKv(v, opts.keysOnly ?? false)),
       count: hits.length,
       more: limited.length < hits.length,

@@ -1,9 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { EtcdClient, prefixEnd, type WatchEvent } from '../../hub/store/etcd/etcd-client.js';
 import { Election } from '../../hub/store/etcd/election.js';
 import { systemClock } from '../../protocol/clock.js';
 import { OrchardError } from '../../protocol/errors.js';
-import { EtcdCluster } from '../helpers/etcd.js';
+import { useEtcdCluster } from '../helpers/etcd-suite.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 
 /** The etcd client and election (issue 19) against real etcd members (Debian's etcd-server). */
@@ -17,75 +17,66 @@ const waitFor = async (what: string, cond: () => boolean | Promise<boolean>, ms 
 };
 
 describe('etcd client on one real member', () => {
-  let etcd: EtcdCluster;
-  let client: EtcdClient;
-  beforeAll(async () => {
-    etcd = await EtcdCluster.start(1);
-    client = new EtcdClient({ endpoints: etcd.endpoints });
-  }, 30_000);
-  afterAll(() => {
-    client?.close();
-    etcd?.close();
-  });
+  const cluster = useEtcdCluster();
 
   it('puts, gets, ranges a prefix and deletes, with revisions', async () => {
-    const r1 = await client.put('/t/a', 'one');
-    const r2 = await client.put('/t/b', Buffer.from([0, 1, 255]));
-    await client.put('/u/c', 'other prefix');
+    const r1 = await cluster.client.put('/t/a', 'one');
+    const r2 = await cluster.client.put('/t/b', Buffer.from([0, 1, 255]));
+    await cluster.client.put('/u/c', 'other prefix');
     expect(r2).toBeGreaterThan(r1);
-    const a = await client.get('/t/a');
+    const a = await cluster.client.get('/t/a');
     expect(a?.value.toString()).toBe('one');
     expect(a?.createRevision).toBe(r1);
     expect(a?.version).toBe(1);
-    const all = await client.range('/t/', { prefix: true });
+    const all = await cluster.client.range('/t/', { prefix: true });
     expect(all.kvs.map((k) => k.key)).toEqual(['/t/a', '/t/b']);
     expect([...all.kvs[1]!.value]).toEqual([0, 1, 255]);
     expect(all.count).toBe(2);
-    await client.delete('/t/', { prefix: true });
-    expect((await client.range('/t/', { prefix: true })).kvs).toEqual([]);
-    expect(await client.get('/u/c')).toBeDefined();
-    expect(await client.get('/missing')).toBeUndefined();
+    await cluster.client.delete('/t/', { prefix: true });
+    expect((await cluster.client.range('/t/', { prefix: true })).kvs).toEqual([]);
+    expect(await cluster.client.get('/u/c')).toBeDefined();
+    expect(await cluster.client.get('/missing')).toBeUndefined();
   });
 
   it('runs a transaction only when its compares hold', async () => {
-    const rev = await client.put('/cas', 'v1');
-    const kv = await client.get('/cas');
-    const ok = await client.txn([{ key: '/cas', target: 'MOD', modRevision: kv!.modRevision }], [{ put: { key: '/cas', value: 'v2' } }]);
+    const rev = await cluster.client.put('/cas', 'v1');
+    const kv = await cluster.client.get('/cas');
+    const ok = await cluster.client.txn([{ key: '/cas', target: 'MOD', modRevision: kv!.modRevision }], [{ put: { key: '/cas', value: 'v2' } }]);
     expect(ok.succeeded).toBe(true);
     expect(ok.revision).toBeGreaterThan(rev);
-    const stale = await client.txn(
+    const stale = await cluster.client.txn(
       [{ key: '/cas', target: 'MOD', modRevision: kv!.modRevision }],
       [{ put: { key: '/cas', value: 'v3' } }],
       [{ range: { key: '/cas' } }],
     );
     expect(stale.succeeded).toBe(false);
     expect(stale.ranges[0]?.kvs[0]?.value.toString()).toBe('v2');
-    const create = await client.txn([{ key: '/fresh', target: 'CREATE', createRevision: 0 }], [{ put: { key: '/fresh', value: 'x' } }]);
+    const create = await cluster.client.txn([{ key: '/fresh', target: 'CREATE', createRevision: 0 }], [{ put: { key: '/fresh', value: 'x' } }]);
     expect(create.succeeded).toBe(true);
-    const again = await client.txn([{ key: '/fresh', target: 'CREATE', createRevision: 0 }], [{ put: { key: '/fresh', value: 'y' } }]);
+    const again = await cluster.client.txn([{ key: '/fresh', target: 'CREATE', createRevision: 0 }], [{ put: { key: '/fresh', value: 'y' } }]);
     expect(again.succeeded).toBe(false);
-    expect((await client.get('/fresh'))?.value.toString()).toBe('x');
+    expect((await cluster.client.get('/fresh'))?.value.toString()).toBe('x');
   });
 
   it('watches a prefix in revision order and replays from a start revision', async () => {
     const seen: WatchEvent[] = [];
     const ended: OrchardError[] = [];
-    const w = client.watch(
+    const w = cluster.client.watch(
       '/w/',
       { prefix: true },
       (ev) => seen.push(...ev),
       (e) => ended.push(e),
     );
     await w.ready;
-    const first = await client.put('/w/1', 'a');
-    await client.put('/w/2', 'b');
-    await client.delete('/w/1');
-    await client.put('/elsewhere', 'not watched');
+    const first = await cluster.client.put('/w/1', 'a');
+    await cluster.client.put('/w/2', 'b');
+    await cluster.client.delete('/w/1');
+    await cluster.client.put('/elsewhere', 'not watched');
     await waitFor('3 watch events', () => seen.length >= 3);
     expect(seen.map((e) => `${e.type} ${e.kv.key}`)).toEqual(['PUT /w/1', 'PUT /w/2', 'DELETE /w/1']);
     w.cancel();
     const replay: WatchEvent[] = [];
-    const w2 = client.watch(
+    const w2 = cluster.client.watch(
       '/w/',
       { prefix: true, startRevision: first },
       (ev) => replay.push(...ev),
@@ -98,23 +89,23 @@ describe('etcd client on one real member', () => {
   });
 
   it('leases: keys die with a revoked lease, and keep-alive then answers 0', async () => {
-    const lease = await client.leaseGrant(5);
+    const lease = await cluster.client.leaseGrant(5);
     expect(lease.ttl).toBe(5);
-    await client.put('/leased', 'x', { lease: lease.id });
-    expect(await client.leaseKeepAlive(lease.id)).toBe(5);
-    expect((await client.get('/leased'))?.lease).toBe(lease.id);
+    await cluster.client.put('/leased', 'x', { lease: lease.id });
+    expect(await cluster.client.leaseKeepAlive(lease.id)).toBe(5);
+    expect((await cluster.client.get('/leased'))?.lease).toBe(lease.id);
     expect(lease.id).toMatch(/^\d+$/);
-    await client.leaseRevoke(lease.id);
-    expect(await client.get('/leased')).toBeUndefined();
-    expect(await client.leaseKeepAlive(lease.id)).toBe(0);
+    await cluster.client.leaseRevoke(lease.id);
+    expect(await cluster.client.get('/leased')).toBeUndefined();
+    expect(await cluster.client.leaseKeepAlive(lease.id)).toBe(0);
   });
 
   it('takes a snapshot and reports status', async () => {
     const chunks: Buffer[] = [];
-    await client.snapshot((c) => chunks.push(c));
+    await cluster.client.snapshot((c) => chunks.push(c));
     const total = chunks.reduce((n, c) => n + c.length, 0);
     expect(total).toBeGreaterThan(1000);
-    const s = await client.status();
+    const s = await cluster.client.status();
     expect(s.version).toMatch(/^3\./);
     expect(s.revision).toBeGreaterThan(0);
   });
@@ -132,16 +123,13 @@ describe('etcd client on one real member', () => {
 });
 
 describe('election with fencing on one real member', () => {
-  let etcd: EtcdCluster;
+  // The suite's own client goes unused: each candidate has its own (closed below, before etcd).
+  const cluster = useEtcdCluster();
   const clients: EtcdClient[] = [];
   const proxies: TcpProxy[] = [];
-  beforeAll(async () => {
-    etcd = await EtcdCluster.start(1);
-  }, 30_000);
   afterAll(async () => {
     for (const c of clients) c.close();
     for (const p of proxies) await p.close();
-    etcd?.close();
   });
 
   const candidate = (id: string, endpoint: string, log: string[]) => {
@@ -161,10 +149,10 @@ describe('election with fencing on one real member', () => {
 
   it('elects one leader, hands over on stop with a larger epoch, and refuses the old leader’s fenced writes', async () => {
     const log: string[] = [];
-    const a = candidate('hub-a', etcd.endpoints[0]!, log);
+    const a = candidate('hub-a', cluster.etcd.endpoints[0]!, log);
     a.e.start();
     await waitFor('a leads', () => a.e.status === 'leader');
-    const b = candidate('hub-b', etcd.endpoints[0]!, log);
+    const b = candidate('hub-b', cluster.etcd.endpoints[0]!, log);
     b.e.start();
     await new Promise((r) => setTimeout(r, 300));
     expect(b.e.status).toBe('campaigning');
@@ -187,7 +175,7 @@ describe('election with fencing on one real member', () => {
 
   it('a keep-alive that fails slowly is tried again at once, so one slow answer does not end the leadership', async () => {
     const log: string[] = [];
-    const client = new EtcdClient({ endpoints: [etcd.endpoints[0]!], timeoutMs: 1_000 });
+    const client = new EtcdClient({ endpoints: [cluster.etcd.endpoints[0]!], timeoutMs: 1_000 });
     clients.push(client);
     // The first keep-alive after the election hangs 2.5 s and fails (as one timing out on a busy
     // etcd would). TTL 6 s: sent at 2 s, failed at 4.5 s; a retry a third of the TTL later (6.5 s)
@@ -221,7 +209,7 @@ describe('election with fencing on one real member', () => {
 
   it('a partitioned leader steps down by its own deadline, another is elected, and its writes stay fenced after the heal', async () => {
     const log: string[] = [];
-    const [host, port] = [new URL(etcd.endpoints[0]!).hostname, Number(new URL(etcd.endpoints[0]!).port)];
+    const [host, port] = [new URL(cluster.etcd.endpoints[0]!).hostname, Number(new URL(cluster.etcd.endpoints[0]!).port)];
     const proxy = await TcpProxy.start({ host, port });
     proxies.push(proxy);
     const a = candidate('hub-a', `http://127.0.0.1:${proxy.port}`, log);
@@ -229,7 +217,7 @@ describe('election with fencing on one real member', () => {
     await waitFor('a leads', () => a.e.status === 'leader');
     const epochA = a.e.epoch;
     const fenceA = a.e.fence();
-    const b = candidate('hub-b', etcd.endpoints[0]!, log);
+    const b = candidate('hub-b', cluster.etcd.endpoints[0]!, log);
     b.e.start();
 
     const cutAt = Date.now();
@@ -254,34 +242,25 @@ describe('election with fencing on one real member', () => {
 });
 
 describe('etcd client on three real members', () => {
-  let etcd: EtcdCluster;
-  let client: EtcdClient;
-  beforeAll(async () => {
-    etcd = await EtcdCluster.start(3);
-    client = new EtcdClient({ endpoints: etcd.endpoints, timeoutMs: 1_500 });
-  }, 40_000);
-  afterAll(() => {
-    client?.close();
-    etcd?.close();
-  });
+  const cluster = useEtcdCluster({ size: 3, clientTimeoutMs: 1_500, startTimeoutMs: 40_000 });
 
   it('keeps working with one member killed, refuses writes without quorum, and resumes when it returns', async () => {
-    await client.put('/q', '1');
-    etcd.kill(0); // the first endpoint: the client must move on
-    await client.put('/q', '2');
-    expect((await client.get('/q'))?.value.toString()).toBe('2');
-    etcd.kill(1);
-    await expect(client.put('/q', '3')).rejects.toBeInstanceOf(OrchardError);
-    etcd.restart(1);
-    await etcd.waitHealthy(1);
+    await cluster.client.put('/q', '1');
+    cluster.etcd.kill(0); // the first endpoint: the client must move on
+    await cluster.client.put('/q', '2');
+    expect((await cluster.client.get('/q'))?.value.toString()).toBe('2');
+    cluster.etcd.kill(1);
+    await expect(cluster.client.put('/q', '3')).rejects.toBeInstanceOf(OrchardError);
+    cluster.etcd.restart(1);
+    await cluster.etcd.waitHealthy(1);
     await waitFor('writes again', async () => {
       try {
-        await client.put('/q', '4');
+        await cluster.client.put('/q', '4');
         return true;
       } catch {
         return false;
       }
     });
-    expect((await client.get('/q'))?.value.toString()).toBe('4');
+    expect((await cluster.client.get('/q'))?.value.toString()).toBe('4');
   }, 40_000);
 });

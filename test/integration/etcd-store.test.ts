@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,7 +7,7 @@ import { EtcdClient } from '../../hub/store/etcd/etcd-client.js';
 import { EtcdStore, revisionText } from '../../hub/store/etcd/etcd-store.js';
 import { mockPod, storeContract } from '../../hub/store/store-contract.js';
 import { OrchardError } from '../../protocol/errors.js';
-import { EtcdCluster } from '../helpers/etcd.js';
+import { useEtcdCluster } from '../helpers/etcd-suite.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 
 /**
@@ -15,32 +15,22 @@ import { TcpProxy } from '../helpers/tcp-proxy.js';
  * SQLite and memory pass, reopen included), then what only a remote, fenced backend has.
  */
 
-let etcd: EtcdCluster;
-let client: EtcdClient;
+const cluster = useEtcdCluster();
 let seq = 0;
-
-beforeAll(async () => {
-  etcd = await EtcdCluster.start(1);
-  client = new EtcdClient({ endpoints: etcd.endpoints });
-}, 30_000);
-afterAll(() => {
-  client?.close();
-  etcd?.close();
-});
 
 storeContract('EtcdStore', async (opts) => {
   const prefix = `/contract-${++seq}/`;
-  let store = await EtcdStore.open({ ...opts, client, prefix });
+  let store = await EtcdStore.open({ ...opts, client: cluster.client, prefix });
   return {
     store,
     reopen: async () => {
       await store.closeAsync();
-      store = await EtcdStore.open({ ...opts, client, prefix });
+      store = await EtcdStore.open({ ...opts, client: cluster.client, prefix });
       return store;
     },
     cleanup: async () => {
       store.close();
-      await client.delete(prefix, { prefix: true });
+      await cluster.client.delete(prefix, { prefix: true });
     },
   };
 });
@@ -48,7 +38,7 @@ storeContract('EtcdStore', async (opts) => {
 describe('EtcdStore, what a remote backend adds', () => {
   it('sync() resolves once etcd holds every write committed before it; another reader sees them', async () => {
     const prefix = `/sync-${++seq}/`;
-    const store = await EtcdStore.open({ client, prefix });
+    const store = await EtcdStore.open({ client: cluster.client, prefix });
     store.create(mockPod('a'));
     store.transaction(() => {
       store.create(mockPod('b'));
@@ -57,43 +47,43 @@ describe('EtcdStore, what a remote backend adds', () => {
     expect(store.unflushed).toBeGreaterThan(0);
     await store.sync(5_000);
     expect(store.unflushed).toBe(0);
-    const keys = (await client.range(`${prefix}objects/`, { prefix: true })).kvs.map((k) => k.key);
+    const keys = (await cluster.client.range(`${prefix}objects/`, { prefix: true })).kvs.map((k) => k.key);
     expect(keys).toEqual([`${prefix}objects/Pod/b`]);
-    expect((await client.get(`${prefix}meta/revision`))?.value.toString()).toBe(revisionText(3));
+    expect((await cluster.client.get(`${prefix}meta/revision`))?.value.toString()).toBe(revisionText(3));
     await store.closeAsync();
   });
 
   it("compacts etcd's history at its interval, keeping one interval of it and every object's latest value", async () => {
     const prefix = `/compact-${++seq}/`;
-    const store = await EtcdStore.open({ client, prefix, compactEveryMs: 300 });
+    const store = await EtcdStore.open({ client: cluster.client, prefix, compactEveryMs: 300 });
     const pod = mockPod('c');
     store.create(pod);
     await store.sync(5_000);
-    const first = (await client.range(`${prefix}objects/Pod/c`)).kvs[0]!.modRevision;
+    const first = (await cluster.client.range(`${prefix}objects/Pod/c`)).kvs[0]!.modRevision;
     for (let i = 0; i < 20; i++) store.update({ ...store.get('Pod', 'c')!, status: { ...pod.status, message: `write ${i}` } });
     await store.sync(5_000);
     // Two passes: the first notes the revision, the second compacts to it.
     const deadline = Date.now() + 10_000;
     while (store.compactions === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     expect(store.compactions).toBeGreaterThan(0);
-    await expect(client.range(`${prefix}objects/Pod/c`, { revision: first })).rejects.toThrow(/compacted/);
-    const latest = JSON.parse((await client.get(`${prefix}objects/Pod/c`))!.value.toString()) as { status: { message?: string } };
+    await expect(cluster.client.range(`${prefix}objects/Pod/c`, { revision: first })).rejects.toThrow(/compacted/);
+    const latest = JSON.parse((await cluster.client.get(`${prefix}objects/Pod/c`))!.value.toString()) as { status: { message?: string } };
     expect(latest.status.message).toBe('write 19');
     await store.closeAsync();
-    const reopened = await EtcdStore.open({ client, prefix, compactEveryMs: 0 });
+    const reopened = await EtcdStore.open({ client: cluster.client, prefix, compactEveryMs: 0 });
     expect(reopened.get('Pod', 'c')?.status.message).toBe('write 19');
     reopened.close();
   });
 
   it('splits a store transaction larger than etcd takes at once, and a reopen sees all of it', async () => {
     const prefix = `/big-${++seq}/`;
-    const store = await EtcdStore.open({ client, prefix, maxOpsPerTxn: 20 });
+    const store = await EtcdStore.open({ client: cluster.client, prefix, maxOpsPerTxn: 20 });
     store.transaction(() => {
       for (let i = 0; i < 95; i++) store.create(mockPod(`p${String(i).padStart(3, '0')}`));
     });
     for (let i = 0; i < 30; i++) store.create(mockPod(`q${i}`)); // 30 small ones merge
     await store.closeAsync();
-    const again = await EtcdStore.open({ client, prefix });
+    const again = await EtcdStore.open({ client: cluster.client, prefix });
     expect(again.count('Pod')).toBe(125);
     expect(again.revision()).toBe(125);
     again.close();
@@ -102,10 +92,10 @@ describe('EtcdStore, what a remote backend adds', () => {
   it('a store transaction split over several etcd transactions is all-or-nothing for the next leader: fenced halfway it leaves nothing visible, dead after its commit it is completed (review finding 9)', async () => {
     const prefix = `/split-${++seq}/`;
     const leaderKey = `${prefix}leader`;
-    await client.put(leaderKey, 'a');
-    const epochA = (await client.get(leaderKey))!.createRevision;
+    await cluster.client.put(leaderKey, 'a');
+    const epochA = (await cluster.client.get(leaderKey))!.createRevision;
     // A client of its own whose transactions the test can interfere with.
-    const c = new EtcdClient({ endpoints: etcd.endpoints });
+    const c = new EtcdClient({ endpoints: cluster.etcd.endpoints });
     const txn = c.txn.bind(c);
     let sent = 0;
     let afterTxn: (n: number) => Promise<void> = async () => undefined;
@@ -128,27 +118,27 @@ describe('EtcdStore, what a remote backend adds', () => {
     sent = 0;
     afterTxn = async (n) => {
       if (n === 1) {
-        await client.delete(leaderKey);
-        await client.put(leaderKey, 'b');
+        await cluster.client.delete(leaderKey);
+        await cluster.client.put(leaderKey, 'b');
       }
     };
     big('x');
     await expect(a.sync(10_000)).rejects.toMatchObject({ code: 'ERR_NOT_LEADER' });
     expect(sent).toBe(2); // one went through, the next was refused
     // Before the fix the first part's pods were plain objects a new leader loaded.
-    expect((await client.range(`${prefix}objects/`, { prefix: true, keysOnly: true })).kvs.map((k) => k.key)).toEqual([`${prefix}objects/Pod/before`]);
-    const epochB = (await client.get(leaderKey))!.createRevision;
+    expect((await cluster.client.range(`${prefix}objects/`, { prefix: true, keysOnly: true })).kvs.map((k) => k.key)).toEqual([`${prefix}objects/Pod/before`]);
+    const epochB = (await cluster.client.get(leaderKey))!.createRevision;
     const fenceB = () => ({ key: leaderKey, target: 'CREATE' as const, createRevision: epochB });
-    const b = await EtcdStore.open({ client, prefix, maxOpsPerTxn: 10, fence: fenceB, epoch: epochB });
+    const b = await EtcdStore.open({ client: cluster.client, prefix, maxOpsPerTxn: 10, fence: fenceB, epoch: epochB });
     expect(b.list('Pod').map((p) => p.metadata.name)).toEqual(['before']);
     expect(b.revision()).toBe(1);
     // The dead leader's staging was removed by the new one.
-    expect((await client.range(`${prefix}staging/`, { prefix: true, keysOnly: true })).count).toBe(0);
+    expect((await cluster.client.range(`${prefix}staging/`, { prefix: true, keysOnly: true })).count).toBe(0);
     b.close();
     a.close();
 
     // 2. Leader C dies (etcd unreachable for it, then gone) right after its commit record: the next leader completes it.
-    const c2 = new EtcdClient({ endpoints: etcd.endpoints });
+    const c2 = new EtcdClient({ endpoints: cluster.etcd.endpoints });
     const txn2 = c2.txn.bind(c2);
     let committed = false;
     c2.txn = async (...args: Parameters<EtcdClient['txn']>) => {
@@ -166,18 +156,18 @@ describe('EtcdStore, what a remote backend adds', () => {
     expect(committed).toBe(true);
     cStore.close();
     // Nothing applied yet in etcd: the objects are still the old ones, the writes are staged.
-    expect((await client.range(`${prefix}objects/`, { prefix: true, keysOnly: true })).count).toBe(1);
-    expect((await client.range(`${prefix}staging/`, { prefix: true, keysOnly: true })).count).toBe(32); // 30 pods, a delete, the revision
-    const d = await EtcdStore.open({ client, prefix, maxOpsPerTxn: 10, fence: fenceB, epoch: epochB });
+    expect((await cluster.client.range(`${prefix}objects/`, { prefix: true, keysOnly: true })).count).toBe(1);
+    expect((await cluster.client.range(`${prefix}staging/`, { prefix: true, keysOnly: true })).count).toBe(32); // 30 pods, a delete, the revision
+    const d = await EtcdStore.open({ client: cluster.client, prefix, maxOpsPerTxn: 10, fence: fenceB, epoch: epochB });
     expect(d.count('Pod')).toBe(30);
     expect(d.get('Pod', 'before')).toBeUndefined();
     expect(d.revision()).toBe(32);
     // ...and etcd now holds it plainly: no staging, no commit record, every write stamped with B's epoch.
-    expect((await client.range(`${prefix}objects/`, { prefix: true, keysOnly: true })).count).toBe(30);
-    expect((await client.range(`${prefix}staging/`, { prefix: true, keysOnly: true })).count).toBe(0);
-    expect(await client.get(`${prefix}meta/commit`)).toBeUndefined();
-    expect((await client.get(`${prefix}meta/epoch`))?.value.toString()).toBe(String(epochB));
-    expect((await client.get(`${prefix}meta/revision`))?.value.toString()).toBe(revisionText(32));
+    expect((await cluster.client.range(`${prefix}objects/`, { prefix: true, keysOnly: true })).count).toBe(30);
+    expect((await cluster.client.range(`${prefix}staging/`, { prefix: true, keysOnly: true })).count).toBe(0);
+    expect(await cluster.client.get(`${prefix}meta/commit`)).toBeUndefined();
+    expect((await cluster.client.get(`${prefix}meta/epoch`))?.value.toString()).toBe(String(epochB));
+    expect((await cluster.client.get(`${prefix}meta/revision`))?.value.toString()).toBe(revisionText(32));
     // A large transaction without interference goes through staging and lands whole.
     d.transaction(() => {
       for (let i = 0; i < 25; i++) d.delete('Pod', `y-${String(i).padStart(2, '0')}`);
@@ -185,7 +175,7 @@ describe('EtcdStore, what a remote backend adds', () => {
     await d.sync(10_000);
     expect(d.splitCommitted).toBe(1);
     d.close();
-    const e = await EtcdStore.open({ client, prefix });
+    const e = await EtcdStore.open({ client: cluster.client, prefix });
     expect(e.count('Pod')).toBe(5);
     e.close();
     c.close();
@@ -194,7 +184,7 @@ describe('EtcdStore, what a remote backend adds', () => {
 
   it('sends several etcd transactions at once, never two sharing a key: landing out of order and one failing, etcd ends equal to the store, meta/revision at the last revision', async () => {
     const prefix = `/inflight-${++seq}/`;
-    const slow = new EtcdClient({ endpoints: etcd.endpoints });
+    const slow = new EtcdClient({ endpoints: cluster.etcd.endpoints });
     const real = slow.txn.bind(slow);
     const inflight: Set<string>[] = [];
     let most = 0;
@@ -230,14 +220,16 @@ describe('EtcdStore, what a remote backend adds', () => {
       expect(most).toBeGreaterThan(1);
       expect(shared).toBe(0);
       expect(flushErrors).toHaveLength(1);
-      const inEtcd = new Map((await client.range(`${prefix}objects/`, { prefix: true })).kvs.map((kv) => [kv.key, JSON.parse(kv.value.toString()) as unknown]));
+      const inEtcd = new Map(
+        (await cluster.client.range(`${prefix}objects/`, { prefix: true })).kvs.map((kv) => [kv.key, JSON.parse(kv.value.toString()) as unknown]),
+      );
       const inStore = new Map(store.list('Pod').map((p) => [`${prefix}objects/Pod/${p.metadata.name}`, JSON.parse(JSON.stringify(p)) as unknown]));
       expect(inEtcd).toEqual(inStore);
-      expect((await client.get(`${prefix}meta/revision`))?.value.toString()).toBe(revisionText(store.revision()));
+      expect((await cluster.client.get(`${prefix}meta/revision`))?.value.toString()).toBe(revisionText(store.revision()));
       const rev = store.revision();
       const pods = store.count('Pod');
       store.close();
-      const again = await EtcdStore.open({ client, prefix });
+      const again = await EtcdStore.open({ client: cluster.client, prefix });
       expect(again.revision()).toBe(rev);
       expect(again.list('Pod').map((p) => p.status.message)).toEqual(Array.from({ length: pods }, () => 'round 2'));
       again.close();
@@ -249,22 +241,22 @@ describe('EtcdStore, what a remote backend adds', () => {
 
   it('pads meta/revision an older hub wrote plainly, so its byte-wise compare orders revisions', async () => {
     const prefix = `/legacy-${++seq}/`;
-    const first = await EtcdStore.open({ client, prefix });
+    const first = await EtcdStore.open({ client: cluster.client, prefix });
     for (let i = 0; i < 12; i++) first.create(mockPod(`q-${i}`));
     await first.closeAsync();
-    await client.put(`${prefix}meta/revision`, '12');
-    const store = await EtcdStore.open({ client, prefix });
-    expect((await client.get(`${prefix}meta/revision`))?.value.toString()).toBe(revisionText(12));
+    await cluster.client.put(`${prefix}meta/revision`, '12');
+    const store = await EtcdStore.open({ client: cluster.client, prefix });
+    expect((await cluster.client.get(`${prefix}meta/revision`))?.value.toString()).toBe(revisionText(12));
     store.create(mockPod('q-12'));
     await store.sync(5_000);
-    expect((await client.get(`${prefix}meta/revision`))?.value.toString()).toBe(revisionText(13));
+    expect((await cluster.client.get(`${prefix}meta/revision`))?.value.toString()).toBe(revisionText(13));
     store.close();
   });
 
   it("an identity file over etcd's request limit goes in parts through the store's queue, downloads byte for byte, and does not hold back later writes (10,000-node auth.json)", async () => {
     const prefix = `/identity-${++seq}/`;
     const key = bootstrapKey('a-group-secret-of-length', prefix);
-    const store = await EtcdStore.open({ client, prefix });
+    const store = await EtcdStore.open({ client: cluster.client, prefix });
     const dir = mkdtempSync(join(tmpdir(), 'orchard-identity-'));
     try {
       const shapes: BootstrapShapes = new Map();
@@ -275,19 +267,19 @@ describe('EtcdStore, what a remote backend adds', () => {
       mirror('auth.json', big);
       store.create(mockPod('after-identity'));
       await store.sync(20_000);
-      expect((await client.get(`${prefix}objects/Pod/after-identity`)) !== undefined).toBe(true);
+      expect((await cluster.client.get(`${prefix}objects/Pod/after-identity`)) !== undefined).toBe(true);
       const oldSha = shapes.get('auth.json')!.sha256;
-      expect((await client.range(`${prefix}bootstrap/auth.json.parts/`, { prefix: true, keysOnly: true })).count).toBeGreaterThan(1);
+      expect((await cluster.client.range(`${prefix}bootstrap/auth.json.parts/`, { prefix: true, keysOnly: true })).count).toBeGreaterThan(1);
       const downloaded = new Map() as BootstrapShapes;
-      expect(await downloadIdentity(client, prefix, dir, key, downloaded)).toEqual(['auth.json']);
+      expect(await downloadIdentity(cluster.client, prefix, dir, key, downloaded)).toEqual(['auth.json']);
       expect(readFileSync(join(dir, 'auth.json'), 'utf8')).toBe(big);
       expect(downloaded.get('auth.json')?.sha256).toBe(oldSha);
       // Back to a small file: one key again, and the old parts are gone.
       mirror('auth.json', '{"version":1}');
       await store.sync(10_000);
-      expect((await client.range(`${prefix}bootstrap/auth.json.parts/`, { prefix: true, keysOnly: true })).count).toBe(0);
+      expect((await cluster.client.range(`${prefix}bootstrap/auth.json.parts/`, { prefix: true, keysOnly: true })).count).toBe(0);
       writeFileSync(join(dir, 'auth.json'), 'stale');
-      await downloadIdentity(client, prefix, dir, key);
+      await downloadIdentity(cluster.client, prefix, dir, key);
       expect(readFileSync(join(dir, 'auth.json'), 'utf8')).toBe('{"version":1}');
     } finally {
       store.close();
@@ -297,7 +289,7 @@ describe('EtcdStore, what a remote backend adds', () => {
 
   it('sync up to a writeMark waits for the writes up to it, not for a later one etcd has not taken', async () => {
     const prefix = `/mark-${++seq}/`;
-    const gated = new EtcdClient({ endpoints: etcd.endpoints });
+    const gated = new EtcdClient({ endpoints: cluster.etcd.endpoints });
     const real = gated.txn.bind(gated);
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
@@ -314,7 +306,7 @@ describe('EtcdStore, what a remote backend adds', () => {
       await expect(store.sync(300)).rejects.toMatchObject({ code: 'ERR_TIMEOUT' });
       release();
       await store.sync(5_000);
-      expect((await client.range(`${prefix}objects/`, { prefix: true, keysOnly: true })).count).toBe(2);
+      expect((await cluster.client.range(`${prefix}objects/`, { prefix: true, keysOnly: true })).count).toBe(2);
     } finally {
       store.close();
       gated.close();
@@ -323,20 +315,20 @@ describe('EtcdStore, what a remote backend adds', () => {
 
   it('pages through more objects than one range returns', async () => {
     const prefix = `/page-${++seq}/`;
-    const store = await EtcdStore.open({ client, prefix });
+    const store = await EtcdStore.open({ client: cluster.client, prefix });
     for (let b = 0; b < 5; b++)
       store.transaction(() => {
         for (let i = 0; i < 500; i++) store.create(mockPod(`p${b}-${i}`));
       });
     await store.closeAsync(20_000);
-    const again = await EtcdStore.open({ client, prefix });
+    const again = await EtcdStore.open({ client: cluster.client, prefix });
     expect(again.count('Pod')).toBe(2_500);
     again.close();
   }, 60_000);
 
   it('counts UTF-8 bytes: two objects that fit etcd alone are not merged past its request limit, and one too large is refused at write time (review finding 2)', async () => {
     const prefix = `/bytes-${++seq}/`;
-    const store = await EtcdStore.open({ client, prefix });
+    const store = await EtcdStore.open({ client: cluster.client, prefix });
     const big = (name: string, chars: number) => {
       const p = mockPod(name);
       return { ...p, metadata: { ...p.metadata, annotations: { blob: '€'.repeat(chars) } } };
@@ -345,7 +337,7 @@ describe('EtcdStore, what a remote backend adds', () => {
     store.create(big('a', 200_000));
     store.create(big('b', 200_000));
     await store.sync(10_000);
-    expect((await client.range(`${prefix}objects/`, { prefix: true, keysOnly: true })).count).toBe(2);
+    expect((await cluster.client.range(`${prefix}objects/`, { prefix: true, keysOnly: true })).count).toBe(2);
     expect(() => store.create(big('c', 400_000))).toThrow(/at most 1048576 per object/);
     expect(store.get('Pod', 'c')).toBeUndefined();
     store.create(mockPod('after'));
@@ -356,11 +348,11 @@ describe('EtcdStore, what a remote backend adds', () => {
   it('a fenced store stops writing: etcd refuses the write, onFenced fires, later writes and sync fail', async () => {
     const prefix = `/fence-${++seq}/`;
     const leaderKey = `${prefix}leader`;
-    await client.put(leaderKey, 'me');
-    const epoch = (await client.get(leaderKey))!.createRevision;
+    await cluster.client.put(leaderKey, 'me');
+    const epoch = (await cluster.client.get(leaderKey))!.createRevision;
     const fencedErrors: OrchardError[] = [];
     const store = await EtcdStore.open({
-      client,
+      client: cluster.client,
       prefix,
       fence: () => ({ key: leaderKey, target: 'CREATE', createRevision: epoch }),
       onFenced: (e) => fencedErrors.push(e),
@@ -368,20 +360,20 @@ describe('EtcdStore, what a remote backend adds', () => {
     store.create(mockPod('while-leader'));
     await store.sync(5_000);
     // Another hub takes over: the key is re-created, so its create revision moves on.
-    await client.delete(leaderKey);
-    await client.put(leaderKey, 'other');
+    await cluster.client.delete(leaderKey);
+    await cluster.client.put(leaderKey, 'other');
     store.create(mockPod('after-losing'));
     await expect(store.sync(5_000)).rejects.toMatchObject({ code: 'ERR_NOT_LEADER', message: expect.stringMatching(/lost leadership/) });
     expect(fencedErrors).toHaveLength(1);
     expect(() => store.create(mockPod('refused'))).toThrow(/lost leadership/);
-    const keys = (await client.range(`${prefix}objects/`, { prefix: true })).kvs.map((k) => k.key);
+    const keys = (await cluster.client.range(`${prefix}objects/`, { prefix: true })).kvs.map((k) => k.key);
     expect(keys).toEqual([`${prefix}objects/Pod/while-leader`]);
     store.close();
   });
 
   it('queues writes while etcd is unreachable, times a sync out clearly, and flushes them in order when it is back', async () => {
     const prefix = `/outage-${++seq}/`;
-    const u = new URL(etcd.endpoints[0]!);
+    const u = new URL(cluster.etcd.endpoints[0]!);
     const proxy = await TcpProxy.start({ host: u.hostname, port: Number(u.port) });
     const viaProxy = new EtcdClient({ endpoints: [`http://127.0.0.1:${proxy.port}`], timeoutMs: 500 });
     const flushErrors: unknown[] = [];
@@ -396,9 +388,9 @@ describe('EtcdStore, what a remote backend adds', () => {
       expect(flushErrors.length).toBeGreaterThan(0);
       await proxy.restore();
       await store.sync(10_000);
-      const y = JSON.parse((await client.get(`${prefix}objects/Pod/y`))!.value.toString()) as { status: { phase: string } };
+      const y = JSON.parse((await cluster.client.get(`${prefix}objects/Pod/y`))!.value.toString()) as { status: { phase: string } };
       expect(y.status.phase).toBe('Running');
-      expect((await client.get(`${prefix}meta/revision`))?.value.toString()).toBe(revisionText(3));
+      expect((await cluster.client.get(`${prefix}meta/revision`))?.value.toString()).toBe(revisionText(3));
     } finally {
       store.close();
       viaProxy.close();

@@ -1,12 +1,11 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { HubListMessageSchema } from '../../protocol/hubs.js';
-import { EtcdCluster } from '../helpers/etcd.js';
 import { request, waitFor } from '../helpers/http.js';
-import { REPO, ensureBuilt, freePort, orchard, orchardRun, readToken, spawnProc, type Proc } from '../helpers/procs.js';
+import { useHubGroup, type GroupHub } from '../helpers/hub-group.js';
+import { REPO, orchardRun, spawnProc } from '../helpers/procs.js';
 
 /**
  * Clients of an etcd hub group (issue 19), all real processes: three etcd members, two hubs, one
@@ -28,62 +27,15 @@ spec:
     spec: { containers: [{ name: c, image: "orchard-test/busybox:1", command: ["sleep", "3600"] }] }
 `;
 
-interface HubProc {
-  proc: Proc;
-  server: string;
-  mqtt: string;
-  dir: string;
-}
-
 describe('agent and CLI across a hub failover on etcd', () => {
-  let etcd: EtcdCluster;
-  const root = mkdtempSync(join(tmpdir(), 'orchard-ha-clients-'));
-  const procs: Proc[] = [];
-  beforeAll(async () => {
-    ensureBuilt();
-    etcd = await EtcdCluster.start(3);
-  }, 90_000);
-  afterAll(async () => {
-    for (const p of procs) await p.kill9();
-    etcd?.close();
-    rmSync(root, { recursive: true, force: true });
-  });
-
-  const startHub = async (name: string): Promise<HubProc> => {
-    const [http, mqtt] = [await freePort(), await freePort()];
-    const dir = join(root, name);
-    const proc = orchard(
-      [
-        'hub',
-        ...['--data-dir', dir, '--host', '127.0.0.1', '--http-port', String(http), '--mqtt-port', String(mqtt), '--no-cli-config'],
-        ...['--store', `etcd://${etcd.endpoints.map((e) => e.replace('http://', '')).join(',')}`, '--leader-ttl', `${TTL_S}s`],
-      ],
-      { ORCHARD_HA_SECRET: 'ha-clients-secret-0123456789' },
-    );
-    procs.push(proc);
-    return { proc, server: `https://127.0.0.1:${http}`, mqtt: `mqtts://127.0.0.1:${mqtt}`, dir };
-  };
-  const ca = (h: HubProc): string => readFileSync(join(h.dir, 'ca.crt'), 'utf8');
-  const role = async (h: HubProc, caPem: string): Promise<string | undefined> => {
-    try {
-      const r = await request(h.server, 'GET', '/healthz', { ca: caPem, timeoutMs: 1_000 });
-      return r.status === 200 ? (r.body as { role?: string }).role : undefined;
-    } catch {
-      return undefined;
-    }
-  };
+  const group = useHubGroup({ tmpPrefix: 'orchard-ha-clients-', secret: 'ha-clients-secret-0123456789', ttlSeconds: TTL_S });
+  const root = group.root;
 
   it('an agent given one hub learns the other and follows the leader; the CLI with both servers keeps working', async () => {
-    const a = await startHub('a');
-    await waitFor('hub a leading', async () => existsSync(join(a.dir, 'ca.crt')) && (await role(a, ca(a))) === 'leader', 40_000).catch((e: unknown) => {
-      throw new Error(`${String(e)}\n${a.proc.output()}`);
-    });
-    const caPem = ca(a);
-    const caFile = join(root, 'ca.crt');
-    writeFileSync(caFile, caPem);
-    const token = readToken(a.dir);
-    const b = await startHub('b');
-    await waitFor('hub b standby', async () => (await role(b, caPem)) === 'standby', 40_000);
+    const a = await group.startHub('a');
+    const { ca: caPem, caFile, token } = await group.firstLeader(a, { timeoutMs: 40_000 });
+    const b = await group.startHub('b');
+    await group.waitRole(b, 'standby', caPem, { timeoutMs: 40_000 });
 
     // The standby: /healthz names the leader; any API call is ERR_NOT_LEADER with the leader's address.
     const health = await request(b.server, 'GET', '/healthz', { ca: caPem });
@@ -111,8 +63,8 @@ describe('agent and CLI across a hub failover on etcd', () => {
       ['--import', tsx, join(REPO, 'test/helpers/memory-agent-process.ts'), '--hub', a.server, '--name', 'pi-ha', '--data-dir', agentDir, '--no-services'],
       { ORCHARD_TOKEN: joinToken },
     );
-    procs.push(agent);
-    const runningOn = async (h: HubProc, n: number): Promise<boolean> => {
+    group.track(agent);
+    const runningOn = async (h: GroupHub, n: number): Promise<boolean> => {
       const r = await request(h.server, 'GET', '/api/v1/pods', { token, ca: caPem, timeoutMs: 2_000 }).catch(() => undefined);
       const pods = ((r?.body as { items?: Array<{ spec: { nodeName?: string }; status: { phase: string } }> } | undefined)?.items ?? []).filter(
         (p) => p.spec.nodeName === 'pi-ha' && p.status.phase === 'Running',
@@ -139,7 +91,7 @@ describe('agent and CLI across a hub failover on etcd', () => {
     // kill -9 the leader: b takes over; the agent moves to b; b's scale reaches it.
     const killedAt = Date.now();
     await a.proc.kill9();
-    await waitFor('hub b leading', async () => (await role(b, caPem)) === 'leader', 30_000, 100);
+    await group.waitRole(b, 'leader', caPem, { timeoutMs: 30_000, intervalMs: 100 });
     const takeoverMs = Date.now() - killedAt;
     const scaled = orchardRun(['scale', 'deployment', 'web', '--replicas', '2', '--ca', caFile], { ...cliEnv, ORCHARD_SERVER: `${a.server},${b.server}` });
     expect(scaled.stderr).toBe('');

@@ -1,10 +1,8 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EtcdCluster } from '../helpers/etcd.js';
+import { describe, expect, it } from 'vitest';
 import { request, waitFor, type HttpResult } from '../helpers/http.js';
-import { ensureBuilt, freePort, orchard, orchardRun, readToken, type Proc } from '../helpers/procs.js';
+import { useHubGroup, type GroupHub } from '../helpers/hub-group.js';
+import { orchardRun } from '../helpers/procs.js';
 
 /**
  * Reads on a standby hub (issue 19), all real processes: three etcd members, two hubs. The standby
@@ -29,67 +27,18 @@ metadata: { name: settings }
 data: { mode: fast }
 `;
 
-interface HubProc {
-  proc: Proc;
-  server: string;
-  dir: string;
-}
-
 describe('a standby hub serves reads from etcd', () => {
-  let etcd: EtcdCluster;
-  const root = mkdtempSync(join(tmpdir(), 'orchard-standby-reads-'));
-  const procs: Proc[] = [];
-  beforeAll(async () => {
-    ensureBuilt();
-    etcd = await EtcdCluster.start(3);
-  }, 90_000);
-  afterAll(async () => {
-    for (const p of procs) await p.kill9();
-    etcd?.close();
-    rmSync(root, { recursive: true, force: true });
-  });
-
-  const startHub = async (name: string): Promise<HubProc> => {
-    const [http, mqtt] = [await freePort(), await freePort()];
-    const dir = join(root, name);
-    const proc = orchard(
-      [
-        'hub',
-        ...['--data-dir', dir, '--host', '127.0.0.1', '--http-port', String(http), '--mqtt-port', String(mqtt), '--no-cli-config'],
-        ...['--store', `etcd://${etcd.endpoints.map((e) => e.replace('http://', '')).join(',')}`, '--leader-ttl', `${TTL_S}s`],
-      ],
-      { ORCHARD_HA_SECRET: 'standby-reads-secret-0123456789' },
-    );
-    procs.push(proc);
-    return { proc, server: `https://127.0.0.1:${http}`, dir };
-  };
-  const role = async (h: HubProc, ca: string): Promise<string | undefined> => {
-    try {
-      const r = await request(h.server, 'GET', '/healthz', { ca, timeoutMs: 1_000 });
-      return r.status === 200 ? (r.body as { role?: string }).role : undefined;
-    } catch {
-      return undefined;
-    }
-  };
+  const group = useHubGroup({ tmpPrefix: 'orchard-standby-reads-', secret: 'standby-reads-secret-0123456789', ttlSeconds: TTL_S });
+  const root = group.root;
 
   it('same bodies as the leader, same auth, writes refused, and reads go on with the leader killed', async () => {
-    const a = await startHub('a');
-    await waitFor(
-      'hub a leading',
-      async () => existsSync(join(a.dir, 'ca.crt')) && (await role(a, readFileSync(join(a.dir, 'ca.crt'), 'utf8'))) === 'leader',
-      40_000,
-    ).catch((e: unknown) => {
-      throw new Error(`${String(e)}\n${a.proc.output()}`);
-    });
-    const ca = readFileSync(join(a.dir, 'ca.crt'), 'utf8');
-    const caFile = join(root, 'ca.crt');
-    writeFileSync(caFile, ca);
-    const token = readToken(a.dir);
-    const b = await startHub('b');
-    await waitFor('hub b standby', async () => (await role(b, ca)) === 'standby', 40_000);
+    const a = await group.startHub('a');
+    const { ca, caFile, token } = await group.firstLeader(a, { timeoutMs: 40_000 });
+    const b = await group.startHub('b');
+    await group.waitRole(b, 'standby', ca, { timeoutMs: 40_000 });
 
     /** `t = null`: no credential. */
-    const get = (h: HubProc, path: string, t: string | null = token): Promise<HttpResult> =>
+    const get = (h: GroupHub, path: string, t: string | null = token): Promise<HttpResult> =>
       request(h.server, 'GET', path, { ca, ...(t !== null ? { token: t } : {}) });
     const applied = await request(a.server, 'POST', '/api/v1/apply', { token, ca, body: manifest });
     expect(applied.status).toBe(200);
@@ -148,16 +97,16 @@ describe('a standby hub serves reads from etcd', () => {
     const killedAt = Date.now();
     const during = await get(b, '/api/v1/pods');
     const readMs = Date.now() - killedAt;
-    expect(await role(b, ca)).toBe('standby');
+    expect(await group.role(b, ca)).toBe('standby');
     expect(during.status).toBe(200);
     expect((during.body as typeof last).items.map((p) => p.metadata.name)).toEqual(last.items.map((p) => p.metadata.name));
     const cliDuring = orchardRun(['get', 'deployments', '--server', b.server, '--ca', caFile], cliEnv);
     expect(cliDuring.code).toBe(0);
     expect(cliDuring.stdout).toContain('web');
-    expect(await role(b, ca)).toBe('standby');
+    expect(await group.role(b, ca)).toBe('standby');
 
     // Then it takes over and serves the same objects as the leader.
-    await waitFor('hub b leading', async () => (await role(b, ca)) === 'leader', 40_000, 100);
+    await group.waitRole(b, 'leader', ca, { timeoutMs: 40_000, intervalMs: 100 });
     const takeoverMs = Date.now() - killedAt;
     const after = await get(b, '/api/v1/pods');
     expect((after.body as typeof last).items.map((p) => p.metadata.name)).toEqual(last.items.map((p) => p.metadata.name));

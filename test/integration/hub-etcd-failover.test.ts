@@ -2,8 +2,7 @@ import { existsSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EtcdClient } from '../../hub/store/etcd/etcd-client.js';
-import { EtcdCluster } from '../helpers/etcd.js';
+import { useEtcdCluster } from '../helpers/etcd-suite.js';
 import { request, waitFor } from '../helpers/http.js';
 import { ensureBuilt, freePort, orchard, readToken, type Proc } from '../helpers/procs.js';
 
@@ -30,20 +29,15 @@ spec:
 `;
 
 describe('hub processes on etcd: leader, standby, failover', () => {
-  let etcd: EtcdCluster;
-  let client: EtcdClient;
   const root = mkdtempSync(join(tmpdir(), 'orchard-hub-etcd-'));
   const HA_SECRET = 'test-group-secret-0123456789';
   const hubs: Proc[] = [];
-  beforeAll(async () => {
-    ensureBuilt();
-    etcd = await EtcdCluster.start(1);
-    client = new EtcdClient({ endpoints: etcd.endpoints });
-  }, 60_000);
+  // dist/ first, then etcd; after hooks run in reverse (vitest's sequence.hooks 'stack'): the hubs
+  // are killed before etcd closes.
+  beforeAll(() => ensureBuilt(), 60_000);
+  const cluster = useEtcdCluster({ startTimeoutMs: 60_000 });
   afterAll(async () => {
     for (const h of hubs) await h.kill9();
-    client?.close();
-    etcd?.close();
     rmSync(root, { recursive: true, force: true });
   });
 
@@ -63,7 +57,7 @@ describe('hub processes on etcd: leader, standby, failover', () => {
         String(mqtt),
         '--no-cli-config',
         '--store',
-        `etcd://${etcd.endpoints[0]!.replace('http://', '')}`,
+        `etcd://${cluster.etcd.endpoints[0]!.replace('http://', '')}`,
         '--leader-ttl',
         `${TTL_S}s`,
       ],
@@ -92,12 +86,12 @@ describe('hub processes on etcd: leader, standby, failover', () => {
     const applied = await request(a.server, 'POST', '/api/v1/apply', { token, ca: caOf(a.dir), body: DEPLOYMENT });
     expect(applied.status).toBe(200);
     // The durability barrier: the answer came after etcd had the object.
-    const stored = await client.get('/orchard/objects/Deployment/web');
+    const stored = await cluster.client.get('/orchard/objects/Deployment/web');
     expect(stored).toBeDefined();
     expect((JSON.parse(stored!.value.toString()) as { spec: { replicas: number } }).spec.replicas).toBe(2);
-    const leaderA = (await client.get('/orchard/leader'))!;
+    const leaderA = (await cluster.client.get('/orchard/leader'))!;
     // The identity is in etcd, sealed: no PEM or token hash in the clear.
-    const caKey = (await client.get('/orchard/bootstrap/ca.key'))!.value.toString();
+    const caKey = (await cluster.client.get('/orchard/bootstrap/ca.key'))!.value.toString();
     expect(caKey).not.toMatch(/PRIVATE KEY/);
 
     const b = await startHub('b');
@@ -131,7 +125,7 @@ describe('hub processes on etcd: leader, standby, failover', () => {
     // At most the lease (TTL) + loading the store + starting the hub; generous for a loaded box.
     expect(takeover).toBeLessThan(TTL_S * 1000 + 8_000);
     expect(caOf(b.dir)).toBe(caOf(a.dir)); // the group's CA: agents' pins still hold
-    const leaderB = (await client.get('/orchard/leader'))!;
+    const leaderB = (await cluster.client.get('/orchard/leader'))!;
     expect(leaderB.createRevision).toBeGreaterThan(leaderA.createRevision);
     const got = await request(b.server, 'GET', '/api/v1/deployments/web', { token, ca: caOf(b.dir) });
     expect(got.status).toBe(200);
@@ -148,7 +142,7 @@ describe('hub processes on etcd: leader, standby, failover', () => {
     expect(Date.now() - stoppedAt).toBeLessThan(8_000);
     const scaled = await request(c.server, 'POST', '/api/v1/deployments/web/scale', { token, ca: caOf(c.dir), body: { replicas: 3 } });
     expect(scaled.status).toBe(200);
-    const after = JSON.parse((await client.get('/orchard/objects/Deployment/web'))!.value.toString()) as { spec: { replicas: number } };
+    const after = JSON.parse((await cluster.client.get('/orchard/objects/Deployment/web'))!.value.toString()) as { spec: { replicas: number } };
     expect(after.spec.replicas).toBe(3);
     await c.proc.stop();
 
@@ -165,7 +159,9 @@ describe('hub processes on etcd: leader, standby, failover', () => {
     await waitFor('exit', () => r.child.exitCode !== null, 15_000);
     expect(r.child.exitCode).not.toBe(0);
     expect(r.output()).toMatch(/--store/);
-    const n = orchard(['hub', '--store', `etcd://${etcd.endpoints[0]!.replace('http://', '')}`, '--data-dir', join(root, 'y')], { ORCHARD_HA_SECRET: '' });
+    const n = orchard(['hub', '--store', `etcd://${cluster.etcd.endpoints[0]!.replace('http://', '')}`, '--data-dir', join(root, 'y')], {
+      ORCHARD_HA_SECRET: '',
+    });
     hubs.push(n);
     await waitFor('exit', () => n.child.exitCode !== null, 15_000);
     expect(n.output()).toMatch(/--ha-secret-file/);

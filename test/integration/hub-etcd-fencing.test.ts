@@ -12,7 +12,8 @@ import { EtcdClient, type WatchEvent } from '../../hub/store/etcd/etcd-client.js
 import { EtcdCluster } from '../helpers/etcd.js';
 import { FailoverProxy } from '../helpers/failover-proxy.js';
 import { request, waitFor } from '../helpers/http.js';
-import { ensureBuilt, freePort, orchard, readToken, type Proc } from '../helpers/procs.js';
+import { spawnEtcdHub } from '../helpers/hub-group.js';
+import { ensureBuilt, readToken, type Proc } from '../helpers/procs.js';
 
 /**
  * Fencing and failover of a hub group on etcd with agents (issue 19): real etcd members, real hub
@@ -68,18 +69,16 @@ class Group {
   }
 
   async startHub(name: string, extra: string[] = []): Promise<HubProc> {
-    const [http, mqtt] = [await freePort(), await freePort()];
-    const dir = join(this.root, name);
-    const endpoints = this.etcd.endpoints.map((e) => e.replace('http://', '')).join(',');
-    const proc = orchard(
-      [
-        'hub',
-        ...['--data-dir', dir, '--host', '127.0.0.1', '--http-port', String(http), '--mqtt-port', String(mqtt), '--no-cli-config'],
-        ...['--store', `etcd://${endpoints}`, '--leader-ttl', `${TTL_S}s`, ...extra],
-      ],
-      { ORCHARD_HA_SECRET: HA_SECRET, ORCHARD_LOG: 'info' },
-    );
-    const h = { proc, http, mqtt, dir, server: `https://127.0.0.1:${http}` };
+    const g = await spawnEtcdHub({
+      root: this.root,
+      name,
+      etcd: this.etcd,
+      ttlSeconds: TTL_S,
+      secret: HA_SECRET,
+      extraArgs: extra,
+      env: { ORCHARD_LOG: 'info' },
+    });
+    const h = { proc: g.proc, http: g.httpPort, mqtt: g.mqttPort, dir: g.dir, server: g.server };
     this.hubs.push(h);
     return h;
   }

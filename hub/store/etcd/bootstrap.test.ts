@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { BOOTSTRAP_PART_BYTES, bootstrapKey, bootstrapWrites, openBootstrap, sealBootstrap } from './bootstrap.js';
+import { FakeEtcd } from '../../../test/helpers/fake-etcd.js';
+import { BOOTSTRAP_PART_BYTES, bootstrapKey, bootstrapWrites, openBootstrap, readSealed, sealBootstrap } from './bootstrap.js';
+import type { EtcdClient } from './etcd-client.js';
 
 describe('bootstrap sealing (the group identity kept in etcd)', () => {
   const key = bootstrapKey('a-group-secret-of-length', '/orchard/');
@@ -54,5 +56,25 @@ describe('bootstrap sealing (the group identity kept in etcd)', () => {
     ]);
     // The same content again: its parts are the ones etcd holds, nothing to delete.
     expect(bootstrapWrites('/o/', 'auth.json', blob, big.manifest).writes.filter((w) => w.value === undefined)).toEqual([]);
+  });
+
+  it('reads a split blob back from its parts, and refuses one whose parts are missing or do not match the SHA-256', async () => {
+    const etcd = new FakeEtcd();
+    const client = etcd as unknown as EtcdClient;
+    const blob = 'b'.repeat(BOOTSTRAP_PART_BYTES) + 'c'.repeat(BOOTSTRAP_PART_BYTES) + 'd';
+    const { writes, manifest } = bootstrapWrites('/o/', 'auth.json', blob, undefined);
+    for (const w of writes) await etcd.put(w.key, w.value!);
+    expect(await readSealed(client, '/o/', 'auth.json')).toEqual({ sealed: blob, manifest });
+    expect(await readSealed(client, '/o/', 'secrets.key')).toBeUndefined();
+    await etcd.put('/o/bootstrap/small.json', 'plain');
+    expect(await readSealed(client, '/o/', 'small.json')).toEqual({ sealed: 'plain', manifest: undefined });
+    // A part with other bytes (same length): the SHA-256 differs.
+    await etcd.put(writes[1]!.key, 'x'.repeat(BOOTSTRAP_PART_BYTES));
+    await expect(readSealed(client, '/o/', 'auth.json')).rejects.toMatchObject({ code: 'ERR_STORE', message: expect.stringMatching(/3 part\(s\)/) });
+    // A part missing.
+    await etcd.put(writes[1]!.key, writes[1]!.value!);
+    expect((await readSealed(client, '/o/', 'auth.json'))?.sealed).toBe(blob);
+    await etcd.delete(writes[2]!.key);
+    await expect(readSealed(client, '/o/', 'auth.json')).rejects.toMatchObject({ code: 'ERR_STORE' });
   });
 });

@@ -150,8 +150,8 @@ export async function readSealed(client: EtcdClient, prefix: string, file: strin
     const manifest = parseManifest(text);
     if (manifest === undefined) return { sealed: text, manifest: undefined };
     const got = await client.range(partsPrefix(prefix, file, manifest.sha256), { prefix: true });
-    const sealed = got.kvs.map((p) => p.value.toString('utf8')).join('');
-    if (got.kvs.length === manifest.parts && createHash('sha256').update(sealed).digest('hex') === manifest.sha256) return { sealed, manifest };
+    const sealed = joinParts(prefix, file, manifest, new Map(got.kvs.map((p) => [p.key, p.value.toString('utf8')])));
+    if (sealed !== undefined) return { sealed, manifest };
     if (attempt === 3) {
       throw new OrchardError('ERR_STORE', `etcd's bootstrap/${file} names ${manifest.parts} part(s) that are missing or do not match its SHA-256`);
     }

@@ -671,10 +671,13 @@ export interface StoreSnapshot {
   committed: StagedWrite[];
 }
 
+/** Keys per range request when reading a whole prefix. */
+const RANGE_PAGE = 2000;
+
 export async function readStoreSnapshot(client: Pick<EtcdClient, 'range'>, prefix: string): Promise<StoreSnapshot> {
   const objPrefix = `${prefix}objects/`;
   const stagePrefix = `${prefix}staging/`;
-  const first = await client.range(objPrefix, { prefix: true, limit: 2000 });
+  const first = await client.range(objPrefix, { prefix: true, limit: RANGE_PAGE });
   const pinned = first.revision;
   const byKey = new Map<string, string>();
   for (const kv of await rangeAll(client, objPrefix, pinned, first)) byKey.set(kv.key, kv.value.toString('utf8'));
@@ -713,15 +716,24 @@ export async function readStoreSnapshot(client: Pick<EtcdClient, 'range'>, prefi
   return { revision: pinned, storeRevision: Math.max(Number.isFinite(metaRev) ? metaRev : 0, maxRv), objects, commit, staged, committed };
 }
 
-/** Every key under `prefix` at `revision`, page by page (`first` = the first page when already read). */
-async function rangeAll(client: Pick<EtcdClient, 'range'>, prefix: string, revision: number, first?: RangeResult): Promise<KeyValue[]> {
+/**
+ * Every key under `prefix` at `revision`, page by page (`first` = the first page when already read).
+ * Exported for the test that pages through the real etcd and test/helpers/fake-etcd.ts alike.
+ */
+export async function rangeAll(
+  client: Pick<EtcdClient, 'range'>,
+  prefix: string,
+  revision: number,
+  first?: RangeResult,
+  pageSize = RANGE_PAGE,
+): Promise<KeyValue[]> {
   const out: KeyValue[] = [];
-  let page = first ?? (await client.range(prefix, { prefix: true, limit: 2000, revision }));
+  let page = first ?? (await client.range(prefix, { prefix: true, limit: pageSize, revision }));
   for (;;) {
     out.push(...page.kvs);
     if (!page.more || page.kvs.length === 0) return out;
     const after = `${page.kvs[page.kvs.length - 1]!.key}\u0000`;
-    page = await client.range(after, { rangeEnd: prefixEnd(prefix), limit: 2000, revision });
+    page = await client.range(after, { rangeEnd: prefixEnd(prefix), limit: pageSize, revision });
   }
 }
 
