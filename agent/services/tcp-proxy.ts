@@ -239,7 +239,7 @@ class Connection implements UpstreamSink, ReplayTap {
     this.client.pause();
     this.pumping = false;
     this.reads.sink = this;
-    this.failed(up, `${err.code} before any reply (replayed)`);
+    this.failed(up, `${err.code} before any reply byte (replay)`);
   }
 
   private established(up: net.Socket): void {
