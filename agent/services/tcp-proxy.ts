@@ -3,17 +3,23 @@ import type { AddressInfo } from 'node:net';
 import type { Logger, TimerHandle } from '../clock.js';
 import { silentLogger } from '../clock.js';
 import { Balancer, type Endpoint, type EndpointCounters, type ProxyListenerOptions } from './balancer.js';
-import { startPump, UpstreamReads, type UpstreamSink } from './tcp-pump.js';
+import { startPump, UpstreamReads, type Pump, type ReplayTap, type UpstreamSink } from './tcp-pump.js';
 
 /**
  * The TCP half of the service proxy (docs/design/services.md, "Proxy"): a listener on
  * (address, port); each client's bytes wait (unread by us) until an upstream is established,
  * trying up to `maxAttempts` endpoints in the picker's order. Established = connected (local
  * endpoint) or connected and the 1-byte 0x00 preamble read (remote endpoint, through the other
- * node's EndpointPortServer). Any failure before that ejects the endpoint and tries the next one;
- * after it there is no retry, since the server may have acted on forwarded bytes. `allowHalfOpen`
- * on both sides, so a client that half-closes after its request still gets the reply. The bytes
- * move through tcp-pump.ts.
+ * node's EndpointPortServer). Any failure before that ejects the endpoint and tries the next one.
+ * After it, one case only is retried, by a replay: the upstream was reset (ECONNRESET or EPIPE)
+ * before it sent a single byte, i.e. it died with the client's bytes unread (a dying server's
+ * listening socket still completes handshakes; its process then dies and the kernel answers what
+ * nobody read with RST). Until the first upstream byte, the connection keeps references to what
+ * the client sent (at most `replayCapBytes`); on such a reset it ejects the endpoint, connects to
+ * the next candidate (same `maxAttempts`), writes the kept bytes (and the client's FIN if it came)
+ * and pumps on. A FIN with no byte, a reset after any byte, or more than the cap: no replay, since
+ * the server may have acted on the bytes. `allowHalfOpen` on both sides, so a client that
+ * half-closes after its request still gets the reply. The bytes move through tcp-pump.ts.
  */
 
 export interface TcpProxyOptions extends ProxyListenerOptions {
@@ -21,6 +27,8 @@ export interface TcpProxyOptions extends ProxyListenerOptions {
   maxAttempts?: number;
   /** close(): open pipes are destroyed after this long. */
   drainGraceMs?: number;
+  /** A connection that sent more than this before its upstream's first byte is never replayed. */
+  replayCapBytes?: number;
 }
 
 export const PREAMBLE = 0x00;
@@ -29,6 +37,7 @@ export const PREAMBLE = 0x00;
 export const LISTEN_BACKLOG = 1024;
 
 const DEFAULT_TIMEOUTS = { local: 1500, remote: 3500 };
+export const REPLAY_CAP_BYTES = 64 * 1024;
 
 export class TcpProxy {
   private readonly balancer: Balancer;
@@ -38,14 +47,18 @@ export class TcpProxy {
   readonly logger: Logger;
   readonly timeouts: { local: number; remote: number };
   readonly maxAttempts: number;
+  readonly replayCap: number;
   closing: Promise<void> | undefined;
   /** Connections reset because allowSource refused their source. */
   refused = 0;
+  /** Connections whose upstream was reset before its first byte, replayed on another endpoint (each also counts in `retries`). */
+  replays = 0;
 
   constructor(readonly opts: TcpProxyOptions) {
     this.logger = opts.logger ?? silentLogger;
     this.timeouts = opts.connectTimeoutMs ?? DEFAULT_TIMEOUTS;
     this.maxAttempts = opts.maxAttempts ?? 3;
+    this.replayCap = opts.replayCapBytes ?? REPLAY_CAP_BYTES;
     this.balancer = new Balancer({ policy: opts.policy, clock: opts.clock, ...(opts.affinity ? { affinity: opts.affinity } : {}) });
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (c) => this.accept(c));
   }
@@ -64,8 +77,8 @@ export class TcpProxy {
     this.balancer.setEndpoints(list);
   }
 
-  counters(): { endpoints: ReadonlyMap<string, Readonly<EndpointCounters>>; retries: number; open: number } {
-    return { endpoints: this.balancer.counters(), retries: this.balancer.retries, open: this.open.size };
+  counters(): { endpoints: ReadonlyMap<string, Readonly<EndpointCounters>>; retries: number; replays: number; open: number } {
+    return { endpoints: this.balancer.counters(), retries: this.balancer.retries, replays: this.replays, open: this.open.size };
   }
 
   /** Stops accepting; open pipes drain until their peers close, or are destroyed after the grace. */
@@ -101,17 +114,21 @@ export class TcpProxy {
     new Connection(this, this.balancer, client, addr).next();
   }
 
-  release(s: net.Socket): void {
-    if (this.open.delete(s) && this.open.size === 0) this.onDrained?.();
+  /** False when `s` was not open (an attempt that never got established). */
+  release(s: net.Socket): boolean {
+    if (!this.open.delete(s)) return false;
+    if (this.open.size === 0) this.onDrained?.();
+    return true;
   }
 }
 
 /**
- * One client connection: its attempts in the picker's order, then its pump. Events of an
- * attempt's socket are ignored once another socket is `upstream` (the attempt failed or the
+ * One client connection: its attempts in the picker's order, then its pump, and a replay when
+ * the upstream is reset before its first byte (the class comment above). Events of a socket are
+ * ignored once another socket is `upstream` (the attempt failed, was replayed elsewhere, or the
  * client left). Never throws into the event loop.
  */
-class Connection implements UpstreamSink {
+class Connection implements UpstreamSink, ReplayTap {
   private readonly candidates: Endpoint[];
   private attempt = 0;
   private upstream: net.Socket | undefined;
@@ -120,6 +137,13 @@ class Connection implements UpstreamSink {
   private pumping = false;
   private clientGone = false;
   private readonly reads = new UpstreamReads(this);
+  private pump: Pump | undefined;
+  // What the client sent upstream so far, kept until the upstream's first byte: references to the
+  // chunks (never reused by net), the first one in a field so a one-chunk request allocates nothing.
+  keeping = true;
+  private first: Buffer | undefined;
+  private rest: Buffer[] | undefined;
+  private keptBytes = 0;
 
   constructor(
     private readonly proxy: TcpProxy,
@@ -157,8 +181,8 @@ class Connection implements UpstreamSink {
     this.upstream = up;
     const timeout = ep.local ? this.proxy.timeouts.local : this.proxy.timeouts.remote;
     this.timer = this.proxy.opts.clock.setTimeout(() => this.failed(up, ep.local ? 'ETIMEDOUT' : 'ETIMEDOUT (no preamble)'), timeout);
-    up.on('error', (err: NodeJS.ErrnoException) => (this.pumping ? this.destroyBoth() : this.failed(up, err.code ?? err.message)));
-    up.on('close', () => (this.pumping ? this.upstreamClosed(up) : this.failed(up, ep.local ? 'closed' : 'no preamble (closed)')));
+    up.on('error', (err: NodeJS.ErrnoException) => this.upstreamFailed(up, err));
+    up.on('close', () => this.upstreamClosed(up, ep));
     // A remote endpoint is established by its preamble (fromUpstream), a local one by connecting.
     if (ep.local) up.on('connect', () => this.established(up));
   }
@@ -172,8 +196,23 @@ class Connection implements UpstreamSink {
       return false;
     }
     this.established(up);
-    // The rest of the read is the server's first bytes; the pump is the sink now.
+    // The rest of the read is the server's first bytes (the preamble is not one); the pump is the sink now.
     return chunk.length > 1 && this.pumping ? this.reads.sink.fromUpstream(chunk.subarray(1)) : true;
+  }
+
+  /** ReplayTap: a client chunk on its way upstream. Past the cap the connection can no longer be replayed. */
+  kept(chunk: Buffer): void {
+    this.keptBytes += chunk.length;
+    if (this.keptBytes > this.proxy.replayCap) return this.answered();
+    if (this.first === undefined) this.first = chunk;
+    else (this.rest ??= []).push(chunk);
+  }
+
+  /** ReplayTap: the upstream's first byte (or the cap): never replay, free what was kept. */
+  answered(): void {
+    this.keeping = false;
+    this.first = undefined;
+    this.rest = undefined;
   }
 
   private failed(up: net.Socket, reason: string): void {
@@ -187,6 +226,22 @@ class Connection implements UpstreamSink {
     if (!this.clientGone) this.next();
   }
 
+  private upstreamFailed(up: net.Socket, err: NodeJS.ErrnoException): void {
+    if (up !== this.upstream) return;
+    if (!this.pumping) return this.failed(up, err.code ?? err.message);
+    const reset = err.code === 'ECONNRESET' || err.code === 'EPIPE';
+    // A FIN before the reset (the server read, closed, then got more bytes) is a server that may
+    // have acted on what it read, and the client has been sent that FIN: no replay.
+    const finished = up.readableEnded || this.client.writableEnded;
+    if (!reset || !this.keeping || finished || this.clientGone || this.proxy.closing !== undefined) return this.destroyBoth();
+    // Reset before its first byte: the server read nothing it answered; the client's bytes go to
+    // the next candidate. The client is paused so nothing it sends now is lost meanwhile.
+    this.client.pause();
+    this.pumping = false;
+    this.reads.sink = this;
+    this.failed(up, `${err.code} before any reply byte (replay)`);
+  }
+
   private established(up: net.Socket): void {
     this.proxy.opts.clock.clearTimeout(this.timer);
     if (this.clientGone || this.proxy.closing !== undefined) {
@@ -198,12 +253,24 @@ class Connection implements UpstreamSink {
     this.pumping = true;
     this.balancer.succeeded(this.addr, this.ep!);
     this.proxy.open.add(up);
-    startPump(this.client, up, this.reads);
+    const pump = this.pump;
+    if (pump === undefined) {
+      this.pump = startPump(this.client, up, this.reads, this);
+      return;
+    }
+    // A replay: what the dead upstream was sent, then (retarget) the client's FIN if it came.
+    this.proxy.replays += 1;
+    let ok = this.first === undefined || up.write(this.first);
+    if (this.rest !== undefined) for (const chunk of this.rest) ok = up.write(chunk);
+    pump.retarget(up, this.reads);
+    // Otherwise the new upstream's 'drain' resumes the client.
+    if (ok) this.client.resume();
   }
 
-  private upstreamClosed(up: net.Socket): void {
-    this.balancer.addBytes(this.ep!.id, up.bytesRead, up.bytesWritten);
-    this.proxy.release(up);
+  private upstreamClosed(up: net.Socket, ep: Endpoint): void {
+    if (this.proxy.release(up)) this.balancer.addBytes(ep.id, up.bytesRead, up.bytesWritten);
+    if (up !== this.upstream) return;
+    if (!this.pumping) return this.failed(up, ep.local ? 'closed' : 'no preamble (closed)');
     // Both directions are done once upstream closed and its bytes were flushed to the client.
     if (!this.client.writableEnded) this.client.end();
   }

@@ -20,6 +20,8 @@ import type net from 'node:net';
  *   side has itself already sent its FIN and has nothing left to write, it is closed instead
  *   (finish()): close(2) of a socket with nothing unread and nothing unsent sends the same FIN as
  *   shutdown(2), and saves that syscall and Node's end → finish → destroy round per connection.
+ * - Replay (TcpProxy only, tcp-proxy.ts): a ReplayTap is shown each client chunk until the
+ *   upstream's first byte, and retarget() moves the pump to a new upstream after a reset.
  * Errors and teardown stay with the caller.
  */
 
@@ -68,22 +70,72 @@ export class UpstreamReads {
 }
 
 /**
- * Starts moving bytes both ways. `upstream` must have been created with `reads.onread` and its
- * reads may already be flowing; `client` is read through 'data' from here on (bytes it sent
- * before wait in its Readable buffer, in order, and its 'end' after them).
+ * What TcpProxy keeps for a replay (tcp-proxy.ts, "Replay"): while `keeping`, each client chunk is
+ * handed to kept() before it is written upstream (a reference: the chunk is never reused or
+ * copied), and the first upstream read calls answered(), which must clear `keeping`. One field
+ * read per chunk when nothing is kept.
  */
-export function startPump(client: net.Socket, upstream: net.Socket, reads: UpstreamReads): void {
-  reads.sink = { fromUpstream: (chunk) => client.write(chunk) };
-  client.on('drain', () => upstream.resume());
-  client.on('data', (chunk: Buffer) => {
-    if (!upstream.write(chunk)) client.pause();
-  });
-  upstream.on('drain', () => client.resume());
-  // A side that sent nothing but its FIN before the pump started has already emitted 'end'.
-  if (client.readableEnded) finish(upstream);
-  else client.on('end', () => finish(upstream));
-  if (upstream.readableEnded) finish(client);
-  else upstream.on('end', () => finish(client));
+export interface ReplayTap {
+  keeping: boolean;
+  kept(chunk: Buffer): void;
+  answered(): void;
+}
+
+/**
+ * The bytes moving both ways between `client` and its upstream. `upstream` must have been created
+ * with `reads.onread` and its reads may already be flowing; `client` is read through 'data' from
+ * here on (bytes it sent before wait in its Readable buffer, in order, and its 'end' after them).
+ * The client's listeners reach the upstream through `this.upstream`, so retarget() can move the
+ * pump to another upstream (a replay) without touching them.
+ */
+export class Pump implements UpstreamSink {
+  private upstream: net.Socket;
+
+  constructor(
+    private readonly client: net.Socket,
+    upstream: net.Socket,
+    reads: UpstreamReads,
+    private readonly tap?: ReplayTap,
+  ) {
+    this.upstream = upstream;
+    client.on('drain', () => this.upstream.resume());
+    client.on('data', (chunk: Buffer) => {
+      const tap = this.tap;
+      if (tap !== undefined && tap.keeping) tap.kept(chunk);
+      if (!this.upstream.write(chunk)) client.pause();
+    });
+    // A side that sent nothing but its FIN before the pump started has already emitted 'end'.
+    if (!client.readableEnded) client.on('end', () => finish(this.upstream));
+    this.attach(upstream, reads);
+  }
+
+  fromUpstream(chunk: Buffer): boolean {
+    const tap = this.tap;
+    if (tap !== undefined && tap.keeping) tap.answered();
+    return this.client.write(chunk);
+  }
+
+  /**
+   * The pump now moves bytes to and from `upstream` (a replay: the previous upstream is dead and
+   * `upstream` has been sent what it carried). The client's FIN, if already read, is carried over.
+   * The client stays paused as the caller left it.
+   */
+  retarget(upstream: net.Socket, reads: UpstreamReads): void {
+    this.upstream = upstream;
+    this.attach(upstream, reads);
+  }
+
+  private attach(upstream: net.Socket, reads: UpstreamReads): void {
+    reads.sink = this;
+    upstream.on('drain', () => this.client.resume());
+    if (this.client.readableEnded) finish(upstream);
+    if (upstream.readableEnded) finish(this.client);
+    else upstream.on('end', () => finish(this.client));
+  }
+}
+
+export function startPump(client: net.Socket, upstream: net.Socket, reads: UpstreamReads, tap?: ReplayTap): Pump {
+  return new Pump(client, upstream, reads, tap);
 }
 
 /**

@@ -37,7 +37,7 @@
  * --kill: 3 such containers behind one TcpProxy, a client opening one connection per request at
  * --rate requests/s for --seconds; at --kill-at s one container is `docker kill`ed and its server
  * process SIGKILLed. Prints failed requests (with when they started) and latency percentiles
- * (p99 in the 3 s after the kill).
+ * (p99 in the 3 s after the kill), the proxy's retries, replays (tcp-proxy.ts) and ejections.
  *
  * Cleans up what it made: containers labelled orchard.bench=services-<run>, 10.252.0.2/32 on lo,
  * the swarm (and docker_gwbridge if it created it). docs/benchmarks.md records runs.
@@ -124,6 +124,7 @@ interface NodeReady {
 interface NodeStats {
   cpuMicros: number;
   retries: number;
+  replays: number;
   ejections: number;
 }
 
@@ -171,7 +172,8 @@ async function nodeRole(spec: NodeSpec): Promise<void> {
       retries += c.retries;
       for (const e of c.endpoints.values()) ejections += e.ejections;
     }
-    process.send?.({ cpuMicros: cpu.user + cpu.system, retries, ejections } satisfies NodeStats);
+    const replays = tcp.reduce((n, p) => n + p.counters().replays, 0);
+    process.send?.({ cpuMicros: cpu.user + cpu.system, retries, replays, ejections } satisfies NodeStats);
   });
   process.send?.({ tcp: spec.tcp?.map((s) => s.port) ?? [], udp: spec.udp?.map((s) => s.port) ?? [], endpointPorts: eps } satisfies NodeReady);
 }
@@ -785,7 +787,7 @@ async function killScenario(label: string): Promise<string> {
       `${rate}/s for ${seconds} s; \`docker kill\` of one endpoint at ${killAt / 1000} s.`,
     '',
     markdownTable(
-      ['requests', 'failed', 'p50 ms', 'p99 ms', 'p99 ms, 3 s after the kill', 'max ms', 'proxy retries', 'ejections'],
+      ['requests', 'failed', 'p50 ms', 'p99 ms', 'p99 ms, 3 s after the kill', 'max ms', 'proxy retries', 'of which replays', 'ejections'],
       [
         [
           String(samples.length),
@@ -795,6 +797,7 @@ async function killScenario(label: string): Promise<string> {
           ms(percentile(windowMs, 0.99)),
           ms(Math.max(...ok)),
           String(stats.retries),
+          String(stats.replays),
           String(stats.ejections),
         ],
       ],

@@ -209,9 +209,10 @@ describe('services on the real Docker Engine: names, balancing, failover, UDP, p
       await sleep(5);
     }
     await Promise.all(inflight);
-    // A request in flight on the victim at the instant of SIGKILL can die with it (the bytes were
-    // already forwarded, so no retry is safe); every new connection must succeed.
-    expect(failed, `ok ${ok}, failed ${failed}, errors ${JSON.stringify([...errors])}`).toBeLessThanOrEqual(1);
+    // A request in flight on the victim at the instant of SIGKILL was accepted by its still-open
+    // listening socket and is then reset with nothing answered: agent A's proxy replays it on
+    // another endpoint (docs/design/services.md, "Replay"), so none fails.
+    expect(failed, `ok ${ok}, failed ${failed}, errors ${JSON.stringify([...errors])}`).toBe(0);
     // Enough load across the kill for "0 failed" to mean something. The loop's pace depends on the
     // machine (the synchronous `docker kill` alone stalls it for a moment): 885 once in a quiet
     // run, 1,000+ usually; the floor is about load having run, not a rate.

@@ -1,0 +1,201 @@
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { systemClock } from '../../protocol/clock.js';
+import { endpointId, type Endpoint } from './balancer.js';
+import { EndpointPortServer } from './endpoint-port-server.js';
+import { REPLAY_CAP_BYTES, TcpProxy } from './tcp-proxy.js';
+
+/**
+ * TcpProxy's replay (tcp-proxy.ts): a connection whose upstream is reset before its first byte is
+ * replayed on the next endpoint with the same bytes (and FIN); a FIN, a byte, or more than the cap
+ * before the reset means no replay. Real sockets on loopback, one bad endpoint tried first and one
+ * good one behind it.
+ */
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function listen(server: net.Server): Promise<number> {
+  cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+  return new Promise((r) => server.listen(0, '127.0.0.1', () => r((server.address() as net.AddressInfo).port)));
+}
+
+/** How the first endpoint treats a connection. */
+type Bad =
+  /** Never reads; resets after `ms` with the bytes unread (a process killed with them queued). */
+  | { kind: 'reset-unread'; ms: number }
+  /** Resets once it received `bytes` bytes (or the client's FIN, with `afterFin`), having sent none. */
+  | { kind: 'reset'; afterFin?: boolean }
+  /** Reads the whole request, then closes with FIN and no byte. */
+  | { kind: 'fin' }
+  /** Sends one byte once it has the request, then resets. */
+  | { kind: 'byte-then-reset' };
+
+async function badServer(bad: Bad, want: number): Promise<{ port: number; got: () => Buffer }> {
+  const received: Buffer[] = [];
+  const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: bad.kind === 'reset-unread' }, (s) => {
+    s.on('error', () => undefined);
+    cleanups.push(() => s.destroy());
+    if (bad.kind === 'reset-unread') return void setTimeout(() => s.resetAndDestroy(), bad.ms);
+    let n = 0;
+    const act = (): void => {
+      if (bad.kind === 'reset') s.resetAndDestroy();
+      else if (bad.kind === 'fin') s.end();
+      else s.write('x', () => setTimeout(() => s.resetAndDestroy(), 50));
+    };
+    s.on('data', (d: Buffer) => {
+      received.push(d);
+      n += d.length;
+      if (n === want && !(bad.kind === 'reset' && bad.afterFin === true)) act();
+    });
+    s.on('end', () => {
+      if (bad.kind === 'reset' && bad.afterFin === true) act();
+    });
+  });
+  return { port: await listen(server), got: () => Buffer.concat(received) };
+}
+
+/** Answers `good:<request>` once it has `want` bytes, or only at the client's FIN (`onFin`). */
+async function goodServer(want: number, onFin: boolean): Promise<{ port: number; accepted: () => number }> {
+  let accepted = 0;
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    accepted += 1;
+    s.on('error', () => undefined);
+    cleanups.push(() => s.destroy());
+    const chunks: Buffer[] = [];
+    let n = 0;
+    const reply = (): void => void s.end(Buffer.concat([Buffer.from('good:'), ...chunks]));
+    s.on('data', (d: Buffer) => {
+      chunks.push(d);
+      n += d.length;
+      if (!onFin && n === want) reply();
+    });
+    s.on('end', () => {
+      if (onFin) reply();
+    });
+  });
+  return { port: await listen(server), accepted: () => accepted };
+}
+
+/** Sends `body` (then FIN with `halfClose`) and collects the reply until the connection closes. */
+function request(port: number, body: Buffer, halfClose: boolean): Promise<{ reply: string; error?: string }> {
+  return new Promise((resolve) => {
+    const c = net.connect({ host: '127.0.0.1', port });
+    const chunks: Buffer[] = [];
+    let error: string | undefined;
+    c.on('data', (d: Buffer) => chunks.push(d));
+    c.on('error', (e: NodeJS.ErrnoException) => (error = e.code ?? e.message));
+    c.on('close', () => resolve({ reply: Buffer.concat(chunks).toString('latin1'), ...(error === undefined ? {} : { error }) }));
+    if (halfClose) c.end(body);
+    else c.write(body);
+  });
+}
+
+/** An endpoint for `port`, directly (local) or through an EndpointPortServer (remote, the cross-node hop). */
+async function endpoint(port: number, remote: boolean): Promise<Endpoint> {
+  if (!remote) return { id: endpointId('127.0.0.1', port), host: '127.0.0.1', port, local: true };
+  const eps = new EndpointPortServer({ address: '127.0.0.1', port: 0, peers: ['127.0.0.1'], target: { host: '127.0.0.1', port }, clock: systemClock });
+  const a = await eps.setReady(true);
+  cleanups.push(() => eps.close());
+  return { id: endpointId('127.0.0.1', a!.port), host: '127.0.0.1', port: a!.port, local: false };
+}
+
+interface Case {
+  name: string;
+  bad: Bad;
+  bytes: number;
+  halfClose: boolean;
+  remote?: boolean;
+  cap?: number;
+  /** Replayed: the good endpoint answers with the same bytes and the bad one is ejected. Otherwise what the client sees. */
+  replayed: boolean;
+  reply?: string;
+}
+
+const cases: Case[] = [
+  { name: 'accepts and resets without reading', bad: { kind: 'reset-unread', ms: 100 }, bytes: 64, halfClose: false, replayed: true },
+  { name: 'resets with the whole request received and no byte sent', bad: { kind: 'reset' }, bytes: 64, halfClose: false, replayed: true },
+  {
+    name: 'the client half-closed before the reset: replayed with its FIN',
+    bad: { kind: 'reset', afterFin: true },
+    bytes: 64,
+    halfClose: true,
+    replayed: true,
+  },
+  { name: 'a client that sent only its FIN', bad: { kind: 'reset', afterFin: true }, bytes: 0, halfClose: true, replayed: true },
+  { name: 'exactly the default cap, in several chunks', bad: { kind: 'reset' }, bytes: REPLAY_CAP_BYTES, halfClose: false, replayed: true },
+  {
+    name: 'remote (through the endpoint port): a container reset before any byte',
+    bad: { kind: 'reset' },
+    bytes: 64,
+    halfClose: false,
+    remote: true,
+    replayed: true,
+  },
+  { name: 'remote, with the client half-closed', bad: { kind: 'reset', afterFin: true }, bytes: 64, halfClose: true, remote: true, replayed: true },
+  { name: 'reads and closes with FIN: the client sees the close', bad: { kind: 'fin' }, bytes: 64, halfClose: false, replayed: false, reply: '' },
+  { name: 'remote, reads and closes with FIN', bad: { kind: 'fin' }, bytes: 64, halfClose: false, remote: true, replayed: false, reply: '' },
+  { name: 'sent 1 byte, then reset', bad: { kind: 'byte-then-reset' }, bytes: 64, halfClose: false, replayed: false, reply: 'x' },
+  { name: 'remote, sent 1 byte, then reset', bad: { kind: 'byte-then-reset' }, bytes: 64, halfClose: false, remote: true, replayed: false, reply: 'x' },
+  { name: 'one byte over the cap', bad: { kind: 'reset' }, bytes: 1025, cap: 1024, halfClose: false, replayed: false, reply: '' },
+  { name: 'one byte over the default cap', bad: { kind: 'reset' }, bytes: REPLAY_CAP_BYTES + 1, halfClose: false, replayed: false, reply: '' },
+];
+
+describe('TcpProxy replay of a connection reset before its first upstream byte', () => {
+  it.each(cases)('$name', async (t) => {
+    const body = Buffer.alloc(t.bytes, 'r');
+    const bad = await badServer(t.bad, t.bytes);
+    const good = await goodServer(t.bytes, t.halfClose);
+    const badEp = await endpoint(bad.port, t.remote === true);
+    const goodEp = await endpoint(good.port, t.remote === true);
+    const p = new TcpProxy({
+      address: '127.0.0.1',
+      port: 0,
+      policy: 'cluster',
+      clock: systemClock,
+      connectTimeoutMs: { local: 1000, remote: 1000 },
+      drainGraceMs: 500,
+      ...(t.cap === undefined ? {} : { replayCapBytes: t.cap }),
+    });
+    const { port } = await p.listen();
+    cleanups.push(() => p.close());
+    // Round robin starts at the first endpoint: the bad one gets the connection.
+    p.setEndpoints([badEp, goodEp]);
+
+    const r = await request(port, body, t.halfClose);
+    const counters = p.counters();
+    const badCounters = counters.endpoints.get(badEp.id);
+    if (t.replayed) {
+      expect(r).toEqual({ reply: `good:${body.toString('latin1')}` });
+      if (t.bad.kind === 'reset') expect(bad.got().equals(body)).toBe(true);
+      expect(good.accepted()).toBe(1);
+      expect(counters.replays).toBe(1);
+      expect(counters.retries).toBe(1);
+      expect(badCounters?.ejections).toBe(1);
+    } else {
+      expect(r.reply).toBe(t.reply);
+      expect(good.accepted()).toBe(0);
+      expect(counters.replays).toBe(0);
+      expect(counters.retries).toBe(0);
+      expect(badCounters?.ejections ?? 0).toBe(0);
+    }
+    // Every socket of the connection is released (close() would otherwise wait for the grace).
+    await expect.poll(() => p.counters().open).toBe(0);
+  });
+
+  it('a reset with no candidate left resets the client, as a failed connect does', async () => {
+    const bad = await badServer({ kind: 'reset' }, 8);
+    const badEp = await endpoint(bad.port, false);
+    const p = new TcpProxy({ address: '127.0.0.1', port: 0, policy: 'cluster', clock: systemClock, drainGraceMs: 500 });
+    const { port } = await p.listen();
+    cleanups.push(() => p.close());
+    p.setEndpoints([badEp]);
+    const r = await request(port, Buffer.alloc(8, 'r'), false);
+    expect(r).toEqual({ reply: '', error: 'ECONNRESET' });
+    expect(p.counters().replays).toBe(0);
+    expect(p.counters().endpoints.get(badEp.id)?.ejections).toBe(1);
+    await expect.poll(() => p.counters().open).toBe(0);
+  });
+});
