@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
 import { gunzipSync } from 'node:zlib';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,7 +10,7 @@ import { UsageStore } from '../metrics/usage-store.js';
 import { mockNodeObject, mockPodObject } from '../scheduler/testing.js';
 import { MemoryStore } from '../store/memory-store.js';
 import type { NewObject } from '../store/store.js';
-import { registerMetricsRoutes } from './routes-metrics.js';
+import { batchBytes, registerMetricsRoutes } from './routes-metrics.js';
 
 /**
  * `GET /metrics` content coding (issue 16): gzip when the request accepts it (Prometheus always
@@ -233,4 +234,14 @@ describe('GET /metrics backpressure (an incompressible 24 MiB body)', () => {
     },
     30_000,
   );
+});
+
+describe('batchBytes', () => {
+  it('joins small pieces into ≥ min-byte pieces, in order, and hands on the remainder at the end', async () => {
+    const input = Array.from({ length: 25 }, (_, i) => Buffer.alloc(10_000, i));
+    const out: Buffer[] = [];
+    for await (const c of Readable.from(input).pipe(batchBytes(64 * 1024))) out.push(c as Buffer);
+    expect(out.map((b) => b.length)).toEqual([70_000, 70_000, 70_000, 40_000]);
+    expect(Buffer.concat(out).equals(Buffer.concat(input))).toBe(true);
+  });
 });

@@ -1,4 +1,4 @@
-import { pipeline, Readable } from 'node:stream';
+import { pipeline, Readable, Transform, type TransformCallback } from 'node:stream';
 import { createGzip } from 'node:zlib';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
@@ -33,6 +33,31 @@ const GZIP_LEVEL = 1;
 /** zlib's output buffer: 64 KiB (its default is 16 KiB), fewer writes into TLS. */
 const GZIP_CHUNK = 64 * 1024;
 
+/**
+ * Joins zlib's output into ≥ 64 KiB pieces before the socket: at level 1 zlib hands on a few KiB
+ * per 64 Ki-char input chunk, and each piece would be its own TLS write. Holds < 64 KiB; a
+ * Transform, so backpressure passes through it.
+ */
+export function batchBytes(min = 64 * 1024): Transform {
+  let parts: Buffer[] = [];
+  let size = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+      parts.push(chunk);
+      size += chunk.length;
+      if (size >= min) {
+        const out = Buffer.concat(parts, size);
+        parts = [];
+        size = 0;
+        done(null, out);
+      } else done();
+    },
+    flush(done: TransformCallback): void {
+      done(null, size > 0 ? Buffer.concat(parts, size) : undefined);
+    },
+  });
+}
+
 export function registerMetricsRoutes(app: FastifyInstance, d: MetricsRoutesDeps): void {
   app.get('/metrics', { preHandler: d.need('metrics.scrape') }, async (req, reply) => {
     // Streamed: at 100,000 pods the body is ≈ 35 MiB. Fastify pipes the stream into the response,
@@ -43,13 +68,13 @@ export function registerMetricsRoutes(app: FastifyInstance, d: MetricsRoutesDeps
     reply.type(d.prometheus.contentType).header('vary', 'Accept-Encoding');
     if (!acceptsGzip(req.headers['accept-encoding'])) return reply.send(body);
     // Prometheus always asks for gzip. zlib compresses on the libuv threadpool, off this event loop,
-    // and the body shrinks ≈ 10× before UTF-8-to-TLS (benchmarks.md). Backpressure holds end to end:
-    // the socket pauses the gzip stream, whose full buffers pause the Readable, which stops pulling
-    // chunks(). When the client goes away Fastify destroys the gzip stream, and pipeline destroys
-    // the Readable, which returns the generator: nothing keeps rendering or holds the zlib handle.
-    // Errors reach Fastify through the gzip stream (it ends the response); nothing to do here.
-    const gzip = pipeline(body, createGzip({ level: GZIP_LEVEL, chunkSize: GZIP_CHUNK }), () => undefined);
-    return reply.header('content-encoding', 'gzip').send(gzip);
+    // and the body shrinks 10–16× before TLS (benchmarks.md). Backpressure holds end to end: the
+    // socket pauses the batcher, then gzip, whose full buffers pause the Readable, which stops
+    // pulling chunks(). When the client goes away Fastify destroys the last stream, and pipeline destroys
+    // the rest, which returns the generator: nothing keeps rendering or holds the zlib handle.
+    // Errors reach Fastify through the last stream (it ends the response); nothing to do here.
+    const gz = pipeline(body, createGzip({ level: GZIP_LEVEL, chunkSize: GZIP_CHUNK }), batchBytes(), () => undefined);
+    return reply.header('content-encoding', 'gzip').send(gz);
   });
   app.get('/api/v1/metrics/nodes', { preHandler: d.need('metrics.read') }, async (req): Promise<NodeMetricsList> => {
     const q = parseQuery(z.object({ history: flag }), req);
