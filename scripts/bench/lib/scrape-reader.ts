@@ -91,7 +91,7 @@ export function scrapeOnce(url: string, o: ScrapeOptions): Promise<ScrapeResult>
       const series = seriesCounter();
       const kept: Buffer[] = [];
       res.on('data', (c: Buffer) => (wireBytes += c.length));
-      const text = encoding === 'gzip' ? res.pipe(createGunzip()) : res;
+      const text = encoding === 'gzip' ? res.pipe(createGunzip({ chunkSize: 256 * 1024 })) : res;
       text.on('data', (c: Buffer) => {
         bytes += c.length;
         series.add(c);
