@@ -9,13 +9,15 @@
  * time to the last byte and the body size, and the hub process's RSS (from /proc, sampled every
  * 20 ms) before, during and after, plus its heap after a full GC before and after the scrapes.
  * Before the fleet starts it runs the pure scheduler bench (the calibration figure) and prints the
- * load average.
+ * load average. The scrapes ask for gzip as Prometheus does (decompressed by the reader as they
+ * stream in; the wire and the decompressed size are both printed, the last body is parse-checked);
+ * `--identity` asks for the uncompressed text instead.
  *
  * Run: npx tsx scripts/bench/fleet-scrape.ts [--nodes 10000] [--pods-per-node 10] [--procs 2]
  *   [--rounds 5] [--usage-interval-ms 30000] [--max-minutes 25] [--no-scheduler] [--scheduler-pods 20000] [--register-s N]
+ *   [--identity]   (no Accept-Encoding: the uncompressed text, as before gzip)
  *   [--hub-cpu-prof FILE]   (a .cpuprofile of the hub process over the R scrapes)
  */
-import https from 'node:https';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
@@ -24,6 +26,7 @@ import type { HollowNode } from './lib/hollow-fleet.js';
 import { HubProcess, killAll, runSchedulerBench, startWorkerFleet, type FleetHandle } from './lib/processes.js';
 import { parseSchedulerTable, schedulerTable } from './lib/report.js';
 import { pollUntil } from './lib/scenario.js';
+import { scrapeOnce, type ScrapeResult } from './lib/scrape-reader.js';
 import { spread } from './lib/stats.js';
 import { applyAll, benchDeployments } from './lib/workload.js';
 
@@ -40,6 +43,7 @@ const { values } = parseArgs({
     /** Register deadline (default 60 s + 20 ms per node); a loaded machine needs more. */
     'register-s': { type: 'string' },
     'hub-cpu-prof': { type: 'string' },
+    identity: { type: 'boolean', default: false },
   },
   strict: true,
 });
@@ -68,33 +72,6 @@ process.on('SIGINT', () => {
   killAll();
   process.exit(130);
 });
-
-interface Scrape {
-  ms: number;
-  bytes: number;
-  status: number;
-  series: number;
-}
-
-/** One GET /metrics; the body is counted as it streams in, never kept. */
-function scrape(url: string, token: string, ca: string): Promise<Scrape> {
-  return new Promise((resolve, reject) => {
-    const t0 = performance.now();
-    const req = https.request(url, { ca, timeout: 120_000, headers: { authorization: `Bearer ${token}` } }, (res) => {
-      let bytes = 0;
-      let series = 0;
-      res.on('data', (c: Buffer) => {
-        bytes += c.length;
-        // Lines that are not comments: one per series.
-        for (let i = c.indexOf(10); i !== -1; i = c.indexOf(10, i + 1)) if (c[i + 1] !== undefined && c[i + 1] !== 35) series++;
-      });
-      res.on('end', () => resolve({ ms: performance.now() - t0, bytes, status: res.statusCode ?? 0, series }));
-    });
-    req.on('timeout', () => req.destroy(new Error('scrape timed out')));
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 const lines: string[] = [];
 const out = (s: string): void => void lines.push(s);
@@ -173,18 +150,21 @@ try {
   const memBefore = await h.rpc.call<NodeJS.MemoryUsage>('memory', {}, 60_000);
   const rssBefore = h.procStats()?.rssBytes ?? 0;
   const loadBefore = load();
-  const scrapes: Array<Scrape & { rssPeak: number; rssAfter: number }> = [];
+  const scrapes: Array<ScrapeResult & { rssPeak: number; rssAfter: number }> = [];
   const prof = values['hub-cpu-prof'];
   if (prof !== undefined) await h.rpc.call('profileStart', {}, 60_000);
   for (let i = 0; i < R; i++) {
     let peak = h.procStats()?.rssBytes ?? 0;
     const sampler = setInterval(() => (peak = Math.max(peak, h.procStats()?.rssBytes ?? 0)), 20);
-    const s = await scrape(`${h.ready.apiUrl}/metrics`, token, h.ready.caPem);
+    const s = await scrapeOnce(`${h.ready.apiUrl}/metrics`, { ca: h.ready.caPem, token, gzip: !values.identity, keep: i === R - 1 });
+    if (s.encoding !== (values.identity ? 'identity' : 'gzip')) throw new Error(`scrape ${i + 1} came back ${s.encoding}`);
+    if (s.problems !== undefined && s.problems.length > 0) throw new Error(`scrape ${i + 1} does not parse: ${s.problems.join('; ')}`);
     clearInterval(sampler);
     const after = h.procStats()?.rssBytes ?? 0;
     scrapes.push({ ...s, rssPeak: Math.max(peak, after), rssAfter: after });
     log(
-      `[${N}] scrape ${i + 1}: ${s.status} ${s.ms.toFixed(0)} ms, ${mib(s.bytes)} MiB, ${s.series} series, hub rss peak ${mib(peak)} after ${mib(after)} MiB`,
+      `[${N}] scrape ${i + 1}: ${s.status} ${s.encoding} ${s.ms.toFixed(0)} ms, ${mib(s.bytes)} MiB (wire ${(s.wireBytes / 2 ** 20).toFixed(1)} MiB), ` +
+        `${s.series} series, hub rss peak ${mib(peak)} after ${mib(after)} MiB`,
     );
     await new Promise((r) => setTimeout(r, 1000));
   }
@@ -205,11 +185,13 @@ try {
     `usage at the hub: ${usage?.nodes} nodes, ${usage?.pods} pods, ${usage?.containersWithRate} containers with a CPU rate (history ${mib(usage?.historyBytes ?? 0)} MiB)`,
   );
   out('');
-  out('| scrape | status | time to last byte | body | series | hub RSS peak during | hub RSS after |');
-  out('|---|---|---|---|---|---|---|');
+  out(`Accept-Encoding: ${values.identity ? '(none: identity)' : 'gzip (decompressed by the reader; last body parse-checked)'}`);
+  out('');
+  out('| scrape | status | encoding | time to last byte | body | on the wire | series | hub RSS peak during | hub RSS after |');
+  out('|---|---|---|---|---|---|---|---|---|');
   scrapes.forEach((s, i) =>
     out(
-      `| ${i + 1} | ${s.status} | ${s.ms.toFixed(0)} ms | ${(s.bytes / 2 ** 20).toFixed(1)} MiB | ${s.series.toLocaleString('en-US')} | ${mib(s.rssPeak)} MiB | ${mib(s.rssAfter)} MiB |`,
+      `| ${i + 1} | ${s.status} | ${s.encoding} | ${s.ms.toFixed(0)} ms | ${(s.bytes / 2 ** 20).toFixed(1)} MiB | ${(s.wireBytes / 2 ** 20).toFixed(2)} MiB | ${s.series.toLocaleString('en-US')} | ${mib(s.rssPeak)} MiB | ${mib(s.rssAfter)} MiB |`,
     ),
   );
   out('');

@@ -6,18 +6,21 @@
  * Issue 16's goal: ≤ 1 s at 10,000 nodes / 100,000 pods, with bounded memory.
  *
  * With --http the same body goes through the hub's /metrics route (Fastify over HTTPS, a
- * throw-away CA) to a reader in a child node process, as Prometheus would read it: time to the
- * last byte per scrape. Both modes print the longest event-loop stall during the scrapes (what
+ * throw-away CA) to a reader in a child node process (lib/scrape-reader.ts), as Prometheus reads
+ * it: `Accept-Encoding: gzip`, decompressed as it streams in; `--identity` asks for no encoding.
+ * Time to the last byte per scrape, bytes on the wire and decompressed, series, and a parse check
+ * of the last body. Both modes print the longest event-loop stall during the scrapes (what
  * node-message ingest would wait for while a scrape is written).
  *
- * Run: node --expose-gc --import tsx scripts/bench/scrape.ts [--nodes 10000] [--pods-per-node 10] [--rounds 5] [--http]
+ * Run: node --expose-gc --import tsx scripts/bench/scrape.ts [--nodes 10000] [--pods-per-node 10] [--rounds 5] [--http [--identity]]
  *   [--cpu-prof FILE]   (a .cpuprofile of this process over the scrapes only, not the fill)
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { loadavg, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import Fastify from 'fastify';
 import { registerMetricsRoutes } from '../../hub/api/routes-metrics.js';
@@ -28,6 +31,7 @@ import { HubMetrics } from '../../hub/metrics/prometheus.js';
 import { UsageStore } from '../../hub/metrics/usage-store.js';
 import { MemoryStore } from '../../hub/store/memory-store.js';
 import type { NewObject } from '../../hub/store/store.js';
+import type { ScrapeResult } from './lib/scrape-reader.js';
 
 const { values } = parseArgs({
   options: {
@@ -35,6 +39,7 @@ const { values } = parseArgs({
     'pods-per-node': { type: 'string', default: '10' },
     rounds: { type: 'string', default: '5' },
     http: { type: 'boolean', default: false },
+    identity: { type: 'boolean', default: false },
     'cpu-prof': { type: 'string' },
   },
   strict: true,
@@ -107,6 +112,8 @@ const h1 = heap();
 const metrics = new HubMetrics({ store, usage, queueDepths: () => ({ scheduling: 0 }), intakeBacklog: () => 0, mqttConnections: () => N });
 const times: number[] = [];
 let bytes = 0;
+let wire = 0;
+let series = 0;
 let peak = 0;
 /**
  * The longest the event loop went without running a 1 ms timer (what node-message ingest would
@@ -145,7 +152,7 @@ if (prof !== undefined) {
 }
 let transport = 'in process (HubMetrics.chunks(), no socket)';
 if (values.http) {
-  transport = 'HTTPS: the /metrics route (Fastify, TLS) to a reader in a child process';
+  transport = `HTTPS: the /metrics route (Fastify, TLS) to a reader in a child process, ${values.identity ? 'identity' : 'Accept-Encoding: gzip'}`;
   const dir = mkdtempSync(join(tmpdir(), 'orchard-scrape-pki-'));
   const pki = await loadOrCreatePki(dir, { hostnames: ['localhost'], ips: ['127.0.0.1'], includeInterfaceAddresses: false });
   const app = Fastify({ logger: false, https: { cert: pki.certPem, key: pki.keyPem } });
@@ -153,39 +160,32 @@ if (values.http) {
   await app.listen({ host: '127.0.0.1', port: 0 });
   const addr = app.server.address();
   const url = `https://localhost:${typeof addr === 'object' && addr !== null ? addr.port : 0}/metrics`;
-  // The reader: R GETs one after the other, each body counted as it streams in and dropped; it
-  // prints [ms, bytes] per scrape. Child process, so TLS decryption is not on this event loop.
-  const reader = `
-    const https = require('node:https');
-    const [url, ca, rounds] = process.argv.slice(1);
-    (async () => {
-      const out = [];
-      for (let i = 0; i < Number(rounds); i++) {
-        out.push(await new Promise((resolve, reject) => {
-          const t0 = performance.now();
-          https.get(url, { ca, agent: false }, (res) => {
-            let n = 0;
-            res.on('data', (c) => (n += c.length));
-            res.on('end', () => resolve([performance.now() - t0, n, res.statusCode]));
-          }).on('error', reject);
-        }));
-        await new Promise((r) => setTimeout(r, 200));
-      }
-      process.stdout.write(JSON.stringify(out));
-    })();`;
+  // The reader: R GETs one after the other, as Prometheus sends them (or identity), each body
+  // counted as it streams in and dropped (the last one parse-checked after its timing). Child
+  // process, so TLS decryption and gunzip are not on this event loop.
+  const reader = join(dirname(fileURLToPath(import.meta.url)), 'lib', 'scrape-reader.ts');
   const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().heapUsed)), 10);
   lag.enable();
   const raw = await new Promise<string>((resolve, reject) =>
-    execFile(process.execPath, ['-e', reader, url, pki.caPem, String(R)], { maxBuffer: 1 << 20 }, (err, stdout) => (err ? reject(err) : resolve(stdout))),
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', reader, url, pki.caPem, String(R), values.identity ? 'identity' : 'gzip'],
+      { maxBuffer: 1 << 20 },
+      (err, stdout) => (err ? reject(err) : resolve(stdout)),
+    ),
   );
   lag.disable();
   clearInterval(sampler);
   await app.close();
   rmSync(dir, { recursive: true, force: true });
-  for (const [ms, n, status] of JSON.parse(raw) as Array<[number, number, number]>) {
-    if (status !== 200) throw new Error(`scrape answered ${status}`);
-    times.push(ms);
-    bytes = n;
+  for (const r of JSON.parse(raw) as ScrapeResult[]) {
+    if (r.status !== 200) throw new Error(`scrape answered ${r.status}`);
+    if (r.encoding !== (values.identity ? 'identity' : 'gzip')) throw new Error(`scrape came back ${r.encoding}`);
+    if (r.problems !== undefined && r.problems.length > 0) throw new Error(`the body does not parse: ${r.problems.join('; ')}`);
+    times.push(r.ms);
+    bytes = r.bytes;
+    wire = r.wireBytes;
+    series = r.series;
   }
 } else {
   lag.enable();
@@ -213,7 +213,12 @@ process.stdout.write(
   [
     `nodes ${N}, pods ${N * P}, deployments ${DEPLOYMENTS}; Node ${process.version}; ${transport}`,
     `scrape ms: min ${times[0]?.toFixed(0)}, median ${times[Math.floor(R / 2)]?.toFixed(0)}, max ${times.at(-1)?.toFixed(0)} (${R} rounds)`,
-    `body ${mib(bytes)} MiB, ${bytes} ${values.http ? 'bytes' : 'chars'}`,
+    values.http
+      ? `body ${mib(bytes)} MiB (${bytes} bytes, ${series} series, parse-checked), on the wire ${mib(wire)} MiB (${wire} bytes${values.identity ? '' : `, gzip ${(bytes / wire).toFixed(1)}×`})`
+      : `body ${mib(bytes)} MiB, ${bytes} chars`,
+    `load average (1/5/15 min) at the end: ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' / ')}`,
     `longest event-loop stall during the scrapes: ${lag.max.toFixed(0)} ms`,
     `heap: empty ${mib(h0)} MiB, filled ${mib(h1)} MiB (usage store history ${mib(st.historyBytes)} MiB), peak during scrapes ${mib(peak)} MiB (${values.http ? 'sampled every 10 ms' : 'sampled per chunk'}), after scrapes + GC ${mib(h2)} MiB`,
     '',

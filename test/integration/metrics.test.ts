@@ -1,6 +1,9 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import type { IncomingHttpHeaders } from 'node:http';
+import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Agent } from '../../agent/agent.js';
 import { MemoryRuntime } from '../../agent/runtime/memory-runtime.js';
@@ -105,6 +108,31 @@ describe('metrics: hollow agent → hub /metrics, top API and orchard top', () =
     expect(after?.at).toBeGreaterThan(before?.at ?? Infinity);
     expect(after?.memoryUsedBytes).toBe(before?.memoryUsedBytes);
     expect(node?.status.conditions.find((c) => c.type === 'Ready')?.status).toBe('True');
+  });
+
+  it('answers a Prometheus-style scrape (Accept-Encoding: gzip) over HTTPS with a gzip body of the same series', async () => {
+    const url = new URL('/metrics', t.hub.apiUrl);
+    const r = await new Promise<{ status: number; headers: IncomingHttpHeaders; raw: Buffer }>((resolve, reject) => {
+      https
+        .get(url, { ca: t.hub.pki?.caPem ?? '', headers: { authorization: `Bearer ${scrapeToken}`, 'accept-encoding': 'gzip' } }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, raw: Buffer.concat(chunks) }));
+        })
+        .on('error', reject);
+    });
+    expect(r.status).toBe(200);
+    expect(r.headers['content-encoding']).toBe('gzip');
+    expect(r.headers['vary']).toBe('Accept-Encoding');
+    expect(r.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
+    const text = gunzipSync(r.raw).toString('utf8');
+    expect(text).toMatch(/^orchard_node_info\{node="pi-1",arch="amd64",agent_version="0\.1\.0"\} 1$/m);
+    expect(text.match(/^orchard_pod_status_phase\{pod="burn-[a-z0-9-]+",node="pi-1",phase="Running"\} 1$/gm)).toHaveLength(2);
+    expect(text.endsWith('\n')).toBe(true);
+    // The test helper sends no Accept-Encoding: identity, as before.
+    const plain = await scrape(scrapeToken);
+    expect(plain.headers['content-encoding']).toBeUndefined();
+    expect(plain.text).toMatch(/^orchard_node_info\{node="pi-1",/m);
   });
 
   it('refuses /metrics without a token (401) and the top API to a scrape token (403)', async () => {
