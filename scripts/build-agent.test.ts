@@ -20,6 +20,9 @@ describe('single-file agent bundle', () => {
     expect(code).toContain('"9.9.9-test"');
     expect(code).not.toMatch(/\brequire\(["'](ssh2|cpu-features|bufferutil|utf-8-validate)["']\)/);
     expect(code).toContain('ssh:// Docker hosts are not supported by the single-file Orchard agent');
+    // No ES import of node:http: on Node 22 it compiles WebAssembly, which --jitless (AGENT_V8_FLAGS) does not have.
+    expect(code).not.toMatch(/\bfrom\s*["'](node:)?http["']/);
+    expect(code).toMatch(/require\(["']node:http["']\)/);
   }, 60_000);
 
   it('names each thing that must not be in the graph (so the check above can fail)', () => {

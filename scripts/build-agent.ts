@@ -27,10 +27,18 @@ export const LAUNCHER_OUTFILE = join(REPO, 'dist', 'orchard-agent-launcher.mjs')
 /**
  * V8 flags for the agent on small devices (docs/agent.md "Memory"), measured with
  * scripts/bench/agent-bundle-memory.ts. scripts/install-agent.sh writes the same list into the unit.
- * Not `--lite-mode` (nor `--jitless`): they turn WebAssembly off, and Node 22 then dies at start
- * (its undici compiles llhttp to WebAssembly when mqtt.js looks at globalThis.WebSocket).
+ * `--jitless` turns WebAssembly off: nothing in the agent may need it (Node 22 compiles undici's
+ * llhttp to WebAssembly when node:http is ES-imported: see httpViaRequire below).
  */
-export const AGENT_V8_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--single-threaded-gc', '--v8-pool-size=1'];
+export const AGENT_V8_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--single-threaded-gc', '--v8-pool-size=1', '--jitless'];
+
+/**
+ * glibc malloc settings for the agent, set by the unit (`Environment=`, scripts/install-agent.sh,
+ * kept equal by a test): one arena for all threads, and freed memory given back to the kernel
+ * past 128 KiB (an explicit threshold also stops glibc from raising it, and the mmap threshold,
+ * as the process frees large blocks).
+ */
+export const AGENT_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '1', MALLOC_TRIM_THRESHOLD_: '131072' };
 
 /** The launcher: Node builtins only, so nothing to stub; small on purpose (it stays resident). */
 export async function buildLauncher(outfile = LAUNCHER_OUTFILE): Promise<number> {
@@ -111,6 +119,22 @@ const stubs: Plugin = {
   },
 };
 
+/**
+ * The agent's own `import … from 'node:http'` becomes a require() (one CommonJS shim module). On
+ * Node 22, an ES import of node:http builds its ES module facade, which reads every export, the
+ * lazy `http.WebSocket` getter included: that loads undici, which compiles llhttp to WebAssembly,
+ * and with `--jitless` (AGENT_V8_FLAGS) there is no WebAssembly, so the agent would die before its
+ * first line. require() hands over the exports object without reading them (Node 20 and 24 build
+ * the facade without that getter; the CommonJS dependencies already require() http).
+ */
+const httpViaRequire: Plugin = {
+  name: 'orchard-http-via-require',
+  setup(b) {
+    b.onResolve({ filter: /^(node:)?http$/ }, (a) => (a.kind === 'import-statement' ? { path: 'node:http', namespace: 'orchard-cjs-builtin' } : undefined));
+    b.onLoad({ filter: /.*/, namespace: 'orchard-cjs-builtin' }, (a) => ({ contents: `module.exports = require(${JSON.stringify(a.path)});`, loader: 'js' }));
+  },
+};
+
 export function agentBuildOptions(version: string, outfile = AGENT_OUTFILE): BuildOptions & { metafile: true } {
   return {
     entryPoints: [AGENT_ENTRY],
@@ -141,7 +165,7 @@ export function agentBuildOptions(version: string, outfile = AGENT_OUTFILE): Bui
         'const __dirname = __orchardDirname(__filename);',
       ].join('\n'),
     },
-    plugins: [stubs],
+    plugins: [stubs, httpViaRequire],
   };
 }
 

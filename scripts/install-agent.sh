@@ -170,8 +170,16 @@ if [[ -n "$AGENT_FILE" ]]; then
   fi
 fi
 chmod 0755 "$NEW"
-# The file must run on this Node before it replaces anything.
-VERSION="$(node "$NEW" --version)" || die "the fetched agent does not run on Node $(node --version)"
+# V8 flags and malloc settings for small devices (docs/agent.md "Memory"; AGENT_V8_FLAGS and
+# AGENT_ENV in scripts/build-agent.ts, which a test keeps equal to these): young generation capped
+# at 1 MiB, one GC thread, one platform worker, no JIT compilers (--jitless: the interpreter only,
+# so V8's compilers' code is never paged in); one malloc arena, freed memory handed back to the
+# kernel past 128 KiB. The launcher passes its flags and environment on to the agent it starts.
+NODE_FLAGS="--max-semi-space-size=1 --single-threaded-gc --v8-pool-size=1 --jitless"
+NODE_ENV_VARS="MALLOC_ARENA_MAX=1 MALLOC_TRIM_THRESHOLD_=131072"
+# The file must run on this Node, with these flags, before it replaces anything.
+# shellcheck disable=SC2086 # the flags and variables are deliberately split into words
+VERSION="$(env $NODE_ENV_VARS node $NODE_FLAGS "$NEW" --version)" || die "the fetched agent does not run on Node $(node --version) with $NODE_FLAGS"
 mv -f "$NEW" "$AGENT" # atomic: a running agent's file is never half-written
 if [[ -n "$NEW_LAUNCHER" ]]; then
   chmod 0755 "$NEW_LAUNCHER"
@@ -194,11 +202,8 @@ args=(--hub "$HUB" --name "$NAME" --data-dir "$DATA_DIR" --token-file "$ETC_DIR/
 [[ -n "$EXTRA" ]] && args+=($EXTRA)
 
 # Under the launcher (upgrades from the hub swap the agent file in $LIB_DIR and roll back by
-# themselves: docs/agent.md "Upgrades"), or the agent alone when no launcher was installed.
-# V8 flags for small devices (docs/agent.md "Memory"; AGENT_V8_FLAGS in scripts/build-agent.ts,
-# which a test keeps equal to this): young generation capped at 1 MiB, one GC thread, one platform
-# worker. The launcher passes its flags on to the agent it starts.
-NODE_FLAGS="--max-semi-space-size=1 --single-threaded-gc --v8-pool-size=1"
+# themselves: docs/agent.md "Upgrades"), or the agent alone when no launcher was installed;
+# NODE_FLAGS and NODE_ENV_VARS above.
 if [[ -n "$NEW_LAUNCHER" ]]; then
   EXEC_START="$NODE_BIN $NODE_FLAGS $LAUNCHER --agent $AGENT -- ${args[*]}"
 else
@@ -213,6 +218,7 @@ Wants=network-online.target docker.service
 
 [Service]
 Type=simple
+Environment=$NODE_ENV_VARS
 ExecStart=$EXEC_START
 # The agent never stops workloads on its own exit; systemd must not kill the containers either
 # (they are the engine's children, not ours), and it restarts the agent after a crash.
@@ -235,6 +241,6 @@ if [[ $START -eq 1 ]]; then
     log "orchard-agent enabled and started: journalctl -u orchard-agent -f"
   else
     warn "systemd is not running here; start the agent by hand:"
-    warn "  $NODE_BIN $NODE_FLAGS $AGENT ${args[*]}"
+    warn "  $NODE_ENV_VARS $NODE_BIN $NODE_FLAGS $AGENT ${args[*]}"
   fi
 fi

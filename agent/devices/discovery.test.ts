@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseDevicesFlag, DEFAULT_DEVICES } from './device-classes.js';
-import { classCounts, discoverDevices, majorMinor, reportedDevices } from './discovery.js';
+import { classCounts, discoverDevices, majorMinor, naturalCompare, reportedDevices } from './discovery.js';
 
 /**
  * Discovery against fake device trees in temp dirs: device nodes made with mknod (the numbers of
@@ -145,5 +145,30 @@ describe('discoverDevices', () => {
     expect(majorMinor((188 << 8) | 0)).toEqual({ major: 188, minor: 0 });
     // major 259, minor 300: the wide encoding (minor's high bits above bit 20).
     expect(majorMinor((259 << 8) | (300 & 0xff) | ((300 & ~0xff) << 12))).toEqual({ major: 259, minor: 300 });
+  });
+
+  it('naturalCompare orders digit runs by value (no Intl: it would load ICU collation data)', () => {
+    const paths = [
+      '/dev/ttyUSB10',
+      '/dev/ttyACM0',
+      '/dev/ttyUSB2',
+      '/dev/i2c-1',
+      '/dev/ttyUSB02',
+      '/dev/ttyUSB',
+      '/dev/gpiochip0',
+      '/dev/ttyUSB99999999999999999999',
+    ];
+    expect([...paths].sort(naturalCompare)).toEqual([
+      '/dev/gpiochip0',
+      '/dev/i2c-1',
+      '/dev/ttyACM0',
+      '/dev/ttyUSB',
+      '/dev/ttyUSB2',
+      '/dev/ttyUSB02',
+      '/dev/ttyUSB10',
+      '/dev/ttyUSB99999999999999999999',
+    ]);
+    expect(naturalCompare('/dev/spidev0.1', '/dev/spidev0.1')).toBe(0);
+    expect(naturalCompare('/dev/spidev0.10', '/dev/spidev0.9')).toBeGreaterThan(0);
   });
 });

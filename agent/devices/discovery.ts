@@ -131,7 +131,30 @@ async function byIdLinks(root: string): Promise<Map<string, string>> {
   return out;
 }
 
-const collator = new Intl.Collator('en', { numeric: true });
+/**
+ * Paths in natural order: runs of digits compare by value (ttyUSB2 before ttyUSB10), the rest by
+ * code unit. Not `Intl.Collator` (it was, numeric): building one reads ≈ 2 MiB of ICU's collation
+ * data into the process, resident for its life (docs/agent.md "Memory").
+ */
+export function naturalCompare(a: string, b: string): number {
+  const ra = a.match(/\d+|\D+/g) ?? [];
+  const rb = b.match(/\d+|\D+/g) ?? [];
+  for (let i = 0; i < Math.min(ra.length, rb.length); i++) {
+    const x = ra[i]!;
+    const y = rb[i]!;
+    if (x === y) continue;
+    if (/^\d/.test(x) && /^\d/.test(y)) {
+      // By value without Number's precision limit: strip leading zeros, then the longer is larger.
+      const xs = x.replace(/^0+(?=\d)/, '');
+      const ys = y.replace(/^0+(?=\d)/, '');
+      if (xs.length !== ys.length) return xs.length - ys.length;
+      if (xs !== ys) return xs < ys ? -1 : 1;
+      return x.length - y.length; // equal values: fewer leading zeros first
+    }
+    return x < y ? -1 : 1;
+  }
+  return ra.length - rb.length;
+}
 
 /** Every device node under `root` a class names, sorted by class order then path (ttyUSB2 before ttyUSB10). */
 export async function discoverDevices(root: string, classes: DeviceClasses): Promise<FoundDevice[]> {
@@ -171,7 +194,7 @@ export async function discoverDevices(root: string, classes: DeviceClasses): Pro
         found.push(d);
       }
     }
-    found.sort((a, b) => collator.compare(a.path, b.path));
+    found.sort((a, b) => naturalCompare(a.path, b.path));
     out.push(...found);
   }
   return out.slice(0, MAX_NODE_DEVICES);

@@ -25,11 +25,16 @@
  *   --node 'qemu-aarch64-static -L /usr/aarch64-linux-gnu /path/to/arm64/node' runs an ARM guest
  *   (not with the launcher variant: the launcher starts its agent with its own binary, no qemu).
  *
- * Variants: `bundle` (node dist/orchard-agent.mjs), `small` (the same with AGENT_V8_FLAGS, what
- * scripts/install-agent.sh puts in the unit), `launcher` (what the unit runs: the launcher with
- * AGENT_V8_FLAGS and the agent it starts, both processes summed; heap figures are the agent's),
+ * Variants: `bundle` (node dist/orchard-agent.mjs), `small` (the same with AGENT_V8_FLAGS and
+ * AGENT_ENV, what scripts/install-agent.sh puts in the unit), `launcher` (what the unit runs: the
+ * launcher with AGENT_V8_FLAGS and AGENT_ENV and the agent it starts, both processes summed; heap
+ * figures are the agent's),
  * `tsc` (node dist/cli/main.js agent), `flags:<…>` (the bundle with these space-separated flags,
- * e.g. `flags:--jitless --max-semi-space-size=1`).
+ * e.g. `flags:--jitless --max-semi-space-size=1`), or `NAME:<…>` for the same under a name of its
+ * own (several in one run: `--variants "jitless:--jitless,noopt:--no-opt"`). Words of the form
+ * `VAR=value` in the list are set in the process's environment instead (`MALLOC_ARENA_MAX=2`). A
+ * NAME starting with `launcher` runs the launcher with these flags and environment (it passes both
+ * on to its agent) and sums both processes, like `launcher`.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -41,7 +46,7 @@ import { parseArgs } from 'node:util';
 import { Cluster, TEST_IMAGE } from '../../test/helpers/cluster.js';
 import { waitFor } from '../../test/helpers/http.js';
 import { AGENT_BUNDLE, CLI } from '../../test/helpers/procs.js';
-import { AGENT_V8_FLAGS, LAUNCHER_OUTFILE } from '../build-agent.js';
+import { AGENT_ENV, AGENT_V8_FLAGS, LAUNCHER_OUTFILE } from '../build-agent.js';
 import { summarizeHeapSnapshot } from './lib/heap-summary.js';
 import { readProcStats } from './lib/proc-stats.js';
 import { readSmaps } from './lib/smaps.js';
@@ -122,12 +127,26 @@ function launchOf(variant: string, importProbe: string): string[] {
   return [...nodePrefix, ...launchArgs(variant, importProbe)];
 }
 
+/** `NAME:<flags and VAR=value words>` → its name, Node flags and environment; undefined for the fixed variants. */
+function customVariant(variant: string): { name: string; flags: string[]; env: Record<string, string> } | undefined {
+  const m = /^([a-z0-9-]+):(.*)$/.exec(variant);
+  if (m === null) return undefined;
+  const words = (m[2] ?? '').split(' ').filter(Boolean);
+  const isEnv = (w: string): boolean => /^[A-Za-z_][A-Za-z0-9_]*=/.test(w);
+  const env = Object.fromEntries(words.filter(isEnv).map((w) => [w.slice(0, w.indexOf('=')), w.slice(w.indexOf('=') + 1)]));
+  return { name: m[1] ?? '', flags: words.filter((w) => !isEnv(w)), env };
+}
+
+const isLauncher = (variant: string): boolean => variant === 'launcher' || (customVariant(variant)?.name.startsWith('launcher') ?? false);
+
 function launchArgs(variant: string, importProbe: string): string[] {
   if (variant === 'bundle') return [nodeBin, importProbe, AGENT_BUNDLE];
   if (variant === 'small') return [nodeBin, ...AGENT_V8_FLAGS, importProbe, AGENT_BUNDLE];
   if (variant === 'tsc') return [nodeBin, importProbe, CLI, 'agent'];
   if (variant === 'launcher') return [nodeBin, ...AGENT_V8_FLAGS, importProbe, LAUNCHER_OUTFILE, '--agent', AGENT_BUNDLE, '--'];
-  if (variant.startsWith('flags:')) return [nodeBin, ...variant.slice(6).split(' ').filter(Boolean), importProbe, AGENT_BUNDLE];
+  const custom = customVariant(variant);
+  if (custom !== undefined && isLauncher(variant)) return [nodeBin, ...custom.flags, importProbe, LAUNCHER_OUTFILE, '--agent', AGENT_BUNDLE, '--'];
+  if (custom !== undefined) return [nodeBin, ...custom.flags, importProbe, AGENT_BUNDLE];
   throw new Error(`unknown variant ${variant}`);
 }
 
@@ -154,20 +173,32 @@ try {
   await c.startHub();
   const nodeVersion = execFileSync(nodeCmd[0] ?? process.execPath, [...nodeCmd.slice(1), '--version'], { encoding: 'utf8' }).trim();
   console.log(`node ${nodeVersion} (${nodeBin}); idle window ${values.idle} s after ${values.warm} s warm; pods ${values.pods}; real Docker Engine`);
-  console.log(`small = ${AGENT_V8_FLAGS.join(' ')}`);
+  console.log(`small = ${[...AGENT_V8_FLAGS, ...Object.entries(AGENT_ENV).map(([k, x]) => `${k}=${x}`)].join(' ')}`);
+  for (const v of variants.map(customVariant)) {
+    if (v !== undefined) console.log(`${v.name} = ${[...v.flags, ...Object.entries(v.env).map(([k, x]) => `${k}=${x}`)].join(' ')}`);
+  }
   const head = 'variant  run  pods  RSS MiB  PSS MiB  anon MiB  file MiB  heap used  heap total  external  CPU % core  uplink B/min  load (1/5/15 min)';
   console.log(head);
   for (let run = 1; run <= runs; run++) {
-    for (const variant of variants) {
-      const short = `${variant.replace(/[^a-z0-9]/g, '').slice(0, 12)}${run}`;
+    for (const [vi, variant] of variants.entries()) {
+      const label = customVariant(variant)?.name ?? variant;
+      const short = `${label.replace(/[^a-z0-9]/g, '').slice(0, 10)}${vi}r${run}`;
       const node = c.nodeName(short);
       const out = join(dir, `${short}.json`);
       process.env.ORCHARD_HEAP_PROBE_OUT = out;
       const pipe = await countingPipe(c.mqttPort);
+      // The variant's environment (e.g. MALLOC_ARENA_MAX) goes to this agent only: spawnProc copies process.env.
+      const env = variant === 'small' || variant === 'launcher' ? AGENT_ENV : (customVariant(variant)?.env ?? {});
+      const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+      Object.assign(process.env, env);
       const p = await c.startAgent(short, {
         launch: launchOf(variant, `--import=${pathToFileURL(probe).href}`),
         extra: ['--mqtt-url', `mqtts://127.0.0.1:${pipe.port}`],
       });
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
       const pid = p.child.pid ?? 0;
       // Emulated ARM agents start in 7-15 s on an idle machine, minutes at load ≈ 20.
       await c.waitNodeReady(short, 300_000).catch((err: unknown) => {
@@ -193,7 +224,7 @@ try {
         await sleep(warmMs);
         const loadAvg = load();
         // The launcher variant: the launcher and its agent child, summed (PSS splits their shared pages).
-        const pids = variant === 'launcher' ? [pid, ...childrenOf(pid)] : [pid];
+        const pids = isLauncher(variant) ? [pid, ...childrenOf(pid)] : [pid];
         const cpuOf = (): number => pids.reduce((a, x) => a + (readProcStats(x)?.cpuSeconds ?? 0), 0);
         const cpu0 = cpuOf();
         const up0 = pipe.up();
@@ -212,7 +243,7 @@ try {
         const heap = JSON.parse(readFileSync(out, 'utf8')) as { heapUsed: number; heapTotal: number; external: number; arrayBuffers: number };
         console.log(
           [
-            variant.padEnd(7),
+            label.padEnd(7),
             String(run).padStart(3),
             String(pods).padStart(4),
             mb(sm?.rss ?? 0).padStart(7),

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AGENT_ENV, AGENT_V8_FLAGS } from '../../scripts/build-agent.js';
 import { buildAgentFile, buildLauncherFile } from '../helpers/agent-bundle.js';
 import { Cluster, TEST_IMAGE } from '../helpers/cluster.js';
 import { waitFor } from '../helpers/http.js';
@@ -38,7 +39,7 @@ describe('agent upgrade from the hub (launcher, real Docker Engine)', () => {
   const devices = ['a', 'b'] as const;
   const agentFile = (short: string): string => join(c.dir, `device-${short}`, 'orchard-agent.mjs');
 
-  /** The launcher as a supervisor runs it: `node orchard-agent-launcher.mjs --agent F -- <agent flags>`. */
+  /** The launcher as systemd runs it: `node <AGENT_V8_FLAGS> orchard-agent-launcher.mjs --agent F -- <agent flags>`. */
   async function startDevice(short: string): Promise<void> {
     const tokenFile = join(c.dir, `join-${short}.token`);
     writeFileSync(tokenFile, await c.joinToken(1), { mode: 0o600 });
@@ -59,7 +60,8 @@ describe('agent upgrade from the hub (launcher, real Docker Engine)', () => {
       join(c.dir, 'agents', short),
       '--no-services',
     ];
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // With the unit's V8 flags and malloc settings (scripts/install-agent.sh), which the launcher passes on.
+    const child = spawn(process.execPath, [...AGENT_V8_FLAGS, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...AGENT_ENV } });
     let out = '';
     child.stdout.on('data', (b: Buffer) => (out += b.toString()));
     child.stderr.on('data', (b: Buffer) => (out += b.toString()));

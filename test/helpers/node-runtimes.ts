@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
+import { AGENT_V8_FLAGS } from '../../scripts/build-agent.js';
 import { AGENT_BUNDLE, REPO } from './procs.js';
 
 /**
@@ -17,7 +18,7 @@ const GUESTS: Record<GuestArch, { pkg: string; versionVar: string; qemu: string[
 };
 
 export interface GuestNode {
-  /** Command + args that run `node dist/orchard-agent.mjs` as a process of that architecture; append the agent's flags. */
+  /** Command + args that run `node <AGENT_V8_FLAGS> dist/orchard-agent.mjs` as a process of that architecture; append the agent's flags. */
   launch: string[];
   /** Node's version (no v), as NodeInfo.nodeVersion reports it. */
   nodeVersion: string;
@@ -37,5 +38,7 @@ export function guestNode(arch: GuestArch): GuestNode {
     },
   ).trim();
   const [node = '', nodeVersion = ''] = out.split(' ');
-  return { launch: [...g.qemu, node, AGENT_BUNDLE], nodeVersion, platform: g.platform };
+  // With the unit's V8 flags (scripts/install-agent.sh): a flag a guest's Node cannot run with
+  // (--lite-mode on Node 22 once) fails here, not on a device.
+  return { launch: [...g.qemu, node, ...AGENT_V8_FLAGS, AGENT_BUNDLE], nodeVersion, platform: g.platform };
 }

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestHub, type TestHub } from '../helpers/hub-harness.js';
 import { AGENT_BUNDLE, REPO, ensureBuilt } from '../helpers/procs.js';
-import { AGENT_V8_FLAGS } from '../../scripts/build-agent.js';
+import { AGENT_ENV, AGENT_V8_FLAGS } from '../../scripts/build-agent.js';
 
 /**
  * scripts/install-agent.sh against a real hub (HTTPS on port 0, its own CA): the single-file
@@ -81,6 +81,11 @@ describe('scripts/install-agent.sh (device install as a systemd service)', () =>
         `^ExecStart=\\S+/node ${AGENT_V8_FLAGS.join(' ')} ${join(run.lib, 'orchard-agent-launcher.mjs').replaceAll('/', '\\/')} --agent ${run.agent.replaceAll('/', '\\/')} -- --hub 127\\.0\\.0\\.1:\\d+ --name pi-7 --data-dir /var/lib/orchard-agent --token-file \\S+/etc/join\\.token --labels zone=north$`,
         'm',
       ),
+    );
+    expect(unit).toContain(
+      `\nEnvironment=${Object.entries(AGENT_ENV)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ')}\n`,
     );
     expect(unit).toContain('KillMode=process');
     expect(unit).toContain('Restart=always');
