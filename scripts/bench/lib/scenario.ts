@@ -208,7 +208,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
         etcd: { endpoints: etcd.endpoints, ...(o.store.leaderTtl ? { leaderTtl: o.store.leaderTtl } : {}) },
       };
       hubEnv = { ORCHARD_HA_SECRET: `fleet-bench-${process.pid}-${Date.now()}` };
-      log(`[${N}] store: etcd, 3 members ${etcd.endpoints.join(' ')}`);
+      log(`[${N}] store: etcd, ${etcd.endpoints.length} member(s) ${etcd.endpoints.join(' ')}`);
     }
     hub = await HubProcess.start(cfg, to.hubStartMs, o.hubNodeArgs ?? [], hubEnv);
     result.hubStartMs = hub.ready.startMs;
