@@ -17,10 +17,31 @@ import { WorkQueue } from './workqueue.js';
 const KEY = 'pending';
 
 /**
+ * A pass schedules at most about this much work, then gives the event loop back (the work queue
+ * yields between passes) and the next pass takes the next pods. At 10,000 nodes / 100,000 pods
+ * one pass over every pending pod held the loop for 28 s on a slow box: node heartbeats went
+ * unread, and a hub on etcd lost its leader lease (15 s) in the middle of the deploy.
+ */
+const PASS_BUDGET_MS = 100;
+/** Bounds of the pods taken per pass (the count follows the measured cost per pod). */
+const PASS_MIN_PODS = 32;
+const PASS_MAX_PODS = 5_000;
+
+function byCreation(a: Pod, b: Pod): number {
+  const ta = a.metadata.creationTimestamp;
+  const tb = b.metadata.creationTimestamp;
+  return ta < tb ? -1 : ta > tb ? 1 : a.metadata.name < b.metadata.name ? -1 : 1;
+}
+
+/**
  * Binds pending pods to nodes. Keeps the set of unbound pods and the scheduler's node view
  * (LiveSnapshot: per-node totals of bound pods) from watch events, so a pass costs
- * O(pending × sampled nodes), not O(all pods); schedules the pending pods in one batch and
- * writes every binding in one transaction, so the node sync publishes each node's set once.
+ * O(pending × sampled nodes), not O(all pods); schedules the pending pods in batches sized to
+ * about PASS_BUDGET_MS of work (oldest first) and writes each batch's bindings in one
+ * transaction, so the node sync publishes each node's set once per batch. Pods a pass could not
+ * place wait in `tried` (kube-scheduler's unschedulable queue) until the cluster changes (a node,
+ * a published port, a bound pod deleted) or a slow timer fires, so a large unschedulable backlog
+ * neither delays pods created after it nor is re-explained on every heartbeat.
  * Unschedulable pods keep their per-node reasons in status and get a FailedScheduling event
  * whenever the explanation changes.
  *
@@ -32,11 +53,22 @@ const KEY = 'pending';
  */
 export class SchedulingController {
   readonly queue: WorkQueue;
-  private readonly pending = new Set<string>();
+  /** Unbound pods to try (new ones, and unschedulable ones a cluster change sent back). */
+  private pending = new Set<string>();
+  /** Unbound pods a pass could not place: tried again after a change in the cluster (retry()). */
+  private tried = new Set<string>();
+  /** Pods per pass, from the last pass's cost per pod. */
+  private passPods = 500;
+  /** The last pass's cost per pod (ms), to estimate what retrying `tried` costs. */
+  private perPodMs = 0;
+  /** When (performance clock, ms) `tried` goes back to `pending`; Infinity: nothing asked for. */
+  private retryAt = Infinity;
+  /** No retry of `tried` before this (performance clock, ms): spaces expensive retries. */
+  private retryNotBefore = 0;
+  /** The next pass is already queued (mid-backlog): events need not ask for one. */
+  private continuing = false;
   private readonly live: LiveSnapshot;
   private unwatch: (() => void) | undefined;
-  /** Duration and end (performance clock, ms) of the last pass, to space expensive passes. */
-  private lastPass = { ms: 0, end: 0 };
 
   constructor(
     private readonly deps: { store: Store; log: Logger; now: () => Date; retryMs?: number; platforms?: ImagePlatformSource; snapshot?: SnapshotOptions },
@@ -50,7 +82,9 @@ export class SchedulingController {
     this.unwatch = store.watch((ev: WatchEvent) => this.onEvent(ev), ['Pod', 'Node', 'Service']);
     const pods = store.list('Pod');
     this.live.reset(store.list('Node'), pods);
-    for (const p of pods) if (!p.spec.nodeName && !isTerminal(p)) this.pending.add(p.metadata.name);
+    // Oldest first, as pods created later join the set's end.
+    const unbound = pods.filter((p) => !p.spec.nodeName && !isTerminal(p)).sort(byCreation);
+    for (const p of unbound) this.pending.add(p.metadata.name);
     this.queue.add(KEY);
   }
 
@@ -70,34 +104,53 @@ export class SchedulingController {
     if (o.kind === 'Pod') {
       if (ev.type === 'DELETED' || o.spec.nodeName || isTerminal(o)) {
         this.pending.delete(o.metadata.name);
+        this.tried.delete(o.metadata.name);
         // Freed capacity may let a waiting pod in.
-        if (ev.type === 'DELETED' && o.spec.nodeName && this.pending.size > 0) this.request();
+        if (ev.type === 'DELETED' && o.spec.nodeName) this.retry();
       } else if (ev.type === 'ADDED') {
         this.pending.add(o.metadata.name);
-        this.request();
+        this.pass();
       }
-    } else if (o.kind === 'Node' && this.pending.size > 0) {
-      this.request();
-    } else if (o.kind === 'Service' && this.pending.size > 0 && (ev.type !== 'MODIFIED' || ev.old?.metadata.generation !== o.metadata.generation)) {
+    } else if (o.kind === 'Node') {
+      this.retry();
+    } else if (o.kind === 'Service' && (ev.type !== 'MODIFIED' || ev.old?.metadata.generation !== o.metadata.generation)) {
       // A published port freed (or taken) changes where host-port pods fit.
-      this.request();
+      this.retry();
     }
   }
 
+  /** Asks for a pass over `pending` (a new pod is tried at once, in the next pass). */
+  private pass(): void {
+    if (!this.continuing) this.queue.add(KEY);
+  }
+
   /**
-   * Asks for a pass. After a slow pass (≥ 50 ms: a big batch, or explaining unschedulable pods
-   * across a large fleet) the next one waits as long as the last took: pods created meanwhile
-   * join one bigger batch, and node heartbeats cannot keep the scheduler busy while
-   * unschedulable pods wait.
+   * The cluster changed: unschedulable pods may fit now. Expensive retries are spaced: one that
+   * costs ≥ 50 ms (explaining many unschedulable pods across a large fleet) is not repeated
+   * until as long again has passed, so node heartbeats cannot keep the scheduler busy
+   * re-explaining pods that still do not fit.
    */
-  private request(): void {
-    const wait = this.lastPass.end + this.lastPass.ms - performance.now();
-    if (this.lastPass.ms >= 50 && wait > 0) this.queue.addAfter(KEY, wait);
-    else this.queue.add(KEY);
+  private retry(): void {
+    if (this.tried.size === 0) return;
+    const now = performance.now();
+    const at = Math.max(now, this.retryNotBefore);
+    if (at >= this.retryAt) return;
+    this.retryAt = at;
+    if (at <= now) this.pass();
+    else if (!this.continuing) this.queue.addAfter(KEY, at - now);
   }
 
   reconcile(): Promise<{ requeueAfterMs?: number } | void> | { requeueAfterMs?: number } | void {
-    if (this.pending.size === 0) return;
+    this.continuing = false;
+    const now = performance.now();
+    if (this.tried.size > 0 && now >= this.retryAt) {
+      const cost = this.perPodMs * this.tried.size;
+      this.retryNotBefore = cost >= 50 ? now + 2 * cost : now;
+      this.retryAt = Infinity;
+      for (const name of this.tried) this.pending.add(name);
+      this.tried = new Set();
+    }
+    if (this.pending.size === 0) return this.idle();
     const platforms = this.deps.platforms;
     if (platforms !== undefined) {
       const images = this.pendingImages();
@@ -105,6 +158,20 @@ export class SchedulingController {
       if (platforms.needsResolve(images)) return platforms.resolve(images).then(() => this.scheduleNow());
     }
     return this.scheduleNow();
+  }
+
+  /**
+   * Nothing left to try: unschedulable pods wait for a change in the cluster (retry()), and for
+   * the slow timer as a backstop.
+   */
+  private idle(): { requeueAfterMs?: number } | void {
+    if (this.tried.size === 0) {
+      this.retryAt = Infinity;
+      return;
+    }
+    const now = performance.now();
+    this.retryAt = Math.min(this.retryAt, now + (this.deps.retryMs ?? 30_000));
+    return { requeueAfterMs: Math.max(0, this.retryAt - now) };
   }
 
   private pendingImages(): Set<string> {
@@ -147,25 +214,22 @@ export class SchedulingController {
   }
 
   private scheduleNow(): { requeueAfterMs?: number } | void {
-    if (this.pending.size === 0) return;
     const { store, now, log } = this.deps;
+    const t0 = performance.now();
+    // This pass's pods: the next ones in the order they became pending (creation order: ADDED
+    // events, and start() sorts what it finds). They move from `pending` to `tried` and leave it
+    // when bound.
     const pods: Pod[] = [];
     for (const name of this.pending) {
+      if (pods.length >= this.passPods) break;
+      this.pending.delete(name);
       const p = store.get('Pod', name);
-      if (!p || p.spec.nodeName || isTerminal(p)) this.pending.delete(name);
-      else pods.push(p);
+      if (p && !p.spec.nodeName && !isTerminal(p)) pods.push(p);
     }
-    if (pods.length === 0) return;
-    const t0 = performance.now();
-    pods.sort((a, b) =>
-      a.metadata.creationTimestamp < b.metadata.creationTimestamp
-        ? -1
-        : a.metadata.creationTimestamp > b.metadata.creationTimestamp
-          ? 1
-          : a.metadata.name < b.metadata.name
-            ? -1
-            : 1,
-    );
+    if (pods.length === 0) return this.idle();
+    // Tried until bound (a pass that throws leaves them waiting for a retry, not lost).
+    for (const p of pods) this.tried.add(p.metadata.name);
+    pods.sort(byCreation);
     if (this.live.stale) this.live.reset(store.list('Node'), store.list('Pod'));
     // scheduleBatch plus persistent-volume pins (volume-pins.ts): pods go where their data lives.
     // It books the pods it binds onto the live nodes; release() takes them back out before the
@@ -201,7 +265,7 @@ export class SchedulingController {
           }
           next.status.conditions = setCondition(next.status.conditions, { type: 'PodScheduled', status: 'True' }, ts.toISOString());
           store.update(next);
-          this.pending.delete(pod.metadata.name);
+          this.tried.delete(pod.metadata.name);
           bound++;
         } else {
           waiting++;
@@ -221,8 +285,13 @@ export class SchedulingController {
       });
     });
     if (bound > 0) log.debug('scheduled pods', { bound, waiting });
-    this.lastPass = { ms: performance.now() - t0, end: performance.now() };
-    // Unschedulable pods are retried when a node changes; also on a slow timer as a backstop.
-    return waiting > 0 ? { requeueAfterMs: this.deps.retryMs ?? 30_000 } : undefined;
+    const ms = performance.now() - t0;
+    this.perPodMs = ms / pods.length;
+    // The next pass's size: what fits the budget at this pass's cost per pod.
+    this.passPods = Math.max(PASS_MIN_PODS, Math.min(PASS_MAX_PODS, Math.floor(PASS_BUDGET_MS / Math.max(this.perPodMs, 0.001))));
+    if (this.pending.size === 0) return this.idle();
+    // More to do: queued again at once; the work queue gives I/O a turn first.
+    this.continuing = true;
+    this.queue.add(KEY);
   }
 }
