@@ -150,14 +150,35 @@ export class SchedulingController {
       for (const name of this.tried) this.pending.add(name);
       this.tried = new Set();
     }
-    if (this.pending.size === 0) return this.idle();
+    const names = this.takePass();
+    if (names.length === 0) return this.idle();
     const platforms = this.deps.platforms;
     if (platforms !== undefined) {
-      const images = this.pendingImages();
+      const images = this.imagesOf(names);
       // Resolve first, then schedule against a fresh read: the await may let the world move.
-      if (platforms.needsResolve(images)) return platforms.resolve(images).then(() => this.scheduleNow());
+      if (platforms.needsResolve(images)) return platforms.resolve(images).then(() => this.scheduleNow(names));
     }
-    return this.scheduleNow();
+    return this.scheduleNow(names);
+  }
+
+  /**
+   * This pass's pods: the next ones in the order they became pending (creation order: ADDED
+   * events, and start() sorts what it finds). They move from `pending` to `tried` and leave it
+   * when bound (a pass that throws leaves them waiting for a retry, not lost).
+   */
+  private takePass(): string[] {
+    const { store } = this.deps;
+    const names: string[] = [];
+    for (const name of this.pending) {
+      if (names.length >= this.passPods) break;
+      this.pending.delete(name);
+      const p = store.get('Pod', name);
+      if (p && !p.spec.nodeName && !isTerminal(p)) {
+        names.push(name);
+        this.tried.add(name);
+      }
+    }
+    return names;
   }
 
   /**
@@ -174,9 +195,10 @@ export class SchedulingController {
     return { requeueAfterMs: Math.max(0, this.retryAt - now) };
   }
 
-  private pendingImages(): Set<string> {
+  /** The images of this pass's pods only: at 100,000 pending pods, reading them all per pass was most of its cost. */
+  private imagesOf(names: readonly string[]): Set<string> {
     const images = new Set<string>();
-    for (const name of this.pending) {
+    for (const name of names) {
       const p = this.deps.store.get('Pod', name);
       if (p) for (const c of p.spec.containers) images.add(c.image);
     }
@@ -213,22 +235,17 @@ export class SchedulingController {
     });
   }
 
-  private scheduleNow(): { requeueAfterMs?: number } | void {
+  private scheduleNow(names: readonly string[]): { requeueAfterMs?: number } | void {
     const { store, now, log } = this.deps;
     const t0 = performance.now();
-    // This pass's pods: the next ones in the order they became pending (creation order: ADDED
-    // events, and start() sorts what it finds). They move from `pending` to `tried` and leave it
-    // when bound.
+    // Read again: a platform lookup may have awaited. Still `tried` = not bound or deleted since.
     const pods: Pod[] = [];
-    for (const name of this.pending) {
-      if (pods.length >= this.passPods) break;
-      this.pending.delete(name);
-      const p = store.get('Pod', name);
+    for (const name of names) {
+      const p = this.tried.has(name) ? store.get('Pod', name) : undefined;
       if (p && !p.spec.nodeName && !isTerminal(p)) pods.push(p);
+      else this.tried.delete(name);
     }
-    if (pods.length === 0) return this.idle();
-    // Tried until bound (a pass that throws leaves them waiting for a retry, not lost).
-    for (const p of pods) this.tried.add(p.metadata.name);
+    if (pods.length === 0) return this.pending.size === 0 ? this.idle() : this.continue();
     pods.sort(byCreation);
     if (this.live.stale) this.live.reset(store.list('Node'), store.list('Pod'));
     // scheduleBatch plus persistent-volume pins (volume-pins.ts): pods go where their data lives.
@@ -290,7 +307,11 @@ export class SchedulingController {
     // The next pass's size: what fits the budget at this pass's cost per pod.
     this.passPods = Math.max(PASS_MIN_PODS, Math.min(PASS_MAX_PODS, Math.floor(PASS_BUDGET_MS / Math.max(this.perPodMs, 0.001))));
     if (this.pending.size === 0) return this.idle();
-    // More to do: queued again at once; the work queue gives I/O a turn first.
+    this.continue();
+  }
+
+  /** More to do: queued again at once; the work queue gives I/O a turn first. */
+  private continue(): void {
     this.continuing = true;
     this.queue.add(KEY);
   }

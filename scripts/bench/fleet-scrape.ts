@@ -14,7 +14,7 @@
  * `--identity` asks for the uncompressed text instead.
  *
  * Run: npx tsx scripts/bench/fleet-scrape.ts [--nodes 10000] [--pods-per-node 10] [--procs 2]
- *   [--rounds 5] [--usage-interval-ms 30000] [--max-minutes 25] [--no-scheduler] [--scheduler-pods 20000] [--register-s N]
+ *   [--rounds 5] [--usage-interval-ms 30000] [--max-minutes 25] [--no-scheduler] [--scheduler-pods 20000] [--register-s N] [--deploy-s N]
  *   [--identity]   (no Accept-Encoding: the uncompressed text, as before gzip)
  *   [--hub-cpu-prof FILE]   (a .cpuprofile of the hub process over the R scrapes)
  */
@@ -42,6 +42,8 @@ const { values } = parseArgs({
     'scheduler-pods': { type: 'string', default: '20000' },
     /** Register deadline (default 60 s + 20 ms per node); a loaded machine needs more. */
     'register-s': { type: 'string' },
+    /** Deploy deadline (default 120 s + 3 ms per pod). */
+    'deploy-s': { type: 'string' },
     'hub-cpu-prof': { type: 'string' },
     identity: { type: 'boolean', default: false },
   },
@@ -126,7 +128,7 @@ try {
   await applyAll(h.ready.apiUrl, token, h.ready.caPem, benchDeployments(M, 100));
   const dep = await pollUntil(
     t1,
-    t1 + 120_000 + 3 * M,
+    t1 + (values['deploy-s'] !== undefined ? Number(values['deploy-s']) * 1000 : 120_000 + 3 * M),
     1000,
     () => h.snapshot(),
     (s) => s.pods >= M && s.podsRunning >= M,
