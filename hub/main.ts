@@ -497,6 +497,17 @@ function urlHostname(url: string): string {
 export const EXIT_LOST_LEADERSHIP = 75;
 
 /**
+ * How long a new leader waits for its standby copy of the store to show its own election before
+ * it loads the store from etcd instead (docs/ha.md "Takeover"). The watch brings that event in
+ * milliseconds; a copy still behind after this is lagging or broken, and a full load is the
+ * safe way.
+ */
+export const STANDBY_COPY_WAIT_MS = 1_000;
+
+/** Where a new leader's store came from: its standby copy (at that etcd revision), or a full load from etcd (and why). */
+export type StoreFrom = { source: 'standby-copy'; revision: number } | { source: 'etcd'; reason: string };
+
+/**
  * Campaigns for leadership of the hub group on etcd and returns once this hub leads, with the
  * fenced store opened at that moment (docs/design/ha.md). Losing leadership later — a lease not
  * renewed in time, or etcd refusing a fenced write — ends the process: no code path can then
@@ -517,6 +528,8 @@ export async function leadOnEtcd(
   epoch: number;
   /** Date.now when the election was won (before the identity download and the store load). */
   wonAt: number;
+  /** Where the store came from: the standby's copy, or a full load from etcd (and why). */
+  storeFrom: StoreFrom;
   identityMirror: (file: string, content: string) => void;
   uploadMissingIdentity: () => Promise<string[]>;
   agentVersionsMirror: ReturnType<typeof agentVersionMirror>;
@@ -593,13 +606,20 @@ export async function leadOnEtcd(
     await standby.stop();
     return giveUp(err);
   }
-  // Elected: the hub itself takes the port.
-  await standby.stop();
+  // Elected at etcd revision `epoch` (the leader key's create revision): the hub itself takes the
+  // port, and takes the standby's copy of the store when it provably holds that revision.
+  const handed = await standby.takeover(epoch, id, STANDBY_COPY_WAIT_MS);
   // The epoch agents see: the election's create revision plus the group's epoch base, raised when
   // etcd was restored from a backup's snapshot (store/etcd/epoch-base.ts).
   const settled = await settleEpochBase(client, prefix, () => election.fence()).catch(giveUp);
   if (settled.raisedFrom !== undefined)
     log.warn('etcd was restored from a backup: leader epochs raised above every earlier one', { from: settled.raisedFrom, to: settled.base });
+  // A restored etcd is another history: a copy that lived through it proves nothing.
+  const reuse = 'snapshot' in handed && settled.raisedFrom === undefined ? handed.snapshot : undefined;
+  const storeFrom: StoreFrom =
+    reuse !== undefined
+      ? { source: 'standby-copy', revision: reuse.revision }
+      : { source: 'etcd', reason: 'reason' in handed ? handed.reason : 'etcd was restored from a backup' };
   epoch += settled.base;
   // What etcd holds of each identity file (split or not), so the mirror deletes old parts.
   const shapes: BootstrapShapes = new Map();
@@ -612,20 +632,26 @@ export async function leadOnEtcd(
   );
   if (fetched.length > 0) log.info('took agent versions from etcd', { versions: fetched });
   let flushWarned = 0;
-  const store = await EtcdStore.open({
-    client,
-    prefix,
-    fence: () => election.fence(),
-    epoch,
-    onFenced: (err) => lost(err.message),
-    onFlushError: (err) => {
-      const now = Date.now();
-      if (now - flushWarned < 10_000) return;
-      flushWarned = now;
-      log.warn('etcd did not take a write; retrying', { err: OrchardError.from(err) });
+  const store = await EtcdStore.open(
+    {
+      client,
+      prefix,
+      fence: () => election.fence(),
+      epoch,
+      onFenced: (err) => lost(err.message),
+      onFlushError: (err) => {
+        const now = Date.now();
+        if (now - flushWarned < 10_000) return;
+        flushWarned = now;
+        log.warn('etcd did not take a write; retrying', { err: OrchardError.from(err) });
+      },
+      onCompactError: (err) => log.warn('etcd history compaction failed; trying again at the next interval', { err: OrchardError.from(err) }),
     },
-    onCompactError: (err) => log.warn('etcd history compaction failed; trying again at the next interval', { err: OrchardError.from(err) }),
-  });
+    reuse,
+  );
+  if (storeFrom.source === 'standby-copy')
+    log.info("took over the standby's copy of the store (it held this hub's election)", { etcdRevision: storeFrom.revision });
+  else log.info('loaded the store from etcd', { why: storeFrom.reason });
   log.info('leading the hub group', { epoch, objects: store.revision() });
   const versionsMirror = agentVersionMirror(store, prefix);
   return {
@@ -635,6 +661,7 @@ export async function leadOnEtcd(
     self,
     epoch,
     wonAt,
+    storeFrom,
     identityMirror: identityMirror((writes) => store.putRawBatch(writes), prefix, key, shapes),
     uploadMissingIdentity: () => uploadMissingIdentity(client, prefix, dataDir, key, () => election.fence(), shapes),
     agentVersionsMirror: versionsMirror,

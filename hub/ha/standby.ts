@@ -8,7 +8,7 @@ import { downloadIdentity } from '../store/etcd/bootstrap.js';
 import type { EtcdClient } from '../store/etcd/etcd-client.js';
 import type { HubMembers } from './hub-members.js';
 import { StandbyServer } from './standby-server.js';
-import { StoreMirror } from './store-mirror.js';
+import { StoreMirror, type Handoff } from './store-mirror.js';
 
 /**
  * While a hub waits for leadership: open its HTTP port as a StandbyServer as soon as it can
@@ -17,8 +17,9 @@ import { StoreMirror } from './store-mirror.js';
  * until then the port stays closed. Never makes a CA of its own: that would split the group.
  *
  * Meanwhile it keeps a copy of the group's store and credentials from etcd (StoreMirror) and
- * serves the object reads from it (standby-server.ts); the copy is dropped at takeover (the new
- * leader loads the store itself).
+ * serves the object reads from it (standby-server.ts). At takeover the copy becomes the new
+ * leader's store when it provably holds the revision this hub won at (`takeover`,
+ * StoreMirror.handoff); otherwise it is dropped and the leader loads the store from etcd.
  *
  * `failed` rejects when waiting cannot succeed (the HA secret does not open the group's
  * identity, the port is taken): the hub exits with that error rather than idle unreachable.
@@ -41,8 +42,14 @@ export interface StandbyOptions {
 export interface Standby {
   /** Rejects with the reason the standby cannot serve; never resolves. */
   readonly failed: Promise<never>;
-  /** Closes the port (if open); the hub then starts on it. */
+  /** Closes the port (if open) and drops the copy; the hub then starts on it. */
   stop(): Promise<void>;
+  /**
+   * This hub won the election at etcd revision `wonAt` as `id`: closes the port, and hands over
+   * the copy of the store when it is provably current (StoreMirror.handoff, waiting at most
+   * `timeoutMs`), else says why not; then drops the copy either way.
+   */
+  takeover(wonAt: number, id: string, timeoutMs: number): Promise<Handoff>;
 }
 
 export function runStandby(o: StandbyOptions): Standby {
@@ -94,17 +101,33 @@ export function runStandby(o: StandbyOptions): Standby {
   };
   let running = attempt();
 
+  const closePort = async (): Promise<void> => {
+    stopped = true;
+    if (timer !== undefined) o.clock.clearTimeout(timer);
+    // An attempt under way may be opening the port right now: let it finish (it closes what it opened).
+    await running;
+    const s = server;
+    server = undefined;
+    await s?.close();
+  };
+
   return {
     failed,
     stop: async () => {
-      stopped = true;
-      if (timer !== undefined) o.clock.clearTimeout(timer);
-      // An attempt under way may be opening the port right now: let it finish (it closes what it opened).
-      await running;
-      const s = server;
-      server = undefined;
-      await s?.close();
-      mirror.stop();
+      try {
+        await closePort();
+      } finally {
+        mirror.stop();
+      }
+    },
+    takeover: async (wonAt, id, timeoutMs) => {
+      try {
+        // The copy serves reads until the port is closed; handoff only reads it.
+        const [handed] = await Promise.all([mirror.handoff(wonAt, id, timeoutMs), closePort()]);
+        return handed;
+      } finally {
+        mirror.stop();
+      }
     },
   };
 }

@@ -9,7 +9,7 @@ import { createLogger } from '../log.js';
 import { AuthStore } from '../security/auth-store.js';
 import { type BootstrapShapes, bootstrapKey, identityMirror, sealBootstrap } from '../store/etcd/bootstrap.js';
 import type { EtcdClient } from '../store/etcd/etcd-client.js';
-import { EtcdStore, encodeStaged } from '../store/etcd/etcd-store.js';
+import { EtcdStore, encodeStaged, readStoreSnapshot } from '../store/etcd/etcd-store.js';
 import { mockEvent, mockNode, mockPod } from '../store/store-contract.js';
 import { StoreMirror } from './store-mirror.js';
 
@@ -239,6 +239,92 @@ describe('StoreMirror', () => {
     await etcd.put(`${PREFIX}meta/revision`, String(leader.revision()));
     await mirror.fresh();
     expect(names(mirror.store.list('Pod'))).toEqual(['good']);
+  });
+
+  it('advances by the events it applied, not by a watch header that runs ahead of them', async () => {
+    // etcd, catching a watch up from far behind, sends ≤ 1,000 revisions of events per response
+    // with the header at its current revision: the copy must not count what it has not applied.
+    const watch = etcd.watch.bind(etcd);
+    const ahead = {
+      range: etcd.range.bind(etcd),
+      txn: etcd.txn.bind(etcd),
+      watch: ((key, opts, onEvents, onEnd) => watch(key, opts, (events, revision) => onEvents(events, revision + 1_000), onEnd)) as EtcdClient['watch'],
+    };
+    mirror = new StoreMirror({ client: ahead, prefix: PREFIX, key: KEY, clock: systemClock, log });
+    await mirror.start();
+    leader.create(mockPod('p1'));
+    await leader.sync();
+    await mirror.fresh();
+    expect(mirror.revision).toBe(etcd.revision);
+  });
+
+  describe('handoff (takeover)', () => {
+    const json = (name: string, rv: number): string =>
+      JSON.stringify({
+        ...mockPod(name),
+        metadata: { ...mockPod(name).metadata, uid: name, resourceVersion: rv, generation: 1, creationTimestamp: '2026-01-01T00:00:00.000Z' },
+      });
+    const stage = (id: string, n: number, value: string): Promise<number> => etcd.put(`${PREFIX}staging/${id}/${String(n).padStart(7, '0')}`, value);
+    const byName = (objs: readonly { kind: string; metadata: { name: string } }[]): string[] => objs.map((o) => `${o.kind}/${o.metadata.name}`).sort();
+
+    it('gives the copy, once it holds this hub election, as the snapshot a load of etcd would read: objects, revision, staging, commit record', async () => {
+      leader.create(mockNode('n1'));
+      for (let i = 0; i < 3; i++) leader.create(mockPod(`p${i}`, { nodeName: 'n1' }));
+      await leader.sync();
+      mirror = await startMirror();
+      // Watched after the load: a dead leader's committed large transaction, an uncommitted one, a staging key that does not decode.
+      await stage('dead-1', 0, encodeStaged({ key: `${PREFIX}objects/Pod/s1`, value: json('s1', 10) }));
+      await stage('dead-1', 1, encodeStaged({ key: `${PREFIX}objects/Pod/p0`, value: undefined }));
+      await stage('dead-1', 2, encodeStaged({ key: `${PREFIX}meta/revision`, value: '00000000000000000010' }));
+      await etcd.put(`${PREFIX}meta/commit`, 'dead-1');
+      await stage('dead-2', 0, encodeStaged({ key: `${PREFIX}objects/Pod/never`, value: json('never', 11) }));
+      await stage('junk', 0, 'not a staged write');
+      const wonAt = await etcd.put(`${PREFIX}leader`, 'b');
+      const handed = await mirror.handoff(wonAt, 'b', 2_000);
+      if (!('snapshot' in handed)) throw new Error(handed.reason);
+      const snap = handed.snapshot;
+      const load = await readStoreSnapshot(etcd, PREFIX);
+      expect(snap.revision).toBe(wonAt);
+      expect(snap.frozen).toBe(true);
+      expect(byName(snap.objects)).toEqual(byName(load.objects));
+      expect(byName(snap.objects)).toEqual(['Node/n1', 'Pod/p1', 'Pod/p2', 'Pod/s1']);
+      expect(snap.storeRevision).toBe(load.storeRevision);
+      expect(snap.commit).toBe('dead-1');
+      expect(snap.staged.map((w) => [w.stageKey, w.op])).toEqual(load.staged.map((w) => [w.stageKey, w.op]));
+      expect(snap.committed.map((w) => w.stageKey)).toEqual(load.committed.map((w) => w.stageKey));
+      expect(mirror.loads).toBe(1);
+      // The store opened from it is the one a load opens (redo included).
+      mirror.stop();
+      leader.close();
+      const fromCopy = await EtcdStore.open({ client: etcd as unknown as EtcdClient, prefix: PREFIX, compactEveryMs: 0 }, snap);
+      expect(fromCopy.list('Pod')).toEqual(load.objects.filter((o) => o.kind === 'Pod'));
+      expect(fromCopy.revision()).toBe(10);
+      expect((await etcd.range(`${PREFIX}staging/`, { prefix: true })).count).toBe(0);
+      fromCopy.close();
+      leader = await openLeader();
+    });
+
+    it('waits for a lagging watch to bring the election, and says why when it cannot: not shown in time, an object that does not parse, stopped', async () => {
+      mirror = await startMirror();
+      etcd.pauseWatches();
+      leader.create(mockPod('p1'));
+      await leader.sync();
+      const wonAt = await etcd.put(`${PREFIX}leader`, 'b');
+      const late = await mirror.handoff(wonAt, 'b', 100);
+      expect('reason' in late && late.reason).toMatch(/did not show this hub's election/);
+      const waiting = mirror.handoff(wonAt, 'b', 2_000);
+      etcd.resumeWatches();
+      const handed = await waiting;
+      expect('snapshot' in handed && byName(handed.snapshot.objects)).toEqual(['Pod/p1']);
+      await etcd.put(`${PREFIX}objects/Pod/bad`, '{not json');
+      await mirror.fresh().catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 20));
+      const bad = await mirror.handoff(wonAt, 'b', 100);
+      expect('reason' in bad && bad.reason).toMatch(/do not parse/);
+      mirror.stop();
+      const stopped = await mirror.handoff(wonAt, 'b', 100);
+      expect('reason' in stopped && stopped.reason).toMatch(/stopped/);
+    });
   });
 
   it('stop() cancels its watch', async () => {

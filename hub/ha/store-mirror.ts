@@ -4,7 +4,7 @@ import type { Logger } from '../log.js';
 import { AuthStore } from '../security/auth-store.js';
 import { bootstrapPartsPrefix, joinParts, openBootstrap, parseManifest } from '../store/etcd/bootstrap.js';
 import type { EtcdClient, KeyValue, Watch, WatchEvent } from '../store/etcd/etcd-client.js';
-import { decodeStaged, parseStored, readStoreSnapshot, type QueuedOp } from '../store/etcd/etcd-store.js';
+import { decodeStaged, parseStored, readStoreSnapshot, type QueuedOp, type StagedWrite, type StoreSnapshot } from '../store/etcd/etcd-store.js';
 import { ReplicaStore } from '../store/replica-store.js';
 
 /**
@@ -33,6 +33,15 @@ import { ReplicaStore } from '../store/replica-store.js';
  *   its own past, and a revoked token would keep reading.
  * - A watch that ends (member lost, history compacted under it) is replaced by a fresh load after
  *   a second; readers keep the old copy meanwhile and the barrier makes them wait for the new one.
+ * - **Invariant**: after every synchronous step, the copy — objects, store revision, staging keys,
+ *   the commit record, the election key — is etcd's group prefix at revision `applied` exactly.
+ *   `applied` is set by a load (its pinned revision) and advanced by the events applied, never by a
+ *   watch response's header: when a watch catches up from far behind, etcd sends the events of at
+ *   most 1,000 revisions per response with the header at its *current* revision (mvcc
+ *   watchable_store.go, syncWatchers), so the header can run ahead of what was delivered.
+ * - **Takeover** (`handoff`): when this hub wins the election, the new leader opens its store from
+ *   this copy instead of loading etcd again, once the copy holds this hub's own election record
+ *   (the leader key created at the revision it won at, with its id): see `handoff`.
  *
  * A value that does not parse (another hub version's record, a corrupt key) is logged and
  * skipped, never thrown: the standby keeps serving.
@@ -49,7 +58,12 @@ export interface StoreMirrorOptions {
   barrierTimeoutMs?: number;
   /** Wall clock for token expiry; default `new Date()`. */
   now?: () => Date;
+  /** The election key (hub/main.ts); default `<prefix>leader`. */
+  leaderKey?: string;
 }
+
+/** What `handoff` gives: the copy as a store snapshot, or why it cannot be proved current. */
+export type Handoff = { snapshot: StoreSnapshot } | { reason: string };
 
 export class StoreMirror {
   readonly store = new ReplicaStore();
@@ -72,6 +86,15 @@ export class StoreMirror {
   private readonly authPartsPrefix: string;
   /** The parts of a split auth.json, by key (all versions etcd holds). */
   private authParts = new Map<string, string>();
+  /** `meta/commit` at `applied`: the large store transaction committed and not yet cleared. */
+  private commit: string | undefined;
+  /** The election key at `applied` (create revision and value), for `handoff`. */
+  private leaderRecord: { createRevision: number; value: string } | undefined;
+  /** Object keys whose value at `applied` does not parse (left out of the copy). */
+  private readonly unparsed = new Set<string>();
+  private readonly leaderKey: string;
+  /** Numbers the loads: a batch of a watch that a later load replaced is never applied. */
+  private generation = 0;
   /** Full loads done (tests, logs). */
   loads = 0;
 
@@ -80,6 +103,7 @@ export class StoreMirror {
     this.stagePrefix = `${opts.prefix}staging/`;
     this.authKey = `${opts.prefix}bootstrap/auth.json`;
     this.authPartsPrefix = bootstrapPartsPrefix(opts.prefix, 'auth.json');
+    this.leaderKey = opts.leaderKey ?? `${opts.prefix}leader`;
   }
 
   /** Resolves after the first load (or its failure: it is retried every second until stop). */
@@ -180,27 +204,41 @@ export class StoreMirror {
     if (this.stopped) return;
     this.watch?.cancel();
     this.watch = undefined;
+    const gen = ++this.generation;
     const { client, prefix } = this.opts;
     try {
       const snap = await readStoreSnapshot(client, prefix);
-      const auth = await client.range(this.authKey, { revision: snap.revision });
-      // A large auth.json is a manifest naming parts (store/etcd/bootstrap.ts): keep them to join.
-      const parts = await client.range(this.authPartsPrefix, { prefix: true, revision: snap.revision });
+      const [auth, parts, leader] = await Promise.all([
+        client.range(this.authKey, { revision: snap.revision }),
+        // A large auth.json is a manifest naming parts (store/etcd/bootstrap.ts): keep them to join.
+        client.range(this.authPartsPrefix, { prefix: true, revision: snap.revision }),
+        client.range(this.leaderKey, { revision: snap.revision }),
+      ]);
+      if (this.stopped || gen !== this.generation) return;
       this.authParts = new Map(parts.kvs.map((kv) => [kv.key, kv.value.toString('utf8')]));
-      if (this.stopped) return;
       this.store.reset(snap.objects, snap.storeRevision);
-      this.staged = new Map(snap.staged.filter((s) => s.op.key !== '').map((s) => [s.stageKey, s.op]));
+      // Every staging key, those that do not decode included (key ''): a new leader deletes them.
       // Staged writes a load already laid over the objects stay: their keys are deleted as the leader applies them.
+      this.staged = new Map(snap.staged.map((s) => [s.stageKey, s.op]));
+      this.commit = snap.commit;
+      this.unparsed.clear();
+      const lkv = leader.kvs[0];
+      this.leaderRecord = lkv === undefined ? undefined : { createRevision: lkv.createRevision, value: lkv.value.toString('utf8') };
       const authKv = auth.kvs[0];
       this.authView = authKv === undefined ? undefined : (this.openAuth(authKv) ?? this.authView);
       this.loaded = true;
       this.loads++;
+      // The copy is etcd at the load's revision now (class comment), whatever was applied before.
+      this.applied = snap.revision;
       this.advance(snap.revision);
       this.watch = client.watch(
         prefix,
         { prefix: true, startRevision: snap.revision + 1 },
-        (events, revision) => this.apply(events, revision),
+        (events, revision) => {
+          if (gen === this.generation) this.apply(events, revision);
+        },
         (err) => {
+          if (gen !== this.generation) return;
           this.opts.log.debug('standby: the etcd watch of the store ended; reloading', { err });
           this.retryLater();
         },
@@ -221,12 +259,15 @@ export class StoreMirror {
     }, 1000);
   }
 
-  /** One watch batch, applied in one synchronous step (class comment). */
-  private apply(events: WatchEvent[], revision: number): void {
+  /**
+   * One watch batch, applied in one synchronous step (class comment). `applied` advances to the
+   * batch's last event, not to the response header's revision (class comment: it can run ahead).
+   */
+  private apply(events: WatchEvent[], _headerRevision: number): void {
     if (this.stopped) return;
     const metaRevision = `${this.opts.prefix}meta/revision`;
     const metaCommit = `${this.opts.prefix}meta/commit`;
-    let last = revision;
+    let last = 0;
     for (const e of events) {
       const { key } = e.kv;
       last = Math.max(last, e.kv.modRevision);
@@ -234,14 +275,22 @@ export class StoreMirror {
       else if (key === metaRevision) {
         if (e.type === 'PUT') this.applyOp({ key, value: e.kv.value.toString('utf8') });
       } else if (key.startsWith(this.stagePrefix)) {
-        const op = e.type === 'PUT' ? decodeStaged(e.kv.value.toString('utf8')) : undefined;
+        // One that does not decode is kept as an orphan (key ''): never applied, deleted by a new leader.
+        const op = e.type === 'PUT' ? (decodeStaged(e.kv.value.toString('utf8')) ?? { key: '', value: undefined }) : undefined;
         if (op === undefined) this.staged.delete(key);
         else this.staged.set(key, op);
-      } else if (key === metaCommit && e.type === 'PUT') {
+      } else if (key === metaCommit) {
+        if (e.type !== 'PUT') {
+          this.commit = undefined;
+          continue;
+        }
         // A large store transaction is committed from here on: its staged writes are its content.
-        const mine = `${this.stagePrefix}${e.kv.value.toString('utf8')}/`;
+        this.commit = e.kv.value.toString('utf8');
+        const mine = `${this.stagePrefix}${this.commit}/`;
         const keys = [...this.staged.keys()].filter((k) => k.startsWith(mine)).sort();
         for (const k of keys) this.applyOp(this.staged.get(k)!);
+      } else if (key === this.leaderKey) {
+        this.leaderRecord = e.type === 'PUT' ? { createRevision: e.kv.createRevision, value: e.kv.value.toString('utf8') } : undefined;
       } else if (key.startsWith(this.authPartsPrefix)) {
         // Parts come before the manifest that names them (one batch, in order).
         if (e.type === 'PUT') this.authParts.set(key, e.kv.value.toString('utf8'));
@@ -264,6 +313,7 @@ export class StoreMirror {
     if (!op.key.startsWith(this.objPrefix)) return;
     const [kind, ...rest] = op.key.slice(this.objPrefix.length).split('/');
     const name = rest.join('/');
+    this.unparsed.delete(op.key);
     if (op.value === undefined) {
       this.store.removeObject(kind ?? '', name);
       return;
@@ -271,8 +321,76 @@ export class StoreMirror {
     try {
       this.store.putObject(parseStored(op.key, op.value, this.objPrefix));
     } catch (err) {
+      // The previous version must not stay served as if current.
+      this.store.removeObject(kind ?? '', name);
+      this.unparsed.add(op.key);
       this.opts.log.warn('standby: an object in etcd does not parse; not served', { key: op.key, err: OrchardError.from(err) });
     }
+  }
+
+  /**
+   * The copy for this hub's store once it won the election at etcd revision `wonAt` as `id`
+   * (hub/main.ts, leadOnEtcd), instead of a second full load (docs/ha.md "Takeover").
+   *
+   * Why it is safe: every write of an earlier leader carries its fence (the leader key's create
+   * revision), and that key was gone before this hub created its own at `wonAt`; so every write
+   * an earlier leader landed has a revision below `wonAt`, and from `wonAt` on only this hub can
+   * write the object space, which it does only through the store opened from what this returns.
+   * The object space at any revision ≥ `wonAt` before that store's first write is therefore what
+   * etcd holds when the store opens. The copy is etcd's prefix at `applied` (class comment); it
+   * is taken once it holds this hub's own election record (the leader key with create revision
+   * `wonAt` and value `id`): that proves `applied ≥ wonAt` on the history this hub won in, whether
+   * the record came from the watch (etcd delivers every event before it, and never splits a
+   * revision) or from a reload after it.
+   *
+   * Waits up to `timeoutMs` for the watch to bring that record; resolves `{ reason }` instead
+   * when the copy cannot be proved current: not loaded yet (no wait), the watch ended (compacted past,
+   * member lost) and no reload has caught up, the record not seen in time, an object that does
+   * not parse (a full load refuses it loudly; the copy only skipped it), or stopped. The caller
+   * then loads the store from etcd. Never throws. The copy stays served until `stop()`.
+   */
+  async handoff(wonAt: number, id: string, timeoutMs: number): Promise<Handoff> {
+    const proved = (): boolean => this.loaded && !this.stopped && this.leaderRecord?.createRevision === wonAt && this.leaderRecord.value === id;
+    // A first load still under way would take as long as the caller's own load: no wait for it.
+    if (!this.loaded && !this.stopped) return { reason: "the standby's first load of the store had not finished" };
+    // Waiters wake when `applied` reaches `wonAt` (advance); past it, waiting would not help.
+    if (!proved() && !this.stopped && this.applied < wonAt) {
+      await new Promise<void>((resolve) => {
+        const timer = this.opts.clock.setTimeout(() => {
+          this.waiters = this.waiters.filter((w) => w !== waiter);
+          resolve();
+        }, timeoutMs);
+        const waiter = {
+          revision: wonAt,
+          resolve: () => {
+            this.opts.clock.clearTimeout(timer);
+            resolve();
+          },
+        };
+        this.waiters.push(waiter);
+      });
+    }
+    // From here to the return, synchronous: the copy is read at one revision.
+    if (this.stopped) return { reason: 'the standby copy was stopped' };
+    if (!this.loaded) return { reason: "the standby's first load of the store had not finished" };
+    if (!proved()) {
+      const why = this.watch === undefined ? 'its etcd watch had ended and no reload had caught up' : `its watch was at etcd revision ${this.applied}`;
+      return { reason: `the standby copy did not show this hub's election (revision ${wonAt}) within ${timeoutMs} ms: ${why}` };
+    }
+    if (this.unparsed.size > 0) return { reason: `${this.unparsed.size} object(s) in etcd do not parse (the copy left them out)` };
+    return { snapshot: this.snapshot() };
+  }
+
+  /** The copy as EtcdStore.open takes it: what readStoreSnapshot would read at `applied`. */
+  private snapshot(): StoreSnapshot {
+    const objects = this.store.objects();
+    // As readStoreSnapshot: never below an object's resourceVersion, so fresh ones never repeat one.
+    let storeRevision = this.store.revision();
+    for (const o of objects) if (o.metadata.resourceVersion > storeRevision) storeRevision = o.metadata.resourceVersion;
+    const staged: StagedWrite[] = [...this.staged].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([stageKey, op]) => ({ stageKey, op }));
+    const mine = this.commit === undefined ? undefined : `${this.stagePrefix}${this.commit}/`;
+    const committed = mine === undefined ? [] : staged.filter((w) => w.stageKey.startsWith(mine) && w.op.key !== '');
+    return { revision: this.applied, storeRevision, objects, commit: this.commit, staged, committed, frozen: true };
   }
 
   private openAuth(kv: KeyValue): AuthStore | undefined {

@@ -40,6 +40,13 @@ export class ObjectCache {
     return (this.byKind.get(kind) ?? new Map<string, AnyObject>()).values();
   }
 
+  /** Every object of every kind, unordered (a standby's copy handed to the new leader's store). */
+  all(): AnyObject[] {
+    const out: AnyObject[] = [];
+    for (const objects of this.byKind.values()) for (const obj of objects.values()) out.push(obj);
+    return out;
+  }
+
   list(kind: string, opts: ListOptions = {}): AnyObject[] {
     const objects = this.byKind.get(kind);
     if (objects === undefined) return [];

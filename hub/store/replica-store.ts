@@ -39,6 +39,15 @@ export class ReplicaStore extends BaseStore {
     this.cache.remove(kind, name);
   }
 
+  /**
+   * Every object of the copy, whatever its kind, unordered: the frozen objects themselves (shared,
+   * never copied), for a store taking the copy over (EtcdStore.open with a snapshot).
+   */
+  objects(): AnyObject[] {
+    this.assertOpen();
+    return this.cache.all();
+  }
+
   setRevision(revision: number): void {
     this.assertOpen();
     this.setLoadedRevision(revision);

@@ -489,7 +489,9 @@ async function main(): Promise<void> {
     const wonMs = (np.ready.wonAt ?? 0) - tKill;
     const electedMs = (np.ready.electedAt ?? 0) - tKill;
     const listeningMs = (np.ready.listeningAt ?? 0) - tKill;
-    log(`run ${run}: hub ${next.name} won after ${wonMs} ms, elected (store loaded) after ${electedMs} ms, listening after ${listeningMs} ms`);
+    const from = np.ready.storeFrom;
+    const fromText = from === undefined ? '' : from.source === 'standby-copy' ? ', store from its standby copy' : `, store loaded from etcd (${from.reason})`;
+    log(`run ${run}: hub ${next.name} won after ${wonMs} ms, elected (store loaded) after ${electedMs} ms, listening after ${listeningMs} ms${fromText}`);
     let nodesMs = 0;
     let minReady = N;
     const conv = await pollUntil(

@@ -131,6 +131,8 @@ describe('hub processes on etcd: leader, standby, failover', () => {
     expect(got.status).toBe(200);
     expect((got.body as { spec: { replicas: number } }).spec.replicas).toBe(2);
     expect((await request(b.server, 'GET', '/api/v1/deployments', { token: viewer, ca: caOf(b.dir) })).status).toBe(200);
+    // b led from its standby copy of the store, not a second load of etcd (docs/ha.md "Takeover").
+    expect(b.proc.output()).toMatch(/took over the standby's copy of the store/);
 
     // A graceful stop revokes the lease: the next hub takes over without waiting for it to expire.
     const c = await startHub('c');

@@ -159,12 +159,14 @@ export class EtcdStore extends BaseStore {
 
   private constructor(
     private readonly opts: EtcdStoreOptions,
-    loaded: { objects: AnyObject[]; revision: number },
+    loaded: { objects: readonly AnyObject[]; revision: number; frozen: boolean },
   ) {
     super(opts);
     this.client = opts.client;
     this.prefix = opts.prefix ?? '/orchard/';
-    for (const obj of loaded.objects) this.cache.put(this.cache.admit(obj));
+    // Frozen objects are another store's cache entries (a standby's copy): already admitted, and
+    // immutable, so they are shared as they are (admit would write into them).
+    for (const obj of loaded.objects) this.cache.put(loaded.frozen ? obj : this.cache.admit(obj));
     this.setLoadedRevision(loaded.revision);
     const every = opts.compactEveryMs ?? 300_000;
     if (every > 0) {
@@ -189,15 +191,20 @@ export class EtcdStore extends BaseStore {
    * Loads every object under the prefix (one consistent revision of etcd) and opens the store. A
    * large store transaction a dead leader committed but did not finish is completed first; one it
    * had not committed is dropped (see the class comment).
+   *
+   * `from`: the object space already read, at a revision the caller has proved current (a
+   * standby's copy, StoreMirror.handoff: at or after the revision this hub won the election, so no
+   * earlier leader can have written after it); it is opened exactly as a load at that revision
+   * would be, redo of staged writes and the `meta/revision` check included.
    */
-  static async open(opts: EtcdStoreOptions): Promise<EtcdStore> {
+  static async open(opts: EtcdStoreOptions, from?: StoreSnapshot): Promise<EtcdStore> {
     const prefix = opts.prefix ?? '/orchard/';
     try {
-      const snap = await readStoreSnapshot(opts.client, prefix);
+      const snap = from ?? (await readStoreSnapshot(opts.client, prefix));
       const redo = snap.committed;
       const applied = new Set(redo);
       const orphans = snap.staged.filter((s) => !applied.has(s)).map((s) => s.stageKey);
-      const store = new EtcdStore(opts, { objects: snap.objects, revision: snap.storeRevision });
+      const store = new EtcdStore(opts, { objects: snap.objects, revision: snap.storeRevision, frozen: snap.frozen === true });
       if (snap.commit !== undefined || orphans.length > 0) await store.finishStaged(snap.commit, redo, orphans);
       // Chunks in flight write meta/revision only when it grows (a VALUE compare): that needs the
       // key present and padded. A new prefix, or one an older hub wrote unpadded, gets it now.
@@ -669,6 +676,8 @@ export interface StoreSnapshot {
   commit: string | undefined;
   staged: StagedWrite[];
   committed: StagedWrite[];
+  /** The objects are deep-frozen cache entries of another store (a standby's copy), not fresh parses. */
+  frozen?: boolean;
 }
 
 /** Keys per range request when reading a whole prefix. */

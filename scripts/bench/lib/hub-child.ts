@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { writeHeapSnapshot } from 'node:v8';
 import { applyHeapGrowth, DEFAULT_HEAP_GROWING_PERCENT } from '../../../hub/heap-growth.js';
 import { Hub, type HubOptions } from '../../../hub/hub.js';
-import { advertisedEndpoint, leadOnEtcd, parseHubArgs } from '../../../hub/main.js';
+import { advertisedEndpoint, leadOnEtcd, parseHubArgs, type StoreFrom } from '../../../hub/main.js';
 import { createLogger, type LogLevel } from '../../../hub/log.js';
 import { FleetTracker } from './fleet-tracker.js';
 import { emitEvent, serveRpc } from './ipc.js';
@@ -56,6 +56,8 @@ export interface HubReady {
   wonAt?: number;
   electedAt?: number;
   listeningAt?: number;
+  /** etcd: where the new leader's store came from (its standby copy, or a full load and why). */
+  storeFrom?: StoreFrom;
   /**
    * etcd: the longest event-loop stall from winning to "ready" (ms, 20 ms resolution). Lease
    * keep-alives cannot go out meanwhile: a stall longer than TTL − keep-alive period makes the new
@@ -80,6 +82,7 @@ async function main(): Promise<void> {
     | undefined;
   let electedAt: number | undefined;
   let wonAt: number | undefined;
+  let storeFrom: StoreFrom | undefined;
   // Event-loop stalls (a 20 ms tick arriving > 100 ms late), stamped with when they ended: the
   // ones that end after the win are the start's, whatever the standby did before.
   const stalls: Array<{ endedAt: number; ms: number }> = [];
@@ -107,6 +110,7 @@ async function main(): Promise<void> {
     const led = await leadOnEtcd(flags, flags.store.endpoints, self, local, log);
     electedAt = Date.now();
     wonAt = led.wonAt;
+    storeFrom = led.storeFrom;
     ha = {
       store: led.store,
       identityMirror: led.identityMirror,
@@ -224,7 +228,13 @@ async function main(): Promise<void> {
     ...(hub.newAdminToken !== undefined ? { adminToken: hub.newAdminToken } : {}),
     startMs: listeningAt - t0,
     ...(electedAt !== undefined
-      ? { wonAt, electedAt, listeningAt, startStallMs: Math.max(0, ...stalls.filter((s) => s.endedAt > (wonAt ?? electedAt ?? 0)).map((s) => s.ms)) }
+      ? {
+          wonAt,
+          electedAt,
+          listeningAt,
+          ...(storeFrom !== undefined ? { storeFrom } : {}),
+          startStallMs: Math.max(0, ...stalls.filter((s) => s.endedAt > (wonAt ?? electedAt ?? 0)).map((s) => s.ms)),
+        }
       : {}),
   };
   clearInterval(ticker);
