@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Clock, Logger } from '../clock.js';
 import { silentLogger } from '../clock.js';
 import { LISTEN_BACKLOG, PREAMBLE } from './tcp-proxy.js';
-import { startPump, UpstreamReads } from './tcp-pump.js';
+import { resetSocket, startPump, UpstreamReads } from './tcp-pump.js';
 
 /**
  * The receiving side of the cross-node hop (docs/design/services.md, "Cross-node preamble"):
@@ -115,11 +115,13 @@ export class EndpointPortServer {
     const upstream = net.connect({ host: this.opts.target.host, port: this.opts.target.port, allowHalfOpen: true, noDelay: true, onread: reads.onread });
     this.open.add(incoming);
     incoming.once('close', () => this.open.delete(incoming));
-    incoming.on('error', () => upstream.destroy());
+    // A broken side reaches the other as a reset (resetSocket): the source node's proxy passes the
+    // container's RST on to its client, and the client's to the container.
+    incoming.on('error', () => resetSocket(upstream));
     this.open.add(upstream);
     upstream.once('close', () => this.open.delete(upstream));
     const timer = this.opts.clock.setTimeout(() => upstream.destroy(), this.opts.connectTimeoutMs ?? 1500);
-    upstream.on('error', () => incoming.resetAndDestroy());
+    upstream.on('error', () => resetSocket(incoming));
     upstream.once('close', () => {
       this.opts.clock.clearTimeout(timer);
       if (!incoming.destroyed && !incoming.writableEnded) incoming.end();

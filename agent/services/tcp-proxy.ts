@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger, TimerHandle } from '../clock.js';
 import { silentLogger } from '../clock.js';
 import { Balancer, type Endpoint, type EndpointCounters, type ProxyListenerOptions } from './balancer.js';
-import { startPump, UpstreamReads, type Pump, type ReplayTap, type UpstreamSink } from './tcp-pump.js';
+import { resetSocket, startPump, UpstreamReads, type Pump, type ReplayTap, type UpstreamSink } from './tcp-pump.js';
 
 /**
  * The TCP half of the service proxy (docs/design/services.md, "Proxy"): a listener on
@@ -18,8 +18,10 @@ import { startPump, UpstreamReads, type Pump, type ReplayTap, type UpstreamSink 
  * the client sent (at most `replayCapBytes`); on such a reset it ejects the endpoint, connects to
  * the next candidate (same `maxAttempts`), writes the kept bytes (and the client's FIN if it came)
  * and pumps on. A FIN with no byte, a reset after any byte, or more than the cap: no replay, since
- * the server may have acted on the bytes. `allowHalfOpen` on both sides, so a client that
- * half-closes after its request still gets the reply. The bytes move through tcp-pump.ts.
+ * the server may have acted on the bytes; the client is then reset (resetSocket), as it would be
+ * by the server itself, and a client's reset reaches the server as a reset: a broken connection
+ * never ends in a FIN that could pass for a whole reply. `allowHalfOpen` on both sides, so a
+ * client that half-closes after its request still gets the reply. The bytes move through tcp-pump.ts.
  */
 
 export interface TcpProxyOptions extends ProxyListenerOptions {
@@ -233,7 +235,7 @@ class Connection implements UpstreamSink, ReplayTap {
     // A FIN before the reset (the server read, closed, then got more bytes) is a server that may
     // have acted on what it read, and the client has been sent that FIN: no replay.
     const finished = up.readableEnded || this.client.writableEnded;
-    if (!reset || !this.keeping || finished || this.clientGone || this.proxy.closing !== undefined) return this.destroyBoth();
+    if (!reset || !this.keeping || finished || this.clientGone || this.proxy.closing !== undefined) return this.resetClient();
     // Reset before its first byte: the server read nothing it answered; the client's bytes go to
     // the next candidate. The client is paused so nothing it sends now is lost meanwhile.
     this.client.pause();
@@ -271,13 +273,17 @@ class Connection implements UpstreamSink, ReplayTap {
     if (this.proxy.release(up)) this.balancer.addBytes(ep.id, up.bytesRead, up.bytesWritten);
     if (up !== this.upstream) return;
     if (!this.pumping) return this.failed(up, ep.local ? 'closed' : 'no preamble (closed)');
-    // Both directions are done once upstream closed and its bytes were flushed to the client.
-    if (!this.client.writableEnded) this.client.end();
+    // Both directions are done once upstream closed and its bytes were flushed to the client
+    // (after an upstream error the client has been reset already).
+    if (!this.client.destroyed && !this.client.writableEnded) this.client.end();
   }
 
+  /** The client failed (reset, most often): once pumping, the upstream gets a reset too. Before, clientClosed abandons the attempt. */
   private clientFailed(): void {
     this.clientGone = true;
-    if (this.pumping) this.destroyBoth();
+    if (!this.pumping) return;
+    if (this.upstream !== undefined) resetSocket(this.upstream);
+    this.client.destroy();
   }
 
   private clientClosed(): void {
@@ -295,8 +301,9 @@ class Connection implements UpstreamSink, ReplayTap {
     up.destroy();
   }
 
-  private destroyBoth(): void {
-    this.client.destroy();
+  /** The upstream failed and is not replayed: the client sees a reset, as from the server itself (a FIN sent already stays a close). */
+  private resetClient(): void {
+    resetSocket(this.client);
     this.upstream?.destroy();
   }
 }

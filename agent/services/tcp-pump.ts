@@ -22,7 +22,7 @@ import type net from 'node:net';
  *   shutdown(2), and saves that syscall and Node's end → finish → destroy round per connection.
  * - Replay (TcpProxy only, tcp-proxy.ts): a ReplayTap is shown each client chunk until the
  *   upstream's first byte, and retarget() moves the pump to a new upstream after a reset.
- * Errors and teardown stay with the caller.
+ * Errors and teardown stay with the caller; a broken side is passed on as a reset (resetSocket).
  */
 
 /** An idle connection's read buffer: taken from Buffer's shared pool, so a connection costs no allocation of its own. */
@@ -132,6 +132,21 @@ export class Pump implements UpstreamSink {
     if (upstream.readableEnded) finish(this.client);
     else upstream.on('end', () => finish(this.client));
   }
+}
+
+/**
+ * Passes a broken connection on as a reset: the peer of `s` reads ECONNRESET, as it would if the
+ * other end's RST reached it directly (kube-proxy's DNAT forwards the RST itself), rather than an
+ * EOF that passes for the end of a whole reply. What Node still holds unwritten for `s` is dropped,
+ * as the kernel drops an endpoint's unsent bytes when it resets. A socket we already ended (our FIN
+ * sent or queued) or still connecting is closed instead: libuv refuses to reset a socket whose
+ * shutdown is in flight (uv_tcp_close_reset → EINVAL), and Node would then drop the handle
+ * unclosed; `resetAndDestroy` on a connecting socket waits for the connect. Idempotent.
+ */
+export function resetSocket(s: net.Socket): void {
+  if (s.destroyed) return;
+  if (s.writableEnded || s.connecting) s.destroy();
+  else s.resetAndDestroy();
 }
 
 export function startPump(client: net.Socket, upstream: net.Socket, reads: UpstreamReads, tap?: ReplayTap): Pump {
