@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger, TimerHandle } from '../clock.js';
 import { silentLogger } from '../clock.js';
 import { Balancer, type Endpoint, type EndpointCounters, type ProxyListenerOptions } from './balancer.js';
-import { resetSocket, startPump, UpstreamReads, type Pump, type ReplayTap, type UpstreamSink } from './tcp-pump.js';
+import { adoptAccepted, NO_SINK, resetSocket, startPump, UpstreamReads, type Pump, type ReplayTap, type UpstreamSink } from './tcp-pump.js';
 
 /**
  * The TCP half of the service proxy (docs/design/services.md, "Proxy"): a listener on
@@ -62,7 +62,7 @@ export class TcpProxy {
     this.maxAttempts = opts.maxAttempts ?? 3;
     this.replayCap = opts.replayCapBytes ?? REPLAY_CAP_BYTES;
     this.balancer = new Balancer({ policy: opts.policy, clock: opts.clock, ...(opts.affinity ? { affinity: opts.affinity } : {}) });
-    this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (c) => this.accept(c));
+    this.server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (c) => this.accept(c));
   }
 
   listen(): Promise<AddressInfo> {
@@ -103,17 +103,21 @@ export class TcpProxy {
 
   private onDrained: (() => void) | undefined;
 
-  private accept(client: net.Socket): void {
+  private accept(accepted: net.Socket): void {
     // The peer address costs a getpeername(2): read it only when something uses it.
     const needAddress = this.opts.allowSource !== undefined || this.opts.affinity !== undefined;
-    const addr = needAddress ? (client.remoteAddress ?? '') : '';
+    const addr = needAddress ? (accepted.remoteAddress ?? '') : '';
     if (this.opts.allowSource !== undefined && !this.opts.allowSource(addr.startsWith('::ffff:') ? addr.slice(7) : addr)) {
       this.refused += 1;
-      client.resetAndDestroy();
+      accepted.resetAndDestroy();
       return;
     }
+    // The client's bytes wait unread in the kernel (accepted paused) until an upstream is established.
+    const clientReads = new UpstreamReads(NO_SINK);
+    const adopted = adoptAccepted(accepted, clientReads);
+    const client = adopted ?? accepted;
     this.open.add(client);
-    new Connection(this, this.balancer, client, addr).next();
+    new Connection(this, this.balancer, client, adopted === undefined ? undefined : clientReads, addr).next();
   }
 
   /** False when `s` was not open (an attempt that never got established). */
@@ -151,6 +155,7 @@ class Connection implements UpstreamSink, ReplayTap {
     private readonly proxy: TcpProxy,
     private readonly balancer: Balancer,
     private readonly client: net.Socket,
+    private readonly clientReads: UpstreamReads | undefined,
     private readonly addr: string,
   ) {
     this.candidates = balancer.order(addr);
@@ -257,7 +262,7 @@ class Connection implements UpstreamSink, ReplayTap {
     this.proxy.open.add(up);
     const pump = this.pump;
     if (pump === undefined) {
-      this.pump = startPump(this.client, up, this.reads, this);
+      this.pump = startPump(this.client, up, this.reads, this, this.clientReads);
       return;
     }
     // A replay: what the dead upstream was sent, then (retarget) the client's FIN if it came.
