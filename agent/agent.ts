@@ -1,7 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import { parseOrThrow } from '../protocol/errors.js';
 import { LabelsSchema, NameSchema } from '../protocol/manifest.js';
-import { AGENT_FEATURES, PAYLOAD_ENCODINGS, USAGE_DELTA, type DesiredSetMessage, type NodeStatusMessage, type ObservedPod } from '../protocol/messages.js';
+import {
+  AGENT_FEATURES,
+  PAYLOAD_ENCODINGS,
+  SERVICE_COUNTERS,
+  USAGE_DELTA,
+  type DesiredSetMessage,
+  type ServiceCountersReport,
+  type NodeStatusMessage,
+  type ObservedPod,
+} from '../protocol/messages.js';
 import { EpochGate } from './epoch.js';
 import type { AgentUpgradeInfo, NodeInfo } from '../protocol/objects.js';
 import type { AgentUpgradeMessage } from '../protocol/agent-upgrade.js';
@@ -25,6 +34,7 @@ import { ImageGc } from './images/image-gc.js';
 import type { DefaultMemory } from './apply-action.js';
 import { serviceDns } from './container-spec.js';
 import { DNS_ORDINAL, parseServiceCidr, serviceAddress } from './services/service-cidr.js';
+import { ServiceCounterTracker } from './services/service-counters.js';
 import { ServiceSync } from './services/service-sync.js';
 import type { ServiceDataPlane } from './services/service-table-types.js';
 import { indexDevices, type DeviceIndex } from './devices/device-gate.js';
@@ -135,6 +145,10 @@ export class Agent {
   private readonly usageDelta: boolean;
   /** The hub's latest desired set said it reads the short heartbeat. */
   private hubReadsUsageDelta = false;
+  /** The hub's latest desired set said it reads service proxy counters (services on only). */
+  private hubReadsServiceCounters = false;
+  /** What service proxy counters the hub was last sent (services/service-counters.ts). */
+  private readonly serviceCounters = new ServiceCounterTracker();
   private readonly clock: Clock;
   private readonly log: Logger;
   private readonly usageIntervalMs: number;
@@ -256,6 +270,7 @@ export class Agent {
         onConnect: () => {
           this.podUsage.reset();
           this.nodeUsage.reset();
+          this.serviceCounters.reset();
         },
         // A dropped link: the hub failed these streams already (or restarted and forgot them).
         onDisconnect: () => streams?.closeAll(),
@@ -358,6 +373,7 @@ export class Agent {
     }
     this.generation = msg.generation;
     this.hubReadsUsageDelta = this.usageDelta && msg.reads?.includes(USAGE_DELTA) === true;
+    this.hubReadsServiceCounters = this.services !== undefined && msg.reads?.includes(SERVICE_COUNTERS) === true;
     // Configs first: the pass setDesired triggers resolves env and files from them.
     this.volumes?.setConfigs(msg);
     this.desiredPods = msg.pods;
@@ -439,7 +455,11 @@ export class Agent {
       this.info = await this.probe.staticInfo();
       // What this agent reads besides JSON: the hub deflates its desired sets only when listed.
       // And USAGE_DELTA: the hub answers in the desired set when it reads the short heartbeat.
-      this.info.encodings = this.usageDelta ? [...PAYLOAD_ENCODINGS, USAGE_DELTA] : [...PAYLOAD_ENCODINGS];
+      // And SERVICE_COUNTERS (services on): the hub answers when it reads the proxy's counters.
+      const encodings: string[] = [...PAYLOAD_ENCODINGS];
+      if (this.usageDelta) encodings.push(USAGE_DELTA);
+      if (this.services !== undefined) encodings.push(SERVICE_COUNTERS);
+      this.info.encodings = encodings;
       // Features: `epoch` = the hub may stamp messages with its leader epoch (epoch.ts).
       this.info.features = [...AGENT_FEATURES];
       // The scheduler keeps pods this device would refuse away from it (and says why).
@@ -484,13 +504,14 @@ export class Agent {
     try {
       const usage = await this.probe.usage();
       const pods = await this.podUsageFields();
+      const services = this.serviceCountersField();
       if (!this.hubReadsUsageDelta) {
         this.nodeUsage.next(usage, true);
-        this.link?.publishUsage({ node: this.node, usage, ...pods });
+        this.link?.publishUsage({ node: this.node, usage, ...pods, ...services });
       } else {
         // The short form: the topic names the node; the usage only when it is news (or a full report).
         const news = this.nodeUsage.next(usage, pods.full === true);
-        this.link?.publishUsage({ ...(news !== undefined ? { usage: news } : { at: usage.at }), ...pods });
+        this.link?.publishUsage({ ...(news !== undefined ? { usage: news } : { at: usage.at }), ...pods, ...services });
       }
     } catch (err) {
       this.log.warn('usage sample failed', { error: String(err) });
@@ -504,6 +525,13 @@ export class Agent {
     if (volumesChanged || this.clock.now() - this.lastObservedPublish >= this.observedRepublishMs) {
       this.publishObserved(this.reconciler.observed, this.lastObservedGeneration);
     }
+  }
+
+  /** The service proxy's counters when the hub reads them and they are news (ServiceCounterTracker). */
+  private serviceCountersField(): { services?: ServiceCountersReport } {
+    if (!this.hubReadsServiceCounters || this.services === undefined) return {};
+    const services = this.serviceCounters.next(this.services.counters());
+    return services === undefined ? {} : { services };
   }
 
   /** Per-container usage of running own containers, change-only; nothing when the runtime cannot measure. */

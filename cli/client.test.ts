@@ -417,6 +417,15 @@ describe('services (get, describe, expose)', () => {
   const route: Route = (req) => {
     if (req.url === '/api/v1/services') return { body: { items: [svc] } };
     if (req.url === '/api/v1/services/web') return { body: svc };
+    if (req.url === '/api/v1/metrics/services?service=web')
+      return {
+        body: {
+          items: [
+            { service: 'web', node: 'pi-2', replays: 1, at: iso(0) },
+            { service: 'web', node: 'pi-1', replays: 3, at: iso(0) },
+          ],
+        },
+      };
     if (req.url.startsWith('/api/v1/events')) return { body: { items: [mockEvent('e1', { kind: 'Service', name: 'web' }, 'OrdinalsExhausted', 'x', 60_000)] } };
     if (req.url === '/api/v1/deployments/web/expose' && req.method === 'POST')
       return { body: { results: [{ kind: 'Service', name: 'front', action: 'created' }] } };
@@ -444,11 +453,22 @@ describe('services (get, describe, expose)', () => {
     expect(r.stdout).toMatch(/Address:\s+10\.250\.0\.2 /);
     expect(r.stdout).toMatch(/Ports:\s+http 80\/TCP → http\n/);
     expect(r.stdout).toMatch(/Publish:\s+8080\/TCP → service port 80 on every node\n/);
+    expect(r.stdout).toMatch(/Proxy Replays:\s+4 \(pi-1: 3, pi-2: 1\)\n/);
     expect(r.stdout).toContain('Endpoints: (1/2 ready)\n');
     expect(r.stdout).toMatch(/ {2}web-1\s+pi-1\s+192\.168\.1\.11\s+true\s+80\/TCP→8080 \(:30000\)\s*\n/);
     expect(r.stdout).toMatch(/ {2}web-2\s+pi-2\s+<none>\s+false\s+80\/TCP→8080\s+container web not ready \(readiness probe failing\)\n/);
     expect(r.stdout).toMatch(/Conditions:\n {2}TYPE\s+STATUS\s+REASON\s+MESSAGE\n {2}NoEndpoints\s+False\s+EndpointsReady\s+1 of 2 endpoints ready\n/);
     expect(r.stdout).toMatch(/Events:\n.*\n {2}Normal\s+OrdinalsExhausted\s+9m\s+x\n$/);
+  });
+
+  it('describe service on a hub without the proxy counters route: one line says so, the rest is whole', async () => {
+    const h = await hub((req) =>
+      req.url.startsWith('/api/v1/metrics/services') ? { status: 404, body: { code: 'ERR_NOT_FOUND', message: 'no route' } } : route(req),
+    );
+    const r = await cli(['describe', 'service', 'web'], h.url);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/Proxy Replays:\s+<unknown> \(no route\)\n/);
+    expect(r.stdout).toContain('Endpoints: (1/2 ready)\n');
   });
 
   it('expose deployment: posts the flags and prints what apply did; bad flags are usage errors', async () => {

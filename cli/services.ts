@@ -1,4 +1,5 @@
 import { servicePortFor } from '../protocol/manifest.js';
+import type { ServiceProxyMetrics } from '../protocol/metrics.js';
 import type { EventObject, ServiceObject } from '../protocol/objects.js';
 import { ageSince, fields, table } from './format.js';
 import { describeEventsTable } from './tables.js';
@@ -65,8 +66,22 @@ export function servicesTable(items: readonly ServiceObject[], now: number, wide
   return table(headers, rows);
 }
 
-/** `orchard describe service NAME`: ports, policy, publish, every endpoint with why it is not ready, conditions, events. */
-export function describeService(s: ServiceObject, events: readonly EventObject[], now: number): string {
+/** The node proxies' counters for `describe service` (GET /api/v1/metrics/services), or why they could not be read. */
+export type ServiceProxyCounters = readonly ServiceProxyMetrics[] | { error: string };
+
+/**
+ * `Proxy Replays`: connections the node proxies replayed on another endpoint after a reset before
+ * any reply byte, in total and per node that counted any (most first).
+ */
+export function proxyReplaysText(p: ServiceProxyCounters): string {
+  if ('error' in p) return `<unknown> (${p.error})`;
+  const nodes = p.filter((c) => c.replays > 0).sort((a, b) => b.replays - a.replays || (a.node < b.node ? -1 : 1));
+  const total = nodes.reduce((n, c) => n + c.replays, 0);
+  return nodes.length === 0 ? '0' : `${total} (${nodes.map((c) => `${c.node}: ${c.replays}`).join(', ')})`;
+}
+
+/** `orchard describe service NAME`: ports, policy, publish, proxy replays, every endpoint with why it is not ready, conditions, events. */
+export function describeService(s: ServiceObject, events: readonly EventObject[], now: number, proxy?: ServiceProxyCounters): string {
   const affinity = s.spec.sessionAffinity;
   let out = fields([
     ['Name', s.metadata.name],
@@ -108,6 +123,7 @@ export function describeService(s: ServiceObject, events: readonly EventObject[]
             return `${p.port}/${sp?.protocol ?? 'TCP'} → service port ${sp?.port ?? '?'} on ${where}`;
           }),
     ],
+    ...(proxy === undefined ? [] : [['Proxy Replays', proxyReplaysText(proxy)] as const]),
     ['Created', `${s.metadata.creationTimestamp} (${ageSince(s.metadata.creationTimestamp, now)} ago)`],
   ]);
   const eps = s.status.endpoints;

@@ -190,7 +190,11 @@ export class Hub {
     const limiter = new LoginLimiter({ ...opts.rateLimit, now });
     const timeouts = resolveTimeouts(opts.timeouts);
     const store: Store = opts.store ?? SqliteStore.open(opts.dataDir, { now });
-    const usage = new UsageStore({ now: () => clock.now(), podOnNode: (node, pod) => store.get('Pod', pod)?.spec.nodeName === node });
+    const usage = new UsageStore({
+      now: () => clock.now(),
+      podOnNode: (node, pod) => store.get('Pod', pod)?.spec.nodeName === node,
+      serviceExists: (service) => store.get('Service', service) !== undefined,
+    });
 
     const broker = await HubBroker.start({
       host: opts.host,

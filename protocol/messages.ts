@@ -81,6 +81,33 @@ export type PodUsageReport = z.infer<typeof PodUsageReportSchema>;
  */
 export const USAGE_DELTA = 'usage-delta';
 
+/**
+ * `service-counters`: the usage message's `services` field (the node's service proxy counters,
+ * issue 15), negotiated like USAGE_DELTA: an older hub parses the usage message strictly and
+ * would refuse the whole heartbeat with the field, so the agent sends it only once the hub lists
+ * it in `DesiredSetMessage.reads`.
+ */
+export const SERVICE_COUNTERS = 'service-counters';
+
+/** At most this many services in one node's counters (a node serves at most the fleet's services; the hub keeps no more). */
+export const SERVICE_COUNTERS_MAX = 1000;
+
+/**
+ * What one node's service proxy counted for one service since its listeners opened (the agent's
+ * start, or a listener reopened on a new address): counters only go up, and start again from 0
+ * then (Prometheus counter semantics). Unknown counters are dropped, so a later agent may add some.
+ */
+export const ServiceCountersSchema = z.object({
+  /** TCP connections whose endpoint reset them before any reply byte, replayed on another endpoint (agent/services/tcp-proxy.ts). */
+  replays: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+});
+export type ServiceCounters = z.infer<typeof ServiceCountersSchema>;
+/** Per service name, only services with a non-zero counter. */
+export const ServiceCountersReportSchema = z
+  .record(NameSchema, ServiceCountersSchema)
+  .refine((r) => Object.keys(r).length <= SERVICE_COUNTERS_MAX, `at most ${SERVICE_COUNTERS_MAX} services`);
+export type ServiceCountersReport = z.infer<typeof ServiceCountersReportSchema>;
+
 export const NodeUsageMessageSchema = z
   .strictObject({
     /** Absent in the `usage-delta` form: the topic names the node. */
@@ -100,6 +127,12 @@ export const NodeUsageMessageSchema = z
     pods: PodUsageReportSchema.optional(),
     full: z.boolean().optional(),
     gone: z.array(PodNameKeySchema).max(1000).optional(),
+    /**
+     * The node's service proxy counters (SERVICE_COUNTERS), whole: the hub replaces what it knew
+     * for this node (`{}` = none left). Absent = unchanged. Sent when they changed, after every
+     * reconnect and on every 30th heartbeat, only to a hub that reads them.
+     */
+    services: ServiceCountersReportSchema.optional(),
   })
   .refine((m) => m.usage !== undefined || m.at !== undefined, { message: 'usage or at is required', path: ['usage'] });
 export type NodeUsageMessage = z.infer<typeof NodeUsageMessageSchema>;
@@ -158,7 +191,7 @@ export const DesiredSetMessageSchema = z.strictObject({
   secrets: z.record(NameSchema, z.strictObject({ data: z.record(z.string(), z.string()).default({}) })).optional(),
   /** Images image GC must keep (current and previous revisions of this node's deployments), so an undo needs no network. */
   keepImages: z.array(z.string().max(512)).max(1000).optional(),
-  /** Report forms this hub reads (USAGE_DELTA); only ever sent to an agent that listed them in NodeInfo.encodings. */
+  /** Report forms this hub reads (USAGE_DELTA, SERVICE_COUNTERS); only ever sent to an agent that listed them in NodeInfo.encodings. */
   reads: z.array(z.string().max(32)).max(8).optional(),
 });
 export type DesiredSetMessage = z.infer<typeof DesiredSetMessageSchema>;

@@ -34,3 +34,20 @@ export const NodeMetricsListSchema = z.object({ items: z.array(NodeMetricsSchema
 export type NodeMetricsList = z.infer<typeof NodeMetricsListSchema>;
 export const PodMetricsListSchema = z.object({ items: z.array(PodMetricsSchema) });
 export type PodMetricsList = z.infer<typeof PodMetricsListSchema>;
+
+/**
+ * Answer of `GET /api/v1/metrics/services[?service=NAME]` (issue 15, `orchard describe service`):
+ * what each node's service proxy counted for a service, as the node last reported it (hub memory,
+ * never stored). Only nodes with a non-zero counter are listed.
+ */
+export const ServiceProxyMetricsSchema = z.object({
+  service: z.string(),
+  node: z.string(),
+  /** TCP connections replayed on another endpoint after a reset before any reply byte, since the node's listener opened. */
+  replays: z.number(),
+  /** When the hub received these counters (ISO-8601). */
+  at: z.string(),
+});
+export type ServiceProxyMetrics = z.infer<typeof ServiceProxyMetricsSchema>;
+export const ServiceProxyMetricsListSchema = z.object({ items: z.array(ServiceProxyMetricsSchema) });
+export type ServiceProxyMetricsList = z.infer<typeof ServiceProxyMetricsListSchema>;

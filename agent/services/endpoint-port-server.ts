@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Clock, Logger } from '../clock.js';
 import { silentLogger } from '../clock.js';
 import { LISTEN_BACKLOG, PREAMBLE } from './tcp-proxy.js';
-import { startPump, UpstreamReads } from './tcp-pump.js';
+import { adoptAccepted, NO_SINK, resetSocket, startPump, UpstreamReads } from './tcp-pump.js';
 
 /**
  * The receiving side of the cross-node hop (docs/design/services.md, "Cross-node preamble"):
@@ -83,7 +83,7 @@ export class EndpointPortServer {
   }
 
   private listen(): Promise<AddressInfo> {
-    const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.accept(s));
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (s) => this.accept(s));
     this.server = server;
     return new Promise((resolve, reject) => {
       server.once('error', (err) => {
@@ -103,23 +103,28 @@ export class EndpointPortServer {
     this.server = undefined;
   }
 
-  private accept(incoming: net.Socket): void {
-    if (!this.peers.has(plain(incoming.remoteAddress))) {
+  private accept(accepted: net.Socket): void {
+    if (!this.peers.has(plain(accepted.remoteAddress))) {
       this.rejected += 1;
-      this.logger.warn('endpoint port: connection from a non-peer refused', { from: incoming.remoteAddress });
-      incoming.resetAndDestroy();
+      this.logger.warn('endpoint port: connection from a non-peer refused', { from: accepted.remoteAddress });
+      accepted.resetAndDestroy();
       return;
     }
-    // The peer's bytes wait in `incoming` (unread by us) until the container answered.
+    // The peer's bytes wait unread in the kernel (accepted paused) until the container answered.
+    const incomingReads = new UpstreamReads(NO_SINK);
+    const adopted = adoptAccepted(accepted, incomingReads);
+    const incoming = adopted ?? accepted;
     const reads = new UpstreamReads({ fromUpstream: (chunk) => incoming.write(chunk) });
     const upstream = net.connect({ host: this.opts.target.host, port: this.opts.target.port, allowHalfOpen: true, noDelay: true, onread: reads.onread });
     this.open.add(incoming);
     incoming.once('close', () => this.open.delete(incoming));
-    incoming.on('error', () => upstream.destroy());
+    // A broken side reaches the other as a reset (resetSocket): the source node's proxy passes the
+    // container's RST on to its client, and the client's to the container.
+    incoming.on('error', () => resetSocket(upstream));
     this.open.add(upstream);
     upstream.once('close', () => this.open.delete(upstream));
     const timer = this.opts.clock.setTimeout(() => upstream.destroy(), this.opts.connectTimeoutMs ?? 1500);
-    upstream.on('error', () => incoming.resetAndDestroy());
+    upstream.on('error', () => resetSocket(incoming));
     upstream.once('close', () => {
       this.opts.clock.clearTimeout(timer);
       if (!incoming.destroyed && !incoming.writableEnded) incoming.end();
@@ -128,7 +133,7 @@ export class EndpointPortServer {
       this.opts.clock.clearTimeout(timer);
       if (incoming.destroyed) return void upstream.destroy();
       incoming.write(PREAMBLE_BYTE);
-      startPump(incoming, upstream, reads);
+      startPump(incoming, upstream, reads, undefined, adopted === undefined ? undefined : incomingReads);
     });
   }
 }

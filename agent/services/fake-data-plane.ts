@@ -1,3 +1,4 @@
+import type { ServiceCountersReport } from '../../protocol/messages.js';
 import type { DataPlaneStatus, ServiceDataPlane, ServiceTable } from './service-table-types.js';
 
 /** A recording ServiceDataPlane for tests: every applied table, in order; optionally slow or paused applies. */
@@ -8,6 +9,8 @@ export class FakeDataPlane implements ServiceDataPlane {
   onApply: ((table: ServiceTable) => void) | undefined;
   /** When set, apply waits for it before recording (tests of single flight and ordering). */
   gate: Promise<void> | undefined;
+  /** What serviceCounters() answers (tests set it: a proxy that replayed). */
+  counters: ServiceCountersReport = {};
 
   get last(): ServiceTable | undefined {
     return this.applied[this.applied.length - 1];
@@ -33,6 +36,10 @@ export class FakeDataPlane implements ServiceDataPlane {
       endpointPorts: (t?.endpointPorts ?? []).map((p) => ({ key: p.key, listening: p.ready })),
       counters: {},
     };
+  }
+
+  serviceCounters(): ServiceCountersReport {
+    return structuredClone(this.counters);
   }
 
   async close(): Promise<void> {

@@ -2,6 +2,7 @@ import { networkInterfaces } from 'node:os';
 import type { Clock, Logger, TimerHandle } from '../clock.js';
 import { LoAddresses, inCidr, parseCidr, dnsAddressFor, type Cidr } from './addresses.js';
 import { endpointId, type Endpoint } from './balancer.js';
+import type { ServiceCountersReport } from '../../protocol/messages.js';
 import { dnsTable, type DnsTable } from './dns-answer.js';
 import { DnsServer } from './dns-server.js';
 import { EndpointPortServer } from './endpoint-port-server.js';
@@ -174,6 +175,16 @@ export class ServiceProxy implements ServiceDataPlane {
       endpointPorts.push({ key: r.spec.key, listening, ...(r.error === undefined ? {} : { error: r.error }) });
     }
     return { listeners, endpointPorts, counters, ...(this.dnsStatus === undefined ? {} : { dns: { ...this.dnsStatus } }) };
+  }
+
+  serviceCounters(): ServiceCountersReport {
+    const out: ServiceCountersReport = {};
+    for (const r of this.listeners.values()) {
+      if (!(r.proxy instanceof TcpProxy) || r.proxy.replays === 0) continue;
+      const c = (out[r.spec.service] ??= { replays: 0 });
+      c.replays += r.proxy.replays;
+    }
+    return out;
   }
 
   /**

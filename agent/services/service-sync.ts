@@ -1,4 +1,4 @@
-import type { ServiceIndexMessage, ServiceMessage } from '../../protocol/messages.js';
+import type { ServiceCountersReport, ServiceIndexMessage, ServiceMessage } from '../../protocol/messages.js';
 import type { Clock, Logger, TimerHandle } from '../clock.js';
 import { parseServiceCidr, type ServiceCidr } from './service-cidr.js';
 import { ServiceState } from './service-state.js';
@@ -97,6 +97,11 @@ export class ServiceSync {
   /** The table for the current state and local view: equal to buildServiceTable's, the same object while nothing changed. */
   table(): ServiceTable {
     return this.tables.build(this.state.active(), this.local);
+  }
+
+  /** The data plane's per-service counters (the usage heartbeat carries them to the hub). */
+  counters(): ServiceCountersReport {
+    return this.dataPlane.serviceCounters();
   }
 
   /** Applies now (no debounce); resolves once the newest table is applied. */

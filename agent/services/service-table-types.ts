@@ -1,4 +1,5 @@
 import type { ServiceProtocol, TrafficPolicy } from '../../protocol/manifest.js';
+import type { ServiceCountersReport } from '../../protocol/messages.js';
 import type { Endpoint } from './balancer.js';
 import type { ServiceRecord } from './dns-answer.js';
 
@@ -80,6 +81,12 @@ export interface ServiceDataPlane {
   apply(table: ServiceTable): Promise<void>;
   /** Per listener key: bound or the bind error; per endpoint counters (describe, tests). */
   status(): DataPlaneStatus;
+  /**
+   * Per service, what its TCP listeners on this node counted since they opened (only services
+   * with a non-zero counter); the agent reports it to the hub with its usage heartbeat. Cheap: a
+   * walk over the listeners.
+   */
+  serviceCounters(): ServiceCountersReport;
   /** Closes every listener and the name server; leaves `lo` addresses (workloads keep running). */
   close(): Promise<void>;
 }

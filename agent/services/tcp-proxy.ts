@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger, TimerHandle } from '../clock.js';
 import { silentLogger } from '../clock.js';
 import { Balancer, type Endpoint, type EndpointCounters, type ProxyListenerOptions } from './balancer.js';
-import { startPump, UpstreamReads, type Pump, type ReplayTap, type UpstreamSink } from './tcp-pump.js';
+import { adoptAccepted, NO_SINK, resetSocket, startPump, UpstreamReads, type Pump, type ReplayTap, type UpstreamSink } from './tcp-pump.js';
 
 /**
  * The TCP half of the service proxy (docs/design/services.md, "Proxy"): a listener on
@@ -18,8 +18,10 @@ import { startPump, UpstreamReads, type Pump, type ReplayTap, type UpstreamSink 
  * the client sent (at most `replayCapBytes`); on such a reset it ejects the endpoint, connects to
  * the next candidate (same `maxAttempts`), writes the kept bytes (and the client's FIN if it came)
  * and pumps on. A FIN with no byte, a reset after any byte, or more than the cap: no replay, since
- * the server may have acted on the bytes. `allowHalfOpen` on both sides, so a client that
- * half-closes after its request still gets the reply. The bytes move through tcp-pump.ts.
+ * the server may have acted on the bytes; the client is then reset (resetSocket), as it would be
+ * by the server itself, and a client's reset reaches the server as a reset: a broken connection
+ * never ends in a FIN that could pass for a whole reply. `allowHalfOpen` on both sides, so a
+ * client that half-closes after its request still gets the reply. The bytes move through tcp-pump.ts.
  */
 
 export interface TcpProxyOptions extends ProxyListenerOptions {
@@ -60,7 +62,7 @@ export class TcpProxy {
     this.maxAttempts = opts.maxAttempts ?? 3;
     this.replayCap = opts.replayCapBytes ?? REPLAY_CAP_BYTES;
     this.balancer = new Balancer({ policy: opts.policy, clock: opts.clock, ...(opts.affinity ? { affinity: opts.affinity } : {}) });
-    this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (c) => this.accept(c));
+    this.server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (c) => this.accept(c));
   }
 
   listen(): Promise<AddressInfo> {
@@ -101,17 +103,21 @@ export class TcpProxy {
 
   private onDrained: (() => void) | undefined;
 
-  private accept(client: net.Socket): void {
+  private accept(accepted: net.Socket): void {
     // The peer address costs a getpeername(2): read it only when something uses it.
     const needAddress = this.opts.allowSource !== undefined || this.opts.affinity !== undefined;
-    const addr = needAddress ? (client.remoteAddress ?? '') : '';
+    const addr = needAddress ? (accepted.remoteAddress ?? '') : '';
     if (this.opts.allowSource !== undefined && !this.opts.allowSource(addr.startsWith('::ffff:') ? addr.slice(7) : addr)) {
       this.refused += 1;
-      client.resetAndDestroy();
+      accepted.resetAndDestroy();
       return;
     }
+    // The client's bytes wait unread in the kernel (accepted paused) until an upstream is established.
+    const clientReads = new UpstreamReads(NO_SINK);
+    const adopted = adoptAccepted(accepted, clientReads);
+    const client = adopted ?? accepted;
     this.open.add(client);
-    new Connection(this, this.balancer, client, addr).next();
+    new Connection(this, this.balancer, client, adopted === undefined ? undefined : clientReads, addr).next();
   }
 
   /** False when `s` was not open (an attempt that never got established). */
@@ -149,6 +155,7 @@ class Connection implements UpstreamSink, ReplayTap {
     private readonly proxy: TcpProxy,
     private readonly balancer: Balancer,
     private readonly client: net.Socket,
+    private readonly clientReads: UpstreamReads | undefined,
     private readonly addr: string,
   ) {
     this.candidates = balancer.order(addr);
@@ -233,7 +240,7 @@ class Connection implements UpstreamSink, ReplayTap {
     // A FIN before the reset (the server read, closed, then got more bytes) is a server that may
     // have acted on what it read, and the client has been sent that FIN: no replay.
     const finished = up.readableEnded || this.client.writableEnded;
-    if (!reset || !this.keeping || finished || this.clientGone || this.proxy.closing !== undefined) return this.destroyBoth();
+    if (!reset || !this.keeping || finished || this.clientGone || this.proxy.closing !== undefined) return this.resetClient();
     // Reset before its first byte: the server read nothing it answered; the client's bytes go to
     // the next candidate. The client is paused so nothing it sends now is lost meanwhile.
     this.client.pause();
@@ -255,7 +262,7 @@ class Connection implements UpstreamSink, ReplayTap {
     this.proxy.open.add(up);
     const pump = this.pump;
     if (pump === undefined) {
-      this.pump = startPump(this.client, up, this.reads, this);
+      this.pump = startPump(this.client, up, this.reads, this, this.clientReads);
       return;
     }
     // A replay: what the dead upstream was sent, then (retarget) the client's FIN if it came.
@@ -271,13 +278,17 @@ class Connection implements UpstreamSink, ReplayTap {
     if (this.proxy.release(up)) this.balancer.addBytes(ep.id, up.bytesRead, up.bytesWritten);
     if (up !== this.upstream) return;
     if (!this.pumping) return this.failed(up, ep.local ? 'closed' : 'no preamble (closed)');
-    // Both directions are done once upstream closed and its bytes were flushed to the client.
-    if (!this.client.writableEnded) this.client.end();
+    // Both directions are done once upstream closed and its bytes were flushed to the client
+    // (after an upstream error the client has been reset already).
+    if (!this.client.destroyed && !this.client.writableEnded) this.client.end();
   }
 
+  /** The client failed (reset, most often): once pumping, the upstream gets a reset too. Before, clientClosed abandons the attempt. */
   private clientFailed(): void {
     this.clientGone = true;
-    if (this.pumping) this.destroyBoth();
+    if (!this.pumping) return;
+    if (this.upstream !== undefined) resetSocket(this.upstream);
+    this.client.destroy();
   }
 
   private clientClosed(): void {
@@ -295,8 +306,9 @@ class Connection implements UpstreamSink, ReplayTap {
     up.destroy();
   }
 
-  private destroyBoth(): void {
-    this.client.destroy();
+  /** The upstream failed and is not replayed: the client sees a reset, as from the server itself (a FIN sent already stays a close). */
+  private resetClient(): void {
+    resetSocket(this.client);
     this.upstream?.destroy();
   }
 }

@@ -1,4 +1,4 @@
-import type net from 'node:net';
+import net from 'node:net';
 
 /**
  * The byte pump between the two sockets of one proxied TCP connection (TcpProxy: client ↔
@@ -13,8 +13,9 @@ import type net from 'node:net';
  *   a fresh buffer; a smaller read is copied out and the buffer is kept. The buffer grows GROW
  *   times after a full read (up to READ_MAX) and otherwise fits what the last read brought, so a
  *   bulk flow reads up to 256 KiB per syscall while an idle connection holds a few KiB at most.
- * - downstream → upstream: the accepted socket has no `onread` option (net.Server offers none), so
- *   its 'data' events are written on directly.
+ * - downstream → upstream: the same, through the accepted socket's handle adopted into a Socket
+ *   with `onread` (adoptAccepted: net.Server offers no `onread`); where that is not possible, its
+ *   'data' events are written on directly.
  * - Backpressure: a write() that returns false stops the other side's reads until 'drain'.
  * - Half-close: 'end' on one side ends the other (both sockets are allowHalfOpen). When the other
  *   side has itself already sent its FIN and has nothing left to write, it is closed instead
@@ -22,7 +23,7 @@ import type net from 'node:net';
  *   shutdown(2), and saves that syscall and Node's end → finish → destroy round per connection.
  * - Replay (TcpProxy only, tcp-proxy.ts): a ReplayTap is shown each client chunk until the
  *   upstream's first byte, and retarget() moves the pump to a new upstream after a reset.
- * Errors and teardown stay with the caller.
+ * Errors and teardown stay with the caller; a broken side is passed on as a reset (resetSocket).
  */
 
 /** An idle connection's read buffer: taken from Buffer's shared pool, so a connection costs no allocation of its own. */
@@ -96,17 +97,30 @@ export class Pump implements UpstreamSink {
     upstream: net.Socket,
     reads: UpstreamReads,
     private readonly tap?: ReplayTap,
+    clientReads?: UpstreamReads,
   ) {
     this.upstream = upstream;
     client.on('drain', () => this.upstream.resume());
-    client.on('data', (chunk: Buffer) => {
-      const tap = this.tap;
-      if (tap !== undefined && tap.keeping) tap.kept(chunk);
-      if (!this.upstream.write(chunk)) client.pause();
-    });
+    if (clientReads !== undefined) {
+      // An adopted client (adoptAccepted): its reads come through `onread`; false stops them until 'drain'.
+      clientReads.sink = { fromUpstream: (chunk) => this.fromClient(chunk) };
+      client.resume();
+    } else {
+      client.on('data', (chunk: Buffer) => {
+        if (!this.fromClient(chunk)) client.pause();
+      });
+      // Accepted paused (pauseOnConnect) and not adopted: 'data' alone does not start it.
+      client.resume();
+    }
     // A side that sent nothing but its FIN before the pump started has already emitted 'end'.
     if (!client.readableEnded) client.on('end', () => finish(this.upstream));
     this.attach(upstream, reads);
+  }
+
+  private fromClient(chunk: Buffer): boolean {
+    const tap = this.tap;
+    if (tap !== undefined && tap.keeping) tap.kept(chunk);
+    return this.upstream.write(chunk);
   }
 
   fromUpstream(chunk: Buffer): boolean {
@@ -134,8 +148,53 @@ export class Pump implements UpstreamSink {
   }
 }
 
-export function startPump(client: net.Socket, upstream: net.Socket, reads: UpstreamReads, tap?: ReplayTap): Pump {
-  return new Pump(client, upstream, reads, tap);
+/**
+ * Passes a broken connection on as a reset: the peer of `s` reads ECONNRESET, as it would if the
+ * other end's RST reached it directly (kube-proxy's DNAT forwards the RST itself), rather than an
+ * EOF that passes for the end of a whole reply. What Node still holds unwritten for `s` is dropped,
+ * as the kernel drops an endpoint's unsent bytes when it resets. A socket we already ended (our FIN
+ * sent or queued) or still connecting is closed instead: libuv refuses to reset a socket whose
+ * shutdown is in flight (uv_tcp_close_reset → EINVAL), and Node would then drop the handle
+ * unclosed; `resetAndDestroy` on a connecting socket waits for the connect. Idempotent.
+ */
+export function resetSocket(s: net.Socket): void {
+  if (s.destroyed) return;
+  if (s.writableEnded || s.connecting) s.destroy();
+  else s.resetAndDestroy();
+}
+
+export function startPump(client: net.Socket, upstream: net.Socket, reads: UpstreamReads, tap?: ReplayTap, clientReads?: UpstreamReads): Pump {
+  return new Pump(client, upstream, reads, tap, clientReads);
+}
+
+/** An adopted socket's sink until its pump starts: never called, since the socket is not read before (it starts paused). */
+export const NO_SINK: UpstreamSink = { fromUpstream: () => false };
+
+/**
+ * The accepted socket's handle in a new Socket that reads through `onread` (`reads`), which
+ * net.Server cannot give an accepted socket: the upload direction then costs what the download
+ * direction does (no Readable buffering, no 'data' event; docs/benchmarks.md, "onread for the
+ * accepted socket"). `accepted` must come from a server with `pauseOnConnect` (nothing read yet);
+ * it is destroyed without its handle (the server's connection count goes down), and the new
+ * socket starts paused (`pauseOnCreate`): the pump's resume() starts its reads. Uses Node
+ * internals, the same in 20, 22 and 24 (lib/net.js: the Socket constructor's `handle` and
+ * `pauseOnCreate` options, which net.Server's own onconnection passes, and `_handle`); if they
+ * are not there, undefined, and the caller reads `accepted` through 'data' as before.
+ */
+export function adoptAccepted(accepted: net.Socket, reads: UpstreamReads): net.Socket | undefined {
+  const inner = accepted as unknown as { _handle?: unknown };
+  const handle = inner._handle;
+  if (typeof handle !== 'object' || handle === null) return undefined;
+  inner._handle = null;
+  accepted.destroy();
+  return new net.Socket({
+    handle,
+    allowHalfOpen: true,
+    readable: true,
+    writable: true,
+    pauseOnCreate: true,
+    onread: reads.onread,
+  } as net.SocketConstructorOpts);
 }
 
 /**

@@ -112,6 +112,8 @@ interface Case {
   /** Replayed: the good endpoint answers with the same bytes and the bad one is ejected. Otherwise what the client sees. */
   replayed: boolean;
   reply?: string;
+  /** Not replayed: the client's socket error (a reset passed on), absent for a clean close. */
+  error?: string;
 }
 
 const cases: Case[] = [
@@ -137,10 +139,39 @@ const cases: Case[] = [
   { name: 'remote, with the client half-closed', bad: { kind: 'reset', afterFin: true }, bytes: 64, halfClose: true, remote: true, replayed: true },
   { name: 'reads and closes with FIN: the client sees the close', bad: { kind: 'fin' }, bytes: 64, halfClose: false, replayed: false, reply: '' },
   { name: 'remote, reads and closes with FIN', bad: { kind: 'fin' }, bytes: 64, halfClose: false, remote: true, replayed: false, reply: '' },
-  { name: 'sent 1 byte, then reset', bad: { kind: 'byte-then-reset' }, bytes: 64, halfClose: false, replayed: false, reply: 'x' },
-  { name: 'remote, sent 1 byte, then reset', bad: { kind: 'byte-then-reset' }, bytes: 64, halfClose: false, remote: true, replayed: false, reply: 'x' },
-  { name: 'one byte over the cap', bad: { kind: 'reset' }, bytes: 1025, cap: 1024, halfClose: false, replayed: false, reply: '' },
-  { name: 'one byte over the default cap', bad: { kind: 'reset' }, bytes: REPLAY_CAP_BYTES + 1, halfClose: false, replayed: false, reply: '' },
+  // Not replayed resets reach the client as resets (ECONNRESET), as from the server itself, never as a clean close.
+  { name: 'sent 1 byte, then reset', bad: { kind: 'byte-then-reset' }, bytes: 64, halfClose: false, replayed: false, reply: 'x', error: 'ECONNRESET' },
+  {
+    name: 'remote, sent 1 byte, then reset',
+    bad: { kind: 'byte-then-reset' },
+    bytes: 64,
+    halfClose: false,
+    remote: true,
+    replayed: false,
+    reply: 'x',
+    error: 'ECONNRESET',
+  },
+  { name: 'one byte over the cap', bad: { kind: 'reset' }, bytes: 1025, cap: 1024, halfClose: false, replayed: false, reply: '', error: 'ECONNRESET' },
+  {
+    name: 'one byte over the default cap',
+    bad: { kind: 'reset' },
+    bytes: REPLAY_CAP_BYTES + 1,
+    halfClose: false,
+    replayed: false,
+    reply: '',
+    error: 'ECONNRESET',
+  },
+  {
+    name: 'remote, one byte over the cap',
+    bad: { kind: 'reset' },
+    bytes: 1025,
+    cap: 1024,
+    halfClose: false,
+    remote: true,
+    replayed: false,
+    reply: '',
+    error: 'ECONNRESET',
+  },
 ];
 
 describe('TcpProxy replay of a connection reset before its first upstream byte', () => {
@@ -175,7 +206,7 @@ describe('TcpProxy replay of a connection reset before its first upstream byte',
       expect(counters.retries).toBe(1);
       expect(badCounters?.ejections).toBe(1);
     } else {
-      expect(r.reply).toBe(t.reply);
+      expect(r).toEqual({ reply: t.reply, ...(t.error === undefined ? {} : { error: t.error }) });
       expect(good.accepted()).toBe(0);
       expect(counters.replays).toBe(0);
       expect(counters.retries).toBe(0);
@@ -197,5 +228,53 @@ describe('TcpProxy replay of a connection reset before its first upstream byte',
     expect(p.counters().replays).toBe(0);
     expect(p.counters().endpoints.get(badEp.id)?.ejections).toBe(1);
     await expect.poll(() => p.counters().open).toBe(0);
+  });
+});
+
+describe('TcpProxy and EndpointPortServer pass a reset on, as the server or client itself would be seen', () => {
+  it.each([false, true])("passes a client's reset on to the server, not a FIN (remote: %s)", async (remote) => {
+    let requested!: () => void;
+    const gotRequest = new Promise<void>((r) => (requested = r));
+    let seen!: (what: string) => void;
+    const serverSaw = new Promise<string>((r) => (seen = r));
+    // Reads the request and sends nothing: waits for the client.
+    const server = net.createServer({ allowHalfOpen: true }, (s) => {
+      cleanups.push(() => s.destroy());
+      s.on('error', (e: NodeJS.ErrnoException) => seen(e.code ?? e.message));
+      s.on('end', () => seen('end'));
+      s.on('data', () => requested());
+    });
+    const ep = await endpoint(await listen(server), remote);
+    const p = new TcpProxy({ address: '127.0.0.1', port: 0, policy: 'cluster', clock: systemClock, drainGraceMs: 500 });
+    const { port } = await p.listen();
+    cleanups.push(() => p.close());
+    p.setEndpoints([ep]);
+    const c = net.connect({ host: '127.0.0.1', port });
+    c.on('error', () => undefined);
+    c.write('request');
+    await gotRequest;
+    c.resetAndDestroy();
+    expect(await serverSaw).toBe('ECONNRESET');
+    await expect.poll(() => p.counters().open).toBe(0);
+  });
+
+  it('a reset in the middle of a large reply (through the endpoint port) reaches the client as ECONNRESET, after reply bytes', async () => {
+    const reply = Buffer.alloc(1024 * 1024, 'y');
+    const server = net.createServer({ allowHalfOpen: true }, (s) => {
+      cleanups.push(() => s.destroy());
+      s.on('error', () => undefined);
+      s.once('data', () => s.write(reply, () => setTimeout(() => s.resetAndDestroy(), 50)));
+    });
+    const ep = await endpoint(await listen(server), true);
+    const p = new TcpProxy({ address: '127.0.0.1', port: 0, policy: 'cluster', clock: systemClock, drainGraceMs: 500 });
+    const { port } = await p.listen();
+    cleanups.push(() => p.close());
+    p.setEndpoints([ep]);
+    const r = await request(port, Buffer.from('get'), false);
+    expect(r.error).toBe('ECONNRESET');
+    // What was still in flight when the server reset may be lost, as it would be between the two directly.
+    expect(r.reply.length).toBeGreaterThan(0);
+    expect(r.reply).toBe('y'.repeat(r.reply.length));
+    expect(p.counters().replays).toBe(0);
   });
 });

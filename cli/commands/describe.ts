@@ -8,7 +8,9 @@ import { eventsFor, getObject, listObjects } from '../resources.js';
 import { describeEventsTable, desiredReplicas, nodeDevicesTable, nodeStatus, podReady, podStatusText, podsOnNode, podsTable } from '../tables.js';
 import { nodeWarnings } from '../node-warnings.js';
 import type { CommandDef } from './command.js';
-import { describeService } from '../services.js';
+import { describeService, type ServiceProxyCounters } from '../services.js';
+import { ServiceProxyMetricsListSchema } from '../../protocol/metrics.js';
+import type { HubClient } from '../client.js';
 
 /** Human-readable reports in kubectl's layout: key/value header, nested sections, events last. */
 
@@ -265,6 +267,18 @@ export function describeNode(n: NodeObject, pods: readonly Pod[], events: readon
   return out + describeEventsTable(events, now);
 }
 
+/**
+ * The node proxies' counters for a service (issue 15). A hub that cannot answer (one older than
+ * the route, say) costs the describe one line, not the whole report.
+ */
+async function proxyCounters(client: HubClient, service: string): Promise<ServiceProxyCounters> {
+  try {
+    return (await client.getParsed(`/api/v1/metrics/services?service=${encodeURIComponent(service)}`, ServiceProxyMetricsListSchema)).parsed.items;
+  } catch (err) {
+    return { error: err instanceof Error ? err.message : String(err) };
+  }
+}
+
 export const describeCommand: CommandDef = {
   name: 'describe',
   summary: 'Show details and events of a node, deployment, pod or service',
@@ -294,7 +308,7 @@ For a pending pod, shows why it cannot be placed, per node and per reason.`,
       }
       case 'Service': {
         const { item } = await getObject(client, 'Service', 'services', name);
-        ctx.io.stdout.write(describeService(item, await eventsFor(client, 'Service', name), now));
+        ctx.io.stdout.write(describeService(item, await eventsFor(client, 'Service', name), now, await proxyCounters(client, name)));
         break;
       }
       default: {

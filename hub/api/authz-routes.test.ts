@@ -50,6 +50,8 @@ const HTTP_BEFORE: Record<string, Role | 'public'> = {
   'GET /metrics': 'scrape',
   'GET /api/v1/metrics/nodes': 'viewer',
   'GET /api/v1/metrics/pods': 'viewer',
+  // Issue 15: the node proxies' counters for describe service.
+  'GET /api/v1/metrics/services': 'viewer',
   'GET /api/v1/whoami': 'viewer',
   'GET /api/v1/:plural': 'viewer',
   'GET /api/v1/:plural/:name': 'viewer',

@@ -6,6 +6,7 @@ import { gunzipSync } from 'node:zlib';
 import { finished } from 'node:stream/promises';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ServiceProxyMetricsListSchema } from '../../protocol/metrics.js';
 import { HubMetrics } from '../metrics/prometheus.js';
 import { UsageStore } from '../metrics/usage-store.js';
 import { mockNodeObject, mockPodObject } from '../scheduler/testing.js';
@@ -248,5 +249,31 @@ describe('batchBytes', () => {
     await finished(batched);
     expect(out.map((b) => b.length)).toEqual([70_000, 70_000, 70_000, 40_000]);
     expect(Buffer.concat(out).equals(Buffer.concat(input))).toBe(true);
+  });
+});
+
+describe('GET /api/v1/metrics/services', () => {
+  it("lists each node proxy's counters as last reported, sorted by service then node, or one service's", async () => {
+    const usage = new UsageStore({ now: () => Date.UTC(2026, 11, 3, 12) });
+    const u = { cpuPercent: 1, memoryUsedBytes: 1, at: 'x' };
+    usage.ingest({ node: 'pi-2', usage: u, services: { web: { replays: 1 }, db: { replays: 5 } } });
+    usage.ingest({ node: 'pi-1', usage: u, services: { web: { replays: 2 } } });
+    const app = Fastify({ logger: false });
+    registerMetricsRoutes(app, { need: () => async () => undefined, store: new MemoryStore(), usage, prometheus: {} as HubMetrics });
+    const all = await app.inject({ method: 'GET', url: '/api/v1/metrics/services' });
+    expect(all.statusCode).toBe(200);
+    const at = '2026-12-03T12:00:00.000Z';
+    expect(ServiceProxyMetricsListSchema.parse(all.json())).toEqual({
+      items: [
+        { service: 'db', node: 'pi-2', replays: 5, at },
+        { service: 'web', node: 'pi-1', replays: 2, at },
+        { service: 'web', node: 'pi-2', replays: 1, at },
+      ],
+    });
+    const web = await app.inject({ method: 'GET', url: '/api/v1/metrics/services?service=web' });
+    expect((web.json() as { items: Array<{ node: string }> }).items.map((i) => i.node)).toEqual(['pi-1', 'pi-2']);
+    const none = await app.inject({ method: 'GET', url: '/api/v1/metrics/services?service=nope' });
+    expect(none.json()).toEqual({ items: [] });
+    await app.close();
   });
 });

@@ -2,7 +2,7 @@ import { pipeline, Readable, Transform, type TransformCallback } from 'node:stre
 import { createGzip } from 'node:zlib';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import type { NodeMetricsList, PodMetricsList } from '../../protocol/metrics.js';
+import type { NodeMetricsList, PodMetricsList, ServiceProxyMetricsList } from '../../protocol/metrics.js';
 import type { HubMetrics } from '../metrics/prometheus.js';
 import { allNodeMetrics, allPodMetrics } from '../metrics/top.js';
 import type { UsageStore } from '../metrics/usage-store.js';
@@ -13,8 +13,9 @@ import { parseQuery } from './request-parse.js';
 
 /**
  * Metrics (issue 16): `GET /metrics` for Prometheus (role `scrape` and above: a scrape token reads
- * nothing else), and `GET /api/v1/metrics/{nodes,pods}` for `orchard top` and the dashboard
- * (viewer). Both are computed at request time; nothing is cached per request.
+ * nothing else), `GET /api/v1/metrics/{nodes,pods}` for `orchard top` and the dashboard, and
+ * `GET /api/v1/metrics/services` (each node's service proxy counters, issue 15) for
+ * `orchard describe service` (viewer). All computed at request time; nothing is cached per request.
  */
 export interface MetricsRoutesDeps {
   need: (op: Operation) => (req: FastifyRequest) => Promise<void>;
@@ -83,5 +84,12 @@ export function registerMetricsRoutes(app: FastifyInstance, d: MetricsRoutesDeps
   app.get('/api/v1/metrics/pods', { preHandler: d.need('metrics.read') }, async (req): Promise<PodMetricsList> => {
     const q = parseQuery(z.object({ node: z.string().max(253).optional(), history: flag }), req);
     return { items: allPodMetrics(d.store, d.usage, { history: q.history, ...(q.node !== undefined ? { node: q.node } : {}) }) };
+  });
+  app.get('/api/v1/metrics/services', { preHandler: d.need('metrics.read') }, async (req): Promise<ServiceProxyMetricsList> => {
+    const q = parseQuery(z.object({ service: z.string().max(253).optional() }), req);
+    const items: ServiceProxyMetricsList['items'] = [];
+    for (const c of d.usage.serviceCounters(q.service)) items.push({ service: c.service, node: c.node, replays: c.replays, at: new Date(c.at).toISOString() });
+    items.sort((a, b) => (a.service === b.service ? (a.node < b.node ? -1 : 1) : a.service < b.service ? -1 : 1));
+    return { items };
   });
 }

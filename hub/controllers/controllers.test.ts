@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { decodeMessage, DesiredSetMessageSchema, isDeflated, USAGE_DELTA, type NodeStatusMessage, type NodeUsageReport } from '../../protocol/messages.js';
+import {
+  decodeMessage,
+  DesiredSetMessageSchema,
+  isDeflated,
+  SERVICE_COUNTERS,
+  USAGE_DELTA,
+  type NodeStatusMessage,
+  type NodeUsageReport,
+} from '../../protocol/messages.js';
 import { topics } from '../../protocol/topics.js';
 import type { Publisher } from '../broker/broker.js';
 import { silentLogger } from '../log.js';
@@ -244,6 +252,38 @@ describe('controllers (memory store, fake publisher)', () => {
     // A short beat from a node whose usage this hub never got: no usage to hand on.
     beat('old', { at: 't6' });
     expect(got).toHaveLength(4);
+    w.stop();
+  });
+
+  it('service-counters: only an agent that lists it is told the hub reads it; its usage message then carries them, bounded', async () => {
+    const w = world();
+    const lists = (m: NodeStatusMessage, encodings: string[]): NodeStatusMessage => ({ ...m, info: { ...m.info, encodings } });
+    w.report(lists(status('both'), ['deflate', USAGE_DELTA, SERVICE_COUNTERS]));
+    w.report(lists(status('svc'), [SERVICE_COUNTERS]));
+    w.report(lists(status('old'), ['deflate', USAGE_DELTA]));
+    w.ops.apply(manifest(30));
+    await w.settle();
+    const last = (node: string) => [...w.published].reverse().find((p) => p.topic === topics.nodeDesired(node));
+    const reads = (node: string) => {
+      const r = decodeMessage(DesiredSetMessageSchema, last(node)?.raw ?? Buffer.alloc(0));
+      return r.ok ? r.value.reads : 'undecodable';
+    };
+    expect(reads('both')).toEqual([USAGE_DELTA, SERVICE_COUNTERS]);
+    expect(reads('svc')).toEqual([SERVICE_COUNTERS]);
+    expect(reads('old')).toEqual([USAGE_DELTA]);
+
+    const got: NodeUsageReport[] = [];
+    const nodes = new NodeController({ store: w.store, log: silentLogger, now: () => new Date(), onUsage: (m) => got.push(m) });
+    const beat = (m: object): void => nodes.handle(topics.nodeUsage('both'), Buffer.from(JSON.stringify(m)));
+    beat({ usage: { cpuPercent: 5, memoryUsedBytes: 1, at: 't1' }, services: { web: { replays: 2, later: 1 } } });
+    expect(got[0]?.services).toEqual({ web: { replays: 2 } }); // a counter this hub does not know is dropped
+    // Refused whole: a name that is no service name, a negative or fractional count, too many services.
+    beat({ at: 't2', services: { 'Not A Name': { replays: 1 } } });
+    beat({ at: 't2', services: { web: { replays: -1 } } });
+    beat({ at: 't2', services: { web: { replays: 1.5 } } });
+    beat({ at: 't2', services: Object.fromEntries(Array.from({ length: 1001 }, (_, i) => [`s-${i}`, { replays: 1 }])) });
+    expect(nodes.rejected).toBe(4);
+    expect(got).toHaveLength(1);
     w.stop();
   });
 

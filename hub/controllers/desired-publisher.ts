@@ -1,4 +1,4 @@
-import { encodeMessage, USAGE_DELTA, type DesiredPod, type DesiredSetMessage, type PayloadEncoding } from '../../protocol/messages.js';
+import { encodeMessage, SERVICE_COUNTERS, USAGE_DELTA, type DesiredPod, type DesiredSetMessage, type PayloadEncoding } from '../../protocol/messages.js';
 import type { NodeObject, Pod } from '../../protocol/objects.js';
 import { topics } from '../../protocol/topics.js';
 import type { Publisher } from '../broker/broker.js';
@@ -60,14 +60,14 @@ export class DesiredPublisher {
           this.queue.add(ev.object.spec.nodeName);
         } else if (ev.object.kind === 'Node' && ev.type === 'ADDED') this.queue.add(ev.object.metadata.name);
         // An agent that starts or stops reading deflate (upgraded, downgraded) gets its set again in its encoding.
-        // Likewise one that starts reading epochs, or writing the short usage heartbeat.
+        // Likewise one that starts reading epochs, or writing the short usage heartbeat or service counters.
         else if (
           ev.object.kind === 'Node' &&
           ev.type === 'MODIFIED' &&
           ev.old?.kind === 'Node' &&
           (encodingOf(ev.old) !== encodingOf(ev.object) ||
             readsEpoch(ev.old) !== readsEpoch(ev.object) ||
-            writesUsageDelta(ev.old) !== writesUsageDelta(ev.object))
+            readsFor(ev.old).join() !== readsFor(ev.object).join())
         )
           this.queue.add(ev.object.metadata.name);
         else if (ev.object.kind === 'ConfigMap' || ev.object.kind === 'Secret') {
@@ -123,8 +123,10 @@ export class DesiredPublisher {
     // Images the node's image GC keeps so an undo or automatic rollback needs no network.
     const keep = nodeKeepImages(this.deps.store, pods);
     if (keep.length > 0) set.keepImages = keep;
-    // The short usage heartbeat, only to an agent that said it writes it (an older agent refuses unknown fields).
-    if (writesUsageDelta(this.deps.store.get('Node', node))) set.reads = [USAGE_DELTA];
+    // Report forms this hub reads, only to an agent that said it writes them (an older agent refuses
+    // unknown fields): the short usage heartbeat, the service proxy's counters.
+    const reads = readsFor(this.deps.store.get('Node', node));
+    if (reads.length > 0) set.reads = reads;
     return set;
   }
 
@@ -183,9 +185,10 @@ function encodingOf(node: NodeObject | undefined): PayloadEncoding | undefined {
   return node?.status.info?.encodings?.includes('deflate') === true ? 'deflate' : undefined;
 }
 
-/** Whether this node's agent can send the short usage heartbeat (it lists USAGE_DELTA in NodeInfo.encodings). */
-function writesUsageDelta(node: NodeObject | undefined): boolean {
-  return node?.status.info?.encodings?.includes(USAGE_DELTA) === true;
+/** The report forms this hub reads that this node's agent says it writes (NodeInfo.encodings): USAGE_DELTA, SERVICE_COUNTERS. */
+function readsFor(node: NodeObject | undefined): string[] {
+  const listed = node?.status.info?.encodings ?? [];
+  return [USAGE_DELTA, SERVICE_COUNTERS].filter((r) => listed.includes(r));
 }
 
 /** Whether a pod write changes its node's desired set (see desiredSet: membership, uid, spec, owner). */

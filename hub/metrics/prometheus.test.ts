@@ -57,6 +57,18 @@ describe('HubMetrics naming and labels', () => {
     expect(text).toContain('orchard_store_write_duration_seconds_bucket');
   });
 
+  it("writes each node proxy's replays as a counter labelled node and service, only for nodes that reported some", async () => {
+    const { usage, m } = setup();
+    usage.ingest({ node: 'n1', usage: { cpuPercent: 1, memoryUsedBytes: 1, at: 'x' }, services: { web: { replays: 3 }, 'odd-"name': { replays: 1 } } });
+    usage.ingest({ node: 'n2', usage: { cpuPercent: 1, memoryUsedBytes: 1, at: 'x' } });
+    const text = await m.text();
+    expect(text).toContain('# TYPE orchard_service_proxy_replays_total counter');
+    expect(lines(text, 'orchard_service_proxy_replays_total')).toEqual([
+      'orchard_service_proxy_replays_total{node="n1",service="web"} 3',
+      'orchard_service_proxy_replays_total{node="n1",service="odd-\\"name"} 1',
+    ]);
+  });
+
   it('keeps no series for a pod that went away (computed at scrape time)', async () => {
     const { store, usage, m } = setup();
     store.create(mockPodObject('gone-1', { nodeName: 'n1' }) as unknown as NewObject<'Pod'>);

@@ -206,6 +206,16 @@ export class HubMetrics {
     nodeUsageFamily('orchard_node_cpu_usage_cores', 'CPU in use on the node as it last reported (1 = one core busy).', (u) => u.cpuPercent / 100);
     nodeUsageFamily('orchard_node_memory_used_bytes', 'Memory in use on the node as it last reported.', (u) => u.memoryUsedBytes);
 
+    // ---- service proxies (issue 15): counters as each node last reported them ----
+    const replays = 'orchard_service_proxy_replays_total';
+    add(
+      replays,
+      'TCP connections the node proxy replayed on another endpoint after the endpoint reset them before any reply byte (since the listener opened).',
+      'counter',
+      () => d.usage.serviceCounters(),
+      (c) => `${replays}{node="${escapeLabel(c.node)}",service="${escapeLabel(c.service)}"} ${valueText(c.replays)}\n`,
+    );
+
     // ---- hub health ----
     family('orchard_workqueue_depth', 'Keys waiting in a controller work queue.', 'gauge', () =>
       Object.entries(d.queueDepths()).map(([name, value]) => ({ labels: { name }, value })),

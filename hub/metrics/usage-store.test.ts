@@ -60,6 +60,36 @@ describe('UsageStore', () => {
     expect(open.stats().pods).toBe(1000);
   });
 
+  it("keeps each node's service proxy counters as its last report that carried them; only services the store has", () => {
+    const t = { now: 5_000 };
+    const exists = new Set(['web', 'db']);
+    const u = new UsageStore({ now: () => t.now, serviceExists: (s) => exists.has(s) });
+    u.ingest(msg({ services: { web: { replays: 2 }, ghost: { replays: 9 } } }));
+    u.ingest(msg({ node: 'n2', services: { web: { replays: 1 }, db: { replays: 4 } } }));
+    expect([...u.serviceCounters()]).toEqual([
+      { node: 'n1', service: 'web', replays: 2, at: 5_000 },
+      { node: 'n2', service: 'web', replays: 1, at: 5_000 },
+      { node: 'n2', service: 'db', replays: 4, at: 5_000 },
+    ]);
+    expect([...u.serviceCounters('web')].map((c) => [c.node, c.replays])).toEqual([
+      ['n1', 2],
+      ['n2', 1],
+    ]);
+    // A report without `services`: unchanged. With: replaced whole (db's listener closed on n2).
+    t.now = 6_000;
+    u.ingest(msg({ node: 'n2' }));
+    expect([...u.serviceCounters('db')]).toHaveLength(1);
+    u.ingest(msg({ node: 'n2', services: { web: { replays: 3 } } }));
+    expect([...u.serviceCounters('db')]).toEqual([]);
+    expect([...u.serviceCounters('web')].map((c) => [c.node, c.replays, c.at])).toEqual([
+      ['n1', 2, 5_000],
+      ['n2', 3, 6_000],
+    ]);
+    u.ingest(msg({ services: {} }));
+    u.forgetNode('n2');
+    expect([...u.serviceCounters()]).toEqual([]);
+  });
+
   it('forgetNode drops a node and its pods', () => {
     const u = new UsageStore({ now: () => 0 });
     u.ingest(msg({ pods: { a: { app: [1, 1] } }, full: true }));

@@ -12,6 +12,10 @@ import { Ring, type RingPoint } from './ring.js';
  * another node's pods; at most MAX_PODS_PER_NODE per node. A pod leaves with the agent's `gone`
  * or a full refresh without it, a node with `forgetNode` (deleted).
  * Times are the hub's receive times (agents' clocks may be off), from the injected `now`.
+ *
+ * Also each node's service proxy counters (issue 15: `services` on the usage message), replaced
+ * whole by each report that carries them; only services the store has (`serviceExists`), at most
+ * SERVICE_COUNTERS_MAX per node (the message's own cap).
  */
 /** Pods kept per node (the usage message's own cap). */
 export const MAX_PODS_PER_NODE = 1000;
@@ -20,6 +24,8 @@ export interface UsageStoreOptions {
   now: () => number;
   /** Whether `pod` is bound to `node` in the store; usage of any other pod is dropped. Default: all (unit tests). */
   podOnNode?: (node: string, pod: string) => boolean;
+  /** Whether a service of this name exists in the store; counters of any other are dropped. Default: all (unit tests). */
+  serviceExists?: (service: string) => boolean;
   /** History slots (default 60) of `historyStepMs` (default 60 s): the last hour. */
   historySize?: number;
   historyStepMs?: number;
@@ -45,6 +51,15 @@ export interface PodUsage {
   readonly containers: ReadonlyMap<string, ContainerUsageView>;
 }
 
+/** One node's proxy counters for one service, as last reported (allocated at ingest, not per scrape). */
+export interface ServiceCountersView {
+  readonly node: string;
+  readonly service: string;
+  readonly replays: number;
+  /** Hub receive time of the report. */
+  readonly at: number;
+}
+
 interface PodEntry extends PodUsage {
   readonly containers: Map<string, ContainerUsageView>;
   history: Ring;
@@ -56,6 +71,7 @@ interface NodeEntry {
   at: number;
   pods: Map<string, PodEntry>;
   history: Ring;
+  services: Map<string, ServiceCountersView>;
 }
 
 export class UsageStore {
@@ -75,7 +91,7 @@ export class UsageStore {
     const at = this.o.now();
     let n = this.nodes.get(m.node);
     if (n === undefined) {
-      n = { cpuPercent: 0, memoryUsedBytes: 0, at, pods: new Map(), history: new Ring(this.size, this.stepMs) };
+      n = { cpuPercent: 0, memoryUsedBytes: 0, at, pods: new Map(), history: new Ring(this.size, this.stepMs), services: new Map() };
       this.nodes.set(m.node, n);
     }
     n.cpuPercent = m.usage.cpuPercent;
@@ -86,6 +102,14 @@ export class UsageStore {
       for (const p of n.pods.keys()) if (m.pods?.[p] === undefined) n.pods.delete(p);
     }
     for (const p of m.gone ?? []) n.pods.delete(p);
+    if (m.services !== undefined) {
+      const node = m.node;
+      n.services = new Map();
+      for (const [service, c] of Object.entries(m.services)) {
+        if (this.o.serviceExists !== undefined && !this.o.serviceExists(service)) continue;
+        n.services.set(service, { node, service, replays: c.replays, at });
+      }
+    }
     for (const [pod, containers] of Object.entries(m.pods ?? {})) {
       let e = n.pods.get(pod);
       if (e === undefined) {
@@ -133,6 +157,17 @@ export class UsageStore {
   /** Every pod's entry, node by node: the scrape walks this (one object per pod, allocated at ingest, not per scrape). */
   *podUsage(): Generator<PodUsage> {
     for (const n of this.nodes.values()) yield* n.pods.values();
+  }
+
+  /** Every node's counters for `service` (or for every service), node by node. */
+  *serviceCounters(service?: string): Generator<ServiceCountersView> {
+    for (const n of this.nodes.values()) {
+      if (service === undefined) yield* n.services.values();
+      else {
+        const c = n.services.get(service);
+        if (c !== undefined) yield c;
+      }
+    }
   }
 
   nodeHistory(node: string): RingPoint[] {

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Agent } from '../../agent/agent.js';
+import { Agent, type AgentServicesOptions } from '../../agent/agent.js';
 import { EngineOnlyProbe } from '../../agent/reporter.js';
 import type { MemoryRuntime } from '../../agent/runtime/memory-runtime.js';
 import { Hub, type HubOptions } from '../../hub/hub.js';
@@ -64,7 +64,10 @@ export async function startTestHub(overrides: Partial<HubOptions> = {}): Promise
  * A real Agent (agent/agent.ts) on an in-memory runtime, enrolled on a test hub as `node` with a
  * fresh credential and connected over the hub's real broker. Reports usage and resyncs fast.
  */
-export async function startMemoryAgent(t: TestHub, opts: { node: string; dataDir: string; runtime: MemoryRuntime; usageIntervalMs?: number }): Promise<Agent> {
+export async function startMemoryAgent(
+  t: TestHub,
+  opts: { node: string; dataDir: string; runtime: MemoryRuntime; usageIntervalMs?: number; services?: AgentServicesOptions },
+): Promise<Agent> {
   const credential = t.hub.auth.issueNodeCredential(opts.node, {});
   const agent = new Agent({
     node: opts.node,
@@ -75,6 +78,7 @@ export async function startMemoryAgent(t: TestHub, opts: { node: string; dataDir
     link: { url: t.hub.mqttUrl, username: opts.node, password: credential, ca: t.hub.pki?.caPem ?? '' },
     usageIntervalMs: opts.usageIntervalMs ?? 200,
     resyncMs: 200,
+    ...(opts.services === undefined ? {} : { services: opts.services }),
   });
   await agent.start();
   return agent;

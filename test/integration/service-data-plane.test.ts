@@ -391,6 +391,49 @@ describe('ServiceProxy: two nodes on loopback', () => {
     await nodeB.apply(tableB([endpointPort(e1, b1, true), endpointPort(e2, b2)]));
     expect(nodeB.status().endpointPorts.every((e) => e.listening)).toBe(true);
   });
+
+  it('resets across both hops: one before any reply byte is replayed and counted for the service; one after it reaches the client as ECONNRESET', async () => {
+    const noop = (): undefined => undefined;
+    // Accepts and resets with the request unread (a container killed with the request queued).
+    const unread = net.createServer({ pauseOnConnect: true }, (s) => {
+      s.on('error', noop);
+      setTimeout(() => s.resetAndDestroy(), 50);
+    });
+    // Answers one byte once it has the request, then resets (a container killed mid-reply).
+    const midReply = net.createServer({ allowHalfOpen: true }, (s) => {
+      s.on('error', noop);
+      s.once('data', () => s.write('x', () => setTimeout(() => s.resetAndDestroy(), 50)));
+    });
+    const ports: number[] = [];
+    for (const srv of [unread, midReply]) {
+      await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+      ports.push((srv.address() as net.AddressInfo).port);
+      cleanups.push(() => new Promise<void>((r) => srv.close(() => r())));
+    }
+    const a1 = await tcpServer('a1');
+    const [e1, e2] = [await freePort(B), await freePort(B)];
+    const nodeB = node(CIDR_B);
+    await nodeB.apply(tableB([endpointPort(e1, { port: ports[0]! }), endpointPort(e2, { port: ports[1]! })]));
+    const nodeA = node(CIDR_A);
+    // Round robin starts with the first endpoint: the unread one on B, then the local a1.
+    await nodeA.apply(tableA({ listeners: [listener({ endpoints: [remote(B, e1), local(a1)] })] }));
+    expect(await request(WEB_A, PORT, 'hi')).toBe('a1:hi');
+    expect(nodeA.serviceCounters()).toEqual({ web: { replays: 1 } });
+
+    await nodeA.apply(tableA({ listeners: [listener({ endpoints: [remote(B, e2)] })] }));
+    const seen = await new Promise<{ reply: string; error?: string }>((resolve) => {
+      const c = net.connect({ host: WEB_A, port: PORT });
+      const chunks: Buffer[] = [];
+      let error: string | undefined;
+      c.on('data', (d: Buffer) => chunks.push(d));
+      c.on('error', (e: NodeJS.ErrnoException) => (error = e.code));
+      c.on('close', () => resolve({ reply: Buffer.concat(chunks).toString(), ...(error === undefined ? {} : { error }) }));
+      c.write('hi');
+    });
+    // The container's reset, passed on by B's endpoint port and then by A's proxy: not a clean close.
+    expect(seen).toEqual({ reply: 'x', error: 'ECONNRESET' });
+    expect(nodeA.serviceCounters()).toEqual({ web: { replays: 1 } });
+  });
 });
 
 describe('ServiceProxy: apply', () => {

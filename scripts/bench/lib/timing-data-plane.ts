@@ -1,3 +1,4 @@
+import type { ServiceCountersReport } from '../../../protocol/messages.js';
 import type { DataPlaneStatus, ServiceDataPlane, ServiceTable, TableListener } from '../../../agent/services/service-table-types.js';
 
 /**
@@ -73,6 +74,10 @@ export class TimingDataPlane implements ServiceDataPlane {
 
   status(): DataPlaneStatus {
     return { listeners: [], endpointPorts: [], counters: {} };
+  }
+
+  serviceCounters(): ServiceCountersReport {
+    return {};
   }
 
   async close(): Promise<void> {
