@@ -65,6 +65,8 @@ export interface StoreMirrorOptions {
 /** What `handoff` gives: the copy as a store snapshot, or why it cannot be proved current. */
 export type Handoff = { snapshot: StoreSnapshot } | { reason: string };
 
+/** Pause before reloading after the store watch ended (review of the takeover change: with 1 s, a watch lost just before an election always cost the fast takeover). */
+const WATCH_END_RELOAD_MS = 100;
 export class StoreMirror {
   readonly store = new ReplicaStore();
   private authView: AuthStore | undefined;
@@ -240,7 +242,9 @@ export class StoreMirror {
         (err) => {
           if (gen !== this.generation) return;
           this.opts.log.debug('standby: the etcd watch of the store ended; reloading', { err });
-          this.retryLater();
+          // Soon: a takeover waits ≤ STANDBY_COPY_WAIT_MS (1 s) for the copy, and a reload after a
+          // 1 s pause could never make it (etcd just answered, so this is no hammering).
+          this.retryLater(WATCH_END_RELOAD_MS);
         },
       );
     } catch (err) {
@@ -249,14 +253,15 @@ export class StoreMirror {
     }
   }
 
-  private retryLater(): void {
+  /** A failed load is tried again after 1 s; a watch that ended, after WATCH_END_RELOAD_MS. */
+  private retryLater(delayMs = 1000): void {
     if (this.stopped || this.retry !== undefined) return;
     this.watch?.cancel();
     this.watch = undefined;
     this.retry = this.opts.clock.setTimeout(() => {
       this.retry = undefined;
       void this.resync();
-    }, 1000);
+    }, delayMs);
   }
 
   /**
