@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { parseOrThrow } from '../protocol/errors.js';
-import { LabelsSchema, NameSchema } from '../protocol/manifest.js';
+import { LabelsSchema, NameSchema } from '../protocol/pod-spec.js';
 import { AGENT_FEATURES, PAYLOAD_ENCODINGS, USAGE_DELTA, type DesiredSetMessage, type NodeStatusMessage, type ObservedPod } from '../protocol/messages.js';
 import { EpochGate } from './epoch.js';
 import type { AgentUpgradeInfo, NodeInfo } from '../protocol/objects.js';
