@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { DesiredSetMessage } from '../protocol/messages.js';
-import { NodeStatusMessageSchema, ObservedSetMessageSchema } from '../protocol/messages.js';
+import { NodeStatusMessageSchema, ObservedSetMessageSchema } from '../protocol/reports.js';
 import { topics } from '../protocol/topics.js';
 import { Agent } from './agent.js';
 import { EngineOnlyProbe } from './reporter.js';

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { parseOrThrow } from '../protocol/errors.js';
-import { LabelsSchema, NameSchema } from '../protocol/manifest.js';
+import { LabelsSchema, NameSchema } from '../protocol/pod-spec.js';
 import {
   AGENT_FEATURES,
   PAYLOAD_ENCODINGS,

@@ -2,7 +2,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import os from 'node:os';
 import { OrchardError, parseOrThrow } from '../protocol/errors.js';
-import { LabelsSchema, NameSchema, type Capability } from '../protocol/manifest.js';
+import { LabelsSchema, NameSchema, type Capability } from '../protocol/pod-spec.js';
 import { AllowCapAddSchema, type DevicePolicy } from '../protocol/pod-security.js';
 import { parseBytes } from '../protocol/quantity.js';
 import { Agent } from './agent.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ContainerUsageSample } from '../protocol/messages.js';
-import { NodeUsageMessageSchema } from '../protocol/messages.js';
+import { NodeUsageMessageSchema } from '../protocol/reports.js';
 import { changedEnough, DEFAULT_POD_USAGE_RULE, PodUsageTracker, samplesByPod, wireSample, type SentSample } from './pod-usage.js';
 import type { RuntimeContainer } from './runtime/runtime.js';
 

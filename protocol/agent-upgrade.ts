@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { LabelsSchema, NameSchema } from './manifest.js';
+import { LabelsSchema, NameSchema } from './pod-spec.js';
 
 /**
  * Agent upgrades from the hub (issue 17, docs/agent.md "Upgrades"): the hub keeps agent files

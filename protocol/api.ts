@@ -1,7 +1,6 @@
 import { z } from 'zod';
-import { LabelsSchema, NameSchema, ServiceProtocolSchema, TrafficPolicySchema } from './manifest.js';
+import { NameSchema, ServiceProtocolSchema, TrafficPolicySchema } from './manifest.js';
 import type { ErrorBody } from './errors.js';
-import { HubListMessageSchema } from './hubs.js';
 
 /**
  * Operations shared by the web API and MQTT topic commands. One operations layer in the hub
@@ -113,9 +112,9 @@ export interface ListResult<T> {
 }
 
 // ---- Security: join and tokens (see hub/security) ----
-
-/** `K10<sha256 hex of the CA certificate DER>::<id>.<secret>`, as K3s formats its tokens. */
-export const JOIN_TOKEN_RE = /^K10([0-9a-f]{64})::([a-z0-9]{6,32})\.([A-Za-z0-9_-]{16,128})$/;
+// The join token, request and response are in join.ts (the agent imports them without the rest of
+// this module: docs/agent.md "Memory"), re-exported here.
+export { JOIN_TOKEN_RE, JoinRequestSchema, JoinResponseSchema, parseJoinToken, type JoinRequest, type JoinResponse } from './join.js';
 
 /** `orc_<12 hex id>.<32 base64url secret>`: the id is public (token list, logs, MQTT client ids). */
 export const API_TOKEN_RE = /^orc_([0-9a-f]{12})\.([A-Za-z0-9_-]{32})$/;
@@ -124,31 +123,6 @@ export const API_TOKEN_RE = /^orc_([0-9a-f]{12})\.([A-Za-z0-9_-]{32})$/;
 export function apiTokenId(token: string): string | undefined {
   return API_TOKEN_RE.exec(token.trim())?.[1];
 }
-
-export function parseJoinToken(token: string): { caFingerprint: string; id: string; secret: string } | undefined {
-  const m = JOIN_TOKEN_RE.exec(token.trim());
-  if (!m || m[1] === undefined || m[2] === undefined || m[3] === undefined) return undefined;
-  return { caFingerprint: m[1], id: m[2], secret: m[3] };
-}
-
-export const JoinRequestSchema = z.strictObject({
-  token: z.string().min(1).max(512),
-  node: NameSchema,
-  labels: LabelsSchema.default({}),
-});
-export type JoinRequest = z.infer<typeof JoinRequestSchema>;
-
-export const JoinResponseSchema = z.object({
-  node: NameSchema,
-  /** The node's own MQTT password; the MQTT username is the node name. */
-  credential: z.string().min(16),
-  caPem: z.string(),
-  mqttPort: z.number().int().min(1).max(65535),
-  labels: LabelsSchema.default({}),
-  /** An etcd group (issue 19): every hub's addresses, the leader first; the agent keeps them current from `orchard/v1/hubs`. */
-  hubs: HubListMessageSchema.optional(),
-});
-export type JoinResponse = z.infer<typeof JoinResponseSchema>;
 
 /** `scrape` may read `GET /metrics` only (a Prometheus server's token: docs/observability.md). */
 export const RoleSchema = z.enum(['admin', 'operator', 'viewer', 'scrape']);

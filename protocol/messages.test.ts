@@ -1,15 +1,7 @@
 import { deflateSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import {
-  COMPRESS_MIN_BYTES,
-  decodeMessage,
-  DesiredSetMessageSchema,
-  encodeMessage,
-  isDeflated,
-  MAX_MESSAGE_BYTES,
-  ObservedSetMessageSchema,
-  payloadText,
-} from './messages.js';
+import { COMPRESS_MIN_BYTES, decodeMessage, DesiredSetMessageSchema, encodeMessage, isDeflated, MAX_MESSAGE_BYTES, payloadText } from './messages.js';
+import { ObservedSetMessageSchema } from './reports.js';
 
 const pod = (i: number) => ({
   name: `web-${i}`,

@@ -7,9 +7,9 @@ import {
   LabelsSchema,
   PodSpecSchema,
   PodTemplateSchema,
-  ServiceProtocolSchema,
   ServiceSpecSchema,
 } from './manifest.js';
+import { SERVICE_ORDINAL_MAX, SERVICE_ORDINAL_MIN, ServiceEndpointSchema } from './service-endpoints.js';
 import { DeviceClassSchema, DeviceGrantSchema, MAX_NODE_DEVICES, NodeDeviceSchema } from './devices.js';
 import { DevicePolicySchema } from './pod-security.js';
 
@@ -477,52 +477,18 @@ export const PersistentVolumeSchema = z.object({
 });
 export type PersistentVolumeObject = z.infer<typeof PersistentVolumeSchema>;
 
-/**
- * The engine volume a pod's `persistent` volume maps to: `orchard-<claimName>` when the volume
- * names a claim (shared by every deployment naming it), else `orchard-<deployment>-<volume>`.
- * Shared by the hub (binding records) and the agent (engine volumes), so both agree.
- */
-export function persistentVolumeName(owner: string, volume: { name: string; persistent?: { claimName?: string | undefined } | undefined }): string {
-  const claim = volume.persistent?.claimName;
-  return claim !== undefined ? `orchard-${claim}` : `orchard-${owner}-${volume.name}`;
-}
-
 // ---- Service (issue 15) ----
-/** Service ordinals: a service's address on every node is the node's service range base + ordinal (0 = network, 1 = the name server). */
-export const SERVICE_ORDINAL_MIN = 2;
-export const SERVICE_ORDINAL_MAX = 1021;
-
-/** One port of one endpoint: where a connection to service port `port`/`protocol` goes on this pod. */
-export const EndpointTargetSchema = z.object({
-  /** The service port (what clients dial). */
-  port: z.number().int().min(1).max(65535),
-  protocol: ServiceProtocolSchema,
-  /** The container port, resolved from the service's targetPort (a name is looked up in the pod's container ports). */
-  targetPort: z.number().int().min(1).max(65535),
-  /**
-   * The port the endpoint's node opens on its advertise address for this (pod, targetPort,
-   * protocol), for clients on other nodes. Allocated by the hub per node; absent when the node
-   * has no advertise address (then only its own clients reach the pod).
-   */
-  endpointPort: z.number().int().min(1).max(65535).optional(),
-});
-export type EndpointTarget = z.infer<typeof EndpointTargetSchema>;
-
-export const ServiceEndpointSchema = z.object({
-  pod: z.string().max(253),
-  uid: z.string().max(64),
-  node: z.string().max(63),
-  /** The node's advertise address (remote clients dial address:endpointPort). */
-  address: z.string().max(64).optional(),
-  /** Ready as the hub last heard (the endpoint's own agent overrides this with its probes at once). */
-  ready: z.boolean(),
-  /** The pod is being deleted: no new connections; open ones drain. */
-  terminating: z.boolean().default(false),
-  /** Why not ready (describe): "container web not ready", "node n1 is NotReady", "readiness probe failing". */
-  reason: z.string().max(256).optional(),
-  targets: z.array(EndpointTargetSchema).max(32),
-});
-export type ServiceEndpoint = z.infer<typeof ServiceEndpointSchema>;
+// Ordinals and endpoints live in service-endpoints.ts (the agent needs them without the rest of
+// this module), re-exported here with persistentVolumeName (pod-spec.ts) for the hub and CLI.
+export {
+  EndpointTargetSchema,
+  SERVICE_ORDINAL_MAX,
+  SERVICE_ORDINAL_MIN,
+  ServiceEndpointSchema,
+  type EndpointTarget,
+  type ServiceEndpoint,
+} from './service-endpoints.js';
+export { persistentVolumeName } from './pod-spec.js';
 
 export const ServiceConditionSchema = z.object({
   /**

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import type { Capability, PodSpec } from './manifest.js';
-import { CapabilitySchema, DEFAULT_DROPPED_CAPABILITIES, DEFAULT_PIDS_LIMIT } from './manifest.js';
+import type { Capability, PodSpec } from './pod-spec.js';
+import { CapabilitySchema, DEFAULT_DROPPED_CAPABILITIES, DEFAULT_PIDS_LIMIT } from './pod-spec.js';
 import { DeviceClassSchema } from './devices.js';
 
 /**

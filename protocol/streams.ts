@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { NameSchema } from './manifest.js';
+import { NameSchema } from './pod-spec.js';
 
 /**
  * Log and exec streams between the hub and an agent (issue 16), carried over the node's own MQTT

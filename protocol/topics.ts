@@ -1,4 +1,4 @@
-import { NameSchema } from './manifest.js';
+import { NameSchema } from './pod-spec.js';
 
 /**
  * Every MQTT topic Orchard uses, built and parsed only here. All live under `orchard/v1/`.

@@ -1,6 +1,10 @@
-import type { Metafile } from 'esbuild';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { build, type Metafile } from 'esbuild';
 import { describe, expect, it } from 'vitest';
-import { ABSENT_OPTIONAL, bundleAgent, bundleViolations } from './build-agent.js';
+import { ABSENT_OPTIONAL, agentBuildOptions, bundleAgent, bundleViolations, DEDUPE, REPO, zodEnglishOnly } from './build-agent.js';
 
 // The single-file agent (dist/orchard-agent.mjs) runs on devices with nothing but Node: its graph
 // must hold no native addon, no hub/ or cli/ code (better-sqlite3, fastify, aedes are hub-only),
@@ -11,7 +15,8 @@ describe('single-file agent bundle', () => {
     const r = await bundleAgent('9.9.9-test');
     const inputs = Object.keys(r.metafile.inputs);
     expect(inputs).toContain('agent/main.ts');
-    expect(inputs).toContain('protocol/objects.ts');
+    expect(inputs).toContain('protocol/pod-spec.ts');
+    expect(inputs).toContain('protocol/messages.ts');
     expect(inputs.some((i) => i.includes('node_modules/dockerode/'))).toBe(true);
     expect(inputs.filter((i) => /^(hub|cli)\//.test(i) || /better-sqlite3|cpu-features|node_modules\/ssh2\/|\.node$/.test(i))).toEqual([]);
     expect(bundleViolations(r.metafile)).toEqual([]);
@@ -22,7 +27,109 @@ describe('single-file agent bundle', () => {
     expect(code).toContain('ssh:// Docker hosts are not supported by the single-file Orchard agent');
     // No ES import of node:http: on Node 22 it compiles WebAssembly, which --jitless (AGENT_V8_FLAGS) does not have.
     expect(code).not.toMatch(/\bfrom\s*["'](node:)?http["']/);
-    expect(code).toMatch(/require\(["']node:http["']\)/);
+    // …but a require() of it, through esbuild's require shim (a short name once identifiers are minified).
+    expect(inputs).toContain('orchard-cjs-builtin:node:http');
+    expect(code).toMatch(/\b[\w$]+\(["']node:http["']\)/);
+  }, 60_000);
+
+  it('builds only the schemas the agent uses: no stored objects, manifests, API operations or agent reports, and zod in English only', async () => {
+    // zod schemas are built when their module loads, and esbuild keeps every `z.object(…)` call
+    // of a module it includes: the hub's schemas would cost every device heap (docs/agent.md
+    // "Memory"). Each of these modules must stay out of the agent's graph.
+    const r = await bundleAgent('9.9.9-test');
+    const inputs = Object.keys(r.metafile.inputs);
+    for (const hubOnly of [
+      'protocol/objects.ts',
+      'protocol/manifest.ts',
+      'protocol/api.ts',
+      'protocol/reports.ts',
+      'protocol/metrics.ts',
+      'protocol/json-schema.ts',
+    ]) {
+      expect(inputs, hubOnly).not.toContain(hubOnly);
+    }
+    // (The stand-in for locales/index.js is an input of its own namespace, orchard-zod-locales:.)
+    const locales = inputs.filter((i) => !i.startsWith('orchard-') && /node_modules\/zod\/v4\/locales\/[^/]+\.js$/.test(i));
+    expect(locales.map((i) => i.replace(/^.*\//, ''))).toEqual(['en.js']);
+  }, 60_000);
+
+  it('holds one copy of each package version (DEDUPE merges what npm installed twice)', async () => {
+    const r = await bundleAgent('9.9.9-test');
+    const files = Object.keys(r.metafile.inputs).filter((i) => !i.startsWith('orchard-'));
+    const dirs = new Set(files.flatMap((i) => /^(.*node_modules\/(?:@[^/]+\/)?[^/]+)\//.exec(i)?.[1] ?? []));
+    const byVersion = new Map<string, string[]>();
+    for (const dir of dirs) {
+      const pkg = JSON.parse(readFileSync(join(REPO, dir, 'package.json'), 'utf8')) as { name: string; version: string };
+      const key = `${pkg.name}@${pkg.version}`;
+      byVersion.set(key, [...(byVersion.get(key) ?? []), dir]);
+    }
+    expect([...byVersion].filter(([, copies]) => copies.length > 1)).toEqual([]);
+    expect(
+      byVersion.has(
+        `readable-stream@${(JSON.parse(readFileSync(join(REPO, DEDUPE[0]?.copies[0] ?? '', 'package.json'), 'utf8')) as { version: string }).version}`,
+      ),
+    ).toBe(true);
+  }, 60_000);
+
+  it('zod bundled in English only still says what is wrong, in English', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'orchard-zod-en-'));
+    try {
+      const outfile = join(dir, 'zod-en.mjs');
+      await build({
+        stdin: {
+          contents:
+            "import { z } from 'zod'; const r = z.object({ n: z.number() }).safeParse({ n: 'x' }); console.log(JSON.stringify({ locales: Object.keys(z.locales), message: r.error?.issues[0]?.message }));",
+          resolveDir: REPO,
+          loader: 'ts',
+        },
+        bundle: true,
+        platform: 'node',
+        format: 'esm',
+        outfile,
+        logLevel: 'warning',
+        plugins: [zodEnglishOnly],
+      });
+      const out = JSON.parse(execFileSync(process.execPath, [outfile], { encoding: 'utf8' })) as { locales: string[]; message: string };
+      expect(out.locales).toEqual(['en']);
+      expect(out.message).toBe('Invalid input: expected number, received string');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it('the modules LAZY_REQUIRES defers still load when used: mqtt over a SOCKS proxy and over ws://', async () => {
+    // Each fake server records what the client's first bytes were: a SOCKS5 greeting, an HTTP upgrade.
+    const script = `
+import net from 'node:net';
+import mqtt from 'mqtt';
+import 'dockerode';
+const first = (name) => new Promise((resolve) => {
+  const server = net.createServer((s) => s.once('data', (d) => { resolve([name, d]); s.destroy(); server.close(); })).listen(0, '127.0.0.1', () => ports[name] = server.address().port);
+  servers.push(server);
+});
+const ports = {}; const servers = [];
+const got = [first('socks'), first('ws')];
+await new Promise((r) => setTimeout(r, 100));
+const opts = { reconnectPeriod: 0, connectTimeout: 5000 };
+const a = mqtt.connect('mqtt://127.0.0.1:1', { ...opts, socksProxy: 'socks5://127.0.0.1:' + ports.socks });
+const b = mqtt.connect('ws://127.0.0.1:' + ports.ws, opts);
+for (const c of [a, b]) c.on('error', () => {});
+const out = Object.fromEntries((await Promise.all(got)).map(([n, d]) => [n, n === 'socks' ? d[0] : d.toString('latin1').split('\\r\\n')[0]]));
+console.log(JSON.stringify(out));
+a.end(true); b.end(true);
+process.exit(0);
+`;
+    const dir = mkdtempSync(join(tmpdir(), 'orchard-lazy-'));
+    try {
+      const outfile = join(dir, 'lazy.mjs');
+      const o = agentBuildOptions('9.9.9-test', outfile);
+      await build({ ...o, entryPoints: undefined, stdin: { contents: script, resolveDir: REPO, loader: 'js' }, sourcemap: false, absWorkingDir: REPO });
+      const out = JSON.parse(execFileSync(process.execPath, [outfile], { encoding: 'utf8', timeout: 30_000 })) as { socks: number; ws: string };
+      expect(out.socks).toBe(5);
+      expect(out.ws).toMatch(/^GET \/ HTTP\/1\.1$/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   }, 60_000);
 
   it('names each thing that must not be in the graph (so the check above can fail)', () => {

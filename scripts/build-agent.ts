@@ -11,9 +11,9 @@
  * anything under hub/ or cli/, or an import left to node_modules (bundleViolations below).
  */
 import { build, type BuildOptions, type BuildResult, type Metafile, type Plugin } from 'esbuild';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
-import { join, relative, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 
@@ -135,6 +135,141 @@ const httpViaRequire: Plugin = {
   },
 };
 
+/**
+ * zod's `z` namespace carries `z.locales`, its error messages in ≈ 50 languages: ≈ 0.29 MB of the
+ * bundle that V8 keeps (as source text) for the agent's life, and none of it runs. The agent never
+ * switches locale; zod installs English itself on the first schema it builds, from locales/en.js,
+ * which this keeps. In the bundle `z.locales` (and `z.core.locales`) hold only `en`.
+ */
+export const zodEnglishOnly: Plugin = {
+  name: 'orchard-zod-english-only',
+  setup(b) {
+    b.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (a) =>
+      /node_modules\/zod\/v4\/(core|classic)\/[^/]+\.js$/.test(a.importer)
+        ? { path: join(dirname(a.importer), '..', 'locales', 'index.js'), namespace: 'orchard-zod-locales' }
+        : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: 'orchard-zod-locales' }, (a) => ({
+      contents: "export { default as en } from './en.js';",
+      resolveDir: dirname(a.path),
+      loader: 'js',
+    }));
+  },
+};
+
+/**
+ * Modules our dependencies require when they load but the agent never runs, loaded on first use
+ * instead (the same code, later or never): each rewrite below swaps a top-level `require(…)` for
+ * a function or getter that requires it when called. The agent dials mqtt:// or mqtts://
+ * without a SOCKS proxy, uses Node's timers and never builds images, so on a device none of these
+ * loads, and their heap (measured in docs/benchmarks.md "Third pass") is never spent; an
+ * `MQTTJS_SOCKS_PROXY` environment variable, which mqtt.js honours, still works. A rewrite whose
+ * text is no longer in the file (a dependency changed) fails the build, so it cannot silently lapse.
+ */
+export const LAZY_REQUIRES: ReadonlyArray<{ file: RegExp; from: string; to: string }> = [
+  // mqtt.js: its SOCKS client (socks, ip-address, smart-buffer), only with a socksProxy option.
+  ...['tcp', 'tls'].map((f) => ({
+    file: new RegExp(`node_modules/mqtt/build/lib/connect/${f}\\.js$`),
+    from: 'const socks_1 = __importDefault(require("./socks"));',
+    to: 'const socks_1 = { get default() { return __importDefault(require("./socks")).default; } };',
+  })),
+  // mqtt.js: Web Worker timers (worker-timers and its broker), only with timerVariant 'worker' or in a browser.
+  {
+    file: /node_modules\/mqtt\/build\/lib\/get-timer\.js$/,
+    from: 'const worker_timers_1 = require("worker-timers");',
+    to: 'const worker_timers_1 = { setInterval: (...a) => require("worker-timers").setInterval(...a), clearInterval: (...a) => require("worker-timers").clearInterval(...a) };',
+  },
+  // mqtt.js: the WebSocket transport (ws), registered for ws:// and wss:// at the first connect.
+  {
+    file: /node_modules\/mqtt\/build\/lib\/connect\/index\.js$/,
+    from: "protocols.ws = require('./ws').streamBuilder;\n            protocols.wss = require('./ws').streamBuilder;",
+    to: "protocols.ws = (client, opts) => require('./ws').streamBuilder(client, opts);\n            protocols.wss = protocols.ws;",
+  },
+  // dockerode: tar packing and .dockerignore parsing (tar-fs, tar-stream, @balena/dockerignore), only for image builds.
+  {
+    file: /node_modules\/dockerode\/lib\/util\.js$/,
+    from: "var DockerIgnore = require('@balena/dockerignore');",
+    to: "var DockerIgnore = function () { return require('@balena/dockerignore').apply(this, arguments); };",
+  },
+  {
+    file: /node_modules\/dockerode\/lib\/util\.js$/,
+    from: "var tar = require('tar-fs');",
+    to: "var tar = { pack: function () { var t = require('tar-fs'); return t.pack.apply(t, arguments); } };",
+  },
+];
+
+const lazyRequires: Plugin = {
+  name: 'orchard-lazy-requires',
+  setup(b) {
+    const applied = new Set<(typeof LAZY_REQUIRES)[number]>();
+    b.onStart(() => applied.clear());
+    const files = [...new Set(LAZY_REQUIRES.map((r) => r.file.source))].map((src) => new RegExp(src));
+    for (const file of files) {
+      b.onLoad({ filter: file }, (a) => {
+        let text = readFileSync(a.path, 'utf8');
+        for (const r of LAZY_REQUIRES.filter((x) => x.file.source === file.source)) {
+          if (!text.includes(r.from)) throw new Error(`${a.path} no longer contains ${JSON.stringify(r.from)}: update LAZY_REQUIRES in scripts/build-agent.ts`);
+          text = text.replace(r.from, r.to);
+          applied.add(r);
+        }
+        return { contents: text, loader: 'js', resolveDir: dirname(a.path) };
+      });
+    }
+    // A file no longer in the graph (a dependency moved it) must not pass unnoticed either.
+    b.onEnd((result) => {
+      if (result.errors.length > 0) return;
+      const missed = LAZY_REQUIRES.filter((r) => !applied.has(r));
+      if (missed.length > 0) throw new Error(`LAZY_REQUIRES found no file for ${missed.map((r) => r.file.source).join(', ')}: update scripts/build-agent.ts`);
+    });
+  },
+};
+
+/**
+ * Packages npm installed twice at the same version (nested under two parents because the hoisted
+ * copy is another version): the bundle keeps the first copy listed and points imports of the others
+ * at it, as a deduplicated install would. readable-stream 4 sits under both mqtt and bl (the
+ * hoisted one is 3.x, for tar-stream): ≈ 0.12 MB of source and 0.3 MiB of heap twice. Only an
+ * identical version is merged; scripts/build-agent.test.ts fails on any other duplicate.
+ */
+export const DEDUPE: ReadonlyArray<{ name: string; copies: readonly string[] }> = [
+  { name: 'readable-stream', copies: ['node_modules/mqtt/node_modules/readable-stream', 'node_modules/bl/node_modules/readable-stream'] },
+];
+
+/** The version in `dir`/package.json, or undefined when there is no such package. */
+function versionAt(dir: string): string | undefined {
+  try {
+    return (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { version?: string }).version;
+  } catch {
+    return undefined;
+  }
+}
+
+const dedupe: Plugin = {
+  name: 'orchard-dedupe',
+  setup(b) {
+    for (const { name, copies } of DEDUPE) {
+      const [keep, ...others] = copies.map((c) => realpathOr(join(REPO, c)));
+      if (keep === undefined || versionAt(keep) === undefined) continue;
+      const same = others.filter((o) => versionAt(o) === versionAt(keep));
+      if (same.length === 0) continue;
+      b.onResolve({ filter: new RegExp(`^${name}(/.*)?$`) }, async (a) => {
+        if (a.pluginData === dedupe) return undefined;
+        const r = await b.resolve(a.path, { kind: a.kind, importer: a.importer, resolveDir: a.resolveDir, pluginData: dedupe });
+        const from = same.find((o) => r.path.startsWith(`${o}/`));
+        return from === undefined ? undefined : { path: join(keep, relative(from, r.path)) };
+      });
+    }
+  },
+};
+
+function realpathOr(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
+  }
+}
+
 export function agentBuildOptions(version: string, outfile = AGENT_OUTFILE): BuildOptions & { metafile: true } {
   return {
     entryPoints: [AGENT_ENTRY],
@@ -143,10 +278,18 @@ export function agentBuildOptions(version: string, outfile = AGENT_OUTFILE): Bui
     platform: 'node',
     format: 'esm',
     target: 'node20',
-    // Whitespace and syntax only: identifiers keep their names, so stack traces stay readable
-    // even without the source map next to the file.
+    // Identifiers too (2026-12-03): local names (functions, classes, variables) become short ones,
+    // which took 0.9 MiB of V8 heap and ≈ 3 MiB of anonymous memory off the agent at 10 pods
+    // (docs/benchmarks.md "Third pass"): V8 keeps the source and every scope's names for the
+    // process's life. Property and method names stay, and errors set their `name` explicitly, so
+    // messages are unchanged; a stack trace names `Xe.reconcile` instead of `Agent.reconcile`.
+    // The linked source map beside the file (with `names`) maps it back: put the map of the same
+    // version beside the agent and run `node --enable-source-maps` (docs/agent.md "Memory").
+    // `keepNames` would keep them, at a cost above the saving (measured: 9.21 MiB heap at load
+    // against 8.79 without minifying and 8.32 minified).
     minifyWhitespace: true,
     minifySyntax: true,
+    minifyIdentifiers: true,
     sourcemap: 'linked',
     sourcesContent: false,
     legalComments: 'none',
@@ -165,7 +308,7 @@ export function agentBuildOptions(version: string, outfile = AGENT_OUTFILE): Bui
         'const __dirname = __orchardDirname(__filename);',
       ].join('\n'),
     },
-    plugins: [stubs, httpViaRequire],
+    plugins: [stubs, httpViaRequire, zodEnglishOnly, lazyRequires, dedupe],
   };
 }
 

@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { ERROR_CATALOGUE, OrchardError, validationError } from '../../protocol/errors.js';
 import type { ErrorCode } from '../../protocol/errors.js';
-import { NameSchema } from '../../protocol/manifest.js';
-import { JoinRequestSchema, JoinResponseSchema, parseJoinToken, type JoinRequest } from '../../protocol/api.js';
+import { NameSchema } from '../../protocol/pod-spec.js';
+import { JoinRequestSchema, JoinResponseSchema, parseJoinToken, type JoinRequest } from '../../protocol/join.js';
 import { NotLeaderDetailsSchema, type HubListMessage } from '../../protocol/hubs.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 

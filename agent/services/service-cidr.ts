@@ -1,6 +1,6 @@
 import { isIPv4 } from 'node:net';
 import { OrchardError } from '../../protocol/errors.js';
-import { SERVICE_ORDINAL_MAX } from '../../protocol/objects.js';
+import { SERVICE_ORDINAL_MAX } from '../../protocol/service-endpoints.js';
 import { intToIp, ipToInt } from './addresses.js';
 
 /**

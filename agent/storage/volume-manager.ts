@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { OrchardError } from '../../protocol/errors.js';
 import type { Volume, VolumeMount } from '../../protocol/manifest.js';
 import type { DesiredPod, DesiredSetMessage } from '../../protocol/messages.js';
-import { persistentVolumeName } from '../../protocol/objects.js';
+import { persistentVolumeName } from '../../protocol/pod-spec.js';
 import { parseBytes } from '../../protocol/quantity.js';
 import type { Logger } from '../clock.js';
 import { silentLogger } from '../clock.js';

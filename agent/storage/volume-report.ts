@@ -1,5 +1,5 @@
 import type { DesiredPod, ObservedVolume } from '../../protocol/messages.js';
-import { persistentVolumeName } from '../../protocol/objects.js';
+import { persistentVolumeName } from '../../protocol/pod-spec.js';
 import type { ContainerRuntime } from '../runtime/runtime.js';
 
 /**

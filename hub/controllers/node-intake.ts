@@ -1,6 +1,6 @@
 import type { Clock, TimerHandle } from '../../protocol/clock.js';
+import { decodeMessage } from '../../protocol/messages.js';
 import {
-  decodeMessage,
   NodeStatusMessageSchema,
   NodeUsageMessageSchema,
   ObservedSetMessageSchema,
@@ -9,7 +9,7 @@ import {
   type NodeUsageMessage,
   type NodeUsageReport,
   type ObservedSetMessage,
-} from '../../protocol/messages.js';
+} from '../../protocol/reports.js';
 import { parseTopic } from '../../protocol/topics.js';
 import type { Logger } from '../log.js';
 import type { Store } from '../store/store.js';

@@ -15,7 +15,7 @@ import { Ring, type RingPoint } from './ring.js';
  *
  * Also each node's service proxy counters (issue 15: `services` on the usage message), replaced
  * whole by each report that carries them; only services the store has (`serviceExists`), at most
- * SERVICE_COUNTERS_MAX per node (the message's own cap).
+ * SERVICE_COUNTERS_MAX (protocol/reports.ts) per node (the message's own cap).
  */
 /** Pods kept per node (the usage message's own cap). */
 export const MAX_PODS_PER_NODE = 1000;

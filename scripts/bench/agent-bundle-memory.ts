@@ -34,7 +34,10 @@
  * own (several in one run: `--variants "jitless:--jitless,noopt:--no-opt"`). Words of the form
  * `VAR=value` in the list are set in the process's environment instead (`MALLOC_ARENA_MAX=2`). A
  * NAME starting with `launcher` runs the launcher with these flags and environment (it passes both
- * on to its agent) and sums both processes, like `launcher`.
+ * on to its agent) and sums both processes, like `launcher`. A word `@PATH` runs the agent file at
+ * PATH instead of dist/orchard-agent.mjs, to compare two builds in one run (build the other with
+ * `npx tsx scripts/build-agent.ts --outfile DIR/orchard-agent.mjs`: the heap probe only reports
+ * from a file of that name): `--variants "small,before:@/tmp/before/orchard-agent.mjs --jitless"`.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -128,13 +131,14 @@ function launchOf(variant: string, importProbe: string): string[] {
 }
 
 /** `NAME:<flags and VAR=value words>` → its name, Node flags and environment; undefined for the fixed variants. */
-function customVariant(variant: string): { name: string; flags: string[]; env: Record<string, string> } | undefined {
+function customVariant(variant: string): { name: string; flags: string[]; env: Record<string, string>; agent: string } | undefined {
   const m = /^([a-z0-9-]+):(.*)$/.exec(variant);
   if (m === null) return undefined;
   const words = (m[2] ?? '').split(' ').filter(Boolean);
   const isEnv = (w: string): boolean => /^[A-Za-z_][A-Za-z0-9_]*=/.test(w);
   const env = Object.fromEntries(words.filter(isEnv).map((w) => [w.slice(0, w.indexOf('=')), w.slice(w.indexOf('=') + 1)]));
-  return { name: m[1] ?? '', flags: words.filter((w) => !isEnv(w)), env };
+  const file = words.find((w) => w.startsWith('@'));
+  return { name: m[1] ?? '', flags: words.filter((w) => !isEnv(w) && !w.startsWith('@')), env, agent: file === undefined ? AGENT_BUNDLE : file.slice(1) };
 }
 
 const isLauncher = (variant: string): boolean => variant === 'launcher' || (customVariant(variant)?.name.startsWith('launcher') ?? false);
@@ -145,8 +149,8 @@ function launchArgs(variant: string, importProbe: string): string[] {
   if (variant === 'tsc') return [nodeBin, importProbe, CLI, 'agent'];
   if (variant === 'launcher') return [nodeBin, ...AGENT_V8_FLAGS, importProbe, LAUNCHER_OUTFILE, '--agent', AGENT_BUNDLE, '--'];
   const custom = customVariant(variant);
-  if (custom !== undefined && isLauncher(variant)) return [nodeBin, ...custom.flags, importProbe, LAUNCHER_OUTFILE, '--agent', AGENT_BUNDLE, '--'];
-  if (custom !== undefined) return [nodeBin, ...custom.flags, importProbe, AGENT_BUNDLE];
+  if (custom !== undefined && isLauncher(variant)) return [nodeBin, ...custom.flags, importProbe, LAUNCHER_OUTFILE, '--agent', custom.agent, '--'];
+  if (custom !== undefined) return [nodeBin, ...custom.flags, importProbe, custom.agent];
   throw new Error(`unknown variant ${variant}`);
 }
 
@@ -175,7 +179,7 @@ try {
   console.log(`node ${nodeVersion} (${nodeBin}); idle window ${values.idle} s after ${values.warm} s warm; pods ${values.pods}; real Docker Engine`);
   console.log(`small = ${[...AGENT_V8_FLAGS, ...Object.entries(AGENT_ENV).map(([k, x]) => `${k}=${x}`)].join(' ')}`);
   for (const v of variants.map(customVariant)) {
-    if (v !== undefined) console.log(`${v.name} = ${[...v.flags, ...Object.entries(v.env).map(([k, x]) => `${k}=${x}`)].join(' ')}`);
+    if (v !== undefined) console.log(`${v.name} = ${[...v.flags, ...Object.entries(v.env).map(([k, x]) => `${k}=${x}`)].join(' ')} (${v.agent})`);
   }
   const head = 'variant  run  pods  RSS MiB  PSS MiB  anon MiB  file MiB  heap used  heap total  external  CPU % core  uplink B/min  load (1/5/15 min)';
   console.log(head);

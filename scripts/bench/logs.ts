@@ -27,7 +27,8 @@ import { MemoryRuntime } from '../../agent/runtime/memory-runtime.js';
 import type { OutputChunk } from '../../agent/runtime/runtime.js';
 import { Hub } from '../../hub/hub.js';
 import { createLogger } from '../../hub/log.js';
-import { DesiredSetMessageSchema, decodeMessage, encodeMessage, NodeUsageMessageSchema, type DesiredSetMessage } from '../../protocol/messages.js';
+import { DesiredSetMessageSchema, decodeMessage, encodeMessage, type DesiredSetMessage } from '../../protocol/messages.js';
+import { NodeUsageMessageSchema } from '../../protocol/reports.js';
 import { topics } from '../../protocol/topics.js';
 
 const { values } = parseArgs({ options: { nodes: { type: 'string', default: '25' }, 'phase-s': { type: 'string', default: '8' } } });

@@ -4,7 +4,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiTokenId, type CommandReply, type Role } from '../../protocol/api.js';
 import { ERROR_CATALOGUE } from '../../protocol/errors.js';
-import { NodeStatusMessageSchema, NodeUsageMessageSchema, ObservedSetMessageSchema, PresenceMessageSchema } from '../../protocol/messages.js';
+import { NodeStatusMessageSchema, NodeUsageMessageSchema, ObservedSetMessageSchema, PresenceMessageSchema } from '../../protocol/reports.js';
 import { topics, userClientId } from '../../protocol/topics.js';
 import { parseManifests } from '../../hub/manifest-parse.js';
 import { startTestHub, type TestHub } from '../helpers/hub-harness.js';
