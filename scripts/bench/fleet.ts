@@ -6,6 +6,7 @@
  *   [--replicas-per-deployment 100] [--usage-interval-ms 30000] [--steady-ms <usage interval + 2 s>]
  *   [--max-minutes 20] [--scheduler-pods 20000 | --no-scheduler] [--json out.json] [--md out.md]
  *   [--hub-cpu-prof DIR]   (hub .cpuprofile of register+deploy and of the recovery, per size)
+ *   [--deploy-s S]   (deploy deadline; default 60 s + 2 ms per pod)
  *   [--store sqlite|etcd] [--leader-ttl 6s] [--etcd-members 3]   (etcd: a cluster of that many members started for each size, issue 19)
  *   [--hub-node-args=--max-old-space-size=768]   (extra node flags for the hub process; note the =)
  *   `kill -USR2 <hub pid>` writes a hub heap snapshot (FLEET_HEAP_DIR, default the temp dir)
@@ -37,6 +38,8 @@ const { values } = parseArgs({
     store: { type: 'string', default: 'sqlite' },
     'leader-ttl': { type: 'string' },
     'etcd-members': { type: 'string', default: '3' },
+    /** Deploy deadline in seconds (default 60 s + 2 ms per pod); a store that confirms writes slowly (etcd on a shared box) needs more. */
+    'deploy-s': { type: 'string' },
     json: { type: 'string' },
     md: { type: 'string' },
   },
@@ -123,6 +126,7 @@ async function main(): Promise<void> {
       replicasPerDeployment: int('replicas-per-deployment', values['replicas-per-deployment']),
       usageIntervalMs: int('usage-interval-ms', values['usage-interval-ms']),
       ...(values['steady-ms'] !== undefined ? { steadyMs: int('steady-ms', values['steady-ms']) } : {}),
+      ...(values['deploy-s'] !== undefined ? { timeouts: { deployMs: int('deploy-s', values['deploy-s']) * 1000 } } : {}),
       log,
       ...(prof ? { profileDir: prof } : {}),
       ...(values['hub-node-args'] ? { hubNodeArgs: values['hub-node-args'].split(' ').filter((a) => a !== '') } : {}),
