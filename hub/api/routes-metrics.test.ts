@@ -84,6 +84,19 @@ const until = async (what: string, ok: () => boolean, ms = 10_000): Promise<void
   }
 };
 
+/** A scrape whose reader goes away at its first byte. */
+function leaveAfterFirstByte(port: number, ae: string | undefined): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/metrics', agent: false, headers: ae === undefined ? {} : { 'accept-encoding': ae } }, (res) => {
+      res.once('data', () => {
+        req.destroy();
+        resolve();
+      });
+    });
+    req.on('error', (err) => (req.destroyed ? undefined : reject(err)));
+  });
+}
+
 describe('GET /metrics content coding (a real writer, 300 nodes / 3,000 pods)', () => {
   let app: FastifyInstance;
   let port = 0;
@@ -149,15 +162,7 @@ describe('GET /metrics content coding (a real writer, 300 nodes / 3,000 pods)', 
   });
 
   it.each([['gzip'], [undefined]])('releases the writer when the reader goes away mid-scrape (%s), and serves the next scrape whole', async (ae) => {
-    await new Promise<void>((resolve, reject) => {
-      const req = http.get({ host: '127.0.0.1', port, path: '/metrics', agent: false, headers: ae === undefined ? {} : { 'accept-encoding': ae } }, (res) => {
-        res.once('data', () => {
-          req.destroy();
-          resolve();
-        });
-      });
-      req.on('error', (err) => (req.destroyed ? undefined : reject(err)));
-    });
+    await leaveAfterFirstByte(port, ae);
     await until('the writer to be released', () => w.live === 0);
     const next = await get(port, 'gzip');
     expect(next.status).toBe(200);
@@ -190,15 +195,7 @@ describe('GET /metrics backpressure (an incompressible 24 MiB body)', () => {
 
   it.each([['gzip'], [undefined]])('a reader that goes away mid-scrape stops the rendering and releases the writer (%s)', async (ae) => {
     const before = w.rendered;
-    await new Promise<void>((resolve, reject) => {
-      const req = http.get({ host: '127.0.0.1', port, path: '/metrics', agent: false, headers: ae === undefined ? {} : { 'accept-encoding': ae } }, (res) => {
-        res.once('data', () => {
-          req.destroy();
-          resolve();
-        });
-      });
-      req.on('error', (err) => (req.destroyed ? undefined : reject(err)));
-    });
+    await leaveAfterFirstByte(port, ae);
     await until('the writer to be released', () => w.live === 0);
     expect(w.rendered - before).toBeLessThan((CHUNKS * CHUNK) / 2);
   });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { topics } from '../../protocol/topics.js';
+import { waitFor } from '../../test/helpers/http.js';
 import { silentLogger } from '../log.js';
 import { Operations } from '../operations.js';
 import { MemoryStore } from '../store/memory-store.js';
@@ -51,14 +52,14 @@ describe('scheduling passes', () => {
     for (let i = 0; i < 60; i++) w.report(`n${i}`); // 110 pods a node at most
     w.ops.apply(deployment('big', 6000));
     // The deployment controller creates pods in bursts (timers), which settle() does not wait for.
-    const waitFor = async (done: () => boolean): Promise<void> => {
-      const deadline = Date.now() + 60_000;
-      while (!done() && Date.now() < deadline) {
+    const settled = (what: string, done: () => boolean): Promise<boolean> => {
+      const check = async (): Promise<boolean> => {
         await w.settle();
-        await new Promise((r) => setTimeout(r, 20));
-      }
+        return done();
+      };
+      return waitFor(what, check, 60_000, 20);
     };
-    await waitFor(() => w.store.list('Pod', { ownerName: 'big' }).length === 6000);
+    await settled('6,000 pods', () => w.store.list('Pod', { ownerName: 'big' }).length === 6000);
     let bindings = 0;
     w.store.watch(
       (ev: WatchEvent) => {
@@ -82,7 +83,7 @@ describe('scheduling passes', () => {
     };
     setImmediate(probe);
     w.scheduling.start();
-    await waitFor(() => w.bound('big') === 6000);
+    await settled('6,000 pods bound', () => w.bound('big') === 6000);
     probing = false;
     expect(w.bound('big')).toBe(6000);
     expect(bindings).toBe(6000);
