@@ -90,6 +90,19 @@ describe('UsageStore', () => {
     expect([...u.serviceCounters()]).toEqual([]);
   });
 
+  it("drops a deleted service's counters at read time, without waiting for the nodes' next reports", () => {
+    const exists = new Set(['web', 'db']);
+    const u = new UsageStore({ now: () => 1_000, serviceExists: (s) => exists.has(s) });
+    u.ingest(msg({ services: { web: { replays: 2 }, db: { replays: 1 } } }));
+    u.ingest(msg({ node: 'n2', services: { db: { replays: 4 } } }));
+    exists.delete('db');
+    expect([...u.serviceCounters('db')]).toEqual([]);
+    expect([...u.serviceCounters()].map((c) => [c.node, c.service])).toEqual([['n1', 'web']]);
+    // Gone for good: a service of the same name created later starts from the nodes' next reports.
+    exists.add('db');
+    expect([...u.serviceCounters()].map((c) => [c.node, c.service])).toEqual([['n1', 'web']]);
+  });
+
   it('forgetNode drops a node and its pods', () => {
     const u = new UsageStore({ now: () => 0 });
     u.ingest(msg({ pods: { a: { app: [1, 1] } }, full: true }));

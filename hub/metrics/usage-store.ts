@@ -159,13 +159,24 @@ export class UsageStore {
     for (const n of this.nodes.values()) yield* n.pods.values();
   }
 
-  /** Every node's counters for `service` (or for every service), node by node. */
+  /**
+   * Every node's counters for `service` (or for every service), node by node. A service deleted
+   * since a node's last report is dropped here, at read time: the node's next report (which
+   * comes only when its counters change) would otherwise leave its series on /metrics.
+   */
   *serviceCounters(service?: string): Generator<ServiceCountersView> {
+    const exists = this.o.serviceExists;
     for (const n of this.nodes.values()) {
-      if (service === undefined) yield* n.services.values();
-      else {
+      if (service === undefined) {
+        for (const [name, c] of n.services) {
+          if (exists !== undefined && !exists(name)) n.services.delete(name);
+          else yield c;
+        }
+      } else {
         const c = n.services.get(service);
-        if (c !== undefined) yield c;
+        if (c === undefined) continue;
+        if (exists !== undefined && !exists(service)) n.services.delete(service);
+        else yield c;
       }
     }
   }
