@@ -145,6 +145,19 @@ describe('scheduleBatch', () => {
     expect(ds[2]?.explanation.filtered['node-2']).toEqual(['insufficient cpu: 4 free (needs 64)']);
   });
 
+  it('caps the sample of a very large cluster at 200 feasible nodes (5 % of 10,000 would be 500)', () => {
+    expect(feasibleNodesToFind(4000)).toBe(200);
+    expect(feasibleNodesToFind(10_000)).toBe(200);
+    expect(feasibleNodesToFind(10_000, { maxFeasibleNodesToScore: 1000 })).toBe(500);
+    expect(feasibleNodesToFind(10_000, { percentageOfNodesToScore: 100 })).toBe(10_000);
+    expect(feasibleNodesToFind(10_000, { minFeasibleNodesToScore: 300 })).toBe(300);
+    const nodes = nodesNamed(5000);
+    const ds = scheduleBatch(replicas('web', 50, { cpu: '100m' }), nodes);
+    expect(ds[0]?.explanation).toMatchObject({ feasible: 200, examined: 200, total: 5000 });
+    // The rotating start still hands every pod a fresh slice: 50 pods, 50 different nodes.
+    expect(Object.keys(tally(placements(ds)))).toHaveLength(50);
+  });
+
   it('in a large cluster scores a rotating sample, yet every node gets used', () => {
     const nodes = nodesNamed(1000, (i) => ({ arch: i % 2 === 0 ? 'arm64' : 'arm' }));
     expect(feasibleNodesToFind(1000)).toBe(100);

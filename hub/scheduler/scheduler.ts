@@ -12,8 +12,10 @@ import { reasonCategory } from './types.js';
  * from `opts.seed` and the pod name, so one input always gives one output.
  *
  * Large clusters: like kube-scheduler's percentageOfNodesToScore, we stop filtering once we
- * have found `max(minFeasibleNodesToScore, percentageOfNodesToScore% of nodes)` feasible
- * nodes (default max(100, 5%)), scanning from a start index that rotates by the number of
+ * have found `max(minFeasibleNodesToScore, min(percentageOfNodesToScore% of nodes,
+ * maxFeasibleNodesToScore))` feasible nodes (default max(100, min(5%, 200)): the cap only
+ * matters above 4,000 nodes, where scoring 500 instead of 200 cost 2.4× per pod on the hub's one
+ * thread and placed no better — README "sampling"), scanning from a start index that rotates by the number of
  * nodes examined. Each pod then looks at a different slice, so over a batch every node gets
  * its turn and replicas still spread, while one pod costs O(sample), not O(cluster). A
  * 100-node cluster (or `percentageOfNodesToScore: 100`) is always scored in full. Proving a
@@ -29,6 +31,8 @@ export interface ScheduleOptions {
   percentageOfNodesToScore?: number;
   /** Lower bound on feasible nodes to find before scoring stops looking; default 100. */
   minFeasibleNodesToScore?: number;
+  /** Upper bound on what percentageOfNodesToScore asks for (not below minFeasibleNodesToScore); default 200. Ignored at 100 %. */
+  maxFeasibleNodesToScore?: number;
   /** How many of the best candidates appear in `explanation.scores`; default 3. */
   explainTop?: number;
 }
@@ -69,7 +73,8 @@ export function feasibleNodesToFind(total: number, opts: ScheduleOptions = {}): 
   const min = opts.minFeasibleNodesToScore ?? 100;
   const pct = opts.percentageOfNodesToScore ?? 5;
   if (total <= min || pct >= 100) return total;
-  return Math.min(total, Math.max(min, Math.floor((total * pct) / 100)));
+  const max = opts.maxFeasibleNodesToScore ?? 200;
+  return Math.min(total, Math.max(min, Math.min(max, Math.floor((total * pct) / 100))));
 }
 
 export function schedule(pod: SchedPod, nodes: readonly SchedNode[], opts: ScheduleOptions = {}): Decision {
