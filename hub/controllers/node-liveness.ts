@@ -15,7 +15,11 @@ export interface NodeLivenessOptions {
   clock: Clock;
   /** A node silent for this long is NotReady (default 40 s: four missed 10 s heartbeats). */
   heartbeatGraceMs?: number;
-  /** Heartbeats are kept in memory; the store gets them at most this often per node (SQLite/SD wear). */
+  /**
+   * Heartbeats are kept in memory; the store gets them at most this often per node (SQLite/SD
+   * wear). Default: 30 s, or longer in a large fleet so the whole fleet writes at most
+   * PERSISTED_HEARTBEATS_PER_S node heartbeats per second (10,000 nodes: every 100 s).
+   */
   persistHeartbeatEveryMs?: number;
   /**
    * When the latest message of `node` still waiting to be ingested arrived (NodeIntake), if any:
@@ -23,6 +27,16 @@ export interface NodeLivenessOptions {
    */
   queuedSince?: (node: string) => number | undefined;
 }
+
+/**
+ * Fleet-wide budget of persisted heartbeats. Each is a whole Node write (JSON, structural
+ * sharing, SQLite or etcd): at 10,000 nodes every 30 s they were ≈ 10 % of the hub's CPU in a
+ * deploy's profile. kubelet likewise sends a node's status every 5 min when nothing changed
+ * (nodeStatusReportFrequency) and proves life through a small Lease; here proof of life stays in
+ * memory (lastSeen), and what the store loses is only the freshness of `lastHeartbeatTime` and
+ * `status.usage`.
+ */
+export const PERSISTED_HEARTBEATS_PER_S = 100;
 
 /**
  * Node lifecycle from proof of life: Ready on report, NotReady at once on last will or after a
@@ -77,7 +91,7 @@ export class NodeLiveness {
     const existing = store.get('Node', node);
     if (!existing) return; // status (with facts) registers a node; a heartbeat alone does not
     const ready = isReady(existing);
-    const due = t - (this.lastPersisted.get(node) ?? 0) >= (this.o.persistHeartbeatEveryMs ?? 30_000);
+    const due = t - (this.lastPersisted.get(node) ?? 0) >= this.persistEveryMs();
     if (ready && !due) return;
     const next = structuredClone(existing) as NodeObject;
     const ts = now().toISOString();
@@ -89,6 +103,11 @@ export class NodeLiveness {
       if (!ready) recordEvent(store, now(), { kind: 'Node', name: node, type: 'Normal', reason: 'NodeReady', message: 'node is Ready again' });
     });
     this.lastPersisted.set(node, t);
+  }
+
+  /** How often one node's heartbeat reaches the store (see PERSISTED_HEARTBEATS_PER_S). */
+  persistEveryMs(): number {
+    return this.o.persistHeartbeatEveryMs ?? Math.max(30_000, (this.o.store.count('Node') * 1000) / PERSISTED_HEARTBEATS_PER_S);
   }
 
   /** The node was deleted: nothing of it is remembered (a later heartbeat alone never registers it). */
