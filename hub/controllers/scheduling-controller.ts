@@ -258,9 +258,12 @@ export class SchedulingController {
     let decisions: ReturnType<typeof scheduleWithVolumes>;
     try {
       decisions = scheduleWithVolumes(this.schedPods(pods), nodes, volumeBindings(store));
-    } finally {
+    } catch (err) {
       this.live.release();
+      throw err;
     }
+    // Only the nodes this pass booked pods onto (every booking is a bound decision).
+    this.live.release(decisions.flatMap((d) => (d.kind === 'bound' ? [d.nodeName] : [])));
     let bound = 0;
     let waiting = 0;
     const ts = now();
