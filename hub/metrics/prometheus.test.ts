@@ -5,7 +5,7 @@ import type { NodeObject } from '../../protocol/objects.js';
 import { mockNodeObject, mockPodObject } from '../scheduler/testing.js';
 import { MemoryStore } from '../store/memory-store.js';
 import type { NewObject } from '../store/store.js';
-import { HubMetrics, escapeLabel, instrumentStoreWrites, labelText } from './prometheus.js';
+import { HubMetrics, escapeLabel, instrumentStoreWrites, labelText, valueText } from './prometheus.js';
 import { UsageStore } from './usage-store.js';
 
 function setup(): { store: MemoryStore; usage: UsageStore; m: HubMetrics; t: { now: number }; fresh: () => HubMetrics } {
@@ -188,5 +188,45 @@ describe('series text follows every change (no stale labels: guards any label ca
     expect(labelText({ a: 'x', b: 'q"\\\n' })).toBe('{a="x",b="q\\"\\\\\\n"}');
     expect(escapeLabel('plain')).toBe('plain');
     expect(escapeLabel('a\nb')).toBe('a\\nb');
+  });
+});
+
+describe('valueText: the text format value, as String() writes it', () => {
+  const slow = (v: number): string => (Number.isNaN(v) ? 'NaN' : v === Infinity ? '+Inf' : v === -Infinity ? '-Inf' : String(v));
+
+  it('writes NaN, ±Inf, integers, exponents and negative values as before', () => {
+    for (const [v, text] of [
+      [NaN, 'NaN'],
+      [Infinity, '+Inf'],
+      [-Infinity, '-Inf'],
+      [0, '0'],
+      [-0, '0'],
+      [1e21, '1e+21'],
+      [1e-7, '1e-7'],
+      [0.1 + 0.2, '0.30000000000000004'],
+      [-2.5, '-2.5'],
+      [12.5, '12.5'],
+      [0.001, '0.001'],
+      [0.01, '0.01'],
+      [999_999_999.999, '999999999.999'],
+      [1e9 + 0.5, '1000000000.5'],
+      [2 ** 53 + 2, '9007199254740994'],
+    ] as const)
+      expect(valueText(v)).toBe(text);
+  });
+
+  it('agrees with String() on 3-decimal values (what agents report), and on arbitrary doubles', () => {
+    let seed = 42;
+    const rand = (): number => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31;
+    for (let i = 0; i < 200_000; i++) {
+      const scale = 10 ** Math.floor(rand() * 13);
+      const thousandths = Math.round(rand() * scale * 1000) / 1000;
+      const v = i % 4 === 3 ? rand() * scale : thousandths;
+      if (valueText(v) !== slow(v)) expect(valueText(v), String(v)).toBe(slow(v));
+    }
+    for (let k = 0; k < 100_000; k++) {
+      const v = k / 1000;
+      if (valueText(v) !== slow(v)) expect(valueText(v)).toBe(slow(v));
+    }
   });
 });
