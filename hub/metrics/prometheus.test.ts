@@ -230,3 +230,58 @@ describe('valueText: the text format value, as String() writes it', () => {
     }
   });
 });
+
+describe('text that follows identity changes (guards any later label cache: a warm writer writes what a cold one does)', () => {
+  const report = (usage: UsageStore, node: string, pods: Record<string, Record<string, [number, number]>>, full = true): void =>
+    usage.ingest({ node, usage: { cpuPercent: 40, memoryUsedBytes: 512, at: 'x' }, pods, full });
+
+  it('writes what an uncached writer writes after a pod is rebound, changes phase, gets a new name for its uid, or loses a container', async () => {
+    const { store, usage, m, fresh } = setup();
+    const same = async (): Promise<string> => {
+      const text = await m.text();
+      expect(text).toBe(await fresh().text());
+      return text;
+    };
+    for (const n of ['n1', 'n2']) store.create(mockNodeObject(n) as unknown as NewObject<'Node'>);
+    store.create(mockPodObject('web-1', { nodeName: 'n1', phase: 'Pending' }) as unknown as NewObject<'Pod'>);
+    report(usage, 'n1', { 'web-1': { app: [1, 10], side: [2, 20] } });
+    await same();
+    await same(); // warm
+
+    const p = store.get('Pod', 'web-1');
+    if (p === undefined) throw new Error('no pod');
+    store.update({ ...p, status: { ...p.status, phase: 'Running' } });
+    expect(lines(await same(), 'orchard_pod_status_phase')).toEqual(['orchard_pod_status_phase{pod="web-1",node="n1",phase="Running"} 1']);
+
+    const q = store.get('Pod', 'web-1');
+    if (q === undefined) throw new Error('no pod');
+    store.update({ ...q, spec: { ...q.spec, nodeName: 'n2' } });
+    expect(lines(await same(), 'orchard_pod_status_phase')).toEqual(['orchard_pod_status_phase{pod="web-1",node="n2",phase="Running"} 1']);
+
+    // The same uid under another name (the store keeps a uid it is given): the line follows the name.
+    store.delete('Pod', 'web-1');
+    store.create({
+      ...(mockPodObject('web-2', { nodeName: 'n2' }) as unknown as NewObject<'Pod'>),
+      metadata: { ...q.metadata, name: 'web-2' },
+    } as NewObject<'Pod'>);
+    expect(store.get('Pod', 'web-2')?.metadata.uid).toBe(q.metadata.uid);
+    expect(lines(await same(), 'orchard_pod_status_phase')).toEqual(['orchard_pod_status_phase{pod="web-2",node="n2",phase="Running"} 1']);
+
+    // A container removed, then one renamed, then one added, within the same usage entry.
+    report(usage, 'n1', { 'web-1': { app: [3, 30] } });
+    expect(lines(await same(), 'container_cpu_usage_seconds_total')).toEqual(['container_cpu_usage_seconds_total{node="n1",pod="web-1",container="app"} 3']);
+    report(usage, 'n1', { 'web-1': { main: [4, 40] } });
+    expect(lines(await same(), 'container_memory_working_set_bytes')).toEqual([
+      'container_memory_working_set_bytes{node="n1",pod="web-1",container="main"} 40',
+    ]);
+    report(usage, 'n1', { 'web-1': { main: [5, 50], 'q"x': [6.125, 60] } });
+    expect(lines(await same(), 'container_cpu_usage_seconds_total')).toEqual([
+      'container_cpu_usage_seconds_total{node="n1",pod="web-1",container="main"} 5',
+      'container_cpu_usage_seconds_total{node="n1",pod="web-1",container="q\\"x"} 6.125',
+    ]);
+    // The pod's usage moves to n2 (a new entry for the same pod name).
+    report(usage, 'n1', {});
+    report(usage, 'n2', { 'web-1': { main: [7, 70] } });
+    expect(lines(await same(), 'container_cpu_usage_seconds_total')).toEqual(['container_cpu_usage_seconds_total{node="n2",pod="web-1",container="main"} 7']);
+  });
+});
