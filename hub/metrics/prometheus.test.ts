@@ -5,7 +5,7 @@ import type { NodeObject } from '../../protocol/objects.js';
 import { mockNodeObject, mockPodObject } from '../scheduler/testing.js';
 import { MemoryStore } from '../store/memory-store.js';
 import type { NewObject } from '../store/store.js';
-import { HubMetrics, escapeLabel, instrumentStoreWrites, labelText } from './prometheus.js';
+import { HubMetrics, escapeLabel, instrumentStoreWrites, labelText, valueText } from './prometheus.js';
 import { UsageStore } from './usage-store.js';
 
 function setup(): { store: MemoryStore; usage: UsageStore; m: HubMetrics; t: { now: number }; fresh: () => HubMetrics } {
@@ -188,5 +188,100 @@ describe('series text follows every change (no stale labels: guards any label ca
     expect(labelText({ a: 'x', b: 'q"\\\n' })).toBe('{a="x",b="q\\"\\\\\\n"}');
     expect(escapeLabel('plain')).toBe('plain');
     expect(escapeLabel('a\nb')).toBe('a\\nb');
+  });
+});
+
+describe('valueText: the text format value, as String() writes it', () => {
+  const slow = (v: number): string => (Number.isNaN(v) ? 'NaN' : v === Infinity ? '+Inf' : v === -Infinity ? '-Inf' : String(v));
+
+  it('writes NaN, ±Inf, integers, exponents and negative values as before', () => {
+    for (const [v, text] of [
+      [NaN, 'NaN'],
+      [Infinity, '+Inf'],
+      [-Infinity, '-Inf'],
+      [0, '0'],
+      [-0, '0'],
+      [1e21, '1e+21'],
+      [1e-7, '1e-7'],
+      [0.1 + 0.2, '0.30000000000000004'],
+      [-2.5, '-2.5'],
+      [12.5, '12.5'],
+      [0.001, '0.001'],
+      [0.01, '0.01'],
+      [999_999_999.999, '999999999.999'],
+      [1e9 + 0.5, '1000000000.5'],
+      [2 ** 53 + 2, '9007199254740994'],
+    ] as const)
+      expect(valueText(v)).toBe(text);
+  });
+
+  it('agrees with String() on 3-decimal values (what agents report), and on arbitrary doubles', () => {
+    let seed = 42;
+    const rand = (): number => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31;
+    for (let i = 0; i < 200_000; i++) {
+      const scale = 10 ** Math.floor(rand() * 13);
+      const thousandths = Math.round(rand() * scale * 1000) / 1000;
+      const v = i % 4 === 3 ? rand() * scale : thousandths;
+      if (valueText(v) !== slow(v)) expect(valueText(v), String(v)).toBe(slow(v));
+    }
+    for (let k = 0; k < 100_000; k++) {
+      const v = k / 1000;
+      if (valueText(v) !== slow(v)) expect(valueText(v)).toBe(slow(v));
+    }
+  });
+});
+
+describe('text that follows identity changes (guards any later label cache: a warm writer writes what a cold one does)', () => {
+  const report = (usage: UsageStore, node: string, pods: Record<string, Record<string, [number, number]>>, full = true): void =>
+    usage.ingest({ node, usage: { cpuPercent: 40, memoryUsedBytes: 512, at: 'x' }, pods, full });
+
+  it('writes what an uncached writer writes after a pod is rebound, changes phase, gets a new name for its uid, or loses a container', async () => {
+    const { store, usage, m, fresh } = setup();
+    const same = async (): Promise<string> => {
+      const text = await m.text();
+      expect(text).toBe(await fresh().text());
+      return text;
+    };
+    for (const n of ['n1', 'n2']) store.create(mockNodeObject(n) as unknown as NewObject<'Node'>);
+    store.create(mockPodObject('web-1', { nodeName: 'n1', phase: 'Pending' }) as unknown as NewObject<'Pod'>);
+    report(usage, 'n1', { 'web-1': { app: [1, 10], side: [2, 20] } });
+    await same();
+    await same(); // warm
+
+    const p = store.get('Pod', 'web-1');
+    if (p === undefined) throw new Error('no pod');
+    store.update({ ...p, status: { ...p.status, phase: 'Running' } });
+    expect(lines(await same(), 'orchard_pod_status_phase')).toEqual(['orchard_pod_status_phase{pod="web-1",node="n1",phase="Running"} 1']);
+
+    const q = store.get('Pod', 'web-1');
+    if (q === undefined) throw new Error('no pod');
+    store.update({ ...q, spec: { ...q.spec, nodeName: 'n2' } });
+    expect(lines(await same(), 'orchard_pod_status_phase')).toEqual(['orchard_pod_status_phase{pod="web-1",node="n2",phase="Running"} 1']);
+
+    // The same uid under another name (the store keeps a uid it is given): the line follows the name.
+    store.delete('Pod', 'web-1');
+    store.create({
+      ...(mockPodObject('web-2', { nodeName: 'n2' }) as unknown as NewObject<'Pod'>),
+      metadata: { ...q.metadata, name: 'web-2' },
+    } as NewObject<'Pod'>);
+    expect(store.get('Pod', 'web-2')?.metadata.uid).toBe(q.metadata.uid);
+    expect(lines(await same(), 'orchard_pod_status_phase')).toEqual(['orchard_pod_status_phase{pod="web-2",node="n2",phase="Running"} 1']);
+
+    // A container removed, then one renamed, then one added, within the same usage entry.
+    report(usage, 'n1', { 'web-1': { app: [3, 30] } });
+    expect(lines(await same(), 'container_cpu_usage_seconds_total')).toEqual(['container_cpu_usage_seconds_total{node="n1",pod="web-1",container="app"} 3']);
+    report(usage, 'n1', { 'web-1': { main: [4, 40] } });
+    expect(lines(await same(), 'container_memory_working_set_bytes')).toEqual([
+      'container_memory_working_set_bytes{node="n1",pod="web-1",container="main"} 40',
+    ]);
+    report(usage, 'n1', { 'web-1': { main: [5, 50], 'q"x': [6.125, 60] } });
+    expect(lines(await same(), 'container_cpu_usage_seconds_total')).toEqual([
+      'container_cpu_usage_seconds_total{node="n1",pod="web-1",container="main"} 5',
+      'container_cpu_usage_seconds_total{node="n1",pod="web-1",container="q\\"x"} 6.125',
+    ]);
+    // The pod's usage moves to n2 (a new entry for the same pod name).
+    report(usage, 'n1', {});
+    report(usage, 'n2', { 'web-1': { main: [7, 70] } });
+    expect(lines(await same(), 'container_cpu_usage_seconds_total')).toEqual(['container_cpu_usage_seconds_total{node="n2",pod="web-1",container="main"} 7']);
   });
 });

@@ -14,8 +14,15 @@
  *
  * Run: node --expose-gc --import tsx scripts/bench/scrape.ts [--nodes 10000] [--pods-per-node 10] [--rounds 5] [--http [--identity]]
  *   [--cpu-prof FILE]   (a .cpuprofile of this process over the scrapes only, not the fill)
+ *   [--families]        (after the scrapes: each family rendered alone, R times, into a null sink and
+ *                        again with each chunk copied to UTF-8 bytes as the socket or zlib does: render cost alone)
+ *   [--repeated-values] (every container reports one of 10 CPU values and 10 working sets, as this bench did
+ *                        before 2026-12-03 evening: V8's number-to-string cache then hides the formatting cost;
+ *                        default: a distinct 3-decimal CPU time and a distinct working set per container, as
+ *                        agents report them)
  */
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { loadavg, tmpdir } from 'node:os';
@@ -41,6 +48,8 @@ const { values } = parseArgs({
     http: { type: 'boolean', default: false },
     identity: { type: 'boolean', default: false },
     'cpu-prof': { type: 'string' },
+    families: { type: 'boolean', default: false },
+    'repeated-values': { type: 'boolean', default: false },
   },
   strict: true,
 });
@@ -104,7 +113,11 @@ for (let i = 0; i < N; i++) {
       spec: { ...spec, nodeName: node },
       status: { phase: 'Running', conditions: [], containerStatuses: [] },
     } as unknown as NewObject<'Pod'>);
-    pods[name] = { app: [1234.567 + j, 20_000_000 + j] };
+    const k = i * P + j;
+    // Agents round CPU seconds to 3 decimals (agent/pod-usage.ts); a working set is whole bytes.
+    pods[name] = values['repeated-values']
+      ? { app: [1234.567 + j, 20_000_000 + j] }
+      : { app: [((k * 7919) % 36_000_000) / 1000, 8_000_000 + ((k * 104_729) % 500_000_000)] };
   }
   usage.ingest({ node, usage: { cpuPercent: 25, memoryUsedBytes: 2 ** 30, at: '' }, pods, full: true });
 }
@@ -201,25 +214,73 @@ if (values.http) {
   }
   lag.disable();
 }
+/**
+ * The SHA-256 of the families' text (one more scrape, untimed; without prom-client's own metrics,
+ * which differ run to run): old and new code must write the same bytes.
+ */
+let digest = '';
+if (!values.http) {
+  const h = createHash('sha256');
+  let registry = true;
+  for await (const chunk of metrics.chunks()) {
+    if (!registry) h.update(chunk, 'utf8');
+    registry = false;
+  }
+  digest = h.digest('hex');
+}
+/** Each family alone, R times (median ms): into a null sink, then with each chunk copied to UTF-8 as the socket or zlib would. */
+const familyRows: string[] = [];
+if (values.families) {
+  const { ScrapeView } = await import('../../hub/metrics/prometheus.js');
+  const median = (xs: number[]): number => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
+  let sumRender = 0;
+  let sumEncode = 0;
+  for (const f of metrics.families) {
+    const render: number[] = [];
+    const encode: number[] = [];
+    for (let r = 0; r < R; r++) {
+      for (const [into, bytesToo] of [
+        [render, false],
+        [encode, true],
+      ] as const) {
+        const view = new ScrapeView(store);
+        const t0 = performance.now();
+        let n = 0;
+        for (const c of f.render(view)) n += bytesToo ? Buffer.from(c, 'utf8').length : c.length;
+        into.push(performance.now() - t0);
+        if (n < 0) throw new Error('unreachable');
+      }
+    }
+    const [a, b] = [median(render), median(encode)];
+    sumRender += a;
+    sumEncode += b;
+    if (b >= 1) familyRows.push(`  ${f.name}: ${a.toFixed(1)} ms, with UTF-8 copy ${b.toFixed(1)} ms`);
+  }
+  familyRows.unshift(
+    `families alone (median of ${R}; view per render; families under 1 ms left out): all ${sumRender.toFixed(0)} ms, with UTF-8 copy ${sumEncode.toFixed(0)} ms`,
+  );
+}
 if (prof !== undefined) {
   const { profile } = await prof.post('Profiler.stop');
   writeFileSync(values['cpu-prof'] ?? '', JSON.stringify(profile));
   prof.disconnect();
 }
 const h2 = heap();
+const first = times[0] ?? 0;
 times.sort((a, b) => a - b);
 const st = usage.stats();
 process.stdout.write(
   [
-    `nodes ${N}, pods ${N * P}, deployments ${DEPLOYMENTS}; Node ${process.version}; ${transport}`,
-    `scrape ms: min ${times[0]?.toFixed(0)}, median ${times[Math.floor(R / 2)]?.toFixed(0)}, max ${times.at(-1)?.toFixed(0)} (${R} rounds)`,
+    `nodes ${N}, pods ${N * P}, deployments ${DEPLOYMENTS}; Node ${process.version}; ${transport}; ${values['repeated-values'] ? '10 repeated usage values' : 'distinct usage values'}`,
+    `scrape ms: min ${times[0]?.toFixed(0)}, median ${times[Math.floor(R / 2)]?.toFixed(0)}, max ${times.at(-1)?.toFixed(0)} (${R} rounds; the first ${first.toFixed(0)})`,
     values.http
       ? `body ${mib(bytes)} MiB (${bytes} bytes, ${series} series, parse-checked), on the wire ${mib(wire)} MiB (${wire} bytes${values.identity ? '' : `, gzip ${(bytes / wire).toFixed(1)}×`})`
-      : `body ${mib(bytes)} MiB, ${bytes} chars`,
+      : `body ${mib(bytes)} MiB, ${bytes} chars, families' sha256 ${digest.slice(0, 16)}`,
     `load average (1/5/15 min) at the end: ${loadavg()
       .map((l) => l.toFixed(2))
       .join(' / ')}`,
     `longest event-loop stall during the scrapes: ${lag.max.toFixed(0)} ms`,
+    ...familyRows,
     `heap: empty ${mib(h0)} MiB, filled ${mib(h1)} MiB (usage store history ${mib(st.historyBytes)} MiB), peak during scrapes ${mib(peak)} MiB (${values.http ? 'sampled every 10 ms' : 'sampled per chunk'}), after scrapes + GC ${mib(h2)} MiB`,
     '',
   ].join('\n'),
