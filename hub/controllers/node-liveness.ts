@@ -32,6 +32,9 @@ export interface NodeLivenessOptions {
  */
 export class NodeLiveness {
   private readonly lastSeen = new Map<string, number>();
+  /** Nodes heard from (a message of their own, not a last will) since this hub started. */
+  private readonly returned = new Set<string>();
+  private lastReturn: number | undefined;
   private readonly lastPersisted = new Map<string, number>();
   private sweepTimer: TimerHandle | undefined;
   private running = false;
@@ -60,20 +63,36 @@ export class NodeLiveness {
 
   /** A valid report that is proof of life only (an observed set). */
   seen(node: string): void {
-    this.lastSeen.set(node, this.o.now().getTime());
+    this.heard(node, this.o.now().getTime());
   }
 
   /** A status report was stored (the registration wrote a heartbeat and Ready with it). */
   reported(node: string): void {
-    this.lastSeen.set(node, this.o.now().getTime());
+    this.heard(node, this.o.now().getTime());
     this.lastPersisted.set(node, this.o.now().getTime());
+  }
+
+  /**
+   * When a node was last heard from for the first time since this hub started (undefined: none
+   * yet). While this keeps moving the fleet is still coming back (a reconnect storm after a
+   * restart or a failover), and NodeLostController holds its startup grace.
+   */
+  lastReturnAt(): number | undefined {
+    return this.lastReturn;
+  }
+
+  private heard(node: string, t: number): void {
+    this.lastSeen.set(node, t);
+    if (this.returned.has(node)) return;
+    this.returned.add(node);
+    this.lastReturn = t;
   }
 
   /** A heartbeat (usage, or an online presence): Ready again if it was not, persisted when due. */
   heartbeat(node: string, usage?: NodeObject['status']['usage']): void {
     const { store, now } = this.o;
     const t = now().getTime();
-    this.lastSeen.set(node, t);
+    this.heard(node, t);
     const existing = store.get('Node', node);
     if (!existing) return; // status (with facts) registers a node; a heartbeat alone does not
     const ready = isReady(existing);
@@ -94,6 +113,7 @@ export class NodeLiveness {
   /** The node was deleted: nothing of it is remembered (a later heartbeat alone never registers it). */
   forget(node: string): void {
     this.lastSeen.delete(node);
+    this.returned.delete(node);
     this.lastPersisted.delete(node);
   }
 
