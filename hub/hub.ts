@@ -271,6 +271,8 @@ export class Hub {
       store,
       log: log.child('node-lost'),
       now,
+      // The grace holds while the fleet is still coming back (a reconnect storm after a restart or failover).
+      lastReturnAt: () => nodes.lastReturnAt(),
       ...(opts.nodeStartupGraceMs !== undefined ? { startupGraceMs: opts.nodeStartupGraceMs } : {}),
     });
     const autoscaler = new Autoscaler({

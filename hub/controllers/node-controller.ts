@@ -126,6 +126,11 @@ export class NodeController {
     this.intake.flush(all);
   }
 
+  /** When a node was first heard from since this hub started, the latest such time (NodeLiveness.lastReturnAt). */
+  lastReturnAt(): number | undefined {
+    return this.liveness.lastReturnAt();
+  }
+
   /** Marks nodes NotReady whose heartbeats stopped. Also called by tests with fake clocks. */
   sweep(): void {
     this.liveness.sweep();

@@ -1,9 +1,71 @@
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../test/helpers/fake-clock.js';
 import { silentLogger } from '../log.js';
-import { mockNodeObject } from '../scheduler/testing.js';
+import { isNodeReady as isReady } from '../objects/node.js';
 import { MemoryStore } from '../store/memory-store.js';
-import { NodeLiveness, PERSISTED_HEARTBEATS_PER_S } from './node-liveness.js';
+import { mockNode } from '../store/store-contract.js';
+import { mockNodeObject } from '../scheduler/testing.js';
+import { NodeLiveness, PERSISTED_HEARTBEATS_PER_S, readyCondition } from './node-liveness.js';
+
+/**
+ * The sweep marks silent nodes NotReady a turn's worth at a time (issue 19): at 10,000 nodes on
+ * etcd a new leader's sweep found 7,700 agents not back yet, marked them all in one turn of the
+ * event loop (a store transaction each, with their pods' status), stalled for over 40 s and lost
+ * its 15 s lease.
+ */
+describe('NodeLiveness sweep', () => {
+  function fleet(count: number, maxMarksPerTurn?: number) {
+    const clock = new FakeClock(Date.parse('2026-01-01T00:00:00Z'));
+    const now = (): Date => new Date(clock.now());
+    const store = new MemoryStore({ now });
+    const names = Array.from({ length: count }, (_, i) => `n${i}`);
+    for (const name of names) {
+      const n = mockNode(name);
+      const ts = now().toISOString();
+      store.create({ ...n, status: { conditions: [readyCondition(true, ts)] } });
+    }
+    const liveness = new NodeLiveness({
+      store,
+      log: silentLogger,
+      now,
+      clock,
+      heartbeatGraceMs: 40_000,
+      ...(maxMarksPerTurn !== undefined ? { maxMarksPerTurn } : {}),
+    });
+    for (const name of names) liveness.reported(name);
+    const ready = (): number => store.list('Node').filter(isReady).length;
+    return { clock, store, liveness, ready };
+  }
+
+  it('marks at most 100 silent nodes per turn, the rest in later turns', () => {
+    const { clock, liveness, ready } = fleet(250);
+    clock.advance(41_000); // no timer armed (start() not called): only time passes
+    liveness.sweep();
+    expect(ready()).toBe(150);
+    clock.advance(0); // the next turns
+    expect(ready()).toBe(0);
+  });
+
+  it('a node heard between two turns stays Ready', () => {
+    const { clock, store, liveness, ready } = fleet(5, 2);
+    clock.advance(41_000);
+    liveness.sweep();
+    expect(ready()).toBe(3);
+    liveness.reported('n4'); // the last one in sweep order reports before its turn
+    clock.advance(0);
+    expect(ready()).toBe(1);
+    expect(isReady(store.get('Node', 'n4')!)).toBe(true);
+  });
+
+  it('stop() drops the marks still to do', () => {
+    const { clock, liveness, ready } = fleet(5, 2);
+    clock.advance(41_000);
+    liveness.sweep();
+    liveness.stop();
+    clock.advance(0);
+    expect(ready()).toBe(3);
+  });
+});
 
 const T0 = Date.parse('2026-01-01T00:00:00Z');
 

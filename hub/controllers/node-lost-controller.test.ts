@@ -46,12 +46,20 @@ function world(startupGraceMs: number | 'default' = 0) {
   const log = silentLogger;
   const ops = new Operations({ store, log, now });
   const build = () => {
+    const nodes = new NodeController({ store, log, now, heartbeatGraceMs: 40_000 });
     const c = {
       deployments: new DeploymentController({ store, log, now }),
       scheduling: new SchedulingController({ store, log, now }),
       desired: new DesiredPublisher({ store, publisher, log, now }),
-      nodes: new NodeController({ store, log, now, heartbeatGraceMs: 40_000 }),
-      lost: new NodeLostController({ store, log, now, ...(startupGraceMs === 'default' ? {} : { startupGraceMs }) }),
+      nodes,
+      // Wired as hub.ts does: the grace holds while nodes keep coming back.
+      lost: new NodeLostController({
+        store,
+        log,
+        now,
+        lastReturnAt: () => nodes.lastReturnAt(),
+        ...(startupGraceMs === 'default' ? {} : { startupGraceMs }),
+      }),
     };
     c.deployments.start();
     c.scheduling.start();
@@ -349,6 +357,67 @@ describe('NodeLostController (memory store, fake clock)', () => {
     expect(w.c.lost.replaced).toBe(1);
     expect(w.on('web', 'n1')).toHaveLength(0);
     expect(w.on('web', 'n2')).toHaveLength(2);
+    w.stop();
+  });
+
+  it('reconnect storm longer than the grace (issue 19, 10,000 nodes): nothing moves while nodes are still coming back; afterSeconds runs from 60 s after the last return', async () => {
+    const w = await twoNodes('web', '  onNodeLost: { action: reschedule, afterSeconds: 60 }', '', 60_000);
+    for (const n of ['n3', 'n4', 'n5']) w.report(n);
+    await w.settle();
+    const names = w
+      .pods('web')
+      .map((p) => `${p.metadata.name}@${p.spec.nodeName}`)
+      .sort();
+    w.advance(300_000);
+    await w.restartHub(); // a new leader (or a restarted hub): start = now
+    w.advance(10_000);
+    w.will('n1'); // connected in the storm, then its CONNECT timed out: last will, back-off
+    w.report('n2');
+    // The rest of the fleet trickles back through the busy hub: one node every 50 s.
+    for (const n of ['n3', 'n4', 'n5']) {
+      w.advance(50_000);
+      w.report(n);
+    }
+    await w.settle(); // start + 160 s, the last return just now
+    w.advance(100_000); // start + 260 s: a fixed 60 s grace would have replaced n1's pod at start + 120 s
+    w.c.lost.reconcile('n1');
+    await w.settle();
+    expect(w.c.lost.replaced).toBe(0);
+    expect(
+      w
+        .pods('web')
+        .map((p) => `${p.metadata.name}@${p.spec.nodeName}`)
+        .sort(),
+    ).toEqual(names);
+    // The grace ended 60 s after the last return (start + 220 s): n1 goes at start + 280 s.
+    expect(w.c.lost.reconcile('n1')).toEqual({ requeueAfterMs: 20_000 });
+    w.advance(20_000);
+    w.c.lost.reconcile('n1');
+    await w.settle();
+    expect(w.c.lost.replaced).toBe(1);
+    expect(w.on('web', 'n1')).toHaveLength(0);
+    w.stop();
+  });
+
+  it('the storm grace is capped (10 min by default) and, once over, a node enrolled later does not reopen it', async () => {
+    const w = await twoNodes('web', '  onNodeLost: { action: reschedule, afterSeconds: 60 }', '', 60_000);
+    w.advance(300_000);
+    await w.restartHub();
+    const start = w.advance(0);
+    w.will('n1');
+    w.report('n2');
+    // A node comes back for the first time every 30 s, for 15 minutes.
+    for (let i = 0; i < 30; i++) {
+      w.advance(30_000);
+      w.report(`late-${i}`);
+    }
+    await w.settle(); // start + 900 s
+    expect(w.c.lost.graceEnd(start + 900_000)).toBe(start + 600_000);
+    w.c.lost.reconcile('n1');
+    await w.settle();
+    expect(w.c.lost.replaced).toBe(1); // start + 600 s + 60 s has passed
+    w.report('another');
+    expect(w.c.lost.graceEnd(start + 900_000)).toBe(start + 600_000);
     w.stop();
   });
 

@@ -28,6 +28,15 @@ import { WorkQueue } from './workqueue.js';
  * the hub started, though the device is fine. So a transition before `startedAt + startupGraceMs`
  * is timed from `startedAt + startupGraceMs`: due = max(since, startedAt + grace) + afterSeconds.
  * A node lost after the grace is timed from its transition alone.
+ *
+ * The grace lasts as long as the reconnect storm (issue 19): a fixed 60 s was shorter than the
+ * return of a large fleet, and a new leader at 10,000 nodes rescheduled the pods of nodes whose
+ * CONNECT had timed out in the storm (their last will, then back-off) while half the fleet had not
+ * come back yet. So the grace ends at the later of `start + startupGraceMs` and `returnQuietMs`
+ * (60 s: longer than an agent's longest back-off, 30 s) after the last node heard from for the
+ * first time since the start (`lastReturnAt`), and at `start + maxStartupGraceMs` (10 min) at
+ * the latest, so a fleet that keeps trickling in cannot hold it open for ever. Once it has ended
+ * it stays ended (a node enrolled later does not reopen it).
  */
 
 export type NodeLostPolicy = Required<NonNullable<DeploymentSpec['onNodeLost']>>;
@@ -44,6 +53,16 @@ export interface NodeLostControllerOptions {
    * the transition alone. Default 60 s (`orchard hub --node-startup-grace`).
    */
   startupGraceMs?: number;
+  /**
+   * When a node was last heard from for the first time since the hub started (NodeController.
+   * lastReturnAt): the grace holds while nodes keep coming back. Absent: the grace is
+   * `startupGraceMs` alone.
+   */
+  lastReturnAt?: () => number | undefined;
+  /** The grace ends only once no node came back for the first time for this long (default 60 s). */
+  returnQuietMs?: number;
+  /** …and at start + this at the latest (default 10 min; never below startupGraceMs). */
+  maxStartupGraceMs?: number;
 }
 
 /** The effective policy: the deployment's, else replicated → reschedule after 60 s, global → keep. */
@@ -56,6 +75,9 @@ export function nodeLostPolicy(spec: Pick<DeploymentSpec, 'mode' | 'onNodeLost'>
 }
 
 export const DEFAULT_NODE_STARTUP_GRACE_MS = 60_000;
+/** Longer than an agent's longest reconnect back-off (30 s, agent/link.ts), with room for its CONNECT. */
+export const DEFAULT_RETURN_QUIET_MS = 60_000;
+export const DEFAULT_MAX_STARTUP_GRACE_MS = 600_000;
 
 /** When the node's Ready condition last turned False (ms), or undefined while it is Ready. */
 export function lostSinceMs(n: NodeObject): number | undefined {
@@ -73,6 +95,8 @@ export class NodeLostController {
   readonly queue: WorkQueue;
   private unwatch: (() => void) | undefined;
   private startedAt = 0;
+  /** When the startup grace ended, once a reconcile found it over (it never reopens). */
+  private graceEndedAt: number | undefined;
   /** Pinned pods already explained (pod uid @ lost-since), so repeated passes record one event. */
   private readonly explained = new Set<string>();
   /** Pod objects deleted for replacement (tests, metrics). */
@@ -89,6 +113,7 @@ export class NodeLostController {
   start(): void {
     const { store } = this.o;
     this.startedAt = this.o.now().getTime();
+    this.graceEndedAt = undefined;
     this.unwatch = store.watch(
       (ev: WatchEvent) => {
         const obj = ev.object;
@@ -141,7 +166,7 @@ export class NodeLostController {
     const t = now().getTime();
     // Lost before or during the startup grace (hub down, or its reconnect storm): the clock starts
     // when the grace ends, as if the node had been lost then.
-    const lostFrom = Math.max(since, this.startedAt + (this.o.startupGraceMs ?? DEFAULT_NODE_STARTUP_GRACE_MS));
+    const lostFrom = Math.max(since, this.graceEnd(t));
     let nextDue = Infinity;
     const due: Array<{ pod: Pod; policy: NodeLostPolicy }> = [];
     const pinned: Pod[] = [];
@@ -203,5 +228,23 @@ export class NodeLostController {
       });
     }
     return Number.isFinite(nextDue) ? { requeueAfterMs: Math.max(1, nextDue) } : undefined;
+  }
+
+  /**
+   * When the startup grace ends, as known at `t` (class comment): start + startupGraceMs, pushed
+   * on while nodes are still coming back for the first time since the start, capped at start +
+   * maxStartupGraceMs. A reconcile that finds it past fixes it for good.
+   */
+  graceEnd(t: number): number {
+    if (this.graceEndedAt !== undefined) return this.graceEndedAt;
+    const grace = this.o.startupGraceMs ?? DEFAULT_NODE_STARTUP_GRACE_MS;
+    let end = this.startedAt + grace;
+    const last = this.o.lastReturnAt?.();
+    if (grace > 0 && last !== undefined) {
+      const cap = this.startedAt + Math.max(grace, this.o.maxStartupGraceMs ?? DEFAULT_MAX_STARTUP_GRACE_MS);
+      end = Math.min(cap, Math.max(end, last + (this.o.returnQuietMs ?? DEFAULT_RETURN_QUIET_MS)));
+    }
+    if (t >= end) this.graceEndedAt = end;
+    return end;
   }
 }

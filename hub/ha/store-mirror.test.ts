@@ -304,6 +304,38 @@ describe('StoreMirror', () => {
       leader = await openLeader();
     });
 
+    it('waits for a first load still under way instead of sending the leader to a second full load (a hub restarted into a large group)', async () => {
+      for (let i = 0; i < 5; i++) leader.create(mockPod(`p${i}`));
+      await leader.sync();
+      const wonAt = await etcd.put(`${PREFIX}leader`, 'b');
+      // As runStandby at launch: the load starts, the election is won before it ends.
+      const m = new StoreMirror({ client: etcd, prefix: PREFIX, key: KEY, clock: systemClock, log });
+      mirror = m;
+      const started = m.start();
+      expect(m.ready).toBe(false);
+      const handed = await m.handoff(wonAt, 'b', 100);
+      await started;
+      if (!('snapshot' in handed)) throw new Error(`no copy handed: ${handed.reason}`);
+      expect(byName(handed.snapshot.objects)).toEqual(['Pod/p0', 'Pod/p1', 'Pod/p2', 'Pod/p3', 'Pod/p4']);
+      expect(handed.snapshot.revision).toBeGreaterThanOrEqual(wonAt);
+      expect(m.loads).toBe(1);
+    });
+
+    it('a first load that fails leaves the full load to the leader, with the reason', async () => {
+      const wonAt = await etcd.put(`${PREFIX}leader`, 'b');
+      const failing = {
+        range: () => Promise.reject(new OrchardError('ERR_STORE', 'etcd unreachable')),
+        txn: etcd.txn.bind(etcd),
+        watch: etcd.watch.bind(etcd),
+      } as unknown as Pick<EtcdClient, 'range' | 'txn' | 'watch'>;
+      const m = new StoreMirror({ client: failing, prefix: PREFIX, key: KEY, clock: systemClock, log });
+      mirror = m;
+      const started = m.start();
+      const handed = await m.handoff(wonAt, 'b', 100);
+      await started;
+      expect('reason' in handed && handed.reason).toMatch(/first load of the store had not finished/);
+    });
+
     it('waits for a lagging watch to bring the election, and says why when it cannot: not shown in time, an object that does not parse, stopped', async () => {
       mirror = await startMirror();
       etcd.pauseWatches();

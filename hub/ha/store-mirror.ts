@@ -99,6 +99,8 @@ export class StoreMirror {
   private generation = 0;
   /** Full loads done (tests, logs). */
   loads = 0;
+  /** The load under way (resync), if any: a takeover waits for a first one rather than start a second. */
+  private loading: Promise<void> | undefined;
 
   constructor(private readonly opts: StoreMirrorOptions) {
     this.objPrefix = `${opts.prefix}objects/`;
@@ -202,12 +204,24 @@ export class StoreMirror {
     return read;
   }
 
-  private async resync(): Promise<void> {
+  /** A load (first or reload) under way, and what it resolves. */
+  private resync(): Promise<void> {
+    const p = this.load();
+    this.loading = p;
+    const clear = (): void => {
+      if (this.loading === p) this.loading = undefined;
+    };
+    void p.then(clear, clear);
+    return p;
+  }
+
+  private async load(): Promise<void> {
     if (this.stopped) return;
     this.watch?.cancel();
     this.watch = undefined;
     const gen = ++this.generation;
     const { client, prefix } = this.opts;
+    const startedAt = this.opts.clock.now();
     try {
       const snap = await readStoreSnapshot(client, prefix);
       const [auth, parts, leader] = await Promise.all([
@@ -230,6 +244,12 @@ export class StoreMirror {
       this.authView = authKv === undefined ? undefined : (this.openAuth(authKv) ?? this.authView);
       this.loaded = true;
       this.loads++;
+      this.opts.log.info('standby: copy of the store loaded from etcd', {
+        objects: snap.objects.length,
+        etcdRevision: snap.revision,
+        ms: this.opts.clock.now() - startedAt,
+        load: this.loads,
+      });
       // The copy is etcd at the load's revision now (class comment), whatever was applied before.
       this.applied = snap.revision;
       this.advance(snap.revision);
@@ -348,16 +368,22 @@ export class StoreMirror {
    * the record came from the watch (etcd delivers every event before it, and never splits a
    * revision) or from a reload after it.
    *
-   * Waits up to `timeoutMs` for the watch to bring that record; resolves `{ reason }` instead
-   * when the copy cannot be proved current: not loaded yet (no wait), the watch ended (compacted past,
+   * Waits for a first load under way to end (it started before the win: sooner done than a new
+   * load, which would compete with it), then up to `timeoutMs` for the watch to bring that
+   * record; resolves `{ reason }` instead when the copy cannot be proved current: its first load
+   * failed (a retry pending), the watch ended (compacted past,
    * member lost) and no reload has caught up, the record not seen in time, an object that does
    * not parse (a full load refuses it loudly; the copy only skipped it), or stopped. The caller
    * then loads the store from etcd. Never throws. The copy stays served until `stop()`.
    */
   async handoff(wonAt: number, id: string, timeoutMs: number): Promise<Handoff> {
     const proved = (): boolean => this.loaded && !this.stopped && this.leaderRecord?.createRevision === wonAt && this.leaderRecord.value === id;
-    // A first load still under way would take as long as the caller's own load: no wait for it.
-    if (!this.loaded && !this.stopped) return { reason: "the standby's first load of the store had not finished" };
+    // A first load under way started before this hub won (a standby starts it at launch), so it
+    // ends before a load started now would; and a second full load beside it competes with it
+    // for etcd and this event loop (issue 19: a restarted hub at 10,000 nodes / 100,000 pods led
+    // 43.8 s after the kill with a 15 s lease). So wait for it; a failed one leaves the full load.
+    if (!this.loaded && !this.stopped && this.loading !== undefined) await this.loading;
+    if (!this.loaded && !this.stopped) return { reason: "the standby's first load of the store had not finished (it failed; retrying)" };
     // Waiters wake when `applied` reaches `wonAt` (advance); past it, waiting would not help.
     if (!proved() && !this.stopped && this.applied < wonAt) {
       await new Promise<void>((resolve) => {

@@ -7,6 +7,7 @@
  *   [--max-minutes 20] [--scheduler-pods 20000 | --no-scheduler] [--json out.json] [--md out.md]
  *   [--hub-cpu-prof DIR]   (hub .cpuprofile of register+deploy and of the recovery, per size)
  *   [--deploy-s S]   (deploy deadline; default 60 s + 2 ms per pod)
+ *   [--recover-s S]   (deadline of the kill -9 storm, from the kill; default 180 s)
  *   [--store sqlite|etcd] [--leader-ttl 6s] [--etcd-members 3]   (etcd: a cluster of that many members started for each size, issue 19)
  *   [--hub-node-args=--max-old-space-size=768]   (extra node flags for the hub process; note the =)
  *   `kill -USR2 <hub pid>` writes a hub heap snapshot (FLEET_HEAP_DIR, default the temp dir)
@@ -40,6 +41,8 @@ const { values } = parseArgs({
     'etcd-members': { type: 'string', default: '3' },
     /** Deploy deadline in seconds (default 60 s + 2 ms per pod); a store that confirms writes slowly (etcd on a shared box) needs more. */
     'deploy-s': { type: 'string' },
+    /** Deadline of the storm after the kill -9, in seconds (default 180 s): a slow return is watched to its end. */
+    'recover-s': { type: 'string' },
     json: { type: 'string' },
     md: { type: 'string' },
   },
@@ -126,7 +129,10 @@ async function main(): Promise<void> {
       replicasPerDeployment: int('replicas-per-deployment', values['replicas-per-deployment']),
       usageIntervalMs: int('usage-interval-ms', values['usage-interval-ms']),
       ...(values['steady-ms'] !== undefined ? { steadyMs: int('steady-ms', values['steady-ms']) } : {}),
-      ...(values['deploy-s'] !== undefined ? { timeouts: { deployMs: int('deploy-s', values['deploy-s']) * 1000 } } : {}),
+      timeouts: {
+        ...(values['deploy-s'] !== undefined ? { deployMs: int('deploy-s', values['deploy-s']) * 1000 } : {}),
+        ...(values['recover-s'] !== undefined ? { recoverMs: int('recover-s', values['recover-s']) * 1000 } : {}),
+      },
       log,
       ...(prof ? { profileDir: prof } : {}),
       ...(values['hub-node-args'] ? { hubNodeArgs: values['hub-node-args'].split(' ').filter((a) => a !== '') } : {}),

@@ -71,7 +71,9 @@ export function fleetTable(rows: readonly ScenarioResult[]): string {
     const m = r.etcd.members.map((x) => `${x.name} ${mib(x.dbSize)} (in use ${mib(x.dbSizeInUse)}), revision ${x.revision.toLocaleString('en-US')}`).join('; ');
     lines.push(
       '',
-      `${r.nodes.toLocaleString('en-US')} nodes on etcd: the restarted hub led (elected, store loaded) ${sec(r.etcd.electedMs)} and listened ${sec(r.etcd.listeningMs)} after the kill; etcd backends at the end: ${m || '—'}`,
+      `${r.nodes.toLocaleString('en-US')} nodes on etcd: the restarted hub won the election ${r.etcd.wonMs === undefined ? '—' : sec(r.etcd.wonMs)},` +
+        ` led (identity, store ${r.etcd.storeFrom === undefined ? '?' : r.etcd.storeFrom.source === 'standby-copy' ? 'from its standby copy' : `loaded from etcd: ${r.etcd.storeFrom.reason}`})` +
+        ` ${sec(r.etcd.electedMs)} and listened ${sec(r.etcd.listeningMs)} after the kill; etcd backends at the end: ${m || '—'}`,
     );
   }
   const errs = rows.flatMap((r) => r.errors.map((e) => `- ${r.nodes} nodes: ${e}`));

@@ -6,6 +6,7 @@ import { freePort } from '../../../test/helpers/procs.js';
 import type { HubSnapshot, LagStats } from './fleet-tracker.js';
 import { HollowFleet, type HollowFleetOptions, type HollowNode } from './hollow-fleet.js';
 import type { HubChildConfig } from './hub-child.js';
+import type { StoreFrom } from '../../../hub/main.js';
 import { HubProcess, killAll, startWorkerFleet, type FleetHandle } from './processes.js';
 import { readProcStats } from './proc-stats.js';
 import { applyAll, benchDeployments } from './workload.js';
@@ -74,7 +75,7 @@ export interface ScenarioResult {
   load: { start: number; end: number };
   store: 'sqlite' | 'etcd';
   /** etcd only: the restarted hub's lead (election + store load) and listen times, and the members' backends at the end. */
-  etcd?: { electedMs: number; listeningMs: number; members: EtcdMemberStatus[] };
+  etcd?: { wonMs?: number; electedMs: number; listeningMs: number; storeFrom?: StoreFrom; members: EtcdMemberStatus[] };
   errors: string[];
 }
 
@@ -305,12 +306,28 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     hub = undefined;
     const h2 = await HubProcess.start({ ...cfg, mqttPort: h1.ready.mqttPort, httpPort: h1.ready.httpPort }, to.hubStartMs, o.hubNodeArgs ?? [], hubEnv);
     if (h2.ready.electedAt !== undefined && h2.ready.listeningAt !== undefined) {
-      result.etcd = { electedMs: h2.ready.electedAt - tKill, listeningMs: h2.ready.listeningAt - tKill, members: [] };
+      result.etcd = {
+        ...(h2.ready.wonAt !== undefined ? { wonMs: h2.ready.wonAt - tKill } : {}),
+        electedMs: h2.ready.electedAt - tKill,
+        listeningMs: h2.ready.listeningAt - tKill,
+        ...(h2.ready.storeFrom !== undefined ? { storeFrom: h2.ready.storeFrom } : {}),
+        members: [],
+      };
     }
     if (o.profileDir) await h2.rpc.call('profileStart');
     hub = h2;
     result.recover.hubUpMs = Date.now() - tKill;
-    log(`[${N}] recover: hub killed and back in ${result.recover.hubUpMs} ms (store load + listen ${h2.ready.startMs} ms)`);
+    const r2 = h2.ready;
+    const since = (t: number | undefined): string => (t === undefined ? '—' : `${t - tKill} ms`);
+    log(
+      r2.electedAt === undefined
+        ? `[${N}] recover: hub killed and back in ${result.recover.hubUpMs} ms (store load + listen ${r2.startMs} ms)`
+        : [
+            `[${N}] recover: hub killed and back in ${result.recover.hubUpMs} ms; after the kill: won ${since(r2.wonAt)},`,
+            `led (identity + store) ${since(r2.electedAt)}, listening ${since(r2.listeningAt)} (Hub.start ${r2.startMs} ms);`,
+            `store from ${JSON.stringify(r2.storeFrom)}; longest stall after winning ${r2.startStallMs ?? 0} ms`,
+          ].join(' '),
+    );
     const f = fleet;
     let nodesMs = 0;
     const rec = await pollUntil(
@@ -338,6 +355,9 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
       },
     );
     const after = await h2.rpc.call<{ count: number; digest: string }>('digest').catch(() => undefined);
+    // What the restarted hub wrote about nodes and pods since the kill (NodeNotReady, NodeLost, Rescheduling, …).
+    const evs = await h2.rpc.call<Record<string, number>>('events', { since: tKill }).catch(() => undefined);
+    log(`[${N}] recover: events since the kill ${JSON.stringify(evs ?? {})}`);
     if (o.profileDir) await h2.rpc.call('profileStop', { file: join(o.profileDir, `hub-${N}-recover.cpuprofile`) }, 120_000);
     const p2 = h2.procStats();
     result.recover = {
