@@ -452,30 +452,34 @@ export class Agent {
 
   private async refreshInfo(): Promise<void> {
     try {
-      this.info = await this.probe.staticInfo();
+      // Built aside and published whole: while the storage probe below awaits, a status sent from
+      // another path (a device change) must not carry facts without storage, and a failed probe must
+      // leave `info` as it was so the next heartbeat retries (a partial `info` stopped the retry).
+      const info = await this.probe.staticInfo();
       // What this agent reads besides JSON: the hub deflates its desired sets only when listed.
       // And USAGE_DELTA: the hub answers in the desired set when it reads the short heartbeat.
       // And SERVICE_COUNTERS (services on): the hub answers when it reads the proxy's counters.
       const encodings: string[] = [...PAYLOAD_ENCODINGS];
       if (this.usageDelta) encodings.push(USAGE_DELTA);
       if (this.services !== undefined) encodings.push(SERVICE_COUNTERS);
-      this.info.encodings = encodings;
+      info.encodings = encodings;
       // Features: `epoch` = the hub may stamp messages with its leader epoch (epoch.ts).
-      this.info.features = [...AGENT_FEATURES];
+      info.features = [...AGENT_FEATURES];
       // The scheduler keeps pods this device would refuse away from it (and says why).
-      if (this.policy !== undefined) this.info.policy = { ...this.policy };
+      if (this.policy !== undefined) info.policy = { ...this.policy };
       // Other nodes dial this node's endpoint ports here (services on).
-      if (this.advertiseAddress !== undefined) this.info.advertiseAddress = this.advertiseAddress;
+      if (this.advertiseAddress !== undefined) info.advertiseAddress = this.advertiseAddress;
       // Whether the hub may upgrade this agent, and the last upgrade it rolled back (and why).
-      if (this.upgrade !== undefined) this.info.upgrade = this.upgrade.info();
+      if (this.upgrade !== undefined) info.upgrade = this.upgrade.info();
       if (this.volumes !== undefined) {
-        this.info.storage = {
+        info.storage = {
           hostPathAllow: [...this.volumes.hostPathAllow],
           secretsOnTmpfs: this.volumes.secretsOnTmpfs,
           devices: await probeStorage([this.dataDir]),
         };
       }
-      this.setDeviceInfo(this.info);
+      this.setDeviceInfo(info);
+      this.info = info;
     } catch (err) {
       this.log.warn('cannot read node facts yet; will retry', { error: err instanceof Error ? err.message : String(err) });
       return;

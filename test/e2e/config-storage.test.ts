@@ -138,9 +138,13 @@ describe('config, secrets and storage on the real engine', () => {
   it('mounts the secrets dir as tmpfs and reports storage facts', async () => {
     const mounts = readFileSync('/proc/mounts', 'utf8');
     expect(mounts).toContain(` ${secretsDir('a')} tmpfs `);
-    const n = (await c.api('GET', `/api/v1/nodes/${c.nodeName('a')}`)).body as {
-      status: { info: { storage?: { hostPathAllow: string[]; secretsOnTmpfs?: boolean; devices: unknown[] } } };
-    };
+    type NodeBody = { status: { info: { storage?: { hostPathAllow: string[]; secretsOnTmpfs?: boolean; devices: unknown[] } } } };
+    // The facts come with a status report; when the agent's first storage probe fails (seen once in
+    // CI on a busy box) its first report has none and a retry sends them, so wait for them.
+    const n = await waitFor('node a reports storage facts', async () => {
+      const body = (await c.api('GET', `/api/v1/nodes/${c.nodeName('a')}`)).body as NodeBody;
+      return body.status.info.storage !== undefined ? body : undefined;
+    });
     expect(n.status.info.storage).toMatchObject({ hostPathAllow: [allowedDir], secretsOnTmpfs: true });
     expect(n.status.info.storage?.devices.length).toBeGreaterThan(0);
   });
