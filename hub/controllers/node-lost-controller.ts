@@ -35,8 +35,10 @@ import { WorkQueue } from './workqueue.js';
  * come back yet. So the grace ends at the later of `start + startupGraceMs` and `returnQuietMs`
  * (60 s: longer than an agent's longest back-off, 30 s) after the last node heard from for the
  * first time since the start (`lastReturnAt`), and at `start + maxStartupGraceMs` (10 min) at
- * the latest, so a fleet that keeps trickling in cannot hold it open for ever. Once it has ended
- * it stays ended (a node enrolled later does not reopen it).
+ * the latest, so a fleet that keeps trickling in cannot hold it open for ever. Once a reconcile
+ * has found it ended it stays ended; until then a node heard for the first time after the quiet
+ * period (a late or newly enrolled one) still pushes the end out, up to that cap (review,
+ * 2026-12-03: fixing the end in NodeLiveness.heard() would close this; not done).
  */
 
 export type NodeLostPolicy = Required<NonNullable<DeploymentSpec['onNodeLost']>>;
