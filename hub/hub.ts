@@ -265,6 +265,9 @@ export class Hub {
       enrolledLabels: (n) => auth.enrolledLabels(n),
       // A status queued before `orchard node delete` must not bring the node back as a ghost.
       isEnrolled: (n) => auth.hasNode(n),
+      // A node first heard after the startup grace ended does not reopen it (nodeLost is built
+      // below; this runs only once messages flow, after both exist).
+      returnsOver: (t): boolean => nodeLost.graceOver(t),
       ...(opts.heartbeatGraceMs ? { heartbeatGraceMs: opts.heartbeatGraceMs } : {}),
     });
     const nodeLost = new NodeLostController({
@@ -272,7 +275,7 @@ export class Hub {
       log: log.child('node-lost'),
       now,
       // The grace holds while the fleet is still coming back (a reconnect storm after a restart or failover).
-      lastReturnAt: () => nodes.lastReturnAt(),
+      lastReturnAt: (): number | undefined => nodes.lastReturnAt(),
       ...(opts.nodeStartupGraceMs !== undefined ? { startupGraceMs: opts.nodeStartupGraceMs } : {}),
     });
     const autoscaler = new Autoscaler({

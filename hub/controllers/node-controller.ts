@@ -17,6 +17,8 @@ export interface NodeControllerOptions {
   heartbeatGraceMs?: number;
   /** Heartbeats are kept in memory; the store gets them at most this often per node (SQLite/SD wear). */
   persistHeartbeatEveryMs?: number;
+  /** NodeLivenessOptions.returnsOver: the startup grace is over (hub.ts wires NodeLostController.graceOver). */
+  returnsOver?: (t: number) => boolean;
   maxPodsPerNode?: number;
   /**
    * Coalesce the messages arriving within this window into ONE store transaction (one fsync

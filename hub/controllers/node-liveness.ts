@@ -3,6 +3,7 @@ import type { NodeCondition, NodeObject } from '../../protocol/objects.js';
 import { recordEvent } from '../events.js';
 import type { Logger } from '../log.js';
 import { setCondition } from '../objects/conditions.js';
+import { hashString, mulberry32 } from '../scheduler/random.js';
 import { isNodeReady as isReady } from '../objects/node.js';
 import type { Store } from '../store/store.js';
 import { markPodsNodeLost } from './node-lost-status.js';
@@ -32,6 +33,12 @@ export interface NodeLivenessOptions {
    * one turn stalled a 10,000-node leader on etcd for over 40 s, past its 15 s lease (issue 19).
    */
   maxMarksPerTurn?: number;
+  /**
+   * Whether the reconnect storm after the hub's start is over at `t` (NodeLostController.
+   * graceOver): a node heard for the first time after that no longer moves `lastReturnAt`, so a
+   * late or newly enrolled node cannot reopen a grace that already ended between two reconciles.
+   */
+  returnsOver?: (t: number) => boolean;
 }
 
 /**
@@ -56,6 +63,8 @@ export class NodeLiveness {
   private readonly returned = new Set<string>();
   private lastReturn: number | undefined;
   private readonly lastPersisted = new Map<string, number>();
+  /** Each node's persist phase, a fraction of the period from a hash of its name (persistDue). */
+  private readonly phases = new Map<string, number>();
   private sweepTimer: TimerHandle | undefined;
   /** Silent nodes a sweep found but has not marked yet (more than one turn's worth), and the timer that goes on with them. */
   private silent: string[] = [];
@@ -110,6 +119,8 @@ export class NodeLiveness {
     this.lastSeen.set(node, t);
     if (this.returned.has(node)) return;
     this.returned.add(node);
+    // Asked before moving: the answer is the grace as known from the returns before this one.
+    if (this.o.returnsOver?.(t)) return;
     this.lastReturn = t;
   }
 
@@ -121,7 +132,7 @@ export class NodeLiveness {
     const existing = store.get('Node', node);
     if (!existing) return; // status (with facts) registers a node; a heartbeat alone does not
     const ready = isReady(existing);
-    const due = t - (this.lastPersisted.get(node) ?? 0) >= this.persistEveryMs();
+    const due = this.persistDue(node, t);
     if (ready && !due) return;
     const next = structuredClone(existing) as NodeObject;
     const ts = now().toISOString();
@@ -135,6 +146,27 @@ export class NodeLiveness {
     this.lastPersisted.set(node, t);
   }
 
+  /**
+   * Whether `node`'s heartbeat at `t` goes to the store: once per period, in the node's own slot
+   * of it (a phase from a hash of its name), so the fleet's writes spread evenly over the period
+   * whenever the nodes registered. Timed from each node's last write instead (as before
+   * 2026-12-04), a fleet that came back in a storm kept the storm's shape: every node due again
+   * one period after its return, so 10,000 nodes back within 20 s would write in a 20 s burst
+   * every period (≈ 500/s) instead of 100/s (found by reading; the unit test shows it). A node's first slot after its registration may come sooner
+   * than a whole period; every later write is one period after the one before.
+   */
+  private persistDue(node: string, t: number): boolean {
+    const last = this.lastPersisted.get(node);
+    if (last === undefined) return true;
+    let phase = this.phases.get(node);
+    if (phase === undefined) {
+      phase = mulberry32(hashString(node))(); // FNV alone clusters on names like n1, n2, …
+      this.phases.set(node, phase);
+    }
+    const every = this.persistEveryMs();
+    return Math.floor(t / every + phase) > Math.floor(last / every + phase);
+  }
+
   /** How often one node's heartbeat reaches the store (see PERSISTED_HEARTBEATS_PER_S). */
   persistEveryMs(): number {
     return this.o.persistHeartbeatEveryMs ?? Math.max(30_000, (this.o.store.count('Node') * 1000) / PERSISTED_HEARTBEATS_PER_S);
@@ -145,6 +177,7 @@ export class NodeLiveness {
     this.lastSeen.delete(node);
     this.returned.delete(node);
     this.lastPersisted.delete(node);
+    this.phases.delete(node);
   }
 
   /** The broker published the node's last will (an offline presence): NotReady at once. */

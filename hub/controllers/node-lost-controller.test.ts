@@ -46,20 +46,23 @@ function world(startupGraceMs: number | 'default' = 0) {
   const log = silentLogger;
   const ops = new Operations({ store, log, now });
   const build = () => {
-    const nodes = new NodeController({ store, log, now, heartbeatGraceMs: 40_000 });
+    let lost: NodeLostController | undefined;
+    const nodes = new NodeController({ store, log, now, heartbeatGraceMs: 40_000, returnsOver: (t) => lost?.graceOver(t) ?? false });
+    lost = new NodeLostController({
+      store,
+      log,
+      now,
+      lastReturnAt: () => nodes.lastReturnAt(),
+      ...(startupGraceMs === 'default' ? {} : { startupGraceMs }),
+    });
     const c = {
       deployments: new DeploymentController({ store, log, now }),
       scheduling: new SchedulingController({ store, log, now }),
       desired: new DesiredPublisher({ store, publisher, log, now }),
       nodes,
-      // Wired as hub.ts does: the grace holds while nodes keep coming back.
-      lost: new NodeLostController({
-        store,
-        log,
-        now,
-        lastReturnAt: () => nodes.lastReturnAt(),
-        ...(startupGraceMs === 'default' ? {} : { startupGraceMs }),
-      }),
+      // Wired as hub.ts does: the grace holds while nodes keep coming back, and a node first heard
+      // after it ended does not reopen it.
+      lost,
     };
     c.deployments.start();
     c.scheduling.start();
@@ -418,6 +421,26 @@ describe('NodeLostController (memory store, fake clock)', () => {
     expect(w.c.lost.replaced).toBe(1); // start + 600 s + 60 s has passed
     w.report('another');
     expect(w.c.lost.graceEnd(start + 900_000)).toBe(start + 600_000);
+    w.stop();
+  });
+
+  it('a node first heard after the grace ended, with no reconcile in between, does not push the end out', async () => {
+    const w = await twoNodes('web', '  onNodeLost: { action: reschedule, afterSeconds: 60 }', '', 60_000);
+    w.advance(300_000);
+    await w.restartHub();
+    const start = w.advance(0);
+    w.will('n1');
+    w.report('n2');
+    w.advance(30_000);
+    w.report('n3'); // the last of the storm: the grace ends at start + 90 s
+    await w.settle();
+    w.advance(200_000); // no reconcile of n1 in between (its requeue has not fired in this test)
+    w.report('enrolled-late'); // first heard at start + 230 s: before the fix, the end moved to start + 290 s
+    expect(w.c.lost.graceEnd(start + 230_000)).toBe(start + 90_000);
+    // n1 was lost in the grace: due at its end + 60 s = start + 150 s, long past.
+    w.c.lost.reconcile('n1');
+    await w.settle();
+    expect(w.c.lost.replaced).toBe(1);
     w.stop();
   });
 

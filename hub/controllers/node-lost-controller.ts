@@ -35,10 +35,11 @@ import { WorkQueue } from './workqueue.js';
  * come back yet. So the grace ends at the later of `start + startupGraceMs` and `returnQuietMs`
  * (60 s: longer than an agent's longest back-off, 30 s) after the last node heard from for the
  * first time since the start (`lastReturnAt`), and at `start + maxStartupGraceMs` (10 min) at
- * the latest, so a fleet that keeps trickling in cannot hold it open for ever. Once a reconcile
- * has found it ended it stays ended; until then a node heard for the first time after the quiet
- * period (a late or newly enrolled one) still pushes the end out, up to that cap (review,
- * 2026-12-03: fixing the end in NodeLiveness.heard() would close this; not done).
+ * the latest, so a fleet that keeps trickling in cannot hold it open for ever. Once over it stays
+ * over: a reconcile that finds it past fixes the end, and so does a node heard for the first
+ * time after it (NodeLiveness asks `graceOver` before that node moves `lastReturnAt`), so a late
+ * or newly enrolled node never reopens it (review of 2026-12-03: before, such a node pushed the
+ * end out to the cap when no reconcile had run in between).
  */
 
 export type NodeLostPolicy = Required<NonNullable<DeploymentSpec['onNodeLost']>>;
@@ -248,5 +249,14 @@ export class NodeLostController {
     }
     if (t >= end) this.graceEndedAt = end;
     return end;
+  }
+
+  /**
+   * Whether the startup grace is over at `t` (and then fixed for good). NodeLiveness asks this
+   * before a node heard for the first time moves `lastReturnAt`, so the end is fixed by whichever
+   * comes first, a reconcile or a late node, and a late node never pushes it out.
+   */
+  graceOver(t: number): boolean {
+    return this.startedAt !== 0 && t >= this.graceEnd(t);
   }
 }
