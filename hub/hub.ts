@@ -261,7 +261,11 @@ export class Hub {
       clock,
       batchMs: 50,
       onObservedSet: (m) => ingestObservedVolumes(store, m, now()),
-      onUsage: (m) => usage.ingest(m),
+      onUsage: (m) => {
+        usage.ingest(m);
+        // The ephemeral-storage filter judges by the latest free disk, not the last persisted one.
+        if (m.usage.diskFreeBytes !== undefined) scheduling.diskFree(m.node, m.usage.diskFreeBytes);
+      },
       enrolledLabels: (n) => auth.enrolledLabels(n),
       // A status queued before `orchard node delete` must not bring the node back as a ghost.
       isEnrolled: (n) => auth.hasNode(n),

@@ -93,6 +93,11 @@ export class SchedulingController {
     this.queue.stop();
   }
 
+  /** A node's free disk from a usage report, fresher than its stored usage (LiveSnapshot.setDiskFree). */
+  diskFree(node: string, bytes: number): void {
+    this.live.setDiskFree(node, bytes);
+  }
+
   private onEvent(ev: WatchEvent): void {
     try {
       this.live.apply(ev);

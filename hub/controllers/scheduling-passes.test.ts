@@ -137,3 +137,49 @@ describe('scheduling passes', () => {
     w.stop();
   });
 });
+
+describe('free disk for the ephemeral-storage filter', () => {
+  const wanting = (name: string, disk: string): string => `apiVersion: orchard/v1
+kind: Deployment
+metadata: { name: ${name} }
+spec:
+  replicas: 1
+  template:
+    spec:
+      containers: [{ name: c, image: img, resources: { requests: { cpu: 10m, memory: 1Mi, ephemeral-storage: ${disk} } } }]
+`;
+  /** n0 registered with `storedGiB` free disk in the store (its last persisted heartbeat). */
+  const withStoredDisk = async (storedGiB: number) => {
+    const w = world();
+    w.report('n0');
+    await w.settle();
+    const n = structuredClone(w.store.get('Node', 'n0'));
+    if (n === undefined) throw new Error('n0 not registered');
+    n.status.info = { ...n.status.info, disk: { totalBytes: 64 * 1024 ** 3, freeBytes: storedGiB * 1024 ** 3 } } as typeof n.status.info;
+    w.store.update(n);
+    await w.settle();
+    return w;
+  };
+
+  it('judges by the latest usage report, not the store’s older copy (up to 100 s old at 10,000 nodes)', async () => {
+    // The store still says 1 GiB free; the node's latest report, 20 GiB: a 5 GiB pod fits.
+    const roomy = await withStoredDisk(1);
+    roomy.scheduling.diskFree('n0', 20 * 1024 ** 3);
+    roomy.ops.apply(wanting('fits', '5Gi'));
+    await waitFor('bound', async () => (await roomy.settle(), roomy.bound('fits') === 1), 5_000, 20);
+    roomy.stop();
+    // And the other way round: the store says 20 GiB, the latest report 1 GiB: it does not fit.
+    const full = await withStoredDisk(20);
+    full.scheduling.diskFree('n0', 1024 ** 3);
+    full.ops.apply(wanting('nofit', '5Gi'));
+    await waitFor('pending pod', async () => (await full.settle(), full.store.list('Pod', { ownerName: 'nofit' }).length === 1), 5_000, 20);
+    await full.settle();
+    expect(full.bound('nofit')).toBe(0);
+    // A later Node write (a persisted heartbeat with the older figure, a label) keeps the fresher one.
+    const n = structuredClone(full.store.get('Node', 'n0'));
+    if (n !== undefined) full.store.update({ ...n, metadata: { ...n.metadata, labels: { ...n.metadata.labels, touched: 'yes' } } });
+    await full.settle();
+    expect(full.bound('nofit')).toBe(0);
+    full.stop();
+  });
+});

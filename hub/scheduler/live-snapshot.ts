@@ -80,6 +80,12 @@ export class LiveSnapshot {
   private readonly totals = new Map<string, NodeTotals>();
   private readonly topology: LiveTopology;
   /**
+   * Each node's latest free disk from its usage reports (setDiskFree), over the stored one: the
+   * store gets a node's usage only with a persisted heartbeat (every 100 s at 10,000 nodes), and
+   * the ephemeral-storage filter should not judge by a disk that old. Kept across reset().
+   */
+  private readonly diskFree = new Map<string, number>();
+  /**
    * Set when an event could not be applied (a MODIFIED pod without `old`, or a bug that threw):
    * the owner must `reset()` from full lists before the next pass.
    */
@@ -138,6 +144,8 @@ export class LiveSnapshot {
     const name = n.metadata.name;
     const existing = this.views.get(name);
     const fresh = nodeView(n, this.opts, this.topology);
+    const free = this.diskFree.get(name);
+    if (free !== undefined && fresh?.storage !== undefined) fresh.storage.diskFreeBytes = free;
     if (fresh === undefined) {
       if (existing !== undefined) this.detach(existing);
       return;
@@ -176,7 +184,15 @@ export class LiveSnapshot {
     existing.storage = fresh.storage;
   }
 
+  /** A usage report's free disk (NodeIntake has every report; the store, one per persisted heartbeat). */
+  setDiskFree(node: string, bytes: number): void {
+    this.diskFree.set(node, bytes);
+    const v = this.views.get(node);
+    if (v?.storage !== undefined) v.storage.diskFreeBytes = bytes;
+  }
+
   removeNode(name: string): void {
+    this.diskFree.delete(name);
     const v = this.views.get(name);
     if (v !== undefined) this.detach(v);
   }
