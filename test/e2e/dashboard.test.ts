@@ -66,6 +66,9 @@ describe('dashboard in Chromium: real hub, real agent, real engine', () => {
     expect(r.code, r.stderr).toBe(0);
     operator = await apiToken('operator');
     viewer = await apiToken('viewer');
+    // The container's start adds a veth interface, and Chromium cancels requests in flight on a
+    // network change (signIn reloads then): open the page once the engine has settled.
+    await waitFor('the e2e-dash container running', () => running().length === 1, 30_000);
     browser = await launchBrowser();
     page = await browser.page();
   }, 60_000);

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { chromium, type BrowserContext, type Page, type Request } from 'playwright-core';
 
 /** Debian's chromium (scripts/lib/system-packages.txt), driven by playwright-core. */
 export const CHROMIUM = '/usr/bin/chromium';
@@ -44,6 +44,8 @@ export async function launchBrowser(): Promise<TestBrowser> {
     async page() {
       const page = await context.newPage();
       page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+      // A request Chromium gave up on says why in the test's output (ERR_NETWORK_CHANGED: see loadDashboard).
+      page.on('requestfailed', (r) => console.error(`browser: ${r.method()} ${r.url()} failed: ${r.failure()?.errorText ?? '?'}`));
       page.on('console', (m) => {
         // A failed request (401/403/404 the test provokes) is logged by Chromium as a console error too: only script and CSP errors count.
         if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) problems.push(`console: ${m.text()}`);
@@ -57,17 +59,46 @@ export async function launchBrowser(): Promise<TestBrowser> {
   };
 }
 
+/**
+ * Loads the dashboard at `url` until it shows the sign-in form or the app. Chromium cancels every
+ * request in flight when the host's network interfaces change (`net::ERR_NETWORK_CHANGED`), and
+ * the Docker Engine adds a veth interface for each container it starts: a load that overlaps a
+ * container start loses some of the app's ES modules, and the page stays blank until reloaded
+ * (seen in CI, 2026-12-04: Debian's Chromium 156 on a fresh machine, the e2e agent starting its
+ * pod). So a load that lost a request to that error is reloaded (at most 3 times); any other
+ * failure is reported with what the page showed.
+ */
+async function loadDashboard(page: Page, url: string): Promise<void> {
+  let changed = 0;
+  const onFailed = (r: Request): void => {
+    if (r.failure()?.errorText === 'net::ERR_NETWORK_CHANGED') changed++;
+  };
+  page.on('requestfailed', onFailed);
+  try {
+    for (let attempt = 1; ; attempt++) {
+      changed = 0;
+      await page.goto(url);
+      const shown = await page
+        .locator('#login:visible, #app:visible')
+        .first()
+        .waitFor({ timeout: changed > 0 ? 5_000 : 30_000 })
+        .then(() => true)
+        .catch(() => false);
+      if (shown) return;
+      if (changed > 0 && attempt < 4) continue;
+      // Say what the page showed instead (another hub's page, a module that failed to load …).
+      throw new Error(
+        `the dashboard at ${page.url()} showed neither the sign-in form nor the app (attempt ${attempt}, requests lost to a network change: ${changed}):\n${(await page.content()).slice(0, 2000)}`,
+      );
+    }
+  } finally {
+    page.off('requestfailed', onFailed);
+  }
+}
+
 /** Signs in on the dashboard at `url` with `token` and waits for the app to show. */
 export async function signIn(page: Page, url: string, token: string): Promise<void> {
-  await page.goto(url);
-  await page
-    .locator('#login:visible, #app:visible')
-    .first()
-    .waitFor({ timeout: 30_000 })
-    .catch(async (err: unknown) => {
-      // Say what the page showed instead (another hub's page, a module that failed to load …).
-      throw new Error(`the dashboard at ${page.url()} showed neither the sign-in form nor the app:\n${(await page.content()).slice(0, 2000)}`, { cause: err });
-    });
+  await loadDashboard(page, url);
   if (await page.locator('#app').isVisible()) await page.click('#signout');
   await page.fill('#token', token);
   await page.click('#signin');
