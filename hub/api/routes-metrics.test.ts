@@ -44,11 +44,11 @@ function get(port: number, acceptEncoding?: string): Promise<Got> {
  * Wraps a writer's chunks() to count what was rendered and whether the generator was released
  * (its `finally` ran): what a client that goes away must leave behind is nothing running.
  */
-function instrument(chunks: () => AsyncGenerator<string>): { chunks: () => AsyncGenerator<string>; rendered: number; live: number } {
+function instrument(chunks: () => AsyncGenerator<Buffer>): { chunks: () => AsyncGenerator<Buffer>; rendered: number; live: number } {
   const s = {
     rendered: 0,
     live: 0,
-    async *chunks(): AsyncGenerator<string> {
+    async *chunks(): AsyncGenerator<Buffer> {
       s.live++;
       try {
         for await (const c of chunks()) {
@@ -183,7 +183,7 @@ describe('GET /metrics backpressure (an incompressible 24 MiB body)', () => {
   beforeAll(async () => {
     w = instrument(async function* () {
       for (let i = 0; i < CHUNKS; i++) {
-        yield `${randomBytes((CHUNK * 3) / 4).toString('base64')}\n`.slice(0, CHUNK);
+        yield Buffer.from(`${randomBytes((CHUNK * 3) / 4).toString('base64')}\n`.slice(0, CHUNK));
         await new Promise((r) => setImmediate(r));
       }
     });

@@ -8,13 +8,21 @@ import type { NewObject } from '../store/store.js';
 import { HubMetrics, escapeLabel, instrumentStoreWrites, labelText, valueText } from './prometheus.js';
 import { UsageStore } from './usage-store.js';
 
-function setup(): { store: MemoryStore; usage: UsageStore; m: HubMetrics; t: { now: number }; fresh: () => HubMetrics } {
+function setup(chunkBytes?: number): { store: MemoryStore; usage: UsageStore; m: HubMetrics; t: { now: number }; fresh: () => HubMetrics } {
   const store = new MemoryStore();
   const t = { now: 1_000_000 };
   const usage = new UsageStore({ now: () => t.now });
   /** Another writer over the same store and usage, with nothing prepared yet (cold label caches). */
   const fresh = (): HubMetrics =>
-    new HubMetrics({ store, usage, queueDepths: () => ({ scheduling: 3 }), intakeBacklog: () => 2, mqttConnections: () => 7, processMetrics: false });
+    new HubMetrics({
+      store,
+      usage,
+      queueDepths: () => ({ scheduling: 3 }),
+      intakeBacklog: () => 2,
+      mqttConnections: () => 7,
+      processMetrics: false,
+      ...(chunkBytes !== undefined ? { chunkBytes } : {}),
+    });
   return { store, usage, m: fresh(), t, fresh };
 }
 
@@ -169,12 +177,19 @@ describe('series text follows every change (no stale labels: guards any label ca
   });
 
   it('chunks a large family and every line stays whole text format (HELP and TYPE once per family)', async () => {
-    const { store, m } = setup();
+    const size = 16 * 1024;
+    const { store, m } = setup(size);
     for (let i = 0; i < 3000; i++) store.create(mockPodObject(`pod-${i}`, { nodeName: 'n1' }) as unknown as NewObject<'Pod'>);
-    const chunks: string[] = [];
+    const chunks: Buffer[] = [];
     for await (const c of m.chunks()) chunks.push(c);
     expect(chunks.length).toBeGreaterThan(3);
-    const text = chunks.join('');
+    // Few, full chunks (each is a turn of the event loop on a busy hub): after prom-client's own,
+    // the families' pieces are joined across families, so every chunk but the last holds at least
+    // `size` bytes (a chunk per family piece, as before, failed this).
+    const families = chunks.slice(1);
+    for (const c of families.slice(0, -1)) expect(c.length).toBeGreaterThanOrEqual(size);
+    expect(families.length).toBeLessThanOrEqual(Math.ceil(Buffer.concat(families).length / size));
+    const text = Buffer.concat(chunks).toString('utf8');
     expect(text.endsWith('\n')).toBe(true);
     expect(lines(text, 'orchard_pod_status_phase')).toHaveLength(3000);
     expect(text.match(/^# TYPE orchard_pod_status_phase gauge$/gm)).toHaveLength(1);

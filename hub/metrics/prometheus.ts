@@ -20,8 +20,20 @@ interface Sample {
   value: number;
 }
 
-/** About this many characters per chunk of the body (the /metrics route writes each as it comes). */
+/** About this many characters per piece a family renders (MetricFamily.render). */
 export const CHUNK_CHARS = 64 * 1024;
+
+/**
+ * About this many bytes per chunk of the body the /metrics route writes (HubMetrics.chunks): the
+ * rendered pieces, encoded as they come, joined to 1 MiB. Each chunk costs a turn of the event loop
+ * (and a zlib round trip on the thread pool), and on a hub busy with node messages every turn also
+ * runs that other work, so the count of chunks, not the render, set a loaded hub's scrape time:
+ * with one chunk per 64 Ki piece (≈ 560 for the 35 MiB body of 10,000 nodes / 100,000 pods), 3 ms
+ * of other work per turn made a scrape ≈ 2 s longer (scripts/bench/scrape.ts --busy-ms;
+ * benchmarks.md). Pieces stay 64 Ki and are encoded at once, so no large rope of small strings
+ * lives long enough to be promoted (1 Mi-character pieces held ≈ 300 MiB more heap at the peak).
+ */
+export const BODY_CHUNK_BYTES = 1024 * 1024;
 
 /** What the scrape writes: one family's text, in chunks. */
 export interface Family {
@@ -133,6 +145,8 @@ export interface HubMetricsDeps {
   mqttConnections: () => number;
   /** Default process metrics (event-loop lag, heap, CPU); off in unit tests that only read families. */
   processMetrics?: boolean;
+  /** Bytes per chunk of the body (default BODY_CHUNK_BYTES; tests use small ones). */
+  chunkBytes?: number;
 }
 
 export const POD_PHASES = ['Pending', 'Running', 'Succeeded', 'Failed', 'Unknown'] as const;
@@ -274,24 +288,37 @@ export class HubMetrics {
    * A consumer that writes chunks as they come (the /metrics route streams) holds one chunk, not
    * the whole 35 MiB body of a 100,000-pod fleet.
    */
-  async *chunks(): AsyncGenerator<string> {
-    yield await this.registry.metrics();
+  async *chunks(): AsyncGenerator<Buffer> {
+    const size = this.d.chunkBytes ?? BODY_CHUNK_BYTES;
+    // prom-client's registry alone first (benches hash the families' bytes without it).
+    yield Buffer.from(await this.registry.metrics());
     const view = new ScrapeView(this.d.store);
+    // Families' pieces are encoded as they come and joined across families into chunks of at
+    // least `size` bytes (all but the last): a small family is not a turn of its own.
+    let parts: Buffer[] = [];
+    let bytes = 0;
     for (const f of this.families) {
-      for (const c of f.render(view)) {
-        yield c;
+      for (const piece of f.render(view)) {
+        const b = Buffer.from(piece, 'utf8');
+        parts.push(b);
+        bytes += b.length;
+        if (bytes < size) continue;
+        yield parts.length === 1 ? b : Buffer.concat(parts, bytes);
+        parts = [];
+        bytes = 0;
         // Back to the event loop between chunks (a macrotask, not a microtask): a socket that
         // takes every write at once never says 'drain', and the whole body would otherwise be
         // written in one go while node messages wait. No wait beyond one loop turn.
         await yieldToLoop();
       }
     }
+    if (bytes > 0) yield Buffer.concat(parts, bytes);
   }
 
   /** The whole body (tests). */
   async text(): Promise<string> {
     let out = '';
-    for await (const c of this.chunks()) out += c;
+    for await (const c of this.chunks()) out += c.toString('utf8'); // chunks end at whole lines
     return out;
   }
 

@@ -50,6 +50,7 @@ const { values } = parseArgs({
     'cpu-prof': { type: 'string' },
     families: { type: 'boolean', default: false },
     'repeated-values': { type: 'boolean', default: false },
+    'busy-ms': { type: 'string', default: '0' },
   },
   strict: true,
 });
@@ -165,7 +166,7 @@ if (prof !== undefined) {
 }
 let transport = 'in process (HubMetrics.chunks(), no socket)';
 if (values.http) {
-  transport = `HTTPS: the /metrics route (Fastify, TLS) to a reader in a child process, ${values.identity ? 'identity' : 'Accept-Encoding: gzip'}`;
+  transport = `HTTPS: the /metrics route (Fastify, TLS) to a reader in a child process, ${values.identity ? 'identity' : 'Accept-Encoding: gzip'}${Number(values['busy-ms']) > 0 ? `, ${values['busy-ms']} ms of other work on every loop turn` : ''}`;
   const dir = mkdtempSync(join(tmpdir(), 'orchard-scrape-pki-'));
   const pki = await loadOrCreatePki(dir, { hostnames: ['localhost'], ips: ['127.0.0.1'], includeInterfaceAddresses: false });
   const app = Fastify({ logger: false, https: { cert: pki.certPem, key: pki.keyPem } });
@@ -179,6 +180,17 @@ if (values.http) {
   const reader = join(dirname(fileURLToPath(import.meta.url)), 'lib', 'scrape-reader.ts');
   const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().heapUsed)), 10);
   lag.enable();
+  // --busy-ms: other work on every turn of the event loop while the scrapes run (as node-message
+  // ingest on a loaded hub): what the scrape's own turns (chunks, zlib round trips) then cost.
+  const busyMs = Number(values['busy-ms']);
+  let busy = busyMs > 0;
+  const spin = (): void => {
+    if (!busy) return;
+    const until = performance.now() + busyMs;
+    while (performance.now() < until);
+    setImmediate(spin);
+  };
+  spin();
   const raw = await new Promise<string>((resolve, reject) =>
     execFile(
       process.execPath,
@@ -187,6 +199,7 @@ if (values.http) {
       (err, stdout) => (err ? reject(err) : resolve(stdout)),
     ),
   );
+  busy = false;
   lag.disable();
   clearInterval(sampler);
   await app.close();
@@ -223,7 +236,7 @@ if (!values.http) {
   const h = createHash('sha256');
   let registry = true;
   for await (const chunk of metrics.chunks()) {
-    if (!registry) h.update(chunk, 'utf8');
+    if (!registry) h.update(chunk);
     registry = false;
   }
   digest = h.digest('hex');
