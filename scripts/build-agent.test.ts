@@ -1,10 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build, type Metafile } from 'esbuild';
 import { describe, expect, it } from 'vitest';
-import { ABSENT_OPTIONAL, agentBuildOptions, bundleAgent, bundleViolations, DEDUPE, REPO, zodEnglishOnly } from './build-agent.js';
+import { ABSENT_OPTIONAL, AGENT_ENV, AGENT_V8_FLAGS, agentBuildOptions, bundleAgent, bundleViolations, DEDUPE, REPO, zodEnglishOnly } from './build-agent.js';
 
 // The single-file agent (dist/orchard-agent.mjs) runs on devices with nothing but Node: its graph
 // must hold no native addon, no hub/ or cli/ code (better-sqlite3, fastify, aedes are hub-only),
@@ -92,6 +92,26 @@ describe('single-file agent bundle', () => {
       const out = JSON.parse(execFileSync(process.execPath, [outfile], { encoding: 'utf8' })) as { locales: string[]; message: string };
       expect(out.locales).toEqual(['en']);
       expect(out.message).toBe('Invalid input: expected number, received string');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it('runs with the unit\'s memory settings (AGENT_V8_FLAGS, AGENT_ENV), which keep what docs/agent.md "Memory" measured', async () => {
+    // Each of these was measured (docs/benchmarks.md "Agent memory budget"); dropping one costs
+    // every device memory: no snapshot 2.7 MiB of file-backed RSS (and the 5 MiB of malloc heap
+    // that stayed stuck after 11 of 20 loads of the bundle with it), no ICU time zones 0.7 MiB,
+    // --jitless ≈ 5 MiB of the compilers' pages.
+    expect(AGENT_V8_FLAGS).toEqual(expect.arrayContaining(['--max-semi-space-size=1', '--jitless', '--no-node-snapshot', '--no-icu-timezone-data']));
+    expect(AGENT_ENV).toMatchObject({ MALLOC_ARENA_MAX: '1', MALLOC_TRIM_THRESHOLD_: '131072' });
+    // …and this Node accepts them all and runs the agent with them (an unknown flag is fatal).
+    const dir = mkdtempSync(join(tmpdir(), 'orchard-flags-'));
+    try {
+      const r = await bundleAgent('9.9.9-test');
+      const file = join(dir, 'orchard-agent.mjs');
+      writeFileSync(file, r.outputFiles.find((f) => f.path.endsWith('.mjs'))?.text ?? '');
+      const out = execFileSync(process.execPath, [...AGENT_V8_FLAGS, file, '--version'], { encoding: 'utf8', env: { ...process.env, ...AGENT_ENV } });
+      expect(out).toContain('orchard-agent 9.9.9-test');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

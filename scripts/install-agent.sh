@@ -173,9 +173,11 @@ chmod 0755 "$NEW"
 # V8 flags and malloc settings for small devices (docs/agent.md "Memory"; AGENT_V8_FLAGS and
 # AGENT_ENV in scripts/build-agent.ts, which a test keeps equal to these): young generation capped
 # at 1 MiB, one GC thread, one platform worker, no JIT compilers (--jitless: the interpreter only,
-# so V8's compilers' code is never paged in); one malloc arena, freed memory handed back to the
-# kernel past 128 KiB. The launcher passes its flags and environment on to the agent it starts.
-NODE_FLAGS="--max-semi-space-size=1 --single-threaded-gc --v8-pool-size=1 --jitless"
+# so V8's compilers' code is never paged in), no start-up snapshot (--no-node-snapshot: its pages
+# of the node binary are never read), local time from libc, not ICU (--no-icu-timezone-data); one
+# malloc arena, freed memory handed back to the kernel past 128 KiB. The launcher passes its
+# flags and environment on to the agent it starts.
+NODE_FLAGS="--max-semi-space-size=1 --single-threaded-gc --v8-pool-size=1 --jitless --no-node-snapshot --no-icu-timezone-data"
 NODE_ENV_VARS="MALLOC_ARENA_MAX=1 MALLOC_TRIM_THRESHOLD_=131072"
 # The file must run on this Node, with these flags, before it replaces anything.
 # shellcheck disable=SC2086 # the flags and variables are deliberately split into words
