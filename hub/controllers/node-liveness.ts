@@ -62,9 +62,8 @@ export class NodeLiveness {
   /** Nodes heard from (a message of their own, not a last will) since this hub started. */
   private readonly returned = new Set<string>();
   private lastReturn: number | undefined;
-  private readonly lastPersisted = new Map<string, number>();
-  /** Each node's persist phase, a fraction of the period from a hash of its name (persistDue). */
-  private readonly phases = new Map<string, number>();
+  /** When each node's heartbeat next goes to the store: the start of its next slot (nextSlot). */
+  private readonly nextPersist = new Map<string, number>();
   private sweepTimer: TimerHandle | undefined;
   /** Silent nodes a sweep found but has not marked yet (more than one turn's worth), and the timer that goes on with them. */
   private silent: string[] = [];
@@ -103,7 +102,7 @@ export class NodeLiveness {
   /** A status report was stored (the registration wrote a heartbeat and Ready with it). */
   reported(node: string): void {
     this.heard(node, this.o.now().getTime());
-    this.lastPersisted.set(node, this.o.now().getTime());
+    this.nextPersist.set(node, this.nextSlot(node, this.o.now().getTime()));
   }
 
   /**
@@ -132,7 +131,7 @@ export class NodeLiveness {
     const existing = store.get('Node', node);
     if (!existing) return; // status (with facts) registers a node; a heartbeat alone does not
     const ready = isReady(existing);
-    const due = this.persistDue(node, t);
+    const due = t >= (this.nextPersist.get(node) ?? 0);
     if (ready && !due) return;
     const next = structuredClone(existing) as NodeObject;
     const ts = now().toISOString();
@@ -143,41 +142,45 @@ export class NodeLiveness {
       store.update(next);
       if (!ready) recordEvent(store, now(), { kind: 'Node', name: node, type: 'Normal', reason: 'NodeReady', message: 'node is Ready again' });
     });
-    this.lastPersisted.set(node, t);
+    this.nextPersist.set(node, this.nextSlot(node, t));
   }
 
   /**
-   * Whether `node`'s heartbeat at `t` goes to the store: once per period, in the node's own slot
-   * of it (a phase from a hash of its name), so the fleet's writes spread evenly over the period
-   * whenever the nodes registered. Timed from each node's last write instead (as before
-   * 2026-12-04), a fleet that came back in a storm kept the storm's shape: every node due again
-   * one period after its return, so 10,000 nodes back within 20 s would write in a 20 s burst
-   * every period (≈ 500/s) instead of 100/s (found by reading; the unit test shows it). A node's first slot after its registration may come sooner
-   * than a whole period; every later write is one period after the one before.
+   * The start of `node`'s next slot after `t`: its heartbeat goes to the store once per period, in
+   * its own slot of it (a phase from a hash of its name), so the fleet's writes spread evenly over
+   * the period whenever the nodes registered. Timed from each node's last write instead (as before
+   * 2026-12-04), a fleet that came back in a storm kept the storm's shape: every node due again one
+   * period after its return, so 10,000 nodes back within 20 s would write in a 20 s burst every
+   * period (≈ 500/s) instead of 100/s (found by reading; the unit test shows it). Each node keeps
+   * the time of its next slot, computed when it writes: a period that changes with the fleet's
+   * size moves every node's grid by the same amount, so comparing two times on the current grid
+   * (the first version) made a whole fleet due at once when one node enrolled (review, 2026-12-04:
+   * ≈ 9,200 writes in 10 s at 10,000 nodes); a kept time only moves each node's write after next.
+   * A node's first slot after its registration may come sooner than a whole period. The period
+   * moves in steps of 10 s, so a growing fleet changes it once per 1,000 nodes, not per node.
    */
-  private persistDue(node: string, t: number): boolean {
-    const last = this.lastPersisted.get(node);
-    if (last === undefined) return true;
-    let phase = this.phases.get(node);
-    if (phase === undefined) {
-      phase = mulberry32(hashString(node))(); // FNV alone clusters on names like n1, n2, …
-      this.phases.set(node, phase);
-    }
+  private nextSlot(node: string, t: number): number {
     const every = this.persistEveryMs();
-    return Math.floor(t / every + phase) > Math.floor(last / every + phase);
+    const phase = mulberry32(hashString(node))(); // FNV alone clusters on names like n1, n2, …
+    const next = (Math.floor(t / every + phase) + 1 - phase) * every;
+    // Right after a change of period the new grid can put a node's slot just after its last write:
+    // then the one after it (the slots stay spread, and no node writes twice in half a period).
+    return next - t < every / 2 ? next + every : next;
   }
 
   /** How often one node's heartbeat reaches the store (see PERSISTED_HEARTBEATS_PER_S). */
   persistEveryMs(): number {
-    return this.o.persistHeartbeatEveryMs ?? Math.max(30_000, (this.o.store.count('Node') * 1000) / PERSISTED_HEARTBEATS_PER_S);
+    if (this.o.persistHeartbeatEveryMs !== undefined) return this.o.persistHeartbeatEveryMs;
+    // Rounded up to 10 s: the fleet still writes ≤ PERSISTED_HEARTBEATS_PER_S, and the period
+    // (each node's slot grid, nextSlot) changes once per 1,000 nodes enrolled or deleted.
+    return Math.max(30_000, Math.ceil((this.o.store.count('Node') * 1000) / PERSISTED_HEARTBEATS_PER_S / 10_000) * 10_000);
   }
 
   /** The node was deleted: nothing of it is remembered (a later heartbeat alone never registers it). */
   forget(node: string): void {
     this.lastSeen.delete(node);
     this.returned.delete(node);
-    this.lastPersisted.delete(node);
-    this.phases.delete(node);
+    this.nextPersist.delete(node);
   }
 
   /** The broker published the node's last will (an offline presence): NotReady at once. */
