@@ -179,6 +179,12 @@ chmod 0755 "$NEW"
 # flags and environment on to the agent it starts.
 NODE_FLAGS="--max-semi-space-size=1 --single-threaded-gc --v8-pool-size=1 --jitless --no-node-snapshot --no-icu-timezone-data"
 NODE_ENV_VARS="MALLOC_ARENA_MAX=1 MALLOC_TRIM_THRESHOLD_=131072"
+# --no-icu-timezone-data exists only in Node builds with ICU (the official ones are): a Node built
+# without intl refuses it, and there it is dropped rather than the install refused.
+if ! node --no-icu-timezone-data -e 0 >/dev/null 2>&1; then
+  NODE_FLAGS="${NODE_FLAGS/ --no-icu-timezone-data/}"
+  log "this Node has no ICU: --no-icu-timezone-data left out"
+fi
 # The file must run on this Node, with these flags, before it replaces anything.
 # shellcheck disable=SC2086 # the flags and variables are deliberately split into words
 VERSION="$(env $NODE_ENV_VARS node $NODE_FLAGS "$NEW" --version)" || die "the fetched agent does not run on Node $(node --version) with $NODE_FLAGS"

@@ -66,8 +66,9 @@ export function batchBytes(min = 64 * 1024): Transform {
 export function registerMetricsRoutes(app: FastifyInstance, d: MetricsRoutesDeps): void {
   app.get('/metrics', { preHandler: d.need('metrics.scrape') }, async (req, reply) => {
     // Streamed: at 100,000 pods the body is ≈ 35 MiB. Fastify pipes the stream into the response,
-    // so a slow reader pauses the writer ('drain'); Readable.from renders up to 16 chunks (of 1 MiB,
-    // BODY_CHUNK_BYTES) ahead while the socket drains. chunks() returns to the event loop between chunks.
+    // so a slow reader pauses the writer ('drain'); Readable.from (highWaterMark 1) renders a chunk
+    // or two (of 1 MiB, BODY_CHUNK_BYTES) ahead while the socket drains, and zlib holds about as much.
+    // chunks() returns to the event loop between chunks.
     const body = Readable.from(d.prometheus.chunks());
     reply.type(d.prometheus.contentType).header('vary', 'Accept-Encoding');
     if (!acceptsGzip(req.headers['accept-encoding'])) return reply.send(body);

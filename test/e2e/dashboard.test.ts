@@ -68,10 +68,10 @@ describe('dashboard in Chromium: real hub, real agent, real engine', () => {
     viewer = await apiToken('viewer');
     // The container's start adds a veth interface, and Chromium cancels requests in flight on a
     // network change (signIn reloads then): open the page once the engine has settled.
-    await waitFor('the e2e-dash container running', () => running().length === 1, 30_000);
+    await waitFor('the e2e-dash container running', () => running().length === 1, 60_000, 500);
     browser = await launchBrowser();
     page = await browser.page();
-  }, 60_000);
+  }, 120_000);
   afterAll(async () => {
     await browser?.close();
     await c.cleanup();
