@@ -77,7 +77,16 @@ async function loadDashboard(page: Page, url: string): Promise<void> {
   try {
     for (let attempt = 1; ; attempt++) {
       changed = 0;
-      await page.goto(url);
+      // The document itself can be the request the network change cancels: goto throws then.
+      const loaded = await page.goto(url).then(
+        () => true,
+        (err: unknown) => {
+          if (!String(err).includes('ERR_NETWORK_CHANGED')) throw err;
+          changed++;
+          return false;
+        },
+      );
+      if (!loaded && attempt < 4) continue;
       const shown = await page
         .locator('#login:visible, #app:visible')
         .first()
