@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mockNodeStatus } from '../../hub/controllers/test-fixtures.js';
 import { topics } from '../../protocol/topics.js';
 import { startTestHub, type TestHub } from '../helpers/hub-harness.js';
 import { waitFor } from '../helpers/http.js';
@@ -10,24 +11,11 @@ import { waitFor } from '../helpers/http.js';
  * nodes). Fails if hub.ts stops handing usage reports' free disk to the scheduler.
  */
 const GiB = 1024 ** 3;
-const status = (node: string, freeBytes: number): Buffer =>
-  Buffer.from(
-    JSON.stringify({
-      node,
-      labels: {},
-      bootId: 'b1',
-      at: new Date().toISOString(),
-      info: {
-        arch: 'amd64',
-        os: 'linux',
-        cpu: { cores: 2 },
-        memoryBytes: 2 * GiB,
-        engine: { name: 'docker', version: '20.10' },
-        agentVersion: '0.1.0',
-        disk: { totalBytes: 64 * GiB, freeBytes },
-      },
-    }),
-  );
+/** The node's registration (mockNodeStatus, the controllers' fixture) with a disk of `freeBytes` free. */
+const status = (node: string, freeBytes: number): Buffer => {
+  const m = mockNodeStatus(node, { arch: 'amd64' });
+  return Buffer.from(JSON.stringify({ ...m, info: { ...m.info, disk: { totalBytes: 64 * GiB, freeBytes } } }));
+};
 const usage = (freeBytes: number): Buffer =>
   Buffer.from(JSON.stringify({ usage: { cpuPercent: 5, memoryUsedBytes: GiB / 2, diskFreeBytes: freeBytes, at: new Date().toISOString() } }));
 const wanting = (name: string, node: string, disk: string): string => `apiVersion: orchard/v1
