@@ -17,6 +17,8 @@
  *   [--rounds 5] [--usage-interval-ms 30000] [--max-minutes 25] [--no-scheduler] [--scheduler-pods 20000] [--register-s N] [--deploy-s N]
  *   [--identity]   (no Accept-Encoding: the uncompressed text, as before gzip)
  *   [--hub-cpu-prof FILE]   (a .cpuprofile of the hub process over the R scrapes)
+ *   [--workers-nice N]   (the hollow agents' processes at nice N: the hub runs first when both want
+ *                         the CPU, as on a machine of its own; 0, the default, as every run before 2026-12-04)
  */
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -27,6 +29,7 @@ import { HubProcess, killAll, runSchedulerBench, startWorkerFleet, type FleetHan
 import { parseSchedulerTable, schedulerTable } from './lib/report.js';
 import { pollUntil } from './lib/scenario.js';
 import { scrapeOnce, type ScrapeResult } from './lib/scrape-reader.js';
+import { wholeNumber } from './lib/flags.js';
 import { spread } from './lib/stats.js';
 import { applyAll, benchDeployments } from './lib/workload.js';
 
@@ -46,6 +49,8 @@ const { values } = parseArgs({
     'deploy-s': { type: 'string' },
     'hub-cpu-prof': { type: 'string' },
     identity: { type: 'boolean', default: false },
+    /** The hollow agents' worker processes' nice value (0 = as equals of the hub; lib/processes.ts). */
+    'workers-nice': { type: 'string', default: '0' },
   },
   strict: true,
 });
@@ -99,13 +104,17 @@ try {
   log(`[${N}] hub pid ${h.pid}; ${N} credentials issued; starting ${values.procs} worker processes (load ${load()})`);
   const t0 = Date.now();
   let polls = 0;
-  fleet = await startWorkerFleet(Number(values.procs), {
-    mqttUrl: h.ready.mqttUrl,
-    caPem: h.ready.caPem,
-    nodes,
-    dataRoot: agentRoot,
-    usageIntervalMs: usageMs,
-  });
+  fleet = await startWorkerFleet(
+    Number(values.procs),
+    {
+      mqttUrl: h.ready.mqttUrl,
+      caPem: h.ready.caPem,
+      nodes,
+      dataRoot: agentRoot,
+      usageIntervalMs: usageMs,
+    },
+    wholeNumber('workers-nice', values['workers-nice']),
+  );
   const reg = await pollUntil(
     t0,
     t0 + (values['register-s'] !== undefined ? Number(values['register-s']) * 1000 : 60_000 + 20 * N),
@@ -152,21 +161,24 @@ try {
   const memBefore = await h.rpc.call<NodeJS.MemoryUsage>('memory', {}, 60_000);
   const rssBefore = h.procStats()?.rssBytes ?? 0;
   const loadBefore = load();
-  const scrapes: Array<ScrapeResult & { rssPeak: number; rssAfter: number }> = [];
+  const scrapes: Array<ScrapeResult & { rssPeak: number; rssAfter: number; hubCpuMs: number }> = [];
   const prof = values['hub-cpu-prof'];
   if (prof !== undefined) await h.rpc.call('profileStart', {}, 60_000);
   for (let i = 0; i < R; i++) {
+    const cpu0 = h.procStats()?.cpuSeconds ?? 0;
     let peak = h.procStats()?.rssBytes ?? 0;
     const sampler = setInterval(() => (peak = Math.max(peak, h.procStats()?.rssBytes ?? 0)), 20);
     const s = await scrapeOnce(`${h.ready.apiUrl}/metrics`, { ca: h.ready.caPem, token, gzip: !values.identity, keep: i === R - 1 });
     if (s.encoding !== (values.identity ? 'identity' : 'gzip')) throw new Error(`scrape ${i + 1} came back ${s.encoding}`);
     if (s.problems !== undefined && s.problems.length > 0) throw new Error(`scrape ${i + 1} does not parse: ${s.problems.join('; ')}`);
     clearInterval(sampler);
-    const after = h.procStats()?.rssBytes ?? 0;
-    scrapes.push({ ...s, rssPeak: Math.max(peak, after), rssAfter: after });
+    const afterStats = h.procStats();
+    const after = afterStats?.rssBytes ?? 0;
+    const hubCpuMs = ((afterStats?.cpuSeconds ?? 0) - cpu0) * 1000;
+    scrapes.push({ ...s, rssPeak: Math.max(peak, after), rssAfter: after, hubCpuMs });
     log(
       `[${N}] scrape ${i + 1}: ${s.status} ${s.encoding} ${s.ms.toFixed(0)} ms, ${mib(s.bytes)} MiB (wire ${(s.wireBytes / 2 ** 20).toFixed(1)} MiB), ` +
-        `${s.series} series, hub rss peak ${mib(peak)} after ${mib(after)} MiB`,
+        `${s.series} series, hub CPU ${hubCpuMs.toFixed(0)} ms, hub rss peak ${mib(peak)} after ${mib(after)} MiB`,
     );
     await new Promise((r) => setTimeout(r, 1000));
   }
@@ -189,11 +201,13 @@ try {
   out('');
   out(`Accept-Encoding: ${values.identity ? '(none: identity)' : 'gzip (decompressed by the reader; last body parse-checked)'}`);
   out('');
-  out('| scrape | status | encoding | time to last byte | body | on the wire | series | hub RSS peak during | hub RSS after |');
-  out('|---|---|---|---|---|---|---|---|---|');
+  out(`hollow agents' worker processes at nice ${values['workers-nice']}`);
+  out('');
+  out('| scrape | status | encoding | time to last byte | hub CPU during (all threads) | body | on the wire | series | hub RSS peak during | hub RSS after |');
+  out('|---|---|---|---|---|---|---|---|---|---|');
   scrapes.forEach((s, i) =>
     out(
-      `| ${i + 1} | ${s.status} | ${s.encoding} | ${s.ms.toFixed(0)} ms | ${(s.bytes / 2 ** 20).toFixed(1)} MiB | ${(s.wireBytes / 2 ** 20).toFixed(2)} MiB | ${s.series.toLocaleString('en-US')} | ${mib(s.rssPeak)} MiB | ${mib(s.rssAfter)} MiB |`,
+      `| ${i + 1} | ${s.status} | ${s.encoding} | ${s.ms.toFixed(0)} ms | ${s.hubCpuMs.toFixed(0)} ms | ${(s.bytes / 2 ** 20).toFixed(1)} MiB | ${(s.wireBytes / 2 ** 20).toFixed(2)} MiB | ${s.series.toLocaleString('en-US')} | ${mib(s.rssPeak)} MiB | ${mib(s.rssAfter)} MiB |`,
     ),
   );
   out('');
