@@ -8,7 +8,7 @@ import { OrchardError } from '../../protocol/errors.js';
  * no framework: hubs are often offline). This module serves them:
  *   GET /                 index.html
  *   GET /dashboard.css    the style sheet
- *   GET /dashboard/NAME   the modules, app.js first (a fixed list: nothing else on disk is reachable)
+ *   GET /dashboard/NAME   boot.js (which imports app.js) and the modules (a fixed list: nothing else on disk is reachable)
  *
  * Script and style are separate same-origin files, never inline: the hub sends
  * `Content-Security-Policy: default-src 'self'` with no 'unsafe-inline' (security-headers.ts), so
@@ -23,6 +23,11 @@ const TYPES = { html: 'text/html; charset=utf-8', css: 'text/css; charset=utf-8'
 
 /** The modules served under /dashboard/NAME: the entry (app.js) and what it imports. */
 export const DASHBOARD_MODULES = ['app.js', 'api.js', 'dom.js', 'charts.js', 'views-fleet.js', 'views-workloads.js', 'views-logs.js'] as const;
+/**
+ * The scripts served under /dashboard/NAME: the modules and boot.js, the classic script the page
+ * loads, which imports app.js and reloads the page when the browser cancelled one of the modules.
+ */
+export const DASHBOARD_SCRIPTS = ['boot.js', ...DASHBOARD_MODULES] as const;
 
 export interface DashboardAsset {
   type: string;
@@ -40,7 +45,7 @@ export function dashboardDir(): string {
 
 export function loadDashboard(dir = dashboardDir()): Map<string, DashboardAsset> {
   const out = new Map<string, DashboardAsset>();
-  for (const name of ['index.html', 'dashboard.css', ...DASHBOARD_MODULES]) {
+  for (const name of ['index.html', 'dashboard.css', ...DASHBOARD_SCRIPTS]) {
     const ext = name.slice(name.lastIndexOf('.') + 1) as keyof typeof TYPES;
     out.set(name, { type: TYPES[ext], body: readFileSync(`${dir}${name}`, 'utf8') });
   }
@@ -59,7 +64,7 @@ export function registerDashboardRoutes(app: FastifyInstance, assets: Map<string
   app.get('/dashboard.css', async (_req, reply) => send('dashboard.css', reply));
   app.get('/dashboard/:file', async (req, reply) => {
     const { file } = req.params as { file: string };
-    if (!(DASHBOARD_MODULES as readonly string[]).includes(file)) throw new OrchardError('ERR_NOT_FOUND', `no dashboard file ${file}`);
+    if (!(DASHBOARD_SCRIPTS as readonly string[]).includes(file)) throw new OrchardError('ERR_NOT_FOUND', `no dashboard file ${file}`);
     return send(file, reply);
   });
 }

@@ -204,6 +204,42 @@ describe('dashboard in Chromium against a real hub', () => {
     await logs.close();
   });
 
+  // Chromium cancels requests in flight when the host's interfaces change (ERR_NETWORK_CHANGED; the
+  // engine adds a veth per container): a lost module used to leave the page blank. boot.js reloads.
+  it('comes up when the browser lost one of its modules: the page reloads itself (boot.js), and after 3 tries says so', async () => {
+    const p = await browser.page();
+    let lost = 0;
+    await p.route('**/dashboard/views-logs.js', async (route) => {
+      if (lost < 2) {
+        lost++;
+        await route.abort('internetdisconnected');
+      } else await route.continue();
+    });
+    await p.goto(t.hub.apiUrl);
+    // Signed in already (the earlier tests' token is in this profile's localStorage): the app shows.
+    await p.locator('#app').waitFor({ state: 'visible', timeout: 20_000 });
+    expect(lost).toBe(2);
+    await expect.poll(() => p.locator('tr[data-node="pi-1"]').count()).toBe(1);
+    expect(await p.evaluate(() => sessionStorage.getItem('orchard.dashboard.bootRetries'))).toBeNull();
+    // A module that never loads: three reloads, then a message with a Reload button, not a blank page.
+    await p.unroute('**/dashboard/views-logs.js');
+    let refused = 0;
+    await p.route('**/dashboard/views-logs.js', async (route) => {
+      refused++;
+      await route.abort('internetdisconnected');
+    });
+    await p.reload();
+    await p.locator('#boot-error').waitFor({ state: 'visible', timeout: 20_000 });
+    expect(refused).toBe(4);
+    expect(await p.locator('#app').isVisible()).toBe(false);
+    expect(await p.textContent('#boot-error .reason')).not.toBe('');
+    // Reload works once the module can be fetched again.
+    await p.unroute('**/dashboard/views-logs.js');
+    await p.click('#boot-error button');
+    await p.locator('#app').waitFor({ state: 'visible', timeout: 20_000 });
+    await p.close();
+  });
+
   it('ran without script errors or CSP violations', () => {
     expect(browser.problems).toEqual([]);
   });

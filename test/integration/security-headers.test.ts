@@ -68,9 +68,14 @@ describe('security headers on the dashboard and the API', () => {
     expect(html).not.toMatch(/<style/i);
     expect(html).not.toMatch(/\son[a-z]+=/i);
     expect(html).not.toMatch(/\sstyle=/i);
-    const src = /<script type="module" src="([^"]+)"><\/script>/.exec(html)?.[1];
+    const boot = /<script src="([^"]+)" defer><\/script>/.exec(html)?.[1];
     const href = /<link rel="stylesheet" href="([^"]+)">/.exec(html)?.[1];
-    expect(src).toBe('/dashboard/app.js');
+    expect(boot).toBe('/dashboard/boot.js');
+    const bootJs = await t.api('GET', boot!);
+    expect(bootJs.headers['content-type']).toMatch(/^text\/javascript/);
+    // boot.js imports the entry module (relative to itself: /dashboard/app.js).
+    expect(/import\('([^']+)'\)/.exec(bootJs.text)?.[1]).toBe('./app.js');
+    const src = '/dashboard/app.js';
     expect(href).toBe('/dashboard.css');
     const css = await t.api('GET', href!);
     expect(css.headers['content-type']).toMatch(/^text\/css/);
