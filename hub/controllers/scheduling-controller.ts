@@ -93,9 +93,12 @@ export class SchedulingController {
     this.queue.stop();
   }
 
-  /** A node's free disk from a usage report, fresher than its stored usage (LiveSnapshot.setDiskFree). */
+  /**
+   * A node's free disk from a usage report, fresher than its stored usage (LiveSnapshot.setDiskFree).
+   * When it grew (≥ 16 MiB), pods waiting for room are tried again, as after a Node write.
+   */
   diskFree(node: string, bytes: number): void {
-    this.live.setDiskFree(node, bytes);
+    if (this.live.setDiskFree(node, bytes)) this.retry();
   }
 
   private onEvent(ev: WatchEvent): void {

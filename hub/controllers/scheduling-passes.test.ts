@@ -182,4 +182,21 @@ spec:
     expect(full.bound('nofit')).toBe(0);
     full.stop();
   });
+
+  it('tries a pod waiting for disk again when a usage report shows room, with no Node write', async () => {
+    const w = await withStoredDisk(1);
+    w.ops.apply(wanting('later', '5Gi'));
+    await waitFor('pending pod', async () => (await w.settle(), w.store.list('Pod', { ownerName: 'later' }).length === 1), 5_000, 20);
+    await w.settle();
+    expect(w.bound('later')).toBe(0);
+    // A little more room (below the retry step) changes nothing; 20 GiB free binds it.
+    w.scheduling.diskFree('n0', 1024 ** 3 + 1024);
+    await w.settle();
+    expect(w.bound('later')).toBe(0);
+    const writes = w.store.list('Node').map((n) => n.metadata.resourceVersion);
+    w.scheduling.diskFree('n0', 20 * 1024 ** 3);
+    await waitFor('bound', async () => (await w.settle(), w.bound('later') === 1), 5_000, 20);
+    expect(w.store.list('Node').map((n) => n.metadata.resourceVersion)).toEqual(writes);
+    w.stop();
+  });
 });

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { NodeObject, Pod } from '../../protocol/objects.js';
 import { MemoryStore } from '../store/memory-store.js';
 import type { Store } from '../store/store.js';
-import { LiveSnapshot } from './live-snapshot.js';
+import { DISK_GAIN_RETRY_BYTES, LiveSnapshot } from './live-snapshot.js';
 import { buildSchedNodes, type SnapshotOptions } from './snapshot.js';
 import { mockNodeObject, mockPod, mockPodObject } from './testing.js';
 import type { SchedNode, SchedPod } from './types.js';
@@ -302,5 +302,32 @@ describe('LiveSnapshot', () => {
     expect(live.stale).toBe(false);
     expect(live.acquire()[0]?.requested).toEqual({ cpuMillis: 1000, memoryBytes: 0, pods: 1 });
     live.release();
+  });
+
+  it("takes a usage report's free disk, says when it grew enough to retry waiting pods, and forgets nodes a reset no longer lists", () => {
+    const withDisk = (name: string, free: number): NodeObject => {
+      const n = mockNodeObject(name);
+      n.status.usage = { cpuPercent: 0, memoryUsedBytes: 0, diskFreeBytes: free, at: '2024-01-01T00:00:00Z' };
+      return n;
+    };
+    const live = new LiveSnapshot();
+    live.reset([withDisk('a', 100 * 2 ** 20), withDisk('b', 100 * 2 ** 20)], []);
+    const free = (name: string): number | undefined => {
+      const v = live.acquire().find((n) => n.name === name)?.storage?.diskFreeBytes;
+      live.release();
+      return v;
+    };
+    expect(live.setDiskFree('a', 100 * 2 ** 20 + DISK_GAIN_RETRY_BYTES - 1)).toBe(false); // drift
+    expect(live.setDiskFree('a', 50 * 2 ** 20)).toBe(false); // less room
+    expect(free('a')).toBe(50 * 2 ** 20);
+    expect(live.setDiskFree('a', 50 * 2 ** 20 + DISK_GAIN_RETRY_BYTES)).toBe(true); // room freed
+    expect(live.setDiskFree('unknown', 1)).toBe(true); // nothing known before
+    live.setDiskFree('b', 7 * 2 ** 20);
+    // A reset without b (deleted while the snapshot was stale) forgets b's report: b registering
+    // again is judged by its own new status, not a report from before it went.
+    live.reset([withDisk('a', 1)], []);
+    expect(free('a')).toBe(50 * 2 ** 20 + DISK_GAIN_RETRY_BYTES);
+    live.reset([withDisk('a', 1), withDisk('b', 900 * 2 ** 20)], []);
+    expect(free('b')).toBe(900 * 2 ** 20);
   });
 });

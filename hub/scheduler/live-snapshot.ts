@@ -72,6 +72,9 @@ function sameShare(a: Pod, b: Pod): boolean {
   );
 }
 
+/** How much more free disk a usage report must show before pods waiting for disk are tried again. */
+export const DISK_GAIN_RETRY_BYTES = 16 * 1024 * 1024;
+
 export class LiveSnapshot {
   private readonly opts: Required<SnapshotOptions>;
   /** Eligible nodes (not being deleted), sorted by name in code-unit order like store.list. */
@@ -82,7 +85,8 @@ export class LiveSnapshot {
   /**
    * Each node's latest free disk from its usage reports (setDiskFree), over the stored one: the
    * store gets a node's usage only with a persisted heartbeat (every 100 s at 10,000 nodes), and
-   * the ephemeral-storage filter should not judge by a disk that old. Kept across reset().
+   * the ephemeral-storage filter should not judge by a disk that old. Kept across reset() for the
+   * nodes the reset lists; a node that is gone loses its entry there.
    */
   private readonly diskFree = new Map<string, number>();
   /**
@@ -107,6 +111,10 @@ export class LiveSnapshot {
       if (s !== undefined) this.book(s, 1);
     }
     for (const n of nodes) this.setNode(n);
+    if (this.diskFree.size > 0) {
+      const names = new Set(nodes.map((n) => n.metadata.name));
+      for (const name of this.diskFree.keys()) if (!names.has(name)) this.diskFree.delete(name);
+    }
     this.stale = false;
   }
 
@@ -184,11 +192,19 @@ export class LiveSnapshot {
     existing.storage = fresh.storage;
   }
 
-  /** A usage report's free disk (NodeIntake has every report; the store, one per persisted heartbeat). */
-  setDiskFree(node: string, bytes: number): void {
-    this.diskFree.set(node, bytes);
+  /**
+   * A usage report's free disk (NodeIntake has every report; the store, one per persisted
+   * heartbeat). True when the node now has at least DISK_GAIN_RETRY_BYTES more free than the
+   * snapshot knew (or knew nothing): a pod waiting for disk may fit there now. Smaller gains are
+   * left for the node's next write, so the constant small drift of a disk's free space does not
+   * send unschedulable pods back to the scheduler on every report.
+   */
+  setDiskFree(node: string, bytes: number): boolean {
     const v = this.views.get(node);
+    const before = this.diskFree.get(node) ?? v?.storage?.diskFreeBytes;
+    this.diskFree.set(node, bytes);
     if (v?.storage !== undefined) v.storage.diskFreeBytes = bytes;
+    return before === undefined || bytes - before >= DISK_GAIN_RETRY_BYTES;
   }
 
   removeNode(name: string): void {

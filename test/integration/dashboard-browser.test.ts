@@ -220,7 +220,9 @@ describe('dashboard in Chromium against a real hub', () => {
     await p.locator('#app').waitFor({ state: 'visible', timeout: 20_000 });
     expect(lost).toBe(2);
     await expect.poll(() => p.locator('tr[data-node="pi-1"]').count()).toBe(1);
-    expect(await p.evaluate(() => sessionStorage.getItem('orchard.dashboard.bootRetries'))).toBeNull();
+    const retries = () =>
+      (globalThis as unknown as { sessionStorage: { getItem(k: string): string | null } }).sessionStorage.getItem('orchard.dashboard.bootRetries');
+    expect(await p.evaluate(retries)).toBeNull();
     // A module that never loads: three reloads, then a message with a Reload button, not a blank page.
     await p.unroute('**/dashboard/views-logs.js');
     let refused = 0;
