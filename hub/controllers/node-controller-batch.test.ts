@@ -226,6 +226,32 @@ describe('NodeController liveness under an ingest backlog', () => {
     expect(nodes.backlog()).toEqual({ queued: 0, maxLagMs: 0 }); // read-and-reset
   });
 
+  it("dates a node's first return (the startup grace's input) by its arrival, not by when a backlog let it in", () => {
+    let t = Date.parse('2026-01-01T00:00:00Z');
+    const t0 = t;
+    const now = (): Date => new Date(t);
+    const store = new MemoryStore({ now });
+    const asked: number[] = [];
+    const nodes = new NodeController({
+      store,
+      log: silentLogger,
+      now,
+      clock: new FakeClock(t),
+      batchMs: 50,
+      heartbeatGraceMs: 40_000,
+      returnsOver: (at) => (asked.push(at), false),
+    });
+    nodes.handle(topics.nodeStatus('a'), msg(status('a')));
+    t += 70_000; // the hub was busy: a's first message waited 70 s in the batch
+    nodes.handle(topics.nodeStatus('b'), msg(status('b')));
+    t += 5_000;
+    nodes.flush();
+    expect(asked).toEqual([t0, t0 + 70_000]);
+    expect(nodes.lastReturnAt()).toBe(t0 + 70_000);
+    // Both registered as usual.
+    expect(new Set(store.list('Node').map((n) => n.metadata.name))).toEqual(new Set(['a', 'b']));
+  });
+
   it('stops counting a message as proof of life once it is ingested and found invalid', () => {
     const { store, nodes, advance } = batched();
     nodes.handle(topics.nodeStatus('a'), msg(status('a')));

@@ -60,7 +60,12 @@ export class NodeController {
 
   constructor(o: NodeControllerOptions) {
     const clock = o.clock ?? systemClock;
-    this.liveness = new NodeLiveness({ ...o, clock, queuedSince: (node) => this.intake.queuedSince(node) });
+    this.liveness = new NodeLiveness({
+      ...o,
+      clock,
+      queuedSince: (node) => this.intake.queuedSince(node),
+      arrivedAt: () => this.intake.arrivalOfCurrent(),
+    });
     this.intake = new NodeIntake({
       ...o,
       clock,

@@ -65,6 +65,8 @@ export class NodeIntake {
    * counts (NodeLiveness), so an agent whose every report is rejected is still declared lost.
    */
   private readonly waiting = new Map<string, { count: number; at: number }>();
+  /** `at` of the message whose handler runs now (arrivalOfCurrent). */
+  private handling: number | undefined;
   /** Longest wait of a message between arrival and ingest since the last read (bench, metrics). */
   private maxIngestLag = 0;
   private batchTimer: TimerHandle | undefined;
@@ -155,17 +157,29 @@ export class NodeIntake {
       store.transaction(() => {
         // Each handler writes inside its own (here: nested, a savepoint) transaction and ingest()
         // catches what it throws, so a message that fails undoes only its own writes.
-        for (const m of batch) this.ingest(m.topic, m.parsed, m.payload);
+        for (const m of batch) {
+          this.handling = m.at;
+          this.ingest(m.topic, m.parsed, m.payload);
+        }
       });
     } catch (err) {
       // The commit itself failed (disk full, I/O): nothing of the batch was stored. Agents
       // report again (heartbeats, observed republish), so the next batch repairs it.
       this.o.log.error('failed to commit a batch of node messages', { messages: batch.length, err });
     } finally {
+      this.handling = undefined;
       // Processed (stored, dropped as invalid, or lost with a failed commit): from now on only
       // what was valid counts as heard.
       for (const m of batch) if (m.node !== undefined) this.ingested(m.node);
     }
+  }
+
+  /**
+   * When the message being handled arrived (its handler runs inside the batch, possibly long after
+   * under a backlog); undefined outside a handler.
+   */
+  arrivalOfCurrent(): number | undefined {
+    return this.handling;
   }
 
   private ingested(node: string): void {

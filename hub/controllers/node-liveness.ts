@@ -39,6 +39,11 @@ export interface NodeLivenessOptions {
    * late or newly enrolled node cannot reopen a grace that already ended between two reconciles.
    */
   returnsOver?: (t: number) => boolean;
+  /**
+   * When the message being handled arrived (NodeIntake.arrivalOfCurrent), if known: a node's first
+   * return counts from its arrival, not from when a backlog let the hub ingest it.
+   */
+  arrivedAt?: () => number | undefined;
 }
 
 /**
@@ -118,9 +123,11 @@ export class NodeLiveness {
     this.lastSeen.set(node, t);
     if (this.returned.has(node)) return;
     this.returned.add(node);
+    // The return happened when the message arrived: a backlog must not make it look late.
+    const arrived = Math.min(t, this.o.arrivedAt?.() ?? t);
     // Asked before moving: the answer is the grace as known from the returns before this one.
-    if (this.o.returnsOver?.(t)) return;
-    this.lastReturn = t;
+    if (this.o.returnsOver?.(arrived)) return;
+    if (this.lastReturn === undefined || arrived > this.lastReturn) this.lastReturn = arrived;
   }
 
   /** A heartbeat (usage, or an online presence): Ready again if it was not, persisted when due. */
