@@ -123,11 +123,14 @@ export class NodeLiveness {
     this.lastSeen.set(node, t);
     if (this.returned.has(node)) return;
     this.returned.add(node);
-    // The return happened when the message arrived: a backlog must not make it look late.
-    const arrived = Math.min(t, this.o.arrivedAt?.() ?? t);
-    // Asked before moving: the answer is the grace as known from the returns before this one.
-    if (this.o.returnsOver?.(arrived)) return;
-    if (this.lastReturn === undefined || arrived > this.lastReturn) this.lastReturn = arrived;
+    // Whether the grace was over is asked for when the message arrived: a backlog must not make a
+    // return of the storm look late. Asked before moving: the answer is the grace as known from the
+    // returns before this one.
+    if (this.o.returnsOver?.(Math.min(t, this.o.arrivedAt?.() ?? t))) return;
+    // But the return moves the grace by when it is ingested: NodeLostController's graceEnd sees
+    // only returns already ingested, so while a backlog still holds first returns the grace must
+    // keep holding (dated by arrival, a 70 s backlog would end it with returns still queued).
+    if (this.lastReturn === undefined || t > this.lastReturn) this.lastReturn = t;
   }
 
   /** A heartbeat (usage, or an online presence): Ready again if it was not, persisted when due. */

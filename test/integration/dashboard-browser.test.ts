@@ -239,6 +239,20 @@ describe('dashboard in Chromium against a real hub', () => {
     await p.unroute('**/dashboard/views-logs.js');
     await p.click('#boot-error button');
     await p.locator('#app').waitFor({ state: 'visible', timeout: 20_000 });
+    // An error thrown by the app's own code is no lost module: no reload, the message at once, and
+    // the error reported as the page's (pageerror).
+    let served = 0;
+    await p.route('**/dashboard/app.js', async (route) => {
+      served++;
+      await route.fulfill({ status: 200, contentType: 'text/javascript', body: "throw new Error('app bug 42');" });
+    });
+    const before = browser.problems.length;
+    await p.reload();
+    await p.locator('#boot-error').waitFor({ state: 'visible', timeout: 20_000 });
+    expect(await p.textContent('#boot-error .reason')).toBe('app bug 42');
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(served).toBe(1);
+    expect(browser.problems.splice(before)).toEqual(['pageerror: app bug 42']);
     await p.close();
   });
 

@@ -59,6 +59,11 @@ function spawnNode(args: string[], env: Record<string, string>, nice = 0): Child
   });
   live.add(child);
   child.on('exit', () => live.delete(child));
+  // A spawn that fails (no `nice` on PATH, say) says so instead of crashing the bench unexplained.
+  child.on('error', (err) => {
+    live.delete(child);
+    process.stderr.write(`bench: could not start ${cmd} ${argv.slice(0, 3).join(' ')}…: ${err.message}\n`);
+  });
   return child;
 }
 
