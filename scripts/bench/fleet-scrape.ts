@@ -17,8 +17,11 @@
  *   [--rounds 5] [--usage-interval-ms 30000] [--max-minutes 25] [--no-scheduler] [--scheduler-pods 20000] [--register-s N] [--deploy-s N]
  *   [--identity]   (no Accept-Encoding: the uncompressed text, as before gzip)
  *   [--hub-cpu-prof FILE]   (a .cpuprofile of the hub process over the R scrapes)
- *   [--workers-nice N]   (the hollow agents' processes at nice N: the hub runs first when both want
- *                         the CPU, as on a machine of its own; 0, the default, as every run before 2026-12-04)
+ *   [--workers-nice N]   (an A/B in one run: the scrapes alternate between the hollow agents' processes at
+ *                         nice 0, as every run before 2026-12-04, and at nice N, set just before that scrape
+ *                         and back to 0 after it: the hub then runs first when both want the CPU, as on a
+ *                         machine of its own. Only around the scrapes: a fleet niced through the deploy
+ *                         starved its own heartbeats and went NotReady, 2026-12-04.) R scrapes of each.
  */
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -30,6 +33,7 @@ import { parseSchedulerTable, schedulerTable } from './lib/report.js';
 import { pollUntil } from './lib/scenario.js';
 import { scrapeOnce, type ScrapeResult } from './lib/scrape-reader.js';
 import { wholeNumber } from './lib/flags.js';
+import { reniceProcess } from './lib/renice.js';
 import { spread } from './lib/stats.js';
 import { applyAll, benchDeployments } from './lib/workload.js';
 
@@ -49,7 +53,7 @@ const { values } = parseArgs({
     'deploy-s': { type: 'string' },
     'hub-cpu-prof': { type: 'string' },
     identity: { type: 'boolean', default: false },
-    /** The hollow agents' worker processes' nice value (0 = as equals of the hub; lib/processes.ts). */
+    /** Scrapes alternate between workers at nice 0 and at nice N (0: all at 0, as before). */
     'workers-nice': { type: 'string', default: '0' },
   },
   strict: true,
@@ -58,6 +62,11 @@ const N = Number(values.nodes);
 const P = Number(values['pods-per-node']);
 const M = N * P;
 const R = Number(values.rounds);
+const NICE = wholeNumber('workers-nice', values['workers-nice']);
+if (NICE > 19) {
+  process.stderr.write('--workers-nice must be 0-19\n');
+  process.exit(2);
+}
 const usageMs = Number(values['usage-interval-ms']);
 const log = (m: string): void => void process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${m}\n`);
 const mib = (b: number): string => (b / 2 ** 20).toFixed(0);
@@ -104,17 +113,13 @@ try {
   log(`[${N}] hub pid ${h.pid}; ${N} credentials issued; starting ${values.procs} worker processes (load ${load()})`);
   const t0 = Date.now();
   let polls = 0;
-  fleet = await startWorkerFleet(
-    Number(values.procs),
-    {
-      mqttUrl: h.ready.mqttUrl,
-      caPem: h.ready.caPem,
-      nodes,
-      dataRoot: agentRoot,
-      usageIntervalMs: usageMs,
-    },
-    wholeNumber('workers-nice', values['workers-nice']),
-  );
+  fleet = await startWorkerFleet(Number(values.procs), {
+    mqttUrl: h.ready.mqttUrl,
+    caPem: h.ready.caPem,
+    nodes,
+    dataRoot: agentRoot,
+    usageIntervalMs: usageMs,
+  });
   const reg = await pollUntil(
     t0,
     t0 + (values['register-s'] !== undefined ? Number(values['register-s']) * 1000 : 60_000 + 20 * N),
@@ -161,32 +166,40 @@ try {
   const memBefore = await h.rpc.call<NodeJS.MemoryUsage>('memory', {}, 60_000);
   const rssBefore = h.procStats()?.rssBytes ?? 0;
   const loadBefore = load();
-  const scrapes: Array<ScrapeResult & { rssPeak: number; rssAfter: number; hubCpuMs: number }> = [];
+  const scrapes: Array<ScrapeResult & { rssPeak: number; rssAfter: number; hubCpuMs: number; nice: number }> = [];
   const prof = values['hub-cpu-prof'];
   if (prof !== undefined) await h.rpc.call('profileStart', {}, 60_000);
-  for (let i = 0; i < R; i++) {
+  const workerPids = fleet.pids;
+  // With --workers-nice N, scrapes alternate: workers at 0, then at N (set just before, back after).
+  const niceOf = (i: number): number => (NICE > 0 && i % 2 === 1 ? NICE : 0);
+  const total = NICE > 0 ? 2 * R : R;
+  for (let i = 0; i < total; i++) {
+    const nice = niceOf(i);
+    if (nice > 0) for (const pid of workerPids) reniceProcess(pid, nice);
     const cpu0 = h.procStats()?.cpuSeconds ?? 0;
     let peak = h.procStats()?.rssBytes ?? 0;
     const sampler = setInterval(() => (peak = Math.max(peak, h.procStats()?.rssBytes ?? 0)), 20);
-    const s = await scrapeOnce(`${h.ready.apiUrl}/metrics`, { ca: h.ready.caPem, token, gzip: !values.identity, keep: i === R - 1 });
+    const s = await scrapeOnce(`${h.ready.apiUrl}/metrics`, { ca: h.ready.caPem, token, gzip: !values.identity, keep: i === total - 1 }).finally(() => {
+      if (nice > 0) for (const pid of workerPids) reniceProcess(pid, 0);
+    });
     if (s.encoding !== (values.identity ? 'identity' : 'gzip')) throw new Error(`scrape ${i + 1} came back ${s.encoding}`);
     if (s.problems !== undefined && s.problems.length > 0) throw new Error(`scrape ${i + 1} does not parse: ${s.problems.join('; ')}`);
     clearInterval(sampler);
     const afterStats = h.procStats();
     const after = afterStats?.rssBytes ?? 0;
-    const hubCpuMs = ((afterStats?.cpuSeconds ?? 0) - cpu0) * 1000;
-    scrapes.push({ ...s, rssPeak: Math.max(peak, after), rssAfter: after, hubCpuMs });
+    if (afterStats === undefined) throw new Error(`the hub process is gone (scrape ${i + 1})`);
+    const hubCpuMs = (afterStats.cpuSeconds - cpu0) * 1000;
+    scrapes.push({ ...s, rssPeak: Math.max(peak, after), rssAfter: after, hubCpuMs, nice });
     log(
       `[${N}] scrape ${i + 1}: ${s.status} ${s.encoding} ${s.ms.toFixed(0)} ms, ${mib(s.bytes)} MiB (wire ${(s.wireBytes / 2 ** 20).toFixed(1)} MiB), ` +
-        `${s.series} series, hub CPU ${hubCpuMs.toFixed(0)} ms, hub rss peak ${mib(peak)} after ${mib(after)} MiB`,
+        `${s.series} series, workers at nice ${nice}, hub CPU ${hubCpuMs.toFixed(0)} ms, hub rss peak ${mib(peak)} after ${mib(after)} MiB`,
     );
     await new Promise((r) => setTimeout(r, 1000));
   }
   if (prof !== undefined) await h.rpc.call('profileStop', { file: resolvePath(prof) }, 120_000);
   const memAfter = await h.rpc.call<NodeJS.MemoryUsage>('memory', {}, 60_000);
   const rssAfter = h.procStats()?.rssBytes ?? 0;
-  const times = scrapes.map((s) => s.ms);
-  const t = spread(times);
+  const groups = NICE > 0 ? [0, NICE] : [0];
   out(`Command: \`npx tsx scripts/bench/fleet-scrape.ts ${process.argv.slice(2).join(' ')}\``);
   out(`Load average (1/5/15 min): at start ${loadStart}; before the scrapes ${loadBefore}; after ${load()}`);
   out('');
@@ -201,17 +214,26 @@ try {
   out('');
   out(`Accept-Encoding: ${values.identity ? '(none: identity)' : 'gzip (decompressed by the reader; last body parse-checked)'}`);
   out('');
-  out(`hollow agents' worker processes at nice ${values['workers-nice']}`);
+  if (NICE > 0) out(`scrapes alternate: the hollow agents' worker processes at nice 0, then at nice ${NICE} (during that scrape only)`);
   out('');
-  out('| scrape | status | encoding | time to last byte | hub CPU during (all threads) | body | on the wire | series | hub RSS peak during | hub RSS after |');
-  out('|---|---|---|---|---|---|---|---|---|---|');
+  out(
+    '| scrape | workers at nice | status | encoding | time to last byte | hub CPU during (all threads; all its work, 10 ms ticks) | body | on the wire | series | hub RSS peak during | hub RSS after |',
+  );
+  out('|---|---|---|---|---|---|---|---|---|---|---|');
   scrapes.forEach((s, i) =>
     out(
-      `| ${i + 1} | ${s.status} | ${s.encoding} | ${s.ms.toFixed(0)} ms | ${s.hubCpuMs.toFixed(0)} ms | ${(s.bytes / 2 ** 20).toFixed(1)} MiB | ${(s.wireBytes / 2 ** 20).toFixed(2)} MiB | ${s.series.toLocaleString('en-US')} | ${mib(s.rssPeak)} MiB | ${mib(s.rssAfter)} MiB |`,
+      `| ${i + 1} | ${s.nice} | ${s.status} | ${s.encoding} | ${s.ms.toFixed(0)} ms | ${s.hubCpuMs.toFixed(0)} ms | ${(s.bytes / 2 ** 20).toFixed(1)} MiB | ${(s.wireBytes / 2 ** 20).toFixed(2)} MiB | ${s.series.toLocaleString('en-US')} | ${mib(s.rssPeak)} MiB | ${mib(s.rssAfter)} MiB |`,
     ),
   );
   out('');
-  out(`time per scrape: min ${Math.min(...times).toFixed(0)} ms, median ${t.p50.toFixed(0)} ms, max ${t.max.toFixed(0)} ms`);
+  for (const g of groups) {
+    const times = scrapes.filter((s) => s.nice === g).map((s) => s.ms);
+    const t = spread(times);
+    const cpu = spread(scrapes.filter((s) => s.nice === g).map((s) => s.hubCpuMs));
+    out(
+      `time per scrape, workers at nice ${g}: min ${Math.min(...times).toFixed(0)} ms, median ${t.p50.toFixed(0)} ms, max ${t.max.toFixed(0)} ms (hub CPU median ${cpu.p50.toFixed(0)} ms)`,
+    );
+  }
   out(`hub RSS before the scrapes ${mib(rssBefore)} MiB, after ${mib(rssAfter)} MiB`);
   out(
     `hub heap after a full GC ${mib(memBefore.heapUsed)} → ${mib(memAfter.heapUsed)} MiB (external ${mib(memBefore.external)} → ${mib(memAfter.external)} MiB)`,
