@@ -1,6 +1,6 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { adoptAccepted, NO_SINK, UpstreamReads } from './tcp-pump.js';
+import { adoptAccepted, NO_SINK, READ_MAX, UpstreamReads } from './tcp-pump.js';
 
 /** adoptAccepted (tcp-pump.ts): the accepted socket's handle read through `onread`, on the Node running the tests. */
 const cleanups: Array<() => unknown> = [];
@@ -47,5 +47,45 @@ describe('adoptAccepted', () => {
     const fake = { destroyed: false, destroy: () => ((fake.destroyed = true), fake) };
     expect(adoptAccepted(fake as unknown as net.Socket, new UpstreamReads(NO_SINK))).toBeUndefined();
     expect(fake.destroyed).toBe(false);
+  });
+});
+
+describe('UpstreamReads buffers', () => {
+  /** One read of `n` bytes into the buffer the socket would get; returns that buffer. */
+  const read = (r: UpstreamReads, n: (buf: Buffer) => number): Buffer => {
+    const buf = r.onread.buffer();
+    r.onread.callback(n(buf), buf);
+    return buf;
+  };
+
+  it("gives a large read's buffer to the next read only when the sink says nothing holds it", () => {
+    let released = true;
+    const seen: Buffer[] = [];
+    const r = new UpstreamReads({ fromUpstream: (c) => (seen.push(c), true), released: () => released });
+    // Full reads grow the buffer to READ_MAX.
+    while (r.onread.buffer().length < READ_MAX) read(r, (b) => b.length);
+    const a = read(r, (b) => b.length);
+    expect(a.length).toBe(READ_MAX);
+    expect(r.onread.buffer() === a).toBe(true); // the kernel took it all: reused, nothing allocated
+    released = false; // a write left pending (slow reader), or kept for a replay
+    const b = read(r, (x) => x.length);
+    expect(b === a).toBe(true);
+    const c = r.onread.buffer();
+    expect(c === a).toBe(false); // still referenced by the pending write: a fresh buffer
+    expect(seen.at(-1)?.buffer === a.buffer).toBe(true);
+    // A sink without `released` (the preamble check) never lets a buffer be reused.
+    const plain = new UpstreamReads({ fromUpstream: () => true });
+    while (plain.onread.buffer().length < READ_MAX) read(plain, (x) => x.length);
+    const d = read(plain, (x) => x.length);
+    expect(plain.onread.buffer() === d).toBe(false);
+  });
+
+  it('copies small reads out and keeps its buffer, whatever the sink', () => {
+    const seen: Buffer[] = [];
+    const r = new UpstreamReads({ fromUpstream: (c) => (seen.push(c), true), released: () => false });
+    const a = read(r, (b) => (b.fill(7, 0, 100), 100));
+    expect(r.onread.buffer() === a).toBe(true);
+    a.fill(0);
+    expect(seen[0]).toEqual(Buffer.alloc(100, 7)); // a copy, not a view of the buffer
   });
 });
