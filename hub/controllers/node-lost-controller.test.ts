@@ -10,7 +10,7 @@ import { DeploymentController } from './deployment-controller.js';
 import { DesiredPublisher } from './desired-publisher.js';
 import { isNodeReady as isReady } from '../objects/node.js';
 import { NodeController } from './node-controller.js';
-import { NodeLostController, nodeLostPolicy } from './node-lost-controller.js';
+import { AGENT_RETRY_CYCLE_MS, DEFAULT_RETURN_QUIET_MS, NodeLostController, nodeLostPolicy } from './node-lost-controller.js';
 import { SchedulingController } from './scheduling-controller.js';
 import { mockNodeStatus } from './test-fixtures.js';
 
@@ -53,7 +53,8 @@ function world(startupGraceMs: number | 'default' = 0) {
       log,
       now,
       lastReturnAt: () => nodes.lastReturnAt(),
-      ...(startupGraceMs === 'default' ? {} : { startupGraceMs }),
+      // The storm tests' arithmetic uses a 60 s quiet window; the default's own test sets none.
+      ...(startupGraceMs === 'default' ? {} : { startupGraceMs, returnQuietMs: 60_000 }),
     });
     const c = {
       deployments: new DeploymentController({ store, log, now }),
@@ -461,17 +462,45 @@ describe('NodeLostController (memory store, fake clock)', () => {
     w.stop();
   });
 
-  it('the startup grace defaults to 60 s', async () => {
+  it('the startup grace defaults to 60 s, and holds until 120 s (two agent retry cycles) after the last node came back', async () => {
+    expect(DEFAULT_RETURN_QUIET_MS).toBe(2 * AGENT_RETRY_CYCLE_MS);
+    // Both nodes registered at the start (their first return): the grace ends at start + 120 s.
     const w = await twoNodes('web', '  onNodeLost: { action: reschedule, afterSeconds: 0 }', '', 'default');
     w.advance(10_000);
     w.will('n1');
     await w.settle();
-    expect(w.c.lost.reconcile('n1')).toEqual({ requeueAfterMs: 50_000 });
+    expect(w.c.lost.reconcile('n1')).toEqual({ requeueAfterMs: 110_000 });
     expect(w.on('web', 'n1')).toHaveLength(1);
-    w.advance(50_000);
+    w.advance(110_000);
     w.c.lost.reconcile('n1');
     await w.settle();
     expect(w.on('web', 'n1')).toHaveLength(0);
+    w.stop();
+  });
+
+  it('a minute without a return in a storm (the hub too busy for CONNECTs: 64 s at 10,000 nodes on etcd) does not end the default grace', async () => {
+    const w = world('default');
+    w.report('n1');
+    w.report('n2');
+    await w.settle();
+    w.ops.apply(manifest('web', 2));
+    await w.settle();
+    w.advance(300_000);
+    await w.restartHub();
+    const start = w.advance(0);
+    w.advance(10_000);
+    w.will('n1'); // its CONNECT timed out on the busy hub: last will, then back-off
+    w.advance(30_000);
+    w.report('n2'); // a first return at start + 40 s
+    await w.settle();
+    w.advance(64_000); // then none for 64 s: every other agent inside a CONNECT timeout + back-off
+    // With a 60 s window the grace was over here (at start + 100 s) and n1's pods would be due.
+    expect(w.c.lost.graceOver(start + 104_000)).toBe(false);
+    expect(w.c.lost.graceEnd(start + 104_000)).toBe(start + 160_000);
+    w.report('n1'); // the storm goes on: n1 comes back inside the grace
+    w.c.lost.reconcile('n1');
+    await w.settle();
+    expect(w.c.lost.replaced).toBe(0);
     w.stop();
   });
 

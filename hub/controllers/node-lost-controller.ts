@@ -33,7 +33,7 @@ import { WorkQueue } from './workqueue.js';
  * return of a large fleet, and a new leader at 10,000 nodes rescheduled the pods of nodes whose
  * CONNECT had timed out in the storm (their last will, then back-off) while half the fleet had not
  * come back yet. So the grace ends at the later of `start + startupGraceMs` and `returnQuietMs`
- * (60 s: longer than an agent's longest back-off, 30 s) after the last node heard from for the
+ * (120 s: two of an agent's worst retry cycles, AGENT_RETRY_CYCLE_MS) after the last node heard from for the
  * first time since the start (`lastReturnAt`), and at `start + maxStartupGraceMs` (10 min) at
  * the latest, so a fleet that keeps trickling in cannot hold it open for ever. Once over it stays
  * over: a reconcile that finds it past fixes the end, and so does a node heard for the first
@@ -78,8 +78,19 @@ export function nodeLostPolicy(spec: Pick<DeploymentSpec, 'mode' | 'onNodeLost'>
 }
 
 export const DEFAULT_NODE_STARTUP_GRACE_MS = 60_000;
-/** Longer than an agent's longest reconnect back-off (30 s, agent/link.ts), with room for its CONNECT. */
-export const DEFAULT_RETURN_QUIET_MS = 60_000;
+/**
+ * An agent's worst reconnect cycle on a busy hub (agent/link.ts defaults): its CONNECT waits up to
+ * 30 s for the CONNACK, then it backs off up to 30 s before the next dial.
+ */
+export const AGENT_RETRY_CYCLE_MS = 30_000 + 30_000;
+/**
+ * Two whole retry cycles: a hub too busy to answer CONNECTs produces a minute without a first
+ * return by itself (every agent in the middle of a cycle), and that alone must not end the grace.
+ * It was 60 s (one cycle): at 10,000 nodes on etcd the returns stalled for 64 s, the grace ended,
+ * and the new leader declared 8,558 nodes lost and rescheduled their pods (docs/benchmarks.md,
+ * 2026-12-04). The cost: after a restart, pods of nodes that are really gone wait up to 60 s more.
+ */
+export const DEFAULT_RETURN_QUIET_MS = 2 * AGENT_RETRY_CYCLE_MS;
 export const DEFAULT_MAX_STARTUP_GRACE_MS = 600_000;
 
 /** When the node's Ready condition last turned False (ms), or undefined while it is Ready. */
