@@ -27,7 +27,7 @@
  * machine's calibration figure, and the 1-minute load average before each kill.
  *
  * Run: npx tsx scripts/bench/failover.ts [--nodes 1000] [--pods 3000] [--hubs 3] [--runs 3]
- *   [--leader-ttl 6s (the hub's default)] [--old-agent-backoff] [--procs 2] [--workers-nice N] [--usage-interval-ms 30000]
+ *   [--leader-ttl 6s (the hub's default)] [--old-agent-backoff] [--procs 2] [--usage-interval-ms 30000]
  *   [--deadline-ms 120000] [--setup-ms 600000] [--max-minutes 30] [--scheduler-pods 20000 | --no-scheduler]
  *   [--md out.md] [--json out.json]
  * --old-agent-backoff: the agents back off on refusals as a busy hub (agent/link.ts `refusedFastForMs: 0`),
@@ -66,8 +66,6 @@ const { values } = parseArgs({
     'leader-ttl': { type: 'string' },
     'old-agent-backoff': { type: 'boolean', default: false },
     procs: { type: 'string', default: '2' },
-    /** The hollow agents' worker processes' nice value (0 = as equals of the hubs; lib/processes.ts). */
-    'workers-nice': { type: 'string', default: '0' },
     'usage-interval-ms': { type: 'string', default: '30000' },
     'deadline-ms': { type: 'string', default: '120000' },
     'setup-ms': { type: 'string', default: '600000' },
@@ -410,7 +408,7 @@ async function main(): Promise<void> {
     usageIntervalMs: USAGE,
   };
   const t0 = Date.now();
-  const fleet: FleetHandle = await startWorkerFleet(int('procs'), fleetOpts, int('workers-nice'));
+  const fleet: FleetHandle = await startWorkerFleet(int('procs'), fleetOpts);
   const lead0 = first.proc;
   const reg = await pollUntil(
     t0,

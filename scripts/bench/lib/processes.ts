@@ -41,28 +41,22 @@ function compiledHubChild(): string {
   return hubChildJs;
 }
 
-function spawnTs(file: string, env: Record<string, string>, nodeArgs: string[] = [], nice = 0): ChildProcess {
-  return spawnNode([...nodeArgs, '--import', 'tsx', join(HERE, file)], env, nice);
+function spawnTs(file: string, env: Record<string, string>, nodeArgs: string[] = []): ChildProcess {
+  return spawnNode([...nodeArgs, '--import', 'tsx', join(HERE, file)], env);
 }
 
-/**
- * `nice` > 0 starts the process under `nice -n N` (exec'd, so the pid is node's), every thread
- * of it included: `os.setPriority` after the spawn would reach only the main thread on Linux, not
- * V8's and libuv's threads already started.
- */
-function spawnNode(args: string[], env: Record<string, string>, nice = 0): ChildProcess {
-  const [cmd, argv] = nice > 0 ? ['nice', ['-n', String(nice), process.execPath, ...args]] : [process.execPath, args];
-  const child = spawn(cmd, argv, {
+function spawnNode(args: string[], env: Record<string, string>): ChildProcess {
+  const child = spawn(process.execPath, args, {
     cwd: REPO,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   live.add(child);
   child.on('exit', () => live.delete(child));
-  // A spawn that fails (no `nice` on PATH, say) says so instead of crashing the bench unexplained.
+  // A spawn that fails says so instead of crashing the bench unexplained.
   child.on('error', (err) => {
     live.delete(child);
-    process.stderr.write(`bench: could not start ${cmd} ${argv.slice(0, 3).join(' ')}…: ${err.message}\n`);
+    process.stderr.write(`bench: could not start node ${args.slice(0, 3).join(' ')}…: ${err.message}\n`);
   });
   return child;
 }
@@ -158,20 +152,11 @@ export interface FleetHandle {
   each<T>(method: string, params?: unknown, timeoutMs?: number): Promise<T[]>;
 }
 
-/**
- * `nice` (0-19): the worker processes' nice value. The hollow agents stand in for devices that in
- * a real fleet have CPUs of their own; at 0 (the default, every run of record before 2026-12-04)
- * they compete with the hub for the bench machine's 2 cores as equals. A positive value keeps the
- * load they offer the hub (the same messages) but lets the hub run first when both want the CPU,
- * closer to a hub on its own machine (as kubemark runs hollow nodes on machines apart from the
- * control plane). The workers still get every cycle the hub leaves.
- */
-export async function startWorkerFleet(procs: number, opts: HollowFleetOptions, nice = 0): Promise<FleetHandle> {
-  if (!Number.isInteger(nice) || nice < 0 || nice > 19) throw new Error(`worker nice must be 0-19 (got ${nice})`);
+export async function startWorkerFleet(procs: number, opts: HollowFleetOptions): Promise<FleetHandle> {
   const rpcs: RpcClient[] = [];
   for (let i = 0; i < procs; i++) {
     // Thousands of TLS clients per process: give the heap room so GC is not what we measure.
-    const child = spawnTs('fleet-worker.ts', {}, ['--max-old-space-size=8192'], nice);
+    const child = spawnTs('fleet-worker.ts', {}, ['--max-old-space-size=8192']);
     rpcs.push(new RpcClient(child, `worker-${i}`));
   }
   await Promise.all(
