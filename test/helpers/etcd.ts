@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './procs.js';
@@ -7,16 +7,27 @@ import { freePort } from './procs.js';
 /**
  * Real etcd members (Debian's etcd-server) on 127.0.0.1 for integration tests and the HA
  * benchmarks (scripts/bench/failover.ts, fleet.ts --store etcd): one or three, each in its own
- * temp data dir on ports picked free, killed and removed by close(). Members can be killed,
- * paused (SIGSTOP) and restarted with their data to test quorum loss and return.
+ * temp data dir on ports picked free below the ephemeral range (see freePort), killed and
+ * removed by close(). Members can be killed, paused (SIGSTOP) and restarted with their data to
+ * test quorum loss and return. Each member logs to `<dir>/<name>.log`; a member that exits
+ * while the cluster starts (a port taken after all) makes start() try again on new ports, and a
+ * start that fails says why with the member's last log lines.
  */
 export interface EtcdMember {
   name: string;
   clientUrl: string;
   peerUrl: string;
   dataDir: string;
+  logFile: string;
   proc: ChildProcess | undefined;
+  /** How the last process of this member ended, while the cluster still wanted it running. */
+  exited?: string | undefined;
 }
+
+/** A member ended before it was healthy: the start may be tried again on other ports. */
+class MemberExited extends Error {}
+
+const START_ATTEMPTS = 3;
 
 export interface EtcdClusterOptions {
   /** Raft heartbeat / election timeout in ms; default 50 / 500 (fast elections for tests; etcd's own defaults are 100 / 1,000). */
@@ -26,6 +37,8 @@ export interface EtcdClusterOptions {
   parentDir?: string;
   /** More etcd flags for every member (e.g. `--quota-backend-bytes`, `--auto-compaction-retention`). */
   extraArgs?: string[];
+  /** Picks a free port for a member (tests of this helper); default freePort. */
+  pickPort?: () => Promise<number>;
 }
 
 /** What one member says about its backend (`/v3/maintenance/status`). */
@@ -42,6 +55,7 @@ export class EtcdCluster {
   readonly dir: string;
   readonly members: EtcdMember[] = [];
   private initialCluster = '';
+  private closed = false;
 
   private constructor(private readonly opts: EtcdClusterOptions) {
     this.dir = mkdtempSync(join(opts.parentDir ?? tmpdir(), 'orchard-etcd-'));
@@ -52,31 +66,59 @@ export class EtcdCluster {
   }
 
   static async start(size: 1 | 3 = 1, opts: EtcdClusterOptions = {}): Promise<EtcdCluster> {
-    const c = new EtcdCluster(opts);
+    for (let attempt = 1; ; attempt++) {
+      const c = new EtcdCluster(opts);
+      try {
+        await c.boot(size);
+        return c;
+      } catch (err) {
+        c.close();
+        if (!(err instanceof MemberExited) || attempt >= START_ATTEMPTS) throw err;
+      }
+    }
+  }
+
+  private async boot(size: number): Promise<void> {
+    const ports = new Set<number>();
+    const pick = async (): Promise<number> => {
+      for (;;) {
+        const p = await (this.opts.pickPort ?? freePort)();
+        if (!ports.has(p)) {
+          ports.add(p);
+          return p;
+        }
+      }
+    };
     for (let i = 0; i < size; i++) {
       const name = `m${i}`;
-      c.members.push({
+      this.members.push({
         name,
-        clientUrl: `http://127.0.0.1:${await freePort()}`,
-        peerUrl: `http://127.0.0.1:${await freePort()}`,
-        dataDir: join(c.dir, name),
+        clientUrl: `http://127.0.0.1:${await pick()}`,
+        peerUrl: `http://127.0.0.1:${await pick()}`,
+        dataDir: join(this.dir, name),
+        logFile: join(this.dir, `${name}.log`),
         proc: undefined,
       });
     }
-    c.initialCluster = c.members.map((m) => `${m.name}=${m.peerUrl}`).join(',');
-    for (let i = 0; i < size; i++) c.spawn(i);
+    this.initialCluster = this.members.map((m) => `${m.name}=${m.peerUrl}`).join(',');
+    for (let i = 0; i < size; i++) this.spawn(i);
+    await Promise.all(this.members.map((_, i) => this.waitHealthy(i)));
+  }
+
+  /** The last lines a member logged (for errors). */
+  logTail(i: number, lines = 12): string {
     try {
-      await Promise.all(c.members.map((_, i) => c.waitHealthy(i)));
-    } catch (err) {
-      c.close();
-      throw err;
+      return readFileSync(this.members[i]!.logFile, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+    } catch {
+      return '(no log)';
     }
-    return c;
   }
 
   private spawn(i: number): void {
     const m = this.members[i]!;
-    m.proc = spawn(
+    m.exited = undefined;
+    const log = openSync(m.logFile, 'a');
+    const proc = spawn(
       'etcd',
       [
         '--name',
@@ -103,8 +145,13 @@ export class EtcdCluster {
         String(this.opts.electionMs ?? 500),
         ...(this.opts.extraArgs ?? []),
       ],
-      { stdio: ['ignore', 'ignore', 'ignore'] },
+      { stdio: ['ignore', log, log] },
     );
+    closeSync(log);
+    m.proc = proc;
+    proc.once('exit', (code, signal) => {
+      if (m.proc === proc) m.exited = signal ? `signal ${signal}` : `exit code ${code}`;
+    });
   }
 
   async waitHealthy(i: number, timeoutMs = 20_000): Promise<void> {
@@ -117,7 +164,11 @@ export class EtcdCluster {
       } catch {
         // not up yet
       }
-      if (Date.now() > end) throw new Error(`etcd member ${m.name} not healthy within ${timeoutMs} ms`);
+      if (this.closed) throw new Error(`etcd cluster closed while member ${m.name} was starting`);
+      if (m.exited !== undefined) {
+        throw new MemberExited(`etcd member ${m.name} ended (${m.exited}) before it was healthy; its last log lines:\n${this.logTail(i)}`);
+      }
+      if (Date.now() > end) throw new Error(`etcd member ${m.name} not healthy within ${timeoutMs} ms; its last log lines:\n${this.logTail(i)}`);
       await new Promise((r) => setTimeout(r, 100));
     }
   }
@@ -155,6 +206,7 @@ export class EtcdCluster {
   }
 
   close(): void {
+    this.closed = true;
     for (const m of this.members) {
       m.proc?.kill('SIGCONT');
       m.proc?.kill('SIGKILL');

@@ -14,7 +14,32 @@ export function ensureBuilt(): void {
   if (!existsSync(CLI) || !existsSync(AGENT_BUNDLE)) execFileSync('npm', ['run', 'build'], { cwd: REPO, stdio: 'inherit' });
 }
 
+/**
+ * A free port on 127.0.0.1 for a server the test starts later (a hub process, an etcd member,
+ * which may also be restarted on the same port). Picked *below* the kernel's ephemeral range:
+ * a port the kernel hands out for `listen(0)` lies in that range, so between picking it and the
+ * server binding it any outgoing connection on the machine could take it as its source port (the
+ * integration tier opens thousands; a CI run lost an etcd member that way); below the range only
+ * another listener can. Random in [20000, 30000) — under Orchard's default endpoint ports
+ * (30000–30999) — checked by binding.
+ */
 export async function freePort(): Promise<number> {
+  let low = 32768;
+  try {
+    low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || low;
+  } catch {
+    // not Linux: keep the usual start of the range
+  }
+  const from = 20_000;
+  const span = Math.max(1, Math.min(low, 30_000) - from);
+  for (let tries = 0; tries < 200; tries++) {
+    const port = from + Math.floor(Math.random() * span);
+    if (await canListen(port)) return port;
+  }
+  return kernelPort();
+}
+
+function kernelPort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
     s.once('error', reject);
@@ -23,6 +48,14 @@ export async function freePort(): Promise<number> {
       const port = typeof addr === 'object' && addr ? addr.port : 0;
       s.close(() => resolve(port));
     });
+  });
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
   });
 }
 
