@@ -46,13 +46,18 @@ export const AGENT_V8_FLAGS: readonly string[] = [
 
 /**
  * glibc malloc settings for the agent, set by the unit (`Environment=`, scripts/install-agent.sh,
- * kept equal by a test): one arena for all threads, and freed memory given back to the kernel
- * past 128 KiB (an explicit threshold also stops glibc from raising it, and the mmap threshold,
- * as the process frees large blocks). Not `MALLOC_MMAP_THRESHOLD_=32768`: it ended a 5 MiB malloc
- * mode of the start (docs/agent.md "Memory"), but `--no-node-snapshot` ended it too, and the
- * threshold cost ≈ 0.1-0.3 % of a core at 50 pods (socket reads mapped and unmapped).
+ * kept equal by a test): one arena for all threads, freed memory given back to the kernel past
+ * 128 KiB (an explicit threshold also stops glibc from raising it, and the mmap threshold, as the
+ * process frees large blocks), and blocks of 32 KiB and more in mappings of their own. The last
+ * ends a 5 MiB malloc mode: after the bundle loads, glibc's main heap holds either ≈ 3.9 or
+ * ≈ 8.6 MiB with the same V8 heap, the difference freed blocks under a live one that cannot be
+ * trimmed. `--no-node-snapshot` was thought to end it (fourth pass, 0 of 4 starts), but it came
+ * back in 2 of 11 starts of the fifth pass (0 of 11 with the threshold), and the threshold also
+ * keeps glibc's heap 1.5-2.6 MiB smaller at 50 pods. Cost: socket reads of 64 KiB are mapped and
+ * unmapped (+0.1-0.3 % of a core at 50 pods in the fourth pass, within noise in the fifth).
+ * docs/agent.md "Memory".
  */
-export const AGENT_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '1', MALLOC_TRIM_THRESHOLD_: '131072' };
+export const AGENT_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '1', MALLOC_TRIM_THRESHOLD_: '131072', MALLOC_MMAP_THRESHOLD_: '32768' };
 
 /** The launcher: Node builtins only, so nothing to stub; small on purpose (it stays resident). */
 export async function buildLauncher(outfile = LAUNCHER_OUTFILE): Promise<number> {

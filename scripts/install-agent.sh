@@ -175,10 +175,11 @@ chmod 0755 "$NEW"
 # at 1 MiB, one GC thread, one platform worker, no JIT compilers (--jitless: the interpreter only,
 # so V8's compilers' code is never paged in), no start-up snapshot (--no-node-snapshot: its pages
 # of the node binary are never read), local time from libc, not ICU (--no-icu-timezone-data); one
-# malloc arena, freed memory handed back to the kernel past 128 KiB. The launcher passes its
+# malloc arena, freed memory handed back to the kernel past 128 KiB, blocks of 32 KiB and more
+# in mappings of their own (ends a 5 MiB malloc mode of the start). The launcher passes its
 # flags and environment on to the agent it starts.
 NODE_FLAGS="--max-semi-space-size=1 --single-threaded-gc --v8-pool-size=1 --jitless --no-node-snapshot --no-icu-timezone-data"
-NODE_ENV_VARS="MALLOC_ARENA_MAX=1 MALLOC_TRIM_THRESHOLD_=131072"
+NODE_ENV_VARS="MALLOC_ARENA_MAX=1 MALLOC_TRIM_THRESHOLD_=131072 MALLOC_MMAP_THRESHOLD_=32768"
 # --no-icu-timezone-data exists only in Node builds with ICU (the official ones are): a Node built
 # without intl refuses it, and there it is dropped rather than the install refused.
 if ! node --no-icu-timezone-data -e 0 >/dev/null 2>&1; then

@@ -16,7 +16,10 @@
  *   - uplink: bytes the agent writes to its MQTT connection (TLS records), per minute, counted by a
  *     TCP pipe between the agent and the hub's broker (`--mqtt-url` points the agent at it).
  * `--snapshot` also writes a V8 heap snapshot of each variant at the last pod count of run 1 and
- * prints where its bytes sit (scripts/bench/lib/heap-summary.ts).
+ * prints where its bytes sit (scripts/bench/lib/heap-summary.ts). With BENCH_KEEP_SNAPSHOT=DIR the
+ * snapshot is also copied to DIR (the bench's own directory is removed at the end), and with
+ * BENCH_KEEP_SMAPS=DIR each measured process's /proc/PID/smaps at the end of each window is
+ * written to DIR (per-mapping anonymous memory: V8's 256 KiB pages, glibc's `[heap]`, …).
  * Runs alternate variants so all see the same machine load; the load average is printed before
  * each measurement window.
  *
@@ -40,7 +43,7 @@
  * from a file of that name): `--variants "small,before:@/tmp/before/orchard-agent.mjs --jitless"`.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -237,6 +240,8 @@ try {
         const secs = (Date.now() - t0) / 1000;
         const cpu1 = cpuOf();
         const up1 = pipe.up();
+        if (process.env.BENCH_KEEP_SMAPS)
+          for (const x of pids) writeFileSync(`${process.env.BENCH_KEEP_SMAPS}/${short}-${pods}-${x}.smaps`, readFileSync(`/proc/${x}/smaps`));
         const sm = pids
           .map((x) => readSmaps(x))
           .reduce((a, b) =>
@@ -266,6 +271,7 @@ try {
           p.child.kill('SIGUSR2');
           const snap = `${out}.heapsnapshot`;
           await waitFor('heap snapshot', async () => readSmaps(pid) !== undefined && (await fileSettled(snap)), 120_000, 1000);
+          if (process.env.BENCH_KEEP_SNAPSHOT) copyFileSync(snap, `${process.env.BENCH_KEEP_SNAPSHOT}/${short}-${pods}.heapsnapshot`);
           const s = summarizeHeapSnapshot(snap);
           console.log(`  heap snapshot of ${variant} at ${pods} pods: ${mb(s.total)} MiB of self sizes`);
           console.log(`    by type: ${s.byType.map(([t, b, n]) => `${t} ${mb(b)} MiB (${n})`).join('; ')}`);
