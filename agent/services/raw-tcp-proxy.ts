@@ -2,9 +2,9 @@ import type { AddressInfo } from 'node:net';
 import type { Logger, TimerHandle } from '../clock.js';
 import { silentLogger } from '../clock.js';
 import { Balancer, type Endpoint, type EndpointCounters } from './balancer.js';
-import { bindRaw, connectRaw, loadRawTcp, UV_EOF, uvErrorName, type RawTcp, type RawTcpBindings, type RawWriteReq } from './raw-tcp.js';
+import { bindRaw, connectRaw, loadRawTcp, UV_EOF, uvErrorName, type RawShutdownReq, type RawTcp, type RawTcpBindings, type RawWriteReq } from './raw-tcp.js';
 import { LISTEN_BACKLOG, PREAMBLE, REPLAY_CAP_BYTES, TcpProxy, type TcpProxyOptions } from './tcp-proxy.js';
-import { UpstreamReads, type ReplayTap, type UpstreamSink } from './tcp-pump.js';
+import { ReplayKeep, UpstreamReads, type UpstreamSink } from './tcp-pump.js';
 
 /**
  * The TCP half of the service proxy on libuv handles (raw-tcp.ts) instead of net.Socket: the same
@@ -138,6 +138,19 @@ function onUpstreamRead(this: RawTcp): Uint8Array | undefined {
   return (this.owner as RawConnection).upstreamRead(this);
 }
 
+// Shared callbacks (no closure per connection): the connection is the handle's or request's own property.
+function afterConnect(status: number, handle: RawTcp): void {
+  (handle.owner as RawConnection | undefined)?.connected(handle, status);
+}
+
+function afterShutdown(this: RawShutdownReq): void {
+  (this.owner as RawConnection).maybeDone();
+}
+
+function afterClose(this: RawTcp): void {
+  (this.closer as RawConnection).handleClosed();
+}
+
 /** A closed handle's onread (the property takes functions only). */
 function ignoreRead(): undefined {
   return undefined;
@@ -153,7 +166,7 @@ function afterWrite(this: RawWriteReq, status: number): void {
  * reset before its first byte. Events of a handle that is no longer `up` are ignored (a failed
  * attempt, or the upstream before a replay).
  */
-class RawConnection implements UpstreamSink, ReplayTap {
+class RawConnection implements UpstreamSink {
   private readonly candidates: Endpoint[];
   private attempt = 0;
   private up: RawTcp | undefined;
@@ -178,14 +191,10 @@ class RawConnection implements UpstreamSink, ReplayTap {
   /** Reads of the upstream (the preamble check, then the client) and of the client. */
   private readonly upReads = new UpstreamReads(this);
   private readonly clientReads: UpstreamReads;
-  private upBuf: Uint8Array | undefined;
-  private clientBuf: Uint8Array | undefined;
+  private clientStarted = false;
   private clientReading = false;
-  // The replay's keep (tcp-proxy.ts Connection): references to what the client sent until the upstream's first byte.
-  keeping = true;
-  private first: Buffer | undefined;
-  private rest: Buffer[] | undefined;
-  private keptBytes = 0;
+  /** What the client sent upstream so far, kept until the upstream's first byte (the replay). */
+  private readonly keep: ReplayKeep;
 
   constructor(
     private readonly proxy: RawTcpProxy,
@@ -195,7 +204,9 @@ class RawConnection implements UpstreamSink, ReplayTap {
   ) {
     this.candidates = balancer.order(addr);
     client.owner = this;
-    this.clientReads = new UpstreamReads({ fromUpstream: (chunk) => this.fromClient(chunk), released: () => !this.toUpPending && !this.keeping });
+    client.closer = this;
+    this.keep = new ReplayKeep(proxy.replayCap);
+    this.clientReads = new UpstreamReads({ fromUpstream: (chunk) => this.fromClient(chunk), released: () => !this.toUpPending && !this.keep.keeping });
   }
 
   /** Tries the next candidate, or resets the client when none is left. */
@@ -216,13 +227,13 @@ class RawConnection implements UpstreamSink, ReplayTap {
     this.up = up;
     this.upEof = false;
     this.upShut = false;
-    this.upBuf = undefined;
     this.handlesOpen += 1;
     up.setNoDelay(true);
     const source = ep.local ? undefined : this.proxy.opts.sourceAddress;
     let err = source === undefined ? 0 : bindRaw(up, source, 0);
+    up.closer = this;
     const req = raw.newConnectReq();
-    req.oncomplete = (status: number) => this.connected(up, status);
+    req.oncomplete = afterConnect;
     if (err === 0) err = connectRaw(up, req, ep.host, ep.port);
     if (err !== 0) {
       // Refused before any packet (EADDRNOTAVAIL, ENETUNREACH…): the next candidate at once.
@@ -233,7 +244,7 @@ class RawConnection implements UpstreamSink, ReplayTap {
     this.timer = this.proxy.opts.clock.setTimeout(() => this.failed(up, ep.local ? 'ETIMEDOUT' : 'ETIMEDOUT (no preamble)'), timeout);
   }
 
-  private connected(up: RawTcp, status: number): void {
+  connected(up: RawTcp, status: number): void {
     if (up !== this.up || this.pumping) return;
     if (status !== 0) return this.failed(up, uvErrorName(status));
     // A local endpoint is established by connecting; a remote one by its preamble (fromUpstream).
@@ -242,8 +253,7 @@ class RawConnection implements UpstreamSink, ReplayTap {
   }
 
   private startReading(up: RawTcp): void {
-    this.upBuf = this.upReads.onread.buffer();
-    up.useUserBuffer(this.upBuf);
+    up.useUserBuffer(this.upReads.firstBuffer());
     up.onread = onUpstreamRead;
     up.readStart();
   }
@@ -257,16 +267,10 @@ class RawConnection implements UpstreamSink, ReplayTap {
     const n = this.proxy.raw.readResult();
     if (n > 0) {
       this.upBytesRead += n;
-      const buf = this.upBuf!;
-      const more = this.upReads.onread.callback(n, buf as Buffer);
+      const more = this.upReads.landed(n);
       if (this.up !== h) return undefined;
       if (!more && !this.upEof) h.readStop();
-      const next = this.upReads.onread.buffer();
-      if (next !== buf) {
-        this.upBuf = next;
-        return next;
-      }
-      return undefined;
+      return this.upReads.swapped;
     }
     if (n === UV_EOF) {
       h.readStop();
@@ -287,18 +291,12 @@ class RawConnection implements UpstreamSink, ReplayTap {
     const n = this.proxy.raw.readResult();
     if (this.clientGone) return undefined;
     if (n > 0) {
-      const buf = this.clientBuf!;
-      const more = this.clientReads.onread.callback(n, buf as Buffer);
+      const more = this.clientReads.landed(n);
       if (!more && this.clientReading && !this.clientGone) {
         this.clientReading = false;
         h.readStop();
       }
-      const next = this.clientReads.onread.buffer();
-      if (next !== buf) {
-        this.clientBuf = next;
-        return next;
-      }
-      return undefined;
+      return this.clientReads.swapped;
     }
     if (n === UV_EOF) {
       this.clientReading = false;
@@ -325,7 +323,7 @@ class RawConnection implements UpstreamSink, ReplayTap {
       if (chunk.length === 1) return true;
       chunk = chunk.subarray(1);
     }
-    if (this.keeping) this.answered();
+    if (this.keep.keeping) this.keep.answered();
     return this.write(this.client, chunk);
   }
 
@@ -335,7 +333,7 @@ class RawConnection implements UpstreamSink, ReplayTap {
   }
 
   private fromClient(chunk: Buffer): boolean {
-    if (this.keeping) this.kept(chunk);
+    if (this.keep.keeping) this.keep.kept(chunk);
     const up = this.up;
     if (up === undefined || !this.pumping) return false;
     return this.write(up, chunk);
@@ -401,31 +399,18 @@ class RawConnection implements UpstreamSink, ReplayTap {
   private shutdown(h: RawTcp): void {
     const req = this.proxy.raw.newShutdownReq();
     req.handle = h;
-    req.oncomplete = () => this.maybeDone();
+    req.oncomplete = afterShutdown;
+    req.owner = this;
     if (h.shutdown(req) !== 0) this.maybeDone();
   }
 
   /** Both directions ended (each side's EOF read and passed on): close both handles. */
-  private maybeDone(): void {
+  maybeDone(): void {
     if (this.clientEof && this.upEof && this.clientShut && this.upShut && !this.toClientPending && !this.toUpPending) {
       this.closeClient(false);
       const up = this.up;
       if (up !== undefined) this.closeUp(up, false);
     }
-  }
-
-  // ReplayTap.
-  kept(chunk: Buffer): void {
-    this.keptBytes += chunk.length;
-    if (this.keptBytes > this.proxy.replayCap) return this.answered();
-    if (this.first === undefined) this.first = chunk;
-    else (this.rest ??= []).push(chunk);
-  }
-
-  answered(): void {
-    this.keeping = false;
-    this.first = undefined;
-    this.rest = undefined;
   }
 
   private failed(up: RawTcp, reason: string): void {
@@ -446,7 +431,7 @@ class RawConnection implements UpstreamSink, ReplayTap {
     // A FIN before the reset (the server read, closed, then got more bytes) is a server that may
     // have acted on what it read, and the client may have been sent that FIN: no replay.
     const finished = this.upEof || this.clientShut;
-    if (!reset || !this.keeping || finished || this.clientGone || this.proxy.closing !== undefined) return this.resetBoth();
+    if (!reset || !this.keep.keeping || finished || this.clientGone || this.proxy.closing !== undefined) return this.resetBoth();
     // Reset before its first byte: the next candidate gets what the client sent; the client waits meanwhile.
     if (this.clientReading) {
       this.clientReading = false;
@@ -469,16 +454,17 @@ class RawConnection implements UpstreamSink, ReplayTap {
     this.estUp = up;
     this.proxy.openHandles += 1;
     this.balancer.succeeded(this.addr, this.ep!);
-    if (this.clientBuf === undefined) {
+    if (!this.clientStarted) {
       // First upstream: the client's bytes waited unread in the kernel until now.
-      this.clientBuf = this.clientReads.onread.buffer();
-      this.client.useUserBuffer(this.clientBuf);
+      this.clientStarted = true;
+      this.client.useUserBuffer(this.clientReads.firstBuffer());
       this.client.onread = onClientRead;
     } else {
       // A replay: what the dead upstream was sent goes to this one first, then the client's FIN if it came.
       this.proxy.replays += 1;
-      let ok = this.first === undefined || this.write(up, this.first);
-      if (this.rest !== undefined) for (const chunk of this.rest) ok = this.write(up, chunk);
+      const { first, rest } = this.keep;
+      let ok = first === undefined || this.write(up, first);
+      if (rest !== undefined) for (const chunk of rest) ok = this.write(up, chunk);
       if (this.clientEof) {
         this.passEof('toUp');
         return;
@@ -550,12 +536,14 @@ class RawConnection implements UpstreamSink, ReplayTap {
   }
 
   private closeHandle(h: RawTcp, reset: boolean): void {
-    const closed = (): void => {
-      this.handlesOpen -= 1;
-      if (this.handlesOpen === 0) this.proxy.done(this);
-    };
-    if (reset && h.reset(closed) === 0) return;
-    h.close(closed);
+    if (reset && h.reset(afterClose) === 0) return;
+    h.close(afterClose);
+  }
+
+  /** One of its handles has closed. */
+  handleClosed(): void {
+    this.handlesOpen -= 1;
+    if (this.handlesOpen === 0) this.proxy.done(this);
   }
 }
 

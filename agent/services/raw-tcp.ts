@@ -33,18 +33,21 @@ export interface RawTcp {
   useUserBuffer(buf: Uint8Array): void;
   writeBuffer(req: RawWriteReq, data: Uint8Array): number;
   shutdown(req: RawShutdownReq): number;
-  close(cb?: () => void): void;
+  /** `cb` is called with `this` = the handle once libuv has closed it. */
+  close(cb?: (this: RawTcp) => void): void;
   /** Close with a RST (uv_tcp_close_reset); an error when a shutdown is in flight. */
-  reset(cb?: () => void): number;
+  reset(cb?: (this: RawTcp) => void): number;
   setNoDelay(on: boolean): number;
   getsockname(out: { address?: string; port?: number }): number;
   getpeername(out: { address?: string; port?: number }): number;
-  /** Ours: the connection this handle belongs to (one property on every handle, one shape). */
+  /** Ours: the connection this handle belongs to while open, and the one told when it has closed (two properties on every handle, one shape). */
   owner?: unknown;
+  closer?: unknown;
 }
 
 export interface RawConnectReq {
-  oncomplete: (status: number) => void;
+  /** `handle`: the connecting handle (`this` is the request). */
+  oncomplete: (status: number, handle: RawTcp) => void;
   address: string;
   port: number;
 }
@@ -59,7 +62,9 @@ export interface RawWriteReq {
 
 export interface RawShutdownReq {
   handle: RawTcp;
-  oncomplete: (status: number) => void;
+  oncomplete: (this: RawShutdownReq, status: number) => void;
+  /** Ours: whom to tell. */
+  owner: unknown;
 }
 
 export interface RawTcpBindings {
