@@ -108,7 +108,8 @@ export class RawTcpProxy {
     }
     if (this.opts.allowSource !== undefined && !this.opts.allowSource(addr)) {
       this.refused += 1;
-      if (client.reset() !== 0) client.close();
+      // A fresh socket: no shutdown in flight, so the reset cannot be refused (after a refused one Node would ignore close()).
+      client.reset();
       return;
     }
     client.setNoDelay(true);
@@ -181,8 +182,8 @@ class RawConnection implements UpstreamSink {
   private clientShut = false;
   private upShut = false;
   /** A write to that side is pending (libuv took part of it for later). */
-  private toClientPending = false;
-  private toUpPending = false;
+  private toClientPending = 0;
+  private toUpPending = 0;
   private handlesOpen = 1;
   /** The upstream handle that got established (counted in openHandles, its bytes added on close). */
   private estUp: RawTcp | undefined;
@@ -206,7 +207,7 @@ class RawConnection implements UpstreamSink {
     client.owner = this;
     client.closer = this;
     this.keep = new ReplayKeep(proxy.replayCap);
-    this.clientReads = new UpstreamReads({ fromUpstream: (chunk) => this.fromClient(chunk), released: () => !this.toUpPending && !this.keep.keeping });
+    this.clientReads = new UpstreamReads({ fromUpstream: (chunk) => this.fromClient(chunk), released: () => this.toUpPending === 0 && !this.keep.keeping });
   }
 
   /** Tries the next candidate, or resets the client when none is left. */
@@ -329,7 +330,7 @@ class RawConnection implements UpstreamSink {
 
   /** UpstreamSink.released for the upstream's reads: the chunk went into the kernel at once. */
   released(): boolean {
-    return !this.toClientPending;
+    return this.toClientPending === 0;
   }
 
   private fromClient(chunk: Buffer): boolean {
@@ -348,31 +349,34 @@ class RawConnection implements UpstreamSink {
     req.buffer = chunk;
     req.owner = this;
     const err = to.writeBuffer(req, chunk);
-    if (to !== this.client) this.upBytesWritten += chunk.length;
+    if (err === 0 && to !== this.client) this.upBytesWritten += chunk.length;
     if (err !== 0) {
       req.buffer = null;
-      this.writeDone(to, err);
+      if (to === this.client) this.clientFailed();
+      else this.upstreamFailed(to, uvErrorName(err));
       return false;
     }
     if (!raw.lastWriteWasAsync()) return true;
-    if (to === this.client) this.toClientPending = true;
-    else this.toUpPending = true;
+    // Counted, not flagged: a replay writes every kept chunk at once, and the first to complete must not look like the last.
+    if (to === this.client) this.toClientPending += 1;
+    else this.toUpPending += 1;
     return false;
   }
 
-  /** A pending write finished (or a write failed): resume the other side, pass an EOF that waited, or fail. */
+  /** A pending write finished: resume the other side once none is left, close if both directions ended, or fail. */
   writeDone(to: RawTcp, status: number): void {
     if (to === this.client) {
-      this.toClientPending = false;
+      this.toClientPending -= 1;
       if (status !== 0) return this.clientFailed();
       const up = this.up;
-      if (up !== undefined && this.pumping && !this.upEof) up.readStart();
+      if (this.toClientPending === 0 && up !== undefined && this.pumping && !this.upEof) up.readStart();
       return this.maybeDone();
     }
+    // An earlier upstream's writes (cancelled when it was closed for a replay) are not counted any more.
     if (to !== this.up) return;
-    this.toUpPending = false;
+    this.toUpPending -= 1;
     if (status !== 0) return this.upstreamFailed(to, uvErrorName(status));
-    if (!this.clientEof && !this.clientGone && this.pumping && !this.clientReading) {
+    if (this.toUpPending === 0 && !this.clientEof && !this.clientGone && this.pumping && !this.clientReading) {
       this.clientReading = true;
       this.client.readStart();
     }
@@ -385,14 +389,14 @@ class RawConnection implements UpstreamSink {
       if (this.clientShut || this.clientGone) return this.maybeDone();
       this.clientShut = true;
       // The client already sent its FIN and nothing waits to be written to it: close(2) sends the FIN.
-      if (this.clientEof && !this.toClientPending) return this.maybeDone();
+      if (this.clientEof && this.toClientPending === 0) return this.maybeDone();
       this.shutdown(this.client);
       return;
     }
     const up = this.up;
     if (up === undefined || this.upShut) return this.maybeDone();
     this.upShut = true;
-    if (this.upEof && !this.toUpPending) return this.maybeDone();
+    if (this.upEof && this.toUpPending === 0) return this.maybeDone();
     this.shutdown(up);
   }
 
@@ -406,7 +410,7 @@ class RawConnection implements UpstreamSink {
 
   /** Both directions ended (each side's EOF read and passed on): close both handles. */
   maybeDone(): void {
-    if (this.clientEof && this.upEof && this.clientShut && this.upShut && !this.toClientPending && !this.toUpPending) {
+    if (this.clientEof && this.upEof && this.clientShut && this.upShut && this.toClientPending === 0 && this.toUpPending === 0) {
       this.closeClient(false);
       const up = this.up;
       if (up !== undefined) this.closeUp(up, false);
@@ -438,7 +442,7 @@ class RawConnection implements UpstreamSink {
       this.client.readStop();
     }
     this.pumping = false;
-    this.toUpPending = false;
+    this.toUpPending = 0;
     this.failed(up, `${code} before any reply byte (replay)`);
   }
 

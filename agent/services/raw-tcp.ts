@@ -173,7 +173,7 @@ export function bindRaw(h: RawTcp, address: string, port: number): number {
   return net.isIPv6(address) ? h.bind6(address, port, 0) : h.bind(address, port);
 }
 
-/** Starts connecting `h` to (address, port). */
+/** Starts connecting `h` to (address, port). `address` must be an IP address: nothing is looked up (endpoints are pod and node addresses; a name fails with EINVAL, and that endpoint is ejected). */
 export function connectRaw(h: RawTcp, req: RawConnectReq, address: string, port: number): number {
   req.address = address;
   req.port = port;

@@ -233,6 +233,51 @@ forEachTcpProxy(() => {
     });
   });
 
+  it('a replay of many kept chunks to an endpoint that replies and half-closes before reading them delivers every byte, then the FIN', async () => {
+    // Review finding (raw-tcp-proxy.ts): the replay writes each kept chunk at once; a flag for
+    // "a write is pending", cleared by the first to complete, let the connection close with
+    // writes still queued, and the endpoint got a shorter request ending in a clean FIN.
+    const size = 8_000_000;
+    const bad = net.createServer({ allowHalfOpen: true }, (s) => {
+      s.on('error', () => undefined);
+      s.resume();
+      s.on('end', () => s.resetAndDestroy());
+    });
+    let got = 0;
+    let ended!: () => void;
+    const gotFin = new Promise<void>((r) => (ended = r));
+    const good = net.createServer({ allowHalfOpen: true }, (s) => {
+      s.on('error', () => undefined);
+      s.pause();
+      s.end('early-reply');
+      setTimeout(() => s.resume(), 300);
+      s.on('data', (d: Buffer) => {
+        got += d.length;
+        s.pause();
+        setTimeout(() => s.resume(), 2);
+      });
+      s.on('end', () => ended());
+    });
+    const [badPort, goodPort] = [await listen(bad), await listen(good)];
+    const p = newTcpProxy({ address: '127.0.0.1', port: 0, policy: 'cluster', clock: systemClock, drainGraceMs: 500, replayCapBytes: 64 << 20 });
+    const { port } = await p.listen();
+    cleanups.push(() => p.close());
+    p.setEndpoints([
+      { id: endpointId('127.0.0.1', badPort), host: '127.0.0.1', port: badPort, local: true },
+      { id: endpointId('127.0.0.1', goodPort), host: '127.0.0.1', port: goodPort, local: true },
+    ]);
+    const c = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+    cleanups.push(() => c.destroy());
+    c.on('error', () => undefined);
+    const reply: Buffer[] = [];
+    c.on('data', (d: Buffer) => reply.push(d));
+    c.end(Buffer.alloc(size, 7));
+    await gotFin;
+    expect(got).toBe(size);
+    expect(p.counters().replays).toBe(1);
+    await expect.poll(() => Buffer.concat(reply).toString()).toBe('early-reply');
+  }, 30_000);
+
   describe('TcpProxy and EndpointPortServer pass a reset on, as the server or client itself would be seen', () => {
     it.each([false, true])("passes a client's reset on to the server, not a FIN (remote: %s)", async (remote) => {
       let requested!: () => void;
