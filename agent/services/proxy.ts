@@ -8,7 +8,7 @@ import { DnsServer } from './dns-server.js';
 import { EndpointPortServer } from './endpoint-port-server.js';
 import { resolvConfUpstreams } from './resolv-conf.js';
 import type { DataPlaneStatus, ServiceDataPlane, ServiceTable, TableEndpointPort, TableListener } from './service-table-types.js';
-import { TcpProxy } from './tcp-proxy.js';
+import { createTcpProxy, RawTcpProxy, type ServiceTcpProxy } from './raw-tcp-proxy.js';
 import { UdpProxy } from './udp-proxy.js';
 
 /**
@@ -68,7 +68,7 @@ interface RunningListener {
   spec: TableListener;
   /** Everything that needs a new socket when it changes. */
   sig: string;
-  proxy: TcpProxy | UdpProxy | undefined;
+  proxy: ServiceTcpProxy | UdpProxy | undefined;
   error?: string;
 }
 
@@ -92,7 +92,7 @@ export class ServiceProxy implements ServiceDataPlane {
   private readonly listeners = new Map<string, RunningListener>();
   private readonly endpointPorts = new Map<string, RunningEndpointPort>();
   /** TCP listeners closed but with connections still open, and the address they were on. */
-  private readonly draining = new Map<TcpProxy, string>();
+  private readonly draining = new Map<ServiceTcpProxy, string>();
   private readonly cidr: Cidr;
   private readonly dnsAllow: Cidr[];
   private readonly allowMemo = new Map<string, boolean>();
@@ -180,7 +180,7 @@ export class ServiceProxy implements ServiceDataPlane {
   serviceCounters(): ServiceCountersReport {
     const out: ServiceCountersReport = {};
     for (const r of this.listeners.values()) {
-      if (!(r.proxy instanceof TcpProxy) || r.proxy.replays === 0) continue;
+      if (r.proxy === undefined || r.proxy instanceof UdpProxy || r.proxy.replays === 0) continue;
       const c = (out[r.spec.service] ??= { replays: 0 });
       c.replays += r.proxy.replays;
     }
@@ -395,7 +395,7 @@ export class ServiceProxy implements ServiceDataPlane {
     };
     const proxy =
       spec.protocol === 'TCP'
-        ? new TcpProxy({
+        ? createTcpProxy({
             ...common,
             ...(this.opts.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: this.opts.connectTimeoutMs }),
             ...(this.opts.drainGraceMs === undefined ? {} : { drainGraceMs: this.opts.drainGraceMs }),
@@ -415,7 +415,13 @@ export class ServiceProxy implements ServiceDataPlane {
       return { spec, sig, proxy: undefined, error: errText(err) };
     }
     proxy.setEndpoints(spec.endpoints);
-    this.logger.debug('service listener open', { key: spec.key, address: spec.address, port: spec.port, protocol: spec.protocol });
+    this.logger.debug('service listener open', {
+      key: spec.key,
+      address: spec.address,
+      port: spec.port,
+      protocol: spec.protocol,
+      ...(proxy instanceof UdpProxy ? {} : { sockets: proxy instanceof RawTcpProxy ? 'libuv handles' : 'net.Socket' }),
+    });
     return { spec, sig, proxy };
   }
 

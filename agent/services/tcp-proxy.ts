@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger, TimerHandle } from '../clock.js';
 import { silentLogger } from '../clock.js';
 import { Balancer, type Endpoint, type EndpointCounters, type ProxyListenerOptions } from './balancer.js';
-import { adoptAccepted, NO_SINK, resetSocket, startPump, UpstreamReads, type Pump, type ReplayTap, type UpstreamSink } from './tcp-pump.js';
+import { adoptAccepted, NO_SINK, ReplayKeep, resetSocket, startPump, UpstreamReads, type Pump, type UpstreamSink } from './tcp-pump.js';
 
 /**
  * The TCP half of the service proxy (docs/design/services.md, "Proxy"): a listener on
@@ -134,7 +134,7 @@ export class TcpProxy {
  * ignored once another socket is `upstream` (the attempt failed, was replayed elsewhere, or the
  * client left). Never throws into the event loop.
  */
-class Connection implements UpstreamSink, ReplayTap {
+class Connection implements UpstreamSink {
   private readonly candidates: Endpoint[];
   private attempt = 0;
   private upstream: net.Socket | undefined;
@@ -144,12 +144,8 @@ class Connection implements UpstreamSink, ReplayTap {
   private clientGone = false;
   private readonly reads = new UpstreamReads(this);
   private pump: Pump | undefined;
-  // What the client sent upstream so far, kept until the upstream's first byte: references to the
-  // chunks (never reused by net), the first one in a field so a one-chunk request allocates nothing.
-  keeping = true;
-  private first: Buffer | undefined;
-  private rest: Buffer[] | undefined;
-  private keptBytes = 0;
+  /** What the client sent upstream so far, kept until the upstream's first byte. */
+  private readonly keep: ReplayKeep;
 
   constructor(
     private readonly proxy: TcpProxy,
@@ -159,6 +155,7 @@ class Connection implements UpstreamSink, ReplayTap {
     private readonly addr: string,
   ) {
     this.candidates = balancer.order(addr);
+    this.keep = new ReplayKeep(proxy.replayCap);
     // `on`, not `once`, for events a socket emits once ('close', 'connect'): no wrapper per listener.
     client.on('error', () => this.clientFailed());
     client.on('close', () => this.clientClosed());
@@ -207,21 +204,6 @@ class Connection implements UpstreamSink, ReplayTap {
     return chunk.length > 1 && this.pumping ? this.reads.sink.fromUpstream(chunk.subarray(1)) : true;
   }
 
-  /** ReplayTap: a client chunk on its way upstream. Past the cap the connection can no longer be replayed. */
-  kept(chunk: Buffer): void {
-    this.keptBytes += chunk.length;
-    if (this.keptBytes > this.proxy.replayCap) return this.answered();
-    if (this.first === undefined) this.first = chunk;
-    else (this.rest ??= []).push(chunk);
-  }
-
-  /** ReplayTap: the upstream's first byte (or the cap): never replay, free what was kept. */
-  answered(): void {
-    this.keeping = false;
-    this.first = undefined;
-    this.rest = undefined;
-  }
-
   private failed(up: net.Socket, reason: string): void {
     if (up !== this.upstream || this.pumping) return;
     this.proxy.opts.clock.clearTimeout(this.timer);
@@ -240,7 +222,7 @@ class Connection implements UpstreamSink, ReplayTap {
     // A FIN before the reset (the server read, closed, then got more bytes) is a server that may
     // have acted on what it read, and the client has been sent that FIN: no replay.
     const finished = up.readableEnded || this.client.writableEnded;
-    if (!reset || !this.keeping || finished || this.clientGone || this.proxy.closing !== undefined) return this.resetClient();
+    if (!reset || !this.keep.keeping || finished || this.clientGone || this.proxy.closing !== undefined) return this.resetClient();
     // Reset before its first byte: the server read nothing it answered; the client's bytes go to
     // the next candidate. The client is paused so nothing it sends now is lost meanwhile.
     this.client.pause();
@@ -262,13 +244,14 @@ class Connection implements UpstreamSink, ReplayTap {
     this.proxy.open.add(up);
     const pump = this.pump;
     if (pump === undefined) {
-      this.pump = startPump(this.client, up, this.reads, this, this.clientReads);
+      this.pump = startPump(this.client, up, this.reads, this.keep, this.clientReads);
       return;
     }
     // A replay: what the dead upstream was sent, then (retarget) the client's FIN if it came.
     this.proxy.replays += 1;
-    let ok = this.first === undefined || up.write(this.first);
-    if (this.rest !== undefined) for (const chunk of this.rest) ok = up.write(chunk);
+    const { first, rest } = this.keep;
+    let ok = first === undefined || up.write(first);
+    if (rest !== undefined) for (const chunk of rest) ok = up.write(chunk);
     pump.retarget(up, this.reads);
     // Otherwise the new upstream's 'drain' resumes the client.
     if (ok) this.client.resume();

@@ -55,6 +55,24 @@ export class UpstreamReads {
   private buf: Buffer | undefined;
   readonly onread: { buffer: () => Buffer; callback: (n: number, buf: Buffer) => boolean };
 
+  /** For a reader that hands libuv one buffer at a time (raw-tcp-proxy.ts): the buffer being read into, and the next one when it changed. */
+  private current: Buffer | undefined;
+  swapped: Buffer | undefined;
+
+  /** The buffer for a raw reader's first read. */
+  firstBuffer(): Buffer {
+    return (this.current = this.onread.buffer());
+  }
+
+  /** A raw reader's `n` bytes landed in the current buffer: to the sink (false: stop reading); `swapped` is then the next read's buffer if it is another. */
+  landed(n: number): boolean {
+    const buf = this.current!;
+    const more = this.onread.callback(n, buf);
+    const next = this.onread.buffer();
+    this.swapped = next === buf ? undefined : (this.current = next);
+    return more;
+  }
+
   constructor(public sink: UpstreamSink) {
     this.onread = {
       buffer: () => (this.buf ??= Buffer.allocUnsafe(READ_MIN)),
@@ -90,6 +108,35 @@ export interface ReplayTap {
   keeping: boolean;
   kept(chunk: Buffer): void;
   answered(): void;
+}
+
+/**
+ * The ReplayTap both TCP proxies use: references to the chunks the client sent upstream until the
+ * upstream's first byte (chunks are never reused once handed on: net's, and UpstreamReads' when
+ * `keeping`), the first one in a field so a one-chunk request allocates nothing. Past `cap` bytes
+ * nothing is kept and the connection can no longer be replayed.
+ */
+export class ReplayKeep implements ReplayTap {
+  keeping = true;
+  first: Buffer | undefined;
+  rest: Buffer[] | undefined;
+  private bytes = 0;
+
+  constructor(private readonly cap: number) {}
+
+  kept(chunk: Buffer): void {
+    this.bytes += chunk.length;
+    if (this.bytes > this.cap) return this.answered();
+    if (this.first === undefined) this.first = chunk;
+    else (this.rest ??= []).push(chunk);
+  }
+
+  /** The upstream's first byte (or the cap): never replay, free what was kept. */
+  answered(): void {
+    this.keeping = false;
+    this.first = undefined;
+    this.rest = undefined;
+  }
 }
 
 /**

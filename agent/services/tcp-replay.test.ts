@@ -3,7 +3,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { systemClock } from '../../protocol/clock.js';
 import { endpointId, type Endpoint } from './balancer.js';
 import { EndpointPortServer } from './endpoint-port-server.js';
-import { REPLAY_CAP_BYTES, TcpProxy } from './tcp-proxy.js';
+import { REPLAY_CAP_BYTES } from './tcp-proxy.js';
+import { forEachTcpProxy, newTcpProxy } from './test-tcp-proxies.js';
 
 /**
  * TcpProxy's replay (tcp-proxy.ts): a connection whose upstream is reset before its first byte is
@@ -174,107 +175,154 @@ const cases: Case[] = [
   },
 ];
 
-describe('TcpProxy replay of a connection reset before its first upstream byte', () => {
-  it.each(cases)('$name', async (t) => {
-    const body = Buffer.alloc(t.bytes, 'r');
-    const bad = await badServer(t.bad, t.bytes);
-    const good = await goodServer(t.bytes, t.halfClose);
-    const badEp = await endpoint(bad.port, t.remote === true);
-    const goodEp = await endpoint(good.port, t.remote === true);
-    const p = new TcpProxy({
-      address: '127.0.0.1',
-      port: 0,
-      policy: 'cluster',
-      clock: systemClock,
-      connectTimeoutMs: { local: 1000, remote: 1000 },
-      drainGraceMs: 500,
-      ...(t.cap === undefined ? {} : { replayCapBytes: t.cap }),
+forEachTcpProxy(() => {
+  describe('TcpProxy replay of a connection reset before its first upstream byte', () => {
+    it.each(cases)('$name', async (t) => {
+      const body = Buffer.alloc(t.bytes, 'r');
+      const bad = await badServer(t.bad, t.bytes);
+      const good = await goodServer(t.bytes, t.halfClose);
+      const badEp = await endpoint(bad.port, t.remote === true);
+      const goodEp = await endpoint(good.port, t.remote === true);
+      const p = newTcpProxy({
+        address: '127.0.0.1',
+        port: 0,
+        policy: 'cluster',
+        clock: systemClock,
+        connectTimeoutMs: { local: 1000, remote: 1000 },
+        drainGraceMs: 500,
+        ...(t.cap === undefined ? {} : { replayCapBytes: t.cap }),
+      });
+      const { port } = await p.listen();
+      cleanups.push(() => p.close());
+      // Round robin starts at the first endpoint: the bad one gets the connection.
+      p.setEndpoints([badEp, goodEp]);
+
+      const r = await request(port, body, t.halfClose);
+      const counters = p.counters();
+      const badCounters = counters.endpoints.get(badEp.id);
+      if (t.replayed) {
+        expect(r).toEqual({ reply: `good:${body.toString('latin1')}` });
+        if (t.bad.kind === 'reset') expect(bad.got().equals(body)).toBe(true);
+        expect(good.accepted()).toBe(1);
+        expect(counters.replays).toBe(1);
+        expect(counters.retries).toBe(1);
+        expect(badCounters?.ejections).toBe(1);
+      } else {
+        expect(r).toEqual({ reply: t.reply, ...(t.error === undefined ? {} : { error: t.error }) });
+        expect(good.accepted()).toBe(0);
+        expect(counters.replays).toBe(0);
+        expect(counters.retries).toBe(0);
+        expect(badCounters?.ejections ?? 0).toBe(0);
+      }
+      // Every socket of the connection is released (close() would otherwise wait for the grace).
+      await expect.poll(() => p.counters().open).toBe(0);
     });
-    const { port } = await p.listen();
-    cleanups.push(() => p.close());
-    // Round robin starts at the first endpoint: the bad one gets the connection.
-    p.setEndpoints([badEp, goodEp]);
 
-    const r = await request(port, body, t.halfClose);
-    const counters = p.counters();
-    const badCounters = counters.endpoints.get(badEp.id);
-    if (t.replayed) {
-      expect(r).toEqual({ reply: `good:${body.toString('latin1')}` });
-      if (t.bad.kind === 'reset') expect(bad.got().equals(body)).toBe(true);
-      expect(good.accepted()).toBe(1);
-      expect(counters.replays).toBe(1);
-      expect(counters.retries).toBe(1);
-      expect(badCounters?.ejections).toBe(1);
-    } else {
-      expect(r).toEqual({ reply: t.reply, ...(t.error === undefined ? {} : { error: t.error }) });
-      expect(good.accepted()).toBe(0);
-      expect(counters.replays).toBe(0);
-      expect(counters.retries).toBe(0);
-      expect(badCounters?.ejections ?? 0).toBe(0);
-    }
-    // Every socket of the connection is released (close() would otherwise wait for the grace).
-    await expect.poll(() => p.counters().open).toBe(0);
-  });
-
-  it('a reset with no candidate left resets the client, as a failed connect does', async () => {
-    const bad = await badServer({ kind: 'reset' }, 8);
-    const badEp = await endpoint(bad.port, false);
-    const p = new TcpProxy({ address: '127.0.0.1', port: 0, policy: 'cluster', clock: systemClock, drainGraceMs: 500 });
-    const { port } = await p.listen();
-    cleanups.push(() => p.close());
-    p.setEndpoints([badEp]);
-    const r = await request(port, Buffer.alloc(8, 'r'), false);
-    expect(r).toEqual({ reply: '', error: 'ECONNRESET' });
-    expect(p.counters().replays).toBe(0);
-    expect(p.counters().endpoints.get(badEp.id)?.ejections).toBe(1);
-    await expect.poll(() => p.counters().open).toBe(0);
-  });
-});
-
-describe('TcpProxy and EndpointPortServer pass a reset on, as the server or client itself would be seen', () => {
-  it.each([false, true])("passes a client's reset on to the server, not a FIN (remote: %s)", async (remote) => {
-    let requested!: () => void;
-    const gotRequest = new Promise<void>((r) => (requested = r));
-    let seen!: (what: string) => void;
-    const serverSaw = new Promise<string>((r) => (seen = r));
-    // Reads the request and sends nothing: waits for the client.
-    const server = net.createServer({ allowHalfOpen: true }, (s) => {
-      cleanups.push(() => s.destroy());
-      s.on('error', (e: NodeJS.ErrnoException) => seen(e.code ?? e.message));
-      s.on('end', () => seen('end'));
-      s.on('data', () => requested());
+    it('a reset with no candidate left resets the client, as a failed connect does', async () => {
+      const bad = await badServer({ kind: 'reset' }, 8);
+      const badEp = await endpoint(bad.port, false);
+      const p = newTcpProxy({ address: '127.0.0.1', port: 0, policy: 'cluster', clock: systemClock, drainGraceMs: 500 });
+      const { port } = await p.listen();
+      cleanups.push(() => p.close());
+      p.setEndpoints([badEp]);
+      const r = await request(port, Buffer.alloc(8, 'r'), false);
+      expect(r).toEqual({ reply: '', error: 'ECONNRESET' });
+      expect(p.counters().replays).toBe(0);
+      expect(p.counters().endpoints.get(badEp.id)?.ejections).toBe(1);
+      await expect.poll(() => p.counters().open).toBe(0);
     });
-    const ep = await endpoint(await listen(server), remote);
-    const p = new TcpProxy({ address: '127.0.0.1', port: 0, policy: 'cluster', clock: systemClock, drainGraceMs: 500 });
-    const { port } = await p.listen();
-    cleanups.push(() => p.close());
-    p.setEndpoints([ep]);
-    const c = net.connect({ host: '127.0.0.1', port });
-    c.on('error', () => undefined);
-    c.write('request');
-    await gotRequest;
-    c.resetAndDestroy();
-    expect(await serverSaw).toBe('ECONNRESET');
-    await expect.poll(() => p.counters().open).toBe(0);
   });
 
-  it('a reset in the middle of a large reply (through the endpoint port) reaches the client as ECONNRESET, after reply bytes', async () => {
-    const reply = Buffer.alloc(1024 * 1024, 'y');
-    const server = net.createServer({ allowHalfOpen: true }, (s) => {
-      cleanups.push(() => s.destroy());
+  it('a replay of many kept chunks to an endpoint that replies and half-closes before reading them delivers every byte, then the FIN', async () => {
+    // Review finding (raw-tcp-proxy.ts): the replay writes each kept chunk at once; a flag for
+    // "a write is pending", cleared by the first to complete, let the connection close with
+    // writes still queued, and the endpoint got a shorter request ending in a clean FIN.
+    const size = 8_000_000;
+    const bad = net.createServer({ allowHalfOpen: true }, (s) => {
       s.on('error', () => undefined);
-      s.once('data', () => s.write(reply, () => setTimeout(() => s.resetAndDestroy(), 50)));
+      s.resume();
+      s.on('end', () => s.resetAndDestroy());
     });
-    const ep = await endpoint(await listen(server), true);
-    const p = new TcpProxy({ address: '127.0.0.1', port: 0, policy: 'cluster', clock: systemClock, drainGraceMs: 500 });
+    let got = 0;
+    let ended!: () => void;
+    const gotFin = new Promise<void>((r) => (ended = r));
+    const good = net.createServer({ allowHalfOpen: true }, (s) => {
+      s.on('error', () => undefined);
+      s.pause();
+      s.end('early-reply');
+      setTimeout(() => s.resume(), 300);
+      s.on('data', (d: Buffer) => {
+        got += d.length;
+        s.pause();
+        setTimeout(() => s.resume(), 2);
+      });
+      s.on('end', () => ended());
+    });
+    const [badPort, goodPort] = [await listen(bad), await listen(good)];
+    const p = newTcpProxy({ address: '127.0.0.1', port: 0, policy: 'cluster', clock: systemClock, drainGraceMs: 500, replayCapBytes: 64 << 20 });
     const { port } = await p.listen();
     cleanups.push(() => p.close());
-    p.setEndpoints([ep]);
-    const r = await request(port, Buffer.from('get'), false);
-    expect(r.error).toBe('ECONNRESET');
-    // What was still in flight when the server reset may be lost, as it would be between the two directly.
-    expect(r.reply.length).toBeGreaterThan(0);
-    expect(r.reply).toBe('y'.repeat(r.reply.length));
-    expect(p.counters().replays).toBe(0);
+    p.setEndpoints([
+      { id: endpointId('127.0.0.1', badPort), host: '127.0.0.1', port: badPort, local: true },
+      { id: endpointId('127.0.0.1', goodPort), host: '127.0.0.1', port: goodPort, local: true },
+    ]);
+    const c = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+    cleanups.push(() => c.destroy());
+    c.on('error', () => undefined);
+    const reply: Buffer[] = [];
+    c.on('data', (d: Buffer) => reply.push(d));
+    c.end(Buffer.alloc(size, 7));
+    await gotFin;
+    expect(got).toBe(size);
+    expect(p.counters().replays).toBe(1);
+    await expect.poll(() => Buffer.concat(reply).toString()).toBe('early-reply');
+  }, 30_000);
+
+  describe('TcpProxy and EndpointPortServer pass a reset on, as the server or client itself would be seen', () => {
+    it.each([false, true])("passes a client's reset on to the server, not a FIN (remote: %s)", async (remote) => {
+      let requested!: () => void;
+      const gotRequest = new Promise<void>((r) => (requested = r));
+      let seen!: (what: string) => void;
+      const serverSaw = new Promise<string>((r) => (seen = r));
+      // Reads the request and sends nothing: waits for the client.
+      const server = net.createServer({ allowHalfOpen: true }, (s) => {
+        cleanups.push(() => s.destroy());
+        s.on('error', (e: NodeJS.ErrnoException) => seen(e.code ?? e.message));
+        s.on('end', () => seen('end'));
+        s.on('data', () => requested());
+      });
+      const ep = await endpoint(await listen(server), remote);
+      const p = newTcpProxy({ address: '127.0.0.1', port: 0, policy: 'cluster', clock: systemClock, drainGraceMs: 500 });
+      const { port } = await p.listen();
+      cleanups.push(() => p.close());
+      p.setEndpoints([ep]);
+      const c = net.connect({ host: '127.0.0.1', port });
+      c.on('error', () => undefined);
+      c.write('request');
+      await gotRequest;
+      c.resetAndDestroy();
+      expect(await serverSaw).toBe('ECONNRESET');
+      await expect.poll(() => p.counters().open).toBe(0);
+    });
+
+    it('a reset in the middle of a large reply (through the endpoint port) reaches the client as ECONNRESET, after reply bytes', async () => {
+      const reply = Buffer.alloc(1024 * 1024, 'y');
+      const server = net.createServer({ allowHalfOpen: true }, (s) => {
+        cleanups.push(() => s.destroy());
+        s.on('error', () => undefined);
+        s.once('data', () => s.write(reply, () => setTimeout(() => s.resetAndDestroy(), 50)));
+      });
+      const ep = await endpoint(await listen(server), true);
+      const p = newTcpProxy({ address: '127.0.0.1', port: 0, policy: 'cluster', clock: systemClock, drainGraceMs: 500 });
+      const { port } = await p.listen();
+      cleanups.push(() => p.close());
+      p.setEndpoints([ep]);
+      const r = await request(port, Buffer.from('get'), false);
+      expect(r.error).toBe('ECONNRESET');
+      // What was still in flight when the server reset may be lost, as it would be between the two directly.
+      expect(r.reply.length).toBeGreaterThan(0);
+      expect(r.reply).toBe('y'.repeat(r.reply.length));
+      expect(p.counters().replays).toBe(0);
+    });
   });
 });

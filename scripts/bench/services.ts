@@ -56,7 +56,8 @@ import type { Endpoint } from '../../agent/services/balancer.js';
 import { inCidr, parseCidr } from '../../agent/services/addresses.js';
 import { EndpointPortServer } from '../../agent/services/endpoint-port-server.js';
 import { DEFAULT_DNS_ALLOW_SOURCES } from '../../agent/services/proxy.js';
-import { TcpProxy } from '../../agent/services/tcp-proxy.js';
+import { createTcpProxy } from '../../agent/services/raw-tcp-proxy.js';
+import { loadRawTcp } from '../../agent/services/raw-tcp.js';
 import { UdpProxy } from '../../agent/services/udp-proxy.js';
 import { freePort } from '../../test/helpers/procs.js';
 import { bulk, newConnections, oneShot, roundTrips, udpRoundTrips, type Latency, type Target } from './lib/net-measure.js';
@@ -143,7 +144,8 @@ async function nodeRole(spec: NodeSpec): Promise<void> {
   const allowSource = serviceAllowSource();
   const tcp = await Promise.all(
     (spec.tcp ?? []).map(async (s) => {
-      const p = new TcpProxy({ address: SERVICE_ADDR, port: s.port, policy: 'cluster', clock: systemClock, allowSource });
+      // What the agent runs: raw libuv handles where this Node has them (ORCHARD_PROXY_NET=1: net.Socket, for an A/B).
+      const p = createTcpProxy({ address: SERVICE_ADDR, port: s.port, policy: 'cluster', clock: systemClock, allowSource });
       p.setEndpoints(s.endpoints);
       await p.listen();
       return p;
@@ -702,7 +704,7 @@ async function dataPath(label: string, runId: string): Promise<string> {
   const out = [
     `Machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, Node ${process.version}, ${os.type()} ${os.release()}, Docker ${sh('docker', ['version', '-f', '{{.Server.Version}}'])}`,
     `Command: \`npx tsx scripts/bench/services.ts ${process.argv.slice(2).join(' ')}\`; load average (1/5/15 min) at start ${load0.map((x) => x.toFixed(2)).join(' / ')}, at end ${load1.map((x) => x.toFixed(2)).join(' / ')}`,
-    `${runs} runs per path after ${warmups} unmeasured warm-up round(s), interleaved, each run starting at another path (orders: ${orders.join('; ')}); cells are median (min–max). Phases: ${[...PHASES].join(', ')}. Bulk ${values['bulk-mib']} MiB on one connection; ${values.rr} sequential 64 B round trips; ${Number(values.conns).toLocaleString('en-US')} new connections 32 at a time (client: ${CONNS_C ? 'lib/connrate.c, server lib/echo-once.c' : 'Node, lib/net-measure.ts'}); ${values.udp} UDP 64 B round trips.`,
+    `${runs} runs per path after ${warmups} unmeasured warm-up round(s), interleaved, each run starting at another path (orders: ${orders.join('; ')}); cells are median (min–max). Phases: ${[...PHASES].join(', ')}. Bulk ${values['bulk-mib']} MiB on one connection; ${values.rr} sequential 64 B round trips; ${Number(values.conns).toLocaleString('en-US')} new connections 32 at a time (client: ${CONNS_C ? 'lib/connrate.c, server lib/echo-once.c' : 'Node, lib/net-measure.ts'}); ${values.udp} UDP 64 B round trips. TCP proxy: ${loadRawTcp() === undefined ? 'net.Socket (tcp-proxy.ts)' : 'libuv handles (raw-tcp-proxy.ts)'}.`,
     ...(swarm ? [`Swarm: kernel check: ${swarm.kernel}.${swarm.notes.length > 0 ? ` ${swarm.notes.join('; ')}.` : ''}`] : []),
     '',
     markdownTable(
