@@ -3,7 +3,7 @@ import { FakeClock } from '../../test/helpers/fake-clock.js';
 import { silentLogger } from '../log.js';
 import { isNodeReady as isReady } from '../objects/node.js';
 import { MemoryStore } from '../store/memory-store.js';
-import { mockNode } from '../store/store-contract.js';
+import { mockNode, mockPod } from '../store/store-contract.js';
 import { mockNodeObject } from '../scheduler/testing.js';
 import { NodeLiveness, PERSISTED_HEARTBEATS_PER_S, readyCondition } from './node-liveness.js';
 
@@ -145,5 +145,119 @@ describe('NodeLiveness heartbeat persistence', () => {
     expect(total).toBeLessThanOrEqual(3 * nodes);
     // Uniform phases over 10,000 nodes: 100 a second on average, never near the storm's shape.
     expect(Math.max(...perSecond)).toBeLessThanOrEqual(1.6 * PERSISTED_HEARTBEATS_PER_S);
+  });
+});
+
+/**
+ * Pods of nodes that go NotReady while the startup grace holds are left as last reported, and
+ * marked once it is over (issue 19: at 10,000 nodes on etcd, marking the pods of the agents not yet
+ * back from a restart's reconnect storm was 17 % of the new leader's CPU, all of it undone as they
+ * returned).
+ */
+describe('NodeLiveness pod marks during the startup grace', () => {
+  function graceWorld(opts: { noGrace?: boolean } = {}) {
+    const clock = new FakeClock(T0);
+    const now = (): Date => new Date(clock.now());
+    const store = new MemoryStore({ now });
+    const ts = now().toISOString();
+    store.transaction(() => {
+      for (const name of ['a', 'b']) {
+        store.create({ ...mockNode(name), status: { conditions: [readyCondition(true, ts)] } });
+        for (let i = 0; i < 3; i++) {
+          const pod = store.create(mockPod(`${name}-p${i}`, { nodeName: name }));
+          store.update({ ...pod, status: { ...pod.status, phase: 'Running', conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: ts }] } });
+        }
+      }
+    });
+    let graceOver = false;
+    const liveness = new NodeLiveness({
+      store,
+      log: silentLogger,
+      now,
+      clock,
+      heartbeatGraceMs: 40_000,
+      ...(opts.noGrace ? {} : { returnsOver: () => graceOver }),
+    });
+    liveness.reported('a');
+    liveness.reported('b');
+    const phases = (node: string): string[] => store.list('Pod', { nodeName: node }).map((p) => p.status.phase);
+    const podWrites = (): string => JSON.stringify(store.list('Pod').map((p) => p.metadata.resourceVersion));
+    return { clock, store, liveness, phases, podWrites, endGrace: () => (graceOver = true) };
+  }
+
+  it('leaves a silent node’s pods unmarked while the grace holds, and marks them at the first sweep after it', () => {
+    const { clock, liveness, phases, endGrace, store } = graceWorld();
+    clock.advance(41_000);
+    liveness.sweep();
+    expect(store.list('Node').filter(isReady)).toHaveLength(0); // the nodes themselves go NotReady
+    expect(phases('a')).toEqual(['Running', 'Running', 'Running']);
+    liveness.disconnected('b');
+    expect(phases('b')).toEqual(['Running', 'Running', 'Running']);
+    endGrace();
+    liveness.sweep();
+    expect(phases('a')).toEqual(['Unknown', 'Unknown', 'Unknown']);
+    expect(phases('b')).toEqual(['Unknown', 'Unknown', 'Unknown']);
+    const p = store.get('Pod', 'a-p0')!;
+    expect(p.status.reason).toBe('NodeLost');
+    expect(p.status.message).toMatch(/node a is not ready: no heartbeat for 41s/);
+  });
+
+  it('a node back before the grace ends never had its pods written', () => {
+    const { clock, liveness, phases, podWrites, endGrace } = graceWorld();
+    const before = podWrites();
+    clock.advance(41_000);
+    liveness.sweep();
+    liveness.heartbeat('a'); // back: Ready again
+    liveness.heartbeat('b');
+    endGrace();
+    liveness.sweep();
+    expect(podWrites()).toBe(before);
+    expect(phases('a')).toEqual(['Running', 'Running', 'Running']);
+  });
+
+  it('marks pods at once once the grace is over, without waiting for a sweep', () => {
+    const { liveness, phases, endGrace } = graceWorld();
+    endGrace();
+    liveness.disconnected('a');
+    expect(phases('a')).toEqual(['Unknown', 'Unknown', 'Unknown']);
+    expect(phases('b')).toEqual(['Running', 'Running', 'Running']);
+  });
+
+  it('after the grace, marks the pods of nodes left NotReady by an earlier hub, a turn’s worth at a time', () => {
+    const { clock, store, phases, endGrace } = graceWorld();
+    // An earlier hub marked both nodes NotReady while holding the pod marks, then stopped.
+    for (const name of ['a', 'b']) {
+      const n = store.get('Node', name)!;
+      const ts = new Date(clock.now()).toISOString();
+      store.update({
+        ...n,
+        status: {
+          ...n.status,
+          conditions: [{ ...readyCondition(false, ts), reason: 'AgentDisconnected', message: 'the agent disconnected (MQTT last will)' }],
+        },
+      });
+    }
+    const next = new NodeLiveness({
+      store,
+      log: silentLogger,
+      now: () => new Date(clock.now()),
+      clock,
+      heartbeatGraceMs: 40_000,
+      maxMarksPerTurn: 1,
+      returnsOver: () => true,
+    });
+    next.sweep();
+    expect(phases('a')).toEqual(['Unknown', 'Unknown', 'Unknown']);
+    expect(phases('b')).toEqual(['Running', 'Running', 'Running']); // the next turn
+    clock.advance(0);
+    expect(phases('b')).toEqual(['Unknown', 'Unknown', 'Unknown']);
+    expect(store.get('Pod', 'b-p1')!.status.message).toBe('node b is not ready: the agent disconnected (MQTT last will)');
+    endGrace();
+  });
+
+  it('without a grace (no returnsOver) marks pods with their node, as before', () => {
+    const { liveness, phases } = graceWorld({ noGrace: true });
+    liveness.disconnected('a');
+    expect(phases('a')).toEqual(['Unknown', 'Unknown', 'Unknown']);
   });
 });

@@ -37,6 +37,8 @@ export interface NodeLivenessOptions {
    * Whether the reconnect storm after the hub's start is over at `t` (NodeLostController.
    * graceOver): a node heard for the first time after that no longer moves `lastReturnAt`, so a
    * late or newly enrolled node cannot reopen a grace that already ended between two reconciles.
+   * Until it is, a node marked NotReady keeps its pods' status (see `podMarksHeld`). Absent: no
+   * grace, pods are marked with their node.
    */
   returnsOver?: (t: number) => boolean;
   /**
@@ -73,9 +75,29 @@ export class NodeLiveness {
   /** Silent nodes a sweep found but has not marked yet (more than one turn's worth), and the timer that goes on with them. */
   private silent: string[] = [];
   private drainTimer: TimerHandle | undefined;
+  /**
+   * Whether marking pods of NotReady nodes is held back: true from construction while the startup
+   * grace holds (`returnsOver`). A node that goes NotReady then is marked, but its pods are left as
+   * last reported. The first sweep that finds the grace over lets go: it queues every node that is
+   * NotReady at that moment (in the store, so one a previous hub marked is included) in `podMarks`.
+   *
+   * Why (issue 19): after a hub restart or failover at 10,000 nodes thousands of agents are still
+   * in their reconnect cycle when the 40 s silence runs out. Marking each one's pods is ten store
+   * writes a node — on etcd 17 % of a new leader's CPU in the storm's profile — all undone by the
+   * agent's next observed set, at the moment the hub needs its time for handshakes, and nothing can
+   * use the marks yet: the grace holds every rescheduling, and endpoints, rollouts and the
+   * scheduler read the node's own Ready condition. Kubernetes' node lifecycle controller likewise
+   * marks nothing until its grace after its own start has passed.
+   */
+  private podMarksHeld: boolean;
+  /** NotReady nodes whose pods are still to be marked now that the grace is over, a turn's worth at a time. */
+  private podMarks: string[] = [];
+  private podMarkTimer: TimerHandle | undefined;
   private running = false;
 
-  constructor(private readonly o: NodeLivenessOptions) {}
+  constructor(private readonly o: NodeLivenessOptions) {
+    this.podMarksHeld = o.returnsOver !== undefined;
+  }
 
   /** Sweeps every grace/4 (at least every 250 ms) until stop(). */
   start(): void {
@@ -95,8 +117,10 @@ export class NodeLiveness {
     this.running = false;
     if (this.sweepTimer !== undefined) this.o.clock.clearTimeout(this.sweepTimer);
     if (this.drainTimer !== undefined) this.o.clock.clearTimeout(this.drainTimer);
-    this.sweepTimer = this.drainTimer = undefined;
+    if (this.podMarkTimer !== undefined) this.o.clock.clearTimeout(this.podMarkTimer);
+    this.sweepTimer = this.drainTimer = this.podMarkTimer = undefined;
     this.silent = [];
+    this.podMarks = [];
   }
 
   /** A valid report that is proof of life only (an observed set). */
@@ -207,8 +231,13 @@ export class NodeLiveness {
     const { store, now } = this.o;
     const t = now().getTime();
     const silent: string[] = [];
+    const release = this.podMarksHeld && this.o.returnsOver?.(t) === true;
+    if (release) this.podMarksHeld = false;
     for (const n of store.list('Node')) {
-      if (!isReady(n)) continue;
+      if (!isReady(n)) {
+        if (release) this.podMarks.push(n.metadata.name);
+        continue;
+      }
       const seen = this.lastSeen.get(n.metadata.name);
       if (seen === undefined) {
         // Hub restarted: give every node one grace period to report in.
@@ -219,6 +248,36 @@ export class NodeLiveness {
     }
     this.silent = silent;
     this.markSilent();
+    if (release && this.podMarks.length > 0) {
+      this.o.log.info('node startup grace over: marking the pods of NotReady nodes', { nodes: this.podMarks.length });
+      this.markHeldPods();
+    }
+  }
+
+  /**
+   * Whether pods of a node going NotReady at `t` are left unmarked: the grace still holds. Asked
+   * live (the flag itself drops at the next sweep, which then marks every NotReady node's pods).
+   */
+  private holdingPodMarks(t: number): boolean {
+    return this.podMarksHeld && this.o.returnsOver?.(t) !== true;
+  }
+
+  /**
+   * Marks the pods of one turn's worth of the nodes queued when the grace ended (each checked
+   * again: still NotReady), and schedules the rest. markPodsNodeLost is idempotent, so a node whose
+   * pods a previous hub marked costs a read and no write.
+   */
+  private markHeldPods(): void {
+    this.podMarkTimer = undefined;
+    const { store, now } = this.o;
+    const batch = this.podMarks.splice(0, Math.max(1, this.o.maxMarksPerTurn ?? 100));
+    for (const node of batch) {
+      const n = store.get('Node', node);
+      if (n === undefined || isReady(n)) continue;
+      const why = n.status.conditions.find((c) => c.type === 'Ready')?.message ?? 'no heartbeat';
+      store.transaction(() => markPodsNodeLost(store, node, now(), why));
+    }
+    if (this.podMarks.length > 0) this.podMarkTimer = this.o.clock.setTimeout(() => this.markHeldPods(), 0);
   }
 
   /** How long `node` has been silent past the grace at `t`, or undefined when it was heard within it. */
@@ -254,8 +313,9 @@ export class NodeLiveness {
     store.transaction(() => {
       store.update(next);
       recordEvent(store, now(), { kind: 'Node', name: node, type: ready ? 'Normal' : 'Warning', reason: ready ? 'NodeReady' : 'NodeNotReady', message });
-      // Pods there are Unknown / not Ready until the agent's next observed set says otherwise.
-      if (!ready) markPodsNodeLost(store, node, now(), message);
+      // Pods there are Unknown / not Ready until the agent's next observed set says otherwise;
+      // while the startup grace holds, not yet (podMarksHeld; the sweep marks them after it).
+      if (!ready && !this.holdingPodMarks(now().getTime())) markPodsNodeLost(store, node, now(), message);
     });
     this.o.log.info(`node ${node} is ${ready ? 'Ready' : 'NotReady'}`, { reason });
   }
