@@ -45,7 +45,7 @@ function setReady(store: Store, name: string, ready: boolean): void {
   store.update(p);
 }
 
-function world(store: Store = new MemoryStore(), o: { ordinals?: [number, number] } = {}) {
+function world(store: Store = new MemoryStore(), o: { ordinals?: [number, number]; epoch?: number } = {}) {
   const now = (): Date => new Date('2026-01-01T00:00:00Z');
   const retained = new Map<string, Buffer>();
   const log: string[] = [];
@@ -65,6 +65,7 @@ function world(store: Store = new MemoryStore(), o: { ordinals?: [number, number
     mergeMs: 0,
     endpointPorts: { min: 30000, max: 30009 },
     ...(o.ordinals ? { ordinals: { min: o.ordinals[0], max: o.ordinals[1] } } : {}),
+    ...(o.epoch !== undefined ? { epoch: o.epoch } : {}),
   });
   c.start();
   const decode = <T>(r: { ok: true; value: T } | { ok: false; error: string }): T => {
@@ -241,5 +242,35 @@ describe('EndpointsController', () => {
     await w.c.idle();
     expect(w.service('web')!.endpoints).toHaveLength(0);
     expect((w.store.get('Service', 'web') as ServiceObject).status.endpoints).toHaveLength(0);
+  });
+
+  it('stamps the leader epoch on service and index messages only while every node reads epochs, and follows nodes added, upgraded and deleted', async () => {
+    const w = world(new MemoryStore(), { epoch: 7 });
+    const features = (name: string, f: string[]): void => {
+      const n = structuredClone(w.store.get('Node', name)!);
+      if (n.status.info) n.status.info.features = f;
+      w.store.update(n);
+    };
+    addNode(w.store, 'n1', '10.0.0.1');
+    features('n1', ['epoch']);
+    addPod(w.store, 'p1', 'n1');
+    w.ops.apply(svcYaml('web'));
+    await w.c.idle();
+    expect(w.service('web')!.epoch).toBe(7);
+    expect(w.index().epoch).toBe(7);
+    addNode(w.store, 'old', '10.0.0.2'); // an agent that predates epochs
+    await w.c.idle();
+    expect(w.service('web')!.epoch).toBeUndefined();
+    expect(w.index().epoch).toBeUndefined();
+    features('old', ['epoch']); // upgraded
+    await w.c.idle();
+    expect(w.service('web')!.epoch).toBe(7);
+    addNode(w.store, 'old2');
+    await w.c.idle();
+    expect(w.index().epoch).toBeUndefined();
+    w.store.delete('Node', 'old2');
+    await w.c.idle();
+    expect(w.index().epoch).toBe(7);
+    expect(w.service('web')!.epoch).toBe(7);
   });
 });

@@ -68,8 +68,13 @@ export class EndpointsController {
   private lastIndexHash: string | undefined;
   /** Cached advertiseOwners(); reset when a node's advertise address changes. */
   private owners: Map<string, string> | undefined;
-  /** Cached: every node's agent reads epochs (undefined = recompute). */
-  private fleetReadsEpoch: boolean | undefined;
+  /**
+   * Nodes whose agent does not read epochs, kept from Node events: the stamp is on while this is
+   * empty. Counted incrementally, never by listing the fleet: a list of every node per added node
+   * made registration O(nodes²) — 9 % of a 10,000-node hub's CPU while the fleet registered on
+   * etcd, where epochs exist (docs/benchmarks.md, 2026-12-05).
+   */
+  private readonly epochBlind = new Set<string>();
   /** Services whose message has been published since start (the index lists these). */
   private readonly active = new Set<string>();
   /** Selector and publish of every stored service (for matching pod and node events without a store read). */
@@ -93,6 +98,7 @@ export class EndpointsController {
   start(): void {
     const { store } = this.deps;
     this.unwatch = store.watch((ev) => this.onEvent(ev), ['Service', 'Pod', 'Node']);
+    for (const n of store.list('Node')) if (!readsEpoch(n)) this.epochBlind.add(n.metadata.name);
     // Allocation state from the stored statuses first, so a restart keeps every number.
     const all = store.list('Service');
     for (const s of all) {
@@ -161,9 +167,10 @@ export class EndpointsController {
       if (node !== undefined && podHostPorts(o.spec).length > 0) this.markNode(node);
     } else if (o.kind === 'Node') {
       const old = ev.type === 'MODIFIED' && ev.old?.kind === 'Node' ? ev.old : undefined;
-      if (this.deps.epoch !== undefined && (ev.type !== 'MODIFIED' || readsEpoch(old) !== readsEpoch(o))) {
+      if (ev.type !== 'MODIFIED' || readsEpoch(old) !== readsEpoch(o)) {
         const was = this.epochStamp();
-        this.fleetReadsEpoch = undefined;
+        if (ev.type === 'DELETED' || readsEpoch(o)) this.epochBlind.delete(o.metadata.name);
+        else this.epochBlind.add(o.metadata.name);
         if (this.epochStamp() !== was) {
           // Every message gains (or loses) its epoch.
           for (const name of this.services.keys()) this.mark(name);
@@ -184,8 +191,7 @@ export class EndpointsController {
   /** The epoch to stamp on service and index messages: only while every node reads it. */
   private epochStamp(): number | undefined {
     if (this.deps.epoch === undefined) return undefined;
-    this.fleetReadsEpoch ??= this.deps.store.list('Node').every((n) => readsEpoch(n));
-    return this.fleetReadsEpoch ? this.deps.epoch : undefined;
+    return this.epochBlind.size === 0 ? this.deps.epoch : undefined;
   }
 
   /**
