@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EtcdCluster, type EtcdMemberStatus } from '../../../test/helpers/etcd.js';
@@ -107,6 +107,46 @@ export async function pollUntil<T>(
   }
 }
 
+/**
+ * CPU each named process used since the previous call, in % of one core, and the machine's I/O wait
+ * in % of all cores (from /proc/stat), e.g. `cpu hub 94% w0 12% w1 10% m0 19% iowait 18%`.
+ */
+export function cpuShares(procs: () => Array<[string, number | undefined]>): () => string {
+  const last = new Map<string, number>();
+  let lastAt = Date.now();
+  let lastSys: number[] | undefined;
+  const sys = (): number[] | undefined => {
+    try {
+      const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
+      return line.trim().split(/\s+/).slice(1).map(Number);
+    } catch {
+      return undefined;
+    }
+  };
+  return () => {
+    const now = Date.now();
+    const dt = Math.max(1, now - lastAt) / 1000;
+    lastAt = now;
+    const parts: string[] = [];
+    for (const [name, pid] of procs()) {
+      const cpu = pid === undefined ? undefined : readProcStats(pid)?.cpuSeconds;
+      if (cpu === undefined) continue;
+      const key = `${name}:${pid}`;
+      const before = last.get(key);
+      last.set(key, cpu);
+      if (before !== undefined) parts.push(`${name} ${Math.round((100 * (cpu - before)) / dt)}%`);
+    }
+    const now2 = sys();
+    if (now2 !== undefined && lastSys !== undefined) {
+      const total = now2.reduce((a, x) => a + x, 0) - lastSys.reduce((a, x) => a + x, 0);
+      const iowait = (now2[4] ?? 0) - (lastSys[4] ?? 0);
+      if (total > 0) parts.push(`iowait ${Math.round((100 * iowait) / total)}%`);
+    }
+    lastSys = now2;
+    return parts.length > 0 ? `cpu ${parts.join(' ')}` : '';
+  };
+}
+
 function inProcessFleet(opts: HollowFleetOptions): FleetHandle & { start(): Promise<void> } {
   const fleet = new HollowFleet(opts);
   return {
@@ -171,6 +211,13 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     if (result.recover.hubUpMs === 0) result.hub = { peakRssBytes: Math.max(result.hub.peakRssBytes, p.peakRssBytes), cpuSeconds: p.cpuSeconds };
     else result.recover = { ...result.recover, hubPeakRssBytes: Math.max(result.recover.hubPeakRssBytes, p.peakRssBytes), hubCpuSeconds: p.cpuSeconds };
   };
+  // Who had the CPU since the last progress line: the hub, the hollow agents' workers, etcd, and the
+  // machine's I/O wait — a storm that does not converge while the hub idles is someone else's.
+  const shares = cpuShares(() => [
+    ['hub', hub?.pid],
+    ...(fleet?.pids ?? []).map((pid, i): [string, number] => [`w${i}`, pid]),
+    ...(etcd?.members ?? []).map((m): [string, number | undefined] => [m.name, m.proc?.pid]),
+  ]);
   const progress =
     (phase: string) =>
     (s: HubSnapshot): void => {
@@ -184,6 +231,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
           `gate ${s.admission.inFlightNow}/${s.admission.queuedNow} admitted ${s.admission.admitted} expired ${s.admission.expired}`,
           `refused ${s.admission.refused} max wait ${(s.admission.maxWaitedMs / 1000).toFixed(1)}s`,
           `ingest ${s.ingest.queued} queued, lag ≤ ${(s.ingest.maxLagMs / 1000).toFixed(1)}s`,
+          shares(),
         ].join(' '),
       );
     };
