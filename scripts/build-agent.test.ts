@@ -26,9 +26,10 @@ describe('single-file agent bundle', () => {
     expect(code).not.toMatch(/\brequire\(["'](ssh2|cpu-features|bufferutil|utf-8-validate)["']\)/);
     expect(code).toContain('ssh:// Docker hosts are not supported by the single-file Orchard agent');
     // No ES import of node:http: on Node 22 it compiles WebAssembly, which --jitless (AGENT_V8_FLAGS) does not have.
-    expect(code).not.toMatch(/\bfrom\s*["'](node:)?http["']/);
+    expect(code).not.toMatch(/\bfrom\s*["'](node:)?(http|tls)["']/);
     // …but a require() of it, through esbuild's require shim (a short name once identifiers are minified).
     expect(inputs).toContain('orchard-cjs-builtin:node:http');
+    expect(inputs).toContain('orchard-cjs-builtin:node:tls');
     expect(code).toMatch(/\b[\w$]+\(["']node:http["']\)/);
   }, 60_000);
 

@@ -145,11 +145,16 @@ const stubs: Plugin = {
  * and with `--jitless` (AGENT_V8_FLAGS) there is no WebAssembly, so the agent would die before its
  * first line. require() hands over the exports object without reading them (Node 20 and 24 build
  * the facade without that getter; the CommonJS dependencies already require() http).
+ * `node:tls` likewise (agent/link.ts): its facade would read the lazy `tls.rootCertificates` getter,
+ * which builds the whole bundled root store as strings the agent never uses (it pins the hub CA);
+ * mqtt.js already require()s tls.
  */
 const httpViaRequire: Plugin = {
   name: 'orchard-http-via-require',
   setup(b) {
-    b.onResolve({ filter: /^(node:)?http$/ }, (a) => (a.kind === 'import-statement' ? { path: 'node:http', namespace: 'orchard-cjs-builtin' } : undefined));
+    b.onResolve({ filter: /^(node:)?(http|tls)$/ }, (a) =>
+      a.kind === 'import-statement' ? { path: `node:${a.path.replace(/^node:/, '')}`, namespace: 'orchard-cjs-builtin' } : undefined,
+    );
     b.onLoad({ filter: /.*/, namespace: 'orchard-cjs-builtin' }, (a) => ({ contents: `module.exports = require(${JSON.stringify(a.path)});`, loader: 'js' }));
   },
 };
