@@ -5,7 +5,8 @@ import type { NodeObject } from '../../protocol/objects.js';
 import { mockNodeObject, mockPodObject } from '../scheduler/testing.js';
 import { MemoryStore } from '../store/memory-store.js';
 import type { NewObject } from '../store/store.js';
-import { HubMetrics, escapeLabel, instrumentStoreWrites, labelText, valueText } from './prometheus.js';
+import { readdirSync } from 'node:fs';
+import { DROPPED_PROCESS_METRICS, HubMetrics, escapeLabel, instrumentStoreWrites, labelText, valueText } from './prometheus.js';
 import { UsageStore } from './usage-store.js';
 
 function setup(chunkBytes?: number): { store: MemoryStore; usage: UsageStore; m: HubMetrics; t: { now: number }; fresh: () => HubMetrics } {
@@ -298,5 +299,36 @@ describe('text that follows identity changes (guards any later label cache: a wa
     report(usage, 'n1', {});
     report(usage, 'n2', { 'web-1': { main: [7, 70] } });
     expect(lines(await same(), 'container_cpu_usage_seconds_total')).toEqual(['container_cpu_usage_seconds_total{node="n2",pod="web-1",container="main"} 7']);
+  });
+});
+
+describe('process metrics (prom-client defaults, less those that walk every connection)', () => {
+  const withProcess = (): HubMetrics =>
+    new HubMetrics({
+      store: new MemoryStore(),
+      usage: new UsageStore({ now: () => 0 }),
+      queueDepths: () => ({}),
+      intakeBacklog: () => 0,
+      mqttConnections: () => 0,
+    });
+
+  it('has no family that lists every handle or resource, and keeps the rest of the defaults', async () => {
+    const text = await withProcess().registry.metrics();
+    const families = new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]));
+    for (const name of DROPPED_PROCESS_METRICS) expect(families.has(name), name).toBe(false);
+    for (const name of ['process_cpu_seconds_total', 'nodejs_eventloop_lag_seconds', 'nodejs_heap_size_used_bytes', 'nodejs_active_requests_total'])
+      expect(families.has(name), name).toBe(true);
+  });
+
+  it.runIf(process.platform === 'linux')('counts open file descriptors off the event loop, as prom-client did', async () => {
+    const m = withProcess();
+    const fds = readdirSync('/proc/self/fd').length - 1;
+    const text = await m.registry.metrics();
+    const line = text.split('\n').find((l) => l.startsWith('process_open_fds '));
+    expect(text).toContain('# HELP process_open_fds Number of open file descriptors.');
+    const value = Number(line?.split(' ')[1]);
+    // Other tests' files may open or close meanwhile: the same count within a few.
+    expect(Math.abs(value - fds)).toBeLessThanOrEqual(4);
+    expect(value).toBeGreaterThan(2);
   });
 });

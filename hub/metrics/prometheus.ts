@@ -1,4 +1,5 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { readdir } from 'node:fs/promises';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { NodeObject, Pod } from '../../protocol/objects.js';
 import type { Store } from '../store/store.js';
 import type { ContainerUsageView, UsageStore } from './usage-store.js';
@@ -279,8 +280,12 @@ export class HubMetrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: [r],
     });
-    // Event-loop lag (monitorEventLoopDelay), heap, GC, CPU, fds: prom-client's defaults, on this registry only.
-    if (d.processMetrics !== false) collectDefaultMetrics({ register: r });
+    // Event-loop lag (monitorEventLoopDelay), heap, GC, CPU, fds: prom-client's defaults, on this registry only,
+    // less those whose cost grows with the hub's connections (DROPPED_PROCESS_METRICS).
+    if (d.processMetrics !== false) {
+      collectDefaultMetrics({ register: r });
+      trimProcessMetrics(r);
+    }
   }
 
   /**
@@ -325,6 +330,44 @@ export class HubMetrics {
   get contentType(): string {
     return this.registry.contentType;
   }
+}
+
+/**
+ * prom-client default families whose collect lists every libuv handle or async resource of the
+ * process (`process._getActiveHandles()`, `process.getActiveResourcesInfo()`, each called twice
+ * per scrape): an array of every socket, built and grouped on the event loop before the first
+ * byte of the body. With 10,000 agents connected that was ≈ 55 ms of every scrape, and `process_open_fds`'s
+ * synchronous listing of /proc/self/fd another ≈ 25 ms (fleet harness profile, docs/benchmarks.md
+ * 2026-12-05). Dropped: `orchard_mqtt_connections` counts the connections that make them large.
+ */
+export const DROPPED_PROCESS_METRICS = [
+  'nodejs_active_handles',
+  'nodejs_active_handles_total',
+  'nodejs_active_resources',
+  'nodejs_active_resources_total',
+] as const;
+
+/**
+ * Removes DROPPED_PROCESS_METRICS from `r` and counts open file descriptors off the event loop (the
+ * listing of /proc/self/fd runs on libuv's thread pool; same name, help and value as prom-client's).
+ */
+function trimProcessMetrics(r: Registry): void {
+  for (const name of DROPPED_PROCESS_METRICS) r.removeSingleMetric(name);
+  if (r.getSingleMetric('process_open_fds') === undefined) return; // not Linux: prom-client registers none
+  r.removeSingleMetric('process_open_fds');
+  new Gauge({
+    name: 'process_open_fds',
+    help: 'Number of open file descriptors.',
+    registers: [r],
+    async collect() {
+      try {
+        // Minus the descriptor of the listing itself (open while it runs), as prom-client's.
+        this.set((await readdir('/proc/self/fd')).length - 1);
+      } catch {
+        // no /proc: the family stays without a sample, as prom-client's
+      }
+    },
+  });
 }
 
 /**
