@@ -6,7 +6,7 @@ import { mockNodeObject, mockPodObject } from '../scheduler/testing.js';
 import { MemoryStore } from '../store/memory-store.js';
 import type { NewObject } from '../store/store.js';
 import { readdirSync } from 'node:fs';
-import { DROPPED_PROCESS_METRICS, HubMetrics, escapeLabel, instrumentStoreWrites, labelText, valueText } from './prometheus.js';
+import { CHUNK_CHARS, ChunkWriter, DROPPED_PROCESS_METRICS, HubMetrics, escapeLabel, instrumentStoreWrites, labelText, valueText } from './prometheus.js';
 import { UsageStore } from './usage-store.js';
 
 function setup(chunkBytes?: number): { store: MemoryStore; usage: UsageStore; m: HubMetrics; t: { now: number }; fresh: () => HubMetrics } {
@@ -330,5 +330,28 @@ describe('process metrics (prom-client defaults, less those that walk every conn
     // Other tests' files may open or close meanwhile: the same count within a few.
     expect(Math.abs(value - fds)).toBeLessThanOrEqual(4);
     expect(value).toBeGreaterThan(2);
+  });
+});
+
+describe('ChunkWriter: pieces encoded in place into chunks of their own', () => {
+  it('keeps every byte, multi-byte text and pieces larger than a chunk included, and a taken chunk never changes', () => {
+    const w = new ChunkWriter(64);
+    const pieces = ['a'.repeat(40), 'é€😀\n', 'x'.repeat(CHUNK_CHARS * 4), '€'.repeat(CHUNK_CHARS + 7), 'end\n'];
+    const taken: Array<{ chunk: Buffer; copy: Buffer }> = [];
+    for (const p of pieces) {
+      w.write(p);
+      if (w.bytes >= 64) {
+        const chunk = w.take();
+        taken.push({ chunk, copy: Buffer.from(chunk) });
+      }
+    }
+    const last = w.take();
+    expect(w.bytes).toBe(0);
+    // Later writes went to other buffers: each chunk still holds what it held when taken.
+    for (const t of taken) expect(t.chunk.equals(t.copy)).toBe(true);
+    expect(Buffer.concat([...taken.map((t) => t.chunk), last]).toString('utf8')).toBe(pieces.join(''));
+    // 50 bytes (40 + é€😀 and a newline) stay below 64; then each large piece closes a chunk (grown to fit it).
+    expect(taken.map((t) => t.chunk.length)).toEqual([50 + CHUNK_CHARS * 4, 3 * (CHUNK_CHARS + 7)]);
+    expect(last.toString('utf8')).toBe('end\n');
   });
 });

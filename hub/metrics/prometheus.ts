@@ -133,6 +133,46 @@ export function valueText(v: number): string {
   return String(v);
 }
 
+/**
+ * UTF-8 text into chunks of at least `size` bytes, each its own buffer (the consumer keeps it:
+ * zlib or the socket may still hold a chunk after the next is written), encoded in place. A
+ * chunk's buffer is `size` plus room for a full piece (CHUNK_CHARS characters, 3 bytes each at
+ * most); a larger piece is measured first and the chunk grown to fit.
+ */
+export class ChunkWriter {
+  private buf: Buffer;
+  bytes = 0;
+
+  constructor(private readonly size: number) {
+    this.buf = this.alloc(0);
+  }
+
+  write(text: string): void {
+    if (this.bytes + 3 * text.length > this.buf.length) {
+      const need = this.bytes + Buffer.byteLength(text, 'utf8');
+      if (need > this.buf.length) {
+        const grown = this.alloc(need);
+        this.buf.copy(grown, 0, 0, this.bytes);
+        this.buf = grown;
+      }
+    }
+    this.bytes += this.buf.write(text, this.bytes, 'utf8');
+  }
+
+  /** The bytes written since the last take (a view of the chunk's own buffer), and a fresh buffer for the next. */
+  take(): Buffer {
+    const chunk = this.buf.subarray(0, this.bytes);
+    this.buf = this.alloc(0);
+    this.bytes = 0;
+    return chunk;
+  }
+
+  private alloc(atLeast: number): Buffer {
+    // allocUnsafeSlow: its own memory, not a slice of node's shared pool (a chunk is ≈ 1 MiB anyway).
+    return Buffer.allocUnsafeSlow(Math.max(atLeast, this.size + 3 * CHUNK_CHARS));
+  }
+}
+
 const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 export interface HubMetricsDeps {
@@ -298,26 +338,22 @@ export class HubMetrics {
     // prom-client's registry alone first (benches hash the families' bytes without it).
     yield Buffer.from(await this.registry.metrics());
     const view = new ScrapeView(this.d.store);
-    // Families' pieces are encoded as they come and joined across families into chunks of at
-    // least `size` bytes (all but the last): a small family is not a turn of its own.
-    let parts: Buffer[] = [];
-    let bytes = 0;
+    // Families' pieces are encoded as they come, straight into the chunk they join (no Buffer per
+    // piece, no copy to join them: 35 MiB of each per scrape at 100,000 pods), across families,
+    // into chunks of at least `size` bytes (all but the last): a small family is not a turn of its own.
+    const out = new ChunkWriter(size);
     for (const f of this.families) {
       for (const piece of f.render(view)) {
-        const b = Buffer.from(piece, 'utf8');
-        parts.push(b);
-        bytes += b.length;
-        if (bytes < size) continue;
-        yield parts.length === 1 ? b : Buffer.concat(parts, bytes);
-        parts = [];
-        bytes = 0;
+        out.write(piece);
+        if (out.bytes < size) continue;
+        yield out.take();
         // Back to the event loop between chunks (a macrotask, not a microtask): a socket that
         // takes every write at once never says 'drain', and the whole body would otherwise be
         // written in one go while node messages wait. No wait beyond one loop turn.
         await yieldToLoop();
       }
     }
-    if (bytes > 0) yield Buffer.concat(parts, bytes);
+    if (out.bytes > 0) yield out.take();
   }
 
   /** The whole body (tests). */
