@@ -226,7 +226,8 @@ export class HubMetrics {
       phase,
       'The pods current phase: 1 for the phase the pod is in (other phases are left out; absent = 0).',
       'gauge',
-      () => d.store.list('Pod'),
+      // Name order buys nothing here (Prometheus reads a family in any order) and cost a lookup per pod.
+      () => d.store.list('Pod', { unordered: true }),
       (p: Pod) => `${phase}{pod="${escapeLabel(p.metadata.name)}",node="${escapeLabel(p.spec.nodeName ?? '')}",phase="${escapeLabel(p.status.phase)}"} 1\n`,
     );
     const condition = 'orchard_node_status_condition';
