@@ -205,6 +205,19 @@ describe('series text follows every change (no stale labels: guards any label ca
     expect(escapeLabel('plain')).toBe('plain');
     expect(escapeLabel('a\nb')).toBe('a\\nb');
   });
+
+  it('escapeLabel writes what the RegExp version wrote, for every UTF-16 unit and the three special characters anywhere', () => {
+    const reference = (v: string): string => (/[\\"\n]/.test(v) ? v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n') : v);
+    const units = Array.from({ length: 0x10000 }, (_, c) => String.fromCharCode(c));
+    // Every unit inside a name; ASCII ones also alone, first, last and doubled (one comparison).
+    const cases = units.map((u) => `po${u}d-1`);
+    for (const u of units.slice(0, 128)) cases.push(u, `${u}pod-1`, `pod-1${u}`, `${u}${u}`);
+    cases.push('', '\\', '"', '\n', '\\"\n', 'a\\\\b', '"quoted"', 'line\nline\n', 'π😀"', 'x'.repeat(300) + '"');
+    const got = cases.map(escapeLabel);
+    const want = cases.map(reference);
+    expect(got.filter((g, i) => g !== want[i])).toEqual([]);
+    expect(got.filter((g, i) => g !== cases[i])).toHaveLength(want.filter((w, i) => w !== cases[i]).length);
+  });
 });
 
 describe('valueText: the text format value, as String() writes it', () => {

@@ -97,9 +97,17 @@ function sampleLine(name: string, s: Sample): string {
   return `${name}${labelText(s.labels)} ${valueText(s.value)}\n`;
 }
 
-const LABEL_ESCAPE = /[\\"\n]/;
+/**
+ * A label value with `\\`, `"` and newline escaped (the text format's three). The scan is a loop,
+ * not a RegExp test: a scrape of 100,000 pods escapes ≈ 900,000 values, nearly all plain names,
+ * and the RegExp's call cost was ≈ 0.1 µs each (fleet profiles, docs/benchmarks.md 2026-12-05).
+ */
 export function escapeLabel(v: string): string {
-  return LABEL_ESCAPE.test(v) ? v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n') : v;
+  for (let i = 0; i < v.length; i++) {
+    const c = v.charCodeAt(i);
+    if (c === 0x5c || c === 0x22 || c === 0x0a) return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+  }
+  return v;
 }
 function escapeHelp(v: string): string {
   return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
