@@ -5,7 +5,8 @@ import type { NodeObject } from '../../protocol/objects.js';
 import { mockNodeObject, mockPodObject } from '../scheduler/testing.js';
 import { MemoryStore } from '../store/memory-store.js';
 import type { NewObject } from '../store/store.js';
-import { HubMetrics, escapeLabel, instrumentStoreWrites, labelText, valueText } from './prometheus.js';
+import { readdirSync } from 'node:fs';
+import { CHUNK_CHARS, ChunkWriter, DROPPED_PROCESS_METRICS, HubMetrics, escapeLabel, instrumentStoreWrites, labelText, valueText } from './prometheus.js';
 import { UsageStore } from './usage-store.js';
 
 function setup(chunkBytes?: number): { store: MemoryStore; usage: UsageStore; m: HubMetrics; t: { now: number }; fresh: () => HubMetrics } {
@@ -204,6 +205,19 @@ describe('series text follows every change (no stale labels: guards any label ca
     expect(escapeLabel('plain')).toBe('plain');
     expect(escapeLabel('a\nb')).toBe('a\\nb');
   });
+
+  it('escapeLabel writes what the RegExp version wrote, for every UTF-16 unit and the three special characters anywhere', () => {
+    const reference = (v: string): string => (/[\\"\n]/.test(v) ? v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n') : v);
+    const units = Array.from({ length: 0x10000 }, (_, c) => String.fromCharCode(c));
+    // Every unit inside a name; ASCII ones also alone, first, last and doubled (one comparison).
+    const cases = units.map((u) => `po${u}d-1`);
+    for (const u of units.slice(0, 128)) cases.push(u, `${u}pod-1`, `pod-1${u}`, `${u}${u}`);
+    cases.push('', '\\', '"', '\n', '\\"\n', 'a\\\\b', '"quoted"', 'line\nline\n', 'π😀"', 'x'.repeat(300) + '"');
+    const got = cases.map(escapeLabel);
+    const want = cases.map(reference);
+    expect(got.filter((g, i) => g !== want[i])).toEqual([]);
+    expect(got.filter((g, i) => g !== cases[i])).toHaveLength(want.filter((w, i) => w !== cases[i]).length);
+  });
 });
 
 describe('valueText: the text format value, as String() writes it', () => {
@@ -298,5 +312,59 @@ describe('text that follows identity changes (guards any later label cache: a wa
     report(usage, 'n1', {});
     report(usage, 'n2', { 'web-1': { main: [7, 70] } });
     expect(lines(await same(), 'container_cpu_usage_seconds_total')).toEqual(['container_cpu_usage_seconds_total{node="n2",pod="web-1",container="main"} 7']);
+  });
+});
+
+describe('process metrics (prom-client defaults, less those that walk every connection)', () => {
+  const withProcess = (): HubMetrics =>
+    new HubMetrics({
+      store: new MemoryStore(),
+      usage: new UsageStore({ now: () => 0 }),
+      queueDepths: () => ({}),
+      intakeBacklog: () => 0,
+      mqttConnections: () => 0,
+    });
+
+  it('has no family that lists every handle or resource, and keeps the rest of the defaults', async () => {
+    const text = await withProcess().registry.metrics();
+    const families = new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]));
+    for (const name of DROPPED_PROCESS_METRICS) expect(families.has(name), name).toBe(false);
+    for (const name of ['process_cpu_seconds_total', 'nodejs_eventloop_lag_seconds', 'nodejs_heap_size_used_bytes', 'nodejs_active_requests_total'])
+      expect(families.has(name), name).toBe(true);
+  });
+
+  it.runIf(process.platform === 'linux')('counts open file descriptors off the event loop, as prom-client did', async () => {
+    const m = withProcess();
+    const fds = readdirSync('/proc/self/fd').length - 1;
+    const text = await m.registry.metrics();
+    const line = text.split('\n').find((l) => l.startsWith('process_open_fds '));
+    expect(text).toContain('# HELP process_open_fds Number of open file descriptors.');
+    const value = Number(line?.split(' ')[1]);
+    // Other tests' files may open or close meanwhile: the same count within a few.
+    expect(Math.abs(value - fds)).toBeLessThanOrEqual(4);
+    expect(value).toBeGreaterThan(2);
+  });
+});
+
+describe('ChunkWriter: pieces encoded in place into chunks of their own', () => {
+  it('keeps every byte, multi-byte text and pieces larger than a chunk included, and a taken chunk never changes', () => {
+    const w = new ChunkWriter(64);
+    const pieces = ['a'.repeat(40), 'é€😀\n', 'x'.repeat(CHUNK_CHARS * 4), '€'.repeat(CHUNK_CHARS + 7), 'end\n'];
+    const taken: Array<{ chunk: Buffer; copy: Buffer }> = [];
+    for (const p of pieces) {
+      w.write(p);
+      if (w.bytes >= 64) {
+        const chunk = w.take();
+        taken.push({ chunk, copy: Buffer.from(chunk) });
+      }
+    }
+    const last = w.take();
+    expect(w.bytes).toBe(0);
+    // Later writes went to other buffers: each chunk still holds what it held when taken.
+    for (const t of taken) expect(t.chunk.equals(t.copy)).toBe(true);
+    expect(Buffer.concat([...taken.map((t) => t.chunk), last]).toString('utf8')).toBe(pieces.join(''));
+    // 50 bytes (40 + é€😀 and a newline) stay below 64; then each large piece closes a chunk (grown to fit it).
+    expect(taken.map((t) => t.chunk.length)).toEqual([50 + CHUNK_CHARS * 4, 3 * (CHUNK_CHARS + 7)]);
+    expect(last.toString('utf8')).toBe('end\n');
   });
 });

@@ -1,4 +1,5 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { readdir } from 'node:fs/promises';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { NodeObject, Pod } from '../../protocol/objects.js';
 import type { Store } from '../store/store.js';
 import type { ContainerUsageView, UsageStore } from './usage-store.js';
@@ -96,9 +97,17 @@ function sampleLine(name: string, s: Sample): string {
   return `${name}${labelText(s.labels)} ${valueText(s.value)}\n`;
 }
 
-const LABEL_ESCAPE = /[\\"\n]/;
+/**
+ * A label value with `\\`, `"` and newline escaped (the text format's three). The scan is a loop,
+ * not a RegExp test: a scrape of 100,000 pods escapes ≈ 900,000 values, nearly all plain names,
+ * and the RegExp's call cost was ≈ 0.1 µs each (fleet profiles, docs/benchmarks.md 2026-12-05).
+ */
 export function escapeLabel(v: string): string {
-  return LABEL_ESCAPE.test(v) ? v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n') : v;
+  for (let i = 0; i < v.length; i++) {
+    const c = v.charCodeAt(i);
+    if (c === 0x5c || c === 0x22 || c === 0x0a) return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+  }
+  return v;
 }
 function escapeHelp(v: string): string {
   return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
@@ -130,6 +139,46 @@ export function valueText(v: number): string {
   if (v === Infinity) return '+Inf';
   if (v === -Infinity) return '-Inf';
   return String(v);
+}
+
+/**
+ * UTF-8 text into chunks of at least `size` bytes, each its own buffer (the consumer keeps it:
+ * zlib or the socket may still hold a chunk after the next is written), encoded in place. A
+ * chunk's buffer is `size` plus room for a full piece (CHUNK_CHARS characters, 3 bytes each at
+ * most); a larger piece is measured first and the chunk grown to fit.
+ */
+export class ChunkWriter {
+  private buf: Buffer;
+  bytes = 0;
+
+  constructor(private readonly size: number) {
+    this.buf = this.alloc(0);
+  }
+
+  write(text: string): void {
+    if (this.bytes + 3 * text.length > this.buf.length) {
+      const need = this.bytes + Buffer.byteLength(text, 'utf8');
+      if (need > this.buf.length) {
+        const grown = this.alloc(need);
+        this.buf.copy(grown, 0, 0, this.bytes);
+        this.buf = grown;
+      }
+    }
+    this.bytes += this.buf.write(text, this.bytes, 'utf8');
+  }
+
+  /** The bytes written since the last take (a view of the chunk's own buffer), and a fresh buffer for the next. */
+  take(): Buffer {
+    const chunk = this.buf.subarray(0, this.bytes);
+    this.buf = this.alloc(0);
+    this.bytes = 0;
+    return chunk;
+  }
+
+  private alloc(atLeast: number): Buffer {
+    // allocUnsafeSlow: its own memory, not a slice of node's shared pool (a chunk is ≈ 1 MiB anyway).
+    return Buffer.allocUnsafeSlow(Math.max(atLeast, this.size + 3 * CHUNK_CHARS));
+  }
 }
 
 const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -185,7 +234,8 @@ export class HubMetrics {
       phase,
       'The pods current phase: 1 for the phase the pod is in (other phases are left out; absent = 0).',
       'gauge',
-      () => d.store.list('Pod'),
+      // Name order buys nothing here (Prometheus reads a family in any order) and cost a lookup per pod.
+      () => d.store.list('Pod', { unordered: true }),
       (p: Pod) => `${phase}{pod="${escapeLabel(p.metadata.name)}",node="${escapeLabel(p.spec.nodeName ?? '')}",phase="${escapeLabel(p.status.phase)}"} 1\n`,
     );
     const condition = 'orchard_node_status_condition';
@@ -279,8 +329,12 @@ export class HubMetrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: [r],
     });
-    // Event-loop lag (monitorEventLoopDelay), heap, GC, CPU, fds: prom-client's defaults, on this registry only.
-    if (d.processMetrics !== false) collectDefaultMetrics({ register: r });
+    // Event-loop lag (monitorEventLoopDelay), heap, GC, CPU, fds: prom-client's defaults, on this registry only,
+    // less those whose cost grows with the hub's connections (DROPPED_PROCESS_METRICS).
+    if (d.processMetrics !== false) {
+      collectDefaultMetrics({ register: r });
+      trimProcessMetrics(r);
+    }
   }
 
   /**
@@ -293,26 +347,22 @@ export class HubMetrics {
     // prom-client's registry alone first (benches hash the families' bytes without it).
     yield Buffer.from(await this.registry.metrics());
     const view = new ScrapeView(this.d.store);
-    // Families' pieces are encoded as they come and joined across families into chunks of at
-    // least `size` bytes (all but the last): a small family is not a turn of its own.
-    let parts: Buffer[] = [];
-    let bytes = 0;
+    // Families' pieces are encoded as they come, straight into the chunk they join (no Buffer per
+    // piece, no copy to join them: 35 MiB of each per scrape at 100,000 pods), across families,
+    // into chunks of at least `size` bytes (all but the last): a small family is not a turn of its own.
+    const out = new ChunkWriter(size);
     for (const f of this.families) {
       for (const piece of f.render(view)) {
-        const b = Buffer.from(piece, 'utf8');
-        parts.push(b);
-        bytes += b.length;
-        if (bytes < size) continue;
-        yield parts.length === 1 ? b : Buffer.concat(parts, bytes);
-        parts = [];
-        bytes = 0;
+        out.write(piece);
+        if (out.bytes < size) continue;
+        yield out.take();
         // Back to the event loop between chunks (a macrotask, not a microtask): a socket that
         // takes every write at once never says 'drain', and the whole body would otherwise be
         // written in one go while node messages wait. No wait beyond one loop turn.
         await yieldToLoop();
       }
     }
-    if (bytes > 0) yield Buffer.concat(parts, bytes);
+    if (out.bytes > 0) yield out.take();
   }
 
   /** The whole body (tests). */
@@ -325,6 +375,44 @@ export class HubMetrics {
   get contentType(): string {
     return this.registry.contentType;
   }
+}
+
+/**
+ * prom-client default families whose collect lists every libuv handle or async resource of the
+ * process (`process._getActiveHandles()`, `process.getActiveResourcesInfo()`, each called twice
+ * per scrape): an array of every socket, built and grouped on the event loop before the first
+ * byte of the body. With 10,000 agents connected that was ≈ 55 ms of every scrape, and `process_open_fds`'s
+ * synchronous listing of /proc/self/fd another ≈ 25 ms (fleet harness profile, docs/benchmarks.md
+ * 2026-12-05). Dropped: `orchard_mqtt_connections` counts the connections that make them large.
+ */
+export const DROPPED_PROCESS_METRICS = [
+  'nodejs_active_handles',
+  'nodejs_active_handles_total',
+  'nodejs_active_resources',
+  'nodejs_active_resources_total',
+] as const;
+
+/**
+ * Removes DROPPED_PROCESS_METRICS from `r` and counts open file descriptors off the event loop (the
+ * listing of /proc/self/fd runs on libuv's thread pool; same name, help and value as prom-client's).
+ */
+function trimProcessMetrics(r: Registry): void {
+  for (const name of DROPPED_PROCESS_METRICS) r.removeSingleMetric(name);
+  if (r.getSingleMetric('process_open_fds') === undefined) return; // not Linux: prom-client registers none
+  r.removeSingleMetric('process_open_fds');
+  new Gauge({
+    name: 'process_open_fds',
+    help: 'Number of open file descriptors.',
+    registers: [r],
+    async collect() {
+      try {
+        // Minus the descriptor of the listing itself (open while it runs), as prom-client's.
+        this.set((await readdir('/proc/self/fd')).length - 1);
+      } catch {
+        // no /proc: the family stays without a sample, as prom-client's
+      }
+    },
+  });
 }
 
 /**

@@ -61,6 +61,8 @@ export class ObjectCache {
         const obj = objects.get(name);
         if (obj !== undefined) candidates.push(obj);
       }
+    } else if (opts.unordered === true) {
+      candidates = Array.from(objects.values());
     } else {
       candidates = this.sorted(kind).map((name) => objects.get(name) as AnyObject);
     }

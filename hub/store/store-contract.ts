@@ -166,6 +166,26 @@ export function storeContract(name: string, make: (opts?: StoreOptions) => Store
         expect(store.list('Deployment')).toEqual([]);
       });
 
+      it('unordered: the same objects (each once, current versions), selectors still applied; with nodeName/ownerName sorted as before', () => {
+        const sorted = (xs: string[]): string[] => [...xs].sort();
+        expect(sorted(names(store.list('Pod', { unordered: true })))).toEqual(['db-b', 'loose', 'web-a', 'web-b', 'web-c']);
+        const web = structuredClone(store.get('Pod', 'web-a'));
+        if (web === undefined) throw new Error('fixture missing');
+        web.metadata.labels['tier'] = 'z';
+        store.update(web);
+        store.delete('Pod', 'web-b');
+        store.create(mockPod('aaa'));
+        const all = store.list('Pod', { unordered: true });
+        expect(sorted(names(all))).toEqual(['aaa', 'db-b', 'loose', 'web-a', 'web-c']);
+        expect(all.find((p) => p.metadata.name === 'web-a')).toBe(store.get('Pod', 'web-a'));
+        expect(sorted(names(store.list('Pod', { unordered: true, labelSelector: { app: 'web', tier: 'y' } })))).toEqual(['web-c']);
+        expect(names(store.list('Pod', { unordered: true, nodeName: 'n1' }))).toEqual(['db-b', 'web-c']);
+        // A copy: writes after the list do not change what was listed.
+        store.delete('Pod', 'aaa');
+        expect(all).toHaveLength(5);
+        expect(store.list('Deployment', { unordered: true })).toEqual([]);
+      });
+
       it('filters by label selector (all labels must match)', () => {
         expect(names(store.list('Pod', { labelSelector: { app: 'web' } }))).toEqual(['web-a', 'web-b', 'web-c']);
         expect(names(store.list('Pod', { labelSelector: { app: 'web', tier: 'y' } }))).toEqual(['web-a', 'web-c']);
