@@ -4,7 +4,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build, type Metafile } from 'esbuild';
 import { describe, expect, it } from 'vitest';
-import { ABSENT_OPTIONAL, AGENT_ENV, AGENT_V8_FLAGS, agentBuildOptions, bundleAgent, bundleViolations, REPO, zodEnglishOnly } from './build-agent.js';
+import {
+  ABSENT_OPTIONAL,
+  AGENT_ENV,
+  AGENT_V8_FLAGS,
+  agentBuildOptions,
+  bundleAgent,
+  bundleViolations,
+  REPO,
+  zodEnglishOnly,
+  zodNoParent,
+} from './build-agent.js';
 
 // The single-file agent (dist/orchard-agent.mjs) runs on devices with nothing but Node: its graph
 // must hold no native addon, no hub/ or cli/ code (better-sqlite3, fastify, aedes are hub-only),
@@ -87,6 +97,30 @@ describe('single-file agent bundle', () => {
       const out = JSON.parse(execFileSync(process.execPath, [outfile], { encoding: 'utf8' })) as { locales: string[]; message: string };
       expect(out.locales).toEqual(['en']);
       expect(out.message).toBe('Invalid input: expected number, received string');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it('zod in the bundle keeps no parent link from a refined schema to the one it came from (ZOD_NO_PARENT), and parses the same', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'orchard-zod-parent-'));
+    try {
+      const outfile = join(dir, 'zod-parent.mjs');
+      const contents =
+        "import { z } from 'zod'; const s = z.string().min(1).max(3).regex(/^[a-z]+$/); const n = z.number().int().min(0);" +
+        ' const bad = s.safeParse("abcd").error?.issues[0]?.message; const neg = n.safeParse(-1).error?.issues[0]?.message;' +
+        ' console.log(JSON.stringify({ parents: [s._zod.parent, n._zod.parent].filter(Boolean).length, ok: s.safeParse("ab").success && n.safeParse(3).success, bad, neg }));';
+      await build({
+        stdin: { contents, resolveDir: REPO, loader: 'ts' },
+        bundle: true,
+        platform: 'node',
+        format: 'esm',
+        outfile,
+        logLevel: 'warning',
+        plugins: [zodEnglishOnly, zodNoParent],
+      });
+      const out = JSON.parse(execFileSync(process.execPath, [outfile], { encoding: 'utf8' })) as { parents: number; ok: boolean; bad: string; neg: string };
+      expect(out).toEqual({ parents: 0, ok: true, bad: 'Too big: expected string to have <=3 characters', neg: 'Too small: expected number to be >=0' });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

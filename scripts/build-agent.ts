@@ -177,6 +177,39 @@ export const zodEnglishOnly: Plugin = {
 };
 
 /**
+ * zod keeps, in each schema a method like `.min()`, `.int()`, `.regex()` or `.refine()` returns, a
+ * link to the schema it was made from (`_zod.parent`), only so that metadata registered on the
+ * earlier one (`.describe()`, `.meta()`, a registry) is inherited. The agent registers no
+ * metadata and makes no JSON Schema (the hub's schemas do; they are not in the bundle), but the
+ * links keep every intermediate schema of `z.string().min(1).max(253)` alive for the agent's
+ * life. In the bundle, `clone` sets no parent; parsing never reads it.
+ */
+export const ZOD_NO_PARENT = {
+  file: /node_modules\/zod\/v4\/core\/util\.js$/,
+  from: 'if (!def || params?.parent)\n        cl._zod.parent = inst;',
+  to: '/* orchard: no _zod.parent (scripts/build-agent.ts ZOD_NO_PARENT) */',
+};
+
+export const zodNoParent: Plugin = {
+  name: 'orchard-zod-no-parent',
+  setup(b) {
+    let applied = false;
+    b.onStart(() => {
+      applied = false;
+    });
+    b.onLoad({ filter: ZOD_NO_PARENT.file }, (a) => {
+      const text = readFileSync(a.path, 'utf8');
+      if (!text.includes(ZOD_NO_PARENT.from)) throw new Error(`${a.path} no longer contains zod's parent link: update ZOD_NO_PARENT in scripts/build-agent.ts`);
+      applied = true;
+      return { contents: text.replace(ZOD_NO_PARENT.from, ZOD_NO_PARENT.to), loader: 'js', resolveDir: dirname(a.path) };
+    });
+    b.onEnd((result) => {
+      if (result.errors.length === 0 && !applied) throw new Error('ZOD_NO_PARENT found no zod/v4/core/util.js: update scripts/build-agent.ts');
+    });
+  },
+};
+
+/**
  * Modules our dependencies require when they load but the agent never runs, loaded on first use
  * instead (the same code, later or never): each rewrite below swaps a top-level `require(…)` for
  * a function or getter that requires it when called. The agent dials mqtt:// or mqtts://
@@ -381,7 +414,7 @@ export function agentBuildOptions(version: string, outfile = AGENT_OUTFILE): Bui
         'const __dirname = __orchardDirname(__filename);',
       ].join('\n'),
     },
-    plugins: [stubs, httpViaRequire, zodEnglishOnly, lazyRequires, nodeStreams, dedupe],
+    plugins: [stubs, httpViaRequire, zodEnglishOnly, zodNoParent, lazyRequires, nodeStreams, dedupe],
   };
 }
 
