@@ -182,6 +182,41 @@ export const zodEnglishOnly: Plugin = {
 };
 
 /**
+ * zod keeps, in each schema a method like `.min()`, `.int()`, `.regex()` or `.refine()` returns, a
+ * link to the schema it was made from (`_zod.parent`), only so that metadata registered on the
+ * earlier one (`.describe()`, `.meta()`, a registry) is inherited. The agent registers no
+ * metadata and makes no JSON Schema (the hub's schemas do; they are not in the bundle), but the
+ * links keep every intermediate schema of `z.string().min(1).max(253)` alive for the agent's
+ * life. In the bundle, `clone` sets no parent; parsing never reads it.
+ */
+export const ZOD_NO_PARENT = {
+  file: /node_modules\/zod\/v4\/core\/util\.js$/,
+  from: 'if (!def || params?.parent)\n        cl._zod.parent = inst;',
+  to: '/* orchard: no _zod.parent (scripts/build-agent.ts ZOD_NO_PARENT) */',
+};
+
+export const zodNoParent: Plugin = {
+  name: 'orchard-zod-no-parent',
+  setup(b) {
+    let applied = false;
+    b.onStart(() => {
+      applied = false;
+    });
+    b.onLoad({ filter: ZOD_NO_PARENT.file }, (a) => {
+      const text = readFileSync(a.path, 'utf8');
+      if (!text.includes(ZOD_NO_PARENT.from)) throw new Error(`${a.path} no longer contains zod's parent link: update ZOD_NO_PARENT in scripts/build-agent.ts`);
+      applied = true;
+      return { contents: text.replace(ZOD_NO_PARENT.from, ZOD_NO_PARENT.to), loader: 'js', resolveDir: dirname(a.path) };
+    });
+    b.onEnd((result) => {
+      // (A build without zod, e.g. a test's, has nothing to patch.)
+      const withZod = Object.keys(result.metafile?.inputs ?? {}).some((i) => i.includes('node_modules/zod/'));
+      if (result.errors.length === 0 && withZod && !applied) throw new Error('ZOD_NO_PARENT found no zod/v4/core/util.js: update scripts/build-agent.ts');
+    });
+  },
+};
+
+/**
  * Modules our dependencies require when they load but the agent never runs, loaded on first use
  * instead (the same code, later or never): each rewrite below swaps a top-level `require(…)` for
  * a function or getter that requires it when called. The agent dials mqtt:// or mqtts://
@@ -249,15 +284,69 @@ const lazyRequires: Plugin = {
 };
 
 /**
+ * readable-stream is a copy of Node's own `stream` module for browsers and old Nodes: mqtt.js and
+ * bl import version 4 (Node 18's streams), docker-modem and tar-stream version 3 (Node 10's). On
+ * Node ≥ 20 both are streams Node already has loaded (every socket is one), so every import of
+ * `readable-stream` gets version 4's own `READABLE_STREAM=disable` branch (lib/ours/index.js),
+ * which exports Node's `stream` under the package's names: ≈ 0.12 MB of copied stream code, and
+ * event-target-shim, abort-controller, string_decoder and process it pulls in, are neither in the
+ * file nor in the heap. Version 3's own branch cannot serve its importers: it `Object.assign`s
+ * `stream` onto `stream.Readable`, which throws on Node ≥ 15 (`promises` is an inherited getter);
+ * they use only `Readable`, `Writable`, `Duplex` and `PassThrough`, which this exports. Another
+ * major version fails the build until someone checks it.
+ */
+export const NODE_STREAMS = [
+  "const Stream = require('stream');",
+  'const promises = Stream.promises;',
+  ...[
+    '_uint8ArrayToBuffer',
+    '_isUint8Array',
+    'isDisturbed',
+    'isErrored',
+    'isReadable',
+    'Readable',
+    'Writable',
+    'Duplex',
+    'Transform',
+    'PassThrough',
+    'addAbortSignal',
+    'finished',
+    'destroy',
+    'pipeline',
+    'compose',
+  ].map((n) => `module.exports.${n} = Stream.${n};`),
+  "Object.defineProperty(Stream, 'promises', { configurable: true, enumerable: true, get() { return promises; } });",
+  'module.exports.Stream = Stream.Stream;',
+  'module.exports.default = module.exports;',
+  '',
+].join('\n');
+
+const nodeStreams: Plugin = {
+  name: 'orchard-node-streams',
+  setup(b) {
+    b.onResolve({ filter: /^readable-stream$/ }, async (a) => {
+      // (were readable-stream in DEDUPE again, its look-up of the path would come back here: let it through.)
+      if (a.pluginData === nodeStreams || a.pluginData === dedupe) return undefined;
+      const r = await b.resolve(a.path, { kind: a.kind, importer: a.importer, resolveDir: a.resolveDir, pluginData: nodeStreams });
+      const dir = /^(.*node_modules\/readable-stream)\//.exec(r.path)?.[1];
+      const major = dir === undefined ? undefined : versionAt(dir)?.split('.')[0];
+      if (major !== '3' && major !== '4')
+        throw new Error(`readable-stream ${major ?? '?'} at ${r.path}: check NODE_STREAMS in scripts/build-agent.ts serves its importers`);
+      return { path: 'readable-stream', namespace: 'orchard-node-streams' };
+    });
+    b.onLoad({ filter: /.*/, namespace: 'orchard-node-streams' }, () => ({ contents: NODE_STREAMS, loader: 'js' }));
+  },
+};
+
+/**
  * Packages npm installed twice at the same version (nested under two parents because the hoisted
  * copy is another version): the bundle keeps the first copy listed and points imports of the others
- * at it, as a deduplicated install would. readable-stream 4 sits under both mqtt and bl (the
- * hoisted one is 3.x, for tar-stream): ≈ 0.12 MB of source and 0.3 MiB of heap twice. Only an
- * identical version is merged; scripts/build-agent.test.ts fails on any other duplicate.
+ * at it, as a deduplicated install would. Only an identical version is merged;
+ * scripts/build-agent.test.ts fails on any other duplicate. Empty since readable-stream 4.8.0 (under
+ * both mqtt and bl, ≈ 0.12 MB of source and 0.3 MiB of heap twice), the one case, left the bundle
+ * for Node's own streams (NODE_STREAMS above).
  */
-export const DEDUPE: ReadonlyArray<{ name: string; copies: readonly string[] }> = [
-  { name: 'readable-stream', copies: ['node_modules/mqtt/node_modules/readable-stream', 'node_modules/bl/node_modules/readable-stream'] },
-];
+export const DEDUPE: ReadonlyArray<{ name: string; copies: readonly string[] }> = [];
 
 /** The version in `dir`/package.json, or undefined when there is no such package. */
 function versionAt(dir: string): string | undefined {
@@ -332,7 +421,7 @@ export function agentBuildOptions(version: string, outfile = AGENT_OUTFILE): Bui
         'const __dirname = __orchardDirname(__filename);',
       ].join('\n'),
     },
-    plugins: [stubs, httpViaRequire, zodEnglishOnly, lazyRequires, dedupe],
+    plugins: [stubs, httpViaRequire, zodEnglishOnly, zodNoParent, lazyRequires, nodeStreams, dedupe],
   };
 }
 
