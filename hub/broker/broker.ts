@@ -40,9 +40,6 @@ export interface BrokerOptions {
  * A setup whose TLS handshake is not done after 3 s gives up its slot (not its socket), so
  * sockets that never speak cannot keep devices waiting (a handshake here takes milliseconds).
  */
-/** The MQTT listener's accept backlog (see listen() in HubBroker.start). */
-export const MQTT_ACCEPT_BACKLOG = 1024;
-
 export const ADMISSION_DEFAULTS = { maxInFlight: 512, maxQueued: 20_000, maxWaitMs: 25_000, handshakeSlotMs: 3000 } as const;
 
 /** The embedded aedes broker plus its listener. The hub's own logic talks to it in-process. */
@@ -123,16 +120,11 @@ export class HubBroker implements Publisher {
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      // A fleet reconnecting after a hub restart sends thousands of SYNs at once. The backlog bounds
-      // how long a connection waits in the kernel before the hub sees it: libuv accepts one
-      // connection per event-loop iteration, so a busy hub accepts ~100 a second or fewer, and a
-      // full queue of 4,096 made every connection wait ≈ 40 s, past the agent's 30 s CONNACK
-      // timeout: the hub then did TLS work only for clients already gone, and on etcd the storm
-      // never converged (docs/benchmarks.md, 2026-12-05). With 1,024 a connection waits ≈ 10 s at
-      // that rate; SYNs beyond it are dropped and the client's TCP retries them (1 s, 3 s, 7 s …)
-      // at no cost to the hub. (Node's default 511 was once too small with a 10 s CONNACK timeout;
-      // agents wait 30 s now.) The kernel caps it at net.core.somaxconn.
-      server.listen({ port: opts.port, host: opts.host, backlog: MQTT_ACCEPT_BACKLOG }, () => {
+      // A fleet reconnecting after a hub restart sends thousands of SYNs at once: node's default
+      // accept backlog (511) overflowed, and each dropped SYN cost its agent a 1–7 s TCP retry, so
+      // its 10 s CONNACK timer fired (docs/benchmarks-fleet.md; 1024 measured worse than 4096).
+      // The kernel caps it at net.core.somaxconn.
+      server.listen({ port: opts.port, host: opts.host, backlog: 4096 }, () => {
         server.off('error', reject);
         resolve();
       });

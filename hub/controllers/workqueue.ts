@@ -13,15 +13,8 @@ import type { Logger } from '../log.js';
  */
 export type Reconcile = (key: string) => Promise<{ requeueAfterMs?: number } | void> | { requeueAfterMs?: number } | void;
 
-/**
- * Longest stretch of reconciles before the queue yields to the event loop. 5 ms (was 20): libuv
- * accepts ONE connection per event-loop iteration (measured on Node 20 and 24: 3,000 pending
- * connections took 3,000 iterations), and every busy queue runs its slice in the same iteration,
- * so four queues at 20 ms held a reconnecting hub to ≈ 10 accepts a second while thousands of
- * agents waited in the kernel's accept queue past their CONNACK timeout (docs/benchmarks.md,
- * 2026-12-05). Shorter slices cost one setImmediate each.
- */
-const SLICE_MS = 5;
+/** Longest stretch of reconciles before the queue yields to the event loop. */
+const SLICE_MS = 20;
 
 export interface WorkQueueOptions {
   /** First retry delay; doubles per consecutive failure (default 50 ms). */
