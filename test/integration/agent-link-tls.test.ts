@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import * as tls from 'node:tls';
 import { Aedes } from 'aedes';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { loadOrCreatePki, type Pki } from '../hub/security/pki.js';
-import { Link } from './link.js';
-import { waitUntil } from './test-broker.js';
+import { loadOrCreatePki, type Pki } from '../../hub/security/pki.js';
+import { Link } from '../../agent/link.js';
+import { waitUntil } from '../../agent/test-broker.js';
 
 // Counts the TLS contexts the link builds (its own import of node:tls; mqtt.js's is untouched).
 vi.mock('node:tls', async (importOriginal) => {
