@@ -31,16 +31,32 @@ async function errorOf(res) {
 
 const headers = (json) => ({ authorization: `Bearer ${token.get()}`, ...(json ? { 'content-type': 'application/json' } : {}) });
 
-/** One JSON request to /api/v1/<path>; throws ApiError on an error answer. */
+const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * One JSON request to /api/v1/<path>; throws ApiError on an error answer. A GET that failed
+ * without an answer (fetch's TypeError: the browser dropped the request, e.g. Chromium's
+ * ERR_NETWORK_CHANGED when the machine's interfaces change) is sent again, at most twice; a
+ * write is not, because it may have reached the hub.
+ */
 export async function api(method, path, body, signal) {
-  const res = await fetch(`/api/v1/${path}`, {
-    method,
-    headers: headers(body !== undefined),
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-    ...(signal ? { signal } : {}),
-  });
-  if (!res.ok) throw await errorOf(res);
-  return res.json();
+  for (let attempt = 1; ; attempt++) {
+    let res;
+    try {
+      res = await fetch(`/api/v1/${path}`, {
+        method,
+        headers: headers(body !== undefined),
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        ...(signal ? { signal } : {}),
+      });
+    } catch (e) {
+      if (method !== 'GET' || !(e instanceof TypeError) || signal?.aborted || attempt >= 3) throw e;
+      await pause(250 * attempt);
+      continue;
+    }
+    if (!res.ok) throw await errorOf(res);
+    return res.json();
+  }
 }
 
 export const list = async (plural, signal) => (await api('GET', plural, undefined, signal)).items;

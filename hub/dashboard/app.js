@@ -91,12 +91,17 @@ async function syncLoop(signal) {
       }
       const pending = [];
       let listed = false;
+      // This watch only: a list that fails ends it, and the loop watches and lists again
+      // (otherwise the page would wait on a stream whose list never came).
+      const attempt = new AbortController();
+      const stop = () => attempt.abort();
+      signal.addEventListener('abort', stop, { once: true });
       // Watch first, list once the stream is open: nothing written in between is missed.
       await watch(
         Object.keys(KINDS),
         {
           onOpen: () => {
-            relist(signal)
+            relist(attempt.signal)
               .then(() => {
                 listed = true;
                 for (const [t, o] of pending.splice(0)) applyEvent(t, o);
@@ -104,7 +109,10 @@ async function syncLoop(signal) {
                 backoff = 1000;
                 render();
               })
-              .catch((e) => console.warn('list', e.message));
+              .catch((e) => {
+                console.warn('list', e.message);
+                attempt.abort();
+              });
           },
           onEvent: (type, obj) => {
             if (!listed) pending.push([type, obj]);
@@ -114,8 +122,8 @@ async function syncLoop(signal) {
             }
           },
         },
-        signal,
-      );
+        attempt.signal,
+      ).finally(() => signal.removeEventListener('abort', stop));
     } catch (e) {
       if (signal.aborted) return;
       if (e instanceof ApiError && (e.status === 401 || e.status === 403)) return signOut(e.message);

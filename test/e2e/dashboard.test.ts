@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster, TEST_IMAGE } from '../helpers/cluster.js';
-import { launchBrowser, signIn, type TestBrowser } from '../helpers/browser.js';
+import { launchBrowser, open, signIn, type TestBrowser } from '../helpers/browser.js';
 import { waitFor } from '../helpers/http.js';
 import { docker } from '../helpers/procs.js';
 
@@ -88,7 +88,7 @@ describe('dashboard in Chromium: real hub, real agent, real engine', () => {
 
   it('scales from the page; the engine runs the new container', async () => {
     await waitFor('one container running', () => running().length === 1, 60_000, 500);
-    await page.goto(`${c.server}/#/deployments`);
+    await open(page, `${c.server}/#/deployments`);
     const row = page.locator('tr[data-deployment="e2e-dash"]');
     await expect.poll(() => row.textContent(), { timeout: 30_000 }).toMatch(/1\/1 ready/);
     await shot('deployments');
@@ -97,11 +97,11 @@ describe('dashboard in Chromium: real hub, real agent, real engine', () => {
     await page.click('#dialog-ok');
     await waitFor('two containers running on the engine', () => running().length === 2, 45_000, 500);
     await expect.poll(() => row.textContent(), { timeout: 30_000 }).toMatch(/2\/2 ready/);
-    await page.goto(`${c.server}/#/deployments/e2e-dash`);
+    await open(page, `${c.server}/#/deployments/e2e-dash`);
     await page.locator('main table').first().waitFor();
     await shot('deployment');
     for (const view of ['pods', 'services', 'events']) {
-      await page.goto(`${c.server}/#/${view}`);
+      await open(page, `${c.server}/#/${view}`);
       await page.locator('main table').first().waitFor();
       await shot(view);
     }
@@ -111,7 +111,7 @@ describe('dashboard in Chromium: real hub, real agent, real engine', () => {
     await signIn(page, c.server, viewer);
     expect(await page.textContent('#me')).toBe('e2e-viewer (viewer)');
     for (const view of ['fleet', 'deployments', 'deployments/e2e-dash']) {
-      await page.goto(`${c.server}/#/${view}`);
+      await open(page, `${c.server}/#/${view}`);
       await page.locator('main table').first().waitFor();
       await expect.poll(() => page.locator('main tbody tr').count()).toBeGreaterThan(0);
       expect(await page.locator('main button[data-action]').count(), view).toBe(0);
@@ -131,7 +131,7 @@ describe('dashboard in Chromium: real hub, real agent, real engine', () => {
   it('streams a pod log: a line the container prints after the view opened appears', async () => {
     const pod = (await c.pods('e2e-dash')).find((p) => p.status.phase === 'Running');
     expect(pod).toBeDefined();
-    await page.goto(`${c.server}/#/logs/${pod!.metadata.name}`);
+    await open(page, `${c.server}/#/logs/${pod!.metadata.name}`);
     // Status and text together, so a failure shows the hub's error (e.g. ERR_NOT_FOUND without the logs API).
     const view = async () => `${await page.textContent('#logs-status')}\n${await page.textContent('pre.logs')}`;
     await expect.poll(view, { timeout: 15_000 }).toMatch(/^streaming…\n[^]*started/);
@@ -145,7 +145,7 @@ describe('dashboard in Chromium: real hub, real agent, real engine', () => {
 
   it("shows the node's reported usage against its capacity in the fleet view", async () => {
     // Agents report every 10 s and the page polls every 10 s: by now, or within 25 s.
-    await page.goto(`${c.server}/#/fleet`);
+    await open(page, `${c.server}/#/fleet`);
     const row = page.locator(`tr[data-node="${c.nodeName('a')}"]`);
     await expect.poll(() => row.textContent(), { timeout: 25_000 }).toMatch(/(\d+m|[\d.]+) \/ \d+.*\d+(B|Ki|Mi|Gi) \/ [\d.]+(Mi|Gi)/);
     await shot('fleet');

@@ -30,6 +30,8 @@ export async function launchBrowser(): Promise<TestBrowser> {
       '--headless',
       '--no-sandbox',
       '--disable-gpu',
+      // An error page must not reload itself later, in the middle of another navigation (see open).
+      '--disable-auto-reload',
       '--disable-quic',
       '--no-first-run',
       '--disable-background-networking',
@@ -44,7 +46,7 @@ export async function launchBrowser(): Promise<TestBrowser> {
     async page() {
       const page = await context.newPage();
       page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
-      // A request Chromium gave up on says why in the test's output (ERR_NETWORK_CHANGED: see loadDashboard).
+      // A request Chromium gave up on says why in the test's output (ERR_NETWORK_CHANGED: see open).
       page.on('requestfailed', (r) => console.error(`browser: ${r.method()} ${r.url()} failed: ${r.failure()?.errorText ?? '?'}`));
       page.on('console', (m) => {
         // A failed request (401/403/404 the test provokes) is logged by Chromium as a console error too: only script and CSP errors count.
@@ -60,15 +62,24 @@ export async function launchBrowser(): Promise<TestBrowser> {
 }
 
 /**
- * Loads the dashboard at `url` until it shows the sign-in form or the app. Chromium cancels every
- * request in flight when the host's network interfaces change (`net::ERR_NETWORK_CHANGED`), and
- * the Docker Engine adds a veth interface for each container it starts: a load that overlaps a
- * container start loses some of the app's ES modules, and the page stays blank until reloaded
- * (seen in CI, 2026-12-04: Debian's Chromium 156 on a fresh machine, the e2e agent starting its
- * pod). So a load that lost a request to that error is reloaded (at most 3 times); any other
- * failure is reported with what the page showed.
+ * A failed navigation worth another try: Chromium cancels every request in flight when the host's
+ * network interfaces change (`net::ERR_NETWORK_CHANGED`; the cancelled document shows as
+ * `net::ERR_ABORTED` and a `chrome-error://` page), and the Docker Engine adds a veth interface
+ * for each container it starts, here or in another test file of the tier.
  */
-async function loadDashboard(page: Page, url: string): Promise<void> {
+const LOST_TO_NETWORK_CHANGE = /ERR_NETWORK_CHANGED|ERR_ABORTED|interrupted by another navigation|chrome-error:\/\//;
+
+/**
+ * Opens the dashboard at `url` (a view: `${server}/#/pods`) until it shows the sign-in form or
+ * the app. A load that overlaps a container start can lose the document or some of the app's ES
+ * modules to a network change (see LOST_TO_NETWORK_CHANGE; seen in CI 2026-12-04 and -05:
+ * Debian's Chromium 156 on a fresh machine), and the page stays blank or on Chromium's error
+ * page: such a load is repeated, at most 5 times; any other failure is reported with what the
+ * page showed. (The browser runs with `--disable-auto-reload`, so an error page does not reload
+ * itself later and interrupt the next test's navigation — what turned one lost load into five
+ * failed tests in the CI of 2026-12-05.)
+ */
+export async function open(page: Page, url: string): Promise<void> {
   let changed = 0;
   const onFailed = (r: Request): void => {
     if (r.failure()?.errorText === 'net::ERR_NETWORK_CHANGED') changed++;
@@ -77,16 +88,17 @@ async function loadDashboard(page: Page, url: string): Promise<void> {
   try {
     for (let attempt = 1; ; attempt++) {
       changed = 0;
-      // The document itself can be the request the network change cancels: goto throws then.
-      const loaded = await page.goto(url).then(
-        () => true,
-        (err: unknown) => {
-          if (!String(err).includes('ERR_NETWORK_CHANGED')) throw err;
-          changed++;
-          return false;
-        },
-      );
-      if (!loaded && attempt < 4) continue;
+      let lost = '';
+      await page.goto(url).catch((err: unknown) => {
+        if (!LOST_TO_NETWORK_CHANGE.test(String(err))) throw err;
+        lost = String(err).split('\n')[0]!;
+      });
+      if (page.url().startsWith('chrome-error:')) lost ||= `Chromium's error page at ${page.url()}`;
+      if (lost) {
+        console.error(`browser: opening ${url} (attempt ${attempt}): ${lost}`);
+        if (attempt < 6) continue;
+        throw new Error(`the dashboard at ${url} did not load in ${attempt} attempts: ${lost}`);
+      }
       const shown = await page
         .locator('#login:visible, #app:visible')
         .first()
@@ -94,7 +106,7 @@ async function loadDashboard(page: Page, url: string): Promise<void> {
         .then(() => true)
         .catch(() => false);
       if (shown) return;
-      if (changed > 0 && attempt < 4) continue;
+      if (changed > 0 && attempt < 6) continue;
       // Say what the page showed instead (another hub's page, a module that failed to load …).
       throw new Error(
         `the dashboard at ${page.url()} showed neither the sign-in form nor the app (attempt ${attempt}, requests lost to a network change: ${changed}):\n${(await page.content()).slice(0, 2000)}`,
@@ -107,7 +119,7 @@ async function loadDashboard(page: Page, url: string): Promise<void> {
 
 /** Signs in on the dashboard at `url` with `token` and waits for the app to show. */
 export async function signIn(page: Page, url: string, token: string): Promise<void> {
-  await loadDashboard(page, url);
+  await open(page, url);
   if (await page.locator('#app').isVisible()) await page.click('#signout');
   await page.fill('#token', token);
   await page.click('#signin');

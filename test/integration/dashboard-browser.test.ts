@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Agent } from '../../agent/agent.js';
 import { MemoryRuntime } from '../../agent/runtime/memory-runtime.js';
 import type { Deployment, NodeObject } from '../../protocol/objects.js';
-import { launchBrowser, signIn, type TestBrowser } from '../helpers/browser.js';
+import { launchBrowser, open, signIn, type TestBrowser } from '../helpers/browser.js';
 import { startMemoryAgent, startTestHub, type TestHub } from '../helpers/hub-harness.js';
 import { waitFor } from '../helpers/http.js';
 
@@ -86,7 +86,7 @@ describe('dashboard in Chromium against a real hub', () => {
   const deployment = async () => (await t.api('GET', '/api/v1/deployments/web')).body as Deployment;
 
   it('asks for a token, refuses a wrong one, and shows the fleet with the node', async () => {
-    await page.goto(t.hub.apiUrl);
+    await open(page, t.hub.apiUrl);
     await page.locator('#login').waitFor();
     await page.fill('#token', 'orc_000000000000.wrong');
     await page.click('#signin');
@@ -104,33 +104,33 @@ describe('dashboard in Chromium against a real hub', () => {
   });
 
   it('shows deployments with progress, pods with conditions, services and events, live', async () => {
-    await page.goto(`${t.hub.apiUrl}/#/deployments`);
+    await open(page, `${t.hub.apiUrl}/#/deployments`);
     await expect.poll(() => page.locator('tr[data-deployment="web"]').textContent(), { timeout: 15_000 }).toMatch(/2\/2 ready/);
-    await page.goto(`${t.hub.apiUrl}/#/pods`);
+    await open(page, `${t.hub.apiUrl}/#/pods`);
     await expect.poll(() => page.locator('tr[data-pod]').count()).toBe(2);
     expect(await page.locator('tr[data-pod] .chips').first().textContent()).toBe('PodScheduledContainersReadyReady');
-    await page.goto(`${t.hub.apiUrl}/#/services`);
+    await open(page, `${t.hub.apiUrl}/#/services`);
     await expect.poll(() => page.locator('tr[data-service="web"]').textContent()).toMatch(/80→8080\/TCP.*app=web.*2\/2 ready/);
-    await page.goto(`${t.hub.apiUrl}/#/events`);
+    await open(page, `${t.hub.apiUrl}/#/events`);
     await expect.poll(() => page.locator('main tbody tr').count()).toBeGreaterThan(1);
     // The detail pages: a node (charts, conditions, its pods) and a pod (conditions, containers, usage, events).
-    await page.goto(`${t.hub.apiUrl}/#/nodes/pi-1`);
+    await open(page, `${t.hub.apiUrl}/#/nodes/pi-1`);
     await expect.poll(() => page.locator('main').textContent()).toMatch(/Node pi-1.*CPU, last hour.*Conditions.*Pods on this node.*web-/);
     const pod = await page.locator('main a[href^="#/pods/web-"]').first().textContent();
-    await page.goto(`${t.hub.apiUrl}/#/pods/${pod}`);
+    await open(page, `${t.hub.apiUrl}/#/pods/${pod}`);
     await expect.poll(() => page.locator('main').textContent()).toMatch(/Deploymentweb.*Nodepi-1.*ContainersReady.*appapp:v1running/);
     await expect.poll(() => page.locator('main figure.chart').count()).toBe(2);
   });
 
   it('shows a change cause holding markup as text, in the rollout history', async () => {
-    await page.goto(`${t.hub.apiUrl}/#/deployments/web`);
+    await open(page, `${t.hub.apiUrl}/#/deployments/web`);
     await expect.poll(() => page.locator('main').textContent()).toContain(`first ${XSS}`);
     expect(await page.locator('#pwned').count()).toBe(0);
     expect(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss)).toBeUndefined();
   });
 
   it('scales from the page (operator): the hub stores it and the page follows the watch', async () => {
-    await page.goto(`${t.hub.apiUrl}/#/deployments`);
+    await open(page, `${t.hub.apiUrl}/#/deployments`);
     await page.locator('tr[data-deployment="web"] button[data-action="scale"]').click();
     await page.fill('#dialog-input', '3');
     await page.click('#dialog-ok');
@@ -141,7 +141,7 @@ describe('dashboard in Chromium against a real hub', () => {
 
   it('rolls back from the history (operator)', async () => {
     expect((await t.api('POST', '/api/v1/apply', manifest(3, 'app:v2', 'second'))).status).toBe(200);
-    await page.goto(`${t.hub.apiUrl}/#/deployments/web`);
+    await open(page, `${t.hub.apiUrl}/#/deployments/web`);
     await page.locator('button[data-action="undo"]').first().waitFor();
     await page.locator('h2 button[data-action="undo"]').click();
     await page.click('#dialog-ok');
@@ -149,7 +149,7 @@ describe('dashboard in Chromium against a real hub', () => {
   });
 
   it('cordons and uncordons a node from the fleet view (operator)', async () => {
-    await page.goto(`${t.hub.apiUrl}/#/fleet`);
+    await open(page, `${t.hub.apiUrl}/#/fleet`);
     await page.locator('tr[data-node="pi-1"] button[data-action="cordon"]').click();
     await waitFor('pi-1 unschedulable', async () => ((await t.api('GET', '/api/v1/nodes/pi-1')).body as NodeObject).spec.unschedulable);
     await expect.poll(() => page.locator('tr[data-node="pi-1"]').textContent()).toContain('SchedulingDisabled');
@@ -165,7 +165,7 @@ describe('dashboard in Chromium against a real hub', () => {
     await signIn(page, t.hub.apiUrl, viewerToken);
     expect(await page.textContent('#me')).toBe('look (viewer)');
     for (const view of ['deployments', 'fleet', 'deployments/web']) {
-      await page.goto(`${t.hub.apiUrl}/#/${view}`);
+      await open(page, `${t.hub.apiUrl}/#/${view}`);
       await page.locator('main table').first().waitFor();
       expect(await page.locator('main button[data-action]').count(), view).toBe(0);
     }
@@ -188,7 +188,7 @@ describe('dashboard in Chromium against a real hub', () => {
     await signIn(logs, t.hub.apiUrl, viewerToken);
     const pod = await waitFor('a pod', async () => (await t.api('GET', '/api/v1/pods')).body as { items: Array<{ metadata: { name: string } }> });
     const name = pod.items[0]!.metadata.name;
-    await logs.goto(`${t.hub.apiUrl}/#/logs/${name}`);
+    await open(logs, `${t.hub.apiUrl}/#/logs/${name}`);
     await expect.poll(() => logs.evaluate(() => (globalThis as unknown as { __logRequests: unknown[] }).__logRequests.length)).toBe(1);
     const req = await logs.evaluate(() => (globalThis as unknown as { __logRequests: Array<{ url: string; auth: string }> }).__logRequests[0]);
     expect(req?.url).toBe(`/api/v1/pods/${name}/logs?container=app&tail=200&follow=true`);
@@ -253,6 +253,41 @@ describe('dashboard in Chromium against a real hub', () => {
     await new Promise((r) => setTimeout(r, 1_000));
     expect(served).toBe(1);
     expect(browser.problems.splice(before)).toEqual(['pageerror: app bug 42']);
+    await p.close();
+  });
+
+  // The same network change can drop the app's API requests: a GET dropped without an answer is
+  // sent again (api.js), and a list that still fails ends that watch, so the page lists again
+  // instead of waiting for good on a stream whose list never came (app.js).
+  it('comes up when the browser drops its API requests: GETs are sent again, a failed list is listed again', async () => {
+    const p = await browser.page();
+    const dropped = { whoami: 0, nodes: 0 };
+    await p.route('**/api/v1/whoami', async (route) => {
+      if (dropped.whoami < 1) {
+        dropped.whoami++;
+        await route.abort('internetdisconnected');
+      } else await route.continue();
+    });
+    // Three drops: more than one list's retries (two), so the first list fails as a whole.
+    await p.route('**/api/v1/nodes', async (route) => {
+      if (dropped.nodes < 3) {
+        dropped.nodes++;
+        await route.abort('internetdisconnected');
+      } else await route.continue();
+    });
+    const watches: string[] = [];
+    p.on('request', (r) => {
+      if (r.url().includes('/api/v1/watch')) watches.push(r.url());
+    });
+    await p.goto(`${t.hub.apiUrl}/#/fleet`);
+    // Signed in already (this profile's localStorage): whoami is sent again, and the app shows.
+    await p.locator('#app').waitFor({ state: 'visible', timeout: 20_000 });
+    expect(dropped.whoami).toBe(1);
+    await expect.poll(() => p.locator('tr[data-node="pi-1"]').count(), { timeout: 20_000 }).toBe(1);
+    expect(dropped.nodes).toBe(3);
+    // The first watch was ended by its failed list, and a second one opened.
+    expect(watches.length).toBeGreaterThanOrEqual(2);
+    await expect.poll(() => p.textContent('#live'), { timeout: 10_000 }).toBe('live');
     await p.close();
   });
 
