@@ -67,6 +67,14 @@ export interface LinkOptions {
   backoffBaseMs?: number;
   backoffCapMs?: number;
   connectTimeoutMs?: number;
+  /**
+   * mqtts:// only: how long a dial whose TCP connection is up may wait for the hub to start its
+   * TLS handshake (default 150 s). Until then the connection sits in the hub's accept queue and
+   * costs the hub nothing; giving up puts the device at the back of that queue and leaves the hub
+   * a dead connection to handshake. `connectTimeoutMs` bounds the TCP dial and, once the
+   * handshake is done, the wait for CONNACK.
+   */
+  queuedPatienceMs?: number;
   /** Ceiling of the back-off window after a refused dial (no hub listening), default 2 s. */
   refusedCapMs?: number;
   /** How long into an outage refusals keep that ceiling (default 60 s); then they back off fully. */
@@ -131,6 +139,8 @@ export class Link {
   private refusedLogged = false;
   private reconnectTimer: TimerHandle | undefined;
   private watchdogTimer: TimerHandle | undefined;
+  /** The current TLS setup's phase timer (armSetup); the watchdog leaves a setup to it. */
+  private setupTimer: TimerHandle | undefined;
   private lastActivity = 0;
   private status: NodeStatusMessage | undefined;
   private observed: ObservedSetMessage | undefined;
@@ -186,7 +196,8 @@ export class Link {
     this.stopped = true;
     if (this.reconnectTimer !== undefined) this.clock.clearTimeout(this.reconnectTimer);
     if (this.watchdogTimer !== undefined) this.clock.clearTimeout(this.watchdogTimer);
-    this.reconnectTimer = this.watchdogTimer = undefined;
+    if (this.setupTimer !== undefined) this.clock.clearTimeout(this.setupTimer);
+    this.reconnectTimer = this.watchdogTimer = this.setupTimer = undefined;
     const c = this.client;
     this.client = undefined;
     if (c === undefined) return;
@@ -258,7 +269,8 @@ export class Link {
       reconnectPeriod: 0, // reconnects are ours (jittered back-off)
       // 30 s (mqtt.js' own default): after a hub restart thousands of devices queue for it, and a
       // CONNECT given up at 10 s wasted the hub's TLS work and came back later (fleet bench).
-      connectTimeout: this.opts.connectTimeoutMs ?? 30_000,
+      // Over TLS the link times each phase itself (armSetup); mqtt.js' timer is only a backstop.
+      connectTimeout: this.opts.ca !== undefined ? 2 * this.connectLimitMs() + this.queuedPatienceMs() : this.connectLimitMs(),
       will: { topic: topics.nodePresence(this.node), payload: encodeMessage(will), qos: 1, retain: true },
       // mqtt-packet's default number cache is 65,536 two-byte Buffers built on the first write:
       // 6 MiB of V8 heap, 30 % of the idle agent's (issue 17, docs/benchmarks.md). Without it a
@@ -281,6 +293,7 @@ export class Link {
     this.dialing = url;
     const c = connect(url, options);
     this.client = c;
+    if (this.opts.ca !== undefined) this.armSetup(c);
     // Refused only when every error this client saw says nobody listens, and it never connected.
     let failure: LinkFailure | undefined;
     c.on('connect', () => {
@@ -342,6 +355,58 @@ export class Link {
       if (this.client !== c) return;
       this.safe(() => this.handlers.onDisconnect?.());
       this.scheduleReconnect(failure ?? 'failed');
+    });
+  }
+
+  private connectLimitMs(): number {
+    return this.opts.connectTimeoutMs ?? 30_000;
+  }
+
+  private queuedPatienceMs(): number {
+    return this.opts.queuedPatienceMs ?? 150_000;
+  }
+
+  /**
+   * Times a TLS connection setup in three phases instead of mqtt.js' one CONNACK timer:
+   * - the TCP dial (`connectTimeoutMs`): no answer means no hub there;
+   * - TCP up, the hub's TLS handshake not done (`queuedPatienceMs`): the connection waits in the
+   *   hub's accept queue (libuv takes one connection per event-loop iteration; a busy hub after a
+   *   restart takes ≈ 100 a second, so 4,096 queued wait ≈ 40 s). Leaving costs the device its
+   *   place and the hub a TLS handshake for a client that is gone: under one timeout for all, a
+   *   10,000-device reconnect spent most of the hub's handshakes on dead connections (fleet
+   *   bench, docs/benchmarks.md). A hub that dies resets its queued connections (kernel), and a
+   *   hub whose machine vanished is left at the patience's end;
+   * - handshake done, CONNECT sent (`connectTimeoutMs`): the hub admitted this connection, and a
+   *   CONNACK should follow.
+   * A phase that runs out ends the client ('close' → the usual back-off).
+   */
+  private armSetup(c: MqttClient): void {
+    const stream = c.stream as unknown as NodeJS.EventEmitter;
+    const clear = (): void => {
+      if (this.setupTimer !== undefined) this.clock.clearTimeout(this.setupTimer);
+      this.setupTimer = undefined;
+    };
+    const phase = (ms: number, what: string): void => {
+      clear();
+      this.setupTimer = this.clock.setTimeout(() => {
+        this.setupTimer = undefined;
+        if (this.client !== c || c.connected) return;
+        this.log.warn('link error', { error: what });
+        c.end(true);
+      }, ms);
+    };
+    phase(this.connectLimitMs(), 'dial timeout');
+    stream.once('connect', () => {
+      if (this.client === c && !c.connected) phase(this.queuedPatienceMs(), 'timeout waiting for the hub to start TLS');
+    });
+    stream.once('secureConnect', () => {
+      if (this.client === c && !c.connected) phase(this.connectLimitMs(), 'connack timeout');
+    });
+    c.once('connect', () => {
+      if (this.client === c) clear();
+    });
+    c.once('close', () => {
+      if (this.client === c) clear();
     });
   }
 
@@ -504,7 +569,7 @@ export class Link {
     this.watchdogTimer = this.clock.setTimeout(() => {
       this.watchdogTimer = undefined;
       const silentFor = this.clock.now() - this.lastActivity;
-      if (this.reconnectTimer === undefined && silentFor >= 3 * this.keepaliveMs) {
+      if (this.reconnectTimer === undefined && this.setupTimer === undefined && silentFor >= 3 * this.keepaliveMs) {
         this.log.warn('link stalled; rebuilding the client', { silentForMs: silentFor });
         this.attempt++;
         this.advance();

@@ -36,11 +36,15 @@ export interface BrokerOptions {
  * mostly the device's round trips: 64 slots capped a 10,000-node registration at ≈ 190/s on
  * loopback with busy clients (fleet bench), far less over real links. 512 keeps a 0.5–2 s
  * round-trip fleet flowing while bounding how many handshakes share the CPU (≈ 512 × 1–4 ms,
- * well inside the agent's 30 s CONNACK timeout). A socket that waited 25 s is dropped unread.
+ * well inside the agent's 30 s CONNACK timeout). A socket that waited 100 s is dropped unread:
+ * an agent waits up to 150 s for the hub to start TLS (agent/link.ts `queuedPatienceMs`), and the
+ * kernel's accept queue, which this wait does not see, can hold it ≈ 40 s before (4,096 at ≈ 100
+ * accepts a second on a busy hub). Older agents gave up at 30 s: the hub then handshakes a dead
+ * socket, as it did before.
  * A setup whose TLS handshake is not done after 3 s gives up its slot (not its socket), so
  * sockets that never speak cannot keep devices waiting (a handshake here takes milliseconds).
  */
-export const ADMISSION_DEFAULTS = { maxInFlight: 512, maxQueued: 20_000, maxWaitMs: 25_000, handshakeSlotMs: 3000 } as const;
+export const ADMISSION_DEFAULTS = { maxInFlight: 512, maxQueued: 20_000, maxWaitMs: 100_000, handshakeSlotMs: 3000 } as const;
 
 /** The embedded aedes broker plus its listener. The hub's own logic talks to it in-process. */
 export class HubBroker implements Publisher {

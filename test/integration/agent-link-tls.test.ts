@@ -1,4 +1,4 @@
-import type { AddressInfo } from 'node:net';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -83,5 +83,118 @@ describe('Link over TLS', () => {
     link.start();
     await waitUntil(() => warnings.some((w) => /certificate|self[- ]signed|unable to verify/i.test(w)));
     expect(link.connected).toBe(false);
+  });
+
+  function recorder(): { warnings: string[]; logger: { debug(): void; info(): void; warn(m: string, f?: Record<string, unknown>): void; error(): void } } {
+    const warnings: string[] = [];
+    return {
+      warnings,
+      logger: {
+        debug: () => undefined,
+        info: () => undefined,
+        warn: (m, f) => warnings.push(`${m}: ${String(f?.['error'] ?? '')}`),
+        error: () => undefined,
+      },
+    };
+  }
+
+  /** A listener that takes TCP connections and never starts TLS on them: a hub whose queue is long. */
+  async function queueingHub(): Promise<{ url: string; accepted: () => number; release: () => void }> {
+    const sockets: Socket[] = [];
+    const server = createServer({ pauseOnConnect: true }, (s) => sockets.push(s));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    cleanup.push(async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    });
+    return {
+      url: `mqtts://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      accepted: () => sockets.length,
+      release: () => sockets.forEach((s) => s.destroy()),
+    };
+  }
+
+  // Phase timing (Link.armSetup): a dial that waits in the hub's queue keeps its place past the
+  // CONNACK limit, up to its patience; once the handshake is done, CONNACK has the short limit.
+  it("waits in a busy hub's queue past connectTimeoutMs, and gives up at queuedPatienceMs", async () => {
+    const hub = await queueingHub();
+    const { warnings, logger } = recorder();
+    const pki = await loadOrCreatePki(mkdtempSync(join(tmpdir(), 'orchard-link-q-')), {
+      hostnames: ['localhost'],
+      ips: ['127.0.0.1'],
+      includeInterfaceAddresses: false,
+    });
+    const link = new Link(
+      'node-1',
+      { url: hub.url, ca: pki.caPem, connectTimeoutMs: 300, queuedPatienceMs: 2_000, backoffBaseMs: 60_000, random: () => 0.999 },
+      { onDesired: () => undefined },
+      { logger },
+    );
+    cleanup.push(() => link.stop());
+    const t0 = Date.now();
+    link.start();
+    await waitUntil(() => hub.accepted() === 1);
+    await new Promise((r) => setTimeout(r, 1_000)); // > 3 × connectTimeoutMs
+    expect(warnings).toEqual([]);
+    expect(link.connects).toBe(1);
+    await waitUntil(() => warnings.length > 0, 5_000);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1_900);
+    expect(warnings).toEqual(['link error: timeout waiting for the hub to start TLS']);
+    await waitUntil(() => link.failures.failed === 1);
+  });
+
+  it('gives a handshaken connection connectTimeoutMs for its CONNACK', async () => {
+    const b = await tlsBroker();
+    // The same PKI, but a TLS server that never answers CONNECT.
+    const held: tls.TLSSocket[] = [];
+    const silent = tls.createServer({ cert: b.pki.certPem, key: b.pki.keyPem }, (s) => held.push(s));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    cleanup.push(async () => {
+      for (const s of held) s.destroy();
+      await new Promise<void>((r) => silent.close(() => r()));
+    });
+    const { warnings, logger } = recorder();
+    const link = new Link(
+      'node-1',
+      {
+        url: `mqtts://127.0.0.1:${(silent.address() as AddressInfo).port}`,
+        ca: b.pki.caPem,
+        connectTimeoutMs: 400,
+        queuedPatienceMs: 60_000,
+        backoffBaseMs: 60_000,
+        random: () => 0.999,
+      },
+      { onDesired: () => undefined },
+      { logger },
+    );
+    cleanup.push(() => link.stop());
+    const t0 = Date.now();
+    link.start();
+    await waitUntil(() => warnings.length > 0, 5_000);
+    expect(warnings).toEqual(['link error: connack timeout']);
+    expect(Date.now() - t0).toBeLessThan(3_000);
+    await waitUntil(() => link.failures.failed === 1);
+    expect(link.connected).toBe(false);
+  });
+
+  it('gives up a dial that gets no TCP answer after connectTimeoutMs', async () => {
+    const { warnings, logger } = recorder();
+    const pki = await loadOrCreatePki(mkdtempSync(join(tmpdir(), 'orchard-link-d-')), {
+      hostnames: ['localhost'],
+      ips: ['127.0.0.1'],
+      includeInterfaceAddresses: false,
+    });
+    // TEST-NET-1 (RFC 5737): routed nowhere, so the SYN is never answered (or the route is refused at once).
+    const link = new Link(
+      'node-1',
+      { url: 'mqtts://192.0.2.1:8883', ca: pki.caPem, connectTimeoutMs: 300, queuedPatienceMs: 60_000, backoffBaseMs: 60_000, random: () => 0.999 },
+      { onDesired: () => undefined },
+      { logger },
+    );
+    cleanup.push(() => link.stop());
+    link.start();
+    await waitUntil(() => link.failures.failed + link.failures.refused === 1, 5_000);
+    // Either the dial timed out (no answer) or this machine has no route at all (refused at once).
+    expect(warnings.filter((w) => w !== 'link error: dial timeout')).toEqual([]);
   });
 });
