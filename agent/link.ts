@@ -261,6 +261,9 @@ export class Link {
     this.connects++;
     this.lastActivity = this.clock.now();
     const will: PresenceMessage = { node: this.node, online: false };
+    const url = this.dialing === '' ? (this.addresses()[0] ?? this.opts.url) : this.dialing;
+    this.dialing = url;
+    const tls = url.startsWith('mqtts:');
     const options: IClientOptions = {
       clientId: this.opts.clientId ?? this.node,
       protocolVersion: 4,
@@ -270,7 +273,7 @@ export class Link {
       // 30 s (mqtt.js' own default): after a hub restart thousands of devices queue for it, and a
       // CONNECT given up at 10 s wasted the hub's TLS work and came back later (fleet bench).
       // Over TLS the link times each phase itself (armSetup); mqtt.js' timer is only a backstop.
-      connectTimeout: this.opts.ca !== undefined ? 2 * this.connectLimitMs() + this.queuedPatienceMs() : this.connectLimitMs(),
+      connectTimeout: tls ? 2 * this.connectLimitMs() + this.queuedPatienceMs() : this.connectLimitMs(),
       will: { topic: topics.nodePresence(this.node), payload: encodeMessage(will), qos: 1, retain: true },
       // mqtt-packet's default number cache is 65,536 two-byte Buffers built on the first write:
       // 6 MiB of V8 heap, 30 % of the idle agent's (issue 17, docs/benchmarks.md). Without it a
@@ -289,11 +292,9 @@ export class Link {
       options.ca = this.opts.ca;
       options.rejectUnauthorized = true;
     }
-    const url = this.dialing === '' ? (this.addresses()[0] ?? this.opts.url) : this.dialing;
-    this.dialing = url;
     const c = connect(url, options);
     this.client = c;
-    if (this.opts.ca !== undefined) this.armSetup(c);
+    if (tls) this.armSetup(c);
     // Refused only when every error this client saw says nobody listens, and it never connected.
     let failure: LinkFailure | undefined;
     c.on('connect', () => {
@@ -362,14 +363,21 @@ export class Link {
     return this.opts.connectTimeoutMs ?? 30_000;
   }
 
+  /**
+   * With several hub addresses, at most 1.5 × connectTimeoutMs (45 s by default, still longer
+   * than a busy hub's accept queue): a leader that is frozen (SIGSTOP, a paused VM) while its
+   * kernel still accepts would otherwise hold the device 150 s before it tries the next address.
+   * One address (or a relay in front of the group) has nowhere else to go.
+   */
   private queuedPatienceMs(): number {
-    return this.opts.queuedPatienceMs ?? 150_000;
+    const patience = this.opts.queuedPatienceMs ?? 150_000;
+    return this.addresses().length > 1 ? Math.min(patience, 1.5 * this.connectLimitMs()) : patience;
   }
 
   /**
    * Times a TLS connection setup in three phases instead of mqtt.js' one CONNACK timer:
    * - the TCP dial (`connectTimeoutMs`): no answer means no hub there;
-   * - TCP up, the hub's TLS handshake not done (`queuedPatienceMs`): the connection waits in the
+   * - TCP up, the hub's TLS handshake not done (`queuedPatienceMs()`): the connection waits in the
    *   hub's accept queue (libuv takes one connection per event-loop iteration; a busy hub after a
    *   restart takes ≈ 100 a second, so 4,096 queued wait ≈ 40 s). Leaving costs the device its
    *   place and the hub a TLS handshake for a client that is gone: under one timeout for all, a

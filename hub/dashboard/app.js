@@ -47,6 +47,7 @@ function applyEvent(type, obj) {
 
 async function relist(signal) {
   const lists = await Promise.all(Object.values(KINDS).map((p) => list(p, signal)));
+  if (signal.aborted) return; // its watch is over: a newer list owns the state
   Object.values(KINDS).forEach((p, i) => {
     state[p] = new Map(lists[i].map((o) => [o.metadata.name, o]));
   });
@@ -66,8 +67,9 @@ async function pollMetrics(signal) {
 
 const sleep = (ms, signal) =>
   new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+    const wake = () => (clearTimeout(t), resolve());
+    const t = setTimeout(() => (signal.removeEventListener('abort', wake), resolve()), ms);
+    signal.addEventListener('abort', wake, { once: true });
   });
 
 function setLive(text, kind) {
@@ -103,6 +105,7 @@ async function syncLoop(signal) {
           onOpen: () => {
             relist(attempt.signal)
               .then(() => {
+                if (attempt.signal.aborted) return;
                 listed = true;
                 for (const [t, o] of pending.splice(0)) applyEvent(t, o);
                 setLive('live', 'ok');
@@ -123,7 +126,11 @@ async function syncLoop(signal) {
           },
         },
         attempt.signal,
-      ).finally(() => signal.removeEventListener('abort', stop));
+      ).finally(() => {
+        signal.removeEventListener('abort', stop);
+        // A list still in flight belongs to this watch: it must not land after the next one started.
+        attempt.abort();
+      });
     } catch (e) {
       if (signal.aborted) return;
       if (e instanceof ApiError && (e.status === 401 || e.status === 403)) return signOut(e.message);

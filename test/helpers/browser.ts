@@ -67,7 +67,7 @@ export async function launchBrowser(): Promise<TestBrowser> {
  * `net::ERR_ABORTED` and a `chrome-error://` page), and the Docker Engine adds a veth interface
  * for each container it starts, here or in another test file of the tier.
  */
-const LOST_TO_NETWORK_CHANGE = /ERR_NETWORK_CHANGED|ERR_ABORTED|interrupted by another navigation|chrome-error:\/\//;
+const LOST_TO_NETWORK_CHANGE = /ERR_NETWORK_CHANGED|ERR_ABORTED|chrome-error:\/\//;
 
 /**
  * Opens the dashboard at `url` (a view: `${server}/#/pods`) until it shows the sign-in form or
@@ -96,7 +96,11 @@ export async function open(page: Page, url: string): Promise<void> {
       if (page.url().startsWith('chrome-error:')) lost ||= `Chromium's error page at ${page.url()}`;
       if (lost) {
         console.error(`browser: opening ${url} (attempt ${attempt}): ${lost}`);
-        if (attempt < 6) continue;
+        if (attempt < 6) {
+          // The engine may still be changing interfaces: let it settle before the next load.
+          await new Promise((r) => setTimeout(r, 400));
+          continue;
+        }
         throw new Error(`the dashboard at ${url} did not load in ${attempt} attempts: ${lost}`);
       }
       const shown = await page

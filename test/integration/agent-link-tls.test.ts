@@ -143,6 +143,40 @@ describe('Link over TLS', () => {
     await waitUntil(() => link.failures.failed === 1);
   });
 
+  // A frozen leader's kernel still accepts: with other hubs to try, the wait is capped.
+  it('with several hub addresses waits at most 1.5 × connectTimeoutMs, then dials the next hub', async () => {
+    const frozen = await queueingHub();
+    const next = await queueingHub();
+    const { warnings, logger } = recorder();
+    const pki = await loadOrCreatePki(mkdtempSync(join(tmpdir(), 'orchard-link-h-')), {
+      hostnames: ['localhost'],
+      ips: ['127.0.0.1'],
+      includeInterfaceAddresses: false,
+    });
+    const link = new Link(
+      'node-1',
+      {
+        url: frozen.url,
+        ca: pki.caPem,
+        connectTimeoutMs: 400,
+        queuedPatienceMs: 60_000,
+        backoffBaseMs: 1,
+        backoffCapMs: 1,
+        hubs: { mqttUrls: () => [frozen.url, next.url], update: () => undefined },
+      },
+      { onDesired: () => undefined },
+      { logger },
+    );
+    cleanup.push(() => link.stop());
+    const t0 = Date.now();
+    link.start();
+    await waitUntil(() => next.accepted() === 1, 5_000);
+    const waited = Date.now() - t0;
+    expect(waited).toBeGreaterThanOrEqual(550);
+    expect(waited).toBeLessThan(3_000);
+    expect(warnings[0]).toBe('link error: timeout waiting for the hub to start TLS');
+  });
+
   it('gives a handshaken connection connectTimeoutMs for its CONNACK', async () => {
     const b = await tlsBroker();
     // The same PKI, but a TLS server that never answers CONNECT.
