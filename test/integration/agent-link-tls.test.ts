@@ -6,7 +6,7 @@ import * as tls from 'node:tls';
 import { Aedes } from 'aedes';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { loadOrCreatePki, type Pki } from '../../hub/security/pki.js';
-import { Link } from '../../agent/link.js';
+import { Link, type LinkOptions } from '../../agent/link.js';
 import { waitUntil } from '../../agent/test-broker.js';
 
 // Counts the TLS contexts the link builds (its own import of node:tls; mqtt.js's is untouched).
@@ -23,10 +23,15 @@ describe('Link over TLS', () => {
     vi.mocked(tls.createSecureContext).mockClear();
   });
 
-  async function tlsBroker(): Promise<{ url: string; pki: Pki; handshakes: () => number; dropAll: () => void }> {
+  /** A hub PKI (CA + server certificate for 127.0.0.1) in a directory removed after the test. */
+  async function newPki(): Promise<Pki> {
     const dir = mkdtempSync(join(tmpdir(), 'orchard-link-tls-'));
     cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
-    const pki = await loadOrCreatePki(dir, { hostnames: ['localhost'], ips: ['127.0.0.1'], includeInterfaceAddresses: false });
+    return loadOrCreatePki(dir, { hostnames: ['localhost'], ips: ['127.0.0.1'], includeInterfaceAddresses: false });
+  }
+
+  async function tlsBroker(): Promise<{ url: string; pki: Pki; handshakes: () => number; dropAll: () => void }> {
+    const pki = await newPki();
     const broker = await Aedes.createBroker();
     const sockets = new Set<tls.TLSSocket>();
     let handshakes = 0;
@@ -85,21 +90,25 @@ describe('Link over TLS', () => {
     expect(link.connected).toBe(false);
   });
 
-  function recorder(): { warnings: string[]; logger: { debug(): void; info(): void; warn(m: string, f?: Record<string, unknown>): void; error(): void } } {
+  /**
+   * A link whose warnings are recorded ("link error: <why>"), stopped after the test; a long
+   * back-off by default, so each test sees one setup.
+   */
+  function phasedLink(url: string, ca: string, opts: Partial<LinkOptions>): { link: Link; warnings: string[] } {
     const warnings: string[] = [];
-    return {
-      warnings,
-      logger: {
-        debug: () => undefined,
-        info: () => undefined,
-        warn: (m, f) => warnings.push(`${m}: ${String(f?.['error'] ?? '')}`),
-        error: () => undefined,
-      },
+    const logger = {
+      debug: () => undefined,
+      info: () => undefined,
+      warn: (m: string, f?: Record<string, unknown>) => warnings.push(`${m}: ${String(f?.['error'] ?? '')}`),
+      error: () => undefined,
     };
+    const link = new Link('node-1', { url, ca, backoffBaseMs: 60_000, random: () => 0.999, ...opts }, { onDesired: () => undefined }, { logger });
+    cleanup.push(() => link.stop());
+    return { link, warnings };
   }
 
   /** A listener that takes TCP connections and never starts TLS on them: a hub whose queue is long. */
-  async function queueingHub(): Promise<{ url: string; accepted: () => number; release: () => void }> {
+  async function queueingHub(): Promise<{ url: string; accepted: () => number }> {
     const sockets: Socket[] = [];
     const server = createServer({ pauseOnConnect: true }, (s) => sockets.push(s));
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -110,7 +119,6 @@ describe('Link over TLS', () => {
     return {
       url: `mqtts://127.0.0.1:${(server.address() as AddressInfo).port}`,
       accepted: () => sockets.length,
-      release: () => sockets.forEach((s) => s.destroy()),
     };
   }
 
@@ -118,19 +126,7 @@ describe('Link over TLS', () => {
   // CONNACK limit, up to its patience; once the handshake is done, CONNACK has the short limit.
   it("waits in a busy hub's queue past connectTimeoutMs, and gives up at queuedPatienceMs", async () => {
     const hub = await queueingHub();
-    const { warnings, logger } = recorder();
-    const pki = await loadOrCreatePki(mkdtempSync(join(tmpdir(), 'orchard-link-q-')), {
-      hostnames: ['localhost'],
-      ips: ['127.0.0.1'],
-      includeInterfaceAddresses: false,
-    });
-    const link = new Link(
-      'node-1',
-      { url: hub.url, ca: pki.caPem, connectTimeoutMs: 300, queuedPatienceMs: 2_000, backoffBaseMs: 60_000, random: () => 0.999 },
-      { onDesired: () => undefined },
-      { logger },
-    );
-    cleanup.push(() => link.stop());
+    const { link, warnings } = phasedLink(hub.url, (await newPki()).caPem, { connectTimeoutMs: 300, queuedPatienceMs: 2_000 });
     const t0 = Date.now();
     link.start();
     await waitUntil(() => hub.accepted() === 1);
@@ -147,27 +143,13 @@ describe('Link over TLS', () => {
   it('with several hub addresses waits at most 1.5 × connectTimeoutMs, then dials the next hub', async () => {
     const frozen = await queueingHub();
     const next = await queueingHub();
-    const { warnings, logger } = recorder();
-    const pki = await loadOrCreatePki(mkdtempSync(join(tmpdir(), 'orchard-link-h-')), {
-      hostnames: ['localhost'],
-      ips: ['127.0.0.1'],
-      includeInterfaceAddresses: false,
+    const { link, warnings } = phasedLink(frozen.url, (await newPki()).caPem, {
+      connectTimeoutMs: 400,
+      queuedPatienceMs: 60_000,
+      backoffBaseMs: 1,
+      backoffCapMs: 1,
+      hubs: { mqttUrls: () => [frozen.url, next.url], update: () => undefined },
     });
-    const link = new Link(
-      'node-1',
-      {
-        url: frozen.url,
-        ca: pki.caPem,
-        connectTimeoutMs: 400,
-        queuedPatienceMs: 60_000,
-        backoffBaseMs: 1,
-        backoffCapMs: 1,
-        hubs: { mqttUrls: () => [frozen.url, next.url], update: () => undefined },
-      },
-      { onDesired: () => undefined },
-      { logger },
-    );
-    cleanup.push(() => link.stop());
     const t0 = Date.now();
     link.start();
     await waitUntil(() => next.accepted() === 1, 5_000);
@@ -187,21 +169,10 @@ describe('Link over TLS', () => {
       for (const s of held) s.destroy();
       await new Promise<void>((r) => silent.close(() => r()));
     });
-    const { warnings, logger } = recorder();
-    const link = new Link(
-      'node-1',
-      {
-        url: `mqtts://127.0.0.1:${(silent.address() as AddressInfo).port}`,
-        ca: b.pki.caPem,
-        connectTimeoutMs: 400,
-        queuedPatienceMs: 60_000,
-        backoffBaseMs: 60_000,
-        random: () => 0.999,
-      },
-      { onDesired: () => undefined },
-      { logger },
-    );
-    cleanup.push(() => link.stop());
+    const { link, warnings } = phasedLink(`mqtts://127.0.0.1:${(silent.address() as AddressInfo).port}`, b.pki.caPem, {
+      connectTimeoutMs: 400,
+      queuedPatienceMs: 60_000,
+    });
     const t0 = Date.now();
     link.start();
     await waitUntil(() => warnings.length > 0, 5_000);
@@ -212,20 +183,8 @@ describe('Link over TLS', () => {
   });
 
   it('gives up a dial that gets no TCP answer after connectTimeoutMs', async () => {
-    const { warnings, logger } = recorder();
-    const pki = await loadOrCreatePki(mkdtempSync(join(tmpdir(), 'orchard-link-d-')), {
-      hostnames: ['localhost'],
-      ips: ['127.0.0.1'],
-      includeInterfaceAddresses: false,
-    });
     // TEST-NET-1 (RFC 5737): routed nowhere, so the SYN is never answered (or the route is refused at once).
-    const link = new Link(
-      'node-1',
-      { url: 'mqtts://192.0.2.1:8883', ca: pki.caPem, connectTimeoutMs: 300, queuedPatienceMs: 60_000, backoffBaseMs: 60_000, random: () => 0.999 },
-      { onDesired: () => undefined },
-      { logger },
-    );
-    cleanup.push(() => link.stop());
+    const { link, warnings } = phasedLink('mqtts://192.0.2.1:8883', (await newPki()).caPem, { connectTimeoutMs: 300, queuedPatienceMs: 60_000 });
     link.start();
     await waitUntil(() => link.failures.failed + link.failures.refused === 1, 5_000);
     // Either the dial timed out (no answer) or this machine has no route at all (refused at once).
