@@ -27,14 +27,16 @@ describe('single-file agent bundle', () => {
     expect(inputs).toContain('agent/main.ts');
     expect(inputs).toContain('protocol/pod-spec.ts');
     expect(inputs).toContain('protocol/messages.ts');
-    expect(inputs.some((i) => i.includes('node_modules/dockerode/'))).toBe(true);
+    // The engine is spoken to by the agent's own client, not dockerode (issue 17: ≈ 1 MiB of heap).
+    expect(inputs).toContain('agent/runtime/engine-api.ts');
+    expect(inputs.filter((i) => /node_modules\/(dockerode|docker-modem|ssh2|tar-fs|tar-stream)\//.test(i))).toEqual([]);
     expect(inputs.filter((i) => /^(hub|cli)\//.test(i) || /better-sqlite3|cpu-features|node_modules\/ssh2\/|\.node$/.test(i))).toEqual([]);
     expect(bundleViolations(r.metafile)).toEqual([]);
     const code = r.outputFiles.find((f) => f.path.endsWith('.mjs'))?.text ?? '';
     // The version is baked in, and the optional addons are stubs, not run-time requires.
     expect(code).toContain('"9.9.9-test"');
     expect(code).not.toMatch(/\brequire\(["'](ssh2|cpu-features|bufferutil|utf-8-validate)["']\)/);
-    expect(code).toContain('ssh:// Docker hosts are not supported by the single-file Orchard agent');
+    expect(code).toContain('ssh:// Docker hosts are not supported by the Orchard agent');
     // No ES import of node:http: on Node 22 it compiles WebAssembly, which --jitless (AGENT_V8_FLAGS) does not have.
     expect(code).not.toMatch(/\bfrom\s*["'](node:)?(http|tls)["']/);
     // …but a require() of it, through esbuild's require shim (a short name once identifiers are minified).
@@ -153,7 +155,6 @@ describe('single-file agent bundle', () => {
     const script = `
 import net from 'node:net';
 import mqtt from 'mqtt';
-import 'dockerode';
 const first = (name) => new Promise((resolve) => {
   const server = net.createServer((s) => s.once('data', (d) => { resolve([name, d]); s.destroy(); server.close(); })).listen(0, '127.0.0.1', () => ports[name] = server.address().port);
   servers.push(server);
@@ -183,33 +184,23 @@ process.exit(0);
     }
   }, 60_000);
 
-  it("readable-stream is Node's own stream module (NODE_STREAMS): no copy in the bundle, and docker-modem's HttpDuplex still streams", async () => {
+  it("readable-stream is Node's own stream module (NODE_STREAMS): no copy in the bundle, and bl's BufferList still streams", async () => {
     const r = await bundleAgent('9.9.9-test');
     const inputs = Object.keys(r.metafile.inputs);
     expect(inputs.filter((i) => /node_modules\/(.*\/)?(readable-stream|event-target-shim|abort-controller|string_decoder)\//.test(i))).toEqual([]);
     expect(inputs).toContain('orchard-node-streams:readable-stream');
-    // mqtt.js (4.x), bl and docker-modem (3.x) get Node's classes; docker-modem's HttpDuplex (exec
-    // with stdin) is a Duplex over an HTTP request and its response: echo through a server.
+    // mqtt.js and bl (4.x) get Node's classes; bl's BufferList (mqtt.js parses packets with it)
+    // is a Duplex that collects what is written to it: pipe through it.
     const script = `
-import http from 'node:http';
 import stream from 'node:stream';
 import { Writable } from 'readable-stream';
-import HttpDuplex from 'docker-modem/lib/http_duplex.js';
 import BufferList from 'bl';
 import 'mqtt';
-import 'dockerode';
-const same = Writable === stream.Writable && new BufferList() instanceof stream.Duplex;
-const server = http.createServer((req, res) => { res.writeHead(200); res.flushHeaders(); req.on('data', (d) => res.write(d)); });
-await new Promise((r) => server.listen(0, '127.0.0.1', r));
-const req = http.request({ host: '127.0.0.1', port: server.address().port, method: 'POST' });
-req.flushHeaders();
-const echoed = await new Promise((resolve) => req.on('response', (res) => {
-  const d = new HttpDuplex(req, res);
-  d.once('data', (b) => { resolve(b.toString()); d.destroy(); });
-  d.write('ping');
-}));
-server.close();
-console.log(JSON.stringify({ same, duplex: HttpDuplex.prototype instanceof stream.Duplex, echoed }));
+const bl = new BufferList();
+const same = Writable === stream.Writable && bl instanceof stream.Duplex;
+stream.Readable.from([Buffer.from('pi'), Buffer.from('ng')]).pipe(bl);
+await new Promise((r) => bl.on('finish', r));
+console.log(JSON.stringify({ same, duplex: BufferList.prototype instanceof stream.Duplex, echoed: bl.toString() }));
 `;
     const dir = mkdtempSync(join(tmpdir(), 'orchard-streams-'));
     try {
@@ -242,7 +233,8 @@ console.log(JSON.stringify({ same, duplex: HttpDuplex.prototype instanceof strea
         'cli/run.ts': { bytes: 1, imports: [] },
         'node_modules/better-sqlite3/lib/index.js': { bytes: 1, imports: [] },
         'node_modules/cpu-features/build/Release/cpufeatures.node': { bytes: 1, imports: [] },
-        'orchard-stub:ssh2': { bytes: 1, imports: [] },
+        'orchard-stub:bufferutil': { bytes: 1, imports: [] },
+        'node_modules/dockerode/lib/docker.js': { bytes: 1, imports: [] },
       },
       outputs: {
         'dist/orchard-agent.mjs': {
@@ -263,6 +255,7 @@ console.log(JSON.stringify({ same, duplex: HttpDuplex.prototype instanceof strea
     expect(bad).toMatch(/better-sqlite3\/lib\/index\.js: from node_modules\/better-sqlite3, a native addon package/);
     expect(bad).toMatch(/cpufeatures\.node: native addon/);
     expect(bad).toMatch(/imports ssh2 at run time/);
+    expect(bad).toMatch(/dockerode\/lib\/docker\.js: dockerode is not part of the agent/);
     expect(bad).not.toMatch(/agent\/main\.ts|node:fs|zlib|orchard-stub/);
     expect(ABSENT_OPTIONAL).toContain('bufferutil');
   });

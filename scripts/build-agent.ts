@@ -81,21 +81,6 @@ export async function buildLauncher(outfile = LAUNCHER_OUTFILE): Promise<number>
 }
 
 /**
- * docker-modem requires ssh2 (and ssh2 the native cpu-features and its own sshcrypto.node) only
- * for `ssh://` Docker hosts. The single-file agent does not carry them: native addons cannot be
- * bundled and fail to load on many devices anyway. This stub takes ssh2's place and fails with a
- * clear message, only if a user points --docker-socket / DOCKER_HOST at an ssh:// engine.
- */
-const SSH2_STUB = `
-class Client {
-  constructor() {
-    throw new Error('ssh:// Docker hosts are not supported by the single-file Orchard agent (it leaves out ssh2 and its native addons); run the agent on the device that runs the engine and use its unix socket');
-  }
-}
-module.exports = { Client };
-`;
-
-/**
  * Optional packages our dependencies try to require inside try/catch and do without (ws:
  * bufferutil, utf-8-validate; debug: supports-color; systeminformation: the macOS temperature
  * sensors). They are not installed; rather than leave a run-time lookup in node_modules, each
@@ -109,32 +94,12 @@ err.code = 'MODULE_NOT_FOUND';
 throw err;
 `;
 
-/**
- * dockerode's BuildKit support (lib/session.js: @grpc/grpc-js + proto-loader, loaded when dockerode
- * loads; lib/buildkit.js: protobufjs and a .proto file read from beside it) serves only
- * `docker build` with BuildKit, which the agent never does: ≈ 0.5 MB of bundle and of module-load
- * heap on every device. Both become stubs that fail with a clear message if ever called.
- */
-const DOCKERODE_BUILDKIT_STUB = `
-module.exports = function () {
-  throw new Error('BuildKit image builds are not part of the single-file Orchard agent');
-};
-module.exports.followProgress = module.exports;
-`;
-
 const stubs: Plugin = {
   name: 'orchard-stubs',
   setup(b) {
     const absent = new RegExp(`^(${ABSENT_OPTIONAL.join('|')})$`);
-    b.onResolve({ filter: /^ssh2$/ }, () => ({ path: 'ssh2', namespace: 'orchard-stub' }));
     b.onResolve({ filter: absent }, (a) => ({ path: a.path, namespace: 'orchard-stub' }));
-    b.onResolve({ filter: /^\.\/(session|buildkit)$/ }, (a) =>
-      /node_modules\/dockerode\/lib\/docker\.js$/.test(a.importer) ? { path: `dockerode-${a.path.slice(2)}`, namespace: 'orchard-stub' } : undefined,
-    );
-    b.onLoad({ filter: /.*/, namespace: 'orchard-stub' }, (a) => ({
-      contents: a.path === 'ssh2' ? SSH2_STUB : a.path.startsWith('dockerode-') ? DOCKERODE_BUILDKIT_STUB : absentStub(a.path),
-      loader: 'js',
-    }));
+    b.onLoad({ filter: /.*/, namespace: 'orchard-stub' }, (a) => ({ contents: absentStub(a.path), loader: 'js' }));
   },
 };
 
@@ -244,17 +209,6 @@ export const LAZY_REQUIRES: ReadonlyArray<{ file: RegExp; from: string; to: stri
     from: "protocols.ws = require('./ws').streamBuilder;\n            protocols.wss = require('./ws').streamBuilder;",
     to: "protocols.ws = (client, opts) => require('./ws').streamBuilder(client, opts);\n            protocols.wss = protocols.ws;",
   },
-  // dockerode: tar packing and .dockerignore parsing (tar-fs, tar-stream, @balena/dockerignore), only for image builds.
-  {
-    file: /node_modules\/dockerode\/lib\/util\.js$/,
-    from: "var DockerIgnore = require('@balena/dockerignore');",
-    to: "var DockerIgnore = function () { return require('@balena/dockerignore').apply(this, arguments); };",
-  },
-  {
-    file: /node_modules\/dockerode\/lib\/util\.js$/,
-    from: "var tar = require('tar-fs');",
-    to: "var tar = { pack: function () { var t = require('tar-fs'); return t.pack.apply(t, arguments); } };",
-  },
 ];
 
 const lazyRequires: Plugin = {
@@ -285,7 +239,8 @@ const lazyRequires: Plugin = {
 
 /**
  * readable-stream is a copy of Node's own `stream` module for browsers and old Nodes: mqtt.js and
- * bl import version 4 (Node 18's streams), docker-modem and tar-stream version 3 (Node 10's). On
+ * bl import version 4 (Node 18's streams); version 3 (Node 10's) came with docker-modem and
+ * tar-stream until the agent dropped dockerode (engine-api.ts) and is kept handled here. On
  * Node ≥ 20 both are streams Node already has loaded (every socket is one), so every import of
  * `readable-stream` gets version 4's own `READABLE_STREAM=disable` branch (lib/ours/index.js),
  * which exports Node's `stream` under the package's names: ≈ 0.12 MB of copied stream code, and
@@ -409,7 +364,7 @@ export function agentBuildOptions(version: string, outfile = AGENT_OUTFILE): Bui
     metafile: true,
     logLevel: 'warning',
     define: { ORCHARD_VERSION: JSON.stringify(version) },
-    // CommonJS dependencies (dockerode, mqtt's deps, systeminformation) call require(); an ESM
+    // CommonJS dependencies (mqtt's deps) call require(); an ESM
     // file has none, so give it one. The names are unusual so they cannot collide with bundled code.
     banner: {
       js: [
@@ -448,6 +403,9 @@ export function bundleViolations(meta: Metafile, root: string = REPO): string[] 
     const pkg = packageDirOf(input);
     if (pkg !== undefined && existsSync(join(root, pkg, 'binding.gyp'))) out.push(`${input}: from ${pkg}, a native addon package`);
     if (/node_modules\/(better-sqlite3|cpu-features|ssh2|bindings)\//.test(input)) out.push(`${input}: hub-only or native package`);
+    // The agent speaks the Engine API itself (agent/runtime/engine-api.ts): dockerode and
+    // docker-modem cost ≈ 1 MiB of its heap (issue 17) and must not come back through an import.
+    if (/node_modules\/(dockerode|docker-modem)\//.test(input)) out.push(`${input}: dockerode is not part of the agent (agent/runtime/engine-api.ts)`);
   }
   for (const [file, output] of Object.entries(meta.outputs)) {
     for (const imp of output.imports) {

@@ -4,9 +4,9 @@ import type { OutputChunk } from './runtime.js';
 /**
  * The Docker Engine's multiplexed stream (logs and exec of a container without a TTY): frames of
  * an 8-byte header — stream type (0 stdin, 1 stdout, 2 stderr), three zero bytes, payload size
- * (uint32 big-endian) — then the payload. dockerode's demuxStream writes to two sinks and ignores
- * their backpressure; this Transform keeps it (a paused reader pauses the engine socket) and emits
- * OutputChunk objects in the order written, so stdout and stderr stay interleaved as they were.
+ * (uint32 big-endian) — then the payload. This Transform keeps backpressure (a paused reader
+ * pauses the engine socket) and emits OutputChunk objects in the order written, so stdout and
+ * stderr stay interleaved as they were.
  */
 export class DockerDemux extends Transform {
   private readonly parser = new DemuxParser();

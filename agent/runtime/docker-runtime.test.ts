@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DesiredPodSchema } from '../../protocol/messages.js';
@@ -223,6 +224,120 @@ describe.skipIf(!up)('DockerRuntime (real engine)', () => {
         await rec.stop();
       }
     }, 30_000);
+
+    describe('exec, logs, volumes and stats through the Engine API client', () => {
+      const node = `x-${runId}`;
+      let id = '';
+      beforeAll(async () => {
+        id = await rt.createContainer({
+          name: `orchard_x_c_${runId}`,
+          image: IMAGE,
+          command: ['sh', '-c', 'echo out-1; sleep 0.2; echo err-1 >&2; sleep 0.2; echo out-2; sleep 3600'],
+          env: [],
+          labels: { [LABELS.node]: node, 'orchard.test-run': runId },
+          ports: [],
+          network: 'none',
+        });
+        await rt.start(id);
+      });
+
+      const collect = async (r: Readable): Promise<Array<{ fd: number; text: string }>> => {
+        const out: Array<{ fd: number; text: string }> = [];
+        for await (const c of r as AsyncIterable<{ fd: 1 | 2; data: Buffer }>) out.push({ fd: c.fd, text: c.data.toString() });
+        return out;
+      };
+
+      it('exec returns stdout and stderr in order and the exit code', async () => {
+        const r = await rt.exec(id, ['sh', '-c', 'echo a; sleep 0.2; echo b >&2; exit 7']);
+        expect(r).toEqual({ exitCode: 7, output: 'a\nb\n' });
+        await expect(rt.exec(`absent${runId}`, ['true'])).rejects.toMatchObject({ code: 'ERR_NOT_FOUND' });
+      });
+
+      it('execStream passes stdin through (half-closed at end) and keeps stdout and stderr apart', async () => {
+        const s = await rt.execStream(id, { command: ['sh', '-c', 'cat; echo done >&2'], tty: false, stdin: true }, AbortSignal.timeout(10_000));
+        const got = collect(s.output);
+        s.stdin?.write('hello ');
+        s.stdin?.end('engine\n');
+        const chunks = await got;
+        expect(
+          chunks
+            .filter((c) => c.fd === 1)
+            .map((c) => c.text)
+            .join(''),
+        ).toBe('hello engine\n');
+        expect(
+          chunks
+            .filter((c) => c.fd === 2)
+            .map((c) => c.text)
+            .join(''),
+        ).toBe('done\n');
+        expect(await s.exitCode()).toBe(0);
+      });
+
+      it('execStream with a TTY sets the size it was given and resizes', async () => {
+        const s = await rt.execStream(
+          id,
+          { command: ['sh', '-c', 'sleep 0.3; stty size; read x; stty size'], tty: true, stdin: true, cols: 91, rows: 17 },
+          AbortSignal.timeout(10_000),
+        );
+        const got = collect(s.output);
+        await new Promise((r) => setTimeout(r, 600));
+        await s.resize(120, 40);
+        s.stdin?.write('go\r');
+        const text = (await got).map((c) => c.text).join('');
+        expect(text).toContain('17 91');
+        expect(text).toContain('40 120');
+        expect(await s.exitCode()).toBe(0);
+      });
+
+      it('logs reads the tail with stdout and stderr apart, and follow goes on until closed', async () => {
+        // The lines are 0.2 s apart (stdout and stderr are copied by separate engine goroutines).
+        let all: Array<{ fd: number; text: string }> = [];
+        for (const end = Date.now() + 5_000; all.length < 3 && Date.now() < end; await new Promise((r) => setTimeout(r, 100)))
+          all = await collect(await rt.logs(id, { follow: false, sinceSeconds: 0 }, AbortSignal.timeout(10_000)));
+        expect(all.map((c) => c.text).join('')).toBe('out-1\nerr-1\nout-2\n');
+        const tail = await collect(await rt.logs(id, { follow: false, tail: 2 }, AbortSignal.timeout(10_000)));
+        expect(tail).toEqual([
+          { fd: 2, text: 'err-1\n' },
+          { fd: 1, text: 'out-2\n' },
+        ]);
+        const follow = await rt.logs(id, { follow: true, tail: 0 }, AbortSignal.timeout(10_000));
+        const seen: string[] = [];
+        follow.on('data', (c: { data: Buffer }) => seen.push(c.data.toString()));
+        await rt.exec(id, ['sh', '-c', 'echo late > /proc/1/fd/1']);
+        const end = Date.now() + 5_000;
+        while (!seen.join('').includes('late') && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+        expect(seen.join('')).toBe('late\n');
+        follow.destroy();
+      });
+
+      it('ensures and lists labelled volumes with their usage', async () => {
+        const name = `orchard-x-${runId}`;
+        try {
+          await rt.ensureVolume(name, { [LABELS.node]: node });
+          await rt.ensureVolume(name, { [LABELS.node]: node }); // exists: no error
+          const vols = await rt.listVolumes(node, { usage: true });
+          expect(vols).toHaveLength(1);
+          expect(vols[0]).toMatchObject({ name, labels: { [LABELS.node]: node } });
+          expect(vols[0]?.usedBytes).toBeGreaterThanOrEqual(0);
+        } finally {
+          await sh('docker', ['volume', 'rm', '-f', name]);
+        }
+      });
+
+      it("reads a container's usage from the engine's stats when its cgroup is not readable", async () => {
+        const usage = (rt as unknown as { cgroups: { read: (ids: readonly string[]) => Promise<Map<string, unknown>> } }).cgroups;
+        const read = usage.read;
+        usage.read = async () => new Map(); // as for an agent that cannot see the host's cgroups
+        try {
+          const u = (await rt.containerUsage([id])).get(id);
+          expect(u?.memoryBytes).toBeGreaterThan(0);
+          expect(u?.cpuSeconds).toBeGreaterThanOrEqual(0);
+        } finally {
+          usage.read = read;
+        }
+      });
+    });
 
     it('defaults an untagged image to :latest', () => {
       expect(withDefaultTag('busybox')).toBe('busybox:latest');

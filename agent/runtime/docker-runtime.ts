@@ -1,5 +1,4 @@
-import { Readable, Writable } from 'node:stream';
-import Docker from 'dockerode';
+import { Writable, type Duplex, type Readable } from 'node:stream';
 import { OrchardError } from '../../protocol/errors.js';
 import type {
   ContainerRuntime,
@@ -22,16 +21,17 @@ import type {
   RuntimeVolume,
 } from './runtime.js';
 import { CgroupUsageReader, workingSet } from './cgroup-usage.js';
-import { DockerDemux, RawOutput } from './demux.js';
+import { DemuxParser, DockerDemux, RawOutput } from './demux.js';
 import { duBytes, engineMounts } from './docker-volumes.js';
 import { registryHost } from '../images/pull-auth.js';
 import { EXEC_OUTPUT_LIMIT, LABELS, boundedSignal, normalizeArch, raceAbort } from './runtime.js';
 import { namedRegistryHost } from '../images/pull-auth.js';
+import { EngineApi, engineEndpoint, engineStatus, pathName } from './engine-api.js';
 
 /**
- * ContainerRuntime over the Docker Engine API (dockerode). The only file that imports
- * dockerode. Podman's Docker-compatible socket works too. Every call is bounded by an
- * AbortSignal (the caller's, else `timeoutMs`).
+ * ContainerRuntime over the Docker Engine API (engine-api.ts, a small client over `node:http`).
+ * Podman's Docker-compatible socket works too. Every call is bounded by an AbortSignal (the
+ * caller's, else `timeoutMs`).
  */
 
 export interface DockerRuntimeOptions {
@@ -39,8 +39,8 @@ export interface DockerRuntimeOptions {
   /** Default bound for one engine call (pulls get `pullTimeoutMs`). */
   timeoutMs?: number;
   pullTimeoutMs?: number;
-  /** Injected for tests; otherwise built from socketPath. */
-  docker?: Docker;
+  /** Injected for tests; otherwise built from socketPath (else DOCKER_HOST, else the default socket). */
+  engine?: EngineApi;
   log?: (msg: string) => void;
   /**
    * Log rotation for every container the agent creates (HostConfig.LogConfig, engine's json-file
@@ -53,36 +53,70 @@ export interface DockerRuntimeOptions {
 
 export const DEFAULT_LOG_ROTATION = { maxSize: '10m', maxFiles: 3 } as const;
 
-/** The shape of errors docker-modem produces. */
-interface ModemError {
-  statusCode?: number;
-  reason?: string;
-  json?: { message?: string } | null;
-  message?: string;
-  name?: string;
+/** What the runtime reads of the engine's answers (the Engine API's field names). */
+interface EngineNetworks {
+  IPAddress?: string;
+  Networks?: Record<string, { IPAddress?: string } | undefined> | null;
 }
+interface EngineMountInfo {
+  Type?: string;
+  Source: string;
+  Target: string;
+  ReadOnly?: boolean;
+}
+interface EngineHostConfig {
+  NetworkMode?: string;
+  Mounts?: EngineMountInfo[] | null;
+  Binds?: string[] | null;
+}
+interface ContainerInspect {
+  Id: string;
+  Name: string;
+  Created: string;
+  Config: { Image: string; Labels?: Record<string, string> | null };
+  State: { Status: string; ExitCode: number; OOMKilled: boolean; Error: string; StartedAt?: string; FinishedAt?: string };
+  HostConfig: EngineHostConfig;
+  NetworkSettings?: EngineNetworks;
+}
+interface ContainerSummary {
+  Id: string;
+  State: string;
+  Image: string;
+  ImageID: string;
+  Labels?: Record<string, string> | null;
+}
+interface ImageInspect {
+  Os?: string;
+  Architecture?: string;
+  Variant?: string;
+  Config?: { User?: string } | null;
+}
+interface ExecInspect {
+  Running: boolean;
+  ExitCode: number | null;
+}
+type EngineRecord = Record<string, unknown>;
 
 const ZERO_TIME = '0001-01-01T00:00:00Z';
 const EVENT_TYPES: readonly RuntimeEventType[] = ['start', 'die', 'destroy', 'oom'];
 
 function engineMessage(err: unknown): string {
-  const e = err as ModemError;
-  const m = e.json?.message ?? e.message ?? String(err);
-  return m.replace(/^\(HTTP code \d+\) [a-z ]+ - /, '').trim();
+  return (err instanceof Error ? err.message : String(err)).trim();
 }
 
 function isStatus(err: unknown, ...codes: number[]): boolean {
-  const s = (err as ModemError).statusCode;
+  const s = engineStatus(err);
   return s !== undefined && codes.includes(s);
 }
 
 function isAbort(err: unknown): boolean {
-  const n = (err as ModemError).name;
+  const n = (err as { name?: unknown } | undefined)?.name;
   return n === 'AbortError' || n === 'TimeoutError';
 }
 
 function wrap(err: unknown, what: string, code: 'ERR_RUNTIME' | 'ERR_IMAGE_PULL' = 'ERR_RUNTIME'): OrchardError {
-  if (err instanceof OrchardError) return err;
+  // The engine's own answers (with an HTTP status) get what was being done in front; others pass.
+  if (err instanceof OrchardError && engineStatus(err) === undefined) return err;
   if (isAbort(err)) return new OrchardError('ERR_TIMEOUT', `${what}: timed out or aborted`, { cause: err });
   if (isStatus(err, 404) && code === 'ERR_RUNTIME') return new OrchardError('ERR_NOT_FOUND', `${what}: ${engineMessage(err)}`, { cause: err });
   return new OrchardError(code, code === 'ERR_IMAGE_PULL' ? engineMessage(err) : `${what}: ${engineMessage(err)}`, { cause: err });
@@ -110,13 +144,13 @@ export function withDefaultTag(image: string): string {
 }
 
 /** A running container's address on the default bridge (legacy `IPAddress`, else `Networks.bridge`); undefined when it has none. */
-export function bridgeAddress(ns: Docker.ContainerInspectInfo['NetworkSettings'] | undefined): string | undefined {
+export function bridgeAddress(ns: EngineNetworks | undefined): string | undefined {
   const ip = ns?.IPAddress !== undefined && ns.IPAddress !== '' ? ns.IPAddress : ns?.Networks?.bridge?.IPAddress;
   return ip === undefined || ip === '' ? undefined : ip;
 }
 
 /** HostConfig.Mounts (what the agent creates) plus any legacy `Binds` (`src:dst[:opts]`), as MountSpecs. */
-function inspectedMounts(hc: Docker.HostConfig): MountSpec[] {
+function inspectedMounts(hc: EngineHostConfig): MountSpec[] {
   const out: MountSpec[] = [];
   for (const m of hc.Mounts ?? []) {
     if (m.Type !== 'bind' && m.Type !== 'volume' && m.Type !== 'tmpfs') continue;
@@ -131,7 +165,7 @@ function inspectedMounts(hc: Docker.HostConfig): MountSpec[] {
 
 export class DockerRuntime implements ContainerRuntime {
   private platformOnce: Promise<string | undefined> | undefined;
-  private readonly docker: Docker;
+  private readonly engine: EngineApi;
   private readonly timeoutMs: number;
   private readonly pullTimeoutMs: number;
   private readonly log: (msg: string) => void;
@@ -141,7 +175,7 @@ export class DockerRuntime implements ContainerRuntime {
   private readonly logRotation: { maxSize: string; maxFiles: number };
 
   constructor(opts: DockerRuntimeOptions = {}) {
-    this.docker = opts.docker ?? new Docker(opts.socketPath === undefined ? {} : { socketPath: opts.socketPath });
+    this.engine = opts.engine ?? new EngineApi(engineEndpoint(opts.socketPath));
     this.timeoutMs = opts.timeoutMs ?? 30_000;
     this.pullTimeoutMs = opts.pullTimeoutMs ?? 10 * 60_000;
     this.log = opts.log ?? (() => {});
@@ -151,7 +185,7 @@ export class DockerRuntime implements ContainerRuntime {
   async info(signal?: AbortSignal): Promise<EngineInfo> {
     const abortSignal = boundedSignal(signal, this.timeoutMs);
     try {
-      const [info, version] = await raceAbort(Promise.all([this.docker.info() as Promise<Record<string, unknown>>, this.docker.version()]), abortSignal);
+      const [info, version] = await this.infoAndVersion(abortSignal);
       const components = (version as { Components?: Array<{ Name?: string }> }).Components ?? [];
       const name = components.some((c) => /podman/i.test(c.Name ?? '')) ? 'podman' : 'docker';
       const rawArch = String(info.Architecture ?? version.Arch ?? '');
@@ -175,11 +209,18 @@ export class DockerRuntime implements ContainerRuntime {
     }
   }
 
+  private infoAndVersion(signal: AbortSignal): Promise<[EngineRecord, EngineRecord]> {
+    return Promise.all([this.engine.json<EngineRecord>('GET', '/info', { signal }), this.engine.json<EngineRecord>('GET', '/version', { signal })]);
+  }
+
   async listContainers(node: string, signal?: AbortSignal): Promise<RuntimeContainer[]> {
     const abortSignal = boundedSignal(signal, this.timeoutMs);
-    let list: Docker.ContainerInfo[];
+    let list: ContainerSummary[];
     try {
-      list = await this.docker.listContainers({ all: true, filters: { label: [`${LABELS.node}=${node}`] }, abortSignal });
+      list = await this.engine.json<ContainerSummary[]>('GET', '/containers/json', {
+        query: { all: true, filters: { label: [`${LABELS.node}=${node}`] } },
+        signal: abortSignal,
+      });
     } catch (err) {
       throw wrap(err, 'list containers');
     }
@@ -219,9 +260,9 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   private async inspect(id: string, abortSignal: AbortSignal): Promise<RuntimeContainer | undefined> {
-    let i: Docker.ContainerInspectInfo;
+    let i: ContainerInspect;
     try {
-      i = await this.docker.getContainer(id).inspect({ abortSignal });
+      i = await this.engine.json<ContainerInspect>('GET', `/containers/${pathName(id)}/json`, { signal: abortSignal });
     } catch (err) {
       if (isStatus(err, 404)) return undefined;
       throw wrap(err, `inspect ${id.slice(0, 12)}`);
@@ -253,7 +294,7 @@ export class DockerRuntime implements ContainerRuntime {
     const ref = withDefaultTag(image);
     if (policy !== 'Always') {
       try {
-        await raceAbort(this.docker.getImage(ref).inspect(), boundedSignal(signal, this.timeoutMs));
+        await this.engine.json('GET', `/images/${pathName(ref)}/json`, { signal: boundedSignal(signal, this.timeoutMs) });
         return;
       } catch (err) {
         if (!isStatus(err, 404)) throw wrap(err, `inspect image ${ref}`);
@@ -263,39 +304,93 @@ export class DockerRuntime implements ContainerRuntime {
     const abortSignal = boundedSignal(signal, this.pullTimeoutMs);
     try {
       // The node's own platform, so a multi-arch image resolves to what this device runs.
-      const pullOpts: { abortSignal: AbortSignal; platform?: string; authconfig?: Docker.AuthConfig } = { abortSignal };
-      const platform = await this.platform(abortSignal);
-      if (platform !== undefined) pullOpts.platform = platform;
-      if (opts.auth !== undefined)
-        pullOpts.authconfig = { username: opts.auth.username, password: opts.auth.password, serveraddress: opts.auth.server ?? registryHost(ref) };
-      const stream = await this.docker.pull(ref, pullOpts);
-      await new Promise<void>((resolve, reject) => {
-        this.docker.modem.followProgress(
-          stream,
-          (err: Error | null) => (err === null ? resolve() : reject(err)),
-          (e: { id?: string; status?: string; progressDetail?: { current?: number; total?: number } }) => {
-            if (opts.onProgress === undefined || typeof e.status !== 'string') return;
-            const ev: PullEvent = { status: e.status };
-            if (typeof e.id === 'string') ev.id = e.id;
-            if (typeof e.progressDetail?.current === 'number') ev.current = e.progressDetail.current;
-            if (typeof e.progressDetail?.total === 'number') ev.total = e.progressDetail.total;
-            try {
-              opts.onProgress(ev);
-            } catch (err) {
-              this.log(`pull progress handler failed: ${String(err)}`);
-            }
-          },
-        );
+      const headers: Record<string, string> = {};
+      if (opts.auth !== undefined) {
+        const auth = { username: opts.auth.username, password: opts.auth.password, serveraddress: opts.auth.server ?? registryHost(ref) };
+        headers['X-Registry-Auth'] = Buffer.from(JSON.stringify(auth)).toString('base64url');
+      }
+      const stream = await this.engine.stream('POST', '/images/create', {
+        query: { fromImage: ref, platform: await this.platform(abortSignal) },
+        headers,
+        signal: abortSignal,
       });
+      await this.followPull(stream, abortSignal, opts.onProgress);
     } catch (err) {
       throw wrap(err, `pull ${ref}`, 'ERR_IMAGE_PULL');
     }
   }
 
+  /**
+   * Reads a pull's progress (one JSON object a line) to its end: an object with `error` is the
+   * pull failing (the engine's answer was 200 already), the others go to `onProgress`.
+   */
+  private followPull(stream: Readable, signal: AbortSignal, onProgress: PullOptions['onProgress']): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let buf = '';
+      let failed: Error | undefined;
+      const onAbort = (): void => {
+        stream.destroy();
+        reject(signal.reason instanceof Error ? signal.reason : new Error('pull aborted'));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      const line = (text: string): void => {
+        if (text.trim() === '' || failed !== undefined) return;
+        let e: {
+          id?: unknown;
+          status?: unknown;
+          error?: unknown;
+          errorDetail?: { message?: unknown };
+          progressDetail?: { current?: unknown; total?: unknown };
+        };
+        try {
+          e = JSON.parse(text) as typeof e;
+        } catch {
+          return;
+        }
+        if (e.error !== undefined || e.errorDetail !== undefined) {
+          failed = new Error(String(e.errorDetail?.message ?? e.error));
+          return;
+        }
+        if (onProgress === undefined || typeof e.status !== 'string') return;
+        const ev: PullEvent = { status: e.status };
+        if (typeof e.id === 'string') ev.id = e.id;
+        if (typeof e.progressDetail?.current === 'number') ev.current = e.progressDetail.current;
+        if (typeof e.progressDetail?.total === 'number') ev.total = e.progressDetail.total;
+        try {
+          onProgress(ev);
+        } catch (err) {
+          this.log(`pull progress handler failed: ${String(err)}`);
+        }
+      };
+      stream.setEncoding('utf8');
+      stream.on('data', (chunk: string) => {
+        buf += chunk;
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          line(buf.slice(0, nl));
+          buf = buf.slice(nl + 1);
+        }
+      });
+      let done = false;
+      const finish = (err?: Error): void => {
+        if (done) return;
+        done = true;
+        signal.removeEventListener('abort', onAbort);
+        line(buf);
+        if (err !== undefined) reject(err);
+        else if (failed !== undefined) reject(failed);
+        else resolve();
+      };
+      stream.on('end', () => finish());
+      stream.on('error', (err) => finish(err));
+      stream.on('close', () => finish(stream.readableEnded ? undefined : new Error('the engine closed the pull before its end')));
+    });
+  }
+
   /** `linux/arm64`, `linux/arm/v7` … from the engine, once; undefined when the engine will not say. */
   private platform(signal: AbortSignal): Promise<string | undefined> {
-    this.platformOnce ??= raceAbort(Promise.all([this.docker.version(), this.docker.info() as Promise<Record<string, unknown>>]), signal).then(
-      ([v, i]) => {
+    this.platformOnce ??= raceAbort(this.infoAndVersion(signal), signal).then(
+      ([i, v]) => {
         const arch = normalizeArch(String(v.Arch ?? ''));
         if (arch === undefined) return undefined;
         const raw = String(i.Architecture ?? '');
@@ -313,7 +408,7 @@ export class DockerRuntime implements ContainerRuntime {
   async imageUser(image: string, signal?: AbortSignal): Promise<string> {
     const ref = withDefaultTag(image);
     try {
-      const i = await raceAbort(this.docker.getImage(ref).inspect(), boundedSignal(signal, this.timeoutMs));
+      const i = await this.engine.json<ImageInspect>('GET', `/images/${pathName(ref)}/json`, { signal: boundedSignal(signal, this.timeoutMs) });
       return i.Config?.User ?? '';
     } catch (err) {
       throw wrap(err, `inspect image ${ref}`);
@@ -322,7 +417,9 @@ export class DockerRuntime implements ContainerRuntime {
 
   async listImages(signal?: AbortSignal): Promise<RuntimeImage[]> {
     try {
-      const list = await raceAbort(this.docker.listImages({ all: false }), boundedSignal(signal, this.timeoutMs));
+      const list = await this.engine.json<Array<{ Id: string; RepoTags?: string[] | null; Created: number; Size: number }>>('GET', '/images/json', {
+        signal: boundedSignal(signal, this.timeoutMs),
+      });
       return list.map((i) => ({ id: i.Id, tags: (i.RepoTags ?? []).filter((t) => t !== '<none>:<none>'), createdAt: i.Created * 1000, sizeBytes: i.Size }));
     } catch (err) {
       throw wrap(err, 'list images');
@@ -334,9 +431,9 @@ export class DockerRuntime implements ContainerRuntime {
     for (const img of await this.listImages(signal)) {
       const tags = img.tags.filter((t) => namedRegistryHost(t) === undefined);
       if (tags.length === 0) continue;
-      let i: { Os?: string; Architecture?: string; Variant?: string };
+      let i: ImageInspect;
       try {
-        i = await raceAbort(this.docker.getImage(img.id).inspect(), boundedSignal(signal, this.timeoutMs));
+        i = await this.engine.json<ImageInspect>('GET', `/images/${pathName(img.id)}/json`, { signal: boundedSignal(signal, this.timeoutMs) });
       } catch {
         continue; // removed meanwhile
       }
@@ -352,7 +449,7 @@ export class DockerRuntime implements ContainerRuntime {
 
   async removeImage(ref: string, signal?: AbortSignal): Promise<void> {
     try {
-      await raceAbort(this.docker.getImage(ref).remove({ force: false }), boundedSignal(signal, this.timeoutMs));
+      await this.engine.json('DELETE', `/images/${pathName(ref)}`, { query: { force: false }, signal: boundedSignal(signal, this.timeoutMs) });
     } catch (err) {
       if (isStatus(err, 404)) return;
       throw wrap(err, `remove image ${ref}`);
@@ -361,7 +458,7 @@ export class DockerRuntime implements ContainerRuntime {
 
   async dataRoot(signal?: AbortSignal): Promise<string | undefined> {
     try {
-      const i = (await raceAbort(this.docker.info() as Promise<Record<string, unknown>>, boundedSignal(signal, this.timeoutMs))) as { DockerRootDir?: string };
+      const i = await this.engine.json<{ DockerRootDir?: string }>('GET', '/info', { signal: boundedSignal(signal, this.timeoutMs) });
       return i.DockerRootDir;
     } catch {
       return undefined;
@@ -370,7 +467,10 @@ export class DockerRuntime implements ContainerRuntime {
 
   async imagesInUse(signal?: AbortSignal): Promise<Set<string>> {
     try {
-      const list = await this.docker.listContainers({ all: true, abortSignal: boundedSignal(signal, this.timeoutMs) });
+      const list = await this.engine.json<ContainerSummary[]>('GET', '/containers/json', {
+        query: { all: true },
+        signal: boundedSignal(signal, this.timeoutMs),
+      });
       return new Set(list.flatMap((c) => [c.Image, c.ImageID, withDefaultTag(c.Image)]));
     } catch (err) {
       throw wrap(err, 'list containers');
@@ -391,7 +491,7 @@ export class DockerRuntime implements ContainerRuntime {
         }
       }
     }
-    const hostConfig: Docker.HostConfig = {
+    const hostConfig: EngineRecord & { Mounts?: unknown } = {
       NetworkMode: typeof spec.network === 'object' ? `container:${spec.network.container}` : spec.network,
       RestartPolicy: { Name: 'no' },
       PortBindings: bindings,
@@ -412,22 +512,24 @@ export class DockerRuntime implements ContainerRuntime {
     if (spec.deviceCgroupRules !== undefined && spec.deviceCgroupRules.length > 0) hostConfig.DeviceCgroupRules = spec.deviceCgroupRules;
     if (this.logRotation.maxFiles > 0)
       hostConfig.LogConfig = { Type: 'json-file', Config: { 'max-size': this.logRotation.maxSize, 'max-file': String(this.logRotation.maxFiles) } };
-    const opts: Docker.ContainerCreateOptions = {
-      name: spec.name,
+    const body: EngineRecord = {
       Image: spec.image,
       Env: spec.env.map((e) => `${e.name}=${e.value}`),
       Labels: spec.labels,
       ExposedPorts: exposed,
       HostConfig: hostConfig,
-      abortSignal: boundedSignal(signal, this.timeoutMs),
     };
-    if (spec.command !== undefined) opts.Entrypoint = spec.command;
-    if (spec.args !== undefined) opts.Cmd = spec.args;
-    if (spec.workingDir !== undefined) opts.WorkingDir = spec.workingDir;
-    if (spec.user !== undefined) opts.User = spec.user;
+    if (spec.command !== undefined) body['Entrypoint'] = spec.command;
+    if (spec.args !== undefined) body['Cmd'] = spec.args;
+    if (spec.workingDir !== undefined) body['WorkingDir'] = spec.workingDir;
+    if (spec.user !== undefined) body['User'] = spec.user;
     try {
-      const c = await this.docker.createContainer(opts);
-      return c.id;
+      const c = await this.engine.json<{ Id: string }>('POST', '/containers/create', {
+        query: { name: spec.name },
+        body,
+        signal: boundedSignal(signal, this.timeoutMs),
+      });
+      return c.Id;
     } catch (err) {
       throw wrap(err, `create ${spec.name}`);
     }
@@ -436,7 +538,7 @@ export class DockerRuntime implements ContainerRuntime {
   async start(id: string, signal?: AbortSignal): Promise<void> {
     this.inspectCache.delete(id);
     try {
-      await this.docker.getContainer(id).start({ abortSignal: boundedSignal(signal, this.timeoutMs) });
+      await this.engine.json('POST', `/containers/${pathName(id)}/start`, { signal: boundedSignal(signal, this.timeoutMs) });
     } catch (err) {
       if (isStatus(err, 304)) return; // already running
       throw wrap(err, `start ${id.slice(0, 12)}`);
@@ -446,7 +548,10 @@ export class DockerRuntime implements ContainerRuntime {
   async stop(id: string, graceSeconds: number, signal?: AbortSignal): Promise<void> {
     this.inspectCache.delete(id);
     try {
-      await this.docker.getContainer(id).stop({ t: graceSeconds, abortSignal: boundedSignal(signal, graceSeconds * 1000 + this.timeoutMs) });
+      await this.engine.json('POST', `/containers/${pathName(id)}/stop`, {
+        query: { t: graceSeconds },
+        signal: boundedSignal(signal, graceSeconds * 1000 + this.timeoutMs),
+      });
     } catch (err) {
       if (isStatus(err, 304, 404)) return; // already stopped / gone
       throw wrap(err, `stop ${id.slice(0, 12)}`);
@@ -456,7 +561,7 @@ export class DockerRuntime implements ContainerRuntime {
   async remove(id: string, signal?: AbortSignal): Promise<void> {
     this.inspectCache.delete(id);
     try {
-      await this.docker.getContainer(id).remove({ force: true, v: true, abortSignal: boundedSignal(signal, this.timeoutMs) });
+      await this.engine.json('DELETE', `/containers/${pathName(id)}`, { query: { force: true, v: true }, signal: boundedSignal(signal, this.timeoutMs) });
     } catch (err) {
       if (isStatus(err, 404)) return;
       if (isStatus(err, 409) && /already in progress/.test(engineMessage(err))) return;
@@ -467,17 +572,20 @@ export class DockerRuntime implements ContainerRuntime {
   async events(node: string, onEvent: (e: RuntimeEvent) => void, signal: AbortSignal): Promise<void> {
     let since: number | undefined;
     let failures = 0;
-    const subscribe = async (): Promise<NodeJS.ReadableStream> => {
-      const opts: Docker.GetEventsOptions = {
-        filters: { type: ['container'], event: [...EVENT_TYPES], label: [`${LABELS.node}=${node}`] },
-        abortSignal: signal,
-      };
+    const subscribe = async (): Promise<Readable> => {
+      const filters = { type: ['container'], event: [...EVENT_TYPES], label: [`${LABELS.node}=${node}`] };
       // After a broken stream, replay from the last event seen so none are missed (duplicates are harmless).
-      if (since !== undefined) opts.since = since;
-      return this.docker.getEvents(opts);
+      return this.engine.stream('GET', '/events', { query: { filters, since }, signal });
     };
-    const consume = (stream: NodeJS.ReadableStream): Promise<void> =>
+    const consume = (stream: Readable): Promise<void> =>
       new Promise((resolve) => {
+        // The stream lives until the agent stops (the signal) or the engine ends it.
+        const onAbort = (): void => {
+          stream.destroy();
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        if (signal.aborted) onAbort();
+        stream.once('close', () => signal.removeEventListener('abort', onAbort));
         let buf = '';
         stream.on('data', (chunk: Buffer | string) => {
           buf += chunk.toString();
@@ -502,8 +610,8 @@ export class DockerRuntime implements ContainerRuntime {
         stream.on('end', () => resolve());
         stream.on('close', () => resolve());
       });
-    const loop = async (first: NodeJS.ReadableStream | undefined): Promise<void> => {
-      let stream: NodeJS.ReadableStream | undefined = first;
+    const loop = async (first: Readable | undefined): Promise<void> => {
+      let stream: Readable | undefined = first;
       while (!signal.aborted) {
         if (stream !== undefined) await consume(stream);
         stream = undefined;
@@ -530,7 +638,7 @@ export class DockerRuntime implements ContainerRuntime {
         }
       }
     };
-    let first: NodeJS.ReadableStream | undefined;
+    let first: Readable | undefined;
     try {
       first = await subscribe();
     } catch (err) {
@@ -553,11 +661,13 @@ export class DockerRuntime implements ContainerRuntime {
       missing.map(async (id) => {
         try {
           const abortSignal = boundedSignal(signal, 5_000);
-          // dockerode's types lack 'one-shot' (API ≥ 1.41: no second sample, no 1 s wait).
-          const opts = { stream: false, 'one-shot': true, abortSignal } as unknown as { stream: false; abortSignal: AbortSignal };
-          const st = await raceAbort(this.docker.getContainer(id).stats(opts), abortSignal);
+          // 'one-shot' (API ≥ 1.41): no second sample, no 1 s wait.
+          const st = await this.engine.json<{
+            cpu_stats: { cpu_usage: { total_usage: number } };
+            memory_stats: { usage?: number; stats?: Record<string, number | undefined> };
+          }>('GET', `/containers/${pathName(id)}/stats`, { query: { stream: false, 'one-shot': true }, signal: abortSignal });
           const mem = st.memory_stats;
-          const stats = mem.stats as Record<string, number | undefined> | undefined;
+          const stats = mem.stats;
           out.set(id, {
             cpuSeconds: st.cpu_stats.cpu_usage.total_usage / 1e9,
             memoryBytes: workingSet(mem.usage ?? 0, stats?.['inactive_file'] ?? stats?.['total_inactive_file']),
@@ -572,35 +682,44 @@ export class DockerRuntime implements ContainerRuntime {
 
   async exec(id: string, command: string[], signal?: AbortSignal): Promise<ExecResult> {
     const abortSignal = boundedSignal(signal, this.timeoutMs);
-    let stream: (NodeJS.ReadWriteStream & { destroy?: () => void }) | undefined;
+    let stream: Duplex | undefined;
     try {
-      const exec = await this.docker.getContainer(id).exec({ Cmd: command, AttachStdout: true, AttachStderr: true, abortSignal });
-      stream = await raceAbort(exec.start({ hijack: true, stdin: false, abortSignal }), abortSignal);
+      const exec = await this.createExec(id, { Cmd: command, AttachStdout: true, AttachStderr: true }, abortSignal);
+      stream = await this.engine.hijack(`/exec/${exec}/start`, { Detach: false, Tty: false }, { signal: abortSignal });
       const output = await raceAbort(this.drain(stream), abortSignal);
       // The stream ends when the process exits; the engine may need a moment to record the code.
       for (let i = 0; ; i++) {
-        const info = await exec.inspect({ abortSignal });
+        const info = await this.engine.json<ExecInspect>('GET', `/exec/${exec}/json`, { signal: abortSignal });
         if (!info.Running && info.ExitCode !== null) return { exitCode: info.ExitCode, output };
         if (i >= 20) throw new OrchardError('ERR_RUNTIME', `exec in ${id.slice(0, 12)}: no exit code after the output ended`);
         await raceAbort(new Promise((r) => setTimeout(r, 25)), abortSignal);
       }
     } catch (err) {
-      stream?.destroy?.();
+      stream?.destroy();
       throw wrap(err, `exec in ${id.slice(0, 12)}`);
     }
   }
 
+  /** Creates an exec instance; its id (hex, safe in a path). */
+  private async createExec(id: string, body: EngineRecord, signal: AbortSignal): Promise<string> {
+    const r = await this.engine.json<{ Id: string }>('POST', `/containers/${pathName(id)}/exec`, { body, signal });
+    return pathName(r.Id);
+  }
+
   async logs(id: string, opts: LogReadOptions, signal: AbortSignal): Promise<Readable> {
     const abortSignal = boundedSignal(signal, this.timeoutMs);
-    const q: Record<string, unknown> = { stdout: true, stderr: true, follow: opts.follow };
-    if (opts.tail !== undefined) q['tail'] = opts.tail;
-    if (opts.sinceSeconds !== undefined) q['since'] = engineTimestamp(opts.sinceSeconds);
-    if (opts.untilSeconds !== undefined) q['until'] = engineTimestamp(opts.untilSeconds);
+    const query = {
+      stdout: true,
+      stderr: true,
+      follow: opts.follow,
+      tail: opts.tail,
+      since: opts.sinceSeconds === undefined ? undefined : engineTimestamp(opts.sinceSeconds),
+      until: opts.untilSeconds === undefined ? undefined : engineTimestamp(opts.untilSeconds),
+    };
     try {
-      // dockerode answers a Buffer without follow, a stream with it. No abortSignal on the stream
-      // itself: it lives as long as the reader wants (the caller destroys it).
-      const raw = (await raceAbort(this.docker.getContainer(id).logs(q as { follow: true }), abortSignal)) as unknown;
-      const source = Buffer.isBuffer(raw) ? Readable.from([raw]) : (raw as Readable);
+      // The signal bounds the wait for the engine's answer only: the stream lives as long as the
+      // reader wants (the caller destroys it).
+      const source = await this.engine.stream('GET', `/containers/${pathName(id)}/logs`, { query, signal: abortSignal });
       const demux = new DockerDemux();
       source.on('error', (err) => demux.destroy(err));
       demux.on('close', () => source.destroy());
@@ -613,30 +732,25 @@ export class DockerRuntime implements ContainerRuntime {
   async execStream(id: string, opts: ExecStreamOptions, signal: AbortSignal): Promise<ExecSession> {
     const abortSignal = boundedSignal(signal, this.timeoutMs);
     try {
-      const exec = await this.docker.getContainer(id).exec({
-        Cmd: opts.command,
-        AttachStdin: opts.stdin,
-        AttachStdout: true,
-        AttachStderr: true,
-        Tty: opts.tty,
+      const exec = await this.createExec(
+        id,
+        { Cmd: opts.command, AttachStdin: opts.stdin, AttachStdout: true, AttachStderr: true, Tty: opts.tty },
         abortSignal,
-      });
-      const stream = (await raceAbort(exec.start({ hijack: true, stdin: opts.stdin, Tty: opts.tty }), abortSignal)) as NodeJS.ReadWriteStream & {
-        destroy(): void;
-        end(): void;
-      };
+      );
+      const stream = await this.engine.hijack(`/exec/${exec}/start`, { Detach: false, Tty: opts.tty }, { signal: abortSignal });
       const output = opts.tty ? new RawOutput() : new DockerDemux();
-      (stream as unknown as Readable).on('error', (err) => output.destroy(err));
-      (stream as unknown as Readable).pipe(output);
-      if (opts.tty && opts.cols !== undefined && opts.rows !== undefined) await exec.resize({ w: opts.cols, h: opts.rows }).catch(() => undefined);
+      stream.on('error', (err) => output.destroy(err));
+      stream.pipe(output);
+      const resize = async (cols: number, rows: number): Promise<void> => {
+        await this.engine.json('POST', `/exec/${exec}/resize`, { query: { h: rows, w: cols }, signal: boundedSignal(undefined, this.timeoutMs) });
+      };
+      if (opts.tty && opts.cols !== undefined && opts.rows !== undefined) await resize(opts.cols, opts.rows).catch(() => undefined);
       const session: ExecSession = {
         output,
-        resize: async (cols, rows) => {
-          await exec.resize({ w: cols, h: rows });
-        },
+        resize,
         exitCode: async (sig) => {
           for (let i = 0; ; i++) {
-            const info = await exec.inspect(sig === undefined ? {} : { abortSignal: sig });
+            const info = await this.engine.json<ExecInspect>('GET', `/exec/${exec}/json`, sig === undefined ? {} : { signal: sig });
             if (!info.Running && info.ExitCode !== null) return info.ExitCode;
             if (i >= 40) throw new OrchardError('ERR_RUNTIME', `exec in ${id.slice(0, 12)}: no exit code after the output ended`);
             await new Promise((r) => setTimeout(r, 25));
@@ -655,7 +769,7 @@ export class DockerRuntime implements ContainerRuntime {
           },
           final(done): void {
             // Half-close: the process sees EOF on stdin while its output still flows.
-            (stream as unknown as { end(): void }).end();
+            stream.end();
             done();
           },
         });
@@ -669,13 +783,13 @@ export class DockerRuntime implements ContainerRuntime {
   async ensureVolume(name: string, labels: Record<string, string>, signal?: AbortSignal): Promise<void> {
     const abortSignal = boundedSignal(signal, this.timeoutMs);
     try {
-      await raceAbort(this.docker.getVolume(name).inspect(), abortSignal);
+      await this.engine.json('GET', `/volumes/${pathName(name)}`, { signal: abortSignal });
       return;
     } catch (err) {
       if (!isStatus(err, 404)) throw wrap(err, `inspect volume ${name}`);
     }
     try {
-      await raceAbort(this.docker.createVolume({ Name: name, Labels: labels }), abortSignal);
+      await this.engine.json('POST', '/volumes/create', { body: { Name: name, Labels: labels }, signal: abortSignal });
     } catch (err) {
       throw wrap(err, `create volume ${name}`);
     }
@@ -685,7 +799,10 @@ export class DockerRuntime implements ContainerRuntime {
     const abortSignal = boundedSignal(signal, this.timeoutMs);
     let list: Array<{ Name: string; Labels?: Record<string, string> | null; Mountpoint?: string }>;
     try {
-      const r = (await raceAbort(this.docker.listVolumes({ filters: { label: [`${LABELS.node}=${node}`] } }), abortSignal)) as { Volumes?: typeof list | null };
+      const r = await this.engine.json<{ Volumes?: typeof list | null }>('GET', '/volumes', {
+        query: { filters: { label: [`${LABELS.node}=${node}`] } },
+        signal: abortSignal,
+      });
       list = (r.Volumes ?? []).filter((v) => v.Labels?.[LABELS.node] === node);
     } catch (err) {
       throw wrap(err, 'list volumes');
@@ -694,7 +811,9 @@ export class DockerRuntime implements ContainerRuntime {
     if (!opts.usage || out.length === 0) return out;
     // `docker system df -v` knows volume sizes (UsageData); it walks every volume, so callers ask rarely.
     try {
-      const df = (await raceAbort(this.docker.df(), abortSignal)) as { Volumes?: Array<{ Name: string; UsageData?: { Size?: number } | null }> | null };
+      const df = await this.engine.json<{ Volumes?: Array<{ Name: string; UsageData?: { Size?: number } | null }> | null }>('GET', '/system/df', {
+        signal: abortSignal,
+      });
       const size = new Map((df.Volumes ?? []).map((v) => [v.Name, v.UsageData?.Size ?? -1]));
       for (const v of out) {
         const s = size.get(v.name);
@@ -711,22 +830,20 @@ export class DockerRuntime implements ContainerRuntime {
     return out;
   }
 
-  /** Demuxes a hijacked exec stream into one bounded string; resolves when the stream ends. */
-  private drain(stream: NodeJS.ReadableStream): Promise<string> {
+  /** Demuxes a hijacked exec stream into one bounded string (stdout and stderr as they came); resolves when the stream ends. */
+  private drain(stream: Readable): Promise<string> {
     const chunks: Buffer[] = [];
     let size = 0;
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, done): void {
-        if (size < EXEC_OUTPUT_LIMIT) {
-          const part = chunk.subarray(0, EXEC_OUTPUT_LIMIT - size);
+    const parser = new DemuxParser();
+    return new Promise((resolve, reject) => {
+      stream.on('data', (chunk: Buffer) => {
+        for (const c of parser.push(chunk)) {
+          if (size >= EXEC_OUTPUT_LIMIT) continue;
+          const part = c.data.subarray(0, EXEC_OUTPUT_LIMIT - size);
           chunks.push(part);
           size += part.length;
         }
-        done();
-      },
-    });
-    return new Promise((resolve, reject) => {
-      this.docker.modem.demuxStream(stream, sink, sink);
+      });
       const finish = (): void => resolve(Buffer.concat(chunks).toString('utf8'));
       stream.on('end', finish);
       stream.on('close', finish);

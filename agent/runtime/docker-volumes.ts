@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import type { MountSpec } from './runtime.js';
 
-/** Docker-specific volume helpers for docker-runtime.ts (kept free of dockerode itself). */
+/** Docker-specific volume helpers for docker-runtime.ts (no engine calls). */
 
 /** The Engine API's HostConfig.Mounts entry. */
 export interface EngineMount {

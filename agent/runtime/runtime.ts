@@ -3,7 +3,7 @@ import type { Arch } from '../../protocol/manifest.js';
 
 /**
  * The one seam between the agent and a container engine. Implementations: docker-runtime.ts
- * (Docker Engine API via dockerode; Podman's compatible API too) and memory-runtime.ts (tests,
+ * (Docker Engine API through engine-api.ts; Podman's compatible API too) and memory-runtime.ts (tests,
  * fleet simulator). A shared contract suite (runtime-contract.ts) runs against both.
  *
  * Contract:
