@@ -26,7 +26,7 @@ import { duBytes, engineMounts } from './docker-volumes.js';
 import { registryHost } from '../images/pull-auth.js';
 import { EXEC_OUTPUT_LIMIT, LABELS, boundedSignal, normalizeArch, raceAbort } from './runtime.js';
 import { namedRegistryHost } from '../images/pull-auth.js';
-import { EngineApi, engineEndpoint, engineStatus, pathName } from './engine-api.js';
+import { EngineApi, abortError, engineEndpoint, engineStatus, pathName } from './engine-api.js';
 
 /**
  * ContainerRuntime over the Docker Engine API (engine-api.ts, a small client over `node:http`).
@@ -307,7 +307,9 @@ export class DockerRuntime implements ContainerRuntime {
       const headers: Record<string, string> = {};
       if (opts.auth !== undefined) {
         const auth = { username: opts.auth.username, password: opts.auth.password, serveraddress: opts.auth.server ?? registryHost(ref) };
-        headers['X-Registry-Auth'] = Buffer.from(JSON.stringify(auth)).toString('base64url');
+        // URL-safe base64 *with* padding: the engine decodes it with Go's base64.URLEncoding, which
+        // needs the '=' (unpadded, 20.10 pulled anonymously and newer engines refuse the header).
+        headers['X-Registry-Auth'] = Buffer.from(JSON.stringify(auth)).toString('base64').replace(/\+/g, '-').replace(/\//g, '_');
       }
       const stream = await this.engine.stream('POST', '/images/create', {
         query: { fromImage: ref, platform: await this.platform(abortSignal) },
@@ -330,7 +332,7 @@ export class DockerRuntime implements ContainerRuntime {
       let failed: Error | undefined;
       const onAbort = (): void => {
         stream.destroy();
-        reject(signal.reason instanceof Error ? signal.reason : new Error('pull aborted'));
+        reject(abortError(signal));
       };
       signal.addEventListener('abort', onAbort, { once: true });
       const line = (text: string): void => {
@@ -620,15 +622,13 @@ export class DockerRuntime implements ContainerRuntime {
         const delay = Math.min(30_000, 1000 * 2 ** Math.min(failures - 1, 5));
         this.log(`engine event stream ended; resubscribing in ${delay} ms`);
         await new Promise<void>((r) => {
-          const t = setTimeout(r, delay);
-          signal.addEventListener(
-            'abort',
-            () => {
-              clearTimeout(t);
-              r();
-            },
-            { once: true },
-          );
+          const done = (): void => {
+            clearTimeout(t);
+            signal.removeEventListener('abort', done);
+            r();
+          };
+          const t = setTimeout(done, delay);
+          signal.addEventListener('abort', done, { once: true });
         });
         if (signal.aborted) return;
         try {

@@ -109,6 +109,22 @@ describe('EngineApi', () => {
       setTimeout(() => res.destroy(), 50);
     };
     await expect(api.json('GET', '/info')).rejects.toThrow();
+    // An error answer whose body never ends is bounded by the signal too.
+    handler = (_q, res) => {
+      res.writeHead(500, { 'Content-Type': 'application/json', 'Content-Length': '100' });
+      res.write('{"message":');
+    };
+    const t1 = Date.now();
+    await expect(api.json('GET', '/info', { signal: AbortSignal.timeout(300) })).rejects.toMatchObject({ name: 'TimeoutError' });
+    expect(Date.now() - t1).toBeLessThan(2_000);
+  });
+
+  it('refuses an exec start the engine answered without upgrading (stdin could not be written)', async () => {
+    handler = (_q, res) => res.end('output without an upgrade');
+    await expect(api.hijack('/exec/e2/start', { Detach: false, Tty: false })).rejects.toMatchObject({
+      code: 'ERR_RUNTIME',
+      message: expect.stringContaining('did not upgrade') as unknown as string,
+    });
   });
 
   it('hijacks the connection of an exec start: bytes both ways, then half-close', async () => {
@@ -140,6 +156,7 @@ describe('engineEndpoint (where the engine is)', () => {
     expect(engineEndpoint('/run/podman.sock', { DOCKER_HOST: 'unix:///x' })).toEqual({ socketPath: '/run/podman.sock' });
     expect(engineEndpoint(undefined, { DOCKER_HOST: 'unix:///run/user/1000/docker.sock' })).toEqual({ socketPath: '/run/user/1000/docker.sock' });
     expect(engineEndpoint(undefined, { DOCKER_HOST: 'tcp://10.0.0.5:2375' })).toEqual({ host: '10.0.0.5', port: 2375 });
+    expect(engineEndpoint(undefined, { DOCKER_HOST: 'tcp://[::1]:2375' })).toEqual({ host: '::1', port: 2375 });
     expect(engineEndpoint(undefined, {})).toEqual({ socketPath: '/var/run/docker.sock' });
   });
 
@@ -154,7 +171,7 @@ describe('engineEndpoint (where the engine is)', () => {
 describe('DockerRuntime over the scripted engine', () => {
   const rt = new DockerRuntime({ engine: api, timeoutMs: 2_000 });
 
-  it('pulls for the engine platform with the registry credentials in X-Registry-Auth (base64url JSON) and reports progress', async () => {
+  it('pulls for the engine platform with the registry credentials in X-Registry-Auth (URL-safe base64 JSON, padded) and reports progress', async () => {
     handler = (req, res) => {
       const path = new URL(req.url ?? '', 'http://x').pathname;
       if (path === '/images/reg.example:5000/app:1/json') {
@@ -172,16 +189,20 @@ describe('DockerRuntime over the scripted engine', () => {
     };
     const events: unknown[] = [];
     await rt.ensureImage('reg.example:5000/app:1', 'IfNotPresent', undefined, {
-      auth: { username: 'u', password: 'p+/=' },
+      auth: { username: 'u', password: 'p+/=x' },
       onProgress: (e) => events.push(e),
     });
     const pull = seen.find((s) => s.url.startsWith('/images/create'))!;
     const q = new URL(pull.url, 'http://x').searchParams;
     expect(q.get('fromImage')).toBe('reg.example:5000/app:1');
     expect(q.get('platform')).toBe('linux/arm/v7');
+    // URL-safe base64 with its '=' padding, as Go's base64.URLEncoding (the engine) requires: this
+    // JSON's length is not a multiple of 3, so unpadded it would be refused (or dropped by 20.10).
+    const json = JSON.stringify({ username: 'u', password: 'p+/=x', serveraddress: 'reg.example:5000' });
+    expect(json.length % 3).not.toBe(0);
     const auth = String(pull.headers['x-registry-auth']);
-    expect(auth).not.toMatch(/[+/=]/);
-    expect(JSON.parse(Buffer.from(auth, 'base64url').toString())).toEqual({ username: 'u', password: 'p+/=', serveraddress: 'reg.example:5000' });
+    expect(auth).toBe(Buffer.from(json).toString('base64').replace(/\+/g, '-').replace(/\//g, '_'));
+    expect(auth).toMatch(/^[A-Za-z0-9_-]+=+$/);
     expect(events).toEqual([
       { status: 'Pulling from app', id: '1' },
       { status: 'Downloading', id: 'l1', current: 5, total: 10 },
@@ -214,8 +235,16 @@ describe('DockerRuntime over the scripted engine', () => {
     await expect(rt.start('c1')).rejects.toMatchObject({ code: 'ERR_RUNTIME', message: 'start c1: POST /containers/c1/start: HTTP 500' });
   });
 
-  it('times a call out as ERR_TIMEOUT', async () => {
+  it('times a call out as ERR_TIMEOUT, and a pull aborted with a reason of its own too', async () => {
     handler = () => {};
     await expect(rt.info()).rejects.toMatchObject({ code: 'ERR_TIMEOUT' });
+    handler = (req, res) => {
+      if ((req.url ?? '').startsWith('/images/create')) return void res.write('{"status":"Pulling"}\n'); // then nothing
+      res.end(JSON.stringify({ Arch: 'amd64', Os: 'linux' }));
+    };
+    const ac = new AbortController();
+    const pulling = rt.ensureImage('app:3', 'Always', ac.signal);
+    setTimeout(() => ac.abort(new Error('agent stopping')), 300);
+    await expect(pulling).rejects.toMatchObject({ code: 'ERR_TIMEOUT' });
   });
 });

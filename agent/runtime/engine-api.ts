@@ -36,7 +36,8 @@ export function engineEndpoint(socketPath: string | undefined, env: NodeJS.Proce
   if (host.startsWith('tcp://') || host.startsWith('http://') || host.startsWith('https://')) {
     const u = new URL(host.replace(/^tcp:/, 'http:'));
     const verify = env.DOCKER_TLS_VERIFY !== undefined && env.DOCKER_TLS_VERIFY !== '' && env.DOCKER_TLS_VERIFY !== '0';
-    const ep: EngineEndpoint = { host: u.hostname, port: Number(u.port || (verify ? 2376 : 2375)) };
+    // `[::1]` is how a URL writes an IPv6 host; a socket wants it bare.
+    const ep: EngineEndpoint = { host: u.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(u.port || (verify ? 2376 : 2375)) };
     if (verify) {
       const dir = env.DOCKER_CERT_PATH ?? `${env.HOME ?? ''}/.docker`;
       ep.tls = { ca: readFileSync(`${dir}/ca.pem`), cert: readFileSync(`${dir}/cert.pem`), key: readFileSync(`${dir}/key.pem`) };
@@ -78,7 +79,8 @@ function queryString(q: Query | undefined): string {
   return parts.length === 0 ? '' : `?${parts.join('&')}`;
 }
 
-function abortError(signal: AbortSignal): Error {
+/** The error an aborted call rejects with: named TimeoutError for a timeout, else AbortError. */
+export function abortError(signal: AbortSignal): Error {
   const reason: unknown = signal.reason;
   const err = new Error('the engine call was aborted', { cause: reason });
   err.name = reason instanceof Error && reason.name === 'TimeoutError' ? 'TimeoutError' : 'AbortError';
@@ -149,7 +151,13 @@ export class EngineApi {
     } finally {
       signal?.removeEventListener('abort', onAbort);
     }
-    return (body.length === 0 ? undefined : JSON.parse(body.toString('utf8'))) as T;
+    if (body.length === 0) return undefined as T;
+    try {
+      return JSON.parse(body.toString('utf8')) as T;
+    } catch {
+      // A success with a body that is not JSON (a proxy, an engine variant): nothing to read in it.
+      return undefined as T;
+    }
   }
 
   /** A call whose answer is read as it comes (pull progress, events, logs). */
@@ -158,7 +166,7 @@ export class EngineApi {
       const req = this.open(method, path, opts, reject);
       req.on('response', (res) => {
         if ((res.statusCode ?? 0) < 300) return resolve(res);
-        engineError(res, method, path).then(reject, reject);
+        this.failed(res, method, path, opts.signal).then(reject, reject);
       });
       req.end(opts.body === undefined ? undefined : JSON.stringify(opts.body));
     });
@@ -176,12 +184,34 @@ export class EngineApi {
         resolve(socket);
       });
       req.on('response', (res) => {
-        // An engine that does not upgrade still streams the output in the body (no stdin then).
-        if ((res.statusCode ?? 0) < 300) return resolve(res as unknown as Duplex);
-        engineError(res, 'POST', path).then(reject, reject);
+        // A success without the upgrade (a proxy that strips it): there is no way to write stdin.
+        if ((res.statusCode ?? 0) < 300) {
+          res.destroy();
+          return reject(new OrchardError('ERR_RUNTIME', `the engine did not upgrade the connection of ${path} (HTTP ${res.statusCode})`));
+        }
+        this.failed(res, 'POST', path, opts.signal).then(reject, reject);
       });
       req.end(JSON.stringify(body));
     });
+  }
+
+  /** The engine's error answer, read within the call's signal (a body that never ends must not hang the call). */
+  private async failed(res: IncomingMessage, method: string, path: string, signal: AbortSignal | undefined): Promise<Error> {
+    if (signal === undefined) return engineError(res, method, path);
+    if (signal.aborted) {
+      res.destroy();
+      return abortError(signal);
+    }
+    const onAbort = (): void => {
+      res.destroy();
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      const err = await engineError(res, method, path);
+      return signal.aborted ? abortError(signal) : err;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
   }
 
   private open(method: string, path: string, opts: CallOptions, reject: (e: Error) => void): ClientRequest {

@@ -308,10 +308,18 @@ export function normalizeArch(raw: string): Arch | undefined {
   return undefined;
 }
 
-/** A default timeout signal merged with the caller's, so every engine call is bounded. */
+/**
+ * A default timeout signal merged with the caller's, so every engine call is bounded. The merged
+ * signal holds its timeout strongly: `AbortSignal.any` keeps its sources only weakly, and a
+ * timeout signal nothing else references is collected with its timer (Node 20: after a GC the
+ * merged signal never fired and a stalled pull hung past its deadline, review of 2026-12-05).
+ */
 export function boundedSignal(signal: AbortSignal | undefined, defaultMs: number): AbortSignal {
   const timeout = AbortSignal.timeout(defaultMs);
-  return signal === undefined ? timeout : AbortSignal.any([signal, timeout]);
+  if (signal === undefined) return timeout;
+  const merged = AbortSignal.any([signal, timeout]) as AbortSignal & { orchardTimeout?: AbortSignal };
+  merged.orchardTimeout = timeout;
+  return merged;
 }
 
 /**
