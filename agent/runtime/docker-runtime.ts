@@ -26,7 +26,7 @@ import { duBytes, engineMounts } from './docker-volumes.js';
 import { registryHost } from '../images/pull-auth.js';
 import { EXEC_OUTPUT_LIMIT, LABELS, boundedSignal, normalizeArch, raceAbort } from './runtime.js';
 import { namedRegistryHost } from '../images/pull-auth.js';
-import { EngineApi, abortError, engineEndpoint, engineStatus, pathName } from './engine-api.js';
+import { EngineApi, abortError, eachLine, engineEndpoint, engineStatus, pathName } from './engine-api.js';
 
 /**
  * ContainerRuntime over the Docker Engine API (engine-api.ts, a small client over `node:http`).
@@ -328,7 +328,6 @@ export class DockerRuntime implements ContainerRuntime {
    */
   private followPull(stream: Readable, signal: AbortSignal, onProgress: PullOptions['onProgress']): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      let buf = '';
       let failed: Error | undefined;
       const onAbort = (): void => {
         stream.destroy();
@@ -364,21 +363,13 @@ export class DockerRuntime implements ContainerRuntime {
           this.log(`pull progress handler failed: ${String(err)}`);
         }
       };
-      stream.setEncoding('utf8');
-      stream.on('data', (chunk: string) => {
-        buf += chunk;
-        let nl: number;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          line(buf.slice(0, nl));
-          buf = buf.slice(nl + 1);
-        }
-      });
+      const flush = eachLine(stream, line);
       let done = false;
       const finish = (err?: Error): void => {
         if (done) return;
         done = true;
         signal.removeEventListener('abort', onAbort);
-        line(buf);
+        flush();
         if (err !== undefined) reject(err);
         else if (failed !== undefined) reject(failed);
         else resolve();
@@ -588,24 +579,18 @@ export class DockerRuntime implements ContainerRuntime {
         signal.addEventListener('abort', onAbort, { once: true });
         if (signal.aborted) onAbort();
         stream.once('close', () => signal.removeEventListener('abort', onAbort));
-        let buf = '';
-        stream.on('data', (chunk: Buffer | string) => {
-          buf += chunk.toString();
-          let nl: number;
-          while ((nl = buf.indexOf('\n')) >= 0) {
-            const line = buf.slice(0, nl).trim();
-            buf = buf.slice(nl + 1);
-            if (line === '') continue;
-            const e = this.parseEvent(line);
-            if (e === undefined) continue;
-            since = Math.floor(e.at / 1000);
-            failures = 0;
-            this.inspectCache.delete(e.id);
-            try {
-              onEvent(e);
-            } catch (err) {
-              this.log(`event handler failed: ${String(err)}`);
-            }
+        eachLine(stream, (text) => {
+          const line = text.trim();
+          if (line === '') return;
+          const e = this.parseEvent(line);
+          if (e === undefined) return;
+          since = Math.floor(e.at / 1000);
+          failures = 0;
+          this.inspectCache.delete(e.id);
+          try {
+            onEvent(e);
+          } catch (err) {
+            this.log(`event handler failed: ${String(err)}`);
           }
         });
         stream.on('error', () => resolve());

@@ -248,3 +248,21 @@ describe('DockerRuntime over the scripted engine', () => {
     await expect(pulling).rejects.toMatchObject({ code: 'ERR_TIMEOUT' });
   });
 });
+
+describe('eachLine', () => {
+  it('splits lines across chunks, keeps UTF-8 split between chunks whole, drops an overlong line and flushes the tail', async () => {
+    const { PassThrough } = await import('node:stream');
+    const { MAX_LINE_CHARS, eachLine } = await import('./engine-api.js');
+    const s = new PassThrough();
+    const lines: string[] = [];
+    const flush = eachLine(s, (l) => lines.push(l));
+    const euro = Buffer.from('€'); // 3 bytes
+    s.write(Buffer.concat([Buffer.from('{"a":1}\n{"b":"'), euro.subarray(0, 1)]));
+    s.write(Buffer.concat([euro.subarray(1), Buffer.from('"}\n')]));
+    s.write('x'.repeat(MAX_LINE_CHARS + 1));
+    s.write('\n{"c":3}\ntail');
+    await new Promise((r) => setImmediate(r));
+    flush();
+    expect(lines).toEqual(['{"a":1}', '{"b":"€"}', '', '{"c":3}', 'tail']);
+  });
+});

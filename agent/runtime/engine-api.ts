@@ -122,6 +122,33 @@ async function engineError(res: IncomingMessage, method: string, path: string): 
   return new OrchardError('ERR_RUNTIME', message, { details: { status: res.statusCode } });
 }
 
+/** Longest line eachLine keeps: the engine's progress and event lines are a few KiB. */
+export const MAX_LINE_CHARS = 1024 * 1024;
+
+/**
+ * Calls `onLine` for each line of a streamed answer (pull progress, events: one JSON object a
+ * line), decoded as UTF-8 across chunk boundaries. A line longer than MAX_LINE_CHARS is dropped
+ * rather than buffered. Returns `flush`, which hands over an unterminated last line.
+ */
+export function eachLine(stream: Readable, onLine: (line: string) => void): () => void {
+  let buf = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk: string) => {
+    buf += chunk;
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      onLine(buf.slice(0, nl));
+      buf = buf.slice(nl + 1);
+    }
+    if (buf.length > MAX_LINE_CHARS) buf = '';
+  });
+  return () => {
+    const rest = buf;
+    buf = '';
+    if (rest !== '') onLine(rest);
+  };
+}
+
 /** The engine's HTTP status in an error this client threw (undefined for anything else). */
 export function engineStatus(err: unknown): number | undefined {
   if (!(err instanceof OrchardError)) return undefined;
