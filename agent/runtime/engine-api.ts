@@ -149,6 +149,21 @@ export function eachLine(stream: Readable, onLine: (line: string) => void): () =
   };
 }
 
+/** Runs `read` of an answer's body; if `signal` fires first the answer is destroyed (with abortError), so the read ends. */
+async function withinSignal<T>(res: IncomingMessage, signal: AbortSignal | undefined, read: () => Promise<T>): Promise<T> {
+  if (signal === undefined) return read();
+  const onAbort = (): void => {
+    res.destroy(abortError(signal));
+  };
+  signal.addEventListener('abort', onAbort, { once: true });
+  if (signal.aborted) onAbort();
+  try {
+    return await read();
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+  }
+}
+
 /** The engine's HTTP status in an error this client threw (undefined for anything else). */
 export function engineStatus(err: unknown): number | undefined {
   if (!(err instanceof OrchardError)) return undefined;
@@ -166,18 +181,7 @@ export class EngineApi {
   /** A call whose answer is JSON (or empty: undefined). */
   async json<T>(method: string, path: string, opts: CallOptions = {}): Promise<T> {
     const res = await this.stream(method, path, opts);
-    const signal = opts.signal;
-    const onAbort = (): void => {
-      res.destroy(abortError(signal!));
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-    if (signal?.aborted === true) onAbort();
-    let body: Buffer;
-    try {
-      body = await readBody(res);
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-    }
+    const body = await withinSignal(res, opts.signal, () => readBody(res));
     if (body.length === 0) return undefined as T;
     try {
       return JSON.parse(body.toString('utf8')) as T;
@@ -224,21 +228,8 @@ export class EngineApi {
 
   /** The engine's error answer, read within the call's signal (a body that never ends must not hang the call). */
   private async failed(res: IncomingMessage, method: string, path: string, signal: AbortSignal | undefined): Promise<Error> {
-    if (signal === undefined) return engineError(res, method, path);
-    if (signal.aborted) {
-      res.destroy();
-      return abortError(signal);
-    }
-    const onAbort = (): void => {
-      res.destroy();
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-    try {
-      const err = await engineError(res, method, path);
-      return signal.aborted ? abortError(signal) : err;
-    } finally {
-      signal.removeEventListener('abort', onAbort);
-    }
+    const err = await withinSignal(res, signal, () => engineError(res, method, path));
+    return signal?.aborted === true ? abortError(signal) : err;
   }
 
   private open(method: string, path: string, opts: CallOptions, reject: (e: Error) => void): ClientRequest {
