@@ -6,7 +6,17 @@ import { mockNodeObject, mockPodObject } from '../scheduler/testing.js';
 import { MemoryStore } from '../store/memory-store.js';
 import type { NewObject } from '../store/store.js';
 import { readdirSync } from 'node:fs';
-import { CHUNK_CHARS, ChunkWriter, DROPPED_PROCESS_METRICS, HubMetrics, escapeLabel, instrumentStoreWrites, labelText, valueText } from './prometheus.js';
+import {
+  CHUNK_CHARS,
+  ChunkWriter,
+  DROPPED_PROCESS_METRICS,
+  HubMetrics,
+  USAGE_LINES_IDLE_MS,
+  escapeLabel,
+  instrumentStoreWrites,
+  labelText,
+  valueText,
+} from './prometheus.js';
 import { UsageStore } from './usage-store.js';
 
 function setup(chunkBytes?: number): { store: MemoryStore; usage: UsageStore; m: HubMetrics; t: { now: number }; fresh: () => HubMetrics } {
@@ -22,6 +32,7 @@ function setup(chunkBytes?: number): { store: MemoryStore; usage: UsageStore; m:
       intakeBacklog: () => 2,
       mqttConnections: () => 7,
       processMetrics: false,
+      now: () => t.now,
       ...(chunkBytes !== undefined ? { chunkBytes } : {}),
     });
   return { store, usage, m: fresh(), t, fresh };
@@ -217,6 +228,67 @@ describe('series text follows every change (no stale labels: guards any label ca
     const want = cases.map(reference);
     expect(got.filter((g, i) => g !== want[i])).toEqual([]);
     expect(got.filter((g, i) => g !== cases[i])).toHaveLength(want.filter((w, i) => w !== cases[i]).length);
+  });
+});
+
+describe('usage lines rendered at ingest (UsageLines)', () => {
+  const report = (usage: UsageStore, node: string, pods: Record<string, Record<string, [number, number]>>, full = true): void =>
+    usage.ingest({ node, usage: { cpuPercent: 40, memoryUsedBytes: 512, at: 'x' }, pods, full });
+
+  it('renders nothing before the first scrape, then one block per node with usage, re-rendered by each report', async () => {
+    const { usage, m, fresh } = setup();
+    report(usage, 'n1', { 'a-1': { app: [1.5, 100] } });
+    report(usage, 'n2', { 'b-1': { app: [2, 200] } });
+    expect(m.usageLines.size).toBe(0);
+    await m.text();
+    expect(m.usageLines.size).toBe(2);
+    // Values that gain digits (the block grows past its room), lose them, and a container added: the
+    // block is written over in place or replaced, and always reads as a cold writer's text.
+    for (const [cpu, mem, extra] of [
+      [1234567.125, 9_999_999_999, true],
+      [3, 1, false],
+      [4.5, 123_456_789_012_345, true],
+    ] as const) {
+      report(usage, 'n1', { 'a-1': { app: [cpu, mem], ...(extra ? { 'side-"car"': [0.001, 5] as [number, number] } : {}) } });
+      const text = await m.text();
+      expect(lines(text, 'container_memory_working_set_bytes')).toContain(`container_memory_working_set_bytes{node="n1",pod="a-1",container="app"} ${mem}`);
+      expect(text.includes('container="side-\\"car\\""')).toBe(extra);
+      expect(text).toBe(await fresh().text());
+    }
+  });
+
+  it('follows every change between scrapes without a scrape rendering it (the block is rendered by the ingest)', async () => {
+    const { usage, m } = setup();
+    report(usage, 'n1', { 'a-1': { app: [1, 10] } });
+    await m.text();
+    report(usage, 'n1', { 'a-1': { app: [2, 20] } }, false);
+    // The block changed at ingest: read it without a scrape.
+    const block = Buffer.concat([...m.usageLines.family(1)]).toString('utf8');
+    expect(block).toBe('container_memory_working_set_bytes{node="n1",pod="a-1",container="app"} 20\n');
+    usage.ingest({ node: 'n1', usage: { cpuPercent: 1, memoryUsedBytes: 1, at: 'x' }, gone: ['a-1'] });
+    expect([...m.usageLines.family(0)]).toEqual([]);
+    usage.forgetNode('n1');
+    expect(m.usageLines.size).toBe(0);
+    expect(lines(await m.text(), 'container_cpu_usage_seconds_total')).toEqual([]);
+  });
+
+  it('stops rendering and drops its blocks after a while without a scrape; the next scrape writes the same text', async () => {
+    const { usage, m, t, fresh } = setup();
+    for (let i = 0; i < 20; i++) report(usage, `n${i}`, { [`p-${i}`]: { app: [i, i * 10] } });
+    await m.text();
+    expect(m.usageLines.size).toBe(20);
+    t.now += USAGE_LINES_IDLE_MS - 1;
+    report(usage, 'n3', { 'p-3': { app: [30, 300] } });
+    expect(m.usageLines.size).toBe(20);
+    t.now += 2;
+    report(usage, 'n4', { 'p-4': { app: [40, 400] } });
+    expect(m.usageLines.size).toBe(0);
+    report(usage, 'n5', { 'p-5': { app: [50, 500] } });
+    expect(m.usageLines.size).toBe(0);
+    const text = await m.text();
+    expect(lines(text, 'container_cpu_usage_seconds_total')).toContain('container_cpu_usage_seconds_total{node="n5",pod="p-5",container="app"} 50');
+    expect(text).toBe(await fresh().text());
+    expect(m.usageLines.size).toBe(20);
   });
 });
 

@@ -2,7 +2,7 @@ import { readdir } from 'node:fs/promises';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { NodeObject, Pod } from '../../protocol/objects.js';
 import type { Store } from '../store/store.js';
-import type { ContainerUsageView, UsageStore } from './usage-store.js';
+import type { ContainerUsageView, PodUsage, UsageStore } from './usage-store.js';
 
 /**
  * The hub's Prometheus registry (`GET /metrics`, issue 16). Its own `Registry`, never prom-client's
@@ -39,7 +39,8 @@ export const BODY_CHUNK_BYTES = 1024 * 1024;
 /** What the scrape writes: one family's text, in chunks. */
 export interface Family {
   readonly name: string;
-  render(view: ScrapeView, chunk?: number): Generator<string>;
+  /** Text pieces, or bytes already rendered (UsageLines' blocks). */
+  render(view: ScrapeView, chunk?: number): Generator<string | Buffer>;
 }
 
 /** What the families of one scrape share: the node list, read once (six families walk it). */
@@ -55,7 +56,7 @@ export class ScrapeView {
  * A metric family computed at scrape time and written straight to Prometheus' text format
  * (0.0.4): its `# HELP`/`# TYPE` header, then the text of each item, in chunks of about `chunk`
  * characters. `text(item)` returns whole lines (`name{labels} value\n`, one or more per item, or
- * '' for none).
+ * '' for none), or whole lines already encoded (a Buffer, passed on as it is).
  *
  * Why not prom-client's own Gauge (or a custom metric in its Registry): at 10,000 nodes / 100,000
  * pods its per-sample label objects, spreads and joins took 1.6–2.1 s and a 760 MiB heap peak
@@ -69,13 +70,21 @@ export class MetricFamily<T> implements Family {
     readonly help: string,
     readonly type: 'gauge' | 'counter',
     private readonly items: (view: ScrapeView) => Iterable<T>,
-    private readonly text: (item: T) => string,
+    private readonly text: (item: T) => string | Buffer,
   ) {}
 
-  *render(view: ScrapeView, chunk = CHUNK_CHARS): Generator<string> {
+  *render(view: ScrapeView, chunk = CHUNK_CHARS): Generator<string | Buffer> {
     let buf = `# HELP ${this.name} ${escapeHelp(this.help)}\n# TYPE ${this.name} ${this.type}\n`;
     for (const item of this.items(view)) {
-      buf += this.text(item);
+      const t = this.text(item);
+      if (typeof t !== 'string') {
+        // Bytes rendered before the scrape (UsageLines): the text so far first, in order.
+        if (buf.length > 0) yield buf;
+        buf = '';
+        yield t;
+        continue;
+      }
+      buf += t;
       if (buf.length >= chunk) {
         yield buf;
         buf = '';
@@ -98,16 +107,15 @@ function sampleLine(name: string, s: Sample): string {
 }
 
 /**
- * A label value with `\\`, `"` and newline escaped (the text format's three). The scan is a loop,
- * not a RegExp test: a scrape of 100,000 pods escapes ≈ 900,000 values, nearly all plain names,
- * and the RegExp's call cost was ≈ 0.1 µs each (fleet profiles, docs/benchmarks.md 2026-12-05).
+ * A label value with `\\`, `"` and newline escaped (the text format's three). A scrape of 100,000
+ * pods escapes ≈ 900,000 values, nearly all plain names, so the check comes first: three
+ * `indexOf` (native searches) cost ≈ 57 ns for a 22-character name, a character loop in
+ * JavaScript ≈ 160 ns and a RegExp test ≈ 110 ns (node 20, 300,000 names; docs/benchmarks.md
+ * 2026-12-05 "Usage lines rendered at ingest").
  */
 export function escapeLabel(v: string): string {
-  for (let i = 0; i < v.length; i++) {
-    const c = v.charCodeAt(i);
-    if (c === 0x5c || c === 0x22 || c === 0x0a) return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
-  }
-  return v;
+  if (v.indexOf('"') === -1 && v.indexOf('\\') === -1 && v.indexOf('\n') === -1) return v;
+  return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
 }
 function escapeHelp(v: string): string {
   return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
@@ -142,7 +150,7 @@ export function valueText(v: number): string {
 }
 
 /**
- * UTF-8 text into chunks of at least `size` bytes, each its own buffer (the consumer keeps it:
+ * UTF-8 text (and bytes already encoded) into chunks of at least `size` bytes, each its own buffer (the consumer keeps it:
  * zlib or the socket may still hold a chunk after the next is written), encoded in place. A
  * chunk's buffer is `size` plus room for a full piece (CHUNK_CHARS characters, 3 bytes each at
  * most); a larger piece is measured first and the chunk grown to fit.
@@ -155,16 +163,24 @@ export class ChunkWriter {
     this.buf = this.alloc(0);
   }
 
-  write(text: string): void {
+  write(piece: string | Buffer): void {
+    if (typeof piece !== 'string') {
+      if (this.bytes + piece.length > this.buf.length) this.grow(this.bytes + piece.length);
+      this.bytes += piece.copy(this.buf, this.bytes);
+      return;
+    }
+    const text = piece;
     if (this.bytes + 3 * text.length > this.buf.length) {
       const need = this.bytes + Buffer.byteLength(text, 'utf8');
-      if (need > this.buf.length) {
-        const grown = this.alloc(need);
-        this.buf.copy(grown, 0, 0, this.bytes);
-        this.buf = grown;
-      }
+      if (need > this.buf.length) this.grow(need);
     }
     this.bytes += this.buf.write(text, this.bytes, 'utf8');
+  }
+
+  private grow(need: number): void {
+    const grown = this.alloc(need);
+    this.buf.copy(grown, 0, 0, this.bytes);
+    this.buf = grown;
   }
 
   /** The bytes written since the last take (a view of the chunk's own buffer), and a fresh buffer for the next. */
@@ -178,6 +194,108 @@ export class ChunkWriter {
   private alloc(atLeast: number): Buffer {
     // allocUnsafeSlow: its own memory, not a slice of node's shared pool (a chunk is ≈ 1 MiB anyway).
     return Buffer.allocUnsafeSlow(Math.max(atLeast, this.size + 3 * CHUNK_CHARS));
+  }
+}
+
+/** With no scrape for this long, UsageLines stops rendering at ingest and drops its blocks (the next scrape renders them again). */
+export const USAGE_LINES_IDLE_MS = 10 * 60_000;
+
+/**
+ * The per-container usage families' lines (`container_cpu_usage_seconds_total`, …), rendered when
+ * the usage changes rather than when it is scraped: one UTF-8 block per node holding that node's
+ * lines of every such family, re-rendered by the node's usage ingest. A scrape then copies ≈ 10,000
+ * blocks instead of writing ≈ 200,000 lines (at 10,000 nodes / 100,000 pods the two families were
+ * ≈ 60 % of a scrape's render and, with a fleet reporting meanwhile, the render set the scrape's time;
+ * docs/benchmarks.md 2026-12-05 "Usage lines rendered at ingest").
+ *
+ * Only while someone scrapes: rendering starts at the first scrape (blocks missing then are
+ * rendered by that scrape) and stops, blocks dropped, after USAGE_LINES_IDLE_MS without one, so a
+ * hub nobody scrapes pays nothing. Never stale: the UsageStore calls `changed` synchronously on
+ * every change to a node's pod entries, and a block is the same text the family would write from
+ * those entries (one function renders both). Bounded: one block per node with usage, ≈ 100 bytes
+ * per container and family.
+ */
+export class UsageLines {
+  private readonly blocks = new Map<string, { bytes: Buffer; ends: number[] }>();
+  private active = false;
+  private lastScrape = 0;
+  private readonly unsubscribe: () => void;
+
+  constructor(
+    private readonly usage: UsageStore,
+    /**
+     * One per family: a pod's lines, given the labels every line of the pod starts with
+     * (`node="…",pod="…",container="`, escaped once for all the families) and its containers.
+     */
+    private readonly families: ReadonlyArray<(labels: string, containers: PodUsage['containers']) => string>,
+    private readonly now: () => number,
+    private readonly idleMs = USAGE_LINES_IDLE_MS,
+  ) {
+    this.unsubscribe = usage.onPodsChanged((node) => this.changed(node));
+  }
+
+  /** A scrape starts: render at ingest from now on. */
+  scraping(): void {
+    this.active = true;
+    this.lastScrape = this.now();
+  }
+
+  /** Family `i`'s bytes, node by node in the UsageStore's order (empty blocks left out). */
+  *family(i: number): Generator<Buffer> {
+    for (const node of this.usage.nodeNames()) {
+      const b = this.blocks.get(node) ?? this.render(node);
+      if (b === undefined) continue;
+      const start = i === 0 ? 0 : (b.ends[i - 1] ?? 0);
+      const end = b.ends[i] ?? start;
+      if (end > start) yield b.bytes.subarray(start, end);
+    }
+  }
+
+  /** Blocks held (tests: bounded by the nodes with usage; 0 once idle). */
+  get size(): number {
+    return this.blocks.size;
+  }
+
+  close(): void {
+    this.unsubscribe();
+    this.blocks.clear();
+  }
+
+  private changed(node: string): void {
+    if (!this.active) return;
+    if (this.now() - this.lastScrape > this.idleMs) {
+      this.active = false;
+      this.blocks.clear();
+      return;
+    }
+    if (this.render(node) === undefined) this.blocks.delete(node);
+  }
+
+  private render(node: string): { bytes: Buffer; ends: number[] } | undefined {
+    const pods = this.usage.podsOf(node);
+    if (pods === undefined) return undefined;
+    const texts = this.families.map(() => '');
+    const nodeLabel = `node="${escapeLabel(node)}",pod="`;
+    for (const p of pods) {
+      const labels = `${nodeLabel}${escapeLabel(p.pod)}",container="`;
+      for (let i = 0; i < texts.length; i++) texts[i] += this.families[i]?.(labels, p.containers) ?? '';
+    }
+    const ends: number[] = [];
+    let total = 0;
+    for (const t of texts) ends.push((total += Buffer.byteLength(t, 'utf8')));
+    // The node's block is written over in place when it fits: the scrape copies a block into its
+    // chunk at once (no turn of the event loop between), so no reader still holds the old bytes,
+    // and an allocation per report cost ≈ 6 µs (a third of the render). Its own memory with some
+    // room to grow (values gain digits), not a slice of Node's shared 8 KiB pool, which any one
+    // live block would keep whole.
+    const old = this.blocks.get(node);
+    const bytes =
+      old !== undefined && old.bytes.buffer.byteLength >= total ? Buffer.from(old.bytes.buffer, 0, total) : Buffer.allocUnsafeSlow(total + (total >> 3));
+    let at = 0;
+    for (const t of texts) at += bytes.write(t, at, 'utf8');
+    const b = { bytes: bytes.subarray(0, total), ends };
+    if (this.active) this.blocks.set(node, b);
+    return b;
   }
 }
 
@@ -196,6 +314,8 @@ export interface HubMetricsDeps {
   processMetrics?: boolean;
   /** Bytes per chunk of the body (default BODY_CHUNK_BYTES; tests use small ones). */
   chunkBytes?: number;
+  /** Milliseconds, for UsageLines' idle time (default `performance.now`). */
+  now?: () => number;
 }
 
 export const POD_PHASES = ['Pending', 'Running', 'Succeeded', 'Failed', 'Unknown'] as const;
@@ -209,11 +329,18 @@ export class HubMetrics {
   readonly mqttReceived: Counter;
   readonly mqttSent: Counter;
   readonly storeWrite: Histogram;
+  /** The usage families' lines, rendered at ingest while someone scrapes. */
+  readonly usageLines: UsageLines;
 
   constructor(private readonly d: HubMetricsDeps) {
     const r = this.registry;
-    const add = <T>(name: string, help: string, type: 'gauge' | 'counter', items: (view: ScrapeView) => Iterable<T>, text: (item: T) => string): void =>
-      void this.families.push(new MetricFamily(name, help, type, items, text));
+    const add = <T>(
+      name: string,
+      help: string,
+      type: 'gauge' | 'counter',
+      items: (view: ScrapeView) => Iterable<T>,
+      text: (item: T) => string | Buffer,
+    ): void => void this.families.push(new MetricFamily(name, help, type, items, text));
     /** A small family: label objects escaped at each scrape. */
     const family = (name: string, help: string, type: 'gauge' | 'counter', samples: () => Iterable<Sample>): void =>
       add(name, help, type, samples, (s) => sampleLine(name, s));
@@ -264,19 +391,24 @@ export class HubMetrics {
     );
 
     // ---- usage (cAdvisor naming; node usage as the node reports it) ----
-    const containerFamily = (name: string, help: string, type: 'gauge' | 'counter', value: (u: ContainerUsageView) => number): void =>
+    // Rendered per node when usage changes (UsageLines), copied at the scrape.
+    const containerLines: Array<(labels: string, containers: PodUsage['containers']) => string> = [];
+    const containerFamily = (name: string, help: string, type: 'gauge' | 'counter', value: (u: ContainerUsageView) => number): void => {
+      const i = containerLines.length;
+      containerLines.push((labels, containers) => {
+        const head = `${name}{${labels}`;
+        let out = '';
+        for (const [c, u] of containers) out += `${head}${escapeLabel(c)}"} ${valueText(value(u))}\n`;
+        return out;
+      });
       add(
         name,
         help,
         type,
-        () => d.usage.podUsage(),
-        (p) => {
-          const head = `${name}{node="${escapeLabel(p.node)}",pod="${escapeLabel(p.pod)}",container="`;
-          let out = '';
-          for (const [c, u] of p.containers) out += `${head}${escapeLabel(c)}"} ${valueText(value(u))}\n`;
-          return out;
-        },
+        () => this.usageLines.family(i),
+        (b: Buffer) => b,
       );
+    };
     containerFamily('container_cpu_usage_seconds_total', 'Cumulative CPU time consumed by the container, in seconds.', 'counter', (u) => u.cpuSeconds);
     containerFamily(
       'container_memory_working_set_bytes',
@@ -284,6 +416,7 @@ export class HubMetrics {
       'gauge',
       (u) => u.memoryBytes,
     );
+    this.usageLines = new UsageLines(d.usage, containerLines, d.now ?? (() => performance.now()));
     const nodeUsageFamily = (name: string, help: string, value: (u: { cpuPercent: number; memoryUsedBytes: number }) => number): void =>
       nodeFamily(name, help, (n) => {
         const u = d.usage.node(n.metadata.name);
@@ -344,6 +477,7 @@ export class HubMetrics {
    */
   async *chunks(): AsyncGenerator<Buffer> {
     const size = this.d.chunkBytes ?? BODY_CHUNK_BYTES;
+    this.usageLines.scraping();
     // prom-client's registry alone first (benches hash the families' bytes without it).
     yield Buffer.from(await this.registry.metrics());
     const view = new ScrapeView(this.d.store);

@@ -76,6 +76,7 @@ interface NodeEntry {
 
 export class UsageStore {
   private readonly nodes = new Map<string, NodeEntry>();
+  private readonly podListeners = new Set<(node: string) => void>();
   private readonly size: number;
   private readonly stepMs: number;
   private readonly ringBytes: number;
@@ -138,10 +139,34 @@ export class UsageStore {
       }
       e.history.push(at, cpu, mem);
     }
+    if (m.full === true || (m.gone !== undefined && m.gone.length > 0) || (m.pods !== undefined && Object.keys(m.pods).length > 0)) this.podsChanged(m.node);
   }
 
   forgetNode(node: string): void {
-    this.nodes.delete(node);
+    if (this.nodes.delete(node)) this.podsChanged(node);
+  }
+
+  /**
+   * Calls `fn(node)` after every change to a node's pod entries (an ingest with pods, `gone` or a
+   * full refresh; `forgetNode`), synchronously. Returns the unsubscribe.
+   */
+  onPodsChanged(fn: (node: string) => void): () => void {
+    this.podListeners.add(fn);
+    return () => void this.podListeners.delete(fn);
+  }
+
+  /** Names of the nodes with usage, in the order `podUsage()` walks them. */
+  nodeNames(): IterableIterator<string> {
+    return this.nodes.keys();
+  }
+
+  /** One node's pod entries (the order `podUsage()` walks them), or undefined for a node without usage. */
+  podsOf(node: string): Iterable<PodUsage> | undefined {
+    return this.nodes.get(node)?.pods.values();
+  }
+
+  private podsChanged(node: string): void {
+    for (const fn of this.podListeners) fn(node);
   }
 
   node(name: string): { cpuPercent: number; memoryUsedBytes: number; at: number } | undefined {

@@ -33,7 +33,7 @@ import Fastify from 'fastify';
 import { registerMetricsRoutes } from '../../hub/api/routes-metrics.js';
 import { loadOrCreatePki } from '../../hub/security/pki.js';
 import { API_VERSION, PodSpecSchema } from '../../protocol/manifest.js';
-import type { PodUsageReport } from '../../protocol/messages.js';
+import type { NodeUsageReport, PodUsageReport } from '../../protocol/messages.js';
 import { HubMetrics } from '../../hub/metrics/prometheus.js';
 import { UsageStore } from '../../hub/metrics/usage-store.js';
 import { MemoryStore } from '../../hub/store/memory-store.js';
@@ -69,6 +69,7 @@ const h0 = heap();
 const store = new MemoryStore();
 const now = { t: 1_700_000_000_000 };
 const usage = new UsageStore({ now: () => now.t });
+const reports: NodeUsageReport[] = [];
 const spec = PodSpecSchema.parse({ containers: [{ name: 'app', image: 'bench.local/pause:1', resources: { requests: { cpu: '50m', memory: '32Mi' } } }] });
 const DEPLOYMENTS = 1000;
 for (let d = 0; d < DEPLOYMENTS; d++) {
@@ -120,8 +121,16 @@ for (let i = 0; i < N; i++) {
       ? { app: [1234.567 + j, 20_000_000 + j] }
       : { app: [((k * 7919) % 36_000_000) / 1000, 8_000_000 + ((k * 104_729) % 500_000_000)] };
   }
-  usage.ingest({ node, usage: { cpuPercent: 25, memoryUsedBytes: 2 ** 30, at: '' }, pods, full: true });
+  reports.push({ node, usage: { cpuPercent: 25, memoryUsedBytes: 2 ** 30, at: '' }, pods, full: true });
+  usage.ingest(reports[reports.length - 1] as NodeUsageReport);
 }
+/** One report per node ingested again (all entries exist), timed: what the fleet's usage costs the hub per round. */
+const ingestAll = (): number => {
+  const t0 = performance.now();
+  for (const r of reports) usage.ingest(r);
+  return performance.now() - t0;
+};
+const ingestBefore = [ingestAll(), ingestAll(), ingestAll()];
 const h1 = heap();
 const metrics = new HubMetrics({ store, usage, queueDepths: () => ({ scheduling: 0 }), intakeBacklog: () => 0, mqttConnections: () => N });
 const times: number[] = [];
@@ -259,7 +268,7 @@ if (values.families) {
         const view = new ScrapeView(store);
         const t0 = performance.now();
         let n = 0;
-        for (const c of f.render(view)) n += bytesToo ? Buffer.from(c, 'utf8').length : c.length;
+        for (const c of f.render(view)) n += typeof c !== 'string' ? c.length : bytesToo ? Buffer.from(c, 'utf8').length : c.length;
         into.push(performance.now() - t0);
         if (n < 0) throw new Error('unreachable');
       }
@@ -273,6 +282,12 @@ if (values.families) {
     `families alone (median of ${R}; view per render; families under 1 ms left out): all ${sumRender.toFixed(0)} ms, with UTF-8 copy ${sumEncode.toFixed(0)} ms`,
   );
 }
+// After the scrapes, the usage families' lines are rendered at ingest (UsageLines).
+const ingestAfter = [ingestAll(), ingestAll(), ingestAll()];
+familyRows.push(
+  `ingest of one full usage report per node (${N} reports, ${N * P} containers), 3 times: ${ingestBefore.map((x) => x.toFixed(0)).join(' / ')} ms before the first scrape, ` +
+    `${ingestAfter.map((x) => x.toFixed(0)).join(' / ')} ms after it (usage lines rendered at ingest)`,
+);
 if (prof !== undefined) {
   const { profile } = await prof.post('Profiler.stop');
   writeFileSync(values['cpu-prof'] ?? '', JSON.stringify(profile));
