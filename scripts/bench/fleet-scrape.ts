@@ -17,6 +17,10 @@
  *   [--rounds 5] [--usage-interval-ms 30000] [--max-minutes 25] [--no-scheduler] [--scheduler-pods 20000] [--register-s N] [--deploy-s N]
  *   [--identity]   (no Accept-Encoding: the uncompressed text, as before gzip)
  *   [--hub-cpu-prof FILE]   (a .cpuprofile of the hub process over the R scrapes)
+ *   [--settle-s N]   (wait N s after every container has its CPU rate before the first scrape, printing the
+ *                     hub's CPU per 10 s, so the scrapes meet the hub in its steady state and not the deploy's
+ *                     tail: 2026-12-05 the hub was busy for over a minute after the last pod Running)
+ *   [--gap-ms N]     (pause between scrapes, default 1000)
  *   [--workers-nice N]   (an A/B in one run: the scrapes alternate between the hollow agents' processes at
  *                         nice 0, as every run before 2026-12-04, and at nice N, set just before that scrape
  *                         and back to 0 after it: the hub then runs first when both want the CPU, as on a
@@ -45,6 +49,8 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '5' },
     'usage-interval-ms': { type: 'string', default: '30000' },
     'max-minutes': { type: 'string', default: '25' },
+    'settle-s': { type: 'string', default: '0' },
+    'gap-ms': { type: 'string', default: '1000' },
     'no-scheduler': { type: 'boolean', default: false },
     'scheduler-pods': { type: 'string', default: '20000' },
     /** Register deadline (default 60 s + 20 ms per node); a loaded machine needs more. */
@@ -163,12 +169,25 @@ try {
   const usage = use.last;
   log(`[${N}] usage ${use.ok ? 'complete' : 'INCOMPLETE'} after ${use.ms} ms`);
 
+  // The hub's CPU while the fleet settles (per 10 s): the steady state the scrapes should meet.
+  const settleS = wholeNumber('settle-s', values['settle-s']);
+  for (let waited = 0; waited < settleS; waited += 10) {
+    const c0 = h.procStats()?.cpuSeconds ?? 0;
+    const slice = Math.min(10, settleS - waited);
+    await new Promise((r) => setTimeout(r, slice * 1000));
+    const c1 = h.procStats()?.cpuSeconds ?? 0;
+    log(`[${N}] settling: hub CPU ${(((c1 - c0) / slice) * 100).toFixed(0)} % of a core over ${slice} s (${waited + slice}/${settleS} s)`);
+  }
   const memBefore = await h.rpc.call<NodeJS.MemoryUsage>('memory', {}, 60_000);
   const rssBefore = h.procStats()?.rssBytes ?? 0;
   const loadBefore = load();
   const scrapes: Array<ScrapeResult & { rssPeak: number; rssAfter: number; hubCpuMs: number; nice: number }> = [];
   const prof = values['hub-cpu-prof'];
-  if (prof !== undefined) await h.rpc.call('profileStart', {}, 60_000);
+  if (prof !== undefined) {
+    await h.rpc.call('profileStart', {}, 60_000);
+    // The inspector's start took ≈ 1.9 s of the hub's thread (2026-12-05): not inside the first scrape.
+    await new Promise((r) => setTimeout(r, 5000));
+  }
   const workerPids = fleet.pids;
   // With --workers-nice N, scrapes alternate: workers at 0, then at N (set just before, back after).
   const niceOf = (i: number): number => (NICE > 0 && i % 2 === 1 ? NICE : 0);
@@ -194,7 +213,7 @@ try {
       `[${N}] scrape ${i + 1}: ${s.status} ${s.encoding} ${s.ms.toFixed(0)} ms, ${mib(s.bytes)} MiB (wire ${(s.wireBytes / 2 ** 20).toFixed(1)} MiB), ` +
         `${s.series} series, workers at nice ${nice}, hub CPU ${hubCpuMs.toFixed(0)} ms, hub rss peak ${mib(peak)} after ${mib(after)} MiB`,
     );
-    await new Promise((r) => setTimeout(r, 1000));
+    await new Promise((r) => setTimeout(r, wholeNumber('gap-ms', values['gap-ms'])));
   }
   if (prof !== undefined) await h.rpc.call('profileStop', { file: resolvePath(prof) }, 120_000);
   const memAfter = await h.rpc.call<NodeJS.MemoryUsage>('memory', {}, 60_000);
