@@ -78,10 +78,14 @@ export class MetricFamily<T> implements Family {
     for (const item of this.items(view)) {
       const t = this.text(item);
       if (typeof t !== 'string') {
-        // Bytes rendered before the scrape (UsageLines): the text so far first, in order.
-        if (buf.length > 0) yield buf;
-        buf = '';
-        yield t;
+        // Bytes rendered before the scrape (UsageLines): the text so far first, in order. `t` is a
+        // view of a block that the next usage ingest may write over in place, so it is never held
+        // across a yield (the consumer may return to the event loop after any piece): the text so
+        // far and `t` go out as one copy.
+        if (buf.length > 0) {
+          yield Buffer.concat([Buffer.from(buf, 'utf8'), t]);
+          buf = '';
+        } else yield t;
         continue;
       }
       buf += t;
