@@ -540,6 +540,7 @@ export class Hub {
     c.endpoints.stop();
     c.autoscaler.stop();
     c.agentUpgrade.stop();
+    this.metrics.prometheus.close();
     for (const u of this.unsubscribe) await u().catch(() => undefined);
     await this.api.close();
     await this.broker.close();

@@ -8,10 +8,11 @@ import type { ContainerUsageView, PodUsage, UsageStore } from './usage-store.js'
  * The hub's Prometheus registry (`GET /metrics`, issue 16). Its own `Registry`, never prom-client's
  * global one: two hubs in one process (tests, the fleet harness) must not share counters.
  *
- * Object state (kube-state-metrics naming) and usage (cAdvisor naming) are computed at scrape time
- * from the store and the UsageStore by `MetricFamily` objects: nothing is kept per object between
- * scrapes, so a pod that goes away leaves no series behind. (Label text cached per object was
- * measured and dropped: docs/observability.md, "How the scrape is built".)
+ * Object state (kube-state-metrics naming) is computed at scrape time from the store by
+ * `MetricFamily` objects: nothing is kept per object between scrapes, so a pod that goes away leaves
+ * no series behind. (Label text cached per object was measured and dropped: docs/observability.md,
+ * "How the scrape is built".) The per-container usage families (cAdvisor naming) are rendered per
+ * node when the UsageStore changes, while someone scrapes (UsageLines), and copied at the scrape.
  * Container ids never appear: usage is labelled node/pod/container.
  */
 
@@ -39,7 +40,11 @@ export const BODY_CHUNK_BYTES = 1024 * 1024;
 /** What the scrape writes: one family's text, in chunks. */
 export interface Family {
   readonly name: string;
-  /** Text pieces, or bytes already rendered (UsageLines' blocks). */
+  /**
+   * Text pieces, or bytes already rendered (UsageLines' blocks). A yielded Buffer may be a view of a
+   * block the next usage ingest writes over in place: valid only until the consumer next yields or
+   * awaits, so consumers copy it at once (ChunkWriter.write).
+   */
   render(view: ScrapeView, chunk?: number): Generator<string | Buffer>;
 }
 
@@ -501,6 +506,11 @@ export class HubMetrics {
       }
     }
     if (out.bytes > 0) yield out.take();
+  }
+
+  /** Stops UsageLines' rendering at ingest and drops its blocks (the hub's stop). */
+  close(): void {
+    this.usageLines.close();
   }
 
   /** The whole body (tests). */

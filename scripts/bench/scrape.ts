@@ -15,7 +15,9 @@
  * Run: node --expose-gc --import tsx scripts/bench/scrape.ts [--nodes 10000] [--pods-per-node 10] [--rounds 5] [--http [--identity]]
  *   [--cpu-prof FILE]   (a .cpuprofile of this process over the scrapes only, not the fill)
  *   [--families]        (after the scrapes: each family rendered alone, R times, into a null sink and
- *                        again with each chunk copied to UTF-8 bytes as the socket or zlib does: render cost alone)
+ *                        again with each chunk copied to UTF-8 bytes as the socket or zlib does: render cost alone;
+ *                        since 2026-12-05 the two container families' lines are rendered at ingest (UsageLines),
+ *                        so their figures are the copy of those blocks, not comparable with earlier runs)
  *   [--repeated-values] (every container reports one of 10 CPU values and 10 working sets, as this bench did
  *                        before 2026-12-03 evening: V8's number-to-string cache then hides the formatting cost;
  *                        default: a distinct 3-decimal CPU time and a distinct working set per container, as

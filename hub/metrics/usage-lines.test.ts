@@ -9,13 +9,25 @@ function make(chunkBytes: number): { usage: UsageStore; m: HubMetrics; fresh: ()
   const store = new MemoryStore();
   const usage = new UsageStore({ now: () => 1_000_000 });
   const fresh = (): HubMetrics =>
-    new HubMetrics({ store, usage, queueDepths: () => ({}), intakeBacklog: () => 0, mqttConnections: () => 0, processMetrics: false, chunkBytes, now: () => 0 });
+    new HubMetrics({
+      store,
+      usage,
+      queueDepths: () => ({}),
+      intakeBacklog: () => 0,
+      mqttConnections: () => 0,
+      processMetrics: false,
+      chunkBytes,
+      now: () => 0,
+    });
   return { usage, m: fresh(), fresh };
 }
 const report = (usage: UsageStore, cpu: number, mem: number): void =>
   usage.ingest({ node: 'n1', usage: { cpuPercent: 1, memoryUsedBytes: 1, at: 'x' }, pods: { 'a-1': { app: [cpu, mem] } }, full: true });
 
-/** A scrape where the usage of n1 changes while the consumer holds the chunk that ends with the cpu family's header (as an MQTT batch can land in chunks()' yieldToLoop turn or while zlib/the socket applies backpressure). */
+/**
+ * A scrape where the usage of n1 changes while the consumer holds the chunk that ends with the cpu family's header
+ * (as an MQTT batch can land in chunks()' yieldToLoop turn or while zlib or the socket applies backpressure).
+ */
 async function scrapeWithIngestAfterHeader(m: HubMetrics, usage: UsageStore): Promise<{ text: string; hit: boolean }> {
   let text = '';
   let hit = false;

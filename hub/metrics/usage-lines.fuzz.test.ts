@@ -6,7 +6,7 @@ import { UsageStore } from './usage-store.js';
 /** Deterministic PRNG. */
 function rng(seed: number): () => number {
   let s = seed >>> 0;
-  return () => ((s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32);
+  return () => (s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32;
 }
 
 describe('review fuzz: usage changes between every chunk of a scrape', () => {
@@ -15,7 +15,16 @@ describe('review fuzz: usage changes between every chunk of a scrape', () => {
       const store = new MemoryStore();
       const usage = new UsageStore({ now: () => 1_000_000 });
       const mk = (): HubMetrics =>
-        new HubMetrics({ store, usage, queueDepths: () => ({}), intakeBacklog: () => 0, mqttConnections: () => 0, processMetrics: false, chunkBytes, now: () => 0 });
+        new HubMetrics({
+          store,
+          usage,
+          queueDepths: () => ({}),
+          intakeBacklog: () => 0,
+          mqttConnections: () => 0,
+          processMetrics: false,
+          chunkBytes,
+          now: () => 0,
+        });
       const m = mk();
       const r = rng(chunkBytes);
       const names = ['n0', 'nœud-é', 'n"2', 'n3'];
@@ -26,7 +35,8 @@ describe('review fuzz: usage changes between every chunk of a scrape', () => {
         const np = Math.floor(r() * 4);
         for (let p = 0; p < np; p++) {
           const c: Record<string, [number, number]> = {};
-          for (let k = 0; k <= Math.floor(r() * 3); k++) c[`c${k}-ü`] = [Math.round(r() * 10 ** Math.floor(r() * 9)) / 1000, Math.floor(r() * 10 ** Math.floor(r() * 12))];
+          for (let k = 0; k <= Math.floor(r() * 3); k++)
+            c[`c${k}-ü`] = [Math.round(r() * 10 ** Math.floor(r() * 9)) / 1000, Math.floor(r() * 10 ** Math.floor(r() * 12))];
           pods[`p${p}-${node}`] = c;
         }
         usage.ingest({ node, usage: { cpuPercent: 1, memoryUsedBytes: 1, at: 'x' }, pods, full: r() < 0.7 });
@@ -61,7 +71,11 @@ describe('review fuzz: usage changes between every chunk of a scrape', () => {
             const head = `${name}{node="${escapeLabel(p.node)}",pod="${escapeLabel(p.pod)}",container="`;
             for (const [c, u] of p.containers) old += `${head}${escapeLabel(c)}"} ${valueText(value(u as never))}\n`;
           }
-          const got = quiet.split('\n').filter((l) => l.startsWith(`${name}{`)).map((l) => `${l}\n`).join('');
+          const got = quiet
+            .split('\n')
+            .filter((l) => l.startsWith(`${name}{`))
+            .map((l) => `${l}\n`)
+            .join('');
           expect(got).toBe(old);
         }
       }
