@@ -134,6 +134,7 @@ const ingestAll = (): number => {
 };
 const ingestBefore = [ingestAll(), ingestAll(), ingestAll()];
 const h1 = heap();
+const ab1 = process.memoryUsage().arrayBuffers;
 const metrics = new HubMetrics({ store, usage, queueDepths: () => ({ scheduling: 0 }), intakeBacklog: () => 0, mqttConnections: () => N });
 const times: number[] = [];
 let bytes = 0;
@@ -311,6 +312,8 @@ process.stdout.write(
       .join(' / ')}`,
     `longest event-loop stall during the scrapes: ${lag.max.toFixed(0)} ms`,
     ...familyRows,
+    `array buffers (outside the heap; usage history rings, and the usage families' blocks once scraped): ` +
+      `before the first scrape ${mib(ab1)} MiB, after scrapes + GC ${mib(process.memoryUsage().arrayBuffers)} MiB`,
     `heap: empty ${mib(h0)} MiB, filled ${mib(h1)} MiB (usage store history ${mib(st.historyBytes)} MiB), peak during scrapes ${mib(peak)} MiB (${values.http ? 'sampled every 10 ms' : 'sampled per chunk'}), after scrapes + GC ${mib(h2)} MiB`,
     '',
   ].join('\n'),
