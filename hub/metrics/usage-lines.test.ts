@@ -4,6 +4,7 @@ import { HubMetrics, escapeLabel, valueText } from './prometheus.js';
 import { UsageStore } from './usage-store.js';
 
 const CPU = 'container_cpu_usage_seconds_total';
+const lines = (text: string, name: string): string[] => text.split('\n').filter((l) => l.startsWith(`${name}{`));
 
 function make(chunkBytes: number): { usage: UsageStore; m: HubMetrics; fresh: () => HubMetrics } {
   const store = new MemoryStore();
@@ -121,13 +122,13 @@ describe('fuzz: usage changes between every chunk of a scrape', () => {
         expect(text.endsWith('\n')).toBe(true);
         const quiet = await m.text();
         expect(quiet).toBe(await mk().text());
-        // Against the code before the change (lines from usage.podUsage(), as the old containerFamily wrote them).
+        // Against the code before the change (lines from every pod entry, node by node, as the old containerFamily wrote them).
         for (const [name, value] of [
           ['container_cpu_usage_seconds_total', (u: { cpuSeconds: number }) => u.cpuSeconds],
           ['container_memory_working_set_bytes', (u: { memoryBytes: number }) => u.memoryBytes],
         ] as const) {
           let old = '';
-          for (const p of usage.podUsage()) {
+          for (const p of [...usage.nodeNames()].flatMap((n) => [...(usage.podsOf(n) ?? [])])) {
             const head = `${name}{node="${escapeLabel(p.node)}",pod="${escapeLabel(p.pod)}",container="`;
             for (const [c, u] of p.containers) old += `${head}${escapeLabel(c)}"} ${valueText(value(u as never))}\n`;
           }
@@ -141,4 +142,32 @@ describe('fuzz: usage changes between every chunk of a scrape', () => {
       }
     });
   }
+});
+
+describe('a hostile node and the usage lines', () => {
+  it('re-renders only its own block, bounded by the pods the store bound to it, however many it claims and however often it reports', async () => {
+    const store = new MemoryStore();
+    const bound = new Set(['good-1', 'bad-1']);
+    const usage = new UsageStore({ now: () => 1_000_000, podOnNode: (node, pod) => bound.has(pod) && pod.startsWith(node) });
+    const m = new HubMetrics({ store, usage, queueDepths: () => ({}), intakeBacklog: () => 0, mqttConnections: () => 0, processMetrics: false, now: () => 0 });
+    usage.ingest({ node: 'good', usage: { cpuPercent: 1, memoryUsedBytes: 1, at: 'x' }, pods: { 'good-1': { app: [1, 10] } }, full: true });
+    usage.ingest({ node: 'bad', usage: { cpuPercent: 1, memoryUsedBytes: 1, at: 'x' }, pods: { 'bad-1': { app: [1, 10] } }, full: true });
+    await m.text();
+    const goodBlock = [...m.usageLines.family(0)][0];
+    const goodBytes = Buffer.from(goodBlock ?? []);
+    // 1,000 reports of 1,000 made-up pods each, plus the good node's pod under the bad node's name.
+    for (let r = 0; r < 1000; r++) {
+      const pods: Record<string, Record<string, [number, number]>> = { 'good-1': { app: [999, 999] }, 'bad-1': { app: [r, r] } };
+      for (let i = 0; i < 1000; i++) pods[`fake-${i}`] = { app: [1, 1] };
+      usage.ingest({ node: 'bad', usage: { cpuPercent: 1, memoryUsedBytes: 1, at: 'x' }, pods });
+    }
+    // The good node's block was never touched; the bad node's holds its one bound pod.
+    expect([...m.usageLines.family(0)][0]?.equals(goodBytes)).toBe(true);
+    expect(m.usageLines.size).toBe(2);
+    const text = await m.text();
+    expect(lines(text, 'container_cpu_usage_seconds_total')).toEqual([
+      'container_cpu_usage_seconds_total{node="good",pod="good-1",container="app"} 1',
+      'container_cpu_usage_seconds_total{node="bad",pod="bad-1",container="app"} 999',
+    ]);
+  });
 });

@@ -155,12 +155,12 @@ export class UsageStore {
     return () => void this.podListeners.delete(fn);
   }
 
-  /** Names of the nodes with usage, in the order `podUsage()` walks them. */
+  /** Names of the nodes with usage, in the order they first reported (the scrape's order). */
   nodeNames(): IterableIterator<string> {
     return this.nodes.keys();
   }
 
-  /** One node's pod entries (the order `podUsage()` walks them), or undefined for a node without usage. */
+  /** One node's pod entries (in the order they first reported), or undefined for a node without usage. */
   podsOf(node: string): Iterable<PodUsage> | undefined {
     return this.nodes.get(node)?.pods.values();
   }
@@ -177,11 +177,6 @@ export class UsageStore {
   /** Containers of `pod` on `node` as last reported, or undefined. */
   pod(node: string, pod: string): ReadonlyMap<string, ContainerUsageView> | undefined {
     return this.nodes.get(node)?.pods.get(pod)?.containers;
-  }
-
-  /** Every pod's entry, node by node: the scrape walks this (one object per pod, allocated at ingest, not per scrape). */
-  *podUsage(): Generator<PodUsage> {
-    for (const n of this.nodes.values()) yield* n.pods.values();
   }
 
   /**
