@@ -191,7 +191,8 @@ describe('series text follows every change (no stale labels: guards any label ca
   it('chunks a large family and every line stays whole text format (HELP and TYPE once per family)', async () => {
     const size = 16 * 1024;
     const { store, m } = setup(size);
-    for (let i = 0; i < 3000; i++) store.create(mockPodObject(`pod-${i}`, { nodeName: 'n1' }) as unknown as NewObject<'Pod'>);
+    // 30 nodes' pods (a node's lines are one block, copied whole: a chunk holds whole blocks).
+    for (let i = 0; i < 3000; i++) store.create(mockPodObject(`pod-${i}`, { nodeName: `n${i % 30}` }) as unknown as NewObject<'Pod'>);
     const chunks: Buffer[] = [];
     for await (const c of m.chunks()) chunks.push(c);
     expect(chunks.length).toBeGreaterThan(3);

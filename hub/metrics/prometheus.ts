@@ -2,18 +2,21 @@ import { readdir } from 'node:fs/promises';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { NodeObject, Pod } from '../../protocol/objects.js';
 import type { Store } from '../store/store.js';
+import { StateLines } from './state-lines.js';
 import type { ContainerUsageView, PodUsage, UsageStore } from './usage-store.js';
 
 /**
  * The hub's Prometheus registry (`GET /metrics`, issue 16). Its own `Registry`, never prom-client's
  * global one: two hubs in one process (tests, the fleet harness) must not share counters.
  *
- * Object state (kube-state-metrics naming) is computed at scrape time from the store by
- * `MetricFamily` objects: nothing is kept per object between scrapes, so a pod that goes away leaves
- * no series behind. (Label text cached per object was measured and dropped: docs/observability.md,
- * "How the scrape is built".) The per-container usage families (cAdvisor naming) are rendered per
- * node when the UsageStore changes, while someone scrapes (UsageLines), and copied at the scrape.
- * Container ids never appear: usage is labelled node/pod/container.
+ * Object state (kube-state-metrics naming) is written by `MetricFamily` objects. The small families
+ * (deployments, hub health) are computed at scrape time from the store; the per-node and per-pod
+ * families are kept as one encoded block per node between scrapes and rendered again where the
+ * store's watch events changed a line (StateLines), so a pod that goes away leaves no series behind
+ * and an unchanged one costs a scrape nothing but a copy. The per-container usage families (cAdvisor
+ * naming) are rendered per node when the UsageStore changes (UsageLines). Both only while someone
+ * scrapes (docs/observability.md, "How the scrape is built"). Container ids never appear: usage is
+ * labelled node/pod/container.
  */
 
 type Labels = Record<string, string>;
@@ -48,7 +51,7 @@ export interface Family {
   render(view: ScrapeView, chunk?: number): Generator<string | Buffer>;
 }
 
-/** What the families of one scrape share: the node list, read once (six families walk it). */
+/** What the families of one scrape share: the node list, read once (the node usage families walk it). */
 export class ScrapeView {
   private nodeList: NodeObject[] | undefined;
   constructor(private readonly store: Store) {}
@@ -340,9 +343,12 @@ export class HubMetrics {
   readonly storeWrite: Histogram;
   /** The usage families' lines, rendered at ingest while someone scrapes. */
   readonly usageLines: UsageLines;
+  /** The node and pod state families' lines, kept per node between scrapes. */
+  readonly stateLines: StateLines;
 
   constructor(private readonly d: HubMetricsDeps) {
     const r = this.registry;
+    const now = d.now ?? ((): number => performance.now());
     const add = <T>(
       name: string,
       help: string,
@@ -353,8 +359,6 @@ export class HubMetrics {
     /** A small family: label objects escaped at each scrape. */
     const family = (name: string, help: string, type: 'gauge' | 'counter', samples: () => Iterable<Sample>): void =>
       add(name, help, type, samples, (s) => sampleLine(name, s));
-    /** A per-node family: `text` gives the node's lines. */
-    const nodeFamily = (name: string, help: string, text: (n: NodeObject) => string): void => add(name, help, 'gauge', (v) => v.nodes(), text);
 
     // ---- object state (kube-state-metrics naming) ----
     family('orchard_deployment_spec_replicas', 'Number of desired pods for a deployment (global: the pods it has).', 'gauge', () =>
@@ -365,15 +369,20 @@ export class HubMetrics {
     family('orchard_deployment_status_replicas_ready', 'The number of ready replicas per deployment.', 'gauge', () =>
       d.store.list('Deployment').map((x) => ({ labels: { deployment: x.metadata.name }, value: x.status.readyReplicas })),
     );
-    const phase = 'orchard_pod_status_phase';
-    add(
-      phase,
-      'The pods current phase: 1 for the phase the pod is in (other phases are left out; absent = 0).',
-      'gauge',
-      // Name order buys nothing here (Prometheus reads a family in any order) and cost a lookup per pod.
-      () => d.store.list('Pod', { unordered: true }),
-      (p: Pod) => `${phase}{pod="${escapeLabel(p.metadata.name)}",node="${escapeLabel(p.spec.nodeName ?? '')}",phase="${escapeLabel(p.status.phase)}"} 1\n`,
-    );
+    // Per node and per pod (≈ 210,000 lines at 10,000 nodes / 100,000 pods): kept as blocks per node
+    // between scrapes and rendered again only where a watch event changed a line (StateLines).
+    const nodeLines: Array<(n: NodeObject) => string> = [];
+    const nodeFamily = (name: string, help: string, text: (n: NodeObject) => string): void => {
+      const i = nodeLines.length;
+      nodeLines.push(text);
+      add(
+        name,
+        help,
+        'gauge',
+        () => this.stateLines.family(i),
+        (b: Buffer) => b,
+      );
+    };
     const condition = 'orchard_node_status_condition';
     nodeFamily(condition, 'The condition of a node: 1 for its status, 0 for the other two (kube-state-metrics).', (n) => {
       const node = escapeLabel(n.metadata.name);
@@ -397,6 +406,34 @@ export class HubMetrics {
       cordoned,
       'Whether a node is cordoned (1) or not (0).',
       (n) => `${cordoned}{node="${escapeLabel(n.metadata.name)}"} ${n.spec.unschedulable ? 1 : 0}\n`,
+    );
+    const phase = 'orchard_pod_status_phase';
+    const podLine = (p: Pod): string =>
+      `${phase}{pod="${escapeLabel(p.metadata.name)}",node="${escapeLabel(p.spec.nodeName ?? '')}",phase="${escapeLabel(p.status.phase)}"} 1\n`;
+    const podFamily = nodeLines.length;
+    add(
+      phase,
+      'The pods current phase: 1 for the phase the pod is in (other phases are left out; absent = 0).',
+      'gauge',
+      () => this.stateLines.family(podFamily),
+      (b: Buffer) => b,
+    );
+    this.stateLines = new StateLines(
+      d.store,
+      {
+        node: nodeLines,
+        pod: podLine,
+        // What the lines above read. The store shares unchanged subtrees between an object and its
+        // next version, so a heartbeat's write (usage, lastHeartbeatTime) keeps these references.
+        nodeChanged: (a, b) =>
+          a.metadata.name !== b.metadata.name ||
+          a.status.conditions !== b.status.conditions ||
+          a.status.info !== b.status.info ||
+          a.spec.unschedulable !== b.spec.unschedulable,
+        podChanged: (a, b) => a.metadata.name !== b.metadata.name || a.status.phase !== b.status.phase,
+      },
+      now,
+      USAGE_LINES_IDLE_MS,
     );
 
     // ---- usage (cAdvisor naming; node usage as the node reports it) ----
@@ -425,12 +462,18 @@ export class HubMetrics {
       'gauge',
       (u) => u.memoryBytes,
     );
-    this.usageLines = new UsageLines(d.usage, containerLines, d.now ?? (() => performance.now()));
+    this.usageLines = new UsageLines(d.usage, containerLines, now);
     const nodeUsageFamily = (name: string, help: string, value: (u: { cpuPercent: number; memoryUsedBytes: number }) => number): void =>
-      nodeFamily(name, help, (n) => {
-        const u = d.usage.node(n.metadata.name);
-        return u === undefined ? '' : `${name}{node="${escapeLabel(n.metadata.name)}"} ${valueText(value(u))}\n`;
-      });
+      add(
+        name,
+        help,
+        'gauge',
+        (v) => v.nodes(),
+        (n: NodeObject) => {
+          const u = d.usage.node(n.metadata.name);
+          return u === undefined ? '' : `${name}{node="${escapeLabel(n.metadata.name)}"} ${valueText(value(u))}\n`;
+        },
+      );
     nodeUsageFamily('orchard_node_cpu_usage_cores', 'CPU in use on the node as it last reported (1 = one core busy).', (u) => u.cpuPercent / 100);
     nodeUsageFamily('orchard_node_memory_used_bytes', 'Memory in use on the node as it last reported.', (u) => u.memoryUsedBytes);
 
@@ -487,6 +530,7 @@ export class HubMetrics {
   async *chunks(): AsyncGenerator<Buffer> {
     const size = this.d.chunkBytes ?? BODY_CHUNK_BYTES;
     this.usageLines.scraping();
+    this.stateLines.scraping();
     // prom-client's registry alone first (benches hash the families' bytes without it).
     yield Buffer.from(await this.registry.metrics());
     const view = new ScrapeView(this.d.store);
@@ -511,6 +555,7 @@ export class HubMetrics {
   /** Stops UsageLines' rendering at ingest and drops its blocks (the hub's stop). */
   close(): void {
     this.usageLines.close();
+    this.stateLines.close();
   }
 
   /** The whole body (tests). */

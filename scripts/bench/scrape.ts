@@ -244,14 +244,21 @@ if (values.http) {
  * which differ run to run): old and new code must write the same bytes.
  */
 let digest = '';
+/** The same over the families' lines sorted: equal when only the order of lines within a family changed (2026-12-05: StateLines writes them node by node). */
+let linesDigest = '';
 if (!values.http) {
   const h = createHash('sha256');
+  const parts: Buffer[] = [];
   let registry = true;
   for await (const chunk of metrics.chunks()) {
-    if (!registry) h.update(chunk);
+    if (!registry) {
+      h.update(chunk);
+      parts.push(Buffer.from(chunk));
+    }
     registry = false;
   }
   digest = h.digest('hex');
+  linesDigest = createHash('sha256').update(Buffer.concat(parts).toString('utf8').split('\n').sort().join('\n')).digest('hex');
 }
 /** Each family alone, R times (median ms): into a null sink, then with each chunk copied to UTF-8 as the socket or zlib would. */
 const familyRows: string[] = [];
@@ -306,7 +313,7 @@ process.stdout.write(
     `scrape ms: min ${times[0]?.toFixed(0)}, median ${times[Math.floor(R / 2)]?.toFixed(0)}, max ${times.at(-1)?.toFixed(0)} (${R} rounds; the first ${first.toFixed(0)})`,
     values.http
       ? `body ${mib(bytes)} MiB (${bytes} bytes, ${series} series, parse-checked), on the wire ${mib(wire)} MiB (${wire} bytes${values.identity ? '' : `, gzip ${(bytes / wire).toFixed(1)}×`})`
-      : `body ${mib(bytes)} MiB, ${bytes} chars, families' sha256 ${digest.slice(0, 16)}`,
+      : `body ${mib(bytes)} MiB, ${bytes} chars, families' sha256 ${digest.slice(0, 16)}, sorted lines ${linesDigest.slice(0, 16)}`,
     `load average (1/5/15 min) at the end: ${loadavg()
       .map((l) => l.toFixed(2))
       .join(' / ')}`,

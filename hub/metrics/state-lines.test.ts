@@ -1,0 +1,214 @@
+import { describe, expect, it } from 'vitest';
+import type { NodeObject, Pod } from '../../protocol/objects.js';
+import { mockNodeObject, mockPodObject } from '../scheduler/testing.js';
+import { MemoryStore } from '../store/memory-store.js';
+import type { NewObject } from '../store/store.js';
+import { HubMetrics, USAGE_LINES_IDLE_MS } from './prometheus.js';
+import { UsageStore } from './usage-store.js';
+
+/** The families StateLines writes (node families, then the pod phase). */
+const STATE = ['orchard_node_status_condition', 'orchard_node_info', 'orchard_node_spec_unschedulable', 'orchard_pod_status_phase'];
+
+function setup(chunkBytes?: number): { store: MemoryStore; m: HubMetrics; t: { now: number }; cold: () => Promise<string> } {
+  const store = new MemoryStore();
+  const t = { now: 1_000_000 };
+  const usage = new UsageStore({ now: () => t.now });
+  const make = (): HubMetrics =>
+    new HubMetrics({
+      store,
+      usage,
+      queueDepths: () => ({}),
+      intakeBacklog: () => 0,
+      mqttConnections: () => 0,
+      processMetrics: false,
+      now: () => t.now,
+      ...(chunkBytes !== undefined ? { chunkBytes } : {}),
+    });
+  /** What a writer with nothing kept renders now (then forgotten). */
+  const cold = async (): Promise<string> => {
+    const c = make();
+    try {
+      return await c.text();
+    } finally {
+      c.close();
+    }
+  };
+  return { store, m: make(), t, cold };
+}
+
+/** A family's sample lines, sorted (blocks keep their own order; Prometheus reads a family in any order). */
+function family(text: string, name: string): string[] {
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith(`${name}{`))
+    .sort();
+}
+const sameState = (warm: string, cold: string): void => {
+  for (const f of STATE) expect(family(warm, f), f).toEqual(family(cold, f));
+};
+
+const node = (name: string, o: Parameters<typeof mockNodeObject>[1] = {}): NewObject<'Node'> => mockNodeObject(name, o) as unknown as NewObject<'Node'>;
+const pod = (name: string, o: Parameters<typeof mockPodObject>[1] = {}): NewObject<'Pod'> => {
+  const p = mockPodObject(name, o);
+  if (o.nodeName === undefined) delete (p.spec as { nodeName?: string }).nodeName;
+  return p as unknown as NewObject<'Pod'>;
+};
+function mustGet<K extends 'Node' | 'Pod'>(store: MemoryStore, kind: K, name: string): K extends 'Node' ? NodeObject : Pod {
+  const o = store.get(kind, name);
+  if (o === undefined) throw new Error(`no ${kind} ${name}`);
+  return o as K extends 'Node' ? NodeObject : Pod;
+}
+
+/** Deterministic PRNG. */
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+
+describe('StateLines: node and pod state kept per node between scrapes', () => {
+  it('renders each block once, then only where a line changed; heartbeats and status-only pod writes render nothing', async () => {
+    const { store, m, cold } = setup();
+    for (let i = 0; i < 5; i++) store.create(node(`n${i}`));
+    for (let i = 0; i < 20; i++) store.create(pod(`p${i}`, { nodeName: `n${i % 5}`, phase: 'Pending' }));
+    store.create(pod('waiting'));
+    expect(m.stateLines.renders).toBe(0); // nobody scraped yet: nothing kept, nothing rendered
+    sameState(await m.text(), await cold());
+    expect(m.stateLines.renders).toBe(6); // 5 nodes and the unbound pods
+    expect(m.stateLines.size).toBe(6);
+    await m.text();
+    expect(m.stateLines.renders).toBe(6); // nothing changed: copied, not rendered
+
+    // A heartbeat's write (usage and lastHeartbeatTime) and a status-only pod write (conditions).
+    const n1 = mustGet(store, 'Node', 'n1');
+    store.update({
+      ...structuredClone(n1),
+      status: { ...structuredClone(n1.status), lastHeartbeatTime: 'later', usage: { cpuPercent: 3, memoryUsedBytes: 9, at: 'x' } },
+    });
+    const p1 = structuredClone(mustGet(store, 'Pod', 'p1'));
+    p1.status.conditions = [{ type: 'Ready', status: 'True' }];
+    store.update(p1);
+    sameState(await m.text(), await cold());
+    expect(m.stateLines.renders).toBe(6);
+
+    // A phase change renders its node only; a binding renders the old (unbound) block and the new.
+    const p2 = structuredClone(mustGet(store, 'Pod', 'p2'));
+    p2.status.phase = 'Running';
+    store.update(p2);
+    sameState(await m.text(), await cold());
+    expect(m.stateLines.renders).toBe(7);
+    const w = structuredClone(mustGet(store, 'Pod', 'waiting'));
+    w.spec.nodeName = 'n3';
+    store.update(w);
+    const text = await m.text();
+    sameState(text, await cold());
+    expect(m.stateLines.renders).toBe(8); // n3 again; the unbound block, now empty, is dropped unrendered
+    expect(m.stateLines.size).toBe(5);
+    expect(family(text, 'orchard_pod_status_phase')).toContain('orchard_pod_status_phase{pod="waiting",node="n3",phase="Running"} 1');
+  });
+
+  it('follows every kind of change, in random order, with writes landing between the chunks of a scrape', async () => {
+    for (const seed of [1, 2, 3]) {
+      const { store, m, cold } = setup(200); // tiny chunks: a turn of the event loop every few lines
+      const r = rng(seed);
+      const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)] as T;
+      const nodes = ['a', 'b', 'c', 'd"q', 'e\\x', 'ü'];
+      const phases: Pod['status']['phase'][] = ['Pending', 'Running', 'Succeeded', 'Failed', 'Unknown'];
+      let podSeq = 0;
+      const step = (): void => {
+        const pods = store.list('Pod');
+        const op = r();
+        if (op < 0.2) {
+          const name = pick(nodes);
+          if (store.get('Node', name) === undefined) store.create(node(name, { arch: pick(['arm64', 'arm', 'amd64'] as const) }));
+          else store.delete('Node', name);
+        } else if (op < 0.3) {
+          const n = store.get('Node', pick(nodes));
+          if (n === undefined) return;
+          const next = structuredClone(n);
+          if (r() < 0.5) next.spec.unschedulable = !next.spec.unschedulable;
+          else
+            next.status.conditions = [
+              { type: 'Ready', status: pick(['True', 'False', 'Unknown'] as const) },
+              ...(r() < 0.5 ? [{ type: 'DiskPressure' as const, status: 'True' as const }] : []),
+            ];
+          store.update(next);
+        } else if (op < 0.55) {
+          const bound = r() < 0.6;
+          store.create(pod(`p${podSeq++}`, { ...(bound ? { nodeName: r() < 0.1 ? '' : pick(nodes) } : {}), phase: pick(phases) }));
+        } else if (op < 0.85 && pods.length > 0) {
+          const p = structuredClone(pick(pods));
+          if (p.spec.nodeName === undefined && r() < 0.5) p.spec.nodeName = pick(nodes);
+          else if (r() < 0.7) p.status.phase = pick(phases);
+          else p.status.conditions = [{ type: 'Ready', status: r() < 0.5 ? 'True' : 'False' }];
+          store.update(p);
+        } else if (pods.length > 0) store.delete('Pod', pick(pods).metadata.name);
+      };
+      for (let round = 0; round < 30; round++) {
+        for (let i = 0; i < 1 + Math.floor(r() * 8); i++) step();
+        // A scrape with writes between its chunks: each family is one moment's picture (no series twice).
+        let text = '';
+        for await (const c of m.chunks()) {
+          text += c.toString('utf8');
+          if (r() < 0.3) step();
+        }
+        for (const f of STATE) {
+          const ls = family(text, f);
+          // A pod has one phase line; a node one line per condition and status, or one.
+          const series = (l: string): string => (f === 'orchard_pod_status_phase' ? l.slice(0, l.indexOf('",node=')) : l.slice(0, l.lastIndexOf('}')));
+          expect(new Set(ls.map(series)).size, `${f} seed ${seed} round ${round}`).toBe(ls.length);
+        }
+        // Once the writes stop, the next scrape writes what a cold writer does.
+        sameState(await m.text(), await cold());
+      }
+      m.close();
+    }
+  });
+
+  it('a pod that moves to a later block while the scrape is between chunks is written once, as it was when its family started', async () => {
+    const { store, m, cold } = setup(1); // a chunk per block
+    for (const n of ['y', 'z']) {
+      store.create(node(n));
+      store.create(pod(`${n}-1`, { nodeName: n }));
+    }
+    store.create(pod('w', { nodeName: 'y', phase: 'Pending' }));
+    await m.text(); // blocks kept: y's before z's
+    let text = '';
+    let moved = false;
+    for await (const c of m.chunks()) {
+      const s = c.toString('utf8');
+      text += s;
+      if (!moved && s.includes('pod="w",node="y"')) {
+        moved = true;
+        const w = structuredClone(mustGet(store, 'Pod', 'w'));
+        w.spec.nodeName = 'z';
+        w.status.phase = 'Running';
+        store.update(w);
+      }
+    }
+    expect(moved).toBe(true);
+    expect(family(text, 'orchard_pod_status_phase').filter((l) => l.includes('pod="w"'))).toEqual([
+      'orchard_pod_status_phase{pod="w",node="y",phase="Pending"} 1',
+    ]);
+    sameState(await m.text(), await cold());
+    expect(family(await m.text(), 'orchard_pod_status_phase')).toContain('orchard_pod_status_phase{pod="w",node="z",phase="Running"} 1');
+  });
+
+  it('drops its blocks after a while without a scrape and writes the same text when scraped again', async () => {
+    const { store, m, t, cold } = setup();
+    for (let i = 0; i < 3; i++) store.create(node(`n${i}`));
+    store.create(pod('x', { nodeName: 'n1' }));
+    await m.text();
+    expect(m.stateLines.size).toBe(3);
+    t.now += USAGE_LINES_IDLE_MS + 1;
+    store.create(pod('y', { nodeName: 'n2', phase: 'Failed' })); // the first write after the idle time
+    expect(m.stateLines.size).toBe(0);
+    store.create(pod('z', { nodeName: 'n0' }));
+    sameState(await m.text(), await cold());
+    expect(m.stateLines.size).toBe(3);
+    m.close();
+    expect(m.stateLines.size).toBe(0);
+  });
+});
