@@ -2,7 +2,7 @@ import { readdir } from 'node:fs/promises';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { NodeObject, Pod } from '../../protocol/objects.js';
 import type { Store } from '../store/store.js';
-import { StateLines } from './state-lines.js';
+import { StateLines, type StateSnapshot } from './state-lines.js';
 import type { ContainerUsageView, PodUsage, UsageStore } from './usage-store.js';
 
 /**
@@ -54,6 +54,8 @@ export interface Family {
 /** What the families of one scrape share: the node list, read once (the node usage families walk it). */
 export class ScrapeView {
   private nodeList: NodeObject[] | undefined;
+  /** StateLines' snapshot, taken by the first state family: every state family writes the same moment. */
+  state: StateSnapshot | undefined;
   constructor(private readonly store: Store) {}
   nodes(): NodeObject[] {
     return (this.nodeList ??= this.store.list('Node'));
@@ -379,7 +381,7 @@ export class HubMetrics {
         name,
         help,
         'gauge',
-        () => this.stateLines.family(i),
+        (v) => this.stateLines.family(i, v),
         (b: Buffer) => b,
       );
     };
@@ -415,8 +417,8 @@ export class HubMetrics {
       phase,
       'The pods current phase: 1 for the phase the pod is in (other phases are left out; absent = 0).',
       'gauge',
-      () => this.stateLines.family(podFamily),
-      (b: Buffer) => b,
+      (v) => this.podItems(podFamily, v),
+      (x: Buffer | Pod) => (Buffer.isBuffer(x) ? x : podLine(x)),
     );
     this.stateLines = new StateLines(
       d.store,
@@ -541,7 +543,13 @@ export class HubMetrics {
     for (const f of this.families) {
       for (const piece of f.render(view)) {
         out.write(piece);
-        if (out.bytes < size) continue;
+        // Work, not only bytes written: a state block rendered for the first family holds all four.
+        if (out.bytes + this.stateLines.rendered < size) continue;
+        this.stateLines.rendered = 0;
+        if (out.bytes === 0) {
+          await yieldToLoop();
+          continue;
+        }
         yield out.take();
         // Back to the event loop between chunks (a macrotask, not a microtask): a socket that
         // takes every write at once never says 'drain', and the whole body would otherwise be
@@ -550,6 +558,12 @@ export class HubMetrics {
       }
     }
     if (out.bytes > 0) yield out.take();
+  }
+
+  /** The pod family's items: bound pods as their nodes' blocks, then those without a node, written as text (not kept: StateLines). */
+  private *podItems(family: number, v: ScrapeView): Generator<Buffer | Pod> {
+    yield* this.stateLines.family(family, v);
+    yield* this.stateLines.unboundPods(v);
   }
 
   /** Stops UsageLines' rendering at ingest and drops its blocks (the hub's stop). */

@@ -9,8 +9,9 @@ import { UsageStore } from './usage-store.js';
 /** The families StateLines writes (node families, then the pod phase). */
 const STATE = ['orchard_node_status_condition', 'orchard_node_info', 'orchard_node_spec_unschedulable', 'orchard_pod_status_phase'];
 
-function setup(chunkBytes?: number): { store: MemoryStore; m: HubMetrics; t: { now: number }; cold: () => Promise<string> } {
-  const store = new MemoryStore();
+function setup(o: { chunkBytes?: number; sharing?: boolean } = {}): { store: MemoryStore; m: HubMetrics; t: { now: number }; cold: () => Promise<string> } {
+  const { chunkBytes } = o;
+  const store = new MemoryStore({ structuralSharing: o.sharing ?? true });
   const t = { now: 1_000_000 };
   const usage = new UsageStore({ now: () => t.now });
   const make = (): HubMetrics =>
@@ -59,6 +60,9 @@ function mustGet<K extends 'Node' | 'Pod'>(store: MemoryStore, kind: K, name: st
   return o as K extends 'Node' ? NodeObject : Pod;
 }
 
+/** The node label values a family's lines name, each once, sorted. */
+const nodesIn = (text: string, f: string): string[] => [...new Set(family(text, f).map((l) => /node="([^"]*)"/.exec(l)?.[1] ?? ''))].sort();
+
 /** Deterministic PRNG. */
 function rng(seed: number): () => number {
   let s = seed >>> 0;
@@ -76,10 +80,10 @@ describe('StateLines: node and pod state kept per node between scrapes', () => {
     store.create(pod('waiting'));
     expect(m.stateLines.renders).toBe(0); // nobody scraped yet: nothing kept, nothing rendered
     sameState(await m.text(), await cold());
-    expect(m.stateLines.renders).toBe(6); // 5 nodes and the unbound pods
-    expect(m.stateLines.size).toBe(6);
+    expect(m.stateLines.renders).toBe(5); // 5 nodes (unbound pods are not kept: written as text)
+    expect(m.stateLines.size).toBe(5);
     await m.text();
-    expect(m.stateLines.renders).toBe(6); // nothing changed: copied, not rendered
+    expect(m.stateLines.renders).toBe(5); // nothing changed: copied, not rendered
 
     // A heartbeat's write (usage and lastHeartbeatTime) and a status-only pod write (conditions).
     const n1 = mustGet(store, 'Node', 'n1');
@@ -91,27 +95,27 @@ describe('StateLines: node and pod state kept per node between scrapes', () => {
     p1.status.conditions = [{ type: 'Ready', status: 'True' }];
     store.update(p1);
     sameState(await m.text(), await cold());
-    expect(m.stateLines.renders).toBe(6);
+    expect(m.stateLines.renders).toBe(5);
 
     // A phase change renders its node only; a binding renders the old (unbound) block and the new.
     const p2 = structuredClone(mustGet(store, 'Pod', 'p2'));
     p2.status.phase = 'Running';
     store.update(p2);
     sameState(await m.text(), await cold());
-    expect(m.stateLines.renders).toBe(7);
+    expect(m.stateLines.renders).toBe(6);
     const w = structuredClone(mustGet(store, 'Pod', 'waiting'));
     w.spec.nodeName = 'n3';
     store.update(w);
     const text = await m.text();
     sameState(text, await cold());
-    expect(m.stateLines.renders).toBe(8); // n3 again; the unbound block, now empty, is dropped unrendered
+    expect(m.stateLines.renders).toBe(7); // n3 again
     expect(m.stateLines.size).toBe(5);
     expect(family(text, 'orchard_pod_status_phase')).toContain('orchard_pod_status_phase{pod="waiting",node="n3",phase="Running"} 1');
   });
 
   it('follows every kind of change, in random order, with writes landing between the chunks of a scrape', async () => {
     for (const seed of [1, 2, 3]) {
-      const { store, m, cold } = setup(200); // tiny chunks: a turn of the event loop every few lines
+      const { store, m, cold } = setup({ chunkBytes: 200 }); // tiny chunks: a turn of the event loop every few lines
       const r = rng(seed);
       const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)] as T;
       const nodes = ['a', 'b', 'c', 'd"q', 'e\\x', 'ü'];
@@ -168,7 +172,7 @@ describe('StateLines: node and pod state kept per node between scrapes', () => {
   });
 
   it('a pod that moves to a later block while the scrape is between chunks is written once, as it was when its family started', async () => {
-    const { store, m, cold } = setup(1); // a chunk per block
+    const { store, m, cold } = setup({ chunkBytes: 1 }); // a chunk per block
     for (const n of ['y', 'z']) {
       store.create(node(n));
       store.create(pod(`${n}-1`, { nodeName: n }));
@@ -210,5 +214,201 @@ describe('StateLines: node and pod state kept per node between scrapes', () => {
     expect(m.stateLines.size).toBe(3);
     m.close();
     expect(m.stateLines.size).toBe(0);
+  });
+});
+
+describe('StateLines: consistency, bounds and the store paths (review 70)', () => {
+  it('the three node families of one scrape name the same nodes, a node added between its chunks included', async () => {
+    const { store, m } = setup({ chunkBytes: 1 });
+    for (const n of ['a', 'b']) store.create(node(n));
+    await m.text();
+    let text = '';
+    let added = false;
+    for await (const c of m.chunks()) {
+      const s = c.toString('utf8');
+      text += s;
+      if (!added && s.includes('orchard_node_status_condition{')) {
+        added = true;
+        store.create(node('late'));
+      }
+    }
+    expect(added).toBe(true);
+    const cond = nodesIn(text, 'orchard_node_status_condition');
+    expect(nodesIn(text, 'orchard_node_info'), 'info vs condition').toEqual(cond);
+    expect(nodesIn(text, 'orchard_node_spec_unschedulable'), 'unschedulable vs condition').toEqual(cond);
+  });
+
+  it('a chunk stays about BODY_CHUNK_BYTES with 30,000 pods waiting for a node (they are not one block)', async () => {
+    const { store, m } = setup();
+    store.transaction(() => {
+      for (let i = 0; i < 30_000; i++) store.create(pod(`pending-pod-${i}`, { phase: 'Pending' }));
+    });
+    let max = 0;
+    for await (const c of m.chunks()) max = Math.max(max, c.length);
+    // ChunkWriter: a chunk is >= size plus at most one piece (64 Ki characters, 3 bytes each): ≈ 1.19 MiB.
+    expect(max).toBeLessThanOrEqual(1024 * 1024 + 3 * 64 * 1024);
+  });
+
+  it('several writes of one pod in a transaction, a nested rollback, an outer rollback', async () => {
+    const { store, m, cold } = setup({ chunkBytes: 300 });
+    for (const n of ['x', 'y', 'z']) store.create(node(n));
+    store.create(pod('p', { phase: 'Pending' }));
+    store.create(pod('q', { nodeName: 'x' }));
+    await m.text();
+    store.transaction(() => {
+      const p = structuredClone(mustGet(store, 'Pod', 'p'));
+      p.spec.nodeName = 'x';
+      const p2 = structuredClone(store.update(p));
+      p2.spec.nodeName = 'y';
+      p2.status.phase = 'Running';
+      store.update(p2);
+      try {
+        store.transaction(() => {
+          const p3 = structuredClone(mustGet(store, 'Pod', 'p'));
+          p3.spec.nodeName = 'z';
+          store.update(p3);
+          store.delete('Node', 'x');
+          throw new Error('savepoint');
+        });
+      } catch {
+        // the savepoint's writes are undone; the outer transaction goes on
+      }
+      const q = structuredClone(mustGet(store, 'Pod', 'q'));
+      delete (q.spec as { nodeName?: string }).nodeName;
+      store.update(q);
+    });
+    sameState(await m.text(), await cold());
+    try {
+      store.transaction(() => {
+        store.delete('Pod', 'p');
+        store.create(pod('r', { nodeName: 'z' }));
+        const n = structuredClone(mustGet(store, 'Node', 'y'));
+        n.spec.unschedulable = true;
+        store.update(n);
+        throw new Error('rollback');
+      });
+    } catch {
+      // rolled back: no events
+    }
+    const before = m.stateLines.renders;
+    sameState(await m.text(), await cold());
+    expect(m.stateLines.renders).toBe(before); // a rolled-back transaction emits nothing and marks nothing
+  });
+
+  it("sound: nodeName '' and undefined both print node=\"\" once, including '' pods present at the first scrape", async () => {
+    const { store, m, cold } = setup();
+    store.create(node('n'));
+    store.create(pod('empty', { nodeName: '' }));
+    store.create(pod('none'));
+    sameState(await m.text(), await cold());
+    for (const [name, to] of [
+      ['none', 'n'],
+      ['empty', undefined],
+      ['none', ''],
+      ['empty', ''],
+      ['none', undefined],
+      ['empty', 'ghost'],
+      ['none', 'n'],
+      ['none', undefined],
+    ] as const) {
+      const p = structuredClone(mustGet(store, 'Pod', name));
+      if (to === undefined) delete (p.spec as { nodeName?: string }).nodeName;
+      else p.spec.nodeName = to;
+      store.update(p);
+      const text = await m.text();
+      sameState(text, await cold());
+      expect(family(text, 'orchard_pod_status_phase').length).toBe(2);
+    }
+    // Unbound pods deleted leave nothing behind in the unbound set.
+    store.delete('Pod', 'none');
+    store.delete('Pod', 'empty');
+    await m.text();
+    expect((m.stateLines as unknown as { unbound: Set<string> }).unbound.size).toBe(0);
+    expect(m.stateLines.size).toBe(1);
+  });
+
+  it('structuralSharing false (every write a new tree): marks more, prints the same', async () => {
+    const { store, m, cold } = setup({ sharing: false });
+    store.create(node('n'));
+    store.create(pod('p', { nodeName: 'n' }));
+    await m.text();
+    const n = structuredClone(mustGet(store, 'Node', 'n'));
+    n.status.lastHeartbeatTime = 'later';
+    store.update(n);
+    const n2 = structuredClone(mustGet(store, 'Node', 'n'));
+    n2.status.info = { ...n2.status.info!, agentVersion: '0.2.0"x' };
+    store.update(n2);
+    sameState(await m.text(), await cold());
+  });
+
+  it('a node deleted with pods left, then recreated; pods on a node that never existed', async () => {
+    const { store, m, cold } = setup();
+    store.create(node('n'));
+    store.create(pod('p', { nodeName: 'n' }));
+    store.create(pod('g', { nodeName: 'ghost' }));
+    sameState(await m.text(), await cold());
+    store.delete('Node', 'n');
+    sameState(await m.text(), await cold());
+    store.create(node('n', { unschedulable: true }));
+    sameState(await m.text(), await cold());
+    store.delete('Pod', 'g');
+    sameState(await m.text(), await cold());
+    expect(m.stateLines.size).toBe(1);
+  });
+
+  it('objects are let go once a block is rendered (entries hold bytes only)', async () => {
+    const { store, m } = setup();
+    store.create(node('n'));
+    store.create(pod('p', { nodeName: 'n' }));
+    await m.text();
+    const blocks = (m.stateLines as unknown as { blocks: Map<string, { node?: unknown; pods?: unknown }> }).blocks;
+    for (const e of blocks.values()) expect([e.node, e.pods]).toEqual([undefined, undefined]);
+  });
+});
+
+describe('StateLines: work per turn of the event loop', () => {
+  it('a first scrape renders about a chunk of blocks per chunk it hands on, not four (a block holds all four families)', async () => {
+    const size = 256 * 1024;
+    const { store, m } = setup({ chunkBytes: size });
+    store.transaction(() => {
+      for (let n = 0; n < 3000; n++) {
+        store.create(node(`node-${n}`));
+        for (let i = 0; i < 10; i++) store.create(pod(`pod-${n}-${i}`, { nodeName: `node-${n}` }));
+      }
+    });
+    const blocks = (m.stateLines as unknown as { blocks: Map<string, { block?: { bytes: Buffer } }> }).blocks;
+    const renderedBytes = (): number => {
+      let b = 0;
+      for (const e of blocks.values()) b += e.block?.bytes.length ?? 0;
+      return b;
+    };
+    let before = 0;
+    let most = 0;
+    for await (const _ of m.chunks()) {
+      const now = renderedBytes();
+      most = Math.max(most, now - before);
+      before = now;
+    }
+    expect(before).toBeGreaterThan(4 * size); // ≈ 3.4 MB rendered in all
+    expect(most).toBeLessThanOrEqual(size + 4096); // one block past the chunk at most (before: ≈ 4.6 × size)
+  });
+});
+
+describe('StateLines: a scrape longer than the idle time', () => {
+  it('an idle drop mid-scrape does not make every later event drop and rebuild again', async () => {
+    const { store, m, t, cold } = setup({ chunkBytes: 1 });
+    for (const n of ['a', 'b', 'c']) store.create(node(n));
+    for (let i = 0; i < 6; i++) store.create(pod(`p${i}`, { nodeName: ['a', 'b', 'c'][i % 3] }));
+    await m.text();
+    const r0 = m.stateLines.renders;
+    let k = 0;
+    for await (const c of m.chunks()) {
+      if (c.toString('utf8').includes('orchard_node')) {
+        t.now += 11 * 60_000; // a very slow reader
+        store.create(pod(`late${k++}`, { nodeName: 'a' }));
+      }
+    }
+    sameState(await m.text(), await cold()); // still correct
+    expect(m.stateLines.renders - r0).toBeLessThanOrEqual(4);
   });
 });

@@ -18,8 +18,16 @@ interface Entry {
   block: Block | undefined;
 }
 
-/** The block of pods with no node (`spec.nodeName` absent or ''): their lines say `node=""`. */
-const UNBOUND = '';
+/**
+ * What every state family of one scrape writes: the entries and the pods without a node, taken once
+ * (at the first state family) so the four families name the same nodes and pods even when the
+ * scrape's chunks span event-loop turns. Kept on the scrape's ScrapeView.
+ */
+export interface StateSnapshot {
+  entries: Entry[];
+  /** Pods without a node (`spec.nodeName` absent or ''): not kept between scrapes, written as text. */
+  unbound: Pod[];
+}
 
 /** What StateLines renders and when a write changes it (HubMetrics gives both, side by side). */
 export interface StateLineFamilies {
@@ -33,6 +41,11 @@ export interface StateLineFamilies {
   podChanged: (before: Pod, after: Pod) => boolean;
 }
 
+/** With more of the blocks than this share stale, a refresh groups the whole store in one walk instead of reading node by node. */
+const REGROUP_SHARE = 0.5;
+
+const nodeOf = (p: Pod): string | undefined => (p.spec.nodeName === '' ? undefined : p.spec.nodeName);
+
 /**
  * The object-state families that grow with the fleet (the node families and the pod phase, ≈
  * 210,000 lines at 10,000 nodes / 100,000 pods) kept between scrapes as one encoded block per node
@@ -44,20 +57,23 @@ export interface StateLineFamilies {
  * gained nothing through the harness ("object state kept between scrapes as encoded blocks").
  *
  * Stale marks are cheap (a Set insert, only for writes that change a line: a pod's phase or node,
- * a node's conditions, info or cordon; heartbeats and observed-set writes do not) and the render is
- * lazy, at the next scrape, from the store's own index of pods by node. Blocks are never written
- * over: a scrape takes the list of blocks once per family, so a family is one consistent picture
- * even when the scrape's chunks span event-loop turns (a pod bound meanwhile is not in two blocks).
+ * a node's conditions, info or cordon; heartbeats and observed-set writes do not). A scrape reads the
+ * stale nodes from the store's index of pods by node, synchronously, once (StateSnapshot), and
+ * renders each block when it first reaches it; `rendered` counts those bytes so the scrape returns to
+ * the event loop by work done, not only by bytes written (a block holds all four families, the first
+ * of which is small). Blocks are never written over, so a view held across a turn is safe. Pods
+ * without a node are not kept: they are transient (waiting for the scheduler), and their count has no
+ * bound a node's pods have, so they are written as text in the scrape's usual pieces.
  *
- * Only while someone scrapes, as UsageLines: the first scrape renders every block, and `idleMs`
- * without one drops them. Bounded: one block per node (plus one for unbound pods), ≈ 90 bytes per
- * pod and ≈ 850 per node.
+ * Only while someone scrapes, as UsageLines: the first scrape groups the store in one walk and
+ * renders everything, and `idleMs` without one drops the blocks. Bounded: one block per node name
+ * (pods bound to a name no Node has included), ≈ 90 bytes per pod and ≈ 850 per node.
  */
 export class StateLines {
   private readonly blocks = new Map<string, Entry>();
-  /** Keys whose block must be rendered again before the next scrape reads it. */
+  /** Node names whose block must be read again before the next scrape takes a snapshot. */
   private readonly stale = new Set<string>();
-  /** Pods without a node (the store indexes pods by node only when they have one). */
+  /** Names of pods without a node (the store indexes pods by node only when they have one). */
   private readonly unbound = new Set<string>();
   /** The entries in map order, as of the last refresh; undefined after any change. */
   private list: Entry[] | undefined;
@@ -65,6 +81,8 @@ export class StateLines {
   private lastScrape = 0;
   /** Blocks rendered so far (tests: a heartbeat's write renders none). */
   renders = 0;
+  /** Bytes rendered since the scrape last reset it (HubMetrics.chunks: a turn of the event loop per ≈ chunk of work). */
+  rendered = 0;
   private readonly unsubscribe: () => void;
 
   constructor(
@@ -83,13 +101,12 @@ export class StateLines {
   }
 
   /**
-   * Family `i`'s bytes (node families first, in StateLineFamilies.node's order, then the pod family),
-   * block by block. The blocks are taken once, when the family starts: later changes go to the next
-   * scrape's blocks, never into these.
+   * Family `i`'s bytes (node families first, in StateLineFamilies.node's order, then the pod family's
+   * bound pods), block by block, from the scrape's snapshot (`scrape.state`, taken by the first
+   * family that asks): later changes go to the next scrape.
    */
-  *family(i: number): Generator<Buffer> {
-    if (!this.active) this.start(); // a family read outside a scrape (tests)
-    for (const e of this.refresh()) {
+  *family(i: number, scrape: { state?: StateSnapshot }): Generator<Buffer> {
+    for (const e of this.snapshot(scrape).entries) {
       const b = e.block ?? this.render(e);
       const start = i === 0 ? 0 : (b.ends[i - 1] ?? 0);
       const end = b.ends[i] ?? start;
@@ -97,7 +114,12 @@ export class StateLines {
     }
   }
 
-  /** Blocks held (tests: one per node with lines, plus unbound pods; 0 once idle). */
+  /** The pods without a node in the scrape's snapshot (the pod family writes them after the blocks). */
+  unboundPods(scrape: { state?: StateSnapshot }): readonly Pod[] {
+    return this.snapshot(scrape).unbound;
+  }
+
+  /** Blocks held (tests: one per node name with lines; 0 once idle). */
   get size(): number {
     return this.blocks.size;
   }
@@ -107,18 +129,42 @@ export class StateLines {
     this.drop();
   }
 
-  /**
-   * Every block to be rendered: the nodes and pods as the store has them now, grouped by node in one
-   * walk (a read of the store per node, as `refresh` does for a few stale ones, took ≈ 120 ms more
-   * for 10,000 nodes in the first scrape).
-   */
+  private snapshot(scrape: { state?: StateSnapshot }): StateSnapshot {
+    if (scrape.state !== undefined) return scrape.state;
+    if (!this.active) this.start(); // outside a scrape (tests)
+    const entries = this.refresh();
+    const unbound: Pod[] = [];
+    for (const name of this.unbound) {
+      const p = this.store.get('Pod', name);
+      if (p !== undefined) unbound.push(p);
+    }
+    return (scrape.state = { entries, unbound });
+  }
+
   private start(): void {
     this.drop();
     this.active = true;
+    this.lastScrape = this.now();
+    this.regroup();
+  }
+
+  /**
+   * Every block to be rendered: the nodes and pods as the store has them now, grouped by node in one
+   * walk (reading the store node by node, as `refresh` does for a few stale ones, took ≈ 120 ms more
+   * for 10,000 nodes).
+   */
+  private regroup(): void {
+    this.blocks.clear();
+    this.stale.clear();
+    this.unbound.clear();
+    this.list = undefined;
     for (const n of this.store.list('Node', { unordered: true })) this.blocks.set(n.metadata.name, { node: n, pods: [], block: undefined });
     for (const p of this.store.list('Pod', { unordered: true })) {
-      if (p.spec.nodeName === undefined) this.unbound.add(p.metadata.name);
-      const key = p.spec.nodeName ?? UNBOUND;
+      const key = nodeOf(p);
+      if (key === undefined) {
+        this.unbound.add(p.metadata.name);
+        continue;
+      }
       const e = this.blocks.get(key);
       if (e === undefined) this.blocks.set(key, { node: undefined, pods: [p], block: undefined });
       else e.pods?.push(p);
@@ -147,16 +193,17 @@ export class StateLines {
     }
     if (o.kind !== 'Pod') return;
     const before = ev.old?.kind === 'Pod' ? ev.old : undefined;
-    const key = o.spec.nodeName ?? UNBOUND;
-    if (ev.type === 'DELETED') this.unbound.delete(o.metadata.name);
-    else if (o.spec.nodeName === undefined) this.unbound.add(o.metadata.name);
-    else this.unbound.delete(o.metadata.name);
+    const key = nodeOf(o);
+    const name = o.metadata.name;
+    if (ev.type === 'DELETED' || key !== undefined) this.unbound.delete(name);
+    else this.unbound.add(name);
+    // An unbound pod's line is written at each scrape from the store: only a node's block goes stale.
     if (ev.type === 'MODIFIED' && before !== undefined) {
-      const was = before.spec.nodeName ?? UNBOUND;
+      const was = nodeOf(before);
       if (was === key && !this.f.podChanged(before, o)) return;
-      this.mark(was);
+      if (was !== undefined) this.mark(was);
     }
-    this.mark(key);
+    if (key !== undefined) this.mark(key);
   }
 
   private mark(key: string): void {
@@ -165,25 +212,17 @@ export class StateLines {
   }
 
   /**
-   * The entries in order, the stale ones read again from the store. Only read here, not rendered:
-   * the objects are taken synchronously (so every family of a scrape, and each family across its
-   * chunks, writes one moment's picture), and rendered as the scrape reaches them, chunk by chunk,
-   * so the first scrape (every block stale) or one after a deploy does not hold the event loop for
-   * the whole render (≈ 0.5 s at 100,000 pods when rendered here in one go).
+   * The entries in order, the stale ones read again from the store (not rendered: that happens as
+   * a scrape reaches them, chunk by chunk). After a change across most of the fleet (a global
+   * rollout, a storm), one walk of the store instead of a read per node.
    */
   private refresh(): Entry[] {
     if (this.list !== undefined) return this.list;
     const { store } = this;
+    if (this.stale.size > 64 && this.stale.size > this.blocks.size * REGROUP_SHARE) this.regroup();
     for (const key of this.stale) {
-      const node = key === UNBOUND ? undefined : store.get('Node', key);
-      // Pods bound to this name (for UNBOUND: also a nodeName of '', which the store indexes).
-      const pods = store.list('Pod', { nodeName: key });
-      if (key === UNBOUND) {
-        for (const name of this.unbound) {
-          const p = store.get('Pod', name);
-          if (p !== undefined) pods.push(p);
-        }
-      }
+      const node = store.get('Node', key);
+      const pods = store.list('Pod', { nodeName: key, unordered: true });
       if (node === undefined && pods.length === 0) this.blocks.delete(key);
       else this.blocks.set(key, { node, pods, block: undefined });
     }
@@ -207,6 +246,7 @@ export class StateLines {
     const bytes = Buffer.allocUnsafeSlow(total);
     let at = 0;
     for (const t of texts) at += bytes.write(t, at, 'utf8');
+    this.rendered += total;
     e.block = { bytes, ends };
     e.node = undefined;
     e.pods = undefined;

@@ -57,7 +57,7 @@ export class ObjectCache {
       const byOwner = opts.ownerName === undefined ? undefined : (this.byOwner.get(kind)?.get(opts.ownerName) ?? EMPTY);
       const names = byNode === undefined ? byOwner : byOwner === undefined || byNode.size <= byOwner.size ? byNode : byOwner;
       candidates = [];
-      for (const name of [...(names ?? EMPTY)].sort(compareNames)) {
+      for (const name of opts.unordered === true ? (names ?? EMPTY) : [...(names ?? EMPTY)].sort(compareNames)) {
         const obj = objects.get(name);
         if (obj !== undefined) candidates.push(obj);
       }

@@ -44,7 +44,7 @@ export interface ListOptions {
   nodeName?: string;
   /**
    * The caller does not need name order: without nodeName/ownerName the objects come in the cache's
-   * own order (a copy of its map, no lookup per name). A scrape of 100,000 pods spent ≈ 40–65 ms
+   * own order (a copy of its map, no lookup per name); with them, in the index's order (no sort). A scrape of 100,000 pods spent ≈ 40–65 ms
    * looking each sorted name up in the hub's large heap (docs/benchmarks.md, 2026-12-05).
    */
   unordered?: boolean;
