@@ -51,15 +51,10 @@ export interface Family {
   render(view: ScrapeView, chunk?: number): Generator<string | Buffer>;
 }
 
-/** What the families of one scrape share: the node list, read once (the node usage families walk it). */
+/** What the families of one scrape share. */
 export class ScrapeView {
-  private nodeList: NodeObject[] | undefined;
   /** StateLines' snapshot, taken by the first state family: every state family writes the same moment. */
   state: StateSnapshot | undefined;
-  constructor(private readonly store: Store) {}
-  nodes(): NodeObject[] {
-    return (this.nodeList ??= this.store.list('Node'));
-  }
 }
 
 /**
@@ -465,16 +460,16 @@ export class HubMetrics {
       (u) => u.memoryBytes,
     );
     this.usageLines = new UsageLines(d.usage, containerLines, now);
+    // From the UsageStore's nodes, each checked against the store (a node that reported usage but has no
+    // Node object writes nothing, as before), not a walk of the store's sorted node list (≈ 23 ms a family
+    // at 10,000 nodes in process).
     const nodeUsageFamily = (name: string, help: string, value: (u: { cpuPercent: number; memoryUsedBytes: number }) => number): void =>
       add(
         name,
         help,
         'gauge',
-        (v) => v.nodes(),
-        (n: NodeObject) => {
-          const u = d.usage.node(n.metadata.name);
-          return u === undefined ? '' : `${name}{node="${escapeLabel(n.metadata.name)}"} ${valueText(value(u))}\n`;
-        },
+        () => d.usage.nodeUsages(),
+        ([node, u]) => (d.store.get('Node', node) === undefined ? '' : `${name}{node="${escapeLabel(node)}"} ${valueText(value(u))}\n`),
       );
     nodeUsageFamily('orchard_node_cpu_usage_cores', 'CPU in use on the node as it last reported (1 = one core busy).', (u) => u.cpuPercent / 100);
     nodeUsageFamily('orchard_node_memory_used_bytes', 'Memory in use on the node as it last reported.', (u) => u.memoryUsedBytes);
@@ -535,7 +530,7 @@ export class HubMetrics {
     this.stateLines.scraping();
     // prom-client's registry alone first (benches hash the families' bytes without it).
     yield Buffer.from(await this.registry.metrics());
-    const view = new ScrapeView(this.d.store);
+    const view = new ScrapeView();
     // Families' pieces are encoded as they come, straight into the chunk they join (no Buffer per
     // piece, no copy to join them: 35 MiB of each per scrape at 100,000 pods), across families,
     // into chunks of at least `size` bytes (all but the last): a small family is not a turn of its own.

@@ -101,6 +101,12 @@ describe('UsageStore', () => {
     // Gone for good: a service of the same name created later starts from the nodes' next reports.
     exists.add('db');
     expect([...u.serviceCounters()].map((c) => [c.node, c.service])).toEqual([['n1', 'web']]);
+    // n2, left with no counters at that read, counts again from its next report.
+    u.ingest(msg({ node: 'n2', services: { db: { replays: 5 } } }));
+    expect([...u.serviceCounters()].map((c) => [c.node, c.service, c.replays])).toEqual([
+      ['n1', 'web', 2],
+      ['n2', 'db', 5],
+    ]);
   });
 
   it('forgetNode drops a node and its pods', () => {

@@ -111,7 +111,8 @@ let hub: HubProcess | undefined;
 let fleet: FleetHandle | undefined;
 const loadStart = load();
 try {
-  hub = await HubProcess.start({ dataDir: hubDir, mqttPort: 0, httpPort: 0, heartbeatGraceMs: 4 * usageMs }, 120_000, ['--expose-gc']);
+  // No restart here: the tracker need not parse every observed set again inside the hub (reportedRunning).
+  hub = await HubProcess.start({ dataDir: hubDir, mqttPort: 0, httpPort: 0, heartbeatGraceMs: 4 * usageMs, reportedRunning: false }, 120_000, ['--expose-gc']);
   const h = hub;
   const token = h.ready.adminToken ?? '';
   const creds = await h.rpc.call<Array<[string, string]>>('issue', { prefix: 'hollow-', count: N }, 600_000);

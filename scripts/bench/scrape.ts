@@ -275,7 +275,7 @@ if (values.families) {
         [render, false],
         [encode, true],
       ] as const) {
-        const view = new ScrapeView(store);
+        const view = new ScrapeView();
         const t0 = performance.now();
         let n = 0;
         for (const c of f.render(view)) n += typeof c !== 'string' ? c.length : bytesToo ? Buffer.from(c, 'utf8').length : c.length;

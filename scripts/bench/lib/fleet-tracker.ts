@@ -101,12 +101,14 @@ export class FleetTracker {
     }
   }
 
-  static async attach(hub: Hub): Promise<FleetTracker> {
+  /** `reportedRunning: false`: observed sets are not parsed again, and `podsReportedRunning` stays 0. */
+  static async attach(hub: Hub, opts: { reportedRunning?: boolean } = {}): Promise<FleetTracker> {
     const t = new FleetTracker(hub);
     t.unwatch = hub.store.watch((ev) => t.onWatch(ev), ['Pod', 'Node']);
     for (const o of hub.store.list('Pod')) t.onWatch({ type: 'ADDED', object: o });
     for (const o of hub.store.list('Node')) t.onWatch({ type: 'ADDED', object: o });
-    for (const ch of ['status', 'usage', 'observed'] as const) {
+    const channels = opts.reportedRunning === false ? (['status', 'usage'] as const) : (['status', 'usage', 'observed'] as const);
+    for (const ch of channels) {
       t.unsubscribe.push(await hub.broker.subscribe(topics.allNodes(ch), (topic, payload) => t.onMessage(topic, payload)));
     }
     return t;

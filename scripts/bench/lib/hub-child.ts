@@ -37,6 +37,13 @@ export interface HubChildConfig {
    * The group's HA secret comes from ORCHARD_HA_SECRET in the environment, as for `orchard hub`.
    */
   etcd?: { endpoints: string[]; leaderTtl?: string };
+  /**
+   * Count the pods observed sets report Running (default true): the tracker inflates and parses every
+   * observed set again inside the hub process (≈ 5.7 % of the hub's thread in a 10,000-node deploy,
+   * docs/benchmarks.md 2026-12-05). Only a restart needs it (the store still says Running); the
+   * scrape harness has none and turns it off.
+   */
+  reportedRunning?: boolean;
 }
 
 export interface HubReady {
@@ -139,7 +146,7 @@ async function main(): Promise<void> {
   // The tracker first: agents reconnect within milliseconds of the broker listening, and a status
   // published while the identity upload waited on etcd was never "heard" (in-process
   // subscriptions get no retained messages): a 20-node failover run counted 19/20 that way.
-  const tracker = await FleetTracker.attach(hub);
+  const tracker = await FleetTracker.attach(hub, { reportedRunning: cfg.reportedRunning ?? true });
   if (ha) await ha.upload();
   // `kill -USR2 <hub pid>` writes a heap snapshot (to FLEET_HEAP_DIR or the temp dir) to see what holds memory.
   process.on('SIGUSR2', () => {
