@@ -18,6 +18,7 @@ import {
   valueText,
 } from './prometheus.js';
 import { UsageStore } from './usage-store.js';
+import { testMetrics } from './testing.js';
 
 function setup(chunkBytes?: number): { store: MemoryStore; usage: UsageStore; m: HubMetrics; t: { now: number }; fresh: () => HubMetrics } {
   const store = new MemoryStore();
@@ -25,14 +26,11 @@ function setup(chunkBytes?: number): { store: MemoryStore; usage: UsageStore; m:
   const usage = new UsageStore({ now: () => t.now });
   /** Another writer over the same store and usage, with nothing prepared yet (cold label caches). */
   const fresh = (): HubMetrics =>
-    new HubMetrics({
-      store,
-      usage,
-      queueDepths: () => ({ scheduling: 3 }),
-      intakeBacklog: () => 2,
-      mqttConnections: () => 7,
-      processMetrics: false,
+    testMetrics(store, usage, {
       now: () => t.now,
+      queueDepths: { scheduling: 3 },
+      intakeBacklog: 2,
+      mqttConnections: 7,
       ...(chunkBytes !== undefined ? { chunkBytes } : {}),
     });
   return { store, usage, m: fresh(), t, fresh };

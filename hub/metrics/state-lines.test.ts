@@ -3,7 +3,8 @@ import type { NodeObject, Pod } from '../../protocol/objects.js';
 import { mockNodeObject, mockPodObject } from '../scheduler/testing.js';
 import { MemoryStore } from '../store/memory-store.js';
 import type { NewObject } from '../store/store.js';
-import { HubMetrics, USAGE_LINES_IDLE_MS } from './prometheus.js';
+import { type HubMetrics, USAGE_LINES_IDLE_MS } from './prometheus.js';
+import { testMetrics } from './testing.js';
 import { UsageStore } from './usage-store.js';
 
 /** The families StateLines writes (node families, then the pod phase). */
@@ -14,17 +15,7 @@ function setup(o: { chunkBytes?: number; sharing?: boolean } = {}): { store: Mem
   const store = new MemoryStore({ structuralSharing: o.sharing ?? true });
   const t = { now: 1_000_000 };
   const usage = new UsageStore({ now: () => t.now });
-  const make = (): HubMetrics =>
-    new HubMetrics({
-      store,
-      usage,
-      queueDepths: () => ({}),
-      intakeBacklog: () => 0,
-      mqttConnections: () => 0,
-      processMetrics: false,
-      now: () => t.now,
-      ...(chunkBytes !== undefined ? { chunkBytes } : {}),
-    });
+  const make = (): HubMetrics => testMetrics(store, usage, { now: () => t.now, ...(chunkBytes !== undefined ? { chunkBytes } : {}) });
   /** What a writer with nothing kept renders now (then forgotten). */
   const cold = async (): Promise<string> => {
     const c = make();
@@ -62,6 +53,21 @@ function mustGet<K extends 'Node' | 'Pod'>(store: MemoryStore, kind: K, name: st
 
 /** The node label values a family's lines name, each once, sorted. */
 const nodesIn = (text: string, f: string): string[] => [...new Set(family(text, f).map((l) => /node="([^"]*)"/.exec(l)?.[1] ?? ''))].sort();
+
+/** A scrape whose consumer calls `write` once, right after the first chunk that contains `after` (the body is between chunks then). */
+async function scrapeWriting(m: HubMetrics, after: string, write: () => void): Promise<{ text: string; hit: boolean }> {
+  let text = '';
+  let hit = false;
+  for await (const c of m.chunks()) {
+    const s = c.toString('utf8');
+    text += s;
+    if (!hit && s.includes(after)) {
+      hit = true;
+      write();
+    }
+  }
+  return { text, hit };
+}
 
 /** Deterministic PRNG. */
 function rng(seed: number): () => number {
@@ -179,20 +185,13 @@ describe('StateLines: node and pod state kept per node between scrapes', () => {
     }
     store.create(pod('w', { nodeName: 'y', phase: 'Pending' }));
     await m.text(); // blocks kept: y's before z's
-    let text = '';
-    let moved = false;
-    for await (const c of m.chunks()) {
-      const s = c.toString('utf8');
-      text += s;
-      if (!moved && s.includes('pod="w",node="y"')) {
-        moved = true;
-        const w = structuredClone(mustGet(store, 'Pod', 'w'));
-        w.spec.nodeName = 'z';
-        w.status.phase = 'Running';
-        store.update(w);
-      }
-    }
-    expect(moved).toBe(true);
+    const { text, hit } = await scrapeWriting(m, 'pod="w",node="y"', () => {
+      const w = structuredClone(mustGet(store, 'Pod', 'w'));
+      w.spec.nodeName = 'z';
+      w.status.phase = 'Running';
+      store.update(w);
+    });
+    expect(hit).toBe(true);
     expect(family(text, 'orchard_pod_status_phase').filter((l) => l.includes('pod="w"'))).toEqual([
       'orchard_pod_status_phase{pod="w",node="y",phase="Pending"} 1',
     ]);
@@ -222,17 +221,8 @@ describe('StateLines: consistency, bounds and the store paths (review 70)', () =
     const { store, m } = setup({ chunkBytes: 1 });
     for (const n of ['a', 'b']) store.create(node(n));
     await m.text();
-    let text = '';
-    let added = false;
-    for await (const c of m.chunks()) {
-      const s = c.toString('utf8');
-      text += s;
-      if (!added && s.includes('orchard_node_status_condition{')) {
-        added = true;
-        store.create(node('late'));
-      }
-    }
-    expect(added).toBe(true);
+    const { text, hit } = await scrapeWriting(m, 'orchard_node_status_condition{', () => store.create(node('late')));
+    expect(hit).toBe(true);
     const cond = nodesIn(text, 'orchard_node_status_condition');
     expect(nodesIn(text, 'orchard_node_info'), 'info vs condition').toEqual(cond);
     expect(nodesIn(text, 'orchard_node_spec_unschedulable'), 'unschedulable vs condition').toEqual(cond);

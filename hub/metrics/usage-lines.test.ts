@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryStore } from '../store/memory-store.js';
-import { HubMetrics, escapeLabel, valueText } from './prometheus.js';
+import { type HubMetrics, escapeLabel, valueText } from './prometheus.js';
+import { testMetrics } from './testing.js';
 import { UsageStore } from './usage-store.js';
 
 const CPU = 'container_cpu_usage_seconds_total';
@@ -9,17 +10,7 @@ const lines = (text: string, name: string): string[] => text.split('\n').filter(
 function make(chunkBytes: number): { usage: UsageStore; m: HubMetrics; fresh: () => HubMetrics } {
   const store = new MemoryStore();
   const usage = new UsageStore({ now: () => 1_000_000 });
-  const fresh = (): HubMetrics =>
-    new HubMetrics({
-      store,
-      usage,
-      queueDepths: () => ({}),
-      intakeBacklog: () => 0,
-      mqttConnections: () => 0,
-      processMetrics: false,
-      chunkBytes,
-      now: () => 0,
-    });
+  const fresh = (): HubMetrics => testMetrics(store, usage, { now: () => 0, chunkBytes });
   return { usage, m: fresh(), fresh };
 }
 const report = (usage: UsageStore, cpu: number, mem: number): void =>
@@ -149,7 +140,7 @@ describe('a hostile node and the usage lines', () => {
     const store = new MemoryStore();
     const bound = new Set(['good-1', 'bad-1']);
     const usage = new UsageStore({ now: () => 1_000_000, podOnNode: (node, pod) => bound.has(pod) && pod.startsWith(node) });
-    const m = new HubMetrics({ store, usage, queueDepths: () => ({}), intakeBacklog: () => 0, mqttConnections: () => 0, processMetrics: false, now: () => 0 });
+    const m = testMetrics(store, usage, { now: () => 0 });
     usage.ingest({ node: 'good', usage: { cpuPercent: 1, memoryUsedBytes: 1, at: 'x' }, pods: { 'good-1': { app: [1, 10] } }, full: true });
     usage.ingest({ node: 'bad', usage: { cpuPercent: 1, memoryUsedBytes: 1, at: 'x' }, pods: { 'bad-1': { app: [1, 10] } }, full: true });
     await m.text();
