@@ -18,7 +18,7 @@ import {
   valueText,
 } from './prometheus.js';
 import { UsageStore } from './usage-store.js';
-import { testMetrics } from './testing.js';
+import { repeatedSeries, scrapeWriting, testMetrics } from './testing.js';
 
 function setup(chunkBytes?: number): { store: MemoryStore; usage: UsageStore; m: HubMetrics; t: { now: number }; fresh: () => HubMetrics } {
   const store = new MemoryStore();
@@ -439,5 +439,39 @@ describe('ChunkWriter: pieces encoded in place into chunks of their own', () => 
     // 50 bytes (40 + é€😀 and a newline) stay below 64; then each large piece closes a chunk (grown to fit it).
     expect(taken.map((t) => t.chunk.length)).toEqual([50 + CHUNK_CHARS * 4, 3 * (CHUNK_CHARS + 7)]);
     expect(last.toString('utf8')).toBe('end\n');
+  });
+});
+
+describe('families over live UsageStore collections (review 71)', () => {
+  const report = (usage: UsageStore, node: string, services?: Record<string, { replays: number }>): void =>
+    usage.ingest({ node, usage: { cpuPercent: 10, memoryUsedBytes: 100, at: 'x' }, ...(services !== undefined ? { services } : {}) });
+
+  it('a node forgotten and reporting again while its usage family is between chunks is written once', async () => {
+    const store = new MemoryStore();
+    const usage = new UsageStore({ now: () => 0 });
+    const m = testMetrics(store, usage, { now: () => 0, chunkBytes: 1 });
+    for (let i = 0; i < 3000; i++) {
+      store.create(mockNodeObject(`node-${i}`) as unknown as NewObject<'Node'>);
+      report(usage, `node-${i}`);
+    }
+    const { text, hit } = await scrapeWriting(m, 'orchard_node_cpu_usage_cores{node="node-0"', () => {
+      usage.forgetNode('node-0');
+      report(usage, 'node-0');
+    });
+    expect(hit).toBe(true);
+    expect(repeatedSeries(text, 'orchard_node_cpu_usage_cores')).toEqual([]);
+    expect(repeatedSeries(text, 'orchard_node_memory_used_bytes')).toEqual([]);
+  });
+
+  it('a node whose service counters go and come back while the replays family is between chunks is written once', async () => {
+    const usage = new UsageStore({ now: () => 0 });
+    const m = testMetrics(new MemoryStore(), usage, { now: () => 0, chunkBytes: 1 });
+    for (let i = 0; i < 3000; i++) report(usage, `node-${i}`, { web: { replays: 1 } });
+    const { text, hit } = await scrapeWriting(m, 'orchard_service_proxy_replays_total{node="node-0"', () => {
+      report(usage, 'node-0', {}); // the listener closed: no counters
+      report(usage, 'node-0', { web: { replays: 2 } }); // open again
+    });
+    expect(hit).toBe(true);
+    expect(repeatedSeries(text, 'orchard_service_proxy_replays_total')).toEqual([]);
   });
 });

@@ -55,6 +55,11 @@ export interface Family {
 export class ScrapeView {
   /** StateLines' snapshot, taken by the first state family: every state family writes the same moment. */
   state: StateSnapshot | undefined;
+  /**
+   * The UsageStore's nodes, listed once per scrape: a family walking its live Map across turns of the
+   * event loop would meet a node forgotten and reporting again twice (review 71).
+   */
+  usageNodes: Array<[string, Readonly<{ cpuPercent: number; memoryUsedBytes: number }>]> | undefined;
 }
 
 /**
@@ -468,7 +473,7 @@ export class HubMetrics {
         name,
         help,
         'gauge',
-        () => d.usage.nodeUsages(),
+        (v) => (v.usageNodes ??= Array.from(d.usage.nodeUsages())),
         ([node, u]) => (d.store.get('Node', node) === undefined ? '' : `${name}{node="${escapeLabel(node)}"} ${valueText(value(u))}\n`),
       );
     nodeUsageFamily('orchard_node_cpu_usage_cores', 'CPU in use on the node as it last reported (1 = one core busy).', (u) => u.cpuPercent / 100);
@@ -480,7 +485,8 @@ export class HubMetrics {
       replays,
       'TCP connections the node proxy replayed on another endpoint after the endpoint reset them before any reply byte (since the listener opened).',
       'counter',
-      () => d.usage.serviceCounters(),
+      // Listed when the family starts: the walk of a live Set across turns could meet a node twice (review 71).
+      () => Array.from(d.usage.serviceCounters()),
       (c) => `${replays}{node="${escapeLabel(c.node)}",service="${escapeLabel(c.service)}"} ${valueText(c.replays)}\n`,
     );
 

@@ -4,7 +4,7 @@ import { mockNodeObject, mockPodObject } from '../scheduler/testing.js';
 import { MemoryStore } from '../store/memory-store.js';
 import type { NewObject } from '../store/store.js';
 import { type HubMetrics, USAGE_LINES_IDLE_MS } from './prometheus.js';
-import { testMetrics } from './testing.js';
+import { scrapeWriting, testMetrics } from './testing.js';
 import { UsageStore } from './usage-store.js';
 
 /** The families StateLines writes (node families, then the pod phase). */
@@ -53,21 +53,6 @@ function mustGet<K extends 'Node' | 'Pod'>(store: MemoryStore, kind: K, name: st
 
 /** The node label values a family's lines name, each once, sorted. */
 const nodesIn = (text: string, f: string): string[] => [...new Set(family(text, f).map((l) => /node="([^"]*)"/.exec(l)?.[1] ?? ''))].sort();
-
-/** A scrape whose consumer calls `write` once, right after the first chunk that contains `after` (the body is between chunks then). */
-async function scrapeWriting(m: HubMetrics, after: string, write: () => void): Promise<{ text: string; hit: boolean }> {
-  let text = '';
-  let hit = false;
-  for await (const c of m.chunks()) {
-    const s = c.toString('utf8');
-    text += s;
-    if (!hit && s.includes(after)) {
-      hit = true;
-      write();
-    }
-  }
-  return { text, hit };
-}
 
 /** Deterministic PRNG. */
 function rng(seed: number): () => number {
@@ -356,9 +341,37 @@ describe('StateLines: consistency, bounds and the store paths (review 70)', () =
   });
 });
 
+/**
+ * The most bytes of blocks rendered between two returns to the event loop in one scrape of `m`
+ * (every `setImmediate` of chunks(), whether or not a chunk was handed on), and the bytes in all.
+ */
+async function renderedPerTurn(m: HubMetrics): Promise<{ most: number; total: number }> {
+  const blocks = (m.stateLines as unknown as { blocks: Map<string, { block?: { bytes: Buffer } }> }).blocks;
+  const renderedBytes = (): number => {
+    let b = 0;
+    for (const e of blocks.values()) b += e.block?.bytes.length ?? 0;
+    return b;
+  };
+  let before = 0;
+  let most = 0;
+  const turn = (): void => {
+    const now = renderedBytes();
+    most = Math.max(most, now - before);
+    before = now;
+  };
+  const real = globalThis.setImmediate;
+  globalThis.setImmediate = ((fn: () => void) => real(() => (turn(), fn()))) as typeof setImmediate;
+  try {
+    for await (const _ of m.chunks()) turn();
+  } finally {
+    globalThis.setImmediate = real;
+  }
+  return { most, total: before };
+}
+
 describe('StateLines: work per turn of the event loop', () => {
-  it('a first scrape renders about a chunk of blocks per chunk it hands on, not four (a block holds all four families)', async () => {
-    const size = 256 * 1024;
+  const size = 256 * 1024;
+  it('a first scrape renders about a chunk of blocks per turn, not four (a block holds all four families)', async () => {
     const { store, m } = setup({ chunkBytes: size });
     store.transaction(() => {
       for (let n = 0; n < 3000; n++) {
@@ -366,21 +379,43 @@ describe('StateLines: work per turn of the event loop', () => {
         for (let i = 0; i < 10; i++) store.create(pod(`pod-${n}-${i}`, { nodeName: `node-${n}` }));
       }
     });
-    const blocks = (m.stateLines as unknown as { blocks: Map<string, { block?: { bytes: Buffer } }> }).blocks;
-    const renderedBytes = (): number => {
-      let b = 0;
-      for (const e of blocks.values()) b += e.block?.bytes.length ?? 0;
-      return b;
-    };
-    let before = 0;
-    let most = 0;
-    for await (const _ of m.chunks()) {
-      const now = renderedBytes();
-      most = Math.max(most, now - before);
-      before = now;
-    }
-    expect(before).toBeGreaterThan(4 * size); // ≈ 3.4 MB rendered in all
+    const { most, total } = await renderedPerTurn(m);
+    expect(total).toBeGreaterThan(4 * size); // ≈ 3.4 MB rendered in all
     expect(most).toBeLessThanOrEqual(size + 4096); // one block past the chunk at most (before: ≈ 4.6 × size)
+  });
+
+  it('also when the first family has nothing of a block (pods bound to a name no Node has: review 71)', async () => {
+    const { store, m } = setup({ chunkBytes: size });
+    store.transaction(() => {
+      for (let n = 0; n < 3000; n++) for (let i = 0; i < 10; i++) store.create(pod(`pod-${n}-${i}`, { nodeName: `ghost-${n}` }));
+    });
+    const { most, total } = await renderedPerTurn(m);
+    expect(total).toBeGreaterThan(4 * size);
+    expect(most).toBeLessThanOrEqual(size + 4096); // before: all 2.35 MB in one turn
+  });
+
+  it('most blocks stale (a rollout): one walk of the store writes what a cold writer does, pods without a node included', async () => {
+    const { store, m, cold } = setup({ chunkBytes: 4096 });
+    store.transaction(() => {
+      for (let n = 0; n < 100; n++) {
+        store.create(node(`node-${n}`));
+        store.create(pod(`pod-${n}`, { nodeName: `node-${n}` }));
+      }
+      for (let i = 0; i < 5; i++) store.create(pod(`pending-${i}`));
+    });
+    await m.text();
+    const r0 = m.stateLines.renders;
+    store.transaction(() => {
+      for (let n = 0; n < 100; n++) {
+        const p = structuredClone(mustGet(store, 'Pod', `pod-${n}`));
+        p.status.phase = p.status.phase === 'Failed' ? 'Succeeded' : 'Failed';
+        store.update(p);
+      }
+    });
+    const warm = await m.text();
+    sameState(warm, await cold());
+    expect(family(warm, 'orchard_pod_status_phase')).toHaveLength(105);
+    expect(m.stateLines.renders - r0).toBe(100);
   });
 });
 

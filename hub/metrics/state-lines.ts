@@ -44,6 +44,8 @@ export interface StateLineFamilies {
 /** With more of the blocks than this share stale, a refresh groups the whole store in one walk instead of reading node by node. */
 const REGROUP_SHARE = 0.5;
 
+const EMPTY = Buffer.alloc(0);
+
 const nodeOf = (p: Pod): string | undefined => (p.spec.nodeName === '' ? undefined : p.spec.nodeName);
 
 /**
@@ -107,10 +109,14 @@ export class StateLines {
    */
   *family(i: number, scrape: { state?: StateSnapshot }): Generator<Buffer> {
     for (const e of this.snapshot(scrape).entries) {
+      const fresh = e.block === undefined;
       const b = e.block ?? this.render(e);
       const start = i === 0 ? 0 : (b.ends[i - 1] ?? 0);
       const end = b.ends[i] ?? start;
       if (end > start) yield b.bytes.subarray(start, end);
+      // Rendered here but nothing of this family (pods on a name no Node has): still hand control
+      // back, so the scrape can weigh the work (`rendered`) before the next block (review 71).
+      else if (fresh) yield EMPTY;
     }
   }
 

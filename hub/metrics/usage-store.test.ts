@@ -109,6 +109,23 @@ describe('UsageStore', () => {
     ]);
   });
 
+  it('keeps the nodes it walks for service counters to those that have some (review 71)', () => {
+    const exists = new Set(['web', 'db']);
+    const u = new UsageStore({ now: () => 0, serviceExists: (s) => exists.has(s) });
+    const withServices = (): number => (u as unknown as { withServices: Set<string> }).withServices.size;
+    u.ingest(msg({ node: 'n1', services: { web: { replays: 1 } } }));
+    u.ingest(msg({ node: 'n2', services: { db: { replays: 1 } } }));
+    u.ingest(msg({ node: 'n3', services: { web: { replays: 1 } } }));
+    expect(withServices()).toBe(3);
+    u.forgetNode('n1');
+    expect(withServices()).toBe(2);
+    u.ingest(msg({ node: 'n3', services: {} }));
+    expect(withServices()).toBe(1);
+    exists.delete('db');
+    expect([...u.serviceCounters()]).toEqual([]);
+    expect(withServices()).toBe(0);
+  });
+
   it('forgetNode drops a node and its pods', () => {
     const u = new UsageStore({ now: () => 0 });
     u.ingest(msg({ pods: { a: { app: [1, 1] } }, full: true }));

@@ -199,7 +199,10 @@ export class UsageStore {
     // Only the nodes with counters: a walk of every node cost ≈ 10 ms a scrape at 10,000 nodes.
     for (const name of this.withServices) {
       const n = this.nodes.get(name);
-      if (n === undefined) continue;
+      if (n === undefined) {
+        this.withServices.delete(name);
+        continue;
+      }
       if (service === undefined) {
         for (const [name, c] of n.services) {
           if (exists !== undefined && !exists(name)) n.services.delete(name);
