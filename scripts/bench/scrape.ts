@@ -14,6 +14,8 @@
  *
  * Run: node --expose-gc --import tsx scripts/bench/scrape.ts [--nodes 10000] [--pods-per-node 10] [--rounds 5] [--http [--identity]]
  *   [--cpu-prof FILE]   (a .cpuprofile of this process over the scrapes only, not the fill)
+ *   [--gap-ms MS]       (without --http: an idle pause between the scrapes, untimed, as a scraper's interval;
+ *                        since 2026-12-05 evening StateLines builds its blocks behind the first scrape)
  *   [--families]        (after the scrapes: each family rendered alone, R times, into a null sink and
  *                        again with each chunk copied to UTF-8 bytes as the socket or zlib does: render cost alone;
  *                        since 2026-12-05 the two container families' lines are rendered at ingest (UsageLines),
@@ -53,6 +55,7 @@ const { values } = parseArgs({
     families: { type: 'boolean', default: false },
     'repeated-values': { type: 'boolean', default: false },
     'busy-ms': { type: 'string', default: '0' },
+    'gap-ms': { type: 'string', default: '0' },
   },
   strict: true,
 });
@@ -227,7 +230,11 @@ if (values.http) {
   }
 } else {
   lag.enable();
+  const gapMs = Number(values['gap-ms']);
   for (let r = 0; r < R; r++) {
+    // --gap-ms: an idle pause before each scrape after the first, as between Prometheus' scrapes (untimed):
+    // work the hub does behind the scrapes (StateLines' build) gets it, as it would on a hub.
+    if (r > 0 && gapMs > 0) await new Promise((res) => setTimeout(res, gapMs));
     const t0 = performance.now();
     // As the /metrics route does: chunk by chunk (a socket would take each), the body never whole.
     bytes = 0;
