@@ -14,8 +14,8 @@
  *
  * Run: node --expose-gc --import tsx scripts/bench/scrape.ts [--nodes 10000] [--pods-per-node 10] [--rounds 5] [--http [--identity]]
  *   [--cpu-prof FILE]   (a .cpuprofile of this process over the scrapes only, not the fill)
- *   [--gap-ms MS]       (without --http: an idle pause between the scrapes, untimed, as a scraper's interval;
- *                        since 2026-12-05 evening StateLines builds its blocks behind the first scrape)
+ *   [--gap-ms MS]       (without --http: an idle pause between the scrapes, untimed, as a scraper's interval:
+ *                        V8's idle-time and concurrent GC get it, as on a hub between Prometheus' requests)
  *   [--families]        (after the scrapes: each family rendered alone, R times, into a null sink and
  *                        again with each chunk copied to UTF-8 bytes as the socket or zlib does: render cost alone;
  *                        since 2026-12-05 the two container families' lines are rendered at ingest (UsageLines),
@@ -233,7 +233,7 @@ if (values.http) {
   const gapMs = Number(values['gap-ms']);
   for (let r = 0; r < R; r++) {
     // --gap-ms: an idle pause before each scrape after the first, as between Prometheus' scrapes (untimed):
-    // work the hub does behind the scrapes (StateLines' build) gets it, as it would on a hub.
+    // what the process does between requests (idle-time and concurrent GC) gets it, as on a hub.
     if (r > 0 && gapMs > 0) await new Promise((res) => setTimeout(res, gapMs));
     const t0 = performance.now();
     // As the /metrics route does: chunk by chunk (a socket would take each), the body never whole.
