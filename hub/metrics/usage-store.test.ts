@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { NodeUsageReport } from '../../protocol/messages.js';
-import { Ring } from './ring.js';
+import { RingPool } from './ring.js';
 import { UsageStore } from './usage-store.js';
 
 const msg = (o: Partial<NodeUsageReport> = {}): NodeUsageReport => ({ node: 'n1', usage: { cpuPercent: 50, memoryUsedBytes: 100, at: 'x' }, ...o });
@@ -36,6 +36,7 @@ describe('UsageStore', () => {
     const day = u.stats();
     expect(day).toEqual(hour);
     expect(day.historyBytes).toBe(51 * 720);
+    expect(day.rings).toBe(51);
     // The history holds the last hour only, one point a minute.
     expect(u.nodeHistory('n1')).toHaveLength(60);
     expect(u.podHistory('n1', 'p-0')[0]?.at).toBe(86_400_000 - 60 * 60_000);
@@ -130,13 +131,36 @@ describe('UsageStore', () => {
     const u = new UsageStore({ now: () => 0 });
     u.ingest(msg({ pods: { a: { app: [1, 1] } }, full: true }));
     u.forgetNode('n1');
-    expect(u.stats()).toEqual({ nodes: 0, pods: 0, historyBytes: 0 });
+    expect(u.stats()).toMatchObject({ nodes: 0, pods: 0, historyBytes: 0, rings: 0 });
+  });
+
+  it('hands the history rings of pods and nodes that go back to the pool, so churn does not grow it', () => {
+    const u = new UsageStore({ now: () => 0 });
+    // Every report replaces the node's 20 pods with 20 new ones (a rollout a minute, for a day).
+    for (let r = 0; r < 1440; r++) {
+      const pods = Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`p-${r}-${i}`, { app: [1, 1] as [number, number] }]));
+      u.ingest(msg({ pods, full: true }));
+      if (r % 2 === 1) u.ingest(msg({ gone: Object.keys(pods).slice(0, 10) }));
+    }
+    const churned = u.stats();
+    expect(churned).toMatchObject({ nodes: 1, pods: 10, rings: 11 });
+    // One slab (256 rings) was enough for the whole day.
+    expect(churned.slabBytes).toBe(256 * 720);
+    for (let n = 2; n < 300; n++) u.ingest(msg({ node: `n${n}`, pods: { [`q-${n}`]: { app: [1, 1] } } }));
+    expect(u.stats().rings).toBe(11 + 298 * 2);
+    for (let n = 2; n < 300; n++) u.forgetNode(`n${n}`);
+    expect(u.stats()).toMatchObject({ nodes: 1, pods: 10, rings: 11 });
+    // A new series reuses a released place and starts empty.
+    u.ingest(msg({ node: 'fresh', pods: { z: { app: [1, 1] } } }));
+    expect(u.nodeHistory('fresh')).toHaveLength(1);
+    expect(u.podHistory('fresh', 'z')).toHaveLength(1);
+    expect(u.stats().slabBytes).toBe(3 * 256 * 720);
   });
 });
 
 describe('Ring', () => {
   it('keeps the latest sample per step and forgets steps older than its size', () => {
-    const r = new Ring(3, 1000);
+    const r = new RingPool(3, 1000).ring();
     r.push(0, 1, 10);
     r.push(500, 2, 20); // same step: replaces
     r.push(1000, 3, 30);
@@ -146,5 +170,30 @@ describe('Ring', () => {
       { at: 3000, cpuCores: 4, memoryBytes: 40 },
     ]);
     expect(r.bytes).toBe(36);
+  });
+
+  it('shares slabs between rings, and a released place comes back empty', () => {
+    const pool = new RingPool(4, 1000);
+    const rings = Array.from({ length: 600 }, (_, i) => {
+      const r = pool.ring();
+      r.push(i * 1000, i, i * 10);
+      return r;
+    });
+    // Neighbours do not see each other's samples.
+    expect(rings[0]?.points(0)).toEqual([{ at: 0, cpuCores: 0, memoryBytes: 0 }]);
+    expect(rings[299]?.points(299_000)).toEqual([{ at: 299_000, cpuCores: 299, memoryBytes: 2990 }]);
+    expect(pool.rings).toBe(600);
+    expect(pool.slabBytes).toBe(3 * 256 * 48);
+    rings[299]?.release();
+    rings[299]?.release(); // twice: counted once
+    expect(pool.rings).toBe(599);
+    expect(rings[299]?.points(299_000)).toEqual([]);
+    expect(() => rings[299]?.push(0, 1, 1)).toThrow(/released/);
+    const again = pool.ring();
+    // The released place, emptied: no old sample shows through.
+    expect(again.points(299_000)).toEqual([]);
+    again.push(299_500, 7, 70);
+    expect(again.points(299_000)).toEqual([{ at: 299_000, cpuCores: 7, memoryBytes: 70 }]);
+    expect(pool.slabBytes).toBe(3 * 256 * 48);
   });
 });

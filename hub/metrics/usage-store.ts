@@ -1,5 +1,5 @@
 import type { NodeUsageReport } from '../../protocol/messages.js';
-import { Ring, type RingPoint } from './ring.js';
+import { type Ring, RingPool, type RingPoint } from './ring.js';
 
 /**
  * The hub's in-memory view of usage (issue 16): per node its latest sample, per pod and
@@ -74,19 +74,24 @@ interface NodeEntry {
   services: Map<string, ServiceCountersView>;
 }
 
+/** Removes a pod's entry and hands its history ring back to the pool. */
+function dropPod(n: NodeEntry, pod: string): void {
+  const e = n.pods.get(pod);
+  if (e === undefined) return;
+  e.history.release();
+  n.pods.delete(pod);
+}
+
 export class UsageStore {
   private readonly nodes = new Map<string, NodeEntry>();
   /** Nodes whose last report had service counters (a scrape walks these, not every node). */
   private readonly withServices = new Set<string>();
   private readonly podListeners = new Set<(node: string) => void>();
-  private readonly size: number;
-  private readonly stepMs: number;
-  private readonly ringBytes: number;
+  /** Every history ring of this store, in shared slabs (RingPool): a ring goes back when its series goes. */
+  private readonly rings: RingPool;
 
   constructor(private readonly o: UsageStoreOptions) {
-    this.size = o.historySize ?? 60;
-    this.stepMs = o.historyStepMs ?? 60_000;
-    this.ringBytes = new Ring(this.size, this.stepMs).bytes;
+    this.rings = new RingPool(o.historySize ?? 60, o.historyStepMs ?? 60_000);
   }
 
   /** One valid usage message of `m.node` (already checked against its topic; the short form's usage filled in by NodeIntake). */
@@ -94,7 +99,7 @@ export class UsageStore {
     const at = this.o.now();
     let n = this.nodes.get(m.node);
     if (n === undefined) {
-      n = { cpuPercent: 0, memoryUsedBytes: 0, at, pods: new Map(), history: new Ring(this.size, this.stepMs), services: new Map() };
+      n = { cpuPercent: 0, memoryUsedBytes: 0, at, pods: new Map(), history: this.rings.ring(), services: new Map() };
       this.nodes.set(m.node, n);
     }
     n.cpuPercent = m.usage.cpuPercent;
@@ -102,9 +107,9 @@ export class UsageStore {
     n.at = at;
     n.history.push(at, m.usage.cpuPercent / 100, m.usage.memoryUsedBytes);
     if (m.full === true) {
-      for (const p of n.pods.keys()) if (m.pods?.[p] === undefined) n.pods.delete(p);
+      for (const p of n.pods.keys()) if (m.pods?.[p] === undefined) dropPod(n, p);
     }
-    for (const p of m.gone ?? []) n.pods.delete(p);
+    for (const p of m.gone ?? []) dropPod(n, p);
     if (m.services !== undefined) {
       const node = m.node;
       n.services = new Map();
@@ -120,7 +125,7 @@ export class UsageStore {
       if (e === undefined) {
         if (this.o.podOnNode !== undefined && !this.o.podOnNode(m.node, pod)) continue;
         if (n.pods.size >= MAX_PODS_PER_NODE) continue;
-        e = { node: m.node, pod, containers: new Map(), history: new Ring(this.size, this.stepMs) };
+        e = { node: m.node, pod, containers: new Map(), history: this.rings.ring() };
         n.pods.set(pod, e);
       }
       if (m.full === true) for (const c of e.containers.keys()) if (containers[c] === undefined) e.containers.delete(c);
@@ -148,7 +153,12 @@ export class UsageStore {
 
   forgetNode(node: string): void {
     this.withServices.delete(node);
-    if (this.nodes.delete(node)) this.podsChanged(node);
+    const n = this.nodes.get(node);
+    if (n === undefined) return;
+    for (const e of n.pods.values()) e.history.release();
+    n.history.release();
+    this.nodes.delete(node);
+    this.podsChanged(node);
   }
 
   /**
@@ -226,11 +236,21 @@ export class UsageStore {
     return this.nodes.get(node)?.pods.get(pod)?.history.points(this.o.now()) ?? [];
   }
 
-  /** Series held and the bytes of their history rings (bounded: tests and /metrics). */
-  stats(): { nodes: number; pods: number; historyBytes: number } {
+  /**
+   * Series held and the bytes of their history rings (bounded: tests and /metrics); `rings` counts
+   * the rings handed out and not released (one per series, or one leaked), `slabBytes` what their
+   * slabs hold, free places included.
+   */
+  stats(): { nodes: number; pods: number; historyBytes: number; rings: number; slabBytes: number } {
     let pods = 0;
     for (const n of this.nodes.values()) pods += n.pods.size;
     // Every ring has this store's size and step, so the same bytes (each scrape reads this: no walk over 100,000 pods).
-    return { nodes: this.nodes.size, pods, historyBytes: (this.nodes.size + pods) * this.ringBytes };
+    return {
+      nodes: this.nodes.size,
+      pods,
+      historyBytes: (this.nodes.size + pods) * this.rings.ringBytes,
+      rings: this.rings.rings,
+      slabBytes: this.rings.slabBytes,
+    };
   }
 }

@@ -10,6 +10,7 @@
  *   [--recover-s S]   (deadline of the kill -9 storm, from the kill; default 180 s)
  *   [--store sqlite|etcd] [--leader-ttl 6s] [--etcd-members 3]   (etcd: a cluster of that many members started for each size, issue 19)
  *   [--hub-node-args=--max-old-space-size=768]   (extra node flags for the hub process; note the =)
+ *   [--hub-env MALLOC_MMAP_THRESHOLD_=16384]   (extra environment of the hub process only, space-separated K=V)
  *   `kill -USR2 <hub pid>` writes a hub heap snapshot (FLEET_HEAP_DIR, default the temp dir)
  *
  * Every phase has a deadline; the whole run stops itself after --max-minutes, and every child
@@ -36,6 +37,7 @@ const { values } = parseArgs({
     'no-scheduler': { type: 'boolean', default: false },
     'hub-cpu-prof': { type: 'string' },
     'hub-node-args': { type: 'string' },
+    'hub-env': { type: 'string' },
     store: { type: 'string', default: 'sqlite' },
     'leader-ttl': { type: 'string' },
     'etcd-members': { type: 'string', default: '3' },
@@ -50,6 +52,17 @@ const { values } = parseArgs({
 });
 
 const int = wholeNumber;
+
+/** `K=V K2=V2` → the hub's extra environment; a word without `=` or a bad name is refused. */
+function hubEnvOf(text: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const word of text.split(' ').filter((w) => w !== '')) {
+    const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(word);
+    if (m === null) throw new Error(`--hub-env: expected NAME=value, got ${JSON.stringify(word)}`);
+    env[m[1] as string] = m[2] as string;
+  }
+  return env;
+}
 const sizes = (values.nodes ?? '').split(',').map((s) => int('nodes', s.trim()));
 const podsPerNode = int('pods-per-node', values['pods-per-node']);
 const procs = int('procs', values.procs);
@@ -136,6 +149,7 @@ async function main(): Promise<void> {
       log,
       ...(prof ? { profileDir: prof } : {}),
       ...(values['hub-node-args'] ? { hubNodeArgs: values['hub-node-args'].split(' ').filter((a) => a !== '') } : {}),
+      ...(values['hub-env'] ? { hubEnv: hubEnvOf(values['hub-env']) } : {}),
       store,
     });
     results.push(r);

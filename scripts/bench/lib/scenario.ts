@@ -42,6 +42,8 @@ export interface ScenarioOptions {
   profileDir?: string;
   /** Extra node flags for the hub process (e.g. `--max-old-space-size=768`), both starts. */
   hubNodeArgs?: string[];
+  /** Extra environment of the hub process only (e.g. glibc's `MALLOC_MMAP_THRESHOLD_`), both starts. */
+  hubEnv?: Record<string, string>;
   /**
    * Where the hub keeps its objects: SQLite in its data dir (default), or an etcd cluster of
    * `members` (default 3) started for the scenario (issue 19), with `leaderTtl` as the hub's lease. On etcd the crash
@@ -244,7 +246,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     // The hub's default grace (40 s) is 4 × the agent's default 10 s heartbeat; hollow nodes beat
     // slower to stay light, so the grace follows (else a busy hub marks live nodes NotReady).
     let cfg: HubChildConfig = { dataDir: hubDir, mqttPort: 0, httpPort: 0, heartbeatGraceMs: 4 * (o.usageIntervalMs ?? 30_000) };
-    let hubEnv: Record<string, string> = {};
+    let hubEnv: Record<string, string> = { ...o.hubEnv };
     if (o.store?.kind === 'etcd') {
       // etcd's own raft timings (100 ms / 1 s); the hub's ports fixed now (it listens only once it leads).
       etcd = await EtcdCluster.start(o.store.members ?? 3, { heartbeatMs: 100, electionMs: 1000 });
@@ -256,7 +258,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
         httpPort: await freePort(),
         etcd: { endpoints: etcd.endpoints, ...(o.store.leaderTtl ? { leaderTtl: o.store.leaderTtl } : {}) },
       };
-      hubEnv = { ORCHARD_HA_SECRET: `fleet-bench-${process.pid}-${Date.now()}` };
+      hubEnv = { ...hubEnv, ORCHARD_HA_SECRET: `fleet-bench-${process.pid}-${Date.now()}` };
       log(`[${N}] store: etcd, ${etcd.endpoints.length} member(s) ${etcd.endpoints.join(' ')}`);
     }
     hub = await HubProcess.start(cfg, to.hubStartMs, o.hubNodeArgs ?? [], hubEnv);
