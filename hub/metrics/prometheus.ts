@@ -501,6 +501,12 @@ export class HubMetrics {
     family('orchard_usage_history_bytes', 'Bytes held by the short usage history (bounded: a fixed ring per node and per pod).', 'gauge', () => [
       { labels: {}, value: d.usage.stats().historyBytes },
     ]);
+    family(
+      'orchard_usage_history_slab_bytes',
+      "Bytes of the slabs the short usage history's rings live in: the live rings and the places of departed series kept for reuse (the peak's, not freed).",
+      'gauge',
+      () => [{ labels: {}, value: d.usage.stats().slabBytes }],
+    );
     this.mqttReceived = new Counter({
       name: 'orchard_mqtt_messages_received_total',
       help: 'MQTT messages published by clients (agents, command clients).',

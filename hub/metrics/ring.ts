@@ -23,7 +23,12 @@ interface Slab {
   steps: Uint32Array;
   cpu: Float32Array;
   mem: Float32Array;
+  /** 1 for a place handed out and not yet released (catches a place released twice). */
+  used: Uint8Array;
 }
+
+/** Only RingPool makes rings: a second Ring on one place could hand that place out twice. */
+const MAKE = Symbol('RingPool');
 
 export class RingPool {
   private readonly slabs: Slab[] = [];
@@ -62,37 +67,47 @@ export class RingPool {
       place = this.next++;
       if (place % SLAB_RINGS === 0) {
         const n = SLAB_RINGS * this.size;
-        this.slabs.push({ steps: new Uint32Array(n), cpu: new Float32Array(n), mem: new Float32Array(n) });
+        this.slabs.push({ steps: new Uint32Array(n), cpu: new Float32Array(n), mem: new Float32Array(n), used: new Uint8Array(SLAB_RINGS) });
       }
     }
+    const slab = this.slab(place);
+    slab.used[place % SLAB_RINGS] = 1;
     this.live++;
-    return new Ring(this, place);
+    return new Ring(MAKE, this, slab, (place % SLAB_RINGS) * this.size, place);
   }
 
   /** @internal Ring.release: empties the place and hands it back. */
-  reclaim(place: number): void {
-    const { slab, at } = this.locate(place);
+  reclaim(token: symbol, place: number): void {
+    if (token !== MAKE) throw new Error('RingPool.reclaim is for Ring.release');
+    const slab = this.slab(place);
+    if (slab.used[place % SLAB_RINGS] !== 1) throw new Error(`ring place ${place} released twice`);
+    slab.used[place % SLAB_RINGS] = 0;
+    const at = (place % SLAB_RINGS) * this.size;
     slab.steps.fill(0, at, at + this.size);
     this.free.push(place);
     this.live--;
   }
 
-  /** @internal */
-  locate(place: number): { slab: Slab; at: number } {
+  private slab(place: number): Slab {
     const slab = this.slabs[Math.floor(place / SLAB_RINGS)];
     if (slab === undefined) throw new RangeError(`no ring at place ${place}`);
-    return { slab, at: (place % SLAB_RINGS) * this.size };
+    return slab;
   }
 }
 
 export class Ring {
   private released = false;
 
-  /** Use RingPool.ring(). */
+  /** Use RingPool.ring(). `slab` and `at` (the first slot) are the place's, fixed. */
   constructor(
+    token: symbol,
     private readonly pool: RingPool,
+    private readonly slab: Slab,
+    private readonly at: number,
     private readonly place: number,
-  ) {}
+  ) {
+    if (token !== MAKE) throw new Error('rings come from RingPool.ring()');
+  }
 
   /** Bytes of samples this ring holds; fixed. */
   get bytes(): number {
@@ -101,10 +116,12 @@ export class Ring {
 
   push(atMs: number, cpuCores: number, memoryBytes: number): void {
     if (this.released) throw new Error('push to a released ring');
-    const { slab, at } = this.pool.locate(this.place);
     // +1: step 0 marks an empty slot.
     const step = Math.floor(atMs / this.pool.stepMs) + 1;
-    const i = at + (step % this.pool.size);
+    // Before 1970 (or NaN): dropped, as the per-ring arrays did (a negative index would reach the neighbour's place).
+    if (!(step >= 1)) return;
+    const { slab } = this;
+    const i = this.at + (step % this.pool.size);
     slab.steps[i] = step;
     slab.cpu[i] = cpuCores;
     slab.mem[i] = memoryBytes;
@@ -114,7 +131,7 @@ export class Ring {
   points(nowMs: number): RingPoint[] {
     if (this.released) return [];
     const { size, stepMs } = this.pool;
-    const { slab, at } = this.pool.locate(this.place);
+    const { slab, at } = this;
     const last = Math.floor(nowMs / stepMs) + 1;
     const out: RingPoint[] = [];
     for (let s = Math.max(1, last - size + 1); s <= last; s++) {
@@ -128,6 +145,6 @@ export class Ring {
   release(): void {
     if (this.released) return;
     this.released = true;
-    this.pool.reclaim(this.place);
+    this.pool.reclaim(MAKE, this.place);
   }
 }

@@ -135,9 +135,11 @@ describe('UsageStore', () => {
   });
 
   it('hands the history rings of pods and nodes that go back to the pool, so churn does not grow it', () => {
-    const u = new UsageStore({ now: () => 0 });
+    const t = { now: 0 };
+    const u = new UsageStore({ now: () => t.now });
     // Every report replaces the node's 20 pods with 20 new ones (a rollout a minute, for a day).
     for (let r = 0; r < 1440; r++) {
+      t.now = r * 60_000;
       const pods = Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`p-${r}-${i}`, { app: [1, 1] as [number, number] }]));
       u.ingest(msg({ pods, full: true }));
       if (r % 2 === 1) u.ingest(msg({ gone: Object.keys(pods).slice(0, 10) }));
@@ -150,11 +152,23 @@ describe('UsageStore', () => {
     expect(u.stats().rings).toBe(11 + 298 * 2);
     for (let n = 2; n < 300; n++) u.forgetNode(`n${n}`);
     expect(u.stats()).toMatchObject({ nodes: 1, pods: 10, rings: 11 });
-    // A new series reuses a released place and starts empty.
+    // A new series reuses a released place (those places held an hour of samples) and starts empty.
+    t.now += 60_000;
     u.ingest(msg({ node: 'fresh', pods: { z: { app: [1, 1] } } }));
     expect(u.nodeHistory('fresh')).toHaveLength(1);
     expect(u.podHistory('fresh', 'z')).toHaveLength(1);
     expect(u.stats().slabBytes).toBe(3 * 256 * 720);
+  });
+
+  it('a full report drops pods and containers whose names are also Object.prototype keys (review 74)', () => {
+    const u = new UsageStore({ now: () => 0 });
+    u.ingest(msg({ pods: { constructor: { toString: [1, 1], app: [1, 1] }, keep: { app: [1, 1] } }, full: true }));
+    u.ingest(msg({ pods: { keep: { app: [2, 2] } }, full: true }));
+    expect(u.pod('n1', 'constructor')).toBeUndefined();
+    expect(u.stats()).toMatchObject({ pods: 1, rings: 2 });
+    u.ingest(msg({ pods: { keep: { app: [1, 1], hasOwnProperty: [1, 1] } }, full: true }));
+    u.ingest(msg({ pods: { keep: { app: [3, 3] } }, full: true }));
+    expect([...(u.pod('n1', 'keep')?.keys() ?? [])]).toEqual(['app']);
   });
 });
 
@@ -194,6 +208,29 @@ describe('Ring', () => {
     expect(again.points(299_000)).toEqual([]);
     again.push(299_500, 7, 70);
     expect(again.points(299_000)).toEqual([{ at: 299_000, cpuCores: 7, memoryBytes: 70 }]);
+    // The released ring reads nothing, though its old place holds a sample of the same step again.
+    expect(rings[299]?.points(299_000)).toEqual([]);
     expect(pool.slabBytes).toBe(3 * 256 * 48);
+  });
+
+  it('drops a sample from before 1970 instead of writing into a neighbour (review 74)', () => {
+    const pool = new RingPool(4, 1000);
+    const a = pool.ring();
+    const b = pool.ring();
+    a.push(3000, 1, 1);
+    b.push(-2000, 9, 9);
+    b.push(Number.NaN, 9, 9);
+    expect(a.points(3000)).toEqual([{ at: 3000, cpuCores: 1, memoryBytes: 1 }]);
+    expect(b.points(3000)).toEqual([]);
+  });
+
+  it('makes rings only through the pool, and refuses a place released twice (review 74)', () => {
+    const pool = new RingPool(2, 1000);
+    const r = pool.ring();
+    const Ctor = r.constructor as new (...args: unknown[]) => unknown;
+    expect(() => new Ctor(Symbol('RingPool'), pool, undefined, 0, 0)).toThrow(/RingPool\.ring/);
+    expect(() => pool.reclaim(Symbol('RingPool'), 0)).toThrow(/Ring\.release/);
+    r.release();
+    expect(pool.rings).toBe(0);
   });
 });

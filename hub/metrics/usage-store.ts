@@ -107,7 +107,7 @@ export class UsageStore {
     n.at = at;
     n.history.push(at, m.usage.cpuPercent / 100, m.usage.memoryUsedBytes);
     if (m.full === true) {
-      for (const p of n.pods.keys()) if (m.pods?.[p] === undefined) dropPod(n, p);
+      for (const p of n.pods.keys()) if (m.pods === undefined || !Object.hasOwn(m.pods, p)) dropPod(n, p);
     }
     for (const p of m.gone ?? []) dropPod(n, p);
     if (m.services !== undefined) {
@@ -128,7 +128,7 @@ export class UsageStore {
         e = { node: m.node, pod, containers: new Map(), history: this.rings.ring() };
         n.pods.set(pod, e);
       }
-      if (m.full === true) for (const c of e.containers.keys()) if (containers[c] === undefined) e.containers.delete(c);
+      if (m.full === true) for (const c of e.containers.keys()) if (!Object.hasOwn(containers, c)) e.containers.delete(c);
       for (const [name, [cpuSeconds, memoryBytes]] of Object.entries(containers)) {
         const prev = e.containers.get(name);
         const dt = prev === undefined ? 0 : (at - prev.at) / 1000;
