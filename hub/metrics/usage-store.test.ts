@@ -162,11 +162,13 @@ describe('UsageStore', () => {
 
   it('a full report drops pods and containers whose names are also Object.prototype keys (review 74)', () => {
     const u = new UsageStore({ now: () => 0 });
-    u.ingest(msg({ pods: { constructor: { toString: [1, 1], app: [1, 1] }, keep: { app: [1, 1] } }, full: true }));
+    // Built from entries: in a literal, TypeScript types these keys from Object.prototype.
+    const named = (...names: string[]): Record<string, [number, number]> => Object.fromEntries(names.map((n) => [n, [1, 1] as [number, number]]));
+    u.ingest(msg({ pods: { constructor: named('toString', 'app'), keep: named('app') }, full: true }));
     u.ingest(msg({ pods: { keep: { app: [2, 2] } }, full: true }));
     expect(u.pod('n1', 'constructor')).toBeUndefined();
     expect(u.stats()).toMatchObject({ pods: 1, rings: 2 });
-    u.ingest(msg({ pods: { keep: { app: [1, 1], hasOwnProperty: [1, 1] } }, full: true }));
+    u.ingest(msg({ pods: { keep: named('app', 'hasOwnProperty') }, full: true }));
     u.ingest(msg({ pods: { keep: { app: [3, 3] } }, full: true }));
     expect([...(u.pod('n1', 'keep')?.keys() ?? [])]).toEqual(['app']);
   });
