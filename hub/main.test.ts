@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { OrchardError } from '../protocol/errors.js';
-import { adminTokenNotice, advertisedEndpoint, parseDurationMs, parseHubArgs, parseStoreFlag } from './main.js';
+import { adminTokenNotice, advertisedEndpoint, etcdAuth, parseDurationMs, parseHubArgs, parseStoreFlag } from './main.js';
 
 describe('adminTokenNotice', () => {
   it('shows the admin token on a terminal only; otherwise names the 0600 file', () => {
@@ -143,5 +143,35 @@ describe('--advertise-api / --advertise-mqtt (etcd groups)', () => {
     expect(() => advertisedEndpoint(parseHubArgs(['--advertise-api', 'http://hub-a.lan:8080']), 'id', 8443, 8883)).toThrow(/--advertise-api.*plaintext/);
     const f = parseHubArgs(['--insecure', '--advertise-mqtt', 'mqtt://hub-a.lan:1883']);
     expect(advertisedEndpoint(f, 'id', 8080, 1883).mqtt).toBe('mqtt://hub-a.lan:1883');
+  });
+});
+
+describe('etcdAuth (--etcd-user, --etcd-password-file, ORCHARD_ETCD_PASSWORD)', () => {
+  const files: Record<string, string> = { '/run/pw': 's3cret\n', '/run/empty': '\n' };
+  const read = (f: string): string => {
+    const v = files[f];
+    if (v === undefined) throw new Error(`ENOENT ${f}`);
+    return v;
+  };
+  it('takes the password from the file (trimmed) or the environment, never argv', () => {
+    expect(etcdAuth({ 'etcd-user': 'orchard', 'etcd-password-file': '/run/pw' }, {}, read)).toEqual({ username: 'orchard', password: 's3cret' });
+    expect(etcdAuth({ 'etcd-user': 'orchard' }, { ORCHARD_ETCD_PASSWORD: 'env-pw' }, read)).toEqual({ username: 'orchard', password: 'env-pw' });
+    expect(etcdAuth({}, { ORCHARD_ETCD_PASSWORD: 'unused' }, read)).toBeUndefined();
+  });
+  it('refuses a user without a password and a password file without a user, naming the flag (audit 75)', () => {
+    const fails = (f: Parameters<typeof etcdAuth>[0], env: NodeJS.ProcessEnv, re: RegExp): void => {
+      let err: unknown;
+      try {
+        etcdAuth(f, env, read);
+      } catch (e) {
+        err = e;
+      }
+      expect(OrchardError.is(err) && err.code === 'ERR_VALIDATION').toBe(true);
+      expect((err as Error).message).toMatch(re);
+    };
+    fails({ 'etcd-user': 'orchard' }, {}, /--etcd-user: etcd user orchard needs a password \(set --etcd-password-file or ORCHARD_ETCD_PASSWORD\)/);
+    fails({ 'etcd-user': 'orchard' }, { ORCHARD_ETCD_PASSWORD: '' }, /needs a password/);
+    fails({ 'etcd-user': 'orchard', 'etcd-password-file': '/run/empty' }, {}, /--etcd-password-file \/run\/empty is empty/);
+    fails({ 'etcd-password-file': '/run/pw' }, {}, /--etcd-password-file: given without --etcd-user/);
   });
 });

@@ -356,16 +356,40 @@ function writeCliConfig(hub: Hub, dataDir: string, log: ReturnType<typeof create
 
 type EtcdFlags = Pick<HubFlags, 'etcd-ca' | 'etcd-cert' | 'etcd-key' | 'etcd-user' | 'etcd-password-file'>;
 
-/** The etcd client the flags describe (PEM files read now; the password from a file or ORCHARD_ETCD_PASSWORD, never argv). */
+/**
+ * etcd's user and password from the flags: the password from `--etcd-password-file` or
+ * ORCHARD_ETCD_PASSWORD, never argv. A user without a password (it was sent as '', and etcd's
+ * refusal named no flag) and a password without a user are refused here, naming the flags.
+ */
+export function etcdAuth(
+  flags: Pick<EtcdFlags, 'etcd-user' | 'etcd-password-file'>,
+  env: NodeJS.ProcessEnv,
+  readFile: (path: string) => string = (f) => readFileSync(f, 'utf8'),
+): { username: string; password: string } | undefined {
+  const file = flags['etcd-password-file'];
+  const password = file !== undefined ? readFile(file).trim() : env['ORCHARD_ETCD_PASSWORD'];
+  const user = flags['etcd-user'];
+  if (user === undefined) {
+    if (file !== undefined) throw new OrchardError('ERR_VALIDATION', 'invalid flags: --etcd-password-file: given without --etcd-user');
+    return undefined;
+  }
+  if (password === undefined || password === '') {
+    const where = file !== undefined ? `--etcd-password-file ${file} is empty` : 'set --etcd-password-file or ORCHARD_ETCD_PASSWORD';
+    throw new OrchardError('ERR_VALIDATION', `invalid flags: --etcd-user: etcd user ${user} needs a password (${where})`);
+  }
+  return { username: user, password };
+}
+
+/** The etcd client the flags describe (PEM files read now). */
 function etcdClient(flags: EtcdFlags, endpoints: string[]): EtcdClient {
   const readPem = (f: string | undefined): string | undefined => (f === undefined ? undefined : readFileSync(f, 'utf8'));
-  const password = flags['etcd-password-file'] ? readFileSync(flags['etcd-password-file'], 'utf8').trim() : process.env['ORCHARD_ETCD_PASSWORD'];
+  const auth = etcdAuth(flags, process.env);
   return new EtcdClient({
     endpoints,
     ...(flags['etcd-ca'] ? { ca: readPem(flags['etcd-ca']) } : {}),
     ...(flags['etcd-cert'] ? { cert: readPem(flags['etcd-cert']) } : {}),
     ...(flags['etcd-key'] ? { key: readPem(flags['etcd-key']) } : {}),
-    ...(flags['etcd-user'] ? { username: flags['etcd-user'], password: password ?? '' } : {}),
+    ...(auth !== undefined ? auth : {}),
   });
 }
 
