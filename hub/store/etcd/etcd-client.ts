@@ -434,7 +434,7 @@ export class EtcdClient {
             try {
               json = JSON.parse(text);
             } catch {
-              reject(new EtcdAnswer(`HTTP ${res.statusCode}: ${text.slice(0, 200)}`, (res.statusCode ?? 500) >= 500));
+              reject(new EtcdAnswer(plainAnswer(res.statusCode ?? 500, text), (res.statusCode ?? 500) >= 500));
               return;
             }
             if ((res.statusCode ?? 500) >= 400) {
@@ -554,6 +554,22 @@ export class EtcdClient {
 }
 
 const HeaderOnly = z.object({ header: HeaderSchema }).loose();
+
+/**
+ * A member's non-JSON answer, as an error message. One is worth spelling out: with
+ * `--client-cert-auth`, etcd's JSON gateway refuses every request whose client certificate has a
+ * CommonName (etcd 3.2.26+/3.3.11+/3.4, the fix of CVE-2018-16886), which is the gateway this
+ * client uses; its text says neither what to change nor where.
+ */
+export function plainAnswer(status: number, text: string): string {
+  if (status === 400 && /CommonName/i.test(text)) {
+    return (
+      `HTTP 400: etcd refuses client certificates with a CommonName on its JSON gateway (--client-cert-auth; CVE-2018-16886): ` +
+      `give the hub an etcd client certificate with an empty subject CN (--etcd-cert) and authenticate with --etcd-user; etcd said: ${text.trim().slice(0, 200)}`
+    );
+  }
+  return `HTTP ${status}: ${text.slice(0, 200)}`;
+}
 
 /** An HTTP answer from a member; `retryElsewhere` when another member might do better. */
 class EtcdAnswer extends Error {
