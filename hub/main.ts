@@ -597,9 +597,12 @@ export async function leadOnEtcd(
   log.info('campaigning for leadership on etcd', { endpoints, prefix, id, api: self.api, mqtt: self.mqtt });
   const members = new HubMembers({ client, prefix, clock: systemClock, log: log.child('ha') });
   election.start();
-  await members.start();
-  const current = await election.leader().catch(() => undefined);
-  if (current !== undefined && current.id !== id) log.info('standby: another hub leads', { leader: current.id, epoch: current.epoch });
+  // Not awaited before the standby starts: without a quorum each read takes etcd's request
+  // timeout, and the port should answer (naming the cause) meanwhile (docs/ha.md "Quorum lost").
+  void members.start().then(async () => {
+    const current = await election.leader().catch(() => undefined);
+    if (current !== undefined && current.id !== id) log.info('standby: another hub leads', { leader: current.id, epoch: current.epoch });
+  });
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const standby = runStandby({
     client,
@@ -611,6 +614,9 @@ export async function leadOnEtcd(
     port: local.httpPort,
     id,
     members,
+    // The first that noticed: the members' reads (a hub restarted without a quorum) or this hub's
+    // lease requests (a standby whose watches just went quiet).
+    unreadable: () => members.unreadable() ?? election.unreachable(),
     pkiNames: local.pkiNames,
     clock: systemClock,
     log,

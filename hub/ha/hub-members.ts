@@ -40,6 +40,8 @@ export class HubMembers {
   private retry: ReturnType<Clock['setTimeout']> | undefined;
   private readonly listeners = new Set<() => void>();
   private lastSignature = '';
+  /** Since when every read of the hub list has failed, and etcd's last error; undefined once one worked. */
+  private failing: { since: number; error: string } | undefined;
 
   constructor(private readonly opts: HubMembersOptions) {}
 
@@ -68,6 +70,15 @@ export class HubMembers {
     return { ...this.members.get(l.id), id: l.id, epoch: this.epochBase + l.term };
   }
 
+  /**
+   * Since when (ms) etcd has not answered this hub's reads of the group, and its last error;
+   * undefined while they work. A standby that started while etcd has no quorum knows no leader,
+   * and says why with this instead of "an election is under way" (docs/ha.md "Quorum lost").
+   */
+  unreadable(): { since: number; error: string } | undefined {
+    return this.failing;
+  }
+
   /** The hub list agents get: every live hub, the leader first, then by id; undefined before any is known. */
   list(): HubListMessage | undefined {
     const l = this.leaderKv;
@@ -88,6 +99,7 @@ export class HubMembers {
       const leader = (await client.range(`${prefix}leader`, at)).kvs[0];
       const base = (await client.range(epochBaseKey(prefix), at)).kvs[0];
       if (this.stopped) return;
+      this.failing = undefined;
       this.members.clear();
       for (const kv of all.kvs) this.putMember(kv);
       this.leaderKv = leader === undefined ? undefined : { id: leader.value.toString('utf8'), term: leader.createRevision };
@@ -131,6 +143,7 @@ export class HubMembers {
       );
     } catch (err) {
       this.opts.log.debug('cannot read the hub list from etcd; retrying', { err });
+      this.failing = { since: this.failing?.since ?? this.opts.clock.now(), error: err instanceof Error ? err.message : String(err) };
       this.retryLater();
     }
   }

@@ -226,3 +226,60 @@ describe('a standby serves object reads like the leader', () => {
     expect(isStandbyRead('GET', '/api/v1/hasOwnProperty')).toBe(false);
   });
 });
+
+describe('a standby that cannot read etcd (no quorum) says so', () => {
+  const since = Date.parse('2026-12-06T03:00:00Z');
+  const now = since + 42_000;
+  const start = (leader: typeof LEADER | undefined) =>
+    StandbyServer.start({
+      host: '127.0.0.1',
+      port: 0,
+      id: 'hub-b',
+      members: { leader: () => leader },
+      unreadable: () => ({ since, error: 'etcd: no endpoint answered /v3/kv/range: request timed out' }),
+      now: () => now,
+    });
+
+  it('in /healthz (degraded, since when; etcd’s own error stays in the log) and in every refused call', async () => {
+    const s = await start(undefined);
+    try {
+      const base = `http://127.0.0.1:${s.port}`;
+      const h = await request(base, 'GET', '/healthz');
+      expect(h.status).toBe(200);
+      expect(h.body).toEqual({
+        ok: true,
+        role: 'standby',
+        id: 'hub-b',
+        degraded: true,
+        degradedReason: expect.stringMatching(/for 42 s \(is a quorum of its members up\?\)/),
+        degradedSince: '2026-12-06T03:00:00.000Z',
+      });
+      expect(JSON.stringify(h.body)).not.toMatch(/timed out/);
+      const w = await request(base, 'POST', '/api/v1/apply', { body: 'kind: Deployment' });
+      expect(w.status).toBe(503);
+      expect(w.body).toMatchObject({
+        code: 'ERR_NOT_LEADER',
+        message: expect.stringMatching(/cannot reach the group: etcd has answered none of its requests for 42 s/),
+      });
+      expect((w.body as { message: string }).message).not.toMatch(/election is under way/);
+      expect((w.body as { details?: object }).details).toEqual({});
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('names the last leader etcd named, and still points clients at it', async () => {
+    const s = await start(LEADER);
+    try {
+      const w = await request(`http://127.0.0.1:${s.port}`, 'DELETE', '/api/v1/deployments/web');
+      expect(w.status).toBe(503);
+      expect(w.body).toMatchObject({
+        code: 'ERR_NOT_LEADER',
+        message: expect.stringMatching(/the last leader etcd named was https:\/\/10\.0\.0\.1:8443/),
+        details: { leader: LEADER.api, leaderId: LEADER.id },
+      });
+    } finally {
+      await s.close();
+    }
+  });
+});

@@ -47,6 +47,14 @@ export interface StandbyServerOptions {
   tls?: { cert: string; key: string };
   /** Object reads from the copy of the store; without it every request but /healthz is ERR_NOT_LEADER. */
   reads?: StandbyReads;
+  /**
+   * Since when etcd has answered none of this hub's requests, and why (HubMembers.unreadable): said
+   * in `/healthz` (degraded) and in every ERR_NOT_LEADER, so a client of a group whose etcd lost
+   * its quorum learns that instead of "an election is under way".
+   */
+  unreadable?: () => { since: number; error: string } | undefined;
+  /** ms since the epoch; Date.now by default. */
+  now?: () => number;
 }
 
 export interface StandbyReads {
@@ -84,6 +92,8 @@ export class StandbyServer {
   static async start(opts: StandbyServerOptions): Promise<StandbyServer> {
     /** `why`: the reason a read is not served here after all (its copy cannot be confirmed current). */
     const refuse = (req: http.IncomingMessage, res: http.ServerResponse, why?: string): void => {
+      const cut = opts.unreadable?.();
+      const cutFor = cut === undefined ? 0 : Math.max(0, Math.round(((opts.now ?? Date.now)() - cut.since) / 1000));
       const leader = opts.members.leader();
       const known = leader?.api !== undefined && leader.mqtt !== undefined ? leader : undefined;
       const path = (req.url ?? '/').split('?')[0];
@@ -97,6 +107,14 @@ export class StandbyServer {
           role: 'standby',
           id: opts.id,
           ...(known ? { leader: { id: known.id, api: known.api!, mqtt: known.mqtt!, epoch: known.epoch } } : {}),
+          // etcd's own error (member addresses) stays in the hub's log, as a leader's degradedReason.
+          ...(cut === undefined
+            ? {}
+            : {
+                degraded: true as const,
+                degradedReason: `etcd has answered none of this hub's requests for ${cutFor} s (is a quorum of its members up?): no hub can lead or take writes until it does`,
+                degradedSince: new Date(cut.since).toISOString(),
+              }),
         };
         status = 200;
         body = h;
@@ -104,9 +122,13 @@ export class StandbyServer {
         const details: NotLeaderDetails = known ? { leader: known.api!, leaderId: known.id, leaderMqtt: known.mqtt!, epoch: known.epoch } : {};
         const err = new OrchardError(
           'ERR_NOT_LEADER',
-          (known
+          (known && cut === undefined
             ? `this hub (${opts.id}) is a standby; the leader is ${known.api}`
-            : `this hub (${opts.id}) is a standby and no hub leads right now (an election is under way); retry in a few seconds`) +
+            : cut !== undefined
+              ? `this hub (${opts.id}) is a standby and cannot reach the group: etcd has answered none of its requests for ${cutFor} s ` +
+                `(is a quorum of its members up?), so no hub can lead or take writes until it does; devices keep running their workloads` +
+                (known ? `; the last leader etcd named was ${known.api}` : '')
+              : `this hub (${opts.id}) is a standby and no hub leads right now (an election is under way); retry in a few seconds`) +
             (why === undefined ? '' : ` (it serves reads only while etcd confirms its copy is current: ${why})`),
           { details },
         );

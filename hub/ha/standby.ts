@@ -21,6 +21,10 @@ import { StoreMirror, type Handoff } from './store-mirror.js';
  * leader's store when it provably holds the revision this hub won at (`takeover`,
  * StoreMirror.handoff); otherwise it is dropped and the leader loads the store from etcd.
  *
+ * When etcd cannot be read (no quorum) and the data dir already holds the group's identity (this
+ * hub served the group before: a leader restarted after losing its lease), the port opens with
+ * that identity and answers, naming the cause, rather than staying closed until etcd is back.
+ *
  * `failed` rejects when waiting cannot succeed (the HA secret does not open the group's
  * identity, the port is taken): the hub exits with that error rather than idle unreachable.
  */
@@ -34,6 +38,8 @@ export interface StandbyOptions {
   port: number;
   id: string;
   members: HubMembers;
+  /** Since when etcd has not answered this hub, and why (HubMembers.unreadable, Election.unreachable). */
+  unreadable: () => { since: number; error: string } | undefined;
   pkiNames: { hostnames: string[]; ips: string[] };
   clock: Clock;
   log: Logger;
@@ -69,8 +75,20 @@ export function runStandby(o: StandbyOptions): Standby {
     try {
       let tls: { cert: string; key: string } | undefined;
       if (!o.insecure) {
-        await downloadIdentity(o.client, o.prefix, o.dataDir, o.key);
-        if (!existsSync(join(o.dataDir, PKI_FILES.caCert)) || !existsSync(join(o.dataDir, PKI_FILES.caKey))) {
+        const haveCa = (): boolean => existsSync(join(o.dataDir, PKI_FILES.caCert)) && existsSync(join(o.dataDir, PKI_FILES.caKey));
+        try {
+          await downloadIdentity(o.client, o.prefix, o.dataDir, o.key);
+        } catch (err) {
+          // etcd unreachable (no quorum): a hub that served this group before (a leader restarted
+          // after it lost its lease) still holds the group's identity, so it opens the port and
+          // says what is wrong, instead of refusing connections until etcd is back. A wrong HA
+          // secret, or no identity here, waits for etcd as before.
+          if (OrchardError.is(err, 'ERR_VALIDATION') || !haveCa()) throw err;
+          o.log.warn("standby: etcd cannot be read; opening the port with the group's identity kept in the data dir from an earlier run", {
+            err: OrchardError.from(err),
+          });
+        }
+        if (!haveCa()) {
           if (!waitingLogged) o.log.info("standby: the group's CA is not in etcd yet; the HTTP port opens once the first leader stored it");
           waitingLogged = true;
           timer = o.clock.setTimeout(() => (running = attempt()), 2000);
@@ -80,7 +98,16 @@ export function runStandby(o: StandbyOptions): Standby {
         tls = { cert: pki.certPem, key: pki.keyPem };
       }
       if (stopped) return;
-      const s = await StandbyServer.start({ host: o.host, port: o.port, id: o.id, members: o.members, reads: { mirror, log: o.log }, ...(tls ? { tls } : {}) });
+      const s = await StandbyServer.start({
+        host: o.host,
+        port: o.port,
+        id: o.id,
+        members: o.members,
+        reads: { mirror, log: o.log },
+        unreadable: o.unreadable,
+        now: () => o.clock.now(),
+        ...(tls ? { tls } : {}),
+      });
       if (stopped) {
         await s.close();
         return;

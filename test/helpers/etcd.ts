@@ -185,6 +185,45 @@ export class EtcdCluster {
     return out;
   }
 
+  /** Which running member raft's leader is, as the members say (`/v3/maintenance/status`); undefined during an election. */
+  async raftLeader(): Promise<number | undefined> {
+    const ids = await this.memberIds();
+    for (const [i, m] of this.members.entries()) {
+      if (!m.proc) continue;
+      const j = await postJson<{ leader?: string }>(`${m.clientUrl}/v3/maintenance/status`, {}).catch(() => undefined);
+      if (j?.leader !== undefined && j.leader !== '0') {
+        const at = ids.indexOf(j.leader);
+        if (at >= 0) return at;
+      }
+    }
+    return undefined;
+  }
+
+  /** Makes member `i` raft's leader (etcd's transfer-leadership, sent to the current leader) and waits until the members agree. */
+  async moveRaftLeader(i: number, timeoutMs = 20_000): Promise<void> {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const now = await this.raftLeader();
+      if (now === i) return;
+      if (now !== undefined) {
+        const ids = await this.memberIds();
+        await postJson(`${this.members[now]!.clientUrl}/v3/maintenance/transfer-leadership`, { targetID: ids[i] }).catch(() => undefined);
+      }
+      if (Date.now() > end) throw new Error(`etcd: member ${i} did not become raft's leader within ${timeoutMs} ms (leader: ${now})`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  /** Every member's raft id (decimal strings, as the JSON gateway writes uint64), in member order. */
+  private async memberIds(): Promise<string[]> {
+    for (const m of this.members) {
+      if (!m.proc) continue;
+      const list = await postJson<{ members?: Array<{ ID?: string; name?: string }> }>(`${m.clientUrl}/v3/cluster/member/list`, {}).catch(() => undefined);
+      if (list !== undefined) return this.members.map((mm) => list.members?.find((x) => x.name === mm.name)?.ID ?? '');
+    }
+    throw new Error('etcd: no member answered');
+  }
+
   kill(i: number): void {
     const m = this.members[i]!;
     m.proc?.kill('SIGKILL');
@@ -214,4 +253,10 @@ export class EtcdCluster {
     }
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+async function postJson<T>(url: string, body: object): Promise<T> {
+  const r = await fetch(url, { method: 'POST', body: JSON.stringify(body), signal: AbortSignal.timeout(5_000) });
+  if (!r.ok) throw new Error(`${url}: HTTP ${r.status} ${await r.text()}`);
+  return (await r.json()) as T;
 }

@@ -55,11 +55,13 @@ export interface EtcdHubOptions {
   extraArgs?: string[];
   /** More environment (e.g. ORCHARD_LOG). */
   env?: Record<string, string>;
+  /** The ports of an earlier run of this hub (a supervisor's restart); free ones by default. */
+  ports?: { http: number; mqtt: number };
 }
 
 /** Spawns `orchard hub` on free ports with every etcd member as its store; the caller kills it. */
 export async function spawnEtcdHub(o: EtcdHubOptions): Promise<GroupHub> {
-  const [httpPort, mqttPort] = [await freePort(), await freePort()];
+  const [httpPort, mqttPort] = o.ports ? [o.ports.http, o.ports.mqtt] : [await freePort(), await freePort()];
   const dir = join(o.root, o.name);
   const endpoints = o.etcd.endpoints.map((e) => e.replace('http://', '')).join(',');
   const proc = orchard(

@@ -82,3 +82,47 @@ describe('Election lease timing', () => {
     await e.stop();
   });
 });
+
+describe('Election.unreachable', () => {
+  it('says since when every lease request failed (grant, then keep-alives of a standby) and clears on the first answer', async () => {
+    const clock = new FakeClock();
+    let down = true;
+    const refuse = (): Promise<never> => Promise.reject(new Error('etcd: no endpoint answered'));
+    const other: TxnResult = { succeeded: false, revision: 9, ranges: [{ revision: 9, more: false, count: 1, kvs: [] }] };
+    const fake = {
+      leaseGrant: (ttl: number) => (down ? refuse() : Promise.resolve({ id: '2', ttl })),
+      // Another hub leads: this one keeps its lease alive and watches.
+      txn: () => (down ? refuse() : Promise.resolve(other)),
+      leaseKeepAlive: () => (down ? refuse() : Promise.resolve(DEFAULT_LEADER_TTL_S)),
+      leaseRevoke: () => Promise.resolve(),
+      watch: () => ({ cancel: () => undefined }),
+    };
+    const e = new Election({
+      client: fake as unknown as EtcdClient,
+      key: '/orchard/leader',
+      id: 'b',
+      clock,
+      onElected: () => undefined,
+      onLost: () => undefined,
+    });
+    const t0 = clock.now();
+    e.start();
+    await settle();
+    expect(e.unreachable()).toEqual({ since: t0, error: 'etcd: no endpoint answered' });
+    down = false;
+    clock.advance(1_000);
+    await settle();
+    await settle();
+    expect(e.status).toBe('campaigning');
+    expect(e.unreachable()).toBeUndefined();
+    // The quorum goes while it waits: its keep-alives fail, from the first one on.
+    down = true;
+    const t1 = clock.now();
+    clock.advance(1_000);
+    await settle();
+    clock.advance(500);
+    await settle();
+    expect(e.unreachable()).toEqual({ since: t1 + 1_000, error: 'etcd: no endpoint answered' });
+    await e.stop();
+  });
+});

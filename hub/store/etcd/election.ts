@@ -61,6 +61,7 @@ export class Election {
   private deadlineTimer: ReturnType<Clock['setTimeout']> | undefined;
   private retryTimer: ReturnType<Clock['setTimeout']> | undefined;
   private readonly ttl: number;
+  private failing: { since: number; error: string } | undefined;
 
   constructor(private readonly opts: ElectionOptions) {
     this.ttl = opts.ttlSeconds ?? DEFAULT_LEADER_TTL_S;
@@ -73,6 +74,19 @@ export class Election {
   /** The key's create revision while leader (the fence's); 0 otherwise. The hub's epoch adds the group's epoch base (epoch-base.ts). */
   get epoch(): number {
     return this.state === 'leader' ? this.epochValue : 0;
+  }
+
+  /**
+   * Since when this candidate's lease requests (grant, campaign, keep-alive) have all failed, and
+   * the last error; undefined once one succeeds. A standby whose watches went quiet with etcd's
+   * quorum learns from this that it cannot reach the group (standby-server.ts).
+   */
+  unreachable(): { since: number; error: string } | undefined {
+    return this.failing;
+  }
+
+  private failed(err: unknown): void {
+    this.failing = { since: this.failing?.since ?? this.opts.clock.now(), error: err instanceof Error ? err.message : String(err) };
   }
 
   /** The compare a leader's write must carry; throws ERR_NOT_LEADER when this candidate does not lead. */
@@ -121,6 +135,7 @@ export class Election {
         [{ put: { key: this.opts.key, value: this.opts.id, lease: this.leaseId } }, ...member],
         [{ range: { key: this.opts.key } }, ...member],
       );
+      this.failing = undefined;
       if (this.state !== 'campaigning') return;
       if (r.succeeded) {
         this.epochValue = r.revision;
@@ -157,7 +172,8 @@ export class Election {
           this.retryLater();
         },
       );
-    } catch {
+    } catch (err) {
+      this.failed(err);
       this.retryLater();
     }
   }
@@ -182,8 +198,9 @@ export class Election {
       // Bounded well inside the TTL: one request hanging on a busy member must not use up the
       // lease (the default 5 s request timeout is most of a 6 s lease); a failure is retried soon.
       ttl = await this.opts.client.leaseKeepAlive(id, Math.max(1_000, Math.floor((this.ttl * 1000) / 3)));
-    } catch {
+    } catch (err) {
       // Unreachable now: the deadline decides; try again soon.
+      this.failed(err);
     }
     if (id !== this.leaseId || (this.state !== 'leader' && this.state !== 'campaigning')) return;
     if (ttl === 0) {
@@ -197,6 +214,7 @@ export class Election {
       }
       return;
     }
+    if (ttl > 0) this.failing = undefined;
     if (ttl > 0 && this.state === 'leader') this.armDeadline(sentAt);
     // A keep-alive that failed (etcd slow or unreachable, or its request timed out) is tried again
     // in 500 ms, not a whole period later, so several tries fit before the local deadline.
