@@ -326,6 +326,7 @@ export class Hub {
       }),
       intakeBacklog: () => nodes.queued,
       mqttConnections: () => broker.aedes.connectedClients,
+      mqttKeepaliveTimeouts: () => broker.keepaliveTimeouts,
     });
     instrumentStoreWrites(store, prometheus.storeWrite);
     broker.aedes.on('publish', (packet, client: Client | null) => {

@@ -48,6 +48,8 @@ export const ADMISSION_DEFAULTS = { maxInFlight: 512, maxQueued: 20_000, maxWait
 
 /** The embedded aedes broker plus its listener. The hub's own logic talks to it in-process. */
 export class HubBroker implements Publisher {
+  private kaTimeouts = 0;
+
   private constructor(
     readonly aedes: Aedes,
     private readonly server: net.Server,
@@ -59,6 +61,11 @@ export class HubBroker implements Publisher {
   /** Connection admission counters (queued, in flight, refused, expired). */
   admission(): ConnectGateStats {
     return this.gate.snapshot();
+  }
+
+  /** Clients dropped so far because no packet of theirs was handled within 1.5 × their keep-alive. */
+  get keepaliveTimeouts(): number {
+    return this.kaTimeouts;
   }
 
   static async start(opts: BrokerOptions): Promise<HubBroker> {
@@ -78,6 +85,7 @@ export class HubBroker implements Publisher {
     const maxPacket = opts.maxPacketBytes ?? MAX_MESSAGE_BYTES + 1024;
     const log = opts.log;
     aedes.on('clientError', (client, err) => log.debug('mqtt client error', { client: client.id, err }));
+
     aedes.on('connectionError', (client, err) => log.debug('mqtt connection error', { client: client?.id, err }));
 
     const onSocket = (socket: net.Socket): void => {
@@ -136,7 +144,11 @@ export class HubBroker implements Publisher {
     const addr = server.address();
     const port = typeof addr === 'object' && addr ? addr.port : opts.port;
     log.info(`mqtt broker listening`, { addr: `${opts.tls ? 'mqtts' : 'mqtt'}://${opts.host}:${port}` });
-    return new HubBroker(aedes, server, port, log, gate);
+    const broker = new HubBroker(aedes, server, port, log, gate);
+    // aedes refreshes a client's timer per packet it handles: a hub whose loop stalls past a
+    // client's 1.5 × keep-alive drops it even though its packets wait in the socket.
+    aedes.on('keepaliveTimeout', () => broker.kaTimeouts++);
+    return broker;
   }
 
   publish(topic: string, payload: Buffer, opts: { retain?: boolean; qos?: 0 | 1 } = {}): Promise<void> {

@@ -324,6 +324,8 @@ export interface HubMetricsDeps {
   intakeBacklog: () => number;
   /** Live MQTT connections. */
   mqttConnections: () => number;
+  /** Clients dropped by the broker's keep-alive check so far (HubBroker.keepaliveTimeouts). */
+  mqttKeepaliveTimeouts?: () => number;
   /** Default process metrics (event-loop lag, heap, CPU); off in unit tests that only read families. */
   processMetrics?: boolean;
   /** Bytes per chunk of the body (default BODY_CHUNK_BYTES; tests use small ones). */
@@ -498,6 +500,12 @@ export class HubMetrics {
       { labels: {}, value: d.intakeBacklog() },
     ]);
     family('orchard_mqtt_connections', 'MQTT clients connected to the embedded broker.', 'gauge', () => [{ labels: {}, value: d.mqttConnections() }]);
+    family(
+      'orchard_mqtt_keepalive_timeouts_total',
+      'MQTT clients the broker dropped because it handled no packet of theirs within 1.5 x their keep-alive (a dead link, or a hub too busy to read them in time).',
+      'counter',
+      () => [{ labels: {}, value: d.mqttKeepaliveTimeouts?.() ?? 0 }],
+    );
     family('orchard_usage_history_bytes', 'Bytes held by the short usage history (bounded: a fixed ring per node and per pod).', 'gauge', () => [
       { labels: {}, value: d.usage.stats().historyBytes },
     ]);

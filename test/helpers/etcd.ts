@@ -188,7 +188,7 @@ export class EtcdCluster {
   /** Which running member raft's leader is, as the members say (`/v3/maintenance/status`); undefined during an election. */
   async raftLeader(): Promise<number | undefined> {
     const ids = await this.memberIds();
-    for (const [i, m] of this.members.entries()) {
+    for (const m of this.members) {
       if (!m.proc) continue;
       const j = await postJson<{ leader?: string }>(`${m.clientUrl}/v3/maintenance/status`, {}).catch(() => undefined);
       if (j?.leader !== undefined && j.leader !== '0') {

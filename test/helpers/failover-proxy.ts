@@ -10,6 +10,8 @@ import net from 'node:net';
 export class FailoverProxy {
   private readonly server: net.Server;
   private readonly sockets = new Set<net.Socket>();
+  private readonly connects = new Map<number, number>();
+  private readonly received = new Map<number, number>();
   port = 0;
 
   private constructor(private targets: number[]) {
@@ -27,6 +29,16 @@ export class FailoverProxy {
   /** New connections go to these ports only (in order). */
   only(targets: number[]): void {
     this.targets = targets;
+  }
+
+  /** Connections made to target `port` so far (its kernel accepted them: a stopped process's too). */
+  connections(port: number): number {
+    return this.connects.get(port) ?? 0;
+  }
+
+  /** Bytes target `port` has sent back to clients so far. */
+  bytesFrom(port: number): number {
+    return this.received.get(port) ?? 0;
   }
 
   /** Destroys every open connection (both ends see the link die). */
@@ -60,6 +72,8 @@ export class FailoverProxy {
       let connected = false;
       upstream.once('connect', () => {
         connected = true;
+        this.connects.set(port, this.connections(port) + 1);
+        upstream.on('data', (chunk: Buffer) => this.received.set(port, this.bytesFrom(port) + chunk.length));
         this.sockets.add(upstream);
         upstream.on('close', () => {
           this.sockets.delete(upstream);

@@ -572,7 +572,37 @@ describe('hub group on etcd: fencing and failover with agents', () => {
     );
   }, 240_000);
 
-  it('a leader SIGSTOPped 15 s writes nothing after its lease expired (etcd history and the agent epoch prove it), and exits 75 when continued', async () => {
+  it('an operator deleting the leader key (to force a failover) ends the leader at once, although its lease still renews; the other hub leads, nothing is rescheduled', async () => {
+    ensureBuilt();
+    const g = (group = new Group(await EtcdCluster.start(3)));
+    const a = await g.startHub('a');
+    await g.waitServing(a);
+    const b = await g.startHub('b');
+    g.proxy = await FailoverProxy.start([a.mqtt, b.mqtt]);
+    const agent = await g.addAgent(a, 'del-n1');
+    expect((await g.api(a, 'POST', '/api/v1/apply', deployment(2, 1))).status).toBe(200);
+    await waitFor('2 pods running', async () => (await g.pods(a)).filter((p) => p.status.phase === 'Running').length === 2, 60_000);
+    const podsBefore = (await g.pods(a)).map((p) => p.metadata.uid).sort();
+    const containersBefore = await g.containers();
+    const epochA = (await g.client.get('/orchard/leader'))!.createRevision;
+
+    const t0 = Date.now();
+    await g.client.delete('/orchard/leader');
+    await waitFor('a exits', () => a.proc.child.exitCode !== null, 10_000);
+    const exitedMs = Date.now() - t0;
+    expect(a.proc.child.exitCode).toBe(75);
+    expect(a.proc.output()).toMatch(/lost leadership: exiting.*the leader key was deleted in etcd|the leader key was deleted in etcd.*lost leadership/s);
+    await g.waitServing(b, 30_000);
+    const epochB = (await g.client.get('/orchard/leader'))!.createRevision;
+    expect(epochB).toBeGreaterThan(epochA);
+    g.proxy.only([b.mqtt]);
+    await waitFor('agent on B', () => agent.epoch.highest === epochB, 30_000);
+    expect((await g.pods(b)).map((p) => p.metadata.uid).sort()).toEqual(podsBefore);
+    expect(await g.containers()).toEqual(containersBefore);
+    console.log(`leader-key delete test: the leader exited ${exitedMs} ms after the delete`);
+  }, 120_000);
+
+  it('a leader SIGSTOPped 15 s writes nothing after its lease expired (etcd history and the agent epoch prove it), and exits 75 when continued, with an agent connection waiting on it (no set from it is taken)', async () => {
     ensureBuilt();
     const g = (group = new Group(await EtcdCluster.start(3)));
     const a = await g.startHub('a');
@@ -600,15 +630,28 @@ describe('hub group on etcd: fencing and failover with agents', () => {
     expect((await g.api(b, 'POST', '/api/v1/deployments/web/scale', { replicas: 3 })).status).toBe(200);
     await waitFor('3 pods running on B', async () => (await g.pods(b)).filter((p) => p.status.phase === 'Running').length === 3, 60_000);
 
-    // 15 s after the stop, A continues; the agent's address briefly leads to A again (a flapping
-    // VIP), so whatever A still sends reaches it.
-    await new Promise((r) => setTimeout(r, Math.max(0, stoppedAt + 15_000 - Date.now())));
-    g.proxy.only([a.mqtt, b.mqtt]);
+    // Before A continues, the agent's address leads to A only (a flapping VIP) and the agent
+    // redials: its connection waits in A's kernel, so serving an agent is among A's first work
+    // after SIGCONT, and whatever A sends it arrives.
+    await new Promise((r) => setTimeout(r, Math.max(0, stoppedAt + 13_000 - Date.now())));
+    g.proxy.only([a.mqtt]);
     g.proxy.dropAll();
+    const dialled = g.proxy.connections(a.mqtt);
+    await waitFor('the agent dialled the stopped A', () => g.proxy.connections(a.mqtt) > dialled, 10_000);
+    const fromA = g.proxy.bytesFrom(a.mqtt);
+    const setsBefore = sets.length;
+    await new Promise((r) => setTimeout(r, Math.max(0, stoppedAt + 15_000 - Date.now())));
     a.proc.child.kill('SIGCONT');
     await waitFor('A exits', () => a.proc.child.exitCode !== null, 20_000);
     expect(a.proc.child.exitCode).toBe(75);
     expect(a.proc.output()).toMatch(/lost leadership: exiting/);
+    const why = /lost leadership: exiting[^\n]*why="?([^"\n]+)/.exec(a.proc.output())?.[1] ?? '?';
+    const answeredBytes = g.proxy.bytesFrom(a.mqtt) - fromA;
+    // Whatever A handed the agent after it continued was of its own, older epoch: none was taken.
+    const fromAAfter = sets.slice(setsBefore).filter((s) => s.epoch === epochA);
+    expect(fromAAfter.filter((s) => s.taken)).toEqual([]);
+    g.proxy.only([b.mqtt]);
+    g.proxy.dropAll();
     await new Promise((r) => setTimeout(r, 2_000));
 
     // etcd's history from A's election on: A's lease key was deleted (expired) at revision D; every
@@ -642,7 +685,8 @@ describe('hub group on etcd: fencing and failover with agents', () => {
     expect((await g.containers()).filter((c) => containersBefore.includes(c))).toEqual(containersBefore);
     console.log(
       `SIGSTOP test: epochs A=${epochA} B=${epochB}, lease expiry at revision ${d}, ${after.length} revisions after it, ` +
-        `agent saw ${sets.length} sets (${sets.filter((s) => !s.taken).length} dropped as stale), stale dropped total ${agent.epoch.staleDropped}`,
+        `agent saw ${sets.length} sets (${sets.filter((s) => !s.taken).length} dropped as stale), stale dropped total ${agent.epoch.staleDropped}; ` +
+        `A continued with the agent's connection waiting, answered it ${answeredBytes} bytes, handed it ${fromAAfter.length} sets (all dropped), and stopped: ${why}`,
     );
   }, 180_000);
 });

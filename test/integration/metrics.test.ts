@@ -4,15 +4,18 @@ import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
+import type { Writable } from 'node:stream';
+import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Agent } from '../../agent/agent.js';
 import { MemoryRuntime } from '../../agent/runtime/memory-runtime.js';
 import { bufferIo } from '../../cli/io.js';
 import { runCli } from '../../cli/run.js';
+import { apiTokenId } from '../../protocol/api.js';
 import { NodeMetricsListSchema, PodMetricsListSchema } from '../../protocol/metrics.js';
 import { decodeMessage, USAGE_DELTA } from '../../protocol/messages.js';
 import { NodeUsageMessageSchema } from '../../protocol/reports.js';
-import { topics } from '../../protocol/topics.js';
+import { topics, userClientId } from '../../protocol/topics.js';
 import { startMemoryAgent, startTestHub, type TestHub } from '../helpers/hub-harness.js';
 import { request, waitFor } from '../helpers/http.js';
 
@@ -85,6 +88,34 @@ describe('metrics: hollow agent → hub /metrics, top API and orchard top', () =
     // Never a container id.
     const ids = (await runtime.listContainers('pi-1')).map((c) => c.id);
     for (const id of ids) expect(text).not.toContain(id.slice(0, 12));
+  }, 30_000);
+
+  it('counts a client the broker dropped because it heard nothing from it within 1.5 x its keep-alive (orchard_mqtt_keepalive_timeouts_total)', async () => {
+    const count = async (): Promise<number> => Number(/^orchard_mqtt_keepalive_timeouts_total (\d+)$/m.exec((await scrape(scrapeToken)).text)?.[1] ?? NaN);
+    const before = await count();
+    expect(before).toBe(0);
+    const password = t.hub.auth.createApiToken({ name: 'quiet', role: 'admin' }).token;
+    const c = mqtt.connect(t.hub.mqttUrl, {
+      clientId: userClientId(apiTokenId(password) ?? '', 'quiet'),
+      username: 'token',
+      password,
+      ca: t.hub.pki?.caPem,
+      keepalive: 1,
+      reconnectPeriod: 0,
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        c.once('connect', () => resolve());
+        c.once('error', reject);
+      });
+      // Its pings stay in its own buffer from now on: to the broker it has gone silent.
+      (c.stream as unknown as Writable).cork();
+      const closed = new Promise<void>((resolve) => c.stream.once('close', () => resolve()));
+      await waitFor('keep-alive timeout counted', async () => (await count()) === before + 1, 10_000);
+      await closed;
+    } finally {
+      c.end(true);
+    }
   }, 30_000);
 
   it('usage-delta: once the hub says it reads the short heartbeat the agent sends it, and the hub keeps the node usage and its liveness', async () => {

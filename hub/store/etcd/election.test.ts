@@ -126,3 +126,76 @@ describe('Election.unreachable', () => {
     await e.stop();
   });
 });
+
+describe('Election: a leader watches its own key', () => {
+  type OnEvents = (events: Array<{ type: 'PUT' | 'DELETE'; kv: { key: string; createRevision: number } }>) => void;
+  function leaderWithWatch(rangeKv: () => { createRevision: number } | undefined) {
+    const clock = new FakeClock();
+    const watches: Array<{ from: number; onEvents: OnEvents; onEnd: () => void; cancelled: boolean }> = [];
+    const fake = {
+      leaseGrant: (ttl: number) => Promise.resolve({ id: '1', ttl }),
+      txn: () => Promise.resolve({ succeeded: true, revision: 7, ranges: [] } as TxnResult),
+      leaseKeepAlive: () => Promise.resolve(DEFAULT_LEADER_TTL_S),
+      leaseRevoke: () => Promise.resolve(),
+      range: () => Promise.resolve({ revision: 20, more: false, count: 1, kvs: rangeKv() ? [rangeKv()] : [] }),
+      watch: (_key: string, o: { startRevision: number }, onEvents: OnEvents, onEnd: () => void) => {
+        const w = { from: o.startRevision, onEvents, onEnd, cancelled: false };
+        watches.push(w);
+        return { cancel: () => void (w.cancelled = true), ready: Promise.resolve() };
+      },
+    };
+    const lost: string[] = [];
+    const e = new Election({
+      client: fake as unknown as EtcdClient,
+      key: '/orchard/leader',
+      id: 'a',
+      clock,
+      onElected: () => undefined,
+      onLost: (why) => lost.push(why),
+    });
+    return { e, lost, clock, watches };
+  }
+
+  it('steps down when its key is deleted (an operator forcing a failover) although its lease renews', async () => {
+    const { e, lost, watches } = leaderWithWatch(() => ({ createRevision: 7 }));
+    e.start();
+    await settle();
+    expect(e.status).toBe('leader');
+    expect(watches.map((w) => w.from)).toEqual([8]);
+    // Its own re-put (same create revision) changes nothing.
+    watches[0]!.onEvents([{ type: 'PUT', kv: { key: '/orchard/leader', createRevision: 7 } }]);
+    expect(lost).toEqual([]);
+    watches[0]!.onEvents([{ type: 'DELETE', kv: { key: '/orchard/leader', createRevision: 0 } }]);
+    expect(lost).toEqual(['the leader key was deleted in etcd']);
+    expect(e.status).toBe('campaigning');
+    expect(watches[0]!.cancelled).toBe(true);
+    await e.stop();
+  });
+
+  it('steps down when another candidate holds the key', async () => {
+    const { e, lost, watches } = leaderWithWatch(() => ({ createRevision: 7 }));
+    e.start();
+    await settle();
+    watches[0]!.onEvents([{ type: 'PUT', kv: { key: '/orchard/leader', createRevision: 12 } }]);
+    expect(lost).toEqual(['another candidate holds the leader key']);
+    await e.stop();
+  });
+
+  it('a watch that ended is replaced after a look at the key: still its own, it watches on; gone meanwhile, it steps down', async () => {
+    let kv: { createRevision: number } | undefined = { createRevision: 7 };
+    const { e, lost, clock, watches } = leaderWithWatch(() => kv);
+    e.start();
+    await settle();
+    watches[0]!.onEnd();
+    clock.advance(1_000);
+    await settle();
+    expect(watches.map((w) => w.from)).toEqual([8, 21]);
+    expect(lost).toEqual([]);
+    kv = undefined;
+    watches[1]!.onEnd();
+    clock.advance(1_000);
+    await settle();
+    expect(lost).toEqual(['the leader key was deleted in etcd']);
+    await e.stop();
+  });
+});

@@ -17,6 +17,8 @@ import type { Compare, EtcdClient, TxnOp, Watch } from './etcd-client.js';
  * - **Local deadline**: the leader also stops on its own at `lastKeepAliveSent + ttl` without a
  *   successful renewal (measured from when the keep-alive was *sent*, so a slow answer never
  *   stretches it), so it stops acting before anyone else can have been elected.
+ * - **Own key**: the leader watches its key and steps down when it is deleted or re-created by
+ *   someone else, even while its lease still renews (`watchOwnKey`).
  * - **Keep-alive period**: TTL/3, but at most 1 s. A dead leader is replaced after at most the
  *   TTL whatever the period; what the period sets is how long the event loop may stall before
  *   the deadline fires: TTL − period (5 s at the default 6 s TTL; 6.7 s at TTL/3 of 10 s). One
@@ -142,6 +144,7 @@ export class Election {
         this.state = 'leader';
         this.armDeadline(sentAt);
         this.scheduleKeepAlive();
+        this.watchOwnKey(r.revision + 1);
         this.opts.onElected(this.epochValue);
         return;
       }
@@ -152,6 +155,7 @@ export class Election {
         this.state = 'leader';
         this.armDeadline(sentAt);
         this.scheduleKeepAlive();
+        this.watchOwnKey(r.revision + 1);
         this.opts.onElected(this.epochValue);
         return;
       }
@@ -176,6 +180,49 @@ export class Election {
       this.failed(err);
       this.retryLater();
     }
+  }
+
+  /**
+   * A leader watches its own key: deleted (an operator's `etcdctl del` to force a failover, a
+   * lease revoked by hand) or put anew by another candidate, leadership is gone although this
+   * lease still renews. Without the watch it would learn only at its next fenced write, and an
+   * idle leader might write nothing for long while its broker still hands agents desired sets.
+   * A watch that ends is replaced after a check of the key (so a change meanwhile is seen).
+   */
+  private watchOwnKey(fromRevision: number): void {
+    const epoch = this.epochValue;
+    const gone = (why: string): void => {
+      if (this.state === 'leader' && this.epochValue === epoch) this.lose(why);
+    };
+    this.watch = this.opts.client.watch(
+      this.opts.key,
+      { startRevision: fromRevision },
+      (events) => {
+        for (const e of events) {
+          if (e.type === 'DELETE') return gone('the leader key was deleted in etcd');
+          if (e.kv.createRevision !== epoch) return gone('another candidate holds the leader key');
+        }
+      },
+      () => {
+        this.watch = undefined;
+        if (this.state !== 'leader' || this.epochValue !== epoch) return;
+        this.retryTimer = this.opts.clock.setTimeout(() => {
+          this.retryTimer = undefined;
+          if (this.state !== 'leader' || this.epochValue !== epoch) return;
+          this.opts.client.range(this.opts.key).then(
+            (r) => {
+              if (this.state !== 'leader' || this.epochValue !== epoch) return;
+              const kv = r.kvs[0];
+              if (kv === undefined) gone('the leader key was deleted in etcd');
+              else if (kv.createRevision !== epoch) gone('another candidate holds the leader key');
+              else this.watchOwnKey(r.revision + 1);
+            },
+            // etcd unreachable: the lease deadline decides; look again later.
+            () => this.watchOwnKey(fromRevision),
+          );
+        }, 1000);
+      },
+    );
   }
 
   private retryLater(): void {
@@ -232,6 +279,8 @@ export class Election {
     this.state = 'campaigning';
     this.epochValue = 0;
     this.clearTimers();
+    this.watch?.cancel();
+    this.watch = undefined;
     this.opts.onLost(reason);
     // A fresh lease: the old one may still be alive on the server if only we lost touch.
     const old = this.leaseId;

@@ -53,6 +53,8 @@ export interface HubSnapshot {
   rssBytes: number;
   /** The broker's connection admission (hub/broker/connect-gate.ts). */
   admission: ConnectGateStats;
+  /** Clients the broker dropped for keep-alive so far (orchard_mqtt_keepalive_timeouts_total). */
+  keepaliveTimeouts: number;
   /** Agent messages waiting for the NodeController, and the longest wait since the last snapshot. */
   ingest: { queued: number; maxLagMs: number };
 }
@@ -170,6 +172,7 @@ export class FleetTracker {
       externalBytes: mem.external,
       rssBytes: mem.rss,
       admission: this.hub.broker.admission(),
+      keepaliveTimeouts: this.hub.broker.keepaliveTimeouts,
       ingest: c.nodes.backlog(),
     };
   }

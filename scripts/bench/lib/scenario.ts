@@ -231,7 +231,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
           `rss ${Math.round(s.rssBytes / 2 ** 20)}MiB heap ${Math.round(s.heapUsedBytes / 2 ** 20)}/${Math.round(s.heapTotalBytes / 2 ** 20)}MiB`,
           `ext ${Math.round(s.externalBytes / 2 ** 20)}MiB loop p99 ${s.eventLoopDelay.p99Ms.toFixed(0)}ms max ${s.eventLoopDelay.maxMs.toFixed(0)}ms`,
           `gate ${s.admission.inFlightNow}/${s.admission.queuedNow} admitted ${s.admission.admitted} expired ${s.admission.expired}`,
-          `refused ${s.admission.refused} max wait ${(s.admission.maxWaitedMs / 1000).toFixed(1)}s`,
+          `refused ${s.admission.refused} max wait ${(s.admission.maxWaitedMs / 1000).toFixed(1)}s keep-alive drops ${s.keepaliveTimeouts}`,
           `ingest ${s.ingest.queued} queued, lag ≤ ${(s.ingest.maxLagMs / 1000).toFixed(1)}s`,
           shares(),
         ].join(' '),
