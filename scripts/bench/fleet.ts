@@ -11,6 +11,8 @@
  *   [--store sqlite|etcd] [--leader-ttl 6s] [--etcd-members 3]   (etcd: a cluster of that many members started for each size, issue 19)
  *   [--hub-node-args=--max-old-space-size=768]   (extra node flags for the hub process; note the =)
  *   [--hub-env MALLOC_MMAP_THRESHOLD_=16384]   (extra environment of the hub process only, space-separated K=V)
+ * FLEET_HUB_CGROUP=/sys/fs/cgroup/cpu/slowhub: the hub and etcd processes in that cgroup (a slower
+ *   hub machine than the devices); the pure-scheduler calibration runs in it too.
  *   `kill -USR2 <hub pid>` writes a hub heap snapshot (FLEET_HEAP_DIR, default the temp dir)
  *
  * Every phase has a deadline; the whole run stops itself after --max-minutes, and every child

@@ -30,6 +30,10 @@ function fakeEtcd(): { client: EtcdClient; keepAlives: number[]; clock: FakeCloc
 
 const settle = (): Promise<void> => new Promise((r) => setImmediate(r));
 
+/** A candidate for `/orchard/leader` on a fake client (only the methods its path calls). */
+const candidate = (fake: object, clock: FakeClock, id: string, onLost: (why: string) => void = () => undefined): Election =>
+  new Election({ client: fake as unknown as EtcdClient, key: '/orchard/leader', id, clock, onElected: () => undefined, onLost });
+
 async function leader(): Promise<{ e: Election; lost: string[]; clock: FakeClock; keepAlives: number[] }> {
   const { client, keepAlives, clock } = fakeEtcd();
   const lost: string[] = [];
@@ -97,14 +101,7 @@ describe('Election.unreachable', () => {
       leaseRevoke: () => Promise.resolve(),
       watch: () => ({ cancel: () => undefined }),
     };
-    const e = new Election({
-      client: fake as unknown as EtcdClient,
-      key: '/orchard/leader',
-      id: 'b',
-      clock,
-      onElected: () => undefined,
-      onLost: () => undefined,
-    });
+    const e = candidate(fake, clock, 'b');
     const t0 = clock.now();
     e.start();
     await settle();
@@ -145,14 +142,7 @@ describe('Election: a leader watches its own key', () => {
       },
     };
     const lost: string[] = [];
-    const e = new Election({
-      client: fake as unknown as EtcdClient,
-      key: '/orchard/leader',
-      id: 'a',
-      clock,
-      onElected: () => undefined,
-      onLost: (why) => lost.push(why),
-    });
+    const e = candidate(fake, clock, 'a', (why) => lost.push(why));
     return { e, lost, clock, watches };
   }
 

@@ -1,4 +1,5 @@
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RpcClient } from './ipc.js';
@@ -39,6 +40,18 @@ function compiledHubChild(): string {
     hubChildJs = join(REPO, 'dist-bench', 'scripts', 'bench', 'lib', 'hub-child.js');
   }
   return hubChildJs;
+}
+
+/**
+ * FLEET_HUB_CGROUP=<cgroup dir>: the hub's machine made slower than the devices. The hub process
+ * (each one, the restarted too) and the etcd members go into that cgroup (e.g. a cgroup v1
+ * `cpu` group with a CFS quota of half a core); the hollow agents and the bench stay outside,
+ * as devices have CPUs of their own. Moved just after spawn: its first milliseconds run outside.
+ */
+export function intoHubCgroup(pid: number | undefined): void {
+  const dir = process.env['FLEET_HUB_CGROUP'];
+  if (dir === undefined || dir === '' || pid === undefined) return;
+  appendFileSync(join(dir, 'cgroup.procs'), `${pid}\n`);
 }
 
 function spawnTs(file: string, env: Record<string, string>, nodeArgs: string[] = []): ChildProcess {
@@ -86,6 +99,7 @@ export class HubProcess {
     const preload = process.env['FLEET_HUB_LD_PRELOAD'];
     const env = { ...extraEnv, FLEET_HUB_CONFIG: JSON.stringify(cfg), ...(preload ? { LD_PRELOAD: preload } : {}) };
     const child = process.env['FLEET_HUB_TSX'] === '1' ? spawnTs('hub-child.ts', env, nodeArgs) : spawnNode([...nodeArgs, compiledHubChild()], env);
+    intoHubCgroup(child.pid);
     const rpc = new RpcClient(child, label);
     // Both waiters are registered now: an event that comes before the bench asks is not lost.
     const deadline = 24 * 3_600_000;
@@ -203,11 +217,13 @@ export async function startWorkerFleet(procs: number, opts: HollowFleetOptions):
 /** The pure scheduler micro-benchmark (scripts/bench/scheduler.ts) in a child; resolves with its stdout table. */
 export function runSchedulerBench(pods: number, nodeCounts?: readonly number[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(
+    const child = execFile(
       process.execPath,
       ['--import', 'tsx', join(REPO, 'scripts', 'bench', 'scheduler.ts'), String(pods), ...(nodeCounts ? [nodeCounts.join(',')] : [])],
       { cwd: REPO, timeout: 300_000, maxBuffer: 1 << 20 },
       (err, stdout) => (err ? reject(err) : resolve(stdout)),
     );
+    // The calibration is the hub's machine's: inside FLEET_HUB_CGROUP when one is set.
+    intoHubCgroup(child.pid);
   });
 }

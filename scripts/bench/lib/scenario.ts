@@ -7,7 +7,7 @@ import type { HubSnapshot, LagStats } from './fleet-tracker.js';
 import { HollowFleet, type HollowFleetOptions, type HollowNode } from './hollow-fleet.js';
 import type { HubChildConfig } from './hub-child.js';
 import type { StoreFrom } from '../../../hub/main.js';
-import { HubProcess, killAll, startWorkerFleet, type FleetHandle } from './processes.js';
+import { HubProcess, intoHubCgroup, killAll, startWorkerFleet, type FleetHandle } from './processes.js';
 import { readProcStats } from './proc-stats.js';
 import { applyAll, benchDeployments } from './workload.js';
 
@@ -250,6 +250,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     if (o.store?.kind === 'etcd') {
       // etcd's own raft timings (100 ms / 1 s); the hub's ports fixed now (it listens only once it leads).
       etcd = await EtcdCluster.start(o.store.members ?? 3, { heartbeatMs: 100, electionMs: 1000 });
+      for (const m of etcd.members) intoHubCgroup(m.proc?.pid);
       // fleet.ts ends with process.exit on its time limit or a signal: the members go with it.
       process.on('exit', closeEtcd);
       cfg = {
