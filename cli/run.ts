@@ -1,7 +1,7 @@
 import { OrchardError } from '../protocol/errors.js';
 import { GLOBAL_OPTIONS, asUsageError, flagBool, isUsageError, parseFlags } from './args.js';
 import { HubClient } from './client.js';
-import { resolveConnection } from './config.js';
+import { resolveConnection, type Connection } from './config.js';
 import type { Io } from './io.js';
 import { applyCommand } from './commands/apply.js';
 import type { CommandContext, CommandDef } from './commands/command.js';
@@ -21,6 +21,7 @@ import { topNodesCommand, topPodsCommand } from './commands/top.js';
 import { ROLLOUT_COMMANDS } from './commands/rollout.js';
 import { CONFIG_COMMANDS } from './commands/create-config.js';
 import { logsCommand } from './commands/logs.js';
+import { mqttCommand } from './commands/mqtt.js';
 import { execCommand } from './commands/exec.js';
 import { AGENT_UPGRADE_COMMANDS } from './commands/agent-upgrade.js';
 
@@ -50,6 +51,7 @@ export const COMMANDS: readonly CommandDef[] = [
   topPodsCommand,
   logsCommand,
   execCommand,
+  mqttCommand,
   loginCommand,
   versionCommand,
   ...ROLLOUT_COMMANDS,
@@ -176,11 +178,14 @@ export async function runCli(argv: readonly string[], io: Io, launch?: Launcher)
       return 0;
     }
     let client: HubClient | undefined;
+    let conn: Promise<Connection> | undefined;
+    const connection = (): Promise<Connection> => (conn ??= resolveConnection(flags, io));
     const ctx: CommandContext = {
       io,
       flags,
       positionals,
-      client: async () => (client ??= new HubClient(await resolveConnection(flags, io))),
+      client: async () => (client ??= new HubClient(await connection())),
+      connection,
     };
     return await cmd.run(ctx);
   } catch (err) {

@@ -1,5 +1,6 @@
 import type { Flags, OptionSpec } from '../args.js';
 import type { HubClient } from '../client.js';
+import type { Connection } from '../config.js';
 import type { Io } from '../io.js';
 
 /**
@@ -13,6 +14,8 @@ export interface CommandContext {
   positionals: string[];
   /** Resolves flags, environment and config into a client on first use. */
   client(): Promise<HubClient>;
+  /** The same resolution, as data (token, CA, timeout): for commands that talk to the hub another way (`orchard mqtt`). */
+  connection(): Promise<Connection>;
 }
 
 export interface CommandDef {

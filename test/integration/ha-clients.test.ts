@@ -1,7 +1,8 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { MqttCommandClient } from '../../cli/mqtt-commands.js';
 import { HubListMessageSchema } from '../../protocol/hubs.js';
 import { request, waitFor } from '../helpers/http.js';
 import { useHubGroup, type GroupHub } from '../helpers/hub-group.js';
@@ -12,8 +13,9 @@ import { REPO, orchardRun, spawnProc } from '../helpers/procs.js';
  * agent process (the real agent main on an in-memory engine) given only ONE hub address, and the
  * CLI given both. The agent learns the other hub from the join answer, keeps it in hubs.json, and
  * after a `kill -9` of the leader reconnects to the new one, which then reaches it with a new
- * desired set; the CLI keeps working across the failover; the standby answers /healthz and
- * ERR_NOT_LEADER naming the leader.
+ * desired set; the CLI keeps working across the failover, and so does the MQTT command client
+ * (`orchard mqtt`, and one given hub a only: it learns b from the group's hub list); the standby
+ * answers /healthz and ERR_NOT_LEADER naming the leader.
  */
 
 const TTL_S = 3;
@@ -31,7 +33,7 @@ describe('agent and CLI across a hub failover on etcd', () => {
   const group = useHubGroup({ tmpPrefix: 'orchard-ha-clients-', secret: 'ha-clients-secret-0123456789', ttlSeconds: TTL_S });
   const root = group.root;
 
-  it('an agent given one hub learns the other and follows the leader; the CLI with both servers keeps working', async () => {
+  it('an agent given one hub learns the other and follows the leader; the CLI with both servers and the MQTT command client given one keep working', async () => {
     const a = await group.startHub('a');
     const { ca: caPem, caFile, token } = await group.firstLeader(a, { timeoutMs: 40_000 });
     const b = await group.startHub('b');
@@ -51,6 +53,21 @@ describe('agent and CLI across a hub failover on etcd', () => {
     const ok = orchardRun(['apply', '-f', manifest, '--ca', caFile], cliEnv);
     expect(ok.stderr).toBe('');
     expect(ok.code).toBe(0);
+
+    // MQTT commands: the shipped client given the standby first goes on to the leader; a library
+    // client given only hub a learns b from the group's retained hub list.
+    const viaMqtt = orchardRun(['mqtt', 'get', '{"kind":"deployments","name":"web"}', '--ca', caFile], {
+      ...cliEnv,
+      ORCHARD_MQTT_SERVER: `${b.mqtt},${a.mqtt}`,
+    });
+    expect(viaMqtt.stderr).toBe('');
+    expect(viaMqtt.code).toBe(0);
+    expect(JSON.parse(viaMqtt.stdout)).toMatchObject({ kind: 'Deployment', metadata: { name: 'web' } });
+    const mqttClient = new MqttCommandClient({ servers: [a.mqtt], token, caPem });
+    onTestFinished(() => mqttClient.close());
+    expect(await mqttClient.request('get', { kind: 'deployments', name: 'web' })).toMatchObject({ spec: { replicas: 1 } });
+    await waitFor('the MQTT client learned hub b', () => mqttClient.hubs.includes(b.mqtt), 10_000);
+    expect(mqttClient.hubs).toEqual([a.mqtt, b.mqtt]);
 
     // A join token, and the agent given ONLY hub a.
     const made = await request(a.server, 'POST', '/api/v1/tokens', { token, ca: caPem, body: { type: 'join' } });
@@ -93,9 +110,9 @@ describe('agent and CLI across a hub failover on etcd', () => {
     await a.proc.kill9();
     await group.waitRole(b, 'leader', caPem, { timeoutMs: 30_000, intervalMs: 100 });
     const takeoverMs = Date.now() - killedAt;
-    const scaled = orchardRun(['scale', 'deployment', 'web', '--replicas', '2', '--ca', caFile], { ...cliEnv, ORCHARD_SERVER: `${a.server},${b.server}` });
-    expect(scaled.stderr).toBe('');
-    expect(scaled.code).toBe(0);
+    // The scale goes over MQTT, through the client that was given only a: it finds b itself.
+    expect(await mqttClient.request('scale', { name: 'web', replicas: 2 })).toMatchObject({ spec: { replicas: 2 } });
+    expect(mqttClient.server).toBe(b.mqtt);
     await waitFor('2 pods running on the agent (through hub b)', () => runningOn(b, 2), 90_000, 250).catch((e: unknown) => {
       const bLog = b.proc
         .output()

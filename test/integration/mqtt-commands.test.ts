@@ -1,9 +1,15 @@
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiTokenId, type CommandReply } from '../../protocol/api.js';
 import { topics, userClientId } from '../../protocol/topics.js';
+import { bufferIo } from '../../cli/io.js';
+import { runCli } from '../../cli/run.js';
 import { startTestHub, type TestHub } from '../helpers/hub-harness.js';
+import { freePort } from '../helpers/procs.js';
 
 const manifest = `apiVersion: orchard/v1
 kind: Deployment
@@ -124,5 +130,65 @@ describe('MQTT topic commands (same operations and errors as the web API)', () =
     } finally {
       await viewer.endAsync();
     }
+  });
+});
+
+describe('orchard mqtt (the shipped MQTT command client)', () => {
+  let t: TestHub;
+  const dir = mkdtempSync(join(tmpdir(), 'orchard-mqtt-cli-'));
+  let caFile = '';
+  beforeAll(async () => {
+    t = await startTestHub();
+    caFile = join(dir, 'ca.crt');
+    writeFileSync(caFile, t.hub.pki?.caPem ?? '');
+  });
+  afterAll(async () => {
+    await t.cleanup();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const cli = async (argv: string[], env: Record<string, string> = {}) => {
+    const b = bufferIo({ env: { ORCHARD_SERVER: t.hub.apiUrl, ORCHARD_TOKEN: t.adminToken, ORCHARD_CONFIG: join(dir, 'none'), ...env }, homeDir: dir });
+    const code = await runCli(['mqtt', ...argv, '--ca', caFile], b.io);
+    return { code, stdout: b.stdout(), stderr: b.stderr() };
+  };
+
+  it('applies, scales and reads over MQTT, trying the hubs in order (a closed port first)', async () => {
+    const closed = `mqtts://127.0.0.1:${await freePort()}`;
+    const servers = `${closed},${t.hub.mqttUrl}`;
+    const applied = await cli(['apply', JSON.stringify({ manifests: manifest }), '--mqtt-server', servers]);
+    expect(applied.stderr).toBe('');
+    expect(applied.code).toBe(0);
+    expect(JSON.parse(applied.stdout)).toMatchObject({ results: [{ kind: 'Deployment', name: 'via-mqtt', action: 'created' }] });
+    const scaled = await cli(['scale', '{"name":"via-mqtt","replicas":1}'], { ORCHARD_MQTT_SERVER: servers });
+    expect(scaled.code).toBe(0);
+    const got = await cli(['get', '{"kind":"deployments","name":"via-mqtt"}', '--mqtt-server', servers]);
+    expect(got.code).toBe(0);
+    expect(JSON.parse(got.stdout)).toMatchObject({ kind: 'Deployment', spec: { replicas: 1 } });
+    expect(((await t.api('GET', '/api/v1/deployments/via-mqtt')).body as { spec: { replicas: number } }).spec.replicas).toBe(1);
+  });
+
+  it("prints the hub's own error with its field path, and refuses bad input before connecting", async () => {
+    const bad = await cli(['scale', '{"name":"via-mqtt","replicas":-1}', '--mqtt-server', t.hub.mqttUrl]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/replicas: must be 0 or more/);
+    const op = await cli(['frobnicate', '--mqtt-server', t.hub.mqttUrl]);
+    expect(op.code).toBe(2);
+    expect(op.stderr).toMatch(/unknown OP "frobnicate"/);
+    const none = await cli(['get', '{"kind":"pods"}']);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toMatch(/--mqtt-server/);
+    const json = await cli(['get', '{kind:', '--mqtt-server', t.hub.mqttUrl]);
+    expect(json.code).toBe(2);
+    expect(json.stderr).toMatch(/ARGS-JSON is not JSON/);
+    const nohub = await cli(['get', '{"kind":"pods"}', '--mqtt-server', `mqtts://127.0.0.1:${await freePort()}`, '--timeout', '2s']);
+    expect(nohub.code).toBe(1);
+    expect(nohub.stderr).toMatch(/no hub answered over MQTT/);
+  });
+
+  it('refuses a token the hub does not know, naming it, without trying further', async () => {
+    const r = await cli(['get', '{"kind":"pods"}', '--mqtt-server', t.hub.mqttUrl], { ORCHARD_TOKEN: 'orc_' + '0'.repeat(12) + '.' + 'x'.repeat(32) });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/refused the token/);
   });
 });
