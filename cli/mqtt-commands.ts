@@ -17,11 +17,13 @@ import { topics, userClientId } from '../protocol/topics.js';
  *   waits (jittered back-off, 200 ms doubling to 2 s) and goes round again, until the request's
  *   deadline. Once connected it reads the group's retained hub list (`orchard/v1/hubs`) and puts
  *   those addresses first, the leader first: a client given one hub finds the others.
- * - **When to resend**: a reply `ERR_NOT_LEADER` (a leader that lost its lease while answering: not
- *   carried out) goes to the next hub. A connection lost before the reply is resent only for the
+ * - **When to resend**: a reply `ERR_NOT_LEADER` (a leader that lost its lease while answering:
+ *   almost always not carried out; docs/ha.md says when it may have been) goes to the next hub,
+ *   after a pause. A connection lost before the reply is resent only for the
  *   reads (`get`, `logs`); for a write the outcome is unknown, and the error says so (as the HTTP
  *   CLI does for a request cut off mid-way).
- * - One request at a time per client; replies are matched by id.
+ * - One request at a time per client (a second one meanwhile is refused); replies are matched by id.
+ * - Learned addresses keep to TLS when the caller gave a TLS one.
  */
 export interface MqttCommandClientOptions {
   /** mqtt:// or mqtts:// URLs of the hubs, in the order to try them. */
@@ -53,6 +55,7 @@ export class MqttCommandClient {
   private connectedTo: string | undefined;
   private readonly clientId: string;
   private waiting: { id: string; settle: (o: Outcome) => void } | undefined;
+  private busy = false;
 
   constructor(private readonly opts: MqttCommandClientOptions) {
     if (opts.servers.length === 0) throw new OrchardError('ERR_VALIDATION', 'mqtt: at least one hub MQTT address is needed (--mqtt-server)');
@@ -86,17 +89,30 @@ export class MqttCommandClient {
 
   /** Sends one command and resolves with its result, or rejects with the hub's error (an OrchardError). */
   async request(op: CommandOp, args: unknown, timeoutMs = 30_000): Promise<unknown> {
+    if (this.busy) throw new OrchardError('ERR_VALIDATION', 'mqtt: one request at a time per MqttCommandClient (await the one under way)');
+    this.busy = true;
+    try {
+      return await this.requestOnce(op, args, timeoutMs);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async requestOnce(op: CommandOp, args: unknown, timeoutMs: number): Promise<unknown> {
     const deadline = Date.now() + timeoutMs;
     let last: unknown;
     let backoff = 200;
+    const pause = async (): Promise<boolean> => {
+      if (Date.now() + backoff >= deadline) return false;
+      await sleep(backoff / 2 + Math.random() * (backoff / 2));
+      backoff = Math.min(2_000, backoff * 2);
+      return true;
+    };
     for (;;) {
-      const c = await this.connectAny(deadline).catch((err: unknown) => {
-        throw last ?? err;
-      });
+      // A refusal of the token or of the CA is final (every hub of a group says the same).
+      const c = await this.connectAny(deadline);
       if (c === undefined) {
-        if (Date.now() + backoff >= deadline) throw last ?? this.unreachable();
-        await sleep(backoff / 2 + Math.random() * (backoff / 2));
-        backoff = Math.min(2_000, backoff * 2);
+        if (!(await pause())) throw last ?? this.unreachable();
         continue;
       }
       const outcome = await this.send(c, op, args, deadline);
@@ -106,10 +122,12 @@ export class MqttCommandClient {
         const code: ErrorCode = r.error?.code !== undefined && r.error.code in ERROR_CATALOGUE ? (r.error.code as ErrorCode) : 'ERR_INTERNAL';
         const err = new OrchardError(code, r.error?.message ?? 'the hub refused the command', r.error?.details ? { details: r.error.details } : {});
         if (code !== 'ERR_NOT_LEADER') throw err;
-        // Not carried out: the next hub (this one is about to stop leading).
+        // A leader that lost its lease while answering: the next hub, after a pause (an election
+        // takes a moment). Almost always not carried out (docs/ha.md "MQTT command clients").
         last = err;
         this.drop();
         this.rotate();
+        if (!(await pause())) throw err;
         continue;
       }
       const at = this.connectedTo ?? this.current;
@@ -207,10 +225,12 @@ export class MqttCommandClient {
           else finish(c);
         });
       });
-      c.once('error', (err: Error & { code?: string | number }) => {
-        // A CONNACK refusal (bad token) or an untrusted certificate: no other hub will differ.
+      // `on`, not `once`: mqtt.js may emit more than one error on the way down.
+      c.on('error', (err: Error & { code?: string | number }) => {
+        // A CONNACK refusal (bad token) or a CA not trusted: no other hub of the group differs. A
+        // name mismatch is this address's alone: the next hub is tried.
         if (err.code === 4 || err.code === 5) finish(undefined, new OrchardError('ERR_UNAUTHENTICATED', `mqtt: ${server} refused the token: ${err.message}`));
-        else if (/certificate|self.signed|unable to verify/i.test(err.message))
+        else if (err.code !== 'ERR_TLS_CERT_ALTNAME_INVALID' && /self.signed|unable to verify|unable to get (local )?issuer/i.test(err.message))
           finish(undefined, new OrchardError('ERR_VALIDATION', `mqtt: ${server}: the hub's certificate is not trusted (pass --ca): ${err.message}`));
         else finish(undefined);
       });
@@ -255,7 +275,11 @@ export class MqttCommandClient {
       const r = decodeMessage(HubListMessageSchema, payload);
       if (!r.ok) return;
       // The group's list first (the leader leads it), then what the caller gave that it lacks.
-      this.servers = [...new Set([...r.value.hubs.map((h) => h.mqtt), ...this.given])];
+      // Never a plain mqtt:// address when the caller gave a TLS one: the token would travel in
+      // clear on a hub record's word (the HTTP CLI keeps to the scheme the same way).
+      const tls = this.given.some((g) => g.startsWith('mqtts:'));
+      const learned = r.value.hubs.map((h) => h.mqtt).filter((u) => !tls || u.startsWith('mqtts:'));
+      this.servers = [...new Set([...learned, ...this.given])];
       return;
     }
     if (topic !== topics.reply(this.clientId)) return;

@@ -112,7 +112,9 @@ export class StandbyServer {
             ? {}
             : {
                 degraded: true as const,
-                degradedReason: `etcd has answered none of this hub's requests for ${cutFor} s (is a quorum of its members up?): no hub can lead or take writes until it does`,
+                degradedReason:
+                  `etcd has answered none of this hub's requests for ${cutFor} s (is a quorum of its members up? can this hub reach them?): ` +
+                  'it cannot tell who leads or take over until etcd answers; without a quorum no hub can take writes',
                 degradedSince: new Date(cut.since).toISOString(),
               }),
         };
@@ -126,7 +128,8 @@ export class StandbyServer {
             ? `this hub (${opts.id}) is a standby; the leader is ${known.api}`
             : cut !== undefined
               ? `this hub (${opts.id}) is a standby and cannot reach the group: etcd has answered none of its requests for ${cutFor} s ` +
-                `(is a quorum of its members up?), so no hub can lead or take writes until it does; devices keep running their workloads` +
+                `(is a quorum of its members up? can this hub reach them?): it cannot tell who leads until etcd answers, and without a quorum ` +
+                `no hub can take writes; devices keep running their workloads` +
                 (known ? `; the last leader etcd named was ${known.api}` : '')
               : `this hub (${opts.id}) is a standby and no hub leads right now (an election is under way); retry in a few seconds`) +
             (why === undefined ? '' : ` (it serves reads only while etcd confirms its copy is current: ${why})`),
@@ -196,7 +199,8 @@ function registerReads(app: FastifyInstance, reads: StandbyReads, refuse: (req: 
       const oe = OrchardError.from(err);
       log.warn('standby read refused: its copy of the store cannot be confirmed current', { err: oe });
       reply.hijack();
-      refuse(req.raw, reply.raw, oe.message);
+      // etcd's own error names members (addresses): it stays in the log, as on /healthz.
+      refuse(req.raw, reply.raw, `etcd did not confirm it (${oe.code}; the hub's log has etcd's error)`);
       return reply;
     }
     return undefined;

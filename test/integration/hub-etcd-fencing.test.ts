@@ -139,6 +139,19 @@ class Group {
     return agent;
   }
 
+  /** Hub a leading and hub b standing by, both behind the proxy; an agent on `node` joined through a; 2 pods of `web` Running. */
+  async pairWithAgent(node: string, ttlSeconds?: number): Promise<{ a: HubProc; b: HubProc; agent: Agent }> {
+    const o = ttlSeconds === undefined ? {} : { ttlSeconds };
+    const a = await this.startHub('a', [], o);
+    await this.waitServing(a);
+    const b = await this.startHub('b', [], o);
+    this.proxy = await FailoverProxy.start([a.mqtt, b.mqtt]);
+    const agent = await this.addAgent(a, node);
+    expect((await this.api(a, 'POST', '/api/v1/apply', deployment(2, 1))).status).toBe(200);
+    await waitFor('2 pods running', async () => (await this.pods(a)).filter((p) => p.status.phase === 'Running').length === 2, 60_000);
+    return { a, b, agent };
+  }
+
   async pods(h: HubProc): Promise<PodView[]> {
     const r = await this.api(h, 'GET', '/api/v1/pods');
     expect(r.status).toBe(200);
@@ -477,13 +490,7 @@ describe('hub group on etcd: fencing and failover with agents', () => {
     ensureBuilt();
     const g = (group = new Group(await EtcdCluster.start(3)));
     const ttlSeconds = DEFAULT_LEADER_TTL_S;
-    const a = await g.startHub('a', [], { ttlSeconds });
-    await g.waitServing(a);
-    const b = await g.startHub('b', [], { ttlSeconds });
-    g.proxy = await FailoverProxy.start([a.mqtt, b.mqtt]);
-    await g.addAgent(a, 'outage-n1');
-    expect((await g.api(a, 'POST', '/api/v1/apply', deployment(2, 1))).status).toBe(200);
-    await waitFor('2 pods running', async () => (await g.pods(a)).filter((p) => p.status.phase === 'Running').length === 2, 60_000);
+    const { a, b } = await g.pairWithAgent('outage-n1', ttlSeconds);
     await waitFor(
       'b is a standby naming a',
       async () => ((await g.api(b, 'GET', '/healthz').catch(() => undefined))?.body as { role?: string } | undefined)?.role === 'standby',
@@ -575,13 +582,7 @@ describe('hub group on etcd: fencing and failover with agents', () => {
   it('an operator deleting the leader key (to force a failover) ends the leader at once, although its lease still renews; the other hub leads, nothing is rescheduled', async () => {
     ensureBuilt();
     const g = (group = new Group(await EtcdCluster.start(3)));
-    const a = await g.startHub('a');
-    await g.waitServing(a);
-    const b = await g.startHub('b');
-    g.proxy = await FailoverProxy.start([a.mqtt, b.mqtt]);
-    const agent = await g.addAgent(a, 'del-n1');
-    expect((await g.api(a, 'POST', '/api/v1/apply', deployment(2, 1))).status).toBe(200);
-    await waitFor('2 pods running', async () => (await g.pods(a)).filter((p) => p.status.phase === 'Running').length === 2, 60_000);
+    const { a, b, agent } = await g.pairWithAgent('del-n1');
     const podsBefore = (await g.pods(a)).map((p) => p.metadata.uid).sort();
     const containersBefore = await g.containers();
     const epochA = (await g.client.get('/orchard/leader'))!.createRevision;
@@ -602,17 +603,11 @@ describe('hub group on etcd: fencing and failover with agents', () => {
     console.log(`leader-key delete test: the leader exited ${exitedMs} ms after the delete`);
   }, 120_000);
 
-  it('a leader SIGSTOPped 15 s writes nothing after its lease expired (etcd history and the agent epoch prove it), and exits 75 when continued, with an agent connection waiting on it (no set from it is taken)', async () => {
+  it('a leader SIGSTOPped 15 s writes nothing after its lease expired (etcd history and the agent epoch prove it), and exits 75 when continued; an agent connection waiting on it then gets no set from it (its own fences act first)', async () => {
     ensureBuilt();
     const g = (group = new Group(await EtcdCluster.start(3)));
-    const a = await g.startHub('a');
-    await g.waitServing(a);
-    const b = await g.startHub('b');
-    g.proxy = await FailoverProxy.start([a.mqtt, b.mqtt]);
-    const agent = await g.addAgent(a, 'stop-n1');
+    const { a, b, agent } = await g.pairWithAgent('stop-n1');
     const sets = recordDesired(agent);
-    expect((await g.api(a, 'POST', '/api/v1/apply', deployment(2, 1))).status).toBe(200);
-    await waitFor('2 pods running', async () => (await g.pods(a)).filter((p) => p.status.phase === 'Running').length === 2, 60_000);
     const containersBefore = await g.containers();
     const epochA = (await g.client.get('/orchard/leader'))!.createRevision;
     expect(agent.epoch.highest).toBe(epochA);
@@ -647,9 +642,11 @@ describe('hub group on etcd: fencing and failover with agents', () => {
     expect(a.proc.output()).toMatch(/lost leadership: exiting/);
     const why = /lost leadership: exiting[^\n]*why="?([^"\n]+)/.exec(a.proc.output())?.[1] ?? '?';
     const answeredBytes = g.proxy.bytesFrom(a.mqtt) - fromA;
-    // Whatever A handed the agent after it continued was of its own, older epoch: none was taken.
+    // A handed the agent nothing: its own fences (the lease deadline, the key watch) stop it on
+    // the first turn of its event loop, before a TLS handshake can finish. Were one to slip
+    // through, the agent's epoch check must drop it (unit-tested in agent.test.ts).
     const fromAAfter = sets.slice(setsBefore).filter((s) => s.epoch === epochA);
-    expect(fromAAfter.filter((s) => s.taken)).toEqual([]);
+    expect(fromAAfter).toEqual([]);
     g.proxy.only([b.mqtt]);
     g.proxy.dropAll();
     await new Promise((r) => setTimeout(r, 2_000));
@@ -686,7 +683,7 @@ describe('hub group on etcd: fencing and failover with agents', () => {
     console.log(
       `SIGSTOP test: epochs A=${epochA} B=${epochB}, lease expiry at revision ${d}, ${after.length} revisions after it, ` +
         `agent saw ${sets.length} sets (${sets.filter((s) => !s.taken).length} dropped as stale), stale dropped total ${agent.epoch.staleDropped}; ` +
-        `A continued with the agent's connection waiting, answered it ${answeredBytes} bytes, handed it ${fromAAfter.length} sets (all dropped), and stopped: ${why}`,
+        `A continued with the agent's connection waiting, answered it ${answeredBytes} bytes, handed it ${fromAAfter.length} sets, and stopped: ${why}`,
     );
   }, 180_000);
 });

@@ -105,6 +105,12 @@ describe('Election.unreachable', () => {
     const t0 = clock.now();
     e.start();
     await settle();
+    // Failing, but not yet for a whole TTL: not said.
+    expect(e.unreachable()).toBeUndefined();
+    for (let i = 0; i < DEFAULT_LEADER_TTL_S; i++) {
+      clock.advance(1_000);
+      await settle();
+    }
     expect(e.unreachable()).toEqual({ since: t0, error: 'etcd: no endpoint answered' });
     down = false;
     clock.advance(1_000);
@@ -117,16 +123,18 @@ describe('Election.unreachable', () => {
     const t1 = clock.now();
     clock.advance(1_000);
     await settle();
-    clock.advance(500);
-    await settle();
+    for (let i = 0; i <= DEFAULT_LEADER_TTL_S * 2; i++) {
+      clock.advance(500);
+      await settle();
+    }
     expect(e.unreachable()).toEqual({ since: t1 + 1_000, error: 'etcd: no endpoint answered' });
     await e.stop();
   });
 });
 
 describe('Election: a leader watches its own key', () => {
-  type OnEvents = (events: Array<{ type: 'PUT' | 'DELETE'; kv: { key: string; createRevision: number } }>) => void;
-  function leaderWithWatch(rangeKv: () => { createRevision: number } | undefined) {
+  type OnEvents = (events: Array<{ type: 'PUT' | 'DELETE'; kv: { key: string; createRevision: number; lease: string } }>) => void;
+  function leaderWithWatch(rangeKv: () => { createRevision: number; lease: string } | undefined, rangeFails = () => false) {
     const clock = new FakeClock();
     const watches: Array<{ from: number; onEvents: OnEvents; onEnd: () => void; cancelled: boolean }> = [];
     const fake = {
@@ -134,7 +142,10 @@ describe('Election: a leader watches its own key', () => {
       txn: () => Promise.resolve({ succeeded: true, revision: 7, ranges: [] } as TxnResult),
       leaseKeepAlive: () => Promise.resolve(DEFAULT_LEADER_TTL_S),
       leaseRevoke: () => Promise.resolve(),
-      range: () => Promise.resolve({ revision: 20, more: false, count: 1, kvs: rangeKv() ? [rangeKv()] : [] }),
+      range: () =>
+        rangeFails()
+          ? Promise.reject(new Error('etcd: no endpoint answered'))
+          : Promise.resolve({ revision: 20, more: false, count: 1, kvs: rangeKv() ? [rangeKv()] : [] }),
       watch: (_key: string, o: { startRevision: number }, onEvents: OnEvents, onEnd: () => void) => {
         const w = { from: o.startRevision, onEvents, onEnd, cancelled: false };
         watches.push(w);
@@ -147,15 +158,15 @@ describe('Election: a leader watches its own key', () => {
   }
 
   it('steps down when its key is deleted (an operator forcing a failover) although its lease renews', async () => {
-    const { e, lost, watches } = leaderWithWatch(() => ({ createRevision: 7 }));
+    const { e, lost, watches } = leaderWithWatch(() => ({ createRevision: 7, lease: '1' }));
     e.start();
     await settle();
     expect(e.status).toBe('leader');
     expect(watches.map((w) => w.from)).toEqual([8]);
     // Its own re-put (same create revision) changes nothing.
-    watches[0]!.onEvents([{ type: 'PUT', kv: { key: '/orchard/leader', createRevision: 7 } }]);
+    watches[0]!.onEvents([{ type: 'PUT', kv: { key: '/orchard/leader', createRevision: 7, lease: '1' } }]);
     expect(lost).toEqual([]);
-    watches[0]!.onEvents([{ type: 'DELETE', kv: { key: '/orchard/leader', createRevision: 0 } }]);
+    watches[0]!.onEvents([{ type: 'DELETE', kv: { key: '/orchard/leader', createRevision: 0, lease: '0' } }]);
     expect(lost).toEqual(['the leader key was deleted in etcd']);
     expect(e.status).toBe('campaigning');
     expect(watches[0]!.cancelled).toBe(true);
@@ -163,16 +174,16 @@ describe('Election: a leader watches its own key', () => {
   });
 
   it('steps down when another candidate holds the key', async () => {
-    const { e, lost, watches } = leaderWithWatch(() => ({ createRevision: 7 }));
+    const { e, lost, watches } = leaderWithWatch(() => ({ createRevision: 7, lease: '1' }));
     e.start();
     await settle();
-    watches[0]!.onEvents([{ type: 'PUT', kv: { key: '/orchard/leader', createRevision: 12 } }]);
+    watches[0]!.onEvents([{ type: 'PUT', kv: { key: '/orchard/leader', createRevision: 12, lease: '5' } }]);
     expect(lost).toEqual(['another candidate holds the leader key']);
     await e.stop();
   });
 
   it('a watch that ended is replaced after a look at the key: still its own, it watches on; gone meanwhile, it steps down', async () => {
-    let kv: { createRevision: number } | undefined = { createRevision: 7 };
+    let kv: { createRevision: number; lease: string } | undefined = { createRevision: 7, lease: '1' };
     const { e, lost, clock, watches } = leaderWithWatch(() => kv);
     e.start();
     await settle();
@@ -187,5 +198,28 @@ describe('Election: a leader watches its own key', () => {
     await settle();
     expect(lost).toEqual(['the leader key was deleted in etcd']);
     await e.stop();
+  });
+  it('steps down when the key is overwritten without its lease (a plain `etcdctl put`), which keeps the create revision', async () => {
+    const { e, lost, watches } = leaderWithWatch(() => ({ createRevision: 7, lease: '1' }));
+    e.start();
+    await settle();
+    watches[0]!.onEvents([{ type: 'PUT', kv: { key: '/orchard/leader', createRevision: 7, lease: '0' } }]);
+    expect(lost).toEqual(["the leader key was overwritten in etcd (not under this leader's lease)"]);
+    await e.stop();
+  });
+
+  it('a look at the key that fails after the candidate stopped opens no watch', async () => {
+    const { e, clock, watches } = leaderWithWatch(
+      () => ({ createRevision: 7, lease: '1' }),
+      () => true,
+    );
+    e.start();
+    await settle();
+    watches[0]!.onEnd();
+    clock.advance(1_000); // the range goes out (and will fail)…
+    await e.stop(); // …while the candidate stops
+    await settle();
+    await settle();
+    expect(watches).toHaveLength(1);
   });
 });

@@ -80,11 +80,13 @@ export class Election {
 
   /**
    * Since when this candidate's lease requests (grant, campaign, keep-alive) have all failed, and
-   * the last error; undefined once one succeeds. A standby whose watches went quiet with etcd's
+   * the last error, once that has lasted a whole TTL; undefined before, and once one succeeds. A standby whose watches went quiet with etcd's
    * quorum learns from this that it cannot reach the group (standby-server.ts).
    */
   unreachable(): { since: number; error: string } | undefined {
-    return this.failing;
+    // One slow keep-alive is not an outage: only a whole TTL of failures is said.
+    const f = this.failing;
+    return f !== undefined && this.opts.clock.now() - f.since >= this.ttl * 1000 ? f : undefined;
   }
 
   private failed(err: unknown): void {
@@ -191,38 +193,51 @@ export class Election {
    */
   private watchOwnKey(fromRevision: number): void {
     const epoch = this.epochValue;
+    const lease = this.leaseId;
+    const mine = (): boolean => this.state === 'leader' && this.epochValue === epoch;
     const gone = (why: string): void => {
-      if (this.state === 'leader' && this.epochValue === epoch) this.lose(why);
+      if (mine()) this.lose(why);
     };
-    this.watch = this.opts.client.watch(
+    /** Why the key is no longer this leader's, or undefined while it is. */
+    const lostBecause = (kv: { createRevision: number; lease: string } | undefined): string | undefined =>
+      kv === undefined
+        ? 'the leader key was deleted in etcd'
+        : kv.createRevision !== epoch
+          ? 'another candidate holds the leader key'
+          : kv.lease !== lease
+            ? "the leader key was overwritten in etcd (not under this leader's lease)"
+            : undefined;
+    const w = this.opts.client.watch(
       this.opts.key,
       { startRevision: fromRevision },
       (events) => {
         for (const e of events) {
-          if (e.type === 'DELETE') return gone('the leader key was deleted in etcd');
-          if (e.kv.createRevision !== epoch) return gone('another candidate holds the leader key');
+          const why = lostBecause(e.type === 'DELETE' ? undefined : e.kv);
+          if (why !== undefined) return gone(why);
         }
       },
       () => {
-        this.watch = undefined;
-        if (this.state !== 'leader' || this.epochValue !== epoch) return;
+        if (this.watch === w) this.watch = undefined;
+        if (!mine()) return;
         this.retryTimer = this.opts.clock.setTimeout(() => {
           this.retryTimer = undefined;
-          if (this.state !== 'leader' || this.epochValue !== epoch) return;
+          if (!mine()) return;
           this.opts.client.range(this.opts.key).then(
             (r) => {
-              if (this.state !== 'leader' || this.epochValue !== epoch) return;
-              const kv = r.kvs[0];
-              if (kv === undefined) gone('the leader key was deleted in etcd');
-              else if (kv.createRevision !== epoch) gone('another candidate holds the leader key');
+              if (!mine()) return;
+              const why = lostBecause(r.kvs[0]);
+              if (why !== undefined) gone(why);
               else this.watchOwnKey(r.revision + 1);
             },
-            // etcd unreachable: the lease deadline decides; look again later.
-            () => this.watchOwnKey(fromRevision),
+            // etcd unreachable: the lease deadline decides; look again later (if still leading).
+            () => {
+              if (mine()) this.watchOwnKey(fromRevision);
+            },
           );
         }, 1000);
       },
     );
+    this.watch = w;
   }
 
   private retryLater(): void {
