@@ -78,6 +78,9 @@ function makePki(): { ca: string; server: Issued; client: Issued; clientWithCn: 
   };
 }
 
+/** etcd's simple-token TTL in this suite (default 300 s). */
+const TOKEN_TTL_S = 3;
+
 describe('hub on etcd with TLS client certificates and users (etcds://, --etcd-user)', () => {
   const root = mkdtempSync(join(tmpdir(), 'orchard-etcd-tls-'));
   const f = (name: string): string => join(root, name);
@@ -117,6 +120,9 @@ describe('hub on etcd with TLS client certificates and users (etcds://, --etcd-u
         ...['--listen-peer-urls', `http://127.0.0.1:${peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`],
         ...['--initial-cluster', `tls0=http://127.0.0.1:${peer}`, '--initial-cluster-state', 'new'],
         ...['--cert-file', f('server.pem'), '--key-file', f('server-key.pem'), '--trusted-ca-file', f('ca.pem'), '--client-cert-auth'],
+        // Tokens expire after 3 s instead of 5 min, so a test sees the hub's long watches and its
+        // re-authentication outlive them.
+        ...['--auth-token-ttl', String(TOKEN_TTL_S)],
       ],
       { stdio: ['ignore', log, log] },
     );
@@ -160,7 +166,7 @@ describe('hub on etcd with TLS client certificates and users (etcds://, --etcd-u
     ...['--etcd-user', 'hub', '--etcd-password-file', f(passwordFile)],
   ];
 
-  it('leads with the CA, a client certificate and a user whose password comes from a file, and its writes are in etcd', async () => {
+  it('leads with the CA, a client certificate and a user whose password comes from a file, its writes are in etcd, and leader and standby outlive their auth tokens (writes re-authenticate, watches go on)', async () => {
     const h = await startHub('good', creds('client', 'password'));
     const caFile = join(h.dir, 'ca.crt');
     await waitFor(
@@ -186,7 +192,30 @@ describe('hub on etcd with TLS client certificates and users (etcds://, --etcd-u
     expect(keys).toContain('tls-auth-proof');
     // Without a user, etcd refuses reads now: auth is really on.
     expect(() => etcdctl('get', '--prefix', '--keys-only', '')).toThrow();
-  }, 90_000);
+
+    // A standby with the same credentials keeps its copy of the store from etcd through watches.
+    const s = await startHub('good-standby', creds('client', 'password'));
+    const ca = readFileSync(caFile, 'utf8');
+    const standbyRead = async (name: string): Promise<number> =>
+      (await request(s.server, 'GET', `/api/v1/configmaps/${name}`, { token, ca, timeoutMs: 2_000 }).catch(() => ({ status: 0 }))).status;
+    await waitFor('the standby serves the first object', async () => (await standbyRead('tls-auth-proof')) === 200, 45_000, 250);
+    // Past the tokens' TTL (the hubs' tokens are expired; their watches stay open): a write on the
+    // leader is taken (it re-authenticates), and the standby's watch still brings it.
+    await new Promise((r) => setTimeout(r, (TOKEN_TTL_S + 2) * 1000));
+    const later = await request(h.server, 'POST', '/api/v1/apply', {
+      token,
+      ca,
+      body: 'apiVersion: orchard/v1\nkind: ConfigMap\nmetadata: { name: after-token-expiry }\ndata: { k: v }\n',
+    });
+    expect(later.status, later.text).toBeLessThan(300);
+    expect(etcdctl('--user', 'root:root-pass', 'get', '--prefix', '--keys-only', '')).toContain('after-token-expiry');
+    await waitFor('the standby serves the object written after the tokens expired', async () => (await standbyRead('after-token-expiry')) === 200, 20_000, 250);
+    // Nobody lost leadership or restarted over it.
+    expect(h.proc.child.exitCode).toBeNull();
+    expect(s.proc.child.exitCode).toBeNull();
+    expect(h.proc.output()).not.toMatch(/lost leadership/);
+    expect((await request(h.server, 'GET', '/healthz', { ca })).body).toMatchObject({ role: 'leader' });
+  }, 120_000);
 
   it('a hub with the wrong password never leads and says etcd refused its user', async () => {
     const h = await startHub('wrong-pass', creds('client', 'wrong-password'));
