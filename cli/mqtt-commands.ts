@@ -3,7 +3,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { z } from 'zod';
 import { apiTokenId, type CommandOp } from '../protocol/api.js';
 import { ERROR_CATALOGUE, OrchardError, type ErrorCode } from '../protocol/errors.js';
-import { HubListMessageSchema } from '../protocol/hubs.js';
+import { HubListMessageSchema, HubMqttUrlSchema } from '../protocol/hubs.js';
 import { decodeMessage } from '../protocol/messages.js';
 import { topics, userClientId } from '../protocol/topics.js';
 
@@ -60,13 +60,8 @@ export class MqttCommandClient {
   constructor(private readonly opts: MqttCommandClientOptions) {
     if (opts.servers.length === 0) throw new OrchardError('ERR_VALIDATION', 'mqtt: at least one hub MQTT address is needed (--mqtt-server)');
     for (const s of opts.servers) {
-      let u: URL;
-      try {
-        u = new URL(s);
-      } catch {
-        throw new OrchardError('ERR_VALIDATION', `mqtt: ${JSON.stringify(s)} is not a URL (mqtts://HOST:PORT expected)`);
-      }
-      if (u.protocol !== 'mqtt:' && u.protocol !== 'mqtts:') throw new OrchardError('ERR_VALIDATION', `mqtt: ${s}: mqtts:// or mqtt:// expected`);
+      if (!HubMqttUrlSchema.safeParse(s).success)
+        throw new OrchardError('ERR_VALIDATION', `mqtt: ${JSON.stringify(s)}: mqtts:// or mqtt:// expected, as HOST:PORT`);
     }
     const tokenId = apiTokenId(opts.token);
     if (tokenId === undefined) throw new OrchardError('ERR_VALIDATION', 'mqtt: the token is not an API token (orchard token create …)');

@@ -85,7 +85,6 @@ export class HubBroker implements Publisher {
     const maxPacket = opts.maxPacketBytes ?? MAX_MESSAGE_BYTES + 1024;
     const log = opts.log;
     aedes.on('clientError', (client, err) => log.debug('mqtt client error', { client: client.id, err }));
-
     aedes.on('connectionError', (client, err) => log.debug('mqtt connection error', { client: client?.id, err }));
 
     const onSocket = (socket: net.Socket): void => {

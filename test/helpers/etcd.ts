@@ -178,8 +178,7 @@ export class EtcdCluster {
     const out: EtcdMemberStatus[] = [];
     for (const m of this.members) {
       if (!m.proc) continue;
-      const r = await fetch(`${m.clientUrl}/v3/maintenance/status`, { method: 'POST', body: '{}', signal: AbortSignal.timeout(5_000) });
-      const j = (await r.json()) as { dbSize?: string; dbSizeInUse?: string; header?: { revision?: string } };
+      const j = await postJson<{ dbSize?: string; dbSizeInUse?: string; header?: { revision?: string } }>(`${m.clientUrl}/v3/maintenance/status`, {});
       out.push({ name: m.name, dbSize: Number(j.dbSize ?? 0), dbSizeInUse: Number(j.dbSizeInUse ?? 0), revision: Number(j.header?.revision ?? 0) });
     }
     return out;

@@ -17,8 +17,8 @@ import type { Compare, EtcdClient, TxnOp, Watch } from './etcd-client.js';
  * - **Local deadline**: the leader also stops on its own at `lastKeepAliveSent + ttl` without a
  *   successful renewal (measured from when the keep-alive was *sent*, so a slow answer never
  *   stretches it), so it stops acting before anyone else can have been elected.
- * - **Own key**: the leader watches its key and steps down when it is deleted or re-created by
- *   someone else, even while its lease still renews (`watchOwnKey`).
+ * - **Own key**: the leader watches its key and steps down when it is deleted, overwritten or
+ *   re-created by someone else, even while its lease still renews (`watchOwnKey`).
  * - **Keep-alive period**: TTL/3, but at most 1 s. A dead leader is replaced after at most the
  *   TTL whatever the period; what the period sets is how long the event loop may stall before
  *   the deadline fires: TTL − period (5 s at the default 6 s TTL; 6.7 s at TTL/3 of 10 s). One
@@ -80,8 +80,9 @@ export class Election {
 
   /**
    * Since when this candidate's lease requests (grant, campaign, keep-alive) have all failed, and
-   * the last error, once that has lasted a whole TTL; undefined before, and once one succeeds. A standby whose watches went quiet with etcd's
-   * quorum learns from this that it cannot reach the group (standby-server.ts).
+   * the last error, once that has lasted a whole TTL; undefined before, and once one succeeds. A
+   * standby whose watches went quiet with etcd's quorum learns from this that it cannot reach
+   * the group (standby-server.ts).
    */
   unreachable(): { since: number; error: string } | undefined {
     // One slow keep-alive is not an outage: only a whole TTL of failures is said.
@@ -142,23 +143,13 @@ export class Election {
       this.failing = undefined;
       if (this.state !== 'campaigning') return;
       if (r.succeeded) {
-        this.epochValue = r.revision;
-        this.state = 'leader';
-        this.armDeadline(sentAt);
-        this.scheduleKeepAlive();
-        this.watchOwnKey(r.revision + 1);
-        this.opts.onElected(this.epochValue);
+        this.lead(r.revision, sentAt, r.revision);
         return;
       }
       const holder = r.ranges[0]?.kvs[0];
       if (holder !== undefined && holder.lease === this.leaseId) {
         // Our own key from before (a lost answer): we are the leader.
-        this.epochValue = holder.createRevision;
-        this.state = 'leader';
-        this.armDeadline(sentAt);
-        this.scheduleKeepAlive();
-        this.watchOwnKey(r.revision + 1);
-        this.opts.onElected(this.epochValue);
+        this.lead(holder.createRevision, sentAt, r.revision);
         return;
       }
       // Someone else leads: keep our lease alive and wait for their key to go.
@@ -238,6 +229,16 @@ export class Election {
       },
     );
     this.watch = w;
+  }
+
+  /** Leads from now with `epoch` (the key's create revision), the campaign's keep-alive sent at `sentAt`, etcd at `revision`. */
+  private lead(epoch: number, sentAt: number, revision: number): void {
+    this.epochValue = epoch;
+    this.state = 'leader';
+    this.armDeadline(sentAt);
+    this.scheduleKeepAlive();
+    this.watchOwnKey(revision + 1);
+    this.opts.onElected(epoch);
   }
 
   private retryLater(): void {
