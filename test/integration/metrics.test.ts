@@ -4,8 +4,7 @@ import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import type { Writable } from 'node:stream';
-import mqtt from 'mqtt';
+import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Agent } from '../../agent/agent.js';
 import { MemoryRuntime } from '../../agent/runtime/memory-runtime.js';
@@ -95,26 +94,45 @@ describe('metrics: hollow agent → hub /metrics, top API and orchard top', () =
     const before = await count();
     expect(before).toBe(0);
     const password = t.hub.auth.createApiToken({ name: 'quiet', role: 'admin' }).token;
-    const c = mqtt.connect(t.hub.mqttUrl, {
-      clientId: userClientId(apiTokenId(password) ?? '', 'quiet'),
-      username: 'token',
-      password,
-      ca: t.hub.pki?.caPem,
-      keepalive: 1,
-      reconnectPeriod: 0,
-    });
+    // A raw MQTT 3.1.1 CONNECT (keep-alive 1 s) and then silence: no client library's own pings
+    // or buffering decide what the broker hears.
+    const str = (v: string): Buffer => {
+      const b = Buffer.from(v, 'utf8');
+      const len = Buffer.alloc(2);
+      len.writeUInt16BE(b.length);
+      return Buffer.concat([len, b]);
+    };
+    const body = Buffer.concat([
+      str('MQTT'),
+      Buffer.from([4, 0xc2, 0, 1]), // level 4; username, password, clean session; keep-alive 1 s
+      str(userClientId(apiTokenId(password) ?? '', 'quiet')),
+      str('token'),
+      str(password),
+    ]);
+    const remaining: number[] = [];
+    for (let n = body.length; ;) {
+      const byte = n % 128;
+      n = Math.floor(n / 128);
+      remaining.push(n > 0 ? byte | 0x80 : byte);
+      if (n === 0) break;
+    }
+    const url = new URL(t.hub.mqttUrl);
+    const sock = tls.connect({ host: url.hostname, port: Number(url.port), ca: t.hub.pki?.caPem ?? '' });
     try {
+      const closed = new Promise<void>((resolve) => sock.once('close', () => resolve()));
+      sock.on('error', () => undefined);
+      const connack = new Promise<Buffer>((resolve) => sock.once('data', (d: Buffer) => resolve(d)));
       await new Promise<void>((resolve, reject) => {
-        c.once('connect', () => resolve());
-        c.once('error', reject);
+        sock.once('secureConnect', () => resolve());
+        sock.once('error', reject);
       });
-      // Its pings stay in its own buffer from now on: to the broker it has gone silent.
-      (c.stream as unknown as Writable).cork();
-      const closed = new Promise<void>((resolve) => c.stream.once('close', () => resolve()));
+      sock.write(Buffer.concat([Buffer.from([0x10, ...remaining]), body]));
+      // CONNACK, accepted (return code 0).
+      expect([...(await connack)]).toEqual([0x20, 2, 0, 0]);
       await waitFor('keep-alive timeout counted', async () => (await count()) === before + 1, 10_000);
       await closed;
     } finally {
-      c.end(true);
+      sock.destroy();
     }
   }, 30_000);
 
