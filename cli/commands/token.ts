@@ -85,7 +85,7 @@ export function buildTokenRequest(f: Flags): TokenCreateRequest {
 export const tokenCreateCommand: CommandDef = {
   name: 'token create',
   summary: 'Create a join token (or an API token with --role); prints only the token',
-  usage: `orchard token create [--ttl 24h] [--uses N] [--labels k=v,...] [--replace-node NODE] [--role admin|operator|viewer [--name NAME]]
+  usage: `orchard token create [--ttl 24h] [--uses N] [--labels k=v,...] [--replace-node NODE] [--role ${RoleSchema.options.join('|')} [--name NAME]]
 
 Without --role: a join token for 'orchard agent --join'; --labels are given to nodes joining with it
 (the node cannot change them). A join token cannot join a name that is already enrolled, unless
@@ -98,7 +98,8 @@ Flags:
   --uses N         how many times it may be used
   --labels k=v,..  labels for nodes that join with it
   --replace-node NODE  the token re-enrols the already enrolled NODE, and joins no other name
-  --role ROLE      admin, operator or viewer: makes an API token
+  --role ROLE      admin, operator, viewer, or scrape (reads GET /metrics only, for a
+                   Prometheus server): makes an API token
   --name NAME      a name for an API token, shown by 'token list'`,
   options: {
     ttl: { type: 'string' },

@@ -3,14 +3,15 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster, TEST_IMAGE } from '../helpers/cluster.js';
 import { waitFor } from '../helpers/http.js';
-import { containersOf, docker, orchard, orchardRun } from '../helpers/procs.js';
+import { CLI, containersOf, docker, orchard, orchardRun } from '../helpers/procs.js';
+import { spawnInPty } from '../helpers/pty.js';
 
 /**
  * Issue 16 logs and exec on the real engine, through real hub and agent processes and the real
  * CLI: a busybox pod that prints a numbered line to stdout and one to stderr every 0.2 s.
  * --tail, -f seeing new lines, --previous after a kill (the agent restarts the container in place),
- * exec's output and exit code, exec refused to a viewer, the Exec event, and the default log
- * rotation on the container.
+ * exec's output and exit code, exec refused to a viewer, the Exec event, the default log
+ * rotation on the container, and `exec -it` as a user's terminal runs it (a pseudo-terminal).
  */
 const ticker = `apiVersion: orchard/v1
 kind: Deployment
@@ -113,6 +114,66 @@ describe('logs and exec on the real engine', () => {
     expect(ev?.message).toMatch(/^token "admin"/);
     expect(ev?.message).toContain('["sh","-c","echo hi; echo oops >&2; exit 3"]');
   }, 30_000);
+
+  it('exec -it from a terminal: a remote TTY of the local window size that follows a resize, keys typed raw, the exit code, the terminal restored', async () => {
+    const term = spawnInPty(
+      process.execPath,
+      [CLI, '--server', c.server, '--token', c.adminToken, '--ca', join(c.dir, 'hub', 'ca.crt'), 'exec', pod, '-it', '--', 'sh'],
+      { rows: 33, cols: 101, env: { ORCHARD_CONFIG: join(c.dir, 'no-config') } },
+    );
+    /** What the terminal shows from offset `from`, without busybox's line-editing escapes (ESC[6n, ESC[J). */
+    const csi = new RegExp(`${String.fromCharCode(0x1b)}\\[[0-9;?]*[A-Za-z]`, 'g');
+    const shown = (from = 0): string => term.output().slice(from).replace(csi, '');
+    /** Waits for `re` in what the terminal shows. */
+    const seen = (re: RegExp, what: string, from = 0, timeoutMs = 15_000): Promise<boolean> =>
+      waitFor(what, () => re.test(shown(from)), timeoutMs, 50).catch((err: unknown) => {
+        throw new Error(`${String(err)}\nterminal so far: ${JSON.stringify(term.output().slice(-2000))}`);
+      });
+    try {
+      // An interactive shell prints its prompt only on a terminal.
+      await seen(/# $/, 'the remote shell prompt');
+      // The window size the CLI sent with the open (cols/rows) is the remote terminal's.
+      term.type('stty size\r');
+      await seen(/^33 101\r*$/m, 'stty size 33 101');
+      // A window change on the local terminal (SIGWINCH) reaches the remote one. The resize and the
+      // keys travel apart (the engine's resize call and the exec's stream), so ask until it shows.
+      term.resize(40, 120);
+      await waitFor(
+        'stty size 40 120 after the resize',
+        async () => {
+          term.type('stty size\r');
+          await new Promise((r) => setTimeout(r, 300));
+          return /^40 120\r*$/m.test(shown());
+        },
+        15_000,
+        0,
+      );
+      // Raw mode: Ctrl-C is a byte for the remote terminal (interrupting its sleep), not SIGINT for the CLI.
+      term.type('echo start-$((2+3)); sleep 60\r');
+      await seen(/^start-5\r*$/m, 'the sleep started');
+      await new Promise((r) => setTimeout(r, 500));
+      const beforeCtrlC = term.output().length;
+      term.type('\x03');
+      await seen(/# $/, 'the prompt back after Ctrl-C (the sleep interrupted)', beforeCtrlC);
+      term.type('echo after-$((1+1))\r');
+      await seen(/^after-2\r*$/m, 'the session going on after Ctrl-C');
+      term.type('echo hi-$((6*7)); tty; exit 3\r');
+      const done = await Promise.race([term.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 20_000))]);
+      expect(done, `the CLI did not exit; terminal: ${JSON.stringify(term.output().slice(-2000))}`).toBeDefined();
+      const out = shown();
+      // Only the command's output has 42: the echoed keys read $((6*7)).
+      expect(out).toMatch(/^hi-42\r*$/m);
+      // A real terminal inside the container.
+      expect(out).toMatch(/^\/dev\/pts\/\d+\r*$/m);
+      expect(done?.code, done?.stderr).toBe(3);
+      // The CLI put its terminal back in canonical mode with echo on the way out.
+      expect(done?.restored).toEqual({ icanon: true, echo: true });
+    } finally {
+      term.kill();
+    }
+    const events = (await c.api('GET', `/api/v1/events?involvedObject=Pod/${pod}`)).body as { items: Array<{ reason: string; message: string }> };
+    expect(events.items.some((e) => e.reason === 'Exec' && e.message.endsWith('["sh"] in container tick with a terminal'))).toBe(true);
+  }, 90_000);
 
   it('exec is refused to a viewer token', () => {
     const r = cli(['exec', pod, '--', 'id'], viewerToken);

@@ -1,11 +1,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Page } from 'playwright-core';
+import type { Page, Request } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Agent } from '../../agent/agent.js';
 import { MemoryRuntime } from '../../agent/runtime/memory-runtime.js';
-import type { Deployment, NodeObject } from '../../protocol/objects.js';
+import type { Deployment, EventObject, NodeObject, Pod } from '../../protocol/objects.js';
 import { launchBrowser, open, signIn, type TestBrowser } from '../helpers/browser.js';
 import { startMemoryAgent, startTestHub, type TestHub } from '../helpers/hub-harness.js';
 import { waitFor } from '../helpers/http.js';
@@ -41,6 +41,21 @@ spec:
   ports: [{ port: 80, targetPort: 8080 }]
 `;
 
+/** One pod on every node (Orchard's DaemonSet): drain leaves it in place. */
+const GLOBAL = `
+apiVersion: orchard/v1
+kind: Deployment
+metadata: { name: node-agent }
+spec:
+  mode: global
+  template:
+    spec:
+      containers:
+        - name: app
+          image: app:v1
+          resources: { requests: { cpu: 50m, memory: 16Mi } }
+`;
+
 /** Replaces fetch for …/logs URLs with a stream the test writes to (window.__log(text), window.__logEnd()). */
 const STUB_LOGS = `(() => {
   const real = window.fetch.bind(window);
@@ -58,6 +73,7 @@ const STUB_LOGS = `(() => {
 describe('dashboard in Chromium against a real hub', () => {
   let t: TestHub;
   let agent: Agent;
+  let agent2: Agent | undefined;
   let browser: TestBrowser;
   let page: Page;
   let operatorToken = '';
@@ -78,12 +94,15 @@ describe('dashboard in Chromium against a real hub', () => {
   }, 60_000);
   afterAll(async () => {
     await browser?.close();
+    await agent2?.stop();
     await agent?.stop();
     await t?.cleanup();
     rmSync(dir, { recursive: true, force: true });
   });
 
   const deployment = async () => (await t.api('GET', '/api/v1/deployments/web')).body as Deployment;
+  const node = async (name: string) => (await t.api('GET', `/api/v1/nodes/${name}`)).body as NodeObject;
+  const pods = async () => ((await t.api('GET', '/api/v1/pods')).body as { items: Pod[] }).items;
 
   it('asks for a token, refuses a wrong one, and shows the fleet with the node', async () => {
     await open(page, t.hub.apiUrl);
@@ -157,14 +176,86 @@ describe('dashboard in Chromium against a real hub', () => {
     await waitFor('pi-1 schedulable', async () => !((await t.api('GET', '/api/v1/nodes/pi-1')).body as NodeObject).spec.unschedulable);
   });
 
-  it('gives a viewer no action buttons, and the hub refuses a forced scale', async () => {
+  it('drains a node from the fleet view (operator), after a confirmation: cordoned, replicas evicted and replaced on the other node, the global pod kept', async () => {
+    // web's rollback has finished: its three replicas run app:v1 on pi-1, the only node so far.
+    await waitFor(
+      "web's 3 replicas running app:v1 on pi-1",
+      async () => {
+        const web = (await pods()).filter((p) => p.metadata.ownerName === 'web');
+        return web.length === 3 && web.every((p) => p.spec.nodeName === 'pi-1' && p.status.phase === 'Running' && p.spec.containers[0]?.image === 'app:v1');
+      },
+      30_000,
+    );
+    const runtime2 = new MemoryRuntime({ images: ['app:v1', 'app:v2'], info: { ncpu: 4, memTotal: 4 * 1024 ** 3 } });
+    agent2 = await startMemoryAgent(t, { node: 'pi-2', dataDir: join(dir, 'agent-2'), runtime: runtime2 });
+    expect((await t.api('POST', '/api/v1/apply', GLOBAL)).status).toBe(200);
+    const before = await waitFor('a running global pod on each node', async () => {
+      const all = await pods();
+      const global = all.filter((p) => p.metadata.ownerName === 'node-agent' && p.status.phase === 'Running');
+      return global.length === 2 ? all : undefined;
+    });
+    const webBefore = before.filter((p) => p.metadata.ownerName === 'web').map((p) => p.metadata.name);
+    const keep = before.find((p) => p.metadata.ownerName === 'node-agent' && p.spec.nodeName === 'pi-1');
+    expect(webBefore).toHaveLength(3);
+    expect(keep).toBeDefined();
+
+    await open(page, `${t.hub.apiUrl}/#/fleet`);
+    await expect.poll(() => page.locator('tr[data-node="pi-2"]').count()).toBe(1);
+    const drains: string[] = [];
+    const onRequest = (r: Request): void => {
+      if (r.url().includes('/drain')) drains.push(`${r.method()} ${new URL(r.url()).pathname}`);
+    };
+    page.on('request', onRequest);
+    const drain = page.locator('tr[data-node="pi-1"] button[data-action="drain"]');
+    // Cancelled: nothing is sent, nothing changes.
+    await drain.click();
+    expect(await page.textContent('dialog h3')).toBe('Drain pi-1?');
+    expect(await page.textContent('dialog p')).toBe('Cordons pi-1 and evicts its pods so they are rescheduled on other nodes.');
+    await page.click('#dialog-cancel');
+    await page.locator('dialog').waitFor({ state: 'detached' });
+    expect((await node('pi-1')).spec.unschedulable).toBe(false);
+    // Confirmed: one request in all (a cancelled drain sent anyway would make two).
+    await drain.click();
+    await page.click('#dialog-ok');
+    await expect.poll(() => page.locator('.toast').last().textContent()).toBe('drain pi-1: done');
+    page.off('request', onRequest);
+    expect(drains).toEqual(['POST /api/v1/nodes/pi-1/drain']);
+    expect((await node('pi-1')).spec.unschedulable).toBe(true);
+    expect((await node('pi-2')).spec.unschedulable).toBe(false);
+    // The evicted replicas are gone and the deployment's replacements run on pi-2 (pi-1 is cordoned).
+    const after = await waitFor(
+      "web's 3 replacements running on pi-2",
+      async () => {
+        const all = await pods();
+        const web = all.filter((p) => p.metadata.ownerName === 'web');
+        return web.length === 3 && web.every((p) => p.spec.nodeName === 'pi-2' && p.status.phase === 'Running') ? all : undefined;
+      },
+      30_000,
+    );
+    const names = after.map((p) => p.metadata.name);
+    for (const evicted of webBefore) expect(names).not.toContain(evicted);
+    // The global pod on pi-1 is the same pod as before (kept, not recreated); pi-2 has its own.
+    const global = after.filter((p) => p.metadata.ownerName === 'node-agent');
+    expect(global.map((p) => p.spec.nodeName).sort()).toEqual(['pi-1', 'pi-2']);
+    expect(global.find((p) => p.spec.nodeName === 'pi-1')?.metadata.uid).toBe(keep?.metadata.uid);
+    expect((await deployment()).spec.replicas).toBe(3);
+    const events = (await t.api('GET', '/api/v1/events?involvedObject=Node/pi-1')).body as { items: EventObject[] };
+    expect(events.items.find((e) => e.reason === 'Drained')?.message).toBe('node drained: 3 pod(s) evicted for rescheduling, 1 global pod(s) kept');
+    // The page follows: pi-1 cordoned, offering Uncordon instead of Cordon.
+    const row = page.locator('tr[data-node="pi-1"]');
+    await expect.poll(() => row.textContent()).toContain('SchedulingDisabled');
+    expect(await row.locator('button[data-action="uncordon"]').count()).toBe(1);
+    expect(await row.locator('button[data-action="cordon"]').count()).toBe(0);
+  });
+
+  it('gives a viewer no action buttons, and the hub refuses a forced scale or drain', async () => {
     const me = (await t.api('GET', '/api/v1/whoami', undefined, viewerToken)).body as { name: string; role: string; operations: string[] };
     expect(me).toMatchObject({ name: 'look', role: 'viewer' });
     expect(me.operations).toEqual(expect.arrayContaining(['list', 'watch', 'metrics.read', 'rollout.history']));
     expect(me.operations).not.toContain('scale');
     await signIn(page, t.hub.apiUrl, viewerToken);
     expect(await page.textContent('#me')).toBe('look (viewer)');
-    for (const view of ['deployments', 'fleet', 'deployments/web']) {
+    for (const view of ['deployments', 'fleet', 'deployments/web', 'nodes/pi-2']) {
       await open(page, `${t.hub.apiUrl}/#/${view}`);
       await page.locator('main table').first().waitFor();
       expect(await page.locator('main button[data-action]').count(), view).toBe(0);
@@ -180,6 +271,20 @@ describe('dashboard in Chromium against a real hub', () => {
     expect(forced.status).toBe(403);
     expect(forced.body.code).toBe('ERR_FORBIDDEN');
     expect((await deployment()).spec.replicas).toBe(3);
+    // Nor may a viewer drain a node: pi-2 stays schedulable and keeps its pods.
+    const podsOnPi2 = (await pods()).filter((p) => p.spec.nodeName === 'pi-2').map((p) => p.metadata.name);
+    expect(podsOnPi2.length).toBeGreaterThan(0);
+    const drain = await page.evaluate(async (tok) => {
+      const r = await fetch('/api/v1/nodes/pi-2/drain', {
+        method: 'POST',
+        headers: { authorization: `Bearer ${tok}`, 'content-type': 'application/json' },
+        body: '{}',
+      });
+      return { status: r.status, body: (await r.json()) as { code: string } };
+    }, viewerToken);
+    expect(drain).toEqual({ status: 403, body: expect.objectContaining({ code: 'ERR_FORBIDDEN' }) });
+    expect((await node('pi-2')).spec.unschedulable).toBe(false);
+    expect((await pods()).filter((p) => p.spec.nodeName === 'pi-2').map((p) => p.metadata.name)).toEqual(podsOnPi2);
   });
 
   it('streams a pod log chunk by chunk, as text', async () => {
