@@ -635,7 +635,8 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   /**
-   * Cgroup files first (cgroup-usage.ts: ≈ 300× cheaper here than the engine's stats); the engine's
+   * Cgroup files first (cgroup-usage.ts: 150–300× sooner than the engine's stats here, under half the agent's CPU and none of
+   * dockerd's; scripts/bench/usage-read-cost.ts, docs/observability.md "Budgets, measured"); the engine's
    * one-shot stats only for ids whose cgroup this process cannot see (an agent in a container
    * without the host's /sys/fs/cgroup), each bounded by a 5 s timeout.
    */
