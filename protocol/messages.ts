@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { DeviceGrantSchema } from './devices.js';
 import { NameSchema, PodSpecSchema } from './pod-spec.js';
 import { SERVICE_ORDINAL_MAX, SERVICE_ORDINAL_MIN, ServiceEndpointSchema, ServiceProtocolSchema, TrafficPolicySchema } from './service-endpoints.js';
+import { LOGS_SINCE_AGO } from './streams.js';
 
 // What an agent sends the hub (status, usage, presence, observed set) is validated only by the
 // hub, against schemas built from the stored objects' (objects.ts): they are in reports.ts, which
@@ -87,8 +88,11 @@ export type DesiredPod = z.infer<typeof DesiredPodSchema>;
  */
 export const EpochSchema = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
 
-/** Protocol features this agent understands beyond its version's baseline (NodeInfo.features). */
-export const AGENT_FEATURES = ['epoch'] as const;
+/**
+ * Protocol features this agent understands beyond its version's baseline (NodeInfo.features):
+ * `epoch` (above), LOGS_SINCE_AGO (protocol/streams.ts: a logs `since` window on the device's clock).
+ */
+export const AGENT_FEATURES = ['epoch', LOGS_SINCE_AGO] as const;
 
 export const DesiredSetMessageSchema = z.strictObject({
   node: NameSchema,

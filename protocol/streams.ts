@@ -5,7 +5,8 @@ import { NameSchema } from './pod-spec.js';
  * Log and exec streams between the hub and an agent (issue 16), carried over the node's own MQTT
  * link on two topics (protocol/topics.ts): `orchard/v1/nodes/{node}/stream-down` (hub → agent:
  * open, credit, stdin, resize, cancel) and `orchard/v1/nodes/{node}/stream-up` (agent → hub:
- * ready, data, stdin credit, end, error). Every frame is QoS 0, never retained.
+ * ready, data, stdin credit, end, error). Frames are never retained; down frames are QoS 0, up
+ * frames QoS 1 (the agent paces them by the hub's PUBACKs: agent/link.ts; older agents sent QoS 0).
  *
  * Frame: one magic byte, a 2-byte big-endian header length, the header (JSON), then raw bytes
  * (log or exec output, stdin). Raw bytes are not base64'd: a Pi's uplink is small and metered.
@@ -40,21 +41,44 @@ const CreditSchema = z
   .min(0)
   .max(64 * 1024 * 1024);
 
-export const LogsOpenSchema = z.strictObject({
-  t: z.literal('open'),
-  id: StreamIdSchema,
-  kind: z.literal('logs'),
-  pod: PodNameSchema,
-  container: NameSchema,
-  follow: z.boolean(),
-  /** Last N lines only. */
-  tail: z.number().int().min(0).max(1_000_000).optional(),
-  /** Only lines written at or after this time (Unix seconds). */
-  sinceSeconds: z.number().int().min(0).optional(),
-  /** The container's earlier runs (the agent restarts containers in place): lines before its current start. */
-  previous: z.boolean(),
-  credit: CreditSchema,
-});
+/**
+ * The agent feature (NodeInfo.features, protocol/messages.ts AGENT_FEATURES) saying it reads a
+ * logs open's `sinceAgoSeconds` and applies it against its own clock.
+ */
+export const LOGS_SINCE_AGO = 'logs-since-ago';
+/** The longest `since` window carried (100 years): longer asks are cut to it (every line anyway). */
+export const MAX_SINCE_AGO_SECONDS = 100 * 365 * 86_400;
+
+export const LogsOpenSchema = z
+  .strictObject({
+    t: z.literal('open'),
+    id: StreamIdSchema,
+    kind: z.literal('logs'),
+    pod: PodNameSchema,
+    container: NameSchema,
+    follow: z.boolean(),
+    /** Last N lines only. */
+    tail: z.number().int().min(0).max(1_000_000).optional(),
+    /**
+     * Only lines written at or after this time (Unix seconds, the hub's clock). What hubs send to an
+     * agent that does not list LOGS_SINCE_AGO in NodeInfo.features (and all that older hubs send).
+     */
+    sinceSeconds: z.number().int().min(0).optional(),
+    /**
+     * Only lines written in the last N seconds, measured on the device's own clock (the agent turns
+     * it into a time as it opens the engine's log, so a device whose clock differs from the hub's
+     * still gets the window asked for). Sent only to agents that list LOGS_SINCE_AGO: older agents
+     * parse this schema strictly and would refuse the open.
+     */
+    sinceAgoSeconds: z.number().int().min(0).max(MAX_SINCE_AGO_SECONDS).optional(),
+    /** The container's earlier runs (the agent restarts containers in place): lines before its current start. */
+    previous: z.boolean(),
+    credit: CreditSchema,
+  })
+  .refine((o) => o.sinceSeconds === undefined || o.sinceAgoSeconds === undefined, {
+    path: ['sinceAgoSeconds'],
+    message: 'give sinceSeconds or sinceAgoSeconds, not both',
+  });
 export type LogsOpen = z.infer<typeof LogsOpenSchema>;
 
 export const ExecOpenSchema = z.strictObject({

@@ -24,11 +24,12 @@ export class MemoryLogs {
 
   constructor(private readonly now: () => number) {}
 
-  append(id: string, text: string | Buffer, fd: 1 | 2 = 1): void {
+  /** `at` (ms, the runtime's clock; default now) backdates a line, for `since` tests; keep them in order. */
+  append(id: string, text: string | Buffer, fd: 1 | 2 = 1, at: number = this.now()): void {
     const chunk: OutputChunk = { fd, data: Buffer.isBuffer(text) ? text : Buffer.from(text) };
     let list = this.kept.get(id);
     if (list === undefined) this.kept.set(id, (list = []));
-    list.push({ at: this.now(), chunk });
+    list.push({ at, chunk });
     if (list.length > MAX_KEPT) list.shift();
     for (const r of this.followers.get(id) ?? []) r.push(chunk);
   }

@@ -1,16 +1,18 @@
 import { describe, expect, it } from 'vitest';
 import { StreamUpSchema, decodeFrame, encodeFrame, type StreamDown, type StreamUp } from '../../protocol/streams.js';
-import { silentLogger, systemClock } from '../clock.js';
+import { silentLogger, systemClock, type Clock } from '../clock.js';
 import { MemoryRuntime } from '../runtime/memory-runtime.js';
 import type { OutputChunk } from '../runtime/runtime.js';
 import { LABELS } from '../runtime/runtime.js';
-import { runBoundarySeconds, StreamServer } from './stream-server.js';
+import { logsSinceSeconds, runBoundarySeconds, StreamServer } from './stream-server.js';
 
 const ID = 'aaaaaaaaaaaaaaaa';
 const tick = (ms = 20): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function setup(opts: { restarts?: number; maxStreams?: number } = {}) {
-  const runtime = new MemoryRuntime({ images: ['app:v1'] });
+async function setup(opts: { restarts?: number; maxStreams?: number; clock?: Clock } = {}) {
+  const clock = opts.clock ?? systemClock;
+  // The engine stamps lines with the device's clock, the one the agent reads.
+  const runtime = new MemoryRuntime({ images: ['app:v1'], now: () => clock.now() });
   const id = await runtime.createContainer({
     name: 'c1',
     image: 'app:v1',
@@ -24,7 +26,7 @@ async function setup(opts: { restarts?: number; maxStreams?: number } = {}) {
   const server = new StreamServer({
     node: 'pi-1',
     runtime,
-    clock: systemClock,
+    clock,
     logger: silentLogger,
     restartCount: () => opts.restarts ?? 0,
     ...(opts.maxStreams !== undefined ? { maxStreams: opts.maxStreams } : {}),
@@ -122,6 +124,45 @@ describe('StreamServer', () => {
     expect(h.server.open).toBe(0);
   });
 });
+
+describe('--since on the device clock', () => {
+  it('logsSinceSeconds: a duration counts back from the device clock (fractions kept); an absolute hub time passes as is', () => {
+    const now = Date.parse('2026-12-01T12:00:00.250Z');
+    expect(logsSinceSeconds({ sinceAgoSeconds: 600 }, now)).toBe(now / 1000 - 600);
+    expect(logsSinceSeconds({ sinceAgoSeconds: 0 }, now)).toBe(now / 1000);
+    expect(logsSinceSeconds({ sinceAgoSeconds: 4e9 }, now)).toBe(0);
+    expect(logsSinceSeconds({ sinceSeconds: 1_700_000_000 }, now)).toBe(1_700_000_000);
+    expect(logsSinceSeconds({}, now)).toBeUndefined();
+  });
+
+  it('a device whose clock is an hour behind the hub gets the last 10 minutes of its own log from sinceAgoSeconds', async () => {
+    const SKEW = -3_600_000;
+    const device: Clock = { ...systemClock, now: () => Date.now() + SKEW };
+    const h = await setup({ clock: device });
+    const t = device.now();
+    h.runtime.logBook.append(h.id, 'an hour ago\n', 1, t - 3_600_000);
+    h.runtime.logBook.append(h.id, '20 minutes ago\n', 1, t - 20 * 60_000);
+    h.runtime.logBook.append(h.id, '5 minutes ago\n', 1, t - 5 * 60_000);
+    h.runtime.logBook.append(h.id, 'just now\n', 2, t - 1_000);
+    const read = async (id: string, since: { sinceAgoSeconds: number } | { sinceSeconds: number }): Promise<string> => {
+      h.send({ t: 'open', id, kind: 'logs', pod: 'web-1', container: 'app', follow: false, previous: false, credit: 10_000, ...since });
+      await waitFor(() => h.up.some((u) => u.f.id === id && (u.f.t === 'end' || u.f.t === 'error')));
+      expect(h.up.filter((u) => u.f.id === id).at(-1)?.f.t).toBe('end');
+      return Buffer.concat(h.up.filter((u) => u.f.id === id && u.f.t === 'data').map((u) => u.data)).toString();
+    };
+    expect(await read(ID, { sinceAgoSeconds: 600 })).toBe('5 minutes ago\njust now\n');
+    expect(await read('bbbbbbbbbbbbbbbb', { sinceAgoSeconds: 30 * 60 })).toBe('20 minutes ago\n5 minutes ago\njust now\n');
+    // What an older hub sends, from its own clock (an hour ahead of this device's): a window in
+    // this device's future, so nothing (why the duration goes to the device instead).
+    expect(await read('cccccccccccccccc', { sinceSeconds: Math.floor(Date.now() / 1000 - 600) })).toBe('');
+  });
+});
+
+/** Polls `ok` every 5 ms for up to 2 s. */
+async function waitFor(ok: () => boolean): Promise<void> {
+  for (let i = 0; i < 400 && !ok(); i++) await tick(5);
+  if (!ok()) throw new Error('timed out waiting');
+}
 
 describe('runBoundarySeconds (where a restarted container changes runs in its log)', () => {
   it('is the middle of the gap between the previous end and this start, else the start', () => {

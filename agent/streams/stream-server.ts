@@ -31,7 +31,7 @@ import { LABELS } from '../runtime/runtime.js';
 export interface StreamServerOptions {
   node: string;
   runtime: ContainerRuntime;
-  /** Sends one frame on the node's stream-up topic (QoS 0). */
+  /** Sends one frame on the node's stream-up topic (QoS 1, paced by the link: agent/link.ts publishStreamFrame). */
   publish(frame: Buffer): void;
   /** Restarts of a pod's container as the reconciler counted them (--previous needs one); undefined = unknown. */
   restartCount?(pod: string, container: string): number | undefined;
@@ -147,7 +147,8 @@ export class StreamServer {
         if (this.o.runtime.logs === undefined) throw new OrchardError('ERR_RUNTIME', 'this container engine cannot read logs');
         const opts: Parameters<NonNullable<ContainerRuntime['logs']>>[1] = { follow: f.follow };
         if (f.tail !== undefined) opts.tail = f.tail;
-        if (f.sinceSeconds !== undefined) opts.sinceSeconds = f.sinceSeconds;
+        const since = logsSinceSeconds(f, this.o.clock.now());
+        if (since !== undefined) opts.sinceSeconds = since;
         const restarts = this.o.restartCount?.(f.pod, f.container);
         const boundary = runBoundarySeconds(c);
         if (!f.previous && restarts !== undefined && restarts > 0 && boundary !== undefined) {
@@ -316,6 +317,17 @@ export class StreamServer {
       Math.min(60_000, this.starvedMs),
     );
   }
+}
+
+/**
+ * Where a logs open's window starts, in Unix seconds on this device's clock (`nowMs`), the clock
+ * the engine stamps log lines with: `sinceAgoSeconds` back from now (hubs that know this agent
+ * reads it), else the hub's absolute `sinceSeconds` (older hubs: off by the clocks' difference).
+ * Not rounded: the engine takes fractions, and a whole second more would show older lines. Pure.
+ */
+export function logsSinceSeconds(f: Pick<LogsOpen, 'sinceSeconds' | 'sinceAgoSeconds'>, nowMs: number): number | undefined {
+  if (f.sinceAgoSeconds !== undefined) return Math.max(0, nowMs / 1000 - f.sinceAgoSeconds);
+  return f.sinceSeconds;
 }
 
 /**

@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { OrchardError, parseOrThrow } from '../../protocol/errors.js';
 import { NameSchema } from '../../protocol/manifest.js';
 import { parseSinceDuration } from '../../protocol/streams.js';
-import { streamTarget } from '../streams/stream-target.js';
+import { nodeLogsSince, streamTarget } from '../streams/stream-target.js';
 import { EXEC_CHANNEL } from '../../protocol/api.js';
 import { recordEvent } from '../events.js';
 import type { Logger } from '../log.js';
@@ -156,15 +156,16 @@ export function registerStreamRoutes(app: FastifyInstance, d: StreamRoutesDeps):
     const { name } = req.params as { name: string };
     const q = parseQuery(LogsQuerySchema, req);
     const t = streamTarget(d.store, name, q.container);
-    let sinceSeconds: number | undefined;
+    let sinceAgo: number | undefined;
     if (q.since !== undefined) {
-      const secs = parseSinceDuration(q.since);
-      if (secs === undefined)
+      sinceAgo = parseSinceDuration(q.since);
+      if (sinceAgo === undefined)
         throw new OrchardError('ERR_VALIDATION', `since "${q.since}" is not a duration like 30s, 10m or 2h`, {
           details: { issues: [{ path: 'query.since', message: 'must be a duration like 30s, 10m or 2h' }] },
         });
-      sinceSeconds = Math.max(0, Math.floor(d.now().getTime() / 1000 - secs));
     }
+    // Measured on the device's clock when its agent can (older agents: from the hub's clock).
+    const since = nodeLogsSince(d.store, t.node, sinceAgo, d.now().getTime());
     const res = reply.raw;
     let gone = false;
     let handle: StreamHandle | undefined;
@@ -182,7 +183,7 @@ export function registerStreamRoutes(app: FastifyInstance, d: StreamRoutesDeps):
         follow: q.follow && !q.previous,
         previous: q.previous,
         ...(q.tail !== undefined ? { tail: q.tail } : {}),
-        ...(sinceSeconds !== undefined ? { sinceSeconds } : {}),
+        ...since,
       },
       pending,
     );

@@ -1,7 +1,7 @@
 import type { LogsArgs } from '../../protocol/api.js';
 import { OrchardError, parseOrThrow } from '../../protocol/errors.js';
 import { MQTT_LOGS_MAX_BYTES } from '../../protocol/api.js';
-import { StreamPodNameSchema } from '../../protocol/streams.js';
+import { LOGS_SINCE_AGO, MAX_SINCE_AGO_SECONDS, StreamPodNameSchema, type LogsOpen } from '../../protocol/streams.js';
 import type { Store } from '../store/store.js';
 import type { StreamHub } from './stream-hub.js';
 
@@ -17,6 +17,34 @@ export function streamTarget(store: Store, pod: string, container: string | unde
   const node = p.spec.nodeName;
   if (node === undefined || node === '') throw new OrchardError('ERR_CONTAINER_NOT_RUNNING', `pod "${name}" is not placed on a node yet`);
   return { node, container: c };
+}
+
+/**
+ * A logs open's window for "the last `agoSeconds`" (`--since`, the MQTT `sinceSeconds`). An agent
+ * that lists LOGS_SINCE_AGO gets the duration and measures it on its own clock, so a device whose
+ * clock differs from the hub's still gets the lines of the last `agoSeconds`. An older agent
+ * (no such feature; its strict schema would refuse the field) gets the absolute time from the
+ * hub's clock as before, and its window is off by however far the two clocks differ. Pure.
+ */
+export function logsSinceFields(
+  agoSeconds: number | undefined,
+  agentFeatures: readonly string[] | undefined,
+  hubNowMs: number,
+): Pick<LogsOpen, 'sinceSeconds' | 'sinceAgoSeconds'> {
+  if (agoSeconds === undefined) return {};
+  const ago = Math.min(Math.max(0, Math.ceil(agoSeconds)), MAX_SINCE_AGO_SECONDS);
+  if (agentFeatures?.includes(LOGS_SINCE_AGO) === true) return { sinceAgoSeconds: ago };
+  return { sinceSeconds: Math.max(0, Math.floor(hubNowMs / 1000 - ago)) };
+}
+
+/** logsSinceFields for the features `node`'s agent last reported (none known: the fallback). */
+export function nodeLogsSince(
+  store: Store,
+  node: string,
+  agoSeconds: number | undefined,
+  hubNowMs: number,
+): Pick<LogsOpen, 'sinceSeconds' | 'sinceAgoSeconds'> {
+  return logsSinceFields(agoSeconds, store.get('Node', node)?.status.info?.features, hubNowMs);
 }
 
 /**
@@ -44,7 +72,8 @@ export async function readLogs(
           follow: false,
           previous: args.previous === true,
           ...(args.tail !== undefined ? { tail: args.tail } : {}),
-          ...(args.sinceSeconds !== undefined ? { sinceSeconds: Math.max(0, Math.floor(now() / 1000 - args.sinceSeconds)) } : {}),
+          // The args' sinceSeconds is a duration ("seconds back from now"), measured on the device.
+          ...nodeLogsSince(store, t.node, args.sinceSeconds, now()),
         },
         {
           write: (_fd, data, drained) => {
