@@ -22,6 +22,7 @@ import {
 import { parseTopic, topics } from '../protocol/topics.js';
 import { AgentUpgradeMessageSchema, type AgentUpgradeMessage } from '../protocol/agent-upgrade.js';
 import { HubListMessageSchema, type HubListMessage } from '../protocol/hubs.js';
+import { MAX_STREAM_CHUNK } from '../protocol/streams.js';
 import type { Clock, Logger, TimerHandle } from './clock.js';
 import { silentLogger, systemClock } from './clock.js';
 
@@ -53,6 +54,10 @@ import { silentLogger, systemClock } from './clock.js';
  *   exponential back-off up to 30 s: that is the signal of a busy hub, and a fleet must spread
  *   out for it. After 60 s of refusals the outage is not a failover, and refusals back off fully
  *   too (a device does not dial a stopped hub every second for hours, nor log it).
+ * - Log/exec output never queues ahead of a heartbeat (issue 16): stream frames go QoS 1, in
+ *   order, with at most STREAM_UNACKED_BYTES (one full frame) not yet acknowledged by the hub;
+ *   the rest wait here. Presence, status, usage, observed and acks are written at once, so they
+ *   wait behind at most one frame on the wire, whatever the link's speed (see publishStreamFrame).
  */
 
 export interface LinkOptions {
@@ -123,6 +128,14 @@ export function classifyLinkError(err: unknown): LinkFailure {
   return typeof code === 'string' && NO_HUB_THERE.has(code) ? 'refused' : 'failed';
 }
 
+/**
+ * Stream-frame bytes the hub may not have acknowledged yet: one full frame with its header (and
+ * small frames beside it). The price: a node's log output moves at most this much per round trip
+ * to the hub (16 KiB per 10 ms is 1.6 MiB/s, near the hub's 2 MiB/s per-node cap; per 100 ms,
+ * 160 KiB/s), and a link slower than that is full anyway.
+ */
+export const STREAM_UNACKED_BYTES = MAX_STREAM_CHUNK + 1024;
+
 export class Link {
   private readonly clock: Clock;
   private readonly log: Logger;
@@ -166,6 +179,10 @@ export class Link {
   private indexPayload: Buffer | undefined;
   /** Service and index payloads dropped as repeats (tests, metrics). */
   repeatsDropped = 0;
+  /** Stream frames waiting for the hub to acknowledge earlier ones, and the bytes it has not acknowledged; both of `streamClient`. */
+  private streamQueue: Buffer[] = [];
+  private streamUnacked = 0;
+  private streamClient: MqttClient | undefined;
 
   constructor(
     private readonly node: string,
@@ -235,13 +252,46 @@ export class Link {
   }
 
   /**
-   * One log/exec stream frame, QoS 0 (the hub's credit bounds how many are in flight). Dropped
-   * when the link is down: the hub fails the stream on the disconnect anyway.
+   * One log/exec stream frame. Dropped when the link is down: the hub fails the stream on the
+   * disconnect anyway.
+   *
+   * Frames go QoS 1, and one is written only while the hub has acknowledged (PUBACK) all but
+   * STREAM_UNACKED_BYTES of those before it: one full frame on the way at a time, so a heartbeat or
+   * an ack written meanwhile waits behind at most that, whatever the link's speed. Waiting for the
+   * socket to drain would not do: the kernel's send buffer takes megabytes before Node's
+   * `writableLength` moves (3.9 MB to a loopback peer that does not read, here), and all of it sits
+   * ahead of the next heartbeat on a slow link; only an acknowledgement says the bytes have crossed
+   * it. What waits here is bounded by the hub's credit (one window per stream), as it was in the
+   * socket before. Frames keep their order: they all take this queue.
    */
   publishStreamFrame(frame: Buffer): void {
     const c = this.client;
     if (c === undefined || !c.connected) return;
-    c.publish(topics.nodeStreamUp(this.node), frame, { qos: 0, retain: false });
+    if (this.streamClient !== c) this.resetStreamFrames(c);
+    this.streamQueue.push(frame);
+    this.pumpStreamFrames(c);
+  }
+
+  private pumpStreamFrames(c: MqttClient): void {
+    for (;;) {
+      const frame = this.streamQueue[0];
+      if (frame === undefined || this.streamClient !== c || !c.connected) return;
+      if (this.streamUnacked > 0 && this.streamUnacked + frame.length > STREAM_UNACKED_BYTES) return;
+      this.streamQueue.shift();
+      this.streamUnacked += frame.length;
+      c.publish(topics.nodeStreamUp(this.node), frame, { qos: 1, retain: false }, () => {
+        // An error is the connection closing: the hub fails its streams, the next client starts afresh.
+        if (this.streamClient !== c) return;
+        this.streamUnacked -= frame.length;
+        this.pumpStreamFrames(c);
+      });
+    }
+  }
+
+  private resetStreamFrames(c: MqttClient | undefined): void {
+    this.streamClient = c;
+    this.streamQueue = [];
+    this.streamUnacked = 0;
   }
 
   private publish(topic: string, msg: unknown, qos: 0 | 1, retain: boolean, delivered?: () => void): void {
@@ -353,6 +403,7 @@ export class Link {
       else this.log.warn('link error', { error: err.message });
     });
     c.on('close', () => {
+      if (this.streamClient === c) this.resetStreamFrames(undefined);
       if (this.client !== c) return;
       this.safe(() => this.handlers.onDisconnect?.());
       this.scheduleReconnect(failure ?? 'failed');

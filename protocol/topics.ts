@@ -9,7 +9,7 @@ import { NameSchema } from './pod-spec.js';
  *                         orchard/v1/nodes/{node}/presence  PresenceMessage; the last-will says offline
  * Down (hub → agent):    orchard/v1/nodes/{node}/desired   DesiredSetMessage, retained, QoS 1
  * Streams (issue 16):     orchard/v1/nodes/{node}/stream-down  log/exec stream control (hub → agent), QoS 0
- *                         orchard/v1/nodes/{node}/stream-up    log/exec output (agent → hub), QoS 0 (protocol/streams.ts)
+ *                         orchard/v1/nodes/{node}/stream-up    log/exec output (agent → hub), QoS 1 (protocol/streams.ts)
  *                         orchard/v1/nodes/{node}/upgrade   AgentUpgradeMessage, retained, QoS 1 (empty = none; issue 17)
  * Services (hub → all):  orchard/v1/services/{service}   ServiceMessage, retained, QoS 1 (empty = deleted)
  *                         orchard/v1/service-index       ServiceIndexMessage, retained, QoS 1

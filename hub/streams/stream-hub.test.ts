@@ -174,4 +174,59 @@ describe('StreamHub', () => {
     expect(credits.reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
     expect(credits.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(1000);
   });
+
+  it("paces a node's streams together to the node's rate, and leaves other nodes theirs", async () => {
+    // Each stream may move 1000 B/s, a node 2000 B/s: four streams of pi-1 alone would move 4000 B/s.
+    const h = setup({ windowBytes: 1000, streamBytesPerSec: 1000, nodeBytesPerSec: 2000, maxPerNode: 4 });
+    const streams: Array<Awaited<ReturnType<typeof open>> & { node: string }> = [];
+    for (const node of ['pi-1', 'pi-1', 'pi-1', 'pi-1', 'pi-2']) streams.push({ ...(await open(h, node)), node });
+    // The agents send every byte granted at once, the readers drain every byte at once: only the rates hold them back.
+    const credit = new Map(streams.map((x) => [x.id, 1000]));
+    const seq = new Map(streams.map((x) => [x.id, 0]));
+    const sent = new Map(streams.map((x) => [x.id, 0]));
+    let seen = 0;
+    const pump = (): void => {
+      for (let busy = true; busy;) {
+        busy = false;
+        for (; seen < h.down.length; seen++) {
+          const f = h.down[seen]!.frame;
+          if (f.t === 'credit') credit.set(f.id, (credit.get(f.id) ?? 0) + f.bytes);
+        }
+        for (const x of streams) {
+          const n = credit.get(x.id) ?? 0;
+          if (n > 0) {
+            credit.set(x.id, 0);
+            const q = seq.get(x.id) ?? 0;
+            seq.set(x.id, q + 1);
+            h.up(x.node, { t: 'data', id: x.id, seq: q, fd: 1 }, Buffer.alloc(n));
+            sent.set(x.id, (sent.get(x.id) ?? 0) + n);
+            busy = true;
+          }
+          for (let done = x.s.pending.shift(); done !== undefined; done = x.s.pending.shift()) {
+            done();
+            busy = true;
+          }
+        }
+      }
+    };
+    const bytesOf = (node: string): number => streams.filter((x) => x.node === node).reduce((a, x) => a + (sent.get(x.id) ?? 0), 0);
+    const run = (ms: number): void => {
+      for (let t = 0; t < ms; t += 10) {
+        h.clock.advance(10);
+        pump();
+      }
+    };
+    pump();
+    run(2000); // past the opening windows and the full buckets
+    const pi1 = bytesOf('pi-1');
+    const pi2 = bytesOf('pi-2');
+    run(8000);
+    // pi-1's four streams together: the node's 2000 B/s (a bucket's worth of slack), not 4 × 1000.
+    expect(bytesOf('pi-1') - pi1).toBeLessThanOrEqual(8 * 2000 + 2000);
+    expect(bytesOf('pi-1') - pi1).toBeGreaterThanOrEqual(0.9 * 8 * 2000);
+    // pi-2's one stream runs at its stream rate: another node's traffic takes nothing from it.
+    expect(bytesOf('pi-2') - pi2).toBeGreaterThanOrEqual(0.9 * 8 * 1000);
+    expect(bytesOf('pi-2') - pi2).toBeLessThanOrEqual(8 * 1000 + 1000);
+    for (const x of streams) expect(x.s.failed).toBeUndefined();
+  });
 });
