@@ -179,6 +179,18 @@ describe('Link (real aedes broker)', () => {
     expect(isDeflated(lastObserved()?.raw ?? Buffer.alloc(0))).toBe(false);
   });
 
+  it('stream frames still queued when the client ends are dropped, not published one by one into its error (review 83: a recursion as deep as the queue)', async () => {
+    const l = make();
+    l.start();
+    await waitUntil(() => l.connected);
+    // Short frames (a log line each): ≈ 170 fit the unacknowledged allowance, the rest wait for PUBACKs.
+    const frame = Buffer.alloc(100, 0x61);
+    for (let i = 0; i < 50_000; i++) l.publishStreamFrame(frame);
+    await l.stop(); // mqtt.js fails what waits, synchronously, as it ends
+    const sent = b.seen.filter((s) => s.topic === topics.nodeStreamUp(NODE)).length;
+    expect(sent).toBeLessThan(50_000);
+  });
+
   it('publishes a clean offline presence on stop', async () => {
     const l = make();
     l.start();

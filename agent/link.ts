@@ -275,13 +275,19 @@ export class Link {
   private pumpStreamFrames(c: MqttClient): void {
     for (;;) {
       const frame = this.streamQueue[0];
-      if (frame === undefined || this.streamClient !== c || !c.connected) return;
+      if (frame === undefined || this.streamClient !== c || !c.connected || c.disconnecting) return;
       if (this.streamUnacked > 0 && this.streamUnacked + frame.length > STREAM_UNACKED_BYTES) return;
       this.streamQueue.shift();
       this.streamUnacked += frame.length;
-      c.publish(topics.nodeStreamUp(this.node), frame, { qos: 1, retain: false }, () => {
-        // An error is the connection closing: the hub fails its streams, the next client starts afresh.
+      c.publish(topics.nodeStreamUp(this.node), frame, { qos: 1, retain: false }, (err) => {
         if (this.streamClient !== c) return;
+        // An error is the client ending (mqtt.js fails what waits, synchronously, before 'close'):
+        // drop the rest here rather than publish it into the same error once per queued frame (a
+        // recursion as deep as the queue). The hub fails the node's streams on the disconnect.
+        if (err) {
+          this.resetStreamFrames(undefined);
+          return;
+        }
         this.streamUnacked -= frame.length;
         this.pumpStreamFrames(c);
       });

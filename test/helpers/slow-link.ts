@@ -54,9 +54,10 @@ export class SlowLink {
       if (queued >= maxQueued) client.pause();
     });
     const timer = setInterval(() => {
-      // By elapsed time (a late tick sends its share), but at most two ticks' worth: an idle link banks no burst.
+      // By elapsed time (a late tick sends its share: on a loaded machine the timer fires every 40-50 ms,
+      // and a cap of two ticks' worth cut the rate to half), but at most 100 ms' worth: an idle link banks no burst.
       const now = Date.now();
-      allowance = Math.min(allowance + (opts.upBytesPerSec * (now - last)) / 1000, (2 * opts.upBytesPerSec * tickMs) / 1000);
+      allowance = Math.min(allowance + (opts.upBytesPerSec * (now - last)) / 1000, (opts.upBytesPerSec * Math.max(2 * tickMs, 100)) / 1000);
       last = now;
       while (queue.length > 0 && allowance >= 1) {
         const head = queue[0]!;
