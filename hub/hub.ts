@@ -45,7 +45,7 @@ import { AgentVersions, type AgentVersionsOptions } from './agent-upgrade/agent-
 import { AgentUpgradeController } from './agent-upgrade/upgrade-controller.js';
 import type { HubEndpoint, HubListMessage } from '../protocol/hubs.js';
 import type { HubMembers } from './ha/hub-members.js';
-import { degradedHealth, type WritesFailing } from './ha/degraded.js';
+import { degradedHealth, writeRefusal, type WritesFailing } from './ha/degraded.js';
 import { encodeMessage } from '../protocol/messages.js';
 
 export interface HubOptions {
@@ -62,6 +62,11 @@ export interface HubOptions {
   hostnames?: string[];
   ips?: string[];
   heartbeatGraceMs?: number;
+  /**
+   * Keep /metrics' per-node lines rendered from the start, ahead of the scrapes (HubMetrics.prepare;
+   * default true). false: they start at the first scrape, which then renders them all (benches' A/B).
+   */
+  metricsRenderAhead?: boolean;
   /**
    * Node startup grace (`orchard hub --node-startup-grace`): a node that turns NotReady before
    * start + this (lost while the hub was down, or in the reconnect storm after a restart) has its
@@ -295,8 +300,15 @@ export class Hub {
     });
     const rollout = new RolloutOperations({ store, log: log.child('rollout'), now });
     let logsCommand: ((args: LogsArgs) => Promise<unknown>) | undefined;
+    // While etcd takes none of the leader's writes, new writes are refused before they change
+    // anything (ERR_STORE_UNAVAILABLE), instead of being applied here and timing out (docs/ha.md "Health").
+    const writeGate = (): void => {
+      const refusal = writeRefusal(ha?.writesFailing?.(), clock.now());
+      if (refusal !== undefined) throw refusal;
+    };
     const commands = new MqttCommands({
       ops,
+      writeGate,
       rollout,
       publisher: broker,
       log: log.child('commands'),
@@ -328,6 +340,14 @@ export class Hub {
       mqttConnections: () => broker.aedes.connectedClients,
       mqttKeepaliveTimeouts: () => broker.keepaliveTimeouts,
     });
+    // /metrics renders ahead of the scrapes, and from the start when a scrape token says a scraper
+    // is expected (docs/observability.md "Rendered ahead"); the token's creation and revocation re-check.
+    const renderAhead = opts.metricsRenderAhead !== false;
+    const pinMetrics = (): void => {
+      if (renderAhead) prometheus.pin(auth.hasUsableApiToken('scrape'));
+    };
+    if (renderAhead) prometheus.prepare();
+    pinMetrics();
     instrumentStoreWrites(store, prometheus.storeWrite);
     broker.aedes.on('publish', (packet, client: Client | null) => {
       if (client) prometheus.mqttReceived.inc();
@@ -393,7 +413,11 @@ export class Hub {
         return { credential: r.credential, labels: r.labels, replaced: r.replaced };
       },
       createJoinToken: (o) => auth.createJoinToken(o),
-      createApiToken: (o) => auth.createApiToken(o),
+      createApiToken: (o) => {
+        const t = auth.createApiToken(o);
+        if (o.role === 'scrape') pinMetrics();
+        return t;
+      },
       listTokens: () => auth.listTokens(),
       revokeNode: (node) => void auth.revokeNode(node),
     };
@@ -405,6 +429,7 @@ export class Hub {
       return list !== undefined && ha !== undefined && list.leader === ha.self.id ? { ...list, epoch: ha.epoch } : list;
     };
     const api = await buildApi({
+      writeGate,
       ...(ha
         ? {
             health: () => ({
@@ -435,7 +460,10 @@ export class Hub {
       streams,
       agentUpgrade: { versions: agentVersions, controller: agentUpgrade, authenticateNode: (node, credential) => auth.authenticateNode(node, credential) },
       revokeToken: (id) => {
-        if (auth.revokeApiToken(id)) return { revoked: true, kind: 'api', disconnected: disconnectApiToken(broker.aedes, id) };
+        if (auth.revokeApiToken(id)) {
+          pinMetrics();
+          return { revoked: true, kind: 'api', disconnected: disconnectApiToken(broker.aedes, id) };
+        }
         if (auth.revokeJoinToken(id)) return { revoked: true, kind: 'join', disconnected: 0 };
         return { revoked: false, disconnected: 0 };
       },

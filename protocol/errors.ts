@@ -47,6 +47,11 @@ export const ERROR_CATALOGUE = {
     status: 400,
     summary: "The agent's --service-cidr overlaps an address or route the host already uses outside lo; pick another range.",
   },
+  ERR_STORE_UNAVAILABLE: {
+    status: 503,
+    summary:
+      "etcd has taken none of this hub's writes for a while (no quorum, or its space quota is full): the write was refused before anything changed; retry once etcd takes writes again.",
+  },
   ERR_NOT_LEADER: {
     status: 503,
     summary: 'This hub is not (or no longer) the leader of its etcd-backed group, so it writes nothing; send the request to the leader.',

@@ -65,9 +65,12 @@ export function tokenAuthenticator(auth: TokenAuth): (authorization: string | un
 export function guardFactory(
   rules: RouteRules,
   authenticate: ReturnType<typeof tokenAuthenticator>,
+  /** Throws when the store takes no writes now (ApiDeps.writeGate): checked for writes, after authentication. */
+  writeGate?: () => void,
 ): (op: Operation) => (req: FastifyRequest) => Promise<void> {
   return (op) =>
     rules.tag(async (req: FastifyRequest): Promise<void> => {
       req.principal = authenticate(req.headers.authorization, req.ip, op);
+      if (writeGate !== undefined && req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'OPTIONS') writeGate();
     }, op);
 }

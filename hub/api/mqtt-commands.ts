@@ -27,6 +27,8 @@ export class MqttCommands {
       logs?: (args: LogsArgs) => Promise<unknown>;
       /** A remote store's durability barrier (Store.sync): a write's reply waits for it. */
       sync?: (timeoutMs: number) => Promise<void>;
+      /** Throws while the store takes no writes (ApiDeps.writeGate): checked before a write runs. */
+      writeGate?: () => void;
     },
   ) {}
 
@@ -50,6 +52,7 @@ export class MqttCommands {
       if (!role) throw new OrchardError('ERR_UNAUTHENTICATED', 'command clients must connect with an API token (username "token")');
       const op = commandOperation(req);
       if (!allowed(role, op)) throw new OrchardError('ERR_FORBIDDEN', `role "${role}" may not ${req.op} (needs ${requiredRole(op)})`);
+      if (req.op !== 'get' && req.op !== 'logs') this.deps.writeGate?.();
       const result = await this.run(req);
       if (this.deps.sync && req.op !== 'get' && req.op !== 'logs') await this.deps.sync(WRITE_BARRIER_MS);
       reply = { id, ok: true, result };

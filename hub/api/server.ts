@@ -67,6 +67,11 @@ export interface ApiDeps {
   ops: Operations;
   auth: ApiAuth;
   log: Logger;
+  /**
+   * Throws (ERR_STORE_UNAVAILABLE) while the store takes no writes (etcd without quorum): every
+   * request but GET/HEAD/OPTIONS is refused after authentication, before its handler changes anything.
+   */
+  writeGate?: () => void;
   mqttPort: () => number;
   /** Deletes a node: revoke, disconnect, forget its object (its pods are rescheduled). */
   deleteNode: (name: string) => Promise<void>;
@@ -166,7 +171,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
 
   // One check for every guarded route and the exec WebSocket upgrade (which fastify does not route).
   const authenticate = tokenAuthenticator(deps.auth);
-  const need = guardFactory(rules, authenticate);
+  const need = guardFactory(rules, authenticate, deps.writeGate);
 
   const watches = new WatchStreams({
     ...deps.watch,

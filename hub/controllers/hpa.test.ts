@@ -73,9 +73,10 @@ describe('resourceReplicas: Kubernetes GetResourceReplicas cases', () => {
       name: 'scale down ignores unready pods (TestReplicaCalcScaleDownIgnoresUnreadyPods)',
       current: 5,
       target: 50,
-      pods: [{ use: 100, ready: false }, { use: 300, ready: false }, { use: 500 }, { use: 250 }, { use: 250 }],
+      // Upstream's readiness: the last two unready (util 30 % over the three ready ones).
+      pods: [{ use: 100 }, { use: 300 }, { use: 500 }, { use: 250, ready: false }, { use: 250, ready: false }],
       want: 2,
-      util: 33,
+      util: 30,
     },
     {
       name: 'missing metrics on a scale-down count as 100 % (TestReplicaCalcMissingMetrics)',

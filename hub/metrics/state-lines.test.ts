@@ -1,9 +1,10 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { NodeObject, Pod } from '../../protocol/objects.js';
 import { mockNodeObject, mockPodObject } from '../scheduler/testing.js';
 import { MemoryStore } from '../store/memory-store.js';
 import type { NewObject } from '../store/store.js';
 import { type HubMetrics, USAGE_LINES_IDLE_MS } from './prometheus.js';
+import { AHEAD_PASS_MS } from './state-lines.js';
 import { scrapeWriting, testMetrics } from './testing.js';
 import { UsageStore } from './usage-store.js';
 
@@ -435,5 +436,158 @@ describe('StateLines: a scrape longer than the idle time', () => {
     }
     sameState(await m.text(), await cold()); // still correct
     expect(m.stateLines.renders - r0).toBeLessThanOrEqual(4);
+  });
+});
+
+describe('StateLines: rendering ahead of the scrapes (HubMetrics.prepare and pin, the hub at its start)', () => {
+  // The pass runs on timers and setImmediate turns; performance.now stays real (its slices).
+  const fake = (): void => void vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setImmediate'] });
+  afterEach(() => void vi.useRealTimers());
+  const pass = async (): Promise<void> => void (await vi.advanceTimersByTimeAsync(AHEAD_PASS_MS + 10));
+
+  it('pinned (a scrape token): renders every block before the first scrape, then only what changed; scrapes render nothing and write what a cold writer does', async () => {
+    fake();
+    const { store, m, cold } = setup();
+    for (let i = 0; i < 40; i++) store.create(node(`n${i}`));
+    for (let i = 0; i < 400; i++) store.create(pod(`p${i}`, { nodeName: `n${i % 40}`, phase: 'Pending' }));
+    store.create(pod('waiting'));
+    m.prepare();
+    await pass();
+    expect(m.stateLines.size).toBe(0); // not pinned, never scraped: nothing kept
+    m.pin(true);
+    expect(m.stateLines.renders).toBe(0); // not in the caller's turn
+    await pass();
+    expect(m.stateLines.renders).toBe(40);
+    sameState(await m.text(), await cold());
+    expect(m.stateLines.renders).toBe(40); // the first scrape copied every block
+
+    const p3 = structuredClone(mustGet(store, 'Pod', 'p3'));
+    p3.status.phase = 'Running';
+    store.update(p3);
+    const w = structuredClone(mustGet(store, 'Pod', 'waiting'));
+    w.spec.nodeName = 'n7';
+    store.update(w);
+    store.create(node('late')); // a node with no block yet
+    await pass();
+    expect(m.stateLines.renders).toBe(43); // n3, n7 and the new node
+    const text = await m.text();
+    sameState(text, await cold());
+    expect(m.stateLines.renders).toBe(43);
+    expect(family(text, 'orchard_pod_status_phase')).toContain('orchard_pod_status_phase{pod="p3",node="n3",phase="Running"} 1');
+    m.close();
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('a change between the pass and the scrape is rendered by the scrape (never stale)', async () => {
+    fake();
+    const { store, m, cold } = setup();
+    for (let i = 0; i < 3; i++) store.create(node(`n${i}`));
+    store.create(pod('x', { nodeName: 'n1', phase: 'Pending' }));
+    m.prepare();
+    m.pin(true);
+    await pass();
+    const x = structuredClone(mustGet(store, 'Pod', 'x'));
+    x.status.phase = 'Failed';
+    store.update(x);
+    const text = await m.text();
+    sameState(text, await cold());
+    expect(family(text, 'orchard_pod_status_phase')).toContain('orchard_pod_status_phase{pod="x",node="n1",phase="Failed"} 1');
+    m.close();
+  });
+
+  it('writes during the turns of a long pass are not lost to the next scrape (review 83)', async () => {
+    fake();
+    const { store, m, cold } = setup();
+    for (let i = 0; i < 3000; i++) store.create(node(`n${i}`));
+    for (let i = 0; i < 6000; i++) store.create(pod(`p${i}`, { nodeName: `n${i % 3000}`, phase: 'Pending' }));
+    m.prepare();
+    m.pin(true);
+    await pass();
+    // Every node stale, then a pass that yields between its reads; a write lands in each turn.
+    for (let i = 0; i < 3000; i++) {
+      const p = structuredClone(mustGet(store, 'Pod', `p${i}`));
+      p.status.phase = 'Running';
+      store.update(p);
+    }
+    // A slow thread: every slice check finds its 4 ms spent, so the pass yields every 16 reads.
+    let clock = 0;
+    const slow = vi.spyOn(performance, 'now').mockImplementation(() => (clock += 5));
+    vi.advanceTimersByTime(AHEAD_PASS_MS);
+    for (let k = 0; k < 40; k++) {
+      const p = structuredClone(mustGet(store, 'Pod', `p${k}`));
+      p.status.phase = 'Succeeded';
+      store.update(p);
+      await vi.advanceTimersByTimeAsync(1);
+    }
+    slow.mockRestore();
+    for (let k = 0; k < 400; k++) await vi.advanceTimersByTimeAsync(1); // the pass ends (the next is ≥ 1 s away)
+    expect(m.stateLines.renders).toBeGreaterThanOrEqual(6000); // it rendered every node again
+    vi.useRealTimers(); // the scrape's own turns
+    const text = await m.text();
+    sameState(text, await cold());
+    expect(family(text, 'orchard_pod_status_phase')).toContain('orchard_pod_status_phase{pod="p0",node="n0",phase="Succeeded"} 1');
+    m.close();
+  });
+
+  it('unpinned: drops the blocks and stops after the idle time without a scrape; a scrape starts both again', async () => {
+    fake();
+    const { store, m, t, cold } = setup();
+    for (let i = 0; i < 3; i++) store.create(node(`n${i}`));
+    m.prepare();
+    await m.text(); // a scrape starts the lines (and the pass)
+    store.create(node('n3'));
+    await pass();
+    expect(m.stateLines.size).toBe(4);
+    t.now += USAGE_LINES_IDLE_MS + 1;
+    await pass();
+    expect(m.stateLines.size).toBe(0);
+    expect(vi.getTimerCount()).toBe(0); // the pass no longer runs
+    const r0 = m.stateLines.renders;
+    sameState(await m.text(), await cold());
+    expect(m.stateLines.renders - r0).toBe(4);
+    store.create(node('n9'));
+    await pass();
+    expect(m.stateLines.renders - r0).toBe(5); // rendering ahead again since that scrape
+    m.close();
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('pinned: kept across any idle time; unpinned again, the idle time counts from then', async () => {
+    fake();
+    const { store, m, t } = setup();
+    for (let i = 0; i < 3; i++) store.create(node(`n${i}`));
+    m.prepare();
+    m.pin(true);
+    await pass();
+    t.now += 5 * USAGE_LINES_IDLE_MS;
+    store.create(node('n3'));
+    await pass();
+    expect(m.stateLines.size).toBe(4);
+    expect(m.stateLines.renders).toBe(4);
+    m.pin(false);
+    t.now += USAGE_LINES_IDLE_MS - 1;
+    await pass();
+    expect(m.stateLines.size).toBe(4);
+    t.now += 2;
+    await pass();
+    expect(m.stateLines.size).toBe(0);
+    m.close();
+  });
+
+  it('holds the event loop in slices, not for the whole fleet at once', async () => {
+    fake();
+    const { store, m } = setup();
+    for (let i = 0; i < 3000; i++) store.create(node(`n${i}`));
+    for (let i = 0; i < 30000; i++) store.create(pod(`p${i}`, { nodeName: `n${i % 3000}`, phase: 'Running' }));
+    m.prepare();
+    m.pin(true);
+    vi.advanceTimersByTime(AHEAD_PASS_MS); // the pass starts and runs its first slice, then yields
+    await Promise.resolve();
+    const first = m.stateLines.renders;
+    expect(first).toBeGreaterThan(0);
+    expect(first).toBeLessThan(3000);
+    await vi.advanceTimersByTimeAsync(AHEAD_PASS_MS);
+    expect(m.stateLines.renders).toBe(3000);
+    m.close();
   });
 });

@@ -424,6 +424,11 @@ export class AuthStore {
     return { rec: { node, secretHash: sha256Hex(credential), issuedAt: this.now().toISOString() }, credential };
   }
 
+  /** Whether a usable (not expired) API token of exactly `role` exists (the hub renders /metrics ahead when a scrape token does). */
+  hasUsableApiToken(role: Role): boolean {
+    return this.state.apiTokens.some((t) => t.role === role && this.apiTokenUsable(t));
+  }
+
   // ---- listing ----
 
   /** Everything the hub knows about credentials, without any secret or hash. */

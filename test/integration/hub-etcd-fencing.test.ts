@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Agent } from '../../agent/agent.js';
+import { MqttCommandClient } from '../../cli/mqtt-commands.js';
 import { EngineOnlyProbe } from '../../agent/reporter.js';
 import { MemoryRuntime } from '../../agent/runtime/memory-runtime.js';
 import type { DesiredSetMessage } from '../../protocol/messages.js';
@@ -365,7 +366,7 @@ describe('hub group on etcd: fencing and failover with agents', () => {
     expect((await g.client.range('/orchard/agent-versions/', { prefix: true, keysOnly: true })).count).toBe(0);
   }, 120_000);
 
-  it("quorum: one of three etcd members killed changes nothing; two killed, writes answer ERR_TIMEOUT naming the quorum and /healthz says degraded while reads and the agent's workloads go on; members back, writes resume on the same hub process", async () => {
+  it("quorum: one of three etcd members killed changes nothing; two killed, a write answers ERR_TIMEOUT naming the quorum, later ones are refused before they change anything (ERR_STORE_UNAVAILABLE, HTTP and MQTT), and /healthz says degraded while reads and the agent's workloads go on; members back, writes resume on the same hub process", async () => {
     ensureBuilt();
     const g = (group = new Group(await EtcdCluster.start(3)));
     // A lease longer than the outage: the hub keeps leading through it (a longer outage ends it: exit 75).
@@ -397,9 +398,26 @@ describe('hub group on etcd: fencing and failover with agents', () => {
     const health = await g.api(a, 'GET', '/healthz');
     expect(health.status).toBe(200);
     expect(health.body).toMatchObject({ ok: true, role: 'leader', degraded: true, degradedReason: expect.stringMatching(/quorum/) });
+    // By now etcd has taken none of the hub's writes for over 2 s (its first flush failed ≈ 5 s
+    // after the cut): the next writes are refused before they change anything, over HTTP and MQTT
+    // commands alike (ERR_STORE_UNAVAILABLE), so their outcome is known.
+    const t1 = Date.now();
+    const gated = await g.api(a, 'POST', '/api/v1/deployments/web/scale', { replicas: 5 }, 60_000);
+    const gatedMs = Date.now() - t1;
+    expect(gated.status, JSON.stringify(gated.body)).toBe(503);
+    expect(gated.body).toMatchObject({ code: 'ERR_STORE_UNAVAILABLE', message: expect.stringMatching(/quorum.*refused and nothing changed/) });
+    expect(gatedMs).toBeLessThan(2_000);
+    const mq = new MqttCommandClient({ servers: [`mqtts://127.0.0.1:${a.mqtt}`], token: g.token, caPem: g.ca });
+    try {
+      await expect(mq.request('scale', { name: 'web', replicas: 6 })).rejects.toMatchObject({ code: 'ERR_STORE_UNAVAILABLE' });
+      expect(await mq.request('get', { kind: 'deployments', name: 'web' })).toMatchObject({ spec: { replicas: 4 } });
+    } finally {
+      mq.close();
+    }
     // Reads are served from the hub's memory; the agent's workloads run on.
     const read = await g.api(a, 'GET', '/api/v1/deployments/web');
     expect(read.status).toBe(200);
+    expect((read.body as { spec: { replicas: number } }).spec.replicas).toBe(4); // the refused writes changed nothing
     expect(await g.containers()).toEqual(expect.arrayContaining(containersBefore));
     expect(a.proc.child.exitCode).toBeNull();
 
@@ -415,7 +433,8 @@ describe('hub group on etcd: fencing and failover with agents', () => {
     expect(await replicas()).toBe(2);
     expect(a.proc.child.exitCode).toBeNull(); // the same process throughout
     expect(await g.containers()).toEqual(expect.arrayContaining(containersBefore));
-    console.log(`quorum test: a write without quorum answered ERR_TIMEOUT after ${refusedMs} ms`);
+    expect(await replicas()).toBe(2);
+    console.log(`quorum test: a write without quorum answered ERR_TIMEOUT after ${refusedMs} ms; a later one ERR_STORE_UNAVAILABLE after ${gatedMs} ms`);
   }, 180_000);
 
   it("one of three etcd members killed — raft's leader and the hub's first endpoint, at etcd's default timings — is no visible interruption: every write and read under load answers 200, the hub keeps leading at the same epoch, the agent keeps its connection", async () => {
