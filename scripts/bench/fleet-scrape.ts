@@ -16,6 +16,9 @@
  * Run: npx tsx scripts/bench/fleet-scrape.ts [--nodes 10000] [--pods-per-node 10] [--procs 2]
  *   [--rounds 5] [--usage-interval-ms 30000] [--max-minutes 25] [--no-scheduler] [--scheduler-pods 20000] [--register-s N] [--deploy-s N]
  *   [--identity]   (no Accept-Encoding: the uncompressed text, as before gzip)
+ *   [--no-render-ahead]   (the hub starts its metrics' per-node lines at the first scrape, as before 2026-12-06)
+ *   [--hub-trace-gc]      (the hub prints V8's GC trace; each scrape prints when it started and ended, in ms since the hub started)
+ *   [--warm-scrapes K]    (K scrapes right after usage is complete, before the settle period, not counted)
  *   [--hub-cpu-prof FILE]   (a .cpuprofile of the hub process over the R scrapes)
  *   [--settle-s N]   (wait N s after every container has its CPU rate before the first scrape, printing the
  *                     hub's CPU per 10 s, so the scrapes meet the hub in its steady state and not the deploy's
@@ -39,7 +42,7 @@ import { scrapeOnce, type ScrapeResult } from './lib/scrape-reader.js';
 import { wholeNumber } from './lib/flags.js';
 import { reniceProcess } from './lib/renice.js';
 import { spread } from './lib/stats.js';
-import { applyAll, benchDeployments } from './lib/workload.js';
+import { apiRequest, applyAll, benchDeployments } from './lib/workload.js';
 
 const { values } = parseArgs({
   options: {
@@ -51,6 +54,12 @@ const { values } = parseArgs({
     'max-minutes': { type: 'string', default: '25' },
     'settle-s': { type: 'string', default: '0' },
     'gap-ms': { type: 'string', default: '1000' },
+    /** The hub without rendering its metrics' lines ahead (HubOptions.metricsRenderAhead false: the first scrape starts them). */
+    'no-render-ahead': { type: 'boolean', default: false },
+    /** The hub runs with --trace-gc (its lines in this output, ms since its start; scrapes print their offsets on that clock too). */
+    'hub-trace-gc': { type: 'boolean', default: false },
+    /** Scrapes made before the settle period and not counted (a scraper already running when the measured scrapes start). */
+    'warm-scrapes': { type: 'string', default: '0' },
     'no-scheduler': { type: 'boolean', default: false },
     'scheduler-pods': { type: 'string', default: '20000' },
     /** Register deadline (default 60 s + 20 ms per node); a loaded machine needs more. */
@@ -74,6 +83,8 @@ if (NICE > 19) {
   process.exit(2);
 }
 const usageMs = Number(values['usage-interval-ms']);
+/** Pause between the forced GC of the heap reading and the first scrape. */
+const AFTER_GC_MS = 5000;
 const log = (m: string): void => void process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${m}\n`);
 const mib = (b: number): string => (b / 2 ** 20).toFixed(0);
 const load = (): string =>
@@ -112,9 +123,19 @@ let fleet: FleetHandle | undefined;
 const loadStart = load();
 try {
   // No restart here: the tracker need not parse every observed set again inside the hub (reportedRunning).
-  hub = await HubProcess.start({ dataDir: hubDir, mqttPort: 0, httpPort: 0, heartbeatGraceMs: 4 * usageMs, reportedRunning: false }, 120_000, ['--expose-gc']);
+  const hubSpawnedAt = Date.now();
+  hub = await HubProcess.start(
+    { dataDir: hubDir, mqttPort: 0, httpPort: 0, heartbeatGraceMs: 4 * usageMs, reportedRunning: false, metricsRenderAhead: !values['no-render-ahead'] },
+    120_000,
+    ['--expose-gc', ...(values['hub-trace-gc'] ? ['--trace-gc'] : [])],
+  );
   const h = hub;
-  const token = h.ready.adminToken ?? '';
+  const admin = h.ready.adminToken ?? '';
+  // Scrapes use a scrape token, as a Prometheus set up per docs/observability.md does (since
+  // 2026-12-06: the hub renders its per-node lines from the start when it holds one).
+  const made = await apiRequest('POST', `${h.ready.apiUrl}/api/v1/tokens`, admin, h.ready.caPem, JSON.stringify({ role: 'scrape', name: 'prometheus' }));
+  if (made.status !== 200) throw new Error(`scrape token: ${made.status} ${made.text}`);
+  const token = (JSON.parse(made.text) as { token: string }).token;
   const creds = await h.rpc.call<Array<[string, string]>>('issue', { prefix: 'hollow-', count: N }, 600_000);
   const nodes: HollowNode[] = creds.map(([name, credential]) => ({ name, credential }));
   log(`[${N}] hub pid ${h.pid}; ${N} credentials issued; starting ${values.procs} worker processes (load ${load()})`);
@@ -146,7 +167,7 @@ try {
   if (!reg.ok) throw new Error(`register: ${reg.last?.nodesReady ?? 0}/${N} Ready at the deadline`);
   log(`[${N}] all Ready in ${reg.ms} ms`);
   const t1 = Date.now();
-  await applyAll(h.ready.apiUrl, token, h.ready.caPem, benchDeployments(M, 100));
+  await applyAll(h.ready.apiUrl, admin, h.ready.caPem, benchDeployments(M, 100));
   const dep = await pollUntil(
     t1,
     t1 + (values['deploy-s'] !== undefined ? Number(values['deploy-s']) * 1000 : 120_000 + 3 * M),
@@ -170,6 +191,13 @@ try {
   const usage = use.last;
   log(`[${N}] usage ${use.ok ? 'complete' : 'INCOMPLETE'} after ${use.ms} ms`);
 
+  const warm: number[] = [];
+  for (let i = 0; i < wholeNumber('warm-scrapes', values['warm-scrapes']); i++) {
+    const s = await scrapeOnce(`${h.ready.apiUrl}/metrics`, { ca: h.ready.caPem, token, gzip: !values.identity, keep: false });
+    warm.push(s.ms);
+    log(`[${N}] warm-up scrape ${i + 1} (not counted): ${s.status} ${s.ms.toFixed(0)} ms, ${s.series} series`);
+    await new Promise((r) => setTimeout(r, wholeNumber('gap-ms', values['gap-ms'])));
+  }
   // The hub's CPU while the fleet settles (per 10 s): the steady state the scrapes should meet.
   const settleS = wholeNumber('settle-s', values['settle-s']);
   for (let waited = 0; waited < settleS; waited += 10) {
@@ -180,6 +208,10 @@ try {
     log(`[${N}] settling: hub CPU ${(((c1 - c0) / slice) * 100).toFixed(0)} % of a core over ${slice} s (${waited + slice}/${settleS} s)`);
   }
   const memBefore = await h.rpc.call<NodeJS.MemoryUsage>('memory', {}, 60_000);
+  // That reading forces a full GC; its sweeping goes on in the hub after gc() returns (on its
+  // thread as it allocates, and on V8's helper threads). Before 2026-12-06 scrape 1 started at once
+  // and paid for it; a scraper's request does not follow a forced GC. Wait it out.
+  await new Promise((r) => setTimeout(r, AFTER_GC_MS));
   const rssBefore = h.procStats()?.rssBytes ?? 0;
   const loadBefore = load();
   const scrapes: Array<ScrapeResult & { rssPeak: number; rssAfter: number; hubCpuMs: number; nice: number }> = [];
@@ -197,6 +229,7 @@ try {
     const nice = niceOf(i);
     if (nice > 0) for (const pid of workerPids) reniceProcess(pid, nice);
     const cpu0 = h.procStats()?.cpuSeconds ?? 0;
+    const startedAt = Date.now() - hubSpawnedAt;
     let peak = h.procStats()?.rssBytes ?? 0;
     const sampler = setInterval(() => (peak = Math.max(peak, h.procStats()?.rssBytes ?? 0)), 20);
     const s = await scrapeOnce(`${h.ready.apiUrl}/metrics`, { ca: h.ready.caPem, token, gzip: !values.identity, keep: i === total - 1 }).finally(() => {
@@ -212,7 +245,8 @@ try {
     scrapes.push({ ...s, rssPeak: Math.max(peak, after), rssAfter: after, hubCpuMs, nice });
     log(
       `[${N}] scrape ${i + 1}: ${s.status} ${s.encoding} ${s.ms.toFixed(0)} ms, ${mib(s.bytes)} MiB (wire ${(s.wireBytes / 2 ** 20).toFixed(1)} MiB), ` +
-        `${s.series} series, workers at nice ${nice}, hub CPU ${hubCpuMs.toFixed(0)} ms, hub rss peak ${mib(peak)} after ${mib(after)} MiB`,
+        `${s.series} series, workers at nice ${nice}, hub CPU ${hubCpuMs.toFixed(0)} ms, hub rss peak ${mib(peak)} after ${mib(after)} MiB` +
+        (values['hub-trace-gc'] ? ` (hub clock ${startedAt}–${Date.now() - hubSpawnedAt} ms)` : ''),
     );
     await new Promise((r) => setTimeout(r, wholeNumber('gap-ms', values['gap-ms'])));
   }
@@ -228,6 +262,8 @@ try {
   out('');
   out(`### Scrape at ${N.toLocaleString('en-US')} nodes / ${M.toLocaleString('en-US')} pods`);
   out(`register ${(reg.ms / 1000).toFixed(1)} s, all Running ${(dep.ms / 1000).toFixed(1)} s`);
+  out(`/metrics rendered ahead: ${values['no-render-ahead'] ? 'no (the first scrape starts the lines)' : 'yes (a scrape token exists from the start)'}`);
+  if (warm.length > 0) out(`warm-up scrapes before the settle period (not counted): ${warm.map((m) => m.toFixed(0)).join(' / ')} ms`);
   out(
     `usage at the hub: ${usage?.nodes} nodes, ${usage?.pods} pods, ${usage?.containersWithRate} containers with a CPU rate (history ${mib(usage?.historyBytes ?? 0)} MiB)`,
   );

@@ -44,6 +44,8 @@ export interface HubChildConfig {
    * scrape harness has none and turns it off.
    */
   reportedRunning?: boolean;
+  /** HubOptions.metricsRenderAhead (default true): false for an A/B against lines started by the first scrape. */
+  metricsRenderAhead?: boolean;
 }
 
 export interface HubReady {
@@ -138,6 +140,7 @@ async function main(): Promise<void> {
     insecure: false,
     ...(cfg.heartbeatGraceMs !== undefined ? { heartbeatGraceMs: cfg.heartbeatGraceMs } : {}),
     ...(cfg.nodeStartupGraceMs !== undefined ? { nodeStartupGraceMs: cfg.nodeStartupGraceMs } : {}),
+    ...(cfg.metricsRenderAhead !== undefined ? { metricsRenderAhead: cfg.metricsRenderAhead } : {}),
     ...(ha ? { store: ha.store, identityMirror: ha.identityMirror, ...ha.hubOptions } : {}),
     log,
   });
