@@ -284,11 +284,18 @@ export class Link {
         // An error is the client ending (mqtt.js fails what waits, synchronously, before 'close'):
         // drop the rest here rather than publish it into the same error once per queued frame (a
         // recursion as deep as the queue). The hub fails the node's streams on the disconnect.
-        if (err) {
+        if (err && (c.disconnecting || !c.connected)) {
           this.resetStreamFrames(undefined);
           return;
         }
         this.streamUnacked -= frame.length;
+        if (err) {
+          // Any other error lost this frame only (the hub's flow control notices the gap); go on,
+          // from a microtask: errors that come synchronously must not nest one call per frame.
+          this.log.warn('stream frame not sent', { error: err.message });
+          queueMicrotask(() => this.pumpStreamFrames(c));
+          return;
+        }
         this.pumpStreamFrames(c);
       });
     }

@@ -303,7 +303,8 @@ export class Hub {
     // While etcd takes none of the leader's writes, new writes are refused before they change
     // anything (ERR_STORE_UNAVAILABLE), instead of being applied here and timing out (docs/ha.md "Health").
     const writeGate = (): void => {
-      const refusal = writeRefusal(ha?.writesFailing?.(), clock.now());
+      // Date.now, not the hub's clock: the etcd store stamps `since` with it.
+      const refusal = writeRefusal(ha?.writesFailing?.(), Date.now());
       if (refusal !== undefined) throw refusal;
     };
     const commands = new MqttCommands({
@@ -344,10 +345,12 @@ export class Hub {
     // is expected (docs/observability.md "Rendered ahead"); the token's creation and revocation re-check.
     const renderAhead = opts.metricsRenderAhead !== false;
     const pinMetrics = (): void => {
-      if (renderAhead) prometheus.pin(auth.hasUsableApiToken('scrape'));
+      if (renderAhead) prometheus.recheckPin();
     };
-    if (renderAhead) prometheus.prepare();
-    pinMetrics();
+    if (renderAhead) {
+      prometheus.prepare();
+      prometheus.pinWhile(() => auth.hasUsableApiToken('scrape'));
+    }
     instrumentStoreWrites(store, prometheus.storeWrite);
     broker.aedes.on('publish', (packet, client: Client | null) => {
       if (client) prometheus.mqttReceived.inc();

@@ -61,6 +61,13 @@ export function tokenAuthenticator(auth: TokenAuth): (authorization: string | un
   };
 }
 
+/**
+ * Writes the write gate lets through (ApiDeps.writeGate): revoking a credential takes effect on this
+ * hub at once (its sessions are cut) whatever etcd does, and must stay possible while etcd takes no
+ * writes (a full space quota does not end the leader). Their copy in etcd is queued, as before.
+ */
+export const WRITE_GATE_EXEMPT: ReadonlySet<Operation> = new Set<Operation>(['token.revoke', 'node.delete']);
+
 /** `need(op)`: the preHandler guard of a route, tagged for RouteRules (route-rules.ts). */
 export function guardFactory(
   rules: RouteRules,
@@ -71,6 +78,6 @@ export function guardFactory(
   return (op) =>
     rules.tag(async (req: FastifyRequest): Promise<void> => {
       req.principal = authenticate(req.headers.authorization, req.ip, op);
-      if (writeGate !== undefined && req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'OPTIONS') writeGate();
+      if (writeGate !== undefined && req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'OPTIONS' && !WRITE_GATE_EXEMPT.has(op)) writeGate();
     }, op);
 }

@@ -52,9 +52,10 @@ export class MqttCommands {
       if (!role) throw new OrchardError('ERR_UNAUTHENTICATED', 'command clients must connect with an API token (username "token")');
       const op = commandOperation(req);
       if (!allowed(role, op)) throw new OrchardError('ERR_FORBIDDEN', `role "${role}" may not ${req.op} (needs ${requiredRole(op)})`);
-      if (req.op !== 'get' && req.op !== 'logs') this.deps.writeGate?.();
+      const writes = commandWrites(req);
+      if (writes) this.deps.writeGate?.();
       const result = await this.run(req);
-      if (this.deps.sync && req.op !== 'get' && req.op !== 'logs') await this.deps.sync(WRITE_BARRIER_MS);
+      if (this.deps.sync && writes) await this.deps.sync(WRITE_BARRIER_MS);
       reply = { id, ok: true, result };
     } catch (err) {
       const oe = OrchardError.from(err);
@@ -98,6 +99,13 @@ export class MqttCommands {
  * The operation a command asks for, by the names the HTTP routes use (hub/security/authz.ts): a
  * `get` without a name is a `list`, a rollout is `rollout.<action>`.
  */
+/** Whether a command writes the store (the write gate and the durability barrier apply): all but get, logs and rollout status/history. */
+export function commandWrites(req: CommandRequest): boolean {
+  if (req.op === 'get' || req.op === 'logs') return false;
+  if (req.op === 'rollout') return req.args.action !== 'status' && req.args.action !== 'history';
+  return true;
+}
+
 export function commandOperation(req: CommandRequest): Operation {
   switch (req.op) {
     case 'apply':

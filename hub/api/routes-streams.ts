@@ -40,6 +40,8 @@ export interface StreamRoutesDeps {
   store: Store;
   streams: StreamHub;
   log: Logger;
+  /** ApiDeps.writeGate: an exec records an event first, so it is a write. */
+  writeGate?: () => void;
   now: () => Date;
   /** Whether an API token is still valid (revoked or expired: false); its sessions are swept every 5 s. */
   isTokenActive?: (id: string) => boolean;
@@ -274,6 +276,7 @@ async function execUpgrade(
   pod: string,
 ): Promise<void> {
   const principal = d.authenticate(req.headers.authorization, req.socket.remoteAddress ?? '', 'pods.exec');
+  d.writeGate?.(); // before the audit event: an exec etcd cannot record does not run
   const url = new URL(req.url ?? '', 'http://hub');
   const raw: Record<string, unknown> = {};
   for (const key of new Set(url.searchParams.keys())) raw[key] = key === 'command' ? url.searchParams.getAll(key) : url.searchParams.get(key);

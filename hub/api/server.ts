@@ -204,6 +204,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       store: deps.store,
       streams: deps.streams,
       log: deps.log,
+      ...(deps.writeGate ? { writeGate: deps.writeGate } : {}),
       now: () => new Date(),
       isTokenActive: (id) => deps.auth.isTokenActive?.(id) ?? true,
     });
@@ -227,6 +228,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   });
   app.post('/api/v1/join', async (req) => {
     const body = parseOrThrow(JoinRequestSchema, jsonBody(req), 'join request');
+    // Before the token is used up: a join etcd cannot take would answer ERR_TIMEOUT after using it.
+    deps.writeGate?.();
     // The token is checked first, always: a lock refuses failing joins only, never a valid token.
     try {
       const r = deps.auth.join(body.token, body.node);

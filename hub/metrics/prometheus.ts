@@ -211,6 +211,9 @@ export class ChunkWriter {
   }
 }
 
+/** How often HubMetrics.pinWhile checks its condition again (a scrape token's expiry). */
+export const PIN_RECHECK_MS = 60_000;
+
 /** With no scrape for this long, UsageLines stops rendering at ingest and drops its blocks (the next scrape renders them again). */
 export const USAGE_LINES_IDLE_MS = 10 * 60_000;
 
@@ -358,6 +361,9 @@ export class HubMetrics {
   readonly usageLines: UsageLines;
   /** The node and pod state families' lines, kept per node between scrapes. */
   readonly stateLines: StateLines;
+  private pinned = false;
+  private expected: (() => boolean) | undefined;
+  private pinTimer: ReturnType<typeof setInterval> | undefined;
 
   constructor(private readonly d: HubMetricsDeps) {
     const r = this.registry;
@@ -606,12 +612,34 @@ export class HubMetrics {
    * nothing (≈ 4 KiB per node, and the renders at ingest: 3–4 % of a core at 10,000 nodes).
    */
   pin(on: boolean): void {
+    this.pinned = on;
     this.usageLines.pin(on);
     this.stateLines.pin(on);
   }
 
+  /**
+   * Pinned while `expected()` holds (the hub: a usable scrape token exists), checked now, on
+   * `recheckPin()` (a token created or revoked) and every PIN_RECHECK_MS (a token that expires
+   * unpins within that; the idle rule counts from then).
+   */
+  pinWhile(expected: () => boolean): void {
+    this.expected = expected;
+    this.recheckPin();
+    if (this.pinTimer === undefined) {
+      this.pinTimer = setInterval(() => this.recheckPin(), PIN_RECHECK_MS);
+      this.pinTimer.unref();
+    }
+  }
+
+  recheckPin(): void {
+    const on = this.expected?.() ?? false;
+    if (on !== this.pinned) this.pin(on);
+  }
+
   /** Stops UsageLines' rendering at ingest and drops its blocks (the hub's stop). */
   close(): void {
+    if (this.pinTimer !== undefined) clearInterval(this.pinTimer);
+    this.pinTimer = undefined;
     this.usageLines.close();
     this.stateLines.close();
   }

@@ -45,6 +45,7 @@ export interface StateLineFamilies {
 export const AHEAD_PASS_MS = 1000;
 const AHEAD_SLICE_MS = 4;
 const AHEAD_DUTY = 20;
+const AHEAD_RETRY_MS = 60_000;
 
 /** With more of the blocks than this share stale, a refresh groups the whole store in one walk instead of reading node by node. */
 const REGROUP_SHARE = 0.5;
@@ -189,9 +190,11 @@ export class StateLines {
           // deploy of 100,000 pods changes most blocks every second; scrapes render what is left).
           if (this.active) this.schedule(Math.max(AHEAD_PASS_MS, AHEAD_DUTY * workMs));
         },
-        // A render that throws would throw in the scrape too (the route answers it); here it only
-        // stops rendering ahead, and the scrapes render as without it.
-        () => (this.renderAhead = false),
+        // A render that throws would throw in the scrape too (the route answers it); here the
+        // scrapes render as without the pass, which tries again a minute later.
+        () => {
+          if (this.active) this.schedule(AHEAD_RETRY_MS);
+        },
       );
     }, delayMs);
     this.ahead.unref();
