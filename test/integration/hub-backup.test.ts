@@ -121,9 +121,11 @@ describe('hub backup and restore, etcd', () => {
   afterAll(() => etcd?.close());
 
   it('snapshots etcd while the hub runs; a member restored from the snapshot serves a hub with the same objects, at a higher leader epoch than any before', async () => {
-    etcd = await EtcdCluster.start(1);
+    // A three-member cluster (the snapshot comes from one member; the rebuild restores one from it,
+    // as docs/backup.md's disaster recovery does).
+    etcd = await EtcdCluster.start(3);
     const d = join(root, 'e');
-    const storeFlag = `etcd://${etcd.endpoints[0]!.replace('http://', '')}`;
+    const storeFlag = `etcd://${etcd.endpoints.map((e) => e.replace('http://', '')).join(',')}`;
     const hub = await startHub(d, ['--store', storeFlag, '--leader-ttl', '2s'], { ORCHARD_HA_SECRET: 'backup-test-secret-0123456789' });
     const admin = readToken(d);
     expect((await request(hub.server, 'POST', '/api/v1/apply', { token: admin, ca: hub.ca(), body: DEPLOYMENT })).status).toBe(200);

@@ -35,7 +35,8 @@ describe('hub processes on etcd: leader, standby, failover', () => {
   // dist/ first, then etcd; after hooks run in reverse (vitest's sequence.hooks 'stack'): the hubs
   // are killed before etcd closes.
   beforeAll(() => ensureBuilt(), 60_000);
-  const cluster = useEtcdCluster({ startTimeoutMs: 60_000 });
+  // Three members, as issue 19's tests ask: the hubs are given every member (etcd://A,B,C).
+  const cluster = useEtcdCluster({ size: 3, startTimeoutMs: 60_000 });
   afterAll(async () => {
     for (const h of hubs) await h.kill9();
     rmSync(root, { recursive: true, force: true });
@@ -57,7 +58,7 @@ describe('hub processes on etcd: leader, standby, failover', () => {
         String(mqtt),
         '--no-cli-config',
         '--store',
-        `etcd://${cluster.etcd.endpoints[0]!.replace('http://', '')}`,
+        `etcd://${cluster.etcd.endpoints.map((e) => e.replace('http://', '')).join(',')}`,
         '--leader-ttl',
         `${TTL_S}s`,
       ],

@@ -477,9 +477,10 @@ describe('hub group on etcd: fencing and failover with agents', () => {
       if (r.status !== 200) failures.push(`read ${n}: ${r.status} ${JSON.stringify(r.body)}`);
     }
     expect(failures).toEqual([]);
-    // A write the dead raft leader dropped waits out the hub's etcd request timeout (5 s) and goes
-    // to the next member: slow, never refused, and under the API's own 10 s ERR_TIMEOUT.
-    expect(Math.max(...writes)).toBeLessThan(10_000);
+    // The hub's etcd client waits for the next member to name another leader before it sends there
+    // (etcd-client.ts leaderOtherThan): before that, a write the dead raft leader's followers still
+    // forwarded to it was dropped and waited out the whole 5 s request timeout (5.1 s in every run).
+    expect(Math.max(...writes)).toBeLessThan(4_000);
     // Every write reached etcd (the last one included), through the members left.
     await waitFor(
       'the last write in etcd',

@@ -202,6 +202,8 @@ export class EtcdClient {
   private readonly httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 16 });
   private readonly httpsAgent: HttpsAgent;
   private readonly timeoutMs: number;
+  /** Each endpoint's member id, from its answers' headers (callAny: which member a broken connection was). */
+  private readonly memberIds = new Map<string, string>();
   private token: string | undefined;
   private closed = false;
   private readonly watches = new Set<Watch>();
@@ -404,18 +406,47 @@ export class EtcdClient {
 
   private async callAny(path: string, body: unknown, timeoutMs = this.timeoutMs): Promise<unknown> {
     let last: unknown;
+    /** The member whose connection just broke (killed, or its host gone), when its id is known. */
+    let lost: string | undefined;
     for (let i = 0; i < this.endpoints.length; i++) {
       const idx = (this.current + i) % this.endpoints.length;
+      const base = this.endpoints[idx]!;
+      // At most half the request's own time (a lease keep-alive's is a third of the TTL).
+      if (lost !== undefined) await this.leaderOtherThan(base, lost, Math.min(LEADER_WAIT_MS, timeoutMs / 2));
       try {
-        const r = await this.once(this.endpoints[idx]!, path, body, timeoutMs);
+        const r = await this.once(base, path, body, timeoutMs);
         this.current = idx;
+        const id = (r as { header?: { member_id?: unknown } } | null)?.header?.member_id;
+        if (typeof id === 'string') this.memberIds.set(base.href, id);
         return r;
       } catch (e) {
         last = e;
         if (e instanceof EtcdAnswer && !e.retryElsewhere) throw etcdError(e.message);
+        lost = connectionLost(e) ? this.memberIds.get(base.href) : undefined;
       }
     }
     throw etcdError(`no endpoint answered ${path}: ${last instanceof Error ? last.message : String(last)}`, last);
+  }
+
+  /**
+   * Before a request goes to `base` because the member `lost` just dropped its connection: waits
+   * (≤ `waitMs`, polling `base`'s status) until `base` names a leader other than `lost`. If
+   * `lost` was raft's leader, `base` still forwards proposals to it until its election timeout, and
+   * then has no leader until one is elected: a write sent meanwhile is dropped and waits out the
+   * whole request timeout (a write took 5.1 s in every run of the member-kill test before this).
+   * Any error of the status call ends the wait: the request itself says what is wrong.
+   */
+  private async leaderOtherThan(base: URL, lost: string, waitMs: number): Promise<void> {
+    const until = Date.now() + waitMs;
+    while (Date.now() < until && !this.closed) {
+      try {
+        const s = StatusSchema.parse(await this.once(base, '/v3/maintenance/status', {}, LEADER_POLL_TIMEOUT_MS));
+        if (s.leader !== undefined && s.leader !== '0' && s.leader !== lost) return;
+      } catch {
+        return;
+      }
+      await new Promise((r) => setTimeout(r, LEADER_POLL_MS));
+    }
   }
 
   private once(base: URL, path: string, body: unknown, timeoutMs = this.timeoutMs): Promise<unknown> {
@@ -572,6 +603,17 @@ export function plainAnswer(status: number, text: string): string {
 }
 
 /** An HTTP answer from a member; `retryElsewhere` when another member might do better. */
+/** After a member's connection broke: how long to wait for the next one to name another leader, and how. */
+const LEADER_WAIT_MS = 3_000;
+const LEADER_POLL_MS = 100;
+const LEADER_POLL_TIMEOUT_MS = 500;
+
+/** A connection that broke or was refused (the member's process or host is gone), not an answer or a timeout. */
+function connectionLost(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  return code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EPIPE' || (e instanceof Error && /socket hang up/.test(e.message));
+}
+
 class EtcdAnswer extends Error {
   constructor(
     message: string,
