@@ -325,7 +325,8 @@ export class EtcdStore extends BaseStore {
           reject(
             new OrchardError(
               'ERR_TIMEOUT',
-              `etcd did not confirm the write within ${timeoutMs} ms (is a quorum of members up?); it is applied on this hub and will be written when etcd answers`,
+              `etcd did not confirm the write within ${timeoutMs} ms (is a quorum of members up?); it is applied on this hub ` +
+                'and reaches etcd if etcd answers before this hub stops leading: its outcome is unknown',
             ),
           );
         }, timeoutMs);

@@ -47,7 +47,7 @@ export async function applyAll(
 ): Promise<{ retries: number; unconfirmed: number }> {
   let retries = 0;
   // Requests the hub applied but whose durability barrier (etcd) timed out: 504 ERR_TIMEOUT says
-  // "it is applied on this hub and will be written when etcd answers". Sending them again would
+  // "it is applied on this hub and reaches etcd if etcd answers before this hub stops leading". Sending them again would
   // only queue behind the same backlog; the deploy phase then measures when pods really run.
   let unconfirmed = 0;
   for (let i = 0; i < docs.length; i += MAX_APPLY_DOCUMENTS) {
