@@ -406,26 +406,46 @@ export class EtcdClient {
 
   private async callAny(path: string, body: unknown, timeoutMs = this.timeoutMs): Promise<unknown> {
     let last: unknown;
-    /** The member whose connection just broke (killed, or its host gone), when its id is known. */
+    /** The member whose process just went away (its port refuses connections), when its id is known. */
     let lost: string | undefined;
+    // A lease keep-alive is not a proposal: etcd's LeaseRenew finds the new leader itself, and the
+    // keep-alive's short timeout (a third of the TTL) is the election's to spend.
+    const waits = path !== '/v3/lease/keepalive';
     for (let i = 0; i < this.endpoints.length; i++) {
       const idx = (this.current + i) % this.endpoints.length;
       const base = this.endpoints[idx]!;
-      // At most half the request's own time (a lease keep-alive's is a third of the TTL).
-      if (lost !== undefined) await this.leaderOtherThan(base, lost, Math.min(LEADER_WAIT_MS, timeoutMs / 2));
+      // At most half the request's own time.
+      if (lost !== undefined && waits) await this.leaderOtherThan(base, lost, Math.min(LEADER_WAIT_MS, timeoutMs / 2));
+      if (this.closed) throw etcdError('client closed');
       try {
-        const r = await this.once(base, path, body, timeoutMs);
-        this.current = idx;
-        const id = (r as { header?: { member_id?: unknown } } | null)?.header?.member_id;
-        if (typeof id === 'string') this.memberIds.set(base.href, id);
-        return r;
+        return this.answered(idx, await this.once(base, path, body, timeoutMs));
       } catch (e) {
         last = e;
         if (e instanceof EtcdAnswer && !e.retryElsewhere) throw etcdError(e.message);
-        lost = connectionLost(e) ? this.memberIds.get(base.href) : undefined;
+        lost = undefined;
+        if (!connectionBroke(e)) continue;
+        // A reset can be an idle keep-alive socket closed by a live member: once more, and only a
+        // second failure says the member is gone.
+        try {
+          return this.answered(idx, await this.once(base, path, body, timeoutMs));
+        } catch (again) {
+          last = again;
+          if (again instanceof EtcdAnswer && !again.retryElsewhere) throw etcdError(again.message);
+          // Refused, or broken again (another pooled socket to the same dead process): gone.
+          if (connectionBroke(again)) lost = this.memberIds.get(base.href);
+        }
       }
     }
     throw etcdError(`no endpoint answered ${path}: ${last instanceof Error ? last.message : String(last)}`, last);
+  }
+
+  /** An answer from endpoint `idx`: it becomes the current one, and its member id is noted (callAny). */
+  private answered(idx: number, r: unknown): unknown {
+    this.current = idx;
+    const o = r as { header?: { member_id?: unknown }; result?: { header?: { member_id?: unknown } } } | null;
+    const id = o?.header?.member_id ?? o?.result?.header?.member_id;
+    if (typeof id === 'string') this.memberIds.set(this.endpoints[idx]!.href, id);
+    return r;
   }
 
   /**
@@ -445,7 +465,7 @@ export class EtcdClient {
       } catch {
         return;
       }
-      await new Promise((r) => setTimeout(r, LEADER_POLL_MS));
+      await new Promise((r) => setTimeout(r, LEADER_POLL_MS).unref());
     }
   }
 
@@ -602,18 +622,29 @@ export function plainAnswer(status: number, text: string): string {
   return `HTTP ${status}: ${text.slice(0, 200)}`;
 }
 
-/** An HTTP answer from a member; `retryElsewhere` when another member might do better. */
-/** After a member's connection broke: how long to wait for the next one to name another leader, and how. */
+/** After a member's process went away: how long to wait for the next one to name another leader, and how. */
 const LEADER_WAIT_MS = 3_000;
 const LEADER_POLL_MS = 100;
 const LEADER_POLL_TIMEOUT_MS = 500;
 
-/** A connection that broke or was refused (the member's process or host is gone), not an answer or a timeout. */
-function connectionLost(e: unknown): boolean {
-  const code = (e as { code?: unknown } | null)?.code;
-  return code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EPIPE' || (e instanceof Error && /socket hang up/.test(e.message));
+/** A connection refused or broken (a member's process killed, or an idle socket closed), not an answer or a timeout. */
+function connectionBroke(e: unknown): boolean {
+  return (
+    connectionRefused(e) ||
+    ['ECONNRESET', 'EPIPE'].includes(String((e as { code?: unknown } | null)?.code)) ||
+    (e instanceof Error && /socket hang up/.test(e.message))
+  );
 }
 
+/**
+ * Refused: nothing listens on the member's port, its process is gone. (A host that is down or cut
+ * off gives a timeout instead, and no wait: that case still costs a request timeout.)
+ */
+function connectionRefused(e: unknown): boolean {
+  return (e as { code?: unknown } | null)?.code === 'ECONNREFUSED';
+}
+
+/** An HTTP answer from a member; `retryElsewhere` when another member might do better. */
 class EtcdAnswer extends Error {
   constructor(
     message: string,
