@@ -382,6 +382,11 @@ describe('hub group on etcd: fencing and failover with agents', () => {
       return (JSON.parse(kv!.value.toString()) as { spec: { replicas: number } }).spec.replicas;
     };
 
+    // A viewer token that leaks: its revocation must work during the outage too (WRITE_GATE_EXEMPT).
+    const leaked = (await g.api(a, 'POST', '/api/v1/tokens', { role: 'viewer', name: 'leaked' })).body as { token: string; id: string };
+    const asLeaked = (): Promise<{ status: number }> => request(a.server, 'GET', '/api/v1/deployments', { token: leaked.token, ca: g.ca });
+    expect((await asLeaked()).status).toBe(200);
+
     g.etcd.kill(2);
     const one = await g.api(a, 'POST', '/api/v1/deployments/web/scale', { replicas: 3 });
     expect(one.status, JSON.stringify(one.body)).toBe(200);
@@ -414,6 +419,10 @@ describe('hub group on etcd: fencing and failover with agents', () => {
     } finally {
       mq.close();
     }
+    // Revoking is not refused (the credential is cut on this hub at once; its copy in etcd waits).
+    const revoked = await g.api(a, 'DELETE', `/api/v1/tokens/${leaked.id}`, undefined, 60_000);
+    expect(revoked.status, JSON.stringify(revoked.body)).not.toBe(503);
+    expect((await asLeaked()).status).toBe(401);
     // Reads are served from the hub's memory; the agent's workloads run on.
     const read = await g.api(a, 'GET', '/api/v1/deployments/web');
     expect(read.status).toBe(200);
