@@ -26,7 +26,7 @@ import { PodUsageTracker, samplesByPod } from './pod-usage.js';
 import { NodeUsageTracker, type NodeUsageRule } from './node-usage.js';
 import type { HostProbe } from './reporter.js';
 import { SystemProbe } from './reporter.js';
-import type { ContainerRuntime } from './runtime/runtime.js';
+import { withDeadline, type ContainerRuntime } from './runtime/runtime.js';
 import { probeStorage } from './storage/storage-probe.js';
 import { VolumeManager } from './storage/volume-manager.js';
 import { VolumeReporter } from './storage/volume-report.js';
@@ -540,12 +540,16 @@ export class Agent {
 
   /** Per-container usage of running own containers, change-only; nothing when the runtime cannot measure. */
   private async podUsageFields(): Promise<PodUsageFields> {
-    if (this.runtime.containerUsage === undefined) return {};
+    const containerUsage = this.runtime.containerUsage?.bind(this.runtime);
+    if (containerUsage === undefined) return {};
     const running = this.reconciler.listed.filter((c) => c.state === 'running');
     try {
-      const usage = await this.runtime.containerUsage(
-        running.map((c) => c.id),
-        AbortSignal.timeout(5_000),
+      // A deadline that ends with the read (an AbortSignal.timeout here fired 5 s after every heartbeat).
+      const usage = await withDeadline(undefined, 5_000, (signal) =>
+        containerUsage(
+          running.map((c) => c.id),
+          signal,
+        ),
       );
       return this.podUsage.next(samplesByPod(running, usage), this.clock.now());
     } catch (err) {

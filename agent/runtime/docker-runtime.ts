@@ -24,9 +24,9 @@ import { CgroupUsageReader, workingSet } from './cgroup-usage.js';
 import { DemuxParser, DockerDemux, RawOutput } from './demux.js';
 import { duBytes, engineMounts } from './docker-volumes.js';
 import { registryHost } from '../images/pull-auth.js';
-import { EXEC_OUTPUT_LIMIT, LABELS, boundedSignal, normalizeArch, raceAbort } from './runtime.js';
+import { EXEC_OUTPUT_LIMIT, LABELS, normalizeArch, raceAbort, withDeadline } from './runtime.js';
 import { namedRegistryHost } from '../images/pull-auth.js';
-import { EngineApi, abortError, eachLine, engineEndpoint, engineStatus, pathName } from './engine-api.js';
+import { EngineApi, abortError, eachLine, engineEndpoint, engineStatus, pathName, type CallOptions } from './engine-api.js';
 
 /**
  * ContainerRuntime over the Docker Engine API (engine-api.ts, a small client over `node:http`).
@@ -183,30 +183,36 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   async info(signal?: AbortSignal): Promise<EngineInfo> {
-    const abortSignal = boundedSignal(signal, this.timeoutMs);
-    try {
-      const [info, version] = await this.infoAndVersion(abortSignal);
-      const components = (version as { Components?: Array<{ Name?: string }> }).Components ?? [];
-      const name = components.some((c) => /podman/i.test(c.Name ?? '')) ? 'podman' : 'docker';
-      const rawArch = String(info.Architecture ?? version.Arch ?? '');
-      // The engine's own arch string (version().Arch is Go's GOARCH) wins over the kernel's.
-      const arch = normalizeArch(String(version.Arch ?? '')) ?? normalizeArch(rawArch);
-      if (arch === undefined) throw new OrchardError('ERR_RUNTIME', `unsupported engine architecture ${version.Arch}/${rawArch}`);
-      return {
-        name,
-        version: String(version.Version ?? info.ServerVersion ?? ''),
-        apiVersion: String(version.ApiVersion ?? ''),
-        arch,
-        rawArch,
-        os: String(info.OperatingSystem ?? info.OSType ?? version.Os ?? ''),
-        memoryLimit: info.MemoryLimit === true,
-        cpuLimit: info.CpuCfsQuota === true && info.CpuCfsPeriod === true,
-        ncpu: Number(info.NCPU ?? 1),
-        memTotal: Number(info.MemTotal ?? 0),
-      };
-    } catch (err) {
-      throw wrap(err, 'engine info');
-    }
+    return withDeadline(signal, this.timeoutMs, async (abortSignal) => {
+      try {
+        const [info, version] = await this.infoAndVersion(abortSignal);
+        const components = (version as { Components?: Array<{ Name?: string }> }).Components ?? [];
+        const name = components.some((c) => /podman/i.test(c.Name ?? '')) ? 'podman' : 'docker';
+        const rawArch = String(info.Architecture ?? version.Arch ?? '');
+        // The engine's own arch string (version().Arch is Go's GOARCH) wins over the kernel's.
+        const arch = normalizeArch(String(version.Arch ?? '')) ?? normalizeArch(rawArch);
+        if (arch === undefined) throw new OrchardError('ERR_RUNTIME', `unsupported engine architecture ${version.Arch}/${rawArch}`);
+        return {
+          name,
+          version: String(version.Version ?? info.ServerVersion ?? ''),
+          apiVersion: String(version.ApiVersion ?? ''),
+          arch,
+          rawArch,
+          os: String(info.OperatingSystem ?? info.OSType ?? version.Os ?? ''),
+          memoryLimit: info.MemoryLimit === true,
+          cpuLimit: info.CpuCfsQuota === true && info.CpuCfsPeriod === true,
+          ncpu: Number(info.NCPU ?? 1),
+          memTotal: Number(info.MemTotal ?? 0),
+        };
+      } catch (err) {
+        throw wrap(err, 'engine info');
+      }
+    });
+  }
+
+  /** One engine JSON call within `ms` (and the caller's signal); its deadline ends with the call. */
+  private call<T>(method: string, path: string, opts: CallOptions, ms = this.timeoutMs): Promise<T> {
+    return withDeadline(opts.signal, ms, (signal) => this.engine.json<T>(method, path, { ...opts, signal }));
   }
 
   private infoAndVersion(signal: AbortSignal): Promise<[EngineRecord, EngineRecord]> {
@@ -214,49 +220,50 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   async listContainers(node: string, signal?: AbortSignal): Promise<RuntimeContainer[]> {
-    const abortSignal = boundedSignal(signal, this.timeoutMs);
-    let list: ContainerSummary[];
-    try {
-      list = await this.engine.json<ContainerSummary[]>('GET', '/containers/json', {
-        query: { all: true, filters: { label: [`${LABELS.node}=${node}`] } },
-        signal: abortSignal,
-      });
-    } catch (err) {
-      throw wrap(err, 'list containers');
-    }
-    const seen = new Set<string>();
-    const slots: Array<RuntimeContainer | undefined> = [];
-    const stale: Array<{ index: number; id: string; state: string }> = [];
-    for (const c of list) {
-      // The engine filtered by label already; this guards a Podman that ignores filters.
-      if (c.Labels?.[LABELS.node] !== node) continue;
-      seen.add(c.Id);
-      const cached = this.inspectCache.get(c.Id);
-      if (cached !== undefined && cached.state === c.State) {
-        slots.push(cached.view);
-        continue;
+    return withDeadline(signal, this.timeoutMs, async (abortSignal) => {
+      let list: ContainerSummary[];
+      try {
+        list = await this.engine.json<ContainerSummary[]>('GET', '/containers/json', {
+          query: { all: true, filters: { label: [`${LABELS.node}=${node}`] } },
+          signal: abortSignal,
+        });
+      } catch (err) {
+        throw wrap(err, 'list containers');
       }
-      stale.push({ index: slots.length, id: c.Id, state: c.State });
-      slots.push(undefined);
-    }
-    // Inspect changed containers a few at a time: after a burst of starts, one by one would
-    // delay the observed report by a round trip per container.
-    for (let i = 0; i < stale.length; i += 8) {
-      await Promise.all(
-        stale.slice(i, i + 8).map(async ({ index, id, state }) => {
-          const view = await this.inspect(id, abortSignal);
-          if (view === undefined) return; // removed between list and inspect
-          this.inspectCache.set(id, { state, view });
-          slots[index] = view;
-        }),
-      );
-    }
-    const out = slots.filter((v): v is RuntimeContainer => v !== undefined);
-    for (const id of this.inspectCache.keys()) {
-      const v = this.inspectCache.get(id);
-      if (v !== undefined && v.view.labels[LABELS.node] === node && !seen.has(id)) this.inspectCache.delete(id);
-    }
-    return out;
+      const seen = new Set<string>();
+      const slots: Array<RuntimeContainer | undefined> = [];
+      const stale: Array<{ index: number; id: string; state: string }> = [];
+      for (const c of list) {
+        // The engine filtered by label already; this guards a Podman that ignores filters.
+        if (c.Labels?.[LABELS.node] !== node) continue;
+        seen.add(c.Id);
+        const cached = this.inspectCache.get(c.Id);
+        if (cached !== undefined && cached.state === c.State) {
+          slots.push(cached.view);
+          continue;
+        }
+        stale.push({ index: slots.length, id: c.Id, state: c.State });
+        slots.push(undefined);
+      }
+      // Inspect changed containers a few at a time: after a burst of starts, one by one would
+      // delay the observed report by a round trip per container.
+      for (let i = 0; i < stale.length; i += 8) {
+        await Promise.all(
+          stale.slice(i, i + 8).map(async ({ index, id, state }) => {
+            const view = await this.inspect(id, abortSignal);
+            if (view === undefined) return; // removed between list and inspect
+            this.inspectCache.set(id, { state, view });
+            slots[index] = view;
+          }),
+        );
+      }
+      const out = slots.filter((v): v is RuntimeContainer => v !== undefined);
+      for (const id of this.inspectCache.keys()) {
+        const v = this.inspectCache.get(id);
+        if (v !== undefined && v.view.labels[LABELS.node] === node && !seen.has(id)) this.inspectCache.delete(id);
+      }
+      return out;
+    });
   }
 
   private async inspect(id: string, abortSignal: AbortSignal): Promise<RuntimeContainer | undefined> {
@@ -294,32 +301,33 @@ export class DockerRuntime implements ContainerRuntime {
     const ref = withDefaultTag(image);
     if (policy !== 'Always') {
       try {
-        await this.engine.json('GET', `/images/${pathName(ref)}/json`, { signal: boundedSignal(signal, this.timeoutMs) });
+        await this.call('GET', `/images/${pathName(ref)}/json`, { signal });
         return;
       } catch (err) {
         if (!isStatus(err, 404)) throw wrap(err, `inspect image ${ref}`);
       }
       if (policy === 'Never') throw new OrchardError('ERR_IMAGE_PULL', `image ${image} is not present and imagePullPolicy is Never`);
     }
-    const abortSignal = boundedSignal(signal, this.pullTimeoutMs);
-    try {
-      // The node's own platform, so a multi-arch image resolves to what this device runs.
-      const headers: Record<string, string> = {};
-      if (opts.auth !== undefined) {
-        const auth = { username: opts.auth.username, password: opts.auth.password, serveraddress: opts.auth.server ?? registryHost(ref) };
-        // URL-safe base64 *with* padding: the engine decodes it with Go's base64.URLEncoding, which
-        // needs the '=' (unpadded, 20.10 pulled anonymously and newer engines refuse the header).
-        headers['X-Registry-Auth'] = Buffer.from(JSON.stringify(auth)).toString('base64').replace(/\+/g, '-').replace(/\//g, '_');
+    return withDeadline(signal, this.pullTimeoutMs, async (abortSignal) => {
+      try {
+        // The node's own platform, so a multi-arch image resolves to what this device runs.
+        const headers: Record<string, string> = {};
+        if (opts.auth !== undefined) {
+          const auth = { username: opts.auth.username, password: opts.auth.password, serveraddress: opts.auth.server ?? registryHost(ref) };
+          // URL-safe base64 *with* padding: the engine decodes it with Go's base64.URLEncoding, which
+          // needs the '=' (unpadded, 20.10 pulled anonymously and newer engines refuse the header).
+          headers['X-Registry-Auth'] = Buffer.from(JSON.stringify(auth)).toString('base64').replace(/\+/g, '-').replace(/\//g, '_');
+        }
+        const stream = await this.engine.stream('POST', '/images/create', {
+          query: { fromImage: ref, platform: await this.platform(abortSignal) },
+          headers,
+          signal: abortSignal,
+        });
+        await this.followPull(stream, abortSignal, opts.onProgress);
+      } catch (err) {
+        throw wrap(err, `pull ${ref}`, 'ERR_IMAGE_PULL');
       }
-      const stream = await this.engine.stream('POST', '/images/create', {
-        query: { fromImage: ref, platform: await this.platform(abortSignal) },
-        headers,
-        signal: abortSignal,
-      });
-      await this.followPull(stream, abortSignal, opts.onProgress);
-    } catch (err) {
-      throw wrap(err, `pull ${ref}`, 'ERR_IMAGE_PULL');
-    }
+    });
   }
 
   /**
@@ -401,7 +409,7 @@ export class DockerRuntime implements ContainerRuntime {
   async imageUser(image: string, signal?: AbortSignal): Promise<string> {
     const ref = withDefaultTag(image);
     try {
-      const i = await this.engine.json<ImageInspect>('GET', `/images/${pathName(ref)}/json`, { signal: boundedSignal(signal, this.timeoutMs) });
+      const i = await this.call<ImageInspect>('GET', `/images/${pathName(ref)}/json`, { signal });
       return i.Config?.User ?? '';
     } catch (err) {
       throw wrap(err, `inspect image ${ref}`);
@@ -410,9 +418,7 @@ export class DockerRuntime implements ContainerRuntime {
 
   async listImages(signal?: AbortSignal): Promise<RuntimeImage[]> {
     try {
-      const list = await this.engine.json<Array<{ Id: string; RepoTags?: string[] | null; Created: number; Size: number }>>('GET', '/images/json', {
-        signal: boundedSignal(signal, this.timeoutMs),
-      });
+      const list = await this.call<Array<{ Id: string; RepoTags?: string[] | null; Created: number; Size: number }>>('GET', '/images/json', { signal });
       return list.map((i) => ({ id: i.Id, tags: (i.RepoTags ?? []).filter((t) => t !== '<none>:<none>'), createdAt: i.Created * 1000, sizeBytes: i.Size }));
     } catch (err) {
       throw wrap(err, 'list images');
@@ -426,7 +432,7 @@ export class DockerRuntime implements ContainerRuntime {
       if (tags.length === 0) continue;
       let i: ImageInspect;
       try {
-        i = await this.engine.json<ImageInspect>('GET', `/images/${pathName(img.id)}/json`, { signal: boundedSignal(signal, this.timeoutMs) });
+        i = await this.call<ImageInspect>('GET', `/images/${pathName(img.id)}/json`, { signal });
       } catch {
         continue; // removed meanwhile
       }
@@ -442,7 +448,7 @@ export class DockerRuntime implements ContainerRuntime {
 
   async removeImage(ref: string, signal?: AbortSignal): Promise<void> {
     try {
-      await this.engine.json('DELETE', `/images/${pathName(ref)}`, { query: { force: false }, signal: boundedSignal(signal, this.timeoutMs) });
+      await this.call('DELETE', `/images/${pathName(ref)}`, { query: { force: false }, signal });
     } catch (err) {
       if (isStatus(err, 404)) return;
       throw wrap(err, `remove image ${ref}`);
@@ -451,7 +457,7 @@ export class DockerRuntime implements ContainerRuntime {
 
   async dataRoot(signal?: AbortSignal): Promise<string | undefined> {
     try {
-      const i = await this.engine.json<{ DockerRootDir?: string }>('GET', '/info', { signal: boundedSignal(signal, this.timeoutMs) });
+      const i = await this.call<{ DockerRootDir?: string }>('GET', '/info', { signal });
       return i.DockerRootDir;
     } catch {
       return undefined;
@@ -460,9 +466,9 @@ export class DockerRuntime implements ContainerRuntime {
 
   async imagesInUse(signal?: AbortSignal): Promise<Set<string>> {
     try {
-      const list = await this.engine.json<ContainerSummary[]>('GET', '/containers/json', {
+      const list = await this.call<ContainerSummary[]>('GET', '/containers/json', {
         query: { all: true },
-        signal: boundedSignal(signal, this.timeoutMs),
+        signal,
       });
       return new Set(list.flatMap((c) => [c.Image, c.ImageID, withDefaultTag(c.Image)]));
     } catch (err) {
@@ -517,10 +523,10 @@ export class DockerRuntime implements ContainerRuntime {
     if (spec.workingDir !== undefined) body['WorkingDir'] = spec.workingDir;
     if (spec.user !== undefined) body['User'] = spec.user;
     try {
-      const c = await this.engine.json<{ Id: string }>('POST', '/containers/create', {
+      const c = await this.call<{ Id: string }>('POST', '/containers/create', {
         query: { name: spec.name },
         body,
-        signal: boundedSignal(signal, this.timeoutMs),
+        signal,
       });
       return c.Id;
     } catch (err) {
@@ -531,7 +537,7 @@ export class DockerRuntime implements ContainerRuntime {
   async start(id: string, signal?: AbortSignal): Promise<void> {
     this.inspectCache.delete(id);
     try {
-      await this.engine.json('POST', `/containers/${pathName(id)}/start`, { signal: boundedSignal(signal, this.timeoutMs) });
+      await this.call('POST', `/containers/${pathName(id)}/start`, { signal });
     } catch (err) {
       if (isStatus(err, 304)) return; // already running
       throw wrap(err, `start ${id.slice(0, 12)}`);
@@ -541,10 +547,15 @@ export class DockerRuntime implements ContainerRuntime {
   async stop(id: string, graceSeconds: number, signal?: AbortSignal): Promise<void> {
     this.inspectCache.delete(id);
     try {
-      await this.engine.json('POST', `/containers/${pathName(id)}/stop`, {
-        query: { t: graceSeconds },
-        signal: boundedSignal(signal, graceSeconds * 1000 + this.timeoutMs),
-      });
+      await this.call(
+        'POST',
+        `/containers/${pathName(id)}/stop`,
+        {
+          query: { t: graceSeconds },
+          signal,
+        },
+        graceSeconds * 1000 + this.timeoutMs,
+      );
     } catch (err) {
       if (isStatus(err, 304, 404)) return; // already stopped / gone
       throw wrap(err, `stop ${id.slice(0, 12)}`);
@@ -554,7 +565,7 @@ export class DockerRuntime implements ContainerRuntime {
   async remove(id: string, signal?: AbortSignal): Promise<void> {
     this.inspectCache.delete(id);
     try {
-      await this.engine.json('DELETE', `/containers/${pathName(id)}`, { query: { force: true, v: true }, signal: boundedSignal(signal, this.timeoutMs) });
+      await this.call('DELETE', `/containers/${pathName(id)}`, { query: { force: true, v: true }, signal });
     } catch (err) {
       if (isStatus(err, 404)) return;
       if (isStatus(err, 409) && /already in progress/.test(engineMessage(err))) return;
@@ -646,12 +657,11 @@ export class DockerRuntime implements ContainerRuntime {
     await Promise.all(
       missing.map(async (id) => {
         try {
-          const abortSignal = boundedSignal(signal, 5_000);
           // 'one-shot' (API ≥ 1.41): no second sample, no 1 s wait.
-          const st = await this.engine.json<{
+          const st = await this.call<{
             cpu_stats: { cpu_usage: { total_usage: number } };
             memory_stats: { usage?: number; stats?: Record<string, number | undefined> };
-          }>('GET', `/containers/${pathName(id)}/stats`, { query: { stream: false, 'one-shot': true }, signal: abortSignal });
+          }>('GET', `/containers/${pathName(id)}/stats`, { query: { stream: false, 'one-shot': true }, signal }, 5_000);
           const mem = st.memory_stats;
           const stats = mem.stats;
           out.set(id, {
@@ -667,23 +677,24 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   async exec(id: string, command: string[], signal?: AbortSignal): Promise<ExecResult> {
-    const abortSignal = boundedSignal(signal, this.timeoutMs);
-    let stream: Duplex | undefined;
-    try {
-      const exec = await this.createExec(id, { Cmd: command, AttachStdout: true, AttachStderr: true }, abortSignal);
-      stream = await this.engine.hijack(`/exec/${exec}/start`, { Detach: false, Tty: false }, { signal: abortSignal });
-      const output = await raceAbort(this.drain(stream), abortSignal);
-      // The stream ends when the process exits; the engine may need a moment to record the code.
-      for (let i = 0; ; i++) {
-        const info = await this.engine.json<ExecInspect>('GET', `/exec/${exec}/json`, { signal: abortSignal });
-        if (!info.Running && info.ExitCode !== null) return { exitCode: info.ExitCode, output };
-        if (i >= 20) throw new OrchardError('ERR_RUNTIME', `exec in ${id.slice(0, 12)}: no exit code after the output ended`);
-        await raceAbort(new Promise((r) => setTimeout(r, 25)), abortSignal);
+    return withDeadline(signal, this.timeoutMs, async (abortSignal) => {
+      let stream: Duplex | undefined;
+      try {
+        const exec = await this.createExec(id, { Cmd: command, AttachStdout: true, AttachStderr: true }, abortSignal);
+        stream = await this.engine.hijack(`/exec/${exec}/start`, { Detach: false, Tty: false }, { signal: abortSignal });
+        const output = await raceAbort(this.drain(stream), abortSignal);
+        // The stream ends when the process exits; the engine may need a moment to record the code.
+        for (let i = 0; ; i++) {
+          const info = await this.engine.json<ExecInspect>('GET', `/exec/${exec}/json`, { signal: abortSignal });
+          if (!info.Running && info.ExitCode !== null) return { exitCode: info.ExitCode, output };
+          if (i >= 20) throw new OrchardError('ERR_RUNTIME', `exec in ${id.slice(0, 12)}: no exit code after the output ended`);
+          await raceAbort(new Promise((r) => setTimeout(r, 25)), abortSignal);
+        }
+      } catch (err) {
+        stream?.destroy();
+        throw wrap(err, `exec in ${id.slice(0, 12)}`);
       }
-    } catch (err) {
-      stream?.destroy();
-      throw wrap(err, `exec in ${id.slice(0, 12)}`);
-    }
+    });
   }
 
   /** Creates an exec instance; its id (hex, safe in a path). */
@@ -693,127 +704,131 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   async logs(id: string, opts: LogReadOptions, signal: AbortSignal): Promise<Readable> {
-    const abortSignal = boundedSignal(signal, this.timeoutMs);
-    const query = {
-      stdout: true,
-      stderr: true,
-      follow: opts.follow,
-      tail: opts.tail,
-      since: opts.sinceSeconds === undefined ? undefined : engineTimestamp(opts.sinceSeconds),
-      until: opts.untilSeconds === undefined ? undefined : engineTimestamp(opts.untilSeconds),
-    };
-    try {
-      // The signal bounds the wait for the engine's answer only: the stream lives as long as the
-      // reader wants (the caller destroys it).
-      const source = await this.engine.stream('GET', `/containers/${pathName(id)}/logs`, { query, signal: abortSignal });
-      const demux = new DockerDemux();
-      source.on('error', (err) => demux.destroy(err));
-      demux.on('close', () => source.destroy());
-      return source.pipe(demux);
-    } catch (err) {
-      throw wrap(err, `logs of ${id.slice(0, 12)}`);
-    }
+    return withDeadline(signal, this.timeoutMs, async (abortSignal) => {
+      const query = {
+        stdout: true,
+        stderr: true,
+        follow: opts.follow,
+        tail: opts.tail,
+        since: opts.sinceSeconds === undefined ? undefined : engineTimestamp(opts.sinceSeconds),
+        until: opts.untilSeconds === undefined ? undefined : engineTimestamp(opts.untilSeconds),
+      };
+      try {
+        // The signal bounds the wait for the engine's answer only: the stream lives as long as the
+        // reader wants (the caller destroys it).
+        const source = await this.engine.stream('GET', `/containers/${pathName(id)}/logs`, { query, signal: abortSignal });
+        const demux = new DockerDemux();
+        source.on('error', (err) => demux.destroy(err));
+        demux.on('close', () => source.destroy());
+        return source.pipe(demux);
+      } catch (err) {
+        throw wrap(err, `logs of ${id.slice(0, 12)}`);
+      }
+    });
   }
 
   async execStream(id: string, opts: ExecStreamOptions, signal: AbortSignal): Promise<ExecSession> {
-    const abortSignal = boundedSignal(signal, this.timeoutMs);
-    try {
-      const exec = await this.createExec(
-        id,
-        { Cmd: opts.command, AttachStdin: opts.stdin, AttachStdout: true, AttachStderr: true, Tty: opts.tty },
-        abortSignal,
-      );
-      const stream = await this.engine.hijack(`/exec/${exec}/start`, { Detach: false, Tty: opts.tty }, { signal: abortSignal });
-      const output = opts.tty ? new RawOutput() : new DockerDemux();
-      stream.on('error', (err) => output.destroy(err));
-      stream.pipe(output);
-      const resize = async (cols: number, rows: number): Promise<void> => {
-        await this.engine.json('POST', `/exec/${exec}/resize`, { query: { h: rows, w: cols }, signal: boundedSignal(undefined, this.timeoutMs) });
-      };
-      if (opts.tty && opts.cols !== undefined && opts.rows !== undefined) await resize(opts.cols, opts.rows).catch(() => undefined);
-      const session: ExecSession = {
-        output,
-        resize,
-        exitCode: async (sig) => {
-          for (let i = 0; ; i++) {
-            const info = await this.engine.json<ExecInspect>('GET', `/exec/${exec}/json`, sig === undefined ? {} : { signal: sig });
-            if (!info.Running && info.ExitCode !== null) return info.ExitCode;
-            if (i >= 40) throw new OrchardError('ERR_RUNTIME', `exec in ${id.slice(0, 12)}: no exit code after the output ended`);
-            await new Promise((r) => setTimeout(r, 25));
-          }
-        },
-        close: () => {
-          stream.destroy();
-          output.destroy();
-        },
-      };
-      if (opts.stdin) {
-        session.stdin = new Writable({
-          write(chunk: Buffer, _enc, done): void {
-            if (stream.write(chunk)) done();
-            else stream.once('drain', () => done());
+    return withDeadline(signal, this.timeoutMs, async (abortSignal) => {
+      try {
+        const exec = await this.createExec(
+          id,
+          { Cmd: opts.command, AttachStdin: opts.stdin, AttachStdout: true, AttachStderr: true, Tty: opts.tty },
+          abortSignal,
+        );
+        const stream = await this.engine.hijack(`/exec/${exec}/start`, { Detach: false, Tty: opts.tty }, { signal: abortSignal });
+        const output = opts.tty ? new RawOutput() : new DockerDemux();
+        stream.on('error', (err) => output.destroy(err));
+        stream.pipe(output);
+        const resize = async (cols: number, rows: number): Promise<void> => {
+          await this.call('POST', `/exec/${exec}/resize`, { query: { h: rows, w: cols } });
+        };
+        if (opts.tty && opts.cols !== undefined && opts.rows !== undefined) await resize(opts.cols, opts.rows).catch(() => undefined);
+        const session: ExecSession = {
+          output,
+          resize,
+          exitCode: async (sig) => {
+            for (let i = 0; ; i++) {
+              const info = await this.engine.json<ExecInspect>('GET', `/exec/${exec}/json`, sig === undefined ? {} : { signal: sig });
+              if (!info.Running && info.ExitCode !== null) return info.ExitCode;
+              if (i >= 40) throw new OrchardError('ERR_RUNTIME', `exec in ${id.slice(0, 12)}: no exit code after the output ended`);
+              await new Promise((r) => setTimeout(r, 25));
+            }
           },
-          final(done): void {
-            // Half-close: the process sees EOF on stdin while its output still flows.
-            stream.end();
-            done();
+          close: () => {
+            stream.destroy();
+            output.destroy();
           },
-        });
+        };
+        if (opts.stdin) {
+          session.stdin = new Writable({
+            write(chunk: Buffer, _enc, done): void {
+              if (stream.write(chunk)) done();
+              else stream.once('drain', () => done());
+            },
+            final(done): void {
+              // Half-close: the process sees EOF on stdin while its output still flows.
+              stream.end();
+              done();
+            },
+          });
+        }
+        return session;
+      } catch (err) {
+        throw wrap(err, `exec in ${id.slice(0, 12)}`);
       }
-      return session;
-    } catch (err) {
-      throw wrap(err, `exec in ${id.slice(0, 12)}`);
-    }
+    });
   }
 
   async ensureVolume(name: string, labels: Record<string, string>, signal?: AbortSignal): Promise<void> {
-    const abortSignal = boundedSignal(signal, this.timeoutMs);
-    try {
-      await this.engine.json('GET', `/volumes/${pathName(name)}`, { signal: abortSignal });
-      return;
-    } catch (err) {
-      if (!isStatus(err, 404)) throw wrap(err, `inspect volume ${name}`);
-    }
-    try {
-      await this.engine.json('POST', '/volumes/create', { body: { Name: name, Labels: labels }, signal: abortSignal });
-    } catch (err) {
-      throw wrap(err, `create volume ${name}`);
-    }
+    return withDeadline(signal, this.timeoutMs, async (abortSignal) => {
+      try {
+        await this.engine.json('GET', `/volumes/${pathName(name)}`, { signal: abortSignal });
+        return;
+      } catch (err) {
+        if (!isStatus(err, 404)) throw wrap(err, `inspect volume ${name}`);
+      }
+      try {
+        await this.engine.json('POST', '/volumes/create', { body: { Name: name, Labels: labels }, signal: abortSignal });
+      } catch (err) {
+        throw wrap(err, `create volume ${name}`);
+      }
+    });
   }
 
   async listVolumes(node: string, opts: { usage: boolean }, signal?: AbortSignal): Promise<RuntimeVolume[]> {
-    const abortSignal = boundedSignal(signal, this.timeoutMs);
-    let list: Array<{ Name: string; Labels?: Record<string, string> | null; Mountpoint?: string }>;
-    try {
-      const r = await this.engine.json<{ Volumes?: typeof list | null }>('GET', '/volumes', {
-        query: { filters: { label: [`${LABELS.node}=${node}`] } },
-        signal: abortSignal,
-      });
-      list = (r.Volumes ?? []).filter((v) => v.Labels?.[LABELS.node] === node);
-    } catch (err) {
-      throw wrap(err, 'list volumes');
-    }
-    const out: RuntimeVolume[] = list.map((v) => ({ name: v.Name, labels: v.Labels ?? {}, ...(v.Mountpoint ? { mountpoint: v.Mountpoint } : {}) }));
-    if (!opts.usage || out.length === 0) return out;
-    // `docker system df -v` knows volume sizes (UsageData); it walks every volume, so callers ask rarely.
-    try {
-      const df = await this.engine.json<{ Volumes?: Array<{ Name: string; UsageData?: { Size?: number } | null }> | null }>('GET', '/system/df', {
-        signal: abortSignal,
-      });
-      const size = new Map((df.Volumes ?? []).map((v) => [v.Name, v.UsageData?.Size ?? -1]));
-      for (const v of out) {
-        const s = size.get(v.name);
-        if (s !== undefined && s >= 0) v.usedBytes = s;
+    return withDeadline(signal, this.timeoutMs, async (abortSignal) => {
+      let list: Array<{ Name: string; Labels?: Record<string, string> | null; Mountpoint?: string }>;
+      try {
+        const r = await this.engine.json<{ Volumes?: typeof list | null }>('GET', '/volumes', {
+          query: { filters: { label: [`${LABELS.node}=${node}`] } },
+          signal: abortSignal,
+        });
+        list = (r.Volumes ?? []).filter((v) => v.Labels?.[LABELS.node] === node);
+      } catch (err) {
+        throw wrap(err, 'list volumes');
       }
-    } catch (err) {
-      this.log(`docker df failed: ${engineMessage(err)}; falling back to du`);
-    }
-    for (const v of out) {
-      if (v.usedBytes !== undefined || v.mountpoint === undefined) continue;
-      const b = await duBytes(v.mountpoint, abortSignal);
-      if (b !== undefined) v.usedBytes = b;
-    }
-    return out;
+      const out: RuntimeVolume[] = list.map((v) => ({ name: v.Name, labels: v.Labels ?? {}, ...(v.Mountpoint ? { mountpoint: v.Mountpoint } : {}) }));
+      if (!opts.usage || out.length === 0) return out;
+      // `docker system df -v` knows volume sizes (UsageData); it walks every volume, so callers ask rarely.
+      try {
+        const df = await this.engine.json<{ Volumes?: Array<{ Name: string; UsageData?: { Size?: number } | null }> | null }>('GET', '/system/df', {
+          signal: abortSignal,
+        });
+        const size = new Map((df.Volumes ?? []).map((v) => [v.Name, v.UsageData?.Size ?? -1]));
+        for (const v of out) {
+          const s = size.get(v.name);
+          if (s !== undefined && s >= 0) v.usedBytes = s;
+        }
+      } catch (err) {
+        this.log(`docker df failed: ${engineMessage(err)}; falling back to du`);
+      }
+      for (const v of out) {
+        if (v.usedBytes !== undefined || v.mountpoint === undefined) continue;
+        const b = await duBytes(v.mountpoint, abortSignal);
+        if (b !== undefined) v.usedBytes = b;
+      }
+      return out;
+    });
   }
 
   /** Demuxes a hijacked exec stream into one bounded string (stdout and stderr as they came); resolves when the stream ends. */

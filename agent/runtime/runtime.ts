@@ -309,17 +309,63 @@ export function normalizeArch(raw: string): Arch | undefined {
 }
 
 /**
- * A default timeout signal merged with the caller's, so every engine call is bounded. The merged
- * signal holds its timeout strongly: `AbortSignal.any` keeps its sources only weakly, and a
- * timeout signal nothing else references is collected with its timer (Node 20: after a GC the
- * merged signal never fired and a stalled pull hung past its deadline, review of 2026-12-05).
+ * One engine operation's deadline: `signal` aborts with a TimeoutError after `ms`, or with the
+ * caller's reason as soon as the caller's signal aborts. `end()` clears the timer: call it when
+ * the operation has settled (withDeadline does).
+ *
+ * Before 2026-12-06 every engine call merged an `AbortSignal.timeout(ms)` with the caller's signal
+ * (`AbortSignal.any`). That timer cannot be cleared: it fired 30 s after each call had long ended
+ * and built a DOMException for nobody, ≈ 8 % of an idle agent's CPU at 10 pods by an inspector
+ * profile (docs/benchmarks.md, "Eighth pass"). Here the timer ends with the call, and the timer's
+ * closure holds the controller strongly, so a pending deadline cannot be collected before it fires
+ * (`AbortSignal.any` keeps its sources weakly: the trap of the review of 2026-12-05).
  */
-export function boundedSignal(signal: AbortSignal | undefined, defaultMs: number): AbortSignal {
-  const timeout = AbortSignal.timeout(defaultMs);
-  if (signal === undefined) return timeout;
-  const merged = AbortSignal.any([signal, timeout]) as AbortSignal & { orchardTimeout?: AbortSignal };
-  merged.orchardTimeout = timeout;
-  return merged;
+export class Deadline {
+  readonly signal: AbortSignal;
+  private readonly controller = new AbortController();
+  private timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(caller: AbortSignal | undefined, ms: number) {
+    // AbortSignal.any follows the caller without adding a listener to it (a long-lived caller
+    // signal shared by many calls would pass EventTarget's 10-listener warning otherwise).
+    this.signal = caller === undefined ? this.controller.signal : AbortSignal.any([caller, this.controller.signal]);
+    if (this.signal.aborted) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.controller.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError'));
+    }, ms);
+    // As AbortSignal.timeout's: a pending engine call alone does not keep the process alive.
+    this.timer.unref();
+  }
+
+  /** Clears the timer; the signal stays as it is (aborted or not). */
+  end(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Aborts whatever still runs on the signal (an AbortError) and clears the timer. */
+  cancel(): void {
+    this.end();
+    this.controller.abort(new DOMException('The operation was aborted: the call it belonged to failed', 'AbortError'));
+  }
+}
+
+/**
+ * Runs `fn` with a Deadline's signal and ends the deadline when `fn` settles. When `fn` rejects,
+ * what still runs on the signal is cancelled: a `Promise.all` of engine calls rejects at the first
+ * failure, and its other calls must not run on without a deadline.
+ */
+export async function withDeadline<T>(caller: AbortSignal | undefined, ms: number, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const deadline = new Deadline(caller, ms);
+  try {
+    const out = await fn(deadline.signal);
+    deadline.end();
+    return out;
+  } catch (err) {
+    deadline.cancel();
+    throw err;
+  }
 }
 
 /**

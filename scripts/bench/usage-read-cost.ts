@@ -28,7 +28,7 @@ import { availableParallelism, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { CgroupUsageReader } from '../../agent/runtime/cgroup-usage.js';
 import { EngineApi, engineEndpoint, pathName } from '../../agent/runtime/engine-api.js';
-import { boundedSignal, type ContainerUsage } from '../../agent/runtime/runtime.js';
+import { withDeadline, type ContainerUsage } from '../../agent/runtime/runtime.js';
 import { wholeNumber } from './lib/flags.js';
 import { markdownTable, percentile } from './lib/stats.js';
 
@@ -140,10 +140,11 @@ const METHODS: Array<{ name: string; sample: Sampler }> = [
       await Promise.all(
         ids.map(async (id) => {
           try {
-            const st = await engine.json<{ cpu_stats: { cpu_usage: { total_usage: number } }; memory_stats: { usage?: number } }>(
-              'GET',
-              `/containers/${pathName(id)}/stats`,
-              { query: { stream: false, 'one-shot': true }, signal: boundedSignal(undefined, 5_000) },
+            const st = await withDeadline(undefined, 5_000, (signal) =>
+              engine.json<{ cpu_stats: { cpu_usage: { total_usage: number } }; memory_stats: { usage?: number } }>('GET', `/containers/${pathName(id)}/stats`, {
+                query: { stream: false, 'one-shot': true },
+                signal,
+              }),
             );
             out.set(id, { cpuSeconds: st.cpu_stats.cpu_usage.total_usage / 1e9, memoryBytes: st.memory_stats.usage ?? 0 });
           } catch {
