@@ -540,17 +540,13 @@ export class Agent {
 
   /** Per-container usage of running own containers, change-only; nothing when the runtime cannot measure. */
   private async podUsageFields(): Promise<PodUsageFields> {
-    const containerUsage = this.runtime.containerUsage?.bind(this.runtime);
-    if (containerUsage === undefined) return {};
+    const runtime = this.runtime;
+    if (runtime.containerUsage === undefined) return {};
     const running = this.reconciler.listed.filter((c) => c.state === 'running');
+    const ids = running.map((c) => c.id);
     try {
       // A deadline that ends with the read (an AbortSignal.timeout here fired 5 s after every heartbeat).
-      const usage = await withDeadline(undefined, 5_000, (signal) =>
-        containerUsage(
-          running.map((c) => c.id),
-          signal,
-        ),
-      );
+      const usage = await withDeadline(undefined, 5_000, async (signal) => (await runtime.containerUsage?.(ids, signal)) ?? new Map());
       return this.podUsage.next(samplesByPod(running, usage), this.clock.now());
     } catch (err) {
       this.log.warn('container usage sample failed', { error: err instanceof Error ? err.message : String(err) });

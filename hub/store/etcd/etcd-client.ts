@@ -627,21 +627,14 @@ const LEADER_WAIT_MS = 3_000;
 const LEADER_POLL_MS = 100;
 const LEADER_POLL_TIMEOUT_MS = 500;
 
-/** A connection refused or broken (a member's process killed, or an idle socket closed), not an answer or a timeout. */
-function connectionBroke(e: unknown): boolean {
-  return (
-    connectionRefused(e) ||
-    ['ECONNRESET', 'EPIPE'].includes(String((e as { code?: unknown } | null)?.code)) ||
-    (e instanceof Error && /socket hang up/.test(e.message))
-  );
-}
-
 /**
- * Refused: nothing listens on the member's port, its process is gone. (A host that is down or cut
- * off gives a timeout instead, and no wait: that case still costs a request timeout.)
+ * A connection refused (nothing listens on the member's port: its process is gone) or broken (a
+ * member's process killed, or an idle socket closed); not an answer or a timeout. A host that is
+ * down or cut off gives a timeout instead, and no wait: that case still costs a request timeout.
  */
-function connectionRefused(e: unknown): boolean {
-  return (e as { code?: unknown } | null)?.code === 'ECONNREFUSED';
+function connectionBroke(e: unknown): boolean {
+  const code = String((e as { code?: unknown } | null)?.code);
+  return ['ECONNREFUSED', 'ECONNRESET', 'EPIPE'].includes(code) || (e instanceof Error && /socket hang up/.test(e.message));
 }
 
 /** An HTTP answer from a member; `retryElsewhere` when another member might do better. */
